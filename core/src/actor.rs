@@ -1,0 +1,472 @@
+//! The payment-channel actor's rules, as pure functions over an in-memory channel state.
+//!
+//! This is the only implementation of these rules in paych: the devnet chain executes
+//! `UpdateChannelState`, `Settle` and `Collect` through it, and voucher validation asks it
+//! whether the chain would accept a voucher. The checks run in the actor's order and fail
+//! with the actor's exit codes ([`ActorError::exit_code`]). A failing call changes nothing.
+//!
+//! Everything the actor learns from the chain — the epoch, the channel's balance, the
+//! caller, address resolution, signature checks and the voucher's `extra` call — comes
+//! through the [`ActorEnv`] the caller provides. This module never does I/O.
+
+use std::collections::BTreeMap;
+
+use fvm_shared::address::Address;
+use fvm_shared::clock::ChainEpoch;
+use fvm_shared::crypto::signature::Signature;
+use fvm_shared::econ::TokenAmount;
+use fvm_shared::error::ExitCode;
+use fvm_shared::ActorID;
+
+use crate::types::{
+    ConstructorParams, LaneState, ModVerifyParams, UpdateChannelStateParams,
+    INIT_ACTOR_ID, MAX_LANE, MAX_SECRET_SIZE, SETTLE_DELAY,
+};
+
+/// Exit code of an `UpdateChannelState` after the channel has settled.
+pub const ERR_CHANNEL_STATE_UPDATE_AFTER_SETTLED: ExitCode = ExitCode::new(32);
+
+/// What an address resolves to, for the constructor's account check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountLookup {
+    /// An account actor with this ID.
+    Account(ActorID),
+    /// An actor with this ID that is not an account (it cannot sign vouchers).
+    NotAccount(ActorID),
+    /// No actor has this address.
+    NotFound,
+}
+
+/// What the actor sees of the chain while it runs.
+pub trait ActorEnv {
+    /// The current epoch.
+    fn epoch(&self) -> ChainEpoch;
+    /// The channel's current balance.
+    fn balance(&self) -> TokenAmount;
+    /// The immediate caller, as an ID address.
+    fn caller(&self) -> Address;
+    /// The channel's own ID address.
+    fn receiver(&self) -> Address;
+    /// The ID an address resolves to, if any actor has it.
+    fn resolve_address(&self, addr: &Address) -> Option<ActorID>;
+    /// Resolves `addr` to an account actor (creating one for an unknown key address, as
+    /// the chain does when funds are sent to it).
+    fn resolve_account(&self, addr: &Address) -> AccountLookup;
+    /// Checks `signature` over `data` against `signer` (an ID address, resolved to its key
+    /// address by the environment). The error says why it failed.
+    fn verify_signature(
+        &self,
+        signature: &Signature,
+        signer: &Address,
+        data: &[u8],
+    ) -> Result<(), String>;
+    /// Makes the voucher's `extra` call; `Err` carries the callee's non-zero exit code.
+    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExitCode>;
+}
+
+/// A payment channel's state with its lanes, as the actor sees it while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelState {
+    /// The payer (an ID address).
+    pub from: Address,
+    /// The payee (an ID address).
+    pub to: Address,
+    /// The amount redeemed so far.
+    pub to_send: TokenAmount,
+    /// The epoch at which the channel settles; 0 while not settling.
+    pub settling_at: ChainEpoch,
+    /// The lowest epoch at which the channel may settle.
+    pub min_settle_height: ChainEpoch,
+    /// The lanes that exist on chain.
+    pub lanes: BTreeMap<u64, LaneState>,
+}
+
+impl ChannelState {
+    /// A new channel between two ID addresses, with no lanes.
+    pub fn new(from: Address, to: Address) -> Self {
+        ChannelState {
+            from,
+            to,
+            to_send: TokenAmount::default(),
+            settling_at: 0,
+            min_settle_height: 0,
+            lanes: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `Settle` has been called.
+    pub fn is_settling(&self) -> bool {
+        self.settling_at != 0
+    }
+}
+
+/// Why the actor refused a call. Each variant is one of the actor's checks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActorError {
+    /// The constructor was not called by the Init actor.
+    #[error("the constructor must be called by the Init actor, not {0}")]
+    ConstructorCallerNotInit(Address),
+    /// A constructor party has no actor.
+    #[error("no actor for address {0}")]
+    PartyNotFound(Address),
+    /// A constructor party is not an account actor.
+    #[error("{0} must be an account actor")]
+    PartyNotAccount(Address),
+    /// The caller is neither `from` nor `to`.
+    #[error("caller {caller} is not a party of the channel")]
+    CallerNotParty {
+        /// The caller.
+        caller: Address,
+    },
+    /// The voucher carries no signature.
+    #[error("voucher has no signature")]
+    MissingSignature,
+    /// The channel has settled: no voucher is processed at or after `settling_at`.
+    #[error("no vouchers can be processed after settling at epoch {settling_at} (now {epoch})")]
+    UpdateAfterSettled {
+        /// The current epoch.
+        epoch: ChainEpoch,
+        /// The epoch the channel settled at.
+        settling_at: ChainEpoch,
+    },
+    /// The secret is longer than 256 bytes.
+    #[error("secret of {0} bytes exceeds the {MAX_SECRET_SIZE}-byte limit")]
+    SecretTooLong(usize),
+    /// The voucher could not be encoded to check its signature.
+    #[error("voucher cannot be serialized: {0}")]
+    Serialization(String),
+    /// The voucher's signature is not the other party's.
+    #[error("voucher signature invalid: {0}")]
+    InvalidSignature(String),
+    /// The voucher's channel address resolves to no actor.
+    #[error("voucher channel address {0} does not resolve to an ID address")]
+    UnresolvableChannel(Address),
+    /// The voucher is for another channel.
+    #[error("voucher channel address {voucher_channel} does not match receiver {receiver}")]
+    WrongChannel {
+        /// The channel the voucher names.
+        voucher_channel: Address,
+        /// This channel.
+        receiver: Address,
+    },
+    /// The epoch is before the voucher's `time_lock_min`.
+    #[error("cannot use this voucher yet: epoch {epoch} < time_lock_min {time_lock_min}")]
+    TimeLockMinNotReached {
+        /// The current epoch.
+        epoch: ChainEpoch,
+        /// The voucher's lower time lock.
+        time_lock_min: ChainEpoch,
+    },
+    /// The epoch is after the voucher's `time_lock_max`.
+    #[error("this voucher has expired: epoch {epoch} > time_lock_max {time_lock_max}")]
+    TimeLockMaxPassed {
+        /// The current epoch.
+        epoch: ChainEpoch,
+        /// The voucher's upper time lock.
+        time_lock_max: ChainEpoch,
+    },
+    /// The voucher's amount is negative.
+    #[error("voucher amount must be non-negative, was {0}")]
+    NegativeAmount(TokenAmount),
+    /// blake2b-256 of the secret is not the voucher's secret hash.
+    #[error("incorrect secret")]
+    IncorrectSecret,
+    /// The voucher's `extra` call failed.
+    #[error("spend voucher verification failed: extra call exited with {0}")]
+    ExtraCallFailed(ExitCode),
+    /// A lane number above 2^63 − 1.
+    #[error("maximum lane ID is 2^63-1, got {0}")]
+    LaneTooLarge(u64),
+    /// The voucher's nonce does not exceed its lane's.
+    #[error("voucher has an outdated nonce on lane {lane}: existing {existing}, voucher {voucher}")]
+    StaleNonce {
+        /// The lane.
+        lane: u64,
+        /// The lane's nonce on chain.
+        existing: u64,
+        /// The voucher's nonce.
+        voucher: u64,
+    },
+    /// The voucher merges its own lane.
+    #[error("voucher cannot merge lane {0} into itself")]
+    MergeIntoOwnLane(u64),
+    /// A merged lane does not exist on chain.
+    #[error("voucher specifies invalid merge lane {0}")]
+    MergeLaneMissing(u64),
+    /// A merge's nonce does not exceed the merged lane's.
+    #[error("merged lane {lane} has outdated nonce: existing {existing}, merge {merge}")]
+    MergeStaleNonce {
+        /// The merged lane.
+        lane: u64,
+        /// Its nonce on chain.
+        existing: u64,
+        /// The merge's nonce.
+        merge: u64,
+    },
+    /// Redeeming would make `to_send` negative.
+    #[error("voucher would leave channel balance negative")]
+    NegativeToSend,
+    /// Redeeming would make `to_send` exceed the channel's balance.
+    #[error("not enough funds in channel to cover voucher: to_send {to_send} > balance {balance}")]
+    InsufficientFunds {
+        /// What `to_send` would become.
+        to_send: TokenAmount,
+        /// The channel's balance.
+        balance: TokenAmount,
+    },
+    /// `Settle` on a channel that is already settling.
+    #[error("channel already settling")]
+    AlreadySettling,
+    /// `Collect` before the channel has settled.
+    #[error("payment channel not settling or settled (settling_at {settling_at}, now {epoch})")]
+    NotSettled {
+        /// The current epoch.
+        epoch: ChainEpoch,
+        /// The channel's settling epoch (0 when not settling).
+        settling_at: ChainEpoch,
+    },
+}
+
+impl ActorError {
+    /// The exit code the actor fails with.
+    pub fn exit_code(&self) -> ExitCode {
+        use ActorError::*;
+        match self {
+            ConstructorCallerNotInit(_) | PartyNotAccount(_) | CallerNotParty { .. } => {
+                ExitCode::USR_FORBIDDEN
+            }
+            NotSettled { .. } => ExitCode::USR_FORBIDDEN,
+            UpdateAfterSettled { .. } => ERR_CHANNEL_STATE_UPDATE_AFTER_SETTLED,
+            AlreadySettling => ExitCode::USR_ILLEGAL_STATE,
+            Serialization(_) => ExitCode::USR_SERIALIZATION,
+            ExtraCallFailed(code) => *code,
+            PartyNotFound(_)
+            | MissingSignature
+            | SecretTooLong(_)
+            | InvalidSignature(_)
+            | UnresolvableChannel(_)
+            | WrongChannel { .. }
+            | TimeLockMinNotReached { .. }
+            | TimeLockMaxPassed { .. }
+            | NegativeAmount(_)
+            | IncorrectSecret
+            | LaneTooLarge(_)
+            | StaleNonce { .. }
+            | MergeIntoOwnLane(_)
+            | MergeLaneMissing(_)
+            | MergeStaleNonce { .. }
+            | NegativeToSend
+            | InsufficientFunds { .. } => ExitCode::USR_ILLEGAL_ARGUMENT,
+        }
+    }
+}
+
+/// What a successful `UpdateChannelState` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redemption {
+    /// The voucher's lane.
+    pub lane: u64,
+    /// How much `to_send` grew (the voucher's amount less what its lane and the merged
+    /// lanes had already redeemed).
+    pub delta: TokenAmount,
+    /// The channel's `to_send` afterwards.
+    pub to_send: TokenAmount,
+}
+
+/// What `Collect` pays out before the channel is deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    /// Paid to `to`: the channel's `to_send`.
+    pub to: TokenAmount,
+    /// Returned to `from`: the rest of the balance.
+    pub from: TokenAmount,
+}
+
+/// The constructor: resolves both parties to account actors and creates an empty channel.
+pub fn construct(
+    env: &(impl ActorEnv + ?Sized),
+    params: &ConstructorParams,
+) -> Result<ChannelState, ActorError> {
+    let caller = env.caller();
+    if caller != Address::new_id(INIT_ACTOR_ID) {
+        return Err(ActorError::ConstructorCallerNotInit(caller));
+    }
+    let to = resolve_party(env, &params.to)?;
+    let from = resolve_party(env, &params.from)?;
+    Ok(ChannelState::new(from, to))
+}
+
+fn resolve_party(env: &(impl ActorEnv + ?Sized), addr: &Address) -> Result<Address, ActorError> {
+    match env.resolve_account(addr) {
+        AccountLookup::Account(id) => Ok(Address::new_id(id)),
+        AccountLookup::NotAccount(_) => Err(ActorError::PartyNotAccount(*addr)),
+        AccountLookup::NotFound => Err(ActorError::PartyNotFound(*addr)),
+    }
+}
+
+/// The caller must be `from` or `to`.
+fn check_caller_is_party(
+    state: &ChannelState,
+    env: &(impl ActorEnv + ?Sized),
+) -> Result<Address, ActorError> {
+    let caller = env.caller();
+    if caller != state.from && caller != state.to {
+        return Err(ActorError::CallerNotParty { caller });
+    }
+    Ok(caller)
+}
+
+/// `UpdateChannelState`: redeems a voucher. On success the state is updated and the
+/// redemption described; on failure the state is untouched.
+pub fn update_channel_state(
+    state: &mut ChannelState,
+    env: &(impl ActorEnv + ?Sized),
+    params: &UpdateChannelStateParams,
+) -> Result<Redemption, ActorError> {
+    let caller = check_caller_is_party(state, env)?;
+    let signer = if caller == state.from { state.to } else { state.from };
+    let sv = &params.sv;
+    let epoch = env.epoch();
+
+    let signature = sv.signature.as_ref().ok_or(ActorError::MissingSignature)?;
+    if state.settling_at != 0 && epoch >= state.settling_at {
+        return Err(ActorError::UpdateAfterSettled { epoch, settling_at: state.settling_at });
+    }
+    if params.secret.len() > MAX_SECRET_SIZE {
+        return Err(ActorError::SecretTooLong(params.secret.len()));
+    }
+    let signing_bytes =
+        sv.signing_bytes().map_err(|e| ActorError::Serialization(e.to_string()))?;
+    env.verify_signature(signature, &signer, &signing_bytes)
+        .map_err(ActorError::InvalidSignature)?;
+
+    let receiver = env.receiver();
+    let channel_id = env
+        .resolve_address(&sv.channel_addr)
+        .ok_or(ActorError::UnresolvableChannel(sv.channel_addr))?;
+    if Address::new_id(channel_id) != receiver {
+        return Err(ActorError::WrongChannel {
+            voucher_channel: Address::new_id(channel_id),
+            receiver,
+        });
+    }
+    if epoch < sv.time_lock_min {
+        return Err(ActorError::TimeLockMinNotReached { epoch, time_lock_min: sv.time_lock_min });
+    }
+    if sv.time_lock_max != 0 && epoch > sv.time_lock_max {
+        return Err(ActorError::TimeLockMaxPassed { epoch, time_lock_max: sv.time_lock_max });
+    }
+    if sv.amount.is_negative() {
+        return Err(ActorError::NegativeAmount(sv.amount.clone()));
+    }
+    if !sv.secret_hash.is_empty()
+        && crate::crypto::blake2b_256(&params.secret).as_slice() != sv.secret_hash.as_slice()
+    {
+        return Err(ActorError::IncorrectSecret);
+    }
+    if let Some(extra) = &sv.extra {
+        env.call_extra(extra).map_err(ActorError::ExtraCallFailed)?;
+    }
+
+    // Lane updates are staged and committed only when every check has passed.
+    let mut staged: BTreeMap<u64, LaneState> = BTreeMap::new();
+    let mut lane_state = match find_lane(state, &staged, sv.lane)? {
+        Some(existing) if existing.nonce >= sv.nonce => {
+            return Err(ActorError::StaleNonce {
+                lane: sv.lane,
+                existing: existing.nonce,
+                voucher: sv.nonce,
+            })
+        }
+        Some(existing) => existing,
+        None => LaneState::default(),
+    };
+
+    let mut redeemed_from_others = TokenAmount::default();
+    for merge in &sv.merges {
+        if merge.lane == sv.lane {
+            return Err(ActorError::MergeIntoOwnLane(merge.lane));
+        }
+        let mut other = find_lane(state, &staged, merge.lane)?
+            .ok_or(ActorError::MergeLaneMissing(merge.lane))?;
+        if other.nonce >= merge.nonce {
+            return Err(ActorError::MergeStaleNonce {
+                lane: merge.lane,
+                existing: other.nonce,
+                merge: merge.nonce,
+            });
+        }
+        redeemed_from_others += &other.redeemed;
+        other.nonce = merge.nonce;
+        staged.insert(merge.lane, other);
+    }
+
+    lane_state.nonce = sv.nonce;
+    let delta = &sv.amount - (redeemed_from_others + &lane_state.redeemed);
+    lane_state.redeemed = sv.amount.clone();
+
+    let new_to_send = &state.to_send + &delta;
+    if new_to_send.is_negative() {
+        return Err(ActorError::NegativeToSend);
+    }
+    let balance = env.balance();
+    if new_to_send > balance {
+        return Err(ActorError::InsufficientFunds { to_send: new_to_send, balance });
+    }
+
+    // Commit.
+    state.to_send = new_to_send;
+    if sv.min_settle_height != 0 {
+        if state.settling_at != 0 && state.settling_at < sv.min_settle_height {
+            state.settling_at = sv.min_settle_height;
+        }
+        if state.min_settle_height < sv.min_settle_height {
+            state.min_settle_height = sv.min_settle_height;
+        }
+    }
+    staged.insert(sv.lane, lane_state);
+    state.lanes.extend(staged);
+    Ok(Redemption { lane: sv.lane, delta, to_send: state.to_send.clone() })
+}
+
+/// A lane's state as the running call sees it: staged updates first, then the chain's.
+fn find_lane(
+    state: &ChannelState,
+    staged: &BTreeMap<u64, LaneState>,
+    lane: u64,
+) -> Result<Option<LaneState>, ActorError> {
+    if lane > MAX_LANE {
+        return Err(ActorError::LaneTooLarge(lane));
+    }
+    Ok(staged.get(&lane).or_else(|| state.lanes.get(&lane)).cloned())
+}
+
+/// `Settle`: starts the settlement period. Returns the epoch the channel settles at.
+pub fn settle(
+    state: &mut ChannelState,
+    env: &(impl ActorEnv + ?Sized),
+) -> Result<ChainEpoch, ActorError> {
+    check_caller_is_party(state, env)?;
+    if state.settling_at != 0 {
+        return Err(ActorError::AlreadySettling);
+    }
+    state.settling_at = (env.epoch() + SETTLE_DELAY).max(state.min_settle_height);
+    Ok(state.settling_at)
+}
+
+/// `Collect`: after settlement, pays `to_send` to `to` and the rest of the balance to
+/// `from`. The caller then deletes the actor.
+pub fn collect(
+    state: &ChannelState,
+    env: &(impl ActorEnv + ?Sized),
+) -> Result<Payout, ActorError> {
+    check_caller_is_party(state, env)?;
+    let epoch = env.epoch();
+    if state.settling_at == 0 || epoch < state.settling_at {
+        return Err(ActorError::NotSettled { epoch, settling_at: state.settling_at });
+    }
+    let balance = env.balance();
+    let to = state.to_send.clone();
+    let from = balance - &to;
+    Ok(Payout { to, from })
+}

@@ -1,0 +1,16 @@
+//! # paych-core
+//!
+//! The domain of a Filecoin payment-channel node, without networking or servers:
+//!
+//! - [`types`]: the payment-channel actor's wire types, encoded byte-for-byte as the chain
+//!   encodes them (tuple DAG-CBOR), with typed decoding errors;
+//! - [`crypto`]: blake2b and secp256k1 in the Filecoin conventions;
+//! - [`actor`]: the payment-channel actor's rules as pure functions — the single
+//!   implementation used both by the devnet chain and by voucher validation;
+//! - [`wallet`]: the [`wallet::Wallet`] trait and a Lotus-compatible keystore.
+#![warn(missing_docs)]
+
+pub mod actor;
+pub mod crypto;
+pub mod types;
+pub mod wallet;

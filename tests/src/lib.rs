@@ -1,0 +1,1 @@
+//! Integration tests across the paych crates live in `tests/`.
