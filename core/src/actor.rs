@@ -19,8 +19,8 @@ use fvm_shared::error::ExitCode;
 use fvm_shared::ActorID;
 
 use crate::types::{
-    ConstructorParams, LaneState, ModVerifyParams, UpdateChannelStateParams,
-    INIT_ACTOR_ID, MAX_LANE, MAX_SECRET_SIZE, SETTLE_DELAY,
+    ConstructorParams, LaneState, ModVerifyParams, UpdateChannelStateParams, INIT_ACTOR_ID,
+    MAX_LANE, MAX_SECRET_SIZE, SETTLE_DELAY,
 };
 
 /// Exit code of an `UpdateChannelState` after the channel has settled.
@@ -178,7 +178,9 @@ pub enum ActorError {
     #[error("maximum lane ID is 2^63-1, got {0}")]
     LaneTooLarge(u64),
     /// The voucher's nonce does not exceed its lane's.
-    #[error("voucher has an outdated nonce on lane {lane}: existing {existing}, voucher {voucher}")]
+    #[error(
+        "voucher has an outdated nonce on lane {lane}: existing {existing}, voucher {voucher}"
+    )]
     StaleNonce {
         /// The lane.
         lane: u64,
@@ -335,8 +337,7 @@ pub fn update_channel_state(
     if params.secret.len() > MAX_SECRET_SIZE {
         return Err(ActorError::SecretTooLong(params.secret.len()));
     }
-    let signing_bytes =
-        sv.signing_bytes().map_err(|e| ActorError::Serialization(e.to_string()))?;
+    let signing_bytes = sv.signing_bytes().map_err(|e| ActorError::Serialization(e.to_string()))?;
     env.verify_signature(signature, &signer, &signing_bytes)
         .map_err(ActorError::InvalidSignature)?;
 
@@ -456,10 +457,7 @@ pub fn settle(
 
 /// `Collect`: after settlement, pays `to_send` to `to` and the rest of the balance to
 /// `from`. The caller then deletes the actor.
-pub fn collect(
-    state: &ChannelState,
-    env: &(impl ActorEnv + ?Sized),
-) -> Result<Payout, ActorError> {
+pub fn collect(state: &ChannelState, env: &(impl ActorEnv + ?Sized)) -> Result<Payout, ActorError> {
     check_caller_is_party(state, env)?;
     let epoch = env.epoch();
     if state.settling_at == 0 || epoch < state.settling_at {

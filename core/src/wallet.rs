@@ -125,7 +125,10 @@ mod base64_bytes {
 impl KeyInfo {
     /// The `KeyInfo` of a secp256k1 private key.
     pub fn secp256k1(secret: &SecretKey) -> Self {
-        KeyInfo { key_type: SECP256K1_KEY_TYPE.to_owned(), private_key: secret.secret_bytes().to_vec() }
+        KeyInfo {
+            key_type: SECP256K1_KEY_TYPE.to_owned(),
+            private_key: secret.secret_bytes().to_vec(),
+        }
     }
 
     /// The private key, checked to be a secp256k1 key.
@@ -261,7 +264,10 @@ impl KeyStore {
             .by_address
             .get(addr)
             .ok_or_else(|| WalletError::UnknownAddress(format_address(addr, self.network)))?;
-        write_key_file(&self.dir.join(key_file_name(DEFAULT_KEY_NAME)), &KeyInfo::secp256k1(secret))?;
+        write_key_file(
+            &self.dir.join(key_file_name(DEFAULT_KEY_NAME)),
+            &KeyInfo::secp256k1(secret),
+        )?;
         keys.default = Some(*addr);
         Ok(())
     }

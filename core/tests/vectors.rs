@@ -75,7 +75,10 @@ fn voucher_from(v: &Value) -> SignedVoucher {
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| Merge { lane: m["lane"].as_u64().unwrap(), nonce: m["nonce"].as_u64().unwrap() })
+            .map(|m| Merge {
+                lane: m["lane"].as_u64().unwrap(),
+                nonce: m["nonce"].as_u64().unwrap(),
+            })
             .collect(),
         signature: None,
     }
@@ -151,7 +154,11 @@ fn every_voucher_vector_is_reproduced_byte_for_byte() {
         let name = s(case, "name");
         let mut voucher = voucher_from(&case["voucher"]);
         let signing_bytes = voucher.signing_bytes().unwrap();
-        assert_eq!(hex::encode(&signing_bytes), s(case, "signing_bytes_hex"), "{name}: signing bytes");
+        assert_eq!(
+            hex::encode(&signing_bytes),
+            s(case, "signing_bytes_hex"),
+            "{name}: signing bytes"
+        );
         assert_eq!(
             hex::encode(crypto::blake2b_256(&signing_bytes)),
             s(case, "signing_digest_blake2b256_hex"),
@@ -161,13 +168,21 @@ fn every_voucher_vector_is_reproduced_byte_for_byte() {
         let signer = addr(s(case, "signer"));
         let signature = crypto::sign(&key_for(&vectors, s(case, "signer")), &signing_bytes);
         assert_eq!(signature.sig_type, SignatureType::Secp256k1);
-        assert_eq!(hex::encode(&signature.bytes), s(case, "signature_data_hex"), "{name}: signature");
+        assert_eq!(
+            hex::encode(&signature.bytes),
+            s(case, "signature_data_hex"),
+            "{name}: signature"
+        );
         crypto::verify(&signature, &signer, &signing_bytes).unwrap();
         voucher.signature = Some(signature);
 
         let cbor = voucher.to_cbor().unwrap();
         assert_eq!(hex::encode(&cbor), s(case, "signed_voucher_cbor_hex"), "{name}: CBOR");
-        assert_eq!(voucher.to_base64url().unwrap(), s(case, "signed_voucher_base64url"), "{name}: text");
+        assert_eq!(
+            voucher.to_base64url().unwrap(),
+            s(case, "signed_voucher_base64url"),
+            "{name}: text"
+        );
         assert_eq!(SignedVoucher::from_cbor(&cbor).unwrap(), voucher, "{name}: decode");
         assert_eq!(
             SignedVoucher::from_base64url(s(case, "signed_voucher_base64url")).unwrap(),
@@ -190,7 +205,8 @@ fn every_voucher_vector_is_reproduced_byte_for_byte() {
 fn lane_state_vector_is_reproduced() {
     let vectors = vectors();
     let lane = &vectors["lane_state"];
-    let state = LaneState { redeemed: atto(lane, "redeemed_atto"), nonce: lane["nonce"].as_u64().unwrap() };
+    let state =
+        LaneState { redeemed: atto(lane, "redeemed_atto"), nonce: lane["nonce"].as_u64().unwrap() };
     let cbor = fvm_ipld_encoding::to_vec(&state).unwrap();
     assert_eq!(hex::encode(&cbor), s(lane, "cbor_hex"));
     assert_eq!(decode::decode::<LaneState>(&cbor).unwrap(), state);

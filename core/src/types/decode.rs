@@ -150,9 +150,7 @@ pub(crate) fn tuple<'a>(
 ) -> Result<&'a [Ipld], DecodeError> {
     match ipld {
         Ipld::List(items) if items.len() == n => Ok(items),
-        Ipld::List(items) => {
-            Err(DecodeError::WrongArity { what, expected: n, found: items.len() })
-        }
+        Ipld::List(items) => Err(DecodeError::WrongArity { what, expected: n, found: items.len() }),
         other => Err(wrong(what, "array", other)),
     }
 }

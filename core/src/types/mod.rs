@@ -8,6 +8,7 @@
 
 pub mod actor_params;
 pub mod decode;
+pub mod fil;
 pub mod message;
 pub mod voucher;
 
@@ -18,6 +19,7 @@ pub use actor_params::{
     ConstructorParams, ExecParams, ExecReturn, LaneState, PaychState, UpdateChannelStateParams,
 };
 pub use decode::{DecodeError, FromIpld};
+pub use fil::{format_fil, parse_fil, FilParseError};
 pub use fvm_shared::address::{Address, Network, Protocol};
 pub use fvm_shared::clock::ChainEpoch;
 pub use fvm_shared::crypto::signature::{Signature, SignatureType};

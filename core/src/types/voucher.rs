@@ -148,9 +148,8 @@ impl SignedVoucher {
 
     /// Decodes a voucher from its text form (unpadded base64url of its CBOR).
     pub fn from_base64url(text: &str) -> Result<Self, DecodeError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text.trim())
-            .map_err(|e| DecodeError::Base64(e.to_string()))?;
+        let bytes =
+            URL_SAFE_NO_PAD.decode(text.trim()).map_err(|e| DecodeError::Base64(e.to_string()))?;
         Self::from_cbor(&bytes)
     }
 }
