@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use paych_core::crypto;
@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Criterion's mean estimate (ns) of one benchmark of this run.
-fn mean_ns(root: &PathBuf, group: &str, function: &str, parameter: &str) -> Option<f64> {
+fn mean_ns(root: &Path, group: &str, function: &str, parameter: &str) -> Option<f64> {
     let dir = |s: &str| s.replace('/', "_");
     let path = root.join(group).join(dir(function)).join(dir(parameter)).join("new/estimates.json");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;

@@ -230,7 +230,7 @@ pub(crate) fn signature_field(ipld: &Ipld) -> Result<Signature, DecodeError> {
     Ok(Signature { sig_type, bytes: data.to_vec() })
 }
 
-pub(crate) fn optional<'a>(ipld: &'a Ipld) -> Option<&'a Ipld> {
+pub(crate) fn optional(ipld: &Ipld) -> Option<&Ipld> {
     match ipld {
         Ipld::Null => None,
         other => Some(other),
