@@ -7,10 +7,12 @@
 //! - [`crypto`]: blake2b and secp256k1 in the Filecoin conventions;
 //! - [`actor`]: the payment-channel actor's rules as pure functions — the single
 //!   implementation used both by the devnet chain and by voucher validation;
-//! - [`wallet`]: the [`wallet::Wallet`] trait and a Lotus-compatible keystore.
+//! - [`wallet`]: the [`wallet::Wallet`] trait and a Lotus-compatible keystore;
+//! - [`chain`]: the [`chain::Chain`] trait, the in-process devnet and the Lotus client.
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod chain;
 pub mod crypto;
 pub mod types;
 pub mod wallet;

@@ -42,6 +42,30 @@ pub struct Message {
 }
 
 impl Message {
+    /// A version-0 message with its gas fields left at zero, for
+    /// [`crate::chain::Chain::estimate_gas`] to fill in.
+    pub fn new(
+        from: Address,
+        to: Address,
+        nonce: u64,
+        value: TokenAmount,
+        method: MethodNum,
+        params: Vec<u8>,
+    ) -> Self {
+        Message {
+            version: 0,
+            to,
+            from,
+            nonce,
+            value,
+            gas_limit: 0,
+            gas_fee_cap: TokenAmount::default(),
+            gas_premium: TokenAmount::default(),
+            method,
+            params,
+        }
+    }
+
     /// The message's CBOR.
     pub fn to_cbor(&self) -> Result<Vec<u8>, EncodeError> {
         Ok(fvm_ipld_encoding::to_vec(self)?)

@@ -1,0 +1,164 @@
+//! The chain as the manager sees it: the [`Chain`] trait, and its two backends —
+//! [`devnet::Devnet`], an in-process Filecoin-shaped chain, and [`lotus::LotusChain`], a
+//! JSON-RPC client of a Lotus full node (or of `paych devnet`).
+//!
+//! The manager talks to a chain only through [`Chain`]. Both backends pass one conformance
+//! suite, so the devnet behaves like the chain and the Lotus client is the code we test.
+
+pub mod devnet;
+pub mod lotus;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cid::Cid;
+
+use crate::actor::ChannelState;
+use crate::types::{Address, ChainEpoch, ExitCode, LaneState, Message, SignedMessage, TokenAmount};
+
+/// The kind of an actor, as far as payment channels care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ActorKind {
+    /// An account actor (a key address that can sign).
+    Account,
+    /// The Init actor, which creates payment channels.
+    Init,
+    /// A payment-channel actor.
+    PaymentChannel,
+    /// Any other actor (system, reward, burnt funds, miners, multisigs…).
+    Other,
+}
+
+/// An actor's entry in the state tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorInfo {
+    /// What kind of actor it is.
+    pub kind: ActorKind,
+    /// Its code CID.
+    pub code: Cid,
+    /// Its balance.
+    pub balance: TokenAmount,
+    /// Its nonce (messages sent, for accounts).
+    pub nonce: u64,
+}
+
+/// A payment channel's on-chain state, with its lanes and balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelOnChain {
+    /// The channel's balance.
+    pub balance: TokenAmount,
+    /// The actor state: parties (ID addresses), `to_send`, settlement epochs and lanes.
+    pub state: ChannelState,
+}
+
+impl ChannelOnChain {
+    /// A lane's state on chain, if the lane exists there.
+    pub fn lane(&self, lane: u64) -> Option<&LaneState> {
+        self.state.lanes.get(&lane)
+    }
+}
+
+/// The outcome of an executed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The exit code (0 is success).
+    pub exit_code: ExitCode,
+    /// The method's return value (CBOR).
+    pub return_data: Vec<u8>,
+    /// Gas used.
+    pub gas_used: u64,
+}
+
+impl Receipt {
+    /// Whether the message succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.exit_code.is_success()
+    }
+}
+
+/// Where and how a message landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageLookup {
+    /// The message's CID.
+    pub message: Cid,
+    /// Its receipt.
+    pub receipt: Receipt,
+    /// The epoch of the tipset whose state includes its execution.
+    pub epoch: ChainEpoch,
+}
+
+/// Why a chain operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The actor, message or object does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The chain refused the message (at push, or an actor aborted with an exit code).
+    #[error("rejected{}: {message}", exit_code.map(|c| format!(" with exit code {}", c.value())).unwrap_or_default())]
+    Rejected {
+        /// The exit code, when an actor (rather than the message pool) refused.
+        exit_code: Option<ExitCode>,
+        /// What the chain said.
+        message: String,
+    },
+    /// The chain could not be reached or answered with something unintelligible.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The operation did not finish in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// A Filecoin chain, as the payment-channel manager uses it.
+#[async_trait]
+pub trait Chain: Send + Sync {
+    /// The current head epoch.
+    async fn head(&self) -> Result<ChainEpoch, ChainError>;
+
+    /// An actor's kind, balance and nonce; `None` if no actor has the address.
+    async fn actor(&self, addr: &Address) -> Result<Option<ActorInfo>, ChainError>;
+
+    /// A payment channel's state and lanes.
+    async fn channel(&self, channel: &Address) -> Result<ChannelOnChain, ChainError>;
+
+    /// The ID address an address resolves to, if any actor has it.
+    async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError>;
+
+    /// The key (f1) address of an account actor.
+    async fn account_key(&self, addr: &Address) -> Result<Address, ChainError>;
+
+    /// The nonce the next message from `addr` must carry (pending messages included).
+    async fn next_nonce(&self, addr: &Address) -> Result<u64, ChainError>;
+
+    /// Fills in a message's gas limit, fee cap and premium.
+    async fn estimate_gas(&self, message: Message) -> Result<Message, ChainError>;
+
+    /// Pushes a signed message to the message pool, returning its CID.
+    async fn push(&self, message: &SignedMessage) -> Result<Cid, ChainError>;
+
+    /// Waits until the message has executed and `confidence` more epochs have passed.
+    async fn wait(
+        &self,
+        message: &Cid,
+        confidence: u64,
+        timeout: Duration,
+    ) -> Result<MessageLookup, ChainError>;
+
+    /// Finds an executed message, if it has executed.
+    async fn search(&self, message: &Cid) -> Result<Option<MessageLookup>, ChainError>;
+
+    /// Executes a message against the current state without changing it (no signature,
+    /// nonce or gas checks).
+    async fn call(&self, message: &Message) -> Result<Receipt, ChainError>;
+
+    /// The network's name.
+    async fn network_name(&self) -> Result<String, ChainError>;
+
+    /// The code CID of a kind of built-in actor at the current network version (the
+    /// payment-channel code goes into the Init actor's `Exec` to create a channel).
+    async fn actor_code(&self, kind: ActorKind) -> Result<Cid, ChainError>;
+}
+
+/// Lane states keyed by lane, as read from a channel's lane-state AMT.
+pub type Lanes = BTreeMap<u64, LaneState>;
