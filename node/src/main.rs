@@ -1,8 +1,17 @@
 //! The `paych` binary.
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use paych_core::types::{format_address, format_fil, Network, SignatureType, SignedVoucher};
+use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::types::{
+    format_address, format_fil, parse_address, parse_fil, Address, Network, SignatureType,
+    SignedVoucher, TokenAmount,
+};
 
 /// paych: a Filecoin payment-channel node.
 #[derive(Parser)]
@@ -37,6 +46,50 @@ enum Command {
         #[command(subcommand)]
         command: VoucherCommand,
     },
+    /// Run a local devnet serving the Lotus JSON-RPC API (no authentication). Prints
+    /// `FULLNODE_API_INFO=…` as its first line and runs until interrupted.
+    Devnet(DevnetArgs),
+}
+
+#[derive(clap::Args)]
+struct DevnetArgs {
+    /// The address to serve JSON-RPC on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:1234")]
+    listen: SocketAddr,
+    /// Time between epochs (`1s`, `500ms`, `2m`); `0s` mines only on `Devnet.Mine`.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    block_time: Duration,
+    /// Directory to keep the chain in, so that it restarts where it stopped.
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// Fund an account at genesis: `ADDRESS=FIL` (e.g. `t1…=100`); repeatable.
+    #[arg(long = "fund", value_parser = parse_funding)]
+    fund: Vec<(Address, TokenAmount)>,
+}
+
+/// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 1s or 500ms"))?;
+    let millis = match unit {
+        "ms" => Some(value),
+        "s" => value.checked_mul(1000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| format!("{text:?}: too long"))
+}
+
+/// Parses `ADDRESS=FIL`.
+fn parse_funding(text: &str) -> Result<(Address, TokenAmount), String> {
+    let (addr, amount) =
+        text.split_once('=').ok_or_else(|| format!("{text:?}: expected ADDRESS=FIL"))?;
+    let (addr, _) = parse_address(addr.trim()).map_err(|e| e.to_string())?;
+    let amount = parse_fil(amount).map_err(|e| e.to_string())?;
+    Ok((addr, amount))
 }
 
 #[derive(Subcommand)]
@@ -59,7 +112,53 @@ fn main() -> anyhow::Result<()> {
             )?;
             print!("{}", describe_voucher(&voucher, network));
         }
+        Command::Devnet(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(run_devnet(args))?;
+        }
     }
+    Ok(())
+}
+
+async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
+    let config = DevnetConfig {
+        block_time: (!args.block_time.is_zero()).then_some(args.block_time),
+        genesis: args.fund,
+        repo: args.repo,
+        ..DevnetConfig::default()
+    };
+    let devnet = Devnet::new(config).context("cannot start the devnet")?;
+    devnet.start_mining();
+    let server = paych_node::devnet_rpc::serve(devnet.clone(), args.listen).await?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "FULLNODE_API_INFO={}", server.api_info())?;
+    stdout.flush()?;
+    eprintln!(
+        "devnet serving Lotus JSON-RPC on http://{}/rpc/v1; faucet {}; Ctrl-C to stop",
+        server.local_addr(),
+        format_address(&devnet.faucet_address(), Network::Testnet)
+    );
+    shutdown_signal().await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.context("cannot watch Ctrl-C")?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")?;
     Ok(())
 }
 
@@ -107,4 +206,31 @@ fn describe_voucher(v: &SignedVoucher, network: Network) -> String {
         ("Signature", signature),
     ];
     rows.iter().map(|(k, v)| format!("{k:<16} {v}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn reads_block_times() {
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        for bad in ["", "1", "s", "1.5s", "-1s", "1 s", "1d", "99999999999999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reads_genesis_funding() {
+        let (addr, amount) = parse_funding("t01001=2.5").unwrap();
+        assert_eq!(addr, Address::new_id(1001));
+        assert_eq!(amount, TokenAmount::from_atto(2_500_000_000_000_000_000u64));
+        for bad in ["t01001", "t01001=", "=5", "x01001=5", "t01001=-1", "t01001=five"] {
+            assert!(parse_funding(bad).is_err(), "{bad:?}");
+        }
+    }
 }
