@@ -1,0 +1,436 @@
+//! One chain conformance suite, run twice: on the in-process `Devnet`, and on `LotusChain`
+//! talking JSON-RPC to the same devnet served by `paych devnet`'s server on loopback.
+//!
+//! Each step checks that the sum of all balances (the burnt-funds actor included, so burnt
+//! gas counts) is unchanged.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cid::Cid;
+use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::chain::{ActorKind, Chain, ChainError, MessageLookup};
+use paych_core::types::{
+    decode, paych_method, Address, ConstructorParams, ExecParams, ExecReturn, Merge, Message,
+    Network, SignedMessage, SignedVoucher, TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID,
+    INIT_EXEC_METHOD, METHOD_SEND, SETTLE_DELAY,
+};
+use paych_core::wallet::{KeyStore, Wallet};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn fil(n: u64) -> TokenAmount {
+    TokenAmount::from_whole(n)
+}
+
+/// The chain under test, and a way to mine and fund on the devnet behind it.
+struct Harness {
+    chain: Arc<dyn Chain>,
+    devnet: Devnet,
+    wallet: KeyStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn new(devnet: Devnet, chain: Arc<dyn Chain>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let wallet = KeyStore::open(dir.path().join("keystore"), Network::Testnet).unwrap();
+        Harness { chain, devnet, wallet, _dir: dir }
+    }
+
+    /// Mines one epoch and returns the message's lookup.
+    async fn land(&self, cid: Cid) -> MessageLookup {
+        self.devnet.mine(1);
+        self.chain.wait(&cid, 0, WAIT).await.unwrap()
+    }
+
+    /// A message from `from` with its next nonce and estimated gas, signed by the wallet.
+    async fn sign(
+        &self,
+        from: Address,
+        to: Address,
+        value: TokenAmount,
+        method: u64,
+        params: Vec<u8>,
+    ) -> SignedMessage {
+        let nonce = self.chain.next_nonce(&from).await.unwrap();
+        let message = Message::new(from, to, nonce, value, method, params);
+        let message = self.chain.estimate_gas(message).await.unwrap();
+        assert!(message.gas_limit > 0 && message.gas_fee_cap.is_positive());
+        let signature = self.wallet.sign(&from, &message.cid().unwrap().to_bytes()).unwrap();
+        SignedMessage { message, signature }
+    }
+
+    async fn send(
+        &self,
+        from: Address,
+        to: Address,
+        value: TokenAmount,
+        method: u64,
+        params: Vec<u8>,
+    ) -> MessageLookup {
+        let signed = self.sign(from, to, value, method, params).await;
+        let cid = self.chain.push(&signed).await.unwrap();
+        assert_eq!(cid, signed.cid().unwrap());
+        self.land(cid).await
+    }
+
+    async fn balance(&self, addr: &Address) -> TokenAmount {
+        self.chain.actor(addr).await.unwrap().map(|a| a.balance).unwrap_or_default()
+    }
+
+    fn voucher(
+        &self,
+        signer: &Address,
+        channel: Address,
+        lane: u64,
+        nonce: u64,
+        amount: TokenAmount,
+    ) -> SignedVoucher {
+        let mut v = SignedVoucher::new(channel, lane, nonce, amount);
+        self.sign_voucher(signer, &mut v);
+        v
+    }
+
+    fn sign_voucher(&self, signer: &Address, v: &mut SignedVoucher) {
+        v.signature = None;
+        v.signature = Some(self.wallet.sign(signer, &v.signing_bytes().unwrap()).unwrap());
+    }
+
+    async fn redeem(
+        &self,
+        caller: Address,
+        channel: Address,
+        voucher: &SignedVoucher,
+    ) -> MessageLookup {
+        let params = UpdateChannelStateParams { sv: voucher.clone(), secret: Vec::new() };
+        let params = fvm_ipld_encoding::to_vec(&params).unwrap();
+        self.send(
+            caller,
+            channel,
+            TokenAmount::default(),
+            paych_method::UPDATE_CHANNEL_STATE,
+            params,
+        )
+        .await
+    }
+}
+
+/// The addresses whose balances must always add up to the same total.
+struct Ledger {
+    addresses: Vec<Address>,
+    total: TokenAmount,
+}
+
+impl Ledger {
+    async fn new(h: &Harness, addresses: Vec<Address>) -> Self {
+        let mut ledger = Ledger { addresses, total: TokenAmount::default() };
+        ledger.total = ledger.sum(h).await;
+        ledger
+    }
+
+    async fn sum(&self, h: &Harness) -> TokenAmount {
+        let mut total = TokenAmount::default();
+        for a in &self.addresses {
+            total += h.balance(a).await;
+        }
+        total
+    }
+
+    async fn check(&self, h: &Harness, step: &str) {
+        assert_eq!(self.sum(h).await, self.total, "balances plus burnt gas changed at: {step}");
+    }
+}
+
+fn exit(lookup: &MessageLookup) -> u32 {
+    lookup.receipt.exit_code.value()
+}
+
+async fn conformance(h: Harness) {
+    let chain = h.chain.clone();
+    assert_eq!(chain.network_name().await.unwrap(), "paych-devnet");
+    let payer = h.wallet.new_key().unwrap();
+    let payee = h.wallet.new_key().unwrap();
+    let stranger = h.wallet.new_key().unwrap();
+    let burnt = Address::new_id(99);
+    let init = Address::new_id(INIT_ACTOR_ID);
+    let faucet = h.devnet.faucet_address();
+
+    // Funding from the faucet.
+    let funded = [(payer, fil(100)), (payee, fil(10)), (stranger, fil(1))];
+    let mut cids = Vec::new();
+    for (addr, amount) in &funded {
+        cids.push(h.devnet.faucet(addr, amount.clone()).unwrap());
+    }
+    h.devnet.mine(1);
+    for (cid, (addr, amount)) in cids.iter().zip(&funded) {
+        let lookup = chain.wait(cid, 0, WAIT).await.unwrap();
+        assert!(lookup.receipt.is_ok());
+        assert!(lookup.receipt.gas_used > 0);
+        assert_eq!(&h.balance(addr).await, amount);
+        let actor = chain.actor(addr).await.unwrap().unwrap();
+        assert_eq!(actor.kind, ActorKind::Account);
+        assert_eq!(
+            chain.account_key(&chain.lookup_id(addr).await.unwrap().unwrap()).await.unwrap(),
+            *addr
+        );
+    }
+    let mut ledger = Ledger::new(&h, vec![faucet, payer, payee, stranger, burnt, init]).await;
+
+    // Create a channel through the Init actor's Exec, with 10 FIL.
+    let code = chain.actor_code(ActorKind::PaymentChannel).await.unwrap();
+    let ctor = fvm_ipld_encoding::to_vec(&ConstructorParams { from: payer, to: payee }).unwrap();
+    let exec = fvm_ipld_encoding::to_vec(&ExecParams { code_cid: code, constructor_params: ctor })
+        .unwrap();
+    let burnt_before = h.balance(&burnt).await;
+    let created = h.send(payer, init, fil(10), INIT_EXEC_METHOD, exec).await;
+    assert_eq!(exit(&created), 0);
+    assert!(h.balance(&burnt).await > burnt_before, "gas is burnt");
+    let ret: ExecReturn = decode::decode(&created.receipt.return_data).unwrap();
+    let (ch_id, ch) = (ret.id_address, ret.robust_address);
+    assert_eq!(chain.lookup_id(&ch).await.unwrap(), Some(ch_id));
+    let actor = chain.actor(&ch).await.unwrap().unwrap();
+    assert_eq!((actor.kind, actor.code, actor.balance), (ActorKind::PaymentChannel, code, fil(10)));
+    let state = chain.channel(&ch).await.unwrap();
+    assert_eq!(state.state.from, chain.lookup_id(&payer).await.unwrap().unwrap());
+    assert_eq!(state.state.to, chain.lookup_id(&payee).await.unwrap().unwrap());
+    assert!(
+        state.state.to_send.is_zero()
+            && state.state.lanes.is_empty()
+            && state.state.settling_at == 0
+    );
+    ledger.addresses.push(ch);
+    ledger.check(&h, "create").await;
+
+    // Add funds with a plain send.
+    assert_eq!(exit(&h.send(payer, ch, fil(5), METHOD_SEND, Vec::new()).await), 0);
+    assert_eq!(h.balance(&ch).await, fil(15));
+    ledger.check(&h, "add funds").await;
+
+    // A valid voucher.
+    let v1 = h.voucher(&payer, ch, 0, 1, fil(1));
+    assert_eq!(exit(&h.redeem(payee, ch, &v1).await), 0);
+    let state = chain.channel(&ch).await.unwrap();
+    assert_eq!(state.lane(0).map(|l| (l.redeemed.clone(), l.nonce)), Some((fil(1), 1)));
+    assert_eq!(state.state.to_send, fil(1));
+    // The lane states come from the AMT block behind the state (ChainReadObj on the LotusChain).
+
+    // One voucher per rejection class, each refused with the actor's exit code.
+    let stale = h.voucher(&payer, ch, 0, 1, fil(2));
+    assert_eq!(exit(&h.redeem(payee, ch, &stale).await), 16, "stale nonce");
+    let forged = h.voucher(&stranger, ch, 0, 2, fil(2));
+    assert_eq!(exit(&h.redeem(payee, ch, &forged).await), 16, "signature not by from");
+    let too_much = h.voucher(&payer, ch, 1, 1, fil(100));
+    assert_eq!(exit(&h.redeem(payee, ch, &too_much).await), 16, "more than the balance");
+    let by_stranger = h.voucher(&payer, ch, 1, 1, fil(1));
+    assert_eq!(exit(&h.redeem(stranger, ch, &by_stranger).await), 18, "caller not a party");
+    let mut locked = SignedVoucher::new(ch, 1, 1, fil(1));
+    locked.time_lock_min = chain.head().await.unwrap() + 100;
+    h.sign_voucher(&payer, &mut locked);
+    assert_eq!(exit(&h.redeem(payee, ch, &locked).await), 16, "time lock");
+    let mut other_channel = h.voucher(&payer, ch_id, 1, 1, fil(1));
+    other_channel.channel_addr = Address::new_id(ch_id.id().unwrap() + 1000);
+    h.sign_voucher(&payer, &mut other_channel);
+    assert_eq!(exit(&h.redeem(payee, ch, &other_channel).await), 16, "another channel");
+    assert_eq!(chain.channel(&ch).await.unwrap().state.to_send, fil(1), "refusals changed nothing");
+    ledger.check(&h, "rejections").await;
+
+    // Merges: lane 1 redeemed at 2 FIL, then folded into lane 0 by a combined voucher.
+    assert_eq!(exit(&h.redeem(payee, ch, &h.voucher(&payer, ch, 1, 1, fil(2))).await), 0);
+    let mut never = h.voucher(&payer, ch, 2, 1, fil(3));
+    never.merges = vec![Merge { lane: 3, nonce: 1 }];
+    h.sign_voucher(&payer, &mut never);
+    assert_eq!(exit(&h.redeem(payee, ch, &never).await), 16, "merging a lane not on chain");
+    let mut combined = h.voucher(&payer, ch, 0, 2, fil(4));
+    combined.merges = vec![Merge { lane: 1, nonce: 2 }];
+    h.sign_voucher(&payer, &mut combined);
+    assert_eq!(exit(&h.redeem(payee, ch, &combined).await), 0);
+    let state = chain.channel(&ch).await.unwrap();
+    assert_eq!(state.state.to_send, fil(4), "4 − (1 + 2) added to 3");
+    assert_eq!(state.lane(1).map(|l| (l.redeemed.clone(), l.nonce)), Some((fil(2), 2)));
+    let after_merge = h.voucher(&payer, ch, 1, 2, fil(5));
+    assert_eq!(exit(&h.redeem(payee, ch, &after_merge).await), 16, "merged lane is closed");
+    ledger.check(&h, "merges").await;
+
+    // Collect before settling is forbidden; settle starts the delay.
+    let early = h.send(payee, ch, TokenAmount::default(), paych_method::COLLECT, Vec::new()).await;
+    assert_eq!(exit(&early), 18);
+    let settled = h.send(payee, ch, TokenAmount::default(), paych_method::SETTLE, Vec::new()).await;
+    assert_eq!(exit(&settled), 0);
+    let settling_at = chain.channel(&ch).await.unwrap().state.settling_at;
+    assert_eq!(settling_at, settled.epoch + SETTLE_DELAY);
+    let again = h.send(payer, ch, TokenAmount::default(), paych_method::SETTLE, Vec::new()).await;
+    assert_eq!(exit(&again), 20);
+    // Vouchers are still accepted before settling_at.
+    assert_eq!(exit(&h.redeem(payee, ch, &h.voucher(&payer, ch, 0, 3, fil(5))).await), 0);
+    ledger.check(&h, "settle").await;
+
+    // At settling_at, no more vouchers (32); collect pays both sides exactly.
+    let head = chain.head().await.unwrap();
+    h.devnet.mine(u64::try_from(settling_at - head - 1).unwrap());
+    let late = h.voucher(&payer, ch, 0, 4, fil(6));
+    let late = h.redeem(payee, ch, &late).await;
+    assert!(late.epoch >= settling_at);
+    assert_eq!(exit(&late), 32);
+    let (payer_before, payee_before) = (h.balance(&payer).await, h.balance(&payee).await);
+    let collect =
+        h.sign(payer, ch, TokenAmount::default(), paych_method::COLLECT, Vec::new()).await;
+    let cid = chain.push(&collect).await.unwrap();
+    let collected = h.land(cid).await;
+    assert_eq!(exit(&collected), 0);
+    let gas = state_gas_cost(&collect.message, collected.receipt.gas_used);
+    assert_eq!(h.balance(&payee).await, payee_before + fil(5), "to_send to the payee");
+    assert_eq!(h.balance(&payer).await, payer_before + fil(10) - gas, "the rest to the payer");
+    assert_eq!(chain.actor(&ch).await.unwrap(), None, "the actor is deleted");
+    assert!(matches!(chain.channel(&ch).await, Err(ChainError::NotFound(_))));
+    ledger.check(&h, "collect").await;
+
+    // Wait and search.
+    assert_eq!(chain.search(&cid).await.unwrap().map(|l| l.epoch), Some(collected.epoch));
+    assert_eq!(chain.search(&Cid::default()).await.unwrap(), None);
+    let pending = h.sign(payer, payee, fil(1), METHOD_SEND, Vec::new()).await;
+    let pending_cid = chain.push(&pending).await.unwrap();
+    assert_eq!(chain.search(&pending_cid).await.unwrap(), None);
+    assert!(matches!(
+        chain.wait(&pending_cid, 0, Duration::from_millis(200)).await,
+        Err(ChainError::Timeout(_))
+    ));
+    // Pushing the same signed message again is harmless: it can land only once.
+    assert_eq!(chain.push(&pending).await.unwrap(), pending_cid);
+    let landed = h.land(pending_cid).await;
+    let unconfirmed = chain.wait(&pending_cid, 2, Duration::from_millis(200)).await;
+    assert!(matches!(unconfirmed, Err(ChainError::Timeout(_))), "confidence not reached");
+    h.devnet.mine(2);
+    assert_eq!(chain.wait(&pending_cid, 2, WAIT).await.unwrap(), landed);
+    ledger.check(&h, "wait and search").await;
+
+    // Bad messages are refused at push with a clear error and change nothing.
+    let mut forged = h.sign(payer, payee, fil(1), METHOD_SEND, Vec::new()).await;
+    forged.signature = h.wallet.sign(&stranger, &forged.message.cid().unwrap().to_bytes()).unwrap();
+    assert_rejected(chain.push(&forged).await, "signature");
+    let mut gap = h.sign(payer, payee, fil(1), METHOD_SEND, Vec::new()).await;
+    gap.message.nonce += 5;
+    gap.signature = h.wallet.sign(&payer, &gap.message.cid().unwrap().to_bytes()).unwrap();
+    assert_rejected(chain.push(&gap).await, "nonce gap");
+    let broke = h.sign(stranger, payee, fil(1_000), METHOD_SEND, Vec::new()).await;
+    assert_rejected(chain.push(&broke).await, "insufficient balance");
+    ledger.check(&h, "bad messages").await;
+
+    // Concurrent pushes: of many messages racing for one nonce, exactly one is accepted; and
+    // messages pushed concurrently with nonces handed out in turn all land.
+    let nonce = chain.next_nonce(&payer).await.unwrap();
+    let mut racing = Vec::new();
+    for i in 0..8u64 {
+        let mut m =
+            h.sign(payer, payee, TokenAmount::from_atto(i + 1), METHOD_SEND, Vec::new()).await;
+        m.message.nonce = nonce;
+        m.signature = h.wallet.sign(&payer, &m.message.cid().unwrap().to_bytes()).unwrap();
+        let chain = chain.clone();
+        racing.push(tokio::spawn(async move { chain.push(&m).await }));
+    }
+    let mut accepted = 0;
+    for task in racing {
+        if task.await.unwrap().is_ok() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1);
+    let nonce_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let h = Arc::new(h);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (h, lock) = (h.clone(), nonce_lock.clone());
+        tasks.push(tokio::spawn(async move {
+            let _turn = lock.lock().await;
+            let m = h.sign(payer, payee, TokenAmount::from_atto(1), METHOD_SEND, Vec::new()).await;
+            h.chain.push(&m).await.unwrap()
+        }));
+    }
+    let mut pushed = Vec::new();
+    for task in tasks {
+        pushed.push(task.await.unwrap());
+    }
+    h.devnet.mine(1);
+    for cid in &pushed {
+        assert!(h.chain.wait(cid, 0, WAIT).await.unwrap().receipt.is_ok());
+    }
+    assert_eq!(h.chain.next_nonce(&payer).await.unwrap(), nonce + 11);
+    ledger.check(&h, "concurrent pushes").await;
+
+    // Dry runs change nothing.
+    let before = h.balance(&payee).await;
+    let dry =
+        Message { nonce: 0, ..h.sign(payer, payee, fil(1), METHOD_SEND, Vec::new()).await.message };
+    assert!(h.chain.call(&dry).await.unwrap().is_ok());
+    assert_eq!(h.balance(&payee).await, before);
+    let dry_redeem = Message { to: Address::new_id(12345), ..dry };
+    assert!(!h.chain.call(&dry_redeem).await.unwrap().is_ok());
+    ledger.check(&h, "dry runs").await;
+}
+
+/// What a message paid for `gas_used`, as the devnet prices it (base fee 100 attoFIL).
+fn state_gas_cost(message: &Message, gas_used: u64) -> TokenAmount {
+    let wanted = TokenAmount::from_atto(100) + &message.gas_premium;
+    let price = if message.gas_fee_cap < wanted { message.gas_fee_cap.clone() } else { wanted };
+    price * gas_used
+}
+
+fn assert_rejected(result: Result<Cid, ChainError>, needle: &str) {
+    match result {
+        Err(ChainError::Rejected { message, .. }) => {
+            assert!(message.contains(needle), "{message:?} should mention {needle:?}")
+        }
+        other => panic!("expected a rejection mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+fn devnet() -> Devnet {
+    Devnet::new(DevnetConfig::default()).unwrap()
+}
+
+#[tokio::test]
+async fn devnet_in_process_conforms() {
+    let devnet = devnet();
+    conformance(Harness::new(devnet.clone(), Arc::new(devnet))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lotus_client_over_http_to_paych_devnet_conforms() {
+    let devnet = devnet();
+    let server = paych_node::devnet_rpc::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let api_info = format!(":/ip4/127.0.0.1/tcp/{}/http", server.local_addr().port());
+    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
+    conformance(Harness::new(devnet, Arc::new(chain))).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_devnet_restarts_where_it_stopped() {
+    let repo = tempfile::tempdir().unwrap();
+    let config = DevnetConfig { repo: Some(repo.path().join("devnet")), ..DevnetConfig::default() };
+    let devnet = Devnet::new(config.clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wallet = KeyStore::open(dir.path(), Network::Testnet).unwrap();
+    let payer = wallet.new_key().unwrap();
+    let funded = devnet.faucet(&payer, fil(3)).unwrap();
+    devnet.mine(1);
+    let pending = devnet.faucet(&payer, fil(4)).unwrap();
+    let head = devnet.head_tipset();
+    let total = devnet.total_balance();
+    let faucet = devnet.faucet_address();
+    drop(devnet);
+
+    let devnet = Devnet::new(config).unwrap();
+    assert_eq!(devnet.head_tipset(), head);
+    assert_eq!(devnet.total_balance(), total);
+    assert_eq!(devnet.faucet_address(), faucet);
+    assert_eq!(devnet.actor(&payer).await.unwrap().unwrap().balance, fil(3));
+    assert!(devnet.search(&funded).await.unwrap().unwrap().receipt.is_ok());
+    // The message pending at the stop is still in the pool and lands.
+    devnet.mine(1);
+    assert!(devnet.wait(&pending, 0, WAIT).await.unwrap().receipt.is_ok());
+    assert_eq!(devnet.actor(&payer).await.unwrap().unwrap().balance, fil(7));
+}
