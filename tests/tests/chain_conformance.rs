@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cid::Cid;
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::chain::{ActorKind, Chain, ChainError, MessageLookup};
+use paych_core::chain::{prepare_message, ActorKind, Chain, ChainError, MessageLookup};
 use paych_core::types::{
     decode, paych_method, Address, ConstructorParams, ExecParams, ExecReturn, Merge, Message,
     Network, SignedMessage, SignedVoucher, TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID,
@@ -54,12 +54,10 @@ impl Harness {
         method: u64,
         params: Vec<u8>,
     ) -> SignedMessage {
-        let nonce = self.chain.next_nonce(&from).await.unwrap();
-        let message = Message::new(from, to, nonce, value, method, params);
-        let message = self.chain.estimate_gas(message).await.unwrap();
-        assert!(message.gas_limit > 0 && message.gas_fee_cap.is_positive());
-        let signature = self.wallet.sign(&from, &message.cid().unwrap().to_bytes()).unwrap();
-        SignedMessage { message, signature }
+        let message = Message::new(from, to, 0, value, method, params);
+        let signed = prepare_message(self.chain.as_ref(), &self.wallet, message).await.unwrap();
+        assert!(signed.message.gas_limit > 0 && signed.message.gas_fee_cap.is_positive());
+        signed
     }
 
     async fn send(

@@ -15,7 +15,10 @@ use async_trait::async_trait;
 use cid::Cid;
 
 use crate::actor::ChannelState;
-use crate::types::{Address, ChainEpoch, ExitCode, LaneState, Message, SignedMessage, TokenAmount};
+use crate::types::{
+    Address, ChainEpoch, EncodeError, ExitCode, LaneState, Message, SignedMessage, TokenAmount,
+};
+use crate::wallet::{Wallet, WalletError};
 
 /// The kind of an actor, as far as payment channels care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -158,6 +161,35 @@ pub trait Chain: Send + Sync {
     /// The code CID of a kind of built-in actor at the current network version (the
     /// payment-channel code goes into the Init actor's `Exec` to create a channel).
     async fn actor_code(&self, kind: ActorKind) -> Result<Cid, ChainError>;
+}
+
+/// Why a message could not be prepared for pushing.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The chain could not give a nonce or a gas estimate.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The wallet could not sign for the sender.
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    /// The message could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// Gives `message` its sender's next nonce and the chain's gas estimate, and signs it with
+/// `wallet` over its CID — everything short of pushing it, so that the caller can record
+/// the signed message first. Callers preparing messages concurrently for one sender must
+/// take turns: the chain's next nonce counts only messages already pushed.
+pub async fn prepare_message(
+    chain: &dyn Chain,
+    wallet: &dyn Wallet,
+    mut message: Message,
+) -> Result<SignedMessage, PrepareError> {
+    message.nonce = chain.next_nonce(&message.from).await?;
+    let message = chain.estimate_gas(message).await?;
+    let signature = wallet.sign(&message.from, &message.cid()?.to_bytes())?;
+    Ok(SignedMessage { message, signature })
 }
 
 /// Lane states keyed by lane, as read from a channel's lane-state AMT.
