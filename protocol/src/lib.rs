@@ -2,6 +2,7 @@
 //!
 //! The wire protocols paych nodes speak to each other over libp2p. This crate turns bytes
 //! into typed messages and events; it never touches the store or the chain.
+#![warn(missing_docs)]
 
 /// Protocol id of the voucher exchange: a payer sends a voucher, the payee validates,
 /// stores and acknowledges it.
