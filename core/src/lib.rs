@@ -8,11 +8,14 @@
 //! - [`actor`]: the payment-channel actor's rules as pure functions — the single
 //!   implementation used both by the devnet chain and by voucher validation;
 //! - [`wallet`]: the [`wallet::Wallet`] trait and a Lotus-compatible keystore;
-//! - [`chain`]: the [`chain::Chain`] trait, the in-process devnet and the Lotus client.
+//! - [`chain`]: the [`chain::Chain`] trait, the in-process devnet and the Lotus client;
+//! - [`store`]: the [`store::Store`] trait the manager persists through, and its sled
+//!   implementation with group commit.
 #![warn(missing_docs)]
 
 pub mod actor;
 pub mod chain;
 pub mod crypto;
+pub mod store;
 pub mod types;
 pub mod wallet;

@@ -1,0 +1,738 @@
+//! [`SledStore`]: the [`Store`] on sled, with group commit.
+//!
+//! Every record lives in one sled tree under a one-byte prefix per kind, so a [`Batch`] is
+//! one `sled::Batch`: atomic in memory and across a crash. The layout, byte by byte, is in
+//! `docs/storage.md`. A single flusher thread makes writes durable: callers of
+//! [`Store::durable`] that arrive while a flush is running are all covered by the next one.
+//!
+//! This module owns the bytes on disk. It never decides what a record should say (that is the
+//! manager's job); it only refuses a batch that would leave the store inconsistent — a voucher,
+//! message or reconciliation for an unknown channel, an address claimed by two channels, a
+//! message filed under the wrong CID — and then writes nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cid::Cid;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{
+    Batch, ChannelId, ChannelRecord, MessagePurpose, MessageRecord, PeerRecord, ReconcileRecord,
+    Store, StoreError, VoucherRecord, Write,
+};
+use crate::types::Address;
+
+/// The tree that holds every record.
+const TREE: &[u8] = b"paych-store";
+
+/// The format of the records and keys below; a store in another format is refused.
+const FORMAT_VERSION: u64 = 1;
+
+/// Key prefixes, one per kind of record.
+mod prefix {
+    /// Store metadata: `0x00 ‖ ascii name`.
+    pub const META: u8 = 0x00;
+    /// Channels: `0x01 ‖ id`.
+    pub const CHANNEL: u8 = 0x01;
+    /// The address index: `0x02 ‖ address bytes` → channel ID.
+    pub const ADDRESS: u8 = 0x02;
+    /// Vouchers: `0x03 ‖ channel ‖ lane ‖ nonce`.
+    pub const VOUCHER: u8 = 0x03;
+    /// Chain messages: `0x04 ‖ CID bytes`.
+    pub const MESSAGE: u8 = 0x04;
+    /// Reconciliation answers: `0x05 ‖ request hash`.
+    pub const RECONCILE: u8 = 0x05;
+    /// Peer records: `0x06 ‖ address bytes`.
+    pub const PEER: u8 = 0x06;
+}
+
+/// Metadata: the format version, a big-endian u64.
+const VERSION_NAME: &str = "version";
+/// Metadata: the first channel ID not yet reserved, a big-endian u64.
+const CHANNEL_IDS_NAME: &str = "channel-ids";
+
+/// The first channel ID a new store hands out.
+const FIRST_CHANNEL_ID: ChannelId = 1;
+/// Channel IDs reserved (and flushed) at a time, so that an ID is never handed out twice,
+/// crash or not, without a flush per ID.
+const CHANNEL_ID_BLOCK: u64 = 256;
+
+/// A record's key, typed; [`Key::to_bytes`] is its layout on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    Meta(&'static str),
+    Channel(ChannelId),
+    Address(Address),
+    Voucher { channel: ChannelId, lane: u64, nonce: u64 },
+    Message(Cid),
+    Reconcile(Vec<u8>),
+    Peer(Address),
+}
+
+impl Key {
+    fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Key::Meta(name) => prefixed(prefix::META, name.as_bytes()),
+            Key::Channel(id) => prefixed(prefix::CHANNEL, &id.to_be_bytes()),
+            Key::Address(addr) => prefixed(prefix::ADDRESS, &addr.to_bytes()),
+            Key::Voucher { channel, lane, nonce } => {
+                let mut key = voucher_prefix(*channel);
+                key.extend_from_slice(&lane.to_be_bytes());
+                key.extend_from_slice(&nonce.to_be_bytes());
+                key
+            }
+            Key::Message(cid) => prefixed(prefix::MESSAGE, &cid.to_bytes()),
+            Key::Reconcile(hash) => prefixed(prefix::RECONCILE, hash),
+            Key::Peer(addr) => prefixed(prefix::PEER, &addr.to_bytes()),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Meta(name) => write!(f, "meta/{name}"),
+            Key::Channel(id) => write!(f, "channel/{id}"),
+            Key::Address(addr) => write!(f, "address/{addr}"),
+            Key::Voucher { channel, lane, nonce } => {
+                write!(f, "voucher/{channel}/{lane}/{nonce}")
+            }
+            Key::Message(cid) => write!(f, "message/{cid}"),
+            Key::Reconcile(hash) => write!(f, "reconcile/{}", hex::encode(hash)),
+            Key::Peer(addr) => write!(f, "peer/{addr}"),
+        }
+    }
+}
+
+fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + rest.len());
+    key.push(prefix);
+    key.extend_from_slice(rest);
+    key
+}
+
+/// `0x03 ‖ channel`: every voucher of the channel, in (lane, nonce) order.
+fn voucher_prefix(channel: ChannelId) -> Vec<u8> {
+    prefixed(prefix::VOUCHER, &channel.to_be_bytes())
+}
+
+/// A raw key, printable: hex, since a key that fails to decode may not parse either.
+fn raw_key(raw: &[u8]) -> String {
+    format!("0x{}", hex::encode(raw))
+}
+
+/// A record stored under a key derived from its own fields.
+trait Keyed: Serialize + DeserializeOwned {
+    fn key(&self) -> Key;
+}
+
+impl Keyed for ChannelRecord {
+    fn key(&self) -> Key {
+        Key::Channel(self.id)
+    }
+}
+
+impl Keyed for VoucherRecord {
+    fn key(&self) -> Key {
+        Key::Voucher { channel: self.channel, lane: self.voucher.lane, nonce: self.voucher.nonce }
+    }
+}
+
+impl Keyed for MessageRecord {
+    fn key(&self) -> Key {
+        Key::Message(self.cid)
+    }
+}
+
+impl Keyed for ReconcileRecord {
+    fn key(&self) -> Key {
+        Key::Reconcile(self.request_hash.clone())
+    }
+}
+
+impl Keyed for PeerRecord {
+    fn key(&self) -> Key {
+        Key::Peer(self.address)
+    }
+}
+
+fn backend(e: impl fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn codec(key: impl fmt::Display, reason: impl fmt::Display) -> StoreError {
+    StoreError::Codec { key: key.to_string(), reason: reason.to_string() }
+}
+
+fn encode<T: Keyed>(record: &T) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    let key = record.key();
+    let value = fvm_ipld_encoding::to_vec(record).map_err(|e| codec(&key, e))?;
+    Ok((key.to_bytes(), value))
+}
+
+/// Decodes the record stored under `raw`, and checks that it belongs there.
+fn decode<T: Keyed>(raw: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    let record: T = fvm_ipld_encoding::from_slice(value).map_err(|e| codec(raw_key(raw), e))?;
+    if record.key().to_bytes() != raw {
+        return Err(codec(raw_key(raw), format_args!("holds the record of {}", record.key())));
+    }
+    Ok(record)
+}
+
+fn decode_u64(key: &Key, value: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] =
+        value.try_into().map_err(|_| codec(key, format_args!("{} bytes, not 8", value.len())))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// The addresses a channel is indexed under.
+fn addresses(record: &ChannelRecord) -> Vec<Address> {
+    let mut addrs: Vec<Address> = Vec::with_capacity(2);
+    for addr in [record.channel, record.id_address].into_iter().flatten() {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    addrs
+}
+
+fn purpose_channel(purpose: &MessagePurpose) -> ChannelId {
+    match purpose {
+        MessagePurpose::Create { channel, .. }
+        | MessagePurpose::AddFunds { channel, .. }
+        | MessagePurpose::Submit { channel, .. }
+        | MessagePurpose::Settle { channel }
+        | MessagePurpose::Collect { channel } => *channel,
+    }
+}
+
+/// What the flusher has done so far, published to every waiter.
+#[derive(Debug, Clone, Default)]
+struct FlushState {
+    /// Every write of a generation up to this one is on disk.
+    flushed: u64,
+    /// Flushes attempted.
+    rounds: u64,
+    /// The latest failed flush.
+    failure: Option<FlushFailure>,
+    /// The flusher thread has ended; nothing more will be flushed.
+    stopped: bool,
+}
+
+#[derive(Debug, Clone)]
+struct FlushFailure {
+    /// The round that failed.
+    round: u64,
+    /// The generation it was to make durable.
+    covering: u64,
+    /// What sled said.
+    reason: String,
+}
+
+/// What the store and its flusher thread share.
+struct Shared {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Held for writing while a batch is applied, and for reading by every read that spans
+    /// more than one key, so that such a read sees a batch whole or not at all (a single
+    /// sled get is already atomic; a sled scan is not).
+    gate: RwLock<()>,
+    /// Bumped by every applied batch, after sled has it.
+    generation: AtomicU64,
+    /// Physical flushes made by the flusher.
+    flush_count: AtomicU64,
+    flushed: watch::Sender<FlushState>,
+}
+
+impl Shared {
+    fn read_gate(&self) -> RwLockReadGuard<'_, ()> {
+        // The gate guards no data, so a panic elsewhere cannot leave it inconsistent.
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, key: &Key) -> Result<Option<sled::IVec>, StoreError> {
+        self.tree.get(key.to_bytes()).map_err(backend)
+    }
+
+    fn record<T: Keyed>(&self, key: &Key) -> Result<Option<T>, StoreError> {
+        let raw = key.to_bytes();
+        match self.tree.get(&raw).map_err(backend)? {
+            Some(value) => decode(&raw, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: Keyed>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|entry| {
+                let (raw, value) = entry.map_err(backend)?;
+                decode(&raw, &value)
+            })
+            .collect()
+    }
+
+    fn channel_exists(&self, id: ChannelId) -> Result<bool, StoreError> {
+        self.tree.contains_key(Key::Channel(id).to_bytes()).map_err(backend)
+    }
+
+    fn address_owner(&self, addr: &Address) -> Result<Option<ChannelId>, StoreError> {
+        let key = Key::Address(*addr);
+        self.get(&key)?.map(|value| decode_u64(&key, &value)).transpose()
+    }
+
+    /// Runs the flusher: one physical flush per request, covering every batch applied
+    /// before it starts. Stops on [`FlushRequest::Stop`] (after a last flush) or when the
+    /// store is gone.
+    fn run_flusher(&self, requests: Receiver<FlushRequest>) {
+        // However the thread ends (a panic in sled included), waiters learn of it.
+        let _stopped = StoppedOnDrop(&self.flushed);
+        while let Ok(request) = requests.recv() {
+            let covering = self.generation.load(Ordering::SeqCst);
+            let stopping = request == FlushRequest::Stop;
+            if covering <= self.flushed.borrow().flushed && !stopping {
+                // Nothing applied since the last flush: whoever asked is already covered.
+                continue;
+            }
+            let result = self.db.flush();
+            self.flush_count.fetch_add(1, Ordering::SeqCst);
+            self.flushed.send_modify(|state| {
+                state.rounds += 1;
+                match &result {
+                    Ok(_) => state.flushed = state.flushed.max(covering),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "store flush failed");
+                        state.failure = Some(FlushFailure {
+                            round: state.rounds,
+                            covering,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            });
+            if stopping {
+                break;
+            }
+        }
+    }
+}
+
+/// Publishes that the flusher has stopped when dropped.
+struct StoppedOnDrop<'a>(&'a watch::Sender<FlushState>);
+
+impl Drop for StoppedOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|state| state.stopped = true);
+    }
+}
+
+fn flusher_stopped() -> StoreError {
+    StoreError::Backend("the store's flusher has stopped".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlushRequest {
+    /// Flush what has been applied.
+    Flush,
+    /// Flush once more and stop.
+    Stop,
+}
+
+/// Channel IDs: those below `next` have been handed out; those below `reserved` are
+/// recorded on disk as taken.
+struct ChannelIds {
+    next: ChannelId,
+    reserved: ChannelId,
+}
+
+/// The [`Store`] on sled.
+///
+/// Dropping it flushes once more and stops the flusher thread; it blocks for that flush.
+pub struct SledStore {
+    shared: Arc<Shared>,
+    ids: Mutex<ChannelIds>,
+    requests: SyncSender<FlushRequest>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledStore")
+            .field("generation", &self.shared.generation.load(Ordering::SeqCst))
+            .field("flush_count", &self.flush_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in the directory `path`.
+    ///
+    /// If the directory's lock is held, waits up to two seconds for it (sled releases the
+    /// lock of a store just dropped in this process a moment later), then fails.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::with_config(sled::Config::new().path(path.as_ref()))
+    }
+
+    /// A store in a temporary directory, deleted when the store is dropped: for tests and
+    /// benchmarks.
+    pub fn temporary() -> Result<Self, StoreError> {
+        Self::with_config(sled::Config::new().temporary(true))
+    }
+
+    fn with_config(config: sled::Config) -> Result<Self, StoreError> {
+        let db = open_waiting_for_lock(&config)?;
+        let tree = db.open_tree(TREE).map_err(backend)?;
+        check_format(&tree)?;
+        let next = match tree.get(Key::Meta(CHANNEL_IDS_NAME).to_bytes()).map_err(backend)? {
+            Some(value) => decode_u64(&Key::Meta(CHANNEL_IDS_NAME), &value)?,
+            None => FIRST_CHANNEL_ID,
+        };
+        db.flush().map_err(backend)?;
+
+        let (flushed, _) = watch::channel(FlushState::default());
+        let shared = Arc::new(Shared {
+            db,
+            tree,
+            gate: RwLock::new(()),
+            generation: AtomicU64::new(0),
+            flush_count: AtomicU64::new(0),
+            flushed,
+        });
+        // One request waiting is enough: the flush that serves it covers every caller.
+        let (requests, receiver) = mpsc::sync_channel(1);
+        let flusher = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("paych-store-flush".into())
+                .spawn(move || shared.run_flusher(receiver))
+                .map_err(backend)?
+        };
+        Ok(SledStore {
+            shared,
+            ids: Mutex::new(ChannelIds { next, reserved: next }),
+            requests,
+            flusher: Some(flusher),
+        })
+    }
+
+    /// Physical flushes the flusher has made so far: one per round of [`Store::durable`]
+    /// that had something to flush. Concurrent callers share rounds, so this grows slower
+    /// than the number of calls.
+    pub fn flush_count(&self) -> u64 {
+        self.shared.flush_count.load(Ordering::SeqCst)
+    }
+
+    fn ids(&self) -> MutexGuard<'_, ChannelIds> {
+        // `ChannelIds` changes only after the write it depends on succeeded.
+        self.ids.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the flusher for a flush; one already queued will do.
+    fn request_flush(&self) -> Result<(), StoreError> {
+        match self.requests.try_send(FlushRequest::Flush) {
+            Ok(()) | Err(TrySendError::Full(_)) => Ok(()),
+            Err(TrySendError::Disconnected(_)) => Err(flusher_stopped()),
+        }
+    }
+}
+
+/// A batch being validated against the store and turned into one sled batch. Built with
+/// the gate held for writing, so what it reads cannot change before the batch lands.
+struct Plan<'a> {
+    shared: &'a Shared,
+    out: sled::Batch,
+    /// Addresses of the channels written so far in this batch.
+    channels: HashMap<ChannelId, Vec<Address>>,
+    /// The address index as the batch leaves it (`None`: removed).
+    index: HashMap<Address, Option<ChannelId>>,
+    /// Channels the batch's other records name.
+    referenced: HashSet<ChannelId>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        Plan {
+            shared,
+            out: sled::Batch::default(),
+            channels: HashMap::new(),
+            index: HashMap::new(),
+            referenced: HashSet::new(),
+        }
+    }
+
+    fn add(&mut self, write: &Write) -> Result<(), StoreError> {
+        let (key, value) = match write {
+            Write::Channel(record) => {
+                self.index_channel(record)?;
+                encode(record)?
+            }
+            Write::Voucher(record) => {
+                self.referenced.insert(record.channel);
+                encode(record)?
+            }
+            Write::Message(record) => {
+                check_cid(record)?;
+                self.referenced.insert(purpose_channel(&record.purpose));
+                encode(record)?
+            }
+            Write::Reconcile(record) => {
+                self.referenced.insert(record.channel);
+                encode(record)?
+            }
+            Write::Peer(record) => encode(record)?,
+        };
+        self.out.insert(key, value);
+        Ok(())
+    }
+
+    /// Points the channel's current addresses at it, and removes those it no longer has.
+    fn index_channel(&mut self, record: &ChannelRecord) -> Result<(), StoreError> {
+        let old = match self.channels.get(&record.id) {
+            Some(addrs) => addrs.clone(),
+            None => self
+                .shared
+                .record::<ChannelRecord>(&Key::Channel(record.id))?
+                .map(|old| addresses(&old))
+                .unwrap_or_default(),
+        };
+        let new = addresses(record);
+        for addr in &new {
+            let owner = match self.index.get(addr) {
+                Some(owner) => *owner,
+                None => self.shared.address_owner(addr)?,
+            };
+            if let Some(owner) = owner.filter(|owner| *owner != record.id) {
+                return Err(StoreError::Invalid(format!(
+                    "address {addr} of channel {} already belongs to channel {owner}",
+                    record.id
+                )));
+            }
+        }
+        for addr in old.iter().filter(|addr| !new.contains(addr)) {
+            self.index.insert(*addr, None);
+        }
+        for addr in &new {
+            self.index.insert(*addr, Some(record.id));
+        }
+        self.channels.insert(record.id, new);
+        Ok(())
+    }
+
+    /// Checks that every channel named exists, and adds the index changes.
+    fn finish(mut self) -> Result<sled::Batch, StoreError> {
+        for id in &self.referenced {
+            if !self.channels.contains_key(id) && !self.shared.channel_exists(*id)? {
+                return Err(StoreError::Invalid(format!("unknown channel {id}")));
+            }
+        }
+        for (addr, owner) in self.index {
+            let key = Key::Address(addr).to_bytes();
+            match owner {
+                Some(id) => self.out.insert(key, id.to_be_bytes().to_vec()),
+                None => self.out.remove(key),
+            }
+        }
+        Ok(self.out)
+    }
+}
+
+/// Refuses a message filed under another CID than its own.
+fn check_cid(record: &MessageRecord) -> Result<(), StoreError> {
+    let cid = record.signed.cid().map_err(|e| codec(record.key(), e))?;
+    if cid != record.cid {
+        return Err(StoreError::Invalid(format!("message {cid} is filed under {}", record.cid)));
+    }
+    Ok(())
+}
+
+/// How long [`SledStore::open`] waits for a lock that a just-closed store still holds.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens the database, waiting up to [`LOCK_WAIT`] if its lock file is held. sled releases
+/// the lock of a dropped database from a background thread, a moment after the drop, so a
+/// store closed and reopened at once (a restart in-process) would otherwise find it taken.
+/// A lock held by a running process is still refused, after the wait.
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_held(&e) && Instant::now() + pause < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(backend(e)),
+        }
+    }
+}
+
+/// sled 0.34 reports a held lock only in the message of an `Io` error of kind `Other`.
+fn is_lock_held(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().starts_with("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
+/// Refuses a tree written in another format; stamps a new one.
+fn check_format(tree: &sled::Tree) -> Result<(), StoreError> {
+    let key = Key::Meta(VERSION_NAME);
+    match tree.get(key.to_bytes()).map_err(backend)? {
+        Some(value) => match decode_u64(&key, &value)? {
+            FORMAT_VERSION => Ok(()),
+            other => Err(StoreError::Backend(format!(
+                "store format version {other}; this build reads version {FORMAT_VERSION}"
+            ))),
+        },
+        None if tree.is_empty() => {
+            tree.insert(key.to_bytes(), FORMAT_VERSION.to_be_bytes().to_vec()).map_err(backend)?;
+            Ok(())
+        }
+        None => Err(StoreError::Backend("store holds records but no format version".into())),
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SledStore {
+    fn next_channel_id(&self) -> Result<ChannelId, StoreError> {
+        let mut ids = self.ids();
+        if ids.next >= ids.reserved {
+            let reserved = ids
+                .next
+                .checked_add(CHANNEL_ID_BLOCK)
+                .ok_or_else(|| StoreError::Backend("channel IDs exhausted".into()))?;
+            let key = Key::Meta(CHANNEL_IDS_NAME).to_bytes();
+            self.shared.tree.insert(key, reserved.to_be_bytes().to_vec()).map_err(backend)?;
+            // The reservation is on disk before any ID from it is handed out.
+            self.shared.db.flush().map_err(backend)?;
+            ids.reserved = reserved;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let _gate = self.shared.gate.write().unwrap_or_else(PoisonError::into_inner);
+        let mut plan = Plan::new(&self.shared);
+        for write in &batch {
+            plan.add(write)?;
+        }
+        let planned = plan.finish()?;
+        self.shared.tree.apply_batch(planned).map_err(backend)?;
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn durable(&self) -> Result<(), StoreError> {
+        let target = self.shared.generation.load(Ordering::SeqCst);
+        let mut state = self.shared.flushed.subscribe();
+        let start = state.borrow().rounds;
+        loop {
+            {
+                let now = state.borrow_and_update();
+                if now.flushed >= target {
+                    return Ok(());
+                }
+                if let Some(failure) = &now.failure {
+                    if failure.round > start && failure.covering >= target {
+                        return Err(StoreError::Backend(failure.reason.clone()));
+                    }
+                }
+                if now.stopped {
+                    return Err(flusher_stopped());
+                }
+            }
+            // Sent after `target` was read, so the flush that serves it covers `target`.
+            self.request_flush()?;
+            state.changed().await.map_err(|_| flusher_stopped())?;
+        }
+    }
+
+    fn channel(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        self.shared.record(&Key::Channel(id))
+    }
+
+    fn channel_by_address(&self, addr: &Address) -> Result<Option<ChannelRecord>, StoreError> {
+        let _gate = self.shared.read_gate();
+        let Some(id) = self.shared.address_owner(addr)? else {
+            return Ok(None);
+        };
+        match self.channel(id)? {
+            Some(record) if addresses(&record).contains(addr) => Ok(Some(record)),
+            Some(_) => Err(codec(Key::Address(*addr), format_args!("stale: channel {id} moved"))),
+            None => Err(codec(Key::Address(*addr), format_args!("missing channel {id}"))),
+        }
+    }
+
+    fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        let _gate = self.shared.read_gate();
+        self.shared.scan(&[prefix::CHANNEL])
+    }
+
+    fn voucher(
+        &self,
+        channel: ChannelId,
+        lane: u64,
+        nonce: u64,
+    ) -> Result<Option<VoucherRecord>, StoreError> {
+        self.shared.record(&Key::Voucher { channel, lane, nonce })
+    }
+
+    fn vouchers(&self, channel: ChannelId) -> Result<Vec<VoucherRecord>, StoreError> {
+        let _gate = self.shared.read_gate();
+        self.shared.scan(&voucher_prefix(channel))
+    }
+
+    fn message(&self, cid: &Cid) -> Result<Option<MessageRecord>, StoreError> {
+        self.shared.record(&Key::Message(*cid))
+    }
+
+    fn messages(&self) -> Result<Vec<MessageRecord>, StoreError> {
+        let _gate = self.shared.read_gate();
+        self.shared.scan(&[prefix::MESSAGE])
+    }
+
+    fn reconcile(&self, request_hash: &[u8]) -> Result<Option<ReconcileRecord>, StoreError> {
+        self.shared.record(&Key::Reconcile(request_hash.to_vec()))
+    }
+
+    fn peer(&self, address: &Address) -> Result<Option<PeerRecord>, StoreError> {
+        self.shared.record(&Key::Peer(*address))
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Give back the unused reservation, so that a clean restart continues at `next`.
+        let next = self.ids().next;
+        let key = Key::Meta(CHANNEL_IDS_NAME).to_bytes();
+        if let Err(e) = self.shared.tree.insert(key, next.to_be_bytes().to_vec()) {
+            tracing::warn!(error = %e, "store: cannot record the next channel ID");
+        }
+        // The last flush covers that write and every batch.
+        if self.requests.send(FlushRequest::Stop).is_err() {
+            tracing::warn!("store: the flusher had already stopped");
+        }
+        if let Some(flusher) = self.flusher.take() {
+            if flusher.join().is_err() {
+                tracing::warn!("store: the flusher thread panicked");
+            }
+        }
+    }
+}

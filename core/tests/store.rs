@@ -1,0 +1,794 @@
+//! The store conformance suite, which every [`Store`] backend must pass, run on sled on disk
+//! and in a temporary directory; then what only sled shows: group commit, reopening, corrupt
+//! records, and acknowledged writes surviving a SIGKILL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use paych_core::store::sled::SledStore;
+use paych_core::store::{
+    ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageRecord, MessageState,
+    PeerRecord, ReconcileRecord, Store, StoreError, VoucherOrigin, VoucherRecord, Write,
+};
+use paych_core::types::{Address, Message, Signature, SignedMessage, SignedVoucher, TokenAmount};
+use tempfile::TempDir;
+use tokio::task::JoinSet;
+
+// ---------------------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------------------
+
+fn key_address(seed: u8) -> Address {
+    Address::new_secp256k1(&[seed; 65]).unwrap()
+}
+
+fn robust_address(id: ChannelId) -> Address {
+    Address::new_actor(&id.to_be_bytes())
+}
+
+fn id_address(id: ChannelId) -> Address {
+    Address::new_id(id.wrapping_add(1000))
+}
+
+/// A channel whose create message has not landed: no address yet.
+fn creating(id: ChannelId) -> ChannelRecord {
+    ChannelRecord {
+        id,
+        direction: Direction::Outbound,
+        channel: None,
+        id_address: None,
+        from: key_address(1),
+        to: key_address(2),
+        control: key_address(1),
+        lifecycle: Lifecycle::Creating,
+        confirmed: TokenAmount::from_atto(0),
+        pending: TokenAmount::from_atto(1_000_000),
+        pending_message: None,
+        queued: TokenAmount::from_atto(0),
+        queued_reserve: TokenAmount::from_atto(0),
+        reserved: TokenAmount::from_atto(0),
+        next_lane: 0,
+        free_lanes: Vec::new(),
+        closed_lanes: Vec::new(),
+        settling_at: 0,
+        create_error: None,
+    }
+}
+
+/// The same channel once its create message has landed.
+fn open(id: ChannelId) -> ChannelRecord {
+    ChannelRecord {
+        channel: Some(robust_address(id)),
+        id_address: Some(id_address(id)),
+        lifecycle: Lifecycle::Open,
+        confirmed: TokenAmount::from_atto(1_000_000),
+        pending: TokenAmount::from_atto(0),
+        next_lane: 3,
+        free_lanes: vec![1],
+        closed_lanes: vec![2],
+        ..creating(id)
+    }
+}
+
+/// The voucher on (`lane`, `nonce`) of `channel`; its amount says where it belongs.
+fn voucher(channel: ChannelId, lane: u64, nonce: u64) -> VoucherRecord {
+    VoucherRecord {
+        channel,
+        voucher: SignedVoucher {
+            channel_addr: robust_address(channel),
+            time_lock_min: 0,
+            time_lock_max: 0,
+            secret_hash: Vec::new(),
+            extra: None,
+            lane,
+            nonce,
+            amount: TokenAmount::from_atto(
+                u128::from(channel) * 1_000_000 + u128::from(lane) * 1_000 + u128::from(nonce),
+            ),
+            min_settle_height: 0,
+            merges: Vec::new(),
+            signature: Some(Signature::new_secp256k1(vec![7; 65])),
+        },
+        origin: VoucherOrigin::Created,
+        submitted: false,
+        superseded: false,
+    }
+}
+
+fn message(nonce: u64, purpose: MessagePurpose) -> MessageRecord {
+    let signed = SignedMessage {
+        message: Message::new(
+            key_address(1),
+            robust_address(9),
+            nonce,
+            TokenAmount::from_atto(5),
+            2,
+            vec![0x80],
+        ),
+        signature: Signature::new_secp256k1(vec![9; 65]),
+    };
+    MessageRecord { cid: signed.cid().unwrap(), signed, purpose, state: MessageState::Recorded }
+}
+
+fn ids(records: &[VoucherRecord]) -> Vec<(ChannelId, u64, u64)> {
+    records.iter().map(|r| (r.channel, r.voucher.lane, r.voucher.nonce)).collect()
+}
+
+fn apply_one(store: &dyn Store, write: Write) {
+    store.apply(vec![write]).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// The conformance suite
+// ---------------------------------------------------------------------------------------
+
+/// A fresh, empty store of one backend, and whatever must outlive it.
+struct Fresh {
+    store: Arc<dyn Store>,
+    _dir: Option<TempDir>,
+}
+
+/// Every scenario a backend must pass, each on a fresh store from `fresh`.
+async fn conformance(fresh: fn() -> Fresh) {
+    channel_round_trips(&*fresh().store);
+    channel_is_found_by_both_addresses_once_open(&*fresh().store);
+    changed_address_leaves_no_stale_index_entry(&*fresh().store);
+    address_of_another_channel_is_refused(&*fresh().store);
+    channels_are_listed_in_id_order(&*fresh().store);
+    voucher_round_trips(&*fresh().store);
+    vouchers_are_listed_by_lane_then_nonce(&*fresh().store);
+    vouchers_never_leak_between_channels(&*fresh().store);
+    voucher_for_unknown_channel_is_refused(&*fresh().store);
+    message_records_follow_their_states(&*fresh().store);
+    message_under_wrong_cid_is_refused(&*fresh().store);
+    reconcile_and_peer_records_round_trip(&*fresh().store);
+    channel_ids_never_repeat(fresh().store);
+    failed_batch_writes_nothing(&*fresh().store);
+    readers_never_see_half_a_batch(fresh().store);
+    durable_with_nothing_written_returns(&*fresh().store).await;
+    concurrent_writers_all_become_durable(fresh().store).await;
+}
+
+fn channel_round_trips(store: &dyn Store) {
+    assert_eq!(store.channel(1).unwrap(), None);
+    let mut record = open(1);
+    record.settling_at = 4321;
+    record.create_error = Some("out of gas".into());
+    record.pending_message = Some(message(0, MessagePurpose::Settle { channel: 1 }).cid);
+    apply_one(store, Write::Channel(record.clone()));
+    assert_eq!(store.channel(1).unwrap(), Some(record.clone()));
+
+    record.lifecycle = Lifecycle::Settling;
+    record.reserved = TokenAmount::from_atto(77);
+    apply_one(store, Write::Channel(record.clone()));
+    assert_eq!(store.channel(1).unwrap(), Some(record));
+    assert_eq!(store.channels().unwrap().len(), 1);
+}
+
+fn channel_is_found_by_both_addresses_once_open(store: &dyn Store) {
+    apply_one(store, Write::Channel(creating(5)));
+    assert_eq!(store.channel_by_address(&robust_address(5)).unwrap(), None);
+    assert_eq!(store.channel_by_address(&id_address(5)).unwrap(), None);
+
+    apply_one(store, Write::Channel(open(5)));
+    assert_eq!(store.channel_by_address(&robust_address(5)).unwrap(), Some(open(5)));
+    assert_eq!(store.channel_by_address(&id_address(5)).unwrap(), Some(open(5)));
+    assert_eq!(store.channel_by_address(&robust_address(6)).unwrap(), None);
+    assert_eq!(store.channel_by_address(&key_address(1)).unwrap(), None, "from is no index");
+}
+
+fn changed_address_leaves_no_stale_index_entry(store: &dyn Store) {
+    apply_one(store, Write::Channel(open(5)));
+    let mut moved = open(5);
+    moved.id_address = Some(Address::new_id(99_999));
+    apply_one(store, Write::Channel(moved.clone()));
+    assert_eq!(store.channel_by_address(&id_address(5)).unwrap(), None);
+    assert_eq!(store.channel_by_address(&Address::new_id(99_999)).unwrap(), Some(moved));
+
+    // The freed address can go to another channel.
+    let mut other = open(6);
+    other.id_address = Some(id_address(5));
+    apply_one(store, Write::Channel(other.clone()));
+    assert_eq!(store.channel_by_address(&id_address(5)).unwrap(), Some(other));
+
+    // Back to Creating: no address, no index entry.
+    apply_one(store, Write::Channel(creating(6)));
+    assert_eq!(store.channel_by_address(&robust_address(6)).unwrap(), None);
+    assert_eq!(store.channel_by_address(&id_address(5)).unwrap(), None);
+}
+
+fn address_of_another_channel_is_refused(store: &dyn Store) {
+    apply_one(store, Write::Channel(open(5)));
+    let mut thief = open(6);
+    thief.channel = Some(robust_address(5));
+    let err = store.apply(vec![Write::Channel(thief)]).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(store.channel(6).unwrap(), None);
+    assert_eq!(store.channel_by_address(&robust_address(5)).unwrap(), Some(open(5)));
+}
+
+fn channels_are_listed_in_id_order(store: &dyn Store) {
+    let order = [65_536, 2, 1 << 40, 256, 1, 255, u64::MAX];
+    for id in order {
+        apply_one(store, Write::Channel(creating(id)));
+    }
+    let listed: Vec<ChannelId> = store.channels().unwrap().iter().map(|c| c.id).collect();
+    assert_eq!(listed, vec![1, 2, 255, 256, 65_536, 1 << 40, u64::MAX]);
+}
+
+fn voucher_round_trips(store: &dyn Store) {
+    apply_one(store, Write::Channel(open(1)));
+    let mut record = voucher(1, 4, 9);
+    record.voucher.secret_hash = vec![0xab; 32];
+    record.voucher.merges = vec![paych_core::types::Merge { lane: 2, nonce: 3 }];
+    record.origin = VoucherOrigin::Combined;
+    apply_one(store, Write::Voucher(record.clone()));
+    assert_eq!(store.voucher(1, 4, 9).unwrap(), Some(record.clone()));
+    assert_eq!(store.voucher(1, 4, 8).unwrap(), None);
+    assert_eq!(store.voucher(2, 4, 9).unwrap(), None);
+
+    record.submitted = true;
+    record.superseded = true;
+    apply_one(store, Write::Voucher(record.clone()));
+    assert_eq!(store.voucher(1, 4, 9).unwrap(), Some(record.clone()));
+    assert_eq!(store.vouchers(1).unwrap(), vec![record]);
+}
+
+fn vouchers_are_listed_by_lane_then_nonce(store: &dyn Store) {
+    apply_one(store, Write::Channel(open(1)));
+    // Inserted out of order, with numbers whose little-endian or decimal order differs.
+    let keys = [(256, 1), (1, 256), (1, 2), (0, 1 << 33), (2, 0), (1, 255), (0, 7)];
+    store
+        .apply(keys.iter().map(|&(lane, nonce)| Write::Voucher(voucher(1, lane, nonce))).collect())
+        .unwrap();
+    let listed = ids(&store.vouchers(1).unwrap());
+    assert_eq!(
+        listed,
+        vec![
+            (1, 0, 7),
+            (1, 0, 1 << 33),
+            (1, 1, 2),
+            (1, 1, 255),
+            (1, 1, 256),
+            (1, 2, 0),
+            (1, 256, 1)
+        ]
+    );
+}
+
+fn vouchers_never_leak_between_channels(store: &dyn Store) {
+    // 1 and 256 differ in one byte; 0x0100 would be a prefix match if IDs were not fixed width.
+    let channels = [1, 256, 257, 65_536, 1 << 56];
+    for id in channels {
+        apply_one(store, Write::Channel(creating(id)));
+        store
+            .apply(vec![Write::Voucher(voucher(id, 0, 1)), Write::Voucher(voucher(id, 1, 1))])
+            .unwrap();
+    }
+    for id in channels {
+        assert_eq!(ids(&store.vouchers(id).unwrap()), vec![(id, 0, 1), (id, 1, 1)]);
+    }
+    assert!(store.vouchers(2).unwrap().is_empty());
+}
+
+fn voucher_for_unknown_channel_is_refused(store: &dyn Store) {
+    let err = store.apply(vec![Write::Voucher(voucher(3, 0, 1))]).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(store.voucher(3, 0, 1).unwrap(), None);
+
+    // Written together with its channel, it is fine, in either order.
+    store.apply(vec![Write::Voucher(voucher(3, 0, 1)), Write::Channel(creating(3))]).unwrap();
+    assert_eq!(store.voucher(3, 0, 1).unwrap(), Some(voucher(3, 0, 1)));
+}
+
+fn message_records_follow_their_states(store: &dyn Store) {
+    apply_one(store, Write::Channel(creating(1)));
+    let create = message(
+        0,
+        MessagePurpose::Create {
+            channel: 1,
+            amount: TokenAmount::from_atto(9),
+            reserve: TokenAmount::from_atto(4),
+        },
+    );
+    let submit = message(1, MessagePurpose::Submit { channel: 1, lane: 2, nonce: 3 });
+    let mut channel = creating(1);
+    channel.pending_message = Some(create.cid);
+    store
+        .apply(vec![
+            Write::Channel(channel),
+            Write::Message(create.clone()),
+            Write::Message(submit.clone()),
+        ])
+        .unwrap();
+    assert_eq!(store.message(&create.cid).unwrap(), Some(create.clone()));
+
+    let states = [
+        MessageState::Pushed,
+        MessageState::Landed { exit_code: 0, epoch: 812, return_data: vec![0x82, 0x01, 0x02] },
+    ];
+    let mut landed = create.clone();
+    for state in states {
+        landed.state = state;
+        apply_one(store, Write::Message(landed.clone()));
+        assert_eq!(store.message(&create.cid).unwrap(), Some(landed.clone()));
+    }
+    let mut refused = submit.clone();
+    refused.state = MessageState::Refused { reason: "nonce too low".into() };
+    apply_one(store, Write::Message(refused.clone()));
+
+    let all: HashSet<_> = store.messages().unwrap().into_iter().map(|m| m.cid).collect();
+    assert_eq!(all, HashSet::from([create.cid, submit.cid]));
+    assert_eq!(store.message(&submit.cid).unwrap(), Some(refused));
+    assert_eq!(
+        store.message(&message(2, MessagePurpose::Settle { channel: 1 }).cid).unwrap(),
+        None
+    );
+
+    let orphan = message(3, MessagePurpose::Collect { channel: 42 });
+    let err = store.apply(vec![Write::Message(orphan.clone())]).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(store.message(&orphan.cid).unwrap(), None);
+}
+
+fn message_under_wrong_cid_is_refused(store: &dyn Store) {
+    apply_one(store, Write::Channel(creating(1)));
+    let mut record = message(0, MessagePurpose::Settle { channel: 1 });
+    let elsewhere = message(1, MessagePurpose::Settle { channel: 1 }).cid;
+    record.cid = elsewhere;
+    let err = store.apply(vec![Write::Message(record)]).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(store.message(&elsewhere).unwrap(), None);
+}
+
+fn reconcile_and_peer_records_round_trip(store: &dyn Store) {
+    apply_one(store, Write::Channel(open(1)));
+    let answer = ReconcileRecord { request_hash: vec![0x11; 32], channel: 1, response: vec![1, 2] };
+    let peer = PeerRecord { address: key_address(2), sequence: 1, envelope: vec![0xee; 40] };
+    store.apply(vec![Write::Reconcile(answer.clone()), Write::Peer(peer.clone())]).unwrap();
+    assert_eq!(store.reconcile(&[0x11; 32]).unwrap(), Some(answer));
+    assert_eq!(store.reconcile(&[0x12; 32]).unwrap(), None);
+    assert_eq!(store.reconcile(&[]).unwrap(), None);
+    assert_eq!(store.peer(&key_address(2)).unwrap(), Some(peer));
+    assert_eq!(store.peer(&key_address(3)).unwrap(), None);
+
+    let newer = PeerRecord { address: key_address(2), sequence: 2, envelope: vec![0xdd; 41] };
+    apply_one(store, Write::Peer(newer.clone()));
+    assert_eq!(store.peer(&key_address(2)).unwrap(), Some(newer));
+
+    let orphan = ReconcileRecord { request_hash: vec![0x13; 32], channel: 2, response: vec![] };
+    let err = store.apply(vec![Write::Reconcile(orphan)]).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(store.reconcile(&[0x13; 32]).unwrap(), None);
+}
+
+fn channel_ids_never_repeat(store: Arc<dyn Store>) {
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                (0..300).map(|_| store.next_channel_id().unwrap()).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for thread in threads {
+        for id in thread.join().unwrap() {
+            assert!(seen.insert(id), "channel ID {id} handed out twice");
+        }
+    }
+    assert_eq!(seen.len(), 1200);
+}
+
+fn failed_batch_writes_nothing(store: &dyn Store) {
+    apply_one(store, Write::Channel(open(1)));
+    apply_one(store, Write::Voucher(voucher(1, 0, 1)));
+    let before = store.channel(1).unwrap();
+
+    let mut changed = open(1);
+    changed.reserved = TokenAmount::from_atto(500);
+    changed.id_address = Some(Address::new_id(77));
+    let peer = PeerRecord { address: key_address(4), sequence: 1, envelope: vec![1] };
+    // Valid writes first; the last one names a channel that does not exist.
+    let batch = vec![
+        Write::Channel(changed),
+        Write::Voucher(voucher(1, 0, 2)),
+        Write::Voucher(voucher(1, 5, 1)),
+        Write::Peer(peer),
+        Write::Channel(creating(2)),
+        Write::Voucher(voucher(3, 0, 1)),
+    ];
+    let err = store.apply(batch).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+
+    assert_eq!(store.channel(1).unwrap(), before);
+    assert_eq!(store.channel(2).unwrap(), None);
+    assert_eq!(ids(&store.vouchers(1).unwrap()), vec![(1, 0, 1)]);
+    assert_eq!(store.peer(&key_address(4)).unwrap(), None);
+    assert_eq!(store.channel_by_address(&Address::new_id(77)).unwrap(), None);
+    assert_eq!(store.channel_by_address(&id_address(1)).unwrap(), before);
+}
+
+fn readers_never_see_half_a_batch(store: Arc<dyn Store>) {
+    const LANES: u64 = 8;
+    const BATCHES: u64 = 300;
+    apply_one(&*store, Write::Channel(open(1)));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let seen = store.vouchers(1).unwrap();
+                assert_eq!(seen.len() as u64 % LANES, 0, "saw part of a batch");
+                let nonces: BTreeSet<u64> = seen.iter().map(|v| v.voucher.nonce).collect();
+                assert_eq!(nonces.len() as u64 * LANES, seen.len() as u64, "saw part of a batch");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for nonce in 1..=BATCHES {
+        store
+            .apply((0..LANES).map(|lane| Write::Voucher(voucher(1, lane, nonce))).collect())
+            .unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    assert!(reader.join().unwrap() > 0);
+    assert_eq!(store.vouchers(1).unwrap().len() as u64, LANES * BATCHES);
+}
+
+async fn durable_with_nothing_written_returns(store: &dyn Store) {
+    // A generous bound, only there so that a hang fails instead of stalling the suite.
+    let limit = Duration::from_secs(30);
+    tokio::time::timeout(limit, store.durable()).await.unwrap().unwrap();
+    apply_one(store, Write::Channel(creating(1)));
+    tokio::time::timeout(limit, store.durable()).await.unwrap().unwrap();
+    tokio::time::timeout(limit, store.durable()).await.unwrap().unwrap();
+}
+
+/// 64 tasks, each applying its own voucher and then, once all 64 are in flight, waiting
+/// until it is durable.
+async fn concurrent_writers_all_become_durable(store: Arc<dyn Store>) {
+    const WRITERS: u64 = 64;
+    apply_one(&*store, Write::Channel(open(1)));
+    store.durable().await.unwrap();
+    let in_flight = Arc::new(tokio::sync::Barrier::new(WRITERS as usize));
+    let mut writers = JoinSet::new();
+    for lane in 0..WRITERS {
+        let (store, in_flight) = (Arc::clone(&store), Arc::clone(&in_flight));
+        writers.spawn(async move {
+            store.apply(vec![Write::Voucher(voucher(1, lane, 1))])?;
+            in_flight.wait().await;
+            store.durable().await
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap().unwrap();
+    }
+    assert_eq!(store.vouchers(1).unwrap().len() as u64, WRITERS);
+}
+
+fn sled_on_disk() -> Fresh {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("store")).unwrap();
+    Fresh { store: Arc::new(store), _dir: Some(dir) }
+}
+
+fn sled_temporary() -> Fresh {
+    Fresh { store: Arc::new(SledStore::temporary().unwrap()), _dir: None }
+}
+
+#[tokio::test]
+async fn sled_on_disk_passes_the_conformance_suite() {
+    conformance(sled_on_disk).await;
+}
+
+#[tokio::test]
+async fn sled_temporary_passes_the_conformance_suite() {
+    conformance(sled_temporary).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// sled only
+// ---------------------------------------------------------------------------------------
+
+/// Runs the 64 writers on a fresh on-disk store and returns the flushes they cost.
+async fn flushes_for_64_writers() -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path().join("store")).unwrap());
+    concurrent_writers_all_become_durable(Arc::clone(&store) as Arc<dyn Store>).await;
+    // Less the flush of the channel record the scenario writes (and waits for) first.
+    let flushes = store.flush_count() - 1;
+    println!("64 concurrent writers: {flushes} flushes");
+    flushes
+}
+
+// Every write is applied before anyone asks for durability, so the first flush covers all
+// 64, and the requests queued behind it find nothing left to flush: exactly one, whatever
+// the scheduling.
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_writers_share_one_flush_on_a_current_thread_runtime() {
+    let flushes = flushes_for_64_writers().await;
+    assert!(flushes < 64);
+    assert_eq!(flushes, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_one_flush_on_a_multi_thread_runtime() {
+    let flushes = flushes_for_64_writers().await;
+    assert!(flushes < 64);
+    assert_eq!(flushes, 1);
+}
+
+/// Writers that each apply and wait in a loop: those arriving while a flush runs share the
+/// next one. How many share depends on the scheduling; that some do does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_arriving_during_a_flush_share_the_next() {
+    const WRITERS: u64 = 16;
+    const ROUNDS: u64 = 32;
+    let store = Arc::new(SledStore::temporary().unwrap());
+    apply_one(&*store, Write::Channel(open(1)));
+    let mut writers = JoinSet::new();
+    for lane in 0..WRITERS {
+        let store = Arc::clone(&store);
+        writers.spawn(async move {
+            for nonce in 1..=ROUNDS {
+                store.apply(vec![Write::Voucher(voucher(1, lane, nonce))]).unwrap();
+                store.durable().await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let flushes = store.flush_count();
+    println!("{WRITERS} writers x {ROUNDS} rounds: {flushes} flushes");
+    assert!(flushes < WRITERS * ROUNDS);
+}
+
+#[tokio::test]
+async fn durable_with_nothing_written_does_not_flush() {
+    let store = SledStore::temporary().unwrap();
+    store.durable().await.unwrap();
+    assert_eq!(store.flush_count(), 0);
+    apply_one(&store, Write::Channel(creating(1)));
+    store.durable().await.unwrap();
+    store.durable().await.unwrap();
+    assert_eq!(store.flush_count(), 1);
+}
+
+#[tokio::test]
+async fn durable_writes_are_all_there_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let create = message(
+        0,
+        MessagePurpose::Create {
+            channel: 1,
+            amount: TokenAmount::from_atto(1),
+            reserve: TokenAmount::from_atto(0),
+        },
+    );
+    let answer = ReconcileRecord { request_hash: vec![0x22; 32], channel: 1, response: vec![9] };
+    let peer = PeerRecord { address: key_address(2), sequence: 3, envelope: vec![0xcc; 8] };
+    let store = SledStore::open(&path).unwrap();
+    store
+        .apply(vec![
+            Write::Channel(open(1)),
+            Write::Channel(creating(2)),
+            Write::Message(create.clone()),
+            Write::Reconcile(answer.clone()),
+            Write::Peer(peer.clone()),
+        ])
+        .unwrap();
+    store.apply((0..5).map(|n| Write::Voucher(voucher(1, n % 2, n))).collect()).unwrap();
+    store.durable().await.unwrap();
+
+    drop(store);
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.channels().unwrap(), vec![open(1), creating(2)]);
+    assert_eq!(store.channel_by_address(&id_address(1)).unwrap(), Some(open(1)));
+    assert_eq!(
+        ids(&store.vouchers(1).unwrap()),
+        vec![(1, 0, 0), (1, 0, 2), (1, 0, 4), (1, 1, 1), (1, 1, 3)]
+    );
+    assert_eq!(store.voucher(1, 1, 3).unwrap(), Some(voucher(1, 1, 3)));
+    assert_eq!(store.messages().unwrap(), vec![create]);
+    assert_eq!(store.reconcile(&[0x22; 32]).unwrap(), Some(answer));
+    assert_eq!(store.peer(&key_address(2)).unwrap(), Some(peer));
+}
+
+#[test]
+fn channel_ids_never_repeat_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let store = SledStore::open(&path).unwrap();
+        for _ in 0..300 {
+            seen.push(store.next_channel_id().unwrap());
+        }
+    }
+    // Handed out in order, and a clean close gives back the unused reservation.
+    let expected: Vec<ChannelId> = (1..=900).collect();
+    assert_eq!(seen, expected);
+}
+
+/// Writes raw bytes under the store's key `key`, with the store closed.
+fn poke(path: &std::path::Path, key: &[u8], value: &[u8]) {
+    // sled lets go of a dropped database's lock from a background thread, a moment later.
+    let mut attempts = 0;
+    let db = loop {
+        match sled::open(path) {
+            Ok(db) => break db,
+            Err(_) if attempts < 200 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    db.open_tree("paych-store").unwrap().insert(key, value).unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn corrupt_record_is_a_codec_error_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    drop(SledStore::open(&path).unwrap());
+    let mut key = vec![0x01];
+    key.extend_from_slice(&7u64.to_be_bytes());
+    poke(&path, &key, &[0xff, 0x00]);
+
+    let store = SledStore::open(&path).unwrap();
+    match store.channel(7).unwrap_err() {
+        StoreError::Codec { key, .. } => assert_eq!(key, "0x010000000000000007"),
+        other => panic!("expected a codec error, got {other}"),
+    }
+    assert!(matches!(store.channels().unwrap_err(), StoreError::Codec { .. }));
+}
+
+#[test]
+fn record_under_a_foreign_key_is_a_codec_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    drop(SledStore::open(&path).unwrap());
+    let mut key = vec![0x01];
+    key.extend_from_slice(&8u64.to_be_bytes());
+    poke(&path, &key, &fvm_ipld_encoding::to_vec(&open(9)).unwrap());
+
+    let store = SledStore::open(&path).unwrap();
+    let err = store.channel(8).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Codec { reason, .. } if reason.contains("channel/9")),
+        "{err}"
+    );
+}
+
+#[test]
+fn store_of_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    drop(SledStore::open(&path).unwrap());
+    poke(&path, b"\x00version", &2u64.to_be_bytes());
+    let err = SledStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Crash durability: a child process writes until it is killed
+// ---------------------------------------------------------------------------------------
+
+/// Set in the child's environment: the store directory. Its presence selects child mode.
+const CRASH_CHILD_DIR: &str = "PAYCH_STORE_CRASH_CHILD_DIR";
+/// The test the child runs.
+const CRASH_CHILD_TEST: &str = "crash_child_writes_vouchers_until_killed";
+/// The channel the child writes to.
+const CRASH_CHANNEL: ChannelId = 7;
+/// Concurrent writers in the child.
+const CRASH_WRITERS: u64 = 4;
+/// Acknowledgements the parent waits for before it kills the child.
+const CRASH_ACKS: usize = 200;
+
+/// Child mode only (a no-op otherwise): writers apply vouchers one by one and print
+/// `acked <lane> <nonce>` after each [`Store::durable`], until the parent kills the process.
+#[test]
+fn crash_child_writes_vouchers_until_killed() {
+    let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) else {
+        return;
+    };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let store = Arc::new(SledStore::open(dir).unwrap());
+        apply_one(&*store, Write::Channel(open(CRASH_CHANNEL)));
+        store.durable().await.unwrap();
+        let mut writers = JoinSet::new();
+        for lane in 0..CRASH_WRITERS {
+            let store = Arc::clone(&store);
+            writers.spawn(async move {
+                // Until killed; if the parent is gone, printing fails and ends the process.
+                for nonce in 1.. {
+                    apply_one(&*store, Write::Voucher(voucher(CRASH_CHANNEL, lane, nonce)));
+                    store.durable().await.unwrap();
+                    println!("acked {lane} {nonce}");
+                }
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+    });
+}
+
+/// Kills the child however the test ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn acknowledged_vouchers_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([CRASH_CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD_DIR, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Killed(child);
+
+    let (acks, acked) = mpsc::sync_channel::<(u64, u64)>(1024);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("acked ") {
+                let (lane, nonce) = rest.split_once(' ').unwrap();
+                acks.send((lane.parse().unwrap(), nonce.parse().unwrap())).unwrap();
+            }
+        }
+    });
+
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < CRASH_ACKS {
+        match acked.recv_timeout(Duration::from_secs(120)) {
+            Ok(ack) => acknowledged.push(ack),
+            Err(e) => panic!("child stopped acknowledging after {}: {e}", acknowledged.len()),
+        }
+    }
+    // SIGKILL: no destructor runs, no last flush.
+    child.0.kill().unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(!status.success(), "the child was to be killed, not to finish");
+    // Lines printed before the kill are acknowledgements too.
+    acknowledged.extend(acked.iter());
+    reader.join().unwrap();
+
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.channel(CRASH_CHANNEL).unwrap(), Some(open(CRASH_CHANNEL)));
+    for &(lane, nonce) in &acknowledged {
+        assert_eq!(
+            store.voucher(CRASH_CHANNEL, lane, nonce).unwrap(),
+            Some(voucher(CRASH_CHANNEL, lane, nonce)),
+            "acknowledged voucher ({lane}, {nonce}) lost"
+        );
+    }
+    let stored = store.vouchers(CRASH_CHANNEL).unwrap().len();
+    println!("{} acknowledged, {stored} found after SIGKILL", acknowledged.len());
+    assert!(stored >= acknowledged.len());
+}
