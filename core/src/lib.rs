@@ -16,6 +16,7 @@
 pub mod actor;
 pub mod chain;
 pub mod crypto;
+pub mod manager;
 pub mod store;
 pub mod types;
 pub mod wallet;

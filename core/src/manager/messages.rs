@@ -1,0 +1,475 @@
+//! Chain messages: recorded and made durable before they are pushed, tracked until they
+//! land, their effects applied to the channel in the same atomic write that records the
+//! outcome, and pushed again — the same signed message — after a restart.
+
+use std::time::Duration;
+
+use cid::Cid;
+
+use super::{mark_submitted, ManagerError, PaymentChannelManager, Result};
+use crate::chain::{prepare_message, ActorKind, ChainError, MessageLookup};
+use crate::store::{ChannelRecord, Lifecycle, MessagePurpose, MessageRecord, MessageState, Write};
+use crate::types::{
+    decode, paych_method, Address, ConstructorParams, ExecParams, ExecReturn, Message, TokenAmount,
+    UpdateChannelStateParams, INIT_ACTOR_ID, INIT_EXEC_METHOD, METHOD_SEND,
+};
+
+/// How a tracked message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// It executed.
+    Landed {
+        /// Its exit code.
+        exit_code: u32,
+        /// The epoch it executed at.
+        epoch: i64,
+        /// Its return value.
+        return_data: Vec<u8>,
+    },
+    /// The message pool refused it.
+    Refused {
+        /// What the pool said.
+        reason: String,
+    },
+}
+
+impl PaymentChannelManager {
+    /// Records a create message with the channel, makes both durable, pushes it.
+    pub(super) async fn send_create(
+        &self,
+        mut record: ChannelRecord,
+        amount: TokenAmount,
+        reserve: TokenAmount,
+    ) -> Result<Cid> {
+        let code = self.inner.chain.actor_code(ActorKind::PaymentChannel).await?;
+        let ctor =
+            fvm_ipld_encoding::to_vec(&ConstructorParams { from: record.from, to: record.to })
+                .map_err(|e| ManagerError::Encode(e.into()))?;
+        let params =
+            fvm_ipld_encoding::to_vec(&ExecParams { code_cid: code, constructor_params: ctor })
+                .map_err(|e| ManagerError::Encode(e.into()))?;
+        let message = Message::new(
+            record.from,
+            Address::new_id(INIT_ACTOR_ID),
+            0,
+            amount.clone(),
+            INIT_EXEC_METHOD,
+            params,
+        );
+        let purpose = MessagePurpose::Create { channel: record.id, amount, reserve };
+        self.send(message, purpose, |cid| {
+            record.pending_message = Some(cid);
+            vec![Write::Channel(record)]
+        })
+        .await
+    }
+
+    /// Records an add-funds message (with the channel's queue folded in), pushes it.
+    pub(super) async fn send_add_funds(
+        &self,
+        mut record: ChannelRecord,
+        amount: TokenAmount,
+        reserve: TokenAmount,
+    ) -> Result<Cid> {
+        let channel = record
+            .channel
+            .ok_or_else(|| ManagerError::UnknownChannel(format!("#{}", record.id)))?;
+        let amount = amount + std::mem::take(&mut record.queued);
+        let reserve = reserve + std::mem::take(&mut record.queued_reserve);
+        let message =
+            Message::new(record.from, channel, 0, amount.clone(), METHOD_SEND, Vec::new());
+        let purpose =
+            MessagePurpose::AddFunds { channel: record.id, amount: amount.clone(), reserve };
+        self.send(message, purpose, |cid| {
+            record.pending += &amount;
+            record.pending_message = Some(cid);
+            vec![Write::Channel(record)]
+        })
+        .await
+    }
+
+    /// Records a settle, collect or submit message from our key on the channel, pushes it.
+    pub(super) async fn send_channel_method(
+        &self,
+        record: &ChannelRecord,
+        purpose: MessagePurpose,
+    ) -> Result<Cid> {
+        let channel = record
+            .channel
+            .ok_or_else(|| ManagerError::UnknownChannel(format!("#{}", record.id)))?;
+        let method = match &purpose {
+            MessagePurpose::Settle { .. } => paych_method::SETTLE,
+            MessagePurpose::Collect { .. } => paych_method::COLLECT,
+            MessagePurpose::Submit { .. } => paych_method::UPDATE_CHANNEL_STATE,
+            MessagePurpose::Create { .. } | MessagePurpose::AddFunds { .. } => METHOD_SEND,
+        };
+        let message =
+            Message::new(record.control, channel, 0, TokenAmount::default(), method, Vec::new());
+        let settling = matches!(purpose, MessagePurpose::Settle { .. });
+        let mut record = record.clone();
+        self.send(message, purpose, move |_| {
+            // A channel being settled takes no new payments: the next `get` makes a new one.
+            if settling {
+                record.lifecycle = Lifecycle::Settling;
+                vec![Write::Channel(record)]
+            } else {
+                Vec::new()
+            }
+        })
+        .await
+    }
+
+    /// Records a submit message carrying `params`, marking the vouchers it supersedes.
+    pub(super) async fn send_submit(
+        &self,
+        record: &ChannelRecord,
+        params: &UpdateChannelStateParams,
+    ) -> Result<Cid> {
+        let channel = record
+            .channel
+            .ok_or_else(|| ManagerError::UnknownChannel(format!("#{}", record.id)))?;
+        let bytes =
+            fvm_ipld_encoding::to_vec(params).map_err(|e| ManagerError::Encode(e.into()))?;
+        let message = Message::new(
+            record.control,
+            channel,
+            0,
+            TokenAmount::default(),
+            paych_method::UPDATE_CHANNEL_STATE,
+            bytes,
+        );
+        let (lane, nonce) = (params.sv.lane, params.sv.nonce);
+        let purpose = MessagePurpose::Submit { channel: record.id, lane, nonce };
+        let stored = self.inner.store.vouchers(record.id)?;
+        self.send(message, purpose, move |_| mark_submitted(stored, lane, nonce)).await
+    }
+
+    /// The one path of every message: under the sender's turn, give it a nonce and gas and
+    /// sign it; record it with the writes `with` makes (given its CID) and make them durable;
+    /// push it; track it.
+    async fn send(
+        &self,
+        message: Message,
+        purpose: MessagePurpose,
+        with: impl FnOnce(Cid) -> Vec<Write>,
+    ) -> Result<Cid> {
+        if self.is_shutting_down() {
+            return Err(ManagerError::ShuttingDown);
+        }
+        let sender = self.sender_lock(message.from);
+        let turn = sender.lock().await;
+        let signed =
+            prepare_message(self.inner.chain.as_ref(), self.inner.wallet.as_ref(), message).await?;
+        let cid = signed.cid()?;
+        let span = tracing::info_span!("chain_message", %cid, purpose = ?purpose);
+        let _entered = span.enter();
+        let mut batch = with(cid);
+        batch.push(Write::Message(MessageRecord {
+            cid,
+            signed: signed.clone(),
+            purpose,
+            state: MessageState::Recorded,
+        }));
+        self.inner.store.apply(batch)?;
+        drop(_entered);
+        self.inner.store.durable().await?;
+        let pushed = self.inner.chain.push(&signed).await;
+        drop(turn);
+        // Reservations queued behind an earlier message wait for this one's CID.
+        self.notify();
+        match pushed {
+            Ok(_) => {
+                self.set_state(&cid, MessageState::Pushed)?;
+                tracing::info!(parent: &span, "pushed");
+                self.track(cid);
+                Ok(cid)
+            }
+            Err(ChainError::Rejected { message, .. }) => {
+                self.refused(&cid, message.clone()).await?;
+                Err(ManagerError::MessageRefused { cid, reason: message })
+            }
+            Err(other) => {
+                // Not known to be refused: keep it recorded; recovery pushes it again.
+                tracing::warn!(parent: &span, error = %other, "push failed; will retry");
+                self.track(cid);
+                Err(other.into())
+            }
+        }
+    }
+
+    fn set_state(&self, cid: &Cid, state: MessageState) -> Result<()> {
+        if let Some(mut record) = self.inner.store.message(cid)? {
+            if matches!(record.state, MessageState::Recorded | MessageState::Pushed) {
+                record.state = state;
+                self.inner.store.apply(vec![Write::Message(record)])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows a message in the background until it lands, then applies its effects.
+    pub(super) fn track(&self, cid: Cid) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let manager = self.clone();
+        tokio::spawn(async move {
+            let mut shutdown = manager.inner.shutdown.subscribe();
+            loop {
+                if *shutdown.borrow() {
+                    return;
+                }
+                let wait = manager.inner.chain.wait(
+                    &cid,
+                    manager.inner.config.confidence,
+                    manager.inner.config.wait_timeout,
+                );
+                let result = tokio::select! {
+                    r = wait => r,
+                    _ = shutdown.changed() => return,
+                };
+                match result {
+                    Ok(lookup) => {
+                        if let Err(e) = manager.landed(&cid, lookup).await {
+                            tracing::error!(%cid, error = %e, "cannot record a landed message");
+                        }
+                        return;
+                    }
+                    Err(ChainError::Timeout(_)) => continue,
+                    Err(ChainError::NotFound(_)) => {
+                        // The pool lost it (or never had it): push the same message again.
+                        if let Err(e) = manager.repush(&cid).await {
+                            tracing::warn!(%cid, error = %e, "push again failed");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%cid, error = %e, "waiting for a message failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn repush(&self, cid: &Cid) -> Result<()> {
+        let Some(record) = self.inner.store.message(cid)? else { return Ok(()) };
+        if !matches!(record.state, MessageState::Recorded | MessageState::Pushed) {
+            return Ok(());
+        }
+        if self.inner.chain.search(cid).await?.is_some() {
+            return Ok(());
+        }
+        match self.inner.chain.push(&record.signed).await {
+            Ok(_) => self.set_state(cid, MessageState::Pushed),
+            Err(ChainError::Rejected { message, .. }) => self.refused(cid, message).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A message the pool refused: it will never land; undo what it carried.
+    async fn refused(&self, cid: &Cid, reason: String) -> Result<()> {
+        let Some(mut record) = self.inner.store.message(cid)? else { return Ok(()) };
+        record.state = MessageState::Refused { reason: reason.clone() };
+        let mut batch = self.undo(&record, &reason)?;
+        batch.push(Write::Message(record));
+        self.commit(batch).await
+    }
+
+    /// The channel writes that undo a message that failed or was refused.
+    fn undo(&self, message: &MessageRecord, reason: &str) -> Result<Vec<Write>> {
+        let mut batch = Vec::new();
+        match &message.purpose {
+            MessagePurpose::Create { channel, amount, .. } => {
+                if let Some(mut record) = self.inner.store.channel(*channel)? {
+                    record.lifecycle = Lifecycle::CreateFailed;
+                    record.pending -= amount;
+                    record.pending_message = None;
+                    record.queued = TokenAmount::default();
+                    record.queued_reserve = TokenAmount::default();
+                    record.create_error = Some(reason.to_owned());
+                    batch.push(Write::Channel(record));
+                }
+            }
+            MessagePurpose::AddFunds { channel, amount, .. } => {
+                if let Some(mut record) = self.inner.store.channel(*channel)? {
+                    record.pending -= amount;
+                    if record.pending_message == Some(message.cid) {
+                        record.pending_message = None;
+                    }
+                    batch.push(Write::Channel(record));
+                }
+            }
+            MessagePurpose::Submit { channel, lane, nonce } => {
+                if let Some(mut v) = self.inner.store.voucher(*channel, *lane, *nonce)? {
+                    v.submitted = false;
+                    batch.push(Write::Voucher(v));
+                }
+            }
+            MessagePurpose::Settle { channel } => {
+                if let Some(mut record) = self.inner.store.channel(*channel)? {
+                    if record.lifecycle == Lifecycle::Settling && record.settling_at == 0 {
+                        record.lifecycle = Lifecycle::Open;
+                        batch.push(Write::Channel(record));
+                    }
+                }
+            }
+            MessagePurpose::Collect { .. } => {}
+        }
+        Ok(batch)
+    }
+
+    /// Records a landed message and applies its effects, atomically and durably; then
+    /// sends the channel's queued funds, if any.
+    pub(super) async fn landed(&self, cid: &Cid, lookup: MessageLookup) -> Result<()> {
+        let Some(mut message) = self.inner.store.message(cid)? else { return Ok(()) };
+        if !matches!(message.state, MessageState::Recorded | MessageState::Pushed) {
+            return Ok(());
+        }
+        let exit_code = lookup.receipt.exit_code.value();
+        let _span =
+            tracing::info_span!("chain_message_landed", %cid, exit_code, epoch = lookup.epoch)
+                .entered();
+        message.state = MessageState::Landed {
+            exit_code,
+            epoch: lookup.epoch,
+            return_data: lookup.receipt.return_data.clone(),
+        };
+        let channel_id = match &message.purpose {
+            MessagePurpose::Create { channel, .. }
+            | MessagePurpose::AddFunds { channel, .. }
+            | MessagePurpose::Submit { channel, .. }
+            | MessagePurpose::Settle { channel }
+            | MessagePurpose::Collect { channel } => *channel,
+        };
+        drop(_span);
+        let lock = self.channel_lock(channel_id);
+        let _guard = lock.lock().await;
+        let mut batch = if exit_code == 0 {
+            self.effects(&message, &lookup).await?
+        } else {
+            self.undo(&message, &format!("exit code {exit_code}"))?
+        };
+        batch.push(Write::Message(message));
+        self.commit(batch).await?;
+        drop(_guard);
+        self.send_queued(channel_id).await
+    }
+
+    /// The channel writes of a message that succeeded.
+    async fn effects(&self, message: &MessageRecord, lookup: &MessageLookup) -> Result<Vec<Write>> {
+        let mut batch = Vec::new();
+        match &message.purpose {
+            MessagePurpose::Create { channel, amount, reserve } => {
+                let ret: ExecReturn = decode::decode(&lookup.receipt.return_data).map_err(|e| {
+                    ManagerError::Chain(ChainError::Transport(format!("bad Exec return: {e}")))
+                })?;
+                if let Some(mut record) = self.inner.store.channel(*channel)? {
+                    record.channel = Some(ret.robust_address);
+                    record.id_address = Some(ret.id_address);
+                    record.lifecycle = Lifecycle::Open;
+                    record.confirmed += amount;
+                    record.pending -= amount;
+                    record.reserved += reserve;
+                    record.pending_message = None;
+                    batch.push(Write::Channel(record));
+                }
+            }
+            MessagePurpose::AddFunds { channel, amount, reserve } => {
+                if let Some(mut record) = self.inner.store.channel(*channel)? {
+                    record.confirmed += amount;
+                    record.pending -= amount;
+                    record.reserved += reserve;
+                    if record.pending_message == Some(message.cid) {
+                        record.pending_message = None;
+                    }
+                    batch.push(Write::Channel(record));
+                }
+            }
+            MessagePurpose::Submit { .. } => {}
+            MessagePurpose::Settle { channel } => {
+                if let Some(mut record) = self.inner.store.channel(*channel)? {
+                    if let Some(addr) = record.channel {
+                        record.settling_at =
+                            self.inner.chain.channel(&addr).await?.state.settling_at;
+                    }
+                    record.lifecycle = Lifecycle::Settling;
+                    batch.push(Write::Channel(record));
+                }
+            }
+            MessagePurpose::Collect { channel } => {
+                if let Some(mut record) = self.inner.store.channel(*channel)? {
+                    record.lifecycle = Lifecycle::Collected;
+                    batch.push(Write::Channel(record));
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Sends the funds queued on a channel while a message was in flight, as one message.
+    async fn send_queued(&self, id: u64) -> Result<()> {
+        let lock = self.channel_lock(id);
+        let _guard = lock.lock().await;
+        let Some(record) = self.inner.store.channel(id)? else { return Ok(()) };
+        if record.queued.is_zero()
+            || record.pending_message.is_some()
+            || record.lifecycle != Lifecycle::Open
+        {
+            return Ok(());
+        }
+        self.send_add_funds(record, TokenAmount::default(), TokenAmount::default()).await?;
+        Ok(())
+    }
+
+    /// Waits until a recorded message has landed or been refused.
+    pub async fn wait_message(&self, cid: &Cid) -> Result<MessageOutcome> {
+        let mut changed = self.inner.changed.subscribe();
+        loop {
+            let record = self.inner.store.message(cid)?.ok_or_else(|| {
+                ManagerError::Chain(ChainError::NotFound(format!("message {cid}")))
+            })?;
+            if let Some(outcome) = record.state.outcome() {
+                return Ok(outcome);
+            }
+            if self.is_shutting_down() {
+                return Err(ManagerError::ShuttingDown);
+            }
+            if changed.changed().await.is_err() {
+                return Err(ManagerError::ShuttingDown);
+            }
+        }
+    }
+
+    /// Finds every recorded message again: pushes those never pushed (unchanged), and
+    /// tracks every one that has not landed.
+    pub(super) async fn recover(&self) -> Result<()> {
+        for record in self.inner.store.messages()? {
+            match record.state {
+                MessageState::Recorded => {
+                    let _span = tracing::info_span!("recover_message", cid = %record.cid).entered();
+                    match self.inner.chain.search(&record.cid).await? {
+                        Some(lookup) => {
+                            self.landed(&record.cid, lookup).await?;
+                            continue;
+                        }
+                        None => match self.inner.chain.push(&record.signed).await {
+                            Ok(_) => self.set_state(&record.cid, MessageState::Pushed)?,
+                            Err(ChainError::Rejected { message, .. }) => {
+                                self.refused(&record.cid, message).await?;
+                                continue;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "push on recovery failed; tracking")
+                            }
+                        },
+                    }
+                    self.track(record.cid);
+                }
+                MessageState::Pushed => self.track(record.cid),
+                MessageState::Landed { .. } | MessageState::Refused { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}

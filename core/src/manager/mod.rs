@@ -1,0 +1,1061 @@
+//! The payment-channel manager: every channel operation of the node, over the [`Chain`],
+//! [`Wallet`] and [`Store`] traits.
+//!
+//! It owns funds accounting (confirmed, pending, queued, reserved, spent), lanes and lane
+//! pooling, voucher creation and validation (through [`crate::actor`]), chain messages
+//! (recorded and made durable before they are pushed, tracked until they land, pushed
+//! again unchanged after a restart) and the settler, a watchtower that redeems inbound
+//! vouchers before a channel settles and collects afterwards.
+//!
+//! Money rules it keeps: a voucher is signed only if the channel's confirmed funds cover
+//! every lane's total; a (lane, nonce) is never issued twice; a voucher is durable before
+//! it is returned; an added voucher is durable before the add returns, and only if the actor
+//! would accept it now. Operations on one channel are serialized by a per-channel lock.
+
+pub mod funds;
+mod messages;
+pub mod settler;
+mod vouchers;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use cid::Cid;
+use tokio::sync::{watch, Mutex};
+
+use crate::actor::ActorError;
+use crate::chain::{Chain, ChainError, PrepareError};
+use crate::store::{
+    ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, Store,
+    StoreError, VoucherRecord, Write,
+};
+use crate::types::{format_address, Address, ChainEpoch, EncodeError, Network, TokenAmount};
+use crate::wallet::{Wallet, WalletError};
+
+pub use messages::MessageOutcome;
+pub use vouchers::{AddOutcome, VoucherCreateResult, VoucherSpec};
+
+/// Keeps a channel's funds between two levels: when available funds fall below
+/// `low_water`, one add-funds message brings them back to `high_water`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopUpPolicy {
+    /// Top up when available funds fall below this.
+    pub low_water: TokenAmount,
+    /// Top up to this.
+    pub high_water: TokenAmount,
+}
+
+/// How the manager behaves.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// The network whose address prefix errors and statuses print.
+    pub network: Network,
+    /// Epochs a message must be buried under before it counts as landed.
+    pub confidence: u64,
+    /// How long one wait for a message lasts before it is asked again.
+    pub wait_timeout: Duration,
+    /// The top-up policy of every outbound channel without its own.
+    pub top_up: Option<TopUpPolicy>,
+    /// Top-up policies of particular channels (by robust address).
+    pub top_up_per_channel: BTreeMap<Address, TopUpPolicy>,
+    /// How often the settler looks at the chain.
+    pub settler_interval: Duration,
+    /// Whether the settler collects inbound channels after they settle.
+    pub collect_inbound: bool,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            network: Network::Testnet,
+            confidence: 0,
+            wait_timeout: Duration::from_secs(60),
+            top_up: None,
+            top_up_per_channel: BTreeMap::new(),
+            settler_interval: Duration::from_secs(1),
+            collect_inbound: true,
+        }
+    }
+}
+
+/// Why a manager operation failed. Nothing stored changes when an operation fails.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// No channel with this address (or ID) is known.
+    #[error("unknown channel {0}")]
+    UnknownChannel(String),
+    /// The operation needs the other direction (e.g. creating a voucher on an inbound channel).
+    #[error("channel {channel} is {actual:?}; this needs an {expected:?} channel")]
+    WrongDirection {
+        /// The channel.
+        channel: String,
+        /// The direction it has.
+        actual: Direction,
+        /// The direction the operation needs.
+        expected: Direction,
+    },
+    /// The wallet holds no key for the address.
+    #[error("the wallet has no key for {0}")]
+    NotOurKey(String),
+    /// An amount that must be positive (or non-negative) is not.
+    #[error("invalid amount: {0}")]
+    InvalidAmount(String),
+    /// The channel is not in a state that allows the operation.
+    #[error("channel {channel} is {lifecycle:?}")]
+    ChannelNotOpen {
+        /// The channel.
+        channel: String,
+        /// Where it is in its life.
+        lifecycle: Lifecycle,
+    },
+    /// The lane was closed by a merge; new vouchers on it would double-count.
+    #[error("lane {0} is closed by a merge")]
+    LaneClosed(u64),
+    /// A voucher would lower its lane's cumulative amount.
+    #[error(
+        "lane {lane} already carries {previous} attoFIL; a voucher cannot lower it to {requested}"
+    )]
+    AmountBelowLane {
+        /// The lane.
+        lane: u64,
+        /// Its current cumulative amount.
+        previous: TokenAmount,
+        /// The amount asked for.
+        requested: TokenAmount,
+    },
+    /// Releasing more than is reserved.
+    #[error("cannot release {requested} attoFIL: only {reserved} attoFIL is reserved")]
+    ReleaseExceedsReserved {
+        /// Asked to release.
+        requested: TokenAmount,
+        /// Reserved.
+        reserved: TokenAmount,
+    },
+    /// The chain's actor would refuse the voucher; the error names the rule.
+    #[error("invalid voucher: {0}")]
+    InvalidVoucher(ActorError),
+    /// The voucher is for another channel, or not signed by the channel's payer.
+    #[error("voucher does not belong to channel {0}")]
+    ForeignVoucher(String),
+    /// A different voucher with the same lane and nonce is already stored.
+    #[error("a different voucher with lane {lane} and nonce {nonce} is already stored")]
+    ConflictingVoucher {
+        /// The lane.
+        lane: u64,
+        /// The nonce.
+        nonce: u64,
+    },
+    /// The voucher adds less than the minimum asked for.
+    #[error("voucher adds {delta} attoFIL, below the minimum of {min_delta}")]
+    BelowMinDelta {
+        /// What it adds.
+        delta: TokenAmount,
+        /// The minimum.
+        min_delta: TokenAmount,
+    },
+    /// The voucher (or a later one on its lane) was already submitted.
+    #[error("voucher on lane {lane} with nonce {nonce} was already submitted")]
+    AlreadySubmitted {
+        /// The lane.
+        lane: u64,
+        /// The nonce.
+        nonce: u64,
+    },
+    /// A chain message landed with a non-zero exit code.
+    #[error("message {cid} failed with exit code {exit_code}")]
+    MessageFailed {
+        /// The message.
+        cid: Cid,
+        /// Its exit code.
+        exit_code: u32,
+    },
+    /// The message pool refused a message.
+    #[error("message {cid} was refused: {reason}")]
+    MessageRefused {
+        /// The message.
+        cid: Cid,
+        /// What the pool said.
+        reason: String,
+    },
+    /// The manager is shutting down.
+    #[error("the manager is shutting down")]
+    ShuttingDown,
+    /// The chain failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The wallet failed.
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    /// A value could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+impl From<PrepareError> for ManagerError {
+    fn from(e: PrepareError) -> Self {
+        match e {
+            PrepareError::Chain(e) => ManagerError::Chain(e),
+            PrepareError::Wallet(e) => ManagerError::Wallet(e),
+            PrepareError::Encode(e) => ManagerError::Encode(e),
+        }
+    }
+}
+
+/// Result of the manager's operations.
+pub type Result<T, E = ManagerError> = std::result::Result<T, E>;
+
+/// What `create` and `get` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelHandle {
+    /// The store's ID of the channel.
+    pub id: ChannelId,
+    /// The channel's robust address, if it exists on chain yet.
+    pub channel: Option<Address>,
+    /// The message to wait for before the channel (or its new funds) can be used; `None`
+    /// when nothing needs waiting for.
+    pub wait_sentinel: Option<Cid>,
+}
+
+/// A channel's funds, in Lotus's `ChannelAvailableFunds` shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvailableFunds {
+    /// The channel's address, if created.
+    pub channel: Option<Address>,
+    /// The payer.
+    pub from: Address,
+    /// The payee.
+    pub to: Address,
+    /// Funds confirmed on chain.
+    pub confirmed: TokenAmount,
+    /// Funds in a message that has not landed.
+    pub pending: TokenAmount,
+    /// Confirmed funds neither reserved nor spent by vouchers.
+    pub non_reserved: TokenAmount,
+    /// What will be available once pending and queued funds land.
+    pub pending_available: TokenAmount,
+    /// The message carrying pending funds.
+    pub pending_wait_sentinel: Option<Cid>,
+    /// Funds queued for the next message.
+    pub queued: TokenAmount,
+    /// Funds spent by vouchers.
+    pub voucher_redeemed: TokenAmount,
+}
+
+/// One lane of a channel, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneStatus {
+    /// The lane.
+    pub lane: u64,
+    /// The highest nonce this node holds on it.
+    pub nonce: u64,
+    /// Its cumulative amount.
+    pub amount: TokenAmount,
+    /// Redeemed on chain.
+    pub redeemed_on_chain: TokenAmount,
+    /// Closed by a merge.
+    pub closed: bool,
+}
+
+/// Everything about a channel in one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelStatus {
+    /// The store's ID.
+    pub id: ChannelId,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Our key on the channel.
+    pub control: Address,
+    /// The channel's robust address.
+    pub channel: Option<Address>,
+    /// The payer.
+    pub from: Address,
+    /// The payee.
+    pub to: Address,
+    /// Where it is in its life.
+    pub lifecycle: Lifecycle,
+    /// Funds confirmed on chain.
+    pub confirmed: TokenAmount,
+    /// Funds in flight.
+    pub pending: TokenAmount,
+    /// The message carrying them.
+    pub pending_message: Option<Cid>,
+    /// Funds queued for the next message.
+    pub queued: TokenAmount,
+    /// The sum of the lanes' cumulative amounts.
+    pub voucher_redeemed: TokenAmount,
+    /// Reserved funds.
+    pub reserved: TokenAmount,
+    /// Confirmed funds neither reserved nor spent.
+    pub available: TokenAmount,
+    /// The next lane `allocate_lane` hands out.
+    pub next_lane: u64,
+    /// Whether the channel is settling (or settled).
+    pub settling: bool,
+    /// The epoch at which it settles (0 when not settling).
+    pub settling_at: ChainEpoch,
+    /// Its lanes.
+    pub lanes: Vec<LaneStatus>,
+    /// Why its creation failed.
+    pub create_error: Option<String>,
+}
+
+/// A lane's highest voucher, as cached under the channel's lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct LaneTip {
+    nonce: u64,
+    amount: TokenAmount,
+}
+
+/// What the manager keeps in memory for a channel, under its lock: the tips of its lanes,
+/// derived from the store on first use.
+#[derive(Debug, Default)]
+struct ChannelCache {
+    loaded: bool,
+    lanes: BTreeMap<u64, LaneTip>,
+}
+
+impl ChannelCache {
+    fn spent(&self) -> TokenAmount {
+        self.lanes.values().map(|t| t.amount.clone()).sum()
+    }
+}
+
+/// Locks taken in turn, one per key (a from/to pair, a sender).
+type Turns<K> = StdMutex<HashMap<K, Arc<Mutex<()>>>>;
+
+/// The payment-channel manager. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct PaymentChannelManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    chain: Arc<dyn Chain>,
+    wallet: Arc<dyn Wallet>,
+    store: Arc<dyn Store>,
+    config: ManagerConfig,
+    channels: StdMutex<HashMap<ChannelId, Arc<Mutex<ChannelCache>>>>,
+    pairs: Turns<(Address, Address)>,
+    senders: Turns<Address>,
+    /// Bumped whenever a message lands or a channel's record changes; waiters re-check.
+    changed: watch::Sender<u64>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl PaymentChannelManager {
+    /// A manager over `chain`, `wallet` and `store`. Call [`Self::start`] to resume tracking
+    /// recorded messages and run the settler.
+    pub fn new(
+        chain: Arc<dyn Chain>,
+        wallet: Arc<dyn Wallet>,
+        store: Arc<dyn Store>,
+        config: ManagerConfig,
+    ) -> Self {
+        PaymentChannelManager {
+            inner: Arc::new(Inner {
+                chain,
+                wallet,
+                store,
+                config,
+                channels: StdMutex::new(HashMap::new()),
+                pairs: StdMutex::new(HashMap::new()),
+                senders: StdMutex::new(HashMap::new()),
+                changed: watch::channel(0).0,
+                shutdown: watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// Restart recovery and background work: every recorded message is found again — one
+    /// recorded but never pushed is pushed again, unchanged, so it can never land twice —
+    /// and awaited; then the settler starts. Needs a tokio runtime.
+    pub async fn start(&self) -> Result<()> {
+        self.recover().await?;
+        settler::spawn(self.clone());
+        Ok(())
+    }
+
+    /// Stops background work and makes every write durable.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.inner.shutdown.send_replace(true);
+        self.inner.store.durable().await?;
+        Ok(())
+    }
+
+    /// The chain the manager uses.
+    pub fn chain(&self) -> &Arc<dyn Chain> {
+        &self.inner.chain
+    }
+
+    /// The store the manager writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    fn fmt(&self, addr: &Address) -> String {
+        format_address(addr, self.inner.config.network)
+    }
+
+    fn notify(&self) {
+        self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn channel_lock(&self, id: ChannelId) -> Arc<Mutex<ChannelCache>> {
+        let mut map = self.inner.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id).or_default().clone()
+    }
+
+    fn pair_lock(&self, from: Address, to: Address) -> Arc<Mutex<()>> {
+        let mut map = self.inner.pairs.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((from, to)).or_default().clone()
+    }
+
+    fn sender_lock(&self, from: Address) -> Arc<Mutex<()>> {
+        let mut map = self.inner.senders.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(from).or_default().clone()
+    }
+
+    /// Loads a channel's lane tips into its cache, once.
+    fn load_cache(&self, id: ChannelId, cache: &mut ChannelCache) -> Result<()> {
+        if cache.loaded {
+            return Ok(());
+        }
+        for record in self.inner.store.vouchers(id)? {
+            let v = &record.voucher;
+            let tip = cache.lanes.entry(v.lane).or_default();
+            if v.nonce >= tip.nonce {
+                *tip = LaneTip { nonce: v.nonce, amount: v.amount.clone() };
+            }
+        }
+        cache.loaded = true;
+        Ok(())
+    }
+
+    /// A channel record by address (robust or ID).
+    fn record_by_address(&self, channel: &Address) -> Result<ChannelRecord> {
+        self.inner
+            .store
+            .channel_by_address(channel)?
+            .ok_or_else(|| ManagerError::UnknownChannel(self.fmt(channel)))
+    }
+
+    fn record(&self, id: ChannelId) -> Result<ChannelRecord> {
+        self.inner.store.channel(id)?.ok_or_else(|| ManagerError::UnknownChannel(format!("#{id}")))
+    }
+
+    fn expect_direction(&self, record: &ChannelRecord, expected: Direction) -> Result<()> {
+        if record.direction != expected {
+            return Err(ManagerError::WrongDirection {
+                channel: self.describe(record),
+                actual: record.direction,
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    fn describe(&self, record: &ChannelRecord) -> String {
+        match &record.channel {
+            Some(addr) => self.fmt(addr),
+            None => format!("#{} (being created)", record.id),
+        }
+    }
+
+    /// Applies `batch` and waits until it is durable.
+    async fn commit(&self, batch: Vec<Write>) -> Result<()> {
+        self.inner.store.apply(batch)?;
+        self.inner.store.durable().await?;
+        self.notify();
+        Ok(())
+    }
+
+    // ----- channels and funds -------------------------------------------------------
+
+    /// Creates an outbound channel from `from` (a key in the wallet) to `to` with `amount`,
+    /// returning at once with the create message's CID; `reserve` of the amount is reserved
+    /// for payments when the channel is confirmed.
+    pub async fn create(
+        &self,
+        from: Address,
+        to: Address,
+        amount: TokenAmount,
+        reserve: TokenAmount,
+    ) -> Result<ChannelHandle> {
+        let _span = tracing::info_span!("paych_create", from = %self.fmt(&from), to = %self.fmt(&to), amount = %amount.atto()).entered();
+        if !amount.is_positive() {
+            return Err(ManagerError::InvalidAmount(
+                "a channel is created with a positive amount".to_owned(),
+            ));
+        }
+        if reserve.is_negative() || reserve > amount {
+            return Err(ManagerError::InvalidAmount(
+                "the reservation must lie between zero and the amount".to_owned(),
+            ));
+        }
+        if !self.inner.wallet.has(&from) {
+            return Err(ManagerError::NotOurKey(self.fmt(&from)));
+        }
+        drop(_span);
+        let id = self.inner.store.next_channel_id()?;
+        let record = ChannelRecord {
+            id,
+            direction: Direction::Outbound,
+            channel: None,
+            id_address: None,
+            from,
+            to,
+            control: from,
+            lifecycle: Lifecycle::Creating,
+            confirmed: TokenAmount::default(),
+            pending: amount.clone(),
+            pending_message: None,
+            queued: TokenAmount::default(),
+            queued_reserve: TokenAmount::default(),
+            reserved: TokenAmount::default(),
+            next_lane: 0,
+            free_lanes: Vec::new(),
+            closed_lanes: Vec::new(),
+            settling_at: 0,
+            create_error: None,
+        };
+        let cid = self.send_create(record, amount, reserve).await?;
+        Ok(ChannelHandle { id, channel: None, wait_sentinel: Some(cid) })
+    }
+
+    /// Adds `amount` to an outbound channel with one message, returning its CID at once.
+    pub async fn add_funds(&self, channel: &Address, amount: TokenAmount) -> Result<Cid> {
+        if !amount.is_positive() {
+            return Err(ManagerError::InvalidAmount("funds added must be positive".to_owned()));
+        }
+        let record = self.record_by_address(channel)?;
+        self.expect_direction(&record, Direction::Outbound)?;
+        let lock = self.channel_lock(record.id);
+        let _guard = lock.lock().await;
+        let record = self.record(record.id)?;
+        self.expect_open(&record)?;
+        self.send_add_funds(record, amount, TokenAmount::default()).await
+    }
+
+    fn expect_open(&self, record: &ChannelRecord) -> Result<()> {
+        if record.lifecycle != Lifecycle::Open {
+            return Err(ManagerError::ChannelNotOpen {
+                channel: self.describe(record),
+                lifecycle: record.lifecycle,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reserves `amount` on an outbound channel. With enough available funds this sends no
+    /// message and answers `None`. Otherwise what is available is held, the rest goes into
+    /// one add-funds message — coalesced with every request queued while an earlier
+    /// message is in flight — and the answer is that message's CID; the reservation is
+    /// complete when it lands.
+    pub async fn reserve_funds(
+        &self,
+        channel: &Address,
+        amount: TokenAmount,
+    ) -> Result<Option<Cid>> {
+        let record = self.record_by_address(channel)?;
+        self.reserve_by_id(record.id, amount).await
+    }
+
+    async fn reserve_by_id(&self, id: ChannelId, amount: TokenAmount) -> Result<Option<Cid>> {
+        if !amount.is_positive() {
+            return Err(ManagerError::InvalidAmount("a reservation must be positive".to_owned()));
+        }
+        let lock = self.channel_lock(id);
+        let mut cache = lock.lock().await;
+        let mut record = self.record(id)?;
+        self.expect_direction(&record, Direction::Outbound)?;
+        if !matches!(record.lifecycle, Lifecycle::Open | Lifecycle::Creating) {
+            return Err(ManagerError::ChannelNotOpen {
+                channel: self.describe(&record),
+                lifecycle: record.lifecycle,
+            });
+        }
+        self.load_cache(id, &mut cache)?;
+        let plan = funds::plan_reservation(&record, &cache.spent(), &amount);
+        record.reserved += &plan.now;
+        if plan.shortfall.is_zero() {
+            self.commit(vec![Write::Channel(record)]).await?;
+            drop(cache);
+            self.maybe_top_up(id);
+            return Ok(None);
+        }
+        if record.lifecycle == Lifecycle::Open && record.pending_message.is_none() {
+            let cid = self.send_add_funds(record, plan.shortfall.clone(), plan.shortfall).await?;
+            return Ok(Some(cid));
+        }
+        // A message is in flight: queue behind it, and answer with the next message's CID.
+        let in_flight = record.pending_message;
+        record.queued += &plan.shortfall;
+        record.queued_reserve += &plan.shortfall;
+        self.commit(vec![Write::Channel(record)]).await?;
+        drop(cache);
+        self.wait_next_message(id, in_flight).await
+    }
+
+    /// Waits until the channel's pending message is no longer `in_flight`, and answers the
+    /// one that replaced it (the coalesced add-funds message).
+    async fn wait_next_message(
+        &self,
+        id: ChannelId,
+        in_flight: Option<Cid>,
+    ) -> Result<Option<Cid>> {
+        let mut changed = self.inner.changed.subscribe();
+        loop {
+            let record = self.record(id)?;
+            if record.pending_message != in_flight {
+                if let Some(cid) = record.pending_message {
+                    return Ok(Some(cid));
+                }
+                if record.queued.is_zero() {
+                    // The queue was folded into a message that already landed, or dropped
+                    // with a failed create.
+                    return match record.lifecycle {
+                        Lifecycle::CreateFailed => Err(ManagerError::ChannelNotOpen {
+                            channel: self.describe(&record),
+                            lifecycle: record.lifecycle,
+                        }),
+                        _ => Ok(None),
+                    };
+                }
+            }
+            if self.is_shutting_down() {
+                return Err(ManagerError::ShuttingDown);
+            }
+            if changed.changed().await.is_err() {
+                return Err(ManagerError::ShuttingDown);
+            }
+        }
+    }
+
+    /// Returns reserved funds of an outbound channel to its available funds.
+    pub async fn release_funds(&self, channel: &Address, amount: TokenAmount) -> Result<()> {
+        if !amount.is_positive() {
+            return Err(ManagerError::InvalidAmount("a release must be positive".to_owned()));
+        }
+        let record = self.record_by_address(channel)?;
+        self.expect_direction(&record, Direction::Outbound)?;
+        let lock = self.channel_lock(record.id);
+        let _guard = lock.lock().await;
+        let mut record = self.record(record.id)?;
+        if record.reserved < amount {
+            return Err(ManagerError::ReleaseExceedsReserved {
+                requested: amount,
+                reserved: record.reserved,
+            });
+        }
+        record.reserved -= &amount;
+        self.commit(vec![Write::Channel(record)]).await
+    }
+
+    /// The top-up policy of a channel.
+    fn top_up_policy(&self, record: &ChannelRecord) -> Option<TopUpPolicy> {
+        record
+            .channel
+            .as_ref()
+            .and_then(|c| self.inner.config.top_up_per_channel.get(c))
+            .or(self.inner.config.top_up.as_ref())
+            .cloned()
+    }
+
+    /// Adds funds in the background when available funds are below the low-water mark and
+    /// nothing is already on its way.
+    fn maybe_top_up(&self, id: ChannelId) {
+        let manager = self.clone();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        tokio::spawn(async move {
+            if let Err(e) = manager.top_up(id).await {
+                tracing::warn!(channel = id, error = %e, "top-up failed");
+            }
+        });
+    }
+
+    async fn top_up(&self, id: ChannelId) -> Result<()> {
+        let lock = self.channel_lock(id);
+        let mut cache = lock.lock().await;
+        let record = self.record(id)?;
+        let Some(policy) = self.top_up_policy(&record) else { return Ok(()) };
+        if record.direction != Direction::Outbound
+            || record.lifecycle != Lifecycle::Open
+            || record.pending_message.is_some()
+        {
+            return Ok(());
+        }
+        self.load_cache(id, &mut cache)?;
+        let available = funds::available(&record, &cache.spent());
+        if available >= policy.low_water || policy.high_water <= available {
+            return Ok(());
+        }
+        let amount = &policy.high_water - &available;
+        tracing::info!(channel = id, amount = %amount.atto(), "topping up");
+        self.send_add_funds(record, amount, TokenAmount::default()).await?;
+        Ok(())
+    }
+
+    /// Lotus's `PaychGet`: the open outbound channel from `from` to `to`, created with
+    /// `amount` if there is none, with `amount` reserved on it (adding funds if needed).
+    pub async fn get(
+        &self,
+        from: Address,
+        to: Address,
+        amount: TokenAmount,
+    ) -> Result<ChannelHandle> {
+        let pair = self.pair_lock(from, to);
+        let _guard = pair.lock().await;
+        match self.active_outbound(&from, &to)? {
+            Some(record) => {
+                let wait_sentinel = if amount.is_positive() {
+                    self.reserve_by_id(record.id, amount).await?
+                } else {
+                    None
+                };
+                let record = self.record(record.id)?;
+                let wait_sentinel = wait_sentinel.or(match record.lifecycle {
+                    Lifecycle::Creating => record.pending_message,
+                    _ => None,
+                });
+                Ok(ChannelHandle { id: record.id, channel: record.channel, wait_sentinel })
+            }
+            None => self.create(from, to, amount.clone(), amount).await,
+        }
+    }
+
+    /// Lotus's `PaychFund`: like [`Self::get`], but the funds are added for later use
+    /// rather than reserved.
+    pub async fn fund(
+        &self,
+        from: Address,
+        to: Address,
+        amount: TokenAmount,
+    ) -> Result<ChannelHandle> {
+        let pair = self.pair_lock(from, to);
+        let _guard = pair.lock().await;
+        match self.active_outbound(&from, &to)? {
+            Some(record) if record.lifecycle == Lifecycle::Open => {
+                let addr = record
+                    .channel
+                    .ok_or_else(|| ManagerError::UnknownChannel(format!("#{}", record.id)))?;
+                let cid = self.add_funds(&addr, amount).await?;
+                Ok(ChannelHandle {
+                    id: record.id,
+                    channel: record.channel,
+                    wait_sentinel: Some(cid),
+                })
+            }
+            Some(record) => {
+                self.reserve_by_id(record.id, amount.clone()).await?;
+                self.release_by_id(record.id, amount).await?;
+                let record = self.record(record.id)?;
+                Ok(ChannelHandle {
+                    id: record.id,
+                    channel: record.channel,
+                    wait_sentinel: record.pending_message,
+                })
+            }
+            None => self.create(from, to, amount, TokenAmount::default()).await,
+        }
+    }
+
+    async fn release_by_id(&self, id: ChannelId, amount: TokenAmount) -> Result<()> {
+        let lock = self.channel_lock(id);
+        let _guard = lock.lock().await;
+        let mut record = self.record(id)?;
+        let released = if record.reserved < amount { record.reserved.clone() } else { amount };
+        record.reserved -= released;
+        self.commit(vec![Write::Channel(record)]).await
+    }
+
+    /// The outbound channel from `from` to `to` that takes new payments: creating or open.
+    fn active_outbound(&self, from: &Address, to: &Address) -> Result<Option<ChannelRecord>> {
+        Ok(self.inner.store.channels()?.into_iter().rev().find(|c| {
+            c.direction == Direction::Outbound
+                && &c.from == from
+                && &c.to == to
+                && matches!(c.lifecycle, Lifecycle::Creating | Lifecycle::Open)
+        }))
+    }
+
+    /// The open (or creating) outbound channel from `from` to `to`, if any.
+    pub fn lookup(&self, from: &Address, to: &Address) -> Result<Option<ChannelHandle>> {
+        Ok(self.active_outbound(from, to)?.map(|c| ChannelHandle {
+            id: c.id,
+            channel: c.channel,
+            wait_sentinel: c.pending_message,
+        }))
+    }
+
+    /// Every channel's robust address (channels still being created have none yet).
+    pub fn list(&self) -> Result<Vec<Address>> {
+        Ok(self.inner.store.channels()?.into_iter().filter_map(|c| c.channel).collect())
+    }
+
+    /// Waits until the message `sentinel` (a create or add-funds) has landed, and answers
+    /// the channel's address; a failed message is an error with its exit code.
+    pub async fn get_wait_ready(&self, sentinel: &Cid) -> Result<Address> {
+        match self.wait_message(sentinel).await? {
+            MessageOutcome::Landed { exit_code: 0, .. } => {}
+            MessageOutcome::Landed { exit_code, .. } => {
+                return Err(ManagerError::MessageFailed { cid: *sentinel, exit_code })
+            }
+            MessageOutcome::Refused { reason } => {
+                return Err(ManagerError::MessageRefused { cid: *sentinel, reason })
+            }
+        }
+        let record = self
+            .inner
+            .store
+            .message(sentinel)?
+            .ok_or_else(|| ManagerError::UnknownChannel(format!("message {sentinel}")))?;
+        let id = match record.purpose {
+            MessagePurpose::Create { channel, .. } | MessagePurpose::AddFunds { channel, .. } => {
+                channel
+            }
+            MessagePurpose::Submit { channel, .. }
+            | MessagePurpose::Settle { channel }
+            | MessagePurpose::Collect { channel } => channel,
+        };
+        self.record(id)?.channel.ok_or_else(|| ManagerError::UnknownChannel(format!("#{id}")))
+    }
+
+    /// A channel's funds, in Lotus's shape.
+    pub async fn available_funds(&self, channel: &Address) -> Result<AvailableFunds> {
+        let record = self.record_by_address(channel)?;
+        self.available_funds_of(record).await
+    }
+
+    /// The funds of the active outbound channel from `from` to `to`.
+    pub async fn available_funds_by_from_to(
+        &self,
+        from: &Address,
+        to: &Address,
+    ) -> Result<AvailableFunds> {
+        match self.active_outbound(from, to)? {
+            Some(record) => self.available_funds_of(record).await,
+            None => Ok(AvailableFunds {
+                channel: None,
+                from: *from,
+                to: *to,
+                confirmed: TokenAmount::default(),
+                pending: TokenAmount::default(),
+                non_reserved: TokenAmount::default(),
+                pending_available: TokenAmount::default(),
+                pending_wait_sentinel: None,
+                queued: TokenAmount::default(),
+                voucher_redeemed: TokenAmount::default(),
+            }),
+        }
+    }
+
+    async fn available_funds_of(&self, record: ChannelRecord) -> Result<AvailableFunds> {
+        let lock = self.channel_lock(record.id);
+        let mut cache = lock.lock().await;
+        self.load_cache(record.id, &mut cache)?;
+        let record = self.record(record.id)?;
+        let spent = cache.spent();
+        let non_reserved = funds::available(&record, &spent);
+        // Funds in flight or queued that reservations wait for will not be available.
+        let pending_available = &non_reserved + &record.pending + &record.queued
+            - &record.queued_reserve
+            - self.in_flight_reserve(record.id)?;
+        Ok(AvailableFunds {
+            channel: record.channel,
+            from: record.from,
+            to: record.to,
+            confirmed: record.confirmed.clone(),
+            pending: record.pending.clone(),
+            non_reserved,
+            pending_available,
+            pending_wait_sentinel: record.pending_message,
+            queued: record.queued.clone(),
+            voucher_redeemed: spent,
+        })
+    }
+
+    /// What the channel's create and add-funds messages in flight reserve when they land.
+    fn in_flight_reserve(&self, id: ChannelId) -> Result<TokenAmount> {
+        Ok(self
+            .inner
+            .store
+            .messages()?
+            .into_iter()
+            .filter(|m| matches!(m.state, MessageState::Recorded | MessageState::Pushed))
+            .filter_map(|m| match m.purpose {
+                MessagePurpose::Create { channel, reserve, .. }
+                | MessagePurpose::AddFunds { channel, reserve, .. }
+                    if channel == id =>
+                {
+                    Some(reserve)
+                }
+                _ => None,
+            })
+            .sum())
+    }
+
+    /// Everything about a channel, its lanes included.
+    pub async fn status(&self, channel: &Address) -> Result<ChannelStatus> {
+        let record = self.record_by_address(channel)?;
+        let lock = self.channel_lock(record.id);
+        let mut cache = lock.lock().await;
+        self.load_cache(record.id, &mut cache)?;
+        let record = self.record(record.id)?;
+        let on_chain = match &record.channel {
+            Some(addr) if !matches!(record.lifecycle, Lifecycle::Collected) => {
+                self.inner.chain.channel(addr).await.ok()
+            }
+            _ => None,
+        };
+        let lanes = cache
+            .lanes
+            .iter()
+            .map(|(lane, tip)| LaneStatus {
+                lane: *lane,
+                nonce: tip.nonce,
+                amount: tip.amount.clone(),
+                redeemed_on_chain: on_chain
+                    .as_ref()
+                    .and_then(|c| c.lane(*lane))
+                    .map(|l| l.redeemed.clone())
+                    .unwrap_or_default(),
+                closed: record.closed_lanes.contains(lane),
+            })
+            .collect();
+        let spent = cache.spent();
+        Ok(ChannelStatus {
+            id: record.id,
+            direction: record.direction,
+            control: record.control,
+            channel: record.channel,
+            from: record.from,
+            to: record.to,
+            lifecycle: record.lifecycle,
+            available: funds::available(&record, &spent),
+            confirmed: record.confirmed.clone(),
+            pending: record.pending.clone(),
+            pending_message: record.pending_message,
+            queued: record.queued.clone(),
+            voucher_redeemed: spent,
+            reserved: record.reserved.clone(),
+            next_lane: record.next_lane,
+            settling: record.settling_at != 0,
+            settling_at: record.settling_at,
+            lanes,
+            create_error: record.create_error.clone(),
+        })
+    }
+
+    // ----- lanes --------------------------------------------------------------------
+
+    /// A fresh lane, never handed out before on this channel.
+    pub async fn allocate_lane(&self, channel: &Address) -> Result<u64> {
+        let record = self.record_by_address(channel)?;
+        self.expect_direction(&record, Direction::Outbound)?;
+        let lock = self.channel_lock(record.id);
+        let _guard = lock.lock().await;
+        let mut record = self.record(record.id)?;
+        let lane = record.next_lane;
+        record.next_lane += 1;
+        self.commit(vec![Write::Channel(record)]).await?;
+        Ok(lane)
+    }
+
+    /// Leases a lane for a payment flow from the channel's pool: the lowest lane a finished
+    /// flow returned, or a fresh one. The flow continues the lane's cumulative amount.
+    pub async fn lease_lane(&self, channel: &Address) -> Result<u64> {
+        let record = self.record_by_address(channel)?;
+        self.expect_direction(&record, Direction::Outbound)?;
+        let lock = self.channel_lock(record.id);
+        let _guard = lock.lock().await;
+        let mut record = self.record(record.id)?;
+        let lane = if record.free_lanes.is_empty() {
+            let lane = record.next_lane;
+            record.next_lane += 1;
+            lane
+        } else {
+            record.free_lanes.remove(0)
+        };
+        self.commit(vec![Write::Channel(record)]).await?;
+        Ok(lane)
+    }
+
+    /// Returns a leased lane to the pool (a lane closed by a merge is not reused).
+    pub async fn return_lane(&self, channel: &Address, lane: u64) -> Result<()> {
+        let record = self.record_by_address(channel)?;
+        let lock = self.channel_lock(record.id);
+        let _guard = lock.lock().await;
+        let mut record = self.record(record.id)?;
+        if lane >= record.next_lane || record.closed_lanes.contains(&lane) {
+            return Ok(());
+        }
+        if let Err(at) = record.free_lanes.binary_search(&lane) {
+            record.free_lanes.insert(at, lane);
+        }
+        self.commit(vec![Write::Channel(record)]).await
+    }
+
+    /// Settles a channel (either direction), returning the message's CID at once.
+    pub async fn settle(&self, channel: &Address) -> Result<Cid> {
+        let record = self.record_by_address(channel)?;
+        if !matches!(record.lifecycle, Lifecycle::Open) {
+            return Err(ManagerError::ChannelNotOpen {
+                channel: self.describe(&record),
+                lifecycle: record.lifecycle,
+            });
+        }
+        self.send_channel_method(&record, MessagePurpose::Settle { channel: record.id }).await
+    }
+
+    /// Collects a settled channel, returning the message's CID at once.
+    pub async fn collect(&self, channel: &Address) -> Result<Cid> {
+        let record = self.record_by_address(channel)?;
+        if !matches!(record.lifecycle, Lifecycle::Settling | Lifecycle::Settled | Lifecycle::Open) {
+            return Err(ManagerError::ChannelNotOpen {
+                channel: self.describe(&record),
+                lifecycle: record.lifecycle,
+            });
+        }
+        self.send_channel_method(&record, MessagePurpose::Collect { channel: record.id }).await
+    }
+}
+
+/// Stored vouchers of a channel whose state matters to a write.
+fn mark_submitted(records: Vec<VoucherRecord>, lane: u64, up_to_nonce: u64) -> Vec<Write> {
+    records
+        .into_iter()
+        .filter(|r| r.voucher.lane == lane && r.voucher.nonce <= up_to_nonce && !r.submitted)
+        .map(|mut r| {
+            r.submitted = true;
+            Write::Voucher(r)
+        })
+        .collect()
+}
+
+impl MessageState {
+    fn outcome(&self) -> Option<MessageOutcome> {
+        match self {
+            MessageState::Landed { exit_code, epoch, return_data } => {
+                Some(MessageOutcome::Landed {
+                    exit_code: *exit_code,
+                    epoch: *epoch,
+                    return_data: return_data.clone(),
+                })
+            }
+            MessageState::Refused { reason } => {
+                Some(MessageOutcome::Refused { reason: reason.clone() })
+            }
+            MessageState::Recorded | MessageState::Pushed => None,
+        }
+    }
+}
