@@ -17,6 +17,7 @@ pub mod actor;
 pub mod chain;
 pub mod crypto;
 pub mod manager;
+pub mod reconcile;
 pub mod store;
 pub mod types;
 pub mod wallet;
