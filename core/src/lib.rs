@@ -10,7 +10,10 @@
 //! - [`wallet`]: the [`wallet::Wallet`] trait and a Lotus-compatible keystore;
 //! - [`chain`]: the [`chain::Chain`] trait, the in-process devnet and the Lotus client;
 //! - [`store`]: the [`store::Store`] trait the manager persists through, and its sled
-//!   implementation with group commit.
+//!   implementation with group commit;
+//! - [`manager`]: the [`manager::PaymentChannelManager`] — funds, lanes, vouchers, chain
+//!   messages, restart recovery and the settler;
+//! - [`reconcile`]: folding many vouchers into one combined voucher, as pure functions.
 #![warn(missing_docs)]
 
 pub mod actor;
