@@ -629,6 +629,11 @@ impl PaymentChannelManager {
                         _ => Ok(None),
                     };
                 }
+                // Queued funds go out only on an open channel; one that started settling
+                // never sends them.
+                if !matches!(record.lifecycle, Lifecycle::Open | Lifecycle::Creating) {
+                    return Err(ManagerError::ChannelNotOpen { channel: self.describe(&record), lifecycle: record.lifecycle });
+                }
             }
             if self.is_shutting_down() {
                 return Err(ManagerError::ShuttingDown);
