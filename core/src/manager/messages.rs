@@ -335,13 +335,7 @@ impl PaymentChannelManager {
             epoch: lookup.epoch,
             return_data: lookup.receipt.return_data.clone(),
         };
-        let channel_id = match &message.purpose {
-            MessagePurpose::Create { channel, .. }
-            | MessagePurpose::AddFunds { channel, .. }
-            | MessagePurpose::Submit { channel, .. }
-            | MessagePurpose::Settle { channel }
-            | MessagePurpose::Collect { channel } => *channel,
-        };
+        let channel_id = message.purpose.channel();
         drop(_span);
         let lock = self.channel_lock(channel_id);
         let _guard = lock.lock().await;

@@ -824,14 +824,7 @@ impl PaymentChannelManager {
             .store
             .message(sentinel)?
             .ok_or_else(|| ManagerError::UnknownChannel(format!("message {sentinel}")))?;
-        let id = match record.purpose {
-            MessagePurpose::Create { channel, .. } | MessagePurpose::AddFunds { channel, .. } => {
-                channel
-            }
-            MessagePurpose::Submit { channel, .. }
-            | MessagePurpose::Settle { channel }
-            | MessagePurpose::Collect { channel } => channel,
-        };
+        let id = record.purpose.channel();
         self.record(id)?.channel.ok_or_else(|| ManagerError::UnknownChannel(format!("#{id}")))
     }
 

@@ -104,13 +104,7 @@ impl PaymentChannelManager {
             .into_iter()
             .filter(|m| matches!(m.state, MessageState::Recorded | MessageState::Pushed))
             .map(|m| m.purpose)
-            .filter(|p| match p {
-                MessagePurpose::Create { channel, .. }
-                | MessagePurpose::AddFunds { channel, .. }
-                | MessagePurpose::Submit { channel, .. }
-                | MessagePurpose::Settle { channel }
-                | MessagePurpose::Collect { channel } => *channel == id,
-            })
+            .filter(|p| p.channel() == id)
             .collect())
     }
 }

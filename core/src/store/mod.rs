@@ -160,6 +160,19 @@ pub enum MessagePurpose {
     },
 }
 
+impl MessagePurpose {
+    /// The channel the message is about.
+    pub fn channel(&self) -> ChannelId {
+        match self {
+            MessagePurpose::Create { channel, .. }
+            | MessagePurpose::AddFunds { channel, .. }
+            | MessagePurpose::Submit { channel, .. }
+            | MessagePurpose::Settle { channel }
+            | MessagePurpose::Collect { channel } => *channel,
+        }
+    }
+}
+
 /// How far a recorded message has got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageState {

@@ -143,7 +143,7 @@ fn wrong(what: &'static str, expected: &'static str, found: &Ipld) -> DecodeErro
 }
 
 /// The items of a tuple of exactly `n` items.
-pub(crate) fn tuple<'a>(
+pub fn tuple<'a>(
     ipld: &'a Ipld,
     what: &'static str,
     n: usize,
@@ -156,14 +156,15 @@ pub(crate) fn tuple<'a>(
 }
 
 /// The items of an array of any length.
-pub(crate) fn list<'a>(ipld: &'a Ipld, what: &'static str) -> Result<&'a [Ipld], DecodeError> {
+pub fn list<'a>(ipld: &'a Ipld, what: &'static str) -> Result<&'a [Ipld], DecodeError> {
     match ipld {
         Ipld::List(items) => Ok(items),
         other => Err(wrong(what, "array", other)),
     }
 }
 
-pub(crate) fn u64_field(ipld: &Ipld, what: &'static str) -> Result<u64, DecodeError> {
+/// An unsigned integer field.
+pub fn u64_field(ipld: &Ipld, what: &'static str) -> Result<u64, DecodeError> {
     match ipld {
         Ipld::Integer(i) => {
             u64::try_from(*i).map_err(|_| DecodeError::IntegerOutOfRange { what, value: *i })
@@ -172,7 +173,8 @@ pub(crate) fn u64_field(ipld: &Ipld, what: &'static str) -> Result<u64, DecodeEr
     }
 }
 
-pub(crate) fn i64_field(ipld: &Ipld, what: &'static str) -> Result<i64, DecodeError> {
+/// A signed integer field.
+pub fn i64_field(ipld: &Ipld, what: &'static str) -> Result<i64, DecodeError> {
     match ipld {
         Ipld::Integer(i) => {
             i64::try_from(*i).map_err(|_| DecodeError::IntegerOutOfRange { what, value: *i })
@@ -181,27 +183,31 @@ pub(crate) fn i64_field(ipld: &Ipld, what: &'static str) -> Result<i64, DecodeEr
     }
 }
 
-pub(crate) fn bytes_field<'a>(ipld: &'a Ipld, what: &'static str) -> Result<&'a [u8], DecodeError> {
+/// A byte-string field.
+pub fn bytes_field<'a>(ipld: &'a Ipld, what: &'static str) -> Result<&'a [u8], DecodeError> {
     match ipld {
         Ipld::Bytes(b) => Ok(b),
         other => Err(wrong(what, "bytes", other)),
     }
 }
 
-pub(crate) fn cid_field(ipld: &Ipld, what: &'static str) -> Result<Cid, DecodeError> {
+/// A CID link field.
+pub fn cid_field(ipld: &Ipld, what: &'static str) -> Result<Cid, DecodeError> {
     match ipld {
         Ipld::Link(c) => Ok(*c),
         other => Err(wrong(what, "CID link", other)),
     }
 }
 
-pub(crate) fn address_field(ipld: &Ipld, what: &'static str) -> Result<Address, DecodeError> {
+/// An address field (its binary form in a byte string).
+pub fn address_field(ipld: &Ipld, what: &'static str) -> Result<Address, DecodeError> {
     let bytes = bytes_field(ipld, what)?;
     Address::from_bytes(bytes)
         .map_err(|e| DecodeError::InvalidAddress { what, reason: e.to_string() })
 }
 
-pub(crate) fn amount_field(ipld: &Ipld, what: &'static str) -> Result<TokenAmount, DecodeError> {
+/// A token amount field (sign byte and big-endian magnitude, at most 128 bytes).
+pub fn amount_field(ipld: &Ipld, what: &'static str) -> Result<TokenAmount, DecodeError> {
     let bytes = bytes_field(ipld, what)?;
     if bytes.len() > MAX_BIGINT_BYTES {
         return Err(DecodeError::AmountTooLarge { what, len: bytes.len() });
@@ -217,7 +223,8 @@ pub(crate) fn amount_field(ipld: &Ipld, what: &'static str) -> Result<TokenAmoun
     Ok(TokenAmount::from_atto(BigInt::from_bytes_be(sign, magnitude)))
 }
 
-pub(crate) fn signature_field(ipld: &Ipld) -> Result<Signature, DecodeError> {
+/// A signature field (type byte then data; secp256k1 or BLS).
+pub fn signature_field(ipld: &Ipld) -> Result<Signature, DecodeError> {
     let bytes = bytes_field(ipld, "signature")?;
     let Some((&ty, data)) = bytes.split_first() else {
         return Err(DecodeError::EmptySignature);
@@ -230,7 +237,8 @@ pub(crate) fn signature_field(ipld: &Ipld) -> Result<Signature, DecodeError> {
     Ok(Signature { sig_type, bytes: data.to_vec() })
 }
 
-pub(crate) fn optional(ipld: &Ipld) -> Option<&Ipld> {
+/// `None` for null, the value otherwise.
+pub fn optional(ipld: &Ipld) -> Option<&Ipld> {
     match ipld {
         Ipld::Null => None,
         other => Some(other),
