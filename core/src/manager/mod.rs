@@ -341,6 +341,9 @@ struct Inner {
     channels: StdMutex<HashMap<ChannelId, Arc<Mutex<ChannelCache>>>>,
     pairs: Turns<(Address, Address)>,
     senders: Turns<Address>,
+    /// Held while a channel first seen in a voucher is learned and stored with it, so that
+    /// concurrent first vouchers learn it once (one lock: bad input cannot grow a map).
+    learning: Mutex<()>,
     /// Bumped whenever a message lands or a channel's record changes; waiters re-check.
     changed: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
@@ -364,6 +367,7 @@ impl PaymentChannelManager {
                 channels: StdMutex::new(HashMap::new()),
                 pairs: StdMutex::new(HashMap::new()),
                 senders: StdMutex::new(HashMap::new()),
+                learning: Mutex::new(()),
                 changed: watch::channel(0).0,
                 shutdown: watch::channel(false).0,
             }),
@@ -632,7 +636,10 @@ impl PaymentChannelManager {
                 // Queued funds go out only on an open channel; one that started settling
                 // never sends them.
                 if !matches!(record.lifecycle, Lifecycle::Open | Lifecycle::Creating) {
-                    return Err(ManagerError::ChannelNotOpen { channel: self.describe(&record), lifecycle: record.lifecycle });
+                    return Err(ManagerError::ChannelNotOpen {
+                        channel: self.describe(&record),
+                        lifecycle: record.lifecycle,
+                    });
                 }
             }
             if self.is_shutting_down() {

@@ -87,7 +87,12 @@ impl ActorEnv for Validation {
     fn resolve_account(&self, _addr: &Address) -> AccountLookup {
         AccountLookup::NotFound
     }
-    fn verify_signature(&self, signature: &Signature, signer: &Address, data: &[u8]) -> Result<(), String> {
+    fn verify_signature(
+        &self,
+        signature: &Signature,
+        signer: &Address,
+        data: &[u8],
+    ) -> Result<(), String> {
         let key = self.keys.get(signer).ok_or_else(|| format!("no key known for {signer}"))?;
         crypto::verify(signature, key, data).map_err(|e| e.to_string())
     }
@@ -107,7 +112,8 @@ impl PaymentChannelManager {
         amount: TokenAmount,
         lane: u64,
     ) -> Result<VoucherCreateResult> {
-        self.voucher_create_with(channel, lane, VoucherSpec { amount, ..VoucherSpec::default() }).await
+        self.voucher_create_with(channel, lane, VoucherSpec { amount, ..VoucherSpec::default() })
+            .await
     }
 
     /// [`Self::voucher_create`] with time locks, a minimum settle height, an extra call or
@@ -118,9 +124,13 @@ impl PaymentChannelManager {
         lane: u64,
         spec: VoucherSpec,
     ) -> Result<VoucherCreateResult> {
-        let _span = tracing::debug_span!("paych_voucher_create", channel = %self.fmt(channel), lane).entered();
+        let _span =
+            tracing::debug_span!("paych_voucher_create", channel = %self.fmt(channel), lane)
+                .entered();
         if spec.amount.is_negative() {
-            return Err(ManagerError::InvalidAmount("a voucher amount cannot be negative".to_owned()));
+            return Err(ManagerError::InvalidAmount(
+                "a voucher amount cannot be negative".to_owned(),
+            ));
         }
         if lane > MAX_LANE {
             return Err(ManagerError::InvalidVoucher(actor::ActorError::LaneTooLarge(lane)));
@@ -138,15 +148,21 @@ impl PaymentChannelManager {
         self.load_cache(record.id, &mut cache)?;
         let tip = cache.lanes.get(&lane).cloned().unwrap_or_default();
         if spec.amount < tip.amount {
-            return Err(ManagerError::AmountBelowLane { lane, previous: tip.amount, requested: spec.amount });
+            return Err(ManagerError::AmountBelowLane {
+                lane,
+                previous: tip.amount,
+                requested: spec.amount,
+            });
         }
         let delta = &spec.amount - &tip.amount;
         let shortfall = funds::shortfall(&record, &cache.spent(), &delta);
         if shortfall.is_positive() {
             return Ok(VoucherCreateResult { voucher: None, shortfall });
         }
-        let channel_addr = record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(&record)))?;
-        let mut voucher = SignedVoucher::new(channel_addr, lane, tip.nonce + 1, spec.amount.clone());
+        let channel_addr =
+            record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(&record)))?;
+        let mut voucher =
+            SignedVoucher::new(channel_addr, lane, tip.nonce + 1, spec.amount.clone());
         voucher.time_lock_min = spec.time_lock_min;
         voucher.time_lock_max = spec.time_lock_max;
         voucher.min_settle_height = spec.min_settle_height;
@@ -180,7 +196,11 @@ impl PaymentChannelManager {
     /// Checks a voucher against every rule of the actor — as if the payee submitted it now,
     /// to the chain's state with this node's stored vouchers laid over it. The error names
     /// the rule broken.
-    pub async fn voucher_check_valid(&self, channel: &Address, voucher: &SignedVoucher) -> Result<()> {
+    pub async fn voucher_check_valid(
+        &self,
+        channel: &Address,
+        voucher: &SignedVoucher,
+    ) -> Result<()> {
         let record = self.record_by_address(channel)?;
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
@@ -196,12 +216,16 @@ impl PaymentChannelManager {
         voucher: &SignedVoucher,
         secret: &[u8],
     ) -> Result<Redemption> {
-        let channel = record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(record)))?;
+        let channel =
+            record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(record)))?;
         let chain = &self.inner.chain;
         let on_chain = chain.channel(&channel).await?;
         let receiver = match record.id_address {
             Some(id) => id,
-            None => chain.lookup_id(&channel).await?.ok_or_else(|| ManagerError::UnknownChannel(self.fmt(&channel)))?,
+            None => chain
+                .lookup_id(&channel)
+                .await?
+                .ok_or_else(|| ManagerError::UnknownChannel(self.fmt(&channel)))?,
         };
         let mut ids = HashMap::new();
         if let Some(id) = chain.lookup_id(&voucher.channel_addr).await? {
@@ -255,15 +279,17 @@ impl PaymentChannelManager {
         let span = tracing::debug_span!("paych_voucher_add", channel = %self.fmt(channel), lane = voucher.lane, nonce = voucher.nonce);
         let _entered = span.enter();
         if voucher.amount.is_negative() {
-            return Err(ManagerError::InvalidAmount("a voucher amount cannot be negative".to_owned()));
+            return Err(ManagerError::InvalidAmount(
+                "a voucher amount cannot be negative".to_owned(),
+            ));
         }
         drop(_entered);
         // A channel first seen in this voucher is stored with the voucher or not at all;
-        // first adds on one unknown channel take turns (keyed by its address) to learn it once.
+        // first adds on unknown channels take turns, so that each is learned once.
         let (record, learning) = match self.inner.store.channel_by_address(channel)? {
             Some(record) => (record, None),
             None => {
-                let turn = self.pair_lock(*channel, *channel).lock_owned().await;
+                let turn = self.inner.learning.lock().await;
                 match self.inner.store.channel_by_address(channel)? {
                     Some(record) => (record, None),
                     None => (self.learn_inbound(channel).await?, Some(turn)),
@@ -271,19 +297,30 @@ impl PaymentChannelManager {
             }
         };
         self.expect_direction(&record, Direction::Inbound)?;
-        let lock = self.channel_lock(record.id);
+        // A channel being learned is reachable by no one else yet: it needs no lock of its own
+        // (and a refused first voucher leaves none behind).
+        let lock = match learning {
+            Some(_) => std::sync::Arc::default(),
+            None => self.channel_lock(record.id),
+        };
         let mut cache = lock.lock().await;
         let record = if learning.is_some() { record } else { self.record(record.id)? };
         self.load_cache(record.id, &mut cache)?;
 
         if let Some(stored) = self.inner.store.voucher(record.id, voucher.lane, voucher.nonce)? {
             if &stored.voucher != voucher {
-                return Err(ManagerError::ConflictingVoucher { lane: voucher.lane, nonce: voucher.nonce });
+                return Err(ManagerError::ConflictingVoucher {
+                    lane: voucher.lane,
+                    nonce: voucher.nonce,
+                });
             }
             return Ok(AddOutcome::Accepted { delta: self.delta_when_added(record.id, voucher)? });
         }
         if let Some(tip) = cache.lanes.get(&voucher.lane) {
-            if tip.nonce > voucher.nonce && voucher.amount <= tip.amount && voucher.merges.is_empty() {
+            if tip.nonce > voucher.nonce
+                && voucher.amount <= tip.amount
+                && voucher.merges.is_empty()
+            {
                 // Only this channel's lane covers it: a voucher naming another channel is not.
                 if Some(voucher.channel_addr) != record.channel
                     && Some(voucher.channel_addr) != record.id_address
@@ -315,7 +352,9 @@ impl PaymentChannelManager {
         // A learned channel is in `writes` (its next lane is raised to the voucher's).
         self.inner.store.apply(writes)?;
         drop(learning);
-        cache.lanes.insert(voucher.lane, LaneTip { nonce: voucher.nonce, amount: voucher.amount.clone() });
+        cache
+            .lanes
+            .insert(voucher.lane, LaneTip { nonce: voucher.nonce, amount: voucher.amount.clone() });
         for merge in &voucher.merges {
             let tip = cache.lanes.entry(merge.lane).or_default();
             tip.nonce = tip.nonce.max(merge.nonce);
@@ -329,7 +368,11 @@ impl PaymentChannelManager {
     }
 
     /// The writes marking vouchers on lanes a voucher merges as superseded.
-    fn supersede_merged(&self, record: &ChannelRecord, voucher: &SignedVoucher) -> Result<Vec<Write>> {
+    fn supersede_merged(
+        &self,
+        record: &ChannelRecord,
+        voucher: &SignedVoucher,
+    ) -> Result<Vec<Write>> {
         if voucher.merges.is_empty() {
             return Ok(Vec::new());
         }
@@ -338,7 +381,10 @@ impl PaymentChannelManager {
             .store
             .vouchers(record.id)?
             .into_iter()
-            .filter(|r| voucher.merges.iter().any(|m| m.lane == r.voucher.lane && r.voucher.nonce < m.nonce) && !r.superseded)
+            .filter(|r| {
+                voucher.merges.iter().any(|m| m.lane == r.voucher.lane && r.voucher.nonce < m.nonce)
+                    && !r.superseded
+            })
             .map(|mut r| {
                 r.superseded = true;
                 Write::Voucher(r)
@@ -361,11 +407,19 @@ impl PaymentChannelManager {
         Ok(&voucher.amount - previous)
     }
 
-    async fn verify_payer_signature(&self, record: &ChannelRecord, voucher: &SignedVoucher) -> Result<()> {
+    async fn verify_payer_signature(
+        &self,
+        record: &ChannelRecord,
+        voucher: &SignedVoucher,
+    ) -> Result<()> {
         let key = self.inner.chain.account_key(&record.from).await?;
-        let signature = voucher.signature.as_ref().ok_or(ManagerError::InvalidVoucher(actor::ActorError::MissingSignature))?;
-        crypto::verify(signature, &key, &voucher.signing_bytes()?)
-            .map_err(|e| ManagerError::InvalidVoucher(actor::ActorError::InvalidSignature(e.to_string())))
+        let signature = voucher
+            .signature
+            .as_ref()
+            .ok_or(ManagerError::InvalidVoucher(actor::ActorError::MissingSignature))?;
+        crypto::verify(signature, &key, &voucher.signing_bytes()?).map_err(|e| {
+            ManagerError::InvalidVoucher(actor::ActorError::InvalidSignature(e.to_string()))
+        })
     }
 
     /// The record of an inbound channel first seen in a voucher, not yet stored: the chain
@@ -374,7 +428,9 @@ impl PaymentChannelManager {
         let chain = &self.inner.chain;
         let on_chain = match chain.channel(channel).await {
             Ok(c) => c,
-            Err(crate::chain::ChainError::NotFound(_)) => return Err(ManagerError::UnknownChannel(self.fmt(channel))),
+            Err(crate::chain::ChainError::NotFound(_)) => {
+                return Err(ManagerError::UnknownChannel(self.fmt(channel)))
+            }
             Err(e) => return Err(e.into()),
         };
         let to_key = chain.account_key(&on_chain.state.to).await?;
@@ -390,7 +446,11 @@ impl PaymentChannelManager {
             from: from_key,
             to: to_key,
             control: to_key,
-            lifecycle: if on_chain.state.settling_at != 0 { Lifecycle::Settling } else { Lifecycle::Open },
+            lifecycle: if on_chain.state.settling_at != 0 {
+                Lifecycle::Settling
+            } else {
+                Lifecycle::Open
+            },
             confirmed: on_chain.balance.clone(),
             pending: TokenAmount::default(),
             pending_message: None,
@@ -423,21 +483,36 @@ impl PaymentChannelManager {
                 return Ok(false);
             }
         }
-        let channel_addr = record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(&record)))?;
+        let channel_addr =
+            record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(&record)))?;
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret: secret.to_vec() };
-        let params = fvm_ipld_encoding::to_vec(&params).map_err(|e| ManagerError::Encode(e.into()))?;
-        let probe = Message::new(record.control, channel_addr, 0, TokenAmount::default(), paych_method::UPDATE_CHANNEL_STATE, params);
+        let params =
+            fvm_ipld_encoding::to_vec(&params).map_err(|e| ManagerError::Encode(e.into()))?;
+        let probe = Message::new(
+            record.control,
+            channel_addr,
+            0,
+            TokenAmount::default(),
+            paych_method::UPDATE_CHANNEL_STATE,
+            params,
+        );
         Ok(self.inner.chain.call(&probe).await?.is_ok())
     }
 
     /// The voucher, or a later one on its lane, that was already submitted.
-    fn already_submitted(&self, record: &ChannelRecord, voucher: &SignedVoucher) -> Result<Option<(u64, u64)>> {
+    fn already_submitted(
+        &self,
+        record: &ChannelRecord,
+        voucher: &SignedVoucher,
+    ) -> Result<Option<(u64, u64)>> {
         Ok(self
             .inner
             .store
             .vouchers(record.id)?
             .into_iter()
-            .find(|r| r.submitted && r.voucher.lane == voucher.lane && r.voucher.nonce >= voucher.nonce)
+            .find(|r| {
+                r.submitted && r.voucher.lane == voucher.lane && r.voucher.nonce >= voucher.nonce
+            })
             .map(|r| (r.voucher.lane, r.voucher.nonce)))
     }
 
@@ -451,7 +526,8 @@ impl PaymentChannelManager {
     /// submitted nor superseded, that a dry run accepts.
     pub async fn voucher_best_spendable(&self, channel: &Address) -> Result<Vec<SignedVoucher>> {
         let record = self.record_by_address(channel)?;
-        let mut best: std::collections::BTreeMap<u64, SignedVoucher> = std::collections::BTreeMap::new();
+        let mut best: std::collections::BTreeMap<u64, SignedVoucher> =
+            std::collections::BTreeMap::new();
         for r in self.inner.store.vouchers(record.id)? {
             if r.submitted || r.superseded {
                 continue;
@@ -470,7 +546,12 @@ impl PaymentChannelManager {
     /// Submits a voucher to the chain (adding it first if this node does not hold it),
     /// marking it and every lower nonce on its lane submitted. A voucher already submitted
     /// (or below one that was) is refused.
-    pub async fn voucher_submit(&self, channel: &Address, voucher: &SignedVoucher, secret: &[u8]) -> Result<Cid> {
+    pub async fn voucher_submit(
+        &self,
+        channel: &Address,
+        voucher: &SignedVoucher,
+        secret: &[u8],
+    ) -> Result<Cid> {
         let record = self.record_by_address(channel)?;
         if let Some((lane, nonce)) = self.already_submitted(&record, voucher)? {
             return Err(ManagerError::AlreadySubmitted { lane, nonce });

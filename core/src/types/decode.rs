@@ -143,11 +143,7 @@ fn wrong(what: &'static str, expected: &'static str, found: &Ipld) -> DecodeErro
 }
 
 /// The items of a tuple of exactly `n` items.
-pub fn tuple<'a>(
-    ipld: &'a Ipld,
-    what: &'static str,
-    n: usize,
-) -> Result<&'a [Ipld], DecodeError> {
+pub fn tuple<'a>(ipld: &'a Ipld, what: &'static str, n: usize) -> Result<&'a [Ipld], DecodeError> {
     match ipld {
         Ipld::List(items) if items.len() == n => Ok(items),
         Ipld::List(items) => Err(DecodeError::WrongArity { what, expected: n, found: items.len() }),
