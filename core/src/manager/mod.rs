@@ -684,10 +684,14 @@ impl PaymentChannelManager {
     /// Adds funds in the background when available funds are below the low-water mark and
     /// nothing is already on its way.
     fn maybe_top_up(&self, id: ChannelId) {
-        let manager = self.clone();
+        let config = &self.inner.config;
+        if config.top_up.is_none() && config.top_up_per_channel.is_empty() {
+            return;
+        }
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
+        let manager = self.clone();
         tokio::spawn(async move {
             if let Err(e) = manager.top_up(id).await {
                 tracing::warn!(channel = id, error = %e, "top-up failed");

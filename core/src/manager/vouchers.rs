@@ -171,8 +171,12 @@ impl PaymentChannelManager {
         voucher.signature = Some(self.inner.wallet.sign(&record.from, &voucher.signing_bytes()?)?);
 
         let drawn = funds::drawn_from_reserve(&record, &delta);
+        let next_lane = record.next_lane.max(lane.saturating_add(1));
+        // The channel record changes only when the voucher draws on the reservation or opens
+        // a new lane; most vouchers write the voucher alone.
+        let channel_changed = drawn.is_positive() || next_lane != record.next_lane;
         record.reserved -= drawn;
-        record.next_lane = record.next_lane.max(lane.saturating_add(1));
+        record.next_lane = next_lane;
         let id = record.id;
         let stored = VoucherRecord {
             channel: id,
@@ -184,7 +188,11 @@ impl PaymentChannelManager {
         // Applied under the channel's lock (the next voucher sees this nonce), made durable
         // after it, so that concurrent callers share one flush; the voucher is returned
         // only once durable.
-        self.inner.store.apply(vec![Write::Channel(record), Write::Voucher(stored)])?;
+        let mut batch = vec![Write::Voucher(stored)];
+        if channel_changed {
+            batch.push(Write::Channel(record));
+        }
+        self.inner.store.apply(batch)?;
         cache.lanes.insert(lane, LaneTip { nonce: voucher.nonce, amount: spec.amount });
         drop(cache);
         self.inner.store.durable().await?;

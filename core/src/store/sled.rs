@@ -519,8 +519,11 @@ impl<'a> Plan<'a> {
         for addr in old.iter().filter(|addr| !new.contains(addr)) {
             self.index.insert(*addr, None);
         }
+        // Addresses the channel already had are indexed already: rewrite only new ones.
         for addr in &new {
-            self.index.insert(*addr, Some(record.id));
+            if !old.contains(addr) || self.index.contains_key(addr) {
+                self.index.insert(*addr, Some(record.id));
+            }
         }
         self.channels.insert(record.id, new);
         Ok(())
