@@ -327,16 +327,13 @@ impl PaymentChannelManager {
             return Ok(());
         }
         let exit_code = lookup.receipt.exit_code.value();
-        let _span =
-            tracing::info_span!("chain_message_landed", %cid, exit_code, epoch = lookup.epoch)
-                .entered();
+        tracing::info!(%cid, exit_code, epoch = lookup.epoch, "chain message landed");
         message.state = MessageState::Landed {
             exit_code,
             epoch: lookup.epoch,
             return_data: lookup.receipt.return_data.clone(),
         };
         let channel_id = message.purpose.channel();
-        drop(_span);
         let lock = self.channel_lock(channel_id);
         let _guard = lock.lock().await;
         let mut batch = if exit_code == 0 {
@@ -417,6 +414,7 @@ impl PaymentChannelManager {
     }
 
     /// Waits until a recorded message has landed or been refused.
+    #[tracing::instrument(name = "paych_wait_message", level = "debug", skip_all)]
     pub async fn wait_message(&self, cid: &Cid) -> Result<MessageOutcome> {
         let mut changed = self.inner.changed.subscribe();
         loop {
@@ -441,7 +439,7 @@ impl PaymentChannelManager {
         for record in self.inner.store.messages()? {
             match record.state {
                 MessageState::Recorded => {
-                    let _span = tracing::info_span!("recover_message", cid = %record.cid).entered();
+                    tracing::info!(cid = %record.cid, "recovering a message recorded but not known pushed");
                     match self.inner.chain.search(&record.cid).await? {
                         Some(lookup) => {
                             self.landed(&record.cid, lookup).await?;

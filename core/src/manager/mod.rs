@@ -377,6 +377,7 @@ impl PaymentChannelManager {
     /// Restart recovery and background work: every recorded message is found again — one
     /// recorded but never pushed is pushed again, unchanged, so it can never land twice —
     /// and awaited; then the settler starts. Needs a tokio runtime.
+    #[tracing::instrument(name = "paych_start", level = "debug", skip_all)]
     pub async fn start(&self) -> Result<()> {
         self.recover().await?;
         settler::spawn(self.clone());
@@ -384,6 +385,7 @@ impl PaymentChannelManager {
     }
 
     /// Stops background work and makes every write durable.
+    #[tracing::instrument(name = "paych_shutdown", level = "debug", skip_all)]
     pub async fn shutdown(&self) -> Result<()> {
         self.inner.shutdown.send_replace(true);
         self.inner.store.durable().await?;
@@ -486,6 +488,7 @@ impl PaymentChannelManager {
     /// Creates an outbound channel from `from` (a key in the wallet) to `to` with `amount`,
     /// returning at once with the create message's CID; `reserve` of the amount is reserved
     /// for payments when the channel is confirmed.
+    #[tracing::instrument(name = "paych_create", level = "debug", skip_all)]
     pub async fn create(
         &self,
         from: Address,
@@ -493,7 +496,6 @@ impl PaymentChannelManager {
         amount: TokenAmount,
         reserve: TokenAmount,
     ) -> Result<ChannelHandle> {
-        let _span = tracing::info_span!("paych_create", from = %self.fmt(&from), to = %self.fmt(&to), amount = %amount.atto()).entered();
         if !amount.is_positive() {
             return Err(ManagerError::InvalidAmount(
                 "a channel is created with a positive amount".to_owned(),
@@ -507,7 +509,6 @@ impl PaymentChannelManager {
         if !self.inner.wallet.has(&from) {
             return Err(ManagerError::NotOurKey(self.fmt(&from)));
         }
-        drop(_span);
         let id = self.inner.store.next_channel_id()?;
         let record = ChannelRecord {
             id,
@@ -535,6 +536,7 @@ impl PaymentChannelManager {
     }
 
     /// Adds `amount` to an outbound channel with one message, returning its CID at once.
+    #[tracing::instrument(name = "paych_add_funds", level = "debug", skip_all)]
     pub async fn add_funds(&self, channel: &Address, amount: TokenAmount) -> Result<Cid> {
         if !amount.is_positive() {
             return Err(ManagerError::InvalidAmount("funds added must be positive".to_owned()));
@@ -563,6 +565,7 @@ impl PaymentChannelManager {
     /// one add-funds message — coalesced with every request queued while an earlier
     /// message is in flight — and the answer is that message's CID; the reservation is
     /// complete when it lands.
+    #[tracing::instrument(name = "paych_reserve_funds", level = "debug", skip_all)]
     pub async fn reserve_funds(
         &self,
         channel: &Address,
@@ -652,6 +655,7 @@ impl PaymentChannelManager {
     }
 
     /// Returns reserved funds of an outbound channel to its available funds.
+    #[tracing::instrument(name = "paych_release_funds", level = "debug", skip_all)]
     pub async fn release_funds(&self, channel: &Address, amount: TokenAmount) -> Result<()> {
         if !amount.is_positive() {
             return Err(ManagerError::InvalidAmount("a release must be positive".to_owned()));
@@ -723,6 +727,7 @@ impl PaymentChannelManager {
 
     /// Lotus's `PaychGet`: the open outbound channel from `from` to `to`, created with
     /// `amount` if there is none, with `amount` reserved on it (adding funds if needed).
+    #[tracing::instrument(name = "paych_get", level = "debug", skip_all)]
     pub async fn get(
         &self,
         from: Address,
@@ -751,6 +756,7 @@ impl PaymentChannelManager {
 
     /// Lotus's `PaychFund`: like [`Self::get`], but the funds are added for later use
     /// rather than reserved.
+    #[tracing::instrument(name = "paych_fund", level = "debug", skip_all)]
     pub async fn fund(
         &self,
         from: Address,
@@ -805,6 +811,7 @@ impl PaymentChannelManager {
     }
 
     /// The open (or creating) outbound channel from `from` to `to`, if any.
+    #[tracing::instrument(name = "paych_lookup", level = "debug", skip_all)]
     pub fn lookup(&self, from: &Address, to: &Address) -> Result<Option<ChannelHandle>> {
         Ok(self.active_outbound(from, to)?.map(|c| ChannelHandle {
             id: c.id,
@@ -814,12 +821,14 @@ impl PaymentChannelManager {
     }
 
     /// Every channel's robust address (channels still being created have none yet).
+    #[tracing::instrument(name = "paych_list", level = "debug", skip_all)]
     pub fn list(&self) -> Result<Vec<Address>> {
         Ok(self.inner.store.channels()?.into_iter().filter_map(|c| c.channel).collect())
     }
 
     /// Waits until the message `sentinel` (a create or add-funds) has landed, and answers
     /// the channel's address; a failed message is an error with its exit code.
+    #[tracing::instrument(name = "paych_get_wait_ready", level = "debug", skip_all)]
     pub async fn get_wait_ready(&self, sentinel: &Cid) -> Result<Address> {
         match self.wait_message(sentinel).await? {
             MessageOutcome::Landed { exit_code: 0, .. } => {}
@@ -840,12 +849,14 @@ impl PaymentChannelManager {
     }
 
     /// A channel's funds, in Lotus's shape.
+    #[tracing::instrument(name = "paych_available_funds", level = "debug", skip_all)]
     pub async fn available_funds(&self, channel: &Address) -> Result<AvailableFunds> {
         let record = self.record_by_address(channel)?;
         self.available_funds_of(record).await
     }
 
     /// The funds of the active outbound channel from `from` to `to`.
+    #[tracing::instrument(name = "paych_available_funds_by_from_to", level = "debug", skip_all)]
     pub async fn available_funds_by_from_to(
         &self,
         from: &Address,
@@ -914,6 +925,7 @@ impl PaymentChannelManager {
     }
 
     /// Everything about a channel, its lanes included.
+    #[tracing::instrument(name = "paych_status", level = "debug", skip_all)]
     pub async fn status(&self, channel: &Address) -> Result<ChannelStatus> {
         let record = self.record_by_address(channel)?;
         let lock = self.channel_lock(record.id);
@@ -968,6 +980,7 @@ impl PaymentChannelManager {
     // ----- lanes --------------------------------------------------------------------
 
     /// A fresh lane, never handed out before on this channel.
+    #[tracing::instrument(name = "paych_allocate_lane", level = "debug", skip_all)]
     pub async fn allocate_lane(&self, channel: &Address) -> Result<u64> {
         let record = self.record_by_address(channel)?;
         self.expect_direction(&record, Direction::Outbound)?;
@@ -982,6 +995,7 @@ impl PaymentChannelManager {
 
     /// Leases a lane for a payment flow from the channel's pool: the lowest lane a finished
     /// flow returned, or a fresh one. The flow continues the lane's cumulative amount.
+    #[tracing::instrument(name = "paych_lease_lane", level = "debug", skip_all)]
     pub async fn lease_lane(&self, channel: &Address) -> Result<u64> {
         let record = self.record_by_address(channel)?;
         self.expect_direction(&record, Direction::Outbound)?;
@@ -1000,6 +1014,7 @@ impl PaymentChannelManager {
     }
 
     /// Returns a leased lane to the pool (a lane closed by a merge is not reused).
+    #[tracing::instrument(name = "paych_return_lane", level = "debug", skip_all)]
     pub async fn return_lane(&self, channel: &Address, lane: u64) -> Result<()> {
         let record = self.record_by_address(channel)?;
         let lock = self.channel_lock(record.id);
@@ -1015,6 +1030,7 @@ impl PaymentChannelManager {
     }
 
     /// Settles a channel (either direction), returning the message's CID at once.
+    #[tracing::instrument(name = "paych_settle", level = "debug", skip_all)]
     pub async fn settle(&self, channel: &Address) -> Result<Cid> {
         let record = self.record_by_address(channel)?;
         if !matches!(record.lifecycle, Lifecycle::Open) {
@@ -1027,6 +1043,7 @@ impl PaymentChannelManager {
     }
 
     /// Collects a settled channel, returning the message's CID at once.
+    #[tracing::instrument(name = "paych_collect", level = "debug", skip_all)]
     pub async fn collect(&self, channel: &Address) -> Result<Cid> {
         let record = self.record_by_address(channel)?;
         if !matches!(record.lifecycle, Lifecycle::Settling | Lifecycle::Settled | Lifecycle::Open) {

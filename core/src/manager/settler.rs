@@ -31,6 +31,7 @@ pub(super) fn spawn(manager: PaymentChannelManager) {
 impl PaymentChannelManager {
     /// One look at every live channel; public so that tests and operators can run one
     /// immediately.
+    #[tracing::instrument(name = "paych_settler_pass", level = "debug", skip_all)]
     pub async fn settler_pass(&self) -> Result<()> {
         let head = self.inner.chain.head().await?;
         for record in self.inner.store.channels()? {
@@ -41,8 +42,6 @@ impl PaymentChannelManager {
             ) {
                 continue;
             }
-            let _span = tracing::debug_span!("settler", channel = %self.fmt(&addr)).entered();
-            drop(_span);
             let on_chain = match self.inner.chain.channel(&addr).await {
                 Ok(c) => c,
                 Err(ChainError::NotFound(_)) => {

@@ -106,6 +106,7 @@ impl PaymentChannelManager {
     /// next nonce, signed by the channel's payer, durable before it is returned. When the
     /// channel's confirmed funds cannot cover every lane's total, answers the shortfall and
     /// signs nothing.
+    #[tracing::instrument(name = "paych_voucher_create", level = "debug", skip_all)]
     pub async fn voucher_create(
         &self,
         channel: &Address,
@@ -118,15 +119,13 @@ impl PaymentChannelManager {
 
     /// [`Self::voucher_create`] with time locks, a minimum settle height, an extra call or
     /// a secret hash.
+    #[tracing::instrument(name = "paych_voucher_create_with", level = "debug", skip_all)]
     pub async fn voucher_create_with(
         &self,
         channel: &Address,
         lane: u64,
         spec: VoucherSpec,
     ) -> Result<VoucherCreateResult> {
-        let _span =
-            tracing::debug_span!("paych_voucher_create", channel = %self.fmt(channel), lane)
-                .entered();
         if spec.amount.is_negative() {
             return Err(ManagerError::InvalidAmount(
                 "a voucher amount cannot be negative".to_owned(),
@@ -135,7 +134,6 @@ impl PaymentChannelManager {
         if lane > MAX_LANE {
             return Err(ManagerError::InvalidVoucher(actor::ActorError::LaneTooLarge(lane)));
         }
-        drop(_span);
         let record = self.record_by_address(channel)?;
         self.expect_direction(&record, Direction::Outbound)?;
         let lock = self.channel_lock(record.id);
@@ -204,6 +202,7 @@ impl PaymentChannelManager {
     /// Checks a voucher against every rule of the actor — as if the payee submitted it now,
     /// to the chain's state with this node's stored vouchers laid over it. The error names
     /// the rule broken.
+    #[tracing::instrument(name = "paych_voucher_check_valid", level = "debug", skip_all)]
     pub async fn voucher_check_valid(
         &self,
         channel: &Address,
@@ -278,6 +277,7 @@ impl PaymentChannelManager {
     /// from the chain if it is new). Idempotent; durable before it returns; refused if the
     /// actor would refuse it now or it adds less than `min_delta`. An older voucher whose
     /// amount the lane already includes is *covered*, not an error.
+    #[tracing::instrument(name = "paych_voucher_add", level = "debug", skip_all)]
     pub async fn voucher_add(
         &self,
         channel: &Address,
@@ -476,6 +476,7 @@ impl PaymentChannelManager {
 
     /// Whether submitting the voucher now would succeed: `false` — not an error — when it
     /// was already submitted or superseded, or a dry run on the chain fails.
+    #[tracing::instrument(name = "paych_voucher_check_spendable", level = "debug", skip_all)]
     pub async fn voucher_check_spendable(
         &self,
         channel: &Address,
@@ -525,6 +526,7 @@ impl PaymentChannelManager {
     }
 
     /// Every voucher held for a channel, by lane then nonce.
+    #[tracing::instrument(name = "paych_voucher_list", level = "debug", skip_all)]
     pub fn voucher_list(&self, channel: &Address) -> Result<Vec<SignedVoucher>> {
         let record = self.record_by_address(channel)?;
         Ok(self.inner.store.vouchers(record.id)?.into_iter().map(|r| r.voucher).collect())
@@ -532,6 +534,7 @@ impl PaymentChannelManager {
 
     /// The best voucher per lane that could be submitted now: the highest nonce not
     /// submitted nor superseded, that a dry run accepts.
+    #[tracing::instrument(name = "paych_voucher_best_spendable", level = "debug", skip_all)]
     pub async fn voucher_best_spendable(&self, channel: &Address) -> Result<Vec<SignedVoucher>> {
         let record = self.record_by_address(channel)?;
         let mut best: std::collections::BTreeMap<u64, SignedVoucher> =
@@ -554,6 +557,7 @@ impl PaymentChannelManager {
     /// Submits a voucher to the chain (adding it first if this node does not hold it),
     /// marking it and every lower nonce on its lane submitted. A voucher already submitted
     /// (or below one that was) is refused.
+    #[tracing::instrument(name = "paych_voucher_submit", level = "debug", skip_all)]
     pub async fn voucher_submit(
         &self,
         channel: &Address,
@@ -581,6 +585,7 @@ impl PaymentChannelManager {
     /// Lotus's `PaychNewPayment`: gets (or creates) the channel from `from` to `to` with
     /// the last spec's amount, waits until it is ready, allocates a lane and creates one
     /// voucher per spec on it.
+    #[tracing::instrument(name = "paych_new_payment", level = "debug", skip_all)]
     pub async fn new_payment(
         &self,
         from: Address,
