@@ -2,7 +2,34 @@
 //!
 //! The wire protocols paych nodes speak to each other over libp2p. This crate turns bytes
 //! into typed messages and events; it never touches the store or the chain.
+//!
+//! - [`messages`]: the messages of `/paych/voucher/1.0.0` and `/paych/reconcile/1.0.0` and
+//!   the signed peer record, in tuple DAG-CBOR with typed decoding errors;
+//! - [`codec`]: the request-response [`Codec`] — one message per stream, a hard size limit
+//!   per message, a read timeout;
+//! - [`exchange`]: [`Exchange`], the request-response behaviour that also reports requests
+//!   the codec refused;
+//! - [`behaviour`]: the composed [`Behaviour`] (connection limits, identify, ping and the
+//!   paych protocols), its [`Config`] and [`Event`], and [`build_swarm`].
+//!
+//! Every byte layout and status code is written down in `docs/protocol.md`.
 #![warn(missing_docs)]
+
+pub mod behaviour;
+pub mod codec;
+pub mod exchange;
+pub mod messages;
+
+pub use behaviour::{
+    build_swarm, Behaviour, Config, Event, ReconcileEvent, SwarmError, VoucherEvent,
+};
+pub use codec::{Codec, CodecError, ReconcileCodec, VoucherCodec, WireMessage};
+pub use exchange::Exchange;
+pub use messages::{
+    Announce, DecodeError, EncodeError, PeerRecord, PeerRecordError, ReconcileRequest,
+    ReconcileResponse, RuleViolation, SignedPeerRecord, VerifiedPeer, VoucherRequest,
+    VoucherResponse, VoucherStatus,
+};
 
 /// Protocol id of the voucher exchange: a payer sends a voucher, the payee validates,
 /// stores and acknowledges it.

@@ -124,7 +124,8 @@ macro_rules! deserialize_via_ipld {
 }
 pub(crate) use deserialize_via_ipld;
 
-fn kind(ipld: &Ipld) -> &'static str {
+/// The name of a DAG-CBOR value's kind, for error messages.
+pub fn kind(ipld: &Ipld) -> &'static str {
     match ipld {
         Ipld::Null => "null",
         Ipld::Bool(_) => "bool",

@@ -1,0 +1,238 @@
+//! The composed libp2p behaviour of a paych node, and the swarm it runs in.
+//!
+//! [`Behaviour`] puts connection limits first, so that a connection over the limits is
+//! denied before any other protocol sees it, then identify, ping, and the two paych
+//! request-response protocols. [`build_swarm`] wraps it in a tokio swarm over TCP with
+//! Noise and Yamux. Every size, count and queue is bounded by [`Config`]: connections
+//! (pending and established, per peer and in total), concurrent streams per connection and
+//! protocol, message sizes (in [`crate::codec`]), read and request timeouts.
+//!
+//! Outbound requests wait in `request_response`'s own queue until a connection is up; that
+//! queue has no bound of its own, so the owner of the swarm bounds the requests it has in
+//! flight (the node's network loop takes commands from a bounded channel).
+//!
+//! This module only moves messages: it never validates vouchers, touches the store or
+//! the chain. The node's event loop owns the swarm, answers inbound requests and
+//! correlates responses with their requests by [`request_response::OutboundRequestId`].
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    connection_limits, identify, noise, ping, request_response, tcp, yamux, StreamProtocol, Swarm,
+    SwarmBuilder,
+};
+
+use crate::codec::{Codec, ReconcileCodec, VoucherCodec, WireMessage, DEFAULT_READ_TIMEOUT};
+use crate::exchange::Exchange;
+use crate::messages::{ReconcileRequest, ReconcileResponse, VoucherRequest, VoucherResponse};
+use crate::{RECONCILE_PROTOCOL, VOUCHER_PROTOCOL};
+
+/// The protocol version a paych node announces through identify.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/paych/1.0.0";
+/// The agent version a paych node announces through identify.
+pub const AGENT_VERSION: &str = concat!("paych/", env!("CARGO_PKG_VERSION"));
+
+/// Limits and timeouts of a node's networking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Connections established with one peer at once (in and out).
+    pub max_established_per_peer: u32,
+    /// Connections established at once, in total.
+    pub max_established: u32,
+    /// Inbound connections still being upgraded (Noise, Yamux) at once.
+    pub max_pending_incoming: u32,
+    /// Outbound connections still being dialled or upgraded at once.
+    pub max_pending_outgoing: u32,
+    /// A connection with no open stream is closed after this long.
+    pub idle_connection_timeout: Duration,
+    /// How long reading one inbound request may take (capped by the protocol's request
+    /// timeout). Reading a response is bounded by the request timeout instead, since it
+    /// includes the responder's work.
+    pub read_timeout: Duration,
+    /// How long a voucher exchange may take, from sending the request to reading the
+    /// response (the payee validates and stores durably before answering).
+    pub voucher_request_timeout: Duration,
+    /// How long a reconciliation may take (the payer may consult the chain).
+    pub reconcile_request_timeout: Duration,
+    /// Concurrent voucher streams per connection, inbound and outbound together.
+    pub voucher_max_concurrent_streams: usize,
+    /// Concurrent reconcile streams per connection, inbound and outbound together.
+    pub reconcile_max_concurrent_streams: usize,
+    /// Time between two pings on a connection.
+    pub ping_interval: Duration,
+    /// A ping unanswered for this long fails.
+    pub ping_timeout: Duration,
+    /// How often identify re-sends the local information to a connected peer.
+    pub identify_interval: Duration,
+    /// How many peers' identify information is cached.
+    pub identify_cache_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_established_per_peer: 2,
+            max_established: 256,
+            max_pending_incoming: 32,
+            max_pending_outgoing: 32,
+            idle_connection_timeout: Duration::from_secs(60),
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            voucher_request_timeout: Duration::from_secs(15),
+            reconcile_request_timeout: Duration::from_secs(60),
+            voucher_max_concurrent_streams: 32,
+            reconcile_max_concurrent_streams: 4,
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(20),
+            identify_interval: Duration::from_secs(5 * 60),
+            identify_cache_size: 100,
+        }
+    }
+}
+
+/// The events of a paych node's [`Behaviour`].
+#[derive(Debug)]
+pub enum Event {
+    /// Identify exchanged information with a peer.
+    Identify(Box<identify::Event>),
+    /// A ping succeeded or failed.
+    Ping(ping::Event),
+    /// A voucher exchange: an inbound request to answer, a response, or a failure.
+    Voucher(VoucherEvent),
+    /// A reconciliation: an inbound request to answer, a response, or a failure.
+    Reconcile(ReconcileEvent),
+}
+
+/// The events of `/paych/voucher/1.0.0`.
+pub type VoucherEvent = request_response::Event<VoucherRequest, VoucherResponse>;
+/// The events of `/paych/reconcile/1.0.0`.
+pub type ReconcileEvent = request_response::Event<ReconcileRequest, ReconcileResponse>;
+
+impl From<Infallible> for Event {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
+}
+
+impl From<identify::Event> for Event {
+    fn from(event: identify::Event) -> Self {
+        Event::Identify(Box::new(event))
+    }
+}
+
+impl From<ping::Event> for Event {
+    fn from(event: ping::Event) -> Self {
+        Event::Ping(event)
+    }
+}
+
+impl From<VoucherEvent> for Event {
+    fn from(event: VoucherEvent) -> Self {
+        Event::Voucher(event)
+    }
+}
+
+impl From<ReconcileEvent> for Event {
+    fn from(event: ReconcileEvent) -> Self {
+        Event::Reconcile(event)
+    }
+}
+
+/// The behaviour of a paych node. Field order is the order in which the swarm consults
+/// the behaviours, so connection limits come first.
+#[derive(NetworkBehaviour)]
+#[behaviour(to_swarm = "Event")]
+pub struct Behaviour {
+    /// Denies connections over [`Config`]'s limits.
+    pub connection_limits: connection_limits::Behaviour,
+    /// Exchanges protocol and agent versions, listen addresses and observed addresses.
+    pub identify: identify::Behaviour,
+    /// Measures round trips and detects dead connections.
+    pub ping: ping::Behaviour,
+    /// `/paych/voucher/1.0.0`.
+    pub voucher: Exchange<VoucherCodec>,
+    /// `/paych/reconcile/1.0.0`.
+    pub reconcile: Exchange<ReconcileCodec>,
+}
+
+impl Behaviour {
+    /// The behaviour of the node with libp2p identity `keypair`.
+    pub fn new(keypair: &Keypair, config: &Config) -> Self {
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established_per_peer(Some(config.max_established_per_peer))
+            .with_max_established(Some(config.max_established))
+            .with_max_pending_incoming(Some(config.max_pending_incoming))
+            .with_max_pending_outgoing(Some(config.max_pending_outgoing));
+        let identify =
+            identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), keypair.public())
+                .with_agent_version(AGENT_VERSION.to_owned())
+                .with_interval(config.identify_interval)
+                .with_cache_size(config.identify_cache_size);
+        let ping = ping::Config::new()
+            .with_interval(config.ping_interval)
+            .with_timeout(config.ping_timeout);
+        Behaviour {
+            connection_limits: connection_limits::Behaviour::new(limits),
+            identify: identify::Behaviour::new(identify),
+            ping: ping::Behaviour::new(ping),
+            voucher: exchange(
+                VOUCHER_PROTOCOL,
+                config.read_timeout,
+                config.voucher_request_timeout,
+                config.voucher_max_concurrent_streams,
+            ),
+            reconcile: exchange(
+                RECONCILE_PROTOCOL,
+                config.read_timeout,
+                config.reconcile_request_timeout,
+                config.reconcile_max_concurrent_streams,
+            ),
+        }
+    }
+}
+
+/// One request-response protocol, served and used (`ProtocolSupport::Full`). The codec
+/// reads a request within the read timeout (never more than the request timeout, so that a
+/// slow request is refused by the codec and reported with its cause rather than cut by the
+/// substream timeout) and a response within the request timeout, which includes the
+/// responder's work.
+fn exchange<Req: WireMessage, Resp: WireMessage>(
+    protocol: &'static str,
+    read_timeout: Duration,
+    request_timeout: Duration,
+    max_concurrent_streams: usize,
+) -> Exchange<Codec<Req, Resp>> {
+    Exchange::new(request_response::Behaviour::with_codec(
+        Codec::new(read_timeout.min(request_timeout)).with_response_timeout(request_timeout),
+        [(StreamProtocol::new(protocol), request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(request_timeout)
+            .with_max_concurrent_streams(max_concurrent_streams),
+    ))
+}
+
+/// Why a swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    /// The Noise handshake configuration could not be made from the identity.
+    #[error("noise configuration: {0}")]
+    Noise(#[from] noise::Error),
+}
+
+/// A tokio swarm over TCP, secured by Noise and multiplexed by Yamux, running
+/// [`Behaviour`] for `keypair` with `config`. It listens nowhere yet: call
+/// [`Swarm::listen_on`].
+pub fn build_swarm(keypair: Keypair, config: &Config) -> Result<Swarm<Behaviour>, SwarmError> {
+    let transport = SwarmBuilder::with_existing_identity(keypair).with_tokio().with_tcp(
+        tcp::Config::default().nodelay(true),
+        noise::Config::new,
+        yamux::Config::default,
+    )?;
+    let Ok(with_behaviour) = transport.with_behaviour(|key| Behaviour::new(key, config));
+    let swarm = with_behaviour
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .build();
+    Ok(swarm)
+}

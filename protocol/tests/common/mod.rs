@@ -1,0 +1,219 @@
+//! Keys, vouchers and swarms shared by the protocol tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, InboundFailure, OutboundFailure};
+use libp2p::swarm::{ListenError, SwarmEvent};
+use libp2p::{connection_limits, Multiaddr, PeerId, Swarm};
+use paych_core::crypto::{self, SecretKey};
+use paych_core::types::{Address, SignedVoucher, TokenAmount};
+use paych_protocol::{
+    build_swarm, Behaviour, Config, Event, ReconcileRequest, ReconcileResponse, VoucherRequest,
+    VoucherResponse,
+};
+use tokio::sync::mpsc;
+
+/// Every swarm test gives up after this long.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A deterministic secp256k1 key.
+pub fn key(n: u8) -> SecretKey {
+    crypto::secret_key(&[n; 32]).unwrap()
+}
+
+/// The f1 address of a key.
+pub fn address(secret: &SecretKey) -> Address {
+    crypto::secp_address(&crypto::public_key(secret))
+}
+
+/// A voucher on `channel`, signed by `secret`.
+pub fn signed_voucher(
+    secret: &SecretKey,
+    channel: Address,
+    lane: u64,
+    nonce: u64,
+    amount: u64,
+) -> SignedVoucher {
+    let mut voucher = SignedVoucher::new(channel, lane, nonce, TokenAmount::from_atto(amount));
+    voucher.signature = Some(crypto::sign(secret, &voucher.signing_bytes().unwrap()));
+    voucher
+}
+
+/// A swarm with a fresh identity.
+pub fn new_swarm(config: &Config) -> Swarm<Behaviour> {
+    build_swarm(Keypair::generate_ed25519(), config).unwrap()
+}
+
+/// Starts listening on an ephemeral loopback port and returns the address.
+pub async fn listen<B: libp2p::swarm::NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            return address;
+        }
+    }
+}
+
+/// What a responder swarm saw.
+#[derive(Debug)]
+pub enum Seen {
+    /// A voucher request was answered.
+    Voucher(PeerId, Box<VoucherRequest>),
+    /// A reconcile request was answered.
+    Reconcile(PeerId, ReconcileRequest),
+    /// A voucher request failed on the way in.
+    VoucherInboundFailure(PeerId, InboundFailure),
+    /// A reconcile request failed on the way in.
+    ReconcileInboundFailure(PeerId, InboundFailure),
+    /// An inbound connection failed; the connection limit it exceeded, if that was why.
+    IncomingDenied(Option<u32>),
+    /// A connection was established; the number of connections with that peer.
+    Established(PeerId, u32),
+}
+
+type VoucherAnswer = Box<dyn Fn(PeerId, &VoucherRequest) -> VoucherResponse + Send>;
+type ReconcileAnswer = Box<dyn Fn(&ReconcileRequest) -> ReconcileResponse + Send>;
+
+/// Runs `swarm` in a task: answers every request with the functions given and reports what
+/// it sees on the returned channel.
+pub fn spawn_responder(
+    mut swarm: Swarm<Behaviour>,
+    answer_voucher: VoucherAnswer,
+    answer_reconcile: ReconcileAnswer,
+) -> mpsc::Receiver<Seen> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let seen = match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(Event::Voucher(request_response::Event::Message {
+                    peer,
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let response = answer_voucher(peer, &request);
+                    let _ = swarm.behaviour_mut().voucher.send_response(channel, response);
+                    Seen::Voucher(peer, Box::new(request))
+                }
+                SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::Message {
+                    peer,
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let response = answer_reconcile(&request);
+                    let _ = swarm.behaviour_mut().reconcile.send_response(channel, response);
+                    Seen::Reconcile(peer, request)
+                }
+                SwarmEvent::Behaviour(Event::Voucher(
+                    request_response::Event::InboundFailure { peer, error, .. },
+                )) => Seen::VoucherInboundFailure(peer, error),
+                SwarmEvent::Behaviour(Event::Reconcile(
+                    request_response::Event::InboundFailure { peer, error, .. },
+                )) => Seen::ReconcileInboundFailure(peer, error),
+                SwarmEvent::IncomingConnectionError { error, .. } => {
+                    Seen::IncomingDenied(match error {
+                        ListenError::Denied { cause } => cause
+                            .downcast::<connection_limits::Exceeded>()
+                            .ok()
+                            .map(|exceeded| exceeded.limit()),
+                        _ => None,
+                    })
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                    Seen::Established(peer_id, num_established.get())
+                }
+                _ => continue,
+            };
+            if tx.send(seen).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// A payee that accepts every voucher whose signature is by `payer`, crediting its whole
+/// amount.
+pub fn accept_signed_by(payer: Address) -> VoucherAnswer {
+    Box::new(move |_, request: &VoucherRequest| {
+        let voucher = &request.voucher;
+        let signed = voucher.signature.as_ref().is_some_and(|sig| {
+            crypto::verify(sig, &payer, &voucher.signing_bytes().unwrap()).is_ok()
+        });
+        if signed {
+            VoucherResponse::accepted(voucher.amount.clone(), voucher.amount.clone())
+        } else {
+            VoucherResponse::rejected(
+                paych_protocol::VoucherStatus::InvalidSignature,
+                TokenAmount::default(),
+                "not signed by the channel's payer",
+            )
+        }
+    })
+}
+
+/// A payer that refuses every reconciliation.
+pub fn refuse_reconcile() -> ReconcileAnswer {
+    Box::new(|_| {
+        ReconcileResponse::refused(paych_core::reconcile::ReconcileStatus::Internal, "not here")
+    })
+}
+
+/// Sends a voucher request from `swarm` to `peer` at `addr` and drives the swarm until its
+/// answer (or failure) arrives.
+pub async fn request_voucher(
+    swarm: &mut Swarm<Behaviour>,
+    peer: PeerId,
+    addr: &Multiaddr,
+    request: VoucherRequest,
+) -> Result<VoucherResponse, OutboundFailure> {
+    let id = swarm.behaviour_mut().voucher.send_request_with_addresses(
+        &peer,
+        request,
+        vec![addr.clone()],
+    );
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::Behaviour(Event::Voucher(request_response::Event::Message {
+                message: request_response::Message::Response { request_id, response },
+                ..
+            })) if request_id == id => return Ok(response),
+            SwarmEvent::Behaviour(Event::Voucher(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            })) if request_id == id => return Err(error),
+            _ => {}
+        }
+    }
+}
+
+/// Sends a reconcile request and drives the swarm until its answer (or failure) arrives.
+pub async fn request_reconcile(
+    swarm: &mut Swarm<Behaviour>,
+    peer: PeerId,
+    addr: &Multiaddr,
+    request: ReconcileRequest,
+) -> Result<ReconcileResponse, OutboundFailure> {
+    let id = swarm.behaviour_mut().reconcile.send_request_with_addresses(
+        &peer,
+        request,
+        vec![addr.clone()],
+    );
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::Message {
+                message: request_response::Message::Response { request_id, response },
+                ..
+            })) if request_id == id => return Ok(response),
+            SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            })) if request_id == id => return Err(error),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! Real swarms over loopback TCP (Noise, Yamux): the paych protocols end to end, peers that
+//! send garbage, oversized or stalled messages, and connection limits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::time::Duration;
+
+use common::*;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::request_response::{self, InboundFailure, ProtocolSupport};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{connection_limits, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use paych_core::crypto;
+use paych_core::reconcile::{self, PayerView, ReconcilePolicy, ReconcileStatus};
+use paych_core::types::{Address, LaneState, SignedVoucher, TokenAmount};
+use paych_protocol::codec::VOUCHER_REQUEST_MAX_BYTES;
+use paych_protocol::{
+    Announce, CodecError, Config, ReconcileRequest, ReconcileResponse, SignedPeerRecord,
+    VoucherRequest, VoucherStatus, VOUCHER_PROTOCOL,
+};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+fn channel() -> Address {
+    Address::new_id(1001)
+}
+
+#[tokio::test]
+async fn payee_answers_a_signed_voucher_with_its_delta() {
+    timeout(TEST_TIMEOUT, async {
+        let payer_key = key(1);
+        let mut payee = new_swarm(&Config::default());
+        let payee_addr = listen(&mut payee).await;
+        let payee_id = *payee.local_peer_id();
+        let mut seen =
+            spawn_responder(payee, accept_signed_by(address(&payer_key)), refuse_reconcile());
+
+        let mut payer = new_swarm(&Config::default());
+        let mut request = VoucherRequest::new(signed_voucher(&payer_key, channel(), 0, 1, 700));
+        request.flow = Some(b"retrieval-7".to_vec());
+        let response =
+            request_voucher(&mut payer, payee_id, &payee_addr, request.clone()).await.unwrap();
+
+        assert_eq!(response.status(), Some(VoucherStatus::Accepted));
+        assert_eq!(response.delta, TokenAmount::from_atto(700));
+        assert_eq!(response.lane_amount, TokenAmount::from_atto(700));
+        let received = next_request(&mut seen).await;
+        assert_eq!(received, request, "the payee decoded exactly what was sent");
+
+        // A voucher signed by someone else is answered with a rejection, not a failure.
+        let forged = VoucherRequest::new(signed_voucher(&key(9), channel(), 0, 2, 900));
+        let response = request_voucher(&mut payer, payee_id, &payee_addr, forged).await.unwrap();
+        assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature));
+        assert!(response.delta.is_zero());
+        assert!(!response.is_held());
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn payer_announces_itself_with_a_peer_record_the_payee_can_verify() {
+    timeout(TEST_TIMEOUT, async {
+        let payer_key = key(1);
+        let mut payee = new_swarm(&Config::default());
+        let payee_addr = listen(&mut payee).await;
+        let payee_id = *payee.local_peer_id();
+        // The payee accepts only an announce whose record names the sending peer.
+        let payer_address = address(&payer_key);
+        let answer: Box<dyn Fn(PeerId, &VoucherRequest) -> _ + Send> =
+            Box::new(move |peer, request: &VoucherRequest| {
+                let verified = request
+                    .announce
+                    .as_ref()
+                    .map(|a| a.peer_record.verify())
+                    .transpose()
+                    .ok()
+                    .flatten();
+                match verified {
+                    Some(v) if v.peer_id == peer && v.address == payer_address => {
+                        paych_protocol::VoucherResponse::accepted(
+                            request.voucher.amount.clone(),
+                            request.voucher.amount.clone(),
+                        )
+                    }
+                    _ => paych_protocol::VoucherResponse::rejected(
+                        VoucherStatus::UnknownChannel,
+                        TokenAmount::default(),
+                        "no verifiable announce",
+                    ),
+                }
+            });
+        let _seen = spawn_responder(payee, answer, refuse_reconcile());
+
+        let mut payer = new_swarm(&Config::default());
+        let payer_id = *payer.local_peer_id();
+        let payer_listen = listen(&mut payer).await;
+        let record = SignedPeerRecord::new(&payer_key, &payer_id, &[payer_listen], 1).unwrap();
+        let mut request = VoucherRequest::new(signed_voucher(&payer_key, channel(), 0, 1, 10));
+        request.announce = Some(Box::new(Announce {
+            channel: channel(),
+            from: payer_address,
+            to: address(&key(2)),
+            peer_record: record,
+        }));
+        let response = request_voucher(&mut payer, payee_id, &payee_addr, request).await.unwrap();
+        assert_eq!(response.status(), Some(VoucherStatus::Accepted));
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// What the payer knows: vouchers it issued on lanes 0, 1 and 2, of which the chain has
+/// redeemed lanes 0 and 1.
+struct PayerBook {
+    key: paych_core::crypto::SecretKey,
+    issued: BTreeMap<(u64, u64), SignedVoucher>,
+    chain_lanes: BTreeMap<u64, LaneState>,
+}
+
+impl PayerBook {
+    fn new() -> Self {
+        let key = key(1);
+        let mut issued = BTreeMap::new();
+        for (lane, amount) in [(0, 300), (1, 500), (2, 200)] {
+            issued.insert((lane, 4), signed_voucher(&key, channel(), lane, 4, amount));
+        }
+        let mut chain_lanes = BTreeMap::new();
+        for lane in [0, 1] {
+            chain_lanes.insert(lane, LaneState { redeemed: TokenAmount::from_atto(100), nonce: 2 });
+        }
+        PayerBook { key, issued, chain_lanes }
+    }
+
+    fn answer(&self, request: &ReconcileRequest) -> ReconcileResponse {
+        let addresses = [channel()];
+        let closed = BTreeSet::new();
+        let view = PayerView {
+            addresses: &addresses,
+            settling: false,
+            issued: &self.issued,
+            closed: &closed,
+            chain_lanes: &self.chain_lanes,
+        };
+        match reconcile::plan_combined(
+            &view,
+            &request.vouchers,
+            &request.req_val,
+            &ReconcilePolicy::default(),
+        ) {
+            Ok(plan) => {
+                let mut combined = plan.voucher;
+                combined.signature =
+                    Some(crypto::sign(&self.key, &combined.signing_bytes().unwrap()));
+                ReconcileResponse::success(combined)
+            }
+            Err(refusal) => ReconcileResponse::from(refusal),
+        }
+    }
+}
+
+#[tokio::test]
+async fn payer_folds_lanes_into_one_combined_voucher_or_refuses_with_a_status() {
+    timeout(TEST_TIMEOUT, async {
+        let book = PayerBook::new();
+        let payer_address = address(&book.key);
+        let voucher = |lane| book.issued[&(lane, 4)].clone();
+        let (on_chain, not_on_chain) = (vec![voucher(0), voucher(1)], vec![voucher(1), voucher(2)]);
+
+        let mut payer = new_swarm(&Config::default());
+        let payer_addr = listen(&mut payer).await;
+        let payer_id = *payer.local_peer_id();
+        let _seen = spawn_responder(
+            payer,
+            Box::new(|_, _| unreachable!()),
+            Box::new(move |r| book.answer(r)),
+        );
+        let mut payee = new_swarm(&Config::default());
+
+        let request =
+            ReconcileRequest { vouchers: on_chain.clone(), req_val: TokenAmount::from_atto(790) };
+        let response =
+            request_reconcile(&mut payee, payer_id, &payer_addr, request.clone()).await.unwrap();
+        assert_eq!(response.status(), Some(ReconcileStatus::Success));
+        let combined = response.combined.expect("a combined voucher");
+        reconcile::check_combined(&on_chain, &request.req_val, &combined).unwrap();
+        crypto::verify(
+            combined.signature.as_ref().unwrap(),
+            &payer_address,
+            &combined.signing_bytes().unwrap(),
+        )
+        .unwrap();
+
+        let refused =
+            ReconcileRequest { vouchers: not_on_chain, req_val: TokenAmount::from_atto(1) };
+        let response = request_reconcile(&mut payee, payer_id, &payer_addr, refused).await.unwrap();
+        assert_eq!(response.status(), Some(ReconcileStatus::LaneNotOnChain));
+        assert!(response.combined.is_none());
+        assert!(response.message.is_some_and(|m| m.contains("lane 2")));
+    })
+    .await
+    .expect("test timed out");
+}
+
+// --- misbehaving peers -----------------------------------------------------------------
+
+/// A codec that writes whatever bytes it is given, and can stall before finishing.
+#[derive(Clone, Default)]
+struct RawCodec {
+    stall: bool,
+}
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        Err(io::Error::other("outbound only"))
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut bytes = Vec::new();
+        io.take(1 << 20).read_to_end(&mut bytes).await?;
+        Ok(bytes)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&bytes).await?;
+        io.flush().await?;
+        if self.stall {
+            futures::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        Err(io::Error::other("outbound only"))
+    }
+}
+
+type RawSwarm = Swarm<request_response::Behaviour<RawCodec>>;
+
+fn raw_swarm(stall: bool) -> RawSwarm {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec { stall },
+                [(StreamProtocol::new(VOUCHER_PROTOCOL), ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build()
+}
+
+/// Sends raw bytes and drives the swarm until the request fails or is answered.
+async fn send_raw(swarm: &mut RawSwarm, peer: PeerId, addr: &Multiaddr, bytes: Vec<u8>) {
+    let id = swarm.behaviour_mut().send_request_with_addresses(&peer, bytes, vec![addr.clone()]);
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                request_id, ..
+            })
+            | SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Response { request_id, .. },
+                ..
+            }) if request_id == id => return,
+            _ => {}
+        }
+    }
+}
+
+/// The next inbound voucher failure the responder reports, skipping other observations.
+async fn next_voucher_failure(seen: &mut mpsc::Receiver<Seen>) -> (PeerId, InboundFailure) {
+    loop {
+        match seen.recv().await.expect("responder running") {
+            Seen::VoucherInboundFailure(peer, error) => return (peer, error),
+            Seen::Voucher(..) => panic!("a misbehaving peer's request was answered"),
+            _ => {}
+        }
+    }
+}
+
+/// The next voucher request the responder answered.
+async fn next_request(seen: &mut mpsc::Receiver<Seen>) -> VoucherRequest {
+    loop {
+        if let Seen::Voucher(_, request) = seen.recv().await.expect("responder running") {
+            return *request;
+        }
+    }
+}
+
+fn codec_error(failure: &InboundFailure) -> CodecError {
+    match failure {
+        InboundFailure::Io(e) => CodecError::from_io(e).cloned().expect("a codec error"),
+        other => panic!("expected an I/O failure carrying a codec error, got {other:?}"),
+    }
+}
+
+/// Checks that an honest payer still gets answers from `payee`.
+async fn honest_payer_is_still_answered(payee_id: PeerId, payee_addr: &Multiaddr) {
+    let mut honest = new_swarm(&Config::default());
+    let request = VoucherRequest::new(signed_voucher(&key(1), channel(), 3, 1, 42));
+    let response = request_voucher(&mut honest, payee_id, payee_addr, request).await.unwrap();
+    assert_eq!(response.status(), Some(VoucherStatus::Accepted));
+}
+
+#[tokio::test]
+async fn payee_reports_malformed_cbor_as_an_inbound_failure_and_keeps_answering() {
+    timeout(TEST_TIMEOUT, async {
+        let mut payee = new_swarm(&Config::default());
+        let payee_addr = listen(&mut payee).await;
+        let payee_id = *payee.local_peer_id();
+        let mut seen =
+            spawn_responder(payee, accept_signed_by(address(&key(1))), refuse_reconcile());
+
+        let mut attacker = raw_swarm(false);
+        let attacker_id = *attacker.local_peer_id();
+        // An array of three integers: CBOR, but not a voucher request.
+        send_raw(&mut attacker, payee_id, &payee_addr, vec![0x83, 0x01, 0x02, 0x03]).await;
+        let (peer, failure) = next_voucher_failure(&mut seen).await;
+        assert_eq!(peer, attacker_id);
+        assert!(
+            matches!(&failure, InboundFailure::Io(e) if e.kind() == io::ErrorKind::InvalidData)
+        );
+        assert!(matches!(
+            codec_error(&failure),
+            CodecError::Decode { what: "voucher request", .. }
+        ));
+
+        // Not CBOR at all.
+        send_raw(&mut attacker, payee_id, &payee_addr, vec![0xff, 0x00, 0x13]).await;
+        let (_, failure) = next_voucher_failure(&mut seen).await;
+        assert!(matches!(codec_error(&failure), CodecError::Decode { .. }));
+
+        honest_payer_is_still_answered(payee_id, &payee_addr).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn payee_refuses_an_oversized_request_without_reading_it_all_and_keeps_answering() {
+    timeout(TEST_TIMEOUT, async {
+        let mut payee = new_swarm(&Config::default());
+        let payee_addr = listen(&mut payee).await;
+        let payee_id = *payee.local_peer_id();
+        let mut seen =
+            spawn_responder(payee, accept_signed_by(address(&key(1))), refuse_reconcile());
+
+        let mut attacker = raw_swarm(false);
+        let oversized = vec![0x40; 4 * VOUCHER_REQUEST_MAX_BYTES];
+        send_raw(&mut attacker, payee_id, &payee_addr, oversized).await;
+        let (_, failure) = next_voucher_failure(&mut seen).await;
+        assert!(
+            matches!(&failure, InboundFailure::Io(e) if e.kind() == io::ErrorKind::InvalidData)
+        );
+        assert_eq!(
+            codec_error(&failure),
+            CodecError::TooLarge { what: "voucher request", limit: VOUCHER_REQUEST_MAX_BYTES }
+        );
+
+        honest_payer_is_still_answered(payee_id, &payee_addr).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn payee_times_out_a_peer_that_stalls_mid_message_and_keeps_answering() {
+    timeout(TEST_TIMEOUT, async {
+        let config = Config { read_timeout: Duration::from_millis(300), ..Config::default() };
+        let mut payee = new_swarm(&config);
+        let payee_addr = listen(&mut payee).await;
+        let payee_id = *payee.local_peer_id();
+        let mut seen =
+            spawn_responder(payee, accept_signed_by(address(&key(1))), refuse_reconcile());
+
+        let mut attacker = raw_swarm(true);
+        // The start of a voucher request, and then nothing.
+        attacker.behaviour_mut().send_request_with_addresses(
+            &payee_id,
+            vec![0x83, 0x8b],
+            vec![payee_addr.clone()],
+        );
+        let attacker_loop = tokio::spawn(async move {
+            loop {
+                attacker.select_next_some().await;
+            }
+        });
+        let (_, failure) = next_voucher_failure(&mut seen).await;
+        assert!(matches!(&failure, InboundFailure::Io(e) if e.kind() == io::ErrorKind::TimedOut));
+        assert!(matches!(codec_error(&failure), CodecError::Timeout { .. }));
+        attacker_loop.abort();
+
+        honest_payer_is_still_answered(payee_id, &payee_addr).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+// --- connection limits -----------------------------------------------------------------
+
+fn one_per_peer() -> Config {
+    Config { max_established_per_peer: 1, ..Config::default() }
+}
+
+#[tokio::test]
+async fn dialer_denies_itself_a_second_connection_to_the_same_peer() {
+    timeout(TEST_TIMEOUT, async {
+        let mut listener = new_swarm(&Config::default());
+        let addr = listen(&mut listener).await;
+        let listener_id = *listener.local_peer_id();
+        let _seen =
+            spawn_responder(listener, accept_signed_by(address(&key(1))), refuse_reconcile());
+
+        let mut dialer = new_swarm(&one_per_peer());
+        let dial = || {
+            DialOpts::peer_id(listener_id)
+                .addresses(vec![addr.clone()])
+                .condition(PeerCondition::Always)
+                .build()
+        };
+        dialer.dial(dial()).unwrap();
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = dialer.select_next_some().await {
+                break;
+            }
+        }
+        dialer.dial(dial()).unwrap();
+        let cause = loop {
+            match dialer.select_next_some().await {
+                SwarmEvent::OutgoingConnectionError {
+                    error: DialError::Denied { cause }, ..
+                } => break cause,
+                SwarmEvent::ConnectionEstablished { num_established, .. } => {
+                    panic!("a second connection was established ({num_established})")
+                }
+                _ => {}
+            }
+        };
+        let exceeded = cause.downcast::<connection_limits::Exceeded>().expect("a limit");
+        assert_eq!(exceeded.limit(), 1);
+        assert_eq!(dialer.network_info().connection_counters().num_established(), 1);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn listener_denies_a_second_connection_from_the_same_peer() {
+    timeout(TEST_TIMEOUT, async {
+        let mut listener = new_swarm(&one_per_peer());
+        let addr = listen(&mut listener).await;
+        let listener_id = *listener.local_peer_id();
+        let mut seen =
+            spawn_responder(listener, accept_signed_by(address(&key(1))), refuse_reconcile());
+
+        // The dialer allows itself two connections; the listener allows one.
+        let mut dialer = new_swarm(&Config::default());
+        let dialer_id = *dialer.local_peer_id();
+        for _ in 0..2 {
+            dialer
+                .dial(
+                    DialOpts::peer_id(listener_id)
+                        .addresses(vec![addr.clone()])
+                        .condition(PeerCondition::Always)
+                        .build(),
+                )
+                .unwrap();
+        }
+        let dialer_loop = tokio::spawn(async move {
+            loop {
+                dialer.select_next_some().await;
+            }
+        });
+        let mut established = Vec::new();
+        let denied = loop {
+            match seen.recv().await.expect("listener running") {
+                Seen::Established(peer, n) => established.push((peer, n)),
+                Seen::IncomingDenied(limit) => break limit,
+                _ => {}
+            }
+        };
+        assert_eq!(established, vec![(dialer_id, 1)]);
+        assert_eq!(denied, Some(1), "denied for exceeding the per-peer limit");
+        dialer_loop.abort();
+
+        // The one connection still works.
+        honest_payer_is_still_answered(listener_id, &addr).await;
+    })
+    .await
+    .expect("test timed out");
+}
