@@ -26,36 +26,25 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use cid::Cid;
-use http_body_util::BodyExt;
 use paych_core::chain::devnet::{state::BASE_FEE_ATTO, Devnet, Tipset};
-use paych_core::chain::lotus::json::{
-    self, error_code, BigInt, JsonError, LotusJson, RpcError, RpcResponse,
-};
+use paych_core::chain::lotus::json::{self, error_code, BigInt, LotusJson, RpcError};
 use paych_core::chain::{ActorKind, Chain, ChainError, MessageLookup, Receipt};
 use paych_core::types::{
     cid_of, format_address, Address, Message, Network, SignedMessage, TokenAmount,
 };
 use serde_json::{json, Value};
-use tokio::sync::{oneshot, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
+
+use crate::jsonrpc::{self, excerpt, Params, Running};
+pub use crate::jsonrpc::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
 use tracing::Instrument;
 
-/// The largest request body accepted, in bytes.
-pub const MAX_REQUEST_BYTES: usize = 1 << 20;
-/// How much of an oversized body is read (and dropped) before answering, so that the
-/// client gets the error instead of a reset connection.
-const MAX_DRAINED_BYTES: usize = 16 << 20;
-/// How long a client may take to send its request body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// The most requests served at once; more get HTTP 503.
-pub const MAX_CONCURRENT_REQUESTS: usize = 256;
 /// The longest a `StateWaitMsg` waits before answering with a timeout error.
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 /// The most epochs one `Devnet.Mine` produces.
@@ -64,54 +53,29 @@ pub const MAX_MINE: u64 = 10_000;
 pub const NETWORK: Network = Network::Testnet;
 /// The ID of the miner named in the devnet's block headers.
 const MINER_ID: u64 = 1000;
-/// How long [`RpcServer::shutdown`] waits for requests in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// Why binding failed.
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// A running devnet JSON-RPC server. Dropping it stops the server too.
 #[derive(Debug)]
 pub struct RpcServer {
-    local_addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
+    running: Running,
 }
 
 impl RpcServer {
     /// The address the server listens on (with the actual port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.running.local_addr()
     }
 
     /// The API info a Lotus client is configured with: `:/ip4/127.0.0.1/tcp/PORT/http`
     /// (no token).
     pub fn api_info(&self) -> String {
-        api_info(self.local_addr)
+        api_info(self.running.local_addr())
     }
 
     /// Stops accepting requests, lets requests in flight finish for a few seconds, then
     /// stops.
     pub async fn shutdown(self) {
-        let RpcServer { stop, mut task, .. } = self;
-        let _ = stop.send(());
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "devnet RPC server failed"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "devnet RPC server task failed"),
-            Err(_) => task.abort(),
-        }
+        self.running.shutdown("devnet RPC server").await;
     }
 }
 
@@ -127,25 +91,14 @@ pub fn api_info(addr: SocketAddr) -> String {
 /// Serves `devnet` on `listen` (e.g. `127.0.0.1:0`) until the returned server is shut down
 /// or dropped.
 pub async fn serve(devnet: Devnet, listen: SocketAddr) -> Result<RpcServer, ServeError> {
-    let bind = |source| ServeError::Bind { addr: listen, source };
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
-    let local_addr = listener.local_addr().map_err(bind)?;
     let server = Server { devnet, permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)) };
     let router = Router::new()
         .route("/rpc/v1", post(handle))
         .route("/rpc/v0", post(handle))
         .with_state(server);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                // A dropped sender stops the server as well.
-                let _ = stopped.await;
-            })
-            .await
-    });
-    tracing::info!(%local_addr, "devnet JSON-RPC server listening");
-    Ok(RpcServer { local_addr, stop, task })
+    let running = jsonrpc::spawn(listen, router).await?;
+    tracing::info!(local_addr = %running.local_addr(), "devnet JSON-RPC server listening");
+    Ok(RpcServer { running })
 }
 
 #[derive(Clone)]
@@ -155,219 +108,13 @@ struct Server {
 }
 
 async fn handle(State(server): State<Server>, body: Body) -> Response {
-    let Ok(_permit) = server.permits.clone().try_acquire_owned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight").into_response();
-    };
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(BodyError::TooLarge)) => {
-            let error = RpcError::new(
-                error_code::INVALID_REQUEST,
-                format!("request body larger than {MAX_REQUEST_BYTES} bytes"),
-            );
-            return reply(StatusCode::PAYLOAD_TOO_LARGE, Value::Null, Err(error));
-        }
-        Ok(Err(BodyError::Read(reason))) => {
-            let error = RpcError::new(
-                error_code::PARSE_ERROR,
-                format!("cannot read the request body: {reason}"),
-            );
-            return reply(StatusCode::BAD_REQUEST, Value::Null, Err(error));
-        }
-        Err(_) => {
-            let error = RpcError::new(error_code::PARSE_ERROR, "request body too slow");
-            return reply(StatusCode::REQUEST_TIMEOUT, Value::Null, Err(error));
-        }
-    };
-    let request: Value = match serde_json::from_slice(&bytes) {
-        Ok(request) => request,
-        Err(e) => {
-            let error = RpcError::new(error_code::PARSE_ERROR, format!("parse error: {e}"));
-            return reply(StatusCode::OK, Value::Null, Err(error));
-        }
-    };
-    let call = match Call::parse(request) {
-        Ok(call) => call,
-        Err((id, error)) => return reply(StatusCode::OK, id, Err(error)),
+    let (_permit, call) = match jsonrpc::read_call(&server.permits, body).await {
+        Ok(read) => read,
+        Err(response) => return response,
     };
     let span = tracing::debug_span!("devnet_rpc", method = %excerpt(&call.method));
     let outcome = dispatch(&server.devnet, &call.method, call.params).instrument(span).await;
-    match call.id {
-        // A notification: executed, not answered.
-        None => StatusCode::NO_CONTENT.into_response(),
-        Some(id) => reply(StatusCode::OK, id, outcome),
-    }
-}
-
-fn reply(status: StatusCode, id: Value, outcome: Result<Value, RpcError>) -> Response {
-    let response = RpcResponse { id, outcome };
-    match serde_json::to_vec(&response) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-enum BodyError {
-    TooLarge,
-    Read(String),
-}
-
-/// Reads a body of at most [`MAX_REQUEST_BYTES`]; an oversized body is read on (and
-/// dropped) up to [`MAX_DRAINED_BYTES`] so that the error reaches the client.
-async fn read_body(mut body: Body) -> Result<Vec<u8>, BodyError> {
-    let mut bytes = Vec::new();
-    let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
-        let Ok(data) = frame.into_data() else { continue };
-        total = total.saturating_add(data.len());
-        if total > MAX_DRAINED_BYTES {
-            return Err(BodyError::TooLarge);
-        }
-        if total <= MAX_REQUEST_BYTES {
-            bytes.extend_from_slice(&data);
-        }
-    }
-    if total > MAX_REQUEST_BYTES {
-        Err(BodyError::TooLarge)
-    } else {
-        Ok(bytes)
-    }
-}
-
-/// Text cut to a length fit for a log line or an error message.
-fn excerpt(text: &str) -> String {
-    text.chars().take(64).collect()
-}
-
-/// A request read from its JSON.
-struct Call {
-    /// `None` for a notification (no `id` member).
-    id: Option<Value>,
-    method: String,
-    params: Vec<Value>,
-}
-
-impl Call {
-    /// Checks the JSON-RPC 2.0 envelope; the error comes with the id to answer it with.
-    fn parse(request: Value) -> Result<Call, (Value, RpcError)> {
-        let invalid = |message: &str| RpcError::new(error_code::INVALID_REQUEST, message);
-        let Value::Object(mut object) = request else {
-            return Err((
-                Value::Null,
-                invalid("a request must be a JSON object (batches are not supported)"),
-            ));
-        };
-        let id = object.remove("id");
-        if !matches!(id, None | Some(Value::Null | Value::String(_) | Value::Number(_))) {
-            return Err((Value::Null, invalid("id must be a string, a number or null")));
-        }
-        let answer_id = id.clone().unwrap_or(Value::Null);
-        if object.get("jsonrpc").and_then(Value::as_str) != Some(json::JSONRPC_VERSION) {
-            return Err((answer_id, invalid("jsonrpc must be \"2.0\"")));
-        }
-        let method = match object.remove("method") {
-            Some(Value::String(method)) => method,
-            _ => return Err((answer_id, invalid("method must be a string"))),
-        };
-        let params = match object.remove("params") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(params)) => params,
-            Some(_) => {
-                let error = RpcError::new(
-                    error_code::INVALID_PARAMS,
-                    "params must be an array (positional parameters)",
-                );
-                return Err((answer_id, error));
-            }
-        };
-        Ok(Call { id, method, params })
-    }
-}
-
-/// A method's positional parameters, checked for count and read one by one.
-struct Params<'a> {
-    method: &'a str,
-    values: Vec<Value>,
-}
-
-impl<'a> Params<'a> {
-    fn new(method: &'a str, values: Vec<Value>, arity: usize) -> Result<Self, RpcError> {
-        if values.len() != arity {
-            return Err(RpcError::new(
-                error_code::INVALID_PARAMS,
-                format!("{method} takes {arity} parameters, got {}", values.len()),
-            ));
-        }
-        Ok(Params { method, values })
-    }
-
-    fn take(&mut self, i: usize) -> Value {
-        self.values.get_mut(i).map(std::mem::take).unwrap_or_default()
-    }
-
-    fn invalid(&self, i: usize, reason: impl std::fmt::Display) -> RpcError {
-        RpcError::new(
-            error_code::INVALID_PARAMS,
-            format!("{} parameter {i}: {reason}", self.method),
-        )
-    }
-
-    fn lotus<T: LotusJson>(&mut self, i: usize) -> Result<T, RpcError> {
-        let value = self.take(i);
-        json::from_value(value).map_err(|e: JsonError| self.invalid(i, e))
-    }
-
-    fn address(&mut self, i: usize) -> Result<Address, RpcError> {
-        match self.take(i) {
-            Value::String(text) => {
-                json::parse_address_field("address", &text).map_err(|e| self.invalid(i, e))
-            }
-            _ => Err(self.invalid(i, "expected an address string")),
-        }
-    }
-
-    fn amount(&mut self, i: usize) -> Result<TokenAmount, RpcError> {
-        match self.take(i) {
-            Value::String(text) => {
-                json::parse_amount_field("amount", &text).map_err(|e| self.invalid(i, e))
-            }
-            _ => Err(self.invalid(i, "expected a decimal attoFIL string")),
-        }
-    }
-
-    /// A tipset key: `null` or an array of CIDs. The devnet answers at the head.
-    fn tipset_key(&mut self, i: usize) -> Result<(), RpcError> {
-        match self.take(i) {
-            Value::Null => Ok(()),
-            Value::Array(cids) => {
-                for cid in cids {
-                    json::from_value::<Cid>(cid).map_err(|e| self.invalid(i, e))?;
-                }
-                Ok(())
-            }
-            _ => Err(self.invalid(i, "expected a tipset key (an array of CIDs, or null)")),
-        }
-    }
-
-    fn u64(&mut self, i: usize) -> Result<u64, RpcError> {
-        self.take(i).as_u64().ok_or_else(|| self.invalid(i, "expected an unsigned integer"))
-    }
-
-    fn i64(&mut self, i: usize) -> Result<i64, RpcError> {
-        self.take(i).as_i64().ok_or_else(|| self.invalid(i, "expected an integer"))
-    }
-
-    fn bool(&mut self, i: usize) -> Result<bool, RpcError> {
-        self.take(i).as_bool().ok_or_else(|| self.invalid(i, "expected true or false"))
-    }
-
-    fn object_or_null(&mut self, i: usize) -> Result<(), RpcError> {
-        match self.take(i) {
-            Value::Null | Value::Object(_) => Ok(()),
-            _ => Err(self.invalid(i, "expected an object or null")),
-        }
-    }
+    jsonrpc::answer(call.id, outcome)
 }
 
 fn chain_error(e: ChainError) -> RpcError {
@@ -609,19 +356,5 @@ mod tests {
     fn api_info_names_the_listen_address_without_a_token() {
         assert_eq!(api_info("127.0.0.1:1234".parse().unwrap()), ":/ip4/127.0.0.1/tcp/1234/http");
         assert_eq!(api_info("[::1]:5".parse().unwrap()), ":/ip6/::1/tcp/5/http");
-    }
-
-    #[test]
-    fn envelope_errors_carry_the_request_id_when_it_is_known() {
-        let (id, e) = Call::parse(json!({"jsonrpc": "1.0", "id": 7, "method": "x"})).err().unwrap();
-        assert_eq!((id, e.code), (json!(7), error_code::INVALID_REQUEST));
-        let (id, e) = Call::parse(json!([1, 2])).err().unwrap();
-        assert_eq!((id, e.code), (Value::Null, error_code::INVALID_REQUEST));
-        let (_, e) = Call::parse(json!({"jsonrpc": "2.0", "id": 1, "method": "x", "params": {}}))
-            .err()
-            .unwrap();
-        assert_eq!(e.code, error_code::INVALID_PARAMS);
-        let call = Call::parse(json!({"jsonrpc": "2.0", "method": "x"})).ok().unwrap();
-        assert!(call.id.is_none());
     }
 }

@@ -5,6 +5,11 @@
 //!
 //! - [`devnet_rpc`]: the Lotus JSON-RPC server of `paych devnet`, serving an in-process
 //!   [`paych_core::chain::devnet::Devnet`] to any Lotus client.
+//! - [`api`]: the node's Lotus-style JSON-RPC API over a payment-channel manager and a
+//!   wallet (`Filecoin.Paych*`, `Filecoin.Wallet*`), guarded by [`auth`]'s JWT permissions.
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod auth;
 pub mod devnet_rpc;
+mod jsonrpc;

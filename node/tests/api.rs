@@ -1,0 +1,469 @@
+//! The node's JSON-RPC API over HTTP: permissions, Lotus JSON shapes, a full payment flow
+//! between two nodes' APIs, and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../core/tests/harness/mod.rs"]
+mod harness;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use harness::{Net, Node};
+use paych_core::chain::lotus::json::error_code;
+use paych_core::types::{format_address, Address, Network};
+use paych_node::api::{serve_api, ApiServer, METHODS, METHOD_ERROR};
+use paych_node::auth::{self, Permission};
+use serde_json::{json, Value};
+
+const SECRET: [u8; 32] = [42; 32];
+
+/// A node's API: the server and a client with an optional token.
+struct Api {
+    server: ApiServer,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn of(node: &Node) -> Api {
+        let server = serve_api(
+            node.m().clone(),
+            node.wallet.clone(),
+            SECRET.to_vec(),
+            Network::Testnet,
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        Api { server, client: reqwest::Client::new() }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/rpc/v1", self.server.local_addr())
+    }
+
+    /// Posts `body` with `token` (if any), answering the HTTP status and the JSON body.
+    async fn post(&self, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = self.client.post(self.url()).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Calls `method`, answering its result or its error object.
+    async fn call(&self, token: Option<&str>, method: &str, params: Value) -> Result<Value, Value> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let (status, answer) = self.post(token, body).await;
+        assert_eq!(status, 200, "{method}: {answer}");
+        assert_eq!(answer["id"], json!(1));
+        match answer.get("error") {
+            Some(error) => Err(error.clone()),
+            None => Ok(answer["result"].clone()),
+        }
+    }
+
+    async fn ok(&self, token: Option<&str>, method: &str, params: Value) -> Value {
+        match self.call(token, method, params).await {
+            Ok(result) => result,
+            Err(e) => panic!("{method} failed: {e}"),
+        }
+    }
+}
+
+fn token(level: Permission) -> String {
+    auth::issue(&SECRET, &level.up_to())
+}
+
+fn t(addr: &Address) -> String {
+    format_address(addr, Network::Testnet)
+}
+
+fn is_permission_error(e: &Value) -> bool {
+    e["code"] == json!(METHOD_ERROR)
+        && e["message"].as_str().unwrap_or_default().starts_with("missing permission to invoke")
+}
+
+/// Calls every method with no parameters as a caller holding `granted` (or no token), and
+/// checks that exactly the methods above it are refused for lack of permission.
+async fn check_permissions(api: &Api, token: Option<&str>, granted: Permission) {
+    for method in METHODS {
+        let outcome = api.call(token, method.name, json!([])).await;
+        let refused = matches!(&outcome, Err(e) if is_permission_error(e));
+        assert_eq!(refused, method.permission > granted, "{} with {granted}", method.name);
+        if let Err(e) = &outcome {
+            assert_ne!(e["code"], json!(error_code::METHOD_NOT_FOUND), "{}", method.name);
+        }
+        if refused {
+            let message = outcome.unwrap_err()["message"].as_str().unwrap().to_owned();
+            assert_eq!(
+                message,
+                format!(
+                    "missing permission to invoke '{}' (need '{}')",
+                    method.name, method.permission
+                )
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_follow_the_callers_token() {
+    let net = Net::new();
+    let node = net.node(0).await;
+    let api = Api::of(&node).await;
+
+    check_permissions(&api, None, Permission::Read).await;
+    for level in Permission::ALL {
+        check_permissions(&api, Some(&token(level)), level).await;
+    }
+    // Every declared method is served: with its parameters all null, each one gets past the
+    // table to its own parameter checks.
+    let admin = token(Permission::Admin);
+    for method in METHODS {
+        let params = Value::from(vec![Value::Null; method.arity]);
+        let outcome = api.call(Some(&admin), method.name, params).await;
+        if let Err(e) = outcome {
+            assert_ne!(e["code"], json!(error_code::METHOD_NOT_FOUND), "{}", method.name);
+        }
+    }
+    // Read methods work without a token.
+    assert_eq!(api.ok(None, "Filecoin.PaychList", json!([])).await, json!([]));
+    let balance = api.ok(None, "Filecoin.WalletBalance", json!([t(&node.addr)])).await;
+    assert_eq!(balance, json!("0"));
+    // A write token may list keys; an admin token may export them.
+    let keys = api.ok(Some(&token(Permission::Write)), "Filecoin.WalletList", json!([])).await;
+    assert_eq!(keys, json!([t(&node.addr)]));
+    let info = api.ok(Some(&admin), "Filecoin.WalletExport", json!([t(&node.addr)])).await;
+    assert_eq!(info["Type"], json!("secp256k1"));
+    assert!(info["PrivateKey"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_tokens_get_http_401() {
+    let net = Net::new();
+    let node = net.node(0).await;
+    let api = Api::of(&node).await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "Filecoin.PaychList", "params": []});
+
+    let forged = auth::issue(&[1; 32], &Permission::Admin.up_to());
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = URL_SAFE_NO_PAD.encode(r#"{"Allow":["read"],"exp":1000}"#);
+    let expired = {
+        // Signed with the right secret, but expired.
+        use hmac::{Hmac, KeyInit, Mac};
+        let input = format!("{header}.{claims}");
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&SECRET).unwrap();
+        mac.update(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    };
+    let none_alg = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+        URL_SAFE_NO_PAD.encode(r#"{"Allow":["admin"]}"#)
+    );
+    let huge = "a".repeat(10_000);
+    for bad in [forged.as_str(), expired.as_str(), none_alg.as_str(), "garbage", "a.b.c", &huge] {
+        let (status, _) = api.post(Some(bad), body.clone()).await;
+        assert_eq!(status, 401, "{}", &bad[..bad.len().min(40)]);
+    }
+    let response = api
+        .client
+        .post(api.url())
+        .header("Authorization", "Basic dXNlcjpwYXNz")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    // The v0 path answers too.
+    let response = api
+        .client
+        .post(format!("http://{}/rpc/v0", api.server.local_addr()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap()["result"], json!([]));
+    // A good token still works after all that.
+    let (status, answer) = api.post(Some(&token(Permission::Read)), body).await;
+    assert_eq!((status, &answer["result"]), (200, &json!([])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_flows_from_one_api_to_the_other_in_lotus_json() {
+    let net = Net::new();
+    let payer = net.node(100).await;
+    let payee = net.node(1).await;
+    let (payer_api, payee_api) = (Api::of(&payer).await, Api::of(&payee).await);
+    let sign = token(Permission::Sign);
+    let write = token(Permission::Write);
+    let amount = "1000000";
+
+    // PaychGet: a new channel, nothing on chain yet, a sentinel to wait for.
+    let got = payer_api
+        .ok(
+            Some(&sign),
+            "Filecoin.PaychGet",
+            json!([t(&payer.addr), t(&payee.addr), amount, {"OffChain": false}]),
+        )
+        .await;
+    assert_eq!(got["Channel"], Value::Null);
+    let sentinel = got["WaitSentinel"].clone();
+    assert!(sentinel["/"].as_str().unwrap().starts_with("bafy2bza"), "{got}");
+    let ch = payer_api.ok(Some(&sign), "Filecoin.PaychGetWaitReady", json!([sentinel])).await;
+    let ch_text = ch.as_str().unwrap().to_owned();
+    assert!(ch_text.starts_with("t2"), "{ch_text}");
+
+    // PaychAvailableFunds: Lotus's field names, its typo included.
+    let funds = payer_api.ok(None, "Filecoin.PaychAvailableFunds", json!([ch])).await;
+    let mut keys: Vec<&str> = funds.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "Channel",
+            "ConfirmedAmt",
+            "From",
+            "NonReservedAmt",
+            "PendingAmt",
+            "PendingAvailableAmt",
+            "PendingWaitSentinel",
+            "QueuedAmt",
+            "To",
+            "VoucherReedeemedAmt"
+        ]
+    );
+    assert_eq!(funds["Channel"], ch);
+    assert_eq!(funds["From"], json!(t(&payer.addr)));
+    assert_eq!(funds["To"], json!(t(&payee.addr)));
+    assert_eq!(funds["ConfirmedAmt"], json!(amount));
+    assert_eq!(funds["VoucherReedeemedAmt"], json!("0"));
+    let by_pair = payer_api
+        .ok(None, "Filecoin.PaychAvailableFundsByFromTo", json!([t(&payer.addr), t(&payee.addr)]))
+        .await;
+    assert_eq!(by_pair, funds);
+
+    // PaychVoucherCreate: {"Voucher","Shortfall"}; the voucher in Lotus JSON.
+    let lane = payer_api.ok(Some(&sign), "Filecoin.PaychAllocateLane", json!([ch])).await;
+    let created =
+        payer_api.ok(Some(&sign), "Filecoin.PaychVoucherCreate", json!([ch, "400", lane])).await;
+    assert_eq!(created["Shortfall"], json!("0"));
+    let voucher = created["Voucher"].clone();
+    assert_eq!(voucher["ChannelAddr"], ch);
+    assert_eq!(voucher["Amount"], json!("400"));
+    assert_eq!(voucher["Lane"], lane);
+    assert_eq!(voucher["Signature"]["Type"], json!(1));
+    assert!(voucher["Signature"]["Data"].is_string());
+    for field in ["TimeLockMin", "TimeLockMax", "SecretHash", "Extra", "Nonce", "MinSettleHeight"] {
+        assert!(voucher.get(field).is_some(), "{field} missing in {voucher}");
+    }
+    let too_much = payer_api
+        .ok(Some(&sign), "Filecoin.PaychVoucherCreate", json!([ch, "5000000", lane]))
+        .await;
+    assert_eq!(too_much["Voucher"], Value::Null);
+    assert_eq!(too_much["Shortfall"], json!("4000000"));
+
+    // The payee adds vouchers as JSON from the payer's API: the delta as a string. A later
+    // voucher on the lane first, then the older one: covered, so "0".
+    let later =
+        payer_api.ok(Some(&sign), "Filecoin.PaychVoucherCreate", json!([ch, "600", lane])).await;
+    let later = later["Voucher"].clone();
+    let delta = payee_api
+        .ok(Some(&write), "Filecoin.PaychVoucherAdd", json!([ch, later, null, "100"]))
+        .await;
+    assert_eq!(delta, json!("600"));
+    let covered = payee_api
+        .ok(Some(&write), "Filecoin.PaychVoucherAdd", json!([ch, voucher, null, "0"]))
+        .await;
+    assert_eq!(covered, json!("0"));
+    // A voucher the payee has not seen yet checks valid; one it already holds does not.
+    let next =
+        payer_api.ok(Some(&sign), "Filecoin.PaychVoucherCreate", json!([ch, "700", lane])).await;
+    let valid =
+        payee_api.ok(None, "Filecoin.PaychVoucherCheckValid", json!([ch, next["Voucher"]])).await;
+    assert_eq!(valid, Value::Null);
+    let e = payee_api
+        .call(None, "Filecoin.PaychVoucherCheckValid", json!([ch, later]))
+        .await
+        .unwrap_err();
+    assert_eq!(e["code"], json!(METHOD_ERROR));
+    let spendable = payee_api
+        .ok(None, "Filecoin.PaychVoucherCheckSpendable", json!([ch, later, null, null]))
+        .await;
+    assert_eq!(spendable, json!(true));
+    let listed = payee_api.ok(Some(&write), "Filecoin.PaychVoucherList", json!([ch])).await;
+    assert_eq!(listed.as_array().unwrap().last(), Some(&later));
+    let best = payee_api.ok(Some(&write), "Filecoin.PaychVoucherBestSpendable", json!([ch])).await;
+    assert_eq!(best, json!([later]));
+
+    // PaychStatus: Lotus's two fields and ours.
+    let status = payer_api.ok(None, "Filecoin.PaychStatus", json!([ch])).await;
+    assert_eq!(status["ControlAddr"], json!(t(&payer.addr)));
+    assert_eq!(status["Direction"], json!(2));
+    assert_eq!(status["Channel"], ch);
+    assert_eq!(status["ConfirmedAmt"], json!(amount));
+    assert_eq!(status["VoucherRedeemedAmt"], json!("700"));
+    assert_eq!(status["Lifecycle"], json!("Open"));
+    assert_eq!(status["Settling"], json!(false));
+    assert_eq!(status["Lanes"][0]["Amount"], json!("700"));
+    assert_eq!(status["Lanes"][0]["Closed"], json!(false));
+    for field in [
+        "From",
+        "To",
+        "PendingAmt",
+        "PendingChainMessage",
+        "QueuedAmt",
+        "ReservedAmt",
+        "AvailableAmt",
+        "NextLane",
+        "SettlingAt",
+    ] {
+        assert!(status.get(field).is_some(), "{field} missing in {status}");
+    }
+    let inbound = payee_api.ok(None, "Filecoin.PaychStatus", json!([ch])).await;
+    assert_eq!(inbound["Direction"], json!(1));
+    assert_eq!(inbound["ControlAddr"], json!(t(&payee.addr)));
+    assert_eq!(payee_api.ok(None, "Filecoin.PaychList", json!([])).await, json!([ch]));
+
+    // The payee settles: a message CID.
+    let settle = payee_api.ok(Some(&sign), "Filecoin.PaychSettle", json!([ch])).await;
+    assert!(settle["/"].as_str().unwrap().starts_with("bafy2bza"), "{settle}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_json_rpc_errors_and_the_server_keeps_serving() {
+    let net = Net::new();
+    let payer = net.node(100).await;
+    let payee = net.node(0).await;
+    let api = Api::of(&payer).await;
+    let sign = token(Permission::Sign);
+    let ch = t(&payer.open_channel(payee.addr, harness::atto(1_000_000)).await);
+
+    // Unknown channel: the manager's error, code 1.
+    let unknown = t(&Address::new_id(999_999));
+    let e = api.call(None, "Filecoin.PaychStatus", json!([unknown])).await.unwrap_err();
+    assert_eq!(e["code"], json!(METHOD_ERROR));
+    assert!(e["message"].as_str().unwrap().contains("unknown channel"), "{e}");
+
+    // Malformed voucher JSON: invalid params.
+    for voucher in [json!({"Lane": "x"}), json!("not a voucher"), json!(null)] {
+        let e = api
+            .call(Some(&sign), "Filecoin.PaychVoucherAdd", json!([ch, voucher, null, "0"]))
+            .await
+            .unwrap_err();
+        assert_eq!(e["code"], json!(error_code::INVALID_PARAMS), "{e}");
+    }
+
+    // Negative and non-numeric amounts.
+    for amount in ["-5", "five", ""] {
+        let e = api
+            .call(Some(&sign), "Filecoin.PaychVoucherCreate", json!([ch, amount, 0]))
+            .await
+            .unwrap_err();
+        assert_eq!(e["code"], json!(error_code::INVALID_PARAMS), "{amount}: {e}");
+    }
+    let e = api
+        .call(Some(&sign), "Filecoin.PaychGet", json!([t(&payer.addr), t(&payee.addr), "-1"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
+
+    // Wrong arity, bad address, unknown method, bad envelope, not JSON.
+    let e = api.call(None, "Filecoin.PaychStatus", json!([])).await.unwrap_err();
+    assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
+    let e = api.call(None, "Filecoin.PaychStatus", json!(["nonsense"])).await.unwrap_err();
+    assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
+    let e = api.call(None, "Filecoin.Nope", json!([])).await.unwrap_err();
+    assert_eq!(e["code"], json!(error_code::METHOD_NOT_FOUND));
+    let (status, answer) = api.post(None, json!({"jsonrpc": "1.0", "id": 1})).await;
+    assert_eq!((status, &answer["error"]["code"]), (200, &json!(error_code::INVALID_REQUEST)));
+    let response = api.client.post(api.url()).body("{not json").send().await.unwrap();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], json!(error_code::PARSE_ERROR));
+    let response = api.client.post(api.url()).body(vec![b' '; (1 << 20) + 1]).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+
+    // Still serving, and nothing changed.
+    let status = api.ok(None, "Filecoin.PaychStatus", json!([ch])).await;
+    assert_eq!(status["VoucherRedeemedAmt"], json!("0"));
+    assert_eq!(status["Lanes"], json!([]));
+    assert_eq!(api.ok(None, "Filecoin.PaychList", json!([])).await, json!([ch]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_methods_and_the_wallet_work_over_the_api() {
+    let net = Net::new();
+    let payer = net.node(100).await;
+    let payee = net.node(1).await;
+    let (payer_api, payee_api) = (Api::of(&payer).await, Api::of(&payee).await);
+    let (sign, write, admin) =
+        (token(Permission::Sign), token(Permission::Write), token(Permission::Admin));
+    let pair = json!([t(&payer.addr), t(&payee.addr)]);
+
+    // PaychCreate: no channel yet, the create message to wait for.
+    assert_eq!(payer_api.ok(None, "Filecoin.PaychLookup", pair.clone()).await, Value::Null);
+    let created = payer_api
+        .ok(Some(&sign), "Filecoin.PaychCreate", json!([t(&payer.addr), t(&payee.addr), "5000"]))
+        .await;
+    assert_eq!(created["Channel"], Value::Null);
+    let ch = payer_api
+        .ok(Some(&sign), "Filecoin.PaychGetWaitReady", json!([created["WaitSentinel"]]))
+        .await;
+    let looked_up = payer_api.ok(None, "Filecoin.PaychLookup", pair.clone()).await;
+    assert_eq!(looked_up["Channel"], ch);
+
+    // Reserve from available funds: no message. Release it again.
+    let reserved =
+        payer_api.ok(Some(&sign), "Filecoin.PaychReserveFunds", json!([ch, "1000"])).await;
+    assert_eq!(reserved, Value::Null);
+    let status = payer_api.ok(None, "Filecoin.PaychStatus", json!([ch])).await;
+    assert_eq!(status["ReservedAmt"], json!("1000"));
+    let released =
+        payer_api.ok(Some(&write), "Filecoin.PaychReleaseFunds", json!([ch, "1000"])).await;
+    assert_eq!(released, Value::Null);
+    let status = payer_api.ok(None, "Filecoin.PaychStatus", json!([ch])).await;
+    assert_eq!(status["ReservedAmt"], json!("0"));
+
+    // Add funds: a message CID.
+    let added = payer_api.ok(Some(&sign), "Filecoin.PaychAddFunds", json!([ch, "2000"])).await;
+    assert!(added["/"].is_string());
+    payer_api.ok(Some(&sign), "Filecoin.PaychGetWaitReady", json!([added])).await;
+
+    // PaychNewPayment: vouchers on a fresh lane of the same channel.
+    let specs = json!([{"Amount": "100"}, {"Amount": "300", "TimeLockMin": 0, "Extra": null}]);
+    let mut params = pair.as_array().unwrap().clone();
+    params.push(specs);
+    let payment = payer_api.ok(Some(&sign), "Filecoin.PaychNewPayment", Value::from(params)).await;
+    assert_eq!(payment["Channel"], ch);
+    let vouchers = payment["Vouchers"].as_array().unwrap();
+    assert_eq!(vouchers.len(), 2);
+    assert_eq!(vouchers[1]["Amount"], json!("300"));
+    assert_eq!(vouchers[0]["Lane"], vouchers[1]["Lane"]);
+
+    // The payee takes the best one and submits it.
+    let best = vouchers[1].clone();
+    let delta =
+        payee_api.ok(Some(&write), "Filecoin.PaychVoucherAdd", json!([ch, best, null, "0"])).await;
+    assert_eq!(delta, json!("300"));
+    let submitted = payee_api
+        .ok(Some(&sign), "Filecoin.PaychVoucherSubmit", json!([ch, best, null, null]))
+        .await;
+    assert!(submitted["/"].is_string());
+
+    // Wallet: a new key, exported from one node and imported into the other.
+    let key = payer_api.ok(Some(&write), "Filecoin.WalletNew", json!(["secp256k1"])).await;
+    assert!(key.as_str().unwrap().starts_with("t1"));
+    let e = payer_api.call(Some(&write), "Filecoin.WalletNew", json!(["bls"])).await.unwrap_err();
+    assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
+    let info = payer_api.ok(Some(&admin), "Filecoin.WalletExport", json!([key])).await;
+    assert_eq!(payee_api.ok(Some(&write), "Filecoin.WalletHas", json!([key])).await, json!(false));
+    let imported = payee_api.ok(Some(&admin), "Filecoin.WalletImport", json!([info])).await;
+    assert_eq!(imported, key);
+    assert_eq!(payee_api.ok(Some(&write), "Filecoin.WalletHas", json!([key])).await, json!(true));
+    let default = payer_api.ok(Some(&write), "Filecoin.WalletDefaultAddress", json!([])).await;
+    assert!(default.is_null() || default.is_string());
+    let balance = payer_api.ok(None, "Filecoin.WalletBalance", json!([t(&payer.addr)])).await;
+    assert!(balance.as_str().unwrap().parse::<u128>().unwrap() > 0);
+}
