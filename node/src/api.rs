@@ -12,6 +12,10 @@
 //! bounded ([`MAX_REQUEST_BYTES`]) and so are the requests served at once
 //! ([`MAX_CONCURRENT_REQUESTS`]).
 //!
+//! `Filecoin.NetConnect`, `Filecoin.NetPeers` and `Filecoin.NetAddrsListen` ask the node's
+//! [`NetworkClient`] when there is one ([`serve_node_api`]), in Lotus's `AddrInfo` shape;
+//! `Filecoin.PaychPay(ch, amount, flow)` (ours) pays through [`Payer`].
+//!
 //! This module translates between JSON and the manager's calls; it holds no state of its
 //! own and never decides anything about channels or vouchers.
 
@@ -43,6 +47,10 @@ use tracing::Instrument;
 use crate::auth::{self, Permission};
 use crate::jsonrpc::{self, excerpt, Params, Running};
 pub use crate::jsonrpc::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
+use crate::network::NetworkClient;
+use crate::pay::Payer;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
 use Permission::{Admin, Read, Sign, Write};
 
 /// The JSON-RPC error code of a method that ran and failed (Lotus's code for errors a
@@ -103,6 +111,10 @@ pub const METHODS: &[MethodSpec] = &[
     method("Filecoin.WalletBalance", 1, Read),
     method("Filecoin.WalletExport", 1, Admin),
     method("Filecoin.WalletImport", 1, Admin),
+    MethodSpec { name: "Filecoin.PaychPay", arity: 3, optional: 1, permission: Sign },
+    method("Filecoin.NetConnect", 1, Write),
+    method("Filecoin.NetPeers", 0, Read),
+    method("Filecoin.NetAddrsListen", 0, Read),
 ];
 
 /// The declaration of the method named `name`.
@@ -131,7 +143,8 @@ impl ApiServer {
 
 /// Serves `manager` and `wallet` on `listen` (e.g. `127.0.0.1:0`), with tokens checked
 /// against `secret` and addresses written for `network`, until the returned server is shut
-/// down or dropped.
+/// down or dropped. The `Filecoin.Net*` methods fail: there is no libp2p node to ask (see
+/// [`serve_node_api`]).
 pub async fn serve_api(
     manager: PaymentChannelManager,
     wallet: Arc<KeyStore>,
@@ -139,9 +152,23 @@ pub async fn serve_api(
     network: Network,
     listen: SocketAddr,
 ) -> Result<ApiServer, ServeError> {
+    serve_node_api(manager, wallet, None, secret, network, listen).await
+}
+
+/// [`serve_api`] with the node's libp2p networking behind `Filecoin.NetConnect`,
+/// `Filecoin.NetPeers`, `Filecoin.NetAddrsListen` and `Filecoin.PaychPay`.
+pub async fn serve_node_api(
+    manager: PaymentChannelManager,
+    wallet: Arc<KeyStore>,
+    payer: Option<Arc<Payer>>,
+    secret: Vec<u8>,
+    network: Network,
+    listen: SocketAddr,
+) -> Result<ApiServer, ServeError> {
     let api = Arc::new(Api {
         manager,
         wallet,
+        payer,
         secret,
         network,
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
@@ -156,6 +183,7 @@ pub async fn serve_api(
 struct Api {
     manager: PaymentChannelManager,
     wallet: Arc<KeyStore>,
+    payer: Option<Arc<Payer>>,
     secret: Vec<u8>,
     network: Network,
     permits: Arc<Semaphore>,
@@ -204,6 +232,43 @@ fn caller_permissions(
 /// A JSON-RPC error for a failed method.
 fn method_error(e: impl std::fmt::Display) -> RpcError {
     RpcError::new(METHOD_ERROR, e.to_string())
+}
+
+/// Lotus's `AddrInfo`: `{"ID": "<peer id>", "Addrs": ["<multiaddr>", …]}`.
+fn addr_info_json(id: &PeerId, addrs: &[Multiaddr]) -> Value {
+    json!({
+        "ID": id.to_string(),
+        "Addrs": addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// The most addresses a `NetConnect` tries.
+const MAX_CONNECT_ADDRS: usize = 16;
+
+fn parse_addr_info(value: &Value) -> Result<(PeerId, Vec<Multiaddr>), String> {
+    let id = value["ID"].as_str().ok_or("expected {\"ID\": peer id, \"Addrs\": [multiaddr]}")?;
+    let id: PeerId = id.parse().map_err(|e| format!("ID: {e}"))?;
+    let addrs = match &value["Addrs"] {
+        Value::Array(addrs) if addrs.len() <= MAX_CONNECT_ADDRS => addrs,
+        Value::Array(_) => return Err(format!("at most {MAX_CONNECT_ADDRS} addresses")),
+        _ => return Err("Addrs: expected an array of multiaddrs".to_owned()),
+    };
+    let addrs = addrs
+        .iter()
+        .map(|a| {
+            let text = a.as_str().ok_or("Addrs: expected strings")?;
+            text.parse::<Multiaddr>().map_err(|e| format!("Addrs: {e}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((id, addrs))
+}
+
+/// `addr` ending in `/p2p/<id>`.
+fn with_peer_id(addr: Multiaddr, id: PeerId) -> Multiaddr {
+    match addr.iter().last() {
+        Some(Protocol::P2p(_)) => addr,
+        _ => addr.with(Protocol::P2p(id)),
+    }
 }
 
 fn manager_error(e: ManagerError) -> RpcError {
@@ -320,6 +385,14 @@ impl Api {
         value.as_ref().map_or(Ok(Value::Null), |v| self.encode(v))
     }
 
+    fn payer(&self) -> Result<&Payer, RpcError> {
+        self.payer.as_deref().ok_or_else(|| method_error("this API serves no libp2p node"))
+    }
+
+    fn net(&self) -> Result<&NetworkClient, RpcError> {
+        Ok(self.payer()?.network())
+    }
+
     fn address_text(&self, addr: &Address) -> String {
         format_address(addr, self.network)
     }
@@ -343,6 +416,66 @@ impl Api {
                     self.check_off_chain(&from, &to, &amount).await?;
                 }
                 self.handle_json(&m.get(from, to, amount).await.map_err(manager_error)?)
+            }
+            "Filecoin.PaychPay" => {
+                let (ch, amount) = (p.address(0)?, p.non_negative_amount(1)?);
+                let flow = match p.value(2) {
+                    Value::Null => None,
+                    Value::String(flow) => Some(flow.into_bytes()),
+                    _ => return Err(p.invalid(2, "expected a string or null")),
+                };
+                let paid = self.payer()?.pay(&ch, amount, flow).await.map_err(method_error)?;
+                let response = &paid.response;
+                let status = response
+                    .status()
+                    .map_or_else(|| format!("Unknown({})", response.status), |s| format!("{s:?}"));
+                if !response.is_held() {
+                    return Err(method_error(format!(
+                        "the payee refused the voucher on lane {}: {status}: {}",
+                        paid.lane,
+                        response.message.as_deref().unwrap_or("")
+                    )));
+                }
+                Ok(json!({
+                    "Voucher": self.encode(&paid.voucher)?,
+                    "Lane": paid.lane,
+                    "Status": status,
+                    "Delta": json::amount_text(&response.delta),
+                    "LaneAmount": json::amount_text(&response.lane_amount),
+                }))
+            }
+            "Filecoin.NetConnect" => {
+                let info = p.value(0);
+                let (id, addrs) = parse_addr_info(&info).map_err(|e| p.invalid(0, e))?;
+                let net = self.net()?;
+                let mut last_error = None;
+                for addr in addrs {
+                    let addr = with_peer_id(addr, id);
+                    match net.connect(addr).await {
+                        Ok(_) => return Ok(Value::Null),
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+                Err(method_error(
+                    last_error.map_or_else(
+                        || format!("no addresses to connect to {id}"),
+                        |e| e.to_string(),
+                    ),
+                ))
+            }
+            "Filecoin.NetPeers" => {
+                let peers = self.net()?.peer_addrs().await.map_err(method_error)?;
+                Ok(Value::from(
+                    peers
+                        .into_iter()
+                        .map(|(id, addr)| addr_info_json(&id, std::slice::from_ref(&addr)))
+                        .collect::<Vec<_>>(),
+                ))
+            }
+            "Filecoin.NetAddrsListen" => {
+                let net = self.net()?;
+                let addrs = net.listen_addrs().await.map_err(method_error)?;
+                Ok(addr_info_json(&net.local_peer_id(), &addrs))
             }
             "Filecoin.PaychFund" => {
                 let (from, to, amount) = (p.address(0)?, p.address(1)?, p.non_negative_amount(2)?);

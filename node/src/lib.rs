@@ -7,9 +7,15 @@
 //!   [`paych_core::chain::devnet::Devnet`] to any Lotus client.
 //! - [`api`]: the node's Lotus-style JSON-RPC API over a payment-channel manager and a
 //!   wallet (`Filecoin.Paych*`, `Filecoin.Wallet*`), guarded by [`auth`]'s JWT permissions.
+//! - [`network`]: the libp2p event loop and its client; answers inbound vouchers.
+//! - [`pay`]: paying a flow's lane and sending the voucher to the payee.
+//! - [`daemon`]: `paych daemon` — the repo, the chain, the manager, the network and the API.
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod auth;
+pub mod daemon;
 pub mod devnet_rpc;
 mod jsonrpc;
+pub mod network;
+pub mod pay;

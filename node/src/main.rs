@@ -49,6 +49,26 @@ enum Command {
     /// Run a local devnet serving the Lotus JSON-RPC API (no authentication). Prints
     /// `FULLNODE_API_INFO=…` as its first line and runs until interrupted.
     Devnet(DevnetArgs),
+    /// Run the node: the JSON-RPC API, the paych wire protocols and the manager over a repo
+    /// directory (see docs/operations.md). Runs until SIGINT or SIGTERM.
+    Daemon(DaemonArgs),
+}
+
+#[derive(clap::Args)]
+struct DaemonArgs {
+    /// The repo directory (default: $PAYCH_PATH, else ~/.paych).
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// The libp2p listen multiaddr (default: the repo's config.toml).
+    #[arg(long)]
+    listen: Option<paych_node::daemon::Multiaddr>,
+    /// The JSON-RPC listen address (default: the repo's config.toml).
+    #[arg(long)]
+    api: Option<SocketAddr>,
+    /// Where a payee listens, for `Filecoin.PaychPay`: `ADDRESS=MULTIADDR/p2p/PEER_ID`;
+    /// repeatable (added to the config's `peer.<address>` entries).
+    #[arg(long = "peer", value_parser = paych_node::pay::parse_peer)]
+    peers: Vec<(Address, paych_node::daemon::Multiaddr)>,
 }
 
 #[derive(clap::Args)]
@@ -119,6 +139,13 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(run_devnet(args))?;
         }
+        Command::Daemon(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(run_daemon(args))?;
+        }
     }
     Ok(())
 }
@@ -144,6 +171,30 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     shutdown_signal().await?;
     server.shutdown().await;
     Ok(())
+}
+
+async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
+    let repo = match args.repo {
+        Some(repo) => repo,
+        None => paych_node::daemon::default_repo()?,
+    };
+    let options = paych_node::daemon::DaemonOptions {
+        repo,
+        listen: args.listen,
+        api: args.api,
+        peers: args.peers,
+    };
+    let daemon = paych_node::daemon::Daemon::start(options).await?;
+    eprintln!(
+        "paych daemon: repo {}; API on http://{}/rpc/v1; peer {} listening on {}; Ctrl-C to stop",
+        daemon.repo().display(),
+        daemon.api_addr(),
+        daemon.network().local_peer_id(),
+        daemon.listen_addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    );
+    shutdown_signal().await?;
+    eprintln!("paych daemon: shutting down");
+    daemon.shutdown().await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

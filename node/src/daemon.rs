@@ -1,0 +1,468 @@
+//! `paych daemon`: a node over a repo directory — keystore, datastore, config, API token
+//! and libp2p identity — serving the JSON-RPC API and the paych wire protocols.
+//!
+//! The repo layout (see `docs/operations.md`):
+//!
+//! ```text
+//! repo.lock        held (flock) while a daemon runs: two daemons cannot share a repo
+//! config.toml      listen/api addresses and limits (a TOML subset, see [`RepoConfig`])
+//! keystore/        Lotus-format keys (0700; files 0600), with the JWT secret
+//! datastore/       the manager's sled store
+//! devnet/          the embedded devnet's chain (when FULLNODE_API_INFO is not set)
+//! libp2p-key       the node's ed25519 libp2p identity, protobuf-encoded (0600)
+//! token            an admin JWT for the API (0600)
+//! api              the API's multiaddr, `/ip4/127.0.0.1/tcp/PORT/http`, while running
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use libp2p::identity::Keypair;
+pub use libp2p::Multiaddr;
+use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::chain::lotus::LotusChain;
+use paych_core::chain::Chain;
+use paych_core::manager::{ManagerConfig, PaymentChannelManager};
+use paych_core::store::sled::SledStore;
+use paych_core::types::{format_address, Address, Network, TokenAmount};
+use paych_core::wallet::{key_file_name, KeyInfo, KeyStore, Wallet};
+use tokio::task::JoinHandle;
+
+use crate::api::{serve_node_api, ApiServer};
+use crate::auth::{self, Permission};
+use crate::network::{self, NetworkClient, NetworkConfig};
+use crate::pay::{parse_peer, Payer};
+
+/// The environment variable naming the default repo.
+pub const PAYCH_PATH: &str = "PAYCH_PATH";
+/// The environment variable that switches the chain from the devnet to a Lotus node.
+pub const FULLNODE_API_INFO: &str = "FULLNODE_API_INFO";
+/// The key name of the API's HS256 secret in the keystore, as Lotus names it.
+pub const JWT_KEY_NAME: &str = "auth-jwt-private";
+/// The `Type` of the JWT secret's `KeyInfo`, as Lotus writes it.
+pub const JWT_KEY_TYPE: &str = "jwt-hmac-secret";
+/// The devnet's time between epochs.
+pub const DEVNET_BLOCK_TIME: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the network loop to stop.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// The default repo: `$PAYCH_PATH`, else `~/.paych`.
+pub fn default_repo() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(PAYCH_PATH).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("neither PAYCH_PATH nor HOME is set: pass --repo")?;
+    Ok(PathBuf::from(home).join(".paych"))
+}
+
+/// What `paych daemon` was asked for; unset addresses come from the repo's config.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// The repo directory.
+    pub repo: PathBuf,
+    /// The libp2p listen address.
+    pub listen: Option<Multiaddr>,
+    /// The API's listen address.
+    pub api: Option<SocketAddr>,
+    /// Payees' libp2p addresses, added to (and overriding) the config's.
+    pub peers: Vec<(Address, Multiaddr)>,
+}
+
+/// The repo's `config.toml`. Only a TOML subset is read: one `key = value` per line, the
+/// value a double-quoted string (no escapes) or a whole number; `#` starts a comment line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoConfig {
+    /// `listen`: the libp2p listen multiaddr.
+    pub listen: Multiaddr,
+    /// `api`: the JSON-RPC listen address.
+    pub api: SocketAddr,
+    /// `min_delta`: the least (attoFIL) an inbound voucher must add to its lane.
+    pub min_delta: TokenAmount,
+    /// `max_inbound_per_peer`: inbound voucher requests one peer may have in flight.
+    pub max_inbound_per_peer: usize,
+    /// `peer.<address> = "<multiaddr>/p2p/<peer id>"`: where payee `<address>` listens.
+    pub peers: BTreeMap<Address, Multiaddr>,
+}
+
+impl Default for RepoConfig {
+    fn default() -> Self {
+        RepoConfig {
+            listen: "/ip4/0.0.0.0/tcp/24001".parse().unwrap_or_else(|_| Multiaddr::empty()),
+            api: SocketAddr::from(([127, 0, 0, 1], 3456)),
+            min_delta: TokenAmount::default(),
+            max_inbound_per_peer: NetworkConfig::default().max_inbound_per_peer,
+            peers: BTreeMap::new(),
+        }
+    }
+}
+
+impl RepoConfig {
+    /// The file's text.
+    pub fn to_text(&self) -> String {
+        format!(
+            "# paych daemon configuration (a TOML subset: `key = \"string\"` or `key = number`)\n\
+             # The libp2p listen multiaddr.\n\
+             listen = \"{}\"\n\
+             # The JSON-RPC API's listen address (keep it on loopback).\n\
+             api = \"{}\"\n\
+             # The least an inbound voucher must add to its lane, in attoFIL.\n\
+             min_delta = \"{}\"\n\
+             # Inbound voucher requests one peer may have in flight.\n\
+             max_inbound_per_peer = {}\n\
+             # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}",
+            self.listen,
+            self.api,
+            self.min_delta.atto(),
+            self.max_inbound_per_peer,
+            self.peers
+                .iter()
+                .map(|(a, m)| format!("peer.{} = \"{m}\"\n", format_address(a, Network::Testnet)))
+                .collect::<String>()
+        )
+    }
+
+    /// Parses the file's text; unset keys keep their defaults, unknown keys are errors.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut config = RepoConfig::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = || format!("config.toml line {}", n + 1);
+            let (key, value) =
+                line.split_once('=').with_context(|| format!("{}: expected key = value", at()))?;
+            let value = value.trim();
+            let value = match value.strip_prefix('"') {
+                Some(rest) => rest
+                    .strip_suffix('"')
+                    .with_context(|| format!("{}: unterminated string", at()))?,
+                None => value,
+            };
+            match key.trim() {
+                "listen" => {
+                    config.listen =
+                        value.parse().with_context(|| format!("{}: bad multiaddr", at()))?
+                }
+                "api" => {
+                    config.api = value.parse().with_context(|| format!("{}: bad address", at()))?
+                }
+                "min_delta" => {
+                    let atto: u128 =
+                        value.parse().with_context(|| format!("{}: bad attoFIL amount", at()))?;
+                    config.min_delta = TokenAmount::from_atto(atto);
+                }
+                "max_inbound_per_peer" => {
+                    config.max_inbound_per_peer =
+                        value.parse().with_context(|| format!("{}: bad number", at()))?
+                }
+                other => match other.strip_prefix("peer.") {
+                    Some(addr) => {
+                        let (addr, maddr) = parse_peer(&format!("{addr}={value}"))
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+                        config.peers.insert(addr, maddr);
+                    }
+                    None => bail!("{}: unknown key {other:?}", at()),
+                },
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    repo: PathBuf,
+    _lock: File,
+    api: ApiServer,
+    network: NetworkClient,
+    network_task: JoinHandle<()>,
+    manager: PaymentChannelManager,
+    listen_addrs: Vec<Multiaddr>,
+    _devnet: Option<Devnet>,
+}
+
+impl Daemon {
+    /// Opens (creating it if needed) the repo and starts the chain, the manager, the
+    /// network and the API.
+    pub async fn start(options: DaemonOptions) -> anyhow::Result<Daemon> {
+        let repo = options.repo;
+        create_private_dir(&repo)?;
+        let lock = lock_repo(&repo)?;
+
+        let config_path = repo.join("config.toml");
+        let config = if config_path.exists() {
+            let text = fs::read_to_string(&config_path)
+                .with_context(|| format!("cannot read {}", config_path.display()))?;
+            RepoConfig::parse(&text)?
+        } else {
+            let mut config = RepoConfig::default();
+            if let Some(listen) = &options.listen {
+                config.listen = listen.clone();
+            }
+            if let Some(api) = options.api {
+                config.api = api;
+            }
+            write_file(&config_path, config.to_text().as_bytes(), 0o644)?;
+            config
+        };
+        let listen = options.listen.unwrap_or_else(|| config.listen.clone());
+        let api_addr = options.api.unwrap_or(config.api);
+
+        let keystore_dir = repo.join("keystore");
+        let wallet = Arc::new(
+            KeyStore::open(&keystore_dir, Network::Testnet).context("cannot open the keystore")?,
+        );
+        if wallet.list()?.is_empty() {
+            let addr = wallet.new_key().context("cannot create the default key")?;
+            tracing::info!(address = %format_address(&addr, Network::Testnet), "created the default key");
+        }
+        let secret = jwt_secret(&keystore_dir)?;
+        let token = auth::issue(&secret, &Permission::Admin.up_to());
+        write_file(&repo.join("token"), token.as_bytes(), 0o600)?;
+        let keypair = libp2p_key(&repo.join("libp2p-key"))?;
+
+        let (chain, devnet): (Arc<dyn Chain>, Option<Devnet>) =
+            match std::env::var(FULLNODE_API_INFO).ok().filter(|v| !v.is_empty()) {
+                Some(info) => (
+                    Arc::new(
+                        LotusChain::from_api_info(&info)
+                            .with_context(|| format!("cannot use {FULLNODE_API_INFO}"))?,
+                    ),
+                    None,
+                ),
+                None => {
+                    let devnet = Devnet::new(DevnetConfig {
+                        block_time: Some(DEVNET_BLOCK_TIME),
+                        repo: Some(repo.join("devnet")),
+                        ..DevnetConfig::default()
+                    })
+                    .context("cannot start the devnet")?;
+                    devnet.start_mining();
+                    (Arc::new(devnet.clone()), Some(devnet))
+                }
+            };
+
+        let store =
+            Arc::new(SledStore::open(repo.join("datastore")).context("cannot open the datastore")?);
+        let manager = PaymentChannelManager::new(
+            chain,
+            wallet.clone(),
+            store,
+            ManagerConfig { network: Network::Testnet, ..ManagerConfig::default() },
+        );
+        manager.start().await.context("cannot start the payment-channel manager")?;
+
+        let network_config = NetworkConfig {
+            min_delta: config.min_delta.clone(),
+            max_inbound_per_peer: config.max_inbound_per_peer,
+            ..NetworkConfig::default()
+        };
+        let (network, network_task) = network::spawn(keypair, network_config, manager.clone())?;
+        network.listen(listen).await?;
+        let listen_addrs = network::wait_for_listen_addrs(&network).await?;
+
+        let mut peers = config.peers.clone();
+        peers.extend(options.peers);
+        let payer = Arc::new(Payer::new(manager.clone(), network.clone(), peers));
+        let api = serve_node_api(
+            manager.clone(),
+            wallet,
+            Some(payer),
+            secret,
+            Network::Testnet,
+            api_addr,
+        )
+        .await
+        .with_context(|| format!("cannot serve the API on {api_addr}"))?;
+        let local = api.local_addr();
+        let ip = match local.ip() {
+            std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
+            std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
+        };
+        write_file(&repo.join("api"), format!("{ip}/tcp/{}/http", local.port()).as_bytes(), 0o644)?;
+
+        Ok(Daemon {
+            repo,
+            _lock: lock,
+            api,
+            network,
+            network_task,
+            manager,
+            listen_addrs,
+            _devnet: devnet,
+        })
+    }
+
+    /// The API's address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api.local_addr()
+    }
+
+    /// The network client.
+    pub fn network(&self) -> &NetworkClient {
+        &self.network
+    }
+
+    /// The libp2p addresses the node listens on.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// The repo directory.
+    pub fn repo(&self) -> &Path {
+        &self.repo
+    }
+
+    /// Stops the API, the network and the manager (flushing the store), then removes the
+    /// `api` file; the repo lock is released when this returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.api.shutdown().await;
+        self.network.shutdown().await;
+        if tokio::time::timeout(STOP_WAIT, self.network_task).await.is_err() {
+            tracing::warn!("the network loop did not stop in time");
+        }
+        let result = self.manager.shutdown().await.context("cannot flush the store");
+        let api_file = self.repo.join("api");
+        if let Err(e) = fs::remove_file(&api_file) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %api_file.display(), error = %e, "cannot remove the api file");
+            }
+        }
+        result
+    }
+}
+
+fn lock_repo(repo: &Path) -> anyhow::Result<File> {
+    let path = repo.join("repo.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // An advisory lock (flock), released by the kernel when the process exits however it
+    // exits: a crashed daemon leaves no stale lock behind.
+    match fs2::FileExt::try_lock_exclusive(&file) {
+        Ok(()) => Ok(file),
+        Err(e) if e.kind() == fs2::lock_contended_error().kind() => bail!(
+            "the repo {} is in use by another paych daemon (it holds {})",
+            repo.display(),
+            path.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+/// Reads the API's HS256 secret from the keystore, creating it on first use.
+fn jwt_secret(keystore: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = keystore.join(key_file_name(JWT_KEY_NAME));
+    if path.exists() {
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let info = KeyInfo::from_json(JWT_KEY_NAME, &bytes)?;
+        if info.key_type != JWT_KEY_TYPE || info.private_key.is_empty() {
+            bail!("{}: not a {JWT_KEY_TYPE} key", path.display());
+        }
+        return Ok(info.private_key);
+    }
+    let secret =
+        auth::new_secret().map_err(|e| anyhow::anyhow!("cannot draw the API secret: {e}"))?;
+    let info = KeyInfo { key_type: JWT_KEY_TYPE.to_owned(), private_key: secret.clone() };
+    write_file(&path, info.to_json().as_bytes(), 0o600)?;
+    Ok(secret)
+}
+
+/// Reads the node's libp2p identity, creating an ed25519 one on first use.
+fn libp2p_key(path: &Path) -> anyhow::Result<Keypair> {
+    if path.exists() {
+        let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        return Keypair::from_protobuf_encoding(&bytes)
+            .with_context(|| format!("{}: not a libp2p key", path.display()));
+    }
+    let keypair = Keypair::generate_ed25519();
+    let bytes = keypair.to_protobuf_encoding().context("cannot encode the libp2p key")?;
+    write_file(path, &bytes, 0o600)?;
+    Ok(keypair)
+}
+
+/// Writes `bytes` to `path` (replacing it) with `mode`, flushed to disk.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let context = || format!("cannot write {}", path.display());
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(mode);
+        let mut file = options.open(path).with_context(context)?;
+        file.set_permissions(fs::Permissions::from_mode(mode)).with_context(context)?;
+        file.write_all(bytes).with_context(context)?;
+        file.sync_all().with_context(context)?;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = mode;
+        let mut file = options.open(path).with_context(context)?;
+        file.write_all(bytes).with_context(context)?;
+        file.sync_all().with_context(context)?;
+    }
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn config_round_trips() {
+        let config = RepoConfig {
+            listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            api: "127.0.0.1:0".parse().unwrap(),
+            min_delta: TokenAmount::from_atto(42u64),
+            max_inbound_per_peer: 3,
+            peers: [(
+                Address::new_id(7),
+                "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm"
+                    .parse()
+                    .unwrap(),
+            )]
+            .into(),
+        };
+        assert_eq!(RepoConfig::parse(&config.to_text()).unwrap(), config);
+        assert_eq!(RepoConfig::parse("").unwrap(), RepoConfig::default());
+        for bad in [
+            "listen",
+            "nope = 1",
+            "api = \"x\"",
+            "min_delta = \"-1\"",
+            "listen = \"/ip4",
+            "peer.t07 = \"/ip4/127.0.0.1/tcp/1\"",
+            "peer.x = \"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm\"",
+        ] {
+            assert!(RepoConfig::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! The node's libp2p networking: an [`EventLoop`] task owns the swarm; a cloneable
+//! [`NetworkClient`] talks to it through a bounded command channel with one-shot replies
+//! (the pattern of rust-libp2p's file-sharing example).
+//!
+//! Inbound voucher requests are handed to the [`PaymentChannelManager`] on a task of their
+//! own, so that validating and storing a voucher never blocks the loop; the loop keeps
+//! the request's response channel keyed by a local id and answers when the task reports
+//! back through a bounded channel. Everything is bounded: commands queued
+//! ([`COMMAND_QUEUE`]), outbound requests in flight ([`MAX_OUTBOUND_IN_FLIGHT`]), inbound
+//! requests in flight per peer ([`NetworkConfig::max_inbound_per_peer`], answered
+//! `RateLimited` beyond) and in total ([`MAX_INBOUND_IN_FLIGHT`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use paych_core::actor::ActorError;
+use paych_core::chain::ChainError;
+use paych_core::manager::{AddOutcome, ManagerError, PaymentChannelManager};
+use paych_core::reconcile::ReconcileStatus;
+use paych_core::types::TokenAmount;
+use paych_protocol::{
+    build_swarm, Behaviour, Config, Event, ReconcileResponse, SwarmError, VoucherRequest,
+    VoucherResponse, VoucherStatus,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Commands waiting for the event loop, at most.
+pub const COMMAND_QUEUE: usize = 64;
+/// Outbound voucher requests awaiting their response, at most.
+pub const MAX_OUTBOUND_IN_FLIGHT: usize = 256;
+/// Inbound voucher requests being handled, at most, over all peers.
+pub const MAX_INBOUND_IN_FLIGHT: usize = 256;
+/// Addresses of the peer one `send_voucher` may add, at most.
+pub const MAX_ADDRS_PER_REQUEST: usize = 8;
+/// Connections being dialled on behalf of `connect`, at most.
+pub const MAX_PENDING_CONNECTS: usize = 64;
+/// Handled inbound requests waiting for the loop to send their response, at most.
+const DONE_QUEUE: usize = 64;
+
+/// How the node's networking behaves.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// The limits and timeouts of the swarm.
+    pub protocol: Config,
+    /// The least a voucher must add to its lane to be accepted.
+    pub min_delta: TokenAmount,
+    /// Inbound voucher requests one peer may have in flight; more are answered
+    /// `RateLimited`.
+    pub max_inbound_per_peer: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            protocol: Config::default(),
+            min_delta: TokenAmount::default(),
+            max_inbound_per_peer: 8,
+        }
+    }
+}
+
+/// Why a network command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// The event loop has stopped.
+    #[error("the network event loop has stopped")]
+    Stopped,
+    /// Too many outbound requests are in flight.
+    #[error("too many outbound requests in flight (at most {MAX_OUTBOUND_IN_FLIGHT})")]
+    Busy,
+    /// Dialling failed.
+    #[error("cannot dial {addr}: {reason}")]
+    Dial {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// Listening failed.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// An outbound request failed.
+    #[error("request to {peer} failed: {reason}")]
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// The swarm could not be built.
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NetworkError>>;
+
+enum Command {
+    Listen {
+        addr: Multiaddr,
+        reply: Reply<()>,
+    },
+    Connect {
+        addr: Multiaddr,
+        reply: Reply<PeerId>,
+    },
+    Peers {
+        reply: Reply<Vec<(PeerId, Multiaddr)>>,
+    },
+    ListenAddrs {
+        reply: Reply<Vec<Multiaddr>>,
+    },
+    SendVoucher {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: Box<VoucherRequest>,
+        reply: Reply<VoucherResponse>,
+    },
+}
+
+/// A handle on the event loop; cheap to clone. The loop stops when every client is dropped
+/// or [`NetworkClient::shutdown`] is called.
+#[derive(Clone)]
+pub struct NetworkClient {
+    commands: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+    stop: mpsc::Sender<()>,
+}
+
+impl NetworkClient {
+    /// The local peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetworkError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(make(reply)).await.map_err(|_| NetworkError::Stopped)?;
+        rx.await.map_err(|_| NetworkError::Stopped)?
+    }
+
+    /// Starts listening on `addr`.
+    pub async fn listen(&self, addr: Multiaddr) -> Result<(), NetworkError> {
+        self.call(|reply| Command::Listen { addr, reply }).await
+    }
+
+    /// Connects to `addr` (which may end in `/p2p/<peer id>`, then checked) and returns the
+    /// peer once a connection is up; already being connected to that peer is success.
+    pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId, NetworkError> {
+        self.call(|reply| Command::Connect { addr, reply }).await
+    }
+
+    /// The peers connected now.
+    pub async fn peers(&self) -> Result<Vec<PeerId>, NetworkError> {
+        Ok(self.peer_addrs().await?.into_iter().map(|(peer, _)| peer).collect())
+    }
+
+    /// The peers connected now, each with the remote address of one of its connections.
+    pub async fn peer_addrs(&self) -> Result<Vec<(PeerId, Multiaddr)>, NetworkError> {
+        self.call(|reply| Command::Peers { reply }).await
+    }
+
+    /// The addresses the swarm listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetworkError> {
+        self.call(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Sends `request` to `peer` (reachable at `addrs`, if not connected yet) and waits for
+    /// its response.
+    pub async fn send_voucher(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: VoucherRequest,
+    ) -> Result<VoucherResponse, NetworkError> {
+        self.call(|reply| Command::SendVoucher { peer, addrs, request: Box::new(request), reply })
+            .await
+    }
+
+    /// Asks the event loop to stop (it closes the swarm's listeners and connections when
+    /// dropped); wait on the loop's join handle to know it stopped.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.try_send(());
+    }
+}
+
+/// Builds the swarm for `keypair` and spawns its [`EventLoop`]; returns a client and the
+/// loop's task.
+pub fn spawn(
+    keypair: Keypair,
+    config: NetworkConfig,
+    manager: PaymentChannelManager,
+) -> Result<(NetworkClient, JoinHandle<()>), NetworkError> {
+    let swarm = build_swarm(keypair, &config.protocol)?;
+    let local_peer_id = *swarm.local_peer_id();
+    let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    let (stop_tx, stop) = mpsc::channel(1);
+    let (done_tx, done) = mpsc::channel(DONE_QUEUE);
+    let event_loop = EventLoop {
+        swarm,
+        commands,
+        stop,
+        done_tx,
+        done,
+        manager,
+        config,
+        next_inbound: 0,
+        inbound: HashMap::new(),
+        inbound_per_peer: HashMap::new(),
+        outbound: HashMap::new(),
+        connects: HashMap::new(),
+        connected: HashMap::new(),
+    };
+    let handle = tokio::spawn(event_loop.run());
+    Ok((NetworkClient { commands: commands_tx, local_peer_id, stop: stop_tx }, handle))
+}
+
+/// Owns the swarm: runs commands, answers inbound requests, routes responses.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    stop: mpsc::Receiver<()>,
+    done_tx: mpsc::Sender<(u64, VoucherResponse)>,
+    done: mpsc::Receiver<(u64, VoucherResponse)>,
+    manager: PaymentChannelManager,
+    config: NetworkConfig,
+    next_inbound: u64,
+    inbound: HashMap<u64, (PeerId, ResponseChannel<VoucherResponse>)>,
+    inbound_per_peer: HashMap<PeerId, usize>,
+    outbound: HashMap<OutboundRequestId, Reply<VoucherResponse>>,
+    /// `connect` calls waiting for their connection.
+    connects: HashMap<ConnectionId, (Multiaddr, Reply<PeerId>)>,
+    /// Connected peers, with their established connections (bounded by the connection
+    /// limits) and the remote address of each.
+    connected: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
+}
+
+impl EventLoop {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                Some((id, response)) = self.done.recv() => self.respond(id, response),
+                _ = self.stop.recv() => break,
+            }
+        }
+        tracing::debug!("network event loop stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Listen { addr, reply } => {
+                let result = self
+                    .swarm
+                    .listen_on(addr.clone())
+                    .map(|_| ())
+                    .map_err(|e| NetworkError::Listen { addr, reason: e.to_string() });
+                let _ = reply.send(result);
+            }
+            Command::Connect { addr, reply } => self.connect(addr, reply),
+            Command::Peers { reply } => {
+                let peers = self
+                    .connected
+                    .iter()
+                    .filter_map(|(peer, conns)| Some((*peer, conns.values().next()?.clone())))
+                    .collect();
+                let _ = reply.send(Ok(peers));
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(Ok(self.swarm.listeners().cloned().collect()));
+            }
+            Command::SendVoucher { peer, addrs, request, reply } => {
+                if self.outbound.len() >= MAX_OUTBOUND_IN_FLIGHT {
+                    let _ = reply.send(Err(NetworkError::Busy));
+                    return;
+                }
+                for addr in addrs.into_iter().take(MAX_ADDRS_PER_REQUEST) {
+                    self.swarm.add_peer_address(peer, addr);
+                }
+                let id = self.swarm.behaviour_mut().voucher.send_request(&peer, *request);
+                self.outbound.insert(id, reply);
+            }
+        }
+    }
+
+    fn connect(&mut self, addr: Multiaddr, reply: Reply<PeerId>) {
+        if self.connects.len() >= MAX_PENDING_CONNECTS {
+            let _ = reply.send(Err(NetworkError::Busy));
+            return;
+        }
+        let peer = match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => Some(peer),
+            _ => None,
+        };
+        let opts = match peer {
+            Some(peer) => DialOpts::peer_id(peer)
+                .addresses(vec![addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build(),
+            None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+        };
+        let connection_id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.connects.insert(connection_id, (addr, reply));
+            }
+            Err(DialError::DialPeerConditionFalse(_)) if peer.is_some() => {
+                // Connected (or being dialled) already.
+                let _ = reply.send(peer.ok_or(NetworkError::Stopped));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NetworkError::Dial { addr, reason: e.to_string() }));
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<Event>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                let remote = endpoint.get_remote_address().clone();
+                self.connected.entry(peer_id).or_default().insert(connection_id, remote);
+                if let Some((_, reply)) = self.connects.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, .. } => {
+                if let Some(conns) = self.connected.get_mut(&peer_id) {
+                    conns.remove(&connection_id);
+                    if conns.is_empty() {
+                        self.connected.remove(&peer_id);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                if let Some((addr, reply)) = self.connects.remove(&connection_id) {
+                    let _ = reply.send(Err(NetworkError::Dial { addr, reason: error.to_string() }));
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::Behaviour(Event::Voucher(event)) => self.on_voucher_event(event),
+            SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            })) => {
+                let response = ReconcileResponse::refused(
+                    ReconcileStatus::Internal,
+                    "reconciliation is not supported yet",
+                );
+                let _ = self.swarm.behaviour_mut().reconcile.send_response(channel, response);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_voucher_event(&mut self, event: paych_protocol::VoucherEvent) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.on_voucher_request(peer, request, channel)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.outbound.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                if let Some(reply) = self.outbound.remove(&request_id) {
+                    let _ =
+                        reply.send(Err(NetworkError::Request { peer, reason: error.to_string() }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound voucher request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_voucher_request(
+        &mut self,
+        peer: PeerId,
+        request: VoucherRequest,
+        channel: ResponseChannel<VoucherResponse>,
+    ) {
+        let in_flight = self.inbound_per_peer.get(&peer).copied().unwrap_or(0);
+        if in_flight >= self.config.max_inbound_per_peer
+            || self.inbound.len() >= MAX_INBOUND_IN_FLIGHT
+        {
+            let response = VoucherResponse::rejected(
+                VoucherStatus::RateLimited,
+                TokenAmount::default(),
+                "too many vouchers in flight; retry later",
+            );
+            let _ = self.swarm.behaviour_mut().voucher.send_response(channel, response);
+            return;
+        }
+        let id = self.next_inbound;
+        self.next_inbound = self.next_inbound.wrapping_add(1);
+        self.inbound.insert(id, (peer, channel));
+        *self.inbound_per_peer.entry(peer).or_default() += 1;
+        let manager = self.manager.clone();
+        let min_delta = self.config.min_delta.clone();
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let voucher = request.voucher;
+            let result = manager.voucher_add(&voucher.channel_addr, &voucher, min_delta).await;
+            let response = voucher_response(result, &voucher.amount);
+            // The loop is gone only when the node stops; the request is then dropped.
+            let _ = done.send((id, response)).await;
+        });
+    }
+
+    fn respond(&mut self, id: u64, response: VoucherResponse) {
+        let Some((peer, channel)) = self.inbound.remove(&id) else { return };
+        if let Some(count) = self.inbound_per_peer.get_mut(&peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.inbound_per_peer.remove(&peer);
+            }
+        }
+        if self.swarm.behaviour_mut().voucher.send_response(channel, response).is_err() {
+            tracing::debug!(%peer, "voucher response not sent: the stream is gone");
+        }
+    }
+}
+
+/// How long [`wait_for_listen_addrs`] waits at most.
+pub const LISTEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until the swarm reports at least one listen address.
+pub async fn wait_for_listen_addrs(client: &NetworkClient) -> Result<Vec<Multiaddr>, NetworkError> {
+    let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
+    loop {
+        let addrs = client.listen_addrs().await?;
+        if !addrs.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(addrs);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The answer to a voucher the manager added (or refused). `voucher_amount` is the lane's
+/// amount after an accepted voucher. Refusals carry a zero `lane_amount`: the payee does not
+/// look the lane up again to answer a refusal.
+pub fn voucher_response(
+    result: Result<AddOutcome, ManagerError>,
+    voucher_amount: &TokenAmount,
+) -> VoucherResponse {
+    match result {
+        Ok(AddOutcome::Accepted { delta }) => {
+            VoucherResponse::accepted(delta, voucher_amount.clone())
+        }
+        Ok(AddOutcome::Covered { lane_amount }) => VoucherResponse::covered(lane_amount),
+        Err(error) => {
+            let status = rejection_status(&error);
+            if status == VoucherStatus::Internal {
+                tracing::warn!(%error, "voucher refused on an internal error");
+            }
+            VoucherResponse::rejected(status, TokenAmount::default(), error.to_string())
+        }
+    }
+}
+
+/// The wire status of a manager error.
+pub fn rejection_status(error: &ManagerError) -> VoucherStatus {
+    use VoucherStatus as S;
+    match error {
+        ManagerError::UnknownChannel(_) | ManagerError::WrongDirection { .. } => S::UnknownChannel,
+        ManagerError::Chain(ChainError::NotFound(_)) => S::UnknownChannel,
+        ManagerError::InvalidVoucher(e) => actor_status(e),
+        ManagerError::ChannelNotOpen { .. } => S::Settling,
+        ManagerError::LaneClosed(_)
+        | ManagerError::AmountBelowLane { .. }
+        | ManagerError::ConflictingVoucher { .. }
+        | ManagerError::AlreadySubmitted { .. } => S::StaleNonce,
+        ManagerError::BelowMinDelta { .. } => S::BelowMinimum,
+        ManagerError::InvalidAmount(_) | ManagerError::ForeignVoucher(_) => S::Malformed,
+        ManagerError::NotOurKey(_)
+        | ManagerError::ReleaseExceedsReserved { .. }
+        | ManagerError::MessageFailed { .. }
+        | ManagerError::MessageRefused { .. }
+        | ManagerError::ShuttingDown
+        | ManagerError::Chain(_)
+        | ManagerError::Store(_)
+        | ManagerError::Wallet(_)
+        | ManagerError::Encode(_) => S::Internal,
+    }
+}
+
+/// The wire status of an actor rule a voucher breaks.
+pub fn actor_status(error: &ActorError) -> VoucherStatus {
+    use ActorError as A;
+    use VoucherStatus as S;
+    match error {
+        A::MissingSignature | A::InvalidSignature(_) => S::InvalidSignature,
+        A::StaleNonce { .. } | A::MergeStaleNonce { .. } => S::StaleNonce,
+        A::InsufficientFunds { .. } => S::InsufficientFunds,
+        A::TimeLockMinNotReached { .. } | A::TimeLockMaxPassed { .. } => S::TimeLock,
+        A::UpdateAfterSettled { .. } | A::AlreadySettling | A::NotSettled { .. } => S::Settling,
+        A::UnresolvableChannel(_) | A::WrongChannel { .. } => S::UnknownChannel,
+        A::SecretTooLong(_)
+        | A::Serialization(_)
+        | A::NegativeAmount(_)
+        | A::IncorrectSecret
+        | A::ExtraCallFailed(_)
+        | A::LaneTooLarge(_)
+        | A::MergeIntoOwnLane(_)
+        | A::MergeLaneMissing(_)
+        | A::NegativeToSend
+        | A::ConstructorCallerNotInit(_)
+        | A::PartyNotFound(_)
+        | A::PartyNotAccount(_)
+        | A::CallerNotParty { .. } => S::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use paych_core::types::Address;
+
+    #[test]
+    fn manager_errors_map_to_wire_statuses() {
+        use VoucherStatus as S;
+        let invalid = |e: ActorError| rejection_status(&ManagerError::InvalidVoucher(e));
+        assert_eq!(invalid(ActorError::MissingSignature), S::InvalidSignature);
+        assert_eq!(invalid(ActorError::InvalidSignature("x".into())), S::InvalidSignature);
+        assert_eq!(
+            invalid(ActorError::StaleNonce { lane: 0, existing: 2, voucher: 1 }),
+            S::StaleNonce
+        );
+        assert_eq!(
+            invalid(ActorError::InsufficientFunds { to_send: atto(2), balance: atto(1) }),
+            S::InsufficientFunds
+        );
+        assert_eq!(
+            invalid(ActorError::TimeLockMinNotReached { epoch: 1, time_lock_min: 2 }),
+            S::TimeLock
+        );
+        assert_eq!(
+            invalid(ActorError::TimeLockMaxPassed { epoch: 3, time_lock_max: 2 }),
+            S::TimeLock
+        );
+        assert_eq!(
+            invalid(ActorError::UpdateAfterSettled { settling_at: 1, epoch: 2 }),
+            S::Settling
+        );
+        assert_eq!(invalid(ActorError::MergeIntoOwnLane(1)), S::Malformed);
+        assert_eq!(invalid(ActorError::UnresolvableChannel(Address::new_id(1))), S::UnknownChannel);
+        assert_eq!(
+            rejection_status(&ManagerError::UnknownChannel("t2x".into())),
+            S::UnknownChannel
+        );
+        assert_eq!(
+            rejection_status(&ManagerError::BelowMinDelta { delta: atto(1), min_delta: atto(2) }),
+            S::BelowMinimum
+        );
+        assert_eq!(
+            rejection_status(&ManagerError::ConflictingVoucher { lane: 0, nonce: 1 }),
+            S::StaleNonce
+        );
+        assert_eq!(rejection_status(&ManagerError::ShuttingDown), S::Internal);
+    }
+
+    #[test]
+    fn answers_carry_the_outcome() {
+        let accepted = voucher_response(Ok(AddOutcome::Accepted { delta: atto(5) }), &atto(15));
+        assert_eq!(accepted, VoucherResponse::accepted(atto(5), atto(15)));
+        let covered =
+            voucher_response(Ok(AddOutcome::Covered { lane_amount: atto(15) }), &atto(10));
+        assert_eq!(covered, VoucherResponse::covered(atto(15)));
+        let refused = voucher_response(Err(ManagerError::ShuttingDown), &atto(10));
+        assert_eq!(refused.status(), Some(VoucherStatus::Internal));
+        assert!(refused.delta.is_zero() && refused.message.is_some());
+    }
+
+    fn atto(n: u64) -> TokenAmount {
+        TokenAmount::from_atto(n)
+    }
+}

@@ -1,0 +1,266 @@
+//! `paych daemon` as a process: repo files, the API's permissions, the repo lock and a
+//! clean shutdown on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Kills the daemon if a test fails before stopping it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon(repo: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paych"));
+    command
+        .args(["daemon", "--repo"])
+        .arg(repo)
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
+        .env_remove("FULLNODE_API_INFO")
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::null());
+    command
+}
+
+fn wait_for(path: &Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.is_empty() {
+                return text;
+            }
+        }
+        assert!(start.elapsed() < WAIT, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_exit(child: &mut Child) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < WAIT, "the daemon did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `http://127.0.0.1:PORT/rpc/v1` from the `api` file's `/ip4/127.0.0.1/tcp/PORT/http`.
+fn rpc_url(api: &str) -> String {
+    let parts: Vec<&str> = api.trim().split('/').collect();
+    assert_eq!(parts.len(), 6, "{api:?}");
+    assert_eq!((parts[1], parts[3], parts[5]), ("ip4", "tcp", "http"), "{api:?}");
+    format!("http://{}:{}/rpc/v1", parts[2], parts[4])
+}
+
+async fn call(url: &str, token: Option<&str>, method: &str, params: Value) -> Value {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    assert!(response.status().is_success(), "{method}: HTTP {}", response.status());
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_serves_guards_locks_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo: PathBuf = dir.path().join("repo");
+    let mut first = Running(daemon(&repo).stderr(Stdio::inherit()).spawn().unwrap());
+
+    let api = wait_for(&repo.join("api"));
+    let token = wait_for(&repo.join("token"));
+    let url = rpc_url(&api);
+
+    // Files and their modes.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&repo.join("token")), 0o600);
+        assert_eq!(mode(&repo.join("libp2p-key")), 0o600);
+        // base32("auth-jwt-private"), as Lotus names it.
+        let secret = repo.join("keystore").join("MF2XI2BNNJ3XILLQOJUXMYLUMU");
+        assert_eq!(mode(&secret), 0o600);
+        let info: Value = serde_json::from_slice(&std::fs::read(&secret).unwrap()).unwrap();
+        assert_eq!(info["Type"], "jwt-hmac-secret");
+    }
+    assert!(repo.join("config.toml").is_file());
+    assert!(repo.join("datastore").is_dir());
+
+    // Reading needs no token; writing does.
+    let list = call(&url, None, "Filecoin.PaychList", json!([])).await;
+    assert_eq!(list["result"], json!([]), "{list}");
+    let refused = call(&url, None, "Filecoin.WalletNew", json!(["secp256k1"])).await;
+    assert!(refused.get("result").is_none(), "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("missing permission"), "{refused}");
+    let created = call(&url, Some(token.trim()), "Filecoin.WalletNew", json!(["secp256k1"])).await;
+    let addr = created["result"].as_str().unwrap_or_default();
+    assert!(addr.starts_with("t1"), "{created}");
+    // The daemon created a default key at start; the new one makes two.
+    let keys = call(&url, Some(token.trim()), "Filecoin.WalletList", json!([])).await;
+    assert_eq!(keys["result"].as_array().map(Vec::len), Some(2), "{keys}");
+
+    // A second daemon on the same repo fails with a clear error.
+    let second = daemon(&repo).stderr(Stdio::piped()).output().unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another paych daemon"), "{stderr}");
+    // ... and leaves the first one's files alone.
+    assert_eq!(std::fs::read_to_string(repo.join("api")).unwrap(), api);
+
+    // A daemon on another repo: the first connects to it through the API.
+    let other_repo = dir.path().join("other");
+    let _other = Running(daemon(&other_repo).stderr(Stdio::inherit()).spawn().unwrap());
+    let other_url = rpc_url(&wait_for(&other_repo.join("api")));
+    let other_info = call(&other_url, None, "Filecoin.NetAddrsListen", json!([])).await;
+    let other_info = other_info["result"].clone();
+    assert!(other_info["ID"].as_str().unwrap_or_default().starts_with("12D3KooW"), "{other_info}");
+    assert_eq!(other_info["Addrs"].as_array().map(Vec::len), Some(1), "{other_info}");
+    let refused = call(&url, None, "Filecoin.NetConnect", json!([other_info])).await;
+    assert!(refused["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("missing permission"));
+    let connected =
+        call(&url, Some(token.trim()), "Filecoin.NetConnect", json!([other_info])).await;
+    assert_eq!(connected["result"], Value::Null, "{connected}");
+    let peers = call(&url, None, "Filecoin.NetPeers", json!([])).await;
+    let ids: Vec<&Value> = peers["result"].as_array().unwrap().iter().map(|p| &p["ID"]).collect();
+    assert_eq!(ids, [&other_info["ID"]], "{peers}");
+
+    // SIGTERM stops it cleanly.
+    let status = Command::new("kill").args(["-TERM", &first.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let status = wait_exit(&mut first.0);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(!repo.join("api").exists(), "the api file is removed on shutdown");
+
+    // It starts again on the same repo, with the same token secret and keys.
+    let mut again = Running(daemon(&repo).stderr(Stdio::inherit()).spawn().unwrap());
+    let url = rpc_url(&wait_for(&repo.join("api")));
+    let keys = call(&url, Some(token.trim()), "Filecoin.WalletList", json!([])).await;
+    assert_eq!(keys["result"].as_array().map(Vec::len), Some(2), "{keys}");
+    let status = Command::new("kill").args(["-INT", &again.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert_eq!(wait_exit(&mut again.0).code(), Some(0));
+}
+
+/// Starts `paych devnet` on a free port; returns it and its `FULLNODE_API_INFO`.
+fn shared_devnet() -> (Running, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paych"))
+        .args(["devnet", "--listen", "127.0.0.1:0", "--block-time", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let info = line.trim().strip_prefix("FULLNODE_API_INFO=").unwrap().to_owned();
+    (Running(child), info)
+}
+
+async fn ok(url: &str, token: &str, method: &str, params: Value) -> Value {
+    let answer = call(url, Some(token), method, params).await;
+    assert!(answer.get("error").is_none(), "{method}: {answer}");
+    answer["result"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_devnet_pay_over_libp2p() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_devnet, info) = shared_devnet();
+    let devnet_url = rpc_url(info.trim_start_matches(':'));
+
+    // The payee first, to learn its address and peer.
+    let payee_repo = dir.path().join("payee");
+    let _payee = Running(
+        daemon(&payee_repo)
+            .env("FULLNODE_API_INFO", &info)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let payee_url = rpc_url(&wait_for(&payee_repo.join("api")));
+    let payee_token = wait_for(&payee_repo.join("token"));
+    let payee_addr = ok(&payee_url, &payee_token, "Filecoin.WalletDefaultAddress", json!([])).await;
+    let payee_addr = payee_addr.as_str().unwrap().to_owned();
+    let listen = ok(&payee_url, &payee_token, "Filecoin.NetAddrsListen", json!([])).await;
+    let peer = format!(
+        "{}={}/p2p/{}",
+        payee_addr,
+        listen["Addrs"][0].as_str().unwrap(),
+        listen["ID"].as_str().unwrap()
+    );
+
+    let payer_repo = dir.path().join("payer");
+    let _payer = Running(
+        daemon(&payer_repo)
+            .args(["--peer", &peer])
+            .env("FULLNODE_API_INFO", &info)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let payer_url = rpc_url(&wait_for(&payer_repo.join("api")));
+    let payer_token = wait_for(&payer_repo.join("token"));
+    let payer_addr = ok(&payer_url, &payer_token, "Filecoin.WalletDefaultAddress", json!([])).await;
+
+    // Fund the payer from the devnet's faucet and wait for the money.
+    let funded = reqwest::Client::new()
+        .post(&devnet_url)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
+            "params": [payer_addr, "10000000000000000000"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(funded.status().is_success());
+    let start = Instant::now();
+    while ok(&payer_url, &payer_token, "Filecoin.WalletBalance", json!([payer_addr])).await
+        == json!("0")
+    {
+        assert!(start.elapsed() < WAIT, "the faucet's money never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let got =
+        ok(&payer_url, &payer_token, "Filecoin.PaychGet", json!([payer_addr, payee_addr, "1000"]))
+            .await;
+    let channel =
+        ok(&payer_url, &payer_token, "Filecoin.PaychGetWaitReady", json!([got["WaitSentinel"]]))
+            .await;
+
+    let paid =
+        ok(&payer_url, &payer_token, "Filecoin.PaychPay", json!([channel, "10", "flow-1"])).await;
+    assert_eq!(paid["Status"], "Accepted", "{paid}");
+    assert_eq!((&paid["Delta"], &paid["LaneAmount"]), (&json!("10"), &json!("10")), "{paid}");
+    let again =
+        ok(&payer_url, &payer_token, "Filecoin.PaychPay", json!([channel, "5", "flow-1"])).await;
+    assert_eq!((&again["Delta"], &again["LaneAmount"]), (&json!("5"), &json!("15")), "{again}");
+    assert_eq!(again["Lane"], paid["Lane"]);
+
+    // The payee holds the voucher.
+    let vouchers =
+        ok(&payee_url, &payee_token, "Filecoin.PaychVoucherList", json!([channel])).await;
+    assert_eq!(vouchers.as_array().map(Vec::len), Some(2), "{vouchers}");
+    assert_eq!(
+        ok(&payee_url, &payee_token, "Filecoin.PaychList", json!([])).await,
+        json!([channel])
+    );
+}
