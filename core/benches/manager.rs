@@ -17,14 +17,17 @@
 //! same run, and durable adds as a fraction of non-durable ones (group commit at work).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod estimates;
+
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cid::Cid;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use estimates::{criterion_dir, mean_ns};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::chain::Chain;
 use paych_core::crypto::{self, SecretKey};
@@ -353,26 +356,6 @@ fn bench_add(c: &mut Criterion, s: &mut Setup) {
 }
 
 // ----- the ratio table -------------------------------------------------------------------
-
-/// Criterion's mean estimate (ns per iteration) of one benchmark of this run.
-fn mean_ns(root: &Path, group: &str, function: &str, parameter: &str) -> Option<f64> {
-    let dir = |s: &str| s.replace('/', "_");
-    let path = root.join(group).join(dir(function)).join(dir(parameter)).join("new/estimates.json");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["mean"]["point_estimate"].as_f64()
-}
-
-fn criterion_dir() -> Option<PathBuf> {
-    if let Ok(home) = std::env::var("CRITERION_HOME") {
-        return Some(PathBuf::from(home));
-    }
-    if let Ok(target) = std::env::var("CARGO_TARGET_DIR") {
-        return Some(PathBuf::from(target).join("criterion"));
-    }
-    // target/<profile>/deps/<bench binary>
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
-}
 
 /// A benchmark of this run and the operations one of its iterations performs.
 #[derive(Clone, Copy)]

@@ -6,10 +6,12 @@
 //! the same run (1.0 = no overhead).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod estimates;
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+use estimates::{criterion_dir, mean_ns};
 use paych_core::crypto;
 use paych_core::types::{Address, Merge, SignedVoucher, TokenAmount};
 use secp256k1::{Message as Digest, SECP256K1};
@@ -68,26 +70,6 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// Criterion's mean estimate (ns) of one benchmark of this run.
-fn mean_ns(root: &Path, group: &str, function: &str, parameter: &str) -> Option<f64> {
-    let dir = |s: &str| s.replace('/', "_");
-    let path = root.join(group).join(dir(function)).join(dir(parameter)).join("new/estimates.json");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["mean"]["point_estimate"].as_f64()
-}
-
-fn criterion_dir() -> Option<PathBuf> {
-    if let Ok(home) = std::env::var("CRITERION_HOME") {
-        return Some(PathBuf::from(home));
-    }
-    if let Ok(target) = std::env::var("CARGO_TARGET_DIR") {
-        return Some(PathBuf::from(target).join("criterion"));
-    }
-    // target/<profile>/deps/<bench binary>
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.parent()?.join("criterion"))
 }
 
 fn print_ratios() {
