@@ -490,6 +490,42 @@ async fn reservations_queued_behind_an_add_funds_share_one_coalesced_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_queued_behind_a_refused_add_funds_are_told_it_failed() {
+    let net = Net::manual();
+    let payer = net.node(10).await;
+    let payee = net.node(0).await;
+    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    assert_eq!(payer.m().reserve_funds(&ch, atto(100)).await.unwrap(), None);
+    let first =
+        payer.m().reserve_funds(&ch, atto(50)).await.unwrap().expect("an add-funds message");
+
+    // Queued behind the first: more than the payer's whole wallet, so the message that would
+    // carry it is refused by the pool.
+    let waiter = {
+        let m = payer.m().clone();
+        tokio::spawn(async move { m.reserve_funds(&ch, TokenAmount::from_whole(20)).await })
+    };
+    eventually("the reservation to queue", || async {
+        payer.m().status(&ch).await.unwrap().queued.is_positive()
+    })
+    .await;
+    net.mine(1);
+    let answer = within("the queued reservation", waiter).await.unwrap();
+    assert!(matches!(answer, Err(ManagerError::ReservationFailed(_))), "{answer:?}");
+
+    // The first message landed and its reservation holds; nothing of the refused one is left.
+    let outcome = payer.m().wait_message(&first).await.unwrap();
+    assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
+    let status = payer.m().status(&ch).await.unwrap();
+    assert_eq!(status.queued, atto(0));
+    assert_eq!(status.pending, atto(0));
+    assert_eq!(status.pending_message, None);
+    assert_eq!(status.confirmed, atto(150));
+    assert_eq!(status.reserved, atto(150));
+    assert_eq!(status.available, atto(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_fails_on_chain_or_is_refused_leaves_the_next_create_working() {
     let net = Net::new();
     let payer = net.node(10).await;

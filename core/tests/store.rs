@@ -57,6 +57,7 @@ fn creating(id: ChannelId) -> ChannelRecord {
         closed_lanes: Vec::new(),
         settling_at: 0,
         create_error: None,
+        queue_failure: None,
     }
 }
 

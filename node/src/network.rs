@@ -498,6 +498,7 @@ pub fn rejection_status(error: &ManagerError) -> VoucherStatus {
         | ManagerError::ReleaseExceedsReserved { .. }
         | ManagerError::MessageFailed { .. }
         | ManagerError::MessageRefused { .. }
+        | ManagerError::ReservationFailed(_)
         | ManagerError::ShuttingDown
         | ManagerError::Chain(_)
         | ManagerError::Store(_)

@@ -175,8 +175,6 @@ impl PaymentChannelManager {
         self.inner.store.durable().await?;
         let pushed = self.inner.chain.push(&signed).await;
         drop(turn);
-        // Reservations queued behind an earlier message wait for this one's CID.
-        self.notify();
         match pushed {
             Ok(_) => {
                 self.set_state(&cid, MessageState::Pushed)?;
@@ -202,6 +200,9 @@ impl PaymentChannelManager {
             if matches!(record.state, MessageState::Recorded | MessageState::Pushed) {
                 record.state = state;
                 self.inner.store.apply(vec![Write::Message(record)])?;
+                // Reservations queued behind an earlier message wait for this one to be
+                // known pushed.
+                self.notify();
             }
         }
         Ok(())
@@ -291,11 +292,14 @@ impl PaymentChannelManager {
                     batch.push(Write::Channel(record));
                 }
             }
-            MessagePurpose::AddFunds { channel, amount, .. } => {
+            MessagePurpose::AddFunds { channel, amount, reserve } => {
                 if let Some(mut record) = self.inner.store.channel(*channel)? {
                     record.pending -= amount;
                     if record.pending_message == Some(message.cid) {
                         record.pending_message = None;
+                    }
+                    if reserve.is_positive() {
+                        record.queue_failure = Some(reason.to_owned());
                     }
                     batch.push(Write::Channel(record));
                 }

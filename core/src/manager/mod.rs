@@ -178,6 +178,10 @@ pub enum ManagerError {
         /// What the pool said.
         reason: String,
     },
+    /// The add-funds message that was to carry a queued reservation was refused or failed;
+    /// the reservation does not hold those funds.
+    #[error("the add-funds message carrying this reservation failed: {0}")]
+    ReservationFailed(String),
     /// The manager is shutting down.
     #[error("the manager is shutting down")]
     ShuttingDown,
@@ -530,6 +534,7 @@ impl PaymentChannelManager {
             closed_lanes: Vec::new(),
             settling_at: 0,
             create_error: None,
+            queue_failure: None,
         };
         let cid = self.send_create(record, amount, reserve).await?;
         Ok(ChannelHandle { id, channel: None, wait_sentinel: Some(cid) })
@@ -604,6 +609,9 @@ impl PaymentChannelManager {
         }
         // A message is in flight: queue behind it, and answer with the next message's CID.
         let in_flight = record.pending_message;
+        if record.queued.is_zero() {
+            record.queue_failure = None;
+        }
         record.queued += &plan.shortfall;
         record.queued_reserve += &plan.shortfall;
         self.commit(vec![Write::Channel(record)]).await?;
@@ -621,13 +629,24 @@ impl PaymentChannelManager {
         let mut changed = self.inner.changed.subscribe();
         loop {
             let record = self.record(id)?;
-            if record.pending_message != in_flight {
-                if let Some(cid) = record.pending_message {
+            let next = record.pending_message.filter(|cid| Some(*cid) != in_flight);
+            if let Some(cid) = next {
+                // Recorded but not yet known pushed, it may still be refused: wait.
+                let pushed = self
+                    .inner
+                    .store
+                    .message(&cid)?
+                    .is_some_and(|m| m.state != MessageState::Recorded);
+                if pushed {
                     return Ok(Some(cid));
                 }
+            } else if record.pending_message != in_flight {
                 if record.queued.is_zero() {
-                    // The queue was folded into a message that already landed, or dropped
-                    // with a failed create.
+                    // The queue was folded into a message that already landed, refused, or
+                    // dropped with a failed create.
+                    if let Some(reason) = record.queue_failure {
+                        return Err(ManagerError::ReservationFailed(reason));
+                    }
                     return match record.lifecycle {
                         Lifecycle::CreateFailed => Err(ManagerError::ChannelNotOpen {
                             channel: self.describe(&record),

@@ -470,6 +470,7 @@ impl PaymentChannelManager {
             closed_lanes: Vec::new(),
             settling_at: on_chain.state.settling_at,
             create_error: None,
+            queue_failure: None,
         };
         Ok(record)
     }

@@ -90,6 +90,11 @@ pub struct ChannelRecord {
     pub settling_at: ChainEpoch,
     /// Why the create message failed.
     pub create_error: Option<String>,
+    /// Why the last add-funds message carrying queued reservations was refused or failed:
+    /// the reservations that waited for it are told, not left believing they hold funds.
+    /// Cleared when a new queue starts.
+    #[serde(default)]
+    pub queue_failure: Option<String>,
 }
 
 /// Where a stored voucher came from.
@@ -237,6 +242,9 @@ pub struct PeerRecord {
 }
 
 /// One write of a [`Batch`].
+// Batches are short-lived and a handful of writes long; boxing the channel record would
+// cost an allocation on every write for no saving that matters.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
     /// Insert or replace a channel.
