@@ -490,6 +490,38 @@ async fn reservations_queued_behind_an_add_funds_share_one_coalesced_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funding_a_channel_being_created_adds_funds_without_touching_reservations() {
+    let net = Net::manual();
+    let payer = net.node(10).await;
+    let payee = net.node(0).await;
+    let created = payer.m().get(payer.addr, payee.addr, atto(100)).await.unwrap();
+    let create = created.wait_sentinel.expect("a create message");
+    let funded = payer.m().fund(payer.addr, payee.addr, atto(50)).await.unwrap();
+    assert_eq!(funded.id, created.id);
+    assert_eq!(funded.wait_sentinel, Some(create));
+
+    let ch = net.mine_until_landed(payer.m(), &create).await;
+    assert!(matches!(ch, MessageOutcome::Landed { exit_code: 0, .. }), "{ch:?}");
+    let ch = payer.m().get_wait_ready(&create).await.unwrap();
+    let next = within("the queued funds to be sent", async {
+        loop {
+            let status = payer.m().status(&ch).await.unwrap();
+            if let Some(cid) = status.pending_message {
+                return cid;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    net.mine_until_landed(payer.m(), &next).await;
+    let status = payer.m().status(&ch).await.unwrap();
+    assert_eq!(status.confirmed, atto(150));
+    assert_eq!(status.reserved, atto(100), "the reservation made by get stays whole");
+    assert_eq!(status.available, atto(50));
+    assert_eq!(status.queued, atto(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reservations_queued_behind_a_refused_add_funds_are_told_it_failed() {
     let net = Net::manual();
     let payer = net.node(10).await;

@@ -343,6 +343,10 @@ struct Inner {
     store: Arc<dyn Store>,
     config: ManagerConfig,
     channels: StdMutex<HashMap<ChannelId, Arc<Mutex<ChannelCache>>>>,
+    /// Channel IDs by address, learned from the store: an address never changes channel,
+    /// so hot paths resolve it once instead of decoding the record twice per call. Only
+    /// addresses of stored channels are kept.
+    ids: StdMutex<HashMap<Address, ChannelId>>,
     pairs: Turns<(Address, Address)>,
     senders: Turns<Address>,
     /// Held while a channel first seen in a voucher is learned and stored with it, so that
@@ -369,6 +373,7 @@ impl PaymentChannelManager {
                 store,
                 config,
                 channels: StdMutex::new(HashMap::new()),
+                ids: StdMutex::new(HashMap::new()),
                 pairs: StdMutex::new(HashMap::new()),
                 senders: StdMutex::new(HashMap::new()),
                 learning: Mutex::new(()),
@@ -455,6 +460,16 @@ impl PaymentChannelManager {
             .store
             .channel_by_address(channel)?
             .ok_or_else(|| ManagerError::UnknownChannel(self.fmt(channel)))
+    }
+
+    /// The ID of the channel with this address (robust or ID).
+    fn channel_id(&self, channel: &Address) -> Result<ChannelId> {
+        if let Some(id) = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner()).get(channel) {
+            return Ok(*id);
+        }
+        let id = self.record_by_address(channel)?.id;
+        self.inner.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(*channel, id);
+        Ok(id)
     }
 
     fn record(&self, id: ChannelId) -> Result<ChannelRecord> {
@@ -797,9 +812,9 @@ impl PaymentChannelManager {
                 })
             }
             Some(record) => {
-                self.reserve_by_id(record.id, amount.clone()).await?;
-                self.release_by_id(record.id, amount).await?;
-                let record = self.record(record.id)?;
+                // Still being created: the funds go into the queue, sent (unreserved) in one
+                // message once the create lands.
+                let record = self.queue_funds(record.id, amount).await?;
                 Ok(ChannelHandle {
                     id: record.id,
                     channel: record.channel,
@@ -810,13 +825,26 @@ impl PaymentChannelManager {
         }
     }
 
-    async fn release_by_id(&self, id: ChannelId, amount: TokenAmount) -> Result<()> {
+    /// Adds `amount` to a channel's queue without reserving it; the queue goes out as one
+    /// add-funds message when the message in flight lands.
+    async fn queue_funds(&self, id: ChannelId, amount: TokenAmount) -> Result<ChannelRecord> {
+        if !amount.is_positive() {
+            return Err(ManagerError::InvalidAmount("funds added must be positive".to_owned()));
+        }
         let lock = self.channel_lock(id);
         let _guard = lock.lock().await;
         let mut record = self.record(id)?;
-        let released = if record.reserved < amount { record.reserved.clone() } else { amount };
-        record.reserved -= released;
-        self.commit(vec![Write::Channel(record)]).await
+        if record.lifecycle == Lifecycle::Open && record.pending_message.is_none() {
+            // The create landed meanwhile: nothing to queue behind.
+            self.send_add_funds(record, amount, TokenAmount::default()).await?;
+            return self.record(id);
+        }
+        if record.queued.is_zero() {
+            record.queue_failure = None;
+        }
+        record.queued += amount;
+        self.commit(vec![Write::Channel(record.clone())]).await?;
+        Ok(record)
     }
 
     /// The outbound channel from `from` to `to` that takes new payments: creating or open.

@@ -134,11 +134,11 @@ impl PaymentChannelManager {
         if lane > MAX_LANE {
             return Err(ManagerError::InvalidVoucher(actor::ActorError::LaneTooLarge(lane)));
         }
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Outbound)?;
-        let lock = self.channel_lock(record.id);
+        let id = self.channel_id(channel)?;
+        let lock = self.channel_lock(id);
         let mut cache = lock.lock().await;
-        let mut record = self.record(record.id)?;
+        let mut record = self.record(id)?;
+        self.expect_direction(&record, Direction::Outbound)?;
         self.expect_open(&record)?;
         if record.closed_lanes.contains(&lane) {
             return Err(ManagerError::LaneClosed(lane));
