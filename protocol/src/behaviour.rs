@@ -2,7 +2,7 @@
 //!
 //! [`Behaviour`] puts connection limits first, so that a connection over the limits is
 //! denied before any other protocol sees it, then identify, ping, and the two paych
-//! request-response protocols. [`build_swarm`] wraps it in a tokio swarm over TCP with
+//! request-response protocols (voucher, reconcile, retrieval). [`build_swarm`] wraps it in a tokio swarm over TCP with
 //! Noise and Yamux. Every size, count and queue is bounded by [`Config`]: connections
 //! (pending and established, per peer and in total), concurrent streams per connection and
 //! protocol, message sizes (in [`crate::codec`]), read and request timeouts.
@@ -25,10 +25,13 @@ use libp2p::{
     SwarmBuilder,
 };
 
-use crate::codec::{Codec, ReconcileCodec, VoucherCodec, WireMessage, DEFAULT_READ_TIMEOUT};
+use crate::codec::{
+    Codec, ReconcileCodec, RetrievalCodec, VoucherCodec, WireMessage, DEFAULT_READ_TIMEOUT,
+};
 use crate::exchange::Exchange;
 use crate::messages::{ReconcileRequest, ReconcileResponse, VoucherRequest, VoucherResponse};
-use crate::{RECONCILE_PROTOCOL, VOUCHER_PROTOCOL};
+use crate::retrieval::{RetrievalRequest, RetrievalResponse};
+use crate::{RECONCILE_PROTOCOL, RETRIEVAL_PROTOCOL, VOUCHER_PROTOCOL};
 
 /// The protocol version a paych node announces through identify.
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "/paych/1.0.0";
@@ -61,6 +64,10 @@ pub struct Config {
     pub voucher_max_concurrent_streams: usize,
     /// Concurrent reconcile streams per connection, inbound and outbound together.
     pub reconcile_max_concurrent_streams: usize,
+    /// How long one retrieval exchange (a manifest or a chunk) may take.
+    pub retrieval_request_timeout: Duration,
+    /// Concurrent retrieval streams per connection, inbound and outbound together.
+    pub retrieval_max_concurrent_streams: usize,
     /// Time between two pings on a connection.
     pub ping_interval: Duration,
     /// A ping unanswered for this long fails.
@@ -84,6 +91,8 @@ impl Default for Config {
             reconcile_request_timeout: Duration::from_secs(60),
             voucher_max_concurrent_streams: 32,
             reconcile_max_concurrent_streams: 4,
+            retrieval_request_timeout: Duration::from_secs(30),
+            retrieval_max_concurrent_streams: 16,
             ping_interval: Duration::from_secs(15),
             ping_timeout: Duration::from_secs(20),
             identify_interval: Duration::from_secs(5 * 60),
@@ -103,12 +112,16 @@ pub enum Event {
     Voucher(VoucherEvent),
     /// A reconciliation: an inbound request to answer, a response, or a failure.
     Reconcile(ReconcileEvent),
+    /// A retrieval exchange: an inbound request to answer, a response, or a failure.
+    Retrieval(RetrievalEvent),
 }
 
 /// The events of `/paych/voucher/1.0.0`.
 pub type VoucherEvent = request_response::Event<VoucherRequest, VoucherResponse>;
 /// The events of `/paych/reconcile/1.0.0`.
 pub type ReconcileEvent = request_response::Event<ReconcileRequest, ReconcileResponse>;
+/// The events of `/paych/retrieval/1.0.0`.
+pub type RetrievalEvent = request_response::Event<RetrievalRequest, RetrievalResponse>;
 
 impl From<Infallible> for Event {
     fn from(never: Infallible) -> Self {
@@ -140,6 +153,12 @@ impl From<ReconcileEvent> for Event {
     }
 }
 
+impl From<RetrievalEvent> for Event {
+    fn from(event: RetrievalEvent) -> Self {
+        Event::Retrieval(event)
+    }
+}
+
 /// The behaviour of a paych node. Field order is the order in which the swarm consults
 /// the behaviours, so connection limits come first.
 #[derive(NetworkBehaviour)]
@@ -155,6 +174,8 @@ pub struct Behaviour {
     pub voucher: Exchange<VoucherCodec>,
     /// `/paych/reconcile/1.0.0`.
     pub reconcile: Exchange<ReconcileCodec>,
+    /// `/paych/retrieval/1.0.0`.
+    pub retrieval: Exchange<RetrievalCodec>,
 }
 
 impl Behaviour {
@@ -188,6 +209,12 @@ impl Behaviour {
                 config.read_timeout,
                 config.reconcile_request_timeout,
                 config.reconcile_max_concurrent_streams,
+            ),
+            retrieval: exchange(
+                RETRIEVAL_PROTOCOL,
+                config.read_timeout,
+                config.retrieval_request_timeout,
+                config.retrieval_max_concurrent_streams,
             ),
         }
     }

@@ -28,6 +28,10 @@ use libp2p::StreamProtocol;
 use crate::messages::{
     DecodeError, EncodeError, ReconcileRequest, ReconcileResponse, VoucherRequest, VoucherResponse,
 };
+use crate::retrieval::{
+    RetrievalRequest, RetrievalResponse, RETRIEVAL_REQUEST_MAX_BYTES, RETRIEVAL_REQUEST_MAX_ITEMS,
+    RETRIEVAL_RESPONSE_MAX_BYTES, RETRIEVAL_RESPONSE_MAX_ITEMS,
+};
 
 /// The largest voucher request accepted: a voucher plus a flow reference and an announce
 /// with a full peer record.
@@ -91,6 +95,18 @@ wire!(
     "reconcile request",
     RECONCILE_REQUEST_MAX_BYTES,
     RECONCILE_REQUEST_MAX_ITEMS
+);
+wire!(
+    RetrievalRequest,
+    "retrieval request",
+    RETRIEVAL_REQUEST_MAX_BYTES,
+    RETRIEVAL_REQUEST_MAX_ITEMS
+);
+wire!(
+    RetrievalResponse,
+    "retrieval response",
+    RETRIEVAL_RESPONSE_MAX_BYTES,
+    RETRIEVAL_RESPONSE_MAX_ITEMS
 );
 wire!(
     ReconcileResponse,
@@ -174,6 +190,8 @@ pub struct Codec<Req, Resp> {
 pub type VoucherCodec = Codec<VoucherRequest, VoucherResponse>;
 /// The codec of `/paych/reconcile/1.0.0`.
 pub type ReconcileCodec = Codec<ReconcileRequest, ReconcileResponse>;
+/// The codec of `/paych/retrieval/1.0.0`.
+pub type RetrievalCodec = Codec<RetrievalRequest, RetrievalResponse>;
 
 impl<Req, Resp> Codec<Req, Resp> {
     /// A codec that gives up on a request or a response not read in full within

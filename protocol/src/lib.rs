@@ -5,6 +5,8 @@
 //!
 //! - [`messages`]: the messages of `/paych/voucher/1.0.0` and `/paych/reconcile/1.0.0` and
 //!   the signed peer record, in tuple DAG-CBOR with typed decoding errors;
+//! - [`retrieval`]: the messages of `/paych/retrieval/1.0.0`, the paid chunk transfer, and
+//!   the BLAKE2b-256 chunk hashes and root that let a client check every chunk;
 //! - [`codec`]: the request-response [`Codec`] — one message per stream, a hard size limit
 //!   per message, a read timeout;
 //! - [`exchange`]: [`Exchange`], the request-response behaviour that also reports requests
@@ -19,11 +21,14 @@ pub mod behaviour;
 pub mod codec;
 pub mod exchange;
 pub mod messages;
+pub mod retrieval;
 
 pub use behaviour::{
-    build_swarm, Behaviour, Config, Event, ReconcileEvent, SwarmError, VoucherEvent,
+    build_swarm, Behaviour, Config, Event, ReconcileEvent, RetrievalEvent, SwarmError,
+    VoucherEvent,
 };
-pub use codec::{Codec, CodecError, ReconcileCodec, VoucherCodec, WireMessage};
+pub use codec::{Codec, CodecError, ReconcileCodec, RetrievalCodec, VoucherCodec, WireMessage};
+pub use retrieval::{Manifest, RetrievalRequest, RetrievalResponse, RetrievalStatus};
 pub use exchange::Exchange;
 pub use messages::{
     Announce, DecodeError, EncodeError, PeerRecord, PeerRecordError, ReconcileRequest,

@@ -91,6 +91,9 @@ pub enum RuleViolation {
         /// Whether a combined voucher was present.
         combined: bool,
     },
+    /// A `/paych/retrieval/1.0.0` message breaks a rule of its own.
+    #[error(transparent)]
+    Retrieval(crate::retrieval::RetrievalViolation),
 }
 
 /// Why bytes could not be decoded as a paych message.

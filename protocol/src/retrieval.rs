@@ -1,0 +1,594 @@
+//! `/paych/retrieval/1.0.0`: a paid transfer of a blob in chunks.
+//!
+//! A provider publishes a blob as a [`Manifest`]: the blob's size, its chunk size, the
+//! BLAKE2b-256 hash of every chunk, the price of one chunk and the address payments go to.
+//! The blob is named by its **root**, the BLAKE2b-256 hash of the concatenated chunk
+//! hashes ([`root_of`]), so a client that knows the root can check the manifest, and with it
+//! every chunk, before paying for anything.
+//!
+//! The client first asks for the manifest (a request without an index), then for chunk 0,
+//! 1, … in turn, naming its payment channel and the flow reference its vouchers carry on
+//! `/paych/voucher/1.0.0`. The provider serves chunk `i` only once the vouchers it accepted
+//! from that peer on that channel and flow add up to `i × price`: the client pays for each
+//! chunk after checking it and before asking for the next, so neither side is ever more
+//! than one chunk ahead. A client that stops paying stops receiving
+//! ([`RetrievalStatus::PaymentRequired`]); a chunk whose hash does not match the manifest
+//! is never paid for.
+//!
+//! CBOR layouts (tuple encoding, like the other paych messages):
+//!
+//! - request: `[root: bytes(32), index: uint | null, channel: address | null, flow: bytes]`
+//!   (`index` null asks for the manifest);
+//! - response: `[status: uint, manifest: Manifest | null, data: bytes | null,
+//!   message: text | null]`;
+//! - manifest: `[root: bytes(32), size: uint, chunk_size: uint, hashes: [bytes(32)],
+//!   price_per_chunk: amount, payee: address]`.
+//!
+//! Every bound ([`MAX_CHUNK_BYTES`], [`MAX_CHUNKS`], [`MAX_FLOW_BYTES`],
+//! [`MAX_STATUS_MESSAGE_BYTES`]) and every consistency rule (a manifest's root is the root of
+//! its hashes; its chunk count is the size divided by the chunk size, rounded up; a
+//! response's body matches its status) is checked when encoding and when decoding.
+
+use fvm_ipld_encoding::tuple::*;
+use ipld_core::ipld::Ipld;
+use paych_core::types::decode::{self as core_decode};
+use paych_core::types::{Address, TokenAmount};
+use serde::Serializer;
+
+use crate::messages::{
+    DecodeError, EncodeError, RuleViolation, MAX_FLOW_BYTES, MAX_STATUS_MESSAGE_BYTES,
+};
+
+/// The largest chunk a manifest may declare, in bytes.
+pub const MAX_CHUNK_BYTES: u64 = 1024 * 1024;
+/// The most chunks one blob may have.
+pub const MAX_CHUNKS: usize = 16_384;
+/// The length of a BLAKE2b-256 hash.
+pub const HASH_BYTES: usize = 32;
+/// The most bytes a retrieval request may take on the wire.
+pub const RETRIEVAL_REQUEST_MAX_BYTES: usize = 512;
+/// The most bytes a retrieval response may take on the wire: the largest chunk or the
+/// largest manifest, with room for the envelope.
+pub const RETRIEVAL_RESPONSE_MAX_BYTES: usize = (MAX_CHUNK_BYTES as usize) + 4096;
+/// The most CBOR data items a retrieval request may hold.
+pub const RETRIEVAL_REQUEST_MAX_ITEMS: usize = 16;
+/// The most CBOR data items a retrieval response may hold (a manifest's hashes dominate).
+pub const RETRIEVAL_RESPONSE_MAX_ITEMS: usize = MAX_CHUNKS + 32;
+
+/// A BLAKE2b-256 hash.
+pub type Hash = [u8; HASH_BYTES];
+
+/// The BLAKE2b-256 hash of `bytes`.
+pub fn hash(bytes: &[u8]) -> Hash {
+    let digest = blake2b_simd::Params::new().hash_length(HASH_BYTES).hash(bytes);
+    let mut out = [0u8; HASH_BYTES];
+    out.copy_from_slice(digest.as_bytes());
+    out
+}
+
+/// The root of a blob: the BLAKE2b-256 hash of its chunk hashes, concatenated in order.
+pub fn root_of(hashes: &[Hash]) -> Hash {
+    let mut state = blake2b_simd::Params::new().hash_length(HASH_BYTES).to_state();
+    for h in hashes {
+        state.update(h);
+    }
+    let mut out = [0u8; HASH_BYTES];
+    out.copy_from_slice(state.finalize().as_bytes());
+    out
+}
+
+/// A rule of `/paych/retrieval/1.0.0` that a message breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RetrievalViolation {
+    /// A hash or root is not 32 bytes long.
+    #[error("{what} is {len} bytes; a BLAKE2b-256 hash is {HASH_BYTES}")]
+    HashLength {
+        /// The field.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+    },
+    /// The chunk size is zero or above [`MAX_CHUNK_BYTES`].
+    #[error("chunk size {0} outside 1..={MAX_CHUNK_BYTES}")]
+    ChunkSize(u64),
+    /// The manifest lists more than [`MAX_CHUNKS`] chunks.
+    #[error("{0} chunks exceed the limit of {MAX_CHUNKS}")]
+    TooManyChunks(usize),
+    /// The manifest's chunk count does not match its size and chunk size.
+    #[error("a blob of {size} bytes in chunks of {chunk_size} has {expected} chunks, not {found}")]
+    ChunkCount {
+        /// The blob's size.
+        size: u64,
+        /// The chunk size.
+        chunk_size: u64,
+        /// Chunks the size implies.
+        expected: u64,
+        /// Hashes listed.
+        found: usize,
+    },
+    /// The manifest's root is not the root of its hashes.
+    #[error("the manifest's root is not the hash of its chunk hashes")]
+    RootMismatch,
+    /// A chunk is larger than [`MAX_CHUNK_BYTES`].
+    #[error("chunk of {0} bytes exceeds the {MAX_CHUNK_BYTES}-byte limit")]
+    ChunkTooLarge(usize),
+    /// The response's body does not match its status: status 0 carries exactly one of a
+    /// manifest or a chunk, any other status neither.
+    #[error("retrieval response with status {0} carries the wrong body")]
+    BodyMismatch(u8),
+    /// The price per chunk is negative.
+    #[error("the price per chunk is negative")]
+    NegativePrice,
+}
+
+impl From<RetrievalViolation> for DecodeError {
+    fn from(v: RetrievalViolation) -> Self {
+        DecodeError::Rule(RuleViolation::Retrieval(v))
+    }
+}
+
+impl From<RetrievalViolation> for EncodeError {
+    fn from(v: RetrievalViolation) -> Self {
+        EncodeError::Rule(RuleViolation::Retrieval(v))
+    }
+}
+
+/// What a provider answers to a retrieval request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RetrievalStatus {
+    /// The manifest or the chunk asked for.
+    Ok = 0,
+    /// The provider holds no blob with this root.
+    NotFound = 1,
+    /// The chunks before this one are not paid for yet on this channel and flow.
+    PaymentRequired = 2,
+    /// The index is past the blob's last chunk.
+    BadIndex = 3,
+    /// The request breaks a rule (no channel with a chunk request, say).
+    Malformed = 4,
+    /// The peer has too many requests in flight.
+    RateLimited = 5,
+    /// The provider failed; trying again may work.
+    Internal = 6,
+}
+
+impl RetrievalStatus {
+    /// Every status, in code order.
+    pub const ALL: [RetrievalStatus; 7] = [
+        RetrievalStatus::Ok,
+        RetrievalStatus::NotFound,
+        RetrievalStatus::PaymentRequired,
+        RetrievalStatus::BadIndex,
+        RetrievalStatus::Malformed,
+        RetrievalStatus::RateLimited,
+        RetrievalStatus::Internal,
+    ];
+
+    /// The status with wire code `code`, if this version knows it.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+
+    /// Its name, as the API and logs print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RetrievalStatus::Ok => "Ok",
+            RetrievalStatus::NotFound => "NotFound",
+            RetrievalStatus::PaymentRequired => "PaymentRequired",
+            RetrievalStatus::BadIndex => "BadIndex",
+            RetrievalStatus::Malformed => "Malformed",
+            RetrievalStatus::RateLimited => "RateLimited",
+            RetrievalStatus::Internal => "Internal",
+        }
+    }
+}
+
+/// A blob as its provider describes it.
+///
+/// CBOR: `[root, size, chunk_size, hashes, price_per_chunk, payee]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize_tuple)]
+pub struct Manifest {
+    /// [`root_of`] the hashes.
+    #[serde(with = "fvm_ipld_encoding::strict_bytes")]
+    pub root: Vec<u8>,
+    /// The blob's size in bytes.
+    pub size: u64,
+    /// Every chunk but the last has this many bytes.
+    pub chunk_size: u64,
+    /// The BLAKE2b-256 hash of each chunk, in order.
+    #[serde(serialize_with = "serialize_hashes")]
+    pub hashes: Vec<Hash>,
+    /// What one chunk costs.
+    pub price_per_chunk: TokenAmount,
+    /// Who is paid: the `to` of the client's channel.
+    pub payee: Address,
+}
+
+impl Manifest {
+    /// The manifest of `blob` cut into chunks of `chunk_size` bytes.
+    pub fn of(
+        blob: &[u8],
+        chunk_size: u64,
+        price_per_chunk: TokenAmount,
+        payee: Address,
+    ) -> Result<Self, RetrievalViolation> {
+        if chunk_size == 0 || chunk_size > MAX_CHUNK_BYTES {
+            return Err(RetrievalViolation::ChunkSize(chunk_size));
+        }
+        let hashes: Vec<Hash> = blob.chunks(chunk_size as usize).map(hash).collect();
+        let manifest = Manifest {
+            root: root_of(&hashes).to_vec(),
+            size: blob.len() as u64,
+            chunk_size,
+            hashes,
+            price_per_chunk,
+            payee,
+        };
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// The number of chunks.
+    pub fn chunks(&self) -> u64 {
+        self.hashes.len() as u64
+    }
+
+    /// The byte range of chunk `index` within the blob, if it exists.
+    pub fn chunk_range(&self, index: u64) -> Option<std::ops::Range<usize>> {
+        if index >= self.chunks() {
+            return None;
+        }
+        let start = index.checked_mul(self.chunk_size)?;
+        let end = start.checked_add(self.chunk_size)?.min(self.size);
+        Some(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
+    }
+
+    /// Checks the bounds and that the root, size and hashes agree.
+    pub fn check(&self) -> Result<(), RetrievalViolation> {
+        if self.root.len() != HASH_BYTES {
+            return Err(RetrievalViolation::HashLength { what: "root", len: self.root.len() });
+        }
+        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_BYTES {
+            return Err(RetrievalViolation::ChunkSize(self.chunk_size));
+        }
+        if self.hashes.len() > MAX_CHUNKS {
+            return Err(RetrievalViolation::TooManyChunks(self.hashes.len()));
+        }
+        let expected = self.size.div_ceil(self.chunk_size);
+        if expected != self.hashes.len() as u64 {
+            return Err(RetrievalViolation::ChunkCount {
+                size: self.size,
+                chunk_size: self.chunk_size,
+                expected,
+                found: self.hashes.len(),
+            });
+        }
+        if self.price_per_chunk.is_negative() {
+            return Err(RetrievalViolation::NegativePrice);
+        }
+        if root_of(&self.hashes)[..] != self.root[..] {
+            return Err(RetrievalViolation::RootMismatch);
+        }
+        Ok(())
+    }
+}
+
+/// A client's request: the manifest of a blob, or one of its chunks.
+///
+/// CBOR: `[root, index, channel, flow]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize_tuple)]
+pub struct RetrievalRequest {
+    /// The blob's root.
+    #[serde(with = "fvm_ipld_encoding::strict_bytes")]
+    pub root: Vec<u8>,
+    /// The chunk wanted; `None` asks for the manifest.
+    pub index: Option<u64>,
+    /// The channel the client pays on (required with an index).
+    pub channel: Option<Address>,
+    /// The flow reference the client's vouchers carry, at most [`MAX_FLOW_BYTES`].
+    #[serde(with = "fvm_ipld_encoding::strict_bytes")]
+    pub flow: Vec<u8>,
+}
+
+impl RetrievalRequest {
+    /// A request for the manifest of `root`.
+    pub fn manifest(root: Hash) -> Self {
+        RetrievalRequest { root: root.to_vec(), index: None, channel: None, flow: Vec::new() }
+    }
+
+    /// A request for chunk `index` of `root`, paid on `channel` under `flow`.
+    pub fn chunk(root: Hash, index: u64, channel: Address, flow: Vec<u8>) -> Self {
+        RetrievalRequest { root: root.to_vec(), index: Some(index), channel: Some(channel), flow }
+    }
+
+    fn check(&self) -> Result<(), RuleViolation> {
+        if self.root.len() != HASH_BYTES {
+            return Err(RuleViolation::Retrieval(RetrievalViolation::HashLength {
+                what: "root",
+                len: self.root.len(),
+            }));
+        }
+        if self.flow.len() > MAX_FLOW_BYTES {
+            return Err(RuleViolation::FlowTooLong(self.flow.len()));
+        }
+        Ok(())
+    }
+
+    /// The message's CBOR, after checking its bounds.
+    pub fn to_cbor(&self) -> Result<Vec<u8>, EncodeError> {
+        self.check()?;
+        fvm_ipld_encoding::to_vec(self)
+            .map_err(|e| EncodeError::Cbor(paych_core::types::EncodeError::from(e)))
+    }
+
+    /// Decodes a request from exactly its CBOR.
+    pub fn from_cbor(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let ipld = core_decode::parse(bytes)?;
+        let f = core_decode::tuple(&ipld, "retrieval_request", 4)?;
+        let request = RetrievalRequest {
+            root: core_decode::bytes_field(&f[0], "retrieval_request.root")?.to_vec(),
+            index: core_decode::optional(&f[1])
+                .map(|i| core_decode::u64_field(i, "retrieval_request.index"))
+                .transpose()?,
+            channel: core_decode::optional(&f[2])
+                .map(|a| core_decode::address_field(a, "retrieval_request.channel"))
+                .transpose()?,
+            flow: core_decode::bytes_field(&f[3], "retrieval_request.flow")?.to_vec(),
+        };
+        request.check()?;
+        Ok(request)
+    }
+}
+
+/// A provider's answer.
+///
+/// CBOR: `[status, manifest, data, message]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize_tuple)]
+pub struct RetrievalResponse {
+    /// A [`RetrievalStatus`] code.
+    pub status: u8,
+    /// The manifest, when asked for and found.
+    pub manifest: Option<Manifest>,
+    /// The chunk's bytes, when asked for and paid.
+    #[serde(serialize_with = "serialize_opt_bytes")]
+    pub data: Option<Vec<u8>>,
+    /// A human-readable explanation, at most [`MAX_STATUS_MESSAGE_BYTES`].
+    pub message: Option<String>,
+}
+
+impl RetrievalResponse {
+    /// The manifest.
+    pub fn manifest(manifest: Manifest) -> Self {
+        RetrievalResponse {
+            status: RetrievalStatus::Ok as u8,
+            manifest: Some(manifest),
+            data: None,
+            message: None,
+        }
+    }
+
+    /// A chunk.
+    pub fn chunk(data: Vec<u8>) -> Self {
+        RetrievalResponse {
+            status: RetrievalStatus::Ok as u8,
+            manifest: None,
+            data: Some(data),
+            message: None,
+        }
+    }
+
+    /// A refusal with an explanation, cut to [`MAX_STATUS_MESSAGE_BYTES`].
+    pub fn refused(status: RetrievalStatus, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_STATUS_MESSAGE_BYTES {
+            let mut end = MAX_STATUS_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        RetrievalResponse { status: status as u8, manifest: None, data: None, message: Some(message) }
+    }
+
+    /// The status, if its code is one this version knows.
+    pub fn status(&self) -> Option<RetrievalStatus> {
+        RetrievalStatus::from_code(self.status)
+    }
+
+    fn check(&self) -> Result<(), RuleViolation> {
+        if let Some(m) = &self.message {
+            if m.len() > MAX_STATUS_MESSAGE_BYTES {
+                return Err(RuleViolation::MessageTooLong(m.len()));
+            }
+        }
+        if let Some(manifest) = &self.manifest {
+            manifest.check().map_err(RuleViolation::Retrieval)?;
+        }
+        if let Some(data) = &self.data {
+            if data.len() as u64 > MAX_CHUNK_BYTES {
+                return Err(RuleViolation::Retrieval(RetrievalViolation::ChunkTooLarge(
+                    data.len(),
+                )));
+            }
+        }
+        let ok = self.status == RetrievalStatus::Ok as u8;
+        let bodies = usize::from(self.manifest.is_some()) + usize::from(self.data.is_some());
+        if (ok && bodies != 1) || (!ok && bodies != 0) {
+            return Err(RuleViolation::Retrieval(RetrievalViolation::BodyMismatch(self.status)));
+        }
+        Ok(())
+    }
+
+    /// The message's CBOR, after checking its bounds.
+    pub fn to_cbor(&self) -> Result<Vec<u8>, EncodeError> {
+        self.check()?;
+        fvm_ipld_encoding::to_vec(self)
+            .map_err(|e| EncodeError::Cbor(paych_core::types::EncodeError::from(e)))
+    }
+
+    /// Decodes a response from exactly its CBOR.
+    pub fn from_cbor(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let ipld = core_decode::parse(bytes)?;
+        let f = core_decode::tuple(&ipld, "retrieval_response", 4)?;
+        let status = core_decode::u64_field(&f[0], "retrieval_response.status")?;
+        let status = u8::try_from(status).map_err(|_| {
+            core_decode::DecodeError::IntegerOutOfRange {
+                what: "retrieval_response.status",
+                value: i128::from(status),
+            }
+        })?;
+        let response = RetrievalResponse {
+            status,
+            manifest: core_decode::optional(&f[1]).map(manifest_from_ipld).transpose()?,
+            data: core_decode::optional(&f[2])
+                .map(|d| core_decode::bytes_field(d, "retrieval_response.data").map(<[u8]>::to_vec))
+                .transpose()?,
+            message: match &f[3] {
+                Ipld::Null => None,
+                Ipld::String(s) => Some(s.clone()),
+                other => {
+                    return Err(core_decode::DecodeError::WrongKind {
+                        what: "retrieval_response.message",
+                        expected: "string or null",
+                        found: core_decode::kind(other),
+                    }
+                    .into())
+                }
+            },
+        };
+        response.check()?;
+        Ok(response)
+    }
+}
+
+fn manifest_from_ipld(ipld: &Ipld) -> Result<Manifest, DecodeError> {
+    let f = core_decode::tuple(ipld, "manifest", 6)?;
+    let items = core_decode::list(&f[3], "manifest.hashes")?;
+    if items.len() > MAX_CHUNKS {
+        return Err(RetrievalViolation::TooManyChunks(items.len()).into());
+    }
+    let hashes = items
+        .iter()
+        .map(|h| {
+            let bytes = core_decode::bytes_field(h, "manifest.hashes")?;
+            Hash::try_from(bytes).map_err(|_| {
+                DecodeError::from(RetrievalViolation::HashLength {
+                    what: "manifest.hashes",
+                    len: bytes.len(),
+                })
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = Manifest {
+        root: core_decode::bytes_field(&f[0], "manifest.root")?.to_vec(),
+        size: core_decode::u64_field(&f[1], "manifest.size")?,
+        chunk_size: core_decode::u64_field(&f[2], "manifest.chunk_size")?,
+        hashes,
+        price_per_chunk: core_decode::amount_field(&f[4], "manifest.price_per_chunk")?,
+        payee: core_decode::address_field(&f[5], "manifest.payee")?,
+    };
+    manifest.check()?;
+    Ok(manifest)
+}
+
+fn serialize_hashes<S: Serializer>(hashes: &[Hash], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(hashes.len()))?;
+    for h in hashes {
+        seq.serialize_element(&BytesRef(h))?;
+    }
+    seq.end()
+}
+
+/// A byte slice that serializes as a CBOR byte string.
+struct BytesRef<'a>(&'a [u8]);
+
+impl serde::Serialize for BytesRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+fn serialize_opt_bytes<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(bytes) => s.serialize_bytes(bytes),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payee() -> Address {
+        Address::new_id(1001)
+    }
+
+    #[test]
+    fn manifests_round_trip_and_check_their_root() {
+        let blob: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
+        let manifest =
+            Manifest::of(&blob, 1000, TokenAmount::from_atto(7), payee()).unwrap();
+        assert_eq!(manifest.chunks(), 3);
+        assert_eq!(manifest.chunk_range(2), Some(2000..2500));
+        assert_eq!(manifest.chunk_range(3), None);
+        let response = RetrievalResponse::manifest(manifest.clone());
+        let bytes = response.to_cbor().unwrap();
+        assert_eq!(RetrievalResponse::from_cbor(&bytes).unwrap(), response);
+
+        let mut forged = manifest;
+        forged.hashes[1][0] ^= 1;
+        assert_eq!(forged.check(), Err(RetrievalViolation::RootMismatch));
+        let forged = RetrievalResponse {
+            status: 0,
+            manifest: Some(forged),
+            data: None,
+            message: None,
+        };
+        let bytes = fvm_ipld_encoding::to_vec(&forged).unwrap();
+        assert!(matches!(
+            RetrievalResponse::from_cbor(&bytes),
+            Err(DecodeError::Rule(RuleViolation::Retrieval(RetrievalViolation::RootMismatch)))
+        ));
+    }
+
+    #[test]
+    fn requests_round_trip_and_bound_their_fields() {
+        let request = RetrievalRequest::chunk([9; 32], 4, payee(), b"flow".to_vec());
+        let bytes = request.to_cbor().unwrap();
+        assert!(bytes.len() <= RETRIEVAL_REQUEST_MAX_BYTES);
+        assert_eq!(RetrievalRequest::from_cbor(&bytes).unwrap(), request);
+        let manifest = RetrievalRequest::manifest([1; 32]);
+        assert_eq!(
+            RetrievalRequest::from_cbor(&manifest.to_cbor().unwrap()).unwrap(),
+            manifest
+        );
+
+        let long_flow = RetrievalRequest { flow: vec![0; MAX_FLOW_BYTES + 1], ..request.clone() };
+        assert!(long_flow.to_cbor().is_err());
+        let short_root = RetrievalRequest { root: vec![0; 31], ..request };
+        assert!(short_root.to_cbor().is_err());
+        for garbage in [&b""[..], b"\x80", b"\x84\x40\xf6\xf6\x40\x00", b"\xff"] {
+            assert!(RetrievalRequest::from_cbor(garbage).is_err());
+            assert!(RetrievalResponse::from_cbor(garbage).is_err());
+        }
+    }
+
+    #[test]
+    fn responses_carry_the_body_their_status_says() {
+        let chunk = RetrievalResponse::chunk(vec![1, 2, 3]);
+        assert_eq!(RetrievalResponse::from_cbor(&chunk.to_cbor().unwrap()).unwrap(), chunk);
+        let refused = RetrievalResponse::refused(RetrievalStatus::PaymentRequired, "pay first");
+        assert_eq!(RetrievalResponse::from_cbor(&refused.to_cbor().unwrap()).unwrap(), refused);
+        assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired));
+        let both = RetrievalResponse { data: Some(vec![1]), ..refused };
+        assert!(both.to_cbor().is_err());
+        let empty = RetrievalResponse { status: 0, manifest: None, data: None, message: None };
+        assert!(empty.to_cbor().is_err());
+        for status in RetrievalStatus::ALL {
+            assert_eq!(RetrievalStatus::from_code(status as u8), Some(status));
+        }
+        assert_eq!(RetrievalStatus::from_code(7), None);
+    }
+}
