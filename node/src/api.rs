@@ -49,8 +49,11 @@ use crate::jsonrpc::{self, excerpt, Params, Running};
 pub use crate::jsonrpc::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
 use crate::network::NetworkClient;
 use crate::pay::Payer;
+use crate::retrieval;
+use base64::Engine as _;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
+use paych_protocol::Manifest;
 use Permission::{Admin, Read, Sign, Write};
 
 /// The JSON-RPC error code of a method that ran and failed (Lotus's code for errors a
@@ -115,6 +118,8 @@ pub const METHODS: &[MethodSpec] = &[
     method("Filecoin.NetConnect", 1, Write),
     method("Filecoin.NetPeers", 0, Read),
     method("Filecoin.NetAddrsListen", 0, Read),
+    method("Filecoin.PaychRetrievalPublish", 1, Write),
+    MethodSpec { name: "Filecoin.PaychRetrieve", arity: 3, optional: 1, permission: Sign },
 ];
 
 /// The declaration of the method named `name`.
@@ -444,6 +449,48 @@ impl Api {
                     "LaneAmount": json::amount_text(&response.lane_amount),
                 }))
             }
+            "Filecoin.PaychRetrievalPublish" => {
+                let spec = p.value(0);
+                let manifest = self.publish(&spec).await.map_err(|e| p.invalid(0, e))?;
+                Ok(self.manifest_json(&manifest))
+            }
+            "Filecoin.PaychRetrieve" => {
+                let ch = p.address(0)?;
+                let root = match p.value(1) {
+                    Value::String(root) => {
+                        retrieval::parse_root(&root).map_err(|e| p.invalid(1, e))?
+                    }
+                    _ => return Err(p.invalid(1, "expected the root as 64 hex digits")),
+                };
+                let max_price = match p.value(2) {
+                    Value::Null => None,
+                    Value::String(text) => Some(
+                        json::parse_amount_field("maxPricePerChunk", &text)
+                            .ok()
+                            .filter(|a| !a.is_negative())
+                            .ok_or_else(|| {
+                                p.invalid(2, "expected a non-negative attoFIL amount")
+                            })?,
+                    ),
+                    _ => return Err(p.invalid(2, "expected an attoFIL amount or null")),
+                };
+                let got = retrieval::retrieve(self.payer()?, ch, root, max_price)
+                    .await
+                    .map_err(method_error)?;
+                let latencies: Vec<u64> = got
+                    .payment_latencies
+                    .iter()
+                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                    .collect();
+                Ok(json!({
+                    "Root": hex::encode(&got.manifest.root),
+                    "Bytes": got.bytes,
+                    "Chunks": got.manifest.chunks(),
+                    "Paid": json::amount_text(&got.paid),
+                    "Lane": got.lane,
+                    "PaymentMicros": latencies,
+                }))
+            }
             "Filecoin.NetConnect" => {
                 let info = p.value(0);
                 let (id, addrs) = parse_addr_info(&info).map_err(|e| p.invalid(0, e))?;
@@ -702,6 +749,67 @@ impl Api {
     }
 
     /// Lotus's `ChannelInfo`: `{"Channel","WaitSentinel"}`.
+    /// Publishes a blob for `Filecoin.PaychRetrievalPublish`: `{"Data": base64 | "RandomSize":
+    /// n, "ChunkSize": n, "PricePerChunk": attoFIL, "CorruptChunk": n | null}`, paid to the
+    /// wallet's default address.
+    async fn publish(&self, spec: &Value) -> Result<Manifest, String> {
+        let Value::Object(spec) = spec else {
+            return Err("expected an object {Data|RandomSize, ChunkSize, PricePerChunk}".into());
+        };
+        let number = |key: &str| -> Result<Option<u64>, String> {
+            match spec.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => {
+                    v.as_u64().map(Some).ok_or_else(|| format!("{key} must be a whole number"))
+                }
+            }
+        };
+        let data = match (spec.get("Data"), number("RandomSize")?) {
+            (Some(Value::String(b64)), None) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("Data is not base64: {e}"))?,
+            (None | Some(Value::Null), Some(size)) => {
+                let size = usize::try_from(size)
+                    .ok()
+                    .filter(|s| *s <= retrieval::MAX_PUBLISHED_BYTES)
+                    .ok_or_else(|| {
+                        format!("RandomSize above {} bytes", retrieval::MAX_PUBLISHED_BYTES)
+                    })?;
+                let mut data = vec![0u8; size];
+                getrandom::getrandom(&mut data).map_err(|e| e.to_string())?;
+                data
+            }
+            _ => return Err("give exactly one of Data (base64) or RandomSize".into()),
+        };
+        let chunk_size = number("ChunkSize")?.ok_or("ChunkSize is required")?;
+        let price = match spec.get("PricePerChunk") {
+            Some(Value::String(text)) => json::parse_amount_field("PricePerChunk", text)
+                .ok()
+                .filter(|a| !a.is_negative())
+                .ok_or("PricePerChunk must be a non-negative attoFIL amount")?,
+            _ => return Err("PricePerChunk (attoFIL, as a string) is required".into()),
+        };
+        let faults = retrieval::Faults { corrupt_chunk: number("CorruptChunk")? };
+        let payee = self
+            .wallet
+            .default_address()
+            .map_err(|e| e.to_string())?
+            .ok_or("the wallet has no default address")?;
+        let net = self.net().map_err(|e| e.message.clone())?;
+        net.retrieval().publish(data, chunk_size, price, payee, faults).map_err(|e| e.to_string())
+    }
+
+    fn manifest_json(&self, manifest: &Manifest) -> Value {
+        json!({
+            "Root": hex::encode(&manifest.root),
+            "Size": manifest.size,
+            "ChunkSize": manifest.chunk_size,
+            "Chunks": manifest.chunks(),
+            "PricePerChunk": json::amount_text(&manifest.price_per_chunk),
+            "Payee": self.address_text(&manifest.payee),
+        })
+    }
+
     fn handle_json(&self, handle: &ChannelHandle) -> Result<Value, RpcError> {
         Ok(json!({
             "Channel": self.encode_option(&handle.channel)?,

@@ -28,7 +28,7 @@ pub use libp2p::Multiaddr;
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::chain::lotus::LotusChain;
 use paych_core::chain::Chain;
-use paych_core::manager::{ManagerConfig, PaymentChannelManager};
+use paych_core::manager::{ManagerConfig, PaymentChannelManager, TopUpPolicy};
 use paych_core::store::sled::SledStore;
 use paych_core::types::{format_address, Address, Network, TokenAmount};
 use paych_core::wallet::{key_file_name, KeyInfo, KeyStore, Wallet};
@@ -90,6 +90,10 @@ pub struct RepoConfig {
     pub max_inbound_per_peer: usize,
     /// `peer.<address> = "<multiaddr>/p2p/<peer id>"`: where payee `<address>` listens.
     pub peers: BTreeMap<Address, Multiaddr>,
+    /// `top_up_low` and `top_up_high` (attoFIL): when an outbound channel's available funds
+    /// fall below the low water, funds are added in the background up to the high water.
+    /// Off unless both are set.
+    pub top_up: Option<TopUpPolicy>,
 }
 
 impl Default for RepoConfig {
@@ -100,6 +104,7 @@ impl Default for RepoConfig {
             min_delta: TokenAmount::default(),
             max_inbound_per_peer: NetworkConfig::default().max_inbound_per_peer,
             peers: BTreeMap::new(),
+            top_up: None,
         }
     }
 }
@@ -117,11 +122,21 @@ impl RepoConfig {
              min_delta = \"{}\"\n\
              # Inbound voucher requests one peer may have in flight.\n\
              max_inbound_per_peer = {}\n\
+             # Auto top-up of outbound channels (attoFIL): below top_up_low, add funds up to\n\
+             # top_up_high. Off unless both are set.\n{}\
              # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}",
             self.listen,
             self.api,
             self.min_delta.atto(),
             self.max_inbound_per_peer,
+            match &self.top_up {
+                Some(p) => format!(
+                    "top_up_low = \"{}\"\ntop_up_high = \"{}\"\n",
+                    p.low_water.atto(),
+                    p.high_water.atto()
+                ),
+                None => String::new(),
+            },
             self.peers
                 .iter()
                 .map(|(a, m)| format!("peer.{} = \"{m}\"\n", format_address(a, Network::Testnet)))
@@ -132,6 +147,7 @@ impl RepoConfig {
     /// Parses the file's text; unset keys keep their defaults, unknown keys are errors.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut config = RepoConfig::default();
+        let (mut low, mut high) = (None, None);
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -160,6 +176,12 @@ impl RepoConfig {
                         value.parse().with_context(|| format!("{}: bad attoFIL amount", at()))?;
                     config.min_delta = TokenAmount::from_atto(atto);
                 }
+                "top_up_low" | "top_up_high" => {
+                    let atto: u128 =
+                        value.parse().with_context(|| format!("{}: bad attoFIL amount", at()))?;
+                    let slot = if key.trim() == "top_up_low" { &mut low } else { &mut high };
+                    *slot = Some(TokenAmount::from_atto(atto));
+                }
                 "max_inbound_per_peer" => {
                     config.max_inbound_per_peer =
                         value.parse().with_context(|| format!("{}: bad number", at()))?
@@ -174,6 +196,14 @@ impl RepoConfig {
                 },
             }
         }
+        config.top_up = match (low, high) {
+            (None, None) => None,
+            (Some(low_water), Some(high_water)) if low_water <= high_water => {
+                Some(TopUpPolicy { low_water, high_water })
+            }
+            (Some(_), Some(_)) => bail!("config.toml: top_up_low is above top_up_high"),
+            _ => bail!("config.toml: set both top_up_low and top_up_high, or neither"),
+        };
         Ok(config)
     }
 }
@@ -257,7 +287,11 @@ impl Daemon {
             chain,
             wallet.clone(),
             store,
-            ManagerConfig { network: Network::Testnet, ..ManagerConfig::default() },
+            ManagerConfig {
+                network: Network::Testnet,
+                top_up: config.top_up.clone(),
+                ..ManagerConfig::default()
+            },
         );
         manager.start().await.context("cannot start the payment-channel manager")?;
 
@@ -450,6 +484,10 @@ mod tests {
                     .unwrap(),
             )]
             .into(),
+            top_up: Some(TopUpPolicy {
+                low_water: TokenAmount::from_atto(10u64),
+                high_water: TokenAmount::from_atto(100u64),
+            }),
         };
         assert_eq!(RepoConfig::parse(&config.to_text()).unwrap(), config);
         assert_eq!(RepoConfig::parse("").unwrap(), RepoConfig::default());
@@ -460,6 +498,9 @@ mod tests {
             "min_delta = \"-1\"",
             "listen = \"/ip4",
             "peer.t07 = \"/ip4/127.0.0.1/tcp/1\"",
+            "top_up_low = \"5\"",
+            "top_up_low = \"50\"\ntop_up_high = \"5\"",
+            "top_up_high = \"x\"",
             "peer.x = \"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm\"",
         ] {
             assert!(RepoConfig::parse(bad).is_err(), "{bad:?}");

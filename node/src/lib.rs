@@ -19,3 +19,4 @@ pub mod devnet_rpc;
 mod jsonrpc;
 pub mod network;
 pub mod pay;
+pub mod retrieval;

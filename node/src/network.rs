@@ -11,6 +11,7 @@
 //! `RateLimited` beyond) and in total ([`MAX_INBOUND_IN_FLIGHT`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -26,11 +27,13 @@ use paych_core::manager::{AddOutcome, ManagerError, PaymentChannelManager};
 use paych_core::reconcile::ReconcileStatus;
 use paych_core::types::TokenAmount;
 use paych_protocol::{
-    build_swarm, Behaviour, Config, Event, ReconcileResponse, SwarmError, VoucherRequest,
-    VoucherResponse, VoucherStatus,
+    build_swarm, Behaviour, Config, Event, ReconcileResponse, RetrievalRequest, RetrievalResponse,
+    SwarmError, VoucherRequest, VoucherResponse, VoucherStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+use crate::retrieval::RetrievalProvider;
 
 /// Commands waiting for the event loop, at most.
 pub const COMMAND_QUEUE: usize = 64;
@@ -55,6 +58,9 @@ pub struct NetworkConfig {
     /// Inbound voucher requests one peer may have in flight; more are answered
     /// `RateLimited`.
     pub max_inbound_per_peer: usize,
+    /// The blobs served over `/paych/retrieval/1.0.0`, credited with the payments that
+    /// vouchers carrying a flow reference bring.
+    pub retrieval: Arc<RetrievalProvider>,
 }
 
 impl Default for NetworkConfig {
@@ -63,6 +69,7 @@ impl Default for NetworkConfig {
             protocol: Config::default(),
             min_delta: TokenAmount::default(),
             max_inbound_per_peer: 8,
+            retrieval: Arc::new(RetrievalProvider::default()),
         }
     }
 }
@@ -128,6 +135,12 @@ enum Command {
         request: Box<VoucherRequest>,
         reply: Reply<VoucherResponse>,
     },
+    SendRetrieval {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: Box<RetrievalRequest>,
+        reply: Reply<RetrievalResponse>,
+    },
 }
 
 /// A handle on the event loop; cheap to clone. The loop stops when every client is dropped
@@ -137,6 +150,7 @@ pub struct NetworkClient {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
     stop: mpsc::Sender<()>,
+    retrieval: Arc<RetrievalProvider>,
 }
 
 impl NetworkClient {
@@ -189,6 +203,23 @@ impl NetworkClient {
             .await
     }
 
+    /// Sends a retrieval request to `peer` (reachable at `addrs`, if not connected yet) and
+    /// waits for its response.
+    pub async fn send_retrieval(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: RetrievalRequest,
+    ) -> Result<RetrievalResponse, NetworkError> {
+        self.call(|reply| Command::SendRetrieval { peer, addrs, request: Box::new(request), reply })
+            .await
+    }
+
+    /// The blobs this node serves over `/paych/retrieval/1.0.0`.
+    pub fn retrieval(&self) -> &Arc<RetrievalProvider> {
+        &self.retrieval
+    }
+
     /// Asks the event loop to stop (it closes the swarm's listeners and connections when
     /// dropped); wait on the loop's join handle to know it stopped.
     pub async fn shutdown(&self) {
@@ -208,6 +239,7 @@ pub fn spawn(
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (stop_tx, stop) = mpsc::channel(1);
     let (done_tx, done) = mpsc::channel(DONE_QUEUE);
+    let retrieval = config.retrieval.clone();
     let event_loop = EventLoop {
         swarm,
         commands,
@@ -220,11 +252,12 @@ pub fn spawn(
         inbound: HashMap::new(),
         inbound_per_peer: HashMap::new(),
         outbound: HashMap::new(),
+        outbound_retrieval: HashMap::new(),
         connects: HashMap::new(),
         connected: HashMap::new(),
     };
     let handle = tokio::spawn(event_loop.run());
-    Ok((NetworkClient { commands: commands_tx, local_peer_id, stop: stop_tx }, handle))
+    Ok((NetworkClient { commands: commands_tx, local_peer_id, stop: stop_tx, retrieval }, handle))
 }
 
 /// Owns the swarm: runs commands, answers inbound requests, routes responses.
@@ -240,6 +273,7 @@ pub struct EventLoop {
     inbound: HashMap<u64, (PeerId, ResponseChannel<VoucherResponse>)>,
     inbound_per_peer: HashMap<PeerId, usize>,
     outbound: HashMap<OutboundRequestId, Reply<VoucherResponse>>,
+    outbound_retrieval: HashMap<OutboundRequestId, Reply<RetrievalResponse>>,
     /// `connect` calls waiting for their connection.
     connects: HashMap<ConnectionId, (Multiaddr, Reply<PeerId>)>,
     /// Connected peers, with their established connections (bounded by the connection
@@ -295,6 +329,17 @@ impl EventLoop {
                 }
                 let id = self.swarm.behaviour_mut().voucher.send_request(&peer, *request);
                 self.outbound.insert(id, reply);
+            }
+            Command::SendRetrieval { peer, addrs, request, reply } => {
+                if self.outbound.len() + self.outbound_retrieval.len() >= MAX_OUTBOUND_IN_FLIGHT {
+                    let _ = reply.send(Err(NetworkError::Busy));
+                    return;
+                }
+                for addr in addrs.into_iter().take(MAX_ADDRS_PER_REQUEST) {
+                    self.swarm.add_peer_address(peer, addr);
+                }
+                let id = self.swarm.behaviour_mut().retrieval.send_request(&peer, *request);
+                self.outbound_retrieval.insert(id, reply);
             }
         }
     }
@@ -356,6 +401,7 @@ impl EventLoop {
                 tracing::info!(%address, "listening");
             }
             SwarmEvent::Behaviour(Event::Voucher(event)) => self.on_voucher_event(event),
+            SwarmEvent::Behaviour(Event::Retrieval(event)) => self.on_retrieval_event(event),
             SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::Message {
                 message: request_response::Message::Request { channel, .. },
                 ..
@@ -395,6 +441,44 @@ impl EventLoop {
         }
     }
 
+    fn on_retrieval_event(&mut self, event: paych_protocol::RetrievalEvent) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let _span =
+                        tracing::debug_span!("retrieval_request", %peer, index = ?request.index)
+                            .entered();
+                    // Answering reads memory only: no task needed.
+                    let response = self.config.retrieval.answer(peer, &request);
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .retrieval
+                        .send_response(channel, response)
+                        .is_err()
+                    {
+                        tracing::debug!(%peer, "retrieval response not sent: the stream is gone");
+                    }
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.outbound_retrieval.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                if let Some(reply) = self.outbound_retrieval.remove(&request_id) {
+                    let _ =
+                        reply.send(Err(NetworkError::Request { peer, reason: error.to_string() }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound retrieval request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
     fn on_voucher_request(
         &mut self,
         peer: PeerId,
@@ -420,10 +504,17 @@ impl EventLoop {
         let manager = self.manager.clone();
         let min_delta = self.config.min_delta.clone();
         let done = self.done_tx.clone();
+        let retrieval = self.config.retrieval.clone();
         tokio::spawn(async move {
             let voucher = request.voucher;
             let result = manager.voucher_add(&voucher.channel_addr, &voucher, min_delta).await;
             let response = voucher_response(result, &voucher.amount);
+            if let (Some(flow), Some(VoucherStatus::Accepted)) = (&request.flow, response.status())
+            {
+                // Credited before the answer leaves, so the payer's next chunk request
+                // finds the payment.
+                retrieval.credit(peer, voucher.channel_addr, flow, &response.delta);
+            }
             // The loop is gone only when the node stops; the request is then dropped.
             let _ = done.send((id, response)).await;
         });

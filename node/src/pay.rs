@@ -157,3 +157,22 @@ impl Payer {
         Ok(Paid { voucher, lane, response })
     }
 }
+
+impl Payer {
+    /// The manager payments go through.
+    pub fn manager(&self) -> &PaymentChannelManager {
+        &self.manager
+    }
+
+    /// The libp2p peer of `channel`'s payee and where to reach it, from the peer book.
+    pub async fn payee_peer(
+        &self,
+        channel: &Address,
+    ) -> Result<(PeerId, Vec<Multiaddr>), PayError> {
+        let status = self.manager.status(channel).await?;
+        let unknown = || PayError::UnknownPeer(format_address(&status.to, Network::Testnet));
+        let target = self.peers.get(&status.to).ok_or_else(unknown)?;
+        let peer = peer_of(target).ok_or_else(unknown)?;
+        Ok((peer, vec![target.clone()]))
+    }
+}

@@ -24,17 +24,16 @@ pub mod messages;
 pub mod retrieval;
 
 pub use behaviour::{
-    build_swarm, Behaviour, Config, Event, ReconcileEvent, RetrievalEvent, SwarmError,
-    VoucherEvent,
+    build_swarm, Behaviour, Config, Event, ReconcileEvent, RetrievalEvent, SwarmError, VoucherEvent,
 };
 pub use codec::{Codec, CodecError, ReconcileCodec, RetrievalCodec, VoucherCodec, WireMessage};
-pub use retrieval::{Manifest, RetrievalRequest, RetrievalResponse, RetrievalStatus};
 pub use exchange::Exchange;
 pub use messages::{
     Announce, DecodeError, EncodeError, PeerRecord, PeerRecordError, ReconcileRequest,
     ReconcileResponse, RuleViolation, SignedPeerRecord, VerifiedPeer, VoucherRequest,
     VoucherResponse, VoucherStatus,
 };
+pub use retrieval::{Manifest, RetrievalRequest, RetrievalResponse, RetrievalStatus};
 
 /// Protocol id of the voucher exchange: a payer sends a voucher, the payee validates,
 /// stores and acknowledges it.

@@ -388,7 +388,12 @@ impl RetrievalResponse {
             }
             message.truncate(end);
         }
-        RetrievalResponse { status: status as u8, manifest: None, data: None, message: Some(message) }
+        RetrievalResponse {
+            status: status as u8,
+            manifest: None,
+            data: None,
+            message: Some(message),
+        }
     }
 
     /// The status, if its code is one this version knows.
@@ -432,12 +437,11 @@ impl RetrievalResponse {
         let ipld = core_decode::parse(bytes)?;
         let f = core_decode::tuple(&ipld, "retrieval_response", 4)?;
         let status = core_decode::u64_field(&f[0], "retrieval_response.status")?;
-        let status = u8::try_from(status).map_err(|_| {
-            core_decode::DecodeError::IntegerOutOfRange {
+        let status =
+            u8::try_from(status).map_err(|_| core_decode::DecodeError::IntegerOutOfRange {
                 what: "retrieval_response.status",
                 value: i128::from(status),
-            }
-        })?;
+            })?;
         let response = RetrievalResponse {
             status,
             manifest: core_decode::optional(&f[1]).map(manifest_from_ipld).transpose()?,
@@ -528,8 +532,7 @@ mod tests {
     #[test]
     fn manifests_round_trip_and_check_their_root() {
         let blob: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
-        let manifest =
-            Manifest::of(&blob, 1000, TokenAmount::from_atto(7), payee()).unwrap();
+        let manifest = Manifest::of(&blob, 1000, TokenAmount::from_atto(7), payee()).unwrap();
         assert_eq!(manifest.chunks(), 3);
         assert_eq!(manifest.chunk_range(2), Some(2000..2500));
         assert_eq!(manifest.chunk_range(3), None);
@@ -540,12 +543,8 @@ mod tests {
         let mut forged = manifest;
         forged.hashes[1][0] ^= 1;
         assert_eq!(forged.check(), Err(RetrievalViolation::RootMismatch));
-        let forged = RetrievalResponse {
-            status: 0,
-            manifest: Some(forged),
-            data: None,
-            message: None,
-        };
+        let forged =
+            RetrievalResponse { status: 0, manifest: Some(forged), data: None, message: None };
         let bytes = fvm_ipld_encoding::to_vec(&forged).unwrap();
         assert!(matches!(
             RetrievalResponse::from_cbor(&bytes),
@@ -560,10 +559,7 @@ mod tests {
         assert!(bytes.len() <= RETRIEVAL_REQUEST_MAX_BYTES);
         assert_eq!(RetrievalRequest::from_cbor(&bytes).unwrap(), request);
         let manifest = RetrievalRequest::manifest([1; 32]);
-        assert_eq!(
-            RetrievalRequest::from_cbor(&manifest.to_cbor().unwrap()).unwrap(),
-            manifest
-        );
+        assert_eq!(RetrievalRequest::from_cbor(&manifest.to_cbor().unwrap()).unwrap(), manifest);
 
         let long_flow = RetrievalRequest { flow: vec![0; MAX_FLOW_BYTES + 1], ..request.clone() };
         assert!(long_flow.to_cbor().is_err());
