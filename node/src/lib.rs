@@ -20,3 +20,4 @@ mod jsonrpc;
 pub mod network;
 pub mod pay;
 pub mod retrieval;
+pub mod testnet;

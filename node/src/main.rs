@@ -49,6 +49,9 @@ enum Command {
     /// Run a local devnet serving the Lotus JSON-RPC API (no authentication). Prints
     /// `FULLNODE_API_INFO=…` as its first line and runs until interrupted.
     Devnet(DevnetArgs),
+    /// Run a testnet on this machine: a devnet, provider and client daemons, paid
+    /// retrievals, reconciliation, settlement, and a report with its invariants checked.
+    Testnet(paych_node::testnet::TestnetArgs),
     /// Run the node: the JSON-RPC API, the paych wire protocols and the manager over a repo
     /// directory (see docs/operations.md). Runs until SIGINT or SIGTERM.
     Daemon(DaemonArgs),
@@ -138,6 +141,22 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(run_devnet(args))?;
+        }
+        Command::Testnet(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let json = args.json;
+            let report = runtime.block_on(paych_node::testnet::run(args))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", paych_node::testnet::render(&report));
+            }
+            if !report.invariants_ok {
+                anyhow::bail!("an invariant failed");
+            }
         }
         Command::Daemon(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -164,6 +164,16 @@ impl Payer {
         &self.manager
     }
 
+    /// Ends `flow` on `channel`: its lane goes back to the channel's pool, so that the next
+    /// flow continues that lane's cumulative amount instead of opening a new lane.
+    pub async fn end_flow(&self, channel: &Address, flow: &[u8]) -> Result<(), PayError> {
+        let lane = self.flows.lock().await.remove(&(*channel, flow.to_vec()));
+        if let Some(lane) = lane {
+            self.manager.return_lane(channel, lane).await?;
+        }
+        Ok(())
+    }
+
     /// The libp2p peer of `channel`'s payee and where to reach it, from the peer book.
     pub async fn payee_peer(
         &self,

@@ -286,6 +286,25 @@ pub async fn retrieve(
     let mut flow = [0u8; 16];
     getrandom::getrandom(&mut flow).map_err(|e| RetrieveError::BadManifest(e.to_string()))?;
     let flow = flow.to_vec();
+    let result = fetch(payer, channel, root, manifest, &flow, peer, addrs).await;
+    // The lane goes back to the pool whatever happened: its cumulative amount is what the
+    // payee holds, and the next retrieval continues from it.
+    if let Err(e) = payer.end_flow(&channel, &flow).await {
+        tracing::warn!(error = %e, "cannot return the retrieval's lane to the pool");
+    }
+    result
+}
+
+async fn fetch(
+    payer: &Payer,
+    channel: Address,
+    root: Hash,
+    manifest: Manifest,
+    flow: &[u8],
+    peer: PeerId,
+    addrs: Vec<libp2p::Multiaddr>,
+) -> Result<Retrieved, RetrieveError> {
+    let net = payer.network();
     let mut retrieved = Retrieved {
         bytes: 0,
         paid: TokenAmount::default(),
@@ -295,7 +314,7 @@ pub async fn retrieve(
     };
     for (index, expected) in retrieved.manifest.hashes.clone().iter().enumerate() {
         let index = index as u64;
-        let request = RetrievalRequest::chunk(root, index, channel, flow.clone());
+        let request = RetrievalRequest::chunk(root, index, channel, flow.to_vec());
         let response = net.send_retrieval(peer, addrs.clone(), request).await?;
         let data = match response.data {
             Some(data) if response.status == RetrievalStatus::Ok as u8 => data,
@@ -311,7 +330,7 @@ pub async fn retrieve(
         if price.is_positive() {
             let started = Instant::now();
             let paid = payer
-                .pay(&channel, price.clone(), Some(flow.clone()))
+                .pay(&channel, price.clone(), Some(flow.to_vec()))
                 .await
                 .map_err(|source| RetrieveError::Pay { index, source })?;
             retrieved.payment_latencies.push(started.elapsed());

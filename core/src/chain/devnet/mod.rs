@@ -83,6 +83,18 @@ pub struct ActorState {
     pub paych: Option<PaychState>,
 }
 
+/// What one sender's messages executed since this devnet process started: how many, of
+/// which methods, and the gas fees they paid (all burnt).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// Messages executed.
+    pub messages: u64,
+    /// Messages executed, by (recipient kind, method number).
+    pub by_method: BTreeMap<(String, u64), u64>,
+    /// Gas fees paid.
+    pub fees: TokenAmount,
+}
+
 /// A running devnet. Cheap to clone; every clone is the same chain.
 #[derive(Clone)]
 pub struct Devnet {
@@ -112,6 +124,8 @@ struct ChainData {
     tipsets: Vec<Tipset>,
     faucet: SecretKey,
     faucet_address: Address,
+    /// By sender address as the messages name it; not persisted.
+    senders: HashMap<Address, SenderStats>,
 }
 
 /// What the devnet writes to its repo after each epoch (blocks are written separately).
@@ -189,6 +203,7 @@ impl Devnet {
             tipsets: Vec::new(),
             faucet,
             faucet_address,
+            senders: HashMap::new(),
         };
         let tipset = data.seal(Vec::new());
         data.tipsets.push(tipset);
@@ -239,6 +254,7 @@ impl Devnet {
             tipsets,
             faucet_address: crypto::secp_address(&crypto::public_key(&faucet)),
             faucet,
+            senders: HashMap::new(),
         })
     }
 
@@ -322,7 +338,18 @@ impl Devnet {
             for pending in pool {
                 let _span =
                     tracing::debug_span!("devnet_execute", cid = %pending.cid, epoch).entered();
+                let msg = &pending.signed.message;
+                let kind = data
+                    .state
+                    .tree
+                    .entry(&msg.to)
+                    .map_or_else(|| "account".to_owned(), |e| state::kind_name(e.kind).to_owned());
                 let receipt = data.state.execute(&pending.signed, pending.len);
+                let fee = State::gas_price(msg) * receipt.gas_used;
+                let stats = data.senders.entry(msg.from).or_default();
+                stats.messages += 1;
+                *stats.by_method.entry((kind, msg.method)).or_default() += 1;
+                stats.fees += fee;
                 tracing::debug!(
                     exit_code = receipt.exit_code.value(),
                     gas_used = receipt.gas_used,
@@ -423,6 +450,17 @@ impl Devnet {
             .get(&state::BURNT_FUNDS_ACTOR_ID)
             .map(|a| a.balance.clone())
             .unwrap_or_default()
+    }
+
+    /// What the messages sent from `addr` (as they name their sender) executed since this
+    /// process started.
+    pub fn sender_stats(&self, addr: &Address) -> SenderStats {
+        self.lock().senders.get(addr).cloned().unwrap_or_default()
+    }
+
+    /// Messages waiting in the pool.
+    pub fn pending_messages(&self) -> usize {
+        self.lock().pool.len()
     }
 
     /// The faucet's key address.

@@ -158,7 +158,8 @@ impl Tree {
         }
     }
 
-    fn entry(&self, addr: &Address) -> Option<&ActorEntry> {
+    /// The actor `addr` names, if it exists.
+    pub fn entry(&self, addr: &Address) -> Option<&ActorEntry> {
         self.resolve(addr).and_then(|id| self.actors.get(&id))
     }
 

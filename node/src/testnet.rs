@@ -1,0 +1,1137 @@
+//! `paych testnet`: a multi-node testnet on one machine, with paid retrievals,
+//! redemption, reconciliation, settlement, and a report whose invariants are checked.
+//!
+//! The run, phase by phase:
+//!
+//! 1. an embedded devnet, served over JSON-RPC on loopback;
+//! 2. one `paych daemon` process per node (providers first, then clients that know the
+//!    providers' libp2p addresses), each with its own repo under the run's directory;
+//! 3. every wallet funded from the faucet; the balances (plus the burnt funds) are recorded;
+//! 4. each provider publishes a random blob; each client opens (or reuses) a channel to
+//!    each provider with funds reserved for its retrievals, auto top-up on;
+//! 5. round 1: half of the retrievals, concurrently; every chunk checked against the
+//!    manifest and paid with a voucher before the next is asked for;
+//! 6. providers redeem their best voucher per lane;
+//! 7. round 2: the other half, on the lanes the pool hands back;
+//! 8. providers reconcile each channel into one combined voucher and submit it — except
+//!    one channel, left for the provider's settler;
+//! 9. clients settle every channel; the settler submits what was left; once settlement is
+//!    due the channels are collected;
+//! 10. the report: payments, bytes, latency, throughput, chain messages against the
+//!     one-per-lane and one-per-payment alternatives, gas, balances, and the invariants.
+//!
+//! With `--crash NODE` one daemon is killed with SIGKILL during round 2 and restarted on the
+//! same repo; its channels and vouchers must come back and the run must complete with its
+//! invariants intact.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::chain::lotus::{ApiInfo, LotusChain, LotusConfig};
+use paych_core::types::{
+    format_address, format_fil, parse_address, parse_fil, Address, Network, TokenAmount,
+    SETTLE_DELAY,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::{RwLock, Semaphore};
+
+use crate::daemon::RepoConfig;
+
+/// How long one node may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the chain may take to reach a state the run waits for.
+const CHAIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Attempts at one retrieval (more than one only when a node was killed under it).
+const ATTEMPTS: usize = 4;
+/// What each client receives from the faucet.
+const CLIENT_FUNDS_FIL: &str = "1000";
+/// What each provider receives from the faucet (for gas).
+const PROVIDER_FUNDS_FIL: &str = "10";
+
+/// The arguments of `paych testnet`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestnetArgs {
+    /// Retrieval clients (payers).
+    #[arg(long, default_value_t = 2)]
+    pub clients: usize,
+    /// Providers (payees).
+    #[arg(long, default_value_t = 2)]
+    pub providers: usize,
+    /// Retrievals in all, spread over every client–provider pair, half in each round.
+    #[arg(long, default_value_t = 20)]
+    pub retrievals: usize,
+    /// Bytes per chunk.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub chunk_size: u64,
+    /// Chunks per blob (each provider publishes one blob).
+    #[arg(long, default_value_t = 8)]
+    pub chunks: u64,
+    /// Price of one chunk, in FIL as Lotus writes it (`0.001`, `5 attoFIL`).
+    #[arg(long, default_value = "0.001")]
+    pub price_per_chunk: String,
+    /// Time between devnet epochs (`1s`, `500ms`).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub block_time: Duration,
+    /// Print the report as one JSON object (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the nodes' repos and logs in this directory (a temporary one otherwise,
+    /// removed at the end).
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Kill this node (`client-0`, `provider-1`, …) with SIGKILL during round 2, then
+    /// restart it on its repo.
+    #[arg(long)]
+    pub crash: Option<String>,
+}
+
+impl Default for TestnetArgs {
+    fn default() -> Self {
+        TestnetArgs {
+            clients: 2,
+            providers: 2,
+            retrievals: 20,
+            chunk_size: 16 * 1024,
+            chunks: 8,
+            price_per_chunk: "0.001".into(),
+            block_time: Duration::from_secs(1),
+            json: false,
+            keep: None,
+            crash: None,
+        }
+    }
+}
+
+/// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 1s or 500ms"))?;
+    let millis = match unit {
+        "ms" => Some(value),
+        "s" => value.checked_mul(1000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| format!("{text:?}: too long"))
+}
+
+/// One invariant of the run and whether it held.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invariant {
+    /// What it says.
+    pub name: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// The figures behind it.
+    pub detail: String,
+}
+
+/// A node's wallet before and after the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Balance {
+    /// `client-0`, `provider-1`, …
+    pub node: String,
+    /// Its wallet address.
+    pub address: String,
+    /// attoFIL after funding.
+    pub before_atto: String,
+    /// attoFIL at the end.
+    pub after_atto: String,
+    /// Gas fees its messages paid, attoFIL.
+    pub fees_atto: String,
+    /// Chain messages it sent.
+    pub messages: u64,
+}
+
+/// What the run did; `--json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Daemons run.
+    pub nodes: usize,
+    /// Of which clients.
+    pub clients: usize,
+    /// Of which providers.
+    pub providers: usize,
+    /// Payment channels used.
+    pub channels: usize,
+    /// Retrievals completed.
+    pub retrievals: usize,
+    /// Retrieval attempts that failed and were tried again.
+    pub retries: usize,
+    /// Chunk payments made (one voucher each).
+    pub payments: usize,
+    /// Bytes retrieved and checked.
+    pub bytes: u64,
+    /// Seconds the two retrieval rounds took.
+    pub retrieval_secs: f64,
+    /// Payments per second over the retrieval rounds.
+    pub payments_per_sec: f64,
+    /// Median payment latency (voucher made, stored, sent, validated, stored, answered), µs.
+    pub latency_p50_us: u64,
+    /// 99th percentile payment latency, µs.
+    pub latency_p99_us: u64,
+    /// Chain messages the nodes sent.
+    pub chain_messages: u64,
+    /// Of which: creates, add-funds, updates (voucher redemptions), settles, collects.
+    pub chain_messages_by_kind: BTreeMap<String, u64>,
+    /// Messages if every lane with new payments were redeemed on its own each round.
+    pub chain_messages_one_per_lane: u64,
+    /// Messages if every payment were its own chain message.
+    pub chain_messages_one_per_payment: u64,
+    /// Channels reconciled into one combined voucher.
+    pub reconciled_channels: usize,
+    /// Vouchers the providers' settlers submitted after a client settled.
+    pub settler_submissions: u64,
+    /// Gas burnt during the run, attoFIL.
+    pub gas_burnt_atto: String,
+    /// Wallet balances.
+    pub balances: Vec<Balance>,
+    /// The node killed and restarted, if any, and what came back.
+    pub crash: Option<String>,
+    /// The invariants checked.
+    pub invariants: Vec<Invariant>,
+    /// Whether every invariant held.
+    pub invariants_ok: bool,
+    /// Seconds the whole run took.
+    pub total_secs: f64,
+}
+
+/// A running daemon.
+struct Node {
+    name: String,
+    repo: PathBuf,
+    child: Child,
+    rpc: Arc<LotusChain>,
+    address: Address,
+    /// `<multiaddr>/p2p/<peer id>`.
+    peer: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Shared handles on the nodes, swappable when one is restarted.
+type Nodes = Vec<Arc<RwLock<Node>>>;
+
+/// Runs the testnet and returns its report.
+pub async fn run(args: TestnetArgs) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    if args.clients == 0 || args.providers == 0 {
+        bail!("--clients and --providers must be at least 1");
+    }
+    if args.chunks == 0 || args.chunk_size == 0 {
+        bail!("--chunks and --chunk-size must be at least 1");
+    }
+    let price = parse_fil(&args.price_per_chunk)
+        .map_err(|e| anyhow!("--price-per-chunk {:?}: {e}", args.price_per_chunk))?;
+    if !price.is_positive() {
+        bail!("--price-per-chunk must be positive");
+    }
+    let (dir, temporary) = match &args.keep {
+        Some(dir) => {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            (dir.clone(), false)
+        }
+        None => {
+            let nonce = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let dir = std::env::temp_dir()
+                .join(format!("paych-testnet-{}-{nonce}", std::process::id()));
+            fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            (dir, true)
+        }
+    };
+    let result = run_in(&args, price, &dir, started).await;
+    if temporary && result.is_ok() {
+        let _ = fs::remove_dir_all(&dir);
+    } else if result.is_err() {
+        eprintln!("testnet: nodes' repos and logs kept in {}", dir.display());
+    }
+    result
+}
+
+struct Progress {
+    enabled: bool,
+}
+
+impl Progress {
+    fn phase(&self, text: &str) {
+        if self.enabled {
+            eprint!("\r\x1b[2K{text}");
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn bar(&self, phase: &str, done: usize, total: usize) {
+        if self.enabled {
+            let width = 30;
+            let filled = if total == 0 { width } else { done * width / total };
+            eprint!(
+                "\r\x1b[2K{phase} [{}{}] {done}/{total} retrievals",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn done(&self) {
+        if self.enabled {
+            eprintln!("\r\x1b[2Kdone");
+        }
+    }
+}
+
+/// One retrieval to run: client `c` from provider `p`.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    client: usize,
+    provider: usize,
+}
+
+/// What one round of retrievals produced.
+#[derive(Default)]
+struct RoundOutcome {
+    retrievals: usize,
+    retries: usize,
+    payments: usize,
+    bytes: u64,
+    latencies_us: Vec<u64>,
+    /// (client, provider) → lanes paid on in this round.
+    lanes: BTreeMap<(usize, usize), BTreeSet<u64>>,
+}
+
+async fn run_in(
+    args: &TestnetArgs,
+    price: TokenAmount,
+    dir: &Path,
+    started: Instant,
+) -> anyhow::Result<Report> {
+    let progress = Progress { enabled: !args.json };
+    let exe = std::env::current_exe().context("cannot find the paych executable")?;
+
+    progress.phase("starting the devnet");
+    let devnet = Devnet::new(DevnetConfig {
+        block_time: (!args.block_time.is_zero()).then_some(args.block_time),
+        ..DevnetConfig::default()
+    })
+    .context("cannot start the devnet")?;
+    devnet.start_mining();
+    let server = crate::devnet_rpc::serve(devnet.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("cannot serve the devnet")?;
+    let api_info = server.api_info();
+
+    // Providers first: clients are told where they listen.
+    let retrievals_per_pair = args.retrievals.div_ceil(args.clients * args.providers).max(1);
+    let blob_price = &price * args.chunks;
+    let reserve = &blob_price * retrievals_per_pair as u64;
+    let mut nodes: Nodes = Vec::new();
+    for p in 0..args.providers {
+        progress.phase(&format!("starting provider-{p}"));
+        let node =
+            start_node(&exe, dir, &format!("provider-{p}"), &api_info, &[], None, free_port()?)
+                .await?;
+        nodes.push(Arc::new(RwLock::new(node)));
+    }
+    let mut peers = Vec::new();
+    for node in &nodes {
+        let node = node.read().await;
+        peers.push(format!("{}={}", format_address(&node.address, Network::Testnet), node.peer));
+    }
+    let top_up = paych_core::manager::TopUpPolicy {
+        low_water: blob_price.clone(),
+        high_water: &blob_price * 2u64,
+    };
+    for c in 0..args.clients {
+        progress.phase(&format!("starting client-{c}"));
+        let node = start_node(
+            &exe,
+            dir,
+            &format!("client-{c}"),
+            &api_info,
+            &peers,
+            Some(top_up.clone()),
+            free_port()?,
+        )
+        .await?;
+        nodes.push(Arc::new(RwLock::new(node)));
+    }
+    let provider_of = |p: usize| nodes[p].clone();
+    let client_of = |c: usize| nodes[args.providers + c].clone();
+
+    // Funding.
+    progress.phase("funding wallets from the faucet");
+    let mut addresses = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let node = node.read().await;
+        let fil = if i < args.providers { PROVIDER_FUNDS_FIL } else { CLIENT_FUNDS_FIL };
+        let amount = parse_fil(fil).map_err(|e| anyhow!("{e}"))?;
+        devnet.faucet(&node.address, amount.clone()).context("the faucet refused")?;
+        addresses.push((node.name.clone(), node.address, amount));
+    }
+    wait_until(CHAIN_TIMEOUT, "the faucet's funds to land", || {
+        addresses.iter().all(|(_, a, amount)| balance(&devnet, a) == *amount)
+    })
+    .await?;
+    let before: Vec<TokenAmount> = addresses.iter().map(|(_, a, _)| balance(&devnet, a)).collect();
+    let burnt_before = devnet.burnt();
+
+    // Blobs and channels.
+    progress.phase("publishing blobs");
+    let mut roots = Vec::new();
+    for p in 0..args.providers {
+        let rpc = provider_of(p).read().await.rpc.clone();
+        let manifest = call(
+            &rpc,
+            "PaychRetrievalPublish",
+            json!([{
+                "RandomSize": args.chunk_size * args.chunks,
+                "ChunkSize": args.chunk_size,
+                "PricePerChunk": price.atto().to_string(),
+            }]),
+        )
+        .await?;
+        roots.push(text(&manifest["Root"])?);
+    }
+    progress.phase("opening channels");
+    let mut channels: BTreeMap<(usize, usize), String> = BTreeMap::new();
+    for c in 0..args.clients {
+        let client = client_of(c);
+        let (rpc, from) = {
+            let n = client.read().await;
+            (n.rpc.clone(), format_address(&n.address, Network::Testnet))
+        };
+        for p in 0..args.providers {
+            let to = format_address(&provider_of(p).read().await.address, Network::Testnet);
+            let got =
+                call(&rpc, "PaychGet", json!([from, to, reserve.atto().to_string()])).await?;
+            let channel = match got["WaitSentinel"].clone() {
+                Value::Null => got["Channel"].clone(),
+                sentinel => call(&rpc, "PaychGetWaitReady", json!([sentinel])).await?,
+            };
+            channels.insert((c, p), text(&channel)?);
+        }
+    }
+
+    // Jobs, spread over every pair, half per round.
+    let jobs: Vec<Job> = (0..args.retrievals)
+        .map(|i| {
+            let pair = i % (args.clients * args.providers);
+            Job { client: pair / args.providers, provider: pair % args.providers }
+        })
+        .collect();
+    let (round1, round2) = jobs.split_at(jobs.len() / 2);
+    let ctx = Arc::new(RoundContext {
+        nodes: nodes.clone(),
+        providers: args.providers,
+        channels: channels.clone(),
+        roots: roots.clone(),
+        max_price: price.clone(),
+    });
+
+    let retrieval_started = Instant::now();
+    let total = jobs.len();
+    let first = run_round(&ctx, round1, &progress, "round 1", 0, total, None).await?;
+
+    progress.phase("providers redeem their best vouchers");
+    let mut settler_channel = None;
+    for ((c, p), ch) in &channels {
+        let rpc = provider_of(*p).read().await.rpc.clone();
+        submit_best(&rpc, ch).await?;
+        if settler_channel.is_none() && (*c, *p) == (0, 0) {
+            settler_channel = Some(ch.clone());
+        }
+    }
+    wait_for_pool(&devnet).await?;
+
+    let crash = match &args.crash {
+        Some(name) => {
+            let index = nodes_index(&nodes, name).await?;
+            Some(CrashPlan { index, after: round2.len().div_ceil(3).max(1), exe: exe.clone() })
+        }
+        None => None,
+    };
+    let crash_state = Arc::new(CrashState::default());
+    let second = run_round(
+        &ctx,
+        round2,
+        &progress,
+        "round 2",
+        first.retrievals,
+        total,
+        crash.as_ref().map(|plan| (plan, crash_state.clone(), api_info.clone(), dir.to_owned())),
+    )
+    .await?;
+    let retrieval_secs = retrieval_started.elapsed().as_secs_f64();
+    let crash_report = crash_state.report.lock().await.clone();
+
+    // Reconciliation (every channel but the settler's).
+    progress.phase("providers reconcile and submit");
+    let mut reconciled = 0;
+    for ((_, p), ch) in &channels {
+        if Some(ch) == settler_channel.as_ref() {
+            continue;
+        }
+        let rpc = provider_of(*p).read().await.rpc.clone();
+        if reconcile(&rpc, ch).await? {
+            reconciled += 1;
+        }
+        submit_best(&rpc, ch).await?;
+    }
+    wait_for_pool(&devnet).await?;
+
+    // Settlement: clients settle; the settler channel's provider must submit on its own.
+    progress.phase("clients settle; providers' settlers submit");
+    let mut settler_before = 0u64;
+    for p in 0..args.providers {
+        let addr = provider_of(p).read().await.address;
+        settler_before += updates(&devnet, &addr);
+    }
+    for ((c, _), ch) in &channels {
+        let rpc = client_of(*c).read().await.rpc.clone();
+        call(&rpc, "PaychSettle", json!([ch])).await?;
+    }
+    let channel_addrs: Vec<Address> = channels
+        .values()
+        .map(|ch| parse_address(ch).map(|(a, _)| a).map_err(|e| anyhow!("{ch}: {e}")))
+        .collect::<Result<_, _>>()?;
+    wait_until(CHAIN_TIMEOUT, "every channel to start settling", || {
+        channel_addrs.iter().all(|ch| {
+            devnet.actor_state(ch).ok().and_then(|s| s.paych).is_some_and(|s| s.settling_at > 0)
+        })
+    })
+    .await?;
+    // The providers' settlers submit whatever was left unredeemed.
+    let deadline = Instant::now() + CHAIN_TIMEOUT;
+    loop {
+        let mut pending = 0;
+        for ((_, p), ch) in &channels {
+            let rpc = provider_of(*p).read().await.rpc.clone();
+            let best = call(&rpc, "PaychVoucherBestSpendable", json!([ch])).await?;
+            pending += best.as_array().map_or(0, Vec::len);
+        }
+        if pending == 0 && devnet.pending_messages() == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the providers' settlers left {pending} vouchers unsubmitted");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut settler_after = 0u64;
+    for p in 0..args.providers {
+        let addr = provider_of(p).read().await.address;
+        settler_after += updates(&devnet, &addr);
+    }
+    // What each channel pays out, read before the channels are collected.
+    let mut to_send: BTreeMap<(usize, usize), TokenAmount> = BTreeMap::new();
+    for ((pair, _), ch) in channels.iter().zip(&channel_addrs) {
+        let state = devnet
+            .actor_state(ch)
+            .ok()
+            .and_then(|s| s.paych)
+            .ok_or_else(|| anyhow!("channel {} vanished before collection", channels[pair]))?;
+        to_send.insert(*pair, state.to_send.clone());
+    }
+
+    progress.phase("settlement due: collecting");
+    let chain = devnet.clone();
+    tokio::task::spawn_blocking(move || chain.mine(SETTLE_DELAY as u64 + 1))
+        .await
+        .context("mining past settlement failed")?;
+    wait_until(CHAIN_TIMEOUT, "every channel to be collected", || {
+        devnet.pending_messages() == 0
+            && channel_addrs.iter().all(|ch| devnet.actor_state(ch).is_err())
+    })
+    .await?;
+    progress.done();
+
+    // The report.
+    let after: Vec<TokenAmount> = addresses.iter().map(|(_, a, _)| balance(&devnet, a)).collect();
+    let burnt_after = devnet.burnt();
+    let stats: Vec<_> = addresses.iter().map(|(_, a, _)| devnet.sender_stats(a)).collect();
+    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &stats {
+        for ((kind, method), n) in &s.by_method {
+            let name = match (kind.as_str(), method) {
+                ("init", 2) => "create",
+                ("paymentchannel", 0) => "add_funds",
+                ("paymentchannel", 2) => "update",
+                ("paymentchannel", 3) => "settle",
+                ("paymentchannel", 4) => "collect",
+                _ => "other",
+            };
+            *by_kind.entry(name.to_owned()).or_default() += n;
+        }
+    }
+    let chain_messages: u64 = stats.iter().map(|s| s.messages).sum();
+    let updates_used = by_kind.get("update").copied().unwrap_or(0);
+    let other_messages = chain_messages - updates_used;
+    let lanes_paid: u64 = first.lanes.values().chain(second.lanes.values()).map(|l| l.len() as u64).sum();
+    let payments = first.payments + second.payments;
+    let mut latencies: Vec<u64> =
+        first.latencies_us.iter().chain(&second.latencies_us).copied().collect();
+    latencies.sort_unstable();
+
+    let mut invariants = Vec::new();
+    let sum = |v: &[TokenAmount]| v.iter().fold(TokenAmount::default(), |acc, x| acc + x);
+    let left_in_channels = channel_addrs
+        .iter()
+        .filter_map(|ch| devnet.actor_state(ch).ok())
+        .fold(TokenAmount::default(), |acc, s| acc + s.info.balance);
+    let total_before = sum(&before) + &burnt_before;
+    let total_after = sum(&after) + &burnt_after + &left_in_channels;
+    invariants.push(Invariant {
+        name: "the sum of all balances plus burnt gas is unchanged".into(),
+        ok: total_before == total_after,
+        detail: format!("before {} attoFIL, after {} attoFIL", total_before.atto(), total_after.atto()),
+    });
+    invariants.push(Invariant {
+        name: "every channel was settled and collected".into(),
+        ok: left_in_channels.is_zero(),
+        detail: format!("{} attoFIL left in channels", left_in_channels.atto()),
+    });
+    for c in 0..args.clients {
+        let i = args.providers + c;
+        let spent = &before[i] - &after[i] - &stats[i].fees;
+        let paid: TokenAmount = (0..args.providers)
+            .map(|p| to_send.get(&(c, p)).cloned().unwrap_or_default())
+            .fold(TokenAmount::default(), |acc, x| acc + x);
+        invariants.push(Invariant {
+            name: format!("client-{c}'s spend equals the providers' income from it"),
+            ok: spent == paid,
+            detail: format!(
+                "spent {} attoFIL (balance change less gas); providers redeemed {} attoFIL",
+                spent.atto(),
+                paid.atto()
+            ),
+        });
+    }
+    for p in 0..args.providers {
+        let income = &after[p] - &before[p] + &stats[p].fees;
+        let redeemed: TokenAmount = (0..args.clients)
+            .map(|c| to_send.get(&(c, p)).cloned().unwrap_or_default())
+            .fold(TokenAmount::default(), |acc, x| acc + x);
+        invariants.push(Invariant {
+            name: format!("provider-{p}'s income equals what its channels paid out"),
+            ok: income == redeemed,
+            detail: format!(
+                "income {} attoFIL (balance change plus gas); redeemed {} attoFIL",
+                income.atto(),
+                redeemed.atto()
+            ),
+        });
+    }
+    let paid_total = &price * payments as u64;
+    let redeemed_total =
+        to_send.values().fold(TokenAmount::default(), |acc, x| acc + x);
+    invariants.push(Invariant {
+        name: "providers redeemed no more than clients paid for chunks".into(),
+        ok: redeemed_total <= paid_total,
+        detail: format!(
+            "paid {} for {payments} chunks, redeemed {}",
+            format_fil(&paid_total),
+            format_fil(&redeemed_total)
+        ),
+    });
+    invariants.push(Invariant {
+        name: "every retrieval completed".into(),
+        ok: first.retrievals + second.retrievals == args.retrievals,
+        detail: format!("{} of {}", first.retrievals + second.retrievals, args.retrievals),
+    });
+    let invariants_ok = invariants.iter().all(|i| i.ok);
+
+    let balances = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, (name, addr, _))| Balance {
+            node: name.clone(),
+            address: format_address(addr, Network::Testnet),
+            before_atto: before[i].atto().to_string(),
+            after_atto: after[i].atto().to_string(),
+            fees_atto: stats[i].fees.atto().to_string(),
+            messages: stats[i].messages,
+        })
+        .collect();
+    let percentile = |q: f64| -> u64 {
+        if latencies.is_empty() {
+            return 0;
+        }
+        let rank = ((latencies.len() as f64) * q).ceil() as usize;
+        latencies[rank.clamp(1, latencies.len()) - 1]
+    };
+    server.shutdown().await;
+    for node in &nodes {
+        let mut node = node.write().await;
+        let _ = stop_gracefully(&mut node.child).await;
+    }
+    Ok(Report {
+        nodes: nodes.len(),
+        clients: args.clients,
+        providers: args.providers,
+        channels: channels.len(),
+        retrievals: first.retrievals + second.retrievals,
+        retries: first.retries + second.retries,
+        payments,
+        bytes: first.bytes + second.bytes,
+        retrieval_secs,
+        payments_per_sec: if retrieval_secs > 0.0 { payments as f64 / retrieval_secs } else { 0.0 },
+        latency_p50_us: percentile(0.50),
+        latency_p99_us: percentile(0.99),
+        chain_messages,
+        chain_messages_by_kind: by_kind,
+        chain_messages_one_per_lane: other_messages + lanes_paid,
+        chain_messages_one_per_payment: other_messages + payments as u64,
+        reconciled_channels: reconciled,
+        settler_submissions: settler_after.saturating_sub(settler_before),
+        gas_burnt_atto: (&burnt_after - &burnt_before).atto().to_string(),
+        balances,
+        crash: crash_report,
+        invariants,
+        invariants_ok,
+        total_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The report as people read it.
+pub fn render(report: &Report) -> String {
+    let fil = |atto: &str| {
+        atto.parse::<u128>().map(|a| format_fil(&TokenAmount::from_atto(a))).unwrap_or_default()
+    };
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!(
+        "paych testnet: {} nodes ({} clients, {} providers), {} channels, {:.1} s",
+        report.nodes, report.clients, report.providers, report.channels, report.total_secs
+    ));
+    line(format!(
+        "retrievals     {} ({} retried), {} bytes checked against their manifests",
+        report.retrievals, report.retries, report.bytes
+    ));
+    line(format!(
+        "payments       {} in {:.2} s: {:.0} payments/s",
+        report.payments, report.retrieval_secs, report.payments_per_sec
+    ));
+    line(format!(
+        "latency        p50 {} µs, p99 {} µs (voucher made, stored, sent, validated, stored, answered)",
+        report.latency_p50_us, report.latency_p99_us
+    ));
+    let kinds: Vec<String> =
+        report.chain_messages_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    line(format!("chain messages {} ({})", report.chain_messages, kinds.join(", ")));
+    line(format!(
+        "               vs {} redeeming each lane each round, {} paying on chain per chunk",
+        report.chain_messages_one_per_lane, report.chain_messages_one_per_payment
+    ));
+    line(format!(
+        "reconciled     {} channels into one voucher each; settlers submitted {} vouchers",
+        report.reconciled_channels, report.settler_submissions
+    ));
+    line(format!("gas burnt      {}", fil(&report.gas_burnt_atto)));
+    if let Some(crash) = &report.crash {
+        line(format!("crash          {crash}"));
+    }
+    line("balances".into());
+    for b in &report.balances {
+        line(format!(
+            "  {:<12} {}  {} → {}  (gas {}, {} messages)",
+            b.node,
+            b.address,
+            fil(&b.before_atto),
+            fil(&b.after_atto),
+            fil(&b.fees_atto),
+            b.messages
+        ));
+    }
+    line("invariants".into());
+    for i in &report.invariants {
+        line(format!("  [{}] {}: {}", if i.ok { "ok" } else { "FAILED" }, i.name, i.detail));
+    }
+    out
+}
+
+struct RoundContext {
+    nodes: Nodes,
+    providers: usize,
+    channels: BTreeMap<(usize, usize), String>,
+    roots: Vec<String>,
+    max_price: TokenAmount,
+}
+
+struct CrashPlan {
+    index: usize,
+    /// Kill once this many retrievals of the round have completed.
+    after: usize,
+    exe: PathBuf,
+}
+
+#[derive(Default)]
+struct CrashState {
+    report: tokio::sync::Mutex<Option<String>>,
+}
+
+/// Runs `jobs` concurrently (one task each, bounded), trying each again when a node was
+/// killed under it.
+#[allow(clippy::too_many_arguments)]
+async fn run_round(
+    ctx: &Arc<RoundContext>,
+    jobs: &[Job],
+    progress: &Progress,
+    phase: &str,
+    done_before: usize,
+    total: usize,
+    crash: Option<(&CrashPlan, Arc<CrashState>, String, PathBuf)>,
+) -> anyhow::Result<RoundOutcome> {
+    let permits = Arc::new(Semaphore::new(16));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for job in jobs.iter().copied() {
+        let ctx = ctx.clone();
+        let permits = permits.clone();
+        let completed = completed.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let mut failures = Vec::new();
+            for _ in 0..ATTEMPTS {
+                match retrieve_once(&ctx, job).await {
+                    Ok(got) => {
+                        completed.fetch_add(1, Ordering::SeqCst);
+                        return (job, Ok(got), failures.len());
+                    }
+                    Err(e) => {
+                        failures.push(e.to_string());
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            (job, Err(anyhow!("retrieval failed {ATTEMPTS} times: {}", failures.join("; "))), failures.len())
+        });
+    }
+    let mut outcome = RoundOutcome::default();
+    let mut crashed = false;
+    progress.bar(phase, done_before, total);
+    loop {
+        if let Some((plan, state, api_info, dir)) = &crash {
+            if !crashed && completed.load(Ordering::SeqCst) >= plan.after {
+                crashed = true;
+                let text = crash_and_restart(&ctx.nodes, plan, api_info, dir).await?;
+                *state.report.lock().await = Some(text);
+            }
+        }
+        let next = tokio::time::timeout(Duration::from_millis(50), tasks.join_next()).await;
+        let Ok(next) = next else { continue };
+        let Some(joined) = next else { break };
+        let (job, result, retries) = joined.context("a retrieval task failed")?;
+        outcome.retries += retries;
+        let got = result.with_context(|| {
+            format!("client-{} retrieving from provider-{}", job.client, job.provider)
+        })?;
+        outcome.retrievals += 1;
+        outcome.bytes += got["Bytes"].as_u64().unwrap_or(0);
+        let micros: Vec<u64> = got["PaymentMicros"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        outcome.payments += micros.len();
+        outcome.latencies_us.extend(micros);
+        if let Some(lane) = got["Lane"].as_u64() {
+            outcome.lanes.entry((job.client, job.provider)).or_default().insert(lane);
+        }
+        progress.bar(phase, done_before + outcome.retrievals, total);
+    }
+    Ok(outcome)
+}
+
+async fn retrieve_once(ctx: &RoundContext, job: Job) -> anyhow::Result<Value> {
+    let rpc = ctx.nodes[ctx.providers + job.client].read().await.rpc.clone();
+    let channel = ctx
+        .channels
+        .get(&(job.client, job.provider))
+        .ok_or_else(|| anyhow!("no channel for the pair"))?;
+    let root = &ctx.roots[job.provider];
+    call(&rpc, "PaychRetrieve", json!([channel, root, ctx.max_price.atto().to_string()])).await
+}
+
+async fn nodes_index(nodes: &Nodes, name: &str) -> anyhow::Result<usize> {
+    for (i, node) in nodes.iter().enumerate() {
+        if node.read().await.name == name {
+            return Ok(i);
+        }
+    }
+    bail!("--crash {name:?}: no such node (client-N or provider-N)")
+}
+
+/// Kills node `plan.index` with SIGKILL, restarts it on its repo, and says what came back.
+async fn crash_and_restart(
+    nodes: &Nodes,
+    plan: &CrashPlan,
+    api_info: &str,
+    _dir: &Path,
+) -> anyhow::Result<String> {
+    let handle = nodes[plan.index].clone();
+    let mut node = handle.write().await;
+    let before = holdings(&node.rpc).await.unwrap_or_default();
+    node.child.kill().context("cannot kill the node")?;
+    let _ = node.child.wait();
+    let config = RepoConfig::parse(
+        &fs::read_to_string(node.repo.join("config.toml")).context("cannot read config.toml")?,
+    )?;
+    let port = config
+        .listen
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let peers = config
+        .peers
+        .iter()
+        .map(|(a, m)| format!("{}={m}", format_address(a, Network::Testnet)))
+        .collect::<Vec<_>>();
+    let restarted = start_node(
+        &plan.exe,
+        node.repo.parent().unwrap_or(Path::new(".")),
+        &node.name.clone(),
+        api_info,
+        &peers,
+        config.top_up.clone(),
+        port,
+    )
+    .await?;
+    // The old handle's drop must not kill the new process: swap them.
+    let mut old = std::mem::replace(&mut *node, restarted);
+    let _ = old.child.wait();
+    let after = holdings(&node.rpc).await?;
+    if after.0 < before.0 || after.1 < before.1 {
+        bail!(
+            "{} came back with {} channels and {} vouchers; it held {} and {}",
+            node.name,
+            after.0,
+            after.1,
+            before.0,
+            before.1
+        );
+    }
+    Ok(format!(
+        "{} killed with SIGKILL during round 2 and restarted: {} channels and {} vouchers held before, {} and {} after",
+        node.name, before.0, before.1, after.0, after.1
+    ))
+}
+
+/// Channels and vouchers a node holds.
+async fn holdings(rpc: &LotusChain) -> anyhow::Result<(usize, usize)> {
+    let list = call(rpc, "PaychList", json!([])).await?;
+    let channels = list.as_array().cloned().unwrap_or_default();
+    let mut vouchers = 0;
+    for ch in &channels {
+        let v = call(rpc, "PaychVoucherList", json!([ch])).await?;
+        vouchers += v.as_array().map_or(0, Vec::len);
+    }
+    Ok((channels.len(), vouchers))
+}
+
+/// Submits the best spendable voucher of each lane of `ch`.
+async fn submit_best(rpc: &LotusChain, ch: &str) -> anyhow::Result<usize> {
+    let best = call(rpc, "PaychVoucherBestSpendable", json!([ch])).await?;
+    let vouchers = best.as_array().cloned().unwrap_or_default();
+    for v in &vouchers {
+        call(rpc, "PaychVoucherSubmit", json!([ch, v, Value::Null, Value::Null])).await?;
+    }
+    Ok(vouchers.len())
+}
+
+/// Asks the payer of `ch` for one combined voucher and submits it; `false` when the node
+/// cannot reconcile this channel (its lanes are then redeemed one by one).
+async fn reconcile(rpc: &LotusChain, ch: &str) -> anyhow::Result<bool> {
+    match call(rpc, "PaychReconcile", json!([ch])).await {
+        Ok(answer) => {
+            let combined = answer.get("Combined").cloned().unwrap_or(Value::Null);
+            if combined.is_null() {
+                return Ok(false);
+            }
+            call(rpc, "PaychVoucherSubmit", json!([ch, combined, Value::Null, Value::Null]))
+                .await?;
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::info!(%ch, error = %e, "not reconciled; lanes redeemed one by one");
+            Ok(false)
+        }
+    }
+}
+
+/// UpdateChannelState messages `addr` sent.
+fn updates(devnet: &Devnet, addr: &Address) -> u64 {
+    devnet
+        .sender_stats(addr)
+        .by_method
+        .iter()
+        .filter(|((kind, method), _)| kind == "paymentchannel" && *method == 2)
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+fn balance(devnet: &Devnet, addr: &Address) -> TokenAmount {
+    devnet.actor_state(addr).map(|s| s.info.balance).unwrap_or_default()
+}
+
+async fn wait_for_pool(devnet: &Devnet) -> anyhow::Result<()> {
+    wait_until(CHAIN_TIMEOUT, "pending messages to land", || devnet.pending_messages() == 0).await
+}
+
+async fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// A free TCP port on loopback (for a node's libp2p listener, kept across restarts).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Starts `paych daemon` for node `name` under `dir`, on the devnet at `api_info`.
+async fn start_node(
+    exe: &Path,
+    dir: &Path,
+    name: &str,
+    api_info: &str,
+    peers: &[String],
+    top_up: Option<paych_core::manager::TopUpPolicy>,
+    port: u16,
+) -> anyhow::Result<Node> {
+    let repo = dir.join(name);
+    fs::create_dir_all(&repo).with_context(|| format!("cannot create {}", repo.display()))?;
+    let config_path = repo.join("config.toml");
+    if !config_path.exists() {
+        let config = RepoConfig {
+            listen: format!("/ip4/127.0.0.1/tcp/{port}").parse()?,
+            api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            top_up,
+            ..RepoConfig::default()
+        };
+        fs::write(&config_path, config.to_text())?;
+    }
+    let api_file = repo.join("api");
+    let _ = fs::remove_file(&api_file);
+    let log = dir.join(format!("{name}.log"));
+    let log_file = fs::OpenOptions::new().create(true).append(true).open(&log)?;
+    let mut command = Command::new(exe);
+    command.arg("daemon").arg("--repo").arg(&repo);
+    for peer in peers {
+        command.arg("--peer").arg(peer);
+    }
+    let mut child = command
+        .env("FULLNODE_API_INFO", api_info)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    let api = loop {
+        if let Ok(text) = fs::read_to_string(&api_file) {
+            if !text.trim().is_empty() {
+                break text.trim().to_owned();
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{name} exited ({status}) while starting; see {}", log.display());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("{name} did not start within {START_TIMEOUT:?}; see {}", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let token = fs::read_to_string(repo.join("token"))?.trim().to_owned();
+    let mut config = LotusConfig::new(ApiInfo::parse(&format!("{token}:{api}"))?);
+    config.request_timeout = Duration::from_secs(600);
+    config.retries = 0;
+    let rpc = Arc::new(LotusChain::new(config)?);
+    let address = text(&call(&rpc, "WalletDefaultAddress", json!([])).await?)?;
+    let (address, _) = parse_address(&address).map_err(|e| anyhow!("{address}: {e}"))?;
+    let listen = call(&rpc, "NetAddrsListen", json!([])).await?;
+    let addr = listen["Addrs"]
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("{name} listens nowhere"))?;
+    let peer = format!("{addr}/p2p/{}", text(&listen["ID"])?);
+    Ok(Node { name: name.to_owned(), repo, child, rpc, address, peer })
+}
+
+/// Sends SIGTERM and waits for the process, killing it after a grace period.
+async fn stop_gracefully(child: &mut Child) -> anyhow::Result<()> {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.wait();
+    Ok(())
+}
+
+async fn call(rpc: &LotusChain, method: &str, params: Value) -> anyhow::Result<Value> {
+    let params = match params {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    rpc.request(method, params).await.map_err(|e| anyhow!("{method}: {e}"))
+}
+
+fn text(value: &Value) -> anyhow::Result<String> {
+    value.as_str().map(str::to_owned).ok_or_else(|| anyhow!("expected a string, got {value}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_block_times() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}
