@@ -254,8 +254,8 @@ pub async fn run(args: TestnetArgs) -> anyhow::Result<Report> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos())
                 .unwrap_or_default();
-            let dir = std::env::temp_dir()
-                .join(format!("paych-testnet-{}-{nonce}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("paych-testnet-{}-{nonce}", std::process::id()));
             fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             (dir, true)
         }
@@ -423,8 +423,7 @@ async fn run_in(
         };
         for p in 0..args.providers {
             let to = format_address(&provider_of(p).read().await.address, Network::Testnet);
-            let got =
-                call(&rpc, "PaychGet", json!([from, to, reserve.atto().to_string()])).await?;
+            let got = call(&rpc, "PaychGet", json!([from, to, reserve.atto().to_string()])).await?;
             let channel = match got["WaitSentinel"].clone() {
                 Value::Null => got["Channel"].clone(),
                 sentinel => call(&rpc, "PaychGetWaitReady", json!([sentinel])).await?,
@@ -587,7 +586,8 @@ async fn run_in(
     let chain_messages: u64 = stats.iter().map(|s| s.messages).sum();
     let updates_used = by_kind.get("update").copied().unwrap_or(0);
     let other_messages = chain_messages - updates_used;
-    let lanes_paid: u64 = first.lanes.values().chain(second.lanes.values()).map(|l| l.len() as u64).sum();
+    let lanes_paid: u64 =
+        first.lanes.values().chain(second.lanes.values()).map(|l| l.len() as u64).sum();
     let payments = first.payments + second.payments;
     let mut latencies: Vec<u64> =
         first.latencies_us.iter().chain(&second.latencies_us).copied().collect();
@@ -604,7 +604,11 @@ async fn run_in(
     invariants.push(Invariant {
         name: "the sum of all balances plus burnt gas is unchanged".into(),
         ok: total_before == total_after,
-        detail: format!("before {} attoFIL, after {} attoFIL", total_before.atto(), total_after.atto()),
+        detail: format!(
+            "before {} attoFIL, after {} attoFIL",
+            total_before.atto(),
+            total_after.atto()
+        ),
     });
     invariants.push(Invariant {
         name: "every channel was settled and collected".into(),
@@ -643,8 +647,7 @@ async fn run_in(
         });
     }
     let paid_total = &price * payments as u64;
-    let redeemed_total =
-        to_send.values().fold(TokenAmount::default(), |acc, x| acc + x);
+    let redeemed_total = to_send.values().fold(TokenAmount::default(), |acc, x| acc + x);
     invariants.push(Invariant {
         name: "providers redeemed no more than clients paid for chunks".into(),
         ok: redeemed_total <= paid_total,
@@ -827,7 +830,11 @@ async fn run_round(
                     }
                 }
             }
-            (job, Err(anyhow!("retrieval failed {ATTEMPTS} times: {}", failures.join("; "))), failures.len())
+            (
+                job,
+                Err(anyhow!("retrieval failed {ATTEMPTS} times: {}", failures.join("; "))),
+                failures.len(),
+            )
         });
     }
     let mut outcome = RoundOutcome::default();
