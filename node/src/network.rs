@@ -499,6 +499,8 @@ pub fn rejection_status(error: &ManagerError) -> VoucherStatus {
         | ManagerError::MessageFailed { .. }
         | ManagerError::MessageRefused { .. }
         | ManagerError::ReservationFailed(_)
+        | ManagerError::NothingToReconcile(_)
+        | ManagerError::CombinedRejected(_)
         | ManagerError::ShuttingDown
         | ManagerError::Chain(_)
         | ManagerError::Store(_)
