@@ -165,7 +165,7 @@ enum Command {
 /// A handled inbound request, back from its task.
 enum Done {
     Voucher(u64, VoucherResponse),
-    Reconcile(u64, ReconcileResponse),
+    Reconcile(u64, Box<ReconcileResponse>),
 }
 
 /// A handle on the event loop; cheap to clone. The loop stops when every client is dropped
@@ -319,7 +319,7 @@ impl EventLoop {
                 },
                 Some(done) = self.done.recv() => match done {
                     Done::Voucher(id, response) => self.respond(id, response),
-                    Done::Reconcile(id, response) => self.respond_reconcile(id, response),
+                    Done::Reconcile(id, response) => self.respond_reconcile(id, *response),
                 },
                 _ = self.stop.recv() => break,
             }
@@ -505,7 +505,7 @@ impl EventLoop {
             async move {
                 let response = answer_reconcile(&manager, &request, &policy).await;
                 tracing::debug!(status = response.status, "reconcile answered");
-                let _ = done.send(Done::Reconcile(id, response)).await;
+                let _ = done.send(Done::Reconcile(id, Box::new(response))).await;
             }
             .instrument(span),
         );
