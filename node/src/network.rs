@@ -583,7 +583,7 @@ impl EventLoop {
         );
         tokio::spawn(
             async move {
-                let response = answer_voucher(&manager, request, min_delta).await;
+                let response = answer_voucher(&manager, peer, request, min_delta).await;
                 // The loop is gone only when the node stops; the request is then dropped.
                 let _ = done.send(Done::Voucher(id, response)).await;
             }
@@ -609,15 +609,18 @@ impl EventLoop {
 /// payer, adds the voucher, and keeps the announced peer record once the voucher is held.
 async fn answer_voucher(
     manager: &PaymentChannelManager,
+    peer: PeerId,
     request: VoucherRequest,
     min_delta: TokenAmount,
 ) -> VoucherResponse {
     let voucher = request.voucher;
     let announced = match request.announce {
-        Some(announce) => match check_announce(manager, &voucher.channel_addr, &announce).await {
-            Ok(record) => Some(record),
-            Err(refusal) => return refusal,
-        },
+        Some(announce) => {
+            match check_announce(manager, peer, &voucher.channel_addr, &announce).await {
+                Ok(record) => Some(record),
+                Err(refusal) => return refusal,
+            }
+        }
         None => None,
     };
     let result = manager.voucher_add(&voucher.channel_addr, &voucher, min_delta).await;
@@ -633,9 +636,11 @@ async fn answer_voucher(
 }
 
 /// The announced peer record, verified: signed by the key of `from`, which is the payer of
-/// the voucher's channel. A refusal otherwise.
+/// the voucher's channel (and `to` its payee), naming the peer the request came from. A
+/// refusal otherwise.
 pub async fn check_announce(
     manager: &PaymentChannelManager,
+    peer: PeerId,
     voucher_channel: &paych_core::types::Address,
     announce: &Announce,
 ) -> Result<StoredPeerRecord, VoucherResponse> {
@@ -658,12 +663,20 @@ pub async fn check_announce(
             "the peer record is not signed by the announced payer".to_owned(),
         ));
     }
-    match manager.channel_payer(voucher_channel).await {
-        Ok(payer) if payer == announce.from => {}
+    if verified.peer_id != peer {
+        return Err(refuse(
+            VoucherStatus::Malformed,
+            "the peer record names another peer than the sender".to_owned(),
+        ));
+    }
+    match manager.channel_parties(voucher_channel).await {
+        Ok((from, to)) if from == announce.from && to == announce.to => {}
         Ok(_) => {
             return Err(refuse(
                 VoucherStatus::InvalidSignature,
-                "the peer record is not signed by the channel's payer".to_owned(),
+                "the announce does not name the channel's parties: the peer record is not \
+                 signed by the channel's payer"
+                    .to_owned(),
             ))
         }
         Err(e) => return Err(voucher_response(Err(e), &TokenAmount::default())),

@@ -166,6 +166,33 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
         assert!(payee.manager.peer_record(&other).unwrap().is_none());
     }
 
+    // Genuinely signed by the payer, but naming another peer than the sender, or another
+    // payee than the channel's: refused too.
+    let wallet = payer.manager.wallet().clone();
+    let elsewhere = SignedPeerRecord::sign_with(payer.addr, &payee_peer, &payee_addrs, 2, |b| {
+        wallet.sign(&payer.addr, b)
+    })
+    .unwrap();
+    let genuine = SignedPeerRecord::sign_with(payer.addr, &payer_peer, &payer_addrs, 2, |b| {
+        wallet.sign(&payer.addr, b)
+    })
+    .unwrap();
+    for (to, record, expected) in [
+        (payee.addr, elsewhere, VoucherStatus::Malformed),
+        (other, genuine, VoucherStatus::InvalidSignature),
+    ] {
+        let announce = Announce { channel, from: payer.addr, to, peer_record: record };
+        let request = VoucherRequest {
+            voucher: probe.clone(),
+            flow: None,
+            announce: Some(Box::new(announce)),
+        };
+        let response =
+            payer_net.send_voucher(payee_peer, payee_addrs.clone(), request).await.unwrap();
+        assert_eq!(response.status(), Some(expected), "{response:?}");
+        assert!(payee.manager.peer_record(&payer.addr).unwrap().is_none());
+    }
+
     // Four flows, four lanes; the first payment announces the payer.
     let flows: Vec<Vec<u8>> = (0..4).map(|i| format!("flow-{i}").into_bytes()).collect();
     let mut first = Vec::new();
@@ -178,7 +205,6 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     let held = payee.manager.peer_record(&payer.addr).unwrap().expect("the announce is kept");
     assert!(held.sequence > 1);
     // A lower sequence number, genuinely signed, does not replace it.
-    let wallet = payer.manager.wallet().clone();
     let older = SignedPeerRecord::sign_with(payer.addr, &payer_peer, &[], 1, |b| {
         wallet.sign(&payer.addr, b)
     })

@@ -290,11 +290,12 @@ impl PaymentChannelManager {
         Ok(self.inner.store.peer(address)?)
     }
 
-    /// The payer's key address of a channel: from the store when known, else from the chain.
-    #[tracing::instrument(name = "paych_channel_payer", level = "debug", skip_all)]
-    pub async fn channel_payer(&self, channel: &Address) -> Result<Address> {
+    /// The key addresses of a channel's payer and payee (`from`, `to`): from the store when
+    /// the channel is known, else from the chain.
+    #[tracing::instrument(name = "paych_channel_parties", level = "debug", skip_all)]
+    pub async fn channel_parties(&self, channel: &Address) -> Result<(Address, Address)> {
         if let Some(record) = self.inner.store.channel_by_address(channel)? {
-            return Ok(record.from);
+            return Ok((record.from, record.to));
         }
         let on_chain = match self.inner.chain.channel(channel).await {
             Ok(c) => c,
@@ -303,7 +304,9 @@ impl PaymentChannelManager {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(self.inner.chain.account_key(&on_chain.state.from).await?)
+        let from = self.inner.chain.account_key(&on_chain.state.from).await?;
+        let to = self.inner.chain.account_key(&on_chain.state.to).await?;
+        Ok((from, to))
     }
 }
 
