@@ -12,6 +12,7 @@ use paych_core::crypto;
 use paych_core::manager::ManagerError;
 use paych_core::manager::MessageOutcome;
 use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
+use paych_core::store::Store;
 use paych_core::types::SignedVoucher;
 
 fn encode(v: &SignedVoucher) -> Result<Vec<u8>, paych_core::types::EncodeError> {
@@ -50,6 +51,20 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
         .await
         .unwrap_err();
     assert_eq!(refusal.status, ReconcileStatus::NotOurChannel);
+
+    // A failure before the answer is recorded (here: encoding it) is `Internal`, and leaves
+    // nothing behind: no lane closed, no answer recorded.
+    let refusal = payer
+        .m()
+        .reconcile_as_payer(&hash, &draft.vouchers, &draft.req_val, &policy, |_| {
+            Err::<Vec<u8>, _>("cannot encode")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.status, ReconcileStatus::Internal);
+    let status = payer.m().status(&ch).await.unwrap();
+    assert!(status.lanes.iter().all(|l| !l.closed), "{status:?}");
+    assert!(payer.m().store().reconcile(&hash).unwrap().is_none());
 
     let answer = payer
         .m()
