@@ -12,7 +12,6 @@ use paych_core::crypto;
 use paych_core::manager::ManagerError;
 use paych_core::manager::MessageOutcome;
 use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
-use paych_core::store::Store;
 use paych_core::types::SignedVoucher;
 
 fn encode(v: &SignedVoucher) -> Result<Vec<u8>, paych_core::types::EncodeError> {
