@@ -14,7 +14,9 @@
 //!
 //! `Filecoin.NetConnect`, `Filecoin.NetPeers` and `Filecoin.NetAddrsListen` ask the node's
 //! [`NetworkClient`] when there is one ([`serve_node_api`]), in Lotus's `AddrInfo` shape;
-//! `Filecoin.PaychPay(ch, amount, flow)` (ours) pays through [`Payer`].
+//! `Filecoin.PaychPay(ch, amount, flow)` (ours) pays through [`Payer`];
+//! `Filecoin.PaychReconcile(ch)` (ours) asks the payer of an inbound channel for one
+//! combined voucher through [`Payer::reconcile`].
 //!
 //! This module translates between JSON and the manager's calls; it holds no state of its
 //! own and never decides anything about channels or vouchers.
@@ -115,6 +117,7 @@ pub const METHODS: &[MethodSpec] = &[
     method("Filecoin.WalletExport", 1, Admin),
     method("Filecoin.WalletImport", 1, Admin),
     MethodSpec { name: "Filecoin.PaychPay", arity: 3, optional: 1, permission: Sign },
+    method("Filecoin.PaychReconcile", 1, Write),
     method("Filecoin.NetConnect", 1, Write),
     method("Filecoin.NetPeers", 0, Read),
     method("Filecoin.NetAddrsListen", 0, Read),
@@ -489,6 +492,27 @@ impl Api {
                     "Paid": json::amount_text(&got.paid),
                     "Lane": got.lane,
                     "PaymentMicros": latencies,
+                }))
+            }
+            "Filecoin.PaychReconcile" => {
+                let ch = p.address(0)?;
+                let done = self.payer()?.reconcile(&ch).await.map_err(method_error)?;
+                let response = &done.response;
+                let status = response
+                    .status()
+                    .map_or_else(|| format!("Unknown({})", response.status), |s| format!("{s:?}"));
+                let text = match &done.combined {
+                    Some(v) => Value::String(v.to_base64url().map_err(method_error)?),
+                    None => Value::Null,
+                };
+                Ok(json!({
+                    "Status": status,
+                    "StatusCode": response.status,
+                    "Combined": self.encode_option(&done.combined)?,
+                    "CombinedText": text,
+                    "ReqVal": json::amount_text(&done.request.req_val),
+                    "Vouchers": done.request.vouchers.len(),
+                    "Message": response.message,
                 }))
             }
             "Filecoin.NetConnect" => {

@@ -29,6 +29,7 @@ use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::chain::lotus::LotusChain;
 use paych_core::chain::Chain;
 use paych_core::manager::{ManagerConfig, PaymentChannelManager, TopUpPolicy};
+use paych_core::reconcile::ReconcilePolicy;
 use paych_core::store::sled::SledStore;
 use paych_core::types::{format_address, Address, Network, TokenAmount};
 use paych_core::wallet::{key_file_name, KeyInfo, KeyStore, Wallet};
@@ -88,6 +89,18 @@ pub struct RepoConfig {
     pub min_delta: TokenAmount,
     /// `max_inbound_per_peer`: inbound voucher requests one peer may have in flight.
     pub max_inbound_per_peer: usize,
+    /// `reconcile_min_discount`: the least discount (attoFIL) this node, as a payer, asks
+    /// for folding vouchers into a combined one.
+    pub reconcile_min_discount: TokenAmount,
+    /// `reconcile_min_discount_per_voucher`: the least discount (attoFIL) per voucher folded.
+    pub reconcile_min_discount_per_voucher: TokenAmount,
+    /// `reconcile_max_vouchers`: the most vouchers one reconcile request may fold.
+    pub reconcile_max_vouchers: usize,
+    /// `max_reconcile_per_peer`: inbound reconcile requests one peer may have in flight.
+    pub max_reconcile_per_peer: usize,
+    /// `reconcile_fee_per_message`: what one redeeming message costs (attoFIL); as a payee,
+    /// this node asks for the vouchers' sum less half the fees a reconciliation saves.
+    pub reconcile_fee_per_message: TokenAmount,
     /// `peer.<address> = "<multiaddr>/p2p/<peer id>"`: where payee `<address>` listens.
     pub peers: BTreeMap<Address, Multiaddr>,
     /// `top_up_low` and `top_up_high` (attoFIL): when an outbound channel's available funds
@@ -103,6 +116,11 @@ impl Default for RepoConfig {
             api: SocketAddr::from(([127, 0, 0, 1], 3456)),
             min_delta: TokenAmount::default(),
             max_inbound_per_peer: NetworkConfig::default().max_inbound_per_peer,
+            reconcile_min_discount: ReconcilePolicy::default().min_discount,
+            reconcile_min_discount_per_voucher: ReconcilePolicy::default().min_discount_per_voucher,
+            reconcile_max_vouchers: ReconcilePolicy::default().max_vouchers,
+            max_reconcile_per_peer: NetworkConfig::default().max_reconcile_per_peer,
+            reconcile_fee_per_message: TokenAmount::default(),
             peers: BTreeMap::new(),
             top_up: None,
         }
@@ -124,6 +142,16 @@ impl RepoConfig {
              max_inbound_per_peer = {}\n\
              # Auto top-up of outbound channels (attoFIL): below top_up_low, add funds up to\n\
              # top_up_high. Off unless both are set.\n{}\
+             # As a payer: the least discount (attoFIL) asked for a reconciliation, in all\n\
+             # and per voucher folded, and the most vouchers one request may fold.\n\
+             reconcile_min_discount = \"{}\"\n\
+             reconcile_min_discount_per_voucher = \"{}\"\n\
+             reconcile_max_vouchers = {}\n\
+             # Inbound reconcile requests one peer may have in flight.\n\
+             max_reconcile_per_peer = {}\n\
+             # As a payee: the fee (attoFIL) of one redeeming message, half of whose saving\n\
+             # a reconcile request gives the payer.\n\
+             reconcile_fee_per_message = \"{}\"\n\
              # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}",
             self.listen,
             self.api,
@@ -137,6 +165,11 @@ impl RepoConfig {
                 ),
                 None => String::new(),
             },
+            self.reconcile_min_discount.atto(),
+            self.reconcile_min_discount_per_voucher.atto(),
+            self.reconcile_max_vouchers,
+            self.max_reconcile_per_peer,
+            self.reconcile_fee_per_message.atto(),
             self.peers
                 .iter()
                 .map(|(a, m)| format!("peer.{} = \"{m}\"\n", format_address(a, Network::Testnet)))
@@ -171,10 +204,21 @@ impl RepoConfig {
                 "api" => {
                     config.api = value.parse().with_context(|| format!("{}: bad address", at()))?
                 }
-                "min_delta" => {
-                    let atto: u128 =
-                        value.parse().with_context(|| format!("{}: bad attoFIL amount", at()))?;
-                    config.min_delta = TokenAmount::from_atto(atto);
+                "min_delta" => config.min_delta = parse_atto(value, &at)?,
+                "reconcile_min_discount" => config.reconcile_min_discount = parse_atto(value, &at)?,
+                "reconcile_min_discount_per_voucher" => {
+                    config.reconcile_min_discount_per_voucher = parse_atto(value, &at)?
+                }
+                "reconcile_fee_per_message" => {
+                    config.reconcile_fee_per_message = parse_atto(value, &at)?
+                }
+                "reconcile_max_vouchers" => {
+                    config.reconcile_max_vouchers =
+                        value.parse().with_context(|| format!("{}: bad number", at()))?
+                }
+                "max_reconcile_per_peer" => {
+                    config.max_reconcile_per_peer =
+                        value.parse().with_context(|| format!("{}: bad number", at()))?
                 }
                 "top_up_low" | "top_up_high" => {
                     let atto: u128 =
@@ -205,6 +249,22 @@ impl RepoConfig {
             _ => bail!("config.toml: set both top_up_low and top_up_high, or neither"),
         };
         Ok(config)
+    }
+}
+
+fn parse_atto(value: &str, at: &dyn Fn() -> String) -> anyhow::Result<TokenAmount> {
+    let atto: u128 = value.parse().with_context(|| format!("{}: bad attoFIL amount", at()))?;
+    Ok(TokenAmount::from_atto(atto))
+}
+
+impl RepoConfig {
+    /// The reconcile policy this node applies as a payer.
+    pub fn reconcile_policy(&self) -> ReconcilePolicy {
+        ReconcilePolicy {
+            min_discount: self.reconcile_min_discount.clone(),
+            min_discount_per_voucher: self.reconcile_min_discount_per_voucher.clone(),
+            max_vouchers: self.reconcile_max_vouchers,
+        }
     }
 }
 
@@ -298,6 +358,8 @@ impl Daemon {
         let network_config = NetworkConfig {
             min_delta: config.min_delta.clone(),
             max_inbound_per_peer: config.max_inbound_per_peer,
+            reconcile_policy: config.reconcile_policy(),
+            max_reconcile_per_peer: config.max_reconcile_per_peer,
             ..NetworkConfig::default()
         };
         let (network, network_task) = network::spawn(keypair, network_config, manager.clone())?;
@@ -306,7 +368,10 @@ impl Daemon {
 
         let mut peers = config.peers.clone();
         peers.extend(options.peers);
-        let payer = Arc::new(Payer::new(manager.clone(), network.clone(), peers));
+        let payer = Arc::new(
+            Payer::new(manager.clone(), network.clone(), peers)
+                .with_fee_per_message(config.reconcile_fee_per_message.clone()),
+        );
         let api = serve_node_api(
             manager.clone(),
             wallet,
@@ -477,6 +542,11 @@ mod tests {
             api: "127.0.0.1:0".parse().unwrap(),
             min_delta: TokenAmount::from_atto(42u64),
             max_inbound_per_peer: 3,
+            reconcile_min_discount: TokenAmount::from_atto(5u64),
+            reconcile_min_discount_per_voucher: TokenAmount::from_atto(2u64),
+            reconcile_max_vouchers: 9,
+            max_reconcile_per_peer: 4,
+            reconcile_fee_per_message: TokenAmount::from_atto(1000u64),
             peers: [(
                 Address::new_id(7),
                 "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm"
@@ -496,6 +566,8 @@ mod tests {
             "nope = 1",
             "api = \"x\"",
             "min_delta = \"-1\"",
+            "reconcile_min_discount = \"x\"",
+            "reconcile_max_vouchers = -1",
             "listen = \"/ip4",
             "peer.t07 = \"/ip4/127.0.0.1/tcp/1\"",
             "top_up_low = \"5\"",

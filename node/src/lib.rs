@@ -9,6 +9,7 @@
 //!   wallet (`Filecoin.Paych*`, `Filecoin.Wallet*`), guarded by [`auth`]'s JWT permissions.
 //! - [`network`]: the libp2p event loop and its client; answers inbound vouchers.
 //! - [`pay`]: paying a flow's lane and sending the voucher to the payee.
+//! - [`reconcile`]: asking a payer to fold a channel's vouchers into one combined voucher.
 //! - [`daemon`]: `paych daemon` — the repo, the chain, the manager, the network and the API.
 #![warn(missing_docs)]
 
@@ -19,5 +20,6 @@ pub mod devnet_rpc;
 mod jsonrpc;
 pub mod network;
 pub mod pay;
+pub mod reconcile;
 pub mod retrieval;
 pub mod testnet;

@@ -9,6 +9,17 @@
 //! ([`COMMAND_QUEUE`]), outbound requests in flight ([`MAX_OUTBOUND_IN_FLIGHT`]), inbound
 //! requests in flight per peer ([`NetworkConfig::max_inbound_per_peer`], answered
 //! `RateLimited` beyond) and in total ([`MAX_INBOUND_IN_FLIGHT`]).
+//!
+//! Inbound reconcile requests go the same way, with their own bounds
+//! ([`NetworkConfig::max_reconcile_per_peer`], [`MAX_RECONCILE_IN_FLIGHT`]): the manager
+//! checks them against the node's [`ReconcilePolicy`] and records the combined voucher
+//! durably before the answer is sent.
+//!
+//! A voucher request may carry an announce: the payer's signed peer record. It is checked
+//! against the channel's payer (`from`) before the voucher is added, refused as
+//! `InvalidSignature` when it is not signed by that key, and kept (the highest sequence
+//! number per address) once the voucher is held — so the payee can reach the payer later
+//! knowing only the channel's `from`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,14 +35,17 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use paych_core::actor::ActorError;
 use paych_core::chain::ChainError;
 use paych_core::manager::{AddOutcome, ManagerError, PaymentChannelManager};
-use paych_core::reconcile::ReconcileStatus;
+use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
+use paych_core::store::PeerRecord as StoredPeerRecord;
 use paych_core::types::TokenAmount;
 use paych_protocol::{
-    build_swarm, Behaviour, Config, Event, ReconcileResponse, RetrievalRequest, RetrievalResponse,
-    SwarmError, VoucherRequest, VoucherResponse, VoucherStatus,
+    build_swarm, Announce, Behaviour, Config, Event, ReconcileRequest, ReconcileResponse,
+    RetrievalRequest, RetrievalResponse, SwarmError, VoucherRequest, VoucherResponse,
+    VoucherStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::retrieval::RetrievalProvider;
 
@@ -45,6 +59,8 @@ pub const MAX_INBOUND_IN_FLIGHT: usize = 256;
 pub const MAX_ADDRS_PER_REQUEST: usize = 8;
 /// Connections being dialled on behalf of `connect`, at most.
 pub const MAX_PENDING_CONNECTS: usize = 64;
+/// Inbound reconcile requests being handled, at most, over all peers.
+pub const MAX_RECONCILE_IN_FLIGHT: usize = 32;
 /// Handled inbound requests waiting for the loop to send their response, at most.
 const DONE_QUEUE: usize = 64;
 
@@ -61,6 +77,11 @@ pub struct NetworkConfig {
     /// The blobs served over `/paych/retrieval/1.0.0`, credited with the payments that
     /// vouchers carrying a flow reference bring.
     pub retrieval: Arc<RetrievalProvider>,
+    /// The terms on which this node, as a payer, folds vouchers into a combined one.
+    pub reconcile_policy: ReconcilePolicy,
+    /// Inbound reconcile requests one peer may have in flight; more are answered
+    /// `RateLimited`.
+    pub max_reconcile_per_peer: usize,
 }
 
 impl Default for NetworkConfig {
@@ -70,6 +91,8 @@ impl Default for NetworkConfig {
             min_delta: TokenAmount::default(),
             max_inbound_per_peer: 8,
             retrieval: Arc::new(RetrievalProvider::default()),
+            reconcile_policy: ReconcilePolicy::default(),
+            max_reconcile_per_peer: 1,
         }
     }
 }
@@ -141,6 +164,22 @@ enum Command {
         request: Box<RetrievalRequest>,
         reply: Reply<RetrievalResponse>,
     },
+    SendReconcile {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: ReconcileRequest,
+        reply: Reply<ReconcileResponse>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+}
+
+/// A handled inbound request, back from its task.
+enum Done {
+    Voucher(u64, VoucherResponse),
+    Reconcile(u64, Box<ReconcileResponse>),
 }
 
 /// A handle on the event loop; cheap to clone. The loop stops when every client is dropped
@@ -220,6 +259,22 @@ impl NetworkClient {
         &self.retrieval
     }
 
+    /// Sends a reconcile request to `peer` (reachable at `addrs`, dialled if not connected)
+    /// and waits for the payer's answer.
+    pub async fn send_reconcile(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: ReconcileRequest,
+    ) -> Result<ReconcileResponse, NetworkError> {
+        self.call(|reply| Command::SendReconcile { peer, addrs, request, reply }).await
+    }
+
+    /// Closes every connection with `peer` (success if there is none).
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NetworkError> {
+        self.call(|reply| Command::Disconnect { peer, reply }).await
+    }
+
     /// Asks the event loop to stop (it closes the swarm's listeners and connections when
     /// dropped); wait on the loop's join handle to know it stopped.
     pub async fn shutdown(&self) {
@@ -253,6 +308,9 @@ pub fn spawn(
         inbound_per_peer: HashMap::new(),
         outbound: HashMap::new(),
         outbound_retrieval: HashMap::new(),
+        reconciles: HashMap::new(),
+        reconciles_per_peer: HashMap::new(),
+        outbound_reconciles: HashMap::new(),
         connects: HashMap::new(),
         connected: HashMap::new(),
     };
@@ -265,8 +323,8 @@ pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     stop: mpsc::Receiver<()>,
-    done_tx: mpsc::Sender<(u64, VoucherResponse)>,
-    done: mpsc::Receiver<(u64, VoucherResponse)>,
+    done_tx: mpsc::Sender<Done>,
+    done: mpsc::Receiver<Done>,
     manager: PaymentChannelManager,
     config: NetworkConfig,
     next_inbound: u64,
@@ -274,6 +332,10 @@ pub struct EventLoop {
     inbound_per_peer: HashMap<PeerId, usize>,
     outbound: HashMap<OutboundRequestId, Reply<VoucherResponse>>,
     outbound_retrieval: HashMap<OutboundRequestId, Reply<RetrievalResponse>>,
+    /// Inbound reconcile requests being handled, by local id.
+    reconciles: HashMap<u64, (PeerId, ResponseChannel<ReconcileResponse>)>,
+    reconciles_per_peer: HashMap<PeerId, usize>,
+    outbound_reconciles: HashMap<OutboundRequestId, Reply<ReconcileResponse>>,
     /// `connect` calls waiting for their connection.
     connects: HashMap<ConnectionId, (Multiaddr, Reply<PeerId>)>,
     /// Connected peers, with their established connections (bounded by the connection
@@ -290,7 +352,10 @@ impl EventLoop {
                     Some(command) => self.on_command(command),
                     None => break,
                 },
-                Some((id, response)) = self.done.recv() => self.respond(id, response),
+                Some(done) = self.done.recv() => match done {
+                    Done::Voucher(id, response) => self.respond(id, response),
+                    Done::Reconcile(id, response) => self.respond_reconcile(id, *response),
+                },
                 _ = self.stop.recv() => break,
             }
         }
@@ -320,7 +385,7 @@ impl EventLoop {
                 let _ = reply.send(Ok(self.swarm.listeners().cloned().collect()));
             }
             Command::SendVoucher { peer, addrs, request, reply } => {
-                if self.outbound.len() >= MAX_OUTBOUND_IN_FLIGHT {
+                if self.outbound_in_flight() >= MAX_OUTBOUND_IN_FLIGHT {
                     let _ = reply.send(Err(NetworkError::Busy));
                     return;
                 }
@@ -331,7 +396,7 @@ impl EventLoop {
                 self.outbound.insert(id, reply);
             }
             Command::SendRetrieval { peer, addrs, request, reply } => {
-                if self.outbound.len() + self.outbound_retrieval.len() >= MAX_OUTBOUND_IN_FLIGHT {
+                if self.outbound_in_flight() >= MAX_OUTBOUND_IN_FLIGHT {
                     let _ = reply.send(Err(NetworkError::Busy));
                     return;
                 }
@@ -340,6 +405,23 @@ impl EventLoop {
                 }
                 let id = self.swarm.behaviour_mut().retrieval.send_request(&peer, *request);
                 self.outbound_retrieval.insert(id, reply);
+            }
+            Command::SendReconcile { peer, addrs, request, reply } => {
+                if self.outbound_in_flight() >= MAX_OUTBOUND_IN_FLIGHT {
+                    let _ = reply.send(Err(NetworkError::Busy));
+                    return;
+                }
+                for addr in addrs.into_iter().take(MAX_ADDRS_PER_REQUEST) {
+                    self.swarm.add_peer_address(peer, addr);
+                }
+                let id = self.swarm.behaviour_mut().reconcile.send_request(&peer, request);
+                tracing::debug!(%peer, ?id, "reconcile request sent");
+                self.outbound_reconciles.insert(id, reply);
+            }
+            Command::Disconnect { peer, reply } => {
+                // Err means there was no connection: nothing to close.
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(Ok(()));
             }
         }
     }
@@ -402,17 +484,90 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(Event::Voucher(event)) => self.on_voucher_event(event),
             SwarmEvent::Behaviour(Event::Retrieval(event)) => self.on_retrieval_event(event),
-            SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::Message {
-                message: request_response::Message::Request { channel, .. },
-                ..
-            })) => {
-                let response = ReconcileResponse::refused(
-                    ReconcileStatus::Internal,
-                    "reconciliation is not supported yet",
-                );
-                let _ = self.swarm.behaviour_mut().reconcile.send_response(channel, response);
-            }
+            SwarmEvent::Behaviour(Event::Reconcile(event)) => self.on_reconcile_event(event),
             _ => {}
+        }
+    }
+
+    fn outbound_in_flight(&self) -> usize {
+        self.outbound.len() + self.outbound_reconciles.len() + self.outbound_retrieval.len()
+    }
+
+    fn on_reconcile_event(&mut self, event: paych_protocol::ReconcileEvent) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.on_reconcile_request(peer, request, channel)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.outbound_reconciles.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                if let Some(reply) = self.outbound_reconciles.remove(&request_id) {
+                    let _ =
+                        reply.send(Err(NetworkError::Request { peer, reason: error.to_string() }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound reconcile request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_reconcile_request(
+        &mut self,
+        peer: PeerId,
+        request: ReconcileRequest,
+        channel: ResponseChannel<ReconcileResponse>,
+    ) {
+        let in_flight = self.reconciles_per_peer.get(&peer).copied().unwrap_or(0);
+        if in_flight >= self.config.max_reconcile_per_peer
+            || self.reconciles.len() >= MAX_RECONCILE_IN_FLIGHT
+        {
+            let response = ReconcileResponse::refused(
+                ReconcileStatus::RateLimited,
+                "too many reconcile requests in flight; retry later",
+            );
+            let _ = self.swarm.behaviour_mut().reconcile.send_response(channel, response);
+            return;
+        }
+        let id = self.next_inbound;
+        self.next_inbound = self.next_inbound.wrapping_add(1);
+        self.reconciles.insert(id, (peer, channel));
+        *self.reconciles_per_peer.entry(peer).or_default() += 1;
+        let manager = self.manager.clone();
+        let policy = self.config.reconcile_policy.clone();
+        let done = self.done_tx.clone();
+        let span = tracing::info_span!(
+            "reconcile_inbound",
+            %peer,
+            vouchers = request.vouchers.len(),
+            req_val = %request.req_val.atto()
+        );
+        tokio::spawn(
+            async move {
+                let response = answer_reconcile(&manager, &request, &policy).await;
+                tracing::debug!(status = response.status, "reconcile answered");
+                let _ = done.send(Done::Reconcile(id, Box::new(response))).await;
+            }
+            .instrument(span),
+        );
+    }
+
+    fn respond_reconcile(&mut self, id: u64, response: ReconcileResponse) {
+        let Some((peer, channel)) = self.reconciles.remove(&id) else { return };
+        if let Some(count) = self.reconciles_per_peer.get_mut(&peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.reconciles_per_peer.remove(&peer);
+            }
+        }
+        if self.swarm.behaviour_mut().reconcile.send_response(channel, response).is_err() {
+            tracing::debug!(%peer, "reconcile response not sent: the stream is gone");
         }
     }
 
@@ -505,19 +660,27 @@ impl EventLoop {
         let min_delta = self.config.min_delta.clone();
         let done = self.done_tx.clone();
         let retrieval = self.config.retrieval.clone();
-        tokio::spawn(async move {
-            let voucher = request.voucher;
-            let result = manager.voucher_add(&voucher.channel_addr, &voucher, min_delta).await;
-            let response = voucher_response(result, &voucher.amount);
-            if let (Some(flow), Some(VoucherStatus::Accepted)) = (&request.flow, response.status())
-            {
-                // Credited before the answer leaves, so the payer's next chunk request
-                // finds the payment.
-                retrieval.credit(peer, voucher.channel_addr, flow, &response.delta);
+        let span = tracing::debug_span!(
+            "voucher_inbound",
+            %peer,
+            lane = request.voucher.lane,
+            nonce = request.voucher.nonce,
+            announce = request.announce.is_some()
+        );
+        tokio::spawn(
+            async move {
+                let (channel, flow) = (request.voucher.channel_addr, request.flow.clone());
+                let response = answer_voucher(&manager, peer, request, min_delta).await;
+                if let (Some(flow), Some(VoucherStatus::Accepted)) = (&flow, response.status()) {
+                    // Credited before the answer leaves, so the payer's next chunk request
+                    // finds the payment.
+                    retrieval.credit(peer, channel, flow, &response.delta);
+                }
+                // The loop is gone only when the node stops; the request is then dropped.
+                let _ = done.send(Done::Voucher(id, response)).await;
             }
-            // The loop is gone only when the node stops; the request is then dropped.
-            let _ = done.send((id, response)).await;
-        });
+            .instrument(span),
+        );
     }
 
     fn respond(&mut self, id: u64, response: VoucherResponse) {
@@ -530,6 +693,125 @@ impl EventLoop {
         }
         if self.swarm.behaviour_mut().voucher.send_response(channel, response).is_err() {
             tracing::debug!(%peer, "voucher response not sent: the stream is gone");
+        }
+    }
+}
+
+/// Handles one inbound voucher request: checks its announce (if any) against the channel's
+/// payer, adds the voucher, and keeps the announced peer record once the voucher is held.
+async fn answer_voucher(
+    manager: &PaymentChannelManager,
+    peer: PeerId,
+    request: VoucherRequest,
+    min_delta: TokenAmount,
+) -> VoucherResponse {
+    let voucher = request.voucher;
+    let announced = match request.announce {
+        Some(announce) => {
+            match check_announce(manager, peer, &voucher.channel_addr, &announce).await {
+                Ok(record) => Some(record),
+                Err(refusal) => return refusal,
+            }
+        }
+        None => None,
+    };
+    let result = manager.voucher_add(&voucher.channel_addr, &voucher, min_delta).await;
+    let response = voucher_response(result, &voucher.amount);
+    if let (Some(record), true) = (announced, response.is_held()) {
+        let address = record.address;
+        match manager.record_peer(record).await {
+            Ok(stored) => tracing::debug!(%address, stored, "peer record announced"),
+            Err(error) => tracing::warn!(%address, %error, "cannot keep the peer record"),
+        }
+    }
+    response
+}
+
+/// The announced peer record, verified: signed by the key of `from`, which is the payer of
+/// the voucher's channel (and `to` its payee), naming the peer the request came from. A
+/// refusal otherwise.
+pub async fn check_announce(
+    manager: &PaymentChannelManager,
+    peer: PeerId,
+    voucher_channel: &paych_core::types::Address,
+    announce: &Announce,
+) -> Result<StoredPeerRecord, VoucherResponse> {
+    let refuse = |status: VoucherStatus, message: String| {
+        VoucherResponse::rejected(status, TokenAmount::default(), message)
+    };
+    if &announce.channel != voucher_channel {
+        return Err(refuse(
+            VoucherStatus::Malformed,
+            "the announce names another channel than the voucher".to_owned(),
+        ));
+    }
+    let verified = match announce.peer_record.verify() {
+        Ok(verified) => verified,
+        Err(e) => return Err(refuse(VoucherStatus::InvalidSignature, e.to_string())),
+    };
+    if verified.address != announce.from {
+        return Err(refuse(
+            VoucherStatus::InvalidSignature,
+            "the peer record is not signed by the announced payer".to_owned(),
+        ));
+    }
+    if verified.peer_id != peer {
+        return Err(refuse(
+            VoucherStatus::Malformed,
+            "the peer record names another peer than the sender".to_owned(),
+        ));
+    }
+    match manager.channel_parties(voucher_channel).await {
+        Ok((from, to)) if from == announce.from && to == announce.to => {}
+        Ok(_) => {
+            return Err(refuse(
+                VoucherStatus::InvalidSignature,
+                "the announce does not name the channel's parties: the peer record is not \
+                 signed by the channel's payer"
+                    .to_owned(),
+            ))
+        }
+        Err(e) => return Err(voucher_response(Err(e), &TokenAmount::default())),
+    }
+    let envelope = announce
+        .peer_record
+        .to_cbor()
+        .map_err(|e| refuse(VoucherStatus::Malformed, e.to_string()))?;
+    Ok(StoredPeerRecord { address: verified.address, sequence: verified.sequence, envelope })
+}
+
+/// The payer's answer to a reconcile request, through the manager; the answer to a request
+/// seen before is the one recorded then, byte for byte.
+pub async fn answer_reconcile(
+    manager: &PaymentChannelManager,
+    request: &ReconcileRequest,
+    policy: &ReconcilePolicy,
+) -> ReconcileResponse {
+    let hash = match request.request_hash() {
+        Ok(hash) => hash,
+        Err(e) => {
+            return ReconcileResponse::refused(ReconcileStatus::InvalidVoucher, e.to_string())
+        }
+    };
+    let encode = |combined: &paych_core::types::SignedVoucher| {
+        ReconcileResponse::success(combined.clone()).to_cbor()
+    };
+    match manager
+        .reconcile_as_payer(&hash, &request.vouchers, &request.req_val, policy, encode)
+        .await
+    {
+        Ok(bytes) => match ReconcileResponse::from_cbor(&bytes) {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(error = %e, "a recorded reconcile answer does not decode");
+                ReconcileResponse::refused(ReconcileStatus::Internal, "recorded answer unreadable")
+            }
+        },
+        Err(refusal) => {
+            if refusal.status == ReconcileStatus::Internal {
+                tracing::warn!(message = %refusal.message, "reconcile refused on an internal error");
+            }
+            refusal.into()
         }
     }
 }
@@ -590,6 +872,8 @@ pub fn rejection_status(error: &ManagerError) -> VoucherStatus {
         | ManagerError::MessageFailed { .. }
         | ManagerError::MessageRefused { .. }
         | ManagerError::ReservationFailed(_)
+        | ManagerError::NothingToReconcile(_)
+        | ManagerError::CombinedRejected(_)
         | ManagerError::ShuttingDown
         | ManagerError::Chain(_)
         | ManagerError::Store(_)

@@ -4,21 +4,33 @@
 //! A flow (an opaque reference of at most [`MAX_FLOW_BYTES`] bytes, or none) gets a lane
 //! leased from the channel's pool on its first payment ([`PaymentChannelManager::lease_lane`])
 //! and keeps it while the daemon runs; each payment adds its amount to the lane's current
-//! cumulative amount. The flow-to-lane map lives in memory, bounded by [`MAX_FLOWS`]. The
-//! payee's libp2p address comes from the peer book (`--peer` or `peer.<address>` in the
-//! repo's config).
+//! cumulative amount. The flow-to-lane map lives in memory, bounded by [`MAX_FLOWS`]; a
+//! flow whose lane a reconciliation closed leases a new one. The payee's libp2p address
+//! comes from the peer book (`--peer` or `peer.<address>` in the repo's config).
+//!
+//! The first payment on a channel to a peer carries an announce: the channel, its parties
+//! and a peer record — this node's PeerId and listen addresses, signed by the channel's
+//! `from` key — so that the payee can reach this node later (to reconcile) knowing only
+//! `from`. [`Payer::reconcile`] is the payee's side of reconciliation through the same
+//! network client.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::manager::{ManagerError, PaymentChannelManager};
 use paych_core::types::{format_address, Address, Network, SignedVoucher, TokenAmount};
 use paych_protocol::messages::MAX_FLOW_BYTES;
-use paych_protocol::{VoucherRequest, VoucherResponse};
+use paych_protocol::messages::MAX_PEER_RECORD_MULTIADDRS;
+use paych_protocol::{
+    Announce, PeerRecordError, SignedPeerRecord, VoucherRequest, VoucherResponse,
+};
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use crate::network::{NetworkClient, NetworkError};
+use crate::reconcile::{self, ReconcileError, Reconciled};
 
 /// Flows with a lane at once, at most.
 pub const MAX_FLOWS: usize = 4096;
@@ -47,6 +59,9 @@ pub enum PayError {
     /// Sending failed; the voucher is stored and may be sent again.
     #[error("cannot send the voucher: {0}")]
     Network(#[from] NetworkError),
+    /// The peer record announcing this node could not be signed.
+    #[error("cannot sign the peer record: {0}")]
+    PeerRecord(#[from] PeerRecordError),
 }
 
 /// A payment sent: the voucher, its lane and the payee's answer (which may be a refusal).
@@ -87,6 +102,13 @@ pub struct Payer {
     /// (channel, flow) → lane; also serializes creating vouchers, so that two payments on
     /// one flow never read the same lane amount.
     flows: Mutex<HashMap<(Address, Vec<u8>), u64>>,
+    /// (channel, payee peer) pairs this node has announced itself to, at most
+    /// [`MAX_FLOWS`] (beyond, announces are simply sent again).
+    announced: Mutex<HashSet<(Address, PeerId)>>,
+    /// The sequence number of the last peer record signed.
+    sequence: AtomicU64,
+    /// The fee of one redeeming message, which reconciliation saves and shares.
+    fee_per_message: TokenAmount,
 }
 
 impl Payer {
@@ -97,7 +119,64 @@ impl Payer {
         net: NetworkClient,
         peers: BTreeMap<Address, Multiaddr>,
     ) -> Self {
-        Payer { manager, net, peers, flows: Mutex::new(HashMap::new()) }
+        Payer {
+            manager,
+            net,
+            peers,
+            flows: Mutex::new(HashMap::new()),
+            announced: Mutex::new(HashSet::new()),
+            sequence: AtomicU64::new(0),
+            fee_per_message: TokenAmount::default(),
+        }
+    }
+
+    /// The same payer, pricing reconcile requests with `fee` per redeeming message.
+    pub fn with_fee_per_message(mut self, fee: TokenAmount) -> Self {
+        self.fee_per_message = fee;
+        self
+    }
+
+    /// The payee's side of reconciliation on inbound `channel` (see [`reconcile::reconcile`]).
+    pub async fn reconcile(&self, channel: &Address) -> Result<Reconciled, ReconcileError> {
+        reconcile::reconcile(&self.manager, &self.net, channel, &self.fee_per_message).await
+    }
+
+    /// A sequence number above every one this payer signed before, in this process or an
+    /// earlier one (milliseconds since the epoch, raised past the last one used).
+    fn next_sequence(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let mut last = self.sequence.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last.saturating_add(1));
+            match self.sequence.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// This node's announce for `channel`: a peer record binding `from` to this node's
+    /// PeerId and listen addresses, signed by `from`'s key in the wallet.
+    pub async fn announce(
+        &self,
+        channel: Address,
+        from: Address,
+        to: Address,
+    ) -> Result<Announce, PayError> {
+        let mut addrs = self.net.listen_addrs().await?;
+        addrs.truncate(MAX_PEER_RECORD_MULTIADDRS);
+        let wallet = self.manager.wallet().clone();
+        let peer_record = SignedPeerRecord::sign_with(
+            from,
+            &self.net.local_peer_id(),
+            &addrs,
+            self.next_sequence(),
+            |bytes| wallet.sign(&from, bytes),
+        )?;
+        Ok(Announce { channel, from, to, peer_record })
     }
 
     /// The node's network client.
@@ -130,10 +209,12 @@ impl Payer {
         let (voucher, lane) = {
             let mut flows = self.flows.lock().await;
             let key = (*channel, flow.clone().unwrap_or_default());
+            let closed = |lane: u64| status.lanes.iter().any(|l| l.lane == lane && l.closed);
             let lane = match flows.get(&key) {
-                Some(lane) => *lane,
-                None => {
-                    if flows.len() >= MAX_FLOWS {
+                // A lane closed by a reconciliation takes no more vouchers: lease another.
+                Some(lane) if !closed(*lane) => *lane,
+                held => {
+                    if held.is_none() && flows.len() >= MAX_FLOWS {
                         return Err(PayError::TooManyFlows);
                     }
                     let lane = self.manager.lease_lane(channel).await?;
@@ -152,8 +233,21 @@ impl Payer {
             let voucher = created.voucher.ok_or(PayError::Shortfall(created.shortfall))?;
             (voucher, lane)
         };
-        let request = VoucherRequest { voucher: voucher.clone(), flow, announce: None };
-        let response = self.net.send_voucher(peer, vec![target.clone()], request).await?;
+        let first = !self.announced.lock().await.contains(&(*channel, peer));
+        let announce = match first {
+            true => Some(Box::new(self.announce(*channel, status.from, status.to).await?)),
+            false => None,
+        };
+        let request = VoucherRequest { voucher: voucher.clone(), flow, announce };
+        let span = tracing::debug_span!("voucher_outbound", %peer, lane, nonce = voucher.nonce, announce = first);
+        let response =
+            self.net.send_voucher(peer, vec![target.clone()], request).instrument(span).await?;
+        if first && response.is_held() {
+            let mut announced = self.announced.lock().await;
+            if announced.len() < MAX_FLOWS {
+                announced.insert((*channel, peer));
+            }
+        }
         Ok(Paid { voucher, lane, response })
     }
 }

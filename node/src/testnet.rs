@@ -284,7 +284,7 @@ impl Progress {
     fn bar(&self, phase: &str, done: usize, total: usize) {
         if self.enabled {
             let width = 30;
-            let filled = if total == 0 { width } else { done * width / total };
+            let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
             eprint!(
                 "\r\x1b[2K{phase} [{}{}] {done}/{total} retrievals",
                 "#".repeat(filled),

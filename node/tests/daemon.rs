@@ -263,4 +263,97 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
         ok(&payee_url, &payee_token, "Filecoin.PaychList", json!([])).await,
         json!([channel])
     );
+
+    // Reconciliation over the API: a second flow, both lanes redeemed by the payee, more
+    // paid on each, then one combined voucher from the payer — found through the peer
+    // record it announced with its first payment.
+    let other =
+        ok(&payer_url, &payer_token, "Filecoin.PaychPay", json!([channel, "7", "flow-2"])).await;
+    assert_ne!(other["Lane"], paid["Lane"]);
+    let funded = reqwest::Client::new()
+        .post(&devnet_url)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
+            "params": [payee_addr, "10000000000000000000"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(funded.status().is_success());
+    let start = Instant::now();
+    while ok(&payee_url, &payee_token, "Filecoin.WalletBalance", json!([payee_addr])).await
+        == json!("0")
+    {
+        assert!(start.elapsed() < WAIT, "the faucet's money never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let best =
+        ok(&payee_url, &payee_token, "Filecoin.PaychVoucherBestSpendable", json!([channel])).await;
+    for voucher in best.as_array().unwrap() {
+        ok(
+            &payee_url,
+            &payee_token,
+            "Filecoin.PaychVoucherSubmit",
+            json!([channel, voucher, null, null]),
+        )
+        .await;
+    }
+    let redeemed = |status: &Value, lane: &Value| {
+        status["Lanes"]
+            .as_array()
+            .and_then(|lanes| lanes.iter().find(|l| &l["Lane"] == lane))
+            .map(|l| l["RedeemedOnChain"].clone())
+    };
+    let start = Instant::now();
+    loop {
+        let status = ok(&payee_url, &payee_token, "Filecoin.PaychStatus", json!([channel])).await;
+        if redeemed(&status, &paid["Lane"]) == Some(json!("15"))
+            && redeemed(&status, &other["Lane"]) == Some(json!("7"))
+        {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the lanes were never redeemed: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for flow in ["flow-1", "flow-2"] {
+        let more =
+            ok(&payer_url, &payer_token, "Filecoin.PaychPay", json!([channel, "5", flow])).await;
+        assert_eq!(more["Status"], "Accepted", "{more}");
+    }
+    // Read permission is not enough.
+    let refused = call(&payee_url, None, "Filecoin.PaychReconcile", json!([channel])).await;
+    assert!(refused["error"]["message"].as_str().unwrap().contains("need 'write'"), "{refused}");
+    let reconciled =
+        ok(&payee_url, &payee_token, "Filecoin.PaychReconcile", json!([channel])).await;
+    assert_eq!(reconciled["Status"], "Success", "{reconciled}");
+    assert_eq!(reconciled["ReqVal"], "32", "{reconciled}");
+    assert_eq!(reconciled["Vouchers"], 2, "{reconciled}");
+    assert_eq!(reconciled["Combined"]["Amount"], "32", "{reconciled}");
+    assert_eq!(reconciled["Combined"]["Merges"].as_array().map(Vec::len), Some(1));
+    assert!(reconciled["CombinedText"].as_str().unwrap().starts_with('i'), "{reconciled}");
+    let lane = reconciled["Combined"]["Lane"].clone();
+    ok(
+        &payee_url,
+        &payee_token,
+        "Filecoin.PaychVoucherSubmit",
+        json!([channel, reconciled["Combined"], null, null]),
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let status = ok(&payee_url, &payee_token, "Filecoin.PaychStatus", json!([channel])).await;
+        if redeemed(&status, &lane) == Some(json!("32")) {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the combined voucher never landed: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The payer closed both lanes.
+    let status = ok(&payer_url, &payer_token, "Filecoin.PaychStatus", json!([channel])).await;
+    for lane in [&paid["Lane"], &other["Lane"]] {
+        let closed = status["Lanes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| &l["Lane"] == lane && l["Closed"] == json!(true));
+        assert!(closed, "{status}");
+    }
 }

@@ -14,6 +14,7 @@
 
 pub mod funds;
 mod messages;
+mod reconcile;
 pub mod settler;
 mod vouchers;
 
@@ -34,6 +35,7 @@ use crate::types::{format_address, Address, ChainEpoch, EncodeError, Network, To
 use crate::wallet::{Wallet, WalletError};
 
 pub use messages::MessageOutcome;
+pub use reconcile::ReconcileDraft;
 pub use vouchers::{AddOutcome, VoucherCreateResult, VoucherSpec};
 
 /// Keeps a channel's funds between two levels: when available funds fall below
@@ -182,6 +184,12 @@ pub enum ManagerError {
     /// the reservation does not hold those funds.
     #[error("the add-funds message carrying this reservation failed: {0}")]
     ReservationFailed(String),
+    /// A channel holds too few vouchers worth folding into a combined one.
+    #[error("nothing to reconcile: {0}")]
+    NothingToReconcile(String),
+    /// The payer's combined voucher does not fold the requested vouchers as asked.
+    #[error("combined voucher rejected: {0}")]
+    CombinedRejected(String),
     /// The manager is shutting down.
     #[error("the manager is shutting down")]
     ShuttingDown,
@@ -411,6 +419,11 @@ impl PaymentChannelManager {
         &self.inner.store
     }
 
+    /// The wallet the manager signs with.
+    pub fn wallet(&self) -> &Arc<dyn Wallet> {
+        &self.inner.wallet
+    }
+
     fn is_shutting_down(&self) -> bool {
         *self.inner.shutdown.borrow()
     }
@@ -443,11 +456,25 @@ impl PaymentChannelManager {
         if cache.loaded {
             return Ok(());
         }
+        let mut merging = Vec::new();
         for record in self.inner.store.vouchers(id)? {
             let v = &record.voucher;
             let tip = cache.lanes.entry(v.lane).or_default();
             if v.nonce >= tip.nonce {
                 *tip = LaneTip { nonce: v.nonce, amount: v.amount.clone() };
+            }
+            if !v.merges.is_empty() {
+                merging.push(record.voucher);
+            }
+        }
+        // A merged lane pays nothing more of its own: its amount is folded into the voucher
+        // that merged it.
+        for voucher in &merging {
+            for merge in &voucher.merges {
+                let tip = cache.lanes.entry(merge.lane).or_default();
+                if merge.nonce > tip.nonce {
+                    *tip = LaneTip { nonce: merge.nonce, amount: TokenAmount::default() };
+                }
             }
         }
         cache.loaded = true;
@@ -1049,9 +1076,15 @@ impl PaymentChannelManager {
         let lock = self.channel_lock(record.id);
         let _guard = lock.lock().await;
         let mut record = self.record(record.id)?;
+        // A lane closed by a merge never goes back to the pool; skip any found there.
+        let closed = record.closed_lanes.clone();
+        record.free_lanes.retain(|lane| !closed.contains(lane));
         let lane = if record.free_lanes.is_empty() {
-            let lane = record.next_lane;
-            record.next_lane += 1;
+            let mut lane = record.next_lane;
+            while closed.contains(&lane) {
+                lane = lane.saturating_add(1);
+            }
+            record.next_lane = lane.saturating_add(1);
             lane
         } else {
             record.free_lanes.remove(0)

@@ -216,7 +216,7 @@ impl PaymentChannelManager {
     }
 
     /// Runs the actor's `UpdateChannelState` on the merged view of the channel.
-    async fn validate(
+    pub(super) async fn validate(
         &self,
         record: &ChannelRecord,
         cache: &ChannelCache,
@@ -365,7 +365,10 @@ impl PaymentChannelManager {
             .insert(voucher.lane, LaneTip { nonce: voucher.nonce, amount: voucher.amount.clone() });
         for merge in &voucher.merges {
             let tip = cache.lanes.entry(merge.lane).or_default();
-            tip.nonce = tip.nonce.max(merge.nonce);
+            if merge.nonce > tip.nonce {
+                // Its amount is folded into the merging voucher's.
+                *tip = LaneTip { nonce: merge.nonce, amount: TokenAmount::default() };
+            }
         }
         drop(cache);
         // Acknowledged only once durable; concurrent adds share the flush.

@@ -1,0 +1,325 @@
+//! Reconciliation through the manager: the payer answers a request with a combined voucher
+//! it has durably recorded (closing the lanes it touches), the payee prepares a request and
+//! accepts the answer. The decisions themselves are [`crate::reconcile`]'s pure functions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{ChannelCache, LaneTip, ManagerError, PaymentChannelManager, Result};
+use crate::reconcile::{
+    check_combined, choose_vouchers, plan_combined, price_request, PayerView, ReconcilePolicy,
+    ReconcileStatus, Refusal,
+};
+use crate::store::{
+    ChannelRecord, Direction, Lifecycle, PeerRecord, ReconcileRecord, VoucherOrigin, VoucherRecord,
+    Write,
+};
+use crate::types::{Address, SignedVoucher, TokenAmount};
+
+/// A request the payee is ready to send: its best voucher per lane worth folding, the
+/// price it asks, and the payer to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileDraft {
+    /// The vouchers to fold, by lane.
+    pub vouchers: Vec<SignedVoucher>,
+    /// The amount the combined voucher should carry.
+    pub req_val: TokenAmount,
+    /// The channel's payer (its key address), whose peer record says where to ask.
+    pub payer: Address,
+}
+
+/// The longest refusal message the payer builds from an internal error.
+const MAX_INTERNAL_MESSAGE: usize = 512;
+
+fn internal(error: impl std::fmt::Display) -> Refusal {
+    let mut message = error.to_string();
+    if message.len() > MAX_INTERNAL_MESSAGE {
+        let mut end = MAX_INTERNAL_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    Refusal { status: ReconcileStatus::Internal, message }
+}
+
+impl PaymentChannelManager {
+    /// The payer's side of a reconciliation request identified by `request_hash`: checks
+    /// `vouchers` and `req_val` against this node's records, the chain's lanes and `policy`
+    /// ([`plan_combined`]), signs the combined voucher and records — durably, before it
+    /// returns — the voucher, the lanes it closes and the answer, encoded by `encode`. A
+    /// request answered before gets the bytes recorded then. Every refusal carries its
+    /// status; storage, chain and wallet failures are [`ReconcileStatus::Internal`].
+    #[tracing::instrument(name = "paych_reconcile_as_payer", level = "debug", skip_all)]
+    pub async fn reconcile_as_payer<E: std::fmt::Display>(
+        &self,
+        request_hash: &[u8],
+        vouchers: &[SignedVoucher],
+        req_val: &TokenAmount,
+        policy: &ReconcilePolicy,
+        encode: impl FnOnce(&SignedVoucher) -> std::result::Result<Vec<u8>, E>,
+    ) -> std::result::Result<Vec<u8>, Refusal> {
+        let store = &self.inner.store;
+        let record = match vouchers.first() {
+            Some(v) => store.channel_by_address(&v.channel_addr).map_err(internal)?,
+            None => None,
+        };
+        let Some(record) = record.filter(|r| r.direction == Direction::Outbound) else {
+            // Not a channel this node pays from: the pure checks say which status applies.
+            let empty = BTreeMap::new();
+            let view = PayerView {
+                addresses: &[],
+                settling: false,
+                issued: &empty,
+                closed: &BTreeSet::new(),
+                chain_lanes: &BTreeMap::new(),
+            };
+            return plan_combined(&view, vouchers, req_val, policy).and_then(|_| {
+                Err(Refusal {
+                    status: ReconcileStatus::NotOurChannel,
+                    message: "this node pays from no such channel".to_owned(),
+                })
+            });
+        };
+        let lock = self.channel_lock(record.id);
+        let mut cache = lock.lock().await;
+        if let Some(answered) = store.reconcile(request_hash).map_err(internal)? {
+            tracing::debug!(channel = record.id, "repeated reconcile request answered as before");
+            return Ok(answered.response);
+        }
+        let mut record = self.record(record.id).map_err(internal)?;
+        self.load_cache(record.id, &mut cache).map_err(internal)?;
+        let addresses: Vec<Address> = record.channel.into_iter().chain(record.id_address).collect();
+        let (chain_lanes, chain_settling) = match &record.channel {
+            Some(addr) if record.lifecycle != Lifecycle::Collected => {
+                let on_chain = self.inner.chain.channel(addr).await.map_err(internal)?;
+                (on_chain.state.lanes, on_chain.state.settling_at != 0)
+            }
+            _ => (BTreeMap::new(), false),
+        };
+        let issued: BTreeMap<(u64, u64), SignedVoucher> = store
+            .vouchers(record.id)
+            .map_err(internal)?
+            .into_iter()
+            .map(|r| ((r.voucher.lane, r.voucher.nonce), r.voucher))
+            .collect();
+        let closed: BTreeSet<u64> = record.closed_lanes.iter().copied().collect();
+        let view = PayerView {
+            addresses: &addresses,
+            settling: chain_settling
+                || record.settling_at != 0
+                || !matches!(record.lifecycle, Lifecycle::Open),
+            issued: &issued,
+            closed: &closed,
+            chain_lanes: &chain_lanes,
+        };
+        let plan = plan_combined(&view, vouchers, req_val, policy)?;
+        let mut combined = plan.voucher;
+        let signing = combined.signing_bytes().map_err(internal)?;
+        combined.signature =
+            Some(self.inner.wallet.sign(&record.from, &signing).map_err(internal)?);
+        let response = encode(&combined).map_err(internal)?;
+
+        record.closed_lanes.extend(plan.closes.iter().copied());
+        record.closed_lanes.sort_unstable();
+        record.closed_lanes.dedup();
+        record.free_lanes.retain(|lane| !plan.closes.contains(lane));
+        let id = record.id;
+        self.inner
+            .store
+            .apply(vec![
+                Write::Voucher(VoucherRecord {
+                    channel: id,
+                    voucher: combined.clone(),
+                    origin: VoucherOrigin::Combined,
+                    submitted: false,
+                    superseded: false,
+                }),
+                Write::Channel(record),
+                Write::Reconcile(ReconcileRecord {
+                    request_hash: request_hash.to_vec(),
+                    channel: id,
+                    response: response.clone(),
+                }),
+            ])
+            .map_err(internal)?;
+        fold_into_cache(&mut cache, &combined);
+        drop(cache);
+        // The answer leaves the process only once the closed lanes are on disk.
+        store.durable().await.map_err(internal)?;
+        self.notify();
+        tracing::info!(
+            channel = id,
+            lane = combined.lane,
+            merged = combined.merges.len(),
+            "combined voucher issued"
+        );
+        Ok(response)
+    }
+
+    /// The payee's side, before asking: the best voucher per lane of inbound `channel` that
+    /// is worth folding ([`choose_vouchers`]: lanes on chain, adding to what they redeemed)
+    /// and its price ([`price_request`], sharing the fees saved at `fee_per_message` per
+    /// message). At least two vouchers are needed: one is simply submitted.
+    #[tracing::instrument(name = "paych_reconcile_draft", level = "debug", skip_all)]
+    pub async fn reconcile_draft(
+        &self,
+        channel: &Address,
+        fee_per_message: &TokenAmount,
+    ) -> Result<ReconcileDraft> {
+        let record = self.record_by_address(channel)?;
+        self.expect_direction(&record, Direction::Inbound)?;
+        if record.lifecycle != Lifecycle::Open {
+            return Err(ManagerError::ChannelNotOpen {
+                channel: self.describe(&record),
+                lifecycle: record.lifecycle,
+            });
+        }
+        let addr =
+            record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(&record)))?;
+        let mut best: BTreeMap<u64, SignedVoucher> = BTreeMap::new();
+        for r in self.inner.store.vouchers(record.id)? {
+            if r.submitted || r.superseded || !r.voucher.merges.is_empty() {
+                continue;
+            }
+            best.insert(r.voucher.lane, r.voucher);
+        }
+        let on_chain = self.inner.chain.channel(&addr).await?;
+        let mut vouchers = choose_vouchers(&best, &on_chain.state.lanes);
+        vouchers.truncate(crate::reconcile::MAX_RECONCILE_VOUCHERS);
+        if vouchers.len() < 2 {
+            return Err(ManagerError::NothingToReconcile(format!(
+                "{} holds {} voucher(s) on lanes redeemed on chain that add to them; \
+                 reconciling needs at least two",
+                self.fmt(&addr),
+                vouchers.len()
+            )));
+        }
+        let req_val = price_request(&vouchers, fee_per_message);
+        Ok(ReconcileDraft { vouchers, req_val, payer: record.from })
+    }
+
+    /// The payee's side, after the answer: checks that `combined` folds exactly the
+    /// `requested` vouchers into `req_val` ([`check_combined`]) and that the actor would
+    /// accept it now against the chain's state (signature by `from`, nonces, merges,
+    /// balance), then stores it durably and marks every voucher it supersedes — so the best
+    /// spendable voucher of its lane is the combined one.
+    #[tracing::instrument(name = "paych_reconcile_accept", level = "debug", skip_all)]
+    pub async fn reconcile_accept(
+        &self,
+        channel: &Address,
+        requested: &[SignedVoucher],
+        req_val: &TokenAmount,
+        combined: &SignedVoucher,
+    ) -> Result<()> {
+        check_combined(requested, req_val, combined).map_err(ManagerError::CombinedRejected)?;
+        let record = self.record_by_address(channel)?;
+        self.expect_direction(&record, Direction::Inbound)?;
+        let lock = self.channel_lock(record.id);
+        let mut cache = lock.lock().await;
+        let record = self.record(record.id)?;
+        self.load_cache(record.id, &mut cache)?;
+        if let Some(stored) = self.inner.store.voucher(record.id, combined.lane, combined.nonce)? {
+            if &stored.voucher == combined {
+                return Ok(());
+            }
+            return Err(ManagerError::ConflictingVoucher {
+                lane: combined.lane,
+                nonce: combined.nonce,
+            });
+        }
+        // Against the chain alone: what submitting it will do.
+        self.validate(&record, &ChannelCache::default(), combined, &[]).await?;
+        let mut writes = vec![Write::Voucher(VoucherRecord {
+            channel: record.id,
+            voucher: combined.clone(),
+            origin: VoucherOrigin::Combined,
+            submitted: false,
+            superseded: false,
+        })];
+        writes.extend(self.superseded_by_combined(&record, combined)?);
+        self.inner.store.apply(writes)?;
+        fold_into_cache(&mut cache, combined);
+        drop(cache);
+        self.inner.store.durable().await?;
+        self.notify();
+        Ok(())
+    }
+
+    /// The writes marking superseded every stored voucher below the combined voucher on its
+    /// lane and below its merge nonce on every merged lane.
+    fn superseded_by_combined(
+        &self,
+        record: &ChannelRecord,
+        combined: &SignedVoucher,
+    ) -> Result<Vec<Write>> {
+        Ok(self
+            .inner
+            .store
+            .vouchers(record.id)?
+            .into_iter()
+            .filter(|r| {
+                let v = &r.voucher;
+                let below_own = v.lane == combined.lane && v.nonce < combined.nonce;
+                let below_merge =
+                    combined.merges.iter().any(|m| m.lane == v.lane && v.nonce < m.nonce);
+                (below_own || below_merge) && !r.superseded && !r.submitted
+            })
+            .map(|mut r| {
+                r.superseded = true;
+                Write::Voucher(r)
+            })
+            .collect())
+    }
+
+    /// Keeps a peer record for its address when its sequence number is above the one held;
+    /// answers whether it was stored. The record must have been verified by the caller.
+    #[tracing::instrument(name = "paych_record_peer", level = "debug", skip_all)]
+    pub async fn record_peer(&self, peer: PeerRecord) -> Result<bool> {
+        let _turn = self.inner.learning.lock().await;
+        if let Some(held) = self.inner.store.peer(&peer.address)? {
+            if held.sequence >= peer.sequence {
+                return Ok(false);
+            }
+        }
+        self.commit(vec![Write::Peer(peer)]).await?;
+        Ok(true)
+    }
+
+    /// The peer record held for a key address.
+    pub fn peer_record(&self, address: &Address) -> Result<Option<PeerRecord>> {
+        Ok(self.inner.store.peer(address)?)
+    }
+
+    /// The key addresses of a channel's payer and payee (`from`, `to`): from the store when
+    /// the channel is known, else from the chain.
+    #[tracing::instrument(name = "paych_channel_parties", level = "debug", skip_all)]
+    pub async fn channel_parties(&self, channel: &Address) -> Result<(Address, Address)> {
+        if let Some(record) = self.inner.store.channel_by_address(channel)? {
+            return Ok((record.from, record.to));
+        }
+        let on_chain = match self.inner.chain.channel(channel).await {
+            Ok(c) => c,
+            Err(crate::chain::ChainError::NotFound(_)) => {
+                return Err(ManagerError::UnknownChannel(self.fmt(channel)))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let from = self.inner.chain.account_key(&on_chain.state.from).await?;
+        let to = self.inner.chain.account_key(&on_chain.state.to).await?;
+        Ok((from, to))
+    }
+}
+
+/// A combined voucher in a channel's cache: its lane carries `req_val`, and every merged
+/// lane carries nothing more of its own (what it paid is folded into the combined amount).
+pub(super) fn fold_into_cache(cache: &mut ChannelCache, combined: &SignedVoucher) {
+    cache
+        .lanes
+        .insert(combined.lane, LaneTip { nonce: combined.nonce, amount: combined.amount.clone() });
+    for merge in &combined.merges {
+        let tip = cache.lanes.entry(merge.lane).or_default();
+        if merge.nonce > tip.nonce {
+            *tip = LaneTip { nonce: merge.nonce, amount: TokenAmount::default() };
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The payee's side of reconciliation over the wire: [`reconcile`] drafts a request from
+//! the channel's best vouchers ([`PaymentChannelManager::reconcile_draft`]), finds the
+//! payer's libp2p peer from the signed peer record it announced with its first payment
+//! ([`find_peer`], knowing only the channel's `from`), sends the request on
+//! `/paych/reconcile/1.0.0` (dialling the payer if not connected), and checks and stores the
+//! combined voucher ([`PaymentChannelManager::reconcile_accept`]).
+//!
+//! The payer's side is answered by the network loop ([`crate::network::answer_reconcile`]).
+
+use libp2p::{Multiaddr, PeerId};
+use paych_core::manager::{ManagerError, PaymentChannelManager};
+use paych_core::reconcile::ReconcileStatus;
+use paych_core::types::{format_address, Address, Network, SignedVoucher, TokenAmount};
+use paych_protocol::{ReconcileRequest, ReconcileResponse, SignedPeerRecord};
+use tracing::Instrument;
+
+use crate::network::{NetworkClient, NetworkError};
+
+/// Why a reconciliation could not be run (a payer's refusal is not an error: it is in
+/// [`Reconciled::response`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The manager refused: unknown or outbound channel, nothing to reconcile, a combined
+    /// voucher that does not fold the request or that the actor would refuse, storage.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    /// No peer record of the payer is held: it announces one with its first payment.
+    #[error("no peer record is known for the payer {0}; it sends one with its first payment")]
+    UnknownPayer(String),
+    /// The held peer record no longer decodes or verifies.
+    #[error("the peer record held for {address} is unusable: {reason}")]
+    BadPeerRecord {
+        /// The payer.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// Asking the payer failed.
+    #[error("cannot ask the payer: {0}")]
+    Network(#[from] NetworkError),
+    /// The payer answered success without a combined voucher (the codec forbids it).
+    #[error("the payer answered success without a combined voucher")]
+    MissingCombined,
+}
+
+/// A reconciliation run: what was asked, and what the payer answered.
+#[derive(Debug, Clone)]
+pub struct Reconciled {
+    /// The request sent.
+    pub request: ReconcileRequest,
+    /// The payer's answer.
+    pub response: ReconcileResponse,
+    /// The combined voucher, checked and stored, when the payer agreed.
+    pub combined: Option<SignedVoucher>,
+}
+
+impl Reconciled {
+    /// The payer's status, if its code is one this version knows.
+    pub fn status(&self) -> Option<ReconcileStatus> {
+        self.response.status()
+    }
+}
+
+/// Where the holder of Filecoin key `address` listens, from the signed peer record it
+/// announced (verified again: a stored record is never trusted blindly).
+pub fn find_peer(
+    manager: &PaymentChannelManager,
+    address: &Address,
+) -> Result<(PeerId, Vec<Multiaddr>), ReconcileError> {
+    let text = || format_address(address, Network::Testnet);
+    let held = manager.peer_record(address)?.ok_or_else(|| ReconcileError::UnknownPayer(text()))?;
+    let bad = |reason: String| ReconcileError::BadPeerRecord { address: text(), reason };
+    let signed = SignedPeerRecord::from_cbor(&held.envelope).map_err(|e| bad(e.to_string()))?;
+    let verified = signed.verify().map_err(|e| bad(e.to_string()))?;
+    if &verified.address != address {
+        return Err(bad("it names another address".to_owned()));
+    }
+    Ok((verified.peer_id, verified.multiaddrs))
+}
+
+/// Asks the payer of inbound `channel` to fold the channel's best vouchers into one, priced
+/// with `fee_per_message` (the fee one redeeming message costs), and stores the combined
+/// voucher once checked.
+pub async fn reconcile(
+    manager: &PaymentChannelManager,
+    net: &NetworkClient,
+    channel: &Address,
+    fee_per_message: &TokenAmount,
+) -> Result<Reconciled, ReconcileError> {
+    let span = tracing::info_span!("reconcile_outbound", channel = %format_address(channel, Network::Testnet));
+    async move {
+        let draft = manager.reconcile_draft(channel, fee_per_message).await?;
+        let (peer, addrs) = find_peer(manager, &draft.payer)?;
+        let request = ReconcileRequest { vouchers: draft.vouchers, req_val: draft.req_val };
+        tracing::debug!(%peer, vouchers = request.vouchers.len(), req_val = %request.req_val.atto(), "asking the payer");
+        let response = net.send_reconcile(peer, addrs, request.clone()).await?;
+        let combined = match (response.status(), &response.combined) {
+            (Some(ReconcileStatus::Success), Some(combined)) => {
+                manager
+                    .reconcile_accept(channel, &request.vouchers, &request.req_val, combined)
+                    .await?;
+                Some(combined.clone())
+            }
+            (Some(ReconcileStatus::Success), None) => return Err(ReconcileError::MissingCombined),
+            _ => None,
+        };
+        tracing::info!(status = response.status, "reconciliation answered");
+        Ok(Reconciled { request, response, combined })
+    }
+    .instrument(span)
+    .await
+}
