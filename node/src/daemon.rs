@@ -39,6 +39,7 @@ use crate::api::{serve_node_api, ApiServer};
 use crate::auth::{self, Permission};
 use crate::network::{self, NetworkClient, NetworkConfig};
 use crate::pay::{parse_peer, Payer};
+use crate::retrieval::RetrievalProvider;
 
 /// The environment variable naming the default repo.
 pub const PAYCH_PATH: &str = "PAYCH_PATH";
@@ -355,7 +356,11 @@ impl Daemon {
         );
         manager.start().await.context("cannot start the payment-channel manager")?;
 
+        let blobs = repo.join("blobs");
+        let retrieval = RetrievalProvider::open(&blobs)
+            .with_context(|| format!("cannot open the blob store {}", blobs.display()))?;
         let network_config = NetworkConfig {
+            retrieval: Arc::new(retrieval),
             min_delta: config.min_delta.clone(),
             max_inbound_per_peer: config.max_inbound_per_peer,
             reconcile_policy: config.reconcile_policy(),

@@ -7,9 +7,13 @@
 //! voucher that carries a flow reference, [`RetrievalProvider::credit`] adds the accepted
 //! delta to what that peer has paid on that channel and flow. Chunk `i` is served once the
 //! credit reaches `i × price`. Credits live in memory and are bounded by [`MAX_CREDITS`];
-//! published blobs by [`MAX_PUBLISHED_BYTES`].
+//! published blobs by [`MAX_PUBLISHED_BYTES`]. A provider opened on a directory
+//! ([`RetrievalProvider::open`], the daemon's `blobs/`) keeps each blob there as
+//! `<root>.data` beside `<root>.meta` and serves them again after a restart.
 
 use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -46,6 +50,18 @@ pub enum PublishError {
     /// Publishing it would exceed [`MAX_PUBLISHED_BYTES`].
     #[error("published blobs would take more than {MAX_PUBLISHED_BYTES} bytes")]
     Full,
+    /// The blob could not be written to, or read from, the provider's directory.
+    #[error("blob store {path}: {reason}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> PublishError {
+    PublishError::Io { path: path.to_owned(), reason: e.to_string() }
 }
 
 struct Blob {
@@ -59,6 +75,7 @@ type CreditKey = (PeerId, Address, Vec<u8>);
 /// The blobs a node serves and the payments it has received for them.
 #[derive(Default)]
 pub struct RetrievalProvider {
+    dir: Option<PathBuf>,
     blobs: RwLock<HashMap<Hash, Arc<Blob>>>,
     credits: Mutex<HashMap<CreditKey, TokenAmount>>,
 }
@@ -71,6 +88,33 @@ impl std::fmt::Debug for RetrievalProvider {
 }
 
 impl RetrievalProvider {
+    /// A provider keeping its blobs in `dir` (created if missing), serving those already
+    /// there. A file that does not read back as the blob its name promises is skipped with a
+    /// warning.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, PublishError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        let provider = RetrievalProvider { dir: Some(dir.clone()), ..Default::default() };
+        let mut blobs = HashMap::new();
+        let mut used = 0usize;
+        for entry in fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
+            let path = entry.map_err(|e| io_error(&dir, e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("meta") {
+                continue;
+            }
+            match load_blob(&path) {
+                Ok((root, blob)) if used + blob.data.len() <= MAX_PUBLISHED_BYTES => {
+                    used += blob.data.len();
+                    blobs.insert(root, Arc::new(blob));
+                }
+                Ok(_) => tracing::warn!(path = %path.display(), "blob skipped: the store is full"),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "blob skipped"),
+            }
+        }
+        *provider.blobs.write().unwrap_or_else(|e| e.into_inner()) = blobs;
+        Ok(provider)
+    }
+
     /// Publishes `data` in chunks of `chunk_size` at `price_per_chunk`, paid to `payee`;
     /// returns its manifest (publishing the same blob again replaces its price and faults).
     pub fn publish(
@@ -93,7 +137,11 @@ impl RetrievalProvider {
         if used + data.len() > MAX_PUBLISHED_BYTES {
             return Err(PublishError::Full);
         }
-        blobs.insert(root, Arc::new(Blob { manifest: manifest.clone(), data, faults }));
+        let blob = Blob { manifest: manifest.clone(), data, faults };
+        if let Some(dir) = &self.dir {
+            save_blob(dir, &root, &blob)?;
+        }
+        blobs.insert(root, Arc::new(blob));
         Ok(manifest)
     }
 
@@ -169,6 +217,57 @@ impl RetrievalProvider {
         }
         RetrievalResponse::chunk(data)
     }
+}
+
+/// Writes `<root>.data` then `<root>.meta` (each through a temporary file and a rename), so
+/// that a `.meta` file only ever names complete data.
+fn save_blob(dir: &Path, root: &Hash, blob: &Blob) -> Result<(), PublishError> {
+    let name = hex::encode(root);
+    let meta = format!(
+        "chunk_size = {}\nprice_per_chunk = {}\npayee = {}\ncorrupt_chunk = {}\n",
+        blob.manifest.chunk_size,
+        blob.manifest.price_per_chunk.atto(),
+        format_address(&blob.manifest.payee, Network::Testnet),
+        blob.faults.corrupt_chunk.map_or_else(|| "none".to_owned(), |c| c.to_string()),
+    );
+    for (ext, bytes) in [("data", blob.data.as_slice()), ("meta", meta.as_bytes())] {
+        let path = dir.join(format!("{name}.{ext}"));
+        let tmp = dir.join(format!("{name}.{ext}.tmp"));
+        fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+    }
+    Ok(())
+}
+
+/// Reads a blob back from its `.meta` file and the `.data` file beside it, checking that it
+/// is the blob the file name promises.
+fn load_blob(meta_path: &Path) -> Result<(Hash, Blob), PublishError> {
+    let bad = |what: &str| io_error(meta_path, what);
+    let stem = meta_path.file_stem().and_then(|s| s.to_str()).ok_or_else(|| bad("bad name"))?;
+    let root = parse_root(stem).map_err(|_| bad("the name is not a root"))?;
+    let text = fs::read_to_string(meta_path).map_err(|e| io_error(meta_path, e))?;
+    let mut fields = HashMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            fields.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+    }
+    let field = |k: &str| fields.get(k).ok_or_else(|| bad(&format!("no {k}")));
+    let chunk_size: u64 = field("chunk_size")?.parse().map_err(|_| bad("bad chunk_size"))?;
+    let price: u128 = field("price_per_chunk")?.parse().map_err(|_| bad("bad price_per_chunk"))?;
+    let (payee, _) =
+        paych_core::types::parse_address(field("payee")?).map_err(|_| bad("bad payee"))?;
+    let corrupt_chunk = match field("corrupt_chunk")?.as_str() {
+        "none" => None,
+        n => Some(n.parse().map_err(|_| bad("bad corrupt_chunk"))?),
+    };
+    let data_path = meta_path.with_extension("data");
+    let data = fs::read(&data_path).map_err(|e| io_error(&data_path, e))?;
+    let manifest = Manifest::of(&data, chunk_size, TokenAmount::from_atto(price), payee)?;
+    if manifest.root[..] != root[..] {
+        return Err(bad("the data does not hash to the root its name gives"));
+    }
+    Ok((root, Blob { manifest, data, faults: Faults { corrupt_chunk } }))
 }
 
 /// Why a retrieval failed. Chunks received before the failure were paid for; the chunk
@@ -449,6 +548,32 @@ mod tests {
             ),
             Err(PublishError::Manifest(_))
         ));
+    }
+
+    #[test]
+    fn published_blobs_survive_a_restart_and_damaged_files_are_skipped() {
+        let dir = std::env::temp_dir().join(format!("paych-blobs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let provider = RetrievalProvider::open(&dir).unwrap();
+        let payee = Address::new_id(1001);
+        let kept = provider
+            .publish(blob(2500), 1000, TokenAmount::from_atto(3), payee, Faults::default())
+            .unwrap();
+        let damaged = provider
+            .publish(blob(900), 100, TokenAmount::from_atto(3), payee, Faults::default())
+            .unwrap();
+        fs::write(dir.join(format!("{}.data", hex::encode(&damaged.root))), b"other bytes")
+            .unwrap();
+        let reopened = RetrievalProvider::open(&dir).unwrap();
+        let peer = PeerId::random();
+        let root = Hash::try_from(kept.root.as_slice()).unwrap();
+        assert_eq!(reopened.answer(peer, &RetrievalRequest::manifest(root)).manifest, Some(kept));
+        let gone = Hash::try_from(damaged.root.as_slice()).unwrap();
+        assert_eq!(
+            reopened.answer(peer, &RetrievalRequest::manifest(gone)).status(),
+            Some(RetrievalStatus::NotFound)
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -89,7 +89,8 @@ pub struct ActorState {
 pub struct SenderStats {
     /// Messages executed.
     pub messages: u64,
-    /// Messages executed, by (recipient kind, method number).
+    /// Messages executed, by (recipient kind, method number); the kind is `missing` when
+    /// the recipient did not exist (a collect racing another, say).
     pub by_method: BTreeMap<(String, u64), u64>,
     /// Gas fees paid.
     pub fees: TokenAmount,
@@ -343,7 +344,7 @@ impl Devnet {
                     .state
                     .tree
                     .entry(&msg.to)
-                    .map_or_else(|| "account".to_owned(), |e| state::kind_name(e.kind).to_owned());
+                    .map_or_else(|| "missing".to_owned(), |e| state::kind_name(e.kind).to_owned());
                 let receipt = data.state.execute(&pending.signed, pending.len);
                 let fee = State::gas_price(msg) * receipt.gas_used;
                 let stats = data.senders.entry(msg.from).or_default();
