@@ -9,11 +9,13 @@
 //!   wallet (`Filecoin.Paych*`, `Filecoin.Wallet*`), guarded by [`auth`]'s JWT permissions.
 //! - [`network`]: the libp2p event loop and its client; answers inbound vouchers.
 //! - [`pay`]: paying a flow's lane and sending the voucher to the payee.
+//! - [`client`]: a JSON-RPC client of a running daemon, for the CLI.
 //! - [`daemon`]: `paych daemon` — the repo, the chain, the manager, the network and the API.
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod daemon;
 pub mod devnet_rpc;
 mod jsonrpc;

@@ -1,4 +1,6 @@
-//! The `paych` binary.
+//! The `paych` binary: the daemon, the devnet, and the client commands of [`cli`].
+
+mod cli;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -45,7 +47,11 @@ enum Command {
     Voucher {
         #[command(subcommand)]
         command: VoucherCommand,
+        #[command(flatten)]
+        repo: cli::RepoArg,
     },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
     /// Run a local devnet serving the Lotus JSON-RPC API (no authentication). Prints
     /// `FULLNODE_API_INFO=…` as its first line and runs until interrupted.
     Devnet(DevnetArgs),
@@ -119,13 +125,30 @@ enum VoucherCommand {
         /// The voucher, as `paych voucher create` or `lotus paych voucher create` prints it.
         voucher: String,
     },
+    #[command(flatten)]
+    Client(cli::VoucherClientCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole chain of causes on one line, without a backtrace: a user reads it.
+            eprintln!("Error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let network = Network::from(cli.network);
     match cli.command {
-        Command::Voucher { command: VoucherCommand::Decode { voucher } } => {
+        Command::Voucher { command: VoucherCommand::Client(command), repo } => {
+            client_runtime()?.block_on(cli::run_voucher(command, &repo))?;
+        }
+        Command::Client(command) => client_runtime()?.block_on(cli::run(command))?,
+        Command::Voucher { command: VoucherCommand::Decode { voucher }, .. } => {
             let voucher = SignedVoucher::from_base64url(&voucher).context(
                 "cannot decode the voucher: expected the unpadded base64url text form \
                  that `paych voucher create` prints",
@@ -148,6 +171,14 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The runtime of a client command: one thread is plenty for a few HTTP calls.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
