@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{serve_node_api, ApiServer};
 use crate::auth::{self, Permission};
+use crate::metrics::{MeteredChain, Metrics};
 use crate::network::{self, NetworkClient, NetworkConfig};
 use crate::pay::{parse_peer, Payer};
 
@@ -251,6 +252,8 @@ impl Daemon {
                 }
             };
 
+        let metrics = Arc::new(Metrics::new());
+        let chain: Arc<dyn Chain> = Arc::new(MeteredChain::new(chain, metrics.clone()));
         let store =
             Arc::new(SledStore::open(repo.join("datastore")).context("cannot open the datastore")?);
         let manager = PaymentChannelManager::new(
@@ -264,6 +267,7 @@ impl Daemon {
         let network_config = NetworkConfig {
             min_delta: config.min_delta.clone(),
             max_inbound_per_peer: config.max_inbound_per_peer,
+            metrics: metrics.clone(),
             ..NetworkConfig::default()
         };
         let (network, network_task) = network::spawn(keypair, network_config, manager.clone())?;
@@ -277,6 +281,7 @@ impl Daemon {
             manager.clone(),
             wallet,
             Some(payer),
+            metrics,
             secret,
             Network::Testnet,
             api_addr,

@@ -10,6 +10,7 @@
 //! - [`network`]: the libp2p event loop and its client; answers inbound vouchers.
 //! - [`pay`]: paying a flow's lane and sending the voucher to the payee.
 //! - [`client`]: a JSON-RPC client of a running daemon, for the CLI.
+//! - [`metrics`]: the node's Prometheus counters, served on `/metrics`.
 //! - [`daemon`]: `paych daemon` — the repo, the chain, the manager, the network and the API.
 #![warn(missing_docs)]
 
@@ -19,5 +20,6 @@ pub mod client;
 pub mod daemon;
 pub mod devnet_rpc;
 mod jsonrpc;
+pub mod metrics;
 pub mod network;
 pub mod pay;

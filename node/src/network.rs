@@ -11,6 +11,7 @@
 //! `RateLimited` beyond) and in total ([`MAX_INBOUND_IN_FLIGHT`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -31,6 +32,8 @@ use paych_protocol::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
 
 /// Commands waiting for the event loop, at most.
 pub const COMMAND_QUEUE: usize = 64;
@@ -55,6 +58,8 @@ pub struct NetworkConfig {
     /// Inbound voucher requests one peer may have in flight; more are answered
     /// `RateLimited`.
     pub max_inbound_per_peer: usize,
+    /// Where the loop counts vouchers, connections and refusals.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for NetworkConfig {
@@ -63,6 +68,7 @@ impl Default for NetworkConfig {
             protocol: Config::default(),
             min_delta: TokenAmount::default(),
             max_inbound_per_peer: 8,
+            metrics: Arc::default(),
         }
     }
 }
@@ -335,6 +341,7 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                 let remote = endpoint.get_remote_address().clone();
                 self.connected.entry(peer_id).or_default().insert(connection_id, remote);
+                self.count_connections();
                 if let Some((_, reply)) = self.connects.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -346,6 +353,7 @@ impl EventLoop {
                         self.connected.remove(&peer_id);
                     }
                 }
+                self.count_connections();
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
                 if let Some((addr, reply)) = self.connects.remove(&connection_id) {
@@ -364,6 +372,7 @@ impl EventLoop {
                     ReconcileStatus::Internal,
                     "reconciliation is not supported yet",
                 );
+                self.config.metrics.reconciliation("payer", "refused");
                 let _ = self.swarm.behaviour_mut().reconcile.send_response(channel, response);
             }
             _ => {}
@@ -377,12 +386,15 @@ impl EventLoop {
                     self.on_voucher_request(peer, request, channel)
                 }
                 request_response::Message::Response { request_id, response } => {
+                    let status = response.status().map(status_label);
+                    self.config.metrics.voucher_sent(status, &response.delta);
                     if let Some(reply) = self.outbound.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                self.config.metrics.voucher_sent(None, &TokenAmount::default());
                 if let Some(reply) = self.outbound.remove(&request_id) {
                     let _ =
                         reply.send(Err(NetworkError::Request { peer, reason: error.to_string() }));
@@ -410,6 +422,10 @@ impl EventLoop {
                 TokenAmount::default(),
                 "too many vouchers in flight; retry later",
             );
+            self.config.metrics.rate_limited("voucher");
+            self.config
+                .metrics
+                .voucher_received(status_label(VoucherStatus::RateLimited), &response.delta);
             let _ = self.swarm.behaviour_mut().voucher.send_response(channel, response);
             return;
         }
@@ -420,13 +436,21 @@ impl EventLoop {
         let manager = self.manager.clone();
         let min_delta = self.config.min_delta.clone();
         let done = self.done_tx.clone();
+        let metrics = self.config.metrics.clone();
         tokio::spawn(async move {
             let voucher = request.voucher;
             let result = manager.voucher_add(&voucher.channel_addr, &voucher, min_delta).await;
             let response = voucher_response(result, &voucher.amount);
+            let status = response.status().map_or("unknown", status_label);
+            metrics.voucher_received(status, &response.delta);
             // The loop is gone only when the node stops; the request is then dropped.
             let _ = done.send((id, response)).await;
         });
+    }
+
+    fn count_connections(&self) {
+        let connections = self.connected.values().map(HashMap::len).sum();
+        self.config.metrics.set_connections(connections, self.connected.len());
     }
 
     fn respond(&mut self, id: u64, response: VoucherResponse) {
@@ -477,6 +501,25 @@ pub fn voucher_response(
             }
             VoucherResponse::rejected(status, TokenAmount::default(), error.to_string())
         }
+    }
+}
+
+/// A voucher status as a metrics label.
+pub fn status_label(status: VoucherStatus) -> &'static str {
+    use VoucherStatus as S;
+    match status {
+        S::Accepted => "accepted",
+        S::Covered => "covered",
+        S::RateLimited => "rate_limited",
+        S::UnknownChannel => "unknown_channel",
+        S::InvalidSignature => "invalid_signature",
+        S::StaleNonce => "stale_nonce",
+        S::InsufficientFunds => "insufficient_funds",
+        S::TimeLock => "time_lock",
+        S::Settling => "settling",
+        S::BelowMinimum => "below_minimum",
+        S::Malformed => "malformed",
+        S::Internal => "internal",
     }
 }
 

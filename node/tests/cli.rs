@@ -214,6 +214,27 @@ fn default_address(list: &str) -> String {
     addr
 }
 
+/// A `/metrics` scrape of the daemon on `repo`.
+fn metrics(repo: &Path) -> String {
+    let api = wait_for(&repo.join("api"));
+    let parts: Vec<&str> = api.trim().split('/').collect();
+    let url = format!("http://{}:{}/metrics", parts[2], parts[4]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let response = reqwest::get(&url).await.unwrap();
+        assert!(response.status().is_success(), "{url}: {}", response.status());
+        response.text().await.unwrap()
+    })
+}
+
+/// The value of the sample `name` (with its labels, as written) in a scrape.
+fn sample(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[test]
 fn cli_drives_a_payer_and_a_payee_daemon() {
     let p = pair();
@@ -355,6 +376,33 @@ fn cli_drives_a_payer_and_a_payee_daemon() {
         collected.starts_with(&format!("Collecting funds from channel {channel}: message bafy")),
         "{collected}"
     );
+}
+
+#[test]
+fn metrics_count_a_payment_on_both_daemons() {
+    let p = pair();
+    let before_payer = metrics(&p.payer);
+    let before_payee = metrics(&p.payee);
+    assert!(before_payer.contains("# TYPE paych_api_calls counter"), "{before_payer}");
+    let channel = ok_in(&p.payer, &["add-funds", &p.payer_addr, &p.payee_addr, "1"]);
+    let channel = channel.trim().to_owned();
+    ok_in(&p.payer, &["pay", &channel, "0.5"]);
+
+    let payer = metrics(&p.payer);
+    let payee = metrics(&p.payee);
+    let sent = r#"paych_vouchers_sent_total{status="accepted"}"#;
+    let received = r#"paych_vouchers_received_total{status="accepted"}"#;
+    assert_eq!(sample(&payer, sent) - sample(&before_payer, sent), 1.0, "{payer}");
+    assert_eq!(sample(&payee, received) - sample(&before_payee, received), 1.0, "{payee}");
+    assert!(sample(&payer, "paych_sent_attofil_total") >= 5e17, "{payer}");
+    assert!(sample(&payee, "paych_received_attofil_total") >= 5e17, "{payee}");
+    let pay_calls = r#"paych_api_calls_total{method="Filecoin.PaychPay"}"#;
+    assert_eq!(sample(&payer, pay_calls) - sample(&before_payer, pay_calls), 1.0, "{payer}");
+    assert!(sample(&payer, r#"paych_chain_messages_total{purpose="create"}"#) >= 1.0, "{payer}");
+    let created = r#"paych_chain_message_outcomes_total{purpose="create",outcome="executed"}"#;
+    assert!(sample(&payer, created) >= 1.0, "{payer}");
+    assert!(sample(&payer, "paych_libp2p_peers") >= 1.0, "{payer}");
+    assert!(sample(&payee, "paych_libp2p_connections") >= 1.0, "{payee}");
 }
 
 #[test]
