@@ -1,5 +1,6 @@
 //! The `paych` binary: the daemon, the devnet, and the client commands of [`cli`].
 
+mod bench;
 mod cli;
 
 use std::io::Write;
@@ -58,6 +59,9 @@ enum Command {
     /// Run the node: the JSON-RPC API, the paych wire protocols and the manager over a repo
     /// directory (see docs/operations.md). Runs until SIGINT or SIGTERM.
     Daemon(DaemonArgs),
+    /// Measure payments between two in-process nodes on loopback beside the raw costs they
+    /// are made of (request-response, sign, recover, store); see docs/benchmarks.md.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -161,6 +165,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(run_devnet(args))?;
+        }
+        Command::Bench(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(bench::run(args))?;
         }
         Command::Daemon(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -423,3 +423,37 @@ fn bad_input_and_no_daemon_fail_with_what_to_do() {
     std::fs::write(repo.join("api"), "garbage").unwrap();
     fails_in(repo, &["list"], "expected /ip4/");
 }
+
+#[test]
+fn bench_prints_its_measures_as_json() {
+    let out = paych(&["bench", "--json", "--payments", "20", "--in-flight", "8"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "pipelined_payments_per_sec",
+        "rtt_p50_us",
+        "rtt_p99_us",
+        "raw_rr_per_sec",
+        "raw_rr_rtt_p50_us",
+        "raw_sign_per_sec",
+        "raw_recover_per_sec",
+        "store_p50_us",
+        "ceiling_payments_per_sec",
+        "rtt_floor_us",
+        "pipelined_vs_ceiling",
+        "rtt_p50_vs_floor",
+    ] {
+        let value = report[field].as_f64().unwrap_or_else(|| panic!("{field} missing: {report}"));
+        assert!(value > 0.0 && value.is_finite(), "{field} = {value}: {report}");
+    }
+    assert_eq!(report["payments"], 20);
+}
+
+#[test]
+fn bench_refuses_bad_options() {
+    let out = paych(&["bench", "--payments", "0"]);
+    assert!(!out.status.success());
+    let out = paych(&["bench", "--in-flight", "many"]);
+    assert!(!out.status.success());
+}
