@@ -70,6 +70,9 @@ struct Report {
     pipelined_payments_per_sec: f64,
     rtt_p50_us: f64,
     rtt_p99_us: f64,
+    create_p50_us: f64,
+    send_p50_us: f64,
+    pipelined_create_share: f64,
     raw_rr_per_sec: f64,
     raw_rr_rtt_p50_us: f64,
     raw_sign_per_sec: f64,
@@ -101,6 +104,9 @@ impl Report {
             "pipelined_payments_per_sec": self.pipelined_payments_per_sec,
             "rtt_p50_us": self.rtt_p50_us,
             "rtt_p99_us": self.rtt_p99_us,
+            "create_p50_us": self.create_p50_us,
+            "send_p50_us": self.send_p50_us,
+            "pipelined_create_share": self.pipelined_create_share,
             "raw_rr_per_sec": self.raw_rr_per_sec,
             "raw_rr_rtt_p50_us": self.raw_rr_rtt_p50_us,
             "raw_sign_per_sec": self.raw_sign_per_sec,
@@ -128,6 +134,9 @@ impl Report {
              rtt p50    {:>10.0} µs          sign {:>10.0} /s, recover {:>10.0} /s\n\
              rtt p99    {:>10.0} µs          durable store write p50 {:.0} µs\n\
              \n\
+             of a round trip (p50): create {:.0} µs, send until the answer {:.0} µs\n\
+             pipelined: the payer spent {:.0} % of the time creating vouchers\n\
+             \n\
              ceiling = 1 / (1/sign + 1/recover + 1/raw_rr) = {:.0} payments/s\n\
              pipelined / ceiling = {:.2} (target >= 0.5: {})\n\
              rtt floor = raw rtt p50 + sign + recover + store = {:.0} µs\n\
@@ -143,6 +152,9 @@ impl Report {
             self.raw_recover_per_sec,
             self.rtt_p99_us,
             self.store_p50_us,
+            self.create_p50_us,
+            self.send_p50_us,
+            self.pipelined_create_share * 100.0,
             ceiling,
             pipelined_ratio,
             verdict(pipelined_ratio >= 0.5),
@@ -242,15 +254,25 @@ async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repo
         pay_once(&payer.manager, &target, &channel, lane, paid).await?;
     }
     let mut rtts = Vec::with_capacity(samples);
+    let mut creates = Vec::with_capacity(samples);
+    let mut sends = Vec::with_capacity(samples);
     for _ in 0..samples {
         paid += UNIT;
         let start = Instant::now();
-        pay_once(&payer.manager, &target, &channel, lane, paid).await?;
-        rtts.push(start.elapsed());
+        let voucher = create(&payer.manager, &channel, lane, paid).await?;
+        let created = start.elapsed();
+        target.send(voucher).await?;
+        let total = start.elapsed();
+        rtts.push(total);
+        creates.push(created);
+        sends.push(total.saturating_sub(created));
     }
     let start = Instant::now();
-    pay_pipelined(&payer.manager, &target, &channel, lane, paid, samples, in_flight).await?;
-    let pipelined_payments_per_sec = rate(samples, start.elapsed());
+    let creating =
+        pay_pipelined(&payer.manager, &target, &channel, lane, paid, samples, in_flight).await?;
+    let elapsed = start.elapsed();
+    let pipelined_payments_per_sec = rate(samples, elapsed);
+    let pipelined_create_share = creating.as_secs_f64() / elapsed.as_secs_f64().max(1e-9);
 
     // The raw request-response over the same stack, with a voucher the payee accepted.
     let voucher = payer
@@ -266,12 +288,17 @@ async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repo
     payee.manager.shutdown().await?;
 
     rtts.sort();
+    creates.sort();
+    sends.sort();
     Ok(Report {
         payments: args.payments,
         in_flight: args.in_flight,
         pipelined_payments_per_sec,
         rtt_p50_us: micros(percentile(&rtts, 50)),
         rtt_p99_us: micros(percentile(&rtts, 99)),
+        create_p50_us: micros(percentile(&creates, 50)),
+        send_p50_us: micros(percentile(&sends, 50)),
+        pipelined_create_share,
         raw_rr_per_sec,
         raw_rr_rtt_p50_us: micros(raw_rr_rtt),
         raw_sign_per_sec,
@@ -349,7 +376,8 @@ async fn create(
     created.voucher.ok_or_else(|| anyhow!("the channel cannot cover {amount} attoFIL"))
 }
 
-/// `count` payments on one lane, at most `in_flight` of them awaiting their answer.
+/// `count` payments on one lane, at most `in_flight` of them awaiting their answer;
+/// returns the time spent creating vouchers.
 async fn pay_pipelined(
     manager: &PaymentChannelManager,
     target: &Target,
@@ -358,13 +386,16 @@ async fn pay_pipelined(
     mut paid: u64,
     count: usize,
     in_flight: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Duration> {
     let permits = Arc::new(Semaphore::new(in_flight));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut creating = Duration::ZERO;
     for _ in 0..count {
         let permit = permits.clone().acquire_owned().await?;
         paid += UNIT;
+        let start = Instant::now();
         let voucher = create(manager, channel, lane, paid).await?;
+        creating += start.elapsed();
         let target = target.clone();
         tasks.spawn(async move {
             let result = target.send(voucher).await;
@@ -378,7 +409,7 @@ async fn pay_pipelined(
     while let Some(done) = tasks.join_next().await {
         done??;
     }
-    Ok(())
+    Ok(creating)
 }
 
 /// Sign and recover rates (per second) over a voucher's signing bytes.
@@ -586,6 +617,9 @@ mod tests {
             pipelined_payments_per_sec: 500.0,
             rtt_p50_us: 1000.0,
             rtt_p99_us: 2000.0,
+            create_p50_us: 400.0,
+            send_p50_us: 600.0,
+            pipelined_create_share: 0.5,
             raw_rr_per_sec: 1000.0,
             raw_rr_rtt_p50_us: 100.0,
             raw_sign_per_sec: 1000.0,
