@@ -258,9 +258,17 @@ fn voucher_arg(text: &str) -> Result<Box<SignedVoucher>, String> {
     })
 }
 
-/// The repo: `--repo`, else the default.
+/// The repo given before the command (`paych --repo DIR list`, as `lotus --repo`), if any.
+static TOP_LEVEL_REPO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the repo given before the command; a `--repo` after the command wins over it.
+pub fn set_top_level_repo(repo: PathBuf) {
+    let _ = TOP_LEVEL_REPO.set(repo);
+}
+
+/// The repo: `--repo` after the command, else before it, else the default.
 fn client(repo: &RepoArg) -> anyhow::Result<ApiClient> {
-    let repo = match &repo.repo {
+    let repo = match repo.repo.as_ref().or(TOP_LEVEL_REPO.get()) {
         Some(repo) => repo.clone(),
         None => paych_node::daemon::default_repo()?,
     };

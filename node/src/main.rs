@@ -23,6 +23,9 @@ struct Cli {
     /// The network whose address prefix is printed (`f` mainnet, `t` testnets).
     #[arg(long, global = true, value_enum, default_value_t = NetworkArg::Testnet)]
     network: NetworkArg,
+    /// The repo of the daemon the client commands talk to (also accepted after the command).
+    #[arg(long = "repo", id = "top_level_repo", value_name = "REPO")]
+    repo: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -147,6 +150,12 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let network = Network::from(cli.network);
+    if let Some(repo) = cli.repo {
+        if matches!(cli.command, Command::Devnet(_) | Command::Daemon(_) | Command::Bench(_)) {
+            anyhow::bail!("--repo before the command applies to client commands: write `paych daemon --repo DIR` or `paych devnet --repo DIR`");
+        }
+        cli::set_top_level_repo(repo);
+    }
     match cli.command {
         Command::Voucher { command: VoucherCommand::Client(command), repo } => {
             client_runtime()?.block_on(cli::run_voucher(command, &repo))?;

@@ -417,6 +417,20 @@ fn bad_input_and_no_daemon_fail_with_what_to_do() {
     fails_in(repo, &["add-funds", "t1nope", "t01002", "1"], "address");
     fails_in(repo, &["voucher", "check", "t01001", "not-a-voucher"], "paych voucher create");
     fails_in(repo, &["net", "connect", "nonsense"], "start one with `paych daemon`");
+    // `--repo` before the command, as `lotus --repo`, names the repo too.
+    let before = Command::new(env!("CARGO_BIN_EXE_paych"))
+        .arg("--repo")
+        .arg(repo)
+        .arg("list")
+        .env_remove("PAYCH_PATH")
+        .output()
+        .unwrap();
+    assert!(!before.status.success());
+    let stderr = String::from_utf8(before.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("no paych daemon is running on the repo {}", repo.display())),
+        "{stderr}"
+    );
     // A stale api file (the daemon died): the client cannot reach it and says so.
     std::fs::write(repo.join("api"), "/ip4/127.0.0.1/tcp/1/http").unwrap();
     fails_in(repo, &["list"], "start one with `paych daemon`");
