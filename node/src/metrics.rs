@@ -31,6 +31,7 @@ use paych_core::chain::{
     ActorInfo, ActorKind, Chain, ChainError, ChannelOnChain, MessageLookup, Receipt,
 };
 use paych_core::types::{Address, ChainEpoch, Message, SignedMessage, TokenAmount};
+use paych_protocol::VoucherStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -280,6 +281,25 @@ impl Metrics {
         if let Some(purpose) = purpose {
             self.outcome(purpose, if ok { "executed" } else { "failed" });
         }
+    }
+}
+
+/// A voucher status as a metrics label.
+pub fn status_label(status: VoucherStatus) -> &'static str {
+    use VoucherStatus as S;
+    match status {
+        S::Accepted => "accepted",
+        S::Covered => "covered",
+        S::RateLimited => "rate_limited",
+        S::UnknownChannel => "unknown_channel",
+        S::InvalidSignature => "invalid_signature",
+        S::StaleNonce => "stale_nonce",
+        S::InsufficientFunds => "insufficient_funds",
+        S::TimeLock => "time_lock",
+        S::Settling => "settling",
+        S::BelowMinimum => "below_minimum",
+        S::Malformed => "malformed",
+        S::Internal => "internal",
     }
 }
 

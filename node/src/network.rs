@@ -33,7 +33,7 @@ use paych_protocol::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::metrics::Metrics;
+use crate::metrics::{status_label, Metrics};
 
 /// Commands waiting for the event loop, at most.
 pub const COMMAND_QUEUE: usize = 64;
@@ -501,25 +501,6 @@ pub fn voucher_response(
             }
             VoucherResponse::rejected(status, TokenAmount::default(), error.to_string())
         }
-    }
-}
-
-/// A voucher status as a metrics label.
-pub fn status_label(status: VoucherStatus) -> &'static str {
-    use VoucherStatus as S;
-    match status {
-        S::Accepted => "accepted",
-        S::Covered => "covered",
-        S::RateLimited => "rate_limited",
-        S::UnknownChannel => "unknown_channel",
-        S::InvalidSignature => "invalid_signature",
-        S::StaleNonce => "stale_nonce",
-        S::InsufficientFunds => "insufficient_funds",
-        S::TimeLock => "time_lock",
-        S::Settling => "settling",
-        S::BelowMinimum => "below_minimum",
-        S::Malformed => "malformed",
-        S::Internal => "internal",
     }
 }
 
