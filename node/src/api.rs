@@ -16,7 +16,8 @@
 //! [`NetworkClient`] when there is one ([`serve_node_api`]), in Lotus's `AddrInfo` shape;
 //! `Filecoin.PaychPay(ch, amount, flow)` (ours) pays through [`Payer`];
 //! `Filecoin.PaychReconcile(ch)` (ours) asks the payer of an inbound channel for one
-//! combined voucher through [`Payer::reconcile`].
+//! combined voucher through [`Payer::reconcile`]. `GET /metrics` serves the node's
+//! [`Metrics`] without a token, as Lotus serves its metrics.
 //!
 //! This module translates between JSON and the manager's calls; it holds no state of its
 //! own and never decides anything about channels or vouchers.
@@ -28,7 +29,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use cid::Cid;
 use paych_core::chain::lotus::json::{self, error_code, LotusJson, RpcError};
@@ -49,6 +50,7 @@ use tracing::Instrument;
 use crate::auth::{self, Permission};
 use crate::jsonrpc::{self, excerpt, Params, Running};
 pub use crate::jsonrpc::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
+use crate::metrics::{self, Metrics};
 use crate::network::NetworkClient;
 use crate::pay::Payer;
 use crate::retrieval;
@@ -152,7 +154,7 @@ impl ApiServer {
 /// Serves `manager` and `wallet` on `listen` (e.g. `127.0.0.1:0`), with tokens checked
 /// against `secret` and addresses written for `network`, until the returned server is shut
 /// down or dropped. The `Filecoin.Net*` methods fail: there is no libp2p node to ask (see
-/// [`serve_node_api`]).
+/// [`serve_node_api`]); `/metrics` counts the API's calls only.
 pub async fn serve_api(
     manager: PaymentChannelManager,
     wallet: Arc<KeyStore>,
@@ -160,15 +162,17 @@ pub async fn serve_api(
     network: Network,
     listen: SocketAddr,
 ) -> Result<ApiServer, ServeError> {
-    serve_node_api(manager, wallet, None, secret, network, listen).await
+    serve_node_api(manager, wallet, None, Arc::default(), secret, network, listen).await
 }
 
 /// [`serve_api`] with the node's libp2p networking behind `Filecoin.NetConnect`,
-/// `Filecoin.NetPeers`, `Filecoin.NetAddrsListen` and `Filecoin.PaychPay`.
+/// `Filecoin.NetPeers`, `Filecoin.NetAddrsListen` and `Filecoin.PaychPay`, and the node's
+/// `metrics` served on `GET /metrics` (no token needed).
 pub async fn serve_node_api(
     manager: PaymentChannelManager,
     wallet: Arc<KeyStore>,
     payer: Option<Arc<Payer>>,
+    metrics: Arc<Metrics>,
     secret: Vec<u8>,
     network: Network,
     listen: SocketAddr,
@@ -177,12 +181,16 @@ pub async fn serve_node_api(
         manager,
         wallet,
         payer,
+        metrics,
         secret,
         network,
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
     });
-    let router =
-        Router::new().route("/rpc/v1", post(handle)).route("/rpc/v0", post(handle)).with_state(api);
+    let router = Router::new()
+        .route("/rpc/v1", post(handle))
+        .route("/rpc/v0", post(handle))
+        .route("/metrics", get(serve_metrics))
+        .with_state(api);
     let running = jsonrpc::spawn(listen, router).await?;
     tracing::info!(local_addr = %running.local_addr(), "API server listening");
     Ok(ApiServer { running })
@@ -192,9 +200,15 @@ struct Api {
     manager: PaymentChannelManager,
     wallet: Arc<KeyStore>,
     payer: Option<Arc<Payer>>,
+    metrics: Arc<Metrics>,
     secret: Vec<u8>,
     network: Network,
     permits: Arc<Semaphore>,
+}
+
+/// `GET /metrics`: the node's metrics in the Prometheus (OpenMetrics) text format.
+async fn serve_metrics(State(api): State<Arc<Api>>) -> Response {
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], api.metrics.encode()).into_response()
 }
 
 async fn handle(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Response {
@@ -206,6 +220,7 @@ async fn handle(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> 
         Ok(read) => read,
         Err(response) => return response,
     };
+    api.metrics.api_call(&call.method);
     let span = tracing::debug_span!("api", method = %excerpt(&call.method));
     let outcome = api.call(&granted, &call.method, call.params).instrument(span).await;
     jsonrpc::answer(call.id, outcome)
@@ -498,6 +513,8 @@ impl Api {
                 let ch = p.address(0)?;
                 let done = self.payer()?.reconcile(&ch).await.map_err(method_error)?;
                 let response = &done.response;
+                let outcome = if response.status == 0 { "success" } else { "refused" };
+                self.metrics.reconciliation("payee", outcome);
                 let status = response
                     .status()
                     .map_or_else(|| format!("Unknown({})", response.status), |s| format!("{s:?}"));

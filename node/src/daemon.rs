@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{serve_node_api, ApiServer};
 use crate::auth::{self, Permission};
+use crate::metrics::{MeteredChain, Metrics};
 use crate::network::{self, NetworkClient, NetworkConfig};
 use crate::pay::{parse_peer, Payer};
 use crate::retrieval::RetrievalProvider;
@@ -342,6 +343,8 @@ impl Daemon {
                 }
             };
 
+        let metrics = Arc::new(Metrics::new());
+        let chain: Arc<dyn Chain> = Arc::new(MeteredChain::new(chain, metrics.clone()));
         let store =
             Arc::new(SledStore::open(repo.join("datastore")).context("cannot open the datastore")?);
         let manager = PaymentChannelManager::new(
@@ -365,6 +368,7 @@ impl Daemon {
             max_inbound_per_peer: config.max_inbound_per_peer,
             reconcile_policy: config.reconcile_policy(),
             max_reconcile_per_peer: config.max_reconcile_per_peer,
+            metrics: metrics.clone(),
             ..NetworkConfig::default()
         };
         let (network, network_task) = network::spawn(keypair, network_config, manager.clone())?;
@@ -381,6 +385,7 @@ impl Daemon {
             manager.clone(),
             wallet,
             Some(payer),
+            metrics,
             secret,
             Network::Testnet,
             api_addr,

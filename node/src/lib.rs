@@ -10,14 +10,18 @@
 //! - [`network`]: the libp2p event loop and its client; answers inbound vouchers.
 //! - [`pay`]: paying a flow's lane and sending the voucher to the payee.
 //! - [`reconcile`]: asking a payer to fold a channel's vouchers into one combined voucher.
+//! - [`client`]: a JSON-RPC client of a running daemon, for the CLI.
+//! - [`metrics`]: the node's Prometheus counters, served on `/metrics`.
 //! - [`daemon`]: `paych daemon` — the repo, the chain, the manager, the network and the API.
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod daemon;
 pub mod devnet_rpc;
 mod jsonrpc;
+pub mod metrics;
 pub mod network;
 pub mod pay;
 pub mod reconcile;

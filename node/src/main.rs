@@ -1,4 +1,7 @@
-//! The `paych` binary.
+//! The `paych` binary: the daemon, the devnet, and the client commands of [`cli`].
+
+mod bench;
+mod cli;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,6 +23,9 @@ struct Cli {
     /// The network whose address prefix is printed (`f` mainnet, `t` testnets).
     #[arg(long, global = true, value_enum, default_value_t = NetworkArg::Testnet)]
     network: NetworkArg,
+    /// The repo of the daemon the client commands talk to (also accepted after the command).
+    #[arg(long = "repo", id = "top_level_repo", value_name = "REPO")]
+    repo: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,7 +51,11 @@ enum Command {
     Voucher {
         #[command(subcommand)]
         command: VoucherCommand,
+        #[command(flatten)]
+        repo: cli::RepoArg,
     },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
     /// Run a local devnet serving the Lotus JSON-RPC API (no authentication). Prints
     /// `FULLNODE_API_INFO=…` as its first line and runs until interrupted.
     Devnet(DevnetArgs),
@@ -55,6 +65,9 @@ enum Command {
     /// Run the node: the JSON-RPC API, the paych wire protocols and the manager over a repo
     /// directory (see docs/operations.md). Runs until SIGINT or SIGTERM.
     Daemon(DaemonArgs),
+    /// Measure payments between two in-process nodes on loopback beside the raw costs they
+    /// are made of (request-response, sign, recover, store); see docs/benchmarks.md.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -122,13 +135,36 @@ enum VoucherCommand {
         /// The voucher, as `paych voucher create` or `lotus paych voucher create` prints it.
         voucher: String,
     },
+    #[command(flatten)]
+    Client(cli::VoucherClientCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole chain of causes on one line, without a backtrace: a user reads it.
+            eprintln!("Error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let network = Network::from(cli.network);
+    if let Some(repo) = cli.repo {
+        if matches!(cli.command, Command::Devnet(_) | Command::Daemon(_) | Command::Bench(_)) {
+            anyhow::bail!("--repo before the command applies to client commands: write `paych daemon --repo DIR` or `paych devnet --repo DIR`");
+        }
+        cli::set_top_level_repo(repo);
+    }
     match cli.command {
-        Command::Voucher { command: VoucherCommand::Decode { voucher } } => {
+        Command::Voucher { command: VoucherCommand::Client(command), repo } => {
+            client_runtime()?.block_on(cli::run_voucher(command, &repo))?;
+        }
+        Command::Client(command) => client_runtime()?.block_on(cli::run(command))?,
+        Command::Voucher { command: VoucherCommand::Decode { voucher }, .. } => {
             let voucher = SignedVoucher::from_base64url(&voucher).context(
                 "cannot decode the voucher: expected the unpadded base64url text form \
                  that `paych voucher create` prints",
@@ -158,6 +194,13 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("an invariant failed");
             }
         }
+        Command::Bench(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(bench::run(args))?;
+        }
         Command::Daemon(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -167,6 +210,14 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The runtime of a client command: one thread is plenty for a few HTTP calls.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {

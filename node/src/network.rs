@@ -49,6 +49,8 @@ use tracing::Instrument;
 
 use crate::retrieval::RetrievalProvider;
 
+use crate::metrics::{status_label, Metrics};
+
 /// Commands waiting for the event loop, at most.
 pub const COMMAND_QUEUE: usize = 64;
 /// Outbound voucher requests awaiting their response, at most.
@@ -82,6 +84,8 @@ pub struct NetworkConfig {
     /// Inbound reconcile requests one peer may have in flight; more are answered
     /// `RateLimited`.
     pub max_reconcile_per_peer: usize,
+    /// Where the loop counts vouchers, connections and refusals.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for NetworkConfig {
@@ -93,6 +97,7 @@ impl Default for NetworkConfig {
             retrieval: Arc::new(RetrievalProvider::default()),
             reconcile_policy: ReconcilePolicy::default(),
             max_reconcile_per_peer: 1,
+            metrics: Arc::default(),
         }
     }
 }
@@ -462,6 +467,7 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
                 let remote = endpoint.get_remote_address().clone();
                 self.connected.entry(peer_id).or_default().insert(connection_id, remote);
+                self.count_connections();
                 if let Some((_, reply)) = self.connects.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -473,6 +479,7 @@ impl EventLoop {
                         self.connected.remove(&peer_id);
                     }
                 }
+                self.count_connections();
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
                 if let Some((addr, reply)) = self.connects.remove(&connection_id) {
@@ -566,6 +573,8 @@ impl EventLoop {
                 self.reconciles_per_peer.remove(&peer);
             }
         }
+        let outcome = if response.status == 0 { "success" } else { "refused" };
+        self.config.metrics.reconciliation("payer", outcome);
         if self.swarm.behaviour_mut().reconcile.send_response(channel, response).is_err() {
             tracing::debug!(%peer, "reconcile response not sent: the stream is gone");
         }
@@ -578,12 +587,15 @@ impl EventLoop {
                     self.on_voucher_request(peer, request, channel)
                 }
                 request_response::Message::Response { request_id, response } => {
+                    let status = response.status().map(status_label);
+                    self.config.metrics.voucher_sent(status, &response.delta);
                     if let Some(reply) = self.outbound.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                self.config.metrics.voucher_sent(None, &TokenAmount::default());
                 if let Some(reply) = self.outbound.remove(&request_id) {
                     let _ =
                         reply.send(Err(NetworkError::Request { peer, reason: error.to_string() }));
@@ -649,6 +661,10 @@ impl EventLoop {
                 TokenAmount::default(),
                 "too many vouchers in flight; retry later",
             );
+            self.config.metrics.rate_limited("voucher");
+            self.config
+                .metrics
+                .voucher_received(status_label(VoucherStatus::RateLimited), &response.delta);
             let _ = self.swarm.behaviour_mut().voucher.send_response(channel, response);
             return;
         }
@@ -660,6 +676,7 @@ impl EventLoop {
         let min_delta = self.config.min_delta.clone();
         let done = self.done_tx.clone();
         let retrieval = self.config.retrieval.clone();
+        let metrics = self.config.metrics.clone();
         let span = tracing::debug_span!(
             "voucher_inbound",
             %peer,
@@ -671,6 +688,8 @@ impl EventLoop {
             async move {
                 let (channel, flow) = (request.voucher.channel_addr, request.flow.clone());
                 let response = answer_voucher(&manager, peer, request, min_delta).await;
+                let status = response.status().map_or("unknown", status_label);
+                metrics.voucher_received(status, &response.delta);
                 if let (Some(flow), Some(VoucherStatus::Accepted)) = (&flow, response.status()) {
                     // Credited before the answer leaves, so the payer's next chunk request
                     // finds the payment.
@@ -681,6 +700,11 @@ impl EventLoop {
             }
             .instrument(span),
         );
+    }
+
+    fn count_connections(&self) {
+        let connections = self.connected.values().map(HashMap::len).sum();
+        self.config.metrics.set_connections(connections, self.connected.len());
     }
 
     fn respond(&mut self, id: u64, response: VoucherResponse) {

@@ -29,3 +29,447 @@ fn voucher_decode_explains_a_bad_voucher_and_fails() {
     assert!(err.contains("cannot decode the voucher"), "{err}");
     assert!(err.contains("CBOR") || err.contains("base64"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------
+// The client commands against live daemons: a `paych devnet` shared by a payer daemon and
+// a payee daemon, each driven only through `paych … --repo`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Kills a child process if a test fails before it is done.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The output of a `paych` run, its status checked.
+struct Ran {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_in(repo: &Path, args: &[&str], stdin: Option<&str>) -> Ran {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paych"));
+    command
+        .args(args)
+        .arg("--repo")
+        .arg(repo)
+        .env_remove("PAYCH_PATH")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    Ran {
+        ok: out.status.success(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// Runs `paych ARGS --repo REPO` and returns its standard output; it must succeed.
+fn ok_in(repo: &Path, args: &[&str]) -> String {
+    let ran = run_in(repo, args, None);
+    assert!(ran.ok, "paych {args:?} failed: {}", ran.stderr);
+    assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
+    ran.stdout
+}
+
+/// Runs `paych ARGS --repo REPO`; it must fail with a message containing `expected`.
+fn fails_in(repo: &Path, args: &[&str], expected: &str) {
+    let ran = run_in(repo, args, None);
+    assert!(!ran.ok, "paych {args:?} succeeded: {}", ran.stdout);
+    assert!(ran.stderr.contains(expected), "paych {args:?}: {}", ran.stderr);
+    assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
+}
+
+fn wait_for(path: &Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.is_empty() {
+                return text;
+            }
+        }
+        assert!(start.elapsed() < WAIT, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_daemon(repo: &Path, info: &str, peers: &[String]) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paych"));
+    command
+        .args(["daemon", "--repo"])
+        .arg(repo)
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
+        .env("FULLNODE_API_INFO", info)
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for peer in peers {
+        command.args(["--peer", peer]);
+    }
+    let child = Running(command.spawn().unwrap());
+    wait_for(&repo.join("api"));
+    wait_for(&repo.join("token"));
+    child
+}
+
+/// A devnet and two daemons: the payer knows where the payee listens, and holds 10 FIL.
+struct Pair {
+    _dir: tempfile::TempDir,
+    payer: PathBuf,
+    payee: PathBuf,
+    payer_addr: String,
+    payee_addr: String,
+    _daemons: Vec<Running>,
+}
+
+fn pair() -> Pair {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut devnet = Command::new(env!("CARGO_BIN_EXE_paych"))
+        .args(["devnet", "--listen", "127.0.0.1:0", "--block-time", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(devnet.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let devnet = Running(devnet);
+    let info = line.trim().strip_prefix("FULLNODE_API_INFO=").unwrap().to_owned();
+
+    let payee = dir.path().join("payee");
+    let payee_daemon = start_daemon(&payee, &info, &[]);
+    let payee_addr = ok_in(&payee, &["wallet", "list"]);
+    let payee_addr = default_address(&payee_addr);
+    let listen = ok_in(&payee, &["net", "listen"]);
+    let listen = listen.lines().next().unwrap().to_owned();
+    assert!(listen.contains("/p2p/12D3KooW"), "{listen}");
+
+    let payer = dir.path().join("payer");
+    let payer_daemon = start_daemon(&payer, &info, &[format!("{payee_addr}={listen}")]);
+    let payer_addr = default_address(&ok_in(&payer, &["wallet", "list"]));
+
+    // 10 FIL from the devnet's faucet for the payer, 1 FIL (for gas) for the payee.
+    let devnet_url = {
+        let parts: Vec<&str> = info.trim_start_matches(':').split('/').collect();
+        format!("http://{}:{}/rpc/v1", parts[2], parts[4])
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        for (addr, atto) in
+            [(&payer_addr, "10000000000000000000"), (&payee_addr, "1000000000000000000")]
+        {
+            let answer = reqwest::Client::new()
+                .post(&devnet_url)
+                .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
+                    "params": [addr, atto]}))
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_success());
+        }
+    });
+    let start = Instant::now();
+    while ok_in(&payer, &["wallet", "balance"]) != "10 FIL\n"
+        || ok_in(&payee, &["wallet", "balance"]) != "1 FIL\n"
+    {
+        assert!(start.elapsed() < WAIT, "the faucet's money never arrived");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Pair {
+        _dir: dir,
+        payer,
+        payee,
+        payer_addr,
+        payee_addr,
+        _daemons: vec![payer_daemon, payee_daemon, devnet],
+    }
+}
+
+/// The address marked default in `paych wallet list`'s output.
+fn default_address(list: &str) -> String {
+    let mut lines = list.lines();
+    assert!(lines.next().unwrap().starts_with("Address"), "{list}");
+    let row = lines.find(|l| l.trim_end().ends_with(" X")).unwrap_or_else(|| panic!("{list}"));
+    let addr = row.split_whitespace().next().unwrap().to_owned();
+    assert!(addr.starts_with("t1"), "{list}");
+    addr
+}
+
+/// A `/metrics` scrape of the daemon on `repo`.
+fn metrics(repo: &Path) -> String {
+    let api = wait_for(&repo.join("api"));
+    let parts: Vec<&str> = api.trim().split('/').collect();
+    let url = format!("http://{}:{}/metrics", parts[2], parts[4]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let response = reqwest::get(&url).await.unwrap();
+        assert!(response.status().is_success(), "{url}: {}", response.status());
+        response.text().await.unwrap()
+    })
+}
+
+/// The value of the sample `name` (with its labels, as written) in a scrape.
+fn sample(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn cli_drives_a_payer_and_a_payee_daemon() {
+    let p = pair();
+    let (payer, payee) = (p.payer.as_path(), p.payee.as_path());
+
+    // Wallet.
+    let created = ok_in(payer, &["wallet", "new"]);
+    let created = created.trim().to_owned();
+    assert!(created.starts_with("t1"), "{created}");
+    let list = ok_in(payer, &["wallet", "list"]);
+    assert!(list.contains(&created) && list.contains(&p.payer_addr), "{list}");
+    assert!(list.lines().any(|l| l.starts_with(&p.payer_addr) && l.contains("10 FIL")), "{list}");
+    assert_eq!(ok_in(payer, &["wallet", "balance", &created]), "0 FIL\n");
+    let exported = ok_in(payer, &["wallet", "export", &created]);
+    assert!(exported.trim().chars().all(|c| c.is_ascii_hexdigit()), "{exported}");
+    let imported = run_in(payee, &["wallet", "import"], Some(&exported));
+    assert!(imported.ok, "{}", imported.stderr);
+    assert_eq!(imported.stdout, format!("imported key {created} successfully!\n"));
+    let key_file = p.payee.join("exported.key");
+    std::fs::write(&key_file, &exported).unwrap();
+    let again = ok_in(payee, &["wallet", "import", key_file.to_str().unwrap()]);
+    assert!(again.contains(&created), "{again}");
+    assert!(ok_in(payee, &["wallet", "list"]).contains(&created));
+
+    // Net: the payer connects to the payee.
+    let listen = ok_in(payee, &["net", "listen"]);
+    let target = listen.lines().next().unwrap();
+    let peer_id = target.rsplit('/').next().unwrap();
+    assert_eq!(ok_in(payer, &["net", "connect", target]), format!("connect {peer_id}: success\n"));
+    let peers = ok_in(payer, &["net", "peers"]);
+    assert!(
+        peers.lines().any(|l| l.starts_with(&format!("{peer_id}, [/ip4/127.0.0.1/tcp/"))),
+        "{peers}"
+    );
+
+    // The payer opens a channel with 1 FIL.
+    let channel = ok_in(payer, &["add-funds", &p.payer_addr, &p.payee_addr, "1"]);
+    let channel = channel.trim().to_owned();
+    assert!(channel.starts_with("t2"), "{channel}");
+    assert_eq!(ok_in(payer, &["list"]), format!("{channel}\n"));
+    let status = ok_in(payer, &["status", &channel]);
+    assert!(status.starts_with("Channel exists\n"), "{status}");
+    assert!(status.contains(&format!("  Channel:              {channel}\n")), "{status}");
+    assert!(status.contains("  Direction:            outbound\n"), "{status}");
+    assert!(status.contains(&format!("  From:                 {}\n", p.payer_addr)), "{status}");
+    assert!(status.contains("  Confirmed Amt:        1 FIL\n"), "{status}");
+    let by = ok_in(payer, &["status-by-from-to", &p.payer_addr, &p.payee_addr]);
+    assert!(by.starts_with("Channel exists\n"), "{by}");
+    assert!(by.contains(&format!("  Channel:              {channel}\n")), "{by}");
+    assert!(by.contains("  Confirmed Amt:        1 FIL\n"), "{by}");
+
+    // Reserve and release.
+    assert_eq!(
+        ok_in(payer, &["reserve", &channel, "0.25"]),
+        format!("Reserved 0.25 FIL on channel {channel}\n")
+    );
+    assert!(ok_in(payer, &["status", &channel]).contains("  Reserved Amt:         0.25 FIL\n"));
+    assert_eq!(
+        ok_in(payer, &["release", &channel, "250 milliFIL"]),
+        format!("Released 0.25 FIL on channel {channel}\n")
+    );
+    assert!(ok_in(payer, &["status", &channel]).contains("  Reserved Amt:         0 FIL\n"));
+
+    // A voucher created by hand on lane 7, then two payments over libp2p on a flow.
+    let voucher = ok_in(payer, &["voucher", "create", &channel, "0.1", "--lane", "7"]);
+    let voucher = voucher.trim().to_owned();
+    assert!(voucher.starts_with('i'), "{voucher}");
+    let decoded = ok_in(payer, &["voucher", "decode", &voucher]);
+    assert!(decoded.contains("Lane             7\n"), "{decoded}");
+    let paid = ok_in(payer, &["pay", &channel, "0.2", "--flow", "retrieval-1"]);
+    let mut lines = paid.lines();
+    let summary = lines.next().unwrap();
+    assert!(summary.starts_with("Accepted: paid 0.2 FIL on lane "), "{paid}");
+    assert!(summary.ends_with("; the lane now holds 0.2 FIL"), "{paid}");
+    let paid_lane: u64 = summary
+        .trim_start_matches("Accepted: paid 0.2 FIL on lane ")
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let paid =
+        ok_in(payer, &["pay", &channel, "50000000000000000 attoFIL", "--flow", "retrieval-1"]);
+    assert!(
+        paid.starts_with(&format!(
+            "Accepted: paid 0.05 FIL on lane {paid_lane}; the lane now holds 0.25 FIL\n"
+        )),
+        "{paid}"
+    );
+    let last_paid = paid.lines().nth(1).unwrap().to_owned();
+    let status = ok_in(payer, &["status", &channel]);
+    assert!(status.contains("  Lanes:\n"), "{status}");
+    assert!(status.contains(&format!("    Lane {paid_lane}, Nonce 2: 0.25 FIL")), "{status}");
+    let payer_vouchers = ok_in(payer, &["voucher", "list", &channel]);
+    assert!(payer_vouchers.contains("Lane 7, Nonce 1: 100000000000000000\n"), "{payer_vouchers}");
+
+    // The payee: the paid vouchers arrived; it checks and adds the hand-made one.
+    assert_eq!(ok_in(payee, &["list"]), format!("{channel}\n"));
+    let inbound = ok_in(payee, &["status", &channel]);
+    assert!(inbound.contains("  Direction:            inbound\n"), "{inbound}");
+    let held = ok_in(payee, &["voucher", "list", &channel]);
+    assert_eq!(
+        held,
+        format!(
+            "Lane {paid_lane}, Nonce 1: 200000000000000000\nLane {paid_lane}, Nonce 2: 250000000000000000\n"
+        )
+    );
+    let exported = ok_in(payee, &["voucher", "list", &channel, "--export"]);
+    assert!(
+        exported.contains(&format!("Nonce 2: 250000000000000000; {last_paid}\n")),
+        "{exported}"
+    );
+    assert_eq!(ok_in(payee, &["voucher", "check", &channel, &voucher]), "voucher is valid\n");
+    assert_eq!(
+        ok_in(payee, &["voucher", "add", &channel, &voucher]),
+        "added voucher for lane 7 nonce 1: delta 0.1 FIL\n"
+    );
+    let best = ok_in(payee, &["voucher", "best-spendable", &channel]);
+    assert!(best.contains(&format!("Lane 7, Nonce 1: 100000000000000000; {voucher}\n")), "{best}");
+    assert!(
+        best.contains(&format!("Lane {paid_lane}, Nonce 2: 250000000000000000; {last_paid}\n")),
+        "{best}"
+    );
+    let submitted = ok_in(payee, &["voucher", "submit", &channel, &last_paid]);
+    assert!(submitted.starts_with("voucher submitted in message bafy"), "{submitted}");
+    // A voucher already submitted is refused, with the daemon's reason.
+    fails_in(payee, &["voucher", "submit", &channel, &last_paid], "submitted");
+
+    // Reconciliation needs two lanes on chain; here only one has been redeemed, so the
+    // daemon says there is nothing to reconcile, and the command says so.
+    let reconciled = run_in(payee, &["reconcile", &channel], None);
+    assert!(!reconciled.ok, "{}", reconciled.stdout);
+    assert!(reconciled.stderr.starts_with("Error: "), "{}", reconciled.stderr);
+    assert!(reconciled.stderr.contains("nothing to reconcile"), "{}", reconciled.stderr);
+
+    // Settle and collect.
+    let settled = ok_in(payer, &["settle", &channel]);
+    assert!(settled.starts_with(&format!("Settling channel {channel}: message bafy")), "{settled}");
+    let collected = ok_in(payer, &["collect", &channel]);
+    assert!(
+        collected.starts_with(&format!("Collecting funds from channel {channel}: message bafy")),
+        "{collected}"
+    );
+}
+
+#[test]
+fn metrics_count_a_payment_on_both_daemons() {
+    let p = pair();
+    let before_payer = metrics(&p.payer);
+    let before_payee = metrics(&p.payee);
+    assert!(before_payer.contains("# TYPE paych_api_calls counter"), "{before_payer}");
+    let channel = ok_in(&p.payer, &["add-funds", &p.payer_addr, &p.payee_addr, "1"]);
+    let channel = channel.trim().to_owned();
+    ok_in(&p.payer, &["pay", &channel, "0.5"]);
+
+    let payer = metrics(&p.payer);
+    let payee = metrics(&p.payee);
+    let sent = r#"paych_vouchers_sent_total{status="accepted"}"#;
+    let received = r#"paych_vouchers_received_total{status="accepted"}"#;
+    assert_eq!(sample(&payer, sent) - sample(&before_payer, sent), 1.0, "{payer}");
+    assert_eq!(sample(&payee, received) - sample(&before_payee, received), 1.0, "{payee}");
+    assert!(sample(&payer, "paych_sent_attofil_total") >= 5e17, "{payer}");
+    assert!(sample(&payee, "paych_received_attofil_total") >= 5e17, "{payee}");
+    let pay_calls = r#"paych_api_calls_total{method="Filecoin.PaychPay"}"#;
+    assert_eq!(sample(&payer, pay_calls) - sample(&before_payer, pay_calls), 1.0, "{payer}");
+    assert!(sample(&payer, r#"paych_chain_messages_total{purpose="create"}"#) >= 1.0, "{payer}");
+    let created = r#"paych_chain_message_outcomes_total{purpose="create",outcome="executed"}"#;
+    assert!(sample(&payer, created) >= 1.0, "{payer}");
+    assert!(sample(&payer, "paych_libp2p_peers") >= 1.0, "{payer}");
+    assert!(sample(&payee, "paych_libp2p_connections") >= 1.0, "{payee}");
+}
+
+#[test]
+fn bad_input_and_no_daemon_fail_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    fails_in(repo, &["list"], "start one with `paych daemon`");
+    fails_in(repo, &["wallet", "list"], "start one with `paych daemon`");
+    fails_in(repo, &["reserve", "t01001", "lots"], "1.5 FIL");
+    fails_in(repo, &["pay", "t01001", "-1"], "attoFIL");
+    fails_in(repo, &["status", "x01001"], "t1…");
+    fails_in(repo, &["add-funds", "t1nope", "t01002", "1"], "address");
+    fails_in(repo, &["voucher", "check", "t01001", "not-a-voucher"], "paych voucher create");
+    fails_in(repo, &["net", "connect", "nonsense"], "start one with `paych daemon`");
+    // `--repo` before the command, as `lotus --repo`, names the repo too.
+    let before = Command::new(env!("CARGO_BIN_EXE_paych"))
+        .arg("--repo")
+        .arg(repo)
+        .arg("list")
+        .env_remove("PAYCH_PATH")
+        .output()
+        .unwrap();
+    assert!(!before.status.success());
+    let stderr = String::from_utf8(before.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("no paych daemon is running on the repo {}", repo.display())),
+        "{stderr}"
+    );
+    // A stale api file (the daemon died): the client cannot reach it and says so.
+    std::fs::write(repo.join("api"), "/ip4/127.0.0.1/tcp/1/http").unwrap();
+    fails_in(repo, &["list"], "start one with `paych daemon`");
+    std::fs::write(repo.join("api"), "garbage").unwrap();
+    fails_in(repo, &["list"], "expected /ip4/");
+}
+
+#[test]
+fn bench_prints_its_measures_as_json() {
+    let out = paych(&["bench", "--json", "--payments", "20", "--in-flight", "8"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "pipelined_payments_per_sec",
+        "rtt_p50_us",
+        "rtt_p99_us",
+        "raw_rr_per_sec",
+        "raw_rr_rtt_p50_us",
+        "raw_sign_per_sec",
+        "raw_recover_per_sec",
+        "store_p50_us",
+        "ceiling_payments_per_sec",
+        "rtt_floor_us",
+        "pipelined_vs_ceiling",
+        "rtt_p50_vs_floor",
+    ] {
+        let value = report[field].as_f64().unwrap_or_else(|| panic!("{field} missing: {report}"));
+        assert!(value > 0.0 && value.is_finite(), "{field} = {value}: {report}");
+    }
+    assert_eq!(report["payments"], 20);
+}
+
+#[test]
+fn bench_refuses_bad_options() {
+    let out = paych(&["bench", "--payments", "0"]);
+    assert!(!out.status.success());
+    let out = paych(&["bench", "--in-flight", "many"]);
+    assert!(!out.status.success());
+}

@@ -243,3 +243,236 @@ async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
     let err = payer_api.pay(&channel, atto(0), None).await.unwrap_err();
     assert!(matches!(err, PayError::NotPositive), "{err}");
 }
+
+// --- many vouchers in flight, and a misbehaving peer alongside ----------------------------
+
+/// A codec that writes whatever bytes it is given (a peer that does not follow the wire
+/// format).
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl libp2p::request_response::Codec for RawCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &Self::Protocol, _: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Err(std::io::Error::other("outbound only"))
+    }
+
+    async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        use futures::AsyncReadExt;
+        let mut bytes = Vec::new();
+        io.take(1 << 20).read_to_end(&mut bytes).await?;
+        Ok(bytes)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        use futures::AsyncWriteExt;
+        io.write_all(&bytes).await?;
+        io.flush().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+        _: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Err(std::io::Error::other("outbound only"))
+    }
+}
+
+/// Sends malformed and oversized voucher requests to `peer` until `stop` is set; returns
+/// how many it sent.
+async fn misbehave(
+    peer: PeerId,
+    addr: Multiaddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(
+                    libp2p::StreamProtocol::new(paych_protocol::VOUCHER_PROTOCOL),
+                    ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
+            )
+        })
+        .unwrap()
+        .build();
+    let garbage = [
+        vec![0xff; 32],
+        vec![0x8b, 0x00, 0x01],
+        vec![0x40; 4 * paych_protocol::codec::VOUCHER_REQUEST_MAX_BYTES],
+    ];
+    let mut sent = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let bytes = garbage[sent % garbage.len()].clone();
+        let id =
+            swarm.behaviour_mut().send_request_with_addresses(&peer, bytes, vec![addr.clone()]);
+        sent += 1;
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    request_id,
+                    ..
+                })
+                | SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { request_id, .. },
+                    ..
+                }) if request_id == id => break,
+                _ => {}
+            }
+        }
+    }
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refused() {
+    const VOUCHERS: u64 = 1000;
+    const IN_FLIGHT: usize = 32;
+    const STEP: u64 = 10;
+    let devnet = Devnet::new(DevnetConfig {
+        block_time: Some(Duration::from_millis(5)),
+        ..DevnetConfig::default()
+    })
+    .unwrap();
+    devnet.start_mining();
+    let payer = party(&devnet, 10).await;
+    let payee = party(&devnet, 0).await;
+    let handle =
+        payer.manager.create(payer.addr, payee.addr, atto(1_000_000), atto(0)).await.unwrap();
+    let channel = tokio::time::timeout(
+        DEADLINE,
+        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let config = NetworkConfig {
+        protocol: paych_protocol::Config {
+            voucher_max_concurrent_streams: 128,
+            ..paych_protocol::Config::default()
+        },
+        max_inbound_per_peer: 64,
+        ..NetworkConfig::default()
+    };
+    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config.clone()).await;
+    let (payer_net, _, _) = node(&payer.manager, config).await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = tokio::spawn(misbehave(payee_peer, payee_addrs[0].clone(), stop.clone()));
+
+    // The payer pays 1 000 vouchers on one lane, up to IN_FLIGHT awaiting their answer.
+    let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut vouchers = Vec::new();
+    for i in 1..=VOUCHERS {
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        let voucher = payer
+            .manager
+            .voucher_create(&channel, atto(i * STEP), 0)
+            .await
+            .unwrap()
+            .voucher
+            .unwrap();
+        vouchers.push(voucher.clone());
+        let (net, addrs) = (payer_net.clone(), payee_addrs.clone());
+        tasks.spawn(async move {
+            let response = send(&net, payee_peer, &addrs, voucher.clone()).await;
+            drop(permit);
+            (voucher, response)
+        });
+    }
+    let mut accepted_total = TokenAmount::default();
+    let mut covered_on_arrival = Vec::new();
+    let mut accepted = 0;
+    while let Some(response) = tasks.join_next().await {
+        let (voucher, response) = response.unwrap();
+        match response.status() {
+            Some(VoucherStatus::Accepted) => {
+                accepted += 1;
+                accepted_total += response.delta.clone();
+            }
+            Some(VoucherStatus::Covered) => {
+                assert!(response.delta.is_zero(), "{response:?}");
+                covered_on_arrival.push(voucher);
+            }
+            _ => panic!("an honest voucher was refused: {response:?}"),
+        }
+    }
+    assert_eq!(accepted + covered_on_arrival.len(), VOUCHERS as usize);
+
+    // Three more, the newest sent first: the two older ones arrive after it and are covered.
+    let mut late = Vec::new();
+    for i in VOUCHERS + 1..=VOUCHERS + 3 {
+        late.push(
+            payer
+                .manager
+                .voucher_create(&channel, atto(i * STEP), 0)
+                .await
+                .unwrap()
+                .voucher
+                .unwrap(),
+        );
+    }
+    let sent_total = atto((VOUCHERS + 3) * STEP);
+    let newest = send(&payer_net, payee_peer, &payee_addrs, late[2].clone()).await;
+    assert_eq!(newest.status(), Some(VoucherStatus::Accepted), "{newest:?}");
+    assert_eq!(newest.lane_amount, sent_total);
+    accepted_total += newest.delta.clone();
+    for older in late[..2].iter().chain(&covered_on_arrival) {
+        let response = send(&payer_net, payee_peer, &payee_addrs, older.clone()).await;
+        assert_eq!(response.status(), Some(VoucherStatus::Covered), "{response:?}");
+        assert!(response.delta.is_zero());
+        assert_eq!(response.lane_amount, sent_total);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let attacks = tokio::time::timeout(DEADLINE, attacker).await.unwrap().unwrap();
+    assert!(attacks > 0);
+
+    // What the payer sent is what the payee accepted, on both sides' books.
+    assert_eq!(accepted_total, sent_total);
+    let lane_amount = |status: paych_core::manager::ChannelStatus| {
+        status.lanes.iter().find(|l| l.lane == 0).map(|l| l.amount.clone()).unwrap()
+    };
+    assert_eq!(lane_amount(payer.manager.status(&channel).await.unwrap()), sent_total);
+    assert_eq!(lane_amount(payee.manager.status(&channel).await.unwrap()), sent_total);
+
+    // A voucher the payee stored, sent again (a retry), is still held: the answer is the
+    // one it got the first time, and the lane does not move.
+    let retried = send(&payer_net, payee_peer, &payee_addrs, vouchers[499].clone()).await;
+    assert!(retried.is_held(), "{retried:?}");
+    assert_eq!(lane_amount(payee.manager.status(&channel).await.unwrap()), sent_total);
+}

@@ -1,0 +1,633 @@
+//! `paych bench`: two nodes in one process on loopback — an in-process devnet, two managers
+//! on sled stores in a temporary directory, two swarms through the node's network module —
+//! and what one payment costs beside the raw costs it is made of, measured in the same run:
+//!
+//! - **payment round trip** (p50, p99): the payer creates a voucher (signed, stored
+//!   durably), sends it over `/paych/voucher/1.0.0`, the payee validates it (signature
+//!   recovery, actor rules), stores it durably and answers; one payment at a time;
+//! - **pipelined payments per second**: many payments in flight on one lane of one channel;
+//! - **raw request-response**: a trivial echo over the same transport stack (TCP + Noise +
+//!   Yamux) and the same DAG-CBOR codec, the responder answering at once — round trip p50
+//!   and pipelined rate;
+//! - **bare secp256k1 sign and recover rates** over a voucher's signing bytes;
+//! - **durable store write**: one sled insert and flush (p50).
+//!
+//! The CPU ceiling is the rate at which one payment's unavoidable work could go if it ran
+//! back to back: `ceiling = 1 / (1/sign + 1/recover + 1/raw_rr)` payments per second (each
+//! rate in operations per second). The round-trip floor is
+//! `raw_rr_rtt_p50 + 1/sign + 1/recover + store_p50`. Targets: pipelined ≥ 0.5 × ceiling,
+//! p50 round trip ≤ 1.5 × floor; the ratios are printed, never assumed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::chain::Chain;
+use paych_core::crypto;
+use paych_core::manager::{ManagerConfig, PaymentChannelManager};
+use paych_core::store::sled::SledStore;
+use paych_core::types::{Address, Network, SignedVoucher, TokenAmount};
+use paych_core::wallet::{KeyStore, Wallet};
+use paych_node::network::{self, NetworkClient, NetworkConfig};
+use paych_protocol::{VoucherCodec, VoucherRequest, VoucherResponse};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// The echo protocol of the raw request-response measure.
+const ECHO_PROTOCOL: &str = "/paych/bench-echo/1.0.0";
+/// How long any one step of the bench may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+/// The attoFIL each payment adds.
+const UNIT: u64 = 1000;
+
+/// `paych bench` options.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Payments measured one at a time, and again pipelined.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub payments: u64,
+    /// Payments in flight at once in the pipelined measure.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=200))]
+    pub in_flight: u64,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+struct Report {
+    payments: u64,
+    in_flight: u64,
+    pipelined_payments_per_sec: f64,
+    rtt_p50_us: f64,
+    rtt_p99_us: f64,
+    create_p50_us: f64,
+    send_p50_us: f64,
+    pipelined_create_share: f64,
+    raw_rr_per_sec: f64,
+    raw_rr_rtt_p50_us: f64,
+    raw_sign_per_sec: f64,
+    raw_recover_per_sec: f64,
+    store_p50_us: f64,
+}
+
+impl Report {
+    fn ceiling(&self) -> f64 {
+        1.0 / (1.0 / self.raw_sign_per_sec
+            + 1.0 / self.raw_recover_per_sec
+            + 1.0 / self.raw_rr_per_sec)
+    }
+
+    fn rtt_floor_us(&self) -> f64 {
+        self.raw_rr_rtt_p50_us
+            + 1e6 / self.raw_sign_per_sec
+            + 1e6 / self.raw_recover_per_sec
+            + self.store_p50_us
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let ceiling = self.ceiling();
+        let floor = self.rtt_floor_us();
+        json!({
+            "payments": self.payments,
+            "in_flight": self.in_flight,
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "pipelined_payments_per_sec": self.pipelined_payments_per_sec,
+            "rtt_p50_us": self.rtt_p50_us,
+            "rtt_p99_us": self.rtt_p99_us,
+            "create_p50_us": self.create_p50_us,
+            "send_p50_us": self.send_p50_us,
+            "pipelined_create_share": self.pipelined_create_share,
+            "raw_rr_per_sec": self.raw_rr_per_sec,
+            "raw_rr_rtt_p50_us": self.raw_rr_rtt_p50_us,
+            "raw_sign_per_sec": self.raw_sign_per_sec,
+            "raw_recover_per_sec": self.raw_recover_per_sec,
+            "store_p50_us": self.store_p50_us,
+            "ceiling_payments_per_sec": ceiling,
+            "rtt_floor_us": floor,
+            "pipelined_vs_ceiling": self.pipelined_payments_per_sec / ceiling,
+            "rtt_p50_vs_floor": self.rtt_p50_us / floor,
+            "pipelined_vs_raw_rr": self.pipelined_payments_per_sec / self.raw_rr_per_sec,
+        })
+    }
+
+    fn table(&self) -> String {
+        let ceiling = self.ceiling();
+        let floor = self.rtt_floor_us();
+        let verdict = |ok: bool| if ok { "met" } else { "missed" };
+        let pipelined_ratio = self.pipelined_payments_per_sec / ceiling;
+        let rtt_ratio = self.rtt_p50_us / floor;
+        format!(
+            "paych bench: {} payments, {} in flight, {} cores\n\
+             \n\
+             payments                         raw costs measured in the same run\n\
+             pipelined  {:>10.0} /s          raw request-response {:>10.0} /s (p50 {:.0} µs)\n\
+             rtt p50    {:>10.0} µs          sign {:>10.0} /s, recover {:>10.0} /s\n\
+             rtt p99    {:>10.0} µs          durable store write p50 {:.0} µs\n\
+             \n\
+             of a round trip (p50): create {:.0} µs, send until the answer {:.0} µs\n\
+             pipelined: the payer spent {:.0} % of the time creating vouchers\n\
+             \n\
+             ceiling = 1 / (1/sign + 1/recover + 1/raw_rr) = {:.0} payments/s\n\
+             pipelined / ceiling = {:.2} (target >= 0.5: {})\n\
+             rtt floor = raw rtt p50 + sign + recover + store = {:.0} µs\n\
+             rtt p50 / floor = {:.2} (target <= 1.5: {})\n",
+            self.payments,
+            self.in_flight,
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            self.pipelined_payments_per_sec,
+            self.raw_rr_per_sec,
+            self.raw_rr_rtt_p50_us,
+            self.rtt_p50_us,
+            self.raw_sign_per_sec,
+            self.raw_recover_per_sec,
+            self.rtt_p99_us,
+            self.store_p50_us,
+            self.create_p50_us,
+            self.send_p50_us,
+            self.pipelined_create_share * 100.0,
+            ceiling,
+            pipelined_ratio,
+            verdict(pipelined_ratio >= 0.5),
+            floor,
+            rtt_ratio,
+            verdict(rtt_ratio <= 1.5),
+        )
+    }
+}
+
+/// Runs the bench and prints its report.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let report = measure(&args, &scratch.0).await?;
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// A temporary directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("paych-bench-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Report> {
+    let samples = usize::try_from(args.payments).unwrap_or(usize::MAX);
+    let in_flight = usize::try_from(args.in_flight).unwrap_or(64);
+
+    // The bare crypto and store costs.
+    let key = crypto::generate_secret_key().map_err(|e| anyhow!("cannot draw a key: {e}"))?;
+    let crypto_rounds = samples.clamp(200, 5000);
+    let (raw_sign_per_sec, raw_recover_per_sec) =
+        tokio::task::spawn_blocking(move || crypto_rates(&key, crypto_rounds)).await??;
+    let store_dir = dir.join("store-probe");
+    let store_rounds = samples.clamp(20, 500);
+    let store_p50_us =
+        tokio::task::spawn_blocking(move || store_p50(&store_dir, store_rounds)).await??;
+
+    // Two nodes on one devnet, a channel between them.
+    let devnet = Devnet::new(DevnetConfig {
+        block_time: Some(Duration::from_millis(10)),
+        ..DevnetConfig::default()
+    })
+    .context("cannot start the devnet")?;
+    devnet.start_mining();
+    let payer = party(&devnet, dir, "payer", 10).await?;
+    let payee = party(&devnet, dir, "payee", 0).await?;
+    let handle = payer
+        .manager
+        .create(payer.addr, payee.addr, TokenAmount::from_whole(1), TokenAmount::default())
+        .await?;
+    let sentinel = handle.wait_sentinel.context("the channel create sent no message")?;
+    let channel =
+        tokio::time::timeout(STEP_TIMEOUT, payer.manager.get_wait_ready(&sentinel)).await??;
+    let lane = payer.manager.allocate_lane(&channel).await?;
+
+    let config = NetworkConfig {
+        protocol: paych_protocol::Config {
+            voucher_max_concurrent_streams: 256,
+            ..paych_protocol::Config::default()
+        },
+        max_inbound_per_peer: 256,
+        ..NetworkConfig::default()
+    };
+    let (payee_net, payee_task) =
+        network::spawn(Keypair::generate_ed25519(), config.clone(), payee.manager.clone())?;
+    payee_net.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
+    let payee_addrs = network::wait_for_listen_addrs(&payee_net).await?;
+    let (payer_net, payer_task) =
+        network::spawn(Keypair::generate_ed25519(), config, payer.manager.clone())?;
+    let target = Target { net: payer_net, peer: payee_net.local_peer_id(), addrs: payee_addrs };
+
+    // Warm up, then one payment at a time, then many in flight.
+    let mut paid = 0u64;
+    for _ in 0..10 {
+        paid += UNIT;
+        pay_once(&payer.manager, &target, &channel, lane, paid).await?;
+    }
+    let mut rtts = Vec::with_capacity(samples);
+    let mut creates = Vec::with_capacity(samples);
+    let mut sends = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        paid += UNIT;
+        let start = Instant::now();
+        let voucher = create(&payer.manager, &channel, lane, paid).await?;
+        let created = start.elapsed();
+        target.send(voucher).await?;
+        let total = start.elapsed();
+        rtts.push(total);
+        creates.push(created);
+        sends.push(total.saturating_sub(created));
+    }
+    let start = Instant::now();
+    let creating =
+        pay_pipelined(&payer.manager, &target, &channel, lane, paid, samples, in_flight).await?;
+    let elapsed = start.elapsed();
+    let pipelined_payments_per_sec = rate(samples, elapsed);
+    let pipelined_create_share = creating.as_secs_f64() / elapsed.as_secs_f64().max(1e-9);
+
+    // The raw request-response over the same stack, with a voucher the payee accepted.
+    let voucher = payer
+        .manager
+        .voucher_list(&channel)?
+        .pop()
+        .context("the payer holds no voucher after paying")?;
+    let (raw_rr_rtt, raw_rr_per_sec) = raw_request_response(voucher, samples, in_flight).await?;
+
+    payee_task.abort();
+    payer_task.abort();
+    payer.manager.shutdown().await?;
+    payee.manager.shutdown().await?;
+
+    rtts.sort();
+    creates.sort();
+    sends.sort();
+    Ok(Report {
+        payments: args.payments,
+        in_flight: args.in_flight,
+        pipelined_payments_per_sec,
+        rtt_p50_us: micros(percentile(&rtts, 50)),
+        rtt_p99_us: micros(percentile(&rtts, 99)),
+        create_p50_us: micros(percentile(&creates, 50)),
+        send_p50_us: micros(percentile(&sends, 50)),
+        pipelined_create_share,
+        raw_rr_per_sec,
+        raw_rr_rtt_p50_us: micros(raw_rr_rtt),
+        raw_sign_per_sec,
+        raw_recover_per_sec,
+        store_p50_us,
+    })
+}
+
+/// One side of the bench: a manager over its own keystore and sled store.
+struct Party {
+    manager: PaymentChannelManager,
+    addr: Address,
+}
+
+async fn party(
+    devnet: &Devnet,
+    dir: &std::path::Path,
+    name: &str,
+    fil: u64,
+) -> anyhow::Result<Party> {
+    let dir = dir.join(name);
+    let wallet = Arc::new(KeyStore::open(dir.join("keystore"), Network::Testnet)?);
+    let addr = wallet.new_key()?;
+    if fil > 0 {
+        let cid = devnet.faucet(&addr, TokenAmount::from_whole(fil))?;
+        devnet.wait(&cid, 0, STEP_TIMEOUT).await?;
+    }
+    let store = Arc::new(SledStore::open(dir.join("datastore"))?);
+    let config = ManagerConfig { network: Network::Testnet, ..ManagerConfig::default() };
+    let manager = PaymentChannelManager::new(Arc::new(devnet.clone()), wallet, store, config);
+    manager.start().await?;
+    Ok(Party { manager, addr })
+}
+
+/// Where the payer sends vouchers.
+#[derive(Clone)]
+struct Target {
+    net: NetworkClient,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+}
+
+impl Target {
+    async fn send(&self, voucher: SignedVoucher) -> anyhow::Result<VoucherResponse> {
+        let request = VoucherRequest::new(voucher);
+        let send = self.net.send_voucher(self.peer, self.addrs.clone(), request);
+        let response = tokio::time::timeout(STEP_TIMEOUT, send).await??;
+        if !response.is_held() {
+            bail!("the payee refused a voucher: {:?} {:?}", response.status(), response.message);
+        }
+        Ok(response)
+    }
+}
+
+/// Creates the voucher for `amount` on `lane` and pays it.
+async fn pay_once(
+    manager: &PaymentChannelManager,
+    target: &Target,
+    channel: &Address,
+    lane: u64,
+    amount: u64,
+) -> anyhow::Result<()> {
+    let voucher = create(manager, channel, lane, amount).await?;
+    target.send(voucher).await?;
+    Ok(())
+}
+
+async fn create(
+    manager: &PaymentChannelManager,
+    channel: &Address,
+    lane: u64,
+    amount: u64,
+) -> anyhow::Result<SignedVoucher> {
+    let created = manager.voucher_create(channel, TokenAmount::from_atto(amount), lane).await?;
+    created.voucher.ok_or_else(|| anyhow!("the channel cannot cover {amount} attoFIL"))
+}
+
+/// `count` payments on one lane, at most `in_flight` of them awaiting their answer;
+/// returns the time spent creating vouchers.
+async fn pay_pipelined(
+    manager: &PaymentChannelManager,
+    target: &Target,
+    channel: &Address,
+    lane: u64,
+    mut paid: u64,
+    count: usize,
+    in_flight: usize,
+) -> anyhow::Result<Duration> {
+    let permits = Arc::new(Semaphore::new(in_flight));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut creating = Duration::ZERO;
+    for _ in 0..count {
+        let permit = permits.clone().acquire_owned().await?;
+        paid += UNIT;
+        let start = Instant::now();
+        let voucher = create(manager, channel, lane, paid).await?;
+        creating += start.elapsed();
+        let target = target.clone();
+        tasks.spawn(async move {
+            let result = target.send(voucher).await;
+            drop(permit);
+            result
+        });
+        while let Some(done) = tasks.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(creating)
+}
+
+/// Sign and recover rates (per second) over a voucher's signing bytes.
+fn crypto_rates(key: &paych_core::crypto::SecretKey, rounds: usize) -> anyhow::Result<(f64, f64)> {
+    let voucher = SignedVoucher::new(Address::new_id(1001), 0, 1, TokenAmount::from_atto(UNIT));
+    let bytes = voucher.signing_bytes()?;
+    let start = Instant::now();
+    let mut signature = crypto::sign(key, &bytes);
+    for _ in 1..rounds {
+        signature = crypto::sign(key, &bytes);
+    }
+    let sign = rate(rounds, start.elapsed());
+    let start = Instant::now();
+    for _ in 0..rounds {
+        crypto::recover(&signature, &bytes).map_err(|e| anyhow!("cannot recover: {e}"))?;
+    }
+    Ok((sign, rate(rounds, start.elapsed())))
+}
+
+/// The median time of one durable write: a sled insert of a voucher-sized record and a
+/// flush, as the store does for each voucher.
+fn store_p50(dir: &std::path::Path, rounds: usize) -> anyhow::Result<f64> {
+    let db = sled::open(dir).context("cannot open the store probe")?;
+    let value = [7u8; 256];
+    let mut times = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let start = Instant::now();
+        db.insert(i.to_be_bytes(), &value[..])?;
+        db.flush()?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Ok(micros(percentile(&times, 50)))
+}
+
+type EchoBehaviour = request_response::Behaviour<VoucherCodec>;
+type EchoReply = oneshot::Sender<Result<VoucherResponse, String>>;
+
+fn echo_swarm(streams: usize) -> anyhow::Result<Swarm<EchoBehaviour>> {
+    let swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                VoucherCodec::default(),
+                [(StreamProtocol::new(ECHO_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(STEP_TIMEOUT)
+                    .with_max_concurrent_streams(streams),
+            )
+        })
+        .map_err(|e| anyhow!("cannot build the echo behaviour: {e:?}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    Ok(swarm)
+}
+
+/// The raw request-response: p50 round trip one at a time, and the rate with `in_flight`
+/// requests outstanding, through a client loop shaped like the node's (commands over a
+/// bounded channel, one-shot replies).
+async fn raw_request_response(
+    voucher: SignedVoucher,
+    samples: usize,
+    in_flight: usize,
+) -> anyhow::Result<(Duration, f64)> {
+    let mut server = echo_swarm(256)?;
+    server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    let server_addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+            break address;
+        }
+    };
+    let server_peer = *server.local_peer_id();
+    let answer = VoucherResponse::accepted(voucher.amount.clone(), voucher.amount.clone());
+    let server_task = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            }) = server.select_next_some().await
+            {
+                let _ = server.behaviour_mut().send_response(channel, answer.clone());
+            }
+        }
+    });
+
+    let mut client = echo_swarm(256)?;
+    client.add_peer_address(server_peer, server_addr);
+    let (commands, mut receiver) = mpsc::channel::<(VoucherRequest, EchoReply)>(64);
+    let client_task = tokio::spawn(async move {
+        let mut pending: HashMap<OutboundRequestId, EchoReply> = HashMap::new();
+        loop {
+            tokio::select! {
+                command = receiver.recv() => match command {
+                    Some((request, reply)) => {
+                        let id = client.behaviour_mut().send_request(&server_peer, request);
+                        pending.insert(id, reply);
+                    }
+                    None => break,
+                },
+                event = client.select_next_some() => match event {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, response },
+                        ..
+                    }) => {
+                        if let Some(reply) = pending.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        request_id, error, ..
+                    }) => {
+                        if let Some(reply) = pending.remove(&request_id) {
+                            let _ = reply.send(Err(error.to_string()));
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+    });
+    let echo = |voucher: SignedVoucher| {
+        let commands = commands.clone();
+        async move {
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send((VoucherRequest::new(voucher), reply))
+                .await
+                .map_err(|_| anyhow!("the echo client stopped"))?;
+            let answer = tokio::time::timeout(STEP_TIMEOUT, answer).await??;
+            answer.map_err(|e| anyhow!("echo request failed: {e}"))
+        }
+    };
+
+    for _ in 0..10 {
+        echo(voucher.clone()).await?;
+    }
+    let mut rtts = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let start = Instant::now();
+        echo(voucher.clone()).await?;
+        rtts.push(start.elapsed());
+    }
+    rtts.sort();
+    let permits = Arc::new(Semaphore::new(in_flight));
+    let mut tasks = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    for _ in 0..samples {
+        let permit = permits.clone().acquire_owned().await?;
+        let request = echo(voucher.clone());
+        tasks.spawn(async move {
+            let result = request.await;
+            drop(permit);
+            result
+        });
+        while let Some(done) = tasks.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let per_sec = rate(samples, start.elapsed());
+    drop(commands);
+    client_task.abort();
+    server_task.abort();
+    Ok((percentile(&rtts, 50), per_sec))
+}
+
+/// The `p`-th percentile of sorted `times`.
+fn percentile(times: &[Duration], p: usize) -> Duration {
+    if times.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = (times.len() * p).div_ceil(100).saturating_sub(1).min(times.len() - 1);
+    times[index]
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let times: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(percentile(&times, 50), Duration::from_micros(50));
+        assert_eq!(percentile(&times, 99), Duration::from_micros(99));
+        assert_eq!(percentile(&times[..1], 99), Duration::from_micros(1));
+        assert_eq!(percentile(&[], 50), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_ceiling_adds_the_costs_per_payment() {
+        let report = Report {
+            payments: 1,
+            in_flight: 1,
+            pipelined_payments_per_sec: 500.0,
+            rtt_p50_us: 1000.0,
+            rtt_p99_us: 2000.0,
+            create_p50_us: 400.0,
+            send_p50_us: 600.0,
+            pipelined_create_share: 0.5,
+            raw_rr_per_sec: 1000.0,
+            raw_rr_rtt_p50_us: 100.0,
+            raw_sign_per_sec: 1000.0,
+            raw_recover_per_sec: 1000.0,
+            store_p50_us: 100.0,
+        };
+        assert!((report.ceiling() - 1000.0 / 3.0).abs() < 1e-6);
+        assert!((report.rtt_floor_us() - 2200.0).abs() < 1e-6);
+        assert!(report.json()["pipelined_vs_ceiling"].as_f64().unwrap_or(0.0) > 1.0);
+    }
+}

@@ -1,0 +1,186 @@
+//! A small JSON-RPC client of a running `paych daemon`, as the CLI uses it: it finds the
+//! daemon through its repo directory (the `api` file holds the API's multiaddr
+//! `/ip4/127.0.0.1/tcp/PORT/http`, the `token` file an admin JWT) and makes one
+//! `Filecoin.*` call per request. It never reads the keystore or the datastore.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// How long one call may take (a payment waits for the payee; add-funds for the chain).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The largest answer read, in bytes.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// Why a call to the daemon failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The repo has no `api` file: no daemon runs on it.
+    #[error(
+        "no paych daemon is running on the repo {} (it has no api file): start one with \
+         `paych daemon`, or point --repo / $PAYCH_PATH at the repo of a running one",
+        .0.display()
+    )]
+    NotRunning(PathBuf),
+    /// The `api` file does not hold an address the client understands.
+    #[error("{path}: expected /ip4/<address>/tcp/<port>/http, found {text:?}", path = .0.display(), text = .1)]
+    BadApiFile(PathBuf, String),
+    /// A repo file could not be read.
+    #[error("cannot read {path}: {error}", path = .0.display(), error = .1)]
+    Read(PathBuf, std::io::Error),
+    /// The daemon could not be reached.
+    #[error(
+        "cannot reach the paych daemon at {0}: {1}; is it running? start one with `paych daemon`"
+    )]
+    Unreachable(String, String),
+    /// The daemon refused the token or answered something other than JSON-RPC.
+    #[error("the paych daemon at {0} answered HTTP {1}: {2}")]
+    Http(String, u16, String),
+    /// The method failed.
+    #[error("{message}")]
+    Rpc {
+        /// The JSON-RPC error code.
+        code: i64,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The answer is not a JSON-RPC answer.
+    #[error("the paych daemon's answer is not JSON-RPC: {0}")]
+    BadAnswer(String),
+}
+
+/// A client of one daemon's API.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    url: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client of the daemon running on `repo`, with the repo's admin token when it can be
+    /// read (without it the daemon grants read only).
+    pub fn from_repo(repo: &Path) -> Result<Self, ClientError> {
+        let api_path = repo.join("api");
+        let api = match std::fs::read_to_string(&api_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ClientError::NotRunning(repo.to_path_buf()))
+            }
+            Err(e) => return Err(ClientError::Read(api_path, e)),
+        };
+        let url = rpc_url(&api).ok_or_else(|| ClientError::BadApiFile(api_path, api.clone()))?;
+        let token = std::fs::read_to_string(repo.join("token"))
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        Ok(ApiClient::new(url, token))
+    }
+
+    /// A client of the API at `url` (`http://HOST:PORT/rpc/v1`) sending `token`.
+    pub fn new(url: String, token: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        ApiClient { url, token, http }
+    }
+
+    /// The API's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Calls `method` with positional `params` and returns its result.
+    pub async fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let mut request = self.http.post(&self.url).json(&body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(self.url.clone(), root_cause(&e)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable(self.url.clone(), root_cause(&e)))?;
+        if bytes.len() > MAX_RESPONSE_BYTES {
+            return Err(ClientError::BadAnswer(format!("larger than {MAX_RESPONSE_BYTES} bytes")));
+        }
+        let answer: Value = match serde_json::from_slice(&bytes) {
+            Ok(answer) => answer,
+            Err(_) if !status.is_success() => {
+                let text = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+                return Err(ClientError::Http(self.url.clone(), status.as_u16(), text));
+            }
+            Err(e) => return Err(ClientError::BadAnswer(e.to_string())),
+        };
+        if let Some(error) = answer.get("error").filter(|e| !e.is_null()) {
+            return Err(ClientError::Rpc {
+                code: error["code"].as_i64().unwrap_or_default(),
+                message: error["message"].as_str().unwrap_or("(no message)").to_owned(),
+            });
+        }
+        match answer.get("result") {
+            Some(result) => Ok(result.clone()),
+            None => Err(ClientError::BadAnswer("neither result nor error".to_owned())),
+        }
+    }
+}
+
+/// `http://HOST:PORT/rpc/v1` from the `api` file's `/ip4/HOST/tcp/PORT/http` (or `/ip6/…`).
+pub fn rpc_url(api: &str) -> Option<String> {
+    let parts: Vec<&str> = api.trim().split('/').collect();
+    match parts.as_slice() {
+        ["", "ip4", host, "tcp", port, "http"] => {
+            let port: u16 = port.parse().ok()?;
+            let host: std::net::Ipv4Addr = host.parse().ok()?;
+            Some(format!("http://{host}:{port}/rpc/v1"))
+        }
+        ["", "ip6", host, "tcp", port, "http"] => {
+            let port: u16 = port.parse().ok()?;
+            let host: std::net::Ipv6Addr = host.parse().ok()?;
+            Some(format!("http://[{host}]:{port}/rpc/v1"))
+        }
+        _ => None,
+    }
+}
+
+/// The innermost message of an error chain ("Connection refused" rather than "error
+/// sending request").
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn reads_the_api_file() {
+        assert_eq!(
+            rpc_url("/ip4/127.0.0.1/tcp/3456/http\n").unwrap(),
+            "http://127.0.0.1:3456/rpc/v1"
+        );
+        assert_eq!(rpc_url("/ip6/::1/tcp/1/http").unwrap(), "http://[::1]:1/rpc/v1");
+        for bad in ["", "/ip4/127.0.0.1/tcp/x/http", "/ip4/host/tcp/1/http", "/dns/a/tcp/1/http"] {
+            assert!(rpc_url(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_repo_without_api_file_says_to_start_a_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = ApiClient::from_repo(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("start one with `paych daemon`"), "{error}");
+    }
+}

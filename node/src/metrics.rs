@@ -1,0 +1,460 @@
+//! The node's Prometheus metrics, served as text on the API server's `GET /metrics` (no
+//! token needed, as Lotus serves its own).
+//!
+//! One [`Metrics`] per node, shared as an `Arc` by the API, the network loop and the
+//! [`MeteredChain`] that wraps the node's chain. Every label takes its values from a fixed
+//! set (statuses, purposes, declared API methods), so no input can grow the number of series.
+//! This module only counts; it never decides anything.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `paych_vouchers_sent_total` | counter | `status`: the payee's answer, or `failed` |
+//! | `paych_vouchers_received_total` | counter | `status`: the answer given |
+//! | `paych_sent_attofil_total` | counter | — (the deltas payees accepted) |
+//! | `paych_received_attofil_total` | counter | — (the deltas accepted) |
+//! | `paych_reconciliations_total` | counter | `role` (`payer`/`payee`), `status` |
+//! | `paych_chain_messages_total` | counter | `purpose`: create, add_funds, submit, settle, collect, other |
+//! | `paych_chain_message_outcomes_total` | counter | `purpose`, `outcome`: executed, failed, refused |
+//! | `paych_libp2p_connections` | gauge | — |
+//! | `paych_libp2p_peers` | gauge | — |
+//! | `paych_inbound_rate_limited_total` | counter | `protocol` |
+//! | `paych_api_calls_total` | counter | `method`: a declared method, or `unknown` |
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cid::Cid;
+use paych_core::chain::{
+    ActorInfo, ActorKind, Chain, ChainError, ChannelOnChain, MessageLookup, Receipt,
+};
+use paych_core::types::{Address, ChainEpoch, Message, SignedMessage, TokenAmount};
+use paych_protocol::VoucherStatus;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Pushed messages whose purpose is remembered until their outcome is known, at most.
+pub const MAX_TRACKED_MESSAGES: usize = 4096;
+
+/// A `status` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The status, in lower case.
+    pub status: &'static str,
+}
+
+/// The labels of a reconciliation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// `payer` (answering a request) or `payee` (asking).
+    pub role: &'static str,
+    /// The outcome.
+    pub status: &'static str,
+}
+
+/// A `purpose` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PurposeLabel {
+    /// Why the message was sent.
+    pub purpose: &'static str,
+}
+
+/// The labels of a message outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Why the message was sent.
+    pub purpose: &'static str,
+    /// `executed`, `failed` (a non-zero exit code) or `refused` (at push).
+    pub outcome: &'static str,
+}
+
+/// A `protocol` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    /// The protocol, e.g. `voucher`.
+    pub protocol: &'static str,
+}
+
+/// A `method` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    /// A declared API method, or `unknown`.
+    pub method: &'static str,
+}
+
+type FloatCounter = Counter<f64, AtomicU64>;
+
+/// The node's counters and gauges.
+pub struct Metrics {
+    registry: Registry,
+    /// Vouchers sent, by the payee's answer.
+    pub vouchers_sent: Family<StatusLabel, Counter>,
+    /// Vouchers received, by the answer given.
+    pub vouchers_received: Family<StatusLabel, Counter>,
+    /// The deltas payees accepted, in attoFIL.
+    pub sent_attofil: FloatCounter,
+    /// The deltas accepted from payers, in attoFIL.
+    pub received_attofil: FloatCounter,
+    /// Reconciliations, by role and outcome.
+    pub reconciliations: Family<ReconcileLabels, Counter>,
+    /// Chain messages pushed, by purpose.
+    pub chain_messages: Family<PurposeLabel, Counter>,
+    /// Outcomes of chain messages, by purpose.
+    pub chain_message_outcomes: Family<OutcomeLabels, Counter>,
+    /// Open libp2p connections.
+    pub connections: Gauge,
+    /// Connected libp2p peers.
+    pub peers: Gauge,
+    /// Inbound requests answered `RateLimited`, by protocol.
+    pub rate_limited: Family<ProtocolLabel, Counter>,
+    /// API calls, by method.
+    pub api_calls: Family<MethodLabel, Counter>,
+    /// Pushed messages' purposes, until their outcome is counted (bounded).
+    pending: Mutex<(HashMap<Cid, &'static str>, VecDeque<Cid>)>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh metrics, every counter at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let vouchers_sent = Family::<StatusLabel, Counter>::default();
+        registry.register(
+            "paych_vouchers_sent",
+            "Vouchers sent to payees, by the payee's answer (failed: no answer)",
+            vouchers_sent.clone(),
+        );
+        let vouchers_received = Family::<StatusLabel, Counter>::default();
+        registry.register(
+            "paych_vouchers_received",
+            "Vouchers received from payers, by the answer given",
+            vouchers_received.clone(),
+        );
+        let sent_attofil = FloatCounter::default();
+        registry.register(
+            "paych_sent_attofil",
+            "The amounts payees accepted, in attoFIL",
+            sent_attofil.clone(),
+        );
+        let received_attofil = FloatCounter::default();
+        registry.register(
+            "paych_received_attofil",
+            "The amounts accepted from payers, in attoFIL",
+            received_attofil.clone(),
+        );
+        let reconciliations = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "paych_reconciliations",
+            "Reconciliations, by role and outcome",
+            reconciliations.clone(),
+        );
+        let chain_messages = Family::<PurposeLabel, Counter>::default();
+        registry.register(
+            "paych_chain_messages",
+            "Chain messages pushed, by purpose",
+            chain_messages.clone(),
+        );
+        let chain_message_outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "paych_chain_message_outcomes",
+            "Outcomes of the chain messages this process pushed, by purpose",
+            chain_message_outcomes.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "paych_libp2p_connections",
+            "Open libp2p connections",
+            connections.clone(),
+        );
+        let peers = Gauge::default();
+        registry.register("paych_libp2p_peers", "Connected libp2p peers", peers.clone());
+        let rate_limited = Family::<ProtocolLabel, Counter>::default();
+        registry.register(
+            "paych_inbound_rate_limited",
+            "Inbound requests answered RateLimited, by protocol",
+            rate_limited.clone(),
+        );
+        let api_calls = Family::<MethodLabel, Counter>::default();
+        registry.register("paych_api_calls", "JSON-RPC API calls, by method", api_calls.clone());
+        Metrics {
+            registry,
+            vouchers_sent,
+            vouchers_received,
+            sent_attofil,
+            received_attofil,
+            reconciliations,
+            chain_messages,
+            chain_message_outcomes,
+            connections,
+            peers,
+            rate_limited,
+            api_calls,
+            pending: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    /// The metrics in the OpenMetrics text format (which Prometheus reads).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// Counts a voucher sent and the payee's answer (`None`: no answer).
+    pub fn voucher_sent(&self, status: Option<&'static str>, delta: &TokenAmount) {
+        let status = status.unwrap_or("failed");
+        self.vouchers_sent.get_or_create(&StatusLabel { status }).inc();
+        self.sent_attofil.inc_by(atto_f64(delta));
+    }
+
+    /// Counts a voucher received and the answer given.
+    pub fn voucher_received(&self, status: &'static str, delta: &TokenAmount) {
+        self.vouchers_received.get_or_create(&StatusLabel { status }).inc();
+        self.received_attofil.inc_by(atto_f64(delta));
+    }
+
+    /// Counts a reconciliation.
+    pub fn reconciliation(&self, role: &'static str, status: &'static str) {
+        self.reconciliations.get_or_create(&ReconcileLabels { role, status }).inc();
+    }
+
+    /// Counts an inbound request refused for its rate.
+    pub fn rate_limited(&self, protocol: &'static str) {
+        self.rate_limited.get_or_create(&ProtocolLabel { protocol }).inc();
+    }
+
+    /// Counts an API call of `method` (a declared name, else counted as `unknown`).
+    pub fn api_call(&self, method: &str) {
+        let method = crate::api::method_spec(method).map_or("unknown", |m| m.name);
+        self.api_calls.get_or_create(&MethodLabel { method }).inc();
+    }
+
+    /// Sets the connection and peer gauges.
+    pub fn set_connections(&self, connections: usize, peers: usize) {
+        self.connections.set(i64::try_from(connections).unwrap_or(i64::MAX));
+        self.peers.set(i64::try_from(peers).unwrap_or(i64::MAX));
+    }
+
+    fn pushed(&self, cid: Cid, purpose: &'static str) {
+        self.chain_messages.get_or_create(&PurposeLabel { purpose }).inc();
+        let Ok(mut pending) = self.pending.lock() else { return };
+        let (purposes, order) = &mut *pending;
+        if purposes.insert(cid, purpose).is_none() {
+            order.push_back(cid);
+        }
+        while order.len() > MAX_TRACKED_MESSAGES {
+            if let Some(old) = order.pop_front() {
+                purposes.remove(&old);
+            }
+        }
+    }
+
+    fn outcome(&self, purpose: &'static str, outcome: &'static str) {
+        self.chain_message_outcomes.get_or_create(&OutcomeLabels { purpose, outcome }).inc();
+    }
+
+    /// Counts the outcome of `cid` if this process pushed it and has not counted it yet.
+    fn landed(&self, cid: &Cid, ok: bool) {
+        let purpose = match self.pending.lock() {
+            Ok(mut pending) => pending.0.remove(cid),
+            Err(_) => None,
+        };
+        if let Some(purpose) = purpose {
+            self.outcome(purpose, if ok { "executed" } else { "failed" });
+        }
+    }
+}
+
+/// A voucher status as a metrics label.
+pub fn status_label(status: VoucherStatus) -> &'static str {
+    use VoucherStatus as S;
+    match status {
+        S::Accepted => "accepted",
+        S::Covered => "covered",
+        S::RateLimited => "rate_limited",
+        S::UnknownChannel => "unknown_channel",
+        S::InvalidSignature => "invalid_signature",
+        S::StaleNonce => "stale_nonce",
+        S::InsufficientFunds => "insufficient_funds",
+        S::TimeLock => "time_lock",
+        S::Settling => "settling",
+        S::BelowMinimum => "below_minimum",
+        S::Malformed => "malformed",
+        S::Internal => "internal",
+    }
+}
+
+/// An amount as a float (exact below 2^53 attoFIL; close enough above, for a counter).
+fn atto_f64(amount: &TokenAmount) -> f64 {
+    amount.atto().to_string().parse().unwrap_or(0.0)
+}
+
+/// Why a message is sent, from its recipient and method: Init's `Exec` creates a channel,
+/// a plain send adds funds, the payment-channel methods 2, 3 and 4 submit a voucher,
+/// settle and collect.
+pub fn message_purpose(message: &Message) -> &'static str {
+    if message.to == Address::new_id(1) && message.method == 2 {
+        return "create";
+    }
+    match message.method {
+        0 => "add_funds",
+        2 => "submit",
+        3 => "settle",
+        4 => "collect",
+        _ => "other",
+    }
+}
+
+/// A [`Chain`] that counts the messages pushed through it and their outcomes.
+pub struct MeteredChain {
+    inner: Arc<dyn Chain>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredChain {
+    /// Wraps `inner`, counting into `metrics`.
+    pub fn new(inner: Arc<dyn Chain>, metrics: Arc<Metrics>) -> Self {
+        MeteredChain { inner, metrics }
+    }
+}
+
+#[async_trait]
+impl Chain for MeteredChain {
+    async fn head(&self) -> Result<ChainEpoch, ChainError> {
+        self.inner.head().await
+    }
+
+    async fn actor(&self, addr: &Address) -> Result<Option<ActorInfo>, ChainError> {
+        self.inner.actor(addr).await
+    }
+
+    async fn channel(&self, channel: &Address) -> Result<ChannelOnChain, ChainError> {
+        self.inner.channel(channel).await
+    }
+
+    async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError> {
+        self.inner.lookup_id(addr).await
+    }
+
+    async fn account_key(&self, addr: &Address) -> Result<Address, ChainError> {
+        self.inner.account_key(addr).await
+    }
+
+    async fn next_nonce(&self, addr: &Address) -> Result<u64, ChainError> {
+        self.inner.next_nonce(addr).await
+    }
+
+    async fn estimate_gas(&self, message: Message) -> Result<Message, ChainError> {
+        self.inner.estimate_gas(message).await
+    }
+
+    async fn push(&self, message: &SignedMessage) -> Result<Cid, ChainError> {
+        let purpose = message_purpose(&message.message);
+        let result = self.inner.push(message).await;
+        match &result {
+            Ok(cid) => self.metrics.pushed(*cid, purpose),
+            Err(_) => {
+                self.metrics.chain_messages.get_or_create(&PurposeLabel { purpose }).inc();
+                self.metrics.outcome(purpose, "refused");
+            }
+        }
+        result
+    }
+
+    async fn wait(
+        &self,
+        message: &Cid,
+        confidence: u64,
+        timeout: Duration,
+    ) -> Result<MessageLookup, ChainError> {
+        let result = self.inner.wait(message, confidence, timeout).await;
+        match &result {
+            Ok(lookup) => self.metrics.landed(message, lookup.receipt.is_ok()),
+            Err(ChainError::Rejected { exit_code: Some(_), .. }) => {
+                self.metrics.landed(message, false)
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn search(&self, message: &Cid) -> Result<Option<MessageLookup>, ChainError> {
+        let result = self.inner.search(message).await;
+        if let Ok(Some(lookup)) = &result {
+            self.metrics.landed(message, lookup.receipt.is_ok());
+        }
+        result
+    }
+
+    async fn call(&self, message: &Message) -> Result<Receipt, ChainError> {
+        self.inner.call(message).await
+    }
+
+    async fn network_name(&self) -> Result<String, ChainError> {
+        self.inner.network_name().await
+    }
+
+    async fn actor_code(&self, kind: ActorKind) -> Result<Cid, ChainError> {
+        self.inner.actor_code(kind).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn encodes_counters_with_their_labels() {
+        let metrics = Metrics::new();
+        metrics.voucher_sent(Some("accepted"), &TokenAmount::from_atto(5u64));
+        metrics.voucher_received("covered", &TokenAmount::default());
+        metrics.api_call("Filecoin.PaychList");
+        metrics.api_call("Filecoin.Nonsense");
+        metrics.set_connections(2, 1);
+        let text = metrics.encode();
+        assert!(text.contains("# TYPE paych_vouchers_sent counter\n"), "{text}");
+        assert!(text.contains("paych_vouchers_sent_total{status=\"accepted\"} 1\n"), "{text}");
+        assert!(text.contains("paych_vouchers_received_total{status=\"covered\"} 1\n"), "{text}");
+        assert!(text.contains("paych_sent_attofil_total 5"), "{text}");
+        assert!(
+            text.contains("paych_api_calls_total{method=\"Filecoin.PaychList\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("paych_api_calls_total{method=\"unknown\"} 1\n"), "{text}");
+        assert!(text.contains("paych_libp2p_connections 2\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn remembers_a_bounded_number_of_pushed_messages() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_TRACKED_MESSAGES + 10 {
+            let digest = paych_core::crypto::blake2b_256(&i.to_le_bytes());
+            let hash = cid::multihash::Multihash::<64>::wrap(0xb220, &digest).unwrap();
+            metrics.pushed(Cid::new_v1(0x71, hash), "submit");
+        }
+        let pending = metrics.pending.lock().unwrap();
+        assert_eq!(pending.0.len(), MAX_TRACKED_MESSAGES);
+        assert_eq!(pending.1.len(), MAX_TRACKED_MESSAGES);
+    }
+}
