@@ -27,3 +27,19 @@ pub mod pay;
 pub mod reconcile;
 pub mod retrieval;
 pub mod testnet;
+
+/// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 1s or 500ms"))?;
+    let millis = match unit {
+        "ms" => Some(value),
+        "s" => value.checked_mul(1000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
+    };
+    millis.map(std::time::Duration::from_millis).ok_or_else(|| format!("{text:?}: too long"))
+}

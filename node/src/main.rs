@@ -15,6 +15,7 @@ use paych_core::types::{
     format_address, format_fil, parse_address, parse_fil, Address, Network, SignatureType,
     SignedVoucher, TokenAmount,
 };
+use paych_node::parse_duration;
 
 /// paych: a Filecoin payment-channel node.
 #[derive(Parser)]
@@ -101,22 +102,6 @@ struct DevnetArgs {
     /// Fund an account at genesis: `ADDRESS=FIL` (e.g. `t1…=100`); repeatable.
     #[arg(long = "fund", value_parser = parse_funding)]
     fund: Vec<(Address, TokenAmount)>,
-}
-
-/// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 1s or 500ms"))?;
-    let millis = match unit {
-        "ms" => Some(value),
-        "s" => value.checked_mul(1000),
-        "m" => value.checked_mul(60_000),
-        "h" => value.checked_mul(3_600_000),
-        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
-    };
-    millis.map(Duration::from_millis).ok_or_else(|| format!("{text:?}: too long"))
 }
 
 /// Parses `ADDRESS=FIL`.

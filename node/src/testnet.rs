@@ -46,6 +46,7 @@ use serde_json::{json, Value};
 use tokio::sync::{RwLock, Semaphore};
 
 use crate::daemon::RepoConfig;
+use crate::parse_duration;
 
 /// How long one node may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -112,22 +113,6 @@ impl Default for TestnetArgs {
             crash: None,
         }
     }
-}
-
-/// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 1s or 500ms"))?;
-    let millis = match unit {
-        "ms" => Some(value),
-        "s" => value.checked_mul(1000),
-        "m" => value.checked_mul(60_000),
-        "h" => value.checked_mul(3_600_000),
-        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
-    };
-    millis.map(Duration::from_millis).ok_or_else(|| format!("{text:?}: too long"))
 }
 
 /// One invariant of the run and whether it held.
@@ -1165,17 +1150,4 @@ async fn call(rpc: &LotusChain, method: &str, params: Value) -> anyhow::Result<V
 
 fn text(value: &Value) -> anyhow::Result<String> {
     value.as_str().map(str::to_owned).ok_or_else(|| anyhow!("expected a string, got {value}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_block_times() {
-        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("1d").is_err());
-        assert!(parse_duration("s").is_err());
-    }
 }
