@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -99,9 +100,12 @@ pub struct Payer {
     manager: PaymentChannelManager,
     net: NetworkClient,
     peers: BTreeMap<Address, Multiaddr>,
-    /// (channel, flow) → lane; also serializes creating vouchers, so that two payments on
-    /// one flow never read the same lane amount.
+    /// (channel, flow) → lane, held only to find or lease a flow's lane.
     flows: Mutex<HashMap<(Address, Vec<u8>), u64>>,
+    /// One lock per (channel, lane), held from reading the lane's amount to storing the
+    /// voucher that raises it, so that two payments on a lane never read the same amount
+    /// while payments on other lanes go on.
+    lanes: std::sync::Mutex<HashMap<(Address, u64), Arc<Mutex<()>>>>,
     /// (channel, payee peer) pairs this node has announced itself to, at most
     /// [`MAX_FLOWS`] (beyond, announces are simply sent again).
     announced: Mutex<HashSet<(Address, PeerId)>>,
@@ -124,6 +128,7 @@ impl Payer {
             net,
             peers,
             flows: Mutex::new(HashMap::new()),
+            lanes: std::sync::Mutex::new(HashMap::new()),
             announced: Mutex::new(HashSet::new()),
             sequence: AtomicU64::new(0),
             fee_per_message: TokenAmount::default(),
@@ -206,11 +211,11 @@ impl Payer {
             .ok_or_else(|| PayError::UnknownPeer(format_address(&status.to, Network::Testnet)))?;
         let peer = peer_of(target)
             .ok_or_else(|| PayError::UnknownPeer(format_address(&status.to, Network::Testnet)))?;
-        let (voucher, lane) = {
+        let lane = {
             let mut flows = self.flows.lock().await;
             let key = (*channel, flow.clone().unwrap_or_default());
             let closed = |lane: u64| status.lanes.iter().any(|l| l.lane == lane && l.closed);
-            let lane = match flows.get(&key) {
+            match flows.get(&key) {
                 // A lane closed by a reconciliation takes no more vouchers: lease another.
                 Some(lane) if !closed(*lane) => *lane,
                 held => {
@@ -221,7 +226,11 @@ impl Payer {
                     flows.insert(key, lane);
                     lane
                 }
-            };
+            }
+        };
+        let (voucher, lane) = {
+            let lock = self.lane_lock(channel, lane);
+            let _lane = lock.lock().await;
             let status = self.manager.status(channel).await?;
             let current = status
                 .lanes
@@ -256,6 +265,16 @@ impl Payer {
     /// The manager payments go through.
     pub fn manager(&self) -> &PaymentChannelManager {
         &self.manager
+    }
+
+    /// The lock of `(channel, lane)`. Locks no payment holds are dropped when the map grows
+    /// past [`MAX_FLOWS`].
+    fn lane_lock(&self, channel: &Address, lane: u64) -> Arc<Mutex<()>> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if lanes.len() >= MAX_FLOWS {
+            lanes.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        lanes.entry((*channel, lane)).or_default().clone()
     }
 
     /// Ends `flow` on `channel`: its lane goes back to the channel's pool, so that the next
