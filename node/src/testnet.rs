@@ -158,6 +158,8 @@ pub struct Report {
     pub retrievals: usize,
     /// Retrieval attempts that failed and were tried again.
     pub retries: usize,
+    /// Why they failed (the first few).
+    pub retry_reasons: Vec<String>,
     /// Chunk payments made (one voucher each).
     pub payments: usize,
     /// Bytes retrieved and checked.
@@ -309,6 +311,7 @@ struct Job {
 struct RoundOutcome {
     retrievals: usize,
     retries: usize,
+    retry_reasons: Vec<String>,
     payments: usize,
     bytes: u64,
     latencies_us: Vec<u64>,
@@ -716,6 +719,7 @@ async fn run_in(
         channels: channels.len(),
         retrievals: first.retrievals + second.retrievals,
         retries: first.retries + second.retries,
+        retry_reasons: first.retry_reasons.iter().chain(&second.retry_reasons).cloned().collect(),
         payments,
         bytes: first.bytes + second.bytes,
         retrieval_secs,
@@ -755,6 +759,9 @@ pub fn render(report: &Report) -> String {
         "retrievals     {} ({} retried), {} bytes checked against their manifests",
         report.retrievals, report.retries, report.bytes
     ));
+    for reason in &report.retry_reasons {
+        line(format!("  retried: {reason}"));
+    }
     line(format!(
         "payments       {} in {:.2} s: {:.0} payments/s",
         report.payments, report.retrieval_secs, report.payments_per_sec
@@ -843,7 +850,7 @@ async fn run_round(
                 match retrieve_once(&ctx, job).await {
                     Ok(got) => {
                         completed.fetch_add(1, Ordering::SeqCst);
-                        return (job, Ok(got), failures.len());
+                        return (job, Ok(got), failures);
                     }
                     Err(e) => {
                         failures.push(e.to_string());
@@ -851,11 +858,8 @@ async fn run_round(
                     }
                 }
             }
-            (
-                job,
-                Err(anyhow!("retrieval failed {ATTEMPTS} times: {}", failures.join("; "))),
-                failures.len(),
-            )
+            let error = anyhow!("retrieval failed {ATTEMPTS} times: {}", failures.join("; "));
+            (job, Err(error), failures)
         });
     }
     let mut outcome = RoundOutcome::default();
@@ -872,8 +876,16 @@ async fn run_round(
         let next = tokio::time::timeout(Duration::from_millis(50), tasks.join_next()).await;
         let Ok(next) = next else { continue };
         let Some(joined) = next else { break };
-        let (job, result, retries) = joined.context("a retrieval task failed")?;
-        outcome.retries += retries;
+        let (job, result, failures) = joined.context("a retrieval task failed")?;
+        outcome.retries += failures.len();
+        for reason in failures {
+            if outcome.retry_reasons.len() < 8 {
+                outcome.retry_reasons.push(format!(
+                    "client-{} from provider-{}: {reason}",
+                    job.client, job.provider
+                ));
+            }
+        }
         let got = result.with_context(|| {
             format!("client-{} retrieving from provider-{}", job.client, job.provider)
         })?;
