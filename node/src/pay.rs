@@ -95,6 +95,9 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// One lock per (channel, lane).
+type LaneLocks = HashMap<(Address, u64), Arc<Mutex<()>>>;
+
 /// Pays through channels the manager holds, to payees in its peer book.
 pub struct Payer {
     manager: PaymentChannelManager,
@@ -105,7 +108,7 @@ pub struct Payer {
     /// One lock per (channel, lane), held from reading the lane's amount to storing the
     /// voucher that raises it, so that two payments on a lane never read the same amount
     /// while payments on other lanes go on.
-    lanes: std::sync::Mutex<HashMap<(Address, u64), Arc<Mutex<()>>>>,
+    lanes: std::sync::Mutex<LaneLocks>,
     /// (channel, payee peer) pairs this node has announced itself to, at most
     /// [`MAX_FLOWS`] (beyond, announces are simply sent again).
     announced: Mutex<HashSet<(Address, PeerId)>>,
