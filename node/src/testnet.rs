@@ -188,6 +188,10 @@ pub struct Report {
     pub gas_burnt_atto: String,
     /// Wallet balances.
     pub balances: Vec<Balance>,
+    /// The largest peak resident memory of one daemon, KiB (Linux; 0 elsewhere).
+    pub peak_rss_kib_max: u64,
+    /// The mean of the daemons' peak resident memory, KiB (Linux; 0 elsewhere).
+    pub peak_rss_kib_mean: u64,
     /// The node killed and restarted, if any, and what came back.
     pub crash: Option<String>,
     /// The invariants checked.
@@ -707,6 +711,10 @@ async fn run_in(
         let rank = ((latencies.len() as f64) * q).ceil() as usize;
         latencies[rank.clamp(1, latencies.len()) - 1]
     };
+    let mut peaks = Vec::new();
+    for node in &nodes {
+        peaks.push(peak_rss_kib(node.read().await.child.id()));
+    }
     server.shutdown().await;
     for node in &nodes {
         let mut node = node.write().await;
@@ -734,6 +742,12 @@ async fn run_in(
         settler_submissions: settler_after.saturating_sub(settler_before),
         gas_burnt_atto: (&burnt_after - &burnt_before).atto().to_string(),
         balances,
+        peak_rss_kib_max: peaks.iter().copied().max().unwrap_or(0),
+        peak_rss_kib_mean: if peaks.is_empty() {
+            0
+        } else {
+            peaks.iter().sum::<u64>() / peaks.len() as u64
+        },
         crash: crash_report,
         invariants,
         invariants_ok,
@@ -782,6 +796,13 @@ pub fn render(report: &Report) -> String {
         report.reconciled_channels, report.settler_submissions
     ));
     line(format!("gas burnt      {}", fil(&report.gas_burnt_atto)));
+    if report.peak_rss_kib_max > 0 {
+        line(format!(
+            "memory         peak per daemon: mean {} MiB, max {} MiB",
+            report.peak_rss_kib_mean / 1024,
+            report.peak_rss_kib_max / 1024
+        ));
+    }
     if let Some(crash) = &report.crash {
         line(format!("crash          {crash}"));
     }
@@ -1134,6 +1155,18 @@ async fn start_node(
         .ok_or_else(|| anyhow!("{name} listens nowhere"))?;
     let peer = format!("{addr}/p2p/{}", text(&listen["ID"])?);
     Ok(Node { name: name.to_owned(), repo, child, rpc, address, peer })
+}
+
+/// The peak resident memory of process `pid` (`VmHWM`), KiB; 0 where `/proc` does not tell.
+fn peak_rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok()
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// Sends SIGTERM and waits for the process, killing it after a grace period.
