@@ -70,9 +70,11 @@ pub struct TestnetArgs {
     /// Providers (payees).
     #[arg(long, default_value_t = 2)]
     pub providers: usize,
-    /// Retrievals in all, spread over every client–provider pair, half in each round.
-    #[arg(long, default_value_t = 20)]
-    pub retrievals: usize,
+    /// Retrievals in all, spread over the client–provider pairs two at a time (so that a
+    /// channel carries two concurrent retrievals on two lanes), half in each round.
+    /// Default: 20, or 4 per pair when there are more than 5 pairs.
+    #[arg(long)]
+    pub retrievals: Option<usize>,
     /// Bytes per chunk.
     #[arg(long, default_value_t = 16 * 1024)]
     pub chunk_size: u64,
@@ -103,7 +105,7 @@ impl Default for TestnetArgs {
         TestnetArgs {
             clients: 2,
             providers: 2,
-            retrievals: 20,
+            retrievals: None,
             chunk_size: 16 * 1024,
             chunks: 8,
             price_per_chunk: "0.001".into(),
@@ -345,15 +347,21 @@ async fn run_in(
     let api_info = server.api_info();
 
     // Providers first: clients are told where they listen.
-    let retrievals_per_pair = args.retrievals.div_ceil(args.clients * args.providers).max(1);
+    let pairs = args.clients * args.providers;
+    let retrievals = args.retrievals.unwrap_or(if pairs > 5 { 4 * pairs } else { 20 });
+    let retrievals_per_pair = retrievals.div_ceil(pairs).max(1);
     let blob_price = &price * args.chunks;
     let reserve = &blob_price * retrievals_per_pair as u64;
     let mut nodes: Nodes = Vec::new();
+    progress.phase(&format!("starting {} providers", args.providers));
+    let mut starting = Vec::new();
     for p in 0..args.providers {
-        progress.phase(&format!("starting provider-{p}"));
-        let node =
-            start_node(&exe, dir, &format!("provider-{p}"), &api_info, &[], None, free_port()?)
-                .await?;
+        let (exe, api_info, port) = (&exe, &api_info, free_port()?);
+        starting.push(async move {
+            start_node(exe, dir, &format!("provider-{p}"), api_info, &[], None, port).await
+        });
+    }
+    for node in futures::future::try_join_all(starting).await? {
         nodes.push(Arc::new(RwLock::new(node)));
     }
     let mut peers = Vec::new();
@@ -365,18 +373,16 @@ async fn run_in(
         low_water: blob_price.clone(),
         high_water: &blob_price * 2u64,
     };
+    progress.phase(&format!("starting {} clients", args.clients));
+    let mut starting = Vec::new();
     for c in 0..args.clients {
-        progress.phase(&format!("starting client-{c}"));
-        let node = start_node(
-            &exe,
-            dir,
-            &format!("client-{c}"),
-            &api_info,
-            &peers,
-            Some(top_up.clone()),
-            free_port()?,
-        )
-        .await?;
+        let (exe, api_info, peers, top_up, port) =
+            (&exe, &api_info, &peers, top_up.clone(), free_port()?);
+        starting.push(async move {
+            start_node(exe, dir, &format!("client-{c}"), api_info, peers, Some(top_up), port).await
+        });
+    }
+    for node in futures::future::try_join_all(starting).await? {
         nodes.push(Arc::new(RwLock::new(node)));
     }
     let provider_of = |p: usize| nodes[p].clone();
@@ -416,8 +422,8 @@ async fn run_in(
         .await?;
         roots.push(text(&manifest["Root"])?);
     }
-    progress.phase("opening channels");
-    let mut channels: BTreeMap<(usize, usize), String> = BTreeMap::new();
+    progress.phase(&format!("opening {} channels", args.clients * args.providers));
+    let mut opening = Vec::new();
     for c in 0..args.clients {
         let client = client_of(c);
         let (rpc, from) = {
@@ -426,23 +432,38 @@ async fn run_in(
         };
         for p in 0..args.providers {
             let to = format_address(&provider_of(p).read().await.address, Network::Testnet);
-            let got = call(&rpc, "PaychGet", json!([from, to, reserve.atto().to_string()])).await?;
-            let channel = match got["WaitSentinel"].clone() {
-                Value::Null => got["Channel"].clone(),
-                sentinel => call(&rpc, "PaychGetWaitReady", json!([sentinel])).await?,
-            };
-            channels.insert((c, p), text(&channel)?);
+            let (rpc, from, amount) = (rpc.clone(), from.clone(), reserve.atto().to_string());
+            opening.push(async move {
+                let got = call(&rpc, "PaychGet", json!([from, to, amount])).await?;
+                let channel = match got["WaitSentinel"].clone() {
+                    Value::Null => got["Channel"].clone(),
+                    sentinel => call(&rpc, "PaychGetWaitReady", json!([sentinel])).await?,
+                };
+                anyhow::Ok(((c, p), text(&channel)?))
+            });
         }
     }
+    let channels: BTreeMap<(usize, usize), String> =
+        futures::future::try_join_all(opening).await?.into_iter().collect();
 
-    // Jobs, spread over every pair, half per round.
-    let jobs: Vec<Job> = (0..args.retrievals)
+    // Jobs, spread over every pair two by two (a pair's two retrievals run together, on
+    // two lanes), half per round.
+    let jobs: Vec<Job> = (0..retrievals)
         .map(|i| {
-            let pair = i % (args.clients * args.providers);
+            let pair = (i / 2) % pairs;
             Job { client: pair / args.providers, provider: pair % args.providers }
         })
         .collect();
     let (round1, round2) = jobs.split_at(jobs.len() / 2);
+    // The channels some round paid on (a provider learns of a channel with its first
+    // voucher).
+    let paid_on = |outcomes: &[&RoundOutcome]| -> BTreeMap<(usize, usize), String> {
+        channels
+            .iter()
+            .filter(|(pair, _)| outcomes.iter().any(|o| o.lanes.contains_key(*pair)))
+            .map(|(pair, ch)| (*pair, ch.clone()))
+            .collect()
+    };
     let ctx = Arc::new(RoundContext {
         nodes: nodes.clone(),
         providers: args.providers,
@@ -457,7 +478,7 @@ async fn run_in(
 
     progress.phase("providers redeem their best vouchers");
     let mut settler_channel = None;
-    for ((c, p), ch) in &channels {
+    for ((c, p), ch) in &paid_on(&[&first]) {
         let rpc = provider_of(*p).read().await.rpc.clone();
         submit_best(&rpc, ch).await?;
         if settler_channel.is_none() && (*c, *p) == (0, 0) {
@@ -485,6 +506,7 @@ async fn run_in(
     )
     .await?;
     let retrieval_secs = retrieval_started.elapsed().as_secs_f64();
+    let active = paid_on(&[&first, &second]);
     let crash_report = crash_state.report.lock().await.clone();
 
     // What each client issued on each channel, before any voucher is folded.
@@ -503,7 +525,7 @@ async fn run_in(
     // Reconciliation (every channel but the settler's).
     progress.phase("providers reconcile and submit");
     let mut reconciled = 0;
-    for ((_, p), ch) in &channels {
+    for ((_, p), ch) in &active {
         if Some(ch) == settler_channel.as_ref() {
             continue;
         }
@@ -522,10 +544,12 @@ async fn run_in(
         let addr = provider_of(p).read().await.address;
         settler_before += updates(&devnet, &addr);
     }
+    let mut settling = Vec::new();
     for ((c, _), ch) in &channels {
         let rpc = client_of(*c).read().await.rpc.clone();
-        call(&rpc, "PaychSettle", json!([ch])).await?;
+        settling.push(async move { call(&rpc, "PaychSettle", json!([ch])).await });
     }
+    futures::future::try_join_all(settling).await?;
     let channel_addrs: Vec<Address> = channels
         .values()
         .map(|ch| parse_address(ch).map(|(a, _)| a).map_err(|e| anyhow!("{ch}: {e}")))
@@ -540,7 +564,7 @@ async fn run_in(
     let deadline = Instant::now() + CHAIN_TIMEOUT;
     loop {
         let mut pending = 0;
-        for ((_, p), ch) in &channels {
+        for ((_, p), ch) in &active {
             let rpc = provider_of(*p).read().await.rpc.clone();
             let best = call(&rpc, "PaychVoucherBestSpendable", json!([ch])).await?;
             pending += best.as_array().map_or(0, Vec::len);
@@ -687,8 +711,8 @@ async fn run_in(
     });
     invariants.push(Invariant {
         name: "every retrieval completed".into(),
-        ok: first.retrievals + second.retrievals == args.retrievals,
-        detail: format!("{} of {}", first.retrievals + second.retrievals, args.retrievals),
+        ok: first.retrievals + second.retrievals == retrievals,
+        detail: format!("{} of {}", first.retrievals + second.retrievals, retrievals),
     });
     let invariants_ok = invariants.iter().all(|i| i.ok);
 

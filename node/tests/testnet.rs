@@ -18,7 +18,7 @@ fn testnet(extra: &[&str]) -> Value {
             "--providers",
             "2",
             "--retrievals",
-            "8",
+            "16",
             "--chunks",
             "4",
             "--chunk-size",
@@ -56,9 +56,11 @@ fn a_small_testnet_completes_with_its_invariants() {
     assert_invariants(&report);
     assert_eq!(report["nodes"], 4);
     assert_eq!(report["channels"], 4);
-    assert_eq!(report["retrievals"], 8);
-    assert_eq!(report["payments"], 8 * 4);
-    assert_eq!(report["bytes"], 8 * 4 * 4096);
+    assert_eq!(report["retrievals"], 16);
+    assert_eq!(report["payments"], 16 * 4);
+    assert_eq!(report["bytes"], 16 * 4 * 4096);
+    // Two retrievals ran together on each channel, so each had two lanes to fold.
+    assert!(report["reconciled_channels"].as_u64().unwrap() > 0, "{report:#}");
     for field in ["payments_per_sec", "latency_p50_us", "latency_p99_us", "chain_messages"] {
         assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report:#}");
     }
@@ -76,7 +78,7 @@ fn a_provider_killed_mid_run_comes_back_and_the_run_completes() {
     assert_invariants(&report);
     let crash = report["crash"].as_str().unwrap();
     assert!(crash.contains("provider-0 killed with SIGKILL"), "{crash}");
-    assert_eq!(report["retrievals"], 8);
+    assert_eq!(report["retrievals"], 16);
 }
 
 #[test]
