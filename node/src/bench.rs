@@ -207,7 +207,8 @@ async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repo
     let key = crypto::generate_secret_key().map_err(|e| anyhow!("cannot draw a key: {e}"))?;
     let crypto_rounds = samples.clamp(200, 5000);
     let (raw_sign_per_sec, raw_recover_per_sec) =
-        tokio::task::spawn_blocking(move || crypto_rates(&key, crypto_rounds)).await??;
+        tokio::task::spawn_blocking(move || paych_node::limits::crypto_rates(&key, crypto_rounds))
+            .await??;
     let store_dir = dir.join("store-probe");
     let store_rounds = samples.clamp(20, 500);
     let store_p50_us =
@@ -410,23 +411,6 @@ async fn pay_pipelined(
         done??;
     }
     Ok(creating)
-}
-
-/// Sign and recover rates (per second) over a voucher's signing bytes.
-fn crypto_rates(key: &paych_core::crypto::SecretKey, rounds: usize) -> anyhow::Result<(f64, f64)> {
-    let voucher = SignedVoucher::new(Address::new_id(1001), 0, 1, TokenAmount::from_atto(UNIT));
-    let bytes = voucher.signing_bytes()?;
-    let start = Instant::now();
-    let mut signature = crypto::sign(key, &bytes);
-    for _ in 1..rounds {
-        signature = crypto::sign(key, &bytes);
-    }
-    let sign = rate(rounds, start.elapsed());
-    let start = Instant::now();
-    for _ in 0..rounds {
-        crypto::recover(&signature, &bytes).map_err(|e| anyhow!("cannot recover: {e}"))?;
-    }
-    Ok((sign, rate(rounds, start.elapsed())))
 }
 
 /// The median time of one durable write: a sled insert of a voucher-sized record and a

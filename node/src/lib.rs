@@ -7,6 +7,7 @@
 //!   [`paych_core::chain::devnet::Devnet`] to any Lotus client.
 //! - [`api`]: the node's Lotus-style JSON-RPC API over a payment-channel manager and a
 //!   wallet (`Filecoin.Paych*`, `Filecoin.Wallet*`), guarded by [`auth`]'s JWT permissions.
+//! - [`limits`]: the raw sign and recover rates figures are reported against.
 //! - [`network`]: the libp2p event loop and its client; answers inbound vouchers.
 //! - [`pay`]: paying a flow's lane and sending the voucher to the payee.
 //! - [`reconcile`]: asking a payer to fold a channel's vouchers into one combined voucher.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod daemon;
 pub mod devnet_rpc;
 mod jsonrpc;
+pub mod limits;
 pub mod metrics;
 pub mod network;
 pub mod pay;

@@ -170,6 +170,15 @@ pub struct Report {
     pub retrieval_secs: f64,
     /// Payments per second over the retrieval rounds.
     pub payments_per_sec: f64,
+    /// Bare secp256k1 signatures per second on one core, measured in the same run.
+    pub raw_sign_per_sec: f64,
+    /// Bare secp256k1 recoveries per second on one core, measured in the same run.
+    pub raw_recover_per_sec: f64,
+    /// `1 / (1/sign + 1/recover)`: payments per second one core could make if a payment
+    /// cost only its signature and its recovery.
+    pub crypto_ceiling_payments_per_sec: f64,
+    /// `payments_per_sec ÷ crypto_ceiling_payments_per_sec`.
+    pub payments_vs_crypto_ceiling: f64,
     /// Median payment latency (voucher made, stored, sent, validated, stored, answered), µs.
     pub latency_p50_us: u64,
     /// 99th percentile payment latency, µs.
@@ -333,6 +342,9 @@ async fn run_in(
 ) -> anyhow::Result<Report> {
     let progress = Progress { enabled: !args.json };
     let exe = std::env::current_exe().context("cannot find the paych executable")?;
+    let probe = paych_core::crypto::generate_secret_key().context("cannot make a probe key")?;
+    let (raw_sign, raw_recover) = crate::limits::crypto_rates(&probe, 500)?;
+    let crypto_ceiling = crate::limits::crypto_ceiling(raw_sign, raw_recover);
 
     progress.phase("starting the devnet");
     let devnet = Devnet::new(DevnetConfig {
@@ -735,6 +747,8 @@ async fn run_in(
         let rank = ((latencies.len() as f64) * q).ceil() as usize;
         latencies[rank.clamp(1, latencies.len()) - 1]
     };
+    let payments_per_sec =
+        if retrieval_secs > 0.0 { payments as f64 / retrieval_secs } else { 0.0 };
     let mut peaks = Vec::new();
     for node in &nodes {
         peaks.push(peak_rss_kib(node.read().await.child.id()));
@@ -755,7 +769,15 @@ async fn run_in(
         payments,
         bytes: first.bytes + second.bytes,
         retrieval_secs,
-        payments_per_sec: if retrieval_secs > 0.0 { payments as f64 / retrieval_secs } else { 0.0 },
+        payments_per_sec,
+        raw_sign_per_sec: raw_sign,
+        raw_recover_per_sec: raw_recover,
+        crypto_ceiling_payments_per_sec: crypto_ceiling,
+        payments_vs_crypto_ceiling: if crypto_ceiling > 0.0 {
+            payments_per_sec / crypto_ceiling
+        } else {
+            0.0
+        },
         latency_p50_us: percentile(0.50),
         latency_p99_us: percentile(0.99),
         chain_messages,
@@ -803,6 +825,13 @@ pub fn render(report: &Report) -> String {
     line(format!(
         "payments       {} in {:.2} s: {:.0} payments/s",
         report.payments, report.retrieval_secs, report.payments_per_sec
+    ));
+    line(format!(
+        "               {:.3} of the {:.0}/s one core could sign and recover ({:.0} signs/s, {:.0} recoveries/s)",
+        report.payments_vs_crypto_ceiling,
+        report.crypto_ceiling_payments_per_sec,
+        report.raw_sign_per_sec,
+        report.raw_recover_per_sec
     ));
     line(format!(
         "latency        p50 {} µs, p99 {} µs (voucher made, stored, sent, validated, stored, answered)",
