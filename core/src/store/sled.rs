@@ -5,6 +5,9 @@
 //! `docs/storage.md`. Writes become durable by group commit, leader–follower style: the first
 //! caller of [`Store::durable`] to find no flush running flushes itself, for everyone; callers
 //! that arrive while a flush is running are all covered by the next one, led by one of them.
+//! The leader flushes on its own thread (a tokio worker, usually): that thread runs nothing
+//! else for the length of one sled flush, and at most one thread is ever in a flush. Batches
+//! of one key are written as a single sled insert; only larger ones need a sled batch.
 //!
 //! This module owns the bytes on disk. It never decides what a record should say (that is the
 //! manager's job); it only refuses a batch that would leave the store inconsistent — a voucher,
@@ -351,18 +354,6 @@ impl Drop for LeaderGuard<'_> {
         if self.armed {
             self.flushed.send_modify(|state| state.leading = false);
         }
-    }
-}
-
-/// Runs a leader's flush on the calling thread. On a multi-threaded tokio runtime the
-/// worker's other tasks are handed to another thread meanwhile, so that a slow disk does
-/// not stall them; elsewhere (a current-thread runtime, no runtime) it simply blocks.
-fn flush_in_place(shared: &Shared) -> Result<u64, String> {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-            tokio::task::block_in_place(|| shared.lead_flush())
-        }
-        _ => shared.lead_flush(),
     }
 }
 
@@ -721,7 +712,9 @@ impl Store for SledStore {
                     seen = now;
                 }
                 let mut guard = LeaderGuard { flushed: &self.shared.flushed, armed: true };
-                let result = flush_in_place(&self.shared);
+                // The flush runs here, on the leader's thread: handing it to another thread
+                // (a flusher, or `block_in_place`) costs more in wake-ups than it saves.
+                let result = self.shared.lead_flush();
                 guard.armed = false;
                 return match result {
                     Ok(_) => Ok(()),
