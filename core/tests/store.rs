@@ -152,6 +152,7 @@ async fn conformance(fresh: fn() -> Fresh) {
     failed_batch_writes_nothing(&*fresh().store);
     channel_reads_follow_every_write(&*fresh().store);
     channel_readers_never_go_back(fresh().store);
+    a_batch_is_seen_whole_across_point_reads(fresh().store);
     readers_never_see_half_a_batch(fresh().store);
     durable_with_nothing_written_returns(&*fresh().store).await;
     concurrent_writers_all_become_durable(fresh().store).await;
@@ -483,6 +484,49 @@ fn channel_readers_never_go_back(store: Arc<dyn Store>) {
     }
     assert_eq!(store.channel(1).unwrap().unwrap().reserved, last);
     assert_eq!(store.channel_by_address(&id_address(1)).unwrap().unwrap().reserved, last);
+}
+
+/// A writer applies batches of a channel record and a reconciliation record carrying the same
+/// counter; a reader that reads the reconciliation record and then the channel never finds
+/// the channel older than the reconciliation record it has just seen.
+fn a_batch_is_seen_whole_across_point_reads(store: Arc<dyn Store>) {
+    const BATCHES: u64 = 2000;
+    let hash = vec![0x33; 32];
+    let batch = |n: u64| {
+        let mut record = open(1);
+        record.reserved = TokenAmount::from_atto(n);
+        let answer = ReconcileRecord {
+            request_hash: vec![0x33; 32],
+            channel: 1,
+            response: n.to_be_bytes().to_vec(),
+        };
+        vec![Write::Channel(record), Write::Reconcile(answer)]
+    };
+    store.apply(batch(0)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let answer = store.reconcile(&hash).unwrap().unwrap();
+                let seen = u64::from_be_bytes(answer.response.as_slice().try_into().unwrap());
+                let channel = store.channel(1).unwrap().unwrap();
+                assert!(
+                    channel.reserved >= TokenAmount::from_atto(seen),
+                    "batch {seen} seen without its channel record ({:?})",
+                    channel.reserved
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for n in 1..=BATCHES {
+        store.apply(batch(n)).unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    assert!(reader.join().unwrap() > 0);
 }
 
 fn readers_never_see_half_a_batch(store: Arc<dyn Store>) {

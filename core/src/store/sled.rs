@@ -248,8 +248,9 @@ struct Shared {
     /// sled get is already atomic; a sled scan is not).
     gate: RwLock<()>,
     /// Channel records decoded, by ID: every channel read once since the store opened, kept
-    /// up to date by [`Store::apply`] (under the gate, after sled has the batch). Filled only
-    /// with the gate held for reading, so a fill can never overwrite a newer write.
+    /// up to date by [`Store::apply`] (under the gate, after sled has the batch). Read and
+    /// filled only with the gate held, so a fill can never overwrite a newer write, and a
+    /// reader never sees a batch's other records without its channel records.
     channels: Mutex<HashMap<ChannelId, ChannelRecord>>,
     /// Bumped by every applied batch, after sled has it.
     generation: AtomicU64,
@@ -726,9 +727,9 @@ impl Store for SledStore {
     }
 
     fn channel(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
-        if let Some(record) = self.shared.cached_channels().get(&id) {
-            return Ok(Some(record.clone()));
-        }
+        // Under the gate even when cached: `apply` writes sled first and the cache after, so
+        // a read without it could see another record of a batch (from sled) but not the
+        // batch's channel record (from the cache).
         let _gate = self.shared.read_gate();
         self.shared.channel_gated(id)
     }
