@@ -150,6 +150,9 @@ async fn conformance(fresh: fn() -> Fresh) {
     reconcile_and_peer_records_round_trip(&*fresh().store);
     channel_ids_never_repeat(fresh().store);
     failed_batch_writes_nothing(&*fresh().store);
+    channel_reads_follow_every_write(&*fresh().store);
+    channel_readers_never_go_back(fresh().store);
+    a_batch_is_seen_whole_across_point_reads(fresh().store);
     readers_never_see_half_a_batch(fresh().store);
     durable_with_nothing_written_returns(&*fresh().store).await;
     concurrent_writers_all_become_durable(fresh().store).await;
@@ -415,6 +418,117 @@ fn failed_batch_writes_nothing(store: &dyn Store) {
     assert_eq!(store.channel_by_address(&id_address(1)).unwrap(), before);
 }
 
+/// A channel read once (and so possibly cached) is read again as every later write left it:
+/// a one-key batch, a batch of several keys, a batch that changes its addresses, and not a
+/// batch that failed.
+fn channel_reads_follow_every_write(store: &dyn Store) {
+    apply_one(store, Write::Channel(creating(1)));
+    assert_eq!(store.channel(1).unwrap(), Some(creating(1)));
+
+    let mut record = creating(1);
+    record.reserved = TokenAmount::from_atto(7);
+    apply_one(store, Write::Channel(record.clone()));
+    assert_eq!(store.channel(1).unwrap(), Some(record.clone()));
+
+    record.reserved = TokenAmount::from_atto(8);
+    store.apply(vec![Write::Channel(record.clone()), Write::Voucher(voucher(1, 0, 1))]).unwrap();
+    assert_eq!(store.channel(1).unwrap(), Some(record.clone()));
+
+    let mut opened = open(1);
+    opened.reserved = TokenAmount::from_atto(9);
+    apply_one(store, Write::Channel(opened.clone()));
+    assert_eq!(store.channel(1).unwrap(), Some(opened.clone()));
+    assert_eq!(store.channel_by_address(&robust_address(1)).unwrap(), Some(opened.clone()));
+    assert_eq!(store.channel_by_address(&id_address(1)).unwrap(), Some(opened.clone()));
+
+    let mut refused = opened.clone();
+    refused.reserved = TokenAmount::from_atto(10);
+    let err =
+        store.apply(vec![Write::Channel(refused), Write::Voucher(voucher(2, 0, 1))]).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(store.channel(1).unwrap(), Some(opened.clone()));
+    assert_eq!(store.channels().unwrap(), vec![opened]);
+}
+
+/// Readers racing a writer that raises a channel's reservation, one write at a time: each
+/// reader sees the reservation only go up, and once the last write has returned, everyone
+/// sees it.
+fn channel_readers_never_go_back(store: Arc<dyn Store>) {
+    const WRITES: u64 = 400;
+    const READERS: usize = 3;
+    apply_one(&*store, Write::Channel(open(1)));
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..READERS)
+        .map(|_| {
+            let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut last = TokenAmount::from_atto(0);
+                while !done.load(Ordering::SeqCst) {
+                    let seen = store.channel(1).unwrap().unwrap().reserved;
+                    assert!(seen >= last, "went back from {last:?} to {seen:?}");
+                    last = seen;
+                }
+            })
+        })
+        .collect();
+    for n in 1..=WRITES {
+        let mut record = open(1);
+        record.reserved = TokenAmount::from_atto(n);
+        apply_one(&*store, Write::Channel(record));
+    }
+    let last = TokenAmount::from_atto(WRITES);
+    assert_eq!(store.channel(1).unwrap().unwrap().reserved, last);
+    done.store(true, Ordering::SeqCst);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    assert_eq!(store.channel(1).unwrap().unwrap().reserved, last);
+    assert_eq!(store.channel_by_address(&id_address(1)).unwrap().unwrap().reserved, last);
+}
+
+/// A writer applies batches of a channel record and a reconciliation record carrying the same
+/// counter; a reader that reads the reconciliation record and then the channel never finds
+/// the channel older than the reconciliation record it has just seen.
+fn a_batch_is_seen_whole_across_point_reads(store: Arc<dyn Store>) {
+    const BATCHES: u64 = 2000;
+    let hash = vec![0x33; 32];
+    let batch = |n: u64| {
+        let mut record = open(1);
+        record.reserved = TokenAmount::from_atto(n);
+        let answer = ReconcileRecord {
+            request_hash: vec![0x33; 32],
+            channel: 1,
+            response: n.to_be_bytes().to_vec(),
+        };
+        vec![Write::Channel(record), Write::Reconcile(answer)]
+    };
+    store.apply(batch(0)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let answer = store.reconcile(&hash).unwrap().unwrap();
+                let seen = u64::from_be_bytes(answer.response.as_slice().try_into().unwrap());
+                let channel = store.channel(1).unwrap().unwrap();
+                assert!(
+                    channel.reserved >= TokenAmount::from_atto(seen),
+                    "batch {seen} seen without its channel record ({:?})",
+                    channel.reserved
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for n in 1..=BATCHES {
+        store.apply(batch(n)).unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    assert!(reader.join().unwrap() > 0);
+}
+
 fn readers_never_see_half_a_batch(store: Arc<dyn Store>) {
     const LANES: u64 = 8;
     const BATCHES: u64 = 300;
@@ -604,6 +718,71 @@ async fn durable_writes_are_all_there_after_reopening() {
     assert_eq!(store.messages().unwrap(), vec![create]);
     assert_eq!(store.reconcile(&[0x22; 32]).unwrap(), Some(answer));
     assert_eq!(store.peer(&key_address(2)).unwrap(), Some(peer));
+}
+
+/// A batch of one key is written as a single sled insert, a batch of several as one sled
+/// batch: both kinds, made durable, are there after reopening, as a reopened store reads
+/// them (nothing cached).
+#[tokio::test]
+async fn one_key_and_many_key_batches_are_there_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = SledStore::open(&path).unwrap();
+    apply_one(&store, Write::Channel(creating(1)));
+    apply_one(&store, Write::Channel(open(1)));
+    apply_one(&store, Write::Voucher(voucher(1, 0, 1)));
+    let mut record = open(1);
+    record.next_lane = 4;
+    store.apply(vec![Write::Voucher(voucher(1, 2, 1)), Write::Channel(record.clone())]).unwrap();
+    apply_one(&store, Write::Voucher(voucher(1, 0, 2)));
+    store.durable().await.unwrap();
+    drop(store);
+
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.channel(1).unwrap(), Some(record.clone()));
+    assert_eq!(store.channel_by_address(&robust_address(1)).unwrap(), Some(record));
+    assert_eq!(ids(&store.vouchers(1).unwrap()), vec![(1, 0, 1), (1, 0, 2), (1, 2, 1)]);
+}
+
+/// The caller that leads a flush runs it where it is: on a multi-threaded runtime, that
+/// includes `block_on` outside the workers and a blocking task, and the followers of each
+/// round are released by it.
+#[test]
+fn durable_is_led_from_anywhere_on_a_multi_thread_runtime() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let store = Arc::new(SledStore::temporary().unwrap());
+    apply_one(&*store, Write::Channel(open(1)));
+    rt.block_on(store.durable()).unwrap();
+    assert_eq!(store.flush_count(), 1);
+
+    apply_one(&*store, Write::Voucher(voucher(1, 0, 1)));
+    let blocking = {
+        let store = Arc::clone(&store);
+        rt.spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(store.durable()).unwrap()
+        })
+    };
+    rt.block_on(blocking).unwrap();
+    assert_eq!(store.flush_count(), 2);
+
+    let rounds: Vec<_> = (0..8u64)
+        .map(|lane| {
+            let store = Arc::clone(&store);
+            rt.spawn(async move {
+                for nonce in 1..=16 {
+                    store.apply(vec![Write::Voucher(voucher(1, lane + 1, nonce))]).unwrap();
+                    store.durable().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    rt.block_on(async {
+        for round in rounds {
+            round.await.unwrap();
+        }
+    });
+    assert_eq!(store.vouchers(1).unwrap().len(), 1 + 8 * 16);
+    assert!(store.flush_count() <= 2 + 8 * 16);
 }
 
 #[test]

@@ -2,8 +2,12 @@
 //!
 //! Every record lives in one sled tree under a one-byte prefix per kind, so a [`Batch`] is
 //! one `sled::Batch`: atomic in memory and across a crash. The layout, byte by byte, is in
-//! `docs/storage.md`. A single flusher thread makes writes durable: callers of
-//! [`Store::durable`] that arrive while a flush is running are all covered by the next one.
+//! `docs/storage.md`. Writes become durable by group commit, leader–follower style: the first
+//! caller of [`Store::durable`] to find no flush running flushes itself, for everyone; callers
+//! that arrive while a flush is running are all covered by the next one, led by one of them.
+//! The leader flushes on its own thread (a tokio worker, usually): that thread runs nothing
+//! else for the length of one sled flush, and at most one thread is ever in a flush. Batches
+//! of one key are written as a single sled insert; only larger ones need a sled batch.
 //!
 //! This module owns the bytes on disk. It never decides what a record should say (that is the
 //! manager's job); it only refuses a batch that would leave the store inconsistent — a voucher,
@@ -14,9 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cid::Cid;
@@ -214,17 +216,17 @@ fn purpose_channel(purpose: &MessagePurpose) -> ChannelId {
     }
 }
 
-/// What the flusher has done so far, published to every waiter.
+/// What the flushes so far have done, published to every waiter.
 #[derive(Debug, Clone, Default)]
 struct FlushState {
     /// Every write of a generation up to this one is on disk.
     flushed: u64,
     /// Flushes attempted.
     rounds: u64,
+    /// A caller is flushing now (the leader); the others wait for its round.
+    leading: bool,
     /// The latest failed flush.
     failure: Option<FlushFailure>,
-    /// The flusher thread has ended; nothing more will be flushed.
-    stopped: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -237,7 +239,7 @@ struct FlushFailure {
     reason: String,
 }
 
-/// What the store and its flusher thread share.
+/// What the store shares with the callers flushing it.
 struct Shared {
     db: sled::Db,
     tree: sled::Tree,
@@ -245,9 +247,14 @@ struct Shared {
     /// more than one key, so that such a read sees a batch whole or not at all (a single
     /// sled get is already atomic; a sled scan is not).
     gate: RwLock<()>,
+    /// Channel records decoded, by ID: every channel read once since the store opened, kept
+    /// up to date by [`Store::apply`] (under the gate, after sled has the batch). Read and
+    /// filled only with the gate held, so a fill can never overwrite a newer write, and a
+    /// reader never sees a batch's other records without its channel records.
+    channels: Mutex<HashMap<ChannelId, ChannelRecord>>,
     /// Bumped by every applied batch, after sled has it.
     generation: AtomicU64,
-    /// Physical flushes made by the flusher.
+    /// Physical flushes made so far.
     flush_count: AtomicU64,
     flushed: watch::Sender<FlushState>,
 }
@@ -280,7 +287,28 @@ impl Shared {
             .collect()
     }
 
+    fn cached_channels(&self) -> MutexGuard<'_, HashMap<ChannelId, ChannelRecord>> {
+        // Every change to the map is a single insert: a panic cannot leave it half-done.
+        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A channel record, from the cache or else read, decoded and cached. The caller holds
+    /// the gate (for reading or writing), so no batch lands between the read and the fill.
+    fn channel_gated(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        if let Some(record) = self.cached_channels().get(&id) {
+            return Ok(Some(record.clone()));
+        }
+        let record = self.record::<ChannelRecord>(&Key::Channel(id))?;
+        if let Some(record) = &record {
+            self.cached_channels().insert(id, record.clone());
+        }
+        Ok(record)
+    }
+
     fn channel_exists(&self, id: ChannelId) -> Result<bool, StoreError> {
+        if self.cached_channels().contains_key(&id) {
+            return Ok(true);
+        }
         self.tree.contains_key(Key::Channel(id).to_bytes()).map_err(backend)
     }
 
@@ -289,62 +317,51 @@ impl Shared {
         self.get(&key)?.map(|value| decode_u64(&key, &value)).transpose()
     }
 
-    /// Runs the flusher: one physical flush per request, covering every batch applied
-    /// before it starts. Stops on [`FlushRequest::Stop`] (after a last flush) or when the
-    /// store is gone.
-    fn run_flusher(&self, requests: Receiver<FlushRequest>) {
-        // However the thread ends (a panic in sled included), waiters learn of it.
-        let _stopped = StoppedOnDrop(&self.flushed);
-        while let Ok(request) = requests.recv() {
-            let covering = self.generation.load(Ordering::SeqCst);
-            let stopping = request == FlushRequest::Stop;
-            if covering <= self.flushed.borrow().flushed && !stopping {
-                // Nothing applied since the last flush: whoever asked is already covered.
-                continue;
-            }
-            let result = self.db.flush();
-            self.flush_count.fetch_add(1, Ordering::SeqCst);
-            self.flushed.send_modify(|state| {
-                state.rounds += 1;
-                match &result {
-                    Ok(_) => state.flushed = state.flushed.max(covering),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "store flush failed");
-                        state.failure = Some(FlushFailure {
-                            round: state.rounds,
-                            covering,
-                            reason: e.to_string(),
-                        });
-                    }
+    /// One round of group commit, run by its leader: a physical flush covering every batch
+    /// applied before it starts, published to the callers waiting for it. Answers the
+    /// generation it covered, or why it failed.
+    fn lead_flush(&self) -> Result<u64, String> {
+        let covering = self.generation.load(Ordering::SeqCst);
+        let result = self.db.flush();
+        self.flush_count.fetch_add(1, Ordering::SeqCst);
+        let mut answer = Ok(covering);
+        self.flushed.send_modify(|state| {
+            state.rounds += 1;
+            state.leading = false;
+            match &result {
+                Ok(_) => state.flushed = state.flushed.max(covering),
+                Err(e) => {
+                    tracing::warn!(error = %e, "store flush failed");
+                    state.failure =
+                        Some(FlushFailure { round: state.rounds, covering, reason: e.to_string() });
+                    answer = Err(e.to_string());
                 }
-            });
-            if stopping {
-                break;
             }
+        });
+        answer
+    }
+}
+
+/// Clears the leader's mark if its round ends without publishing (a panic in sled), so that
+/// the callers waiting for it elect another leader instead of hanging. Disarmed once the
+/// round has published (by then another caller may lead, and its mark is not ours).
+struct LeaderGuard<'a> {
+    flushed: &'a watch::Sender<FlushState>,
+    armed: bool,
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flushed.send_modify(|state| state.leading = false);
         }
     }
 }
 
-/// Publishes that the flusher has stopped when dropped.
-struct StoppedOnDrop<'a>(&'a watch::Sender<FlushState>);
-
-impl Drop for StoppedOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.send_modify(|state| state.stopped = true);
-    }
-}
-
-fn flusher_stopped() -> StoreError {
-    StoreError::Backend("the store's flusher has stopped".into())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FlushRequest {
-    /// Flush what has been applied.
-    Flush,
-    /// Flush once more and stop.
-    Stop,
-}
+/// How many times a leader lets queued tasks run before it flushes, as long as each time
+/// some of them wrote: enough for a burst of concurrent writers to join one round, bounded
+/// so that a steady stream of writes cannot hold a round back.
+const LEADER_YIELDS: usize = 8;
 
 /// Channel IDs: those below `next` have been handed out; those below `reserved` are
 /// recorded on disk as taken.
@@ -355,12 +372,10 @@ struct ChannelIds {
 
 /// The [`Store`] on sled.
 ///
-/// Dropping it flushes once more and stops the flusher thread; it blocks for that flush.
+/// Dropping it flushes once more; it blocks for that flush.
 pub struct SledStore {
     shared: Arc<Shared>,
     ids: Mutex<ChannelIds>,
-    requests: SyncSender<FlushRequest>,
-    flusher: Option<JoinHandle<()>>,
 }
 
 impl fmt::Debug for SledStore {
@@ -402,28 +417,15 @@ impl SledStore {
             db,
             tree,
             gate: RwLock::new(()),
+            channels: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             flush_count: AtomicU64::new(0),
             flushed,
         });
-        // One request waiting is enough: the flush that serves it covers every caller.
-        let (requests, receiver) = mpsc::sync_channel(1);
-        let flusher = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("paych-store-flush".into())
-                .spawn(move || shared.run_flusher(receiver))
-                .map_err(backend)?
-        };
-        Ok(SledStore {
-            shared,
-            ids: Mutex::new(ChannelIds { next, reserved: next }),
-            requests,
-            flusher: Some(flusher),
-        })
+        Ok(SledStore { shared, ids: Mutex::new(ChannelIds { next, reserved: next }) })
     }
 
-    /// Physical flushes the flusher has made so far: one per round of [`Store::durable`]
+    /// Physical flushes made so far: one per round of [`Store::durable`]
     /// that had something to flush. Concurrent callers share rounds, so this grows slower
     /// than the number of calls.
     pub fn flush_count(&self) -> u64 {
@@ -434,21 +436,14 @@ impl SledStore {
         // `ChannelIds` changes only after the write it depends on succeeded.
         self.ids.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// Asks the flusher for a flush; one already queued will do.
-    fn request_flush(&self) -> Result<(), StoreError> {
-        match self.requests.try_send(FlushRequest::Flush) {
-            Ok(()) | Err(TrySendError::Full(_)) => Ok(()),
-            Err(TrySendError::Disconnected(_)) => Err(flusher_stopped()),
-        }
-    }
 }
 
 /// A batch being validated against the store and turned into one sled batch. Built with
 /// the gate held for writing, so what it reads cannot change before the batch lands.
 struct Plan<'a> {
     shared: &'a Shared,
-    out: sled::Batch,
+    /// The key writes, in order: a value to insert, or `None` to remove.
+    out: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Addresses of the channels written so far in this batch.
     channels: HashMap<ChannelId, Vec<Address>>,
     /// The address index as the batch leaves it (`None`: removed).
@@ -461,7 +456,7 @@ impl<'a> Plan<'a> {
     fn new(shared: &'a Shared) -> Self {
         Plan {
             shared,
-            out: sled::Batch::default(),
+            out: Vec::with_capacity(2),
             channels: HashMap::new(),
             index: HashMap::new(),
             referenced: HashSet::new(),
@@ -489,7 +484,7 @@ impl<'a> Plan<'a> {
             }
             Write::Peer(record) => encode(record)?,
         };
-        self.out.insert(key, value);
+        self.out.push((key, Some(value)));
         Ok(())
     }
 
@@ -497,11 +492,9 @@ impl<'a> Plan<'a> {
     fn index_channel(&mut self, record: &ChannelRecord) -> Result<(), StoreError> {
         let old = match self.channels.get(&record.id) {
             Some(addrs) => addrs.clone(),
-            None => self
-                .shared
-                .record::<ChannelRecord>(&Key::Channel(record.id))?
-                .map(|old| addresses(&old))
-                .unwrap_or_default(),
+            None => {
+                self.shared.channel_gated(record.id)?.map(|old| addresses(&old)).unwrap_or_default()
+            }
         };
         let new = addresses(record);
         for addr in &new {
@@ -530,7 +523,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Checks that every channel named exists, and adds the index changes.
-    fn finish(mut self) -> Result<sled::Batch, StoreError> {
+    fn finish(mut self) -> Result<Planned, StoreError> {
         for id in &self.referenced {
             if !self.channels.contains_key(id) && !self.shared.channel_exists(*id)? {
                 return Err(StoreError::Invalid(format!("unknown channel {id}")));
@@ -539,11 +532,41 @@ impl<'a> Plan<'a> {
         for (addr, owner) in self.index {
             let key = Key::Address(addr).to_bytes();
             match owner {
-                Some(id) => self.out.insert(key, id.to_be_bytes().to_vec()),
-                None => self.out.remove(key),
+                Some(id) => self.out.push((key, Some(id.to_be_bytes().to_vec()))),
+                None => self.out.push((key, None)),
             }
         }
-        Ok(self.out)
+        Ok(Planned(self.out))
+    }
+}
+
+/// A planned batch's key writes, in order.
+struct Planned(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl Planned {
+    /// Writes the batch to sled. A batch of one key is a single insert or remove, atomic on
+    /// its own; only a batch of several keys needs `apply_batch`, which sled makes atomic
+    /// across a crash by writing out its log buffer before and after the batch (two log
+    /// writes, each with its own `sync_file_range`, on every call).
+    fn write(self, tree: &sled::Tree) -> Result<(), StoreError> {
+        let mut writes = self.0;
+        if writes.len() == 1 {
+            if let Some((key, value)) = writes.pop() {
+                match value {
+                    Some(value) => tree.insert(key, value).map_err(backend)?,
+                    None => tree.remove(key).map_err(backend)?,
+                };
+            }
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        tree.apply_batch(batch).map_err(backend)
     }
 }
 
@@ -637,7 +660,14 @@ impl Store for SledStore {
             plan.add(write)?;
         }
         let planned = plan.finish()?;
-        self.shared.tree.apply_batch(planned).map_err(backend)?;
+        planned.write(&self.shared.tree)?;
+        let mut cached = self.shared.cached_channels();
+        for write in batch {
+            if let Write::Channel(record) = write {
+                cached.insert(record.id, record);
+            }
+        }
+        drop(cached);
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -657,18 +687,51 @@ impl Store for SledStore {
                         return Err(StoreError::Backend(failure.reason.clone()));
                     }
                 }
-                if now.stopped {
-                    return Err(flusher_stopped());
-                }
             }
-            // Sent after `target` was read, so the flush that serves it covers `target`.
-            self.request_flush()?;
-            state.changed().await.map_err(|_| flusher_stopped())?;
+            // Leader–follower: the first caller to find no flush running flushes for
+            // everyone (its round covers every batch applied before it starts, so `target`
+            // too); callers arriving meanwhile wait for its round, and the first of them
+            // still uncovered leads the next.
+            // Taking the lead wakes no one: the waiters wait for the round's end.
+            let mut lead = false;
+            self.shared.flushed.send_if_modified(|now| {
+                lead = !now.leading && now.flushed < target;
+                now.leading |= lead;
+                false
+            });
+            if lead {
+                // Let the tasks already queued on this runtime run first: those about to
+                // write join this round instead of needing one of their own. A lone caller
+                // finds nothing queued and loses next to nothing.
+                let mut seen = self.shared.generation.load(Ordering::SeqCst);
+                for _ in 0..LEADER_YIELDS {
+                    tokio::task::yield_now().await;
+                    let now = self.shared.generation.load(Ordering::SeqCst);
+                    if now == seen {
+                        break;
+                    }
+                    seen = now;
+                }
+                let mut guard = LeaderGuard { flushed: &self.shared.flushed, armed: true };
+                // The flush runs here, on the leader's thread: handing it to another thread
+                // (a flusher, or `block_in_place`) costs more in wake-ups than it saves.
+                let result = self.shared.lead_flush();
+                guard.armed = false;
+                return match result {
+                    Ok(_) => Ok(()),
+                    Err(reason) => Err(StoreError::Backend(reason)),
+                };
+            }
+            state.changed().await.map_err(|_| StoreError::Backend("store closed".into()))?;
         }
     }
 
     fn channel(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
-        self.shared.record(&Key::Channel(id))
+        // Under the gate even when cached: `apply` writes sled first and the cache after, so
+        // a read without it could see another record of a batch (from sled) but not the
+        // batch's channel record (from the cache).
+        let _gate = self.shared.read_gate();
+        self.shared.channel_gated(id)
     }
 
     fn channel_by_address(&self, addr: &Address) -> Result<Option<ChannelRecord>, StoreError> {
@@ -676,7 +739,7 @@ impl Store for SledStore {
         let Some(id) = self.shared.address_owner(addr)? else {
             return Ok(None);
         };
-        match self.channel(id)? {
+        match self.shared.channel_gated(id)? {
             Some(record) if addresses(&record).contains(addr) => Ok(Some(record)),
             Some(_) => Err(codec(Key::Address(*addr), format_args!("stale: channel {id} moved"))),
             None => Err(codec(Key::Address(*addr), format_args!("missing channel {id}"))),
@@ -729,13 +792,8 @@ impl Drop for SledStore {
             tracing::warn!(error = %e, "store: cannot record the next channel ID");
         }
         // The last flush covers that write and every batch.
-        if self.requests.send(FlushRequest::Stop).is_err() {
-            tracing::warn!("store: the flusher had already stopped");
-        }
-        if let Some(flusher) = self.flusher.take() {
-            if flusher.join().is_err() {
-                tracing::warn!("store: the flusher thread panicked");
-            }
+        if let Err(e) = self.shared.db.flush() {
+            tracing::warn!(error = %e, "store: the last flush failed");
         }
     }
 }
