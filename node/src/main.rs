@@ -136,6 +136,17 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Logs to stderr at `default` level, or as `RUST_LOG` says.
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let network = Network::from(cli.network);
     if let Some(repo) = cli.repo {
@@ -143,6 +154,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::bail!("--repo before the command applies to client commands: write `paych daemon --repo DIR` or `paych devnet --repo DIR`");
         }
         cli::set_top_level_repo(repo);
+    }
+    // Servers log to stderr (RUST_LOG overrides the level); the testnet keeps its own output
+    // clean and its daemons log to their files; client commands print only their answers.
+    match cli.command {
+        Command::Devnet(_) | Command::Daemon(_) => init_logging("info"),
+        Command::Testnet(_) | Command::Bench(_) => init_logging("warn"),
+        _ => {}
     }
     match cli.command {
         Command::Voucher { command: VoucherCommand::Client(command), repo } => {

@@ -734,12 +734,18 @@ async fn answer_voucher(
         Some(announce) => {
             match check_announce(manager, peer, &voucher.channel_addr, &announce).await {
                 Ok(record) => Some(record),
-                Err(refusal) => return refusal,
+                Err(refusal) => {
+                    tracing::debug!(message = ?refusal.message, "announce refused");
+                    return refusal;
+                }
             }
         }
         None => None,
     };
     let result = manager.voucher_add(&voucher.channel_addr, &voucher, min_delta).await;
+    if let Err(error) = &result {
+        tracing::debug!(%error, "voucher refused");
+    }
     let response = voucher_response(result, &voucher.amount);
     if let (Some(record), true) = (announced, response.is_held()) {
         let address = record.address;

@@ -605,9 +605,19 @@ async fn run_in(
         to_send.insert(*pair, state.to_send.clone());
     }
 
+    // Mine to just past the latest `settling_at`: the clients' settlers collect (the
+    // providers' wait a few epochs more, leaving the payers the first chance).
     progress.phase("settlement due: collecting");
+    let settling_at = channel_addrs
+        .iter()
+        .filter_map(|ch| devnet.actor_state(ch).ok().and_then(|s| s.paych))
+        .map(|s| s.settling_at)
+        .max()
+        .unwrap_or(0);
+    let head = devnet.head_tipset().height;
+    let epochs = u64::try_from(settling_at + 1 - head).unwrap_or(0).min(SETTLE_DELAY as u64 + 1);
     let chain = devnet.clone();
-    tokio::task::spawn_blocking(move || chain.mine(SETTLE_DELAY as u64 + 1))
+    tokio::task::spawn_blocking(move || chain.mine(epochs))
         .await
         .context("mining past settlement failed")?;
     wait_until(CHAIN_TIMEOUT, "every channel to be collected", || {

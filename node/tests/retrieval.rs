@@ -197,3 +197,21 @@ async fn a_client_that_stops_paying_stops_receiving() {
     assert_eq!(ask(2).await.unwrap().status(), Some(RetrievalStatus::PaymentRequired));
     assert_eq!(ask(9).await.unwrap().status(), Some(RetrievalStatus::BadIndex));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_retrievals_on_a_new_channel_are_all_paid() {
+    for _ in 0..5 {
+        let s = setup().await;
+        let root = publish(&s, Faults::default());
+        let (a, b, c) = tokio::join!(
+            retrieval::retrieve(&s.payer, s.channel, root, None),
+            retrieval::retrieve(&s.payer, s.channel, root, None),
+            retrieval::retrieve(&s.payer, s.channel, root, None),
+        );
+        for got in [a, b, c] {
+            let got = got.unwrap();
+            assert_eq!(got.paid, atto(50));
+        }
+        assert_eq!(held(&s).await, atto(150));
+    }
+}

@@ -432,3 +432,36 @@ async fn a_devnet_restarts_where_it_stopped() {
     assert!(devnet.wait(&pending, 0, WAIT).await.unwrap().receipt.is_ok());
     assert_eq!(devnet.actor(&payer).await.unwrap().unwrap().balance, fil(7));
 }
+
+/// A fresh Lotus client asked for the same channel many times at once, before it has learned
+/// the network's actor code CIDs: every answer says it is a payment channel (none is misread
+/// as another kind of actor while another call is still fetching the codes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_lotus_client_reads_a_channel_concurrently() {
+    let devnet = devnet();
+    let server = paych_node::devnet_rpc::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let api_info = format!(":/ip4/127.0.0.1/tcp/{}/http", server.local_addr().port());
+    let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
+    let payer = h.wallet.new_key().unwrap();
+    let payee = h.wallet.new_key().unwrap();
+    let cid = devnet.faucet(&payer, fil(100)).unwrap();
+    h.land(cid).await;
+    let code = h.chain.actor_code(ActorKind::PaymentChannel).await.unwrap();
+    let ctor = fvm_ipld_encoding::to_vec(&ConstructorParams { from: payer, to: payee }).unwrap();
+    let exec = fvm_ipld_encoding::to_vec(&ExecParams { code_cid: code, constructor_params: ctor })
+        .unwrap();
+    let created =
+        h.send(payer, Address::new_id(INIT_ACTOR_ID), fil(10), INIT_EXEC_METHOD, exec).await;
+    let ch = decode::decode::<ExecReturn>(&created.receipt.return_data).unwrap().robust_address;
+
+    for _ in 0..5 {
+        let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
+        let reads = (0..8).map(|_| chain.channel(&ch));
+        for read in futures::future::join_all(reads).await {
+            assert_eq!(read.unwrap().balance, fil(10));
+        }
+    }
+    server.shutdown().await;
+}

@@ -65,6 +65,10 @@ pub struct ManagerConfig {
     pub settler_interval: Duration,
     /// Whether the settler collects inbound channels after they settle.
     pub collect_inbound: bool,
+    /// Epochs past `settling_at` the settler waits before collecting an inbound channel,
+    /// leaving the payer (whose refund it is) the first chance: a collect only one side
+    /// sends costs one message instead of two, the second of which would fail.
+    pub collect_inbound_delay: u64,
 }
 
 impl Default for ManagerConfig {
@@ -77,6 +81,7 @@ impl Default for ManagerConfig {
             top_up_per_channel: BTreeMap::new(),
             settler_interval: Duration::from_secs(1),
             collect_inbound: true,
+            collect_inbound_delay: 20,
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Inbound: once the chain shows `settling_at`, submit the best spendable voucher of every
 //! lane (a combined voucher where one is held) before `settling_at`, and collect after it if
-//! configured. Outbound: collect after `settling_at` to recover the unspent funds.
+//! configured — `collect_inbound_delay` epochs after, leaving the payer the first chance. Outbound: collect after `settling_at` to recover the unspent funds.
 
 use super::{PaymentChannelManager, Result};
 use crate::chain::ChainError;
@@ -81,7 +81,13 @@ impl PaymentChannelManager {
                         self.voucher_submit(&addr, &voucher, &[]).await?;
                     }
                 }
-                (Direction::Inbound, Lifecycle::Settled) if !self.inner.config.collect_inbound => {}
+                (Direction::Inbound, Lifecycle::Settled)
+                    if !self.inner.config.collect_inbound
+                        || head
+                            < settling_at.saturating_add(
+                                i64::try_from(self.inner.config.collect_inbound_delay)
+                                    .unwrap_or(i64::MAX),
+                            ) => {}
                 (_, Lifecycle::Settled)
                     if !in_flight.iter().any(|p| matches!(p, MessagePurpose::Collect { .. })) =>
                 {

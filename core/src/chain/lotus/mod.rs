@@ -486,8 +486,15 @@ impl LotusChain {
             return Ok(*kind);
         }
         let nv = self.network_version().await?;
-        if self.lock_codes().refreshed_for == Some(nv) {
-            return Ok(ActorKind::Other);
+        {
+            // Another call may have refreshed the cache while this one waited.
+            let cache = self.lock_codes();
+            if let Some(kind) = cache.kinds.get(code) {
+                return Ok(*kind);
+            }
+            if cache.refreshed_for == Some(nv) {
+                return Ok(ActorKind::Other);
+            }
         }
         self.refresh_codes(nv).await?;
         Ok(self.lock_codes().kinds.get(code).copied().unwrap_or(ActorKind::Other))
