@@ -731,6 +731,14 @@ async fn run_in(
             format!("over-redeemed: {}", over.join(", "))
         },
     });
+    if args.crash.is_none() {
+        let retries = first.retries + second.retries;
+        invariants.push(Invariant {
+            name: "no retrieval failed (none needed trying again)".into(),
+            ok: retries == 0,
+            detail: format!("{retries} attempts failed"),
+        });
+    }
     invariants.push(Invariant {
         name: "every retrieval completed".into(),
         ok: first.retrievals + second.retrievals == retrievals,
