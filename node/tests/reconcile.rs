@@ -5,69 +5,26 @@
 //! Every refusal status is reached over the wire.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod common;
+use common::{atto, node, party, DEADLINE};
+
 use std::time::Duration;
 
-use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::chain::Chain;
 use paych_core::crypto;
-use paych_core::manager::{ManagerConfig, ManagerError, PaymentChannelManager};
+use paych_core::manager::ManagerError;
 use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
-use paych_core::store::sled::SledStore;
-use paych_core::types::{Address, Network, SignedVoucher, TokenAmount};
-use paych_core::wallet::{KeyStore, Wallet};
-use paych_node::network::{self, NetworkClient, NetworkConfig};
+use paych_core::types::{Address, SignedVoucher, TokenAmount};
+use paych_node::network::{NetworkClient, NetworkConfig};
 use paych_node::pay::Payer;
 use paych_node::reconcile::{self, ReconcileError};
 use paych_protocol::{
     Announce, PeerRecord, ReconcileRequest, ReconcileResponse, SignedPeerRecord, VoucherRequest,
     VoucherStatus,
 };
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn atto(n: u64) -> TokenAmount {
-    TokenAmount::from_atto(n)
-}
-
-struct Party {
-    manager: PaymentChannelManager,
-    addr: Address,
-    _dir: tempfile::TempDir,
-}
-
-async fn party(devnet: &Devnet, fil: u64) -> Party {
-    let dir = tempfile::tempdir().unwrap();
-    let wallet = Arc::new(KeyStore::open(dir.path().join("keystore"), Network::Testnet).unwrap());
-    let addr = wallet.new_key().unwrap();
-    let cid = devnet.faucet(&addr, TokenAmount::from_whole(fil)).unwrap();
-    devnet.wait(&cid, 0, DEADLINE).await.unwrap();
-    let store = Arc::new(SledStore::open(dir.path().join("datastore")).unwrap());
-    let config = ManagerConfig {
-        settler_interval: Duration::from_millis(20),
-        wait_timeout: Duration::from_secs(5),
-        ..ManagerConfig::default()
-    };
-    let manager = PaymentChannelManager::new(Arc::new(devnet.clone()), wallet, store, config);
-    manager.start().await.unwrap();
-    Party { manager, addr, _dir: dir }
-}
-
-async fn node(
-    manager: &PaymentChannelManager,
-    config: NetworkConfig,
-) -> (NetworkClient, PeerId, Vec<Multiaddr>) {
-    let (client, _task) =
-        network::spawn(Keypair::generate_ed25519(), config, manager.clone()).unwrap();
-    client.listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()).await.unwrap();
-    let addrs = network::wait_for_listen_addrs(&client).await.unwrap();
-    assert!(!addrs.is_empty());
-    let peer = client.local_peer_id();
-    (client, peer, addrs)
-}
 
 async fn ask(
     net: &NetworkClient,

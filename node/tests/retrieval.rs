@@ -3,61 +3,22 @@
 //! paid; the client checks each chunk against the manifest before paying for it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod common;
+use common::{atto, node, party, Party, DEADLINE};
+
 use std::time::Duration;
 
-use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::chain::Chain;
-use paych_core::manager::{ManagerConfig, PaymentChannelManager};
-use paych_core::store::sled::SledStore;
-use paych_core::types::{Address, Network, TokenAmount};
-use paych_core::wallet::{KeyStore, Wallet};
-use paych_node::network::{self, NetworkClient, NetworkConfig};
+use paych_core::types::{Address, TokenAmount};
+use paych_node::network::{NetworkClient, NetworkConfig};
 use paych_node::pay::Payer;
 use paych_node::retrieval::{self, Faults, RetrieveError};
 use paych_protocol::retrieval::Hash;
 use paych_protocol::{RetrievalRequest, RetrievalStatus};
 
-const DEADLINE: Duration = Duration::from_secs(60);
 const CHUNK: u64 = 1000;
-
-fn atto(n: u64) -> TokenAmount {
-    TokenAmount::from_atto(n)
-}
-
-struct Party {
-    manager: PaymentChannelManager,
-    addr: Address,
-    _dir: tempfile::TempDir,
-}
-
-async fn party(devnet: &Devnet, fil: u64) -> Party {
-    let dir = tempfile::tempdir().unwrap();
-    let wallet = Arc::new(KeyStore::open(dir.path().join("keystore"), Network::Testnet).unwrap());
-    let addr = wallet.new_key().unwrap();
-    if fil > 0 {
-        let cid = devnet.faucet(&addr, TokenAmount::from_whole(fil)).unwrap();
-        devnet.wait(&cid, 0, DEADLINE).await.unwrap();
-    }
-    let store = Arc::new(SledStore::open(dir.path().join("datastore")).unwrap());
-    let config = ManagerConfig { wait_timeout: Duration::from_secs(5), ..ManagerConfig::default() };
-    let manager = PaymentChannelManager::new(Arc::new(devnet.clone()), wallet, store, config);
-    manager.start().await.unwrap();
-    Party { manager, addr, _dir: dir }
-}
-
-async fn node(manager: &PaymentChannelManager) -> (NetworkClient, PeerId, Vec<Multiaddr>) {
-    let (client, _task) =
-        network::spawn(Keypair::generate_ed25519(), NetworkConfig::default(), manager.clone())
-            .unwrap();
-    client.listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()).await.unwrap();
-    let addrs = network::wait_for_listen_addrs(&client).await.unwrap();
-    let peer = client.local_peer_id();
-    (client, peer, addrs)
-}
 
 /// A provider serving a 4.5-chunk blob at 10 attoFIL a chunk, and a client with a channel
 /// of 1000 to it.
@@ -90,8 +51,9 @@ async fn setup() -> Setup {
     .await
     .unwrap()
     .unwrap();
-    let (provider_net, provider_peer, provider_addrs) = node(&provider.manager).await;
-    let (client_net, _, _) = node(&client.manager).await;
+    let (provider_net, provider_peer, provider_addrs) =
+        node(&provider.manager, NetworkConfig::default()).await;
+    let (client_net, _, _) = node(&client.manager, NetworkConfig::default()).await;
     let target = provider_addrs[0].clone().with(Protocol::P2p(provider_peer));
     let payer = Payer::new(client.manager.clone(), client_net, [(provider.addr, target)].into());
     Setup {
