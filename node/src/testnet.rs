@@ -514,7 +514,7 @@ async fn run_in(
         "round 2",
         first.retrievals,
         total,
-        crash.as_ref().map(|plan| (plan, crash_state.clone(), api_info.clone(), dir.to_owned())),
+        crash.as_ref().map(|plan| (plan, crash_state.clone(), api_info.clone())),
     )
     .await?;
     let retrieval_secs = retrieval_started.elapsed().as_secs_f64();
@@ -926,7 +926,7 @@ async fn run_round(
     phase: &str,
     done_before: usize,
     total: usize,
-    crash: Option<(&CrashPlan, Arc<CrashState>, String, PathBuf)>,
+    crash: Option<(&CrashPlan, Arc<CrashState>, String)>,
 ) -> anyhow::Result<RoundOutcome> {
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_RETRIEVALS));
     let completed = Arc::new(AtomicUsize::new(0));
@@ -958,10 +958,10 @@ async fn run_round(
     let mut crashed = false;
     progress.bar(phase, done_before, total);
     loop {
-        if let Some((plan, state, api_info, dir)) = &crash {
+        if let Some((plan, state, api_info)) = &crash {
             if !crashed && completed.load(Ordering::SeqCst) >= plan.after {
                 crashed = true;
-                let text = crash_and_restart(&ctx.nodes, plan, api_info, dir).await?;
+                let text = crash_and_restart(&ctx.nodes, plan, api_info).await?;
                 *state.report.lock().await = Some(text);
             }
         }
@@ -1021,7 +1021,6 @@ async fn crash_and_restart(
     nodes: &Nodes,
     plan: &CrashPlan,
     api_info: &str,
-    _dir: &Path,
 ) -> anyhow::Result<String> {
     let handle = nodes[plan.index].clone();
     let mut node = handle.write().await;
