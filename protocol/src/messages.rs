@@ -591,7 +591,7 @@ impl SignedPeerRecord {
 // ---------------------------------------------------------------------------------------
 
 /// Decoding from a DAG-CBOR tree, with this crate's errors.
-trait FromWire: Sized {
+pub(crate) trait FromWire: Sized {
     fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError>;
 }
 
@@ -601,26 +601,31 @@ macro_rules! wire_message {
     ($t:ty, $what:literal) => {
         impl $t {
             #[doc = concat!("The ", $what, "'s CBOR, after checking its bounds.")]
-            pub fn to_cbor(&self) -> Result<Vec<u8>, EncodeError> {
+            pub fn to_cbor(&self) -> Result<Vec<u8>, $crate::messages::EncodeError> {
                 self.check()?;
-                fvm_ipld_encoding::to_vec(self)
-                    .map_err(|e| EncodeError::Cbor(paych_core::types::EncodeError::from(e)))
+                fvm_ipld_encoding::to_vec(self).map_err(|e| {
+                    $crate::messages::EncodeError::Cbor(paych_core::types::EncodeError::from(e))
+                })
             }
 
             #[doc = concat!("Decodes a ", $what, " from exactly its CBOR.")]
-            pub fn from_cbor(bytes: &[u8]) -> Result<Self, DecodeError> {
-                <$t as FromWire>::from_wire(&core_decode::parse(bytes)?)
+            pub fn from_cbor(bytes: &[u8]) -> Result<Self, $crate::messages::DecodeError> {
+                <$t as $crate::messages::FromWire>::from_wire(&paych_core::types::decode::parse(
+                    bytes,
+                )?)
             }
         }
 
         impl<'de> serde::Deserialize<'de> for $t {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let ipld = <Ipld as serde::Deserialize>::deserialize(d)?;
-                <$t as FromWire>::from_wire(&ipld).map_err(serde::de::Error::custom)
+                let ipld = <ipld_core::ipld::Ipld as serde::Deserialize>::deserialize(d)?;
+                <$t as $crate::messages::FromWire>::from_wire(&ipld)
+                    .map_err(serde::de::Error::custom)
             }
         }
     };
 }
+pub(crate) use wire_message;
 
 wire_message!(VoucherRequest, "voucher request");
 wire_message!(VoucherResponse, "voucher response");
@@ -758,7 +763,7 @@ fn check_amount(amount: &TokenAmount, what: &'static str) -> Result<(), RuleViol
     Ok(())
 }
 
-fn check_message(message: &Option<String>) -> Result<(), RuleViolation> {
+pub(crate) fn check_message(message: &Option<String>) -> Result<(), RuleViolation> {
     match message {
         Some(m) if m.len() > MAX_STATUS_MESSAGE_BYTES => {
             Err(RuleViolation::MessageTooLong(m.len()))
@@ -768,7 +773,7 @@ fn check_message(message: &Option<String>) -> Result<(), RuleViolation> {
 }
 
 /// Cuts `message` to at most [`MAX_STATUS_MESSAGE_BYTES`], at a character boundary.
-fn truncate_message(mut message: String) -> String {
+pub(crate) fn truncate_message(mut message: String) -> String {
     if message.len() > MAX_STATUS_MESSAGE_BYTES {
         let mut end = MAX_STATUS_MESSAGE_BYTES;
         while !message.is_char_boundary(end) {
@@ -781,30 +786,30 @@ fn truncate_message(mut message: String) -> String {
 
 /// Field readers over a DAG-CBOR tree, each failing with a typed error naming the field:
 /// core's readers, plus the few kinds only these messages use.
-mod field {
+pub(crate) mod field {
     use ipld_core::ipld::Ipld;
     use paych_core::types::decode::{self as core, DecodeError};
     use paych_core::types::{Address, Signature, TokenAmount};
 
     use super::{check_amount, RuleViolation};
 
-    pub(super) use core::{list, optional, tuple};
+    pub(crate) use core::{list, optional, tuple};
 
-    pub(super) fn u64(ipld: &Ipld, what: &'static str) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(ipld: &Ipld, what: &'static str) -> Result<u64, DecodeError> {
         core::u64_field(ipld, what)
     }
 
-    pub(super) fn u8(ipld: &Ipld, what: &'static str) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(ipld: &Ipld, what: &'static str) -> Result<u8, DecodeError> {
         let value = core::u64_field(ipld, what)?;
         u8::try_from(value)
             .map_err(|_| DecodeError::IntegerOutOfRange { what, value: i128::from(value) })
     }
 
-    pub(super) fn bytes<'a>(ipld: &'a Ipld, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn bytes<'a>(ipld: &'a Ipld, what: &'static str) -> Result<&'a [u8], DecodeError> {
         core::bytes_field(ipld, what)
     }
 
-    pub(super) fn optional_text(
+    pub(crate) fn optional_text(
         ipld: &Ipld,
         what: &'static str,
     ) -> Result<Option<String>, super::DecodeError> {
@@ -823,12 +828,12 @@ mod field {
         }
     }
 
-    pub(super) fn address(ipld: &Ipld, what: &'static str) -> Result<Address, DecodeError> {
+    pub(crate) fn address(ipld: &Ipld, what: &'static str) -> Result<Address, DecodeError> {
         core::address_field(ipld, what)
     }
 
     /// A non-negative amount in Filecoin's big-integer form.
-    pub(super) fn amount(
+    pub(crate) fn amount(
         ipld: &Ipld,
         what: &'static str,
     ) -> Result<TokenAmount, super::DecodeError> {
@@ -837,16 +842,16 @@ mod field {
         Ok(amount)
     }
 
-    pub(super) fn signature(ipld: &Ipld, _what: &'static str) -> Result<Signature, DecodeError> {
+    pub(crate) fn signature(ipld: &Ipld, _what: &'static str) -> Result<Signature, DecodeError> {
         core::signature_field(ipld)
     }
 }
 
 /// Serializes `Option<Vec<u8>>` as CBOR bytes or null.
-mod opt_bytes {
+pub(crate) mod opt_bytes {
     use super::Serializer;
 
-    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(bytes) => s.serialize_bytes(bytes),
             None => s.serialize_none(),

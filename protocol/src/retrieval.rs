@@ -31,12 +31,12 @@
 
 use fvm_ipld_encoding::tuple::*;
 use ipld_core::ipld::Ipld;
-use paych_core::types::decode::{self as core_decode};
 use paych_core::types::{Address, TokenAmount};
 use serde::Serializer;
 
 use crate::messages::{
-    DecodeError, EncodeError, RuleViolation, MAX_FLOW_BYTES, MAX_STATUS_MESSAGE_BYTES,
+    check_message, field, opt_bytes, truncate_message, wire_message, DecodeError, EncodeError,
+    FromWire, RuleViolation, MAX_FLOW_BYTES,
 };
 
 /// The largest chunk a manifest may declare, in bytes.
@@ -314,31 +314,6 @@ impl RetrievalRequest {
         }
         Ok(())
     }
-
-    /// The message's CBOR, after checking its bounds.
-    pub fn to_cbor(&self) -> Result<Vec<u8>, EncodeError> {
-        self.check()?;
-        fvm_ipld_encoding::to_vec(self)
-            .map_err(|e| EncodeError::Cbor(paych_core::types::EncodeError::from(e)))
-    }
-
-    /// Decodes a request from exactly its CBOR.
-    pub fn from_cbor(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let ipld = core_decode::parse(bytes)?;
-        let f = core_decode::tuple(&ipld, "retrieval_request", 4)?;
-        let request = RetrievalRequest {
-            root: core_decode::bytes_field(&f[0], "retrieval_request.root")?.to_vec(),
-            index: core_decode::optional(&f[1])
-                .map(|i| core_decode::u64_field(i, "retrieval_request.index"))
-                .transpose()?,
-            channel: core_decode::optional(&f[2])
-                .map(|a| core_decode::address_field(a, "retrieval_request.channel"))
-                .transpose()?,
-            flow: core_decode::bytes_field(&f[3], "retrieval_request.flow")?.to_vec(),
-        };
-        request.check()?;
-        Ok(request)
-    }
 }
 
 /// A provider's answer.
@@ -351,7 +326,7 @@ pub struct RetrievalResponse {
     /// The manifest, when asked for and found.
     pub manifest: Option<Manifest>,
     /// The chunk's bytes, when asked for and paid.
-    #[serde(serialize_with = "serialize_opt_bytes")]
+    #[serde(with = "opt_bytes")]
     pub data: Option<Vec<u8>>,
     /// A human-readable explanation, at most [`MAX_STATUS_MESSAGE_BYTES`].
     pub message: Option<String>,
@@ -380,19 +355,11 @@ impl RetrievalResponse {
 
     /// A refusal with an explanation, cut to [`MAX_STATUS_MESSAGE_BYTES`].
     pub fn refused(status: RetrievalStatus, message: impl Into<String>) -> Self {
-        let mut message = message.into();
-        if message.len() > MAX_STATUS_MESSAGE_BYTES {
-            let mut end = MAX_STATUS_MESSAGE_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
         RetrievalResponse {
             status: status as u8,
             manifest: None,
             data: None,
-            message: Some(message),
+            message: Some(truncate_message(message.into())),
         }
     }
 
@@ -402,11 +369,7 @@ impl RetrievalResponse {
     }
 
     fn check(&self) -> Result<(), RuleViolation> {
-        if let Some(m) = &self.message {
-            if m.len() > MAX_STATUS_MESSAGE_BYTES {
-                return Err(RuleViolation::MessageTooLong(m.len()));
-            }
-        }
+        check_message(&self.message)?;
         if let Some(manifest) = &self.manifest {
             manifest.check().map_err(RuleViolation::Retrieval)?;
         }
@@ -424,101 +387,86 @@ impl RetrievalResponse {
         }
         Ok(())
     }
+}
 
-    /// The message's CBOR, after checking its bounds.
-    pub fn to_cbor(&self) -> Result<Vec<u8>, EncodeError> {
-        self.check()?;
-        fvm_ipld_encoding::to_vec(self)
-            .map_err(|e| EncodeError::Cbor(paych_core::types::EncodeError::from(e)))
-    }
+wire_message!(RetrievalRequest, "retrieval request");
+wire_message!(RetrievalResponse, "retrieval response");
 
-    /// Decodes a response from exactly its CBOR.
-    pub fn from_cbor(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let ipld = core_decode::parse(bytes)?;
-        let f = core_decode::tuple(&ipld, "retrieval_response", 4)?;
-        let status = core_decode::u64_field(&f[0], "retrieval_response.status")?;
-        let status =
-            u8::try_from(status).map_err(|_| core_decode::DecodeError::IntegerOutOfRange {
-                what: "retrieval_response.status",
-                value: i128::from(status),
-            })?;
-        let response = RetrievalResponse {
-            status,
-            manifest: core_decode::optional(&f[1]).map(manifest_from_ipld).transpose()?,
-            data: core_decode::optional(&f[2])
-                .map(|d| core_decode::bytes_field(d, "retrieval_response.data").map(<[u8]>::to_vec))
+impl FromWire for RetrievalRequest {
+    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
+        let f = field::tuple(ipld, "retrieval_request", 4)?;
+        let request = RetrievalRequest {
+            root: field::bytes(&f[0], "retrieval_request.root")?.to_vec(),
+            index: field::optional(&f[1])
+                .map(|i| field::u64(i, "retrieval_request.index"))
                 .transpose()?,
-            message: match &f[3] {
-                Ipld::Null => None,
-                Ipld::String(s) => Some(s.clone()),
-                other => {
-                    return Err(core_decode::DecodeError::WrongKind {
-                        what: "retrieval_response.message",
-                        expected: "string or null",
-                        found: core_decode::kind(other),
-                    }
-                    .into())
-                }
-            },
+            channel: field::optional(&f[2])
+                .map(|a| field::address(a, "retrieval_request.channel"))
+                .transpose()?,
+            flow: field::bytes(&f[3], "retrieval_request.flow")?.to_vec(),
+        };
+        request.check()?;
+        Ok(request)
+    }
+}
+
+impl FromWire for RetrievalResponse {
+    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
+        let f = field::tuple(ipld, "retrieval_response", 4)?;
+        let response = RetrievalResponse {
+            status: field::u8(&f[0], "retrieval_response.status")?,
+            manifest: field::optional(&f[1]).map(Manifest::from_wire).transpose()?,
+            data: field::optional(&f[2])
+                .map(|d| field::bytes(d, "retrieval_response.data").map(<[u8]>::to_vec))
+                .transpose()?,
+            message: field::optional_text(&f[3], "retrieval_response.message")?,
         };
         response.check()?;
         Ok(response)
     }
 }
 
-fn manifest_from_ipld(ipld: &Ipld) -> Result<Manifest, DecodeError> {
-    let f = core_decode::tuple(ipld, "manifest", 6)?;
-    let items = core_decode::list(&f[3], "manifest.hashes")?;
-    if items.len() > MAX_CHUNKS {
-        return Err(RetrievalViolation::TooManyChunks(items.len()).into());
-    }
-    let hashes = items
-        .iter()
-        .map(|h| {
-            let bytes = core_decode::bytes_field(h, "manifest.hashes")?;
-            Hash::try_from(bytes).map_err(|_| {
-                DecodeError::from(RetrievalViolation::HashLength {
-                    what: "manifest.hashes",
-                    len: bytes.len(),
+impl FromWire for Manifest {
+    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
+        let f = field::tuple(ipld, "manifest", 6)?;
+        let items = field::list(&f[3], "manifest.hashes")?;
+        if items.len() > MAX_CHUNKS {
+            return Err(RetrievalViolation::TooManyChunks(items.len()).into());
+        }
+        let hashes = items
+            .iter()
+            .map(|h| {
+                let bytes = field::bytes(h, "manifest.hashes")?;
+                Hash::try_from(bytes).map_err(|_| {
+                    DecodeError::from(RetrievalViolation::HashLength {
+                        what: "manifest.hashes",
+                        len: bytes.len(),
+                    })
                 })
             })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let manifest = Manifest {
-        root: core_decode::bytes_field(&f[0], "manifest.root")?.to_vec(),
-        size: core_decode::u64_field(&f[1], "manifest.size")?,
-        chunk_size: core_decode::u64_field(&f[2], "manifest.chunk_size")?,
-        hashes,
-        price_per_chunk: core_decode::amount_field(&f[4], "manifest.price_per_chunk")?,
-        payee: core_decode::address_field(&f[5], "manifest.payee")?,
-    };
-    manifest.check()?;
-    Ok(manifest)
+            .collect::<Result<Vec<_>, _>>()?;
+        let manifest = Manifest {
+            root: field::bytes(&f[0], "manifest.root")?.to_vec(),
+            size: field::u64(&f[1], "manifest.size")?,
+            chunk_size: field::u64(&f[2], "manifest.chunk_size")?,
+            hashes,
+            price_per_chunk: field::amount(&f[4], "manifest.price_per_chunk")?,
+            payee: field::address(&f[5], "manifest.payee")?,
+        };
+        manifest.check()?;
+        Ok(manifest)
+    }
 }
 
+/// Serializes the chunk hashes as a CBOR array of byte strings.
 fn serialize_hashes<S: Serializer>(hashes: &[Hash], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq;
-    let mut seq = s.serialize_seq(Some(hashes.len()))?;
-    for h in hashes {
-        seq.serialize_element(&BytesRef(h))?;
+    struct Bytes<'a>(&'a [u8]);
+    impl serde::Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
     }
-    seq.end()
-}
-
-/// A byte slice that serializes as a CBOR byte string.
-struct BytesRef<'a>(&'a [u8]);
-
-impl serde::Serialize for BytesRef<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
-    }
-}
-
-fn serialize_opt_bytes<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(bytes) => s.serialize_bytes(bytes),
-        None => s.serialize_none(),
-    }
+    s.collect_seq(hashes.iter().map(|h| Bytes(h)))
 }
 
 #[cfg(test)]
