@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -368,9 +368,9 @@ async fn run_in(
     progress.phase(&format!("starting {} providers", args.providers));
     let mut starting = Vec::new();
     for p in 0..args.providers {
-        let (exe, api_info, port) = (&exe, &api_info, free_port()?);
+        let (exe, api_info) = (&exe, &api_info);
         starting.push(async move {
-            start_node(exe, dir, &format!("provider-{p}"), api_info, &[], None, port).await
+            start_node(exe, dir, &format!("provider-{p}"), api_info, &[], None, 0).await
         });
     }
     for node in futures::future::try_join_all(starting).await? {
@@ -388,10 +388,9 @@ async fn run_in(
     progress.phase(&format!("starting {} clients", args.clients));
     let mut starting = Vec::new();
     for c in 0..args.clients {
-        let (exe, api_info, peers, top_up, port) =
-            (&exe, &api_info, &peers, top_up.clone(), free_port()?);
+        let (exe, api_info, peers, top_up) = (&exe, &api_info, &peers, top_up.clone());
         starting.push(async move {
-            start_node(exe, dir, &format!("client-{c}"), api_info, peers, Some(top_up), port).await
+            start_node(exe, dir, &format!("client-{c}"), api_info, peers, Some(top_up), 0).await
         });
     }
     for node in futures::future::try_join_all(starting).await? {
@@ -1147,13 +1146,11 @@ async fn wait_until(
     Ok(())
 }
 
-/// A free TCP port on loopback (for a node's libp2p listener, kept across restarts).
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// Starts `paych daemon` for node `name` under `dir`, on the devnet at `api_info`.
+/// Starts `paych daemon` for node `name` under `dir`, on the devnet at `api_info`, its
+/// libp2p listener on loopback `port` (0 on a first start: the daemon binds a port the
+/// system gives it, which is then written into its config so a restart listens there again
+/// and its peers' addresses stay good — picking a free port up front would race with every
+/// other socket opened meanwhile).
 async fn start_node(
     exe: &Path,
     dir: &Path,
@@ -1202,11 +1199,19 @@ async fn start_node(
             }
         }
         if let Some(status) = child.try_wait()? {
-            bail!("{name} exited ({status}) while starting; see {}", log.display());
+            bail!(
+                "{name} exited ({status}) while starting; see {}:\n{}",
+                log.display(),
+                log_tail(&log)
+            );
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("{name} did not start within {START_TIMEOUT:?}; see {}", log.display());
+            bail!(
+                "{name} did not start within {START_TIMEOUT:?}; see {}:\n{}",
+                log.display(),
+                log_tail(&log)
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -1224,7 +1229,30 @@ async fn start_node(
         .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("{name} listens nowhere"))?;
     let peer = format!("{addr}/p2p/{}", text(&listen["ID"])?);
+    if port == 0 {
+        pin_listen_port(&config_path, addr)?;
+    }
     Ok(Node { name: name.to_owned(), repo, child, rpc, address, peer })
+}
+
+/// The last lines of a node's log, for an error that must say why the node stopped.
+fn log_tail(log: &Path) -> String {
+    const LINES: usize = 12;
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LINES)..].join("\n")
+}
+
+/// Rewrites the `listen` address in `config_path` to `bound`, where the daemon listens.
+fn pin_listen_port(config_path: &Path, bound: &str) -> anyhow::Result<()> {
+    let mut config = RepoConfig::parse(
+        &fs::read_to_string(config_path)
+            .with_context(|| format!("cannot read {}", config_path.display()))?,
+    )?;
+    config.listen = bound.parse().with_context(|| format!("bad listen address {bound}"))?;
+    fs::write(config_path, config.to_text())
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    Ok(())
 }
 
 /// The peak resident memory of process `pid` (`VmHWM`), KiB; 0 where `/proc` does not tell.
