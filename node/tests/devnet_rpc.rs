@@ -507,9 +507,11 @@ async fn lotus_client_retries_server_errors_then_gives_up() {
 
 #[tokio::test]
 async fn lotus_client_reports_unreachable_nodes_and_bad_answers_as_transport_errors() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    // A port held by a socket that is bound but not listening: connections to it are
+    // refused, and no other socket can take it while the test runs.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = held.local_addr().unwrap().port();
     let chain = quick_client(&format!("/ip4/127.0.0.1/tcp/{port}/http"));
     assert!(matches!(chain.head().await, Err(ChainError::Transport(_))));
 
