@@ -328,11 +328,55 @@ struct LaneTip {
 }
 
 /// What the manager keeps in memory for a channel, under its lock: the tips of its lanes,
-/// derived from the store on first use.
+/// derived from the store on first use, and the vouchers being signed.
 #[derive(Debug, Default)]
 struct ChannelCache {
     loaded: bool,
     lanes: BTreeMap<u64, LaneTip>,
+    /// Vouchers given a nonce and amount under the lock (their lane tips advanced) and
+    /// being signed and stored outside it.
+    in_flight: Arc<InFlight>,
+}
+
+/// A count of vouchers being created on a channel outside its lock. A holder of the lock
+/// that must see every issued voucher in the store waits for it to reach zero; no new one
+/// can start meanwhile, since starting needs the lock.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    settled: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// Counts one more voucher in flight until the guard is dropped.
+    fn enter(this: &Arc<Self>) -> InFlightGuard {
+        this.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlightGuard(this.clone())
+    }
+
+    /// Waits until no voucher is in flight. Call with the channel's lock held.
+    async fn settle(&self) {
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One voucher in flight; dropping it (stored, or failed) ends it.
+struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.0.settled.notify_waiters();
+        }
+    }
 }
 
 impl ChannelCache {

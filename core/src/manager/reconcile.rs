@@ -86,6 +86,9 @@ impl PaymentChannelManager {
             tracing::debug!(channel = record.id, "repeated reconcile request answered as before");
             return Ok(answered.response);
         }
+        // Every voucher issued on the channel must be in the store before the plan reads
+        // it: wait for those being signed (no new one starts while the lock is held).
+        cache.in_flight.clone().settle().await;
         let mut record = self.record(record.id).map_err(internal)?;
         self.load_cache(record.id, &mut cache).map_err(internal)?;
         let addresses: Vec<Address> = record.channel.into_iter().chain(record.id_address).collect();

@@ -8,7 +8,9 @@ use super::{funds, ChannelCache, LaneTip, ManagerError, PaymentChannelManager, R
 use crate::actor::{self, AccountLookup, ActorEnv, ChannelState, Redemption};
 use crate::chain::ChannelOnChain;
 use crate::crypto;
-use crate::store::{ChannelRecord, Direction, Lifecycle, VoucherOrigin, VoucherRecord, Write};
+use crate::store::{
+    ChannelId, ChannelRecord, Direction, Lifecycle, VoucherOrigin, VoucherRecord, Write,
+};
 use crate::types::{
     paych_method, ActorID, Address, ChainEpoch, ExitCode, Message, ModVerifyParams, Signature,
     SignedVoucher, TokenAmount, UpdateChannelStateParams, MAX_LANE,
@@ -144,7 +146,8 @@ impl PaymentChannelManager {
             return Err(ManagerError::LaneClosed(lane));
         }
         self.load_cache(record.id, &mut cache)?;
-        let tip = cache.lanes.get(&lane).cloned().unwrap_or_default();
+        let previous = cache.lanes.get(&lane).cloned();
+        let tip = previous.clone().unwrap_or_default();
         if spec.amount < tip.amount {
             return Err(ManagerError::AmountBelowLane {
                 lane,
@@ -166,37 +169,78 @@ impl PaymentChannelManager {
         voucher.min_settle_height = spec.min_settle_height;
         voucher.extra = spec.extra;
         voucher.secret_hash = spec.secret_hash;
-        voucher.signature = Some(self.inner.wallet.sign(&record.from, &voucher.signing_bytes()?)?);
+        let signing = voucher.signing_bytes()?;
 
+        // Under the lock: the voucher's nonce and amount become the lane's tip, and what it
+        // draws on the reservation and the lane it opens are written, so the next caller
+        // builds on them. Signing and storing the voucher happen outside it, so creates on
+        // other lanes of the channel sign in parallel. A crash before the voucher is stored
+        // loses a voucher never returned (its nonce may then be given again) and leaves the
+        // reservation lower by what it drew: never more money promised than the channel has.
         let drawn = funds::drawn_from_reserve(&record, &delta);
         let next_lane = record.next_lane.max(lane.saturating_add(1));
-        // The channel record changes only when the voucher draws on the reservation or opens
-        // a new lane; most vouchers write the voucher alone.
-        let channel_changed = drawn.is_positive() || next_lane != record.next_lane;
-        record.reserved -= drawn;
-        record.next_lane = next_lane;
+        if drawn.is_positive() || next_lane != record.next_lane {
+            record.reserved -= &drawn;
+            record.next_lane = next_lane;
+            self.inner.store.apply(vec![Write::Channel(record.clone())])?;
+        }
+        cache.lanes.insert(lane, LaneTip { nonce: voucher.nonce, amount: spec.amount.clone() });
+        let in_flight = super::InFlight::enter(&cache.in_flight);
+        drop(cache);
+
+        let signature = match self.inner.wallet.sign(&record.from, &signing) {
+            Ok(signature) => signature,
+            Err(e) => {
+                self.undo_create(record.id, lane, previous, voucher.nonce, drawn).await;
+                return Err(e.into());
+            }
+        };
+        voucher.signature = Some(signature);
         let id = record.id;
-        let stored = VoucherRecord {
+        self.inner.store.apply(vec![Write::Voucher(VoucherRecord {
             channel: id,
             voucher: voucher.clone(),
             origin: VoucherOrigin::Created,
             submitted: false,
             superseded: false,
-        };
-        // Applied under the channel's lock (the next voucher sees this nonce), made durable
-        // after it, so that concurrent callers share one flush; the voucher is returned
-        // only once durable.
-        let mut batch = vec![Write::Voucher(stored)];
-        if channel_changed {
-            batch.push(Write::Channel(record));
-        }
-        self.inner.store.apply(batch)?;
-        cache.lanes.insert(lane, LaneTip { nonce: voucher.nonce, amount: spec.amount });
-        drop(cache);
+        })])?;
+        drop(in_flight);
+        // Made durable outside the lock, so that concurrent callers share one flush; the
+        // voucher is returned only once durable.
         self.inner.store.durable().await?;
         self.notify();
         self.maybe_top_up(id);
         Ok(VoucherCreateResult { voucher: Some(voucher), shortfall: TokenAmount::default() })
+    }
+
+    /// Takes back a voucher whose signing failed: its lane's tip goes back to `previous`
+    /// (none: the lane had no voucher) unless a later voucher already builds on it, and what
+    /// it drew returns to the reservation.
+    async fn undo_create(
+        &self,
+        id: ChannelId,
+        lane: u64,
+        previous: Option<LaneTip>,
+        nonce: u64,
+        drawn: TokenAmount,
+    ) {
+        let lock = self.channel_lock(id);
+        let mut cache = lock.lock().await;
+        if cache.lanes.get(&lane).is_some_and(|tip| tip.nonce == nonce) {
+            match previous {
+                Some(tip) => cache.lanes.insert(lane, tip),
+                None => cache.lanes.remove(&lane),
+            };
+        }
+        if drawn.is_positive() {
+            let restored = self.record(id).and_then(|mut record| {
+                record.reserved += drawn;
+                Ok(self.inner.store.apply(vec![Write::Channel(record)])?)
+            });
+            if let Err(e) = restored {
+                tracing::warn!(channel = id, error = %e, "could not return a failed voucher's draw to the reservation");
+            }
+        }
     }
 
     /// Checks a voucher against every rule of the actor — as if the payee submitted it now,
