@@ -217,7 +217,7 @@ async fn payment_flows_from_one_api_to_the_other_in_lotus_json() {
     assert!(ch_text.starts_with("t2"), "{ch_text}");
 
     // PaychAvailableFunds: Lotus's field names, its typo included.
-    let funds = payer_api.ok(None, "Filecoin.PaychAvailableFunds", json!([ch])).await;
+    let funds = payer_api.ok(Some(&sign), "Filecoin.PaychAvailableFunds", json!([ch])).await;
     let mut keys: Vec<&str> = funds.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(
@@ -241,7 +241,11 @@ async fn payment_flows_from_one_api_to_the_other_in_lotus_json() {
     assert_eq!(funds["ConfirmedAmt"], json!(amount));
     assert_eq!(funds["VoucherReedeemedAmt"], json!("0"));
     let by_pair = payer_api
-        .ok(None, "Filecoin.PaychAvailableFundsByFromTo", json!([t(&payer.addr), t(&payee.addr)]))
+        .ok(
+            Some(&sign),
+            "Filecoin.PaychAvailableFundsByFromTo",
+            json!([t(&payer.addr), t(&payee.addr)]),
+        )
         .await;
     assert_eq!(by_pair, funds);
 
