@@ -465,3 +465,34 @@ async fn a_fresh_lotus_client_reads_a_channel_concurrently() {
     }
     server.shutdown().await;
 }
+
+/// A Lotus client resolves a robust address to its ID, and an account's ID to its key, once:
+/// the answers are kept (they do not change), so they still come with the node gone. A
+/// robust address not found yet is asked again, and a key address is its own account key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lotus_client_keeps_address_resolutions() {
+    let devnet = devnet();
+    let server = paych_node::devnet_rpc::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let api_info = format!(":/ip4/127.0.0.1/tcp/{}/http", server.local_addr().port());
+    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
+    let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
+    let payer = h.wallet.new_key().unwrap();
+    let later = h.wallet.new_key().unwrap();
+    h.land(devnet.faucet(&payer, fil(1)).unwrap()).await;
+
+    let id = chain.lookup_id(&payer).await.unwrap().unwrap();
+    assert_eq!(chain.account_key(&id).await.unwrap(), payer);
+    assert_eq!(chain.lookup_id(&later).await.unwrap(), None);
+    h.land(devnet.faucet(&later, fil(1)).unwrap()).await;
+    let later_id = chain.lookup_id(&later).await.unwrap().unwrap();
+    assert_ne!(later_id, id);
+
+    server.shutdown().await;
+    assert!(matches!(chain.head().await, Err(ChainError::Transport(_))));
+    assert_eq!(chain.lookup_id(&payer).await.unwrap(), Some(id));
+    assert_eq!(chain.lookup_id(&later).await.unwrap(), Some(later_id));
+    assert_eq!(chain.account_key(&id).await.unwrap(), payer);
+    assert_eq!(chain.account_key(&payer).await.unwrap(), payer);
+}

@@ -38,8 +38,8 @@ use super::{
 };
 use crate::actor::ChannelState;
 use crate::types::{
-    format_address, Address, ExitCode, LaneState, Message, Network, PaychState, SignedMessage,
-    BLAKE2B_256,
+    format_address, Address, ExitCode, LaneState, Message, Network, PaychState, Protocol,
+    SignedMessage, BLAKE2B_256,
 };
 
 /// The environment variable the Lotus tools read the full node's API from.
@@ -252,6 +252,18 @@ struct CodeCache {
     names: BTreeMap<String, Cid>,
 }
 
+/// Address resolutions that do not change once made: a robust address's ID, an account's
+/// key address. Validating one voucher asks for several of them; caching them saves a
+/// round trip to the node for each.
+#[derive(Default)]
+struct AddressCache {
+    ids: HashMap<Address, Address>,
+    keys: HashMap<Address, Address>,
+}
+
+/// The most resolutions [`AddressCache`] keeps of each kind; it starts over when full.
+const MAX_CACHED_ADDRESSES: usize = 65_536;
+
 /// A [`Chain`] backed by a Lotus full node's JSON-RPC API.
 pub struct LotusChain {
     http: reqwest::Client,
@@ -259,6 +271,7 @@ pub struct LotusChain {
     config: LotusConfig,
     next_id: AtomicU64,
     codes: Mutex<CodeCache>,
+    addresses: Mutex<AddressCache>,
 }
 
 impl std::fmt::Debug for LotusChain {
@@ -295,6 +308,7 @@ impl LotusChain {
             config,
             next_id: AtomicU64::new(1),
             codes: Mutex::new(CodeCache::default()),
+            addresses: Mutex::new(AddressCache::default()),
         })
     }
 
@@ -513,6 +527,26 @@ impl LotusChain {
         cache.refreshed_for = Some(nv);
         cache.names = names;
         Ok(())
+    }
+
+    fn lock_addresses(&self) -> std::sync::MutexGuard<'_, AddressCache> {
+        // The cache holds no invariant a panicking holder could break.
+        self.addresses.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps a resolution in one of the address caches.
+    fn remember(
+        &self,
+        map: impl FnOnce(&mut AddressCache) -> &mut HashMap<Address, Address>,
+        from: Address,
+        to: Address,
+    ) {
+        let mut cache = self.lock_addresses();
+        let map = map(&mut cache);
+        if map.len() >= MAX_CACHED_ADDRESSES {
+            map.clear();
+        }
+        map.insert(from, to);
     }
 
     fn lock_codes(&self) -> std::sync::MutexGuard<'_, CodeCache> {
@@ -735,15 +769,31 @@ impl Chain for LotusChain {
     }
 
     async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError> {
-        match self.get("StateLookupID", vec![self.addr(addr), head_key()]).await {
-            Ok(id) => Ok(Some(id)),
+        if let Some(id) = self.lock_addresses().ids.get(addr) {
+            return Ok(Some(*id));
+        }
+        match self.get::<Address>("StateLookupID", vec![self.addr(addr), head_key()]).await {
+            Ok(id) => {
+                self.remember(|cache| &mut cache.ids, *addr, id);
+                Ok(Some(id))
+            }
+            // Not cached: the actor may be created later.
             Err(ChainError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     async fn account_key(&self, addr: &Address) -> Result<Address, ChainError> {
-        self.get("StateAccountKey", vec![self.addr(addr), head_key()]).await
+        if matches!(addr.protocol(), Protocol::Secp256k1 | Protocol::BLS) {
+            // A key address is its own account key (Lotus answers so without a lookup).
+            return Ok(*addr);
+        }
+        if let Some(key) = self.lock_addresses().keys.get(addr) {
+            return Ok(*key);
+        }
+        let key: Address = self.get("StateAccountKey", vec![self.addr(addr), head_key()]).await?;
+        self.remember(|cache| &mut cache.keys, *addr, key);
+        Ok(key)
     }
 
     async fn next_nonce(&self, addr: &Address) -> Result<u64, ChainError> {
