@@ -330,3 +330,43 @@ async fn a_voucher_whose_signing_fails_leaves_its_lane_and_the_reservation_as_th
     assert_eq!(after.voucher_redeemed, atto(3_000));
     m.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_payments_on_one_lane_each_add_their_amount() {
+    const PAYMENTS: u64 = 48;
+    let net = Net::new();
+    let payer = net.node(10).await;
+    let payee = net.node(1).await;
+    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let lane = payer.m().lease_lane(&ch).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for k in 1..=PAYMENTS {
+        let m = payer.m().clone();
+        tasks.push(tokio::spawn(async move { m.voucher_pay(&ch, lane, atto(k)).await }));
+    }
+    let mut vouchers = Vec::new();
+    for t in tasks {
+        vouchers.push(t.await.unwrap().unwrap().voucher.unwrap());
+    }
+    // Nonces 1..=N, each voucher's amount above the one before it on the lane, the last one
+    // carrying every payment.
+    vouchers.sort_by_key(|v| v.nonce);
+    let nonces: Vec<u64> = vouchers.iter().map(|v| v.nonce).collect();
+    assert_eq!(nonces, (1..=PAYMENTS).collect::<Vec<_>>());
+    assert!(vouchers.windows(2).all(|w| w[0].amount < w[1].amount));
+    assert_eq!(vouchers.last().unwrap().amount, atto(PAYMENTS * (PAYMENTS + 1) / 2));
+    // Each voucher adds one payment's amount, so the payee accepts every one in order.
+    for (i, v) in vouchers.iter().enumerate() {
+        payee.m().voucher_add(&ch, v, atto(1)).await.unwrap();
+        let previous = if i == 0 { atto(0) } else { vouchers[i - 1].amount.clone() };
+        assert!(&v.amount - previous >= atto(1));
+    }
+
+    // A payment must be positive; one the channel cannot cover answers its shortfall.
+    let err = payer.m().voucher_pay(&ch, lane, atto(0)).await.unwrap_err();
+    assert!(matches!(err, ManagerError::InvalidAmount(_)), "{err}");
+    let over = payer.m().voucher_pay(&ch, lane, atto(1_000_000)).await.unwrap();
+    assert!(over.voucher.is_none());
+    assert_eq!(over.shortfall, atto(PAYMENTS * (PAYMENTS + 1) / 2));
+}

@@ -4,7 +4,8 @@
 //! A flow (an opaque reference of at most [`MAX_FLOW_BYTES`] bytes, or none) gets a lane
 //! leased from the channel's pool on its first payment ([`PaymentChannelManager::lease_lane`])
 //! and keeps it while the daemon runs; each payment adds its amount to the lane's current
-//! cumulative amount. The flow-to-lane map lives in memory, bounded by [`MAX_FLOWS`]; a
+//! cumulative amount ([`PaymentChannelManager::voucher_pay`], under the channel's lock, so
+//! payments on one flow may overlap). The flow-to-lane map lives in memory, bounded by [`MAX_FLOWS`]; a
 //! flow whose lane a reconciliation closed leases a new one. The payee's libp2p address
 //! comes from the peer book (`--peer` or `peer.<address>` in the repo's config).
 //!
@@ -16,11 +17,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::manager::{ManagerError, PaymentChannelManager};
+use paych_core::store::ChannelRecord;
 use paych_core::types::{format_address, Address, Network, SignedVoucher, TokenAmount};
 use paych_protocol::messages::MAX_FLOW_BYTES;
 use paych_protocol::messages::MAX_PEER_RECORD_MULTIADDRS;
@@ -95,9 +96,6 @@ pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
-/// One lock per (channel, lane).
-type LaneLocks = HashMap<(Address, u64), Arc<Mutex<()>>>;
-
 /// Pays through channels the manager holds, to payees in its peer book.
 pub struct Payer {
     manager: PaymentChannelManager,
@@ -105,10 +103,6 @@ pub struct Payer {
     peers: BTreeMap<Address, Multiaddr>,
     /// (channel, flow) → lane, held only to find or lease a flow's lane.
     flows: Mutex<HashMap<(Address, Vec<u8>), u64>>,
-    /// One lock per (channel, lane), held from reading the lane's amount to storing the
-    /// voucher that raises it, so that two payments on a lane never read the same amount
-    /// while payments on other lanes go on.
-    lanes: std::sync::Mutex<LaneLocks>,
     /// (channel, payee peer) pairs this node has announced itself to, at most
     /// [`MAX_FLOWS`] (beyond, announces are simply sent again).
     announced: Mutex<HashSet<(Address, PeerId)>>,
@@ -131,7 +125,6 @@ impl Payer {
             net,
             peers,
             flows: Mutex::new(HashMap::new()),
-            lanes: std::sync::Mutex::new(HashMap::new()),
             announced: Mutex::new(HashSet::new()),
             sequence: AtomicU64::new(0),
             fee_per_message: TokenAmount::default(),
@@ -207,47 +200,26 @@ impl Payer {
                 return Err(PayError::FlowTooLong(flow.len()));
             }
         }
-        let status = self.manager.status(channel).await?;
-        let target = self
-            .peers
-            .get(&status.to)
-            .ok_or_else(|| PayError::UnknownPeer(format_address(&status.to, Network::Testnet)))?;
-        let peer = peer_of(target)
-            .ok_or_else(|| PayError::UnknownPeer(format_address(&status.to, Network::Testnet)))?;
-        let lane = {
-            let mut flows = self.flows.lock().await;
-            let key = (*channel, flow.clone().unwrap_or_default());
-            let closed = |lane: u64| status.lanes.iter().any(|l| l.lane == lane && l.closed);
-            match flows.get(&key) {
-                // A lane closed by a reconciliation takes no more vouchers: lease another.
-                Some(lane) if !closed(*lane) => *lane,
-                held => {
-                    if held.is_none() && flows.len() >= MAX_FLOWS {
-                        return Err(PayError::TooManyFlows);
-                    }
-                    let lane = self.manager.lease_lane(channel).await?;
-                    flows.insert(key, lane);
-                    lane
-                }
+        let record = self.outbound(channel)?;
+        let unknown = || PayError::UnknownPeer(format_address(&record.to, Network::Testnet));
+        let target = self.peers.get(&record.to).ok_or_else(unknown)?;
+        let peer = peer_of(target).ok_or_else(unknown)?;
+        let key = (*channel, flow.clone().unwrap_or_default());
+        // The lane's amount is raised by `amount` inside the manager, under the channel's
+        // lock: payments on one flow may run concurrently, each adding its own amount.
+        let mut lane = self.flow_lane(&key, &record.closed_lanes).await?;
+        let created = match self.manager.voucher_pay(channel, lane, amount.clone()).await {
+            // A reconciliation closed the lane since it was looked at: lease another, once.
+            Err(ManagerError::LaneClosed(closed)) => {
+                lane = self.flow_lane(&key, &[closed]).await?;
+                self.manager.voucher_pay(channel, lane, amount).await?
             }
+            other => other?,
         };
-        let (voucher, lane) = {
-            let lock = self.lane_lock(channel, lane);
-            let _lane = lock.lock().await;
-            let status = self.manager.status(channel).await?;
-            let current = status
-                .lanes
-                .iter()
-                .find(|l| l.lane == lane)
-                .map(|l| l.amount.clone())
-                .unwrap_or_default();
-            let created = self.manager.voucher_create(channel, current + amount, lane).await?;
-            let voucher = created.voucher.ok_or(PayError::Shortfall(created.shortfall))?;
-            (voucher, lane)
-        };
+        let voucher = created.voucher.ok_or(PayError::Shortfall(created.shortfall))?;
         let first = !self.announced.lock().await.contains(&(*channel, peer));
         let announce = match first {
-            true => Some(Box::new(self.announce(*channel, status.from, status.to).await?)),
+            true => Some(Box::new(self.announce(*channel, record.from, record.to).await?)),
             false => None,
         };
         let request = VoucherRequest { voucher: voucher.clone(), flow, announce };
@@ -270,14 +242,27 @@ impl Payer {
         &self.manager
     }
 
-    /// The lock of `(channel, lane)`. Locks no payment holds are dropped when the map grows
-    /// past [`MAX_FLOWS`].
-    fn lane_lock(&self, channel: &Address, lane: u64) -> Arc<Mutex<()>> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        if lanes.len() >= MAX_FLOWS {
-            lanes.retain(|_, lock| Arc::strong_count(lock) > 1);
+    /// The stored record of outbound `channel` (no chain read).
+    fn outbound(&self, channel: &Address) -> Result<ChannelRecord, PayError> {
+        self.manager.store().channel_by_address(channel).map_err(ManagerError::from)?.ok_or_else(
+            || ManagerError::UnknownChannel(format_address(channel, Network::Testnet)).into(),
+        )
+    }
+
+    /// The lane of flow `key`, leased from the channel's pool on its first payment or when
+    /// its lane is among `closed` (closed lanes take no more vouchers).
+    async fn flow_lane(&self, key: &(Address, Vec<u8>), closed: &[u64]) -> Result<u64, PayError> {
+        let mut flows = self.flows.lock().await;
+        let held = flows.get(key).copied();
+        if let Some(lane) = held.filter(|lane| !closed.contains(lane)) {
+            return Ok(lane);
         }
-        lanes.entry((*channel, lane)).or_default().clone()
+        if held.is_none() && flows.len() >= MAX_FLOWS {
+            return Err(PayError::TooManyFlows);
+        }
+        let lane = self.manager.lease_lane(&key.0).await?;
+        flows.insert(key.clone(), lane);
+        Ok(lane)
     }
 
     /// Ends `flow` on `channel`: its lane goes back to the channel's pool, so that the next
@@ -295,9 +280,9 @@ impl Payer {
         &self,
         channel: &Address,
     ) -> Result<(PeerId, Vec<Multiaddr>), PayError> {
-        let status = self.manager.status(channel).await?;
-        let unknown = || PayError::UnknownPeer(format_address(&status.to, Network::Testnet));
-        let target = self.peers.get(&status.to).ok_or_else(unknown)?;
+        let record = self.outbound(channel)?;
+        let unknown = || PayError::UnknownPeer(format_address(&record.to, Network::Testnet));
+        let target = self.peers.get(&record.to).ok_or_else(unknown)?;
         let peer = peer_of(target).ok_or_else(unknown)?;
         Ok((peer, vec![target.clone()]))
     }

@@ -191,6 +191,32 @@ async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
     lanes.sort();
     assert_eq!(lanes, [(a1.lane, atto(15)), (b1.lane, atto(7))]);
 
+    // Payments on one flow at once (as many as the payee takes in flight from one peer):
+    // each adds its own amount to the lane; the payee accepts each (or finds it covered,
+    // when a later voucher got there first), and holds their sum.
+    let payer_api = std::sync::Arc::new(payer_api);
+    let concurrent = (1..=8u64).map(|k| {
+        let payer_api = payer_api.clone();
+        tokio::spawn(
+            async move { payer_api.pay(&channel, atto(k), Some(b"flow-a".to_vec())).await },
+        )
+    });
+    for paid in futures::future::join_all(concurrent).await {
+        let paid = paid.unwrap().unwrap();
+        assert_eq!(paid.lane, a1.lane);
+        assert!(
+            matches!(
+                paid.response.status(),
+                Some(VoucherStatus::Accepted | VoucherStatus::Covered)
+            ),
+            "{:?}",
+            paid.response
+        );
+    }
+    let status = payee.manager.status(&channel).await.unwrap();
+    let lane = status.lanes.iter().find(|l| l.lane == a1.lane).unwrap();
+    assert_eq!(lane.amount, atto(15 + 8 * 9 / 2));
+
     // Too long a flow reference, a zero amount: refused before anything is created.
     let err = payer_api.pay(&channel, atto(1), Some(vec![0; 65])).await.unwrap_err();
     assert!(matches!(err, PayError::FlowTooLong(65)), "{err}");

@@ -1051,16 +1051,18 @@ impl PaymentChannelManager {
     #[tracing::instrument(name = "paych_status", level = "debug", skip_all)]
     pub async fn status(&self, channel: &Address) -> Result<ChannelStatus> {
         let record = self.record_by_address(channel)?;
-        let lock = self.channel_lock(record.id);
-        let mut cache = lock.lock().await;
-        self.load_cache(record.id, &mut cache)?;
-        let record = self.record(record.id)?;
+        // Read before taking the channel's lock: a chain read can take a round trip to the
+        // node, and vouchers being created on the channel need the lock meanwhile.
         let on_chain = match &record.channel {
             Some(addr) if !matches!(record.lifecycle, Lifecycle::Collected) => {
                 self.inner.chain.channel(addr).await.ok()
             }
             _ => None,
         };
+        let lock = self.channel_lock(record.id);
+        let mut cache = lock.lock().await;
+        self.load_cache(record.id, &mut cache)?;
+        let record = self.record(record.id)?;
         let lanes = cache
             .lanes
             .iter()

@@ -133,6 +133,42 @@ impl PaymentChannelManager {
                 "a voucher amount cannot be negative".to_owned(),
             ));
         }
+        self.create_on_lane(channel, lane, spec, false).await
+    }
+
+    /// Creates a voucher on `lane` paying `delta` more than the lane's latest voucher: the
+    /// lane's amount is read and raised under the channel's lock, so concurrent payments on
+    /// one lane each add their own `delta` (with rising nonces) and none needs to know the
+    /// lane's amount first. Otherwise as [`Self::voucher_create`]; a zero or negative
+    /// `delta` is refused.
+    #[tracing::instrument(name = "paych_voucher_pay", level = "debug", skip_all)]
+    pub async fn voucher_pay(
+        &self,
+        channel: &Address,
+        lane: u64,
+        delta: TokenAmount,
+    ) -> Result<VoucherCreateResult> {
+        if !delta.is_positive() {
+            return Err(ManagerError::InvalidAmount("a payment must be positive".to_owned()));
+        }
+        self.create_on_lane(
+            channel,
+            lane,
+            VoucherSpec { amount: delta, ..VoucherSpec::default() },
+            true,
+        )
+        .await
+    }
+
+    /// The one path of voucher creation: `spec.amount` is the lane's new amount, or (when
+    /// `add_to_lane`) what the voucher adds to the lane's latest amount.
+    async fn create_on_lane(
+        &self,
+        channel: &Address,
+        lane: u64,
+        mut spec: VoucherSpec,
+        add_to_lane: bool,
+    ) -> Result<VoucherCreateResult> {
         if lane > MAX_LANE {
             return Err(ManagerError::InvalidVoucher(actor::ActorError::LaneTooLarge(lane)));
         }
@@ -148,6 +184,9 @@ impl PaymentChannelManager {
         self.load_cache(record.id, &mut cache)?;
         let previous = cache.lanes.get(&lane).cloned();
         let tip = previous.clone().unwrap_or_default();
+        if add_to_lane {
+            spec.amount = &tip.amount + &spec.amount;
+        }
         if spec.amount < tip.amount {
             return Err(ManagerError::AmountBelowLane {
                 lane,
