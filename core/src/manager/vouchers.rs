@@ -140,7 +140,9 @@ impl PaymentChannelManager {
     /// lane's amount is read and raised under the channel's lock, so concurrent payments on
     /// one lane each add their own `delta` (with rising nonces) and none needs to know the
     /// lane's amount first. Otherwise as [`Self::voucher_create`]; a zero or negative
-    /// `delta` is refused.
+    /// `delta` is refused. Should a voucher's signature fail after a later payment on its
+    /// lane built on it, the later voucher's amount still includes the failed payment's
+    /// `delta` (the payee is paid for it; the channel never promises more than it holds).
     #[tracing::instrument(name = "paych_voucher_pay", level = "debug", skip_all)]
     pub async fn voucher_pay(
         &self,
