@@ -228,6 +228,14 @@ impl PaymentChannelManager {
         cache.lanes.insert(lane, LaneTip { nonce: voucher.nonce, amount: spec.amount.clone() });
         let in_flight = super::InFlight::enter(&cache.in_flight);
         drop(cache);
+        // When another caller was waiting, releasing the lock handed it over and woke that
+        // caller into this worker's next slot, where it would wait for this signature.
+        // Yielding lets it take its turn while an idle worker picks this task up, so the two
+        // sign in parallel. (The lock still free means no one was waiting: no yield.)
+        match lock.try_lock() {
+            Ok(free) => drop(free),
+            Err(_) => tokio::task::yield_now().await,
+        }
 
         let signature = match self.inner.wallet.sign(&record.from, &signing) {
             Ok(signature) => signature,
