@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex as StdMutex};
 use harness::{atto, fund, open_store_when_free, test_config, within, Net};
 use paych_core::chain::devnet::Devnet;
 use paych_core::crypto;
-use paych_core::manager::{ManagerError, MessageOutcome, PaymentChannelManager};
+use paych_core::manager::{ManagerError, MessageOutcome, PaymentChannelManager, ReconcileDraft};
 use paych_core::reconcile::ReconcilePolicy;
 use paych_core::types::{Address, Network, Signature, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet, WalletError};
@@ -79,6 +79,51 @@ async fn concurrent_creates_on_one_channel_give_no_nonce_twice_and_never_overspe
     assert_eq!(next.voucher.unwrap().nonce, tip.nonce + 1);
 }
 
+/// On a fresh channel `ch`: lanes `0..lanes` each paid 100 and redeemed on chain by the
+/// payee, then paid up to 300; answers the payee's reconcile draft folding them.
+async fn draft_after_redeeming(
+    payer: &PaymentChannelManager,
+    payee: &PaymentChannelManager,
+    ch: Address,
+    lanes: u64,
+) -> ReconcileDraft {
+    for lane in 0..lanes {
+        let v = payer.voucher_create(&ch, atto(100), lane).await.unwrap().voucher.unwrap();
+        payee.voucher_add(&ch, &v, atto(0)).await.unwrap();
+        let cid = payee.voucher_submit(&ch, &v, &[]).await.unwrap();
+        let outcome = within("the submit to land", payee.wait_message(&cid)).await.unwrap();
+        assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
+    }
+    for lane in 0..lanes {
+        let v = payer.voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
+        payee.voucher_add(&ch, &v, atto(0)).await.unwrap();
+    }
+    payee.reconcile_draft(&ch, &atto(40)).await.unwrap()
+}
+
+/// The payer's combined voucher for `draft`, asked under request hash `blake2b(tag)`.
+async fn answer(
+    payer: &PaymentChannelManager,
+    draft: &ReconcileDraft,
+    tag: &[u8],
+) -> SignedVoucher {
+    let hash = crypto::blake2b_256(tag);
+    let policy = ReconcilePolicy::default();
+    let answer = payer
+        .reconcile_as_payer(&hash, &draft.vouchers, &draft.req_val, &policy, |v| v.to_cbor())
+        .await
+        .unwrap();
+    SignedVoucher::from_cbor(&answer).unwrap()
+}
+
+/// The nonce at which `combined` closes each lane it touches: its own and every merged one.
+fn closed_at(combined: &SignedVoucher) -> BTreeMap<u64, u64> {
+    let mut closes: BTreeMap<u64, u64> =
+        combined.merges.iter().map(|m| (m.lane, m.nonce)).collect();
+    closes.insert(combined.lane, combined.nonce);
+    closes
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconciliation_sees_every_voucher_issued_on_the_lanes_it_closes() {
     let net = Net::new();
@@ -86,19 +131,7 @@ async fn a_reconciliation_sees_every_voucher_issued_on_the_lanes_it_closes() {
     let payee = net.node(10).await;
     let ch = payer.open_channel(payee.addr, atto(10_000_000)).await;
 
-    // Lanes 0..4 redeemed once, then paid again.
-    for lane in 0..4 {
-        let v = payer.m().voucher_create(&ch, atto(100), lane).await.unwrap().voucher.unwrap();
-        payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
-        let cid = payee.m().voucher_submit(&ch, &v, &[]).await.unwrap();
-        let outcome = within("the submit to land", payee.m().wait_message(&cid)).await.unwrap();
-        assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
-    }
-    for lane in 0..4 {
-        let v = payer.m().voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
-        payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
-    }
-    let draft = payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap();
+    let draft = draft_after_redeeming(payer.m(), payee.m(), ch, 4).await;
     assert_eq!(draft.vouchers.len(), 4);
 
     // The payer keeps creating vouchers on those lanes while it answers.
@@ -121,19 +154,7 @@ async fn a_reconciliation_sees_every_voucher_issued_on_the_lanes_it_closes() {
         }));
     }
     tokio::task::yield_now().await;
-    let hash = crypto::blake2b_256(b"a request during creates");
-    let answer = payer
-        .m()
-        .reconcile_as_payer(
-            &hash,
-            &draft.vouchers,
-            &draft.req_val,
-            &ReconcilePolicy::default(),
-            |v| v.to_cbor(),
-        )
-        .await
-        .unwrap();
-    let combined = SignedVoucher::from_cbor(&answer).unwrap();
+    let combined = answer(payer.m(), &draft, b"a request during creates").await;
     let mut returned = Vec::new();
     for c in creators {
         returned.extend(c.await.unwrap());
@@ -141,9 +162,7 @@ async fn a_reconciliation_sees_every_voucher_issued_on_the_lanes_it_closes() {
 
     // Every voucher the payer returned on a lane the combined voucher closes is below the
     // nonce it closes that lane at: none of them can be redeemed after it.
-    let mut closes: BTreeMap<u64, u64> =
-        combined.merges.iter().map(|m| (m.lane, m.nonce)).collect();
-    closes.insert(combined.lane, combined.nonce);
+    let closes = closed_at(&combined);
     for v in &returned {
         if let Some(&at) = closes.get(&v.lane) {
             assert!(
@@ -245,18 +264,7 @@ async fn a_reconciliation_waits_for_a_voucher_being_signed_on_a_lane_it_closes()
     let handle = payer.create(from, payee.addr, atto(1_000_000), atto(0)).await.unwrap();
     let ch =
         within("the channel", payer.get_wait_ready(&handle.wait_sentinel.unwrap())).await.unwrap();
-    for lane in 0..2 {
-        let v = payer.voucher_create(&ch, atto(100), lane).await.unwrap().voucher.unwrap();
-        payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
-        let cid = payee.m().voucher_submit(&ch, &v, &[]).await.unwrap();
-        let outcome = within("the submit to land", payee.m().wait_message(&cid)).await.unwrap();
-        assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
-    }
-    for lane in 0..2 {
-        let v = payer.voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
-        payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
-    }
-    let draft = payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap();
+    let draft = draft_after_redeeming(&payer, payee.m(), ch, 2).await;
 
     // A voucher on lane 0 is being signed (its nonce given, not yet stored) ...
     wallet.hold_next();
@@ -273,30 +281,18 @@ async fn a_reconciliation_waits_for_a_voucher_being_signed_on_a_lane_it_closes()
     // ... when the payee's request arrives: the answer waits for it.
     let answering = tokio::spawn({
         let (payer, draft) = (payer.clone(), draft.clone());
-        async move {
-            let hash = crypto::blake2b_256(b"a request while signing");
-            payer
-                .reconcile_as_payer(
-                    &hash,
-                    &draft.vouchers,
-                    &draft.req_val,
-                    &ReconcilePolicy::default(),
-                    |v| v.to_cbor(),
-                )
-                .await
-        }
+        async move { answer(&payer, &draft, b"a request while signing").await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let answered_early = answering.is_finished();
     wallet.release();
     assert!(!answered_early, "answered while a voucher on a closing lane was unsigned");
     let created = creating.await.unwrap().unwrap().voucher.unwrap();
-    let answer = answering.await.unwrap().unwrap();
-    let combined = SignedVoucher::from_cbor(&answer).unwrap();
-    let mut closes: BTreeMap<u64, u64> =
-        combined.merges.iter().map(|m| (m.lane, m.nonce)).collect();
-    closes.insert(combined.lane, combined.nonce);
-    assert!(created.nonce < closes[&0], "{created:?} stays redeemable after {combined:?}");
+    let combined = answering.await.unwrap();
+    assert!(
+        created.nonce < closed_at(&combined)[&0],
+        "{created:?} stays redeemable after {combined:?}"
+    );
     payer.shutdown().await.unwrap();
 }
 

@@ -387,6 +387,11 @@ fn devnet() -> Devnet {
     Devnet::new(DevnetConfig::default()).unwrap()
 }
 
+/// `devnet` served over the Lotus JSON-RPC subset on a loopback port.
+async fn serve(devnet: &Devnet) -> paych_node::devnet_rpc::RpcServer {
+    paych_node::devnet_rpc::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
 #[tokio::test]
 async fn devnet_in_process_conforms() {
     let devnet = devnet();
@@ -396,10 +401,8 @@ async fn devnet_in_process_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lotus_client_over_http_to_paych_devnet_conforms() {
     let devnet = devnet();
-    let server = paych_node::devnet_rpc::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let api_info = format!(":/ip4/127.0.0.1/tcp/{}/http", server.local_addr().port());
+    let server = serve(&devnet).await;
+    let api_info = server.api_info();
     let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
     conformance(Harness::new(devnet, Arc::new(chain))).await;
     server.shutdown().await;
@@ -439,10 +442,8 @@ async fn a_devnet_restarts_where_it_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_lotus_client_reads_a_channel_concurrently() {
     let devnet = devnet();
-    let server = paych_node::devnet_rpc::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let api_info = format!(":/ip4/127.0.0.1/tcp/{}/http", server.local_addr().port());
+    let server = serve(&devnet).await;
+    let api_info = server.api_info();
     let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
     let payer = h.wallet.new_key().unwrap();
     let payee = h.wallet.new_key().unwrap();
@@ -472,10 +473,8 @@ async fn a_fresh_lotus_client_reads_a_channel_concurrently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lotus_client_keeps_address_resolutions() {
     let devnet = devnet();
-    let server = paych_node::devnet_rpc::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let api_info = format!(":/ip4/127.0.0.1/tcp/{}/http", server.local_addr().port());
+    let server = serve(&devnet).await;
+    let api_info = server.api_info();
     let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
     let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
     let payer = h.wallet.new_key().unwrap();
