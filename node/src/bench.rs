@@ -388,28 +388,18 @@ async fn pay_pipelined(
     count: usize,
     in_flight: usize,
 ) -> anyhow::Result<Duration> {
-    let permits = Arc::new(Semaphore::new(in_flight));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut pipeline = Pipeline::new(in_flight);
     let mut creating = Duration::ZERO;
     for _ in 0..count {
-        let permit = permits.clone().acquire_owned().await?;
+        let slot = pipeline.slot().await?;
         paid += UNIT;
         let start = Instant::now();
         let voucher = create(manager, channel, lane, paid).await?;
         creating += start.elapsed();
         let target = target.clone();
-        tasks.spawn(async move {
-            let result = target.send(voucher).await;
-            drop(permit);
-            result
-        });
-        while let Some(done) = tasks.try_join_next() {
-            done??;
-        }
+        pipeline.spawn(slot, async move { target.send(voucher).await })?;
     }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
+    pipeline.finish().await?;
     Ok(creating)
 }
 
@@ -538,29 +528,64 @@ async fn raw_request_response(
         rtts.push(start.elapsed());
     }
     rtts.sort();
-    let permits = Arc::new(Semaphore::new(in_flight));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut pipeline = Pipeline::new(in_flight);
     let start = Instant::now();
     for _ in 0..samples {
-        let permit = permits.clone().acquire_owned().await?;
-        let request = echo(voucher.clone());
-        tasks.spawn(async move {
-            let result = request.await;
-            drop(permit);
-            result
-        });
-        while let Some(done) = tasks.try_join_next() {
-            done??;
-        }
+        let slot = pipeline.slot().await?;
+        pipeline.spawn(slot, echo(voucher.clone()))?;
     }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
+    pipeline.finish().await?;
     let per_sec = rate(samples, start.elapsed());
     drop(commands);
     client_task.abort();
     server_task.abort();
     Ok((percentile(&rtts, 50), per_sec))
+}
+
+/// Requests kept in flight, at most a fixed number at once: the same loop for paych's
+/// payments and for the raw request-response they are measured against.
+struct Pipeline<T> {
+    permits: Arc<Semaphore>,
+    tasks: tokio::task::JoinSet<anyhow::Result<T>>,
+}
+
+impl<T: Send + 'static> Pipeline<T> {
+    fn new(in_flight: usize) -> Self {
+        Pipeline {
+            permits: Arc::new(Semaphore::new(in_flight)),
+            tasks: tokio::task::JoinSet::new(),
+        }
+    }
+
+    /// Waits for room for one more request.
+    async fn slot(&self) -> anyhow::Result<tokio::sync::OwnedSemaphorePermit> {
+        Ok(self.permits.clone().acquire_owned().await?)
+    }
+
+    /// Runs `request` in `slot`; fails with the first request that has failed so far.
+    fn spawn(
+        &mut self,
+        slot: tokio::sync::OwnedSemaphorePermit,
+        request: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.tasks.spawn(async move {
+            let result = request.await;
+            drop(slot);
+            result
+        });
+        while let Some(done) = self.tasks.try_join_next() {
+            done??;
+        }
+        Ok(())
+    }
+
+    /// Waits for every request; fails with the first that failed.
+    async fn finish(mut self) -> anyhow::Result<()> {
+        while let Some(done) = self.tasks.join_next().await {
+            done??;
+        }
+        Ok(())
+    }
 }
 
 /// The `p`-th percentile of sorted `times`.
