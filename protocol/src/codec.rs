@@ -18,6 +18,7 @@
 use std::io;
 use std::marker::PhantomData;
 use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::{self, Either};
@@ -309,12 +310,20 @@ where
     // One byte past the limit tells an oversized message from one of exactly `limit` bytes.
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let mut limited = io.take(cap);
-    let read = pin!(limited.read_to_end(&mut bytes));
-    match future::select(read, Delay::new(timeout)).await {
-        Either::Left((result, _)) => {
+    let mut read = pin!(limited.read_to_end(&mut bytes));
+    // A message already in the stream's buffers is read without arming the timer: arming
+    // one registers it with the timer's thread and wakes that thread, which costs more than
+    // reading a small message.
+    match futures::poll!(read.as_mut()) {
+        Poll::Ready(result) => {
             result?;
         }
-        Either::Right(_) => return Err(CodecError::Timeout { what, timeout }.into_io()),
+        Poll::Pending => match future::select(read, Delay::new(timeout)).await {
+            Either::Left((result, _)) => {
+                result?;
+            }
+            Either::Right(_) => return Err(CodecError::Timeout { what, timeout }.into_io()),
+        },
     }
     if bytes.len() > limit {
         return Err(CodecError::TooLarge { what, limit }.into_io());
@@ -481,6 +490,55 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
             assert!(matches!(CodecError::from_io(&err), Some(CodecError::Decode { .. })));
         });
+    }
+
+    #[test]
+    fn a_reader_that_stalls_after_its_first_bytes_times_out() {
+        futures::executor::block_on(async {
+            let mut reader = Trickle { waited: true, chunk: Some(vec![0u8; 4]), then_end: false };
+            let err = read_body(&mut reader, "x", 10, Duration::from_millis(50)).await.unwrap_err();
+            assert!(matches!(CodecError::from_io(&err), Some(CodecError::Timeout { .. })));
+        });
+    }
+
+    #[test]
+    fn a_message_not_there_at_the_first_read_is_read_once_it_arrives() {
+        futures::executor::block_on(async {
+            let mut reader = Trickle { waited: false, chunk: Some(vec![1u8; 6]), then_end: true };
+            let body = read_body(&mut reader, "x", 10, DEFAULT_READ_TIMEOUT).await.unwrap();
+            assert_eq!(body, vec![1u8; 6]);
+        });
+    }
+
+    /// A reader that is not ready at its first poll unless `waited`, then yields `chunk`
+    /// once, then ends the stream (`then_end`) or stalls.
+    struct Trickle {
+        waited: bool,
+        chunk: Option<Vec<u8>>,
+        then_end: bool,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            if !self.waited {
+                self.waited = true;
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            match self.chunk.take() {
+                Some(chunk) => {
+                    let n = chunk.len().min(buf.len());
+                    buf[..n].copy_from_slice(&chunk[..n]);
+                    std::task::Poll::Ready(Ok(n))
+                }
+                None if self.then_end => std::task::Poll::Ready(Ok(0)),
+                None => std::task::Poll::Pending,
+            }
+        }
     }
 
     /// A reader that never yields data.
