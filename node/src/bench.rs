@@ -10,7 +10,12 @@
 //!   Yamux) and the same DAG-CBOR codec, the responder answering at once — round trip p50
 //!   and pipelined rate;
 //! - **bare secp256k1 sign and recover rates** over a voucher's signing bytes;
-//! - **durable store write**: one sled insert and flush (p50).
+//! - **durable store write**: one sled insert of a voucher-sized record and a flush (p50).
+//!
+//! Every measure is spread over ten rounds, and each round takes its share of all of them one
+//! after the other (crypto, store, raw round trips, payments; then pipelined payments and
+//! pipelined raw requests), so that a machine whose speed drifts during the run slows each
+//! ratio's two sides alike. Blocks are produced only while the channel is set up.
 //!
 //! The CPU ceiling is the rate at which one payment's unavoidable work could go if it ran
 //! back to back: `ceiling = 1 / (1/sign + 1/recover + 1/raw_rr)` payments per second (each
@@ -94,6 +99,12 @@ impl Report {
             + self.store_p50_us
     }
 
+    /// The floor with both durable writes a payment makes in series (the payer's voucher
+    /// before it leaves, the payee's before it answers): informational, beside the target's.
+    fn rtt_floor_two_stores_us(&self) -> f64 {
+        self.rtt_floor_us() + self.store_p50_us
+    }
+
     fn json(&self) -> serde_json::Value {
         let ceiling = self.ceiling();
         let floor = self.rtt_floor_us();
@@ -116,6 +127,8 @@ impl Report {
             "rtt_floor_us": floor,
             "pipelined_vs_ceiling": self.pipelined_payments_per_sec / ceiling,
             "rtt_p50_vs_floor": self.rtt_p50_us / floor,
+            "rtt_floor_two_stores_us": self.rtt_floor_two_stores_us(),
+            "rtt_p50_vs_two_store_floor": self.rtt_p50_us / self.rtt_floor_two_stores_us(),
             "pipelined_vs_raw_rr": self.pipelined_payments_per_sec / self.raw_rr_per_sec,
         })
     }
@@ -140,7 +153,8 @@ impl Report {
              ceiling = 1 / (1/sign + 1/recover + 1/raw_rr) = {:.0} payments/s\n\
              pipelined / ceiling = {:.2} (target >= 0.5: {})\n\
              rtt floor = raw rtt p50 + sign + recover + store = {:.0} µs\n\
-             rtt p50 / floor = {:.2} (target <= 1.5: {})\n",
+             rtt p50 / floor = {:.2} (target <= 1.5: {})\n\
+             with both durable writes of a payment: floor {:.0} µs, rtt p50 / floor = {:.2}\n",
             self.payments,
             self.in_flight,
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -161,6 +175,8 @@ impl Report {
             floor,
             rtt_ratio,
             verdict(rtt_ratio <= 1.5),
+            self.rtt_floor_two_stores_us(),
+            self.rtt_p50_us / self.rtt_floor_two_stores_us(),
         )
     }
 }
@@ -199,28 +215,39 @@ impl Drop for Scratch {
     }
 }
 
+/// The rounds every measure is spread over. Each round measures its share of every raw
+/// reference and of the payments, one after the other, so that a machine whose speed drifts
+/// during the run (shared cores, a neighbour's load) slows both sides of each ratio alike.
+const ROUNDS: usize = 10;
+
+/// Round `round`'s share of `total`: the rounds' shares differ by one at most and add up to
+/// `total`.
+fn share(total: usize, round: usize) -> usize {
+    total / ROUNDS + usize::from(round < total % ROUNDS)
+}
+
 async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Report> {
     let samples = usize::try_from(args.payments).unwrap_or(usize::MAX);
     let in_flight = usize::try_from(args.in_flight).unwrap_or(64);
-
-    // The bare crypto and store costs.
+    let crypto_per_round = samples.clamp(200, 5000).div_ceil(ROUNDS);
+    let store_per_round = samples.clamp(20, 500).div_ceil(ROUNDS);
     let key = crypto::generate_secret_key().map_err(|e| anyhow!("cannot draw a key: {e}"))?;
-    let crypto_rounds = samples.clamp(200, 5000);
-    let (raw_sign_per_sec, raw_recover_per_sec) =
-        tokio::task::spawn_blocking(move || paych_node::limits::crypto_rates(&key, crypto_rounds))
-            .await??;
-    let store_dir = dir.join("store-probe");
-    let store_rounds = samples.clamp(20, 500);
-    let store_p50_us =
-        tokio::task::spawn_blocking(move || store_p50(&store_dir, store_rounds)).await??;
+    let store_probe = sled::open(dir.join("store-probe")).context("cannot open the store probe")?;
 
-    // Two nodes on one devnet, a channel between them.
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(10)),
-        ..DevnetConfig::default()
-    })
-    .context("cannot start the devnet")?;
-    devnet.start_mining();
+    // Two nodes on one devnet, a channel between them. Blocks come every 10 ms while the
+    // parties are funded and the channel is created, and stop before anything is measured:
+    // producing blocks is not part of a payment (a real chain makes one every 30 s).
+    let devnet = Devnet::new(DevnetConfig::default()).context("cannot start the devnet")?;
+    let miner = tokio::spawn({
+        let devnet = devnet.clone();
+        async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                ticker.tick().await;
+                devnet.mine(1);
+            }
+        }
+    });
     let payer = party(&devnet, dir, "payer", 10).await?;
     let payee = party(&devnet, dir, "payee", 0).await?;
     let handle = payer
@@ -231,6 +258,7 @@ async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repo
     let channel =
         tokio::time::timeout(STEP_TIMEOUT, payer.manager.get_wait_ready(&sentinel)).await??;
     let lane = payer.manager.allocate_lane(&channel).await?;
+    miner.abort();
 
     let config = NetworkConfig {
         protocol: paych_protocol::Config {
@@ -248,63 +276,103 @@ async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repo
         network::spawn(Keypair::generate_ed25519(), config, payer.manager.clone())?;
     let target = Target { net: payer_net, peer: payee_net.local_peer_id(), addrs: payee_addrs };
 
-    // Warm up, then one payment at a time, then many in flight.
+    // Warm up both paths; the echo answers with a voucher the payee accepted.
     let mut paid = 0u64;
     for _ in 0..10 {
         paid += UNIT;
         pay_once(&payer.manager, &target, &channel, lane, paid).await?;
     }
-    let mut rtts = Vec::with_capacity(samples);
-    let mut creates = Vec::with_capacity(samples);
-    let mut sends = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        paid += UNIT;
-        let start = Instant::now();
-        let voucher = create(&payer.manager, &channel, lane, paid).await?;
-        let created = start.elapsed();
-        target.send(voucher).await?;
-        let total = start.elapsed();
-        rtts.push(total);
-        creates.push(created);
-        sends.push(total.saturating_sub(created));
-    }
-    let start = Instant::now();
-    let creating =
-        pay_pipelined(&payer.manager, &target, &channel, lane, paid, samples, in_flight).await?;
-    let elapsed = start.elapsed();
-    let pipelined_payments_per_sec = rate(samples, elapsed);
-    let pipelined_create_share = creating.as_secs_f64() / elapsed.as_secs_f64().max(1e-9);
-
-    // The raw request-response over the same stack, with a voucher the payee accepted.
     let voucher = payer
         .manager
         .voucher_list(&channel)?
         .pop()
         .context("the payer holds no voucher after paying")?;
-    let (raw_rr_rtt, raw_rr_per_sec) = raw_request_response(voucher, samples, in_flight).await?;
+    let echo = Echo::start(&voucher).await?;
+    for _ in 0..10 {
+        echo.round_trip(voucher.clone()).await?;
+    }
 
+    // One at a time: each round measures sign and recover, the store's durable write, the
+    // raw round trip and the payments.
+    let mut signing = Duration::ZERO;
+    let mut recovering = Duration::ZERO;
+    let mut stores = Vec::with_capacity(store_per_round * ROUNDS);
+    let mut raw_rtts = Vec::with_capacity(samples);
+    let mut rtts = Vec::with_capacity(samples);
+    let mut creates = Vec::with_capacity(samples);
+    let mut sends = Vec::with_capacity(samples);
+    for round in 0..ROUNDS {
+        let per_round = share(samples, round);
+        let (sign, recover) = tokio::task::spawn_blocking(move || {
+            paych_node::limits::crypto_times(&key, crypto_per_round)
+        })
+        .await??;
+        signing += sign;
+        recovering += recover;
+        let db = store_probe.clone();
+        let first = round * store_per_round;
+        stores.extend(
+            tokio::task::spawn_blocking(move || durable_writes(&db, first, store_per_round))
+                .await??,
+        );
+        for _ in 0..per_round {
+            let start = Instant::now();
+            echo.round_trip(voucher.clone()).await?;
+            raw_rtts.push(start.elapsed());
+        }
+        for _ in 0..per_round {
+            paid += UNIT;
+            let start = Instant::now();
+            let voucher = create(&payer.manager, &channel, lane, paid).await?;
+            let created = start.elapsed();
+            target.send(voucher).await?;
+            let total = start.elapsed();
+            rtts.push(total);
+            creates.push(created);
+            sends.push(total.saturating_sub(created));
+        }
+    }
+
+    // Pipelined, with `in_flight` requests outstanding: each round runs its share of the
+    // payments and of the raw requests.
+    let (mut paying, mut creating, mut echoing) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for round in 0..ROUNDS {
+        let per_round = share(samples, round);
+        let start = Instant::now();
+        creating +=
+            pay_pipelined(&payer.manager, &target, &channel, lane, paid, per_round, in_flight)
+                .await?;
+        paying += start.elapsed();
+        paid += UNIT * per_round as u64;
+        let start = Instant::now();
+        echo.pipelined(&voucher, per_round, in_flight).await?;
+        echoing += start.elapsed();
+    }
+
+    echo.stop();
     payee_task.abort();
     payer_task.abort();
     payer.manager.shutdown().await?;
     payee.manager.shutdown().await?;
 
-    rtts.sort();
-    creates.sort();
-    sends.sort();
+    let crypto_ops = crypto_per_round * ROUNDS;
+    for times in [&mut stores, &mut raw_rtts, &mut rtts, &mut creates, &mut sends] {
+        times.sort();
+    }
     Ok(Report {
         payments: args.payments,
         in_flight: args.in_flight,
-        pipelined_payments_per_sec,
+        pipelined_payments_per_sec: rate(samples, paying),
         rtt_p50_us: micros(percentile(&rtts, 50)),
         rtt_p99_us: micros(percentile(&rtts, 99)),
         create_p50_us: micros(percentile(&creates, 50)),
         send_p50_us: micros(percentile(&sends, 50)),
-        pipelined_create_share,
-        raw_rr_per_sec,
-        raw_rr_rtt_p50_us: micros(raw_rr_rtt),
-        raw_sign_per_sec,
-        raw_recover_per_sec,
-        store_p50_us,
+        pipelined_create_share: creating.as_secs_f64() / paying.as_secs_f64().max(1e-9),
+        raw_rr_per_sec: rate(samples, echoing),
+        raw_rr_rtt_p50_us: micros(percentile(&raw_rtts, 50)),
+        raw_sign_per_sec: rate(crypto_ops, signing),
+        raw_recover_per_sec: rate(crypto_ops, recovering),
+        store_p50_us: micros(percentile(&stores, 50)),
     })
 }
 
@@ -403,20 +471,18 @@ async fn pay_pipelined(
     Ok(creating)
 }
 
-/// The median time of one durable write: a sled insert of a voucher-sized record and a
-/// flush, as the store does for each voucher.
-fn store_p50(dir: &std::path::Path, rounds: usize) -> anyhow::Result<f64> {
-    let db = sled::open(dir).context("cannot open the store probe")?;
+/// `count` durable writes, timed one by one: a sled insert of a voucher-sized record (keys
+/// from `first` on) and a flush, as the store does for each voucher.
+fn durable_writes(db: &sled::Db, first: usize, count: usize) -> anyhow::Result<Vec<Duration>> {
     let value = [7u8; 256];
-    let mut times = Vec::with_capacity(rounds);
-    for i in 0..rounds {
+    let mut times = Vec::with_capacity(count);
+    for i in first..first + count {
         let start = Instant::now();
         db.insert(i.to_be_bytes(), &value[..])?;
         db.flush()?;
         times.push(start.elapsed());
     }
-    times.sort();
-    Ok(micros(percentile(&times, 50)))
+    Ok(times)
 }
 
 type EchoBehaviour = request_response::Behaviour<VoucherCodec>;
@@ -441,72 +507,84 @@ fn echo_swarm(streams: usize) -> anyhow::Result<Swarm<EchoBehaviour>> {
     Ok(swarm)
 }
 
-/// The raw request-response: p50 round trip one at a time, and the rate with `in_flight`
-/// requests outstanding, through a client loop shaped like the node's (commands over a
-/// bounded channel, one-shot replies).
-async fn raw_request_response(
-    voucher: SignedVoucher,
-    samples: usize,
-    in_flight: usize,
-) -> anyhow::Result<(Duration, f64)> {
-    let mut server = echo_swarm(256)?;
-    server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
-    let server_addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
-            break address;
-        }
-    };
-    let server_peer = *server.local_peer_id();
-    let answer = VoucherResponse::accepted(voucher.amount.clone(), voucher.amount.clone());
-    let server_task = tokio::spawn(async move {
-        loop {
-            if let SwarmEvent::Behaviour(request_response::Event::Message {
-                message: request_response::Message::Request { channel, .. },
-                ..
-            }) = server.select_next_some().await
-            {
-                let _ = server.behaviour_mut().send_response(channel, answer.clone());
-            }
-        }
-    });
+/// The raw request-response: two bare swarms with the node's transport stack and codec, the
+/// responder answering a fixed response at once, the requester behind a client loop shaped
+/// like the node's (commands over a bounded channel, one-shot replies).
+struct Echo {
+    commands: mpsc::Sender<(VoucherRequest, EchoReply)>,
+    client: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
+}
 
-    let mut client = echo_swarm(256)?;
-    client.add_peer_address(server_peer, server_addr);
-    let (commands, mut receiver) = mpsc::channel::<(VoucherRequest, EchoReply)>(64);
-    let client_task = tokio::spawn(async move {
-        let mut pending: HashMap<OutboundRequestId, EchoReply> = HashMap::new();
-        loop {
-            tokio::select! {
-                command = receiver.recv() => match command {
-                    Some((request, reply)) => {
-                        let id = client.behaviour_mut().send_request(&server_peer, request);
-                        pending.insert(id, reply);
-                    }
-                    None => break,
-                },
-                event = client.select_next_some() => match event {
-                    SwarmEvent::Behaviour(request_response::Event::Message {
-                        message: request_response::Message::Response { request_id, response },
-                        ..
-                    }) => {
-                        if let Some(reply) = pending.remove(&request_id) {
-                            let _ = reply.send(Ok(response));
-                        }
-                    }
-                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                        request_id, error, ..
-                    }) => {
-                        if let Some(reply) = pending.remove(&request_id) {
-                            let _ = reply.send(Err(error.to_string()));
-                        }
-                    }
-                    _ => {}
-                },
+impl Echo {
+    /// Starts both swarms; the responder answers every request as if it had accepted
+    /// `voucher`.
+    async fn start(voucher: &SignedVoucher) -> anyhow::Result<Self> {
+        let mut server = echo_swarm(256)?;
+        server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+        let server_addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+                break address;
             }
-        }
-    });
-    let echo = |voucher: SignedVoucher| {
-        let commands = commands.clone();
+        };
+        let server_peer = *server.local_peer_id();
+        let answer = VoucherResponse::accepted(voucher.amount.clone(), voucher.amount.clone());
+        let server = tokio::spawn(async move {
+            loop {
+                if let SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                }) = server.select_next_some().await
+                {
+                    let _ = server.behaviour_mut().send_response(channel, answer.clone());
+                }
+            }
+        });
+
+        let mut client = echo_swarm(256)?;
+        client.add_peer_address(server_peer, server_addr);
+        let (commands, mut receiver) = mpsc::channel::<(VoucherRequest, EchoReply)>(64);
+        let client = tokio::spawn(async move {
+            let mut pending: HashMap<OutboundRequestId, EchoReply> = HashMap::new();
+            loop {
+                tokio::select! {
+                    command = receiver.recv() => match command {
+                        Some((request, reply)) => {
+                            let id = client.behaviour_mut().send_request(&server_peer, request);
+                            pending.insert(id, reply);
+                        }
+                        None => break,
+                    },
+                    event = client.select_next_some() => match event {
+                        SwarmEvent::Behaviour(request_response::Event::Message {
+                            message: request_response::Message::Response { request_id, response },
+                            ..
+                        }) => {
+                            if let Some(reply) = pending.remove(&request_id) {
+                                let _ = reply.send(Ok(response));
+                            }
+                        }
+                        SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                            request_id, error, ..
+                        }) => {
+                            if let Some(reply) = pending.remove(&request_id) {
+                                let _ = reply.send(Err(error.to_string()));
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        });
+        Ok(Echo { commands, client, server })
+    }
+
+    /// One request and its answer.
+    fn round_trip(
+        &self,
+        voucher: SignedVoucher,
+    ) -> impl std::future::Future<Output = anyhow::Result<VoucherResponse>> + Send + 'static {
+        let commands = self.commands.clone();
         async move {
             let (reply, answer) = oneshot::channel();
             commands
@@ -516,30 +594,29 @@ async fn raw_request_response(
             let answer = tokio::time::timeout(STEP_TIMEOUT, answer).await??;
             answer.map_err(|e| anyhow!("echo request failed: {e}"))
         }
-    };
+    }
 
-    for _ in 0..10 {
-        echo(voucher.clone()).await?;
+    /// `count` requests with at most `in_flight` outstanding, through the same [`Pipeline`]
+    /// as the payments.
+    async fn pipelined(
+        &self,
+        voucher: &SignedVoucher,
+        count: usize,
+        in_flight: usize,
+    ) -> anyhow::Result<()> {
+        let mut pipeline = Pipeline::new(in_flight);
+        for _ in 0..count {
+            let slot = pipeline.slot().await?;
+            pipeline.spawn(slot, self.round_trip(voucher.clone()))?;
+        }
+        pipeline.finish().await
     }
-    let mut rtts = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let start = Instant::now();
-        echo(voucher.clone()).await?;
-        rtts.push(start.elapsed());
+
+    fn stop(self) {
+        drop(self.commands);
+        self.client.abort();
+        self.server.abort();
     }
-    rtts.sort();
-    let mut pipeline = Pipeline::new(in_flight);
-    let start = Instant::now();
-    for _ in 0..samples {
-        let slot = pipeline.slot().await?;
-        pipeline.spawn(slot, echo(voucher.clone()))?;
-    }
-    pipeline.finish().await?;
-    let per_sec = rate(samples, start.elapsed());
-    drop(commands);
-    client_task.abort();
-    server_task.abort();
-    Ok((percentile(&rtts, 50), per_sec))
 }
 
 /// Requests kept in flight, at most a fixed number at once: the same loop for paych's
@@ -637,6 +714,7 @@ mod tests {
         };
         assert!((report.ceiling() - 1000.0 / 3.0).abs() < 1e-6);
         assert!((report.rtt_floor_us() - 2200.0).abs() < 1e-6);
+        assert!((report.rtt_floor_two_stores_us() - 2300.0).abs() < 1e-6);
         assert!(report.json()["pipelined_vs_ceiling"].as_f64().unwrap_or(0.0) > 1.0);
     }
 }

@@ -1,7 +1,7 @@
 //! The raw limits paych's figures are reported against, measured in the same run: bare
 //! secp256k1 signing and recovery over a voucher's signing bytes.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use paych_core::crypto::{self, SecretKey};
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
@@ -21,6 +21,15 @@ pub enum LimitError {
 /// (BLAKE2b-256 included), `rounds` of each.
 pub fn crypto_rates(key: &SecretKey, rounds: usize) -> Result<(f64, f64), LimitError> {
     let rounds = rounds.max(1);
+    let (sign, recover) = crypto_times(key, rounds)?;
+    let rate = |time: Duration| rounds as f64 / time.as_secs_f64().max(1e-9);
+    Ok((rate(sign), rate(recover)))
+}
+
+/// How long `rounds` bare signatures over a voucher's signing bytes take on this thread,
+/// and `rounds` recoveries of the signer from one of them (at least one of each).
+pub fn crypto_times(key: &SecretKey, rounds: usize) -> Result<(Duration, Duration), LimitError> {
+    let rounds = rounds.max(1);
     let voucher = SignedVoucher::new(Address::new_id(1001), 0, 1, TokenAmount::from_atto(1000u64));
     let bytes = voucher.signing_bytes().map_err(|e| LimitError::Encode(e.to_string()))?;
     let start = Instant::now();
@@ -28,12 +37,12 @@ pub fn crypto_rates(key: &SecretKey, rounds: usize) -> Result<(f64, f64), LimitE
     for _ in 1..rounds {
         signature = crypto::sign(key, &bytes);
     }
-    let sign = rounds as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    let sign = start.elapsed();
     let start = Instant::now();
     for _ in 0..rounds {
         crypto::recover(&signature, &bytes).map_err(|e| LimitError::Recover(e.to_string()))?;
     }
-    Ok((sign, rounds as f64 / start.elapsed().as_secs_f64().max(1e-9)))
+    Ok((sign, start.elapsed()))
 }
 
 /// The most payments per second one core could make if a payment cost only its signature

@@ -459,6 +459,8 @@ fn bench_prints_its_measures_as_json() {
         "rtt_floor_us",
         "pipelined_vs_ceiling",
         "rtt_p50_vs_floor",
+        "rtt_floor_two_stores_us",
+        "rtt_p50_vs_two_store_floor",
     ] {
         let value = report[field].as_f64().unwrap_or_else(|| panic!("{field} missing: {report}"));
         assert!(value > 0.0 && value.is_finite(), "{field} = {value}: {report}");
