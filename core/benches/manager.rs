@@ -3,7 +3,8 @@
 //!
 //! - `manager_create`: `voucher_create` (sign, store, fsync before returning) by 1 caller and
 //!   by 64 concurrent callers, each on its own channel or all on one shared channel (own
-//!   lanes), beside a bare secp256k1 sign;
+//!   lanes), beside a bare secp256k1 sign and the store's bare durable write (a sled insert
+//!   and flush), which together bound what a lone caller can reach;
 //! - `manager_add`: `voucher_add` (validate with the actor rules, store, fsync before
 //!   acknowledging) the same three ways, on a durable store and on a store whose `durable()`
 //!   returns at once, beside a bare secp256k1 recover.
@@ -44,6 +45,9 @@ use tokio::runtime::Runtime;
 
 /// Concurrent callers in the batched cases.
 const CALLERS: usize = 64;
+
+/// The raw durable write: a sled insert of a voucher-sized record and a flush.
+const DURABLE_WRITE: &str = "sled insert 256 B + flush";
 
 /// A [`SledStore`] whose `durable()` returns at once: the store without the flush, to
 /// measure what durability costs.
@@ -239,6 +243,17 @@ fn bench_create(c: &mut Criterion, s: &mut Setup) {
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("raw", "secp256k1 sign"), |b| {
         b.iter(|| SECP256K1.sign_ecdsa_recoverable(black_box(&digest), &key))
+    });
+    // The store's durable write on its own: what a lone caller waits for after signing.
+    let probe_dir = tempfile::tempdir().unwrap();
+    let probe = sled::open(probe_dir.path()).unwrap();
+    let mut key = 0u64;
+    group.bench_function(BenchmarkId::new("raw", DURABLE_WRITE), |b| {
+        b.iter(|| {
+            key += 1;
+            probe.insert(key.to_be_bytes(), &[7u8; 256][..]).unwrap();
+            probe.flush().unwrap()
+        })
     });
     group.bench_function(BenchmarkId::new("durable", "1 caller"), |b| {
         b.iter_custom(|iters| {
@@ -463,6 +478,34 @@ fn print_ratios() {
         let name = format!("{} {}", reference.function, reference.parameter);
         println!("{label:<42} {name:>16.16} {r:>12.0} {o:>12.0} {:>9.3} {verdict:>12}", r / o);
     }
+    print_lone_caller_bound(&root, sign, m("manager_create", "durable", "1 caller", 1.0));
+}
+
+/// A lone caller waits, for each voucher, for its signature and then for one durable write:
+/// prints how close to a bare sign that lets it come, against what it reached.
+fn print_lone_caller_bound(root: &Path, sign: Measured<'_>, create: Measured<'_>) {
+    let write = Measured {
+        group: "manager_create",
+        function: "raw",
+        parameter: DURABLE_WRITE,
+        per_iteration: 1.0,
+    };
+    let (Some(s), Some(w), Some(c)) =
+        (sign.ns_per_op(root), write.ns_per_op(root), create.ns_per_op(root))
+    else {
+        return;
+    };
+    println!("\nlone caller: one signature, then one durable write, per voucher");
+    println!("  durable write ({DURABLE_WRITE}): {w:.0} ns; bare sign {s:.0} ns");
+    println!(
+        "  best ratio to a bare sign, sign then write: sign / (sign + write) = {:.3}",
+        s / (s + w)
+    );
+    println!(
+        "  best ratio even with the write overlapping the signature: sign / max(sign, write) = {:.3}",
+        s / s.max(w)
+    );
+    println!("  create durable, 1 caller / (sign + write) = {:.3}", (s + w) / c);
 }
 
 fn main() {
