@@ -96,6 +96,21 @@ impl Harness {
         v.signature = Some(self.wallet.sign(signer, &v.signing_bytes().unwrap()).unwrap());
     }
 
+    /// Funds `payer` from the faucet and creates a channel of `amount` to `payee` through
+    /// the Init actor; answers its robust address.
+    async fn create_channel(&self, payer: Address, payee: Address, amount: TokenAmount) -> Address {
+        self.land(self.devnet.faucet(&payer, &amount + fil(90)).unwrap()).await;
+        let code = self.chain.actor_code(ActorKind::PaymentChannel).await.unwrap();
+        let ctor =
+            fvm_ipld_encoding::to_vec(&ConstructorParams { from: payer, to: payee }).unwrap();
+        let exec =
+            fvm_ipld_encoding::to_vec(&ExecParams { code_cid: code, constructor_params: ctor })
+                .unwrap();
+        let init = Address::new_id(INIT_ACTOR_ID);
+        let created = self.send(payer, init, amount, INIT_EXEC_METHOD, exec).await;
+        decode::decode::<ExecReturn>(&created.receipt.return_data).unwrap().robust_address
+    }
+
     async fn redeem(
         &self,
         caller: Address,
@@ -447,15 +462,7 @@ async fn a_fresh_lotus_client_reads_a_channel_concurrently() {
     let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
     let payer = h.wallet.new_key().unwrap();
     let payee = h.wallet.new_key().unwrap();
-    let cid = devnet.faucet(&payer, fil(100)).unwrap();
-    h.land(cid).await;
-    let code = h.chain.actor_code(ActorKind::PaymentChannel).await.unwrap();
-    let ctor = fvm_ipld_encoding::to_vec(&ConstructorParams { from: payer, to: payee }).unwrap();
-    let exec = fvm_ipld_encoding::to_vec(&ExecParams { code_cid: code, constructor_params: ctor })
-        .unwrap();
-    let created =
-        h.send(payer, Address::new_id(INIT_ACTOR_ID), fil(10), INIT_EXEC_METHOD, exec).await;
-    let ch = decode::decode::<ExecReturn>(&created.receipt.return_data).unwrap().robust_address;
+    let ch = h.create_channel(payer, payee, fil(10)).await;
 
     for _ in 0..5 {
         let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
@@ -494,4 +501,88 @@ async fn a_lotus_client_keeps_address_resolutions() {
     assert_eq!(chain.lookup_id(&later).await.unwrap(), Some(later_id));
     assert_eq!(chain.account_key(&id).await.unwrap(), payer);
     assert_eq!(chain.account_key(&payer).await.unwrap(), payer);
+}
+
+/// A Lotus client keeps a channel's lanes by the root of their AMT: reading a channel whose
+/// lanes did not change fetches no block again, and a redemption (a new root) is read anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lotus_client_reads_unchanged_lanes_once() {
+    let devnet = devnet();
+    let server = serve(&devnet).await;
+    let proxy = CountingProxy::start(server.local_addr(), b"Filecoin.ChainReadObj").await;
+    let api_info = paych_node::devnet_rpc::api_info(proxy.addr);
+    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
+    let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
+    let payer = h.wallet.new_key().unwrap();
+    let payee = h.wallet.new_key().unwrap();
+    let ch = h.create_channel(payer, payee, fil(10)).await;
+
+    let first = chain.channel(&ch).await.unwrap();
+    let fetched = proxy.count();
+    assert!(fetched >= 1, "the lanes' root block was not read");
+    let again = chain.channel(&ch).await.unwrap();
+    assert_eq!(again.state.lanes, first.state.lanes);
+    assert_eq!(proxy.count(), fetched, "unchanged lanes were fetched again");
+
+    h.land(devnet.faucet(&payee, fil(1)).unwrap()).await;
+    let voucher = h.voucher(&payer, ch, 3, 1, fil(2));
+    assert_eq!(exit(&h.redeem(payee, ch, &voucher).await), 0);
+    let after = chain.channel(&ch).await.unwrap();
+    assert!(proxy.count() > fetched, "the new lanes were not read");
+    assert_eq!(after.lane(3).map(|l| (l.redeemed.clone(), l.nonce)), Some((fil(2), 1)));
+    assert_eq!(after, devnet.channel(&ch).await.unwrap());
+    server.shutdown().await;
+}
+
+/// A TCP proxy on loopback in front of a server, counting how often the client's bytes
+/// contain `needle` (a JSON-RPC method name).
+struct CountingProxy {
+    addr: std::net::SocketAddr,
+    seen: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingProxy {
+    async fn start(server: std::net::SocketAddr, needle: &'static [u8]) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(server).await else { return };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = upstream.into_split();
+                    let up = async {
+                        // The last bytes of each read are kept, so a needle split between two
+                        // reads is still counted once.
+                        let mut window = Vec::new();
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = from_client.read(&mut buf).await?;
+                            if n == 0 {
+                                return to_server.shutdown().await;
+                            }
+                            window.extend_from_slice(&buf[..n]);
+                            let found =
+                                window.windows(needle.len()).filter(|w| *w == needle).count();
+                            counter.fetch_add(found, std::sync::atomic::Ordering::SeqCst);
+                            let keep = window.len().min(needle.len() - 1);
+                            window.drain(..window.len() - keep);
+                            to_server.write_all(&buf[..n]).await?;
+                        }
+                    };
+                    let down = tokio::io::copy(&mut from_server, &mut to_client);
+                    let _ = tokio::join!(up, down);
+                });
+            }
+        });
+        CountingProxy { addr, seen }
+    }
+
+    fn count(&self) -> usize {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

@@ -11,7 +11,9 @@
 //!
 //! A channel's lanes are read as the chain stores them: the blocks of its lane-state AMT are
 //! fetched with `ChainReadObj` (each checked against its CID) into a memory block store,
-//! then read with `fvm_ipld_amt`.
+//! then read with `fvm_ipld_amt`. The lanes read are kept by the AMT's root CID (bounded):
+//! a root names its content, so they are never stale, and a channel whose lanes have not
+//! changed costs one `StateReadState` to read.
 //!
 //! This module never holds keys or signs; it carries what the caller signed.
 
@@ -264,6 +266,11 @@ struct AddressCache {
 /// The most resolutions [`AddressCache`] keeps of each kind; it starts over when full.
 const MAX_CACHED_ADDRESSES: usize = 65_536;
 
+/// The most lane-state AMTs kept by their root CID; the cache starts over when full.
+const MAX_CACHED_LANE_ROOTS: usize = 1024;
+/// Lane-state AMTs with more lanes than this are read again each time rather than kept.
+const MAX_CACHED_LANES: usize = 4096;
+
 /// A [`Chain`] backed by a Lotus full node's JSON-RPC API.
 pub struct LotusChain {
     http: reqwest::Client,
@@ -272,6 +279,9 @@ pub struct LotusChain {
     next_id: AtomicU64,
     codes: Mutex<CodeCache>,
     addresses: Mutex<AddressCache>,
+    /// Lane-state AMTs read so far, by root CID. A root names its content, so a kept AMT is
+    /// never stale: a channel whose lanes change gets a new root, read anew.
+    lanes: Mutex<HashMap<Cid, Lanes>>,
 }
 
 impl std::fmt::Debug for LotusChain {
@@ -309,6 +319,7 @@ impl LotusChain {
             next_id: AtomicU64::new(1),
             codes: Mutex::new(CodeCache::default()),
             addresses: Mutex::new(AddressCache::default()),
+            lanes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -553,9 +564,31 @@ impl LotusChain {
         self.codes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn lock_lanes(&self) -> std::sync::MutexGuard<'_, HashMap<Cid, Lanes>> {
+        self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The lanes of the lane-state AMT at `root`: kept from an earlier read of the same root,
+    /// or read now (and kept unless very large). Between two redemptions a channel's root does
+    /// not change, so a payee validating voucher after voucher reads its lanes once.
+    async fn lanes(&self, root: &Cid) -> Result<Lanes, ChainError> {
+        if let Some(lanes) = self.lock_lanes().get(root) {
+            return Ok(lanes.clone());
+        }
+        let lanes = self.read_lanes(root).await?;
+        if lanes.len() <= MAX_CACHED_LANES {
+            let mut cache = self.lock_lanes();
+            if cache.len() >= MAX_CACHED_LANE_ROOTS {
+                cache.clear();
+            }
+            cache.insert(*root, lanes.clone());
+        }
+        Ok(lanes)
+    }
+
     /// Reads a lane-state AMT: fetches its blocks breadth-first through `ChainReadObj`
     /// (bounded by [`MAX_AMT_BLOCKS`] and [`MAX_AMT_BYTES`]), then walks it.
-    async fn lanes(&self, root: &Cid) -> Result<Lanes, ChainError> {
+    async fn read_lanes(&self, root: &Cid) -> Result<Lanes, ChainError> {
         let store = MemoryBlockstore::new();
         let mut queue = VecDeque::from([*root]);
         let mut seen = HashSet::from([*root]);
