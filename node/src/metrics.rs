@@ -351,6 +351,13 @@ impl Chain for MeteredChain {
         self.inner.channel(channel).await
     }
 
+    async fn channel_at_head(
+        &self,
+        channel: &Address,
+    ) -> Result<(ChainEpoch, ChannelOnChain), ChainError> {
+        self.inner.channel_at_head(channel).await
+    }
+
     async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError> {
         self.inner.lookup_id(addr).await
     }

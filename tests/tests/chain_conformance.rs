@@ -227,6 +227,11 @@ async fn conformance(h: Harness) {
     let state = chain.channel(&ch).await.unwrap();
     assert_eq!(state.lane(0).map(|l| (l.redeemed.clone(), l.nonce)), Some((fil(1), 1)));
     assert_eq!(state.state.to_send, fil(1));
+    // The head and the channel read as one (as voucher validation reads them), and again from
+    // what the backend kept.
+    let head = chain.head().await.unwrap();
+    assert_eq!(chain.channel_at_head(&ch).await.unwrap(), (head, state.clone()));
+    assert_eq!(chain.channel_at_head(&ch).await.unwrap(), (head, state.clone()));
     // The lane states come from the AMT block behind the state (ChainReadObj on the LotusChain).
 
     // One voucher per rejection class, each refused with the actor's exit code.
@@ -297,6 +302,7 @@ async fn conformance(h: Harness) {
     assert_eq!(h.balance(&payer).await, payer_before + fil(10) - gas, "the rest to the payer");
     assert_eq!(chain.actor(&ch).await.unwrap(), None, "the actor is deleted");
     assert!(matches!(chain.channel(&ch).await, Err(ChainError::NotFound(_))));
+    assert!(matches!(chain.channel_at_head(&ch).await, Err(ChainError::NotFound(_))));
     ledger.check(&h, "collect").await;
 
     // Wait and search.
@@ -585,4 +591,38 @@ impl CountingProxy {
     fn count(&self) -> usize {
         self.seen.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// A Lotus client reads the head and a channel at that very tipset, and keeps the channel for
+/// the rest of that head: a payee validating several vouchers within one epoch asks the node
+/// for the channel's state once, and again once a new block is the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lotus_client_reads_a_channel_once_per_head() {
+    let devnet = devnet();
+    let server = serve(&devnet).await;
+    let proxy = CountingProxy::start(server.local_addr(), b"Filecoin.StateReadState").await;
+    let api_info = paych_node::devnet_rpc::api_info(proxy.addr);
+    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
+    let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
+    let payer = h.wallet.new_key().unwrap();
+    let payee = h.wallet.new_key().unwrap();
+    let ch = h.create_channel(payer, payee, fil(10)).await;
+
+    let (epoch, first) = chain.channel_at_head(&ch).await.unwrap();
+    assert_eq!(
+        (epoch, &first),
+        (devnet.head().await.unwrap(), &devnet.channel(&ch).await.unwrap())
+    );
+    let reads = proxy.count();
+    for _ in 0..5 {
+        assert_eq!(chain.channel_at_head(&ch).await.unwrap(), (epoch, first.clone()));
+    }
+    assert_eq!(proxy.count(), reads, "the channel was read again at the same head");
+
+    assert_eq!(exit(&h.send(payer, ch, fil(5), METHOD_SEND, Vec::new()).await), 0);
+    let (later, funded) = chain.channel_at_head(&ch).await.unwrap();
+    assert!(later > epoch);
+    assert_eq!(funded.balance, fil(15));
+    assert_eq!(proxy.count(), reads + 1);
+    server.shutdown().await;
 }

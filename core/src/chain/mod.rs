@@ -125,6 +125,17 @@ pub trait Chain: Send + Sync {
     /// A payment channel's state and lanes.
     async fn channel(&self, channel: &Address) -> Result<ChannelOnChain, ChainError>;
 
+    /// The head's epoch and a payment channel's state and lanes at that head, read as one:
+    /// what validating a voucher needs. This default reads the head and then the channel, so
+    /// a block may land between the two; backends that can read both at one head override it.
+    async fn channel_at_head(
+        &self,
+        channel: &Address,
+    ) -> Result<(ChainEpoch, ChannelOnChain), ChainError> {
+        let epoch = self.head().await?;
+        Ok((epoch, self.channel(channel).await?))
+    }
+
     /// The ID address an address resolves to, if any actor has it.
     async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError>;
 

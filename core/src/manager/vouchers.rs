@@ -319,7 +319,7 @@ impl PaymentChannelManager {
         let channel =
             record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(record)))?;
         let chain = &self.inner.chain;
-        let on_chain = chain.channel(&channel).await?;
+        let (epoch, on_chain) = chain.channel_at_head(&channel).await?;
         let receiver = match record.id_address {
             Some(id) => id,
             None => chain
@@ -353,7 +353,7 @@ impl PaymentChannelManager {
             None => None,
         };
         let env = Validation {
-            epoch: chain.head().await?,
+            epoch,
             balance: on_chain.balance.clone(),
             caller: on_chain.state.to,
             receiver,

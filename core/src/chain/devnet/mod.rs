@@ -592,6 +592,14 @@ impl Chain for Devnet {
         self.lock().state.channel(channel)
     }
 
+    async fn channel_at_head(
+        &self,
+        channel: &Address,
+    ) -> Result<(ChainEpoch, ChannelOnChain), ChainError> {
+        let data = self.lock();
+        Ok((data.state.epoch, data.state.channel(channel)?))
+    }
+
     async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError> {
         Ok(self.lock().state.tree.resolve(addr).map(Address::new_id))
     }

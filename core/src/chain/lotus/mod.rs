@@ -13,7 +13,8 @@
 //! fetched with `ChainReadObj` (each checked against its CID) into a memory block store,
 //! then read with `fvm_ipld_amt`. The lanes read are kept by the AMT's root CID (bounded):
 //! a root names its content, so they are never stale, and a channel whose lanes have not
-//! changed costs one `StateReadState` to read.
+//! changed costs one `StateReadState` to read. [`Chain::channel_at_head`] reads a channel at
+//! the head tipset's key and keeps it for as long as that tipset is the head.
 //!
 //! This module never holds keys or signs; it carries what the caller signed.
 
@@ -282,7 +283,21 @@ pub struct LotusChain {
     /// Lane-state AMTs read so far, by root CID. A root names its content, so a kept AMT is
     /// never stale: a channel whose lanes change gets a new root, read anew.
     lanes: Mutex<HashMap<Cid, Lanes>>,
+    /// Channels read at the latest head seen, by address.
+    at_head: Mutex<HeadCache>,
 }
+
+/// The channels read at one head tipset: a channel's state at a tipset never changes, so a
+/// payee validating several vouchers within one epoch reads each channel once.
+#[derive(Default)]
+struct HeadCache {
+    /// The tipset's key (its blocks' CIDs).
+    key: Vec<Cid>,
+    channels: HashMap<Address, ChannelOnChain>,
+}
+
+/// The most channels [`HeadCache`] keeps for one head; it starts over when full.
+const MAX_CHANNELS_AT_HEAD: usize = 4096;
 
 impl std::fmt::Debug for LotusChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -320,6 +335,7 @@ impl LotusChain {
             codes: Mutex::new(CodeCache::default()),
             addresses: Mutex::new(AddressCache::default()),
             lanes: Mutex::new(HashMap::new()),
+            at_head: Mutex::new(HeadCache::default()),
         })
     }
 
@@ -377,7 +393,16 @@ impl LotusChain {
 
     /// `StateReadState` at the head.
     pub async fn read_state(&self, addr: &Address) -> Result<json::ActorState, ChainError> {
-        self.get("StateReadState", vec![self.addr(addr), head_key()]).await
+        self.read_state_at(addr, head_key()).await
+    }
+
+    /// `StateReadState` at the tipset `key` (a JSON tipset key; empty for the head).
+    async fn read_state_at(
+        &self,
+        addr: &Address,
+        key: Value,
+    ) -> Result<json::ActorState, ChainError> {
+        self.get("StateReadState", vec![self.addr(addr), key]).await
     }
 
     /// `WalletBalance`: an address's balance (zero when it has no actor).
@@ -562,6 +587,40 @@ impl LotusChain {
 
     fn lock_codes(&self) -> std::sync::MutexGuard<'_, CodeCache> {
         self.codes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A payment channel's state and lanes at the tipset `key` (a JSON tipset key; empty for
+    /// the head).
+    async fn channel_at(
+        &self,
+        channel: &Address,
+        key: Value,
+    ) -> Result<ChannelOnChain, ChainError> {
+        let state = self.read_state_at(channel, key).await?;
+        if self.kind_of(&state.code).await? != ActorKind::PaymentChannel {
+            return Err(ChainError::NotFound(format!(
+                "{} is not a payment channel",
+                format_address(channel, self.config.network)
+            )));
+        }
+        let paych: PaychState =
+            json::from_value(state.state).map_err(|e| unexpected("StateReadState", e))?;
+        let lanes = self.lanes(&paych.lane_states).await?;
+        Ok(ChannelOnChain {
+            balance: state.balance,
+            state: ChannelState {
+                from: paych.from,
+                to: paych.to,
+                to_send: paych.to_send,
+                settling_at: paych.settling_at,
+                min_settle_height: paych.min_settle_height,
+                lanes,
+            },
+        })
+    }
+
+    fn lock_at_head(&self) -> std::sync::MutexGuard<'_, HeadCache> {
+        self.at_head.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock_lanes(&self) -> std::sync::MutexGuard<'_, HashMap<Cid, Lanes>> {
@@ -778,27 +837,36 @@ impl Chain for LotusChain {
     }
 
     async fn channel(&self, channel: &Address) -> Result<ChannelOnChain, ChainError> {
-        let state = self.read_state(channel).await?;
-        if self.kind_of(&state.code).await? != ActorKind::PaymentChannel {
-            return Err(ChainError::NotFound(format!(
-                "{} is not a payment channel",
-                format_address(channel, self.config.network)
-            )));
+        self.channel_at(channel, head_key()).await
+    }
+
+    /// Reads the head, then the channel at that very tipset (so the two agree even if a block
+    /// lands in between), keeping what it read for the next call at the same head.
+    async fn channel_at_head(
+        &self,
+        channel: &Address,
+    ) -> Result<(crate::types::ChainEpoch, ChannelOnChain), ChainError> {
+        let head = self.chain_head().await?;
+        let kept = {
+            let cache = self.lock_at_head();
+            if cache.key == head.cids {
+                cache.channels.get(channel).cloned()
+            } else {
+                None
+            }
+        };
+        if let Some(on_chain) = kept {
+            return Ok((head.height, on_chain));
         }
-        let paych: PaychState =
-            json::from_value(state.state).map_err(|e| unexpected("StateReadState", e))?;
-        let lanes = self.lanes(&paych.lane_states).await?;
-        Ok(ChannelOnChain {
-            balance: state.balance,
-            state: ChannelState {
-                from: paych.from,
-                to: paych.to,
-                to_send: paych.to_send,
-                settling_at: paych.settling_at,
-                min_settle_height: paych.min_settle_height,
-                lanes,
-            },
-        })
+        let key = Value::Array(head.cids.iter().map(cid_param).collect());
+        let on_chain = self.channel_at(channel, key).await?;
+        let mut cache = self.lock_at_head();
+        if cache.key != head.cids || cache.channels.len() >= MAX_CHANNELS_AT_HEAD {
+            cache.key = head.cids;
+            cache.channels.clear();
+        }
+        cache.channels.insert(*channel, on_chain.clone());
+        Ok((head.height, on_chain))
     }
 
     async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError> {
