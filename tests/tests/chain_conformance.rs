@@ -513,15 +513,8 @@ async fn a_lotus_client_keeps_address_resolutions() {
 /// lanes did not change fetches no block again, and a redemption (a new root) is read anew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lotus_client_reads_unchanged_lanes_once() {
-    let devnet = devnet();
-    let server = serve(&devnet).await;
-    let proxy = CountingProxy::start(server.local_addr(), b"Filecoin.ChainReadObj").await;
-    let api_info = paych_node::devnet_rpc::api_info(proxy.addr);
-    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
-    let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
-    let payer = h.wallet.new_key().unwrap();
-    let payee = h.wallet.new_key().unwrap();
-    let ch = h.create_channel(payer, payee, fil(10)).await;
+    let Proxied { devnet, server, proxy, chain, h, payer, payee, ch } =
+        Proxied::with_channel(b"Filecoin.ChainReadObj").await;
 
     let first = chain.channel(&ch).await.unwrap();
     let fetched = proxy.count();
@@ -538,6 +531,35 @@ async fn a_lotus_client_reads_unchanged_lanes_once() {
     assert_eq!(after.lane(3).map(|l| (l.redeemed.clone(), l.nonce)), Some((fil(2), 1)));
     assert_eq!(after, devnet.channel(&ch).await.unwrap());
     server.shutdown().await;
+}
+
+/// A Lotus client reaching the devnet's server through a [`CountingProxy`], and a channel
+/// of 10 FIL from `payer` to `payee` created on that devnet.
+struct Proxied {
+    devnet: Devnet,
+    server: paych_node::devnet_rpc::RpcServer,
+    proxy: CountingProxy,
+    chain: paych_core::chain::lotus::LotusChain,
+    h: Harness,
+    payer: Address,
+    payee: Address,
+    ch: Address,
+}
+
+impl Proxied {
+    /// Counts the client's requests whose bytes contain `needle`.
+    async fn with_channel(needle: &'static [u8]) -> Self {
+        let devnet = devnet();
+        let server = serve(&devnet).await;
+        let proxy = CountingProxy::start(server.local_addr(), needle).await;
+        let api_info = paych_node::devnet_rpc::api_info(proxy.addr);
+        let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
+        let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
+        let payer = h.wallet.new_key().unwrap();
+        let payee = h.wallet.new_key().unwrap();
+        let ch = h.create_channel(payer, payee, fil(10)).await;
+        Proxied { devnet, server, proxy, chain, h, payer, payee, ch }
+    }
 }
 
 /// A TCP proxy on loopback in front of a server, counting how often the client's bytes
@@ -598,15 +620,8 @@ impl CountingProxy {
 /// for the channel's state once, and again once a new block is the head.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lotus_client_reads_a_channel_once_per_head() {
-    let devnet = devnet();
-    let server = serve(&devnet).await;
-    let proxy = CountingProxy::start(server.local_addr(), b"Filecoin.StateReadState").await;
-    let api_info = paych_node::devnet_rpc::api_info(proxy.addr);
-    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
-    let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
-    let payer = h.wallet.new_key().unwrap();
-    let payee = h.wallet.new_key().unwrap();
-    let ch = h.create_channel(payer, payee, fil(10)).await;
+    let Proxied { devnet, server, proxy, chain, h, payer, ch, .. } =
+        Proxied::with_channel(b"Filecoin.StateReadState").await;
 
     let (epoch, first) = chain.channel_at_head(&ch).await.unwrap();
     assert_eq!(
