@@ -269,7 +269,8 @@ const MAX_CACHED_ADDRESSES: usize = 65_536;
 
 /// The most lane-state AMTs kept by their root CID; the cache starts over when full.
 const MAX_CACHED_LANE_ROOTS: usize = 1024;
-/// Lane-state AMTs with more lanes than this are read again each time rather than kept.
+/// Channels (and lane-state AMTs) with more lanes than this are read again each time rather
+/// than kept.
 const MAX_CACHED_LANES: usize = 4096;
 
 /// A [`Chain`] backed by a Lotus full node's JSON-RPC API.
@@ -860,12 +861,14 @@ impl Chain for LotusChain {
         }
         let key = Value::Array(head.cids.iter().map(cid_param).collect());
         let on_chain = self.channel_at(channel, key).await?;
-        let mut cache = self.lock_at_head();
-        if cache.key != head.cids || cache.channels.len() >= MAX_CHANNELS_AT_HEAD {
-            cache.key = head.cids;
-            cache.channels.clear();
+        if on_chain.state.lanes.len() <= MAX_CACHED_LANES {
+            let mut cache = self.lock_at_head();
+            if cache.key != head.cids || cache.channels.len() >= MAX_CHANNELS_AT_HEAD {
+                cache.key = head.cids;
+                cache.channels.clear();
+            }
+            cache.channels.insert(*channel, on_chain.clone());
         }
-        cache.channels.insert(*channel, on_chain.clone());
         Ok((head.height, on_chain))
     }
 
