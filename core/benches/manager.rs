@@ -478,18 +478,22 @@ fn print_ratios() {
         let name = format!("{} {}", reference.function, reference.parameter);
         println!("{label:<42} {name:>16.16} {r:>12.0} {o:>12.0} {:>9.3} {verdict:>12}", r / o);
     }
-    print_lone_caller_bound(&root, sign, m("manager_create", "durable", "1 caller", 1.0));
+    print_lone_caller_bound(
+        &root,
+        sign,
+        m("manager_create", "raw", DURABLE_WRITE, 1.0),
+        m("manager_create", "durable", "1 caller", 1.0),
+    );
 }
 
 /// A lone caller waits, for each voucher, for its signature and then for one durable write:
 /// prints how close to a bare sign that lets it come, against what it reached.
-fn print_lone_caller_bound(root: &Path, sign: Measured<'_>, create: Measured<'_>) {
-    let write = Measured {
-        group: "manager_create",
-        function: "raw",
-        parameter: DURABLE_WRITE,
-        per_iteration: 1.0,
-    };
+fn print_lone_caller_bound(
+    root: &Path,
+    sign: Measured<'_>,
+    write: Measured<'_>,
+    create: Measured<'_>,
+) {
     let (Some(s), Some(w), Some(c)) =
         (sign.ns_per_op(root), write.ns_per_op(root), create.ns_per_op(root))
     else {

@@ -237,17 +237,12 @@ async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repo
     // Two nodes on one devnet, a channel between them. Blocks come every 10 ms while the
     // parties are funded and the channel is created, and stop before anything is measured:
     // producing blocks is not part of a payment (a real chain makes one every 30 s).
-    let devnet = Devnet::new(DevnetConfig::default()).context("cannot start the devnet")?;
-    let miner = tokio::spawn({
-        let devnet = devnet.clone();
-        async move {
-            let mut ticker = tokio::time::interval(Duration::from_millis(10));
-            loop {
-                ticker.tick().await;
-                devnet.mine(1);
-            }
-        }
-    });
+    let devnet = Devnet::new(DevnetConfig {
+        block_time: Some(Duration::from_millis(10)),
+        ..DevnetConfig::default()
+    })
+    .context("cannot start the devnet")?;
+    let miner = devnet.start_mining().context("the devnet has no block time")?;
     let payer = party(&devnet, dir, "payer", 10).await?;
     let payee = party(&devnet, dir, "payee", 0).await?;
     let handle = payer

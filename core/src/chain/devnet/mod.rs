@@ -299,12 +299,13 @@ impl Devnet {
         Ok(())
     }
 
-    /// Starts producing an epoch every `block_time` on the current tokio runtime (no-op
-    /// when the devnet mines only on demand). Mining stops when every clone is dropped.
-    pub fn start_mining(&self) {
-        let Some(block_time) = self.inner.config.block_time else { return };
+    /// Starts producing an epoch every `block_time` on the current tokio runtime (no-op,
+    /// answering `None`, when the devnet mines only on demand). Mining stops when every clone
+    /// is dropped, or when the returned task is aborted.
+    pub fn start_mining(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let block_time = self.inner.config.block_time?;
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let mut ticker = tokio::time::interval(block_time);
             ticker.tick().await;
             loop {
@@ -315,7 +316,7 @@ impl Devnet {
                     tracing::error!(error = %e, "devnet failed to mine");
                 }
             }
-        });
+        }))
     }
 
     /// Mines `n` epochs now, executing pending messages in the first; returns the new head.
