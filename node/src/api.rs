@@ -670,7 +670,9 @@ impl Api {
                 let min_delta = p.non_negative_amount(3)?;
                 let delta = match m.voucher_add(&ch, &voucher, min_delta).await {
                     Ok(AddOutcome::Accepted { delta }) => delta,
-                    Ok(AddOutcome::Covered { .. }) => TokenAmount::default(),
+                    Ok(AddOutcome::Covered { .. } | AddOutcome::AlreadyHeld) => {
+                        TokenAmount::default()
+                    }
                     Err(e) => return Err(manager_error(e)),
                 };
                 Ok(Value::String(json::amount_text(&delta)))

@@ -290,6 +290,7 @@ pub fn status_label(status: VoucherStatus) -> &'static str {
     match status {
         S::Accepted => "accepted",
         S::Covered => "covered",
+        S::AlreadyHeld => "already_held",
         S::RateLimited => "rate_limited",
         S::UnknownChannel => "unknown_channel",
         S::InvalidSignature => "invalid_signature",

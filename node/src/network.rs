@@ -873,6 +873,7 @@ pub fn voucher_response(
             VoucherResponse::accepted(delta, voucher_amount.clone())
         }
         Ok(AddOutcome::Covered { lane_amount }) => VoucherResponse::covered(lane_amount),
+        Ok(AddOutcome::AlreadyHeld) => VoucherResponse::already_held(voucher_amount.clone()),
         Err(error) => {
             let status = rejection_status(&error);
             if status == VoucherStatus::Internal {

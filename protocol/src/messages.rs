@@ -166,6 +166,9 @@ pub enum VoucherStatus {
     Accepted = 0,
     /// An older voucher: the lane's accepted amount already includes it (`delta` is 0).
     Covered = 1,
+    /// The payee already holds this very voucher: a re-sent voucher adds nothing (`delta`
+    /// is 0), whoever sends it.
+    AlreadyHeld = 2,
     /// The payee knows no inbound channel at the voucher's address.
     UnknownChannel = 16,
     /// The voucher's signature is missing or not by the channel's `from`.
@@ -190,9 +193,10 @@ pub enum VoucherStatus {
 }
 
 impl VoucherStatus {
-    const ALL: [VoucherStatus; 12] = [
+    const ALL: [VoucherStatus; 13] = [
         VoucherStatus::Accepted,
         VoucherStatus::Covered,
+        VoucherStatus::AlreadyHeld,
         VoucherStatus::UnknownChannel,
         VoucherStatus::InvalidSignature,
         VoucherStatus::StaleNonce,
@@ -293,6 +297,11 @@ impl VoucherResponse {
     /// The voucher is older than one already accepted; the lane totals `lane_amount`.
     pub fn covered(lane_amount: TokenAmount) -> Self {
         Self::new(VoucherStatus::Covered, TokenAmount::default(), lane_amount, None)
+    }
+
+    /// The payee already holds this voucher; the lane totals `lane_amount`.
+    pub fn already_held(lane_amount: TokenAmount) -> Self {
+        Self::new(VoucherStatus::AlreadyHeld, TokenAmount::default(), lane_amount, None)
     }
 
     /// A rejection with an explanation, truncated (at a character boundary) to

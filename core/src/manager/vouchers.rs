@@ -56,6 +56,8 @@ pub enum AddOutcome {
         /// The lane's accepted amount.
         lane_amount: TokenAmount,
     },
+    /// This very voucher is already held: a re-sent voucher credits nothing again.
+    AlreadyHeld,
 }
 
 /// What a channel looks like to voucher validation: the chain's state with the vouchers this
@@ -415,7 +417,7 @@ impl PaymentChannelManager {
                     nonce: voucher.nonce,
                 });
             }
-            return Ok(AddOutcome::Accepted { delta: self.delta_when_added(record.id, voucher)? });
+            return Ok(AddOutcome::AlreadyHeld);
         }
         if let Some(tip) = cache.lanes.get(&voucher.lane) {
             if tip.nonce > voucher.nonce
@@ -494,21 +496,6 @@ impl PaymentChannelManager {
                 Write::Voucher(r)
             })
             .collect())
-    }
-
-    /// The delta a stored voucher had when it was added: its amount over the best earlier
-    /// voucher on its lane.
-    fn delta_when_added(&self, id: u64, voucher: &SignedVoucher) -> Result<TokenAmount> {
-        let previous = self
-            .inner
-            .store
-            .vouchers(id)?
-            .into_iter()
-            .filter(|r| r.voucher.lane == voucher.lane && r.voucher.nonce < voucher.nonce)
-            .map(|r| r.voucher.amount)
-            .max()
-            .unwrap_or_default();
-        Ok(&voucher.amount - previous)
     }
 
     async fn verify_payer_signature(
