@@ -273,7 +273,9 @@ async fn payee_child(dir: &Path) {
     let m = parts.manager().await;
     for v in read_vouchers(dir) {
         match m.voucher_add(&v.channel_addr, &v, atto(1)).await.unwrap() {
-            AddOutcome::Accepted { .. } => say(&format!("ACK {} {}", v.lane, v.nonce)),
+            AddOutcome::Accepted { .. } | AddOutcome::AlreadyHeld => {
+                say(&format!("ACK {} {}", v.lane, v.nonce))
+            }
             AddOutcome::Covered { .. } => panic!("vouchers come in order; none is covered"),
         }
     }

@@ -281,16 +281,10 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
         payee.m().voucher_add(&ch, &v3, atto(10)).await.unwrap(),
         AddOutcome::Accepted { delta: atto(30) }
     );
-    // The same voucher again: the same answer, nothing new stored.
+    // The same voucher again: already held, credited nothing again, nothing new stored.
     let before = StoreSnapshot::of(payee.m().store().as_ref());
-    assert_eq!(
-        payee.m().voucher_add(&ch, &v3, atto(10)).await.unwrap(),
-        AddOutcome::Accepted { delta: atto(30) }
-    );
-    assert_eq!(
-        payee.m().voucher_add(&ch, &v1, atto(0)).await.unwrap(),
-        AddOutcome::Accepted { delta: atto(10) }
-    );
+    assert_eq!(payee.m().voucher_add(&ch, &v3, atto(10)).await.unwrap(), AddOutcome::AlreadyHeld);
+    assert_eq!(payee.m().voucher_add(&ch, &v1, atto(0)).await.unwrap(), AddOutcome::AlreadyHeld);
     // v2 arrives late: the lane's 40 already includes it.
     assert_eq!(
         payee.m().voucher_add(&ch, &v2, atto(0)).await.unwrap(),

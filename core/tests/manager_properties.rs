@@ -25,6 +25,7 @@ use harness::{atto, test_config, within, Net, Node, DEADLINE};
 use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
 use paych_core::manager::{AddOutcome, ManagerConfig, ManagerError};
+use paych_core::redemption::Unredeemable;
 use paych_core::store::{Direction, Lifecycle, MessageState};
 use paych_core::types::{Address, SignedVoucher, TokenAmount, SETTLE_DELAY};
 use proptest::collection::vec;
@@ -245,12 +246,14 @@ impl History {
                 }
             }
             Ok(AddOutcome::Covered { lane_amount }) => assert!(voucher.amount <= lane_amount),
+            Ok(AddOutcome::AlreadyHeld) => {}
             Err(ManagerError::InvalidVoucher(ActorError::InsufficientFunds { .. })) => {
                 panic!("the payer issued a voucher its channel cannot cover: {voucher:?}")
             }
             // The channel settled or was collected since.
             Err(
                 ManagerError::InvalidVoucher(_)
+                | ManagerError::Unredeemable(Unredeemable::Settling { .. })
                 | ManagerError::Chain(_)
                 | ManagerError::UnknownChannel(_),
             ) => {}

@@ -58,6 +58,7 @@ fn creating(id: ChannelId) -> ChannelRecord {
         settling_at: 0,
         create_error: None,
         queue_failure: None,
+        credited: None,
     }
 }
 
@@ -300,7 +301,8 @@ fn message_records_follow_their_states(store: &dyn Store) {
             reserve: TokenAmount::from_atto(4),
         },
     );
-    let submit = message(1, MessagePurpose::Submit { channel: 1, lane: 2, nonce: 3 });
+    let submit =
+        message(1, MessagePurpose::Submit { channel: 1, lane: 2, nonce: 3, marked: vec![1, 3] });
     let mut channel = creating(1);
     channel.pending_message = Some(create.cid);
     store

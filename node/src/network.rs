@@ -36,6 +36,7 @@ use paych_core::actor::ActorError;
 use paych_core::chain::ChainError;
 use paych_core::manager::{AddOutcome, ManagerError, PaymentChannelManager};
 use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
+use paych_core::redemption::{PolicyRefusal, Unredeemable};
 use paych_core::store::PeerRecord as StoredPeerRecord;
 use paych_core::types::TokenAmount;
 use paych_protocol::{
@@ -891,6 +892,8 @@ pub fn rejection_status(error: &ManagerError) -> VoucherStatus {
         ManagerError::UnknownChannel(_) | ManagerError::WrongDirection { .. } => S::UnknownChannel,
         ManagerError::Chain(ChainError::NotFound(_)) => S::UnknownChannel,
         ManagerError::InvalidVoucher(e) => actor_status(e),
+        ManagerError::VoucherRefused(refusal) => policy_status(refusal),
+        ManagerError::Unredeemable(why) => unredeemable_status(why),
         ManagerError::ChannelNotOpen { .. } => S::Settling,
         ManagerError::LaneClosed(_)
         | ManagerError::AmountBelowLane { .. }
@@ -910,6 +913,31 @@ pub fn rejection_status(error: &ManagerError) -> VoucherStatus {
         | ManagerError::Store(_)
         | ManagerError::Wallet(_)
         | ManagerError::Encode(_) => S::Internal,
+    }
+}
+
+/// The wire status of an intake policy refusal.
+pub fn policy_status(refusal: &PolicyRefusal) -> VoucherStatus {
+    use VoucherStatus as S;
+    match refusal {
+        PolicyRefusal::TimeLocked { .. } => S::TimeLock,
+        PolicyRefusal::HashLocked => S::HashLocked,
+        PolicyRefusal::MessageLocked(_) => S::MessageLocked,
+        PolicyRefusal::Merges => S::Merges,
+        PolicyRefusal::SettleHeightTooFar { .. } => S::SettleHeight,
+    }
+}
+
+/// The wire status of a voucher the chain would not pay for.
+pub fn unredeemable_status(why: &Unredeemable) -> VoucherStatus {
+    use VoucherStatus as S;
+    match why {
+        Unredeemable::Settling { .. } => S::Settling,
+        Unredeemable::OtherChannel(_) => S::Malformed,
+        Unredeemable::TimeLockMin { .. } | Unredeemable::TimeLockMax { .. } => S::TimeLock,
+        Unredeemable::Extra => S::MessageLocked,
+        Unredeemable::SecretUnknown => S::HashLocked,
+        Unredeemable::Actor(e) => actor_status(e),
     }
 }
 

@@ -190,10 +190,19 @@ pub enum VoucherStatus {
     Internal = 24,
     /// The payer sends too fast; it may retry later.
     RateLimited = 25,
+    /// The voucher is hash locked (a secret hash); the payee takes none on this path.
+    HashLocked = 26,
+    /// The voucher makes an `extra` call, whose outcome when the channel makes it the payee
+    /// cannot know; refused.
+    MessageLocked = 27,
+    /// The voucher merges lanes; combined vouchers come only from a reconciliation.
+    Merges = 28,
+    /// The voucher's `min_settle_height` lies further ahead than the payee takes.
+    SettleHeight = 29,
 }
 
 impl VoucherStatus {
-    const ALL: [VoucherStatus; 13] = [
+    const ALL: [VoucherStatus; 17] = [
         VoucherStatus::Accepted,
         VoucherStatus::Covered,
         VoucherStatus::AlreadyHeld,
@@ -207,6 +216,10 @@ impl VoucherStatus {
         VoucherStatus::Malformed,
         VoucherStatus::Internal,
         VoucherStatus::RateLimited,
+        VoucherStatus::HashLocked,
+        VoucherStatus::MessageLocked,
+        VoucherStatus::Merges,
+        VoucherStatus::SettleHeight,
     ];
 
     /// The status for a wire code, if it is one this version knows.

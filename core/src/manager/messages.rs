@@ -139,9 +139,16 @@ impl PaymentChannelManager {
             bytes,
         );
         let (lane, nonce) = (params.sv.lane, params.sv.nonce);
-        let purpose = MessagePurpose::Submit { channel: record.id, lane, nonce };
-        let stored = self.inner.store.vouchers(record.id)?;
-        self.send(message, purpose, move |_| mark_submitted(stored, lane, nonce)).await
+        let marks = mark_submitted(self.inner.store.vouchers(record.id)?, lane, nonce);
+        let marked = marks
+            .iter()
+            .filter_map(|w| match w {
+                Write::Voucher(v) => Some(v.voucher.nonce),
+                _ => None,
+            })
+            .collect();
+        let purpose = MessagePurpose::Submit { channel: record.id, lane, nonce, marked };
+        self.send(message, purpose, move |_| marks).await
     }
 
     /// The one path of every message: under the sender's turn, give it a nonce and gas and
@@ -230,12 +237,15 @@ impl PaymentChannelManager {
                     _ = shutdown.changed() => return,
                 };
                 match result {
-                    Ok(lookup) => {
-                        if let Err(e) = manager.landed(&cid, lookup).await {
-                            tracing::error!(%cid, error = %e, "cannot record a landed message");
+                    Ok(lookup) => match manager.landed(&cid, lookup).await {
+                        Ok(()) => return,
+                        Err(e) => {
+                            // A transient chain or store failure while applying its effects:
+                            // ask again rather than leave its funds pending until a restart.
+                            tracing::warn!(%cid, error = %e, "cannot record a landed message yet; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
                         }
-                        return;
-                    }
+                    },
                     Err(ChainError::Timeout(_)) => continue,
                     Err(ChainError::NotFound(_)) => {
                         // The pool lost it (or never had it): push the same message again.
@@ -304,10 +314,18 @@ impl PaymentChannelManager {
                     batch.push(Write::Channel(record));
                 }
             }
-            MessagePurpose::Submit { channel, lane, nonce } => {
-                if let Some(mut v) = self.inner.store.voucher(*channel, *lane, *nonce)? {
-                    v.submitted = false;
-                    batch.push(Write::Voucher(v));
+            MessagePurpose::Submit { channel, lane, nonce, marked } => {
+                // Exactly what the submit marked (a record from before `marked` was kept
+                // names only its own voucher).
+                let own = [*nonce];
+                let nonces = if marked.is_empty() { &own[..] } else { &marked[..] };
+                for n in nonces {
+                    if let Some(mut v) = self.inner.store.voucher(*channel, *lane, *n)? {
+                        if v.submitted {
+                            v.submitted = false;
+                            batch.push(Write::Voucher(v));
+                        }
+                    }
                 }
             }
             MessagePurpose::Settle { channel } => {

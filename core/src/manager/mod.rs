@@ -31,7 +31,9 @@ use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, Store,
     StoreError, VoucherRecord, Write,
 };
-use crate::types::{format_address, Address, ChainEpoch, EncodeError, Network, TokenAmount};
+use crate::types::{
+    format_address, Address, ChainEpoch, EncodeError, Network, SignedVoucher, TokenAmount,
+};
 use crate::wallet::{Wallet, WalletError};
 
 pub use messages::MessageOutcome;
@@ -69,6 +71,8 @@ pub struct ManagerConfig {
     /// leaving the payer (whose refund it is) the first chance: a collect only one side
     /// sends costs one message instead of two, the second of which would fail.
     pub collect_inbound_delay: u64,
+    /// What a payee takes on the payment path and how it counts it (design §3b).
+    pub intake: crate::redemption::IntakePolicy,
 }
 
 impl Default for ManagerConfig {
@@ -82,6 +86,7 @@ impl Default for ManagerConfig {
             settler_interval: Duration::from_secs(1),
             collect_inbound: true,
             collect_inbound_delay: 20,
+            intake: crate::redemption::IntakePolicy::default(),
         }
     }
 }
@@ -142,6 +147,14 @@ pub enum ManagerError {
     /// The chain's actor would refuse the voucher; the error names the rule.
     #[error("invalid voucher: {0}")]
     InvalidVoucher(ActorError),
+    /// The payee's intake policy refuses the voucher (time locks, hash locks, `extra`,
+    /// merges, a `min_settle_height` too far ahead).
+    #[error("voucher refused: {0}")]
+    VoucherRefused(crate::redemption::PolicyRefusal),
+    /// The voucher cannot be redeemed in a message sent now (it would be credited for
+    /// nothing the chain pays).
+    #[error("voucher cannot be redeemed: {0}")]
+    Unredeemable(crate::redemption::Unredeemable),
     /// The voucher is for another channel, or not signed by the channel's payer.
     #[error("voucher does not belong to channel {0}")]
     ForeignVoucher(String),
@@ -336,6 +349,47 @@ struct ChannelCache {
     /// Vouchers given a nonce and amount under the lock (their lane tips advanced) and
     /// being signed and stored outside it.
     in_flight: Arc<InFlight>,
+    /// The stored vouchers voucher intake plans with.
+    held: Held,
+}
+
+/// How many of a lane's highest-nonce vouchers intake keeps in memory to plan with (lower
+/// ones matter only when every higher one fails; the settler plans over all of them).
+const HELD_PER_LANE: usize = 8;
+
+/// A channel's stored vouchers as the redemption model needs them: per lane the
+/// highest-nonce ones (at most [`HELD_PER_LANE`], highest first), and every voucher that
+/// merges lanes.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    lanes: BTreeMap<u64, Vec<SignedVoucher>>,
+    merging: Vec<SignedVoucher>,
+}
+
+impl Held {
+    fn insert(&mut self, voucher: SignedVoucher) {
+        if !voucher.merges.is_empty() {
+            self.merging.push(voucher);
+            return;
+        }
+        let lane = self.lanes.entry(voucher.lane).or_default();
+        let at = lane.partition_point(|v| v.nonce > voucher.nonce);
+        if lane.get(at).is_some_and(|v| v.nonce == voucher.nonce) {
+            return;
+        }
+        lane.insert(at, voucher);
+        lane.truncate(HELD_PER_LANE);
+    }
+
+    /// Every voucher held, for the redemption model.
+    fn all(&self) -> Vec<&SignedVoucher> {
+        self.lanes.values().flatten().chain(&self.merging).collect()
+    }
+
+    /// The highest-nonce plain voucher held on a lane.
+    fn top(&self, lane: u64) -> Option<&SignedVoucher> {
+        self.lanes.get(&lane).and_then(|v| v.first())
+    }
 }
 
 /// A count of vouchers being created on a channel outside its lock. A holder of the lock
@@ -507,6 +561,7 @@ impl PaymentChannelManager {
         }
         let mut merging = Vec::new();
         for record in self.inner.store.vouchers(id)? {
+            cache.held.insert(record.voucher.clone());
             let v = &record.voucher;
             let tip = cache.lanes.entry(v.lane).or_default();
             if v.nonce >= tip.nonce {
@@ -626,6 +681,7 @@ impl PaymentChannelManager {
             settling_at: 0,
             create_error: None,
             queue_failure: None,
+            credited: None,
         };
         let cid = self.send_create(record, amount, reserve).await?;
         Ok(ChannelHandle { id, channel: None, wait_sentinel: Some(cid) })

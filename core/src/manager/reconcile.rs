@@ -231,7 +231,7 @@ impl PaymentChannelManager {
             });
         }
         // Against the chain alone: what submitting it will do.
-        self.validate(&record, &ChannelCache::default(), combined, &[]).await?;
+        self.validate(&record, combined, &[]).await?;
         let mut writes = vec![Write::Voucher(VoucherRecord {
             channel: record.id,
             voucher: combined.clone(),
@@ -316,6 +316,7 @@ impl PaymentChannelManager {
 /// A combined voucher in a channel's cache: its lane carries `req_val`, and every merged
 /// lane carries nothing more of its own (what it paid is folded into the combined amount).
 pub(super) fn fold_into_cache(cache: &mut ChannelCache, combined: &SignedVoucher) {
+    cache.held.insert(combined.clone());
     cache
         .lanes
         .insert(combined.lane, LaneTip { nonce: combined.nonce, amount: combined.amount.clone() });

@@ -1,12 +1,16 @@
 //! The settler: a watchtower over every channel with an address.
 //!
-//! Inbound: once the chain shows `settling_at`, submit the best spendable voucher of every
-//! lane (a combined voucher where one is held) before `settling_at`, and collect after it if
-//! configured — `collect_inbound_delay` epochs after, leaving the payer the first chance. Outbound: collect after `settling_at` to recover the unspent funds.
+//! Inbound: once the chain shows `settling_at`, submit the redemption model's plan — the
+//! held vouchers that redeem the most, in order, falling back to lower vouchers where a
+//! lane's highest cannot redeem (design §3b) — before `settling_at`, and collect after it if
+//! configured, `collect_inbound_delay` epochs after, leaving the payer the first chance.
+//! Outbound: collect after `settling_at` to recover the unspent funds. One channel's failure
+//! is logged and never stops the pass over the others.
 
 use super::{PaymentChannelManager, Result};
 use crate::chain::ChainError;
-use crate::store::{Direction, Lifecycle, MessagePurpose, MessageState, Write};
+use crate::store::{ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, Write};
+use crate::types::ChainEpoch;
 
 /// Runs the settler until the manager shuts down.
 pub(super) fn spawn(manager: PaymentChannelManager) {
@@ -30,72 +34,89 @@ pub(super) fn spawn(manager: PaymentChannelManager) {
 
 impl PaymentChannelManager {
     /// One look at every live channel; public so that tests and operators can run one
-    /// immediately.
+    /// immediately. A channel whose turn fails is logged and skipped (the next pass tries
+    /// it again); the pass answers the first such failure once every channel has had its
+    /// turn.
     #[tracing::instrument(name = "paych_settler_pass", level = "debug", skip_all)]
     pub async fn settler_pass(&self) -> Result<()> {
         let head = self.inner.chain.head().await?;
+        let mut first_failure = None;
         for record in self.inner.store.channels()? {
-            let Some(addr) = record.channel else { continue };
-            if !matches!(
-                record.lifecycle,
-                Lifecycle::Open | Lifecycle::Settling | Lifecycle::Settled
-            ) {
+            if record.channel.is_none()
+                || !matches!(
+                    record.lifecycle,
+                    Lifecycle::Open | Lifecycle::Settling | Lifecycle::Settled
+                )
+            {
                 continue;
             }
-            let on_chain = match self.inner.chain.channel(&addr).await {
-                Ok(c) => c,
-                Err(ChainError::NotFound(_)) => {
-                    // Collected by the other side.
-                    let mut record = record;
-                    record.lifecycle = Lifecycle::Collected;
-                    self.commit(vec![Write::Channel(record)]).await?;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let settling_at = on_chain.state.settling_at;
-            if settling_at == 0 {
-                continue;
+            if let Err(e) = self.settle_channel(record.clone(), head).await {
+                tracing::warn!(channel = record.id, error = %e, "settler: channel skipped this pass");
+                first_failure.get_or_insert(e);
             }
-            let lifecycle =
-                if head >= settling_at { Lifecycle::Settled } else { Lifecycle::Settling };
-            if record.lifecycle != lifecycle || record.settling_at != settling_at {
-                let mut updated = record.clone();
-                updated.lifecycle = lifecycle;
-                updated.settling_at = settling_at;
-                self.commit(vec![Write::Channel(updated)]).await?;
+        }
+        match first_failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The settler's turn at one channel.
+    async fn settle_channel(&self, record: ChannelRecord, head: ChainEpoch) -> Result<()> {
+        let Some(addr) = record.channel else { return Ok(()) };
+        let on_chain = match self.inner.chain.channel(&addr).await {
+            Ok(c) => c,
+            Err(ChainError::NotFound(_)) => {
+                // Collected by the other side.
+                let mut record = record;
+                record.lifecycle = Lifecycle::Collected;
+                return self.commit(vec![Write::Channel(record)]).await;
             }
-            let in_flight = self.in_flight(record.id)?;
-            match (record.direction, lifecycle) {
-                (Direction::Inbound, Lifecycle::Settling) => {
-                    for voucher in self.voucher_best_spendable(&addr).await? {
-                        let submitting = in_flight.iter().any(|p| matches!(p, MessagePurpose::Submit { lane, .. } if *lane == voucher.lane));
-                        if submitting {
-                            continue;
-                        }
-                        tracing::info!(
-                            lane = voucher.lane,
-                            nonce = voucher.nonce,
-                            "settler submits"
-                        );
-                        self.voucher_submit(&addr, &voucher, &[]).await?;
-                    }
+            Err(e) => return Err(e.into()),
+        };
+        let settling_at = on_chain.state.settling_at;
+        if settling_at == 0 {
+            return Ok(());
+        }
+        let lifecycle = if head >= settling_at { Lifecycle::Settled } else { Lifecycle::Settling };
+        if record.lifecycle != lifecycle || record.settling_at != settling_at {
+            let mut updated = record.clone();
+            updated.lifecycle = lifecycle;
+            updated.settling_at = settling_at;
+            self.commit(vec![Write::Channel(updated)]).await?;
+        }
+        let in_flight = self.in_flight(record.id)?;
+        match (record.direction, lifecycle) {
+            (Direction::Inbound, Lifecycle::Settling) => {
+                // Submits in flight change what the plan starts from: wait for them to land.
+                if in_flight.iter().any(|p| matches!(p, MessagePurpose::Submit { .. })) {
+                    return Ok(());
                 }
-                (Direction::Inbound, Lifecycle::Settled)
-                    if !self.inner.config.collect_inbound
-                        || head
-                            < settling_at.saturating_add(
-                                i64::try_from(self.inner.config.collect_inbound_delay)
-                                    .unwrap_or(i64::MAX),
-                            ) => {}
-                (_, Lifecycle::Settled)
-                    if !in_flight.iter().any(|p| matches!(p, MessagePurpose::Collect { .. })) =>
-                {
-                    tracing::info!("settler collects");
-                    self.collect(&addr).await?;
+                let record = self.record(record.id)?;
+                for step in self.settlement_plan(&record).await?.steps {
+                    tracing::info!(
+                        lane = step.voucher.lane,
+                        nonce = step.voucher.nonce,
+                        delta = %step.delta.atto(),
+                        "settler submits"
+                    );
+                    self.voucher_submit(&addr, &step.voucher, &step.secret).await?;
                 }
-                _ => {}
             }
+            (Direction::Inbound, Lifecycle::Settled)
+                if !self.inner.config.collect_inbound
+                    || head
+                        < settling_at.saturating_add(
+                            i64::try_from(self.inner.config.collect_inbound_delay)
+                                .unwrap_or(i64::MAX),
+                        ) => {}
+            (_, Lifecycle::Settled)
+                if !in_flight.iter().any(|p| matches!(p, MessagePurpose::Collect { .. })) =>
+            {
+                tracing::info!("settler collects");
+                self.collect(&addr).await?;
+            }
+            _ => {}
         }
         Ok(())
     }

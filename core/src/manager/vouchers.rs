@@ -4,10 +4,11 @@ use std::collections::HashMap;
 
 use cid::Cid;
 
-use super::{funds, ChannelCache, LaneTip, ManagerError, PaymentChannelManager, Result};
-use crate::actor::{self, AccountLookup, ActorEnv, ChannelState, Redemption};
+use super::{funds, Held, LaneTip, ManagerError, PaymentChannelManager, Result};
+use crate::actor::{self, AccountLookup, ActorEnv, Redemption};
 use crate::chain::ChannelOnChain;
 use crate::crypto;
+use crate::redemption::{self, Situation};
 use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, VoucherOrigin, VoucherRecord, Write,
 };
@@ -58,6 +59,23 @@ pub enum AddOutcome {
     },
     /// This very voucher is already held: a re-sent voucher credits nothing again.
     AlreadyHeld,
+}
+
+/// What intake decided about a voucher not held yet.
+enum Assessment {
+    /// Store it and credit `delta` (0: held, answered covered); the channel's credit
+    /// becomes `credited`.
+    Accept { delta: TokenAmount, credited: TokenAmount },
+    /// An older voucher whose value a held one includes.
+    Covered { lane_amount: TokenAmount },
+}
+
+/// The chain as validation reads it for one channel.
+struct ChainView {
+    head: ChainEpoch,
+    on_chain: ChannelOnChain,
+    channel_id: Address,
+    channel: Address,
 }
 
 /// What a channel looks like to voucher validation: the chain's state with the vouchers this
@@ -294,9 +312,9 @@ impl PaymentChannelManager {
         }
     }
 
-    /// Checks a voucher against every rule of the actor — as if the payee submitted it now,
-    /// to the chain's state with this node's stored vouchers laid over it. The error names
-    /// the rule broken.
+    /// Checks a voucher as intake would take it — the actor's rules against the chain, the
+    /// intake policy, and what it would add to what this node can redeem — without storing
+    /// it. A voucher that adds nothing new (covered) passes. The error names the rule broken.
     #[tracing::instrument(name = "paych_voucher_check_valid", level = "debug", skip_all)]
     pub async fn voucher_check_valid(
         &self,
@@ -307,30 +325,67 @@ impl PaymentChannelManager {
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
         self.load_cache(record.id, &mut cache)?;
-        self.validate(&record, &cache, voucher, &[]).await.map(|_| ())
+        if let Some(stored) = self.inner.store.voucher(record.id, voucher.lane, voucher.nonce)? {
+            if &stored.voucher == voucher {
+                return Ok(());
+            }
+        }
+        if record.direction == Direction::Outbound {
+            // The payer's cache follows what it issued, not what intake plans with: plan
+            // with every voucher issued and stored.
+            cache.in_flight.clone().settle().await;
+            let mut issued = Held::default();
+            for r in self.inner.store.vouchers(record.id)? {
+                issued.insert(r.voucher);
+            }
+            return self.assess(&record, &issued, voucher).await.map(|_| ());
+        }
+        self.assess(&record, &cache.held, voucher).await.map(|_| ())
     }
 
-    /// Runs the actor's `UpdateChannelState` on the merged view of the channel.
-    pub(super) async fn validate(
-        &self,
-        record: &ChannelRecord,
-        cache: &ChannelCache,
-        voucher: &SignedVoucher,
-        secret: &[u8],
-    ) -> Result<Redemption> {
+    /// The chain's view of a channel for validation: the head, the channel's state at that
+    /// head, and its ID address.
+    async fn chain_view(&self, record: &ChannelRecord) -> Result<ChainView> {
         let channel =
             record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(record)))?;
         let chain = &self.inner.chain;
-        let (epoch, on_chain) = chain.channel_at_head(&channel).await?;
-        let receiver = match record.id_address {
+        let (head, on_chain) = chain.channel_at_head(&channel).await?;
+        let channel_id = match record.id_address {
             Some(id) => id,
             None => chain
                 .lookup_id(&channel)
                 .await?
                 .ok_or_else(|| ManagerError::UnknownChannel(self.fmt(&channel)))?,
         };
+        Ok(ChainView { head, on_chain, channel_id, channel })
+    }
+
+    /// Runs the actor's `UpdateChannelState` for `voucher` alone on the chain's state, as the
+    /// payee submitting it now: every rule, the payer's signature included.
+    pub(super) async fn validate(
+        &self,
+        record: &ChannelRecord,
+        voucher: &SignedVoucher,
+        secret: &[u8],
+    ) -> Result<Redemption> {
+        let view = self.chain_view(record).await?;
+        self.validate_on(&view, voucher, secret).await
+    }
+
+    async fn validate_on(
+        &self,
+        view: &ChainView,
+        voucher: &SignedVoucher,
+        secret: &[u8],
+    ) -> Result<Redemption> {
+        let chain = &self.inner.chain;
+        let on_chain = &view.on_chain;
         let mut ids = HashMap::new();
-        if let Some(id) = chain.lookup_id(&voucher.channel_addr).await? {
+        if voucher.channel_addr == view.channel {
+            if let Ok(id) = view.channel_id.id() {
+                ids.insert(voucher.channel_addr, id);
+            }
+        } else if let Some(id) = chain.lookup_id(&voucher.channel_addr).await? {
             if let Ok(id) = id.id() {
                 ids.insert(voucher.channel_addr, id);
             }
@@ -355,23 +410,122 @@ impl PaymentChannelManager {
             None => None,
         };
         let env = Validation {
-            epoch,
+            epoch: view.head,
             balance: on_chain.balance.clone(),
             caller: on_chain.state.to,
-            receiver,
+            receiver: view.channel_id,
             ids,
             keys,
             extra,
         };
-        let mut state = merged_state(&on_chain, cache);
+        let mut state = on_chain.state.clone();
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret: secret.to_vec() };
         actor::update_channel_state(&mut state, &env, &params).map_err(ManagerError::InvalidVoucher)
     }
 
+    /// Where the redemption model starts for a channel: the chain's state, messages
+    /// executing from the next epoch with `landing_window` epochs to land.
+    fn situation(
+        &self,
+        record: &ChannelRecord,
+        view: &ChainView,
+        landing_window: ChainEpoch,
+    ) -> Situation {
+        Situation {
+            state: view.on_chain.state.clone(),
+            balance: view.on_chain.balance.clone(),
+            channel_id: view.channel_id,
+            channel_robust: record.channel,
+            first_epoch: view.head.saturating_add(1),
+            landing_window,
+            secrets: Default::default(),
+        }
+    }
+
+    /// Intake's decision on a voucher not held yet, without storing anything: refused (the
+    /// policy, the actor, or nothing the chain would pay), covered (an older voucher whose
+    /// value a held one includes), or accepted for what the redemption model says it adds
+    /// to what this node has credited (design §3b).
+    async fn assess(
+        &self,
+        record: &ChannelRecord,
+        held: &Held,
+        voucher: &SignedVoucher,
+    ) -> Result<Assessment> {
+        if let Some(top) = held.top(voucher.lane) {
+            if top.nonce > voucher.nonce && voucher.amount <= top.amount {
+                // Only this channel's lane covers it: a voucher naming another channel is not.
+                if Some(voucher.channel_addr) != record.channel
+                    && Some(voucher.channel_addr) != record.id_address
+                {
+                    return Err(ManagerError::ForeignVoucher(self.describe(record)));
+                }
+                self.verify_payer_signature(record, voucher).await?;
+                return Ok(Assessment::Covered { lane_amount: top.amount.clone() });
+            }
+        }
+        let policy = &self.inner.config.intake;
+        let view = self.chain_view(record).await?;
+        // The actor's own verdict on the voucher alone (its signature checked for real): a
+        // voucher it refuses against the chain never counts in any plan.
+        self.validate_on(&view, voucher, &[]).await?;
+        policy.check(voucher, view.head).map_err(ManagerError::VoucherRefused)?;
+        let situation = self.situation(record, &view, policy.landing_margin);
+        if let Some(why) = situation.unredeemable(voucher) {
+            return Err(ManagerError::Unredeemable(why));
+        }
+        if let Some(top) = held.top(voucher.lane) {
+            if top.nonce >= voucher.nonce {
+                return Err(ManagerError::InvalidVoucher(actor::ActorError::StaleNonce {
+                    lane: voucher.lane,
+                    existing: top.nonce,
+                    voucher: voucher.nonce,
+                }));
+            }
+        }
+        let held = held.all();
+        let credited = match &record.credited {
+            Some(credited) => credited.clone(),
+            None => redemption::best_plan(&situation, &held).value().clone(),
+        };
+        let with = redemption::plan_with(&situation, &held, voucher);
+        let delta = with.value() - &credited;
+        if delta.is_positive() {
+            return Ok(Assessment::Accept { delta, credited: with.value().clone() });
+        }
+        // Why it adds nothing: the voucher on top of the best plan without it.
+        let lane_top = held
+            .iter()
+            .filter(|v| v.lane == voucher.lane && v.merges.is_empty())
+            .map(|v| v.amount.clone())
+            .max();
+        let base = redemption::best_plan(&situation, &held);
+        let mut state = base.state.clone();
+        match situation.redeem(&mut state, voucher) {
+            Err(e) => Err(ManagerError::InvalidVoucher(e)),
+            Ok(r) if r.delta.is_negative() => Err(ManagerError::AmountBelowLane {
+                lane: voucher.lane,
+                previous: lane_top.unwrap_or_default(),
+                requested: voucher.amount.clone(),
+            }),
+            // A valid voucher worth exactly what is held (a first voucher of 0, say): held,
+            // credited nothing.
+            Ok(r) if r.delta.is_zero() => Ok(Assessment::Accept { delta: r.delta, credited }),
+            // Worth something on top of the plan, but not beyond what was already credited
+            // (the plan's value fell since): nothing more to credit.
+            Ok(_) => Err(ManagerError::BelowMinDelta {
+                delta: TokenAmount::default(),
+                min_delta: TokenAmount::from_atto(1u8),
+            }),
+        }
+    }
+
     /// Adds a voucher received from the payer of an inbound channel (learning the channel
-    /// from the chain if it is new). Idempotent; durable before it returns; refused if the
-    /// actor would refuse it now or it adds less than `min_delta`. An older voucher whose
-    /// amount the lane already includes is *covered*, not an error.
+    /// from the chain if it is new). Durable before it returns. A voucher is credited only
+    /// what it adds to what this node can redeem (design §3b): the same voucher again is
+    /// *already held*, an older one whose value a held voucher includes is *covered*, and
+    /// one the policy, the actor or the chain's timing would not pay is refused, as is one
+    /// adding less than `min_delta`.
     #[tracing::instrument(name = "paych_voucher_add", level = "debug", skip_all)]
     pub async fn voucher_add(
         &self,
@@ -419,83 +573,42 @@ impl PaymentChannelManager {
             }
             return Ok(AddOutcome::AlreadyHeld);
         }
-        if let Some(tip) = cache.lanes.get(&voucher.lane) {
-            if tip.nonce > voucher.nonce
-                && voucher.amount <= tip.amount
-                && voucher.merges.is_empty()
-            {
-                // Only this channel's lane covers it: a voucher naming another channel is not.
-                if Some(voucher.channel_addr) != record.channel
-                    && Some(voucher.channel_addr) != record.id_address
-                {
-                    return Err(ManagerError::ForeignVoucher(self.fmt(channel)));
-                }
-                self.verify_payer_signature(&record, voucher).await?;
-                return Ok(AddOutcome::Covered { lane_amount: tip.amount.clone() });
-            }
+        let (delta, credited) = match self.assess(&record, &cache.held, voucher).await? {
+            Assessment::Covered { lane_amount } => return Ok(AddOutcome::Covered { lane_amount }),
+            Assessment::Accept { delta, credited } => (delta, credited),
+        };
+        if delta < min_delta {
+            return Err(ManagerError::BelowMinDelta { delta, min_delta });
         }
-        let redemption = self.validate(&record, &cache, voucher, &[]).await?;
-        if redemption.delta < min_delta {
-            return Err(ManagerError::BelowMinDelta { delta: redemption.delta, min_delta });
-        }
-        let mut writes = vec![Write::Voucher(VoucherRecord {
-            channel: record.id,
-            voucher: voucher.clone(),
-            origin: VoucherOrigin::Received,
-            submitted: false,
-            superseded: false,
-        })];
-        // A voucher that merges lanes supersedes what this node holds on them.
-        writes.extend(self.supersede_merged(&record, voucher)?);
-        if voucher.lane >= record.next_lane {
-            let mut record = record.clone();
-            record.next_lane = voucher.lane.saturating_add(1);
-            writes.push(Write::Channel(record));
-        }
-        // A learned channel is in `writes` (its next lane is raised to the voucher's).
-        self.inner.store.apply(writes)?;
+        let mut updated = record.clone();
+        updated.credited = Some(credited);
+        updated.next_lane = updated.next_lane.max(voucher.lane.saturating_add(1));
+        // A learned channel is stored with its first voucher.
+        self.inner.store.apply(vec![
+            Write::Voucher(VoucherRecord {
+                channel: record.id,
+                voucher: voucher.clone(),
+                origin: VoucherOrigin::Received,
+                submitted: false,
+                superseded: false,
+            }),
+            Write::Channel(updated),
+        ])?;
         drop(learning);
         cache
             .lanes
             .insert(voucher.lane, LaneTip { nonce: voucher.nonce, amount: voucher.amount.clone() });
-        for merge in &voucher.merges {
-            let tip = cache.lanes.entry(merge.lane).or_default();
-            if merge.nonce > tip.nonce {
-                // Its amount is folded into the merging voucher's.
-                *tip = LaneTip { nonce: merge.nonce, amount: TokenAmount::default() };
-            }
-        }
+        cache.held.insert(voucher.clone());
         drop(cache);
         // Acknowledged only once durable; concurrent adds share the flush.
         self.inner.store.durable().await?;
         self.notify();
-        tracing::debug!(parent: &span, delta = %redemption.delta.atto(), "voucher accepted");
-        Ok(AddOutcome::Accepted { delta: redemption.delta })
-    }
-
-    /// The writes marking vouchers on lanes a voucher merges as superseded.
-    fn supersede_merged(
-        &self,
-        record: &ChannelRecord,
-        voucher: &SignedVoucher,
-    ) -> Result<Vec<Write>> {
-        if voucher.merges.is_empty() {
-            return Ok(Vec::new());
+        tracing::debug!(parent: &span, delta = %delta.atto(), "voucher accepted");
+        if delta.is_zero() {
+            // Held, but it adds nothing: not a credit.
+            return Ok(AddOutcome::Covered { lane_amount: voucher.amount.clone() });
         }
-        Ok(self
-            .inner
-            .store
-            .vouchers(record.id)?
-            .into_iter()
-            .filter(|r| {
-                voucher.merges.iter().any(|m| m.lane == r.voucher.lane && r.voucher.nonce < m.nonce)
-                    && !r.superseded
-            })
-            .map(|mut r| {
-                r.superseded = true;
-                Write::Voucher(r)
-            })
-            .collect())
+        Ok(AddOutcome::Accepted { delta })
     }
 
     async fn verify_payer_signature(
@@ -554,6 +667,7 @@ impl PaymentChannelManager {
             settling_at: on_chain.state.settling_at,
             create_error: None,
             queue_failure: None,
+            credited: Some(on_chain.state.to_send.clone()),
         };
         Ok(record)
     }
@@ -616,26 +730,31 @@ impl PaymentChannelManager {
         Ok(self.inner.store.vouchers(record.id)?.into_iter().map(|r| r.voucher).collect())
     }
 
-    /// The best voucher per lane that could be submitted now: the highest nonce not
-    /// submitted nor superseded, that a dry run accepts.
+    /// The vouchers that redeem the most for this node now, in the order to submit them:
+    /// the redemption model's plan (design §3b) over the vouchers held that are neither
+    /// submitted nor superseded, from the chain's current state. A lane whose highest
+    /// voucher cannot redeem falls back to a lower one.
     #[tracing::instrument(name = "paych_voucher_best_spendable", level = "debug", skip_all)]
     pub async fn voucher_best_spendable(&self, channel: &Address) -> Result<Vec<SignedVoucher>> {
         let record = self.record_by_address(channel)?;
-        let mut best: std::collections::BTreeMap<u64, SignedVoucher> =
-            std::collections::BTreeMap::new();
-        for r in self.inner.store.vouchers(record.id)? {
-            if r.submitted || r.superseded {
-                continue;
-            }
-            best.insert(r.voucher.lane, r.voucher);
-        }
-        let mut spendable = Vec::new();
-        for voucher in best.into_values() {
-            if self.voucher_check_spendable(channel, &voucher, &[]).await? {
-                spendable.push(voucher);
-            }
-        }
-        Ok(spendable)
+        Ok(self.settlement_plan(&record).await?.steps.into_iter().map(|s| s.voucher).collect())
+    }
+
+    /// The plan the settler submits for an inbound channel: every held voucher that is
+    /// neither submitted nor superseded, planned from the chain's state with no landing
+    /// margin (it is sent now, whatever time is left).
+    pub(super) async fn settlement_plan(&self, record: &ChannelRecord) -> Result<redemption::Plan> {
+        let view = self.chain_view(record).await?;
+        let situation = self.situation(record, &view, 0);
+        let held: Vec<SignedVoucher> = self
+            .inner
+            .store
+            .vouchers(record.id)?
+            .into_iter()
+            .filter(|r| !r.submitted && !r.superseded && r.origin != VoucherOrigin::Created)
+            .map(|r| r.voucher)
+            .collect();
+        Ok(redemption::best_plan(&situation, &held.iter().collect::<Vec<_>>()))
     }
 
     /// Submits a voucher to the chain (adding it first if this node does not hold it),
@@ -699,23 +818,4 @@ impl PaymentChannelManager {
         }
         Ok((channel, vouchers))
     }
-}
-
-/// The chain's channel state with the tips of this node's stored vouchers laid over its
-/// lanes (a stored voucher above the chain's nonce counts as redeemed), `to_send` raised by
-/// what they add.
-fn merged_state(on_chain: &ChannelOnChain, cache: &ChannelCache) -> ChannelState {
-    let mut state = on_chain.state.clone();
-    for (lane, tip) in &cache.lanes {
-        let chain_lane = state.lanes.entry(*lane).or_default();
-        if tip.nonce > chain_lane.nonce {
-            let added = &tip.amount - &chain_lane.redeemed;
-            if added.is_positive() {
-                state.to_send += added;
-            }
-            chain_lane.nonce = tip.nonce;
-            chain_lane.redeemed = tip.amount.clone();
-        }
-    }
-    state
 }

@@ -95,6 +95,12 @@ pub struct ChannelRecord {
     /// Cleared when a new queue starts.
     #[serde(default)]
     pub queue_failure: Option<String>,
+    /// Inbound: the `to_send` the payee has credited its payer up to — the chain's
+    /// `to_send` when the channel was learned, plus every delta answered since. A voucher is
+    /// credited only what the redemption model's value with it exceeds this. `None` for a
+    /// channel stored before this was kept: it starts at the value of the vouchers held.
+    #[serde(default)]
+    pub credited: Option<TokenAmount>,
 }
 
 /// Where a stored voucher came from.
@@ -152,6 +158,10 @@ pub enum MessagePurpose {
         lane: u64,
         /// The voucher's nonce.
         nonce: u64,
+        /// The nonces on `lane` this message marked submitted (the voucher's and the lower
+        /// ones not yet marked): exactly what a failed or refused submit restores.
+        #[serde(default)]
+        marked: Vec<u64>,
     },
     /// Settle the channel.
     Settle {

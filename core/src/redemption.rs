@@ -1,0 +1,626 @@
+//! What a payee's vouchers are worth on chain: the one redemption model (design §3b).
+//!
+//! A payee's answer to a voucher is a promise about the chain, so what it credits must be
+//! what it can redeem: the most `to_send` it can reach by submitting vouchers it holds, in
+//! a good order, from the chain's channel state, in messages that execute at the next epoch
+//! or later and land before `settling_at`, with the secrets it holds. This module computes
+//! that as a [`Plan`] — an ordered list of `UpdateChannelState` calls, each run through
+//! [`crate::actor::update_channel_state`] on a copy of the state, so that what the plan
+//! claims is exactly what the actor would do. Voucher intake, best-spendable, the settler
+//! and reconciliation all ask this module; none has its own idea of a voucher's worth.
+//!
+//! The search is greedy but never optimistic: every plan it returns is a real redemption
+//! sequence the actor accepts, so its value is at most the true best. For the vouchers an
+//! honest payer signs (cumulative amounts per lane within the channel's balance, and the
+//! combined vouchers of reconciliations over lanes on chain) it is the true best.
+//!
+//! Vouchers given to the model must carry a signature already verified as the payer's;
+//! the model checks everything else the actor checks. A voucher whose worth depends on a
+//! call the model cannot predict (`extra`) is worth nothing here. This module never does
+//! I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fvm_shared::address::Address;
+use fvm_shared::clock::ChainEpoch;
+use fvm_shared::crypto::signature::Signature;
+use fvm_shared::econ::TokenAmount;
+use fvm_shared::error::ExitCode;
+use fvm_shared::ActorID;
+
+use crate::actor::{self, AccountLookup, ActorEnv, ActorError, ChannelState};
+use crate::types::{ModVerifyParams, SignedVoucher, UpdateChannelStateParams};
+
+/// Where a plan starts: the channel as the chain holds it, and when the plan's messages can
+/// execute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Situation {
+    /// The channel's state on chain (parties as ID addresses, lanes, `to_send`, settlement).
+    pub state: ChannelState,
+    /// The channel's balance on chain.
+    pub balance: TokenAmount,
+    /// The channel's ID address (the actor's receiver).
+    pub channel_id: Address,
+    /// The channel's robust address, when known (vouchers may name either).
+    pub channel_robust: Option<Address>,
+    /// The first epoch at which a message sent now can execute: the head + 1.
+    pub first_epoch: ChainEpoch,
+    /// Epochs a message may take to land after `first_epoch`: a voucher counts only if it
+    /// can be redeemed at every epoch of `first_epoch ..= first_epoch + landing_window`,
+    /// which must all come before `settling_at`.
+    pub landing_window: ChainEpoch,
+    /// Secrets the payee holds, by their blake2b-256 hash.
+    pub secrets: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Situation {
+    /// The last epoch at which the plan's messages may land.
+    pub fn last_epoch(&self) -> ChainEpoch {
+        self.first_epoch.saturating_add(self.landing_window.max(0))
+    }
+
+    /// Whether messages sent now can still land before the channel settles.
+    pub fn can_land(&self) -> bool {
+        self.state.settling_at == 0 || self.last_epoch() < self.state.settling_at
+    }
+
+    /// Why `voucher` cannot count whatever else is held, if it cannot: the checks the
+    /// actor makes that depend on time, the channel address or outside calls.
+    pub fn unredeemable(&self, voucher: &SignedVoucher) -> Option<Unredeemable> {
+        if !self.can_land() {
+            return Some(Unredeemable::Settling { settling_at: self.state.settling_at });
+        }
+        if !self.names_channel(&voucher.channel_addr) {
+            return Some(Unredeemable::OtherChannel(voucher.channel_addr));
+        }
+        if voucher.time_lock_min > self.first_epoch {
+            return Some(Unredeemable::TimeLockMin { time_lock_min: voucher.time_lock_min });
+        }
+        if voucher.time_lock_max != 0 && voucher.time_lock_max < self.last_epoch() {
+            return Some(Unredeemable::TimeLockMax { time_lock_max: voucher.time_lock_max });
+        }
+        if voucher.extra.is_some() {
+            return Some(Unredeemable::Extra);
+        }
+        if !voucher.secret_hash.is_empty() && !self.secrets.contains_key(&voucher.secret_hash) {
+            return Some(Unredeemable::SecretUnknown);
+        }
+        if voucher.signature.is_none() {
+            return Some(Unredeemable::Actor(ActorError::MissingSignature));
+        }
+        None
+    }
+
+    fn names_channel(&self, addr: &Address) -> bool {
+        *addr == self.channel_id || Some(*addr) == self.channel_robust
+    }
+
+    /// Runs one voucher through the actor on `state`, as the payee at the plan's first
+    /// epoch. Does not look at [`Situation::unredeemable`]'s checks beyond the actor's.
+    pub fn redeem(
+        &self,
+        state: &mut ChannelState,
+        voucher: &SignedVoucher,
+    ) -> Result<actor::Redemption, ActorError> {
+        let secret = self.secrets.get(&voucher.secret_hash).cloned().unwrap_or_default();
+        let params = UpdateChannelStateParams { sv: voucher.clone(), secret };
+        actor::update_channel_state(state, &PlanEnv { situation: self, caller: state.to }, &params)
+    }
+}
+
+/// Why a voucher is worth nothing to the payee whatever else it holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unredeemable {
+    /// Messages sent now cannot land before the channel settles.
+    #[error("the channel settles at epoch {settling_at}: nothing sent now lands before it")]
+    Settling {
+        /// The channel's settling epoch.
+        settling_at: ChainEpoch,
+    },
+    /// The voucher names another channel.
+    #[error("the voucher names channel {0}, not this one")]
+    OtherChannel(Address),
+    /// The voucher cannot be redeemed at the next epoch.
+    #[error("the voucher cannot be redeemed before epoch {time_lock_min}")]
+    TimeLockMin {
+        /// The voucher's lower time lock.
+        time_lock_min: ChainEpoch,
+    },
+    /// The voucher's upper time lock leaves no time for a message to land.
+    #[error(
+        "the voucher expires at epoch {time_lock_max}, before a message sent now surely lands"
+    )]
+    TimeLockMax {
+        /// The voucher's upper time lock.
+        time_lock_max: ChainEpoch,
+    },
+    /// The voucher's worth depends on a call whose outcome, made by the channel, cannot be
+    /// known beforehand.
+    #[error("the voucher's worth depends on an extra call")]
+    Extra,
+    /// The voucher needs a secret the payee does not hold.
+    #[error("the voucher needs a secret the payee does not hold")]
+    SecretUnknown,
+    /// The actor refuses it.
+    #[error(transparent)]
+    Actor(ActorError),
+}
+
+/// What a payee takes on the payment path, beyond what the actor checks: the one place
+/// that decides about vouchers whose worth depends on the future (design §3b).
+///
+/// By default it refuses what Lotus refuses on the payee side — time locks, secret hashes,
+/// `extra` calls and merges (a combined voucher comes only through a reconciliation the
+/// payee asked for, not through intake) — takes `min_settle_height` only up to
+/// [`IntakePolicy::max_settle_delay`] epochs ahead of the head, and keeps
+/// [`IntakePolicy::landing_margin`] epochs before `settling_at` free for its messages to
+/// land.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakePolicy {
+    /// Whether vouchers with `time_lock_min` / `time_lock_max` are taken. Such a voucher is
+    /// credited only for what it is sure to be worth: redeemable at every epoch from the
+    /// next one through the landing margin, and the settler submits it before its lock.
+    pub accept_time_locks: bool,
+    /// The furthest a voucher's `min_settle_height` may lie beyond the head: a voucher
+    /// setting it further would keep the channel's funds from being collected for that long.
+    pub max_settle_delay: ChainEpoch,
+    /// Epochs a message may take to land: a voucher counts only if it can still be redeemed
+    /// that many epochs after the next one, before `settling_at` and its `time_lock_max`.
+    pub landing_margin: ChainEpoch,
+}
+
+/// A default landing margin: 20 epochs (10 minutes of 30-second epochs).
+pub const DEFAULT_LANDING_MARGIN: ChainEpoch = 20;
+
+impl Default for IntakePolicy {
+    fn default() -> Self {
+        IntakePolicy {
+            accept_time_locks: false,
+            max_settle_delay: crate::types::SETTLE_DELAY,
+            landing_margin: DEFAULT_LANDING_MARGIN,
+        }
+    }
+}
+
+/// Why the intake policy refuses a voucher.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyRefusal {
+    /// The voucher is time-locked and the policy takes no time locks.
+    #[error(
+        "voucher is time locked (time_lock_min {time_lock_min}, time_lock_max {time_lock_max})"
+    )]
+    TimeLocked {
+        /// The voucher's lower lock.
+        time_lock_min: ChainEpoch,
+        /// The voucher's upper lock.
+        time_lock_max: ChainEpoch,
+    },
+    /// The voucher is hash-locked.
+    #[error("voucher is hash locked")]
+    HashLocked,
+    /// The voucher makes an `extra` call.
+    #[error("voucher is message locked (extra call to {0})")]
+    MessageLocked(Address),
+    /// The voucher merges lanes outside a reconciliation.
+    #[error("voucher merges lanes: combined vouchers come only from a reconciliation")]
+    Merges,
+    /// The voucher's `min_settle_height` lies too far ahead.
+    #[error("min_settle_height {min_settle_height} lies beyond epoch {limit}")]
+    SettleHeightTooFar {
+        /// The voucher's minimum settle height.
+        min_settle_height: ChainEpoch,
+        /// The furthest epoch the policy takes.
+        limit: ChainEpoch,
+    },
+}
+
+impl IntakePolicy {
+    /// Checks a voucher offered on the payment path against the policy, with the chain at
+    /// `head`.
+    pub fn check(&self, voucher: &SignedVoucher, head: ChainEpoch) -> Result<(), PolicyRefusal> {
+        if !voucher.merges.is_empty() {
+            return Err(PolicyRefusal::Merges);
+        }
+        if let Some(extra) = &voucher.extra {
+            return Err(PolicyRefusal::MessageLocked(extra.actor));
+        }
+        if !voucher.secret_hash.is_empty() {
+            return Err(PolicyRefusal::HashLocked);
+        }
+        if !self.accept_time_locks && (voucher.time_lock_min != 0 || voucher.time_lock_max != 0) {
+            return Err(PolicyRefusal::TimeLocked {
+                time_lock_min: voucher.time_lock_min,
+                time_lock_max: voucher.time_lock_max,
+            });
+        }
+        let limit = head.saturating_add(self.max_settle_delay.max(0));
+        if voucher.min_settle_height > limit {
+            return Err(PolicyRefusal::SettleHeightTooFar {
+                min_settle_height: voucher.min_settle_height,
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One message of a plan: a voucher (with its secret) and what it adds to `to_send`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The voucher to submit.
+    pub voucher: SignedVoucher,
+    /// The secret to submit with it (empty when it has no secret hash).
+    pub secret: Vec<u8>,
+    /// How much `to_send` grows when it executes after the steps before it.
+    pub delta: TokenAmount,
+}
+
+/// A redemption sequence and where it leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The messages to send, in order.
+    pub steps: Vec<Step>,
+    /// The channel's state after the last step.
+    pub state: ChannelState,
+}
+
+impl Plan {
+    /// The `to_send` the plan reaches: what the payee is paid at collect.
+    pub fn value(&self) -> &TokenAmount {
+        &self.state.to_send
+    }
+
+    /// The plan that submits nothing.
+    pub fn empty(situation: &Situation) -> Plan {
+        Plan { steps: Vec::new(), state: situation.state.clone() }
+    }
+}
+
+/// The best plan this model finds for `held` from `situation`: a sequence the actor accepts
+/// step by step, reaching the highest `to_send` found, and among equal ones the fewest
+/// messages. Vouchers must carry verified signatures (see the module's doc).
+pub fn best_plan(situation: &Situation, held: &[&SignedVoucher]) -> Plan {
+    if !situation.can_land() {
+        return Plan::empty(situation);
+    }
+    let candidates = Candidates::new(situation, held);
+    let mut best_choice = Choice::tops(&candidates);
+    let mut best = realize(situation, &candidates, &mut best_choice);
+    for merging in &candidates.merging {
+        let mut choice = best_choice.clone();
+        choice.merging.push(merging);
+        let plan = realize(situation, &candidates, &mut choice);
+        let better = plan.value() > best.value()
+            || (plan.value() == best.value() && plan.steps.len() < best.steps.len());
+        if better {
+            best = plan;
+            best_choice = choice;
+        }
+    }
+    best
+}
+
+/// `best_plan(held ∪ {voucher}) − best_plan(held)`'s first term, computed once: the plan
+/// for `held` with `voucher` added. A convenience for intake.
+pub fn plan_with(situation: &Situation, held: &[&SignedVoucher], voucher: &SignedVoucher) -> Plan {
+    let mut all: Vec<&SignedVoucher> = Vec::with_capacity(held.len() + 1);
+    all.extend_from_slice(held);
+    all.push(voucher);
+    best_plan(situation, &all)
+}
+
+/// The vouchers a plan may use, sorted for the search.
+struct Candidates<'a> {
+    /// Plain vouchers (no merges) per lane, highest nonce first, each above the chain's
+    /// nonce on its lane.
+    plain: BTreeMap<u64, Vec<&'a SignedVoucher>>,
+    /// Vouchers that merge lanes, by lane then nonce.
+    merging: Vec<&'a SignedVoucher>,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(situation: &Situation, held: &[&'a SignedVoucher]) -> Self {
+        let mut plain: BTreeMap<u64, Vec<&'a SignedVoucher>> = BTreeMap::new();
+        let mut merging = Vec::new();
+        let mut seen = BTreeSet::new();
+        for voucher in held.iter().copied() {
+            if situation.unredeemable(voucher).is_some() {
+                continue;
+            }
+            if !seen.insert((voucher.lane, voucher.nonce, voucher.merges.is_empty())) {
+                // Two vouchers with one (lane, nonce): the chain takes one; so does the plan.
+                continue;
+            }
+            if let Some(lane) = situation.state.lanes.get(&voucher.lane) {
+                if voucher.nonce <= lane.nonce {
+                    continue;
+                }
+            }
+            if voucher.merges.is_empty() {
+                plain.entry(voucher.lane).or_default().push(voucher);
+            } else {
+                merging.push(voucher);
+            }
+        }
+        for vouchers in plain.values_mut() {
+            vouchers.sort_by_key(|v| std::cmp::Reverse(v.nonce));
+        }
+        merging.sort_by_key(|v| (v.lane, v.nonce));
+        Candidates { plain, merging }
+    }
+}
+
+/// Which candidates a plan uses: per lane the index of its plain voucher, and the merging
+/// vouchers.
+#[derive(Clone)]
+struct Choice<'a> {
+    plain: BTreeMap<u64, usize>,
+    merging: Vec<&'a SignedVoucher>,
+}
+
+impl<'a> Choice<'a> {
+    fn tops(candidates: &Candidates<'a>) -> Self {
+        Choice {
+            plain: candidates.plain.keys().map(|lane| (*lane, 0)).collect(),
+            merging: Vec::new(),
+        }
+    }
+}
+
+/// Where a step came from, to fall back when it fails.
+#[derive(Clone, Copy)]
+enum Origin {
+    Plain { lane: u64, creates_lane: bool },
+    Merging(usize),
+}
+
+/// Turns a choice into a plan, falling back (to the next lower voucher of a lane, or
+/// without a merging voucher) whenever the actor refuses a step.
+fn realize<'a>(
+    situation: &Situation,
+    candidates: &Candidates<'a>,
+    choice: &mut Choice<'a>,
+) -> Plan {
+    loop {
+        let sequence = sequence(situation, candidates, choice);
+        match simulate(situation, &sequence) {
+            Ok(plan) => return plan,
+            Err(origin) => match origin {
+                Origin::Plain { lane, .. } => {
+                    let next = choice.plain.get(&lane).map_or(usize::MAX, |i| i.saturating_add(1));
+                    if candidates.plain.get(&lane).is_some_and(|v| next < v.len()) {
+                        choice.plain.insert(lane, next);
+                    } else {
+                        choice.plain.remove(&lane);
+                    }
+                }
+                Origin::Merging(index) => {
+                    choice.merging.remove(index);
+                }
+            },
+        }
+    }
+}
+
+/// Orders a choice: plain vouchers on lanes no merging voucher touches first; then each
+/// merging voucher, preceded by the plain vouchers that must create the lanes it merges
+/// (lanes not on chain) and followed by the plain vouchers above it on the lanes it
+/// touches. A plain voucher below a merge on a lane the chain holds adds nothing the merge
+/// does not take back, and is left out.
+fn sequence<'a>(
+    situation: &Situation,
+    candidates: &Candidates<'a>,
+    choice: &Choice<'a>,
+) -> Vec<(&'a SignedVoucher, Origin)> {
+    // For each lane a merging voucher touches, the first such voucher and its threshold.
+    let mut touched: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
+    for (index, m) in choice.merging.iter().enumerate() {
+        touched.entry(m.lane).or_insert((index, m.nonce));
+        for merge in &m.merges {
+            touched.entry(merge.lane).or_insert((index, merge.nonce));
+        }
+    }
+    let mut first = Vec::new();
+    let mut before: Vec<Vec<(&SignedVoucher, Origin)>> = vec![Vec::new(); choice.merging.len()];
+    let mut after: Vec<Vec<(&SignedVoucher, Origin)>> = vec![Vec::new(); choice.merging.len()];
+    for (lane, index) in &choice.plain {
+        let Some(voucher) = candidates.plain.get(lane).and_then(|v| v.get(*index)).copied() else {
+            continue;
+        };
+        match touched.get(lane) {
+            None => first.push((voucher, Origin::Plain { lane: *lane, creates_lane: false })),
+            Some((m, threshold)) if voucher.nonce > *threshold => {
+                after[*m].push((voucher, Origin::Plain { lane: *lane, creates_lane: false }))
+            }
+            Some((m, _)) => {
+                let own_lane = choice.merging[*m].lane == *lane;
+                if !own_lane && !situation.state.lanes.contains_key(lane) {
+                    before[*m].push((voucher, Origin::Plain { lane: *lane, creates_lane: true }));
+                }
+            }
+        }
+    }
+    let mut sequence = first;
+    for (index, m) in choice.merging.iter().enumerate() {
+        sequence.append(&mut before[index]);
+        sequence.push((m, Origin::Merging(index)));
+        sequence.append(&mut after[index]);
+    }
+    sequence
+}
+
+/// Runs a sequence through the actor. A plain step that would lower `to_send` fails it; a
+/// plain step that adds nothing and creates no lane is left out.
+fn simulate(situation: &Situation, sequence: &[(&SignedVoucher, Origin)]) -> Result<Plan, Origin> {
+    let mut state = situation.state.clone();
+    let mut steps = Vec::with_capacity(sequence.len());
+    for (voucher, origin) in sequence {
+        let mut next = state.clone();
+        let redemption = situation.redeem(&mut next, voucher).map_err(|_| *origin)?;
+        if let Origin::Plain { creates_lane, .. } = origin {
+            if redemption.delta.is_negative() {
+                return Err(*origin);
+            }
+            if redemption.delta.is_zero() && !creates_lane {
+                continue;
+            }
+        }
+        state = next;
+        let secret = situation.secrets.get(&voucher.secret_hash).cloned().unwrap_or_default();
+        steps.push(Step { voucher: (*voucher).clone(), secret, delta: redemption.delta });
+    }
+    Ok(Plan { steps, state })
+}
+
+/// The actor's view while a plan runs: signatures were verified before, the channel's two
+/// addresses resolve to it, and an `extra` call never passes (such vouchers do not count).
+struct PlanEnv<'a> {
+    situation: &'a Situation,
+    caller: Address,
+}
+
+impl ActorEnv for PlanEnv<'_> {
+    fn epoch(&self) -> ChainEpoch {
+        self.situation.first_epoch
+    }
+    fn balance(&self) -> TokenAmount {
+        self.situation.balance.clone()
+    }
+    fn caller(&self) -> Address {
+        self.caller
+    }
+    fn receiver(&self) -> Address {
+        self.situation.channel_id
+    }
+    fn resolve_address(&self, addr: &Address) -> Option<ActorID> {
+        if self.situation.names_channel(addr) {
+            return self.situation.channel_id.id().ok();
+        }
+        addr.id().ok()
+    }
+    fn resolve_account(&self, _addr: &Address) -> AccountLookup {
+        AccountLookup::NotFound
+    }
+    fn verify_signature(&self, _: &Signature, _: &Address, _: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+    fn call_extra(&self, _extra: &ModVerifyParams) -> Result<(), ExitCode> {
+        Err(ExitCode::USR_FORBIDDEN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{LaneState, Merge};
+
+    const PAYER: u64 = 100;
+    const PAYEE: u64 = 101;
+    const CHANNEL: u64 = 102;
+
+    fn atto(n: u64) -> TokenAmount {
+        TokenAmount::from_atto(n)
+    }
+
+    fn situation(balance: u64) -> Situation {
+        Situation {
+            state: ChannelState::new(Address::new_id(PAYER), Address::new_id(PAYEE)),
+            balance: atto(balance),
+            channel_id: Address::new_id(CHANNEL),
+            channel_robust: None,
+            first_epoch: 11,
+            landing_window: 0,
+            secrets: BTreeMap::new(),
+        }
+    }
+
+    fn voucher(lane: u64, nonce: u64, amount: u64) -> SignedVoucher {
+        let mut v = SignedVoucher::new(Address::new_id(CHANNEL), lane, nonce, atto(amount));
+        v.signature = Some(Signature::new_secp256k1(vec![0; 65]));
+        v
+    }
+
+    fn value(situation: &Situation, held: &[SignedVoucher]) -> TokenAmount {
+        best_plan(situation, &held.iter().collect::<Vec<_>>()).value().clone()
+    }
+
+    #[test]
+    fn lanes_add_up_to_their_tops() {
+        let held = [voucher(0, 0, 10), voucher(0, 1, 30), voucher(1, 4, 20)];
+        assert_eq!(value(&situation(100), &held), atto(50));
+    }
+
+    #[test]
+    fn several_lanes_never_count_beyond_the_balance() {
+        let held = [voucher(0, 0, 100), voucher(1, 0, 100), voucher(2, 0, 100)];
+        assert_eq!(value(&situation(100), &held), atto(100));
+    }
+
+    #[test]
+    fn a_lane_falls_back_to_a_lower_voucher_that_fits() {
+        let held = [voucher(0, 1, 60), voucher(1, 1, 30), voucher(1, 2, 60)];
+        assert_eq!(value(&situation(100), &held), atto(90));
+    }
+
+    #[test]
+    fn a_merged_lane_keeps_what_it_redeemed() {
+        // Lane 3 redeemed 10 on chain; lane 5 merges it at nonce 2; a later voucher on lane 3
+        // pays only what it adds over lane 3's 10.
+        let mut s = situation(100);
+        s.state.lanes.insert(3, LaneState { redeemed: atto(10), nonce: 1 });
+        s.state.to_send = atto(10);
+        let mut merging = voucher(5, 1, 10);
+        merging.merges = vec![Merge { lane: 3, nonce: 2 }];
+        assert_eq!(value(&s, &[merging.clone(), voucher(3, 3, 10)]), atto(10));
+        assert_eq!(value(&s, &[merging, voucher(3, 3, 25)]), atto(25));
+    }
+
+    #[test]
+    fn a_combined_voucher_is_chosen_when_it_pays_as_much_in_fewer_messages() {
+        let mut s = situation(100);
+        s.state.lanes.insert(0, LaneState { redeemed: atto(5), nonce: 1 });
+        s.state.lanes.insert(1, LaneState { redeemed: atto(5), nonce: 1 });
+        s.state.to_send = atto(10);
+        let mut combined = voucher(0, 10, 50);
+        combined.merges = vec![Merge { lane: 1, nonce: 10 }];
+        let held = [voucher(0, 2, 20), voucher(1, 2, 30), combined.clone()];
+        let plan = best_plan(&s, &held.iter().collect::<Vec<_>>());
+        assert_eq!(plan.value(), &atto(50));
+        assert_eq!(plan.steps.len(), 1);
+        assert_eq!(plan.steps[0].voucher, combined);
+    }
+
+    #[test]
+    fn nothing_counts_once_a_message_cannot_land_before_settlement() {
+        let mut s = situation(100);
+        s.state.settling_at = 11;
+        assert_eq!(value(&s, &[voucher(0, 1, 10)]), atto(0));
+        s.state.settling_at = 12;
+        assert_eq!(value(&s, &[voucher(0, 1, 10)]), atto(10));
+        s.landing_window = 1;
+        assert_eq!(value(&s, &[voucher(0, 1, 10)]), atto(0));
+    }
+
+    #[test]
+    fn time_locked_extra_and_secret_vouchers_count_only_when_sure() {
+        let s = situation(100);
+        let mut locked = voucher(0, 1, 10);
+        locked.time_lock_max = 10;
+        assert_eq!(value(&s, &[locked.clone()]), atto(0));
+        locked.time_lock_max = 11;
+        assert_eq!(value(&s, &[locked]), atto(10));
+        let mut later = voucher(0, 1, 10);
+        later.time_lock_min = 12;
+        assert_eq!(value(&s, &[later]), atto(0));
+        let mut extra = voucher(0, 1, 10);
+        extra.extra =
+            Some(ModVerifyParams { actor: Address::new_id(PAYER), method: 2, data: Vec::new() });
+        assert_eq!(value(&s, &[extra]), atto(0));
+        let mut hashed = voucher(0, 1, 10);
+        hashed.secret_hash = crate::crypto::blake2b_256(b"s").to_vec();
+        assert_eq!(value(&s, &[hashed.clone()]), atto(0));
+        let mut knowing = s.clone();
+        knowing.secrets.insert(hashed.secret_hash.clone(), b"s".to_vec());
+        assert_eq!(value(&knowing, &[hashed]), atto(10));
+    }
+}
