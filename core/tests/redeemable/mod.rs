@@ -431,3 +431,48 @@ pub fn credit(
         _ => TokenAmount::default(),
     }
 }
+
+/// One line per voucher, for failure messages: its lane, nonce, amount and every condition
+/// it carries (the signature left out).
+pub fn describe(vouchers: &[SignedVoucher]) -> String {
+    let mut out = String::new();
+    for v in vouchers {
+        out.push_str(&format!(
+            "  {} lane {} nonce {} amount {}",
+            v.channel_addr,
+            v.lane,
+            v.nonce,
+            v.amount.atto()
+        ));
+        if !v.merges.is_empty() {
+            let merges: Vec<(u64, u64)> = v.merges.iter().map(|m| (m.lane, m.nonce)).collect();
+            out.push_str(&format!(" merges {merges:?}"));
+        }
+        if v.time_lock_min != 0 {
+            out.push_str(&format!(" time_lock_min {}", v.time_lock_min));
+        }
+        if v.time_lock_max != 0 {
+            out.push_str(&format!(" time_lock_max {}", v.time_lock_max));
+        }
+        if v.min_settle_height != 0 {
+            out.push_str(&format!(" min_settle_height {}", v.min_settle_height));
+        }
+        if !v.secret_hash.is_empty() {
+            out.push_str(" secret_hash");
+        }
+        if let Some(extra) = &v.extra {
+            out.push_str(&format!(" extra {}.{}", extra.actor, extra.method));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A plan, one line per message with its epoch.
+pub fn describe_plan(plan: &Plan) -> String {
+    let mut out = format!("to_send {}\n", plan.to_send.atto());
+    for (v, epoch) in &plan.steps {
+        out.push_str(&format!("  at {epoch}:{}", describe(std::slice::from_ref(v))));
+    }
+    out
+}
