@@ -260,9 +260,30 @@ fn spec() -> impl Strategy<Value = Spec> {
         )
 }
 
+/// A voucher with no condition at all: lanes, nonces, amounts, merges, channel addresses
+/// and signers only.
+fn plain_spec() -> impl Strategy<Value = Spec> {
+    spec().prop_map(|spec| Spec {
+        time_lock_min: Lock::None,
+        time_lock_max: Lock::None,
+        min_settle_height: Msh::Zero,
+        secret: false,
+        extra: Extra::None,
+        ..spec
+    })
+}
+
 fn step() -> impl Strategy<Value = Step> {
+    step_with(spec().boxed())
+}
+
+fn plain_step() -> impl Strategy<Value = Step> {
+    step_with(plain_spec().boxed())
+}
+
+fn step_with(spec: BoxedStrategy<Spec>) -> impl Strategy<Value = Step> {
     prop_oneof![
-        10 => spec().prop_map(Step::Send),
+        10 => spec.prop_map(Step::Send),
         2 => any::<usize>().prop_map(Step::Resend),
         3 => (1u64..=3).prop_map(Step::Mine),
         1 => select(vec![50u64, 1500]).prop_map(Step::Jump),
@@ -818,6 +839,14 @@ proptest! {
     #[test]
     fn hostile_payers_are_never_credited_more_than_the_chain_pays(
         steps in vec(step(), 1..12),
+        redeem in prop::bool::weighted(0.25),
+    ) {
+        runtime().block_on(play_hostile(steps, redeem, false));
+    }
+
+    #[test]
+    fn hostile_payers_of_plain_vouchers_are_never_credited_more_than_the_chain_pays(
+        steps in vec(plain_step(), 1..12),
         redeem in prop::bool::weighted(0.25),
     ) {
         runtime().block_on(play_hostile(steps, redeem, false));
