@@ -8,17 +8,28 @@
 //!
 //! - `hostile_payers_are_never_credited_more_than_the_chain_pays`: a payer signs whatever it
 //!   likes (every field of the voucher, sometimes with another key), interleaved with epochs
-//!   passing, the payer settling and the payee redeeming; the property is checked after every
-//!   step, and in a sample of cases the payee then really redeems its best plan, the channel
-//!   settles and is collected, and its income is compared with its credit;
+//!   passing (while the channel settles, the payee's settler runs every epoch), the payer
+//!   settling and the payee redeeming; the property is checked after every step, and in a
+//!   sample of cases the payee then really redeems its best plan, the channel settles and is
+//!   collected, and its income is compared with its credit;
+//! - `hostile_payers_of_plain_vouchers_...`: the same with vouchers carrying no condition
+//!   (lanes, nonces, amounts, merges, addresses and signers only), to reach past the
+//!   conditional vouchers;
+//! - `the_promise_can_be_kept_...`: the same attacks against a model payee that credits
+//!   exactly what each voucher adds to the oracle's measure (leaving out, while the channel
+//!   is not settling, vouchers that expire) and redeems by the oracle's plans: the property
+//!   holds for it, so it asks nothing impossible of the real one;
 //! - `honest_payers_are_credited_exactly_what_the_chain_pays`: the payer's manager pays on
 //!   several lanes, the payee adds (in any order, old vouchers again), redeems some lanes,
-//!   reconciles, and the payer pays on new lanes with the room left.
+//!   reconciles, and the payer pays on new lanes with the room left. Every voucher must be
+//!   credited exactly what it adds to the oracle's measure; the sum credited, less what the
+//!   payee gave up in reconciliations whose combined voucher landed, must equal the measure;
+//!   redeemed and collected, the channel pays the payee exactly that.
 //!
 //! Each case builds its own devnet (mining only when a step says so), sled stores and
 //! managers with idle settlers, so a case is reproducible. The seed is fixed; failures are
 //! not persisted. `PAYCH_ADVERSARY_CASES` sets the number of cases of each property (default
-//! 12); `PAYCH_ADVERSARY_SEED` another seed.
+//! 24); `PAYCH_ADVERSARY_SEED` another seed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
@@ -48,7 +59,7 @@ const HOSTILE_BALANCE: u64 = 100;
 const HONEST_BALANCE: u64 = 1000;
 
 fn cases() -> u32 {
-    std::env::var("PAYCH_ADVERSARY_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(12)
+    std::env::var("PAYCH_ADVERSARY_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(24)
 }
 
 fn config() -> ProptestConfig {

@@ -78,12 +78,16 @@ pub struct Plan {
     pub to_send: TokenAmount,
 }
 
+/// Signature checks already made, by signed bytes and signature: each voucher's signature
+/// is checked once per search.
+type SignatureChecks = RefCell<HashMap<(Vec<u8>, Vec<u8>), bool>>;
+
 /// The environment the actor runs in during the search.
 struct OracleEnv<'a> {
     view: &'a ChainView,
     epoch: ChainEpoch,
     /// Signature checks already made, by signed bytes and signature.
-    checked: &'a RefCell<HashMap<(Vec<u8>, Vec<u8>), bool>>,
+    checked: &'a SignatureChecks,
 }
 
 impl ActorEnv for OracleEnv<'_> {
@@ -171,7 +175,7 @@ pub fn redeemable(view: &ChainView, held: &[SignedVoucher]) -> Plan {
 struct Search<'a> {
     view: &'a ChainView,
     candidates: &'a [SignedVoucher],
-    checked: &'a RefCell<HashMap<(Vec<u8>, Vec<u8>), bool>>,
+    checked: &'a SignatureChecks,
     seen: HashSet<String>,
     best: Plan,
 }
