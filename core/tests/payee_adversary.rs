@@ -223,9 +223,9 @@ fn lock() -> impl Strategy<Value = Lock> {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    let merge = (0u64..4, select(vec![1u64, 2, 3, 4, 6]));
+    let merge = (0u64..3, select(vec![1u64, 2, 3, 4, 6]));
     (
-        (0u64..4, select(vec![0u64, 1, 2, 3, 5]), select(vec![0u64, 10, 30, 60, 100, 150])),
+        (0u64..3, select(vec![0u64, 1, 2, 3, 5]), select(vec![0u64, 10, 30, 60, 100, 150])),
         prop_oneof![4 => Just(Vec::new()), 1 => vec(merge, 1..=2)],
         (lock(), lock()),
         prop_oneof![
@@ -242,7 +242,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             1 => Just(Extra::ChannelSettle),
         ],
         prop_oneof![6 => Just(Named::Robust), 2 => Just(Named::Id), 1 => Just(Named::Other)],
-        (prop::bool::weighted(0.1), prop::bool::weighted(0.1)),
+        (prop::bool::weighted(0.03), prop::bool::weighted(0.1)),
     )
         .prop_map(
             |(
