@@ -197,6 +197,29 @@ async fn settler_redeems_a_good_voucher_below_an_unredeemable_top_voucher() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settler_pays_the_payee_its_credit_when_the_lanes_tops_overdraw_the_channel() {
+    // The payer signs more than the channel holds: each lane's top voucher alone fits, both
+    // together do not; lane 0's lower voucher with lane 1's fits exactly.
+    let w = World::new(150).await;
+    let vouchers = [
+        w.signed(w.voucher(0, 1, 50)),
+        w.signed(w.voucher(0, 2, 100)),
+        w.signed(w.voucher(1, 1, 100)),
+    ];
+    let credited = add_all(&w, &vouchers).await;
+    let redeemable = w.redeemable().await;
+    assert!(credited <= redeemable.to_send, "credited {credited:?}, {redeemable:?}");
+    w.payer_settles().await;
+    for _ in 0..3 {
+        w.payee.m().settler_pass().await.unwrap();
+        w.mine(1).await;
+    }
+    let paid = w.to_send().await;
+    assert!(paid >= credited, "the settler redeemed {paid:?} of a credit of {credited:?}");
+    assert_eq!(paid, redeemable.to_send, "the settler redeems the best plan");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_submit_leaves_the_lower_vouchers_of_its_lane_submittable() {
     // A payee without funds: its submit is refused by the message pool.
     let w = World::with_payee_funds(1000, 0).await;

@@ -492,14 +492,17 @@ impl Hostile {
             }
             Step::PayeeSubmits => {
                 let plan = self.plan().await;
-                let head = self.w.head().await;
-                if let Some((v, epoch)) = plan.steps.first() {
-                    if *epoch == head + 1 && self.model.is_none() {
-                        // Refused or not: the chain is what counts.
-                        let _ = self.w.payee.m().voucher_submit(&self.w.ch, v, &[]).await;
-                        self.w.mine(1).await;
-                    } else if *epoch == head + 1 {
-                        let first = Plan { steps: vec![(v.clone(), *epoch)], to_send: atto(0) };
+                let next = self.w.head().await + 1;
+                let first = plan.steps.first().filter(|(_, epoch)| *epoch == next).cloned();
+                match (first, self.model.is_some()) {
+                    (Some((v, _)), false) => {
+                        // Refused or not: the chain is what counts. The epoch then passes as
+                        // any other (the settler runs while the channel settles).
+                        let _ = self.w.payee.m().voucher_submit(&self.w.ch, &v, &[]).await;
+                        self.next_epoch().await;
+                    }
+                    (Some(step), true) if self.settling_at().await == 0 => {
+                        let first = Plan { steps: vec![step], to_send: atto(0) };
                         let w = &self.w;
                         carry_out(
                             &w.net.devnet,
@@ -510,6 +513,8 @@ impl Hostile {
                         )
                         .await;
                     }
+                    // The model redeems all it can at once while the channel settles.
+                    (_, _) => self.next_epoch().await,
                 }
             }
             Step::NearSettlement(k) => {

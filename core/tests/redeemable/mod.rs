@@ -78,6 +78,9 @@ pub struct Plan {
     pub to_send: TokenAmount,
 }
 
+/// The most vouchers one search takes (the search is exponential in them).
+pub const MAX_CANDIDATES: usize = 24;
+
 /// Signature checks already made, by signed bytes and signature: each voucher's signature
 /// is checked once per search.
 type SignatureChecks = RefCell<HashMap<(Vec<u8>, Vec<u8>), bool>>;
@@ -86,7 +89,10 @@ type SignatureChecks = RefCell<HashMap<(Vec<u8>, Vec<u8>), bool>>;
 struct OracleEnv<'a> {
     view: &'a ChainView,
     epoch: ChainEpoch,
-    /// Signature checks already made, by signed bytes and signature.
+    /// The most vouchers one search takes (the search is exponential in them).
+pub const MAX_CANDIDATES: usize = 24;
+
+/// Signature checks already made, by signed bytes and signature.
     checked: &'a SignatureChecks,
 }
 
@@ -159,6 +165,7 @@ pub fn redeemable(view: &ChainView, held: &[SignedVoucher]) -> Plan {
             candidates.push(v.clone());
         }
     }
+    assert!(candidates.len() <= MAX_CANDIDATES, "{} vouchers: keep held sets small", candidates.len());
     let checked = RefCell::new(HashMap::new());
     let mut search = Search {
         view,
