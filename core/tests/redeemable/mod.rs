@@ -89,10 +89,7 @@ type SignatureChecks = RefCell<HashMap<(Vec<u8>, Vec<u8>), bool>>;
 struct OracleEnv<'a> {
     view: &'a ChainView,
     epoch: ChainEpoch,
-    /// The most vouchers one search takes (the search is exponential in them).
-pub const MAX_CANDIDATES: usize = 24;
-
-/// Signature checks already made, by signed bytes and signature.
+    /// Signature checks already made, by signed bytes and signature.
     checked: &'a SignatureChecks,
 }
 
@@ -165,7 +162,11 @@ pub fn redeemable(view: &ChainView, held: &[SignedVoucher]) -> Plan {
             candidates.push(v.clone());
         }
     }
-    assert!(candidates.len() <= MAX_CANDIDATES, "{} vouchers: keep held sets small", candidates.len());
+    assert!(
+        candidates.len() <= MAX_CANDIDATES,
+        "{} vouchers: keep held sets small",
+        candidates.len()
+    );
     let checked = RefCell::new(HashMap::new());
     let mut search = Search {
         view,
