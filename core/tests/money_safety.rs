@@ -14,6 +14,7 @@ use paych_core::manager::{AddOutcome, ManagerError, MessageOutcome};
 use paych_core::reconcile::ReconcilePolicy;
 use paych_core::types::{
     paych_method, ChainEpoch, Merge, ModVerifyParams, SignedVoucher, TokenAmount, METHOD_SEND,
+    SETTLE_DELAY,
 };
 use redeemable::{carry_out, credit, view_of, World};
 
@@ -135,6 +136,31 @@ async fn payee_credits_nothing_for_an_extra_call_that_passes_only_in_its_dry_run
     let codes = carry_out(&w.net.devnet, w.payee.wallet.as_ref(), w.payee.addr, w.ch, &plan).await;
     assert!(codes.iter().all(|c| !c.is_success()), "{codes:?}");
     assert!(w.to_send().await.is_zero());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_credits_nothing_for_vouchers_the_chain_never_pays_it() {
+    let w = World::new(1000).await;
+    let other = w.payer.open_channel(w.payee.addr, atto(1000)).await;
+    let head = w.head().await;
+    let mut for_other = w.voucher(0, 1, 100);
+    for_other.channel_addr = other;
+    let mut hash_locked = w.voucher(1, 1, 100);
+    hash_locked.secret_hash = crypto::blake2b_256(b"a secret the payee never learns").to_vec();
+    let mut too_late = w.voucher(2, 1, 100);
+    // Past the earliest settlement a settle sent now gives: the payer can cut it off.
+    too_late.time_lock_min = head + 1 + SETTLE_DELAY;
+    let cases = [
+        (w.signed(for_other), "a voucher for another channel"),
+        (harness::sign_as_stranger(w.voucher(3, 1, 100)), "a voucher signed by a stranger"),
+        (w.signed(hash_locked), "a voucher locked by a secret the payee does not hold"),
+        (w.signed(too_late), "a voucher that cannot land before a settlement"),
+        (w.signed(w.voucher(4, 1, 1001)), "a voucher above the channel's balance"),
+    ];
+    for (v, what) in &cases {
+        assert_credits_nothing(&w.add(v).await, what);
+    }
+    assert!(w.redeemable().await.to_send.is_zero());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
