@@ -200,7 +200,7 @@ async fn a_client_that_stops_paying_stops_receiving() {
     // The first chunk is free to look at; the second needs the first paid.
     assert_eq!(ask(0).await.unwrap().status(), Some(RetrievalStatus::Ok));
     let refused = ask(1).await.unwrap();
-    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{refused:?}");
+    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
     assert!(refused.data.is_none());
 
     // Paying for chunk 0 on this flow opens chunk 1, and only chunk 1.
@@ -248,14 +248,19 @@ async fn a_replayed_voucher_earns_no_chunk_credit() {
     assert_eq!(again.status(), Some(VoucherStatus::AlreadyHeld));
     assert!(again.delta.is_zero());
     let refused = ask_chunk(&s, net, a, 2, b"f1").await;
-    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{refused:?}");
+    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
     // … on another flow of the same blob, or on a flow of another blob.
     for (root, flow) in [(a, &b"f2"[..]), (b, &b"f3"[..])] {
         assert_eq!(ask_chunk(&s, net, root, 0, flow).await.status(), Some(RetrievalStatus::Ok));
         let replay = send_voucher(&s, net, &paid.voucher, flow).await;
         assert_eq!(replay.status(), Some(VoucherStatus::AlreadyHeld));
         let refused = ask_chunk(&s, net, root, 1, flow).await;
-        assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{refused:?}");
+        assert_eq!(
+            refused.status(),
+            Some(RetrievalStatus::PaymentRequired),
+            "{:?}",
+            refused.message
+        );
     }
     // … or by a third peer, on a flow of the same name.
     let (_third, third_net) = third_peer(&s).await;
@@ -263,7 +268,7 @@ async fn a_replayed_voucher_earns_no_chunk_credit() {
     let replay = send_voucher(&s, &third_net, &paid.voucher, b"f1").await;
     assert_eq!(replay.status(), Some(VoucherStatus::AlreadyHeld));
     let refused = ask_chunk(&s, &third_net, a, 1, b"f1").await;
-    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{refused:?}");
+    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
     // One payment of 10, credited once.
     assert_eq!(s.provider_net.retrieval().paid(s.client_peer(), s.channel, b"f1"), atto(10));
     assert_eq!(held(&s).await, atto(10));
@@ -292,7 +297,7 @@ async fn only_the_channels_payer_is_credited_for_its_vouchers() {
     let taken = send_voucher(&s, &third_net, &voucher, b"theirs").await;
     assert_eq!(taken.status(), Some(VoucherStatus::Accepted), "{taken:?}");
     let refused = ask_chunk(&s, &third_net, root, 1, b"theirs").await;
-    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{refused:?}");
+    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
     assert!(s
         .provider_net
         .retrieval()
@@ -313,7 +318,12 @@ async fn credit_paid_for_one_blob_does_not_unlock_another() {
     s.payer.pay(&s.channel, atto(10), Some(b"flow".to_vec())).await.unwrap();
     for index in [1, 2, 4] {
         let refused = ask_chunk(&s, net, cheap, index, b"flow").await;
-        assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{refused:?}");
+        assert_eq!(
+            refused.status(),
+            Some(RetrievalStatus::PaymentRequired),
+            "{:?}",
+            refused.message
+        );
         assert!(refused.data.is_none());
     }
     // The credit still serves the blob it was paid for.
