@@ -147,6 +147,25 @@ struct Blob {
     faults: Faults,
 }
 
+impl Blob {
+    /// Chunk `index`, at `range`, with the faults the provider was told to commit.
+    fn chunk(&self, index: u64, range: std::ops::Range<usize>) -> Vec<u8> {
+        let mut data = self.data.get(range).map(<[u8]>::to_vec).unwrap_or_default();
+        if self.faults.corrupt_chunk == Some(index) {
+            if let Some(first) = data.first_mut() {
+                *first ^= 0xff;
+            }
+        }
+        data
+    }
+}
+
+/// What a request was admitted to receive.
+enum Admitted {
+    Manifest(Arc<Blob>),
+    Chunk(Arc<Blob>, u64, std::ops::Range<usize>),
+}
+
 /// A flow's key: the peer that opened it, the channel it is paid on, its reference.
 type FlowKey = (PeerId, Address, Vec<u8>);
 
@@ -308,6 +327,56 @@ impl State {
             }
             None => false,
         }
+    }
+
+    /// Checks that the flow `key` has paid for the chunks of `root` before `index`, and
+    /// answers the flow to open when the request opens one (a chunk 0 request on a flow not
+    /// open yet). A free blob needs no flow.
+    fn check_paid(
+        &mut self,
+        key: &FlowKey,
+        root: Hash,
+        manifest: &Manifest,
+        index: u64,
+        now: Instant,
+    ) -> Result<Option<Flow>, RetrievalResponse> {
+        let price = &manifest.price_per_chunk;
+        if !price.is_positive() {
+            return Ok(None);
+        }
+        let (paid, opening) = match self.flows.get_mut(key) {
+            Some(flow) => {
+                flow.last_active = now;
+                if flow.root != root {
+                    return Err(RetrievalResponse::refused(
+                        RetrievalStatus::PaymentRequired,
+                        "this flow pays for another blob; open a new flow for this one",
+                    ));
+                }
+                (flow.paid.clone(), None)
+            }
+            None => {
+                let flow = Flow {
+                    root,
+                    paid: TokenAmount::default(),
+                    complete_at: price * manifest.chunks(),
+                    last_active: now,
+                };
+                (TokenAmount::default(), Some(flow))
+            }
+        };
+        let due = price * index;
+        if paid < due {
+            return Err(RetrievalResponse::refused(
+                RetrievalStatus::PaymentRequired,
+                format!(
+                    "chunk {index} needs {} attoFIL paid on this channel and flow; {} received",
+                    due.atto(),
+                    paid.atto()
+                ),
+            ));
+        }
+        Ok(opening)
     }
 
     /// Opens `flow` under `key`, making room as the module explains.
@@ -513,117 +582,92 @@ impl RetrievalProvider {
 
     /// [`RetrievalProvider::serve`] at time `now`.
     pub fn serve_at(&self, peer: PeerId, request: &RetrievalRequest, now: Instant) -> Served {
-        let refused = |status, message: String| Served {
-            response: RetrievalResponse::refused(status, message),
-            in_flight: None,
+        let found = self.find(request);
+        let admitted = {
+            let mut state = self.state();
+            state.answered += 1;
+            let sweep_every = self.limits.flow_idle_timeout / 4;
+            if state.last_sweep.is_none_or(|at| now.saturating_duration_since(at) > sweep_every) {
+                state.evict_idle(now, self.limits.flow_idle_timeout);
+            }
+            let admitted = found
+                .and_then(|(root, blob)| self.admit(&mut state, peer, request, root, blob, now));
+            if let Err(refusal) = &admitted {
+                if refusal.status() == Some(RetrievalStatus::RateLimited) {
+                    state.rate_limited += 1;
+                }
+            }
+            admitted
         };
-        let Ok(root) = Hash::try_from(request.root.as_slice()) else {
-            self.state().answered += 1;
-            return refused(RetrievalStatus::Malformed, "the root is not 32 bytes".into());
-        };
-        let blob = {
-            let blobs = self.blobs.read().unwrap_or_else(|e| e.into_inner());
-            blobs.get(&root).cloned()
-        };
-        let mut state = self.state();
-        state.answered += 1;
-        let sweep_due = state
-            .last_sweep
-            .is_none_or(|at| now.saturating_duration_since(at) > self.limits.flow_idle_timeout / 4);
-        if sweep_due {
-            state.evict_idle(now, self.limits.flow_idle_timeout);
+        // The answer is built outside the lock: copying a chunk may take a while.
+        match admitted {
+            Err(response) => Served { response, in_flight: None },
+            Ok((admitted, bytes)) => {
+                let in_flight = Some(InFlight { state: self.state.clone(), peer, bytes });
+                let response = match admitted {
+                    Admitted::Manifest(blob) => RetrievalResponse::manifest(blob.manifest.clone()),
+                    Admitted::Chunk(blob, index, range) => {
+                        RetrievalResponse::chunk(blob.chunk(index, range))
+                    }
+                };
+                Served { response, in_flight }
+            }
         }
-        let Some(blob) = blob else {
-            return refused(RetrievalStatus::NotFound, "no blob with this root".into());
-        };
+    }
+
+    /// The blob `request` names, or the refusal.
+    fn find(&self, request: &RetrievalRequest) -> Result<(Hash, Arc<Blob>), RetrievalResponse> {
+        let refuse = RetrievalResponse::refused;
+        let root = Hash::try_from(request.root.as_slice())
+            .map_err(|_| refuse(RetrievalStatus::Malformed, "the root is not 32 bytes"))?;
+        let blob = self.blobs.read().unwrap_or_else(|e| e.into_inner()).get(&root).cloned();
+        let blob =
+            blob.ok_or_else(|| refuse(RetrievalStatus::NotFound, "no blob with this root"))?;
+        Ok((root, blob))
+    }
+
+    /// What `request` for `blob` may receive, counted in `state` with its bytes; or the
+    /// refusal.
+    fn admit(
+        &self,
+        state: &mut State,
+        peer: PeerId,
+        request: &RetrievalRequest,
+        root: Hash,
+        blob: Arc<Blob>,
+        now: Instant,
+    ) -> Result<(Admitted, usize), RetrievalResponse> {
+        let refuse = RetrievalResponse::refused;
+        let rate_limited = |e: Exceeded| refuse(RetrievalStatus::RateLimited, e.message());
         let Some(index) = request.index else {
             let bytes = blob.manifest.hashes.len() * (HASH_BYTES + 2) + RESPONSE_ENVELOPE_BYTES;
-            if let Err(exceeded) = state.reserve(peer, bytes, &self.limits) {
-                state.rate_limited += 1;
-                return refused(RetrievalStatus::RateLimited, exceeded.message().into());
-            }
-            drop(state);
-            let in_flight = self.in_flight(peer, bytes);
-            return Served {
-                response: RetrievalResponse::manifest(blob.manifest.clone()),
-                in_flight,
-            };
+            state.reserve(peer, bytes, &self.limits).map_err(rate_limited)?;
+            return Ok((Admitted::Manifest(blob), bytes));
         };
-        let Some(channel) = request.channel else {
-            return refused(
+        let channel = request.channel.ok_or_else(|| {
+            refuse(
                 RetrievalStatus::Malformed,
-                "a chunk request must name the channel it is paid on".into(),
-            );
-        };
-        let Some(range) = blob.manifest.chunk_range(index) else {
-            return refused(
+                "a chunk request must name the channel it is paid on",
+            )
+        })?;
+        let range = blob.manifest.chunk_range(index).ok_or_else(|| {
+            let chunks = blob.manifest.chunks();
+            RetrievalResponse::refused(
                 RetrievalStatus::BadIndex,
-                format!("the blob has {} chunks", blob.manifest.chunks()),
-            );
-        };
-        let price = &blob.manifest.price_per_chunk;
+                format!("the blob has {chunks} chunks"),
+            )
+        })?;
         let key = (peer, channel, request.flow.clone());
-        let mut opening = None;
-        if price.is_positive() {
-            let due = price * index;
-            let paid = match state.flows.get_mut(&key) {
-                Some(flow) if flow.root != root => {
-                    flow.last_active = now;
-                    return refused(
-                        RetrievalStatus::PaymentRequired,
-                        "this flow pays for another blob; open a new flow for this one".into(),
-                    );
-                }
-                Some(flow) => {
-                    flow.last_active = now;
-                    flow.paid.clone()
-                }
-                None => {
-                    opening = Some(Flow {
-                        root,
-                        paid: TokenAmount::default(),
-                        complete_at: price * blob.manifest.chunks(),
-                        last_active: now,
-                    });
-                    TokenAmount::default()
-                }
-            };
-            if paid < due {
-                return refused(
-                    RetrievalStatus::PaymentRequired,
-                    format!(
-                        "chunk {index} needs {} attoFIL paid on this channel and flow; {} received",
-                        due.atto(),
-                        paid.atto()
-                    ),
-                );
-            }
-        }
+        let opening = state.check_paid(&key, root, &blob.manifest, index, now)?;
         let bytes = range.len() + RESPONSE_ENVELOPE_BYTES;
-        if let Err(exceeded) = state.reserve(peer, bytes, &self.limits) {
-            state.rate_limited += 1;
-            return refused(RetrievalStatus::RateLimited, exceeded.message().into());
-        }
+        state.reserve(peer, bytes, &self.limits).map_err(rate_limited)?;
         if let Some(flow) = opening {
             if let Err(exceeded) = state.open_flow(key, flow, &self.limits) {
                 state.release(peer, bytes);
-                state.rate_limited += 1;
-                return refused(RetrievalStatus::RateLimited, exceeded.message().into());
+                return Err(rate_limited(exceeded));
             }
         }
-        drop(state);
-        let in_flight = self.in_flight(peer, bytes);
-        let mut data = blob.data.get(range).map(<[u8]>::to_vec).unwrap_or_default();
-        if blob.faults.corrupt_chunk == Some(index) {
-            if let Some(first) = data.first_mut() {
-                *first ^= 0xff;
-            }
-        }
-        Served { response: RetrievalResponse::chunk(data), in_flight }
-    }
-
-    fn in_flight(&self, peer: PeerId, bytes: usize) -> Option<InFlight> {
-        Some(InFlight { state: self.state.clone(), peer, bytes })
+        Ok((Admitted::Chunk(blob, index, range), bytes))
     }
 
     /// The PeerId the payer `from` bound its key to in the signed peer record the node holds
