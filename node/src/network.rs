@@ -15,6 +15,12 @@
 //! checks them against the node's [`ReconcilePolicy`] and records the combined voucher
 //! durably before the answer is sent.
 //!
+//! Inbound retrieval requests are answered in place by the [`RetrievalProvider`]; each
+//! manifest or chunk handed out stays counted against the provider's budget of responses in
+//! flight (per peer and in total) until libp2p reports it sent or failed, and a voucher
+//! carrying a flow reference is credited to that flow only as
+//! [`crate::retrieval::credit_payment`] allows.
+//!
 //! A voucher request may carry an announce: the payer's signed peer record. It is checked
 //! against the channel's payer (`from`) before the voucher is added, refused as
 //! `InvalidSignature` when it is not signed by that key, and kept (the highest sequence

@@ -13,6 +13,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::types::{Address, TokenAmount};
+use paych_node::metrics::Metrics;
 use paych_node::network::{NetworkClient, NetworkConfig};
 use paych_node::pay::Payer;
 use paych_node::retrieval::{
@@ -457,10 +458,12 @@ fn mining_devnet() -> Devnet {
 async fn flooded_provider(
     devnet: &Devnet,
     limits: RetrievalLimits,
+    metrics: Arc<Metrics>,
 ) -> (Party, NetworkClient, PeerId, Multiaddr, Hash) {
     let provider = party(devnet, 0).await;
     let config = NetworkConfig {
         retrieval: Arc::new(RetrievalProvider::default().with_limits(limits)),
+        metrics,
         ..NetworkConfig::default()
     };
     let (net, peer, addrs) = node(&provider.manager, config).await;
@@ -512,7 +515,9 @@ const MIB: usize = 1 << 20;
 async fn a_flood_of_unpaid_requests_from_one_peer_stays_within_its_budget() {
     let devnet = mining_devnet();
     let limits = RetrievalLimits { max_bytes_per_peer: 4 * MIB, ..RetrievalLimits::default() };
-    let (_provider, net, peer, addr, root) = flooded_provider(&devnet, limits.clone()).await;
+    let metrics = Arc::new(Metrics::new());
+    let (_provider, net, peer, addr, root) =
+        flooded_provider(&devnet, limits.clone(), metrics.clone()).await;
     let requests = 12;
     let (attacker, task) = never_reads::flood(peer, addr, unpaid_requests(root, requests));
     let usage = answered(&net, requests).await;
@@ -525,6 +530,16 @@ async fn a_flood_of_unpaid_requests_from_one_peer_stays_within_its_budget() {
     assert!(load.bytes >= 3 * MIB, "the budget was used: {load:?}");
     assert!(usage.rate_limited >= 3, "{usage:?}");
     assert!(usage.open_flows <= limits.max_flows_per_peer, "{usage:?}");
+    // /metrics shows the bytes in flight, within the budget too.
+    let scrape = metrics.encode();
+    let gauge = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("paych_retrieval_bytes_in_flight "))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap();
+    assert!(gauge >= 3 * MIB && gauge <= limits.max_bytes_per_peer, "{scrape}");
+    let limited = r#"paych_inbound_rate_limited_total{protocol="retrieval"}"#;
+    assert!(scrape.contains(limited), "{scrape}");
     task.abort();
 }
 
@@ -536,7 +551,8 @@ async fn a_flood_of_unpaid_requests_from_several_peers_stays_within_the_total_bu
         max_bytes: 8 * MIB,
         ..RetrievalLimits::default()
     };
-    let (_provider, net, peer, addr, root) = flooded_provider(&devnet, limits.clone()).await;
+    let (_provider, net, peer, addr, root) =
+        flooded_provider(&devnet, limits.clone(), Arc::default()).await;
     let (peers, requests) = (3, 12);
     let floods: Vec<_> = (0..peers)
         .map(|_| never_reads::flood(peer, addr.clone(), unpaid_requests(root, requests)))
