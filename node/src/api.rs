@@ -124,7 +124,7 @@ pub const METHODS: &[MethodSpec] = &[
     method("Filecoin.NetPeers", 0, Read),
     method("Filecoin.NetAddrsListen", 0, Read),
     method("Filecoin.PaychRetrievalPublish", 1, Write),
-    MethodSpec { name: "Filecoin.PaychRetrieve", arity: 3, optional: 1, permission: Sign },
+    MethodSpec { name: "Filecoin.PaychRetrieve", arity: 4, optional: 1, permission: Sign },
 ];
 
 /// The declaration of the method named `name`.
@@ -480,19 +480,22 @@ impl Api {
                     }
                     _ => return Err(p.invalid(1, "expected the root as 64 hex digits")),
                 };
-                let max_price = match p.value(2) {
+                // A retrieval never pays a price the caller did not bound.
+                let per_chunk = p.non_negative_amount(2)?;
+                let total = match p.value(3) {
                     Value::Null => None,
                     Value::String(text) => Some(
-                        json::parse_amount_field("maxPricePerChunk", &text)
+                        json::parse_amount_field("maxTotal", &text)
                             .ok()
                             .filter(|a| !a.is_negative())
                             .ok_or_else(|| {
-                                p.invalid(2, "expected a non-negative attoFIL amount")
+                                p.invalid(3, "expected a non-negative attoFIL amount")
                             })?,
                     ),
-                    _ => return Err(p.invalid(2, "expected an attoFIL amount or null")),
+                    _ => return Err(p.invalid(3, "expected an attoFIL amount or null")),
                 };
-                let got = retrieval::retrieve(self.payer()?, ch, root, max_price)
+                let limit = retrieval::PriceLimit { per_chunk, total };
+                let got = retrieval::retrieve(self.payer()?, ch, root, limit)
                     .await
                     .map_err(method_error)?;
                 let latencies: Vec<u64> = got

@@ -113,6 +113,24 @@ pub enum ClientCommand {
         #[command(flatten)]
         repo: RepoArg,
     },
+    /// Retrieve the blob ROOT from the channel's payee, checking every chunk and paying for
+    /// it (`PaychRetrieve`); refuses a provider asking more than the maximum price.
+    Retrieve {
+        /// The channel's address.
+        #[arg(value_parser = address_arg)]
+        channel: String,
+        /// The blob's root (64 hex digits).
+        root: String,
+        /// The most one chunk may cost, in FIL (`100 attoFIL`).
+        #[arg(long, value_parser = amount_arg)]
+        max_price_per_chunk: TokenAmount,
+        /// The most the whole blob may cost, in FIL (default: the chunks times the maximum
+        /// price per chunk).
+        #[arg(long, value_parser = amount_arg)]
+        max_total: Option<TokenAmount>,
+        #[command(flatten)]
+        repo: RepoArg,
+    },
     /// Ask the daemon to reconcile a channel's vouchers into one (`PaychReconcile`); prints
     /// what the daemon answers.
     Reconcile(ChannelArgs),
@@ -378,6 +396,22 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
                 fil(&paid["Delta"])?,
                 paid["Lane"],
                 fil(&paid["LaneAmount"])?,
+            ));
+        }
+        ClientCommand::Retrieve { channel, root, max_price_per_chunk, max_total, repo } => {
+            let params = json!([
+                channel,
+                root,
+                json::amount_text(&max_price_per_chunk),
+                max_total.as_ref().map(json::amount_text),
+            ]);
+            let got = client(&repo)?.call("Filecoin.PaychRetrieve", params).await?;
+            out.push_str(&format!(
+                "retrieved {} bytes in {} chunks, paid {} on lane {}\n",
+                got["Bytes"],
+                got["Chunks"],
+                fil(&got["Paid"])?,
+                text(&got["Lane"]),
             ));
         }
         ClientCommand::Reconcile(args) => {

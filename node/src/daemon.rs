@@ -40,7 +40,7 @@ use crate::auth::{self, Permission};
 use crate::metrics::{MeteredChain, Metrics};
 use crate::network::{self, NetworkClient, NetworkConfig};
 use crate::pay::{parse_peer, Payer};
-use crate::retrieval::RetrievalProvider;
+use crate::retrieval::{RetrievalLimits, RetrievalProvider};
 
 /// The environment variable naming the default repo.
 pub const PAYCH_PATH: &str = "PAYCH_PATH";
@@ -103,6 +103,12 @@ pub struct RepoConfig {
     /// `reconcile_fee_per_message`: what one redeeming message costs (attoFIL); as a payee,
     /// this node asks for the vouchers' sum less half the fees a reconciliation saves.
     pub reconcile_fee_per_message: TokenAmount,
+    /// `retrieval_max_bytes_in_flight_per_peer`: bytes of retrieval responses (manifests and
+    /// chunks) one peer may have in flight; beyond, `RateLimited`.
+    pub retrieval_max_bytes_per_peer: usize,
+    /// `retrieval_max_bytes_in_flight`: bytes of retrieval responses in flight over all
+    /// peers; beyond, `RateLimited`.
+    pub retrieval_max_bytes: usize,
     /// `peer.<address> = "<multiaddr>/p2p/<peer id>"`: where payee `<address>` listens.
     pub peers: BTreeMap<Address, Multiaddr>,
     /// `top_up_low` and `top_up_high` (attoFIL): when an outbound channel's available funds
@@ -123,6 +129,8 @@ impl Default for RepoConfig {
             reconcile_max_vouchers: ReconcilePolicy::default().max_vouchers,
             max_reconcile_per_peer: NetworkConfig::default().max_reconcile_per_peer,
             reconcile_fee_per_message: TokenAmount::default(),
+            retrieval_max_bytes_per_peer: RetrievalLimits::default().max_bytes_per_peer,
+            retrieval_max_bytes: RetrievalLimits::default().max_bytes,
             peers: BTreeMap::new(),
             top_up: None,
         }
@@ -154,6 +162,10 @@ impl RepoConfig {
              # As a payee: the fee (attoFIL) of one redeeming message, half of whose saving\n\
              # a reconcile request gives the payer.\n\
              reconcile_fee_per_message = \"{}\"\n\
+             # As a retrieval provider: the bytes of responses (manifests and chunks) in\n\
+             # flight, per peer and in all; beyond, requests are answered RateLimited.\n\
+             retrieval_max_bytes_in_flight_per_peer = {}\n\
+             retrieval_max_bytes_in_flight = {}\n\
              # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}",
             self.listen,
             self.api,
@@ -172,6 +184,8 @@ impl RepoConfig {
             self.reconcile_max_vouchers,
             self.max_reconcile_per_peer,
             self.reconcile_fee_per_message.atto(),
+            self.retrieval_max_bytes_per_peer,
+            self.retrieval_max_bytes,
             self.peers
                 .iter()
                 .map(|(a, m)| format!("peer.{} = \"{m}\"\n", format_address(a, Network::Testnet)))
@@ -228,6 +242,14 @@ impl RepoConfig {
                     let slot = if key.trim() == "top_up_low" { &mut low } else { &mut high };
                     *slot = Some(TokenAmount::from_atto(atto));
                 }
+                "retrieval_max_bytes_in_flight_per_peer" => {
+                    config.retrieval_max_bytes_per_peer =
+                        value.parse().with_context(|| format!("{}: bad number", at()))?
+                }
+                "retrieval_max_bytes_in_flight" => {
+                    config.retrieval_max_bytes =
+                        value.parse().with_context(|| format!("{}: bad number", at()))?
+                }
                 "max_inbound_per_peer" => {
                     config.max_inbound_per_peer =
                         value.parse().with_context(|| format!("{}: bad number", at()))?
@@ -260,6 +282,15 @@ fn parse_atto(value: &str, at: &dyn Fn() -> String) -> anyhow::Result<TokenAmoun
 }
 
 impl RepoConfig {
+    /// The bounds of this node's work as a retrieval provider.
+    pub fn retrieval_limits(&self) -> RetrievalLimits {
+        RetrievalLimits {
+            max_bytes_per_peer: self.retrieval_max_bytes_per_peer,
+            max_bytes: self.retrieval_max_bytes,
+            ..RetrievalLimits::default()
+        }
+    }
+
     /// The reconcile policy this node applies as a payer.
     pub fn reconcile_policy(&self) -> ReconcilePolicy {
         ReconcilePolicy {
@@ -361,7 +392,8 @@ impl Daemon {
 
         let blobs = repo.join("blobs");
         let retrieval = RetrievalProvider::open(&blobs)
-            .with_context(|| format!("cannot open the blob store {}", blobs.display()))?;
+            .with_context(|| format!("cannot open the blob store {}", blobs.display()))?
+            .with_limits(config.retrieval_limits());
         let network_config = NetworkConfig {
             retrieval: Arc::new(retrieval),
             min_delta: config.min_delta.clone(),
@@ -557,6 +589,8 @@ mod tests {
             reconcile_max_vouchers: 9,
             max_reconcile_per_peer: 4,
             reconcile_fee_per_message: TokenAmount::from_atto(1000u64),
+            retrieval_max_bytes_per_peer: 1 << 20,
+            retrieval_max_bytes: 1 << 24,
             peers: [(
                 Address::new_id(7),
                 "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm"

@@ -19,6 +19,9 @@
 //! | `paych_libp2p_peers` | gauge | — |
 //! | `paych_inbound_rate_limited_total` | counter | `protocol` |
 //! | `paych_api_calls_total` | counter | `method`: a declared method, or `unknown` |
+//! | `paych_retrieval_responses_in_flight` | gauge | — (manifests and chunks being sent) |
+//! | `paych_retrieval_bytes_in_flight` | gauge | — (their bytes) |
+//! | `paych_retrieval_open_flows` | gauge | — |
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -116,6 +119,12 @@ pub struct Metrics {
     pub rate_limited: Family<ProtocolLabel, Counter>,
     /// API calls, by method.
     pub api_calls: Family<MethodLabel, Counter>,
+    /// Retrieval responses handed to the network and not yet sent.
+    pub retrieval_responses_in_flight: Gauge,
+    /// Their bytes.
+    pub retrieval_bytes_in_flight: Gauge,
+    /// Open retrieval flows.
+    pub retrieval_open_flows: Gauge,
     /// Pushed messages' purposes, until their outcome is counted (bounded).
     pending: Mutex<(HashMap<Cid, &'static str>, VecDeque<Cid>)>,
 }
@@ -194,6 +203,24 @@ impl Metrics {
         );
         let api_calls = Family::<MethodLabel, Counter>::default();
         registry.register("paych_api_calls", "JSON-RPC API calls, by method", api_calls.clone());
+        let retrieval_responses_in_flight = Gauge::default();
+        registry.register(
+            "paych_retrieval_responses_in_flight",
+            "Retrieval responses (manifests and chunks) handed to the network and not yet sent",
+            retrieval_responses_in_flight.clone(),
+        );
+        let retrieval_bytes_in_flight = Gauge::default();
+        registry.register(
+            "paych_retrieval_bytes_in_flight",
+            "Bytes of the retrieval responses in flight",
+            retrieval_bytes_in_flight.clone(),
+        );
+        let retrieval_open_flows = Gauge::default();
+        registry.register(
+            "paych_retrieval_open_flows",
+            "Open retrieval flows",
+            retrieval_open_flows.clone(),
+        );
         Metrics {
             registry,
             vouchers_sent,
@@ -207,6 +234,9 @@ impl Metrics {
             peers,
             rate_limited,
             api_calls,
+            retrieval_responses_in_flight,
+            retrieval_bytes_in_flight,
+            retrieval_open_flows,
             pending: Mutex::new((HashMap::new(), VecDeque::new())),
         }
     }
@@ -252,6 +282,14 @@ impl Metrics {
     pub fn set_connections(&self, connections: usize, peers: usize) {
         self.connections.set(i64::try_from(connections).unwrap_or(i64::MAX));
         self.peers.set(i64::try_from(peers).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the retrieval gauges: responses in flight, their bytes, open flows.
+    pub fn set_retrieval_load(&self, responses: usize, bytes: usize, flows: usize) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.retrieval_responses_in_flight.set(gauge(responses));
+        self.retrieval_bytes_in_flight.set(gauge(bytes));
+        self.retrieval_open_flows.set(gauge(flows));
     }
 
     fn pushed(&self, cid: Cid, purpose: &'static str) {

@@ -15,6 +15,12 @@
 //! checks them against the node's [`ReconcilePolicy`] and records the combined voucher
 //! durably before the answer is sent.
 //!
+//! Inbound retrieval requests are answered in place by the [`RetrievalProvider`]; each
+//! manifest or chunk handed out stays counted against the provider's budget of responses in
+//! flight (per peer and in total) until libp2p reports it sent or failed, and a voucher
+//! carrying a flow reference is credited to that flow only as
+//! [`crate::retrieval::credit_payment`] allows.
+//!
 //! A voucher request may carry an announce: the payer's signed peer record. It is checked
 //! against the channel's payer (`from`) before the voucher is added, refused as
 //! `InvalidSignature` when it is not signed by that key, and kept (the highest sequence
@@ -28,7 +34,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
@@ -48,7 +54,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::retrieval::RetrievalProvider;
+use crate::retrieval::{credit_payment, InFlight, RetrievalProvider};
 
 use crate::metrics::{status_label, Metrics};
 
@@ -314,6 +320,7 @@ pub fn spawn(
         inbound_per_peer: HashMap::new(),
         outbound: HashMap::new(),
         outbound_retrieval: HashMap::new(),
+        retrievals_in_flight: HashMap::new(),
         reconciles: HashMap::new(),
         reconciles_per_peer: HashMap::new(),
         outbound_reconciles: HashMap::new(),
@@ -338,6 +345,9 @@ pub struct EventLoop {
     inbound_per_peer: HashMap<PeerId, usize>,
     outbound: HashMap<OutboundRequestId, Reply<VoucherResponse>>,
     outbound_retrieval: HashMap<OutboundRequestId, Reply<RetrievalResponse>>,
+    /// Inbound retrieval responses being sent, each counted against the provider's bounds
+    /// until it is sent or fails (so at most the provider's limit of responses in flight).
+    retrievals_in_flight: HashMap<InboundRequestId, InFlight>,
     /// Inbound reconcile requests being handled, by local id.
     reconciles: HashMap<u64, (PeerId, ResponseChannel<ReconcileResponse>)>,
     reconciles_per_peer: HashMap<PeerId, usize>,
@@ -612,21 +622,8 @@ impl EventLoop {
     fn on_retrieval_event(&mut self, event: paych_protocol::RetrievalEvent) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    let _span =
-                        tracing::debug_span!("retrieval_request", %peer, index = ?request.index)
-                            .entered();
-                    // Answering reads memory only: no task needed.
-                    let response = self.config.retrieval.answer(peer, &request);
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .retrieval
-                        .send_response(channel, response)
-                        .is_err()
-                    {
-                        tracing::debug!(%peer, "retrieval response not sent: the stream is gone");
-                    }
+                request_response::Message::Request { request_id, request, channel } => {
+                    self.on_retrieval_request(peer, request_id, request, channel)
                 }
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = self.outbound_retrieval.remove(&request_id) {
@@ -640,11 +637,57 @@ impl EventLoop {
                         reply.send(Err(NetworkError::Request { peer, reason: error.to_string() }));
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
+            request_response::Event::InboundFailure { peer, request_id, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound retrieval request failed");
+                self.retrieval_done(request_id);
             }
-            request_response::Event::ResponseSent { .. } => {}
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.retrieval_done(request_id)
+            }
         }
+    }
+
+    /// Answers a retrieval request at once (the provider reads memory only) and keeps the
+    /// response counted against the provider's bounds until it is sent.
+    fn on_retrieval_request(
+        &mut self,
+        peer: PeerId,
+        request_id: InboundRequestId,
+        request: RetrievalRequest,
+        channel: ResponseChannel<RetrievalResponse>,
+    ) {
+        let _span =
+            tracing::debug_span!("retrieval_request", %peer, index = ?request.index).entered();
+        let retrieval = self.config.retrieval.clone();
+        let served = retrieval.serve(peer, &request);
+        if served.response.status() == Some(paych_protocol::RetrievalStatus::RateLimited) {
+            self.config.metrics.rate_limited("retrieval");
+        }
+        match self.swarm.behaviour_mut().retrieval.send_response(channel, served.response) {
+            Ok(()) => {
+                if let Some(in_flight) = served.in_flight {
+                    self.retrievals_in_flight.insert(request_id, in_flight);
+                }
+            }
+            Err(_) => tracing::debug!(%peer, "retrieval response not sent: the stream is gone"),
+        }
+        self.count_retrieval_load();
+    }
+
+    /// A retrieval response was sent or failed: it no longer counts against the bounds.
+    fn retrieval_done(&mut self, request_id: InboundRequestId) {
+        if self.retrievals_in_flight.remove(&request_id).is_some() {
+            self.count_retrieval_load();
+        }
+    }
+
+    fn count_retrieval_load(&self) {
+        let usage = self.config.retrieval.usage();
+        self.config.metrics.set_retrieval_load(
+            usage.in_flight.responses,
+            usage.in_flight.bytes,
+            usage.open_flows,
+        );
     }
 
     fn on_voucher_request(
@@ -691,10 +734,12 @@ impl EventLoop {
                 let response = answer_voucher(&manager, peer, request, min_delta).await;
                 let status = response.status().map_or("unknown", status_label);
                 metrics.voucher_received(status, &response.delta);
-                if let (Some(flow), Some(VoucherStatus::Accepted)) = (&flow, response.status()) {
+                if let Some(flow) = &flow {
                     // Credited before the answer leaves, so the payer's next chunk request
-                    // finds the payment.
-                    retrieval.credit(peer, channel, flow, &response.delta);
+                    // finds the payment; only an accepted delta from the channel's payer.
+                    let credit =
+                        credit_payment(&retrieval, &manager, peer, channel, flow, &response).await;
+                    tracing::debug!(?credit, "retrieval credit");
                 }
                 // The loop is gone only when the node stops; the request is then dropped.
                 let _ = done.send(Done::Voucher(id, response)).await;

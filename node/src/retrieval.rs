@@ -1,13 +1,38 @@
 //! Paid retrievals over `/paych/retrieval/1.0.0`: the provider's side
-//! ([`RetrievalProvider`]: published blobs and what each client has paid) and the client's
-//! ([`retrieve`]: fetch the manifest, then each chunk, checking it against its hash and
-//! paying for it on the retrieval's flow before asking for the next).
+//! ([`RetrievalProvider`]: published blobs, the open flows and what each has been paid, and
+//! the bounds of the work it does unpaid) and the client's ([`retrieve`]: fetch the
+//! manifest, then each chunk, checking it against its hash and paying for it on the
+//! retrieval's flow before asking for the next, never above the client's [`PriceLimit`]).
 //!
-//! The provider learns of payments from the voucher exchange: when the node accepts a
-//! voucher that carries a flow reference, [`RetrievalProvider::credit`] adds the accepted
-//! delta to what that peer has paid on that channel and flow. Chunk `i` is served once the
-//! credit reaches `i × price`. Credits live in memory and are bounded by [`MAX_CREDITS`];
-//! published blobs by [`MAX_PUBLISHED_BYTES`]. A provider opened on a directory
+//! **Flows.** A flow is a (peer, channel, flow reference) triple, opened by the first chunk
+//! request that names it and bound from then on to that request's blob. The provider learns
+//! of payments from the voucher exchange: when the node's manager answers a voucher carrying
+//! a flow reference `Accepted { delta }`, [`credit_payment`] adds exactly `delta` to the open
+//! flow — and only if the peer that sent the voucher is the channel's payer, as bound by the
+//! payer's signed peer record (announced with its first payment). A voucher the manager
+//! already holds (`AlreadyHeld`) or that adds nothing (`Covered`) credits nothing, so a
+//! replayed voucher earns nothing, whoever sends it and under whatever flow; credit paid on
+//! one flow unlocks chunks of that flow's blob only. Chunk `i` is served once the flow's
+//! credit reaches `i × price`.
+//!
+//! **Credits are not durable: flows are closed and evicted.** Because a client pays for a
+//! chunk only after receiving it, a flow's credit never exceeds what the provider already
+//! delivered; losing it costs the client the rest of that retrieval (it starts again), never
+//! money for chunks it did not get. So flows live in memory, bounded per peer
+//! ([`RetrievalLimits::max_flows_per_peer`]) and in total ([`RetrievalLimits::max_flows`]):
+//! a flow is closed once paid for every chunk of its blob, evicted after
+//! [`RetrievalLimits::flow_idle_timeout`] without a request, and, when a table is full, the
+//! least recently used flow holding no credit makes room; if every flow holds credit the
+//! request is answered `RateLimited`.
+//!
+//! **Unpaid work is bounded.** Every response that carries a manifest or a chunk is counted
+//! from the moment it is handed to the network until it is sent or fails ([`InFlight`]):
+//! per peer and in total, the responses in flight and their bytes are bounded by
+//! [`RetrievalLimits`]; a request that would exceed a bound is answered `RateLimited`
+//! (a few bytes) instead. [`RetrievalProvider::usage`] reads the counters, which the node
+//! exports on `/metrics`.
+//!
+//! Published blobs are bounded by [`MAX_PUBLISHED_BYTES`]. A provider opened on a directory
 //! ([`RetrievalProvider::open`], the daemon's `blobs/`) keeps each blob there as
 //! `<root>.data` beside `<root>.meta` and serves them again after a restart.
 
@@ -18,18 +43,70 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
+use paych_core::manager::PaymentChannelManager;
 use paych_core::types::{format_address, Address, Network, TokenAmount};
 use paych_protocol::retrieval::{self, Hash, Manifest, RetrievalViolation, HASH_BYTES};
-use paych_protocol::{RetrievalRequest, RetrievalResponse, RetrievalStatus};
+use paych_protocol::{
+    RetrievalRequest, RetrievalResponse, RetrievalStatus, VoucherResponse, VoucherStatus,
+};
 
 use crate::network::NetworkError;
 use crate::pay::{PayError, Payer};
 
 /// The most bytes all published blobs may take together.
 pub const MAX_PUBLISHED_BYTES: usize = 256 << 20;
-/// The most (peer, channel, flow) credits kept; payments on new flows beyond it are not
-/// credited (their chunks are then refused `PaymentRequired`).
-pub const MAX_CREDITS: usize = 65_536;
+/// Responses (manifests and chunks) handed to the network for one peer and not yet sent,
+/// at most; more are answered `RateLimited`.
+pub const MAX_RESPONSES_IN_FLIGHT_PER_PEER: usize = 8;
+/// Bytes of those responses, at most, for one peer.
+pub const MAX_BYTES_IN_FLIGHT_PER_PEER: usize = 8 << 20;
+/// Responses in flight, at most, over all peers.
+pub const MAX_RESPONSES_IN_FLIGHT: usize = 256;
+/// Bytes of responses in flight, at most, over all peers.
+pub const MAX_BYTES_IN_FLIGHT: usize = 64 << 20;
+/// Open flows of one peer, at most.
+pub const MAX_FLOWS_PER_PEER: usize = 64;
+/// Open flows, at most, over all peers.
+pub const MAX_FLOWS: usize = 16_384;
+/// A flow without a request for this long is evicted.
+pub const FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// What a response counts beyond its manifest's hashes or its chunk's bytes (its envelope).
+pub const RESPONSE_ENVELOPE_BYTES: usize = 256;
+/// Payers' verified peer records kept, at most (beyond, the cache starts again).
+const MAX_PAYER_PEERS: usize = 4096;
+
+/// The bounds of a provider's flows and of the work it does before being paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrievalLimits {
+    /// Responses in flight for one peer.
+    pub max_responses_per_peer: usize,
+    /// Bytes of responses in flight for one peer.
+    pub max_bytes_per_peer: usize,
+    /// Responses in flight over all peers.
+    pub max_responses: usize,
+    /// Bytes of responses in flight over all peers.
+    pub max_bytes: usize,
+    /// Open flows of one peer.
+    pub max_flows_per_peer: usize,
+    /// Open flows over all peers.
+    pub max_flows: usize,
+    /// A flow without a request for this long is evicted.
+    pub flow_idle_timeout: Duration,
+}
+
+impl Default for RetrievalLimits {
+    fn default() -> Self {
+        RetrievalLimits {
+            max_responses_per_peer: MAX_RESPONSES_IN_FLIGHT_PER_PEER,
+            max_bytes_per_peer: MAX_BYTES_IN_FLIGHT_PER_PEER,
+            max_responses: MAX_RESPONSES_IN_FLIGHT,
+            max_bytes: MAX_BYTES_IN_FLIGHT,
+            max_flows_per_peer: MAX_FLOWS_PER_PEER,
+            max_flows: MAX_FLOWS,
+            flow_idle_timeout: FLOW_IDLE_TIMEOUT,
+        }
+    }
+}
 
 /// Faults a provider can be told to commit, to rehearse how clients catch them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,20 +147,309 @@ struct Blob {
     faults: Faults,
 }
 
-type CreditKey = (PeerId, Address, Vec<u8>);
+impl Blob {
+    /// Chunk `index`, at `range`, with the faults the provider was told to commit.
+    fn chunk(&self, index: u64, range: std::ops::Range<usize>) -> Vec<u8> {
+        let mut data = self.data.get(range).map(<[u8]>::to_vec).unwrap_or_default();
+        if self.faults.corrupt_chunk == Some(index) {
+            if let Some(first) = data.first_mut() {
+                *first ^= 0xff;
+            }
+        }
+        data
+    }
+}
 
-/// The blobs a node serves and the payments it has received for them.
+/// What a request was admitted to receive.
+enum Admitted {
+    Manifest(Arc<Blob>),
+    Chunk(Arc<Blob>, u64, std::ops::Range<usize>),
+}
+
+/// A flow's key: the peer that opened it, the channel it is paid on, its reference.
+type FlowKey = (PeerId, Address, Vec<u8>);
+
+/// An open flow: the blob it is bound to and what it has been paid.
+struct Flow {
+    root: Hash,
+    paid: TokenAmount,
+    /// The price of every chunk of the blob: once paid, the flow is closed.
+    complete_at: TokenAmount,
+    last_active: Instant,
+}
+
+/// Responses in flight and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Responses handed to the network and not yet sent.
+    pub responses: usize,
+    /// Their bytes.
+    pub bytes: usize,
+}
+
+/// What a provider holds now and has refused, as [`RetrievalProvider::usage`] reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetrievalUsage {
+    /// Responses in flight over all peers, and their bytes.
+    pub in_flight: Load,
+    /// The most bytes ever in flight at once over all peers.
+    pub peak_bytes: usize,
+    /// The most bytes ever in flight at once for any one peer.
+    pub peak_peer_bytes: usize,
+    /// Open flows.
+    pub open_flows: usize,
+    /// Retrieval requests answered (served or refused).
+    pub answered: u64,
+    /// Requests answered `RateLimited`.
+    pub rate_limited: u64,
+}
+
+/// Which bound a request would exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exceeded {
+    PeerResponses,
+    PeerBytes,
+    Responses,
+    Bytes,
+    PeerFlows,
+    Flows,
+}
+
+impl Exceeded {
+    fn message(self) -> &'static str {
+        match self {
+            Exceeded::PeerResponses => "too many of your responses in flight; retry later",
+            Exceeded::PeerBytes => "too many of your bytes in flight; retry later",
+            Exceeded::Responses => "too many responses in flight; retry later",
+            Exceeded::Bytes => "too many bytes in flight; retry later",
+            Exceeded::PeerFlows => "too many of your flows are open and paid; retry later",
+            Exceeded::Flows => "too many flows are open and paid; retry later",
+        }
+    }
+}
+
+/// The provider's mutable state: flows and the responses in flight.
+#[derive(Default)]
+struct State {
+    flows: HashMap<FlowKey, Flow>,
+    flows_per_peer: HashMap<PeerId, usize>,
+    per_peer: HashMap<PeerId, Load>,
+    total: Load,
+    peak_bytes: usize,
+    peak_peer_bytes: usize,
+    answered: u64,
+    rate_limited: u64,
+    last_sweep: Option<Instant>,
+}
+
+impl State {
+    /// Counts a response of `bytes` for `peer`, if every bound allows it.
+    fn reserve(
+        &mut self,
+        peer: PeerId,
+        bytes: usize,
+        limits: &RetrievalLimits,
+    ) -> Result<(), Exceeded> {
+        let mine = self.per_peer.get(&peer).copied().unwrap_or_default();
+        if mine.responses >= limits.max_responses_per_peer {
+            return Err(Exceeded::PeerResponses);
+        }
+        if mine.bytes.saturating_add(bytes) > limits.max_bytes_per_peer {
+            return Err(Exceeded::PeerBytes);
+        }
+        if self.total.responses >= limits.max_responses {
+            return Err(Exceeded::Responses);
+        }
+        if self.total.bytes.saturating_add(bytes) > limits.max_bytes {
+            return Err(Exceeded::Bytes);
+        }
+        let mine = self.per_peer.entry(peer).or_default();
+        mine.responses += 1;
+        mine.bytes += bytes;
+        self.peak_peer_bytes = self.peak_peer_bytes.max(mine.bytes);
+        self.total.responses += 1;
+        self.total.bytes += bytes;
+        self.peak_bytes = self.peak_bytes.max(self.total.bytes);
+        Ok(())
+    }
+
+    /// Forgets a response counted by [`State::reserve`].
+    fn release(&mut self, peer: PeerId, bytes: usize) {
+        if let Some(mine) = self.per_peer.get_mut(&peer) {
+            mine.responses = mine.responses.saturating_sub(1);
+            mine.bytes = mine.bytes.saturating_sub(bytes);
+            if mine.responses == 0 {
+                self.per_peer.remove(&peer);
+            }
+        }
+        self.total.responses = self.total.responses.saturating_sub(1);
+        self.total.bytes = self.total.bytes.saturating_sub(bytes);
+    }
+
+    fn remove_flow(&mut self, key: &FlowKey) {
+        if self.flows.remove(key).is_some() {
+            if let Some(count) = self.flows_per_peer.get_mut(&key.0) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.flows_per_peer.remove(&key.0);
+                }
+            }
+        }
+    }
+
+    /// Evicts every flow idle for longer than `timeout`.
+    fn evict_idle(&mut self, now: Instant, timeout: Duration) {
+        let idle: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| now.saturating_duration_since(f.last_active) > timeout)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &idle {
+            self.remove_flow(key);
+        }
+        self.last_sweep = Some(now);
+    }
+
+    /// Evicts the least recently used flow holding no credit (of `peer` only, if given);
+    /// answers whether there was one.
+    fn evict_unpaid(&mut self, peer: Option<PeerId>) -> bool {
+        let victim = self
+            .flows
+            .iter()
+            .filter(|(k, f)| f.paid.is_zero() && peer.is_none_or(|p| k.0 == p))
+            .min_by_key(|(_, f)| f.last_active)
+            .map(|(k, _)| k.clone());
+        match victim {
+            Some(key) => {
+                self.remove_flow(&key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Checks that the flow `key` has paid for the chunks of `root` before `index`, and
+    /// answers the flow to open when the request opens one (a chunk 0 request on a flow not
+    /// open yet). A free blob needs no flow.
+    fn check_paid(
+        &mut self,
+        key: &FlowKey,
+        root: Hash,
+        manifest: &Manifest,
+        index: u64,
+        now: Instant,
+    ) -> Result<Option<Flow>, RetrievalResponse> {
+        let price = &manifest.price_per_chunk;
+        if !price.is_positive() {
+            return Ok(None);
+        }
+        let (paid, opening) = match self.flows.get_mut(key) {
+            Some(flow) => {
+                flow.last_active = now;
+                if flow.root != root {
+                    return Err(RetrievalResponse::refused(
+                        RetrievalStatus::PaymentRequired,
+                        "this flow pays for another blob; open a new flow for this one",
+                    ));
+                }
+                (flow.paid.clone(), None)
+            }
+            None => {
+                let flow = Flow {
+                    root,
+                    paid: TokenAmount::default(),
+                    complete_at: price * manifest.chunks(),
+                    last_active: now,
+                };
+                (TokenAmount::default(), Some(flow))
+            }
+        };
+        let due = price * index;
+        if paid < due {
+            return Err(RetrievalResponse::refused(
+                RetrievalStatus::PaymentRequired,
+                format!(
+                    "chunk {index} needs {} attoFIL paid on this channel and flow; {} received",
+                    due.atto(),
+                    paid.atto()
+                ),
+            ));
+        }
+        Ok(opening)
+    }
+
+    /// Opens `flow` under `key`, making room as the module explains.
+    fn open_flow(
+        &mut self,
+        key: FlowKey,
+        flow: Flow,
+        limits: &RetrievalLimits,
+    ) -> Result<(), Exceeded> {
+        let peer = key.0;
+        let of_peer = |s: &State| s.flows_per_peer.get(&peer).copied().unwrap_or(0);
+        if of_peer(self) >= limits.max_flows_per_peer || self.flows.len() >= limits.max_flows {
+            self.evict_idle(flow.last_active, limits.flow_idle_timeout);
+        }
+        if of_peer(self) >= limits.max_flows_per_peer && !self.evict_unpaid(Some(peer)) {
+            return Err(Exceeded::PeerFlows);
+        }
+        if self.flows.len() >= limits.max_flows && !self.evict_unpaid(None) {
+            return Err(Exceeded::Flows);
+        }
+        self.flows.insert(key, flow);
+        *self.flows_per_peer.entry(peer).or_default() += 1;
+        Ok(())
+    }
+}
+
+/// A response counted against the provider's bounds until dropped: the network loop keeps
+/// it while the response is being sent and drops it once sent or failed.
+pub struct InFlight {
+    state: Arc<Mutex<State>>,
+    peer: PeerId,
+    bytes: usize,
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight").field("peer", &self.peer).field("bytes", &self.bytes).finish()
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).release(self.peer, self.bytes);
+    }
+}
+
+/// A provider's answer to one request, with the count it holds while the answer is sent.
+#[derive(Debug)]
+pub struct Served {
+    /// The response.
+    pub response: RetrievalResponse,
+    /// Held while a manifest or a chunk is in flight; `None` for a refusal.
+    pub in_flight: Option<InFlight>,
+}
+
+/// The blobs a node serves, the flows open on them and what each has been paid.
 #[derive(Default)]
 pub struct RetrievalProvider {
     dir: Option<PathBuf>,
     blobs: RwLock<HashMap<Hash, Arc<Blob>>>,
-    credits: Mutex<HashMap<CreditKey, TokenAmount>>,
+    limits: RetrievalLimits,
+    state: Arc<Mutex<State>>,
+    /// Payer key address → (the sequence of its peer record, its verified PeerId).
+    payers: Mutex<HashMap<Address, (u64, PeerId)>>,
 }
 
 impl std::fmt::Debug for RetrievalProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let blobs = self.blobs.read().map(|b| b.len()).unwrap_or_default();
-        f.debug_struct("RetrievalProvider").field("blobs", &blobs).finish_non_exhaustive()
+        f.debug_struct("RetrievalProvider")
+            .field("blobs", &blobs)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,6 +479,17 @@ impl RetrievalProvider {
         }
         *provider.blobs.write().unwrap_or_else(|e| e.into_inner()) = blobs;
         Ok(provider)
+    }
+
+    /// The same provider, bounded by `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: RetrievalLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The bounds this provider keeps.
+    pub fn limits(&self) -> &RetrievalLimits {
+        &self.limits
     }
 
     /// Publishes `data` in chunks of `chunk_size` at `price_per_chunk`, paid to `payee`;
@@ -145,77 +522,215 @@ impl RetrievalProvider {
         Ok(manifest)
     }
 
-    /// Records that `peer` paid `delta` more on `channel` under `flow`.
-    pub fn credit(&self, peer: PeerId, channel: Address, flow: &[u8], delta: &TokenAmount) {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds `delta` to what `peer` has paid on the open flow (`channel`, `flow`); answers
+    /// whether it was credited (it is not when no such flow is open). The caller has checked
+    /// that `delta` is what the manager accepted from `peer` as the channel's payer (see
+    /// [`credit_payment`]). A flow paid for every chunk of its blob is closed.
+    pub fn credit(&self, peer: PeerId, channel: Address, flow: &[u8], delta: &TokenAmount) -> bool {
         if !delta.is_positive() {
-            return;
+            return false;
         }
-        let mut credits = self.credits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
         let key = (peer, channel, flow.to_vec());
-        if let Some(paid) = credits.get_mut(&key) {
-            *paid += delta;
-        } else if credits.len() < MAX_CREDITS {
-            credits.insert(key, delta.clone());
-        } else {
-            tracing::warn!(%peer, "retrieval credits full; payment not credited");
+        let Some(open) = state.flows.get_mut(&key) else { return false };
+        open.paid += delta;
+        if open.paid >= open.complete_at {
+            state.remove_flow(&key);
         }
+        true
     }
 
-    /// What `peer` has paid on `channel` under `flow`.
+    /// What `peer` has paid on its open flow (`channel`, `flow`); zero when none is open.
     pub fn paid(&self, peer: PeerId, channel: Address, flow: &[u8]) -> TokenAmount {
-        let credits = self.credits.lock().unwrap_or_else(|e| e.into_inner());
-        credits.get(&(peer, channel, flow.to_vec())).cloned().unwrap_or_default()
+        let state = self.state();
+        state.flows.get(&(peer, channel, flow.to_vec())).map(|f| f.paid.clone()).unwrap_or_default()
     }
 
-    /// The answer to `request` from `peer`.
-    pub fn answer(&self, peer: PeerId, request: &RetrievalRequest) -> RetrievalResponse {
-        let Ok(root) = Hash::try_from(request.root.as_slice()) else {
-            return RetrievalResponse::refused(
-                RetrievalStatus::Malformed,
-                "the root is not 32 bytes",
-            );
-        };
-        let blob = {
-            let blobs = self.blobs.read().unwrap_or_else(|e| e.into_inner());
-            blobs.get(&root).cloned()
-        };
-        let Some(blob) = blob else {
-            return RetrievalResponse::refused(RetrievalStatus::NotFound, "no blob with this root");
-        };
-        let Some(index) = request.index else {
-            return RetrievalResponse::manifest(blob.manifest.clone());
-        };
-        let Some(channel) = request.channel else {
-            return RetrievalResponse::refused(
-                RetrievalStatus::Malformed,
-                "a chunk request must name the channel it is paid on",
-            );
-        };
-        let Some(range) = blob.manifest.chunk_range(index) else {
-            return RetrievalResponse::refused(
-                RetrievalStatus::BadIndex,
-                format!("the blob has {} chunks", blob.manifest.chunks()),
-            );
-        };
-        let due = &blob.manifest.price_per_chunk * index;
-        let paid = self.paid(peer, channel, &request.flow);
-        if paid < due {
-            return RetrievalResponse::refused(
-                RetrievalStatus::PaymentRequired,
-                format!(
-                    "chunk {index} needs {} attoFIL paid on this channel and flow; {} received",
-                    due.atto(),
-                    paid.atto()
-                ),
-            );
+    /// The counters of flows and responses in flight.
+    pub fn usage(&self) -> RetrievalUsage {
+        let state = self.state();
+        RetrievalUsage {
+            in_flight: state.total,
+            peak_bytes: state.peak_bytes,
+            peak_peer_bytes: state.peak_peer_bytes,
+            open_flows: state.flows.len(),
+            answered: state.answered,
+            rate_limited: state.rate_limited,
         }
-        let mut data = blob.data.get(range).map(<[u8]>::to_vec).unwrap_or_default();
-        if blob.faults.corrupt_chunk == Some(index) {
-            if let Some(first) = data.first_mut() {
-                *first ^= 0xff;
+    }
+
+    /// The responses in flight for `peer`, and their bytes.
+    pub fn load_of(&self, peer: PeerId) -> Load {
+        self.state().per_peer.get(&peer).copied().unwrap_or_default()
+    }
+
+    /// The answer to `request` from `peer`, without holding its count (for callers that
+    /// answer in place).
+    pub fn answer(&self, peer: PeerId, request: &RetrievalRequest) -> RetrievalResponse {
+        self.serve(peer, request).response
+    }
+
+    /// The answer to `request` from `peer`, counted against the bounds until the returned
+    /// [`Served::in_flight`] is dropped.
+    pub fn serve(&self, peer: PeerId, request: &RetrievalRequest) -> Served {
+        self.serve_at(peer, request, Instant::now())
+    }
+
+    /// [`RetrievalProvider::serve`] at time `now`.
+    pub fn serve_at(&self, peer: PeerId, request: &RetrievalRequest, now: Instant) -> Served {
+        let found = self.find(request);
+        let admitted = {
+            let mut state = self.state();
+            state.answered += 1;
+            let sweep_every = self.limits.flow_idle_timeout / 4;
+            if state.last_sweep.is_none_or(|at| now.saturating_duration_since(at) > sweep_every) {
+                state.evict_idle(now, self.limits.flow_idle_timeout);
+            }
+            let admitted = found
+                .and_then(|(root, blob)| self.admit(&mut state, peer, request, root, blob, now));
+            if let Err(refusal) = &admitted {
+                if refusal.status() == Some(RetrievalStatus::RateLimited) {
+                    state.rate_limited += 1;
+                }
+            }
+            admitted
+        };
+        // The answer is built outside the lock: copying a chunk may take a while.
+        match admitted {
+            Err(response) => Served { response, in_flight: None },
+            Ok((admitted, bytes)) => {
+                let in_flight = Some(InFlight { state: self.state.clone(), peer, bytes });
+                let response = match admitted {
+                    Admitted::Manifest(blob) => RetrievalResponse::manifest(blob.manifest.clone()),
+                    Admitted::Chunk(blob, index, range) => {
+                        RetrievalResponse::chunk(blob.chunk(index, range))
+                    }
+                };
+                Served { response, in_flight }
             }
         }
-        RetrievalResponse::chunk(data)
+    }
+
+    /// The blob `request` names, or the refusal.
+    fn find(&self, request: &RetrievalRequest) -> Result<(Hash, Arc<Blob>), RetrievalResponse> {
+        let refuse = RetrievalResponse::refused;
+        let root = Hash::try_from(request.root.as_slice())
+            .map_err(|_| refuse(RetrievalStatus::Malformed, "the root is not 32 bytes"))?;
+        let blob = self.blobs.read().unwrap_or_else(|e| e.into_inner()).get(&root).cloned();
+        let blob =
+            blob.ok_or_else(|| refuse(RetrievalStatus::NotFound, "no blob with this root"))?;
+        Ok((root, blob))
+    }
+
+    /// What `request` for `blob` may receive, counted in `state` with its bytes; or the
+    /// refusal.
+    fn admit(
+        &self,
+        state: &mut State,
+        peer: PeerId,
+        request: &RetrievalRequest,
+        root: Hash,
+        blob: Arc<Blob>,
+        now: Instant,
+    ) -> Result<(Admitted, usize), RetrievalResponse> {
+        let refuse = RetrievalResponse::refused;
+        let rate_limited = |e: Exceeded| refuse(RetrievalStatus::RateLimited, e.message());
+        let Some(index) = request.index else {
+            let bytes = blob.manifest.hashes.len() * (HASH_BYTES + 2) + RESPONSE_ENVELOPE_BYTES;
+            state.reserve(peer, bytes, &self.limits).map_err(rate_limited)?;
+            return Ok((Admitted::Manifest(blob), bytes));
+        };
+        let channel = request.channel.ok_or_else(|| {
+            refuse(
+                RetrievalStatus::Malformed,
+                "a chunk request must name the channel it is paid on",
+            )
+        })?;
+        let range = blob.manifest.chunk_range(index).ok_or_else(|| {
+            let chunks = blob.manifest.chunks();
+            RetrievalResponse::refused(
+                RetrievalStatus::BadIndex,
+                format!("the blob has {chunks} chunks"),
+            )
+        })?;
+        let key = (peer, channel, request.flow.clone());
+        let opening = state.check_paid(&key, root, &blob.manifest, index, now)?;
+        let bytes = range.len() + RESPONSE_ENVELOPE_BYTES;
+        state.reserve(peer, bytes, &self.limits).map_err(rate_limited)?;
+        if let Some(flow) = opening {
+            if let Err(exceeded) = state.open_flow(key, flow, &self.limits) {
+                state.release(peer, bytes);
+                return Err(rate_limited(exceeded));
+            }
+        }
+        Ok((Admitted::Chunk(blob, index, range), bytes))
+    }
+
+    /// The PeerId the payer `from` bound its key to in the signed peer record the node holds
+    /// (verified once per record sequence), if it holds one.
+    fn payer_peer(&self, manager: &PaymentChannelManager, from: &Address) -> Option<PeerId> {
+        let held = manager.peer_record(from).ok()??;
+        let cached = self.payers.lock().unwrap_or_else(|e| e.into_inner()).get(from).copied();
+        if let Some((sequence, peer)) = cached {
+            if sequence == held.sequence {
+                return Some(peer);
+            }
+        }
+        let (peer, _) = crate::reconcile::find_peer(manager, from).ok()?;
+        let mut payers = self.payers.lock().unwrap_or_else(|e| e.into_inner());
+        if payers.len() >= MAX_PAYER_PEERS {
+            payers.clear();
+        }
+        payers.insert(*from, (held.sequence, peer));
+        Some(peer)
+    }
+}
+
+/// What a voucher answer did to the retrieval flow it named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credit {
+    /// The accepted delta was added to the flow.
+    Credited(TokenAmount),
+    /// The manager did not answer `Accepted` with a positive delta (a replayed voucher, an
+    /// older one, a refusal): nothing to credit.
+    NothingAccepted,
+    /// The sender is not the peer the channel's payer bound its key to.
+    NotThePayer,
+    /// The sender has no open flow by that reference on that channel.
+    NoOpenFlow,
+}
+
+/// Credits the flow `flow` of `peer` on `channel` with what the manager accepted from that
+/// voucher (`response`), if `peer` is the channel's payer: only an `Accepted` answer
+/// credits, and only its delta.
+pub async fn credit_payment(
+    provider: &RetrievalProvider,
+    manager: &PaymentChannelManager,
+    peer: PeerId,
+    channel: Address,
+    flow: &[u8],
+    response: &VoucherResponse,
+) -> Credit {
+    if response.status() != Some(VoucherStatus::Accepted) || !response.delta.is_positive() {
+        return Credit::NothingAccepted;
+    }
+    let from = match manager.channel_parties(&channel).await {
+        Ok((from, _)) => from,
+        Err(_) => return Credit::NotThePayer,
+    };
+    if provider.payer_peer(manager, &from) != Some(peer) {
+        tracing::debug!(%peer, "voucher not credited: the sender is not the channel's payer");
+        return Credit::NotThePayer;
+    }
+    if provider.credit(peer, channel, flow, &response.delta) {
+        Credit::Credited(response.delta.clone())
+    } else {
+        tracing::debug!(%peer, "voucher not credited: no open flow by that reference");
+        Credit::NoOpenFlow
     }
 }
 
@@ -294,9 +809,17 @@ pub enum RetrieveError {
     #[error("the provider's manifest is not the blob asked for: {0}")]
     BadManifest(String),
     /// The provider asks more per chunk than the client accepts.
-    #[error("the provider asks {asked} attoFIL per chunk; at most {max} was accepted")]
+    #[error("the provider asks {} attoFIL per chunk; at most {} was accepted", asked.atto(), max.atto())]
     TooExpensive {
         /// Its price.
+        asked: TokenAmount,
+        /// The client's limit.
+        max: TokenAmount,
+    },
+    /// The whole blob would cost more than the client accepts.
+    #[error("the blob costs {} attoFIL in all; at most {} was accepted", asked.atto(), max.atto())]
+    TooExpensiveInAll {
+        /// Its price: the price per chunk times the chunks.
         asked: TokenAmount,
         /// The client's limit.
         max: TokenAmount,
@@ -342,22 +865,61 @@ pub struct Retrieved {
     pub payment_latencies: Vec<Duration>,
 }
 
-/// Retrieves the blob `root` from the payee of `channel`, paying through `payer` at most
-/// `max_price` per chunk (any price when `None`).
+/// The most a client pays for one retrieval: per chunk, and (if set) for the whole blob.
+/// Without a total, the whole blob costs at most the chunks times `per_chunk`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceLimit {
+    /// The most one chunk may cost.
+    pub per_chunk: TokenAmount,
+    /// The most the whole blob may cost.
+    pub total: Option<TokenAmount>,
+}
+
+impl PriceLimit {
+    /// At most `per_chunk` a chunk, whatever the blob's size.
+    pub fn per_chunk(per_chunk: TokenAmount) -> Self {
+        PriceLimit { per_chunk, total: None }
+    }
+
+    /// Refuses `manifest` when it asks more than this limit allows.
+    pub fn check(&self, manifest: &Manifest) -> Result<(), RetrieveError> {
+        let asked = &manifest.price_per_chunk;
+        if asked > &self.per_chunk {
+            return Err(RetrieveError::TooExpensive {
+                asked: asked.clone(),
+                max: self.per_chunk.clone(),
+            });
+        }
+        if let Some(max) = &self.total {
+            let all = asked * manifest.chunks();
+            if &all > max {
+                return Err(RetrieveError::TooExpensiveInAll { asked: all, max: max.clone() });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Attempts at one request the provider answers `RateLimited`, at most.
+pub const RATE_LIMITED_ATTEMPTS: u32 = 5;
+/// The wait before asking again after a `RateLimited` answer, doubled at each attempt.
+pub const RATE_LIMITED_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Retrieves the blob `root` from the payee of `channel`, paying through `payer` no more
+/// than `limit` allows; a provider asking more is refused before anything is paid.
 #[tracing::instrument(name = "retrieve", level = "debug", skip_all, fields(%channel))]
 pub async fn retrieve(
     payer: &Payer,
     channel: Address,
     root: Hash,
-    max_price: Option<TokenAmount>,
+    limit: PriceLimit,
 ) -> Result<Retrieved, RetrieveError> {
     let (peer, addrs) = payer
         .payee_peer(&channel)
         .await
         .map_err(|source| RetrieveError::Pay { index: 0, source })?;
     let net = payer.network();
-    let response =
-        net.send_retrieval(peer, addrs.clone(), RetrievalRequest::manifest(root)).await?;
+    let response = ask(net, peer, &addrs, RetrievalRequest::manifest(root)).await?;
     let manifest = match response.manifest {
         Some(manifest) if response.status == RetrievalStatus::Ok as u8 => manifest,
         _ => return Err(refused("the manifest", &response)),
@@ -377,11 +939,7 @@ pub async fn retrieve(
             format_address(&status.to, Network::Testnet)
         )));
     }
-    if let Some(max) = max_price {
-        if manifest.price_per_chunk > max {
-            return Err(RetrieveError::TooExpensive { asked: manifest.price_per_chunk, max });
-        }
-    }
+    limit.check(&manifest)?;
     let mut flow = [0u8; 16];
     getrandom::getrandom(&mut flow).map_err(|e| RetrieveError::BadManifest(e.to_string()))?;
     let flow = flow.to_vec();
@@ -414,7 +972,7 @@ async fn fetch(
     for (index, expected) in retrieved.manifest.hashes.clone().iter().enumerate() {
         let index = index as u64;
         let request = RetrievalRequest::chunk(root, index, channel, flow.to_vec());
-        let response = net.send_retrieval(peer, addrs.clone(), request).await?;
+        let response = ask(net, peer, &addrs, request).await?;
         let data = match response.data {
             Some(data) if response.status == RetrievalStatus::Ok as u8 => data,
             _ => return Err(refused(&format!("chunk {index}"), &response)),
@@ -445,6 +1003,30 @@ async fn fetch(
         }
     }
     Ok(retrieved)
+}
+
+/// Sends `request`, asking again (after a growing wait) while the provider answers
+/// `RateLimited`, at most [`RATE_LIMITED_ATTEMPTS`] times.
+async fn ask(
+    net: &crate::network::NetworkClient,
+    peer: PeerId,
+    addrs: &[libp2p::Multiaddr],
+    request: RetrievalRequest,
+) -> Result<RetrievalResponse, NetworkError> {
+    let mut wait = RATE_LIMITED_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        let response = net.send_retrieval(peer, addrs.to_vec(), request.clone()).await?;
+        if response.status() != Some(RetrievalStatus::RateLimited)
+            || attempt >= RATE_LIMITED_ATTEMPTS
+        {
+            return Ok(response);
+        }
+        tracing::debug!(attempt, "the provider is busy; asking again");
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+        attempt += 1;
+    }
 }
 
 fn refused(what: &str, response: &RetrievalResponse) -> RetrieveError {
@@ -574,6 +1156,130 @@ mod tests {
             Some(RetrievalStatus::NotFound)
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A provider with `limits`, serving a blob of five 1000-byte chunks at 10 a chunk.
+    fn provider_with(limits: RetrievalLimits) -> (RetrievalProvider, Hash) {
+        let provider = RetrievalProvider::default().with_limits(limits);
+        let manifest = provider
+            .publish(
+                blob(5000),
+                1000,
+                TokenAmount::from_atto(10),
+                Address::new_id(1),
+                Faults::default(),
+            )
+            .unwrap();
+        (provider, Hash::try_from(manifest.root.as_slice()).unwrap())
+    }
+
+    fn chunk0(root: Hash, flow: u64) -> RetrievalRequest {
+        RetrievalRequest::chunk(root, 0, Address::new_id(2), flow.to_be_bytes().to_vec())
+    }
+
+    #[test]
+    fn responses_in_flight_are_bounded_per_peer_and_in_total_until_sent() {
+        let limits = RetrievalLimits {
+            max_responses_per_peer: 3,
+            max_bytes_per_peer: 2 * (1000 + RESPONSE_ENVELOPE_BYTES),
+            max_responses: 4,
+            max_bytes: 1 << 20,
+            ..RetrievalLimits::default()
+        };
+        let (provider, root) = provider_with(limits);
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let first = provider.serve(a, &chunk0(root, 1));
+        let second = provider.serve(a, &chunk0(root, 2));
+        assert_eq!(first.response.status(), Some(RetrievalStatus::Ok));
+        assert_eq!(second.response.status(), Some(RetrievalStatus::Ok));
+        // A third chunk would pass a's byte budget: refused, and nothing held for it.
+        let third = provider.serve(a, &chunk0(root, 3));
+        assert_eq!(third.response.status(), Some(RetrievalStatus::RateLimited));
+        assert!(third.in_flight.is_none() && third.response.data.is_none());
+        assert_eq!(provider.load_of(a).responses, 2);
+        // Other peers have their own budget, within the total of four responses.
+        let others: Vec<Served> =
+            [b, b].iter().map(|p| provider.serve(*p, &chunk0(root, 4))).collect();
+        assert!(others.iter().all(|s| s.response.status() == Some(RetrievalStatus::Ok)));
+        let over = provider.serve(c, &RetrievalRequest::manifest(root));
+        assert_eq!(over.response.status(), Some(RetrievalStatus::RateLimited));
+        let usage = provider.usage();
+        assert_eq!(usage.in_flight.responses, 4);
+        assert_eq!(usage.rate_limited, 2);
+        // Once a response is sent it no longer counts.
+        drop(first);
+        assert_eq!(provider.load_of(a).responses, 1);
+        let manifest = provider.serve(c, &RetrievalRequest::manifest(root));
+        assert!(manifest.response.manifest.is_some());
+        drop((second, others, manifest));
+        assert_eq!(provider.usage().in_flight, Load::default());
+        assert_eq!(provider.usage().peak_peer_bytes, 2 * (1000 + RESPONSE_ENVELOPE_BYTES));
+    }
+
+    #[test]
+    fn a_flow_is_bound_to_the_blob_it_was_opened_for_and_closed_once_paid() {
+        let (provider, dear) = provider_with(RetrievalLimits::default());
+        let cheap = provider
+            .publish(
+                blob(3000),
+                1000,
+                TokenAmount::from_atto(1),
+                Address::new_id(1),
+                Faults::default(),
+            )
+            .unwrap();
+        let cheap = Hash::try_from(cheap.root.as_slice()).unwrap();
+        let (peer, channel) = (PeerId::random(), Address::new_id(2));
+        let ask = |root, index| {
+            provider.answer(peer, &RetrievalRequest::chunk(root, index, channel, b"f".to_vec()))
+        };
+        // A payment for a flow no chunk request opened is not credited.
+        assert!(!provider.credit(peer, channel, b"f", &TokenAmount::from_atto(10)));
+        assert_eq!(ask(dear, 0).status(), Some(RetrievalStatus::Ok));
+        assert!(provider.credit(peer, channel, b"f", &TokenAmount::from_atto(10)));
+        assert_eq!(ask(cheap, 1).status(), Some(RetrievalStatus::PaymentRequired));
+        assert_eq!(ask(dear, 1).status(), Some(RetrievalStatus::Ok));
+        // Paid for all five chunks: the flow is closed and forgotten.
+        assert!(provider.credit(peer, channel, b"f", &TokenAmount::from_atto(40)));
+        assert_eq!(provider.usage().open_flows, 0);
+        assert!(provider.paid(peer, channel, b"f").is_zero());
+    }
+
+    #[test]
+    fn flows_are_bounded_and_idle_or_unpaid_ones_make_room() {
+        let limits = RetrievalLimits {
+            max_flows_per_peer: 2,
+            max_flows: 3,
+            flow_idle_timeout: Duration::from_secs(60),
+            ..RetrievalLimits::default()
+        };
+        let (provider, root) = provider_with(limits);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let channel = Address::new_id(2);
+        let t0 = Instant::now();
+        let open = |peer, flow: u64, at| {
+            provider.serve_at(peer, &chunk0(root, flow), at).response.status()
+        };
+        let pay = |peer, flow: u64| {
+            provider.credit(peer, channel, &flow.to_be_bytes(), &TokenAmount::from_atto(10))
+        };
+        // a's two flows are paid; a third one finds no unpaid flow of a's to make room.
+        assert_eq!(open(a, 1, t0), Some(RetrievalStatus::Ok));
+        assert_eq!(open(a, 2, t0), Some(RetrievalStatus::Ok));
+        assert!(pay(a, 1) && pay(a, 2));
+        assert_eq!(open(a, 3, t0), Some(RetrievalStatus::RateLimited));
+        // b's unpaid flow gives way to b's next one; the table holds three at most.
+        assert_eq!(open(b, 1, t0), Some(RetrievalStatus::Ok));
+        assert_eq!(open(b, 2, t0), Some(RetrievalStatus::Ok));
+        assert_eq!(provider.usage().open_flows, 3);
+        assert!(!pay(b, 1), "b's first flow was evicted");
+        assert!(pay(b, 2));
+        assert_eq!(open(b, 3, t0), Some(RetrievalStatus::RateLimited));
+        // After the idle timeout every flow is evicted, paid or not.
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(open(b, 3, later), Some(RetrievalStatus::Ok));
+        assert_eq!(provider.usage().open_flows, 1);
+        assert!(provider.paid(a, channel, &1u64.to_be_bytes()).is_zero());
     }
 
     #[test]

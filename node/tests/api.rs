@@ -471,3 +471,23 @@ async fn our_methods_and_the_wallet_work_over_the_api() {
     let balance = payer_api.ok(None, "Filecoin.WalletBalance", json!([t(&payer.addr)])).await;
     assert!(balance.as_str().unwrap().parse::<u128>().unwrap() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paych_retrieve_refuses_a_call_that_does_not_bound_the_price() {
+    let net = Net::new();
+    let payer = net.node(100).await;
+    let api = Api::of(&payer).await;
+    let sign = token(Permission::Sign);
+    let (ch, root) = (t(&Address::new_id(1001)), "ab".repeat(32));
+    for params in [
+        json!([ch, root]),
+        json!([ch, root, null]),
+        json!([ch, root, "-1"]),
+        json!([ch, root, "ten"]),
+        json!([ch, root, "10", "-1"]),
+        json!([ch, root, "10", 500]),
+    ] {
+        let e = api.call(Some(&sign), "Filecoin.PaychRetrieve", params.clone()).await.unwrap_err();
+        assert_eq!(e["code"], json!(error_code::INVALID_PARAMS), "{params}: {e}");
+    }
+}

@@ -475,3 +475,20 @@ fn bench_refuses_bad_options() {
     let out = paych(&["bench", "--in-flight", "many"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn retrieve_needs_a_maximum_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = "ab".repeat(32);
+    fails_in(dir.path(), &["retrieve", "t01001", &root], "--max-price-per-chunk");
+    fails_in(
+        dir.path(),
+        &["retrieve", "t01001", &root, "--max-price-per-chunk", "lots"],
+        "1.5 FIL",
+    );
+    fails_in(
+        dir.path(),
+        &["retrieve", "t01001", &root, "--max-price-per-chunk", "10 attoFIL"],
+        "start one with `paych daemon`",
+    );
+}

@@ -6,24 +6,28 @@
 mod common;
 use common::{atto, node, party, Party, DEADLINE};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::types::{Address, TokenAmount};
+use paych_node::metrics::Metrics;
 use paych_node::network::{NetworkClient, NetworkConfig};
 use paych_node::pay::Payer;
-use paych_node::retrieval::{self, Faults, RetrieveError};
-use paych_protocol::retrieval::Hash;
-use paych_protocol::{RetrievalRequest, RetrievalStatus};
+use paych_node::retrieval::{
+    self, Faults, PriceLimit, RetrievalLimits, RetrievalProvider, RetrievalUsage, RetrieveError,
+};
+use paych_protocol::retrieval::{Hash, MAX_CHUNK_BYTES};
+use paych_protocol::{RetrievalRequest, RetrievalStatus, VoucherRequest, VoucherStatus};
 
 const CHUNK: u64 = 1000;
 
 /// A provider serving a 4.5-chunk blob at 10 attoFIL a chunk, and a client with a channel
 /// of 1000 to it.
 struct Setup {
-    _devnet: Devnet,
+    devnet: Devnet,
     client: Party,
     provider: Party,
     provider_net: NetworkClient,
@@ -56,20 +60,60 @@ async fn setup() -> Setup {
     let (client_net, _, _) = node(&client.manager, NetworkConfig::default()).await;
     let target = provider_addrs[0].clone().with(Protocol::P2p(provider_peer));
     let payer = Payer::new(client.manager.clone(), client_net, [(provider.addr, target)].into());
-    Setup {
-        _devnet: devnet,
-        client,
-        provider,
-        provider_net,
-        provider_peer,
-        provider_addrs,
-        payer,
-        channel,
+    Setup { devnet, client, provider, provider_net, provider_peer, provider_addrs, payer, channel }
+}
+
+impl Setup {
+    /// The client's PeerId.
+    fn client_peer(&self) -> PeerId {
+        self.payer.network().local_peer_id()
     }
 }
 
 fn blob() -> Vec<u8> {
     (0..4500u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()
+}
+
+/// Another blob of five chunks, at 1 attoFIL a chunk.
+fn publish_cheap(s: &Setup) -> Hash {
+    let data: Vec<u8> = blob().iter().map(|b| b ^ 0x5a).collect();
+    let manifest = s
+        .provider_net
+        .retrieval()
+        .publish(data, CHUNK, atto(1), s.provider.addr, Faults::default())
+        .unwrap();
+    Hash::try_from(manifest.root.as_slice()).unwrap()
+}
+
+/// Asks the provider for chunk `index` of `root` on `flow`, from `net`'s node.
+async fn ask_chunk(
+    s: &Setup,
+    net: &NetworkClient,
+    root: Hash,
+    index: u64,
+    flow: &[u8],
+) -> paych_protocol::RetrievalResponse {
+    let request = RetrievalRequest::chunk(root, index, s.channel, flow.to_vec());
+    net.send_retrieval(s.provider_peer, s.provider_addrs.clone(), request).await.unwrap()
+}
+
+/// Sends `voucher` to the provider from `net`'s node, naming `flow`, without an announce.
+async fn send_voucher(
+    s: &Setup,
+    net: &NetworkClient,
+    voucher: &paych_core::types::SignedVoucher,
+    flow: &[u8],
+) -> paych_protocol::VoucherResponse {
+    let request =
+        VoucherRequest { voucher: voucher.clone(), flow: Some(flow.to_vec()), announce: None };
+    net.send_voucher(s.provider_peer, s.provider_addrs.clone(), request).await.unwrap()
+}
+
+/// A node on the same devnet that is no party to the channel.
+async fn third_peer(s: &Setup) -> (Party, NetworkClient) {
+    let third = party(&s.devnet, 0).await;
+    let (net, _, _) = node(&third.manager, NetworkConfig::default()).await;
+    (third, net)
 }
 
 fn publish(s: &Setup, faults: Faults) -> Hash {
@@ -91,10 +135,13 @@ async fn held(s: &Setup) -> TokenAmount {
 async fn a_retrieval_checks_and_pays_every_chunk_and_the_next_continues_its_lane() {
     let s = setup().await;
     let root = publish(&s, Faults::default());
-    let got = tokio::time::timeout(DEADLINE, retrieval::retrieve(&s.payer, s.channel, root, None))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = tokio::time::timeout(
+        DEADLINE,
+        retrieval::retrieve(&s.payer, s.channel, root, PriceLimit::per_chunk(atto(10))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(got.bytes, 4500);
     assert_eq!(got.manifest.chunks(), 5);
     assert_eq!(got.paid, atto(50));
@@ -102,17 +149,23 @@ async fn a_retrieval_checks_and_pays_every_chunk_and_the_next_continues_its_lane
     assert_eq!(held(&s).await, atto(50));
 
     // The lane went back to the pool: the next retrieval continues its cumulative amount.
-    let again = retrieval::retrieve(&s.payer, s.channel, root, Some(atto(10))).await.unwrap();
+    let again = retrieval::retrieve(&s.payer, s.channel, root, PriceLimit::per_chunk(atto(10)))
+        .await
+        .unwrap();
     assert_eq!(again.lane, got.lane);
     let status = s.provider.manager.status(&s.channel).await.unwrap();
     assert_eq!(status.lanes.len(), 1);
     assert_eq!(status.lanes[0].amount, atto(100));
 
     // A client that accepts less than the price retrieves nothing and pays nothing.
-    let err = retrieval::retrieve(&s.payer, s.channel, root, Some(atto(9))).await.unwrap_err();
+    let err = retrieval::retrieve(&s.payer, s.channel, root, PriceLimit::per_chunk(atto(9)))
+        .await
+        .unwrap_err();
     assert!(matches!(err, RetrieveError::TooExpensive { .. }), "{err}");
     // A root the provider does not hold.
-    let err = retrieval::retrieve(&s.payer, s.channel, [7; 32], None).await.unwrap_err();
+    let err = retrieval::retrieve(&s.payer, s.channel, [7; 32], PriceLimit::per_chunk(atto(10)))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("NotFound"), "{err}");
     assert_eq!(held(&s).await, atto(100));
 }
@@ -121,7 +174,9 @@ async fn a_retrieval_checks_and_pays_every_chunk_and_the_next_continues_its_lane
 async fn a_wrong_chunk_is_caught_and_not_paid() {
     let s = setup().await;
     let root = publish(&s, Faults { corrupt_chunk: Some(2) });
-    let err = retrieval::retrieve(&s.payer, s.channel, root, None).await.unwrap_err();
+    let err = retrieval::retrieve(&s.payer, s.channel, root, PriceLimit::per_chunk(atto(10)))
+        .await
+        .unwrap_err();
     assert!(matches!(err, RetrieveError::BadChunk { index: 2, paid_chunks: 2 }), "{err}");
     // Chunks 0 and 1 were paid for; chunk 2 and after were not.
     assert_eq!(held(&s).await, atto(20));
@@ -146,7 +201,7 @@ async fn a_client_that_stops_paying_stops_receiving() {
     // The first chunk is free to look at; the second needs the first paid.
     assert_eq!(ask(0).await.unwrap().status(), Some(RetrievalStatus::Ok));
     let refused = ask(1).await.unwrap();
-    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{refused:?}");
+    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
     assert!(refused.data.is_none());
 
     // Paying for chunk 0 on this flow opens chunk 1, and only chunk 1.
@@ -166,14 +221,356 @@ async fn concurrent_first_retrievals_on_a_new_channel_are_all_paid() {
         let s = setup().await;
         let root = publish(&s, Faults::default());
         let (a, b, c) = tokio::join!(
-            retrieval::retrieve(&s.payer, s.channel, root, None),
-            retrieval::retrieve(&s.payer, s.channel, root, None),
-            retrieval::retrieve(&s.payer, s.channel, root, None),
+            retrieval::retrieve(&s.payer, s.channel, root, PriceLimit::per_chunk(atto(10))),
+            retrieval::retrieve(&s.payer, s.channel, root, PriceLimit::per_chunk(atto(10))),
+            retrieval::retrieve(&s.payer, s.channel, root, PriceLimit::per_chunk(atto(10))),
         );
         for got in [a, b, c] {
             let got = got.unwrap();
             assert_eq!(got.paid, atto(50));
         }
         assert_eq!(held(&s).await, atto(150));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_voucher_earns_no_chunk_credit() {
+    let s = setup().await;
+    let (a, b) = (publish(&s, Faults::default()), publish_cheap(&s));
+    let net = s.payer.network();
+    // The payer looks at chunk 0 on flow f1 and pays for it: chunk 1, and only chunk 1, opens.
+    assert_eq!(ask_chunk(&s, net, a, 0, b"f1").await.status(), Some(RetrievalStatus::Ok));
+    let paid = s.payer.pay(&s.channel, atto(10), Some(b"f1".to_vec())).await.unwrap();
+    assert_eq!(paid.response.status(), Some(VoucherStatus::Accepted));
+    assert_eq!(ask_chunk(&s, net, a, 1, b"f1").await.status(), Some(RetrievalStatus::Ok));
+
+    // The same voucher again, on the same flow: held already, nothing more credited.
+    let again = send_voucher(&s, net, &paid.voucher, b"f1").await;
+    assert_eq!(again.status(), Some(VoucherStatus::AlreadyHeld));
+    assert!(again.delta.is_zero());
+    let refused = ask_chunk(&s, net, a, 2, b"f1").await;
+    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
+    // … on another flow of the same blob, or on a flow of another blob.
+    for (root, flow) in [(a, &b"f2"[..]), (b, &b"f3"[..])] {
+        assert_eq!(ask_chunk(&s, net, root, 0, flow).await.status(), Some(RetrievalStatus::Ok));
+        let replay = send_voucher(&s, net, &paid.voucher, flow).await;
+        assert_eq!(replay.status(), Some(VoucherStatus::AlreadyHeld));
+        let refused = ask_chunk(&s, net, root, 1, flow).await;
+        assert_eq!(
+            refused.status(),
+            Some(RetrievalStatus::PaymentRequired),
+            "{:?}",
+            refused.message
+        );
+    }
+    // … or by a third peer, on a flow of the same name.
+    let (_third, third_net) = third_peer(&s).await;
+    assert_eq!(ask_chunk(&s, &third_net, a, 0, b"f1").await.status(), Some(RetrievalStatus::Ok));
+    let replay = send_voucher(&s, &third_net, &paid.voucher, b"f1").await;
+    assert_eq!(replay.status(), Some(VoucherStatus::AlreadyHeld));
+    let refused = ask_chunk(&s, &third_net, a, 1, b"f1").await;
+    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
+    // One payment of 10, credited once.
+    assert_eq!(s.provider_net.retrieval().paid(s.client_peer(), s.channel, b"f1"), atto(10));
+    assert_eq!(held(&s).await, atto(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_channels_payer_is_credited_for_its_vouchers() {
+    let s = setup().await;
+    let root = publish(&s, Faults::default());
+    // The payer announces itself with its first payment.
+    let net = s.payer.network();
+    assert_eq!(ask_chunk(&s, net, root, 0, b"mine").await.status(), Some(RetrievalStatus::Ok));
+    s.payer.pay(&s.channel, atto(10), Some(b"mine".to_vec())).await.unwrap();
+
+    // A third peer gets hold of a voucher the payer signed but has not sent yet and is the
+    // first to present it: the provider takes the payment, but the third peer is not the
+    // channel's payer, so no chunk is unlocked for it.
+    let (_third, third_net) = third_peer(&s).await;
+    assert_eq!(
+        ask_chunk(&s, &third_net, root, 0, b"theirs").await.status(),
+        Some(RetrievalStatus::Ok)
+    );
+    let lane = s.client.manager.lease_lane(&s.channel).await.unwrap();
+    let created = s.client.manager.voucher_pay(&s.channel, lane, atto(10)).await.unwrap();
+    let voucher = created.voucher.unwrap();
+    let taken = send_voucher(&s, &third_net, &voucher, b"theirs").await;
+    assert_eq!(taken.status(), Some(VoucherStatus::Accepted), "{taken:?}");
+    let refused = ask_chunk(&s, &third_net, root, 1, b"theirs").await;
+    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
+    assert!(s
+        .provider_net
+        .retrieval()
+        .paid(third_net.local_peer_id(), s.channel, b"theirs")
+        .is_zero());
+    // The payer's own flow got what it paid, and nothing from the relayed voucher.
+    assert_eq!(s.provider_net.retrieval().paid(s.client_peer(), s.channel, b"mine"), atto(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_paid_for_one_blob_does_not_unlock_another() {
+    let s = setup().await;
+    let (dear, cheap) = (publish(&s, Faults::default()), publish_cheap(&s));
+    let net = s.payer.network();
+    // The flow is opened on the dear blob and paid 10: one chunk of it, or ten of the cheap
+    // blob's price.
+    assert_eq!(ask_chunk(&s, net, dear, 0, b"flow").await.status(), Some(RetrievalStatus::Ok));
+    s.payer.pay(&s.channel, atto(10), Some(b"flow".to_vec())).await.unwrap();
+    for index in [1, 2, 4] {
+        let refused = ask_chunk(&s, net, cheap, index, b"flow").await;
+        assert_eq!(
+            refused.status(),
+            Some(RetrievalStatus::PaymentRequired),
+            "{:?}",
+            refused.message
+        );
+        assert!(refused.data.is_none());
+    }
+    // The credit still serves the blob it was paid for.
+    assert_eq!(ask_chunk(&s, net, dear, 1, b"flow").await.data.map(|d| d.len()), Some(1000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_above_the_clients_maximum_is_refused_before_anything_is_paid() {
+    let s = setup().await;
+    let root = publish(&s, Faults::default());
+    // 10 a chunk, 50 in all.
+    let per_chunk = PriceLimit::per_chunk(atto(9));
+    let err = retrieval::retrieve(&s.payer, s.channel, root, per_chunk).await.unwrap_err();
+    assert!(matches!(err, RetrieveError::TooExpensive { .. }), "{err}");
+    let in_all = PriceLimit { per_chunk: atto(10), total: Some(atto(49)) };
+    let err = retrieval::retrieve(&s.payer, s.channel, root, in_all).await.unwrap_err();
+    assert!(matches!(err, RetrieveError::TooExpensiveInAll { .. }), "{err}");
+    // The client signed no voucher.
+    let status = s.client.manager.status(&s.channel).await.unwrap();
+    assert!(status.lanes.iter().all(|l| l.amount.is_zero()), "{:?}", status.lanes);
+    let enough = PriceLimit { per_chunk: atto(10), total: Some(atto(50)) };
+    let got = retrieval::retrieve(&s.payer, s.channel, root, enough).await.unwrap();
+    assert_eq!(got.paid, atto(50));
+}
+
+/// A peer whose requests go out but whose responses are never read: what the provider
+/// hands it stays in flight.
+mod never_reads {
+    use std::io;
+    use std::time::Duration;
+
+    use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+    use paych_protocol::{RetrievalRequest, RETRIEVAL_PROTOCOL};
+
+    #[derive(Clone, Default)]
+    pub struct Codec;
+
+    impl request_response::Codec for Codec {
+        type Protocol = StreamProtocol;
+        type Request = RetrievalRequest;
+        type Response = ();
+
+        async fn read_request<T: AsyncRead + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            _: &mut T,
+        ) -> io::Result<RetrievalRequest> {
+            Err(io::Error::other("this peer serves nothing"))
+        }
+
+        async fn read_response<T: AsyncRead + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            _: &mut T,
+        ) -> io::Result<()> {
+            futures::future::pending().await
+        }
+
+        async fn write_request<T: AsyncWrite + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            io: &mut T,
+            request: RetrievalRequest,
+        ) -> io::Result<()> {
+            io.write_all(&request.to_cbor().map_err(io::Error::other)?).await
+        }
+
+        async fn write_response<T: AsyncWrite + Unpin + Send>(
+            &mut self,
+            _: &StreamProtocol,
+            _: &mut T,
+            _: (),
+        ) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Sends every request to `provider` at `addr` at once, then keeps the connection open
+    /// without reading, until the returned task is aborted.
+    pub fn flood(
+        provider: PeerId,
+        addr: Multiaddr,
+        requests: Vec<RetrievalRequest>,
+    ) -> (PeerId, tokio::task::JoinHandle<()>) {
+        let long = Duration::from_secs(600);
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    Codec,
+                    [(StreamProtocol::new(RETRIEVAL_PROTOCOL), ProtocolSupport::Outbound)],
+                    request_response::Config::default()
+                        .with_request_timeout(long)
+                        .with_max_concurrent_streams(1024),
+                )
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(long))
+            .build();
+        let peer = *swarm.local_peer_id();
+        swarm.add_peer_address(provider, addr);
+        for request in requests {
+            swarm.behaviour_mut().send_request(&provider, request);
+        }
+        let task = tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        (peer, task)
+    }
+}
+
+/// A devnet producing blocks every 5 ms.
+fn mining_devnet() -> Devnet {
+    let devnet = Devnet::new(DevnetConfig {
+        block_time: Some(Duration::from_millis(5)),
+        ..DevnetConfig::default()
+    })
+    .unwrap();
+    devnet.start_mining();
+    devnet
+}
+
+/// A provider bounded by `limits`, serving a blob of 8 chunks of 1 MiB at 10 attoFIL a
+/// chunk; its network client, peer, address and the blob's root.
+async fn flooded_provider(
+    devnet: &Devnet,
+    limits: RetrievalLimits,
+    metrics: Arc<Metrics>,
+) -> (Party, NetworkClient, PeerId, Multiaddr, Hash) {
+    let provider = party(devnet, 0).await;
+    let config = NetworkConfig {
+        retrieval: Arc::new(RetrievalProvider::default().with_limits(limits)),
+        metrics,
+        ..NetworkConfig::default()
+    };
+    let (net, peer, addrs) = node(&provider.manager, config).await;
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    let manifest = net
+        .retrieval()
+        .publish(data, MAX_CHUNK_BYTES, atto(10), provider.addr, Faults::default())
+        .unwrap();
+    let root = Hash::try_from(manifest.root.as_slice()).unwrap();
+    (provider, net, peer, addrs[0].clone(), root)
+}
+
+/// The unpaid requests of one flooding peer: chunk 0 on fresh flows and channels (free to
+/// look at), manifests, and chunks not paid for. `n` of them, fewer than the streams a
+/// connection may carry, so that every one reaches the provider.
+fn unpaid_requests(root: Hash, n: u64) -> Vec<RetrievalRequest> {
+    (0..n)
+        .map(|i| match i % 4 {
+            0 | 1 => RetrievalRequest::chunk(
+                root,
+                0,
+                Address::new_id(1000 + i),
+                i.to_be_bytes().to_vec(),
+            ),
+            2 => RetrievalRequest::manifest(root),
+            _ => RetrievalRequest::chunk(root, 5, Address::new_id(1000 + i), vec![]),
+        })
+        .collect()
+}
+
+/// Waits until the provider has answered `n` requests.
+async fn answered(net: &NetworkClient, n: u64) -> RetrievalUsage {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let usage = net.retrieval().usage();
+            if usage.answered >= n {
+                return usage;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap()
+}
+
+const MIB: usize = 1 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unpaid_requests_from_one_peer_stays_within_its_budget() {
+    let devnet = mining_devnet();
+    let limits = RetrievalLimits { max_bytes_per_peer: 4 * MIB, ..RetrievalLimits::default() };
+    let metrics = Arc::new(Metrics::new());
+    let (_provider, net, peer, addr, root) =
+        flooded_provider(&devnet, limits.clone(), metrics.clone()).await;
+    let requests = 12;
+    let (attacker, task) = never_reads::flood(peer, addr, unpaid_requests(root, requests));
+    let usage = answered(&net, requests).await;
+
+    // The chunks handed out stay in flight, unread; they never exceed the peer's budget,
+    // and what would have gone beyond it was answered RateLimited.
+    let load = net.retrieval().load_of(attacker);
+    assert!(load.bytes <= limits.max_bytes_per_peer, "{load:?}");
+    assert!(usage.peak_peer_bytes <= limits.max_bytes_per_peer, "{usage:?}");
+    assert!(load.bytes >= 3 * MIB, "the budget was used: {load:?}");
+    assert!(usage.rate_limited >= 3, "{usage:?}");
+    assert!(usage.open_flows <= limits.max_flows_per_peer, "{usage:?}");
+    // /metrics shows the bytes in flight, within the budget too.
+    let scrape = metrics.encode();
+    let gauge = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("paych_retrieval_bytes_in_flight "))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap();
+    assert!(gauge >= 3 * MIB && gauge <= limits.max_bytes_per_peer, "{scrape}");
+    let limited = r#"paych_inbound_rate_limited_total{protocol="retrieval"}"#;
+    assert!(scrape.contains(limited), "{scrape}");
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unpaid_requests_from_several_peers_stays_within_the_total_budget() {
+    let devnet = mining_devnet();
+    let limits = RetrievalLimits {
+        max_bytes_per_peer: 4 * MIB,
+        max_bytes: 8 * MIB,
+        ..RetrievalLimits::default()
+    };
+    let (_provider, net, peer, addr, root) =
+        flooded_provider(&devnet, limits.clone(), Arc::default()).await;
+    let (peers, requests) = (3, 12);
+    let floods: Vec<_> = (0..peers)
+        .map(|_| never_reads::flood(peer, addr.clone(), unpaid_requests(root, requests)))
+        .collect();
+    let usage = answered(&net, peers * requests).await;
+
+    assert!(usage.in_flight.bytes <= limits.max_bytes, "{usage:?}");
+    assert!(usage.peak_bytes <= limits.max_bytes, "{usage:?}");
+    assert!(usage.peak_peer_bytes <= limits.max_bytes_per_peer, "{usage:?}");
+    for (attacker, _) in &floods {
+        let load = net.retrieval().load_of(*attacker);
+        assert!(load.bytes <= limits.max_bytes_per_peer, "{load:?}");
+    }
+    // 3 peers × 6 chunk-0 requests of 1 MiB were asked for, each peer's budget holds 3 of
+    // them, and 7 at most fit in the total of 8 MiB.
+    assert!(usage.in_flight.bytes >= 7 * MIB, "the budget was used: {usage:?}");
+    assert!(usage.rate_limited >= peers * 6 - 7, "{usage:?}");
+    for (_, task) in floods {
+        task.abort();
     }
 }
