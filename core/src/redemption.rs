@@ -41,8 +41,9 @@ pub struct Situation {
     pub balance: TokenAmount,
     /// The channel's ID address (the actor's receiver).
     pub channel_id: Address,
-    /// The channel's robust address, when known (vouchers may name either).
-    pub channel_robust: Option<Address>,
+    /// The channel's other addresses known to resolve to it (its robust address; vouchers
+    /// may name either).
+    pub channel_aliases: Vec<Address>,
     /// The first epoch at which a message sent now can execute: the head + 1.
     pub first_epoch: ChainEpoch,
     /// Epochs a message may take to land after `first_epoch`: a voucher counts only if it
@@ -92,7 +93,7 @@ impl Situation {
     }
 
     fn names_channel(&self, addr: &Address) -> bool {
-        *addr == self.channel_id || Some(*addr) == self.channel_robust
+        *addr == self.channel_id || self.channel_aliases.contains(addr)
     }
 
     /// Runs one voucher through the actor on `state`, as the payee at the plan's first
@@ -284,17 +285,20 @@ pub fn best_plan(situation: &Situation, held: &[&SignedVoucher]) -> Plan {
         return Plan::empty(situation);
     }
     let candidates = Candidates::new(situation, held);
-    let mut best_choice = Choice::tops(&candidates);
-    let mut best = realize(situation, &candidates, &mut best_choice);
+    // Every alternative starts from each lane's highest voucher: a fallback one
+    // alternative needed (a lane lowered to fit the balance) may not be needed by another.
+    let mut best_merging: Vec<&SignedVoucher> = Vec::new();
+    let mut best = realize(situation, &candidates, &mut Choice::tops(&candidates, Vec::new()));
     for merging in &candidates.merging {
-        let mut choice = best_choice.clone();
-        choice.merging.push(merging);
+        let mut with = best_merging.clone();
+        with.push(merging);
+        let mut choice = Choice::tops(&candidates, with);
         let plan = realize(situation, &candidates, &mut choice);
         let better = plan.value() > best.value()
             || (plan.value() == best.value() && plan.steps.len() < best.steps.len());
         if better {
             best = plan;
-            best_choice = choice;
+            best_merging = choice.merging;
         }
     }
     best
@@ -359,11 +363,8 @@ struct Choice<'a> {
 }
 
 impl<'a> Choice<'a> {
-    fn tops(candidates: &Candidates<'a>) -> Self {
-        Choice {
-            plain: candidates.plain.keys().map(|lane| (*lane, 0)).collect(),
-            merging: Vec::new(),
-        }
+    fn tops(candidates: &Candidates<'a>, merging: Vec<&'a SignedVoucher>) -> Self {
+        Choice { plain: candidates.plain.keys().map(|lane| (*lane, 0)).collect(), merging }
     }
 }
 
@@ -527,7 +528,7 @@ mod tests {
             state: ChannelState::new(Address::new_id(PAYER), Address::new_id(PAYEE)),
             balance: atto(balance),
             channel_id: Address::new_id(CHANNEL),
-            channel_robust: None,
+            channel_aliases: Vec::new(),
             first_epoch: 11,
             landing_window: 0,
             secrets: BTreeMap::new(),

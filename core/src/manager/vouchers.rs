@@ -435,7 +435,7 @@ impl PaymentChannelManager {
             state: view.on_chain.state.clone(),
             balance: view.on_chain.balance.clone(),
             channel_id: view.channel_id,
-            channel_robust: record.channel,
+            channel_aliases: record.channel.into_iter().collect(),
             first_epoch: view.head.saturating_add(1),
             landing_window,
             secrets: Default::default(),
@@ -470,7 +470,11 @@ impl PaymentChannelManager {
         // voucher it refuses against the chain never counts in any plan.
         self.validate_on(&view, voucher, &[]).await?;
         policy.check(voucher, view.head).map_err(ManagerError::VoucherRefused)?;
-        let situation = self.situation(record, &view, policy.landing_margin);
+        let mut situation = self.situation(record, &view, policy.landing_margin);
+        // The actor resolved the voucher's address to this channel; so it did for every
+        // voucher held.
+        situation.channel_aliases.push(voucher.channel_addr);
+        situation.channel_aliases.extend(held.all().iter().map(|v| v.channel_addr));
         if let Some(why) = situation.unredeemable(voucher) {
             return Err(ManagerError::Unredeemable(why));
         }
@@ -484,10 +488,17 @@ impl PaymentChannelManager {
             }
         }
         let held = held.all();
-        let credited = match &record.credited {
-            Some(credited) => credited.clone(),
-            None => redemption::best_plan(&situation, &held).value().clone(),
-        };
+        // What the vouchers held are worth now. It moves only with the chain: up when the
+        // balance grows, down when this node redeems a combined voucher carrying the discount
+        // it agreed to (or, where time locks are taken, when a lock runs out unredeemed).
+        let base = redemption::best_plan(&situation, &held);
+        let mut credited = base.value().clone();
+        if policy.accept_time_locks {
+            // A lock that ran out took value already credited: never credit it again.
+            if let Some(level) = record.credited.as_ref().filter(|level| **level > credited) {
+                credited = level.clone();
+            }
+        }
         let with = redemption::plan_with(&situation, &held, voucher);
         let delta = with.value() - &credited;
         if delta.is_positive() {
@@ -499,7 +510,6 @@ impl PaymentChannelManager {
             .filter(|v| v.lane == voucher.lane && v.merges.is_empty())
             .map(|v| v.amount.clone())
             .max();
-        let base = redemption::best_plan(&situation, &held);
         let mut state = base.state.clone();
         match situation.redeem(&mut state, voucher) {
             Err(e) => Err(ManagerError::InvalidVoucher(e)),
@@ -543,11 +553,11 @@ impl PaymentChannelManager {
         drop(_entered);
         // A channel first seen in this voucher is stored with the voucher or not at all;
         // first adds on unknown channels take turns, so that each is learned once.
-        let (record, learning) = match self.inner.store.channel_by_address(channel)? {
+        let (record, learning) = match self.inbound_record(channel).await? {
             Some(record) => (record, None),
             None => {
                 let turn = self.inner.learning.lock().await;
-                match self.inner.store.channel_by_address(channel)? {
+                match self.inbound_record(channel).await? {
                     Some(record) => (record, None),
                     None => (self.learn_inbound(channel).await?, Some(turn)),
                 }
@@ -609,6 +619,21 @@ impl PaymentChannelManager {
             return Ok(AddOutcome::Covered { lane_amount: voucher.amount.clone() });
         }
         Ok(AddOutcome::Accepted { delta })
+    }
+
+    /// The stored record of a channel by either of its addresses: one learned under its ID
+    /// address is found by its robust address too (through the chain's resolution).
+    async fn inbound_record(&self, channel: &Address) -> Result<Option<ChannelRecord>> {
+        if let Some(record) = self.inner.store.channel_by_address(channel)? {
+            return Ok(Some(record));
+        }
+        if channel.id().is_ok() {
+            return Ok(None);
+        }
+        match self.inner.chain.lookup_id(channel).await? {
+            Some(id) => Ok(self.inner.store.channel_by_address(&id)?),
+            None => Ok(None),
+        }
     }
 
     async fn verify_payer_signature(
@@ -745,7 +770,7 @@ impl PaymentChannelManager {
     /// margin (it is sent now, whatever time is left).
     pub(super) async fn settlement_plan(&self, record: &ChannelRecord) -> Result<redemption::Plan> {
         let view = self.chain_view(record).await?;
-        let situation = self.situation(record, &view, 0);
+        let mut situation = self.situation(record, &view, 0);
         let held: Vec<SignedVoucher> = self
             .inner
             .store
@@ -754,6 +779,8 @@ impl PaymentChannelManager {
             .filter(|r| !r.submitted && !r.superseded && r.origin != VoucherOrigin::Created)
             .map(|r| r.voucher)
             .collect();
+        // Every voucher held was validated against this channel, under whichever address.
+        situation.channel_aliases.extend(held.iter().map(|v| v.channel_addr));
         Ok(redemption::best_plan(&situation, &held.iter().collect::<Vec<_>>()))
     }
 

@@ -95,10 +95,10 @@ pub struct ChannelRecord {
     /// Cleared when a new queue starts.
     #[serde(default)]
     pub queue_failure: Option<String>,
-    /// Inbound: the `to_send` the payee has credited its payer up to — the chain's
-    /// `to_send` when the channel was learned, plus every delta answered since. A voucher is
-    /// credited only what the redemption model's value with it exceeds this. `None` for a
-    /// channel stored before this was kept: it starts at the value of the vouchers held.
+    /// Inbound: the `to_send` the payee has credited its payer up to — the redemption
+    /// model's value of the vouchers held after the last voucher it credited. Where time
+    /// locks are taken, a voucher is credited only what it adds above this, so value a lock
+    /// took away is never credited twice. `None` for a channel stored before this was kept.
     #[serde(default)]
     pub credited: Option<TokenAmount>,
 }
