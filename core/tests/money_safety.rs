@@ -12,11 +12,13 @@ mod redeemable;
 use paych_core::crypto;
 use paych_core::manager::{AddOutcome, ManagerError, MessageOutcome};
 use paych_core::reconcile::ReconcilePolicy;
+use paych_core::redemption::IntakePolicy;
 use paych_core::types::{
     paych_method, ChainEpoch, Merge, ModVerifyParams, SignedVoucher, TokenAmount, METHOD_SEND,
     SETTLE_DELAY,
 };
-use redeemable::{carry_out, credit, view_of, World};
+use paych_core::wallet::Wallet;
+use redeemable::{carry_out, credit, idle_settler, view_of, World};
 
 fn atto(n: u64) -> TokenAmount {
     TokenAmount::from_atto(n)
@@ -305,4 +307,66 @@ async fn oracle_plans_land_on_the_devnet_and_pay_what_they_promise() {
     let codes = carry_out(&w.net.devnet, w.payee.wallet.as_ref(), w.payee.addr, w.ch, &plan).await;
     assert!(codes.iter().all(|c| c.is_success()), "{codes:?}");
     assert_eq!(w.to_send().await, atto(390));
+}
+
+/// A payee that takes time-locked vouchers, with a landing margin of `margin` epochs.
+async fn taking_time_locks(balance: u64, margin: ChainEpoch) -> World {
+    let mut config = idle_settler();
+    config.intake =
+        IntakePolicy { accept_time_locks: true, landing_margin: margin, ..IntakePolicy::default() };
+    World::with_payee(balance, 10, config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settler_falls_back_below_a_held_time_locked_top_voucher_that_ran_out() {
+    let w = taking_time_locks(1000, 2).await;
+    let good = w.signed(w.voucher(0, 1, 50));
+    assert_eq!(credit(&w.add(&good).await), atto(50));
+    let mut expiring = w.voucher(0, 2, 60);
+    expiring.time_lock_max = w.head().await + 10;
+    let expiring = w.signed(expiring);
+    assert_eq!(credit(&w.add(&expiring).await), atto(10), "held and credited while it can land");
+    // Its lock runs out unredeemed; the payer settles.
+    w.mine(20).await;
+    w.payer_settles().await;
+    for _ in 0..3 {
+        w.payee.m().settler_pass().await.unwrap();
+        w.mine(1).await;
+    }
+    assert_eq!(w.to_send().await, atto(50), "the good voucher below the expired one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settler_redeems_a_credited_time_locked_voucher_before_its_lock() {
+    let w = taking_time_locks(1000, 3).await;
+    let mut locked = w.voucher(0, 1, 100);
+    let lock = w.head().await + 30;
+    locked.time_lock_max = lock;
+    assert_eq!(credit(&w.add(&w.signed(locked)).await), atto(100));
+    // The channel is not settling: only the lock makes it urgent.
+    while w.head().await < lock {
+        w.payee.m().settler_pass().await.unwrap();
+        w.mine(1).await;
+    }
+    assert_eq!(w.to_send().await, atto(100), "redeemed before epoch {lock}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_the_settler_cannot_serve_does_not_stop_it_serving_the_others() {
+    let w = World::new(1000).await;
+    // A second inbound channel, to a key of the payee's with no funds for gas, learned first.
+    let poor = w.payee.wallet.new_key().unwrap();
+    harness::fund(&w.net.devnet, true, &poor, TokenAmount::from_atto(1u8)).await;
+    let other = w.payer.open_channel(poor, atto(1000)).await;
+    let on_other = w.payer.sign(SignedVoucher::new(other, 0, 1, atto(70)));
+    w.payee.m().voucher_add(&other, &on_other, atto(0)).await.unwrap();
+    assert_eq!(credit(&w.add(&w.signed(w.voucher(0, 1, 40))).await), atto(40));
+    for ch in [other, w.ch] {
+        w.payer.m().settle(&ch).await.unwrap();
+    }
+    w.mine(1).await;
+    let pass = w.payee.m().settler_pass().await;
+    assert!(pass.is_err(), "the poor channel's submit fails: {pass:?}");
+    w.mine(1).await;
+    assert_eq!(w.to_send().await, atto(40), "the other channel was still served");
 }

@@ -4,8 +4,10 @@
 //! held vouchers that redeem the most, in order, falling back to lower vouchers where a
 //! lane's highest cannot redeem (design §3b) — before `settling_at`, and collect after it if
 //! configured, `collect_inbound_delay` epochs after, leaving the payer the first chance.
-//! Outbound: collect after `settling_at` to recover the unspent funds. One channel's failure
-//! is logged and never stops the pass over the others.
+//! Outbound: collect after `settling_at` to recover the unspent funds. Where the intake
+//! policy takes time-locked vouchers, an open inbound channel's plan is submitted once one of
+//! its vouchers nears its `time_lock_max`. One channel's failure is logged and never stops
+//! the pass over the others.
 
 use super::{PaymentChannelManager, Result};
 use crate::chain::ChainError;
@@ -76,6 +78,10 @@ impl PaymentChannelManager {
         };
         let settling_at = on_chain.state.settling_at;
         if settling_at == 0 {
+            if record.direction == Direction::Inbound && self.inner.config.intake.accept_time_locks
+            {
+                self.redeem_before_locks(&record, head).await?;
+            }
             return Ok(());
         }
         let lifecycle = if head >= settling_at { Lifecycle::Settled } else { Lifecycle::Settling };
@@ -117,6 +123,36 @@ impl PaymentChannelManager {
                 self.collect(&addr).await?;
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Where time-locked vouchers are taken: submits the channel's plan once a voucher in it
+    /// would expire within twice the landing margin, so that what was credited for it is
+    /// redeemed before its lock.
+    async fn redeem_before_locks(&self, record: &ChannelRecord, head: ChainEpoch) -> Result<()> {
+        let in_flight = self.in_flight(record.id)?;
+        if in_flight.iter().any(|p| matches!(p, MessagePurpose::Submit { .. })) {
+            return Ok(());
+        }
+        let Some(addr) = record.channel else { return Ok(()) };
+        let urgent = head.saturating_add(self.inner.config.intake.landing_margin.saturating_mul(2));
+        let plan = self.settlement_plan(record).await?;
+        let expiring = plan
+            .steps
+            .iter()
+            .any(|s| s.voucher.time_lock_max != 0 && s.voucher.time_lock_max <= urgent);
+        if !expiring {
+            return Ok(());
+        }
+        for step in plan.steps {
+            tracing::info!(
+                lane = step.voucher.lane,
+                nonce = step.voucher.nonce,
+                time_lock_max = step.voucher.time_lock_max,
+                "settler submits before a time lock runs out"
+            );
+            self.voucher_submit(&addr, &step.voucher, &step.secret).await?;
         }
         Ok(())
     }

@@ -334,9 +334,19 @@ impl World {
 
     /// A channel holding `balance` attoFIL; the payee holds `payee_fil` FIL.
     pub async fn with_payee_funds(balance: u64, payee_fil: u64) -> Self {
+        Self::with_payee(balance, payee_fil, idle_settler()).await
+    }
+
+    /// A channel holding `balance` attoFIL to a payee holding `payee_fil` FIL and running
+    /// with `config`.
+    pub async fn with_payee(
+        balance: u64,
+        payee_fil: u64,
+        config: paych_core::manager::ManagerConfig,
+    ) -> Self {
         let net = crate::harness::Net::manual();
         let payer = net.node_with(10, idle_settler()).await;
-        let payee = net.node_with(payee_fil, idle_settler()).await;
+        let payee = net.node_with(payee_fil, config).await;
         let ch = payer.open_channel(payee.addr, TokenAmount::from_atto(balance)).await;
         let id = net.devnet.lookup_id(&ch).await.unwrap().unwrap();
         World { net, payer, payee, ch, id }
