@@ -622,6 +622,7 @@ fn voucher_status_codes_are_stable() {
     let table = [
         (Accepted, 0),
         (Covered, 1),
+        (AlreadyHeld, 2),
         (UnknownChannel, 16),
         (InvalidSignature, 17),
         (StaleNonce, 18),
@@ -632,6 +633,10 @@ fn voucher_status_codes_are_stable() {
         (Malformed, 23),
         (Internal, 24),
         (RateLimited, 25),
+        (HashLocked, 26),
+        (MessageLocked, 27),
+        (Merges, 28),
+        (SettleHeight, 29),
     ];
     for (status, code) in table {
         assert_eq!(status.code(), code);

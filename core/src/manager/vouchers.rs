@@ -314,7 +314,8 @@ impl PaymentChannelManager {
 
     /// Checks a voucher as intake would take it — the actor's rules against the chain, the
     /// intake policy, and what it would add to what this node can redeem — without storing
-    /// it. A voucher that adds nothing new (covered) passes. The error names the rule broken.
+    /// it. An older voucher that adds nothing new (covered) passes; one already held does not
+    /// (as in Lotus, its nonce is too low). The error names the rule broken.
     #[tracing::instrument(name = "paych_voucher_check_valid", level = "debug", skip_all)]
     pub async fn voucher_check_valid(
         &self,
@@ -325,11 +326,6 @@ impl PaymentChannelManager {
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
         self.load_cache(record.id, &mut cache)?;
-        if let Some(stored) = self.inner.store.voucher(record.id, voucher.lane, voucher.nonce)? {
-            if &stored.voucher == voucher {
-                return Ok(());
-            }
-        }
         if record.direction == Direction::Outbound {
             // The payer's cache follows what it issued, not what intake plans with: plan
             // with every voucher issued and stored.
