@@ -75,7 +75,7 @@ pub enum Seen {
 }
 
 type VoucherAnswer = Box<dyn Fn(PeerId, &VoucherRequest) -> VoucherResponse + Send>;
-type ReconcileAnswer = Box<dyn Fn(&ReconcileRequest) -> ReconcileResponse + Send>;
+type ReconcileAnswer = Box<dyn Fn(PeerId, &ReconcileRequest) -> ReconcileResponse + Send>;
 
 /// Runs `swarm` in a task: answers every request with the functions given and reports what
 /// it sees on the returned channel.
@@ -102,7 +102,7 @@ pub fn spawn_responder(
                     message: request_response::Message::Request { request, channel, .. },
                     ..
                 })) => {
-                    let response = answer_reconcile(&request);
+                    let response = answer_reconcile(peer, &request);
                     let _ = swarm.behaviour_mut().reconcile.send_response(channel, response);
                     Seen::Reconcile(peer, request)
                 }
@@ -156,7 +156,7 @@ pub fn accept_signed_by(payer: Address) -> VoucherAnswer {
 
 /// A payer that refuses every reconciliation.
 pub fn refuse_reconcile() -> ReconcileAnswer {
-    Box::new(|_| {
+    Box::new(|_, _| {
         ReconcileResponse::refused(paych_core::reconcile::ReconcileStatus::Internal, "not here")
     })
 }
