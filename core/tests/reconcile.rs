@@ -357,7 +357,7 @@ fn payee_accepts_only_a_combined_voucher_that_is_exactly_its_plan() {
         D::WrongLane { expected: 0, found: 1 }
     );
     // A lane merged twice, one left out, one not requested.
-    assert_eq!(refused(&|v| v.merges[2] = v.merges[1].clone()), D::WrongMerges);
+    assert_eq!(refused(&|v| v.merges[2] = v.merges[1]), D::WrongMerges);
     assert_eq!(
         refused(&|v| {
             v.merges.pop();

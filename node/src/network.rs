@@ -174,7 +174,7 @@ enum Command {
     SendReconcile {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
-        request: ReconcileRequest,
+        request: Box<ReconcileRequest>,
         reply: Reply<ReconcileResponse>,
     },
     Disconnect {
@@ -274,7 +274,8 @@ impl NetworkClient {
         addrs: Vec<Multiaddr>,
         request: ReconcileRequest,
     ) -> Result<ReconcileResponse, NetworkError> {
-        self.call(|reply| Command::SendReconcile { peer, addrs, request, reply }).await
+        self.call(|reply| Command::SendReconcile { peer, addrs, request: Box::new(request), reply })
+            .await
     }
 
     /// Closes every connection with `peer` (success if there is none).
@@ -421,7 +422,7 @@ impl EventLoop {
                 for addr in addrs.into_iter().take(MAX_ADDRS_PER_REQUEST) {
                     self.swarm.add_peer_address(peer, addr);
                 }
-                let id = self.swarm.behaviour_mut().reconcile.send_request(&peer, request);
+                let id = self.swarm.behaviour_mut().reconcile.send_request(&peer, *request);
                 tracing::debug!(%peer, ?id, "reconcile request sent");
                 self.outbound_reconciles.insert(id, reply);
             }

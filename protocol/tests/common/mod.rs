@@ -63,7 +63,7 @@ pub enum Seen {
     /// A voucher request was answered.
     Voucher(PeerId, Box<VoucherRequest>),
     /// A reconcile request was answered.
-    Reconcile(PeerId, ReconcileRequest),
+    Reconcile(PeerId, Box<ReconcileRequest>),
     /// A voucher request failed on the way in.
     VoucherInboundFailure(PeerId, InboundFailure),
     /// A reconcile request failed on the way in.
@@ -104,7 +104,7 @@ pub fn spawn_responder(
                 })) => {
                     let response = answer_reconcile(peer, &request);
                     let _ = swarm.behaviour_mut().reconcile.send_response(channel, response);
-                    Seen::Reconcile(peer, request)
+                    Seen::Reconcile(peer, Box::new(request))
                 }
                 SwarmEvent::Behaviour(Event::Voucher(
                     request_response::Event::InboundFailure { peer, error, .. },
