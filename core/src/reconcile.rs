@@ -9,6 +9,20 @@
 //! actor subtracts what the merged lanes already redeemed. Afterwards every lane it touches
 //! is closed for new vouchers.
 //!
+//! Only the channel's payee is answered: the caller (the network layer) proves which
+//! Filecoin key the requesting peer holds — a signed peer record naming the peer the
+//! authenticated connection comes from — and [`plan_combined`] refuses anyone but the
+//! channel's `to` ([`ReconcileStatus::NotPayee`]). The payer prices the combined voucher on
+//! the latest voucher it issued on each requested lane, never on the amounts it is shown,
+//! and refuses a lane whose latest voucher carries a condition (a time lock, a secret hash,
+//! an `extra` call, a minimum settle height): an unconditional combined voucher would pay
+//! what that voucher only promises under its condition.
+//!
+//! The payee's side ([`check_combined`]) accepts a combined voucher only when it is exactly
+//! the plan above: on the lowest requested lane at a nonce above everything the payee holds
+//! or the chain has there, merging exactly the other requested lanes at nonces above
+//! everything held there, carrying `req_val`, with no condition of any kind.
+//!
 //! This module decides; it never stores, signs or sends. The payer's manager records the
 //! closed lanes and the combined voucher durably before the answer leaves the process.
 
@@ -51,6 +65,12 @@ pub enum ReconcileStatus {
     RateLimited = 12,
     /// The payer failed internally.
     Internal = 13,
+    /// The requesting peer has not proved it is the channel's payee: no signed peer record
+    /// of the channel's `to` naming the peer the request came from.
+    NotPayee = 14,
+    /// A lane's latest voucher carries a condition (time lock, secret hash, `extra`,
+    /// minimum settle height): folding it would pay unconditionally what it only promises.
+    LaneConditional = 15,
 }
 
 impl ReconcileStatus {
@@ -72,6 +92,8 @@ impl ReconcileStatus {
             TooManyVouchers,
             RateLimited,
             Internal,
+            NotPayee,
+            LaneConditional,
         ]
         .into_iter()
         .find(|s| *s as u8 == code)
@@ -118,6 +140,8 @@ impl Default for ReconcilePolicy {
 pub struct PayerView<'a> {
     /// The addresses the channel goes by (robust and ID).
     pub addresses: &'a [Address],
+    /// The channel's payee (`to`), as a key address: the only party answered.
+    pub payee: Option<Address>,
     /// Whether the channel is settling.
     pub settling: bool,
     /// Every voucher this node issued on the channel, by (lane, nonce).
@@ -137,30 +161,70 @@ pub struct CombinedPlan {
     pub closes: Vec<u64>,
 }
 
-/// The payer's side: checks a request against its own records, the chain's lanes and its
-/// policy, in a fixed order (so the same request always gets the same status), and plans
-/// the combined voucher.
+/// Whether a voucher carries no condition at all: no time lock, no secret hash, no `extra`
+/// call, no minimum settle height, no merges. Only such vouchers are priced or accepted
+/// in a reconciliation.
+pub fn is_unconditional(v: &SignedVoucher) -> bool {
+    v.time_lock_min == 0
+        && v.time_lock_max == 0
+        && v.secret_hash.is_empty()
+        && v.extra.is_none()
+        && v.min_settle_height == 0
+        && v.merges.is_empty()
+}
+
+/// The first checks of a request, which need only the channel's addresses and payee: the
+/// request's size and channel, then who asks. `requester` is the key address the
+/// requesting peer proved it holds (`None`: it proved none). Answers the channel named.
+/// The manager runs these before anything else — before looking up an earlier answer —
+/// so that nobody but the payee learns anything of a channel's vouchers.
+pub fn check_requester(
+    addresses: &[Address],
+    payee: Option<&Address>,
+    requester: Option<&Address>,
+    vouchers: &[SignedVoucher],
+    policy: &ReconcilePolicy,
+) -> Result<Address, Refusal> {
+    use ReconcileStatus::*;
+    let max = policy.max_vouchers.min(MAX_RECONCILE_VOUCHERS);
+    let Some(first) = vouchers.first() else {
+        return refuse(InvalidVoucher, "no vouchers to reconcile");
+    };
+    if vouchers.len() > max {
+        return refuse(TooManyVouchers, format!("{} vouchers; at most {max}", vouchers.len()));
+    }
+    let channel = first.channel_addr;
+    if vouchers.iter().any(|v| v.channel_addr != channel) {
+        return refuse(MixedChannels, "the vouchers name more than one channel");
+    }
+    if !addresses.contains(&channel) {
+        return refuse(NotOurChannel, format!("this node pays from no channel {channel}"));
+    }
+    match (payee, requester) {
+        (Some(payee), Some(requester)) if payee == requester => Ok(channel),
+        (_, Some(requester)) => refuse(
+            NotPayee,
+            format!("the requesting peer proved key {requester}, not the channel's payee"),
+        ),
+        (_, None) => refuse(NotPayee, "the requesting peer proved no key of the channel's payee"),
+    }
+}
+
+/// The payer's side: checks a request from `requester` (the key address the requesting
+/// peer proved it holds) against its own records, the chain's lanes and its policy, in a
+/// fixed order (so the same request always gets the same status), and plans the combined
+/// voucher. The vouchers shown only name the lanes and must each be exactly one the payer
+/// issued; the price is checked against the latest voucher issued on each lane.
 pub fn plan_combined(
     view: &PayerView<'_>,
+    requester: Option<&Address>,
     vouchers: &[SignedVoucher],
     req_val: &TokenAmount,
     policy: &ReconcilePolicy,
 ) -> Result<CombinedPlan, Refusal> {
     use ReconcileStatus::*;
-    let max = policy.max_vouchers.min(MAX_RECONCILE_VOUCHERS);
-    if vouchers.is_empty() {
-        return refuse(InvalidVoucher, "no vouchers to reconcile");
-    }
-    if vouchers.len() > max {
-        return refuse(TooManyVouchers, format!("{} vouchers; at most {max}", vouchers.len()));
-    }
-    let channel = vouchers[0].channel_addr;
-    if vouchers.iter().any(|v| v.channel_addr != channel) {
-        return refuse(MixedChannels, "the vouchers name more than one channel");
-    }
-    if !view.addresses.contains(&channel) {
-        return refuse(NotOurChannel, format!("this node pays from no channel {channel}"));
-    }
+    let channel =
+        check_requester(view.addresses, view.payee.as_ref(), requester, vouchers, policy)?;
     if view.settling {
         return refuse(ChannelSettling, "the channel is settling");
     }
@@ -194,12 +258,30 @@ pub fn plan_combined(
                 format!("lane {} has never been redeemed on chain", v.lane),
             );
         }
-        sum += &v.amount;
+        // The shown voucher was issued here, so the lane has a latest voucher.
+        let Some((_, latest)) = view.issued.range((v.lane, 0)..=(v.lane, u64::MAX)).next_back()
+        else {
+            return refuse(NotIssuedByUs, format!("no voucher was issued on lane {}", v.lane));
+        };
+        if !is_unconditional(latest) {
+            return refuse(
+                LaneConditional,
+                format!(
+                    "the latest voucher on lane {} (nonce {}) carries a condition",
+                    v.lane, latest.nonce
+                ),
+            );
+        }
+        sum += &latest.amount;
     }
     if req_val > &sum {
         return refuse(
             ReqValAboveSum,
-            format!("req_val {} exceeds the vouchers' sum {}", req_val.atto(), sum.atto()),
+            format!(
+                "req_val {} exceeds {}, the latest vouchers issued on those lanes",
+                req_val.atto(),
+                sum.atto()
+            ),
         );
     }
     let discount = &sum - req_val;
@@ -263,37 +345,110 @@ pub fn price_request(vouchers: &[SignedVoucher], fee_per_message: &TokenAmount) 
     }
 }
 
-/// The payee's check of the payer's answer: the combined voucher is on one of the requested
-/// lanes, merges every other requested lane, and carries exactly `req_val`. (The actor's
-/// rules — signature, nonces, balance — are checked by the manager's validation.)
+/// Why a payee refuses the payer's combined voucher: it is not exactly the payee's plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CombinedDefect {
+    /// Nothing was requested.
+    #[error("no vouchers were requested")]
+    NothingRequested,
+    /// The combined voucher names another channel than the requested vouchers.
+    #[error("the combined voucher is for another channel")]
+    WrongChannel,
+    /// The amount is not `req_val`.
+    #[error("the combined voucher carries {found}, not req_val {expected}")]
+    WrongAmount {
+        /// `req_val`.
+        expected: TokenAmount,
+        /// What it carries.
+        found: TokenAmount,
+    },
+    /// It is not on the lowest requested lane.
+    #[error("the combined voucher is on lane {found}, not on lane {expected}")]
+    WrongLane {
+        /// The lowest requested lane.
+        expected: u64,
+        /// Its lane.
+        found: u64,
+    },
+    /// It does not merge exactly the other requested lanes, each once.
+    #[error("the combined voucher does not merge exactly the other requested lanes, each once")]
+    WrongMerges,
+    /// Its nonce, or a merge's, is not above every nonce held or on chain on that lane: an
+    /// older voucher there could still be redeemed after it.
+    #[error("nonce {nonce} on lane {lane} is not above {held}, held or on chain there")]
+    NonceNotAbove {
+        /// The lane.
+        lane: u64,
+        /// The nonce the combined voucher gives it.
+        nonce: u64,
+        /// The highest nonce held or on chain there.
+        held: u64,
+    },
+    /// It carries a condition (time lock, secret hash, `extra`, minimum settle height).
+    #[error("the combined voucher carries a condition: {0}")]
+    Conditional(&'static str),
+}
+
+/// The payee's check of the payer's answer: the combined voucher must be exactly the
+/// payee's plan — for the requested channel, on the lowest requested lane at a nonce above
+/// `held[lane]` (the highest nonce the payee holds or the chain has on it), merging every
+/// other requested lane exactly once at a nonce above `held` there, carrying exactly
+/// `req_val`, with no time lock, secret hash, `extra` or minimum settle height. (The actor's
+/// rules — signature, balance — are checked by the manager's validation.)
 pub fn check_combined(
     requested: &[SignedVoucher],
     req_val: &TokenAmount,
+    held: &BTreeMap<u64, u64>,
     combined: &SignedVoucher,
-) -> Result<(), String> {
-    let lanes: BTreeSet<u64> = requested.iter().map(|v| v.lane).collect();
+) -> Result<(), CombinedDefect> {
+    let Some(first) = requested.first() else {
+        return Err(CombinedDefect::NothingRequested);
+    };
+    if requested.iter().any(|v| v.channel_addr != combined.channel_addr)
+        || combined.channel_addr != first.channel_addr
+    {
+        return Err(CombinedDefect::WrongChannel);
+    }
     if &combined.amount != req_val {
-        return Err(format!(
-            "combined voucher carries {}, not req_val {}",
-            combined.amount.atto(),
-            req_val.atto()
-        ));
+        return Err(CombinedDefect::WrongAmount {
+            expected: req_val.clone(),
+            found: combined.amount.clone(),
+        });
     }
-    if !lanes.contains(&combined.lane) {
-        return Err(format!(
-            "combined voucher is on lane {}, which was not requested",
-            combined.lane
-        ));
+    let conditions = [
+        (combined.time_lock_min != 0, "time_lock_min"),
+        (combined.time_lock_max != 0, "time_lock_max"),
+        (!combined.secret_hash.is_empty(), "secret hash"),
+        (combined.extra.is_some(), "extra"),
+        (combined.min_settle_height != 0, "min_settle_height"),
+    ];
+    if let Some((_, what)) = conditions.iter().find(|(present, _)| *present) {
+        return Err(CombinedDefect::Conditional(what));
     }
+    let lanes: BTreeSet<u64> = requested.iter().map(|v| v.lane).collect();
+    let mut others = lanes.iter().copied();
+    let Some(expected) = others.next() else {
+        return Err(CombinedDefect::NothingRequested);
+    };
+    if combined.lane != expected {
+        return Err(CombinedDefect::WrongLane { expected, found: combined.lane });
+    }
+    let others: BTreeSet<u64> = others.collect();
     let merged: BTreeSet<u64> = combined.merges.iter().map(|m| m.lane).collect();
-    let expected: BTreeSet<u64> = lanes.iter().copied().filter(|l| *l != combined.lane).collect();
-    if merged != expected {
-        return Err("combined voucher does not merge exactly the other requested lanes".to_owned());
+    if merged != others || combined.merges.len() != others.len() {
+        return Err(CombinedDefect::WrongMerges);
     }
-    if let Some(channel) = requested.first().map(|v| v.channel_addr) {
-        if combined.channel_addr != channel {
-            return Err("combined voucher is for another channel".to_owned());
+    let above = |lane: u64, nonce: u64| {
+        let held = held.get(&lane).copied().unwrap_or(0);
+        if nonce > held {
+            Ok(())
+        } else {
+            Err(CombinedDefect::NonceNotAbove { lane, nonce, held })
         }
+    };
+    above(combined.lane, combined.nonce)?;
+    for merge in &combined.merges {
+        above(merge.lane, merge.nonce)?;
     }
     Ok(())
 }

@@ -110,7 +110,14 @@ async fn answer(
     let hash = crypto::blake2b_256(tag);
     let policy = ReconcilePolicy::default();
     let answer = payer
-        .reconcile_as_payer(&hash, &draft.vouchers, &draft.req_val, &policy, |v| v.to_cbor())
+        .reconcile_as_payer(
+            Some(&draft.payee),
+            &hash,
+            &draft.vouchers,
+            &draft.req_val,
+            &policy,
+            |v| v.to_cbor(),
+        )
         .await
         .unwrap();
     SignedVoucher::from_cbor(&answer).unwrap()

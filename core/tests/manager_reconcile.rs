@@ -1,18 +1,31 @@
-//! Reconciliation through two managers on a devnet with sled stores: the payer records the
-//! combined voucher, the closed lanes and its answer durably — a restart answers the same
-//! request with the same bytes and keeps the lanes closed — and the payee stores the
-//! combined voucher in place of the ones it folds.
+//! Reconciliation through two managers on a devnet with sled stores: the payer answers only
+//! the channel's payee, prices on its own latest vouchers, and records the combined voucher,
+//! the closed lanes and its answer durably — every answer, first or repeated, leaves only
+//! once durable; a restart answers the same request with the same bytes and keeps the lanes
+//! closed — and the payee stores a combined voucher only when it is exactly its plan, in
+//! place of the ones it folds, superseding them only once the combined voucher is durable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
 
-use harness::{atto, within, Net};
+use std::sync::Arc;
+
+use cid::Cid;
+use harness::{
+    atto, open_store_when_free, stranger_address, test_config, within, Net, Node, StoreSnapshot,
+};
 use paych_core::chain::Chain;
 use paych_core::crypto;
-use paych_core::manager::ManagerError;
-use paych_core::manager::MessageOutcome;
+use paych_core::manager::VoucherSpec;
+use paych_core::manager::{ManagerError, MessageOutcome, PaymentChannelManager, ReconcileDraft};
 use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
-use paych_core::types::SignedVoucher;
+use paych_core::store::sled::SledStore;
+use paych_core::store::{
+    Batch, ChannelId, ChannelRecord, MessageRecord, PeerRecord, ReconcileRecord, Store, StoreError,
+    VoucherRecord,
+};
+use paych_core::types::{Address, Merge, SignedVoucher};
+use tokio::sync::watch;
 
 fn encode(v: &SignedVoucher) -> Result<Vec<u8>, paych_core::types::EncodeError> {
     v.to_cbor()
@@ -46,7 +59,14 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
     // The payee's own manager pays from no such channel.
     let refusal = payee
         .m()
-        .reconcile_as_payer(&hash, &draft.vouchers, &draft.req_val, &policy, encode)
+        .reconcile_as_payer(
+            Some(&payee.addr),
+            &hash,
+            &draft.vouchers,
+            &draft.req_val,
+            &policy,
+            encode,
+        )
         .await
         .unwrap_err();
     assert_eq!(refusal.status, ReconcileStatus::NotOurChannel);
@@ -55,9 +75,14 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
     // nothing behind: no lane closed, no answer recorded.
     let refusal = payer
         .m()
-        .reconcile_as_payer(&hash, &draft.vouchers, &draft.req_val, &policy, |_| {
-            Err::<Vec<u8>, _>("cannot encode")
-        })
+        .reconcile_as_payer(
+            Some(&payee.addr),
+            &hash,
+            &draft.vouchers,
+            &draft.req_val,
+            &policy,
+            |_| Err::<Vec<u8>, _>("cannot encode"),
+        )
         .await
         .unwrap_err();
     assert_eq!(refusal.status, ReconcileStatus::Internal);
@@ -67,7 +92,14 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
 
     let answer = payer
         .m()
-        .reconcile_as_payer(&hash, &draft.vouchers, &draft.req_val, &policy, encode)
+        .reconcile_as_payer(
+            Some(&payee.addr),
+            &hash,
+            &draft.vouchers,
+            &draft.req_val,
+            &policy,
+            encode,
+        )
         .await
         .unwrap();
     let combined = SignedVoucher::from_cbor(&answer).unwrap();
@@ -89,14 +121,28 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
     // The same request: the same bytes. Another one on those lanes: closed.
     let again = payer
         .m()
-        .reconcile_as_payer(&hash, &draft.vouchers, &draft.req_val, &policy, encode)
+        .reconcile_as_payer(
+            Some(&payee.addr),
+            &hash,
+            &draft.vouchers,
+            &draft.req_val,
+            &policy,
+            encode,
+        )
         .await
         .unwrap();
     assert_eq!(again, answer);
     let other = crypto::blake2b_256(b"another request");
     let refusal = payer
         .m()
-        .reconcile_as_payer(&other, &draft.vouchers, &draft.req_val, &policy, encode)
+        .reconcile_as_payer(
+            Some(&payee.addr),
+            &other,
+            &draft.vouchers,
+            &draft.req_val,
+            &policy,
+            encode,
+        )
         .await
         .unwrap_err();
     assert_eq!(refusal.status, ReconcileStatus::LaneClosed);
@@ -119,4 +165,391 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
     let state = net.devnet.channel(&ch).await.unwrap().state;
     assert_eq!(state.to_send, draft.req_val);
     assert!(payee.m().voucher_best_spendable(&ch).await.unwrap().is_empty());
+}
+
+/// On a fresh channel `ch`: lanes `0..lanes` each paid 100 and redeemed on chain by the
+/// payee, then paid up to 300; answers the payee's reconcile draft folding them.
+async fn draft_after_redeeming(
+    payer: &Node,
+    payee: &Node,
+    ch: Address,
+    lanes: u64,
+) -> ReconcileDraft {
+    for lane in 0..lanes {
+        let v = payer.m().voucher_create(&ch, atto(100), lane).await.unwrap().voucher.unwrap();
+        payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
+        let cid = payee.m().voucher_submit(&ch, &v, &[]).await.unwrap();
+        let outcome = within("the submit to land", payee.m().wait_message(&cid)).await.unwrap();
+        assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
+    }
+    for lane in 0..lanes {
+        let v = payer.m().voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
+        payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
+    }
+    payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap()
+}
+
+tokio::task_local! {
+    /// Who is calling the store, as a test names its tasks.
+    static CALLER: &'static str;
+}
+
+/// A sled store whose flushes a test holds back: while the gate is shut, `durable` waits
+/// (noting which named task waits) before flushing. Everything else is the sled store's.
+struct GatedStore {
+    sled: SledStore,
+    open: watch::Sender<bool>,
+    waiting: watch::Sender<Vec<&'static str>>,
+}
+
+impl GatedStore {
+    fn new(sled: SledStore) -> Self {
+        GatedStore { sled, open: watch::channel(true).0, waiting: watch::channel(Vec::new()).0 }
+    }
+
+    fn shut(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Waits until the task named `who` waits for a flush.
+    async fn until_waiting(&self, who: &'static str) {
+        let mut waiting = self.waiting.subscribe();
+        within(who, waiting.wait_for(|w| w.contains(&who))).await.unwrap();
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for GatedStore {
+    fn next_channel_id(&self) -> Result<ChannelId, StoreError> {
+        self.sled.next_channel_id()
+    }
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        self.sled.apply(batch)
+    }
+    async fn durable(&self) -> Result<(), StoreError> {
+        let who = CALLER.try_with(|c| *c).unwrap_or("untold");
+        self.waiting.send_modify(|w| w.push(who));
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|o| *o).await;
+        self.waiting.send_modify(|w| {
+            if let Some(i) = w.iter().position(|x| *x == who) {
+                w.remove(i);
+            }
+        });
+        self.sled.durable().await
+    }
+    fn channel(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        self.sled.channel(id)
+    }
+    fn channel_by_address(&self, addr: &Address) -> Result<Option<ChannelRecord>, StoreError> {
+        self.sled.channel_by_address(addr)
+    }
+    fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        self.sled.channels()
+    }
+    fn voucher(
+        &self,
+        c: ChannelId,
+        lane: u64,
+        nonce: u64,
+    ) -> Result<Option<VoucherRecord>, StoreError> {
+        self.sled.voucher(c, lane, nonce)
+    }
+    fn vouchers(&self, channel: ChannelId) -> Result<Vec<VoucherRecord>, StoreError> {
+        self.sled.vouchers(channel)
+    }
+    fn message(&self, cid: &Cid) -> Result<Option<MessageRecord>, StoreError> {
+        self.sled.message(cid)
+    }
+    fn messages(&self) -> Result<Vec<MessageRecord>, StoreError> {
+        self.sled.messages()
+    }
+    fn reconcile(&self, request_hash: &[u8]) -> Result<Option<ReconcileRecord>, StoreError> {
+        self.sled.reconcile(request_hash)
+    }
+    fn peer(&self, address: &Address) -> Result<Option<PeerRecord>, StoreError> {
+        self.sled.peer(address)
+    }
+}
+
+/// `node`'s manager again, stopped and started over its own sled store behind a gate.
+async fn restarted_gated(node: Node) -> (Node, Arc<GatedStore>, PaymentChannelManager) {
+    let node = node.stop().await;
+    let sled = open_store_when_free(&node.dir.path().join("datastore")).await;
+    let store = Arc::new(GatedStore::new(sled));
+    let manager = PaymentChannelManager::new(
+        Arc::new(node.net.clone()),
+        node.wallet.clone(),
+        store.clone(),
+        test_config(),
+    );
+    manager.start().await.unwrap();
+    (node, store, manager)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
+    let net = Net::new();
+    let payer = net.node(10).await;
+    let payee = net.node(10).await;
+    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let policy = ReconcilePolicy::default();
+    let hash = crypto::blake2b_256(b"the payee's request");
+    let before = StoreSnapshot::of(payer.m().store().as_ref());
+
+    // No key proven, a stranger's key, the payer's own key: refused, nothing signed or kept.
+    let stranger = stranger_address();
+    for requester in [None, Some(&stranger), Some(&payer.addr)] {
+        let refusal = payer
+            .m()
+            .reconcile_as_payer(requester, &hash, &draft.vouchers, &draft.req_val, &policy, encode)
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.status, ReconcileStatus::NotPayee, "{requester:?}");
+    }
+    assert_eq!(StoreSnapshot::of(payer.m().store().as_ref()), before);
+    assert!(payer.m().store().reconcile(&hash).unwrap().is_none());
+
+    // The payee is answered; a stranger replaying the very same request is not given the
+    // recorded answer.
+    let answer = payer
+        .m()
+        .reconcile_as_payer(
+            Some(&payee.addr),
+            &hash,
+            &draft.vouchers,
+            &draft.req_val,
+            &policy,
+            encode,
+        )
+        .await
+        .unwrap();
+    let replayed = payer
+        .m()
+        .reconcile_as_payer(
+            Some(&stranger),
+            &hash,
+            &draft.vouchers,
+            &draft.req_val,
+            &policy,
+            encode,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(replayed.status, ReconcileStatus::NotPayee);
+    let again = payer
+        .m()
+        .reconcile_as_payer(
+            Some(&payee.addr),
+            &hash,
+            &draft.vouchers,
+            &draft.req_val,
+            &policy,
+            encode,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, answer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payer_prices_on_its_latest_vouchers_when_shown_older_ones() {
+    let net = Net::new();
+    let payer = net.node(10).await;
+    let payee = net.node(10).await;
+    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let policy = ReconcilePolicy::default();
+    // The payee shows each lane's first voucher (100 each); the payer issued 300 on each.
+    let older: Vec<SignedVoucher> =
+        payer.m().voucher_list(&ch).unwrap().into_iter().filter(|v| v.nonce == 1).collect();
+    assert_eq!(older.len(), 3);
+    let hash = crypto::blake2b_256(b"priced on the latest");
+    let refusal = payer
+        .m()
+        .reconcile_as_payer(Some(&draft.payee), &hash, &older, &atto(901), &policy, encode)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.status, ReconcileStatus::ReqValAboveSum);
+    let answer = payer
+        .m()
+        .reconcile_as_payer(Some(&draft.payee), &hash, &older, &atto(600), &policy, encode)
+        .await
+        .unwrap();
+    let combined = SignedVoucher::from_cbor(&answer).unwrap();
+    assert_eq!(combined.amount, atto(600));
+    // Above every nonce issued, the latest ones included.
+    assert_eq!((combined.lane, combined.nonce), (0, 3));
+    assert!(combined.merges.iter().all(|m| m.nonce == 3), "{combined:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payer_will_not_fold_a_lane_whose_latest_voucher_is_hash_locked() {
+    let net = Net::new();
+    let payer = net.node(10).await;
+    let payee = net.node(10).await;
+    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let draft = draft_after_redeeming(&payer, &payee, ch, 2).await;
+    // Lane 1 then carries a payment that is owed only against a secret.
+    let spec = VoucherSpec { amount: atto(5_000), secret_hash: vec![9; 32], ..Default::default() };
+    let locked = payer.m().voucher_create_with(&ch, 1, spec).await.unwrap().voucher.unwrap();
+    let before = StoreSnapshot::of(payer.m().store().as_ref());
+    let policy = ReconcilePolicy::default();
+    for (tag, shown) in [
+        (&b"shown locked"[..], vec![draft.vouchers[0].clone(), locked.clone()]),
+        (&b"shown plain"[..], draft.vouchers.clone()),
+    ] {
+        let hash = crypto::blake2b_256(tag);
+        let refusal = payer
+            .m()
+            .reconcile_as_payer(Some(&draft.payee), &hash, &shown, &atto(5_000), &policy, encode)
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.status, ReconcileStatus::LaneConditional, "{refusal}");
+    }
+    assert_eq!(StoreSnapshot::of(payer.m().store().as_ref()), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_request_is_answered_only_once_the_first_answer_is_durable() {
+    let net = Net::new();
+    let payer = net.node(10).await;
+    let payee = net.node(10).await;
+    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (payer, store, manager) = restarted_gated(payer).await;
+    let hash = crypto::blake2b_256(b"asked twice");
+
+    store.shut();
+    let ask = |who: &'static str| {
+        let (m, draft) = (manager.clone(), draft.clone());
+        tokio::spawn(CALLER.scope(who, async move {
+            let policy = ReconcilePolicy::default();
+            m.reconcile_as_payer(
+                Some(&draft.payee),
+                &hash,
+                &draft.vouchers,
+                &draft.req_val,
+                &policy,
+                encode,
+            )
+            .await
+        }))
+    };
+    let first = ask("first");
+    // The first answer is recorded and waits for its flush.
+    store.until_waiting("first").await;
+    assert!(manager.store().reconcile(&hash).unwrap().is_some());
+    let mut repeated = ask("repeated");
+    tokio::select! {
+        done = &mut repeated => panic!("the repeated request was answered before the first answer was durable: {done:?}"),
+        () = store.until_waiting("repeated") => {}
+    }
+    assert!(!first.is_finished());
+    store.open();
+    let first = within("the first answer", first).await.unwrap().unwrap();
+    let repeated = within("the repeated answer", repeated).await.unwrap().unwrap();
+    assert_eq!(first, repeated);
+    manager.shutdown().await.unwrap();
+    drop(payer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_nothing() {
+    let net = Net::new();
+    let payer = net.node(10).await;
+    let payee = net.node(10).await;
+    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    // Lane 0 gets two more vouchers, of which the payee holds only the later (nonce 4).
+    let _three = payer.m().voucher_create(&ch, atto(400), 0).await.unwrap().voucher.unwrap();
+    let four = payer.m().voucher_create(&ch, atto(500), 0).await.unwrap().voucher.unwrap();
+    payee.m().voucher_add(&ch, &four, atto(0)).await.unwrap();
+    let requested = payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap();
+    assert_eq!(requested.vouchers.len(), 3);
+    let req_val = requested.req_val.clone();
+    // What an honest payer would sign: lane 0 above nonce 4, lanes 1 and 2 above nonce 2.
+    let mut plan = SignedVoucher::new(ch, 0, 5, req_val.clone());
+    plan.merges = vec![Merge { lane: 1, nonce: 3 }, Merge { lane: 2, nonce: 3 }];
+    let before = StoreSnapshot::of(payee.m().store().as_ref());
+
+    type Edit = fn(&mut SignedVoucher);
+    let hostile: [(&str, Edit); 5] = [
+        ("a time lock", |v| v.time_lock_max = 1_000_000),
+        ("a minimum settle height", |v| v.min_settle_height = 1_000_000),
+        ("a nonce below one held on its lane", |v| v.nonce = 3),
+        ("a merge at a nonce held", |v| v.merges[0].nonce = 2),
+        ("a lane merged twice", |v| v.merges[1] = Merge { lane: 1, nonce: 4 }),
+    ];
+    for (what, edit) in hostile {
+        let mut v = plan.clone();
+        edit(&mut v);
+        let v = payer.sign(v);
+        let err = payee.m().reconcile_accept(&ch, &requested.vouchers, &req_val, &v).await;
+        assert!(matches!(err, Err(ManagerError::CombinedRejected(_))), "{what}: {err:?}");
+        assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before, "{what}");
+    }
+    // The plan itself is accepted.
+    let plan = payer.sign(plan);
+    payee.m().reconcile_accept(&ch, &requested.vouchers, &req_val, &plan).await.unwrap();
+    assert_eq!(payee.m().voucher_best_spendable(&ch).await.unwrap(), vec![plan]);
+    drop(draft);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_durable() {
+    let net = Net::new();
+    let payer = net.node(10).await;
+    let payee = net.node(10).await;
+    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let hash = crypto::blake2b_256(b"the request");
+    let answer = payer
+        .m()
+        .reconcile_as_payer(
+            Some(&draft.payee),
+            &hash,
+            &draft.vouchers,
+            &draft.req_val,
+            &ReconcilePolicy::default(),
+            encode,
+        )
+        .await
+        .unwrap();
+    let combined = SignedVoucher::from_cbor(&answer).unwrap();
+    let (payee, store, manager) = restarted_gated(payee).await;
+
+    store.shut();
+    let accept = {
+        let (m, draft, combined) = (manager.clone(), draft.clone(), combined.clone());
+        tokio::spawn(CALLER.scope("accept", async move {
+            m.reconcile_accept(&ch, &draft.vouchers, &draft.req_val, &combined).await
+        }))
+    };
+    // The combined voucher is written and waits for its flush: nothing is superseded yet.
+    store.until_waiting("accept").await;
+    let id = store.channel_by_address(&ch).unwrap().unwrap().id;
+    let held = store.vouchers(id).unwrap();
+    assert!(held.iter().any(|r| r.voucher == combined));
+    assert!(
+        held.iter().all(|r| !r.superseded),
+        "superseded before the combined voucher is durable"
+    );
+    store.open();
+    within("the accept", accept).await.unwrap().unwrap();
+    let held = store.vouchers(id).unwrap();
+    for v in &draft.vouchers {
+        let r = held.iter().find(|r| r.voucher == *v).unwrap();
+        assert!(r.superseded, "{v:?}");
+    }
+    // Accepting it again changes nothing and answers as before.
+    manager.reconcile_accept(&ch, &draft.vouchers, &draft.req_val, &combined).await.unwrap();
+    assert_eq!(manager.voucher_best_spendable(&ch).await.unwrap(), vec![combined]);
+    manager.shutdown().await.unwrap();
+    drop(payee);
 }

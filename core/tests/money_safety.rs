@@ -185,6 +185,7 @@ async fn payee_accepts_a_valid_voucher_for_the_room_left_after_a_reconciliation(
     let hash = crypto::blake2b_256(b"fold lanes 0 and 1");
     let answer = payer
         .reconcile_as_payer(
+            Some(&draft.payee),
             &hash,
             &draft.vouchers,
             &draft.req_val,

@@ -788,6 +788,7 @@ impl HonestHistory {
         let hash = crypto::blake2b_256(&(self.issued.len() as u64).to_be_bytes());
         let answer = payer
             .reconcile_as_payer(
+                Some(&draft.payee),
                 &hash,
                 &draft.vouchers,
                 &draft.req_val,

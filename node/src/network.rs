@@ -11,9 +11,11 @@
 //! `RateLimited` beyond) and in total ([`MAX_INBOUND_IN_FLIGHT`]).
 //!
 //! Inbound reconcile requests go the same way, with their own bounds
-//! ([`NetworkConfig::max_reconcile_per_peer`], [`MAX_RECONCILE_IN_FLIGHT`]): the manager
-//! checks them against the node's [`ReconcilePolicy`] and records the combined voucher
-//! durably before the answer is sent.
+//! ([`NetworkConfig::max_reconcile_per_peer`], [`MAX_RECONCILE_IN_FLIGHT`]): the request's
+//! peer record proves which Filecoin key the requesting peer holds ([`proven_key`]: it must
+//! verify and name the PeerId the connection authenticated), the manager answers only the
+//! channel's payee, checks the request against the node's [`ReconcilePolicy`] and records
+//! the combined voucher durably before the answer is sent.
 //!
 //! Inbound retrieval requests are answered in place by the [`RetrievalProvider`]; each
 //! manifest or chunk handed out stays counted against the provider's budget of responses in
@@ -47,8 +49,8 @@ use paych_core::store::PeerRecord as StoredPeerRecord;
 use paych_core::types::TokenAmount;
 use paych_protocol::{
     build_swarm, Announce, Behaviour, Config, Event, ReconcileRequest, ReconcileResponse,
-    RetrievalRequest, RetrievalResponse, SwarmError, VoucherRequest, VoucherResponse,
-    VoucherStatus,
+    RetrievalRequest, RetrievalResponse, SignedPeerRecord, SwarmError, VoucherRequest,
+    VoucherResponse, VoucherStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -179,7 +181,7 @@ enum Command {
     SendReconcile {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
-        request: ReconcileRequest,
+        request: Box<ReconcileRequest>,
         reply: Reply<ReconcileResponse>,
     },
     Disconnect {
@@ -279,7 +281,8 @@ impl NetworkClient {
         addrs: Vec<Multiaddr>,
         request: ReconcileRequest,
     ) -> Result<ReconcileResponse, NetworkError> {
-        self.call(|reply| Command::SendReconcile { peer, addrs, request, reply }).await
+        self.call(|reply| Command::SendReconcile { peer, addrs, request: Box::new(request), reply })
+            .await
     }
 
     /// Closes every connection with `peer` (success if there is none).
@@ -430,7 +433,7 @@ impl EventLoop {
                 for addr in addrs.into_iter().take(MAX_ADDRS_PER_REQUEST) {
                     self.swarm.add_peer_address(peer, addr);
                 }
-                let id = self.swarm.behaviour_mut().reconcile.send_request(&peer, request);
+                let id = self.swarm.behaviour_mut().reconcile.send_request(&peer, *request);
                 tracing::debug!(%peer, ?id, "reconcile request sent");
                 self.outbound_reconciles.insert(id, reply);
             }
@@ -568,7 +571,7 @@ impl EventLoop {
         );
         tokio::spawn(
             async move {
-                let response = answer_reconcile(&manager, &request, &policy).await;
+                let response = answer_reconcile(&manager, peer, &request, &policy).await;
                 tracing::debug!(status = response.status, "reconcile answered");
                 let _ = done.send(Done::Reconcile(id, Box::new(response))).await;
             }
@@ -856,10 +859,31 @@ pub async fn check_announce(
     Ok(StoredPeerRecord { address: verified.address, sequence: verified.sequence, envelope })
 }
 
-/// The payer's answer to a reconcile request, through the manager; the answer to a request
-/// seen before is the one recorded then, byte for byte.
+/// The key address `peer` proves it holds with `record`: the record's signature verifies
+/// and it names `peer`, the PeerId the authenticated connection comes from. A record that
+/// does not verify, or that names another peer (a replay of someone else's record), proves
+/// nothing.
+pub fn proven_key(peer: PeerId, record: &SignedPeerRecord) -> Option<paych_core::types::Address> {
+    match record.verify() {
+        Ok(verified) if verified.peer_id == peer => Some(verified.address),
+        Ok(verified) => {
+            tracing::debug!(%peer, named = %verified.peer_id, "reconcile record names another peer");
+            None
+        }
+        Err(error) => {
+            tracing::debug!(%peer, %error, "reconcile record does not verify");
+            None
+        }
+    }
+}
+
+/// The payer's answer to a reconcile request from `peer`, through the manager, which
+/// answers only the channel's payee (the key `peer` proves with the request's record, see
+/// [`proven_key`]); the answer to a request seen before is the one recorded then, byte for
+/// byte. Every answer is durable before it is returned.
 pub async fn answer_reconcile(
     manager: &PaymentChannelManager,
+    peer: PeerId,
     request: &ReconcileRequest,
     policy: &ReconcilePolicy,
 ) -> ReconcileResponse {
@@ -869,11 +893,19 @@ pub async fn answer_reconcile(
             return ReconcileResponse::refused(ReconcileStatus::InvalidVoucher, e.to_string())
         }
     };
+    let requester = proven_key(peer, &request.payee_record);
     let encode = |combined: &paych_core::types::SignedVoucher| {
         ReconcileResponse::success(combined.clone()).to_cbor()
     };
     match manager
-        .reconcile_as_payer(&hash, &request.vouchers, &request.req_val, policy, encode)
+        .reconcile_as_payer(
+            requester.as_ref(),
+            &hash,
+            &request.vouchers,
+            &request.req_val,
+            policy,
+            encode,
+        )
         .await
     {
         Ok(bytes) => match ReconcileResponse::from_cbor(&bytes) {

@@ -1,9 +1,10 @@
 //! The payee's side of reconciliation over the wire: [`reconcile`] drafts a request from
 //! the channel's best vouchers ([`PaymentChannelManager::reconcile_draft`]), finds the
 //! payer's libp2p peer from the signed peer record it announced with its first payment
-//! ([`find_peer`], knowing only the channel's `from`), sends the request on
-//! `/paych/reconcile/1.0.0` (dialling the payer if not connected), and checks and stores the
-//! combined voucher ([`PaymentChannelManager::reconcile_accept`]).
+//! ([`find_peer`], knowing only the channel's `from`), signs its own peer record with the
+//! channel's `to` key ([`payee_record`]: the payer answers no one else), sends the request
+//! on `/paych/reconcile/2.0.0` (dialling the payer if not connected), and checks and stores
+//! the combined voucher ([`PaymentChannelManager::reconcile_accept`]).
 //!
 //! The payer's side is answered by the network loop ([`crate::network::answer_reconcile`]).
 
@@ -11,7 +12,8 @@ use libp2p::{Multiaddr, PeerId};
 use paych_core::manager::{ManagerError, PaymentChannelManager};
 use paych_core::reconcile::ReconcileStatus;
 use paych_core::types::{format_address, Address, Network, SignedVoucher, TokenAmount};
-use paych_protocol::{ReconcileRequest, ReconcileResponse, SignedPeerRecord};
+use paych_protocol::messages::MAX_PEER_RECORD_MULTIADDRS;
+use paych_protocol::{PeerRecordError, ReconcileRequest, ReconcileResponse, SignedPeerRecord};
 use tracing::Instrument;
 
 use crate::network::{NetworkClient, NetworkError};
@@ -41,6 +43,10 @@ pub enum ReconcileError {
     /// The payer answered success without a combined voucher (the codec forbids it).
     #[error("the payer answered success without a combined voucher")]
     MissingCombined,
+    /// This node's peer record, which proves to the payer that the payee asks, could not be
+    /// signed (the channel's `to` key is not in the wallet, say).
+    #[error("cannot sign the payee's peer record: {0}")]
+    PeerRecord(#[from] PeerRecordError),
 }
 
 /// A reconciliation run: what was asked, and what the payer answered.
@@ -78,6 +84,27 @@ pub fn find_peer(
     Ok((verified.peer_id, verified.multiaddrs))
 }
 
+/// This node's signed peer record as the payee `to`: `to`'s key (in the wallet) binds this
+/// node's PeerId and listen addresses, with the time in milliseconds as its sequence. It
+/// proves to the payer that the request comes from the channel's payee; the libp2p
+/// connection proves the PeerId, so a copy sent by anyone else proves nothing.
+pub async fn payee_record(
+    manager: &PaymentChannelManager,
+    net: &NetworkClient,
+    to: Address,
+) -> Result<SignedPeerRecord, ReconcileError> {
+    let mut addrs = net.listen_addrs().await?;
+    addrs.truncate(MAX_PEER_RECORD_MULTIADDRS);
+    let sequence = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let wallet = manager.wallet().clone();
+    Ok(SignedPeerRecord::sign_with(to, &net.local_peer_id(), &addrs, sequence, |bytes| {
+        wallet.sign(&to, bytes)
+    })?)
+}
+
 /// Asks the payer of inbound `channel` to fold the channel's best vouchers into one, priced
 /// with `fee_per_message` (the fee one redeeming message costs), and stores the combined
 /// voucher once checked.
@@ -91,7 +118,9 @@ pub async fn reconcile(
     async move {
         let draft = manager.reconcile_draft(channel, fee_per_message).await?;
         let (peer, addrs) = find_peer(manager, &draft.payer)?;
-        let request = ReconcileRequest { vouchers: draft.vouchers, req_val: draft.req_val };
+        let payee_record = payee_record(manager, net, draft.payee).await?;
+        let request =
+            ReconcileRequest { vouchers: draft.vouchers, req_val: draft.req_val, payee_record };
         tracing::debug!(%peer, vouchers = request.vouchers.len(), req_val = %request.req_val.atto(), "asking the payer");
         let response = net.send_reconcile(peer, addrs, request.clone()).await?;
         let combined = match (response.status(), &response.combined) {

@@ -26,14 +26,16 @@ use paych_protocol::{
     VoucherStatus,
 };
 
+/// Asks `peer` to fold `vouchers` into `req_val`, proving who asks with `record`.
 async fn ask(
     net: &NetworkClient,
     peer: PeerId,
     addrs: &[Multiaddr],
+    record: &SignedPeerRecord,
     vouchers: Vec<SignedVoucher>,
     req_val: TokenAmount,
 ) -> ReconcileResponse {
-    let request = ReconcileRequest { vouchers, req_val };
+    let request = ReconcileRequest { vouchers, req_val, payee_record: record.clone() };
     tokio::time::timeout(DEADLINE, net.send_reconcile(peer, addrs.to_vec(), request))
         .await
         .expect("the reconcile exchange timed out")
@@ -202,10 +204,12 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     let best = draft.vouchers.clone();
 
     // Refusals over the wire; none of them changes anything.
+    let record = reconcile::payee_record(&payee.manager, &payee_net, payee.addr).await.unwrap();
     let asks = |vouchers: Vec<SignedVoucher>, req_val: TokenAmount| {
         let net = payee_net.clone();
         let addrs = payer_addrs.clone();
-        async move { status(&ask(&net, payer_peer, &addrs, vouchers, req_val).await) }
+        let record = record.clone();
+        async move { status(&ask(&net, payer_peer, &addrs, &record, vouchers, req_val).await) }
     };
     use ReconcileStatus as S;
     assert_eq!(asks(vec![], atto(0)).await, Some(S::InvalidVoucher));
@@ -233,7 +237,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     let busy = NetworkConfig { max_reconcile_per_peer: 0, ..Default::default() };
     let (_busy_net, busy_peer, busy_addrs) = node(&payer.manager, busy).await;
     let response =
-        ask(&payee_net, busy_peer, &busy_addrs, best.clone(), draft.req_val.clone()).await;
+        ask(&payee_net, busy_peer, &busy_addrs, &record, best.clone(), draft.req_val.clone()).await;
     assert_eq!(status(&response), Some(S::RateLimited));
     let status_before = payer.manager.status(&channel).await.unwrap();
     assert!(status_before.lanes.iter().all(|l| !l.closed), "{status_before:?}");
@@ -261,6 +265,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
         &payee_net,
         payer_peer,
         &payer_addrs,
+        &record,
         done.request.vouchers.clone(),
         done.request.req_val.clone(),
     )
@@ -362,4 +367,80 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
         matches!(err, Err(ReconcileError::Manager(ManagerError::WrongDirection { .. }))),
         "{err:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_reconcile_request_is_refused() {
+    let devnet = Devnet::new(DevnetConfig {
+        block_time: Some(Duration::from_millis(5)),
+        ..DevnetConfig::default()
+    })
+    .unwrap();
+    devnet.start_mining();
+    let payer = party(&devnet, 10).await;
+    let payee = party(&devnet, 10).await;
+    let outsider = party(&devnet, 1).await;
+    let handle =
+        payer.manager.create(payer.addr, payee.addr, atto(1_000_000), atto(0)).await.unwrap();
+    let channel = tokio::time::timeout(
+        DEADLINE,
+        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let (payer_net, payer_peer, payer_addrs) = node(&payer.manager, Default::default()).await;
+    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, Default::default()).await;
+    let (outsider_net, outsider_peer, _) = node(&outsider.manager, Default::default()).await;
+    let target = payee_addrs[0].clone().with(Protocol::P2p(payee_peer));
+    let pay = Payer::new(payer.manager.clone(), payer_net.clone(), [(payee.addr, target)].into());
+
+    // Two lanes paid, redeemed on chain, paid again: worth reconciling.
+    let flows: Vec<Vec<u8>> = (0..2).map(|i| format!("flow-{i}").into_bytes()).collect();
+    for flow in &flows {
+        let paid = pay.pay(&channel, atto(100), Some(flow.clone())).await.unwrap();
+        let cid = payee.manager.voucher_submit(&channel, &paid.voucher, &[]).await.unwrap();
+        landed_ok(&devnet, &cid).await;
+        pay.pay(&channel, atto(100), Some(flow.clone())).await.unwrap();
+    }
+    let draft = payee.manager.reconcile_draft(&channel, &atto(100)).await.unwrap();
+    assert_eq!(draft.vouchers.len(), 2);
+    let payees_record =
+        reconcile::payee_record(&payee.manager, &payee_net, payee.addr).await.unwrap();
+    let request = ReconcileRequest {
+        vouchers: draft.vouchers.clone(),
+        req_val: draft.req_val.clone(),
+        payee_record: payees_record.clone(),
+    };
+    let hash = request.request_hash().unwrap();
+
+    // The outsider replays the payee's record (it names the payee's PeerId, not the
+    // outsider's), then sends its own record (its own key, its own PeerId), then a record
+    // naming its PeerId but signed by a key that is not the payee's.
+    let own =
+        reconcile::payee_record(&outsider.manager, &outsider_net, outsider.addr).await.unwrap();
+    let (key, _) = stranger();
+    let forged = SignedPeerRecord::new(&key, &outsider_peer, &[], 1).unwrap();
+    for record in [payees_record, own, forged] {
+        let response = ask(
+            &outsider_net,
+            payer_peer,
+            &payer_addrs,
+            &record,
+            draft.vouchers.clone(),
+            draft.req_val.clone(),
+        )
+        .await;
+        assert_eq!(status(&response), Some(ReconcileStatus::NotPayee), "{response:?}");
+    }
+    // Nothing was signed or recorded: no lane closed, no answer kept.
+    let after = payer.manager.status(&channel).await.unwrap();
+    assert!(after.lanes.iter().all(|l| !l.closed), "{after:?}");
+    assert!(payer.manager.store().reconcile(&hash).unwrap().is_none());
+
+    // The payee itself is answered.
+    let done =
+        reconcile::reconcile(&payee.manager, &payee_net, &channel, &atto(100)).await.unwrap();
+    assert_eq!(done.status(), Some(ReconcileStatus::Success), "{:?}", done.response);
+    assert!(payer.manager.store().reconcile(&hash).unwrap().is_some());
 }

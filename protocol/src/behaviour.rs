@@ -118,7 +118,7 @@ pub enum Event {
 
 /// The events of `/paych/voucher/1.0.0`.
 pub type VoucherEvent = request_response::Event<VoucherRequest, VoucherResponse>;
-/// The events of `/paych/reconcile/1.0.0`.
+/// The events of `/paych/reconcile/2.0.0`.
 pub type ReconcileEvent = request_response::Event<ReconcileRequest, ReconcileResponse>;
 /// The events of `/paych/retrieval/1.0.0`.
 pub type RetrievalEvent = request_response::Event<RetrievalRequest, RetrievalResponse>;
@@ -172,7 +172,7 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// `/paych/voucher/1.0.0`.
     pub voucher: Exchange<VoucherCodec>,
-    /// `/paych/reconcile/1.0.0`.
+    /// `/paych/reconcile/2.0.0`.
     pub reconcile: Exchange<ReconcileCodec>,
     /// `/paych/retrieval/1.0.0`.
     pub retrieval: Exchange<RetrievalCodec>,

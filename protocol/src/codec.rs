@@ -39,7 +39,7 @@ use crate::retrieval::{
 pub const VOUCHER_REQUEST_MAX_BYTES: usize = 16 * 1024;
 /// The largest voucher response accepted: two amounts and a status message.
 pub const VOUCHER_RESPONSE_MAX_BYTES: usize = 2 * 1024;
-/// The largest reconcile request accepted: up to 1024 vouchers.
+/// The largest reconcile request accepted: up to 1024 vouchers and the payee's peer record.
 pub const RECONCILE_REQUEST_MAX_BYTES: usize = 1024 * 1024;
 /// The largest reconcile response accepted: a combined voucher (whose merges may name up to
 /// 1023 lanes, about 20 KiB) and a status message.
@@ -189,7 +189,7 @@ pub struct Codec<Req, Resp> {
 
 /// The codec of `/paych/voucher/1.0.0`.
 pub type VoucherCodec = Codec<VoucherRequest, VoucherResponse>;
-/// The codec of `/paych/reconcile/1.0.0`.
+/// The codec of `/paych/reconcile/2.0.0`.
 pub type ReconcileCodec = Codec<ReconcileRequest, ReconcileResponse>;
 /// The codec of `/paych/retrieval/1.0.0`.
 pub type RetrievalCodec = Codec<RetrievalRequest, RetrievalResponse>;

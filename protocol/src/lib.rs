@@ -3,7 +3,7 @@
 //! The wire protocols paych nodes speak to each other over libp2p. This crate turns bytes
 //! into typed messages and events; it never touches the store or the chain.
 //!
-//! - [`messages`]: the messages of `/paych/voucher/1.0.0` and `/paych/reconcile/1.0.0` and
+//! - [`messages`]: the messages of `/paych/voucher/1.0.0` and `/paych/reconcile/2.0.0` and
 //!   the signed peer record, in tuple DAG-CBOR with typed decoding errors;
 //! - [`retrieval`]: the messages of `/paych/retrieval/1.0.0`, the paid chunk transfer, and
 //!   the BLAKE2b-256 chunk hashes and root that let a client check every chunk;
@@ -39,6 +39,6 @@ pub use retrieval::{Manifest, RetrievalRequest, RetrievalResponse, RetrievalStat
 /// stores and acknowledges it.
 pub const VOUCHER_PROTOCOL: &str = "/paych/voucher/1.0.0";
 /// Protocol id of reconciliation: a payee asks the payer to fold many vouchers into one.
-pub const RECONCILE_PROTOCOL: &str = "/paych/reconcile/1.0.0";
+pub const RECONCILE_PROTOCOL: &str = "/paych/reconcile/2.0.0";
 /// Protocol id of the paid chunk transfer used by retrievals.
 pub const RETRIEVAL_PROTOCOL: &str = "/paych/retrieval/1.0.0";

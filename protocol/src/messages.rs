@@ -1,6 +1,6 @@
 //! The messages of the paych protocols and their tuple DAG-CBOR encoding.
 //!
-//! This module owns the bytes of `/paych/voucher/1.0.0` and `/paych/reconcile/1.0.0`, and of
+//! This module owns the bytes of `/paych/voucher/1.0.0` and `/paych/reconcile/2.0.0`, and of
 //! the signed peer record that binds a Filecoin key address to a libp2p peer. Every message
 //! is a CBOR array whose items are the struct's fields in declaration order; the actor's
 //! own types ([`SignedVoucher`], addresses, amounts, signatures) keep exactly the encoding
@@ -372,30 +372,40 @@ impl VoucherRequest {
 // ---------------------------------------------------------------------------------------
 
 /// A payee's request that the payer fold its vouchers into one combined voucher worth
-/// `req_val`, sent on `/paych/reconcile/1.0.0`.
+/// `req_val`, sent on `/paych/reconcile/2.0.0`.
 ///
-/// CBOR: `[vouchers, req_val]`.
+/// CBOR: `[vouchers, req_val, payee_record]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize_tuple)]
 pub struct ReconcileRequest {
     /// The payee's best voucher per lane, at most [`MAX_RECONCILE_VOUCHERS`].
     pub vouchers: Vec<SignedVoucher>,
     /// The amount the combined voucher should carry.
     pub req_val: TokenAmount,
+    /// The payee's signed peer record: the channel's `to` key binding the PeerId the
+    /// request comes from. The payer answers only when it verifies, names the requesting
+    /// peer and is signed by the channel's payee.
+    pub payee_record: SignedPeerRecord,
 }
 
 impl ReconcileRequest {
-    /// The canonical hash of the request: blake2b-256 of its CBOR, re-encoded from the
-    /// decoded value. A payer keys its answers by it so that it answers a repeated
-    /// identical request identically.
+    /// The canonical hash of what the request asks: blake2b-256 of the CBOR
+    /// `[vouchers, req_val]`, re-encoded from the decoded value. A payer keys its answers
+    /// by it so that it answers a repeated identical request identically. The payee's
+    /// record is not part of it: the same question, asked with a record signed anew (a
+    /// higher sequence), is the same request.
     pub fn request_hash(&self) -> Result<[u8; 32], EncodeError> {
-        Ok(crypto::blake2b_256(&self.to_cbor()?))
+        self.check()?;
+        let asked = fvm_ipld_encoding::to_vec(&(&self.vouchers, &self.req_val))
+            .map_err(|e| EncodeError::Cbor(paych_core::types::EncodeError::from(e)))?;
+        Ok(crypto::blake2b_256(&asked))
     }
 
     fn check(&self) -> Result<(), RuleViolation> {
         if self.vouchers.len() > MAX_RECONCILE_VOUCHERS {
             return Err(RuleViolation::TooManyVouchers(self.vouchers.len()));
         }
-        check_amount(&self.req_val, "reconcile_request.req_val")
+        check_amount(&self.req_val, "reconcile_request.req_val")?;
+        self.payee_record.check()
     }
 }
 
@@ -703,7 +713,7 @@ impl FromWire for VoucherResponse {
 
 impl FromWire for ReconcileRequest {
     fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "reconcile_request", 2)?;
+        let f = field::tuple(ipld, "reconcile_request", 3)?;
         let items = field::list(&f[0], "reconcile_request.vouchers")?;
         if items.len() > MAX_RECONCILE_VOUCHERS {
             return Err(RuleViolation::TooManyVouchers(items.len()).into());
@@ -711,6 +721,7 @@ impl FromWire for ReconcileRequest {
         let request = ReconcileRequest {
             vouchers: items.iter().map(SignedVoucher::from_ipld).collect::<Result<_, _>>()?,
             req_val: field::amount(&f[1], "reconcile_request.req_val")?,
+            payee_record: SignedPeerRecord::from_wire(&f[2])?,
         };
         request.check()?;
         Ok(request)

@@ -136,8 +136,9 @@ fn voucher_response() -> impl Strategy<Value = VoucherResponse> {
 }
 
 fn reconcile_request() -> impl Strategy<Value = ReconcileRequest> {
-    (vec(voucher(), 0..6), amount())
-        .prop_map(|(vouchers, req_val)| ReconcileRequest { vouchers, req_val })
+    (vec(voucher(), 0..6), amount(), signed_peer_record()).prop_map(
+        |(vouchers, req_val, payee_record)| ReconcileRequest { vouchers, req_val, payee_record },
+    )
 }
 
 fn reconcile_response() -> impl Strategy<Value = ReconcileResponse> {
@@ -309,6 +310,7 @@ fn the_largest_legal_messages_fit_their_size_limits() {
         })),
     };
     assert!(fits::<VoucherRequest>(&request.to_cbor().unwrap()));
+    let largest_record = request.announce.as_ref().unwrap().peer_record.clone();
 
     let mut combined = voucher.clone();
     combined.merges = (1..MAX_RECONCILE_VOUCHERS as u64)
@@ -317,8 +319,11 @@ fn the_largest_legal_messages_fit_their_size_limits() {
     let response = ReconcileResponse { combined: Some(combined), status: 0, message: longest };
     assert!(fits::<ReconcileResponse>(&response.to_cbor().unwrap()));
 
-    let request =
-        ReconcileRequest { vouchers: vec![voucher; MAX_RECONCILE_VOUCHERS], req_val: big };
+    let request = ReconcileRequest {
+        vouchers: vec![voucher; MAX_RECONCILE_VOUCHERS],
+        req_val: big,
+        payee_record: largest_record,
+    };
     assert!(fits::<ReconcileRequest>(&request.to_cbor().unwrap()));
 }
 
@@ -343,6 +348,12 @@ fn encode_rule<T: std::fmt::Debug>(result: Result<T, EncodeError>) -> RuleViolat
 
 fn sample_voucher() -> SignedVoucher {
     signed_voucher(&key(1), Address::new_id(1001), 0, 1, 1000)
+}
+
+/// The payee's record, `key(2)` vouching for a fresh PeerId.
+fn sample_record(sequence: u64) -> SignedPeerRecord {
+    let peer = PeerId::from(Keypair::generate_ed25519().public());
+    SignedPeerRecord::new(&key(2), &peer, &[], sequence).unwrap()
 }
 
 #[test]
@@ -390,11 +401,13 @@ fn reconcile_request_carries_at_most_the_core_limit_of_vouchers() {
     let at_limit = ReconcileRequest {
         vouchers: vec![voucher.clone(); MAX_RECONCILE_VOUCHERS],
         req_val: TokenAmount::from_atto(1),
+        payee_record: sample_record(1),
     };
     ReconcileRequest::from_cbor(&at_limit.to_cbor().unwrap()).unwrap();
     let over = ReconcileRequest {
         vouchers: vec![voucher; MAX_RECONCILE_VOUCHERS + 1],
         req_val: TokenAmount::from_atto(1),
+        payee_record: sample_record(1),
     };
     let expected = RuleViolation::TooManyVouchers(MAX_RECONCILE_VOUCHERS + 1);
     assert_eq!(encode_rule(over.to_cbor()), expected);
@@ -446,7 +459,11 @@ fn protocol_amounts_are_never_negative() {
     assert_eq!(encode_rule(response.to_cbor()), expected);
     assert_eq!(rule(VoucherResponse::from_cbor(&unchecked(&response))), expected);
 
-    let request = ReconcileRequest { vouchers: vec![], req_val: TokenAmount::from_atto(-7) };
+    let request = ReconcileRequest {
+        vouchers: vec![],
+        req_val: TokenAmount::from_atto(-7),
+        payee_record: sample_record(1),
+    };
     let expected = RuleViolation::NegativeAmount("reconcile_request.req_val");
     assert_eq!(encode_rule(request.to_cbor()), expected);
     assert_eq!(rule(ReconcileRequest::from_cbor(&unchecked(&request))), expected);
@@ -500,14 +517,19 @@ fn every_message_checks_its_arity_exactly() {
     let response = VoucherResponse::accepted(TokenAmount::from_atto(1), TokenAmount::from_atto(1))
         .to_cbor()
         .unwrap();
-    let reconcile =
-        ReconcileRequest { vouchers: vec![], req_val: TokenAmount::default() }.to_cbor().unwrap();
+    let reconcile = ReconcileRequest {
+        vouchers: vec![],
+        req_val: TokenAmount::default(),
+        payee_record: sample_record(1),
+    }
+    .to_cbor()
+    .unwrap();
     let answer = ReconcileResponse::refused(ReconcileStatus::Internal, "x").to_cbor().unwrap();
     type Decoder = fn(&[u8]) -> Result<(), DecodeError>;
     let cases: [(&[u8], &str, usize, Decoder); 4] = [
         (&request, "voucher_request", 3, |b| VoucherRequest::from_cbor(b).map(drop)),
         (&response, "voucher_response", 4, |b| VoucherResponse::from_cbor(b).map(drop)),
-        (&reconcile, "reconcile_request", 2, |b| ReconcileRequest::from_cbor(b).map(drop)),
+        (&reconcile, "reconcile_request", 3, |b| ReconcileRequest::from_cbor(b).map(drop)),
         (&answer, "reconcile_response", 3, |b| ReconcileResponse::from_cbor(b).map(drop)),
     ];
     for (bytes, what, n, decode) in cases {
@@ -591,10 +613,20 @@ fn request_hash_is_the_blake2b_of_the_canonical_encoding() {
     let request = ReconcileRequest {
         vouchers: vec![sample_voucher(), signed_voucher(&key(1), Address::new_id(1001), 1, 1, 5)],
         req_val: TokenAmount::from_atto(1000),
+        payee_record: sample_record(1),
     };
     let hash = request.request_hash().unwrap();
-    assert_eq!(hash, paych_core::crypto::blake2b_256(&request.to_cbor().unwrap()));
+    // Over `[vouchers, req_val]`: the request's first two items, as an array of two.
+    let full = request.to_cbor().unwrap();
+    let asked = edited(&full, |items| {
+        items.pop();
+    });
+    assert_eq!(asked[0], 0x82, "an array of two");
+    assert_eq!(hash, paych_core::crypto::blake2b_256(&asked));
     assert_eq!(request.clone().request_hash().unwrap(), hash, "identical requests, identical hash");
+    // The same question with the payee's record signed anew is the same request.
+    let resigned = ReconcileRequest { payee_record: sample_record(2), ..request.clone() };
+    assert_eq!(resigned.request_hash().unwrap(), hash);
 
     let other = ReconcileRequest { req_val: TokenAmount::from_atto(999), ..request.clone() };
     assert_ne!(other.request_hash().unwrap(), hash);

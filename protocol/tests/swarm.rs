@@ -136,18 +136,26 @@ impl PayerBook {
         PayerBook { key, issued, chain_lanes }
     }
 
-    fn answer(&self, request: &ReconcileRequest) -> ReconcileResponse {
+    /// Answers `peer`, which proves the key its request's record was signed by when the
+    /// record names it; only the channel's payee (`key(2)`) is answered.
+    fn answer(&self, peer: PeerId, request: &ReconcileRequest) -> ReconcileResponse {
         let addresses = [channel()];
         let closed = BTreeSet::new();
         let view = PayerView {
             addresses: &addresses,
+            payee: Some(address(&key(2))),
             settling: false,
             issued: &self.issued,
             closed: &closed,
             chain_lanes: &self.chain_lanes,
         };
+        let requester = match request.payee_record.verify() {
+            Ok(verified) if verified.peer_id == peer => Some(verified.address),
+            _ => None,
+        };
         match reconcile::plan_combined(
             &view,
+            requester.as_ref(),
             &request.vouchers,
             &request.req_val,
             &ReconcilePolicy::default(),
@@ -177,17 +185,22 @@ async fn payer_folds_lanes_into_one_combined_voucher_or_refuses_with_a_status() 
         let _seen = spawn_responder(
             payer,
             Box::new(|_, _| unreachable!()),
-            Box::new(move |r| book.answer(r)),
+            Box::new(move |peer, r| book.answer(peer, r)),
         );
         let mut payee = new_swarm(&Config::default());
+        let payee_record = SignedPeerRecord::new(&key(2), payee.local_peer_id(), &[], 1).unwrap();
 
-        let request =
-            ReconcileRequest { vouchers: on_chain.clone(), req_val: TokenAmount::from_atto(790) };
+        let request = ReconcileRequest {
+            vouchers: on_chain.clone(),
+            req_val: TokenAmount::from_atto(790),
+            payee_record: payee_record.clone(),
+        };
         let response =
             request_reconcile(&mut payee, payer_id, &payer_addr, request.clone()).await.unwrap();
         assert_eq!(response.status(), Some(ReconcileStatus::Success));
         let combined = response.combined.expect("a combined voucher");
-        reconcile::check_combined(&on_chain, &request.req_val, &combined).unwrap();
+        let held: BTreeMap<u64, u64> = [(0, 4), (1, 4)].into();
+        reconcile::check_combined(&on_chain, &request.req_val, &held, &combined).unwrap();
         crypto::verify(
             combined.signature.as_ref().unwrap(),
             &payer_address,
@@ -195,12 +208,27 @@ async fn payer_folds_lanes_into_one_combined_voucher_or_refuses_with_a_status() 
         )
         .unwrap();
 
-        let refused =
-            ReconcileRequest { vouchers: not_on_chain, req_val: TokenAmount::from_atto(1) };
+        let refused = ReconcileRequest {
+            vouchers: not_on_chain,
+            req_val: TokenAmount::from_atto(1),
+            payee_record: payee_record.clone(),
+        };
         let response = request_reconcile(&mut payee, payer_id, &payer_addr, refused).await.unwrap();
         assert_eq!(response.status(), Some(ReconcileStatus::LaneNotOnChain));
         assert!(response.combined.is_none());
         assert!(response.message.is_some_and(|m| m.contains("lane 2")));
+
+        // Another peer sending the payee's record, or its own record signed by another key,
+        // proves nothing: refused.
+        let mut stranger = new_swarm(&Config::default());
+        let replayed = ReconcileRequest { payee_record, ..request.clone() };
+        let response =
+            request_reconcile(&mut stranger, payer_id, &payer_addr, replayed).await.unwrap();
+        assert_eq!(response.status(), Some(ReconcileStatus::NotPayee));
+        let own = SignedPeerRecord::new(&key(9), stranger.local_peer_id(), &[], 1).unwrap();
+        let own = ReconcileRequest { payee_record: own, ..request };
+        let response = request_reconcile(&mut stranger, payer_id, &payer_addr, own).await.unwrap();
+        assert_eq!(response.status(), Some(ReconcileStatus::NotPayee));
     })
     .await
     .expect("test timed out");

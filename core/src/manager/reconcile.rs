@@ -1,19 +1,22 @@
-//! Reconciliation through the manager: the payer answers a request with a combined voucher
-//! it has durably recorded (closing the lanes it touches), the payee prepares a request and
-//! accepts the answer. The decisions themselves are [`crate::reconcile`]'s pure functions.
+//! Reconciliation through the manager: the payer answers a request — only from the
+//! channel's payee, proved by the caller — with a combined voucher it has durably recorded
+//! (closing the lanes it touches), and every answer, first or repeated, leaves only once
+//! durable; the payee prepares a request and accepts the answer only when it is exactly its
+//! plan, superseding what it folds only once the combined voucher is durable. The decisions
+//! themselves are [`crate::reconcile`]'s pure functions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{ChannelCache, LaneTip, ManagerError, PaymentChannelManager, Result};
 use crate::reconcile::{
-    check_combined, choose_vouchers, plan_combined, price_request, PayerView, ReconcilePolicy,
-    ReconcileStatus, Refusal,
+    check_combined, check_requester, choose_vouchers, plan_combined, price_request, PayerView,
+    ReconcilePolicy, ReconcileStatus, Refusal,
 };
 use crate::store::{
     ChannelRecord, Direction, Lifecycle, PeerRecord, ReconcileRecord, VoucherOrigin, VoucherRecord,
     Write,
 };
-use crate::types::{Address, SignedVoucher, TokenAmount};
+use crate::types::{Address, Protocol, SignedVoucher, TokenAmount};
 
 /// A request the payee is ready to send: its best voucher per lane worth folding, the
 /// price it asks, and the payer to ask.
@@ -25,6 +28,9 @@ pub struct ReconcileDraft {
     pub req_val: TokenAmount,
     /// The channel's payer (its key address), whose peer record says where to ask.
     pub payer: Address,
+    /// The channel's payee (this node's key address), which signs the peer record that
+    /// proves to the payer who asks.
+    pub payee: Address,
 }
 
 /// The longest refusal message the payer builds from an internal error.
@@ -43,15 +49,21 @@ fn internal(error: impl std::fmt::Display) -> Refusal {
 }
 
 impl PaymentChannelManager {
-    /// The payer's side of a reconciliation request identified by `request_hash`: checks
-    /// `vouchers` and `req_val` against this node's records, the chain's lanes and `policy`
-    /// ([`plan_combined`]), signs the combined voucher and records — durably, before it
-    /// returns — the voucher, the lanes it closes and the answer, encoded by `encode`. A
-    /// request answered before gets the bytes recorded then. Every refusal carries its
-    /// status; storage, chain and wallet failures are [`ReconcileStatus::Internal`].
+    /// The payer's side of a reconciliation request identified by `request_hash`, from a
+    /// peer that proved it holds key `requester` (`None`: it proved no key). Only the
+    /// channel's payee is answered ([`ReconcileStatus::NotPayee`] otherwise, checked before
+    /// anything else about the channel is looked at). Checks `vouchers` and `req_val`
+    /// against this node's records — pricing on the latest voucher issued on each lane —
+    /// the chain's lanes and `policy` ([`plan_combined`]), signs the combined voucher and
+    /// records the voucher, the lanes it closes and the answer, encoded by `encode`. A
+    /// request answered before gets the bytes recorded then. Every answer, first or
+    /// repeated, is returned only once durable. Every refusal carries its status; storage,
+    /// chain and wallet failures are [`ReconcileStatus::Internal`]; a refusal signs and
+    /// stores nothing.
     #[tracing::instrument(name = "paych_reconcile_as_payer", level = "debug", skip_all)]
     pub async fn reconcile_as_payer<E: std::fmt::Display>(
         &self,
+        requester: Option<&Address>,
         request_hash: &[u8],
         vouchers: &[SignedVoucher],
         req_val: &TokenAmount,
@@ -65,24 +77,23 @@ impl PaymentChannelManager {
         };
         let Some(record) = record.filter(|r| r.direction == Direction::Outbound) else {
             // Not a channel this node pays from: the pure checks say which status applies.
-            let empty = BTreeMap::new();
-            let view = PayerView {
-                addresses: &[],
-                settling: false,
-                issued: &empty,
-                closed: &BTreeSet::new(),
-                chain_lanes: &BTreeMap::new(),
-            };
-            return plan_combined(&view, vouchers, req_val, policy).and_then(|_| {
-                Err(Refusal {
-                    status: ReconcileStatus::NotOurChannel,
-                    message: "this node pays from no such channel".to_owned(),
-                })
+            check_requester(&[], None, requester, vouchers, policy)?;
+            return Err(Refusal {
+                status: ReconcileStatus::NotOurChannel,
+                message: "this node pays from no such channel".to_owned(),
             });
         };
+        let addresses: Vec<Address> = record.channel.into_iter().chain(record.id_address).collect();
+        let payee = self.payee_key(&record).await.map_err(internal)?;
+        check_requester(&addresses, Some(&payee), requester, vouchers, policy)?;
+
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
         if let Some(answered) = store.reconcile(request_hash).map_err(internal)? {
+            drop(cache);
+            // The first request may still be flushing its answer: this one leaves only once
+            // that answer is on disk too.
+            store.durable().await.map_err(internal)?;
             tracing::debug!(channel = record.id, "repeated reconcile request answered as before");
             return Ok(answered.response);
         }
@@ -91,7 +102,6 @@ impl PaymentChannelManager {
         cache.in_flight.clone().settle().await;
         let mut record = self.record(record.id).map_err(internal)?;
         self.load_cache(record.id, &mut cache).map_err(internal)?;
-        let addresses: Vec<Address> = record.channel.into_iter().chain(record.id_address).collect();
         let (chain_lanes, chain_settling) = match &record.channel {
             Some(addr) if record.lifecycle != Lifecycle::Collected => {
                 let on_chain = self.inner.chain.channel(addr).await.map_err(internal)?;
@@ -108,6 +118,7 @@ impl PaymentChannelManager {
         let closed: BTreeSet<u64> = record.closed_lanes.iter().copied().collect();
         let view = PayerView {
             addresses: &addresses,
+            payee: Some(payee),
             settling: chain_settling
                 || record.settling_at != 0
                 || !matches!(record.lifecycle, Lifecycle::Open),
@@ -115,7 +126,7 @@ impl PaymentChannelManager {
             closed: &closed,
             chain_lanes: &chain_lanes,
         };
-        let plan = plan_combined(&view, vouchers, req_val, policy)?;
+        let plan = plan_combined(&view, requester, vouchers, req_val, policy)?;
         let mut combined = plan.voucher;
         let signing = combined.signing_bytes().map_err(internal)?;
         combined.signature =
@@ -159,6 +170,15 @@ impl PaymentChannelManager {
         Ok(response)
     }
 
+    /// The key address of an outbound channel's payee: its `to`, resolved on chain when it
+    /// is not a key address itself.
+    async fn payee_key(&self, record: &ChannelRecord) -> Result<Address> {
+        match record.to.protocol() {
+            Protocol::Secp256k1 | Protocol::BLS => Ok(record.to),
+            _ => Ok(self.inner.chain.account_key(&record.to).await?),
+        }
+    }
+
     /// The payee's side, before asking: the best voucher per lane of inbound `channel` that
     /// is worth folding ([`choose_vouchers`]: lanes on chain, adding to what they redeemed)
     /// and its price ([`price_request`], sharing the fees saved at `fee_per_message` per
@@ -179,9 +199,14 @@ impl PaymentChannelManager {
         }
         let addr =
             record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(&record)))?;
+        let held = self.inner.store.vouchers(record.id)?;
+        // A voucher folded into a combined voucher held here is not offered again, even if
+        // marking it superseded did not reach the disk.
+        let folded = folded_nonces(held.iter().map(|r| &r.voucher));
         let mut best: BTreeMap<u64, SignedVoucher> = BTreeMap::new();
-        for r in self.inner.store.vouchers(record.id)? {
-            if r.submitted || r.superseded || !r.voucher.merges.is_empty() {
+        for r in held {
+            let below_fold = folded.get(&r.voucher.lane).is_some_and(|n| r.voucher.nonce < *n);
+            if r.submitted || r.superseded || !r.voucher.merges.is_empty() || below_fold {
                 continue;
             }
             best.insert(r.voucher.lane, r.voucher);
@@ -198,14 +223,18 @@ impl PaymentChannelManager {
             )));
         }
         let req_val = price_request(&vouchers, fee_per_message);
-        Ok(ReconcileDraft { vouchers, req_val, payer: record.from })
+        Ok(ReconcileDraft { vouchers, req_val, payer: record.from, payee: record.to })
     }
 
-    /// The payee's side, after the answer: checks that `combined` folds exactly the
-    /// `requested` vouchers into `req_val` ([`check_combined`]) and that the actor would
-    /// accept it now against the chain's state (signature by `from`, nonces, merges,
-    /// balance), then stores it durably and marks every voucher it supersedes — so the best
-    /// spendable voucher of its lane is the combined one.
+    /// The payee's side, after the answer: accepts `combined` only when it is exactly the
+    /// plan for the `requested` vouchers and `req_val` ([`check_combined`]: the lowest
+    /// requested lane at a nonce above every nonce held here or on chain there, merging
+    /// exactly the other requested lanes at nonces above every nonce held or on chain there,
+    /// no condition) and the actor would accept it now against the chain's state (signature
+    /// by `from`, balance). Then stores it, and only once it is durable marks superseded
+    /// every voucher it folds — so that no crash leaves the originals superseded without the
+    /// combined voucher on disk. Accepting the same combined voucher again finishes what a
+    /// crash may have interrupted. Refused, it changes nothing.
     #[tracing::instrument(name = "paych_reconcile_accept", level = "debug", skip_all)]
     pub async fn reconcile_accept(
         &self,
@@ -214,34 +243,88 @@ impl PaymentChannelManager {
         req_val: &TokenAmount,
         combined: &SignedVoucher,
     ) -> Result<()> {
-        check_combined(requested, req_val, combined).map_err(ManagerError::CombinedRejected)?;
         let record = self.record_by_address(channel)?;
         self.expect_direction(&record, Direction::Inbound)?;
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
         let record = self.record(record.id)?;
         self.load_cache(record.id, &mut cache)?;
+        let held = self.held_nonces(&record, requested, combined).await?;
+        check_combined(requested, req_val, &held, combined)
+            .map_err(|e| ManagerError::CombinedRejected(e.to_string()))?;
         if let Some(stored) = self.inner.store.voucher(record.id, combined.lane, combined.nonce)? {
-            if &stored.voucher == combined {
-                return Ok(());
+            if &stored.voucher != combined {
+                return Err(ManagerError::ConflictingVoucher {
+                    lane: combined.lane,
+                    nonce: combined.nonce,
+                });
             }
-            return Err(ManagerError::ConflictingVoucher {
-                lane: combined.lane,
-                nonce: combined.nonce,
-            });
+            // Held already: make sure it is durable, then finish superseding.
+            drop(cache);
+            self.inner.store.durable().await?;
+            return self.supersede_folded(&record, combined).await;
         }
         // Against the chain alone: what submitting it will do.
         self.validate(&record, combined, &[]).await?;
-        let mut writes = vec![Write::Voucher(VoucherRecord {
+        self.inner.store.apply(vec![Write::Voucher(VoucherRecord {
             channel: record.id,
             voucher: combined.clone(),
             origin: VoucherOrigin::Combined,
             submitted: false,
             superseded: false,
-        })];
-        writes.extend(self.superseded_by_combined(&record, combined)?);
-        self.inner.store.apply(writes)?;
+        })])?;
         fold_into_cache(&mut cache, combined);
+        drop(cache);
+        self.inner.store.durable().await?;
+        self.supersede_folded(&record, combined).await
+    }
+
+    /// The highest nonce this node holds (any voucher, superseded or submitted alike, but
+    /// `combined` itself) or the chain has, on every lane the request or `combined` names.
+    async fn held_nonces(
+        &self,
+        record: &ChannelRecord,
+        requested: &[SignedVoucher],
+        combined: &SignedVoucher,
+    ) -> Result<BTreeMap<u64, u64>> {
+        let lanes: BTreeSet<u64> = requested
+            .iter()
+            .map(|v| v.lane)
+            .chain(std::iter::once(combined.lane))
+            .chain(combined.merges.iter().map(|m| m.lane))
+            .collect();
+        let addr =
+            record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(record)))?;
+        let on_chain = self.inner.chain.channel(&addr).await?;
+        let mut held: BTreeMap<u64, u64> = lanes
+            .iter()
+            .map(|lane| (*lane, on_chain.state.lanes.get(lane).map_or(0, |l| l.nonce)))
+            .collect();
+        for r in self.inner.store.vouchers(record.id)? {
+            if &r.voucher == combined {
+                continue;
+            }
+            if let Some(highest) = held.get_mut(&r.voucher.lane) {
+                *highest = (*highest).max(r.voucher.nonce);
+            }
+        }
+        Ok(held)
+    }
+
+    /// Marks superseded, durably, every stored voucher below the combined voucher on its
+    /// lane and below its merge nonce on every merged lane. Called only once the combined
+    /// voucher itself is durable.
+    async fn supersede_folded(
+        &self,
+        record: &ChannelRecord,
+        combined: &SignedVoucher,
+    ) -> Result<()> {
+        let lock = self.channel_lock(record.id);
+        let cache = lock.lock().await;
+        let writes = self.superseded_by_combined(record, combined)?;
+        if !writes.is_empty() {
+            self.inner.store.apply(writes)?;
+        }
         drop(cache);
         self.inner.store.durable().await?;
         self.notify();
@@ -326,4 +409,21 @@ pub(super) fn fold_into_cache(cache: &mut ChannelCache, combined: &SignedVoucher
             *tip = LaneTip { nonce: merge.nonce, amount: TokenAmount::default() };
         }
     }
+}
+
+/// The nonce below which each lane's vouchers are folded into a combined voucher among
+/// `vouchers`: its own lane below its nonce, each merged lane below the merge's nonce.
+fn folded_nonces<'a>(vouchers: impl Iterator<Item = &'a SignedVoucher>) -> BTreeMap<u64, u64> {
+    let mut folded: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut raise = |lane: u64, nonce: u64| {
+        let entry = folded.entry(lane).or_default();
+        *entry = (*entry).max(nonce);
+    };
+    for v in vouchers.filter(|v| !v.merges.is_empty()) {
+        raise(v.lane, v.nonce);
+        for merge in &v.merges {
+            raise(merge.lane, merge.nonce);
+        }
+    }
+    folded
 }

@@ -229,7 +229,7 @@ pub struct MessageRecord {
 /// identical answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReconcileRecord {
-    /// blake2b-256 of the request's canonical bytes.
+    /// blake2b-256 of what the request asks: the canonical CBOR `[vouchers, req_val]`.
     #[serde(with = "strict_bytes")]
     pub request_hash: Vec<u8>,
     /// The channel.

@@ -63,7 +63,7 @@ pub enum Seen {
     /// A voucher request was answered.
     Voucher(PeerId, Box<VoucherRequest>),
     /// A reconcile request was answered.
-    Reconcile(PeerId, ReconcileRequest),
+    Reconcile(PeerId, Box<ReconcileRequest>),
     /// A voucher request failed on the way in.
     VoucherInboundFailure(PeerId, InboundFailure),
     /// A reconcile request failed on the way in.
@@ -75,7 +75,7 @@ pub enum Seen {
 }
 
 type VoucherAnswer = Box<dyn Fn(PeerId, &VoucherRequest) -> VoucherResponse + Send>;
-type ReconcileAnswer = Box<dyn Fn(&ReconcileRequest) -> ReconcileResponse + Send>;
+type ReconcileAnswer = Box<dyn Fn(PeerId, &ReconcileRequest) -> ReconcileResponse + Send>;
 
 /// Runs `swarm` in a task: answers every request with the functions given and reports what
 /// it sees on the returned channel.
@@ -102,9 +102,9 @@ pub fn spawn_responder(
                     message: request_response::Message::Request { request, channel, .. },
                     ..
                 })) => {
-                    let response = answer_reconcile(&request);
+                    let response = answer_reconcile(peer, &request);
                     let _ = swarm.behaviour_mut().reconcile.send_response(channel, response);
-                    Seen::Reconcile(peer, request)
+                    Seen::Reconcile(peer, Box::new(request))
                 }
                 SwarmEvent::Behaviour(Event::Voucher(
                     request_response::Event::InboundFailure { peer, error, .. },
@@ -156,7 +156,7 @@ pub fn accept_signed_by(payer: Address) -> VoucherAnswer {
 
 /// A payer that refuses every reconciliation.
 pub fn refuse_reconcile() -> ReconcileAnswer {
-    Box::new(|_| {
+    Box::new(|_, _| {
         ReconcileResponse::refused(paych_core::reconcile::ReconcileStatus::Internal, "not here")
     })
 }
