@@ -18,12 +18,13 @@
 //! | `paych_libp2p_connections` | gauge | — |
 //! | `paych_libp2p_peers` | gauge | — |
 //! | `paych_inbound_rate_limited_total` | counter | `protocol` |
+//! | `paych_refusals_total` | counter | `reason`: a [`Refusal`] label |
 //! | `paych_api_calls_total` | counter | `method`: a declared method, or `unknown` |
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cid::Cid;
@@ -37,6 +38,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::refusals::{Refusal, RefusalLog};
 
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -82,6 +85,13 @@ pub struct ProtocolLabel {
     pub protocol: &'static str,
 }
 
+/// A `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why, a [`Refusal`] label.
+    pub reason: &'static str,
+}
+
 /// A `method` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
@@ -116,6 +126,10 @@ pub struct Metrics {
     pub rate_limited: Family<ProtocolLabel, Counter>,
     /// API calls, by method.
     pub api_calls: Family<MethodLabel, Counter>,
+    /// Connections and requests refused, by reason.
+    pub refusals: Family<ReasonLabel, Counter>,
+    /// Paces the log lines of refusals.
+    refusal_log: RefusalLog,
     /// Pushed messages' purposes, until their outcome is counted (bounded).
     pending: Mutex<(HashMap<Cid, &'static str>, VecDeque<Cid>)>,
 }
@@ -194,6 +208,12 @@ impl Metrics {
         );
         let api_calls = Family::<MethodLabel, Counter>::default();
         registry.register("paych_api_calls", "JSON-RPC API calls, by method", api_calls.clone());
+        let refusals = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "paych_refusals",
+            "Connections and requests refused (limits hit, error statuses answered), by reason",
+            refusals.clone(),
+        );
         Metrics {
             registry,
             vouchers_sent,
@@ -207,6 +227,8 @@ impl Metrics {
             peers,
             rate_limited,
             api_calls,
+            refusals,
+            refusal_log: RefusalLog::default(),
             pending: Mutex::new((HashMap::new(), VecDeque::new())),
         }
     }
@@ -240,6 +262,15 @@ impl Metrics {
     /// Counts an inbound request refused for its rate.
     pub fn rate_limited(&self, protocol: &'static str) {
         self.rate_limited.get_or_create(&ProtocolLabel { protocol }).inc();
+    }
+
+    /// Counts a refusal and logs it at `info`, at most one line per reason per
+    /// [`crate::refusals::LOG_INTERVAL`] (the next line says how many were left out).
+    pub fn refused(&self, refusal: Refusal, detail: std::fmt::Arguments<'_>) {
+        self.refusals.get_or_create(&ReasonLabel { reason: refusal.label() }).inc();
+        if let Some(left_out) = self.refusal_log.admit(refusal, Instant::now()) {
+            tracing::info!(reason = refusal.label(), left_out, "refused: {detail}");
+        }
     }
 
     /// Counts an API call of `method` (a declared name, else counted as `unknown`).
@@ -439,7 +470,10 @@ mod tests {
         metrics.api_call("Filecoin.PaychList");
         metrics.api_call("Filecoin.Nonsense");
         metrics.set_connections(2, 1);
+        metrics.refused(Refusal::ConnectionsPerIp, format_args!("from 10.0.0.1"));
+        metrics.refused(Refusal::ConnectionsPerIp, format_args!("from 10.0.0.1"));
         let text = metrics.encode();
+        assert!(text.contains("paych_refusals_total{reason=\"connections_per_ip\"} 2\n"), "{text}");
         assert!(text.contains("# TYPE paych_vouchers_sent counter\n"), "{text}");
         assert!(text.contains("paych_vouchers_sent_total{status=\"accepted\"} 1\n"), "{text}");
         assert!(text.contains("paych_vouchers_received_total{status=\"covered\"} 1\n"), "{text}");

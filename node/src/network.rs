@@ -15,6 +15,10 @@
 //! checks them against the node's [`ReconcilePolicy`] and records the combined voucher
 //! durably before the answer is sent.
 //!
+//! Every connection denied by a limit and every request refused (over an in-flight cap,
+//! answered with an error status, or unreadable) is counted and logged through
+//! [`Metrics::refused`], with a [`Refusal`] reason.
+//!
 //! A voucher request may carry an announce: the payer's signed peer record. It is checked
 //! against the channel's payer (`from`) before the voucher is added, refused as
 //! `InvalidSignature` when it is not signed by that key, and kept (the highest sequence
@@ -30,7 +34,7 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::swarm::{ConnectionDenied, ConnectionId, DialError, ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use paych_core::actor::ActorError;
 use paych_core::chain::ChainError;
@@ -39,9 +43,9 @@ use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
 use paych_core::store::PeerRecord as StoredPeerRecord;
 use paych_core::types::TokenAmount;
 use paych_protocol::{
-    build_swarm, Announce, Behaviour, Config, Event, ReconcileRequest, ReconcileResponse,
-    RetrievalRequest, RetrievalResponse, SwarmError, VoucherRequest, VoucherResponse,
-    VoucherStatus,
+    build_swarm, Announce, Behaviour, Config, Event, LimitKind, ReconcileRequest,
+    ReconcileResponse, RetrievalRequest, RetrievalResponse, RetrievalStatus, SwarmError,
+    VoucherRequest, VoucherResponse, VoucherStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -50,6 +54,7 @@ use tracing::Instrument;
 use crate::retrieval::RetrievalProvider;
 
 use crate::metrics::{status_label, Metrics};
+use crate::refusals::Refusal;
 
 /// Commands waiting for the event loop, at most.
 pub const COMMAND_QUEUE: usize = 64;
@@ -481,7 +486,18 @@ impl EventLoop {
                 }
                 self.count_connections();
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error: ListenError::Denied { cause },
+                ..
+            } => {
+                self.count_denied(&cause, format_args!("inbound connection from {send_back_addr}"))
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
+                if let DialError::Denied { cause } = &error {
+                    let peer = peer_id.map_or_else(|| "a peer".to_owned(), |p| p.to_string());
+                    self.count_denied(cause, format_args!("outbound connection to {peer}"));
+                }
                 if let Some((addr, reply)) = self.connects.remove(&connection_id) {
                     let _ = reply.send(Err(NetworkError::Dial { addr, reason: error.to_string() }));
                 }
@@ -493,6 +509,29 @@ impl EventLoop {
             SwarmEvent::Behaviour(Event::Retrieval(event)) => self.on_retrieval_event(event),
             SwarmEvent::Behaviour(Event::Reconcile(event)) => self.on_reconcile_event(event),
             _ => {}
+        }
+    }
+
+    /// Counts and logs a connection a limit denied (other denials are not limits).
+    fn count_denied(&self, cause: &ConnectionDenied, what: std::fmt::Arguments<'_>) {
+        if let Some(limit) = LimitKind::of(cause) {
+            self.config.metrics.refused(Refusal::of_limit(limit), format_args!("{what}: {cause}"));
+        }
+    }
+
+    /// Counts and logs an inbound request the codec refused.
+    fn count_inbound_failure(
+        &self,
+        protocol: &str,
+        peer: PeerId,
+        error: &request_response::InboundFailure,
+    ) {
+        tracing::debug!(%peer, %error, "inbound {protocol} request failed");
+        if let request_response::InboundFailure::Io(e) = error {
+            self.config.metrics.refused(
+                Refusal::RequestUnreadable,
+                format_args!("{protocol} request from {peer}: {e}"),
+            );
         }
     }
 
@@ -519,7 +558,7 @@ impl EventLoop {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound reconcile request failed");
+                self.count_inbound_failure("reconcile", peer, &error)
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -538,6 +577,11 @@ impl EventLoop {
             let response = ReconcileResponse::refused(
                 ReconcileStatus::RateLimited,
                 "too many reconcile requests in flight; retry later",
+            );
+            self.config.metrics.rate_limited("reconcile");
+            self.config.metrics.refused(
+                Refusal::ReconcileRateLimited,
+                format_args!("reconcile request from {peer}: {in_flight} in flight"),
             );
             let _ = self.swarm.behaviour_mut().reconcile.send_response(channel, response);
             return;
@@ -575,6 +619,16 @@ impl EventLoop {
         }
         let outcome = if response.status == 0 { "success" } else { "refused" };
         self.config.metrics.reconciliation("payer", outcome);
+        if response.status != 0 {
+            self.config.metrics.refused(
+                Refusal::ReconcileRefused,
+                format_args!(
+                    "reconcile request from {peer}: status {}: {}",
+                    response.status,
+                    response.message.as_deref().unwrap_or("")
+                ),
+            );
+        }
         if self.swarm.behaviour_mut().reconcile.send_response(channel, response).is_err() {
             tracing::debug!(%peer, "reconcile response not sent: the stream is gone");
         }
@@ -602,7 +656,7 @@ impl EventLoop {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound voucher request failed");
+                self.count_inbound_failure("voucher", peer, &error)
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -617,6 +671,7 @@ impl EventLoop {
                             .entered();
                     // Answering reads memory only: no task needed.
                     let response = self.config.retrieval.answer(peer, &request);
+                    count_retrieval_refusal(&self.config.metrics, peer, &response);
                     if self
                         .swarm
                         .behaviour_mut()
@@ -640,7 +695,7 @@ impl EventLoop {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound retrieval request failed");
+                self.count_inbound_failure("retrieval", peer, &error)
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -662,6 +717,10 @@ impl EventLoop {
                 "too many vouchers in flight; retry later",
             );
             self.config.metrics.rate_limited("voucher");
+            self.config.metrics.refused(
+                Refusal::VoucherRateLimited,
+                format_args!("voucher from {peer}: {in_flight} in flight"),
+            );
             self.config
                 .metrics
                 .voucher_received(status_label(VoucherStatus::RateLimited), &response.delta);
@@ -690,6 +749,13 @@ impl EventLoop {
                 let response = answer_voucher(&manager, peer, request, min_delta).await;
                 let status = response.status().map_or("unknown", status_label);
                 metrics.voucher_received(status, &response.delta);
+                if !response.is_held() {
+                    let message = response.message.as_deref().unwrap_or("");
+                    metrics.refused(
+                        Refusal::VoucherRefused,
+                        format_args!("voucher from {peer}: {status}: {message}"),
+                    );
+                }
                 if let (Some(flow), Some(VoucherStatus::Accepted)) = (&flow, response.status()) {
                     // Credited before the answer leaves, so the payer's next chunk request
                     // finds the payment.
@@ -719,6 +785,20 @@ impl EventLoop {
             tracing::debug!(%peer, "voucher response not sent: the stream is gone");
         }
     }
+}
+
+/// Counts and logs a retrieval request answered with an error status.
+fn count_retrieval_refusal(metrics: &Metrics, peer: PeerId, response: &RetrievalResponse) {
+    let refusal = match response.status() {
+        Some(RetrievalStatus::Ok) => return,
+        Some(RetrievalStatus::RateLimited) => Refusal::RetrievalRateLimited,
+        _ => Refusal::RetrievalRefused,
+    };
+    let message = response.message.as_deref().unwrap_or("");
+    metrics.refused(
+        refusal,
+        format_args!("retrieval request from {peer}: status {}: {message}", response.status),
+    );
 }
 
 /// Handles one inbound voucher request: checks its announce (if any) against the channel's

@@ -3,14 +3,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::{atto, idle_connection_from, node, party, DEADLINE};
+use common::{atto, idle_connection_from, node, party, Party, DEADLINE};
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::crypto;
+use paych_core::types::Address;
+use paych_node::metrics::Metrics;
 use paych_node::network::NetworkConfig;
+use paych_protocol::ip_limits::DEFAULT_MAX_INBOUND_PER_IP;
 use paych_protocol::{VoucherRequest, VoucherStatus};
 
 /// Identities the attacking host makes: more than the node's connections in total.
@@ -18,8 +23,8 @@ const ATTACKERS: usize = 300;
 /// Connections the attacker opens at once.
 const ATTACK_CONCURRENCY: usize = 16;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
+/// A devnet with a payer, a payee and a channel from one to the other.
+async fn paying_pair() -> (Devnet, Party, Party, Address) {
     let devnet = Devnet::new(DevnetConfig {
         block_time: Some(Duration::from_millis(5)),
         ..DevnetConfig::default()
@@ -36,8 +41,15 @@ async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
     .await
     .unwrap()
     .unwrap();
-    let (_payee_net, payee_peer, payee_addrs) =
-        node(&payee.manager, NetworkConfig::default()).await;
+    (devnet, payer, payee, channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
+    let (_devnet, payer, payee, channel) = paying_pair().await;
+    let metrics = Arc::new(Metrics::new());
+    let config = NetworkConfig { metrics: metrics.clone(), ..NetworkConfig::default() };
+    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config).await;
 
     // The attacking host, 127.0.0.2: a fresh identity per connection, each connection held
     // open and never used.
@@ -53,10 +65,10 @@ async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
     )
     .await
     .expect("the attack timed out");
-
     // An honest payer on another address (127.0.0.1) connects and is paid for.
     let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
-    let voucher = payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
+    let voucher =
+        payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
     let response = tokio::time::timeout(
         DEADLINE,
         payer_net.send_voucher(payee_peer, payee_addrs.clone(), VoucherRequest::new(voucher)),
@@ -65,5 +77,66 @@ async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
     .expect("the voucher exchange timed out")
     .expect("the honest payer could not reach the payee");
     assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
+    // The attacking host got its cap of connections, no more; every other attempt was
+    // refused and counted (the payee's loop handled those refusals before the payment).
+    assert_eq!(held.len(), DEFAULT_MAX_INBOUND_PER_IP as usize);
+    let refused = ATTACKERS - held.len();
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(
+            "paych_refusals_total{{reason=\"connections_per_ip\"}} {refused}\n"
+        )),
+        "{text}"
+    );
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_reason() {
+    let (_devnet, payer, payee, channel) = paying_pair().await;
+    let metrics = Arc::new(Metrics::new());
+    let closed = NetworkConfig {
+        max_inbound_per_peer: 0,
+        metrics: metrics.clone(),
+        ..NetworkConfig::default()
+    };
+    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, closed).await;
+    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
+    let send = |voucher| {
+        let (payer_net, addrs) = (payer_net.clone(), payee_addrs.clone());
+        async move {
+            tokio::time::timeout(
+                DEADLINE,
+                payer_net.send_voucher(payee_peer, addrs, VoucherRequest::new(voucher)),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+        }
+    };
+
+    let voucher =
+        payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
+    let response = send(voucher.clone()).await;
+    assert_eq!(response.status(), Some(VoucherStatus::RateLimited), "{response:?}");
+    let text = metrics.encode();
+    assert!(text.contains("paych_refusals_total{reason=\"voucher_rate_limited\"} 1\n"), "{text}");
+
+    // A payee that takes requests refuses a voucher signed by a stranger, and counts it.
+    let metrics = Arc::new(Metrics::new());
+    let open = NetworkConfig { metrics: metrics.clone(), ..NetworkConfig::default() };
+    let (_open_net, open_peer, open_addrs) = node(&payee.manager, open).await;
+    let mut forged = voucher;
+    let stranger = crypto::generate_secret_key().unwrap();
+    forged.signature = Some(crypto::sign(&stranger, &forged.signing_bytes().unwrap()));
+    let response = tokio::time::timeout(
+        DEADLINE,
+        payer_net.send_voucher(open_peer, open_addrs, VoucherRequest::new(forged)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
+    let text = metrics.encode();
+    assert!(text.contains("paych_refusals_total{reason=\"voucher_refused\"} 1\n"), "{text}");
 }

@@ -42,6 +42,11 @@ pub const IDENTIFY_PROTOCOL_VERSION: &str = "/paych/1.0.0";
 /// The agent version a paych node announces through identify.
 pub const AGENT_VERSION: &str = concat!("paych/", env!("CARGO_PKG_VERSION"));
 
+/// The default of [`Config::max_established_incoming`].
+pub const DEFAULT_MAX_ESTABLISHED_INCOMING: u32 = 224;
+/// The default of [`Config::max_established`].
+pub const DEFAULT_MAX_ESTABLISHED: u32 = 256;
+
 /// Limits and timeouts of a node's networking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -96,8 +101,8 @@ impl Default for Config {
         Config {
             max_inbound_per_ip: ip_limits::DEFAULT_MAX_INBOUND_PER_IP,
             max_established_per_peer: 2,
-            max_established_incoming: 224,
-            max_established: 256,
+            max_established_incoming: DEFAULT_MAX_ESTABLISHED_INCOMING,
+            max_established: DEFAULT_MAX_ESTABLISHED,
             max_pending_incoming: 32,
             max_pending_outgoing: 32,
             idle_connection_timeout: Duration::from_secs(60),
