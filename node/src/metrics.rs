@@ -487,6 +487,47 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
+    /// A log sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_flood_of_refusals_is_counted_in_full_and_logged_at_info_once() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        let metrics = Metrics::new();
+        tracing::subscriber::with_default(subscriber, || {
+            for n in 0..1000 {
+                metrics.refused(Refusal::ConnectionsPerIp, format_args!("from 10.0.0.{}", n % 250));
+            }
+            metrics.refused(Refusal::VoucherRefused, format_args!("stale nonce"));
+        });
+        let text = metrics.encode();
+        assert!(text.contains("paych_refusals_total{reason=\"connections_per_ip\"} 1000\n"));
+        assert!(text.contains("paych_refusals_total{reason=\"voucher_refused\"} 1\n"));
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines[0].contains("INFO") && lines[0].contains("connections_per_ip"), "{log}");
+        assert!(lines[0].contains("refused: from 10.0.0.0"), "{log}");
+        assert!(lines[1].contains("voucher_refused"), "{log}");
+    }
+
     #[test]
     fn remembers_a_bounded_number_of_pushed_messages() {
         let metrics = Metrics::new();

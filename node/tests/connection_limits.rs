@@ -22,6 +22,8 @@ use paych_protocol::{VoucherRequest, VoucherStatus};
 const ATTACKERS: usize = 300;
 /// Connections the attacker opens at once.
 const ATTACK_CONCURRENCY: usize = 16;
+/// TCP connections that never start their handshake: more than the node upgrades at once.
+const STALLED: usize = 40;
 
 /// A devnet with a payer, a payee and a channel from one to the other.
 async fn paying_pair() -> (Devnet, Party, Party, Address) {
@@ -139,4 +141,49 @@ async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_rea
     assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
     let text = metrics.encode();
     assert!(text.contains("paych_refusals_total{reason=\"voucher_refused\"} 1\n"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_their_handshake_cannot_fill_the_pending_slots() {
+    let (_devnet, payer, payee, channel) = paying_pair().await;
+    let metrics = Arc::new(Metrics::new());
+    let config = NetworkConfig { metrics: metrics.clone(), ..NetworkConfig::default() };
+    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config).await;
+    let port = payee_addrs[0]
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+
+    // 127.0.0.2 opens more TCP connections than the node upgrades at once (32), and never
+    // starts the handshake on any of them.
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((IpAddr::from([127, 0, 0, 2]), 0).into()).unwrap();
+        stalled.push(socket.connect(([127, 0, 0, 1], port).into()).await.unwrap());
+    }
+
+    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
+    let voucher =
+        payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
+    let response = tokio::time::timeout(
+        DEADLINE,
+        payer_net.send_voucher(payee_peer, payee_addrs.clone(), VoucherRequest::new(voucher)),
+    )
+    .await
+    .expect("the voucher exchange timed out")
+    .expect("the honest payer could not reach the payee");
+    assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
+    let refused = STALLED - DEFAULT_MAX_INBOUND_PER_IP as usize;
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(
+            "paych_refusals_total{{reason=\"connections_per_ip\"}} {refused}\n"
+        )),
+        "{text}"
+    );
+    drop(stalled);
 }
