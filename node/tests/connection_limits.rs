@@ -13,6 +13,7 @@ use futures::StreamExt;
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::crypto;
 use paych_core::types::Address;
+use paych_node::daemon::{Daemon, DaemonOptions, RepoConfig};
 use paych_node::metrics::Metrics;
 use paych_node::network::NetworkConfig;
 use paych_protocol::ip_limits::{DEFAULT_MAX_INBOUND_PER_IP, MAX_PENDING_INBOUND_PER_IP};
@@ -187,4 +188,44 @@ async fn connections_that_never_finish_their_handshake_cannot_fill_the_pending_s
         "{text}"
     );
     drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_takes_its_per_ip_cap_from_config_toml_and_counts_hits_on_metrics() {
+    let repo = tempfile::tempdir().unwrap();
+    let config = RepoConfig {
+        listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        api: "127.0.0.1:0".parse().unwrap(),
+        max_inbound_connections_per_ip: 1,
+        ..RepoConfig::default()
+    };
+    std::fs::write(repo.path().join("config.toml"), config.to_text()).unwrap();
+    let daemon =
+        Daemon::start(DaemonOptions { repo: repo.path().to_owned(), ..DaemonOptions::default() })
+            .await
+            .unwrap();
+    let target = daemon.listen_addrs()[0].clone();
+    let host = IpAddr::from([127, 0, 0, 2]);
+
+    let first = idle_connection_from(host, &target).await;
+    assert!(first.is_ok(), "{:?}", first.err());
+    let second = idle_connection_from(host, &target).await;
+    assert!(second.is_err(), "a second connection from the address got in");
+
+    // The denial reaches /metrics once the daemon's network loop has counted it.
+    let url = format!("http://{}/metrics", daemon.api_addr());
+    let expected = "paych_refusals_total{reason=\"connections_per_ip\"} 1\n";
+    let counted = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+            if text.contains(expected) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "{expected:?} never appeared on /metrics");
+    drop(first);
+    daemon.shutdown().await.unwrap();
 }
