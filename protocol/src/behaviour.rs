@@ -51,9 +51,10 @@ pub const DEFAULT_MAX_ESTABLISHED: u32 = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Inbound connections, pending and established, from one remote address (an IPv4
-    /// address or an IPv6 /64) at once. Identities cost nothing, so this, not the per-peer
-    /// cap, is what keeps one host from taking every slot; keep it well below
-    /// `max_established_incoming`.
+    /// address or an IPv6 /64) at once, of which at most
+    /// [`ip_limits::MAX_PENDING_INBOUND_PER_IP`] still being upgraded. Identities cost
+    /// nothing, so this, not the per-peer cap, is what keeps one host from taking every
+    /// slot; keep it well below `max_established_incoming`.
     pub max_inbound_per_ip: u32,
     /// Connections established with one peer at once (in and out).
     pub max_established_per_peer: u32,
