@@ -52,6 +52,9 @@ pub const JWT_KEY_NAME: &str = "auth-jwt-private";
 pub const JWT_KEY_TYPE: &str = "jwt-hmac-secret";
 /// The devnet's time between epochs.
 pub const DEVNET_BLOCK_TIME: Duration = Duration::from_secs(1);
+/// The most `max_inbound_connections_per_ip` may be: every inbound connection slot.
+pub const MAX_INBOUND_CONNECTIONS_PER_IP: u32 =
+    paych_protocol::behaviour::DEFAULT_MAX_ESTABLISHED_INCOMING;
 /// How long shutdown waits for the network loop to stop.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
@@ -91,6 +94,10 @@ pub struct RepoConfig {
     pub min_delta: TokenAmount,
     /// `max_inbound_per_peer`: inbound voucher requests one peer may have in flight.
     pub max_inbound_per_peer: usize,
+    /// `max_inbound_connections_per_ip`: inbound libp2p connections, pending and
+    /// established, one remote address (IPv4, or IPv6 /64) may hold; from 1 to
+    /// [`MAX_INBOUND_CONNECTIONS_PER_IP`].
+    pub max_inbound_connections_per_ip: u32,
     /// `reconcile_min_discount`: the least discount (attoFIL) this node, as a payer, asks
     /// for folding vouchers into a combined one.
     pub reconcile_min_discount: TokenAmount,
@@ -124,6 +131,7 @@ impl Default for RepoConfig {
             api: SocketAddr::from(([127, 0, 0, 1], 3456)),
             min_delta: TokenAmount::default(),
             max_inbound_per_peer: NetworkConfig::default().max_inbound_per_peer,
+            max_inbound_connections_per_ip: paych_protocol::Config::default().max_inbound_per_ip,
             reconcile_min_discount: ReconcilePolicy::default().min_discount,
             reconcile_min_discount_per_voucher: ReconcilePolicy::default().min_discount_per_voucher,
             reconcile_max_vouchers: ReconcilePolicy::default().max_vouchers,
@@ -150,6 +158,10 @@ impl RepoConfig {
              min_delta = \"{}\"\n\
              # Inbound voucher requests one peer may have in flight.\n\
              max_inbound_per_peer = {}\n\
+             # Inbound libp2p connections one IP address (an IPv6 /64) may hold at once, from 1\n\
+             # to {}. Keep it small: peer ids cost nothing, so this is what stops one host\n\
+             # from taking every connection slot.\n\
+             max_inbound_connections_per_ip = {}\n\
              # Auto top-up of outbound channels (attoFIL): below top_up_low, add funds up to\n\
              # top_up_high. Off unless both are set.\n{}\
              # As a payer: the least discount (attoFIL) asked for a reconciliation, in all\n\
@@ -171,6 +183,8 @@ impl RepoConfig {
             self.api,
             self.min_delta.atto(),
             self.max_inbound_per_peer,
+            MAX_INBOUND_CONNECTIONS_PER_IP,
+            self.max_inbound_connections_per_ip,
             match &self.top_up {
                 Some(p) => format!(
                     "top_up_low = \"{}\"\ntop_up_high = \"{}\"\n",
@@ -253,6 +267,18 @@ impl RepoConfig {
                 "max_inbound_per_peer" => {
                     config.max_inbound_per_peer =
                         value.parse().with_context(|| format!("{}: bad number", at()))?
+                }
+                "max_inbound_connections_per_ip" => {
+                    let max: u32 =
+                        value.parse().with_context(|| format!("{}: bad number", at()))?;
+                    if !(1..=MAX_INBOUND_CONNECTIONS_PER_IP).contains(&max) {
+                        bail!(
+                            "{}: max_inbound_connections_per_ip must be from 1 to \
+                             {MAX_INBOUND_CONNECTIONS_PER_IP} (the inbound connections in all)",
+                            at()
+                        );
+                    }
+                    config.max_inbound_connections_per_ip = max;
                 }
                 other => match other.strip_prefix("peer.") {
                     Some(addr) => {
@@ -395,13 +421,16 @@ impl Daemon {
             .with_context(|| format!("cannot open the blob store {}", blobs.display()))?
             .with_limits(config.retrieval_limits());
         let network_config = NetworkConfig {
+            protocol: paych_protocol::Config {
+                max_inbound_per_ip: config.max_inbound_connections_per_ip,
+                ..paych_protocol::Config::default()
+            },
             retrieval: Arc::new(retrieval),
             min_delta: config.min_delta.clone(),
             max_inbound_per_peer: config.max_inbound_per_peer,
             reconcile_policy: config.reconcile_policy(),
             max_reconcile_per_peer: config.max_reconcile_per_peer,
             metrics: metrics.clone(),
-            ..NetworkConfig::default()
         };
         let (network, network_task) = network::spawn(keypair, network_config, manager.clone())?;
         network.listen(listen).await?;
@@ -578,12 +607,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_per_ip_connection_cap_is_read_from_the_config_and_refused_out_of_range() {
+        assert_eq!(
+            RepoConfig::default().max_inbound_connections_per_ip,
+            paych_protocol::ip_limits::DEFAULT_MAX_INBOUND_PER_IP
+        );
+        let config = RepoConfig::parse("max_inbound_connections_per_ip = 3").unwrap();
+        assert_eq!(config.max_inbound_connections_per_ip, 3);
+        let most = format!("max_inbound_connections_per_ip = {MAX_INBOUND_CONNECTIONS_PER_IP}");
+        assert_eq!(
+            RepoConfig::parse(&most).unwrap().max_inbound_connections_per_ip,
+            MAX_INBOUND_CONNECTIONS_PER_IP
+        );
+        for bad in [0, MAX_INBOUND_CONNECTIONS_PER_IP + 1] {
+            let error = RepoConfig::parse(&format!("max_inbound_connections_per_ip = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("max_inbound_connections_per_ip must be from 1"), "{error}");
+        }
+        assert!(RepoConfig::parse("max_inbound_connections_per_ip = \"x\"").is_err());
+    }
+
+    #[test]
     fn config_round_trips() {
         let config = RepoConfig {
             listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
             api: "127.0.0.1:0".parse().unwrap(),
             min_delta: TokenAmount::from_atto(42u64),
             max_inbound_per_peer: 3,
+            max_inbound_connections_per_ip: 5,
             reconcile_min_discount: TokenAmount::from_atto(5u64),
             reconcile_min_discount_per_voucher: TokenAmount::from_atto(2u64),
             reconcile_max_vouchers: 9,
@@ -617,6 +669,10 @@ mod tests {
             "top_up_low = \"5\"",
             "top_up_low = \"50\"\ntop_up_high = \"5\"",
             "top_up_high = \"x\"",
+            "max_inbound_connections_per_ip = 0",
+            "max_inbound_connections_per_ip = -1",
+            "max_inbound_connections_per_ip = 225",
+            "max_inbound_connections_per_ip = \"many\"",
             "peer.x = \"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm\"",
         ] {
             assert!(RepoConfig::parse(bad).is_err(), "{bad:?}");

@@ -13,6 +13,8 @@
 //! - [`reconcile`]: asking a payer to fold a channel's vouchers into one combined voucher.
 //! - [`client`]: a JSON-RPC client of a running daemon, for the CLI.
 //! - [`metrics`]: the node's Prometheus counters, served on `/metrics`.
+//! - [`refusals`]: the reasons the node refuses connections and requests, and the pacing of
+//!   their log lines.
 //! - [`daemon`]: `paych daemon` — the repo, the chain, the manager, the network and the API.
 #![warn(missing_docs)]
 
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod network;
 pub mod pay;
 pub mod reconcile;
+pub mod refusals;
 pub mod retrieval;
 pub mod testnet;
 

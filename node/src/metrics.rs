@@ -18,6 +18,7 @@
 //! | `paych_libp2p_connections` | gauge | — |
 //! | `paych_libp2p_peers` | gauge | — |
 //! | `paych_inbound_rate_limited_total` | counter | `protocol` |
+//! | `paych_refusals_total` | counter | `reason`: a [`Refusal`] label |
 //! | `paych_api_calls_total` | counter | `method`: a declared method, or `unknown` |
 //! | `paych_retrieval_responses_in_flight` | gauge | — (manifests and chunks being sent) |
 //! | `paych_retrieval_bytes_in_flight` | gauge | — (their bytes) |
@@ -26,7 +27,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cid::Cid;
@@ -40,6 +41,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::refusals::{Refusal, RefusalLog};
 
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -85,6 +88,13 @@ pub struct ProtocolLabel {
     pub protocol: &'static str,
 }
 
+/// A `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why, a [`Refusal`] label.
+    pub reason: &'static str,
+}
+
 /// A `method` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
@@ -125,6 +135,10 @@ pub struct Metrics {
     pub retrieval_bytes_in_flight: Gauge,
     /// Open retrieval flows.
     pub retrieval_open_flows: Gauge,
+    /// Connections and requests refused, by reason.
+    pub refusals: Family<ReasonLabel, Counter>,
+    /// Paces the log lines of refusals.
+    refusal_log: RefusalLog,
     /// Pushed messages' purposes, until their outcome is counted (bounded).
     pending: Mutex<(HashMap<Cid, &'static str>, VecDeque<Cid>)>,
 }
@@ -221,6 +235,12 @@ impl Metrics {
             "Open retrieval flows",
             retrieval_open_flows.clone(),
         );
+        let refusals = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "paych_refusals",
+            "Connections and requests refused (limits hit, error statuses answered), by reason",
+            refusals.clone(),
+        );
         Metrics {
             registry,
             vouchers_sent,
@@ -237,6 +257,8 @@ impl Metrics {
             retrieval_responses_in_flight,
             retrieval_bytes_in_flight,
             retrieval_open_flows,
+            refusals,
+            refusal_log: RefusalLog::default(),
             pending: Mutex::new((HashMap::new(), VecDeque::new())),
         }
     }
@@ -270,6 +292,15 @@ impl Metrics {
     /// Counts an inbound request refused for its rate.
     pub fn rate_limited(&self, protocol: &'static str) {
         self.rate_limited.get_or_create(&ProtocolLabel { protocol }).inc();
+    }
+
+    /// Counts a refusal and logs it at `info`, at most one line per reason per
+    /// [`crate::refusals::LOG_INTERVAL`] (the next line says how many were left out).
+    pub fn refused(&self, refusal: Refusal, detail: std::fmt::Arguments<'_>) {
+        self.refusals.get_or_create(&ReasonLabel { reason: refusal.label() }).inc();
+        if let Some(left_out) = self.refusal_log.admit(refusal, Instant::now()) {
+            tracing::info!(reason = refusal.label(), left_out, "refused: {detail}");
+        }
     }
 
     /// Counts an API call of `method` (a declared name, else counted as `unknown`).
@@ -481,7 +512,10 @@ mod tests {
         metrics.api_call("Filecoin.PaychList");
         metrics.api_call("Filecoin.Nonsense");
         metrics.set_connections(2, 1);
+        metrics.refused(Refusal::ConnectionsPerIp, format_args!("from 10.0.0.1"));
+        metrics.refused(Refusal::ConnectionsPerIp, format_args!("from 10.0.0.1"));
         let text = metrics.encode();
+        assert!(text.contains("paych_refusals_total{reason=\"connections_per_ip\"} 2\n"), "{text}");
         assert!(text.contains("# TYPE paych_vouchers_sent counter\n"), "{text}");
         assert!(text.contains("paych_vouchers_sent_total{status=\"accepted\"} 1\n"), "{text}");
         assert!(text.contains("paych_vouchers_received_total{status=\"covered\"} 1\n"), "{text}");
@@ -493,6 +527,47 @@ mod tests {
         assert!(text.contains("paych_api_calls_total{method=\"unknown\"} 1\n"), "{text}");
         assert!(text.contains("paych_libp2p_connections 2\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// A log sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_flood_of_refusals_is_counted_in_full_and_logged_at_info_once() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        let metrics = Metrics::new();
+        tracing::subscriber::with_default(subscriber, || {
+            for n in 0..1000 {
+                metrics.refused(Refusal::ConnectionsPerIp, format_args!("from 10.0.0.{}", n % 250));
+            }
+            metrics.refused(Refusal::VoucherRefused, format_args!("stale nonce"));
+        });
+        let text = metrics.encode();
+        assert!(text.contains("paych_refusals_total{reason=\"connections_per_ip\"} 1000\n"));
+        assert!(text.contains("paych_refusals_total{reason=\"voucher_refused\"} 1\n"));
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines[0].contains("INFO") && lines[0].contains("connections_per_ip"), "{log}");
+        assert!(lines[0].contains("refused: from 10.0.0.0"), "{log}");
+        assert!(lines[1].contains("voucher_refused"), "{log}");
     }
 
     #[test]

@@ -23,6 +23,10 @@
 //! carrying a flow reference is credited to that flow only as
 //! [`crate::retrieval::credit_payment`] allows.
 //!
+//! Every connection denied by a limit and every request refused (over an in-flight cap,
+//! answered with an error status, or unreadable) is counted and logged through
+//! [`Metrics::refused`], with a [`Refusal`] reason.
+//!
 //! A voucher request may carry an announce: the payer's signed peer record. It is checked
 //! against the channel's payer (`from`) before the voucher is added, refused as
 //! `InvalidSignature` when it is not signed by that key, and kept (the highest sequence
@@ -38,7 +42,7 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
+use libp2p::swarm::{ConnectionDenied, ConnectionId, DialError, ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use paych_core::actor::ActorError;
 use paych_core::chain::ChainError;
@@ -48,9 +52,9 @@ use paych_core::redemption::{PolicyRefusal, Unredeemable};
 use paych_core::store::PeerRecord as StoredPeerRecord;
 use paych_core::types::TokenAmount;
 use paych_protocol::{
-    build_swarm, Announce, Behaviour, Config, Event, ReconcileRequest, ReconcileResponse,
-    RetrievalRequest, RetrievalResponse, SignedPeerRecord, SwarmError, VoucherRequest,
-    VoucherResponse, VoucherStatus,
+    build_swarm, Announce, Behaviour, Config, Event, LimitKind, ReconcileRequest,
+    ReconcileResponse, RetrievalRequest, RetrievalResponse, RetrievalStatus, SignedPeerRecord,
+    SwarmError, VoucherRequest, VoucherResponse, VoucherStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -59,6 +63,7 @@ use tracing::Instrument;
 use crate::retrieval::{credit_payment, InFlight, RetrievalProvider};
 
 use crate::metrics::{status_label, Metrics};
+use crate::refusals::Refusal;
 
 /// Commands waiting for the event loop, at most.
 pub const COMMAND_QUEUE: usize = 64;
@@ -495,7 +500,18 @@ impl EventLoop {
                 }
                 self.count_connections();
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error: ListenError::Denied { cause },
+                ..
+            } => {
+                self.count_denied(&cause, format_args!("inbound connection from {send_back_addr}"))
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
+                if let DialError::Denied { cause } = &error {
+                    let peer = peer_id.map_or_else(|| "a peer".to_owned(), |p| p.to_string());
+                    self.count_denied(cause, format_args!("outbound connection to {peer}"));
+                }
                 if let Some((addr, reply)) = self.connects.remove(&connection_id) {
                     let _ = reply.send(Err(NetworkError::Dial { addr, reason: error.to_string() }));
                 }
@@ -507,6 +523,29 @@ impl EventLoop {
             SwarmEvent::Behaviour(Event::Retrieval(event)) => self.on_retrieval_event(event),
             SwarmEvent::Behaviour(Event::Reconcile(event)) => self.on_reconcile_event(event),
             _ => {}
+        }
+    }
+
+    /// Counts and logs a connection a limit denied (other denials are not limits).
+    fn count_denied(&self, cause: &ConnectionDenied, what: std::fmt::Arguments<'_>) {
+        if let Some(limit) = LimitKind::of(cause) {
+            self.config.metrics.refused(Refusal::of_limit(limit), format_args!("{what}: {cause}"));
+        }
+    }
+
+    /// Counts and logs an inbound request the codec refused.
+    fn count_inbound_failure(
+        &self,
+        protocol: &str,
+        peer: PeerId,
+        error: &request_response::InboundFailure,
+    ) {
+        tracing::debug!(%peer, %error, "inbound {protocol} request failed");
+        if let request_response::InboundFailure::Io(e) = error {
+            self.config.metrics.refused(
+                Refusal::RequestUnreadable,
+                format_args!("{protocol} request from {peer}: {e}"),
+            );
         }
     }
 
@@ -533,7 +572,7 @@ impl EventLoop {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound reconcile request failed");
+                self.count_inbound_failure("reconcile", peer, &error)
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -552,6 +591,11 @@ impl EventLoop {
             let response = ReconcileResponse::refused(
                 ReconcileStatus::RateLimited,
                 "too many reconcile requests in flight; retry later",
+            );
+            self.config.metrics.rate_limited("reconcile");
+            self.config.metrics.refused(
+                Refusal::ReconcileRateLimited,
+                format_args!("reconcile request from {peer}: {in_flight} in flight"),
             );
             let _ = self.swarm.behaviour_mut().reconcile.send_response(channel, response);
             return;
@@ -589,6 +633,16 @@ impl EventLoop {
         }
         let outcome = if response.status == 0 { "success" } else { "refused" };
         self.config.metrics.reconciliation("payer", outcome);
+        if response.status != 0 {
+            self.config.metrics.refused(
+                Refusal::ReconcileRefused,
+                format_args!(
+                    "reconcile request from {peer}: status {}: {}",
+                    response.status,
+                    response.message.as_deref().unwrap_or("")
+                ),
+            );
+        }
         if self.swarm.behaviour_mut().reconcile.send_response(channel, response).is_err() {
             tracing::debug!(%peer, "reconcile response not sent: the stream is gone");
         }
@@ -616,7 +670,7 @@ impl EventLoop {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound voucher request failed");
+                self.count_inbound_failure("voucher", peer, &error)
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -641,7 +695,7 @@ impl EventLoop {
                 }
             }
             request_response::Event::InboundFailure { peer, request_id, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound retrieval request failed");
+                self.count_inbound_failure("retrieval", peer, &error);
                 self.retrieval_done(request_id);
             }
             request_response::Event::ResponseSent { request_id, .. } => {
@@ -663,9 +717,10 @@ impl EventLoop {
             tracing::debug_span!("retrieval_request", %peer, index = ?request.index).entered();
         let retrieval = self.config.retrieval.clone();
         let served = retrieval.serve(peer, &request);
-        if served.response.status() == Some(paych_protocol::RetrievalStatus::RateLimited) {
+        if served.response.status() == Some(RetrievalStatus::RateLimited) {
             self.config.metrics.rate_limited("retrieval");
         }
+        count_retrieval_refusal(&self.config.metrics, peer, &served.response);
         match self.swarm.behaviour_mut().retrieval.send_response(channel, served.response) {
             Ok(()) => {
                 if let Some(in_flight) = served.in_flight {
@@ -709,6 +764,10 @@ impl EventLoop {
                 "too many vouchers in flight; retry later",
             );
             self.config.metrics.rate_limited("voucher");
+            self.config.metrics.refused(
+                Refusal::VoucherRateLimited,
+                format_args!("voucher from {peer}: {in_flight} in flight"),
+            );
             self.config
                 .metrics
                 .voucher_received(status_label(VoucherStatus::RateLimited), &response.delta);
@@ -737,6 +796,13 @@ impl EventLoop {
                 let response = answer_voucher(&manager, peer, request, min_delta).await;
                 let status = response.status().map_or("unknown", status_label);
                 metrics.voucher_received(status, &response.delta);
+                if !response.is_held() {
+                    let message = response.message.as_deref().unwrap_or("");
+                    metrics.refused(
+                        Refusal::VoucherRefused,
+                        format_args!("voucher from {peer}: {status}: {message}"),
+                    );
+                }
                 if let Some(flow) = &flow {
                     // Credited before the answer leaves, so the payer's next chunk request
                     // finds the payment; only an accepted delta from the channel's payer.
@@ -768,6 +834,20 @@ impl EventLoop {
             tracing::debug!(%peer, "voucher response not sent: the stream is gone");
         }
     }
+}
+
+/// Counts and logs a retrieval request answered with an error status.
+fn count_retrieval_refusal(metrics: &Metrics, peer: PeerId, response: &RetrievalResponse) {
+    let refusal = match response.status() {
+        Some(RetrievalStatus::Ok) => return,
+        Some(RetrievalStatus::RateLimited) => Refusal::RetrievalRateLimited,
+        _ => Refusal::RetrievalRefused,
+    };
+    let message = response.message.as_deref().unwrap_or("");
+    metrics.refused(
+        refusal,
+        format_args!("retrieval request from {peer}: status {}: {message}", response.status),
+    );
 }
 
 /// Handles one inbound voucher request: checks its announce (if any) against the channel's

@@ -60,6 +60,11 @@ const MAX_CONCURRENT_RETRIEVALS: usize = 16;
 const CLIENT_FUNDS_FIL: &str = "1000";
 /// What each provider receives from the faucet (for gas).
 const PROVIDER_FUNDS_FIL: &str = "10";
+/// The daemons' cap on inbound connections per IP. Every daemon of a testnet dials from
+/// 127.0.0.1, whatever loopback address it listens on (the system picks the source address
+/// of a dial, and libp2p's TCP transport does not bind it), so the cap cannot tell them
+/// apart: it is lifted to every inbound slot, and the caps per peer and in total still hold.
+const LOOPBACK_CONNECTIONS_PER_IP: u32 = crate::daemon::MAX_INBOUND_CONNECTIONS_PER_IP;
 
 /// The arguments of `paych testnet`.
 #[derive(Debug, Clone, clap::Args)]
@@ -1171,6 +1176,7 @@ async fn start_node(
         let config = RepoConfig {
             listen: format!("/ip4/127.0.0.1/tcp/{port}").parse()?,
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_inbound_connections_per_ip: LOOPBACK_CONNECTIONS_PER_IP,
             top_up,
             peers,
             ..RepoConfig::default()

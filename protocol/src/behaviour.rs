@@ -1,11 +1,14 @@
 //! The composed libp2p behaviour of a paych node, and the swarm it runs in.
 //!
 //! [`Behaviour`] puts connection limits first, so that a connection over the limits is
-//! denied before any other protocol sees it, then identify, ping, and the two paych
-//! request-response protocols (voucher, reconcile, retrieval). [`build_swarm`] wraps it in a tokio swarm over TCP with
-//! Noise and Yamux. Every size, count and queue is bounded by [`Config`]: connections
-//! (pending and established, per peer and in total), concurrent streams per connection and
-//! protocol, message sizes (in [`crate::codec`]), read and request timeouts.
+//! denied before any other protocol sees it — the cap per remote address
+//! ([`crate::ip_limits`]) before the caps per peer and in total — then identify, ping, and
+//! the paych request-response protocols (voucher, reconcile, retrieval). [`build_swarm`]
+//! wraps it in a tokio swarm over TCP with Noise and Yamux. Every size, count and queue is
+//! bounded by [`Config`]: connections (pending and established, per remote address, per
+//! peer, inbound and in total), idle connections (closed after a timeout), concurrent
+//! streams per connection and protocol, message sizes (in [`crate::codec`]), read and
+//! request timeouts. [`LimitKind::of`] says which limit denied a connection.
 //!
 //! Outbound requests wait in `request_response`'s own queue until a connection is up; that
 //! queue has no bound of its own, so the owner of the swarm bounds the requests it has in
@@ -19,7 +22,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
-use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::{ConnectionDenied, NetworkBehaviour};
 use libp2p::{
     connection_limits, identify, noise, ping, request_response, tcp, yamux, StreamProtocol, Swarm,
     SwarmBuilder,
@@ -29,6 +32,7 @@ use crate::codec::{
     Codec, ReconcileCodec, RetrievalCodec, VoucherCodec, WireMessage, DEFAULT_READ_TIMEOUT,
 };
 use crate::exchange::Exchange;
+use crate::ip_limits;
 use crate::messages::{ReconcileRequest, ReconcileResponse, VoucherRequest, VoucherResponse};
 use crate::retrieval::{RetrievalRequest, RetrievalResponse};
 use crate::{RECONCILE_PROTOCOL, RETRIEVAL_PROTOCOL, VOUCHER_PROTOCOL};
@@ -38,18 +42,33 @@ pub const IDENTIFY_PROTOCOL_VERSION: &str = "/paych/1.0.0";
 /// The agent version a paych node announces through identify.
 pub const AGENT_VERSION: &str = concat!("paych/", env!("CARGO_PKG_VERSION"));
 
+/// The default of [`Config::max_established_incoming`].
+pub const DEFAULT_MAX_ESTABLISHED_INCOMING: u32 = 224;
+/// The default of [`Config::max_established`].
+pub const DEFAULT_MAX_ESTABLISHED: u32 = 256;
+
 /// Limits and timeouts of a node's networking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// Inbound connections, pending and established, from one remote address (an IPv4
+    /// address or an IPv6 /64) at once, of which at most
+    /// [`ip_limits::MAX_PENDING_INBOUND_PER_IP`] still being upgraded. Identities cost
+    /// nothing, so this, not the per-peer cap, is what keeps one host from taking every
+    /// slot; keep it well below `max_established_incoming`.
+    pub max_inbound_per_ip: u32,
     /// Connections established with one peer at once (in and out).
     pub max_established_per_peer: u32,
+    /// Inbound connections established at once: below `max_established`, so that inbound
+    /// connections cannot take the slots this node needs to dial its own payees.
+    pub max_established_incoming: u32,
     /// Connections established at once, in total.
     pub max_established: u32,
     /// Inbound connections still being upgraded (Noise, Yamux) at once.
     pub max_pending_incoming: u32,
     /// Outbound connections still being dialled or upgraded at once.
     pub max_pending_outgoing: u32,
-    /// A connection with no open stream is closed after this long.
+    /// A connection with no open stream is closed after this long: a peer that connects and
+    /// does nothing holds its slot this long at most.
     pub idle_connection_timeout: Duration,
     /// How long reading one inbound request may take (capped by the protocol's request
     /// timeout). Reading a response is bounded by the request timeout instead, since it
@@ -81,8 +100,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            max_inbound_per_ip: ip_limits::DEFAULT_MAX_INBOUND_PER_IP,
             max_established_per_peer: 2,
-            max_established: 256,
+            max_established_incoming: DEFAULT_MAX_ESTABLISHED_INCOMING,
+            max_established: DEFAULT_MAX_ESTABLISHED,
             max_pending_incoming: 32,
             max_pending_outgoing: 32,
             idle_connection_timeout: Duration::from_secs(60),
@@ -164,7 +185,9 @@ impl From<RetrievalEvent> for Event {
 #[derive(NetworkBehaviour)]
 #[behaviour(to_swarm = "Event")]
 pub struct Behaviour {
-    /// Denies connections over [`Config`]'s limits.
+    /// Denies inbound connections over [`Config::max_inbound_per_ip`].
+    pub ip_limits: ip_limits::Behaviour,
+    /// Denies connections over [`Config`]'s other limits.
     pub connection_limits: connection_limits::Behaviour,
     /// Exchanges protocol and agent versions, listen addresses and observed addresses.
     pub identify: identify::Behaviour,
@@ -183,6 +206,7 @@ impl Behaviour {
     pub fn new(keypair: &Keypair, config: &Config) -> Self {
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established_per_peer(Some(config.max_established_per_peer))
+            .with_max_established_incoming(Some(config.max_established_incoming))
             .with_max_established(Some(config.max_established))
             .with_max_pending_incoming(Some(config.max_pending_incoming))
             .with_max_pending_outgoing(Some(config.max_pending_outgoing));
@@ -195,6 +219,7 @@ impl Behaviour {
             .with_interval(config.ping_interval)
             .with_timeout(config.ping_timeout);
         Behaviour {
+            ip_limits: ip_limits::Behaviour::new(config.max_inbound_per_ip),
             connection_limits: connection_limits::Behaviour::new(limits),
             identify: identify::Behaviour::new(identify),
             ping: ping::Behaviour::new(ping),
@@ -217,6 +242,48 @@ impl Behaviour {
                 config.retrieval_max_concurrent_streams,
             ),
         }
+    }
+}
+
+/// The connection limit that denied a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    /// [`Config::max_inbound_per_ip`].
+    InboundPerIp,
+    /// [`Config::max_established_per_peer`].
+    EstablishedPerPeer,
+    /// [`Config::max_established_incoming`].
+    EstablishedIncoming,
+    /// Outbound connections established (not capped by [`Config`]).
+    EstablishedOutgoing,
+    /// [`Config::max_established`].
+    EstablishedTotal,
+    /// [`Config::max_pending_incoming`].
+    PendingIncoming,
+    /// [`Config::max_pending_outgoing`].
+    PendingOutgoing,
+}
+
+impl LimitKind {
+    /// Which limit `denied` stands for, if a connection limit denied the connection.
+    /// `connection_limits` does not expose its limit's kind but names it in its message,
+    /// which is read here (a test pins each message).
+    pub fn of(denied: &ConnectionDenied) -> Option<LimitKind> {
+        if denied.downcast_ref::<ip_limits::Exceeded>().is_some() {
+            return Some(LimitKind::InboundPerIp);
+        }
+        let exceeded = denied.downcast_ref::<connection_limits::Exceeded>()?;
+        let text = exceeded.to_string();
+        let kind = [
+            ("pending incoming", LimitKind::PendingIncoming),
+            ("pending outgoing", LimitKind::PendingOutgoing),
+            ("established incoming", LimitKind::EstablishedIncoming),
+            ("established outgoing", LimitKind::EstablishedOutgoing),
+            ("per peer", LimitKind::EstablishedPerPeer),
+        ]
+        .into_iter()
+        .find_map(|(words, kind)| text.contains(words).then_some(kind));
+        Some(kind.unwrap_or(LimitKind::EstablishedTotal))
     }
 }
 

@@ -11,6 +11,7 @@
 //!   per message, a read timeout;
 //! - [`exchange`]: [`Exchange`], the request-response behaviour that also reports requests
 //!   the codec refused;
+//! - [`ip_limits`]: the cap on inbound connections from one remote address;
 //! - [`behaviour`]: the composed [`Behaviour`] (connection limits, identify, ping and the
 //!   paych protocols), its [`Config`] and [`Event`], and [`build_swarm`].
 //!
@@ -20,11 +21,13 @@
 pub mod behaviour;
 pub mod codec;
 pub mod exchange;
+pub mod ip_limits;
 pub mod messages;
 pub mod retrieval;
 
 pub use behaviour::{
-    build_swarm, Behaviour, Config, Event, ReconcileEvent, RetrievalEvent, SwarmError, VoucherEvent,
+    build_swarm, Behaviour, Config, Event, LimitKind, ReconcileEvent, RetrievalEvent, SwarmError,
+    VoucherEvent,
 };
 pub use codec::{Codec, CodecError, ReconcileCodec, RetrievalCodec, VoucherCodec, WireMessage};
 pub use exchange::Exchange;

@@ -12,14 +12,14 @@ use common::*;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, InboundFailure, ProtocolSupport};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::swarm::{DialError, ListenError, SwarmEvent};
 use libp2p::{connection_limits, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use paych_core::crypto;
 use paych_core::reconcile::{self, PayerView, ReconcilePolicy, ReconcileStatus};
 use paych_core::types::{Address, LaneState, SignedVoucher, TokenAmount};
 use paych_protocol::codec::VOUCHER_REQUEST_MAX_BYTES;
 use paych_protocol::{
-    Announce, CodecError, Config, ReconcileRequest, ReconcileResponse, SignedPeerRecord,
+    Announce, CodecError, Config, LimitKind, ReconcileRequest, ReconcileResponse, SignedPeerRecord,
     VoucherRequest, VoucherStatus, VOUCHER_PROTOCOL,
 };
 use tokio::sync::mpsc;
@@ -547,6 +547,159 @@ async fn listener_denies_a_second_connection_from_the_same_peer() {
 
         // The one connection still works.
         honest_payer_is_still_answered(listener_id, &addr).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Dials a listener with `config` from `identities` swarms (all from 127.0.0.1), each
+/// dialling `dials_each` times, and returns the limit named by the listener's first denial.
+async fn first_inbound_denial(config: Config, identities: usize, dials_each: usize) -> LimitKind {
+    let mut listener = new_swarm(&config);
+    let addr = listen(&mut listener).await;
+    let listener_id = *listener.local_peer_id();
+    let mut dialers = Vec::new();
+    for _ in 0..identities {
+        let mut dialer = new_swarm(&Config::default());
+        for _ in 0..dials_each {
+            dialer
+                .dial(
+                    DialOpts::peer_id(listener_id)
+                        .addresses(vec![addr.clone()])
+                        .condition(PeerCondition::Always)
+                        .build(),
+                )
+                .unwrap();
+        }
+        dialers.push(tokio::spawn(async move {
+            loop {
+                dialer.select_next_some().await;
+            }
+        }));
+    }
+    let kind = loop {
+        if let SwarmEvent::IncomingConnectionError {
+            error: ListenError::Denied { cause }, ..
+        } = listener.select_next_some().await
+        {
+            break LimitKind::of(&cause).expect("denied by a connection limit");
+        }
+    };
+    for dialer in dialers {
+        dialer.abort();
+    }
+    kind
+}
+
+#[tokio::test]
+async fn each_connection_limit_that_denies_a_connection_is_named() {
+    timeout(TEST_TIMEOUT, async {
+        let per_ip = Config { max_inbound_per_ip: 1, ..Config::default() };
+        assert_eq!(first_inbound_denial(per_ip, 2, 1).await, LimitKind::InboundPerIp);
+        assert_eq!(first_inbound_denial(one_per_peer(), 1, 2).await, LimitKind::EstablishedPerPeer);
+        let incoming = Config { max_established_incoming: 1, ..Config::default() };
+        assert_eq!(first_inbound_denial(incoming, 2, 1).await, LimitKind::EstablishedIncoming);
+        let total = Config { max_established: 1, ..Config::default() };
+        assert_eq!(first_inbound_denial(total, 2, 1).await, LimitKind::EstablishedTotal);
+        let no_pending = Config { max_pending_incoming: 0, ..Config::default() };
+        assert_eq!(first_inbound_denial(no_pending, 1, 1).await, LimitKind::PendingIncoming);
+
+        let mut dialer = new_swarm(&Config { max_pending_outgoing: 0, ..Config::default() });
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+        match dialer.dial(addr) {
+            Err(DialError::Denied { cause }) => {
+                assert_eq!(LimitKind::of(&cause), Some(LimitKind::PendingOutgoing))
+            }
+            other => panic!("the dial was not denied: {other:?}"),
+        }
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn listener_denies_connections_from_one_address_beyond_its_cap_whatever_the_identities() {
+    timeout(TEST_TIMEOUT, async {
+        let mut listener = new_swarm(&Config { max_inbound_per_ip: 2, ..Config::default() });
+        let addr = listen(&mut listener).await;
+        let listener_id = *listener.local_peer_id();
+        let mut seen =
+            spawn_responder(listener, accept_signed_by(address(&key(1))), refuse_reconcile());
+
+        // Two identities from 127.0.0.1 hold a connection each: the address is full.
+        let mut holders = Vec::new();
+        for _ in 0..2 {
+            let mut holder = new_swarm(&Config::default());
+            holder.dial(addr.clone()).unwrap();
+            loop {
+                if let SwarmEvent::ConnectionEstablished { .. } = holder.select_next_some().await {
+                    break;
+                }
+            }
+            holders.push(tokio::spawn(async move {
+                loop {
+                    holder.select_next_some().await;
+                }
+            }));
+        }
+        // A third identity from the same address is turned away.
+        let mut third = new_swarm(&Config::default());
+        let request = VoucherRequest::new(signed_voucher(&key(1), channel(), 3, 1, 42));
+        let refused = request_voucher(&mut third, listener_id, &addr, request).await;
+        assert!(refused.is_err(), "{refused:?}");
+        let denied = loop {
+            match seen.recv().await.expect("listener running") {
+                Seen::IncomingDeniedPerIp(limit) => break limit,
+                Seen::Voucher(..) => panic!("the third identity was answered"),
+                _ => {}
+            }
+        };
+        assert_eq!(denied, 2);
+
+        // Once a holder leaves, its slot is free again.
+        holders.pop().unwrap().abort();
+        let request = VoucherRequest::new(signed_voucher(&key(1), channel(), 3, 1, 42));
+        let answered = loop {
+            let mut again = new_swarm(&Config::default());
+            // The listener may not have seen the holder's connection close yet.
+            if let Ok(response) =
+                request_voucher(&mut again, listener_id, &addr, request.clone()).await
+            {
+                break response;
+            }
+        };
+        assert_eq!(answered.status(), Some(VoucherStatus::Accepted));
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn a_peer_that_connects_and_does_nothing_is_disconnected_after_the_idle_timeout() {
+    timeout(TEST_TIMEOUT, async {
+        let config =
+            Config { idle_connection_timeout: Duration::from_secs(1), ..Config::default() };
+        let mut listener = new_swarm(&config);
+        let addr = listen(&mut listener).await;
+        // The idle peer would keep the connection for a minute; the listener does not.
+        let mut idle = new_swarm(&Config::default());
+        idle.dial(addr).unwrap();
+        let idle_loop = tokio::spawn(async move {
+            loop {
+                idle.select_next_some().await;
+            }
+        });
+        let mut established = false;
+        loop {
+            match listener.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => established = true,
+                SwarmEvent::ConnectionClosed { .. } => break,
+                _ => {}
+            }
+        }
+        assert!(established);
+        assert_eq!(listener.network_info().connection_counters().num_established(), 0);
+        idle_loop.abort();
     })
     .await
     .expect("test timed out");

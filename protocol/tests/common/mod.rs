@@ -11,8 +11,8 @@ use libp2p::{connection_limits, Multiaddr, PeerId, Swarm};
 use paych_core::crypto::{self, SecretKey};
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
 use paych_protocol::{
-    build_swarm, Behaviour, Config, Event, ReconcileRequest, ReconcileResponse, VoucherRequest,
-    VoucherResponse,
+    build_swarm, ip_limits, Behaviour, Config, Event, ReconcileRequest, ReconcileResponse,
+    VoucherRequest, VoucherResponse,
 };
 use tokio::sync::mpsc;
 
@@ -70,6 +70,8 @@ pub enum Seen {
     ReconcileInboundFailure(PeerId, InboundFailure),
     /// An inbound connection failed; the connection limit it exceeded, if that was why.
     IncomingDenied(Option<u32>),
+    /// An inbound connection was denied for its address; the cap.
+    IncomingDeniedPerIp(u32),
     /// A connection was established; the number of connections with that peer.
     Established(PeerId, u32),
 }
@@ -112,6 +114,14 @@ pub fn spawn_responder(
                 SwarmEvent::Behaviour(Event::Reconcile(
                     request_response::Event::InboundFailure { peer, error, .. },
                 )) => Seen::ReconcileInboundFailure(peer, error),
+                SwarmEvent::IncomingConnectionError {
+                    error: ListenError::Denied { cause },
+                    ..
+                } if cause.downcast_ref::<ip_limits::Exceeded>().is_some() => {
+                    Seen::IncomingDeniedPerIp(
+                        cause.downcast_ref::<ip_limits::Exceeded>().map_or(0, |e| e.limit),
+                    )
+                }
                 SwarmEvent::IncomingConnectionError { error, .. } => {
                     Seen::IncomingDenied(match error {
                         ListenError::Denied { cause } => cause

@@ -1,0 +1,231 @@
+//! Connection limits seen from outside, over real TCP on loopback: one host with many
+//! identities cannot take the slots honest payers need.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::{atto, idle_connection_from, node, party, Party, DEADLINE};
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::crypto;
+use paych_core::types::Address;
+use paych_node::daemon::{Daemon, DaemonOptions, RepoConfig};
+use paych_node::metrics::Metrics;
+use paych_node::network::NetworkConfig;
+use paych_protocol::ip_limits::{DEFAULT_MAX_INBOUND_PER_IP, MAX_PENDING_INBOUND_PER_IP};
+use paych_protocol::{VoucherRequest, VoucherStatus};
+
+/// Identities the attacking host makes: more than the node's connections in total.
+const ATTACKERS: usize = 300;
+/// Connections the attacker opens at once.
+const ATTACK_CONCURRENCY: usize = 16;
+/// TCP connections that never start their handshake: more than the node upgrades at once.
+const STALLED: usize = 40;
+
+/// A devnet with a payer, a payee and a channel from one to the other.
+async fn paying_pair() -> (Devnet, Party, Party, Address) {
+    let devnet = Devnet::new(DevnetConfig {
+        block_time: Some(Duration::from_millis(5)),
+        ..DevnetConfig::default()
+    })
+    .unwrap();
+    devnet.start_mining();
+    let payer = party(&devnet, 10).await;
+    let payee = party(&devnet, 0).await;
+    let handle = payer.manager.create(payer.addr, payee.addr, atto(1000), atto(0)).await.unwrap();
+    let channel = tokio::time::timeout(
+        DEADLINE,
+        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    (devnet, payer, payee, channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
+    let (_devnet, payer, payee, channel) = paying_pair().await;
+    let metrics = Arc::new(Metrics::new());
+    let config = NetworkConfig { metrics: metrics.clone(), ..NetworkConfig::default() };
+    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config).await;
+
+    // The attacking host, 127.0.0.2: a fresh identity per connection, each connection held
+    // open and never used.
+    let attacker = IpAddr::from([127, 0, 0, 2]);
+    let target = payee_addrs[0].clone();
+    let held: Vec<_> = tokio::time::timeout(
+        DEADLINE,
+        futures::stream::iter(0..ATTACKERS)
+            .map(|_| idle_connection_from(attacker, &target))
+            .buffer_unordered(ATTACK_CONCURRENCY)
+            .filter_map(|connection| async move { connection.ok() })
+            .collect(),
+    )
+    .await
+    .expect("the attack timed out");
+    // An honest payer on another address (127.0.0.1) connects and is paid for.
+    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
+    let voucher =
+        payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
+    let response = tokio::time::timeout(
+        DEADLINE,
+        payer_net.send_voucher(payee_peer, payee_addrs.clone(), VoucherRequest::new(voucher)),
+    )
+    .await
+    .expect("the voucher exchange timed out")
+    .expect("the honest payer could not reach the payee");
+    assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
+    // The attacking host got its cap of connections, no more; every other attempt was
+    // refused and counted (the payee's loop handled those refusals before the payment).
+    assert_eq!(held.len(), DEFAULT_MAX_INBOUND_PER_IP as usize);
+    let refused = ATTACKERS - held.len();
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(
+            "paych_refusals_total{{reason=\"connections_per_ip\"}} {refused}\n"
+        )),
+        "{text}"
+    );
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_reason() {
+    let (_devnet, payer, payee, channel) = paying_pair().await;
+    let metrics = Arc::new(Metrics::new());
+    let closed = NetworkConfig {
+        max_inbound_per_peer: 0,
+        metrics: metrics.clone(),
+        ..NetworkConfig::default()
+    };
+    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, closed).await;
+    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
+    let send = |voucher| {
+        let (payer_net, addrs) = (payer_net.clone(), payee_addrs.clone());
+        async move {
+            tokio::time::timeout(
+                DEADLINE,
+                payer_net.send_voucher(payee_peer, addrs, VoucherRequest::new(voucher)),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+        }
+    };
+
+    let voucher =
+        payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
+    let response = send(voucher.clone()).await;
+    assert_eq!(response.status(), Some(VoucherStatus::RateLimited), "{response:?}");
+    let text = metrics.encode();
+    assert!(text.contains("paych_refusals_total{reason=\"voucher_rate_limited\"} 1\n"), "{text}");
+
+    // A payee that takes requests refuses a voucher signed by a stranger, and counts it.
+    let metrics = Arc::new(Metrics::new());
+    let open = NetworkConfig { metrics: metrics.clone(), ..NetworkConfig::default() };
+    let (_open_net, open_peer, open_addrs) = node(&payee.manager, open).await;
+    let mut forged = voucher;
+    let stranger = crypto::generate_secret_key().unwrap();
+    forged.signature = Some(crypto::sign(&stranger, &forged.signing_bytes().unwrap()));
+    let response = tokio::time::timeout(
+        DEADLINE,
+        payer_net.send_voucher(open_peer, open_addrs, VoucherRequest::new(forged)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
+    let text = metrics.encode();
+    assert!(text.contains("paych_refusals_total{reason=\"voucher_refused\"} 1\n"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_their_handshake_cannot_fill_the_pending_slots() {
+    let (_devnet, payer, payee, channel) = paying_pair().await;
+    let metrics = Arc::new(Metrics::new());
+    let config = NetworkConfig { metrics: metrics.clone(), ..NetworkConfig::default() };
+    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config).await;
+    let port = payee_addrs[0]
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+
+    // 127.0.0.2 opens more TCP connections than the node upgrades at once (32), and never
+    // starts the handshake on any of them.
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((IpAddr::from([127, 0, 0, 2]), 0).into()).unwrap();
+        stalled.push(socket.connect(([127, 0, 0, 1], port).into()).await.unwrap());
+    }
+
+    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
+    let voucher =
+        payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
+    let response = tokio::time::timeout(
+        DEADLINE,
+        payer_net.send_voucher(payee_peer, payee_addrs.clone(), VoucherRequest::new(voucher)),
+    )
+    .await
+    .expect("the voucher exchange timed out")
+    .expect("the honest payer could not reach the payee");
+    assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
+    // The address may hold only a few connections in their handshake; the rest are refused.
+    let refused = STALLED - MAX_PENDING_INBOUND_PER_IP as usize;
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(
+            "paych_refusals_total{{reason=\"connections_per_ip\"}} {refused}\n"
+        )),
+        "{text}"
+    );
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_takes_its_per_ip_cap_from_config_toml_and_counts_hits_on_metrics() {
+    let repo = tempfile::tempdir().unwrap();
+    let config = RepoConfig {
+        listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        api: "127.0.0.1:0".parse().unwrap(),
+        max_inbound_connections_per_ip: 1,
+        ..RepoConfig::default()
+    };
+    std::fs::write(repo.path().join("config.toml"), config.to_text()).unwrap();
+    let daemon =
+        Daemon::start(DaemonOptions { repo: repo.path().to_owned(), ..DaemonOptions::default() })
+            .await
+            .unwrap();
+    let target = daemon.listen_addrs()[0].clone();
+    let host = IpAddr::from([127, 0, 0, 2]);
+
+    let first = idle_connection_from(host, &target).await;
+    assert!(first.is_ok(), "{:?}", first.err());
+    let second = idle_connection_from(host, &target).await;
+    assert!(second.is_err(), "a second connection from the address got in");
+
+    // The denial reaches /metrics once the daemon's network loop has counted it.
+    let url = format!("http://{}/metrics", daemon.api_addr());
+    let expected = "paych_refusals_total{reason=\"connections_per_ip\"} 1\n";
+    let counted = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+            if text.contains(expected) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "{expected:?} never appeared on /metrics");
+    drop(first);
+    daemon.shutdown().await.unwrap();
+}
