@@ -233,3 +233,20 @@ pub fn signed_by(mut sv: SignedVoucher, key: &SecretKey) -> SignedVoucher {
 pub fn params(sv: SignedVoucher) -> UpdateChannelStateParams {
     UpdateChannelStateParams { sv, secret: Vec::new() }
 }
+
+/// The other form of a valid secp256k1 signature: `s` replaced by `n − s` and the recovery
+/// id's low bit flipped, as a signer that does not normalise s could produce. The FVM
+/// normalises it back and recovers the same key.
+pub fn high_s_twin(signature: &Signature) -> Signature {
+    let mut bytes = signature.bytes.clone();
+    let s = SecretKey::from_slice(&bytes[32..64]).unwrap();
+    bytes[32..64].copy_from_slice(&s.negate().secret_bytes());
+    bytes[64] ^= 1;
+    Signature::new_secp256k1(bytes)
+}
+
+/// `sv` with its signature replaced by the signature's high-s twin.
+pub fn with_high_s(mut sv: SignedVoucher) -> SignedVoucher {
+    sv.signature = sv.signature.as_ref().map(high_s_twin);
+    sv
+}
