@@ -60,8 +60,57 @@ pub trait ActorEnv {
         signer: &Address,
         data: &[u8],
     ) -> Result<(), String>;
-    /// Makes the voucher's `extra` call; `Err` carries the callee's non-zero exit code.
-    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExitCode>;
+    /// Makes the voucher's `extra` call (from the channel, with no value); `Err` says how it
+    /// failed. The actor turns that into its own exit code with
+    /// [`ExtraCallFailure::exit_code`].
+    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure>;
+}
+
+/// How a voucher's `extra` call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ExtraCallFailure {
+    /// No actor has the callee's address and none is created for it (an ID or actor address
+    /// without an actor): the send itself fails, the callee never runs.
+    #[error("the callee does not exist")]
+    CalleeMissing,
+    /// The callee ran and exited with this non-zero code.
+    #[error("the callee exited with {0}")]
+    Exited(ExitCode),
+}
+
+impl ExtraCallFailure {
+    /// The exit code the payment-channel actor fails with, as the built-in actors' runtime
+    /// maps a failed send (`extract_send_result`): a missing callee is `USR_UNSPECIFIED`
+    /// (23); a callee's system exit code (below 16) is not passed through — 4, 9 and 11
+    /// (illegal instruction, illegal exit code, missing return) become `USR_UNSPECIFIED`
+    /// (23), the others `USR_ASSERTION_FAILED` (24) (`ActorError::checked`); a user exit code
+    /// is passed through.
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            ExtraCallFailure::CalleeMissing => ExitCode::USR_UNSPECIFIED,
+            ExtraCallFailure::Exited(code) => match code {
+                ExitCode::SYS_ILLEGAL_INSTRUCTION
+                | ExitCode::SYS_ILLEGAL_EXIT_CODE
+                | ExitCode::SYS_MISSING_RETURN => ExitCode::USR_UNSPECIFIED,
+                code if code.is_system_error() => ExitCode::USR_ASSERTION_FAILED,
+                code => code,
+            },
+        }
+    }
+
+    /// How the `extra` call failed, from the exit code of the same call dry-run as a
+    /// top-level message (`StateCall`): `None` on success. At top level the FVM reports a
+    /// receiver that does not exist as `SYS_INVALID_RECEIVER` (5) — a code a callee that ran
+    /// cannot exit with — so that code is a missing callee; any other is the callee's own.
+    pub fn from_dry_run(exit_code: ExitCode) -> Option<Self> {
+        if exit_code.is_success() {
+            None
+        } else if exit_code == ExitCode::SYS_INVALID_RECEIVER {
+            Some(ExtraCallFailure::CalleeMissing)
+        } else {
+            Some(ExtraCallFailure::Exited(exit_code))
+        }
+    }
 }
 
 /// A payment channel's state with its lanes, as the actor sees it while it runs.
@@ -172,8 +221,8 @@ pub enum ActorError {
     #[error("incorrect secret")]
     IncorrectSecret,
     /// The voucher's `extra` call failed.
-    #[error("spend voucher verification failed: extra call exited with {0}")]
-    ExtraCallFailed(ExitCode),
+    #[error("spend voucher verification failed: {0}")]
+    ExtraCallFailed(ExtraCallFailure),
     /// A lane number above 2^63 − 1.
     #[error("maximum lane ID is 2^63-1, got {0}")]
     LaneTooLarge(u64),
@@ -241,7 +290,7 @@ impl ActorError {
             UpdateAfterSettled { .. } => ERR_CHANNEL_STATE_UPDATE_AFTER_SETTLED,
             AlreadySettling => ExitCode::USR_ILLEGAL_STATE,
             Serialization(_) => ExitCode::USR_SERIALIZATION,
-            ExtraCallFailed(code) => *code,
+            ExtraCallFailed(failure) => failure.exit_code(),
             PartyNotFound(_)
             | MissingSignature
             | SecretTooLong(_)

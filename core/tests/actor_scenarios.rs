@@ -8,7 +8,8 @@ mod common;
 use common::{atto, params, signed_by, Party, Setup, CHANNEL_ID, MINER_ID, OTHER_CHANNEL_ID};
 use fvm_shared::bigint::BigInt;
 use paych_core::actor::{
-    collect, construct, settle, update_channel_state, ActorError, ChannelState, Payout, Redemption,
+    collect, construct, settle, update_channel_state, ActorError, ChannelState, ExtraCallFailure,
+    Payout, Redemption,
 };
 use paych_core::crypto;
 use paych_core::types::{
@@ -669,7 +670,7 @@ fn negative_amount_is_refused_with_exit_16() {
 #[test]
 fn incorrect_secret_is_refused_with_exit_16_before_the_extra_call() {
     let mut s = Setup::new(100);
-    s.env.extra_result = Err(ExitCode::new(42));
+    s.env.extra_result = Err(ExtraCallFailure::Exited(ExitCode::new(42)));
     let mut state = s.channel();
     let sv = SignedVoucher {
         secret_hash: crypto::blake2b_256(b"the secret").to_vec(),
@@ -689,16 +690,58 @@ fn incorrect_secret_is_refused_with_exit_16_before_the_extra_call() {
 fn extra_call_failure_aborts_with_the_callee_exit_code() {
     for code in [17, 42, 0x1000] {
         let mut s = Setup::new(100);
-        s.env.extra_result = Err(ExitCode::new(code));
+        s.env.extra_result = Err(ExtraCallFailure::Exited(ExitCode::new(code)));
         let mut state = two_lanes(&s);
         let extra = ModVerifyParams { actor: Address::new_id(MINER_ID), method: 9, data: vec![3] };
         // A stale nonce too: the extra call comes first.
         let sv = SignedVoucher { extra: Some(extra.clone()), ..s.voucher(1, 1, 10) };
         let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-        assert!(matches!(err, ActorError::ExtraCallFailed(c) if c.value() == code), "{err}");
+        assert!(
+            matches!(err, ActorError::ExtraCallFailed(ExtraCallFailure::Exited(c)) if c.value() == code),
+            "{err}"
+        );
         assert_exit(&err, code);
         assert_eq!(*s.env.extra_calls.borrow(), vec![extra]);
     }
+}
+
+/// Refuses a voucher whose `extra` call fails as `failure`; answers the exit code.
+fn extra_failure_exit(failure: ExtraCallFailure) -> u32 {
+    let mut s = Setup::new(100);
+    s.env.extra_result = Err(failure);
+    let mut state = two_lanes(&s);
+    let extra = ModVerifyParams { actor: Address::new_id(MINER_ID), method: 9, data: vec![] };
+    let sv = SignedVoucher { extra: Some(extra), ..s.voucher(3, 1, 10) };
+    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
+    assert_eq!(err, ActorError::ExtraCallFailed(failure));
+    err.exit_code().value()
+}
+
+#[test]
+fn extra_callee_exiting_with_illegal_instruction_illegal_exit_code_or_missing_return_fails_with_exit_23(
+) {
+    for code in [4, 9, 11] {
+        assert_eq!(extra_failure_exit(ExtraCallFailure::Exited(ExitCode::new(code))), 23, "{code}");
+    }
+}
+
+#[test]
+fn extra_callee_exiting_with_any_other_system_code_fails_with_exit_24() {
+    for code in [1, 2, 3, 5, 6, 7, 8, 10, 12, 13, 14, 15] {
+        assert_eq!(extra_failure_exit(ExtraCallFailure::Exited(ExitCode::new(code))), 24, "{code}");
+    }
+}
+
+#[test]
+fn extra_callee_exiting_with_a_user_code_passes_it_through() {
+    for code in [16, 18, 22, 23, 24, 32, 255, 0x1000] {
+        assert_eq!(extra_failure_exit(ExtraCallFailure::Exited(ExitCode::new(code))), code);
+    }
+}
+
+#[test]
+fn missing_extra_callee_fails_with_exit_23() {
+    assert_eq!(extra_failure_exit(ExtraCallFailure::CalleeMissing), 23);
 }
 
 #[test]

@@ -7,11 +7,66 @@ mod common;
 mod harness;
 
 use common::{high_s_twin, with_high_s};
-use harness::{atto, within, Net, DEADLINE};
-use paych_core::chain::Chain;
+use harness::{atto, within, Net, Node, DEADLINE};
+use paych_core::chain::{Chain, Receipt};
 use paych_core::crypto;
-use paych_core::manager::AddOutcome;
-use paych_core::types::{Message, SignedMessage, TokenAmount, METHOD_SEND};
+use paych_core::manager::{AddOutcome, ManagerError, VoucherSpec};
+use paych_core::types::{
+    paych_method, Address, Message, ModVerifyParams, SignedMessage, SignedVoucher, TokenAmount,
+    UpdateChannelStateParams, METHOD_SEND,
+};
+use paych_core::wallet::Wallet;
+
+/// A payer and a payee on a devnet that mines by itself, with a channel of 1000 attoFIL
+/// between them and a lane for the payer's vouchers.
+async fn payer_and_payee() -> (Net, Node, Node, Address, u64) {
+    let net = Net::new();
+    let payer = net.node(10).await;
+    let payee = net.node(10).await;
+    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let lane = payer.m().allocate_lane(&ch).await.unwrap();
+    (net, payer, payee, ch, lane)
+}
+
+/// The payer's voucher for `amount` on `lane` with an `extra` call.
+async fn voucher_with_extra(
+    payer: &Node,
+    ch: &Address,
+    lane: u64,
+    amount: u64,
+    extra: ModVerifyParams,
+) -> SignedVoucher {
+    let spec = VoucherSpec { amount: atto(amount), extra: Some(extra), ..VoucherSpec::default() };
+    payer.m().voucher_create_with(ch, lane, spec).await.unwrap().voucher.unwrap()
+}
+
+/// Submits `voucher` to the channel in a message of the payee's own making (past the
+/// payee's validation), and answers its receipt.
+async fn submit_raw(payee: &Node, ch: &Address, voucher: SignedVoucher) -> Receipt {
+    let params = UpdateChannelStateParams { sv: voucher, secret: Vec::new() };
+    let params = fvm_ipld_encoding::to_vec(&params).unwrap();
+    let nonce = payee.net.next_nonce(&payee.addr).await.unwrap();
+    let message = Message::new(
+        payee.addr,
+        *ch,
+        nonce,
+        TokenAmount::default(),
+        paych_method::UPDATE_CHANNEL_STATE,
+        params,
+    );
+    let message = payee.net.estimate_gas(message).await.unwrap();
+    let signature = payee.wallet.sign(&payee.addr, &message.cid().unwrap().to_bytes()).unwrap();
+    let cid = payee.net.push(&SignedMessage { message, signature }).await.unwrap();
+    within("the submit to land", payee.net.wait(&cid, 0, DEADLINE)).await.unwrap().receipt
+}
+
+/// The actor exit code the payee's validation refused `voucher` with.
+async fn refused_with(payee: &Node, ch: &Address, voucher: &SignedVoucher) -> u32 {
+    match payee.m().voucher_add(ch, voucher, atto(0)).await {
+        Err(ManagerError::InvalidVoucher(e)) => e.exit_code().value(),
+        other => panic!("the payee must refuse the voucher, got {other:?}"),
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // High-s signatures
@@ -59,4 +114,44 @@ async fn devnet_accepts_a_message_with_a_high_s_signature() {
     let landed = net.devnet.wait(&cid, 0, DEADLINE).await.unwrap();
     assert!(landed.receipt.is_ok());
     assert_eq!(net.devnet.actor(&to).await.unwrap().unwrap().balance, atto(5));
+}
+
+// ---------------------------------------------------------------------------------------
+// The `extra` call's exit code
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_extra_callee_fails_the_voucher_with_exit_23_at_the_payee_and_on_chain() {
+    let (_net, payer, payee, ch, lane) = payer_and_payee().await;
+    let missing = [Address::new_id(4242), Address::new_actor(b"no such actor")];
+    for (i, actor) in missing.into_iter().enumerate() {
+        let extra = ModVerifyParams { actor, method: METHOD_SEND, data: Vec::new() };
+        let voucher = voucher_with_extra(&payer, &ch, lane, 100 * (i as u64 + 1), extra).await;
+        assert_eq!(refused_with(&payee, &ch, &voucher).await, 23, "callee {actor}");
+        assert_eq!(submit_raw(&payee, &ch, voucher).await.exit_code.value(), 23, "callee {actor}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extra_callee_user_exit_code_is_passed_through_at_the_payee_and_on_chain() {
+    let (_net, payer, payee, ch, lane) = payer_and_payee().await;
+    // An account actor does not handle method 5.
+    let extra = ModVerifyParams { actor: payer.addr, method: 5, data: Vec::new() };
+    let voucher = voucher_with_extra(&payer, &ch, lane, 100, extra).await;
+    assert_eq!(refused_with(&payee, &ch, &voucher).await, 22);
+    assert_eq!(submit_raw(&payee, &ch, voucher).await.exit_code.value(), 22);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extra_send_to_a_key_address_without_an_actor_creates_its_account_and_redeems() {
+    let (net, payer, payee, ch, lane) = payer_and_payee().await;
+    let newcomer = harness::stranger_address();
+    let extra = ModVerifyParams { actor: newcomer, method: METHOD_SEND, data: Vec::new() };
+    let voucher = voucher_with_extra(&payer, &ch, lane, 100, extra).await;
+    let outcome = payee.m().voucher_add(&ch, &voucher, atto(100)).await.unwrap();
+    assert_eq!(outcome, AddOutcome::Accepted { delta: atto(100) });
+
+    let receipt = submit_raw(&payee, &ch, voucher).await;
+    assert!(receipt.is_ok(), "exit {}", receipt.exit_code);
+    assert_eq!(net.devnet.channel(&ch).await.unwrap().state.to_send, atto(100));
+    assert!(net.devnet.actor(&newcomer).await.unwrap().is_some(), "its account exists");
 }

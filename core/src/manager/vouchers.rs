@@ -5,15 +5,15 @@ use std::collections::HashMap;
 use cid::Cid;
 
 use super::{funds, ChannelCache, LaneTip, ManagerError, PaymentChannelManager, Result};
-use crate::actor::{self, AccountLookup, ActorEnv, ChannelState, Redemption};
+use crate::actor::{self, AccountLookup, ActorEnv, ChannelState, ExtraCallFailure, Redemption};
 use crate::chain::ChannelOnChain;
 use crate::crypto;
 use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, VoucherOrigin, VoucherRecord, Write,
 };
 use crate::types::{
-    paych_method, ActorID, Address, ChainEpoch, ExitCode, Message, ModVerifyParams, Signature,
-    SignedVoucher, TokenAmount, UpdateChannelStateParams, MAX_LANE,
+    paych_method, ActorID, Address, ChainEpoch, Message, ModVerifyParams, Signature, SignedVoucher,
+    TokenAmount, UpdateChannelStateParams, MAX_LANE,
 };
 
 /// What `voucher_create` answers: a voucher, or the shortfall that prevented it.
@@ -69,7 +69,8 @@ struct Validation {
     receiver: Address,
     ids: HashMap<Address, ActorID>,
     keys: HashMap<Address, Address>,
-    extra: Option<Result<(), ExitCode>>,
+    /// How the dry run of the voucher's `extra` call ended.
+    extra: Option<Result<(), ExtraCallFailure>>,
 }
 
 impl ActorEnv for Validation {
@@ -100,7 +101,7 @@ impl ActorEnv for Validation {
         let key = self.keys.get(signer).ok_or_else(|| format!("no key known for {signer}"))?;
         crypto::verify(signature, key, data).map_err(|e| e.to_string())
     }
-    fn call_extra(&self, _extra: &ModVerifyParams) -> Result<(), ExitCode> {
+    fn call_extra(&self, _extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
         self.extra.unwrap_or(Ok(()))
     }
 }
@@ -350,7 +351,7 @@ impl PaymentChannelManager {
                     extra.data.clone(),
                 );
                 let receipt = chain.call(&probe).await?;
-                Some(if receipt.is_ok() { Ok(()) } else { Err(receipt.exit_code) })
+                Some(ExtraCallFailure::from_dry_run(receipt.exit_code).map_or(Ok(()), Err))
             }
             None => None,
         };

@@ -7,11 +7,11 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use paych_core::actor::{AccountLookup, ActorEnv, ChannelState};
+use paych_core::actor::{AccountLookup, ActorEnv, ChannelState, ExtraCallFailure};
 use paych_core::crypto::{self, SecretKey};
 use paych_core::types::{
-    ActorID, Address, ChainEpoch, ExitCode, ModVerifyParams, Protocol, Signature, SignedVoucher,
-    TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID,
+    ActorID, Address, ChainEpoch, ModVerifyParams, Protocol, Signature, SignedVoucher, TokenAmount,
+    UpdateChannelStateParams, INIT_ACTOR_ID,
 };
 
 /// The payer's ID.
@@ -48,7 +48,7 @@ pub struct TestEnv {
     /// The actors by ID.
     pub actors: BTreeMap<ActorID, Actor>,
     /// What the voucher's `extra` call returns.
-    pub extra_result: Result<(), ExitCode>,
+    pub extra_result: Result<(), ExtraCallFailure>,
     /// The `extra` calls made so far.
     pub extra_calls: RefCell<Vec<ModVerifyParams>>,
 }
@@ -154,7 +154,7 @@ impl ActorEnv for TestEnv {
         crypto::verify(signature, &key, data).map_err(|e| e.to_string())
     }
 
-    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExitCode> {
+    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
         self.extra_calls.borrow_mut().push(extra.clone());
         self.extra_result
     }

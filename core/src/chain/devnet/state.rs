@@ -13,7 +13,7 @@ use fvm_ipld_amt::Amt;
 use fvm_ipld_blockstore::Blockstore;
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{self, AccountLookup, ActorEnv, ActorError, ChannelState};
+use crate::actor::{self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure};
 use crate::chain::{ActorInfo, ActorKind, ChainError, ChannelOnChain, Receipt};
 use crate::crypto;
 use crate::types::{
@@ -488,6 +488,7 @@ impl State {
             balance: TokenAmount::default(),
             caller: Address::new_id(INIT_ACTOR_ID),
             receiver: Address::new_id(id),
+            created: RefCell::default(),
         };
         let channel = actor::construct(&env, &ctor).map_err(|e| e.exit_code())?;
         let head = self.store_channel(&channel).map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
@@ -517,6 +518,7 @@ impl State {
             balance: entry.balance.clone(),
             caller: Address::new_id(sender),
             receiver: Address::new_id(channel),
+            created: RefCell::default(),
         };
         let code = |e: ActorError| e.exit_code();
         match method {
@@ -524,6 +526,9 @@ impl State {
                 let params: UpdateChannelStateParams =
                     decode::decode(params).map_err(|_| ExitCode::USR_SERIALIZATION)?;
                 actor::update_channel_state(&mut state, &env, &params).map_err(code)?;
+                for addr in env.created.take() {
+                    self.tree.resolve_or_create(&addr);
+                }
             }
             paych_method::SETTLE => {
                 actor::settle(&mut state, &env).map_err(code)?;
@@ -585,6 +590,9 @@ struct Env<'a> {
     balance: TokenAmount,
     caller: Address,
     receiver: Address,
+    /// Key addresses the `extra` call sent to without an actor: their accounts exist once
+    /// the call succeeds.
+    created: RefCell<Vec<Address>>,
 }
 
 impl ActorEnv for Env<'_> {
@@ -632,11 +640,20 @@ impl ActorEnv for Env<'_> {
         crypto::verify(signature, &key, data).map_err(|e| e.to_string())
     }
 
-    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExitCode> {
-        match self.tree.entry(&extra.actor) {
-            None => Err(ExitCode::SYS_INVALID_RECEIVER),
-            Some(_) if extra.method == METHOD_SEND => Ok(()),
-            Some(_) => Err(ExitCode::USR_UNHANDLED_MESSAGE),
+    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
+        if self.tree.entry(&extra.actor).is_none() {
+            // As in the FVM, a send to a key address without an actor creates its account;
+            // to any other address without an actor it fails before a callee runs.
+            if !matches!(extra.actor.protocol(), Protocol::Secp256k1 | Protocol::BLS) {
+                return Err(ExtraCallFailure::CalleeMissing);
+            }
+            self.created.borrow_mut().push(extra.actor);
+        }
+        // The devnet's callees handle plain sends only.
+        if extra.method == METHOD_SEND {
+            Ok(())
+        } else {
+            Err(ExtraCallFailure::Exited(ExitCode::USR_UNHANDLED_MESSAGE))
         }
     }
 }
