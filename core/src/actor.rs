@@ -268,6 +268,15 @@ pub enum ActorError {
     /// `Settle` on a channel that is already settling.
     #[error("channel already settling")]
     AlreadySettling,
+    /// `Collect` on a channel whose balance does not cover `to_send` (or whose `to_send` is
+    /// negative): the send of `to_send` to `to` fails, so nothing is paid.
+    #[error("cannot collect: to_send {to_send} is not payable from balance {balance}")]
+    CollectUnpayable {
+        /// What the payee is owed.
+        to_send: TokenAmount,
+        /// The channel's balance.
+        balance: TokenAmount,
+    },
     /// `Collect` before the channel has settled.
     #[error("payment channel not settling or settled (settling_at {settling_at}, now {epoch})")]
     NotSettled {
@@ -289,6 +298,13 @@ impl ActorError {
             NotSettled { .. } => ExitCode::USR_FORBIDDEN,
             UpdateAfterSettled { .. } => ERR_CHANNEL_STATE_UPDATE_AFTER_SETTLED,
             AlreadySettling => ExitCode::USR_ILLEGAL_STATE,
+            // The runtime's mapping of the failed send: the FVM refuses a transfer above the
+            // balance with `InsufficientFunds` (→ 19) and a negative one with
+            // `IllegalArgument` (→ 24, "unexpected error").
+            CollectUnpayable { to_send, .. } if to_send.is_negative() => {
+                ExitCode::USR_ASSERTION_FAILED
+            }
+            CollectUnpayable { .. } => ExitCode::USR_INSUFFICIENT_FUNDS,
             Serialization(_) => ExitCode::USR_SERIALIZATION,
             ExtraCallFailed(failure) => failure.exit_code(),
             PartyNotFound(_)
@@ -506,6 +522,10 @@ pub fn settle(
 
 /// `Collect`: after settlement, pays `to_send` to `to` and the rest of the balance to
 /// `from`. The caller then deletes the actor.
+///
+/// The actor sends `to_send` to `to` first; when the balance cannot cover it (or it is
+/// negative) that send fails and so does `Collect` — nothing is paid to anyone, and `from`
+/// is never paid a negative amount.
 pub fn collect(state: &ChannelState, env: &(impl ActorEnv + ?Sized)) -> Result<Payout, ActorError> {
     check_caller_is_party(state, env)?;
     let epoch = env.epoch();
@@ -513,6 +533,9 @@ pub fn collect(state: &ChannelState, env: &(impl ActorEnv + ?Sized)) -> Result<P
         return Err(ActorError::NotSettled { epoch, settling_at: state.settling_at });
     }
     let balance = env.balance();
+    if state.to_send.is_negative() || state.to_send > balance {
+        return Err(ActorError::CollectUnpayable { to_send: state.to_send.clone(), balance });
+    }
     let to = state.to_send.clone();
     let from = balance - &to;
     Ok(Payout { to, from })

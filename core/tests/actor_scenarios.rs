@@ -1043,6 +1043,31 @@ fn collect_by_a_stranger_is_forbidden_with_exit_18() {
     assert_exit(&err, 18);
 }
 
+#[test]
+fn collect_with_a_balance_below_to_send_pays_nothing_and_fails_with_exit_19() {
+    let mut s = Setup::new(100);
+    let state = settling(&s);
+    s.env.epoch = state.settling_at;
+    s.env.balance = atto(29);
+    let err = collect(&state, &s.env).unwrap_err();
+    assert_eq!(err, ActorError::CollectUnpayable { to_send: atto(30), balance: atto(29) });
+    assert_exit(&err, 19);
+    // A balance of exactly to_send pays it all to the payee.
+    s.env.balance = atto(30);
+    assert_eq!(collect(&state, &s.env).unwrap(), Payout { to: atto(30), from: atto(0) });
+}
+
+#[test]
+fn collect_with_a_negative_to_send_pays_nothing_and_fails_with_exit_24() {
+    let mut s = Setup::new(100);
+    let mut state = settling(&s);
+    s.env.epoch = state.settling_at;
+    state.to_send = TokenAmount::from_atto(-1);
+    let err = collect(&state, &s.env).unwrap_err();
+    assert!(matches!(err, ActorError::CollectUnpayable { .. }), "{err}");
+    assert_exit(&err, 24);
+}
+
 // ---------------------------------------------------------------------------------------
 // A whole life
 

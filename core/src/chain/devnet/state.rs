@@ -657,3 +657,52 @@ impl ActorEnv for Env<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn key_address(seed: u8) -> Address {
+        let secret = crypto::secret_key(&[seed; 32]).unwrap();
+        crypto::secp_address(&crypto::public_key(&secret))
+    }
+
+    /// A settled channel owing `to_send` to its payee while holding only `balance` — a
+    /// state no message sequence reaches, made by hand to see what `Collect` does with it.
+    fn settled_channel(state: &mut State, to_send: u64, balance: u64) -> (ActorID, ActorID) {
+        let from = state.credit(&key_address(1), &TokenAmount::from_whole(1)).unwrap();
+        let to = state.credit(&key_address(2), &TokenAmount::from_whole(1)).unwrap();
+        let mut channel = ChannelState::new(Address::new_id(from), Address::new_id(to));
+        channel.to_send = TokenAmount::from_atto(to_send);
+        channel.settling_at = 5;
+        let head = state.store_channel(&channel).unwrap();
+        let id = state.tree.next_id;
+        state.tree.next_id += 1;
+        let mut entry = ActorEntry::new(ActorKind::PaymentChannel, "paymentchannel");
+        entry.head = Some(head);
+        entry.balance = TokenAmount::from_atto(balance);
+        state.tree.actors.insert(id, entry);
+        state.epoch = 10;
+        (to, id)
+    }
+
+    #[test]
+    fn collect_of_a_channel_holding_less_than_to_send_fails_with_exit_19_and_pays_nothing() {
+        let mut state = State::genesis();
+        let (payee, channel) = settled_channel(&mut state, 100, 60);
+        let before = state.tree.clone();
+        let collect = Message::new(
+            Address::new_id(payee),
+            Address::new_id(channel),
+            0,
+            TokenAmount::default(),
+            paych_method::COLLECT,
+            Vec::new(),
+        );
+        let (exit_code, _) = state.apply(payee, &collect);
+        assert_eq!(exit_code, ExitCode::USR_INSUFFICIENT_FUNDS);
+        assert_eq!(state.tree, before, "nothing paid, the channel still there");
+    }
+}
