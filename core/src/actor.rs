@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 
 use fvm_shared::address::Address;
 use fvm_shared::clock::ChainEpoch;
-use fvm_shared::crypto::signature::Signature;
 use fvm_shared::econ::TokenAmount;
 use fvm_shared::error::ExitCode;
 use fvm_shared::ActorID;
@@ -52,11 +51,13 @@ pub trait ActorEnv {
     /// Resolves `addr` to an account actor (creating one for an unknown key address, as
     /// the chain does when funds are sent to it).
     fn resolve_account(&self, addr: &Address) -> AccountLookup;
-    /// Checks `signature` over `data` against `signer` (an ID address, resolved to its key
-    /// address by the environment). The error says why it failed.
+    /// Checks the signature bytes `signature` over `data` as the account of `signer` (an ID
+    /// address, resolved to its key address by the environment) authenticates them
+    /// (`AuthenticateMessage`): as a signature of the key's own kind — the type a voucher's
+    /// signature names plays no part. The error says why it failed.
     fn verify_signature(
         &self,
-        signature: &Signature,
+        signature: &[u8],
         signer: &Address,
         data: &[u8],
     ) -> Result<(), String>;
@@ -403,7 +404,8 @@ pub fn update_channel_state(
         return Err(ActorError::SecretTooLong(params.secret.len()));
     }
     let signing_bytes = sv.signing_bytes().map_err(|e| ActorError::Serialization(e.to_string()))?;
-    env.verify_signature(signature, &signer, &signing_bytes)
+    // The actor hands the signer's account only the signature's bytes.
+    env.verify_signature(&signature.bytes, &signer, &signing_bytes)
         .map_err(ActorError::InvalidSignature)?;
 
     let receiver = env.receiver();

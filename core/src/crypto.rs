@@ -181,6 +181,17 @@ pub fn verify(signature: &Signature, signer: &Address, data: &[u8]) -> Result<()
     Ok(())
 }
 
+/// Checks signature bytes over `data` as the account actor of the f1 address `signer`
+/// authenticates them (`AuthenticateMessage`, which a payment channel asks to check a
+/// voucher): as a secp256k1 signature, whatever type the signature was labelled with.
+pub fn verify_as_account(
+    signature: &[u8],
+    signer: &Address,
+    data: &[u8],
+) -> Result<(), CryptoError> {
+    verify(&Signature::new_secp256k1(signature.to_vec()), signer, data)
+}
+
 /// Signs a message: the signature is over the bytes of the message's CID.
 pub fn sign_message(secret: &SecretKey, message: Message) -> Result<SignedMessage, CryptoError> {
     let cid = message.cid()?;

@@ -13,7 +13,9 @@ mod common;
 
 use common::{atto, high_s_twin, params, signed_by, Setup, MINER_ID};
 use paych_core::actor::{collect, settle, update_channel_state, ExtraCallFailure, Payout};
-use paych_core::types::{Address, ExitCode, ModVerifyParams, Signature, TokenAmount};
+use paych_core::types::{
+    Address, ExitCode, ModVerifyParams, Signature, SignatureType, TokenAmount,
+};
 
 /// The form of the voucher's signature.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +28,8 @@ enum Sig {
     HighSSameRecoveryId,
     /// The recovery id byte replaced.
     RecoveryId(u8),
+    /// A valid secp256k1 signature whose type byte says BLS.
+    LabelledBls,
 }
 
 /// How the voucher's `extra` call goes; `None`: the voucher has none.
@@ -93,6 +97,13 @@ fn cases() -> Vec<Case> {
             call: update(Sig::RecoveryId(4), None),
             chain: Exit(16),
             why: "RecoveryId::try_from refuses it: AuthenticateMessage fails with 16",
+        },
+        Case {
+            name: "a secp256k1 signature labelled BLS redeems",
+            call: update(Sig::LabelledBls, None),
+            chain: redeemed(),
+            why: "UpdateChannelState hands AuthenticateMessage the signature's bytes only; the \
+                  account checks them as a signature of its own key's kind",
         },
         Case {
             name: "a successful extra call redeems",
@@ -171,6 +182,9 @@ fn with_sig(signature: &Signature, sig: Sig) -> Signature {
             let mut twin = high_s_twin(signature);
             twin.bytes[64] ^= 1;
             twin
+        }
+        Sig::LabelledBls => {
+            Signature { sig_type: SignatureType::BLS, bytes: signature.bytes.clone() }
         }
         Sig::RecoveryId(v) => {
             let mut bytes = signature.bytes.clone();

@@ -12,8 +12,8 @@ use paych_core::chain::{Chain, Receipt};
 use paych_core::crypto;
 use paych_core::manager::{AddOutcome, ManagerError, VoucherSpec};
 use paych_core::types::{
-    paych_method, Address, Message, ModVerifyParams, SignedMessage, SignedVoucher, TokenAmount,
-    UpdateChannelStateParams, METHOD_SEND,
+    paych_method, Address, Message, ModVerifyParams, Signature, SignatureType, SignedMessage,
+    SignedVoucher, TokenAmount, UpdateChannelStateParams, METHOD_SEND,
 };
 use paych_core::wallet::Wallet;
 
@@ -95,6 +95,23 @@ async fn payee_accepts_and_the_devnet_redeems_a_high_s_voucher() {
     let landed = within("the submit to land", net.devnet.wait(&cid, 0, DEADLINE)).await.unwrap();
     assert!(landed.receipt.is_ok(), "exit {}", landed.receipt.exit_code);
     assert_eq!(net.devnet.channel(&ch).await.unwrap().state.to_send, atto(600));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_accepts_and_the_devnet_redeems_a_voucher_whose_secp_signature_is_labelled_bls() {
+    let (net, payer, payee, ch, lane) = payer_and_payee().await;
+    let mut voucher =
+        payer.m().voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
+    let bytes = voucher.signature.take().unwrap().bytes;
+    voucher.signature = Some(Signature { sig_type: SignatureType::BLS, bytes });
+    // It travels as its CBOR does.
+    let voucher = SignedVoucher::from_base64url(&voucher.to_base64url().unwrap()).unwrap();
+
+    let outcome = payee.m().voucher_add(&ch, &voucher, atto(300)).await.unwrap();
+    assert_eq!(outcome, AddOutcome::Accepted { delta: atto(300) });
+    let receipt = submit_raw(&payee, &ch, voucher).await;
+    assert!(receipt.is_ok(), "exit {}", receipt.exit_code);
+    assert_eq!(net.devnet.channel(&ch).await.unwrap().state.to_send, atto(300));
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, VoucherOrigin, VoucherRecord, Write,
 };
 use crate::types::{
-    paych_method, ActorID, Address, ChainEpoch, Message, ModVerifyParams, Signature, SignedVoucher,
+    paych_method, ActorID, Address, ChainEpoch, Message, ModVerifyParams, SignedVoucher,
     TokenAmount, UpdateChannelStateParams, MAX_LANE,
 };
 
@@ -94,12 +94,12 @@ impl ActorEnv for Validation {
     }
     fn verify_signature(
         &self,
-        signature: &Signature,
+        signature: &[u8],
         signer: &Address,
         data: &[u8],
     ) -> Result<(), String> {
         let key = self.keys.get(signer).ok_or_else(|| format!("no key known for {signer}"))?;
-        crypto::verify(signature, key, data).map_err(|e| e.to_string())
+        crypto::verify_as_account(signature, key, data).map_err(|e| e.to_string())
     }
     fn call_extra(&self, _extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
         self.extra.unwrap_or(Ok(()))
@@ -509,7 +509,7 @@ impl PaymentChannelManager {
             .signature
             .as_ref()
             .ok_or(ManagerError::InvalidVoucher(actor::ActorError::MissingSignature))?;
-        crypto::verify(signature, &key, &voucher.signing_bytes()?).map_err(|e| {
+        crypto::verify_as_account(&signature.bytes, &key, &voucher.signing_bytes()?).map_err(|e| {
             ManagerError::InvalidVoucher(actor::ActorError::InvalidSignature(e.to_string()))
         })
     }

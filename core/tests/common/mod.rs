@@ -140,7 +140,7 @@ impl ActorEnv for TestEnv {
 
     fn verify_signature(
         &self,
-        signature: &Signature,
+        signature: &[u8],
         signer: &Address,
         data: &[u8],
     ) -> Result<(), String> {
@@ -151,7 +151,7 @@ impl ActorEnv for TestEnv {
             },
             Err(_) => *signer,
         };
-        crypto::verify(signature, &key, data).map_err(|e| e.to_string())
+        crypto::verify_as_account(signature, &key, data).map_err(|e| e.to_string())
     }
 
     fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {

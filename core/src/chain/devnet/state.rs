@@ -18,9 +18,8 @@ use crate::chain::{ActorInfo, ActorKind, ChainError, ChannelOnChain, Receipt};
 use crate::crypto;
 use crate::types::{
     cid_of, decode, paych_method, ActorID, Address, ChainEpoch, ConstructorParams, ExecParams,
-    ExecReturn, ExitCode, LaneState, Message, ModVerifyParams, PaychState, Protocol, Signature,
-    SignedMessage, TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID, INIT_EXEC_METHOD,
-    METHOD_SEND,
+    ExecReturn, ExitCode, LaneState, Message, ModVerifyParams, PaychState, Protocol, SignedMessage,
+    TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID, INIT_EXEC_METHOD, METHOD_SEND,
 };
 
 /// The network version the devnet reports; it names the actor code CIDs.
@@ -628,7 +627,7 @@ impl ActorEnv for Env<'_> {
 
     fn verify_signature(
         &self,
-        signature: &Signature,
+        signature: &[u8],
         signer: &Address,
         data: &[u8],
     ) -> Result<(), String> {
@@ -637,7 +636,7 @@ impl ActorEnv for Env<'_> {
             .entry(signer)
             .and_then(|e| e.key)
             .ok_or_else(|| format!("signer {signer} has no key"))?;
-        crypto::verify(signature, &key, data).map_err(|e| e.to_string())
+        crypto::verify_as_account(signature, &key, data).map_err(|e| e.to_string())
     }
 
     fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
