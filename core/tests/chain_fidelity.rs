@@ -172,3 +172,16 @@ async fn an_extra_send_to_a_key_address_without_an_actor_creates_its_account_and
     assert_eq!(net.devnet.channel(&ch).await.unwrap().state.to_send, atto(100));
     assert!(net.devnet.actor(&newcomer).await.unwrap().is_some(), "its account exists");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_dry_runs_the_extra_call_as_the_channel_makes_it_not_as_itself() {
+    let (net, payer, payee, ch, lane) = payer_and_payee().await;
+    // Settle succeeds when the payee calls it, but the actor makes the extra call from the
+    // channel, which is no party to itself: on chain the voucher cannot be redeemed.
+    let extra = ModVerifyParams { actor: ch, method: paych_method::SETTLE, data: Vec::new() };
+    let voucher = voucher_with_extra(&payer, &ch, lane, 100, extra).await;
+    assert_eq!(refused_with(&payee, &ch, &voucher).await, 18);
+    assert!(!submit_raw(&payee, &ch, voucher).await.is_ok());
+    let channel = net.devnet.channel(&ch).await.unwrap().state;
+    assert_eq!((channel.to_send, channel.settling_at), (atto(0), 0));
+}

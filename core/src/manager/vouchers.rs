@@ -342,8 +342,9 @@ impl PaymentChannelManager {
         }
         let extra = match &voucher.extra {
             Some(extra) => {
+                // The actor makes the call itself: the callee sees the channel as its caller.
                 let probe = Message::new(
-                    keys.get(&on_chain.state.to).copied().unwrap_or(on_chain.state.to),
+                    receiver,
                     extra.actor,
                     0,
                     TokenAmount::default(),
