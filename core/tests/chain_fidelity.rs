@@ -8,12 +8,13 @@ mod harness;
 
 use common::{high_s_twin, with_high_s};
 use harness::{atto, within, Net, Node, DEADLINE};
-use paych_core::chain::{Chain, Receipt};
+use paych_core::chain::{ActorKind, Chain, Receipt};
 use paych_core::crypto;
 use paych_core::manager::{AddOutcome, ManagerError, VoucherSpec};
 use paych_core::types::{
-    paych_method, Address, Message, ModVerifyParams, Signature, SignatureType, SignedMessage,
-    SignedVoucher, TokenAmount, UpdateChannelStateParams, METHOD_SEND,
+    paych_method, Address, ConstructorParams, ExecParams, Message, ModVerifyParams, Signature,
+    SignatureType, SignedMessage, SignedVoucher, TokenAmount, UpdateChannelStateParams,
+    INIT_ACTOR_ID, INIT_EXEC_METHOD, METHOD_SEND,
 };
 use paych_core::wallet::Wallet;
 
@@ -184,4 +185,28 @@ async fn payee_dry_runs_the_extra_call_as_the_channel_makes_it_not_as_itself() {
     assert!(!submit_raw(&payee, &ch, voucher).await.is_ok());
     let channel = net.devnet.channel(&ch).await.unwrap().state;
     assert_eq!((channel.to_send, channel.settling_at), (atto(0), 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_makes_the_extra_call_as_the_payee_dry_ran_it() {
+    let (net, payer, payee, ch, lane) = payer_and_payee().await;
+    // The Init actor lets any caller create a payment channel: the channel may.
+    let code = net.devnet.actor_code(ActorKind::PaymentChannel).await.unwrap();
+    let ctor = ConstructorParams { from: payer.addr, to: payee.addr };
+    let exec = ExecParams {
+        code_cid: code,
+        constructor_params: fvm_ipld_encoding::to_vec(&ctor).unwrap(),
+    };
+    let extra = ModVerifyParams {
+        actor: Address::new_id(INIT_ACTOR_ID),
+        method: INIT_EXEC_METHOD,
+        data: fvm_ipld_encoding::to_vec(&exec).unwrap(),
+    };
+    let voucher = voucher_with_extra(&payer, &ch, lane, 100, extra).await;
+    let outcome = payee.m().voucher_add(&ch, &voucher, atto(100)).await.unwrap();
+    assert_eq!(outcome, AddOutcome::Accepted { delta: atto(100) });
+
+    let receipt = submit_raw(&payee, &ch, voucher).await;
+    assert!(receipt.is_ok(), "exit {}", receipt.exit_code);
+    assert_eq!(net.devnet.channel(&ch).await.unwrap().state.to_send, atto(100));
 }

@@ -481,15 +481,17 @@ impl State {
                 self.tree.resolve_or_create(party);
             }
         }
+        let epoch = self.epoch;
         let env = Env {
-            tree: &self.tree,
-            epoch: self.epoch,
+            state: RefCell::new(&mut *self),
+            epoch,
             balance: TokenAmount::default(),
             caller: Address::new_id(INIT_ACTOR_ID),
             receiver: Address::new_id(id),
-            created: RefCell::default(),
         };
-        let channel = actor::construct(&env, &ctor).map_err(|e| e.exit_code())?;
+        let channel = actor::construct(&env, &ctor).map_err(|e| e.exit_code());
+        drop(env);
+        let channel = channel?;
         let head = self.store_channel(&channel).map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
         let mut entry = ActorEntry::new(ActorKind::PaymentChannel, "paymentchannel");
         entry.robust = Some(robust);
@@ -511,41 +513,41 @@ impl State {
         let entry = self.tree.actors.get(&channel).ok_or(ExitCode::SYS_INVALID_RECEIVER)?;
         let head = entry.head.ok_or(ExitCode::USR_ILLEGAL_STATE)?;
         let mut state = self.load_channel(&head).map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
+        let (epoch, balance) = (self.epoch, entry.balance.clone());
         let env = Env {
-            tree: &self.tree,
-            epoch: self.epoch,
-            balance: entry.balance.clone(),
+            state: RefCell::new(&mut *self),
+            epoch,
+            balance,
             caller: Address::new_id(sender),
             receiver: Address::new_id(channel),
-            created: RefCell::default(),
         };
         let code = |e: ActorError| e.exit_code();
-        match method {
+        let payout = match method {
             paych_method::UPDATE_CHANNEL_STATE => {
                 let params: UpdateChannelStateParams =
                     decode::decode(params).map_err(|_| ExitCode::USR_SERIALIZATION)?;
                 actor::update_channel_state(&mut state, &env, &params).map_err(code)?;
-                for addr in env.created.take() {
-                    self.tree.resolve_or_create(&addr);
-                }
+                None
             }
             paych_method::SETTLE => {
                 actor::settle(&mut state, &env).map_err(code)?;
+                None
             }
-            paych_method::COLLECT => {
-                let payout = actor::collect(&state, &env).map_err(code)?;
-                let to = state.to.id().map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
-                let from = state.from.id().map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
-                self.tree.transfer(channel, to, &payout.to)?;
-                self.tree.transfer(channel, from, &payout.from)?;
-                if let Some(removed) = self.tree.actors.remove(&channel) {
-                    if let Some(robust) = removed.robust {
-                        self.tree.ids.remove(&robust);
-                    }
-                }
-                return Ok(Vec::new());
-            }
+            paych_method::COLLECT => Some(actor::collect(&state, &env).map_err(code)?),
             _ => return Err(ExitCode::USR_UNHANDLED_MESSAGE),
+        };
+        drop(env);
+        if let Some(payout) = payout {
+            let to = state.to.id().map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
+            let from = state.from.id().map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
+            self.tree.transfer(channel, to, &payout.to)?;
+            self.tree.transfer(channel, from, &payout.from)?;
+            if let Some(removed) = self.tree.actors.remove(&channel) {
+                if let Some(robust) = removed.robust {
+                    self.tree.ids.remove(&robust);
+                }
+            }
+            return Ok(Vec::new());
         }
         let head = self.store_channel(&state).map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
         if let Some(entry) = self.tree.actors.get_mut(&channel) {
@@ -582,16 +584,14 @@ fn rejected(message: String) -> ChainError {
     ChainError::Rejected { exit_code: None, message }
 }
 
-/// What the payment-channel actor sees while the devnet runs it.
+/// What the payment-channel actor sees while the devnet runs it: the devnet's state, which
+/// the voucher's `extra` call may change (it runs as a message from the channel would).
 struct Env<'a> {
-    tree: &'a Tree,
+    state: RefCell<&'a mut State>,
     epoch: ChainEpoch,
     balance: TokenAmount,
     caller: Address,
     receiver: Address,
-    /// Key addresses the `extra` call sent to without an actor: their accounts exist once
-    /// the call succeeds.
-    created: RefCell<Vec<Address>>,
 }
 
 impl ActorEnv for Env<'_> {
@@ -612,13 +612,14 @@ impl ActorEnv for Env<'_> {
     }
 
     fn resolve_address(&self, addr: &Address) -> Option<ActorID> {
-        self.tree.resolve(addr)
+        self.state.borrow().tree.resolve(addr)
     }
 
     fn resolve_account(&self, addr: &Address) -> AccountLookup {
-        match self.tree.resolve(addr) {
+        let state = self.state.borrow();
+        match state.tree.resolve(addr) {
             None => AccountLookup::NotFound,
-            Some(id) => match self.tree.actors.get(&id) {
+            Some(id) => match state.tree.actors.get(&id) {
                 Some(a) if a.kind == ActorKind::Account => AccountLookup::Account(id),
                 _ => AccountLookup::NotAccount(id),
             },
@@ -632,6 +633,8 @@ impl ActorEnv for Env<'_> {
         data: &[u8],
     ) -> Result<(), String> {
         let key = self
+            .state
+            .borrow()
             .tree
             .entry(signer)
             .and_then(|e| e.key)
@@ -639,21 +642,23 @@ impl ActorEnv for Env<'_> {
         crypto::verify_as_account(signature, &key, data).map_err(|e| e.to_string())
     }
 
+    /// The call runs through the devnet's own dispatch, as a message from the channel with
+    /// no value: a callee the devnet cannot find fails as [`ExtraCallFailure::CalleeMissing`],
+    /// a key address gets its account; a successful call's changes stay (a failed redemption
+    /// rolls back everything). Its exit code is read exactly as a payee reads the `StateCall`
+    /// dry run of the same call.
     fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
-        if self.tree.entry(&extra.actor).is_none() {
-            // As in the FVM, a send to a key address without an actor creates its account;
-            // to any other address without an actor it fails before a callee runs.
-            if !matches!(extra.actor.protocol(), Protocol::Secp256k1 | Protocol::BLS) {
-                return Err(ExtraCallFailure::CalleeMissing);
-            }
-            self.created.borrow_mut().push(extra.actor);
-        }
-        // The devnet's callees handle plain sends only.
-        if extra.method == METHOD_SEND {
-            Ok(())
-        } else {
-            Err(ExtraCallFailure::Exited(ExitCode::USR_UNHANDLED_MESSAGE))
-        }
+        let channel = self.receiver.id().map_err(|_| ExtraCallFailure::CalleeMissing)?;
+        let call = Message::new(
+            self.receiver,
+            extra.actor,
+            0,
+            TokenAmount::default(),
+            extra.method,
+            extra.data.clone(),
+        );
+        let (exit_code, _) = self.state.borrow_mut().apply(channel, &call);
+        ExtraCallFailure::from_dry_run(exit_code).map_or(Ok(()), Err)
     }
 }
 
