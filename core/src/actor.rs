@@ -542,3 +542,34 @@ pub fn collect(state: &ChannelState, env: &(impl ActorEnv + ?Sized)) -> Result<P
     let from = balance - &to;
     Ok(Payout { to, from })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exit code a voucher fails with when the `StateCall` dry run of its `extra` call
+    /// ended with `code` (`None`: it redeems).
+    fn after_dry_run(code: u32) -> Option<u32> {
+        ExtraCallFailure::from_dry_run(ExitCode::new(code)).map(|f| f.exit_code().value())
+    }
+
+    #[test]
+    fn a_dry_run_of_the_extra_call_maps_to_the_code_the_chain_fails_the_voucher_with() {
+        assert_eq!(after_dry_run(0), None);
+        // At top level a missing receiver is SYS_INVALID_RECEIVER: a missing callee.
+        assert_eq!(
+            ExtraCallFailure::from_dry_run(ExitCode::SYS_INVALID_RECEIVER),
+            Some(ExtraCallFailure::CalleeMissing)
+        );
+        assert_eq!(after_dry_run(5), Some(23));
+        for code in [4, 9, 11] {
+            assert_eq!(after_dry_run(code), Some(23), "{code}");
+        }
+        for code in [1, 2, 3, 6, 7, 8, 10, 12, 13, 14, 15] {
+            assert_eq!(after_dry_run(code), Some(24), "{code}");
+        }
+        for code in [16, 17, 18, 19, 20, 21, 22, 23, 24, 32, 0x1000, u32::MAX] {
+            assert_eq!(after_dry_run(code), Some(code), "{code}");
+        }
+    }
+}
