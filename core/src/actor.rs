@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use fvm_shared::address::Address;
+use fvm_shared::address::{Address, Protocol};
 use fvm_shared::clock::ChainEpoch;
 use fvm_shared::econ::TokenAmount;
 use fvm_shared::error::ExitCode;
@@ -25,12 +25,13 @@ use crate::types::{
 /// Exit code of an `UpdateChannelState` after the channel has settled.
 pub const ERR_CHANNEL_STATE_UPDATE_AFTER_SETTLED: ExitCode = ExitCode::new(32);
 
-/// What an address resolves to, for the constructor's account check.
+/// What an address resolves to, for the constructor's parties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountLookup {
     /// An account actor with this ID.
     Account(ActorID),
-    /// An actor with this ID that is not an account (it cannot sign vouchers).
+    /// An actor with this ID that is not an account. The constructor accepts it, as the
+    /// chain does: any actor able to answer `AuthenticateMessage` can sign vouchers.
     NotAccount(ActorID),
     /// No actor has this address.
     NotFound,
@@ -156,12 +157,12 @@ pub enum ActorError {
     /// The constructor was not called by the Init actor.
     #[error("the constructor must be called by the Init actor, not {0}")]
     ConstructorCallerNotInit(Address),
-    /// A constructor party has no actor.
+    /// A constructor party has no actor and none is created for it. The exit code follows
+    /// the built-in actors' `resolve_to_actor_id`: an ID address without an actor is
+    /// `USR_NOT_FOUND` (17); for any other address the zero send meant to create its actor
+    /// fails with `ErrorNumber::NotFound`, which the runtime maps to `USR_UNSPECIFIED` (23).
     #[error("no actor for address {0}")]
     PartyNotFound(Address),
-    /// A constructor party is not an account actor.
-    #[error("{0} must be an account actor")]
-    PartyNotAccount(Address),
     /// The caller is neither `from` nor `to`.
     #[error("caller {caller} is not a party of the channel")]
     CallerNotParty {
@@ -293,9 +294,9 @@ impl ActorError {
     pub fn exit_code(&self) -> ExitCode {
         use ActorError::*;
         match self {
-            ConstructorCallerNotInit(_) | PartyNotAccount(_) | CallerNotParty { .. } => {
-                ExitCode::USR_FORBIDDEN
-            }
+            ConstructorCallerNotInit(_) | CallerNotParty { .. } => ExitCode::USR_FORBIDDEN,
+            PartyNotFound(addr) if addr.protocol() == Protocol::ID => ExitCode::USR_NOT_FOUND,
+            PartyNotFound(_) => ExitCode::USR_UNSPECIFIED,
             NotSettled { .. } => ExitCode::USR_FORBIDDEN,
             UpdateAfterSettled { .. } => ERR_CHANNEL_STATE_UPDATE_AFTER_SETTLED,
             AlreadySettling => ExitCode::USR_ILLEGAL_STATE,
@@ -308,8 +309,7 @@ impl ActorError {
             CollectUnpayable { .. } => ExitCode::USR_INSUFFICIENT_FUNDS,
             Serialization(_) => ExitCode::USR_SERIALIZATION,
             ExtraCallFailed(failure) => failure.exit_code(),
-            PartyNotFound(_)
-            | MissingSignature
+            MissingSignature
             | SecretTooLong(_)
             | InvalidSignature(_)
             | UnresolvableChannel(_)
@@ -350,7 +350,10 @@ pub struct Payout {
     pub from: TokenAmount,
 }
 
-/// The constructor: resolves both parties to account actors and creates an empty channel.
+/// The constructor: resolves both parties (the payee first) to the IDs of existing actors —
+/// creating the account of a key address that has none — and creates an empty channel. As
+/// on the chain since the built-in actors moved to `resolve_to_actor_id`, a party may be an
+/// actor of any kind.
 pub fn construct(
     env: &(impl ActorEnv + ?Sized),
     params: &ConstructorParams,
@@ -366,8 +369,7 @@ pub fn construct(
 
 fn resolve_party(env: &(impl ActorEnv + ?Sized), addr: &Address) -> Result<Address, ActorError> {
     match env.resolve_account(addr) {
-        AccountLookup::Account(id) => Ok(Address::new_id(id)),
-        AccountLookup::NotAccount(_) => Err(ActorError::PartyNotAccount(*addr)),
+        AccountLookup::Account(id) | AccountLookup::NotAccount(id) => Ok(Address::new_id(id)),
         AccountLookup::NotFound => Err(ActorError::PartyNotFound(*addr)),
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Each row is a call whose result on the Filecoin chain was read from the source of the
 //! built-in actors and the FVM — the payment-channel actor (`actors/paych/src/lib.rs`), the
-//! account actor's `AuthenticateMessage`, the runtime's `extract_send_result`,
+//! account actor's `AuthenticateMessage`, the runtime's `resolve_to_actor_id`,
+//! `extract_send_result`,
 //! `ActorError::checked` and `From<SendError>` (`runtime/src/builtin/shared.rs`,
 //! `runtime/src/actor_error.rs`), and `fvm_shared`'s `recover_secp_public_key` — and is
 //! written next to the row. `core::actor` must give the same result: a redemption's delta,
@@ -12,9 +13,12 @@
 mod common;
 
 use common::{atto, high_s_twin, params, signed_by, Setup, MINER_ID};
-use paych_core::actor::{collect, settle, update_channel_state, ExtraCallFailure, Payout};
+use paych_core::actor::{
+    collect, construct, settle, update_channel_state, ExtraCallFailure, Payout,
+};
 use paych_core::types::{
-    Address, ExitCode, ModVerifyParams, Signature, SignatureType, TokenAmount,
+    Address, ConstructorParams, ExitCode, ModVerifyParams, Signature, SignatureType, TokenAmount,
+    INIT_ACTOR_ID,
 };
 
 /// The form of the voucher's signature.
@@ -35,8 +39,25 @@ enum Sig {
 /// How the voucher's `extra` call goes; `None`: the voucher has none.
 type Extra = Option<Result<(), ExtraCallFailure>>;
 
+/// A constructor party.
+#[derive(Debug, Clone, Copy)]
+enum Party {
+    /// The payer's account, by key address.
+    Payer,
+    /// An actor that is not an account (a miner), by ID.
+    Miner,
+    /// A key address with no actor yet.
+    NewKey,
+    /// An ID address with no actor.
+    UnknownId,
+    /// An actor (f2) address with no actor.
+    UnknownRobust,
+}
+
 #[derive(Debug, Clone)]
 enum Call {
+    /// The Init actor constructs a channel from `from` to `to`.
+    Construct { from: Party, to: Party },
     /// The payee redeems a voucher for 10 on a new lane of a channel holding 100.
     Update { sig: Sig, extra: Extra },
     /// A party collects a settled channel owing `to_send` and holding `balance`.
@@ -45,6 +66,8 @@ enum Call {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
+    /// The constructor created the channel.
+    Constructed,
     /// `UpdateChannelState` succeeded and raised `to_send` by this much.
     Redeemed(TokenAmount),
     /// `Collect` paid this out.
@@ -70,9 +93,35 @@ fn update(sig: Sig, extra: Extra) -> Call {
 }
 
 fn cases() -> Vec<Case> {
-    use Outcome::{Exit, Paid, Redeemed};
+    use Outcome::{Constructed, Exit, Paid, Redeemed};
     let redeemed = || Redeemed(atto(10));
     let mut cases = vec![
+        Case {
+            name: "a channel between two accounts is constructed",
+            call: Call::Construct { from: Party::Payer, to: Party::NewKey },
+            chain: Constructed,
+            why: "resolve_to_actor_id creates a new key address's account with a zero send",
+        },
+        Case {
+            name: "a channel to an actor that is not an account is constructed",
+            call: Call::Construct { from: Party::Payer, to: Party::Miner },
+            chain: Constructed,
+            why: "the constructor resolves parties with resolve_to_actor_id, which checks only \
+                  that the actor exists, not its kind",
+        },
+        Case {
+            name: "a party at an ID address without an actor fails with 17",
+            call: Call::Construct { from: Party::Payer, to: Party::UnknownId },
+            chain: Exit(17),
+            why: "an ID address resolves to itself; get_actor_code_cid finds nothing: not_found",
+        },
+        Case {
+            name: "a party at an actor address without an actor fails with 23",
+            call: Call::Construct { from: Party::UnknownRobust, to: Party::Payer },
+            chain: Exit(23),
+            why: "the zero send to create it fails with ErrorNumber::NotFound: From<SendError> \
+                  gives USR_UNSPECIFIED",
+        },
         Case {
             name: "a low-s signature redeems",
             call: update(Sig::LowS, None),
@@ -199,6 +248,21 @@ fn run(call: &Call) -> Outcome {
     let mut s = Setup::new(100);
     let mut state = s.channel();
     match call {
+        Call::Construct { from, to } => {
+            s.env.caller = Address::new_id(INIT_ACTOR_ID);
+            let address = |party: &Party| match party {
+                Party::Payer => s.payer.key_addr,
+                Party::Miner => Address::new_id(MINER_ID),
+                Party::NewKey => common::Party::new(9, 0).key_addr,
+                Party::UnknownId => Address::new_id(4242),
+                Party::UnknownRobust => Address::new_actor(b"nobody"),
+            };
+            let ctor = ConstructorParams { from: address(from), to: address(to) };
+            match construct(&s.env, &ctor) {
+                Ok(_) => Outcome::Constructed,
+                Err(e) => Outcome::Exit(e.exit_code().value()),
+            }
+        }
         Call::Update { sig, extra } => {
             let mut sv = s.voucher(0, 1, 10);
             if let Some(result) = extra {

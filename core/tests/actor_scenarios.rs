@@ -141,33 +141,31 @@ fn construct_checks_the_caller_before_the_parties() {
 }
 
 #[test]
-fn construct_with_a_party_that_has_no_actor_is_refused_with_exit_16() {
+fn construct_with_a_party_that_has_no_actor_fails_with_17_for_an_id_and_23_otherwise() {
     let mut s = Setup::new(0);
     init_env(&mut s);
     let nobody = Address::new_actor(b"nobody");
     let err = construct(&s.env, &construct_params(nobody, s.payee.id)).unwrap_err();
     assert!(matches!(err, ActorError::PartyNotFound(a) if a == nobody), "{err}");
-    assert_exit(&err, 16);
+    assert_exit(&err, 23);
 
     let unknown_id = Address::new_id(4242);
     let err = construct(&s.env, &construct_params(s.payer.id, unknown_id)).unwrap_err();
     assert!(matches!(err, ActorError::PartyNotFound(a) if a == unknown_id), "{err}");
-    assert_exit(&err, 16);
+    assert_exit(&err, 17);
 }
 
 #[test]
-fn construct_with_a_non_account_party_is_forbidden_with_exit_18() {
+fn construct_accepts_a_party_that_is_not_an_account_as_the_chain_does() {
     let mut s = Setup::new(0);
     init_env(&mut s);
     let miner = Address::new_id(MINER_ID);
-    let err = construct(&s.env, &construct_params(s.payer.id, miner)).unwrap_err();
-    assert!(matches!(err, ActorError::PartyNotAccount(a) if a == miner), "{err}");
-    assert_exit(&err, 18);
+    let state = construct(&s.env, &construct_params(s.payer.id, miner)).unwrap();
+    assert_eq!((state.from, state.to), (s.payer.id, miner));
 
-    // The error names the address as given, not its ID.
-    let err = construct(&s.env, &construct_params(s.channel_robust, s.payee.id)).unwrap_err();
-    assert!(matches!(err, ActorError::PartyNotAccount(a) if a == s.channel_robust), "{err}");
-    assert_exit(&err, 18);
+    // A robust address resolves to its actor's ID.
+    let state = construct(&s.env, &construct_params(s.channel_robust, s.payee.id)).unwrap();
+    assert_eq!((state.from, state.to), (Address::new_id(CHANNEL_ID), s.payee.id));
 }
 
 #[test]
@@ -175,15 +173,15 @@ fn construct_resolves_the_payee_before_the_payer() {
     let mut s = Setup::new(0);
     init_env(&mut s);
     let nobody = Address::new_actor(b"nobody");
-    let miner = Address::new_id(MINER_ID);
+    let unknown_id = Address::new_id(4242);
 
-    let err = construct(&s.env, &construct_params(miner, nobody)).unwrap_err();
+    let err = construct(&s.env, &construct_params(unknown_id, nobody)).unwrap_err();
     assert!(matches!(err, ActorError::PartyNotFound(a) if a == nobody), "{err}");
-    assert_exit(&err, 16);
+    assert_exit(&err, 23);
 
-    let err = construct(&s.env, &construct_params(nobody, miner)).unwrap_err();
-    assert!(matches!(err, ActorError::PartyNotAccount(a) if a == miner), "{err}");
-    assert_exit(&err, 18);
+    let err = construct(&s.env, &construct_params(nobody, unknown_id)).unwrap_err();
+    assert!(matches!(err, ActorError::PartyNotFound(a) if a == unknown_id), "{err}");
+    assert_exit(&err, 17);
 }
 
 // ---------------------------------------------------------------------------------------

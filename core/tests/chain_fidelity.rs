@@ -12,8 +12,8 @@ use paych_core::chain::{ActorKind, Chain, Receipt};
 use paych_core::crypto;
 use paych_core::manager::{AddOutcome, ManagerError, VoucherSpec};
 use paych_core::types::{
-    paych_method, Address, ConstructorParams, ExecParams, Message, ModVerifyParams, Signature,
-    SignatureType, SignedMessage, SignedVoucher, TokenAmount, UpdateChannelStateParams,
+    paych_method, Address, ConstructorParams, ExecParams, ExecReturn, Message, ModVerifyParams,
+    Signature, SignatureType, SignedMessage, SignedVoucher, TokenAmount, UpdateChannelStateParams,
     INIT_ACTOR_ID, INIT_EXEC_METHOD, METHOD_SEND,
 };
 use paych_core::wallet::Wallet;
@@ -46,19 +46,23 @@ async fn voucher_with_extra(
 async fn submit_raw(payee: &Node, ch: &Address, voucher: SignedVoucher) -> Receipt {
     let params = UpdateChannelStateParams { sv: voucher, secret: Vec::new() };
     let params = fvm_ipld_encoding::to_vec(&params).unwrap();
-    let nonce = payee.net.next_nonce(&payee.addr).await.unwrap();
-    let message = Message::new(
-        payee.addr,
-        *ch,
-        nonce,
-        TokenAmount::default(),
-        paych_method::UPDATE_CHANNEL_STATE,
-        params,
-    );
-    let message = payee.net.estimate_gas(message).await.unwrap();
-    let signature = payee.wallet.sign(&payee.addr, &message.cid().unwrap().to_bytes()).unwrap();
-    let cid = payee.net.push(&SignedMessage { message, signature }).await.unwrap();
-    within("the submit to land", payee.net.wait(&cid, 0, DEADLINE)).await.unwrap().receipt
+    send_raw(payee, *ch, TokenAmount::default(), paych_method::UPDATE_CHANNEL_STATE, params).await
+}
+
+/// Sends a message of `node`'s making and answers its receipt once it has landed.
+async fn send_raw(
+    node: &Node,
+    to: Address,
+    value: TokenAmount,
+    method: u64,
+    params: Vec<u8>,
+) -> Receipt {
+    let nonce = node.net.next_nonce(&node.addr).await.unwrap();
+    let message = Message::new(node.addr, to, nonce, value, method, params);
+    let message = node.net.estimate_gas(message).await.unwrap();
+    let signature = node.wallet.sign(&node.addr, &message.cid().unwrap().to_bytes()).unwrap();
+    let cid = node.net.push(&SignedMessage { message, signature }).await.unwrap();
+    within("the message to land", node.net.wait(&cid, 0, DEADLINE)).await.unwrap().receipt
 }
 
 /// The actor exit code the payee's validation refused `voucher` with.
@@ -209,4 +213,31 @@ async fn the_devnet_makes_the_extra_call_as_the_payee_dry_ran_it() {
     let receipt = submit_raw(&payee, &ch, voucher).await;
     assert!(receipt.is_ok(), "exit {}", receipt.exit_code);
     assert_eq!(net.devnet.channel(&ch).await.unwrap().state.to_send, atto(100));
+}
+
+// ---------------------------------------------------------------------------------------
+// The constructor's parties
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_constructs_a_channel_to_any_existing_actor_as_the_chain_does() {
+    let (net, payer, _payee, ch, _) = payer_and_payee().await;
+    let code = net.devnet.actor_code(ActorKind::PaymentChannel).await.unwrap();
+    let exec = |to: Address| {
+        let ctor = fvm_ipld_encoding::to_vec(&ConstructorParams { from: payer.addr, to }).unwrap();
+        fvm_ipld_encoding::to_vec(&ExecParams { code_cid: code, constructor_params: ctor }).unwrap()
+    };
+    let init = Address::new_id(INIT_ACTOR_ID);
+    // A payment channel is no account, yet it may be a party.
+    let receipt = send_raw(&payer, init, atto(10), INIT_EXEC_METHOD, exec(ch)).await;
+    assert!(receipt.is_ok(), "exit {}", receipt.exit_code);
+    let created: ExecReturn = paych_core::types::decode::decode(&receipt.return_data).unwrap();
+    let state = net.devnet.channel(&created.robust_address).await.unwrap().state;
+    assert_eq!(state.to, net.devnet.lookup_id(&ch).await.unwrap().unwrap());
+
+    let receipt =
+        send_raw(&payer, init, atto(10), INIT_EXEC_METHOD, exec(Address::new_id(4242))).await;
+    assert_eq!(receipt.exit_code.value(), 17, "an ID address without an actor");
+    let nobody = Address::new_actor(b"nobody");
+    let receipt = send_raw(&payer, init, atto(10), INIT_EXEC_METHOD, exec(nobody)).await;
+    assert_eq!(receipt.exit_code.value(), 23, "an actor address without an actor");
 }

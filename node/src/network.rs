@@ -938,7 +938,6 @@ pub fn actor_status(error: &ActorError) -> VoucherStatus {
         | A::NegativeToSend
         | A::ConstructorCallerNotInit(_)
         | A::PartyNotFound(_)
-        | A::PartyNotAccount(_)
         | A::CallerNotParty { .. } => S::Malformed,
     }
 }
