@@ -78,6 +78,9 @@ pub enum ExtraCallFailure {
     /// The callee ran and exited with this non-zero code.
     #[error("the callee exited with {0}")]
     Exited(ExitCode),
+    /// The call would nest deeper than the chain allows (`ErrorNumber::LimitExceeded`).
+    #[error("calls nest too deep")]
+    CallDepthExceeded,
 }
 
 impl ExtraCallFailure {
@@ -86,10 +89,11 @@ impl ExtraCallFailure {
     /// (23); a callee's system exit code (below 16) is not passed through — 4, 9 and 11
     /// (illegal instruction, illegal exit code, missing return) become `USR_UNSPECIFIED`
     /// (23), the others `USR_ASSERTION_FAILED` (24) (`ActorError::checked`); a user exit code
-    /// is passed through.
+    /// is passed through; calls nested too deep are `USR_ASSERTION_FAILED` (24).
     pub fn exit_code(self) -> ExitCode {
         match self {
             ExtraCallFailure::CalleeMissing => ExitCode::USR_UNSPECIFIED,
+            ExtraCallFailure::CallDepthExceeded => ExitCode::USR_ASSERTION_FAILED,
             ExtraCallFailure::Exited(code) => match code {
                 ExitCode::SYS_ILLEGAL_INSTRUCTION
                 | ExitCode::SYS_ILLEGAL_EXIT_CODE

@@ -166,6 +166,13 @@ fn cases() -> Vec<Case> {
             chain: Exit(23),
             why: "the send fails with ErrorNumber::NotFound: From<SendError> gives USR_UNSPECIFIED",
         },
+        Case {
+            name: "extra calls nested deeper than the chain allows fail with 24",
+            call: update(Sig::LowS, Some(Err(ExtraCallFailure::CallDepthExceeded))),
+            chain: Exit(24),
+            why: "the send fails with ErrorNumber::LimitExceeded: From<SendError> gives \
+                  USR_ASSERTION_FAILED",
+        },
     ];
     for code in [4, 9, 11] {
         cases.push(Case {

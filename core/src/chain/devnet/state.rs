@@ -38,6 +38,10 @@ pub const REWARD_ACTOR_ID: ActorID = 2;
 pub const BURNT_FUNDS_ACTOR_ID: ActorID = 99;
 /// The first ID given to accounts and channels.
 pub const FIRST_USER_ID: ActorID = 100;
+/// How deep `extra` calls may nest (a channel's voucher calling a channel whose voucher calls
+/// another…). The FVM allows 1024 nested calls; the devnet, which recurses on its own stack,
+/// stops sooner, failing the deepest call as the FVM's `LimitExceeded` fails it (24).
+pub const MAX_EXTRA_CALL_DEPTH: u32 = 32;
 /// The bit width of the lane-state AMT.
 pub const LANE_STATES_AMT_BITWIDTH: u32 = 3;
 
@@ -426,7 +430,7 @@ impl State {
     /// charged: this is also the dry run of `StateCall`.
     pub fn apply(&mut self, sender: ActorID, msg: &Message) -> (ExitCode, Vec<u8>) {
         let saved = self.tree.clone();
-        match self.invoke(sender, msg) {
+        match self.invoke(sender, msg, 0) {
             Ok(ret) => (ExitCode::OK, ret),
             Err(code) => {
                 self.tree = saved;
@@ -435,7 +439,9 @@ impl State {
         }
     }
 
-    fn invoke(&mut self, sender: ActorID, msg: &Message) -> Result<Vec<u8>, ExitCode> {
+    /// Runs a message's value transfer and method; `depth` counts the `extra` calls it is
+    /// nested in. A failure leaves partial changes: the caller rolls back.
+    fn invoke(&mut self, sender: ActorID, msg: &Message, depth: u32) -> Result<Vec<u8>, ExitCode> {
         let receiver =
             self.tree.resolve_or_create(&msg.to).ok_or(ExitCode::SYS_INVALID_RECEIVER)?;
         self.tree.transfer(sender, receiver, &msg.value)?;
@@ -449,7 +455,7 @@ impl State {
             (_, METHOD_SEND) => Ok(Vec::new()),
             (ActorKind::Init, INIT_EXEC_METHOD) => self.exec(msg),
             (ActorKind::PaymentChannel, method) => {
-                self.invoke_channel(sender, receiver, method, &msg.params)
+                self.invoke_channel(sender, receiver, method, &msg.params, depth)
             }
             _ => Err(ExitCode::USR_UNHANDLED_MESSAGE),
         }
@@ -488,6 +494,8 @@ impl State {
             balance: TokenAmount::default(),
             caller: Address::new_id(INIT_ACTOR_ID),
             receiver: Address::new_id(id),
+            // The constructor makes no extra call.
+            depth: 0,
         };
         let channel = actor::construct(&env, &ctor).map_err(|e| e.exit_code());
         drop(env);
@@ -509,6 +517,7 @@ impl State {
         channel: ActorID,
         method: u64,
         params: &[u8],
+        depth: u32,
     ) -> Result<Vec<u8>, ExitCode> {
         let entry = self.tree.actors.get(&channel).ok_or(ExitCode::SYS_INVALID_RECEIVER)?;
         let head = entry.head.ok_or(ExitCode::USR_ILLEGAL_STATE)?;
@@ -520,6 +529,7 @@ impl State {
             balance,
             caller: Address::new_id(sender),
             receiver: Address::new_id(channel),
+            depth,
         };
         let code = |e: ActorError| e.exit_code();
         let payout = match method {
@@ -592,6 +602,8 @@ struct Env<'a> {
     balance: TokenAmount,
     caller: Address,
     receiver: Address,
+    /// How many `extra` calls this run is nested in.
+    depth: u32,
 }
 
 impl ActorEnv for Env<'_> {
@@ -648,6 +660,9 @@ impl ActorEnv for Env<'_> {
     /// rolls back everything). Its exit code is read exactly as a payee reads the `StateCall`
     /// dry run of the same call.
     fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
+        if self.depth >= MAX_EXTRA_CALL_DEPTH {
+            return Err(ExtraCallFailure::CallDepthExceeded);
+        }
         let channel = self.receiver.id().map_err(|_| ExtraCallFailure::CalleeMissing)?;
         let call = Message::new(
             self.receiver,
@@ -657,8 +672,12 @@ impl ActorEnv for Env<'_> {
             extra.method,
             extra.data.clone(),
         );
-        let (exit_code, _) = self.state.borrow_mut().apply(channel, &call);
-        ExtraCallFailure::from_dry_run(exit_code).map_or(Ok(()), Err)
+        // No rollback of its own: a failed extra call fails every call it is nested in, and
+        // the message's own rollback undoes it all.
+        match self.state.borrow_mut().invoke(channel, &call, self.depth + 1) {
+            Ok(_) => Ok(()),
+            Err(exit_code) => ExtraCallFailure::from_dry_run(exit_code).map_or(Ok(()), Err),
+        }
     }
 }
 
@@ -667,6 +686,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::crypto::SecretKey;
+    use crate::types::SignedVoucher;
 
     fn key_address(seed: u8) -> Address {
         let secret = crypto::secret_key(&[seed; 32]).unwrap();
@@ -690,6 +711,67 @@ mod tests {
         state.tree.actors.insert(id, entry);
         state.epoch = 10;
         (to, id)
+    }
+
+    /// A channel from `from` to `to` holding nothing, as the constructor leaves it.
+    fn channel_between(state: &mut State, from: ActorID, to: ActorID) -> ActorID {
+        let channel = ChannelState::new(Address::new_id(from), Address::new_id(to));
+        let head = state.store_channel(&channel).unwrap();
+        let id = state.tree.next_id;
+        state.tree.next_id += 1;
+        let mut entry = ActorEntry::new(ActorKind::PaymentChannel, "paymentchannel");
+        entry.head = Some(head);
+        state.tree.actors.insert(id, entry);
+        id
+    }
+
+    /// `UpdateChannelState` parameters of a zero voucher on `channel` signed with `key`.
+    fn zero_voucher(channel: ActorID, key: &SecretKey, extra: Option<ModVerifyParams>) -> Vec<u8> {
+        let mut sv = SignedVoucher::new(Address::new_id(channel), 0, 1, TokenAmount::default());
+        sv.extra = extra;
+        sv.signature = Some(crypto::sign(key, &sv.signing_bytes().unwrap()));
+        fvm_ipld_encoding::to_vec(&UpdateChannelStateParams { sv, secret: Vec::new() }).unwrap()
+    }
+
+    /// `n` channels, each the payee of the next, and a voucher on the first whose extra call
+    /// redeems a voucher on the second, whose extra call redeems one on the third…: the exit
+    /// code of redeeming it.
+    fn redeem_nested(n: usize) -> ExitCode {
+        let mut state = State::genesis();
+        let key = crypto::secret_key(&[1; 32]).unwrap();
+        let payer = state.credit(&key_address(1), &TokenAmount::from_whole(1)).unwrap();
+        let payee = state.credit(&key_address(2), &TokenAmount::from_whole(1)).unwrap();
+        let mut channels = vec![channel_between(&mut state, payer, payee)];
+        while channels.len() < n {
+            let last = channels[channels.len() - 1];
+            channels.push(channel_between(&mut state, payer, last));
+        }
+        let mut params = zero_voucher(channels[n - 1], &key, None);
+        for k in (0..n - 1).rev() {
+            let extra = ModVerifyParams {
+                actor: Address::new_id(channels[k + 1]),
+                method: paych_method::UPDATE_CHANNEL_STATE,
+                data: params,
+            };
+            params = zero_voucher(channels[k], &key, Some(extra));
+        }
+        let redeem = Message::new(
+            Address::new_id(payee),
+            Address::new_id(channels[0]),
+            0,
+            TokenAmount::default(),
+            paych_method::UPDATE_CHANNEL_STATE,
+            params,
+        );
+        state.apply(payee, &redeem).0
+    }
+
+    #[test]
+    fn extra_calls_nest_up_to_the_devnet_depth_and_deeper_fail_with_exit_24() {
+        let depth = MAX_EXTRA_CALL_DEPTH as usize;
+        assert_eq!(redeem_nested(2), ExitCode::OK);
+        assert_eq!(redeem_nested(depth + 1), ExitCode::OK);
+        assert_eq!(redeem_nested(depth + 2), ExitCode::USR_ASSERTION_FAILED);
     }
 
     #[test]
