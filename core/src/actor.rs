@@ -11,9 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use fvm_shared::address::Address;
+use fvm_shared::address::{Address, Protocol};
 use fvm_shared::clock::ChainEpoch;
-use fvm_shared::crypto::signature::Signature;
 use fvm_shared::econ::TokenAmount;
 use fvm_shared::error::ExitCode;
 use fvm_shared::ActorID;
@@ -26,12 +25,13 @@ use crate::types::{
 /// Exit code of an `UpdateChannelState` after the channel has settled.
 pub const ERR_CHANNEL_STATE_UPDATE_AFTER_SETTLED: ExitCode = ExitCode::new(32);
 
-/// What an address resolves to, for the constructor's account check.
+/// What an address resolves to, for the constructor's parties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountLookup {
     /// An account actor with this ID.
     Account(ActorID),
-    /// An actor with this ID that is not an account (it cannot sign vouchers).
+    /// An actor with this ID that is not an account. The constructor accepts it, as the
+    /// chain does: any actor able to answer `AuthenticateMessage` can sign vouchers.
     NotAccount(ActorID),
     /// No actor has this address.
     NotFound,
@@ -52,16 +52,71 @@ pub trait ActorEnv {
     /// Resolves `addr` to an account actor (creating one for an unknown key address, as
     /// the chain does when funds are sent to it).
     fn resolve_account(&self, addr: &Address) -> AccountLookup;
-    /// Checks `signature` over `data` against `signer` (an ID address, resolved to its key
-    /// address by the environment). The error says why it failed.
+    /// Checks the signature bytes `signature` over `data` as the account of `signer` (an ID
+    /// address, resolved to its key address by the environment) authenticates them
+    /// (`AuthenticateMessage`): as a signature of the key's own kind — the type a voucher's
+    /// signature names plays no part. The error says why it failed.
     fn verify_signature(
         &self,
-        signature: &Signature,
+        signature: &[u8],
         signer: &Address,
         data: &[u8],
     ) -> Result<(), String>;
-    /// Makes the voucher's `extra` call; `Err` carries the callee's non-zero exit code.
-    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExitCode>;
+    /// Makes the voucher's `extra` call (from the channel, with no value); `Err` says how it
+    /// failed. The actor turns that into its own exit code with
+    /// [`ExtraCallFailure::exit_code`].
+    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure>;
+}
+
+/// How a voucher's `extra` call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ExtraCallFailure {
+    /// No actor has the callee's address and none is created for it (an ID or actor address
+    /// without an actor): the send itself fails, the callee never runs.
+    #[error("the callee does not exist")]
+    CalleeMissing,
+    /// The callee ran and exited with this non-zero code.
+    #[error("the callee exited with {0}")]
+    Exited(ExitCode),
+    /// The call would nest deeper than the chain allows (`ErrorNumber::LimitExceeded`).
+    #[error("calls nest too deep")]
+    CallDepthExceeded,
+}
+
+impl ExtraCallFailure {
+    /// The exit code the payment-channel actor fails with, as the built-in actors' runtime
+    /// maps a failed send (`extract_send_result`): a missing callee is `USR_UNSPECIFIED`
+    /// (23); a callee's system exit code (below 16) is not passed through — 4, 9 and 11
+    /// (illegal instruction, illegal exit code, missing return) become `USR_UNSPECIFIED`
+    /// (23), the others `USR_ASSERTION_FAILED` (24) (`ActorError::checked`); a user exit code
+    /// is passed through; calls nested too deep are `USR_ASSERTION_FAILED` (24).
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            ExtraCallFailure::CalleeMissing => ExitCode::USR_UNSPECIFIED,
+            ExtraCallFailure::CallDepthExceeded => ExitCode::USR_ASSERTION_FAILED,
+            ExtraCallFailure::Exited(code) => match code {
+                ExitCode::SYS_ILLEGAL_INSTRUCTION
+                | ExitCode::SYS_ILLEGAL_EXIT_CODE
+                | ExitCode::SYS_MISSING_RETURN => ExitCode::USR_UNSPECIFIED,
+                code if code.is_system_error() => ExitCode::USR_ASSERTION_FAILED,
+                code => code,
+            },
+        }
+    }
+
+    /// How the `extra` call failed, from the exit code of the same call dry-run as a
+    /// top-level message (`StateCall`): `None` on success. At top level the FVM reports a
+    /// receiver that does not exist as `SYS_INVALID_RECEIVER` (5) — a code a callee that ran
+    /// cannot exit with — so that code is a missing callee; any other is the callee's own.
+    pub fn from_dry_run(exit_code: ExitCode) -> Option<Self> {
+        if exit_code.is_success() {
+            None
+        } else if exit_code == ExitCode::SYS_INVALID_RECEIVER {
+            Some(ExtraCallFailure::CalleeMissing)
+        } else {
+            Some(ExtraCallFailure::Exited(exit_code))
+        }
+    }
 }
 
 /// A payment channel's state with its lanes, as the actor sees it while it runs.
@@ -106,12 +161,12 @@ pub enum ActorError {
     /// The constructor was not called by the Init actor.
     #[error("the constructor must be called by the Init actor, not {0}")]
     ConstructorCallerNotInit(Address),
-    /// A constructor party has no actor.
+    /// A constructor party has no actor and none is created for it. The exit code follows
+    /// the built-in actors' `resolve_to_actor_id`: an ID address without an actor is
+    /// `USR_NOT_FOUND` (17); for any other address the zero send meant to create its actor
+    /// fails with `ErrorNumber::NotFound`, which the runtime maps to `USR_UNSPECIFIED` (23).
     #[error("no actor for address {0}")]
     PartyNotFound(Address),
-    /// A constructor party is not an account actor.
-    #[error("{0} must be an account actor")]
-    PartyNotAccount(Address),
     /// The caller is neither `from` nor `to`.
     #[error("caller {caller} is not a party of the channel")]
     CallerNotParty {
@@ -172,8 +227,8 @@ pub enum ActorError {
     #[error("incorrect secret")]
     IncorrectSecret,
     /// The voucher's `extra` call failed.
-    #[error("spend voucher verification failed: extra call exited with {0}")]
-    ExtraCallFailed(ExitCode),
+    #[error("spend voucher verification failed: {0}")]
+    ExtraCallFailed(ExtraCallFailure),
     /// A lane number above 2^63 − 1.
     #[error("maximum lane ID is 2^63-1, got {0}")]
     LaneTooLarge(u64),
@@ -219,6 +274,15 @@ pub enum ActorError {
     /// `Settle` on a channel that is already settling.
     #[error("channel already settling")]
     AlreadySettling,
+    /// `Collect` on a channel whose balance does not cover `to_send` (or whose `to_send` is
+    /// negative): the send of `to_send` to `to` fails, so nothing is paid.
+    #[error("cannot collect: to_send {to_send} is not payable from balance {balance}")]
+    CollectUnpayable {
+        /// What the payee is owed.
+        to_send: TokenAmount,
+        /// The channel's balance.
+        balance: TokenAmount,
+    },
     /// `Collect` before the channel has settled.
     #[error("payment channel not settling or settled (settling_at {settling_at}, now {epoch})")]
     NotSettled {
@@ -234,16 +298,22 @@ impl ActorError {
     pub fn exit_code(&self) -> ExitCode {
         use ActorError::*;
         match self {
-            ConstructorCallerNotInit(_) | PartyNotAccount(_) | CallerNotParty { .. } => {
-                ExitCode::USR_FORBIDDEN
-            }
+            ConstructorCallerNotInit(_) | CallerNotParty { .. } => ExitCode::USR_FORBIDDEN,
+            PartyNotFound(addr) if addr.protocol() == Protocol::ID => ExitCode::USR_NOT_FOUND,
+            PartyNotFound(_) => ExitCode::USR_UNSPECIFIED,
             NotSettled { .. } => ExitCode::USR_FORBIDDEN,
             UpdateAfterSettled { .. } => ERR_CHANNEL_STATE_UPDATE_AFTER_SETTLED,
             AlreadySettling => ExitCode::USR_ILLEGAL_STATE,
+            // The runtime's mapping of the failed send: the FVM refuses a transfer above the
+            // balance with `InsufficientFunds` (→ 19) and a negative one with
+            // `IllegalArgument` (→ 24, "unexpected error").
+            CollectUnpayable { to_send, .. } if to_send.is_negative() => {
+                ExitCode::USR_ASSERTION_FAILED
+            }
+            CollectUnpayable { .. } => ExitCode::USR_INSUFFICIENT_FUNDS,
             Serialization(_) => ExitCode::USR_SERIALIZATION,
-            ExtraCallFailed(code) => *code,
-            PartyNotFound(_)
-            | MissingSignature
+            ExtraCallFailed(failure) => failure.exit_code(),
+            MissingSignature
             | SecretTooLong(_)
             | InvalidSignature(_)
             | UnresolvableChannel(_)
@@ -284,7 +354,10 @@ pub struct Payout {
     pub from: TokenAmount,
 }
 
-/// The constructor: resolves both parties to account actors and creates an empty channel.
+/// The constructor: resolves both parties (the payee first) to the IDs of existing actors —
+/// creating the account of a key address that has none — and creates an empty channel. As
+/// on the chain since the built-in actors moved to `resolve_to_actor_id`, a party may be an
+/// actor of any kind.
 pub fn construct(
     env: &(impl ActorEnv + ?Sized),
     params: &ConstructorParams,
@@ -300,8 +373,7 @@ pub fn construct(
 
 fn resolve_party(env: &(impl ActorEnv + ?Sized), addr: &Address) -> Result<Address, ActorError> {
     match env.resolve_account(addr) {
-        AccountLookup::Account(id) => Ok(Address::new_id(id)),
-        AccountLookup::NotAccount(_) => Err(ActorError::PartyNotAccount(*addr)),
+        AccountLookup::Account(id) | AccountLookup::NotAccount(id) => Ok(Address::new_id(id)),
         AccountLookup::NotFound => Err(ActorError::PartyNotFound(*addr)),
     }
 }
@@ -338,7 +410,8 @@ pub fn update_channel_state(
         return Err(ActorError::SecretTooLong(params.secret.len()));
     }
     let signing_bytes = sv.signing_bytes().map_err(|e| ActorError::Serialization(e.to_string()))?;
-    env.verify_signature(signature, &signer, &signing_bytes)
+    // The actor hands the signer's account only the signature's bytes.
+    env.verify_signature(&signature.bytes, &signer, &signing_bytes)
         .map_err(ActorError::InvalidSignature)?;
 
     let receiver = env.receiver();
@@ -457,6 +530,10 @@ pub fn settle(
 
 /// `Collect`: after settlement, pays `to_send` to `to` and the rest of the balance to
 /// `from`. The caller then deletes the actor.
+///
+/// The actor sends `to_send` to `to` first; when the balance cannot cover it (or it is
+/// negative) that send fails and so does `Collect` — nothing is paid to anyone, and `from`
+/// is never paid a negative amount.
 pub fn collect(state: &ChannelState, env: &(impl ActorEnv + ?Sized)) -> Result<Payout, ActorError> {
     check_caller_is_party(state, env)?;
     let epoch = env.epoch();
@@ -464,7 +541,41 @@ pub fn collect(state: &ChannelState, env: &(impl ActorEnv + ?Sized)) -> Result<P
         return Err(ActorError::NotSettled { epoch, settling_at: state.settling_at });
     }
     let balance = env.balance();
+    if state.to_send.is_negative() || state.to_send > balance {
+        return Err(ActorError::CollectUnpayable { to_send: state.to_send.clone(), balance });
+    }
     let to = state.to_send.clone();
     let from = balance - &to;
     Ok(Payout { to, from })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exit code a voucher fails with when the `StateCall` dry run of its `extra` call
+    /// ended with `code` (`None`: it redeems).
+    fn after_dry_run(code: u32) -> Option<u32> {
+        ExtraCallFailure::from_dry_run(ExitCode::new(code)).map(|f| f.exit_code().value())
+    }
+
+    #[test]
+    fn a_dry_run_of_the_extra_call_maps_to_the_code_the_chain_fails_the_voucher_with() {
+        assert_eq!(after_dry_run(0), None);
+        // At top level a missing receiver is SYS_INVALID_RECEIVER: a missing callee.
+        assert_eq!(
+            ExtraCallFailure::from_dry_run(ExitCode::SYS_INVALID_RECEIVER),
+            Some(ExtraCallFailure::CalleeMissing)
+        );
+        assert_eq!(after_dry_run(5), Some(23));
+        for code in [4, 9, 11] {
+            assert_eq!(after_dry_run(code), Some(23), "{code}");
+        }
+        for code in [1, 2, 3, 6, 7, 8, 10, 12, 13, 14, 15] {
+            assert_eq!(after_dry_run(code), Some(24), "{code}");
+        }
+        for code in [16, 17, 18, 19, 20, 21, 22, 23, 24, 32, 0x1000, u32::MAX] {
+            assert_eq!(after_dry_run(code), Some(code), "{code}");
+        }
+    }
 }

@@ -23,12 +23,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fvm_shared::address::Address;
 use fvm_shared::clock::ChainEpoch;
-use fvm_shared::crypto::signature::Signature;
 use fvm_shared::econ::TokenAmount;
 use fvm_shared::error::ExitCode;
 use fvm_shared::ActorID;
 
-use crate::actor::{self, AccountLookup, ActorEnv, ActorError, ChannelState};
+use crate::actor::{self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure};
 use crate::types::{ModVerifyParams, SignedVoucher, UpdateChannelStateParams};
 
 /// Where a plan starts: the channel as the chain holds it, and when the plan's messages can
@@ -502,11 +501,11 @@ impl ActorEnv for PlanEnv<'_> {
     fn resolve_account(&self, _addr: &Address) -> AccountLookup {
         AccountLookup::NotFound
     }
-    fn verify_signature(&self, _: &Signature, _: &Address, _: &[u8]) -> Result<(), String> {
+    fn verify_signature(&self, _: &[u8], _: &Address, _: &[u8]) -> Result<(), String> {
         Ok(())
     }
-    fn call_extra(&self, _extra: &ModVerifyParams) -> Result<(), ExitCode> {
-        Err(ExitCode::USR_FORBIDDEN)
+    fn call_extra(&self, _extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
+        Err(ExtraCallFailure::Exited(ExitCode::USR_FORBIDDEN))
     }
 }
 
@@ -537,7 +536,7 @@ mod tests {
 
     fn voucher(lane: u64, nonce: u64, amount: u64) -> SignedVoucher {
         let mut v = SignedVoucher::new(Address::new_id(CHANNEL), lane, nonce, atto(amount));
-        v.signature = Some(Signature::new_secp256k1(vec![0; 65]));
+        v.signature = Some(fvm_shared::crypto::signature::Signature::new_secp256k1(vec![0; 65]));
         v
     }
 

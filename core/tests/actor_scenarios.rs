@@ -8,7 +8,8 @@ mod common;
 use common::{atto, params, signed_by, Party, Setup, CHANNEL_ID, MINER_ID, OTHER_CHANNEL_ID};
 use fvm_shared::bigint::BigInt;
 use paych_core::actor::{
-    collect, construct, settle, update_channel_state, ActorError, ChannelState, Payout, Redemption,
+    collect, construct, settle, update_channel_state, ActorError, ChannelState, ExtraCallFailure,
+    Payout, Redemption,
 };
 use paych_core::crypto;
 use paych_core::types::{
@@ -140,33 +141,31 @@ fn construct_checks_the_caller_before_the_parties() {
 }
 
 #[test]
-fn construct_with_a_party_that_has_no_actor_is_refused_with_exit_16() {
+fn construct_with_a_party_that_has_no_actor_fails_with_17_for_an_id_and_23_otherwise() {
     let mut s = Setup::new(0);
     init_env(&mut s);
     let nobody = Address::new_actor(b"nobody");
     let err = construct(&s.env, &construct_params(nobody, s.payee.id)).unwrap_err();
     assert!(matches!(err, ActorError::PartyNotFound(a) if a == nobody), "{err}");
-    assert_exit(&err, 16);
+    assert_exit(&err, 23);
 
     let unknown_id = Address::new_id(4242);
     let err = construct(&s.env, &construct_params(s.payer.id, unknown_id)).unwrap_err();
     assert!(matches!(err, ActorError::PartyNotFound(a) if a == unknown_id), "{err}");
-    assert_exit(&err, 16);
+    assert_exit(&err, 17);
 }
 
 #[test]
-fn construct_with_a_non_account_party_is_forbidden_with_exit_18() {
+fn construct_accepts_a_party_that_is_not_an_account_as_the_chain_does() {
     let mut s = Setup::new(0);
     init_env(&mut s);
     let miner = Address::new_id(MINER_ID);
-    let err = construct(&s.env, &construct_params(s.payer.id, miner)).unwrap_err();
-    assert!(matches!(err, ActorError::PartyNotAccount(a) if a == miner), "{err}");
-    assert_exit(&err, 18);
+    let state = construct(&s.env, &construct_params(s.payer.id, miner)).unwrap();
+    assert_eq!((state.from, state.to), (s.payer.id, miner));
 
-    // The error names the address as given, not its ID.
-    let err = construct(&s.env, &construct_params(s.channel_robust, s.payee.id)).unwrap_err();
-    assert!(matches!(err, ActorError::PartyNotAccount(a) if a == s.channel_robust), "{err}");
-    assert_exit(&err, 18);
+    // A robust address resolves to its actor's ID.
+    let state = construct(&s.env, &construct_params(s.channel_robust, s.payee.id)).unwrap();
+    assert_eq!((state.from, state.to), (Address::new_id(CHANNEL_ID), s.payee.id));
 }
 
 #[test]
@@ -174,15 +173,15 @@ fn construct_resolves_the_payee_before_the_payer() {
     let mut s = Setup::new(0);
     init_env(&mut s);
     let nobody = Address::new_actor(b"nobody");
-    let miner = Address::new_id(MINER_ID);
+    let unknown_id = Address::new_id(4242);
 
-    let err = construct(&s.env, &construct_params(miner, nobody)).unwrap_err();
+    let err = construct(&s.env, &construct_params(unknown_id, nobody)).unwrap_err();
     assert!(matches!(err, ActorError::PartyNotFound(a) if a == nobody), "{err}");
-    assert_exit(&err, 16);
+    assert_exit(&err, 23);
 
-    let err = construct(&s.env, &construct_params(nobody, miner)).unwrap_err();
-    assert!(matches!(err, ActorError::PartyNotAccount(a) if a == miner), "{err}");
-    assert_exit(&err, 18);
+    let err = construct(&s.env, &construct_params(nobody, unknown_id)).unwrap_err();
+    assert!(matches!(err, ActorError::PartyNotFound(a) if a == unknown_id), "{err}");
+    assert_exit(&err, 17);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -669,7 +668,7 @@ fn negative_amount_is_refused_with_exit_16() {
 #[test]
 fn incorrect_secret_is_refused_with_exit_16_before_the_extra_call() {
     let mut s = Setup::new(100);
-    s.env.extra_result = Err(ExitCode::new(42));
+    s.env.extra_result = Err(ExtraCallFailure::Exited(ExitCode::new(42)));
     let mut state = s.channel();
     let sv = SignedVoucher {
         secret_hash: crypto::blake2b_256(b"the secret").to_vec(),
@@ -689,16 +688,58 @@ fn incorrect_secret_is_refused_with_exit_16_before_the_extra_call() {
 fn extra_call_failure_aborts_with_the_callee_exit_code() {
     for code in [17, 42, 0x1000] {
         let mut s = Setup::new(100);
-        s.env.extra_result = Err(ExitCode::new(code));
+        s.env.extra_result = Err(ExtraCallFailure::Exited(ExitCode::new(code)));
         let mut state = two_lanes(&s);
         let extra = ModVerifyParams { actor: Address::new_id(MINER_ID), method: 9, data: vec![3] };
         // A stale nonce too: the extra call comes first.
         let sv = SignedVoucher { extra: Some(extra.clone()), ..s.voucher(1, 1, 10) };
         let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-        assert!(matches!(err, ActorError::ExtraCallFailed(c) if c.value() == code), "{err}");
+        assert!(
+            matches!(err, ActorError::ExtraCallFailed(ExtraCallFailure::Exited(c)) if c.value() == code),
+            "{err}"
+        );
         assert_exit(&err, code);
         assert_eq!(*s.env.extra_calls.borrow(), vec![extra]);
     }
+}
+
+/// Refuses a voucher whose `extra` call fails as `failure`; answers the exit code.
+fn extra_failure_exit(failure: ExtraCallFailure) -> u32 {
+    let mut s = Setup::new(100);
+    s.env.extra_result = Err(failure);
+    let mut state = two_lanes(&s);
+    let extra = ModVerifyParams { actor: Address::new_id(MINER_ID), method: 9, data: vec![] };
+    let sv = SignedVoucher { extra: Some(extra), ..s.voucher(3, 1, 10) };
+    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
+    assert_eq!(err, ActorError::ExtraCallFailed(failure));
+    err.exit_code().value()
+}
+
+#[test]
+fn extra_callee_exiting_with_illegal_instruction_illegal_exit_code_or_missing_return_fails_with_exit_23(
+) {
+    for code in [4, 9, 11] {
+        assert_eq!(extra_failure_exit(ExtraCallFailure::Exited(ExitCode::new(code))), 23, "{code}");
+    }
+}
+
+#[test]
+fn extra_callee_exiting_with_any_other_system_code_fails_with_exit_24() {
+    for code in [1, 2, 3, 5, 6, 7, 8, 10, 12, 13, 14, 15] {
+        assert_eq!(extra_failure_exit(ExtraCallFailure::Exited(ExitCode::new(code))), 24, "{code}");
+    }
+}
+
+#[test]
+fn extra_callee_exiting_with_a_user_code_passes_it_through() {
+    for code in [16, 18, 22, 23, 24, 32, 255, 0x1000] {
+        assert_eq!(extra_failure_exit(ExtraCallFailure::Exited(ExitCode::new(code))), code);
+    }
+}
+
+#[test]
+fn missing_extra_callee_fails_with_exit_23() {
+    assert_eq!(extra_failure_exit(ExtraCallFailure::CalleeMissing), 23);
 }
 
 #[test]
@@ -998,6 +1039,31 @@ fn collect_by_a_stranger_is_forbidden_with_exit_18() {
     let err = collect(&state, &s.env).unwrap_err();
     assert!(matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id));
     assert_exit(&err, 18);
+}
+
+#[test]
+fn collect_with_a_balance_below_to_send_pays_nothing_and_fails_with_exit_19() {
+    let mut s = Setup::new(100);
+    let state = settling(&s);
+    s.env.epoch = state.settling_at;
+    s.env.balance = atto(29);
+    let err = collect(&state, &s.env).unwrap_err();
+    assert_eq!(err, ActorError::CollectUnpayable { to_send: atto(30), balance: atto(29) });
+    assert_exit(&err, 19);
+    // A balance of exactly to_send pays it all to the payee.
+    s.env.balance = atto(30);
+    assert_eq!(collect(&state, &s.env).unwrap(), Payout { to: atto(30), from: atto(0) });
+}
+
+#[test]
+fn collect_with_a_negative_to_send_pays_nothing_and_fails_with_exit_24() {
+    let mut s = Setup::new(100);
+    let mut state = settling(&s);
+    s.env.epoch = state.settling_at;
+    state.to_send = TokenAmount::from_atto(-1);
+    let err = collect(&state, &s.env).unwrap_err();
+    assert!(matches!(err, ActorError::CollectUnpayable { .. }), "{err}");
+    assert_exit(&err, 24);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
 use paych_core::manager::{AddOutcome, ManagerConfig, ManagerError, MessageOutcome, TopUpPolicy};
 use paych_core::store::{Lifecycle, MessagePurpose, MessageState};
-use paych_core::types::{SignedVoucher, TokenAmount};
+use paych_core::types::{Address, SignedVoucher, TokenAmount};
 
 /// A lane no scenario uses: the payee learns each channel from a zero voucher on it.
 const SPARE_LANE: u64 = 100;
@@ -556,22 +556,24 @@ async fn a_create_that_fails_on_chain_or_is_refused_leaves_the_next_create_worki
     let net = Net::new();
     let payer = net.node(10).await;
     let payee = net.node(0).await;
-    let first = payer.open_channel(payee.addr, atto(100)).await;
+    let _first = payer.open_channel(payee.addr, atto(100)).await;
 
-    // A channel whose payee is a payment channel: the constructor exits with 18.
-    let handle = payer.m().create(payer.addr, first, atto(100), atto(0)).await.unwrap();
+    // A channel whose payee is an actor address no actor has: the constructor's send to
+    // create it fails, and it exits with 23.
+    let nobody = Address::new_actor(b"no actor has this address");
+    let handle = payer.m().create(payer.addr, nobody, atto(100), atto(0)).await.unwrap();
     let failed =
         within("the failing create", payer.m().get_wait_ready(&handle.wait_sentinel.unwrap()))
             .await;
-    assert!(matches!(failed, Err(ManagerError::MessageFailed { exit_code: 18, .. })), "{failed:?}");
+    assert!(matches!(failed, Err(ManagerError::MessageFailed { exit_code: 23, .. })), "{failed:?}");
     let record = payer.m().store().channel(handle.id).unwrap().unwrap();
     assert_eq!(record.lifecycle, Lifecycle::CreateFailed);
-    assert!(record.create_error.as_deref().unwrap_or_default().contains("18"), "{record:?}");
+    assert!(record.create_error.as_deref().unwrap_or_default().contains("23"), "{record:?}");
     assert_eq!(
         (record.pending, record.confirmed, record.pending_message),
         (atto(0), atto(0), None)
     );
-    assert_eq!(payer.m().lookup(&payer.addr, &first).unwrap(), None);
+    assert_eq!(payer.m().lookup(&payer.addr, &nobody).unwrap(), None);
 
     // A create the message pool refuses: the payer cannot afford it.
     let other = net.node(0).await;

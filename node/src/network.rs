@@ -1107,7 +1107,10 @@ pub fn actor_status(error: &ActorError) -> VoucherStatus {
         A::StaleNonce { .. } | A::MergeStaleNonce { .. } => S::StaleNonce,
         A::InsufficientFunds { .. } => S::InsufficientFunds,
         A::TimeLockMinNotReached { .. } | A::TimeLockMaxPassed { .. } => S::TimeLock,
-        A::UpdateAfterSettled { .. } | A::AlreadySettling | A::NotSettled { .. } => S::Settling,
+        A::UpdateAfterSettled { .. }
+        | A::AlreadySettling
+        | A::NotSettled { .. }
+        | A::CollectUnpayable { .. } => S::Settling,
         A::UnresolvableChannel(_) | A::WrongChannel { .. } => S::UnknownChannel,
         A::SecretTooLong(_)
         | A::Serialization(_)
@@ -1120,7 +1123,6 @@ pub fn actor_status(error: &ActorError) -> VoucherStatus {
         | A::NegativeToSend
         | A::ConstructorCallerNotInit(_)
         | A::PartyNotFound(_)
-        | A::PartyNotAccount(_)
         | A::CallerNotParty { .. } => S::Malformed,
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use cid::Cid;
 
 use super::{funds, Held, LaneTip, ManagerError, PaymentChannelManager, Result};
-use crate::actor::{self, AccountLookup, ActorEnv, Redemption};
+use crate::actor::{self, AccountLookup, ActorEnv, ExtraCallFailure, Redemption};
 use crate::chain::ChannelOnChain;
 use crate::crypto;
 use crate::redemption::{self, Situation};
@@ -13,8 +13,8 @@ use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, VoucherOrigin, VoucherRecord, Write,
 };
 use crate::types::{
-    paych_method, ActorID, Address, ChainEpoch, ExitCode, Message, ModVerifyParams, Signature,
-    SignedVoucher, TokenAmount, UpdateChannelStateParams, MAX_LANE,
+    paych_method, ActorID, Address, ChainEpoch, Message, ModVerifyParams, SignedVoucher,
+    TokenAmount, UpdateChannelStateParams, MAX_LANE,
 };
 
 /// What `voucher_create` answers: a voucher, or the shortfall that prevented it.
@@ -87,7 +87,8 @@ struct Validation {
     receiver: Address,
     ids: HashMap<Address, ActorID>,
     keys: HashMap<Address, Address>,
-    extra: Option<Result<(), ExitCode>>,
+    /// How the dry run of the voucher's `extra` call ended.
+    extra: Option<Result<(), ExtraCallFailure>>,
 }
 
 impl ActorEnv for Validation {
@@ -111,14 +112,14 @@ impl ActorEnv for Validation {
     }
     fn verify_signature(
         &self,
-        signature: &Signature,
+        signature: &[u8],
         signer: &Address,
         data: &[u8],
     ) -> Result<(), String> {
         let key = self.keys.get(signer).ok_or_else(|| format!("no key known for {signer}"))?;
-        crypto::verify(signature, key, data).map_err(|e| e.to_string())
+        crypto::verify_as_account(signature, key, data).map_err(|e| e.to_string())
     }
-    fn call_extra(&self, _extra: &ModVerifyParams) -> Result<(), ExitCode> {
+    fn call_extra(&self, _extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
         self.extra.unwrap_or(Ok(()))
     }
 }
@@ -392,8 +393,9 @@ impl PaymentChannelManager {
         }
         let extra = match &voucher.extra {
             Some(extra) => {
+                // The actor makes the call itself: the callee sees the channel as its caller.
                 let probe = Message::new(
-                    keys.get(&on_chain.state.to).copied().unwrap_or(on_chain.state.to),
+                    view.channel_id,
                     extra.actor,
                     0,
                     TokenAmount::default(),
@@ -401,7 +403,7 @@ impl PaymentChannelManager {
                     extra.data.clone(),
                 );
                 let receipt = chain.call(&probe).await?;
-                Some(if receipt.is_ok() { Ok(()) } else { Err(receipt.exit_code) })
+                Some(ExtraCallFailure::from_dry_run(receipt.exit_code).map_or(Ok(()), Err))
             }
             None => None,
         };
@@ -642,7 +644,7 @@ impl PaymentChannelManager {
             .signature
             .as_ref()
             .ok_or(ManagerError::InvalidVoucher(actor::ActorError::MissingSignature))?;
-        crypto::verify(signature, &key, &voucher.signing_bytes()?).map_err(|e| {
+        crypto::verify_as_account(&signature.bytes, &key, &voucher.signing_bytes()?).map_err(|e| {
             ManagerError::InvalidVoucher(actor::ActorError::InvalidSignature(e.to_string()))
         })
     }

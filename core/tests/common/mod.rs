@@ -7,11 +7,11 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use paych_core::actor::{AccountLookup, ActorEnv, ChannelState};
+use paych_core::actor::{AccountLookup, ActorEnv, ChannelState, ExtraCallFailure};
 use paych_core::crypto::{self, SecretKey};
 use paych_core::types::{
-    ActorID, Address, ChainEpoch, ExitCode, ModVerifyParams, Protocol, Signature, SignedVoucher,
-    TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID,
+    ActorID, Address, ChainEpoch, ModVerifyParams, Protocol, Signature, SignedVoucher, TokenAmount,
+    UpdateChannelStateParams, INIT_ACTOR_ID,
 };
 
 /// The payer's ID.
@@ -48,7 +48,7 @@ pub struct TestEnv {
     /// The actors by ID.
     pub actors: BTreeMap<ActorID, Actor>,
     /// What the voucher's `extra` call returns.
-    pub extra_result: Result<(), ExitCode>,
+    pub extra_result: Result<(), ExtraCallFailure>,
     /// The `extra` calls made so far.
     pub extra_calls: RefCell<Vec<ModVerifyParams>>,
 }
@@ -140,7 +140,7 @@ impl ActorEnv for TestEnv {
 
     fn verify_signature(
         &self,
-        signature: &Signature,
+        signature: &[u8],
         signer: &Address,
         data: &[u8],
     ) -> Result<(), String> {
@@ -151,10 +151,10 @@ impl ActorEnv for TestEnv {
             },
             Err(_) => *signer,
         };
-        crypto::verify(signature, &key, data).map_err(|e| e.to_string())
+        crypto::verify_as_account(signature, &key, data).map_err(|e| e.to_string())
     }
 
-    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExitCode> {
+    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
         self.extra_calls.borrow_mut().push(extra.clone());
         self.extra_result
     }
@@ -232,4 +232,21 @@ pub fn signed_by(mut sv: SignedVoucher, key: &SecretKey) -> SignedVoucher {
 /// `UpdateChannelState` parameters without a secret.
 pub fn params(sv: SignedVoucher) -> UpdateChannelStateParams {
     UpdateChannelStateParams { sv, secret: Vec::new() }
+}
+
+/// The other form of a valid secp256k1 signature: `s` replaced by `n − s` and the recovery
+/// id's low bit flipped, as a signer that does not normalise s could produce. The FVM
+/// normalises it back and recovers the same key.
+pub fn high_s_twin(signature: &Signature) -> Signature {
+    let mut bytes = signature.bytes.clone();
+    let s = SecretKey::from_slice(&bytes[32..64]).unwrap();
+    bytes[32..64].copy_from_slice(&s.negate().secret_bytes());
+    bytes[64] ^= 1;
+    Signature::new_secp256k1(bytes)
+}
+
+/// `sv` with its signature replaced by the signature's high-s twin.
+pub fn with_high_s(mut sv: SignedVoucher) -> SignedVoucher {
+    sv.signature = sv.signature.as_ref().map(high_s_twin);
+    sv
 }

@@ -28,13 +28,14 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use paych_core::actor::{self, AccountLookup, ActorEnv, ChannelState};
+use fvm_shared::address::Protocol;
+use paych_core::actor::{self, AccountLookup, ActorEnv, ChannelState, ExtraCallFailure};
 use paych_core::chain::devnet::Devnet;
 use paych_core::chain::Chain;
 use paych_core::crypto;
 use paych_core::types::{
-    paych_method, ActorID, Address, ChainEpoch, ExitCode, Message, ModVerifyParams, Signature,
-    SignedVoucher, TokenAmount, UpdateChannelStateParams, METHOD_SEND, SETTLE_DELAY,
+    paych_method, ActorID, Address, ChainEpoch, ExitCode, Message, ModVerifyParams, SignedVoucher,
+    TokenAmount, UpdateChannelStateParams, METHOD_SEND, SETTLE_DELAY,
 };
 
 /// What the oracle knows of the chain: the channel's state and balance at `head`, and the
@@ -117,30 +118,35 @@ impl ActorEnv for OracleEnv<'_> {
     }
     fn verify_signature(
         &self,
-        signature: &Signature,
+        signature: &[u8],
         signer: &Address,
         data: &[u8],
     ) -> Result<(), String> {
         if *signer != self.view.state.from {
             return Err(format!("the payee's vouchers are signed by the payer, not {signer}"));
         }
-        let key = (data.to_vec(), signature.bytes().to_vec());
+        let key = (data.to_vec(), signature.to_vec());
         let mut checked = self.checked.borrow_mut();
-        let ok = *checked
-            .entry(key)
-            .or_insert_with(|| crypto::verify(signature, &self.view.payer_key, data).is_ok());
+        let ok = *checked.entry(key).or_insert_with(|| {
+            crypto::verify_as_account(signature, &self.view.payer_key, data).is_ok()
+        });
         if ok {
             Ok(())
         } else {
             Err("not the payer's signature".to_owned())
         }
     }
-    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExitCode> {
+    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
         if !self.view.existing.contains(&extra.actor) {
-            return Err(ExitCode::SYS_INVALID_RECEIVER);
+            // A plain send to a key address with no actor creates its account, as the chain
+            // does; any other callee without an actor is missing.
+            let key = matches!(extra.actor.protocol(), Protocol::Secp256k1 | Protocol::BLS);
+            if !(key && extra.method == METHOD_SEND) {
+                return Err(ExtraCallFailure::CalleeMissing);
+            }
         }
         if extra.method != METHOD_SEND {
-            return Err(ExitCode::USR_UNHANDLED_MESSAGE);
+            return Err(ExtraCallFailure::Exited(ExitCode::USR_UNHANDLED_MESSAGE));
         }
         Ok(())
     }

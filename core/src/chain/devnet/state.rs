@@ -13,14 +13,13 @@ use fvm_ipld_amt::Amt;
 use fvm_ipld_blockstore::Blockstore;
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{self, AccountLookup, ActorEnv, ActorError, ChannelState};
+use crate::actor::{self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure};
 use crate::chain::{ActorInfo, ActorKind, ChainError, ChannelOnChain, Receipt};
 use crate::crypto;
 use crate::types::{
     cid_of, decode, paych_method, ActorID, Address, ChainEpoch, ConstructorParams, ExecParams,
-    ExecReturn, ExitCode, LaneState, Message, ModVerifyParams, PaychState, Protocol, Signature,
-    SignedMessage, TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID, INIT_EXEC_METHOD,
-    METHOD_SEND,
+    ExecReturn, ExitCode, LaneState, Message, ModVerifyParams, PaychState, Protocol, SignedMessage,
+    TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID, INIT_EXEC_METHOD, METHOD_SEND,
 };
 
 /// The network version the devnet reports; it names the actor code CIDs.
@@ -39,6 +38,10 @@ pub const REWARD_ACTOR_ID: ActorID = 2;
 pub const BURNT_FUNDS_ACTOR_ID: ActorID = 99;
 /// The first ID given to accounts and channels.
 pub const FIRST_USER_ID: ActorID = 100;
+/// How deep `extra` calls may nest (a channel's voucher calling a channel whose voucher calls
+/// another…). The FVM allows 1024 nested calls; the devnet, which recurses on its own stack,
+/// stops sooner, failing the deepest call as the FVM's `LimitExceeded` fails it (24).
+pub const MAX_EXTRA_CALL_DEPTH: u32 = 32;
 /// The bit width of the lane-state AMT.
 pub const LANE_STATES_AMT_BITWIDTH: u32 = 3;
 
@@ -427,7 +430,7 @@ impl State {
     /// charged: this is also the dry run of `StateCall`.
     pub fn apply(&mut self, sender: ActorID, msg: &Message) -> (ExitCode, Vec<u8>) {
         let saved = self.tree.clone();
-        match self.invoke(sender, msg) {
+        match self.invoke(sender, msg, 0) {
             Ok(ret) => (ExitCode::OK, ret),
             Err(code) => {
                 self.tree = saved;
@@ -436,7 +439,9 @@ impl State {
         }
     }
 
-    fn invoke(&mut self, sender: ActorID, msg: &Message) -> Result<Vec<u8>, ExitCode> {
+    /// Runs a message's value transfer and method; `depth` counts the `extra` calls it is
+    /// nested in. A failure leaves partial changes: the caller rolls back.
+    fn invoke(&mut self, sender: ActorID, msg: &Message, depth: u32) -> Result<Vec<u8>, ExitCode> {
         let receiver =
             self.tree.resolve_or_create(&msg.to).ok_or(ExitCode::SYS_INVALID_RECEIVER)?;
         self.tree.transfer(sender, receiver, &msg.value)?;
@@ -450,7 +455,7 @@ impl State {
             (_, METHOD_SEND) => Ok(Vec::new()),
             (ActorKind::Init, INIT_EXEC_METHOD) => self.exec(msg),
             (ActorKind::PaymentChannel, method) => {
-                self.invoke_channel(sender, receiver, method, &msg.params)
+                self.invoke_channel(sender, receiver, method, &msg.params, depth)
             }
             _ => Err(ExitCode::USR_UNHANDLED_MESSAGE),
         }
@@ -482,14 +487,19 @@ impl State {
                 self.tree.resolve_or_create(party);
             }
         }
+        let epoch = self.epoch;
         let env = Env {
-            tree: &self.tree,
-            epoch: self.epoch,
+            state: RefCell::new(&mut *self),
+            epoch,
             balance: TokenAmount::default(),
             caller: Address::new_id(INIT_ACTOR_ID),
             receiver: Address::new_id(id),
+            // The constructor makes no extra call.
+            depth: 0,
         };
-        let channel = actor::construct(&env, &ctor).map_err(|e| e.exit_code())?;
+        let channel = actor::construct(&env, &ctor).map_err(|e| e.exit_code());
+        drop(env);
+        let channel = channel?;
         let head = self.store_channel(&channel).map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
         let mut entry = ActorEntry::new(ActorKind::PaymentChannel, "paymentchannel");
         entry.robust = Some(robust);
@@ -507,41 +517,47 @@ impl State {
         channel: ActorID,
         method: u64,
         params: &[u8],
+        depth: u32,
     ) -> Result<Vec<u8>, ExitCode> {
         let entry = self.tree.actors.get(&channel).ok_or(ExitCode::SYS_INVALID_RECEIVER)?;
         let head = entry.head.ok_or(ExitCode::USR_ILLEGAL_STATE)?;
         let mut state = self.load_channel(&head).map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
+        let (epoch, balance) = (self.epoch, entry.balance.clone());
         let env = Env {
-            tree: &self.tree,
-            epoch: self.epoch,
-            balance: entry.balance.clone(),
+            state: RefCell::new(&mut *self),
+            epoch,
+            balance,
             caller: Address::new_id(sender),
             receiver: Address::new_id(channel),
+            depth,
         };
         let code = |e: ActorError| e.exit_code();
-        match method {
+        let payout = match method {
             paych_method::UPDATE_CHANNEL_STATE => {
                 let params: UpdateChannelStateParams =
                     decode::decode(params).map_err(|_| ExitCode::USR_SERIALIZATION)?;
                 actor::update_channel_state(&mut state, &env, &params).map_err(code)?;
+                None
             }
             paych_method::SETTLE => {
                 actor::settle(&mut state, &env).map_err(code)?;
+                None
             }
-            paych_method::COLLECT => {
-                let payout = actor::collect(&state, &env).map_err(code)?;
-                let to = state.to.id().map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
-                let from = state.from.id().map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
-                self.tree.transfer(channel, to, &payout.to)?;
-                self.tree.transfer(channel, from, &payout.from)?;
-                if let Some(removed) = self.tree.actors.remove(&channel) {
-                    if let Some(robust) = removed.robust {
-                        self.tree.ids.remove(&robust);
-                    }
-                }
-                return Ok(Vec::new());
-            }
+            paych_method::COLLECT => Some(actor::collect(&state, &env).map_err(code)?),
             _ => return Err(ExitCode::USR_UNHANDLED_MESSAGE),
+        };
+        drop(env);
+        if let Some(payout) = payout {
+            let to = state.to.id().map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
+            let from = state.from.id().map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
+            self.tree.transfer(channel, to, &payout.to)?;
+            self.tree.transfer(channel, from, &payout.from)?;
+            if let Some(removed) = self.tree.actors.remove(&channel) {
+                if let Some(robust) = removed.robust {
+                    self.tree.ids.remove(&robust);
+                }
+            }
+            return Ok(Vec::new());
         }
         let head = self.store_channel(&state).map_err(|_| ExitCode::USR_ILLEGAL_STATE)?;
         if let Some(entry) = self.tree.actors.get_mut(&channel) {
@@ -578,13 +594,16 @@ fn rejected(message: String) -> ChainError {
     ChainError::Rejected { exit_code: None, message }
 }
 
-/// What the payment-channel actor sees while the devnet runs it.
+/// What the payment-channel actor sees while the devnet runs it: the devnet's state, which
+/// the voucher's `extra` call may change (it runs as a message from the channel would).
 struct Env<'a> {
-    tree: &'a Tree,
+    state: RefCell<&'a mut State>,
     epoch: ChainEpoch,
     balance: TokenAmount,
     caller: Address,
     receiver: Address,
+    /// How many `extra` calls this run is nested in.
+    depth: u32,
 }
 
 impl ActorEnv for Env<'_> {
@@ -605,13 +624,14 @@ impl ActorEnv for Env<'_> {
     }
 
     fn resolve_address(&self, addr: &Address) -> Option<ActorID> {
-        self.tree.resolve(addr)
+        self.state.borrow().tree.resolve(addr)
     }
 
     fn resolve_account(&self, addr: &Address) -> AccountLookup {
-        match self.tree.resolve(addr) {
+        let state = self.state.borrow();
+        match state.tree.resolve(addr) {
             None => AccountLookup::NotFound,
-            Some(id) => match self.tree.actors.get(&id) {
+            Some(id) => match state.tree.actors.get(&id) {
                 Some(a) if a.kind == ActorKind::Account => AccountLookup::Account(id),
                 _ => AccountLookup::NotAccount(id),
             },
@@ -620,23 +640,155 @@ impl ActorEnv for Env<'_> {
 
     fn verify_signature(
         &self,
-        signature: &Signature,
+        signature: &[u8],
         signer: &Address,
         data: &[u8],
     ) -> Result<(), String> {
         let key = self
+            .state
+            .borrow()
             .tree
             .entry(signer)
             .and_then(|e| e.key)
             .ok_or_else(|| format!("signer {signer} has no key"))?;
-        crypto::verify(signature, &key, data).map_err(|e| e.to_string())
+        crypto::verify_as_account(signature, &key, data).map_err(|e| e.to_string())
     }
 
-    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExitCode> {
-        match self.tree.entry(&extra.actor) {
-            None => Err(ExitCode::SYS_INVALID_RECEIVER),
-            Some(_) if extra.method == METHOD_SEND => Ok(()),
-            Some(_) => Err(ExitCode::USR_UNHANDLED_MESSAGE),
+    /// The call runs through the devnet's own dispatch, as a message from the channel with
+    /// no value: a callee the devnet cannot find fails as [`ExtraCallFailure::CalleeMissing`],
+    /// a key address gets its account; a successful call's changes stay (a failed redemption
+    /// rolls back everything). Its exit code is read exactly as a payee reads the `StateCall`
+    /// dry run of the same call.
+    fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
+        if self.depth >= MAX_EXTRA_CALL_DEPTH {
+            return Err(ExtraCallFailure::CallDepthExceeded);
         }
+        let channel = self.receiver.id().map_err(|_| ExtraCallFailure::CalleeMissing)?;
+        let call = Message::new(
+            self.receiver,
+            extra.actor,
+            0,
+            TokenAmount::default(),
+            extra.method,
+            extra.data.clone(),
+        );
+        // No rollback of its own: a failed extra call fails every call it is nested in, and
+        // the message's own rollback undoes it all.
+        match self.state.borrow_mut().invoke(channel, &call, self.depth + 1) {
+            Ok(_) => Ok(()),
+            Err(exit_code) => ExtraCallFailure::from_dry_run(exit_code).map_or(Ok(()), Err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::crypto::SecretKey;
+    use crate::types::SignedVoucher;
+
+    fn key_address(seed: u8) -> Address {
+        let secret = crypto::secret_key(&[seed; 32]).unwrap();
+        crypto::secp_address(&crypto::public_key(&secret))
+    }
+
+    /// A settled channel owing `to_send` to its payee while holding only `balance` — a
+    /// state no message sequence reaches, made by hand to see what `Collect` does with it.
+    fn settled_channel(state: &mut State, to_send: u64, balance: u64) -> (ActorID, ActorID) {
+        let from = state.credit(&key_address(1), &TokenAmount::from_whole(1)).unwrap();
+        let to = state.credit(&key_address(2), &TokenAmount::from_whole(1)).unwrap();
+        let mut channel = ChannelState::new(Address::new_id(from), Address::new_id(to));
+        channel.to_send = TokenAmount::from_atto(to_send);
+        channel.settling_at = 5;
+        let head = state.store_channel(&channel).unwrap();
+        let id = state.tree.next_id;
+        state.tree.next_id += 1;
+        let mut entry = ActorEntry::new(ActorKind::PaymentChannel, "paymentchannel");
+        entry.head = Some(head);
+        entry.balance = TokenAmount::from_atto(balance);
+        state.tree.actors.insert(id, entry);
+        state.epoch = 10;
+        (to, id)
+    }
+
+    /// A channel from `from` to `to` holding nothing, as the constructor leaves it.
+    fn channel_between(state: &mut State, from: ActorID, to: ActorID) -> ActorID {
+        let channel = ChannelState::new(Address::new_id(from), Address::new_id(to));
+        let head = state.store_channel(&channel).unwrap();
+        let id = state.tree.next_id;
+        state.tree.next_id += 1;
+        let mut entry = ActorEntry::new(ActorKind::PaymentChannel, "paymentchannel");
+        entry.head = Some(head);
+        state.tree.actors.insert(id, entry);
+        id
+    }
+
+    /// `UpdateChannelState` parameters of a zero voucher on `channel` signed with `key`.
+    fn zero_voucher(channel: ActorID, key: &SecretKey, extra: Option<ModVerifyParams>) -> Vec<u8> {
+        let mut sv = SignedVoucher::new(Address::new_id(channel), 0, 1, TokenAmount::default());
+        sv.extra = extra;
+        sv.signature = Some(crypto::sign(key, &sv.signing_bytes().unwrap()));
+        fvm_ipld_encoding::to_vec(&UpdateChannelStateParams { sv, secret: Vec::new() }).unwrap()
+    }
+
+    /// `n` channels, each the payee of the next, and a voucher on the first whose extra call
+    /// redeems a voucher on the second, whose extra call redeems one on the third…: the exit
+    /// code of redeeming it.
+    fn redeem_nested(n: usize) -> ExitCode {
+        let mut state = State::genesis();
+        let key = crypto::secret_key(&[1; 32]).unwrap();
+        let payer = state.credit(&key_address(1), &TokenAmount::from_whole(1)).unwrap();
+        let payee = state.credit(&key_address(2), &TokenAmount::from_whole(1)).unwrap();
+        let mut channels = vec![channel_between(&mut state, payer, payee)];
+        while channels.len() < n {
+            let last = channels[channels.len() - 1];
+            channels.push(channel_between(&mut state, payer, last));
+        }
+        let mut params = zero_voucher(channels[n - 1], &key, None);
+        for k in (0..n - 1).rev() {
+            let extra = ModVerifyParams {
+                actor: Address::new_id(channels[k + 1]),
+                method: paych_method::UPDATE_CHANNEL_STATE,
+                data: params,
+            };
+            params = zero_voucher(channels[k], &key, Some(extra));
+        }
+        let redeem = Message::new(
+            Address::new_id(payee),
+            Address::new_id(channels[0]),
+            0,
+            TokenAmount::default(),
+            paych_method::UPDATE_CHANNEL_STATE,
+            params,
+        );
+        state.apply(payee, &redeem).0
+    }
+
+    #[test]
+    fn extra_calls_nest_up_to_the_devnet_depth_and_deeper_fail_with_exit_24() {
+        let depth = MAX_EXTRA_CALL_DEPTH as usize;
+        assert_eq!(redeem_nested(2), ExitCode::OK);
+        assert_eq!(redeem_nested(depth + 1), ExitCode::OK);
+        assert_eq!(redeem_nested(depth + 2), ExitCode::USR_ASSERTION_FAILED);
+    }
+
+    #[test]
+    fn collect_of_a_channel_holding_less_than_to_send_fails_with_exit_19_and_pays_nothing() {
+        let mut state = State::genesis();
+        let (payee, channel) = settled_channel(&mut state, 100, 60);
+        let before = state.tree.clone();
+        let collect = Message::new(
+            Address::new_id(payee),
+            Address::new_id(channel),
+            0,
+            TokenAmount::default(),
+            paych_method::COLLECT,
+            Vec::new(),
+        );
+        let (exit_code, _) = state.apply(payee, &collect);
+        assert_eq!(exit_code, ExitCode::USR_INSUFFICIENT_FUNDS);
+        assert_eq!(state.tree, before, "nothing paid, the channel still there");
     }
 }
