@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cid::Cid;
 use paych_core::chain::{
-    ActorInfo, ActorKind, Chain, ChainError, ChannelOnChain, MessageLookup, Receipt,
+    ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain, MessageLookup, Receipt,
 };
 use paych_core::types::{Address, ChainEpoch, Message, SignedMessage, TokenAmount};
 use paych_protocol::VoucherStatus;
@@ -399,6 +399,22 @@ impl Chain for MeteredChain {
         channel: &Address,
     ) -> Result<(ChainEpoch, ChannelOnChain), ChainError> {
         self.inner.channel_at_head(channel).await
+    }
+
+    async fn balance_at(
+        &self,
+        addr: &Address,
+        epoch: ChainEpoch,
+    ) -> Result<Option<TokenAmount>, ChainError> {
+        self.inner.balance_at(addr, epoch).await
+    }
+
+    async fn channel_at_depth(
+        &self,
+        channel: &Address,
+        depth: u64,
+    ) -> Result<ChannelAtDepth, ChainError> {
+        self.inner.channel_at_depth(channel, depth).await
     }
 
     async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError> {
