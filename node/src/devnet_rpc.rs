@@ -4,10 +4,11 @@
 //!
 //! `POST /rpc/v1` (and `/rpc/v0`) answers the chain methods a Lotus backend of the
 //! payment-channel manager uses, in Lotus JSON ([`paych_core::chain::lotus::json`], with
-//! testnet `t` addresses): `ChainHead`, `ChainGetTipSetByHeight`, `ChainReadObj`, `StateGetActor`, `StateReadState`,
-//! `StateAccountKey`, `StateLookupID`, `StateWaitMsg`, `StateSearchMsg`, `StateCall`,
-//! `StateNetworkName`, `StateNetworkVersion`, `StateActorCodeCIDs`, `MpoolGetNonce`,
-//! `MpoolPush`, `GasEstimateMessageGas` and `WalletBalance` (all as `Filecoin.<Name>`), plus
+//! testnet `t` addresses): `ChainHead`, `ChainGetTipSetByHeight`, `ChainReadObj`,
+//! `StateGetActor`, `StateReadState`, `StateAccountKey`, `StateLookupID`, `StateWaitMsg`,
+//! `StateSearchMsg`, `StateCall`, `StateNetworkName`, `StateNetworkVersion`,
+//! `StateActorCodeCIDs`, `MpoolGetNonce`, `MpoolPush`, `GasEstimateMessageGas` and
+//! `WalletBalance` (all as `Filecoin.<Name>`), plus
 //! two of the devnet's own: `Devnet.Faucet(address, attoFIL)` → message CID and
 //! `Devnet.Mine(n)` → new height. `ChainGetTipSetByHeight` answers a mined tipset, and
 //! `StateGetActor` and `StateReadState` read the state at the tipset their key names (the

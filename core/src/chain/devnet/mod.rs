@@ -5,8 +5,10 @@
 //! demand; messages executed in order with receipts; gas charged from a fixed table and
 //! burnt; the Init actor's `Exec` creating payment channels (ID and robust addresses); the
 //! payment-channel actor running [`crate::actor`], its state kept as the chain keeps it
-//! (the State tuple in a block store, lanes in an AMT of bit width 3); optional persistence
-//! in sled so that a devnet restarts where it stopped.
+//! (the State tuple in a block store, lanes in an AMT of bit width 3); each tipset's state
+//! root sealed into the block store, so that the state after any earlier tipset can be read
+//! back ([`Chain::balance_at`], [`Devnet::actor_state_at`]); optional persistence in sled so
+//! that a devnet restarts where it stopped.
 
 pub mod state;
 

@@ -14,7 +14,10 @@
 //! then read with `fvm_ipld_amt`. The lanes read are kept by the AMT's root CID (bounded):
 //! a root names its content, so they are never stale, and a channel whose lanes have not
 //! changed costs one `StateReadState` to read. [`Chain::channel_at_head`] reads a channel at
-//! the head tipset's key and keeps it for as long as that tipset is the head.
+//! the head tipset's key and keeps it for as long as that tipset is the head;
+//! [`Chain::channel_at_depth`] also finds the tipset `depth` epochs below on that head's chain
+//! (`ChainGetTipSetByHeight` with the head's key) and reads the channel's balance there
+//! (`StateGetActor` at that key), kept likewise.
 //!
 //! This module never holds keys or signs; it carries what the caller signed.
 
