@@ -133,6 +133,9 @@ struct ChainData {
     faucet_address: Address,
     /// By sender address as the messages name it; not persisted.
     senders: HashMap<Address, SenderStats>,
+    /// The actors of the earlier state read last, by its state root: a payee validating
+    /// voucher after voucher reads the same depth within one epoch.
+    earlier: Option<(Cid, Arc<SealedActors>)>,
 }
 
 /// What the devnet writes to its repo after each epoch (blocks are written separately).
@@ -211,6 +214,7 @@ impl Devnet {
             faucet,
             faucet_address,
             senders: HashMap::new(),
+            earlier: None,
         };
         let tipset = data.seal(Vec::new());
         data.tipsets.push(tipset);
@@ -262,6 +266,7 @@ impl Devnet {
             faucet_address: crypto::secp_address(&crypto::public_key(&faucet)),
             faucet,
             senders: HashMap::new(),
+            earlier: None,
         })
     }
 
@@ -404,8 +409,9 @@ impl Devnet {
 
     /// An actor with its state (`StateGetActor`, `StateReadState`).
     pub fn actor_state(&self, addr: &Address) -> Result<ActorState, ChainError> {
-        let data = self.lock();
-        data.actor_state_at(addr, data.state.epoch)
+        let mut data = self.lock();
+        let head = data.state.epoch;
+        data.actor_state_at(addr, head)
     }
 
     /// An actor with its state as it was after the tipset at `epoch` (the head's at or above
@@ -580,6 +586,9 @@ impl Devnet {
     }
 }
 
+/// The actors of a state root as sealed into the block store, by ID.
+type SealedActors = Vec<(ActorID, state::ActorEntry)>;
+
 /// A devnet block header as sealed into the block store: parent block, height, state root,
 /// messages, timestamp.
 type BlockHeader = (Option<Cid>, ChainEpoch, Cid, Vec<Cid>, u64);
@@ -599,29 +608,40 @@ impl ChainData {
     /// or above the head; genesis's below 0), read back from the state root sealed into that
     /// tipset.
     fn entry_at(
-        &self,
+        &mut self,
         addr: &Address,
         epoch: ChainEpoch,
     ) -> Result<Option<state::ActorEntry>, ChainError> {
         if epoch >= self.state.epoch {
             return Ok(self.state.tree.entry(addr).cloned());
         }
-        let tipset = usize::try_from(epoch.max(0))
+        let root = usize::try_from(epoch.max(0))
             .ok()
             .and_then(|h| self.tipsets.get(h))
+            .map(|t| t.state_root)
             .ok_or_else(|| store_error(format!("no tipset at epoch {epoch}")))?;
-        let bytes = self
-            .state
-            .blocks
-            .read(&tipset.state_root)
-            .ok_or_else(|| store_error(format!("missing state root of epoch {epoch}")))?;
-        let actors: Vec<(ActorID, state::ActorEntry)> =
-            fvm_ipld_encoding::from_slice(&bytes).map_err(store_error)?;
-        Ok(actors.into_iter().find(|(id, entry)| names(addr, *id, entry)).map(|(_, e)| e))
+        let actors = match &self.earlier {
+            Some((kept, actors)) if *kept == root => actors.clone(),
+            _ => {
+                let bytes =
+                    self.state.blocks.read(&root).ok_or_else(|| {
+                        store_error(format!("missing state root of epoch {epoch}"))
+                    })?;
+                let actors: Arc<SealedActors> =
+                    Arc::new(fvm_ipld_encoding::from_slice(&bytes).map_err(store_error)?);
+                self.earlier = Some((root, actors.clone()));
+                actors
+            }
+        };
+        Ok(actors.iter().find(|(id, entry)| names(addr, *id, entry)).map(|(_, e)| e.clone()))
     }
 
     /// An actor with its state after the tipset at `epoch` (see [`ChainData::entry_at`]).
-    fn actor_state_at(&self, addr: &Address, epoch: ChainEpoch) -> Result<ActorState, ChainError> {
+    fn actor_state_at(
+        &mut self,
+        addr: &Address,
+        epoch: ChainEpoch,
+    ) -> Result<ActorState, ChainError> {
         let entry = self
             .entry_at(addr, epoch)?
             .ok_or_else(|| ChainError::NotFound(format!("actor {addr}")))?;
@@ -685,7 +705,7 @@ impl Chain for Devnet {
         channel: &Address,
         depth: u64,
     ) -> Result<ChannelAtDepth, ChainError> {
-        let data = self.lock();
+        let mut data = self.lock();
         let head = data.state.epoch;
         let on_chain = data.state.channel(channel)?;
         let confirmed_at = depth_epoch(head, depth);
