@@ -511,6 +511,29 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
+    #[tokio::test]
+    async fn a_metered_chain_reads_earlier_balances_from_its_backend() {
+        use paych_core::chain::devnet::{Devnet, DevnetConfig};
+        let devnet = Devnet::new(DevnetConfig::default()).unwrap();
+        let metered = MeteredChain::new(Arc::new(devnet.clone()), Arc::new(Metrics::new()));
+        let key = paych_core::crypto::secp_address(&paych_core::crypto::public_key(
+            &paych_core::crypto::generate_secret_key().unwrap(),
+        ));
+        devnet.faucet(&key, TokenAmount::from_atto(5u64)).unwrap();
+        devnet.mine(1);
+        devnet.faucet(&key, TokenAmount::from_atto(3u64)).unwrap();
+        devnet.mine(1);
+        let at = |epoch| metered.balance_at(&key, epoch);
+        assert_eq!(at(0).await.unwrap(), None);
+        assert_eq!(at(1).await.unwrap(), Some(TokenAmount::from_atto(5u64)));
+        assert_eq!(at(2).await.unwrap(), Some(TokenAmount::from_atto(8u64)));
+        let nowhere = Address::new_id(12345);
+        assert!(matches!(
+            metered.channel_at_depth(&nowhere, 1).await,
+            Err(ChainError::NotFound(_))
+        ));
+    }
+
     #[test]
     fn remembers_a_bounded_number_of_pushed_messages() {
         let metrics = Metrics::new();
