@@ -8,7 +8,7 @@ use std::time::Duration;
 use cid::Cid;
 use paych_core::chain::lotus::json::{
     self, error_code, Actor, ActorState, BigInt, BlockHeader, InvocResult, JsonError, MsgLookup,
-    RpcError, RpcRequest, RpcResponse, TipSet,
+    RpcError, RpcRequest, RpcResponse, TipSet, TipSetKey,
 };
 use paych_core::chain::{MessageLookup, Receipt};
 use paych_core::types::{
@@ -278,6 +278,41 @@ fn tipset_has_cids_blocks_and_height_with_every_block_field() {
     let positions: Vec<usize> = order.iter().map(|k| written.find(k).unwrap()).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{written}");
     assert_eq!(json::from_value::<TipSet>(value).unwrap(), tipset);
+}
+
+#[test]
+fn tipset_key_is_an_array_of_cids_and_null_or_empty_is_the_head() {
+    let key = TipSetKey(vec![some_cid(1), some_cid(2)]);
+    let expected = json!([{"/": some_cid(1).to_string()}, {"/": some_cid(2).to_string()}]);
+    assert_eq!(json::to_value(&key, Network::Testnet).unwrap(), expected);
+    assert_eq!(json::from_value::<TipSetKey>(expected).unwrap(), key);
+    assert_eq!(text(&TipSetKey::head()), "[]");
+    for head in [json!(null), json!([])] {
+        let read = json::from_value::<TipSetKey>(head).unwrap();
+        assert!(read.is_head() && read == TipSetKey::head());
+    }
+    // The parameters of `ChainGetTipSetByHeight` as Lotus documents them: a height, a key.
+    let params = json!([10101, [{"/": MESSAGE_CID}, {"/": some_cid(7).to_string()}]]);
+    let key = json::from_value::<TipSetKey>(params[1].clone()).unwrap();
+    assert_eq!(key.0, vec![cid(MESSAGE_CID), some_cid(7)]);
+}
+
+#[test]
+fn bad_tipset_keys_are_typed_errors() {
+    let too_long = Value::Array(
+        (0..=json::MAX_TIPSET_KEY_CIDS).map(|_| json!({"/": some_cid(1).to_string()})).collect(),
+    );
+    assert!(matches!(
+        json::from_value::<TipSetKey>(too_long),
+        Err(JsonError::InvalidValue { field: "TipSetKey", .. })
+    ));
+    assert!(matches!(
+        json::from_value::<TipSetKey>(json!([{"/": "bafy-not-a-cid"}])),
+        Err(JsonError::InvalidCid { field: "TipSetKey", .. })
+    ));
+    for shape in [json!("head"), json!({"/": MESSAGE_CID}), json!([1, 2])] {
+        assert!(matches!(json::from_value::<TipSetKey>(shape), Err(JsonError::Shape(_))));
+    }
 }
 
 #[test]

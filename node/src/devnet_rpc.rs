@@ -4,13 +4,16 @@
 //!
 //! `POST /rpc/v1` (and `/rpc/v0`) answers the chain methods a Lotus backend of the
 //! payment-channel manager uses, in Lotus JSON ([`paych_core::chain::lotus::json`], with
-//! testnet `t` addresses): `ChainHead`, `ChainReadObj`, `StateGetActor`, `StateReadState`,
-//! `StateAccountKey`, `StateLookupID`, `StateWaitMsg`, `StateSearchMsg`, `StateCall`,
-//! `StateNetworkName`, `StateNetworkVersion`, `StateActorCodeCIDs`, `MpoolGetNonce`,
-//! `MpoolPush`, `GasEstimateMessageGas` and `WalletBalance` (all as `Filecoin.<Name>`), plus
+//! testnet `t` addresses): `ChainHead`, `ChainGetTipSetByHeight`, `ChainReadObj`,
+//! `StateGetActor`, `StateReadState`, `StateAccountKey`, `StateLookupID`, `StateWaitMsg`,
+//! `StateSearchMsg`, `StateCall`, `StateNetworkName`, `StateNetworkVersion`,
+//! `StateActorCodeCIDs`, `MpoolGetNonce`, `MpoolPush`, `GasEstimateMessageGas` and
+//! `WalletBalance` (all as `Filecoin.<Name>`), plus
 //! two of the devnet's own: `Devnet.Faucet(address, attoFIL)` → message CID and
-//! `Devnet.Mine(n)` → new height. State is always read at the head: a tipset key parameter
-//! is checked for shape and otherwise ignored.
+//! `Devnet.Mine(n)` → new height. `ChainGetTipSetByHeight` answers a mined tipset, and
+//! `StateGetActor` and `StateReadState` read the state at the tipset their key names (the
+//! head for `[]` or `null`; an unknown key is not found); the other methods read at the head,
+//! checking a tipset key for shape only.
 //!
 //! Bad input of any kind — a body that is not JSON or is larger than
 //! [`MAX_REQUEST_BYTES`], a request that is not a JSON-RPC 2.0 object, an unknown method,
@@ -149,11 +152,33 @@ async fn dispatch(devnet: &Devnet, method: &str, params: Vec<Value>) -> Result<V
                 || RpcError::new(error_code::NOT_FOUND, format!("block {cid} not found")),
             )
         }
+        "Filecoin.ChainGetTipSetByHeight" => {
+            let mut p = Params::new(method, params, 2)?;
+            let epoch = p.i64(0)?;
+            if epoch < 0 {
+                return Err(p.invalid(0, "the height must not be negative"));
+            }
+            let from = at_key(devnet, &p.tipset_key(1)?)?;
+            if epoch > from.height {
+                return Err(p.invalid(
+                    0,
+                    format!(
+                        "looking for tipset with height {epoch} greater than start point {}",
+                        from.height
+                    ),
+                ));
+            }
+            // The devnet mines a block every epoch: there are no null rounds to look past.
+            let tipset = devnet.tipset(epoch).ok_or_else(|| {
+                RpcError::new(error_code::NOT_FOUND, format!("tipset at height {epoch} not found"))
+            })?;
+            encode(&tipset_json(&tipset))
+        }
         "Filecoin.StateGetActor" => {
             let mut p = Params::new(method, params, 2)?;
             let addr = p.address(0)?;
-            p.tipset_key(1)?;
-            let state = devnet.actor_state(&addr).map_err(chain_error)?;
+            let at = at_key(devnet, &p.tipset_key(1)?)?;
+            let state = devnet.actor_state_at(&addr, at.height).map_err(chain_error)?;
             encode(&json::Actor {
                 code: state.info.code,
                 head: state.head,
@@ -164,8 +189,8 @@ async fn dispatch(devnet: &Devnet, method: &str, params: Vec<Value>) -> Result<V
         "Filecoin.StateReadState" => {
             let mut p = Params::new(method, params, 2)?;
             let addr = p.address(0)?;
-            p.tipset_key(1)?;
-            read_state(devnet, &addr).await
+            let at = at_key(devnet, &p.tipset_key(1)?)?;
+            read_state(devnet, &addr, at.height).await
         }
         "Filecoin.StateAccountKey" => {
             let mut p = Params::new(method, params, 2)?;
@@ -279,10 +304,26 @@ async fn dispatch(devnet: &Devnet, method: &str, params: Vec<Value>) -> Result<V
     }
 }
 
-/// `StateReadState`: a payment channel's state as the actor stores it, an account's key
-/// address, `{}` for other actors.
-async fn read_state(devnet: &Devnet, addr: &Address) -> Result<Value, RpcError> {
-    let actor = devnet.actor_state(addr).map_err(chain_error)?;
+/// The tipset a tipset key names: the head for the empty key, else a tipset the devnet has
+/// mined (`NOT_FOUND` otherwise).
+fn at_key(devnet: &Devnet, key: &json::TipSetKey) -> Result<Tipset, RpcError> {
+    if key.is_head() {
+        return Ok(devnet.head_tipset());
+    }
+    devnet.tipset_by_key(&key.0).ok_or_else(|| {
+        let cids: Vec<String> = key.0.iter().map(Cid::to_string).collect();
+        RpcError::new(error_code::NOT_FOUND, format!("tipset {{{}}} not found", cids.join(",")))
+    })
+}
+
+/// `StateReadState` at `epoch`: a payment channel's state as the actor stores it, an
+/// account's key address, `{}` for other actors.
+async fn read_state(
+    devnet: &Devnet,
+    addr: &Address,
+    epoch: paych_core::types::ChainEpoch,
+) -> Result<Value, RpcError> {
+    let actor = devnet.actor_state_at(addr, epoch).map_err(chain_error)?;
     let state = match (&actor.paych, actor.info.kind) {
         (Some(paych), _) => encode(paych)?,
         (None, ActorKind::Account) => {

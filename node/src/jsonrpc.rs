@@ -11,7 +11,6 @@ use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use cid::Cid;
 use http_body_util::BodyExt;
 use paych_core::chain::lotus::json::{
     self, error_code, JsonError, LotusJson, RpcError, RpcResponse,
@@ -284,15 +283,12 @@ impl<'a> Params<'a> {
         }
     }
 
-    /// A tipset key: `null` or an array of CIDs. The devnet answers at the head.
-    pub(crate) fn tipset_key(&mut self, i: usize) -> Result<(), RpcError> {
+    /// A tipset key: `null` or an array of at most [`json::MAX_TIPSET_KEY_CIDS`] CIDs (empty
+    /// for the head).
+    pub(crate) fn tipset_key(&mut self, i: usize) -> Result<json::TipSetKey, RpcError> {
         match self.take(i) {
-            Value::Null => Ok(()),
-            Value::Array(cids) => {
-                for cid in cids {
-                    json::from_value::<Cid>(cid).map_err(|e| self.invalid(i, e))?;
-                }
-                Ok(())
+            value @ (Value::Null | Value::Array(_)) => {
+                json::from_value(value).map_err(|e: JsonError| self.invalid(i, e))
             }
             _ => Err(self.invalid(i, "expected a tipset key (an array of CIDs, or null)")),
         }

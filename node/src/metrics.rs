@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cid::Cid;
 use paych_core::chain::{
-    ActorInfo, ActorKind, Chain, ChainError, ChannelOnChain, MessageLookup, Receipt,
+    ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain, MessageLookup, Receipt,
 };
 use paych_core::types::{Address, ChainEpoch, Message, SignedMessage, TokenAmount};
 use paych_protocol::VoucherStatus;
@@ -432,6 +432,22 @@ impl Chain for MeteredChain {
         self.inner.channel_at_head(channel).await
     }
 
+    async fn balance_at(
+        &self,
+        addr: &Address,
+        epoch: ChainEpoch,
+    ) -> Result<Option<TokenAmount>, ChainError> {
+        self.inner.balance_at(addr, epoch).await
+    }
+
+    async fn channel_at_depth(
+        &self,
+        channel: &Address,
+        depth: u64,
+    ) -> Result<ChannelAtDepth, ChainError> {
+        self.inner.channel_at_depth(channel, depth).await
+    }
+
     async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError> {
         self.inner.lookup_id(addr).await
     }
@@ -568,6 +584,29 @@ mod tests {
         assert!(lines[0].contains("INFO") && lines[0].contains("connections_per_ip"), "{log}");
         assert!(lines[0].contains("refused: from 10.0.0.0"), "{log}");
         assert!(lines[1].contains("voucher_refused"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_metered_chain_reads_earlier_balances_from_its_backend() {
+        use paych_core::chain::devnet::{Devnet, DevnetConfig};
+        let devnet = Devnet::new(DevnetConfig::default()).unwrap();
+        let metered = MeteredChain::new(Arc::new(devnet.clone()), Arc::new(Metrics::new()));
+        let key = paych_core::crypto::secp_address(&paych_core::crypto::public_key(
+            &paych_core::crypto::generate_secret_key().unwrap(),
+        ));
+        devnet.faucet(&key, TokenAmount::from_atto(5u64)).unwrap();
+        devnet.mine(1);
+        devnet.faucet(&key, TokenAmount::from_atto(3u64)).unwrap();
+        devnet.mine(1);
+        let at = |epoch| metered.balance_at(&key, epoch);
+        assert_eq!(at(0).await.unwrap(), None);
+        assert_eq!(at(1).await.unwrap(), Some(TokenAmount::from_atto(5u64)));
+        assert_eq!(at(2).await.unwrap(), Some(TokenAmount::from_atto(8u64)));
+        let nowhere = Address::new_id(12345);
+        assert!(matches!(
+            metered.channel_at_depth(&nowhere, 1).await,
+            Err(ChainError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::chain::lotus::json::error_code;
+use paych_core::chain::lotus::json::{self, error_code};
 use paych_core::chain::lotus::{ApiInfo, LotusChain, LotusConfig};
 use paych_core::chain::Receipt;
 use paych_core::chain::{ActorKind, Chain, ChainError};
@@ -199,6 +199,70 @@ async fn faucet_mine_and_the_state_methods() {
     let state_root = head["Blocks"][0]["ParentStateRoot"].clone();
     let block = node.result("Filecoin.ChainReadObj", json!([state_root])).await;
     assert!(block.as_str().is_some_and(|b| !b.is_empty()), "{block}");
+}
+
+/// `StateGetActor` and `StateReadState` answer the state at the tipset their key names, not
+/// the head's: a balance read at an older tipset is the balance then.
+#[tokio::test]
+async fn state_get_actor_reads_the_state_at_the_tipset_key_given() {
+    let node = Node::start().await;
+    let genesis = node.result("Filecoin.ChainHead", json!([])).await["Cids"].clone();
+    let key = format_address(&new_key_address(), Network::Testnet);
+    node.result("Devnet.Faucet", json!([key, "5"])).await;
+    node.result("Devnet.Mine", json!([1])).await;
+    let funded = node.result("Filecoin.ChainHead", json!([])).await["Cids"].clone();
+    node.result("Devnet.Faucet", json!([key, "3"])).await;
+    node.result("Devnet.Mine", json!([1])).await;
+
+    let balance = |actor: Value| actor["Balance"].clone();
+    let at_head = node.result("Filecoin.StateGetActor", json!([key, null])).await;
+    assert_eq!(balance(at_head), json!("8"));
+    let then = node.result("Filecoin.StateGetActor", json!([key, funded])).await;
+    assert_eq!(balance(then), json!("5"));
+    let state = node.result("Filecoin.StateReadState", json!([key, funded])).await;
+    assert_eq!(balance(state), json!("5"));
+    let (code, message) = node.error("Filecoin.StateGetActor", json!([key, genesis])).await;
+    assert_eq!(code, error_code::NOT_FOUND, "no actor at genesis: {message}");
+    let unknown = json!([{"/": paych_core::types::cid_of(b"no such block").to_string()}]);
+    let (code, message) = node.error("Filecoin.StateGetActor", json!([key, unknown])).await;
+    assert_eq!(code, error_code::NOT_FOUND, "{message}");
+    assert!(message.contains("tipset"), "{message}");
+}
+
+#[tokio::test]
+async fn chain_get_tipset_by_height_answers_the_tipset_mined_at_that_height() {
+    let node = Node::start().await;
+    node.devnet.mine(3);
+    let tipset = |height: i64| node.devnet.tipset(height).unwrap();
+    let key = |height: i64| json!([{"/": tipset(height).block.to_string()}]);
+
+    let one = node.result("Filecoin.ChainGetTipSetByHeight", json!([1, []])).await;
+    assert_eq!(one["Height"], json!(1));
+    assert_eq!(one["Cids"], key(1));
+    assert_eq!(one["Blocks"][0]["Parents"], key(0));
+    let genesis = node.result("Filecoin.ChainGetTipSetByHeight", json!([0, key(2)])).await;
+    assert_eq!(genesis["Cids"], key(0));
+    let head = node.result("Filecoin.ChainHead", json!([])).await;
+    assert_eq!(node.result("Filecoin.ChainGetTipSetByHeight", json!([3, null])).await, head);
+
+    let (code, message) = node.error("Filecoin.ChainGetTipSetByHeight", json!([3, key(2)])).await;
+    assert_eq!(code, error_code::INVALID_PARAMS, "{message}");
+    assert!(message.contains("greater than start point"), "{message}");
+    let (code, _) = node.error("Filecoin.ChainGetTipSetByHeight", json!([4, []])).await;
+    assert_eq!(code, error_code::INVALID_PARAMS, "above the head");
+    let (code, _) = node.error("Filecoin.ChainGetTipSetByHeight", json!([-1, []])).await;
+    assert_eq!(code, error_code::INVALID_PARAMS, "negative height");
+    let unknown = json!([{"/": paych_core::types::cid_of(b"no such block").to_string()}]);
+    let (code, _) = node.error("Filecoin.ChainGetTipSetByHeight", json!([1, unknown])).await;
+    assert_eq!(code, error_code::NOT_FOUND);
+    let too_long: Vec<Value> = (0..=json::MAX_TIPSET_KEY_CIDS).map(|_| key(1)[0].clone()).collect();
+    for bad in [json!("head"), json!([{"/": "not a cid"}]), Value::Array(too_long)] {
+        let (code, message) = node.error("Filecoin.ChainGetTipSetByHeight", json!([1, bad])).await;
+        assert_eq!(code, error_code::INVALID_PARAMS, "{message}");
+    }
+    let (code, _) = node.error("Filecoin.ChainGetTipSetByHeight", json!(["1", []])).await;
+    assert_eq!(code, error_code::INVALID_PARAMS);
+    node.assert_still_serving().await;
 }
 
 #[tokio::test]
@@ -494,6 +558,21 @@ async fn lotus_client_never_retries_a_json_rpc_error() {
         "{err}"
     );
     assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+/// A node that answers `ChainGetTipSetByHeight` with a tipset above the epoch asked for (as
+/// one resolving null rounds upwards would) is refused: a balance read there could hold
+/// funds added after that epoch.
+#[tokio::test]
+async fn lotus_client_refuses_a_tipset_above_the_height_asked_for() {
+    let (api, _) = canned_server(
+        200,
+        r#"{"jsonrpc":"2.0","id":1,"result":{"Cids":[{"/":"bafy2bzacebsdk4dacce56gl5dvwhrdfcjzjgx3lkl2dprw2gb4h6my5ddabcg"}],"Blocks":[],"Height":9}}"#,
+    )
+    .await;
+    let chain = quick_client(&api);
+    let err = chain.tipset_by_height(5, &json::TipSetKey::head()).await.unwrap_err();
+    assert!(matches!(&err, ChainError::Transport(m) if m.contains("at 9")), "{err}");
 }
 
 #[tokio::test]

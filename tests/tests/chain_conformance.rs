@@ -217,9 +217,49 @@ async fn conformance(h: Harness) {
     ledger.check(&h, "create").await;
 
     // Add funds with a plain send.
-    assert_eq!(exit(&h.send(payer, ch, fil(5), METHOD_SEND, Vec::new()).await), 0);
+    let added = h.send(payer, ch, fil(5), METHOD_SEND, Vec::new()).await;
+    assert_eq!(exit(&added), 0);
     assert_eq!(h.balance(&ch).await, fil(15));
     ledger.check(&h, "add funds").await;
+
+    // Balances at earlier epochs: the state after each tipset, on either address.
+    let head = chain.head().await.unwrap();
+    assert_eq!(head, added.epoch);
+    for addr in [ch, ch_id] {
+        assert_eq!(chain.balance_at(&addr, created.epoch - 1).await.unwrap(), None, "not yet");
+        assert_eq!(chain.balance_at(&addr, created.epoch).await.unwrap(), Some(fil(10)));
+        assert_eq!(chain.balance_at(&addr, added.epoch - 1).await.unwrap(), Some(fil(10)));
+        assert_eq!(chain.balance_at(&addr, added.epoch).await.unwrap(), Some(fil(15)));
+        assert_eq!(chain.balance_at(&addr, head + 1000).await.unwrap(), Some(fil(15)), "the head");
+        assert_eq!(chain.balance_at(&addr, -5).await.unwrap(), None, "genesis");
+    }
+    assert_eq!(chain.balance_at(&payer, 0).await.unwrap(), None, "funded at epoch 1");
+    assert_eq!(chain.balance_at(&payer, 1).await.unwrap(), Some(fil(100)));
+    // The channel as a payee counts it: funds added within the depth are not confirmed, and
+    // a channel created within the depth has nothing confirmed.
+    let at = |depth| chain.channel_at_depth(&ch, depth);
+    let confirmed =
+        |c: paych_core::chain::ChannelAtDepth| (c.head, c.confirmed_at, c.confirmed_balance);
+    let now = at(0).await.unwrap();
+    assert_eq!(now.channel, chain.channel(&ch).await.unwrap());
+    assert_eq!(confirmed(now), (head, head, fil(15)));
+    assert_eq!(confirmed(at(1).await.unwrap()), (head, head - 1, fil(10)), "add-funds not counted");
+    let before_creation = u64::try_from(head - created.epoch + 1).unwrap();
+    assert_eq!(
+        confirmed(at(before_creation).await.unwrap()),
+        (head, created.epoch - 1, TokenAmount::default()),
+        "created within the depth"
+    );
+    assert_eq!(confirmed(at(u64::MAX).await.unwrap()), (head, 0, TokenAmount::default()));
+    // Once the add-funds message is deep enough, it counts; earlier states do not change.
+    h.devnet.mine(3);
+    let head = chain.head().await.unwrap();
+    assert_eq!(confirmed(at(3).await.unwrap()), (head, head - 3, fil(15)));
+    assert_eq!(confirmed(at(4).await.unwrap()), (head, head - 4, fil(10)));
+    assert_eq!(chain.balance_at(&ch, added.epoch - 1).await.unwrap(), Some(fil(10)));
+    let unknown = Address::new_id(ch_id.id().unwrap() + 1000);
+    assert_eq!(chain.balance_at(&unknown, head).await.unwrap(), None);
+    assert!(matches!(chain.channel_at_depth(&unknown, 2).await, Err(ChainError::NotFound(_))));
 
     // A valid voucher.
     let v1 = h.voucher(&payer, ch, 0, 1, fil(1));
@@ -303,6 +343,9 @@ async fn conformance(h: Harness) {
     assert_eq!(chain.actor(&ch).await.unwrap(), None, "the actor is deleted");
     assert!(matches!(chain.channel(&ch).await, Err(ChainError::NotFound(_))));
     assert!(matches!(chain.channel_at_head(&ch).await, Err(ChainError::NotFound(_))));
+    assert!(matches!(chain.channel_at_depth(&ch, 5).await, Err(ChainError::NotFound(_))));
+    assert_eq!(chain.balance_at(&ch, collected.epoch).await.unwrap(), None);
+    assert_eq!(chain.balance_at(&ch, collected.epoch - 1).await.unwrap(), Some(fil(15)));
     ledger.check(&h, "collect").await;
 
     // Wait and search.
@@ -455,6 +498,9 @@ async fn a_devnet_restarts_where_it_stopped() {
     devnet.mine(1);
     assert!(devnet.wait(&pending, 0, WAIT).await.unwrap().receipt.is_ok());
     assert_eq!(devnet.actor(&payer).await.unwrap().unwrap().balance, fil(7));
+    // Earlier states are read back from the blocks written before the stop.
+    assert_eq!(devnet.balance_at(&payer, head.height).await.unwrap(), Some(fil(3)));
+    assert_eq!(devnet.balance_at(&payer, head.height - 1).await.unwrap(), None);
 }
 
 /// A fresh Lotus client asked for the same channel many times at once, before it has learned
@@ -639,5 +685,35 @@ async fn a_lotus_client_reads_a_channel_once_per_head() {
     assert!(later > epoch);
     assert_eq!(funded.balance, fil(15));
     assert_eq!(proxy.count(), reads + 1);
+    server.shutdown().await;
+}
+
+/// A Lotus client reads a channel's confirmed balance once per head: a payee validating
+/// several vouchers within one epoch looks the deeper tipset up once, and again once a new
+/// block is the head — when funds added since count as soon as they are deep enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lotus_client_reads_a_confirmed_balance_once_per_head() {
+    let Proxied { devnet, server, proxy, chain, h, payer, ch, .. } =
+        Proxied::with_channel(b"Filecoin.ChainGetTipSetByHeight").await;
+    let added = h.send(payer, ch, fil(5), METHOD_SEND, Vec::new()).await;
+    assert_eq!(exit(&added), 0);
+
+    let first = chain.channel_at_depth(&ch, 1).await.unwrap();
+    assert_eq!(first, devnet.channel_at_depth(&ch, 1).await.unwrap());
+    assert_eq!(
+        (first.channel.balance.clone(), first.confirmed_balance.clone()),
+        (fil(15), fil(10))
+    );
+    let lookups = proxy.count();
+    assert_eq!(lookups, 1);
+    for _ in 0..5 {
+        assert_eq!(chain.channel_at_depth(&ch, 1).await.unwrap(), first);
+    }
+    assert_eq!(proxy.count(), lookups, "the deeper tipset was looked up again at the same head");
+
+    devnet.mine(1);
+    let deeper = chain.channel_at_depth(&ch, 1).await.unwrap();
+    assert_eq!((deeper.head, deeper.confirmed_balance.clone()), (first.head + 1, fil(15)));
+    assert_eq!(proxy.count(), lookups + 1);
     server.shutdown().await;
 }

@@ -62,6 +62,23 @@ impl ChannelOnChain {
     }
 }
 
+/// A payment channel as a payee may count it: its state at the head, and the balance no short
+/// reorganisation can take away. What [`Chain::channel_at_depth`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelAtDepth {
+    /// The head epoch the channel was read at.
+    pub head: ChainEpoch,
+    /// The channel's state, lanes and balance at that head.
+    pub channel: ChannelOnChain,
+    /// The epoch the confirmed balance was read at: `head − depth`, or genesis (0) on a chain
+    /// younger than the depth.
+    pub confirmed_at: ChainEpoch,
+    /// The lower of the channel's balance at the head and at `confirmed_at` — zero when the
+    /// channel did not exist yet at `confirmed_at`. Funds added within the last `depth`
+    /// epochs are not in it.
+    pub confirmed_balance: TokenAmount,
+}
+
 /// The outcome of an executed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -136,6 +153,45 @@ pub trait Chain: Send + Sync {
         Ok((epoch, self.channel(channel).await?))
     }
 
+    /// An actor's balance in the chain's state at `epoch`: the state after the messages of the
+    /// tipset at `epoch` on the current head's chain (on Lotus, the state read at that tipset,
+    /// which holds every message whose [`MessageLookup::epoch`] is at or below `epoch`). An
+    /// epoch at or above the head reads the head; a negative epoch reads genesis; an epoch
+    /// without a block (a null round) reads the nearest tipset below it.
+    ///
+    /// `None` when no actor had the address then. For an address that has an actor at the
+    /// head, that means the actor was created after `epoch`: for a payment channel, count its
+    /// balance at `epoch` as zero.
+    async fn balance_at(
+        &self,
+        addr: &Address,
+        epoch: ChainEpoch,
+    ) -> Result<Option<TokenAmount>, ChainError>;
+
+    /// A payment channel at the head, with the balance confirmed `depth` epochs below it
+    /// ([`ChannelAtDepth`]): what a payee crediting vouchers may count on, since a
+    /// reorganisation shorter than `depth` cannot take away funds that were already there at
+    /// `head − depth`. `NotFound` when the channel does not exist at the head. With `depth`
+    /// 0 the confirmed balance is the head's.
+    ///
+    /// This default reads [`Chain::channel_at_head`], then [`Chain::balance_at`] at
+    /// `head − depth` of the chain as it is then; backends that can read both on one chain
+    /// override it.
+    async fn channel_at_depth(
+        &self,
+        channel: &Address,
+        depth: u64,
+    ) -> Result<ChannelAtDepth, ChainError> {
+        let (head, on_chain) = self.channel_at_head(channel).await?;
+        let confirmed_at = depth_epoch(head, depth);
+        let at_depth = if confirmed_at >= head {
+            Some(on_chain.balance.clone())
+        } else {
+            self.balance_at(channel, confirmed_at).await?
+        };
+        Ok(ChannelAtDepth::new(head, on_chain, confirmed_at, at_depth))
+    }
+
     /// The ID address an address resolves to, if any actor has it.
     async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError>;
 
@@ -172,6 +228,28 @@ pub trait Chain: Send + Sync {
     /// The code CID of a kind of built-in actor at the current network version (the
     /// payment-channel code goes into the Init actor's `Exec` to create a channel).
     async fn actor_code(&self, kind: ActorKind) -> Result<Cid, ChainError>;
+}
+
+/// The epoch `depth` epochs below `head`, never below genesis (0).
+pub fn depth_epoch(head: ChainEpoch, depth: u64) -> ChainEpoch {
+    let depth = ChainEpoch::try_from(depth).unwrap_or(ChainEpoch::MAX);
+    head.saturating_sub(depth).max(0)
+}
+
+impl ChannelAtDepth {
+    /// A channel read at `head`, with its balance at `confirmed_at` (`None`: it had no actor
+    /// then, so nothing there is confirmed).
+    pub fn new(
+        head: ChainEpoch,
+        channel: ChannelOnChain,
+        confirmed_at: ChainEpoch,
+        balance_at_depth: Option<TokenAmount>,
+    ) -> Self {
+        let at_depth = balance_at_depth.unwrap_or_default();
+        let confirmed_balance =
+            if at_depth < channel.balance { at_depth } else { channel.balance.clone() };
+        ChannelAtDepth { head, channel, confirmed_at, confirmed_balance }
+    }
 }
 
 /// Why a message could not be prepared for pushing.

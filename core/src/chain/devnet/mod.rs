@@ -5,8 +5,10 @@
 //! demand; messages executed in order with receipts; gas charged from a fixed table and
 //! burnt; the Init actor's `Exec` creating payment channels (ID and robust addresses); the
 //! payment-channel actor running [`crate::actor`], its state kept as the chain keeps it
-//! (the State tuple in a block store, lanes in an AMT of bit width 3); optional persistence
-//! in sled so that a devnet restarts where it stopped.
+//! (the State tuple in a block store, lanes in an AMT of bit width 3); each tipset's state
+//! root sealed into the block store, so that the state after any earlier tipset can be read
+//! back ([`Chain::balance_at`], [`Devnet::actor_state_at`]); optional persistence in sled so
+//! that a devnet restarts where it stopped.
 
 pub mod state;
 
@@ -22,10 +24,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use self::state::{State, BASE_FEE_ATTO, BLOCK_GAS_LIMIT, DEFAULT_PREMIUM_ATTO, NETWORK_VERSION};
-use super::{ActorInfo, ActorKind, Chain, ChainError, ChannelOnChain, MessageLookup, Receipt};
+use super::{
+    depth_epoch, ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain,
+    MessageLookup, Receipt,
+};
 use crate::crypto::{self, SecretKey};
 use crate::types::{
-    Address, ChainEpoch, ExitCode, Message, PaychState, SignedMessage, TokenAmount,
+    ActorID, Address, ChainEpoch, ExitCode, Message, PaychState, Protocol, SignedMessage,
+    TokenAmount,
 };
 
 /// How a devnet starts.
@@ -127,6 +133,9 @@ struct ChainData {
     faucet_address: Address,
     /// By sender address as the messages name it; not persisted.
     senders: HashMap<Address, SenderStats>,
+    /// The actors of the earlier state read last, by its state root: a payee validating
+    /// voucher after voucher reads the same depth within one epoch.
+    earlier: Option<(Cid, Arc<SealedActors>)>,
 }
 
 /// What the devnet writes to its repo after each epoch (blocks are written separately).
@@ -205,6 +214,7 @@ impl Devnet {
             faucet,
             faucet_address,
             senders: HashMap::new(),
+            earlier: None,
         };
         let tipset = data.seal(Vec::new());
         data.tipsets.push(tipset);
@@ -256,6 +266,7 @@ impl Devnet {
             faucet_address: crypto::secp_address(&crypto::public_key(&faucet)),
             faucet,
             senders: HashMap::new(),
+            earlier: None,
         })
     }
 
@@ -398,18 +409,31 @@ impl Devnet {
 
     /// An actor with its state (`StateGetActor`, `StateReadState`).
     pub fn actor_state(&self, addr: &Address) -> Result<ActorState, ChainError> {
+        let mut data = self.lock();
+        let head = data.state.epoch;
+        data.actor_state_at(addr, head)
+    }
+
+    /// An actor with its state as it was after the tipset at `epoch` (the head's at or above
+    /// the head, genesis's below 0): `StateGetActor` and `StateReadState` at a tipset key.
+    /// `NotFound` when no actor had the address then.
+    pub fn actor_state_at(
+        &self,
+        addr: &Address,
+        epoch: ChainEpoch,
+    ) -> Result<ActorState, ChainError> {
+        self.lock().actor_state_at(addr, epoch)
+    }
+
+    /// The tipset whose key is `key` (the devnet's keys are one block CID each), if it has
+    /// been mined.
+    pub fn tipset_by_key(&self, key: &[Cid]) -> Option<Tipset> {
+        let [block] = key else { return None };
         let data = self.lock();
-        let tree = &data.state.tree;
-        let entry = tree
-            .resolve(addr)
-            .and_then(|id| tree.actors.get(&id))
-            .ok_or_else(|| ChainError::NotFound(format!("actor {addr}")))?;
-        let (head, paych) = match entry.head {
-            Some(head) => (head, Some(data.state.paych_state(&head)?)),
-            // Actors without state of their own show the empty-array CID as their head.
-            None => (crate::types::cid_of(&[0x80]), None),
-        };
-        Ok(ActorState { info: entry.info(), head, paych })
+        let bytes = data.state.blocks.read(block)?;
+        let header: BlockHeader = fvm_ipld_encoding::from_slice(&bytes).ok()?;
+        let tipset = usize::try_from(header.1).ok().and_then(|h| data.tipsets.get(h))?;
+        (tipset.block == *block).then(|| tipset.clone())
     }
 
     /// The head tipset (`ChainHead`).
@@ -562,7 +586,73 @@ impl Devnet {
     }
 }
 
+/// The actors of a state root as sealed into the block store, by ID.
+type SealedActors = Vec<(ActorID, state::ActorEntry)>;
+
+/// A devnet block header as sealed into the block store: parent block, height, state root,
+/// messages, timestamp.
+type BlockHeader = (Option<Cid>, ChainEpoch, Cid, Vec<Cid>, u64);
+
+/// Whether `addr` names the actor `id` whose entry is `entry`: by its ID, its key (an
+/// account) or its robust address (a payment channel).
+fn names(addr: &Address, id: ActorID, entry: &state::ActorEntry) -> bool {
+    match addr.protocol() {
+        Protocol::ID => addr.id().is_ok_and(|a| a == id),
+        Protocol::Actor => entry.robust.as_ref() == Some(addr),
+        _ => entry.key.as_ref() == Some(addr),
+    }
+}
+
 impl ChainData {
+    /// The actor `addr` named in the state after the tipset at `epoch` (the current state at
+    /// or above the head; genesis's below 0), read back from the state root sealed into that
+    /// tipset.
+    fn entry_at(
+        &mut self,
+        addr: &Address,
+        epoch: ChainEpoch,
+    ) -> Result<Option<state::ActorEntry>, ChainError> {
+        if epoch >= self.state.epoch {
+            return Ok(self.state.tree.entry(addr).cloned());
+        }
+        let root = usize::try_from(epoch.max(0))
+            .ok()
+            .and_then(|h| self.tipsets.get(h))
+            .map(|t| t.state_root)
+            .ok_or_else(|| store_error(format!("no tipset at epoch {epoch}")))?;
+        let actors = match &self.earlier {
+            Some((kept, actors)) if *kept == root => actors.clone(),
+            _ => {
+                let bytes =
+                    self.state.blocks.read(&root).ok_or_else(|| {
+                        store_error(format!("missing state root of epoch {epoch}"))
+                    })?;
+                let actors: Arc<SealedActors> =
+                    Arc::new(fvm_ipld_encoding::from_slice(&bytes).map_err(store_error)?);
+                self.earlier = Some((root, actors.clone()));
+                actors
+            }
+        };
+        Ok(actors.iter().find(|(id, entry)| names(addr, *id, entry)).map(|(_, e)| e.clone()))
+    }
+
+    /// An actor with its state after the tipset at `epoch` (see [`ChainData::entry_at`]).
+    fn actor_state_at(
+        &mut self,
+        addr: &Address,
+        epoch: ChainEpoch,
+    ) -> Result<ActorState, ChainError> {
+        let entry = self
+            .entry_at(addr, epoch)?
+            .ok_or_else(|| ChainError::NotFound(format!("actor {addr}")))?;
+        let (head, paych) = match entry.head {
+            Some(head) => (head, Some(self.state.paych_state(&head)?)),
+            // Actors without state of their own show the empty-array CID as their head.
+            None => (crate::types::cid_of(&[0x80]), None),
+        };
+        Ok(ActorState { info: entry.info(), head, paych })
+    }
+
     /// Seals the current state into a tipset of one block holding `messages`.
     fn seal(&mut self, messages: Vec<Cid>) -> Tipset {
         let actors: Vec<_> = self.state.tree.actors.iter().collect();
@@ -599,6 +689,28 @@ impl Chain for Devnet {
     ) -> Result<(ChainEpoch, ChannelOnChain), ChainError> {
         let data = self.lock();
         Ok((data.state.epoch, data.state.channel(channel)?))
+    }
+
+    async fn balance_at(
+        &self,
+        addr: &Address,
+        epoch: ChainEpoch,
+    ) -> Result<Option<TokenAmount>, ChainError> {
+        Ok(self.lock().entry_at(addr, epoch)?.map(|e| e.balance))
+    }
+
+    /// Reads the channel at the head and its balance at `head − depth` under one lock.
+    async fn channel_at_depth(
+        &self,
+        channel: &Address,
+        depth: u64,
+    ) -> Result<ChannelAtDepth, ChainError> {
+        let mut data = self.lock();
+        let head = data.state.epoch;
+        let on_chain = data.state.channel(channel)?;
+        let confirmed_at = depth_epoch(head, depth);
+        let at_depth = data.entry_at(channel, confirmed_at)?.map(|e| e.balance);
+        Ok(ChannelAtDepth::new(head, on_chain, confirmed_at, at_depth))
     }
 
     async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError> {

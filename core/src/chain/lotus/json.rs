@@ -847,7 +847,7 @@ impl LotusJson for BlockHeader {
     }
 }
 
-/// A tipset, as `ChainHead` returns it.
+/// A tipset, as `ChainHead` and `ChainGetTipSetByHeight` return it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TipSet {
     /// The CIDs of its blocks (its key).
@@ -887,6 +887,47 @@ impl LotusJson for TipSet {
             blocks: t.blocks.into_iter().map(BlockHeader::from_shape).collect::<Result<_, _>>()?,
             height: t.height,
         })
+    }
+}
+
+/// The most block CIDs a tipset key may name (a tipset holds a handful of blocks; Filecoin
+/// expects five per epoch).
+pub const MAX_TIPSET_KEY_CIDS: usize = 64;
+
+/// A tipset key: the CIDs of a tipset's blocks, the parameter by which the `State*` and
+/// `Chain*` methods name a tipset. Empty names the head.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TipSetKey(pub Vec<Cid>);
+
+impl TipSetKey {
+    /// The key that names the head (`[]`).
+    pub fn head() -> Self {
+        TipSetKey(Vec::new())
+    }
+
+    /// Whether the key names the head.
+    pub fn is_head(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl LotusJson for TipSetKey {
+    /// `[{"/":…},…]`; `null` is read as the head, as `[]` is.
+    type Shape = Option<Vec<CidJson>>;
+
+    fn to_shape(&self, _network: Network) -> Result<Self::Shape, JsonError> {
+        Ok(Some(cids_json(&self.0)))
+    }
+
+    fn from_shape(shape: Self::Shape) -> Result<Self, JsonError> {
+        let cids = shape.unwrap_or_default();
+        if cids.len() > MAX_TIPSET_KEY_CIDS {
+            return Err(JsonError::InvalidValue {
+                field: "TipSetKey",
+                reason: format!("more than {MAX_TIPSET_KEY_CIDS} block CIDs"),
+            });
+        }
+        parse_cids("TipSetKey", &cids).map(TipSetKey)
     }
 }
 

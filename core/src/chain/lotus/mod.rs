@@ -14,7 +14,10 @@
 //! then read with `fvm_ipld_amt`. The lanes read are kept by the AMT's root CID (bounded):
 //! a root names its content, so they are never stale, and a channel whose lanes have not
 //! changed costs one `StateReadState` to read. [`Chain::channel_at_head`] reads a channel at
-//! the head tipset's key and keeps it for as long as that tipset is the head.
+//! the head tipset's key and keeps it for as long as that tipset is the head;
+//! [`Chain::channel_at_depth`] also finds the tipset `depth` epochs below on that head's chain
+//! (`ChainGetTipSetByHeight` with the head's key) and reads the channel's balance there
+//! (`StateGetActor` at that key), kept likewise.
 //!
 //! This module never holds keys or signs; it carries what the caller signed.
 
@@ -37,12 +40,13 @@ use tracing::Instrument;
 
 use self::json::{error_code, JsonError, LotusJson, RpcError, RpcRequest, RpcResponse};
 use super::{
-    ActorInfo, ActorKind, Chain, ChainError, ChannelOnChain, Lanes, MessageLookup, Receipt,
+    depth_epoch, ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain, Lanes,
+    MessageLookup, Receipt,
 };
 use crate::actor::ChannelState;
 use crate::types::{
-    format_address, Address, ExitCode, LaneState, Message, Network, PaychState, Protocol,
-    SignedMessage, BLAKE2B_256,
+    format_address, Address, ChainEpoch, ExitCode, LaneState, Message, Network, PaychState,
+    Protocol, SignedMessage, TokenAmount, BLAKE2B_256,
 };
 
 /// The environment variable the Lotus tools read the full node's API from.
@@ -295,9 +299,26 @@ struct HeadCache {
     /// The tipset's key (its blocks' CIDs).
     key: Vec<Cid>,
     channels: HashMap<Address, ChannelOnChain>,
+    /// Balances read below that head, by channel and epoch (`None`: no actor then).
+    confirmed: HashMap<(Address, ChainEpoch), Option<TokenAmount>>,
 }
 
-/// The most channels [`HeadCache`] keeps for one head; it starts over when full.
+impl HeadCache {
+    /// Forgets everything unless it was read at the head `key` and there is room for one more
+    /// entry.
+    fn keep_for(&mut self, key: &[Cid]) {
+        let full = self.channels.len() >= MAX_CHANNELS_AT_HEAD
+            || self.confirmed.len() >= MAX_CHANNELS_AT_HEAD;
+        if self.key != key || full {
+            self.key = key.to_vec();
+            self.channels.clear();
+            self.confirmed.clear();
+        }
+    }
+}
+
+/// The most channels (and, apart, confirmed balances) [`HeadCache`] keeps for one head; it
+/// starts over when full.
 const MAX_CHANNELS_AT_HEAD: usize = 4096;
 
 impl std::fmt::Debug for LotusChain {
@@ -404,6 +425,56 @@ impl LotusChain {
         key: Value,
     ) -> Result<json::ActorState, ChainError> {
         self.get("StateReadState", vec![self.addr(addr), key]).await
+    }
+
+    /// `ChainGetTipSetByHeight`: the tipset at `epoch` on the chain of the tipset `key` (the
+    /// head's chain when `key` names the head), or the nearest tipset below `epoch` when no
+    /// block was mined at it. An answer above `epoch` (a node that resolves null rounds
+    /// upwards) is refused: a state read there could hold later funds.
+    pub async fn tipset_by_height(
+        &self,
+        epoch: ChainEpoch,
+        key: &json::TipSetKey,
+    ) -> Result<json::TipSet, ChainError> {
+        let tipset: json::TipSet = self
+            .get("ChainGetTipSetByHeight", vec![Value::from(epoch), self.to_json(key)?])
+            .await?;
+        if tipset.height > epoch {
+            return Err(ChainError::Transport(format!(
+                "ChainGetTipSetByHeight({epoch}) answered a tipset at {}",
+                tipset.height
+            )));
+        }
+        Ok(tipset)
+    }
+
+    /// `StateGetActor` at the tipset `key`; `None` when no actor had the address there.
+    pub async fn get_actor_at(
+        &self,
+        addr: &Address,
+        key: &json::TipSetKey,
+    ) -> Result<Option<json::Actor>, ChainError> {
+        match self.get("StateGetActor", vec![self.addr(addr), self.to_json(key)?]).await {
+            Ok(actor) => Ok(Some(actor)),
+            Err(ChainError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An actor's balance at `epoch` on the chain of `head` (see [`Chain::balance_at`]).
+    async fn balance_below(
+        &self,
+        addr: &Address,
+        head: &json::TipSet,
+        epoch: ChainEpoch,
+    ) -> Result<Option<TokenAmount>, ChainError> {
+        let head_key = json::TipSetKey(head.cids.clone());
+        let key = if epoch >= head.height {
+            head_key
+        } else {
+            json::TipSetKey(self.tipset_by_height(epoch.max(0), &head_key).await?.cids)
+        };
+        Ok(self.get_actor_at(addr, &key).await?.map(|a| a.balance))
     }
 
     /// `WalletBalance`: an address's balance (zero when it has no actor).
@@ -620,6 +691,34 @@ impl LotusChain {
         })
     }
 
+    /// A payment channel at the tipset `head`: kept from an earlier read at the same tipset,
+    /// or read now at its key (and kept unless it has very many lanes).
+    async fn channel_at_tipset(
+        &self,
+        channel: &Address,
+        head: &json::TipSet,
+    ) -> Result<ChannelOnChain, ChainError> {
+        let kept = {
+            let cache = self.lock_at_head();
+            if cache.key == head.cids {
+                cache.channels.get(channel).cloned()
+            } else {
+                None
+            }
+        };
+        if let Some(on_chain) = kept {
+            return Ok(on_chain);
+        }
+        let key = Value::Array(head.cids.iter().map(cid_param).collect());
+        let on_chain = self.channel_at(channel, key).await?;
+        if on_chain.state.lanes.len() <= MAX_CACHED_LANES {
+            let mut cache = self.lock_at_head();
+            cache.keep_for(&head.cids);
+            cache.channels.insert(*channel, on_chain.clone());
+        }
+        Ok(on_chain)
+    }
+
     fn lock_at_head(&self) -> std::sync::MutexGuard<'_, HeadCache> {
         self.at_head.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -825,7 +924,7 @@ fn refused(e: ChainError) -> ChainError {
 
 #[async_trait]
 impl Chain for LotusChain {
-    async fn head(&self) -> Result<crate::types::ChainEpoch, ChainError> {
+    async fn head(&self) -> Result<ChainEpoch, ChainError> {
         Ok(self.chain_head().await?.height)
     }
 
@@ -846,30 +945,55 @@ impl Chain for LotusChain {
     async fn channel_at_head(
         &self,
         channel: &Address,
-    ) -> Result<(crate::types::ChainEpoch, ChannelOnChain), ChainError> {
+    ) -> Result<(ChainEpoch, ChannelOnChain), ChainError> {
         let head = self.chain_head().await?;
+        Ok((head.height, self.channel_at_tipset(channel, &head).await?))
+    }
+
+    async fn balance_at(
+        &self,
+        addr: &Address,
+        epoch: ChainEpoch,
+    ) -> Result<Option<TokenAmount>, ChainError> {
+        let head = self.chain_head().await?;
+        self.balance_below(addr, &head, epoch).await
+    }
+
+    /// Reads the head, the channel at that tipset, and its balance at the tipset `depth`
+    /// epochs below on that tipset's chain (`ChainGetTipSetByHeight` with the head's key,
+    /// then `StateGetActor` at the key answered), keeping both for the next call at the same
+    /// head.
+    async fn channel_at_depth(
+        &self,
+        channel: &Address,
+        depth: u64,
+    ) -> Result<ChannelAtDepth, ChainError> {
+        let head = self.chain_head().await?;
+        let on_chain = self.channel_at_tipset(channel, &head).await?;
+        let confirmed_at = depth_epoch(head.height, depth);
+        if confirmed_at >= head.height {
+            let balance = Some(on_chain.balance.clone());
+            return Ok(ChannelAtDepth::new(head.height, on_chain, confirmed_at, balance));
+        }
         let kept = {
             let cache = self.lock_at_head();
             if cache.key == head.cids {
-                cache.channels.get(channel).cloned()
+                cache.confirmed.get(&(*channel, confirmed_at)).cloned()
             } else {
                 None
             }
         };
-        if let Some(on_chain) = kept {
-            return Ok((head.height, on_chain));
-        }
-        let key = Value::Array(head.cids.iter().map(cid_param).collect());
-        let on_chain = self.channel_at(channel, key).await?;
-        if on_chain.state.lanes.len() <= MAX_CACHED_LANES {
-            let mut cache = self.lock_at_head();
-            if cache.key != head.cids || cache.channels.len() >= MAX_CHANNELS_AT_HEAD {
-                cache.key = head.cids;
-                cache.channels.clear();
+        let at_depth = match kept {
+            Some(balance) => balance,
+            None => {
+                let balance = self.balance_below(channel, &head, confirmed_at).await?;
+                let mut cache = self.lock_at_head();
+                cache.keep_for(&head.cids);
+                cache.confirmed.insert((*channel, confirmed_at), balance.clone());
+                balance
             }
-            cache.channels.insert(*channel, on_chain.clone());
-        }
-        Ok((head.height, on_chain))
+        };
+        Ok(ChannelAtDepth::new(head.height, on_chain, confirmed_at, at_depth))
     }
 
     async fn lookup_id(&self, addr: &Address) -> Result<Option<Address>, ChainError> {
