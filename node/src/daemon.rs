@@ -30,6 +30,7 @@ use paych_core::chain::lotus::LotusChain;
 use paych_core::chain::Chain;
 use paych_core::manager::{ManagerConfig, PaymentChannelManager, TopUpPolicy};
 use paych_core::reconcile::ReconcilePolicy;
+use paych_core::redemption::IntakePolicy;
 use paych_core::store::sled::SledStore;
 use paych_core::types::{format_address, Address, Network, TokenAmount};
 use paych_core::wallet::{key_file_name, KeyInfo, KeyStore, Wallet};
@@ -116,6 +117,19 @@ pub struct RepoConfig {
     /// `retrieval_max_bytes_in_flight`: bytes of retrieval responses in flight over all
     /// peers; beyond, `RateLimited`.
     pub retrieval_max_bytes: usize,
+    /// `confidence`: epochs a message (an add-funds, say) must be buried under before it
+    /// counts — for the node's own messages, and for the channel balance a payee credits
+    /// vouchers against. Unset: 0 on the embedded devnet, [`LOTUS_CONFIDENCE`] on a Lotus node.
+    pub confidence: Option<u64>,
+    /// `accept_time_locks` (0 or 1): as a payee, take time-locked vouchers (counted for what
+    /// they are sure to be worth, redeemed before their lock); refused by default, as Lotus.
+    pub accept_time_locks: bool,
+    /// `landing_margin`: epochs a payee leaves for its messages to land — a voucher counts
+    /// only if it can still be redeemed that long after the next epoch, before `settling_at`.
+    pub landing_margin: i64,
+    /// `max_settle_delay`: the furthest beyond the head (epochs) a voucher's
+    /// `min_settle_height` may lie.
+    pub max_settle_delay: i64,
     /// `peer.<address> = "<multiaddr>/p2p/<peer id>"`: where payee `<address>` listens.
     pub peers: BTreeMap<Address, Multiaddr>,
     /// `top_up_low` and `top_up_high` (attoFIL): when an outbound channel's available funds
@@ -139,11 +153,22 @@ impl Default for RepoConfig {
             reconcile_fee_per_message: TokenAmount::default(),
             retrieval_max_bytes_per_peer: RetrievalLimits::default().max_bytes_per_peer,
             retrieval_max_bytes: RetrievalLimits::default().max_bytes,
+            confidence: None,
+            accept_time_locks: IntakePolicy::default().accept_time_locks,
+            landing_margin: IntakePolicy::default().landing_margin,
+            max_settle_delay: IntakePolicy::default().max_settle_delay,
             peers: BTreeMap::new(),
             top_up: None,
         }
     }
 }
+
+/// The most epochs `landing_margin` and `max_settle_delay` may be (a year of 30 s epochs).
+pub const MAX_EPOCH_SETTING: i64 = 1_051_200;
+
+/// The confirmation depth used against a Lotus node when `confidence` is unset: Lotus's own
+/// message confidence.
+pub const LOTUS_CONFIDENCE: u64 = 5;
 
 impl RepoConfig {
     /// The file's text.
@@ -178,6 +203,15 @@ impl RepoConfig {
              # flight, per peer and in all; beyond, requests are answered RateLimited.\n\
              retrieval_max_bytes_in_flight_per_peer = {}\n\
              retrieval_max_bytes_in_flight = {}\n\
+             # Epochs a message must be buried under before it counts (the node's own, and\n\
+             # the channel balance a payee credits against). Unset: 0 on the embedded devnet,\n\
+             # {LOTUS_CONFIDENCE} on a Lotus node.\n{}\
+             # As a payee: take time-locked vouchers (1) or refuse them as Lotus does (0); the\n\
+             # epochs left for a message to land before settling_at or a voucher's lock; the\n\
+             # furthest beyond the head a voucher's min_settle_height may lie.\n\
+             accept_time_locks = {}\n\
+             landing_margin = {}\n\
+             max_settle_delay = {}\n\
              # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}",
             self.listen,
             self.api,
@@ -200,6 +234,13 @@ impl RepoConfig {
             self.reconcile_fee_per_message.atto(),
             self.retrieval_max_bytes_per_peer,
             self.retrieval_max_bytes,
+            match self.confidence {
+                Some(depth) => format!("confidence = {depth}\n"),
+                None => String::new(),
+            },
+            u8::from(self.accept_time_locks),
+            self.landing_margin,
+            self.max_settle_delay,
             self.peers
                 .iter()
                 .map(|(a, m)| format!("peer.{} = \"{m}\"\n", format_address(a, Network::Testnet)))
@@ -279,6 +320,31 @@ impl RepoConfig {
                         );
                     }
                     config.max_inbound_connections_per_ip = max;
+                }
+                "confidence" => {
+                    config.confidence =
+                        Some(value.parse().with_context(|| format!("{}: bad number", at()))?)
+                }
+                "accept_time_locks" => {
+                    config.accept_time_locks = match value {
+                        "0" => false,
+                        "1" => true,
+                        _ => bail!("{}: accept_time_locks is 0 or 1", at()),
+                    }
+                }
+                "landing_margin" | "max_settle_delay" => {
+                    let epochs: i64 = value
+                        .parse()
+                        .ok()
+                        .filter(|e| (0..=MAX_EPOCH_SETTING).contains(e))
+                        .with_context(|| {
+                            format!("{}: epochs from 0 to {MAX_EPOCH_SETTING}", at())
+                        })?;
+                    if key.trim() == "landing_margin" {
+                        config.landing_margin = epochs;
+                    } else {
+                        config.max_settle_delay = epochs;
+                    }
                 }
                 other => match other.strip_prefix("peer.") {
                     Some(addr) => {
@@ -411,6 +477,16 @@ impl Daemon {
             ManagerConfig {
                 network: Network::Testnet,
                 top_up: config.top_up.clone(),
+                confidence: config.confidence.unwrap_or(if devnet.is_some() {
+                    0
+                } else {
+                    LOTUS_CONFIDENCE
+                }),
+                intake: IntakePolicy {
+                    accept_time_locks: config.accept_time_locks,
+                    landing_margin: config.landing_margin,
+                    max_settle_delay: config.max_settle_delay,
+                },
                 ..ManagerConfig::default()
             },
         );
@@ -629,6 +705,29 @@ mod tests {
     }
 
     #[test]
+    fn the_payees_intake_policy_and_confidence_are_read_from_the_config_and_checked() {
+        let config = RepoConfig::parse(
+            "confidence = 3\naccept_time_locks = 1\nlanding_margin = 40\nmax_settle_delay = 100",
+        )
+        .unwrap();
+        assert_eq!(config.confidence, Some(3));
+        assert!(config.accept_time_locks);
+        assert_eq!((config.landing_margin, config.max_settle_delay), (40, 100));
+        let defaults = RepoConfig::default();
+        assert_eq!(defaults.confidence, None);
+        assert!(!defaults.accept_time_locks);
+        for bad in [
+            "confidence = -1",
+            "accept_time_locks = 2",
+            "accept_time_locks = yes",
+            "landing_margin = -5",
+            "max_settle_delay = 99999999999",
+        ] {
+            assert!(RepoConfig::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn config_round_trips() {
         let config = RepoConfig {
             listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
@@ -643,6 +742,10 @@ mod tests {
             reconcile_fee_per_message: TokenAmount::from_atto(1000u64),
             retrieval_max_bytes_per_peer: 1 << 20,
             retrieval_max_bytes: 1 << 24,
+            confidence: Some(7),
+            accept_time_locks: true,
+            landing_margin: 30,
+            max_settle_delay: 2880,
             peers: [(
                 Address::new_id(7),
                 "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm"

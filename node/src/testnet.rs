@@ -1177,6 +1177,8 @@ async fn start_node(
             listen: format!("/ip4/127.0.0.1/tcp/{port}").parse()?,
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_inbound_connections_per_ip: LOOPBACK_CONNECTIONS_PER_IP,
+            // The devnet does not reorganise: its blocks count at once.
+            confidence: Some(0),
             top_up,
             peers,
             ..RepoConfig::default()

@@ -341,12 +341,16 @@ impl PaymentChannelManager {
     }
 
     /// The chain's view of a channel for validation: the head, the channel's state at that
-    /// head, and its ID address.
+    /// head with the balance it had `confidence` epochs deeper if lower (funds a short
+    /// reorganisation could take away are not counted), and its ID address.
     async fn chain_view(&self, record: &ChannelRecord) -> Result<ChainView> {
         let channel =
             record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(record)))?;
         let chain = &self.inner.chain;
-        let (head, on_chain) = chain.channel_at_head(&channel).await?;
+        let at = chain.channel_at_depth(&channel, self.inner.config.confidence).await?;
+        let head = at.head;
+        let mut on_chain = at.channel;
+        on_chain.balance = at.confirmed_balance;
         let channel_id = match record.id_address {
             Some(id) => id,
             None => chain
