@@ -119,7 +119,7 @@ pub struct RepoConfig {
     pub retrieval_max_bytes: usize,
     /// `confidence`: epochs a message (an add-funds, say) must be buried under before it
     /// counts — for the node's own messages, and for the channel balance a payee credits
-    /// vouchers against. Unset: 0 on the embedded devnet, [`LOTUS_CONFIDENCE`] on a Lotus node.
+    /// vouchers against. Unset: 0 on a paych devnet, [`LOTUS_CONFIDENCE`] on a Lotus node.
     pub confidence: Option<u64>,
     /// `accept_time_locks` (0 or 1): as a payee, take time-locked vouchers (counted for what
     /// they are sure to be worth, redeemed before their lock); refused by default, as Lotus.
@@ -160,6 +160,16 @@ impl Default for RepoConfig {
             peers: BTreeMap::new(),
             top_up: None,
         }
+    }
+}
+
+/// The confirmation depth when `confidence` is unset: 0 on a paych devnet (embedded or
+/// served: its chain never reorganises), else [`LOTUS_CONFIDENCE`] — also when the node
+/// cannot be asked its network's name.
+async fn default_confidence(chain: &dyn Chain) -> u64 {
+    match chain.network_name().await {
+        Ok(name) if name == DevnetConfig::default().network_name => 0,
+        _ => LOTUS_CONFIDENCE,
     }
 }
 
@@ -204,7 +214,7 @@ impl RepoConfig {
              retrieval_max_bytes_in_flight_per_peer = {}\n\
              retrieval_max_bytes_in_flight = {}\n\
              # Epochs a message must be buried under before it counts (the node's own, and\n\
-             # the channel balance a payee credits against). Unset: 0 on the embedded devnet,\n\
+             # the channel balance a payee credits against). Unset: 0 on a paych devnet,\n\
              # {LOTUS_CONFIDENCE} on a Lotus node.\n{}\
              # As a payee: take time-locked vouchers (1) or refuse them as Lotus does (0); the\n\
              # epochs left for a message to land before settling_at or a voucher's lock; the\n\
@@ -470,6 +480,10 @@ impl Daemon {
         let chain: Arc<dyn Chain> = Arc::new(MeteredChain::new(chain, metrics.clone()));
         let store =
             Arc::new(SledStore::open(repo.join("datastore")).context("cannot open the datastore")?);
+        let confidence = match config.confidence {
+            Some(depth) => depth,
+            None => default_confidence(chain.as_ref()).await,
+        };
         let manager = PaymentChannelManager::new(
             chain,
             wallet.clone(),
@@ -477,11 +491,7 @@ impl Daemon {
             ManagerConfig {
                 network: Network::Testnet,
                 top_up: config.top_up.clone(),
-                confidence: config.confidence.unwrap_or(if devnet.is_some() {
-                    0
-                } else {
-                    LOTUS_CONFIDENCE
-                }),
+                confidence,
                 intake: IntakePolicy {
                     accept_time_locks: config.accept_time_locks,
                     landing_margin: config.landing_margin,
