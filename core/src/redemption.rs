@@ -402,8 +402,8 @@ fn realize<'a>(
     }
 }
 
-/// Orders a choice: plain vouchers on lanes no merging voucher touches first; then each
-/// merging voucher, preceded by the plain vouchers that must create the lanes it merges
+/// Orders a choice, by lane: plain vouchers on lanes no merging voucher touches, and each
+/// merging voucher preceded by the plain vouchers that must create the lanes it merges
 /// (lanes not on chain) and followed by the plain vouchers above it on the lanes it
 /// touches. A plain voucher below a merge on a lane the chain holds adds nothing the merge
 /// does not take back, and is left out.
@@ -440,12 +440,18 @@ fn sequence<'a>(
             }
         }
     }
-    let mut sequence = first;
+    // Independent groups — a lane no merging voucher touches, or a merging voucher with
+    // what must come before and after it — go in the order of their lanes.
+    let mut groups: Vec<(u64, Vec<(&SignedVoucher, Origin)>)> =
+        first.into_iter().map(|step| (step.0.lane, vec![step])).collect();
     for (index, m) in choice.merging.iter().enumerate() {
-        sequence.append(&mut before[index]);
-        sequence.push((m, Origin::Merging(index)));
-        sequence.append(&mut after[index]);
+        let mut group = std::mem::take(&mut before[index]);
+        group.push((m, Origin::Merging(index)));
+        group.append(&mut after[index]);
+        groups.push((m.lane, group));
     }
+    groups.sort_by_key(|(lane, _)| *lane);
+    let sequence: Vec<_> = groups.into_iter().flat_map(|(_, group)| group).collect();
     sequence
 }
 

@@ -203,13 +203,15 @@ impl PaymentChannelManager {
         // A voucher folded into a combined voucher held here is not offered again, even if
         // marking it superseded did not reach the disk.
         let folded = folded_nonces(held.iter().map(|r| &r.voucher));
+        // What is worth folding is what the redemption model would submit: per lane the
+        // voucher that redeems (a top voucher that cannot falls back to a lower one).
         let mut best: BTreeMap<u64, SignedVoucher> = BTreeMap::new();
-        for r in held {
-            let below_fold = folded.get(&r.voucher.lane).is_some_and(|n| r.voucher.nonce < *n);
-            if r.submitted || r.superseded || !r.voucher.merges.is_empty() || below_fold {
-                continue;
+        for step in self.settlement_plan(&record).await?.steps {
+            let v = step.voucher;
+            let below_fold = folded.get(&v.lane).is_some_and(|n| v.nonce < *n);
+            if v.merges.is_empty() && !below_fold {
+                best.insert(v.lane, v);
             }
-            best.insert(r.voucher.lane, r.voucher);
         }
         let on_chain = self.inner.chain.channel(&addr).await?;
         let mut vouchers = choose_vouchers(&best, &on_chain.state.lanes);
