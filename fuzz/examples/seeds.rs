@@ -249,6 +249,10 @@ fn main() {
         corpus.put_kind("lotus_json", &format!("voucher_{name}"), 0, text(v));
     }
     corpus.put_kind("lotus_json", "message", 1, text(&message));
+    // A value one bit longer than a Filecoin big integer can carry: refused when read.
+    let mut too_long = json::to_value(&message, net).expect("message");
+    too_long["Value"] = json!((BigInt::from(1u8) << 1016usize).to_string());
+    corpus.put_kind("lotus_json", "message_value_over_128_bytes", 1, too_long.to_string());
     corpus.put_kind("lotus_json", "signed_message", 2, text(&signed));
     corpus.put_kind("lotus_json", "paych_state", 3, text(&state));
     let actor = Actor { code: lanes, head: lanes, nonce: 3, balance: amount(1000) };

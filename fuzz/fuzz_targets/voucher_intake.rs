@@ -17,6 +17,9 @@
 //! Checked: intake never panics; per on-chain channel, the deltas the payee accepts add up to
 //! no more than the channel's balance, whichever addresses name it; and a voucher the payee
 //! already accepted is never credited again.
+//!
+//! With `PAYCH_FUZZ_DEBUG` set, each call and its outcome is printed (to see what an input
+//! does: `PAYCH_FUZZ_DEBUG=1 cargo +nightly fuzz run voucher_intake <input>`).
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -299,6 +302,12 @@ fuzz_target!(|input: Input| {
                 Step::Resend(_) => continue,
             };
             let outcome = payee.voucher_add(&call, &voucher, atto(u64::from(min_delta))).await;
+            if std::env::var_os("PAYCH_FUZZ_DEBUG").is_some() {
+                eprintln!(
+                    "voucher_add({call}, lane {} nonce {}): {outcome:?}",
+                    voucher.lane, voucher.nonce
+                );
+            }
             let accepted = match outcome {
                 Ok(AddOutcome::Accepted { delta }) => {
                     assert!(!delta.is_negative(), "a negative delta: {delta:?}");
