@@ -15,8 +15,9 @@
 //! fresh payee manager on an empty store, so every input replays on its own.
 //!
 //! Checked: intake never panics; per on-chain channel, the deltas the payee accepts add up to
-//! no more than the channel's balance, whichever addresses name it; and a voucher the payee
-//! already accepted is never credited again.
+//! no more than the channel's balance, whichever addresses name it; a voucher the payee
+//! already accepted is never credited again; and a refusal is the voucher's fault, never a
+//! failure of the payee's own store, chain or wallet (which all work here).
 //!
 //! With `PAYCH_FUZZ_DEBUG` set, each call and its outcome is printed (to see what an input
 //! does: `PAYCH_FUZZ_DEBUG=1 cargo +nightly fuzz run voucher_intake <input>`).
@@ -29,7 +30,7 @@ use fvm_shared::bigint::{BigInt, Sign};
 use libfuzzer_sys::fuzz_target;
 use paych_core::chain::Chain;
 use paych_core::crypto::{self, SecretKey};
-use paych_core::manager::{AddOutcome, PaymentChannelManager};
+use paych_core::manager::{AddOutcome, ManagerError, PaymentChannelManager};
 use paych_core::store::sled::SledStore;
 use paych_core::types::{
     Address, ChainEpoch, Merge, ModVerifyParams, Signature, SignatureType, SignedVoucher,
@@ -327,6 +328,11 @@ fuzz_target!(|input: Input| {
                     }
                     true
                 }
+                Err(
+                    e @ (ManagerError::Store(_) | ManagerError::Chain(_) | ManagerError::Wallet(_)),
+                ) => panic!(
+                    "a voucher made the payee's own store, chain or wallet fail: {e}\n{voucher:?}"
+                ),
                 Ok(AddOutcome::Covered { .. } | AddOutcome::AlreadyHeld) | Err(_) => false,
             };
             match resend_of {

@@ -12,8 +12,8 @@ use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, VoucherOrigin, VoucherRecord, Write,
 };
 use crate::types::{
-    paych_method, ActorID, Address, ChainEpoch, ExitCode, Message, ModVerifyParams, Signature,
-    SignedVoucher, TokenAmount, UpdateChannelStateParams, MAX_LANE,
+    paych_method, ActorID, Address, ChainEpoch, ExitCode, Message, ModVerifyParams, Protocol,
+    Signature, SignedVoucher, TokenAmount, UpdateChannelStateParams, MAX_LANE,
 };
 
 /// What `voucher_create` answers: a voucher, or the shortfall that prevented it.
@@ -389,11 +389,11 @@ impl PaymentChannelManager {
         drop(_entered);
         // A channel first seen in this voucher is stored with the voucher or not at all;
         // first adds on unknown channels take turns, so that each is learned once.
-        let (record, learning) = match self.inner.store.channel_by_address(channel)? {
+        let (record, learning) = match self.stored_channel(channel).await? {
             Some(record) => (record, None),
             None => {
                 let turn = self.inner.learning.lock().await;
-                match self.inner.store.channel_by_address(channel)? {
+                match self.stored_channel(channel).await? {
                     Some(record) => (record, None),
                     None => (self.learn_inbound(channel).await?, Some(turn)),
                 }
@@ -447,10 +447,17 @@ impl PaymentChannelManager {
         })];
         // A voucher that merges lanes supersedes what this node holds on them.
         writes.extend(self.supersede_merged(&record, voucher)?);
+        let mut updated = record.clone();
         if voucher.lane >= record.next_lane {
-            let mut record = record.clone();
-            record.next_lane = voucher.lane.saturating_add(1);
-            writes.push(Write::Channel(record));
+            updated.next_lane = voucher.lane.saturating_add(1);
+        }
+        // A channel learned by its ID address keeps the robust address it is also named by
+        // (`stored_channel` found it through the chain), so that both find it from now on.
+        if record.channel == record.id_address && channel.protocol() != Protocol::ID {
+            updated.channel = Some(*channel);
+        }
+        if updated != record {
+            writes.push(Write::Channel(updated));
         }
         // A learned channel is in `writes` (its next lane is raised to the voucher's).
         self.inner.store.apply(writes)?;
@@ -515,6 +522,21 @@ impl PaymentChannelManager {
 
     /// The record of an inbound channel first seen in a voucher, not yet stored: the chain
     /// must know it, and its payee must be a key of this wallet.
+    /// The channel stored under `channel`, or under the ID address the chain resolves it to:
+    /// a channel first learned by its ID address is the same channel when a voucher names it
+    /// by its robust one (learning it again would give one channel two records).
+    async fn stored_channel(&self, channel: &Address) -> Result<Option<ChannelRecord>> {
+        if let Some(record) = self.inner.store.channel_by_address(channel)? {
+            return Ok(Some(record));
+        }
+        let id = match self.inner.chain.lookup_id(channel).await {
+            Ok(Some(id)) if id != *channel => id,
+            Ok(_) | Err(crate::chain::ChainError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(self.inner.store.channel_by_address(&id)?)
+    }
+
     async fn learn_inbound(&self, channel: &Address) -> Result<ChannelRecord> {
         let chain = &self.inner.chain;
         let on_chain = match chain.channel(channel).await {
