@@ -476,6 +476,37 @@ fn invalid_addresses_are_typed_errors_naming_the_field() {
 }
 
 #[test]
+fn amounts_longer_than_filecoin_carries_are_refused_when_read() {
+    // The largest magnitude a Filecoin big integer carries is 127 bytes (128 with the sign).
+    let largest = (BigInt::from(1u8) << 1016usize) - 1u8;
+    let read = json::from_value::<Message>(message_json_with("Value", json!(largest.to_string())))
+        .unwrap();
+    // What is read can be written again, as CBOR (its CID) and as Lotus JSON.
+    read.cid().unwrap();
+    json::to_value(&read, Network::Testnet).unwrap();
+
+    let too_long = BigInt::from(1u8) << 1016usize;
+    for text in [too_long.to_string(), format!("-{too_long}"), "9".repeat(json::MAX_BIGINT_DIGITS)]
+    {
+        let err = json::from_value::<Message>(message_json_with("Value", json!(text))).unwrap_err();
+        assert!(
+            matches!(err, JsonError::InvalidValue { field: "Message.Value", .. }),
+            "{text}: {err}"
+        );
+    }
+    let mut voucher = json::to_value(
+        &SignedVoucher::new(Address::new_id(1001), 0, 1, TokenAmount::from_atto(1)),
+        Network::Testnet,
+    )
+    .unwrap();
+    voucher["Amount"] = json!(too_long.to_string());
+    assert!(matches!(
+        json::from_value::<SignedVoucher>(voucher),
+        Err(JsonError::InvalidValue { field: "SignedVoucher.Amount", .. })
+    ));
+}
+
+#[test]
 fn non_decimal_amounts_are_typed_errors() {
     for bad in ["1e18", "0x10", "", " 1", "1.5", "+1", "1_000", "--1", "-", "١٢"] {
         let err = json::from_value::<Message>(message_json_with("Value", json!(bad))).unwrap_err();

@@ -80,3 +80,26 @@ async fn payee_settler_redeems_before_settlement_and_collect_returns_the_rest() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_that_learned_a_channel_by_its_id_address_takes_vouchers_on_its_robust_address() {
+    let net = Net::new();
+    let payer = net.node(10).await;
+    let payee = net.node(10).await;
+    let robust = payer.open_channel(payee.addr, atto(1000)).await;
+    let id = net.devnet.lookup_id(&robust).await.unwrap().unwrap();
+
+    // The payee first hears of the channel by its ID address, then by its robust one.
+    let first = payer.m().voucher_create(&robust, atto(10), 0).await.unwrap().voucher.unwrap();
+    let added = payee.m().voucher_add(&id, &first, atto(0)).await.unwrap();
+    assert!(matches!(added, AddOutcome::Accepted { delta } if delta == atto(10)));
+    let second = payer.m().voucher_create(&robust, atto(25), 0).await.unwrap().voucher.unwrap();
+    let added = payee.m().voucher_add(&robust, &second, atto(0)).await.unwrap();
+    assert!(matches!(added, AddOutcome::Accepted { ref delta } if *delta == atto(15)), "{added:?}");
+
+    // One channel, known by both addresses.
+    assert_eq!(payee.m().list().unwrap().len(), 1);
+    for addr in [id, robust] {
+        assert_eq!(payee.m().voucher_list(&addr).unwrap().len(), 2);
+    }
+}

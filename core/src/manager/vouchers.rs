@@ -13,7 +13,7 @@ use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, VoucherOrigin, VoucherRecord, Write,
 };
 use crate::types::{
-    paych_method, ActorID, Address, ChainEpoch, Message, ModVerifyParams, SignedVoucher,
+    paych_method, ActorID, Address, ChainEpoch, Message, ModVerifyParams, Protocol, SignedVoucher,
     TokenAmount, UpdateChannelStateParams, MAX_LANE,
 };
 
@@ -595,6 +595,11 @@ impl PaymentChannelManager {
         let mut updated = record.clone();
         updated.credited = Some(credited);
         updated.next_lane = updated.next_lane.max(voucher.lane.saturating_add(1));
+        // A channel learned by its ID address keeps the robust address it is also named by
+        // (`inbound_record` found it through the chain), so that both find it from now on.
+        if record.channel == record.id_address && channel.protocol() != Protocol::ID {
+            updated.channel = Some(*channel);
+        }
         // A learned channel is stored with its first voucher.
         self.inner.store.apply(vec![
             Write::Voucher(VoucherRecord {
@@ -632,9 +637,10 @@ impl PaymentChannelManager {
         if channel.id().is_ok() {
             return Ok(None);
         }
-        match self.inner.chain.lookup_id(channel).await? {
-            Some(id) => Ok(self.inner.store.channel_by_address(&id)?),
-            None => Ok(None),
+        match self.inner.chain.lookup_id(channel).await {
+            Ok(Some(id)) if id != *channel => Ok(self.inner.store.channel_by_address(&id)?),
+            Ok(_) | Err(crate::chain::ChainError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -41,9 +41,13 @@ use crate::types::{
 };
 /// The big integer of Lotus JSON's decimal strings (weights, amounts).
 pub use fvm_shared::bigint::BigInt;
+use fvm_shared::bigint::Sign;
 
-/// The most decimal digits a big integer may have (a Filecoin big integer is at most 128
-/// bytes, sign included: 1016 bits, 306 digits).
+use crate::types::decode::MAX_BIGINT_BYTES;
+
+/// The most decimal digits a big integer may have: a cheap bound checked before parsing (a
+/// Filecoin big integer is at most 128 bytes, sign included: 1016 bits, 306 digits; the
+/// exact byte limit is checked after parsing).
 pub const MAX_BIGINT_DIGITS: usize = 310;
 /// The longest text accepted as a CID.
 pub const MAX_CID_TEXT: usize = 256;
@@ -174,7 +178,9 @@ pub fn parse_address_field(field: &'static str, text: &str) -> Result<Address, J
     })
 }
 
-/// Reads a decimal big integer (an optional `-`, then digits).
+/// Reads a decimal big integer (an optional `-`, then digits) that Filecoin can carry: at
+/// most [`MAX_BIGINT_BYTES`] encoded, sign byte included, so that whatever is read can be
+/// written again as CBOR.
 pub fn parse_bigint_field(field: &'static str, text: &str) -> Result<BigInt, JsonError> {
     let invalid = || JsonError::InvalidInteger { field, text: excerpt(text) };
     let digits = text.strip_prefix('-').unwrap_or(text);
@@ -184,7 +190,17 @@ pub fn parse_bigint_field(field: &'static str, text: &str) -> Result<BigInt, Jso
     {
         return Err(invalid());
     }
-    BigInt::parse_bytes(text.as_bytes(), 10).ok_or_else(invalid)
+    let value = BigInt::parse_bytes(text.as_bytes(), 10).ok_or_else(invalid)?;
+    let encoded = value.to_bytes_be().1.len() + 1;
+    if value.sign() != Sign::NoSign && encoded > MAX_BIGINT_BYTES {
+        return Err(JsonError::InvalidValue {
+            field,
+            reason: format!(
+                "an integer of {encoded} bytes exceeds Filecoin's {MAX_BIGINT_BYTES}-byte limit"
+            ),
+        });
+    }
+    Ok(value)
 }
 
 /// Reads a decimal attoFIL amount.
