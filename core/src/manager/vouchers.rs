@@ -593,24 +593,29 @@ impl PaymentChannelManager {
             return Err(ManagerError::BelowMinDelta { delta, min_delta });
         }
         let mut updated = record.clone();
-        updated.credited = Some(credited);
+        if self.inner.config.intake.accept_time_locks {
+            // The level only time locks need (see `assess`); kept only where they are taken,
+            // so that a payment writes no channel record otherwise.
+            updated.credited = Some(credited);
+        }
         updated.next_lane = updated.next_lane.max(voucher.lane.saturating_add(1));
         // A channel learned by its ID address keeps the robust address it is also named by
         // (`inbound_record` found it through the chain), so that both find it from now on.
         if record.channel == record.id_address && channel.protocol() != Protocol::ID {
             updated.channel = Some(*channel);
         }
+        let mut writes = vec![Write::Voucher(VoucherRecord {
+            channel: record.id,
+            voucher: voucher.clone(),
+            origin: VoucherOrigin::Received,
+            submitted: false,
+            superseded: false,
+        })];
         // A learned channel is stored with its first voucher.
-        self.inner.store.apply(vec![
-            Write::Voucher(VoucherRecord {
-                channel: record.id,
-                voucher: voucher.clone(),
-                origin: VoucherOrigin::Received,
-                submitted: false,
-                superseded: false,
-            }),
-            Write::Channel(updated),
-        ])?;
+        if learning.is_some() || updated != record {
+            writes.push(Write::Channel(updated));
+        }
+        self.inner.store.apply(writes)?;
         drop(learning);
         cache
             .lanes
