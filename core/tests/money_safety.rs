@@ -11,7 +11,6 @@ mod redeemable;
 
 use paych_core::crypto;
 use paych_core::manager::{AddOutcome, ManagerError, MessageOutcome};
-use paych_core::reconcile::ReconcilePolicy;
 use paych_core::redemption::IntakePolicy;
 use paych_core::types::{
     paych_method, ChainEpoch, Merge, ModVerifyParams, SignedVoucher, TokenAmount, METHOD_SEND,
@@ -181,21 +180,8 @@ async fn payee_accepts_a_valid_voucher_for_the_room_left_after_a_reconciliation(
         let v = payer.voucher_create(&w.ch, atto(300), lane).await.unwrap().voucher.unwrap();
         payee.voucher_add(&w.ch, &v, atto(0)).await.unwrap();
     }
-    let draft = payee.reconcile_draft(&w.ch, &atto(0)).await.unwrap();
     let hash = crypto::blake2b_256(b"fold lanes 0 and 1");
-    let answer = payer
-        .reconcile_as_payer(
-            Some(&draft.payee),
-            &hash,
-            &draft.vouchers,
-            &draft.req_val,
-            &ReconcilePolicy::default(),
-            |v| v.to_cbor(),
-        )
-        .await
-        .unwrap();
-    let combined = SignedVoucher::from_cbor(&answer).unwrap();
-    payee.reconcile_accept(&w.ch, &draft.vouchers, &draft.req_val, &combined).await.unwrap();
+    harness::fold_lanes(payer, payee, &w.ch, &atto(0), &hash).await.unwrap();
 
     // The channel promised 600 of its 1000: the payer signs 400 more on a new lane.
     let room = payer.voucher_create(&w.ch, atto(400), 2).await.unwrap().voucher.unwrap();

@@ -40,7 +40,6 @@ use std::fmt;
 use paych_core::chain::Chain;
 use paych_core::crypto;
 use paych_core::manager::{ManagerError, MessageOutcome};
-use paych_core::reconcile::ReconcilePolicy;
 use paych_core::types::{
     paych_method, Address, ChainEpoch, Merge, ModVerifyParams, SignedVoucher, TokenAmount,
     METHOD_SEND, SETTLE_DELAY,
@@ -784,21 +783,12 @@ impl HonestHistory {
 
     async fn reconcile(&mut self, fee: u64, submit: bool) {
         let (w, payer, payee) = (&self.w, self.w.payer.m(), self.w.payee.m());
-        let Ok(draft) = payee.reconcile_draft(&w.ch, &atto(fee)).await else { return };
         let hash = crypto::blake2b_256(&(self.issued.len() as u64).to_be_bytes());
-        let answer = payer
-            .reconcile_as_payer(
-                Some(&draft.payee),
-                &hash,
-                &draft.vouchers,
-                &draft.req_val,
-                &ReconcilePolicy::default(),
-                |v| v.to_cbor(),
-            )
-            .await
-            .unwrap();
-        let combined = SignedVoucher::from_cbor(&answer).unwrap();
-        payee.reconcile_accept(&w.ch, &draft.vouchers, &draft.req_val, &combined).await.unwrap();
+        let Ok((draft, combined)) =
+            harness::fold_lanes(payer, payee, &w.ch, &atto(fee), &hash).await
+        else {
+            return;
+        };
         let sum: TokenAmount = draft.vouchers.iter().map(|v| v.amount.clone()).sum();
         self.combined.push((combined.clone(), sum - draft.req_val));
         if submit {

@@ -259,3 +259,32 @@ impl StoreSnapshot {
 pub fn atto(n: u64) -> TokenAmount {
     TokenAmount::from_atto(n)
 }
+
+/// One reconciliation as honest parties run it: the payee drafts a request on `channel`
+/// (asking `fee_per_message` of the saving), the payer answers it as the request
+/// `request_hash` from the payee, and the payee accepts the combined voucher. Answers the
+/// draft and the combined voucher, or the draft's refusal (nothing worth folding).
+pub async fn fold_lanes(
+    payer: &PaymentChannelManager,
+    payee: &PaymentChannelManager,
+    channel: &Address,
+    fee_per_message: &TokenAmount,
+    request_hash: &[u8],
+) -> Result<(paych_core::manager::ReconcileDraft, SignedVoucher), paych_core::manager::ManagerError>
+{
+    let draft = payee.reconcile_draft(channel, fee_per_message).await?;
+    let answer = payer
+        .reconcile_as_payer(
+            Some(&draft.payee),
+            request_hash,
+            &draft.vouchers,
+            &draft.req_val,
+            &paych_core::reconcile::ReconcilePolicy::default(),
+            |v| v.to_cbor(),
+        )
+        .await
+        .unwrap();
+    let combined = SignedVoucher::from_cbor(&answer).unwrap();
+    payee.reconcile_accept(channel, &draft.vouchers, &draft.req_val, &combined).await.unwrap();
+    Ok((draft, combined))
+}
