@@ -303,8 +303,8 @@ pub fn best_plan(situation: &Situation, held: &[&SignedVoucher]) -> Plan {
     best
 }
 
-/// `best_plan(held ∪ {voucher}) − best_plan(held)`'s first term, computed once: the plan
-/// for `held` with `voucher` added. A convenience for intake.
+/// The best plan for `held` with `voucher` added: intake credits a new voucher the value of
+/// this plan less that of [`best_plan`] for `held` alone.
 pub fn plan_with(situation: &Situation, held: &[&SignedVoucher], voucher: &SignedVoucher) -> Plan {
     let mut all: Vec<&SignedVoucher> = Vec::with_capacity(held.len() + 1);
     all.extend_from_slice(held);
