@@ -613,6 +613,9 @@ impl Proxied {
 struct CountingProxy {
     addr: std::net::SocketAddr,
     seen: Arc<std::sync::atomic::AtomicUsize>,
+    /// While set, a connection whose request contains the needle is closed instead of
+    /// forwarded: the client sees the node fail.
+    refusing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CountingProxy {
@@ -621,11 +624,14 @@ impl CountingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let counter = seen.clone();
+        let refuse = refusing.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(upstream) = tokio::net::TcpStream::connect(server).await else { return };
                 let counter = counter.clone();
+                let refuse = refuse.clone();
                 tokio::spawn(async move {
                     let (mut from_client, mut to_client) = client.into_split();
                     let (mut from_server, mut to_server) = upstream.into_split();
@@ -643,17 +649,36 @@ impl CountingProxy {
                             let found =
                                 window.windows(needle.len()).filter(|w| *w == needle).count();
                             counter.fetch_add(found, std::sync::atomic::Ordering::SeqCst);
+                            if found > 0 && refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                                return Err(std::io::Error::other("refused by the proxy"));
+                            }
                             let keep = window.len().min(needle.len() - 1);
                             window.drain(..window.len() - keep);
                             to_server.write_all(&buf[..n]).await?;
                         }
                     };
                     let down = tokio::io::copy(&mut from_server, &mut to_client);
-                    let _ = tokio::join!(up, down);
+                    tokio::pin!(up, down);
+                    tokio::select! {
+                        sent = &mut up => {
+                            // A refused request closes the client's connection at once.
+                            if sent.is_ok() {
+                                let _ = down.await;
+                            }
+                        }
+                        _ = &mut down => {
+                            let _ = up.await;
+                        }
+                    }
                 });
             }
         });
-        CountingProxy { addr, seen }
+        CountingProxy { addr, seen, refusing }
+    }
+
+    /// Closes (or again forwards) the connections whose request contains the needle.
+    fn refuse(&self, refusing: bool) {
+        self.refusing.store(refusing, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn count(&self) -> usize {
@@ -715,5 +740,62 @@ async fn a_lotus_client_reads_a_confirmed_balance_once_per_head() {
     let deeper = chain.channel_at_depth(&ch, 1).await.unwrap();
     assert_eq!((deeper.head, deeper.confirmed_balance.clone()), (first.head + 1, fil(15)));
     assert_eq!(proxy.count(), lookups + 1);
+    server.shutdown().await;
+}
+
+/// A manager whose chain node fails for a while just as one of its messages lands — so that
+/// the message's effects cannot be read yet — records it once the node answers again, without
+/// a restart (its funds and lifecycle would otherwise stay pending until one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landed_message_whose_effects_cannot_be_read_yet_is_recorded_once_the_chain_answers() {
+    use paych_core::manager::{ManagerConfig, MessageOutcome, PaymentChannelManager};
+    use paych_core::store::{sled::SledStore, Lifecycle};
+
+    let devnet = Devnet::new(DevnetConfig {
+        block_time: Some(Duration::from_millis(50)),
+        ..DevnetConfig::default()
+    })
+    .unwrap();
+    let _mining = devnet.start_mining();
+    let server = serve(&devnet).await;
+    let proxy = CountingProxy::start(server.local_addr(), b"Filecoin.StateReadState").await;
+    let api_info = paych_node::devnet_rpc::api_info(proxy.addr);
+    let chain = Arc::new(paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let wallet = Arc::new(KeyStore::open(dir.path().join("keystore"), Network::Testnet).unwrap());
+    let (payer, payee) = (wallet.new_key().unwrap(), wallet.new_key().unwrap());
+    for key in [payer, payee] {
+        let cid = devnet.faucet(&key, fil(10)).unwrap();
+        devnet.wait(&cid, 0, WAIT).await.unwrap();
+    }
+    let store = Arc::new(SledStore::open(dir.path().join("datastore")).unwrap());
+    let config = ManagerConfig {
+        wait_timeout: Duration::from_secs(2),
+        settler_interval: Duration::from_secs(3600),
+        ..ManagerConfig::default()
+    };
+    let manager = PaymentChannelManager::new(chain, wallet, store, config);
+    manager.start().await.unwrap();
+    let handle = manager.create(payer, payee, fil(1), TokenAmount::default()).await.unwrap();
+    let ch = manager.get_wait_ready(&handle.wait_sentinel.unwrap()).await.unwrap();
+
+    // The node stops answering state reads; the settle lands meanwhile, and the manager's
+    // first try at recording it fails (a request and the client's three retries).
+    proxy.refuse(true);
+    let refused_before = proxy.count();
+    let cid = manager.settle(&ch).await.unwrap();
+    devnet.wait(&cid, 0, WAIT).await.unwrap();
+    while proxy.count() < refused_before + 4 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.refuse(false);
+
+    let outcome = tokio::time::timeout(Duration::from_secs(60), manager.wait_message(&cid))
+        .await
+        .expect("the landed settle is recorded without a restart")
+        .unwrap();
+    assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
+    assert_eq!(manager.status(&ch).await.unwrap().lifecycle, Lifecycle::Settling);
+    manager.shutdown().await.unwrap();
     server.shutdown().await;
 }
