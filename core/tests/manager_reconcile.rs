@@ -18,7 +18,7 @@ use paych_core::chain::Chain;
 use paych_core::crypto;
 use paych_core::manager::VoucherSpec;
 use paych_core::manager::{ManagerError, MessageOutcome, PaymentChannelManager, ReconcileDraft};
-use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
+use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus, Refusal};
 use paych_core::store::sled::SledStore;
 use paych_core::store::{
     Batch, ChannelId, ChannelRecord, MessageRecord, PeerRecord, ReconcileRecord, Store, StoreError,
@@ -26,6 +26,17 @@ use paych_core::store::{
 };
 use paych_core::types::{Address, Merge, SignedVoucher};
 use tokio::sync::watch;
+
+/// `payer` answers `draft` as the request `hash`, from a peer proven to hold `requester`.
+async fn ask_payer(
+    payer: &PaymentChannelManager,
+    requester: Option<&Address>,
+    hash: &[u8],
+    draft: &ReconcileDraft,
+    policy: &ReconcilePolicy,
+) -> Result<Vec<u8>, Refusal> {
+    payer.reconcile_as_payer(requester, hash, &draft.vouchers, &draft.req_val, policy, encode).await
+}
 
 fn encode(v: &SignedVoucher) -> Result<Vec<u8>, paych_core::types::EncodeError> {
     v.to_cbor()
@@ -57,18 +68,8 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
     let hash = crypto::blake2b_256(b"a request");
 
     // The payee's own manager pays from no such channel.
-    let refusal = payee
-        .m()
-        .reconcile_as_payer(
-            Some(&payee.addr),
-            &hash,
-            &draft.vouchers,
-            &draft.req_val,
-            &policy,
-            encode,
-        )
-        .await
-        .unwrap_err();
+    let refusal =
+        ask_payer(payee.m(), Some(&payee.addr), &hash, &draft, &policy).await.unwrap_err();
     assert_eq!(refusal.status, ReconcileStatus::NotOurChannel);
 
     // A failure before the answer is recorded (here: encoding it) is `Internal`, and leaves
@@ -90,18 +91,7 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
     assert!(status.lanes.iter().all(|l| !l.closed), "{status:?}");
     assert!(payer.m().store().reconcile(&hash).unwrap().is_none());
 
-    let answer = payer
-        .m()
-        .reconcile_as_payer(
-            Some(&payee.addr),
-            &hash,
-            &draft.vouchers,
-            &draft.req_val,
-            &policy,
-            encode,
-        )
-        .await
-        .unwrap();
+    let answer = ask_payer(payer.m(), Some(&payee.addr), &hash, &draft, &policy).await.unwrap();
     let combined = SignedVoucher::from_cbor(&answer).unwrap();
     assert_eq!(combined.amount, draft.req_val);
     // What the channel has spent: the combined amount stands for the lanes it folds.
@@ -119,32 +109,11 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
     let payee = payee.stop().await.started().await;
 
     // The same request: the same bytes. Another one on those lanes: closed.
-    let again = payer
-        .m()
-        .reconcile_as_payer(
-            Some(&payee.addr),
-            &hash,
-            &draft.vouchers,
-            &draft.req_val,
-            &policy,
-            encode,
-        )
-        .await
-        .unwrap();
+    let again = ask_payer(payer.m(), Some(&payee.addr), &hash, &draft, &policy).await.unwrap();
     assert_eq!(again, answer);
     let other = crypto::blake2b_256(b"another request");
-    let refusal = payer
-        .m()
-        .reconcile_as_payer(
-            Some(&payee.addr),
-            &other,
-            &draft.vouchers,
-            &draft.req_val,
-            &policy,
-            encode,
-        )
-        .await
-        .unwrap_err();
+    let refusal =
+        ask_payer(payer.m(), Some(&payee.addr), &other, &draft, &policy).await.unwrap_err();
     assert_eq!(refusal.status, ReconcileStatus::LaneClosed);
     for lane in 0..3 {
         let err = payer.m().voucher_create(&ch, atto(1000), lane).await.unwrap_err();
@@ -317,43 +286,10 @@ async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
 
     // The payee is answered; a stranger replaying the very same request is not given the
     // recorded answer.
-    let answer = payer
-        .m()
-        .reconcile_as_payer(
-            Some(&payee.addr),
-            &hash,
-            &draft.vouchers,
-            &draft.req_val,
-            &policy,
-            encode,
-        )
-        .await
-        .unwrap();
-    let replayed = payer
-        .m()
-        .reconcile_as_payer(
-            Some(&stranger),
-            &hash,
-            &draft.vouchers,
-            &draft.req_val,
-            &policy,
-            encode,
-        )
-        .await
-        .unwrap_err();
+    let answer = ask_payer(payer.m(), Some(&payee.addr), &hash, &draft, &policy).await.unwrap();
+    let replayed = ask_payer(payer.m(), Some(&stranger), &hash, &draft, &policy).await.unwrap_err();
     assert_eq!(replayed.status, ReconcileStatus::NotPayee);
-    let again = payer
-        .m()
-        .reconcile_as_payer(
-            Some(&payee.addr),
-            &hash,
-            &draft.vouchers,
-            &draft.req_val,
-            &policy,
-            encode,
-        )
-        .await
-        .unwrap();
+    let again = ask_payer(payer.m(), Some(&payee.addr), &hash, &draft, &policy).await.unwrap();
     assert_eq!(again, answer);
 }
 
@@ -509,18 +445,10 @@ async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_
     let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
     let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
     let hash = crypto::blake2b_256(b"the request");
-    let answer = payer
-        .m()
-        .reconcile_as_payer(
-            Some(&draft.payee),
-            &hash,
-            &draft.vouchers,
-            &draft.req_val,
-            &ReconcilePolicy::default(),
-            encode,
-        )
-        .await
-        .unwrap();
+    let answer =
+        ask_payer(payer.m(), Some(&draft.payee), &hash, &draft, &ReconcilePolicy::default())
+            .await
+            .unwrap();
     let combined = SignedVoucher::from_cbor(&answer).unwrap();
     let (payee, store, manager) = restarted_gated(payee).await;
 
