@@ -150,8 +150,15 @@ pub fn verify(secret: &[u8], token: &str) -> Result<Vec<Permission>, AuthError> 
     let header: Header = serde_json::from_slice(&decode(header, "header is not base64url")?)
         .map_err(|_| AuthError::Malformed("header is not a JOSE header"))?;
     if header.alg != "HS256" {
-        let mut alg = header.alg;
-        alg.truncate(32);
+        // At most 32 bytes of it, cut at a character boundary.
+        let alg: String = header
+            .alg
+            .chars()
+            .scan(0, |len, c| {
+                *len += c.len_utf8();
+                (*len <= 32).then_some(c)
+            })
+            .collect();
         return Err(AuthError::UnsupportedAlgorithm(alg));
     }
     let signature = decode(signature, "signature is not base64url")?;
@@ -259,5 +266,15 @@ mod tests {
         assert_eq!(verify(&SECRET, &token), Err(AuthError::Expired));
         let token = signed(r#"{"Allow":["read"],"exp":99999999999}"#);
         assert_eq!(verify(&SECRET, &token), Ok(vec![Permission::Read]));
+    }
+
+    #[test]
+    fn a_long_unsupported_algorithm_with_multibyte_characters_is_refused_not_a_panic() {
+        let header = URL_SAFE_NO_PAD.encode(format!("{{\"alg\":\"{}\"}}", "é".repeat(40)));
+        let token = format!("{header}.e30.c2ln");
+        match verify(&[7u8; 32], &token) {
+            Err(AuthError::UnsupportedAlgorithm(alg)) => assert!(alg.len() <= 32),
+            other => panic!("{other:?}"),
+        }
     }
 }
