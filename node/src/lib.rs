@@ -31,7 +31,6 @@ pub mod pay;
 pub mod reconcile;
 pub mod refusals;
 pub mod retrieval;
-pub mod testnet;
 
 /// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

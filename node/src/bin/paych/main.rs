@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod testnet;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -62,7 +63,7 @@ enum Command {
     Devnet(DevnetArgs),
     /// Run a testnet on this machine: a devnet, provider and client daemons, paid
     /// retrievals, reconciliation, settlement, and a report with its invariants checked.
-    Testnet(paych_node::testnet::TestnetArgs),
+    Testnet(testnet::TestnetArgs),
     /// Run the node: the JSON-RPC API, the paych wire protocols and the manager over a repo
     /// directory (see docs/operations.md). Runs until SIGINT or SIGTERM.
     Daemon(DaemonArgs),
@@ -187,11 +188,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .context("cannot start the async runtime")?;
             let json = args.json;
-            let report = runtime.block_on(paych_node::testnet::run(args))?;
+            let report = runtime.block_on(testnet::run(args))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
-                print!("{}", paych_node::testnet::render(&report));
+                print!("{}", testnet::render(&report));
             }
             if !report.invariants_ok {
                 anyhow::bail!("an invariant failed");

@@ -45,8 +45,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{RwLock, Semaphore};
 
-use crate::daemon::RepoConfig;
-use crate::parse_duration;
+use paych_node::daemon::RepoConfig;
+use paych_node::parse_duration;
 
 /// How long one node may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -64,7 +64,7 @@ const PROVIDER_FUNDS_FIL: &str = "10";
 /// 127.0.0.1, whatever loopback address it listens on (the system picks the source address
 /// of a dial, and libp2p's TCP transport does not bind it), so the cap cannot tell them
 /// apart: it is lifted to every inbound slot, and the caps per peer and in total still hold.
-const LOOPBACK_CONNECTIONS_PER_IP: u32 = crate::daemon::MAX_INBOUND_CONNECTIONS_PER_IP;
+const LOOPBACK_CONNECTIONS_PER_IP: u32 = paych_node::daemon::MAX_INBOUND_CONNECTIONS_PER_IP;
 
 /// The arguments of `paych testnet`.
 #[derive(Debug, Clone, clap::Args)]
@@ -348,8 +348,8 @@ async fn run_in(
     let progress = Progress { enabled: !args.json };
     let exe = std::env::current_exe().context("cannot find the paych executable")?;
     let probe = paych_core::crypto::generate_secret_key().context("cannot make a probe key")?;
-    let (raw_sign, raw_recover) = crate::limits::crypto_rates(&probe, 500)?;
-    let crypto_ceiling = crate::limits::crypto_ceiling(raw_sign, raw_recover);
+    let (raw_sign, raw_recover) = paych_node::limits::crypto_rates(&probe, 500)?;
+    let crypto_ceiling = paych_node::limits::crypto_ceiling(raw_sign, raw_recover);
 
     progress.phase("starting the devnet");
     let devnet = Devnet::new(DevnetConfig {
@@ -358,9 +358,10 @@ async fn run_in(
     })
     .context("cannot start the devnet")?;
     devnet.start_mining();
-    let server = crate::devnet_rpc::serve(devnet.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .context("cannot serve the devnet")?;
+    let server =
+        paych_node::devnet_rpc::serve(devnet.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .context("cannot serve the devnet")?;
     let api_info = server.api_info();
 
     // Providers first: clients are told where they listen.
@@ -1171,7 +1172,7 @@ async fn start_node(
     if !config_path.exists() {
         let peers = peers
             .iter()
-            .map(|p| crate::pay::parse_peer(p).map_err(|e| anyhow!("{e}")))
+            .map(|p| paych_node::pay::parse_peer(p).map_err(|e| anyhow!("{e}")))
             .collect::<anyhow::Result<_>>()?;
         let config = RepoConfig {
             listen: format!("/ip4/127.0.0.1/tcp/{port}").parse()?,
