@@ -240,7 +240,8 @@ impl Drop for Node {
 type Nodes = Vec<Arc<RwLock<Node>>>;
 
 /// Runs the testnet and returns its report.
-pub async fn run(args: TestnetArgs) -> anyhow::Result<Report> {
+pub async fn run(args: TestnetArgs, network: Network) -> anyhow::Result<Report> {
+    let _ = network;
     let started = Instant::now();
     if args.clients == 0 || args.providers == 0 {
         bail!("--clients and --providers must be at least 1");
