@@ -54,8 +54,8 @@ use tokio::sync::RwLock;
 
 use nodes::{Launcher, Node, NodeRpc, Nodes};
 pub use report::{render, Report};
-use report::{Ending, Ledger, Run};
-use rounds::{CrashPlan, Job, Pair, RoundContext, Tally};
+use report::{Ending, Holdings, Ledger, Run};
+use rounds::{CrashPlan, Job, Pair, RoundContext, RoundOutcome, Tally};
 
 /// How long the chain may take to reach a state the run waits for.
 const CHAIN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -311,8 +311,10 @@ impl Testnet {
             funded.iter().all(|(a, amount)| balance(devnet, a) == *amount)
         })
         .await?;
-        self.ledger.before = funded.iter().map(|(a, _)| balance(devnet, a)).collect();
-        self.ledger.burnt_before = devnet.burnt();
+        self.ledger.funded = Holdings {
+            balances: funded.iter().map(|(a, _)| balance(devnet, a)).collect(),
+            burnt: devnet.burnt(),
+        };
         Ok(())
     }
 
@@ -371,7 +373,7 @@ impl Testnet {
             roots: self.roots.clone(),
             max_price: self.price.clone(),
         });
-        let done_before = self.ledger.rounds.iter().map(|r| r.retrievals).sum();
+        let done_before = self.ledger.rounds.iter().map(RoundOutcome::retrievals).sum();
         let tally = Tally { phase, done_before, total: self.retrievals() };
         let crash = crash.map(|plan| (plan, &self.launcher));
         let outcome = rounds::run_round(&ctx, jobs, &self.progress, tally, crash).await?;
@@ -523,7 +525,8 @@ impl Testnet {
             .iter()
             .filter_map(|ch| self.devnet.actor_state(ch).ok())
             .fold(TokenAmount::default(), |acc, s| acc + s.info.balance);
-        let end = Ending { after, burnt_after: self.devnet.burnt(), stats, left_in_channels };
+        let holdings = Holdings { balances: after, burnt: self.devnet.burnt() };
+        let end = Ending { holdings, stats, left_in_channels };
         let run = Run {
             clients: self.args.clients,
             providers: self.args.providers,
@@ -581,7 +584,7 @@ impl Testnet {
         let rounds = &self.ledger.rounds;
         self.channels
             .iter()
-            .filter(|(pair, _)| rounds.iter().any(|r| r.lanes.contains_key(*pair)))
+            .filter(|(pair, _)| rounds.iter().any(|r| r.lanes().contains_key(*pair)))
             .map(|(pair, ch)| (*pair, ch.clone()))
             .collect()
     }

@@ -58,6 +58,30 @@ pub struct Report {
     pub payments: usize,
     /// Bytes retrieved and checked.
     pub bytes: u64,
+    /// How fast the payments went.
+    #[serde(flatten)]
+    pub speed: Speed,
+    /// What the run put on chain.
+    #[serde(flatten)]
+    pub chain: ChainUse,
+    /// Wallet balances.
+    pub balances: Vec<Balance>,
+    /// The daemons' memory.
+    #[serde(flatten)]
+    pub memory: Memory,
+    /// The node killed and restarted, if any, and what came back.
+    pub crash: Option<String>,
+    /// The invariants checked.
+    pub invariants: Vec<Invariant>,
+    /// Whether every invariant held.
+    pub invariants_ok: bool,
+    /// Seconds the whole run took.
+    pub total_secs: f64,
+}
+
+/// How fast the payments went, beside the bare crypto they cost (flattened into the report).
+#[derive(Debug, Clone, Serialize)]
+pub struct Speed {
     /// Seconds the two retrieval rounds took.
     pub retrieval_secs: f64,
     /// Payments per second over the retrieval rounds.
@@ -75,6 +99,11 @@ pub struct Report {
     pub latency_p50_us: u64,
     /// 99th percentile payment latency, µs.
     pub latency_p99_us: u64,
+}
+
+/// What the run put on chain, beside the alternatives (flattened into the report).
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainUse {
     /// Chain messages the nodes sent.
     pub chain_messages: u64,
     /// Of which: creates, add-funds, updates (voucher redemptions), settles, collects.
@@ -89,20 +118,15 @@ pub struct Report {
     pub settler_submissions: u64,
     /// Gas burnt during the run, attoFIL.
     pub gas_burnt_atto: String,
-    /// Wallet balances.
-    pub balances: Vec<Balance>,
+}
+
+/// The daemons' peak resident memory (flattened into the report).
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
     /// The largest peak resident memory of one daemon, KiB (Linux; 0 elsewhere).
     pub peak_rss_kib_max: u64,
     /// The mean of the daemons' peak resident memory, KiB (Linux; 0 elsewhere).
     pub peak_rss_kib_mean: u64,
-    /// The node killed and restarted, if any, and what came back.
-    pub crash: Option<String>,
-    /// The invariants checked.
-    pub invariants: Vec<Invariant>,
-    /// Whether every invariant held.
-    pub invariants_ok: bool,
-    /// Seconds the whole run took.
-    pub total_secs: f64,
 }
 
 /// The report as people read it.
@@ -128,36 +152,36 @@ pub fn render(report: &Report) -> String {
     }
     line(format!(
         "payments       {} in {:.2} s: {:.0} payments/s",
-        report.payments, report.retrieval_secs, report.payments_per_sec
+        report.payments, report.speed.retrieval_secs, report.speed.payments_per_sec
     ));
     line(format!(
         "               {:.3} of the {:.0}/s one core could sign and recover ({:.0} signs/s, {:.0} recoveries/s)",
-        report.payments_vs_crypto_ceiling,
-        report.crypto_ceiling_payments_per_sec,
-        report.raw_sign_per_sec,
-        report.raw_recover_per_sec
+        report.speed.payments_vs_crypto_ceiling,
+        report.speed.crypto_ceiling_payments_per_sec,
+        report.speed.raw_sign_per_sec,
+        report.speed.raw_recover_per_sec
     ));
     line(format!(
         "latency        p50 {} µs, p99 {} µs (voucher made, stored, sent, validated, stored, answered)",
-        report.latency_p50_us, report.latency_p99_us
+        report.speed.latency_p50_us, report.speed.latency_p99_us
     ));
     let kinds: Vec<String> =
-        report.chain_messages_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    line(format!("chain messages {} ({})", report.chain_messages, kinds.join(", ")));
+        report.chain.chain_messages_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    line(format!("chain messages {} ({})", report.chain.chain_messages, kinds.join(", ")));
     line(format!(
         "               vs {} redeeming each lane each round, {} paying on chain per chunk",
-        report.chain_messages_one_per_lane, report.chain_messages_one_per_payment
+        report.chain.chain_messages_one_per_lane, report.chain.chain_messages_one_per_payment
     ));
     line(format!(
         "reconciled     {} channels into one voucher each; settlers submitted {} vouchers",
-        report.reconciled_channels, report.settler_submissions
+        report.chain.reconciled_channels, report.chain.settler_submissions
     ));
-    line(format!("gas burnt      {}", fil(&report.gas_burnt_atto)));
-    if report.peak_rss_kib_max > 0 {
+    line(format!("gas burnt      {}", fil(&report.chain.gas_burnt_atto)));
+    if report.memory.peak_rss_kib_max > 0 {
         line(format!(
             "memory         peak per daemon: mean {} MiB, max {} MiB",
-            report.peak_rss_kib_mean / 1024,
-            report.peak_rss_kib_max / 1024
+            report.memory.peak_rss_kib_mean / 1024,
+            report.memory.peak_rss_kib_max / 1024
         ));
     }
     if let Some(crash) = &report.crash {
@@ -189,10 +213,8 @@ pub struct Ledger {
     pub raw_sign_per_sec: f64,
     /// Bare recoveries per second on one core.
     pub raw_recover_per_sec: f64,
-    /// Each node's balance once funded, providers first.
-    pub before: Vec<TokenAmount>,
-    /// Gas burnt before the run.
-    pub burnt_before: TokenAmount,
+    /// The nodes' funds once funded.
+    pub funded: Holdings,
     /// The retrieval rounds.
     pub rounds: Vec<RoundOutcome>,
     /// Seconds the retrieval rounds took.
@@ -207,12 +229,19 @@ pub struct Ledger {
     pub to_send: BTreeMap<Pair, TokenAmount>,
 }
 
+/// The nodes' balances and the gas burnt, at one moment of the run.
+#[derive(Default)]
+pub struct Holdings {
+    /// Each node's balance, providers first.
+    pub balances: Vec<TokenAmount>,
+    /// Gas burnt since genesis.
+    pub burnt: TokenAmount,
+}
+
 /// The chain's end state, read once every channel is collected.
 pub struct Ending {
-    /// Each node's balance, providers first.
-    pub after: Vec<TokenAmount>,
-    /// Gas burnt by the end.
-    pub burnt_after: TokenAmount,
+    /// The nodes' funds at the end.
+    pub holdings: Holdings,
     /// Each node's messages and fees, providers first.
     pub stats: Vec<SenderStats>,
     /// Funds still in channels (none once all are collected).
@@ -243,16 +272,15 @@ impl Report {
     /// The report of a run: the figures of `ledger`, checked against `end`.
     pub fn new(run: &Run, ledger: &Ledger, end: &Ending) -> Report {
         let rounds = &ledger.rounds;
-        let payments: usize = rounds.iter().map(|r| r.payments).sum();
-        let retrievals: usize = rounds.iter().map(|r| r.retrievals).sum();
+        let payments: usize = rounds.iter().map(RoundOutcome::payments).sum();
+        let retrievals: usize = rounds.iter().map(RoundOutcome::retrievals).sum();
         let retries: usize = rounds.iter().map(|r| r.retries).sum();
         let by_kind = messages_by_kind(&end.stats);
         let chain_messages: u64 = end.stats.iter().map(|s| s.messages).sum();
         let other_messages = chain_messages - by_kind.get("update").copied().unwrap_or(0);
         let lanes_paid: u64 =
-            rounds.iter().flat_map(|r| r.lanes.values()).map(|l| l.len() as u64).sum();
-        let mut latencies: Vec<u64> =
-            rounds.iter().flat_map(|r| &r.latencies_us).copied().collect();
+            rounds.iter().flat_map(|r| r.lanes().into_values()).map(|l| l.len() as u64).sum();
+        let mut latencies: Vec<u64> = rounds.iter().flat_map(RoundOutcome::latencies_us).collect();
         latencies.sort_unstable();
         let payments_per_sec = ratio(payments as f64, ledger.retrieval_secs);
         let crypto_ceiling =
@@ -268,29 +296,31 @@ impl Report {
             retries,
             retry_reasons: rounds.iter().flat_map(|r| &r.retry_reasons).cloned().collect(),
             payments,
-            bytes: rounds.iter().map(|r| r.bytes).sum(),
-            retrieval_secs: ledger.retrieval_secs,
-            payments_per_sec,
-            raw_sign_per_sec: ledger.raw_sign_per_sec,
-            raw_recover_per_sec: ledger.raw_recover_per_sec,
-            crypto_ceiling_payments_per_sec: crypto_ceiling,
-            payments_vs_crypto_ceiling: ratio(payments_per_sec, crypto_ceiling),
-            latency_p50_us: percentile(&latencies, 0.50),
-            latency_p99_us: percentile(&latencies, 0.99),
-            chain_messages,
-            chain_messages_by_kind: by_kind,
-            chain_messages_one_per_lane: other_messages + lanes_paid,
-            chain_messages_one_per_payment: other_messages + payments as u64,
-            reconciled_channels: ledger.reconciled,
-            settler_submissions: ledger.settler_submissions,
-            gas_burnt_atto: (&end.burnt_after - &ledger.burnt_before).atto().to_string(),
+            bytes: rounds.iter().map(RoundOutcome::bytes).sum(),
+            speed: Speed {
+                retrieval_secs: ledger.retrieval_secs,
+                payments_per_sec,
+                raw_sign_per_sec: ledger.raw_sign_per_sec,
+                raw_recover_per_sec: ledger.raw_recover_per_sec,
+                crypto_ceiling_payments_per_sec: crypto_ceiling,
+                payments_vs_crypto_ceiling: ratio(payments_per_sec, crypto_ceiling),
+                latency_p50_us: percentile(&latencies, 0.50),
+                latency_p99_us: percentile(&latencies, 0.99),
+            },
+            chain: ChainUse {
+                chain_messages,
+                chain_messages_by_kind: by_kind,
+                chain_messages_one_per_lane: other_messages + lanes_paid,
+                chain_messages_one_per_payment: other_messages + payments as u64,
+                reconciled_channels: ledger.reconciled,
+                settler_submissions: ledger.settler_submissions,
+                gas_burnt_atto: (&end.holdings.burnt - &ledger.funded.burnt).atto().to_string(),
+            },
             balances: balances(run, ledger, end),
-            peak_rss_kib_max: peaks.iter().copied().max().unwrap_or(0),
-            peak_rss_kib_mean: peaks
-                .iter()
-                .sum::<u64>()
-                .checked_div(peaks.len() as u64)
-                .unwrap_or(0),
+            memory: Memory {
+                peak_rss_kib_max: peaks.iter().copied().max().unwrap_or(0),
+                peak_rss_kib_mean: peaks.iter().sum::<u64>() / (peaks.len() as u64).max(1),
+            },
             crash: rounds.iter().find_map(|r| r.crash.clone()),
             invariants_ok: invariants.iter().all(|i| i.ok),
             invariants,
@@ -343,8 +373,8 @@ fn balances(run: &Run, ledger: &Ledger, end: &Ending) -> Vec<Balance> {
         .map(|(i, (name, address))| Balance {
             node: name.clone(),
             address: address.clone(),
-            before_atto: ledger.before[i].atto().to_string(),
-            after_atto: end.after[i].atto().to_string(),
+            before_atto: ledger.funded.balances[i].atto().to_string(),
+            after_atto: end.holdings.balances[i].atto().to_string(),
             fees_atto: end.stats[i].fees.atto().to_string(),
             messages: end.stats[i].messages,
         })
@@ -369,8 +399,8 @@ fn invariants(
     retrievals: usize,
     retries: usize,
 ) -> Vec<Invariant> {
-    let total_before = sum(&ledger.before) + &ledger.burnt_before;
-    let total_after = sum(&end.after) + &end.burnt_after + &end.left_in_channels;
+    let total_before = sum(&ledger.funded.balances) + &ledger.funded.burnt;
+    let total_after = sum(&end.holdings.balances) + &end.holdings.burnt + &end.left_in_channels;
     let mut invariants = vec![
         Invariant::new(
             "the sum of all balances plus burnt gas is unchanged",
@@ -409,7 +439,7 @@ fn paid_out(ledger: &Ledger, pick: impl Fn(&Pair) -> bool) -> TokenAmount {
 /// Client `c`'s balance change, less its gas, against what its channels paid out.
 fn client_spend(run: &Run, ledger: &Ledger, end: &Ending, c: usize) -> Invariant {
     let i = run.providers + c;
-    let spent = &ledger.before[i] - &end.after[i] - &end.stats[i].fees;
+    let spent = &ledger.funded.balances[i] - &end.holdings.balances[i] - &end.stats[i].fees;
     let paid = paid_out(ledger, |(client, _)| *client == c);
     Invariant::new(
         format!("client-{c}'s spend equals the providers' income from it"),
@@ -424,7 +454,7 @@ fn client_spend(run: &Run, ledger: &Ledger, end: &Ending, c: usize) -> Invariant
 
 /// Provider `p`'s balance change, plus its gas, against what its channels paid out.
 fn provider_income(ledger: &Ledger, end: &Ending, p: usize) -> Invariant {
-    let income = &end.after[p] - &ledger.before[p] + &end.stats[p].fees;
+    let income = &end.holdings.balances[p] - &ledger.funded.balances[p] + &end.stats[p].fees;
     let redeemed = paid_out(ledger, |(_, provider)| *provider == p);
     Invariant::new(
         format!("provider-{p}'s income equals what its channels paid out"),

@@ -63,20 +63,12 @@ pub struct CrashPlan {
 /// What one round of retrievals produced.
 #[derive(Default)]
 pub struct RoundOutcome {
-    /// Retrievals completed.
-    pub retrievals: usize,
+    /// Each retrieval completed, with its job.
+    pub retrieved: Vec<(Job, Retrieved)>,
     /// Attempts that failed and were tried again.
     pub retries: usize,
     /// Why (the first few).
     pub retry_reasons: Vec<String>,
-    /// Chunk payments made.
-    pub payments: usize,
-    /// Bytes retrieved and checked.
-    pub bytes: u64,
-    /// Each payment's latency, µs.
-    pub latencies_us: Vec<u64>,
-    /// The lanes paid on in this round, per pair.
-    pub lanes: BTreeMap<Pair, BTreeSet<u64>>,
     /// What came back of the node killed in this round, if one was.
     pub crash: Option<String>,
 }
@@ -124,7 +116,7 @@ pub async fn run_round(
         };
         let Some(joined) = next else { break };
         outcome.record(joined.context("a retrieval task failed")?)?;
-        progress.bar(tally.phase, tally.done_before + outcome.retrievals, tally.total);
+        progress.bar(tally.phase, tally.done_before + outcome.retrievals(), tally.total);
     }
     Ok(outcome)
 }
@@ -188,13 +180,38 @@ impl RoundOutcome {
         let got = result.with_context(|| {
             format!("client-{} retrieving from provider-{}", job.client, job.provider)
         })?;
-        self.retrievals += 1;
-        self.bytes += got.bytes;
-        self.payments += got.payment_micros.len();
-        self.latencies_us.extend(got.payment_micros);
-        if let Some(lane) = got.lane {
-            self.lanes.entry((job.client, job.provider)).or_default().insert(lane);
-        }
+        self.retrieved.push((job, got));
         Ok(())
+    }
+
+    /// Retrievals completed.
+    pub fn retrievals(&self) -> usize {
+        self.retrieved.len()
+    }
+
+    /// Chunk payments made.
+    pub fn payments(&self) -> usize {
+        self.retrieved.iter().map(|(_, got)| got.payment_micros.len()).sum()
+    }
+
+    /// Bytes retrieved and checked.
+    pub fn bytes(&self) -> u64 {
+        self.retrieved.iter().map(|(_, got)| got.bytes).sum()
+    }
+
+    /// Each payment's latency, µs.
+    pub fn latencies_us(&self) -> impl Iterator<Item = u64> + '_ {
+        self.retrieved.iter().flat_map(|(_, got)| got.payment_micros.iter().copied())
+    }
+
+    /// The lanes paid on in this round, per pair.
+    pub fn lanes(&self) -> BTreeMap<Pair, BTreeSet<u64>> {
+        let mut lanes: BTreeMap<Pair, BTreeSet<u64>> = BTreeMap::new();
+        for (job, got) in &self.retrieved {
+            if let Some(lane) = got.lane {
+                lanes.entry((job.client, job.provider)).or_default().insert(lane);
+            }
+        }
+        lanes
     }
 }
