@@ -334,3 +334,70 @@ fn write_api_file(repo: &Path, local: SocketAddr) -> Result<(), DaemonError> {
     };
     repo::write_file(&repo.join("api"), format!("{ip}/tcp/{}/http", local.port()).as_bytes(), 0o644)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::client::ApiClient;
+
+    fn loopback_config() -> RepoConfig {
+        RepoConfig {
+            listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..RepoConfig::default()
+        }
+    }
+
+    async fn default_address(repo: &Path) -> String {
+        let client = ApiClient::from_repo(repo).unwrap();
+        let address =
+            client.call("Filecoin.WalletDefaultAddress", serde_json::json!([])).await.unwrap();
+        address.as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_daemon_writes_addresses_in_the_network_its_config_names_unless_the_flag_overrides()
+    {
+        let repo = tempfile::tempdir().unwrap();
+        let config = RepoConfig { network: Network::Mainnet, ..loopback_config() };
+        fs::write(repo.path().join("config.toml"), config.to_text()).unwrap();
+        let options = DaemonOptions { repo: repo.path().to_owned(), ..DaemonOptions::default() };
+
+        let daemon = Daemon::start(options.clone()).await.unwrap();
+        let mainnet = default_address(repo.path()).await;
+        assert!(mainnet.starts_with("f1"), "{mainnet}");
+        daemon.shutdown().await.unwrap();
+
+        let flagged = DaemonOptions { network: Some(Network::Testnet), ..options };
+        let daemon = Daemon::start(flagged).await.unwrap();
+        let testnet = default_address(repo.path()).await;
+        assert_eq!(testnet, format!("t{}", &mainnet[1..]));
+        daemon.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_bad_config_and_a_held_repo_are_refused_with_what_failed() {
+        let repo = tempfile::tempdir().unwrap();
+        let options = DaemonOptions { repo: repo.path().to_owned(), ..DaemonOptions::default() };
+        let config_path = repo.path().join("config.toml");
+        fs::write(&config_path, "# set by hand\nlisten = \"/ip4\"\n").unwrap();
+        let Err(refused) = Daemon::start(options.clone()).await else {
+            panic!("a daemon started on a bad config");
+        };
+        match &refused {
+            DaemonError::Config { path, source: ConfigError::BadValue { line, key, .. } } => {
+                assert_eq!((path, *line, key.as_str()), (&config_path, 2, "listen"));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        fs::write(&config_path, loopback_config().to_text()).unwrap();
+        let daemon = Daemon::start(options.clone()).await.unwrap();
+        let Err(refused) = Daemon::start(options).await else {
+            panic!("two daemons shared a repo");
+        };
+        assert!(matches!(refused, DaemonError::LockHeld { .. }), "{refused:?}");
+        daemon.shutdown().await.unwrap();
+    }
+}
