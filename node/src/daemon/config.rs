@@ -21,6 +21,8 @@ use crate::retrieval::RetrievalLimits;
 /// The most `max_inbound_connections_per_ip` may be: every inbound connection slot.
 pub const MAX_INBOUND_CONNECTIONS_PER_IP: u32 =
     paych_protocol::behaviour::DEFAULT_MAX_ESTABLISHED_INCOMING;
+/// The network of a node's addresses unless its config or `--network` names another.
+pub const DEFAULT_NETWORK: Network = Network::Testnet;
 /// The most epochs `landing_margin` and `max_settle_delay` may be (a year of 30 s epochs).
 pub const MAX_EPOCH_SETTING: i64 = 1_051_200;
 /// The confirmation depth used against a Lotus node when `confidence` is unset: Lotus's own
@@ -134,7 +136,7 @@ impl Default for RepoConfig {
         let retrieval = RetrievalLimits::default();
         let intake = IntakePolicy::default();
         RepoConfig {
-            network: Network::Testnet,
+            network: DEFAULT_NETWORK,
             listen: "/ip4/0.0.0.0/tcp/24001".parse().unwrap_or_else(|_| Multiaddr::empty()),
             api: SocketAddr::from(([127, 0, 0, 1], 3456)),
             min_delta: TokenAmount::default(),

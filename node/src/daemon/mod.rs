@@ -46,7 +46,7 @@ mod error;
 mod repo;
 
 pub use config::{
-    ConfigError, Multiaddr, RepoConfig, LOTUS_CONFIDENCE, MAX_EPOCH_SETTING,
+    ConfigError, Multiaddr, RepoConfig, DEFAULT_NETWORK, LOTUS_CONFIDENCE, MAX_EPOCH_SETTING,
     MAX_INBOUND_CONNECTIONS_PER_IP,
 };
 pub use error::DaemonError;

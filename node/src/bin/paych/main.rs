@@ -16,6 +16,7 @@ use paych_core::types::{
     format_address, format_fil, parse_address, parse_fil, Address, Network, SignatureType,
     SignedVoucher, TokenAmount,
 };
+use paych_node::daemon::DEFAULT_NETWORK;
 use paych_node::parse_duration;
 
 /// paych: a Filecoin payment-channel node.
@@ -33,9 +34,6 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
 }
-
-/// The network when `--network` is not given (a daemon takes its config's instead).
-const DEFAULT_NETWORK: Network = Network::Testnet;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum NetworkArg {

@@ -131,7 +131,7 @@ pub async fn run(args: TestnetArgs, network: Network) -> anyhow::Result<Report> 
     let started = Instant::now();
     let price = check(&args)?;
     let (dir, temporary) = run_dir(args.keep.as_deref())?;
-    let result = run_in(args, network, price, &dir, started).await;
+    let result = run_phases(args, network, price, &dir, started).await;
     if temporary && result.is_ok() {
         let _ = fs::remove_dir_all(&dir);
     } else if result.is_err() {
@@ -140,8 +140,8 @@ pub async fn run(args: TestnetArgs, network: Network) -> anyhow::Result<Report> 
     result
 }
 
-/// The phases, in order.
-async fn run_in(
+/// The phases, in the order the module doc lists them.
+async fn run_phases(
     args: TestnetArgs,
     network: Network,
     price: TokenAmount,
