@@ -29,17 +29,17 @@ pub const MAX_EPOCH_SETTING: i64 = 1_051_200;
 /// message confidence.
 pub const LOTUS_CONFIDENCE: u64 = 5;
 
-/// Why `config.toml`'s text was refused.
+/// Why `config.toml`'s text was refused (the caller names the file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// A line that is neither blank, a comment, nor `key = value`.
-    #[error("config.toml line {line}: expected key = value")]
+    #[error("line {line}: expected key = value")]
     NotKeyValue {
         /// The line number, from 1.
         line: usize,
     },
     /// A string value without its closing quote.
-    #[error("config.toml line {line}: {key}: unterminated string")]
+    #[error("line {line}: {key}: unterminated string")]
     Unterminated {
         /// The line number, from 1.
         line: usize,
@@ -47,7 +47,7 @@ pub enum ConfigError {
         key: String,
     },
     /// A key this node does not know.
-    #[error("config.toml line {line}: unknown key {key:?}")]
+    #[error("line {line}: unknown key {key:?}")]
     UnknownKey {
         /// The line number, from 1.
         line: usize,
@@ -55,7 +55,7 @@ pub enum ConfigError {
         key: String,
     },
     /// A known key whose value is not what it takes.
-    #[error("config.toml line {line}: {key} {reason}")]
+    #[error("line {line}: {key} {reason}")]
     BadValue {
         /// The line number, from 1.
         line: usize,
@@ -65,10 +65,10 @@ pub enum ConfigError {
         reason: String,
     },
     /// `top_up_low` above `top_up_high`.
-    #[error("config.toml: top_up_low is above top_up_high")]
+    #[error("top_up_low is above top_up_high")]
     TopUpInverted,
     /// Only one of `top_up_low` and `top_up_high`.
-    #[error("config.toml: set both top_up_low and top_up_high, or neither")]
+    #[error("set both top_up_low and top_up_high, or neither")]
     TopUpHalfSet,
 }
 

@@ -198,7 +198,7 @@ fn read_config(repo: &Path) -> anyhow::Result<RepoConfig> {
     let path = repo.join("config.toml");
     let text =
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(RepoConfig::parse(&text)?)
+    RepoConfig::parse(&text).with_context(|| format!("cannot use {}", path.display()))
 }
 
 fn write_config(repo: &Path, config: &RepoConfig) -> anyhow::Result<()> {
