@@ -1,7 +1,8 @@
 //! # paych-node
 //!
-//! The servers and commands of the `paych` binary, as a library so that tests can run them
-//! in-process:
+//! The servers of the `paych` binary, as a library so that tests can run them in-process.
+//! It returns typed errors; the commands (`cli`, `bench`, `testnet`) live on the binary's
+//! side, in `src/bin/paych/`, and are the only code that uses `anyhow`.
 //!
 //! - [`devnet_rpc`]: the Lotus JSON-RPC server of `paych devnet`, serving an in-process
 //!   [`paych_core::chain::devnet::Devnet`] to any Lotus client.
@@ -15,7 +16,8 @@
 //! - [`metrics`]: the node's Prometheus counters, served on `/metrics`.
 //! - [`refusals`]: the reasons the node refuses connections and requests, and the pacing of
 //!   their log lines.
-//! - [`daemon`]: `paych daemon` — the repo, the chain, the manager, the network and the API.
+//! - [`daemon`]: `paych daemon` — the repo and its `config.toml`, the chain, the manager, the
+//!   network and the API; [`daemon::DaemonError`] says what failed.
 #![warn(missing_docs)]
 
 pub mod api;

@@ -16,15 +16,18 @@ use paych_core::types::{
     format_address, format_fil, parse_address, parse_fil, Address, Network, SignatureType,
     SignedVoucher, TokenAmount,
 };
+use paych_node::daemon::DEFAULT_NETWORK;
 use paych_node::parse_duration;
 
 /// paych: a Filecoin payment-channel node.
 #[derive(Parser)]
 #[command(name = "paych", version, about)]
 struct Cli {
-    /// The network whose address prefix is printed (`f` mainnet, `t` testnets).
-    #[arg(long, global = true, value_enum, default_value_t = NetworkArg::Testnet)]
-    network: NetworkArg,
+    /// The network of the addresses printed (`f` mainnet, `t` testnets; default testnet).
+    /// For `paych daemon`, overrides the repo config's `network`; `paych testnet` writes it
+    /// into its daemons' configs.
+    #[arg(long, global = true, value_enum)]
+    network: Option<NetworkArg>,
     /// The repo of the daemon the client commands talk to (also accepted after the command).
     #[arg(long = "repo", id = "top_level_repo", value_name = "REPO")]
     repo: Option<PathBuf>,
@@ -149,7 +152,8 @@ fn init_logging(default: &str) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let network = Network::from(cli.network);
+    let chosen_network = cli.network.map(Network::from);
+    let network = chosen_network.unwrap_or(DEFAULT_NETWORK);
     if let Some(repo) = cli.repo {
         if matches!(cli.command, Command::Devnet(_) | Command::Daemon(_) | Command::Bench(_)) {
             anyhow::bail!("--repo before the command applies to client commands: write `paych daemon --repo DIR` or `paych devnet --repo DIR`");
@@ -176,19 +180,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", describe_voucher(&voucher, network));
         }
         Command::Devnet(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(run_devnet(args))?;
+            server_runtime()?.block_on(run_devnet(args, network))?;
         }
         Command::Testnet(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
+            let runtime = server_runtime()?;
             let json = args.json;
-            let report = runtime.block_on(testnet::run(args))?;
+            let report = runtime.block_on(testnet::run(args, network))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -199,21 +196,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Bench(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(bench::run(args))?;
+            server_runtime()?.block_on(bench::run(args))?;
         }
         Command::Daemon(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(run_daemon(args))?;
+            server_runtime()?.block_on(run_daemon(args, chosen_network))?;
         }
     }
     Ok(())
+}
+
+/// The runtime of a server or a run of many nodes: one thread per core.
+fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// The runtime of a client command: one thread is plenty for a few HTTP calls.
@@ -224,7 +221,7 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
+async fn run_devnet(args: DevnetArgs, network: Network) -> anyhow::Result<()> {
     let config = DevnetConfig {
         block_time: (!args.block_time.is_zero()).then_some(args.block_time),
         genesis: args.fund,
@@ -240,20 +237,21 @@ async fn run_devnet(args: DevnetArgs) -> anyhow::Result<()> {
     eprintln!(
         "devnet serving Lotus JSON-RPC on http://{}/rpc/v1; faucet {}; Ctrl-C to stop",
         server.local_addr(),
-        format_address(&devnet.faucet_address(), Network::Testnet)
+        format_address(&devnet.faucet_address(), network)
     );
     shutdown_signal().await?;
     server.shutdown().await;
     Ok(())
 }
 
-async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
+async fn run_daemon(args: DaemonArgs, network: Option<Network>) -> anyhow::Result<()> {
     let repo = match args.repo {
         Some(repo) => repo,
         None => paych_node::daemon::default_repo()?,
     };
     let options = paych_node::daemon::DaemonOptions {
         repo,
+        network,
         listen: args.listen,
         api: args.api,
         peers: args.peers,
@@ -268,7 +266,7 @@ async fn run_daemon(args: DaemonArgs) -> anyhow::Result<()> {
     );
     shutdown_signal().await?;
     eprintln!("paych daemon: shutting down");
-    daemon.shutdown().await
+    Ok(daemon.shutdown().await?)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

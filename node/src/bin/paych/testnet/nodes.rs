@@ -1,0 +1,432 @@
+//! The testnet's daemons as processes: starting `paych daemon` on a repo of its own,
+//! stopping it, killing and restarting it; and [`NodeRpc`], the one place the testnet calls
+//! a daemon's JSON-RPC API — one short method per API method it uses.
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use libp2p::multiaddr::Protocol;
+use paych_core::chain::lotus::{ApiInfo, LotusChain, LotusConfig};
+use paych_core::manager::TopUpPolicy;
+use paych_core::types::{parse_address, Address, Network, TokenAmount};
+use paych_node::daemon::{Multiaddr, RepoConfig, FULLNODE_API_INFO};
+use serde_json::{json, Value};
+use tokio::sync::RwLock;
+
+/// How long one node may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one API call may take (a retrieval pays for every chunk before it answers).
+const CALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Lines of a node's log quoted when it fails to start.
+const LOG_TAIL_LINES: usize = 12;
+/// The daemons' cap on inbound connections per IP. Every daemon of a testnet dials from
+/// 127.0.0.1, whatever loopback address it listens on (the system picks the source address
+/// of a dial, and libp2p's TCP transport does not bind it), so the cap cannot tell them
+/// apart: it is lifted to every inbound slot, and the caps per peer and in total still hold.
+const LOOPBACK_CONNECTIONS_PER_IP: u32 = paych_node::daemon::MAX_INBOUND_CONNECTIONS_PER_IP;
+
+/// A running daemon; dropping it kills the process.
+pub struct Node {
+    /// `client-0`, `provider-1`, …
+    pub name: String,
+    /// Its API.
+    pub rpc: Arc<NodeRpc>,
+    /// Its wallet's default address.
+    pub address: Address,
+    /// Where it listens: `<multiaddr>/p2p/<peer id>`.
+    pub peer: Multiaddr,
+    child: Child,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    /// The peak resident memory of the process (`VmHWM`), KiB; 0 where `/proc` does not tell.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.id();
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                status.lines().find_map(|line| {
+                    line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok()
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits for the process, killing it after a grace period.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.child.wait();
+        Ok(())
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().context("cannot kill the node")?;
+        let _ = self.child.wait();
+        Ok(())
+    }
+}
+
+/// Shared handles on the nodes, providers first; swappable when one is restarted.
+pub type Nodes = Vec<Arc<RwLock<Node>>>;
+
+/// Starts daemons of one testnet: each in `dir/<name>`, logging to `dir/<name>.log`, on the
+/// devnet at `api_info`.
+pub struct Launcher {
+    /// The `paych` executable.
+    pub exe: PathBuf,
+    /// The run's directory.
+    pub dir: PathBuf,
+    /// The devnet's `FULLNODE_API_INFO`.
+    pub api_info: String,
+    /// The network of the daemons' addresses.
+    pub network: Network,
+}
+
+impl Launcher {
+    /// Starts node `name` for the first time: writes its config (knowing `peers`, with
+    /// `top_up`), starts it, and pins its libp2p port in its config — the daemon binds a
+    /// port the system gives it, so that a restart listens there again and its peers'
+    /// addresses stay good (picking a free port up front would race with every other socket
+    /// opened meanwhile).
+    pub async fn start(
+        &self,
+        name: &str,
+        peers: &[(Address, Multiaddr)],
+        top_up: Option<TopUpPolicy>,
+    ) -> anyhow::Result<Node> {
+        let repo = self.dir.join(name);
+        fs::create_dir_all(&repo).with_context(|| format!("cannot create {}", repo.display()))?;
+        if !repo.join("config.toml").exists() {
+            write_config(&repo, &self.first_config(peers, top_up))?;
+        }
+        let node = self.launch(name).await?;
+        let mut config = read_config(&repo)?;
+        config.listen = node.peer.iter().take_while(is_transport).collect();
+        write_config(&repo, &config)?;
+        Ok(node)
+    }
+
+    /// A node's config before its first start: on loopback, a port the system picks.
+    fn first_config(
+        &self,
+        peers: &[(Address, Multiaddr)],
+        top_up: Option<TopUpPolicy>,
+    ) -> RepoConfig {
+        RepoConfig {
+            network: self.network,
+            listen: Multiaddr::empty()
+                .with(Protocol::Ip4(Ipv4Addr::LOCALHOST))
+                .with(Protocol::Tcp(0)),
+            api: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            max_inbound_connections_per_ip: LOOPBACK_CONNECTIONS_PER_IP,
+            // The devnet does not reorganise: its blocks count at once.
+            confidence: Some(0),
+            top_up,
+            peers: peers.iter().cloned().collect(),
+            ..RepoConfig::default()
+        }
+    }
+
+    /// Starts node `name` again on its repo (after a crash): it listens where it did.
+    pub async fn restart(&self, name: &str) -> anyhow::Result<Node> {
+        self.launch(name).await
+    }
+
+    /// Runs `paych daemon` on node `name`'s repo and waits for its API to answer.
+    async fn launch(&self, name: &str) -> anyhow::Result<Node> {
+        let repo = self.dir.join(name);
+        let api_file = repo.join("api");
+        let _ = fs::remove_file(&api_file);
+        let log = self.dir.join(format!("{name}.log"));
+        let log_file = fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let mut child = Command::new(&self.exe)
+            .arg("daemon")
+            .arg("--repo")
+            .arg(&repo)
+            .env(FULLNODE_API_INFO, &self.api_info)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        let api = match wait_for_api(&mut child, &api_file).await {
+            Ok(api) => api,
+            Err(why) => {
+                let _ = child.kill();
+                bail!("{name} {why}; see {}:\n{}", log.display(), log_tail(&log));
+            }
+        };
+        let token = fs::read_to_string(repo.join("token"))?.trim().to_owned();
+        let rpc = Arc::new(NodeRpc::connect(&token, &api)?);
+        let address = rpc.wallet_default_address().await?;
+        let peer =
+            rpc.net_addrs_listen().await?.ok_or_else(|| anyhow!("{name} listens nowhere"))?;
+        Ok(Node { name: name.to_owned(), rpc, address, peer, child })
+    }
+}
+
+/// Whether `p` is part of where a node listens rather than who it is (`/p2p/…`).
+fn is_transport(p: &Protocol<'_>) -> bool {
+    !matches!(p, Protocol::P2p(_))
+}
+
+fn read_config(repo: &Path) -> anyhow::Result<RepoConfig> {
+    let path = repo.join("config.toml");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    RepoConfig::parse(&text).with_context(|| format!("cannot use {}", path.display()))
+}
+
+fn write_config(repo: &Path, config: &RepoConfig) -> anyhow::Result<()> {
+    let path = repo.join("config.toml");
+    fs::write(&path, config.to_text()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Waits for the daemon to write its `api` file; says why not when it exits or times out.
+async fn wait_for_api(child: &mut Child, api_file: &Path) -> Result<String, String> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(text) = fs::read_to_string(api_file) {
+            if !text.trim().is_empty() {
+                return Ok(text.trim().to_owned());
+            }
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => return Err(format!("exited ({status}) while starting")),
+            Ok(None) => {}
+            Err(e) => return Err(format!("cannot be watched: {e}")),
+        }
+        if Instant::now() > deadline {
+            return Err(format!("did not start within {START_TIMEOUT:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The last lines of a node's log, for an error that must say why the node stopped.
+fn log_tail(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// Kills node `index` of `nodes` with SIGKILL, restarts it on its repo, and says what came
+/// back. A voucher being stored when the node was killed is listed before but was never
+/// acknowledged (nor returned, on a client), so it may be gone: at most `in_flight` of them
+/// (one per running retrieval). Acknowledged ones must all be back (the invariants check
+/// what they paid).
+pub async fn crash_and_restart(
+    nodes: &Nodes,
+    index: usize,
+    launcher: &Launcher,
+    in_flight: usize,
+) -> anyhow::Result<String> {
+    let handle = nodes.get(index).ok_or_else(|| anyhow!("no node {index}"))?.clone();
+    let mut node = handle.write().await;
+    let before = holdings(&node.rpc).await.unwrap_or_default();
+    node.kill()?;
+    let restarted = launcher.restart(&node.name).await?;
+    // The old handle's drop must not kill the new process: swap them.
+    drop(std::mem::replace(&mut *node, restarted));
+    let after = holdings(&node.rpc).await?;
+    if after.0 < before.0 || after.1 + in_flight < before.1 {
+        bail!(
+            "{} came back with {} channels and {} vouchers; it held {} and {}",
+            node.name,
+            after.0,
+            after.1,
+            before.0,
+            before.1
+        );
+    }
+    Ok(format!(
+        "{} killed with SIGKILL during round 2 and restarted: {} channels and {} vouchers listed before (unacknowledged ones included), {} and {} after",
+        node.name, before.0, before.1, after.0, after.1
+    ))
+}
+
+/// Channels and vouchers a node holds.
+async fn holdings(rpc: &NodeRpc) -> anyhow::Result<(usize, usize)> {
+    let channels = rpc.paych_list().await?;
+    let mut vouchers = 0;
+    for ch in &channels {
+        vouchers += rpc.paych_voucher_list(ch).await?.len();
+    }
+    Ok((channels.len(), vouchers))
+}
+
+/// What one paid retrieval brought back.
+#[derive(Debug, Clone, Default)]
+pub struct Retrieved {
+    /// Bytes retrieved and checked against the manifest.
+    pub bytes: u64,
+    /// Each chunk payment's latency, µs.
+    pub payment_micros: Vec<u64>,
+    /// The lane paid on.
+    pub lane: Option<u64>,
+}
+
+/// A daemon's JSON-RPC API: one method per API method the testnet calls. Vouchers travel
+/// in their JSON form, as the API hands them out.
+pub struct NodeRpc {
+    chain: LotusChain,
+}
+
+impl NodeRpc {
+    /// A client of the API at multiaddr `api`, with an admin `token`.
+    fn connect(token: &str, api: &str) -> anyhow::Result<Self> {
+        let mut config = LotusConfig::new(ApiInfo::parse(&format!("{token}:{api}"))?);
+        config.request_timeout = CALL_TIMEOUT;
+        config.retries = 0;
+        Ok(NodeRpc { chain: LotusChain::new(config)? })
+    }
+
+    /// Calls `Filecoin.<method>`: the one place a method is named.
+    async fn call(&self, method: &str, params: Vec<Value>) -> anyhow::Result<Value> {
+        self.chain.request(method, params).await.map_err(|e| anyhow!("{method}: {e}"))
+    }
+
+    /// `WalletDefaultAddress`.
+    pub async fn wallet_default_address(&self) -> anyhow::Result<Address> {
+        let address = text(&self.call("WalletDefaultAddress", vec![]).await?)?;
+        let (address, _) = parse_address(&address).map_err(|e| anyhow!("{address}: {e}"))?;
+        Ok(address)
+    }
+
+    /// `NetAddrsListen`: the first address listened on, with `/p2p/<peer id>`.
+    pub async fn net_addrs_listen(&self) -> anyhow::Result<Option<Multiaddr>> {
+        let listen = self.call("NetAddrsListen", vec![]).await?;
+        let Some(addr) = listen["Addrs"].as_array().and_then(|a| a.first()).and_then(Value::as_str)
+        else {
+            return Ok(None);
+        };
+        let peer = format!("{addr}/p2p/{}", text(&listen["ID"])?);
+        Ok(Some(peer.parse().with_context(|| format!("bad listen address {peer}"))?))
+    }
+
+    /// `PaychRetrievalPublish` of a random blob: its root.
+    pub async fn retrieval_publish(
+        &self,
+        size: u64,
+        chunk_size: u64,
+        price_per_chunk: &TokenAmount,
+    ) -> anyhow::Result<String> {
+        let blob = json!({
+            "RandomSize": size,
+            "ChunkSize": chunk_size,
+            "PricePerChunk": price_per_chunk.atto().to_string(),
+        });
+        text(&self.call("PaychRetrievalPublish", vec![blob]).await?["Root"])
+    }
+
+    /// `PaychGet`, then `PaychGetWaitReady` when the channel is still being made or funded.
+    pub async fn paych_get(
+        &self,
+        from: &str,
+        to: &str,
+        amount: &TokenAmount,
+    ) -> anyhow::Result<String> {
+        let got = self
+            .call("PaychGet", vec![json!(from), json!(to), json!(amount.atto().to_string())])
+            .await?;
+        let channel = match got["WaitSentinel"].clone() {
+            Value::Null => got["Channel"].clone(),
+            sentinel => self.call("PaychGetWaitReady", vec![sentinel]).await?,
+        };
+        text(&channel)
+    }
+
+    /// `PaychStatus`: the amount of each lane.
+    pub async fn paych_status_lanes(&self, ch: &str) -> anyhow::Result<Vec<TokenAmount>> {
+        let status = self.call("PaychStatus", vec![json!(ch)]).await?;
+        let lanes = status["Lanes"].as_array().cloned().unwrap_or_default();
+        lanes
+            .iter()
+            .map(|lane| {
+                let atto: u128 = text(&lane["Amount"])?.parse().context("a lane amount")?;
+                Ok(TokenAmount::from_atto(atto))
+            })
+            .collect()
+    }
+
+    /// `PaychSettle`.
+    pub async fn paych_settle(&self, ch: &str) -> anyhow::Result<()> {
+        self.call("PaychSettle", vec![json!(ch)]).await.map(drop)
+    }
+
+    /// `PaychList`: the channels the node holds.
+    pub async fn paych_list(&self) -> anyhow::Result<Vec<Value>> {
+        Ok(self.call("PaychList", vec![]).await?.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `PaychVoucherList`: the vouchers of channel `ch` (as `PaychList` names it).
+    pub async fn paych_voucher_list(&self, ch: &Value) -> anyhow::Result<Vec<Value>> {
+        let list = self.call("PaychVoucherList", vec![ch.clone()]).await?;
+        Ok(list.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `PaychVoucherBestSpendable`: the best voucher of each lane of `ch`.
+    pub async fn paych_voucher_best_spendable(&self, ch: &str) -> anyhow::Result<Vec<Value>> {
+        let best = self.call("PaychVoucherBestSpendable", vec![json!(ch)]).await?;
+        Ok(best.as_array().cloned().unwrap_or_default())
+    }
+
+    /// `PaychVoucherSubmit` of `voucher`, without secret or proof.
+    pub async fn paych_voucher_submit(&self, ch: &str, voucher: &Value) -> anyhow::Result<()> {
+        let params = vec![json!(ch), voucher.clone(), Value::Null, Value::Null];
+        self.call("PaychVoucherSubmit", params).await.map(drop)
+    }
+
+    /// `PaychReconcile`: the combined voucher the payer of `ch` signed, if it did.
+    pub async fn paych_reconcile(&self, ch: &str) -> anyhow::Result<Option<Value>> {
+        let answer = self.call("PaychReconcile", vec![json!(ch)]).await?;
+        Ok(answer.get("Combined").cloned().filter(|c| !c.is_null()))
+    }
+
+    /// `PaychRetrieve` of blob `root` over channel `ch`, paying at most `max_price` a chunk.
+    pub async fn paych_retrieve(
+        &self,
+        ch: &str,
+        root: &str,
+        max_price: &TokenAmount,
+    ) -> anyhow::Result<Retrieved> {
+        let params = vec![json!(ch), json!(root), json!(max_price.atto().to_string())];
+        let got = self.call("PaychRetrieve", params).await?;
+        Ok(Retrieved {
+            bytes: got["Bytes"].as_u64().unwrap_or(0),
+            payment_micros: got["PaymentMicros"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default(),
+            lane: got["Lane"].as_u64(),
+        })
+    }
+}
+
+fn text(value: &Value) -> anyhow::Result<String> {
+    value.as_str().map(str::to_owned).ok_or_else(|| anyhow!("expected a string, got {value}"))
+}

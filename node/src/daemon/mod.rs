@@ -1,0 +1,403 @@
+//! `paych daemon`: a node over a repo directory — keystore, datastore, config, API token
+//! and libp2p identity — serving the JSON-RPC API and the paych wire protocols.
+//!
+//! The repo layout (see `docs/operations.md`):
+//!
+//! ```text
+//! repo.lock        held (flock) while a daemon runs: two daemons cannot share a repo
+//! config.toml      network, listen/api addresses and limits (a TOML subset, see [`config`])
+//! keystore/        Lotus-format keys (0700; files 0600), with the JWT secret
+//! datastore/       the manager's sled store
+//! devnet/          the embedded devnet's chain (when FULLNODE_API_INFO is not set)
+//! libp2p-key       the node's ed25519 libp2p identity, protobuf-encoded (0600)
+//! token            an admin JWT for the API (0600)
+//! api              the API's multiaddr, `/ip4/127.0.0.1/tcp/PORT/http`, while running
+//! ```
+//!
+//! [`config`] reads and writes `config.toml`; `repo` holds the lock, the keys and how files
+//! are written; [`Daemon::start`] opens them in order — config, keys, chain, manager,
+//! network, API — each step failing with a [`DaemonError`] that names what failed.
+
+use std::fs::{self, File};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::chain::lotus::LotusChain;
+use paych_core::chain::Chain;
+use paych_core::manager::{ManagerConfig, PaymentChannelManager};
+use paych_core::store::sled::SledStore;
+use paych_core::types::{format_address, Address, Network};
+use paych_core::wallet::{KeyStore, Wallet};
+use tokio::task::JoinHandle;
+
+use crate::api::{serve_node_api, ApiServer};
+use crate::auth::{self, Permission};
+use crate::metrics::{MeteredChain, Metrics};
+use crate::network::{self, NetworkClient, NetworkConfig};
+use crate::pay::Payer;
+use crate::retrieval::RetrievalProvider;
+
+pub mod config;
+mod error;
+mod repo;
+
+pub use config::{
+    ConfigError, Multiaddr, RepoConfig, DEFAULT_NETWORK, LOTUS_CONFIDENCE, MAX_EPOCH_SETTING,
+    MAX_INBOUND_CONNECTIONS_PER_IP,
+};
+pub use error::DaemonError;
+pub use repo::default_repo;
+
+/// The environment variable naming the default repo.
+pub const PAYCH_PATH: &str = "PAYCH_PATH";
+/// The environment variable that switches the chain from the devnet to a Lotus node.
+pub const FULLNODE_API_INFO: &str = "FULLNODE_API_INFO";
+/// The key name of the API's HS256 secret in the keystore, as Lotus names it.
+pub const JWT_KEY_NAME: &str = "auth-jwt-private";
+/// The `Type` of the JWT secret's `KeyInfo`, as Lotus writes it.
+pub const JWT_KEY_TYPE: &str = "jwt-hmac-secret";
+/// The devnet's time between epochs.
+pub const DEVNET_BLOCK_TIME: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the network loop to stop.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// What `paych daemon` was asked for; what is unset comes from the repo's config.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// The repo directory.
+    pub repo: PathBuf,
+    /// The network of the node's addresses (`--network`).
+    pub network: Option<Network>,
+    /// The libp2p listen address.
+    pub listen: Option<Multiaddr>,
+    /// The API's listen address.
+    pub api: Option<SocketAddr>,
+    /// Payees' libp2p addresses, added to (and overriding) the config's.
+    pub peers: Vec<(Address, Multiaddr)>,
+}
+
+/// The confirmation depth when `confidence` is unset: 0 on a paych devnet (embedded or
+/// served: its chain never reorganises), else [`LOTUS_CONFIDENCE`] — also when the node
+/// cannot be asked its network's name.
+async fn default_confidence(chain: &dyn Chain) -> u64 {
+    match chain.network_name().await {
+        Ok(name) if name == DevnetConfig::default().network_name => 0,
+        _ => LOTUS_CONFIDENCE,
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    repo: PathBuf,
+    _lock: File,
+    api: ApiServer,
+    network: NetworkClient,
+    network_task: JoinHandle<()>,
+    manager: PaymentChannelManager,
+    listen_addrs: Vec<Multiaddr>,
+    _devnet: Option<Devnet>,
+}
+
+/// The repo's keys: the wallet, the API's secret, the libp2p identity.
+struct Keys {
+    wallet: Arc<KeyStore>,
+    secret: Vec<u8>,
+    keypair: Keypair,
+}
+
+/// The running network loop.
+struct RunningNetwork {
+    client: NetworkClient,
+    task: JoinHandle<()>,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+impl Daemon {
+    /// Opens (creating it if needed) the repo and starts the chain, the manager, the
+    /// network and the API.
+    pub async fn start(options: DaemonOptions) -> Result<Daemon, DaemonError> {
+        let repo = options.repo.clone();
+        repo::create_private_dir(&repo)?;
+        let lock = repo::lock(&repo)?;
+        let config = read_config(&repo, &options)?;
+        // The one place the node's address network is decided: the flag, else the config.
+        let address_network = options.network.unwrap_or(config.network);
+        let keys = open_keys(&repo, address_network)?;
+        let (chain, devnet) = open_chain(&repo)?;
+        let metrics = Arc::new(Metrics::new());
+        let chain: Arc<dyn Chain> = Arc::new(MeteredChain::new(chain, metrics.clone()));
+        let manager =
+            start_manager(&repo, chain, keys.wallet.clone(), &config, address_network).await?;
+        let listen = options.listen.unwrap_or_else(|| config.listen.clone());
+        let net =
+            start_network(&repo, keys.keypair, &config, listen, &manager, metrics.clone()).await?;
+        let mut peers = config.peers.clone();
+        peers.extend(options.peers);
+        let payer = Arc::new(
+            Payer::new(manager.clone(), net.client.clone(), peers)
+                .with_fee_per_message(config.reconcile_fee_per_message.clone()),
+        );
+        let api_addr = options.api.unwrap_or(config.api);
+        let api = serve_node_api(
+            manager.clone(),
+            keys.wallet,
+            Some(payer),
+            metrics,
+            keys.secret,
+            address_network,
+            api_addr,
+        )
+        .await
+        .map_err(|source| DaemonError::Api { addr: api_addr, source })?;
+        write_api_file(&repo, api.local_addr())?;
+        Ok(Daemon {
+            repo,
+            _lock: lock,
+            api,
+            network: net.client,
+            network_task: net.task,
+            manager,
+            listen_addrs: net.listen_addrs,
+            _devnet: devnet,
+        })
+    }
+
+    /// The API's address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api.local_addr()
+    }
+
+    /// The network client.
+    pub fn network(&self) -> &NetworkClient {
+        &self.network
+    }
+
+    /// The libp2p addresses the node listens on.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// The repo directory.
+    pub fn repo(&self) -> &Path {
+        &self.repo
+    }
+
+    /// Stops the API, the network and the manager (flushing the store), then removes the
+    /// `api` file; the repo lock is released when this returns.
+    pub async fn shutdown(self) -> Result<(), DaemonError> {
+        self.api.shutdown().await;
+        self.network.shutdown().await;
+        if tokio::time::timeout(STOP_WAIT, self.network_task).await.is_err() {
+            tracing::warn!("the network loop did not stop in time");
+        }
+        let result = self.manager.shutdown().await.map_err(DaemonError::Flush);
+        let api_file = self.repo.join("api");
+        if let Err(e) = fs::remove_file(&api_file) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %api_file.display(), error = %e, "cannot remove the api file");
+            }
+        }
+        result
+    }
+}
+
+/// Reads the repo's `config.toml`; on first start writes one, with the addresses and the
+/// network `options` name.
+fn read_config(repo: &Path, options: &DaemonOptions) -> Result<RepoConfig, DaemonError> {
+    let path = repo.join("config.toml");
+    if path.exists() {
+        let text = fs::read_to_string(&path).map_err(|source| DaemonError::File {
+            action: "read",
+            path: path.clone(),
+            source,
+        })?;
+        return RepoConfig::parse(&text).map_err(|source| DaemonError::Config { path, source });
+    }
+    let mut config = RepoConfig::default();
+    if let Some(network) = options.network {
+        config.network = network;
+    }
+    if let Some(listen) = &options.listen {
+        config.listen = listen.clone();
+    }
+    if let Some(api) = options.api {
+        config.api = api;
+    }
+    repo::write_file(&path, config.to_text().as_bytes(), 0o644)?;
+    Ok(config)
+}
+
+/// Opens the keystore (making a default key on first start), the API's secret (writing an
+/// admin token beside it) and the libp2p identity.
+fn open_keys(repo: &Path, address_network: Network) -> Result<Keys, DaemonError> {
+    let keystore_dir = repo.join("keystore");
+    let keystore_error = |action| move |source| DaemonError::Keystore { action, source };
+    let wallet =
+        Arc::new(KeyStore::open(&keystore_dir, address_network).map_err(keystore_error("open"))?);
+    if wallet.list().map_err(keystore_error("list"))?.is_empty() {
+        let addr = wallet.new_key().map_err(keystore_error("create"))?;
+        tracing::info!(address = %format_address(&addr, address_network), "created the default key");
+    }
+    let secret = repo::jwt_secret(&keystore_dir)?;
+    let token = auth::issue(&secret, &Permission::Admin.up_to());
+    repo::write_file(&repo.join("token"), token.as_bytes(), 0o600)?;
+    let keypair = repo::libp2p_key(&repo.join("libp2p-key"))?;
+    Ok(Keys { wallet, secret, keypair })
+}
+
+/// The chain: the Lotus node `FULLNODE_API_INFO` names, else a devnet embedded in the repo
+/// (returned too, so that it runs as long as the daemon).
+fn open_chain(repo: &Path) -> Result<(Arc<dyn Chain>, Option<Devnet>), DaemonError> {
+    if let Some(info) = std::env::var(FULLNODE_API_INFO).ok().filter(|v| !v.is_empty()) {
+        let lotus = LotusChain::from_api_info(&info).map_err(DaemonError::ChainConfig)?;
+        return Ok((Arc::new(lotus), None));
+    }
+    let devnet = Devnet::new(DevnetConfig {
+        block_time: Some(DEVNET_BLOCK_TIME),
+        repo: Some(repo.join("devnet")),
+        ..DevnetConfig::default()
+    })
+    .map_err(DaemonError::Devnet)?;
+    devnet.start_mining();
+    Ok((Arc::new(devnet.clone()), Some(devnet)))
+}
+
+/// Opens the datastore and starts the payment-channel manager over it.
+async fn start_manager(
+    repo: &Path,
+    chain: Arc<dyn Chain>,
+    wallet: Arc<KeyStore>,
+    config: &RepoConfig,
+    address_network: Network,
+) -> Result<PaymentChannelManager, DaemonError> {
+    let store = Arc::new(SledStore::open(repo.join("datastore")).map_err(DaemonError::Datastore)?);
+    let confidence = match config.confidence {
+        Some(depth) => depth,
+        None => default_confidence(chain.as_ref()).await,
+    };
+    let manager = PaymentChannelManager::new(
+        chain,
+        wallet,
+        store,
+        ManagerConfig {
+            network: address_network,
+            top_up: config.top_up.clone(),
+            confidence,
+            intake: config.intake_policy(),
+            ..ManagerConfig::default()
+        },
+    );
+    manager.start().await.map_err(DaemonError::Manager)?;
+    Ok(manager)
+}
+
+/// Opens the retrieval provider's blobs and starts the network loop listening on `listen`.
+async fn start_network(
+    repo: &Path,
+    keypair: Keypair,
+    config: &RepoConfig,
+    listen: Multiaddr,
+    manager: &PaymentChannelManager,
+    metrics: Arc<Metrics>,
+) -> Result<RunningNetwork, DaemonError> {
+    let blobs = repo.join("blobs");
+    let retrieval = RetrievalProvider::open(&blobs)
+        .map_err(|source| DaemonError::Blobs { path: blobs, source })?
+        .with_limits(config.retrieval_limits());
+    let network_config = NetworkConfig {
+        protocol: paych_protocol::Config {
+            max_inbound_per_ip: config.max_inbound_connections_per_ip,
+            ..paych_protocol::Config::default()
+        },
+        retrieval: Arc::new(retrieval),
+        min_delta: config.min_delta.clone(),
+        max_inbound_per_peer: config.max_inbound_per_peer,
+        reconcile_policy: config.reconcile_policy(),
+        max_reconcile_per_peer: config.max_reconcile_per_peer,
+        metrics,
+    };
+    let (client, task) = network::spawn(keypair, network_config, manager.clone())?;
+    client.listen(listen).await?;
+    let listen_addrs = network::wait_for_listen_addrs(&client).await?;
+    Ok(RunningNetwork { client, task, listen_addrs })
+}
+
+/// Writes the `api` file: the API's multiaddr, `/ip4/127.0.0.1/tcp/PORT/http`.
+fn write_api_file(repo: &Path, local: SocketAddr) -> Result<(), DaemonError> {
+    let ip = match local.ip() {
+        std::net::IpAddr::V4(ip) => format!("/ip4/{ip}"),
+        std::net::IpAddr::V6(ip) => format!("/ip6/{ip}"),
+    };
+    repo::write_file(&repo.join("api"), format!("{ip}/tcp/{}/http", local.port()).as_bytes(), 0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::client::ApiClient;
+
+    fn loopback_config() -> RepoConfig {
+        RepoConfig {
+            listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..RepoConfig::default()
+        }
+    }
+
+    async fn default_address(repo: &Path) -> String {
+        let client = ApiClient::from_repo(repo).unwrap();
+        let address =
+            client.call("Filecoin.WalletDefaultAddress", serde_json::json!([])).await.unwrap();
+        address.as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_daemon_writes_addresses_in_the_network_its_config_names_unless_the_flag_overrides()
+    {
+        let repo = tempfile::tempdir().unwrap();
+        let config = RepoConfig { network: Network::Mainnet, ..loopback_config() };
+        fs::write(repo.path().join("config.toml"), config.to_text()).unwrap();
+        let options = DaemonOptions { repo: repo.path().to_owned(), ..DaemonOptions::default() };
+
+        let daemon = Daemon::start(options.clone()).await.unwrap();
+        let mainnet = default_address(repo.path()).await;
+        assert!(mainnet.starts_with("f1"), "{mainnet}");
+        daemon.shutdown().await.unwrap();
+
+        let flagged = DaemonOptions { network: Some(Network::Testnet), ..options };
+        let daemon = Daemon::start(flagged).await.unwrap();
+        let testnet = default_address(repo.path()).await;
+        assert_eq!(testnet, format!("t{}", &mainnet[1..]));
+        daemon.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_bad_config_and_a_held_repo_are_refused_with_what_failed() {
+        let repo = tempfile::tempdir().unwrap();
+        let options = DaemonOptions { repo: repo.path().to_owned(), ..DaemonOptions::default() };
+        let config_path = repo.path().join("config.toml");
+        fs::write(&config_path, "# set by hand\nlisten = \"/ip4\"\n").unwrap();
+        let Err(refused) = Daemon::start(options.clone()).await else {
+            panic!("a daemon started on a bad config");
+        };
+        match &refused {
+            DaemonError::Config { path, source: ConfigError::BadValue { line, key, .. } } => {
+                assert_eq!((path, *line, key.as_str()), (&config_path, 2, "listen"));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        fs::write(&config_path, loopback_config().to_text()).unwrap();
+        let daemon = Daemon::start(options.clone()).await.unwrap();
+        let Err(refused) = Daemon::start(options).await else {
+            panic!("two daemons shared a repo");
+        };
+        assert!(matches!(refused, DaemonError::LockHeld { .. }), "{refused:?}");
+        daemon.shutdown().await.unwrap();
+    }
+}
