@@ -34,12 +34,13 @@ use paych_core::redemption::IntakePolicy;
 use paych_core::store::sled::SledStore;
 use paych_core::types::{format_address, Address, Network, TokenAmount};
 use paych_core::wallet::{key_file_name, KeyInfo, KeyStore, Wallet};
-use tokio::task::JoinHandle;
 
 use crate::api::{serve_node_api, ApiServer};
 use crate::auth::{self, Permission};
+use crate::host::{Host, HostConfig};
+use crate::inbound::InboundConfig;
 use crate::metrics::{MeteredChain, Metrics};
-use crate::network::{self, NetworkClient, NetworkConfig};
+use crate::network::{NetworkClient, NetworkConfig};
 use crate::pay::{parse_peer, Payer};
 use crate::retrieval::{RetrievalLimits, RetrievalProvider};
 
@@ -408,8 +409,7 @@ pub struct Daemon {
     repo: PathBuf,
     _lock: File,
     api: ApiServer,
-    network: NetworkClient,
-    network_task: JoinHandle<()>,
+    host: Host,
     manager: PaymentChannelManager,
     listen_addrs: Vec<Multiaddr>,
     _devnet: Option<Devnet>,
@@ -505,33 +505,39 @@ impl Daemon {
         let blobs = repo.join("blobs");
         let retrieval = RetrievalProvider::open(&blobs)
             .with_context(|| format!("cannot open the blob store {}", blobs.display()))?
-            .with_limits(config.retrieval_limits());
-        let network_config = NetworkConfig {
-            protocol: paych_protocol::Config {
-                max_inbound_per_ip: config.max_inbound_connections_per_ip,
-                ..paych_protocol::Config::default()
+            .with_limits(config.retrieval_limits())
+            .with_network(manager.network());
+        let host_config = HostConfig {
+            network: NetworkConfig {
+                protocol: paych_protocol::Config {
+                    max_inbound_per_ip: config.max_inbound_connections_per_ip,
+                    ..paych_protocol::Config::default()
+                },
+                max_inbound_per_peer: config.max_inbound_per_peer,
+                max_reconcile_per_peer: config.max_reconcile_per_peer,
+                metrics: metrics.clone(),
             },
-            retrieval: Arc::new(retrieval),
-            min_delta: config.min_delta.clone(),
-            max_inbound_per_peer: config.max_inbound_per_peer,
-            reconcile_policy: config.reconcile_policy(),
-            max_reconcile_per_peer: config.max_reconcile_per_peer,
-            metrics: metrics.clone(),
+            inbound: InboundConfig {
+                min_delta: config.min_delta.clone(),
+                reconcile_policy: config.reconcile_policy(),
+                retrieval: Arc::new(retrieval),
+                metrics: metrics.clone(),
+            },
         };
-        let (network, network_task) = network::spawn(keypair, network_config, manager.clone())?;
-        network.listen(listen).await?;
-        let listen_addrs = network::wait_for_listen_addrs(&network).await?;
+        let host = Host::start(keypair, host_config, manager.clone(), listen).await?;
+        let listen_addrs = host.listen_addrs().to_vec();
 
         let mut peers = config.peers.clone();
         peers.extend(options.peers);
         let payer = Arc::new(
-            Payer::new(manager.clone(), network.clone(), peers)
+            Payer::new(manager.clone(), host.client().clone(), peers)
                 .with_fee_per_message(config.reconcile_fee_per_message.clone()),
         );
         let api = serve_node_api(
             manager.clone(),
             wallet,
             Some(payer),
+            Some(host.retrieval().clone()),
             metrics,
             secret,
             Network::Testnet,
@@ -546,16 +552,7 @@ impl Daemon {
         };
         write_file(&repo.join("api"), format!("{ip}/tcp/{}/http", local.port()).as_bytes(), 0o644)?;
 
-        Ok(Daemon {
-            repo,
-            _lock: lock,
-            api,
-            network,
-            network_task,
-            manager,
-            listen_addrs,
-            _devnet: devnet,
-        })
+        Ok(Daemon { repo, _lock: lock, api, host, manager, listen_addrs, _devnet: devnet })
     }
 
     /// The API's address.
@@ -565,7 +562,7 @@ impl Daemon {
 
     /// The network client.
     pub fn network(&self) -> &NetworkClient {
-        &self.network
+        self.host.client()
     }
 
     /// The libp2p addresses the node listens on.
@@ -582,8 +579,7 @@ impl Daemon {
     /// `api` file; the repo lock is released when this returns.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.api.shutdown().await;
-        self.network.shutdown().await;
-        if tokio::time::timeout(STOP_WAIT, self.network_task).await.is_err() {
+        if !self.host.shutdown(STOP_WAIT).await {
             tracing::warn!("the network loop did not stop in time");
         }
         let result = self.manager.shutdown().await.context("cannot flush the store");
