@@ -4,8 +4,8 @@
 
 mod common;
 use common::{
-    atto, idle_connection_from, limits, node, paying_pair, send_voucher, sign_as_stranger,
-    PayingPair, DEADLINE,
+    assert_refusals, atto, idle_connection_from, limits, node, paying_pair, send_voucher,
+    sign_as_stranger, PayingPair, DEADLINE,
 };
 
 use std::net::IpAddr;
@@ -59,13 +59,7 @@ async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
     // refused and counted (the payee's loop handled those refusals before the payment).
     assert_eq!(held.len(), DEFAULT_MAX_INBOUND_PER_IP as usize);
     let refused = ATTACKERS - held.len();
-    let text = metrics.encode();
-    assert!(
-        text.contains(&format!(
-            "paych_refusals_total{{reason=\"connections_per_ip\"}} {refused}\n"
-        )),
-        "{text}"
-    );
+    assert_refusals(&metrics, "connections_per_ip", refused);
     drop(held);
 }
 
@@ -82,8 +76,7 @@ async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_rea
         payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
     let response = send_voucher(&payer_net, payee_peer, &payee_addrs, voucher.clone()).await;
     assert_eq!(response.status(), Some(VoucherStatus::RateLimited), "{response:?}");
-    let text = metrics.encode();
-    assert!(text.contains("paych_refusals_total{reason=\"voucher_rate_limited\"} 1\n"), "{text}");
+    assert_refusals(&metrics, "voucher_rate_limited", 1);
 
     // A payee that takes requests refuses a voucher signed by a stranger, and counts it.
     let metrics = Arc::new(Metrics::new());
@@ -92,8 +85,7 @@ async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_rea
     let forged = sign_as_stranger(voucher);
     let response = send_voucher(&payer_net, open_peer, &open_addrs, forged).await;
     assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
-    let text = metrics.encode();
-    assert!(text.contains("paych_refusals_total{reason=\"voucher_refused\"} 1\n"), "{text}");
+    assert_refusals(&metrics, "voucher_refused", 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,13 +119,7 @@ async fn connections_that_never_finish_their_handshake_cannot_fill_the_pending_s
     assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
     // The address may hold only a few connections in their handshake; the rest are refused.
     let refused = STALLED - MAX_PENDING_INBOUND_PER_IP as usize;
-    let text = metrics.encode();
-    assert!(
-        text.contains(&format!(
-            "paych_refusals_total{{reason=\"connections_per_ip\"}} {refused}\n"
-        )),
-        "{text}"
-    );
+    assert_refusals(&metrics, "connections_per_ip", refused);
     drop(stalled);
 }
 

@@ -26,6 +26,11 @@ use paych_protocol::{
     VoucherStatus,
 };
 
+/// A voucher request for `voucher` carrying `announce`.
+fn announced(voucher: SignedVoucher, announce: Announce) -> VoucherRequest {
+    VoucherRequest { voucher, flow: None, announce: Some(Box::new(announce)) }
+}
+
 /// Asks `peer` to fold `vouchers` into `req_val`, proving who asks with `record`.
 async fn ask(
     net: &NetworkClient,
@@ -93,11 +98,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
         [(payer.addr, by_stranger.clone()), (other, by_stranger), (payer.addr, mis_signed)]
     {
         let announce = Announce { channel, from, to: payee.addr, peer_record: record };
-        let request = VoucherRequest {
-            voucher: probe.clone(),
-            flow: None,
-            announce: Some(Box::new(announce)),
-        };
+        let request = announced(probe.clone(), announce);
         let response =
             payer_net.send_voucher(payee_peer, payee_addrs.clone(), request).await.unwrap();
         assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
@@ -121,11 +122,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
         (other, genuine, VoucherStatus::InvalidSignature),
     ] {
         let announce = Announce { channel, from: payer.addr, to, peer_record: record };
-        let request = VoucherRequest {
-            voucher: probe.clone(),
-            flow: None,
-            announce: Some(Box::new(announce)),
-        };
+        let request = announced(probe.clone(), announce);
         let response =
             payer_net.send_voucher(payee_peer, payee_addrs.clone(), request).await.unwrap();
         assert_eq!(response.status(), Some(expected), "{response:?}");
@@ -149,11 +146,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     })
     .unwrap();
     let announce = Announce { channel, from: payer.addr, to: payee.addr, peer_record: older };
-    let request = VoucherRequest {
-        voucher: first[0].voucher.clone(),
-        flow: None,
-        announce: Some(Box::new(announce)),
-    };
+    let request = announced(first[0].voucher.clone(), announce);
     let response = payer_net.send_voucher(payee_peer, payee_addrs.clone(), request).await.unwrap();
     assert!(response.is_held(), "{response:?}");
     assert_eq!(payee.manager.peer_record(&payer.addr).unwrap(), Some(held.clone()));

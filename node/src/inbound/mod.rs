@@ -23,6 +23,7 @@ use paych_core::manager::PaymentChannelManager;
 use paych_core::reconcile::ReconcilePolicy;
 use paych_core::types::TokenAmount;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::network::{Inbound, InboundRequest, Responder};
@@ -77,10 +78,14 @@ pub fn spawn(
         while let Some(request) = requests.recv().await {
             match request {
                 InboundRequest::Voucher { id, peer, request } => {
-                    vouchers::spawn_answer(&context, id, peer, *request)
+                    let span = vouchers::span(peer, &request);
+                    let answer = vouchers::answer(context.clone(), id, peer, *request);
+                    tokio::spawn(answer.instrument(span));
                 }
                 InboundRequest::Reconcile { id, peer, request } => {
-                    reconcile_as_payer::spawn_answer(&context, id, peer, *request)
+                    let span = reconcile_as_payer::span(peer, &request);
+                    let answer = reconcile_as_payer::answer(context.clone(), id, peer, *request);
+                    tokio::spawn(answer.instrument(span));
                 }
                 InboundRequest::Retrieval { id, peer, request } => {
                     retrieval::answer(&context, id, peer, &request).await

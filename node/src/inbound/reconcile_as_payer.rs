@@ -11,37 +11,34 @@ use libp2p::PeerId;
 use paych_core::manager::PaymentChannelManager;
 use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
 use paych_protocol::{ReconcileRequest, ReconcileResponse, SignedPeerRecord};
-use tracing::Instrument;
 
 use super::Context;
 use crate::network::InboundId;
 use crate::refusals::Refusal;
 
-/// Answers reconcile request `id` from `peer` on a task of its own, and counts the outcome
-/// (a refusal with its reason).
-pub(super) fn spawn_answer(
-    context: &Context,
-    id: InboundId,
-    peer: PeerId,
-    request: ReconcileRequest,
-) {
-    let context = context.clone();
-    let span = tracing::info_span!(
+/// The span a reconcile request from `peer` is answered in.
+pub(super) fn span(peer: PeerId, request: &ReconcileRequest) -> tracing::Span {
+    tracing::info_span!(
         "reconcile_inbound",
         %peer,
         vouchers = request.vouchers.len(),
         req_val = %request.req_val.atto()
-    );
-    tokio::spawn(
-        async move {
-            let policy = &context.config.reconcile_policy;
-            let response = answer_reconcile(&context.manager, peer, &request, policy).await;
-            tracing::debug!(status = response.status, "reconcile answered");
-            count_answer(&context, peer, &response);
-            context.responder.reconcile(id, response).await;
-        }
-        .instrument(span),
-    );
+    )
+}
+
+/// Answers reconcile request `id` from `peer` (the node runs it on a task of its own), and
+/// counts the outcome (a refusal with its reason).
+pub(super) async fn answer(
+    context: Context,
+    id: InboundId,
+    peer: PeerId,
+    request: ReconcileRequest,
+) {
+    let policy = &context.config.reconcile_policy;
+    let response = answer_reconcile(&context.manager, peer, &request, policy).await;
+    tracing::debug!(status = response.status, "reconcile answered");
+    count_answer(&context, peer, &response);
+    context.responder.reconcile(id, response).await;
 }
 
 /// Counts the answer to a reconcile request from `peer`, and logs a refusal.

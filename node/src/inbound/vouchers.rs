@@ -22,56 +22,47 @@ use paych_core::redemption::{PolicyRefusal, Unredeemable};
 use paych_core::store::PeerRecord as StoredPeerRecord;
 use paych_core::types::TokenAmount;
 use paych_protocol::{Announce, VoucherRequest, VoucherResponse, VoucherStatus};
-use tracing::Instrument;
 
 use super::Context;
 use crate::metrics::status_label;
 use crate::network::InboundId;
 use crate::refusals::Refusal;
 
-/// Answers voucher request `id` from `peer` on a task of its own, so that validating and
-/// storing a voucher never holds up other requests; counts the answer and any refusal, and
-/// credits the retrieval flow the voucher names before the answer leaves.
-pub(super) fn spawn_answer(
-    context: &Context,
-    id: InboundId,
-    peer: PeerId,
-    request: VoucherRequest,
-) {
-    let context = context.clone();
-    let span = tracing::debug_span!(
+/// The span a voucher request from `peer` is answered in.
+pub(super) fn span(peer: PeerId, request: &VoucherRequest) -> tracing::Span {
+    tracing::debug_span!(
         "voucher_inbound",
         %peer,
         lane = request.voucher.lane,
         nonce = request.voucher.nonce,
         announce = request.announce.is_some()
-    );
-    tokio::spawn(
-        async move {
-            let (channel, flow) = (request.voucher.channel_addr, request.flow.clone());
-            let (manager, metrics) = (&context.manager, &context.config.metrics);
-            let min_delta = context.config.min_delta.clone();
-            let response = answer_voucher(manager, peer, request, min_delta).await;
-            let status = response.status().map_or("unknown", status_label);
-            metrics.voucher_received(status, &response.delta);
-            if !response.is_held() {
-                let message = response.message.as_deref().unwrap_or("");
-                metrics.refused(
-                    Refusal::VoucherRefused,
-                    format_args!("voucher from {peer}: {status}: {message}"),
-                );
-            }
-            if let Some(flow) = &flow {
-                // Credited before the answer leaves, so the payer's next chunk request
-                // finds the payment; only an accepted delta from the channel's payer.
-                let credit =
-                    context.crediting.credit(manager, peer, channel, flow, &response).await;
-                tracing::debug!(?credit, "retrieval credit");
-            }
-            context.responder.voucher(id, response).await;
-        }
-        .instrument(span),
-    );
+    )
+}
+
+/// Answers voucher request `id` from `peer` (the node runs it on a task of its own, so that
+/// validating and storing a voucher never holds up other requests); counts the answer and
+/// any refusal, and credits the retrieval flow the voucher names before the answer leaves.
+pub(super) async fn answer(context: Context, id: InboundId, peer: PeerId, request: VoucherRequest) {
+    let (channel, flow) = (request.voucher.channel_addr, request.flow.clone());
+    let (manager, metrics) = (&context.manager, &context.config.metrics);
+    let min_delta = context.config.min_delta.clone();
+    let response = answer_voucher(manager, peer, request, min_delta).await;
+    let status = response.status().map_or("unknown", status_label);
+    metrics.voucher_received(status, &response.delta);
+    if !response.is_held() {
+        let message = response.message.as_deref().unwrap_or("");
+        metrics.refused(
+            Refusal::VoucherRefused,
+            format_args!("voucher from {peer}: {status}: {message}"),
+        );
+    }
+    if let Some(flow) = &flow {
+        // Credited before the answer leaves, so the payer's next chunk request finds the
+        // payment; only an accepted delta from the channel's payer.
+        let credit = context.crediting.credit(manager, peer, channel, flow, &response).await;
+        tracing::debug!(?credit, "retrieval credit");
+    }
+    context.responder.voucher(id, response).await;
 }
 
 /// Handles one inbound voucher request: checks its announce (if any) against the channel's

@@ -267,9 +267,24 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
             }
-            SwarmEvent::Behaviour(Event::Voucher(event)) => self.on_voucher_event(event),
+            SwarmEvent::Behaviour(Event::Voucher(event)) => {
+                self.count_voucher_sent(&event);
+                match route(&mut self.outbound_vouchers, event) {
+                    Routed::Request { peer, request, channel, .. } => {
+                        self.on_voucher_request(peer, request, channel)
+                    }
+                    routed => self.after_routing("voucher", routed),
+                }
+            }
+            SwarmEvent::Behaviour(Event::Reconcile(event)) => {
+                match route(&mut self.outbound_reconciles, event) {
+                    Routed::Request { peer, request, channel, .. } => {
+                        self.on_reconcile_request(peer, request, channel)
+                    }
+                    routed => self.after_routing("reconcile", routed),
+                }
+            }
             SwarmEvent::Behaviour(Event::Retrieval(event)) => self.on_retrieval_event(event),
-            SwarmEvent::Behaviour(Event::Reconcile(event)) => self.on_reconcile_event(event),
             _ => {}
         }
     }
@@ -312,6 +327,25 @@ impl EventLoop {
         let id = InboundId(self.next_inbound);
         self.next_inbound = self.next_inbound.wrapping_add(1);
         id
+    }
+
+    /// Hands out the request `make` names, of `peer`, if the requests waiting (`waiting`)
+    /// admit it; otherwise answers how many `peer` has in flight, with `channel`, to refuse.
+    fn admit<C>(
+        &mut self,
+        waiting: fn(&mut Self) -> &mut Waiting<C>,
+        peer: PeerId,
+        channel: C,
+        make: impl FnOnce(InboundId) -> InboundRequest,
+    ) -> Option<(usize, C)> {
+        let id = self.next_id();
+        match waiting(self).admit(id, peer, channel) {
+            Ok(()) => {
+                self.hand_out(make(id));
+                None
+            }
+            Err(refused) => Some(refused),
+        }
     }
 
     /// Hands `request` out; when nobody takes requests any more (the node is stopping), the
@@ -357,27 +391,37 @@ impl EventLoop {
         }
     }
 
-    fn on_voucher_event(&mut self, event: paych_protocol::VoucherEvent) {
+    /// Counts the answer to an outbound voucher request (or its failure).
+    fn count_voucher_sent(&self, event: &paych_protocol::VoucherEvent) {
+        use request_response::{Event as E, Message as M};
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.on_voucher_request(peer, request, channel)
-                }
-                request_response::Message::Response { request_id, response } => {
-                    let status = response.status().map(status_label);
-                    self.config.metrics.voucher_sent(status, &response.delta);
-                    answer(&mut self.outbound_vouchers, request_id, Ok(response));
-                }
-            },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
-                self.config.metrics.voucher_sent(None, &TokenAmount::default());
-                let failure = NetworkError::Request { peer, reason: error.to_string() };
-                answer(&mut self.outbound_vouchers, request_id, Err(failure));
+            E::Message { message: M::Response { response, .. }, .. } => {
+                let status = response.status().map(status_label);
+                self.config.metrics.voucher_sent(status, &response.delta);
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                self.count_inbound_failure("voucher", peer, &error)
+            E::OutboundFailure { .. } => {
+                self.config.metrics.voucher_sent(None, &TokenAmount::default())
             }
-            request_response::Event::ResponseSent { .. } => {}
+            _ => {}
+        }
+    }
+
+    /// Counts and logs an inbound request of `protocol` answered `RateLimited` for being over
+    /// a cap.
+    fn count_rate_limited(
+        &self,
+        protocol: &'static str,
+        refusal: Refusal,
+        what: std::fmt::Arguments<'_>,
+    ) {
+        self.config.metrics.rate_limited(protocol);
+        self.config.metrics.refused(refusal, what);
+    }
+
+    /// Counts an inbound request of `protocol` that failed; nothing else is left to do.
+    fn after_routing<Req, Resp>(&self, protocol: &str, routed: Routed<Req, Resp>) {
+        if let Routed::Failed { peer, error, .. } = routed {
+            self.count_inbound_failure(protocol, peer, &error)
         }
     }
 
@@ -387,48 +431,21 @@ impl EventLoop {
         request: paych_protocol::VoucherRequest,
         channel: ResponseChannel<VoucherResponse>,
     ) {
-        let id = self.next_id();
-        match self.vouchers.admit(id, peer, channel) {
-            Ok(()) => {
-                self.hand_out(InboundRequest::Voucher { id, peer, request: Box::new(request) })
-            }
-            Err((in_flight, channel)) => {
-                let response = VoucherResponse::rejected(
-                    VoucherStatus::RateLimited,
-                    TokenAmount::default(),
-                    "too many vouchers in flight; retry later",
-                );
-                let metrics = &self.config.metrics;
-                metrics.rate_limited("voucher");
-                metrics.refused(
-                    Refusal::VoucherRateLimited,
-                    format_args!("voucher from {peer}: {in_flight} in flight"),
-                );
-                metrics.voucher_received(status_label(VoucherStatus::RateLimited), &response.delta);
-                let _ = self.swarm.behaviour_mut().voucher.send_response(channel, response);
-            }
-        }
-    }
-
-    fn on_reconcile_event(&mut self, event: paych_protocol::ReconcileEvent) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.on_reconcile_request(peer, request, channel)
-                }
-                request_response::Message::Response { request_id, response } => {
-                    answer(&mut self.outbound_reconciles, request_id, Ok(response))
-                }
-            },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
-                let failure = NetworkError::Request { peer, reason: error.to_string() };
-                answer(&mut self.outbound_reconciles, request_id, Err(failure));
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                self.count_inbound_failure("reconcile", peer, &error)
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
+        let request = |id| InboundRequest::Voucher { id, peer, request: Box::new(request) };
+        let Some((in_flight, channel)) = self.admit(|l| &mut l.vouchers, peer, channel, request)
+        else {
+            return;
+        };
+        let response = VoucherResponse::rejected(
+            VoucherStatus::RateLimited,
+            TokenAmount::default(),
+            "too many vouchers in flight; retry later",
+        );
+        let what = format_args!("voucher from {peer}: {in_flight} in flight");
+        self.count_rate_limited("voucher", Refusal::VoucherRateLimited, what);
+        let status = status_label(VoucherStatus::RateLimited);
+        self.config.metrics.voucher_received(status, &response.delta);
+        let _ = self.swarm.behaviour_mut().voucher.send_response(channel, response);
     }
 
     fn on_reconcile_request(
@@ -437,47 +454,33 @@ impl EventLoop {
         request: paych_protocol::ReconcileRequest,
         channel: ResponseChannel<ReconcileResponse>,
     ) {
-        let id = self.next_id();
-        match self.reconciles.admit(id, peer, channel) {
-            Ok(()) => {
-                self.hand_out(InboundRequest::Reconcile { id, peer, request: Box::new(request) })
-            }
-            Err((in_flight, channel)) => {
-                let response = ReconcileResponse::refused(
-                    ReconcileStatus::RateLimited,
-                    "too many reconcile requests in flight; retry later",
-                );
-                self.config.metrics.rate_limited("reconcile");
-                self.config.metrics.refused(
-                    Refusal::ReconcileRateLimited,
-                    format_args!("reconcile request from {peer}: {in_flight} in flight"),
-                );
-                let _ = self.swarm.behaviour_mut().reconcile.send_response(channel, response);
-            }
-        }
+        let request = |id| InboundRequest::Reconcile { id, peer, request: Box::new(request) };
+        let Some((in_flight, channel)) = self.admit(|l| &mut l.reconciles, peer, channel, request)
+        else {
+            return;
+        };
+        let response = ReconcileResponse::refused(
+            ReconcileStatus::RateLimited,
+            "too many reconcile requests in flight; retry later",
+        );
+        let what = format_args!("reconcile request from {peer}: {in_flight} in flight");
+        self.count_rate_limited("reconcile", Refusal::ReconcileRateLimited, what);
+        let _ = self.swarm.behaviour_mut().reconcile.send_response(channel, response);
     }
 
     fn on_retrieval_event(&mut self, event: paych_protocol::RetrievalEvent) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request_id, request, channel } => {
-                    self.on_retrieval_request(peer, request_id, request, channel)
-                }
-                request_response::Message::Response { request_id, response } => {
-                    answer(&mut self.outbound_retrievals, request_id, Ok(response))
-                }
-            },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
-                let failure = NetworkError::Request { peer, reason: error.to_string() };
-                answer(&mut self.outbound_retrievals, request_id, Err(failure));
+        match route(&mut self.outbound_retrievals, event) {
+            Routed::Request { peer, request_id, request, channel } => {
+                self.on_retrieval_request(peer, request_id, request, channel)
             }
-            request_response::Event::InboundFailure { peer, request_id, error, .. } => {
+            Routed::Failed { peer, request_id, error } => {
                 self.count_inbound_failure("retrieval", peer, &error);
                 self.retrievals_sending.remove(&request_id);
             }
-            request_response::Event::ResponseSent { request_id, .. } => {
+            Routed::Sent(request_id) => {
                 self.retrievals_sending.remove(&request_id);
             }
+            Routed::Answered => {}
         }
     }
 
@@ -488,24 +491,64 @@ impl EventLoop {
         request: paych_protocol::RetrievalRequest,
         channel: ResponseChannel<RetrievalResponse>,
     ) {
-        let id = self.next_id();
-        match self.retrievals.admit(id, peer, (request_id, channel)) {
-            Ok(()) => {
-                self.hand_out(InboundRequest::Retrieval { id, peer, request: Box::new(request) })
-            }
-            Err((waiting, (_, channel))) => {
-                let response = RetrievalResponse::refused(
-                    RetrievalStatus::RateLimited,
-                    "too many retrieval requests waiting; retry later",
-                );
-                self.config.metrics.rate_limited("retrieval");
-                self.config.metrics.refused(
-                    Refusal::RetrievalRateLimited,
-                    format_args!("retrieval request from {peer}: {waiting} waiting"),
-                );
-                let _ = self.swarm.behaviour_mut().retrieval.send_response(channel, response);
-            }
+        let request = |id| InboundRequest::Retrieval { id, peer, request: Box::new(request) };
+        let kept = (request_id, channel);
+        let Some((waiting, (_, channel))) = self.admit(|l| &mut l.retrievals, peer, kept, request)
+        else {
+            return;
+        };
+        let response = RetrievalResponse::refused(
+            RetrievalStatus::RateLimited,
+            "too many retrieval requests waiting; retry later",
+        );
+        let what = format_args!("retrieval request from {peer}: {waiting} waiting");
+        self.count_rate_limited("retrieval", Refusal::RetrievalRateLimited, what);
+        let _ = self.swarm.behaviour_mut().retrieval.send_response(channel, response);
+    }
+}
+
+/// What is left of one protocol's event once the answers to outbound requests have gone to
+/// their callers.
+enum Routed<Req, Resp> {
+    /// An inbound request.
+    Request {
+        peer: PeerId,
+        request_id: InboundRequestId,
+        request: Req,
+        channel: ResponseChannel<Resp>,
+    },
+    /// An inbound request whose answer could not be read or sent.
+    Failed { peer: PeerId, request_id: InboundRequestId, error: request_response::InboundFailure },
+    /// The answer to an inbound request was sent.
+    Sent(InboundRequestId),
+    /// An outbound request was answered (or failed), and its caller told.
+    Answered,
+}
+
+/// Tells the callers of outbound requests (in `waiting`) their answers, and returns what is
+/// left of `event`.
+fn route<Req, Resp>(
+    waiting: &mut HashMap<OutboundRequestId, Reply<Resp>>,
+    event: request_response::Event<Req, Resp>,
+) -> Routed<Req, Resp> {
+    use request_response::{Event as E, Message as M};
+    match event {
+        E::Message { peer, message: M::Request { request_id, request, channel }, .. } => {
+            Routed::Request { peer, request_id, request, channel }
         }
+        E::Message { message: M::Response { request_id, response }, .. } => {
+            answer(waiting, request_id, Ok(response));
+            Routed::Answered
+        }
+        E::OutboundFailure { peer, request_id, error, .. } => {
+            let failure = NetworkError::Request { peer, reason: error.to_string() };
+            answer(waiting, request_id, Err(failure));
+            Routed::Answered
+        }
+        E::InboundFailure { peer, request_id, error, .. } => {
+            Routed::Failed { peer, request_id, error }
+        }
+        E::ResponseSent { request_id, .. } => Routed::Sent(request_id),
     }
 }
 

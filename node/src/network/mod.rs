@@ -149,6 +149,33 @@ enum Outbound {
     Reconcile(Box<ReconcileRequest>, Reply<ReconcileResponse>),
 }
 
+/// A request this node sends, and the answer it waits for.
+trait Ask {
+    type Response;
+    fn outbound(self, reply: Reply<Self::Response>) -> Outbound;
+}
+
+impl Ask for VoucherRequest {
+    type Response = VoucherResponse;
+    fn outbound(self, reply: Reply<VoucherResponse>) -> Outbound {
+        Outbound::Voucher(Box::new(self), reply)
+    }
+}
+
+impl Ask for RetrievalRequest {
+    type Response = RetrievalResponse;
+    fn outbound(self, reply: Reply<RetrievalResponse>) -> Outbound {
+        Outbound::Retrieval(Box::new(self), reply)
+    }
+}
+
+impl Ask for ReconcileRequest {
+    type Response = ReconcileResponse;
+    fn outbound(self, reply: Reply<ReconcileResponse>) -> Outbound {
+        Outbound::Reconcile(Box::new(self), reply)
+    }
+}
+
 /// The loop's name for an inbound request handed out, to be named again by its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct InboundId(u64);
@@ -282,16 +309,26 @@ impl NetworkClient {
         self.call(|reply| Command::ListenAddrs { reply }).await
     }
 
-    /// Sends `request` to `peer` (reachable at `addrs`, if not connected yet) and waits for
-    /// its response.
+    /// Sends `request` to `peer` (reachable at `addrs`, if not connected yet; at most
+    /// [`MAX_ADDRS_PER_REQUEST`] of them are kept) and waits for its response.
+    async fn ask<R: Ask>(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: R,
+    ) -> Result<R::Response, NetworkError> {
+        self.call(|reply| Command::Send { peer, addrs, request: request.outbound(reply) }).await
+    }
+
+    /// Sends a voucher request to `peer` (reachable at `addrs`, if not connected yet) and
+    /// waits for its response.
     pub async fn send_voucher(
         &self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
         request: VoucherRequest,
     ) -> Result<VoucherResponse, NetworkError> {
-        let request = |reply| Outbound::Voucher(Box::new(request), reply);
-        self.call(|reply| Command::Send { peer, addrs, request: request(reply) }).await
+        self.ask(peer, addrs, request).await
     }
 
     /// Sends a retrieval request to `peer` (reachable at `addrs`, if not connected yet) and
@@ -302,8 +339,7 @@ impl NetworkClient {
         addrs: Vec<Multiaddr>,
         request: RetrievalRequest,
     ) -> Result<RetrievalResponse, NetworkError> {
-        let request = |reply| Outbound::Retrieval(Box::new(request), reply);
-        self.call(|reply| Command::Send { peer, addrs, request: request(reply) }).await
+        self.ask(peer, addrs, request).await
     }
 
     /// Sends a reconcile request to `peer` (reachable at `addrs`, dialled if not connected)
@@ -314,8 +350,7 @@ impl NetworkClient {
         addrs: Vec<Multiaddr>,
         request: ReconcileRequest,
     ) -> Result<ReconcileResponse, NetworkError> {
-        let request = |reply| Outbound::Reconcile(Box::new(request), reply);
-        self.call(|reply| Command::Send { peer, addrs, request: request(reply) }).await
+        self.ask(peer, addrs, request).await
     }
 
     /// Closes every connection with `peer` (success if there is none).

@@ -18,6 +18,7 @@ use paych_core::store::sled::SledStore;
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet};
 use paych_node::host::{Host, HostConfig};
+use paych_node::metrics::Metrics;
 use paych_node::network::{NetworkClient, NetworkConfig};
 use paych_node::pay::Payer;
 use paych_protocol::{VoucherRequest, VoucherResponse};
@@ -142,6 +143,13 @@ pub async fn send_voucher(
     .await
     .expect("the voucher exchange timed out")
     .unwrap()
+}
+
+/// Asserts that `metrics` counted exactly `count` refusals for `reason`.
+pub fn assert_refusals(metrics: &Metrics, reason: &str, count: usize) {
+    let text = metrics.encode();
+    let line = format!("paych_refusals_total{{reason=\"{reason}\"}} {count}\n");
+    assert!(text.contains(&line), "{line:?} not in {text}");
 }
 
 /// A fresh key no party knows, and its address.
