@@ -206,9 +206,7 @@ impl Payer {
             }
         }
         let record = self.outbound(channel)?;
-        let unknown = || PayError::UnknownPeer(format_address(&record.to, self.manager.network()));
-        let target = self.peers.get(&record.to).ok_or_else(unknown)?;
-        let peer = peer_of(target).ok_or_else(unknown)?;
+        let (peer, target) = self.payee_of(&record)?;
         let key = (*channel, flow.clone().unwrap_or_default());
         // The lane's amount is raised by `amount` inside the manager, under the channel's
         // lock: payments on one flow may run concurrently, each adding its own amount.
@@ -229,8 +227,7 @@ impl Payer {
         };
         let request = VoucherRequest { voucher: voucher.clone(), flow, announce };
         let span = tracing::debug_span!("voucher_outbound", %peer, lane, nonce = voucher.nonce, announce = first);
-        let response =
-            self.net.send_voucher(peer, vec![target.clone()], request).instrument(span).await?;
+        let response = self.net.send_voucher(peer, vec![target], request).instrument(span).await?;
         if first && response.is_held() {
             let mut announced = self.announced.lock().await;
             if announced.len() < MAX_FLOWS {
@@ -285,10 +282,16 @@ impl Payer {
         &self,
         channel: &Address,
     ) -> Result<(PeerId, Vec<Multiaddr>), PayError> {
-        let record = self.outbound(channel)?;
+        let (peer, target) = self.payee_of(&self.outbound(channel)?)?;
+        Ok((peer, vec![target]))
+    }
+
+    /// The libp2p peer of the payee of the channel `record` and where to reach it, from the
+    /// peer book.
+    fn payee_of(&self, record: &ChannelRecord) -> Result<(PeerId, Multiaddr), PayError> {
         let unknown = || PayError::UnknownPeer(format_address(&record.to, self.manager.network()));
         let target = self.peers.get(&record.to).ok_or_else(unknown)?;
         let peer = peer_of(target).ok_or_else(unknown)?;
-        Ok((peer, vec![target.clone()]))
+        Ok((peer, target.clone()))
     }
 }
