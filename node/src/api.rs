@@ -16,7 +16,7 @@
 //! [`NetworkClient`] when there is one ([`serve_node_api`]), in Lotus's `AddrInfo` shape;
 //! `Filecoin.PaychPay(ch, amount, flow)` (ours) pays through [`Payer`];
 //! `Filecoin.PaychReconcile(ch)` (ours) asks the payer of an inbound channel for one
-//! combined voucher through [`Payer::reconcile`]. `GET /metrics` serves the node's
+//! combined voucher through [`Payer::reconcile_as_payee`]. `GET /metrics` serves the node's
 //! [`Metrics`] without a token, as Lotus serves its metrics.
 //!
 //! This module translates between JSON and the manager's calls; it holds no state of its

@@ -1,4 +1,4 @@
-//! The node's libp2p transport: an [`EventLoop`](event_loop) task owns the swarm; a
+//! The node's libp2p transport: an event loop task owns the swarm; a
 //! cloneable [`NetworkClient`] talks to it through a bounded command channel with one-shot
 //! replies (the pattern of rust-libp2p's file-sharing example).
 //!
