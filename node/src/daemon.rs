@@ -402,6 +402,31 @@ impl RepoConfig {
             max_vouchers: self.reconcile_max_vouchers,
         }
     }
+
+    /// This node's networking: the transport's limits and how inbound requests are
+    /// answered, serving `retrieval` and counting in `metrics`.
+    pub fn host_config(
+        &self,
+        retrieval: Arc<RetrievalProvider>,
+        metrics: Arc<Metrics>,
+    ) -> HostConfig {
+        let network = NetworkConfig {
+            protocol: paych_protocol::Config {
+                max_inbound_per_ip: self.max_inbound_connections_per_ip,
+                ..paych_protocol::Config::default()
+            },
+            max_inbound_per_peer: self.max_inbound_per_peer,
+            max_reconcile_per_peer: self.max_reconcile_per_peer,
+            metrics: metrics.clone(),
+        };
+        let inbound = InboundConfig {
+            min_delta: self.min_delta.clone(),
+            reconcile_policy: self.reconcile_policy(),
+            retrieval,
+            metrics,
+        };
+        HostConfig { network, inbound }
+    }
 }
 
 /// A running daemon.
@@ -507,23 +532,7 @@ impl Daemon {
             .with_context(|| format!("cannot open the blob store {}", blobs.display()))?
             .with_limits(config.retrieval_limits())
             .with_network(manager.network());
-        let host_config = HostConfig {
-            network: NetworkConfig {
-                protocol: paych_protocol::Config {
-                    max_inbound_per_ip: config.max_inbound_connections_per_ip,
-                    ..paych_protocol::Config::default()
-                },
-                max_inbound_per_peer: config.max_inbound_per_peer,
-                max_reconcile_per_peer: config.max_reconcile_per_peer,
-                metrics: metrics.clone(),
-            },
-            inbound: InboundConfig {
-                min_delta: config.min_delta.clone(),
-                reconcile_policy: config.reconcile_policy(),
-                retrieval: Arc::new(retrieval),
-                metrics: metrics.clone(),
-            },
-        };
+        let host_config = config.host_config(Arc::new(retrieval), metrics.clone());
         let host = Host::start(keypair, host_config, manager.clone(), listen).await?;
         let listen_addrs = host.listen_addrs().to_vec();
 

@@ -562,3 +562,31 @@ fn answer<T>(
         let _ = reply.send(result);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_peer_over_its_cap_or_a_full_table_is_refused_and_an_answer_frees_the_slot() {
+        let mut waiting = Waiting::new(2, 3);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        assert!(waiting.admit(InboundId(0), a, "a0").is_ok());
+        assert!(waiting.admit(InboundId(1), a, "a1").is_ok());
+        // a has two in flight: its third is refused, with the count and the channel back.
+        assert_eq!(waiting.admit(InboundId(2), a, "a2").unwrap_err(), (2, "a2"));
+        assert!(waiting.admit(InboundId(3), b, "b0").is_ok());
+        // Three in all: b's second is refused though b has one only.
+        assert_eq!(waiting.admit(InboundId(4), b, "b1").unwrap_err(), (1, "b1"));
+        // Answering one of a's frees a slot, for a or anyone; an unknown id frees nothing.
+        assert_eq!(waiting.take(InboundId(0)), Some((a, "a0")));
+        assert_eq!(waiting.take(InboundId(0)), None);
+        assert!(waiting.admit(InboundId(5), a, "a3").is_ok());
+        assert_eq!(waiting.admit(InboundId(6), b, "b2").unwrap_err(), (1, "b2"));
+        for id in [1, 3, 5] {
+            assert!(waiting.take(InboundId(id)).is_some());
+        }
+        assert!(waiting.requests.is_empty() && waiting.per_peer.is_empty());
+    }
+}

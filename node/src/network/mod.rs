@@ -398,3 +398,23 @@ pub async fn wait_for_listen_addrs(client: &NetworkClient) -> Result<Vec<Multiad
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn the_loop_stops_once_every_client_is_dropped_though_answers_may_still_come() {
+        let (client, inbound, task) =
+            spawn(Keypair::generate_ed25519(), NetworkConfig::default()).unwrap();
+        client.listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()).await.unwrap();
+        assert!(!wait_for_listen_addrs(&client).await.unwrap().is_empty());
+        let responder = inbound.responder.clone();
+        drop(client);
+        tokio::time::timeout(LISTEN_WAIT, task).await.expect("the loop still runs").unwrap();
+        // An answer after the loop stopped is dropped, not an error.
+        responder.voucher(InboundId(0), VoucherResponse::covered(Default::default())).await;
+        drop(inbound);
+    }
+}
