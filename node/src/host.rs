@@ -86,14 +86,19 @@ impl Host {
     }
 
     /// Stops the event loop (closing the swarm's listeners and connections) and waits at
-    /// most `wait` for it; the inbound handling stops once the loop has. Answers whether the
-    /// loop stopped in time.
+    /// most `wait` for it; the inbound handling stops once the loop has (it is aborted when
+    /// the loop does not stop in time). Answers whether the loop stopped in time. Answers
+    /// already being worked out on tasks of their own finish, and are dropped.
     pub async fn shutdown(self, wait: Duration) -> bool {
         self.client.shutdown().await;
-        let stopped = tokio::time::timeout(wait, self.network_task).await.is_ok();
+        if tokio::time::timeout(wait, self.network_task).await.is_err() {
+            self.inbound_task.abort();
+            return false;
+        }
+        // The loop has dropped its end of the inbound requests: the handling ends at once.
         if tokio::time::timeout(wait, self.inbound_task).await.is_err() {
             tracing::debug!("the inbound handling did not stop in time");
         }
-        stopped
+        true
     }
 }
