@@ -14,6 +14,9 @@
 //! `from` key — so that the payee can reach this node later (to reconcile) knowing only
 //! `from`. [`Payer::reconcile_as_payee`] is the payee's side of reconciliation (asking the
 //! payer) through the same network client.
+//!
+//! This module only sends: answering the vouchers peers send is
+//! [`crate::inbound::vouchers`], and it never touches the swarm but through the client.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

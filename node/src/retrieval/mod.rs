@@ -1,7 +1,8 @@
 //! Paid retrievals over `/paych/retrieval/1.0.0`: the provider's side ([`provider`]:
 //! published blobs, open flows and what each has been paid, the bounds of unpaid work) and
 //! the client's ([`client`]: fetch, check and pay chunk by chunk). The node answers inbound
-//! retrieval requests with the provider in [`crate::inbound::retrieval`].
+//! retrieval requests with the provider in [`crate::inbound::retrieval`]; nothing here
+//! touches the swarm or answers a peer by itself.
 
 pub mod client;
 pub mod provider;
