@@ -4,18 +4,16 @@
 
 mod common;
 use common::{
-    assert_refusals, atto, idle_connection_from, limits, node, paying_pair, send_voucher,
-    sign_as_stranger, PayingPair, DEADLINE,
+    assert_refusals, atto, idle_connection_from, limits, metered_node, node, paying_pair,
+    send_voucher, sign_as_stranger, PayingPair, DEADLINE,
 };
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use paych_node::daemon::{Daemon, DaemonOptions, RepoConfig};
 use paych_node::host::HostConfig;
-use paych_node::metrics::Metrics;
 use paych_node::network::NetworkConfig;
 use paych_protocol::ip_limits::{DEFAULT_MAX_INBOUND_PER_IP, MAX_PENDING_INBOUND_PER_IP};
 use paych_protocol::VoucherStatus;
@@ -31,9 +29,8 @@ const STALLED: usize = 40;
 async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
     let PayingPair { devnet: _devnet, payer, payee, channel } =
         paying_pair(10, 0, atto(1000)).await;
-    let metrics = Arc::new(Metrics::new());
-    let config = HostConfig::default().with_metrics(metrics.clone());
-    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config).await;
+    let (metrics, _payee_net, payee_peer, payee_addrs) =
+        metered_node(&payee.manager, HostConfig::default()).await;
 
     // The attacking host, 127.0.0.2: a fresh identity per connection, each connection held
     // open and never used.
@@ -67,10 +64,8 @@ async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
 async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_reason() {
     let PayingPair { devnet: _devnet, payer, payee, channel } =
         paying_pair(10, 0, atto(1000)).await;
-    let metrics = Arc::new(Metrics::new());
-    let closed = limits(NetworkConfig { max_inbound_per_peer: 0, ..NetworkConfig::default() })
-        .with_metrics(metrics.clone());
-    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, closed).await;
+    let closed = limits(NetworkConfig { max_inbound_per_peer: 0, ..NetworkConfig::default() });
+    let (metrics, _payee_net, payee_peer, payee_addrs) = metered_node(&payee.manager, closed).await;
     let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
     let voucher =
         payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
@@ -79,9 +74,8 @@ async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_rea
     assert_refusals(&metrics, "voucher_rate_limited", 1);
 
     // A payee that takes requests refuses a voucher signed by a stranger, and counts it.
-    let metrics = Arc::new(Metrics::new());
-    let open = HostConfig::default().with_metrics(metrics.clone());
-    let (_open_net, open_peer, open_addrs) = node(&payee.manager, open).await;
+    let (metrics, _open_net, open_peer, open_addrs) =
+        metered_node(&payee.manager, HostConfig::default()).await;
     let forged = sign_as_stranger(voucher);
     let response = send_voucher(&payer_net, open_peer, &open_addrs, forged).await;
     assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
@@ -92,9 +86,8 @@ async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_rea
 async fn connections_that_never_finish_their_handshake_cannot_fill_the_pending_slots() {
     let PayingPair { devnet: _devnet, payer, payee, channel } =
         paying_pair(10, 0, atto(1000)).await;
-    let metrics = Arc::new(Metrics::new());
-    let config = HostConfig::default().with_metrics(metrics.clone());
-    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config).await;
+    let (metrics, _payee_net, payee_peer, payee_addrs) =
+        metered_node(&payee.manager, HostConfig::default()).await;
     let port = payee_addrs[0]
         .iter()
         .find_map(|p| match p {

@@ -107,6 +107,16 @@ pub async fn node(
     (host.client().clone(), host.peer_id(), host.listen_addrs().to_vec())
 }
 
+/// [`node`], counting in metrics of its own: the metrics, the client, peer id and addresses.
+pub async fn metered_node(
+    manager: &PaymentChannelManager,
+    config: HostConfig,
+) -> (Arc<Metrics>, NetworkClient, PeerId, Vec<Multiaddr>) {
+    let metrics = Arc::new(Metrics::new());
+    let (net, peer, addrs) = node(manager, config.with_metrics(metrics.clone())).await;
+    (metrics, net, peer, addrs)
+}
+
 /// A node's configuration with its transport's limits set by `network`.
 pub fn limits(network: NetworkConfig) -> HostConfig {
     HostConfig { network, ..HostConfig::default() }
