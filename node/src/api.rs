@@ -16,7 +16,7 @@
 //! [`NetworkClient`] when there is one ([`serve_node_api`]), in Lotus's `AddrInfo` shape;
 //! `Filecoin.PaychPay(ch, amount, flow)` (ours) pays through [`Payer`];
 //! `Filecoin.PaychReconcile(ch)` (ours) asks the payer of an inbound channel for one
-//! combined voucher through [`Payer::reconcile`]. `GET /metrics` serves the node's
+//! combined voucher through [`Payer::reconcile_as_payee`]. `GET /metrics` serves the node's
 //! [`Metrics`] without a token, as Lotus serves its metrics.
 //!
 //! This module translates between JSON and the manager's calls; it holds no state of its
@@ -53,7 +53,7 @@ pub use crate::jsonrpc::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES}
 use crate::metrics::{self, Metrics};
 use crate::network::NetworkClient;
 use crate::pay::Payer;
-use crate::retrieval;
+use crate::retrieval::{self, RetrievalProvider};
 use base64::Engine as _;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -162,16 +162,19 @@ pub async fn serve_api(
     network: Network,
     listen: SocketAddr,
 ) -> Result<ApiServer, ServeError> {
-    serve_node_api(manager, wallet, None, Arc::default(), secret, network, listen).await
+    serve_node_api(manager, wallet, None, None, Arc::default(), secret, network, listen).await
 }
 
 /// [`serve_api`] with the node's libp2p networking behind `Filecoin.NetConnect`,
-/// `Filecoin.NetPeers`, `Filecoin.NetAddrsListen` and `Filecoin.PaychPay`, and the node's
-/// `metrics` served on `GET /metrics` (no token needed).
+/// `Filecoin.NetPeers`, `Filecoin.NetAddrsListen` and `Filecoin.PaychPay`, the node's
+/// `retrieval` provider behind publishing, and the node's `metrics` served on
+/// `GET /metrics` (no token needed).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_node_api(
     manager: PaymentChannelManager,
     wallet: Arc<KeyStore>,
     payer: Option<Arc<Payer>>,
+    retrieval: Option<Arc<RetrievalProvider>>,
     metrics: Arc<Metrics>,
     secret: Vec<u8>,
     network: Network,
@@ -181,6 +184,7 @@ pub async fn serve_node_api(
         manager,
         wallet,
         payer,
+        retrieval,
         metrics,
         secret,
         network,
@@ -200,6 +204,7 @@ struct Api {
     manager: PaymentChannelManager,
     wallet: Arc<KeyStore>,
     payer: Option<Arc<Payer>>,
+    retrieval: Option<Arc<RetrievalProvider>>,
     metrics: Arc<Metrics>,
     secret: Vec<u8>,
     network: Network,
@@ -514,7 +519,7 @@ impl Api {
             }
             "Filecoin.PaychReconcile" => {
                 let ch = p.address(0)?;
-                let done = self.payer()?.reconcile(&ch).await.map_err(method_error)?;
+                let done = self.payer()?.reconcile_as_payee(&ch).await.map_err(method_error)?;
                 let response = &done.response;
                 let outcome = if response.status == 0 { "success" } else { "refused" };
                 self.metrics.reconciliation("payee", outcome);
@@ -841,8 +846,8 @@ impl Api {
             .default_address()
             .map_err(|e| e.to_string())?
             .ok_or("the wallet has no default address")?;
-        let net = self.net().map_err(|e| e.message.clone())?;
-        net.retrieval().publish(data, chunk_size, price, payee, faults).map_err(|e| e.to_string())
+        let provider = self.retrieval.as_deref().ok_or("this API serves no libp2p node")?;
+        provider.publish(data, chunk_size, price, payee, faults).map_err(|e| e.to_string())
     }
 
     fn manifest_json(&self, manifest: &Manifest) -> Value {

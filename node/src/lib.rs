@@ -9,9 +9,15 @@
 //! - [`api`]: the node's Lotus-style JSON-RPC API over a payment-channel manager and a
 //!   wallet (`Filecoin.Paych*`, `Filecoin.Wallet*`), guarded by [`auth`]'s JWT permissions.
 //! - [`limits`]: the raw sign and recover rates figures are reported against.
-//! - [`network`]: the libp2p event loop and its client; answers inbound vouchers.
+//! - [`network`]: the libp2p transport — the event loop owning the swarm and its limits,
+//!   its client; hands inbound requests out as events and sends their answers.
+//! - [`inbound`]: the node's answers to inbound vouchers, reconcile requests and retrieval
+//!   requests, through the manager and the retrieval provider.
+//! - [`host`]: a node's network and inbound handling for one manager, started together.
 //! - [`pay`]: paying a flow's lane and sending the voucher to the payee.
-//! - [`reconcile`]: asking a payer to fold a channel's vouchers into one combined voucher.
+//! - [`reconcile_as_payee`]: asking a payer to fold a channel's vouchers into one combined
+//!   voucher.
+//! - [`retrieval`]: paid retrievals — the provider's blobs and flows, the client's fetch.
 //! - [`client`]: a JSON-RPC client of a running daemon, for the CLI.
 //! - [`metrics`]: the node's Prometheus counters, served on `/metrics`.
 //! - [`refusals`]: the reasons the node refuses connections and requests, and the pacing of
@@ -25,12 +31,14 @@ pub mod auth;
 pub mod client;
 pub mod daemon;
 pub mod devnet_rpc;
+pub mod host;
+pub mod inbound;
 mod jsonrpc;
 pub mod limits;
 pub mod metrics;
 pub mod network;
 pub mod pay;
-pub mod reconcile;
+pub mod reconcile_as_payee;
 pub mod refusals;
 pub mod retrieval;
 

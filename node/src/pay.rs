@@ -12,8 +12,11 @@
 //! The first payment on a channel to a peer carries an announce: the channel, its parties
 //! and a peer record — this node's PeerId and listen addresses, signed by the channel's
 //! `from` key — so that the payee can reach this node later (to reconcile) knowing only
-//! `from`. [`Payer::reconcile`] is the payee's side of reconciliation through the same
-//! network client.
+//! `from`. [`Payer::reconcile_as_payee`] is the payee's side of reconciliation (asking the
+//! payer) through the same network client.
+//!
+//! This module only sends: answering the vouchers peers send is
+//! [`crate::inbound::vouchers`], and it never touches the swarm but through the client.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +25,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::manager::{ManagerError, PaymentChannelManager};
 use paych_core::store::ChannelRecord;
-use paych_core::types::{format_address, Address, Network, SignedVoucher, TokenAmount};
+use paych_core::types::{format_address, Address, SignedVoucher, TokenAmount};
 use paych_protocol::messages::MAX_FLOW_BYTES;
 use paych_protocol::messages::MAX_PEER_RECORD_MULTIADDRS;
 use paych_protocol::{
@@ -32,7 +35,7 @@ use tokio::sync::Mutex;
 use tracing::Instrument;
 
 use crate::network::{NetworkClient, NetworkError};
-use crate::reconcile::{self, ReconcileError, Reconciled};
+use crate::reconcile_as_payee::{self, ReconcileError, Reconciled};
 
 /// Flows with a lane at once, at most.
 pub const MAX_FLOWS: usize = 4096;
@@ -137,9 +140,14 @@ impl Payer {
         self
     }
 
-    /// The payee's side of reconciliation on inbound `channel` (see [`reconcile::reconcile`]).
-    pub async fn reconcile(&self, channel: &Address) -> Result<Reconciled, ReconcileError> {
-        reconcile::reconcile(&self.manager, &self.net, channel, &self.fee_per_message).await
+    /// The payee's side of reconciliation on inbound `channel`: asks its payer (see
+    /// [`reconcile_as_payee::ask_payer`]).
+    pub async fn reconcile_as_payee(
+        &self,
+        channel: &Address,
+    ) -> Result<Reconciled, ReconcileError> {
+        reconcile_as_payee::ask_payer(&self.manager, &self.net, channel, &self.fee_per_message)
+            .await
     }
 
     /// A sequence number above every one this payer signed before, in this process or an
@@ -201,9 +209,7 @@ impl Payer {
             }
         }
         let record = self.outbound(channel)?;
-        let unknown = || PayError::UnknownPeer(format_address(&record.to, Network::Testnet));
-        let target = self.peers.get(&record.to).ok_or_else(unknown)?;
-        let peer = peer_of(target).ok_or_else(unknown)?;
+        let (peer, target) = self.payee_of(&record)?;
         let key = (*channel, flow.clone().unwrap_or_default());
         // The lane's amount is raised by `amount` inside the manager, under the channel's
         // lock: payments on one flow may run concurrently, each adding its own amount.
@@ -224,8 +230,7 @@ impl Payer {
         };
         let request = VoucherRequest { voucher: voucher.clone(), flow, announce };
         let span = tracing::debug_span!("voucher_outbound", %peer, lane, nonce = voucher.nonce, announce = first);
-        let response =
-            self.net.send_voucher(peer, vec![target.clone()], request).instrument(span).await?;
+        let response = self.net.send_voucher(peer, vec![target], request).instrument(span).await?;
         if first && response.is_held() {
             let mut announced = self.announced.lock().await;
             if announced.len() < MAX_FLOWS {
@@ -245,7 +250,7 @@ impl Payer {
     /// The stored record of outbound `channel` (no chain read).
     fn outbound(&self, channel: &Address) -> Result<ChannelRecord, PayError> {
         self.manager.store().channel_by_address(channel).map_err(ManagerError::from)?.ok_or_else(
-            || ManagerError::UnknownChannel(format_address(channel, Network::Testnet)).into(),
+            || ManagerError::UnknownChannel(format_address(channel, self.manager.network())).into(),
         )
     }
 
@@ -280,10 +285,16 @@ impl Payer {
         &self,
         channel: &Address,
     ) -> Result<(PeerId, Vec<Multiaddr>), PayError> {
-        let record = self.outbound(channel)?;
-        let unknown = || PayError::UnknownPeer(format_address(&record.to, Network::Testnet));
+        let (peer, target) = self.payee_of(&self.outbound(channel)?)?;
+        Ok((peer, vec![target]))
+    }
+
+    /// The libp2p peer of the payee of the channel `record` and where to reach it, from the
+    /// peer book.
+    fn payee_of(&self, record: &ChannelRecord) -> Result<(PeerId, Multiaddr), PayError> {
+        let unknown = || PayError::UnknownPeer(format_address(&record.to, self.manager.network()));
         let target = self.peers.get(&record.to).ok_or_else(unknown)?;
         let peer = peer_of(target).ok_or_else(unknown)?;
-        Ok((peer, vec![target.clone()]))
+        Ok((peer, target.clone()))
     }
 }

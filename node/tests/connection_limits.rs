@@ -3,21 +3,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::{atto, idle_connection_from, node, party, Party, DEADLINE};
+use common::{
+    assert_refusals, atto, idle_connection_from, limits, metered_node, node, paying_pair,
+    send_voucher, sign_as_stranger, PayingPair, DEADLINE,
+};
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::crypto;
-use paych_core::types::Address;
 use paych_node::daemon::{Daemon, DaemonOptions, RepoConfig};
-use paych_node::metrics::Metrics;
+use paych_node::host::HostConfig;
 use paych_node::network::NetworkConfig;
 use paych_protocol::ip_limits::{DEFAULT_MAX_INBOUND_PER_IP, MAX_PENDING_INBOUND_PER_IP};
-use paych_protocol::{VoucherRequest, VoucherStatus};
+use paych_protocol::VoucherStatus;
 
 /// Identities the attacking host makes: more than the node's connections in total.
 const ATTACKERS: usize = 300;
@@ -26,33 +25,12 @@ const ATTACK_CONCURRENCY: usize = 16;
 /// TCP connections that never start their handshake: more than the node upgrades at once.
 const STALLED: usize = 40;
 
-/// A devnet with a payer, a payee and a channel from one to the other.
-async fn paying_pair() -> (Devnet, Party, Party, Address) {
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(5)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    devnet.start_mining();
-    let payer = party(&devnet, 10).await;
-    let payee = party(&devnet, 0).await;
-    let handle = payer.manager.create(payer.addr, payee.addr, atto(1000), atto(0)).await.unwrap();
-    let channel = tokio::time::timeout(
-        DEADLINE,
-        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    (devnet, payer, payee, channel)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
-    let (_devnet, payer, payee, channel) = paying_pair().await;
-    let metrics = Arc::new(Metrics::new());
-    let config = NetworkConfig { metrics: metrics.clone(), ..NetworkConfig::default() };
-    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config).await;
+    let PayingPair { devnet: _devnet, payer, payee, channel } =
+        paying_pair(10, 0, atto(1000)).await;
+    let (metrics, _payee_net, payee_peer, payee_addrs) =
+        metered_node(&payee.manager, HostConfig::default()).await;
 
     // The attacking host, 127.0.0.2: a fresh identity per connection, each connection held
     // open and never used.
@@ -69,87 +47,47 @@ async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
     .await
     .expect("the attack timed out");
     // An honest payer on another address (127.0.0.1) connects and is paid for.
-    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
+    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
     let voucher =
         payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
-    let response = tokio::time::timeout(
-        DEADLINE,
-        payer_net.send_voucher(payee_peer, payee_addrs.clone(), VoucherRequest::new(voucher)),
-    )
-    .await
-    .expect("the voucher exchange timed out")
-    .expect("the honest payer could not reach the payee");
+    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, voucher).await;
     assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
     // The attacking host got its cap of connections, no more; every other attempt was
     // refused and counted (the payee's loop handled those refusals before the payment).
     assert_eq!(held.len(), DEFAULT_MAX_INBOUND_PER_IP as usize);
     let refused = ATTACKERS - held.len();
-    let text = metrics.encode();
-    assert!(
-        text.contains(&format!(
-            "paych_refusals_total{{reason=\"connections_per_ip\"}} {refused}\n"
-        )),
-        "{text}"
-    );
+    assert_refusals(&metrics, "connections_per_ip", refused);
     drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_reason() {
-    let (_devnet, payer, payee, channel) = paying_pair().await;
-    let metrics = Arc::new(Metrics::new());
-    let closed = NetworkConfig {
-        max_inbound_per_peer: 0,
-        metrics: metrics.clone(),
-        ..NetworkConfig::default()
-    };
-    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, closed).await;
-    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
-    let send = |voucher| {
-        let (payer_net, addrs) = (payer_net.clone(), payee_addrs.clone());
-        async move {
-            tokio::time::timeout(
-                DEADLINE,
-                payer_net.send_voucher(payee_peer, addrs, VoucherRequest::new(voucher)),
-            )
-            .await
-            .unwrap()
-            .unwrap()
-        }
-    };
-
+    let PayingPair { devnet: _devnet, payer, payee, channel } =
+        paying_pair(10, 0, atto(1000)).await;
+    let closed = limits(NetworkConfig { max_inbound_per_peer: 0, ..NetworkConfig::default() });
+    let (metrics, _payee_net, payee_peer, payee_addrs) = metered_node(&payee.manager, closed).await;
+    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
     let voucher =
         payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
-    let response = send(voucher.clone()).await;
+    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, voucher.clone()).await;
     assert_eq!(response.status(), Some(VoucherStatus::RateLimited), "{response:?}");
-    let text = metrics.encode();
-    assert!(text.contains("paych_refusals_total{reason=\"voucher_rate_limited\"} 1\n"), "{text}");
+    assert_refusals(&metrics, "voucher_rate_limited", 1);
 
     // A payee that takes requests refuses a voucher signed by a stranger, and counts it.
-    let metrics = Arc::new(Metrics::new());
-    let open = NetworkConfig { metrics: metrics.clone(), ..NetworkConfig::default() };
-    let (_open_net, open_peer, open_addrs) = node(&payee.manager, open).await;
-    let mut forged = voucher;
-    let stranger = crypto::generate_secret_key().unwrap();
-    forged.signature = Some(crypto::sign(&stranger, &forged.signing_bytes().unwrap()));
-    let response = tokio::time::timeout(
-        DEADLINE,
-        payer_net.send_voucher(open_peer, open_addrs, VoucherRequest::new(forged)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let (metrics, _open_net, open_peer, open_addrs) =
+        metered_node(&payee.manager, HostConfig::default()).await;
+    let forged = sign_as_stranger(voucher);
+    let response = send_voucher(&payer_net, open_peer, &open_addrs, forged).await;
     assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
-    let text = metrics.encode();
-    assert!(text.contains("paych_refusals_total{reason=\"voucher_refused\"} 1\n"), "{text}");
+    assert_refusals(&metrics, "voucher_refused", 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_never_finish_their_handshake_cannot_fill_the_pending_slots() {
-    let (_devnet, payer, payee, channel) = paying_pair().await;
-    let metrics = Arc::new(Metrics::new());
-    let config = NetworkConfig { metrics: metrics.clone(), ..NetworkConfig::default() };
-    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config).await;
+    let PayingPair { devnet: _devnet, payer, payee, channel } =
+        paying_pair(10, 0, atto(1000)).await;
+    let (metrics, _payee_net, payee_peer, payee_addrs) =
+        metered_node(&payee.manager, HostConfig::default()).await;
     let port = payee_addrs[0]
         .iter()
         .find_map(|p| match p {
@@ -167,26 +105,14 @@ async fn connections_that_never_finish_their_handshake_cannot_fill_the_pending_s
         stalled.push(socket.connect(([127, 0, 0, 1], port).into()).await.unwrap());
     }
 
-    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
+    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
     let voucher =
         payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
-    let response = tokio::time::timeout(
-        DEADLINE,
-        payer_net.send_voucher(payee_peer, payee_addrs.clone(), VoucherRequest::new(voucher)),
-    )
-    .await
-    .expect("the voucher exchange timed out")
-    .expect("the honest payer could not reach the payee");
+    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, voucher).await;
     assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
     // The address may hold only a few connections in their handshake; the rest are refused.
     let refused = STALLED - MAX_PENDING_INBOUND_PER_IP as usize;
-    let text = metrics.encode();
-    assert!(
-        text.contains(&format!(
-            "paych_refusals_total{{reason=\"connections_per_ip\"}} {refused}\n"
-        )),
-        "{text}"
-    );
+    assert_refusals(&metrics, "connections_per_ip", refused);
     drop(stalled);
 }
 

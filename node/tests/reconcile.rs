@@ -6,25 +6,30 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::{atto, node, party, DEADLINE};
+use common::{atto, limits, node, party, payer_to, paying_pair, stranger, PayingPair, DEADLINE};
 
 use std::time::Duration;
 
-use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
-use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::chain::devnet::Devnet;
 use paych_core::chain::Chain;
 use paych_core::crypto;
 use paych_core::manager::ManagerError;
 use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
-use paych_core::types::{Address, SignedVoucher, TokenAmount};
+use paych_core::types::{SignedVoucher, TokenAmount};
+use paych_node::host::HostConfig;
+use paych_node::inbound::InboundConfig;
 use paych_node::network::{NetworkClient, NetworkConfig};
-use paych_node::pay::Payer;
-use paych_node::reconcile::{self, ReconcileError};
+use paych_node::reconcile_as_payee::{self, ReconcileError};
 use paych_protocol::{
     Announce, PeerRecord, ReconcileRequest, ReconcileResponse, SignedPeerRecord, VoucherRequest,
     VoucherStatus,
 };
+
+/// A voucher request for `voucher` carrying `announce`.
+fn announced(voucher: SignedVoucher, announce: Announce) -> VoucherRequest {
+    VoucherRequest { voucher, flow: None, announce: Some(Box::new(announce)) }
+}
 
 /// Asks `peer` to fold `vouchers` into `req_val`, proving who asks with `record`.
 async fn ask(
@@ -56,12 +61,6 @@ async fn wait_disconnected(net: &NetworkClient, peer: PeerId) {
     }
 }
 
-fn stranger() -> (crypto::SecretKey, Address) {
-    let key = crypto::generate_secret_key().unwrap();
-    let addr = crypto::secp_address(&crypto::public_key(&key));
-    (key, addr)
-}
-
 fn sum(vouchers: &[SignedVoucher]) -> TokenAmount {
     vouchers.iter().map(|v| v.amount.clone()).sum()
 }
@@ -73,30 +72,16 @@ fn status(response: &ReconcileResponse) -> Option<ReconcileStatus> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(5)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    devnet.start_mining();
-    let payer = party(&devnet, 10).await;
-    let payee = party(&devnet, 10).await;
-    let handle =
-        payer.manager.create(payer.addr, payee.addr, atto(1_000_000), atto(0)).await.unwrap();
-    let channel = tokio::time::timeout(
-        DEADLINE,
-        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let PayingPair { devnet, payer, payee, channel } = paying_pair(10, 10, atto(1_000_000)).await;
 
     let policy = ReconcilePolicy { min_discount: atto(1), max_vouchers: 8, ..Default::default() };
-    let payer_config = NetworkConfig { reconcile_policy: policy.clone(), ..Default::default() };
+    let payer_config = HostConfig {
+        inbound: InboundConfig { reconcile_policy: policy.clone(), ..InboundConfig::default() },
+        ..HostConfig::default()
+    };
     let (payer_net, payer_peer, payer_addrs) = node(&payer.manager, payer_config).await;
-    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, Default::default()).await;
-    let target = payee_addrs[0].clone().with(Protocol::P2p(payee_peer));
-    let pay = Payer::new(payer.manager.clone(), payer_net.clone(), [(payee.addr, target)].into());
+    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
+    let pay = payer_to(&payer, &payer_net, &payee, payee_peer, &payee_addrs);
 
     // Forged announces are refused, and nothing is kept.
     let lane = payer.manager.allocate_lane(&channel).await.unwrap();
@@ -113,11 +98,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
         [(payer.addr, by_stranger.clone()), (other, by_stranger), (payer.addr, mis_signed)]
     {
         let announce = Announce { channel, from, to: payee.addr, peer_record: record };
-        let request = VoucherRequest {
-            voucher: probe.clone(),
-            flow: None,
-            announce: Some(Box::new(announce)),
-        };
+        let request = announced(probe.clone(), announce);
         let response =
             payer_net.send_voucher(payee_peer, payee_addrs.clone(), request).await.unwrap();
         assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
@@ -141,11 +122,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
         (other, genuine, VoucherStatus::InvalidSignature),
     ] {
         let announce = Announce { channel, from: payer.addr, to, peer_record: record };
-        let request = VoucherRequest {
-            voucher: probe.clone(),
-            flow: None,
-            announce: Some(Box::new(announce)),
-        };
+        let request = announced(probe.clone(), announce);
         let response =
             payer_net.send_voucher(payee_peer, payee_addrs.clone(), request).await.unwrap();
         assert_eq!(response.status(), Some(expected), "{response:?}");
@@ -169,11 +146,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     })
     .unwrap();
     let announce = Announce { channel, from: payer.addr, to: payee.addr, peer_record: older };
-    let request = VoucherRequest {
-        voucher: first[0].voucher.clone(),
-        flow: None,
-        announce: Some(Box::new(announce)),
-    };
+    let request = announced(first[0].voucher.clone(), announce);
     let response = payer_net.send_voucher(payee_peer, payee_addrs.clone(), request).await.unwrap();
     assert!(response.is_held(), "{response:?}");
     assert_eq!(payee.manager.peer_record(&payer.addr).unwrap(), Some(held.clone()));
@@ -204,7 +177,8 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     let best = draft.vouchers.clone();
 
     // Refusals over the wire; none of them changes anything.
-    let record = reconcile::payee_record(&payee.manager, &payee_net, payee.addr).await.unwrap();
+    let record =
+        reconcile_as_payee::payee_record(&payee.manager, &payee_net, payee.addr).await.unwrap();
     let asks = |vouchers: Vec<SignedVoucher>, req_val: TokenAmount| {
         let net = payee_net.clone();
         let addrs = payer_addrs.clone();
@@ -234,7 +208,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     );
     assert_eq!(asks(best.clone(), &total + atto(1)).await, Some(S::ReqValAboveSum));
     assert_eq!(asks(best.clone(), total.clone()).await, Some(S::DiscountBelowPolicy));
-    let busy = NetworkConfig { max_reconcile_per_peer: 0, ..Default::default() };
+    let busy = limits(NetworkConfig { max_reconcile_per_peer: 0, ..NetworkConfig::default() });
     let (_busy_net, busy_peer, busy_addrs) = node(&payer.manager, busy).await;
     let response =
         ask(&payee_net, busy_peer, &busy_addrs, &record, best.clone(), draft.req_val.clone()).await;
@@ -246,7 +220,8 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     payee_net.disconnect(payer_peer).await.unwrap();
     payer_net.disconnect(payee_peer).await.unwrap();
     wait_disconnected(&payee_net, payer_peer).await;
-    let done = reconcile::reconcile(&payee.manager, &payee_net, &channel, &fee).await.unwrap();
+    let done =
+        reconcile_as_payee::ask_payer(&payee.manager, &payee_net, &channel, &fee).await.unwrap();
     assert_eq!(done.status(), Some(S::Success), "{:?}", done.response);
     assert!(payee_net.peers().await.unwrap().contains(&payer_peer));
     let combined = done.combined.clone().unwrap();
@@ -307,24 +282,9 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(5)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    devnet.start_mining();
-    let payer = party(&devnet, 10).await;
-    let payee = party(&devnet, 10).await;
-    let handle = payer.manager.create(payer.addr, payee.addr, atto(1000), atto(0)).await.unwrap();
-    let channel = tokio::time::timeout(
-        DEADLINE,
-        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, Default::default()).await;
-    let (payer_net, _, _) = node(&payer.manager, Default::default()).await;
+    let PayingPair { devnet, payer, payee, channel } = paying_pair(10, 10, atto(1000)).await;
+    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
+    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
 
     // Vouchers sent without an announce: the payee holds them but knows no peer for `from`.
     let mut vouchers = Vec::new();
@@ -339,7 +299,7 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
         vouchers.push(v);
     }
     // Lanes not yet on chain: nothing to fold.
-    let err = reconcile::reconcile(&payee.manager, &payee_net, &channel, &atto(0)).await;
+    let err = reconcile_as_payee::ask_payer(&payee.manager, &payee_net, &channel, &atto(0)).await;
     assert!(
         matches!(err, Err(ReconcileError::Manager(ManagerError::NothingToReconcile(_)))),
         "{err:?}"
@@ -359,10 +319,10 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
             .unwrap();
         assert!(response.is_held(), "{response:?}");
     }
-    let err = reconcile::reconcile(&payee.manager, &payee_net, &channel, &atto(0)).await;
+    let err = reconcile_as_payee::ask_payer(&payee.manager, &payee_net, &channel, &atto(0)).await;
     assert!(matches!(err, Err(ReconcileError::UnknownPayer(_))), "{err:?}");
     // The payer's own side of a channel is not the payee's to reconcile.
-    let err = reconcile::reconcile(&payer.manager, &payer_net, &channel, &atto(0)).await;
+    let err = reconcile_as_payee::ask_payer(&payer.manager, &payer_net, &channel, &atto(0)).await;
     assert!(
         matches!(err, Err(ReconcileError::Manager(ManagerError::WrongDirection { .. }))),
         "{err:?}"
@@ -371,29 +331,12 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strangers_reconcile_request_is_refused() {
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(5)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    devnet.start_mining();
-    let payer = party(&devnet, 10).await;
-    let payee = party(&devnet, 10).await;
+    let PayingPair { devnet, payer, payee, channel } = paying_pair(10, 10, atto(1_000_000)).await;
     let outsider = party(&devnet, 1).await;
-    let handle =
-        payer.manager.create(payer.addr, payee.addr, atto(1_000_000), atto(0)).await.unwrap();
-    let channel = tokio::time::timeout(
-        DEADLINE,
-        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let (payer_net, payer_peer, payer_addrs) = node(&payer.manager, Default::default()).await;
-    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, Default::default()).await;
-    let (outsider_net, outsider_peer, _) = node(&outsider.manager, Default::default()).await;
-    let target = payee_addrs[0].clone().with(Protocol::P2p(payee_peer));
-    let pay = Payer::new(payer.manager.clone(), payer_net.clone(), [(payee.addr, target)].into());
+    let (payer_net, payer_peer, payer_addrs) = node(&payer.manager, HostConfig::default()).await;
+    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
+    let (outsider_net, outsider_peer, _) = node(&outsider.manager, HostConfig::default()).await;
+    let pay = payer_to(&payer, &payer_net, &payee, payee_peer, &payee_addrs);
 
     // Two lanes paid, redeemed on chain, paid again: worth reconciling.
     let flows: Vec<Vec<u8>> = (0..2).map(|i| format!("flow-{i}").into_bytes()).collect();
@@ -406,7 +349,7 @@ async fn a_strangers_reconcile_request_is_refused() {
     let draft = payee.manager.reconcile_draft(&channel, &atto(100)).await.unwrap();
     assert_eq!(draft.vouchers.len(), 2);
     let payees_record =
-        reconcile::payee_record(&payee.manager, &payee_net, payee.addr).await.unwrap();
+        reconcile_as_payee::payee_record(&payee.manager, &payee_net, payee.addr).await.unwrap();
     let request = ReconcileRequest {
         vouchers: draft.vouchers.clone(),
         req_val: draft.req_val.clone(),
@@ -417,8 +360,9 @@ async fn a_strangers_reconcile_request_is_refused() {
     // The outsider replays the payee's record (it names the payee's PeerId, not the
     // outsider's), then sends its own record (its own key, its own PeerId), then a record
     // naming its PeerId but signed by a key that is not the payee's.
-    let own =
-        reconcile::payee_record(&outsider.manager, &outsider_net, outsider.addr).await.unwrap();
+    let own = reconcile_as_payee::payee_record(&outsider.manager, &outsider_net, outsider.addr)
+        .await
+        .unwrap();
     let (key, _) = stranger();
     let forged = SignedPeerRecord::new(&key, &outsider_peer, &[], 1).unwrap();
     for record in [payees_record, own, forged] {
@@ -439,8 +383,9 @@ async fn a_strangers_reconcile_request_is_refused() {
     assert!(payer.manager.store().reconcile(&hash).unwrap().is_none());
 
     // The payee itself is answered.
-    let done =
-        reconcile::reconcile(&payee.manager, &payee_net, &channel, &atto(100)).await.unwrap();
+    let done = reconcile_as_payee::ask_payer(&payee.manager, &payee_net, &channel, &atto(100))
+        .await
+        .unwrap();
     assert_eq!(done.status(), Some(ReconcileStatus::Success), "{:?}", done.response);
     assert!(payer.manager.store().reconcile(&hash).unwrap().is_some());
 }

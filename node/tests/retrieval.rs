@@ -4,17 +4,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::{atto, node, party, Party, DEADLINE};
+use common::{
+    atto, mining_devnet, node, party, payer_to, paying_pair, Party, PayingPair, DEADLINE,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
-use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::chain::devnet::Devnet;
 use paych_core::types::{Address, TokenAmount};
+use paych_node::host::HostConfig;
+use paych_node::inbound::InboundConfig;
 use paych_node::metrics::Metrics;
-use paych_node::network::{NetworkClient, NetworkConfig};
+use paych_node::network::NetworkClient;
 use paych_node::pay::Payer;
 use paych_node::retrieval::{
     self, Faults, PriceLimit, RetrievalLimits, RetrievalProvider, RetrievalUsage, RetrieveError,
@@ -30,7 +33,10 @@ struct Setup {
     devnet: Devnet,
     client: Party,
     provider: Party,
-    provider_net: NetworkClient,
+    /// The provider's network client, held: its loop stops once no client is left.
+    _provider_net: NetworkClient,
+    /// The blobs the provider serves.
+    provider_blobs: Arc<RetrievalProvider>,
     provider_peer: PeerId,
     provider_addrs: Vec<Multiaddr>,
     payer: Payer,
@@ -38,29 +44,30 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(5)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    devnet.start_mining();
-    let client = party(&devnet, 10).await;
-    let provider = party(&devnet, 0).await;
-    let handle =
-        client.manager.create(client.addr, provider.addr, atto(1000), atto(0)).await.unwrap();
-    let channel = tokio::time::timeout(
-        DEADLINE,
-        client.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let (provider_net, provider_peer, provider_addrs) =
-        node(&provider.manager, NetworkConfig::default()).await;
-    let (client_net, _, _) = node(&client.manager, NetworkConfig::default()).await;
-    let target = provider_addrs[0].clone().with(Protocol::P2p(provider_peer));
-    let payer = Payer::new(client.manager.clone(), client_net, [(provider.addr, target)].into());
-    Setup { devnet, client, provider, provider_net, provider_peer, provider_addrs, payer, channel }
+    let PayingPair { devnet, payer: client, payee: provider, channel } =
+        paying_pair(10, 0, atto(1000)).await;
+    let provider_blobs = Arc::new(RetrievalProvider::default());
+    let config = serving(provider_blobs.clone(), Arc::default());
+    let (provider_net, provider_peer, provider_addrs) = node(&provider.manager, config).await;
+    let (client_net, _, _) = node(&client.manager, HostConfig::default()).await;
+    let payer = payer_to(&client, &client_net, &provider, provider_peer, &provider_addrs);
+    Setup {
+        devnet,
+        client,
+        provider,
+        _provider_net: provider_net,
+        provider_blobs,
+        provider_peer,
+        provider_addrs,
+        payer,
+        channel,
+    }
+}
+
+/// A node's configuration serving `blobs`, counting in `metrics`.
+fn serving(blobs: Arc<RetrievalProvider>, metrics: Arc<Metrics>) -> HostConfig {
+    let inbound = InboundConfig { retrieval: blobs, ..InboundConfig::default() };
+    HostConfig { inbound, ..HostConfig::default() }.with_metrics(metrics)
 }
 
 impl Setup {
@@ -77,11 +84,8 @@ fn blob() -> Vec<u8> {
 /// Another blob of five chunks, at 1 attoFIL a chunk.
 fn publish_cheap(s: &Setup) -> Hash {
     let data: Vec<u8> = blob().iter().map(|b| b ^ 0x5a).collect();
-    let manifest = s
-        .provider_net
-        .retrieval()
-        .publish(data, CHUNK, atto(1), s.provider.addr, Faults::default())
-        .unwrap();
+    let manifest =
+        s.provider_blobs.publish(data, CHUNK, atto(1), s.provider.addr, Faults::default()).unwrap();
     Hash::try_from(manifest.root.as_slice()).unwrap()
 }
 
@@ -112,16 +116,13 @@ async fn send_voucher(
 /// A node on the same devnet that is no party to the channel.
 async fn third_peer(s: &Setup) -> (Party, NetworkClient) {
     let third = party(&s.devnet, 0).await;
-    let (net, _, _) = node(&third.manager, NetworkConfig::default()).await;
+    let (net, _, _) = node(&third.manager, HostConfig::default()).await;
     (third, net)
 }
 
 fn publish(s: &Setup, faults: Faults) -> Hash {
-    let manifest = s
-        .provider_net
-        .retrieval()
-        .publish(blob(), CHUNK, atto(10), s.provider.addr, faults)
-        .unwrap();
+    let manifest =
+        s.provider_blobs.publish(blob(), CHUNK, atto(10), s.provider.addr, faults).unwrap();
     Hash::try_from(manifest.root.as_slice()).unwrap()
 }
 
@@ -271,7 +272,7 @@ async fn a_replayed_voucher_earns_no_chunk_credit() {
     let refused = ask_chunk(&s, &third_net, a, 1, b"f1").await;
     assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
     // One payment of 10, credited once.
-    assert_eq!(s.provider_net.retrieval().paid(s.client_peer(), s.channel, b"f1"), atto(10));
+    assert_eq!(s.provider_blobs.paid(s.client_peer(), s.channel, b"f1"), atto(10));
     assert_eq!(held(&s).await, atto(10));
 }
 
@@ -299,13 +300,9 @@ async fn only_the_channels_payer_is_credited_for_its_vouchers() {
     assert_eq!(taken.status(), Some(VoucherStatus::Accepted), "{taken:?}");
     let refused = ask_chunk(&s, &third_net, root, 1, b"theirs").await;
     assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
-    assert!(s
-        .provider_net
-        .retrieval()
-        .paid(third_net.local_peer_id(), s.channel, b"theirs")
-        .is_zero());
+    assert!(s.provider_blobs.paid(third_net.local_peer_id(), s.channel, b"theirs").is_zero());
     // The payer's own flow got what it paid, and nothing from the relayed voucher.
-    assert_eq!(s.provider_net.retrieval().paid(s.client_peer(), s.channel, b"mine"), atto(10));
+    assert_eq!(s.provider_blobs.paid(s.client_peer(), s.channel, b"mine"), atto(10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,38 +439,22 @@ mod never_reads {
     }
 }
 
-/// A devnet producing blocks every 5 ms.
-fn mining_devnet() -> Devnet {
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(5)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    devnet.start_mining();
-    devnet
-}
-
 /// A provider bounded by `limits`, serving a blob of 8 chunks of 1 MiB at 10 attoFIL a
-/// chunk; its network client, peer, address and the blob's root.
+/// chunk; its network client (held: the loop stops once no client is left), the blobs it
+/// serves, its peer, address and the blob's root.
 async fn flooded_provider(
     devnet: &Devnet,
     limits: RetrievalLimits,
     metrics: Arc<Metrics>,
-) -> (Party, NetworkClient, PeerId, Multiaddr, Hash) {
+) -> (Party, NetworkClient, Arc<RetrievalProvider>, PeerId, Multiaddr, Hash) {
     let provider = party(devnet, 0).await;
-    let config = NetworkConfig {
-        retrieval: Arc::new(RetrievalProvider::default().with_limits(limits)),
-        metrics,
-        ..NetworkConfig::default()
-    };
-    let (net, peer, addrs) = node(&provider.manager, config).await;
+    let blobs = Arc::new(RetrievalProvider::default().with_limits(limits));
+    let (net, peer, addrs) = node(&provider.manager, serving(blobs.clone(), metrics)).await;
     let data: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
-    let manifest = net
-        .retrieval()
-        .publish(data, MAX_CHUNK_BYTES, atto(10), provider.addr, Faults::default())
-        .unwrap();
+    let manifest =
+        blobs.publish(data, MAX_CHUNK_BYTES, atto(10), provider.addr, Faults::default()).unwrap();
     let root = Hash::try_from(manifest.root.as_slice()).unwrap();
-    (provider, net, peer, addrs[0].clone(), root)
+    (provider, net, blobs, peer, addrs[0].clone(), root)
 }
 
 /// The unpaid requests of one flooding peer: chunk 0 on fresh flows and channels (free to
@@ -495,10 +476,10 @@ fn unpaid_requests(root: Hash, n: u64) -> Vec<RetrievalRequest> {
 }
 
 /// Waits until the provider has answered `n` requests.
-async fn answered(net: &NetworkClient, n: u64) -> RetrievalUsage {
+async fn answered(blobs: &RetrievalProvider, n: u64) -> RetrievalUsage {
     tokio::time::timeout(DEADLINE, async {
         loop {
-            let usage = net.retrieval().usage();
+            let usage = blobs.usage();
             if usage.answered >= n {
                 return usage;
             }
@@ -516,15 +497,15 @@ async fn a_flood_of_unpaid_requests_from_one_peer_stays_within_its_budget() {
     let devnet = mining_devnet();
     let limits = RetrievalLimits { max_bytes_per_peer: 4 * MIB, ..RetrievalLimits::default() };
     let metrics = Arc::new(Metrics::new());
-    let (_provider, net, peer, addr, root) =
+    let (_provider, _net, blobs, peer, addr, root) =
         flooded_provider(&devnet, limits.clone(), metrics.clone()).await;
     let requests = 12;
     let (attacker, task) = never_reads::flood(peer, addr, unpaid_requests(root, requests));
-    let usage = answered(&net, requests).await;
+    let usage = answered(&blobs, requests).await;
 
     // The chunks handed out stay in flight, unread; they never exceed the peer's budget,
     // and what would have gone beyond it was answered RateLimited.
-    let load = net.retrieval().load_of(attacker);
+    let load = blobs.load_of(attacker);
     assert!(load.bytes <= limits.max_bytes_per_peer, "{load:?}");
     assert!(usage.peak_peer_bytes <= limits.max_bytes_per_peer, "{usage:?}");
     assert!(load.bytes >= 3 * MIB, "the budget was used: {load:?}");
@@ -551,19 +532,19 @@ async fn a_flood_of_unpaid_requests_from_several_peers_stays_within_the_total_bu
         max_bytes: 8 * MIB,
         ..RetrievalLimits::default()
     };
-    let (_provider, net, peer, addr, root) =
+    let (_provider, _net, blobs, peer, addr, root) =
         flooded_provider(&devnet, limits.clone(), Arc::default()).await;
     let (peers, requests) = (3, 12);
     let floods: Vec<_> = (0..peers)
         .map(|_| never_reads::flood(peer, addr.clone(), unpaid_requests(root, requests)))
         .collect();
-    let usage = answered(&net, peers * requests).await;
+    let usage = answered(&blobs, peers * requests).await;
 
     assert!(usage.in_flight.bytes <= limits.max_bytes, "{usage:?}");
     assert!(usage.peak_bytes <= limits.max_bytes, "{usage:?}");
     assert!(usage.peak_peer_bytes <= limits.max_bytes_per_peer, "{usage:?}");
     for (attacker, _) in &floods {
-        let load = net.retrieval().load_of(*attacker);
+        let load = blobs.load_of(*attacker);
         assert!(load.bytes <= limits.max_bytes_per_peer, "{load:?}");
     }
     // 3 peers × 6 chunk-0 requests of 1 MiB were asked for, each peer's budget holds 3 of

@@ -4,63 +4,30 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::{atto, node, party, DEADLINE};
+use common::{
+    atto, limits, node, payer_to, paying_pair, send_voucher, sign_as_stranger, stranger,
+    PayingPair, DEADLINE,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
-use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::crypto;
-use paych_core::types::{SignedVoucher, TokenAmount};
-use paych_node::network::{NetworkClient, NetworkConfig};
+use paych_core::types::TokenAmount;
+use paych_node::host::HostConfig;
+use paych_node::inbound::InboundConfig;
+use paych_node::network::NetworkConfig;
 use paych_node::pay::{PayError, Payer};
-use paych_protocol::{VoucherRequest, VoucherResponse, VoucherStatus};
-
-async fn send(
-    client: &NetworkClient,
-    peer: PeerId,
-    addrs: &[Multiaddr],
-    voucher: SignedVoucher,
-) -> VoucherResponse {
-    tokio::time::timeout(
-        DEADLINE,
-        client.send_voucher(peer, addrs.to_vec(), VoucherRequest::new(voucher)),
-    )
-    .await
-    .expect("the voucher exchange timed out")
-    .unwrap()
-}
-
-fn sign_as_stranger(mut voucher: SignedVoucher) -> SignedVoucher {
-    let key = crypto::generate_secret_key().unwrap();
-    voucher.signature = Some(crypto::sign(&key, &voucher.signing_bytes().unwrap()));
-    voucher
-}
+use paych_protocol::VoucherStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_answers_vouchers_by_what_its_manager_decides() {
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(5)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    devnet.start_mining();
-    let payer = party(&devnet, 10).await;
-    let payee = party(&devnet, 0).await;
-    let handle = payer.manager.create(payer.addr, payee.addr, atto(1000), atto(0)).await.unwrap();
-    let channel = tokio::time::timeout(
-        DEADLINE,
-        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let PayingPair { devnet: _devnet, payer, payee, channel } =
+        paying_pair(10, 0, atto(1000)).await;
 
-    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, NetworkConfig::default()).await;
-    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
+    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
+    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
     let create = |amount: u64| {
         let manager = payer.manager.clone();
         async move { manager.voucher_create(&channel, atto(amount), 0).await.unwrap().voucher.unwrap() }
@@ -68,33 +35,33 @@ async fn payee_answers_vouchers_by_what_its_manager_decides() {
 
     // A first voucher: accepted, the payee learns the channel.
     let v10 = create(10).await;
-    let response = send(&payer_net, payee_peer, &payee_addrs, v10.clone()).await;
+    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, v10.clone()).await;
     assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
     assert_eq!((response.delta.clone(), response.lane_amount.clone()), (atto(10), atto(10)));
 
     // The same voucher again: still held (accepted idempotently), nothing added twice.
-    let response = send(&payer_net, payee_peer, &payee_addrs, v10.clone()).await;
+    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, v10.clone()).await;
     assert!(response.is_held(), "{response:?}");
     let v20 = create(20).await;
-    let response = send(&payer_net, payee_peer, &payee_addrs, v20).await;
+    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, v20).await;
     assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
     assert_eq!(response.delta, atto(10));
 
     // Signed by a key that is not the channel's `from`: refused as such.
     let v30 = create(30).await;
     let forged = sign_as_stranger(v30.clone());
-    let response = send(&payer_net, payee_peer, &payee_addrs, forged).await;
+    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, forged).await;
     assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
     assert!(response.delta.is_zero());
 
     // Unsigned: the same status.
     let mut unsigned = v30.clone();
     unsigned.signature = None;
-    let response = send(&payer_net, payee_peer, &payee_addrs, unsigned).await;
+    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, unsigned).await;
     assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
 
     // The node keeps serving: the genuine voucher goes through.
-    let response = send(&payer_net, payee_peer, &payee_addrs, v30).await;
+    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, v30).await;
     assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
     assert_eq!(response.delta, atto(10));
     assert_eq!(response.lane_amount, atto(30));
@@ -102,11 +69,8 @@ async fn payee_answers_vouchers_by_what_its_manager_decides() {
     // A channel that does not exist on chain: unknown (the payee looks the channel up
     // before it checks the signature, so the stale signature does not matter).
     let mut ghost = create(40).await;
-    ghost.channel_addr = {
-        let key = crypto::generate_secret_key().unwrap();
-        crypto::secp_address(&crypto::public_key(&key))
-    };
-    let response = send(&payer_net, payee_peer, &payee_addrs, ghost).await;
+    ghost.channel_addr = stranger().1;
+    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, ghost).await;
     assert_eq!(response.status(), Some(VoucherStatus::UnknownChannel), "{response:?}");
 
     let peers = payer_net.peers().await.unwrap();
@@ -116,65 +80,38 @@ async fn payee_answers_vouchers_by_what_its_manager_decides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payee_over_its_limits_answers_rate_limited_and_one_below_minimum_is_refused() {
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(5)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    devnet.start_mining();
-    let payer = party(&devnet, 10).await;
-    let payee = party(&devnet, 0).await;
-    let handle = payer.manager.create(payer.addr, payee.addr, atto(1000), atto(0)).await.unwrap();
-    let channel = tokio::time::timeout(
-        DEADLINE,
-        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
+    let PayingPair { devnet: _devnet, payer, payee, channel } =
+        paying_pair(10, 0, atto(1000)).await;
+    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
 
-    let closed = NetworkConfig { max_inbound_per_peer: 0, ..NetworkConfig::default() };
+    let closed = limits(NetworkConfig { max_inbound_per_peer: 0, ..NetworkConfig::default() });
     let (_closed_net, closed_peer, closed_addrs) = node(&payee.manager, closed).await;
     let v = payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
-    let response = send(&payer_net, closed_peer, &closed_addrs, v.clone()).await;
+    let response = send_voucher(&payer_net, closed_peer, &closed_addrs, v.clone()).await;
     assert_eq!(response.status(), Some(VoucherStatus::RateLimited), "{response:?}");
 
-    let strict = NetworkConfig { min_delta: atto(100), ..NetworkConfig::default() };
+    let strict = HostConfig {
+        inbound: InboundConfig { min_delta: atto(100), ..InboundConfig::default() },
+        ..HostConfig::default()
+    };
     let (_strict_net, strict_peer, strict_addrs) = node(&payee.manager, strict).await;
-    let response = send(&payer_net, strict_peer, &strict_addrs, v).await;
+    let response = send_voucher(&payer_net, strict_peer, &strict_addrs, v).await;
     assert_eq!(response.status(), Some(VoucherStatus::BelowMinimum), "{response:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(5)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    devnet.start_mining();
-    let payer = party(&devnet, 10).await;
-    let payee = party(&devnet, 0).await;
-    let handle = payer.manager.create(payer.addr, payee.addr, atto(1000), atto(0)).await.unwrap();
-    let channel = tokio::time::timeout(
-        DEADLINE,
-        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let (_payee_net, payee_peer, payee_addrs) =
-        node(&payee.manager, NetworkConfig::default()).await;
-    let (payer_net, _, _) = node(&payer.manager, NetworkConfig::default()).await;
+    let PayingPair { devnet: _devnet, payer, payee, channel } =
+        paying_pair(10, 0, atto(1000)).await;
+    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
+    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
 
     // Without the payee in the peer book, nothing is created or sent.
     let lost = Payer::new(payer.manager.clone(), payer_net.clone(), BTreeMap::new());
     let err = lost.pay(&channel, atto(5), None).await.unwrap_err();
     assert!(matches!(err, PayError::UnknownPeer(_)), "{err}");
 
-    let target = payee_addrs[0].clone().with(Protocol::P2p(payee_peer));
-    let payer_api = Payer::new(payer.manager.clone(), payer_net, [(payee.addr, target)].into());
+    let payer_api = payer_to(&payer, &payer_net, &payee, payee_peer, &payee_addrs);
     let a1 = payer_api.pay(&channel, atto(10), Some(b"flow-a".to_vec())).await.unwrap();
     assert_eq!(a1.response.status(), Some(VoucherStatus::Accepted), "{:?}", a1.response);
     assert_eq!((a1.response.delta.clone(), a1.response.lane_amount.clone()), (atto(10), atto(10)));
@@ -343,31 +280,16 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
     const VOUCHERS: u64 = 1000;
     const IN_FLIGHT: usize = 32;
     const STEP: u64 = 10;
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(5)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    devnet.start_mining();
-    let payer = party(&devnet, 10).await;
-    let payee = party(&devnet, 0).await;
-    let handle =
-        payer.manager.create(payer.addr, payee.addr, atto(1_000_000), atto(0)).await.unwrap();
-    let channel = tokio::time::timeout(
-        DEADLINE,
-        payer.manager.get_wait_ready(&handle.wait_sentinel.unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let config = NetworkConfig {
+    let PayingPair { devnet: _devnet, payer, payee, channel } =
+        paying_pair(10, 0, atto(1_000_000)).await;
+    let config = limits(NetworkConfig {
         protocol: paych_protocol::Config {
             voucher_max_concurrent_streams: 128,
             ..paych_protocol::Config::default()
         },
         max_inbound_per_peer: 64,
         ..NetworkConfig::default()
-    };
+    });
     let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config.clone()).await;
     let (payer_net, _, _) = node(&payer.manager, config).await;
 
@@ -390,7 +312,7 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
         vouchers.push(voucher.clone());
         let (net, addrs) = (payer_net.clone(), payee_addrs.clone());
         tasks.spawn(async move {
-            let response = send(&net, payee_peer, &addrs, voucher.clone()).await;
+            let response = send_voucher(&net, payee_peer, &addrs, voucher.clone()).await;
             drop(permit);
             (voucher, response)
         });
@@ -428,12 +350,12 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
         );
     }
     let sent_total = atto((VOUCHERS + 3) * STEP);
-    let newest = send(&payer_net, payee_peer, &payee_addrs, late[2].clone()).await;
+    let newest = send_voucher(&payer_net, payee_peer, &payee_addrs, late[2].clone()).await;
     assert_eq!(newest.status(), Some(VoucherStatus::Accepted), "{newest:?}");
     assert_eq!(newest.lane_amount, sent_total);
     accepted_total += newest.delta.clone();
     for older in late[..2].iter().chain(&covered_on_arrival) {
-        let response = send(&payer_net, payee_peer, &payee_addrs, older.clone()).await;
+        let response = send_voucher(&payer_net, payee_peer, &payee_addrs, older.clone()).await;
         assert_eq!(response.status(), Some(VoucherStatus::Covered), "{response:?}");
         assert!(response.delta.is_zero());
         assert_eq!(response.lane_amount, sent_total);
@@ -452,7 +374,7 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
 
     // A voucher the payee stored, sent again (a retry), is still held: the answer is the
     // one it got the first time, and the lane does not move.
-    let retried = send(&payer_net, payee_peer, &payee_addrs, vouchers[499].clone()).await;
+    let retried = send_voucher(&payer_net, payee_peer, &payee_addrs, vouchers[499].clone()).await;
     assert!(retried.is_held(), "{retried:?}");
     assert_eq!(lane_amount(payee.manager.status(&channel).await.unwrap()), sent_total);
 }

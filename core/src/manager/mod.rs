@@ -527,6 +527,12 @@ impl PaymentChannelManager {
         &self.inner.wallet
     }
 
+    /// The network whose address prefix the manager's errors and statuses print (its
+    /// configuration's [`ManagerConfig::network`]).
+    pub fn network(&self) -> Network {
+        self.inner.config.network
+    }
+
     fn is_shutting_down(&self) -> bool {
         *self.inner.shutdown.borrow()
     }

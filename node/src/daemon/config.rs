@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 pub use libp2p::Multiaddr;
 use paych_core::manager::TopUpPolicy;
@@ -14,9 +15,13 @@ use paych_core::reconcile::ReconcilePolicy;
 use paych_core::redemption::IntakePolicy;
 use paych_core::types::{format_address, Address, Network, TokenAmount};
 
+use crate::host::HostConfig;
+use crate::inbound::InboundConfig;
+use crate::metrics::Metrics;
 use crate::network::NetworkConfig;
 use crate::pay::parse_peer;
 use crate::retrieval::RetrievalLimits;
+use crate::retrieval::RetrievalProvider;
 
 /// The most `max_inbound_connections_per_ip` may be: every inbound connection slot.
 pub const MAX_INBOUND_CONNECTIONS_PER_IP: u32 =
@@ -327,6 +332,31 @@ impl RepoConfig {
             min_discount_per_voucher: self.reconcile_min_discount_per_voucher.clone(),
             max_vouchers: self.reconcile_max_vouchers,
         }
+    }
+
+    /// This node's networking: the transport's limits and how inbound requests are
+    /// answered, serving `retrieval` and counting in `metrics`.
+    pub fn host_config(
+        &self,
+        retrieval: Arc<RetrievalProvider>,
+        metrics: Arc<Metrics>,
+    ) -> HostConfig {
+        let network = NetworkConfig {
+            protocol: paych_protocol::Config {
+                max_inbound_per_ip: self.max_inbound_connections_per_ip,
+                ..paych_protocol::Config::default()
+            },
+            max_inbound_per_peer: self.max_inbound_per_peer,
+            max_reconcile_per_peer: self.max_reconcile_per_peer,
+            metrics: metrics.clone(),
+        };
+        let inbound = InboundConfig {
+            min_delta: self.min_delta.clone(),
+            reconcile_policy: self.reconcile_policy(),
+            retrieval,
+            metrics,
+        };
+        HostConfig { network, inbound }
     }
 
     /// The payee's intake policy.

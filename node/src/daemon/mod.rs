@@ -32,12 +32,12 @@ use paych_core::manager::{ManagerConfig, PaymentChannelManager};
 use paych_core::store::sled::SledStore;
 use paych_core::types::{format_address, Address, Network};
 use paych_core::wallet::{KeyStore, Wallet};
-use tokio::task::JoinHandle;
 
 use crate::api::{serve_node_api, ApiServer};
 use crate::auth::{self, Permission};
+use crate::host::Host;
 use crate::metrics::{MeteredChain, Metrics};
-use crate::network::{self, NetworkClient, NetworkConfig};
+use crate::network::NetworkClient;
 use crate::pay::Payer;
 use crate::retrieval::RetrievalProvider;
 
@@ -95,8 +95,7 @@ pub struct Daemon {
     repo: PathBuf,
     _lock: File,
     api: ApiServer,
-    network: NetworkClient,
-    network_task: JoinHandle<()>,
+    host: Host,
     manager: PaymentChannelManager,
     listen_addrs: Vec<Multiaddr>,
     _devnet: Option<Devnet>,
@@ -107,13 +106,6 @@ struct Keys {
     wallet: Arc<KeyStore>,
     secret: Vec<u8>,
     keypair: Keypair,
-}
-
-/// The running network loop.
-struct RunningNetwork {
-    client: NetworkClient,
-    task: JoinHandle<()>,
-    listen_addrs: Vec<Multiaddr>,
 }
 
 impl Daemon {
@@ -133,12 +125,12 @@ impl Daemon {
         let manager =
             start_manager(&repo, chain, keys.wallet.clone(), &config, address_network).await?;
         let listen = options.listen.unwrap_or_else(|| config.listen.clone());
-        let net =
+        let host =
             start_network(&repo, keys.keypair, &config, listen, &manager, metrics.clone()).await?;
         let mut peers = config.peers.clone();
         peers.extend(options.peers);
         let payer = Arc::new(
-            Payer::new(manager.clone(), net.client.clone(), peers)
+            Payer::new(manager.clone(), host.client().clone(), peers)
                 .with_fee_per_message(config.reconcile_fee_per_message.clone()),
         );
         let api_addr = options.api.unwrap_or(config.api);
@@ -146,6 +138,7 @@ impl Daemon {
             manager.clone(),
             keys.wallet,
             Some(payer),
+            Some(host.retrieval().clone()),
             metrics,
             keys.secret,
             address_network,
@@ -154,16 +147,8 @@ impl Daemon {
         .await
         .map_err(|source| DaemonError::Api { addr: api_addr, source })?;
         write_api_file(&repo, api.local_addr())?;
-        Ok(Daemon {
-            repo,
-            _lock: lock,
-            api,
-            network: net.client,
-            network_task: net.task,
-            manager,
-            listen_addrs: net.listen_addrs,
-            _devnet: devnet,
-        })
+        let listen_addrs = host.listen_addrs().to_vec();
+        Ok(Daemon { repo, _lock: lock, api, host, manager, listen_addrs, _devnet: devnet })
     }
 
     /// The API's address.
@@ -173,7 +158,7 @@ impl Daemon {
 
     /// The network client.
     pub fn network(&self) -> &NetworkClient {
-        &self.network
+        self.host.client()
     }
 
     /// The libp2p addresses the node listens on.
@@ -190,8 +175,7 @@ impl Daemon {
     /// `api` file; the repo lock is released when this returns.
     pub async fn shutdown(self) -> Result<(), DaemonError> {
         self.api.shutdown().await;
-        self.network.shutdown().await;
-        if tokio::time::timeout(STOP_WAIT, self.network_task).await.is_err() {
+        if !self.host.shutdown(STOP_WAIT).await {
             tracing::warn!("the network loop did not stop in time");
         }
         let result = self.manager.shutdown().await.map_err(DaemonError::Flush);
@@ -295,7 +279,8 @@ async fn start_manager(
     Ok(manager)
 }
 
-/// Opens the retrieval provider's blobs and starts the network loop listening on `listen`.
+/// Opens the retrieval provider's blobs and starts the node's networking (the transport and
+/// the handling of inbound requests) listening on `listen`.
 async fn start_network(
     repo: &Path,
     keypair: Keypair,
@@ -303,27 +288,14 @@ async fn start_network(
     listen: Multiaddr,
     manager: &PaymentChannelManager,
     metrics: Arc<Metrics>,
-) -> Result<RunningNetwork, DaemonError> {
+) -> Result<Host, DaemonError> {
     let blobs = repo.join("blobs");
     let retrieval = RetrievalProvider::open(&blobs)
         .map_err(|source| DaemonError::Blobs { path: blobs, source })?
-        .with_limits(config.retrieval_limits());
-    let network_config = NetworkConfig {
-        protocol: paych_protocol::Config {
-            max_inbound_per_ip: config.max_inbound_connections_per_ip,
-            ..paych_protocol::Config::default()
-        },
-        retrieval: Arc::new(retrieval),
-        min_delta: config.min_delta.clone(),
-        max_inbound_per_peer: config.max_inbound_per_peer,
-        reconcile_policy: config.reconcile_policy(),
-        max_reconcile_per_peer: config.max_reconcile_per_peer,
-        metrics,
-    };
-    let (client, task) = network::spawn(keypair, network_config, manager.clone())?;
-    client.listen(listen).await?;
-    let listen_addrs = network::wait_for_listen_addrs(&client).await?;
-    Ok(RunningNetwork { client, task, listen_addrs })
+        .with_limits(config.retrieval_limits())
+        .with_network(manager.network());
+    let host_config = config.host_config(Arc::new(retrieval), metrics);
+    Ok(Host::start(keypair, host_config, manager.clone(), listen).await?)
 }
 
 /// Writes the `api` file: the API's multiaddr, `/ip4/127.0.0.1/tcp/PORT/http`.

@@ -39,9 +39,10 @@ use paych_core::chain::Chain;
 use paych_core::crypto;
 use paych_core::manager::{ManagerConfig, PaymentChannelManager};
 use paych_core::store::sled::SledStore;
-use paych_core::types::{Address, Network, SignedVoucher, TokenAmount};
+use paych_core::types::{Address, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet};
-use paych_node::network::{self, NetworkClient, NetworkConfig};
+use paych_node::host::{Host, HostConfig};
+use paych_node::network::{NetworkClient, NetworkConfig};
 use paych_protocol::{VoucherCodec, VoucherRequest, VoucherResponse};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -226,17 +227,95 @@ fn share(total: usize, round: usize) -> usize {
     total / ROUNDS + usize::from(round < total % ROUNDS)
 }
 
-async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Report> {
-    let samples = usize::try_from(args.payments).unwrap_or(usize::MAX);
-    let in_flight = usize::try_from(args.in_flight).unwrap_or(64);
-    let crypto_per_round = samples.clamp(200, 5000).div_ceil(ROUNDS);
-    let store_per_round = samples.clamp(20, 500).div_ceil(ROUNDS);
-    let key = crypto::generate_secret_key().map_err(|e| anyhow!("cannot draw a key: {e}"))?;
-    let store_probe = sled::open(dir.join("store-probe")).context("cannot open the store probe")?;
+/// How many of each measure one run takes.
+struct Sizes {
+    samples: usize,
+    in_flight: usize,
+    crypto_per_round: usize,
+    store_per_round: usize,
+}
 
-    // Two nodes on one devnet, a channel between them. Blocks come every 10 ms while the
-    // parties are funded and the channel is created, and stop before anything is measured:
-    // producing blocks is not part of a payment (a real chain makes one every 30 s).
+impl Sizes {
+    fn of(args: &BenchArgs) -> Self {
+        let samples = usize::try_from(args.payments).unwrap_or(usize::MAX);
+        Sizes {
+            samples,
+            in_flight: usize::try_from(args.in_flight).unwrap_or(64),
+            crypto_per_round: samples.clamp(200, 5000).div_ceil(ROUNDS),
+            store_per_round: samples.clamp(20, 500).div_ceil(ROUNDS),
+        }
+    }
+}
+
+/// The two nodes of the bench, a channel between them, and the lane paid on.
+struct Pair {
+    payer: Party,
+    payee: Party,
+    channel: Address,
+    lane: u64,
+    payer_host: Host,
+    payee_host: Host,
+    target: Target,
+    /// The lane's cumulative amount so far.
+    paid: u64,
+}
+
+/// What the one-at-a-time rounds measured.
+#[derive(Default)]
+struct Serial {
+    signing: Duration,
+    recovering: Duration,
+    stores: Vec<Duration>,
+    raw_rtts: Vec<Duration>,
+    rtts: Vec<Duration>,
+    creates: Vec<Duration>,
+    sends: Vec<Duration>,
+}
+
+/// What the pipelined rounds measured: time paying, of which creating vouchers, and time
+/// echoing.
+#[derive(Default)]
+struct Pipelined {
+    paying: Duration,
+    creating: Duration,
+    echoing: Duration,
+}
+
+async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Report> {
+    let sizes = Sizes::of(args);
+    let mut pair = start_pair(dir).await?;
+
+    // Warm up both paths; the echo answers with a voucher the payee accepted.
+    for _ in 0..10 {
+        pair.paid += UNIT;
+        pay_once(&pair.payer.manager, &pair.target, &pair.channel, pair.lane, pair.paid).await?;
+    }
+    let voucher = pair
+        .payer
+        .manager
+        .voucher_list(&pair.channel)?
+        .pop()
+        .context("the payer holds no voucher after paying")?;
+    let echo = Echo::start(&voucher).await?;
+    for _ in 0..10 {
+        echo.round_trip(voucher.clone()).await?;
+    }
+
+    let mut serial = measure_serial(&sizes, dir, &mut pair, &echo, &voucher).await?;
+    let pipelined = measure_pipelined(&sizes, &mut pair, &echo, &voucher).await?;
+
+    echo.stop();
+    pair.payee_host.shutdown(STEP_TIMEOUT).await;
+    pair.payer_host.shutdown(STEP_TIMEOUT).await;
+    pair.payer.manager.shutdown().await?;
+    pair.payee.manager.shutdown().await?;
+    Ok(report(args, &sizes, &mut serial, &pipelined))
+}
+
+/// Two nodes on one devnet, a channel between them. Blocks come every 10 ms while the
+/// parties are funded and the channel is created, and stop before anything is measured:
+/// producing blocks is not part of a payment (a real chain makes one every 30 s).
+async fn start_pair(dir: &std::path::Path) -> anyhow::Result<Pair> {
     let devnet = Devnet::new(DevnetConfig {
         block_time: Some(Duration::from_millis(10)),
         ..DevnetConfig::default()
@@ -255,120 +334,141 @@ async fn measure(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<Repo
     let lane = payer.manager.allocate_lane(&channel).await?;
     miner.abort();
 
-    let config = NetworkConfig {
-        protocol: paych_protocol::Config {
-            voucher_max_concurrent_streams: 256,
-            ..paych_protocol::Config::default()
-        },
-        max_inbound_per_peer: 256,
-        ..NetworkConfig::default()
+    let payee_host = start_host(&payee.manager).await?;
+    let payer_host = start_host(&payer.manager).await?;
+    let target = Target {
+        net: payer_host.client().clone(),
+        peer: payee_host.peer_id(),
+        addrs: payee_host.listen_addrs().to_vec(),
     };
-    let (payee_net, payee_task) =
-        network::spawn(Keypair::generate_ed25519(), config.clone(), payee.manager.clone())?;
-    payee_net.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
-    let payee_addrs = network::wait_for_listen_addrs(&payee_net).await?;
-    let (payer_net, payer_task) =
-        network::spawn(Keypair::generate_ed25519(), config, payer.manager.clone())?;
-    let target = Target { net: payer_net, peer: payee_net.local_peer_id(), addrs: payee_addrs };
+    Ok(Pair { payer, payee, channel, lane, payer_host, payee_host, target, paid: 0 })
+}
 
-    // Warm up both paths; the echo answers with a voucher the payee accepted.
-    let mut paid = 0u64;
-    for _ in 0..10 {
-        paid += UNIT;
-        pay_once(&payer.manager, &target, &channel, lane, paid).await?;
-    }
-    let voucher = payer
-        .manager
-        .voucher_list(&channel)?
-        .pop()
-        .context("the payer holds no voucher after paying")?;
-    let echo = Echo::start(&voucher).await?;
-    for _ in 0..10 {
-        echo.round_trip(voucher.clone()).await?;
-    }
-
-    // One at a time: each round measures sign and recover, the store's durable write, the
-    // raw round trip and the payments.
-    let mut signing = Duration::ZERO;
-    let mut recovering = Duration::ZERO;
-    let mut stores = Vec::with_capacity(store_per_round * ROUNDS);
-    let mut raw_rtts = Vec::with_capacity(samples);
-    let mut rtts = Vec::with_capacity(samples);
-    let mut creates = Vec::with_capacity(samples);
-    let mut sends = Vec::with_capacity(samples);
+/// One at a time: each round measures sign and recover, the store's durable write, the raw
+/// round trip and the payments.
+async fn measure_serial(
+    sizes: &Sizes,
+    dir: &std::path::Path,
+    pair: &mut Pair,
+    echo: &Echo,
+    voucher: &SignedVoucher,
+) -> anyhow::Result<Serial> {
+    let key = crypto::generate_secret_key().map_err(|e| anyhow!("cannot draw a key: {e}"))?;
+    let store_probe = sled::open(dir.join("store-probe")).context("cannot open the store probe")?;
+    let (crypto_per_round, store_per_round) = (sizes.crypto_per_round, sizes.store_per_round);
+    let mut serial = Serial::default();
     for round in 0..ROUNDS {
-        let per_round = share(samples, round);
+        let per_round = share(sizes.samples, round);
         let (sign, recover) = tokio::task::spawn_blocking(move || {
             paych_node::limits::crypto_times(&key, crypto_per_round)
         })
         .await??;
-        signing += sign;
-        recovering += recover;
+        serial.signing += sign;
+        serial.recovering += recover;
         let db = store_probe.clone();
         let first = round * store_per_round;
-        stores.extend(
+        serial.stores.extend(
             tokio::task::spawn_blocking(move || durable_writes(&db, first, store_per_round))
                 .await??,
         );
         for _ in 0..per_round {
             let start = Instant::now();
             echo.round_trip(voucher.clone()).await?;
-            raw_rtts.push(start.elapsed());
+            serial.raw_rtts.push(start.elapsed());
         }
         for _ in 0..per_round {
-            paid += UNIT;
+            pair.paid += UNIT;
             let start = Instant::now();
-            let voucher = create(&payer.manager, &channel, lane, paid).await?;
+            let voucher = create(&pair.payer.manager, &pair.channel, pair.lane, pair.paid).await?;
             let created = start.elapsed();
-            target.send(voucher).await?;
+            pair.target.send(voucher).await?;
             let total = start.elapsed();
-            rtts.push(total);
-            creates.push(created);
-            sends.push(total.saturating_sub(created));
+            serial.rtts.push(total);
+            serial.creates.push(created);
+            serial.sends.push(total.saturating_sub(created));
         }
     }
+    Ok(serial)
+}
 
-    // Pipelined, with `in_flight` requests outstanding: each round runs its share of the
-    // payments and of the raw requests.
-    let (mut paying, mut creating, mut echoing) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+/// Pipelined, with `in_flight` requests outstanding: each round runs its share of the
+/// payments and of the raw requests.
+async fn measure_pipelined(
+    sizes: &Sizes,
+    pair: &mut Pair,
+    echo: &Echo,
+    voucher: &SignedVoucher,
+) -> anyhow::Result<Pipelined> {
+    let mut pipelined = Pipelined::default();
+    let (manager, in_flight) = (&pair.payer.manager, sizes.in_flight);
     for round in 0..ROUNDS {
-        let per_round = share(samples, round);
+        let per_round = share(sizes.samples, round);
         let start = Instant::now();
-        creating +=
-            pay_pipelined(&payer.manager, &target, &channel, lane, paid, per_round, in_flight)
-                .await?;
-        paying += start.elapsed();
-        paid += UNIT * per_round as u64;
+        pipelined.creating += pay_pipelined(
+            manager,
+            &pair.target,
+            &pair.channel,
+            pair.lane,
+            pair.paid,
+            per_round,
+            in_flight,
+        )
+        .await?;
+        pipelined.paying += start.elapsed();
+        pair.paid += UNIT * per_round as u64;
         let start = Instant::now();
-        echo.pipelined(&voucher, per_round, in_flight).await?;
-        echoing += start.elapsed();
+        echo.pipelined(voucher, per_round, in_flight).await?;
+        pipelined.echoing += start.elapsed();
     }
+    Ok(pipelined)
+}
 
-    echo.stop();
-    payee_task.abort();
-    payer_task.abort();
-    payer.manager.shutdown().await?;
-    payee.manager.shutdown().await?;
-
-    let crypto_ops = crypto_per_round * ROUNDS;
-    for times in [&mut stores, &mut raw_rtts, &mut rtts, &mut creates, &mut sends] {
+fn report(args: &BenchArgs, sizes: &Sizes, serial: &mut Serial, pipelined: &Pipelined) -> Report {
+    let crypto_ops = sizes.crypto_per_round * ROUNDS;
+    for times in [
+        &mut serial.stores,
+        &mut serial.raw_rtts,
+        &mut serial.rtts,
+        &mut serial.creates,
+        &mut serial.sends,
+    ] {
         times.sort();
     }
-    Ok(Report {
+    let samples = sizes.samples;
+    Report {
         payments: args.payments,
         in_flight: args.in_flight,
-        pipelined_payments_per_sec: rate(samples, paying),
-        rtt_p50_us: micros(percentile(&rtts, 50)),
-        rtt_p99_us: micros(percentile(&rtts, 99)),
-        create_p50_us: micros(percentile(&creates, 50)),
-        send_p50_us: micros(percentile(&sends, 50)),
-        pipelined_create_share: creating.as_secs_f64() / paying.as_secs_f64().max(1e-9),
-        raw_rr_per_sec: rate(samples, echoing),
-        raw_rr_rtt_p50_us: micros(percentile(&raw_rtts, 50)),
-        raw_sign_per_sec: rate(crypto_ops, signing),
-        raw_recover_per_sec: rate(crypto_ops, recovering),
-        store_p50_us: micros(percentile(&stores, 50)),
-    })
+        pipelined_payments_per_sec: rate(samples, pipelined.paying),
+        rtt_p50_us: micros(percentile(&serial.rtts, 50)),
+        rtt_p99_us: micros(percentile(&serial.rtts, 99)),
+        create_p50_us: micros(percentile(&serial.creates, 50)),
+        send_p50_us: micros(percentile(&serial.sends, 50)),
+        pipelined_create_share: pipelined.creating.as_secs_f64()
+            / pipelined.paying.as_secs_f64().max(1e-9),
+        raw_rr_per_sec: rate(samples, pipelined.echoing),
+        raw_rr_rtt_p50_us: micros(percentile(&serial.raw_rtts, 50)),
+        raw_sign_per_sec: rate(crypto_ops, serial.signing),
+        raw_recover_per_sec: rate(crypto_ops, serial.recovering),
+        store_p50_us: micros(percentile(&serial.stores, 50)),
+    }
+}
+
+/// A node's networking for `manager`, listening on loopback, taking as many vouchers in
+/// flight as the pipelined measure sends.
+async fn start_host(manager: &PaymentChannelManager) -> anyhow::Result<Host> {
+    let config = HostConfig {
+        network: NetworkConfig {
+            protocol: paych_protocol::Config {
+                voucher_max_concurrent_streams: 256,
+                ..paych_protocol::Config::default()
+            },
+            max_inbound_per_peer: 256,
+            ..NetworkConfig::default()
+        },
+        ..HostConfig::default()
+    };
+    let listen = "/ip4/127.0.0.1/tcp/0".parse()?;
+    Ok(Host::start(Keypair::generate_ed25519(), config, manager.clone(), listen).await?)
 }
 
 /// One side of the bench: a manager over its own keystore and sled store.
@@ -384,14 +484,14 @@ async fn party(
     fil: u64,
 ) -> anyhow::Result<Party> {
     let dir = dir.join(name);
-    let wallet = Arc::new(KeyStore::open(dir.join("keystore"), Network::Testnet)?);
+    let config = ManagerConfig::default();
+    let wallet = Arc::new(KeyStore::open(dir.join("keystore"), config.network)?);
     let addr = wallet.new_key()?;
     if fil > 0 {
         let cid = devnet.faucet(&addr, TokenAmount::from_whole(fil))?;
         devnet.wait(&cid, 0, STEP_TIMEOUT).await?;
     }
     let store = Arc::new(SledStore::open(dir.join("datastore"))?);
-    let config = ManagerConfig { network: Network::Testnet, ..ManagerConfig::default() };
     let manager = PaymentChannelManager::new(Arc::new(devnet.clone()), wallet, store, config);
     manager.start().await?;
     Ok(Party { manager, addr })

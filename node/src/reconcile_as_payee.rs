@@ -1,4 +1,5 @@
-//! The payee's side of reconciliation over the wire: [`reconcile`] drafts a request from
+//! The payee's side of reconciliation over the wire — asking the payer: [`ask_payer`]
+//! drafts a request from
 //! the channel's best vouchers ([`PaymentChannelManager::reconcile_draft`]), finds the
 //! payer's libp2p peer from the signed peer record it announced with its first payment
 //! ([`find_peer`], knowing only the channel's `from`), signs its own peer record with the
@@ -6,12 +7,14 @@
 //! on `/paych/reconcile/2.0.0` (dialling the payer if not connected), and checks and stores
 //! the combined voucher ([`PaymentChannelManager::reconcile_accept`]).
 //!
-//! The payer's side is answered by the network loop ([`crate::network::answer_reconcile`]).
+//! The payer's side — answering a payee — is [`crate::inbound::reconcile_as_payer`].
+//! This module never answers requests and never touches the swarm: it asks through the
+//! node's [`NetworkClient`].
 
 use libp2p::{Multiaddr, PeerId};
 use paych_core::manager::{ManagerError, PaymentChannelManager};
 use paych_core::reconcile::ReconcileStatus;
-use paych_core::types::{format_address, Address, Network, SignedVoucher, TokenAmount};
+use paych_core::types::{format_address, Address, SignedVoucher, TokenAmount};
 use paych_protocol::messages::MAX_PEER_RECORD_MULTIADDRS;
 use paych_protocol::{PeerRecordError, ReconcileRequest, ReconcileResponse, SignedPeerRecord};
 use tracing::Instrument;
@@ -73,7 +76,7 @@ pub fn find_peer(
     manager: &PaymentChannelManager,
     address: &Address,
 ) -> Result<(PeerId, Vec<Multiaddr>), ReconcileError> {
-    let text = || format_address(address, Network::Testnet);
+    let text = || format_address(address, manager.network());
     let held = manager.peer_record(address)?.ok_or_else(|| ReconcileError::UnknownPayer(text()))?;
     let bad = |reason: String| ReconcileError::BadPeerRecord { address: text(), reason };
     let signed = SignedPeerRecord::from_cbor(&held.envelope).map_err(|e| bad(e.to_string()))?;
@@ -108,13 +111,14 @@ pub async fn payee_record(
 /// Asks the payer of inbound `channel` to fold the channel's best vouchers into one, priced
 /// with `fee_per_message` (the fee one redeeming message costs), and stores the combined
 /// voucher once checked.
-pub async fn reconcile(
+pub async fn ask_payer(
     manager: &PaymentChannelManager,
     net: &NetworkClient,
     channel: &Address,
     fee_per_message: &TokenAmount,
 ) -> Result<Reconciled, ReconcileError> {
-    let span = tracing::info_span!("reconcile_outbound", channel = %format_address(channel, Network::Testnet));
+    let channel_text = format_address(channel, manager.network());
+    let span = tracing::info_span!("reconcile_outbound", channel = %channel_text);
     async move {
         let draft = manager.reconcile_draft(channel, fee_per_message).await?;
         let (peer, addrs) = find_peer(manager, &draft.payer)?;

@@ -1,19 +1,19 @@
-//! Paid retrievals over `/paych/retrieval/1.0.0`: the provider's side
-//! ([`RetrievalProvider`]: published blobs, the open flows and what each has been paid, and
-//! the bounds of the work it does unpaid) and the client's ([`retrieve`]: fetch the
-//! manifest, then each chunk, checking it against its hash and paying for it on the
-//! retrieval's flow before asking for the next, never above the client's [`PriceLimit`]).
+//! The provider's side of paid retrievals over `/paych/retrieval/1.0.0`
+//! ([`RetrievalProvider`]): published blobs, the open flows and what each has been paid, and
+//! the bounds of the work it does unpaid. It never touches the network or the manager: the
+//! node's inbound handling ([`crate::inbound::retrieval`]) hands it requests and credits.
 //!
 //! **Flows.** A flow is a (peer, channel, flow reference) triple, opened by the first chunk
 //! request that names it and bound from then on to that request's blob. The provider learns
 //! of payments from the voucher exchange: when the node's manager answers a voucher carrying
-//! a flow reference `Accepted { delta }`, [`credit_payment`] adds exactly `delta` to the open
-//! flow — and only if the peer that sent the voucher is the channel's payer, as bound by the
-//! payer's signed peer record (announced with its first payment). A voucher the manager
-//! already holds (`AlreadyHeld`) or that adds nothing (`Covered`) credits nothing, so a
-//! replayed voucher earns nothing, whoever sends it and under whatever flow; credit paid on
-//! one flow unlocks chunks of that flow's blob only. Chunk `i` is served once the flow's
-//! credit reaches `i × price`.
+//! a flow reference `Accepted { delta }`, the node's inbound handling
+//! ([`crate::inbound::retrieval::Crediting`]) adds exactly `delta` to the open flow
+//! ([`RetrievalProvider::credit`]) — and only if the peer that sent the voucher is the
+//! channel's payer, as bound by the payer's signed peer record (announced with its first
+//! payment). A voucher the manager already holds (`AlreadyHeld`) or that adds nothing
+//! (`Covered`) credits nothing, so a replayed voucher earns nothing, whoever sends it and
+//! under whatever flow; credit paid on one flow unlocks chunks of that flow's blob only.
+//! Chunk `i` is served once the flow's credit reaches `i × price`.
 //!
 //! **Credits are not durable: flows are closed and evicted.** Because a client pays for a
 //! chunk only after receiving it, a flow's credit never exceeds what the provider already
@@ -34,7 +34,8 @@
 //!
 //! Published blobs are bounded by [`MAX_PUBLISHED_BYTES`]. A provider opened on a directory
 //! ([`RetrievalProvider::open`], the daemon's `blobs/`) keeps each blob there as
-//! `<root>.data` beside `<root>.meta` and serves them again after a restart.
+//! `<root>.data` beside `<root>.meta` (the payee's address written for the provider's
+//! [`Network`], [`RetrievalProvider::with_network`]) and serves them again after a restart.
 
 use std::collections::HashMap;
 use std::fs;
@@ -43,15 +44,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use paych_core::manager::PaymentChannelManager;
 use paych_core::types::{format_address, Address, Network, TokenAmount};
-use paych_protocol::retrieval::{self, Hash, Manifest, RetrievalViolation, HASH_BYTES};
-use paych_protocol::{
-    RetrievalRequest, RetrievalResponse, RetrievalStatus, VoucherResponse, VoucherStatus,
-};
-
-use crate::network::NetworkError;
-use crate::pay::{PayError, Payer};
+use paych_protocol::retrieval::{Hash, Manifest, RetrievalViolation, HASH_BYTES};
+use paych_protocol::{RetrievalRequest, RetrievalResponse, RetrievalStatus};
 
 /// The most bytes all published blobs may take together.
 pub const MAX_PUBLISHED_BYTES: usize = 256 << 20;
@@ -72,8 +67,6 @@ pub const MAX_FLOWS: usize = 16_384;
 pub const FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// What a response counts beyond its manifest's hashes or its chunk's bytes (its envelope).
 pub const RESPONSE_ENVELOPE_BYTES: usize = 256;
-/// Payers' verified peer records kept, at most (beyond, the cache starts again).
-const MAX_PAYER_PEERS: usize = 4096;
 
 /// The bounds of a provider's flows and of the work it does before being paid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,8 +396,8 @@ impl State {
     }
 }
 
-/// A response counted against the provider's bounds until dropped: the network loop keeps
-/// it while the response is being sent and drops it once sent or failed.
+/// A response counted against the provider's bounds until dropped: the node keeps it while
+/// the response is being sent and drops it once sent or failed.
 pub struct InFlight {
     state: Arc<Mutex<State>>,
     peer: PeerId,
@@ -433,14 +426,13 @@ pub struct Served {
 }
 
 /// The blobs a node serves, the flows open on them and what each has been paid.
-#[derive(Default)]
 pub struct RetrievalProvider {
     dir: Option<PathBuf>,
     blobs: RwLock<HashMap<Hash, Arc<Blob>>>,
     limits: RetrievalLimits,
     state: Arc<Mutex<State>>,
-    /// Payer key address → (the sequence of its peer record, its verified PeerId).
-    payers: Mutex<HashMap<Address, (u64, PeerId)>>,
+    /// The network the payees' addresses are written for in the blob store.
+    network: Network,
 }
 
 impl std::fmt::Debug for RetrievalProvider {
@@ -450,6 +442,18 @@ impl std::fmt::Debug for RetrievalProvider {
             .field("blobs", &blobs)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
+    }
+}
+
+impl Default for RetrievalProvider {
+    fn default() -> Self {
+        RetrievalProvider {
+            dir: None,
+            blobs: RwLock::default(),
+            limits: RetrievalLimits::default(),
+            state: Arc::default(),
+            network: Network::Testnet,
+        }
     }
 }
 
@@ -487,6 +491,13 @@ impl RetrievalProvider {
         self
     }
 
+    /// The same provider, writing payees' addresses for `network` in its blob store
+    /// (instead of the default, [`Network::Testnet`]).
+    pub fn with_network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
     /// The bounds this provider keeps.
     pub fn limits(&self) -> &RetrievalLimits {
         &self.limits
@@ -516,7 +527,7 @@ impl RetrievalProvider {
         }
         let blob = Blob { manifest: manifest.clone(), data, faults };
         if let Some(dir) = &self.dir {
-            save_blob(dir, &root, &blob)?;
+            save_blob(dir, &root, &blob, self.network)?;
         }
         blobs.insert(root, Arc::new(blob));
         Ok(manifest)
@@ -529,7 +540,7 @@ impl RetrievalProvider {
     /// Adds `delta` to what `peer` has paid on the open flow (`channel`, `flow`); answers
     /// whether it was credited (it is not when no such flow is open). The caller has checked
     /// that `delta` is what the manager accepted from `peer` as the channel's payer (see
-    /// [`credit_payment`]). A flow paid for every chunk of its blob is closed.
+    /// [`crate::inbound::retrieval::Crediting`]). A flow paid for every chunk of its blob is closed.
     pub fn credit(&self, peer: PeerId, channel: Address, flow: &[u8], delta: &TokenAmount) -> bool {
         if !delta.is_positive() {
             return false;
@@ -669,80 +680,17 @@ impl RetrievalProvider {
         }
         Ok((Admitted::Chunk(blob, index, range), bytes))
     }
-
-    /// The PeerId the payer `from` bound its key to in the signed peer record the node holds
-    /// (verified once per record sequence), if it holds one.
-    fn payer_peer(&self, manager: &PaymentChannelManager, from: &Address) -> Option<PeerId> {
-        let held = manager.peer_record(from).ok()??;
-        let cached = self.payers.lock().unwrap_or_else(|e| e.into_inner()).get(from).copied();
-        if let Some((sequence, peer)) = cached {
-            if sequence == held.sequence {
-                return Some(peer);
-            }
-        }
-        let (peer, _) = crate::reconcile::find_peer(manager, from).ok()?;
-        let mut payers = self.payers.lock().unwrap_or_else(|e| e.into_inner());
-        if payers.len() >= MAX_PAYER_PEERS {
-            payers.clear();
-        }
-        payers.insert(*from, (held.sequence, peer));
-        Some(peer)
-    }
-}
-
-/// What a voucher answer did to the retrieval flow it named.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credit {
-    /// The accepted delta was added to the flow.
-    Credited(TokenAmount),
-    /// The manager did not answer `Accepted` with a positive delta (a replayed voucher, an
-    /// older one, a refusal): nothing to credit.
-    NothingAccepted,
-    /// The sender is not the peer the channel's payer bound its key to.
-    NotThePayer,
-    /// The sender has no open flow by that reference on that channel.
-    NoOpenFlow,
-}
-
-/// Credits the flow `flow` of `peer` on `channel` with what the manager accepted from that
-/// voucher (`response`), if `peer` is the channel's payer: only an `Accepted` answer
-/// credits, and only its delta.
-pub async fn credit_payment(
-    provider: &RetrievalProvider,
-    manager: &PaymentChannelManager,
-    peer: PeerId,
-    channel: Address,
-    flow: &[u8],
-    response: &VoucherResponse,
-) -> Credit {
-    if response.status() != Some(VoucherStatus::Accepted) || !response.delta.is_positive() {
-        return Credit::NothingAccepted;
-    }
-    let from = match manager.channel_parties(&channel).await {
-        Ok((from, _)) => from,
-        Err(_) => return Credit::NotThePayer,
-    };
-    if provider.payer_peer(manager, &from) != Some(peer) {
-        tracing::debug!(%peer, "voucher not credited: the sender is not the channel's payer");
-        return Credit::NotThePayer;
-    }
-    if provider.credit(peer, channel, flow, &response.delta) {
-        Credit::Credited(response.delta.clone())
-    } else {
-        tracing::debug!(%peer, "voucher not credited: no open flow by that reference");
-        Credit::NoOpenFlow
-    }
 }
 
 /// Writes `<root>.data` then `<root>.meta` (each through a temporary file and a rename), so
 /// that a `.meta` file only ever names complete data.
-fn save_blob(dir: &Path, root: &Hash, blob: &Blob) -> Result<(), PublishError> {
+fn save_blob(dir: &Path, root: &Hash, blob: &Blob, network: Network) -> Result<(), PublishError> {
     let name = hex::encode(root);
     let meta = format!(
         "chunk_size = {}\nprice_per_chunk = {}\npayee = {}\ncorrupt_chunk = {}\n",
         blob.manifest.chunk_size,
         blob.manifest.price_per_chunk.atto(),
-        format_address(&blob.manifest.payee, Network::Testnet),
+        format_address(&blob.manifest.payee, network),
         blob.faults.corrupt_chunk.map_or_else(|| "none".to_owned(), |c| c.to_string()),
     );
     for (ext, bytes) in [("data", blob.data.as_slice()), ("meta", meta.as_bytes())] {
@@ -759,7 +707,10 @@ fn save_blob(dir: &Path, root: &Hash, blob: &Blob) -> Result<(), PublishError> {
 fn load_blob(meta_path: &Path) -> Result<(Hash, Blob), PublishError> {
     let bad = |what: &str| io_error(meta_path, what);
     let stem = meta_path.file_stem().and_then(|s| s.to_str()).ok_or_else(|| bad("bad name"))?;
-    let root = parse_root(stem).map_err(|_| bad("the name is not a root"))?;
+    let root = hex::decode(stem)
+        .ok()
+        .and_then(|bytes| Hash::try_from(bytes.as_slice()).ok())
+        .ok_or_else(|| bad("the name is not a root"))?;
     let text = fs::read_to_string(meta_path).map_err(|e| io_error(meta_path, e))?;
     let mut fields = HashMap::new();
     for line in text.lines() {
@@ -785,269 +736,10 @@ fn load_blob(meta_path: &Path) -> Result<(Hash, Blob), PublishError> {
     Ok((root, Blob { manifest, data, faults: Faults { corrupt_chunk } }))
 }
 
-/// Why a retrieval failed. Chunks received before the failure were paid for; the chunk
-/// that failed its check was not.
-#[derive(Debug, thiserror::Error)]
-pub enum RetrieveError {
-    /// The root is not a 32-byte hex string.
-    #[error("the root must be 64 hex digits")]
-    BadRoot,
-    /// The provider could not be reached or did not answer.
-    #[error(transparent)]
-    Network(#[from] NetworkError),
-    /// The provider refused a request.
-    #[error("the provider refused {what}: {status}: {message}")]
-    Refused {
-        /// The manifest or the chunk.
-        what: String,
-        /// The status's name.
-        status: String,
-        /// The provider's explanation.
-        message: String,
-    },
-    /// The manifest does not describe the blob asked for.
-    #[error("the provider's manifest is not the blob asked for: {0}")]
-    BadManifest(String),
-    /// The provider asks more per chunk than the client accepts.
-    #[error("the provider asks {} attoFIL per chunk; at most {} was accepted", asked.atto(), max.atto())]
-    TooExpensive {
-        /// Its price.
-        asked: TokenAmount,
-        /// The client's limit.
-        max: TokenAmount,
-    },
-    /// The whole blob would cost more than the client accepts.
-    #[error("the blob costs {} attoFIL in all; at most {} was accepted", asked.atto(), max.atto())]
-    TooExpensiveInAll {
-        /// Its price: the price per chunk times the chunks.
-        asked: TokenAmount,
-        /// The client's limit.
-        max: TokenAmount,
-    },
-    /// A chunk did not match its hash: the retrieval stopped and the chunk is unpaid.
-    #[error("chunk {index} does not match its hash in the manifest: retrieval stopped after paying for {paid_chunks} chunks; chunk {index} was not paid for")]
-    BadChunk {
-        /// The chunk.
-        index: u64,
-        /// Chunks paid for before it.
-        paid_chunks: u64,
-    },
-    /// Paying for a chunk failed.
-    #[error("paying for chunk {index} failed: {source}")]
-    Pay {
-        /// The chunk.
-        index: u64,
-        /// Why.
-        source: PayError,
-    },
-    /// The provider refused the voucher for a chunk.
-    #[error("the provider refused the voucher for chunk {index}: {status}")]
-    PaymentRefused {
-        /// The chunk.
-        index: u64,
-        /// The provider's answer.
-        status: String,
-    },
-}
-
-/// What a completed retrieval fetched and paid.
-#[derive(Debug, Clone)]
-pub struct Retrieved {
-    /// The manifest.
-    pub manifest: Manifest,
-    /// Bytes received and checked.
-    pub bytes: u64,
-    /// What was paid in all.
-    pub paid: TokenAmount,
-    /// The lane the payments went on.
-    pub lane: Option<u64>,
-    /// How long each payment took (voucher made, stored, sent, acknowledged).
-    pub payment_latencies: Vec<Duration>,
-}
-
-/// The most a client pays for one retrieval: per chunk, and (if set) for the whole blob.
-/// Without a total, the whole blob costs at most the chunks times `per_chunk`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PriceLimit {
-    /// The most one chunk may cost.
-    pub per_chunk: TokenAmount,
-    /// The most the whole blob may cost.
-    pub total: Option<TokenAmount>,
-}
-
-impl PriceLimit {
-    /// At most `per_chunk` a chunk, whatever the blob's size.
-    pub fn per_chunk(per_chunk: TokenAmount) -> Self {
-        PriceLimit { per_chunk, total: None }
-    }
-
-    /// Refuses `manifest` when it asks more than this limit allows.
-    pub fn check(&self, manifest: &Manifest) -> Result<(), RetrieveError> {
-        let asked = &manifest.price_per_chunk;
-        if asked > &self.per_chunk {
-            return Err(RetrieveError::TooExpensive {
-                asked: asked.clone(),
-                max: self.per_chunk.clone(),
-            });
-        }
-        if let Some(max) = &self.total {
-            let all = asked * manifest.chunks();
-            if &all > max {
-                return Err(RetrieveError::TooExpensiveInAll { asked: all, max: max.clone() });
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Attempts at one request the provider answers `RateLimited`, at most.
-pub const RATE_LIMITED_ATTEMPTS: u32 = 5;
-/// The wait before asking again after a `RateLimited` answer, doubled at each attempt.
-pub const RATE_LIMITED_BACKOFF: Duration = Duration::from_millis(50);
-
-/// Retrieves the blob `root` from the payee of `channel`, paying through `payer` no more
-/// than `limit` allows; a provider asking more is refused before anything is paid.
-#[tracing::instrument(name = "retrieve", level = "debug", skip_all, fields(%channel))]
-pub async fn retrieve(
-    payer: &Payer,
-    channel: Address,
-    root: Hash,
-    limit: PriceLimit,
-) -> Result<Retrieved, RetrieveError> {
-    let (peer, addrs) = payer
-        .payee_peer(&channel)
-        .await
-        .map_err(|source| RetrieveError::Pay { index: 0, source })?;
-    let net = payer.network();
-    let response = ask(net, peer, &addrs, RetrievalRequest::manifest(root)).await?;
-    let manifest = match response.manifest {
-        Some(manifest) if response.status == RetrievalStatus::Ok as u8 => manifest,
-        _ => return Err(refused("the manifest", &response)),
-    };
-    if manifest.root[..] != root[..] {
-        return Err(RetrieveError::BadManifest("its root differs".into()));
-    }
-    let status = payer
-        .manager()
-        .status(&channel)
-        .await
-        .map_err(|e| RetrieveError::Pay { index: 0, source: PayError::Manager(e) })?;
-    if manifest.payee != status.to {
-        return Err(RetrieveError::BadManifest(format!(
-            "it pays {} but the channel pays {}",
-            format_address(&manifest.payee, Network::Testnet),
-            format_address(&status.to, Network::Testnet)
-        )));
-    }
-    limit.check(&manifest)?;
-    let mut flow = [0u8; 16];
-    getrandom::getrandom(&mut flow).map_err(|e| RetrieveError::BadManifest(e.to_string()))?;
-    let flow = flow.to_vec();
-    let result = fetch(payer, channel, root, manifest, &flow, peer, addrs).await;
-    // The lane goes back to the pool whatever happened: its cumulative amount is what the
-    // payee holds, and the next retrieval continues from it.
-    if let Err(e) = payer.end_flow(&channel, &flow).await {
-        tracing::warn!(error = %e, "cannot return the retrieval's lane to the pool");
-    }
-    result
-}
-
-async fn fetch(
-    payer: &Payer,
-    channel: Address,
-    root: Hash,
-    manifest: Manifest,
-    flow: &[u8],
-    peer: PeerId,
-    addrs: Vec<libp2p::Multiaddr>,
-) -> Result<Retrieved, RetrieveError> {
-    let net = payer.network();
-    let mut retrieved = Retrieved {
-        bytes: 0,
-        paid: TokenAmount::default(),
-        lane: None,
-        payment_latencies: Vec::with_capacity(manifest.hashes.len()),
-        manifest,
-    };
-    for (index, expected) in retrieved.manifest.hashes.clone().iter().enumerate() {
-        let index = index as u64;
-        let request = RetrievalRequest::chunk(root, index, channel, flow.to_vec());
-        let response = ask(net, peer, &addrs, request).await?;
-        let data = match response.data {
-            Some(data) if response.status == RetrievalStatus::Ok as u8 => data,
-            _ => return Err(refused(&format!("chunk {index}"), &response)),
-        };
-        let expected_len = retrieved.manifest.chunk_range(index).map(|r| r.len()).unwrap_or(0);
-        if data.len() != expected_len || retrieval::hash(&data) != *expected {
-            tracing::warn!(index, "chunk does not match its hash; retrieval stopped unpaid");
-            return Err(RetrieveError::BadChunk { index, paid_chunks: index });
-        }
-        retrieved.bytes += data.len() as u64;
-        let price = retrieved.manifest.price_per_chunk.clone();
-        if price.is_positive() {
-            let started = Instant::now();
-            let paid = payer
-                .pay(&channel, price.clone(), Some(flow.to_vec()))
-                .await
-                .map_err(|source| RetrieveError::Pay { index, source })?;
-            retrieved.payment_latencies.push(started.elapsed());
-            if !paid.response.is_held() {
-                let status = paid.response.status().map_or_else(
-                    || format!("Unknown({})", paid.response.status),
-                    |s| format!("{s:?}"),
-                );
-                return Err(RetrieveError::PaymentRefused { index, status });
-            }
-            retrieved.lane = Some(paid.lane);
-            retrieved.paid += price;
-        }
-    }
-    Ok(retrieved)
-}
-
-/// Sends `request`, asking again (after a growing wait) while the provider answers
-/// `RateLimited`, at most [`RATE_LIMITED_ATTEMPTS`] times.
-async fn ask(
-    net: &crate::network::NetworkClient,
-    peer: PeerId,
-    addrs: &[libp2p::Multiaddr],
-    request: RetrievalRequest,
-) -> Result<RetrievalResponse, NetworkError> {
-    let mut wait = RATE_LIMITED_BACKOFF;
-    let mut attempt = 1;
-    loop {
-        let response = net.send_retrieval(peer, addrs.to_vec(), request.clone()).await?;
-        if response.status() != Some(RetrievalStatus::RateLimited)
-            || attempt >= RATE_LIMITED_ATTEMPTS
-        {
-            return Ok(response);
-        }
-        tracing::debug!(attempt, "the provider is busy; asking again");
-        tokio::time::sleep(wait).await;
-        wait *= 2;
-        attempt += 1;
-    }
-}
-
-fn refused(what: &str, response: &RetrievalResponse) -> RetrieveError {
-    RetrieveError::Refused {
-        what: what.to_owned(),
-        status: response
-            .status()
-            .map_or_else(|| format!("Unknown({})", response.status), |s| s.name().to_owned()),
-        message: response.message.clone().unwrap_or_default(),
-    }
-}
-
-/// Parses a root written as 64 hex digits.
-pub fn parse_root(text: &str) -> Result<Hash, RetrieveError> {
-    let bytes = hex::decode(text.trim()).map_err(|_| RetrieveError::BadRoot)?;
-    Hash::try_from(bytes.as_slice()).map_err(|_| RetrieveError::BadRoot)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use paych_protocol::retrieval;
 
     fn blob(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 % 256) as u8).collect()
@@ -1280,12 +972,5 @@ mod tests {
         assert_eq!(open(b, 3, later), Some(RetrievalStatus::Ok));
         assert_eq!(provider.usage().open_flows, 1);
         assert!(provider.paid(a, channel, &1u64.to_be_bytes()).is_zero());
-    }
-
-    #[test]
-    fn roots_parse_from_hex() {
-        assert_eq!(parse_root(&"ab".repeat(32)).unwrap(), [0xab; 32]);
-        assert!(parse_root("abc").is_err());
-        assert!(parse_root(&"zz".repeat(32)).is_err());
     }
 }
