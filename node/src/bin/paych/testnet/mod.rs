@@ -359,7 +359,7 @@ async fn run_in(
     .context("cannot start the devnet")?;
     devnet.start_mining();
     let server =
-        paych_node::devnet_rpc::serve(devnet.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
+        paych_node::rpc::devnet::serve(devnet.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .context("cannot serve the devnet")?;
     let api_info = server.api_info();

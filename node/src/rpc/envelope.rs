@@ -1,4 +1,4 @@
-//! The JSON-RPC 2.0 plumbing shared by the node's HTTP servers (the devnet's chain API and
+//! The JSON-RPC 2.0 server envelope shared by the node's HTTP servers (the devnet's chain API and
 //! the node's payment-channel API): reading a bounded request body, checking the envelope,
 //! reading positional parameters, and writing the answer. It knows no method and never
 //! touches the chain or the store.
@@ -12,9 +12,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body_util::BodyExt;
-use paych_core::chain::lotus::json::{
-    self, error_code, JsonError, LotusJson, RpcError, RpcResponse,
-};
+use paych_core::jsonrpc::{error_code, RpcError, RpcResponse, JSONRPC_VERSION};
+use paych_core::lotus_json::{self as json, JsonError, LotusJson};
 use paych_core::types::{Address, TokenAmount};
 use serde_json::Value;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -210,7 +209,7 @@ impl Call {
             return Err((Value::Null, invalid("id must be a string, a number or null")));
         }
         let answer_id = id.clone().unwrap_or(Value::Null);
-        if object.get("jsonrpc").and_then(Value::as_str) != Some(json::JSONRPC_VERSION) {
+        if object.get("jsonrpc").and_then(Value::as_str) != Some(JSONRPC_VERSION) {
             return Err((answer_id, invalid("jsonrpc must be \"2.0\"")));
         }
         let method = match object.remove("method") {
@@ -230,6 +229,11 @@ impl Call {
         };
         Ok(Call { id, method, params })
     }
+}
+
+/// The error of `method`'s parameter `i`, refused for `reason`.
+pub(crate) fn invalid_param(method: &str, i: usize, reason: impl std::fmt::Display) -> RpcError {
+    RpcError::new(error_code::INVALID_PARAMS, format!("{method} parameter {i}: {reason}"))
 }
 
 /// A method's positional parameters, checked for count and read one by one.
@@ -254,10 +258,7 @@ impl<'a> Params<'a> {
     }
 
     pub(crate) fn invalid(&self, i: usize, reason: impl std::fmt::Display) -> RpcError {
-        RpcError::new(
-            error_code::INVALID_PARAMS,
-            format!("{} parameter {i}: {reason}", self.method),
-        )
+        invalid_param(self.method, i, reason)
     }
 
     pub(crate) fn lotus<T: LotusJson>(&mut self, i: usize) -> Result<T, RpcError> {

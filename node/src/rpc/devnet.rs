@@ -3,7 +3,7 @@
 //! included — can use it as it would a Lotus full node.
 //!
 //! `POST /rpc/v1` (and `/rpc/v0`) answers the chain methods a Lotus backend of the
-//! payment-channel manager uses, in Lotus JSON ([`paych_core::chain::lotus::json`], with
+//! payment-channel manager uses, in Lotus JSON ([`paych_core::lotus_json`], with
 //! testnet `t` addresses): `ChainHead`, `ChainGetTipSetByHeight`, `ChainReadObj`,
 //! `StateGetActor`, `StateReadState`, `StateAccountKey`, `StateLookupID`, `StateWaitMsg`,
 //! `StateSearchMsg`, `StateCall`, `StateNetworkName`, `StateNetworkVersion`,
@@ -36,7 +36,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use cid::Cid;
 use paych_core::chain::devnet::{state::BASE_FEE_ATTO, Devnet, Tipset};
-use paych_core::chain::lotus::json::{self, error_code, BigInt, LotusJson, RpcError};
+use paych_core::jsonrpc::{error_code, RpcError};
+use paych_core::lotus_json::{self as json, BigInt, LotusJson};
 use paych_core::chain::{ActorKind, Chain, ChainError, MessageLookup, Receipt};
 use paych_core::types::{
     cid_of, format_address, Address, Message, Network, SignedMessage, TokenAmount,
@@ -44,8 +45,8 @@ use paych_core::types::{
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::jsonrpc::{self, excerpt, Params, Running};
-pub use crate::jsonrpc::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
+use super::envelope::{self, excerpt, Params, Running};
+pub use super::envelope::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
 use tracing::Instrument;
 
 /// The longest a `StateWaitMsg` waits before answering with a timeout error.
@@ -99,7 +100,7 @@ pub async fn serve(devnet: Devnet, listen: SocketAddr) -> Result<RpcServer, Serv
         .route("/rpc/v1", post(handle))
         .route("/rpc/v0", post(handle))
         .with_state(server);
-    let running = jsonrpc::spawn(listen, router).await?;
+    let running = envelope::spawn(listen, router).await?;
     tracing::info!(local_addr = %running.local_addr(), "devnet JSON-RPC server listening");
     Ok(RpcServer { running })
 }
@@ -111,13 +112,13 @@ struct Server {
 }
 
 async fn handle(State(server): State<Server>, body: Body) -> Response {
-    let (_permit, call) = match jsonrpc::read_call(&server.permits, body).await {
+    let (_permit, call) = match envelope::read_call(&server.permits, body).await {
         Ok(read) => read,
         Err(response) => return response,
     };
     let span = tracing::debug_span!("devnet_rpc", method = %excerpt(&call.method));
     let outcome = dispatch(&server.devnet, &call.method, call.params).instrument(span).await;
-    jsonrpc::answer(call.id, outcome)
+    envelope::answer(call.id, outcome)
 }
 
 fn chain_error(e: ChainError) -> RpcError {

@@ -1,0 +1,67 @@
+//! What the API's methods run against: the manager, the wallet, the node's payer and
+//! network (when it has them), its metrics, and the network addresses are written for; and
+//! the one mapping of the manager's and other parts' errors to JSON-RPC errors.
+//!
+//! It holds no state of its own and decides nothing about channels or vouchers.
+
+use std::sync::Arc;
+
+use paych_core::jsonrpc::{error_code, RpcError};
+use paych_core::lotus_json::LotusJson;
+use paych_core::manager::{ManagerError, PaymentChannelManager};
+use paych_core::types::{format_address, Address, Network};
+use paych_core::wallet::KeyStore;
+
+use crate::metrics::Metrics;
+use crate::network::NetworkClient;
+use crate::pay::Payer;
+
+/// The JSON-RPC error code of a method that ran and failed (Lotus's code for errors a
+/// method returns), and of a call refused for lack of permission.
+pub const METHOD_ERROR: i64 = 1;
+
+/// The parts the API's methods call.
+pub(crate) struct Api {
+    pub(crate) manager: PaymentChannelManager,
+    pub(crate) wallet: Arc<KeyStore>,
+    pub(crate) payer: Option<Arc<Payer>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) network: Network,
+}
+
+impl Api {
+    /// `value` in Lotus JSON, addresses written for the API's network.
+    pub(crate) fn shape<T: LotusJson>(&self, value: &T) -> Result<T::Shape, RpcError> {
+        value.to_shape(self.network).map_err(internal_error)
+    }
+
+    /// An address as the API writes it.
+    pub(crate) fn address_text(&self, addr: &Address) -> String {
+        format_address(addr, self.network)
+    }
+
+    /// The node's payer; an API without a libp2p node has none.
+    pub(crate) fn payer(&self) -> Result<&Payer, RpcError> {
+        self.payer.as_deref().ok_or_else(|| method_error("this API serves no libp2p node"))
+    }
+
+    /// The node's network.
+    pub(crate) fn net(&self) -> Result<&NetworkClient, RpcError> {
+        Ok(self.payer()?.network())
+    }
+}
+
+/// A JSON-RPC error for a failed method.
+pub(crate) fn method_error(e: impl std::fmt::Display) -> RpcError {
+    RpcError::new(METHOD_ERROR, e.to_string())
+}
+
+/// A JSON-RPC error for a failure of the server itself.
+pub(crate) fn internal_error(e: impl std::fmt::Display) -> RpcError {
+    RpcError::new(error_code::INTERNAL_ERROR, e.to_string())
+}
+
+/// The JSON-RPC error of a manager's error: every manager error maps here.
+pub(crate) fn manager_error(e: ManagerError) -> RpcError {
+    method_error(e)
+}
