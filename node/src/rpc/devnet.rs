@@ -45,7 +45,7 @@ use paych_core::types::{
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use super::envelope::{self, excerpt, Params, Running};
+use super::envelope::{self, excerpt, not_found, Params, Running};
 pub use super::envelope::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
 use tracing::Instrument;
 
@@ -140,7 +140,8 @@ fn encode<T: LotusJson>(value: &T) -> Result<Value, RpcError> {
         .map_err(|e| RpcError::new(error_code::INTERNAL_ERROR, e.to_string()))
 }
 
-/// Answers one call.
+/// Answers one call: the chain's and the state's reading methods here, the others in
+/// [`dispatch_state_and_messages`].
 async fn dispatch(devnet: &Devnet, method: &str, params: Vec<Value>) -> Result<Value, RpcError> {
     match method {
         "Filecoin.ChainHead" => {
@@ -232,6 +233,18 @@ async fn dispatch(devnet: &Devnet, method: &str, params: Vec<Value>) -> Result<V
                 None => Ok(Value::Null),
             }
         }
+        _ => dispatch_state_and_messages(devnet, method, params).await,
+    }
+}
+
+/// Answers the calls [`dispatch`] leaves: `StateCall`, the network's names and versions,
+/// the message pool, gas, balances and the devnet's own methods.
+async fn dispatch_state_and_messages(
+    devnet: &Devnet,
+    method: &str,
+    params: Vec<Value>,
+) -> Result<Value, RpcError> {
+    match method {
         "Filecoin.StateCall" => {
             let mut p = Params::new(method, params, 2)?;
             let message: Message = p.lotus(0)?;
@@ -298,10 +311,7 @@ async fn dispatch(devnet: &Devnet, method: &str, params: Vec<Value>) -> Result<V
                 .map_err(|e| RpcError::new(error_code::INTERNAL_ERROR, e.to_string()))?;
             Ok(Value::from(head))
         }
-        _ => Err(RpcError::new(
-            error_code::METHOD_NOT_FOUND,
-            format!("method '{}' not found", excerpt(method)),
-        )),
+        _ => Err(not_found(method)),
     }
 }
 

@@ -186,6 +186,11 @@ pub(crate) fn excerpt(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
+/// The error of a call to a method the server does not have.
+pub(crate) fn not_found(method: &str) -> RpcError {
+    RpcError::new(error_code::METHOD_NOT_FOUND, format!("method '{}' not found", excerpt(method)))
+}
+
 /// A request read from its JSON.
 pub(crate) struct Call {
     /// `None` for a notification (no `id` member).

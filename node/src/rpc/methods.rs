@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::auth::Permission;
 use super::context::Api;
-use super::envelope::{excerpt, Params};
+use super::envelope::{not_found, Params};
 use super::params::{
     AddrInfo, Bytes, GetOptions, KeyType, ParamList, PublishSpec, ReadParams, Root, VoucherSpecs,
 };
@@ -234,11 +234,6 @@ pub fn method_spec(name: &str) -> Option<&'static MethodSpec> {
     METHODS.iter().find(|m| m.name == name)
 }
 
-/// The error of a method that is not declared.
-pub(crate) fn not_found(name: &str) -> RpcError {
-    RpcError::new(error_code::METHOD_NOT_FOUND, format!("method '{}' not found", excerpt(name)))
-}
-
 /// Reads `M`'s parameters, runs it and writes its result.
 async fn respond<M: Handler>(api: &Api, mut p: Params<'_>) -> Result<Value, RpcError>
 where
@@ -282,8 +277,19 @@ mod tests {
         let docs = include_str!("../../../docs/api.md");
         let table = method_table();
         assert!(
-            docs.contains(&table),
+            docs.contains(&format!("<!-- generated: method table -->\n{table}<!-- end")),
             "docs/api.md must hold the method table as the declarations render it:\n{table}"
         );
+    }
+
+    #[test]
+    fn docs_api_md_describes_every_method_with_its_permission() {
+        let docs = include_str!("../../../docs/api.md");
+        for m in METHODS {
+            let row = format!("| `{}` | `[", m.name);
+            let line = docs.lines().find(|l| l.starts_with(&row));
+            let line = line.unwrap_or_else(|| panic!("docs/api.md describes no {}", m.name));
+            assert!(line.ends_with(&format!("| {} |", m.permission)), "{}: {line}", m.name);
+        }
     }
 }

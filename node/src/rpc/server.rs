@@ -133,7 +133,7 @@ async fn handle(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bod
     let span = tracing::debug_span!("api", method = %excerpt(&call.method));
     let outcome = match declared {
         Some(spec) => run(&server.api, &granted, spec, call.params).instrument(span).await,
-        None => Err(methods::not_found(&call.method)),
+        None => Err(envelope::not_found(&call.method)),
     };
     envelope::answer(call.id, outcome)
 }
