@@ -388,7 +388,7 @@ fn main() {
 
 /// Encoders as trait objects, so that one closure writes every type.
 mod erased {
-    use paych_core::chain::lotus::json::{self, LotusJson};
+    use paych_core::lotus_json::{self as json, LotusJson};
     use paych_core::types::Network;
 
     pub trait Cbor {

@@ -20,8 +20,8 @@ use libfuzzer_sys::fuzz_target;
 use paych_core::chain::lotus::json::error_code;
 use paych_core::types::Network;
 use paych_fuzz::harness::{atto, Net, Node};
-use paych_node::api::{serve_api, ApiServer};
-use paych_node::auth::{self, Permission};
+use paych_node::rpc::server::{serve_api, ApiServer};
+use paych_node::rpc::auth::{self, Permission};
 use serde_json::Value;
 
 const SECRET: [u8; auth::SECRET_LEN] = [42; auth::SECRET_LEN];

@@ -8,10 +8,12 @@ mod harness;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use harness::{Net, Node};
-use paych_core::chain::lotus::json::error_code;
+use paych_core::jsonrpc::error_code;
 use paych_core::types::{format_address, Address, Network};
-use paych_node::api::{serve_api, ApiServer, METHODS, METHOD_ERROR};
-use paych_node::auth::{self, Permission};
+use paych_node::rpc::auth::{self, Permission};
+use paych_node::rpc::methods::METHODS;
+use paych_node::rpc::server::{serve_api, ApiServer};
+use paych_node::rpc::METHOD_ERROR;
 use serde_json::{json, Value};
 
 const SECRET: [u8; 32] = [42; 32];

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::chain::lotus::json::{self, error_code};
+use paych_core::jsonrpc::error_code;
+use paych_core::lotus_json as json;
 use paych_core::chain::lotus::{ApiInfo, LotusChain, LotusConfig};
 use paych_core::chain::Receipt;
 use paych_core::chain::{ActorKind, Chain, ChainError};
@@ -20,7 +21,7 @@ use paych_core::types::{
     Message, Network, SignedVoucher, TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID,
     INIT_EXEC_METHOD,
 };
-use paych_node::devnet_rpc::{self, RpcServer, MAX_REQUEST_BYTES};
+use paych_node::rpc::devnet::{self as devnet_rpc, RpcServer, MAX_REQUEST_BYTES};
 use serde_json::{json, Value};
 
 struct Node {
@@ -394,7 +395,7 @@ async fn chain_errors_get_chain_error_codes() {
         params: vec![],
     };
     let signed = crypto::sign_message(&secret, message).unwrap();
-    let signed = paych_core::chain::lotus::json::to_value(&signed, Network::Testnet).unwrap();
+    let signed = json::to_value(&signed, Network::Testnet).unwrap();
     let (code, message) = node.error("Filecoin.MpoolPush", json!([signed])).await;
     assert_eq!(code, error_code::CHAIN_REJECTED, "{message}");
 }
