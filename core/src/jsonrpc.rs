@@ -5,7 +5,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-
 /// The `jsonrpc` member of every request and response.
 pub const JSONRPC_VERSION: &str = "2.0";
 

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cid::Cid;
+use paych_core::chain::{MessageLookup, Receipt};
 use paych_core::jsonrpc::{error_code, RpcError, RpcRequest, RpcResponse};
 use paych_core::lotus_json::{
     self as json, Actor, ActorState, BigInt, BlockHeader, InvocResult, JsonError, MsgLookup,
     TipSet, TipSetKey,
 };
-use paych_core::chain::{MessageLookup, Receipt};
 use paych_core::types::{
     cid_of, Address, ExitCode, Merge, Message, ModVerifyParams, Network, PaychState, Signature,
     SignatureType, SignedMessage, SignedVoucher, TokenAmount,

@@ -36,12 +36,12 @@ use paych_core::types::{format_address, Address, Network, TokenAmount};
 use paych_core::wallet::{key_file_name, KeyInfo, KeyStore, Wallet};
 use tokio::task::JoinHandle;
 
-use crate::rpc::auth::{self, Permission};
-use crate::rpc::server::{serve_node_api, ApiServer};
 use crate::metrics::{MeteredChain, Metrics};
 use crate::network::{self, NetworkClient, NetworkConfig};
 use crate::pay::{parse_peer, Payer};
 use crate::retrieval::{RetrievalLimits, RetrievalProvider};
+use crate::rpc::auth::{self, Permission};
+use crate::rpc::server::{serve_node_api, ApiServer};
 
 /// The environment variable naming the default repo.
 pub const PAYCH_PATH: &str = "PAYCH_PATH";

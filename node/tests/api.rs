@@ -9,9 +9,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use harness::{Net, Node};
 use paych_core::jsonrpc::error_code;
-use paych_core::types::{format_address, Address, Network};
 use paych_core::lotus_json::LotusJson;
 use paych_core::manager::VoucherSpec;
+use paych_core::types::{format_address, Address, Network};
 use paych_core::types::{parse_address, SignedVoucher, TokenAmount};
 use paych_node::rpc::auth::{self, Permission};
 use paych_node::rpc::client::{ApiClient, ClientError};
@@ -419,7 +419,8 @@ async fn our_methods_and_the_wallet_work_over_the_api() {
 
     // PaychCreate: no channel yet, the create message to wait for.
     let (payer_reader, payer_signer) = (payer_api.client(None), payer_api.client(Some(&sign)));
-    let (payee_writer, payee_signer) = (payee_api.client(Some(&write)), payee_api.client(Some(&sign)));
+    let (payee_writer, payee_signer) =
+        (payee_api.client(Some(&write)), payee_api.client(Some(&sign)));
     let (from, to) = (payer.addr, payee.addr);
     assert_eq!(payer_reader.call::<PaychLookup>((from, to)).await.unwrap(), None);
     let created = payer_signer.call::<PaychCreate>((from, to, atto(5000))).await.unwrap();
@@ -456,11 +457,12 @@ async fn our_methods_and_the_wallet_work_over_the_api() {
     let typed = payer_signer.call::<PaychNewPayment>((from, to, specs)).await.unwrap();
     assert_eq!(typed.channel, ch_text);
     assert_eq!(typed.vouchers.len(), 2);
-    let vouchers: Vec<SignedVoucher> = serde_json::from_value::<Vec<_>>(payment["Vouchers"].clone())
-        .unwrap()
-        .into_iter()
-        .map(|v| SignedVoucher::from_shape(v).unwrap())
-        .collect();
+    let vouchers: Vec<SignedVoucher> =
+        serde_json::from_value::<Vec<_>>(payment["Vouchers"].clone())
+            .unwrap()
+            .into_iter()
+            .map(|v| SignedVoucher::from_shape(v).unwrap())
+            .collect();
     assert_eq!(vouchers.len(), 2);
     assert_eq!(vouchers[1].amount, atto(300));
     assert_eq!(vouchers[0].lane, vouchers[1].lane);
@@ -474,7 +476,8 @@ async fn our_methods_and_the_wallet_work_over_the_api() {
     assert!(submitted.parse("cid").is_ok());
 
     // Wallet: a new key, exported from one node and imported into the other.
-    let (payer_admin, payee_admin) = (payer_api.client(Some(&admin)), payee_api.client(Some(&admin)));
+    let (payer_admin, payee_admin) =
+        (payer_api.client(Some(&admin)), payee_api.client(Some(&admin)));
     let key = payer_writer.call::<WalletNew>((KeyType::Secp256k1,)).await.unwrap();
     assert!(key.starts_with("t1"));
     // A key type other than secp256k1 cannot be written with the typed client: raw.

@@ -108,7 +108,8 @@ async fn daemon_serves_guards_locks_and_stops_cleanly() {
     assert!(repo.join("datastore").is_dir());
 
     // Reading needs no token; writing does.
-    let (client, anyone) = (ApiClient::new(url.clone(), Some(token.trim().to_owned())), reader(&url));
+    let (client, anyone) =
+        (ApiClient::new(url.clone(), Some(token.trim().to_owned())), reader(&url));
     assert_eq!(anyone.call::<PaychList>(()).await.unwrap(), Vec::<String>::new());
     let refused = anyone.call::<WalletNew>((KeyType::Secp256k1,)).await.unwrap_err();
     assert!(is_missing_permission(&refused), "{refused}");
@@ -278,7 +279,8 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
     // The payee holds the voucher.
     let vouchers = payee_api.call::<PaychVoucherList>((channel,)).await.unwrap();
     assert_eq!(vouchers.len(), 2, "{vouchers:?}");
-    let channel_text = paych_core::types::format_address(&channel, paych_core::types::Network::Testnet);
+    let channel_text =
+        paych_core::types::format_address(&channel, paych_core::types::Network::Testnet);
     assert_eq!(payee_api.call::<PaychList>(()).await.unwrap(), [channel_text]);
 
     // Reconciliation over the API: a second flow, both lanes redeemed by the payee, more

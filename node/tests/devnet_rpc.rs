@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::jsonrpc::error_code;
-use paych_core::lotus_json as json;
 use paych_core::chain::lotus::{ApiInfo, LotusChain, LotusConfig};
 use paych_core::chain::Receipt;
 use paych_core::chain::{ActorKind, Chain, ChainError};
 use paych_core::crypto;
+use paych_core::jsonrpc::error_code;
+use paych_core::lotus_json as json;
 use paych_core::types::{
     decode, format_address, paych_method, Address, ConstructorParams, ExecParams, ExecReturn,
     Message, Network, SignedVoucher, TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID,

@@ -36,9 +36,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use cid::Cid;
 use paych_core::chain::devnet::{state::BASE_FEE_ATTO, Devnet, Tipset};
+use paych_core::chain::{ActorKind, Chain, ChainError, MessageLookup, Receipt};
 use paych_core::jsonrpc::{error_code, RpcError};
 use paych_core::lotus_json::{self as json, BigInt, LotusJson};
-use paych_core::chain::{ActorKind, Chain, ChainError, MessageLookup, Receipt};
 use paych_core::types::{
     cid_of, format_address, Address, Message, Network, SignedMessage, TokenAmount,
 };

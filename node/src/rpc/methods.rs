@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use cid::Cid;
 use paych_core::jsonrpc::{error_code, RpcError};
 use paych_core::lotus_json::api::{
-    AddrInfoJson, ChannelAvailableFunds, ChannelInfo, ManifestJson, PaidJson, ChannelStatusJson,
+    AddrInfoJson, ChannelAvailableFunds, ChannelInfo, ChannelStatusJson, ManifestJson, PaidJson,
     PaymentInfo, ReconciledJson, RetrievedJson, VoucherCreateResult,
 };
 use paych_core::lotus_json::{CidJson, SignedVoucherJson};

@@ -79,10 +79,10 @@ async fn connect(api: &Api, info: AddrInfo) -> Result<(), RpcError> {
             Err(e) => last_error = Some(e),
         }
     }
-    Err(method_error(last_error.map_or_else(
-        || format!("no addresses to connect to {}", info.id),
-        |e| e.to_string(),
-    )))
+    Err(method_error(
+        last_error
+            .map_or_else(|| format!("no addresses to connect to {}", info.id), |e| e.to_string()),
+    ))
 }
 
 /// `addr` ending in `/p2p/<id>`.

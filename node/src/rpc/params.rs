@@ -285,8 +285,11 @@ impl VoucherSpecJson {
 
 impl Param for VoucherSpecs {
     fn write(&self, network: Network) -> Result<Value, JsonError> {
-        let specs =
-            self.0.iter().map(|s| VoucherSpecJson::new(s, network)).collect::<Result<Vec<_>, _>>()?;
+        let specs = self
+            .0
+            .iter()
+            .map(|s| VoucherSpecJson::new(s, network))
+            .collect::<Result<Vec<_>, _>>()?;
         serde_json::to_value(specs).map_err(|e| JsonError::Encode(e.to_string()))
     }
 }
@@ -456,7 +459,10 @@ impl Param for PublishSpec {
             BlobData::Random(size) => spec.insert("RandomSize".into(), Value::from(*size)),
         };
         spec.insert("ChunkSize".into(), Value::from(self.chunk_size));
-        spec.insert("PricePerChunk".into(), Value::String(json::amount_text(&self.price_per_chunk)));
+        spec.insert(
+            "PricePerChunk".into(),
+            Value::String(json::amount_text(&self.price_per_chunk)),
+        );
         spec.insert("CorruptChunk".into(), self.corrupt_chunk.map_or(Value::Null, Value::from));
         Ok(Value::Object(spec))
     }

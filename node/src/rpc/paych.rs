@@ -5,11 +5,11 @@
 //! [`PaymentChannelManager`]: paych_core::manager::PaymentChannelManager
 
 use paych_core::jsonrpc::RpcError;
+use paych_core::lotus_json::amount_text;
 use paych_core::lotus_json::api::{
     self as shapes, ChannelAvailableFunds, ChannelInfo, ChannelStatusJson, PaymentInfo,
     VoucherCreateResult,
 };
-use paych_core::lotus_json::amount_text;
 use paych_core::manager::AddOutcome;
 use paych_core::types::{Address, TokenAmount};
 

@@ -36,13 +36,13 @@ use serde_json::{json as json_value, Value};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::jsonrpc::{error_code, RpcError, RpcRequest, RpcResponse};
-use crate::lotus_json::{self as json, JsonError, LotusJson};
 use super::{
     depth_epoch, ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain, Lanes,
     MessageLookup, Receipt,
 };
 use crate::actor::ChannelState;
+use crate::jsonrpc::{error_code, RpcError, RpcRequest, RpcResponse};
+use crate::lotus_json::{self as json, JsonError, LotusJson};
 use crate::types::{
     format_address, Address, ChainEpoch, ExitCode, LaneState, Message, Network, PaychState,
     Protocol, SignedMessage, TokenAmount, BLAKE2B_256,

@@ -10,7 +10,9 @@ use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use paych_core::lotus_json::api::{ChannelAvailableFunds, ChannelStatusJson};
 use paych_core::lotus_json::{self as json, CidJson, SignedVoucherJson};
-use paych_core::types::{format_fil, parse_address, parse_fil, Address, SignedVoucher, TokenAmount};
+use paych_core::types::{
+    format_fil, parse_address, parse_fil, Address, SignedVoucher, TokenAmount,
+};
 use paych_core::wallet::KeyInfo;
 use paych_node::rpc::client::{ApiClient, ClientError};
 use paych_node::rpc::methods::*;
