@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{amount_text, CidJson, JsonError, LotusJson, SignedVoucherJson};
 use crate::manager::{AvailableFunds, ChannelHandle, ChannelStatus, LaneStatus};
 use crate::store::Direction;
-use crate::types::{format_address, Address, Network, SignedVoucher};
+use crate::types::{format_address, Address, Network, SignedVoucher, TokenAmount};
 
 fn address_option(addr: &Option<Address>, network: Network) -> Option<String> {
     addr.as_ref().map(|a| format_address(a, network))
@@ -44,10 +44,11 @@ impl ChannelInfo {
     }
 }
 
-/// Lotus's `ChannelAvailableFunds` (with its `VoucherReedeemedAmt` spelling).
+/// A channel, its parties and its funds, as both [`ChannelAvailableFunds`] and
+/// [`ChannelStatusJson`] write them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct ChannelAvailableFunds {
+pub struct ChannelFunds {
     /// The channel's address, if created.
     pub channel: Option<String>,
     /// The payer.
@@ -58,31 +59,56 @@ pub struct ChannelAvailableFunds {
     pub confirmed_amt: String,
     /// Funds in a message that has not landed.
     pub pending_amt: String,
+    /// Funds queued for the next message.
+    pub queued_amt: String,
+}
+
+impl ChannelFunds {
+    /// The shape of a channel's `(channel, from, to)` and `[confirmed, pending, queued]`.
+    pub fn new(
+        (channel, from, to): (&Option<Address>, &Address, &Address),
+        [confirmed, pending, queued]: [&TokenAmount; 3],
+        network: Network,
+    ) -> Self {
+        ChannelFunds {
+            channel: address_option(channel, network),
+            from: format_address(from, network),
+            to: format_address(to, network),
+            confirmed_amt: amount_text(confirmed),
+            pending_amt: amount_text(pending),
+            queued_amt: amount_text(queued),
+        }
+    }
+}
+
+/// Lotus's `ChannelAvailableFunds` (with its `VoucherReedeemedAmt` spelling).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChannelAvailableFunds {
+    /// The channel, its parties and its funds.
+    #[serde(flatten)]
+    pub funds: ChannelFunds,
     /// Confirmed funds neither reserved nor spent by vouchers.
     pub non_reserved_amt: String,
     /// What will be available once pending and queued funds land.
     pub pending_available_amt: String,
     /// The message carrying pending funds.
     pub pending_wait_sentinel: Option<CidJson>,
-    /// Funds queued for the next message.
-    pub queued_amt: String,
     /// Funds spent by vouchers (Lotus's spelling).
+    #[serde(rename = "VoucherReedeemedAmt")]
     pub voucher_reedeemed_amt: String,
 }
 
 impl ChannelAvailableFunds {
     /// The shape of the manager's funds.
     pub fn new(funds: &AvailableFunds, network: Network) -> Self {
+        let parties = (&funds.channel, &funds.from, &funds.to);
+        let amounts = [&funds.confirmed, &funds.pending, &funds.queued];
         ChannelAvailableFunds {
-            channel: address_option(&funds.channel, network),
-            from: format_address(&funds.from, network),
-            to: format_address(&funds.to, network),
-            confirmed_amt: amount_text(&funds.confirmed),
-            pending_amt: amount_text(&funds.pending),
+            funds: ChannelFunds::new(parties, amounts, network),
             non_reserved_amt: amount_text(&funds.non_reserved),
             pending_available_amt: amount_text(&funds.pending_available),
             pending_wait_sentinel: cid_option(&funds.pending_wait_sentinel),
-            queued_amt: amount_text(&funds.queued),
             voucher_reedeemed_amt: amount_text(&funds.voucher_redeemed),
         }
     }
@@ -125,20 +151,11 @@ pub struct ChannelStatusJson {
     pub control_addr: String,
     /// 1 inbound, 2 outbound.
     pub direction: u8,
-    /// The channel's address, if created.
-    pub channel: Option<String>,
-    /// The payer.
-    pub from: String,
-    /// The payee.
-    pub to: String,
-    /// Funds confirmed on chain, attoFIL.
-    pub confirmed_amt: String,
-    /// Funds in flight.
-    pub pending_amt: String,
-    /// The message carrying them.
+    /// The channel, its parties and its funds.
+    #[serde(flatten)]
+    pub funds: ChannelFunds,
+    /// The message carrying pending funds.
     pub pending_chain_message: Option<CidJson>,
-    /// Funds queued for the next message.
-    pub queued_amt: String,
     /// The sum of the lanes' cumulative amounts.
     pub voucher_redeemed_amt: String,
     /// Reserved funds.
@@ -168,13 +185,12 @@ impl ChannelStatusJson {
                 Direction::Inbound => 1,
                 Direction::Outbound => 2,
             },
-            channel: address_option(&status.channel, network),
-            from: format_address(&status.from, network),
-            to: format_address(&status.to, network),
-            confirmed_amt: amount_text(&status.confirmed),
-            pending_amt: amount_text(&status.pending),
+            funds: ChannelFunds::new(
+                (&status.channel, &status.from, &status.to),
+                [&status.confirmed, &status.pending, &status.queued],
+                network,
+            ),
             pending_chain_message: cid_option(&status.pending_message),
-            queued_amt: amount_text(&status.queued),
             voucher_redeemed_amt: amount_text(&status.voucher_redeemed),
             reserved_amt: amount_text(&status.reserved),
             available_amt: amount_text(&status.available),
@@ -237,21 +253,29 @@ pub struct PaidJson {
 
 /// What `PaychReconcile` answers: the payer's status and the combined voucher.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct ReconciledJson {
-    /// The payer's status.
+    /// The payer's status by name: `Success`, `NotOurChannel`, `LaneNotOnChain`, …, or
+    /// `Unknown(n)` for a code this version does not know.
+    #[serde(rename = "Status")]
     pub status: String,
-    /// Its code on the wire.
+    /// Its code on the wire (0 for success).
+    #[serde(rename = "StatusCode")]
     pub status_code: u8,
     /// The combined voucher, when the payer agreed.
+    #[serde(rename = "Combined")]
     pub combined: Option<SignedVoucherJson>,
-    /// The same voucher in its base64url text form.
+    /// The same voucher in its text form: unpadded base64url CBOR, as `lotus paych
+    /// voucher` prints it.
+    #[serde(rename = "CombinedText")]
     pub combined_text: Option<String>,
     /// The amount asked for, attoFIL.
+    #[serde(rename = "ReqVal")]
     pub req_val: String,
     /// How many vouchers were folded.
+    #[serde(rename = "Vouchers")]
     pub vouchers: u64,
     /// The payer's message.
+    #[serde(rename = "Message")]
     pub message: Option<String>,
 }
 
@@ -275,19 +299,26 @@ pub struct ManifestJson {
 
 /// What `PaychRetrieve` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct RetrievedJson {
     /// The root hash, hex.
+    #[serde(rename = "Root")]
     pub root: String,
-    /// Bytes received and checked.
+    /// Bytes received, each chunk checked against the manifest's hash before it was paid
+    /// for.
+    #[serde(rename = "Bytes")]
     pub bytes: u64,
     /// How many chunks.
+    #[serde(rename = "Chunks")]
     pub chunks: u64,
     /// What was paid in all, attoFIL.
+    #[serde(rename = "Paid")]
     pub paid: String,
-    /// The lane the payments went on.
+    /// The lane the payments went on (none when nothing was paid).
+    #[serde(rename = "Lane")]
     pub lane: Option<u64>,
-    /// How long each payment took, microseconds.
+    /// How long each chunk's payment took, in microseconds: from making the voucher to the
+    /// provider's acknowledgement.
+    #[serde(rename = "PaymentMicros")]
     pub payment_micros: Vec<u64>,
 }
 

@@ -30,8 +30,6 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use cid::Cid;
@@ -96,12 +94,8 @@ pub fn api_info(addr: SocketAddr) -> String {
 /// or dropped.
 pub async fn serve(devnet: Devnet, listen: SocketAddr) -> Result<RpcServer, ServeError> {
     let server = Server { devnet, permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)) };
-    let router = Router::new()
-        .route("/rpc/v1", post(handle))
-        .route("/rpc/v0", post(handle))
-        .with_state(server);
-    let running = envelope::spawn(listen, router).await?;
-    tracing::info!(local_addr = %running.local_addr(), "devnet JSON-RPC server listening");
+    let router = envelope::rpc_routes(handle).with_state(server);
+    let running = envelope::spawn(listen, router, "devnet JSON-RPC server").await?;
     Ok(RpcServer { running })
 }
 

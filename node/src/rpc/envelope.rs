@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use axum::Router;
 use http_body_util::BodyExt;
 use paych_core::jsonrpc::{error_code, RpcError, RpcResponse, JSONRPC_VERSION};
@@ -74,8 +75,22 @@ impl Running {
     }
 }
 
-/// Binds `listen` and serves `router` on it in a task.
-pub(crate) async fn spawn(listen: SocketAddr, router: Router) -> Result<Running, ServeError> {
+/// A router answering JSON-RPC with `handler` on `/rpc/v1` and, as Lotus does, `/rpc/v0`.
+pub(crate) fn rpc_routes<H, T, S>(handler: H) -> Router<S>
+where
+    H: axum::handler::Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new().route("/rpc/v1", post(handler.clone())).route("/rpc/v0", post(handler))
+}
+
+/// Binds `listen` and serves `router` on it in a task; `what` names the server in logs.
+pub(crate) async fn spawn(
+    listen: SocketAddr,
+    router: Router,
+    what: &str,
+) -> Result<Running, ServeError> {
     let bind = |source| ServeError::Bind { addr: listen, source };
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
     let local_addr = listener.local_addr().map_err(bind)?;
@@ -88,6 +103,7 @@ pub(crate) async fn spawn(listen: SocketAddr, router: Router) -> Result<Running,
             })
             .await
     });
+    tracing::info!(%local_addr, "{what} listening");
     Ok(Running { local_addr, stop, task })
 }
 

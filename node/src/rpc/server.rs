@@ -30,8 +30,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::get;
 use paych_core::jsonrpc::RpcError;
 use paych_core::manager::PaymentChannelManager;
 use paych_core::types::Network;
@@ -98,13 +97,8 @@ pub async fn serve_node_api(
         secret,
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
     });
-    let router = Router::new()
-        .route("/rpc/v1", post(handle))
-        .route("/rpc/v0", post(handle))
-        .route("/metrics", get(serve_metrics))
-        .with_state(server);
-    let running = envelope::spawn(listen, router).await?;
-    tracing::info!(local_addr = %running.local_addr(), "API server listening");
+    let router = envelope::rpc_routes(handle).route("/metrics", get(serve_metrics));
+    let running = envelope::spawn(listen, router.with_state(server), "API server").await?;
     Ok(ApiServer { running })
 }
 

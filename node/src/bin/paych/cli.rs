@@ -608,7 +608,7 @@ fn write_status(out: &mut String, s: &ChannelStatusJson) -> anyhow::Result<()> {
         2 => "outbound",
         _ => "unknown",
     };
-    out.push_str(match (&s.channel, &s.pending_chain_message) {
+    out.push_str(match (&s.funds.channel, &s.pending_chain_message) {
         (None, _) => "Creating channel\n",
         (_, Some(_)) => "Adding funds to channel\n",
         _ => "Channel exists\n",
@@ -616,14 +616,14 @@ fn write_status(out: &mut String, s: &ChannelStatusJson) -> anyhow::Result<()> {
     let settling =
         if s.settling { format!("yes, at epoch {}", s.settling_at) } else { "no".to_owned() };
     let mut rows = vec![
-        ("Channel", text(&s.channel)),
+        ("Channel", text(&s.funds.channel)),
         ("Direction", direction.to_owned()),
-        ("From", s.from.clone()),
-        ("To", s.to.clone()),
+        ("From", s.funds.from.clone()),
+        ("To", s.funds.to.clone()),
         ("Lifecycle", s.lifecycle.clone()),
-        ("Confirmed Amt", fil(&s.confirmed_amt)?),
-        ("Pending Amt", fil(&s.pending_amt)?),
-        ("Queued Amt", fil(&s.queued_amt)?),
+        ("Confirmed Amt", fil(&s.funds.confirmed_amt)?),
+        ("Pending Amt", fil(&s.funds.pending_amt)?),
+        ("Queued Amt", fil(&s.funds.queued_amt)?),
         ("Voucher Redeemed Amt", fil(&s.voucher_redeemed_amt)?),
         ("Reserved Amt", fil(&s.reserved_amt)?),
         ("Available Amt", fil(&s.available_amt)?),
@@ -655,13 +655,13 @@ fn write_status(out: &mut String, s: &ChannelStatusJson) -> anyhow::Result<()> {
 
 /// Lotus's `paych status-by-from-to` lines from a `ChannelAvailableFunds`.
 fn write_funds(out: &mut String, f: &ChannelAvailableFunds) -> anyhow::Result<()> {
-    let (from, to) = (("From", f.from.clone()), ("To", f.to.clone()));
+    let (from, to) = (("From", f.funds.from.clone()), ("To", f.funds.to.clone()));
     let sentinel = f.pending_wait_sentinel.as_ref().map(|c| c.cid.clone());
-    let Some(channel) = &f.channel else {
+    let Some(channel) = &f.funds.channel else {
         match sentinel {
             Some(sentinel) => {
                 out.push_str("Creating channel\n");
-                let pending = ("Pending Amt", fil(&f.pending_amt)?);
+                let pending = ("Pending Amt", fil(&f.funds.pending_amt)?);
                 write_rows(out, &[from, to, pending, ("Wait Sentinel", sentinel)]);
             }
             None => {
@@ -676,9 +676,9 @@ fn write_funds(out: &mut String, f: &ChannelAvailableFunds) -> anyhow::Result<()
         ("Channel", channel.clone()),
         from,
         to,
-        ("Confirmed Amt", fil(&f.confirmed_amt)?),
-        ("Pending Amt", fil(&f.pending_amt)?),
-        ("Queued Amt", fil(&f.queued_amt)?),
+        ("Confirmed Amt", fil(&f.funds.confirmed_amt)?),
+        ("Pending Amt", fil(&f.funds.pending_amt)?),
+        ("Queued Amt", fil(&f.funds.queued_amt)?),
         ("Voucher Redeemed Amt", fil(&f.voucher_reedeemed_amt)?),
     ];
     if let Some(sentinel) = sentinel {
