@@ -84,6 +84,15 @@ impl Api {
     }
 }
 
+/// A payer with 100 FIL and a payee with 1 FIL on one devnet, each with its API.
+async fn payer_and_payee() -> (Net, Node, Node, Api, Api) {
+    let net = Net::new();
+    let payer = net.node(100).await;
+    let payee = net.node(1).await;
+    let (payer_api, payee_api) = (Api::of(&payer).await, Api::of(&payee).await);
+    (net, payer, payee, payer_api, payee_api)
+}
+
 fn token(level: Permission) -> String {
     auth::issue(&SECRET, &level.up_to())
 }
@@ -205,10 +214,7 @@ async fn invalid_tokens_get_http_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_flows_from_one_api_to_the_other_in_lotus_json() {
-    let net = Net::new();
-    let payer = net.node(100).await;
-    let payee = net.node(1).await;
-    let (payer_api, payee_api) = (Api::of(&payer).await, Api::of(&payee).await);
+    let (_net, payer, payee, payer_api, payee_api) = payer_and_payee().await;
     let sign = token(Permission::Sign);
     let write = token(Permission::Write);
     let amount = "1000000";
@@ -410,10 +416,7 @@ async fn bad_input_gets_json_rpc_errors_and_the_server_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_methods_and_the_wallet_work_over_the_api() {
-    let net = Net::new();
-    let payer = net.node(100).await;
-    let payee = net.node(1).await;
-    let (payer_api, payee_api) = (Api::of(&payer).await, Api::of(&payee).await);
+    let (_net, payer, payee, payer_api, payee_api) = payer_and_payee().await;
     let (sign, write, admin) =
         (token(Permission::Sign), token(Permission::Write), token(Permission::Admin));
 
