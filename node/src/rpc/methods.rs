@@ -5,9 +5,9 @@
 //! table of `docs/api.md` ([`method_table`]) and the typed calls of
 //! [`ApiClient::call`](super::client::ApiClient::call).
 //!
-//! Adding a method: add a line to the list below, and implement [`Handler`] for it in the
-//! module of its namespace ([`paych`](super::paych), [`wallet`](super::wallet),
-//! [`net`](super::net)); a declared method without a handler does not compile.
+//! Adding a method: add a line to the list below, and its handler (the server's `Handler`)
+//! to the `handlers!` list of its namespace's module (`rpc/paych.rs`, `rpc/wallet.rs`,
+//! `rpc/net.rs`, `rpc/retrieval.rs`); a declared method without a handler does not compile.
 
 use async_trait::async_trait;
 use cid::Cid;

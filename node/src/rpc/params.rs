@@ -1,6 +1,6 @@
 //! The parameter types of the node's API methods, each read one way by the server (from a
 //! positional JSON parameter, with the error message callers see) and written one way by the
-//! client: [`Param`] for the client's side, [`ReadParam`] for the server's, and [`ParamList`]
+//! client: [`Param`] for the client's side, `ReadParam` for the server's, and [`ParamList`]
 //! for a method's parameter tuple (Lotus's positional parameters).
 //!
 //! It knows no method and never touches the manager, the wallet or the network.
