@@ -514,3 +514,54 @@ impl PublishSpec {
         Ok(PublishSpec { data, chunk_size, price_per_chunk, corrupt_chunk })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use paych_core::types::SignedVoucher;
+
+    /// Writes `params` as the client does and reads them back as the server does.
+    fn written_and_read<P: ReadParams + Clone>(params: &P) -> P {
+        let values = params.write_all(Network::Mainnet).unwrap();
+        assert_eq!(values.len(), P::ARITY);
+        P::read_all(&mut Params::new("Filecoin.Test", values, P::ARITY).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn what_the_client_writes_the_server_reads_back() {
+        let ch = Address::new_id(1001);
+        let amount = TokenAmount::from_atto(42u64);
+        let (a, b) = written_and_read(&(ch, amount.clone()));
+        assert_eq!((a, b), (ch, amount.clone()));
+        let voucher = SignedVoucher::new(ch, 3, 4, amount.clone());
+        let secret = Bytes(vec![1, 2, 3]);
+        let read = written_and_read(&(voucher.clone(), secret.clone(), Bytes::default(), 7u64));
+        assert_eq!(read, (voucher, secret, Bytes::default(), 7));
+        let options = (Some(GetOptions { off_chain: true }), None::<GetOptions>);
+        assert_eq!(written_and_read(&options), options);
+        let flows = (Some("flow-1".to_owned()), None::<String>, Some(amount.clone()));
+        assert_eq!(written_and_read(&flows), flows);
+        let spec = VoucherSpec { amount: amount.clone(), time_lock_max: 9, ..Default::default() };
+        let specs = (VoucherSpecs(vec![spec.clone(), spec]), KeyType::Secp256k1);
+        assert_eq!(written_and_read(&specs), specs);
+        let info =
+            AddrInfo { id: PeerId::random(), addrs: vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()] };
+        let blob = PublishSpec {
+            data: BlobData::Bytes(vec![7; 10]),
+            chunk_size: 4,
+            price_per_chunk: amount,
+            corrupt_chunk: Some(1),
+        };
+        let root = Root([5; 32]);
+        assert_eq!(written_and_read(&(info.clone(), blob.clone(), root)), (info, blob, root));
+    }
+
+    #[test]
+    fn a_negative_amount_is_refused_with_the_parameter_named() {
+        let values = vec![Value::String("-1".to_owned())];
+        let mut p = Params::new("Filecoin.Test", values, 1).unwrap();
+        let e = <(TokenAmount,)>::read_all(&mut p).unwrap_err();
+        assert_eq!(e.message, "Filecoin.Test parameter 0: the amount must not be negative");
+    }
+}
