@@ -532,6 +532,7 @@ impl Daemon {
             manager.clone(),
             wallet,
             Some(payer),
+            Some(network.retrieval().clone()),
             metrics,
             secret,
             Network::Testnet,

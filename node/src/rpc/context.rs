@@ -15,16 +15,21 @@ use paych_core::wallet::KeyStore;
 use crate::metrics::Metrics;
 use crate::network::NetworkClient;
 use crate::pay::Payer;
+use crate::retrieval::RetrievalProvider;
 
 /// The JSON-RPC error code of a method that ran and failed (Lotus's code for errors a
 /// method returns), and of a call refused for lack of permission.
 pub const METHOD_ERROR: i64 = 1;
+
+/// Why a method that needs the node's libp2p networking fails in an API without it.
+const NO_NODE: &str = "this API serves no libp2p node";
 
 /// The parts the API's methods call.
 pub(crate) struct Api {
     pub(crate) manager: PaymentChannelManager,
     pub(crate) wallet: Arc<KeyStore>,
     pub(crate) payer: Option<Arc<Payer>>,
+    pub(crate) retrieval: Option<Arc<RetrievalProvider>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) network: Network,
 }
@@ -42,7 +47,12 @@ impl Api {
 
     /// The node's payer; an API without a libp2p node has none.
     pub(crate) fn payer(&self) -> Result<&Payer, RpcError> {
-        self.payer.as_deref().ok_or_else(|| method_error("this API serves no libp2p node"))
+        self.payer.as_deref().ok_or_else(|| method_error(NO_NODE))
+    }
+
+    /// The node's retrieval provider; an API without a libp2p node has none.
+    pub(crate) fn retrieval(&self) -> Result<&RetrievalProvider, RpcError> {
+        self.retrieval.as_deref().ok_or_else(|| method_error(NO_NODE))
     }
 
     /// The node's network.

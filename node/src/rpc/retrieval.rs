@@ -62,8 +62,8 @@ async fn publish(api: &Api, spec: PublishSpec) -> Result<paych_protocol::Manifes
         .default_address()
         .map_err(|e| e.to_string())?
         .ok_or("the wallet has no default address")?;
-    let net = api.net().map_err(|e: RpcError| e.message)?;
-    net.retrieval()
+    let provider = api.retrieval().map_err(|e: RpcError| e.message)?;
+    provider
         .publish(data, spec.chunk_size, spec.price_per_chunk, payee, faults)
         .map_err(|e| e.to_string())
 }

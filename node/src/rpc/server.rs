@@ -46,6 +46,7 @@ pub use super::envelope::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES
 use super::methods::{self, method_spec};
 use crate::metrics::{self, Metrics};
 use crate::pay::Payer;
+use crate::retrieval::RetrievalProvider;
 
 /// A running API server. Dropping it stops the server too.
 #[derive(Debug)]
@@ -77,23 +78,26 @@ pub async fn serve_api(
     network: Network,
     listen: SocketAddr,
 ) -> Result<ApiServer, ServeError> {
-    serve_node_api(manager, wallet, None, Arc::default(), secret, network, listen).await
+    serve_node_api(manager, wallet, None, None, Arc::default(), secret, network, listen).await
 }
 
 /// [`serve_api`] with the node's libp2p networking behind `Filecoin.NetConnect`,
-/// `Filecoin.NetPeers`, `Filecoin.NetAddrsListen` and `Filecoin.PaychPay`, and the node's
-/// `metrics` served on `GET /metrics` (no token needed).
+/// `Filecoin.NetPeers`, `Filecoin.NetAddrsListen` and `Filecoin.PaychPay`, the node's
+/// `retrieval` provider behind publishing, and the node's `metrics` served on
+/// `GET /metrics` (no token needed).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_node_api(
     manager: PaymentChannelManager,
     wallet: Arc<KeyStore>,
     payer: Option<Arc<Payer>>,
+    retrieval: Option<Arc<RetrievalProvider>>,
     metrics: Arc<Metrics>,
     secret: Vec<u8>,
     network: Network,
     listen: SocketAddr,
 ) -> Result<ApiServer, ServeError> {
     let server = Arc::new(Server {
-        api: Api { manager, wallet, payer, metrics, network },
+        api: Api { manager, wallet, payer, retrieval, metrics, network },
         secret,
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
     });
