@@ -1,5 +1,5 @@
-//! The typed JSON-RPC client of a running `paych daemon`, used by the CLI, the testnet and
-//! the tests: `client.call::<PaychStatus>((channel,))` writes the method's declared
+//! The typed JSON-RPC client of a running `paych daemon`, for the CLI, the testnet and the
+//! tests: `client.call::<PaychStatus>((channel,))` writes the method's declared
 //! parameters and reads its declared result ([`super::methods`]). It finds the daemon
 //! through its repo directory (the `api` file holds the API's multiaddr
 //! `/ip4/127.0.0.1/tcp/PORT/http`, the `token` file an admin JWT) or is given the API's URL

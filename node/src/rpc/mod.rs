@@ -7,8 +7,8 @@
 //! - [`server`]: the node's API over HTTP, with [`auth`]'s Lotus-style JWT permissions.
 //! - the methods' handlers by namespace: `paych` (the manager), `wallet` (the keystore),
 //!   `net` (libp2p: `Net*`, `PaychPay`, `PaychReconcile`), `retrieval` (paid retrieval).
-//! - [`client`]: the typed client of a running daemon's API, used by the CLI, the testnet
-//!   and the tests.
+//! - [`client`]: the typed client of a running daemon's API, for the CLI, the testnet and
+//!   the tests.
 //! - [`devnet`]: the Lotus JSON-RPC server of `paych devnet`.
 //! - `envelope`: the HTTP and JSON-RPC 2.0 plumbing the two servers share.
 //!
