@@ -75,3 +75,20 @@ pub(crate) fn internal_error(e: impl std::fmt::Display) -> RpcError {
 pub(crate) fn manager_error(e: ManagerError) -> RpcError {
     method_error(e)
 }
+
+/// Implements the server's [`Handler`](super::methods::Handler) over [`Api`] for each method
+/// named: `Name(api, (param, …)) => body;`, the body an expression in an `async` context.
+macro_rules! handlers {
+    ($($ty:ident($api:ident, $params:pat) => $body:expr;)*) => {$(
+        #[async_trait::async_trait]
+        impl $crate::rpc::methods::Handler<$crate::rpc::context::Api> for $ty {
+            async fn handle(
+                $api: &$crate::rpc::context::Api,
+                $params: <Self as $crate::rpc::methods::Method>::Params,
+            ) -> Result<<Self as $crate::rpc::methods::Method>::Result, ::paych_core::jsonrpc::RpcError> {
+                $body
+            }
+        }
+    )*};
+}
+pub(crate) use handlers;

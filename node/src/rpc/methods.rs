@@ -24,7 +24,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::auth::Permission;
-use super::context::Api;
 use super::envelope::{not_found, Params};
 use super::params::{
     AddrInfo, Bytes, GetOptions, KeyType, ParamList, PublishSpec, ReadParams, Root, VoucherSpecs,
@@ -44,14 +43,15 @@ pub trait Method {
     type Result: Serialize + DeserializeOwned + Send;
 }
 
-/// The server's side of a method: what it does with its parameters.
+/// The server's side of a method: what it does with its parameters, given the server's
+/// context `C` (the parts the API calls).
 #[async_trait]
-pub(crate) trait Handler: Method
+pub(crate) trait Handler<C: Sync>: Method
 where
     Self::Params: ReadParams,
 {
-    /// Runs the method for `api`.
-    async fn handle(api: &Api, params: Self::Params) -> Result<Self::Result, RpcError>;
+    /// Runs the method against `context`.
+    async fn handle(context: &C, params: Self::Params) -> Result<Self::Result, RpcError>;
 }
 
 /// One method as a row of the permission table: its name, how many positional parameters it
@@ -104,14 +104,18 @@ macro_rules! methods {
         /// Every method the API serves.
         pub const METHODS: &[MethodSpec] = &[$(MethodSpec::of::<$ty>()),*];
 
-        /// Runs the method named `name` (as declared), its parameters counted.
-        pub(crate) async fn dispatch(
-            api: &Api,
+        /// Runs the method named `name` (as declared) against `context`, its parameters
+        /// counted.
+        pub(crate) async fn dispatch<C: Sync>(
+            context: &C,
             name: &'static str,
             p: Params<'_>,
-        ) -> Result<Value, RpcError> {
+        ) -> Result<Value, RpcError>
+        where
+            $($ty: Handler<C>,)*
+        {
             match name {
-                $($name => respond::<$ty>(api, p).await,)*
+                $($name => respond::<$ty, C>(context, p).await,)*
                 _ => Err(not_found(name)),
             }
         }
@@ -212,35 +216,18 @@ methods! {
         (Address, Root, TokenAmount, Option<TokenAmount>) -> RetrievedJson;
 }
 
-/// Implements [`Handler`] for each method named: `Name(api, (param, …)) => body;`, the body
-/// an expression in an `async` context.
-macro_rules! handlers {
-    ($($ty:ident($api:ident, $params:pat) => $body:expr;)*) => {$(
-        #[async_trait::async_trait]
-        impl $crate::rpc::methods::Handler for $ty {
-            async fn handle(
-                $api: &$crate::rpc::context::Api,
-                $params: <Self as $crate::rpc::methods::Method>::Params,
-            ) -> Result<<Self as $crate::rpc::methods::Method>::Result, RpcError> {
-                $body
-            }
-        }
-    )*};
-}
-pub(crate) use handlers;
-
 /// The declaration of the method named `name`.
 pub fn method_spec(name: &str) -> Option<&'static MethodSpec> {
     METHODS.iter().find(|m| m.name == name)
 }
 
-/// Reads `M`'s parameters, runs it and writes its result.
-async fn respond<M: Handler>(api: &Api, mut p: Params<'_>) -> Result<Value, RpcError>
+/// Reads `M`'s parameters, runs it against `context` and writes its result.
+async fn respond<M: Handler<C>, C: Sync>(context: &C, mut p: Params<'_>) -> Result<Value, RpcError>
 where
     M::Params: ReadParams,
 {
     let params = M::Params::read_all(&mut p)?;
-    let result = M::handle(api, params).await?;
+    let result = M::handle(context, params).await?;
     serde_json::to_value(result)
         .map_err(|e| RpcError::new(error_code::INTERNAL_ERROR, e.to_string()))
 }

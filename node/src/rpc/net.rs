@@ -8,7 +8,7 @@ use paych_core::jsonrpc::RpcError;
 use paych_core::lotus_json::amount_text;
 use paych_core::lotus_json::api::{PaidJson, ReconciledJson};
 
-use super::context::{method_error, Api};
+use super::context::{handlers, method_error, Api};
 use super::methods::*;
 use super::params::AddrInfo;
 

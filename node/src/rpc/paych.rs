@@ -13,7 +13,7 @@ use paych_core::lotus_json::api::{
 use paych_core::manager::AddOutcome;
 use paych_core::types::{Address, TokenAmount};
 
-use super::context::{internal_error, manager_error, method_error, Api};
+use super::context::{handlers, internal_error, manager_error, method_error, Api};
 use super::methods::*;
 use super::params::GetOptions;
 

@@ -7,7 +7,7 @@ use paych_core::lotus_json::amount_text;
 use paych_core::lotus_json::api::{ManifestJson, RetrievedJson};
 use paych_core::wallet::Wallet;
 
-use super::context::{method_error, Api};
+use super::context::{handlers, method_error, Api};
 use super::envelope::invalid_param;
 use super::methods::*;
 use super::params::{BlobData, PublishSpec};

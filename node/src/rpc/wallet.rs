@@ -2,11 +2,10 @@
 //! Each makes one call to the [`KeyStore`](paych_core::wallet::KeyStore) (or the chain);
 //! key operations run on a blocking thread.
 
-use paych_core::jsonrpc::RpcError;
 use paych_core::lotus_json::amount_text;
 use paych_core::wallet::Wallet;
 
-use super::context::method_error;
+use super::context::{handlers, method_error};
 use super::methods::*;
 use super::params::KeyType;
 
