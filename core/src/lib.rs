@@ -9,6 +9,8 @@
 //!   implementation used both by the devnet chain and by voucher validation;
 //! - [`wallet`]: the [`wallet::Wallet`] trait and a Lotus-compatible keystore;
 //! - [`chain`]: the [`chain::Chain`] trait, the in-process devnet and the Lotus client;
+//! - [`lotus_json`]: the shapes values take in Lotus JSON, apart from the wire types;
+//! - [`jsonrpc`]: the JSON-RPC 2.0 envelope (request, response, error object);
 //! - [`store`]: the [`store::Store`] trait the manager persists through, and its sled
 //!   implementation with group commit;
 //! - [`manager`]: the [`manager::PaymentChannelManager`] — funds, lanes, vouchers, chain
@@ -21,6 +23,8 @@
 pub mod actor;
 pub mod chain;
 pub mod crypto;
+pub mod jsonrpc;
+pub mod lotus_json;
 pub mod manager;
 pub mod reconcile;
 pub mod redemption;

@@ -17,9 +17,9 @@ use base64::Engine;
 use cid::Cid;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
-use paych_core::chain::lotus::json::{
-    self, Actor, ActorState, BigInt, BlockHeader, InvocResult, MsgLookup, RpcError, RpcResponse,
-    TipSet,
+use paych_core::jsonrpc::{RpcError, RpcResponse};
+use paych_core::lotus_json::{
+    self as json, Actor, ActorState, BigInt, BlockHeader, InvocResult, MsgLookup, TipSet,
 };
 use paych_core::chain::Receipt;
 use paych_core::crypto::{self, SecretKey};
@@ -28,7 +28,7 @@ use paych_core::types::{
     cid_of, Address, ConstructorParams, ExecParams, ExecReturn, ExitCode, Merge, Message,
     ModVerifyParams, Network, PaychState, SignedVoucher, TokenAmount,
 };
-use paych_node::auth::{self, Permission};
+use paych_node::rpc::auth::{self, Permission};
 use paych_protocol::{
     Announce, Manifest, ReconcileRequest, ReconcileResponse, RetrievalRequest, RetrievalResponse,
     RetrievalStatus, SignedPeerRecord, VoucherRequest, VoucherResponse, VoucherStatus,
@@ -195,7 +195,11 @@ fn main() {
             v
         })
         .collect();
-    let request = ReconcileRequest { vouchers: lanes_vouchers, req_val: amount(600) };
+    let request = ReconcileRequest {
+        vouchers: lanes_vouchers,
+        req_val: amount(600),
+        payee_record: peer_record(&payee),
+    };
     corpus.put("reconcile_request", "three_lanes", request.to_cbor().expect("request"));
     let mut combined = SignedVoucher::new(channel, 0, 3, amount(600));
     combined.merges = vec![Merge { lane: 1, nonce: 3 }, Merge { lane: 2, nonce: 3 }];
@@ -388,7 +392,7 @@ fn main() {
 
 /// Encoders as trait objects, so that one closure writes every type.
 mod erased {
-    use paych_core::chain::lotus::json::{self, LotusJson};
+    use paych_core::lotus_json::{self as json, LotusJson};
     use paych_core::types::Network;
 
     pub trait Cbor {

@@ -17,11 +17,11 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use paych_core::chain::lotus::json::error_code;
+use paych_core::jsonrpc::error_code;
 use paych_core::types::Network;
 use paych_fuzz::harness::{atto, Net, Node};
-use paych_node::api::{serve_api, ApiServer};
-use paych_node::auth::{self, Permission};
+use paych_node::rpc::server::{serve_api, ApiServer};
+use paych_node::rpc::auth::{self, Permission};
 use serde_json::Value;
 
 const SECRET: [u8; auth::SECRET_LEN] = [42; auth::SECRET_LEN];
@@ -40,15 +40,9 @@ static WORLD: OnceLock<World> = OnceLock::new();
 
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let runtime = paych_fuzz::runtime();
         let (net, payer, payee, server) = runtime.block_on(async {
-            let net = Net::manual();
-            let payer = net.node(10).await;
-            let payee = net.node(10).await;
+            let (net, payer, payee) = paych_fuzz::payer_and_payee().await;
             payer.open_channel(payee.addr, atto(1000)).await;
             payer.m().shutdown().await.expect("payer shutdown");
             let server = serve_api(

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use paych_fuzz::hs256;
-use paych_node::auth;
+use paych_node::rpc::auth;
 
 const SECRET: [u8; auth::SECRET_LEN] = [42; auth::SECRET_LEN];
 

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 
 use cid::Cid;
 use libfuzzer_sys::fuzz_target;
-use paych_core::chain::lotus::json::{
-    self, Actor, ActorState, InvocResult, LotusJson, MsgLookup, RpcResponse, TipSet,
+use paych_core::jsonrpc::RpcResponse;
+use paych_core::lotus_json::{
+    self as json, Actor, ActorState, InvocResult, LotusJson, MsgLookup, TipSet,
 };
 use paych_core::chain::Receipt;
 use paych_core::types::{

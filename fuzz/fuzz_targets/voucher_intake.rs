@@ -68,15 +68,9 @@ static WORLD: OnceLock<World> = OnceLock::new();
 
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let runtime = paych_fuzz::runtime();
         let (net, payer, payee, channels) = runtime.block_on(async {
-            let net = Net::manual();
-            let payer = net.node(10).await;
-            let payee = net.node(10).await;
+            let (net, payer, payee) = paych_fuzz::payer_and_payee().await;
             let mut robust = Vec::new();
             for (from, to, amount) in
                 [(&payer, &payee, 1000), (&payer, &payee, 600), (&payer, &payee, 500)]

@@ -4,10 +4,9 @@
 //! It returns typed errors; the commands (`cli`, `bench`, `testnet`) live on the binary's
 //! side, in `src/bin/paych/`, and are the only code that uses `anyhow`.
 //!
-//! - [`devnet_rpc`]: the Lotus JSON-RPC server of `paych devnet`, serving an in-process
-//!   [`paych_core::chain::devnet::Devnet`] to any Lotus client.
-//! - [`api`]: the node's Lotus-style JSON-RPC API over a payment-channel manager and a
-//!   wallet (`Filecoin.Paych*`, `Filecoin.Wallet*`), guarded by [`auth`]'s JWT permissions.
+//! - [`rpc`]: the node's Lotus-style JSON-RPC API over a payment-channel manager and a
+//!   wallet (`Filecoin.Paych*`, `Filecoin.Wallet*`, `Filecoin.Net*`), every method declared
+//!   once; its typed client; and the Lotus JSON-RPC server of `paych devnet`.
 //! - [`limits`]: the raw sign and recover rates figures are reported against.
 //! - [`network`]: the libp2p transport — the event loop owning the swarm and its limits,
 //!   its client; hands inbound requests out as events and sends their answers.
@@ -18,7 +17,6 @@
 //! - [`reconcile_as_payee`]: asking a payer to fold a channel's vouchers into one combined
 //!   voucher.
 //! - [`retrieval`]: paid retrievals — the provider's blobs and flows, the client's fetch.
-//! - [`client`]: a JSON-RPC client of a running daemon, for the CLI.
 //! - [`metrics`]: the node's Prometheus counters, served on `/metrics`.
 //! - [`refusals`]: the reasons the node refuses connections and requests, and the pacing of
 //!   their log lines.
@@ -26,14 +24,9 @@
 //!   network and the API; [`daemon::DaemonError`] says what failed.
 #![warn(missing_docs)]
 
-pub mod api;
-pub mod auth;
-pub mod client;
 pub mod daemon;
-pub mod devnet_rpc;
 pub mod host;
 pub mod inbound;
-mod jsonrpc;
 pub mod limits;
 pub mod metrics;
 pub mod network;
@@ -41,6 +34,7 @@ pub mod pay;
 pub mod reconcile_as_payee;
 pub mod refusals;
 pub mod retrieval;
+pub mod rpc;
 
 /// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

@@ -40,7 +40,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::refusals::{Refusal, RefusalLog};
 
@@ -49,57 +49,60 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Pushed messages whose purpose is remembered until their outcome is known, at most.
 pub const MAX_TRACKED_MESSAGES: usize = 4096;
 
-/// A `status` label.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatusLabel {
-    /// The status, in lower case.
-    pub status: &'static str,
+/// Declares label sets, each a struct of `&'static str` labels (bounded by construction).
+macro_rules! label_sets {
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident { $($(#[doc = $field_doc:literal])+ $field:ident),+ }
+    )*) => {$(
+        $(#[doc = $doc])+
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+        pub struct $name {
+            $($(#[doc = $field_doc])+ pub $field: &'static str,)+
+        }
+    )*};
 }
 
-/// The labels of a reconciliation.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReconcileLabels {
-    /// `payer` (answering a request) or `payee` (asking).
-    pub role: &'static str,
-    /// The outcome.
-    pub status: &'static str,
-}
-
-/// A `purpose` label.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PurposeLabel {
-    /// Why the message was sent.
-    pub purpose: &'static str,
-}
-
-/// The labels of a message outcome.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    /// Why the message was sent.
-    pub purpose: &'static str,
-    /// `executed`, `failed` (a non-zero exit code) or `refused` (at push).
-    pub outcome: &'static str,
-}
-
-/// A `protocol` label.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ProtocolLabel {
-    /// The protocol, e.g. `voucher`.
-    pub protocol: &'static str,
-}
-
-/// A `reason` label.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    /// Why, a [`Refusal`] label.
-    pub reason: &'static str,
-}
-
-/// A `method` label.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MethodLabel {
-    /// A declared API method, or `unknown`.
-    pub method: &'static str,
+label_sets! {
+    /// A `status` label.
+    StatusLabel {
+        /// The status, in lower case.
+        status
+    }
+    /// The labels of a reconciliation.
+    ReconcileLabels {
+        /// `payer` (answering a request) or `payee` (asking).
+        role,
+        /// The outcome.
+        status
+    }
+    /// A `purpose` label.
+    PurposeLabel {
+        /// Why the message was sent.
+        purpose
+    }
+    /// The labels of a message outcome.
+    OutcomeLabels {
+        /// Why the message was sent.
+        purpose,
+        /// `executed`, `failed` (a non-zero exit code) or `refused` (at push).
+        outcome
+    }
+    /// A `protocol` label.
+    ProtocolLabel {
+        /// The protocol, e.g. `voucher`.
+        protocol
+    }
+    /// A `reason` label.
+    ReasonLabel {
+        /// Why, a [`Refusal`] label.
+        reason
+    }
+    /// A `method` label.
+    MethodLabel {
+        /// A declared API method, or `unknown`.
+        method
+    }
 }
 
 type FloatCounter = Counter<f64, AtomicU64>;
@@ -155,109 +158,83 @@ impl Default for Metrics {
     }
 }
 
+/// A fresh metric of type `M`, registered in `registry` as `name` with `help`.
+fn registered<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// Fresh metrics, every counter at zero.
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let vouchers_sent = Family::<StatusLabel, Counter>::default();
-        registry.register(
-            "paych_vouchers_sent",
-            "Vouchers sent to payees, by the payee's answer (failed: no answer)",
-            vouchers_sent.clone(),
-        );
-        let vouchers_received = Family::<StatusLabel, Counter>::default();
-        registry.register(
-            "paych_vouchers_received",
-            "Vouchers received from payers, by the answer given",
-            vouchers_received.clone(),
-        );
-        let sent_attofil = FloatCounter::default();
-        registry.register(
-            "paych_sent_attofil",
-            "The amounts payees accepted, in attoFIL",
-            sent_attofil.clone(),
-        );
-        let received_attofil = FloatCounter::default();
-        registry.register(
-            "paych_received_attofil",
-            "The amounts accepted from payers, in attoFIL",
-            received_attofil.clone(),
-        );
-        let reconciliations = Family::<ReconcileLabels, Counter>::default();
-        registry.register(
-            "paych_reconciliations",
-            "Reconciliations, by role and outcome",
-            reconciliations.clone(),
-        );
-        let chain_messages = Family::<PurposeLabel, Counter>::default();
-        registry.register(
-            "paych_chain_messages",
-            "Chain messages pushed, by purpose",
-            chain_messages.clone(),
-        );
-        let chain_message_outcomes = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "paych_chain_message_outcomes",
-            "Outcomes of the chain messages this process pushed, by purpose",
-            chain_message_outcomes.clone(),
-        );
-        let connections = Gauge::default();
-        registry.register(
-            "paych_libp2p_connections",
-            "Open libp2p connections",
-            connections.clone(),
-        );
-        let peers = Gauge::default();
-        registry.register("paych_libp2p_peers", "Connected libp2p peers", peers.clone());
-        let rate_limited = Family::<ProtocolLabel, Counter>::default();
-        registry.register(
-            "paych_inbound_rate_limited",
-            "Inbound requests answered RateLimited, by protocol",
-            rate_limited.clone(),
-        );
-        let api_calls = Family::<MethodLabel, Counter>::default();
-        registry.register("paych_api_calls", "JSON-RPC API calls, by method", api_calls.clone());
-        let retrieval_responses_in_flight = Gauge::default();
-        registry.register(
-            "paych_retrieval_responses_in_flight",
-            "Retrieval responses (manifests and chunks) handed to the network and not yet sent",
-            retrieval_responses_in_flight.clone(),
-        );
-        let retrieval_bytes_in_flight = Gauge::default();
-        registry.register(
-            "paych_retrieval_bytes_in_flight",
-            "Bytes of the retrieval responses in flight",
-            retrieval_bytes_in_flight.clone(),
-        );
-        let retrieval_open_flows = Gauge::default();
-        registry.register(
-            "paych_retrieval_open_flows",
-            "Open retrieval flows",
-            retrieval_open_flows.clone(),
-        );
-        let refusals = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "paych_refusals",
-            "Connections and requests refused (limits hit, error statuses answered), by reason",
-            refusals.clone(),
-        );
+        let r = &mut registry;
         Metrics {
+            vouchers_sent: registered(
+                r,
+                "paych_vouchers_sent",
+                "Vouchers sent to payees, by the payee's answer (failed: no answer)",
+            ),
+            vouchers_received: registered(
+                r,
+                "paych_vouchers_received",
+                "Vouchers received from payers, by the answer given",
+            ),
+            sent_attofil: registered(
+                r,
+                "paych_sent_attofil",
+                "The amounts payees accepted, in attoFIL",
+            ),
+            received_attofil: registered(
+                r,
+                "paych_received_attofil",
+                "The amounts accepted from payers, in attoFIL",
+            ),
+            reconciliations: registered(
+                r,
+                "paych_reconciliations",
+                "Reconciliations, by role and outcome",
+            ),
+            chain_messages: registered(
+                r,
+                "paych_chain_messages",
+                "Chain messages pushed, by purpose",
+            ),
+            chain_message_outcomes: registered(
+                r,
+                "paych_chain_message_outcomes",
+                "Outcomes of the chain messages this process pushed, by purpose",
+            ),
+            connections: registered(r, "paych_libp2p_connections", "Open libp2p connections"),
+            peers: registered(r, "paych_libp2p_peers", "Connected libp2p peers"),
+            rate_limited: registered(
+                r,
+                "paych_inbound_rate_limited",
+                "Inbound requests answered RateLimited, by protocol",
+            ),
+            api_calls: registered(r, "paych_api_calls", "JSON-RPC API calls, by method"),
+            retrieval_responses_in_flight: registered(
+                r,
+                "paych_retrieval_responses_in_flight",
+                "Retrieval responses (manifests and chunks) handed to the network and not yet sent",
+            ),
+            retrieval_bytes_in_flight: registered(
+                r,
+                "paych_retrieval_bytes_in_flight",
+                "Bytes of the retrieval responses in flight",
+            ),
+            retrieval_open_flows: registered(
+                r,
+                "paych_retrieval_open_flows",
+                "Open retrieval flows",
+            ),
+            refusals: registered(
+                r,
+                "paych_refusals",
+                "Connections and requests refused (limits hit, error statuses answered), by reason",
+            ),
             registry,
-            vouchers_sent,
-            vouchers_received,
-            sent_attofil,
-            received_attofil,
-            reconciliations,
-            chain_messages,
-            chain_message_outcomes,
-            connections,
-            peers,
-            rate_limited,
-            api_calls,
-            retrieval_responses_in_flight,
-            retrieval_bytes_in_flight,
-            retrieval_open_flows,
-            refusals,
             refusal_log: RefusalLog::default(),
             pending: Mutex::new((HashMap::new(), VecDeque::new())),
         }
@@ -303,9 +280,9 @@ impl Metrics {
         }
     }
 
-    /// Counts an API call of `method` (a declared name, else counted as `unknown`).
-    pub fn api_call(&self, method: &str) {
-        let method = crate::api::method_spec(method).map_or("unknown", |m| m.name);
+    /// Counts an API call of `method`: the API passes the declared name of the method
+    /// called, or `unknown`, so that the labels stay bounded.
+    pub fn api_call(&self, method: &'static str) {
         self.api_calls.get_or_create(&MethodLabel { method }).inc();
     }
 
@@ -526,7 +503,7 @@ mod tests {
         metrics.voucher_sent(Some("accepted"), &TokenAmount::from_atto(5u64));
         metrics.voucher_received("covered", &TokenAmount::default());
         metrics.api_call("Filecoin.PaychList");
-        metrics.api_call("Filecoin.Nonsense");
+        metrics.api_call("unknown");
         metrics.set_connections(2, 1);
         metrics.refused(Refusal::ConnectionsPerIp, format_args!("from 10.0.0.1"));
         metrics.refused(Refusal::ConnectionsPerIp, format_args!("from 10.0.0.1"));

@@ -8,10 +8,17 @@ mod harness;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use harness::{Net, Node};
-use paych_core::chain::lotus::json::error_code;
+use paych_core::jsonrpc::error_code;
+use paych_core::lotus_json::LotusJson;
+use paych_core::manager::VoucherSpec;
 use paych_core::types::{format_address, Address, Network};
-use paych_node::api::{serve_api, ApiServer, METHODS, METHOD_ERROR};
-use paych_node::auth::{self, Permission};
+use paych_core::types::{parse_address, SignedVoucher, TokenAmount};
+use paych_node::rpc::auth::{self, Permission};
+use paych_node::rpc::client::{ApiClient, ClientError};
+use paych_node::rpc::methods::*;
+use paych_node::rpc::params::{Bytes, KeyType, VoucherSpecs};
+use paych_node::rpc::server::{serve_api, ApiServer};
+use paych_node::rpc::METHOD_ERROR;
 use serde_json::{json, Value};
 
 const SECRET: [u8; 32] = [42; 32];
@@ -64,12 +71,26 @@ impl Api {
         }
     }
 
+    /// The typed client of this API, sending `token` (if any).
+    fn client(&self, token: Option<&str>) -> ApiClient {
+        ApiClient::new(self.url(), token.map(str::to_owned))
+    }
+
     async fn ok(&self, token: Option<&str>, method: &str, params: Value) -> Value {
         match self.call(token, method, params).await {
             Ok(result) => result,
             Err(e) => panic!("{method} failed: {e}"),
         }
     }
+}
+
+/// A payer with 100 FIL and a payee with 1 FIL on one devnet, each with its API.
+async fn payer_and_payee() -> (Net, Node, Node, Api, Api) {
+    let net = Net::new();
+    let payer = net.node(100).await;
+    let payee = net.node(1).await;
+    let (payer_api, payee_api) = (Api::of(&payer).await, Api::of(&payee).await);
+    (net, payer, payee, payer_api, payee_api)
 }
 
 fn token(level: Permission) -> String {
@@ -193,10 +214,7 @@ async fn invalid_tokens_get_http_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_flows_from_one_api_to_the_other_in_lotus_json() {
-    let net = Net::new();
-    let payer = net.node(100).await;
-    let payee = net.node(1).await;
-    let (payer_api, payee_api) = (Api::of(&payer).await, Api::of(&payee).await);
+    let (_net, payer, payee, payer_api, payee_api) = payer_and_payee().await;
     let sign = token(Permission::Sign);
     let write = token(Permission::Write);
     let amount = "1000000";
@@ -398,78 +416,89 @@ async fn bad_input_gets_json_rpc_errors_and_the_server_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_methods_and_the_wallet_work_over_the_api() {
-    let net = Net::new();
-    let payer = net.node(100).await;
-    let payee = net.node(1).await;
-    let (payer_api, payee_api) = (Api::of(&payer).await, Api::of(&payee).await);
+    let (_net, payer, payee, payer_api, payee_api) = payer_and_payee().await;
     let (sign, write, admin) =
         (token(Permission::Sign), token(Permission::Write), token(Permission::Admin));
-    let pair = json!([t(&payer.addr), t(&payee.addr)]);
 
     // PaychCreate: no channel yet, the create message to wait for.
-    assert_eq!(payer_api.ok(None, "Filecoin.PaychLookup", pair.clone()).await, Value::Null);
-    let created = payer_api
-        .ok(Some(&sign), "Filecoin.PaychCreate", json!([t(&payer.addr), t(&payee.addr), "5000"]))
-        .await;
-    assert_eq!(created["Channel"], Value::Null);
-    let ch = payer_api
-        .ok(Some(&sign), "Filecoin.PaychGetWaitReady", json!([created["WaitSentinel"]]))
-        .await;
-    let looked_up = payer_api.ok(None, "Filecoin.PaychLookup", pair.clone()).await;
-    assert_eq!(looked_up["Channel"], ch);
+    let (payer_reader, payer_signer) = (payer_api.client(None), payer_api.client(Some(&sign)));
+    let (payee_writer, payee_signer) =
+        (payee_api.client(Some(&write)), payee_api.client(Some(&sign)));
+    let (from, to) = (payer.addr, payee.addr);
+    assert_eq!(payer_reader.call::<PaychLookup>((from, to)).await.unwrap(), None);
+    let created = payer_signer.call::<PaychCreate>((from, to, atto(5000))).await.unwrap();
+    assert_eq!(created.channel, None);
+    let sentinel = created.wait_sentinel.unwrap().parse("WaitSentinel").unwrap();
+    let ch_text = payer_signer.call::<PaychGetWaitReady>((sentinel,)).await.unwrap();
+    let ch = parse_address(&ch_text).unwrap().0;
+    let looked_up = payer_reader.call::<PaychLookup>((from, to)).await.unwrap().unwrap();
+    assert_eq!(looked_up.channel.as_deref(), Some(ch_text.as_str()));
 
     // Reserve from available funds: no message. Release it again.
-    let reserved =
-        payer_api.ok(Some(&sign), "Filecoin.PaychReserveFunds", json!([ch, "1000"])).await;
-    assert_eq!(reserved, Value::Null);
-    let status = payer_api.ok(None, "Filecoin.PaychStatus", json!([ch])).await;
-    assert_eq!(status["ReservedAmt"], json!("1000"));
-    let released =
-        payer_api.ok(Some(&write), "Filecoin.PaychReleaseFunds", json!([ch, "1000"])).await;
-    assert_eq!(released, Value::Null);
-    let status = payer_api.ok(None, "Filecoin.PaychStatus", json!([ch])).await;
-    assert_eq!(status["ReservedAmt"], json!("0"));
+    let reserved = payer_signer.call::<PaychReserveFunds>((ch, atto(1000))).await.unwrap();
+    assert_eq!(reserved, None);
+    let status = payer_reader.call::<PaychStatus>((ch,)).await.unwrap();
+    assert_eq!(status.reserved_amt, "1000");
+    let payer_writer = payer_api.client(Some(&write));
+    payer_writer.call::<PaychReleaseFunds>((ch, atto(1000))).await.unwrap();
+    let status = payer_reader.call::<PaychStatus>((ch,)).await.unwrap();
+    assert_eq!(status.reserved_amt, "0");
 
     // Add funds: a message CID.
-    let added = payer_api.ok(Some(&sign), "Filecoin.PaychAddFunds", json!([ch, "2000"])).await;
-    assert!(added["/"].is_string());
-    payer_api.ok(Some(&sign), "Filecoin.PaychGetWaitReady", json!([added])).await;
+    let added = payer_signer.call::<PaychAddFunds>((ch, atto(2000))).await.unwrap();
+    let added = added.parse("cid").unwrap();
+    payer_signer.call::<PaychGetWaitReady>((added,)).await.unwrap();
 
-    // PaychNewPayment: vouchers on a fresh lane of the same channel.
+    // PaychNewPayment: vouchers on a fresh lane of the same channel; Lotus's VoucherSpec
+    // with its optional fields left out (raw), and as the typed client writes it.
     let specs = json!([{"Amount": "100"}, {"Amount": "300", "TimeLockMin": 0, "Extra": null}]);
-    let mut params = pair.as_array().unwrap().clone();
-    params.push(specs);
-    let payment = payer_api.ok(Some(&sign), "Filecoin.PaychNewPayment", Value::from(params)).await;
-    assert_eq!(payment["Channel"], ch);
-    let vouchers = payment["Vouchers"].as_array().unwrap();
+    let params = json!([t(&from), t(&to), specs]);
+    let payment = payer_api.ok(Some(&sign), "Filecoin.PaychNewPayment", params).await;
+    assert_eq!(payment["Channel"], json!(ch_text));
+    let spec = |amount| VoucherSpec { amount: atto(amount), ..VoucherSpec::default() };
+    let specs = VoucherSpecs(vec![spec(100), spec(300)]);
+    let typed = payer_signer.call::<PaychNewPayment>((from, to, specs)).await.unwrap();
+    assert_eq!(typed.channel, ch_text);
+    assert_eq!(typed.vouchers.len(), 2);
+    let vouchers: Vec<SignedVoucher> =
+        serde_json::from_value::<Vec<_>>(payment["Vouchers"].clone())
+            .unwrap()
+            .into_iter()
+            .map(|v| SignedVoucher::from_shape(v).unwrap())
+            .collect();
     assert_eq!(vouchers.len(), 2);
-    assert_eq!(vouchers[1]["Amount"], json!("300"));
-    assert_eq!(vouchers[0]["Lane"], vouchers[1]["Lane"]);
+    assert_eq!(vouchers[1].amount, atto(300));
+    assert_eq!(vouchers[0].lane, vouchers[1].lane);
 
     // The payee takes the best one and submits it.
     let best = vouchers[1].clone();
-    let delta =
-        payee_api.ok(Some(&write), "Filecoin.PaychVoucherAdd", json!([ch, best, null, "0"])).await;
-    assert_eq!(delta, json!("300"));
-    let submitted = payee_api
-        .ok(Some(&sign), "Filecoin.PaychVoucherSubmit", json!([ch, best, null, null]))
-        .await;
-    assert!(submitted["/"].is_string());
+    let params = (ch, best.clone(), Bytes::default(), atto(0));
+    assert_eq!(payee_writer.call::<PaychVoucherAdd>(params).await.unwrap(), "300");
+    let params = (ch, best, Bytes::default(), Bytes::default());
+    let submitted = payee_signer.call::<PaychVoucherSubmit>(params).await.unwrap();
+    assert!(submitted.parse("cid").is_ok());
 
     // Wallet: a new key, exported from one node and imported into the other.
-    let key = payer_api.ok(Some(&write), "Filecoin.WalletNew", json!(["secp256k1"])).await;
-    assert!(key.as_str().unwrap().starts_with("t1"));
+    let (payer_admin, payee_admin) =
+        (payer_api.client(Some(&admin)), payee_api.client(Some(&admin)));
+    let key = payer_writer.call::<WalletNew>((KeyType::Secp256k1,)).await.unwrap();
+    assert!(key.starts_with("t1"));
+    // A key type other than secp256k1 cannot be written with the typed client: raw.
     let e = payer_api.call(Some(&write), "Filecoin.WalletNew", json!(["bls"])).await.unwrap_err();
     assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
-    let info = payer_api.ok(Some(&admin), "Filecoin.WalletExport", json!([key])).await;
-    assert_eq!(payee_api.ok(Some(&write), "Filecoin.WalletHas", json!([key])).await, json!(false));
-    let imported = payee_api.ok(Some(&admin), "Filecoin.WalletImport", json!([info])).await;
-    assert_eq!(imported, key);
-    assert_eq!(payee_api.ok(Some(&write), "Filecoin.WalletHas", json!([key])).await, json!(true));
-    let default = payer_api.ok(Some(&write), "Filecoin.WalletDefaultAddress", json!([])).await;
-    assert!(default.is_null() || default.is_string());
-    let balance = payer_api.ok(None, "Filecoin.WalletBalance", json!([t(&payer.addr)])).await;
-    assert!(balance.as_str().unwrap().parse::<u128>().unwrap() > 0);
+    let key = parse_address(&key).unwrap().0;
+    let info = payer_admin.call::<WalletExport>((key,)).await.unwrap();
+    assert!(!payee_writer.call::<WalletHas>((key,)).await.unwrap());
+    let imported = payee_admin.call::<WalletImport>((info,)).await.unwrap();
+    assert_eq!(imported, t(&key));
+    assert!(payee_writer.call::<WalletHas>((key,)).await.unwrap());
+    payer_writer.call::<WalletDefaultAddress>(()).await.unwrap();
+    let balance = payer_reader.call::<WalletBalance>((from,)).await.unwrap();
+    assert!(balance.parse::<u128>().unwrap() > 0);
+}
+
+fn atto(n: u64) -> TokenAmount {
+    TokenAmount::from_atto(n)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,4 +519,22 @@ async fn paych_retrieve_refuses_a_call_that_does_not_bound_the_price() {
         let e = api.call(Some(&sign), "Filecoin.PaychRetrieve", params.clone()).await.unwrap_err();
         assert_eq!(e["code"], json!(error_code::INVALID_PARAMS), "{params}: {e}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_counted_by_declared_name_and_undeclared_ones_as_unknown() {
+    let net = Net::new();
+    let node = net.node(0).await;
+    let api = Api::of(&node).await;
+    let client = api.client(None);
+    client.call::<PaychList>(()).await.unwrap();
+    for name in ["Filecoin.Nope", "Filecoin.PaychListX"] {
+        let e = client.call_raw(name, vec![]).await.unwrap_err();
+        assert!(matches!(e, ClientError::Rpc { code: error_code::METHOD_NOT_FOUND, .. }), "{e}");
+    }
+    let url = format!("http://{}/metrics", api.server.local_addr());
+    let text = api.client.get(url).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("paych_api_calls_total{method=\"Filecoin.PaychList\"} 1\n"), "{text}");
+    assert!(text.contains("paych_api_calls_total{method=\"unknown\"} 2\n"), "{text}");
+    assert!(!text.contains("Nope"), "{text}");
 }

@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use paych_core::lotus_json::{self as json, SignedVoucherJson};
+use paych_core::types::{parse_address, Address, SignedVoucher, TokenAmount};
+use paych_node::rpc::client::{ApiClient, ClientError};
+use paych_node::rpc::methods::*;
+use paych_node::rpc::params::{AddrInfo, Bytes, KeyType};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -58,22 +63,22 @@ fn wait_exit(child: &mut Child) -> ExitStatus {
 
 /// `http://127.0.0.1:PORT/rpc/v1` from the `api` file's `/ip4/127.0.0.1/tcp/PORT/http`.
 fn rpc_url(api: &str) -> String {
-    let parts: Vec<&str> = api.trim().split('/').collect();
-    assert_eq!(parts.len(), 6, "{api:?}");
-    assert_eq!((parts[1], parts[3], parts[5]), ("ip4", "tcp", "http"), "{api:?}");
-    format!("http://{}:{}/rpc/v1", parts[2], parts[4])
+    paych_node::rpc::client::rpc_url(api).unwrap_or_else(|| panic!("{api:?}"))
 }
 
-async fn call(url: &str, token: Option<&str>, method: &str, params: Value) -> Value {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    assert!(response.status().is_success(), "{method}: HTTP {}", response.status());
-    response.json().await.unwrap()
+/// A client of the API in `repo` with the repo's admin token.
+fn admin(repo: &Path) -> ApiClient {
+    ApiClient::from_repo(repo).unwrap()
+}
+
+/// A client of the API at `url` without a token: it may read only.
+fn reader(url: &str) -> ApiClient {
+    ApiClient::new(url.to_owned(), None)
+}
+
+/// Whether `error` is the API's refusal for lack of permission.
+fn is_missing_permission(error: &ClientError) -> bool {
+    matches!(error, ClientError::Rpc { message, .. } if message.contains("missing permission"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,18 +108,15 @@ async fn daemon_serves_guards_locks_and_stops_cleanly() {
     assert!(repo.join("datastore").is_dir());
 
     // Reading needs no token; writing does.
-    let list = call(&url, None, "Filecoin.PaychList", json!([])).await;
-    assert_eq!(list["result"], json!([]), "{list}");
-    let refused = call(&url, None, "Filecoin.WalletNew", json!(["secp256k1"])).await;
-    assert!(refused.get("result").is_none(), "{refused}");
-    let message = refused["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("missing permission"), "{refused}");
-    let created = call(&url, Some(token.trim()), "Filecoin.WalletNew", json!(["secp256k1"])).await;
-    let addr = created["result"].as_str().unwrap_or_default();
-    assert!(addr.starts_with("t1"), "{created}");
+    let (client, anyone) =
+        (ApiClient::new(url.clone(), Some(token.trim().to_owned())), reader(&url));
+    assert_eq!(anyone.call::<PaychList>(()).await.unwrap(), Vec::<String>::new());
+    let refused = anyone.call::<WalletNew>((KeyType::Secp256k1,)).await.unwrap_err();
+    assert!(is_missing_permission(&refused), "{refused}");
+    let created = client.call::<WalletNew>((KeyType::Secp256k1,)).await.unwrap();
+    assert!(created.starts_with("t1"), "{created}");
     // The daemon created a default key at start; the new one makes two.
-    let keys = call(&url, Some(token.trim()), "Filecoin.WalletList", json!([])).await;
-    assert_eq!(keys["result"].as_array().map(Vec::len), Some(2), "{keys}");
+    assert_eq!(client.call::<WalletList>(()).await.unwrap().len(), 2);
 
     // A second daemon on the same repo fails with a clear error.
     let second = daemon(&repo).stderr(Stdio::piped()).output().unwrap();
@@ -128,21 +130,19 @@ async fn daemon_serves_guards_locks_and_stops_cleanly() {
     let other_repo = dir.path().join("other");
     let _other = Running(daemon(&other_repo).stderr(Stdio::inherit()).spawn().unwrap());
     let other_url = rpc_url(&wait_for(&other_repo.join("api")));
-    let other_info = call(&other_url, None, "Filecoin.NetAddrsListen", json!([])).await;
-    let other_info = other_info["result"].clone();
-    assert!(other_info["ID"].as_str().unwrap_or_default().starts_with("12D3KooW"), "{other_info}");
-    assert_eq!(other_info["Addrs"].as_array().map(Vec::len), Some(1), "{other_info}");
-    let refused = call(&url, None, "Filecoin.NetConnect", json!([other_info])).await;
-    assert!(refused["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("missing permission"));
-    let connected =
-        call(&url, Some(token.trim()), "Filecoin.NetConnect", json!([other_info])).await;
-    assert_eq!(connected["result"], Value::Null, "{connected}");
-    let peers = call(&url, None, "Filecoin.NetPeers", json!([])).await;
-    let ids: Vec<&Value> = peers["result"].as_array().unwrap().iter().map(|p| &p["ID"]).collect();
-    assert_eq!(ids, [&other_info["ID"]], "{peers}");
+    let other_info = reader(&other_url).call::<NetAddrsListen>(()).await.unwrap();
+    assert!(other_info.id.starts_with("12D3KooW"), "{other_info:?}");
+    assert_eq!(other_info.addrs.len(), 1, "{other_info:?}");
+    let other = AddrInfo {
+        id: other_info.id.parse().unwrap(),
+        addrs: vec![other_info.addrs[0].parse().unwrap()],
+    };
+    let refused = anyone.call::<NetConnect>((other.clone(),)).await.unwrap_err();
+    assert!(is_missing_permission(&refused), "{refused}");
+    client.call::<NetConnect>((other,)).await.unwrap();
+    let peers = anyone.call::<NetPeers>(()).await.unwrap();
+    let ids: Vec<&String> = peers.iter().map(|p| &p.id).collect();
+    assert_eq!(ids, [&other_info.id], "{peers:?}");
 
     // SIGTERM stops it cleanly.
     let status = Command::new("kill").args(["-TERM", &first.0.id().to_string()]).status().unwrap();
@@ -154,8 +154,8 @@ async fn daemon_serves_guards_locks_and_stops_cleanly() {
     // It starts again on the same repo, with the same token secret and keys.
     let mut again = Running(daemon(&repo).stderr(Stdio::inherit()).spawn().unwrap());
     let url = rpc_url(&wait_for(&repo.join("api")));
-    let keys = call(&url, Some(token.trim()), "Filecoin.WalletList", json!([])).await;
-    assert_eq!(keys["result"].as_array().map(Vec::len), Some(2), "{keys}");
+    let api = ApiClient::new(url, Some(token.trim().to_owned()));
+    assert_eq!(api.call::<WalletList>(()).await.unwrap().len(), 2);
     let status = Command::new("kill").args(["-INT", &again.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     assert_eq!(wait_exit(&mut again.0).code(), Some(0));
@@ -176,10 +176,48 @@ fn shared_devnet() -> (Running, String) {
     (Running(child), info)
 }
 
-async fn ok(url: &str, token: &str, method: &str, params: Value) -> Value {
-    let answer = call(url, Some(token), method, params).await;
-    assert!(answer.get("error").is_none(), "{method}: {answer}");
-    answer["result"].clone()
+/// Gives `addr` money from the devnet's faucet at `devnet_url` and waits until `api` sees it.
+async fn faucet(devnet_url: &str, api: &ApiClient, addr: &Address) {
+    let funded = reqwest::Client::new()
+        .post(devnet_url)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
+            "params": [json::to_value(addr, paych_core::types::Network::Testnet).unwrap(),
+                "10000000000000000000"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(funded.status().is_success());
+    let start = Instant::now();
+    while api.call::<WalletBalance>((*addr,)).await.unwrap() == "0" {
+        assert!(start.elapsed() < WAIT, "the faucet's money never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A voucher from the API's shape.
+fn voucher(shape: &SignedVoucherJson) -> SignedVoucher {
+    <SignedVoucher as json::LotusJson>::from_shape(shape.clone()).unwrap()
+}
+
+fn atto(n: u64) -> TokenAmount {
+    TokenAmount::from_atto(n)
+}
+
+/// Waits until the payee's status of `channel` shows each of `lanes` redeemed on chain for
+/// its amount.
+async fn wait_redeemed(api: &ApiClient, channel: Address, lanes: &[(u64, &str)]) {
+    let start = Instant::now();
+    loop {
+        let status = api.call::<PaychStatus>((channel,)).await.unwrap();
+        let redeemed = |lane: u64| {
+            status.lanes.iter().find(|l| l.lane == lane).map(|l| l.redeemed_on_chain.clone())
+        };
+        if lanes.iter().all(|(lane, amount)| redeemed(*lane).as_deref() == Some(*amount)) {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the lanes were never redeemed: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,17 +235,13 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
             .spawn()
             .unwrap(),
     );
-    let payee_url = rpc_url(&wait_for(&payee_repo.join("api")));
-    let payee_token = wait_for(&payee_repo.join("token"));
-    let payee_addr = ok(&payee_url, &payee_token, "Filecoin.WalletDefaultAddress", json!([])).await;
-    let payee_addr = payee_addr.as_str().unwrap().to_owned();
-    let listen = ok(&payee_url, &payee_token, "Filecoin.NetAddrsListen", json!([])).await;
-    let peer = format!(
-        "{}={}/p2p/{}",
-        payee_addr,
-        listen["Addrs"][0].as_str().unwrap(),
-        listen["ID"].as_str().unwrap()
-    );
+    wait_for(&payee_repo.join("api"));
+    wait_for(&payee_repo.join("token"));
+    let payee_api = admin(&payee_repo);
+    let payee_addr = payee_api.call::<WalletDefaultAddress>(()).await.unwrap().unwrap();
+    let listen = payee_api.call::<NetAddrsListen>(()).await.unwrap();
+    let peer = format!("{}={}/p2p/{}", payee_addr, listen.addrs[0], listen.id);
+    let payee_addr = parse_address(&payee_addr).unwrap().0;
 
     let payer_repo = dir.path().join("payer");
     let _payer = Running(
@@ -218,142 +252,71 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
             .spawn()
             .unwrap(),
     );
-    let payer_url = rpc_url(&wait_for(&payer_repo.join("api")));
-    let payer_token = wait_for(&payer_repo.join("token"));
-    let payer_addr = ok(&payer_url, &payer_token, "Filecoin.WalletDefaultAddress", json!([])).await;
+    wait_for(&payer_repo.join("api"));
+    wait_for(&payer_repo.join("token"));
+    let payer_api = admin(&payer_repo);
+    let payer_addr = payer_api.call::<WalletDefaultAddress>(()).await.unwrap().unwrap();
+    let payer_addr = parse_address(&payer_addr).unwrap().0;
 
     // Fund the payer from the devnet's faucet and wait for the money.
-    let funded = reqwest::Client::new()
-        .post(&devnet_url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
-            "params": [payer_addr, "10000000000000000000"]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(funded.status().is_success());
-    let start = Instant::now();
-    while ok(&payer_url, &payer_token, "Filecoin.WalletBalance", json!([payer_addr])).await
-        == json!("0")
-    {
-        assert!(start.elapsed() < WAIT, "the faucet's money never arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    faucet(&devnet_url, &payer_api, &payer_addr).await;
 
-    let got =
-        ok(&payer_url, &payer_token, "Filecoin.PaychGet", json!([payer_addr, payee_addr, "1000"]))
-            .await;
-    let channel =
-        ok(&payer_url, &payer_token, "Filecoin.PaychGetWaitReady", json!([got["WaitSentinel"]]))
-            .await;
+    let got = payer_api.call::<PaychGet>((payer_addr, payee_addr, atto(1000), None)).await;
+    let sentinel = got.unwrap().wait_sentinel.unwrap().parse("WaitSentinel").unwrap();
+    let channel = payer_api.call::<PaychGetWaitReady>((sentinel,)).await.unwrap();
+    let channel = parse_address(&channel).unwrap().0;
+    let pay = |amount: u64, flow: &str| {
+        payer_api.call::<PaychPay>((channel, atto(amount), Some(flow.to_owned())))
+    };
 
-    let paid =
-        ok(&payer_url, &payer_token, "Filecoin.PaychPay", json!([channel, "10", "flow-1"])).await;
-    assert_eq!(paid["Status"], "Accepted", "{paid}");
-    assert_eq!((&paid["Delta"], &paid["LaneAmount"]), (&json!("10"), &json!("10")), "{paid}");
-    let again =
-        ok(&payer_url, &payer_token, "Filecoin.PaychPay", json!([channel, "5", "flow-1"])).await;
-    assert_eq!((&again["Delta"], &again["LaneAmount"]), (&json!("5"), &json!("15")), "{again}");
-    assert_eq!(again["Lane"], paid["Lane"]);
+    let paid = pay(10, "flow-1").await.unwrap();
+    assert_eq!(paid.status, "Accepted", "{paid:?}");
+    assert_eq!((paid.delta.as_str(), paid.lane_amount.as_str()), ("10", "10"), "{paid:?}");
+    let again = pay(5, "flow-1").await.unwrap();
+    assert_eq!((again.delta.as_str(), again.lane_amount.as_str()), ("5", "15"), "{again:?}");
+    assert_eq!(again.lane, paid.lane);
 
     // The payee holds the voucher.
-    let vouchers =
-        ok(&payee_url, &payee_token, "Filecoin.PaychVoucherList", json!([channel])).await;
-    assert_eq!(vouchers.as_array().map(Vec::len), Some(2), "{vouchers}");
-    assert_eq!(
-        ok(&payee_url, &payee_token, "Filecoin.PaychList", json!([])).await,
-        json!([channel])
-    );
+    let vouchers = payee_api.call::<PaychVoucherList>((channel,)).await.unwrap();
+    assert_eq!(vouchers.len(), 2, "{vouchers:?}");
+    let channel_text =
+        paych_core::types::format_address(&channel, paych_core::types::Network::Testnet);
+    assert_eq!(payee_api.call::<PaychList>(()).await.unwrap(), [channel_text]);
 
     // Reconciliation over the API: a second flow, both lanes redeemed by the payee, more
     // paid on each, then one combined voucher from the payer — found through the peer
     // record it announced with its first payment.
-    let other =
-        ok(&payer_url, &payer_token, "Filecoin.PaychPay", json!([channel, "7", "flow-2"])).await;
-    assert_ne!(other["Lane"], paid["Lane"]);
-    let funded = reqwest::Client::new()
-        .post(&devnet_url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
-            "params": [payee_addr, "10000000000000000000"]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(funded.status().is_success());
-    let start = Instant::now();
-    while ok(&payee_url, &payee_token, "Filecoin.WalletBalance", json!([payee_addr])).await
-        == json!("0")
-    {
-        assert!(start.elapsed() < WAIT, "the faucet's money never arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let other = pay(7, "flow-2").await.unwrap();
+    assert_ne!(other.lane, paid.lane);
+    faucet(&devnet_url, &payee_api, &payee_addr).await;
+    let best = payee_api.call::<PaychVoucherBestSpendable>((channel,)).await.unwrap();
+    for v in &best {
+        let params = (channel, voucher(v), Bytes::default(), Bytes::default());
+        payee_api.call::<PaychVoucherSubmit>(params).await.unwrap();
     }
-    let best =
-        ok(&payee_url, &payee_token, "Filecoin.PaychVoucherBestSpendable", json!([channel])).await;
-    for voucher in best.as_array().unwrap() {
-        ok(
-            &payee_url,
-            &payee_token,
-            "Filecoin.PaychVoucherSubmit",
-            json!([channel, voucher, null, null]),
-        )
-        .await;
-    }
-    let redeemed = |status: &Value, lane: &Value| {
-        status["Lanes"]
-            .as_array()
-            .and_then(|lanes| lanes.iter().find(|l| &l["Lane"] == lane))
-            .map(|l| l["RedeemedOnChain"].clone())
-    };
-    let start = Instant::now();
-    loop {
-        let status = ok(&payee_url, &payee_token, "Filecoin.PaychStatus", json!([channel])).await;
-        if redeemed(&status, &paid["Lane"]) == Some(json!("15"))
-            && redeemed(&status, &other["Lane"]) == Some(json!("7"))
-        {
-            break;
-        }
-        assert!(start.elapsed() < WAIT, "the lanes were never redeemed: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_redeemed(&payee_api, channel, &[(paid.lane, "15"), (other.lane, "7")]).await;
     for flow in ["flow-1", "flow-2"] {
-        let more =
-            ok(&payer_url, &payer_token, "Filecoin.PaychPay", json!([channel, "5", flow])).await;
-        assert_eq!(more["Status"], "Accepted", "{more}");
+        let more = pay(5, flow).await.unwrap();
+        assert_eq!(more.status, "Accepted", "{more:?}");
     }
     // Read permission is not enough.
-    let refused = call(&payee_url, None, "Filecoin.PaychReconcile", json!([channel])).await;
-    assert!(refused["error"]["message"].as_str().unwrap().contains("need 'write'"), "{refused}");
-    let reconciled =
-        ok(&payee_url, &payee_token, "Filecoin.PaychReconcile", json!([channel])).await;
-    assert_eq!(reconciled["Status"], "Success", "{reconciled}");
-    assert_eq!(reconciled["ReqVal"], "32", "{reconciled}");
-    assert_eq!(reconciled["Vouchers"], 2, "{reconciled}");
-    assert_eq!(reconciled["Combined"]["Amount"], "32", "{reconciled}");
-    assert_eq!(reconciled["Combined"]["Merges"].as_array().map(Vec::len), Some(1));
-    assert!(reconciled["CombinedText"].as_str().unwrap().starts_with('i'), "{reconciled}");
-    let lane = reconciled["Combined"]["Lane"].clone();
-    ok(
-        &payee_url,
-        &payee_token,
-        "Filecoin.PaychVoucherSubmit",
-        json!([channel, reconciled["Combined"], null, null]),
-    )
-    .await;
-    let start = Instant::now();
-    loop {
-        let status = ok(&payee_url, &payee_token, "Filecoin.PaychStatus", json!([channel])).await;
-        if redeemed(&status, &lane) == Some(json!("32")) {
-            break;
-        }
-        assert!(start.elapsed() < WAIT, "the combined voucher never landed: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let payee_url = rpc_url(&wait_for(&payee_repo.join("api")));
+    let refused = reader(&payee_url).call::<PaychReconcile>((channel,)).await.unwrap_err();
+    assert!(refused.to_string().contains("need 'write'"), "{refused}");
+    let reconciled = payee_api.call::<PaychReconcile>((channel,)).await.unwrap();
+    assert_eq!(reconciled.status, "Success", "{reconciled:?}");
+    assert_eq!(reconciled.req_val, "32", "{reconciled:?}");
+    assert_eq!(reconciled.vouchers, 2, "{reconciled:?}");
+    let combined = reconciled.combined.as_ref().unwrap();
+    assert_eq!(combined.amount, "32", "{reconciled:?}");
+    assert_eq!(combined.merges.as_ref().map(Vec::len), Some(1));
+    assert!(reconciled.combined_text.as_ref().unwrap().starts_with('i'), "{reconciled:?}");
+    let params = (channel, voucher(combined), Bytes::default(), Bytes::default());
+    payee_api.call::<PaychVoucherSubmit>(params).await.unwrap();
+    wait_redeemed(&payee_api, channel, &[(combined.lane, "32")]).await;
     // The payer closed both lanes.
-    let status = ok(&payer_url, &payer_token, "Filecoin.PaychStatus", json!([channel])).await;
-    for lane in [&paid["Lane"], &other["Lane"]] {
-        let closed = status["Lanes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| &l["Lane"] == lane && l["Closed"] == json!(true));
-        assert!(closed, "{status}");
+    let status = payer_api.call::<PaychStatus>((channel,)).await.unwrap();
+    for lane in [paid.lane, other.lane] {
+        assert!(status.lanes.iter().any(|l| l.lane == lane && l.closed), "{status:?}");
     }
 }

@@ -10,17 +10,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::chain::lotus::json::{self, error_code};
 use paych_core::chain::lotus::{ApiInfo, LotusChain, LotusConfig};
 use paych_core::chain::Receipt;
 use paych_core::chain::{ActorKind, Chain, ChainError};
 use paych_core::crypto;
+use paych_core::jsonrpc::error_code;
+use paych_core::lotus_json as json;
 use paych_core::types::{
     decode, format_address, paych_method, Address, ConstructorParams, ExecParams, ExecReturn,
     Message, Network, SignedVoucher, TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID,
     INIT_EXEC_METHOD,
 };
-use paych_node::devnet_rpc::{self, RpcServer, MAX_REQUEST_BYTES};
+use paych_node::rpc::devnet::{self as devnet_rpc, RpcServer, MAX_REQUEST_BYTES};
 use serde_json::{json, Value};
 
 struct Node {
@@ -394,7 +395,7 @@ async fn chain_errors_get_chain_error_codes() {
         params: vec![],
     };
     let signed = crypto::sign_message(&secret, message).unwrap();
-    let signed = paych_core::chain::lotus::json::to_value(&signed, Network::Testnet).unwrap();
+    let signed = json::to_value(&signed, Network::Testnet).unwrap();
     let (code, message) = node.error("Filecoin.MpoolPush", json!([signed])).await;
     assert_eq!(code, error_code::CHAIN_REJECTED, "{message}");
 }
@@ -518,6 +519,15 @@ async fn lotus_client_reads_every_lane_of_a_deep_lane_state_amt() {
 
 /// A server that answers every request with `status` and `body`, counting requests.
 async fn canned_server(status: u16, body: &'static str) -> (String, Arc<AtomicUsize>) {
+    slow_canned_server(status, body, Duration::ZERO).await
+}
+
+/// [`canned_server`], answering each request only after `delay`.
+async fn slow_canned_server(
+    status: u16,
+    body: &'static str,
+    delay: Duration,
+) -> (String, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
     let app = axum::Router::new().route(
@@ -526,6 +536,7 @@ async fn canned_server(status: u16, body: &'static str) -> (String, Arc<AtomicUs
             let counter = counter.clone();
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
                 (axum::http::StatusCode::from_u16(status).unwrap(), body)
             }
         }),
@@ -629,20 +640,8 @@ async fn lotus_client_sends_the_bearer_token() {
 
 #[tokio::test]
 async fn lotus_client_times_out_slow_requests_and_retries_them() {
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    let router = axum::Router::new().route(
-        "/rpc/v1",
-        axum::routing::post(move || {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                "too late"
-            }
-        }),
-    );
-    let mut config = LotusConfig::new(ApiInfo::parse(&serve_router(router).await).unwrap());
+    let (api, count) = slow_canned_server(200, "too late", Duration::from_secs(5)).await;
+    let mut config = LotusConfig::new(ApiInfo::parse(&api).unwrap());
     config.request_timeout = Duration::from_millis(200);
     config.retries = 1;
     config.backoff = Duration::from_millis(10);

@@ -452,8 +452,8 @@ fn devnet() -> Devnet {
 }
 
 /// `devnet` served over the Lotus JSON-RPC subset on a loopback port.
-async fn serve(devnet: &Devnet) -> paych_node::devnet_rpc::RpcServer {
-    paych_node::devnet_rpc::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap()
+async fn serve(devnet: &Devnet) -> paych_node::rpc::devnet::RpcServer {
+    paych_node::rpc::devnet::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap()
 }
 
 #[tokio::test]
@@ -583,7 +583,7 @@ async fn a_lotus_client_reads_unchanged_lanes_once() {
 /// of 10 FIL from `payer` to `payee` created on that devnet.
 struct Proxied {
     devnet: Devnet,
-    server: paych_node::devnet_rpc::RpcServer,
+    server: paych_node::rpc::devnet::RpcServer,
     proxy: CountingProxy,
     chain: paych_core::chain::lotus::LotusChain,
     h: Harness,
@@ -598,7 +598,7 @@ impl Proxied {
         let devnet = devnet();
         let server = serve(&devnet).await;
         let proxy = CountingProxy::start(server.local_addr(), needle).await;
-        let api_info = paych_node::devnet_rpc::api_info(proxy.addr);
+        let api_info = paych_node::rpc::devnet::api_info(proxy.addr);
         let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
         let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
         let payer = h.wallet.new_key().unwrap();
@@ -759,7 +759,7 @@ async fn a_landed_message_whose_effects_cannot_be_read_yet_is_recorded_once_the_
     let _mining = devnet.start_mining();
     let server = serve(&devnet).await;
     let proxy = CountingProxy::start(server.local_addr(), b"Filecoin.StateReadState").await;
-    let api_info = paych_node::devnet_rpc::api_info(proxy.addr);
+    let api_info = paych_node::rpc::devnet::api_info(proxy.addr);
     let chain = Arc::new(paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let wallet = Arc::new(KeyStore::open(dir.path().join("keystore"), Network::Testnet).unwrap());

@@ -12,9 +12,9 @@ use paych_core::wallet::WalletError;
 
 use super::config::ConfigError;
 use super::FULLNODE_API_INFO;
-use crate::api::ServeError;
 use crate::network::NetworkError;
 use crate::retrieval::PublishError;
+use crate::rpc::server::ServeError;
 
 /// Why a daemon could not start, or could not stop cleanly.
 #[derive(Debug, thiserror::Error)]

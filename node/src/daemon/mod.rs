@@ -33,13 +33,13 @@ use paych_core::store::sled::SledStore;
 use paych_core::types::{format_address, Address, Network};
 use paych_core::wallet::{KeyStore, Wallet};
 
-use crate::api::{serve_node_api, ApiServer};
-use crate::auth::{self, Permission};
 use crate::host::Host;
 use crate::metrics::{MeteredChain, Metrics};
 use crate::network::NetworkClient;
 use crate::pay::Payer;
 use crate::retrieval::RetrievalProvider;
+use crate::rpc::auth::{self, Permission};
+use crate::rpc::server::{serve_node_api, ApiServer};
 
 pub mod config;
 mod error;
@@ -311,7 +311,8 @@ fn write_api_file(repo: &Path, local: SocketAddr) -> Result<(), DaemonError> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::client::ApiClient;
+    use crate::rpc::client::ApiClient;
+    use crate::rpc::methods::WalletDefaultAddress;
 
     fn loopback_config() -> RepoConfig {
         RepoConfig {
@@ -323,9 +324,8 @@ mod tests {
 
     async fn default_address(repo: &Path) -> String {
         let client = ApiClient::from_repo(repo).unwrap();
-        let address =
-            client.call("Filecoin.WalletDefaultAddress", serde_json::json!([])).await.unwrap();
-        address.as_str().unwrap().to_owned()
+        let address = client.call::<WalletDefaultAddress>(()).await.unwrap();
+        address.unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -9,7 +9,7 @@ use libp2p::identity::Keypair;
 use paych_core::wallet::{key_file_name, KeyInfo};
 
 use super::{DaemonError, JWT_KEY_NAME, JWT_KEY_TYPE, PAYCH_PATH};
-use crate::auth;
+use crate::rpc::auth;
 
 /// The default repo: `$PAYCH_PATH`, else `~/.paych`.
 pub fn default_repo() -> Result<PathBuf, DaemonError> {

@@ -2,7 +2,7 @@
 //! methods): [`LotusChain`] implements [`Chain`] over HTTP JSON-RPC 2.0.
 //!
 //! Requests go to `<base>/rpc/v1` as `Filecoin.<Name>` with positional parameters and
-//! Lotus JSON ([`json`]); the node is configured as the Lotus tools are, from
+//! Lotus JSON ([`crate::lotus_json`]); the node is configured as the Lotus tools are, from
 //! `FULLNODE_API_INFO=TOKEN:/ip4/127.0.0.1/tcp/1234/http` ([`ApiInfo`]). Every request has
 //! a timeout and runs in a `lotus_rpc` tracing span. Transport failures (connection
 //! refused, timeouts, 5xx answers) are retried with exponential backoff; a JSON-RPC error
@@ -21,8 +21,6 @@
 //!
 //! This module never holds keys or signs; it carries what the caller signed.
 
-pub mod json;
-
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,12 +36,13 @@ use serde_json::{json as json_value, Value};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use self::json::{error_code, JsonError, LotusJson, RpcError, RpcRequest, RpcResponse};
 use super::{
     depth_epoch, ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain, Lanes,
     MessageLookup, Receipt,
 };
 use crate::actor::ChannelState;
+use crate::jsonrpc::{error_code, RpcError, RpcRequest, RpcResponse};
+use crate::lotus_json::{self as json, JsonError, LotusJson};
 use crate::types::{
     format_address, Address, ChainEpoch, ExitCode, LaneState, Message, Network, PaychState,
     Protocol, SignedMessage, TokenAmount, BLAKE2B_256,

@@ -8,13 +8,15 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
-use paych_core::chain::lotus::json;
+use paych_core::lotus_json::api::{ChannelAvailableFunds, ChannelStatusJson};
+use paych_core::lotus_json::{self as json, CidJson, SignedVoucherJson};
 use paych_core::types::{
-    format_fil, parse_address, parse_fil, Network, SignedVoucher, TokenAmount,
+    format_fil, parse_address, parse_fil, Address, SignedVoucher, TokenAmount,
 };
 use paych_core::wallet::KeyInfo;
-use paych_node::client::{ApiClient, ClientError};
-use serde_json::{json, Value};
+use paych_node::rpc::client::{ApiClient, ClientError};
+use paych_node::rpc::methods::*;
+use paych_node::rpc::params::{AddrInfo, Bytes, KeyType, Root};
 
 /// The amounts the CLI accepts, for error messages.
 const AMOUNT_FORMS: &str = "write FIL as `1.5` or `1.5 FIL`, or a sub-unit as `100 attoFIL` \
@@ -120,7 +122,8 @@ pub enum ClientCommand {
         #[arg(value_parser = address_arg)]
         channel: String,
         /// The blob's root (64 hex digits).
-        root: String,
+        #[arg(value_parser = root_arg)]
+        root: Root,
         /// The most one chunk may cost, in FIL (`100 attoFIL`).
         #[arg(long, value_parser = amount_arg)]
         max_price_per_chunk: TokenAmount,
@@ -215,8 +218,8 @@ pub enum WalletCommand {
     /// Create a key; prints its address.
     New {
         /// The key type (only secp256k1).
-        #[arg(default_value = "secp256k1")]
-        key_type: String,
+        #[arg(default_value = "secp256k1", value_parser = key_type_arg)]
+        key_type: KeyType,
     },
     /// List the wallet's addresses with their balances.
     List,
@@ -261,6 +264,24 @@ fn address_arg(text: &str) -> Result<String, String> {
         .map_err(|e| format!("{e}; expected a Filecoin address such as t1… (key) or t2… (actor)"))
 }
 
+/// Reads a blob's root argument.
+fn root_arg(text: &str) -> Result<Root, String> {
+    paych_node::retrieval::parse_root(text).map(Root).map_err(|e| e.to_string())
+}
+
+/// Reads a key type argument.
+fn key_type_arg(text: &str) -> Result<KeyType, String> {
+    match text {
+        "secp256k1" => Ok(KeyType::Secp256k1),
+        _ => Err("only \"secp256k1\" keys are supported".to_owned()),
+    }
+}
+
+/// An address argument (checked when it was read) as an address.
+fn addr(text: &str) -> anyhow::Result<Address> {
+    Ok(parse_address(text.trim())?.0)
+}
+
 /// Reads an amount argument.
 fn amount_arg(text: &str) -> Result<TokenAmount, String> {
     parse_fil(text).map_err(|e| format!("{e}; {AMOUNT_FORMS}"))
@@ -298,147 +319,63 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
     let out = &mut String::new();
     match command {
         ClientCommand::AddFunds { from, to, amount, reserve, repo } => {
-            let api = client(&repo)?;
-            let method = if reserve { "Filecoin.PaychGet" } else { "Filecoin.PaychFund" };
-            let params = if reserve {
-                json!([from, to, json::amount_text(&amount), null])
-            } else {
-                json!([from, to, json::amount_text(&amount)])
-            };
-            let info = api.call(method, params).await?;
-            let channel = match (&info["Channel"], &info["WaitSentinel"]) {
-                (_, sentinel @ Value::Object(_)) => {
-                    api.call("Filecoin.PaychGetWaitReady", json!([sentinel])).await?
-                }
-                (channel @ Value::String(_), _) => channel.clone(),
-                _ => bail!("the daemon answered neither a channel nor a message: {info}"),
-            };
-            out.push_str(&format!("{}\n", text(&channel)));
+            add_funds(out, &client(&repo)?, (addr(&from)?, addr(&to)?, amount), reserve).await?
         }
         ClientCommand::List { repo } => {
-            let channels = client(&repo)?.call("Filecoin.PaychList", json!([])).await?;
-            for channel in array(&channels) {
-                out.push_str(&format!("{}\n", text(channel)));
+            for channel in client(&repo)?.call::<PaychList>(()).await? {
+                out.push_str(&format!("{channel}\n"));
             }
         }
         ClientCommand::Status(args) => {
-            let status =
-                client(&args.repo)?.call("Filecoin.PaychStatus", json!([args.channel])).await?;
-            write_status(out, &status)?;
+            let ch = addr(&args.channel)?;
+            write_status(out, &client(&args.repo)?.call::<PaychStatus>((ch,)).await?)?;
         }
         ClientCommand::StatusByFromTo { from, to, repo } => {
-            let funds = client(&repo)?
-                .call("Filecoin.PaychAvailableFundsByFromTo", json!([from, to]))
-                .await?;
+            let params = (addr(&from)?, addr(&to)?);
+            let funds = client(&repo)?.call::<PaychAvailableFundsByFromTo>(params).await?;
             write_funds(out, &funds)?;
         }
         ClientCommand::Settle(args) => {
-            let cid =
-                client(&args.repo)?.call("Filecoin.PaychSettle", json!([args.channel])).await?;
-            out.push_str(&format!(
-                "Settling channel {}: message {}\n",
-                args.channel,
-                cid_text(&cid)
-            ));
+            let cid = client(&args.repo)?.call::<PaychSettle>((addr(&args.channel)?,)).await?;
+            out.push_str(&format!("Settling channel {}: message {}\n", args.channel, cid.cid));
         }
         ClientCommand::Collect(args) => {
-            let cid =
-                client(&args.repo)?.call("Filecoin.PaychCollect", json!([args.channel])).await?;
+            let cid = client(&args.repo)?.call::<PaychCollect>((addr(&args.channel)?,)).await?;
             out.push_str(&format!(
                 "Collecting funds from channel {}: message {}\n",
-                args.channel,
-                cid_text(&cid)
+                args.channel, cid.cid
             ));
         }
-        ClientCommand::Reserve(args) => {
-            let api = client(&args.repo)?;
-            let cid = api
-                .call(
-                    "Filecoin.PaychReserveFunds",
-                    json!([args.channel, json::amount_text(&args.amount)]),
-                )
-                .await?;
-            match cid {
-                Value::Null => out.push_str(&format!(
-                    "Reserved {} on channel {}\n",
-                    format_fil(&args.amount),
-                    args.channel
-                )),
-                cid => out.push_str(&format!(
-                    "Reserved {} on channel {}; adding funds in message {}\n",
-                    format_fil(&args.amount),
-                    args.channel,
-                    cid_text(&cid)
-                )),
-            }
-        }
+        ClientCommand::Reserve(args) => reserve(out, args).await?,
         ClientCommand::Release(args) => {
-            client(&args.repo)?
-                .call(
-                    "Filecoin.PaychReleaseFunds",
-                    json!([args.channel, json::amount_text(&args.amount)]),
-                )
-                .await?;
-            out.push_str(&format!(
-                "Released {} on channel {}\n",
-                format_fil(&args.amount),
-                args.channel
-            ));
+            let params = (addr(&args.channel)?, args.amount.clone());
+            client(&args.repo)?.call::<PaychReleaseFunds>(params).await?;
+            let amount = format_fil(&args.amount);
+            out.push_str(&format!("Released {amount} on channel {}\n", args.channel));
         }
         ClientCommand::Pay { channel, amount, flow, repo } => {
-            let paid = client(&repo)?
-                .call("Filecoin.PaychPay", json!([channel, json::amount_text(&amount), flow]))
-                .await?;
-            let voucher = voucher_text(&paid["Voucher"])?;
+            let paid = client(&repo)?.call::<PaychPay>((addr(&channel)?, amount, flow)).await?;
             out.push_str(&format!(
-                "{}: paid {} on lane {}; the lane now holds {}\n{voucher}\n",
-                text(&paid["Status"]),
-                fil(&paid["Delta"])?,
-                paid["Lane"],
-                fil(&paid["LaneAmount"])?,
+                "{}: paid {} on lane {}; the lane now holds {}\n{}\n",
+                paid.status,
+                fil(&paid.delta)?,
+                paid.lane,
+                fil(&paid.lane_amount)?,
+                voucher_text(paid.voucher)?,
             ));
         }
         ClientCommand::Retrieve { channel, root, max_price_per_chunk, max_total, repo } => {
-            let params = json!([
-                channel,
-                root,
-                json::amount_text(&max_price_per_chunk),
-                max_total.as_ref().map(json::amount_text),
-            ]);
-            let got = client(&repo)?.call("Filecoin.PaychRetrieve", params).await?;
+            let params = (addr(&channel)?, root, max_price_per_chunk, max_total);
+            let got = client(&repo)?.call::<PaychRetrieve>(params).await?;
             out.push_str(&format!(
                 "retrieved {} bytes in {} chunks, paid {} on lane {}\n",
-                got["Bytes"],
-                got["Chunks"],
-                fil(&got["Paid"])?,
-                text(&got["Lane"]),
+                got.bytes,
+                got.chunks,
+                fil(&got.paid)?,
+                got.lane.map_or_else(|| "-".to_owned(), |lane| lane.to_string()),
             ));
         }
-        ClientCommand::Reconcile(args) => {
-            let answer = client(&args.repo)?
-                .call("Filecoin.PaychReconcile", json!([args.channel]))
-                .await
-                .map_err(|e| match e {
-                    ClientError::Rpc { code: -32601, message } => {
-                        anyhow!("{message}: this daemon does not serve reconciliation over its API")
-                    }
-                    e => e.into(),
-                })?;
-            match answer["CombinedText"].as_str() {
-                Some(combined) => out.push_str(&format!(
-                    "reconciled {} vouchers into one worth {}; submit it with `paych voucher \
-                     submit {} <voucher>`:\n{combined}\n",
-                    answer["Vouchers"],
-                    fil(&answer["ReqVal"])?,
-                    args.channel,
-                )),
-                None => bail!(
-                    "the payer refused to reconcile ({}): {}",
-                    text(&answer["Status"]),
-                    answer["Message"].as_str().unwrap_or("no reason given")
-                ),
-            }
-        }
+        ClientCommand::Reconcile(args) => reconcile(out, args).await?,
         ClientCommand::Wallet { command, repo } => {
             run_wallet(out, &client(&repo)?, command).await?
         }
@@ -448,62 +385,112 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `paych add-funds`: `PaychGet` (reserving) or `PaychFund`, then waits for the channel.
+async fn add_funds(
+    out: &mut String,
+    api: &ApiClient,
+    params: (Address, Address, TokenAmount),
+    reserve: bool,
+) -> anyhow::Result<()> {
+    let (from, to, amount) = params;
+    let info = if reserve {
+        api.call::<PaychGet>((from, to, amount, None)).await?
+    } else {
+        api.call::<PaychFund>((from, to, amount)).await?
+    };
+    let channel = match (info.channel, info.wait_sentinel) {
+        (_, Some(sentinel)) => api.call::<PaychGetWaitReady>((cid(&sentinel)?,)).await?,
+        (Some(channel), None) => channel,
+        (None, None) => bail!("the daemon answered neither a channel nor a message"),
+    };
+    out.push_str(&format!("{channel}\n"));
+    Ok(())
+}
+
+/// `paych reserve`.
+async fn reserve(out: &mut String, args: ChannelAmountArgs) -> anyhow::Result<()> {
+    let params = (addr(&args.channel)?, args.amount.clone());
+    let cid = client(&args.repo)?.call::<PaychReserveFunds>(params).await?;
+    let amount = format_fil(&args.amount);
+    match cid {
+        None => out.push_str(&format!("Reserved {amount} on channel {}\n", args.channel)),
+        Some(cid) => out.push_str(&format!(
+            "Reserved {amount} on channel {}; adding funds in message {}\n",
+            args.channel, cid.cid
+        )),
+    }
+    Ok(())
+}
+
+/// `paych reconcile`.
+async fn reconcile(out: &mut String, args: ChannelArgs) -> anyhow::Result<()> {
+    let answer = client(&args.repo)?
+        .call::<PaychReconcile>((addr(&args.channel)?,))
+        .await
+        .map_err(|e| match e {
+            ClientError::Rpc { code: -32601, message } => {
+                anyhow!("{message}: this daemon does not serve reconciliation over its API")
+            }
+            e => e.into(),
+        })?;
+    match answer.combined_text {
+        Some(combined) => out.push_str(&format!(
+            "reconciled {} vouchers into one worth {}; submit it with `paych voucher \
+             submit {} <voucher>`:\n{combined}\n",
+            answer.vouchers,
+            fil(&answer.req_val)?,
+            args.channel,
+        )),
+        None => bail!(
+            "the payer refused to reconcile ({}): {}",
+            answer.status,
+            answer.message.as_deref().unwrap_or("no reason given")
+        ),
+    }
+    Ok(())
+}
+
 /// Runs a `paych voucher …` command that talks to the daemon.
 pub async fn run_voucher(command: VoucherClientCommand, repo: &RepoArg) -> anyhow::Result<()> {
     let api = client(repo)?;
     let out = &mut String::new();
     match command {
         VoucherClientCommand::Create { channel, amount, lane } => {
-            let created = api
-                .call(
-                    "Filecoin.PaychVoucherCreate",
-                    json!([channel, json::amount_text(&amount), lane]),
-                )
-                .await?;
-            if created["Voucher"].is_null() {
+            let created = api.call::<PaychVoucherCreate>((addr(&channel)?, amount, lane)).await?;
+            let Some(voucher) = created.voucher else {
                 bail!(
                     "not enough funds in channel {channel} to create the voucher (shortfall {}): \
                      add funds with `paych add-funds`",
-                    fil(&created["Shortfall"])?
+                    fil(&created.shortfall)?
                 );
-            }
-            out.push_str(&format!("{}\n", voucher_text(&created["Voucher"])?));
+            };
+            out.push_str(&format!("{}\n", voucher_text(voucher)?));
         }
         VoucherClientCommand::Check { channel, voucher } => {
-            api.call("Filecoin.PaychVoucherCheckValid", json!([channel, voucher_json(&voucher)?]))
-                .await?;
+            api.call::<PaychVoucherCheckValid>((addr(&channel)?, *voucher)).await?;
             out.push_str("voucher is valid\n");
         }
         VoucherClientCommand::Add { channel, voucher } => {
-            let delta = api
-                .call(
-                    "Filecoin.PaychVoucherAdd",
-                    json!([channel, voucher_json(&voucher)?, null, "0"]),
-                )
-                .await?;
+            let (lane, nonce) = (voucher.lane, voucher.nonce);
+            let params = (addr(&channel)?, *voucher, Bytes::default(), TokenAmount::default());
+            let delta = api.call::<PaychVoucherAdd>(params).await?;
             out.push_str(&format!(
-                "added voucher for lane {} nonce {}: delta {}\n",
-                voucher.lane,
-                voucher.nonce,
+                "added voucher for lane {lane} nonce {nonce}: delta {}\n",
                 fil(&delta)?
             ));
         }
         VoucherClientCommand::List { channel, export } => {
-            let vouchers = api.call("Filecoin.PaychVoucherList", json!([channel])).await?;
-            write_vouchers(out, &vouchers, export)?;
+            let vouchers = api.call::<PaychVoucherList>((addr(&channel)?,)).await?;
+            write_vouchers(out, vouchers, export)?;
         }
         VoucherClientCommand::BestSpendable { channel } => {
-            let vouchers = api.call("Filecoin.PaychVoucherBestSpendable", json!([channel])).await?;
-            write_vouchers(out, &vouchers, true)?;
+            let vouchers = api.call::<PaychVoucherBestSpendable>((addr(&channel)?,)).await?;
+            write_vouchers(out, vouchers, true)?;
         }
         VoucherClientCommand::Submit { channel, voucher } => {
-            let cid = api
-                .call(
-                    "Filecoin.PaychVoucherSubmit",
-                    json!([channel, voucher_json(&voucher)?, null, null]),
-                )
-                .await?;
-            out.push_str(&format!("voucher submitted in message {}\n", cid_text(&cid)));
+            let params = (addr(&channel)?, *voucher, Bytes::default(), Bytes::default());
+            let cid = api.call::<PaychVoucherSubmit>(params).await?;
+            out.push_str(&format!("voucher submitted in message {}\n", cid.cid));
         }
     }
     print!("{out}");
@@ -517,66 +504,72 @@ async fn run_wallet(
 ) -> anyhow::Result<()> {
     match command {
         WalletCommand::New { key_type } => {
-            let addr = api.call("Filecoin.WalletNew", json!([key_type])).await?;
-            out.push_str(&format!("{}\n", text(&addr)));
+            let addr = api.call::<WalletNew>((key_type,)).await?;
+            out.push_str(&format!("{addr}\n"));
         }
-        WalletCommand::List => {
-            let addrs = api.call("Filecoin.WalletList", json!([])).await?;
-            let default = api.call("Filecoin.WalletDefaultAddress", json!([])).await?;
-            let mut rows = vec![["Address".to_owned(), "Balance".to_owned(), "Default".to_owned()]];
-            for addr in array(&addrs) {
-                let balance = api.call("Filecoin.WalletBalance", json!([addr])).await?;
-                let mark = if *addr == default { "X" } else { "" };
-                rows.push([text(addr), fil(&balance)?, mark.to_owned()]);
-            }
-            let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
-            let balance_width = rows.iter().map(|r| r[1].len()).max().unwrap_or(0);
-            for [addr, balance, mark] in rows {
-                let line = format!("{addr:<width$}  {balance:<balance_width$}  {mark}");
-                out.push_str(line.trim_end());
-                out.push('\n');
-            }
-        }
+        WalletCommand::List => wallet_list(out, api).await?,
         WalletCommand::Balance { address } => {
             let address = match address {
-                Some(address) => Value::String(address),
-                None => match api.call("Filecoin.WalletDefaultAddress", json!([])).await? {
-                    Value::Null => bail!("the wallet has no default address: pass one"),
-                    addr => addr,
+                Some(address) => address,
+                None => match api.call::<WalletDefaultAddress>(()).await? {
+                    None => bail!("the wallet has no default address: pass one"),
+                    Some(addr) => addr,
                 },
             };
-            let balance = api.call("Filecoin.WalletBalance", json!([address])).await?;
+            let balance = api.call::<WalletBalance>((addr(&address)?,)).await?;
             out.push_str(&format!("{}\n", fil(&balance)?));
         }
         WalletCommand::Import { file } => {
-            let mut input = String::new();
-            match file.filter(|f| f.as_os_str() != "-") {
-                Some(path) => {
-                    input = std::fs::read_to_string(&path)
-                        .with_context(|| format!("cannot read {}", path.display()))?
-                }
-                None => {
-                    std::io::stdin()
-                        .take(64 * 1024)
-                        .read_to_string(&mut input)
-                        .context("cannot read the key from standard input")?;
-                }
-            }
-            let info = KeyInfo::from_lotus_hex(input.trim()).map_err(|e| {
-                anyhow!("{e}; expected the hex that `paych wallet export` or `lotus wallet export` prints")
-            })?;
-            let addr =
-                api.call("Filecoin.WalletImport", json!([serde_json::to_value(info)?])).await?;
-            out.push_str(&format!("imported key {} successfully!\n", text(&addr)));
+            let info = read_key(file)?;
+            let addr = api.call::<WalletImport>((info,)).await?;
+            out.push_str(&format!("imported key {addr} successfully!\n"));
         }
         WalletCommand::Export { address } => {
-            let info = api.call("Filecoin.WalletExport", json!([address])).await?;
-            let info: KeyInfo = serde_json::from_value(info)
-                .map_err(|e| anyhow!("the daemon's key is not a KeyInfo: {e}"))?;
+            let info = api.call::<WalletExport>((addr(&address)?,)).await?;
             out.push_str(&format!("{}\n", info.to_lotus_hex()));
         }
     }
     Ok(())
+}
+
+/// `paych wallet list`: each key with its balance, the default one marked.
+async fn wallet_list(out: &mut String, api: &ApiClient) -> anyhow::Result<()> {
+    let addrs = api.call::<WalletList>(()).await?;
+    let default = api.call::<WalletDefaultAddress>(()).await?;
+    let mut rows = vec![["Address".to_owned(), "Balance".to_owned(), "Default".to_owned()]];
+    for address in addrs {
+        let balance = api.call::<WalletBalance>((addr(&address)?,)).await?;
+        let mark = if Some(&address) == default.as_ref() { "X" } else { "" };
+        rows.push([address, fil(&balance)?, mark.to_owned()]);
+    }
+    let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
+    let balance_width = rows.iter().map(|r| r[1].len()).max().unwrap_or(0);
+    for [address, balance, mark] in rows {
+        let line = format!("{address:<width$}  {balance:<balance_width$}  {mark}");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    Ok(())
+}
+
+/// A key in Lotus's hex, from `file` or standard input (`-` or nothing).
+fn read_key(file: Option<PathBuf>) -> anyhow::Result<KeyInfo> {
+    let mut input = String::new();
+    match file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => {
+            input = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+        }
+        None => {
+            std::io::stdin()
+                .take(64 * 1024)
+                .read_to_string(&mut input)
+                .context("cannot read the key from standard input")?;
+        }
+    }
+    KeyInfo::from_lotus_hex(input.trim()).map_err(|e| {
+        anyhow!("{e}; expected the hex that `paych wallet export` or `lotus wallet export` prints")
+    })
 }
 
 async fn run_net(out: &mut String, api: &ApiClient, command: NetCommand) -> anyhow::Result<()> {
@@ -590,24 +583,18 @@ async fn run_net(out: &mut String, api: &ApiClient, command: NetCommand) -> anyh
             };
             let mut transport = addr.clone();
             transport.pop();
-            api.call(
-                "Filecoin.NetConnect",
-                json!([{"ID": peer.to_string(), "Addrs": [transport.to_string()]}]),
-            )
-            .await?;
+            api.call::<NetConnect>((AddrInfo { id: peer, addrs: vec![transport] },)).await?;
             out.push_str(&format!("connect {peer}: success\n"));
         }
         NetCommand::Peers => {
-            let peers = api.call("Filecoin.NetPeers", json!([])).await?;
-            for peer in array(&peers) {
-                let addrs: Vec<String> = array(&peer["Addrs"]).iter().map(text).collect();
-                out.push_str(&format!("{}, [{}]\n", text(&peer["ID"]), addrs.join(" ")));
+            for peer in api.call::<NetPeers>(()).await? {
+                out.push_str(&format!("{}, [{}]\n", peer.id, peer.addrs.join(" ")));
             }
         }
         NetCommand::Listen => {
-            let info = api.call("Filecoin.NetAddrsListen", json!([])).await?;
-            for addr in array(&info["Addrs"]) {
-                out.push_str(&format!("{}/p2p/{}\n", text(addr), text(&info["ID"])));
+            let info = api.call::<NetAddrsListen>(()).await?;
+            for addr in info.addrs {
+                out.push_str(&format!("{addr}/p2p/{}\n", info.id));
             }
         }
     }
@@ -615,96 +602,87 @@ async fn run_net(out: &mut String, api: &ApiClient, command: NetCommand) -> anyh
 }
 
 /// Lotus's `paych status` lines, with the lanes and the settlement of our `PaychStatus`.
-fn write_status(out: &mut String, s: &Value) -> anyhow::Result<()> {
-    let direction = match s["Direction"].as_i64() {
-        Some(1) => "inbound",
-        Some(2) => "outbound",
+fn write_status(out: &mut String, s: &ChannelStatusJson) -> anyhow::Result<()> {
+    let direction = match s.direction {
+        1 => "inbound",
+        2 => "outbound",
         _ => "unknown",
     };
-    out.push_str(match (&s["Channel"], &s["PendingChainMessage"]) {
-        (Value::Null, _) => "Creating channel\n",
-        (_, Value::Object(_)) => "Adding funds to channel\n",
+    out.push_str(match (&s.funds.channel, &s.pending_chain_message) {
+        (None, _) => "Creating channel\n",
+        (_, Some(_)) => "Adding funds to channel\n",
         _ => "Channel exists\n",
     });
-    let settling = match (&s["Settling"], &s["SettlingAt"]) {
-        (Value::Bool(true), at) => format!("yes, at epoch {at}"),
-        _ => "no".to_owned(),
-    };
+    let settling =
+        if s.settling { format!("yes, at epoch {}", s.settling_at) } else { "no".to_owned() };
     let mut rows = vec![
-        ("Channel", text(&s["Channel"])),
+        ("Channel", text(&s.funds.channel)),
         ("Direction", direction.to_owned()),
-        ("From", text(&s["From"])),
-        ("To", text(&s["To"])),
-        ("Lifecycle", text(&s["Lifecycle"])),
-        ("Confirmed Amt", fil(&s["ConfirmedAmt"])?),
-        ("Pending Amt", fil(&s["PendingAmt"])?),
-        ("Queued Amt", fil(&s["QueuedAmt"])?),
-        ("Voucher Redeemed Amt", fil(&s["VoucherRedeemedAmt"])?),
-        ("Reserved Amt", fil(&s["ReservedAmt"])?),
-        ("Available Amt", fil(&s["AvailableAmt"])?),
-        ("Next Lane", s["NextLane"].to_string()),
+        ("From", s.funds.from.clone()),
+        ("To", s.funds.to.clone()),
+        ("Lifecycle", s.lifecycle.clone()),
+        ("Confirmed Amt", fil(&s.funds.confirmed_amt)?),
+        ("Pending Amt", fil(&s.funds.pending_amt)?),
+        ("Queued Amt", fil(&s.funds.queued_amt)?),
+        ("Voucher Redeemed Amt", fil(&s.voucher_redeemed_amt)?),
+        ("Reserved Amt", fil(&s.reserved_amt)?),
+        ("Available Amt", fil(&s.available_amt)?),
+        ("Next Lane", s.next_lane.to_string()),
         ("Settling", settling),
     ];
-    if let Value::Object(_) = &s["PendingChainMessage"] {
-        rows.push(("Pending Message", cid_text(&s["PendingChainMessage"])));
+    if let Some(message) = &s.pending_chain_message {
+        rows.push(("Pending Message", message.cid.clone()));
     }
-    if let Value::String(error) = &s["CreateError"] {
+    if let Some(error) = &s.create_error {
         rows.push(("Create Error", error.clone()));
     }
     write_rows(out, &rows);
-    let lanes = array(&s["Lanes"]);
-    if !lanes.is_empty() {
+    if !s.lanes.is_empty() {
         out.push_str("  Lanes:\n");
     }
-    for lane in lanes {
-        let closed = if lane["Closed"] == Value::Bool(true) { ", closed" } else { "" };
+    for lane in &s.lanes {
+        let closed = if lane.closed { ", closed" } else { "" };
         out.push_str(&format!(
             "    Lane {}, Nonce {}: {} (redeemed on chain {}{closed})\n",
-            lane["Lane"],
-            lane["Nonce"],
-            fil(&lane["Amount"])?,
-            fil(&lane["RedeemedOnChain"])?,
+            lane.lane,
+            lane.nonce,
+            fil(&lane.amount)?,
+            fil(&lane.redeemed_on_chain)?,
         ));
     }
     Ok(())
 }
 
 /// Lotus's `paych status-by-from-to` lines from a `ChannelAvailableFunds`.
-fn write_funds(out: &mut String, f: &Value) -> anyhow::Result<()> {
-    if f["Channel"].is_null() {
-        if !f["PendingWaitSentinel"].is_null() {
-            out.push_str("Creating channel\n");
-            write_rows(
-                out,
-                &[
-                    ("From", text(&f["From"])),
-                    ("To", text(&f["To"])),
-                    ("Pending Amt", fil(&f["PendingAmt"])?),
-                    ("Wait Sentinel", cid_text(&f["PendingWaitSentinel"])),
-                ],
-            );
-        } else {
-            out.push_str("Channel does not exist\n");
-            write_rows(out, &[("From", text(&f["From"])), ("To", text(&f["To"]))]);
+fn write_funds(out: &mut String, f: &ChannelAvailableFunds) -> anyhow::Result<()> {
+    let (from, to) = (("From", f.funds.from.clone()), ("To", f.funds.to.clone()));
+    let sentinel = f.pending_wait_sentinel.as_ref().map(|c| c.cid.clone());
+    let Some(channel) = &f.funds.channel else {
+        match sentinel {
+            Some(sentinel) => {
+                out.push_str("Creating channel\n");
+                let pending = ("Pending Amt", fil(&f.funds.pending_amt)?);
+                write_rows(out, &[from, to, pending, ("Wait Sentinel", sentinel)]);
+            }
+            None => {
+                out.push_str("Channel does not exist\n");
+                write_rows(out, &[from, to]);
+            }
         }
         return Ok(());
-    }
-    out.push_str(if f["PendingWaitSentinel"].is_null() {
-        "Channel exists\n"
-    } else {
-        "Adding Funds to channel\n"
-    });
+    };
+    out.push_str(if sentinel.is_none() { "Channel exists\n" } else { "Adding Funds to channel\n" });
     let mut rows = vec![
-        ("Channel", text(&f["Channel"])),
-        ("From", text(&f["From"])),
-        ("To", text(&f["To"])),
-        ("Confirmed Amt", fil(&f["ConfirmedAmt"])?),
-        ("Pending Amt", fil(&f["PendingAmt"])?),
-        ("Queued Amt", fil(&f["QueuedAmt"])?),
-        ("Voucher Redeemed Amt", fil(&f["VoucherReedeemedAmt"])?),
+        ("Channel", channel.clone()),
+        from,
+        to,
+        ("Confirmed Amt", fil(&f.funds.confirmed_amt)?),
+        ("Pending Amt", fil(&f.funds.pending_amt)?),
+        ("Queued Amt", fil(&f.funds.queued_amt)?),
+        ("Voucher Redeemed Amt", fil(&f.voucher_reedeemed_amt)?),
     ];
-    if !f["PendingWaitSentinel"].is_null() {
-        rows.push(("Add Funds Wait Sentinel", cid_text(&f["PendingWaitSentinel"])));
+    if let Some(sentinel) = sentinel {
+        rows.push(("Add Funds Wait Sentinel", sentinel));
     }
     write_rows(out, &rows);
     Ok(())
@@ -720,10 +698,13 @@ fn write_rows(out: &mut String, rows: &[(&str, String)]) {
 }
 
 /// Lotus's voucher lines: `Lane L, Nonce N: AMOUNT` (attoFIL), `; VOUCHER` with `export`.
-fn write_vouchers(out: &mut String, vouchers: &Value, export: bool) -> anyhow::Result<()> {
-    for v in array(vouchers) {
-        let voucher: SignedVoucher = json::from_value(v.clone())
-            .map_err(|e| anyhow!("the daemon answered a voucher that cannot be read: {e}"))?;
+fn write_vouchers(
+    out: &mut String,
+    vouchers: Vec<SignedVoucherJson>,
+    export: bool,
+) -> anyhow::Result<()> {
+    for v in vouchers {
+        let voucher = voucher(v)?;
         out.push_str(&format!(
             "Lane {}, Nonce {}: {}",
             voucher.lane,
@@ -738,44 +719,30 @@ fn write_vouchers(out: &mut String, vouchers: &Value, export: bool) -> anyhow::R
     Ok(())
 }
 
-/// A voucher's Lotus JSON.
-fn voucher_json(voucher: &SignedVoucher) -> anyhow::Result<Value> {
-    Ok(json::to_value(voucher, Network::Testnet)?)
+/// A voucher from its Lotus JSON shape.
+fn voucher(shape: SignedVoucherJson) -> anyhow::Result<SignedVoucher> {
+    <SignedVoucher as json::LotusJson>::from_shape(shape)
+        .map_err(|e| anyhow!("the daemon answered a voucher that cannot be read: {e}"))
 }
 
-/// A voucher's text form from its Lotus JSON.
-fn voucher_text(value: &Value) -> anyhow::Result<String> {
-    let voucher: SignedVoucher = json::from_value(value.clone())
-        .map_err(|e| anyhow!("the daemon answered a voucher that cannot be read: {e}"))?;
-    Ok(voucher.to_base64url()?)
+/// A voucher's text form from its Lotus JSON shape.
+fn voucher_text(shape: SignedVoucherJson) -> anyhow::Result<String> {
+    Ok(voucher(shape)?.to_base64url()?)
+}
+
+/// A CID from its Lotus JSON shape.
+fn cid(shape: &CidJson) -> anyhow::Result<cid::Cid> {
+    shape.parse("cid").map_err(|e| anyhow!("the daemon answered a CID that cannot be read: {e}"))
 }
 
 /// An attoFIL decimal string of the API, in FIL.
-fn fil(value: &Value) -> anyhow::Result<String> {
-    let text = value.as_str().unwrap_or("0");
+fn fil(text: &str) -> anyhow::Result<String> {
     let amount = json::parse_amount_field("amount", text)
         .map_err(|e| anyhow!("the daemon answered an amount that cannot be read: {e}"))?;
     Ok(format_fil(&amount))
 }
 
-/// A string value's text, `-` for null.
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// A CID's text from `{"/": "bafy…"}`.
-fn cid_text(value: &Value) -> String {
-    match &value["/"] {
-        Value::String(cid) => cid.clone(),
-        _ => text(value),
-    }
-}
-
-/// The items of a JSON array (`null` is empty, as Lotus writes empty arrays).
-fn array(value: &Value) -> &[Value] {
-    value.as_array().map_or(&[], Vec::as_slice)
+/// An optional text, `-` for none.
+fn text(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "-".to_owned())
 }

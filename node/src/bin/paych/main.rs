@@ -230,7 +230,7 @@ async fn run_devnet(args: DevnetArgs, network: Network) -> anyhow::Result<()> {
     };
     let devnet = Devnet::new(config).context("cannot start the devnet")?;
     devnet.start_mining();
-    let server = paych_node::devnet_rpc::serve(devnet.clone(), args.listen).await?;
+    let server = paych_node::rpc::devnet::serve(devnet.clone(), args.listen).await?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "FULLNODE_API_INFO={}", server.api_info())?;
     stdout.flush()?;

@@ -48,8 +48,8 @@ use paych_core::types::{
     format_address, parse_address, parse_fil, Address, Network, PaychState, TokenAmount,
     SETTLE_DELAY,
 };
-use paych_node::devnet_rpc::RpcServer;
 use paych_node::parse_duration;
+use paych_node::rpc::devnet::RpcServer;
 use tokio::sync::RwLock;
 
 use nodes::{Launcher, Node, NodeRpc, Nodes};
@@ -251,7 +251,7 @@ impl Testnet {
         .context("cannot start the devnet")?;
         devnet.start_mining();
         let server =
-            paych_node::devnet_rpc::serve(devnet.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
+            paych_node::rpc::devnet::serve(devnet.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
                 .await
                 .context("cannot serve the devnet")?;
         let api_info = server.api_info();

@@ -1,12 +1,19 @@
-//! A small JSON-RPC client of a running `paych daemon`, as the CLI uses it: it finds the
-//! daemon through its repo directory (the `api` file holds the API's multiaddr
-//! `/ip4/127.0.0.1/tcp/PORT/http`, the `token` file an admin JWT) and makes one
-//! `Filecoin.*` call per request. It never reads the keystore or the datastore.
+//! The typed JSON-RPC client of a running `paych daemon`, for the CLI, the testnet and the
+//! tests: `client.call::<PaychStatus>((channel,))` writes the method's declared
+//! parameters and reads its declared result ([`super::methods`]). It finds the daemon
+//! through its repo directory (the `api` file holds the API's multiaddr
+//! `/ip4/127.0.0.1/tcp/PORT/http`, the `token` file an admin JWT) or is given the API's URL
+//! and token, and makes one call per request. It never reads the keystore or the datastore.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use paych_core::jsonrpc::RpcRequest;
+use paych_core::types::Network;
+use serde_json::Value;
+
+use super::methods::Method;
+use super::params::ParamList;
 
 /// How long one call may take (a payment waits for the payee; add-funds for the chain).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -48,6 +55,14 @@ pub enum ClientError {
     /// The answer is not a JSON-RPC answer.
     #[error("the paych daemon's answer is not JSON-RPC: {0}")]
     BadAnswer(String),
+    /// The parameters could not be written, or the result is not the method's shape.
+    #[error("{method}: {reason}")]
+    Shape {
+        /// The method called.
+        method: &'static str,
+        /// What did not fit.
+        reason: String,
+    },
 }
 
 /// A client of one daemon's API.
@@ -55,6 +70,7 @@ pub enum ClientError {
 pub struct ApiClient {
     url: String,
     token: Option<String>,
+    network: Network,
     http: reqwest::Client,
 }
 
@@ -84,7 +100,14 @@ impl ApiClient {
             .timeout(CALL_TIMEOUT)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        ApiClient { url, token, http }
+        ApiClient { url, token, network: Network::Testnet, http }
+    }
+
+    /// The same client, writing addresses for `network` (the daemon reads either prefix;
+    /// the default is testnet's `t`).
+    pub fn with_network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
     }
 
     /// The API's URL.
@@ -92,9 +115,18 @@ impl ApiClient {
         &self.url
     }
 
-    /// Calls `method` with positional `params` and returns its result.
-    pub async fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    /// Calls the method `M` with its positional `params` and reads its result.
+    pub async fn call<M: Method>(&self, params: M::Params) -> Result<M::Result, ClientError> {
+        let shape = |reason: String| ClientError::Shape { method: M::NAME, reason };
+        let params = params.write_all(self.network).map_err(|e| shape(e.to_string()))?;
+        let result = self.call_raw(M::NAME, params).await?;
+        serde_json::from_value(result).map_err(|e| shape(e.to_string()))
+    }
+
+    /// Calls `method` with positional `params` as they are, and returns its result: for
+    /// tests of the wire and of bad input.
+    pub async fn call_raw(&self, method: &str, params: Vec<Value>) -> Result<Value, ClientError> {
+        let body = RpcRequest::new(1, method, params);
         let mut request = self.http.post(&self.url).json(&body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);

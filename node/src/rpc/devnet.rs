@@ -3,7 +3,7 @@
 //! included — can use it as it would a Lotus full node.
 //!
 //! `POST /rpc/v1` (and `/rpc/v0`) answers the chain methods a Lotus backend of the
-//! payment-channel manager uses, in Lotus JSON ([`paych_core::chain::lotus::json`], with
+//! payment-channel manager uses, in Lotus JSON ([`paych_core::lotus_json`], with
 //! testnet `t` addresses): `ChainHead`, `ChainGetTipSetByHeight`, `ChainReadObj`,
 //! `StateGetActor`, `StateReadState`, `StateAccountKey`, `StateLookupID`, `StateWaitMsg`,
 //! `StateSearchMsg`, `StateCall`, `StateNetworkName`, `StateNetworkVersion`,
@@ -30,22 +30,21 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use cid::Cid;
 use paych_core::chain::devnet::{state::BASE_FEE_ATTO, Devnet, Tipset};
-use paych_core::chain::lotus::json::{self, error_code, BigInt, LotusJson, RpcError};
 use paych_core::chain::{ActorKind, Chain, ChainError, MessageLookup, Receipt};
+use paych_core::jsonrpc::{error_code, RpcError};
+use paych_core::lotus_json::{self as json, BigInt, LotusJson};
 use paych_core::types::{
     cid_of, format_address, Address, Message, Network, SignedMessage, TokenAmount,
 };
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::jsonrpc::{self, excerpt, Params, Running};
-pub use crate::jsonrpc::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
+use super::envelope::{self, excerpt, not_found, Params, Running};
+pub use super::envelope::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
 use tracing::Instrument;
 
 /// The longest a `StateWaitMsg` waits before answering with a timeout error.
@@ -95,12 +94,8 @@ pub fn api_info(addr: SocketAddr) -> String {
 /// or dropped.
 pub async fn serve(devnet: Devnet, listen: SocketAddr) -> Result<RpcServer, ServeError> {
     let server = Server { devnet, permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)) };
-    let router = Router::new()
-        .route("/rpc/v1", post(handle))
-        .route("/rpc/v0", post(handle))
-        .with_state(server);
-    let running = jsonrpc::spawn(listen, router).await?;
-    tracing::info!(local_addr = %running.local_addr(), "devnet JSON-RPC server listening");
+    let router = envelope::rpc_routes(handle).with_state(server);
+    let running = envelope::spawn(listen, router, "devnet JSON-RPC server").await?;
     Ok(RpcServer { running })
 }
 
@@ -111,13 +106,13 @@ struct Server {
 }
 
 async fn handle(State(server): State<Server>, body: Body) -> Response {
-    let (_permit, call) = match jsonrpc::read_call(&server.permits, body).await {
+    let (_permit, call) = match envelope::read_call(&server.permits, body).await {
         Ok(read) => read,
         Err(response) => return response,
     };
     let span = tracing::debug_span!("devnet_rpc", method = %excerpt(&call.method));
     let outcome = dispatch(&server.devnet, &call.method, call.params).instrument(span).await;
-    jsonrpc::answer(call.id, outcome)
+    envelope::answer(call.id, outcome)
 }
 
 fn chain_error(e: ChainError) -> RpcError {
@@ -139,7 +134,8 @@ fn encode<T: LotusJson>(value: &T) -> Result<Value, RpcError> {
         .map_err(|e| RpcError::new(error_code::INTERNAL_ERROR, e.to_string()))
 }
 
-/// Answers one call.
+/// Answers one call: the chain's and the state's reading methods here, the others in
+/// [`dispatch_state_and_messages`].
 async fn dispatch(devnet: &Devnet, method: &str, params: Vec<Value>) -> Result<Value, RpcError> {
     match method {
         "Filecoin.ChainHead" => {
@@ -231,6 +227,18 @@ async fn dispatch(devnet: &Devnet, method: &str, params: Vec<Value>) -> Result<V
                 None => Ok(Value::Null),
             }
         }
+        _ => dispatch_state_and_messages(devnet, method, params).await,
+    }
+}
+
+/// Answers the calls [`dispatch`] leaves: `StateCall`, the network's names and versions,
+/// the message pool, gas, balances and the devnet's own methods.
+async fn dispatch_state_and_messages(
+    devnet: &Devnet,
+    method: &str,
+    params: Vec<Value>,
+) -> Result<Value, RpcError> {
+    match method {
         "Filecoin.StateCall" => {
             let mut p = Params::new(method, params, 2)?;
             let message: Message = p.lotus(0)?;
@@ -297,10 +305,7 @@ async fn dispatch(devnet: &Devnet, method: &str, params: Vec<Value>) -> Result<V
                 .map_err(|e| RpcError::new(error_code::INTERNAL_ERROR, e.to_string()))?;
             Ok(Value::from(head))
         }
-        _ => Err(RpcError::new(
-            error_code::METHOD_NOT_FOUND,
-            format!("method '{}' not found", excerpt(method)),
-        )),
+        _ => Err(not_found(method)),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The JSON-RPC 2.0 plumbing shared by the node's HTTP servers (the devnet's chain API and
+//! The JSON-RPC 2.0 server envelope shared by the node's HTTP servers (the devnet's chain API and
 //! the node's payment-channel API): reading a bounded request body, checking the envelope,
 //! reading positional parameters, and writing the answer. It knows no method and never
 //! touches the chain or the store.
@@ -10,11 +10,11 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use axum::Router;
 use http_body_util::BodyExt;
-use paych_core::chain::lotus::json::{
-    self, error_code, JsonError, LotusJson, RpcError, RpcResponse,
-};
+use paych_core::jsonrpc::{error_code, RpcError, RpcResponse, JSONRPC_VERSION};
+use paych_core::lotus_json::{self as json, JsonError, LotusJson};
 use paych_core::types::{Address, TokenAmount};
 use serde_json::Value;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -75,8 +75,22 @@ impl Running {
     }
 }
 
-/// Binds `listen` and serves `router` on it in a task.
-pub(crate) async fn spawn(listen: SocketAddr, router: Router) -> Result<Running, ServeError> {
+/// A router answering JSON-RPC with `handler` on `/rpc/v1` and, as Lotus does, `/rpc/v0`.
+pub(crate) fn rpc_routes<H, T, S>(handler: H) -> Router<S>
+where
+    H: axum::handler::Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new().route("/rpc/v1", post(handler.clone())).route("/rpc/v0", post(handler))
+}
+
+/// Binds `listen` and serves `router` on it in a task; `what` names the server in logs.
+pub(crate) async fn spawn(
+    listen: SocketAddr,
+    router: Router,
+    what: &str,
+) -> Result<Running, ServeError> {
     let bind = |source| ServeError::Bind { addr: listen, source };
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
     let local_addr = listener.local_addr().map_err(bind)?;
@@ -89,6 +103,7 @@ pub(crate) async fn spawn(listen: SocketAddr, router: Router) -> Result<Running,
             })
             .await
     });
+    tracing::info!(%local_addr, "{what} listening");
     Ok(Running { local_addr, stop, task })
 }
 
@@ -187,6 +202,11 @@ pub(crate) fn excerpt(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
+/// The error of a call to a method the server does not have.
+pub(crate) fn not_found(method: &str) -> RpcError {
+    RpcError::new(error_code::METHOD_NOT_FOUND, format!("method '{}' not found", excerpt(method)))
+}
+
 /// A request read from its JSON.
 pub(crate) struct Call {
     /// `None` for a notification (no `id` member).
@@ -210,7 +230,7 @@ impl Call {
             return Err((Value::Null, invalid("id must be a string, a number or null")));
         }
         let answer_id = id.clone().unwrap_or(Value::Null);
-        if object.get("jsonrpc").and_then(Value::as_str) != Some(json::JSONRPC_VERSION) {
+        if object.get("jsonrpc").and_then(Value::as_str) != Some(JSONRPC_VERSION) {
             return Err((answer_id, invalid("jsonrpc must be \"2.0\"")));
         }
         let method = match object.remove("method") {
@@ -230,6 +250,11 @@ impl Call {
         };
         Ok(Call { id, method, params })
     }
+}
+
+/// The error of `method`'s parameter `i`, refused for `reason`.
+pub(crate) fn invalid_param(method: &str, i: usize, reason: impl std::fmt::Display) -> RpcError {
+    RpcError::new(error_code::INVALID_PARAMS, format!("{method} parameter {i}: {reason}"))
 }
 
 /// A method's positional parameters, checked for count and read one by one.
@@ -254,10 +279,7 @@ impl<'a> Params<'a> {
     }
 
     pub(crate) fn invalid(&self, i: usize, reason: impl std::fmt::Display) -> RpcError {
-        RpcError::new(
-            error_code::INVALID_PARAMS,
-            format!("{} parameter {i}: {reason}", self.method),
-        )
+        invalid_param(self.method, i, reason)
     }
 
     pub(crate) fn lotus<T: LotusJson>(&mut self, i: usize) -> Result<T, RpcError> {
