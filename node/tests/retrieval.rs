@@ -98,7 +98,7 @@ async fn ask_chunk(
     flow: &[u8],
 ) -> paych_protocol::RetrievalResponse {
     let request = RetrievalRequest::chunk(root, index, s.channel, flow.to_vec());
-    net.send_retrieval(s.provider_peer, s.provider_addrs.clone(), request).await.unwrap()
+    net.ask(s.provider_peer, s.provider_addrs.clone(), request).await.unwrap()
 }
 
 /// Sends `voucher` to the provider from `net`'s node, naming `flow`, without an announce.
@@ -110,7 +110,7 @@ async fn send_voucher(
 ) -> paych_protocol::VoucherResponse {
     let request =
         VoucherRequest { voucher: voucher.clone(), flow: Some(flow.to_vec()), announce: None };
-    net.send_voucher(s.provider_peer, s.provider_addrs.clone(), request).await.unwrap()
+    net.ask(s.provider_peer, s.provider_addrs.clone(), request).await.unwrap()
 }
 
 /// A node on the same devnet that is no party to the channel.
@@ -193,7 +193,7 @@ async fn a_client_that_stops_paying_stops_receiving() {
     let net = s.payer.network();
     let flow = b"unpaid".to_vec();
     let ask = |index: u64| {
-        net.send_retrieval(
+        net.ask(
             s.provider_peer,
             s.provider_addrs.clone(),
             RetrievalRequest::chunk(root, index, s.channel, flow.clone()),

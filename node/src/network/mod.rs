@@ -131,6 +131,7 @@ pub enum NetworkError {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NetworkError>>;
+use outbound::Outbound;
 
 /// What a [`NetworkClient`] asks of the loop.
 enum Command {
@@ -142,17 +143,26 @@ enum Command {
     Disconnect { peer: PeerId, reply: Reply<()> },
 }
 
-/// An outbound request with the reply its answer goes to.
-enum Outbound {
-    Voucher(Box<VoucherRequest>, Reply<VoucherResponse>),
-    Retrieval(Box<RetrievalRequest>, Reply<RetrievalResponse>),
-    Reconcile(Box<ReconcileRequest>, Reply<ReconcileResponse>),
+/// A request this node sends with [`NetworkClient::ask`] — a [`VoucherRequest`], a
+/// [`RetrievalRequest`] or a [`ReconcileRequest`] — and the answer it waits for. Implemented
+/// here only: what it makes cannot be named outside this module.
+pub trait Ask: Sized {
+    /// The answer.
+    type Response;
+    /// The request with where its answer goes, for the loop.
+    #[doc(hidden)]
+    fn outbound(self, reply: Reply<Self::Response>) -> outbound::Outbound;
 }
 
-/// A request this node sends, and the answer it waits for.
-trait Ask {
-    type Response;
-    fn outbound(self, reply: Reply<Self::Response>) -> Outbound;
+mod outbound {
+    use super::*;
+
+    /// An outbound request with the reply its answer goes to.
+    pub enum Outbound {
+        Voucher(Box<VoucherRequest>, Reply<VoucherResponse>),
+        Retrieval(Box<RetrievalRequest>, Reply<RetrievalResponse>),
+        Reconcile(Box<ReconcileRequest>, Reply<ReconcileResponse>),
+    }
 }
 
 impl Ask for VoucherRequest {
@@ -309,48 +319,16 @@ impl NetworkClient {
         self.call(|reply| Command::ListenAddrs { reply }).await
     }
 
-    /// Sends `request` to `peer` (reachable at `addrs`, if not connected yet; at most
-    /// [`MAX_ADDRS_PER_REQUEST`] of them are kept) and waits for its response.
-    async fn ask<R: Ask>(
+    /// Sends `request` — a voucher, retrieval or reconcile request — to `peer` (reachable at
+    /// `addrs`, dialled if not connected yet; at most [`MAX_ADDRS_PER_REQUEST`] of them are
+    /// kept) and waits for its answer.
+    pub async fn ask<R: Ask>(
         &self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
         request: R,
     ) -> Result<R::Response, NetworkError> {
         self.call(|reply| Command::Send { peer, addrs, request: request.outbound(reply) }).await
-    }
-
-    /// Sends a voucher request to `peer` (reachable at `addrs`, if not connected yet) and
-    /// waits for its response.
-    pub async fn send_voucher(
-        &self,
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-        request: VoucherRequest,
-    ) -> Result<VoucherResponse, NetworkError> {
-        self.ask(peer, addrs, request).await
-    }
-
-    /// Sends a retrieval request to `peer` (reachable at `addrs`, if not connected yet) and
-    /// waits for its response.
-    pub async fn send_retrieval(
-        &self,
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-        request: RetrievalRequest,
-    ) -> Result<RetrievalResponse, NetworkError> {
-        self.ask(peer, addrs, request).await
-    }
-
-    /// Sends a reconcile request to `peer` (reachable at `addrs`, dialled if not connected)
-    /// and waits for the payer's answer.
-    pub async fn send_reconcile(
-        &self,
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-        request: ReconcileRequest,
-    ) -> Result<ReconcileResponse, NetworkError> {
-        self.ask(peer, addrs, request).await
     }
 
     /// Closes every connection with `peer` (success if there is none).
