@@ -44,6 +44,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use event_loop::EventLoop;
+use outbound::Outbound;
 
 /// Commands waiting for the event loop, at most.
 pub const COMMAND_QUEUE: usize = 64;
@@ -131,7 +132,6 @@ pub enum NetworkError {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NetworkError>>;
-use outbound::Outbound;
 
 /// What a [`NetworkClient`] asks of the loop.
 enum Command {
