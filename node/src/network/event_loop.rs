@@ -84,10 +84,9 @@ impl<Resp> Lane<Resp> {
     }
 }
 
-/// How the loop refuses an inbound request over a cap: the protocol's label in metrics, the
-/// reason counted, and how the log line names the request and what it counts of the peer's.
+/// How the loop refuses an inbound request over a cap: the reason counted, and how the log
+/// line names the request and what it counts of the peer's.
 struct OverCap {
-    label: &'static str,
     refusal: Refusal,
     request: &'static str,
     counted: &'static str,
@@ -102,6 +101,8 @@ type Parts<'a, P> = (
 /// One of the loop's request-response protocols, named by its request type.
 trait LoopProtocol: WireMessage {
     type Response: WireMessage;
+    /// The protocol's name in metrics and logs.
+    const LABEL: &'static str;
     const OVER_CAP: OverCap;
     fn parts(l: &mut EventLoop) -> Parts<'_, Self>;
     fn inbound(self, id: InboundId, peer: PeerId) -> InboundRequest;
@@ -111,15 +112,15 @@ trait LoopProtocol: WireMessage {
 
 /// Declares the protocols the loop runs, one a row: the request and answer types, the
 /// protocol's field in [`Behaviour`] and in the loop, its [`InboundRequest`] variant, its
-/// [`OverCap`] facts and its answer to a request over a cap.
+/// label and [`OverCap`] facts, and its answer to a request over a cap.
 macro_rules! loop_protocols {
     ($($request:ident => $response:ident: $field:ident, $lane:ident, $variant:ident,
         ($label:literal, $refusal:ident, $name:literal, $counted:literal),
         $rate_limited:expr;)*) => {$(
         impl LoopProtocol for $request {
             type Response = $response;
+            const LABEL: &'static str = $label;
             const OVER_CAP: OverCap = OverCap {
-                label: $label,
                 refusal: Refusal::$refusal,
                 request: $name,
                 counted: $counted,
@@ -467,8 +468,7 @@ impl EventLoop {
                 }
             }
             Err(_) => {
-                let protocol = P::OVER_CAP.label;
-                tracing::debug!(%peer, "{protocol} response not sent: the stream is gone")
+                tracing::debug!(%peer, "{} response not sent: the stream is gone", P::LABEL)
             }
         }
     }
@@ -500,7 +500,7 @@ impl EventLoop {
                 return self.on_request(peer, request_id, request, channel)
             }
             Routed::Failed { peer, request_id, error } => {
-                self.count_inbound_failure(P::OVER_CAP.label, peer, &error);
+                self.count_inbound_failure(P::LABEL, peer, &error);
                 P::parts(self).1.sending.remove(&request_id);
             }
             Routed::Sent(request_id) => {
@@ -528,11 +528,10 @@ impl EventLoop {
             return false;
         };
         let response = P::rate_limited();
-        let OverCap { label, refusal, request, counted } = P::OVER_CAP;
-        self.config.metrics.rate_limited(label);
-        self.config
-            .metrics
-            .refused(refusal, format_args!("{request} from {peer}: {count} {counted}"));
+        let OverCap { refusal, request: named, counted } = P::OVER_CAP;
+        let what = format_args!("{named} from {peer}: {count} {counted}");
+        self.config.metrics.rate_limited(P::LABEL);
+        self.config.metrics.refused(refusal, what);
         let _ = P::parts(self).0.send_response(channel, response);
         true
     }
