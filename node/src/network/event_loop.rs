@@ -20,9 +20,10 @@ use paych_protocol::{
 use tokio::sync::mpsc;
 
 use super::{
-    Command, Held, InboundId, InboundRequest, NetworkConfig, NetworkError, Outbound, Reply,
-    Response, MAX_ADDRS_PER_REQUEST, MAX_INBOUND_IN_FLIGHT, MAX_OUTBOUND_IN_FLIGHT,
-    MAX_PENDING_CONNECTS, MAX_RECONCILE_IN_FLIGHT, MAX_RETRIEVAL_WAITING,
+    Command, Held, Inbound, InboundId, InboundRequest, NetworkConfig, NetworkError, Outbound,
+    Reply, Responder, Response, INBOUND_QUEUE, MAX_ADDRS_PER_REQUEST, MAX_INBOUND_IN_FLIGHT,
+    MAX_OUTBOUND_IN_FLIGHT, MAX_PENDING_CONNECTS, MAX_RECONCILE_IN_FLIGHT, MAX_RETRIEVAL_WAITING,
+    RESPONSE_QUEUE,
 };
 use crate::metrics::status_label;
 use crate::refusals::Refusal;
@@ -184,15 +185,18 @@ pub(super) struct EventLoop {
 }
 
 impl EventLoop {
+    /// The loop of `swarm`, run as `config` says, taking `commands` until `stop`; with the
+    /// inbound side it hands requests out on and takes their answers from.
     pub(super) fn new(
         swarm: Swarm<Behaviour>,
         config: NetworkConfig,
         commands: mpsc::Receiver<Command>,
-        responses: mpsc::Receiver<Response>,
-        requests: mpsc::Sender<InboundRequest>,
         stop: mpsc::Receiver<()>,
-    ) -> Self {
-        EventLoop {
+    ) -> (Self, Inbound) {
+        let (responder, responses) = mpsc::channel(RESPONSE_QUEUE);
+        let (requests, inbound) = mpsc::channel(INBOUND_QUEUE);
+        let inbound = Inbound { requests: inbound, responder: Responder { responses: responder } };
+        let event_loop = EventLoop {
             vouchers: Lane::new(Waiting::new(config.max_inbound_per_peer, MAX_INBOUND_IN_FLIGHT)),
             reconciles: Lane::new(Waiting::new(
                 config.max_reconcile_per_peer,
@@ -208,7 +212,8 @@ impl EventLoop {
             next_inbound: 0,
             connects: HashMap::new(),
             connected: HashMap::new(),
-        }
+        };
+        (event_loop, inbound)
     }
 
     pub(super) async fn run(mut self) {

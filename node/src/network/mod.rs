@@ -353,12 +353,9 @@ pub fn spawn(
     let local_peer_id = *swarm.local_peer_id();
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (stop_tx, stop) = mpsc::channel(1);
-    let (responses_tx, responses) = mpsc::channel(RESPONSE_QUEUE);
-    let (requests_tx, requests) = mpsc::channel(INBOUND_QUEUE);
-    let event_loop = EventLoop::new(swarm, config, commands, responses, requests_tx, stop);
+    let (event_loop, inbound) = EventLoop::new(swarm, config, commands, stop);
     let handle = tokio::spawn(event_loop.run());
     let client = NetworkClient { commands: commands_tx, local_peer_id, stop: stop_tx };
-    let inbound = Inbound { requests, responder: Responder { responses: responses_tx } };
     Ok((client, inbound, handle))
 }
 
