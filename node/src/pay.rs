@@ -230,7 +230,7 @@ impl Payer {
         };
         let request = VoucherRequest { voucher: voucher.clone(), flow, announce };
         let span = tracing::debug_span!("voucher_outbound", %peer, lane, nonce = voucher.nonce, announce = first);
-        let response = self.net.send_voucher(peer, vec![target], request).instrument(span).await?;
+        let response = self.net.ask(peer, vec![target], request).instrument(span).await?;
         if first && response.is_held() {
             let mut announced = self.announced.lock().await;
             if announced.len() < MAX_FLOWS {

@@ -126,7 +126,7 @@ pub async fn ask_payer(
         let request =
             ReconcileRequest { vouchers: draft.vouchers, req_val: draft.req_val, payee_record };
         tracing::debug!(%peer, vouchers = request.vouchers.len(), req_val = %request.req_val.atto(), "asking the payer");
-        let response = net.send_reconcile(peer, addrs, request.clone()).await?;
+        let response = net.ask(peer, addrs, request.clone()).await?;
         let combined = match (response.status(), &response.combined) {
             (Some(ReconcileStatus::Success), Some(combined)) => {
                 manager

@@ -9,14 +9,18 @@ use common::{
 };
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::{Multiaddr, PeerId};
+use paych_core::types::SignedVoucher;
 use paych_node::daemon::{Daemon, DaemonOptions, RepoConfig};
 use paych_node::host::HostConfig;
-use paych_node::network::NetworkConfig;
+use paych_node::metrics::Metrics;
+use paych_node::network::{NetworkClient, NetworkConfig};
 use paych_protocol::ip_limits::{DEFAULT_MAX_INBOUND_PER_IP, MAX_PENDING_INBOUND_PER_IP};
-use paych_protocol::VoucherStatus;
+use paych_protocol::{VoucherResponse, VoucherStatus};
 
 /// Identities the attacking host makes: more than the node's connections in total.
 const ATTACKERS: usize = 300;
@@ -25,17 +29,46 @@ const ATTACK_CONCURRENCY: usize = 16;
 /// TCP connections that never start their handshake: more than the node upgrades at once.
 const STALLED: usize = 40;
 
+/// A payer with a channel of 1000 to a payee whose node counts in metrics of its own.
+struct Watched {
+    pair: PayingPair,
+    metrics: Arc<Metrics>,
+    /// The payee's network client, held: its loop stops once no client is left.
+    _payee_net: NetworkClient,
+    payee_peer: PeerId,
+    payee_addrs: Vec<Multiaddr>,
+}
+
+/// See [`Watched`]; the payee's node runs with `config`.
+async fn watched(config: HostConfig) -> Watched {
+    let pair = paying_pair(10, 0, atto(1000)).await;
+    let (metrics, _payee_net, payee_peer, payee_addrs) =
+        metered_node(&pair.payee.manager, config).await;
+    Watched { pair, metrics, _payee_net, payee_peer, payee_addrs }
+}
+
+impl Watched {
+    /// The payer, from a node of its own on 127.0.0.1, sends a voucher of 10 to the payee:
+    /// the payer's network client, the voucher and the payee's answer.
+    async fn pay_10(&self) -> (NetworkClient, SignedVoucher, VoucherResponse) {
+        let PayingPair { payer, channel, .. } = &self.pair;
+        let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
+        let voucher =
+            payer.manager.voucher_create(channel, atto(10), 0).await.unwrap().voucher.unwrap();
+        let response =
+            send_voucher(&payer_net, self.payee_peer, &self.payee_addrs, voucher.clone()).await;
+        (payer_net, voucher, response)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1000)).await;
-    let (metrics, _payee_net, payee_peer, payee_addrs) =
-        metered_node(&payee.manager, HostConfig::default()).await;
+    let payee = watched(HostConfig::default()).await;
 
     // The attacking host, 127.0.0.2: a fresh identity per connection, each connection held
     // open and never used.
     let attacker = IpAddr::from([127, 0, 0, 2]);
-    let target = payee_addrs[0].clone();
+    let target = payee.payee_addrs[0].clone();
     let held: Vec<_> = tokio::time::timeout(
         DEADLINE,
         futures::stream::iter(0..ATTACKERS)
@@ -47,35 +80,27 @@ async fn many_identities_from_one_address_cannot_keep_an_honest_payer_out() {
     .await
     .expect("the attack timed out");
     // An honest payer on another address (127.0.0.1) connects and is paid for.
-    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
-    let voucher =
-        payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
-    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, voucher).await;
+    let (_, _, response) = payee.pay_10().await;
     assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
     // The attacking host got its cap of connections, no more; every other attempt was
     // refused and counted (the payee's loop handled those refusals before the payment).
     assert_eq!(held.len(), DEFAULT_MAX_INBOUND_PER_IP as usize);
     let refused = ATTACKERS - held.len();
-    assert_refusals(&metrics, "connections_per_ip", refused);
+    assert_refusals(&payee.metrics, "connections_per_ip", refused);
     drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_reason() {
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1000)).await;
     let closed = limits(NetworkConfig { max_inbound_per_peer: 0, ..NetworkConfig::default() });
-    let (metrics, _payee_net, payee_peer, payee_addrs) = metered_node(&payee.manager, closed).await;
-    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
-    let voucher =
-        payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
-    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, voucher.clone()).await;
+    let closed = watched(closed).await;
+    let (payer_net, voucher, response) = closed.pay_10().await;
     assert_eq!(response.status(), Some(VoucherStatus::RateLimited), "{response:?}");
-    assert_refusals(&metrics, "voucher_rate_limited", 1);
+    assert_refusals(&closed.metrics, "voucher_rate_limited", 1);
 
     // A payee that takes requests refuses a voucher signed by a stranger, and counts it.
     let (metrics, _open_net, open_peer, open_addrs) =
-        metered_node(&payee.manager, HostConfig::default()).await;
+        metered_node(&closed.pair.payee.manager, HostConfig::default()).await;
     let forged = sign_as_stranger(voucher);
     let response = send_voucher(&payer_net, open_peer, &open_addrs, forged).await;
     assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
@@ -84,11 +109,8 @@ async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_rea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_never_finish_their_handshake_cannot_fill_the_pending_slots() {
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1000)).await;
-    let (metrics, _payee_net, payee_peer, payee_addrs) =
-        metered_node(&payee.manager, HostConfig::default()).await;
-    let port = payee_addrs[0]
+    let payee = watched(HostConfig::default()).await;
+    let port = payee.payee_addrs[0]
         .iter()
         .find_map(|p| match p {
             libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
@@ -105,14 +127,11 @@ async fn connections_that_never_finish_their_handshake_cannot_fill_the_pending_s
         stalled.push(socket.connect(([127, 0, 0, 1], port).into()).await.unwrap());
     }
 
-    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
-    let voucher =
-        payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
-    let response = send_voucher(&payer_net, payee_peer, &payee_addrs, voucher).await;
+    let (_, _, response) = payee.pay_10().await;
     assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
     // The address may hold only a few connections in their handshake; the rest are refused.
     let refused = STALLED - MAX_PENDING_INBOUND_PER_IP as usize;
-    assert_refusals(&metrics, "connections_per_ip", refused);
+    assert_refusals(&payee.metrics, "connections_per_ip", refused);
     drop(stalled);
 }
 

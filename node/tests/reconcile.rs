@@ -41,7 +41,7 @@ async fn ask(
     req_val: TokenAmount,
 ) -> ReconcileResponse {
     let request = ReconcileRequest { vouchers, req_val, payee_record: record.clone() };
-    tokio::time::timeout(DEADLINE, net.send_reconcile(peer, addrs.to_vec(), request))
+    tokio::time::timeout(DEADLINE, net.ask(peer, addrs.to_vec(), request))
         .await
         .expect("the reconcile exchange timed out")
         .unwrap()
@@ -99,8 +99,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     {
         let announce = Announce { channel, from, to: payee.addr, peer_record: record };
         let request = announced(probe.clone(), announce);
-        let response =
-            payer_net.send_voucher(payee_peer, payee_addrs.clone(), request).await.unwrap();
+        let response = payer_net.ask(payee_peer, payee_addrs.clone(), request).await.unwrap();
         assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
         assert!(payee.manager.peer_record(&payer.addr).unwrap().is_none());
         assert!(payee.manager.peer_record(&other).unwrap().is_none());
@@ -123,8 +122,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     ] {
         let announce = Announce { channel, from: payer.addr, to, peer_record: record };
         let request = announced(probe.clone(), announce);
-        let response =
-            payer_net.send_voucher(payee_peer, payee_addrs.clone(), request).await.unwrap();
+        let response = payer_net.ask(payee_peer, payee_addrs.clone(), request).await.unwrap();
         assert_eq!(response.status(), Some(expected), "{response:?}");
         assert!(payee.manager.peer_record(&payer.addr).unwrap().is_none());
     }
@@ -147,7 +145,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     .unwrap();
     let announce = Announce { channel, from: payer.addr, to: payee.addr, peer_record: older };
     let request = announced(first[0].voucher.clone(), announce);
-    let response = payer_net.send_voucher(payee_peer, payee_addrs.clone(), request).await.unwrap();
+    let response = payer_net.ask(payee_peer, payee_addrs.clone(), request).await.unwrap();
     assert!(response.is_held(), "{response:?}");
     assert_eq!(payee.manager.peer_record(&payer.addr).unwrap(), Some(held.clone()));
 
@@ -292,7 +290,7 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
         let v = payer.manager.voucher_create(&channel, atto(10), lane).await.unwrap();
         let v = v.voucher.unwrap();
         let response = payer_net
-            .send_voucher(payee_peer, payee_addrs.clone(), VoucherRequest::new(v.clone()))
+            .ask(payee_peer, payee_addrs.clone(), VoucherRequest::new(v.clone()))
             .await
             .unwrap();
         assert!(response.is_held(), "{response:?}");
@@ -314,7 +312,7 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
     }
     for v in &vouchers[2..] {
         let response = payer_net
-            .send_voucher(payee_peer, payee_addrs.clone(), VoucherRequest::new(v.clone()))
+            .ask(payee_peer, payee_addrs.clone(), VoucherRequest::new(v.clone()))
             .await
             .unwrap();
         assert!(response.is_held(), "{response:?}");

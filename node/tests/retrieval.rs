@@ -18,7 +18,7 @@ use paych_node::host::HostConfig;
 use paych_node::inbound::InboundConfig;
 use paych_node::metrics::Metrics;
 use paych_node::network::NetworkClient;
-use paych_node::pay::Payer;
+use paych_node::pay::{Paid, Payer};
 use paych_node::retrieval::{
     self, Faults, PriceLimit, RetrievalLimits, RetrievalProvider, RetrievalUsage, RetrieveError,
 };
@@ -98,7 +98,20 @@ async fn ask_chunk(
     flow: &[u8],
 ) -> paych_protocol::RetrievalResponse {
     let request = RetrievalRequest::chunk(root, index, s.channel, flow.to_vec());
-    net.send_retrieval(s.provider_peer, s.provider_addrs.clone(), request).await.unwrap()
+    net.ask(s.provider_peer, s.provider_addrs.clone(), request).await.unwrap()
+}
+
+/// Checks that the provider refused a chunk as not paid for yet.
+fn assert_unpaid(refused: &paych_protocol::RetrievalResponse) {
+    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
+}
+
+/// From the payer's node: looks at chunk 0 of `root` on `flow`, free, then pays 10 on the
+/// flow.
+async fn open_and_pay(s: &Setup, root: Hash, flow: &[u8]) -> Paid {
+    let net = s.payer.network();
+    assert_eq!(ask_chunk(s, net, root, 0, flow).await.status(), Some(RetrievalStatus::Ok));
+    s.payer.pay(&s.channel, atto(10), Some(flow.to_vec())).await.unwrap()
 }
 
 /// Sends `voucher` to the provider from `net`'s node, naming `flow`, without an announce.
@@ -110,7 +123,7 @@ async fn send_voucher(
 ) -> paych_protocol::VoucherResponse {
     let request =
         VoucherRequest { voucher: voucher.clone(), flow: Some(flow.to_vec()), announce: None };
-    net.send_voucher(s.provider_peer, s.provider_addrs.clone(), request).await.unwrap()
+    net.ask(s.provider_peer, s.provider_addrs.clone(), request).await.unwrap()
 }
 
 /// A node on the same devnet that is no party to the channel.
@@ -192,28 +205,22 @@ async fn a_client_that_stops_paying_stops_receiving() {
     let root = publish(&s, Faults::default());
     let net = s.payer.network();
     let flow = b"unpaid".to_vec();
-    let ask = |index: u64| {
-        net.send_retrieval(
-            s.provider_peer,
-            s.provider_addrs.clone(),
-            RetrievalRequest::chunk(root, index, s.channel, flow.clone()),
-        )
-    };
     // The first chunk is free to look at; the second needs the first paid.
-    assert_eq!(ask(0).await.unwrap().status(), Some(RetrievalStatus::Ok));
-    let refused = ask(1).await.unwrap();
-    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
+    assert_eq!(ask_chunk(&s, net, root, 0, &flow).await.status(), Some(RetrievalStatus::Ok));
+    let refused = ask_chunk(&s, net, root, 1, &flow).await;
+    assert_unpaid(&refused);
     assert!(refused.data.is_none());
 
     // Paying for chunk 0 on this flow opens chunk 1, and only chunk 1.
     let paid = s.payer.pay(&s.channel, atto(10), Some(flow.clone())).await.unwrap();
     assert_eq!(paid.response.status(), Some(paych_protocol::VoucherStatus::Accepted));
-    assert_eq!(ask(1).await.unwrap().data.map(|d| d.len()), Some(1000));
-    assert_eq!(ask(2).await.unwrap().status(), Some(RetrievalStatus::PaymentRequired));
+    let chunk = ask_chunk(&s, net, root, 1, &flow).await;
+    assert_eq!(chunk.data.map(|d| d.len()), Some(1000));
+    assert_unpaid(&ask_chunk(&s, net, root, 2, &flow).await);
     // A payment on another flow does not open this one.
     s.payer.pay(&s.channel, atto(10), Some(b"other".to_vec())).await.unwrap();
-    assert_eq!(ask(2).await.unwrap().status(), Some(RetrievalStatus::PaymentRequired));
-    assert_eq!(ask(9).await.unwrap().status(), Some(RetrievalStatus::BadIndex));
+    assert_unpaid(&ask_chunk(&s, net, root, 2, &flow).await);
+    assert_eq!(ask_chunk(&s, net, root, 9, &flow).await.status(), Some(RetrievalStatus::BadIndex));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,8 +247,7 @@ async fn a_replayed_voucher_earns_no_chunk_credit() {
     let (a, b) = (publish(&s, Faults::default()), publish_cheap(&s));
     let net = s.payer.network();
     // The payer looks at chunk 0 on flow f1 and pays for it: chunk 1, and only chunk 1, opens.
-    assert_eq!(ask_chunk(&s, net, a, 0, b"f1").await.status(), Some(RetrievalStatus::Ok));
-    let paid = s.payer.pay(&s.channel, atto(10), Some(b"f1".to_vec())).await.unwrap();
+    let paid = open_and_pay(&s, a, b"f1").await;
     assert_eq!(paid.response.status(), Some(VoucherStatus::Accepted));
     assert_eq!(ask_chunk(&s, net, a, 1, b"f1").await.status(), Some(RetrievalStatus::Ok));
 
@@ -249,28 +255,20 @@ async fn a_replayed_voucher_earns_no_chunk_credit() {
     let again = send_voucher(&s, net, &paid.voucher, b"f1").await;
     assert_eq!(again.status(), Some(VoucherStatus::AlreadyHeld));
     assert!(again.delta.is_zero());
-    let refused = ask_chunk(&s, net, a, 2, b"f1").await;
-    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
+    assert_unpaid(&ask_chunk(&s, net, a, 2, b"f1").await);
     // … on another flow of the same blob, or on a flow of another blob.
     for (root, flow) in [(a, &b"f2"[..]), (b, &b"f3"[..])] {
         assert_eq!(ask_chunk(&s, net, root, 0, flow).await.status(), Some(RetrievalStatus::Ok));
         let replay = send_voucher(&s, net, &paid.voucher, flow).await;
         assert_eq!(replay.status(), Some(VoucherStatus::AlreadyHeld));
-        let refused = ask_chunk(&s, net, root, 1, flow).await;
-        assert_eq!(
-            refused.status(),
-            Some(RetrievalStatus::PaymentRequired),
-            "{:?}",
-            refused.message
-        );
+        assert_unpaid(&ask_chunk(&s, net, root, 1, flow).await);
     }
     // … or by a third peer, on a flow of the same name.
     let (_third, third_net) = third_peer(&s).await;
     assert_eq!(ask_chunk(&s, &third_net, a, 0, b"f1").await.status(), Some(RetrievalStatus::Ok));
     let replay = send_voucher(&s, &third_net, &paid.voucher, b"f1").await;
     assert_eq!(replay.status(), Some(VoucherStatus::AlreadyHeld));
-    let refused = ask_chunk(&s, &third_net, a, 1, b"f1").await;
-    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
+    assert_unpaid(&ask_chunk(&s, &third_net, a, 1, b"f1").await);
     // One payment of 10, credited once.
     assert_eq!(s.provider_blobs.paid(s.client_peer(), s.channel, b"f1"), atto(10));
     assert_eq!(held(&s).await, atto(10));
@@ -281,9 +279,7 @@ async fn only_the_channels_payer_is_credited_for_its_vouchers() {
     let s = setup().await;
     let root = publish(&s, Faults::default());
     // The payer announces itself with its first payment.
-    let net = s.payer.network();
-    assert_eq!(ask_chunk(&s, net, root, 0, b"mine").await.status(), Some(RetrievalStatus::Ok));
-    s.payer.pay(&s.channel, atto(10), Some(b"mine".to_vec())).await.unwrap();
+    open_and_pay(&s, root, b"mine").await;
 
     // A third peer gets hold of a voucher the payer signed but has not sent yet and is the
     // first to present it: the provider takes the payment, but the third peer is not the
@@ -298,8 +294,7 @@ async fn only_the_channels_payer_is_credited_for_its_vouchers() {
     let voucher = created.voucher.unwrap();
     let taken = send_voucher(&s, &third_net, &voucher, b"theirs").await;
     assert_eq!(taken.status(), Some(VoucherStatus::Accepted), "{taken:?}");
-    let refused = ask_chunk(&s, &third_net, root, 1, b"theirs").await;
-    assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired), "{:?}", refused.message);
+    assert_unpaid(&ask_chunk(&s, &third_net, root, 1, b"theirs").await);
     assert!(s.provider_blobs.paid(third_net.local_peer_id(), s.channel, b"theirs").is_zero());
     // The payer's own flow got what it paid, and nothing from the relayed voucher.
     assert_eq!(s.provider_blobs.paid(s.client_peer(), s.channel, b"mine"), atto(10));
@@ -312,16 +307,10 @@ async fn credit_paid_for_one_blob_does_not_unlock_another() {
     let net = s.payer.network();
     // The flow is opened on the dear blob and paid 10: one chunk of it, or ten of the cheap
     // blob's price.
-    assert_eq!(ask_chunk(&s, net, dear, 0, b"flow").await.status(), Some(RetrievalStatus::Ok));
-    s.payer.pay(&s.channel, atto(10), Some(b"flow".to_vec())).await.unwrap();
+    open_and_pay(&s, dear, b"flow").await;
     for index in [1, 2, 4] {
         let refused = ask_chunk(&s, net, cheap, index, b"flow").await;
-        assert_eq!(
-            refused.status(),
-            Some(RetrievalStatus::PaymentRequired),
-            "{:?}",
-            refused.message
-        );
+        assert_unpaid(&refused);
         assert!(refused.data.is_none());
     }
     // The credit still serves the blob it was paid for.

@@ -13,15 +13,17 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use paych_core::reconcile::ReconcileStatus;
 use paych_core::types::TokenAmount;
 use paych_protocol::{
-    Behaviour, Event, LimitKind, ReconcileResponse, RetrievalResponse, RetrievalStatus,
-    VoucherResponse, VoucherStatus,
+    Behaviour, Codec, Event, Exchange, LimitKind, ReconcileRequest, ReconcileResponse,
+    RetrievalRequest, RetrievalResponse, RetrievalStatus, VoucherRequest, VoucherResponse,
+    VoucherStatus, WireMessage,
 };
 use tokio::sync::mpsc;
 
 use super::{
-    Command, Held, InboundId, InboundRequest, NetworkConfig, NetworkError, Outbound, Reply,
-    Response, MAX_ADDRS_PER_REQUEST, MAX_INBOUND_IN_FLIGHT, MAX_OUTBOUND_IN_FLIGHT,
-    MAX_PENDING_CONNECTS, MAX_RECONCILE_IN_FLIGHT, MAX_RETRIEVAL_WAITING,
+    Command, Held, Inbound, InboundId, InboundRequest, NetworkConfig, NetworkError, Outbound,
+    Reply, Responder, Response, INBOUND_QUEUE, MAX_ADDRS_PER_REQUEST, MAX_INBOUND_IN_FLIGHT,
+    MAX_OUTBOUND_IN_FLIGHT, MAX_PENDING_CONNECTS, MAX_RECONCILE_IN_FLIGHT, MAX_RETRIEVAL_WAITING,
+    RESPONSE_QUEUE,
 };
 use crate::metrics::status_label;
 use crate::refusals::Refusal;
@@ -65,25 +67,116 @@ impl<C> Waiting<C> {
     }
 }
 
+/// What the loop keeps of an inbound request handed out: what its answer goes through.
+type Kept<Resp> = (InboundRequestId, ResponseChannel<Resp>);
+
+/// The loop's requests of one protocol: inbound ones handed out and not answered yet,
+/// answers being sent with what their handler asked the loop to hold until each is sent or
+/// fails, and outbound ones awaiting their answer.
+struct Lane<Resp> {
+    waiting: Waiting<Kept<Resp>>,
+    sending: HashMap<InboundRequestId, Held>,
+    outbound: HashMap<OutboundRequestId, Reply<Resp>>,
+}
+
+impl<Resp> Lane<Resp> {
+    fn new(waiting: Waiting<Kept<Resp>>) -> Self {
+        Lane { waiting, sending: HashMap::new(), outbound: HashMap::new() }
+    }
+}
+
+/// How the loop refuses an inbound request over a cap: the reason counted, and how the log
+/// line names the request and what it counts of the peer's.
+struct OverCap {
+    refusal: Refusal,
+    request: &'static str,
+    counted: &'static str,
+}
+
+/// A protocol's exchange in the swarm and its lane in the loop.
+type Parts<'a, P> = (
+    &'a mut Exchange<Codec<P, <P as LoopProtocol>::Response>>,
+    &'a mut Lane<<P as LoopProtocol>::Response>,
+);
+
+/// One of the loop's request-response protocols, named by its request type.
+trait LoopProtocol: WireMessage {
+    type Response: WireMessage;
+    /// The protocol's name in metrics and logs.
+    const LABEL: &'static str;
+    const OVER_CAP: OverCap;
+    fn parts(l: &mut EventLoop) -> Parts<'_, Self>;
+    fn inbound(self, id: InboundId, peer: PeerId) -> InboundRequest;
+    /// The loop's own answer to a request over a cap.
+    fn rate_limited() -> Self::Response;
+}
+
+/// Declares the protocols the loop runs, one a row: the request and answer types, the
+/// protocol's field in [`Behaviour`] and in the loop, its [`InboundRequest`] variant, its
+/// label and [`OverCap`] facts, and its answer to a request over a cap.
+macro_rules! loop_protocols {
+    ($($request:ident => $response:ident: $field:ident, $lane:ident, $variant:ident,
+        ($label:literal, $refusal:ident, $name:literal, $counted:literal),
+        $rate_limited:expr;)*) => {$(
+        impl LoopProtocol for $request {
+            type Response = $response;
+            const LABEL: &'static str = $label;
+            const OVER_CAP: OverCap = OverCap {
+                refusal: Refusal::$refusal,
+                request: $name,
+                counted: $counted,
+            };
+            fn parts(l: &mut EventLoop) -> Parts<'_, Self> {
+                (&mut l.swarm.behaviour_mut().$field, &mut l.$lane)
+            }
+            fn inbound(self, id: InboundId, peer: PeerId) -> InboundRequest {
+                InboundRequest::$variant { id, peer, request: Box::new(self) }
+            }
+            fn rate_limited() -> $response {
+                $rate_limited
+            }
+        }
+    )*};
+}
+
+loop_protocols! {
+    VoucherRequest => VoucherResponse: voucher, vouchers, Voucher,
+        ("voucher", VoucherRateLimited, "voucher", "in flight"),
+        VoucherResponse::rejected(VoucherStatus::RateLimited, TokenAmount::default(), VOUCHERS_BUSY);
+    ReconcileRequest => ReconcileResponse: reconcile, reconciles, Reconcile,
+        ("reconcile", ReconcileRateLimited, "reconcile request", "in flight"),
+        ReconcileResponse::refused(ReconcileStatus::RateLimited, RECONCILES_BUSY);
+    RetrievalRequest => RetrievalResponse: retrieval, retrievals, Retrieval,
+        ("retrieval", RetrievalRateLimited, "retrieval request", "waiting"),
+        RetrievalResponse::refused(RetrievalStatus::RateLimited, RETRIEVALS_BUSY);
+}
+
+/// The message of the loop's answer to a voucher over a cap.
+const VOUCHERS_BUSY: &str = "too many vouchers in flight; retry later";
+/// The message of the loop's answer to a reconcile request over a cap.
+const RECONCILES_BUSY: &str = "too many reconcile requests in flight; retry later";
+/// The message of the loop's answer to a retrieval request over a cap.
+const RETRIEVALS_BUSY: &str = "too many retrieval requests waiting; retry later";
+
 /// Owns the swarm: runs commands, hands inbound requests out, sends their answers, routes
 /// responses to outbound requests.
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
     config: NetworkConfig,
+    /// What the clients ask.
     commands: mpsc::Receiver<Command>,
+    /// Answers to the inbound requests handed out.
     responses: mpsc::Receiver<Response>,
+    /// Where inbound requests are handed out.
     requests: mpsc::Sender<InboundRequest>,
+    /// A client's request to stop.
     stop: mpsc::Receiver<()>,
+    /// The name of the next inbound request handed out.
     next_inbound: u64,
-    vouchers: Waiting<ResponseChannel<VoucherResponse>>,
-    reconciles: Waiting<ResponseChannel<ReconcileResponse>>,
-    retrievals: Waiting<(InboundRequestId, ResponseChannel<RetrievalResponse>)>,
-    /// Retrieval answers being sent, with what their handler asked the loop to hold until
-    /// each is sent or fails (the provider's count of work in flight).
-    retrievals_sending: HashMap<InboundRequestId, Held>,
-    outbound_vouchers: HashMap<OutboundRequestId, Reply<VoucherResponse>>,
-    outbound_retrievals: HashMap<OutboundRequestId, Reply<RetrievalResponse>>,
-    outbound_reconciles: HashMap<OutboundRequestId, Reply<ReconcileResponse>>,
+    vouchers: Lane<VoucherResponse>,
+    reconciles: Lane<ReconcileResponse>,
+    /// Retrievals; what their answers hold is the provider's count of work in flight.
+    retrievals: Lane<RetrievalResponse>,
     /// `connect` calls waiting for their connection.
     connects: HashMap<ConnectionId, (Multiaddr, Reply<PeerId>)>,
     /// Connected peers, with their established connections (bounded by the connection
@@ -92,18 +185,24 @@ pub(super) struct EventLoop {
 }
 
 impl EventLoop {
+    /// The loop of `swarm`, run as `config` says, taking `commands` until `stop`; with the
+    /// inbound side it hands requests out on and takes their answers from.
     pub(super) fn new(
         swarm: Swarm<Behaviour>,
         config: NetworkConfig,
         commands: mpsc::Receiver<Command>,
-        responses: mpsc::Receiver<Response>,
-        requests: mpsc::Sender<InboundRequest>,
         stop: mpsc::Receiver<()>,
-    ) -> Self {
-        EventLoop {
-            vouchers: Waiting::new(config.max_inbound_per_peer, MAX_INBOUND_IN_FLIGHT),
-            reconciles: Waiting::new(config.max_reconcile_per_peer, MAX_RECONCILE_IN_FLIGHT),
-            retrievals: Waiting::new(MAX_RETRIEVAL_WAITING, MAX_RETRIEVAL_WAITING),
+    ) -> (Self, Inbound) {
+        let (responder, responses) = mpsc::channel(RESPONSE_QUEUE);
+        let (requests, inbound) = mpsc::channel(INBOUND_QUEUE);
+        let inbound = Inbound { requests: inbound, responder: Responder { responses: responder } };
+        let event_loop = EventLoop {
+            vouchers: Lane::new(Waiting::new(config.max_inbound_per_peer, MAX_INBOUND_IN_FLIGHT)),
+            reconciles: Lane::new(Waiting::new(
+                config.max_reconcile_per_peer,
+                MAX_RECONCILE_IN_FLIGHT,
+            )),
+            retrievals: Lane::new(Waiting::new(MAX_RETRIEVAL_WAITING, MAX_RETRIEVAL_WAITING)),
             swarm,
             config,
             commands,
@@ -111,13 +210,10 @@ impl EventLoop {
             requests,
             stop,
             next_inbound: 0,
-            retrievals_sending: HashMap::new(),
-            outbound_vouchers: HashMap::new(),
-            outbound_retrievals: HashMap::new(),
-            outbound_reconciles: HashMap::new(),
             connects: HashMap::new(),
             connected: HashMap::new(),
-        }
+        };
+        (event_loop, inbound)
     }
 
     pub(super) async fn run(mut self) {
@@ -180,22 +276,31 @@ impl EventLoop {
         for addr in addrs.into_iter().take(MAX_ADDRS_PER_REQUEST) {
             self.swarm.add_peer_address(peer, addr);
         }
-        let behaviour = self.swarm.behaviour_mut();
         match request {
             Outbound::Voucher(request, reply) => {
-                let id = behaviour.voucher.send_request(&peer, *request);
-                self.outbound_vouchers.insert(id, reply);
+                self.send_to(peer, *request, reply);
             }
             Outbound::Retrieval(request, reply) => {
-                let id = behaviour.retrieval.send_request(&peer, *request);
-                self.outbound_retrievals.insert(id, reply);
+                self.send_to(peer, *request, reply);
             }
             Outbound::Reconcile(request, reply) => {
-                let id = behaviour.reconcile.send_request(&peer, *request);
+                let id = self.send_to(peer, *request, reply);
                 tracing::debug!(%peer, ?id, "reconcile request sent");
-                self.outbound_reconciles.insert(id, reply);
             }
         }
+    }
+
+    /// Sends `request` to `peer`; its answer goes to `reply`.
+    fn send_to<P: LoopProtocol>(
+        &mut self,
+        peer: PeerId,
+        request: P,
+        reply: Reply<P::Response>,
+    ) -> OutboundRequestId {
+        let (exchange, lane) = P::parts(self);
+        let id = exchange.send_request(&peer, request);
+        lane.outbound.insert(id, reply);
+        id
     }
 
     fn connect(&mut self, addr: Multiaddr, reply: Reply<PeerId>) {
@@ -269,22 +374,17 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(Event::Voucher(event)) => {
                 self.count_voucher_sent(&event);
-                match route(&mut self.outbound_vouchers, event) {
-                    Routed::Request { peer, request, channel, .. } => {
-                        self.on_voucher_request(peer, request, channel)
-                    }
-                    routed => self.after_routing("voucher", routed),
+                if self.on_protocol_event(event) {
+                    let status = status_label(VoucherStatus::RateLimited);
+                    self.config.metrics.voucher_received(status, &TokenAmount::default());
                 }
             }
             SwarmEvent::Behaviour(Event::Reconcile(event)) => {
-                match route(&mut self.outbound_reconciles, event) {
-                    Routed::Request { peer, request, channel, .. } => {
-                        self.on_reconcile_request(peer, request, channel)
-                    }
-                    routed => self.after_routing("reconcile", routed),
-                }
+                self.on_protocol_event(event);
             }
-            SwarmEvent::Behaviour(Event::Retrieval(event)) => self.on_retrieval_event(event),
+            SwarmEvent::Behaviour(Event::Retrieval(event)) => {
+                self.on_protocol_event(event);
+            }
             _ => {}
         }
     }
@@ -318,9 +418,9 @@ impl EventLoop {
     }
 
     fn outbound_in_flight(&self) -> usize {
-        self.outbound_vouchers.len()
-            + self.outbound_reconciles.len()
-            + self.outbound_retrievals.len()
+        self.vouchers.outbound.len()
+            + self.reconciles.outbound.len()
+            + self.retrievals.outbound.len()
     }
 
     fn next_id(&mut self) -> InboundId {
@@ -329,33 +429,14 @@ impl EventLoop {
         id
     }
 
-    /// Hands out the request `make` names, of `peer`, if the requests waiting (`waiting`)
-    /// admit it; otherwise answers how many `peer` has in flight, with `channel`, to refuse.
-    fn admit<C>(
-        &mut self,
-        waiting: fn(&mut Self) -> &mut Waiting<C>,
-        peer: PeerId,
-        channel: C,
-        make: impl FnOnce(InboundId) -> InboundRequest,
-    ) -> Option<(usize, C)> {
-        let id = self.next_id();
-        match waiting(self).admit(id, peer, channel) {
-            Ok(()) => {
-                self.hand_out(make(id));
-                None
-            }
-            Err(refused) => Some(refused),
-        }
-    }
-
     /// Hands `request` out; when nobody takes requests any more (the node is stopping), the
     /// request is forgotten and its stream dropped.
     fn hand_out(&mut self, request: InboundRequest) {
         if let Err(error) = self.requests.try_send(request) {
             let id = match error.into_inner() {
-                InboundRequest::Voucher { id, .. } => self.vouchers.take(id).map(drop),
-                InboundRequest::Reconcile { id, .. } => self.reconciles.take(id).map(drop),
-                InboundRequest::Retrieval { id, .. } => self.retrievals.take(id).map(drop),
+                InboundRequest::Voucher { id, .. } => self.vouchers.waiting.take(id).map(drop),
+                InboundRequest::Reconcile { id, .. } => self.reconciles.waiting.take(id).map(drop),
+                InboundRequest::Retrieval { id, .. } => self.retrievals.waiting.take(id).map(drop),
             };
             tracing::debug!(found = id.is_some(), "inbound request dropped: nobody answers");
         }
@@ -364,29 +445,35 @@ impl EventLoop {
     fn on_response(&mut self, response: Response) {
         match response {
             Response::Voucher(id, response) => {
-                let Some((peer, channel)) = self.vouchers.take(id) else { return };
-                if self.swarm.behaviour_mut().voucher.send_response(channel, response).is_err() {
-                    tracing::debug!(%peer, "voucher response not sent: the stream is gone");
-                }
+                self.send_answer::<VoucherRequest>(id, response, None)
             }
             Response::Reconcile(id, response) => {
-                let Some((peer, channel)) = self.reconciles.take(id) else { return };
-                if self.swarm.behaviour_mut().reconcile.send_response(channel, *response).is_err() {
-                    tracing::debug!(%peer, "reconcile response not sent: the stream is gone");
-                }
+                self.send_answer::<ReconcileRequest>(id, *response, None)
             }
             Response::Retrieval(id, response, held) => {
-                let Some((peer, (request_id, channel))) = self.retrievals.take(id) else { return };
-                match self.swarm.behaviour_mut().retrieval.send_response(channel, *response) {
-                    Ok(()) => {
-                        if let Some(held) = held {
-                            self.retrievals_sending.insert(request_id, held);
-                        }
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "retrieval response not sent: the stream is gone")
-                    }
+                self.send_answer::<RetrievalRequest>(id, *response, held)
+            }
+        }
+    }
+
+    /// Sends `response` on the stream of inbound request `id`, if it still waits, holding
+    /// `held` until it is sent or fails.
+    fn send_answer<P: LoopProtocol>(
+        &mut self,
+        id: InboundId,
+        response: P::Response,
+        held: Option<Held>,
+    ) {
+        let (exchange, lane) = P::parts(self);
+        let Some((peer, (request_id, channel))) = lane.waiting.take(id) else { return };
+        match exchange.send_response(channel, response) {
+            Ok(()) => {
+                if let Some(held) = held {
+                    lane.sending.insert(request_id, held);
                 }
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "{} response not sent: the stream is gone", P::LABEL)
             }
         }
     }
@@ -406,104 +493,52 @@ impl EventLoop {
         }
     }
 
-    /// Counts and logs an inbound request of `protocol` answered `RateLimited` for being over
-    /// a cap.
-    fn count_rate_limited(
-        &self,
-        protocol: &'static str,
-        refusal: Refusal,
-        what: std::fmt::Arguments<'_>,
-    ) {
-        self.config.metrics.rate_limited(protocol);
-        self.config.metrics.refused(refusal, what);
-    }
-
-    /// Counts an inbound request of `protocol` that failed; nothing else is left to do.
-    fn after_routing<Req, Resp>(&self, protocol: &str, routed: Routed<Req, Resp>) {
-        if let Routed::Failed { peer, error, .. } = routed {
-            self.count_inbound_failure(protocol, peer, &error)
-        }
-    }
-
-    fn on_voucher_request(
+    /// Hands the inbound request of `event` out, counts its failure or forgets what its sent
+    /// answer held; answers to outbound requests go to their callers. Whether `event` was a
+    /// request the loop answered `RateLimited` itself.
+    fn on_protocol_event<P: LoopProtocol>(
         &mut self,
-        peer: PeerId,
-        request: paych_protocol::VoucherRequest,
-        channel: ResponseChannel<VoucherResponse>,
-    ) {
-        let request = |id| InboundRequest::Voucher { id, peer, request: Box::new(request) };
-        let Some((in_flight, channel)) = self.admit(|l| &mut l.vouchers, peer, channel, request)
-        else {
-            return;
-        };
-        let response = VoucherResponse::rejected(
-            VoucherStatus::RateLimited,
-            TokenAmount::default(),
-            "too many vouchers in flight; retry later",
-        );
-        let what = format_args!("voucher from {peer}: {in_flight} in flight");
-        self.count_rate_limited("voucher", Refusal::VoucherRateLimited, what);
-        let status = status_label(VoucherStatus::RateLimited);
-        self.config.metrics.voucher_received(status, &response.delta);
-        let _ = self.swarm.behaviour_mut().voucher.send_response(channel, response);
-    }
-
-    fn on_reconcile_request(
-        &mut self,
-        peer: PeerId,
-        request: paych_protocol::ReconcileRequest,
-        channel: ResponseChannel<ReconcileResponse>,
-    ) {
-        let request = |id| InboundRequest::Reconcile { id, peer, request: Box::new(request) };
-        let Some((in_flight, channel)) = self.admit(|l| &mut l.reconciles, peer, channel, request)
-        else {
-            return;
-        };
-        let response = ReconcileResponse::refused(
-            ReconcileStatus::RateLimited,
-            "too many reconcile requests in flight; retry later",
-        );
-        let what = format_args!("reconcile request from {peer}: {in_flight} in flight");
-        self.count_rate_limited("reconcile", Refusal::ReconcileRateLimited, what);
-        let _ = self.swarm.behaviour_mut().reconcile.send_response(channel, response);
-    }
-
-    fn on_retrieval_event(&mut self, event: paych_protocol::RetrievalEvent) {
-        match route(&mut self.outbound_retrievals, event) {
+        event: request_response::Event<P, P::Response>,
+    ) -> bool {
+        match route(&mut P::parts(self).1.outbound, event) {
             Routed::Request { peer, request_id, request, channel } => {
-                self.on_retrieval_request(peer, request_id, request, channel)
+                return self.on_request(peer, request_id, request, channel)
             }
             Routed::Failed { peer, request_id, error } => {
-                self.count_inbound_failure("retrieval", peer, &error);
-                self.retrievals_sending.remove(&request_id);
+                self.count_inbound_failure(P::LABEL, peer, &error);
+                P::parts(self).1.sending.remove(&request_id);
             }
             Routed::Sent(request_id) => {
-                self.retrievals_sending.remove(&request_id);
+                P::parts(self).1.sending.remove(&request_id);
             }
             Routed::Answered => {}
         }
+        false
     }
 
-    fn on_retrieval_request(
+    /// Hands `request` of `peer` out if its protocol's caps admit it; otherwise answers it
+    /// `RateLimited`, counted and logged, and says so.
+    fn on_request<P: LoopProtocol>(
         &mut self,
         peer: PeerId,
         request_id: InboundRequestId,
-        request: paych_protocol::RetrievalRequest,
-        channel: ResponseChannel<RetrievalResponse>,
-    ) {
-        let request = |id| InboundRequest::Retrieval { id, peer, request: Box::new(request) };
-        let kept = (request_id, channel);
-        let Some((waiting, (_, channel))) = self.admit(|l| &mut l.retrievals, peer, kept, request)
+        request: P,
+        channel: ResponseChannel<P::Response>,
+    ) -> bool {
+        let id = self.next_id();
+        let Err((count, (_, channel))) =
+            P::parts(self).1.waiting.admit(id, peer, (request_id, channel))
         else {
-            return;
+            self.hand_out(request.inbound(id, peer));
+            return false;
         };
-        let response = RetrievalResponse::refused(
-            RetrievalStatus::RateLimited,
-            "too many retrieval requests waiting; retry later",
-        );
-        let what = format_args!("retrieval request from {peer}: {waiting} waiting");
-        self.count_rate_limited("retrieval", Refusal::RetrievalRateLimited, what);
-        let _ = self.swarm.behaviour_mut().retrieval.send_response(channel, response);
+        let response = P::rate_limited();
+        let OverCap { refusal, request: named, counted } = P::OVER_CAP;
+        let what = format_args!("{named} from {peer}: {count} {counted}");
+        self.config.metrics.rate_limited(P::LABEL);
+        self.config.metrics.refused(refusal, what);
+        let _ = P::parts(self).0.send_response(channel, response);
+        true
     }
 }
 

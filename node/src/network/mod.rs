@@ -44,6 +44,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use event_loop::EventLoop;
+use outbound::Outbound;
 
 /// Commands waiting for the event loop, at most.
 pub const COMMAND_QUEUE: usize = 64;
@@ -142,17 +143,26 @@ enum Command {
     Disconnect { peer: PeerId, reply: Reply<()> },
 }
 
-/// An outbound request with the reply its answer goes to.
-enum Outbound {
-    Voucher(Box<VoucherRequest>, Reply<VoucherResponse>),
-    Retrieval(Box<RetrievalRequest>, Reply<RetrievalResponse>),
-    Reconcile(Box<ReconcileRequest>, Reply<ReconcileResponse>),
+/// A request this node sends with [`NetworkClient::ask`] — a [`VoucherRequest`], a
+/// [`RetrievalRequest`] or a [`ReconcileRequest`] — and the answer it waits for. Implemented
+/// here only: what it makes cannot be named outside this module.
+pub trait Ask: Sized {
+    /// The answer.
+    type Response;
+    /// The request with where its answer goes, for the loop.
+    #[doc(hidden)]
+    fn outbound(self, reply: Reply<Self::Response>) -> outbound::Outbound;
 }
 
-/// A request this node sends, and the answer it waits for.
-trait Ask {
-    type Response;
-    fn outbound(self, reply: Reply<Self::Response>) -> Outbound;
+mod outbound {
+    use super::*;
+
+    /// An outbound request with the reply its answer goes to.
+    pub enum Outbound {
+        Voucher(Box<VoucherRequest>, Reply<VoucherResponse>),
+        Retrieval(Box<RetrievalRequest>, Reply<RetrievalResponse>),
+        Reconcile(Box<ReconcileRequest>, Reply<ReconcileResponse>),
+    }
 }
 
 impl Ask for VoucherRequest {
@@ -309,48 +319,16 @@ impl NetworkClient {
         self.call(|reply| Command::ListenAddrs { reply }).await
     }
 
-    /// Sends `request` to `peer` (reachable at `addrs`, if not connected yet; at most
-    /// [`MAX_ADDRS_PER_REQUEST`] of them are kept) and waits for its response.
-    async fn ask<R: Ask>(
+    /// Sends `request` — a voucher, retrieval or reconcile request — to `peer` (reachable at
+    /// `addrs`, dialled if not connected yet; at most [`MAX_ADDRS_PER_REQUEST`] of them are
+    /// kept) and waits for its answer.
+    pub async fn ask<R: Ask>(
         &self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
         request: R,
     ) -> Result<R::Response, NetworkError> {
         self.call(|reply| Command::Send { peer, addrs, request: request.outbound(reply) }).await
-    }
-
-    /// Sends a voucher request to `peer` (reachable at `addrs`, if not connected yet) and
-    /// waits for its response.
-    pub async fn send_voucher(
-        &self,
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-        request: VoucherRequest,
-    ) -> Result<VoucherResponse, NetworkError> {
-        self.ask(peer, addrs, request).await
-    }
-
-    /// Sends a retrieval request to `peer` (reachable at `addrs`, if not connected yet) and
-    /// waits for its response.
-    pub async fn send_retrieval(
-        &self,
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-        request: RetrievalRequest,
-    ) -> Result<RetrievalResponse, NetworkError> {
-        self.ask(peer, addrs, request).await
-    }
-
-    /// Sends a reconcile request to `peer` (reachable at `addrs`, dialled if not connected)
-    /// and waits for the payer's answer.
-    pub async fn send_reconcile(
-        &self,
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-        request: ReconcileRequest,
-    ) -> Result<ReconcileResponse, NetworkError> {
-        self.ask(peer, addrs, request).await
     }
 
     /// Closes every connection with `peer` (success if there is none).
@@ -375,12 +353,9 @@ pub fn spawn(
     let local_peer_id = *swarm.local_peer_id();
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (stop_tx, stop) = mpsc::channel(1);
-    let (responses_tx, responses) = mpsc::channel(RESPONSE_QUEUE);
-    let (requests_tx, requests) = mpsc::channel(INBOUND_QUEUE);
-    let event_loop = EventLoop::new(swarm, config, commands, responses, requests_tx, stop);
+    let (event_loop, inbound) = EventLoop::new(swarm, config, commands, stop);
     let handle = tokio::spawn(event_loop.run());
     let client = NetworkClient { commands: commands_tx, local_peer_id, stop: stop_tx };
-    let inbound = Inbound { requests, responder: Responder { responses: responses_tx } };
     Ok((client, inbound, handle))
 }
 

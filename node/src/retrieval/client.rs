@@ -245,7 +245,7 @@ async fn ask(
     let mut wait = RATE_LIMITED_BACKOFF;
     let mut attempt = 1;
     loop {
-        let response = net.send_retrieval(peer, addrs.to_vec(), request.clone()).await?;
+        let response = net.ask(peer, addrs.to_vec(), request.clone()).await?;
         if response.status() != Some(RetrievalStatus::RateLimited)
             || attempt >= RATE_LIMITED_ATTEMPTS
         {

@@ -853,16 +853,18 @@ mod tests {
     /// A provider with `limits`, serving a blob of five 1000-byte chunks at 10 a chunk.
     fn provider_with(limits: RetrievalLimits) -> (RetrievalProvider, Hash) {
         let provider = RetrievalProvider::default().with_limits(limits);
+        let root = publish_blob(&provider, 5000, 10);
+        (provider, root)
+    }
+
+    /// Publishes a blob of `size` bytes in 1000-byte chunks at `price` attoFIL a chunk, paid
+    /// to f01; its root.
+    fn publish_blob(provider: &RetrievalProvider, size: usize, price: u64) -> Hash {
+        let price = TokenAmount::from_atto(price);
         let manifest = provider
-            .publish(
-                blob(5000),
-                1000,
-                TokenAmount::from_atto(10),
-                Address::new_id(1),
-                Faults::default(),
-            )
+            .publish(blob(size), 1000, price, Address::new_id(1), Faults::default())
             .unwrap();
-        (provider, Hash::try_from(manifest.root.as_slice()).unwrap())
+        Hash::try_from(manifest.root.as_slice()).unwrap()
     }
 
     fn chunk0(root: Hash, flow: u64) -> RetrievalRequest {
@@ -911,16 +913,7 @@ mod tests {
     #[test]
     fn a_flow_is_bound_to_the_blob_it_was_opened_for_and_closed_once_paid() {
         let (provider, dear) = provider_with(RetrievalLimits::default());
-        let cheap = provider
-            .publish(
-                blob(3000),
-                1000,
-                TokenAmount::from_atto(1),
-                Address::new_id(1),
-                Faults::default(),
-            )
-            .unwrap();
-        let cheap = Hash::try_from(cheap.root.as_slice()).unwrap();
+        let cheap = publish_blob(&provider, 3000, 1);
         let (peer, channel) = (PeerId::random(), Address::new_id(2));
         let ask = |root, index| {
             provider.answer(peer, &RetrievalRequest::chunk(root, index, channel, b"f".to_vec()))

@@ -146,13 +146,10 @@ pub async fn send_voucher(
     addrs: &[Multiaddr],
     voucher: SignedVoucher,
 ) -> VoucherResponse {
-    tokio::time::timeout(
-        DEADLINE,
-        net.send_voucher(peer, addrs.to_vec(), VoucherRequest::new(voucher)),
-    )
-    .await
-    .expect("the voucher exchange timed out")
-    .unwrap()
+    tokio::time::timeout(DEADLINE, net.ask(peer, addrs.to_vec(), VoucherRequest::new(voucher)))
+        .await
+        .expect("the voucher exchange timed out")
+        .unwrap()
 }
 
 /// Asserts that `metrics` counted exactly `count` refusals for `reason`.

@@ -508,7 +508,7 @@ struct Target {
 impl Target {
     async fn send(&self, voucher: SignedVoucher) -> anyhow::Result<VoucherResponse> {
         let request = VoucherRequest::new(voucher);
-        let send = self.net.send_voucher(self.peer, self.addrs.clone(), request);
+        let send = self.net.ask(self.peer, self.addrs.clone(), request);
         let response = tokio::time::timeout(STEP_TIMEOUT, send).await??;
         if !response.is_held() {
             bail!("the payee refused a voucher: {:?} {:?}", response.status(), response.message);
