@@ -228,6 +228,7 @@ async fn run_devnet(args: DevnetArgs, network: Network) -> anyhow::Result<()> {
         repo: args.repo,
         ..DevnetConfig::default()
     };
+    let signal = ShutdownSignal::watch()?;
     let devnet = Devnet::new(config).context("cannot start the devnet")?;
     devnet.start_mining();
     let server = paych_node::rpc::devnet::serve(devnet.clone(), args.listen).await?;
@@ -239,7 +240,7 @@ async fn run_devnet(args: DevnetArgs, network: Network) -> anyhow::Result<()> {
         server.local_addr(),
         format_address(&devnet.faucet_address(), network)
     );
-    shutdown_signal().await?;
+    signal.received().await?;
     server.shutdown().await;
     Ok(())
 }
@@ -256,6 +257,7 @@ async fn run_daemon(args: DaemonArgs, network: Option<Network>) -> anyhow::Resul
         api: args.api,
         peers: args.peers,
     };
+    let signal = ShutdownSignal::watch()?;
     let daemon = paych_node::daemon::Daemon::start(options).await?;
     eprintln!(
         "paych daemon: repo {}; API on http://{}/rpc/v1; peer {} listening on {}; Ctrl-C to stop",
@@ -264,25 +266,47 @@ async fn run_daemon(args: DaemonArgs, network: Option<Network>) -> anyhow::Resul
         daemon.network().local_peer_id(),
         daemon.listen_addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     );
-    shutdown_signal().await?;
+    signal.received().await?;
     eprintln!("paych daemon: shutting down");
     Ok(daemon.shutdown().await?)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Ctrl-C (SIGINT) and SIGTERM, watched from the moment this is made: a server makes it
+/// before it starts, so a signal that arrives while it starts (after its `api` file or its
+/// API info is out, say) stops it cleanly once it is up instead of killing the process.
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("cannot watch Ctrl-C")?,
-            _ = terminate.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    /// Installs the handlers.
+    fn watch() -> anyhow::Result<ShutdownSignal> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignal {
+                interrupt: signal(SignalKind::interrupt()).context("cannot watch Ctrl-C")?,
+                terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignal {})
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")?;
-    Ok(())
+
+    /// Resolves on the first Ctrl-C or SIGTERM since [`ShutdownSignal::watch`].
+    async fn received(mut self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")?;
+        Ok(())
+    }
 }
 
 fn describe_voucher(v: &SignedVoucher, network: Network) -> String {
