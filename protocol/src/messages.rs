@@ -93,7 +93,7 @@ pub enum RuleViolation {
     },
     /// A `/paych/retrieval/1.0.0` message breaks a rule of its own.
     #[error(transparent)]
-    Retrieval(crate::retrieval::RetrievalViolation),
+    Retrieval(crate::retrieval::rules::RetrievalViolation),
 }
 
 /// Why bytes could not be decoded as a paych message.

@@ -34,17 +34,15 @@ use ipld_core::ipld::Ipld;
 use paych_core::types::{Address, TokenAmount};
 use serde::Serializer;
 
+pub(crate) mod rules;
+
+pub use rules::{RetrievalViolation, HASH_BYTES, MAX_CHUNKS, MAX_CHUNK_BYTES};
+
 use crate::messages::{
     check_message, field, opt_bytes, truncate_message, wire_message, DecodeError, EncodeError,
     FromWire, RuleViolation, MAX_FLOW_BYTES,
 };
 
-/// The largest chunk a manifest may declare, in bytes.
-pub const MAX_CHUNK_BYTES: u64 = 1024 * 1024;
-/// The most chunks one blob may have.
-pub const MAX_CHUNKS: usize = 16_384;
-/// The length of a BLAKE2b-256 hash.
-pub const HASH_BYTES: usize = 32;
 /// The most bytes a retrieval request may take on the wire.
 pub const RETRIEVAL_REQUEST_MAX_BYTES: usize = 512;
 /// The most bytes a retrieval response may take on the wire: the largest chunk or the
@@ -60,10 +58,7 @@ pub type Hash = [u8; HASH_BYTES];
 
 /// The BLAKE2b-256 hash of `bytes`.
 pub fn hash(bytes: &[u8]) -> Hash {
-    let digest = blake2b_simd::Params::new().hash_length(HASH_BYTES).hash(bytes);
-    let mut out = [0u8; HASH_BYTES];
-    out.copy_from_slice(digest.as_bytes());
-    out
+    paych_core::crypto::hash::blake2b(bytes)
 }
 
 /// The root of a blob: the BLAKE2b-256 hash of its chunk hashes, concatenated in order.
@@ -75,50 +70,6 @@ pub fn root_of(hashes: &[Hash]) -> Hash {
     let mut out = [0u8; HASH_BYTES];
     out.copy_from_slice(state.finalize().as_bytes());
     out
-}
-
-/// A rule of `/paych/retrieval/1.0.0` that a message breaks.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RetrievalViolation {
-    /// A hash or root is not 32 bytes long.
-    #[error("{what} is {len} bytes; a BLAKE2b-256 hash is {HASH_BYTES}")]
-    HashLength {
-        /// The field.
-        what: &'static str,
-        /// Its length.
-        len: usize,
-    },
-    /// The chunk size is zero or above [`MAX_CHUNK_BYTES`].
-    #[error("chunk size {0} outside 1..={MAX_CHUNK_BYTES}")]
-    ChunkSize(u64),
-    /// The manifest lists more than [`MAX_CHUNKS`] chunks.
-    #[error("{0} chunks exceed the limit of {MAX_CHUNKS}")]
-    TooManyChunks(usize),
-    /// The manifest's chunk count does not match its size and chunk size.
-    #[error("a blob of {size} bytes in chunks of {chunk_size} has {expected} chunks, not {found}")]
-    ChunkCount {
-        /// The blob's size.
-        size: u64,
-        /// The chunk size.
-        chunk_size: u64,
-        /// Chunks the size implies.
-        expected: u64,
-        /// Hashes listed.
-        found: usize,
-    },
-    /// The manifest's root is not the root of its hashes.
-    #[error("the manifest's root is not the hash of its chunk hashes")]
-    RootMismatch,
-    /// A chunk is larger than [`MAX_CHUNK_BYTES`].
-    #[error("chunk of {0} bytes exceeds the {MAX_CHUNK_BYTES}-byte limit")]
-    ChunkTooLarge(usize),
-    /// The response's body does not match its status: status 0 carries exactly one of a
-    /// manifest or a chunk, any other status neither.
-    #[error("retrieval response with status {0} carries the wrong body")]
-    BodyMismatch(u8),
-    /// The price per chunk is negative.
-    #[error("the price per chunk is negative")]
-    NegativePrice,
 }
 
 impl From<RetrievalViolation> for DecodeError {
