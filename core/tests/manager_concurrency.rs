@@ -13,9 +13,9 @@ use std::sync::{Arc, Condvar, Mutex as StdMutex};
 
 use harness::{atto, fund, open_store_when_free, test_config, within, Net};
 use paych_core::chain::devnet::Devnet;
+use paych_core::combine::ReconcilePolicy;
 use paych_core::crypto;
 use paych_core::manager::{ManagerError, MessageOutcome, PaymentChannelManager, ReconcileDraft};
-use paych_core::reconcile::ReconcilePolicy;
 use paych_core::types::{Address, Network, Signature, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet, WalletError};
 

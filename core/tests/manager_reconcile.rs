@@ -15,10 +15,10 @@ use harness::{
     atto, open_store_when_free, stranger_address, test_config, within, Net, Node, StoreSnapshot,
 };
 use paych_core::chain::Chain;
+use paych_core::combine::{ReconcilePolicy, ReconcileStatus, Refusal};
 use paych_core::crypto;
 use paych_core::manager::VoucherSpec;
 use paych_core::manager::{ManagerError, MessageOutcome, PaymentChannelManager, ReconcileDraft};
-use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus, Refusal};
 use paych_core::store::sled::SledStore;
 use paych_core::store::{
     Batch, ChannelId, ChannelRecord, MessageRecord, PeerRecord, ReconcileRecord, Store, StoreError,

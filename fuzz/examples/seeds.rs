@@ -23,7 +23,7 @@ use paych_core::chain::lotus::json::{
 };
 use paych_core::chain::Receipt;
 use paych_core::crypto::{self, SecretKey};
-use paych_core::reconcile::ReconcileStatus;
+use paych_core::combine::ReconcileStatus;
 use paych_core::types::{
     cid_of, Address, ConstructorParams, ExecParams, ExecReturn, ExitCode, Merge, Message,
     ModVerifyParams, Network, PaychState, SignedVoucher, TokenAmount,

@@ -46,8 +46,8 @@ use libp2p::swarm::{ConnectionDenied, ConnectionId, DialError, ListenError, Swar
 use libp2p::{Multiaddr, PeerId, Swarm};
 use paych_core::actor::ActorError;
 use paych_core::chain::ChainError;
+use paych_core::combine::{ReconcilePolicy, ReconcileStatus};
 use paych_core::manager::{AddOutcome, ManagerError, PaymentChannelManager};
-use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
 use paych_core::redemption::{PolicyRefusal, Unredeemable};
 use paych_core::store::PeerRecord as StoredPeerRecord;
 use paych_core::types::TokenAmount;

@@ -9,8 +9,8 @@
 //! The payer's side is answered by the network loop ([`crate::network::answer_reconcile`]).
 
 use libp2p::{Multiaddr, PeerId};
+use paych_core::combine::ReconcileStatus;
 use paych_core::manager::{ManagerError, PaymentChannelManager};
-use paych_core::reconcile::ReconcileStatus;
 use paych_core::types::{format_address, Address, Network, SignedVoucher, TokenAmount};
 use paych_protocol::messages::MAX_PEER_RECORD_MULTIADDRS;
 use paych_protocol::{PeerRecordError, ReconcileRequest, ReconcileResponse, SignedPeerRecord};

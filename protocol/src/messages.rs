@@ -20,13 +20,13 @@ use std::convert::Infallible;
 use fvm_ipld_encoding::tuple::*;
 use ipld_core::ipld::Ipld;
 use libp2p::{Multiaddr, PeerId};
+use paych_core::combine::{ReconcileStatus, Refusal};
 use paych_core::crypto::{self, CryptoError, SecretKey};
-use paych_core::reconcile::{ReconcileStatus, Refusal};
 use paych_core::types::decode::{self as core_decode, FromIpld, MAX_BIGINT_BYTES};
 use paych_core::types::{Address, Signature, SignedVoucher, TokenAmount};
 use serde::Serializer;
 
-pub use paych_core::reconcile::MAX_RECONCILE_VOUCHERS;
+pub use paych_core::combine::MAX_RECONCILE_VOUCHERS;
 
 /// The longest opaque flow reference a voucher request may carry.
 pub const MAX_FLOW_BYTES: usize = 64;

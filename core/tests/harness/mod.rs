@@ -279,7 +279,7 @@ pub async fn fold_lanes(
             request_hash,
             &draft.vouchers,
             &draft.req_val,
-            &paych_core::reconcile::ReconcilePolicy::default(),
+            &paych_core::combine::ReconcilePolicy::default(),
             |v| v.to_cbor(),
         )
         .await

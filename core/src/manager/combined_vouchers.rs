@@ -3,12 +3,12 @@
 //! (closing the lanes it touches), and every answer, first or repeated, leaves only once
 //! durable; the payee prepares a request and accepts the answer only when it is exactly its
 //! plan, superseding what it folds only once the combined voucher is durable. The decisions
-//! themselves are [`crate::reconcile`]'s pure functions.
+//! themselves are [`crate::combine`]'s pure functions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{ChannelCache, LaneTip, ManagerError, PaymentChannelManager, Result};
-use crate::reconcile::{
+use crate::combine::{
     check_combined, check_requester, choose_vouchers, plan_combined, price_request, PayerView,
     ReconcilePolicy, ReconcileStatus, Refusal,
 };
@@ -215,7 +215,7 @@ impl PaymentChannelManager {
         }
         let on_chain = self.inner.chain.channel(&addr).await?;
         let mut vouchers = choose_vouchers(&best, &on_chain.state.lanes);
-        vouchers.truncate(crate::reconcile::MAX_RECONCILE_VOUCHERS);
+        vouchers.truncate(crate::combine::MAX_RECONCILE_VOUCHERS);
         if vouchers.len() < 2 {
             return Err(ManagerError::NothingToReconcile(format!(
                 "{} holds {} voucher(s) on lanes redeemed on chain that add to them; \
