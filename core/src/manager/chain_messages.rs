@@ -109,11 +109,13 @@ impl PaymentChannelManager {
         let mut record = record.clone();
         self.send(message, purpose, move |_| {
             // A channel being settled takes no new payments: the next `get` makes a new one.
-            if settling {
-                record.lifecycle = Lifecycle::Settling;
-                vec![Write::Channel(record)]
-            } else {
-                Vec::new()
+            match settling.then(|| record.begin_settling()) {
+                Some(Ok(())) => vec![Write::Channel(record)],
+                Some(Err(e)) => {
+                    tracing::warn!(channel = record.id, error = %e, "settle sent on a channel not open");
+                    Vec::new()
+                }
+                None => Vec::new(),
             }
         })
         .await
@@ -184,7 +186,7 @@ impl PaymentChannelManager {
         drop(turn);
         match pushed {
             Ok(_) => {
-                self.set_state(&cid, MessageState::Pushed)?;
+                self.pushed(&cid)?;
                 tracing::info!(parent: &span, "pushed");
                 self.track(cid);
                 Ok(cid)
@@ -202,10 +204,10 @@ impl PaymentChannelManager {
         }
     }
 
-    fn set_state(&self, cid: &Cid, state: MessageState) -> Result<()> {
+    /// Records that the message pool took the message.
+    fn pushed(&self, cid: &Cid) -> Result<()> {
         if let Some(mut record) = self.inner.store.message(cid)? {
-            if matches!(record.state, MessageState::Recorded | MessageState::Pushed) {
-                record.state = state;
+            if record.mark_pushed().is_ok() {
                 self.inner.store.apply(vec![Write::Message(record)])?;
                 // Reservations queued behind an earlier message wait for this one to be
                 // known pushed.
@@ -272,7 +274,7 @@ impl PaymentChannelManager {
             return Ok(());
         }
         match self.inner.chain.push(&record.signed).await {
-            Ok(_) => self.set_state(cid, MessageState::Pushed),
+            Ok(_) => self.pushed(cid),
             Err(ChainError::Rejected { message, .. }) => self.refused(cid, message).await,
             Err(e) => Err(e.into()),
         }
@@ -281,7 +283,10 @@ impl PaymentChannelManager {
     /// A message the pool refused: it will never land; undo what it carried.
     async fn refused(&self, cid: &Cid, reason: String) -> Result<()> {
         let Some(mut record) = self.inner.store.message(cid)? else { return Ok(()) };
-        record.state = MessageState::Refused { reason: reason.clone() };
+        if let Err(e) = record.mark_refused(reason.clone()) {
+            tracing::debug!(%cid, error = %e, "refusal of a message already resolved");
+            return Ok(());
+        }
         let mut batch = self.undo(&record, &reason)?;
         batch.push(Write::Message(record));
         self.commit(batch).await
@@ -293,12 +298,14 @@ impl PaymentChannelManager {
         match &message.purpose {
             MessagePurpose::Create { channel, amount, .. } => {
                 if let Some(mut record) = self.inner.store.channel(*channel)? {
-                    record.lifecycle = Lifecycle::CreateFailed;
+                    if let Err(e) = record.create_failed(reason) {
+                        tracing::warn!(channel, error = %e, "failed create of a channel not being created");
+                        return Ok(batch);
+                    }
                     record.pending -= amount;
                     record.pending_message = None;
                     record.queued = TokenAmount::default();
                     record.queued_reserve = TokenAmount::default();
-                    record.create_error = Some(reason.to_owned());
                     batch.push(Write::Channel(record));
                 }
             }
@@ -321,8 +328,7 @@ impl PaymentChannelManager {
                 let nonces = if marked.is_empty() { &own[..] } else { &marked[..] };
                 for n in nonces {
                     if let Some(mut v) = self.inner.store.voucher(*channel, *lane, *n)? {
-                        if v.submitted {
-                            v.submitted = false;
+                        if v.unmark_submitted() {
                             batch.push(Write::Voucher(v));
                         }
                     }
@@ -330,8 +336,7 @@ impl PaymentChannelManager {
             }
             MessagePurpose::Settle { channel } => {
                 if let Some(mut record) = self.inner.store.channel(*channel)? {
-                    if record.lifecycle == Lifecycle::Settling && record.settling_at == 0 {
-                        record.lifecycle = Lifecycle::Open;
+                    if record.settle_undone() {
                         batch.push(Write::Channel(record));
                     }
                 }
@@ -345,16 +350,12 @@ impl PaymentChannelManager {
     /// sends the channel's queued funds, if any.
     pub(super) async fn landed(&self, cid: &Cid, lookup: MessageLookup) -> Result<()> {
         let Some(mut message) = self.inner.store.message(cid)? else { return Ok(()) };
-        if !matches!(message.state, MessageState::Recorded | MessageState::Pushed) {
+        let exit_code = lookup.receipt.exit_code.value();
+        if message.mark_landed(exit_code, lookup.epoch, lookup.receipt.return_data.clone()).is_err()
+        {
             return Ok(());
         }
-        let exit_code = lookup.receipt.exit_code.value();
         tracing::info!(%cid, exit_code, epoch = lookup.epoch, "chain message landed");
-        message.state = MessageState::Landed {
-            exit_code,
-            epoch: lookup.epoch,
-            return_data: lookup.receipt.return_data.clone(),
-        };
         let channel_id = message.purpose.channel();
         let lock = self.channel_lock(channel_id);
         let _guard = lock.lock().await;
@@ -378,9 +379,10 @@ impl PaymentChannelManager {
                     ManagerError::Chain(ChainError::Transport(format!("bad Exec return: {e}")))
                 })?;
                 if let Some(mut record) = self.inner.store.channel(*channel)? {
-                    record.channel = Some(ret.robust_address);
-                    record.id_address = Some(ret.id_address);
-                    record.lifecycle = Lifecycle::Open;
+                    if let Err(e) = record.created(ret.robust_address, ret.id_address) {
+                        tracing::warn!(channel, error = %e, "create landed for a channel not being created");
+                        return Ok(batch);
+                    }
                     record.confirmed += amount;
                     record.pending -= amount;
                     record.reserved += reserve;
@@ -406,14 +408,18 @@ impl PaymentChannelManager {
                         record.settling_at =
                             self.inner.chain.channel(&addr).await?.state.settling_at;
                     }
-                    record.lifecycle = Lifecycle::Settling;
-                    batch.push(Write::Channel(record));
+                    match record.begin_settling() {
+                        Ok(()) => batch.push(Write::Channel(record)),
+                        Err(e) => tracing::warn!(channel, error = %e, "settle landed"),
+                    }
                 }
             }
             MessagePurpose::Collect { channel } => {
                 if let Some(mut record) = self.inner.store.channel(*channel)? {
-                    record.lifecycle = Lifecycle::Collected;
-                    batch.push(Write::Channel(record));
+                    match record.mark_collected() {
+                        Ok(()) => batch.push(Write::Channel(record)),
+                        Err(e) => tracing::warn!(channel, error = %e, "collect landed"),
+                    }
                 }
             }
         }
@@ -468,7 +474,7 @@ impl PaymentChannelManager {
                             continue;
                         }
                         None => match self.inner.chain.push(&record.signed).await {
-                            Ok(_) => self.set_state(&record.cid, MessageState::Pushed)?,
+                            Ok(_) => self.pushed(&record.cid)?,
                             Err(ChainError::Rejected { message, .. }) => {
                                 self.refused(&record.cid, message).await?;
                                 continue;

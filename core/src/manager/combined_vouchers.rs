@@ -353,7 +353,7 @@ impl PaymentChannelManager {
                 (below_own || below_merge) && !r.superseded && !r.submitted
             })
             .map(|mut r| {
-                r.superseded = true;
+                r.mark_superseded();
                 Write::Voucher(r)
             })
             .collect())

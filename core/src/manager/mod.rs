@@ -788,11 +788,8 @@ impl PaymentChannelManager {
 fn mark_submitted(records: Vec<VoucherRecord>, lane: u64, up_to_nonce: u64) -> Vec<Write> {
     records
         .into_iter()
-        .filter(|r| r.voucher.lane == lane && r.voucher.nonce <= up_to_nonce && !r.submitted)
-        .map(|mut r| {
-            r.submitted = true;
-            Write::Voucher(r)
-        })
+        .filter(|r| r.voucher.lane == lane && r.voucher.nonce <= up_to_nonce)
+        .filter_map(|mut r| r.mark_submitted().then_some(Write::Voucher(r)))
         .collect()
 }
 

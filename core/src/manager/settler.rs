@@ -71,7 +71,10 @@ impl PaymentChannelManager {
             Err(ChainError::NotFound(_)) => {
                 // Collected by the other side.
                 let mut record = record;
-                record.lifecycle = Lifecycle::Collected;
+                if let Err(e) = record.mark_collected() {
+                    tracing::warn!(channel = record.id, error = %e, "settler: actor gone");
+                    return Ok(());
+                }
                 return self.commit(vec![Write::Channel(record)]).await;
             }
             Err(e) => return Err(e.into()),
@@ -84,11 +87,13 @@ impl PaymentChannelManager {
             }
             return Ok(());
         }
-        let lifecycle = if head >= settling_at { Lifecycle::Settled } else { Lifecycle::Settling };
-        if record.lifecycle != lifecycle || record.settling_at != settling_at {
-            let mut updated = record.clone();
-            updated.lifecycle = lifecycle;
-            updated.settling_at = settling_at;
+        let mut updated = record.clone();
+        if let Err(e) = updated.settling_seen(settling_at, head) {
+            tracing::warn!(channel = record.id, error = %e, "settler: channel settling");
+            return Ok(());
+        }
+        let lifecycle = updated.lifecycle;
+        if updated != record {
             self.commit(vec![Write::Channel(updated)]).await?;
         }
         let in_flight = self.in_flight(record.id)?;
