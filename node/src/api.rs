@@ -34,8 +34,7 @@ use axum::Router;
 use cid::Cid;
 use paych_core::chain::lotus::json::{self, error_code, LotusJson, RpcError};
 use paych_core::manager::{
-    AddOutcome, AvailableFunds, ChannelHandle, ChannelStatus, ManagerError, PaymentChannelManager,
-    VoucherSpec,
+    AddOutcome, AvailableFunds, ChannelHandle, ChannelStatus, PaymentChannelManager, VoucherSpec,
 };
 use paych_core::store::Direction;
 use paych_core::types::{
@@ -294,7 +293,7 @@ fn with_peer_id(addr: Multiaddr, id: PeerId) -> Multiaddr {
     }
 }
 
-fn manager_error(e: ManagerError) -> RpcError {
+fn manager_error(e: impl std::fmt::Display) -> RpcError {
     method_error(e)
 }
 

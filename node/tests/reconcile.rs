@@ -16,7 +16,7 @@ use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::chain::Chain;
 use paych_core::combine::{ReconcilePolicy, ReconcileStatus};
 use paych_core::crypto;
-use paych_core::manager::ManagerError;
+use paych_core::manager::{CombineError, CreateVoucherError};
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
 use paych_node::network::{NetworkClient, NetworkConfig};
 use paych_node::pay::Payer;
@@ -292,7 +292,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     // The payer signs nothing more on a closed lane; the flow moves to a fresh lane.
     for lane in &lanes {
         let err = payer.manager.voucher_create(&channel, atto(10_000), *lane).await.unwrap_err();
-        assert!(matches!(err, ManagerError::LaneClosed(l) if l == *lane), "{err}");
+        assert!(matches!(err, CreateVoucherError::LaneClosed(l) if l == *lane), "{err}");
     }
     let moved = pay.pay(&channel, atto(5), Some(flows[1].clone())).await.unwrap();
     assert!(!lanes.contains(&moved.lane), "{}", moved.lane);
@@ -341,7 +341,7 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
     // Lanes not yet on chain: nothing to fold.
     let err = reconcile::reconcile(&payee.manager, &payee_net, &channel, &atto(0)).await;
     assert!(
-        matches!(err, Err(ReconcileError::Manager(ManagerError::NothingToReconcile(_)))),
+        matches!(err, Err(ReconcileError::Manager(CombineError::NothingToReconcile(_)))),
         "{err:?}"
     );
     for v in &vouchers {
@@ -364,7 +364,7 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
     // The payer's own side of a channel is not the payee's to reconcile.
     let err = reconcile::reconcile(&payer.manager, &payer_net, &channel, &atto(0)).await;
     assert!(
-        matches!(err, Err(ReconcileError::Manager(ManagerError::WrongDirection { .. }))),
+        matches!(err, Err(ReconcileError::Manager(CombineError::WrongDirection { .. }))),
         "{err:?}"
     );
 }

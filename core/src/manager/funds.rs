@@ -13,11 +13,9 @@
 use cid::Cid;
 
 use super::chain_messages::MessageOutcome;
-use super::{
-    AvailableFunds, ChannelHandle, ManagerError, PaymentChannelManager, Result, TopUpPolicy,
-};
+use super::{AvailableFunds, ChannelHandle, FundsError, PaymentChannelManager, TopUpPolicy};
 use crate::store::{
-    ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, Write,
+    ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, StoreError, Write,
 };
 use crate::types::{Address, TokenAmount};
 
@@ -86,19 +84,19 @@ impl PaymentChannelManager {
         to: Address,
         amount: TokenAmount,
         reserve: TokenAmount,
-    ) -> Result<ChannelHandle> {
+    ) -> Result<ChannelHandle, FundsError> {
         if !amount.is_positive() {
-            return Err(ManagerError::InvalidAmount(
+            return Err(FundsError::InvalidAmount(
                 "a channel is created with a positive amount".to_owned(),
             ));
         }
         if reserve.is_negative() || reserve > amount {
-            return Err(ManagerError::InvalidAmount(
+            return Err(FundsError::InvalidAmount(
                 "the reservation must lie between zero and the amount".to_owned(),
             ));
         }
         if !self.inner.wallet.has(&from) {
-            return Err(ManagerError::NotOurKey(self.fmt(&from)));
+            return Err(FundsError::NotOurKey(self.fmt(&from)));
         }
         let id = self.inner.store.next_channel_id()?;
         let record = ChannelRecord {
@@ -130,9 +128,13 @@ impl PaymentChannelManager {
 
     /// Adds `amount` to an outbound channel with one message, returning its CID at once.
     #[tracing::instrument(name = "paych_add_funds", level = "debug", skip_all)]
-    pub async fn add_funds(&self, channel: &Address, amount: TokenAmount) -> Result<Cid> {
+    pub async fn add_funds(
+        &self,
+        channel: &Address,
+        amount: TokenAmount,
+    ) -> Result<Cid, FundsError> {
         if !amount.is_positive() {
-            return Err(ManagerError::InvalidAmount("funds added must be positive".to_owned()));
+            return Err(FundsError::InvalidAmount("funds added must be positive".to_owned()));
         }
         let record = self.record_by_address(channel)?;
         self.expect_direction(&record, Direction::Outbound)?;
@@ -140,7 +142,7 @@ impl PaymentChannelManager {
         let _guard = lock.lock().await;
         let record = self.record(record.id)?;
         self.expect_open(&record)?;
-        self.send_add_funds(record, amount, TokenAmount::default()).await
+        Ok(self.send_add_funds(record, amount, TokenAmount::default()).await?)
     }
 
     /// Reserves `amount` on an outbound channel. With enough available funds this sends no
@@ -153,21 +155,25 @@ impl PaymentChannelManager {
         &self,
         channel: &Address,
         amount: TokenAmount,
-    ) -> Result<Option<Cid>> {
+    ) -> Result<Option<Cid>, FundsError> {
         let record = self.record_by_address(channel)?;
         self.reserve_by_id(record.id, amount).await
     }
 
-    async fn reserve_by_id(&self, id: ChannelId, amount: TokenAmount) -> Result<Option<Cid>> {
+    async fn reserve_by_id(
+        &self,
+        id: ChannelId,
+        amount: TokenAmount,
+    ) -> Result<Option<Cid>, FundsError> {
         if !amount.is_positive() {
-            return Err(ManagerError::InvalidAmount("a reservation must be positive".to_owned()));
+            return Err(FundsError::InvalidAmount("a reservation must be positive".to_owned()));
         }
         let lock = self.channel_lock(id);
         let mut cache = lock.lock().await;
         let mut record = self.record(id)?;
         self.expect_direction(&record, Direction::Outbound)?;
         if !matches!(record.lifecycle, Lifecycle::Open | Lifecycle::Creating) {
-            return Err(ManagerError::ChannelNotOpen {
+            return Err(FundsError::ChannelNotOpen {
                 channel: self.describe(&record),
                 lifecycle: record.lifecycle,
             });
@@ -203,7 +209,7 @@ impl PaymentChannelManager {
         &self,
         id: ChannelId,
         in_flight: Option<Cid>,
-    ) -> Result<Option<Cid>> {
+    ) -> Result<Option<Cid>, FundsError> {
         let mut changed = self.inner.changed.subscribe();
         loop {
             let record = self.record(id)?;
@@ -223,10 +229,10 @@ impl PaymentChannelManager {
                     // The queue was folded into a message that already landed, refused, or
                     // dropped with a failed create.
                     if let Some(reason) = record.queue_failure {
-                        return Err(ManagerError::ReservationFailed(reason));
+                        return Err(FundsError::ReservationFailed(reason));
                     }
                     return match record.lifecycle {
-                        Lifecycle::CreateFailed => Err(ManagerError::ChannelNotOpen {
+                        Lifecycle::CreateFailed => Err(FundsError::ChannelNotOpen {
                             channel: self.describe(&record),
                             lifecycle: record.lifecycle,
                         }),
@@ -236,26 +242,30 @@ impl PaymentChannelManager {
                 // Queued funds go out only on an open channel; one that started settling
                 // never sends them.
                 if !matches!(record.lifecycle, Lifecycle::Open | Lifecycle::Creating) {
-                    return Err(ManagerError::ChannelNotOpen {
+                    return Err(FundsError::ChannelNotOpen {
                         channel: self.describe(&record),
                         lifecycle: record.lifecycle,
                     });
                 }
             }
             if self.is_shutting_down() {
-                return Err(ManagerError::ShuttingDown);
+                return Err(FundsError::ShuttingDown);
             }
             if changed.changed().await.is_err() {
-                return Err(ManagerError::ShuttingDown);
+                return Err(FundsError::ShuttingDown);
             }
         }
     }
 
     /// Returns reserved funds of an outbound channel to its available funds.
     #[tracing::instrument(name = "paych_release_funds", level = "debug", skip_all)]
-    pub async fn release_funds(&self, channel: &Address, amount: TokenAmount) -> Result<()> {
+    pub async fn release_funds(
+        &self,
+        channel: &Address,
+        amount: TokenAmount,
+    ) -> Result<(), FundsError> {
         if !amount.is_positive() {
-            return Err(ManagerError::InvalidAmount("a release must be positive".to_owned()));
+            return Err(FundsError::InvalidAmount("a release must be positive".to_owned()));
         }
         let record = self.record_by_address(channel)?;
         self.expect_direction(&record, Direction::Outbound)?;
@@ -263,13 +273,13 @@ impl PaymentChannelManager {
         let _guard = lock.lock().await;
         let mut record = self.record(record.id)?;
         if record.reserved < amount {
-            return Err(ManagerError::ReleaseExceedsReserved {
+            return Err(FundsError::ReleaseExceedsReserved {
                 requested: amount,
                 reserved: record.reserved,
             });
         }
         record.reserved -= &amount;
-        self.commit(vec![Write::Channel(record)]).await
+        Ok(self.commit(vec![Write::Channel(record)]).await?)
     }
 
     /// The top-up policy of a channel.
@@ -300,7 +310,7 @@ impl PaymentChannelManager {
         });
     }
 
-    async fn top_up(&self, id: ChannelId) -> Result<()> {
+    async fn top_up(&self, id: ChannelId) -> Result<(), FundsError> {
         let lock = self.channel_lock(id);
         let mut cache = lock.lock().await;
         let record = self.record(id)?;
@@ -330,7 +340,7 @@ impl PaymentChannelManager {
         from: Address,
         to: Address,
         amount: TokenAmount,
-    ) -> Result<ChannelHandle> {
+    ) -> Result<ChannelHandle, FundsError> {
         let pair = self.pair_lock(from, to);
         let _guard = pair.lock().await;
         match self.active_outbound(&from, &to)? {
@@ -359,14 +369,14 @@ impl PaymentChannelManager {
         from: Address,
         to: Address,
         amount: TokenAmount,
-    ) -> Result<ChannelHandle> {
+    ) -> Result<ChannelHandle, FundsError> {
         let pair = self.pair_lock(from, to);
         let _guard = pair.lock().await;
         match self.active_outbound(&from, &to)? {
             Some(record) if record.lifecycle == Lifecycle::Open => {
                 let addr = record
                     .channel
-                    .ok_or_else(|| ManagerError::UnknownChannel(format!("#{}", record.id)))?;
+                    .ok_or_else(|| FundsError::UnknownChannel(format!("#{}", record.id)))?;
                 let cid = self.add_funds(&addr, amount).await?;
                 Ok(ChannelHandle {
                     id: record.id,
@@ -390,9 +400,13 @@ impl PaymentChannelManager {
 
     /// Adds `amount` to a channel's queue without reserving it; the queue goes out as one
     /// add-funds message when the message in flight lands.
-    async fn queue_funds(&self, id: ChannelId, amount: TokenAmount) -> Result<ChannelRecord> {
+    async fn queue_funds(
+        &self,
+        id: ChannelId,
+        amount: TokenAmount,
+    ) -> Result<ChannelRecord, FundsError> {
         if !amount.is_positive() {
-            return Err(ManagerError::InvalidAmount("funds added must be positive".to_owned()));
+            return Err(FundsError::InvalidAmount("funds added must be positive".to_owned()));
         }
         let lock = self.channel_lock(id);
         let _guard = lock.lock().await;
@@ -400,7 +414,7 @@ impl PaymentChannelManager {
         if record.lifecycle == Lifecycle::Open && record.pending_message.is_none() {
             // The create landed meanwhile: nothing to queue behind.
             self.send_add_funds(record, amount, TokenAmount::default()).await?;
-            return self.record(id);
+            return Ok(self.record(id)?);
         }
         if record.queued.is_zero() {
             record.queue_failure = None;
@@ -411,7 +425,11 @@ impl PaymentChannelManager {
     }
 
     /// The outbound channel from `from` to `to` that takes new payments: creating or open.
-    fn active_outbound(&self, from: &Address, to: &Address) -> Result<Option<ChannelRecord>> {
+    fn active_outbound(
+        &self,
+        from: &Address,
+        to: &Address,
+    ) -> Result<Option<ChannelRecord>, StoreError> {
         Ok(self.inner.store.channels()?.into_iter().rev().find(|c| {
             c.direction == Direction::Outbound
                 && &c.from == from
@@ -422,7 +440,11 @@ impl PaymentChannelManager {
 
     /// The open (or creating) outbound channel from `from` to `to`, if any.
     #[tracing::instrument(name = "paych_lookup", level = "debug", skip_all)]
-    pub fn lookup(&self, from: &Address, to: &Address) -> Result<Option<ChannelHandle>> {
+    pub fn lookup(
+        &self,
+        from: &Address,
+        to: &Address,
+    ) -> Result<Option<ChannelHandle>, StoreError> {
         Ok(self.active_outbound(from, to)?.map(|c| ChannelHandle {
             id: c.id,
             channel: c.channel,
@@ -432,35 +454,35 @@ impl PaymentChannelManager {
 
     /// Every channel's robust address (channels still being created have none yet).
     #[tracing::instrument(name = "paych_list", level = "debug", skip_all)]
-    pub fn list(&self) -> Result<Vec<Address>> {
+    pub fn list(&self) -> Result<Vec<Address>, StoreError> {
         Ok(self.inner.store.channels()?.into_iter().filter_map(|c| c.channel).collect())
     }
 
     /// Waits until the message `sentinel` (a create or add-funds) has landed, and answers
     /// the channel's address; a failed message is an error with its exit code.
     #[tracing::instrument(name = "paych_get_wait_ready", level = "debug", skip_all)]
-    pub async fn get_wait_ready(&self, sentinel: &Cid) -> Result<Address> {
+    pub async fn get_wait_ready(&self, sentinel: &Cid) -> Result<Address, FundsError> {
         match self.wait_message(sentinel).await? {
             MessageOutcome::Landed { exit_code: 0, .. } => {}
             MessageOutcome::Landed { exit_code, .. } => {
-                return Err(ManagerError::MessageFailed { cid: *sentinel, exit_code })
+                return Err(FundsError::MessageFailed { cid: *sentinel, exit_code })
             }
             MessageOutcome::Refused { reason } => {
-                return Err(ManagerError::MessageRefused { cid: *sentinel, reason })
+                return Err(FundsError::MessageRefused { cid: *sentinel, reason })
             }
         }
         let record = self
             .inner
             .store
             .message(sentinel)?
-            .ok_or_else(|| ManagerError::UnknownChannel(format!("message {sentinel}")))?;
+            .ok_or_else(|| FundsError::UnknownChannel(format!("message {sentinel}")))?;
         let id = record.purpose.channel();
-        self.record(id)?.channel.ok_or_else(|| ManagerError::UnknownChannel(format!("#{id}")))
+        self.record(id)?.channel.ok_or_else(|| FundsError::UnknownChannel(format!("#{id}")))
     }
 
     /// A channel's funds, in Lotus's shape.
     #[tracing::instrument(name = "paych_available_funds", level = "debug", skip_all)]
-    pub async fn available_funds(&self, channel: &Address) -> Result<AvailableFunds> {
+    pub async fn available_funds(&self, channel: &Address) -> Result<AvailableFunds, FundsError> {
         let record = self.record_by_address(channel)?;
         self.available_funds_of(record).await
     }
@@ -471,7 +493,7 @@ impl PaymentChannelManager {
         &self,
         from: &Address,
         to: &Address,
-    ) -> Result<AvailableFunds> {
+    ) -> Result<AvailableFunds, FundsError> {
         match self.active_outbound(from, to)? {
             Some(record) => self.available_funds_of(record).await,
             None => Ok(AvailableFunds {
@@ -489,7 +511,10 @@ impl PaymentChannelManager {
         }
     }
 
-    async fn available_funds_of(&self, record: ChannelRecord) -> Result<AvailableFunds> {
+    async fn available_funds_of(
+        &self,
+        record: ChannelRecord,
+    ) -> Result<AvailableFunds, FundsError> {
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
         self.load_cache(record.id, &mut cache)?;
@@ -515,7 +540,7 @@ impl PaymentChannelManager {
     }
 
     /// What the channel's create and add-funds messages in flight reserve when they land.
-    fn in_flight_reserve(&self, id: ChannelId) -> Result<TokenAmount> {
+    fn in_flight_reserve(&self, id: ChannelId) -> Result<TokenAmount, StoreError> {
         Ok(self
             .inner
             .store

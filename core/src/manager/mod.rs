@@ -14,6 +14,7 @@
 
 mod chain_messages;
 mod combined_vouchers;
+mod errors;
 pub mod funds;
 pub mod settler;
 mod vouchers;
@@ -25,19 +26,22 @@ use std::time::Duration;
 use cid::Cid;
 use tokio::sync::{watch, Mutex};
 
-use crate::actor::ActorError;
-use crate::chain::{Chain, ChainError, PrepareError};
+use crate::chain::Chain;
 use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, Store,
     StoreError, VoucherRecord, Write,
 };
-use crate::types::{
-    format_address, Address, ChainEpoch, EncodeError, Network, SignedVoucher, TokenAmount,
-};
-use crate::wallet::{Wallet, WalletError};
+use crate::types::{format_address, Address, ChainEpoch, Network, SignedVoucher, TokenAmount};
+use crate::wallet::Wallet;
 
 pub use chain_messages::MessageOutcome;
 pub use combined_vouchers::ReconcileDraft;
+pub use errors::{
+    AddVoucherError, ChainMessageError, CheckVoucherError, CombineError, CreateVoucherError,
+    FundsError, LaneError, LookupError, NewPaymentError, PartiesError, SettleError, SettlerError,
+    SubmitError, WaitError,
+};
+use errors::{DirectionMismatch, NotOpen};
 pub use vouchers::{AddOutcome, VoucherCreateResult, VoucherSpec};
 
 /// Keeps a channel's funds between two levels: when available funds fall below
@@ -90,153 +94,6 @@ impl Default for ManagerConfig {
         }
     }
 }
-
-/// Why a manager operation failed. Nothing stored changes when an operation fails.
-#[derive(Debug, thiserror::Error)]
-pub enum ManagerError {
-    /// No channel with this address (or ID) is known.
-    #[error("unknown channel {0}")]
-    UnknownChannel(String),
-    /// The operation needs the other direction (e.g. creating a voucher on an inbound channel).
-    #[error("channel {channel} is {actual:?}; this needs an {expected:?} channel")]
-    WrongDirection {
-        /// The channel.
-        channel: String,
-        /// The direction it has.
-        actual: Direction,
-        /// The direction the operation needs.
-        expected: Direction,
-    },
-    /// The wallet holds no key for the address.
-    #[error("the wallet has no key for {0}")]
-    NotOurKey(String),
-    /// An amount that must be positive (or non-negative) is not.
-    #[error("invalid amount: {0}")]
-    InvalidAmount(String),
-    /// The channel is not in a state that allows the operation.
-    #[error("channel {channel} is {lifecycle:?}")]
-    ChannelNotOpen {
-        /// The channel.
-        channel: String,
-        /// Where it is in its life.
-        lifecycle: Lifecycle,
-    },
-    /// The lane was closed by a merge; new vouchers on it would double-count.
-    #[error("lane {0} is closed by a merge")]
-    LaneClosed(u64),
-    /// A voucher would lower its lane's cumulative amount.
-    #[error(
-        "lane {lane} already carries {previous} attoFIL; a voucher cannot lower it to {requested}"
-    )]
-    AmountBelowLane {
-        /// The lane.
-        lane: u64,
-        /// Its current cumulative amount.
-        previous: TokenAmount,
-        /// The amount asked for.
-        requested: TokenAmount,
-    },
-    /// Releasing more than is reserved.
-    #[error("cannot release {requested} attoFIL: only {reserved} attoFIL is reserved")]
-    ReleaseExceedsReserved {
-        /// Asked to release.
-        requested: TokenAmount,
-        /// Reserved.
-        reserved: TokenAmount,
-    },
-    /// The chain's actor would refuse the voucher; the error names the rule.
-    #[error("invalid voucher: {0}")]
-    InvalidVoucher(ActorError),
-    /// The payee's intake policy refuses the voucher (time locks, hash locks, `extra`,
-    /// merges, a `min_settle_height` too far ahead).
-    #[error("voucher refused: {0}")]
-    VoucherRefused(crate::redemption::PolicyRefusal),
-    /// The voucher cannot be redeemed in a message sent now (it would be credited for
-    /// nothing the chain pays).
-    #[error("voucher cannot be redeemed: {0}")]
-    Unredeemable(crate::redemption::Unredeemable),
-    /// The voucher is for another channel, or not signed by the channel's payer.
-    #[error("voucher does not belong to channel {0}")]
-    ForeignVoucher(String),
-    /// A different voucher with the same lane and nonce is already stored.
-    #[error("a different voucher with lane {lane} and nonce {nonce} is already stored")]
-    ConflictingVoucher {
-        /// The lane.
-        lane: u64,
-        /// The nonce.
-        nonce: u64,
-    },
-    /// The voucher adds less than the minimum asked for.
-    #[error("voucher adds {delta} attoFIL, below the minimum of {min_delta}")]
-    BelowMinDelta {
-        /// What it adds.
-        delta: TokenAmount,
-        /// The minimum.
-        min_delta: TokenAmount,
-    },
-    /// The voucher (or a later one on its lane) was already submitted.
-    #[error("voucher on lane {lane} with nonce {nonce} was already submitted")]
-    AlreadySubmitted {
-        /// The lane.
-        lane: u64,
-        /// The nonce.
-        nonce: u64,
-    },
-    /// A chain message landed with a non-zero exit code.
-    #[error("message {cid} failed with exit code {exit_code}")]
-    MessageFailed {
-        /// The message.
-        cid: Cid,
-        /// Its exit code.
-        exit_code: u32,
-    },
-    /// The message pool refused a message.
-    #[error("message {cid} was refused: {reason}")]
-    MessageRefused {
-        /// The message.
-        cid: Cid,
-        /// What the pool said.
-        reason: String,
-    },
-    /// The add-funds message that was to carry a queued reservation was refused or failed;
-    /// the reservation does not hold those funds.
-    #[error("the add-funds message carrying this reservation failed: {0}")]
-    ReservationFailed(String),
-    /// A channel holds too few vouchers worth folding into a combined one.
-    #[error("nothing to reconcile: {0}")]
-    NothingToReconcile(String),
-    /// The payer's combined voucher does not fold the requested vouchers as asked.
-    #[error("combined voucher rejected: {0}")]
-    CombinedRejected(String),
-    /// The manager is shutting down.
-    #[error("the manager is shutting down")]
-    ShuttingDown,
-    /// The chain failed.
-    #[error(transparent)]
-    Chain(#[from] ChainError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The wallet failed.
-    #[error(transparent)]
-    Wallet(#[from] WalletError),
-    /// A value could not be encoded.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-}
-
-impl From<PrepareError> for ManagerError {
-    fn from(e: PrepareError) -> Self {
-        match e {
-            PrepareError::Chain(e) => ManagerError::Chain(e),
-            PrepareError::Wallet(e) => ManagerError::Wallet(e),
-            PrepareError::Encode(e) => ManagerError::Encode(e),
-        }
-    }
-}
-
-/// Result of the manager's operations.
-pub type Result<T, E = ManagerError> = std::result::Result<T, E>;
 
 /// What `create` and `get` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -498,7 +355,7 @@ impl PaymentChannelManager {
     /// recorded but never pushed is pushed again, unchanged, so it can never land twice —
     /// and awaited; then the settler starts. Needs a tokio runtime.
     #[tracing::instrument(name = "paych_start", level = "debug", skip_all)]
-    pub async fn start(&self) -> Result<()> {
+    pub async fn start(&self) -> Result<(), ChainMessageError> {
         self.recover().await?;
         settler::spawn(self.clone());
         Ok(())
@@ -506,7 +363,7 @@ impl PaymentChannelManager {
 
     /// Stops background work and makes every write durable.
     #[tracing::instrument(name = "paych_shutdown", level = "debug", skip_all)]
-    pub async fn shutdown(&self) -> Result<()> {
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
         self.inner.shutdown.send_replace(true);
         self.inner.store.durable().await?;
         Ok(())
@@ -555,7 +412,7 @@ impl PaymentChannelManager {
     }
 
     /// Loads a channel's lane tips into its cache, once.
-    fn load_cache(&self, id: ChannelId, cache: &mut ChannelCache) -> Result<()> {
+    fn load_cache(&self, id: ChannelId, cache: &mut ChannelCache) -> Result<(), StoreError> {
         if cache.loaded {
             return Ok(());
         }
@@ -586,15 +443,15 @@ impl PaymentChannelManager {
     }
 
     /// A channel record by address (robust or ID).
-    fn record_by_address(&self, channel: &Address) -> Result<ChannelRecord> {
+    fn record_by_address(&self, channel: &Address) -> Result<ChannelRecord, LookupError> {
         self.inner
             .store
             .channel_by_address(channel)?
-            .ok_or_else(|| ManagerError::UnknownChannel(self.fmt(channel)))
+            .ok_or_else(|| LookupError::UnknownChannel(self.fmt(channel)))
     }
 
     /// The ID of the channel with this address (robust or ID).
-    fn channel_id(&self, channel: &Address) -> Result<ChannelId> {
+    fn channel_id(&self, channel: &Address) -> Result<ChannelId, LookupError> {
         if let Some(id) = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner()).get(channel) {
             return Ok(*id);
         }
@@ -603,13 +460,17 @@ impl PaymentChannelManager {
         Ok(id)
     }
 
-    fn record(&self, id: ChannelId) -> Result<ChannelRecord> {
-        self.inner.store.channel(id)?.ok_or_else(|| ManagerError::UnknownChannel(format!("#{id}")))
+    fn record(&self, id: ChannelId) -> Result<ChannelRecord, LookupError> {
+        self.inner.store.channel(id)?.ok_or_else(|| LookupError::UnknownChannel(format!("#{id}")))
     }
 
-    fn expect_direction(&self, record: &ChannelRecord, expected: Direction) -> Result<()> {
+    fn expect_direction(
+        &self,
+        record: &ChannelRecord,
+        expected: Direction,
+    ) -> Result<(), DirectionMismatch> {
         if record.direction != expected {
-            return Err(ManagerError::WrongDirection {
+            return Err(DirectionMismatch::WrongDirection {
                 channel: self.describe(record),
                 actual: record.direction,
                 expected,
@@ -626,9 +487,9 @@ impl PaymentChannelManager {
     }
 
     /// Refuses a channel that is not open.
-    fn expect_open(&self, record: &ChannelRecord) -> Result<()> {
+    fn expect_open(&self, record: &ChannelRecord) -> Result<(), NotOpen> {
         if record.lifecycle != Lifecycle::Open {
-            return Err(ManagerError::ChannelNotOpen {
+            return Err(NotOpen::ChannelNotOpen {
                 channel: self.describe(record),
                 lifecycle: record.lifecycle,
             });
@@ -637,7 +498,7 @@ impl PaymentChannelManager {
     }
 
     /// Applies `batch` and waits until it is durable.
-    async fn commit(&self, batch: Vec<Write>) -> Result<()> {
+    async fn commit(&self, batch: Vec<Write>) -> Result<(), StoreError> {
         self.inner.store.apply(batch)?;
         self.inner.store.durable().await?;
         self.notify();
@@ -646,7 +507,7 @@ impl PaymentChannelManager {
 
     /// Everything about a channel, its lanes included.
     #[tracing::instrument(name = "paych_status", level = "debug", skip_all)]
-    pub async fn status(&self, channel: &Address) -> Result<ChannelStatus> {
+    pub async fn status(&self, channel: &Address) -> Result<ChannelStatus, LookupError> {
         let record = self.record_by_address(channel)?;
         // Read before taking the channel's lock: a chain read can take a round trip to the
         // node, and vouchers being created on the channel need the lock meanwhile.
@@ -703,7 +564,7 @@ impl PaymentChannelManager {
 
     /// A fresh lane, never handed out before on this channel.
     #[tracing::instrument(name = "paych_allocate_lane", level = "debug", skip_all)]
-    pub async fn allocate_lane(&self, channel: &Address) -> Result<u64> {
+    pub async fn allocate_lane(&self, channel: &Address) -> Result<u64, LaneError> {
         let record = self.record_by_address(channel)?;
         self.expect_direction(&record, Direction::Outbound)?;
         let lock = self.channel_lock(record.id);
@@ -718,7 +579,7 @@ impl PaymentChannelManager {
     /// Leases a lane for a payment flow from the channel's pool: the lowest lane a finished
     /// flow returned, or a fresh one. The flow continues the lane's cumulative amount.
     #[tracing::instrument(name = "paych_lease_lane", level = "debug", skip_all)]
-    pub async fn lease_lane(&self, channel: &Address) -> Result<u64> {
+    pub async fn lease_lane(&self, channel: &Address) -> Result<u64, LaneError> {
         let record = self.record_by_address(channel)?;
         self.expect_direction(&record, Direction::Outbound)?;
         let lock = self.channel_lock(record.id);
@@ -743,7 +604,7 @@ impl PaymentChannelManager {
 
     /// Returns a leased lane to the pool (a lane closed by a merge is not reused).
     #[tracing::instrument(name = "paych_return_lane", level = "debug", skip_all)]
-    pub async fn return_lane(&self, channel: &Address, lane: u64) -> Result<()> {
+    pub async fn return_lane(&self, channel: &Address, lane: u64) -> Result<(), LaneError> {
         let record = self.record_by_address(channel)?;
         let lock = self.channel_lock(record.id);
         let _guard = lock.lock().await;
@@ -754,33 +615,35 @@ impl PaymentChannelManager {
         if let Err(at) = record.free_lanes.binary_search(&lane) {
             record.free_lanes.insert(at, lane);
         }
-        self.commit(vec![Write::Channel(record)]).await
+        Ok(self.commit(vec![Write::Channel(record)]).await?)
     }
 
     /// Settles a channel (either direction), returning the message's CID at once.
     #[tracing::instrument(name = "paych_settle", level = "debug", skip_all)]
-    pub async fn settle(&self, channel: &Address) -> Result<Cid> {
+    pub async fn settle(&self, channel: &Address) -> Result<Cid, SettleError> {
         let record = self.record_by_address(channel)?;
         if !matches!(record.lifecycle, Lifecycle::Open) {
-            return Err(ManagerError::ChannelNotOpen {
+            return Err(SettleError::ChannelNotOpen {
                 channel: self.describe(&record),
                 lifecycle: record.lifecycle,
             });
         }
-        self.send_channel_method(&record, MessagePurpose::Settle { channel: record.id }).await
+        Ok(self.send_channel_method(&record, MessagePurpose::Settle { channel: record.id }).await?)
     }
 
     /// Collects a settled channel, returning the message's CID at once.
     #[tracing::instrument(name = "paych_collect", level = "debug", skip_all)]
-    pub async fn collect(&self, channel: &Address) -> Result<Cid> {
+    pub async fn collect(&self, channel: &Address) -> Result<Cid, SettleError> {
         let record = self.record_by_address(channel)?;
         if !matches!(record.lifecycle, Lifecycle::Settling | Lifecycle::Settled | Lifecycle::Open) {
-            return Err(ManagerError::ChannelNotOpen {
+            return Err(SettleError::ChannelNotOpen {
                 channel: self.describe(&record),
                 lifecycle: record.lifecycle,
             });
         }
-        self.send_channel_method(&record, MessagePurpose::Collect { channel: record.id }).await
+        Ok(self
+            .send_channel_method(&record, MessagePurpose::Collect { channel: record.id })
+            .await?)
     }
 }
 

@@ -9,9 +9,11 @@
 //! its vouchers nears its `time_lock_max`. One channel's failure is logged and never stops
 //! the pass over the others.
 
-use super::{PaymentChannelManager, Result};
+use super::{PaymentChannelManager, SettlerError};
 use crate::chain::ChainError;
-use crate::store::{ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, Write};
+use crate::store::{
+    ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, StoreError, Write,
+};
 use crate::types::ChainEpoch;
 
 /// Runs the settler until the manager shuts down.
@@ -40,7 +42,7 @@ impl PaymentChannelManager {
     /// it again); the pass answers the first such failure once every channel has had its
     /// turn.
     #[tracing::instrument(name = "paych_settler_pass", level = "debug", skip_all)]
-    pub async fn settler_pass(&self) -> Result<()> {
+    pub async fn settler_pass(&self) -> Result<(), SettlerError> {
         let head = self.inner.chain.head().await?;
         let mut first_failure = None;
         for record in self.inner.store.channels()? {
@@ -64,7 +66,11 @@ impl PaymentChannelManager {
     }
 
     /// The settler's turn at one channel.
-    async fn settle_channel(&self, record: ChannelRecord, head: ChainEpoch) -> Result<()> {
+    async fn settle_channel(
+        &self,
+        record: ChannelRecord,
+        head: ChainEpoch,
+    ) -> Result<(), SettlerError> {
         let Some(addr) = record.channel else { return Ok(()) };
         let on_chain = match self.inner.chain.channel(&addr).await {
             Ok(c) => c,
@@ -75,7 +81,7 @@ impl PaymentChannelManager {
                     tracing::warn!(channel = record.id, error = %e, "settler: actor gone");
                     return Ok(());
                 }
-                return self.commit(vec![Write::Channel(record)]).await;
+                return Ok(self.commit(vec![Write::Channel(record)]).await?);
             }
             Err(e) => return Err(e.into()),
         };
@@ -135,7 +141,11 @@ impl PaymentChannelManager {
     /// Where time-locked vouchers are taken: submits the channel's plan once a voucher in it
     /// would expire within twice the landing margin, so that what was credited for it is
     /// redeemed before its lock.
-    async fn redeem_before_locks(&self, record: &ChannelRecord, head: ChainEpoch) -> Result<()> {
+    async fn redeem_before_locks(
+        &self,
+        record: &ChannelRecord,
+        head: ChainEpoch,
+    ) -> Result<(), SettlerError> {
         let in_flight = self.in_flight(record.id)?;
         if in_flight.iter().any(|p| matches!(p, MessagePurpose::Submit { .. })) {
             return Ok(());
@@ -163,7 +173,7 @@ impl PaymentChannelManager {
     }
 
     /// Purposes of this channel's messages that have not landed.
-    fn in_flight(&self, id: u64) -> Result<Vec<MessagePurpose>> {
+    fn in_flight(&self, id: u64) -> Result<Vec<MessagePurpose>, StoreError> {
         Ok(self
             .inner
             .store

@@ -270,7 +270,7 @@ pub async fn fold_lanes(
     channel: &Address,
     fee_per_message: &TokenAmount,
     request_hash: &[u8],
-) -> Result<(paych_core::manager::ReconcileDraft, SignedVoucher), paych_core::manager::ManagerError>
+) -> Result<(paych_core::manager::ReconcileDraft, SignedVoucher), paych_core::manager::CombineError>
 {
     let draft = payee.reconcile_draft(channel, fee_per_message).await?;
     let answer = payer
