@@ -1052,7 +1052,6 @@ pub fn rejection_status(error: &AddVoucherError) -> VoucherStatus {
         E::InvalidVoucher(e) => actor_status(e),
         E::VoucherRefused(refusal) => policy_status(refusal),
         E::Unredeemable(why) => unredeemable_status(why),
-        E::ChannelNotOpen { .. } => S::Settling,
         E::AmountBelowLane { .. } | E::ConflictingVoucher { .. } => S::StaleNonce,
         E::BelowMinDelta { .. } => S::BelowMinimum,
         E::InvalidAmount(_) | E::ForeignVoucher(_) => S::Malformed,

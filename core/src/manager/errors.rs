@@ -317,14 +317,6 @@ pub enum AddVoucherError {
     /// An amount that must be positive (or non-negative) is not.
     #[error("invalid amount: {0}")]
     InvalidAmount(String),
-    /// The channel is not in a state that allows the operation.
-    #[error("channel {channel} is {lifecycle:?}")]
-    ChannelNotOpen {
-        /// The channel.
-        channel: String,
-        /// Where it is in its life.
-        lifecycle: Lifecycle,
-    },
     /// The chain's actor would refuse the voucher; the error names the rule.
     #[error("invalid voucher: {0}")]
     InvalidVoucher(ActorError),
@@ -564,7 +556,6 @@ widen!(DirectionMismatch => CombineError { WrongDirection { channel, actual, exp
 widen!(NotOpen => FundsError { ChannelNotOpen { channel, lifecycle } });
 widen!(NotOpen => SettleError { ChannelNotOpen { channel, lifecycle } });
 widen!(NotOpen => CreateVoucherError { ChannelNotOpen { channel, lifecycle } });
-widen!(NotOpen => AddVoucherError { ChannelNotOpen { channel, lifecycle } });
 widen!(NotOpen => CombineError { ChannelNotOpen { channel, lifecycle } });
 
 widen!(LookupError => PartiesError { UnknownChannel(a), Store(a) });
