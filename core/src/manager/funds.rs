@@ -100,27 +100,8 @@ impl PaymentChannelManager {
         }
         let id = self.inner.store.next_channel_id()?;
         let record = ChannelRecord {
-            id,
-            direction: Direction::Outbound,
-            channel: None,
-            id_address: None,
-            from,
-            to,
-            control: from,
-            lifecycle: Lifecycle::Creating,
-            confirmed: TokenAmount::default(),
             pending: amount.clone(),
-            pending_message: None,
-            queued: TokenAmount::default(),
-            queued_reserve: TokenAmount::default(),
-            reserved: TokenAmount::default(),
-            next_lane: 0,
-            free_lanes: Vec::new(),
-            closed_lanes: Vec::new(),
-            settling_at: 0,
-            create_error: None,
-            queue_failure: None,
-            credited: None,
+            ..ChannelRecord::new(id, Direction::Outbound, from, to, Lifecycle::Creating)
         };
         let cid = self.send_create(record, amount, reserve).await?;
         Ok(ChannelHandle { id, channel: None, wait_sentinel: Some(cid) })

@@ -689,32 +689,18 @@ impl PaymentChannelManager {
             return Err(AddVoucherError::ForeignVoucher(self.fmt(channel)));
         }
         let from_key = chain.account_key(&on_chain.state.from).await?;
+        let lifecycle = match on_chain.state.settling_at {
+            0 => Lifecycle::Open,
+            _ => Lifecycle::Settling,
+        };
+        let id = self.inner.store.next_channel_id()?;
         let record = ChannelRecord {
-            id: self.inner.store.next_channel_id()?,
-            direction: Direction::Inbound,
             channel: Some(*channel),
             id_address: chain.lookup_id(channel).await?,
-            from: from_key,
-            to: to_key,
-            control: to_key,
-            lifecycle: if on_chain.state.settling_at != 0 {
-                Lifecycle::Settling
-            } else {
-                Lifecycle::Open
-            },
             confirmed: on_chain.balance.clone(),
-            pending: TokenAmount::default(),
-            pending_message: None,
-            queued: TokenAmount::default(),
-            queued_reserve: TokenAmount::default(),
-            reserved: TokenAmount::default(),
-            next_lane: 0,
-            free_lanes: Vec::new(),
-            closed_lanes: Vec::new(),
             settling_at: on_chain.state.settling_at,
-            create_error: None,
-            queue_failure: None,
             credited: Some(on_chain.state.to_send.clone()),
+            ..ChannelRecord::new(id, Direction::Inbound, from_key, to_key, lifecycle)
         };
         Ok(record)
     }

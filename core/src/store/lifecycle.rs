@@ -13,8 +13,10 @@
 //!
 //! A voucher: marked submitted (and unmarked when its submit fails), marked superseded.
 
-use super::{ChannelRecord, Lifecycle, MessageRecord, MessageState, VoucherRecord};
-use crate::types::{Address, ChainEpoch};
+use super::{
+    ChannelId, ChannelRecord, Direction, Lifecycle, MessageRecord, MessageState, VoucherRecord,
+};
+use crate::types::{Address, ChainEpoch, TokenAmount};
 
 /// A transition asked of a record in a state it may not start from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +33,41 @@ fn refuse(from: impl std::fmt::Debug, to: &'static str) -> LifecycleError {
 }
 
 impl ChannelRecord {
+    /// A channel's record at its birth in `lifecycle`: its parties, our key on it (`from`
+    /// when outbound, `to` when inbound), and nothing else known yet — no address, no
+    /// funds, no lanes.
+    pub fn new(
+        id: ChannelId,
+        direction: Direction,
+        from: Address,
+        to: Address,
+        lifecycle: Lifecycle,
+    ) -> Self {
+        ChannelRecord {
+            id,
+            direction,
+            channel: None,
+            id_address: None,
+            from,
+            to,
+            control: if direction == Direction::Outbound { from } else { to },
+            lifecycle,
+            confirmed: TokenAmount::default(),
+            pending: TokenAmount::default(),
+            pending_message: None,
+            queued: TokenAmount::default(),
+            queued_reserve: TokenAmount::default(),
+            reserved: TokenAmount::default(),
+            next_lane: 0,
+            free_lanes: Vec::new(),
+            closed_lanes: Vec::new(),
+            settling_at: 0,
+            create_error: None,
+            queue_failure: None,
+            credited: None,
+        }
+    }
+
     fn expect(&self, allowed: &[Lifecycle], to: &'static str) -> Result<(), LifecycleError> {
         if allowed.contains(&self.lifecycle) {
             Ok(())
@@ -158,34 +195,10 @@ impl MessageRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Direction;
-    use crate::types::TokenAmount;
 
     fn channel(lifecycle: Lifecycle) -> ChannelRecord {
-        let a = Address::new_id(1000);
-        ChannelRecord {
-            id: 1,
-            direction: Direction::Outbound,
-            channel: None,
-            id_address: None,
-            from: a,
-            to: a,
-            control: a,
-            lifecycle,
-            confirmed: TokenAmount::default(),
-            pending: TokenAmount::default(),
-            pending_message: None,
-            queued: TokenAmount::default(),
-            queued_reserve: TokenAmount::default(),
-            reserved: TokenAmount::default(),
-            next_lane: 0,
-            free_lanes: Vec::new(),
-            closed_lanes: Vec::new(),
-            settling_at: 0,
-            create_error: None,
-            queue_failure: None,
-            credited: None,
-        }
+        let (from, to) = (Address::new_id(1000), Address::new_id(1001));
+        ChannelRecord::new(1, Direction::Outbound, from, to, lifecycle)
     }
 
     #[test]
