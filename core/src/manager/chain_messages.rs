@@ -267,7 +267,7 @@ impl PaymentChannelManager {
 
     async fn repush(&self, cid: &Cid) -> Result<(), ChainMessageError> {
         let Some(record) = self.inner.store.message(cid)? else { return Ok(()) };
-        if !matches!(record.state, MessageState::Recorded | MessageState::Pushed) {
+        if !record.is_open() {
             return Ok(());
         }
         if self.inner.chain.search(cid).await?.is_some() {

@@ -523,18 +523,11 @@ impl PaymentChannelManager {
     /// What the channel's create and add-funds messages in flight reserve when they land.
     fn in_flight_reserve(&self, id: ChannelId) -> Result<TokenAmount, StoreError> {
         Ok(self
-            .inner
-            .store
-            .messages()?
+            .in_flight(id)?
             .into_iter()
-            .filter(|m| matches!(m.state, MessageState::Recorded | MessageState::Pushed))
-            .filter_map(|m| match m.purpose {
-                MessagePurpose::Create { channel, reserve, .. }
-                | MessagePurpose::AddFunds { channel, reserve, .. }
-                    if channel == id =>
-                {
-                    Some(reserve)
-                }
+            .filter_map(|purpose| match purpose {
+                MessagePurpose::Create { reserve, .. }
+                | MessagePurpose::AddFunds { reserve, .. } => Some(reserve),
                 _ => None,
             })
             .sum())

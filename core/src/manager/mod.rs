@@ -497,6 +497,18 @@ impl PaymentChannelManager {
         Ok(())
     }
 
+    /// Purposes of this channel's messages that have not landed.
+    fn in_flight(&self, id: ChannelId) -> Result<Vec<MessagePurpose>, StoreError> {
+        Ok(self
+            .inner
+            .store
+            .messages()?
+            .into_iter()
+            .filter(|m| m.is_open() && m.purpose.channel() == id)
+            .map(|m| m.purpose)
+            .collect())
+    }
+
     /// Applies `batch` and waits until it is durable.
     async fn commit(&self, batch: Vec<Write>) -> Result<(), StoreError> {
         self.inner.store.apply(batch)?;

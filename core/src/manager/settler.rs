@@ -11,9 +11,7 @@
 
 use super::{PaymentChannelManager, SettlerError};
 use crate::chain::ChainError;
-use crate::store::{
-    ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, StoreError, Write,
-};
+use crate::store::{ChannelRecord, Direction, Lifecycle, MessagePurpose, Write};
 use crate::types::ChainEpoch;
 
 /// Runs the settler until the manager shuts down.
@@ -170,18 +168,5 @@ impl PaymentChannelManager {
             self.voucher_submit(&addr, &step.voucher, &step.secret).await?;
         }
         Ok(())
-    }
-
-    /// Purposes of this channel's messages that have not landed.
-    fn in_flight(&self, id: u64) -> Result<Vec<MessagePurpose>, StoreError> {
-        Ok(self
-            .inner
-            .store
-            .messages()?
-            .into_iter()
-            .filter(|m| matches!(m.state, MessageState::Recorded | MessageState::Pushed))
-            .map(|m| m.purpose)
-            .filter(|p| p.channel() == id)
-            .collect())
     }
 }
