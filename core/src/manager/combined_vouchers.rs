@@ -245,11 +245,7 @@ impl PaymentChannelManager {
         req_val: &TokenAmount,
         combined: &SignedVoucher,
     ) -> Result<(), CombineError> {
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Inbound)?;
-        let lock = self.channel_lock(record.id);
-        let mut cache = lock.lock().await;
-        let record = self.record(record.id)?;
+        let (mut cache, record) = self.locked(channel, Direction::Inbound).await?;
         self.load_cache(record.id, &mut cache)?;
         let held = self.held_nonces(&record, requested, combined).await?;
         check_combined(requested, req_val, &held, combined)

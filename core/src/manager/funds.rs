@@ -117,11 +117,7 @@ impl PaymentChannelManager {
         if !amount.is_positive() {
             return Err(FundsError::InvalidAmount("funds added must be positive".to_owned()));
         }
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Outbound)?;
-        let lock = self.channel_lock(record.id);
-        let _guard = lock.lock().await;
-        let record = self.record(record.id)?;
+        let (_guard, record) = self.locked(channel, Direction::Outbound).await?;
         self.expect_open(&record)?;
         Ok(self.send_add_funds(record, amount, TokenAmount::default()).await?)
     }
@@ -248,11 +244,7 @@ impl PaymentChannelManager {
         if !amount.is_positive() {
             return Err(FundsError::InvalidAmount("a release must be positive".to_owned()));
         }
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Outbound)?;
-        let lock = self.channel_lock(record.id);
-        let _guard = lock.lock().await;
-        let mut record = self.record(record.id)?;
+        let (_guard, mut record) = self.locked(channel, Direction::Outbound).await?;
         if record.reserved < amount {
             return Err(FundsError::ReleaseExceedsReserved {
                 requested: amount,

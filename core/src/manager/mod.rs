@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use cid::Cid;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 
 use crate::chain::Chain;
 use crate::store::{
@@ -497,6 +497,20 @@ impl PaymentChannelManager {
         Ok(())
     }
 
+    /// A channel's record, checked for `direction` and read again under the channel's lock,
+    /// which the answer holds.
+    async fn locked(
+        &self,
+        channel: &Address,
+        direction: Direction,
+    ) -> Result<(OwnedMutexGuard<ChannelCache>, ChannelRecord), LaneError> {
+        let record = self.record_by_address(channel)?;
+        self.expect_direction(&record, direction)?;
+        let guard = self.channel_lock(record.id).lock_owned().await;
+        let record = self.record(record.id)?;
+        Ok((guard, record))
+    }
+
     /// Purposes of this channel's messages that have not landed.
     fn in_flight(&self, id: ChannelId) -> Result<Vec<MessagePurpose>, StoreError> {
         Ok(self
@@ -577,11 +591,7 @@ impl PaymentChannelManager {
     /// A fresh lane, never handed out before on this channel.
     #[tracing::instrument(name = "paych_allocate_lane", level = "debug", skip_all)]
     pub async fn allocate_lane(&self, channel: &Address) -> Result<u64, LaneError> {
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Outbound)?;
-        let lock = self.channel_lock(record.id);
-        let _guard = lock.lock().await;
-        let mut record = self.record(record.id)?;
+        let (_guard, mut record) = self.locked(channel, Direction::Outbound).await?;
         let lane = record.next_lane;
         record.next_lane += 1;
         self.commit(vec![Write::Channel(record)]).await?;
@@ -592,11 +602,7 @@ impl PaymentChannelManager {
     /// flow returned, or a fresh one. The flow continues the lane's cumulative amount.
     #[tracing::instrument(name = "paych_lease_lane", level = "debug", skip_all)]
     pub async fn lease_lane(&self, channel: &Address) -> Result<u64, LaneError> {
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Outbound)?;
-        let lock = self.channel_lock(record.id);
-        let _guard = lock.lock().await;
-        let mut record = self.record(record.id)?;
+        let (_guard, mut record) = self.locked(channel, Direction::Outbound).await?;
         // A lane closed by a merge never goes back to the pool; skip any found there.
         let closed = record.closed_lanes.clone();
         record.free_lanes.retain(|lane| !closed.contains(lane));
