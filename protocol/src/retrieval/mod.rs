@@ -39,8 +39,8 @@ pub(crate) mod rules;
 pub use rules::{RetrievalViolation, HASH_BYTES, MAX_CHUNKS, MAX_CHUNK_BYTES};
 
 use crate::messages::{
-    check_message, field, opt_bytes, truncate_message, wire_message, DecodeError, EncodeError,
-    FromWire, RuleViolation, MAX_FLOW_BYTES,
+    check_message, field, opt_bytes, truncate_message, wire_message, wire_tuple, DecodeError,
+    EncodeError, FromWire, RuleViolation, MAX_FLOW_BYTES,
 };
 
 /// The most bytes a retrieval request may take on the wire.
@@ -343,39 +343,21 @@ impl RetrievalResponse {
 wire_message!(RetrievalRequest, "retrieval request");
 wire_message!(RetrievalResponse, "retrieval response");
 
-impl FromWire for RetrievalRequest {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "retrieval_request", 4)?;
-        let request = RetrievalRequest {
-            root: field::bytes(&f[0], "retrieval_request.root")?.to_vec(),
-            index: field::optional(&f[1])
-                .map(|i| field::u64(i, "retrieval_request.index"))
-                .transpose()?,
-            channel: field::optional(&f[2])
-                .map(|a| field::address(a, "retrieval_request.channel"))
-                .transpose()?,
-            flow: field::bytes(&f[3], "retrieval_request.flow")?.to_vec(),
-        };
-        request.check()?;
-        Ok(request)
-    }
-}
+wire_tuple!(RetrievalRequest as "retrieval_request" {
+    root: |item, what| field::bytes(item, what).map(<[u8]>::to_vec),
+    index: |item, what| field::optional(item).map(|i| field::u64(i, what)).transpose(),
+    channel: |item, what| field::optional(item).map(|a| field::address(a, what)).transpose(),
+    flow: |item, what| field::bytes(item, what).map(<[u8]>::to_vec),
+});
 
-impl FromWire for RetrievalResponse {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "retrieval_response", 4)?;
-        let response = RetrievalResponse {
-            status: field::u8(&f[0], "retrieval_response.status")?,
-            manifest: field::optional(&f[1]).map(Manifest::from_wire).transpose()?,
-            data: field::optional(&f[2])
-                .map(|d| field::bytes(d, "retrieval_response.data").map(<[u8]>::to_vec))
-                .transpose()?,
-            message: field::optional_text(&f[3], "retrieval_response.message")?,
-        };
-        response.check()?;
-        Ok(response)
-    }
-}
+wire_tuple!(RetrievalResponse as "retrieval_response" {
+    status: field::u8,
+    manifest: |item, _| field::optional(item).map(Manifest::from_wire).transpose(),
+    data: |item, what| {
+        field::optional(item).map(|d| field::bytes(d, what).map(<[u8]>::to_vec)).transpose()
+    },
+    message: field::optional_text,
+});
 
 impl FromWire for Manifest {
     fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
