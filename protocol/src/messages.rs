@@ -725,22 +725,21 @@ wire_tuple!(VoucherResponse as "voucher_response" {
     message: field::optional_text,
 });
 
-impl FromWire for ReconcileRequest {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "reconcile_request", 3)?;
-        let items = field::list(&f[0], "reconcile_request.vouchers")?;
-        if items.len() > MAX_RECONCILE_VOUCHERS {
-            return Err(RuleViolation::TooManyVouchers(items.len()).into());
-        }
-        let request = ReconcileRequest {
-            vouchers: items.iter().map(SignedVoucher::from_ipld).collect::<Result<_, _>>()?,
-            req_val: field::amount(&f[1], "reconcile_request.req_val")?,
-            payee_record: SignedPeerRecord::from_wire(&f[2])?,
-        };
-        request.check()?;
-        Ok(request)
+/// A reconcile request's vouchers: at most [`MAX_RECONCILE_VOUCHERS`], counted before any
+/// is decoded.
+fn reconcile_vouchers(ipld: &Ipld, what: &'static str) -> Result<Vec<SignedVoucher>, DecodeError> {
+    let items = field::list(ipld, what)?;
+    if items.len() > MAX_RECONCILE_VOUCHERS {
+        return Err(RuleViolation::TooManyVouchers(items.len()).into());
     }
+    Ok(items.iter().map(SignedVoucher::from_ipld).collect::<Result<_, _>>()?)
 }
+
+wire_tuple!(ReconcileRequest as "reconcile_request" {
+    vouchers: reconcile_vouchers,
+    req_val: field::amount,
+    payee_record: |item, _| SignedPeerRecord::from_wire(item),
+});
 
 wire_tuple!(ReconcileResponse as "reconcile_response" {
     combined: |item, _| field::optional(item).map(SignedVoucher::from_ipld).transpose(),

@@ -11,6 +11,7 @@
 //! `reserved + spent ≤ confirmed` always, and `available` is never negative.
 
 use cid::Cid;
+use tokio::sync::OwnedMutexGuard;
 
 use super::chain_messages::MessageOutcome;
 use super::{AvailableFunds, ChannelHandle, FundsError, PaymentChannelManager, TopUpPolicy};
@@ -314,9 +315,8 @@ impl PaymentChannelManager {
         to: Address,
         amount: TokenAmount,
     ) -> Result<ChannelHandle, FundsError> {
-        let pair = self.pair_lock(from, to);
-        let _guard = pair.lock().await;
-        match self.active_outbound(&from, &to)? {
+        let (_turn, active) = self.active_outbound_in_turn(from, to).await?;
+        match active {
             Some(record) => {
                 let wait_sentinel = if amount.is_positive() {
                     self.reserve_by_id(record.id, amount).await?
@@ -343,9 +343,8 @@ impl PaymentChannelManager {
         to: Address,
         amount: TokenAmount,
     ) -> Result<ChannelHandle, FundsError> {
-        let pair = self.pair_lock(from, to);
-        let _guard = pair.lock().await;
-        match self.active_outbound(&from, &to)? {
+        let (_turn, active) = self.active_outbound_in_turn(from, to).await?;
+        match active {
             Some(record) if record.lifecycle == Lifecycle::Open => {
                 let addr = record
                     .channel
@@ -395,6 +394,17 @@ impl PaymentChannelManager {
         record.queued += amount;
         self.commit(vec![Write::Channel(record.clone())]).await?;
         Ok(record)
+    }
+
+    /// The pair's turn, held by the answer, and its active outbound channel: one `get` or
+    /// `fund` at a time per pair, so that two never create a channel each.
+    async fn active_outbound_in_turn(
+        &self,
+        from: Address,
+        to: Address,
+    ) -> Result<(OwnedMutexGuard<()>, Option<ChannelRecord>), StoreError> {
+        let turn = self.pair_lock(from, to).lock_owned().await;
+        Ok((turn, self.active_outbound(&from, &to)?))
     }
 
     /// The outbound channel from `from` to `to` that takes new payments: creating or open.
