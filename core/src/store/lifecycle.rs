@@ -232,4 +232,26 @@ mod tests {
         record.mark_collected().unwrap();
         assert_eq!(record.lifecycle, Lifecycle::Collected);
     }
+
+    #[test]
+    fn a_resolved_message_is_neither_refused_nor_landed_again() {
+        use crate::store::MessagePurpose;
+        use crate::types::{Message, Signature, SignedMessage, TokenAmount};
+        let a = Address::new_id(1000);
+        let message = Message::new(a, a, 0, TokenAmount::default(), 0, Vec::new());
+        let signed = SignedMessage { message, signature: Signature::new_secp256k1(vec![0; 65]) };
+        let mut record = MessageRecord {
+            cid: crate::types::cid_of(b"message"),
+            signed,
+            purpose: MessagePurpose::Settle { channel: 1 },
+            state: MessageState::Recorded,
+        };
+        record.mark_pushed().unwrap();
+        record.mark_landed(0, 7, Vec::new()).unwrap();
+        let landed = record.clone();
+        assert!(record.mark_refused("late".into()).is_err());
+        assert!(record.mark_landed(1, 8, Vec::new()).is_err());
+        assert!(record.mark_pushed().is_err());
+        assert_eq!(record, landed, "a refused transition changes nothing");
+    }
 }
