@@ -22,8 +22,8 @@ use paych_core::chain::lotus::json::{
     TipSet,
 };
 use paych_core::chain::Receipt;
-use paych_core::crypto::{self, SecretKey};
 use paych_core::combine::ReconcileStatus;
+use paych_core::crypto::{self, SecretKey};
 use paych_core::types::{
     cid_of, Address, ConstructorParams, ExecParams, ExecReturn, ExitCode, Merge, Message,
     ModVerifyParams, Network, PaychState, SignedVoucher, TokenAmount,
@@ -187,7 +187,7 @@ fn main() {
         corpus.put("voucher_response", name, r.to_cbor().expect("response"));
     }
 
-    // /paych/reconcile/1.0.0.
+    // /paych/reconcile/2.0.0.
     let lanes_vouchers: Vec<SignedVoucher> = (0..3u64)
         .map(|lane| {
             let mut v = SignedVoucher::new(channel, lane, 2, amount(100 * (lane + 1)));
@@ -195,7 +195,11 @@ fn main() {
             v
         })
         .collect();
-    let request = ReconcileRequest { vouchers: lanes_vouchers, req_val: amount(600) };
+    let request = ReconcileRequest {
+        vouchers: lanes_vouchers,
+        req_val: amount(600),
+        payee_record: peer_record(&payee),
+    };
     corpus.put("reconcile_request", "three_lanes", request.to_cbor().expect("request"));
     let mut combined = SignedVoucher::new(channel, 0, 3, amount(600));
     combined.merges = vec![Merge { lane: 1, nonce: 3 }, Merge { lane: 2, nonce: 3 }];
