@@ -328,9 +328,7 @@ fuzz_target!(|input: Input| {
                     }
                     true
                 }
-                Err(
-                    e @ (AddVoucherError::Store(_) | AddVoucherError::Chain(_)),
-                ) => panic!(
+                Err(e @ (AddVoucherError::Store(_) | AddVoucherError::Chain(_))) => panic!(
                     "a voucher made the payee's own store, chain or wallet fail: {e}\n{voucher:?}"
                 ),
                 Ok(AddOutcome::Covered { .. } | AddOutcome::AlreadyHeld) | Err(_) => false,
