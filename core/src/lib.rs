@@ -15,18 +15,19 @@
 //!   implementation with group commit;
 //! - [`manager`]: the [`manager::PaymentChannelManager`] — funds, lanes, vouchers, chain
 //!   messages, restart recovery and the settler;
-//! - [`reconcile`]: folding many vouchers into one combined voucher, as pure functions;
+//! - [`combine`]: the rules of folding many vouchers into one combined voucher (what
+//!   reconciliation asks for and answers), as pure functions;
 //! - [`redemption`]: what a payee's vouchers are worth on chain — the one model behind
 //!   voucher intake, best-spendable, the settler and reconciliation's checks.
 #![warn(missing_docs)]
 
 pub mod actor;
 pub mod chain;
+pub mod combine;
 pub mod crypto;
 pub mod jsonrpc;
 pub mod lotus_json;
 pub mod manager;
-pub mod reconcile;
 pub mod redemption;
 pub mod store;
 pub mod types;

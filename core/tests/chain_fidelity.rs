@@ -10,7 +10,7 @@ use common::{high_s_twin, with_high_s};
 use harness::{atto, within, Net, Node, DEADLINE};
 use paych_core::chain::{ActorKind, Chain, Receipt};
 use paych_core::crypto;
-use paych_core::manager::{AddOutcome, ManagerError, VoucherSpec};
+use paych_core::manager::{AddOutcome, AddVoucherError, VoucherSpec};
 use paych_core::redemption::PolicyRefusal;
 use paych_core::types::{
     paych_method, Address, ConstructorParams, ExecParams, ExecReturn, Message, ModVerifyParams,
@@ -69,7 +69,7 @@ async fn send_raw(
 /// The actor exit code the payee's validation refused `voucher` with.
 async fn refused_with(payee: &Node, ch: &Address, voucher: &SignedVoucher) -> u32 {
     match payee.m().voucher_add(ch, voucher, atto(0)).await {
-        Err(ManagerError::InvalidVoucher(e)) => e.exit_code().value(),
+        Err(AddVoucherError::InvalidVoucher(e)) => e.exit_code().value(),
         other => panic!("the payee must refuse the voucher, got {other:?}"),
     }
 }
@@ -252,7 +252,7 @@ async fn assert_passes_the_actor_but_not_the_policy(
 ) {
     let outcome = payee.m().voucher_add(ch, voucher, atto(100)).await;
     assert!(
-        matches!(outcome, Err(ManagerError::VoucherRefused(PolicyRefusal::MessageLocked(_)))),
+        matches!(outcome, Err(AddVoucherError::VoucherRefused(PolicyRefusal::MessageLocked(_)))),
         "{outcome:?}"
     );
 }

@@ -5,12 +5,16 @@
 
 mod harness;
 
+use std::any::Any;
 use std::future::Future;
 
 use harness::{atto, sign_as_stranger, stranger_address, Net, Node, StoreSnapshot};
 use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
-use paych_core::manager::ManagerError;
+use paych_core::manager::{
+    AddVoucherError, CheckVoucherError, CreateVoucherError, FundsError, LaneError, LookupError,
+    SettleError, SubmitError,
+};
 use paych_core::store::Direction;
 use paych_core::types::{Address, SignedVoucher, TokenAmount, MAX_LANE};
 
@@ -60,11 +64,11 @@ impl World {
 
     /// Runs a bad call: it must fail with an error `expected` accepts, and change nothing
     /// stored on any node nor send any message.
-    async fn refuses<T: std::fmt::Debug>(
+    async fn refuses<T: std::fmt::Debug, E: Refusal>(
         &self,
         what: &str,
-        call: impl Future<Output = Result<T, ManagerError>>,
-        expected: impl Fn(&ManagerError) -> bool,
+        call: impl Future<Output = Result<T, E>>,
+        expected: impl Fn(&dyn Refusal) -> bool,
     ) {
         let (stores, nonces) = (self.snapshots(), self.chain_nonces().await);
         match call.await {
@@ -87,20 +91,103 @@ impl World {
     }
 }
 
-fn unknown_channel(e: &ManagerError) -> bool {
-    matches!(e, ManagerError::UnknownChannel(_))
+/// A manager operation's error, asked about whichever operation failed: each operation has
+/// its own error type, and a type answers only for the variants it has.
+trait Refusal: std::fmt::Debug + 'static {
+    fn any(&self) -> &dyn Any;
+    fn unknown_channel(&self) -> bool;
+    fn invalid_amount(&self) -> bool {
+        false
+    }
+    fn wrong_direction(&self) -> Option<Direction> {
+        None
+    }
+    fn invalid_voucher(&self) -> Option<&ActorError> {
+        None
+    }
 }
 
-fn invalid_amount(e: &ManagerError) -> bool {
-    matches!(e, ManagerError::InvalidAmount(_))
+macro_rules! refusal {
+    ($t:ident: $($has:ident),*) => {
+        impl Refusal for $t {
+            fn any(&self) -> &dyn Any {
+                self
+            }
+            fn unknown_channel(&self) -> bool {
+                matches!(self, $t::UnknownChannel(_))
+            }
+            $(refusal!(@ $t $has);)*
+        }
+    };
+    (@ $t:ident invalid_amount) => {
+        fn invalid_amount(&self) -> bool {
+            matches!(self, $t::InvalidAmount(_))
+        }
+    };
+    (@ $t:ident wrong_direction) => {
+        fn wrong_direction(&self) -> Option<Direction> {
+            match self {
+                $t::WrongDirection { expected, .. } => Some(*expected),
+                _ => None,
+            }
+        }
+    };
+    (@ $t:ident invalid_voucher) => {
+        fn invalid_voucher(&self) -> Option<&ActorError> {
+            match self {
+                $t::InvalidVoucher(a) => Some(a),
+                _ => None,
+            }
+        }
+    };
 }
 
-fn wrong_direction(expected: Direction) -> impl Fn(&ManagerError) -> bool {
-    move |e| matches!(e, ManagerError::WrongDirection { expected: x, .. } if *x == expected)
+refusal!(LookupError:);
+refusal!(SettleError:);
+refusal!(LaneError: wrong_direction);
+refusal!(CheckVoucherError: invalid_voucher);
+refusal!(FundsError: invalid_amount, wrong_direction);
+refusal!(CreateVoucherError: invalid_amount, wrong_direction, invalid_voucher);
+refusal!(AddVoucherError: invalid_amount, wrong_direction, invalid_voucher);
+
+/// A submit carries the refusal of the intake it runs for a voucher not held yet.
+impl Refusal for SubmitError {
+    fn any(&self) -> &dyn Any {
+        self
+    }
+    fn unknown_channel(&self) -> bool {
+        match self {
+            SubmitError::Add(e) => e.unknown_channel(),
+            e => matches!(e, SubmitError::UnknownChannel(_)),
+        }
+    }
+    fn invalid_voucher(&self) -> Option<&ActorError> {
+        match self {
+            SubmitError::Add(e) => e.invalid_voucher(),
+            _ => None,
+        }
+    }
 }
 
-fn actor_refuses(rule: fn(&ActorError) -> bool) -> impl Fn(&ManagerError) -> bool {
-    move |e| matches!(e, ManagerError::InvalidVoucher(a) if rule(a))
+/// Whether `e` is the error `E` and `test` holds for it.
+fn is<E: 'static>(e: &dyn Refusal, test: impl Fn(&E) -> bool) -> bool {
+    e.any().downcast_ref::<E>().is_some_and(test)
+}
+
+fn unknown_channel(e: &dyn Refusal) -> bool {
+    e.unknown_channel()
+}
+
+fn invalid_amount(e: &dyn Refusal) -> bool {
+    e.invalid_amount()
+}
+
+fn wrong_direction(expected: Direction) -> impl Fn(&dyn Refusal) -> bool {
+    move |e| e.wrong_direction() == Some(expected)
+}
+
+fn actor_refuses(rule: fn(&ActorError) -> bool) -> impl Fn(&dyn Refusal) -> bool {
+    move |e| e.invalid_voucher().is_some_and(rule)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +273,7 @@ async fn someone_elses_vouchers_are_refused() {
     w.refuses(
         "an older voucher for another channel",
         payee.voucher_add(&w.a, &older, atto(0)),
-        |e| matches!(e, ManagerError::ForeignVoucher(_)),
+        |e| is(e, |e| matches!(e, AddVoucherError::ForeignVoucher(_))),
     )
     .await;
 
@@ -218,7 +305,7 @@ async fn someone_elses_vouchers_are_refused() {
     w.refuses(
         "a voucher on a channel paying someone else",
         w.third.m().voucher_add(&w.a, &v, atto(0)),
-        |e| matches!(e, ManagerError::ForeignVoucher(_)),
+        |e| is(e, |e| matches!(e, AddVoucherError::ForeignVoucher(_))),
     )
     .await;
 
@@ -234,7 +321,7 @@ async fn someone_elses_vouchers_are_refused() {
     w.refuses(
         "a first voucher below the minimum delta",
         payee.voucher_add(&w.b, &small, atto(6)),
-        |e| matches!(e, ManagerError::BelowMinDelta { .. }),
+        |e| is(e, |e| matches!(e, AddVoucherError::BelowMinDelta { .. })),
     )
     .await;
     let too_much = w.payer_voucher(w.b, 0, 1, atto(1001));
@@ -300,7 +387,7 @@ async fn malformed_vouchers_are_refused() {
     )
     .await;
     w.refuses("lowering a lane's amount", payer.voucher_create(&w.a, atto(19), 0), |e| {
-        matches!(e, ManagerError::AmountBelowLane { lane: 0, .. })
+        is(e, |e| matches!(e, CreateVoucherError::AmountBelowLane { lane: 0, .. }))
     })
     .await;
 }
@@ -364,19 +451,19 @@ async fn non_positive_amounts_and_over_releases_are_refused() {
     )
     .await;
     w.refuses("create from a key the wallet lacks", m.create(nobody, to, atto(5), atto(0)), |e| {
-        matches!(e, ManagerError::NotOurKey(_))
+        is(e, |e| matches!(e, FundsError::NotOurKey(_)))
     })
     .await;
     w.refuses(
         "release more than reserved",
         m.release_funds(&w.a, atto(101)),
-        |e| matches!(e, ManagerError::ReleaseExceedsReserved { requested, reserved } if *requested == atto(101) && *reserved == atto(100)),
+        |e| is(e, |e| matches!(e, FundsError::ReleaseExceedsReserved { requested, reserved } if *requested == atto(101) && *reserved == atto(100))),
     )
     .await;
     // Exactly what is reserved is fine.
     m.release_funds(&w.a, atto(100)).await.unwrap();
     w.refuses("release once nothing is reserved", m.release_funds(&w.a, atto(1)), |e| {
-        matches!(e, ManagerError::ReleaseExceedsReserved { .. })
+        is(e, |e| matches!(e, FundsError::ReleaseExceedsReserved { .. }))
     })
     .await;
 }

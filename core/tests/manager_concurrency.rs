@@ -13,9 +13,11 @@ use std::sync::{Arc, Condvar, Mutex as StdMutex};
 
 use harness::{atto, fund, open_store_when_free, test_config, within, Net};
 use paych_core::chain::devnet::Devnet;
+use paych_core::combine::ReconcilePolicy;
 use paych_core::crypto;
-use paych_core::manager::{ManagerError, MessageOutcome, PaymentChannelManager, ReconcileDraft};
-use paych_core::reconcile::ReconcilePolicy;
+use paych_core::manager::{
+    CreateVoucherError, MessageOutcome, PaymentChannelManager, ReconcileDraft,
+};
 use paych_core::types::{Address, Network, Signature, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet, WalletError};
 
@@ -150,7 +152,7 @@ async fn a_reconciliation_sees_every_voucher_issued_on_the_lanes_it_closes() {
             for k in 1..=50u64 {
                 match m.voucher_create(&ch, atto(300 + k), lane).await {
                     Ok(created) => returned.push(created.voucher.unwrap()),
-                    Err(ManagerError::LaneClosed(l)) => {
+                    Err(CreateVoucherError::LaneClosed(l)) => {
                         assert_eq!(l, lane);
                         break;
                     }
@@ -318,9 +320,9 @@ async fn a_voucher_whose_signing_fails_leaves_its_lane_and_the_reservation_as_th
 
     wallet.fail.store(true, Ordering::SeqCst);
     let err = m.voucher_create(&ch, atto(3_000), 0).await.unwrap_err();
-    assert!(matches!(err, ManagerError::Wallet(_)), "{err}");
+    assert!(matches!(err, CreateVoucherError::Wallet(_)), "{err}");
     let err = m.voucher_create(&ch, atto(500), 7).await.unwrap_err();
-    assert!(matches!(err, ManagerError::Wallet(_)), "{err}");
+    assert!(matches!(err, CreateVoucherError::Wallet(_)), "{err}");
     assert_eq!(m.available_funds(&ch).await.unwrap(), before);
     assert_eq!(m.status(&ch).await.unwrap().lanes, status_before.lanes);
     assert_eq!(m.voucher_list(&ch).unwrap().len(), 1);
@@ -368,7 +370,7 @@ async fn concurrent_payments_on_one_lane_each_add_their_amount() {
 
     // A payment must be positive; one the channel cannot cover answers its shortfall.
     let err = payer.m().voucher_pay(&ch, lane, atto(0)).await.unwrap_err();
-    assert!(matches!(err, ManagerError::InvalidAmount(_)), "{err}");
+    assert!(matches!(err, CreateVoucherError::InvalidAmount(_)), "{err}");
     let over = payer.m().voucher_pay(&ch, lane, atto(1_000_000)).await.unwrap();
     assert!(over.voucher.is_none());
     assert_eq!(over.shortfall, atto(PAYMENTS * (PAYMENTS + 1) / 2));

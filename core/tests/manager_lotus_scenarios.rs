@@ -18,7 +18,10 @@ use std::collections::{BTreeMap, HashMap};
 use harness::{atto, eventually, sign_as_stranger, test_config, within, Net, Node, StoreSnapshot};
 use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
-use paych_core::manager::{AddOutcome, ManagerConfig, ManagerError, MessageOutcome, TopUpPolicy};
+use paych_core::manager::{
+    AddOutcome, AddVoucherError, CreateVoucherError, FundsError, ManagerConfig, MessageOutcome,
+    SubmitError, TopUpPolicy,
+};
 use paych_core::store::{Lifecycle, MessagePurpose, MessageState};
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
 
@@ -140,8 +143,8 @@ const CHECK_VALID_TABLE: &[Row] = &[
     },
 ];
 
-fn verdict_holds(verdict: Verdict, result: &Result<(), ManagerError>) -> bool {
-    use ManagerError::InvalidVoucher;
+fn verdict_holds(verdict: Verdict, result: &Result<(), AddVoucherError>) -> bool {
+    use AddVoucherError::InvalidVoucher;
     match verdict {
         Verdict::Valid => result.is_ok(),
         Verdict::InsufficientFunds => {
@@ -206,7 +209,7 @@ async fn payee_check_valid_on_a_channel_it_has_not_seen_is_an_unknown_channel() 
     let voucher = payer.sign(SignedVoucher::new(ch, 0, 1, atto(5)));
 
     let result = payee.m().voucher_check_valid(&ch, &voucher).await;
-    assert!(matches!(result, Err(ManagerError::UnknownChannel(_))), "{result:?}");
+    assert!(matches!(result, Err(AddVoucherError::UnknownChannel(_))), "{result:?}");
     assert!(payee.m().store().channels().unwrap().is_empty());
     // The payer, which created the channel, can check it.
     payer.m().voucher_check_valid(&ch, &voucher).await.unwrap();
@@ -271,7 +274,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
     let before = StoreSnapshot::of(payee.m().store().as_ref());
     let below = payee.m().voucher_add(&ch, &v2, atto(10)).await;
     assert!(
-        matches!(&below, Err(ManagerError::BelowMinDelta { delta, min_delta }) if *delta == atto(5) && *min_delta == atto(10)),
+        matches!(&below, Err(AddVoucherError::BelowMinDelta { delta, min_delta }) if *delta == atto(5) && *min_delta == atto(10)),
         "{below:?}"
     );
     assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before);
@@ -298,7 +301,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
     let forged = payer.sign(forged);
     let conflict = payee.m().voucher_add(&ch, &forged, atto(0)).await;
     assert!(
-        matches!(conflict, Err(ManagerError::ConflictingVoucher { lane: 0, nonce: 3 })),
+        matches!(conflict, Err(AddVoucherError::ConflictingVoucher { lane: 0, nonce: 3 })),
         "{conflict:?}"
     );
     assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before);
@@ -358,7 +361,7 @@ async fn leased_lanes_are_reused_lowest_first_and_continue_their_cumulative_amou
     assert_eq!((next.lane, next.nonce, next.amount), (0, 2, atto(15)));
     let lower = m.voucher_create(&ch, atto(5), 0).await;
     assert!(
-        matches!(&lower, Err(ManagerError::AmountBelowLane { lane: 0, previous, .. }) if *previous == atto(15)),
+        matches!(&lower, Err(CreateVoucherError::AmountBelowLane { lane: 0, previous, .. }) if *previous == atto(15)),
         "{lower:?}"
     );
 
@@ -420,7 +423,7 @@ async fn best_spendable_shrinks_as_vouchers_are_submitted_and_a_resubmission_is_
     for again in [lane0, &older[&0]] {
         let refused = payee.m().voucher_submit(&ch, again, &[]).await;
         assert!(
-            matches!(refused, Err(ManagerError::AlreadySubmitted { lane: 0, .. })),
+            matches!(refused, Err(SubmitError::AlreadySubmitted { lane: 0, .. })),
             "{refused:?}"
         );
     }
@@ -537,7 +540,7 @@ async fn reservations_queued_behind_a_refused_add_funds_are_told_it_failed() {
     .await;
     net.mine(1);
     let answer = within("the queued reservation", waiter).await.unwrap();
-    assert!(matches!(answer, Err(ManagerError::ReservationFailed(_))), "{answer:?}");
+    assert!(matches!(answer, Err(FundsError::ReservationFailed(_))), "{answer:?}");
 
     // The first message landed and its reservation holds; nothing of the refused one is left.
     let outcome = payer.m().wait_message(&first).await.unwrap();
@@ -565,7 +568,7 @@ async fn a_create_that_fails_on_chain_or_is_refused_leaves_the_next_create_worki
     let failed =
         within("the failing create", payer.m().get_wait_ready(&handle.wait_sentinel.unwrap()))
             .await;
-    assert!(matches!(failed, Err(ManagerError::MessageFailed { exit_code: 23, .. })), "{failed:?}");
+    assert!(matches!(failed, Err(FundsError::MessageFailed { exit_code: 23, .. })), "{failed:?}");
     let record = payer.m().store().channel(handle.id).unwrap().unwrap();
     assert_eq!(record.lifecycle, Lifecycle::CreateFailed);
     assert!(record.create_error.as_deref().unwrap_or_default().contains("23"), "{record:?}");
@@ -579,7 +582,7 @@ async fn a_create_that_fails_on_chain_or_is_refused_leaves_the_next_create_worki
     let other = net.node(0).await;
     let refused =
         payer.m().create(payer.addr, other.addr, TokenAmount::from_whole(1000), atto(0)).await;
-    assert!(matches!(refused, Err(ManagerError::MessageRefused { .. })), "{refused:?}");
+    assert!(matches!(refused, Err(FundsError::MessageRefused { .. })), "{refused:?}");
     let record = payer.m().store().channels().unwrap().into_iter().last().unwrap();
     assert_eq!((record.to, record.lifecycle), (other.addr, Lifecycle::CreateFailed));
     assert_eq!(payer.m().lookup(&payer.addr, &other.addr).unwrap(), None);
@@ -829,7 +832,7 @@ async fn a_hundred_concurrent_flows_on_one_channel_never_over_allocate() {
                         issued.push(v);
                     }
                     match m.release_funds(&ch, atto(10)).await {
-                        Ok(()) | Err(ManagerError::ReleaseExceedsReserved { .. }) => {}
+                        Ok(()) | Err(FundsError::ReleaseExceedsReserved { .. }) => {}
                         Err(e) => panic!("release on lane {lane}: {e}"),
                     }
                     let status = m.status(&ch).await.unwrap();
@@ -907,7 +910,7 @@ async fn a_reservation_queued_on_a_channel_that_starts_settling_is_refused_not_l
     payer.m().settle(&ch).await.unwrap();
     net.mine_until_landed(payer.m(), &first).await;
     let answer = within("the queued reservation to be answered", waiter).await.unwrap();
-    assert!(matches!(answer, Err(ManagerError::ChannelNotOpen { .. })), "{answer:?}");
+    assert!(matches!(answer, Err(FundsError::ChannelNotOpen { .. })), "{answer:?}");
     assert_eq!(add_funds_messages(&payer).len(), 1);
 }
 

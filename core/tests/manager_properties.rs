@@ -24,7 +24,10 @@ use cid::Cid;
 use harness::{atto, test_config, within, Net, Node, DEADLINE};
 use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
-use paych_core::manager::{AddOutcome, ManagerConfig, ManagerError};
+use paych_core::manager::{
+    AddOutcome, AddVoucherError, CreateVoucherError, FundsError, ManagerConfig, SettleError,
+    SubmitError,
+};
 use paych_core::redemption::Unredeemable;
 use paych_core::store::{Direction, Lifecycle, MessageState};
 use paych_core::types::{Address, SignedVoucher, TokenAmount, SETTLE_DELAY};
@@ -83,7 +86,7 @@ struct History {
     /// Submit messages sent by the payee: (message, channel, voucher).
     submits: Vec<(Cid, Address, SignedVoucher)>,
     /// Reservations queued behind a message in flight, still waiting.
-    waiting: Vec<JoinHandle<Result<Option<Cid>, ManagerError>>>,
+    waiting: Vec<JoinHandle<Result<Option<Cid>, FundsError>>>,
 }
 
 /// Nodes whose settlers stay idle during a history.
@@ -153,7 +156,7 @@ impl History {
                 if status.lifecycle != Lifecycle::Open {
                     let refused = m.reserve_funds(&ch, atto(amount)).await;
                     assert!(
-                        matches!(refused, Err(ManagerError::ChannelNotOpen { .. })),
+                        matches!(refused, Err(FundsError::ChannelNotOpen { .. })),
                         "{refused:?}"
                     );
                 } else if status.pending_message.is_none() {
@@ -168,7 +171,7 @@ impl History {
             Op::Release { ch, amount } => {
                 let Some(ch) = self.channel(ch) else { return };
                 match self.payer.m().release_funds(&ch, atto(amount)).await {
-                    Ok(()) | Err(ManagerError::ReleaseExceedsReserved { .. }) => {}
+                    Ok(()) | Err(FundsError::ReleaseExceedsReserved { .. }) => {}
                     Err(e) => panic!("release: {e:?}"),
                 }
             }
@@ -192,7 +195,7 @@ impl History {
                 let open = self.payer.m().status(&ch).await.unwrap().lifecycle == Lifecycle::Open;
                 match self.payer.m().settle(&ch).await {
                     Ok(_) => assert!(open),
-                    Err(ManagerError::ChannelNotOpen { .. }) => assert!(!open),
+                    Err(SettleError::ChannelNotOpen { .. }) => assert!(!open),
                     Err(e) => panic!("settle: {e:?}"),
                 }
             }
@@ -218,7 +221,10 @@ impl History {
         let (tip_nonce, tip_amount) = tip.unwrap_or_default();
         let created = m.voucher_create(&ch, tip_amount.clone() + atto(delta), lane).await;
         if before.lifecycle != Lifecycle::Open {
-            assert!(matches!(created, Err(ManagerError::ChannelNotOpen { .. })), "{created:?}");
+            assert!(
+                matches!(created, Err(CreateVoucherError::ChannelNotOpen { .. })),
+                "{created:?}"
+            );
             return;
         }
         let created = created.unwrap();
@@ -247,15 +253,15 @@ impl History {
             }
             Ok(AddOutcome::Covered { lane_amount }) => assert!(voucher.amount <= lane_amount),
             Ok(AddOutcome::AlreadyHeld) => {}
-            Err(ManagerError::InvalidVoucher(ActorError::InsufficientFunds { .. })) => {
+            Err(AddVoucherError::InvalidVoucher(ActorError::InsufficientFunds { .. })) => {
                 panic!("the payer issued a voucher its channel cannot cover: {voucher:?}")
             }
             // The channel settled or was collected since.
             Err(
-                ManagerError::InvalidVoucher(_)
-                | ManagerError::Unredeemable(Unredeemable::Settling { .. })
-                | ManagerError::Chain(_)
-                | ManagerError::UnknownChannel(_),
+                AddVoucherError::InvalidVoucher(_)
+                | AddVoucherError::Unredeemable(Unredeemable::Settling { .. })
+                | AddVoucherError::Chain(_)
+                | AddVoucherError::UnknownChannel(_),
             ) => {}
             Err(e) => panic!("add: {e:?}"),
         }
@@ -271,7 +277,7 @@ impl History {
         let cid = m.voucher_submit(&ch, voucher, &[]).await.unwrap();
         assert!(!m.voucher_check_spendable(&ch, voucher, &[]).await.unwrap());
         let again = m.voucher_submit(&ch, voucher, &[]).await;
-        assert!(matches!(again, Err(ManagerError::AlreadySubmitted { .. })), "{again:?}");
+        assert!(matches!(again, Err(SubmitError::AlreadySubmitted { .. })), "{again:?}");
         self.submits.push((cid, ch, voucher.clone()));
     }
 
@@ -324,7 +330,7 @@ impl History {
         }
         for waiter in self.waiting.drain(..) {
             match waiter.await.unwrap() {
-                Ok(_) | Err(ManagerError::ChannelNotOpen { .. }) => {}
+                Ok(_) | Err(FundsError::ChannelNotOpen { .. }) => {}
                 Err(e) => panic!("queued reservation: {e:?}"),
             }
         }

@@ -15,10 +15,12 @@ use harness::{
     atto, open_store_when_free, stranger_address, test_config, within, Net, Node, StoreSnapshot,
 };
 use paych_core::chain::Chain;
+use paych_core::combine::{ReconcilePolicy, ReconcileStatus, Refusal};
 use paych_core::crypto;
 use paych_core::manager::VoucherSpec;
-use paych_core::manager::{ManagerError, MessageOutcome, PaymentChannelManager, ReconcileDraft};
-use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus, Refusal};
+use paych_core::manager::{
+    CombineError, CreateVoucherError, MessageOutcome, PaymentChannelManager, ReconcileDraft,
+};
 use paych_core::store::sled::SledStore;
 use paych_core::store::{
     Batch, ChannelId, ChannelRecord, MessageRecord, PeerRecord, ReconcileRecord, Store, StoreError,
@@ -103,7 +105,7 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
     let mut wrong = combined.clone();
     wrong.amount = atto(1);
     let err = payee.m().reconcile_accept(&ch, &draft.vouchers, &draft.req_val, &wrong).await;
-    assert!(matches!(err, Err(ManagerError::CombinedRejected(_))), "{err:?}");
+    assert!(matches!(err, Err(CombineError::CombinedRejected(_))), "{err:?}");
 
     let payer = payer.stop().await.started().await;
     let payee = payee.stop().await.started().await;
@@ -117,7 +119,7 @@ async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
     assert_eq!(refusal.status, ReconcileStatus::LaneClosed);
     for lane in 0..3 {
         let err = payer.m().voucher_create(&ch, atto(1000), lane).await.unwrap_err();
-        assert!(matches!(err, ManagerError::LaneClosed(l) if l == lane), "{err}");
+        assert!(matches!(err, CreateVoucherError::LaneClosed(l) if l == lane), "{err}");
         // A closed lane handed back is not leased again.
         payer.m().return_lane(&ch, lane).await.unwrap();
     }
@@ -427,7 +429,7 @@ async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_no
         edit(&mut v);
         let v = payer.sign(v);
         let err = payee.m().reconcile_accept(&ch, &requested.vouchers, &req_val, &v).await;
-        assert!(matches!(err, Err(ManagerError::CombinedRejected(_))), "{what}: {err:?}");
+        assert!(matches!(err, Err(CombineError::CombinedRejected(_))), "{what}: {err:?}");
         assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before, "{what}");
     }
     // The plan itself is accepted.

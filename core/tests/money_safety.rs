@@ -10,7 +10,7 @@ mod harness;
 mod redeemable;
 
 use paych_core::crypto;
-use paych_core::manager::{AddOutcome, ManagerError, MessageOutcome};
+use paych_core::manager::{AddOutcome, AddVoucherError, MessageOutcome};
 use paych_core::redemption::IntakePolicy;
 use paych_core::types::{
     paych_method, ChainEpoch, Merge, ModVerifyParams, SignedVoucher, TokenAmount, METHOD_SEND,
@@ -24,7 +24,7 @@ fn atto(n: u64) -> TokenAmount {
 }
 
 /// Asserts that `outcome` credits the payer nothing.
-fn assert_credits_nothing(outcome: &Result<AddOutcome, ManagerError>, what: &str) {
+fn assert_credits_nothing(outcome: &Result<AddOutcome, AddVoucherError>, what: &str) {
     assert!(credit(outcome).is_zero(), "{what}: credited {outcome:?}");
 }
 

@@ -39,7 +39,7 @@ use std::fmt;
 
 use paych_core::chain::Chain;
 use paych_core::crypto;
-use paych_core::manager::{ManagerError, MessageOutcome};
+use paych_core::manager::{CreateVoucherError, MessageOutcome};
 use paych_core::types::{
     paych_method, Address, ChainEpoch, Merge, ModVerifyParams, SignedVoucher, TokenAmount,
     METHOD_SEND, SETTLE_DELAY,
@@ -719,7 +719,7 @@ impl HonestHistory {
                             self.pay(v).await;
                         }
                     }
-                    Err(ManagerError::LaneClosed(_)) => {}
+                    Err(CreateVoucherError::LaneClosed(_)) => {}
                     Err(e) => panic!("the payer's voucher_create: {e:?}"),
                 }
             }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{atto, params, signed_by, Setup, CHANNEL_ID};
 use paych_core::actor::{self, ActorError, ChannelState};
-use paych_core::reconcile::*;
+use paych_core::combine::*;
 use paych_core::types::{Address, LaneState, SignedVoucher, TokenAmount};
 
 /// A payer that issued two vouchers on each of lanes 0..4, of which the first of each lane

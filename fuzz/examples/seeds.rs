@@ -22,8 +22,8 @@ use paych_core::lotus_json::{
     self as json, Actor, ActorState, BigInt, BlockHeader, InvocResult, MsgLookup, TipSet,
 };
 use paych_core::chain::Receipt;
+use paych_core::combine::ReconcileStatus;
 use paych_core::crypto::{self, SecretKey};
-use paych_core::reconcile::ReconcileStatus;
 use paych_core::types::{
     cid_of, Address, ConstructorParams, ExecParams, ExecReturn, ExitCode, Merge, Message,
     ModVerifyParams, Network, PaychState, SignedVoucher, TokenAmount,
@@ -187,7 +187,7 @@ fn main() {
         corpus.put("voucher_response", name, r.to_cbor().expect("response"));
     }
 
-    // /paych/reconcile/1.0.0.
+    // /paych/reconcile/2.0.0.
     let lanes_vouchers: Vec<SignedVoucher> = (0..3u64)
         .map(|lane| {
             let mut v = SignedVoucher::new(channel, lane, 2, amount(100 * (lane + 1)));

@@ -30,7 +30,7 @@ use fvm_shared::bigint::{BigInt, Sign};
 use libfuzzer_sys::fuzz_target;
 use paych_core::chain::Chain;
 use paych_core::crypto::{self, SecretKey};
-use paych_core::manager::{AddOutcome, ManagerError, PaymentChannelManager};
+use paych_core::manager::{AddOutcome, AddVoucherError, PaymentChannelManager};
 use paych_core::store::sled::SledStore;
 use paych_core::types::{
     Address, ChainEpoch, Merge, ModVerifyParams, Signature, SignatureType, SignedVoucher,
@@ -322,9 +322,7 @@ fuzz_target!(|input: Input| {
                     }
                     true
                 }
-                Err(
-                    e @ (ManagerError::Store(_) | ManagerError::Chain(_) | ManagerError::Wallet(_)),
-                ) => panic!(
+                Err(e @ (AddVoucherError::Store(_) | AddVoucherError::Chain(_))) => panic!(
                     "a voucher made the payee's own store, chain or wallet fail: {e}\n{voucher:?}"
                 ),
                 Ok(AddOutcome::Covered { .. } | AddOutcome::AlreadyHeld) | Err(_) => false,

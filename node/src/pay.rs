@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
-use paych_core::manager::{ManagerError, PaymentChannelManager};
+use paych_core::manager::{CreateVoucherError, LaneError, PaymentChannelManager};
 use paych_core::store::ChannelRecord;
 use paych_core::types::{format_address, Address, SignedVoucher, TokenAmount};
 use paych_protocol::messages::MAX_FLOW_BYTES;
@@ -45,7 +45,10 @@ pub const MAX_FLOWS: usize = 4096;
 pub enum PayError {
     /// The manager refused (unknown channel, insufficient funds, …).
     #[error(transparent)]
-    Manager(#[from] ManagerError),
+    Manager(#[from] CreateVoucherError),
+    /// The manager could not lease or return the flow's lane.
+    #[error(transparent)]
+    Lane(#[from] LaneError),
     /// The channel cannot cover the voucher.
     #[error("the channel lacks {0} attoFIL to cover the voucher")]
     Shortfall(TokenAmount),
@@ -216,7 +219,7 @@ impl Payer {
         let mut lane = self.flow_lane(&key, &record.closed_lanes).await?;
         let created = match self.manager.voucher_pay(channel, lane, amount.clone()).await {
             // A reconciliation closed the lane since it was looked at: lease another, once.
-            Err(ManagerError::LaneClosed(closed)) => {
+            Err(CreateVoucherError::LaneClosed(closed)) => {
                 lane = self.flow_lane(&key, &[closed]).await?;
                 self.manager.voucher_pay(channel, lane, amount).await?
             }
@@ -249,9 +252,14 @@ impl Payer {
 
     /// The stored record of outbound `channel` (no chain read).
     fn outbound(&self, channel: &Address) -> Result<ChannelRecord, PayError> {
-        self.manager.store().channel_by_address(channel).map_err(ManagerError::from)?.ok_or_else(
-            || ManagerError::UnknownChannel(format_address(channel, self.manager.network())).into(),
-        )
+        self.manager
+            .store()
+            .channel_by_address(channel)
+            .map_err(CreateVoucherError::from)?
+            .ok_or_else(|| {
+                CreateVoucherError::UnknownChannel(format_address(channel, self.manager.network()))
+                    .into()
+            })
     }
 
     /// The lane of flow `key`, leased from the channel's pool on its first payment or when

@@ -12,8 +12,8 @@
 //! node's [`NetworkClient`].
 
 use libp2p::{Multiaddr, PeerId};
-use paych_core::manager::{ManagerError, PaymentChannelManager};
-use paych_core::reconcile::ReconcileStatus;
+use paych_core::combine::ReconcileStatus;
+use paych_core::manager::{CombineError, PaymentChannelManager};
 use paych_core::types::{format_address, Address, SignedVoucher, TokenAmount};
 use paych_protocol::messages::MAX_PEER_RECORD_MULTIADDRS;
 use paych_protocol::{PeerRecordError, ReconcileRequest, ReconcileResponse, SignedPeerRecord};
@@ -28,7 +28,7 @@ pub enum ReconcileError {
     /// The manager refused: unknown or outbound channel, nothing to reconcile, a combined
     /// voucher that does not fold the request or that the actor would refuse, storage.
     #[error(transparent)]
-    Manager(#[from] ManagerError),
+    Manager(#[from] CombineError),
     /// No peer record of the payer is held: it announces one with its first payment.
     #[error("no peer record is known for the payer {0}; it sends one with its first payment")]
     UnknownPayer(String),
@@ -77,7 +77,10 @@ pub fn find_peer(
     address: &Address,
 ) -> Result<(PeerId, Vec<Multiaddr>), ReconcileError> {
     let text = || format_address(address, manager.network());
-    let held = manager.peer_record(address)?.ok_or_else(|| ReconcileError::UnknownPayer(text()))?;
+    let held = manager
+        .peer_record(address)
+        .map_err(CombineError::from)?
+        .ok_or_else(|| ReconcileError::UnknownPayer(text()))?;
     let bad = |reason: String| ReconcileError::BadPeerRecord { address: text(), reason };
     let signed = SignedPeerRecord::from_cbor(&held.envelope).map_err(|e| bad(e.to_string()))?;
     let verified = signed.verify().map_err(|e| bad(e.to_string()))?;

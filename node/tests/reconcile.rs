@@ -13,9 +13,9 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::chain::devnet::Devnet;
 use paych_core::chain::Chain;
+use paych_core::combine::{ReconcilePolicy, ReconcileStatus};
 use paych_core::crypto;
-use paych_core::manager::ManagerError;
-use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
+use paych_core::manager::{CombineError, CreateVoucherError};
 use paych_core::types::{SignedVoucher, TokenAmount};
 use paych_node::host::HostConfig;
 use paych_node::inbound::InboundConfig;
@@ -265,7 +265,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     // The payer signs nothing more on a closed lane; the flow moves to a fresh lane.
     for lane in &lanes {
         let err = payer.manager.voucher_create(&channel, atto(10_000), *lane).await.unwrap_err();
-        assert!(matches!(err, ManagerError::LaneClosed(l) if l == *lane), "{err}");
+        assert!(matches!(err, CreateVoucherError::LaneClosed(l) if l == *lane), "{err}");
     }
     let moved = pay.pay(&channel, atto(5), Some(flows[1].clone())).await.unwrap();
     assert!(!lanes.contains(&moved.lane), "{}", moved.lane);
@@ -299,7 +299,7 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
     // Lanes not yet on chain: nothing to fold.
     let err = reconcile_as_payee::ask_payer(&payee.manager, &payee_net, &channel, &atto(0)).await;
     assert!(
-        matches!(err, Err(ReconcileError::Manager(ManagerError::NothingToReconcile(_)))),
+        matches!(err, Err(ReconcileError::Manager(CombineError::NothingToReconcile(_)))),
         "{err:?}"
     );
     for v in &vouchers {
@@ -322,7 +322,7 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
     // The payer's own side of a channel is not the payee's to reconcile.
     let err = reconcile_as_payee::ask_payer(&payer.manager, &payer_net, &channel, &atto(0)).await;
     assert!(
-        matches!(err, Err(ReconcileError::Manager(ManagerError::WrongDirection { .. }))),
+        matches!(err, Err(ReconcileError::Manager(CombineError::WrongDirection { .. }))),
         "{err:?}"
     );
 }

@@ -20,13 +20,13 @@ use std::convert::Infallible;
 use fvm_ipld_encoding::tuple::*;
 use ipld_core::ipld::Ipld;
 use libp2p::{Multiaddr, PeerId};
+use paych_core::combine::{ReconcileStatus, Refusal};
 use paych_core::crypto::{self, CryptoError, SecretKey};
-use paych_core::reconcile::{ReconcileStatus, Refusal};
 use paych_core::types::decode::{self as core_decode, FromIpld, MAX_BIGINT_BYTES};
 use paych_core::types::{Address, Signature, SignedVoucher, TokenAmount};
 use serde::Serializer;
 
-pub use paych_core::reconcile::MAX_RECONCILE_VOUCHERS;
+pub use paych_core::combine::MAX_RECONCILE_VOUCHERS;
 
 /// The longest opaque flow reference a voucher request may carry.
 pub const MAX_FLOW_BYTES: usize = 64;
@@ -93,7 +93,7 @@ pub enum RuleViolation {
     },
     /// A `/paych/retrieval/1.0.0` message breaks a rule of its own.
     #[error(transparent)]
-    Retrieval(crate::retrieval::RetrievalViolation),
+    Retrieval(crate::retrieval::rules::RetrievalViolation),
 }
 
 /// Why bytes could not be decoded as a paych message.
@@ -659,6 +659,35 @@ macro_rules! wire_message {
 }
 pub(crate) use wire_message;
 
+/// Implements [`FromWire`] for a message encoded as the tuple of its fields in declaration
+/// order: each field decoded by its function, called with the item and the field's name for
+/// errors (`"<what>.<field>"`), then the whole message checked against the wire rules.
+macro_rules! wire_tuple {
+    ($t:ident as $what:literal { $($field:ident: $decode:expr),+ $(,)? }) => {
+        impl $crate::messages::FromWire for $t {
+            fn from_wire(
+                ipld: &ipld_core::ipld::Ipld,
+            ) -> Result<Self, $crate::messages::DecodeError> {
+                const ARITY: usize = [$(stringify!($field)),+].len();
+                let items = $crate::messages::field::tuple(ipld, $what, ARITY)?;
+                let [$($field),+] = items else {
+                    return Err(paych_core::types::DecodeError::WrongArity {
+                        what: $what,
+                        expected: ARITY,
+                        found: items.len(),
+                    }
+                    .into());
+                };
+                let message =
+                    $t { $($field: ($decode)($field, concat!($what, ".", stringify!($field)))?),+ };
+                message.check()?;
+                Ok(message)
+            }
+        }
+    };
+}
+pub(crate) use wire_tuple;
+
 wire_message!(VoucherRequest, "voucher request");
 wire_message!(VoucherResponse, "voucher response");
 wire_message!(ReconcileRequest, "reconcile request");
@@ -679,79 +708,51 @@ impl SignedPeerRecord {
     }
 }
 
-impl FromWire for VoucherRequest {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "voucher_request", 3)?;
-        let request = VoucherRequest {
-            voucher: SignedVoucher::from_ipld(&f[0])?,
-            flow: field::optional(&f[1])
-                .map(|b| field::bytes(b, "voucher_request.flow"))
-                .transpose()?
-                .map(<[u8]>::to_vec),
-            announce: field::optional(&f[2])
-                .map(|a| Announce::from_wire(a).map(Box::new))
-                .transpose()?,
-        };
-        request.check()?;
-        Ok(request)
+wire_tuple!(VoucherRequest as "voucher_request" {
+    voucher: |item, _| SignedVoucher::from_ipld(item),
+    flow: |item, what| {
+        field::optional(item).map(|b| field::bytes(b, what).map(<[u8]>::to_vec)).transpose()
+    },
+    announce: |item, _| {
+        field::optional(item).map(|a| Announce::from_wire(a).map(Box::new)).transpose()
+    },
+});
+
+wire_tuple!(VoucherResponse as "voucher_response" {
+    status: field::u8,
+    delta: field::amount,
+    lane_amount: field::amount,
+    message: field::optional_text,
+});
+
+/// A reconcile request's vouchers: at most [`MAX_RECONCILE_VOUCHERS`], counted before any
+/// is decoded.
+fn reconcile_vouchers(ipld: &Ipld, what: &'static str) -> Result<Vec<SignedVoucher>, DecodeError> {
+    let items = field::list(ipld, what)?;
+    if items.len() > MAX_RECONCILE_VOUCHERS {
+        return Err(RuleViolation::TooManyVouchers(items.len()).into());
     }
+    Ok(items.iter().map(SignedVoucher::from_ipld).collect::<Result<_, _>>()?)
 }
 
-impl FromWire for VoucherResponse {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "voucher_response", 4)?;
-        let response = VoucherResponse {
-            status: field::u8(&f[0], "voucher_response.status")?,
-            delta: field::amount(&f[1], "voucher_response.delta")?,
-            lane_amount: field::amount(&f[2], "voucher_response.lane_amount")?,
-            message: field::optional_text(&f[3], "voucher_response.message")?,
-        };
-        response.check()?;
-        Ok(response)
-    }
-}
+wire_tuple!(ReconcileRequest as "reconcile_request" {
+    vouchers: reconcile_vouchers,
+    req_val: field::amount,
+    payee_record: |item, _| SignedPeerRecord::from_wire(item),
+});
 
-impl FromWire for ReconcileRequest {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "reconcile_request", 3)?;
-        let items = field::list(&f[0], "reconcile_request.vouchers")?;
-        if items.len() > MAX_RECONCILE_VOUCHERS {
-            return Err(RuleViolation::TooManyVouchers(items.len()).into());
-        }
-        let request = ReconcileRequest {
-            vouchers: items.iter().map(SignedVoucher::from_ipld).collect::<Result<_, _>>()?,
-            req_val: field::amount(&f[1], "reconcile_request.req_val")?,
-            payee_record: SignedPeerRecord::from_wire(&f[2])?,
-        };
-        request.check()?;
-        Ok(request)
-    }
-}
+wire_tuple!(ReconcileResponse as "reconcile_response" {
+    combined: |item, _| field::optional(item).map(SignedVoucher::from_ipld).transpose(),
+    status: field::u8,
+    message: field::optional_text,
+});
 
-impl FromWire for ReconcileResponse {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "reconcile_response", 3)?;
-        let response = ReconcileResponse {
-            combined: field::optional(&f[0]).map(SignedVoucher::from_ipld).transpose()?,
-            status: field::u8(&f[1], "reconcile_response.status")?,
-            message: field::optional_text(&f[2], "reconcile_response.message")?,
-        };
-        response.check()?;
-        Ok(response)
-    }
-}
-
-impl FromWire for Announce {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "announce", 4)?;
-        Ok(Announce {
-            channel: field::address(&f[0], "announce.channel")?,
-            from: field::address(&f[1], "announce.from")?,
-            to: field::address(&f[2], "announce.to")?,
-            peer_record: SignedPeerRecord::from_wire(&f[3])?,
-        })
-    }
-}
+wire_tuple!(Announce as "announce" {
+    channel: field::address,
+    from: field::address,
+    to: field::address,
+    peer_record: |item, _| SignedPeerRecord::from_wire(item),
+});
 
 impl FromWire for PeerRecord {
     fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
@@ -774,15 +775,10 @@ impl FromWire for PeerRecord {
     }
 }
 
-impl FromWire for SignedPeerRecord {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "signed_peer_record", 2)?;
-        Ok(SignedPeerRecord {
-            record: PeerRecord::from_wire(&f[0])?,
-            signature: field::signature(&f[1], "signed_peer_record.signature")?,
-        })
-    }
-}
+wire_tuple!(SignedPeerRecord as "signed_peer_record" {
+    record: |item, _| PeerRecord::from_wire(item),
+    signature: field::signature,
+});
 
 fn check_amount(amount: &TokenAmount, what: &'static str) -> Result<(), RuleViolation> {
     if amount.is_negative() {

@@ -9,7 +9,7 @@ use fvm_shared::bigint::{BigInt, Sign};
 use ipld_core::ipld::Ipld;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
-use paych_core::reconcile::ReconcileStatus;
+use paych_core::combine::ReconcileStatus;
 use paych_core::types::decode::{self as core_decode, DecodeError as LayoutError};
 use paych_core::types::{Address, Merge, ModVerifyParams, Signature, SignedVoucher, TokenAmount};
 use paych_protocol::codec::exceeds_item_budget;
@@ -692,7 +692,7 @@ fn voucher_status_codes_are_stable() {
 
 #[test]
 fn reconcile_responses_carry_core_status_codes() {
-    let refusal = paych_core::reconcile::Refusal {
+    let refusal = paych_core::combine::Refusal {
         status: ReconcileStatus::LaneNotOnChain,
         message: "lane 2 has never been redeemed on chain".into(),
     };

@@ -14,8 +14,8 @@ use libp2p::request_response::{self, InboundFailure, ProtocolSupport};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
 use libp2p::{connection_limits, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use paych_core::combine::{self, PayerView, ReconcilePolicy, ReconcileStatus};
 use paych_core::crypto;
-use paych_core::reconcile::{self, PayerView, ReconcilePolicy, ReconcileStatus};
 use paych_core::types::{Address, LaneState, SignedVoucher, TokenAmount};
 use paych_protocol::codec::VOUCHER_REQUEST_MAX_BYTES;
 use paych_protocol::{
@@ -153,7 +153,7 @@ impl PayerBook {
             Ok(verified) if verified.peer_id == peer => Some(verified.address),
             _ => None,
         };
-        match reconcile::plan_combined(
+        match combine::plan_combined(
             &view,
             requester.as_ref(),
             &request.vouchers,
@@ -200,7 +200,7 @@ async fn payer_folds_lanes_into_one_combined_voucher_or_refuses_with_a_status() 
         assert_eq!(response.status(), Some(ReconcileStatus::Success));
         let combined = response.combined.expect("a combined voucher");
         let held: BTreeMap<u64, u64> = [(0, 4), (1, 4)].into();
-        reconcile::check_combined(&on_chain, &request.req_val, &held, &combined).unwrap();
+        combine::check_combined(&on_chain, &request.req_val, &held, &combined).unwrap();
         crypto::verify(
             combined.signature.as_ref().unwrap(),
             &payer_address,

@@ -1,5 +1,8 @@
-//! Funds accounting of an outbound channel, as pure functions of its record and the amount
-//! its vouchers already commit.
+//! Funds of outbound channels: creating a channel and adding to it, reservations (held
+//! now, or queued behind the message in flight and coalesced into one add-funds message),
+//! releases, the top-up policy, Lotus's `PaychGet` / `PaychFund` / `PaychAvailableFunds`
+//! family, and the accounting rules beneath them as pure functions of a channel's record
+//! and the amount its vouchers already commit.
 //!
 //! `available = confirmed − spent − reserved`, where `spent` is the sum over lanes of the
 //! highest cumulative voucher amount issued. Reservations are only ever made against
@@ -7,8 +10,15 @@
 //! the rest, which becomes reserved when the add-funds message carrying it lands. So
 //! `reserved + spent ≤ confirmed` always, and `available` is never negative.
 
-use crate::store::ChannelRecord;
-use crate::types::TokenAmount;
+use cid::Cid;
+use tokio::sync::OwnedMutexGuard;
+
+use super::chain_messages::MessageOutcome;
+use super::{AvailableFunds, ChannelHandle, FundsError, PaymentChannelManager, TopUpPolicy};
+use crate::store::{
+    ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, StoreError, Write,
+};
+use crate::types::{Address, TokenAmount};
 
 /// Funds of a channel not spent by vouchers nor reserved.
 pub fn available(record: &ChannelRecord, spent: &TokenAmount) -> TokenAmount {
@@ -61,5 +71,467 @@ pub fn drawn_from_reserve(record: &ChannelRecord, delta: &TokenAmount) -> TokenA
         record.reserved.clone()
     } else {
         delta.clone()
+    }
+}
+
+impl PaymentChannelManager {
+    /// Creates an outbound channel from `from` (a key in the wallet) to `to` with `amount`,
+    /// returning at once with the create message's CID; `reserve` of the amount is reserved
+    /// for payments when the channel is confirmed.
+    #[tracing::instrument(name = "paych_create", level = "debug", skip_all)]
+    pub async fn create(
+        &self,
+        from: Address,
+        to: Address,
+        amount: TokenAmount,
+        reserve: TokenAmount,
+    ) -> Result<ChannelHandle, FundsError> {
+        if !amount.is_positive() {
+            return Err(FundsError::InvalidAmount(
+                "a channel is created with a positive amount".to_owned(),
+            ));
+        }
+        if reserve.is_negative() || reserve > amount {
+            return Err(FundsError::InvalidAmount(
+                "the reservation must lie between zero and the amount".to_owned(),
+            ));
+        }
+        if !self.inner.wallet.has(&from) {
+            return Err(FundsError::NotOurKey(self.fmt(&from)));
+        }
+        let id = self.inner.store.next_channel_id()?;
+        let record = ChannelRecord {
+            pending: amount.clone(),
+            ..ChannelRecord::new(id, Direction::Outbound, from, to, Lifecycle::Creating)
+        };
+        let cid = self.send_create(record, amount, reserve).await?;
+        Ok(ChannelHandle { id, channel: None, wait_sentinel: Some(cid) })
+    }
+
+    /// Adds `amount` to an outbound channel with one message, returning its CID at once.
+    #[tracing::instrument(name = "paych_add_funds", level = "debug", skip_all)]
+    pub async fn add_funds(
+        &self,
+        channel: &Address,
+        amount: TokenAmount,
+    ) -> Result<Cid, FundsError> {
+        if !amount.is_positive() {
+            return Err(FundsError::InvalidAmount("funds added must be positive".to_owned()));
+        }
+        let (_guard, record) = self.locked(channel, Direction::Outbound).await?;
+        self.expect_open(&record)?;
+        Ok(self.send_add_funds(record, amount, TokenAmount::default()).await?)
+    }
+
+    /// Reserves `amount` on an outbound channel. With enough available funds this sends no
+    /// message and answers `None`. Otherwise what is available is held, the rest goes into
+    /// one add-funds message — coalesced with every request queued while an earlier
+    /// message is in flight — and the answer is that message's CID; the reservation is
+    /// complete when it lands.
+    #[tracing::instrument(name = "paych_reserve_funds", level = "debug", skip_all)]
+    pub async fn reserve_funds(
+        &self,
+        channel: &Address,
+        amount: TokenAmount,
+    ) -> Result<Option<Cid>, FundsError> {
+        let record = self.record_by_address(channel)?;
+        self.reserve_by_id(record.id, amount).await
+    }
+
+    async fn reserve_by_id(
+        &self,
+        id: ChannelId,
+        amount: TokenAmount,
+    ) -> Result<Option<Cid>, FundsError> {
+        if !amount.is_positive() {
+            return Err(FundsError::InvalidAmount("a reservation must be positive".to_owned()));
+        }
+        let lock = self.channel_lock(id);
+        let mut cache = lock.lock().await;
+        let mut record = self.record(id)?;
+        self.expect_direction(&record, Direction::Outbound)?;
+        if !matches!(record.lifecycle, Lifecycle::Open | Lifecycle::Creating) {
+            return Err(FundsError::ChannelNotOpen {
+                channel: self.describe(&record),
+                lifecycle: record.lifecycle,
+            });
+        }
+        self.load_cache(id, &mut cache)?;
+        let plan = plan_reservation(&record, &cache.spent(), &amount);
+        record.reserved += &plan.now;
+        if plan.shortfall.is_zero() {
+            self.commit(vec![Write::Channel(record)]).await?;
+            drop(cache);
+            self.maybe_top_up(id);
+            return Ok(None);
+        }
+        if record.lifecycle == Lifecycle::Open && record.pending_message.is_none() {
+            let cid = self.send_add_funds(record, plan.shortfall.clone(), plan.shortfall).await?;
+            return Ok(Some(cid));
+        }
+        // A message is in flight: queue behind it, and answer with the next message's CID.
+        let in_flight = record.pending_message;
+        if record.queued.is_zero() {
+            record.queue_failure = None;
+        }
+        record.queued += &plan.shortfall;
+        record.queued_reserve += &plan.shortfall;
+        self.commit(vec![Write::Channel(record)]).await?;
+        drop(cache);
+        self.wait_next_message(id, in_flight).await
+    }
+
+    /// Waits until the channel's pending message is no longer `in_flight`, and answers the
+    /// one that replaced it (the coalesced add-funds message).
+    async fn wait_next_message(
+        &self,
+        id: ChannelId,
+        in_flight: Option<Cid>,
+    ) -> Result<Option<Cid>, FundsError> {
+        let mut changed = self.inner.changed.subscribe();
+        loop {
+            let record = self.record(id)?;
+            let next = record.pending_message.filter(|cid| Some(*cid) != in_flight);
+            if let Some(cid) = next {
+                // Recorded but not yet known pushed, it may still be refused: wait.
+                let pushed = self
+                    .inner
+                    .store
+                    .message(&cid)?
+                    .is_some_and(|m| m.state != MessageState::Recorded);
+                if pushed {
+                    return Ok(Some(cid));
+                }
+            } else if record.pending_message != in_flight {
+                if record.queued.is_zero() {
+                    // The queue was folded into a message that already landed, refused, or
+                    // dropped with a failed create.
+                    if let Some(reason) = record.queue_failure {
+                        return Err(FundsError::ReservationFailed(reason));
+                    }
+                    return match record.lifecycle {
+                        Lifecycle::CreateFailed => Err(FundsError::ChannelNotOpen {
+                            channel: self.describe(&record),
+                            lifecycle: record.lifecycle,
+                        }),
+                        _ => Ok(None),
+                    };
+                }
+                // Queued funds go out only on an open channel; one that started settling
+                // never sends them.
+                if !matches!(record.lifecycle, Lifecycle::Open | Lifecycle::Creating) {
+                    return Err(FundsError::ChannelNotOpen {
+                        channel: self.describe(&record),
+                        lifecycle: record.lifecycle,
+                    });
+                }
+            }
+            if self.is_shutting_down() {
+                return Err(FundsError::ShuttingDown);
+            }
+            if changed.changed().await.is_err() {
+                return Err(FundsError::ShuttingDown);
+            }
+        }
+    }
+
+    /// Returns reserved funds of an outbound channel to its available funds.
+    #[tracing::instrument(name = "paych_release_funds", level = "debug", skip_all)]
+    pub async fn release_funds(
+        &self,
+        channel: &Address,
+        amount: TokenAmount,
+    ) -> Result<(), FundsError> {
+        if !amount.is_positive() {
+            return Err(FundsError::InvalidAmount("a release must be positive".to_owned()));
+        }
+        let (_guard, mut record) = self.locked(channel, Direction::Outbound).await?;
+        if record.reserved < amount {
+            return Err(FundsError::ReleaseExceedsReserved {
+                requested: amount,
+                reserved: record.reserved,
+            });
+        }
+        record.reserved -= &amount;
+        Ok(self.commit(vec![Write::Channel(record)]).await?)
+    }
+
+    /// The top-up policy of a channel.
+    fn top_up_policy(&self, record: &ChannelRecord) -> Option<TopUpPolicy> {
+        record
+            .channel
+            .as_ref()
+            .and_then(|c| self.inner.config.top_up_per_channel.get(c))
+            .or(self.inner.config.top_up.as_ref())
+            .cloned()
+    }
+
+    /// Adds funds in the background when available funds are below the low-water mark and
+    /// nothing is already on its way.
+    pub(super) fn maybe_top_up(&self, id: ChannelId) {
+        let config = &self.inner.config;
+        if config.top_up.is_none() && config.top_up_per_channel.is_empty() {
+            return;
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let manager = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = manager.top_up(id).await {
+                tracing::warn!(channel = id, error = %e, "top-up failed");
+            }
+        });
+    }
+
+    async fn top_up(&self, id: ChannelId) -> Result<(), FundsError> {
+        let lock = self.channel_lock(id);
+        let mut cache = lock.lock().await;
+        let record = self.record(id)?;
+        let Some(policy) = self.top_up_policy(&record) else { return Ok(()) };
+        if record.direction != Direction::Outbound
+            || record.lifecycle != Lifecycle::Open
+            || record.pending_message.is_some()
+        {
+            return Ok(());
+        }
+        self.load_cache(id, &mut cache)?;
+        let available = available(&record, &cache.spent());
+        if available >= policy.low_water || policy.high_water <= available {
+            return Ok(());
+        }
+        let amount = &policy.high_water - &available;
+        tracing::info!(channel = id, amount = %amount.atto(), "topping up");
+        self.send_add_funds(record, amount, TokenAmount::default()).await?;
+        Ok(())
+    }
+
+    /// Lotus's `PaychGet`: the open outbound channel from `from` to `to`, created with
+    /// `amount` if there is none, with `amount` reserved on it (adding funds if needed).
+    #[tracing::instrument(name = "paych_get", level = "debug", skip_all)]
+    pub async fn get(
+        &self,
+        from: Address,
+        to: Address,
+        amount: TokenAmount,
+    ) -> Result<ChannelHandle, FundsError> {
+        let (_turn, active) = self.active_outbound_in_turn(from, to).await?;
+        match active {
+            Some(record) => {
+                let wait_sentinel = if amount.is_positive() {
+                    self.reserve_by_id(record.id, amount).await?
+                } else {
+                    None
+                };
+                let record = self.record(record.id)?;
+                let wait_sentinel = wait_sentinel.or(match record.lifecycle {
+                    Lifecycle::Creating => record.pending_message,
+                    _ => None,
+                });
+                Ok(ChannelHandle { id: record.id, channel: record.channel, wait_sentinel })
+            }
+            None => self.create(from, to, amount.clone(), amount).await,
+        }
+    }
+
+    /// Lotus's `PaychFund`: like [`Self::get`], but the funds are added for later use
+    /// rather than reserved.
+    #[tracing::instrument(name = "paych_fund", level = "debug", skip_all)]
+    pub async fn fund(
+        &self,
+        from: Address,
+        to: Address,
+        amount: TokenAmount,
+    ) -> Result<ChannelHandle, FundsError> {
+        let (_turn, active) = self.active_outbound_in_turn(from, to).await?;
+        match active {
+            Some(record) if record.lifecycle == Lifecycle::Open => {
+                let addr = record
+                    .channel
+                    .ok_or_else(|| FundsError::UnknownChannel(format!("#{}", record.id)))?;
+                let cid = self.add_funds(&addr, amount).await?;
+                Ok(ChannelHandle {
+                    id: record.id,
+                    channel: record.channel,
+                    wait_sentinel: Some(cid),
+                })
+            }
+            Some(record) => {
+                // Still being created: the funds go into the queue, sent (unreserved) in one
+                // message once the create lands.
+                let record = self.queue_funds(record.id, amount).await?;
+                Ok(ChannelHandle {
+                    id: record.id,
+                    channel: record.channel,
+                    wait_sentinel: record.pending_message,
+                })
+            }
+            None => self.create(from, to, amount, TokenAmount::default()).await,
+        }
+    }
+
+    /// Adds `amount` to a channel's queue without reserving it; the queue goes out as one
+    /// add-funds message when the message in flight lands.
+    async fn queue_funds(
+        &self,
+        id: ChannelId,
+        amount: TokenAmount,
+    ) -> Result<ChannelRecord, FundsError> {
+        if !amount.is_positive() {
+            return Err(FundsError::InvalidAmount("funds added must be positive".to_owned()));
+        }
+        let lock = self.channel_lock(id);
+        let _guard = lock.lock().await;
+        let mut record = self.record(id)?;
+        if record.lifecycle == Lifecycle::Open && record.pending_message.is_none() {
+            // The create landed meanwhile: nothing to queue behind.
+            self.send_add_funds(record, amount, TokenAmount::default()).await?;
+            return Ok(self.record(id)?);
+        }
+        if record.queued.is_zero() {
+            record.queue_failure = None;
+        }
+        record.queued += amount;
+        self.commit(vec![Write::Channel(record.clone())]).await?;
+        Ok(record)
+    }
+
+    /// The pair's turn, held by the answer, and its active outbound channel: one `get` or
+    /// `fund` at a time per pair, so that two never create a channel each.
+    async fn active_outbound_in_turn(
+        &self,
+        from: Address,
+        to: Address,
+    ) -> Result<(OwnedMutexGuard<()>, Option<ChannelRecord>), StoreError> {
+        let turn = self.pair_lock(from, to).lock_owned().await;
+        Ok((turn, self.active_outbound(&from, &to)?))
+    }
+
+    /// The outbound channel from `from` to `to` that takes new payments: creating or open.
+    fn active_outbound(
+        &self,
+        from: &Address,
+        to: &Address,
+    ) -> Result<Option<ChannelRecord>, StoreError> {
+        Ok(self.inner.store.channels()?.into_iter().rev().find(|c| {
+            c.direction == Direction::Outbound
+                && &c.from == from
+                && &c.to == to
+                && matches!(c.lifecycle, Lifecycle::Creating | Lifecycle::Open)
+        }))
+    }
+
+    /// The open (or creating) outbound channel from `from` to `to`, if any.
+    #[tracing::instrument(name = "paych_lookup", level = "debug", skip_all)]
+    pub fn lookup(
+        &self,
+        from: &Address,
+        to: &Address,
+    ) -> Result<Option<ChannelHandle>, StoreError> {
+        Ok(self.active_outbound(from, to)?.map(|c| ChannelHandle {
+            id: c.id,
+            channel: c.channel,
+            wait_sentinel: c.pending_message,
+        }))
+    }
+
+    /// Every channel's robust address (channels still being created have none yet).
+    #[tracing::instrument(name = "paych_list", level = "debug", skip_all)]
+    pub fn list(&self) -> Result<Vec<Address>, StoreError> {
+        Ok(self.inner.store.channels()?.into_iter().filter_map(|c| c.channel).collect())
+    }
+
+    /// Waits until the message `sentinel` (a create or add-funds) has landed, and answers
+    /// the channel's address; a failed message is an error with its exit code.
+    #[tracing::instrument(name = "paych_get_wait_ready", level = "debug", skip_all)]
+    pub async fn get_wait_ready(&self, sentinel: &Cid) -> Result<Address, FundsError> {
+        match self.wait_message(sentinel).await? {
+            MessageOutcome::Landed { exit_code: 0, .. } => {}
+            MessageOutcome::Landed { exit_code, .. } => {
+                return Err(FundsError::MessageFailed { cid: *sentinel, exit_code })
+            }
+            MessageOutcome::Refused { reason } => {
+                return Err(FundsError::MessageRefused { cid: *sentinel, reason })
+            }
+        }
+        let record = self
+            .inner
+            .store
+            .message(sentinel)?
+            .ok_or_else(|| FundsError::UnknownChannel(format!("message {sentinel}")))?;
+        let id = record.purpose.channel();
+        self.record(id)?.channel.ok_or_else(|| FundsError::UnknownChannel(format!("#{id}")))
+    }
+
+    /// A channel's funds, in Lotus's shape.
+    #[tracing::instrument(name = "paych_available_funds", level = "debug", skip_all)]
+    pub async fn available_funds(&self, channel: &Address) -> Result<AvailableFunds, FundsError> {
+        let record = self.record_by_address(channel)?;
+        self.available_funds_of(record).await
+    }
+
+    /// The funds of the active outbound channel from `from` to `to`.
+    #[tracing::instrument(name = "paych_available_funds_by_from_to", level = "debug", skip_all)]
+    pub async fn available_funds_by_from_to(
+        &self,
+        from: &Address,
+        to: &Address,
+    ) -> Result<AvailableFunds, FundsError> {
+        match self.active_outbound(from, to)? {
+            Some(record) => self.available_funds_of(record).await,
+            None => Ok(AvailableFunds {
+                channel: None,
+                from: *from,
+                to: *to,
+                confirmed: TokenAmount::default(),
+                pending: TokenAmount::default(),
+                non_reserved: TokenAmount::default(),
+                pending_available: TokenAmount::default(),
+                pending_wait_sentinel: None,
+                queued: TokenAmount::default(),
+                voucher_redeemed: TokenAmount::default(),
+            }),
+        }
+    }
+
+    async fn available_funds_of(
+        &self,
+        record: ChannelRecord,
+    ) -> Result<AvailableFunds, FundsError> {
+        let lock = self.channel_lock(record.id);
+        let mut cache = lock.lock().await;
+        self.load_cache(record.id, &mut cache)?;
+        let record = self.record(record.id)?;
+        let spent = cache.spent();
+        let non_reserved = available(&record, &spent);
+        // Funds in flight or queued that reservations wait for will not be available.
+        let pending_available = &non_reserved + &record.pending + &record.queued
+            - &record.queued_reserve
+            - self.in_flight_reserve(record.id)?;
+        Ok(AvailableFunds {
+            channel: record.channel,
+            from: record.from,
+            to: record.to,
+            confirmed: record.confirmed.clone(),
+            pending: record.pending.clone(),
+            non_reserved,
+            pending_available,
+            pending_wait_sentinel: record.pending_message,
+            queued: record.queued.clone(),
+            voucher_redeemed: spent,
+        })
+    }
+
+    /// What the channel's create and add-funds messages in flight reserve when they land.
+    fn in_flight_reserve(&self, id: ChannelId) -> Result<TokenAmount, StoreError> {
+        Ok(self
+            .in_flight(id)?
+            .into_iter()
+            .filter_map(|purpose| match purpose {
+                MessagePurpose::Create { reserve, .. }
+                | MessagePurpose::AddFunds { reserve, .. } => Some(reserve),
+                _ => None,
+            })
+            .sum())
     }
 }

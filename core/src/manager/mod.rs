@@ -12,9 +12,10 @@
 //! it is returned; an added voucher is durable before the add returns, and only if the actor
 //! would accept it now. Operations on one channel are serialized by a per-channel lock.
 
+mod chain_messages;
+mod combined_vouchers;
+mod errors;
 pub mod funds;
-mod messages;
-mod reconcile;
 pub mod settler;
 mod vouchers;
 
@@ -23,21 +24,24 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use cid::Cid;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 
-use crate::actor::ActorError;
-use crate::chain::{Chain, ChainError, PrepareError};
+use crate::chain::Chain;
 use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, Store,
     StoreError, VoucherRecord, Write,
 };
-use crate::types::{
-    format_address, Address, ChainEpoch, EncodeError, Network, SignedVoucher, TokenAmount,
-};
-use crate::wallet::{Wallet, WalletError};
+use crate::types::{format_address, Address, ChainEpoch, Network, SignedVoucher, TokenAmount};
+use crate::wallet::Wallet;
 
-pub use messages::MessageOutcome;
-pub use reconcile::ReconcileDraft;
+pub use chain_messages::MessageOutcome;
+pub use combined_vouchers::ReconcileDraft;
+pub use errors::{
+    AddVoucherError, ChainMessageError, CheckVoucherError, CombineError, CreateVoucherError,
+    FundsError, LaneError, LookupError, NewPaymentError, PartiesError, SettleError, SettlerError,
+    SubmitError, WaitError,
+};
+use errors::{DirectionMismatch, NotOpen};
 pub use vouchers::{AddOutcome, VoucherCreateResult, VoucherSpec};
 
 /// Keeps a channel's funds between two levels: when available funds fall below
@@ -90,153 +94,6 @@ impl Default for ManagerConfig {
         }
     }
 }
-
-/// Why a manager operation failed. Nothing stored changes when an operation fails.
-#[derive(Debug, thiserror::Error)]
-pub enum ManagerError {
-    /// No channel with this address (or ID) is known.
-    #[error("unknown channel {0}")]
-    UnknownChannel(String),
-    /// The operation needs the other direction (e.g. creating a voucher on an inbound channel).
-    #[error("channel {channel} is {actual:?}; this needs an {expected:?} channel")]
-    WrongDirection {
-        /// The channel.
-        channel: String,
-        /// The direction it has.
-        actual: Direction,
-        /// The direction the operation needs.
-        expected: Direction,
-    },
-    /// The wallet holds no key for the address.
-    #[error("the wallet has no key for {0}")]
-    NotOurKey(String),
-    /// An amount that must be positive (or non-negative) is not.
-    #[error("invalid amount: {0}")]
-    InvalidAmount(String),
-    /// The channel is not in a state that allows the operation.
-    #[error("channel {channel} is {lifecycle:?}")]
-    ChannelNotOpen {
-        /// The channel.
-        channel: String,
-        /// Where it is in its life.
-        lifecycle: Lifecycle,
-    },
-    /// The lane was closed by a merge; new vouchers on it would double-count.
-    #[error("lane {0} is closed by a merge")]
-    LaneClosed(u64),
-    /// A voucher would lower its lane's cumulative amount.
-    #[error(
-        "lane {lane} already carries {previous} attoFIL; a voucher cannot lower it to {requested}"
-    )]
-    AmountBelowLane {
-        /// The lane.
-        lane: u64,
-        /// Its current cumulative amount.
-        previous: TokenAmount,
-        /// The amount asked for.
-        requested: TokenAmount,
-    },
-    /// Releasing more than is reserved.
-    #[error("cannot release {requested} attoFIL: only {reserved} attoFIL is reserved")]
-    ReleaseExceedsReserved {
-        /// Asked to release.
-        requested: TokenAmount,
-        /// Reserved.
-        reserved: TokenAmount,
-    },
-    /// The chain's actor would refuse the voucher; the error names the rule.
-    #[error("invalid voucher: {0}")]
-    InvalidVoucher(ActorError),
-    /// The payee's intake policy refuses the voucher (time locks, hash locks, `extra`,
-    /// merges, a `min_settle_height` too far ahead).
-    #[error("voucher refused: {0}")]
-    VoucherRefused(crate::redemption::PolicyRefusal),
-    /// The voucher cannot be redeemed in a message sent now (it would be credited for
-    /// nothing the chain pays).
-    #[error("voucher cannot be redeemed: {0}")]
-    Unredeemable(crate::redemption::Unredeemable),
-    /// The voucher is for another channel, or not signed by the channel's payer.
-    #[error("voucher does not belong to channel {0}")]
-    ForeignVoucher(String),
-    /// A different voucher with the same lane and nonce is already stored.
-    #[error("a different voucher with lane {lane} and nonce {nonce} is already stored")]
-    ConflictingVoucher {
-        /// The lane.
-        lane: u64,
-        /// The nonce.
-        nonce: u64,
-    },
-    /// The voucher adds less than the minimum asked for.
-    #[error("voucher adds {delta} attoFIL, below the minimum of {min_delta}")]
-    BelowMinDelta {
-        /// What it adds.
-        delta: TokenAmount,
-        /// The minimum.
-        min_delta: TokenAmount,
-    },
-    /// The voucher (or a later one on its lane) was already submitted.
-    #[error("voucher on lane {lane} with nonce {nonce} was already submitted")]
-    AlreadySubmitted {
-        /// The lane.
-        lane: u64,
-        /// The nonce.
-        nonce: u64,
-    },
-    /// A chain message landed with a non-zero exit code.
-    #[error("message {cid} failed with exit code {exit_code}")]
-    MessageFailed {
-        /// The message.
-        cid: Cid,
-        /// Its exit code.
-        exit_code: u32,
-    },
-    /// The message pool refused a message.
-    #[error("message {cid} was refused: {reason}")]
-    MessageRefused {
-        /// The message.
-        cid: Cid,
-        /// What the pool said.
-        reason: String,
-    },
-    /// The add-funds message that was to carry a queued reservation was refused or failed;
-    /// the reservation does not hold those funds.
-    #[error("the add-funds message carrying this reservation failed: {0}")]
-    ReservationFailed(String),
-    /// A channel holds too few vouchers worth folding into a combined one.
-    #[error("nothing to reconcile: {0}")]
-    NothingToReconcile(String),
-    /// The payer's combined voucher does not fold the requested vouchers as asked.
-    #[error("combined voucher rejected: {0}")]
-    CombinedRejected(String),
-    /// The manager is shutting down.
-    #[error("the manager is shutting down")]
-    ShuttingDown,
-    /// The chain failed.
-    #[error(transparent)]
-    Chain(#[from] ChainError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The wallet failed.
-    #[error(transparent)]
-    Wallet(#[from] WalletError),
-    /// A value could not be encoded.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-}
-
-impl From<PrepareError> for ManagerError {
-    fn from(e: PrepareError) -> Self {
-        match e {
-            PrepareError::Chain(e) => ManagerError::Chain(e),
-            PrepareError::Wallet(e) => ManagerError::Wallet(e),
-            PrepareError::Encode(e) => ManagerError::Encode(e),
-        }
-    }
-}
-
-/// Result of the manager's operations.
-pub type Result<T, E = ManagerError> = std::result::Result<T, E>;
 
 /// What `create` and `get` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -498,7 +355,7 @@ impl PaymentChannelManager {
     /// recorded but never pushed is pushed again, unchanged, so it can never land twice —
     /// and awaited; then the settler starts. Needs a tokio runtime.
     #[tracing::instrument(name = "paych_start", level = "debug", skip_all)]
-    pub async fn start(&self) -> Result<()> {
+    pub async fn start(&self) -> Result<(), ChainMessageError> {
         self.recover().await?;
         settler::spawn(self.clone());
         Ok(())
@@ -506,7 +363,7 @@ impl PaymentChannelManager {
 
     /// Stops background work and makes every write durable.
     #[tracing::instrument(name = "paych_shutdown", level = "debug", skip_all)]
-    pub async fn shutdown(&self) -> Result<()> {
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
         self.inner.shutdown.send_replace(true);
         self.inner.store.durable().await?;
         Ok(())
@@ -561,7 +418,7 @@ impl PaymentChannelManager {
     }
 
     /// Loads a channel's lane tips into its cache, once.
-    fn load_cache(&self, id: ChannelId, cache: &mut ChannelCache) -> Result<()> {
+    fn load_cache(&self, id: ChannelId, cache: &mut ChannelCache) -> Result<(), StoreError> {
         if cache.loaded {
             return Ok(());
         }
@@ -592,15 +449,15 @@ impl PaymentChannelManager {
     }
 
     /// A channel record by address (robust or ID).
-    fn record_by_address(&self, channel: &Address) -> Result<ChannelRecord> {
+    fn record_by_address(&self, channel: &Address) -> Result<ChannelRecord, LookupError> {
         self.inner
             .store
             .channel_by_address(channel)?
-            .ok_or_else(|| ManagerError::UnknownChannel(self.fmt(channel)))
+            .ok_or_else(|| LookupError::UnknownChannel(self.fmt(channel)))
     }
 
     /// The ID of the channel with this address (robust or ID).
-    fn channel_id(&self, channel: &Address) -> Result<ChannelId> {
+    fn channel_id(&self, channel: &Address) -> Result<ChannelId, LookupError> {
         if let Some(id) = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner()).get(channel) {
             return Ok(*id);
         }
@@ -609,13 +466,17 @@ impl PaymentChannelManager {
         Ok(id)
     }
 
-    fn record(&self, id: ChannelId) -> Result<ChannelRecord> {
-        self.inner.store.channel(id)?.ok_or_else(|| ManagerError::UnknownChannel(format!("#{id}")))
+    fn record(&self, id: ChannelId) -> Result<ChannelRecord, LookupError> {
+        self.inner.store.channel(id)?.ok_or_else(|| LookupError::UnknownChannel(format!("#{id}")))
     }
 
-    fn expect_direction(&self, record: &ChannelRecord, expected: Direction) -> Result<()> {
+    fn expect_direction(
+        &self,
+        record: &ChannelRecord,
+        expected: Direction,
+    ) -> Result<(), DirectionMismatch> {
         if record.direction != expected {
-            return Err(ManagerError::WrongDirection {
+            return Err(DirectionMismatch::WrongDirection {
                 channel: self.describe(record),
                 actual: record.direction,
                 expected,
@@ -631,86 +492,10 @@ impl PaymentChannelManager {
         }
     }
 
-    /// Applies `batch` and waits until it is durable.
-    async fn commit(&self, batch: Vec<Write>) -> Result<()> {
-        self.inner.store.apply(batch)?;
-        self.inner.store.durable().await?;
-        self.notify();
-        Ok(())
-    }
-
-    // ----- channels and funds -------------------------------------------------------
-
-    /// Creates an outbound channel from `from` (a key in the wallet) to `to` with `amount`,
-    /// returning at once with the create message's CID; `reserve` of the amount is reserved
-    /// for payments when the channel is confirmed.
-    #[tracing::instrument(name = "paych_create", level = "debug", skip_all)]
-    pub async fn create(
-        &self,
-        from: Address,
-        to: Address,
-        amount: TokenAmount,
-        reserve: TokenAmount,
-    ) -> Result<ChannelHandle> {
-        if !amount.is_positive() {
-            return Err(ManagerError::InvalidAmount(
-                "a channel is created with a positive amount".to_owned(),
-            ));
-        }
-        if reserve.is_negative() || reserve > amount {
-            return Err(ManagerError::InvalidAmount(
-                "the reservation must lie between zero and the amount".to_owned(),
-            ));
-        }
-        if !self.inner.wallet.has(&from) {
-            return Err(ManagerError::NotOurKey(self.fmt(&from)));
-        }
-        let id = self.inner.store.next_channel_id()?;
-        let record = ChannelRecord {
-            id,
-            direction: Direction::Outbound,
-            channel: None,
-            id_address: None,
-            from,
-            to,
-            control: from,
-            lifecycle: Lifecycle::Creating,
-            confirmed: TokenAmount::default(),
-            pending: amount.clone(),
-            pending_message: None,
-            queued: TokenAmount::default(),
-            queued_reserve: TokenAmount::default(),
-            reserved: TokenAmount::default(),
-            next_lane: 0,
-            free_lanes: Vec::new(),
-            closed_lanes: Vec::new(),
-            settling_at: 0,
-            create_error: None,
-            queue_failure: None,
-            credited: None,
-        };
-        let cid = self.send_create(record, amount, reserve).await?;
-        Ok(ChannelHandle { id, channel: None, wait_sentinel: Some(cid) })
-    }
-
-    /// Adds `amount` to an outbound channel with one message, returning its CID at once.
-    #[tracing::instrument(name = "paych_add_funds", level = "debug", skip_all)]
-    pub async fn add_funds(&self, channel: &Address, amount: TokenAmount) -> Result<Cid> {
-        if !amount.is_positive() {
-            return Err(ManagerError::InvalidAmount("funds added must be positive".to_owned()));
-        }
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Outbound)?;
-        let lock = self.channel_lock(record.id);
-        let _guard = lock.lock().await;
-        let record = self.record(record.id)?;
-        self.expect_open(&record)?;
-        self.send_add_funds(record, amount, TokenAmount::default()).await
-    }
-
-    fn expect_open(&self, record: &ChannelRecord) -> Result<()> {
+    /// Refuses a channel that is not open.
+    fn expect_open(&self, record: &ChannelRecord) -> Result<(), NotOpen> {
         if record.lifecycle != Lifecycle::Open {
-            return Err(ManagerError::ChannelNotOpen {
+            return Err(NotOpen::ChannelNotOpen {
                 channel: self.describe(record),
                 lifecycle: record.lifecycle,
             });
@@ -718,400 +503,43 @@ impl PaymentChannelManager {
         Ok(())
     }
 
-    /// Reserves `amount` on an outbound channel. With enough available funds this sends no
-    /// message and answers `None`. Otherwise what is available is held, the rest goes into
-    /// one add-funds message — coalesced with every request queued while an earlier
-    /// message is in flight — and the answer is that message's CID; the reservation is
-    /// complete when it lands.
-    #[tracing::instrument(name = "paych_reserve_funds", level = "debug", skip_all)]
-    pub async fn reserve_funds(
+    /// A channel's record, checked for `direction` and read again under the channel's lock,
+    /// which the answer holds.
+    async fn locked(
         &self,
         channel: &Address,
-        amount: TokenAmount,
-    ) -> Result<Option<Cid>> {
+        direction: Direction,
+    ) -> Result<(OwnedMutexGuard<ChannelCache>, ChannelRecord), LaneError> {
         let record = self.record_by_address(channel)?;
-        self.reserve_by_id(record.id, amount).await
-    }
-
-    async fn reserve_by_id(&self, id: ChannelId, amount: TokenAmount) -> Result<Option<Cid>> {
-        if !amount.is_positive() {
-            return Err(ManagerError::InvalidAmount("a reservation must be positive".to_owned()));
-        }
-        let lock = self.channel_lock(id);
-        let mut cache = lock.lock().await;
-        let mut record = self.record(id)?;
-        self.expect_direction(&record, Direction::Outbound)?;
-        if !matches!(record.lifecycle, Lifecycle::Open | Lifecycle::Creating) {
-            return Err(ManagerError::ChannelNotOpen {
-                channel: self.describe(&record),
-                lifecycle: record.lifecycle,
-            });
-        }
-        self.load_cache(id, &mut cache)?;
-        let plan = funds::plan_reservation(&record, &cache.spent(), &amount);
-        record.reserved += &plan.now;
-        if plan.shortfall.is_zero() {
-            self.commit(vec![Write::Channel(record)]).await?;
-            drop(cache);
-            self.maybe_top_up(id);
-            return Ok(None);
-        }
-        if record.lifecycle == Lifecycle::Open && record.pending_message.is_none() {
-            let cid = self.send_add_funds(record, plan.shortfall.clone(), plan.shortfall).await?;
-            return Ok(Some(cid));
-        }
-        // A message is in flight: queue behind it, and answer with the next message's CID.
-        let in_flight = record.pending_message;
-        if record.queued.is_zero() {
-            record.queue_failure = None;
-        }
-        record.queued += &plan.shortfall;
-        record.queued_reserve += &plan.shortfall;
-        self.commit(vec![Write::Channel(record)]).await?;
-        drop(cache);
-        self.wait_next_message(id, in_flight).await
-    }
-
-    /// Waits until the channel's pending message is no longer `in_flight`, and answers the
-    /// one that replaced it (the coalesced add-funds message).
-    async fn wait_next_message(
-        &self,
-        id: ChannelId,
-        in_flight: Option<Cid>,
-    ) -> Result<Option<Cid>> {
-        let mut changed = self.inner.changed.subscribe();
-        loop {
-            let record = self.record(id)?;
-            let next = record.pending_message.filter(|cid| Some(*cid) != in_flight);
-            if let Some(cid) = next {
-                // Recorded but not yet known pushed, it may still be refused: wait.
-                let pushed = self
-                    .inner
-                    .store
-                    .message(&cid)?
-                    .is_some_and(|m| m.state != MessageState::Recorded);
-                if pushed {
-                    return Ok(Some(cid));
-                }
-            } else if record.pending_message != in_flight {
-                if record.queued.is_zero() {
-                    // The queue was folded into a message that already landed, refused, or
-                    // dropped with a failed create.
-                    if let Some(reason) = record.queue_failure {
-                        return Err(ManagerError::ReservationFailed(reason));
-                    }
-                    return match record.lifecycle {
-                        Lifecycle::CreateFailed => Err(ManagerError::ChannelNotOpen {
-                            channel: self.describe(&record),
-                            lifecycle: record.lifecycle,
-                        }),
-                        _ => Ok(None),
-                    };
-                }
-                // Queued funds go out only on an open channel; one that started settling
-                // never sends them.
-                if !matches!(record.lifecycle, Lifecycle::Open | Lifecycle::Creating) {
-                    return Err(ManagerError::ChannelNotOpen {
-                        channel: self.describe(&record),
-                        lifecycle: record.lifecycle,
-                    });
-                }
-            }
-            if self.is_shutting_down() {
-                return Err(ManagerError::ShuttingDown);
-            }
-            if changed.changed().await.is_err() {
-                return Err(ManagerError::ShuttingDown);
-            }
-        }
-    }
-
-    /// Returns reserved funds of an outbound channel to its available funds.
-    #[tracing::instrument(name = "paych_release_funds", level = "debug", skip_all)]
-    pub async fn release_funds(&self, channel: &Address, amount: TokenAmount) -> Result<()> {
-        if !amount.is_positive() {
-            return Err(ManagerError::InvalidAmount("a release must be positive".to_owned()));
-        }
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Outbound)?;
-        let lock = self.channel_lock(record.id);
-        let _guard = lock.lock().await;
-        let mut record = self.record(record.id)?;
-        if record.reserved < amount {
-            return Err(ManagerError::ReleaseExceedsReserved {
-                requested: amount,
-                reserved: record.reserved,
-            });
-        }
-        record.reserved -= &amount;
-        self.commit(vec![Write::Channel(record)]).await
-    }
-
-    /// The top-up policy of a channel.
-    fn top_up_policy(&self, record: &ChannelRecord) -> Option<TopUpPolicy> {
-        record
-            .channel
-            .as_ref()
-            .and_then(|c| self.inner.config.top_up_per_channel.get(c))
-            .or(self.inner.config.top_up.as_ref())
-            .cloned()
-    }
-
-    /// Adds funds in the background when available funds are below the low-water mark and
-    /// nothing is already on its way.
-    fn maybe_top_up(&self, id: ChannelId) {
-        let config = &self.inner.config;
-        if config.top_up.is_none() && config.top_up_per_channel.is_empty() {
-            return;
-        }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        let manager = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = manager.top_up(id).await {
-                tracing::warn!(channel = id, error = %e, "top-up failed");
-            }
-        });
-    }
-
-    async fn top_up(&self, id: ChannelId) -> Result<()> {
-        let lock = self.channel_lock(id);
-        let mut cache = lock.lock().await;
-        let record = self.record(id)?;
-        let Some(policy) = self.top_up_policy(&record) else { return Ok(()) };
-        if record.direction != Direction::Outbound
-            || record.lifecycle != Lifecycle::Open
-            || record.pending_message.is_some()
-        {
-            return Ok(());
-        }
-        self.load_cache(id, &mut cache)?;
-        let available = funds::available(&record, &cache.spent());
-        if available >= policy.low_water || policy.high_water <= available {
-            return Ok(());
-        }
-        let amount = &policy.high_water - &available;
-        tracing::info!(channel = id, amount = %amount.atto(), "topping up");
-        self.send_add_funds(record, amount, TokenAmount::default()).await?;
-        Ok(())
-    }
-
-    /// Lotus's `PaychGet`: the open outbound channel from `from` to `to`, created with
-    /// `amount` if there is none, with `amount` reserved on it (adding funds if needed).
-    #[tracing::instrument(name = "paych_get", level = "debug", skip_all)]
-    pub async fn get(
-        &self,
-        from: Address,
-        to: Address,
-        amount: TokenAmount,
-    ) -> Result<ChannelHandle> {
-        let pair = self.pair_lock(from, to);
-        let _guard = pair.lock().await;
-        match self.active_outbound(&from, &to)? {
-            Some(record) => {
-                let wait_sentinel = if amount.is_positive() {
-                    self.reserve_by_id(record.id, amount).await?
-                } else {
-                    None
-                };
-                let record = self.record(record.id)?;
-                let wait_sentinel = wait_sentinel.or(match record.lifecycle {
-                    Lifecycle::Creating => record.pending_message,
-                    _ => None,
-                });
-                Ok(ChannelHandle { id: record.id, channel: record.channel, wait_sentinel })
-            }
-            None => self.create(from, to, amount.clone(), amount).await,
-        }
-    }
-
-    /// Lotus's `PaychFund`: like [`Self::get`], but the funds are added for later use
-    /// rather than reserved.
-    #[tracing::instrument(name = "paych_fund", level = "debug", skip_all)]
-    pub async fn fund(
-        &self,
-        from: Address,
-        to: Address,
-        amount: TokenAmount,
-    ) -> Result<ChannelHandle> {
-        let pair = self.pair_lock(from, to);
-        let _guard = pair.lock().await;
-        match self.active_outbound(&from, &to)? {
-            Some(record) if record.lifecycle == Lifecycle::Open => {
-                let addr = record
-                    .channel
-                    .ok_or_else(|| ManagerError::UnknownChannel(format!("#{}", record.id)))?;
-                let cid = self.add_funds(&addr, amount).await?;
-                Ok(ChannelHandle {
-                    id: record.id,
-                    channel: record.channel,
-                    wait_sentinel: Some(cid),
-                })
-            }
-            Some(record) => {
-                // Still being created: the funds go into the queue, sent (unreserved) in one
-                // message once the create lands.
-                let record = self.queue_funds(record.id, amount).await?;
-                Ok(ChannelHandle {
-                    id: record.id,
-                    channel: record.channel,
-                    wait_sentinel: record.pending_message,
-                })
-            }
-            None => self.create(from, to, amount, TokenAmount::default()).await,
-        }
-    }
-
-    /// Adds `amount` to a channel's queue without reserving it; the queue goes out as one
-    /// add-funds message when the message in flight lands.
-    async fn queue_funds(&self, id: ChannelId, amount: TokenAmount) -> Result<ChannelRecord> {
-        if !amount.is_positive() {
-            return Err(ManagerError::InvalidAmount("funds added must be positive".to_owned()));
-        }
-        let lock = self.channel_lock(id);
-        let _guard = lock.lock().await;
-        let mut record = self.record(id)?;
-        if record.lifecycle == Lifecycle::Open && record.pending_message.is_none() {
-            // The create landed meanwhile: nothing to queue behind.
-            self.send_add_funds(record, amount, TokenAmount::default()).await?;
-            return self.record(id);
-        }
-        if record.queued.is_zero() {
-            record.queue_failure = None;
-        }
-        record.queued += amount;
-        self.commit(vec![Write::Channel(record.clone())]).await?;
-        Ok(record)
-    }
-
-    /// The outbound channel from `from` to `to` that takes new payments: creating or open.
-    fn active_outbound(&self, from: &Address, to: &Address) -> Result<Option<ChannelRecord>> {
-        Ok(self.inner.store.channels()?.into_iter().rev().find(|c| {
-            c.direction == Direction::Outbound
-                && &c.from == from
-                && &c.to == to
-                && matches!(c.lifecycle, Lifecycle::Creating | Lifecycle::Open)
-        }))
-    }
-
-    /// The open (or creating) outbound channel from `from` to `to`, if any.
-    #[tracing::instrument(name = "paych_lookup", level = "debug", skip_all)]
-    pub fn lookup(&self, from: &Address, to: &Address) -> Result<Option<ChannelHandle>> {
-        Ok(self.active_outbound(from, to)?.map(|c| ChannelHandle {
-            id: c.id,
-            channel: c.channel,
-            wait_sentinel: c.pending_message,
-        }))
-    }
-
-    /// Every channel's robust address (channels still being created have none yet).
-    #[tracing::instrument(name = "paych_list", level = "debug", skip_all)]
-    pub fn list(&self) -> Result<Vec<Address>> {
-        Ok(self.inner.store.channels()?.into_iter().filter_map(|c| c.channel).collect())
-    }
-
-    /// Waits until the message `sentinel` (a create or add-funds) has landed, and answers
-    /// the channel's address; a failed message is an error with its exit code.
-    #[tracing::instrument(name = "paych_get_wait_ready", level = "debug", skip_all)]
-    pub async fn get_wait_ready(&self, sentinel: &Cid) -> Result<Address> {
-        match self.wait_message(sentinel).await? {
-            MessageOutcome::Landed { exit_code: 0, .. } => {}
-            MessageOutcome::Landed { exit_code, .. } => {
-                return Err(ManagerError::MessageFailed { cid: *sentinel, exit_code })
-            }
-            MessageOutcome::Refused { reason } => {
-                return Err(ManagerError::MessageRefused { cid: *sentinel, reason })
-            }
-        }
-        let record = self
-            .inner
-            .store
-            .message(sentinel)?
-            .ok_or_else(|| ManagerError::UnknownChannel(format!("message {sentinel}")))?;
-        let id = record.purpose.channel();
-        self.record(id)?.channel.ok_or_else(|| ManagerError::UnknownChannel(format!("#{id}")))
-    }
-
-    /// A channel's funds, in Lotus's shape.
-    #[tracing::instrument(name = "paych_available_funds", level = "debug", skip_all)]
-    pub async fn available_funds(&self, channel: &Address) -> Result<AvailableFunds> {
-        let record = self.record_by_address(channel)?;
-        self.available_funds_of(record).await
-    }
-
-    /// The funds of the active outbound channel from `from` to `to`.
-    #[tracing::instrument(name = "paych_available_funds_by_from_to", level = "debug", skip_all)]
-    pub async fn available_funds_by_from_to(
-        &self,
-        from: &Address,
-        to: &Address,
-    ) -> Result<AvailableFunds> {
-        match self.active_outbound(from, to)? {
-            Some(record) => self.available_funds_of(record).await,
-            None => Ok(AvailableFunds {
-                channel: None,
-                from: *from,
-                to: *to,
-                confirmed: TokenAmount::default(),
-                pending: TokenAmount::default(),
-                non_reserved: TokenAmount::default(),
-                pending_available: TokenAmount::default(),
-                pending_wait_sentinel: None,
-                queued: TokenAmount::default(),
-                voucher_redeemed: TokenAmount::default(),
-            }),
-        }
-    }
-
-    async fn available_funds_of(&self, record: ChannelRecord) -> Result<AvailableFunds> {
-        let lock = self.channel_lock(record.id);
-        let mut cache = lock.lock().await;
-        self.load_cache(record.id, &mut cache)?;
+        self.expect_direction(&record, direction)?;
+        let guard = self.channel_lock(record.id).lock_owned().await;
         let record = self.record(record.id)?;
-        let spent = cache.spent();
-        let non_reserved = funds::available(&record, &spent);
-        // Funds in flight or queued that reservations wait for will not be available.
-        let pending_available = &non_reserved + &record.pending + &record.queued
-            - &record.queued_reserve
-            - self.in_flight_reserve(record.id)?;
-        Ok(AvailableFunds {
-            channel: record.channel,
-            from: record.from,
-            to: record.to,
-            confirmed: record.confirmed.clone(),
-            pending: record.pending.clone(),
-            non_reserved,
-            pending_available,
-            pending_wait_sentinel: record.pending_message,
-            queued: record.queued.clone(),
-            voucher_redeemed: spent,
-        })
+        Ok((guard, record))
     }
 
-    /// What the channel's create and add-funds messages in flight reserve when they land.
-    fn in_flight_reserve(&self, id: ChannelId) -> Result<TokenAmount> {
+    /// Purposes of this channel's messages that have not landed.
+    fn in_flight(&self, id: ChannelId) -> Result<Vec<MessagePurpose>, StoreError> {
         Ok(self
             .inner
             .store
             .messages()?
             .into_iter()
-            .filter(|m| matches!(m.state, MessageState::Recorded | MessageState::Pushed))
-            .filter_map(|m| match m.purpose {
-                MessagePurpose::Create { channel, reserve, .. }
-                | MessagePurpose::AddFunds { channel, reserve, .. }
-                    if channel == id =>
-                {
-                    Some(reserve)
-                }
-                _ => None,
-            })
-            .sum())
+            .filter(|m| m.is_open() && m.purpose.channel() == id)
+            .map(|m| m.purpose)
+            .collect())
+    }
+
+    /// Applies `batch` and waits until it is durable.
+    async fn commit(&self, batch: Vec<Write>) -> Result<(), StoreError> {
+        self.inner.store.apply(batch)?;
+        self.inner.store.durable().await?;
+        self.notify();
+        Ok(())
     }
 
     /// Everything about a channel, its lanes included.
     #[tracing::instrument(name = "paych_status", level = "debug", skip_all)]
-    pub async fn status(&self, channel: &Address) -> Result<ChannelStatus> {
+    pub async fn status(&self, channel: &Address) -> Result<ChannelStatus, LookupError> {
         let record = self.record_by_address(channel)?;
         // Read before taking the channel's lock: a chain read can take a round trip to the
         // node, and vouchers being created on the channel need the lock meanwhile.
@@ -1168,12 +596,8 @@ impl PaymentChannelManager {
 
     /// A fresh lane, never handed out before on this channel.
     #[tracing::instrument(name = "paych_allocate_lane", level = "debug", skip_all)]
-    pub async fn allocate_lane(&self, channel: &Address) -> Result<u64> {
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Outbound)?;
-        let lock = self.channel_lock(record.id);
-        let _guard = lock.lock().await;
-        let mut record = self.record(record.id)?;
+    pub async fn allocate_lane(&self, channel: &Address) -> Result<u64, LaneError> {
+        let (_guard, mut record) = self.locked(channel, Direction::Outbound).await?;
         let lane = record.next_lane;
         record.next_lane += 1;
         self.commit(vec![Write::Channel(record)]).await?;
@@ -1183,12 +607,8 @@ impl PaymentChannelManager {
     /// Leases a lane for a payment flow from the channel's pool: the lowest lane a finished
     /// flow returned, or a fresh one. The flow continues the lane's cumulative amount.
     #[tracing::instrument(name = "paych_lease_lane", level = "debug", skip_all)]
-    pub async fn lease_lane(&self, channel: &Address) -> Result<u64> {
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Outbound)?;
-        let lock = self.channel_lock(record.id);
-        let _guard = lock.lock().await;
-        let mut record = self.record(record.id)?;
+    pub async fn lease_lane(&self, channel: &Address) -> Result<u64, LaneError> {
+        let (_guard, mut record) = self.locked(channel, Direction::Outbound).await?;
         // A lane closed by a merge never goes back to the pool; skip any found there.
         let closed = record.closed_lanes.clone();
         record.free_lanes.retain(|lane| !closed.contains(lane));
@@ -1208,7 +628,7 @@ impl PaymentChannelManager {
 
     /// Returns a leased lane to the pool (a lane closed by a merge is not reused).
     #[tracing::instrument(name = "paych_return_lane", level = "debug", skip_all)]
-    pub async fn return_lane(&self, channel: &Address, lane: u64) -> Result<()> {
+    pub async fn return_lane(&self, channel: &Address, lane: u64) -> Result<(), LaneError> {
         let record = self.record_by_address(channel)?;
         let lock = self.channel_lock(record.id);
         let _guard = lock.lock().await;
@@ -1219,33 +639,35 @@ impl PaymentChannelManager {
         if let Err(at) = record.free_lanes.binary_search(&lane) {
             record.free_lanes.insert(at, lane);
         }
-        self.commit(vec![Write::Channel(record)]).await
+        Ok(self.commit(vec![Write::Channel(record)]).await?)
     }
 
     /// Settles a channel (either direction), returning the message's CID at once.
     #[tracing::instrument(name = "paych_settle", level = "debug", skip_all)]
-    pub async fn settle(&self, channel: &Address) -> Result<Cid> {
+    pub async fn settle(&self, channel: &Address) -> Result<Cid, SettleError> {
         let record = self.record_by_address(channel)?;
         if !matches!(record.lifecycle, Lifecycle::Open) {
-            return Err(ManagerError::ChannelNotOpen {
+            return Err(SettleError::ChannelNotOpen {
                 channel: self.describe(&record),
                 lifecycle: record.lifecycle,
             });
         }
-        self.send_channel_method(&record, MessagePurpose::Settle { channel: record.id }).await
+        Ok(self.send_channel_method(&record, MessagePurpose::Settle { channel: record.id }).await?)
     }
 
     /// Collects a settled channel, returning the message's CID at once.
     #[tracing::instrument(name = "paych_collect", level = "debug", skip_all)]
-    pub async fn collect(&self, channel: &Address) -> Result<Cid> {
+    pub async fn collect(&self, channel: &Address) -> Result<Cid, SettleError> {
         let record = self.record_by_address(channel)?;
         if !matches!(record.lifecycle, Lifecycle::Settling | Lifecycle::Settled | Lifecycle::Open) {
-            return Err(ManagerError::ChannelNotOpen {
+            return Err(SettleError::ChannelNotOpen {
                 channel: self.describe(&record),
                 lifecycle: record.lifecycle,
             });
         }
-        self.send_channel_method(&record, MessagePurpose::Collect { channel: record.id }).await
+        Ok(self
+            .send_channel_method(&record, MessagePurpose::Collect { channel: record.id })
+            .await?)
     }
 }
 
@@ -1253,11 +675,8 @@ impl PaymentChannelManager {
 fn mark_submitted(records: Vec<VoucherRecord>, lane: u64, up_to_nonce: u64) -> Vec<Write> {
     records
         .into_iter()
-        .filter(|r| r.voucher.lane == lane && r.voucher.nonce <= up_to_nonce && !r.submitted)
-        .map(|mut r| {
-            r.submitted = true;
-            Write::Voucher(r)
-        })
+        .filter(|r| r.voucher.lane == lane && r.voucher.nonce <= up_to_nonce)
+        .filter_map(|mut r| r.mark_submitted().then_some(Write::Voucher(r)))
         .collect()
 }
 

@@ -9,9 +9,9 @@
 //! its vouchers nears its `time_lock_max`. One channel's failure is logged and never stops
 //! the pass over the others.
 
-use super::{PaymentChannelManager, Result};
+use super::{PaymentChannelManager, SettlerError};
 use crate::chain::ChainError;
-use crate::store::{ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, Write};
+use crate::store::{ChannelRecord, Direction, Lifecycle, MessagePurpose, Write};
 use crate::types::ChainEpoch;
 
 /// Runs the settler until the manager shuts down.
@@ -40,7 +40,7 @@ impl PaymentChannelManager {
     /// it again); the pass answers the first such failure once every channel has had its
     /// turn.
     #[tracing::instrument(name = "paych_settler_pass", level = "debug", skip_all)]
-    pub async fn settler_pass(&self) -> Result<()> {
+    pub async fn settler_pass(&self) -> Result<(), SettlerError> {
         let head = self.inner.chain.head().await?;
         let mut first_failure = None;
         for record in self.inner.store.channels()? {
@@ -64,15 +64,22 @@ impl PaymentChannelManager {
     }
 
     /// The settler's turn at one channel.
-    async fn settle_channel(&self, record: ChannelRecord, head: ChainEpoch) -> Result<()> {
+    async fn settle_channel(
+        &self,
+        record: ChannelRecord,
+        head: ChainEpoch,
+    ) -> Result<(), SettlerError> {
         let Some(addr) = record.channel else { return Ok(()) };
         let on_chain = match self.inner.chain.channel(&addr).await {
             Ok(c) => c,
             Err(ChainError::NotFound(_)) => {
                 // Collected by the other side.
                 let mut record = record;
-                record.lifecycle = Lifecycle::Collected;
-                return self.commit(vec![Write::Channel(record)]).await;
+                if let Err(e) = record.mark_collected() {
+                    tracing::warn!(channel = record.id, error = %e, "settler: actor gone");
+                    return Ok(());
+                }
+                return Ok(self.commit(vec![Write::Channel(record)]).await?);
             }
             Err(e) => return Err(e.into()),
         };
@@ -84,11 +91,13 @@ impl PaymentChannelManager {
             }
             return Ok(());
         }
-        let lifecycle = if head >= settling_at { Lifecycle::Settled } else { Lifecycle::Settling };
-        if record.lifecycle != lifecycle || record.settling_at != settling_at {
-            let mut updated = record.clone();
-            updated.lifecycle = lifecycle;
-            updated.settling_at = settling_at;
+        let mut updated = record.clone();
+        if let Err(e) = updated.settling_seen(settling_at, head) {
+            tracing::warn!(channel = record.id, error = %e, "settler: channel settling");
+            return Ok(());
+        }
+        let lifecycle = updated.lifecycle;
+        if updated != record {
             self.commit(vec![Write::Channel(updated)]).await?;
         }
         let in_flight = self.in_flight(record.id)?;
@@ -130,7 +139,11 @@ impl PaymentChannelManager {
     /// Where time-locked vouchers are taken: submits the channel's plan once a voucher in it
     /// would expire within twice the landing margin, so that what was credited for it is
     /// redeemed before its lock.
-    async fn redeem_before_locks(&self, record: &ChannelRecord, head: ChainEpoch) -> Result<()> {
+    async fn redeem_before_locks(
+        &self,
+        record: &ChannelRecord,
+        head: ChainEpoch,
+    ) -> Result<(), SettlerError> {
         let in_flight = self.in_flight(record.id)?;
         if in_flight.iter().any(|p| matches!(p, MessagePurpose::Submit { .. })) {
             return Ok(());
@@ -155,18 +168,5 @@ impl PaymentChannelManager {
             self.voucher_submit(&addr, &step.voucher, &step.secret).await?;
         }
         Ok(())
-    }
-
-    /// Purposes of this channel's messages that have not landed.
-    fn in_flight(&self, id: u64) -> Result<Vec<MessagePurpose>> {
-        Ok(self
-            .inner
-            .store
-            .messages()?
-            .into_iter()
-            .filter(|m| matches!(m.state, MessageState::Recorded | MessageState::Pushed))
-            .map(|m| m.purpose)
-            .filter(|p| p.channel() == id)
-            .collect())
     }
 }

@@ -4,13 +4,16 @@ use std::collections::HashMap;
 
 use cid::Cid;
 
-use super::{funds, Held, LaneTip, ManagerError, PaymentChannelManager, Result};
+use super::{
+    funds, AddVoucherError, CheckVoucherError, CreateVoucherError, Held, LaneTip, LookupError,
+    NewPaymentError, PaymentChannelManager, SubmitError,
+};
 use crate::actor::{self, AccountLookup, ActorEnv, ExtraCallFailure, Redemption};
 use crate::chain::ChannelOnChain;
 use crate::crypto;
 use crate::redemption::{self, Situation};
 use crate::store::{
-    ChannelId, ChannelRecord, Direction, Lifecycle, VoucherOrigin, VoucherRecord, Write,
+    ChannelId, ChannelRecord, Direction, Lifecycle, StoreError, VoucherOrigin, VoucherRecord, Write,
 };
 use crate::types::{
     paych_method, ActorID, Address, ChainEpoch, Message, ModVerifyParams, Protocol, SignedVoucher,
@@ -135,7 +138,7 @@ impl PaymentChannelManager {
         channel: &Address,
         amount: TokenAmount,
         lane: u64,
-    ) -> Result<VoucherCreateResult> {
+    ) -> Result<VoucherCreateResult, CreateVoucherError> {
         self.voucher_create_with(channel, lane, VoucherSpec { amount, ..VoucherSpec::default() })
             .await
     }
@@ -148,9 +151,9 @@ impl PaymentChannelManager {
         channel: &Address,
         lane: u64,
         spec: VoucherSpec,
-    ) -> Result<VoucherCreateResult> {
+    ) -> Result<VoucherCreateResult, CreateVoucherError> {
         if spec.amount.is_negative() {
-            return Err(ManagerError::InvalidAmount(
+            return Err(CreateVoucherError::InvalidAmount(
                 "a voucher amount cannot be negative".to_owned(),
             ));
         }
@@ -170,9 +173,9 @@ impl PaymentChannelManager {
         channel: &Address,
         lane: u64,
         delta: TokenAmount,
-    ) -> Result<VoucherCreateResult> {
+    ) -> Result<VoucherCreateResult, CreateVoucherError> {
         if !delta.is_positive() {
-            return Err(ManagerError::InvalidAmount("a payment must be positive".to_owned()));
+            return Err(CreateVoucherError::InvalidAmount("a payment must be positive".to_owned()));
         }
         self.create_on_lane(
             channel,
@@ -191,9 +194,9 @@ impl PaymentChannelManager {
         lane: u64,
         mut spec: VoucherSpec,
         add_to_lane: bool,
-    ) -> Result<VoucherCreateResult> {
+    ) -> Result<VoucherCreateResult, CreateVoucherError> {
         if lane > MAX_LANE {
-            return Err(ManagerError::InvalidVoucher(actor::ActorError::LaneTooLarge(lane)));
+            return Err(CreateVoucherError::InvalidVoucher(actor::ActorError::LaneTooLarge(lane)));
         }
         let id = self.channel_id(channel)?;
         let lock = self.channel_lock(id);
@@ -202,7 +205,7 @@ impl PaymentChannelManager {
         self.expect_direction(&record, Direction::Outbound)?;
         self.expect_open(&record)?;
         if record.closed_lanes.contains(&lane) {
-            return Err(ManagerError::LaneClosed(lane));
+            return Err(CreateVoucherError::LaneClosed(lane));
         }
         self.load_cache(record.id, &mut cache)?;
         let previous = cache.lanes.get(&lane).cloned();
@@ -211,7 +214,7 @@ impl PaymentChannelManager {
             spec.amount = &tip.amount + &spec.amount;
         }
         if spec.amount < tip.amount {
-            return Err(ManagerError::AmountBelowLane {
+            return Err(CreateVoucherError::AmountBelowLane {
                 lane,
                 previous: tip.amount,
                 requested: spec.amount,
@@ -222,8 +225,9 @@ impl PaymentChannelManager {
         if shortfall.is_positive() {
             return Ok(VoucherCreateResult { voucher: None, shortfall });
         }
-        let channel_addr =
-            record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(&record)))?;
+        let channel_addr = record
+            .channel
+            .ok_or_else(|| CreateVoucherError::UnknownChannel(self.describe(&record)))?;
         let mut voucher =
             SignedVoucher::new(channel_addr, lane, tip.nonce + 1, spec.amount.clone());
         voucher.time_lock_min = spec.time_lock_min;
@@ -322,7 +326,7 @@ impl PaymentChannelManager {
         &self,
         channel: &Address,
         voucher: &SignedVoucher,
-    ) -> Result<()> {
+    ) -> Result<(), AddVoucherError> {
         let record = self.record_by_address(channel)?;
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
@@ -343,9 +347,10 @@ impl PaymentChannelManager {
     /// The chain's view of a channel for validation: the head, the channel's state at that
     /// head with the balance it had `confidence` epochs deeper if lower (funds a short
     /// reorganisation could take away are not counted), and its ID address.
-    async fn chain_view(&self, record: &ChannelRecord) -> Result<ChainView> {
-        let channel =
-            record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(record)))?;
+    async fn chain_view(&self, record: &ChannelRecord) -> Result<ChainView, CheckVoucherError> {
+        let channel = record
+            .channel
+            .ok_or_else(|| CheckVoucherError::UnknownChannel(self.describe(record)))?;
         let chain = &self.inner.chain;
         let at = chain.channel_at_depth(&channel, self.inner.config.confidence).await?;
         let head = at.head;
@@ -356,7 +361,7 @@ impl PaymentChannelManager {
             None => chain
                 .lookup_id(&channel)
                 .await?
-                .ok_or_else(|| ManagerError::UnknownChannel(self.fmt(&channel)))?,
+                .ok_or_else(|| CheckVoucherError::UnknownChannel(self.fmt(&channel)))?,
         };
         Ok(ChainView { head, on_chain, channel_id, channel })
     }
@@ -368,7 +373,7 @@ impl PaymentChannelManager {
         record: &ChannelRecord,
         voucher: &SignedVoucher,
         secret: &[u8],
-    ) -> Result<Redemption> {
+    ) -> Result<Redemption, CheckVoucherError> {
         let view = self.chain_view(record).await?;
         self.validate_on(&view, voucher, secret).await
     }
@@ -378,7 +383,7 @@ impl PaymentChannelManager {
         view: &ChainView,
         voucher: &SignedVoucher,
         secret: &[u8],
-    ) -> Result<Redemption> {
+    ) -> Result<Redemption, CheckVoucherError> {
         let chain = &self.inner.chain;
         let on_chain = &view.on_chain;
         let mut ids = HashMap::new();
@@ -422,7 +427,8 @@ impl PaymentChannelManager {
         };
         let mut state = on_chain.state.clone();
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret: secret.to_vec() };
-        actor::update_channel_state(&mut state, &env, &params).map_err(ManagerError::InvalidVoucher)
+        actor::update_channel_state(&mut state, &env, &params)
+            .map_err(CheckVoucherError::InvalidVoucher)
     }
 
     /// Where the redemption model starts for a channel: the chain's state, messages
@@ -453,14 +459,14 @@ impl PaymentChannelManager {
         record: &ChannelRecord,
         held: &Held,
         voucher: &SignedVoucher,
-    ) -> Result<Assessment> {
+    ) -> Result<Assessment, AddVoucherError> {
         if let Some(top) = held.top(voucher.lane) {
             if top.nonce > voucher.nonce && voucher.amount <= top.amount {
                 // Only this channel's lane covers it: a voucher naming another channel is not.
                 if Some(voucher.channel_addr) != record.channel
                     && Some(voucher.channel_addr) != record.id_address
                 {
-                    return Err(ManagerError::ForeignVoucher(self.describe(record)));
+                    return Err(AddVoucherError::ForeignVoucher(self.describe(record)));
                 }
                 self.verify_payer_signature(record, voucher).await?;
                 return Ok(Assessment::Covered { lane_amount: top.amount.clone() });
@@ -471,18 +477,18 @@ impl PaymentChannelManager {
         // The actor's own verdict on the voucher alone (its signature checked for real): a
         // voucher it refuses against the chain never counts in any plan.
         self.validate_on(&view, voucher, &[]).await?;
-        policy.check(voucher, view.head).map_err(ManagerError::VoucherRefused)?;
+        policy.check(voucher, view.head).map_err(AddVoucherError::VoucherRefused)?;
         let mut situation = self.situation(record, &view, policy.landing_margin);
         // The actor resolved the voucher's address to this channel; so it did for every
         // voucher held.
         situation.channel_aliases.push(voucher.channel_addr);
         situation.channel_aliases.extend(held.all().iter().map(|v| v.channel_addr));
         if let Some(why) = situation.unredeemable(voucher) {
-            return Err(ManagerError::Unredeemable(why));
+            return Err(AddVoucherError::Unredeemable(why));
         }
         if let Some(top) = held.top(voucher.lane) {
             if top.nonce >= voucher.nonce {
-                return Err(ManagerError::InvalidVoucher(actor::ActorError::StaleNonce {
+                return Err(AddVoucherError::InvalidVoucher(actor::ActorError::StaleNonce {
                     lane: voucher.lane,
                     existing: top.nonce,
                     voucher: voucher.nonce,
@@ -514,8 +520,8 @@ impl PaymentChannelManager {
             .max();
         let mut state = base.state.clone();
         match situation.redeem(&mut state, voucher) {
-            Err(e) => Err(ManagerError::InvalidVoucher(e)),
-            Ok(r) if r.delta.is_negative() => Err(ManagerError::AmountBelowLane {
+            Err(e) => Err(AddVoucherError::InvalidVoucher(e)),
+            Ok(r) if r.delta.is_negative() => Err(AddVoucherError::AmountBelowLane {
                 lane: voucher.lane,
                 previous: lane_top.unwrap_or_default(),
                 requested: voucher.amount.clone(),
@@ -525,7 +531,7 @@ impl PaymentChannelManager {
             Ok(r) if r.delta.is_zero() => Ok(Assessment::Accept { delta: r.delta, credited }),
             // Worth something on top of the plan, but not beyond what was already credited
             // (the plan's value fell since): nothing more to credit.
-            Ok(_) => Err(ManagerError::BelowMinDelta {
+            Ok(_) => Err(AddVoucherError::BelowMinDelta {
                 delta: TokenAmount::default(),
                 min_delta: TokenAmount::from_atto(1u8),
             }),
@@ -544,11 +550,11 @@ impl PaymentChannelManager {
         channel: &Address,
         voucher: &SignedVoucher,
         min_delta: TokenAmount,
-    ) -> Result<AddOutcome> {
+    ) -> Result<AddOutcome, AddVoucherError> {
         let span = tracing::debug_span!("paych_voucher_add", channel = %self.fmt(channel), lane = voucher.lane, nonce = voucher.nonce);
         let _entered = span.enter();
         if voucher.amount.is_negative() {
-            return Err(ManagerError::InvalidAmount(
+            return Err(AddVoucherError::InvalidAmount(
                 "a voucher amount cannot be negative".to_owned(),
             ));
         }
@@ -578,7 +584,7 @@ impl PaymentChannelManager {
 
         if let Some(stored) = self.inner.store.voucher(record.id, voucher.lane, voucher.nonce)? {
             if &stored.voucher != voucher {
-                return Err(ManagerError::ConflictingVoucher {
+                return Err(AddVoucherError::ConflictingVoucher {
                     lane: voucher.lane,
                     nonce: voucher.nonce,
                 });
@@ -590,7 +596,7 @@ impl PaymentChannelManager {
             Assessment::Accept { delta, credited } => (delta, credited),
         };
         if delta < min_delta {
-            return Err(ManagerError::BelowMinDelta { delta, min_delta });
+            return Err(AddVoucherError::BelowMinDelta { delta, min_delta });
         }
         let mut updated = record.clone();
         if self.inner.config.intake.accept_time_locks {
@@ -635,7 +641,10 @@ impl PaymentChannelManager {
 
     /// The stored record of a channel by either of its addresses: one learned under its ID
     /// address is found by its robust address too (through the chain's resolution).
-    async fn inbound_record(&self, channel: &Address) -> Result<Option<ChannelRecord>> {
+    async fn inbound_record(
+        &self,
+        channel: &Address,
+    ) -> Result<Option<ChannelRecord>, AddVoucherError> {
         if let Some(record) = self.inner.store.channel_by_address(channel)? {
             return Ok(Some(record));
         }
@@ -653,59 +662,45 @@ impl PaymentChannelManager {
         &self,
         record: &ChannelRecord,
         voucher: &SignedVoucher,
-    ) -> Result<()> {
+    ) -> Result<(), AddVoucherError> {
         let key = self.inner.chain.account_key(&record.from).await?;
         let signature = voucher
             .signature
             .as_ref()
-            .ok_or(ManagerError::InvalidVoucher(actor::ActorError::MissingSignature))?;
+            .ok_or(AddVoucherError::InvalidVoucher(actor::ActorError::MissingSignature))?;
         crypto::verify_as_account(&signature.bytes, &key, &voucher.signing_bytes()?).map_err(|e| {
-            ManagerError::InvalidVoucher(actor::ActorError::InvalidSignature(e.to_string()))
+            AddVoucherError::InvalidVoucher(actor::ActorError::InvalidSignature(e.to_string()))
         })
     }
 
     /// The record of an inbound channel first seen in a voucher, not yet stored: the chain
     /// must know it, and its payee must be a key of this wallet.
-    async fn learn_inbound(&self, channel: &Address) -> Result<ChannelRecord> {
+    async fn learn_inbound(&self, channel: &Address) -> Result<ChannelRecord, AddVoucherError> {
         let chain = &self.inner.chain;
         let on_chain = match chain.channel(channel).await {
             Ok(c) => c,
             Err(crate::chain::ChainError::NotFound(_)) => {
-                return Err(ManagerError::UnknownChannel(self.fmt(channel)))
+                return Err(AddVoucherError::UnknownChannel(self.fmt(channel)))
             }
             Err(e) => return Err(e.into()),
         };
         let to_key = chain.account_key(&on_chain.state.to).await?;
         if !self.inner.wallet.has(&to_key) {
-            return Err(ManagerError::ForeignVoucher(self.fmt(channel)));
+            return Err(AddVoucherError::ForeignVoucher(self.fmt(channel)));
         }
         let from_key = chain.account_key(&on_chain.state.from).await?;
+        let lifecycle = match on_chain.state.settling_at {
+            0 => Lifecycle::Open,
+            _ => Lifecycle::Settling,
+        };
+        let id = self.inner.store.next_channel_id()?;
         let record = ChannelRecord {
-            id: self.inner.store.next_channel_id()?,
-            direction: Direction::Inbound,
             channel: Some(*channel),
             id_address: chain.lookup_id(channel).await?,
-            from: from_key,
-            to: to_key,
-            control: to_key,
-            lifecycle: if on_chain.state.settling_at != 0 {
-                Lifecycle::Settling
-            } else {
-                Lifecycle::Open
-            },
             confirmed: on_chain.balance.clone(),
-            pending: TokenAmount::default(),
-            pending_message: None,
-            queued: TokenAmount::default(),
-            queued_reserve: TokenAmount::default(),
-            reserved: TokenAmount::default(),
-            next_lane: 0,
-            free_lanes: Vec::new(),
-            closed_lanes: Vec::new(),
             settling_at: on_chain.state.settling_at,
-            create_error: None,
-            queue_failure: None,
             credited: Some(on_chain.state.to_send.clone()),
+            ..ChannelRecord::new(id, Direction::Inbound, from_key, to_key, lifecycle)
         };
         Ok(record)
     }
@@ -718,7 +713,7 @@ impl PaymentChannelManager {
         channel: &Address,
         voucher: &SignedVoucher,
         secret: &[u8],
-    ) -> Result<bool> {
+    ) -> Result<bool, CheckVoucherError> {
         let record = self.record_by_address(channel)?;
         if self.already_submitted(&record, voucher)?.is_some() {
             return Ok(false);
@@ -728,11 +723,12 @@ impl PaymentChannelManager {
                 return Ok(false);
             }
         }
-        let channel_addr =
-            record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(&record)))?;
+        let channel_addr = record
+            .channel
+            .ok_or_else(|| CheckVoucherError::UnknownChannel(self.describe(&record)))?;
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret: secret.to_vec() };
         let params =
-            fvm_ipld_encoding::to_vec(&params).map_err(|e| ManagerError::Encode(e.into()))?;
+            fvm_ipld_encoding::to_vec(&params).map_err(|e| CheckVoucherError::Encode(e.into()))?;
         let probe = Message::new(
             record.control,
             channel_addr,
@@ -749,7 +745,7 @@ impl PaymentChannelManager {
         &self,
         record: &ChannelRecord,
         voucher: &SignedVoucher,
-    ) -> Result<Option<(u64, u64)>> {
+    ) -> Result<Option<(u64, u64)>, StoreError> {
         Ok(self
             .inner
             .store
@@ -763,7 +759,7 @@ impl PaymentChannelManager {
 
     /// Every voucher held for a channel, by lane then nonce.
     #[tracing::instrument(name = "paych_voucher_list", level = "debug", skip_all)]
-    pub fn voucher_list(&self, channel: &Address) -> Result<Vec<SignedVoucher>> {
+    pub fn voucher_list(&self, channel: &Address) -> Result<Vec<SignedVoucher>, LookupError> {
         let record = self.record_by_address(channel)?;
         Ok(self.inner.store.vouchers(record.id)?.into_iter().map(|r| r.voucher).collect())
     }
@@ -773,7 +769,10 @@ impl PaymentChannelManager {
     /// submitted nor superseded, from the chain's current state. A lane whose highest
     /// voucher cannot redeem falls back to a lower one.
     #[tracing::instrument(name = "paych_voucher_best_spendable", level = "debug", skip_all)]
-    pub async fn voucher_best_spendable(&self, channel: &Address) -> Result<Vec<SignedVoucher>> {
+    pub async fn voucher_best_spendable(
+        &self,
+        channel: &Address,
+    ) -> Result<Vec<SignedVoucher>, CheckVoucherError> {
         let record = self.record_by_address(channel)?;
         Ok(self.settlement_plan(&record).await?.steps.into_iter().map(|s| s.voucher).collect())
     }
@@ -781,7 +780,10 @@ impl PaymentChannelManager {
     /// The plan the settler submits for an inbound channel: every held voucher that is
     /// neither submitted nor superseded, planned from the chain's state with no landing
     /// margin (it is sent now, whatever time is left).
-    pub(super) async fn settlement_plan(&self, record: &ChannelRecord) -> Result<redemption::Plan> {
+    pub(super) async fn settlement_plan(
+        &self,
+        record: &ChannelRecord,
+    ) -> Result<redemption::Plan, CheckVoucherError> {
         let view = self.chain_view(record).await?;
         let mut situation = self.situation(record, &view, 0);
         let held: Vec<SignedVoucher> = self
@@ -806,23 +808,23 @@ impl PaymentChannelManager {
         channel: &Address,
         voucher: &SignedVoucher,
         secret: &[u8],
-    ) -> Result<Cid> {
+    ) -> Result<Cid, SubmitError> {
         let record = self.record_by_address(channel)?;
         if let Some((lane, nonce)) = self.already_submitted(&record, voucher)? {
-            return Err(ManagerError::AlreadySubmitted { lane, nonce });
+            return Err(SubmitError::AlreadySubmitted { lane, nonce });
         }
         if self.inner.store.voucher(record.id, voucher.lane, voucher.nonce)?.is_none() {
             if record.direction == Direction::Inbound {
                 self.voucher_add(channel, voucher, TokenAmount::default()).await?;
             } else {
-                return Err(ManagerError::ForeignVoucher(self.fmt(channel)));
+                return Err(SubmitError::ForeignVoucher(self.fmt(channel)));
             }
         }
         let lock = self.channel_lock(record.id);
         let _guard = lock.lock().await;
         let record = self.record(record.id)?;
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret: secret.to_vec() };
-        self.send_submit(&record, &params).await
+        Ok(self.send_submit(&record, &params).await?)
     }
 
     /// Lotus's `PaychNewPayment`: gets (or creates) the channel from `from` to `to` with
@@ -834,13 +836,13 @@ impl PaymentChannelManager {
         from: Address,
         to: Address,
         specs: Vec<VoucherSpec>,
-    ) -> Result<(Address, Vec<SignedVoucher>)> {
+    ) -> Result<(Address, Vec<SignedVoucher>), NewPaymentError> {
         let total = specs.last().map(|s| s.amount.clone()).unwrap_or_default();
         let handle = self.get(from, to, total).await?;
         let channel = match (handle.channel, handle.wait_sentinel) {
             (_, Some(sentinel)) => self.get_wait_ready(&sentinel).await?,
             (Some(channel), None) => channel,
-            (None, None) => return Err(ManagerError::UnknownChannel(format!("#{}", handle.id))),
+            (None, None) => return Err(NewPaymentError::UnknownChannel(format!("#{}", handle.id))),
         };
         let lane = self.allocate_lane(&channel).await?;
         let mut vouchers = Vec::with_capacity(specs.len());
@@ -849,7 +851,7 @@ impl PaymentChannelManager {
             match created.voucher {
                 Some(v) => vouchers.push(v),
                 None => {
-                    return Err(ManagerError::InvalidAmount(format!(
+                    return Err(NewPaymentError::InvalidAmount(format!(
                         "the channel lacks {} attoFIL for this payment",
                         created.shortfall.atto()
                     )))

@@ -12,6 +12,7 @@
 //! Every record is DAG-CBOR; every backend passes the one conformance suite in
 //! `core/tests/store.rs`.
 
+mod lifecycle;
 pub mod sled;
 
 use cid::Cid;
@@ -19,6 +20,8 @@ use fvm_ipld_encoding::strict_bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Address, ChainEpoch, SignedMessage, SignedVoucher, TokenAmount};
+
+pub use self::lifecycle::LifecycleError;
 
 /// The store's own key for a channel, assigned before the channel has an address.
 pub type ChannelId = u64;

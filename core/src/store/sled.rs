@@ -27,8 +27,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{
-    Batch, ChannelId, ChannelRecord, MessagePurpose, MessageRecord, PeerRecord, ReconcileRecord,
-    Store, StoreError, VoucherRecord, Write,
+    Batch, ChannelId, ChannelRecord, MessageRecord, PeerRecord, ReconcileRecord, Store, StoreError,
+    VoucherRecord, Write,
 };
 use crate::types::Address;
 
@@ -204,16 +204,6 @@ fn addresses(record: &ChannelRecord) -> Vec<Address> {
         }
     }
     addrs
-}
-
-fn purpose_channel(purpose: &MessagePurpose) -> ChannelId {
-    match purpose {
-        MessagePurpose::Create { channel, .. }
-        | MessagePurpose::AddFunds { channel, .. }
-        | MessagePurpose::Submit { channel, .. }
-        | MessagePurpose::Settle { channel }
-        | MessagePurpose::Collect { channel } => *channel,
-    }
 }
 
 /// What the flushes so far have done, published to every waiter.
@@ -475,7 +465,7 @@ impl<'a> Plan<'a> {
             }
             Write::Message(record) => {
                 check_cid(record)?;
-                self.referenced.insert(purpose_channel(&record.purpose));
+                self.referenced.insert(record.purpose.channel());
                 encode(record)?
             }
             Write::Reconcile(record) => {

@@ -6,9 +6,8 @@ use fvm_ipld_encoding::tuple::*;
 use fvm_shared::address::Address;
 use fvm_shared::clock::ChainEpoch;
 use fvm_shared::econ::TokenAmount;
-use ipld_core::ipld::Ipld;
 
-use super::decode::{self, deserialize_via_ipld, DecodeError, FromIpld};
+use super::decode::{self, tuple_from_ipld};
 use super::voucher::SignedVoucher;
 
 /// The state of one lane of a channel on chain.
@@ -88,74 +87,36 @@ pub struct ExecReturn {
     pub robust_address: Address,
 }
 
-impl FromIpld for LaneState {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "lane_state", 2)?;
-        Ok(LaneState {
-            redeemed: decode::amount_field(&f[0], "lane_state.redeemed")?,
-            nonce: decode::u64_field(&f[1], "lane_state.nonce")?,
-        })
-    }
-}
+tuple_from_ipld!(LaneState as "lane_state" {
+    redeemed: decode::amount_field,
+    nonce: decode::u64_field,
+});
 
-impl FromIpld for PaychState {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "paych_state", 6)?;
-        Ok(PaychState {
-            from: decode::address_field(&f[0], "paych_state.from")?,
-            to: decode::address_field(&f[1], "paych_state.to")?,
-            to_send: decode::amount_field(&f[2], "paych_state.to_send")?,
-            settling_at: decode::i64_field(&f[3], "paych_state.settling_at")?,
-            min_settle_height: decode::i64_field(&f[4], "paych_state.min_settle_height")?,
-            lane_states: decode::cid_field(&f[5], "paych_state.lane_states")?,
-        })
-    }
-}
+tuple_from_ipld!(PaychState as "paych_state" {
+    from: decode::address_field,
+    to: decode::address_field,
+    to_send: decode::amount_field,
+    settling_at: decode::i64_field,
+    min_settle_height: decode::i64_field,
+    lane_states: decode::cid_field,
+});
 
-impl FromIpld for UpdateChannelStateParams {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "update_channel_state_params", 2)?;
-        Ok(UpdateChannelStateParams {
-            sv: SignedVoucher::from_ipld(&f[0])?,
-            secret: decode::bytes_field(&f[1], "update_channel_state_params.secret")?.to_vec(),
-        })
-    }
-}
+tuple_from_ipld!(UpdateChannelStateParams as "update_channel_state_params" {
+    sv: |item, _| SignedVoucher::from_ipld(item),
+    secret: decode::byte_vec_field,
+});
 
-impl FromIpld for ConstructorParams {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "constructor_params", 2)?;
-        Ok(ConstructorParams {
-            from: decode::address_field(&f[0], "constructor_params.from")?,
-            to: decode::address_field(&f[1], "constructor_params.to")?,
-        })
-    }
-}
+tuple_from_ipld!(ConstructorParams as "constructor_params" {
+    from: decode::address_field,
+    to: decode::address_field,
+});
 
-impl FromIpld for ExecParams {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "exec_params", 2)?;
-        Ok(ExecParams {
-            code_cid: decode::cid_field(&f[0], "exec_params.code_cid")?,
-            constructor_params: decode::bytes_field(&f[1], "exec_params.constructor_params")?
-                .to_vec(),
-        })
-    }
-}
+tuple_from_ipld!(ExecParams as "exec_params" {
+    code_cid: decode::cid_field,
+    constructor_params: decode::byte_vec_field,
+});
 
-impl FromIpld for ExecReturn {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "exec_return", 2)?;
-        Ok(ExecReturn {
-            id_address: decode::address_field(&f[0], "exec_return.id_address")?,
-            robust_address: decode::address_field(&f[1], "exec_return.robust_address")?,
-        })
-    }
-}
-
-deserialize_via_ipld!(LaneState);
-deserialize_via_ipld!(PaychState);
-deserialize_via_ipld!(UpdateChannelStateParams);
-deserialize_via_ipld!(ConstructorParams);
-deserialize_via_ipld!(ExecParams);
-deserialize_via_ipld!(ExecReturn);
+tuple_from_ipld!(ExecReturn as "exec_return" {
+    id_address: decode::address_field,
+    robust_address: decode::address_field,
+});

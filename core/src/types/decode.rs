@@ -124,6 +124,32 @@ macro_rules! deserialize_via_ipld {
 }
 pub(crate) use deserialize_via_ipld;
 
+/// Implements [`FromIpld`] (and `serde::Deserialize` through it) for a struct encoded as
+/// the tuple of its fields in declaration order. Each field is decoded by its function,
+/// called with the item and the field's name for errors, `"<what>.<field>"`.
+macro_rules! tuple_from_ipld {
+    ($t:ident as $what:literal { $($field:ident: $decode:expr),+ $(,)? }) => {
+        impl $crate::types::decode::FromIpld for $t {
+            fn from_ipld(
+                ipld: &ipld_core::ipld::Ipld,
+            ) -> Result<Self, $crate::types::decode::DecodeError> {
+                const ARITY: usize = [$(stringify!($field)),+].len();
+                let items = $crate::types::decode::tuple(ipld, $what, ARITY)?;
+                let [$($field),+] = items else {
+                    return Err($crate::types::decode::DecodeError::WrongArity {
+                        what: $what,
+                        expected: ARITY,
+                        found: items.len(),
+                    });
+                };
+                Ok($t { $($field: ($decode)($field, concat!($what, ".", stringify!($field)))?),+ })
+            }
+        }
+        $crate::types::decode::deserialize_via_ipld!($t);
+    };
+}
+pub(crate) use tuple_from_ipld;
+
 /// The name of a DAG-CBOR value's kind, for error messages.
 pub fn kind(ipld: &Ipld) -> &'static str {
     match ipld {
@@ -160,24 +186,28 @@ pub fn list<'a>(ipld: &'a Ipld, what: &'static str) -> Result<&'a [Ipld], Decode
     }
 }
 
-/// An unsigned integer field.
-pub fn u64_field(ipld: &Ipld, what: &'static str) -> Result<u64, DecodeError> {
+/// An integer field in the range of `T`; `kind` names what is expected, for errors.
+fn integer_field<T: TryFrom<i128>>(
+    ipld: &Ipld,
+    what: &'static str,
+    kind: &'static str,
+) -> Result<T, DecodeError> {
     match ipld {
         Ipld::Integer(i) => {
-            u64::try_from(*i).map_err(|_| DecodeError::IntegerOutOfRange { what, value: *i })
+            T::try_from(*i).map_err(|_| DecodeError::IntegerOutOfRange { what, value: *i })
         }
-        other => Err(wrong(what, "unsigned integer", other)),
+        other => Err(wrong(what, kind, other)),
     }
+}
+
+/// An unsigned integer field.
+pub fn u64_field(ipld: &Ipld, what: &'static str) -> Result<u64, DecodeError> {
+    integer_field(ipld, what, "unsigned integer")
 }
 
 /// A signed integer field.
 pub fn i64_field(ipld: &Ipld, what: &'static str) -> Result<i64, DecodeError> {
-    match ipld {
-        Ipld::Integer(i) => {
-            i64::try_from(*i).map_err(|_| DecodeError::IntegerOutOfRange { what, value: *i })
-        }
-        other => Err(wrong(what, "integer", other)),
-    }
+    integer_field(ipld, what, "integer")
 }
 
 /// A byte-string field.
@@ -186,6 +216,11 @@ pub fn bytes_field<'a>(ipld: &'a Ipld, what: &'static str) -> Result<&'a [u8], D
         Ipld::Bytes(b) => Ok(b),
         other => Err(wrong(what, "bytes", other)),
     }
+}
+
+/// A byte-string field, owned.
+pub fn byte_vec_field(ipld: &Ipld, what: &'static str) -> Result<Vec<u8>, DecodeError> {
+    bytes_field(ipld, what).map(<[u8]>::to_vec)
 }
 
 /// A CID link field.

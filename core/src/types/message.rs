@@ -9,7 +9,7 @@ use fvm_shared::econ::TokenAmount;
 use fvm_shared::MethodNum;
 use ipld_core::ipld::Ipld;
 
-use super::decode::{self, deserialize_via_ipld, DecodeError, FromIpld};
+use super::decode::{self, tuple_from_ipld, DecodeError};
 use super::{cid_of, EncodeError};
 
 /// An unsigned chain message.
@@ -116,40 +116,28 @@ impl SignedMessage {
     }
 }
 
-impl FromIpld for Message {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "message", 10)?;
-        let version = decode::u64_field(&f[0], "message.version")?;
-        if version != 0 {
-            return Err(DecodeError::IntegerOutOfRange {
-                what: "message.version",
-                value: i128::from(version),
-            });
-        }
-        Ok(Message {
-            version,
-            to: decode::address_field(&f[1], "message.to")?,
-            from: decode::address_field(&f[2], "message.from")?,
-            nonce: decode::u64_field(&f[3], "message.nonce")?,
-            value: decode::amount_field(&f[4], "message.value")?,
-            gas_limit: decode::u64_field(&f[5], "message.gas_limit")?,
-            gas_fee_cap: decode::amount_field(&f[6], "message.gas_fee_cap")?,
-            gas_premium: decode::amount_field(&f[7], "message.gas_premium")?,
-            method: decode::u64_field(&f[8], "message.method")?,
-            params: decode::bytes_field(&f[9], "message.params")?.to_vec(),
-        })
+/// The version of a message, which must be 0.
+fn version_field(ipld: &Ipld, what: &'static str) -> Result<u64, DecodeError> {
+    match decode::u64_field(ipld, what)? {
+        0 => Ok(0),
+        version => Err(DecodeError::IntegerOutOfRange { what, value: i128::from(version) }),
     }
 }
 
-impl FromIpld for SignedMessage {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "signed_message", 2)?;
-        Ok(SignedMessage {
-            message: Message::from_ipld(&f[0])?,
-            signature: decode::signature_field(&f[1])?,
-        })
-    }
-}
+tuple_from_ipld!(Message as "message" {
+    version: version_field,
+    to: decode::address_field,
+    from: decode::address_field,
+    nonce: decode::u64_field,
+    value: decode::amount_field,
+    gas_limit: decode::u64_field,
+    gas_fee_cap: decode::amount_field,
+    gas_premium: decode::amount_field,
+    method: decode::u64_field,
+    params: decode::byte_vec_field,
+});
 
-deserialize_via_ipld!(Message);
-deserialize_via_ipld!(SignedMessage);
+tuple_from_ipld!(SignedMessage as "signed_message" {
+    message: |item, _| Message::from_ipld(item),
+    signature: |item, _| decode::signature_field(item),
+});

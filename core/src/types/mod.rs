@@ -15,6 +15,8 @@ pub mod voucher;
 use cid::Cid;
 use multihash::Multihash;
 
+use crate::crypto::hash::{blake2b, blake2b_256};
+
 pub use actor_params::{
     ConstructorParams, ExecParams, ExecReturn, LaneState, PaychState, UpdateChannelStateParams,
 };
@@ -71,7 +73,7 @@ impl From<fvm_ipld_encoding::Error> for EncodeError {
 
 /// The CID of a DAG-CBOR block: CIDv1, dag-cbor codec, blake2b-256 multihash.
 pub fn cid_of(cbor: &[u8]) -> Cid {
-    let digest = crate::crypto::blake2b_256(cbor);
+    let digest = blake2b_256(cbor);
     // A 32-byte digest always fits the 64-byte multihash.
     match Multihash::<64>::wrap(BLAKE2B_256, &digest) {
         Ok(mh) => Cid::new_v1(DAG_CBOR, mh),
@@ -136,10 +138,7 @@ pub fn format_address(addr: &Address, network: Network) -> String {
 }
 
 fn checksum(bytes: &[u8]) -> [u8; 4] {
-    let hash = blake2b_simd::Params::new().hash_length(4).hash(bytes);
-    let mut out = [0u8; 4];
-    out.copy_from_slice(hash.as_bytes());
-    out
+    blake2b(bytes)
 }
 
 fn base32_lower(bytes: &[u8]) -> String {

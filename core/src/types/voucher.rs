@@ -9,10 +9,9 @@ use fvm_shared::clock::ChainEpoch;
 use fvm_shared::crypto::signature::Signature;
 use fvm_shared::econ::TokenAmount;
 use fvm_shared::MethodNum;
-use ipld_core::ipld::Ipld;
 use serde::Serialize;
 
-use super::decode::{self, deserialize_via_ipld, DecodeError, FromIpld};
+use super::decode::{self, tuple_from_ipld, DecodeError};
 use super::EncodeError;
 
 /// The largest lane number the actor accepts (2^63 − 1).
@@ -160,49 +159,27 @@ impl Serialize for SignedVoucher {
     }
 }
 
-impl FromIpld for Merge {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "merge", 2)?;
-        Ok(Merge {
-            lane: decode::u64_field(&f[0], "merge.lane")?,
-            nonce: decode::u64_field(&f[1], "merge.nonce")?,
-        })
-    }
-}
+tuple_from_ipld!(Merge as "merge" {
+    lane: decode::u64_field,
+    nonce: decode::u64_field,
+});
 
-impl FromIpld for ModVerifyParams {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "extra", 3)?;
-        Ok(ModVerifyParams {
-            actor: decode::address_field(&f[0], "extra.actor")?,
-            method: decode::u64_field(&f[1], "extra.method")?,
-            data: decode::bytes_field(&f[2], "extra.data")?.to_vec(),
-        })
-    }
-}
+tuple_from_ipld!(ModVerifyParams as "extra" {
+    actor: decode::address_field,
+    method: decode::u64_field,
+    data: decode::byte_vec_field,
+});
 
-impl FromIpld for SignedVoucher {
-    fn from_ipld(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = decode::tuple(ipld, "voucher", 11)?;
-        Ok(SignedVoucher {
-            channel_addr: decode::address_field(&f[0], "voucher.channel_addr")?,
-            time_lock_min: decode::i64_field(&f[1], "voucher.time_lock_min")?,
-            time_lock_max: decode::i64_field(&f[2], "voucher.time_lock_max")?,
-            secret_hash: decode::bytes_field(&f[3], "voucher.secret_hash")?.to_vec(),
-            extra: decode::optional(&f[4]).map(ModVerifyParams::from_ipld).transpose()?,
-            lane: decode::u64_field(&f[5], "voucher.lane")?,
-            nonce: decode::u64_field(&f[6], "voucher.nonce")?,
-            amount: decode::amount_field(&f[7], "voucher.amount")?,
-            min_settle_height: decode::i64_field(&f[8], "voucher.min_settle_height")?,
-            merges: decode::list(&f[9], "voucher.merges")?
-                .iter()
-                .map(Merge::from_ipld)
-                .collect::<Result<_, _>>()?,
-            signature: decode::optional(&f[10]).map(decode::signature_field).transpose()?,
-        })
-    }
-}
-
-deserialize_via_ipld!(Merge);
-deserialize_via_ipld!(ModVerifyParams);
-deserialize_via_ipld!(SignedVoucher);
+tuple_from_ipld!(SignedVoucher as "voucher" {
+    channel_addr: decode::address_field,
+    time_lock_min: decode::i64_field,
+    time_lock_max: decode::i64_field,
+    secret_hash: decode::byte_vec_field,
+    extra: |item, _| decode::optional(item).map(ModVerifyParams::from_ipld).transpose(),
+    lane: decode::u64_field,
+    nonce: decode::u64_field,
+    amount: decode::amount_field,
+    min_settle_height: decode::i64_field,
+    merges: |item, what| decode::list(item, what)?.iter().map(Merge::from_ipld).collect::<Result<_, _>>(),
+    signature: |item, _| decode::optional(item).map(decode::signature_field).transpose(),
+});

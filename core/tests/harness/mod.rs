@@ -270,7 +270,7 @@ pub async fn fold_lanes(
     channel: &Address,
     fee_per_message: &TokenAmount,
     request_hash: &[u8],
-) -> Result<(paych_core::manager::ReconcileDraft, SignedVoucher), paych_core::manager::ManagerError>
+) -> Result<(paych_core::manager::ReconcileDraft, SignedVoucher), paych_core::manager::CombineError>
 {
     let draft = payee.reconcile_draft(channel, fee_per_message).await?;
     let answer = payer
@@ -279,7 +279,7 @@ pub async fn fold_lanes(
             request_hash,
             &draft.vouchers,
             &draft.req_val,
-            &paych_core::reconcile::ReconcilePolicy::default(),
+            &paych_core::combine::ReconcilePolicy::default(),
             |v| v.to_cbor(),
         )
         .await

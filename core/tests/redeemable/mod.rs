@@ -372,7 +372,7 @@ impl World {
     pub async fn add(
         &self,
         voucher: &SignedVoucher,
-    ) -> Result<paych_core::manager::AddOutcome, paych_core::manager::ManagerError> {
+    ) -> Result<paych_core::manager::AddOutcome, paych_core::manager::AddVoucherError> {
         self.payee.m().voucher_add(&self.ch, voucher, TokenAmount::default()).await
     }
 
@@ -452,7 +452,7 @@ pub async fn settle_landed(devnet: &Devnet, manager: &paych_core::manager::Payme
 
 /// What an answer to `voucher_add` credits: an accepted voucher's delta; nothing else.
 pub fn credit(
-    outcome: &Result<paych_core::manager::AddOutcome, paych_core::manager::ManagerError>,
+    outcome: &Result<paych_core::manager::AddOutcome, paych_core::manager::AddVoucherError>,
 ) -> TokenAmount {
     match outcome {
         Ok(paych_core::manager::AddOutcome::Accepted { delta }) => delta.clone(),

@@ -10,8 +10,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 pub use libp2p::Multiaddr;
+use paych_core::combine::ReconcilePolicy;
 use paych_core::manager::TopUpPolicy;
-use paych_core::reconcile::ReconcilePolicy;
 use paych_core::redemption::IntakePolicy;
 use paych_core::types::{format_address, Address, Network, TokenAmount};
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use paych_core::chain::lotus::LotusConfigError;
 use paych_core::chain::ChainError;
-use paych_core::manager::ManagerError;
+use paych_core::manager::ChainMessageError;
 use paych_core::store::StoreError;
 use paych_core::wallet::WalletError;
 
@@ -88,10 +88,10 @@ pub enum DaemonError {
     Datastore(#[source] StoreError),
     /// The manager could not start (its chain unreachable, its store unreadable, …).
     #[error("cannot start the payment-channel manager")]
-    Manager(#[source] ManagerError),
+    Manager(#[source] ChainMessageError),
     /// The store could not be flushed on shutdown.
     #[error("cannot flush the store")]
-    Flush(#[source] ManagerError),
+    Flush(#[source] StoreError),
     /// The retrieval provider's blob store could not be opened.
     #[error("cannot open the blob store {}", path.display())]
     Blobs {

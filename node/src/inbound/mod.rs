@@ -19,8 +19,8 @@ pub mod vouchers;
 
 use std::sync::Arc;
 
+use paych_core::combine::ReconcilePolicy;
 use paych_core::manager::PaymentChannelManager;
-use paych_core::reconcile::ReconcilePolicy;
 use paych_core::types::TokenAmount;
 use tokio::task::JoinHandle;
 use tracing::Instrument;

@@ -8,8 +8,8 @@
 //! swarm: the answer goes back through the network's [`crate::network::Responder`].
 
 use libp2p::PeerId;
+use paych_core::combine::{ReconcilePolicy, ReconcileStatus};
 use paych_core::manager::PaymentChannelManager;
-use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus};
 use paych_protocol::{ReconcileRequest, ReconcileResponse, SignedPeerRecord};
 
 use super::Context;

@@ -17,7 +17,7 @@
 use libp2p::PeerId;
 use paych_core::actor::ActorError;
 use paych_core::chain::ChainError;
-use paych_core::manager::{AddOutcome, ManagerError, PaymentChannelManager};
+use paych_core::manager::{AddOutcome, AddVoucherError, PaymentChannelManager};
 use paych_core::redemption::{PolicyRefusal, Unredeemable};
 use paych_core::store::PeerRecord as StoredPeerRecord;
 use paych_core::types::TokenAmount;
@@ -145,7 +145,7 @@ pub async fn check_announce(
                     .to_owned(),
             ))
         }
-        Err(e) => return Err(voucher_response(Err(e), &TokenAmount::default())),
+        Err(e) => return Err(voucher_response(Err(e.into()), &TokenAmount::default())),
     }
     let envelope = announce
         .peer_record
@@ -162,7 +162,7 @@ pub async fn check_announce(
 /// amount after an accepted voucher. Refusals carry a zero `lane_amount`: the payee does not
 /// look the lane up again to answer a refusal.
 pub fn voucher_response(
-    result: Result<AddOutcome, ManagerError>,
+    result: Result<AddOutcome, AddVoucherError>,
     voucher_amount: &TokenAmount,
 ) -> VoucherResponse {
     match result {
@@ -182,33 +182,19 @@ pub fn voucher_response(
 }
 
 /// The wire status of a manager error.
-pub fn rejection_status(error: &ManagerError) -> VoucherStatus {
+pub fn rejection_status(error: &AddVoucherError) -> VoucherStatus {
+    use AddVoucherError as E;
     use VoucherStatus as S;
     match error {
-        ManagerError::UnknownChannel(_) | ManagerError::WrongDirection { .. } => S::UnknownChannel,
-        ManagerError::Chain(ChainError::NotFound(_)) => S::UnknownChannel,
-        ManagerError::InvalidVoucher(e) => actor_status(e),
-        ManagerError::VoucherRefused(refusal) => policy_status(refusal),
-        ManagerError::Unredeemable(why) => unredeemable_status(why),
-        ManagerError::ChannelNotOpen { .. } => S::Settling,
-        ManagerError::LaneClosed(_)
-        | ManagerError::AmountBelowLane { .. }
-        | ManagerError::ConflictingVoucher { .. }
-        | ManagerError::AlreadySubmitted { .. } => S::StaleNonce,
-        ManagerError::BelowMinDelta { .. } => S::BelowMinimum,
-        ManagerError::InvalidAmount(_) | ManagerError::ForeignVoucher(_) => S::Malformed,
-        ManagerError::NotOurKey(_)
-        | ManagerError::ReleaseExceedsReserved { .. }
-        | ManagerError::MessageFailed { .. }
-        | ManagerError::MessageRefused { .. }
-        | ManagerError::ReservationFailed(_)
-        | ManagerError::NothingToReconcile(_)
-        | ManagerError::CombinedRejected(_)
-        | ManagerError::ShuttingDown
-        | ManagerError::Chain(_)
-        | ManagerError::Store(_)
-        | ManagerError::Wallet(_)
-        | ManagerError::Encode(_) => S::Internal,
+        E::UnknownChannel(_) | E::WrongDirection { .. } => S::UnknownChannel,
+        E::Chain(ChainError::NotFound(_)) => S::UnknownChannel,
+        E::InvalidVoucher(e) => actor_status(e),
+        E::VoucherRefused(refusal) => policy_status(refusal),
+        E::Unredeemable(why) => unredeemable_status(why),
+        E::AmountBelowLane { .. } | E::ConflictingVoucher { .. } => S::StaleNonce,
+        E::BelowMinDelta { .. } => S::BelowMinimum,
+        E::InvalidAmount(_) | E::ForeignVoucher(_) => S::Malformed,
+        E::Chain(_) | E::Store(_) | E::Encode(_) => S::Internal,
     }
 }
 
@@ -270,12 +256,18 @@ pub fn actor_status(error: &ActorError) -> VoucherStatus {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use paych_core::store::StoreError;
     use paych_core::types::Address;
+
+    /// An internal failure of intake: the store failed.
+    fn store_failure() -> AddVoucherError {
+        AddVoucherError::Store(StoreError::Backend("disk unavailable".into()))
+    }
 
     #[test]
     fn manager_errors_map_to_wire_statuses() {
         use VoucherStatus as S;
-        let invalid = |e: ActorError| rejection_status(&ManagerError::InvalidVoucher(e));
+        let invalid = |e: ActorError| rejection_status(&AddVoucherError::InvalidVoucher(e));
         assert_eq!(invalid(ActorError::MissingSignature), S::InvalidSignature);
         assert_eq!(invalid(ActorError::InvalidSignature("x".into())), S::InvalidSignature);
         assert_eq!(
@@ -301,18 +293,21 @@ mod tests {
         assert_eq!(invalid(ActorError::MergeIntoOwnLane(1)), S::Malformed);
         assert_eq!(invalid(ActorError::UnresolvableChannel(Address::new_id(1))), S::UnknownChannel);
         assert_eq!(
-            rejection_status(&ManagerError::UnknownChannel("t2x".into())),
+            rejection_status(&AddVoucherError::UnknownChannel("t2x".into())),
             S::UnknownChannel
         );
         assert_eq!(
-            rejection_status(&ManagerError::BelowMinDelta { delta: atto(1), min_delta: atto(2) }),
+            rejection_status(&AddVoucherError::BelowMinDelta {
+                delta: atto(1),
+                min_delta: atto(2)
+            }),
             S::BelowMinimum
         );
         assert_eq!(
-            rejection_status(&ManagerError::ConflictingVoucher { lane: 0, nonce: 1 }),
+            rejection_status(&AddVoucherError::ConflictingVoucher { lane: 0, nonce: 1 }),
             S::StaleNonce
         );
-        assert_eq!(rejection_status(&ManagerError::ShuttingDown), S::Internal);
+        assert_eq!(rejection_status(&store_failure()), S::Internal);
     }
 
     #[test]
@@ -322,7 +317,7 @@ mod tests {
         let covered =
             voucher_response(Ok(AddOutcome::Covered { lane_amount: atto(15) }), &atto(10));
         assert_eq!(covered, VoucherResponse::covered(atto(15)));
-        let refused = voucher_response(Err(ManagerError::ShuttingDown), &atto(10));
+        let refused = voucher_response(Err(store_failure()), &atto(10));
         assert_eq!(refused.status(), Some(VoucherStatus::Internal));
         assert!(refused.delta.is_zero() && refused.message.is_some());
     }

@@ -10,7 +10,7 @@ use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, Respon
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionDenied, ConnectionId, DialError, ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
-use paych_core::reconcile::ReconcileStatus;
+use paych_core::combine::ReconcileStatus;
 use paych_core::types::TokenAmount;
 use paych_protocol::{
     Behaviour, Codec, Event, Exchange, LimitKind, ReconcileRequest, ReconcileResponse,

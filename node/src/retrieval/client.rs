@@ -160,7 +160,7 @@ pub async fn retrieve(
         .manager()
         .status(&channel)
         .await
-        .map_err(|e| RetrieveError::Pay { index: 0, source: PayError::Manager(e) })?;
+        .map_err(|e| RetrieveError::Pay { index: 0, source: PayError::Manager(e.into()) })?;
     if manifest.payee != status.to {
         return Err(RetrieveError::BadManifest(format!(
             "it pays {} but the channel pays {}",

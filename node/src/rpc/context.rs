@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use paych_core::jsonrpc::{error_code, RpcError};
 use paych_core::lotus_json::LotusJson;
-use paych_core::manager::{ManagerError, PaymentChannelManager};
+use paych_core::manager::PaymentChannelManager;
 use paych_core::types::{format_address, Address, Network};
 use paych_core::wallet::KeyStore;
 
@@ -72,7 +72,7 @@ pub(crate) fn internal_error(e: impl std::fmt::Display) -> RpcError {
 }
 
 /// The JSON-RPC error of a manager's error: every manager error maps here.
-pub(crate) fn manager_error(e: ManagerError) -> RpcError {
+pub(crate) fn manager_error(e: impl std::fmt::Display) -> RpcError {
     method_error(e)
 }
 

@@ -167,7 +167,7 @@ pub fn accept_signed_by(payer: Address) -> VoucherAnswer {
 /// A payer that refuses every reconciliation.
 pub fn refuse_reconcile() -> ReconcileAnswer {
     Box::new(|_, _| {
-        ReconcileResponse::refused(paych_core::reconcile::ReconcileStatus::Internal, "not here")
+        ReconcileResponse::refused(paych_core::combine::ReconcileStatus::Internal, "not here")
     })
 }
 

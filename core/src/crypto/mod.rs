@@ -10,12 +10,18 @@
 //! recovery id's low bit flipped — the same signature in its other form — and recovery ids 0
 //! to 3 are recovered. So a payee neither refuses a voucher the chain would redeem nor
 //! accepts one it would refuse, whichever of the two forms the payer sent.
+//!
+//! The hashes live in [`hash`], which depends on nothing else in the crate, so that the
+//! types (whose CIDs are blake2b hashes) can use them while signing here uses the types.
+
+pub mod hash;
 
 use fvm_shared::address::{Address, Protocol};
 use fvm_shared::crypto::signature::{Signature, SignatureType, SECP_SIG_LEN};
 use secp256k1::ecdsa::{self, RecoverableSignature, RecoveryId};
 use secp256k1::{Message as Digest, SECP256K1};
 
+pub use hash::{blake2b_160, blake2b_256};
 pub use secp256k1::{PublicKey, SecretKey};
 
 use crate::types::{EncodeError, Message, SignedMessage};
@@ -55,22 +61,6 @@ pub enum CryptoError {
     /// The thing to sign could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
-}
-
-/// blake2b with a 32-byte digest.
-pub fn blake2b_256(data: &[u8]) -> [u8; 32] {
-    let hash = blake2b_simd::Params::new().hash_length(32).hash(data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(hash.as_bytes());
-    out
-}
-
-/// blake2b with a 20-byte digest (the payload of f1 and f2 addresses).
-pub fn blake2b_160(data: &[u8]) -> [u8; 20] {
-    let hash = blake2b_simd::Params::new().hash_length(20).hash(data);
-    let mut out = [0u8; 20];
-    out.copy_from_slice(hash.as_bytes());
-    out
 }
 
 /// Parses a 32-byte secp256k1 private key.

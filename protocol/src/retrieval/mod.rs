@@ -34,17 +34,15 @@ use ipld_core::ipld::Ipld;
 use paych_core::types::{Address, TokenAmount};
 use serde::Serializer;
 
+pub(crate) mod rules;
+
+pub use rules::{RetrievalViolation, HASH_BYTES, MAX_CHUNKS, MAX_CHUNK_BYTES};
+
 use crate::messages::{
-    check_message, field, opt_bytes, truncate_message, wire_message, DecodeError, EncodeError,
-    FromWire, RuleViolation, MAX_FLOW_BYTES,
+    check_message, field, opt_bytes, truncate_message, wire_message, wire_tuple, DecodeError,
+    EncodeError, FromWire, RuleViolation, MAX_FLOW_BYTES,
 };
 
-/// The largest chunk a manifest may declare, in bytes.
-pub const MAX_CHUNK_BYTES: u64 = 1024 * 1024;
-/// The most chunks one blob may have.
-pub const MAX_CHUNKS: usize = 16_384;
-/// The length of a BLAKE2b-256 hash.
-pub const HASH_BYTES: usize = 32;
 /// The most bytes a retrieval request may take on the wire.
 pub const RETRIEVAL_REQUEST_MAX_BYTES: usize = 512;
 /// The most bytes a retrieval response may take on the wire: the largest chunk or the
@@ -60,10 +58,7 @@ pub type Hash = [u8; HASH_BYTES];
 
 /// The BLAKE2b-256 hash of `bytes`.
 pub fn hash(bytes: &[u8]) -> Hash {
-    let digest = blake2b_simd::Params::new().hash_length(HASH_BYTES).hash(bytes);
-    let mut out = [0u8; HASH_BYTES];
-    out.copy_from_slice(digest.as_bytes());
-    out
+    paych_core::crypto::hash::blake2b(bytes)
 }
 
 /// The root of a blob: the BLAKE2b-256 hash of its chunk hashes, concatenated in order.
@@ -75,50 +70,6 @@ pub fn root_of(hashes: &[Hash]) -> Hash {
     let mut out = [0u8; HASH_BYTES];
     out.copy_from_slice(state.finalize().as_bytes());
     out
-}
-
-/// A rule of `/paych/retrieval/1.0.0` that a message breaks.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RetrievalViolation {
-    /// A hash or root is not 32 bytes long.
-    #[error("{what} is {len} bytes; a BLAKE2b-256 hash is {HASH_BYTES}")]
-    HashLength {
-        /// The field.
-        what: &'static str,
-        /// Its length.
-        len: usize,
-    },
-    /// The chunk size is zero or above [`MAX_CHUNK_BYTES`].
-    #[error("chunk size {0} outside 1..={MAX_CHUNK_BYTES}")]
-    ChunkSize(u64),
-    /// The manifest lists more than [`MAX_CHUNKS`] chunks.
-    #[error("{0} chunks exceed the limit of {MAX_CHUNKS}")]
-    TooManyChunks(usize),
-    /// The manifest's chunk count does not match its size and chunk size.
-    #[error("a blob of {size} bytes in chunks of {chunk_size} has {expected} chunks, not {found}")]
-    ChunkCount {
-        /// The blob's size.
-        size: u64,
-        /// The chunk size.
-        chunk_size: u64,
-        /// Chunks the size implies.
-        expected: u64,
-        /// Hashes listed.
-        found: usize,
-    },
-    /// The manifest's root is not the root of its hashes.
-    #[error("the manifest's root is not the hash of its chunk hashes")]
-    RootMismatch,
-    /// A chunk is larger than [`MAX_CHUNK_BYTES`].
-    #[error("chunk of {0} bytes exceeds the {MAX_CHUNK_BYTES}-byte limit")]
-    ChunkTooLarge(usize),
-    /// The response's body does not match its status: status 0 carries exactly one of a
-    /// manifest or a chunk, any other status neither.
-    #[error("retrieval response with status {0} carries the wrong body")]
-    BodyMismatch(u8),
-    /// The price per chunk is negative.
-    #[error("the price per chunk is negative")]
-    NegativePrice,
 }
 
 impl From<RetrievalViolation> for DecodeError {
@@ -392,39 +343,21 @@ impl RetrievalResponse {
 wire_message!(RetrievalRequest, "retrieval request");
 wire_message!(RetrievalResponse, "retrieval response");
 
-impl FromWire for RetrievalRequest {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "retrieval_request", 4)?;
-        let request = RetrievalRequest {
-            root: field::bytes(&f[0], "retrieval_request.root")?.to_vec(),
-            index: field::optional(&f[1])
-                .map(|i| field::u64(i, "retrieval_request.index"))
-                .transpose()?,
-            channel: field::optional(&f[2])
-                .map(|a| field::address(a, "retrieval_request.channel"))
-                .transpose()?,
-            flow: field::bytes(&f[3], "retrieval_request.flow")?.to_vec(),
-        };
-        request.check()?;
-        Ok(request)
-    }
-}
+wire_tuple!(RetrievalRequest as "retrieval_request" {
+    root: |item, what| field::bytes(item, what).map(<[u8]>::to_vec),
+    index: |item, what| field::optional(item).map(|i| field::u64(i, what)).transpose(),
+    channel: |item, what| field::optional(item).map(|a| field::address(a, what)).transpose(),
+    flow: |item, what| field::bytes(item, what).map(<[u8]>::to_vec),
+});
 
-impl FromWire for RetrievalResponse {
-    fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {
-        let f = field::tuple(ipld, "retrieval_response", 4)?;
-        let response = RetrievalResponse {
-            status: field::u8(&f[0], "retrieval_response.status")?,
-            manifest: field::optional(&f[1]).map(Manifest::from_wire).transpose()?,
-            data: field::optional(&f[2])
-                .map(|d| field::bytes(d, "retrieval_response.data").map(<[u8]>::to_vec))
-                .transpose()?,
-            message: field::optional_text(&f[3], "retrieval_response.message")?,
-        };
-        response.check()?;
-        Ok(response)
-    }
-}
+wire_tuple!(RetrievalResponse as "retrieval_response" {
+    status: field::u8,
+    manifest: |item, _| field::optional(item).map(Manifest::from_wire).transpose(),
+    data: |item, what| {
+        field::optional(item).map(|d| field::bytes(d, what).map(<[u8]>::to_vec)).transpose()
+    },
+    message: field::optional_text,
+});
 
 impl FromWire for Manifest {
     fn from_wire(ipld: &Ipld) -> Result<Self, DecodeError> {

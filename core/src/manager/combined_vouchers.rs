@@ -3,18 +3,18 @@
 //! (closing the lanes it touches), and every answer, first or repeated, leaves only once
 //! durable; the payee prepares a request and accepts the answer only when it is exactly its
 //! plan, superseding what it folds only once the combined voucher is durable. The decisions
-//! themselves are [`crate::reconcile`]'s pure functions.
+//! themselves are [`crate::combine`]'s pure functions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ChannelCache, LaneTip, ManagerError, PaymentChannelManager, Result};
-use crate::reconcile::{
+use super::{ChannelCache, CombineError, LaneTip, PartiesError, PaymentChannelManager};
+use crate::combine::{
     check_combined, check_requester, choose_vouchers, plan_combined, price_request, PayerView,
     ReconcilePolicy, ReconcileStatus, Refusal,
 };
 use crate::store::{
-    ChannelRecord, Direction, Lifecycle, PeerRecord, ReconcileRecord, VoucherOrigin, VoucherRecord,
-    Write,
+    ChannelRecord, Direction, Lifecycle, PeerRecord, ReconcileRecord, StoreError, VoucherOrigin,
+    VoucherRecord, Write,
 };
 use crate::types::{Address, Protocol, SignedVoucher, TokenAmount};
 
@@ -172,7 +172,7 @@ impl PaymentChannelManager {
 
     /// The key address of an outbound channel's payee: its `to`, resolved on chain when it
     /// is not a key address itself.
-    async fn payee_key(&self, record: &ChannelRecord) -> Result<Address> {
+    async fn payee_key(&self, record: &ChannelRecord) -> Result<Address, CombineError> {
         match record.to.protocol() {
             Protocol::Secp256k1 | Protocol::BLS => Ok(record.to),
             _ => Ok(self.inner.chain.account_key(&record.to).await?),
@@ -188,17 +188,17 @@ impl PaymentChannelManager {
         &self,
         channel: &Address,
         fee_per_message: &TokenAmount,
-    ) -> Result<ReconcileDraft> {
+    ) -> Result<ReconcileDraft, CombineError> {
         let record = self.record_by_address(channel)?;
         self.expect_direction(&record, Direction::Inbound)?;
         if record.lifecycle != Lifecycle::Open {
-            return Err(ManagerError::ChannelNotOpen {
+            return Err(CombineError::ChannelNotOpen {
                 channel: self.describe(&record),
                 lifecycle: record.lifecycle,
             });
         }
         let addr =
-            record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(&record)))?;
+            record.channel.ok_or_else(|| CombineError::UnknownChannel(self.describe(&record)))?;
         let held = self.inner.store.vouchers(record.id)?;
         // A voucher folded into a combined voucher held here is not offered again, even if
         // marking it superseded did not reach the disk.
@@ -215,9 +215,9 @@ impl PaymentChannelManager {
         }
         let on_chain = self.inner.chain.channel(&addr).await?;
         let mut vouchers = choose_vouchers(&best, &on_chain.state.lanes);
-        vouchers.truncate(crate::reconcile::MAX_RECONCILE_VOUCHERS);
+        vouchers.truncate(crate::combine::MAX_RECONCILE_VOUCHERS);
         if vouchers.len() < 2 {
-            return Err(ManagerError::NothingToReconcile(format!(
+            return Err(CombineError::NothingToReconcile(format!(
                 "{} holds {} voucher(s) on lanes redeemed on chain that add to them; \
                  reconciling needs at least two",
                 self.fmt(&addr),
@@ -244,19 +244,15 @@ impl PaymentChannelManager {
         requested: &[SignedVoucher],
         req_val: &TokenAmount,
         combined: &SignedVoucher,
-    ) -> Result<()> {
-        let record = self.record_by_address(channel)?;
-        self.expect_direction(&record, Direction::Inbound)?;
-        let lock = self.channel_lock(record.id);
-        let mut cache = lock.lock().await;
-        let record = self.record(record.id)?;
+    ) -> Result<(), CombineError> {
+        let (mut cache, record) = self.locked(channel, Direction::Inbound).await?;
         self.load_cache(record.id, &mut cache)?;
         let held = self.held_nonces(&record, requested, combined).await?;
         check_combined(requested, req_val, &held, combined)
-            .map_err(|e| ManagerError::CombinedRejected(e.to_string()))?;
+            .map_err(|e| CombineError::CombinedRejected(e.to_string()))?;
         if let Some(stored) = self.inner.store.voucher(record.id, combined.lane, combined.nonce)? {
             if &stored.voucher != combined {
-                return Err(ManagerError::ConflictingVoucher {
+                return Err(CombineError::ConflictingVoucher {
                     lane: combined.lane,
                     nonce: combined.nonce,
                 });
@@ -288,7 +284,7 @@ impl PaymentChannelManager {
         record: &ChannelRecord,
         requested: &[SignedVoucher],
         combined: &SignedVoucher,
-    ) -> Result<BTreeMap<u64, u64>> {
+    ) -> Result<BTreeMap<u64, u64>, CombineError> {
         let lanes: BTreeSet<u64> = requested
             .iter()
             .map(|v| v.lane)
@@ -296,7 +292,7 @@ impl PaymentChannelManager {
             .chain(combined.merges.iter().map(|m| m.lane))
             .collect();
         let addr =
-            record.channel.ok_or_else(|| ManagerError::UnknownChannel(self.describe(record)))?;
+            record.channel.ok_or_else(|| CombineError::UnknownChannel(self.describe(record)))?;
         let on_chain = self.inner.chain.channel(&addr).await?;
         let mut held: BTreeMap<u64, u64> = lanes
             .iter()
@@ -320,7 +316,7 @@ impl PaymentChannelManager {
         &self,
         record: &ChannelRecord,
         combined: &SignedVoucher,
-    ) -> Result<()> {
+    ) -> Result<(), CombineError> {
         let lock = self.channel_lock(record.id);
         let cache = lock.lock().await;
         let writes = self.superseded_by_combined(record, combined)?;
@@ -339,7 +335,7 @@ impl PaymentChannelManager {
         &self,
         record: &ChannelRecord,
         combined: &SignedVoucher,
-    ) -> Result<Vec<Write>> {
+    ) -> Result<Vec<Write>, CombineError> {
         Ok(self
             .inner
             .store
@@ -353,7 +349,7 @@ impl PaymentChannelManager {
                 (below_own || below_merge) && !r.superseded && !r.submitted
             })
             .map(|mut r| {
-                r.superseded = true;
+                r.mark_superseded();
                 Write::Voucher(r)
             })
             .collect())
@@ -362,7 +358,7 @@ impl PaymentChannelManager {
     /// Keeps a peer record for its address when its sequence number is above the one held;
     /// answers whether it was stored. The record must have been verified by the caller.
     #[tracing::instrument(name = "paych_record_peer", level = "debug", skip_all)]
-    pub async fn record_peer(&self, peer: PeerRecord) -> Result<bool> {
+    pub async fn record_peer(&self, peer: PeerRecord) -> Result<bool, StoreError> {
         let _turn = self.inner.learning.lock().await;
         if let Some(held) = self.inner.store.peer(&peer.address)? {
             if held.sequence >= peer.sequence {
@@ -374,21 +370,24 @@ impl PaymentChannelManager {
     }
 
     /// The peer record held for a key address.
-    pub fn peer_record(&self, address: &Address) -> Result<Option<PeerRecord>> {
-        Ok(self.inner.store.peer(address)?)
+    pub fn peer_record(&self, address: &Address) -> Result<Option<PeerRecord>, StoreError> {
+        self.inner.store.peer(address)
     }
 
     /// The key addresses of a channel's payer and payee (`from`, `to`): from the store when
     /// the channel is known, else from the chain.
     #[tracing::instrument(name = "paych_channel_parties", level = "debug", skip_all)]
-    pub async fn channel_parties(&self, channel: &Address) -> Result<(Address, Address)> {
+    pub async fn channel_parties(
+        &self,
+        channel: &Address,
+    ) -> Result<(Address, Address), PartiesError> {
         if let Some(record) = self.inner.store.channel_by_address(channel)? {
             return Ok((record.from, record.to));
         }
         let on_chain = match self.inner.chain.channel(channel).await {
             Ok(c) => c,
             Err(crate::chain::ChainError::NotFound(_)) => {
-                return Err(ManagerError::UnknownChannel(self.fmt(channel)))
+                return Err(PartiesError::UnknownChannel(self.fmt(channel)))
             }
             Err(e) => return Err(e.into()),
         };

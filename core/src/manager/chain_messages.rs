@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cid::Cid;
 
-use super::{mark_submitted, ManagerError, PaymentChannelManager, Result};
+use super::{mark_submitted, ChainMessageError, PaymentChannelManager, WaitError};
 use crate::chain::{prepare_message, ActorKind, ChainError, MessageLookup};
 use crate::store::{ChannelRecord, Lifecycle, MessagePurpose, MessageRecord, MessageState, Write};
 use crate::types::{
@@ -40,14 +40,14 @@ impl PaymentChannelManager {
         mut record: ChannelRecord,
         amount: TokenAmount,
         reserve: TokenAmount,
-    ) -> Result<Cid> {
+    ) -> Result<Cid, ChainMessageError> {
         let code = self.inner.chain.actor_code(ActorKind::PaymentChannel).await?;
         let ctor =
             fvm_ipld_encoding::to_vec(&ConstructorParams { from: record.from, to: record.to })
-                .map_err(|e| ManagerError::Encode(e.into()))?;
+                .map_err(|e| ChainMessageError::Encode(e.into()))?;
         let params =
             fvm_ipld_encoding::to_vec(&ExecParams { code_cid: code, constructor_params: ctor })
-                .map_err(|e| ManagerError::Encode(e.into()))?;
+                .map_err(|e| ChainMessageError::Encode(e.into()))?;
         let message = Message::new(
             record.from,
             Address::new_id(INIT_ACTOR_ID),
@@ -70,10 +70,10 @@ impl PaymentChannelManager {
         mut record: ChannelRecord,
         amount: TokenAmount,
         reserve: TokenAmount,
-    ) -> Result<Cid> {
+    ) -> Result<Cid, ChainMessageError> {
         let channel = record
             .channel
-            .ok_or_else(|| ManagerError::UnknownChannel(format!("#{}", record.id)))?;
+            .ok_or_else(|| ChainMessageError::UnknownChannel(format!("#{}", record.id)))?;
         let amount = amount + std::mem::take(&mut record.queued);
         let reserve = reserve + std::mem::take(&mut record.queued_reserve);
         let message =
@@ -93,10 +93,10 @@ impl PaymentChannelManager {
         &self,
         record: &ChannelRecord,
         purpose: MessagePurpose,
-    ) -> Result<Cid> {
+    ) -> Result<Cid, ChainMessageError> {
         let channel = record
             .channel
-            .ok_or_else(|| ManagerError::UnknownChannel(format!("#{}", record.id)))?;
+            .ok_or_else(|| ChainMessageError::UnknownChannel(format!("#{}", record.id)))?;
         let method = match &purpose {
             MessagePurpose::Settle { .. } => paych_method::SETTLE,
             MessagePurpose::Collect { .. } => paych_method::COLLECT,
@@ -109,11 +109,13 @@ impl PaymentChannelManager {
         let mut record = record.clone();
         self.send(message, purpose, move |_| {
             // A channel being settled takes no new payments: the next `get` makes a new one.
-            if settling {
-                record.lifecycle = Lifecycle::Settling;
-                vec![Write::Channel(record)]
-            } else {
-                Vec::new()
+            match settling.then(|| record.begin_settling()) {
+                Some(Ok(())) => vec![Write::Channel(record)],
+                Some(Err(e)) => {
+                    tracing::warn!(channel = record.id, error = %e, "settle sent on a channel not open");
+                    Vec::new()
+                }
+                None => Vec::new(),
             }
         })
         .await
@@ -124,12 +126,12 @@ impl PaymentChannelManager {
         &self,
         record: &ChannelRecord,
         params: &UpdateChannelStateParams,
-    ) -> Result<Cid> {
+    ) -> Result<Cid, ChainMessageError> {
         let channel = record
             .channel
-            .ok_or_else(|| ManagerError::UnknownChannel(format!("#{}", record.id)))?;
+            .ok_or_else(|| ChainMessageError::UnknownChannel(format!("#{}", record.id)))?;
         let bytes =
-            fvm_ipld_encoding::to_vec(params).map_err(|e| ManagerError::Encode(e.into()))?;
+            fvm_ipld_encoding::to_vec(params).map_err(|e| ChainMessageError::Encode(e.into()))?;
         let message = Message::new(
             record.control,
             channel,
@@ -159,9 +161,9 @@ impl PaymentChannelManager {
         message: Message,
         purpose: MessagePurpose,
         with: impl FnOnce(Cid) -> Vec<Write>,
-    ) -> Result<Cid> {
+    ) -> Result<Cid, ChainMessageError> {
         if self.is_shutting_down() {
-            return Err(ManagerError::ShuttingDown);
+            return Err(ChainMessageError::ShuttingDown);
         }
         let sender = self.sender_lock(message.from);
         let turn = sender.lock().await;
@@ -184,14 +186,14 @@ impl PaymentChannelManager {
         drop(turn);
         match pushed {
             Ok(_) => {
-                self.set_state(&cid, MessageState::Pushed)?;
+                self.pushed(&cid)?;
                 tracing::info!(parent: &span, "pushed");
                 self.track(cid);
                 Ok(cid)
             }
             Err(ChainError::Rejected { message, .. }) => {
                 self.refused(&cid, message.clone()).await?;
-                Err(ManagerError::MessageRefused { cid, reason: message })
+                Err(ChainMessageError::MessageRefused { cid, reason: message })
             }
             Err(other) => {
                 // Not known to be refused: keep it recorded; recovery pushes it again.
@@ -202,10 +204,10 @@ impl PaymentChannelManager {
         }
     }
 
-    fn set_state(&self, cid: &Cid, state: MessageState) -> Result<()> {
+    /// Records that the message pool took the message.
+    fn pushed(&self, cid: &Cid) -> Result<(), ChainMessageError> {
         if let Some(mut record) = self.inner.store.message(cid)? {
-            if matches!(record.state, MessageState::Recorded | MessageState::Pushed) {
-                record.state = state;
+            if record.mark_pushed().is_ok() {
                 self.inner.store.apply(vec![Write::Message(record)])?;
                 // Reservations queued behind an earlier message wait for this one to be
                 // known pushed.
@@ -263,42 +265,47 @@ impl PaymentChannelManager {
         });
     }
 
-    async fn repush(&self, cid: &Cid) -> Result<()> {
+    async fn repush(&self, cid: &Cid) -> Result<(), ChainMessageError> {
         let Some(record) = self.inner.store.message(cid)? else { return Ok(()) };
-        if !matches!(record.state, MessageState::Recorded | MessageState::Pushed) {
+        if !record.is_open() {
             return Ok(());
         }
         if self.inner.chain.search(cid).await?.is_some() {
             return Ok(());
         }
         match self.inner.chain.push(&record.signed).await {
-            Ok(_) => self.set_state(cid, MessageState::Pushed),
+            Ok(_) => self.pushed(cid),
             Err(ChainError::Rejected { message, .. }) => self.refused(cid, message).await,
             Err(e) => Err(e.into()),
         }
     }
 
     /// A message the pool refused: it will never land; undo what it carried.
-    async fn refused(&self, cid: &Cid, reason: String) -> Result<()> {
+    async fn refused(&self, cid: &Cid, reason: String) -> Result<(), ChainMessageError> {
         let Some(mut record) = self.inner.store.message(cid)? else { return Ok(()) };
-        record.state = MessageState::Refused { reason: reason.clone() };
+        if let Err(e) = record.mark_refused(reason.clone()) {
+            tracing::debug!(%cid, error = %e, "refusal of a message already resolved");
+            return Ok(());
+        }
         let mut batch = self.undo(&record, &reason)?;
         batch.push(Write::Message(record));
-        self.commit(batch).await
+        Ok(self.commit(batch).await?)
     }
 
     /// The channel writes that undo a message that failed or was refused.
-    fn undo(&self, message: &MessageRecord, reason: &str) -> Result<Vec<Write>> {
+    fn undo(&self, message: &MessageRecord, reason: &str) -> Result<Vec<Write>, ChainMessageError> {
         let mut batch = Vec::new();
         match &message.purpose {
             MessagePurpose::Create { channel, amount, .. } => {
                 if let Some(mut record) = self.inner.store.channel(*channel)? {
-                    record.lifecycle = Lifecycle::CreateFailed;
+                    if let Err(e) = record.create_failed(reason) {
+                        tracing::warn!(channel, error = %e, "failed create of a channel not being created");
+                        return Ok(batch);
+                    }
                     record.pending -= amount;
                     record.pending_message = None;
                     record.queued = TokenAmount::default();
                     record.queued_reserve = TokenAmount::default();
-                    record.create_error = Some(reason.to_owned());
                     batch.push(Write::Channel(record));
                 }
             }
@@ -321,8 +328,7 @@ impl PaymentChannelManager {
                 let nonces = if marked.is_empty() { &own[..] } else { &marked[..] };
                 for n in nonces {
                     if let Some(mut v) = self.inner.store.voucher(*channel, *lane, *n)? {
-                        if v.submitted {
-                            v.submitted = false;
+                        if v.unmark_submitted() {
                             batch.push(Write::Voucher(v));
                         }
                     }
@@ -330,8 +336,7 @@ impl PaymentChannelManager {
             }
             MessagePurpose::Settle { channel } => {
                 if let Some(mut record) = self.inner.store.channel(*channel)? {
-                    if record.lifecycle == Lifecycle::Settling && record.settling_at == 0 {
-                        record.lifecycle = Lifecycle::Open;
+                    if record.settle_undone() {
                         batch.push(Write::Channel(record));
                     }
                 }
@@ -343,18 +348,18 @@ impl PaymentChannelManager {
 
     /// Records a landed message and applies its effects, atomically and durably; then
     /// sends the channel's queued funds, if any.
-    pub(super) async fn landed(&self, cid: &Cid, lookup: MessageLookup) -> Result<()> {
+    pub(super) async fn landed(
+        &self,
+        cid: &Cid,
+        lookup: MessageLookup,
+    ) -> Result<(), ChainMessageError> {
         let Some(mut message) = self.inner.store.message(cid)? else { return Ok(()) };
-        if !matches!(message.state, MessageState::Recorded | MessageState::Pushed) {
+        let exit_code = lookup.receipt.exit_code.value();
+        if message.mark_landed(exit_code, lookup.epoch, lookup.receipt.return_data.clone()).is_err()
+        {
             return Ok(());
         }
-        let exit_code = lookup.receipt.exit_code.value();
         tracing::info!(%cid, exit_code, epoch = lookup.epoch, "chain message landed");
-        message.state = MessageState::Landed {
-            exit_code,
-            epoch: lookup.epoch,
-            return_data: lookup.receipt.return_data.clone(),
-        };
         let channel_id = message.purpose.channel();
         let lock = self.channel_lock(channel_id);
         let _guard = lock.lock().await;
@@ -370,17 +375,22 @@ impl PaymentChannelManager {
     }
 
     /// The channel writes of a message that succeeded.
-    async fn effects(&self, message: &MessageRecord, lookup: &MessageLookup) -> Result<Vec<Write>> {
+    async fn effects(
+        &self,
+        message: &MessageRecord,
+        lookup: &MessageLookup,
+    ) -> Result<Vec<Write>, ChainMessageError> {
         let mut batch = Vec::new();
         match &message.purpose {
             MessagePurpose::Create { channel, amount, reserve } => {
                 let ret: ExecReturn = decode::decode(&lookup.receipt.return_data).map_err(|e| {
-                    ManagerError::Chain(ChainError::Transport(format!("bad Exec return: {e}")))
+                    ChainMessageError::Chain(ChainError::Transport(format!("bad Exec return: {e}")))
                 })?;
                 if let Some(mut record) = self.inner.store.channel(*channel)? {
-                    record.channel = Some(ret.robust_address);
-                    record.id_address = Some(ret.id_address);
-                    record.lifecycle = Lifecycle::Open;
+                    if let Err(e) = record.created(ret.robust_address, ret.id_address) {
+                        tracing::warn!(channel, error = %e, "create landed for a channel not being created");
+                        return Ok(batch);
+                    }
                     record.confirmed += amount;
                     record.pending -= amount;
                     record.reserved += reserve;
@@ -406,14 +416,18 @@ impl PaymentChannelManager {
                         record.settling_at =
                             self.inner.chain.channel(&addr).await?.state.settling_at;
                     }
-                    record.lifecycle = Lifecycle::Settling;
-                    batch.push(Write::Channel(record));
+                    match record.begin_settling() {
+                        Ok(()) => batch.push(Write::Channel(record)),
+                        Err(e) => tracing::warn!(channel, error = %e, "settle landed"),
+                    }
                 }
             }
             MessagePurpose::Collect { channel } => {
                 if let Some(mut record) = self.inner.store.channel(*channel)? {
-                    record.lifecycle = Lifecycle::Collected;
-                    batch.push(Write::Channel(record));
+                    match record.mark_collected() {
+                        Ok(()) => batch.push(Write::Channel(record)),
+                        Err(e) => tracing::warn!(channel, error = %e, "collect landed"),
+                    }
                 }
             }
         }
@@ -421,7 +435,7 @@ impl PaymentChannelManager {
     }
 
     /// Sends the funds queued on a channel while a message was in flight, as one message.
-    async fn send_queued(&self, id: u64) -> Result<()> {
+    async fn send_queued(&self, id: u64) -> Result<(), ChainMessageError> {
         let lock = self.channel_lock(id);
         let _guard = lock.lock().await;
         let Some(record) = self.inner.store.channel(id)? else { return Ok(()) };
@@ -437,27 +451,28 @@ impl PaymentChannelManager {
 
     /// Waits until a recorded message has landed or been refused.
     #[tracing::instrument(name = "paych_wait_message", level = "debug", skip_all)]
-    pub async fn wait_message(&self, cid: &Cid) -> Result<MessageOutcome> {
+    pub async fn wait_message(&self, cid: &Cid) -> Result<MessageOutcome, WaitError> {
         let mut changed = self.inner.changed.subscribe();
         loop {
-            let record = self.inner.store.message(cid)?.ok_or_else(|| {
-                ManagerError::Chain(ChainError::NotFound(format!("message {cid}")))
-            })?;
+            let record =
+                self.inner.store.message(cid)?.ok_or_else(|| {
+                    WaitError::Chain(ChainError::NotFound(format!("message {cid}")))
+                })?;
             if let Some(outcome) = record.state.outcome() {
                 return Ok(outcome);
             }
             if self.is_shutting_down() {
-                return Err(ManagerError::ShuttingDown);
+                return Err(WaitError::ShuttingDown);
             }
             if changed.changed().await.is_err() {
-                return Err(ManagerError::ShuttingDown);
+                return Err(WaitError::ShuttingDown);
             }
         }
     }
 
     /// Finds every recorded message again: pushes those never pushed (unchanged), and
     /// tracks every one that has not landed.
-    pub(super) async fn recover(&self) -> Result<()> {
+    pub(super) async fn recover(&self) -> Result<(), ChainMessageError> {
         for record in self.inner.store.messages()? {
             match record.state {
                 MessageState::Recorded => {
@@ -468,7 +483,7 @@ impl PaymentChannelManager {
                             continue;
                         }
                         None => match self.inner.chain.push(&record.signed).await {
-                            Ok(_) => self.set_state(&record.cid, MessageState::Pushed)?,
+                            Ok(_) => self.pushed(&record.cid)?,
                             Err(ChainError::Rejected { message, .. }) => {
                                 self.refused(&record.cid, message).await?;
                                 continue;
