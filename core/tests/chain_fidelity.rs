@@ -3,11 +3,6 @@
 //! the in-process devnet and, where a payee is involved, a real manager on it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod harness;
-
-use common::{high_s_twin, with_high_s};
-use harness::{atto, within, Net, Node, DEADLINE};
 use paych_core::chain::{ActorKind, Chain, Receipt};
 use paych_core::crypto;
 use paych_core::manager::{AddOutcome, ManagerError, VoucherSpec};
@@ -18,6 +13,10 @@ use paych_core::types::{
     INIT_ACTOR_ID, INIT_EXEC_METHOD, METHOD_SEND,
 };
 use paych_core::wallet::Wallet;
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::{within, DEADLINE};
+use paych_testkit::devnet::{Net, Node};
+use paych_testkit::keys::{high_s_twin, with_high_s};
 
 /// A payer and a payee on a devnet that mines by itself, with a channel of 1000 attoFIL
 /// between them and a lane for the payer's vouchers.
@@ -125,8 +124,8 @@ async fn devnet_accepts_a_message_with_a_high_s_signature() {
     let net = Net::manual();
     let key = crypto::secret_key(&[7; 32]).unwrap();
     let from = crypto::secp_address(&crypto::public_key(&key));
-    harness::fund(&net.devnet, true, &from, TokenAmount::from_whole(1)).await;
-    let to = harness::stranger_address();
+    paych_testkit::devnet::fund(&net.devnet, true, &from, TokenAmount::from_whole(1)).await;
+    let to = paych_testkit::keys::stranger_address();
     let message = Message::new(from, to, 0, atto(5), METHOD_SEND, Vec::new());
     let message = net.devnet.estimate_gas(message).await.unwrap();
     let signed = crypto::sign_message(&key, message).unwrap();
@@ -167,7 +166,7 @@ async fn an_extra_callee_user_exit_code_is_passed_through_at_the_payee_and_on_ch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extra_send_to_a_key_address_without_an_actor_creates_its_account_and_redeems() {
     let (net, payer, payee, ch, lane) = payer_and_payee().await;
-    let newcomer = harness::stranger_address();
+    let newcomer = paych_testkit::keys::stranger_address();
     let extra = ModVerifyParams { actor: newcomer, method: METHOD_SEND, data: Vec::new() };
     let voucher = voucher_with_extra(&payer, &ch, lane, 100, extra).await;
     assert_passes_the_actor_but_not_the_policy(&payee, &ch, &voucher).await;

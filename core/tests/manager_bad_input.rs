@@ -3,16 +3,17 @@
 //! checks that no chain message was sent.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::future::Future;
 
-use harness::{atto, sign_as_stranger, stranger_address, Net, Node, StoreSnapshot};
 use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
 use paych_core::manager::ManagerError;
 use paych_core::store::Direction;
 use paych_core::types::{Address, SignedVoucher, TokenAmount, MAX_LANE};
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{Net, Node};
+use paych_testkit::keys::{sign_as_stranger, stranger_address};
+use paych_testkit::store::StoreSnapshot;
 
 /// A payer and a payee with two channels between them (`a` known to both sides, `b` known to
 /// the payer only), and a third node party to nothing.

@@ -5,19 +5,19 @@
 //! on the lanes it closes, and a voucher whose signing fails leaving nothing behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex as StdMutex};
 
-use harness::{atto, fund, open_store_when_free, test_config, within, Net};
 use paych_core::chain::devnet::Devnet;
 use paych_core::crypto;
 use paych_core::manager::{ManagerError, MessageOutcome, PaymentChannelManager, ReconcileDraft};
 use paych_core::reconcile::ReconcilePolicy;
 use paych_core::types::{Address, Network, Signature, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet, WalletError};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::within;
+use paych_testkit::devnet::{fund, open_store_when_free, test_config, Net};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_on_one_channel_give_no_nonce_twice_and_never_overspend() {

@@ -9,8 +9,6 @@
 //! is durable, and no (lane, nonce) is ever issued twice.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -19,13 +17,16 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use harness::{atto, fund, stranger_address, DEADLINE};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::manager::{AddOutcome, ManagerConfig, PaymentChannelManager};
 use paych_core::store::sled::SledStore;
 use paych_core::store::Store;
 use paych_core::types::{Address, Network, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::DEADLINE;
+use paych_testkit::devnet::fund;
+use paych_testkit::keys::stranger_address;
 
 /// Names the child's part: unset in the parent.
 const ROLE: &str = "PAYCH_CRASH_ROLE";

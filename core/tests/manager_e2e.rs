@@ -1,16 +1,15 @@
 //! A payer and a payee on a devnet, end to end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::time::Duration;
 
-use harness::{atto, test_config, Net};
 use paych_core::chain::Chain;
 use paych_core::manager::AddOutcome;
 use paych_core::store::{Lifecycle, MessagePurpose};
 use paych_core::types::TokenAmount;
 use paych_core::types::SETTLE_DELAY;
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{test_config, Net};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_settler_redeems_before_settlement_and_collect_returns_the_rest() {

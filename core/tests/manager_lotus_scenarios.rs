@@ -11,16 +11,18 @@
 //! a zero-amount voucher on a spare lane (it changes no lane total).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::{BTreeMap, HashMap};
 
-use harness::{atto, eventually, sign_as_stranger, test_config, within, Net, Node, StoreSnapshot};
 use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
 use paych_core::manager::{AddOutcome, ManagerConfig, ManagerError, MessageOutcome, TopUpPolicy};
 use paych_core::store::{Lifecycle, MessagePurpose, MessageState};
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::{eventually, within};
+use paych_testkit::devnet::{test_config, Net, Node};
+use paych_testkit::keys::sign_as_stranger;
+use paych_testkit::store::StoreSnapshot;
 
 /// A lane no scenario uses: the payee learns each channel from a zero voucher on it.
 const SPARE_LANE: u64 = 100;

@@ -15,19 +15,19 @@
 //! history runs them explicitly through settles and collects), so a case is reproducible.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use cid::Cid;
-use harness::{atto, test_config, within, Net, Node, DEADLINE};
 use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
 use paych_core::manager::{AddOutcome, ManagerConfig, ManagerError};
 use paych_core::redemption::Unredeemable;
 use paych_core::store::{Direction, Lifecycle, MessageState};
 use paych_core::types::{Address, SignedVoucher, TokenAmount, SETTLE_DELAY};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::{within, DEADLINE};
+use paych_testkit::devnet::{test_config, Net, Node};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tokio::task::JoinHandle;

@@ -6,14 +6,9 @@
 //! place of the ones it folds, superseding them only once the combined voucher is durable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::sync::Arc;
 
 use cid::Cid;
-use harness::{
-    atto, open_store_when_free, stranger_address, test_config, within, Net, Node, StoreSnapshot,
-};
 use paych_core::chain::Chain;
 use paych_core::crypto;
 use paych_core::manager::VoucherSpec;
@@ -25,6 +20,11 @@ use paych_core::store::{
     VoucherRecord,
 };
 use paych_core::types::{Address, Merge, SignedVoucher};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::within;
+use paych_testkit::devnet::{open_store_when_free, test_config, Net, Node};
+use paych_testkit::keys::stranger_address;
+use paych_testkit::store::StoreSnapshot;
 use tokio::sync::watch;
 
 /// `payer` answers `draft` as the request `hash`, from a peer proven to hold `requester`.

@@ -6,7 +6,6 @@
 //! test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
 mod redeemable;
 
 use paych_core::crypto;
@@ -17,11 +16,8 @@ use paych_core::types::{
     SETTLE_DELAY,
 };
 use paych_core::wallet::Wallet;
+use paych_testkit::amounts::atto;
 use redeemable::{carry_out, credit, idle_settler, view_of, World};
-
-fn atto(n: u64) -> TokenAmount {
-    TokenAmount::from_atto(n)
-}
 
 /// Asserts that `outcome` credits the payer nothing.
 fn assert_credits_nothing(outcome: &Result<AddOutcome, ManagerError>, what: &str) {
@@ -153,7 +149,10 @@ async fn payee_credits_nothing_for_vouchers_the_chain_never_pays_it() {
     too_late.time_lock_min = head + 1 + SETTLE_DELAY;
     let cases = [
         (w.signed(for_other), "a voucher for another channel"),
-        (harness::sign_as_stranger(w.voucher(3, 1, 100)), "a voucher signed by a stranger"),
+        (
+            paych_testkit::keys::sign_as_stranger(w.voucher(3, 1, 100)),
+            "a voucher signed by a stranger",
+        ),
         (w.signed(hash_locked), "a voucher locked by a secret the payee does not hold"),
         (w.signed(too_late), "a voucher that cannot land before a settlement"),
         (w.signed(w.voucher(4, 1, 1001)), "a voucher above the channel's balance"),
@@ -181,7 +180,7 @@ async fn payee_accepts_a_valid_voucher_for_the_room_left_after_a_reconciliation(
         payee.voucher_add(&w.ch, &v, atto(0)).await.unwrap();
     }
     let hash = crypto::blake2b_256(b"fold lanes 0 and 1");
-    harness::fold_lanes(payer, payee, &w.ch, &atto(0), &hash).await.unwrap();
+    paych_testkit::channel::fold_lanes(payer, payee, &w.ch, &atto(0), &hash).await.unwrap();
 
     // The channel promised 600 of its 1000: the payer signs 400 more on a new lane.
     let room = payer.voucher_create(&w.ch, atto(400), 2).await.unwrap().voucher.unwrap();
@@ -245,7 +244,8 @@ async fn a_refused_submit_leaves_the_lower_vouchers_of_its_lane_submittable() {
     let refused = w.payee.m().voucher_submit(&w.ch, &high, &[]).await;
     assert!(refused.is_err(), "a payee without funds for gas: {refused:?}");
 
-    harness::fund(&w.net.devnet, true, &w.payee.addr, TokenAmount::from_whole(1)).await;
+    paych_testkit::devnet::fund(&w.net.devnet, true, &w.payee.addr, TokenAmount::from_whole(1))
+        .await;
     let cid = w.payee.m().voucher_submit(&w.ch, &low, &[]).await;
     assert!(cid.is_ok(), "the lower voucher after the refused submit: {cid:?}");
     w.mine(1).await;
@@ -284,7 +284,7 @@ async fn oracle_plans_land_on_the_devnet_and_pay_what_they_promise() {
         w.signed(w.voucher(3, 1, 100)),
         w.signed(w.voucher(3, 3, 150)),
         w.signed(late),
-        harness::sign_as_stranger(w.voucher(7, 1, 500)),
+        paych_testkit::keys::sign_as_stranger(w.voucher(7, 1, 500)),
     ];
     let view = view_of(&w.net.devnet, &w.ch, &held).await;
     let plan = redeemable::redeemable(&view, &held);
@@ -343,7 +343,7 @@ async fn a_channel_the_settler_cannot_serve_does_not_stop_it_serving_the_others(
     let w = World::new(1000).await;
     // A second inbound channel, to a key of the payee's with no funds for gas, learned first.
     let poor = w.payee.wallet.new_key().unwrap();
-    harness::fund(&w.net.devnet, true, &poor, TokenAmount::from_atto(1u8)).await;
+    paych_testkit::devnet::fund(&w.net.devnet, true, &poor, TokenAmount::from_atto(1u8)).await;
     let other = w.payer.open_channel(poor, atto(1000)).await;
     let on_other = w.payer.sign(SignedVoucher::new(other, 0, 1, atto(70)));
     w.payee.m().voucher_add(&other, &on_other, atto(0)).await.unwrap();

@@ -32,7 +32,6 @@
 //! 24); `PAYCH_ADVERSARY_SEED` another seed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
 mod redeemable;
 
 use std::fmt;
@@ -44,6 +43,7 @@ use paych_core::types::{
     paych_method, Address, ChainEpoch, Merge, ModVerifyParams, SignedVoucher, TokenAmount,
     METHOD_SEND, SETTLE_DELAY,
 };
+use paych_testkit::amounts::atto;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -73,10 +73,6 @@ fn config() -> ProptestConfig {
         rng_seed: RngSeed::Fixed(seed),
         ..ProptestConfig::default()
     }
-}
-
-fn atto(n: u64) -> TokenAmount {
-    TokenAmount::from_atto(n)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -425,7 +421,7 @@ impl Hostile {
             }),
         };
         if spec.stranger {
-            harness::sign_as_stranger(v)
+            paych_testkit::keys::sign_as_stranger(v)
         } else {
             self.w.signed(v)
         }
@@ -785,7 +781,7 @@ impl HonestHistory {
         let (w, payer, payee) = (&self.w, self.w.payer.m(), self.w.payee.m());
         let hash = crypto::blake2b_256(&(self.issued.len() as u64).to_be_bytes());
         let Ok((draft, combined)) =
-            harness::fold_lanes(payer, payee, &w.ch, &atto(fee), &hash).await
+            paych_testkit::channel::fold_lanes(payer, payee, &w.ch, &atto(fee), &hash).await
         else {
             return;
         };

@@ -1,17 +1,14 @@
 //! The node's JSON-RPC API over HTTP: permissions, Lotus JSON shapes, a full payment flow
 //! between two nodes' APIs, and bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "../../core/tests/harness/mod.rs"]
-mod harness;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use harness::{Net, Node};
 use paych_core::chain::lotus::json::error_code;
 use paych_core::types::{format_address, Address, Network};
 use paych_node::api::{serve_api, ApiServer, METHODS, METHOD_ERROR};
 use paych_node::auth::{self, Permission};
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{Net, Node};
 use serde_json::{json, Value};
 
 const SECRET: [u8; 32] = [42; 32];
@@ -343,7 +340,7 @@ async fn bad_input_gets_json_rpc_errors_and_the_server_keeps_serving() {
     let payee = net.node(0).await;
     let api = Api::of(&payer).await;
     let sign = token(Permission::Sign);
-    let ch = t(&payer.open_channel(payee.addr, harness::atto(1_000_000)).await);
+    let ch = t(&payer.open_channel(payee.addr, atto(1_000_000)).await);
 
     // Unknown channel: the manager's error, code 1.
     let unknown = t(&Address::new_id(999_999));

@@ -1,0 +1,212 @@
+//! Protocol swarms on loopback: a fresh swarm, listening on an ephemeral port, a responder
+//! task that answers with scripted functions and reports what it sees, and requests driven
+//! until their answer arrives.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, InboundFailure, OutboundFailure};
+use libp2p::swarm::{ListenError, SwarmEvent};
+use libp2p::{connection_limits, Multiaddr, PeerId, Swarm};
+use paych_core::crypto;
+use paych_core::types::{Address, TokenAmount};
+use paych_protocol::{
+    build_swarm, ip_limits, Behaviour, Config, Event, ReconcileRequest, ReconcileResponse,
+    VoucherRequest, VoucherResponse,
+};
+use tokio::sync::mpsc;
+
+/// Every swarm test gives up after this long.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many events a responder reports before it waits for the test to read them.
+const SEEN_QUEUE: usize = 64;
+
+/// A swarm with a fresh identity.
+pub fn new_swarm(config: &Config) -> Swarm<Behaviour> {
+    build_swarm(Keypair::generate_ed25519(), config).unwrap()
+}
+
+/// Starts listening on an ephemeral loopback port and returns the address.
+pub async fn listen<B: libp2p::swarm::NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            return address;
+        }
+    }
+}
+
+/// What a responder swarm saw.
+#[derive(Debug)]
+pub enum Seen {
+    /// A voucher request was answered.
+    Voucher(PeerId, Box<VoucherRequest>),
+    /// A reconcile request was answered.
+    Reconcile(PeerId, Box<ReconcileRequest>),
+    /// A voucher request failed on the way in.
+    VoucherInboundFailure(PeerId, InboundFailure),
+    /// A reconcile request failed on the way in.
+    ReconcileInboundFailure(PeerId, InboundFailure),
+    /// An inbound connection failed; the connection limit it exceeded, if that was why.
+    IncomingDenied(Option<u32>),
+    /// An inbound connection was denied for its address; the cap.
+    IncomingDeniedPerIp(u32),
+    /// A connection was established; the number of connections with that peer.
+    Established(PeerId, u32),
+}
+
+/// How a responder answers a voucher request.
+pub type VoucherAnswer = Box<dyn Fn(PeerId, &VoucherRequest) -> VoucherResponse + Send>;
+/// How a responder answers a reconcile request.
+pub type ReconcileAnswer = Box<dyn Fn(PeerId, &ReconcileRequest) -> ReconcileResponse + Send>;
+
+/// Runs `swarm` in a task: answers every request with the functions given and reports what
+/// it sees on the returned channel.
+pub fn spawn_responder(
+    mut swarm: Swarm<Behaviour>,
+    answer_voucher: VoucherAnswer,
+    answer_reconcile: ReconcileAnswer,
+) -> mpsc::Receiver<Seen> {
+    let (tx, rx) = mpsc::channel(SEEN_QUEUE);
+    tokio::spawn(async move {
+        loop {
+            let seen = match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(Event::Voucher(request_response::Event::Message {
+                    peer,
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let response = answer_voucher(peer, &request);
+                    let _ = swarm.behaviour_mut().voucher.send_response(channel, response);
+                    Seen::Voucher(peer, Box::new(request))
+                }
+                SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::Message {
+                    peer,
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let response = answer_reconcile(peer, &request);
+                    let _ = swarm.behaviour_mut().reconcile.send_response(channel, response);
+                    Seen::Reconcile(peer, Box::new(request))
+                }
+                SwarmEvent::Behaviour(Event::Voucher(
+                    request_response::Event::InboundFailure { peer, error, .. },
+                )) => Seen::VoucherInboundFailure(peer, error),
+                SwarmEvent::Behaviour(Event::Reconcile(
+                    request_response::Event::InboundFailure { peer, error, .. },
+                )) => Seen::ReconcileInboundFailure(peer, error),
+                SwarmEvent::IncomingConnectionError {
+                    error: ListenError::Denied { cause },
+                    ..
+                } if cause.downcast_ref::<ip_limits::Exceeded>().is_some() => {
+                    Seen::IncomingDeniedPerIp(
+                        cause.downcast_ref::<ip_limits::Exceeded>().map_or(0, |e| e.limit),
+                    )
+                }
+                SwarmEvent::IncomingConnectionError { error, .. } => {
+                    Seen::IncomingDenied(match error {
+                        ListenError::Denied { cause } => cause
+                            .downcast::<connection_limits::Exceeded>()
+                            .ok()
+                            .map(|exceeded| exceeded.limit()),
+                        _ => None,
+                    })
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                    Seen::Established(peer_id, num_established.get())
+                }
+                _ => continue,
+            };
+            if tx.send(seen).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// A payee that accepts every voucher whose signature is by `payer`, crediting its whole
+/// amount.
+pub fn accept_signed_by(payer: Address) -> VoucherAnswer {
+    Box::new(move |_, request: &VoucherRequest| {
+        let voucher = &request.voucher;
+        let signed = voucher.signature.as_ref().is_some_and(|sig| {
+            crypto::verify(sig, &payer, &voucher.signing_bytes().unwrap()).is_ok()
+        });
+        if signed {
+            VoucherResponse::accepted(voucher.amount.clone(), voucher.amount.clone())
+        } else {
+            VoucherResponse::rejected(
+                paych_protocol::VoucherStatus::InvalidSignature,
+                TokenAmount::default(),
+                "not signed by the channel's payer",
+            )
+        }
+    })
+}
+
+/// A payer that refuses every reconciliation.
+pub fn refuse_reconcile() -> ReconcileAnswer {
+    Box::new(|_, _| {
+        ReconcileResponse::refused(paych_core::reconcile::ReconcileStatus::Internal, "not here")
+    })
+}
+
+/// Sends a voucher request from `swarm` to `peer` at `addr` and drives the swarm until its
+/// answer (or failure) arrives.
+pub async fn request_voucher(
+    swarm: &mut Swarm<Behaviour>,
+    peer: PeerId,
+    addr: &Multiaddr,
+    request: VoucherRequest,
+) -> Result<VoucherResponse, OutboundFailure> {
+    let id = swarm.behaviour_mut().voucher.send_request_with_addresses(
+        &peer,
+        request,
+        vec![addr.clone()],
+    );
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::Behaviour(Event::Voucher(request_response::Event::Message {
+                message: request_response::Message::Response { request_id, response },
+                ..
+            })) if request_id == id => return Ok(response),
+            SwarmEvent::Behaviour(Event::Voucher(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            })) if request_id == id => return Err(error),
+            _ => {}
+        }
+    }
+}
+
+/// Sends a reconcile request and drives the swarm until its answer (or failure) arrives.
+pub async fn request_reconcile(
+    swarm: &mut Swarm<Behaviour>,
+    peer: PeerId,
+    addr: &Multiaddr,
+    request: ReconcileRequest,
+) -> Result<ReconcileResponse, OutboundFailure> {
+    let id = swarm.behaviour_mut().reconcile.send_request_with_addresses(
+        &peer,
+        request,
+        vec![addr.clone()],
+    );
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::Message {
+                message: request_response::Message::Response { request_id, response },
+                ..
+            })) if request_id == id => return Ok(response),
+            SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            })) if request_id == id => return Err(error),
+            _ => {}
+        }
+    }
+}
