@@ -22,9 +22,7 @@ use paych_testkit::keys::{high_s_twin, with_high_s};
 /// between them and a lane for the payer's vouchers.
 async fn payer_and_payee() -> (Net, Node, Node, Address, u64) {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1000)).await;
     let lane = payer.m().allocate_lane(&ch).await.unwrap();
     (net, payer, payee, ch, lane)
 }
@@ -79,9 +77,7 @@ async fn refused_with(payee: &Node, ch: &Address, voucher: &SignedVoucher) -> u3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_accepts_and_the_devnet_redeems_a_high_s_voucher() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1000)).await;
     let lane = payer.m().allocate_lane(&ch).await.unwrap();
     let voucher = payer.m().voucher_create(&ch, atto(400), lane).await.unwrap().voucher.unwrap();
     let twin = with_high_s(voucher.clone());

@@ -29,8 +29,7 @@ struct World {
 impl World {
     async fn new() -> Self {
         let net = Net::new();
-        let payer = net.node(10).await;
-        let payee = net.node(10).await;
+        let (payer, payee) = net.pair(10, 10).await;
         let third = net.node(10).await;
         let a = payer.open_channel(payee.addr, atto(1000)).await;
         let b = payer.open_channel(payee.addr, atto(1000)).await;

@@ -83,9 +83,7 @@ async fn payee_settler_redeems_before_settlement_and_collect_returns_the_rest() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_that_learned_a_channel_by_its_id_address_takes_vouchers_on_its_robust_address() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let robust = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, payee, robust) = net.channel(10, 10, atto(1000)).await;
     let id = net.devnet.lookup_id(&robust).await.unwrap().unwrap();
 
     // The payee first hears of the channel by its ID address, then by its robust one.

@@ -159,8 +159,7 @@ fn verdict_holds(verdict: Verdict, result: &Result<(), ManagerError>) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
+    let (payer, payee) = net.pair(10, 0).await;
 
     for row in CHECK_VALID_TABLE {
         let ch = payer.open_channel(payee.addr, atto(row.balance)).await;
@@ -202,9 +201,7 @@ async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_check_valid_on_a_channel_it_has_not_seen_is_an_unknown_channel() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(10)).await;
+    let (payer, payee, ch) = net.channel(10, 0, atto(10)).await;
     let voucher = payer.sign(SignedVoucher::new(ch, 0, 1, atto(5)));
 
     let result = payee.m().voucher_check_valid(&ch, &voucher).await;
@@ -219,9 +216,7 @@ async fn payee_check_valid_on_a_channel_it_has_not_seen_is_an_unknown_channel() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vouchers_are_created_up_to_the_balance_and_one_atto_more_is_a_shortfall_of_one() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(10)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(10)).await;
 
     let first = payer.m().voucher_create(&ch, atto(4), 0).await.unwrap();
     assert_eq!(first.shortfall, atto(0));
@@ -253,9 +248,7 @@ async fn vouchers_are_created_up_to_the_balance_and_one_atto_more_is_a_shortfall
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_covered() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, payee, ch) = net.channel(10, 0, atto(100)).await;
     let create = |amount: u64| {
         let m = payer.m().clone();
         async move { m.voucher_create(&ch, atto(amount), 0).await.unwrap().voucher.unwrap() }
@@ -311,9 +304,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_lane_follows_the_highest_lane_used_on_either_side() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, payee, ch) = net.channel(10, 0, atto(100)).await;
 
     assert_eq!(payer.m().status(&ch).await.unwrap().next_lane, 0);
     assert_eq!(payer.m().allocate_lane(&ch).await.unwrap(), 0);
@@ -340,9 +331,7 @@ async fn next_lane_follows_the_highest_lane_used_on_either_side() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leased_lanes_are_reused_lowest_first_and_continue_their_cumulative_amount() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(1000)).await;
     let m = payer.m();
 
     assert_eq!(m.lease_lane(&ch).await.unwrap(), 0);
@@ -380,9 +369,7 @@ async fn leased_lanes_are_reused_lowest_first_and_continue_their_cumulative_amou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn best_spendable_shrinks_as_vouchers_are_submitted_and_a_resubmission_is_refused() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1000)).await;
 
     let mut best = BTreeMap::new();
     let mut older = BTreeMap::new();
@@ -438,9 +425,7 @@ async fn best_spendable_shrinks_as_vouchers_are_submitted_and_a_resubmission_is_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reservations_queued_behind_an_add_funds_share_one_coalesced_message() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
 
     assert_eq!(payer.m().reserve_funds(&ch, atto(100)).await.unwrap(), None);
     let first =
@@ -488,8 +473,7 @@ async fn reservations_queued_behind_an_add_funds_share_one_coalesced_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn funding_a_channel_being_created_adds_funds_without_touching_reservations() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
+    let (payer, payee) = net.pair(10, 0).await;
     let created = payer.m().get(payer.addr, payee.addr, atto(100)).await.unwrap();
     let create = created.wait_sentinel.expect("a create message");
     let funded = payer.m().fund(payer.addr, payee.addr, atto(50)).await.unwrap();
@@ -520,9 +504,7 @@ async fn funding_a_channel_being_created_adds_funds_without_touching_reservation
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reservations_queued_behind_a_refused_add_funds_are_told_it_failed() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
     assert_eq!(payer.m().reserve_funds(&ch, atto(100)).await.unwrap(), None);
     let first =
         payer.m().reserve_funds(&ch, atto(50)).await.unwrap().expect("an add-funds message");
@@ -556,9 +538,7 @@ async fn reservations_queued_behind_a_refused_add_funds_are_told_it_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_fails_on_chain_or_is_refused_leaves_the_next_create_working() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let _first = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, _payee, _first) = net.channel(10, 0, atto(100)).await;
 
     // A channel whose payee is an actor address no actor has: the constructor's send to
     // create it fails, and it exits with 23.
@@ -603,8 +583,7 @@ async fn a_create_that_fails_on_chain_or_is_refused_leaves_the_next_create_worki
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_mined_while_the_node_is_down_is_found_again_on_restart() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
+    let (payer, payee) = net.pair(10, 0).await;
 
     let handle = payer.m().create(payer.addr, payee.addr, atto(100), atto(40)).await.unwrap();
     let sentinel = handle.wait_sentinel.unwrap();
@@ -626,9 +605,7 @@ async fn a_create_mined_while_the_node_is_down_is_found_again_on_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_add_funds_mined_while_the_node_is_down_is_found_again_on_restart() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
 
     let cid = payer.m().add_funds(&ch, atto(25)).await.unwrap();
     assert_eq!(payer.m().status(&ch).await.unwrap().pending, atto(25));
@@ -652,8 +629,7 @@ async fn an_add_funds_mined_while_the_node_is_down_is_found_again_on_restart() {
 async fn available_funds_follow_a_channel_through_create_queue_confirmation_reservation_and_vouchers(
 ) {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
+    let (payer, payee) = net.pair(10, 0).await;
     let (from, to) = (payer.addr, payee.addr);
     let funds = || payer.m().available_funds_by_from_to(&from, &to);
 
@@ -745,8 +721,7 @@ async fn available_funds_follow_a_channel_through_create_queue_confirmation_rese
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_settle_the_next_get_creates_a_new_channel() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
+    let (payer, payee) = net.pair(10, 0).await;
     let (from, to) = (payer.addr, payee.addr);
 
     let first = payer.m().get(from, to, atto(100)).await.unwrap();
@@ -813,9 +788,7 @@ async fn auto_top_up_refills_a_channel_spent_below_low_water_and_small_reservati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_flows_on_one_channel_never_over_allocate() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(5_000)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(5_000)).await;
 
     // Each flow pays on its own lane, three rounds of: reserve 30, pay 20 more, release 10.
     // Together they want more than the channel holds, so some reservations add funds.
@@ -890,9 +863,7 @@ async fn a_hundred_concurrent_flows_on_one_channel_never_over_allocate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reservation_queued_on_a_channel_that_starts_settling_is_refused_not_left_waiting() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
 
     assert_eq!(payer.m().reserve_funds(&ch, atto(100)).await.unwrap(), None);
     let first = payer.m().reserve_funds(&ch, atto(50)).await.unwrap().unwrap();
@@ -916,9 +887,7 @@ async fn a_reservation_queued_on_a_channel_that_starts_settling_is_refused_not_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_vouchers_on_a_new_inbound_channel_learn_it_once() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, payee, ch) = net.channel(10, 0, atto(1000)).await;
     let mut vouchers = Vec::new();
     for lane in 0..8u64 {
         vouchers.push(

@@ -8,23 +8,19 @@
 
 use std::sync::Arc;
 
-use cid::Cid;
 use paych_core::chain::Chain;
 use paych_core::crypto;
 use paych_core::manager::VoucherSpec;
 use paych_core::manager::{ManagerError, MessageOutcome, PaymentChannelManager, ReconcileDraft};
 use paych_core::reconcile::{ReconcilePolicy, ReconcileStatus, Refusal};
 use paych_core::store::sled::SledStore;
-use paych_core::store::{
-    Batch, ChannelId, ChannelRecord, MessageRecord, PeerRecord, ReconcileRecord, Store, StoreError,
-    VoucherRecord,
-};
+use paych_core::store::{Store, StoreError};
 use paych_core::types::{Address, Merge, SignedVoucher};
 use paych_testkit::amounts::atto;
 use paych_testkit::deadline::within;
 use paych_testkit::devnet::{open_store_when_free, test_config, Net, Node};
 use paych_testkit::keys::stranger_address;
-use paych_testkit::store::StoreSnapshot;
+use paych_testkit::store::{Durability, SledWith, StoreSnapshot};
 use tokio::sync::watch;
 
 /// `payer` answers `draft` as the request `hash`, from a peer proven to hold `requester`.
@@ -45,9 +41,7 @@ fn encode(v: &SignedVoucher) -> Result<Vec<u8>, paych_core::types::EncodeError> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
 
     // Lanes 0..3 redeemed once, then paid again.
     for lane in 0..3 {
@@ -163,17 +157,19 @@ tokio::task_local! {
     static CALLER: &'static str;
 }
 
-/// A sled store whose flushes a test holds back: while the gate is shut, `durable` waits
-/// (noting which named task waits) before flushing. Everything else is the sled store's.
-struct GatedStore {
-    sled: SledStore,
+/// A flush a test holds back: while the gate is shut, `durable` waits (noting which named
+/// task waits) before flushing the sled store.
+struct Gate {
     open: watch::Sender<bool>,
     waiting: watch::Sender<Vec<&'static str>>,
 }
 
-impl GatedStore {
-    fn new(sled: SledStore) -> Self {
-        GatedStore { sled, open: watch::channel(true).0, waiting: watch::channel(Vec::new()).0 }
+/// A sled store behind a [`Gate`]. Everything else is the sled store's.
+type GatedStore = SledWith<Gate>;
+
+impl Gate {
+    fn new() -> Self {
+        Gate { open: watch::channel(true).0, waiting: watch::channel(Vec::new()).0 }
     }
 
     fn shut(&self) {
@@ -192,14 +188,8 @@ impl GatedStore {
 }
 
 #[async_trait::async_trait]
-impl Store for GatedStore {
-    fn next_channel_id(&self) -> Result<ChannelId, StoreError> {
-        self.sled.next_channel_id()
-    }
-    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        self.sled.apply(batch)
-    }
-    async fn durable(&self) -> Result<(), StoreError> {
+impl Durability for Gate {
+    async fn durable(&self, sled: &SledStore) -> Result<(), StoreError> {
         let who = CALLER.try_with(|c| *c).unwrap_or("untold");
         self.waiting.send_modify(|w| w.push(who));
         let mut open = self.open.subscribe();
@@ -209,39 +199,7 @@ impl Store for GatedStore {
                 w.remove(i);
             }
         });
-        self.sled.durable().await
-    }
-    fn channel(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
-        self.sled.channel(id)
-    }
-    fn channel_by_address(&self, addr: &Address) -> Result<Option<ChannelRecord>, StoreError> {
-        self.sled.channel_by_address(addr)
-    }
-    fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
-        self.sled.channels()
-    }
-    fn voucher(
-        &self,
-        c: ChannelId,
-        lane: u64,
-        nonce: u64,
-    ) -> Result<Option<VoucherRecord>, StoreError> {
-        self.sled.voucher(c, lane, nonce)
-    }
-    fn vouchers(&self, channel: ChannelId) -> Result<Vec<VoucherRecord>, StoreError> {
-        self.sled.vouchers(channel)
-    }
-    fn message(&self, cid: &Cid) -> Result<Option<MessageRecord>, StoreError> {
-        self.sled.message(cid)
-    }
-    fn messages(&self) -> Result<Vec<MessageRecord>, StoreError> {
-        self.sled.messages()
-    }
-    fn reconcile(&self, request_hash: &[u8]) -> Result<Option<ReconcileRecord>, StoreError> {
-        self.sled.reconcile(request_hash)
-    }
-    fn peer(&self, address: &Address) -> Result<Option<PeerRecord>, StoreError> {
-        self.sled.peer(address)
+        sled.durable().await
     }
 }
 
@@ -249,7 +207,7 @@ impl Store for GatedStore {
 async fn restarted_gated(node: Node) -> (Node, Arc<GatedStore>, PaymentChannelManager) {
     let node = node.stop().await;
     let sled = open_store_when_free(&node.dir.path().join("datastore")).await;
-    let store = Arc::new(GatedStore::new(sled));
+    let store = Arc::new(SledWith { sled, durability: Gate::new() });
     let manager = PaymentChannelManager::new(
         Arc::new(node.net.clone()),
         node.wallet.clone(),
@@ -263,9 +221,7 @@ async fn restarted_gated(node: Node) -> (Node, Arc<GatedStore>, PaymentChannelMa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
     let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
     let policy = ReconcilePolicy::default();
     let hash = crypto::blake2b_256(b"the payee's request");
@@ -296,9 +252,7 @@ async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_prices_on_its_latest_vouchers_when_shown_older_ones() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
     let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
     let policy = ReconcilePolicy::default();
     // The payee shows each lane's first voucher (100 each); the payer issued 300 on each.
@@ -327,9 +281,7 @@ async fn payer_prices_on_its_latest_vouchers_when_shown_older_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_will_not_fold_a_lane_whose_latest_voucher_is_hash_locked() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
     let draft = draft_after_redeeming(&payer, &payee, ch, 2).await;
     // Lane 1 then carries a payment that is owed only against a secret.
     let spec = VoucherSpec { amount: atto(5_000), secret_hash: vec![9; 32], ..Default::default() };
@@ -354,14 +306,12 @@ async fn payer_will_not_fold_a_lane_whose_latest_voucher_is_hash_locked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_request_is_answered_only_once_the_first_answer_is_durable() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
     let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
     let (payer, store, manager) = restarted_gated(payer).await;
     let hash = crypto::blake2b_256(b"asked twice");
 
-    store.shut();
+    store.durability.shut();
     let ask = |who: &'static str| {
         let (m, draft) = (manager.clone(), draft.clone());
         tokio::spawn(CALLER.scope(who, async move {
@@ -379,15 +329,15 @@ async fn a_repeated_request_is_answered_only_once_the_first_answer_is_durable() 
     };
     let first = ask("first");
     // The first answer is recorded and waits for its flush.
-    store.until_waiting("first").await;
+    store.durability.until_waiting("first").await;
     assert!(manager.store().reconcile(&hash).unwrap().is_some());
     let mut repeated = ask("repeated");
     tokio::select! {
         done = &mut repeated => panic!("the repeated request was answered before the first answer was durable: {done:?}"),
-        () = store.until_waiting("repeated") => {}
+        () = store.durability.until_waiting("repeated") => {}
     }
     assert!(!first.is_finished());
-    store.open();
+    store.durability.open();
     let first = within("the first answer", first).await.unwrap().unwrap();
     let repeated = within("the repeated answer", repeated).await.unwrap().unwrap();
     assert_eq!(first, repeated);
@@ -398,9 +348,7 @@ async fn a_repeated_request_is_answered_only_once_the_first_answer_is_durable() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_nothing() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
     let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
     // Lane 0 gets two more vouchers, of which the payee holds only the later (nonce 4).
     let _three = payer.m().voucher_create(&ch, atto(400), 0).await.unwrap().voucher.unwrap();
@@ -440,9 +388,7 @@ async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_no
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_durable() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
     let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
     let hash = crypto::blake2b_256(b"the request");
     let answer =
@@ -452,7 +398,7 @@ async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_
     let combined = SignedVoucher::from_cbor(&answer).unwrap();
     let (payee, store, manager) = restarted_gated(payee).await;
 
-    store.shut();
+    store.durability.shut();
     let accept = {
         let (m, draft, combined) = (manager.clone(), draft.clone(), combined.clone());
         tokio::spawn(CALLER.scope("accept", async move {
@@ -460,7 +406,7 @@ async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_
         }))
     };
     // The combined voucher is written and waits for its flush: nothing is superseded yet.
-    store.until_waiting("accept").await;
+    store.durability.until_waiting("accept").await;
     let id = store.channel_by_address(&ch).unwrap().unwrap().id;
     let held = store.vouchers(id).unwrap();
     assert!(held.iter().any(|r| r.voucher == combined));
@@ -468,7 +414,7 @@ async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_
         held.iter().all(|r| !r.superseded),
         "superseded before the combined voucher is durable"
     );
-    store.open();
+    store.durability.open();
     within("the accept", accept).await.unwrap().unwrap();
     let held = store.vouchers(id).unwrap();
     for v in &draft.vouchers {

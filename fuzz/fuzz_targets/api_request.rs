@@ -19,9 +19,10 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use paych_core::chain::lotus::json::error_code;
 use paych_core::types::Network;
-use paych_fuzz::harness::{atto, Net, Node};
 use paych_node::api::{serve_api, ApiServer};
 use paych_node::auth::{self, Permission};
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{Net, Node};
 use serde_json::Value;
 
 const SECRET: [u8; auth::SECRET_LEN] = [42; auth::SECRET_LEN];

@@ -37,7 +37,8 @@ use paych_core::types::{
     TokenAmount,
 };
 use paych_core::wallet::Wallet;
-use paych_fuzz::harness::{self, atto, Net, Node};
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{test_config, Net, Node};
 
 /// The most vouchers one input feeds.
 const MAX_VOUCHERS: usize = 8;
@@ -281,7 +282,7 @@ fuzz_target!(|input: Input| {
             Arc::new(w.payee.net.clone()),
             w.payee.wallet.clone(),
             store,
-            harness::test_config(),
+            test_config(),
         );
         let mut credited: Vec<TokenAmount> = vec![TokenAmount::default(); w.channels.len()];
         // Everything sent so far, and whether it was accepted.

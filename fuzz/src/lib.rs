@@ -15,11 +15,6 @@ use libp2p::StreamProtocol;
 use paych_protocol::codec::{exceeds_item_budget, Codec, CodecError, WireMessage};
 use sha2::Sha256;
 
-/// The voucher intake's world: a devnet with real payer and payee nodes.
-#[path = "../../core/tests/harness/mod.rs"]
-#[allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-pub mod harness;
-
 /// The protocol name handed to the codec (the codec does not look at it).
 const PROTOCOL: StreamProtocol = StreamProtocol::new("/paych/fuzz");
 

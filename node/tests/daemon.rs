@@ -3,65 +3,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use paych_testkit::daemon::{daemon_command, rpc_url, start_devnet, wait_for, Running};
+use paych_testkit::deadline::DEADLINE;
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(60);
+const PAYCH: &str = env!("CARGO_BIN_EXE_paych");
 
-/// Kills the daemon if a test fails before stopping it.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// How often a wait asks the daemon again.
+const POLL: Duration = Duration::from_millis(50);
 
 fn daemon(repo: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_paych"));
-    command
-        .args(["daemon", "--repo"])
-        .arg(repo)
-        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
-        .env_remove("FULLNODE_API_INFO")
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::null());
-    command
-}
-
-fn wait_for(path: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.is_empty() {
-                return text;
-            }
-        }
-        assert!(start.elapsed() < WAIT, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_exit(child: &mut Child) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(start.elapsed() < WAIT, "the daemon did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `http://127.0.0.1:PORT/rpc/v1` from the `api` file's `/ip4/127.0.0.1/tcp/PORT/http`.
-fn rpc_url(api: &str) -> String {
-    let parts: Vec<&str> = api.trim().split('/').collect();
-    assert_eq!(parts.len(), 6, "{api:?}");
-    assert_eq!((parts[1], parts[3], parts[5]), ("ip4", "tcp", "http"), "{api:?}");
-    format!("http://{}:{}/rpc/v1", parts[2], parts[4])
+    daemon_command(PAYCH, repo)
 }
 
 async fn call(url: &str, token: Option<&str>, method: &str, params: Value) -> Value {
@@ -145,9 +100,8 @@ async fn daemon_serves_guards_locks_and_stops_cleanly() {
     assert_eq!(ids, [&other_info["ID"]], "{peers}");
 
     // SIGTERM stops it cleanly.
-    let status = Command::new("kill").args(["-TERM", &first.0.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let status = wait_exit(&mut first.0);
+    first.signal("-TERM");
+    let status = first.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(!repo.join("api").exists(), "the api file is removed on shutdown");
 
@@ -156,24 +110,8 @@ async fn daemon_serves_guards_locks_and_stops_cleanly() {
     let url = rpc_url(&wait_for(&repo.join("api")));
     let keys = call(&url, Some(token.trim()), "Filecoin.WalletList", json!([])).await;
     assert_eq!(keys["result"].as_array().map(Vec::len), Some(2), "{keys}");
-    let status = Command::new("kill").args(["-INT", &again.0.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    assert_eq!(wait_exit(&mut again.0).code(), Some(0));
-}
-
-/// Starts `paych devnet` on a free port; returns it and its `FULLNODE_API_INFO`.
-fn shared_devnet() -> (Running, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paych"))
-        .args(["devnet", "--listen", "127.0.0.1:0", "--block-time", "100ms"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let info = line.trim().strip_prefix("FULLNODE_API_INFO=").unwrap().to_owned();
-    (Running(child), info)
+    again.signal("-INT");
+    assert_eq!(again.wait_exit().code(), Some(0));
 }
 
 async fn ok(url: &str, token: &str, method: &str, params: Value) -> Value {
@@ -182,10 +120,46 @@ async fn ok(url: &str, token: &str, method: &str, params: Value) -> Value {
     answer["result"].clone()
 }
 
+/// Sends 10 FIL from the devnet's faucet to `addr` and waits until its daemon sees them.
+async fn faucet(devnet_url: &str, url: &str, token: &str, addr: &Value) {
+    let funded = reqwest::Client::new()
+        .post(devnet_url)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
+            "params": [addr, "10000000000000000000"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(funded.status().is_success());
+    let start = Instant::now();
+    while ok(url, token, "Filecoin.WalletBalance", json!([addr])).await == json!("0") {
+        assert!(start.elapsed() < DEADLINE, "the faucet's money never arrived");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until the channel's `Filecoin.PaychStatus` satisfies `done`.
+async fn until_status(
+    url: &str,
+    token: &str,
+    channel: &Value,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        let status = ok(url, token, "Filecoin.PaychStatus", json!([channel])).await;
+        if done(&status) {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "{what}: {status}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_on_one_devnet_pay_over_libp2p() {
     let dir = tempfile::tempdir().unwrap();
-    let (_devnet, info) = shared_devnet();
+    let (_devnet, info) = start_devnet(PAYCH);
     let devnet_url = rpc_url(info.trim_start_matches(':'));
 
     // The payee first, to learn its address and peer.
@@ -223,21 +197,7 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
     let payer_addr = ok(&payer_url, &payer_token, "Filecoin.WalletDefaultAddress", json!([])).await;
 
     // Fund the payer from the devnet's faucet and wait for the money.
-    let funded = reqwest::Client::new()
-        .post(&devnet_url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
-            "params": [payer_addr, "10000000000000000000"]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(funded.status().is_success());
-    let start = Instant::now();
-    while ok(&payer_url, &payer_token, "Filecoin.WalletBalance", json!([payer_addr])).await
-        == json!("0")
-    {
-        assert!(start.elapsed() < WAIT, "the faucet's money never arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    faucet(&devnet_url, &payer_url, &payer_token, &payer_addr).await;
 
     let got =
         ok(&payer_url, &payer_token, "Filecoin.PaychGet", json!([payer_addr, payee_addr, "1000"]))
@@ -270,21 +230,7 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
     let other =
         ok(&payer_url, &payer_token, "Filecoin.PaychPay", json!([channel, "7", "flow-2"])).await;
     assert_ne!(other["Lane"], paid["Lane"]);
-    let funded = reqwest::Client::new()
-        .post(&devnet_url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
-            "params": [payee_addr, "10000000000000000000"]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(funded.status().is_success());
-    let start = Instant::now();
-    while ok(&payee_url, &payee_token, "Filecoin.WalletBalance", json!([payee_addr])).await
-        == json!("0")
-    {
-        assert!(start.elapsed() < WAIT, "the faucet's money never arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    faucet(&devnet_url, &payee_url, &payee_token, &json!(payee_addr)).await;
     let best =
         ok(&payee_url, &payee_token, "Filecoin.PaychVoucherBestSpendable", json!([channel])).await;
     for voucher in best.as_array().unwrap() {
@@ -302,17 +248,11 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
             .and_then(|lanes| lanes.iter().find(|l| &l["Lane"] == lane))
             .map(|l| l["RedeemedOnChain"].clone())
     };
-    let start = Instant::now();
-    loop {
-        let status = ok(&payee_url, &payee_token, "Filecoin.PaychStatus", json!([channel])).await;
-        if redeemed(&status, &paid["Lane"]) == Some(json!("15"))
-            && redeemed(&status, &other["Lane"]) == Some(json!("7"))
-        {
-            break;
-        }
-        assert!(start.elapsed() < WAIT, "the lanes were never redeemed: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_status(&payee_url, &payee_token, &channel, "the lanes were never redeemed", |status| {
+        redeemed(status, &paid["Lane"]) == Some(json!("15"))
+            && redeemed(status, &other["Lane"]) == Some(json!("7"))
+    })
+    .await;
     for flow in ["flow-1", "flow-2"] {
         let more =
             ok(&payer_url, &payer_token, "Filecoin.PaychPay", json!([channel, "5", flow])).await;
@@ -337,15 +277,14 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
         json!([channel, reconciled["Combined"], null, null]),
     )
     .await;
-    let start = Instant::now();
-    loop {
-        let status = ok(&payee_url, &payee_token, "Filecoin.PaychStatus", json!([channel])).await;
-        if redeemed(&status, &lane) == Some(json!("32")) {
-            break;
-        }
-        assert!(start.elapsed() < WAIT, "the combined voucher never landed: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_status(
+        &payee_url,
+        &payee_token,
+        &channel,
+        "the combined voucher never landed",
+        |status| redeemed(status, &lane) == Some(json!("32")),
+    )
+    .await;
     // The payer closed both lanes.
     let status = ok(&payer_url, &payer_token, "Filecoin.PaychStatus", json!([channel])).await;
     for lane in [&paid["Lane"], &other["Lane"]] {

@@ -2,9 +2,6 @@
 //! both sides, exact arity, and decoding that never panics whatever the bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
 use fvm_shared::bigint::{BigInt, Sign};
 use ipld_core::ipld::Ipld;
 use libp2p::identity::Keypair;
@@ -21,6 +18,7 @@ use paych_protocol::{
     Announce, DecodeError, EncodeError, PeerRecord, ReconcileRequest, ReconcileResponse,
     RuleViolation, SignedPeerRecord, VoucherRequest, VoucherResponse, VoucherStatus, WireMessage,
 };
+use paych_testkit::keys::{address, key, signed_voucher};
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;

@@ -2,13 +2,10 @@
 //! send garbage, oversized or stalled messages, and connection limits.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::time::Duration;
 
-use common::*;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, InboundFailure, ProtocolSupport};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -22,6 +19,11 @@ use paych_protocol::{
     Announce, CodecError, Config, LimitKind, ReconcileRequest, ReconcileResponse, SignedPeerRecord,
     VoucherRequest, VoucherStatus, VOUCHER_PROTOCOL,
 };
+use paych_testkit::keys::{address, key, signed_voucher};
+use paych_testkit::swarm::{
+    listen, new_swarm, payee_accepting, refuse_reconcile, request_reconcile, request_voucher,
+    responder, Seen, TEST_TIMEOUT,
+};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -33,11 +35,8 @@ fn channel() -> Address {
 async fn payee_answers_a_signed_voucher_with_its_delta() {
     timeout(TEST_TIMEOUT, async {
         let payer_key = key(1);
-        let mut payee = new_swarm(&Config::default());
-        let payee_addr = listen(&mut payee).await;
-        let payee_id = *payee.local_peer_id();
-        let mut seen =
-            spawn_responder(payee, accept_signed_by(address(&payer_key)), refuse_reconcile());
+        let (payee_id, payee_addr, mut seen) =
+            payee_accepting(&Config::default(), address(&payer_key)).await;
 
         let mut payer = new_swarm(&Config::default());
         let mut request = VoucherRequest::new(signed_voucher(&payer_key, channel(), 0, 1, 700));
@@ -66,9 +65,6 @@ async fn payee_answers_a_signed_voucher_with_its_delta() {
 async fn payer_announces_itself_with_a_peer_record_the_payee_can_verify() {
     timeout(TEST_TIMEOUT, async {
         let payer_key = key(1);
-        let mut payee = new_swarm(&Config::default());
-        let payee_addr = listen(&mut payee).await;
-        let payee_id = *payee.local_peer_id();
         // The payee accepts only an announce whose record names the sending peer.
         let payer_address = address(&payer_key);
         let answer: Box<dyn Fn(PeerId, &VoucherRequest) -> _ + Send> =
@@ -94,7 +90,8 @@ async fn payer_announces_itself_with_a_peer_record_the_payee_can_verify() {
                     ),
                 }
             });
-        let _seen = spawn_responder(payee, answer, refuse_reconcile());
+        let (payee_id, payee_addr, _seen) =
+            responder(&Config::default(), answer, refuse_reconcile()).await;
 
         let mut payer = new_swarm(&Config::default());
         let payer_id = *payer.local_peer_id();
@@ -179,14 +176,12 @@ async fn payer_folds_lanes_into_one_combined_voucher_or_refuses_with_a_status() 
         let voucher = |lane| book.issued[&(lane, 4)].clone();
         let (on_chain, not_on_chain) = (vec![voucher(0), voucher(1)], vec![voucher(1), voucher(2)]);
 
-        let mut payer = new_swarm(&Config::default());
-        let payer_addr = listen(&mut payer).await;
-        let payer_id = *payer.local_peer_id();
-        let _seen = spawn_responder(
-            payer,
+        let (payer_id, payer_addr, _seen) = responder(
+            &Config::default(),
             Box::new(|_, _| unreachable!()),
             Box::new(move |peer, r| book.answer(peer, r)),
-        );
+        )
+        .await;
         let mut payee = new_swarm(&Config::default());
         let payee_record = SignedPeerRecord::new(&key(2), payee.local_peer_id(), &[], 1).unwrap();
 
@@ -367,11 +362,8 @@ async fn honest_payer_is_still_answered(payee_id: PeerId, payee_addr: &Multiaddr
 #[tokio::test]
 async fn payee_reports_malformed_cbor_as_an_inbound_failure_and_keeps_answering() {
     timeout(TEST_TIMEOUT, async {
-        let mut payee = new_swarm(&Config::default());
-        let payee_addr = listen(&mut payee).await;
-        let payee_id = *payee.local_peer_id();
-        let mut seen =
-            spawn_responder(payee, accept_signed_by(address(&key(1))), refuse_reconcile());
+        let (payee_id, payee_addr, mut seen) =
+            payee_accepting(&Config::default(), address(&key(1))).await;
 
         let mut attacker = raw_swarm(false);
         let attacker_id = *attacker.local_peer_id();
@@ -401,11 +393,8 @@ async fn payee_reports_malformed_cbor_as_an_inbound_failure_and_keeps_answering(
 #[tokio::test]
 async fn payee_refuses_an_oversized_request_without_reading_it_all_and_keeps_answering() {
     timeout(TEST_TIMEOUT, async {
-        let mut payee = new_swarm(&Config::default());
-        let payee_addr = listen(&mut payee).await;
-        let payee_id = *payee.local_peer_id();
-        let mut seen =
-            spawn_responder(payee, accept_signed_by(address(&key(1))), refuse_reconcile());
+        let (payee_id, payee_addr, mut seen) =
+            payee_accepting(&Config::default(), address(&key(1))).await;
 
         let mut attacker = raw_swarm(false);
         let oversized = vec![0x40; 4 * VOUCHER_REQUEST_MAX_BYTES];
@@ -429,11 +418,7 @@ async fn payee_refuses_an_oversized_request_without_reading_it_all_and_keeps_ans
 async fn payee_times_out_a_peer_that_stalls_mid_message_and_keeps_answering() {
     timeout(TEST_TIMEOUT, async {
         let config = Config { read_timeout: Duration::from_millis(300), ..Config::default() };
-        let mut payee = new_swarm(&config);
-        let payee_addr = listen(&mut payee).await;
-        let payee_id = *payee.local_peer_id();
-        let mut seen =
-            spawn_responder(payee, accept_signed_by(address(&key(1))), refuse_reconcile());
+        let (payee_id, payee_addr, mut seen) = payee_accepting(&config, address(&key(1))).await;
 
         let mut attacker = raw_swarm(true);
         // The start of a voucher request, and then nothing.
@@ -467,11 +452,8 @@ fn one_per_peer() -> Config {
 #[tokio::test]
 async fn dialer_denies_itself_a_second_connection_to_the_same_peer() {
     timeout(TEST_TIMEOUT, async {
-        let mut listener = new_swarm(&Config::default());
-        let addr = listen(&mut listener).await;
-        let listener_id = *listener.local_peer_id();
-        let _seen =
-            spawn_responder(listener, accept_signed_by(address(&key(1))), refuse_reconcile());
+        let (listener_id, addr, _seen) =
+            payee_accepting(&Config::default(), address(&key(1))).await;
 
         let mut dialer = new_swarm(&one_per_peer());
         let dial = || {
@@ -509,11 +491,8 @@ async fn dialer_denies_itself_a_second_connection_to_the_same_peer() {
 #[tokio::test]
 async fn listener_denies_a_second_connection_from_the_same_peer() {
     timeout(TEST_TIMEOUT, async {
-        let mut listener = new_swarm(&one_per_peer());
-        let addr = listen(&mut listener).await;
-        let listener_id = *listener.local_peer_id();
-        let mut seen =
-            spawn_responder(listener, accept_signed_by(address(&key(1))), refuse_reconcile());
+        let (listener_id, addr, mut seen) =
+            payee_accepting(&one_per_peer(), address(&key(1))).await;
 
         // The dialer allows itself two connections; the listener allows one.
         let mut dialer = new_swarm(&Config::default());
@@ -620,11 +599,11 @@ async fn each_connection_limit_that_denies_a_connection_is_named() {
 #[tokio::test]
 async fn listener_denies_connections_from_one_address_beyond_its_cap_whatever_the_identities() {
     timeout(TEST_TIMEOUT, async {
-        let mut listener = new_swarm(&Config { max_inbound_per_ip: 2, ..Config::default() });
-        let addr = listen(&mut listener).await;
-        let listener_id = *listener.local_peer_id();
-        let mut seen =
-            spawn_responder(listener, accept_signed_by(address(&key(1))), refuse_reconcile());
+        let (listener_id, addr, mut seen) = payee_accepting(
+            &Config { max_inbound_per_ip: 2, ..Config::default() },
+            address(&key(1)),
+        )
+        .await;
 
         // Two identities from 127.0.0.1 hold a connection each: the address is full.
         let mut holders = Vec::new();

@@ -4,6 +4,8 @@ use paych_core::manager::{ManagerError, PaymentChannelManager, ReconcileDraft};
 use paych_core::reconcile::ReconcilePolicy;
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
 
+use crate::devnet::{Net, Node};
+
 /// One reconciliation as honest parties run it: the payee drafts a request on `channel`
 /// (asking `fee_per_message` of the saving), the payer answers it as the request
 /// `request_hash` from the payee, and the payee accepts the combined voucher. Answers the
@@ -30,4 +32,27 @@ pub async fn fold_lanes(
     let combined = SignedVoucher::from_cbor(&answer).unwrap();
     payee.reconcile_accept(channel, &draft.vouchers, &draft.req_val, &combined).await.unwrap();
     Ok((draft, combined))
+}
+
+impl Net {
+    /// A payer whose key holds `payer_fil` FIL and a payee whose key holds `payee_fil` FIL,
+    /// started in that order.
+    pub async fn pair(&self, payer_fil: u64, payee_fil: u64) -> (Node, Node) {
+        let payer = self.node(payer_fil).await;
+        let payee = self.node(payee_fil).await;
+        (payer, payee)
+    }
+
+    /// A payer and a payee as [`Net::pair`] makes them, and a channel from the payer to the
+    /// payee holding `balance`, open (its robust address).
+    pub async fn channel(
+        &self,
+        payer_fil: u64,
+        payee_fil: u64,
+        balance: TokenAmount,
+    ) -> (Node, Node, Address) {
+        let (payer, payee) = self.pair(payer_fil, payee_fil).await;
+        let ch = payer.open_channel(payee.addr, balance).await;
+        (payer, payee, ch)
+    }
 }

@@ -4,6 +4,7 @@
 //! A [`Net`] mines on its own every few milliseconds ([`Net::new`]) or only when a test
 //! says so ([`Net::manual`]), for scenarios that need messages to stay unlanded.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,11 +30,7 @@ pub struct Net {
 impl Net {
     /// A devnet mining on its own every few milliseconds.
     pub fn new() -> Self {
-        let config =
-            DevnetConfig { block_time: Some(Duration::from_millis(5)), ..DevnetConfig::default() };
-        let devnet = Devnet::new(config).unwrap();
-        devnet.start_mining();
-        Net { devnet, manual: false }
+        Net { devnet: mining(Duration::from_millis(5)), manual: false }
     }
 
     /// A devnet that mines only when the test calls [`Net::mine`]: messages stay in the
@@ -100,6 +97,28 @@ impl Default for Net {
     }
 }
 
+/// A devnet that mines an epoch every `block_time` on its own (call within a runtime).
+pub fn mining(block_time: Duration) -> Devnet {
+    let config = DevnetConfig { block_time: Some(block_time), ..DevnetConfig::default() };
+    let devnet = Devnet::new(config).unwrap();
+    devnet.start_mining();
+    devnet
+}
+
+/// Starts a manager on `chain` with the keys of `wallet` and a sled store in
+/// `dir/datastore` (waiting while a manager being stopped still holds it).
+pub async fn start_manager(
+    chain: Arc<dyn Chain>,
+    wallet: Arc<KeyStore>,
+    dir: &Path,
+    config: ManagerConfig,
+) -> PaymentChannelManager {
+    let store = Arc::new(open_store_when_free(&dir.join("datastore")).await);
+    let manager = PaymentChannelManager::new(chain, wallet, store, config);
+    manager.start().await.unwrap();
+    manager
+}
+
 /// Sends `amount` from the faucet to `to` and waits until it has landed.
 pub async fn fund(devnet: &Devnet, manual: bool, to: &Address, amount: TokenAmount) {
     let cid = devnet.faucet(to, amount).unwrap();
@@ -141,14 +160,9 @@ pub fn test_config() -> ManagerConfig {
 impl Node {
     /// Opens the node's store and starts its manager (again, after `stop`).
     pub async fn started(mut self) -> Self {
-        let store = Arc::new(open_store_when_free(&self.dir.path().join("datastore")).await);
-        let manager = PaymentChannelManager::new(
-            Arc::new(self.net.clone()),
-            self.wallet.clone(),
-            store,
-            self.config.clone(),
-        );
-        manager.start().await.unwrap();
+        let chain = Arc::new(self.net.clone());
+        let manager =
+            start_manager(chain, self.wallet.clone(), self.dir.path(), self.config.clone()).await;
         self.manager = Some(manager);
         self
     }
@@ -204,7 +218,7 @@ impl Node {
 
 /// Opens the sled store in `dir`, waiting (up to [`DEADLINE`]) while a store being closed
 /// still holds its lock.
-pub async fn open_store_when_free(dir: &std::path::Path) -> SledStore {
+pub async fn open_store_when_free(dir: &Path) -> SledStore {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         match SledStore::open(dir) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::request_response::{self, InboundFailure, OutboundFailure};
+use libp2p::request_response::{self, InboundFailure, OutboundFailure, OutboundRequestId};
 use libp2p::swarm::{ListenError, SwarmEvent};
 use libp2p::{connection_limits, Multiaddr, PeerId, Swarm};
 use paych_core::crypto;
@@ -127,6 +127,28 @@ pub fn spawn_responder(
     rx
 }
 
+/// A responder swarm (see [`spawn_responder`]) with `config`, listening on loopback: its peer
+/// id, its address and what it sees.
+pub async fn responder(
+    config: &Config,
+    answer_voucher: VoucherAnswer,
+    answer_reconcile: ReconcileAnswer,
+) -> (PeerId, Multiaddr, mpsc::Receiver<Seen>) {
+    let mut swarm = new_swarm(config);
+    let addr = listen(&mut swarm).await;
+    let id = *swarm.local_peer_id();
+    (id, addr, spawn_responder(swarm, answer_voucher, answer_reconcile))
+}
+
+/// A payee swarm with `config` on loopback that accepts every voucher signed by `payer` and
+/// refuses every reconciliation (see [`responder`]).
+pub async fn payee_accepting(
+    config: &Config,
+    payer: Address,
+) -> (PeerId, Multiaddr, mpsc::Receiver<Seen>) {
+    responder(config, accept_signed_by(payer), refuse_reconcile()).await
+}
+
 /// A payee that accepts every voucher whose signature is by `payer`, crediting its whole
 /// amount.
 pub fn accept_signed_by(payer: Address) -> VoucherAnswer {
@@ -162,25 +184,13 @@ pub async fn request_voucher(
     addr: &Multiaddr,
     request: VoucherRequest,
 ) -> Result<VoucherResponse, OutboundFailure> {
-    let id = swarm.behaviour_mut().voucher.send_request_with_addresses(
-        &peer,
-        request,
-        vec![addr.clone()],
-    );
-    loop {
-        match swarm.select_next_some().await {
-            SwarmEvent::Behaviour(Event::Voucher(request_response::Event::Message {
-                message: request_response::Message::Response { request_id, response },
-                ..
-            })) if request_id == id => return Ok(response),
-            SwarmEvent::Behaviour(Event::Voucher(request_response::Event::OutboundFailure {
-                request_id,
-                error,
-                ..
-            })) if request_id == id => return Err(error),
-            _ => {}
-        }
-    }
+    let voucher = &mut swarm.behaviour_mut().voucher;
+    let id = voucher.send_request_with_addresses(&peer, request, vec![addr.clone()]);
+    answer_to(swarm, id, |event| match event {
+        Event::Voucher(event) => Some(event),
+        _ => None,
+    })
+    .await
 }
 
 /// Sends a reconcile request and drives the swarm until its answer (or failure) arrives.
@@ -190,22 +200,34 @@ pub async fn request_reconcile(
     addr: &Multiaddr,
     request: ReconcileRequest,
 ) -> Result<ReconcileResponse, OutboundFailure> {
-    let id = swarm.behaviour_mut().reconcile.send_request_with_addresses(
-        &peer,
-        request,
-        vec![addr.clone()],
-    );
+    let reconcile = &mut swarm.behaviour_mut().reconcile;
+    let id = reconcile.send_request_with_addresses(&peer, request, vec![addr.clone()]);
+    answer_to(swarm, id, |event| match event {
+        Event::Reconcile(event) => Some(event),
+        _ => None,
+    })
+    .await
+}
+
+/// Drives `swarm` until the response to the request `id` (or its failure) arrives among the
+/// events of the protocol `pick` selects.
+async fn answer_to<Req, Resp>(
+    swarm: &mut Swarm<Behaviour>,
+    id: OutboundRequestId,
+    pick: fn(Event) -> Option<request_response::Event<Req, Resp>>,
+) -> Result<Resp, OutboundFailure> {
     loop {
-        match swarm.select_next_some().await {
-            SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::Message {
+        let SwarmEvent::Behaviour(event) = swarm.select_next_some().await else { continue };
+        match pick(event) {
+            Some(request_response::Event::Message {
                 message: request_response::Message::Response { request_id, response },
                 ..
-            })) if request_id == id => return Ok(response),
-            SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::OutboundFailure {
-                request_id,
-                error,
-                ..
-            })) if request_id == id => return Err(error),
+            }) if request_id == id => return Ok(response),
+            Some(request_response::Event::OutboundFailure { request_id, error, .. })
+                if request_id == id =>
+            {
+                return Err(error)
+            }
             _ => {}
         }
     }
