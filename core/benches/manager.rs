@@ -36,7 +36,7 @@ use paych_core::store::sled::SledStore;
 use paych_core::store::{Store, StoreError};
 use paych_core::types::{Address, Network, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet};
-use paych_testkit::devnet::fund;
+use paych_testkit::devnet::{fund, runtime};
 use paych_testkit::store::{Durability, SledWith};
 use secp256k1::{Message as Digest, SECP256K1};
 use tokio::runtime::Runtime;
@@ -83,11 +83,7 @@ fn manager(devnet: &Devnet, wallet: Arc<KeyStore>, store: Arc<dyn Store>) -> Pay
 
 impl Setup {
     fn new() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let devnet = Devnet::new(DevnetConfig::default()).unwrap();
         let open = |dir: &Path| {

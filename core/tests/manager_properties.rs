@@ -27,7 +27,7 @@ use paych_core::store::{Direction, Lifecycle, MessageState};
 use paych_core::types::{Address, SignedVoucher, TokenAmount, SETTLE_DELAY};
 use paych_testkit::amounts::atto;
 use paych_testkit::deadline::{within, DEADLINE};
-use paych_testkit::devnet::{test_config, Net, Node};
+use paych_testkit::devnet::{runtime, test_config, Net, Node};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tokio::task::JoinHandle;
@@ -348,11 +348,7 @@ proptest! {
 
     #[test]
     fn random_histories_keep_funds_covered_and_nothing_redeemable_twice(ops in vec(op(), 10..20)) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         runtime.block_on(play(ops));
     }
 }

@@ -152,6 +152,15 @@ async fn draft_after_redeeming(
     payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap()
 }
 
+/// A payer and a payee with a channel of 1 000 000 on which `lanes` lanes were redeemed
+/// and paid on since, and the payee's draft to fold them (see [`draft_after_redeeming`]).
+async fn redeemed_lanes(lanes: u64) -> (Net, Node, Node, Address, ReconcileDraft) {
+    let net = Net::new();
+    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
+    let draft = draft_after_redeeming(&payer, &payee, ch, lanes).await;
+    (net, payer, payee, ch, draft)
+}
+
 tokio::task_local! {
     /// Who is calling the store, as a test names its tasks.
     static CALLER: &'static str;
@@ -220,9 +229,7 @@ async fn restarted_gated(node: Node) -> (Node, Arc<GatedStore>, PaymentChannelMa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (_net, payer, payee, _ch, draft) = redeemed_lanes(3).await;
     let policy = ReconcilePolicy::default();
     let hash = crypto::blake2b_256(b"the payee's request");
     let before = StoreSnapshot::of(payer.m().store().as_ref());
@@ -251,9 +258,7 @@ async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_prices_on_its_latest_vouchers_when_shown_older_ones() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (_net, payer, _payee, ch, draft) = redeemed_lanes(3).await;
     let policy = ReconcilePolicy::default();
     // The payee shows each lane's first voucher (100 each); the payer issued 300 on each.
     let older: Vec<SignedVoucher> =
@@ -280,9 +285,7 @@ async fn payer_prices_on_its_latest_vouchers_when_shown_older_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_will_not_fold_a_lane_whose_latest_voucher_is_hash_locked() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 2).await;
+    let (_net, payer, _payee, ch, draft) = redeemed_lanes(2).await;
     // Lane 1 then carries a payment that is owed only against a secret.
     let spec = VoucherSpec { amount: atto(5_000), secret_hash: vec![9; 32], ..Default::default() };
     let locked = payer.m().voucher_create_with(&ch, 1, spec).await.unwrap().voucher.unwrap();
@@ -305,9 +308,7 @@ async fn payer_will_not_fold_a_lane_whose_latest_voucher_is_hash_locked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_request_is_answered_only_once_the_first_answer_is_durable() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (_net, payer, _payee, _ch, draft) = redeemed_lanes(3).await;
     let (payer, store, manager) = restarted_gated(payer).await;
     let hash = crypto::blake2b_256(b"asked twice");
 
@@ -347,9 +348,7 @@ async fn a_repeated_request_is_answered_only_once_the_first_answer_is_durable() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_nothing() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (_net, payer, payee, ch, draft) = redeemed_lanes(3).await;
     // Lane 0 gets two more vouchers, of which the payee holds only the later (nonce 4).
     let _three = payer.m().voucher_create(&ch, atto(400), 0).await.unwrap().voucher.unwrap();
     let four = payer.m().voucher_create(&ch, atto(500), 0).await.unwrap().voucher.unwrap();
@@ -387,9 +386,7 @@ async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_durable() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (_net, payer, payee, ch, draft) = redeemed_lanes(3).await;
     let hash = crypto::blake2b_256(b"the request");
     let answer =
         ask_payer(payer.m(), Some(&draft.payee), &hash, &draft, &ReconcilePolicy::default())

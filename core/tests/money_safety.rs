@@ -24,6 +24,14 @@ fn assert_credits_nothing(outcome: &Result<AddOutcome, ManagerError>, what: &str
     assert!(credit(outcome).is_zero(), "{what}: credited {outcome:?}");
 }
 
+/// Asserts that `outcome` accepts the voucher, crediting `delta` attoFIL.
+fn assert_accepted(outcome: &Result<AddOutcome, ManagerError>, delta: u64, what: &str) {
+    assert!(
+        matches!(outcome, Ok(AddOutcome::Accepted { delta: d }) if *d == atto(delta)),
+        "{what}: {outcome:?}"
+    );
+}
+
 /// Adds every voucher in turn and answers the sum credited.
 async fn add_all(w: &World, vouchers: &[SignedVoucher]) -> TokenAmount {
     let mut credited = TokenAmount::default();
@@ -185,10 +193,7 @@ async fn payee_accepts_a_valid_voucher_for_the_room_left_after_a_reconciliation(
     // The channel promised 600 of its 1000: the payer signs 400 more on a new lane.
     let room = payer.voucher_create(&w.ch, atto(400), 2).await.unwrap().voucher.unwrap();
     let outcome = payee.voucher_add(&w.ch, &room, atto(0)).await;
-    assert!(
-        matches!(&outcome, Ok(AddOutcome::Accepted { delta }) if *delta == atto(400)),
-        "a valid voucher for the remaining room: {outcome:?}"
-    );
+    assert_accepted(&outcome, 400, "a valid voucher for the remaining room");
     assert_eq!(w.redeemable().await.to_send, atto(1000));
 }
 
@@ -263,10 +268,7 @@ async fn payee_credits_vouchers_once_under_either_address_of_a_channel_first_nam
     let again = m.voucher_add(&w.ch, &first, atto(0)).await;
     assert!(matches!(again, Ok(AddOutcome::AlreadyHeld)), "the same voucher again: {again:?}");
     let next = m.voucher_add(&w.ch, &second, atto(0)).await;
-    assert!(
-        matches!(&next, Ok(AddOutcome::Accepted { delta }) if *delta == atto(50)),
-        "the next voucher under the robust address: {next:?}"
-    );
+    assert_accepted(&next, 50, "the next voucher under the robust address");
     assert_eq!(w.redeemable().await.to_send, atto(150));
 }
 

@@ -44,6 +44,7 @@ use paych_core::types::{
     METHOD_SEND, SETTLE_DELAY,
 };
 use paych_testkit::amounts::atto;
+use paych_testkit::devnet::runtime;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -73,10 +74,6 @@ fn config() -> ProptestConfig {
         rng_seed: RngSeed::Fixed(seed),
         ..ProptestConfig::default()
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 // ----- the hostile payer ------------------------------------------------------------------

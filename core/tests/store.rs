@@ -82,19 +82,15 @@ fn voucher(channel: ChannelId, lane: u64, nonce: u64) -> VoucherRecord {
     VoucherRecord {
         channel,
         voucher: SignedVoucher {
-            channel_addr: robust_address(channel),
-            time_lock_min: 0,
-            time_lock_max: 0,
-            secret_hash: Vec::new(),
-            extra: None,
-            lane,
-            nonce,
-            amount: TokenAmount::from_atto(
-                u128::from(channel) * 1_000_000 + u128::from(lane) * 1_000 + u128::from(nonce),
-            ),
-            min_settle_height: 0,
-            merges: Vec::new(),
             signature: Some(Signature::new_secp256k1(vec![7; 65])),
+            ..SignedVoucher::new(
+                robust_address(channel),
+                lane,
+                nonce,
+                TokenAmount::from_atto(
+                    u128::from(channel) * 1_000_000 + u128::from(lane) * 1_000 + u128::from(nonce),
+                ),
+            )
         },
         origin: VoucherOrigin::Created,
         submitted: false,
@@ -803,6 +799,23 @@ fn channel_ids_never_repeat_across_reopening() {
     assert_eq!(seen, expected);
 }
 
+/// The store's key of the channel record `id`.
+fn channel_key(id: u64) -> Vec<u8> {
+    let mut key = vec![0x01];
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// A new store, closed, with `value` written raw under its key `key`: its directory and
+/// path.
+fn closed_store_with(key: &[u8], value: &[u8]) -> (TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    drop(SledStore::open(&path).unwrap());
+    poke(&path, key, value);
+    (dir, path)
+}
+
 /// Writes raw bytes under the store's key `key`, with the store closed.
 fn poke(path: &std::path::Path, key: &[u8], value: &[u8]) {
     // sled lets go of a dropped database's lock from a background thread, a moment later.
@@ -823,12 +836,7 @@ fn poke(path: &std::path::Path, key: &[u8], value: &[u8]) {
 
 #[test]
 fn corrupt_record_is_a_codec_error_naming_its_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    drop(SledStore::open(&path).unwrap());
-    let mut key = vec![0x01];
-    key.extend_from_slice(&7u64.to_be_bytes());
-    poke(&path, &key, &[0xff, 0x00]);
+    let (_dir, path) = closed_store_with(&channel_key(7), &[0xff, 0x00]);
 
     let store = SledStore::open(&path).unwrap();
     match store.channel(7).unwrap_err() {
@@ -840,12 +848,8 @@ fn corrupt_record_is_a_codec_error_naming_its_key() {
 
 #[test]
 fn record_under_a_foreign_key_is_a_codec_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    drop(SledStore::open(&path).unwrap());
-    let mut key = vec![0x01];
-    key.extend_from_slice(&8u64.to_be_bytes());
-    poke(&path, &key, &fvm_ipld_encoding::to_vec(&open(9)).unwrap());
+    let (_dir, path) =
+        closed_store_with(&channel_key(8), &fvm_ipld_encoding::to_vec(&open(9)).unwrap());
 
     let store = SledStore::open(&path).unwrap();
     let err = store.channel(8).unwrap_err();
@@ -857,10 +861,7 @@ fn record_under_a_foreign_key_is_a_codec_error() {
 
 #[test]
 fn store_of_another_format_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    drop(SledStore::open(&path).unwrap());
-    poke(&path, b"\x00version", &2u64.to_be_bytes());
+    let (_dir, path) = closed_store_with(b"\x00version", &2u64.to_be_bytes());
     let err = SledStore::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err}");
 }
@@ -887,8 +888,7 @@ fn crash_child_writes_vouchers_until_killed() {
     let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) else {
         return;
     };
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = paych_testkit::devnet::runtime();
     runtime.block_on(async move {
         let store = Arc::new(SledStore::open(dir).unwrap());
         apply_one(&*store, Write::Channel(open(CRASH_CHANNEL)));

@@ -22,7 +22,7 @@ use paych_core::types::Network;
 use paych_node::api::{serve_api, ApiServer};
 use paych_node::auth::{self, Permission};
 use paych_testkit::amounts::atto;
-use paych_testkit::devnet::{Net, Node};
+use paych_testkit::devnet::{runtime, Net, Node};
 use serde_json::Value;
 
 const SECRET: [u8; auth::SECRET_LEN] = [42; auth::SECRET_LEN];
@@ -41,16 +41,10 @@ static WORLD: OnceLock<World> = OnceLock::new();
 
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let runtime = runtime();
         let (net, payer, payee, server) = runtime.block_on(async {
             let net = Net::manual();
-            let payer = net.node(10).await;
-            let payee = net.node(10).await;
-            payer.open_channel(payee.addr, atto(1000)).await;
+            let (payer, payee, _) = net.channel(10, 10, atto(1000)).await;
             payer.m().shutdown().await.expect("payer shutdown");
             let server = serve_api(
                 payee.m().clone(),

@@ -38,7 +38,7 @@ use paych_core::types::{
 };
 use paych_core::wallet::Wallet;
 use paych_testkit::amounts::atto;
-use paych_testkit::devnet::{test_config, Net, Node};
+use paych_testkit::devnet::{runtime, test_config, Net, Node};
 
 /// The most vouchers one input feeds.
 const MAX_VOUCHERS: usize = 8;
@@ -69,15 +69,10 @@ static WORLD: OnceLock<World> = OnceLock::new();
 
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let runtime = runtime();
         let (net, payer, payee, channels) = runtime.block_on(async {
             let net = Net::manual();
-            let payer = net.node(10).await;
-            let payee = net.node(10).await;
+            let (payer, payee) = net.pair(10, 10).await;
             let mut robust = Vec::new();
             for (from, to, amount) in
                 [(&payer, &payee, 1000), (&payer, &payee, 600), (&payer, &payee, 500)]

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use paych_testkit::daemon::{daemon_command, rpc_url, start_devnet, wait_for, Running};
+use paych_testkit::daemon::{
+    api_of, daemon_command, rpc_url, start_daemon, start_devnet, wait_for, Running,
+};
 use paych_testkit::deadline::DEADLINE;
 use serde_json::{json, Value};
 
@@ -164,15 +166,8 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
 
     // The payee first, to learn its address and peer.
     let payee_repo = dir.path().join("payee");
-    let _payee = Running(
-        daemon(&payee_repo)
-            .env("FULLNODE_API_INFO", &info)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let payee_url = rpc_url(&wait_for(&payee_repo.join("api")));
-    let payee_token = wait_for(&payee_repo.join("token"));
+    let _payee = start_daemon(PAYCH, &payee_repo, &info, &[]);
+    let (payee_url, payee_token) = api_of(&payee_repo);
     let payee_addr = ok(&payee_url, &payee_token, "Filecoin.WalletDefaultAddress", json!([])).await;
     let payee_addr = payee_addr.as_str().unwrap().to_owned();
     let listen = ok(&payee_url, &payee_token, "Filecoin.NetAddrsListen", json!([])).await;
@@ -184,16 +179,8 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
     );
 
     let payer_repo = dir.path().join("payer");
-    let _payer = Running(
-        daemon(&payer_repo)
-            .args(["--peer", &peer])
-            .env("FULLNODE_API_INFO", &info)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let payer_url = rpc_url(&wait_for(&payer_repo.join("api")));
-    let payer_token = wait_for(&payer_repo.join("token"));
+    let _payer = start_daemon(PAYCH, &payer_repo, &info, &[peer]);
+    let (payer_url, payer_token) = api_of(&payer_repo);
     let payer_addr = ok(&payer_url, &payer_token, "Filecoin.WalletDefaultAddress", json!([])).await;
 
     // Fund the payer from the devnet's faucet and wait for the money.

@@ -90,6 +90,12 @@ pub fn wait_for(path: &Path) -> String {
     })
 }
 
+/// The JSON-RPC endpoint of the daemon on `repo` and its token, as the daemon wrote them
+/// (waiting until it has).
+pub fn api_of(repo: &Path) -> (String, String) {
+    (rpc_url(&wait_for(&repo.join("api"))), wait_for(&repo.join("token")))
+}
+
 /// `http://127.0.0.1:PORT` from an API multiaddr `/ip4/127.0.0.1/tcp/PORT/http` (a
 /// daemon's `api` file, or a `FULLNODE_API_INFO` without its token).
 pub fn http_base(api: &str) -> String {

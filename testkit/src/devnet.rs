@@ -97,6 +97,13 @@ impl Default for Net {
     }
 }
 
+/// A multi-threaded runtime (two workers, I/O and time enabled) for a test, bench or fuzz
+/// target that drives nodes from synchronous code.
+pub fn runtime() -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all().build().unwrap()
+}
+
 /// A devnet that mines an epoch every `block_time` on its own (call within a runtime).
 pub fn mining(block_time: Duration) -> Devnet {
     let config = DevnetConfig { block_time: Some(block_time), ..DevnetConfig::default() };

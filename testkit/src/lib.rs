@@ -19,6 +19,7 @@
 //!   nothing.
 //! - [`swarm`]: protocol swarms on loopback, a scripted responder and requests driven to
 //!   their answer.
+//! - [`vouchers`]: vouchers assembled from the parts property tests generate.
 //! - [`daemon`]: `paych daemon` and `paych devnet` as processes on 127.0.0.1.
 //!
 //! The kit depends on `paych-core` and `paych-protocol`; a crate's integration tests use it
@@ -39,3 +40,4 @@ pub mod devnet;
 pub mod keys;
 pub mod store;
 pub mod swarm;
+pub mod vouchers;

@@ -2,12 +2,14 @@
 //! task that answers with scripted functions and reports what it sees, and requests driven
 //! until their answer arrives.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, InboundFailure, OutboundFailure, OutboundRequestId};
-use libp2p::swarm::{ListenError, SwarmEvent};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ListenError, NetworkBehaviour, SwarmEvent};
 use libp2p::{connection_limits, Multiaddr, PeerId, Swarm};
 use paych_core::crypto;
 use paych_core::types::{Address, TokenAmount};
@@ -20,6 +22,11 @@ use tokio::sync::mpsc;
 /// Every swarm test gives up after this long.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Awaits `test`, failing it if it has not finished within [`TEST_TIMEOUT`].
+pub async fn in_time<F: Future>(test: F) -> F::Output {
+    tokio::time::timeout(TEST_TIMEOUT, test).await.expect("test timed out")
+}
+
 /// How many events a responder reports before it waits for the test to read them.
 const SEEN_QUEUE: usize = 64;
 
@@ -29,13 +36,35 @@ pub fn new_swarm(config: &Config) -> Swarm<Behaviour> {
 }
 
 /// Starts listening on an ephemeral loopback port and returns the address.
-pub async fn listen<B: libp2p::swarm::NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
+pub async fn listen<B: NetworkBehaviour>(swarm: &mut Swarm<B>) -> Multiaddr {
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
     loop {
         if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
             return address;
         }
     }
+}
+
+/// Dials `peer` at `addr` from `swarm`, even when a connection to it is open already.
+pub fn dial_anew<B: NetworkBehaviour>(swarm: &mut Swarm<B>, peer: PeerId, addr: &Multiaddr) {
+    let opts = DialOpts::peer_id(peer)
+        .addresses(vec![addr.clone()])
+        .condition(PeerCondition::Always)
+        .build();
+    swarm.dial(opts).unwrap();
+}
+
+/// Runs `swarm` in a task, ignoring its events (abort the task to stop it).
+pub fn drive<B>(mut swarm: Swarm<B>) -> tokio::task::JoinHandle<()>
+where
+    B: NetworkBehaviour + Send + 'static,
+    B::ToSwarm: Send,
+{
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    })
 }
 
 /// What a responder swarm saw.
