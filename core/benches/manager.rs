@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use estimates::{criterion_dir, mean_ns, verdict};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::chain::Chain;
 use paych_core::crypto::{self, SecretKey};
 use paych_core::manager::{AddOutcome, ManagerConfig, PaymentChannelManager};
 use paych_core::store::sled::SledStore;

@@ -29,8 +29,7 @@ struct World {
 impl World {
     async fn new() -> Self {
         let net = Net::new();
-        let (payer, payee) = net.pair(10, 10).await;
-        let third = net.node(10).await;
+        let [payer, payee, third] = net.nodes(10).await;
         let a = payer.open_channel(payee.addr, atto(1000)).await;
         let b = payer.open_channel(payee.addr, atto(1000)).await;
         // The payee learns `a` from two vouchers on lane 0: nonce 1 (10) and nonce 2 (20).

@@ -208,10 +208,7 @@ async fn settler_redeems_a_good_voucher_below_an_unredeemable_top_voucher() {
     let _ = w.add(&w.signed(expiring)).await;
     w.mine(5).await;
     w.payer_settles().await;
-    for _ in 0..3 {
-        w.payee.m().settler_pass().await.unwrap();
-        w.mine(1).await;
-    }
+    w.settler_passes(3).await;
     assert_eq!(w.to_send().await, atto(50), "the good voucher below the expired one");
 }
 
@@ -229,10 +226,7 @@ async fn settler_pays_the_payee_its_credit_when_the_lanes_tops_overdraw_the_chan
     let redeemable = w.redeemable().await;
     assert!(credited <= redeemable.to_send, "credited {credited:?}, {redeemable:?}");
     w.payer_settles().await;
-    for _ in 0..3 {
-        w.payee.m().settler_pass().await.unwrap();
-        w.mine(1).await;
-    }
+    w.settler_passes(3).await;
     let paid = w.to_send().await;
     assert!(paid >= credited, "the settler redeemed {paid:?} of a credit of {credited:?}");
     assert_eq!(paid, redeemable.to_send, "the settler redeems the best plan");
@@ -318,10 +312,7 @@ async fn settler_falls_back_below_a_held_time_locked_top_voucher_that_ran_out() 
     // Its lock runs out unredeemed; the payer settles.
     w.mine(20).await;
     w.payer_settles().await;
-    for _ in 0..3 {
-        w.payee.m().settler_pass().await.unwrap();
-        w.mine(1).await;
-    }
+    w.settler_passes(3).await;
     assert_eq!(w.to_send().await, atto(50), "the good voucher below the expired one");
 }
 

@@ -69,6 +69,18 @@ impl Net {
         self.node_with(fil, test_config()).await
     }
 
+    /// `N` nodes whose keys hold `fil` FIL each, started one after another.
+    pub async fn nodes<const N: usize>(&self, fil: u64) -> [Node; N] {
+        let mut nodes = Vec::with_capacity(N);
+        for _ in 0..N {
+            nodes.push(self.node(fil).await);
+        }
+        match nodes.try_into() {
+            Ok(nodes) => nodes,
+            Err(_) => unreachable!("N nodes were started"),
+        }
+    }
+
     /// A node whose key holds `fil` FIL, its manager run with `config`.
     pub async fn node_with(&self, fil: u64, config: ManagerConfig) -> Node {
         let dir = tempfile::tempdir().unwrap();

@@ -205,38 +205,47 @@ pub fn refuse_reconcile() -> ReconcileAnswer {
     })
 }
 
-/// Sends a voucher request from `swarm` to `peer` at `addr` and drives the swarm until its
-/// answer (or failure) arrives.
-pub async fn request_voucher(
-    swarm: &mut Swarm<Behaviour>,
-    peer: PeerId,
-    addr: &Multiaddr,
-    request: VoucherRequest,
-) -> Result<VoucherResponse, OutboundFailure> {
-    let voucher = &mut swarm.behaviour_mut().voucher;
-    let id = voucher.send_request_with_addresses(&peer, request, vec![addr.clone()]);
-    answer_to(swarm, id, |event| match event {
-        Event::Voucher(event) => Some(event),
-        _ => None,
-    })
-    .await
+/// Defines `$name`: send a request of the exchange behind the behaviour's `$field` (whose
+/// events are `Event::$variant`) and drive the swarm until its answer (or failure) arrives.
+macro_rules! request_fn {
+    ($(#[$doc:meta])* $name:ident, $field:ident, $variant:ident, $request:ty, $response:ty) => {
+        $(#[$doc])*
+        pub async fn $name(
+            swarm: &mut Swarm<Behaviour>,
+            peer: PeerId,
+            addr: &Multiaddr,
+            request: $request,
+        ) -> Result<$response, OutboundFailure> {
+            let exchange = &mut swarm.behaviour_mut().$field;
+            let id = exchange.send_request_with_addresses(&peer, request, vec![addr.clone()]);
+            let pick = |event| match event {
+                Event::$variant(event) => Some(event),
+                _ => None,
+            };
+            answer_to(swarm, id, pick).await
+        }
+    };
 }
 
-/// Sends a reconcile request and drives the swarm until its answer (or failure) arrives.
-pub async fn request_reconcile(
-    swarm: &mut Swarm<Behaviour>,
-    peer: PeerId,
-    addr: &Multiaddr,
-    request: ReconcileRequest,
-) -> Result<ReconcileResponse, OutboundFailure> {
-    let reconcile = &mut swarm.behaviour_mut().reconcile;
-    let id = reconcile.send_request_with_addresses(&peer, request, vec![addr.clone()]);
-    answer_to(swarm, id, |event| match event {
-        Event::Reconcile(event) => Some(event),
-        _ => None,
-    })
-    .await
-}
+request_fn!(
+    /// Sends a voucher request from `swarm` to `peer` at `addr` and drives the swarm until
+    /// its answer (or failure) arrives.
+    request_voucher,
+    voucher,
+    Voucher,
+    VoucherRequest,
+    VoucherResponse
+);
+
+request_fn!(
+    /// Sends a reconcile request from `swarm` to `peer` at `addr` and drives the swarm until
+    /// its answer (or failure) arrives.
+    request_reconcile,
+    reconcile,
+    Reconcile,
+    ReconcileRequest,
+    ReconcileResponse
+);
 
 /// Drives `swarm` until the response to the request `id` (or its failure) arrives among the
 /// events of the protocol `pick` selects.

@@ -410,6 +410,14 @@ impl World {
         state.settling_at
     }
 
+    /// The payee's settler looks `passes` times, an epoch mined after each look.
+    pub async fn settler_passes(&self, passes: usize) {
+        for _ in 0..passes {
+            self.payee.m().settler_pass().await.unwrap();
+            self.mine(1).await;
+        }
+    }
+
     /// The channel's `to_send` on chain.
     pub async fn to_send(&self) -> TokenAmount {
         self.net.devnet.channel(&self.ch).await.unwrap().state.to_send
