@@ -192,8 +192,8 @@ async fn payee_accepts_a_valid_voucher_for_the_room_left_after_a_reconciliation(
 
     // The channel promised 600 of its 1000: the payer signs 400 more on a new lane.
     let room = payer.voucher_create(&w.ch, atto(400), 2).await.unwrap().voucher.unwrap();
-    let outcome = payee.voucher_add(&w.ch, &room, atto(0)).await;
-    assert_accepted(&outcome, 400, "a valid voucher for the remaining room");
+    let what = "a valid voucher for the remaining room";
+    assert_accepted(&payee.voucher_add(&w.ch, &room, atto(0)).await, 400, what);
     assert_eq!(w.redeemable().await.to_send, atto(1000));
 }
 
@@ -206,9 +206,7 @@ async fn settler_redeems_a_good_voucher_below_an_unredeemable_top_voucher() {
     let mut expiring = w.voucher(0, 2, 60);
     expiring.time_lock_max = w.head().await + 2;
     let _ = w.add(&w.signed(expiring)).await;
-    w.mine(5).await;
-    w.payer_settles().await;
-    w.settler_passes(3).await;
+    w.lock_runs_out_and_payer_settles(5).await;
     assert_eq!(w.to_send().await, atto(50), "the good voucher below the expired one");
 }
 
@@ -261,8 +259,8 @@ async fn payee_credits_vouchers_once_under_either_address_of_a_channel_first_nam
     assert_eq!(credit(&m.voucher_add(&w.id, &first, atto(0)).await), atto(100));
     let again = m.voucher_add(&w.ch, &first, atto(0)).await;
     assert!(matches!(again, Ok(AddOutcome::AlreadyHeld)), "the same voucher again: {again:?}");
-    let next = m.voucher_add(&w.ch, &second, atto(0)).await;
-    assert_accepted(&next, 50, "the next voucher under the robust address");
+    let by_robust = m.voucher_add(&w.ch, &second, atto(0)).await;
+    assert_accepted(&by_robust, 50, "the next voucher under the robust address");
     assert_eq!(w.redeemable().await.to_send, atto(150));
 }
 
@@ -310,9 +308,7 @@ async fn settler_falls_back_below_a_held_time_locked_top_voucher_that_ran_out() 
     let expiring = w.signed(expiring);
     assert_eq!(credit(&w.add(&expiring).await), atto(10), "held and credited while it can land");
     // Its lock runs out unredeemed; the payer settles.
-    w.mine(20).await;
-    w.payer_settles().await;
-    w.settler_passes(3).await;
+    w.lock_runs_out_and_payer_settles(20).await;
     assert_eq!(w.to_send().await, atto(50), "the good voucher below the expired one");
 }
 

@@ -410,6 +410,14 @@ impl World {
         state.settling_at
     }
 
+    /// `epochs` pass (a time lock runs out), the payer settles and the payee's settler looks
+    /// three times.
+    pub async fn lock_runs_out_and_payer_settles(&self, epochs: u64) {
+        self.mine(epochs).await;
+        self.payer_settles().await;
+        self.settler_passes(3).await;
+    }
+
     /// The payee's settler looks `passes` times, an epoch mined after each look.
     pub async fn settler_passes(&self, passes: usize) {
         for _ in 0..passes {
