@@ -14,6 +14,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use estimates::{criterion_dir, mean_ns, verdict};
 use paych_core::crypto;
 use paych_core::types::{Address, Merge, SignedVoucher, TokenAmount};
+use paych_testkit::keys::{address, key};
 use secp256k1::{Message as Digest, SECP256K1};
 
 fn voucher() -> SignedVoucher {
@@ -24,8 +25,8 @@ fn voucher() -> SignedVoucher {
 }
 
 fn bench(c: &mut Criterion) {
-    let key = crypto::secret_key(&[0x2a; 32]).unwrap();
-    let signer = crypto::secp_address(&crypto::public_key(&key));
+    let key = key(0x2a);
+    let signer = address(&key);
     let mut signed = voucher();
     signed.signature = Some(crypto::sign(&key, &signed.signing_bytes().unwrap()));
     let cbor = signed.to_cbor().unwrap();

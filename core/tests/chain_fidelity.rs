@@ -16,7 +16,7 @@ use paych_core::wallet::Wallet;
 use paych_testkit::amounts::atto;
 use paych_testkit::deadline::{within, DEADLINE};
 use paych_testkit::devnet::{Net, Node};
-use paych_testkit::keys::{high_s_twin, with_high_s};
+use paych_testkit::keys::{address, high_s_twin, key, with_high_s};
 
 /// A payer and a payee on a devnet that mines by itself, with a channel of 1000 attoFIL
 /// between them and a lane for the payer's vouchers.
@@ -118,8 +118,8 @@ async fn payee_accepts_and_the_devnet_redeems_a_voucher_whose_secp_signature_is_
 #[tokio::test]
 async fn devnet_accepts_a_message_with_a_high_s_signature() {
     let net = Net::manual();
-    let key = crypto::secret_key(&[7; 32]).unwrap();
-    let from = crypto::secp_address(&crypto::public_key(&key));
+    let key = key(7);
+    let from = address(&key);
     paych_testkit::devnet::fund(&net.devnet, true, &from, TokenAmount::from_whole(1)).await;
     let to = paych_testkit::keys::stranger_address();
     let message = Message::new(from, to, 0, atto(5), METHOD_SEND, Vec::new());

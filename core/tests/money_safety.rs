@@ -17,6 +17,7 @@ use paych_core::types::{
 };
 use paych_core::wallet::Wallet;
 use paych_testkit::amounts::atto;
+use paych_testkit::keys::{address, key};
 use redeemable::{carry_out, credit, idle_settler, view_of, World};
 
 /// Asserts that `outcome` credits the payer nothing.
@@ -116,7 +117,7 @@ async fn payee_credits_nothing_for_an_extra_call_that_passes_only_in_its_dry_run
     let w = World::new(1000).await;
     // A plain send to a fresh key address: the chain creates its account whoever calls, so
     // this one redeems — but its worth depends on a call, and the payee takes none.
-    let fresh = crypto::secp_address(&crypto::public_key(&crypto::secret_key(&[77; 32]).unwrap()));
+    let fresh = address(&key(77));
     let mut to_nobody = w.voucher(0, 1, 100);
     to_nobody.extra = Some(ModVerifyParams { actor: fresh, method: METHOD_SEND, data: vec![] });
     let to_nobody = w.signed(to_nobody);

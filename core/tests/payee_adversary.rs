@@ -45,6 +45,7 @@ use paych_core::types::{
 };
 use paych_testkit::amounts::atto;
 use paych_testkit::devnet::runtime;
+use paych_testkit::keys::{address, key};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -397,10 +398,7 @@ impl Hostile {
         if spec.secret {
             v.secret_hash = crypto::blake2b_256(b"a secret the payee never learns").to_vec();
         }
-        let nobody = || {
-            let key = crypto::secret_key(&[0x5a; 32]).unwrap();
-            crypto::secp_address(&crypto::public_key(&key))
-        };
+        let nobody = || address(&key(0x5a));
         v.extra = match spec.extra {
             Extra::None => None,
             Extra::SendToPayee => Some(ModVerifyParams {
