@@ -195,7 +195,11 @@ fn main() {
             v
         })
         .collect();
-    let request = ReconcileRequest { vouchers: lanes_vouchers, req_val: amount(600) };
+    let request = ReconcileRequest {
+        vouchers: lanes_vouchers,
+        req_val: amount(600),
+        payee_record: peer_record(&payee),
+    };
     corpus.put("reconcile_request", "three_lanes", request.to_cbor().expect("request"));
     let mut combined = SignedVoucher::new(channel, 0, 3, amount(600));
     combined.merges = vec![Merge { lane: 1, nonce: 3 }, Merge { lane: 2, nonce: 3 }];
