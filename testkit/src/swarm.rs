@@ -102,58 +102,80 @@ pub fn spawn_responder(
     tokio::spawn(async move {
         loop {
             let seen = match swarm.select_next_some().await {
-                SwarmEvent::Behaviour(Event::Voucher(request_response::Event::Message {
-                    peer,
-                    message: request_response::Message::Request { request, channel, .. },
-                    ..
-                })) => {
-                    let response = answer_voucher(peer, &request);
-                    let _ = swarm.behaviour_mut().voucher.send_response(channel, response);
-                    Seen::Voucher(peer, Box::new(request))
+                SwarmEvent::Behaviour(Event::Voucher(event)) => {
+                    let voucher = &mut swarm.behaviour_mut().voucher;
+                    let report: Report<_> = (Seen::Voucher, Seen::VoucherInboundFailure);
+                    on_exchange(voucher, event, &*answer_voucher, report)
                 }
-                SwarmEvent::Behaviour(Event::Reconcile(request_response::Event::Message {
-                    peer,
-                    message: request_response::Message::Request { request, channel, .. },
-                    ..
-                })) => {
-                    let response = answer_reconcile(peer, &request);
-                    let _ = swarm.behaviour_mut().reconcile.send_response(channel, response);
-                    Seen::Reconcile(peer, Box::new(request))
+                SwarmEvent::Behaviour(Event::Reconcile(event)) => {
+                    let reconcile = &mut swarm.behaviour_mut().reconcile;
+                    on_exchange(
+                        reconcile,
+                        event,
+                        &*answer_reconcile,
+                        (Seen::Reconcile, Seen::ReconcileInboundFailure),
+                    )
                 }
-                SwarmEvent::Behaviour(Event::Voucher(
-                    request_response::Event::InboundFailure { peer, error, .. },
-                )) => Seen::VoucherInboundFailure(peer, error),
-                SwarmEvent::Behaviour(Event::Reconcile(
-                    request_response::Event::InboundFailure { peer, error, .. },
-                )) => Seen::ReconcileInboundFailure(peer, error),
                 SwarmEvent::IncomingConnectionError {
                     error: ListenError::Denied { cause },
                     ..
                 } if cause.downcast_ref::<ip_limits::Exceeded>().is_some() => {
-                    Seen::IncomingDeniedPerIp(
+                    Some(Seen::IncomingDeniedPerIp(
                         cause.downcast_ref::<ip_limits::Exceeded>().map_or(0, |e| e.limit),
-                    )
+                    ))
                 }
                 SwarmEvent::IncomingConnectionError { error, .. } => {
-                    Seen::IncomingDenied(match error {
+                    Some(Seen::IncomingDenied(match error {
                         ListenError::Denied { cause } => cause
                             .downcast::<connection_limits::Exceeded>()
                             .ok()
                             .map(|exceeded| exceeded.limit()),
                         _ => None,
-                    })
+                    }))
                 }
                 SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
-                    Seen::Established(peer_id, num_established.get())
+                    Some(Seen::Established(peer_id, num_established.get()))
                 }
-                _ => continue,
+                _ => None,
             };
+            let Some(seen) = seen else { continue };
             if tx.send(seen).await.is_err() {
                 return;
             }
         }
     });
     rx
+}
+
+/// How a responder reports one exchange's events: a request answered, a request that failed
+/// on the way in.
+type Report<Req> = (fn(PeerId, Box<Req>) -> Seen, fn(PeerId, InboundFailure) -> Seen);
+
+/// Answers an inbound request of one exchange with `answer` over `exchange`, and reports the
+/// request, or its inbound failure, with `report`; nothing for any other event.
+fn on_exchange<C>(
+    exchange: &mut request_response::Behaviour<C>,
+    event: request_response::Event<C::Request, C::Response>,
+    answer: &(dyn Fn(PeerId, &C::Request) -> C::Response + Send),
+    (request_seen, failure_seen): Report<C::Request>,
+) -> Option<Seen>
+where
+    C: request_response::Codec + Clone + Send + 'static,
+{
+    match event {
+        request_response::Event::Message {
+            peer,
+            message: request_response::Message::Request { request, channel, .. },
+            ..
+        } => {
+            let _ = exchange.send_response(channel, answer(peer, &request));
+            Some(request_seen(peer, Box::new(request)))
+        }
+        request_response::Event::InboundFailure { peer, error, .. } => {
+            Some(failure_seen(peer, error))
+        }
+        _ => None,
+    }
 }
 
 /// A responder swarm (see [`spawn_responder`]) with `config`, listening on loopback: its peer
