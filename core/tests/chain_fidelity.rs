@@ -79,14 +79,14 @@ async fn payee_accepts_and_the_devnet_redeems_a_high_s_voucher() {
     let net = Net::new();
     let (payer, payee, ch) = net.channel(10, 10, atto(1000)).await;
     let lane = payer.m().allocate_lane(&ch).await.unwrap();
-    let voucher = payer.m().voucher_create(&ch, atto(400), lane).await.unwrap().voucher.unwrap();
+    let voucher = payer.create_voucher(&ch, atto(400), lane).await;
     let twin = with_high_s(voucher.clone());
     assert_ne!(twin, voucher);
 
     let outcome = payee.m().voucher_add(&ch, &twin, atto(400)).await.unwrap();
     assert_eq!(outcome, AddOutcome::Accepted { delta: atto(400) });
 
-    let next = payer.m().voucher_create(&ch, atto(600), lane).await.unwrap().voucher.unwrap();
+    let next = payer.create_voucher(&ch, atto(600), lane).await;
     let next = with_high_s(next);
     payee.m().voucher_check_valid(&ch, &next).await.unwrap();
     let outcome = payee.m().voucher_add(&ch, &next, atto(200)).await.unwrap();
@@ -101,8 +101,7 @@ async fn payee_accepts_and_the_devnet_redeems_a_high_s_voucher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_accepts_and_the_devnet_redeems_a_voucher_whose_secp_signature_is_labelled_bls() {
     let (net, payer, payee, ch, lane) = payer_and_payee().await;
-    let mut voucher =
-        payer.m().voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
+    let mut voucher = payer.create_voucher(&ch, atto(300), lane).await;
     let bytes = voucher.signature.take().unwrap().bytes;
     voucher.signature = Some(Signature { sig_type: SignatureType::BLS, bytes });
     // It travels as its CBOR does.

@@ -34,7 +34,7 @@ impl World {
         let b = payer.open_channel(payee.addr, atto(1000)).await;
         // The payee learns `a` from two vouchers on lane 0: nonce 1 (10) and nonce 2 (20).
         for amount in [10, 20] {
-            let v = payer.m().voucher_create(&a, atto(amount), 0).await.unwrap().voucher.unwrap();
+            let v = payer.create_voucher(&a, atto(amount), 0).await;
             payee.m().voucher_add(&a, &v, atto(0)).await.unwrap();
         }
         payer.m().reserve_funds(&a, atto(100)).await.unwrap();
@@ -46,7 +46,7 @@ impl World {
     }
 
     fn snapshots(&self) -> Vec<StoreSnapshot> {
-        self.nodes().iter().map(|n| StoreSnapshot::of(n.m().store().as_ref())).collect()
+        self.nodes().iter().map(|n| n.snapshot()).collect()
     }
 
     async fn chain_nonces(&self) -> Vec<u64> {

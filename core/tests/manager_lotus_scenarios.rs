@@ -22,7 +22,6 @@ use paych_testkit::amounts::atto;
 use paych_testkit::deadline::{eventually, within};
 use paych_testkit::devnet::{test_config, Net, Node};
 use paych_testkit::keys::sign_as_stranger;
-use paych_testkit::store::StoreSnapshot;
 
 /// A lane no scenario uses: the payee learns each channel from a zero voucher on it.
 const SPARE_LANE: u64 = 100;
@@ -163,8 +162,7 @@ async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
 
     for row in CHECK_VALID_TABLE {
         let ch = payer.open_channel(payee.addr, atto(row.balance)).await;
-        let zero =
-            payer.m().voucher_create(&ch, atto(0), SPARE_LANE).await.unwrap().voucher.unwrap();
+        let zero = payer.create_voucher(&ch, atto(0), SPARE_LANE).await;
         payee.m().voucher_add(&ch, &zero, atto(0)).await.unwrap();
         for (lane, amount) in row.stored {
             let v = payer.m().voucher_create(&ch, atto(*amount), *lane).await.unwrap();
@@ -180,7 +178,7 @@ async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
             Signer::Stranger => sign_as_stranger(unsigned),
         };
         for (side, node) in [("payer", &payer), ("payee", &payee)] {
-            let before = StoreSnapshot::of(node.m().store().as_ref());
+            let before = node.snapshot();
             let result = node.m().voucher_check_valid(&ch, &voucher).await;
             assert!(
                 verdict_holds(row.verdict, &result),
@@ -189,7 +187,7 @@ async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
                 row.verdict
             );
             assert_eq!(
-                StoreSnapshot::of(node.m().store().as_ref()),
+                node.snapshot(),
                 before,
                 "{} ({side} side): a check changed the store",
                 row.scenario
@@ -226,17 +224,13 @@ async fn vouchers_are_created_up_to_the_balance_and_one_atto_more_is_a_shortfall
     assert_eq!(second.shortfall, atto(0));
     assert!(second.voucher.is_some());
 
-    let before = StoreSnapshot::of(payer.m().store().as_ref());
+    let before = payer.snapshot();
     for (lane, amount) in [(0, 5), (1, 7), (2, 1)] {
         let over = payer.m().voucher_create(&ch, atto(amount), lane).await.unwrap();
         assert_eq!(over.voucher, None, "lane {lane} amount {amount}");
         assert_eq!(over.shortfall, atto(1), "lane {lane} amount {amount}");
     }
-    assert_eq!(
-        StoreSnapshot::of(payer.m().store().as_ref()),
-        before,
-        "a shortfall stored something"
-    );
+    assert_eq!(payer.snapshot(), before, "a shortfall stored something");
 
     let status = payer.m().status(&ch).await.unwrap();
     assert_eq!(status.voucher_redeemed, atto(10));
@@ -263,13 +257,13 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
     );
 
     // Below the minimum delta: refused, nothing stored.
-    let before = StoreSnapshot::of(payee.m().store().as_ref());
+    let before = payee.snapshot();
     let below = payee.m().voucher_add(&ch, &v2, atto(10)).await;
     assert!(
         matches!(&below, Err(ManagerError::BelowMinDelta { delta, min_delta }) if *delta == atto(5) && *min_delta == atto(10)),
         "{below:?}"
     );
-    assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before);
+    assert_eq!(payee.snapshot(), before);
 
     // v3 skips v2: its delta is over v1.
     assert_eq!(
@@ -277,7 +271,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
         AddOutcome::Accepted { delta: atto(30) }
     );
     // The same voucher again: already held, credited nothing again, nothing new stored.
-    let before = StoreSnapshot::of(payee.m().store().as_ref());
+    let before = payee.snapshot();
     assert_eq!(payee.m().voucher_add(&ch, &v3, atto(10)).await.unwrap(), AddOutcome::AlreadyHeld);
     assert_eq!(payee.m().voucher_add(&ch, &v1, atto(0)).await.unwrap(), AddOutcome::AlreadyHeld);
     // v2 arrives late: the lane's 40 already includes it.
@@ -285,7 +279,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
         payee.m().voucher_add(&ch, &v2, atto(0)).await.unwrap(),
         AddOutcome::Covered { lane_amount: atto(40) }
     );
-    assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before);
+    assert_eq!(payee.snapshot(), before);
 
     // A different voucher with v3's lane and nonce.
     let mut forged = v3.clone();
@@ -296,7 +290,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
         matches!(conflict, Err(ManagerError::ConflictingVoucher { lane: 0, nonce: 3 })),
         "{conflict:?}"
     );
-    assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before);
+    assert_eq!(payee.snapshot(), before);
 }
 
 // ----- lanes ---------------------------------------------------------------------------
@@ -312,9 +306,9 @@ async fn next_lane_follows_the_highest_lane_used_on_either_side() {
     assert_eq!(payer.m().status(&ch).await.unwrap().next_lane, 2);
 
     // A voucher on a higher lane moves the next lane past it.
-    let on_7 = payer.m().voucher_create(&ch, atto(1), 7).await.unwrap().voucher.unwrap();
+    let on_7 = payer.create_voucher(&ch, atto(1), 7).await;
     assert_eq!(payer.m().status(&ch).await.unwrap().next_lane, 8);
-    let on_3 = payer.m().voucher_create(&ch, atto(1), 3).await.unwrap().voucher.unwrap();
+    let on_3 = payer.create_voucher(&ch, atto(1), 3).await;
     assert_eq!(payer.m().status(&ch).await.unwrap().next_lane, 8);
     assert_eq!(payer.m().allocate_lane(&ch).await.unwrap(), 8);
 
@@ -323,7 +317,7 @@ async fn next_lane_follows_the_highest_lane_used_on_either_side() {
     assert_eq!(payee.m().status(&ch).await.unwrap().next_lane, 4);
     payee.m().voucher_add(&ch, &on_7, atto(0)).await.unwrap();
     assert_eq!(payee.m().status(&ch).await.unwrap().next_lane, 8);
-    let on_1 = payer.m().voucher_create(&ch, atto(1), 1).await.unwrap().voucher.unwrap();
+    let on_1 = payer.create_voucher(&ch, atto(1), 1).await;
     payee.m().voucher_add(&ch, &on_1, atto(0)).await.unwrap();
     assert_eq!(payee.m().status(&ch).await.unwrap().next_lane, 8);
 }
@@ -690,7 +684,7 @@ async fn available_funds_follow_a_channel_through_create_queue_confirmation_rese
     assert_eq!(f.pending_wait_sentinel, None);
 
     // A voucher spends reserved funds; a release makes the rest available.
-    payer.m().voucher_create(&ch, atto(40), 0).await.unwrap().voucher.unwrap();
+    payer.create_voucher(&ch, atto(40), 0).await;
     let f = funds().await.unwrap();
     assert_eq!((f.voucher_redeemed.clone(), f.non_reserved.clone()), (atto(40), atto(0)));
     payer.m().release_funds(&ch, atto(50)).await.unwrap();
@@ -766,7 +760,7 @@ async fn auto_top_up_refills_a_channel_spent_below_low_water_and_small_reservati
     assert_eq!(messages(), sent);
 
     // Vouchers bring available funds to 200, below low water: one add-funds of 800.
-    payer.m().voucher_create(&ch, atto(800), 0).await.unwrap().voucher.unwrap();
+    payer.create_voucher(&ch, atto(800), 0).await;
     eventually("the top-up to land", || async {
         payer.m().status(&ch).await.unwrap().confirmed == atto(1800)
     })
@@ -890,9 +884,7 @@ async fn concurrent_first_vouchers_on_a_new_inbound_channel_learn_it_once() {
     let (payer, payee, ch) = net.channel(10, 0, atto(1000)).await;
     let mut vouchers = Vec::new();
     for lane in 0..8u64 {
-        vouchers.push(
-            payer.m().voucher_create(&ch, atto(10 + lane), lane).await.unwrap().voucher.unwrap(),
-        );
+        vouchers.push(payer.create_voucher(&ch, atto(10 + lane), lane).await);
     }
 
     let adds: Vec<_> = vouchers

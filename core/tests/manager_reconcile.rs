@@ -20,7 +20,7 @@ use paych_testkit::amounts::atto;
 use paych_testkit::deadline::within;
 use paych_testkit::devnet::{open_store_when_free, test_config, Net, Node};
 use paych_testkit::keys::stranger_address;
-use paych_testkit::store::{Durability, SledWith, StoreSnapshot};
+use paych_testkit::store::{Durability, SledWith};
 use tokio::sync::watch;
 
 /// `payer` answers `draft` as the request `hash`, from a peer proven to hold `requester`.
@@ -40,22 +40,8 @@ fn encode(v: &SignedVoucher) -> Result<Vec<u8>, paych_core::types::EncodeError> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
-
     // Lanes 0..3 redeemed once, then paid again.
-    for lane in 0..3 {
-        let v = payer.m().voucher_create(&ch, atto(100), lane).await.unwrap().voucher.unwrap();
-        payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
-        let cid = payee.m().voucher_submit(&ch, &v, &[]).await.unwrap();
-        let outcome = within("the submit to land", payee.m().wait_message(&cid)).await.unwrap();
-        assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
-    }
-    for lane in 0..3 {
-        let v = payer.m().voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
-        payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
-    }
-    let draft = payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap();
+    let (net, payer, payee, ch, draft) = redeemed_lanes(3).await;
     assert_eq!(draft.vouchers.len(), 3);
     assert_eq!(draft.req_val, atto(900 - 40));
     let policy = ReconcilePolicy::default();
@@ -139,14 +125,14 @@ async fn draft_after_redeeming(
     lanes: u64,
 ) -> ReconcileDraft {
     for lane in 0..lanes {
-        let v = payer.m().voucher_create(&ch, atto(100), lane).await.unwrap().voucher.unwrap();
+        let v = payer.create_voucher(&ch, atto(100), lane).await;
         payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
         let cid = payee.m().voucher_submit(&ch, &v, &[]).await.unwrap();
         let outcome = within("the submit to land", payee.m().wait_message(&cid)).await.unwrap();
         assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
     }
     for lane in 0..lanes {
-        let v = payer.m().voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
+        let v = payer.create_voucher(&ch, atto(300), lane).await;
         payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
     }
     payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap()
@@ -232,7 +218,7 @@ async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
     let (_net, payer, payee, _ch, draft) = redeemed_lanes(3).await;
     let policy = ReconcilePolicy::default();
     let hash = crypto::blake2b_256(b"the payee's request");
-    let before = StoreSnapshot::of(payer.m().store().as_ref());
+    let before = payer.snapshot();
 
     // No key proven, a stranger's key, the payer's own key: refused, nothing signed or kept.
     let stranger = stranger_address();
@@ -244,7 +230,7 @@ async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
             .unwrap_err();
         assert_eq!(refusal.status, ReconcileStatus::NotPayee, "{requester:?}");
     }
-    assert_eq!(StoreSnapshot::of(payer.m().store().as_ref()), before);
+    assert_eq!(payer.snapshot(), before);
     assert!(payer.m().store().reconcile(&hash).unwrap().is_none());
 
     // The payee is answered; a stranger replaying the very same request is not given the
@@ -289,7 +275,7 @@ async fn payer_will_not_fold_a_lane_whose_latest_voucher_is_hash_locked() {
     // Lane 1 then carries a payment that is owed only against a secret.
     let spec = VoucherSpec { amount: atto(5_000), secret_hash: vec![9; 32], ..Default::default() };
     let locked = payer.m().voucher_create_with(&ch, 1, spec).await.unwrap().voucher.unwrap();
-    let before = StoreSnapshot::of(payer.m().store().as_ref());
+    let before = payer.snapshot();
     let policy = ReconcilePolicy::default();
     for (tag, shown) in [
         (&b"shown locked"[..], vec![draft.vouchers[0].clone(), locked.clone()]),
@@ -303,7 +289,7 @@ async fn payer_will_not_fold_a_lane_whose_latest_voucher_is_hash_locked() {
             .unwrap_err();
         assert_eq!(refusal.status, ReconcileStatus::LaneConditional, "{refusal}");
     }
-    assert_eq!(StoreSnapshot::of(payer.m().store().as_ref()), before);
+    assert_eq!(payer.snapshot(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,8 +336,8 @@ async fn a_repeated_request_is_answered_only_once_the_first_answer_is_durable() 
 async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_nothing() {
     let (_net, payer, payee, ch, draft) = redeemed_lanes(3).await;
     // Lane 0 gets two more vouchers, of which the payee holds only the later (nonce 4).
-    let _three = payer.m().voucher_create(&ch, atto(400), 0).await.unwrap().voucher.unwrap();
-    let four = payer.m().voucher_create(&ch, atto(500), 0).await.unwrap().voucher.unwrap();
+    let _three = payer.create_voucher(&ch, atto(400), 0).await;
+    let four = payer.create_voucher(&ch, atto(500), 0).await;
     payee.m().voucher_add(&ch, &four, atto(0)).await.unwrap();
     let requested = payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap();
     assert_eq!(requested.vouchers.len(), 3);
@@ -359,7 +345,7 @@ async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_no
     // What an honest payer would sign: lane 0 above nonce 4, lanes 1 and 2 above nonce 2.
     let mut plan = SignedVoucher::new(ch, 0, 5, req_val.clone());
     plan.merges = vec![Merge { lane: 1, nonce: 3 }, Merge { lane: 2, nonce: 3 }];
-    let before = StoreSnapshot::of(payee.m().store().as_ref());
+    let before = payee.snapshot();
 
     type Edit = fn(&mut SignedVoucher);
     let hostile: [(&str, Edit); 5] = [
@@ -375,7 +361,7 @@ async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_no
         let v = payer.sign(v);
         let err = payee.m().reconcile_accept(&ch, &requested.vouchers, &req_val, &v).await;
         assert!(matches!(err, Err(ManagerError::CombinedRejected(_))), "{what}: {err:?}");
-        assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before, "{what}");
+        assert_eq!(payee.snapshot(), before, "{what}");
     }
     // The plan itself is accepted.
     let plan = payer.sign(plan);

@@ -35,6 +35,19 @@ pub async fn fold_lanes(
     Ok((draft, combined))
 }
 
+impl Node {
+    /// The voucher this node's manager creates for `amount` on `lane` of the outbound
+    /// channel `ch`; the channel must cover it.
+    pub async fn create_voucher(
+        &self,
+        ch: &Address,
+        amount: TokenAmount,
+        lane: u64,
+    ) -> SignedVoucher {
+        self.m().voucher_create(ch, amount, lane).await.unwrap().voucher.unwrap()
+    }
+}
+
 impl Net {
     /// A payer whose key holds `payer_fil` FIL and a payee whose key holds `payee_fil` FIL,
     /// started in that order.

@@ -10,6 +10,8 @@ use paych_core::store::{
 };
 use paych_core::types::Address;
 
+use crate::devnet::Node;
+
 /// Everything a store holds that the manager writes: channels, their vouchers, messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSnapshot {
@@ -30,6 +32,13 @@ impl StoreSnapshot {
         let mut messages = store.messages().unwrap();
         messages.sort_by_key(|m| m.cid.to_bytes());
         StoreSnapshot { channels, vouchers, messages }
+    }
+}
+
+impl Node {
+    /// What this node's store holds now.
+    pub fn snapshot(&self) -> StoreSnapshot {
+        StoreSnapshot::of(self.m().store().as_ref())
     }
 }
 
