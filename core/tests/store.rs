@@ -133,18 +133,23 @@ struct Fresh {
 
 /// Every scenario a backend must pass, each on a fresh store from `fresh`.
 async fn conformance(fresh: fn() -> Fresh) {
-    channel_round_trips(&*fresh().store);
-    channel_is_found_by_both_addresses_once_open(&*fresh().store);
-    changed_address_leaves_no_stale_index_entry(&*fresh().store);
-    address_of_another_channel_is_refused(&*fresh().store);
-    channels_are_listed_in_id_order(&*fresh().store);
-    voucher_round_trips(&*fresh().store);
-    vouchers_are_listed_by_lane_then_nonce(&*fresh().store);
-    vouchers_never_leak_between_channels(&*fresh().store);
-    voucher_for_unknown_channel_is_refused(&*fresh().store);
-    message_records_follow_their_states(&*fresh().store);
-    message_under_wrong_cid_is_refused(&*fresh().store);
-    reconcile_and_peer_records_round_trip(&*fresh().store);
+    let on_a_fresh_store: [fn(&dyn Store); 12] = [
+        channel_round_trips,
+        channel_is_found_by_both_addresses_once_open,
+        changed_address_leaves_no_stale_index_entry,
+        address_of_another_channel_is_refused,
+        channels_are_listed_in_id_order,
+        voucher_round_trips,
+        vouchers_are_listed_by_lane_then_nonce,
+        vouchers_never_leak_between_channels,
+        voucher_for_unknown_channel_is_refused,
+        message_records_follow_their_states,
+        message_under_wrong_cid_is_refused,
+        reconcile_and_peer_records_round_trip,
+    ];
+    for scenario in on_a_fresh_store {
+        scenario(&*fresh().store);
+    }
     channel_ids_never_repeat(fresh().store);
     failed_batch_writes_nothing(&*fresh().store);
     channel_reads_follow_every_write(&*fresh().store);
@@ -501,28 +506,43 @@ fn a_batch_is_seen_whole_across_point_reads(store: Arc<dyn Store>) {
         vec![Write::Channel(record), Write::Reconcile(answer)]
     };
     store.apply(batch(0)).unwrap();
+    let read = move |store: &dyn Store| {
+        let answer = store.reconcile(&hash).unwrap().unwrap();
+        let seen = u64::from_be_bytes(answer.response.as_slice().try_into().unwrap());
+        let channel = store.channel(1).unwrap().unwrap();
+        assert!(
+            channel.reserved >= TokenAmount::from_atto(seen),
+            "batch {seen} seen without its channel record ({:?})",
+            channel.reserved
+        );
+    };
+    read_while_writing(&store, read, || {
+        for n in 1..=BATCHES {
+            store.apply(batch(n)).unwrap();
+        }
+    });
+}
+
+/// Runs `read` over and over on another thread while `write` runs, and checks that it ran at
+/// least once.
+fn read_while_writing(
+    store: &Arc<dyn Store>,
+    read: impl Fn(&dyn Store) + Send + 'static,
+    write: impl FnOnce(),
+) {
     let done = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        let (store, done) = (Arc::clone(store), Arc::clone(&done));
         std::thread::spawn(move || {
             let mut reads = 0u64;
             while !done.load(Ordering::SeqCst) {
-                let answer = store.reconcile(&hash).unwrap().unwrap();
-                let seen = u64::from_be_bytes(answer.response.as_slice().try_into().unwrap());
-                let channel = store.channel(1).unwrap().unwrap();
-                assert!(
-                    channel.reserved >= TokenAmount::from_atto(seen),
-                    "batch {seen} seen without its channel record ({:?})",
-                    channel.reserved
-                );
+                read(&*store);
                 reads += 1;
             }
             reads
         })
     };
-    for n in 1..=BATCHES {
-        store.apply(batch(n)).unwrap();
-    }
+    write();
     done.store(true, Ordering::SeqCst);
     assert!(reader.join().unwrap() > 0);
 }
@@ -531,28 +551,18 @@ fn readers_never_see_half_a_batch(store: Arc<dyn Store>) {
     const LANES: u64 = 8;
     const BATCHES: u64 = 300;
     apply_one(&*store, Write::Channel(open(1)));
-    let done = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let mut reads = 0u64;
-            while !done.load(Ordering::SeqCst) {
-                let seen = store.vouchers(1).unwrap();
-                assert_eq!(seen.len() as u64 % LANES, 0, "saw part of a batch");
-                let nonces: BTreeSet<u64> = seen.iter().map(|v| v.voucher.nonce).collect();
-                assert_eq!(nonces.len() as u64 * LANES, seen.len() as u64, "saw part of a batch");
-                reads += 1;
-            }
-            reads
-        })
+    let read = |store: &dyn Store| {
+        let seen = store.vouchers(1).unwrap();
+        assert_eq!(seen.len() as u64 % LANES, 0, "saw part of a batch");
+        let nonces: BTreeSet<u64> = seen.iter().map(|v| v.voucher.nonce).collect();
+        assert_eq!(nonces.len() as u64 * LANES, seen.len() as u64, "saw part of a batch");
     };
-    for nonce in 1..=BATCHES {
-        store
-            .apply((0..LANES).map(|lane| Write::Voucher(voucher(1, lane, nonce))).collect())
-            .unwrap();
-    }
-    done.store(true, Ordering::SeqCst);
-    assert!(reader.join().unwrap() > 0);
+    read_while_writing(&store, read, || {
+        for nonce in 1..=BATCHES {
+            let batch = (0..LANES).map(|lane| Write::Voucher(voucher(1, lane, nonce))).collect();
+            store.apply(batch).unwrap();
+        }
+    });
     assert_eq!(store.vouchers(1).unwrap().len() as u64, LANES * BATCHES);
 }
 
