@@ -13,10 +13,10 @@
 //! - [`deadline`]: the one deadline a test waits for anything, and waiting within it.
 //! - [`devnet`]: a devnet mining on a timer or on demand, and nodes on it (a keystore, a
 //!   sled store and a manager each) funded from its faucet.
-//! - [`channel`]: a payer and a payee node with a funded channel between them, and the
-//!   reconciliation honest parties run on it.
+//! - [`channel`]: a payer and a payee node with a funded channel between them, covered
+//!   vouchers on it, and the reconciliation honest parties run on it.
 //! - [`store`]: a snapshot of everything a store holds, to show that a refusal changed
-//!   nothing.
+//!   nothing, and a sled store whose durability a test decides.
 //! - [`swarm`]: protocol swarms on loopback, a scripted responder and requests driven to
 //!   their answer.
 //! - [`vouchers`]: vouchers assembled from the parts property tests generate.
