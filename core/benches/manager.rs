@@ -26,20 +26,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cid::Cid;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use estimates::{criterion_dir, mean_ns};
+use estimates::{criterion_dir, mean_ns, verdict};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::chain::Chain;
 use paych_core::crypto::{self, SecretKey};
 use paych_core::manager::{AddOutcome, ManagerConfig, PaymentChannelManager};
 use paych_core::store::sled::SledStore;
-use paych_core::store::{
-    Batch, ChannelId, ChannelRecord, MessageRecord, PeerRecord, ReconcileRecord, Store, StoreError,
-    VoucherRecord,
-};
+use paych_core::store::{Store, StoreError};
 use paych_core::types::{Address, Network, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet};
+use paych_testkit::devnet::{fund, runtime};
+use paych_testkit::store::{Durability, SledWith};
 use secp256k1::{Message as Digest, SECP256K1};
 use tokio::runtime::Runtime;
 
@@ -49,57 +46,20 @@ const CALLERS: usize = 64;
 /// The raw durable write: a sled insert of a voucher-sized record and a flush.
 const DURABLE_WRITE: &str = "sled insert 256 B + flush";
 
-/// A [`SledStore`] whose `durable()` returns at once: the store without the flush, to
-/// measure what durability costs.
-struct NonDurable(SledStore);
+/// A flush that returns at once: a [`SledStore`] with it is the store without the flush,
+/// to measure what durability costs.
+struct NoFlush;
 
 #[async_trait::async_trait]
-impl Store for NonDurable {
-    fn next_channel_id(&self) -> Result<ChannelId, StoreError> {
-        self.0.next_channel_id()
-    }
-    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        self.0.apply(batch)
-    }
-    async fn durable(&self) -> Result<(), StoreError> {
+impl Durability for NoFlush {
+    async fn durable(&self, _: &SledStore) -> Result<(), StoreError> {
         Ok(())
-    }
-    fn channel(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
-        self.0.channel(id)
-    }
-    fn channel_by_address(&self, addr: &Address) -> Result<Option<ChannelRecord>, StoreError> {
-        self.0.channel_by_address(addr)
-    }
-    fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
-        self.0.channels()
-    }
-    fn voucher(
-        &self,
-        channel: ChannelId,
-        lane: u64,
-        nonce: u64,
-    ) -> Result<Option<VoucherRecord>, StoreError> {
-        self.0.voucher(channel, lane, nonce)
-    }
-    fn vouchers(&self, channel: ChannelId) -> Result<Vec<VoucherRecord>, StoreError> {
-        self.0.vouchers(channel)
-    }
-    fn message(&self, cid: &Cid) -> Result<Option<MessageRecord>, StoreError> {
-        self.0.message(cid)
-    }
-    fn messages(&self) -> Result<Vec<MessageRecord>, StoreError> {
-        self.0.messages()
-    }
-    fn reconcile(&self, request_hash: &[u8]) -> Result<Option<ReconcileRecord>, StoreError> {
-        self.0.reconcile(request_hash)
-    }
-    fn peer(&self, address: &Address) -> Result<Option<PeerRecord>, StoreError> {
-        self.0.peer(address)
     }
 }
 
 /// A payer with one shared channel and [`CALLERS`] channels of its own to a payee, and two
-/// payee managers: one on a durable store, one on a [`NonDurable`] one.
+/// payee managers: one on a durable store, one on a store without flushes
+/// ([`NoFlush`]).
 struct Setup {
     rt: Runtime,
     payer: PaymentChannelManager,
@@ -122,11 +82,7 @@ fn manager(devnet: &Devnet, wallet: Arc<KeyStore>, store: Arc<dyn Store>) -> Pay
 
 impl Setup {
     fn new() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let devnet = Devnet::new(DevnetConfig::default()).unwrap();
         let open = |dir: &Path| {
@@ -143,14 +99,16 @@ impl Setup {
 
         let payer = manager(&devnet, payer_wallet, Arc::new(payer_store));
         let durable_payee = manager(&devnet, payee_wallet.clone(), Arc::new(durable_store));
-        let fast_payee = manager(&devnet, payee_wallet, Arc::new(NonDurable(fast_store)));
+        let fast_payee = manager(
+            &devnet,
+            payee_wallet,
+            Arc::new(SledWith { sled: fast_store, durability: NoFlush }),
+        );
         let (shared, own) = rt.block_on(async {
             for m in [&payer, &durable_payee, &fast_payee] {
                 m.start().await.unwrap();
             }
-            let cid = devnet.faucet(&payer_addr, TokenAmount::from_whole(1000)).unwrap();
-            devnet.mine(1);
-            devnet.wait(&cid, 0, Duration::from_secs(60)).await.unwrap();
+            fund(&devnet, true, &payer_addr, TokenAmount::from_whole(1000)).await;
             let mut sentinels = Vec::new();
             for _ in 0..=CALLERS {
                 let handle = payer
@@ -470,11 +428,7 @@ fn print_ratios() {
             println!("{label:<42} (no estimates under {})", root.display());
             continue;
         };
-        let verdict = match target {
-            Some(t) if r / o >= t => format!("≥{t} ok"),
-            Some(t) => format!("≥{t} MISSED"),
-            None => "-".to_owned(),
-        };
+        let verdict = verdict(r / o, target);
         let name = format!("{} {}", reference.function, reference.parameter);
         println!("{label:<42} {name:>16.16} {r:>12.0} {o:>12.0} {:>9.3} {verdict:>12}", r / o);
     }

@@ -11,9 +11,10 @@ mod estimates;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use estimates::{criterion_dir, mean_ns};
+use estimates::{criterion_dir, mean_ns, verdict};
 use paych_core::crypto;
 use paych_core::types::{Address, Merge, SignedVoucher, TokenAmount};
+use paych_testkit::keys::{address, key};
 use secp256k1::{Message as Digest, SECP256K1};
 
 fn voucher() -> SignedVoucher {
@@ -24,8 +25,8 @@ fn voucher() -> SignedVoucher {
 }
 
 fn bench(c: &mut Criterion) {
-    let key = crypto::secret_key(&[0x2a; 32]).unwrap();
-    let signer = crypto::secp_address(&crypto::public_key(&key));
+    let key = key(0x2a);
+    let signer = address(&key);
     let mut signed = voucher();
     signed.signature = Some(crypto::sign(&key, &signed.signing_bytes().unwrap()));
     let cbor = signed.to_cbor().unwrap();
@@ -95,11 +96,7 @@ fn print_ratios() {
             println!("{label:<8} (no estimates under {})", root.display());
             continue;
         };
-        let verdict = match target {
-            Some(t) if r / o >= t => format!("≥{t} ok"),
-            Some(t) => format!("≥{t} MISSED"),
-            None => "-".to_owned(),
-        };
+        let verdict = verdict(r / o, target);
         println!("{label:<8} {:>20} {r:>10.0} {o:>12.0} {:>9.3} {verdict:>7}", raw.2, r / o);
     }
 }

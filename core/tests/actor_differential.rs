@@ -10,9 +10,6 @@
 //! a collection's payout, or the exit code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{atto, high_s_twin, params, signed_by, Setup, MINER_ID};
 use paych_core::actor::{
     collect, construct, settle, update_channel_state, ExtraCallFailure, Payout,
 };
@@ -20,6 +17,9 @@ use paych_core::types::{
     Address, ConstructorParams, ExitCode, ModVerifyParams, Signature, SignatureType, TokenAmount,
     INIT_ACTOR_ID,
 };
+use paych_testkit::actor_env::{params, Setup, MINER_ID};
+use paych_testkit::amounts::atto;
+use paych_testkit::keys::{high_s_twin, signed_by};
 
 /// The form of the voucher's signature.
 #[derive(Debug, Clone, Copy)]
@@ -260,7 +260,7 @@ fn run(call: &Call) -> Outcome {
             let address = |party: &Party| match party {
                 Party::Payer => s.payer.key_addr,
                 Party::Miner => Address::new_id(MINER_ID),
-                Party::NewKey => common::Party::new(9, 0).key_addr,
+                Party::NewKey => paych_testkit::actor_env::Party::new(9, 0).key_addr,
                 Party::UnknownId => Address::new_id(4242),
                 Party::UnknownRobust => Address::new_actor(b"nobody"),
             };

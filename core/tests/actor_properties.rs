@@ -9,13 +9,13 @@
 //! small model of the actor's checks written from the specification.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{atto, params, signed_by, Setup};
 use paych_core::actor::{collect, settle, update_channel_state, ActorError, ChannelState};
 use paych_core::types::{ChainEpoch, Merge, SignedVoucher, TokenAmount, SETTLE_DELAY};
+use paych_testkit::actor_env::{params, Setup};
+use paych_testkit::amounts::atto;
+use paych_testkit::keys::signed_by;
 use proptest::collection::vec;
 use proptest::prelude::*;
 

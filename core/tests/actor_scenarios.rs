@@ -3,9 +3,6 @@
 //! codes, and that a refused call changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{atto, params, signed_by, Party, Setup, CHANNEL_ID, MINER_ID, OTHER_CHANNEL_ID};
 use fvm_shared::bigint::BigInt;
 use paych_core::actor::{
     collect, construct, settle, update_channel_state, ActorError, ChannelState, ExtraCallFailure,
@@ -16,6 +13,9 @@ use paych_core::types::{
     Address, ConstructorParams, ExitCode, LaneState, Merge, ModVerifyParams, Signature,
     SignedVoucher, TokenAmount, UpdateChannelStateParams, INIT_ACTOR_ID, MAX_LANE, SETTLE_DELAY,
 };
+use paych_testkit::actor_env::{params, Party, Setup, CHANNEL_ID, MINER_ID, OTHER_CHANNEL_ID};
+use paych_testkit::amounts::atto;
+use paych_testkit::keys::signed_by;
 
 // ---------------------------------------------------------------------------------------
 // Helpers

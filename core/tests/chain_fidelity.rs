@@ -3,11 +3,6 @@
 //! the in-process devnet and, where a payee is involved, a real manager on it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-mod harness;
-
-use common::{high_s_twin, with_high_s};
-use harness::{atto, within, Net, Node, DEADLINE};
 use paych_core::chain::{ActorKind, Chain, Receipt};
 use paych_core::crypto;
 use paych_core::manager::{AddOutcome, AddVoucherError, VoucherSpec};
@@ -18,14 +13,16 @@ use paych_core::types::{
     INIT_ACTOR_ID, INIT_EXEC_METHOD, METHOD_SEND,
 };
 use paych_core::wallet::Wallet;
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::{within, DEADLINE};
+use paych_testkit::devnet::{Net, Node};
+use paych_testkit::keys::{address, high_s_twin, key, with_high_s};
 
 /// A payer and a payee on a devnet that mines by itself, with a channel of 1000 attoFIL
 /// between them and a lane for the payer's vouchers.
 async fn payer_and_payee() -> (Net, Node, Node, Address, u64) {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1000)).await;
     let lane = payer.m().allocate_lane(&ch).await.unwrap();
     (net, payer, payee, ch, lane)
 }
@@ -80,18 +77,16 @@ async fn refused_with(payee: &Node, ch: &Address, voucher: &SignedVoucher) -> u3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_accepts_and_the_devnet_redeems_a_high_s_voucher() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1000)).await;
     let lane = payer.m().allocate_lane(&ch).await.unwrap();
-    let voucher = payer.m().voucher_create(&ch, atto(400), lane).await.unwrap().voucher.unwrap();
+    let voucher = payer.create_voucher(&ch, atto(400), lane).await;
     let twin = with_high_s(voucher.clone());
     assert_ne!(twin, voucher);
 
     let outcome = payee.m().voucher_add(&ch, &twin, atto(400)).await.unwrap();
     assert_eq!(outcome, AddOutcome::Accepted { delta: atto(400) });
 
-    let next = payer.m().voucher_create(&ch, atto(600), lane).await.unwrap().voucher.unwrap();
+    let next = payer.create_voucher(&ch, atto(600), lane).await;
     let next = with_high_s(next);
     payee.m().voucher_check_valid(&ch, &next).await.unwrap();
     let outcome = payee.m().voucher_add(&ch, &next, atto(200)).await.unwrap();
@@ -106,8 +101,7 @@ async fn payee_accepts_and_the_devnet_redeems_a_high_s_voucher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_accepts_and_the_devnet_redeems_a_voucher_whose_secp_signature_is_labelled_bls() {
     let (net, payer, payee, ch, lane) = payer_and_payee().await;
-    let mut voucher =
-        payer.m().voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
+    let mut voucher = payer.create_voucher(&ch, atto(300), lane).await;
     let bytes = voucher.signature.take().unwrap().bytes;
     voucher.signature = Some(Signature { sig_type: SignatureType::BLS, bytes });
     // It travels as its CBOR does.
@@ -123,10 +117,10 @@ async fn payee_accepts_and_the_devnet_redeems_a_voucher_whose_secp_signature_is_
 #[tokio::test]
 async fn devnet_accepts_a_message_with_a_high_s_signature() {
     let net = Net::manual();
-    let key = crypto::secret_key(&[7; 32]).unwrap();
-    let from = crypto::secp_address(&crypto::public_key(&key));
-    harness::fund(&net.devnet, true, &from, TokenAmount::from_whole(1)).await;
-    let to = harness::stranger_address();
+    let key = key(7);
+    let from = address(&key);
+    paych_testkit::devnet::fund(&net.devnet, true, &from, TokenAmount::from_whole(1)).await;
+    let to = paych_testkit::keys::stranger_address();
     let message = Message::new(from, to, 0, atto(5), METHOD_SEND, Vec::new());
     let message = net.devnet.estimate_gas(message).await.unwrap();
     let signed = crypto::sign_message(&key, message).unwrap();
@@ -167,7 +161,7 @@ async fn an_extra_callee_user_exit_code_is_passed_through_at_the_payee_and_on_ch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extra_send_to_a_key_address_without_an_actor_creates_its_account_and_redeems() {
     let (net, payer, payee, ch, lane) = payer_and_payee().await;
-    let newcomer = harness::stranger_address();
+    let newcomer = paych_testkit::keys::stranger_address();
     let extra = ModVerifyParams { actor: newcomer, method: METHOD_SEND, data: Vec::new() };
     let voucher = voucher_with_extra(&payer, &ch, lane, 100, extra).await;
     assert_passes_the_actor_but_not_the_policy(&payee, &ch, &voucher).await;

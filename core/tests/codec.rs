@@ -4,6 +4,7 @@
 use fvm_shared::bigint::BigInt;
 use paych_core::crypto;
 use paych_core::types::*;
+use paych_testkit::vouchers::voucher_from_parts;
 use proptest::prelude::*;
 
 fn sample_voucher() -> SignedVoucher {
@@ -150,36 +151,13 @@ fn arb_voucher() -> impl Strategy<Value = SignedVoucher> {
         proptest::collection::vec((any::<u64>(), any::<u64>()), 0..8),
         proptest::option::of((any::<bool>(), proptest::collection::vec(any::<u8>(), 0..100))),
     )
-        .prop_map(
-            |(
-                (channel_addr, tl_min, tl_max, secret_hash),
-                extra,
-                (lane, nonce, amount, msh),
-                merges,
-                sig,
-            )| {
-                SignedVoucher {
-                    channel_addr,
-                    time_lock_min: tl_min,
-                    time_lock_max: tl_max,
-                    secret_hash,
-                    extra: extra.map(|(actor, method, data)| ModVerifyParams {
-                        actor,
-                        method,
-                        data,
-                    }),
-                    lane,
-                    nonce,
-                    amount,
-                    min_settle_height: msh,
-                    merges: merges.into_iter().map(|(lane, nonce)| Merge { lane, nonce }).collect(),
-                    signature: sig.map(|(bls, bytes)| Signature {
-                        sig_type: if bls { SignatureType::BLS } else { SignatureType::Secp256k1 },
-                        bytes,
-                    }),
-                }
-            },
-        )
+        .prop_map(|(head, extra, lane, merges, sig)| {
+            let sig = sig.map(|(bls, bytes)| Signature {
+                sig_type: if bls { SignatureType::BLS } else { SignatureType::Secp256k1 },
+                bytes,
+            });
+            voucher_from_parts((head, extra, lane, merges, sig))
+        })
 }
 
 proptest! {

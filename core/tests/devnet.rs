@@ -11,6 +11,7 @@ use paych_core::types::{
     decode, Address, ConstructorParams, ExecParams, ExecReturn, Message, PaychState, SignedMessage,
     TokenAmount, INIT_ACTOR_ID, INIT_EXEC_METHOD, METHOD_SEND,
 };
+use paych_testkit::keys::{address, key};
 
 struct Account {
     key: SecretKey,
@@ -18,8 +19,8 @@ struct Account {
 }
 
 fn account(seed: u8) -> Account {
-    let key = crypto::secret_key(&[seed; 32]).unwrap();
-    Account { addr: crypto::secp_address(&crypto::public_key(&key)), key }
+    let key = key(seed);
+    Account { addr: address(&key), key }
 }
 
 fn funded(devnet: &Devnet, who: &Account) {
@@ -45,9 +46,19 @@ async fn send(
     (signed, lookup)
 }
 
-fn exec_params(code: cid::Cid, from: Address, to: Address) -> Vec<u8> {
-    let ctor = fvm_ipld_encoding::to_vec(&ConstructorParams { from, to }).unwrap();
-    fvm_ipld_encoding::to_vec(&ExecParams { code_cid: code, constructor_params: ctor }).unwrap()
+/// `from` asks the Init actor (with 5 FIL) to construct an actor of `code` for a channel
+/// from `from` to `to`.
+async fn exec(
+    devnet: &Devnet,
+    from: &Account,
+    code: cid::Cid,
+    to: &Account,
+) -> (SignedMessage, paych_core::chain::MessageLookup) {
+    let ctor = fvm_ipld_encoding::to_vec(&ConstructorParams { from: from.addr, to: to.addr });
+    let params = ExecParams { code_cid: code, constructor_params: ctor.unwrap() };
+    let params = fvm_ipld_encoding::to_vec(&params).unwrap();
+    let init = Address::new_id(INIT_ACTOR_ID);
+    send(devnet, from, init, TokenAmount::from_whole(5), INIT_EXEC_METHOD, params).await
 }
 
 #[tokio::test]
@@ -71,16 +82,7 @@ async fn exec_of_another_actor_code_is_forbidden_and_changes_nothing() {
     let (alice, bob) = (account(1), account(2));
     funded(&devnet, &alice);
     let before = devnet.actor(&alice.addr).await.unwrap().unwrap().balance;
-    let params = exec_params(code_cid("account"), alice.addr, bob.addr);
-    let (signed, lookup) = send(
-        &devnet,
-        &alice,
-        Address::new_id(INIT_ACTOR_ID),
-        TokenAmount::from_whole(5),
-        INIT_EXEC_METHOD,
-        params,
-    )
-    .await;
+    let (signed, lookup) = exec(&devnet, &alice, code_cid("account"), &bob).await;
     assert_eq!(lookup.receipt.exit_code.value(), 18);
     let gas = TokenAmount::from_atto(200) * lookup.receipt.gas_used;
     assert_eq!(signed.message.gas_premium, TokenAmount::from_atto(100));
@@ -97,16 +99,7 @@ async fn a_channel_state_is_served_as_real_blocks_with_an_amt_of_lanes() {
     let (alice, bob) = (account(1), account(2));
     funded(&devnet, &alice);
     let code = devnet.actor_code(ActorKind::PaymentChannel).await.unwrap();
-    let params = exec_params(code, alice.addr, bob.addr);
-    let (_, lookup) = send(
-        &devnet,
-        &alice,
-        Address::new_id(INIT_ACTOR_ID),
-        TokenAmount::from_whole(5),
-        INIT_EXEC_METHOD,
-        params,
-    )
-    .await;
+    let (_, lookup) = exec(&devnet, &alice, code, &bob).await;
     let ret: ExecReturn = decode::decode(&lookup.receipt.return_data).unwrap();
 
     let state = devnet.actor_state(&ret.robust_address).unwrap();

@@ -3,12 +3,9 @@
 //! checks that no chain message was sent.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::any::Any;
 use std::future::Future;
 
-use harness::{atto, sign_as_stranger, stranger_address, Net, Node, StoreSnapshot};
 use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
 use paych_core::manager::{
@@ -17,6 +14,10 @@ use paych_core::manager::{
 };
 use paych_core::store::Direction;
 use paych_core::types::{Address, SignedVoucher, TokenAmount, MAX_LANE};
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{Net, Node};
+use paych_testkit::keys::{sign_as_stranger, stranger_address};
+use paych_testkit::store::StoreSnapshot;
 
 /// A payer and a payee with two channels between them (`a` known to both sides, `b` known to
 /// the payer only), and a third node party to nothing.
@@ -32,14 +33,12 @@ struct World {
 impl World {
     async fn new() -> Self {
         let net = Net::new();
-        let payer = net.node(10).await;
-        let payee = net.node(10).await;
-        let third = net.node(10).await;
+        let [payer, payee, third] = net.nodes(10).await;
         let a = payer.open_channel(payee.addr, atto(1000)).await;
         let b = payer.open_channel(payee.addr, atto(1000)).await;
         // The payee learns `a` from two vouchers on lane 0: nonce 1 (10) and nonce 2 (20).
         for amount in [10, 20] {
-            let v = payer.m().voucher_create(&a, atto(amount), 0).await.unwrap().voucher.unwrap();
+            let v = payer.create_voucher(&a, atto(amount), 0).await;
             payee.m().voucher_add(&a, &v, atto(0)).await.unwrap();
         }
         payer.m().reserve_funds(&a, atto(100)).await.unwrap();
@@ -51,7 +50,7 @@ impl World {
     }
 
     fn snapshots(&self) -> Vec<StoreSnapshot> {
-        self.nodes().iter().map(|n| StoreSnapshot::of(n.m().store().as_ref())).collect()
+        self.nodes().iter().map(|n| n.snapshot()).collect()
     }
 
     async fn chain_nonces(&self) -> Vec<u64> {

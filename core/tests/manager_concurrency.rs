@@ -5,13 +5,10 @@
 //! on the lanes it closes, and a voucher whose signing fails leaving nothing behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex as StdMutex};
 
-use harness::{atto, fund, open_store_when_free, test_config, within, Net};
 use paych_core::chain::devnet::Devnet;
 use paych_core::combine::ReconcilePolicy;
 use paych_core::crypto;
@@ -20,14 +17,16 @@ use paych_core::manager::{
 };
 use paych_core::types::{Address, Network, Signature, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet, WalletError};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::within;
+use paych_testkit::devnet::{fund, open_store_when_free, test_config, Net};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_on_one_channel_give_no_nonce_twice_and_never_overspend() {
     const LANES: u64 = 16;
     const PER_LANE: u64 = 8;
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(1).await;
+    let (payer, payee) = net.pair(10, 1).await;
     // Enough for about half of what the tasks ask: the rest must come back as shortfalls.
     let holds = LANES * PER_LANE * 1000 / 2;
     let ch = payer.open_channel(payee.addr, atto(holds)).await;
@@ -136,9 +135,7 @@ fn closed_at(combined: &SignedVoucher) -> BTreeMap<u64, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconciliation_sees_every_voucher_issued_on_the_lanes_it_closes() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(10_000_000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(10_000_000)).await;
 
     let draft = draft_after_redeeming(payer.m(), payee.m(), ch, 4).await;
     assert_eq!(draft.vouchers.len(), 4);
@@ -340,9 +337,7 @@ async fn a_voucher_whose_signing_fails_leaves_its_lane_and_the_reservation_as_th
 async fn concurrent_payments_on_one_lane_each_add_their_amount() {
     const PAYMENTS: u64 = 48;
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(1).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
+    let (payer, payee, ch) = net.channel(10, 1, atto(1_000_000)).await;
     let lane = payer.m().lease_lane(&ch).await.unwrap();
 
     let mut tasks = Vec::new();

@@ -9,8 +9,6 @@
 //! is durable, and no (lane, nonce) is ever issued twice.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -19,13 +17,16 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use harness::{atto, fund, stranger_address, DEADLINE};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::manager::{AddOutcome, ManagerConfig, PaymentChannelManager};
 use paych_core::store::sled::SledStore;
-use paych_core::store::Store;
+use paych_core::store::{ChannelRecord, Store};
 use paych_core::types::{Address, Network, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::DEADLINE;
+use paych_testkit::devnet::{fund, runtime};
+use paych_testkit::keys::stranger_address;
 
 /// Names the child's part: unset in the parent.
 const ROLE: &str = "PAYCH_CRASH_ROLE";
@@ -38,8 +39,10 @@ const LINES_BEFORE_KILL: usize = 60;
 /// Vouchers the parent prepares for the adding child (more than it lets it add).
 const VOUCHERS_TO_ADD: u64 = 400;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+/// The directory the parent named, when this process is the parent's child in `role`.
+fn child_dir(role: &str) -> Option<PathBuf> {
+    let as_child = std::env::var(ROLE).as_deref() == Ok(role);
+    as_child.then(|| PathBuf::from(std::env::var(DIR).unwrap()))
 }
 
 /// What one node keeps in `dir`: the chain (devnet repo), the store and the keystore.
@@ -50,6 +53,13 @@ struct Parts {
 }
 
 impl Parts {
+    /// The one channel the store holds; there must be exactly one.
+    fn only_channel(&self) -> ChannelRecord {
+        let mut channels = self.store.channels().unwrap();
+        assert_eq!(channels.len(), 1);
+        channels.remove(0)
+    }
+
     fn open(dir: &Path) -> Self {
         let config = DevnetConfig { repo: Some(dir.join("chain")), ..DevnetConfig::default() };
         Parts {
@@ -156,10 +166,8 @@ async fn payer_child(dir: &Path) {
 
 #[test]
 fn payer_killed_while_creating_vouchers_keeps_each_returned_voucher_and_never_reuses_a_nonce() {
-    if std::env::var(ROLE).as_deref() == Ok("payer") {
-        let dir = PathBuf::from(std::env::var(DIR).unwrap());
-        runtime().block_on(payer_child(&dir));
-        return;
+    if let Some(dir) = child_dir("payer") {
+        return runtime().block_on(payer_child(&dir));
     }
     let dir = tempfile::tempdir().unwrap();
     let printed: Vec<SignedVoucher> =
@@ -171,9 +179,8 @@ fn payer_killed_while_creating_vouchers_keeps_each_returned_voucher_and_never_re
     runtime().block_on(async {
         let parts = Parts::open(dir.path());
         let m = parts.manager().await;
-        let channels = parts.store.channels().unwrap();
-        assert_eq!(channels.len(), 1);
-        let (id, ch) = (channels[0].id, channels[0].channel.unwrap());
+        let channel = parts.only_channel();
+        let (id, ch) = (channel.id, channel.channel.unwrap());
 
         // Every voucher the child printed is stored, unchanged.
         for v in &printed {
@@ -283,10 +290,8 @@ async fn payee_child(dir: &Path) {
 
 #[test]
 fn payee_killed_while_adding_vouchers_keeps_each_acknowledged_voucher() {
-    if std::env::var(ROLE).as_deref() == Ok("payee") {
-        let dir = PathBuf::from(std::env::var(DIR).unwrap());
-        runtime().block_on(payee_child(&dir));
-        return;
+    if let Some(dir) = child_dir("payee") {
+        return runtime().block_on(payee_child(&dir));
     }
     let dir = tempfile::tempdir().unwrap();
     let vouchers = prepare_vouchers(dir.path());
@@ -302,9 +307,7 @@ fn payee_killed_while_adding_vouchers_keeps_each_acknowledged_voucher() {
     runtime().block_on(async {
         let parts = Parts::open(dir.path());
         let m = parts.manager().await;
-        let channels = parts.store.channels().unwrap();
-        assert_eq!(channels.len(), 1);
-        let id = channels[0].id;
+        let id = parts.only_channel().id;
         let by_key: BTreeMap<(u64, u64), &SignedVoucher> =
             vouchers.iter().map(|v| ((v.lane, v.nonce), v)).collect();
 

@@ -1,16 +1,15 @@
 //! A payer and a payee on a devnet, end to end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::time::Duration;
 
-use harness::{atto, test_config, Net};
 use paych_core::chain::Chain;
 use paych_core::manager::AddOutcome;
 use paych_core::store::{Lifecycle, MessagePurpose};
 use paych_core::types::TokenAmount;
 use paych_core::types::SETTLE_DELAY;
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{test_config, Net};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_settler_redeems_before_settlement_and_collect_returns_the_rest() {
@@ -30,7 +29,7 @@ async fn payee_settler_redeems_before_settlement_and_collect_returns_the_rest() 
         let lane = payer.m().allocate_lane(&ch).await.unwrap();
         for step in 1..=2u64 {
             let amount = atto(1000 * step);
-            let v = payer.m().voucher_create(&ch, amount, lane).await.unwrap().voucher.unwrap();
+            let v = payer.create_voucher(&ch, amount, lane).await;
             let outcome = payee.m().voucher_add(&ch, &v, atto(1000)).await.unwrap();
             assert_eq!(outcome, AddOutcome::Accepted { delta: atto(1000) });
         }
@@ -84,16 +83,14 @@ async fn payee_settler_redeems_before_settlement_and_collect_returns_the_rest() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_that_learned_a_channel_by_its_id_address_takes_vouchers_on_its_robust_address() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let robust = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, payee, robust) = net.channel(10, 10, atto(1000)).await;
     let id = net.devnet.lookup_id(&robust).await.unwrap().unwrap();
 
     // The payee first hears of the channel by its ID address, then by its robust one.
-    let first = payer.m().voucher_create(&robust, atto(10), 0).await.unwrap().voucher.unwrap();
+    let first = payer.create_voucher(&robust, atto(10), 0).await;
     let added = payee.m().voucher_add(&id, &first, atto(0)).await.unwrap();
     assert!(matches!(added, AddOutcome::Accepted { delta } if delta == atto(10)));
-    let second = payer.m().voucher_create(&robust, atto(25), 0).await.unwrap().voucher.unwrap();
+    let second = payer.create_voucher(&robust, atto(25), 0).await;
     let added = payee.m().voucher_add(&robust, &second, atto(0)).await.unwrap();
     assert!(matches!(added, AddOutcome::Accepted { ref delta } if *delta == atto(15)), "{added:?}");
 

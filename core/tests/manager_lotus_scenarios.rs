@@ -11,11 +11,8 @@
 //! a zero-amount voucher on a spare lane (it changes no lane total).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::{BTreeMap, HashMap};
 
-use harness::{atto, eventually, sign_as_stranger, test_config, within, Net, Node, StoreSnapshot};
 use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
 use paych_core::manager::{
@@ -24,6 +21,10 @@ use paych_core::manager::{
 };
 use paych_core::store::{Lifecycle, MessagePurpose, MessageState};
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::{eventually, within};
+use paych_testkit::devnet::{test_config, Net, Node};
+use paych_testkit::keys::sign_as_stranger;
 
 /// A lane no scenario uses: the payee learns each channel from a zero voucher on it.
 const SPARE_LANE: u64 = 100;
@@ -160,13 +161,11 @@ fn verdict_holds(verdict: Verdict, result: &Result<(), AddVoucherError>) -> bool
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
+    let (payer, payee) = net.pair(10, 0).await;
 
     for row in CHECK_VALID_TABLE {
         let ch = payer.open_channel(payee.addr, atto(row.balance)).await;
-        let zero =
-            payer.m().voucher_create(&ch, atto(0), SPARE_LANE).await.unwrap().voucher.unwrap();
+        let zero = payer.create_voucher(&ch, atto(0), SPARE_LANE).await;
         payee.m().voucher_add(&ch, &zero, atto(0)).await.unwrap();
         for (lane, amount) in row.stored {
             let v = payer.m().voucher_create(&ch, atto(*amount), *lane).await.unwrap();
@@ -182,7 +181,7 @@ async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
             Signer::Stranger => sign_as_stranger(unsigned),
         };
         for (side, node) in [("payer", &payer), ("payee", &payee)] {
-            let before = StoreSnapshot::of(node.m().store().as_ref());
+            let before = node.snapshot();
             let result = node.m().voucher_check_valid(&ch, &voucher).await;
             assert!(
                 verdict_holds(row.verdict, &result),
@@ -191,7 +190,7 @@ async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
                 row.verdict
             );
             assert_eq!(
-                StoreSnapshot::of(node.m().store().as_ref()),
+                node.snapshot(),
                 before,
                 "{} ({side} side): a check changed the store",
                 row.scenario
@@ -203,9 +202,7 @@ async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_check_valid_on_a_channel_it_has_not_seen_is_an_unknown_channel() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(10)).await;
+    let (payer, payee, ch) = net.channel(10, 0, atto(10)).await;
     let voucher = payer.sign(SignedVoucher::new(ch, 0, 1, atto(5)));
 
     let result = payee.m().voucher_check_valid(&ch, &voucher).await;
@@ -220,9 +217,7 @@ async fn payee_check_valid_on_a_channel_it_has_not_seen_is_an_unknown_channel() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vouchers_are_created_up_to_the_balance_and_one_atto_more_is_a_shortfall_of_one() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(10)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(10)).await;
 
     let first = payer.m().voucher_create(&ch, atto(4), 0).await.unwrap();
     assert_eq!(first.shortfall, atto(0));
@@ -232,17 +227,13 @@ async fn vouchers_are_created_up_to_the_balance_and_one_atto_more_is_a_shortfall
     assert_eq!(second.shortfall, atto(0));
     assert!(second.voucher.is_some());
 
-    let before = StoreSnapshot::of(payer.m().store().as_ref());
+    let before = payer.snapshot();
     for (lane, amount) in [(0, 5), (1, 7), (2, 1)] {
         let over = payer.m().voucher_create(&ch, atto(amount), lane).await.unwrap();
         assert_eq!(over.voucher, None, "lane {lane} amount {amount}");
         assert_eq!(over.shortfall, atto(1), "lane {lane} amount {amount}");
     }
-    assert_eq!(
-        StoreSnapshot::of(payer.m().store().as_ref()),
-        before,
-        "a shortfall stored something"
-    );
+    assert_eq!(payer.snapshot(), before, "a shortfall stored something");
 
     let status = payer.m().status(&ch).await.unwrap();
     assert_eq!(status.voucher_redeemed, atto(10));
@@ -254,9 +245,7 @@ async fn vouchers_are_created_up_to_the_balance_and_one_atto_more_is_a_shortfall
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_covered() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, payee, ch) = net.channel(10, 0, atto(100)).await;
     let create = |amount: u64| {
         let m = payer.m().clone();
         async move { m.voucher_create(&ch, atto(amount), 0).await.unwrap().voucher.unwrap() }
@@ -271,13 +260,13 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
     );
 
     // Below the minimum delta: refused, nothing stored.
-    let before = StoreSnapshot::of(payee.m().store().as_ref());
+    let before = payee.snapshot();
     let below = payee.m().voucher_add(&ch, &v2, atto(10)).await;
     assert!(
         matches!(&below, Err(AddVoucherError::BelowMinDelta { delta, min_delta }) if *delta == atto(5) && *min_delta == atto(10)),
         "{below:?}"
     );
-    assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before);
+    assert_eq!(payee.snapshot(), before);
 
     // v3 skips v2: its delta is over v1.
     assert_eq!(
@@ -285,7 +274,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
         AddOutcome::Accepted { delta: atto(30) }
     );
     // The same voucher again: already held, credited nothing again, nothing new stored.
-    let before = StoreSnapshot::of(payee.m().store().as_ref());
+    let before = payee.snapshot();
     assert_eq!(payee.m().voucher_add(&ch, &v3, atto(10)).await.unwrap(), AddOutcome::AlreadyHeld);
     assert_eq!(payee.m().voucher_add(&ch, &v1, atto(0)).await.unwrap(), AddOutcome::AlreadyHeld);
     // v2 arrives late: the lane's 40 already includes it.
@@ -293,7 +282,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
         payee.m().voucher_add(&ch, &v2, atto(0)).await.unwrap(),
         AddOutcome::Covered { lane_amount: atto(40) }
     );
-    assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before);
+    assert_eq!(payee.snapshot(), before);
 
     // A different voucher with v3's lane and nonce.
     let mut forged = v3.clone();
@@ -304,7 +293,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
         matches!(conflict, Err(AddVoucherError::ConflictingVoucher { lane: 0, nonce: 3 })),
         "{conflict:?}"
     );
-    assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before);
+    assert_eq!(payee.snapshot(), before);
 }
 
 // ----- lanes ---------------------------------------------------------------------------
@@ -312,9 +301,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_lane_follows_the_highest_lane_used_on_either_side() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, payee, ch) = net.channel(10, 0, atto(100)).await;
 
     assert_eq!(payer.m().status(&ch).await.unwrap().next_lane, 0);
     assert_eq!(payer.m().allocate_lane(&ch).await.unwrap(), 0);
@@ -322,9 +309,9 @@ async fn next_lane_follows_the_highest_lane_used_on_either_side() {
     assert_eq!(payer.m().status(&ch).await.unwrap().next_lane, 2);
 
     // A voucher on a higher lane moves the next lane past it.
-    let on_7 = payer.m().voucher_create(&ch, atto(1), 7).await.unwrap().voucher.unwrap();
+    let on_7 = payer.create_voucher(&ch, atto(1), 7).await;
     assert_eq!(payer.m().status(&ch).await.unwrap().next_lane, 8);
-    let on_3 = payer.m().voucher_create(&ch, atto(1), 3).await.unwrap().voucher.unwrap();
+    let on_3 = payer.create_voucher(&ch, atto(1), 3).await;
     assert_eq!(payer.m().status(&ch).await.unwrap().next_lane, 8);
     assert_eq!(payer.m().allocate_lane(&ch).await.unwrap(), 8);
 
@@ -333,7 +320,7 @@ async fn next_lane_follows_the_highest_lane_used_on_either_side() {
     assert_eq!(payee.m().status(&ch).await.unwrap().next_lane, 4);
     payee.m().voucher_add(&ch, &on_7, atto(0)).await.unwrap();
     assert_eq!(payee.m().status(&ch).await.unwrap().next_lane, 8);
-    let on_1 = payer.m().voucher_create(&ch, atto(1), 1).await.unwrap().voucher.unwrap();
+    let on_1 = payer.create_voucher(&ch, atto(1), 1).await;
     payee.m().voucher_add(&ch, &on_1, atto(0)).await.unwrap();
     assert_eq!(payee.m().status(&ch).await.unwrap().next_lane, 8);
 }
@@ -341,9 +328,7 @@ async fn next_lane_follows_the_highest_lane_used_on_either_side() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leased_lanes_are_reused_lowest_first_and_continue_their_cumulative_amount() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(1000)).await;
     let m = payer.m();
 
     assert_eq!(m.lease_lane(&ch).await.unwrap(), 0);
@@ -381,9 +366,7 @@ async fn leased_lanes_are_reused_lowest_first_and_continue_their_cumulative_amou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn best_spendable_shrinks_as_vouchers_are_submitted_and_a_resubmission_is_refused() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, payee, ch) = net.channel(10, 10, atto(1000)).await;
 
     let mut best = BTreeMap::new();
     let mut older = BTreeMap::new();
@@ -439,9 +422,7 @@ async fn best_spendable_shrinks_as_vouchers_are_submitted_and_a_resubmission_is_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reservations_queued_behind_an_add_funds_share_one_coalesced_message() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
 
     assert_eq!(payer.m().reserve_funds(&ch, atto(100)).await.unwrap(), None);
     let first =
@@ -489,8 +470,7 @@ async fn reservations_queued_behind_an_add_funds_share_one_coalesced_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn funding_a_channel_being_created_adds_funds_without_touching_reservations() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
+    let (payer, payee) = net.pair(10, 0).await;
     let created = payer.m().get(payer.addr, payee.addr, atto(100)).await.unwrap();
     let create = created.wait_sentinel.expect("a create message");
     let funded = payer.m().fund(payer.addr, payee.addr, atto(50)).await.unwrap();
@@ -521,9 +501,7 @@ async fn funding_a_channel_being_created_adds_funds_without_touching_reservation
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reservations_queued_behind_a_refused_add_funds_are_told_it_failed() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
     assert_eq!(payer.m().reserve_funds(&ch, atto(100)).await.unwrap(), None);
     let first =
         payer.m().reserve_funds(&ch, atto(50)).await.unwrap().expect("an add-funds message");
@@ -557,9 +535,7 @@ async fn reservations_queued_behind_a_refused_add_funds_are_told_it_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_fails_on_chain_or_is_refused_leaves_the_next_create_working() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let _first = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, _payee, _first) = net.channel(10, 0, atto(100)).await;
 
     // A channel whose payee is an actor address no actor has: the constructor's send to
     // create it fails, and it exits with 23.
@@ -604,8 +580,7 @@ async fn a_create_that_fails_on_chain_or_is_refused_leaves_the_next_create_worki
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_mined_while_the_node_is_down_is_found_again_on_restart() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
+    let (payer, payee) = net.pair(10, 0).await;
 
     let handle = payer.m().create(payer.addr, payee.addr, atto(100), atto(40)).await.unwrap();
     let sentinel = handle.wait_sentinel.unwrap();
@@ -627,9 +602,7 @@ async fn a_create_mined_while_the_node_is_down_is_found_again_on_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_add_funds_mined_while_the_node_is_down_is_found_again_on_restart() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
 
     let cid = payer.m().add_funds(&ch, atto(25)).await.unwrap();
     assert_eq!(payer.m().status(&ch).await.unwrap().pending, atto(25));
@@ -653,8 +626,7 @@ async fn an_add_funds_mined_while_the_node_is_down_is_found_again_on_restart() {
 async fn available_funds_follow_a_channel_through_create_queue_confirmation_reservation_and_vouchers(
 ) {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
+    let (payer, payee) = net.pair(10, 0).await;
     let (from, to) = (payer.addr, payee.addr);
     let funds = || payer.m().available_funds_by_from_to(&from, &to);
 
@@ -715,7 +687,7 @@ async fn available_funds_follow_a_channel_through_create_queue_confirmation_rese
     assert_eq!(f.pending_wait_sentinel, None);
 
     // A voucher spends reserved funds; a release makes the rest available.
-    payer.m().voucher_create(&ch, atto(40), 0).await.unwrap().voucher.unwrap();
+    payer.create_voucher(&ch, atto(40), 0).await;
     let f = funds().await.unwrap();
     assert_eq!((f.voucher_redeemed.clone(), f.non_reserved.clone()), (atto(40), atto(0)));
     payer.m().release_funds(&ch, atto(50)).await.unwrap();
@@ -746,8 +718,7 @@ async fn available_funds_follow_a_channel_through_create_queue_confirmation_rese
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_settle_the_next_get_creates_a_new_channel() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
+    let (payer, payee) = net.pair(10, 0).await;
     let (from, to) = (payer.addr, payee.addr);
 
     let first = payer.m().get(from, to, atto(100)).await.unwrap();
@@ -792,7 +763,7 @@ async fn auto_top_up_refills_a_channel_spent_below_low_water_and_small_reservati
     assert_eq!(messages(), sent);
 
     // Vouchers bring available funds to 200, below low water: one add-funds of 800.
-    payer.m().voucher_create(&ch, atto(800), 0).await.unwrap().voucher.unwrap();
+    payer.create_voucher(&ch, atto(800), 0).await;
     eventually("the top-up to land", || async {
         payer.m().status(&ch).await.unwrap().confirmed == atto(1800)
     })
@@ -814,9 +785,7 @@ async fn auto_top_up_refills_a_channel_spent_below_low_water_and_small_reservati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_flows_on_one_channel_never_over_allocate() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(5_000)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(5_000)).await;
 
     // Each flow pays on its own lane, three rounds of: reserve 30, pay 20 more, release 10.
     // Together they want more than the channel holds, so some reservations add funds.
@@ -891,9 +860,7 @@ async fn a_hundred_concurrent_flows_on_one_channel_never_over_allocate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reservation_queued_on_a_channel_that_starts_settling_is_refused_not_left_waiting() {
     let net = Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
 
     assert_eq!(payer.m().reserve_funds(&ch, atto(100)).await.unwrap(), None);
     let first = payer.m().reserve_funds(&ch, atto(50)).await.unwrap().unwrap();
@@ -917,14 +884,10 @@ async fn a_reservation_queued_on_a_channel_that_starts_settling_is_refused_not_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_vouchers_on_a_new_inbound_channel_learn_it_once() {
     let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(0).await;
-    let ch = payer.open_channel(payee.addr, atto(1000)).await;
+    let (payer, payee, ch) = net.channel(10, 0, atto(1000)).await;
     let mut vouchers = Vec::new();
     for lane in 0..8u64 {
-        vouchers.push(
-            payer.m().voucher_create(&ch, atto(10 + lane), lane).await.unwrap().voucher.unwrap(),
-        );
+        vouchers.push(payer.create_voucher(&ch, atto(10 + lane), lane).await);
     }
 
     let adds: Vec<_> = vouchers

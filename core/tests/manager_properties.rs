@@ -15,13 +15,10 @@
 //! history runs them explicitly through settles and collects), so a case is reproducible.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use cid::Cid;
-use harness::{atto, test_config, within, Net, Node, DEADLINE};
 use paych_core::actor::ActorError;
 use paych_core::chain::Chain;
 use paych_core::manager::{
@@ -31,6 +28,9 @@ use paych_core::manager::{
 use paych_core::redemption::Unredeemable;
 use paych_core::store::{Direction, Lifecycle, MessageState};
 use paych_core::types::{Address, SignedVoucher, TokenAmount, SETTLE_DELAY};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::{within, DEADLINE};
+use paych_testkit::devnet::{runtime, test_config, Net, Node};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tokio::task::JoinHandle;
@@ -354,11 +354,7 @@ proptest! {
 
     #[test]
     fn random_histories_keep_funds_covered_and_nothing_redeemable_twice(ops in vec(op(), 10..20)) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         runtime.block_on(play(ops));
     }
 }

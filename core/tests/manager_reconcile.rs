@@ -6,14 +6,8 @@
 //! place of the ones it folds, superseding them only once the combined voucher is durable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
-
 use std::sync::Arc;
 
-use cid::Cid;
-use harness::{
-    atto, open_store_when_free, stranger_address, test_config, within, Net, Node, StoreSnapshot,
-};
 use paych_core::chain::Chain;
 use paych_core::combine::{ReconcilePolicy, ReconcileStatus, Refusal};
 use paych_core::crypto;
@@ -22,11 +16,13 @@ use paych_core::manager::{
     CombineError, CreateVoucherError, MessageOutcome, PaymentChannelManager, ReconcileDraft,
 };
 use paych_core::store::sled::SledStore;
-use paych_core::store::{
-    Batch, ChannelId, ChannelRecord, MessageRecord, PeerRecord, ReconcileRecord, Store, StoreError,
-    VoucherRecord,
-};
+use paych_core::store::{Store, StoreError};
 use paych_core::types::{Address, Merge, SignedVoucher};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::within;
+use paych_testkit::devnet::{open_store_when_free, test_config, Net, Node};
+use paych_testkit::keys::stranger_address;
+use paych_testkit::store::{Durability, SledWith};
 use tokio::sync::watch;
 
 /// `payer` answers `draft` as the request `hash`, from a peer proven to hold `requester`.
@@ -46,24 +42,8 @@ fn encode(v: &SignedVoucher) -> Result<Vec<u8>, paych_core::types::EncodeError> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_payers_answer_and_closed_lanes_survive_a_restart() {
-    let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
-
     // Lanes 0..3 redeemed once, then paid again.
-    for lane in 0..3 {
-        let v = payer.m().voucher_create(&ch, atto(100), lane).await.unwrap().voucher.unwrap();
-        payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
-        let cid = payee.m().voucher_submit(&ch, &v, &[]).await.unwrap();
-        let outcome = within("the submit to land", payee.m().wait_message(&cid)).await.unwrap();
-        assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
-    }
-    for lane in 0..3 {
-        let v = payer.m().voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
-        payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
-    }
-    let draft = payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap();
+    let (net, payer, payee, ch, draft) = redeemed_lanes(3).await;
     assert_eq!(draft.vouchers.len(), 3);
     assert_eq!(draft.req_val, atto(900 - 40));
     let policy = ReconcilePolicy::default();
@@ -147,17 +127,26 @@ async fn draft_after_redeeming(
     lanes: u64,
 ) -> ReconcileDraft {
     for lane in 0..lanes {
-        let v = payer.m().voucher_create(&ch, atto(100), lane).await.unwrap().voucher.unwrap();
+        let v = payer.create_voucher(&ch, atto(100), lane).await;
         payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
         let cid = payee.m().voucher_submit(&ch, &v, &[]).await.unwrap();
         let outcome = within("the submit to land", payee.m().wait_message(&cid)).await.unwrap();
         assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
     }
     for lane in 0..lanes {
-        let v = payer.m().voucher_create(&ch, atto(300), lane).await.unwrap().voucher.unwrap();
+        let v = payer.create_voucher(&ch, atto(300), lane).await;
         payee.m().voucher_add(&ch, &v, atto(0)).await.unwrap();
     }
     payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap()
+}
+
+/// A payer and a payee with a channel of 1 000 000 on which `lanes` lanes were redeemed
+/// and paid on since, and the payee's draft to fold them (see [`draft_after_redeeming`]).
+async fn redeemed_lanes(lanes: u64) -> (Net, Node, Node, Address, ReconcileDraft) {
+    let net = Net::new();
+    let (payer, payee, ch) = net.channel(10, 10, atto(1_000_000)).await;
+    let draft = draft_after_redeeming(&payer, &payee, ch, lanes).await;
+    (net, payer, payee, ch, draft)
 }
 
 tokio::task_local! {
@@ -165,17 +154,19 @@ tokio::task_local! {
     static CALLER: &'static str;
 }
 
-/// A sled store whose flushes a test holds back: while the gate is shut, `durable` waits
-/// (noting which named task waits) before flushing. Everything else is the sled store's.
-struct GatedStore {
-    sled: SledStore,
+/// A flush a test holds back: while the gate is shut, `durable` waits (noting which named
+/// task waits) before flushing the sled store.
+struct Gate {
     open: watch::Sender<bool>,
     waiting: watch::Sender<Vec<&'static str>>,
 }
 
-impl GatedStore {
-    fn new(sled: SledStore) -> Self {
-        GatedStore { sled, open: watch::channel(true).0, waiting: watch::channel(Vec::new()).0 }
+/// A sled store behind a [`Gate`]. Everything else is the sled store's.
+type GatedStore = SledWith<Gate>;
+
+impl Gate {
+    fn new() -> Self {
+        Gate { open: watch::channel(true).0, waiting: watch::channel(Vec::new()).0 }
     }
 
     fn shut(&self) {
@@ -194,14 +185,8 @@ impl GatedStore {
 }
 
 #[async_trait::async_trait]
-impl Store for GatedStore {
-    fn next_channel_id(&self) -> Result<ChannelId, StoreError> {
-        self.sled.next_channel_id()
-    }
-    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        self.sled.apply(batch)
-    }
-    async fn durable(&self) -> Result<(), StoreError> {
+impl Durability for Gate {
+    async fn durable(&self, sled: &SledStore) -> Result<(), StoreError> {
         let who = CALLER.try_with(|c| *c).unwrap_or("untold");
         self.waiting.send_modify(|w| w.push(who));
         let mut open = self.open.subscribe();
@@ -211,39 +196,7 @@ impl Store for GatedStore {
                 w.remove(i);
             }
         });
-        self.sled.durable().await
-    }
-    fn channel(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
-        self.sled.channel(id)
-    }
-    fn channel_by_address(&self, addr: &Address) -> Result<Option<ChannelRecord>, StoreError> {
-        self.sled.channel_by_address(addr)
-    }
-    fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
-        self.sled.channels()
-    }
-    fn voucher(
-        &self,
-        c: ChannelId,
-        lane: u64,
-        nonce: u64,
-    ) -> Result<Option<VoucherRecord>, StoreError> {
-        self.sled.voucher(c, lane, nonce)
-    }
-    fn vouchers(&self, channel: ChannelId) -> Result<Vec<VoucherRecord>, StoreError> {
-        self.sled.vouchers(channel)
-    }
-    fn message(&self, cid: &Cid) -> Result<Option<MessageRecord>, StoreError> {
-        self.sled.message(cid)
-    }
-    fn messages(&self) -> Result<Vec<MessageRecord>, StoreError> {
-        self.sled.messages()
-    }
-    fn reconcile(&self, request_hash: &[u8]) -> Result<Option<ReconcileRecord>, StoreError> {
-        self.sled.reconcile(request_hash)
-    }
-    fn peer(&self, address: &Address) -> Result<Option<PeerRecord>, StoreError> {
-        self.sled.peer(address)
+        sled.durable().await
     }
 }
 
@@ -251,7 +204,7 @@ impl Store for GatedStore {
 async fn restarted_gated(node: Node) -> (Node, Arc<GatedStore>, PaymentChannelManager) {
     let node = node.stop().await;
     let sled = open_store_when_free(&node.dir.path().join("datastore")).await;
-    let store = Arc::new(GatedStore::new(sled));
+    let store = Arc::new(SledWith { sled, durability: Gate::new() });
     let manager = PaymentChannelManager::new(
         Arc::new(node.net.clone()),
         node.wallet.clone(),
@@ -264,14 +217,10 @@ async fn restarted_gated(node: Node) -> (Node, Arc<GatedStore>, PaymentChannelMa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
-    let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (_net, payer, payee, _ch, draft) = redeemed_lanes(3).await;
     let policy = ReconcilePolicy::default();
     let hash = crypto::blake2b_256(b"the payee's request");
-    let before = StoreSnapshot::of(payer.m().store().as_ref());
+    let before = payer.snapshot();
 
     // No key proven, a stranger's key, the payer's own key: refused, nothing signed or kept.
     let stranger = stranger_address();
@@ -283,7 +232,7 @@ async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
             .unwrap_err();
         assert_eq!(refusal.status, ReconcileStatus::NotPayee, "{requester:?}");
     }
-    assert_eq!(StoreSnapshot::of(payer.m().store().as_ref()), before);
+    assert_eq!(payer.snapshot(), before);
     assert!(payer.m().store().reconcile(&hash).unwrap().is_none());
 
     // The payee is answered; a stranger replaying the very same request is not given the
@@ -297,11 +246,7 @@ async fn payer_refuses_a_strangers_request_and_signs_and_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_prices_on_its_latest_vouchers_when_shown_older_ones() {
-    let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (_net, payer, _payee, ch, draft) = redeemed_lanes(3).await;
     let policy = ReconcilePolicy::default();
     // The payee shows each lane's first voucher (100 each); the payer issued 300 on each.
     let older: Vec<SignedVoucher> =
@@ -328,15 +273,11 @@ async fn payer_prices_on_its_latest_vouchers_when_shown_older_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_will_not_fold_a_lane_whose_latest_voucher_is_hash_locked() {
-    let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 2).await;
+    let (_net, payer, _payee, ch, draft) = redeemed_lanes(2).await;
     // Lane 1 then carries a payment that is owed only against a secret.
     let spec = VoucherSpec { amount: atto(5_000), secret_hash: vec![9; 32], ..Default::default() };
     let locked = payer.m().voucher_create_with(&ch, 1, spec).await.unwrap().voucher.unwrap();
-    let before = StoreSnapshot::of(payer.m().store().as_ref());
+    let before = payer.snapshot();
     let policy = ReconcilePolicy::default();
     for (tag, shown) in [
         (&b"shown locked"[..], vec![draft.vouchers[0].clone(), locked.clone()]),
@@ -350,20 +291,16 @@ async fn payer_will_not_fold_a_lane_whose_latest_voucher_is_hash_locked() {
             .unwrap_err();
         assert_eq!(refusal.status, ReconcileStatus::LaneConditional, "{refusal}");
     }
-    assert_eq!(StoreSnapshot::of(payer.m().store().as_ref()), before);
+    assert_eq!(payer.snapshot(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_request_is_answered_only_once_the_first_answer_is_durable() {
-    let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (_net, payer, _payee, _ch, draft) = redeemed_lanes(3).await;
     let (payer, store, manager) = restarted_gated(payer).await;
     let hash = crypto::blake2b_256(b"asked twice");
 
-    store.shut();
+    store.durability.shut();
     let ask = |who: &'static str| {
         let (m, draft) = (manager.clone(), draft.clone());
         tokio::spawn(CALLER.scope(who, async move {
@@ -381,15 +318,15 @@ async fn a_repeated_request_is_answered_only_once_the_first_answer_is_durable() 
     };
     let first = ask("first");
     // The first answer is recorded and waits for its flush.
-    store.until_waiting("first").await;
+    store.durability.until_waiting("first").await;
     assert!(manager.store().reconcile(&hash).unwrap().is_some());
     let mut repeated = ask("repeated");
     tokio::select! {
         done = &mut repeated => panic!("the repeated request was answered before the first answer was durable: {done:?}"),
-        () = store.until_waiting("repeated") => {}
+        () = store.durability.until_waiting("repeated") => {}
     }
     assert!(!first.is_finished());
-    store.open();
+    store.durability.open();
     let first = within("the first answer", first).await.unwrap().unwrap();
     let repeated = within("the repeated answer", repeated).await.unwrap().unwrap();
     assert_eq!(first, repeated);
@@ -399,14 +336,10 @@ async fn a_repeated_request_is_answered_only_once_the_first_answer_is_durable() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_nothing() {
-    let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (_net, payer, payee, ch, draft) = redeemed_lanes(3).await;
     // Lane 0 gets two more vouchers, of which the payee holds only the later (nonce 4).
-    let _three = payer.m().voucher_create(&ch, atto(400), 0).await.unwrap().voucher.unwrap();
-    let four = payer.m().voucher_create(&ch, atto(500), 0).await.unwrap().voucher.unwrap();
+    let _three = payer.create_voucher(&ch, atto(400), 0).await;
+    let four = payer.create_voucher(&ch, atto(500), 0).await;
     payee.m().voucher_add(&ch, &four, atto(0)).await.unwrap();
     let requested = payee.m().reconcile_draft(&ch, &atto(40)).await.unwrap();
     assert_eq!(requested.vouchers.len(), 3);
@@ -414,7 +347,7 @@ async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_no
     // What an honest payer would sign: lane 0 above nonce 4, lanes 1 and 2 above nonce 2.
     let mut plan = SignedVoucher::new(ch, 0, 5, req_val.clone());
     plan.merges = vec![Merge { lane: 1, nonce: 3 }, Merge { lane: 2, nonce: 3 }];
-    let before = StoreSnapshot::of(payee.m().store().as_ref());
+    let before = payee.snapshot();
 
     type Edit = fn(&mut SignedVoucher);
     let hostile: [(&str, Edit); 5] = [
@@ -430,7 +363,7 @@ async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_no
         let v = payer.sign(v);
         let err = payee.m().reconcile_accept(&ch, &requested.vouchers, &req_val, &v).await;
         assert!(matches!(err, Err(CombineError::CombinedRejected(_))), "{what}: {err:?}");
-        assert_eq!(StoreSnapshot::of(payee.m().store().as_ref()), before, "{what}");
+        assert_eq!(payee.snapshot(), before, "{what}");
     }
     // The plan itself is accepted.
     let plan = payer.sign(plan);
@@ -441,11 +374,7 @@ async fn payee_refuses_a_combined_voucher_that_is_not_its_plan_and_supersedes_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_durable() {
-    let net = Net::new();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    let ch = payer.open_channel(payee.addr, atto(1_000_000)).await;
-    let draft = draft_after_redeeming(&payer, &payee, ch, 3).await;
+    let (_net, payer, payee, ch, draft) = redeemed_lanes(3).await;
     let hash = crypto::blake2b_256(b"the request");
     let answer =
         ask_payer(payer.m(), Some(&draft.payee), &hash, &draft, &ReconcilePolicy::default())
@@ -454,7 +383,7 @@ async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_
     let combined = SignedVoucher::from_cbor(&answer).unwrap();
     let (payee, store, manager) = restarted_gated(payee).await;
 
-    store.shut();
+    store.durability.shut();
     let accept = {
         let (m, draft, combined) = (manager.clone(), draft.clone(), combined.clone());
         tokio::spawn(CALLER.scope("accept", async move {
@@ -462,7 +391,7 @@ async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_
         }))
     };
     // The combined voucher is written and waits for its flush: nothing is superseded yet.
-    store.until_waiting("accept").await;
+    store.durability.until_waiting("accept").await;
     let id = store.channel_by_address(&ch).unwrap().unwrap().id;
     let held = store.vouchers(id).unwrap();
     assert!(held.iter().any(|r| r.voucher == combined));
@@ -470,7 +399,7 @@ async fn payee_supersedes_the_folded_vouchers_only_once_the_combined_voucher_is_
         held.iter().all(|r| !r.superseded),
         "superseded before the combined voucher is durable"
     );
-    store.open();
+    store.durability.open();
     within("the accept", accept).await.unwrap().unwrap();
     let held = store.vouchers(id).unwrap();
     for v in &draft.vouchers {

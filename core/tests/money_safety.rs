@@ -6,7 +6,6 @@
 //! test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
 mod redeemable;
 
 use paych_core::crypto;
@@ -17,15 +16,21 @@ use paych_core::types::{
     SETTLE_DELAY,
 };
 use paych_core::wallet::Wallet;
+use paych_testkit::amounts::atto;
+use paych_testkit::keys::{address, key};
 use redeemable::{carry_out, credit, idle_settler, view_of, World};
-
-fn atto(n: u64) -> TokenAmount {
-    TokenAmount::from_atto(n)
-}
 
 /// Asserts that `outcome` credits the payer nothing.
 fn assert_credits_nothing(outcome: &Result<AddOutcome, AddVoucherError>, what: &str) {
     assert!(credit(outcome).is_zero(), "{what}: credited {outcome:?}");
+}
+
+/// Asserts that `outcome` accepts the voucher, crediting `delta` attoFIL.
+fn assert_accepted(outcome: &Result<AddOutcome, AddVoucherError>, delta: u64, what: &str) {
+    assert!(
+        matches!(outcome, Ok(AddOutcome::Accepted { delta: d }) if *d == atto(delta)),
+        "{what}: {outcome:?}"
+    );
 }
 
 /// Adds every voucher in turn and answers the sum credited.
@@ -112,7 +117,7 @@ async fn payee_credits_nothing_for_an_extra_call_that_passes_only_in_its_dry_run
     let w = World::new(1000).await;
     // A plain send to a fresh key address: the chain creates its account whoever calls, so
     // this one redeems — but its worth depends on a call, and the payee takes none.
-    let fresh = crypto::secp_address(&crypto::public_key(&crypto::secret_key(&[77; 32]).unwrap()));
+    let fresh = address(&key(77));
     let mut to_nobody = w.voucher(0, 1, 100);
     to_nobody.extra = Some(ModVerifyParams { actor: fresh, method: METHOD_SEND, data: vec![] });
     let to_nobody = w.signed(to_nobody);
@@ -153,7 +158,10 @@ async fn payee_credits_nothing_for_vouchers_the_chain_never_pays_it() {
     too_late.time_lock_min = head + 1 + SETTLE_DELAY;
     let cases = [
         (w.signed(for_other), "a voucher for another channel"),
-        (harness::sign_as_stranger(w.voucher(3, 1, 100)), "a voucher signed by a stranger"),
+        (
+            paych_testkit::keys::sign_as_stranger(w.voucher(3, 1, 100)),
+            "a voucher signed by a stranger",
+        ),
         (w.signed(hash_locked), "a voucher locked by a secret the payee does not hold"),
         (w.signed(too_late), "a voucher that cannot land before a settlement"),
         (w.signed(w.voucher(4, 1, 1001)), "a voucher above the channel's balance"),
@@ -181,15 +189,12 @@ async fn payee_accepts_a_valid_voucher_for_the_room_left_after_a_reconciliation(
         payee.voucher_add(&w.ch, &v, atto(0)).await.unwrap();
     }
     let hash = crypto::blake2b_256(b"fold lanes 0 and 1");
-    harness::fold_lanes(payer, payee, &w.ch, &atto(0), &hash).await.unwrap();
+    paych_testkit::channel::fold_lanes(payer, payee, &w.ch, &atto(0), &hash).await.unwrap();
 
     // The channel promised 600 of its 1000: the payer signs 400 more on a new lane.
     let room = payer.voucher_create(&w.ch, atto(400), 2).await.unwrap().voucher.unwrap();
-    let outcome = payee.voucher_add(&w.ch, &room, atto(0)).await;
-    assert!(
-        matches!(&outcome, Ok(AddOutcome::Accepted { delta }) if *delta == atto(400)),
-        "a valid voucher for the remaining room: {outcome:?}"
-    );
+    let what = "a valid voucher for the remaining room";
+    assert_accepted(&payee.voucher_add(&w.ch, &room, atto(0)).await, 400, what);
     assert_eq!(w.redeemable().await.to_send, atto(1000));
 }
 
@@ -202,12 +207,7 @@ async fn settler_redeems_a_good_voucher_below_an_unredeemable_top_voucher() {
     let mut expiring = w.voucher(0, 2, 60);
     expiring.time_lock_max = w.head().await + 2;
     let _ = w.add(&w.signed(expiring)).await;
-    w.mine(5).await;
-    w.payer_settles().await;
-    for _ in 0..3 {
-        w.payee.m().settler_pass().await.unwrap();
-        w.mine(1).await;
-    }
+    w.lock_runs_out_and_payer_settles(5).await;
     assert_eq!(w.to_send().await, atto(50), "the good voucher below the expired one");
 }
 
@@ -225,10 +225,7 @@ async fn settler_pays_the_payee_its_credit_when_the_lanes_tops_overdraw_the_chan
     let redeemable = w.redeemable().await;
     assert!(credited <= redeemable.to_send, "credited {credited:?}, {redeemable:?}");
     w.payer_settles().await;
-    for _ in 0..3 {
-        w.payee.m().settler_pass().await.unwrap();
-        w.mine(1).await;
-    }
+    w.settler_passes(3).await;
     let paid = w.to_send().await;
     assert!(paid >= credited, "the settler redeemed {paid:?} of a credit of {credited:?}");
     assert_eq!(paid, redeemable.to_send, "the settler redeems the best plan");
@@ -245,7 +242,8 @@ async fn a_refused_submit_leaves_the_lower_vouchers_of_its_lane_submittable() {
     let refused = w.payee.m().voucher_submit(&w.ch, &high, &[]).await;
     assert!(refused.is_err(), "a payee without funds for gas: {refused:?}");
 
-    harness::fund(&w.net.devnet, true, &w.payee.addr, TokenAmount::from_whole(1)).await;
+    paych_testkit::devnet::fund(&w.net.devnet, true, &w.payee.addr, TokenAmount::from_whole(1))
+        .await;
     let cid = w.payee.m().voucher_submit(&w.ch, &low, &[]).await;
     assert!(cid.is_ok(), "the lower voucher after the refused submit: {cid:?}");
     w.mine(1).await;
@@ -262,11 +260,8 @@ async fn payee_credits_vouchers_once_under_either_address_of_a_channel_first_nam
     assert_eq!(credit(&m.voucher_add(&w.id, &first, atto(0)).await), atto(100));
     let again = m.voucher_add(&w.ch, &first, atto(0)).await;
     assert!(matches!(again, Ok(AddOutcome::AlreadyHeld)), "the same voucher again: {again:?}");
-    let next = m.voucher_add(&w.ch, &second, atto(0)).await;
-    assert!(
-        matches!(&next, Ok(AddOutcome::Accepted { delta }) if *delta == atto(50)),
-        "the next voucher under the robust address: {next:?}"
-    );
+    let by_robust = m.voucher_add(&w.ch, &second, atto(0)).await;
+    assert_accepted(&by_robust, 50, "the next voucher under the robust address");
     assert_eq!(w.redeemable().await.to_send, atto(150));
 }
 
@@ -284,7 +279,7 @@ async fn oracle_plans_land_on_the_devnet_and_pay_what_they_promise() {
         w.signed(w.voucher(3, 1, 100)),
         w.signed(w.voucher(3, 3, 150)),
         w.signed(late),
-        harness::sign_as_stranger(w.voucher(7, 1, 500)),
+        paych_testkit::keys::sign_as_stranger(w.voucher(7, 1, 500)),
     ];
     let view = view_of(&w.net.devnet, &w.ch, &held).await;
     let plan = redeemable::redeemable(&view, &held);
@@ -314,12 +309,7 @@ async fn settler_falls_back_below_a_held_time_locked_top_voucher_that_ran_out() 
     let expiring = w.signed(expiring);
     assert_eq!(credit(&w.add(&expiring).await), atto(10), "held and credited while it can land");
     // Its lock runs out unredeemed; the payer settles.
-    w.mine(20).await;
-    w.payer_settles().await;
-    for _ in 0..3 {
-        w.payee.m().settler_pass().await.unwrap();
-        w.mine(1).await;
-    }
+    w.lock_runs_out_and_payer_settles(20).await;
     assert_eq!(w.to_send().await, atto(50), "the good voucher below the expired one");
 }
 
@@ -343,7 +333,7 @@ async fn a_channel_the_settler_cannot_serve_does_not_stop_it_serving_the_others(
     let w = World::new(1000).await;
     // A second inbound channel, to a key of the payee's with no funds for gas, learned first.
     let poor = w.payee.wallet.new_key().unwrap();
-    harness::fund(&w.net.devnet, true, &poor, TokenAmount::from_atto(1u8)).await;
+    paych_testkit::devnet::fund(&w.net.devnet, true, &poor, TokenAmount::from_atto(1u8)).await;
     let other = w.payer.open_channel(poor, atto(1000)).await;
     let on_other = w.payer.sign(SignedVoucher::new(other, 0, 1, atto(70)));
     w.payee.m().voucher_add(&other, &on_other, atto(0)).await.unwrap();

@@ -32,7 +32,6 @@
 //! 24); `PAYCH_ADVERSARY_SEED` another seed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
 mod redeemable;
 
 use std::fmt;
@@ -44,6 +43,9 @@ use paych_core::types::{
     paych_method, Address, ChainEpoch, Merge, ModVerifyParams, SignedVoucher, TokenAmount,
     METHOD_SEND, SETTLE_DELAY,
 };
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::runtime;
+use paych_testkit::keys::{address, key};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -73,14 +75,6 @@ fn config() -> ProptestConfig {
         rng_seed: RngSeed::Fixed(seed),
         ..ProptestConfig::default()
     }
-}
-
-fn atto(n: u64) -> TokenAmount {
-    TokenAmount::from_atto(n)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 // ----- the hostile payer ------------------------------------------------------------------
@@ -404,10 +398,7 @@ impl Hostile {
         if spec.secret {
             v.secret_hash = crypto::blake2b_256(b"a secret the payee never learns").to_vec();
         }
-        let nobody = || {
-            let key = crypto::secret_key(&[0x5a; 32]).unwrap();
-            crypto::secp_address(&crypto::public_key(&key))
-        };
+        let nobody = || address(&key(0x5a));
         v.extra = match spec.extra {
             Extra::None => None,
             Extra::SendToPayee => Some(ModVerifyParams {
@@ -425,7 +416,7 @@ impl Hostile {
             }),
         };
         if spec.stranger {
-            harness::sign_as_stranger(v)
+            paych_testkit::keys::sign_as_stranger(v)
         } else {
             self.w.signed(v)
         }
@@ -785,7 +776,7 @@ impl HonestHistory {
         let (w, payer, payee) = (&self.w, self.w.payer.m(), self.w.payee.m());
         let hash = crypto::blake2b_256(&(self.issued.len() as u64).to_be_bytes());
         let Ok((draft, combined)) =
-            harness::fold_lanes(payer, payee, &w.ch, &atto(fee), &hash).await
+            paych_testkit::channel::fold_lanes(payer, payee, &w.ch, &atto(fee), &hash).await
         else {
             return;
         };

@@ -2,14 +2,14 @@
 //! the payer plans redeems exactly `req_val`, and no original voucher can be redeemed after.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{atto, params, signed_by, Setup, CHANNEL_ID};
 use paych_core::actor::{self, ActorError, ChannelState};
 use paych_core::combine::*;
 use paych_core::types::{Address, LaneState, SignedVoucher, TokenAmount};
+use paych_testkit::actor_env::{params, Setup, CHANNEL_ID};
+use paych_testkit::amounts::atto;
+use paych_testkit::keys::signed_by;
 
 /// A payer that issued two vouchers on each of lanes 0..4, of which the first of each lane
 /// was redeemed on chain.

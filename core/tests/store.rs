@@ -82,19 +82,15 @@ fn voucher(channel: ChannelId, lane: u64, nonce: u64) -> VoucherRecord {
     VoucherRecord {
         channel,
         voucher: SignedVoucher {
-            channel_addr: robust_address(channel),
-            time_lock_min: 0,
-            time_lock_max: 0,
-            secret_hash: Vec::new(),
-            extra: None,
-            lane,
-            nonce,
-            amount: TokenAmount::from_atto(
-                u128::from(channel) * 1_000_000 + u128::from(lane) * 1_000 + u128::from(nonce),
-            ),
-            min_settle_height: 0,
-            merges: Vec::new(),
             signature: Some(Signature::new_secp256k1(vec![7; 65])),
+            ..SignedVoucher::new(
+                robust_address(channel),
+                lane,
+                nonce,
+                TokenAmount::from_atto(
+                    u128::from(channel) * 1_000_000 + u128::from(lane) * 1_000 + u128::from(nonce),
+                ),
+            )
         },
         origin: VoucherOrigin::Created,
         submitted: false,
@@ -137,18 +133,23 @@ struct Fresh {
 
 /// Every scenario a backend must pass, each on a fresh store from `fresh`.
 async fn conformance(fresh: fn() -> Fresh) {
-    channel_round_trips(&*fresh().store);
-    channel_is_found_by_both_addresses_once_open(&*fresh().store);
-    changed_address_leaves_no_stale_index_entry(&*fresh().store);
-    address_of_another_channel_is_refused(&*fresh().store);
-    channels_are_listed_in_id_order(&*fresh().store);
-    voucher_round_trips(&*fresh().store);
-    vouchers_are_listed_by_lane_then_nonce(&*fresh().store);
-    vouchers_never_leak_between_channels(&*fresh().store);
-    voucher_for_unknown_channel_is_refused(&*fresh().store);
-    message_records_follow_their_states(&*fresh().store);
-    message_under_wrong_cid_is_refused(&*fresh().store);
-    reconcile_and_peer_records_round_trip(&*fresh().store);
+    let on_a_fresh_store: [fn(&dyn Store); 12] = [
+        channel_round_trips,
+        channel_is_found_by_both_addresses_once_open,
+        changed_address_leaves_no_stale_index_entry,
+        address_of_another_channel_is_refused,
+        channels_are_listed_in_id_order,
+        voucher_round_trips,
+        vouchers_are_listed_by_lane_then_nonce,
+        vouchers_never_leak_between_channels,
+        voucher_for_unknown_channel_is_refused,
+        message_records_follow_their_states,
+        message_under_wrong_cid_is_refused,
+        reconcile_and_peer_records_round_trip,
+    ];
+    for scenario in on_a_fresh_store {
+        scenario(&*fresh().store);
+    }
     channel_ids_never_repeat(fresh().store);
     failed_batch_writes_nothing(&*fresh().store);
     channel_reads_follow_every_write(&*fresh().store);
@@ -505,28 +506,43 @@ fn a_batch_is_seen_whole_across_point_reads(store: Arc<dyn Store>) {
         vec![Write::Channel(record), Write::Reconcile(answer)]
     };
     store.apply(batch(0)).unwrap();
+    let read = move |store: &dyn Store| {
+        let answer = store.reconcile(&hash).unwrap().unwrap();
+        let seen = u64::from_be_bytes(answer.response.as_slice().try_into().unwrap());
+        let channel = store.channel(1).unwrap().unwrap();
+        assert!(
+            channel.reserved >= TokenAmount::from_atto(seen),
+            "batch {seen} seen without its channel record ({:?})",
+            channel.reserved
+        );
+    };
+    read_while_writing(&store, read, || {
+        for n in 1..=BATCHES {
+            store.apply(batch(n)).unwrap();
+        }
+    });
+}
+
+/// Runs `read` over and over on another thread while `write` runs, and checks that it ran at
+/// least once.
+fn read_while_writing(
+    store: &Arc<dyn Store>,
+    read: impl Fn(&dyn Store) + Send + 'static,
+    write: impl FnOnce(),
+) {
     let done = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        let (store, done) = (Arc::clone(store), Arc::clone(&done));
         std::thread::spawn(move || {
             let mut reads = 0u64;
             while !done.load(Ordering::SeqCst) {
-                let answer = store.reconcile(&hash).unwrap().unwrap();
-                let seen = u64::from_be_bytes(answer.response.as_slice().try_into().unwrap());
-                let channel = store.channel(1).unwrap().unwrap();
-                assert!(
-                    channel.reserved >= TokenAmount::from_atto(seen),
-                    "batch {seen} seen without its channel record ({:?})",
-                    channel.reserved
-                );
+                read(&*store);
                 reads += 1;
             }
             reads
         })
     };
-    for n in 1..=BATCHES {
-        store.apply(batch(n)).unwrap();
-    }
+    write();
     done.store(true, Ordering::SeqCst);
     assert!(reader.join().unwrap() > 0);
 }
@@ -535,28 +551,18 @@ fn readers_never_see_half_a_batch(store: Arc<dyn Store>) {
     const LANES: u64 = 8;
     const BATCHES: u64 = 300;
     apply_one(&*store, Write::Channel(open(1)));
-    let done = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let mut reads = 0u64;
-            while !done.load(Ordering::SeqCst) {
-                let seen = store.vouchers(1).unwrap();
-                assert_eq!(seen.len() as u64 % LANES, 0, "saw part of a batch");
-                let nonces: BTreeSet<u64> = seen.iter().map(|v| v.voucher.nonce).collect();
-                assert_eq!(nonces.len() as u64 * LANES, seen.len() as u64, "saw part of a batch");
-                reads += 1;
-            }
-            reads
-        })
+    let read = |store: &dyn Store| {
+        let seen = store.vouchers(1).unwrap();
+        assert_eq!(seen.len() as u64 % LANES, 0, "saw part of a batch");
+        let nonces: BTreeSet<u64> = seen.iter().map(|v| v.voucher.nonce).collect();
+        assert_eq!(nonces.len() as u64 * LANES, seen.len() as u64, "saw part of a batch");
     };
-    for nonce in 1..=BATCHES {
-        store
-            .apply((0..LANES).map(|lane| Write::Voucher(voucher(1, lane, nonce))).collect())
-            .unwrap();
-    }
-    done.store(true, Ordering::SeqCst);
-    assert!(reader.join().unwrap() > 0);
+    read_while_writing(&store, read, || {
+        for nonce in 1..=BATCHES {
+            let batch = (0..LANES).map(|lane| Write::Voucher(voucher(1, lane, nonce))).collect();
+            store.apply(batch).unwrap();
+        }
+    });
     assert_eq!(store.vouchers(1).unwrap().len() as u64, LANES * BATCHES);
 }
 
@@ -803,6 +809,23 @@ fn channel_ids_never_repeat_across_reopening() {
     assert_eq!(seen, expected);
 }
 
+/// The store's key of the channel record `id`.
+fn channel_key(id: u64) -> Vec<u8> {
+    let mut key = vec![0x01];
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// A new store, closed, with `value` written raw under its key `key`: its directory and
+/// path.
+fn closed_store_with(key: &[u8], value: &[u8]) -> (TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    drop(SledStore::open(&path).unwrap());
+    poke(&path, key, value);
+    (dir, path)
+}
+
 /// Writes raw bytes under the store's key `key`, with the store closed.
 fn poke(path: &std::path::Path, key: &[u8], value: &[u8]) {
     // sled lets go of a dropped database's lock from a background thread, a moment later.
@@ -823,12 +846,7 @@ fn poke(path: &std::path::Path, key: &[u8], value: &[u8]) {
 
 #[test]
 fn corrupt_record_is_a_codec_error_naming_its_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    drop(SledStore::open(&path).unwrap());
-    let mut key = vec![0x01];
-    key.extend_from_slice(&7u64.to_be_bytes());
-    poke(&path, &key, &[0xff, 0x00]);
+    let (_dir, path) = closed_store_with(&channel_key(7), &[0xff, 0x00]);
 
     let store = SledStore::open(&path).unwrap();
     match store.channel(7).unwrap_err() {
@@ -840,12 +858,8 @@ fn corrupt_record_is_a_codec_error_naming_its_key() {
 
 #[test]
 fn record_under_a_foreign_key_is_a_codec_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    drop(SledStore::open(&path).unwrap());
-    let mut key = vec![0x01];
-    key.extend_from_slice(&8u64.to_be_bytes());
-    poke(&path, &key, &fvm_ipld_encoding::to_vec(&open(9)).unwrap());
+    let (_dir, path) =
+        closed_store_with(&channel_key(8), &fvm_ipld_encoding::to_vec(&open(9)).unwrap());
 
     let store = SledStore::open(&path).unwrap();
     let err = store.channel(8).unwrap_err();
@@ -857,10 +871,7 @@ fn record_under_a_foreign_key_is_a_codec_error() {
 
 #[test]
 fn store_of_another_format_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    drop(SledStore::open(&path).unwrap());
-    poke(&path, b"\x00version", &2u64.to_be_bytes());
+    let (_dir, path) = closed_store_with(b"\x00version", &2u64.to_be_bytes());
     let err = SledStore::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err}");
 }
@@ -887,8 +898,7 @@ fn crash_child_writes_vouchers_until_killed() {
     let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) else {
         return;
     };
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = paych_testkit::devnet::runtime();
     runtime.block_on(async move {
         let store = Arc::new(SledStore::open(dir).unwrap());
         apply_one(&*store, Write::Channel(open(CRASH_CHANNEL)));

@@ -42,6 +42,13 @@ fn addr(text: &str) -> Address {
     parse_address(text).unwrap().0
 }
 
+/// Each reference key's vector, with its secret key.
+fn reference_keys() -> Vec<(Value, crypto::SecretKey)> {
+    let vectors = vectors();
+    let keys = vectors["keys"].as_array().unwrap().iter();
+    keys.map(|key| (key.clone(), crypto::secret_key(&h(key, "private_key_hex")).unwrap())).collect()
+}
+
 fn key_for(vectors: &Value, signer: &str) -> crypto::SecretKey {
     let key = vectors["keys"]
         .as_array()
@@ -100,10 +107,8 @@ fn vector_copy_matches_shared_vectors() {
 
 #[test]
 fn keys_give_the_reference_public_keys_and_addresses() {
-    let vectors = vectors();
-    for key in vectors["keys"].as_array().unwrap() {
-        let secret = crypto::secret_key(&h(key, "private_key_hex")).unwrap();
-        let public = crypto::public_key(&secret);
+    for (key, secret) in &reference_keys() {
+        let public = crypto::public_key(secret);
         assert_eq!(public.serialize_uncompressed().to_vec(), h(key, "public_key_uncompressed_hex"));
         let address = crypto::secp_address(&public);
         assert_eq!(address.to_bytes(), h(key, "address_bytes_hex"));
@@ -116,10 +121,8 @@ fn keys_give_the_reference_public_keys_and_addresses() {
 
 #[test]
 fn keys_have_the_lotus_keystore_names_and_export_form() {
-    let vectors = vectors();
-    for key in vectors["keys"].as_array().unwrap() {
-        let secret = crypto::secret_key(&h(key, "private_key_hex")).unwrap();
-        let info = KeyInfo::secp256k1(&secret);
+    for (key, secret) in &reference_keys() {
+        let info = KeyInfo::secp256k1(secret);
         assert_eq!(info.to_json(), s(key, "lotus_keyinfo_json"));
         assert_eq!(info.to_lotus_hex(), s(key, "lotus_export_hex"));
         assert_eq!(KeyInfo::from_lotus_hex(s(key, "lotus_export_hex")).unwrap(), info);

@@ -17,13 +17,13 @@ use base64::Engine;
 use cid::Cid;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
+use paych_core::chain::Receipt;
+use paych_core::combine::ReconcileStatus;
+use paych_core::crypto::{self, SecretKey};
 use paych_core::jsonrpc::{RpcError, RpcResponse};
 use paych_core::lotus_json::{
     self as json, Actor, ActorState, BigInt, BlockHeader, InvocResult, MsgLookup, TipSet,
 };
-use paych_core::chain::Receipt;
-use paych_core::combine::ReconcileStatus;
-use paych_core::crypto::{self, SecretKey};
 use paych_core::types::{
     cid_of, Address, ConstructorParams, ExecParams, ExecReturn, ExitCode, Merge, Message,
     ModVerifyParams, Network, PaychState, SignedVoucher, TokenAmount,

@@ -19,9 +19,10 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use paych_core::jsonrpc::error_code;
 use paych_core::types::Network;
-use paych_fuzz::harness::{atto, Net, Node};
-use paych_node::rpc::server::{serve_api, ApiServer};
 use paych_node::rpc::auth::{self, Permission};
+use paych_node::rpc::server::{serve_api, ApiServer};
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{runtime, Net, Node};
 use serde_json::Value;
 
 const SECRET: [u8; auth::SECRET_LEN] = [42; auth::SECRET_LEN];
@@ -40,10 +41,10 @@ static WORLD: OnceLock<World> = OnceLock::new();
 
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
-        let runtime = paych_fuzz::runtime();
+        let runtime = runtime();
         let (net, payer, payee, server) = runtime.block_on(async {
-            let (net, payer, payee) = paych_fuzz::payer_and_payee().await;
-            payer.open_channel(payee.addr, atto(1000)).await;
+            let net = Net::manual();
+            let (payer, payee, _) = net.channel(10, 10, atto(1000)).await;
             payer.m().shutdown().await.expect("payer shutdown");
             let server = serve_api(
                 payee.m().clone(),

@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 
 use cid::Cid;
 use libfuzzer_sys::fuzz_target;
+use paych_core::chain::Receipt;
 use paych_core::jsonrpc::RpcResponse;
 use paych_core::lotus_json::{
     self as json, Actor, ActorState, InvocResult, LotusJson, MsgLookup, TipSet,
 };
-use paych_core::chain::Receipt;
 use paych_core::types::{
     Address, Message, ModVerifyParams, Network, PaychState, Signature, SignedMessage,
     SignedVoucher, TokenAmount,

@@ -37,7 +37,8 @@ use paych_core::types::{
     TokenAmount,
 };
 use paych_core::wallet::Wallet;
-use paych_fuzz::harness::{self, atto, Net, Node};
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{runtime, test_config, Net, Node};
 
 /// The most vouchers one input feeds.
 const MAX_VOUCHERS: usize = 8;
@@ -68,9 +69,10 @@ static WORLD: OnceLock<World> = OnceLock::new();
 
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
-        let runtime = paych_fuzz::runtime();
+        let runtime = runtime();
         let (net, payer, payee, channels) = runtime.block_on(async {
-            let (net, payer, payee) = paych_fuzz::payer_and_payee().await;
+            let net = Net::manual();
+            let (payer, payee) = net.pair(10, 10).await;
             let mut robust = Vec::new();
             for (from, to, amount) in
                 [(&payer, &payee, 1000), (&payer, &payee, 600), (&payer, &payee, 500)]
@@ -275,7 +277,7 @@ fuzz_target!(|input: Input| {
             Arc::new(w.payee.net.clone()),
             w.payee.wallet.clone(),
             store,
-            harness::test_config(),
+            test_config(),
         );
         let mut credited: Vec<TokenAmount> = vec![TokenAmount::default(); w.channels.len()];
         // Everything sent so far, and whether it was accepted.

@@ -15,28 +15,6 @@ use libp2p::StreamProtocol;
 use paych_protocol::codec::{exceeds_item_budget, Codec, CodecError, WireMessage};
 use sha2::Sha256;
 
-/// The voucher intake's world: a devnet with real payer and payee nodes.
-#[path = "../../core/tests/harness/mod.rs"]
-#[allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-pub mod harness;
-
-/// The tokio runtime a target's world runs on (two worker threads).
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-/// A devnet whose epochs advance on demand, with a payer and a payee holding 10 FIL each.
-pub async fn payer_and_payee() -> (harness::Net, harness::Node, harness::Node) {
-    let net = harness::Net::manual();
-    let payer = net.node(10).await;
-    let payee = net.node(10).await;
-    (net, payer, payee)
-}
-
 /// The protocol name handed to the codec (the codec does not look at it).
 const PROTOCOL: StreamProtocol = StreamProtocol::new("/paych/fuzz");
 

@@ -1,24 +1,21 @@
 //! The node's JSON-RPC API over HTTP: permissions, Lotus JSON shapes, a full payment flow
 //! between two nodes' APIs, and bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "../../core/tests/harness/mod.rs"]
-mod harness;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use harness::{Net, Node};
 use paych_core::jsonrpc::error_code;
 use paych_core::lotus_json::LotusJson;
 use paych_core::manager::VoucherSpec;
 use paych_core::types::{format_address, Address, Network};
-use paych_core::types::{parse_address, SignedVoucher, TokenAmount};
+use paych_core::types::{parse_address, SignedVoucher};
 use paych_node::rpc::auth::{self, Permission};
 use paych_node::rpc::client::{ApiClient, ClientError};
 use paych_node::rpc::methods::*;
 use paych_node::rpc::params::{Bytes, KeyType, VoucherSpecs};
 use paych_node::rpc::server::{serve_api, ApiServer};
 use paych_node::rpc::METHOD_ERROR;
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{Net, Node};
 use serde_json::{json, Value};
 
 const SECRET: [u8; 32] = [42; 32];
@@ -361,7 +358,7 @@ async fn bad_input_gets_json_rpc_errors_and_the_server_keeps_serving() {
     let payee = net.node(0).await;
     let api = Api::of(&payer).await;
     let sign = token(Permission::Sign);
-    let ch = t(&payer.open_channel(payee.addr, harness::atto(1_000_000)).await);
+    let ch = t(&payer.open_channel(payee.addr, atto(1_000_000)).await);
 
     // Unknown channel: the manager's error, code 1.
     let unknown = t(&Address::new_id(999_999));
@@ -495,10 +492,6 @@ async fn our_methods_and_the_wallet_work_over_the_api() {
     payer_writer.call::<WalletDefaultAddress>(()).await.unwrap();
     let balance = payer_reader.call::<WalletBalance>((from,)).await.unwrap();
     assert!(balance.parse::<u128>().unwrap() > 0);
-}
-
-fn atto(n: u64) -> TokenAmount {
-    TokenAmount::from_atto(n)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use std::process::Command;
 const VOUCHER: &str = "i0MA6QcAAED2AAFJAA3gtrOnZAAAAIBYQgE2VQw-i10-Wh8MhWzNgp0p72vHLI787C7Ne7C0uEbvyRvw1FLqSSOyowC3r5hlzQLOQHuvoZosfb7DuKKl_oCFAQ";
 
 fn paych(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_paych")).args(args).output().unwrap()
+    Command::new(PAYCH).args(args).output().unwrap()
 }
 
 #[test]
@@ -35,20 +35,13 @@ fn voucher_decode_explains_a_bad_voucher_and_fails() {
 // a payee daemon, each driven only through `paych … --repo`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(60);
+use paych_testkit::daemon::{http_base, rpc_url, start_daemon, start_devnet, wait_for, Running};
+use paych_testkit::deadline::wait_until;
 
-/// Kills a child process if a test fails before it is done.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const PAYCH: &str = env!("CARGO_BIN_EXE_paych");
 
 /// The output of a `paych` run, its status checked.
 struct Ran {
@@ -58,7 +51,7 @@ struct Ran {
 }
 
 fn run_in(repo: &Path, args: &[&str], stdin: Option<&str>) -> Ran {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_paych"));
+    let mut command = Command::new(PAYCH);
     command
         .args(args)
         .arg("--repo")
@@ -99,38 +92,6 @@ fn fails_in(repo: &Path, args: &[&str], expected: &str) {
     assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
 }
 
-fn wait_for(path: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.is_empty() {
-                return text;
-            }
-        }
-        assert!(start.elapsed() < WAIT, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_daemon(repo: &Path, info: &str, peers: &[String]) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_paych"));
-    command
-        .args(["daemon", "--repo"])
-        .arg(repo)
-        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
-        .env("FULLNODE_API_INFO", info)
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for peer in peers {
-        command.args(["--peer", peer]);
-    }
-    let child = Running(command.spawn().unwrap());
-    wait_for(&repo.join("api"));
-    wait_for(&repo.join("token"));
-    child
-}
-
 /// A devnet and two daemons: the payer knows where the payee listens, and holds 10 FIL.
 struct Pair {
     _dir: tempfile::TempDir,
@@ -142,21 +103,11 @@ struct Pair {
 }
 
 fn pair() -> Pair {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut devnet = Command::new(env!("CARGO_BIN_EXE_paych"))
-        .args(["devnet", "--listen", "127.0.0.1:0", "--block-time", "100ms"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(devnet.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let devnet = Running(devnet);
-    let info = line.trim().strip_prefix("FULLNODE_API_INFO=").unwrap().to_owned();
+    let (devnet, info) = start_devnet(PAYCH);
 
     let payee = dir.path().join("payee");
-    let payee_daemon = start_daemon(&payee, &info, &[]);
+    let payee_daemon = start_daemon(PAYCH, &payee, &info, &[]);
     let payee_addr = ok_in(&payee, &["wallet", "list"]);
     let payee_addr = default_address(&payee_addr);
     let listen = ok_in(&payee, &["net", "listen"]);
@@ -164,14 +115,11 @@ fn pair() -> Pair {
     assert!(listen.contains("/p2p/12D3KooW"), "{listen}");
 
     let payer = dir.path().join("payer");
-    let payer_daemon = start_daemon(&payer, &info, &[format!("{payee_addr}={listen}")]);
+    let payer_daemon = start_daemon(PAYCH, &payer, &info, &[format!("{payee_addr}={listen}")]);
     let payer_addr = default_address(&ok_in(&payer, &["wallet", "list"]));
 
     // 10 FIL from the devnet's faucet for the payer, 1 FIL (for gas) for the payee.
-    let devnet_url = {
-        let parts: Vec<&str> = info.trim_start_matches(':').split('/').collect();
-        format!("http://{}:{}/rpc/v1", parts[2], parts[4])
-    };
+    let devnet_url = rpc_url(&info);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         for (addr, atto) in
@@ -187,13 +135,10 @@ fn pair() -> Pair {
             assert!(answer.status().is_success());
         }
     });
-    let start = Instant::now();
-    while ok_in(&payer, &["wallet", "balance"]) != "10 FIL\n"
-        || ok_in(&payee, &["wallet", "balance"]) != "1 FIL\n"
-    {
-        assert!(start.elapsed() < WAIT, "the faucet's money never arrived");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the faucet's money never arrived", Duration::from_millis(100), || {
+        let payer_funded = ok_in(&payer, &["wallet", "balance"]) == "10 FIL\n";
+        (payer_funded && ok_in(&payee, &["wallet", "balance"]) == "1 FIL\n").then_some(())
+    });
     Pair {
         _dir: dir,
         payer,
@@ -216,9 +161,7 @@ fn default_address(list: &str) -> String {
 
 /// A `/metrics` scrape of the daemon on `repo`.
 fn metrics(repo: &Path) -> String {
-    let api = wait_for(&repo.join("api"));
-    let parts: Vec<&str> = api.trim().split('/').collect();
-    let url = format!("http://{}:{}/metrics", parts[2], parts[4]);
+    let url = format!("{}/metrics", http_base(&wait_for(&repo.join("api"))));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let response = reqwest::get(&url).await.unwrap();
@@ -420,7 +363,7 @@ fn bad_input_and_no_daemon_fail_with_what_to_do() {
     fails_in(repo, &["voucher", "check", "t01001", "not-a-voucher"], "paych voucher create");
     fails_in(repo, &["net", "connect", "nonsense"], "start one with `paych daemon`");
     // `--repo` before the command, as `lotus --repo`, names the repo too.
-    let before = Command::new(env!("CARGO_BIN_EXE_paych"))
+    let before = Command::new(PAYCH)
         .arg("--repo")
         .arg(repo)
         .arg("list")

@@ -3,67 +3,28 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use paych_core::lotus_json::{self as json, SignedVoucherJson};
-use paych_core::types::{parse_address, Address, SignedVoucher, TokenAmount};
+use paych_core::types::{parse_address, Address, SignedVoucher};
 use paych_node::rpc::client::{ApiClient, ClientError};
 use paych_node::rpc::methods::*;
 use paych_node::rpc::params::{AddrInfo, Bytes, KeyType};
+use paych_testkit::amounts::atto;
+use paych_testkit::daemon::{
+    daemon_command, rpc_url, start_daemon, start_devnet, wait_for, Running,
+};
+use paych_testkit::deadline::DEADLINE;
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(60);
+const PAYCH: &str = env!("CARGO_BIN_EXE_paych");
 
-/// Kills the daemon if a test fails before stopping it.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// How often a wait asks the daemon again.
+const POLL: Duration = Duration::from_millis(50);
 
 fn daemon(repo: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_paych"));
-    command
-        .args(["daemon", "--repo"])
-        .arg(repo)
-        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
-        .env_remove("FULLNODE_API_INFO")
-        .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::null());
-    command
-}
-
-fn wait_for(path: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.is_empty() {
-                return text;
-            }
-        }
-        assert!(start.elapsed() < WAIT, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_exit(child: &mut Child) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(start.elapsed() < WAIT, "the daemon did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `http://127.0.0.1:PORT/rpc/v1` from the `api` file's `/ip4/127.0.0.1/tcp/PORT/http`.
-fn rpc_url(api: &str) -> String {
-    paych_node::rpc::client::rpc_url(api).unwrap_or_else(|| panic!("{api:?}"))
+    daemon_command(PAYCH, repo)
 }
 
 /// A client of the API in `repo` with the repo's admin token.
@@ -145,9 +106,8 @@ async fn daemon_serves_guards_locks_and_stops_cleanly() {
     assert_eq!(ids, [&other_info.id], "{peers:?}");
 
     // SIGTERM stops it cleanly.
-    let status = Command::new("kill").args(["-TERM", &first.0.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let status = wait_exit(&mut first.0);
+    first.signal("-TERM");
+    let status = first.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(!repo.join("api").exists(), "the api file is removed on shutdown");
 
@@ -156,24 +116,8 @@ async fn daemon_serves_guards_locks_and_stops_cleanly() {
     let url = rpc_url(&wait_for(&repo.join("api")));
     let api = ApiClient::new(url, Some(token.trim().to_owned()));
     assert_eq!(api.call::<WalletList>(()).await.unwrap().len(), 2);
-    let status = Command::new("kill").args(["-INT", &again.0.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    assert_eq!(wait_exit(&mut again.0).code(), Some(0));
-}
-
-/// Starts `paych devnet` on a free port; returns it and its `FULLNODE_API_INFO`.
-fn shared_devnet() -> (Running, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paych"))
-        .args(["devnet", "--listen", "127.0.0.1:0", "--block-time", "100ms"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let info = line.trim().strip_prefix("FULLNODE_API_INFO=").unwrap().to_owned();
-    (Running(child), info)
+    again.signal("-INT");
+    assert_eq!(again.wait_exit().code(), Some(0));
 }
 
 /// Gives `addr` money from the devnet's faucet at `devnet_url` and waits until `api` sees it.
@@ -189,18 +133,14 @@ async fn faucet(devnet_url: &str, api: &ApiClient, addr: &Address) {
     assert!(funded.status().is_success());
     let start = Instant::now();
     while api.call::<WalletBalance>((*addr,)).await.unwrap() == "0" {
-        assert!(start.elapsed() < WAIT, "the faucet's money never arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(start.elapsed() < DEADLINE, "the faucet's money never arrived");
+        tokio::time::sleep(POLL).await;
     }
 }
 
 /// A voucher from the API's shape.
 fn voucher(shape: &SignedVoucherJson) -> SignedVoucher {
     <SignedVoucher as json::LotusJson>::from_shape(shape.clone()).unwrap()
-}
-
-fn atto(n: u64) -> TokenAmount {
-    TokenAmount::from_atto(n)
 }
 
 /// Waits until the payee's status of `channel` shows each of `lanes` redeemed on chain for
@@ -215,28 +155,20 @@ async fn wait_redeemed(api: &ApiClient, channel: Address, lanes: &[(u64, &str)])
         if lanes.iter().all(|(lane, amount)| redeemed(*lane).as_deref() == Some(*amount)) {
             break;
         }
-        assert!(start.elapsed() < WAIT, "the lanes were never redeemed: {status:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(start.elapsed() < DEADLINE, "the lanes were never redeemed: {status:?}");
+        tokio::time::sleep(POLL).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_on_one_devnet_pay_over_libp2p() {
     let dir = tempfile::tempdir().unwrap();
-    let (_devnet, info) = shared_devnet();
+    let (_devnet, info) = start_devnet(PAYCH);
     let devnet_url = rpc_url(info.trim_start_matches(':'));
 
     // The payee first, to learn its address and peer.
     let payee_repo = dir.path().join("payee");
-    let _payee = Running(
-        daemon(&payee_repo)
-            .env("FULLNODE_API_INFO", &info)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(&payee_repo.join("api"));
-    wait_for(&payee_repo.join("token"));
+    let _payee = start_daemon(PAYCH, &payee_repo, &info, &[]);
     let payee_api = admin(&payee_repo);
     let payee_addr = payee_api.call::<WalletDefaultAddress>(()).await.unwrap().unwrap();
     let listen = payee_api.call::<NetAddrsListen>(()).await.unwrap();
@@ -244,16 +176,7 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
     let payee_addr = parse_address(&payee_addr).unwrap().0;
 
     let payer_repo = dir.path().join("payer");
-    let _payer = Running(
-        daemon(&payer_repo)
-            .args(["--peer", &peer])
-            .env("FULLNODE_API_INFO", &info)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(&payer_repo.join("api"));
-    wait_for(&payer_repo.join("token"));
+    let _payer = start_daemon(PAYCH, &payer_repo, &info, &[peer]);
     let payer_api = admin(&payer_repo);
     let payer_addr = payer_api.call::<WalletDefaultAddress>(()).await.unwrap().unwrap();
     let payer_addr = parse_address(&payer_addr).unwrap().0;

@@ -2,16 +2,13 @@
 //! both sides, exact arity, and decoding that never panics whatever the bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
 use fvm_shared::bigint::{BigInt, Sign};
 use ipld_core::ipld::Ipld;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::combine::ReconcileStatus;
 use paych_core::types::decode::{self as core_decode, DecodeError as LayoutError};
-use paych_core::types::{Address, Merge, ModVerifyParams, Signature, SignedVoucher, TokenAmount};
+use paych_core::types::{Address, Merge, Signature, SignedVoucher, TokenAmount};
 use paych_protocol::codec::exceeds_item_budget;
 use paych_protocol::messages::{
     MAX_FLOW_BYTES, MAX_MULTIADDR_BYTES, MAX_PEER_ID_BYTES, MAX_PEER_RECORD_MULTIADDRS,
@@ -21,6 +18,8 @@ use paych_protocol::{
     Announce, DecodeError, EncodeError, PeerRecord, ReconcileRequest, ReconcileResponse,
     RuleViolation, SignedPeerRecord, VoucherRequest, VoucherResponse, VoucherStatus, WireMessage,
 };
+use paych_testkit::keys::{address, key, signed_voucher};
+use paych_testkit::vouchers::voucher_from_parts;
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
@@ -59,32 +58,9 @@ fn voucher() -> impl Strategy<Value = SignedVoucher> {
         (any::<u64>(), any::<u64>(), signed_amount(), any::<i64>()),
         (vec((any::<u64>(), any::<u64>()), 0..4), option::of(signature())),
     )
-        .prop_map(
-            |(
-                (channel, tl_min, tl_max, secret),
-                extra,
-                (lane, nonce, amount, msh),
-                (merges, sig),
-            )| {
-                SignedVoucher {
-                    channel_addr: channel,
-                    time_lock_min: tl_min,
-                    time_lock_max: tl_max,
-                    secret_hash: secret,
-                    extra: extra.map(|(actor, method, data)| ModVerifyParams {
-                        actor,
-                        method,
-                        data,
-                    }),
-                    lane,
-                    nonce,
-                    amount,
-                    min_settle_height: msh,
-                    merges: merges.into_iter().map(|(lane, nonce)| Merge { lane, nonce }).collect(),
-                    signature: sig,
-                }
-            },
-        )
+        .prop_map(|(head, extra, lane, (merges, sig))| {
+            voucher_from_parts((head, extra, lane, merges, sig))
+        })
 }
 
 fn message() -> impl Strategy<Value = Option<String>> {
@@ -240,10 +216,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_any_decoder(bytes in vec(any::<u8>(), 0..512)) {
-        let _ = VoucherRequest::from_cbor(&bytes);
-        let _ = VoucherResponse::from_cbor(&bytes);
-        let _ = ReconcileRequest::from_cbor(&bytes);
-        let _ = ReconcileResponse::from_cbor(&bytes);
+        decode_as_every_exchange_message(&bytes);
         let _ = Announce::from_cbor(&bytes);
         let _ = PeerRecord::from_cbor(&bytes);
         let _ = SignedPeerRecord::from_cbor(&bytes);
@@ -260,12 +233,18 @@ proptest! {
             _ => Ipld::List(vec![Ipld::Integer(i128::from(b))]),
         }).collect());
         let bytes = fvm_ipld_encoding::to_vec(&ipld).unwrap();
-        let _ = VoucherRequest::from_cbor(&bytes);
-        let _ = VoucherResponse::from_cbor(&bytes);
-        let _ = ReconcileRequest::from_cbor(&bytes);
-        let _ = ReconcileResponse::from_cbor(&bytes);
+        decode_as_every_exchange_message(&bytes);
         let _ = SignedPeerRecord::from_cbor(&bytes);
     }
+}
+
+/// Decodes `bytes` as each request and response of the voucher and reconcile exchanges,
+/// ignoring the answers: only a panic fails.
+fn decode_as_every_exchange_message(bytes: &[u8]) {
+    let _ = VoucherRequest::from_cbor(bytes);
+    let _ = VoucherResponse::from_cbor(bytes);
+    let _ = ReconcileRequest::from_cbor(bytes);
+    let _ = ReconcileResponse::from_cbor(bytes);
 }
 
 // --- limits --------------------------------------------------------------------------------

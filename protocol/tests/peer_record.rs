@@ -3,9 +3,6 @@
 //! a typed error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::crypto::{self, CryptoError};
@@ -14,6 +11,7 @@ use paych_protocol::messages::{MAX_PEER_RECORD_MULTIADDRS, PEER_RECORD_DOMAIN};
 use paych_protocol::{
     EncodeError, PeerRecord, PeerRecordError, RuleViolation, SignedPeerRecord, VerifiedPeer,
 };
+use paych_testkit::keys::{address, key};
 
 fn peer() -> PeerId {
     PeerId::from(Keypair::generate_ed25519().public())

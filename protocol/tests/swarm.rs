@@ -2,16 +2,12 @@
 //! send garbage, oversized or stalled messages, and connection limits.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::time::Duration;
 
-use common::*;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, InboundFailure, ProtocolSupport};
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
 use libp2p::{connection_limits, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use paych_core::combine::{self, PayerView, ReconcilePolicy, ReconcileStatus};
@@ -22,8 +18,12 @@ use paych_protocol::{
     Announce, CodecError, Config, LimitKind, ReconcileRequest, ReconcileResponse, SignedPeerRecord,
     VoucherRequest, VoucherStatus, VOUCHER_PROTOCOL,
 };
+use paych_testkit::keys::{address, key, signed_voucher};
+use paych_testkit::swarm::{
+    dial_anew, drive, in_time, listen, new_swarm, payee_accepting, refuse_reconcile,
+    request_reconcile, request_voucher, responder, Seen,
+};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
 
 fn channel() -> Address {
     Address::new_id(1001)
@@ -31,13 +31,10 @@ fn channel() -> Address {
 
 #[tokio::test]
 async fn payee_answers_a_signed_voucher_with_its_delta() {
-    timeout(TEST_TIMEOUT, async {
+    in_time(async {
         let payer_key = key(1);
-        let mut payee = new_swarm(&Config::default());
-        let payee_addr = listen(&mut payee).await;
-        let payee_id = *payee.local_peer_id();
-        let mut seen =
-            spawn_responder(payee, accept_signed_by(address(&payer_key)), refuse_reconcile());
+        let (payee_id, payee_addr, mut seen) =
+            payee_accepting(&Config::default(), address(&payer_key)).await;
 
         let mut payer = new_swarm(&Config::default());
         let mut request = VoucherRequest::new(signed_voucher(&payer_key, channel(), 0, 1, 700));
@@ -58,17 +55,13 @@ async fn payee_answers_a_signed_voucher_with_its_delta() {
         assert!(response.delta.is_zero());
         assert!(!response.is_held());
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn payer_announces_itself_with_a_peer_record_the_payee_can_verify() {
-    timeout(TEST_TIMEOUT, async {
+    in_time(async {
         let payer_key = key(1);
-        let mut payee = new_swarm(&Config::default());
-        let payee_addr = listen(&mut payee).await;
-        let payee_id = *payee.local_peer_id();
         // The payee accepts only an announce whose record names the sending peer.
         let payer_address = address(&payer_key);
         let answer: Box<dyn Fn(PeerId, &VoucherRequest) -> _ + Send> =
@@ -94,7 +87,8 @@ async fn payer_announces_itself_with_a_peer_record_the_payee_can_verify() {
                     ),
                 }
             });
-        let _seen = spawn_responder(payee, answer, refuse_reconcile());
+        let (payee_id, payee_addr, _seen) =
+            responder(&Config::default(), answer, refuse_reconcile()).await;
 
         let mut payer = new_swarm(&Config::default());
         let payer_id = *payer.local_peer_id();
@@ -110,8 +104,7 @@ async fn payer_announces_itself_with_a_peer_record_the_payee_can_verify() {
         let response = request_voucher(&mut payer, payee_id, &payee_addr, request).await.unwrap();
         assert_eq!(response.status(), Some(VoucherStatus::Accepted));
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 /// What the payer knows: vouchers it issued on lanes 0, 1 and 2, of which the chain has
@@ -173,20 +166,18 @@ impl PayerBook {
 
 #[tokio::test]
 async fn payer_folds_lanes_into_one_combined_voucher_or_refuses_with_a_status() {
-    timeout(TEST_TIMEOUT, async {
+    in_time(async {
         let book = PayerBook::new();
         let payer_address = address(&book.key);
         let voucher = |lane| book.issued[&(lane, 4)].clone();
         let (on_chain, not_on_chain) = (vec![voucher(0), voucher(1)], vec![voucher(1), voucher(2)]);
 
-        let mut payer = new_swarm(&Config::default());
-        let payer_addr = listen(&mut payer).await;
-        let payer_id = *payer.local_peer_id();
-        let _seen = spawn_responder(
-            payer,
+        let (payer_id, payer_addr, _seen) = responder(
+            &Config::default(),
             Box::new(|_, _| unreachable!()),
             Box::new(move |peer, r| book.answer(peer, r)),
-        );
+        )
+        .await;
         let mut payee = new_swarm(&Config::default());
         let payee_record = SignedPeerRecord::new(&key(2), payee.local_peer_id(), &[], 1).unwrap();
 
@@ -230,8 +221,7 @@ async fn payer_folds_lanes_into_one_combined_voucher_or_refuses_with_a_status() 
         let response = request_reconcile(&mut stranger, payer_id, &payer_addr, own).await.unwrap();
         assert_eq!(response.status(), Some(ReconcileStatus::NotPayee));
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 // --- misbehaving peers -----------------------------------------------------------------
@@ -366,12 +356,9 @@ async fn honest_payer_is_still_answered(payee_id: PeerId, payee_addr: &Multiaddr
 
 #[tokio::test]
 async fn payee_reports_malformed_cbor_as_an_inbound_failure_and_keeps_answering() {
-    timeout(TEST_TIMEOUT, async {
-        let mut payee = new_swarm(&Config::default());
-        let payee_addr = listen(&mut payee).await;
-        let payee_id = *payee.local_peer_id();
-        let mut seen =
-            spawn_responder(payee, accept_signed_by(address(&key(1))), refuse_reconcile());
+    in_time(async {
+        let (payee_id, payee_addr, mut seen) =
+            payee_accepting(&Config::default(), address(&key(1))).await;
 
         let mut attacker = raw_swarm(false);
         let attacker_id = *attacker.local_peer_id();
@@ -394,18 +381,14 @@ async fn payee_reports_malformed_cbor_as_an_inbound_failure_and_keeps_answering(
 
         honest_payer_is_still_answered(payee_id, &payee_addr).await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn payee_refuses_an_oversized_request_without_reading_it_all_and_keeps_answering() {
-    timeout(TEST_TIMEOUT, async {
-        let mut payee = new_swarm(&Config::default());
-        let payee_addr = listen(&mut payee).await;
-        let payee_id = *payee.local_peer_id();
-        let mut seen =
-            spawn_responder(payee, accept_signed_by(address(&key(1))), refuse_reconcile());
+    in_time(async {
+        let (payee_id, payee_addr, mut seen) =
+            payee_accepting(&Config::default(), address(&key(1))).await;
 
         let mut attacker = raw_swarm(false);
         let oversized = vec![0x40; 4 * VOUCHER_REQUEST_MAX_BYTES];
@@ -421,19 +404,14 @@ async fn payee_refuses_an_oversized_request_without_reading_it_all_and_keeps_ans
 
         honest_payer_is_still_answered(payee_id, &payee_addr).await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn payee_times_out_a_peer_that_stalls_mid_message_and_keeps_answering() {
-    timeout(TEST_TIMEOUT, async {
+    in_time(async {
         let config = Config { read_timeout: Duration::from_millis(300), ..Config::default() };
-        let mut payee = new_swarm(&config);
-        let payee_addr = listen(&mut payee).await;
-        let payee_id = *payee.local_peer_id();
-        let mut seen =
-            spawn_responder(payee, accept_signed_by(address(&key(1))), refuse_reconcile());
+        let (payee_id, payee_addr, mut seen) = payee_accepting(&config, address(&key(1))).await;
 
         let mut attacker = raw_swarm(true);
         // The start of a voucher request, and then nothing.
@@ -442,11 +420,7 @@ async fn payee_times_out_a_peer_that_stalls_mid_message_and_keeps_answering() {
             vec![0x83, 0x8b],
             vec![payee_addr.clone()],
         );
-        let attacker_loop = tokio::spawn(async move {
-            loop {
-                attacker.select_next_some().await;
-            }
-        });
+        let attacker_loop = drive(attacker);
         let (_, failure) = next_voucher_failure(&mut seen).await;
         assert!(matches!(&failure, InboundFailure::Io(e) if e.kind() == io::ErrorKind::TimedOut));
         assert!(matches!(codec_error(&failure), CodecError::Timeout { .. }));
@@ -454,8 +428,7 @@ async fn payee_times_out_a_peer_that_stalls_mid_message_and_keeps_answering() {
 
         honest_payer_is_still_answered(payee_id, &payee_addr).await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 // --- connection limits -----------------------------------------------------------------
@@ -466,27 +439,18 @@ fn one_per_peer() -> Config {
 
 #[tokio::test]
 async fn dialer_denies_itself_a_second_connection_to_the_same_peer() {
-    timeout(TEST_TIMEOUT, async {
-        let mut listener = new_swarm(&Config::default());
-        let addr = listen(&mut listener).await;
-        let listener_id = *listener.local_peer_id();
-        let _seen =
-            spawn_responder(listener, accept_signed_by(address(&key(1))), refuse_reconcile());
+    in_time(async {
+        let (listener_id, addr, _seen) =
+            payee_accepting(&Config::default(), address(&key(1))).await;
 
         let mut dialer = new_swarm(&one_per_peer());
-        let dial = || {
-            DialOpts::peer_id(listener_id)
-                .addresses(vec![addr.clone()])
-                .condition(PeerCondition::Always)
-                .build()
-        };
-        dialer.dial(dial()).unwrap();
+        dial_anew(&mut dialer, listener_id, &addr);
         loop {
             if let SwarmEvent::ConnectionEstablished { .. } = dialer.select_next_some().await {
                 break;
             }
         }
-        dialer.dial(dial()).unwrap();
+        dial_anew(&mut dialer, listener_id, &addr);
         let cause = loop {
             match dialer.select_next_some().await {
                 SwarmEvent::OutgoingConnectionError {
@@ -502,37 +466,22 @@ async fn dialer_denies_itself_a_second_connection_to_the_same_peer() {
         assert_eq!(exceeded.limit(), 1);
         assert_eq!(dialer.network_info().connection_counters().num_established(), 1);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn listener_denies_a_second_connection_from_the_same_peer() {
-    timeout(TEST_TIMEOUT, async {
-        let mut listener = new_swarm(&one_per_peer());
-        let addr = listen(&mut listener).await;
-        let listener_id = *listener.local_peer_id();
-        let mut seen =
-            spawn_responder(listener, accept_signed_by(address(&key(1))), refuse_reconcile());
+    in_time(async {
+        let (listener_id, addr, mut seen) =
+            payee_accepting(&one_per_peer(), address(&key(1))).await;
 
         // The dialer allows itself two connections; the listener allows one.
         let mut dialer = new_swarm(&Config::default());
         let dialer_id = *dialer.local_peer_id();
         for _ in 0..2 {
-            dialer
-                .dial(
-                    DialOpts::peer_id(listener_id)
-                        .addresses(vec![addr.clone()])
-                        .condition(PeerCondition::Always)
-                        .build(),
-                )
-                .unwrap();
+            dial_anew(&mut dialer, listener_id, &addr);
         }
-        let dialer_loop = tokio::spawn(async move {
-            loop {
-                dialer.select_next_some().await;
-            }
-        });
+        let dialer_loop = drive(dialer);
         let mut established = Vec::new();
         let denied = loop {
             match seen.recv().await.expect("listener running") {
@@ -548,8 +497,7 @@ async fn listener_denies_a_second_connection_from_the_same_peer() {
         // The one connection still works.
         honest_payer_is_still_answered(listener_id, &addr).await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 /// Dials a listener with `config` from `identities` swarms (all from 127.0.0.1), each
@@ -562,20 +510,9 @@ async fn first_inbound_denial(config: Config, identities: usize, dials_each: usi
     for _ in 0..identities {
         let mut dialer = new_swarm(&Config::default());
         for _ in 0..dials_each {
-            dialer
-                .dial(
-                    DialOpts::peer_id(listener_id)
-                        .addresses(vec![addr.clone()])
-                        .condition(PeerCondition::Always)
-                        .build(),
-                )
-                .unwrap();
+            dial_anew(&mut dialer, listener_id, &addr);
         }
-        dialers.push(tokio::spawn(async move {
-            loop {
-                dialer.select_next_some().await;
-            }
-        }));
+        dialers.push(drive(dialer));
     }
     let kind = loop {
         if let SwarmEvent::IncomingConnectionError {
@@ -593,7 +530,7 @@ async fn first_inbound_denial(config: Config, identities: usize, dials_each: usi
 
 #[tokio::test]
 async fn each_connection_limit_that_denies_a_connection_is_named() {
-    timeout(TEST_TIMEOUT, async {
+    in_time(async {
         let per_ip = Config { max_inbound_per_ip: 1, ..Config::default() };
         assert_eq!(first_inbound_denial(per_ip, 2, 1).await, LimitKind::InboundPerIp);
         assert_eq!(first_inbound_denial(one_per_peer(), 1, 2).await, LimitKind::EstablishedPerPeer);
@@ -613,18 +550,17 @@ async fn each_connection_limit_that_denies_a_connection_is_named() {
             other => panic!("the dial was not denied: {other:?}"),
         }
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn listener_denies_connections_from_one_address_beyond_its_cap_whatever_the_identities() {
-    timeout(TEST_TIMEOUT, async {
-        let mut listener = new_swarm(&Config { max_inbound_per_ip: 2, ..Config::default() });
-        let addr = listen(&mut listener).await;
-        let listener_id = *listener.local_peer_id();
-        let mut seen =
-            spawn_responder(listener, accept_signed_by(address(&key(1))), refuse_reconcile());
+    in_time(async {
+        let (listener_id, addr, mut seen) = payee_accepting(
+            &Config { max_inbound_per_ip: 2, ..Config::default() },
+            address(&key(1)),
+        )
+        .await;
 
         // Two identities from 127.0.0.1 hold a connection each: the address is full.
         let mut holders = Vec::new();
@@ -636,11 +572,7 @@ async fn listener_denies_connections_from_one_address_beyond_its_cap_whatever_th
                     break;
                 }
             }
-            holders.push(tokio::spawn(async move {
-                loop {
-                    holder.select_next_some().await;
-                }
-            }));
+            holders.push(drive(holder));
         }
         // A third identity from the same address is turned away.
         let mut third = new_swarm(&Config::default());
@@ -670,13 +602,12 @@ async fn listener_denies_connections_from_one_address_beyond_its_cap_whatever_th
         };
         assert_eq!(answered.status(), Some(VoucherStatus::Accepted));
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn a_peer_that_connects_and_does_nothing_is_disconnected_after_the_idle_timeout() {
-    timeout(TEST_TIMEOUT, async {
+    in_time(async {
         let config =
             Config { idle_connection_timeout: Duration::from_secs(1), ..Config::default() };
         let mut listener = new_swarm(&config);
@@ -684,11 +615,7 @@ async fn a_peer_that_connects_and_does_nothing_is_disconnected_after_the_idle_ti
         // The idle peer would keep the connection for a minute; the listener does not.
         let mut idle = new_swarm(&Config::default());
         idle.dial(addr).unwrap();
-        let idle_loop = tokio::spawn(async move {
-            loop {
-                idle.select_next_some().await;
-            }
-        });
+        let idle_loop = drive(idle);
         let mut established = false;
         loop {
             match listener.select_next_some().await {
@@ -701,6 +628,5 @@ async fn a_peer_that_connects_and_does_nothing_is_disconnected_after_the_idle_ti
         assert_eq!(listener.network_info().connection_counters().num_established(), 0);
         idle_loop.abort();
     })
-    .await
-    .expect("test timed out");
+    .await;
 }

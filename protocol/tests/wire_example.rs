@@ -2,13 +2,11 @@
 //! must appear verbatim in the document, so that the document stays true.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::*;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::types::{Address, TokenAmount};
 use paych_protocol::{PeerRecord, SignedPeerRecord, VoucherRequest, VoucherResponse};
+use paych_testkit::keys::{address, key, signed_voucher};
 
 const DOC: &str = include_str!("../../docs/protocol.md");
 

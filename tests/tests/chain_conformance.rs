@@ -17,12 +17,9 @@ use paych_core::types::{
     INIT_EXEC_METHOD, METHOD_SEND, SETTLE_DELAY,
 };
 use paych_core::wallet::{KeyStore, Wallet};
+use paych_testkit::amounts::fil;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn fil(n: u64) -> TokenAmount {
-    TokenAmount::from_whole(n)
-}
 
 /// The chain under test, and a way to mine and fund on the devnet behind it.
 struct Harness {
@@ -748,15 +745,11 @@ async fn a_lotus_client_reads_a_confirmed_balance_once_per_head() {
 /// a restart (its funds and lifecycle would otherwise stay pending until one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_landed_message_whose_effects_cannot_be_read_yet_is_recorded_once_the_chain_answers() {
-    use paych_core::manager::{ManagerConfig, MessageOutcome, PaymentChannelManager};
-    use paych_core::store::{sled::SledStore, Lifecycle};
+    use paych_core::manager::{ManagerConfig, MessageOutcome};
+    use paych_core::store::Lifecycle;
+    use paych_testkit::devnet::{fund, mining, start_manager};
 
-    let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(Duration::from_millis(50)),
-        ..DevnetConfig::default()
-    })
-    .unwrap();
-    let _mining = devnet.start_mining();
+    let devnet = mining(Duration::from_millis(50));
     let server = serve(&devnet).await;
     let proxy = CountingProxy::start(server.local_addr(), b"Filecoin.StateReadState").await;
     let api_info = paych_node::rpc::devnet::api_info(proxy.addr);
@@ -765,17 +758,14 @@ async fn a_landed_message_whose_effects_cannot_be_read_yet_is_recorded_once_the_
     let wallet = Arc::new(KeyStore::open(dir.path().join("keystore"), Network::Testnet).unwrap());
     let (payer, payee) = (wallet.new_key().unwrap(), wallet.new_key().unwrap());
     for key in [payer, payee] {
-        let cid = devnet.faucet(&key, fil(10)).unwrap();
-        devnet.wait(&cid, 0, WAIT).await.unwrap();
+        fund(&devnet, false, &key, fil(10)).await;
     }
-    let store = Arc::new(SledStore::open(dir.path().join("datastore")).unwrap());
     let config = ManagerConfig {
         wait_timeout: Duration::from_secs(2),
         settler_interval: Duration::from_secs(3600),
         ..ManagerConfig::default()
     };
-    let manager = PaymentChannelManager::new(chain, wallet, store, config);
-    manager.start().await.unwrap();
+    let manager = start_manager(chain, wallet, dir.path(), config).await;
     let handle = manager.create(payer, payee, fil(1), TokenAmount::default()).await.unwrap();
     let ch = manager.get_wait_ready(&handle.wait_sentinel.unwrap()).await.unwrap();
 

@@ -23,3 +23,12 @@ pub fn criterion_dir() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     Some(exe.parent()?.parent()?.parent()?.join("criterion"))
 }
+
+/// How a measured ratio (`reference / ours`) reads against its target, if it has one.
+pub fn verdict(ratio: f64, target: Option<f64>) -> String {
+    match target {
+        Some(t) if ratio >= t => format!("≥{t} ok"),
+        Some(t) => format!("≥{t} MISSED"),
+        None => "-".to_owned(),
+    }
+}

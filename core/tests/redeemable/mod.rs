@@ -315,9 +315,9 @@ pub async fn carry_out(
 /// A payer and a payee (their managers on sled stores, settlers idle) with a channel between
 /// them on a devnet that mines only when told.
 pub struct World {
-    pub net: crate::harness::Net,
-    pub payer: crate::harness::Node,
-    pub payee: crate::harness::Node,
+    pub net: paych_testkit::devnet::Net,
+    pub payer: paych_testkit::devnet::Node,
+    pub payee: paych_testkit::devnet::Node,
     /// The channel's robust address.
     pub ch: Address,
     /// The channel's ID address.
@@ -328,7 +328,7 @@ pub struct World {
 pub fn idle_settler() -> paych_core::manager::ManagerConfig {
     paych_core::manager::ManagerConfig {
         settler_interval: std::time::Duration::from_secs(24 * 3600),
-        ..crate::harness::test_config()
+        ..paych_testkit::devnet::test_config()
     }
 }
 
@@ -350,7 +350,7 @@ impl World {
         payee_fil: u64,
         config: paych_core::manager::ManagerConfig,
     ) -> Self {
-        let net = crate::harness::Net::manual();
+        let net = paych_testkit::devnet::Net::manual();
         let payer = net.node_with(10, idle_settler()).await;
         let payee = net.node_with(payee_fil, config).await;
         let ch = payer.open_channel(payee.addr, TokenAmount::from_atto(balance)).await;
@@ -410,6 +410,22 @@ impl World {
         state.settling_at
     }
 
+    /// `epochs` pass (a time lock runs out), the payer settles and the payee's settler looks
+    /// three times.
+    pub async fn lock_runs_out_and_payer_settles(&self, epochs: u64) {
+        self.mine(epochs).await;
+        self.payer_settles().await;
+        self.settler_passes(3).await;
+    }
+
+    /// The payee's settler looks `passes` times, an epoch mined after each look.
+    pub async fn settler_passes(&self, passes: usize) {
+        for _ in 0..passes {
+            self.payee.m().settler_pass().await.unwrap();
+            self.mine(1).await;
+        }
+    }
+
     /// The channel's `to_send` on chain.
     pub async fn to_send(&self) -> TokenAmount {
         self.net.devnet.channel(&self.ch).await.unwrap().state.to_send
@@ -440,7 +456,7 @@ pub async fn settle_landed(devnet: &Devnet, manager: &paych_core::manager::Payme
     for message in manager.store().messages().unwrap() {
         let in_flight = matches!(message.state, MessageState::Recorded | MessageState::Pushed);
         if in_flight && devnet.search(&message.cid).await.unwrap().is_some() {
-            crate::harness::within(
+            paych_testkit::deadline::within(
                 "a landed message to be recorded",
                 manager.wait_message(&message.cid),
             )

@@ -1,18 +1,19 @@
-//! A chain environment for the actor tests: two secp256k1 account parties, a channel, an
-//! address book and a configurable `extra` call.
-//!
-//! Each integration test file is its own crate and uses only part of this module.
-#![allow(dead_code)]
+//! The actor's view of a chain for the actor rule tests: an [`ActorEnv`] with accounts keyed
+//! by real secp256k1 keys, a payer, a payee and a stranger, a non-account miner, the channel
+//! (with a robust address), another channel, and a configurable `extra` call.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use paych_core::actor::{AccountLookup, ActorEnv, ChannelState, ExtraCallFailure};
-use paych_core::crypto::{self, SecretKey};
+use paych_core::crypto::SecretKey;
 use paych_core::types::{
-    ActorID, Address, ChainEpoch, ModVerifyParams, Protocol, Signature, SignedVoucher, TokenAmount,
+    ActorID, Address, ChainEpoch, ModVerifyParams, Protocol, SignedVoucher, TokenAmount,
     UpdateChannelStateParams, INIT_ACTOR_ID,
 };
+
+use crate::amounts::atto;
+use crate::keys;
 
 /// The payer's ID.
 pub const PAYER_ID: ActorID = 100;
@@ -39,9 +40,13 @@ pub enum Actor {
 /// What the actor sees of the chain.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
+    /// The current epoch.
     pub epoch: ChainEpoch,
+    /// The receiving actor's balance.
     pub balance: TokenAmount,
+    /// Who calls the actor.
     pub caller: Address,
+    /// The actor called (the channel).
     pub receiver: Address,
     /// Non-ID addresses (key or robust) and the IDs they resolve to.
     pub ids: BTreeMap<Address, ActorID>,
@@ -151,7 +156,7 @@ impl ActorEnv for TestEnv {
             },
             Err(_) => *signer,
         };
-        crypto::verify_as_account(signature, &key, data).map_err(|e| e.to_string())
+        paych_core::crypto::verify_as_account(signature, &key, data).map_err(|e| e.to_string())
     }
 
     fn call_extra(&self, extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
@@ -163,16 +168,19 @@ impl ActorEnv for TestEnv {
 /// A party: its private key, f1 address and ID address.
 #[derive(Debug, Clone)]
 pub struct Party {
+    /// The party's private key.
     pub key: SecretKey,
+    /// Its f1 address.
     pub key_addr: Address,
+    /// Its ID address.
     pub id: Address,
 }
 
 impl Party {
     /// A party with a fixed key made of `seed` bytes.
     pub fn new(seed: u8, id: ActorID) -> Self {
-        let key = crypto::secret_key(&[seed; 32]).unwrap();
-        let key_addr = crypto::secp_address(&crypto::public_key(&key));
+        let key = keys::key(seed);
+        let key_addr = keys::address(&key);
         Party { key, key_addr, id: Address::new_id(id) }
     }
 }
@@ -180,9 +188,13 @@ impl Party {
 /// A payer, a payee and a stranger with accounts, a non-account miner, the channel (with a
 /// robust address) and another channel, on a chain at epoch 1.
 pub struct Setup {
+    /// The chain as the actor sees it.
     pub env: TestEnv,
+    /// The channel's payer.
     pub payer: Party,
+    /// The channel's payee.
     pub payee: Party,
+    /// An account party to nothing.
     pub stranger: Party,
     /// The channel's robust (f2) address.
     pub channel_robust: Address,
@@ -218,35 +230,7 @@ impl Setup {
     }
 }
 
-/// `amount` attoFIL.
-pub fn atto(amount: u64) -> TokenAmount {
-    TokenAmount::from_atto(amount)
-}
-
-/// Signs `sv` with `key` over its signing bytes.
-pub fn signed_by(mut sv: SignedVoucher, key: &SecretKey) -> SignedVoucher {
-    sv.signature = Some(crypto::sign(key, &sv.signing_bytes().unwrap()));
-    sv
-}
-
 /// `UpdateChannelState` parameters without a secret.
 pub fn params(sv: SignedVoucher) -> UpdateChannelStateParams {
     UpdateChannelStateParams { sv, secret: Vec::new() }
-}
-
-/// The other form of a valid secp256k1 signature: `s` replaced by `n − s` and the recovery
-/// id's low bit flipped, as a signer that does not normalise s could produce. The FVM
-/// normalises it back and recovers the same key.
-pub fn high_s_twin(signature: &Signature) -> Signature {
-    let mut bytes = signature.bytes.clone();
-    let s = SecretKey::from_slice(&bytes[32..64]).unwrap();
-    bytes[32..64].copy_from_slice(&s.negate().secret_bytes());
-    bytes[64] ^= 1;
-    Signature::new_secp256k1(bytes)
-}
-
-/// `sv` with its signature replaced by the signature's high-s twin.
-pub fn with_high_s(mut sv: SignedVoucher) -> SignedVoucher {
-    sv.signature = sv.signature.as_ref().map(high_s_twin);
-    sv
 }

@@ -1,29 +1,27 @@
-//! Nodes on a devnet: each with its own keystore, sled store and manager.
+//! Nodes on an in-process devnet: each with its own keystore, sled store (in a temporary
+//! directory) and manager, funded from the devnet's faucet.
 //!
 //! A [`Net`] mines on its own every few milliseconds ([`Net::new`]) or only when a test
 //! says so ([`Net::manual`]), for scenarios that need messages to stay unlanded.
-#![allow(dead_code)]
 
-use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cid::Cid;
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::chain::Chain;
-use paych_core::crypto;
 use paych_core::manager::{ManagerConfig, MessageOutcome, PaymentChannelManager};
 use paych_core::store::sled::SledStore;
-use paych_core::store::{ChannelRecord, MessageRecord, MessageState, Store, VoucherRecord};
-use paych_core::types::{Address, Network, Signature, SignedVoucher, TokenAmount};
+use paych_core::store::MessageState;
+use paych_core::types::{Address, Network, SignedVoucher, TokenAmount};
 use paych_core::wallet::{KeyStore, Wallet};
 
-/// How long a test waits for something that should happen before it gives up. Generous:
-/// the machine may be busy; reaching it is a failure, not a measurement.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+use crate::deadline::{within, DEADLINE};
 
 /// A devnet, mining on a timer or on demand.
 pub struct Net {
+    /// The devnet itself.
     pub devnet: Devnet,
     /// Whether epochs are mined only on demand.
     pub manual: bool,
@@ -32,11 +30,7 @@ pub struct Net {
 impl Net {
     /// A devnet mining on its own every few milliseconds.
     pub fn new() -> Self {
-        let config =
-            DevnetConfig { block_time: Some(Duration::from_millis(5)), ..DevnetConfig::default() };
-        let devnet = Devnet::new(config).unwrap();
-        devnet.start_mining();
-        Net { devnet, manual: false }
+        Net { devnet: mining(Duration::from_millis(5)), manual: false }
     }
 
     /// A devnet that mines only when the test calls [`Net::mine`]: messages stay in the
@@ -75,6 +69,19 @@ impl Net {
         self.node_with(fil, test_config()).await
     }
 
+    /// `N` nodes whose keys hold `fil` FIL each, started one after another.
+    pub async fn nodes<const N: usize>(&self, fil: u64) -> [Node; N] {
+        let mut nodes = Vec::with_capacity(N);
+        for _ in 0..N {
+            nodes.push(self.node(fil).await);
+        }
+        match nodes.try_into() {
+            Ok(nodes) => nodes,
+            Err(_) => unreachable!("N nodes were started"),
+        }
+    }
+
+    /// A node whose key holds `fil` FIL, its manager run with `config`.
     pub async fn node_with(&self, fil: u64, config: ManagerConfig) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let wallet =
@@ -96,6 +103,41 @@ impl Net {
     }
 }
 
+impl Default for Net {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A multi-threaded runtime (two workers, I/O and time enabled) for a test, bench or fuzz
+/// target that drives nodes from synchronous code.
+pub fn runtime() -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all().build().unwrap()
+}
+
+/// A devnet that mines an epoch every `block_time` on its own (call within a runtime).
+pub fn mining(block_time: Duration) -> Devnet {
+    let config = DevnetConfig { block_time: Some(block_time), ..DevnetConfig::default() };
+    let devnet = Devnet::new(config).unwrap();
+    devnet.start_mining();
+    devnet
+}
+
+/// Starts a manager on `chain` with the keys of `wallet` and a sled store in
+/// `dir/datastore` (waiting while a manager being stopped still holds it).
+pub async fn start_manager(
+    chain: Arc<dyn Chain>,
+    wallet: Arc<KeyStore>,
+    dir: &Path,
+    config: ManagerConfig,
+) -> PaymentChannelManager {
+    let store = Arc::new(open_store_when_free(&dir.join("datastore")).await);
+    let manager = PaymentChannelManager::new(chain, wallet, store, config);
+    manager.start().await.unwrap();
+    manager
+}
+
 /// Sends `amount` from the faucet to `to` and waits until it has landed.
 pub async fn fund(devnet: &Devnet, manual: bool, to: &Address, amount: TokenAmount) {
     let cid = devnet.faucet(to, amount).unwrap();
@@ -105,17 +147,27 @@ pub async fn fund(devnet: &Devnet, manual: bool, to: &Address, amount: TokenAmou
     devnet.wait(&cid, 0, DEADLINE).await.unwrap();
 }
 
+/// A node on a [`Net`]: a keystore with one funded key, a sled store and a running manager,
+/// all in one temporary directory.
 pub struct Node {
+    /// The devnet it runs on.
     pub net: Devnet,
     /// Whether the devnet mines only on demand.
     pub manual: bool,
+    /// Its keystore.
     pub wallet: Arc<KeyStore>,
+    /// Its funded key.
     pub addr: Address,
+    /// The directory of its keystore and store.
     pub dir: tempfile::TempDir,
+    /// Its manager, while started.
     pub manager: Option<PaymentChannelManager>,
+    /// The configuration its manager starts with.
     pub config: ManagerConfig,
 }
 
+/// A manager configuration for tests: a settler that looks every 20 ms and a short wait for
+/// messages.
 pub fn test_config() -> ManagerConfig {
     ManagerConfig {
         settler_interval: Duration::from_millis(20),
@@ -127,14 +179,9 @@ pub fn test_config() -> ManagerConfig {
 impl Node {
     /// Opens the node's store and starts its manager (again, after `stop`).
     pub async fn started(mut self) -> Self {
-        let store = Arc::new(open_store_when_free(&self.dir.path().join("datastore")).await);
-        let manager = PaymentChannelManager::new(
-            Arc::new(self.net.clone()),
-            self.wallet.clone(),
-            store,
-            self.config.clone(),
-        );
-        manager.start().await.unwrap();
+        let chain = Arc::new(self.net.clone());
+        let manager =
+            start_manager(chain, self.wallet.clone(), self.dir.path(), self.config.clone()).await;
         self.manager = Some(manager);
         self
     }
@@ -150,10 +197,12 @@ impl Node {
         self
     }
 
+    /// Its manager; the node must be started.
     pub fn m(&self) -> &PaymentChannelManager {
         self.manager.as_ref().unwrap()
     }
 
+    /// The balance of its key on chain.
     pub async fn balance(&self) -> TokenAmount {
         self.net.actor(&self.addr).await.unwrap().map(|a| a.balance).unwrap_or_default()
     }
@@ -188,7 +237,7 @@ impl Node {
 
 /// Opens the sled store in `dir`, waiting (up to [`DEADLINE`]) while a store being closed
 /// still holds its lock.
-pub async fn open_store_when_free(dir: &std::path::Path) -> SledStore {
+pub async fn open_store_when_free(dir: &Path) -> SledStore {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         match SledStore::open(dir) {
@@ -200,91 +249,4 @@ pub async fn open_store_when_free(dir: &std::path::Path) -> SledStore {
             Err(e) => panic!("cannot open the store in {}: {e}", dir.display()),
         }
     }
-}
-
-/// Signs `voucher` with a key that is party to nothing.
-pub fn sign_as_stranger(mut voucher: SignedVoucher) -> SignedVoucher {
-    let key = crypto::generate_secret_key().unwrap();
-    let signature: Signature = crypto::sign(&key, &voucher.signing_bytes().unwrap());
-    voucher.signature = Some(signature);
-    voucher
-}
-
-/// A fresh key address, party to nothing.
-pub fn stranger_address() -> Address {
-    let key = crypto::generate_secret_key().unwrap();
-    crypto::secp_address(&crypto::public_key(&key))
-}
-
-/// Awaits `f`, failing the test if it has not finished within [`DEADLINE`].
-pub async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(DEADLINE, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("gave up waiting for {what}"),
-    }
-}
-
-/// Polls `check` until it answers true, failing the test after [`DEADLINE`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Everything a store holds that the manager writes: channels, their vouchers, messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreSnapshot {
-    pub channels: Vec<ChannelRecord>,
-    pub vouchers: Vec<VoucherRecord>,
-    pub messages: Vec<MessageRecord>,
-}
-
-impl StoreSnapshot {
-    pub fn of(store: &dyn Store) -> Self {
-        let channels = store.channels().unwrap();
-        let vouchers =
-            channels.iter().flat_map(|c| store.vouchers(c.id).unwrap()).collect::<Vec<_>>();
-        let mut messages = store.messages().unwrap();
-        messages.sort_by_key(|m| m.cid.to_bytes());
-        StoreSnapshot { channels, vouchers, messages }
-    }
-}
-
-pub fn atto(n: u64) -> TokenAmount {
-    TokenAmount::from_atto(n)
-}
-
-/// One reconciliation as honest parties run it: the payee drafts a request on `channel`
-/// (asking `fee_per_message` of the saving), the payer answers it as the request
-/// `request_hash` from the payee, and the payee accepts the combined voucher. Answers the
-/// draft and the combined voucher, or the draft's refusal (nothing worth folding).
-pub async fn fold_lanes(
-    payer: &PaymentChannelManager,
-    payee: &PaymentChannelManager,
-    channel: &Address,
-    fee_per_message: &TokenAmount,
-    request_hash: &[u8],
-) -> Result<(paych_core::manager::ReconcileDraft, SignedVoucher), paych_core::manager::CombineError>
-{
-    let draft = payee.reconcile_draft(channel, fee_per_message).await?;
-    let answer = payer
-        .reconcile_as_payer(
-            Some(&draft.payee),
-            request_hash,
-            &draft.vouchers,
-            &draft.req_val,
-            &paych_core::combine::ReconcilePolicy::default(),
-            |v| v.to_cbor(),
-        )
-        .await
-        .unwrap();
-    let combined = SignedVoucher::from_cbor(&answer).unwrap();
-    payee.reconcile_accept(channel, &draft.vouchers, &draft.req_val, &combined).await.unwrap();
-    Ok((draft, combined))
 }

@@ -1,0 +1,112 @@
+//! `paych daemon` and `paych devnet` as processes on 127.0.0.1, started from a given binary
+//! (a test passes `env!("CARGO_BIN_EXE_paych")`), waited for until ready, and stopped.
+//!
+//! A daemon is ready when it has written its `api` and `token` files; a devnet when it has
+//! printed its `FULLNODE_API_INFO=` line. A [`Running`] process is killed if the test fails
+//! before stopping it.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::deadline::wait_until;
+
+/// How often a process's files and exit are looked at.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A child process, killed (and reaped) when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// Waits for the process to exit by itself, failing the test after the deadline.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_until("the process did not stop", POLL, || self.0.try_wait().unwrap())
+    }
+
+    /// Sends `signal` (say `"-TERM"`) to the process with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.0.id().to_string()]).status();
+        assert!(status.unwrap().success(), "kill {signal} failed");
+    }
+}
+
+/// `paych daemon --repo REPO` from the binary `bin`, listening on ephemeral loopback ports
+/// for libp2p and the API, with no chain node configured (set `FULLNODE_API_INFO` on the
+/// command for one) and its standard output discarded.
+pub fn daemon_command(bin: &str, repo: &Path) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .args(["daemon", "--repo"])
+        .arg(repo)
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"])
+        .env_remove("FULLNODE_API_INFO")
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::null());
+    command
+}
+
+/// Starts `paych daemon` on `repo` against the chain node `info` (a `FULLNODE_API_INFO`),
+/// knowing `peers` (`ADDRESS=MULTIADDR` each), and waits until it is ready.
+pub fn start_daemon(bin: &str, repo: &Path, info: &str, peers: &[String]) -> Running {
+    let mut command = daemon_command(bin, repo);
+    command.env("FULLNODE_API_INFO", info).stderr(Stdio::inherit());
+    for peer in peers {
+        command.args(["--peer", peer]);
+    }
+    let child = Running(command.spawn().unwrap());
+    wait_for(&repo.join("api"));
+    wait_for(&repo.join("token"));
+    child
+}
+
+/// Starts `paych devnet` from `bin` on a free loopback port, mining every 100 ms; answers
+/// it and its `FULLNODE_API_INFO`.
+pub fn start_devnet(bin: &str) -> (Running, String) {
+    let mut child = Command::new(bin)
+        .args(["devnet", "--listen", "127.0.0.1:0", "--block-time", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let info = line.trim().strip_prefix("FULLNODE_API_INFO=").unwrap().to_owned();
+    (Running(child), info)
+}
+
+/// The contents of the file at `path` once it exists and is not empty, failing the test
+/// after the deadline.
+pub fn wait_for(path: &Path) -> String {
+    wait_until(&format!("{} never appeared", path.display()), POLL, || {
+        std::fs::read_to_string(path).ok().filter(|text| !text.is_empty())
+    })
+}
+
+/// The JSON-RPC endpoint of the daemon on `repo` and its token, as the daemon wrote them
+/// (waiting until it has).
+pub fn api_of(repo: &Path) -> (String, String) {
+    (rpc_url(&wait_for(&repo.join("api"))), wait_for(&repo.join("token")))
+}
+
+/// `http://127.0.0.1:PORT` from an API multiaddr `/ip4/127.0.0.1/tcp/PORT/http` (a
+/// daemon's `api` file, or a `FULLNODE_API_INFO` without its token).
+pub fn http_base(api: &str) -> String {
+    let parts: Vec<&str> = api.trim().trim_start_matches(':').split('/').collect();
+    assert_eq!(parts.len(), 6, "{api:?}");
+    assert_eq!((parts[1], parts[3], parts[5]), ("ip4", "tcp", "http"), "{api:?}");
+    format!("http://{}:{}", parts[2], parts[4])
+}
+
+/// The JSON-RPC endpoint `http://127.0.0.1:PORT/rpc/v1` of an API multiaddr (see
+/// [`http_base`]).
+pub fn rpc_url(api: &str) -> String {
+    format!("{}/rpc/v1", http_base(api))
+}

@@ -1,0 +1,43 @@
+//! The test kit of paych: what every crate's tests, the benches and the fuzz targets build
+//! on, so that a test reads as the scenario it shows rather than the setup it needs.
+//!
+//! Real parts only: real secp256k1 keys, the in-process devnet
+//! (`paych_core::chain::devnet`), sled stores on temporary directories, libp2p swarms on
+//! loopback, the `paych` binary as a process. Nothing here is a mock.
+//!
+//! - [`amounts`]: attoFIL and FIL from plain numbers.
+//! - [`keys`]: deterministic keys, signed vouchers, a stranger's key and signature,
+//!   high-s signature twins.
+//! - [`actor_env`]: the actor's view of a chain (`ActorEnv`) with a payer, a payee, a
+//!   stranger and a channel, for the actor rule tests.
+//! - [`deadline`]: the one deadline a test waits for anything, and waiting within it.
+//! - [`devnet`]: a devnet mining on a timer or on demand, and nodes on it (a keystore, a
+//!   sled store and a manager each) funded from its faucet.
+//! - [`channel`]: a payer and a payee node with a funded channel between them, covered
+//!   vouchers on it, and the reconciliation honest parties run on it.
+//! - [`store`]: a snapshot of everything a store holds, to show that a refusal changed
+//!   nothing, and a sled store whose durability a test decides.
+//! - [`swarm`]: protocol swarms on loopback, a scripted responder and requests driven to
+//!   their answer.
+//! - [`vouchers`]: vouchers assembled from the parts property tests generate.
+//! - [`daemon`]: `paych daemon` and `paych devnet` as processes on 127.0.0.1.
+//!
+//! The kit depends on `paych-core` and `paych-protocol`; a crate's integration tests use it
+//! as a dev-dependency. Unit tests inside those crates must not (they would see a second
+//! copy of the crate under test).
+//!
+//! A kit function fails the test it serves by panicking, so `unwrap` and `expect` are
+//! allowed here as in tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![warn(missing_docs)]
+
+pub mod actor_env;
+pub mod amounts;
+pub mod channel;
+pub mod daemon;
+pub mod deadline;
+pub mod devnet;
+pub mod keys;
+pub mod store;
+pub mod swarm;
+pub mod vouchers;
