@@ -243,3 +243,29 @@ async fn two_daemons_on_one_devnet_pay_over_libp2p() {
         assert!(status.lanes.iter().any(|l| l.lane == lane && l.closed), "{status:?}");
     }
 }
+
+/// A SIGTERM that arrives while the daemon starts — once it holds its repo's lock, before
+/// its API is up — is not lost and does not kill the process: the daemon finishes starting,
+/// then shuts down cleanly and removes its `api` file.
+#[test]
+fn a_daemon_told_to_stop_while_it_starts_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo: PathBuf = dir.path().join("repo");
+    let mut starting = Running(daemon(&repo).stderr(Stdio::inherit()).spawn().unwrap());
+
+    // The lock is taken early in the daemon's start, after its signal handlers are in place.
+    let lock = repo.join("repo.lock");
+    let deadline = Instant::now() + WAIT;
+    while !lock.exists() {
+        assert!(starting.0.try_wait().unwrap().is_none(), "the daemon exited while starting");
+        assert!(Instant::now() < deadline, "{} never appeared", lock.display());
+        std::thread::yield_now();
+    }
+    let pid = starting.0.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+
+    let status = wait_exit(&mut starting.0);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(!repo.join("api").exists(), "the api file is removed on shutdown");
+}

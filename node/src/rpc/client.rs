@@ -96,11 +96,15 @@ impl ApiClient {
 
     /// A client of the API at `url` (`http://HOST:PORT/rpc/v1`) sending `token`.
     pub fn new(url: String, token: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        ApiClient { url, token, network: Network::Testnet, http }
+        ApiClient { url, token, network: Network::Testnet, http: http_client(CALL_TIMEOUT) }
+    }
+
+    /// The same client, letting one call take up to `timeout` instead of [`CALL_TIMEOUT`]
+    /// (a paid retrieval answers only once it has paid for every chunk). A call that times
+    /// out fails; it is never sent again.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.http = http_client(timeout);
+        self
     }
 
     /// The same client, writing addresses for `network` (the daemon reads either prefix;
@@ -162,6 +166,11 @@ impl ApiClient {
             None => Err(ClientError::BadAnswer("neither result nor error".to_owned())),
         }
     }
+}
+
+/// An HTTP client whose requests each take at most `timeout`.
+fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder().timeout(timeout).build().unwrap_or_else(|_| reqwest::Client::new())
 }
 
 /// `http://HOST:PORT/rpc/v1` from the `api` file's `/ip4/HOST/tcp/PORT/http` (or `/ip6/…`).

@@ -1,6 +1,6 @@
 //! The testnet's daemons as processes: starting `paych daemon` on a repo of its own,
 //! stopping it, killing and restarting it; and [`NodeRpc`], the one place the testnet calls
-//! a daemon's JSON-RPC API — one short method per API method it uses.
+//! a daemon's API — one short method per API method it uses, over the node's typed client.
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,11 +11,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use libp2p::multiaddr::Protocol;
-use paych_core::chain::lotus::{ApiInfo, LotusChain, LotusConfig};
+use paych_core::lotus_json::{parse_amount_field, LotusJson, SignedVoucherJson};
 use paych_core::manager::TopUpPolicy;
-use paych_core::types::{parse_address, Address, Network, TokenAmount};
+use paych_core::types::{parse_address, Address, Network, SignedVoucher, TokenAmount};
 use paych_node::daemon::{Multiaddr, RepoConfig, FULLNODE_API_INFO};
-use serde_json::{json, Value};
+use paych_node::retrieval::parse_root;
+use paych_node::rpc::client::{rpc_url, ApiClient};
+use paych_node::rpc::methods::{
+    Method, NetAddrsListen, PaychGet, PaychGetWaitReady, PaychList, PaychReconcile,
+    PaychRetrievalPublish, PaychRetrieve, PaychSettle, PaychStatus, PaychVoucherBestSpendable,
+    PaychVoucherList, PaychVoucherSubmit, WalletDefaultAddress,
+};
+use paych_node::rpc::params::{BlobData, Bytes, PublishSpec, Root};
 use tokio::sync::RwLock;
 
 /// How long one node may take to start.
@@ -181,7 +188,7 @@ impl Launcher {
             }
         };
         let token = fs::read_to_string(repo.join("token"))?.trim().to_owned();
-        let rpc = Arc::new(NodeRpc::connect(&token, &api)?);
+        let rpc = Arc::new(NodeRpc::connect(&token, &api, self.network)?);
         let address = rpc.wallet_default_address().await?;
         let peer =
             rpc.net_addrs_listen().await?.ok_or_else(|| anyhow!("{name} listens nowhere"))?;
@@ -290,41 +297,45 @@ pub struct Retrieved {
     pub lane: Option<u64>,
 }
 
-/// A daemon's JSON-RPC API: one method per API method the testnet calls. Vouchers travel
-/// in their JSON form, as the API hands them out.
+/// A daemon's API through the node's typed client: one method per API method the testnet
+/// calls. Channels travel as the address text the API hands out; vouchers as vouchers.
 pub struct NodeRpc {
-    chain: LotusChain,
+    api: ApiClient,
 }
 
 impl NodeRpc {
-    /// A client of the API at multiaddr `api`, with an admin `token`.
-    fn connect(token: &str, api: &str) -> anyhow::Result<Self> {
-        let mut config = LotusConfig::new(ApiInfo::parse(&format!("{token}:{api}"))?);
-        config.request_timeout = CALL_TIMEOUT;
-        config.retries = 0;
-        Ok(NodeRpc { chain: LotusChain::new(config)? })
+    /// A client of the API at multiaddr `api`, with an admin `token`, writing addresses for
+    /// `network`. A call may take [`CALL_TIMEOUT`] and is never retried.
+    fn connect(token: &str, api: &str, network: Network) -> anyhow::Result<Self> {
+        let url = rpc_url(api).ok_or_else(|| anyhow!("bad API address {api}"))?;
+        let api = ApiClient::new(url, Some(token.to_owned()))
+            .with_network(network)
+            .with_timeout(CALL_TIMEOUT);
+        Ok(NodeRpc { api })
     }
 
-    /// Calls `Filecoin.<method>`: the one place a method is named.
-    async fn call(&self, method: &str, params: Vec<Value>) -> anyhow::Result<Value> {
-        self.chain.request(method, params).await.map_err(|e| anyhow!("{method}: {e}"))
+    /// Calls method `M`; its error names the method.
+    async fn call<M: Method>(&self, params: M::Params) -> anyhow::Result<M::Result> {
+        self.api.call::<M>(params).await.map_err(|e| anyhow!("{}: {e}", M::NAME))
     }
 
     /// `WalletDefaultAddress`.
     pub async fn wallet_default_address(&self) -> anyhow::Result<Address> {
-        let address = text(&self.call("WalletDefaultAddress", vec![]).await?)?;
+        let address = self
+            .call::<WalletDefaultAddress>(())
+            .await?
+            .ok_or_else(|| anyhow!("the node has no default address"))?;
         let (address, _) = parse_address(&address).map_err(|e| anyhow!("{address}: {e}"))?;
         Ok(address)
     }
 
     /// `NetAddrsListen`: the first address listened on, with `/p2p/<peer id>`.
     pub async fn net_addrs_listen(&self) -> anyhow::Result<Option<Multiaddr>> {
-        let listen = self.call("NetAddrsListen", vec![]).await?;
-        let Some(addr) = listen["Addrs"].as_array().and_then(|a| a.first()).and_then(Value::as_str)
-        else {
+        let listen = self.call::<NetAddrsListen>(()).await?;
+        let Some(addr) = listen.addrs.first() else {
             return Ok(None);
         };
-        let peer = format!("{addr}/p2p/{}", text(&listen["ID"])?);
+        let peer = format!("{addr}/p2p/{}", listen.id);
         Ok(Some(peer.parse().with_context(|| format!("bad listen address {peer}"))?))
     }
 
@@ -335,12 +346,14 @@ impl NodeRpc {
         chunk_size: u64,
         price_per_chunk: &TokenAmount,
     ) -> anyhow::Result<String> {
-        let blob = json!({
-            "RandomSize": size,
-            "ChunkSize": chunk_size,
-            "PricePerChunk": price_per_chunk.atto().to_string(),
-        });
-        text(&self.call("PaychRetrievalPublish", vec![blob]).await?["Root"])
+        let size = usize::try_from(size).context("the blob's size")?;
+        let spec = PublishSpec {
+            data: BlobData::Random(size),
+            chunk_size,
+            price_per_chunk: price_per_chunk.clone(),
+            corrupt_chunk: None,
+        };
+        Ok(self.call::<PaychRetrievalPublish>((spec,)).await?.root)
     }
 
     /// `PaychGet`, then `PaychGetWaitReady` when the channel is still being made or funded.
@@ -350,61 +363,65 @@ impl NodeRpc {
         to: &str,
         amount: &TokenAmount,
     ) -> anyhow::Result<String> {
-        let got = self
-            .call("PaychGet", vec![json!(from), json!(to), json!(amount.atto().to_string())])
-            .await?;
-        let channel = match got["WaitSentinel"].clone() {
-            Value::Null => got["Channel"].clone(),
-            sentinel => self.call("PaychGetWaitReady", vec![sentinel]).await?,
-        };
-        text(&channel)
+        let got =
+            self.call::<PaychGet>((address(from)?, address(to)?, amount.clone(), None)).await?;
+        match (got.wait_sentinel, got.channel) {
+            (None, Some(channel)) => Ok(channel),
+            (None, None) => bail!("{}: neither a channel nor a sentinel", PaychGet::NAME),
+            (Some(sentinel), _) => {
+                let sentinel = sentinel.parse("WaitSentinel")?;
+                self.call::<PaychGetWaitReady>((sentinel,)).await
+            }
+        }
     }
 
     /// `PaychStatus`: the amount of each lane.
     pub async fn paych_status_lanes(&self, ch: &str) -> anyhow::Result<Vec<TokenAmount>> {
-        let status = self.call("PaychStatus", vec![json!(ch)]).await?;
-        let lanes = status["Lanes"].as_array().cloned().unwrap_or_default();
-        lanes
+        let status = self.call::<PaychStatus>((address(ch)?,)).await?;
+        status
+            .lanes
             .iter()
-            .map(|lane| {
-                let atto: u128 = text(&lane["Amount"])?.parse().context("a lane amount")?;
-                Ok(TokenAmount::from_atto(atto))
-            })
+            .map(|lane| parse_amount_field("Amount", &lane.amount).context("a lane amount"))
             .collect()
     }
 
     /// `PaychSettle`.
     pub async fn paych_settle(&self, ch: &str) -> anyhow::Result<()> {
-        self.call("PaychSettle", vec![json!(ch)]).await.map(drop)
+        self.call::<PaychSettle>((address(ch)?,)).await.map(drop)
     }
 
     /// `PaychList`: the channels the node holds.
-    pub async fn paych_list(&self) -> anyhow::Result<Vec<Value>> {
-        Ok(self.call("PaychList", vec![]).await?.as_array().cloned().unwrap_or_default())
+    pub async fn paych_list(&self) -> anyhow::Result<Vec<String>> {
+        self.call::<PaychList>(()).await
     }
 
-    /// `PaychVoucherList`: the vouchers of channel `ch` (as `PaychList` names it).
-    pub async fn paych_voucher_list(&self, ch: &Value) -> anyhow::Result<Vec<Value>> {
-        let list = self.call("PaychVoucherList", vec![ch.clone()]).await?;
-        Ok(list.as_array().cloned().unwrap_or_default())
+    /// `PaychVoucherList`: the vouchers of channel `ch`.
+    pub async fn paych_voucher_list(&self, ch: &str) -> anyhow::Result<Vec<SignedVoucher>> {
+        vouchers(self.call::<PaychVoucherList>((address(ch)?,)).await?)
     }
 
     /// `PaychVoucherBestSpendable`: the best voucher of each lane of `ch`.
-    pub async fn paych_voucher_best_spendable(&self, ch: &str) -> anyhow::Result<Vec<Value>> {
-        let best = self.call("PaychVoucherBestSpendable", vec![json!(ch)]).await?;
-        Ok(best.as_array().cloned().unwrap_or_default())
+    pub async fn paych_voucher_best_spendable(
+        &self,
+        ch: &str,
+    ) -> anyhow::Result<Vec<SignedVoucher>> {
+        vouchers(self.call::<PaychVoucherBestSpendable>((address(ch)?,)).await?)
     }
 
     /// `PaychVoucherSubmit` of `voucher`, without secret or proof.
-    pub async fn paych_voucher_submit(&self, ch: &str, voucher: &Value) -> anyhow::Result<()> {
-        let params = vec![json!(ch), voucher.clone(), Value::Null, Value::Null];
-        self.call("PaychVoucherSubmit", params).await.map(drop)
+    pub async fn paych_voucher_submit(
+        &self,
+        ch: &str,
+        voucher: &SignedVoucher,
+    ) -> anyhow::Result<()> {
+        let params = (address(ch)?, voucher.clone(), Bytes::default(), Bytes::default());
+        self.call::<PaychVoucherSubmit>(params).await.map(drop)
     }
 
     /// `PaychReconcile`: the combined voucher the payer of `ch` signed, if it did.
-    pub async fn paych_reconcile(&self, ch: &str) -> anyhow::Result<Option<Value>> {
-        let answer = self.call("PaychReconcile", vec![json!(ch)]).await?;
-        Ok(answer.get("Combined").cloned().filter(|c| !c.is_null()))
+    pub async fn paych_reconcile(&self, ch: &str) -> anyhow::Result<Option<SignedVoucher>> {
+        let answer = self.call::<PaychReconcile>((address(ch)?,)).await?;
+        answer.combined.map(voucher).transpose()
     }
 
     /// `PaychRetrieve` of blob `root` over channel `ch`, paying at most `max_price` a chunk.
@@ -414,19 +431,23 @@ impl NodeRpc {
         root: &str,
         max_price: &TokenAmount,
     ) -> anyhow::Result<Retrieved> {
-        let params = vec![json!(ch), json!(root), json!(max_price.atto().to_string())];
-        let got = self.call("PaychRetrieve", params).await?;
-        Ok(Retrieved {
-            bytes: got["Bytes"].as_u64().unwrap_or(0),
-            payment_micros: got["PaymentMicros"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_u64).collect())
-                .unwrap_or_default(),
-            lane: got["Lane"].as_u64(),
-        })
+        let root = Root(parse_root(root).with_context(|| format!("blob root {root}"))?);
+        let params = (address(ch)?, root, max_price.clone(), None);
+        let got = self.call::<PaychRetrieve>(params).await?;
+        Ok(Retrieved { bytes: got.bytes, payment_micros: got.payment_micros, lane: got.lane })
     }
 }
 
-fn text(value: &Value) -> anyhow::Result<String> {
-    value.as_str().map(str::to_owned).ok_or_else(|| anyhow!("expected a string, got {value}"))
+/// An address the API handed out.
+fn address(text: &str) -> anyhow::Result<Address> {
+    parse_address(text).map(|(address, _)| address).map_err(|e| anyhow!("{text}: {e}"))
+}
+
+/// A voucher from the Lotus JSON shape the API hands out.
+fn voucher(shape: SignedVoucherJson) -> anyhow::Result<SignedVoucher> {
+    <SignedVoucher as LotusJson>::from_shape(shape).context("a voucher the node answered")
+}
+
+fn vouchers(shapes: Vec<SignedVoucherJson>) -> anyhow::Result<Vec<SignedVoucher>> {
+    shapes.into_iter().map(voucher).collect()
 }
