@@ -255,17 +255,15 @@ fn a_daemon_told_to_stop_while_it_starts_stops_cleanly() {
 
     // The lock is taken early in the daemon's start, after its signal handlers are in place.
     let lock = repo.join("repo.lock");
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + DEADLINE;
     while !lock.exists() {
         assert!(starting.0.try_wait().unwrap().is_none(), "the daemon exited while starting");
         assert!(Instant::now() < deadline, "{} never appeared", lock.display());
         std::thread::yield_now();
     }
-    let pid = starting.0.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
+    starting.signal("-TERM");
 
-    let status = wait_exit(&mut starting.0);
+    let status = starting.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(!repo.join("api").exists(), "the api file is removed on shutdown");
 }
