@@ -3,12 +3,6 @@
 //! manager and answers with the status the manager's outcome maps to.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-use common::{
-    atto, limits, node, payer_to, paying_pair, send_voucher, sign_as_stranger, stranger,
-    PayingPair, DEADLINE,
-};
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,17 +14,22 @@ use paych_node::inbound::InboundConfig;
 use paych_node::network::NetworkConfig;
 use paych_node::pay::{PayError, Payer};
 use paych_protocol::VoucherStatus;
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::DEADLINE;
+use paych_testkit::devnet::Net;
+use paych_testkit::keys::{sign_as_stranger, stranger_address};
+use paych_testkit::node::{host, limits, payer_to, send_voucher};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_answers_vouchers_by_what_its_manager_decides() {
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1000)).await;
+    let net = Net::new();
+    let (payer, payee, channel) = net.channel(10, 0, atto(1000)).await;
 
-    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
-    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
+    let (payee_net, payee_peer, payee_addrs) = host(payee.m(), HostConfig::default()).await;
+    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
     let create = |amount: u64| {
-        let manager = payer.manager.clone();
-        async move { manager.voucher_create(&channel, atto(amount), 0).await.unwrap().voucher.unwrap() }
+        let payer = &payer;
+        async move { payer.create_voucher(&channel, atto(amount), 0).await }
     };
 
     // A first voucher: accepted, the payee learns the channel.
@@ -69,7 +68,7 @@ async fn payee_answers_vouchers_by_what_its_manager_decides() {
     // A channel that does not exist on chain: unknown (the payee looks the channel up
     // before it checks the signature, so the stale signature does not matter).
     let mut ghost = create(40).await;
-    ghost.channel_addr = stranger().1;
+    ghost.channel_addr = stranger_address();
     let response = send_voucher(&payer_net, payee_peer, &payee_addrs, ghost).await;
     assert_eq!(response.status(), Some(VoucherStatus::UnknownChannel), "{response:?}");
 
@@ -80,13 +79,13 @@ async fn payee_answers_vouchers_by_what_its_manager_decides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payee_over_its_limits_answers_rate_limited_and_one_below_minimum_is_refused() {
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1000)).await;
-    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
+    let net = Net::new();
+    let (payer, payee, channel) = net.channel(10, 0, atto(1000)).await;
+    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
 
     let closed = limits(NetworkConfig { max_inbound_per_peer: 0, ..NetworkConfig::default() });
-    let (_closed_net, closed_peer, closed_addrs) = node(&payee.manager, closed).await;
-    let v = payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
+    let (_closed_net, closed_peer, closed_addrs) = host(payee.m(), closed).await;
+    let v = payer.create_voucher(&channel, atto(10), 0).await;
     let response = send_voucher(&payer_net, closed_peer, &closed_addrs, v.clone()).await;
     assert_eq!(response.status(), Some(VoucherStatus::RateLimited), "{response:?}");
 
@@ -94,20 +93,20 @@ async fn a_payee_over_its_limits_answers_rate_limited_and_one_below_minimum_is_r
         inbound: InboundConfig { min_delta: atto(100), ..InboundConfig::default() },
         ..HostConfig::default()
     };
-    let (_strict_net, strict_peer, strict_addrs) = node(&payee.manager, strict).await;
+    let (_strict_net, strict_peer, strict_addrs) = host(payee.m(), strict).await;
     let response = send_voucher(&payer_net, strict_peer, &strict_addrs, v).await;
     assert_eq!(response.status(), Some(VoucherStatus::BelowMinimum), "{response:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1000)).await;
-    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
-    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
+    let net = Net::new();
+    let (payer, payee, channel) = net.channel(10, 0, atto(1000)).await;
+    let (_payee_net, payee_peer, payee_addrs) = host(payee.m(), HostConfig::default()).await;
+    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
 
     // Without the payee in the peer book, nothing is created or sent.
-    let lost = Payer::new(payer.manager.clone(), payer_net.clone(), BTreeMap::new());
+    let lost = Payer::new(payer.m().clone(), payer_net.clone(), BTreeMap::new());
     let err = lost.pay(&channel, atto(5), None).await.unwrap_err();
     assert!(matches!(err, PayError::UnknownPeer(_)), "{err}");
 
@@ -123,7 +122,7 @@ async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
     assert_eq!((b1.response.delta.clone(), b1.response.lane_amount.clone()), (atto(7), atto(7)));
 
     // The payee holds both lanes.
-    let status = payee.manager.status(&channel).await.unwrap();
+    let status = payee.m().status(&channel).await.unwrap();
     let mut lanes: Vec<_> = status.lanes.iter().map(|l| (l.lane, l.amount.clone())).collect();
     lanes.sort();
     assert_eq!(lanes, [(a1.lane, atto(15)), (b1.lane, atto(7))]);
@@ -150,7 +149,7 @@ async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
             paid.response
         );
     }
-    let status = payee.manager.status(&channel).await.unwrap();
+    let status = payee.m().status(&channel).await.unwrap();
     let lane = status.lanes.iter().find(|l| l.lane == a1.lane).unwrap();
     assert_eq!(lane.amount, atto(15 + 8 * 9 / 2));
 
@@ -280,8 +279,8 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
     const VOUCHERS: u64 = 1000;
     const IN_FLIGHT: usize = 32;
     const STEP: u64 = 10;
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1_000_000)).await;
+    let net = Net::new();
+    let (payer, payee, channel) = net.channel(10, 0, atto(1_000_000)).await;
     let config = limits(NetworkConfig {
         protocol: paych_protocol::Config {
             voucher_max_concurrent_streams: 128,
@@ -290,8 +289,8 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
         max_inbound_per_peer: 64,
         ..NetworkConfig::default()
     });
-    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config.clone()).await;
-    let (payer_net, _, _) = node(&payer.manager, config).await;
+    let (_payee_net, payee_peer, payee_addrs) = host(payee.m(), config.clone()).await;
+    let (payer_net, _, _) = host(payer.m(), config).await;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let attacker = tokio::spawn(misbehave(payee_peer, payee_addrs[0].clone(), stop.clone()));
@@ -302,13 +301,7 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
     let mut vouchers = Vec::new();
     for i in 1..=VOUCHERS {
         let permit = permits.clone().acquire_owned().await.unwrap();
-        let voucher = payer
-            .manager
-            .voucher_create(&channel, atto(i * STEP), 0)
-            .await
-            .unwrap()
-            .voucher
-            .unwrap();
+        let voucher = payer.create_voucher(&channel, atto(i * STEP), 0).await;
         vouchers.push(voucher.clone());
         let (net, addrs) = (payer_net.clone(), payee_addrs.clone());
         tasks.spawn(async move {
@@ -339,15 +332,7 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
     // Three more, the newest sent first: the two older ones arrive after it and are covered.
     let mut late = Vec::new();
     for i in VOUCHERS + 1..=VOUCHERS + 3 {
-        late.push(
-            payer
-                .manager
-                .voucher_create(&channel, atto(i * STEP), 0)
-                .await
-                .unwrap()
-                .voucher
-                .unwrap(),
-        );
+        late.push(payer.create_voucher(&channel, atto(i * STEP), 0).await);
     }
     let sent_total = atto((VOUCHERS + 3) * STEP);
     let newest = send_voucher(&payer_net, payee_peer, &payee_addrs, late[2].clone()).await;
@@ -369,12 +354,12 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
     let lane_amount = |status: paych_core::manager::ChannelStatus| {
         status.lanes.iter().find(|l| l.lane == 0).map(|l| l.amount.clone()).unwrap()
     };
-    assert_eq!(lane_amount(payer.manager.status(&channel).await.unwrap()), sent_total);
-    assert_eq!(lane_amount(payee.manager.status(&channel).await.unwrap()), sent_total);
+    assert_eq!(lane_amount(payer.m().status(&channel).await.unwrap()), sent_total);
+    assert_eq!(lane_amount(payee.m().status(&channel).await.unwrap()), sent_total);
 
     // A voucher the payee stored, sent again (a retry), is still held: the answer is the
     // one it got the first time, and the lane does not move.
     let retried = send_voucher(&payer_net, payee_peer, &payee_addrs, vouchers[499].clone()).await;
     assert!(retried.is_held(), "{retried:?}");
-    assert_eq!(lane_amount(payee.manager.status(&channel).await.unwrap()), sent_total);
+    assert_eq!(lane_amount(payee.m().status(&channel).await.unwrap()), sent_total);
 }
