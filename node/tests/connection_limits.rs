@@ -32,12 +32,16 @@ const STALLED: usize = 40;
 
 /// A payer with a channel of 1000 to a payee whose node counts in metrics of its own.
 struct Watched {
+    /// What the payee's node counts.
+    metrics: Arc<Metrics>,
     /// The devnet both run on.
     _net: Net,
+    /// The payer, paying from a node of its own (see [`Watched::pay_10`]).
     payer: Node,
+    /// The payee, whose node the test watches.
     payee: Node,
+    /// The channel from the payer to the payee.
     channel: Address,
-    metrics: Arc<Metrics>,
     /// The payee's network client, held: its loop stops once no client is left.
     _payee_net: NetworkClient,
     payee_peer: PeerId,
@@ -49,7 +53,7 @@ async fn watched(config: HostConfig) -> Watched {
     let net = Net::new();
     let (payer, payee, channel) = net.channel(10, 0, atto(1000)).await;
     let (metrics, _payee_net, payee_peer, payee_addrs) = metered_host(payee.m(), config).await;
-    Watched { _net: net, payer, payee, channel, metrics, _payee_net, payee_peer, payee_addrs }
+    Watched { metrics, _net: net, payer, payee, channel, _payee_net, payee_peer, payee_addrs }
 }
 
 impl Watched {

@@ -284,9 +284,8 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
 async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
     let net = Net::new();
     let devnet = &net.devnet;
-    let (payer, payee, channel) = net.channel(10, 10, atto(1000)).await;
-    let (payee_net, payee_peer, payee_addrs) = host(payee.m(), HostConfig::default()).await;
-    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
+    let (payer, payee, channel, (payer_net, _, _), (payee_net, payee_peer, payee_addrs)) =
+        net.online_channel(10, 10, atto(1000), HostConfig::default()).await;
 
     // Vouchers sent without an announce: the payee holds them but knows no peer for `from`.
     let mut vouchers = Vec::new();

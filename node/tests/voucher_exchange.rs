@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 use paych_core::types::TokenAmount;
@@ -19,14 +18,13 @@ use paych_testkit::deadline::DEADLINE;
 use paych_testkit::devnet::Net;
 use paych_testkit::keys::{sign_as_stranger, stranger_address};
 use paych_testkit::node::{host, limits, payer_to, send_voucher};
+use paych_testkit::raw_peer::{raw_swarm, send_raw};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_answers_vouchers_by_what_its_manager_decides() {
     let net = Net::new();
-    let (payer, payee, channel) = net.channel(10, 0, atto(1000)).await;
-
-    let (payee_net, payee_peer, payee_addrs) = host(payee.m(), HostConfig::default()).await;
-    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
+    let (payer, _payee, channel, (payer_net, _, _), (payee_net, payee_peer, payee_addrs)) =
+        net.online_channel(10, 0, atto(1000), HostConfig::default()).await;
     let create = |amount: u64| {
         let payer = &payer;
         async move { payer.create_voucher(&channel, atto(amount), 0).await }
@@ -101,9 +99,8 @@ async fn a_payee_over_its_limits_answers_rate_limited_and_one_below_minimum_is_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
     let net = Net::new();
-    let (payer, payee, channel) = net.channel(10, 0, atto(1000)).await;
-    let (_payee_net, payee_peer, payee_addrs) = host(payee.m(), HostConfig::default()).await;
-    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
+    let (payer, payee, channel, (payer_net, _, _), (_payee_net, payee_peer, payee_addrs)) =
+        net.online_channel(10, 0, atto(1000), HostConfig::default()).await;
 
     // Without the payee in the peer book, nothing is created or sent.
     let lost = Payer::new(payer.m().clone(), payer_net.clone(), BTreeMap::new());
@@ -162,60 +159,6 @@ async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
 
 // --- many vouchers in flight, and a misbehaving peer alongside ----------------------------
 
-/// A codec that writes whatever bytes it is given (a peer that does not follow the wire
-/// format).
-#[derive(Clone, Default)]
-struct RawCodec;
-
-impl libp2p::request_response::Codec for RawCodec {
-    type Protocol = libp2p::StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T>(&mut self, _: &Self::Protocol, _: &mut T) -> std::io::Result<Vec<u8>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        Err(std::io::Error::other("outbound only"))
-    }
-
-    async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        use futures::AsyncReadExt;
-        let mut bytes = Vec::new();
-        io.take(1 << 20).read_to_end(&mut bytes).await?;
-        Ok(bytes)
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &Self::Protocol,
-        io: &mut T,
-        bytes: Vec<u8>,
-    ) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        use futures::AsyncWriteExt;
-        io.write_all(&bytes).await?;
-        io.flush().await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &Self::Protocol,
-        _: &mut T,
-        _: Vec<u8>,
-    ) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        Err(std::io::Error::other("outbound only"))
-    }
-}
-
 /// Sends malformed and oversized voucher requests to `peer` until `stop` is set; returns
 /// how many it sent.
 async fn misbehave(
@@ -223,29 +166,7 @@ async fn misbehave(
     addr: Multiaddr,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> usize {
-    use futures::StreamExt;
-    use libp2p::request_response::{self, ProtocolSupport};
-    use libp2p::swarm::SwarmEvent;
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RawCodec,
-                [(
-                    libp2p::StreamProtocol::new(paych_protocol::VOUCHER_PROTOCOL),
-                    ProtocolSupport::Outbound,
-                )],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
-            )
-        })
-        .unwrap()
-        .build();
+    let mut swarm = raw_swarm(false);
     let garbage = [
         vec![0xff; 32],
         vec![0x8b, 0x00, 0x01],
@@ -253,23 +174,8 @@ async fn misbehave(
     ];
     let mut sent = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let bytes = garbage[sent % garbage.len()].clone();
-        let id =
-            swarm.behaviour_mut().send_request_with_addresses(&peer, bytes, vec![addr.clone()]);
+        send_raw(&mut swarm, peer, &addr, garbage[sent % garbage.len()].clone()).await;
         sent += 1;
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                    request_id,
-                    ..
-                })
-                | SwarmEvent::Behaviour(request_response::Event::Message {
-                    message: request_response::Message::Response { request_id, .. },
-                    ..
-                }) if request_id == id => break,
-                _ => {}
-            }
-        }
     }
     sent
 }
@@ -279,8 +185,6 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
     const VOUCHERS: u64 = 1000;
     const IN_FLIGHT: usize = 32;
     const STEP: u64 = 10;
-    let net = Net::new();
-    let (payer, payee, channel) = net.channel(10, 0, atto(1_000_000)).await;
     let config = limits(NetworkConfig {
         protocol: paych_protocol::Config {
             voucher_max_concurrent_streams: 128,
@@ -289,8 +193,9 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
         max_inbound_per_peer: 64,
         ..NetworkConfig::default()
     });
-    let (_payee_net, payee_peer, payee_addrs) = host(payee.m(), config.clone()).await;
-    let (payer_net, _, _) = host(payer.m(), config).await;
+    let net = Net::new();
+    let (payer, payee, channel, (payer_net, _, _), (_payee_net, payee_peer, payee_addrs)) =
+        net.online_channel(10, 0, atto(1_000_000), config).await;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let attacker = tokio::spawn(misbehave(payee_peer, payee_addrs[0].clone(), stop.clone()));

@@ -19,6 +19,8 @@
 //!   nothing, and a sled store whose durability a test decides.
 //! - [`swarm`]: protocol swarms on loopback, a scripted responder and requests driven to
 //!   their answer.
+//! - [`raw_peer`]: a peer that writes whatever bytes it is given on the voucher protocol,
+//!   and may stall mid-request.
 //! - [`vouchers`]: vouchers assembled from the parts property tests generate.
 //! - [`node`]: a node's networking in process (its host on loopback, with limits or
 //!   metrics), a payer reaching a payee through it, vouchers sent and answered, refusals
@@ -43,6 +45,7 @@ pub mod deadline;
 pub mod devnet;
 pub mod keys;
 pub mod node;
+pub mod raw_peer;
 pub mod store;
 pub mod swarm;
 pub mod vouchers;

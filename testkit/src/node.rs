@@ -16,7 +16,7 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use paych_core::manager::PaymentChannelManager;
-use paych_core::types::SignedVoucher;
+use paych_core::types::{Address, SignedVoucher, TokenAmount};
 use paych_node::host::{Host, HostConfig};
 use paych_node::metrics::Metrics;
 use paych_node::network::{NetworkClient, NetworkConfig};
@@ -24,20 +24,39 @@ use paych_node::pay::Payer;
 use paych_protocol::{VoucherRequest, VoucherResponse};
 
 use crate::deadline::within;
-use crate::devnet::Node;
+use crate::devnet::{Net, Node};
+
+/// A node's networking as [`host`] starts it: its client, peer id and addresses.
+pub type Hosted = (NetworkClient, PeerId, Vec<Multiaddr>);
 
 /// The networking of `manager`, started as the daemon starts it and listening on loopback:
 /// its client, peer id and addresses. Hold the client: the loop stops once no client is
 /// left.
-pub async fn host(
-    manager: &PaymentChannelManager,
-    config: HostConfig,
-) -> (NetworkClient, PeerId, Vec<Multiaddr>) {
+pub async fn host(manager: &PaymentChannelManager, config: HostConfig) -> Hosted {
     let listen = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
     let host =
         Host::start(Keypair::generate_ed25519(), config, manager.clone(), listen).await.unwrap();
     assert!(!host.listen_addrs().is_empty());
     (host.client().clone(), host.peer_id(), host.listen_addrs().to_vec())
+}
+
+impl Net {
+    /// A payer and a payee with a channel between them as [`Net::channel`] makes them, and
+    /// their networking, both run with `config` (the payee's started first, as a payee
+    /// listens before its payer pays): the payer, the payee, the channel, and the payer's
+    /// and the payee's networking.
+    pub async fn online_channel(
+        &self,
+        payer_fil: u64,
+        payee_fil: u64,
+        balance: TokenAmount,
+        config: HostConfig,
+    ) -> (Node, Node, Address, Hosted, Hosted) {
+        let (payer, payee, channel) = self.channel(payer_fil, payee_fil, balance).await;
+        let payee_host = host(payee.m(), config.clone()).await;
+        let payer_host = host(payer.m(), config).await;
+        (payer, payee, channel, payer_host, payee_host)
+    }
 }
 
 /// [`host`], counting in metrics of its own: the metrics, the client, peer id and
