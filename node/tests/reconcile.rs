@@ -5,8 +5,6 @@
 //! Every refusal status is reached over the wire.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use libp2p::{Multiaddr, PeerId};
 use paych_core::chain::devnet::Devnet;
 use paych_core::chain::Chain;
@@ -23,7 +21,7 @@ use paych_protocol::{
     VoucherStatus,
 };
 use paych_testkit::amounts::atto;
-use paych_testkit::deadline::DEADLINE;
+use paych_testkit::deadline::{eventually, within, DEADLINE};
 use paych_testkit::devnet::Net;
 use paych_testkit::keys::{stranger, stranger_address};
 use paych_testkit::node::{host, limits, payer_to};
@@ -43,10 +41,7 @@ async fn ask(
     req_val: TokenAmount,
 ) -> ReconcileResponse {
     let request = ReconcileRequest { vouchers, req_val, payee_record: record.clone() };
-    tokio::time::timeout(DEADLINE, net.ask(peer, addrs.to_vec(), request))
-        .await
-        .expect("the reconcile exchange timed out")
-        .unwrap()
+    within("the reconcile exchange", net.ask(peer, addrs.to_vec(), request)).await.unwrap()
 }
 
 async fn landed_ok(devnet: &Devnet, cid: &cid::Cid) {
@@ -56,11 +51,8 @@ async fn landed_ok(devnet: &Devnet, cid: &cid::Cid) {
 
 /// Polls (bounded) until `net` has no connection with `peer`.
 async fn wait_disconnected(net: &NetworkClient, peer: PeerId) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while net.peers().await.unwrap().contains(&peer) {
-        assert!(tokio::time::Instant::now() < deadline, "still connected to {peer}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the disconnection from {peer}");
+    eventually(&what, || async { !net.peers().await.unwrap().contains(&peer) }).await;
 }
 
 fn sum(vouchers: &[SignedVoucher]) -> TokenAmount {
