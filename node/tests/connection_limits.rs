@@ -2,25 +2,26 @@
 //! identities cannot take the slots honest payers need.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-use common::{
-    assert_refusals, atto, idle_connection_from, limits, metered_node, node, paying_pair,
-    send_voucher, sign_as_stranger, PayingPair, DEADLINE,
-};
-
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId};
-use paych_core::types::SignedVoucher;
+use paych_core::types::{Address, SignedVoucher};
 use paych_node::daemon::{Daemon, DaemonOptions, RepoConfig};
 use paych_node::host::HostConfig;
 use paych_node::metrics::Metrics;
 use paych_node::network::{NetworkClient, NetworkConfig};
 use paych_protocol::ip_limits::{DEFAULT_MAX_INBOUND_PER_IP, MAX_PENDING_INBOUND_PER_IP};
 use paych_protocol::{VoucherResponse, VoucherStatus};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::DEADLINE;
+use paych_testkit::devnet::{Net, Node};
+use paych_testkit::keys::sign_as_stranger;
+use paych_testkit::node::{
+    assert_refusals, host, idle_connection_from, limits, metered_host, send_voucher,
+};
 
 /// Identities the attacking host makes: more than the node's connections in total.
 const ATTACKERS: usize = 300;
@@ -31,8 +32,16 @@ const STALLED: usize = 40;
 
 /// A payer with a channel of 1000 to a payee whose node counts in metrics of its own.
 struct Watched {
-    pair: PayingPair,
+    /// What the payee's node counts.
     metrics: Arc<Metrics>,
+    /// The devnet both run on.
+    _net: Net,
+    /// The payer, paying from a node of its own (see [`Watched::pay_10`]).
+    payer: Node,
+    /// The payee, whose node the test watches.
+    payee: Node,
+    /// The channel from the payer to the payee.
+    channel: Address,
     /// The payee's network client, held: its loop stops once no client is left.
     _payee_net: NetworkClient,
     payee_peer: PeerId,
@@ -41,20 +50,18 @@ struct Watched {
 
 /// See [`Watched`]; the payee's node runs with `config`.
 async fn watched(config: HostConfig) -> Watched {
-    let pair = paying_pair(10, 0, atto(1000)).await;
-    let (metrics, _payee_net, payee_peer, payee_addrs) =
-        metered_node(&pair.payee.manager, config).await;
-    Watched { pair, metrics, _payee_net, payee_peer, payee_addrs }
+    let net = Net::new();
+    let (payer, payee, channel) = net.channel(10, 0, atto(1000)).await;
+    let (metrics, _payee_net, payee_peer, payee_addrs) = metered_host(payee.m(), config).await;
+    Watched { metrics, _net: net, payer, payee, channel, _payee_net, payee_peer, payee_addrs }
 }
 
 impl Watched {
     /// The payer, from a node of its own on 127.0.0.1, sends a voucher of 10 to the payee:
     /// the payer's network client, the voucher and the payee's answer.
     async fn pay_10(&self) -> (NetworkClient, SignedVoucher, VoucherResponse) {
-        let PayingPair { payer, channel, .. } = &self.pair;
-        let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
-        let voucher =
-            payer.manager.voucher_create(channel, atto(10), 0).await.unwrap().voucher.unwrap();
+        let (payer_net, _, _) = host(self.payer.m(), HostConfig::default()).await;
+        let voucher = self.payer.create_voucher(&self.channel, atto(10), 0).await;
         let response =
             send_voucher(&payer_net, self.payee_peer, &self.payee_addrs, voucher.clone()).await;
         (payer_net, voucher, response)
@@ -100,7 +107,7 @@ async fn refused_vouchers_and_vouchers_over_the_in_flight_cap_are_counted_by_rea
 
     // A payee that takes requests refuses a voucher signed by a stranger, and counts it.
     let (metrics, _open_net, open_peer, open_addrs) =
-        metered_node(&closed.pair.payee.manager, HostConfig::default()).await;
+        metered_host(closed.payee.m(), HostConfig::default()).await;
     let forged = sign_as_stranger(voucher);
     let response = send_voucher(&payer_net, open_peer, &open_addrs, forged).await;
     assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");

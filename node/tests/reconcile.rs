@@ -5,11 +5,6 @@
 //! Every refusal status is reached over the wire.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-use common::{atto, limits, node, party, payer_to, paying_pair, stranger, PayingPair, DEADLINE};
-
-use std::time::Duration;
-
 use libp2p::{Multiaddr, PeerId};
 use paych_core::chain::devnet::Devnet;
 use paych_core::chain::Chain;
@@ -25,6 +20,11 @@ use paych_protocol::{
     Announce, PeerRecord, ReconcileRequest, ReconcileResponse, SignedPeerRecord, VoucherRequest,
     VoucherStatus,
 };
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::{eventually, within, DEADLINE};
+use paych_testkit::devnet::Net;
+use paych_testkit::keys::{stranger, stranger_address};
+use paych_testkit::node::{host, limits, payer_to};
 
 /// A voucher request for `voucher` carrying `announce`.
 fn announced(voucher: SignedVoucher, announce: Announce) -> VoucherRequest {
@@ -41,10 +41,7 @@ async fn ask(
     req_val: TokenAmount,
 ) -> ReconcileResponse {
     let request = ReconcileRequest { vouchers, req_val, payee_record: record.clone() };
-    tokio::time::timeout(DEADLINE, net.ask(peer, addrs.to_vec(), request))
-        .await
-        .expect("the reconcile exchange timed out")
-        .unwrap()
+    within("the reconcile exchange", net.ask(peer, addrs.to_vec(), request)).await.unwrap()
 }
 
 async fn landed_ok(devnet: &Devnet, cid: &cid::Cid) {
@@ -54,11 +51,8 @@ async fn landed_ok(devnet: &Devnet, cid: &cid::Cid) {
 
 /// Polls (bounded) until `net` has no connection with `peer`.
 async fn wait_disconnected(net: &NetworkClient, peer: PeerId) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while net.peers().await.unwrap().contains(&peer) {
-        assert!(tokio::time::Instant::now() < deadline, "still connected to {peer}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the disconnection from {peer}");
+    eventually(&what, || async { !net.peers().await.unwrap().contains(&peer) }).await;
 }
 
 fn sum(vouchers: &[SignedVoucher]) -> TokenAmount {
@@ -72,20 +66,22 @@ fn status(response: &ReconcileResponse) -> Option<ReconcileStatus> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
-    let PayingPair { devnet, payer, payee, channel } = paying_pair(10, 10, atto(1_000_000)).await;
+    let net = Net::new();
+    let devnet = &net.devnet;
+    let (payer, payee, channel) = net.channel(10, 10, atto(1_000_000)).await;
 
     let policy = ReconcilePolicy { min_discount: atto(1), max_vouchers: 8, ..Default::default() };
     let payer_config = HostConfig {
         inbound: InboundConfig { reconcile_policy: policy.clone(), ..InboundConfig::default() },
         ..HostConfig::default()
     };
-    let (payer_net, payer_peer, payer_addrs) = node(&payer.manager, payer_config).await;
-    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
+    let (payer_net, payer_peer, payer_addrs) = host(payer.m(), payer_config).await;
+    let (payee_net, payee_peer, payee_addrs) = host(payee.m(), HostConfig::default()).await;
     let pay = payer_to(&payer, &payer_net, &payee, payee_peer, &payee_addrs);
 
     // Forged announces are refused, and nothing is kept.
-    let lane = payer.manager.allocate_lane(&channel).await.unwrap();
-    let probe = payer.manager.voucher_create(&channel, atto(1), lane).await.unwrap();
+    let lane = payer.m().allocate_lane(&channel).await.unwrap();
+    let probe = payer.m().voucher_create(&channel, atto(1), lane).await.unwrap();
     let probe = probe.voucher.unwrap();
     let (key, other) = stranger();
     let by_stranger = SignedPeerRecord::new(&key, &payer_peer, &payer_addrs, 1).unwrap();
@@ -101,13 +97,13 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
         let request = announced(probe.clone(), announce);
         let response = payer_net.ask(payee_peer, payee_addrs.clone(), request).await.unwrap();
         assert_eq!(response.status(), Some(VoucherStatus::InvalidSignature), "{response:?}");
-        assert!(payee.manager.peer_record(&payer.addr).unwrap().is_none());
-        assert!(payee.manager.peer_record(&other).unwrap().is_none());
+        assert!(payee.m().peer_record(&payer.addr).unwrap().is_none());
+        assert!(payee.m().peer_record(&other).unwrap().is_none());
     }
 
     // Genuinely signed by the payer, but naming another peer than the sender, or another
     // payee than the channel's: refused too.
-    let wallet = payer.manager.wallet().clone();
+    let wallet = payer.m().wallet().clone();
     let elsewhere = SignedPeerRecord::sign_with(payer.addr, &payee_peer, &payee_addrs, 2, |b| {
         wallet.sign(&payer.addr, b)
     })
@@ -124,7 +120,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
         let request = announced(probe.clone(), announce);
         let response = payer_net.ask(payee_peer, payee_addrs.clone(), request).await.unwrap();
         assert_eq!(response.status(), Some(expected), "{response:?}");
-        assert!(payee.manager.peer_record(&payer.addr).unwrap().is_none());
+        assert!(payee.m().peer_record(&payer.addr).unwrap().is_none());
     }
 
     // Four flows, four lanes; the first payment announces the payer.
@@ -136,7 +132,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
         first.push(paid);
     }
     let lanes: Vec<u64> = first.iter().map(|p| p.lane).collect();
-    let held = payee.manager.peer_record(&payer.addr).unwrap().expect("the announce is kept");
+    let held = payee.m().peer_record(&payer.addr).unwrap().expect("the announce is kept");
     assert!(held.sequence > 1);
     // A lower sequence number, genuinely signed, does not replace it.
     let older = SignedPeerRecord::sign_with(payer.addr, &payer_peer, &[], 1, |b| {
@@ -147,12 +143,12 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     let request = announced(first[0].voucher.clone(), announce);
     let response = payer_net.ask(payee_peer, payee_addrs.clone(), request).await.unwrap();
     assert!(response.is_held(), "{response:?}");
-    assert_eq!(payee.manager.peer_record(&payer.addr).unwrap(), Some(held.clone()));
+    assert_eq!(payee.m().peer_record(&payer.addr).unwrap(), Some(held.clone()));
 
     // The payee redeems every lane: the lanes now exist on chain.
     for paid in &first {
-        let cid = payee.manager.voucher_submit(&channel, &paid.voucher, &[]).await.unwrap();
-        landed_ok(&devnet, &cid).await;
+        let cid = payee.m().voucher_submit(&channel, &paid.voucher, &[]).await.unwrap();
+        landed_ok(devnet, &cid).await;
     }
     // The payer pays more on each lane.
     for flow in &flows {
@@ -166,7 +162,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     let unredeemed = pay.pay(&channel, atto(30), Some(b"flow-4".to_vec())).await.unwrap().voucher;
 
     let fee = atto(100);
-    let draft = payee.manager.reconcile_draft(&channel, &fee).await.unwrap();
+    let draft = payee.m().reconcile_draft(&channel, &fee).await.unwrap();
     assert_eq!(draft.payer, payer.addr);
     assert_eq!(draft.vouchers.iter().map(|v| v.lane).collect::<Vec<_>>(), lanes);
     let total = sum(&draft.vouchers);
@@ -175,8 +171,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     let best = draft.vouchers.clone();
 
     // Refusals over the wire; none of them changes anything.
-    let record =
-        reconcile_as_payee::payee_record(&payee.manager, &payee_net, payee.addr).await.unwrap();
+    let record = reconcile_as_payee::payee_record(payee.m(), &payee_net, payee.addr).await.unwrap();
     let asks = |vouchers: Vec<SignedVoucher>, req_val: TokenAmount| {
         let net = payee_net.clone();
         let addrs = payer_addrs.clone();
@@ -187,7 +182,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     assert_eq!(asks(vec![], atto(0)).await, Some(S::InvalidVoucher));
     assert_eq!(asks(vec![best[0].clone(); 9], atto(0)).await, Some(S::TooManyVouchers));
     let mut elsewhere = best[1].clone();
-    elsewhere.channel_addr = stranger().1;
+    elsewhere.channel_addr = stranger_address();
     assert_eq!(
         asks(vec![best[0].clone(), elsewhere.clone()], atto(0)).await,
         Some(S::MixedChannels)
@@ -207,19 +202,18 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     assert_eq!(asks(best.clone(), &total + atto(1)).await, Some(S::ReqValAboveSum));
     assert_eq!(asks(best.clone(), total.clone()).await, Some(S::DiscountBelowPolicy));
     let busy = limits(NetworkConfig { max_reconcile_per_peer: 0, ..NetworkConfig::default() });
-    let (_busy_net, busy_peer, busy_addrs) = node(&payer.manager, busy).await;
+    let (_busy_net, busy_peer, busy_addrs) = host(payer.m(), busy).await;
     let response =
         ask(&payee_net, busy_peer, &busy_addrs, &record, best.clone(), draft.req_val.clone()).await;
     assert_eq!(status(&response), Some(S::RateLimited));
-    let status_before = payer.manager.status(&channel).await.unwrap();
+    let status_before = payer.m().status(&channel).await.unwrap();
     assert!(status_before.lanes.iter().all(|l| !l.closed), "{status_before:?}");
 
     // The payee is no longer connected to the payer: it finds it by `from` alone.
     payee_net.disconnect(payer_peer).await.unwrap();
     payer_net.disconnect(payee_peer).await.unwrap();
     wait_disconnected(&payee_net, payer_peer).await;
-    let done =
-        reconcile_as_payee::ask_payer(&payee.manager, &payee_net, &channel, &fee).await.unwrap();
+    let done = reconcile_as_payee::ask_payer(payee.m(), &payee_net, &channel, &fee).await.unwrap();
     assert_eq!(done.status(), Some(S::Success), "{:?}", done.response);
     assert!(payee_net.peers().await.unwrap().contains(&payer_peer));
     let combined = done.combined.clone().unwrap();
@@ -229,7 +223,7 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     assert_eq!(done.request.vouchers, best);
 
     // The payer closed every lane it touched, durably, before answering.
-    let after = payer.manager.status(&channel).await.unwrap();
+    let after = payer.m().status(&channel).await.unwrap();
     for lane in &lanes {
         assert!(after.lanes.iter().any(|l| l.lane == *lane && l.closed), "{after:?}");
     }
@@ -250,21 +244,21 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
 
     // The payee's best spendable voucher on the folded lanes is the combined one (the
     // unredeemed fifth lane keeps its own); one message redeems it.
-    let spendable = payee.manager.voucher_best_spendable(&channel).await.unwrap();
+    let spendable = payee.m().voucher_best_spendable(&channel).await.unwrap();
     assert_eq!(spendable, vec![combined.clone(), unredeemed.clone()]);
-    let cid = payee.manager.voucher_submit(&channel, &combined, &[]).await.unwrap();
-    landed_ok(&devnet, &cid).await;
+    let cid = payee.m().voucher_submit(&channel, &combined, &[]).await.unwrap();
+    landed_ok(devnet, &cid).await;
     let on_chain = devnet.channel(&channel).await.unwrap();
     assert_eq!(on_chain.state.to_send, draft.req_val);
     // An original, later voucher on a merged lane is refused by the chain.
-    let cid = payee.manager.voucher_submit(&channel, &best[1], &[]).await.unwrap();
+    let cid = payee.m().voucher_submit(&channel, &best[1], &[]).await.unwrap();
     let lookup = devnet.wait(&cid, 0, DEADLINE).await.unwrap();
     assert_eq!(lookup.receipt.exit_code.value(), 16, "{:?}", lookup.receipt);
     assert_eq!(devnet.channel(&channel).await.unwrap().state.to_send, draft.req_val);
 
     // The payer signs nothing more on a closed lane; the flow moves to a fresh lane.
     for lane in &lanes {
-        let err = payer.manager.voucher_create(&channel, atto(10_000), *lane).await.unwrap_err();
+        let err = payer.m().voucher_create(&channel, atto(10_000), *lane).await.unwrap_err();
         assert!(matches!(err, CreateVoucherError::LaneClosed(l) if l == *lane), "{err}");
     }
     let moved = pay.pay(&channel, atto(5), Some(flows[1].clone())).await.unwrap();
@@ -272,22 +266,23 @@ async fn payee_reconciles_four_redeemed_lanes_into_one_message() {
     assert_eq!(moved.response.status(), Some(VoucherStatus::Accepted), "{:?}", moved.response);
 
     // A settling channel takes no reconciliation.
-    let cid = payer.manager.settle(&channel).await.unwrap();
-    landed_ok(&devnet, &cid).await;
+    let cid = payer.m().settle(&channel).await.unwrap();
+    landed_ok(devnet, &cid).await;
     let late = vec![moved.voucher.clone(), unredeemed.clone()];
     assert_eq!(asks(late, atto(0)).await, Some(S::ChannelSettling));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
-    let PayingPair { devnet, payer, payee, channel } = paying_pair(10, 10, atto(1000)).await;
-    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
-    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
+    let net = Net::new();
+    let devnet = &net.devnet;
+    let (payer, payee, channel, (payer_net, _, _), (payee_net, payee_peer, payee_addrs)) =
+        net.online_channel(10, 10, atto(1000), HostConfig::default()).await;
 
     // Vouchers sent without an announce: the payee holds them but knows no peer for `from`.
     let mut vouchers = Vec::new();
     for lane in 0..2 {
-        let v = payer.manager.voucher_create(&channel, atto(10), lane).await.unwrap();
+        let v = payer.m().voucher_create(&channel, atto(10), lane).await.unwrap();
         let v = v.voucher.unwrap();
         let response = payer_net
             .ask(payee_peer, payee_addrs.clone(), VoucherRequest::new(v.clone()))
@@ -297,17 +292,17 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
         vouchers.push(v);
     }
     // Lanes not yet on chain: nothing to fold.
-    let err = reconcile_as_payee::ask_payer(&payee.manager, &payee_net, &channel, &atto(0)).await;
+    let err = reconcile_as_payee::ask_payer(payee.m(), &payee_net, &channel, &atto(0)).await;
     assert!(
         matches!(err, Err(ReconcileError::Manager(CombineError::NothingToReconcile(_)))),
         "{err:?}"
     );
     for v in &vouchers {
-        let cid = payee.manager.voucher_submit(&channel, v, &[]).await.unwrap();
-        landed_ok(&devnet, &cid).await;
+        let cid = payee.m().voucher_submit(&channel, v, &[]).await.unwrap();
+        landed_ok(devnet, &cid).await;
     }
     for lane in 0..2 {
-        let v = payer.manager.voucher_create(&channel, atto(20), lane).await.unwrap();
+        let v = payer.m().voucher_create(&channel, atto(20), lane).await.unwrap();
         vouchers.push(v.voucher.unwrap());
     }
     for v in &vouchers[2..] {
@@ -317,10 +312,10 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
             .unwrap();
         assert!(response.is_held(), "{response:?}");
     }
-    let err = reconcile_as_payee::ask_payer(&payee.manager, &payee_net, &channel, &atto(0)).await;
+    let err = reconcile_as_payee::ask_payer(payee.m(), &payee_net, &channel, &atto(0)).await;
     assert!(matches!(err, Err(ReconcileError::UnknownPayer(_))), "{err:?}");
     // The payer's own side of a channel is not the payee's to reconcile.
-    let err = reconcile_as_payee::ask_payer(&payer.manager, &payer_net, &channel, &atto(0)).await;
+    let err = reconcile_as_payee::ask_payer(payer.m(), &payer_net, &channel, &atto(0)).await;
     assert!(
         matches!(err, Err(ReconcileError::Manager(CombineError::WrongDirection { .. }))),
         "{err:?}"
@@ -329,25 +324,27 @@ async fn a_payee_without_the_payers_record_or_vouchers_cannot_reconcile() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strangers_reconcile_request_is_refused() {
-    let PayingPair { devnet, payer, payee, channel } = paying_pair(10, 10, atto(1_000_000)).await;
-    let outsider = party(&devnet, 1).await;
-    let (payer_net, payer_peer, payer_addrs) = node(&payer.manager, HostConfig::default()).await;
-    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
-    let (outsider_net, outsider_peer, _) = node(&outsider.manager, HostConfig::default()).await;
+    let net = Net::new();
+    let devnet = &net.devnet;
+    let (payer, payee, channel) = net.channel(10, 10, atto(1_000_000)).await;
+    let outsider = net.node(1).await;
+    let (payer_net, payer_peer, payer_addrs) = host(payer.m(), HostConfig::default()).await;
+    let (payee_net, payee_peer, payee_addrs) = host(payee.m(), HostConfig::default()).await;
+    let (outsider_net, outsider_peer, _) = host(outsider.m(), HostConfig::default()).await;
     let pay = payer_to(&payer, &payer_net, &payee, payee_peer, &payee_addrs);
 
     // Two lanes paid, redeemed on chain, paid again: worth reconciling.
     let flows: Vec<Vec<u8>> = (0..2).map(|i| format!("flow-{i}").into_bytes()).collect();
     for flow in &flows {
         let paid = pay.pay(&channel, atto(100), Some(flow.clone())).await.unwrap();
-        let cid = payee.manager.voucher_submit(&channel, &paid.voucher, &[]).await.unwrap();
-        landed_ok(&devnet, &cid).await;
+        let cid = payee.m().voucher_submit(&channel, &paid.voucher, &[]).await.unwrap();
+        landed_ok(devnet, &cid).await;
         pay.pay(&channel, atto(100), Some(flow.clone())).await.unwrap();
     }
-    let draft = payee.manager.reconcile_draft(&channel, &atto(100)).await.unwrap();
+    let draft = payee.m().reconcile_draft(&channel, &atto(100)).await.unwrap();
     assert_eq!(draft.vouchers.len(), 2);
     let payees_record =
-        reconcile_as_payee::payee_record(&payee.manager, &payee_net, payee.addr).await.unwrap();
+        reconcile_as_payee::payee_record(payee.m(), &payee_net, payee.addr).await.unwrap();
     let request = ReconcileRequest {
         vouchers: draft.vouchers.clone(),
         req_val: draft.req_val.clone(),
@@ -358,9 +355,8 @@ async fn a_strangers_reconcile_request_is_refused() {
     // The outsider replays the payee's record (it names the payee's PeerId, not the
     // outsider's), then sends its own record (its own key, its own PeerId), then a record
     // naming its PeerId but signed by a key that is not the payee's.
-    let own = reconcile_as_payee::payee_record(&outsider.manager, &outsider_net, outsider.addr)
-        .await
-        .unwrap();
+    let own =
+        reconcile_as_payee::payee_record(outsider.m(), &outsider_net, outsider.addr).await.unwrap();
     let (key, _) = stranger();
     let forged = SignedPeerRecord::new(&key, &outsider_peer, &[], 1).unwrap();
     for record in [payees_record, own, forged] {
@@ -376,14 +372,13 @@ async fn a_strangers_reconcile_request_is_refused() {
         assert_eq!(status(&response), Some(ReconcileStatus::NotPayee), "{response:?}");
     }
     // Nothing was signed or recorded: no lane closed, no answer kept.
-    let after = payer.manager.status(&channel).await.unwrap();
+    let after = payer.m().status(&channel).await.unwrap();
     assert!(after.lanes.iter().all(|l| !l.closed), "{after:?}");
-    assert!(payer.manager.store().reconcile(&hash).unwrap().is_none());
+    assert!(payer.m().store().reconcile(&hash).unwrap().is_none());
 
     // The payee itself is answered.
-    let done = reconcile_as_payee::ask_payer(&payee.manager, &payee_net, &channel, &atto(100))
-        .await
-        .unwrap();
+    let done =
+        reconcile_as_payee::ask_payer(payee.m(), &payee_net, &channel, &atto(100)).await.unwrap();
     assert_eq!(done.status(), Some(ReconcileStatus::Success), "{:?}", done.response);
-    assert!(payer.manager.store().reconcile(&hash).unwrap().is_some());
+    assert!(payer.m().store().reconcile(&hash).unwrap().is_some());
 }

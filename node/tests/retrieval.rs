@@ -3,16 +3,10 @@
 //! paid; the client checks each chunk against the manifest before paying for it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-use common::{
-    atto, mining_devnet, node, party, payer_to, paying_pair, Party, PayingPair, DEADLINE,
-};
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
-use paych_core::chain::devnet::Devnet;
 use paych_core::types::{Address, TokenAmount};
 use paych_node::host::HostConfig;
 use paych_node::inbound::InboundConfig;
@@ -24,15 +18,19 @@ use paych_node::retrieval::{
 };
 use paych_protocol::retrieval::{Hash, MAX_CHUNK_BYTES};
 use paych_protocol::{RetrievalRequest, RetrievalStatus, VoucherRequest, VoucherStatus};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::DEADLINE;
+use paych_testkit::devnet::{Net, Node};
+use paych_testkit::node::{host, payer_to};
 
 const CHUNK: u64 = 1000;
 
 /// A provider serving a 4.5-chunk blob at 10 attoFIL a chunk, and a client with a channel
 /// of 1000 to it.
 struct Setup {
-    devnet: Devnet,
-    client: Party,
-    provider: Party,
+    net: Net,
+    client: Node,
+    provider: Node,
     /// The provider's network client, held: its loop stops once no client is left.
     _provider_net: NetworkClient,
     /// The blobs the provider serves.
@@ -44,15 +42,15 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let PayingPair { devnet, payer: client, payee: provider, channel } =
-        paying_pair(10, 0, atto(1000)).await;
+    let net = Net::new();
+    let (client, provider, channel) = net.channel(10, 0, atto(1000)).await;
     let provider_blobs = Arc::new(RetrievalProvider::default());
     let config = serving(provider_blobs.clone(), Arc::default());
-    let (provider_net, provider_peer, provider_addrs) = node(&provider.manager, config).await;
-    let (client_net, _, _) = node(&client.manager, HostConfig::default()).await;
+    let (provider_net, provider_peer, provider_addrs) = host(provider.m(), config).await;
+    let (client_net, _, _) = host(client.m(), HostConfig::default()).await;
     let payer = payer_to(&client, &client_net, &provider, provider_peer, &provider_addrs);
     Setup {
-        devnet,
+        net,
         client,
         provider,
         _provider_net: provider_net,
@@ -127,9 +125,9 @@ async fn send_voucher(
 }
 
 /// A node on the same devnet that is no party to the channel.
-async fn third_peer(s: &Setup) -> (Party, NetworkClient) {
-    let third = party(&s.devnet, 0).await;
-    let (net, _, _) = node(&third.manager, HostConfig::default()).await;
+async fn third_peer(s: &Setup) -> (Node, NetworkClient) {
+    let third = s.net.node(0).await;
+    let (net, _, _) = host(third.m(), HostConfig::default()).await;
     (third, net)
 }
 
@@ -141,7 +139,7 @@ fn publish(s: &Setup, faults: Faults) -> Hash {
 
 /// What the provider holds on the channel: the sum of its lanes' amounts.
 async fn held(s: &Setup) -> TokenAmount {
-    let status = s.provider.manager.status(&s.channel).await.unwrap();
+    let status = s.provider.m().status(&s.channel).await.unwrap();
     status.lanes.iter().fold(TokenAmount::default(), |acc, l| acc + &l.amount)
 }
 
@@ -167,7 +165,7 @@ async fn a_retrieval_checks_and_pays_every_chunk_and_the_next_continues_its_lane
         .await
         .unwrap();
     assert_eq!(again.lane, got.lane);
-    let status = s.provider.manager.status(&s.channel).await.unwrap();
+    let status = s.provider.m().status(&s.channel).await.unwrap();
     assert_eq!(status.lanes.len(), 1);
     assert_eq!(status.lanes[0].amount, atto(100));
 
@@ -194,7 +192,7 @@ async fn a_wrong_chunk_is_caught_and_not_paid() {
     assert!(matches!(err, RetrieveError::BadChunk { index: 2, paid_chunks: 2 }), "{err}");
     // Chunks 0 and 1 were paid for; chunk 2 and after were not.
     assert_eq!(held(&s).await, atto(20));
-    let spent = s.client.manager.status(&s.channel).await.unwrap();
+    let spent = s.client.m().status(&s.channel).await.unwrap();
     let issued = spent.lanes.iter().fold(TokenAmount::default(), |acc, l| acc + &l.amount);
     assert_eq!(issued, atto(20));
 }
@@ -289,8 +287,8 @@ async fn only_the_channels_payer_is_credited_for_its_vouchers() {
         ask_chunk(&s, &third_net, root, 0, b"theirs").await.status(),
         Some(RetrievalStatus::Ok)
     );
-    let lane = s.client.manager.lease_lane(&s.channel).await.unwrap();
-    let created = s.client.manager.voucher_pay(&s.channel, lane, atto(10)).await.unwrap();
+    let lane = s.client.m().lease_lane(&s.channel).await.unwrap();
+    let created = s.client.m().voucher_pay(&s.channel, lane, atto(10)).await.unwrap();
     let voucher = created.voucher.unwrap();
     let taken = send_voucher(&s, &third_net, &voucher, b"theirs").await;
     assert_eq!(taken.status(), Some(VoucherStatus::Accepted), "{taken:?}");
@@ -329,7 +327,7 @@ async fn a_price_above_the_clients_maximum_is_refused_before_anything_is_paid() 
     let err = retrieval::retrieve(&s.payer, s.channel, root, in_all).await.unwrap_err();
     assert!(matches!(err, RetrieveError::TooExpensiveInAll { .. }), "{err}");
     // The client signed no voucher.
-    let status = s.client.manager.status(&s.channel).await.unwrap();
+    let status = s.client.m().status(&s.channel).await.unwrap();
     assert!(status.lanes.iter().all(|l| l.amount.is_zero()), "{:?}", status.lanes);
     let enough = PriceLimit { per_chunk: atto(10), total: Some(atto(50)) };
     let got = retrieval::retrieve(&s.payer, s.channel, root, enough).await.unwrap();
@@ -432,13 +430,13 @@ mod never_reads {
 /// chunk; its network client (held: the loop stops once no client is left), the blobs it
 /// serves, its peer, address and the blob's root.
 async fn flooded_provider(
-    devnet: &Devnet,
+    net: &Net,
     limits: RetrievalLimits,
     metrics: Arc<Metrics>,
-) -> (Party, NetworkClient, Arc<RetrievalProvider>, PeerId, Multiaddr, Hash) {
-    let provider = party(devnet, 0).await;
+) -> (Node, NetworkClient, Arc<RetrievalProvider>, PeerId, Multiaddr, Hash) {
+    let provider = net.node(0).await;
     let blobs = Arc::new(RetrievalProvider::default().with_limits(limits));
-    let (net, peer, addrs) = node(&provider.manager, serving(blobs.clone(), metrics)).await;
+    let (net, peer, addrs) = host(provider.m(), serving(blobs.clone(), metrics)).await;
     let data: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
     let manifest =
         blobs.publish(data, MAX_CHUNK_BYTES, atto(10), provider.addr, Faults::default()).unwrap();
@@ -483,11 +481,11 @@ const MIB: usize = 1 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unpaid_requests_from_one_peer_stays_within_its_budget() {
-    let devnet = mining_devnet();
+    let net = Net::new();
     let limits = RetrievalLimits { max_bytes_per_peer: 4 * MIB, ..RetrievalLimits::default() };
     let metrics = Arc::new(Metrics::new());
     let (_provider, _net, blobs, peer, addr, root) =
-        flooded_provider(&devnet, limits.clone(), metrics.clone()).await;
+        flooded_provider(&net, limits.clone(), metrics.clone()).await;
     let requests = 12;
     let (attacker, task) = never_reads::flood(peer, addr, unpaid_requests(root, requests));
     let usage = answered(&blobs, requests).await;
@@ -515,14 +513,14 @@ async fn a_flood_of_unpaid_requests_from_one_peer_stays_within_its_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unpaid_requests_from_several_peers_stays_within_the_total_budget() {
-    let devnet = mining_devnet();
+    let net = Net::new();
     let limits = RetrievalLimits {
         max_bytes_per_peer: 4 * MIB,
         max_bytes: 8 * MIB,
         ..RetrievalLimits::default()
     };
     let (_provider, _net, blobs, peer, addr, root) =
-        flooded_provider(&devnet, limits.clone(), Arc::default()).await;
+        flooded_provider(&net, limits.clone(), Arc::default()).await;
     let (peers, requests) = (3, 12);
     let floods: Vec<_> = (0..peers)
         .map(|_| never_reads::flood(peer, addr.clone(), unpaid_requests(root, requests)))

@@ -3,15 +3,8 @@
 //! manager and answers with the status the manager's outcome maps to.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-use common::{
-    atto, limits, node, payer_to, paying_pair, send_voucher, sign_as_stranger, stranger,
-    PayingPair, DEADLINE,
-};
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 use paych_core::types::TokenAmount;
@@ -20,17 +13,21 @@ use paych_node::inbound::InboundConfig;
 use paych_node::network::NetworkConfig;
 use paych_node::pay::{PayError, Payer};
 use paych_protocol::VoucherStatus;
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::DEADLINE;
+use paych_testkit::devnet::Net;
+use paych_testkit::keys::{sign_as_stranger, stranger_address};
+use paych_testkit::node::{host, limits, payer_to, send_voucher};
+use paych_testkit::raw_peer::{raw_swarm, send_raw};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_answers_vouchers_by_what_its_manager_decides() {
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1000)).await;
-
-    let (payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
-    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
+    let net = Net::new();
+    let (payer, _payee, channel, (payer_net, _, _), (payee_net, payee_peer, payee_addrs)) =
+        net.online_channel(10, 0, atto(1000), HostConfig::default()).await;
     let create = |amount: u64| {
-        let manager = payer.manager.clone();
-        async move { manager.voucher_create(&channel, atto(amount), 0).await.unwrap().voucher.unwrap() }
+        let payer = &payer;
+        async move { payer.create_voucher(&channel, atto(amount), 0).await }
     };
 
     // A first voucher: accepted, the payee learns the channel.
@@ -69,7 +66,7 @@ async fn payee_answers_vouchers_by_what_its_manager_decides() {
     // A channel that does not exist on chain: unknown (the payee looks the channel up
     // before it checks the signature, so the stale signature does not matter).
     let mut ghost = create(40).await;
-    ghost.channel_addr = stranger().1;
+    ghost.channel_addr = stranger_address();
     let response = send_voucher(&payer_net, payee_peer, &payee_addrs, ghost).await;
     assert_eq!(response.status(), Some(VoucherStatus::UnknownChannel), "{response:?}");
 
@@ -80,13 +77,13 @@ async fn payee_answers_vouchers_by_what_its_manager_decides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payee_over_its_limits_answers_rate_limited_and_one_below_minimum_is_refused() {
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1000)).await;
-    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
+    let net = Net::new();
+    let (payer, payee, channel) = net.channel(10, 0, atto(1000)).await;
+    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
 
     let closed = limits(NetworkConfig { max_inbound_per_peer: 0, ..NetworkConfig::default() });
-    let (_closed_net, closed_peer, closed_addrs) = node(&payee.manager, closed).await;
-    let v = payer.manager.voucher_create(&channel, atto(10), 0).await.unwrap().voucher.unwrap();
+    let (_closed_net, closed_peer, closed_addrs) = host(payee.m(), closed).await;
+    let v = payer.create_voucher(&channel, atto(10), 0).await;
     let response = send_voucher(&payer_net, closed_peer, &closed_addrs, v.clone()).await;
     assert_eq!(response.status(), Some(VoucherStatus::RateLimited), "{response:?}");
 
@@ -94,20 +91,19 @@ async fn a_payee_over_its_limits_answers_rate_limited_and_one_below_minimum_is_r
         inbound: InboundConfig { min_delta: atto(100), ..InboundConfig::default() },
         ..HostConfig::default()
     };
-    let (_strict_net, strict_peer, strict_addrs) = node(&payee.manager, strict).await;
+    let (_strict_net, strict_peer, strict_addrs) = host(payee.m(), strict).await;
     let response = send_voucher(&payer_net, strict_peer, &strict_addrs, v).await;
     assert_eq!(response.status(), Some(VoucherStatus::BelowMinimum), "{response:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1000)).await;
-    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, HostConfig::default()).await;
-    let (payer_net, _, _) = node(&payer.manager, HostConfig::default()).await;
+    let net = Net::new();
+    let (payer, payee, channel, (payer_net, _, _), (_payee_net, payee_peer, payee_addrs)) =
+        net.online_channel(10, 0, atto(1000), HostConfig::default()).await;
 
     // Without the payee in the peer book, nothing is created or sent.
-    let lost = Payer::new(payer.manager.clone(), payer_net.clone(), BTreeMap::new());
+    let lost = Payer::new(payer.m().clone(), payer_net.clone(), BTreeMap::new());
     let err = lost.pay(&channel, atto(5), None).await.unwrap_err();
     assert!(matches!(err, PayError::UnknownPeer(_)), "{err}");
 
@@ -123,7 +119,7 @@ async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
     assert_eq!((b1.response.delta.clone(), b1.response.lane_amount.clone()), (atto(7), atto(7)));
 
     // The payee holds both lanes.
-    let status = payee.manager.status(&channel).await.unwrap();
+    let status = payee.m().status(&channel).await.unwrap();
     let mut lanes: Vec<_> = status.lanes.iter().map(|l| (l.lane, l.amount.clone())).collect();
     lanes.sort();
     assert_eq!(lanes, [(a1.lane, atto(15)), (b1.lane, atto(7))]);
@@ -150,7 +146,7 @@ async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
             paid.response
         );
     }
-    let status = payee.manager.status(&channel).await.unwrap();
+    let status = payee.m().status(&channel).await.unwrap();
     let lane = status.lanes.iter().find(|l| l.lane == a1.lane).unwrap();
     assert_eq!(lane.amount, atto(15 + 8 * 9 / 2));
 
@@ -163,60 +159,6 @@ async fn payer_pays_each_flow_on_its_own_lane_and_the_payee_accepts() {
 
 // --- many vouchers in flight, and a misbehaving peer alongside ----------------------------
 
-/// A codec that writes whatever bytes it is given (a peer that does not follow the wire
-/// format).
-#[derive(Clone, Default)]
-struct RawCodec;
-
-impl libp2p::request_response::Codec for RawCodec {
-    type Protocol = libp2p::StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T>(&mut self, _: &Self::Protocol, _: &mut T) -> std::io::Result<Vec<u8>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        Err(std::io::Error::other("outbound only"))
-    }
-
-    async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
-    where
-        T: futures::AsyncRead + Unpin + Send,
-    {
-        use futures::AsyncReadExt;
-        let mut bytes = Vec::new();
-        io.take(1 << 20).read_to_end(&mut bytes).await?;
-        Ok(bytes)
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &Self::Protocol,
-        io: &mut T,
-        bytes: Vec<u8>,
-    ) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        use futures::AsyncWriteExt;
-        io.write_all(&bytes).await?;
-        io.flush().await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &Self::Protocol,
-        _: &mut T,
-        _: Vec<u8>,
-    ) -> std::io::Result<()>
-    where
-        T: futures::AsyncWrite + Unpin + Send,
-    {
-        Err(std::io::Error::other("outbound only"))
-    }
-}
-
 /// Sends malformed and oversized voucher requests to `peer` until `stop` is set; returns
 /// how many it sent.
 async fn misbehave(
@@ -224,29 +166,7 @@ async fn misbehave(
     addr: Multiaddr,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> usize {
-    use futures::StreamExt;
-    use libp2p::request_response::{self, ProtocolSupport};
-    use libp2p::swarm::SwarmEvent;
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RawCodec,
-                [(
-                    libp2p::StreamProtocol::new(paych_protocol::VOUCHER_PROTOCOL),
-                    ProtocolSupport::Outbound,
-                )],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
-            )
-        })
-        .unwrap()
-        .build();
+    let mut swarm = raw_swarm(false);
     let garbage = [
         vec![0xff; 32],
         vec![0x8b, 0x00, 0x01],
@@ -254,23 +174,8 @@ async fn misbehave(
     ];
     let mut sent = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let bytes = garbage[sent % garbage.len()].clone();
-        let id =
-            swarm.behaviour_mut().send_request_with_addresses(&peer, bytes, vec![addr.clone()]);
+        send_raw(&mut swarm, peer, &addr, garbage[sent % garbage.len()].clone()).await;
         sent += 1;
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                    request_id,
-                    ..
-                })
-                | SwarmEvent::Behaviour(request_response::Event::Message {
-                    message: request_response::Message::Response { request_id, .. },
-                    ..
-                }) if request_id == id => break,
-                _ => {}
-            }
-        }
     }
     sent
 }
@@ -280,8 +185,6 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
     const VOUCHERS: u64 = 1000;
     const IN_FLIGHT: usize = 32;
     const STEP: u64 = 10;
-    let PayingPair { devnet: _devnet, payer, payee, channel } =
-        paying_pair(10, 0, atto(1_000_000)).await;
     let config = limits(NetworkConfig {
         protocol: paych_protocol::Config {
             voucher_max_concurrent_streams: 128,
@@ -290,8 +193,9 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
         max_inbound_per_peer: 64,
         ..NetworkConfig::default()
     });
-    let (_payee_net, payee_peer, payee_addrs) = node(&payee.manager, config.clone()).await;
-    let (payer_net, _, _) = node(&payer.manager, config).await;
+    let net = Net::new();
+    let (payer, payee, channel, (payer_net, _, _), (_payee_net, payee_peer, payee_addrs)) =
+        net.online_channel(10, 0, atto(1_000_000), config).await;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let attacker = tokio::spawn(misbehave(payee_peer, payee_addrs[0].clone(), stop.clone()));
@@ -302,13 +206,7 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
     let mut vouchers = Vec::new();
     for i in 1..=VOUCHERS {
         let permit = permits.clone().acquire_owned().await.unwrap();
-        let voucher = payer
-            .manager
-            .voucher_create(&channel, atto(i * STEP), 0)
-            .await
-            .unwrap()
-            .voucher
-            .unwrap();
+        let voucher = payer.create_voucher(&channel, atto(i * STEP), 0).await;
         vouchers.push(voucher.clone());
         let (net, addrs) = (payer_net.clone(), payee_addrs.clone());
         tasks.spawn(async move {
@@ -339,15 +237,7 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
     // Three more, the newest sent first: the two older ones arrive after it and are covered.
     let mut late = Vec::new();
     for i in VOUCHERS + 1..=VOUCHERS + 3 {
-        late.push(
-            payer
-                .manager
-                .voucher_create(&channel, atto(i * STEP), 0)
-                .await
-                .unwrap()
-                .voucher
-                .unwrap(),
-        );
+        late.push(payer.create_voucher(&channel, atto(i * STEP), 0).await);
     }
     let sent_total = atto((VOUCHERS + 3) * STEP);
     let newest = send_voucher(&payer_net, payee_peer, &payee_addrs, late[2].clone()).await;
@@ -369,12 +259,12 @@ async fn a_thousand_pipelined_vouchers_add_up_while_a_misbehaving_peer_is_refuse
     let lane_amount = |status: paych_core::manager::ChannelStatus| {
         status.lanes.iter().find(|l| l.lane == 0).map(|l| l.amount.clone()).unwrap()
     };
-    assert_eq!(lane_amount(payer.manager.status(&channel).await.unwrap()), sent_total);
-    assert_eq!(lane_amount(payee.manager.status(&channel).await.unwrap()), sent_total);
+    assert_eq!(lane_amount(payer.m().status(&channel).await.unwrap()), sent_total);
+    assert_eq!(lane_amount(payee.m().status(&channel).await.unwrap()), sent_total);
 
     // A voucher the payee stored, sent again (a retry), is still held: the answer is the
     // one it got the first time, and the lane does not move.
     let retried = send_voucher(&payer_net, payee_peer, &payee_addrs, vouchers[499].clone()).await;
     assert!(retried.is_held(), "{retried:?}");
-    assert_eq!(lane_amount(payee.manager.status(&channel).await.unwrap()), sent_total);
+    assert_eq!(lane_amount(payee.m().status(&channel).await.unwrap()), sent_total);
 }

@@ -6,19 +6,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::time::Duration;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::request_response::{self, InboundFailure, ProtocolSupport};
+use futures::StreamExt;
+use libp2p::request_response::InboundFailure;
 use libp2p::swarm::{DialError, ListenError, SwarmEvent};
-use libp2p::{connection_limits, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{connection_limits, Multiaddr, PeerId};
 use paych_core::combine::{self, PayerView, ReconcilePolicy, ReconcileStatus};
 use paych_core::crypto;
 use paych_core::types::{Address, LaneState, SignedVoucher, TokenAmount};
 use paych_protocol::codec::VOUCHER_REQUEST_MAX_BYTES;
 use paych_protocol::{
     Announce, CodecError, Config, LimitKind, ReconcileRequest, ReconcileResponse, SignedPeerRecord,
-    VoucherRequest, VoucherStatus, VOUCHER_PROTOCOL,
+    VoucherRequest, VoucherStatus,
 };
 use paych_testkit::keys::{address, key, signed_voucher};
+use paych_testkit::raw_peer::{raw_swarm, send_raw};
 use paych_testkit::swarm::{
     dial_anew, drive, in_time, listen, new_swarm, payee_accepting, refuse_reconcile,
     request_reconcile, request_voucher, responder, Seen,
@@ -225,99 +226,6 @@ async fn payer_folds_lanes_into_one_combined_voucher_or_refuses_with_a_status() 
 }
 
 // --- misbehaving peers -----------------------------------------------------------------
-
-/// A codec that writes whatever bytes it is given, and can stall before finishing.
-#[derive(Clone, Default)]
-struct RawCodec {
-    stall: bool,
-}
-
-impl request_response::Codec for RawCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        Err(io::Error::other("outbound only"))
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let mut bytes = Vec::new();
-        io.take(1 << 20).read_to_end(&mut bytes).await?;
-        Ok(bytes)
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        bytes: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&bytes).await?;
-        io.flush().await?;
-        if self.stall {
-            futures::future::pending::<()>().await;
-        }
-        Ok(())
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-        _: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        Err(io::Error::other("outbound only"))
-    }
-}
-
-type RawSwarm = Swarm<request_response::Behaviour<RawCodec>>;
-
-fn raw_swarm(stall: bool) -> RawSwarm {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RawCodec { stall },
-                [(StreamProtocol::new(VOUCHER_PROTOCOL), ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
-            )
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
-        .build()
-}
-
-/// Sends raw bytes and drives the swarm until the request fails or is answered.
-async fn send_raw(swarm: &mut RawSwarm, peer: PeerId, addr: &Multiaddr, bytes: Vec<u8>) {
-    let id = swarm.behaviour_mut().send_request_with_addresses(&peer, bytes, vec![addr.clone()]);
-    loop {
-        match swarm.select_next_some().await {
-            SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                request_id, ..
-            })
-            | SwarmEvent::Behaviour(request_response::Event::Message {
-                message: request_response::Message::Response { request_id, .. },
-                ..
-            }) if request_id == id => return,
-            _ => {}
-        }
-    }
-}
 
 /// The next inbound voucher failure the responder reports, skipping other observations.
 async fn next_voucher_failure(seen: &mut mpsc::Receiver<Seen>) -> (PeerId, InboundFailure) {

@@ -33,14 +33,21 @@ pub fn signed_voucher(
     signed_by(SignedVoucher::new(channel, lane, nonce, atto(amount)), secret)
 }
 
+/// A fresh key, party to nothing, and its address.
+pub fn stranger() -> (SecretKey, Address) {
+    let key = crypto::generate_secret_key().unwrap();
+    let addr = address(&key);
+    (key, addr)
+}
+
 /// Signs `voucher` with a fresh key that is party to nothing.
 pub fn sign_as_stranger(voucher: SignedVoucher) -> SignedVoucher {
-    signed_by(voucher, &crypto::generate_secret_key().unwrap())
+    signed_by(voucher, &stranger().0)
 }
 
 /// A fresh key address, party to nothing.
 pub fn stranger_address() -> Address {
-    address(&crypto::generate_secret_key().unwrap())
+    stranger().1
 }
 
 /// The other form of a valid secp256k1 signature: `s` replaced by `n − s` and the recovery

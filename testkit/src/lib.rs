@@ -6,7 +6,7 @@
 //! loopback, the `paych` binary as a process. Nothing here is a mock.
 //!
 //! - [`amounts`]: attoFIL and FIL from plain numbers.
-//! - [`keys`]: deterministic keys, signed vouchers, a stranger's key and signature,
+//! - [`keys`]: deterministic keys, signed vouchers, a stranger's key, address and signature,
 //!   high-s signature twins.
 //! - [`actor_env`]: the actor's view of a chain (`ActorEnv`) with a payer, a payee, a
 //!   stranger and a channel, for the actor rule tests.
@@ -19,11 +19,17 @@
 //!   nothing, and a sled store whose durability a test decides.
 //! - [`swarm`]: protocol swarms on loopback, a scripted responder and requests driven to
 //!   their answer.
+//! - [`raw_peer`]: a peer that writes whatever bytes it is given on the voucher protocol,
+//!   and may stall mid-request.
 //! - [`vouchers`]: vouchers assembled from the parts property tests generate.
+//! - [`node`]: a node's networking in process (its host on loopback, with limits or
+//!   metrics), a payer reaching a payee through it, vouchers sent and answered, refusals
+//!   counted, and idle connections dialed from another loopback address.
 //! - [`daemon`]: `paych daemon` and `paych devnet` as processes on 127.0.0.1.
 //!
-//! The kit depends on `paych-core` and `paych-protocol`; a crate's integration tests use it
-//! as a dev-dependency. Unit tests inside those crates must not (they would see a second
+//! The kit depends on `paych-core`, `paych-protocol` and `paych-node`; a crate's
+//! integration tests use it as a dev-dependency (cargo allows that cycle for `paych-node`'s
+//! own integration tests). Unit tests inside those crates must not (they would see a second
 //! copy of the crate under test).
 //!
 //! A kit function fails the test it serves by panicking, so `unwrap` and `expect` are
@@ -38,6 +44,8 @@ pub mod daemon;
 pub mod deadline;
 pub mod devnet;
 pub mod keys;
+pub mod node;
+pub mod raw_peer;
 pub mod store;
 pub mod swarm;
 pub mod vouchers;
