@@ -27,7 +27,9 @@ use fvm_shared::econ::TokenAmount;
 use fvm_shared::error::ExitCode;
 use fvm_shared::ActorID;
 
-use crate::actor::{self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure};
+use crate::actor::{
+    self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure, Invocation,
+};
 use crate::types::{ModVerifyParams, SignedVoucher, UpdateChannelStateParams};
 
 /// Where a plan starts: the channel as the chain holds it, and when the plan's messages can
@@ -104,7 +106,7 @@ impl Situation {
     ) -> Result<actor::Redemption, ActorError> {
         let secret = self.secrets.get(&voucher.secret_hash).cloned().unwrap_or_default();
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret };
-        actor::update_channel_state(state, &PlanEnv { situation: self, caller: state.to }, &params)
+        actor::update_channel_state(state, &PlanEnv::new(self, state.to), &params)
     }
 }
 
@@ -482,21 +484,25 @@ fn simulate(situation: &Situation, sequence: &[(&SignedVoucher, Origin)]) -> Res
 /// addresses resolve to it, and an `extra` call never passes (such vouchers do not count).
 struct PlanEnv<'a> {
     situation: &'a Situation,
-    caller: Address,
+    call: Invocation,
+}
+
+impl<'a> PlanEnv<'a> {
+    /// The plan's view of `situation`, called by `caller`.
+    fn new(situation: &'a Situation, caller: Address) -> Self {
+        let call = Invocation {
+            epoch: situation.first_epoch,
+            balance: situation.balance.clone(),
+            caller,
+            receiver: situation.channel_id,
+        };
+        PlanEnv { situation, call }
+    }
 }
 
 impl ActorEnv for PlanEnv<'_> {
-    fn epoch(&self) -> ChainEpoch {
-        self.situation.first_epoch
-    }
-    fn balance(&self) -> TokenAmount {
-        self.situation.balance.clone()
-    }
-    fn caller(&self) -> Address {
-        self.caller
-    }
-    fn receiver(&self) -> Address {
-        self.situation.channel_id
+    fn invocation(&self) -> &Invocation {
+        &self.call
     }
     fn resolve_address(&self, addr: &Address) -> Option<ActorID> {
         if self.situation.names_channel(addr) {
