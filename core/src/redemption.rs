@@ -560,21 +560,28 @@ mod tests {
     }
 
     #[test]
-    fn lanes_add_up_to_their_tops() {
-        let held = [voucher(0, 0, 10), voucher(0, 1, 30), voucher(1, 4, 20)];
-        assert_eq!(value(&situation(100), &held), atto(50));
-    }
-
-    #[test]
-    fn several_lanes_never_count_beyond_the_balance() {
-        let held = [voucher(0, 0, 100), voucher(1, 0, 100), voucher(2, 0, 100)];
-        assert_eq!(value(&situation(100), &held), atto(100));
-    }
-
-    #[test]
-    fn a_lane_falls_back_to_a_lower_voucher_that_fits() {
-        let held = [voucher(0, 1, 60), voucher(1, 1, 30), voucher(1, 2, 60)];
-        assert_eq!(value(&situation(100), &held), atto(90));
+    fn lanes_count_their_tops_within_the_balance() {
+        // What each case shows, the vouchers held, and their value with 100 in the channel.
+        let cases = [
+            (
+                "lanes add up to their tops",
+                [voucher(0, 0, 10), voucher(0, 1, 30), voucher(1, 4, 20)],
+                50,
+            ),
+            (
+                "several lanes never count beyond the balance",
+                [voucher(0, 0, 100), voucher(1, 0, 100), voucher(2, 0, 100)],
+                100,
+            ),
+            (
+                "a lane falls back to a lower voucher that fits",
+                [voucher(0, 1, 60), voucher(1, 1, 30), voucher(1, 2, 60)],
+                90,
+            ),
+        ];
+        for (shows, held, expected) in cases {
+            assert_eq!(value(&situation(100), &held), atto(expected), "{shows}");
+        }
     }
 
     #[test]
