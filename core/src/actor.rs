@@ -37,16 +37,52 @@ pub enum AccountLookup {
     NotFound,
 }
 
+/// The facts of one call to the actor: when it runs, what the channel holds, who calls and
+/// which channel is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The current epoch.
+    pub epoch: ChainEpoch,
+    /// The channel's current balance.
+    pub balance: TokenAmount,
+    /// The immediate caller, as an ID address.
+    pub caller: Address,
+    /// The channel's own ID address.
+    pub receiver: Address,
+}
+
+/// The ID `addr` resolves to when an ID address is its own ID (as in the FVM's state tree)
+/// and any other address is looked up with `lookup`.
+pub fn id_or_lookup(
+    addr: &Address,
+    lookup: impl FnOnce(&Address) -> Option<ActorID>,
+) -> Option<ActorID> {
+    match addr.id() {
+        Ok(id) => Some(id),
+        Err(_) => lookup(addr),
+    }
+}
+
 /// What the actor sees of the chain while it runs.
 pub trait ActorEnv {
+    /// The facts of this call: epoch, balance, caller and receiver.
+    fn invocation(&self) -> &Invocation;
     /// The current epoch.
-    fn epoch(&self) -> ChainEpoch;
+    fn epoch(&self) -> ChainEpoch {
+        self.invocation().epoch
+    }
     /// The channel's current balance.
-    fn balance(&self) -> TokenAmount;
+    fn balance(&self) -> TokenAmount {
+        self.invocation().balance.clone()
+    }
     /// The immediate caller, as an ID address.
-    fn caller(&self) -> Address;
+    fn caller(&self) -> Address {
+        self.invocation().caller
+    }
     /// The channel's own ID address.
-    fn receiver(&self) -> Address;
+    fn receiver(&self) -> Address {
+        self.invocation().receiver
+    }
     /// The ID an address resolves to, if any actor has it.
     fn resolve_address(&self, addr: &Address) -> Option<ActorID>;
     /// Resolves `addr` to an account actor (creating one for an unknown key address, as

@@ -27,7 +27,9 @@ use fvm_shared::econ::TokenAmount;
 use fvm_shared::error::ExitCode;
 use fvm_shared::ActorID;
 
-use crate::actor::{self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure};
+use crate::actor::{
+    self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure, Invocation,
+};
 use crate::types::{ModVerifyParams, SignedVoucher, UpdateChannelStateParams};
 
 /// Where a plan starts: the channel as the chain holds it, and when the plan's messages can
@@ -104,7 +106,7 @@ impl Situation {
     ) -> Result<actor::Redemption, ActorError> {
         let secret = self.secrets.get(&voucher.secret_hash).cloned().unwrap_or_default();
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret };
-        actor::update_channel_state(state, &PlanEnv { situation: self, caller: state.to }, &params)
+        actor::update_channel_state(state, &PlanEnv::new(self, state.to), &params)
     }
 }
 
@@ -482,21 +484,25 @@ fn simulate(situation: &Situation, sequence: &[(&SignedVoucher, Origin)]) -> Res
 /// addresses resolve to it, and an `extra` call never passes (such vouchers do not count).
 struct PlanEnv<'a> {
     situation: &'a Situation,
-    caller: Address,
+    call: Invocation,
+}
+
+impl<'a> PlanEnv<'a> {
+    /// The plan's view of `situation`, called by `caller`.
+    fn new(situation: &'a Situation, caller: Address) -> Self {
+        let call = Invocation {
+            epoch: situation.first_epoch,
+            balance: situation.balance.clone(),
+            caller,
+            receiver: situation.channel_id,
+        };
+        PlanEnv { situation, call }
+    }
 }
 
 impl ActorEnv for PlanEnv<'_> {
-    fn epoch(&self) -> ChainEpoch {
-        self.situation.first_epoch
-    }
-    fn balance(&self) -> TokenAmount {
-        self.situation.balance.clone()
-    }
-    fn caller(&self) -> Address {
-        self.caller
-    }
-    fn receiver(&self) -> Address {
-        self.situation.channel_id
+    fn invocation(&self) -> &Invocation {
+        &self.call
     }
     fn resolve_address(&self, addr: &Address) -> Option<ActorID> {
         if self.situation.names_channel(addr) {
@@ -554,21 +560,28 @@ mod tests {
     }
 
     #[test]
-    fn lanes_add_up_to_their_tops() {
-        let held = [voucher(0, 0, 10), voucher(0, 1, 30), voucher(1, 4, 20)];
-        assert_eq!(value(&situation(100), &held), atto(50));
-    }
-
-    #[test]
-    fn several_lanes_never_count_beyond_the_balance() {
-        let held = [voucher(0, 0, 100), voucher(1, 0, 100), voucher(2, 0, 100)];
-        assert_eq!(value(&situation(100), &held), atto(100));
-    }
-
-    #[test]
-    fn a_lane_falls_back_to_a_lower_voucher_that_fits() {
-        let held = [voucher(0, 1, 60), voucher(1, 1, 30), voucher(1, 2, 60)];
-        assert_eq!(value(&situation(100), &held), atto(90));
+    fn lanes_count_their_tops_within_the_balance() {
+        // What each case shows, the vouchers held, and their value with 100 in the channel.
+        let cases = [
+            (
+                "lanes add up to their tops",
+                [voucher(0, 0, 10), voucher(0, 1, 30), voucher(1, 4, 20)],
+                50,
+            ),
+            (
+                "several lanes never count beyond the balance",
+                [voucher(0, 0, 100), voucher(1, 0, 100), voucher(2, 0, 100)],
+                100,
+            ),
+            (
+                "a lane falls back to a lower voucher that fits",
+                [voucher(0, 1, 60), voucher(1, 1, 30), voucher(1, 2, 60)],
+                90,
+            ),
+        ];
+        for (shows, held, expected) in cases {
+            assert_eq!(value(&situation(100), &held), atto(expected), "{shows}");
+        }
     }
 
     #[test]

@@ -256,7 +256,7 @@ fn run(call: &Call) -> Outcome {
     let mut state = s.channel();
     match call {
         Call::Construct { from, to } => {
-            s.env.caller = Address::new_id(INIT_ACTOR_ID);
+            s.env.call.caller = Address::new_id(INIT_ACTOR_ID);
             let address = |party: &Party| match party {
                 Party::Payer => s.payer.key_addr,
                 Party::Miner => Address::new_id(MINER_ID),
@@ -290,8 +290,8 @@ fn run(call: &Call) -> Outcome {
         Call::Collect { to_send, balance } => {
             settle(&mut state, &s.env).unwrap();
             state.to_send = TokenAmount::from_atto(*to_send);
-            s.env.epoch = state.settling_at;
-            s.env.balance = atto(*balance);
+            s.env.call.epoch = state.settling_at;
+            s.env.call.balance = atto(*balance);
             match collect(&state, &s.env) {
                 Ok(payout) => Outcome::Paid(payout),
                 Err(e) => Outcome::Exit(e.exit_code().value()),

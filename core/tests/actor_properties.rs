@@ -146,7 +146,7 @@ fn redeem(
     forged: bool,
 ) -> Result<(), TestCaseError> {
     let sv = voucher(s, spec);
-    let caller_is_payer = s.env.caller == s.payer.id;
+    let caller_is_payer = s.env.call.caller == s.payer.id;
     let signer = if forged == caller_is_payer { &s.payer.key } else { &s.payee.key };
     let sv = signed_by(sv, signer);
 
@@ -158,7 +158,7 @@ fn redeem(
         prop_assert!(result.is_err(), "lane {} was merged at a nonce >= {}", spec.lane, spec.nonce);
     }
 
-    let expected = model(&pre, s.env.epoch, &s.env.balance, spec);
+    let expected = model(&pre, s.env.call.epoch, &s.env.call.balance, spec);
     let redemption = match result {
         Err(err) => {
             prop_assert_eq!(&*state, &pre, "a refused voucher ({}) changed the state", err);
@@ -227,7 +227,7 @@ fn check_invariants(
     history: &History,
 ) -> Result<(), TestCaseError> {
     prop_assert!(!state.to_send.is_negative(), "to_send {} < 0", state.to_send);
-    prop_assert!(state.to_send <= s.env.balance, "to_send {} > balance", state.to_send);
+    prop_assert!(state.to_send <= s.env.call.balance, "to_send {} > balance", state.to_send);
     prop_assert_eq!(&state.to_send, &history.sum_of_deltas);
     for (l, before) in &pre.lanes {
         let after = state.lanes.get(l);
@@ -251,24 +251,24 @@ fn run(initial_balance: u64, ops: &[Op]) -> Result<History, TestCaseError> {
     let mut history = History::default();
     for op in ops {
         let pre = state.clone();
-        s.env.caller = s.payee.id;
+        s.env.call.caller = s.payee.id;
         match op {
             Op::PayeeRedeems(spec) => redeem(&s, &mut state, &mut history, spec, false)?,
             Op::PayeeForges(spec) => redeem(&s, &mut state, &mut history, spec, true)?,
             Op::PayerRedeems(spec) => {
-                s.env.caller = s.payer.id;
+                s.env.call.caller = s.payer.id;
                 redeem(&s, &mut state, &mut history, spec, false)?;
             }
             Op::Settle { by_payer } => {
                 if *by_payer {
-                    s.env.caller = s.payer.id;
+                    s.env.call.caller = s.payer.id;
                 }
                 match settle(&mut state, &s.env) {
                     Ok(at) => {
                         prop_assert!(!pre.is_settling());
                         prop_assert_eq!(
                             at,
-                            (s.env.epoch + SETTLE_DELAY).max(pre.min_settle_height)
+                            (s.env.call.epoch + SETTLE_DELAY).max(pre.min_settle_height)
                         );
                         prop_assert_eq!(&state, &ChannelState { settling_at: at, ..pre.clone() });
                     }
@@ -279,8 +279,8 @@ fn run(initial_balance: u64, ops: &[Op]) -> Result<History, TestCaseError> {
                     }
                 }
             }
-            Op::Advance(epochs) => s.env.epoch += epochs,
-            Op::Deposit(amount) => s.env.balance += atto(*amount),
+            Op::Advance(epochs) => s.env.call.epoch += epochs,
+            Op::Deposit(amount) => s.env.call.balance += atto(*amount),
         }
         check_invariants(&s, &pre, &state, &history)?;
     }
@@ -288,13 +288,13 @@ fn run(initial_balance: u64, ops: &[Op]) -> Result<History, TestCaseError> {
     // However the history went, collecting pays to_send to the payee and the rest back.
     match collect(&state, &s.env) {
         Ok(payout) => {
-            prop_assert!(state.is_settling() && s.env.epoch >= state.settling_at);
+            prop_assert!(state.is_settling() && s.env.call.epoch >= state.settling_at);
             prop_assert_eq!(&payout.to, &state.to_send);
-            prop_assert_eq!(&(payout.to + &payout.from), &s.env.balance);
+            prop_assert_eq!(&(payout.to + &payout.from), &s.env.call.balance);
             prop_assert!(!payout.from.is_negative());
         }
         Err(err) => {
-            prop_assert!(!state.is_settling() || s.env.epoch < state.settling_at);
+            prop_assert!(!state.is_settling() || s.env.call.epoch < state.settling_at);
             prop_assert!(matches!(err, ActorError::NotSettled { .. }), "{}", err);
         }
     }
@@ -333,7 +333,7 @@ proptest! {
             let pre = state.clone();
             redeem(&s, &mut state, &mut history, &spec, false)?;
             check_invariants(&s, &pre, &state, &history)?;
-            s.env.epoch += 1;
+            s.env.call.epoch += 1;
         }
     }
 }

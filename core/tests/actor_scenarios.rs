@@ -86,7 +86,7 @@ fn construct_params(from: Address, to: Address) -> ConstructorParams {
 }
 
 fn init_env(s: &mut Setup) {
-    s.env.caller = Address::new_id(INIT_ACTOR_ID);
+    s.env.call.caller = Address::new_id(INIT_ACTOR_ID);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ fn payee_redeems_a_voucher_signed_by_the_payer() {
 #[test]
 fn payer_redeems_a_voucher_signed_by_the_payee() {
     let mut s = Setup::new(100);
-    s.env.caller = s.payer.id;
+    s.env.call.caller = s.payer.id;
     let mut state = s.channel();
     let r = redeem(&s, &mut state, signed_by(s.voucher(3, 2, 7), &s.payee.key));
     assert_eq!(r, Redemption { lane: 3, delta: atto(7), to_send: atto(7) });
@@ -260,10 +260,10 @@ fn a_voucher_naming_the_channel_by_its_robust_address_is_accepted() {
 fn time_locks_are_inclusive_bounds() {
     let mut s = Setup::new(100);
     let mut state = s.channel();
-    s.env.epoch = 50;
+    s.env.call.epoch = 50;
     let at_min = SignedVoucher { time_lock_min: 50, time_lock_max: 60, ..s.voucher(0, 1, 1) };
     redeem(&s, &mut state, by_payer(&s, at_min));
-    s.env.epoch = 60;
+    s.env.call.epoch = 60;
     let at_max = SignedVoucher { time_lock_min: 50, time_lock_max: 60, ..s.voucher(0, 2, 2) };
     assert_eq!(redeem(&s, &mut state, by_payer(&s, at_max)).to_send, atto(2));
 }
@@ -271,7 +271,7 @@ fn time_locks_are_inclusive_bounds() {
 #[test]
 fn time_lock_max_zero_means_no_expiry() {
     let mut s = Setup::new(100);
-    s.env.epoch = 1_000_000;
+    s.env.call.epoch = 1_000_000;
     let mut state = s.channel();
     let sv = SignedVoucher { time_lock_min: 999_999, time_lock_max: 0, ..s.voucher(0, 1, 1) };
     redeem(&s, &mut state, by_payer(&s, sv));
@@ -385,7 +385,7 @@ fn voucher_min_settle_height_postpones_settling_at_while_settling() {
 fn update_while_settling_before_settling_at_is_accepted() {
     let mut s = Setup::new(100);
     let mut state = settling(&s);
-    s.env.epoch = state.settling_at - 1;
+    s.env.call.epoch = state.settling_at - 1;
     let r = redeem(&s, &mut state, by_payer(&s, s.voucher(1, 2, 15)));
     assert_eq!(r.to_send, atto(35));
 }
@@ -396,7 +396,7 @@ fn update_while_settling_before_settling_at_is_accepted() {
 #[test]
 fn update_by_a_stranger_is_forbidden_with_exit_18() {
     let mut s = Setup::new(100);
-    s.env.caller = s.stranger.id;
+    s.env.call.caller = s.stranger.id;
     let mut state = s.channel();
     let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 1, 10)));
     assert!(matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id));
@@ -407,8 +407,8 @@ fn update_by_a_stranger_is_forbidden_with_exit_18() {
 fn update_checks_the_caller_before_anything_else() {
     let mut s = Setup::new(100);
     let mut state = settling(&s);
-    s.env.epoch = state.settling_at + 10;
-    s.env.caller = s.stranger.id;
+    s.env.call.epoch = state.settling_at + 10;
+    s.env.call.caller = s.stranger.id;
     // Unsigned, after settlement, with an oversized secret.
     let p = UpdateChannelStateParams { sv: s.voucher(1, 1, 10), secret: vec![0; 300] };
     let err = refuse(&s, &mut state, &p);
@@ -429,7 +429,7 @@ fn update_of_an_unsigned_voucher_is_refused_with_exit_16() {
 fn unsigned_voucher_after_settlement_fails_with_missing_signature_not_32() {
     let mut s = Setup::new(100);
     let mut state = settling(&s);
-    s.env.epoch = state.settling_at;
+    s.env.call.epoch = state.settling_at;
     let err = refuse_sv(&s, &mut state, s.voucher(0, 1, 10));
     assert!(matches!(err, ActorError::MissingSignature), "{err}");
     assert_exit(&err, 16);
@@ -441,7 +441,7 @@ fn update_after_settling_at_is_refused_with_exit_32() {
     let mut state = settling(&s);
     let settling_at = state.settling_at;
     for epoch in [settling_at, settling_at + 500] {
-        s.env.epoch = epoch;
+        s.env.call.epoch = epoch;
         let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 1, 10)));
         assert_eq!(err, ActorError::UpdateAfterSettled { epoch, settling_at });
         assert!(matches!(err, ActorError::UpdateAfterSettled { .. }));
@@ -453,7 +453,7 @@ fn update_after_settling_at_is_refused_with_exit_32() {
 fn update_after_settlement_is_refused_before_the_secret_and_signature_are_checked() {
     let mut s = Setup::new(100);
     let mut state = settling(&s);
-    s.env.epoch = state.settling_at;
+    s.env.call.epoch = state.settling_at;
     let sv = signed_by(s.voucher(0, 1, 10), &s.payee.key); // the caller's own signature
     let p = UpdateChannelStateParams { sv, secret: vec![0; 257] };
     let err = refuse(&s, &mut state, &p);
@@ -507,7 +507,7 @@ fn update_rejects_voucher_signed_by_the_caller_itself() {
 
     // The same from the payer's side.
     let mut s = s;
-    s.env.caller = s.payer.id;
+    s.env.call.caller = s.payer.id;
     let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 1, 10)));
     assert!(matches!(err, ActorError::InvalidSignature(_)), "{err}");
     assert_exit(&err, 16);
@@ -613,7 +613,7 @@ fn wrong_channel_is_reported_before_time_locks() {
 #[test]
 fn voucher_before_time_lock_min_is_refused_with_exit_16() {
     let mut s = Setup::new(100);
-    s.env.epoch = 49;
+    s.env.call.epoch = 49;
     let mut state = s.channel();
     // Also expired (time_lock_max < epoch): the lower lock is checked first.
     let sv = SignedVoucher { time_lock_min: 50, time_lock_max: 10, ..s.voucher(0, 1, 10) };
@@ -626,7 +626,7 @@ fn voucher_before_time_lock_min_is_refused_with_exit_16() {
 #[test]
 fn expired_voucher_is_refused_with_exit_16() {
     let mut s = Setup::new(100);
-    s.env.epoch = 61;
+    s.env.call.epoch = 61;
     let mut state = s.channel();
     let sv = SignedVoucher { time_lock_max: 60, ..s.voucher(0, 1, 10) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
@@ -638,7 +638,7 @@ fn expired_voucher_is_refused_with_exit_16() {
 #[test]
 fn time_locks_are_checked_before_the_amount() {
     let mut s = Setup::new(100);
-    s.env.epoch = 100;
+    s.env.call.epoch = 100;
     let mut state = s.channel();
     let sv = SignedVoucher {
         time_lock_max: 99,
@@ -895,7 +895,7 @@ fn a_voucher_above_the_balance_is_refused_with_exit_16() {
 fn insufficient_funds_after_successful_merges_changes_nothing() {
     let mut s = Setup::new(100);
     let mut state = two_lanes(&s);
-    s.env.epoch = 10;
+    s.env.call.epoch = 10;
     let state_before = state.clone();
     // 130 − (10 + 20) = 100 more: to_send would be 130 > 100.
     let sv = SignedVoucher {
@@ -918,9 +918,9 @@ fn insufficient_funds_after_successful_merges_changes_nothing() {
 #[test]
 fn settle_by_either_party_starts_the_settle_delay() {
     let mut s = Setup::new(100);
-    s.env.epoch = 100;
+    s.env.call.epoch = 100;
     for caller in [s.payer.id, s.payee.id] {
-        s.env.caller = caller;
+        s.env.call.caller = caller;
         let mut state = s.channel();
         assert_eq!(settle(&mut state, &s.env).unwrap(), 100 + SETTLE_DELAY);
         assert_eq!(state.settling_at, 100 + SETTLE_DELAY);
@@ -934,20 +934,20 @@ fn settle_respects_min_settle_height() {
     let mut state = s.channel();
     let sv = SignedVoucher { min_settle_height: 5000, ..s.voucher(0, 1, 1) };
     redeem(&s, &mut state, by_payer(&s, sv));
-    s.env.epoch = 100;
+    s.env.call.epoch = 100;
     let mut early = state.clone();
     assert_eq!(settle(&mut early, &s.env).unwrap(), 5000);
     assert_eq!(early.settling_at, 5000);
 
     // Once epoch + SETTLE_DELAY passes the height, the delay wins.
-    s.env.epoch = 4000;
+    s.env.call.epoch = 4000;
     assert_eq!(settle(&mut state, &s.env).unwrap(), 4000 + SETTLE_DELAY);
 }
 
 #[test]
 fn settle_by_a_stranger_is_forbidden_with_exit_18() {
     let mut s = Setup::new(100);
-    s.env.caller = s.stranger.id;
+    s.env.call.caller = s.stranger.id;
     let mut state = s.channel();
     let before = state.clone();
     let err = settle(&mut state, &s.env).unwrap_err();
@@ -961,8 +961,8 @@ fn second_settle_is_refused_with_exit_20() {
     let mut s = Setup::new(100);
     let mut state = settling(&s);
     let before = state.clone();
-    s.env.epoch = 500;
-    s.env.caller = s.payer.id;
+    s.env.call.epoch = 500;
+    s.env.call.caller = s.payer.id;
     let err = settle(&mut state, &s.env).unwrap_err();
     assert!(matches!(err, ActorError::AlreadySettling), "{err}");
     assert_exit(&err, 20);
@@ -973,7 +973,7 @@ fn second_settle_is_refused_with_exit_20() {
 fn settle_checks_the_caller_before_already_settling() {
     let mut s = Setup::new(100);
     let mut state = settling(&s);
-    s.env.caller = s.stranger.id;
+    s.env.call.caller = s.stranger.id;
     let err = settle(&mut state, &s.env).unwrap_err();
     assert!(matches!(err, ActorError::CallerNotParty { .. }), "{err}");
     assert_exit(&err, 18);
@@ -986,13 +986,13 @@ fn settle_checks_the_caller_before_already_settling() {
 fn collect_pays_to_send_to_payee_and_rest_to_payer() {
     let mut s = Setup::new(100);
     let state = settling(&s);
-    s.env.epoch = state.settling_at;
+    s.env.call.epoch = state.settling_at;
     for caller in [s.payer.id, s.payee.id] {
-        s.env.caller = caller;
+        s.env.call.caller = caller;
         let payout = collect(&state, &s.env).unwrap();
         assert_eq!(payout, Payout { to: atto(30), from: atto(70) });
     }
-    s.env.epoch = state.settling_at + 10_000;
+    s.env.call.epoch = state.settling_at + 10_000;
     assert_eq!(collect(&state, &s.env).unwrap(), Payout { to: atto(30), from: atto(70) });
 }
 
@@ -1001,14 +1001,14 @@ fn collect_with_nothing_redeemed_returns_everything_to_the_payer() {
     let mut s = Setup::new(100);
     let mut state = s.channel();
     settle(&mut state, &s.env).unwrap();
-    s.env.epoch = state.settling_at;
+    s.env.call.epoch = state.settling_at;
     assert_eq!(collect(&state, &s.env).unwrap(), Payout { to: atto(0), from: atto(100) });
 }
 
 #[test]
 fn collect_before_settle_is_forbidden_with_exit_18() {
     let mut s = Setup::new(100);
-    s.env.epoch = 1_000_000;
+    s.env.call.epoch = 1_000_000;
     let state = two_lanes(&s);
     let err = collect(&state, &s.env).unwrap_err();
     assert_eq!(err, ActorError::NotSettled { epoch: 1_000_000, settling_at: 0 });
@@ -1020,7 +1020,7 @@ fn collect_before_settle_is_forbidden_with_exit_18() {
 fn collect_before_settling_at_is_forbidden_with_exit_18() {
     let mut s = Setup::new(100);
     let state = settling(&s);
-    s.env.epoch = state.settling_at - 1;
+    s.env.call.epoch = state.settling_at - 1;
     let err = collect(&state, &s.env).unwrap_err();
     assert_eq!(
         err,
@@ -1034,8 +1034,8 @@ fn collect_before_settling_at_is_forbidden_with_exit_18() {
 fn collect_by_a_stranger_is_forbidden_with_exit_18() {
     let mut s = Setup::new(100);
     let state = settling(&s);
-    s.env.epoch = state.settling_at;
-    s.env.caller = s.stranger.id;
+    s.env.call.epoch = state.settling_at;
+    s.env.call.caller = s.stranger.id;
     let err = collect(&state, &s.env).unwrap_err();
     assert!(matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id));
     assert_exit(&err, 18);
@@ -1045,13 +1045,13 @@ fn collect_by_a_stranger_is_forbidden_with_exit_18() {
 fn collect_with_a_balance_below_to_send_pays_nothing_and_fails_with_exit_19() {
     let mut s = Setup::new(100);
     let state = settling(&s);
-    s.env.epoch = state.settling_at;
-    s.env.balance = atto(29);
+    s.env.call.epoch = state.settling_at;
+    s.env.call.balance = atto(29);
     let err = collect(&state, &s.env).unwrap_err();
     assert_eq!(err, ActorError::CollectUnpayable { to_send: atto(30), balance: atto(29) });
     assert_exit(&err, 19);
     // A balance of exactly to_send pays it all to the payee.
-    s.env.balance = atto(30);
+    s.env.call.balance = atto(30);
     assert_eq!(collect(&state, &s.env).unwrap(), Payout { to: atto(30), from: atto(0) });
 }
 
@@ -1059,7 +1059,7 @@ fn collect_with_a_balance_below_to_send_pays_nothing_and_fails_with_exit_19() {
 fn collect_with_a_negative_to_send_pays_nothing_and_fails_with_exit_24() {
     let mut s = Setup::new(100);
     let mut state = settling(&s);
-    s.env.epoch = state.settling_at;
+    s.env.call.epoch = state.settling_at;
     state.to_send = TokenAmount::from_atto(-1);
     let err = collect(&state, &s.env).unwrap_err();
     assert!(matches!(err, ActorError::CollectUnpayable { .. }), "{err}");
@@ -1076,24 +1076,24 @@ fn a_channel_lives_from_construction_to_collection() {
     let mut state =
         construct(&s.env, &construct_params(s.payer.key_addr, s.payee.key_addr)).unwrap();
 
-    s.env.caller = s.payee.id;
-    s.env.balance = atto(1000);
-    s.env.epoch = 10;
+    s.env.call.caller = s.payee.id;
+    s.env.call.balance = atto(1000);
+    s.env.call.epoch = 10;
     redeem(&s, &mut state, by_payer(&s, s.voucher(0, 1, 100)));
     redeem(&s, &mut state, by_payer(&s, s.voucher(1, 1, 50)));
     let sv = SignedVoucher { merges: merges(&[(1, 2)]), ..s.voucher(0, 2, 300) };
     assert_eq!(redeem(&s, &mut state, by_payer(&s, sv)).delta, atto(150));
 
-    s.env.caller = s.payer.id;
-    s.env.epoch = 20;
+    s.env.call.caller = s.payer.id;
+    s.env.call.epoch = 20;
     assert_eq!(settle(&mut state, &s.env).unwrap(), 20 + SETTLE_DELAY);
 
     // The payee hurries in a last voucher before settlement.
-    s.env.caller = s.payee.id;
-    s.env.epoch = 20 + SETTLE_DELAY - 1;
+    s.env.call.caller = s.payee.id;
+    s.env.call.epoch = 20 + SETTLE_DELAY - 1;
     redeem(&s, &mut state, by_payer(&s, s.voucher(0, 3, 400)));
 
-    s.env.epoch = 20 + SETTLE_DELAY;
+    s.env.call.epoch = 20 + SETTLE_DELAY;
     let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 4, 500)));
     assert!(matches!(err, ActorError::UpdateAfterSettled { .. }), "{err}");
     assert_exit(&err, 32);

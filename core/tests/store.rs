@@ -37,28 +37,10 @@ fn id_address(id: ChannelId) -> Address {
 
 /// A channel whose create message has not landed: no address yet.
 fn creating(id: ChannelId) -> ChannelRecord {
+    let (from, to) = (key_address(1), key_address(2));
     ChannelRecord {
-        id,
-        direction: Direction::Outbound,
-        channel: None,
-        id_address: None,
-        from: key_address(1),
-        to: key_address(2),
-        control: key_address(1),
-        lifecycle: Lifecycle::Creating,
-        confirmed: TokenAmount::from_atto(0),
         pending: TokenAmount::from_atto(1_000_000),
-        pending_message: None,
-        queued: TokenAmount::from_atto(0),
-        queued_reserve: TokenAmount::from_atto(0),
-        reserved: TokenAmount::from_atto(0),
-        next_lane: 0,
-        free_lanes: Vec::new(),
-        closed_lanes: Vec::new(),
-        settling_at: 0,
-        create_error: None,
-        queue_failure: None,
-        credited: None,
+        ..ChannelRecord::new(id, Direction::Outbound, from, to, Lifecycle::Creating)
     }
 }
 

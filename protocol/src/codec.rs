@@ -461,14 +461,19 @@ mod tests {
         let mut flood = vec![0x9a, 0x00, 0x01, 0x86, 0xa0];
         flood.extend(std::iter::repeat_n(0x00, 100_000));
         assert!(exceeds_item_budget(&flood, RECONCILE_REQUEST_MAX_ITEMS));
+        let err = refused_as_invalid_data::<ReconcileRequest>(flood);
+        assert!(matches!(CodecError::from_io(&err), Some(CodecError::TooManyItems { .. })));
+    }
+
+    /// Reads `bytes` as one `M`, which the codec refuses as invalid data: the error.
+    fn refused_as_invalid_data<M: WireMessage + std::fmt::Debug>(bytes: Vec<u8>) -> io::Error {
         futures::executor::block_on(async {
-            let err =
-                read_message::<ReconcileRequest, _>(&mut Cursor::new(flood), DEFAULT_READ_TIMEOUT)
-                    .await
-                    .unwrap_err();
+            let err = read_message::<M, _>(&mut Cursor::new(bytes), DEFAULT_READ_TIMEOUT)
+                .await
+                .unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-            assert!(matches!(CodecError::from_io(&err), Some(CodecError::TooManyItems { .. })));
-        });
+            err
+        })
     }
 
     #[test]
@@ -480,16 +485,8 @@ mod tests {
 
     #[test]
     fn malformed_bytes_are_invalid_data_with_a_decode_error() {
-        futures::executor::block_on(async {
-            let err = read_message::<VoucherRequest, _>(
-                &mut Cursor::new(vec![0x83, 0x01]),
-                DEFAULT_READ_TIMEOUT,
-            )
-            .await
-            .unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-            assert!(matches!(CodecError::from_io(&err), Some(CodecError::Decode { .. })));
-        });
+        let err = refused_as_invalid_data::<VoucherRequest>(vec![0x83, 0x01]);
+        assert!(matches!(CodecError::from_io(&err), Some(CodecError::Decode { .. })));
     }
 
     #[test]

@@ -178,32 +178,21 @@ fn mutations_never_panic<T>(
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
+    /// Each of the four request and response messages round-trips byte-exactly, fits the
+    /// codec's limits, and decodes any mutation of its bytes without panicking.
     #[test]
-    fn voucher_request_round_trips(v in voucher_request(), at in any::<usize>(), byte in any::<u8>()) {
-        let bytes = round_trip(&v, VoucherRequest::to_cbor, VoucherRequest::from_cbor);
-        prop_assert!(fits::<VoucherRequest>(&bytes));
-        mutations_never_panic(&bytes, at, byte, VoucherRequest::to_cbor, VoucherRequest::from_cbor);
-    }
-
-    #[test]
-    fn voucher_response_round_trips(v in voucher_response(), at in any::<usize>(), byte in any::<u8>()) {
-        let bytes = round_trip(&v, VoucherResponse::to_cbor, VoucherResponse::from_cbor);
-        prop_assert!(fits::<VoucherResponse>(&bytes));
-        mutations_never_panic(&bytes, at, byte, VoucherResponse::to_cbor, VoucherResponse::from_cbor);
-    }
-
-    #[test]
-    fn reconcile_request_round_trips(v in reconcile_request(), at in any::<usize>(), byte in any::<u8>()) {
-        let bytes = round_trip(&v, ReconcileRequest::to_cbor, ReconcileRequest::from_cbor);
-        prop_assert!(fits::<ReconcileRequest>(&bytes));
-        mutations_never_panic(&bytes, at, byte, ReconcileRequest::to_cbor, ReconcileRequest::from_cbor);
-    }
-
-    #[test]
-    fn reconcile_response_round_trips(v in reconcile_response(), at in any::<usize>(), byte in any::<u8>()) {
-        let bytes = round_trip(&v, ReconcileResponse::to_cbor, ReconcileResponse::from_cbor);
-        prop_assert!(fits::<ReconcileResponse>(&bytes));
-        mutations_never_panic(&bytes, at, byte, ReconcileResponse::to_cbor, ReconcileResponse::from_cbor);
+    fn voucher_and_reconcile_messages_round_trip(
+        voucher_req in voucher_request(),
+        voucher_resp in voucher_response(),
+        reconcile_req in reconcile_request(),
+        reconcile_resp in reconcile_response(),
+        at in any::<usize>(),
+        byte in any::<u8>(),
+    ) {
+        prop_assert!(round_trips_within_limits(&voucher_req, at, byte, VoucherRequest::to_cbor, VoucherRequest::from_cbor));
+        prop_assert!(round_trips_within_limits(&voucher_resp, at, byte, VoucherResponse::to_cbor, VoucherResponse::from_cbor));
+        prop_assert!(round_trips_within_limits(&reconcile_req, at, byte, ReconcileRequest::to_cbor, ReconcileRequest::from_cbor));
+        prop_assert!(round_trips_within_limits(&reconcile_resp, at, byte, ReconcileResponse::to_cbor, ReconcileResponse::from_cbor));
     }
 
     #[test]
@@ -252,6 +241,24 @@ fn decode_as_every_exchange_message(bytes: &[u8]) {
 /// Whether `bytes` fit `T`'s size and item limits.
 fn fits<T: WireMessage>(bytes: &[u8]) -> bool {
     bytes.len() <= T::MAX_BYTES && !exceeds_item_budget(bytes, T::MAX_ITEMS)
+}
+
+/// `value` round-trips (asserted), no mutation of its bytes panics, and whether its bytes
+/// fit the codec's limits for `T`.
+fn round_trips_within_limits<T>(
+    value: &T,
+    at: usize,
+    byte: u8,
+    encode: impl Fn(&T) -> Result<Vec<u8>, EncodeError> + Copy,
+    decode: impl Fn(&[u8]) -> Result<T, DecodeError> + Copy,
+) -> bool
+where
+    T: WireMessage + PartialEq + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let bytes = round_trip(value, encode, decode);
+    let fits = fits::<T>(&bytes);
+    mutations_never_panic(&bytes, at, byte, encode, decode);
+    fits
 }
 
 /// The largest messages the rules allow fit the codec's size and item limits.

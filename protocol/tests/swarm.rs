@@ -254,6 +254,15 @@ fn codec_error(failure: &InboundFailure) -> CodecError {
     }
 }
 
+/// A payee with `config` accepting key 1's vouchers, facing `attacker`.
+async fn payee_and_attacker<A>(
+    config: &Config,
+    attacker: A,
+) -> (PeerId, Multiaddr, mpsc::Receiver<Seen>, A) {
+    let (payee_id, payee_addr, seen) = payee_accepting(config, address(&key(1))).await;
+    (payee_id, payee_addr, seen, attacker)
+}
+
 /// Checks that an honest payer still gets answers from `payee`.
 async fn honest_payer_is_still_answered(payee_id: PeerId, payee_addr: &Multiaddr) {
     let mut honest = new_swarm(&Config::default());
@@ -265,10 +274,8 @@ async fn honest_payer_is_still_answered(payee_id: PeerId, payee_addr: &Multiaddr
 #[tokio::test]
 async fn payee_reports_malformed_cbor_as_an_inbound_failure_and_keeps_answering() {
     in_time(async {
-        let (payee_id, payee_addr, mut seen) =
-            payee_accepting(&Config::default(), address(&key(1))).await;
-
-        let mut attacker = raw_swarm(false);
+        let (payee_id, payee_addr, mut seen, mut attacker) =
+            payee_and_attacker(&Config::default(), raw_swarm(false)).await;
         let attacker_id = *attacker.local_peer_id();
         // An array of three integers: CBOR, but not a voucher request.
         send_raw(&mut attacker, payee_id, &payee_addr, vec![0x83, 0x01, 0x02, 0x03]).await;
@@ -295,10 +302,8 @@ async fn payee_reports_malformed_cbor_as_an_inbound_failure_and_keeps_answering(
 #[tokio::test]
 async fn payee_refuses_an_oversized_request_without_reading_it_all_and_keeps_answering() {
     in_time(async {
-        let (payee_id, payee_addr, mut seen) =
-            payee_accepting(&Config::default(), address(&key(1))).await;
-
-        let mut attacker = raw_swarm(false);
+        let (payee_id, payee_addr, mut seen, mut attacker) =
+            payee_and_attacker(&Config::default(), raw_swarm(false)).await;
         let oversized = vec![0x40; 4 * VOUCHER_REQUEST_MAX_BYTES];
         send_raw(&mut attacker, payee_id, &payee_addr, oversized).await;
         let (_, failure) = next_voucher_failure(&mut seen).await;
@@ -319,9 +324,8 @@ async fn payee_refuses_an_oversized_request_without_reading_it_all_and_keeps_ans
 async fn payee_times_out_a_peer_that_stalls_mid_message_and_keeps_answering() {
     in_time(async {
         let config = Config { read_timeout: Duration::from_millis(300), ..Config::default() };
-        let (payee_id, payee_addr, mut seen) = payee_accepting(&config, address(&key(1))).await;
-
-        let mut attacker = raw_swarm(true);
+        let (payee_id, payee_addr, mut seen, mut attacker) =
+            payee_and_attacker(&config, raw_swarm(true)).await;
         // The start of a voucher request, and then nothing.
         attacker.behaviour_mut().send_request_with_addresses(
             &payee_id,

@@ -5,10 +5,12 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use paych_core::actor::{AccountLookup, ActorEnv, ChannelState, ExtraCallFailure};
+use paych_core::actor::{
+    self, AccountLookup, ActorEnv, ChannelState, ExtraCallFailure, Invocation,
+};
 use paych_core::crypto::SecretKey;
 use paych_core::types::{
-    ActorID, Address, ChainEpoch, ModVerifyParams, Protocol, SignedVoucher, TokenAmount,
+    ActorID, Address, ModVerifyParams, Protocol, SignedVoucher, TokenAmount,
     UpdateChannelStateParams, INIT_ACTOR_ID,
 };
 
@@ -40,14 +42,9 @@ pub enum Actor {
 /// What the actor sees of the chain.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
-    /// The current epoch.
-    pub epoch: ChainEpoch,
-    /// The receiving actor's balance.
-    pub balance: TokenAmount,
-    /// Who calls the actor.
-    pub caller: Address,
-    /// The actor called (the channel).
-    pub receiver: Address,
+    /// The call: epoch, the receiving actor's balance, who calls the actor and the actor
+    /// called (the channel).
+    pub call: Invocation,
     /// Non-ID addresses (key or robust) and the IDs they resolve to.
     pub ids: BTreeMap<Address, ActorID>,
     /// The actors by ID.
@@ -62,10 +59,12 @@ impl TestEnv {
     /// An empty chain at epoch 1 whose receiver is the channel, called by the Init actor.
     pub fn new() -> Self {
         TestEnv {
-            epoch: 1,
-            balance: TokenAmount::default(),
-            caller: Address::new_id(INIT_ACTOR_ID),
-            receiver: Address::new_id(CHANNEL_ID),
+            call: Invocation {
+                epoch: 1,
+                balance: TokenAmount::default(),
+                caller: Address::new_id(INIT_ACTOR_ID),
+                receiver: Address::new_id(CHANNEL_ID),
+            },
             ids: BTreeMap::new(),
             actors: BTreeMap::new(),
             extra_result: Ok(()),
@@ -100,28 +99,12 @@ impl Default for TestEnv {
 }
 
 impl ActorEnv for TestEnv {
-    fn epoch(&self) -> ChainEpoch {
-        self.epoch
-    }
-
-    fn balance(&self) -> TokenAmount {
-        self.balance.clone()
-    }
-
-    fn caller(&self) -> Address {
-        self.caller
-    }
-
-    fn receiver(&self) -> Address {
-        self.receiver
+    fn invocation(&self) -> &Invocation {
+        &self.call
     }
 
     fn resolve_address(&self, addr: &Address) -> Option<ActorID> {
-        // Like the FVM's state tree: an ID address is its own ID.
-        match addr.id() {
-            Ok(id) => Some(id),
-            Err(_) => self.ids.get(addr).copied(),
-        }
+        actor::id_or_lookup(addr, |a| self.ids.get(a).copied())
     }
 
     fn resolve_account(&self, addr: &Address) -> AccountLookup {
@@ -214,8 +197,8 @@ impl Setup {
         env.add_other(MINER_ID, None);
         env.add_other(CHANNEL_ID, Some(channel_robust));
         env.add_other(OTHER_CHANNEL_ID, Some(Address::new_actor(b"another channel")));
-        env.balance = atto(balance);
-        env.caller = payee.id;
+        env.call.balance = atto(balance);
+        env.call.caller = payee.id;
         Setup { env, payer, payee, stranger, channel_robust }
     }
 

@@ -8,7 +8,7 @@ use super::{
     funds, AddVoucherError, CheckVoucherError, CreateVoucherError, Held, LaneTip, LookupError,
     NewPaymentError, PaymentChannelManager, SubmitError,
 };
-use crate::actor::{self, AccountLookup, ActorEnv, ExtraCallFailure, Redemption};
+use crate::actor::{self, AccountLookup, ActorEnv, ExtraCallFailure, Invocation, Redemption};
 use crate::chain::ChannelOnChain;
 use crate::crypto;
 use crate::redemption::{self, Situation};
@@ -84,10 +84,7 @@ struct ChainView {
 /// What a channel looks like to voucher validation: the chain's state with the vouchers this
 /// node holds laid over it, and everything the actor will ask, fetched beforehand.
 struct Validation {
-    epoch: ChainEpoch,
-    balance: TokenAmount,
-    caller: Address,
-    receiver: Address,
+    call: Invocation,
     ids: HashMap<Address, ActorID>,
     keys: HashMap<Address, Address>,
     /// How the dry run of the voucher's `extra` call ended.
@@ -95,20 +92,11 @@ struct Validation {
 }
 
 impl ActorEnv for Validation {
-    fn epoch(&self) -> ChainEpoch {
-        self.epoch
-    }
-    fn balance(&self) -> TokenAmount {
-        self.balance.clone()
-    }
-    fn caller(&self) -> Address {
-        self.caller
-    }
-    fn receiver(&self) -> Address {
-        self.receiver
+    fn invocation(&self) -> &Invocation {
+        &self.call
     }
     fn resolve_address(&self, addr: &Address) -> Option<ActorID> {
-        addr.id().ok().or_else(|| self.ids.get(addr).copied())
+        actor::id_or_lookup(addr, |a| self.ids.get(a).copied())
     }
     fn resolve_account(&self, _addr: &Address) -> AccountLookup {
         AccountLookup::NotFound
@@ -417,10 +405,12 @@ impl PaymentChannelManager {
             None => None,
         };
         let env = Validation {
-            epoch: view.head,
-            balance: on_chain.balance.clone(),
-            caller: on_chain.state.to,
-            receiver: view.channel_id,
+            call: Invocation {
+                epoch: view.head,
+                balance: on_chain.balance.clone(),
+                caller: on_chain.state.to,
+                receiver: view.channel_id,
+            },
             ids,
             keys,
             extra,

@@ -29,7 +29,9 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use fvm_shared::address::Protocol;
-use paych_core::actor::{self, AccountLookup, ActorEnv, ChannelState, ExtraCallFailure};
+use paych_core::actor::{
+    self, AccountLookup, ActorEnv, ChannelState, ExtraCallFailure, Invocation,
+};
 use paych_core::chain::devnet::Devnet;
 use paych_core::chain::Chain;
 use paych_core::crypto;
@@ -89,29 +91,31 @@ type SignatureChecks = RefCell<HashMap<(Vec<u8>, Vec<u8>), bool>>;
 /// The environment the actor runs in during the search.
 struct OracleEnv<'a> {
     view: &'a ChainView,
-    epoch: ChainEpoch,
+    /// The payee redeeming on the channel at the search's epoch.
+    call: Invocation,
     /// Signature checks already made, by signed bytes and signature.
     checked: &'a SignatureChecks,
 }
 
+impl<'a> OracleEnv<'a> {
+    /// The payee's view of `view` at `epoch`.
+    fn new(view: &'a ChainView, epoch: ChainEpoch, checked: &'a SignatureChecks) -> Self {
+        let call = Invocation {
+            epoch,
+            balance: view.balance.clone(),
+            caller: view.state.to,
+            receiver: view.channel_id,
+        };
+        OracleEnv { view, call, checked }
+    }
+}
+
 impl ActorEnv for OracleEnv<'_> {
-    fn epoch(&self) -> ChainEpoch {
-        self.epoch
-    }
-    fn balance(&self) -> TokenAmount {
-        self.view.balance.clone()
-    }
-    fn caller(&self) -> Address {
-        self.view.state.to
-    }
-    fn receiver(&self) -> Address {
-        self.view.channel_id
+    fn invocation(&self) -> &Invocation {
+        &self.call
     }
     fn resolve_address(&self, addr: &Address) -> Option<ActorID> {
-        match addr.id() {
-            Ok(id) => Some(id),
-            Err(_) => self.view.ids.get(addr).copied(),
-        }
+        actor::id_or_lookup(addr, |a| self.view.ids.get(a).copied())
     }
     fn resolve_account(&self, _addr: &Address) -> AccountLookup {
         AccountLookup::NotFound
@@ -220,7 +224,7 @@ impl Search<'_> {
             if epoch >= self.view.end_of_window(state) {
                 continue;
             }
-            let env = OracleEnv { view: self.view, epoch, checked: self.checked };
+            let env = OracleEnv::new(self.view, epoch, self.checked);
             let mut next = state.clone();
             let params = UpdateChannelStateParams { sv: v.clone(), secret: Vec::new() };
             if actor::update_channel_state(&mut next, &env, &params).is_err() {

@@ -13,7 +13,9 @@ use fvm_ipld_amt::Amt;
 use fvm_ipld_blockstore::Blockstore;
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure};
+use crate::actor::{
+    self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure, Invocation,
+};
 use crate::chain::{ActorInfo, ActorKind, ChainError, ChannelOnChain, Receipt};
 use crate::crypto;
 use crate::types::{
@@ -490,10 +492,12 @@ impl State {
         let epoch = self.epoch;
         let env = Env {
             state: RefCell::new(&mut *self),
-            epoch,
-            balance: TokenAmount::default(),
-            caller: Address::new_id(INIT_ACTOR_ID),
-            receiver: Address::new_id(id),
+            call: Invocation {
+                epoch,
+                balance: TokenAmount::default(),
+                caller: Address::new_id(INIT_ACTOR_ID),
+                receiver: Address::new_id(id),
+            },
             // The constructor makes no extra call.
             depth: 0,
         };
@@ -525,10 +529,12 @@ impl State {
         let (epoch, balance) = (self.epoch, entry.balance.clone());
         let env = Env {
             state: RefCell::new(&mut *self),
-            epoch,
-            balance,
-            caller: Address::new_id(sender),
-            receiver: Address::new_id(channel),
+            call: Invocation {
+                epoch,
+                balance,
+                caller: Address::new_id(sender),
+                receiver: Address::new_id(channel),
+            },
             depth,
         };
         let code = |e: ActorError| e.exit_code();
@@ -598,29 +604,14 @@ fn rejected(message: String) -> ChainError {
 /// the voucher's `extra` call may change (it runs as a message from the channel would).
 struct Env<'a> {
     state: RefCell<&'a mut State>,
-    epoch: ChainEpoch,
-    balance: TokenAmount,
-    caller: Address,
-    receiver: Address,
+    call: Invocation,
     /// How many `extra` calls this run is nested in.
     depth: u32,
 }
 
 impl ActorEnv for Env<'_> {
-    fn epoch(&self) -> ChainEpoch {
-        self.epoch
-    }
-
-    fn balance(&self) -> TokenAmount {
-        self.balance.clone()
-    }
-
-    fn caller(&self) -> Address {
-        self.caller
-    }
-
-    fn receiver(&self) -> Address {
-        self.receiver
+    fn invocation(&self) -> &Invocation {
+        &self.call
     }
 
     fn resolve_address(&self, addr: &Address) -> Option<ActorID> {
@@ -663,9 +654,9 @@ impl ActorEnv for Env<'_> {
         if self.depth >= MAX_EXTRA_CALL_DEPTH {
             return Err(ExtraCallFailure::CallDepthExceeded);
         }
-        let channel = self.receiver.id().map_err(|_| ExtraCallFailure::CalleeMissing)?;
+        let channel = self.call.receiver.id().map_err(|_| ExtraCallFailure::CalleeMissing)?;
         let call = Message::new(
-            self.receiver,
+            self.call.receiver,
             extra.actor,
             0,
             TokenAmount::default(),
