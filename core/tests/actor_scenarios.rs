@@ -777,65 +777,47 @@ fn stale_nonce_on_an_existing_lane_is_refused_with_exit_16() {
     }
 }
 
-#[test]
-fn stale_nonce_is_reported_before_merge_errors() {
-    let s = Setup::new(100);
-    let mut state = two_lanes(&s);
-    let sv = SignedVoucher { merges: merges(&[(1, 1), (9, 1)]), ..s.voucher(1, 1, 10) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::StaleNonce { lane: 1, .. }), "{err}");
-    assert_exit(&err, 16);
-}
+/// One voucher with merges, redeemed on [`two_lanes`]: what it shows, its merges, its
+/// `(lane, nonce, amount)`, and the check on the refusal (which always has exit 16).
+type MergeCase = (&'static str, &'static [(u64, u64)], (u64, u64, u64), fn(&ActorError) -> bool);
 
 #[test]
-fn merge_into_own_lane_is_refused_with_exit_16() {
-    let s = Setup::new(100);
-    let mut state = two_lanes(&s);
-    let sv = SignedVoucher { merges: merges(&[(1, 9)]), ..s.voucher(1, 2, 10) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeIntoOwnLane(1)), "{err}");
-    assert_exit(&err, 16);
-}
-
-#[test]
-fn merge_of_a_lane_never_redeemed_is_refused() {
-    let s = Setup::new(100);
-    let mut state = two_lanes(&s);
-    let sv = SignedVoucher { merges: merges(&[(7, 1)]), ..s.voucher(0, 1, 40) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeLaneMissing(7)), "{err}");
-    assert_exit(&err, 16);
-}
-
-#[test]
-fn merge_with_a_stale_nonce_is_refused_with_exit_16() {
-    let s = Setup::new(100);
-    let mut state = two_lanes(&s);
-    let sv = SignedVoucher { merges: merges(&[(2, 1)]), ..s.voucher(0, 1, 40) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert_eq!(err, ActorError::MergeStaleNonce { lane: 2, existing: 1, merge: 1 });
-    assert!(matches!(err, ActorError::MergeStaleNonce { .. }));
-    assert_exit(&err, 16);
-}
-
-#[test]
-fn merges_are_checked_in_the_order_the_voucher_lists_them() {
-    let s = Setup::new(100);
-    let mut state = two_lanes(&s);
-    let sv = SignedVoucher { merges: merges(&[(0, 1), (7, 1)]), ..s.voucher(0, 1, 40) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeIntoOwnLane(0)), "{err}");
-    assert_exit(&err, 16);
-
-    let sv = SignedVoucher { merges: merges(&[(7, 1), (0, 1)]), ..s.voucher(0, 1, 40) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeLaneMissing(7)), "{err}");
-    assert_exit(&err, 16);
-
-    let sv = SignedVoucher { merges: merges(&[(2, 1), (7, 1)]), ..s.voucher(0, 1, 40) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeStaleNonce { lane: 2, .. }), "{err}");
-    assert_exit(&err, 16);
+fn merge_refusals_exit_16_and_run_in_order() {
+    let cases: [MergeCase; 7] = [
+        ("a stale nonce is reported before merge errors", &[(1, 1), (9, 1)], (1, 1, 10), |err| {
+            matches!(err, ActorError::StaleNonce { lane: 1, .. })
+        }),
+        ("a merge into the voucher's own lane is refused", &[(1, 9)], (1, 2, 10), |err| {
+            matches!(err, ActorError::MergeIntoOwnLane(1))
+        }),
+        ("a merge of a lane never redeemed is refused", &[(7, 1)], (0, 1, 40), |err| {
+            matches!(err, ActorError::MergeLaneMissing(7))
+        }),
+        ("a merge with a stale nonce is refused", &[(2, 1)], (0, 1, 40), |err| {
+            *err == ActorError::MergeStaleNonce { lane: 2, existing: 1, merge: 1 }
+                && matches!(err, ActorError::MergeStaleNonce { .. })
+        }),
+        (
+            "merges run in order: own lane before a missing one",
+            &[(0, 1), (7, 1)],
+            (0, 1, 40),
+            |err| matches!(err, ActorError::MergeIntoOwnLane(0)),
+        ),
+        ("merges run in order: missing before own lane", &[(7, 1), (0, 1)], (0, 1, 40), |err| {
+            matches!(err, ActorError::MergeLaneMissing(7))
+        }),
+        ("merges run in order: stale nonce before missing", &[(2, 1), (7, 1)], (0, 1, 40), |err| {
+            matches!(err, ActorError::MergeStaleNonce { lane: 2, .. })
+        }),
+    ];
+    for (shows, pairs, (lane, nonce, amount), check) in cases {
+        let s = Setup::new(100);
+        let mut state = two_lanes(&s);
+        let sv = SignedVoucher { merges: merges(pairs), ..s.voucher(lane, nonce, amount) };
+        let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
+        assert!(check(&err), "{shows}: {err}");
+        assert_exit(&err, 16);
+    }
 }
 
 #[test]
