@@ -462,6 +462,15 @@ async fn serve(devnet: &Devnet) -> paych_node::rpc::devnet::RpcServer {
     paych_node::rpc::devnet::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap()
 }
 
+/// [`serve`], and a `LotusChain` client of that server.
+async fn serve_lotus(
+    devnet: &Devnet,
+) -> (paych_node::rpc::devnet::RpcServer, paych_core::chain::lotus::LotusChain) {
+    let server = serve(devnet).await;
+    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&server.api_info()).unwrap();
+    (server, chain)
+}
+
 #[tokio::test]
 async fn devnet_in_process_conforms() {
     let devnet = devnet();
@@ -471,9 +480,7 @@ async fn devnet_in_process_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lotus_client_over_http_to_paych_devnet_conforms() {
     let devnet = devnet();
-    let server = serve(&devnet).await;
-    let api_info = server.api_info();
-    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
+    let (server, chain) = serve_lotus(&devnet).await;
     conformance(Harness::new(devnet, Arc::new(chain))).await;
     server.shutdown().await;
 }
@@ -538,9 +545,7 @@ async fn a_fresh_lotus_client_reads_a_channel_concurrently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lotus_client_keeps_address_resolutions() {
     let devnet = devnet();
-    let server = serve(&devnet).await;
-    let api_info = server.api_info();
-    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
+    let (server, chain) = serve_lotus(&devnet).await;
     let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
     let payer = h.wallet.new_key().unwrap();
     let later = h.wallet.new_key().unwrap();
