@@ -109,3 +109,12 @@ pub fn on_a_manual_net<T, F: Future<Output = T>>(
     let built = runtime.block_on(setup(Net::manual()));
     (runtime, built)
 }
+
+/// [`check_round_trip`] of `$input` through a type's own CBOR codec (`$t::from_cbor`,
+/// `$t::to_cbor`): the decoded value, if `$input` decodes.
+#[macro_export]
+macro_rules! check_cbor {
+    ($what:expr, $input:expr, $t:ty) => {
+        $crate::check_round_trip($what, $input, <$t>::from_cbor, <$t>::to_cbor)
+    };
+}
