@@ -404,8 +404,11 @@ fn update_by_a_stranger_is_forbidden_with_exit_18() {
     s.env.call.caller = s.stranger.id;
     let mut state = s.channel();
     let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 1, 10)));
-    assert!(matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id));
-    assert_exit(&err, 18);
+    assert_refused(
+        &err,
+        matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id),
+        18,
+    );
 }
 
 #[test]
@@ -446,8 +449,7 @@ fn update_after_settling_at_is_refused_with_exit_32() {
         s.env.call.epoch = epoch;
         let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 1, 10)));
         assert_eq!(err, ActorError::UpdateAfterSettled { epoch, settling_at });
-        assert!(matches!(err, ActorError::UpdateAfterSettled { .. }));
-        assert_exit(&err, 32);
+        assert_refused(&err, matches!(err, ActorError::UpdateAfterSettled { .. }), 32);
     }
 }
 
@@ -582,8 +584,7 @@ fn voucher_for_another_channel_is_refused_with_exit_16() {
                 receiver: Address::new_id(CHANNEL_ID)
             }
         );
-        assert!(matches!(err, ActorError::WrongChannel { .. }));
-        assert_exit(&err, 16);
+        assert_refused(&err, matches!(err, ActorError::WrongChannel { .. }), 16);
     }
 }
 
@@ -609,8 +610,7 @@ fn voucher_before_time_lock_min_is_refused_with_exit_16() {
     let sv = SignedVoucher { time_lock_min: 50, time_lock_max: 10, ..s.voucher(0, 1, 10) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
     assert_eq!(err, ActorError::TimeLockMinNotReached { epoch: 49, time_lock_min: 50 });
-    assert!(matches!(err, ActorError::TimeLockMinNotReached { .. }));
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::TimeLockMinNotReached { .. }), 16);
 }
 
 #[test]
@@ -621,8 +621,7 @@ fn expired_voucher_is_refused_with_exit_16() {
     let sv = SignedVoucher { time_lock_max: 60, ..s.voucher(0, 1, 10) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
     assert_eq!(err, ActorError::TimeLockMaxPassed { epoch: 61, time_lock_max: 60 });
-    assert!(matches!(err, ActorError::TimeLockMaxPassed { .. }));
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::TimeLockMaxPassed { .. }), 16);
 }
 
 #[test]
@@ -650,8 +649,11 @@ fn negative_amount_is_refused_with_exit_16() {
         ..s.voucher(0, 1, 0)
     };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(&err, ActorError::NegativeAmount(a) if *a == TokenAmount::from_atto(-1)));
-    assert_exit(&err, 16);
+    assert_refused(
+        &err,
+        matches!(&err, ActorError::NegativeAmount(a) if *a == TokenAmount::from_atto(-1)),
+        16,
+    );
 }
 
 #[test]
@@ -758,8 +760,7 @@ fn stale_nonce_on_an_existing_lane_is_refused_with_exit_16() {
         // Even for a higher amount.
         let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, nonce, 50)));
         assert_eq!(err, ActorError::StaleNonce { lane: 0, existing: 3, voucher: nonce });
-        assert!(matches!(err, ActorError::StaleNonce { .. }));
-        assert_exit(&err, 16);
+        assert_refused(&err, matches!(err, ActorError::StaleNonce { .. }), 16);
     }
 }
 
@@ -814,8 +815,7 @@ fn repeating_a_merge_nonce_within_one_voucher_is_refused_and_changes_nothing() {
     let sv = SignedVoucher { merges: merges(&[(1, 5), (1, 5)]), ..s.voucher(2, 2, 50) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
     assert_eq!(err, ActorError::MergeStaleNonce { lane: 1, existing: 5, merge: 5 });
-    assert!(matches!(err, ActorError::MergeStaleNonce { .. }));
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::MergeStaleNonce { .. }), 16);
     assert_eq!(state.lanes[&1], lane(10, 1), "the first merge was not committed");
 }
 
@@ -853,8 +853,7 @@ fn a_voucher_above_the_balance_is_refused_with_exit_16() {
     let mut state = s.channel();
     let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 1, 101)));
     assert_eq!(err, ActorError::InsufficientFunds { to_send: atto(101), balance: atto(100) });
-    assert!(matches!(err, ActorError::InsufficientFunds { .. }));
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::InsufficientFunds { .. }), 16);
 }
 
 #[test]
@@ -871,8 +870,7 @@ fn insufficient_funds_after_successful_merges_changes_nothing() {
     };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
     assert_eq!(err, ActorError::InsufficientFunds { to_send: atto(130), balance: atto(100) });
-    assert!(matches!(err, ActorError::InsufficientFunds { .. }));
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::InsufficientFunds { .. }), 16);
     assert_eq!(state, state_before);
     assert_eq!(state.lanes[&1].nonce, 1);
     assert_eq!(state.min_settle_height, 0);
@@ -917,8 +915,11 @@ fn settle_by_a_stranger_is_forbidden_with_exit_18() {
     let mut state = s.channel();
     let before = state.clone();
     let err = settle(&mut state, &s.env).unwrap_err();
-    assert!(matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id));
-    assert_exit(&err, 18);
+    assert_refused(
+        &err,
+        matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id),
+        18,
+    );
     assert_eq!(state, before);
 }
 
@@ -976,8 +977,7 @@ fn collect_before_settle_is_forbidden_with_exit_18() {
     let state = two_lanes(&s);
     let err = collect(&state, &s.env).unwrap_err();
     assert_eq!(err, ActorError::NotSettled { epoch: 1_000_000, settling_at: 0 });
-    assert!(matches!(err, ActorError::NotSettled { .. }));
-    assert_exit(&err, 18);
+    assert_refused(&err, matches!(err, ActorError::NotSettled { .. }), 18);
 }
 
 #[test]
@@ -990,8 +990,7 @@ fn collect_before_settling_at_is_forbidden_with_exit_18() {
         err,
         ActorError::NotSettled { epoch: state.settling_at - 1, settling_at: state.settling_at }
     );
-    assert!(matches!(err, ActorError::NotSettled { .. }));
-    assert_exit(&err, 18);
+    assert_refused(&err, matches!(err, ActorError::NotSettled { .. }), 18);
 }
 
 #[test]
@@ -1001,8 +1000,11 @@ fn collect_by_a_stranger_is_forbidden_with_exit_18() {
     s.env.call.epoch = state.settling_at;
     s.env.call.caller = s.stranger.id;
     let err = collect(&state, &s.env).unwrap_err();
-    assert!(matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id));
-    assert_exit(&err, 18);
+    assert_refused(
+        &err,
+        matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id),
+        18,
+    );
 }
 
 #[test]
