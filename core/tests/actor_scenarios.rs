@@ -47,6 +47,13 @@ fn assert_exit(err: &ActorError, code: u32) {
     assert_eq!(err.exit_code().value(), code, "exit code of {err}");
 }
 
+/// Checks that `err` is the refusal expected (`expected` is whether it matches) and has
+/// exit code `code`.
+fn assert_refused(err: &ActorError, expected: bool, code: u32) {
+    assert!(expected, "{err}");
+    assert_exit(err, code);
+}
+
 fn lane(redeemed: u64, nonce: u64) -> LaneState {
     LaneState { redeemed: atto(redeemed), nonce }
 }
@@ -127,8 +134,11 @@ fn construct_creates_an_account_for_an_unknown_key_address() {
 fn construct_not_called_by_init_is_forbidden_with_exit_18() {
     let s = Setup::new(0); // the payee calls
     let err = construct(&s.env, &construct_params(s.payer.id, s.payee.id)).unwrap_err();
-    assert!(matches!(err, ActorError::ConstructorCallerNotInit(c) if c == s.payee.id), "{err}");
-    assert_exit(&err, 18);
+    assert_refused(
+        &err,
+        matches!(err, ActorError::ConstructorCallerNotInit(c) if c == s.payee.id),
+        18,
+    );
 }
 
 #[test]
@@ -136,8 +146,7 @@ fn construct_checks_the_caller_before_the_parties() {
     let s = Setup::new(0);
     let nobody = Address::new_actor(b"nobody");
     let err = construct(&s.env, &construct_params(nobody, Address::new_id(MINER_ID))).unwrap_err();
-    assert!(matches!(err, ActorError::ConstructorCallerNotInit(_)), "{err}");
-    assert_exit(&err, 18);
+    assert_refused(&err, matches!(err, ActorError::ConstructorCallerNotInit(_)), 18);
 }
 
 #[test]
@@ -146,13 +155,11 @@ fn construct_with_a_party_that_has_no_actor_fails_with_17_for_an_id_and_23_other
     init_env(&mut s);
     let nobody = Address::new_actor(b"nobody");
     let err = construct(&s.env, &construct_params(nobody, s.payee.id)).unwrap_err();
-    assert!(matches!(err, ActorError::PartyNotFound(a) if a == nobody), "{err}");
-    assert_exit(&err, 23);
+    assert_refused(&err, matches!(err, ActorError::PartyNotFound(a) if a == nobody), 23);
 
     let unknown_id = Address::new_id(4242);
     let err = construct(&s.env, &construct_params(s.payer.id, unknown_id)).unwrap_err();
-    assert!(matches!(err, ActorError::PartyNotFound(a) if a == unknown_id), "{err}");
-    assert_exit(&err, 17);
+    assert_refused(&err, matches!(err, ActorError::PartyNotFound(a) if a == unknown_id), 17);
 }
 
 #[test]
@@ -176,12 +183,10 @@ fn construct_resolves_the_payee_before_the_payer() {
     let unknown_id = Address::new_id(4242);
 
     let err = construct(&s.env, &construct_params(unknown_id, nobody)).unwrap_err();
-    assert!(matches!(err, ActorError::PartyNotFound(a) if a == nobody), "{err}");
-    assert_exit(&err, 23);
+    assert_refused(&err, matches!(err, ActorError::PartyNotFound(a) if a == nobody), 23);
 
     let err = construct(&s.env, &construct_params(nobody, unknown_id)).unwrap_err();
-    assert!(matches!(err, ActorError::PartyNotFound(a) if a == unknown_id), "{err}");
-    assert_exit(&err, 17);
+    assert_refused(&err, matches!(err, ActorError::PartyNotFound(a) if a == unknown_id), 17);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -399,8 +404,11 @@ fn update_by_a_stranger_is_forbidden_with_exit_18() {
     s.env.call.caller = s.stranger.id;
     let mut state = s.channel();
     let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 1, 10)));
-    assert!(matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id));
-    assert_exit(&err, 18);
+    assert_refused(
+        &err,
+        matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id),
+        18,
+    );
 }
 
 #[test]
@@ -412,8 +420,7 @@ fn update_checks_the_caller_before_anything_else() {
     // Unsigned, after settlement, with an oversized secret.
     let p = UpdateChannelStateParams { sv: s.voucher(1, 1, 10), secret: vec![0; 300] };
     let err = refuse(&s, &mut state, &p);
-    assert!(matches!(err, ActorError::CallerNotParty { .. }), "{err}");
-    assert_exit(&err, 18);
+    assert_refused(&err, matches!(err, ActorError::CallerNotParty { .. }), 18);
 }
 
 #[test]
@@ -421,8 +428,7 @@ fn update_of_an_unsigned_voucher_is_refused_with_exit_16() {
     let s = Setup::new(100);
     let mut state = s.channel();
     let err = refuse_sv(&s, &mut state, s.voucher(0, 1, 10));
-    assert!(matches!(err, ActorError::MissingSignature), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::MissingSignature), 16);
 }
 
 #[test]
@@ -431,8 +437,7 @@ fn unsigned_voucher_after_settlement_fails_with_missing_signature_not_32() {
     let mut state = settling(&s);
     s.env.call.epoch = state.settling_at;
     let err = refuse_sv(&s, &mut state, s.voucher(0, 1, 10));
-    assert!(matches!(err, ActorError::MissingSignature), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::MissingSignature), 16);
 }
 
 #[test]
@@ -444,8 +449,7 @@ fn update_after_settling_at_is_refused_with_exit_32() {
         s.env.call.epoch = epoch;
         let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 1, 10)));
         assert_eq!(err, ActorError::UpdateAfterSettled { epoch, settling_at });
-        assert!(matches!(err, ActorError::UpdateAfterSettled { .. }));
-        assert_exit(&err, 32);
+        assert_refused(&err, matches!(err, ActorError::UpdateAfterSettled { .. }), 32);
     }
 }
 
@@ -457,8 +461,7 @@ fn update_after_settlement_is_refused_before_the_secret_and_signature_are_checke
     let sv = signed_by(s.voucher(0, 1, 10), &s.payee.key); // the caller's own signature
     let p = UpdateChannelStateParams { sv, secret: vec![0; 257] };
     let err = refuse(&s, &mut state, &p);
-    assert!(matches!(err, ActorError::UpdateAfterSettled { .. }), "{err}");
-    assert_exit(&err, 32);
+    assert_refused(&err, matches!(err, ActorError::UpdateAfterSettled { .. }), 32);
 }
 
 #[test]
@@ -469,8 +472,7 @@ fn secret_longer_than_256_bytes_is_refused_with_exit_16() {
     let sv =
         SignedVoucher { secret_hash: crypto::blake2b_256(&secret).to_vec(), ..s.voucher(0, 1, 10) };
     let err = refuse(&s, &mut state, &UpdateChannelStateParams { sv: by_payer(&s, sv), secret });
-    assert!(matches!(err, ActorError::SecretTooLong(257)), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::SecretTooLong(257)), 16);
 }
 
 #[test]
@@ -480,8 +482,7 @@ fn an_oversized_secret_is_refused_before_the_voucher_is_serialized() {
     let sv =
         SignedVoucher { amount: huge_amount(), signature: junk_signature(), ..s.voucher(0, 1, 0) };
     let err = refuse(&s, &mut state, &UpdateChannelStateParams { sv, secret: vec![0; 300] });
-    assert!(matches!(err, ActorError::SecretTooLong(300)), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::SecretTooLong(300)), 16);
 }
 
 #[test]
@@ -493,8 +494,7 @@ fn a_voucher_that_cannot_be_serialized_is_refused_with_exit_21() {
     let sv =
         SignedVoucher { amount: huge_amount(), signature: junk_signature(), ..s.voucher(0, 1, 0) };
     let err = refuse_sv(&s, &mut state, sv);
-    assert!(matches!(err, ActorError::Serialization(_)), "{err}");
-    assert_exit(&err, 21);
+    assert_refused(&err, matches!(err, ActorError::Serialization(_)), 21);
 }
 
 #[test]
@@ -502,15 +502,13 @@ fn update_rejects_voucher_signed_by_the_caller_itself() {
     let s = Setup::new(100);
     let mut state = s.channel();
     let err = refuse_sv(&s, &mut state, signed_by(s.voucher(0, 1, 10), &s.payee.key));
-    assert!(matches!(err, ActorError::InvalidSignature(_)), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::InvalidSignature(_)), 16);
 
     // The same from the payer's side.
     let mut s = s;
     s.env.call.caller = s.payer.id;
     let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 1, 10)));
-    assert!(matches!(err, ActorError::InvalidSignature(_)), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::InvalidSignature(_)), 16);
 }
 
 #[test]
@@ -518,8 +516,7 @@ fn update_rejects_voucher_signed_by_a_stranger() {
     let s = Setup::new(100);
     let mut state = s.channel();
     let err = refuse_sv(&s, &mut state, signed_by(s.voucher(0, 1, 10), &s.stranger.key));
-    assert!(matches!(err, ActorError::InvalidSignature(_)), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::InvalidSignature(_)), 16);
 }
 
 #[test]
@@ -529,8 +526,7 @@ fn update_rejects_voucher_altered_after_signing() {
     let mut sv = by_payer(&s, s.voucher(0, 1, 10));
     sv.amount = atto(90);
     let err = refuse_sv(&s, &mut state, sv);
-    assert!(matches!(err, ActorError::InvalidSignature(_)), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::InvalidSignature(_)), 16);
 }
 
 #[test]
@@ -543,8 +539,7 @@ fn update_rejects_malformed_signatures() {
     for signature in [short, bls, junk_signature().unwrap()] {
         let sv = SignedVoucher { signature: Some(signature), ..s.voucher(0, 1, 10) };
         let err = refuse_sv(&s, &mut state, sv);
-        assert!(matches!(err, ActorError::InvalidSignature(_)), "{err}");
-        assert_exit(&err, 16);
+        assert_refused(&err, matches!(err, ActorError::InvalidSignature(_)), 16);
     }
 }
 
@@ -560,8 +555,7 @@ fn wrong_signature_and_stale_nonce_fails_with_invalid_signature() {
         ..s.voucher(1, 1, 0)
     };
     let err = refuse_sv(&s, &mut state, signed_by(sv, &s.stranger.key));
-    assert!(matches!(err, ActorError::InvalidSignature(_)), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::InvalidSignature(_)), 16);
 }
 
 #[test]
@@ -571,8 +565,7 @@ fn voucher_for_an_unknown_channel_address_is_refused_with_exit_16() {
     let unknown = Address::new_actor(b"no such channel");
     let sv = SignedVoucher { channel_addr: unknown, ..s.voucher(0, 1, 10) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::UnresolvableChannel(a) if a == unknown), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::UnresolvableChannel(a) if a == unknown), 16);
 }
 
 #[test]
@@ -591,8 +584,7 @@ fn voucher_for_another_channel_is_refused_with_exit_16() {
                 receiver: Address::new_id(CHANNEL_ID)
             }
         );
-        assert!(matches!(err, ActorError::WrongChannel { .. }));
-        assert_exit(&err, 16);
+        assert_refused(&err, matches!(err, ActorError::WrongChannel { .. }), 16);
     }
 }
 
@@ -606,8 +598,7 @@ fn wrong_channel_is_reported_before_time_locks() {
         ..s.voucher(0, 1, 10)
     };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::WrongChannel { .. }), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::WrongChannel { .. }), 16);
 }
 
 #[test]
@@ -619,8 +610,7 @@ fn voucher_before_time_lock_min_is_refused_with_exit_16() {
     let sv = SignedVoucher { time_lock_min: 50, time_lock_max: 10, ..s.voucher(0, 1, 10) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
     assert_eq!(err, ActorError::TimeLockMinNotReached { epoch: 49, time_lock_min: 50 });
-    assert!(matches!(err, ActorError::TimeLockMinNotReached { .. }));
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::TimeLockMinNotReached { .. }), 16);
 }
 
 #[test]
@@ -631,8 +621,7 @@ fn expired_voucher_is_refused_with_exit_16() {
     let sv = SignedVoucher { time_lock_max: 60, ..s.voucher(0, 1, 10) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
     assert_eq!(err, ActorError::TimeLockMaxPassed { epoch: 61, time_lock_max: 60 });
-    assert!(matches!(err, ActorError::TimeLockMaxPassed { .. }));
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::TimeLockMaxPassed { .. }), 16);
 }
 
 #[test]
@@ -646,8 +635,7 @@ fn time_locks_are_checked_before_the_amount() {
         ..s.voucher(0, 1, 0)
     };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::TimeLockMaxPassed { .. }), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::TimeLockMaxPassed { .. }), 16);
 }
 
 #[test]
@@ -661,8 +649,11 @@ fn negative_amount_is_refused_with_exit_16() {
         ..s.voucher(0, 1, 0)
     };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(&err, ActorError::NegativeAmount(a) if *a == TokenAmount::from_atto(-1)));
-    assert_exit(&err, 16);
+    assert_refused(
+        &err,
+        matches!(&err, ActorError::NegativeAmount(a) if *a == TokenAmount::from_atto(-1)),
+        16,
+    );
 }
 
 #[test]
@@ -678,8 +669,7 @@ fn incorrect_secret_is_refused_with_exit_16_before_the_extra_call() {
     let sv = by_payer(&s, sv);
     for secret in [b"not the secret".to_vec(), Vec::new()] {
         let err = refuse(&s, &mut state, &UpdateChannelStateParams { sv: sv.clone(), secret });
-        assert!(matches!(err, ActorError::IncorrectSecret), "{err}");
-        assert_exit(&err, 16);
+        assert_refused(&err, matches!(err, ActorError::IncorrectSecret), 16);
     }
     assert!(s.env.extra_calls.borrow().is_empty(), "the extra call is not made");
 }
@@ -749,8 +739,7 @@ fn lane_above_max_lane_is_refused_with_exit_16() {
     let sv =
         SignedVoucher { merges: merges(&[(MAX_LANE + 1, 1)]), ..s.voucher(MAX_LANE + 1, 1, 1) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::LaneTooLarge(l) if l == MAX_LANE + 1), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::LaneTooLarge(l) if l == MAX_LANE + 1), 16);
 }
 
 #[test]
@@ -759,8 +748,7 @@ fn merge_of_a_lane_above_max_lane_is_refused_with_exit_16() {
     let mut state = two_lanes(&s);
     let sv = SignedVoucher { merges: merges(&[(1, 2), (u64::MAX, 1)]), ..s.voucher(0, 1, 40) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::LaneTooLarge(u64::MAX)), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::LaneTooLarge(u64::MAX)), 16);
 }
 
 #[test]
@@ -772,70 +760,51 @@ fn stale_nonce_on_an_existing_lane_is_refused_with_exit_16() {
         // Even for a higher amount.
         let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, nonce, 50)));
         assert_eq!(err, ActorError::StaleNonce { lane: 0, existing: 3, voucher: nonce });
-        assert!(matches!(err, ActorError::StaleNonce { .. }));
-        assert_exit(&err, 16);
+        assert_refused(&err, matches!(err, ActorError::StaleNonce { .. }), 16);
     }
 }
 
-#[test]
-fn stale_nonce_is_reported_before_merge_errors() {
-    let s = Setup::new(100);
-    let mut state = two_lanes(&s);
-    let sv = SignedVoucher { merges: merges(&[(1, 1), (9, 1)]), ..s.voucher(1, 1, 10) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::StaleNonce { lane: 1, .. }), "{err}");
-    assert_exit(&err, 16);
-}
+/// One voucher with merges, redeemed on [`two_lanes`]: what it shows, its merges, its
+/// `(lane, nonce, amount)`, and the check on the refusal (which always has exit 16).
+type MergeCase = (&'static str, &'static [(u64, u64)], (u64, u64, u64), fn(&ActorError) -> bool);
 
 #[test]
-fn merge_into_own_lane_is_refused_with_exit_16() {
-    let s = Setup::new(100);
-    let mut state = two_lanes(&s);
-    let sv = SignedVoucher { merges: merges(&[(1, 9)]), ..s.voucher(1, 2, 10) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeIntoOwnLane(1)), "{err}");
-    assert_exit(&err, 16);
-}
-
-#[test]
-fn merge_of_a_lane_never_redeemed_is_refused() {
-    let s = Setup::new(100);
-    let mut state = two_lanes(&s);
-    let sv = SignedVoucher { merges: merges(&[(7, 1)]), ..s.voucher(0, 1, 40) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeLaneMissing(7)), "{err}");
-    assert_exit(&err, 16);
-}
-
-#[test]
-fn merge_with_a_stale_nonce_is_refused_with_exit_16() {
-    let s = Setup::new(100);
-    let mut state = two_lanes(&s);
-    let sv = SignedVoucher { merges: merges(&[(2, 1)]), ..s.voucher(0, 1, 40) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert_eq!(err, ActorError::MergeStaleNonce { lane: 2, existing: 1, merge: 1 });
-    assert!(matches!(err, ActorError::MergeStaleNonce { .. }));
-    assert_exit(&err, 16);
-}
-
-#[test]
-fn merges_are_checked_in_the_order_the_voucher_lists_them() {
-    let s = Setup::new(100);
-    let mut state = two_lanes(&s);
-    let sv = SignedVoucher { merges: merges(&[(0, 1), (7, 1)]), ..s.voucher(0, 1, 40) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeIntoOwnLane(0)), "{err}");
-    assert_exit(&err, 16);
-
-    let sv = SignedVoucher { merges: merges(&[(7, 1), (0, 1)]), ..s.voucher(0, 1, 40) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeLaneMissing(7)), "{err}");
-    assert_exit(&err, 16);
-
-    let sv = SignedVoucher { merges: merges(&[(2, 1), (7, 1)]), ..s.voucher(0, 1, 40) };
-    let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeStaleNonce { lane: 2, .. }), "{err}");
-    assert_exit(&err, 16);
+fn merge_refusals_exit_16_and_run_in_order() {
+    let cases: [MergeCase; 7] = [
+        ("a stale nonce is reported before merge errors", &[(1, 1), (9, 1)], (1, 1, 10), |err| {
+            matches!(err, ActorError::StaleNonce { lane: 1, .. })
+        }),
+        ("a merge into the voucher's own lane is refused", &[(1, 9)], (1, 2, 10), |err| {
+            matches!(err, ActorError::MergeIntoOwnLane(1))
+        }),
+        ("a merge of a lane never redeemed is refused", &[(7, 1)], (0, 1, 40), |err| {
+            matches!(err, ActorError::MergeLaneMissing(7))
+        }),
+        ("a merge with a stale nonce is refused", &[(2, 1)], (0, 1, 40), |err| {
+            *err == ActorError::MergeStaleNonce { lane: 2, existing: 1, merge: 1 }
+                && matches!(err, ActorError::MergeStaleNonce { .. })
+        }),
+        (
+            "merges run in order: own lane before a missing one",
+            &[(0, 1), (7, 1)],
+            (0, 1, 40),
+            |err| matches!(err, ActorError::MergeIntoOwnLane(0)),
+        ),
+        ("merges run in order: missing before own lane", &[(7, 1), (0, 1)], (0, 1, 40), |err| {
+            matches!(err, ActorError::MergeLaneMissing(7))
+        }),
+        ("merges run in order: stale nonce before missing", &[(2, 1), (7, 1)], (0, 1, 40), |err| {
+            matches!(err, ActorError::MergeStaleNonce { lane: 2, .. })
+        }),
+    ];
+    for (shows, pairs, (lane, nonce, amount), check) in cases {
+        let s = Setup::new(100);
+        let mut state = two_lanes(&s);
+        let sv = SignedVoucher { merges: merges(pairs), ..s.voucher(lane, nonce, amount) };
+        let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
+        assert!(check(&err), "{shows}: {err}");
+        assert_exit(&err, 16);
+    }
 }
 
 #[test]
@@ -846,8 +815,7 @@ fn repeating_a_merge_nonce_within_one_voucher_is_refused_and_changes_nothing() {
     let sv = SignedVoucher { merges: merges(&[(1, 5), (1, 5)]), ..s.voucher(2, 2, 50) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
     assert_eq!(err, ActorError::MergeStaleNonce { lane: 1, existing: 5, merge: 5 });
-    assert!(matches!(err, ActorError::MergeStaleNonce { .. }));
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::MergeStaleNonce { .. }), 16);
     assert_eq!(state.lanes[&1], lane(10, 1), "the first merge was not committed");
 }
 
@@ -858,8 +826,7 @@ fn a_failed_later_merge_leaves_the_earlier_merged_lane_untouched() {
     let before = state.clone();
     let sv = SignedVoucher { merges: merges(&[(1, 5), (2, 6), (8, 1)]), ..s.voucher(0, 1, 40) };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::MergeLaneMissing(8)), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::MergeLaneMissing(8)), 16);
     assert_eq!(state, before);
     assert!(!state.lanes.contains_key(&0));
 }
@@ -875,8 +842,7 @@ fn a_voucher_that_would_make_to_send_negative_is_refused_with_exit_16() {
         ..s.voucher(0, 1, 0)
     };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
-    assert!(matches!(err, ActorError::NegativeToSend), "{err}");
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::NegativeToSend), 16);
     assert_eq!(state.lanes[&2], lane(20, 1));
     assert_eq!(state.min_settle_height, 0);
 }
@@ -887,8 +853,7 @@ fn a_voucher_above_the_balance_is_refused_with_exit_16() {
     let mut state = s.channel();
     let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 1, 101)));
     assert_eq!(err, ActorError::InsufficientFunds { to_send: atto(101), balance: atto(100) });
-    assert!(matches!(err, ActorError::InsufficientFunds { .. }));
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::InsufficientFunds { .. }), 16);
 }
 
 #[test]
@@ -905,8 +870,7 @@ fn insufficient_funds_after_successful_merges_changes_nothing() {
     };
     let err = refuse_sv(&s, &mut state, by_payer(&s, sv));
     assert_eq!(err, ActorError::InsufficientFunds { to_send: atto(130), balance: atto(100) });
-    assert!(matches!(err, ActorError::InsufficientFunds { .. }));
-    assert_exit(&err, 16);
+    assert_refused(&err, matches!(err, ActorError::InsufficientFunds { .. }), 16);
     assert_eq!(state, state_before);
     assert_eq!(state.lanes[&1].nonce, 1);
     assert_eq!(state.min_settle_height, 0);
@@ -951,8 +915,11 @@ fn settle_by_a_stranger_is_forbidden_with_exit_18() {
     let mut state = s.channel();
     let before = state.clone();
     let err = settle(&mut state, &s.env).unwrap_err();
-    assert!(matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id));
-    assert_exit(&err, 18);
+    assert_refused(
+        &err,
+        matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id),
+        18,
+    );
     assert_eq!(state, before);
 }
 
@@ -964,8 +931,7 @@ fn second_settle_is_refused_with_exit_20() {
     s.env.call.epoch = 500;
     s.env.call.caller = s.payer.id;
     let err = settle(&mut state, &s.env).unwrap_err();
-    assert!(matches!(err, ActorError::AlreadySettling), "{err}");
-    assert_exit(&err, 20);
+    assert_refused(&err, matches!(err, ActorError::AlreadySettling), 20);
     assert_eq!(state, before, "settling_at is not moved");
 }
 
@@ -975,8 +941,7 @@ fn settle_checks_the_caller_before_already_settling() {
     let mut state = settling(&s);
     s.env.call.caller = s.stranger.id;
     let err = settle(&mut state, &s.env).unwrap_err();
-    assert!(matches!(err, ActorError::CallerNotParty { .. }), "{err}");
-    assert_exit(&err, 18);
+    assert_refused(&err, matches!(err, ActorError::CallerNotParty { .. }), 18);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1012,8 +977,7 @@ fn collect_before_settle_is_forbidden_with_exit_18() {
     let state = two_lanes(&s);
     let err = collect(&state, &s.env).unwrap_err();
     assert_eq!(err, ActorError::NotSettled { epoch: 1_000_000, settling_at: 0 });
-    assert!(matches!(err, ActorError::NotSettled { .. }));
-    assert_exit(&err, 18);
+    assert_refused(&err, matches!(err, ActorError::NotSettled { .. }), 18);
 }
 
 #[test]
@@ -1026,8 +990,7 @@ fn collect_before_settling_at_is_forbidden_with_exit_18() {
         err,
         ActorError::NotSettled { epoch: state.settling_at - 1, settling_at: state.settling_at }
     );
-    assert!(matches!(err, ActorError::NotSettled { .. }));
-    assert_exit(&err, 18);
+    assert_refused(&err, matches!(err, ActorError::NotSettled { .. }), 18);
 }
 
 #[test]
@@ -1037,8 +1000,11 @@ fn collect_by_a_stranger_is_forbidden_with_exit_18() {
     s.env.call.epoch = state.settling_at;
     s.env.call.caller = s.stranger.id;
     let err = collect(&state, &s.env).unwrap_err();
-    assert!(matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id));
-    assert_exit(&err, 18);
+    assert_refused(
+        &err,
+        matches!(err, ActorError::CallerNotParty { caller } if caller == s.stranger.id),
+        18,
+    );
 }
 
 #[test]
@@ -1062,8 +1028,7 @@ fn collect_with_a_negative_to_send_pays_nothing_and_fails_with_exit_24() {
     s.env.call.epoch = state.settling_at;
     state.to_send = TokenAmount::from_atto(-1);
     let err = collect(&state, &s.env).unwrap_err();
-    assert!(matches!(err, ActorError::CollectUnpayable { .. }), "{err}");
-    assert_exit(&err, 24);
+    assert_refused(&err, matches!(err, ActorError::CollectUnpayable { .. }), 24);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1095,8 +1060,7 @@ fn a_channel_lives_from_construction_to_collection() {
 
     s.env.call.epoch = 20 + SETTLE_DELAY;
     let err = refuse_sv(&s, &mut state, by_payer(&s, s.voucher(0, 4, 500)));
-    assert!(matches!(err, ActorError::UpdateAfterSettled { .. }), "{err}");
-    assert_exit(&err, 32);
+    assert_refused(&err, matches!(err, ActorError::UpdateAfterSettled { .. }), 32);
 
     assert_eq!(collect(&state, &s.env).unwrap(), Payout { to: atto(400), from: atto(600) });
 }

@@ -78,6 +78,15 @@ impl World {
         assert_eq!(self.chain_nonces().await, nonces, "{what}: a message was sent");
     }
 
+    /// [`World::refuses`] where the refusal must be an invalid amount.
+    async fn refuses_amount<T: std::fmt::Debug, E: Refusal>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, E>>,
+    ) {
+        self.refuses(what, call, invalid_amount).await;
+    }
+
     /// A voucher on `channel` signed by the payer.
     fn payer_voucher(
         &self,
@@ -400,53 +409,38 @@ async fn non_positive_amounts_and_over_releases_are_refused() {
     let nobody = stranger_address();
 
     for (label, amount) in [("zero", atto(0)), ("negative", negative())] {
-        w.refuses(
+        w.refuses_amount(
             &format!("create with a {label} amount"),
             m.create(from, nobody, amount.clone(), atto(0)),
-            invalid_amount,
         )
         .await;
-        w.refuses(
+        w.refuses_amount(
             &format!("get with a {label} amount"),
             m.get(from, nobody, amount.clone()),
-            invalid_amount,
         )
         .await;
-        w.refuses(
+        w.refuses_amount(
             &format!("add_funds of a {label} amount"),
             m.add_funds(&w.a, amount.clone()),
-            invalid_amount,
         )
         .await;
-        w.refuses(
-            &format!("fund with a {label} amount"),
-            m.fund(from, to, amount.clone()),
-            invalid_amount,
-        )
-        .await;
-        w.refuses(
+        w.refuses_amount(&format!("fund with a {label} amount"), m.fund(from, to, amount.clone()))
+            .await;
+        w.refuses_amount(
             &format!("reserve a {label} amount"),
             m.reserve_funds(&w.a, amount.clone()),
-            invalid_amount,
         )
         .await;
-        w.refuses(
-            &format!("release a {label} amount"),
-            m.release_funds(&w.a, amount),
-            invalid_amount,
-        )
-        .await;
+        w.refuses_amount(&format!("release a {label} amount"), m.release_funds(&w.a, amount)).await;
     }
-    w.refuses(
+    w.refuses_amount(
         "create reserving more than its amount",
         m.create(from, nobody, atto(5), atto(6)),
-        invalid_amount,
     )
     .await;
-    w.refuses(
+    w.refuses_amount(
         "create reserving a negative amount",
         m.create(from, nobody, atto(5), negative()),
-        invalid_amount,
     )
     .await;
     w.refuses("create from a key the wallet lacks", m.create(nobody, to, atto(5), atto(0)), |e| {

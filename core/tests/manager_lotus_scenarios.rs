@@ -42,6 +42,19 @@ fn add_funds_messages(node: &Node) -> Vec<(cid::Cid, TokenAmount)> {
         .collect()
 }
 
+/// `net` with a channel holding `balance` from a payer (10 FIL) to a payee (none).
+async fn with_channel(net: Net, balance: TokenAmount) -> (Net, Node, Node, Address) {
+    let (payer, payee, ch) = net.channel(10, 0, balance).await;
+    (net, payer, payee, ch)
+}
+
+/// Reserves the whole balance of `ch` (100, no message), then 50 more: returns the
+/// add-funds message that second reservation sends.
+async fn reserve_past_the_balance(payer: &Node, ch: &Address) -> cid::Cid {
+    assert_eq!(payer.m().reserve_funds(ch, atto(100)).await.unwrap(), None);
+    payer.m().reserve_funds(ch, atto(50)).await.unwrap().expect("an add-funds message")
+}
+
 // ----- voucher_check_valid ---------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy)]
@@ -201,8 +214,7 @@ async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_check_valid_on_a_channel_it_has_not_seen_is_an_unknown_channel() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 0, atto(10)).await;
+    let (_net, payer, payee, ch) = with_channel(Net::new(), atto(10)).await;
     let voucher = payer.sign(SignedVoucher::new(ch, 0, 1, atto(5)));
 
     let result = payee.m().voucher_check_valid(&ch, &voucher).await;
@@ -216,8 +228,7 @@ async fn payee_check_valid_on_a_channel_it_has_not_seen_is_an_unknown_channel() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vouchers_are_created_up_to_the_balance_and_one_atto_more_is_a_shortfall_of_one() {
-    let net = Net::new();
-    let (payer, _payee, ch) = net.channel(10, 0, atto(10)).await;
+    let (_net, payer, _payee, ch) = with_channel(Net::new(), atto(10)).await;
 
     let first = payer.m().voucher_create(&ch, atto(4), 0).await.unwrap();
     assert_eq!(first.shortfall, atto(0));
@@ -244,8 +255,7 @@ async fn vouchers_are_created_up_to_the_balance_and_one_atto_more_is_a_shortfall
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_covered() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 0, atto(100)).await;
+    let (_net, payer, payee, ch) = with_channel(Net::new(), atto(100)).await;
     let create = |amount: u64| {
         let m = payer.m().clone();
         async move { m.voucher_create(&ch, atto(amount), 0).await.unwrap().voucher.unwrap() }
@@ -300,8 +310,7 @@ async fn payee_adds_vouchers_with_a_min_delta_idempotently_and_calls_older_ones_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_lane_follows_the_highest_lane_used_on_either_side() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 0, atto(100)).await;
+    let (_net, payer, payee, ch) = with_channel(Net::new(), atto(100)).await;
 
     assert_eq!(payer.m().status(&ch).await.unwrap().next_lane, 0);
     assert_eq!(payer.m().allocate_lane(&ch).await.unwrap(), 0);
@@ -327,8 +336,7 @@ async fn next_lane_follows_the_highest_lane_used_on_either_side() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leased_lanes_are_reused_lowest_first_and_continue_their_cumulative_amount() {
-    let net = Net::new();
-    let (payer, _payee, ch) = net.channel(10, 0, atto(1000)).await;
+    let (_net, payer, _payee, ch) = with_channel(Net::new(), atto(1000)).await;
     let m = payer.m();
 
     assert_eq!(m.lease_lane(&ch).await.unwrap(), 0);
@@ -421,12 +429,8 @@ async fn best_spendable_shrinks_as_vouchers_are_submitted_and_a_resubmission_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reservations_queued_behind_an_add_funds_share_one_coalesced_message() {
-    let net = Net::manual();
-    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
-
-    assert_eq!(payer.m().reserve_funds(&ch, atto(100)).await.unwrap(), None);
-    let first =
-        payer.m().reserve_funds(&ch, atto(50)).await.unwrap().expect("an add-funds message");
+    let (net, payer, _payee, ch) = with_channel(Net::manual(), atto(100)).await;
+    let first = reserve_past_the_balance(&payer, &ch).await;
     let status = payer.m().status(&ch).await.unwrap();
     assert_eq!(status.pending_message, Some(first));
     assert_eq!(status.pending, atto(50));
@@ -500,11 +504,8 @@ async fn funding_a_channel_being_created_adds_funds_without_touching_reservation
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reservations_queued_behind_a_refused_add_funds_are_told_it_failed() {
-    let net = Net::manual();
-    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
-    assert_eq!(payer.m().reserve_funds(&ch, atto(100)).await.unwrap(), None);
-    let first =
-        payer.m().reserve_funds(&ch, atto(50)).await.unwrap().expect("an add-funds message");
+    let (net, payer, _payee, ch) = with_channel(Net::manual(), atto(100)).await;
+    let first = reserve_past_the_balance(&payer, &ch).await;
 
     // Queued behind the first: more than the payer's whole wallet, so the message that would
     // carry it is refused by the pool.
@@ -534,8 +535,7 @@ async fn reservations_queued_behind_a_refused_add_funds_are_told_it_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_fails_on_chain_or_is_refused_leaves_the_next_create_working() {
-    let net = Net::new();
-    let (payer, _payee, _first) = net.channel(10, 0, atto(100)).await;
+    let (net, payer, _payee, _first) = with_channel(Net::new(), atto(100)).await;
 
     // A channel whose payee is an actor address no actor has: the constructor's send to
     // create it fails, and it exits with 23.
@@ -601,8 +601,7 @@ async fn a_create_mined_while_the_node_is_down_is_found_again_on_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_add_funds_mined_while_the_node_is_down_is_found_again_on_restart() {
-    let net = Net::manual();
-    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
+    let (net, payer, _payee, ch) = with_channel(Net::manual(), atto(100)).await;
 
     let cid = payer.m().add_funds(&ch, atto(25)).await.unwrap();
     assert_eq!(payer.m().status(&ch).await.unwrap().pending, atto(25));
@@ -784,8 +783,7 @@ async fn auto_top_up_refills_a_channel_spent_below_low_water_and_small_reservati
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_flows_on_one_channel_never_over_allocate() {
-    let net = Net::new();
-    let (payer, _payee, ch) = net.channel(10, 0, atto(5_000)).await;
+    let (net, payer, _payee, ch) = with_channel(Net::new(), atto(5_000)).await;
 
     // Each flow pays on its own lane, three rounds of: reserve 30, pay 20 more, release 10.
     // Together they want more than the channel holds, so some reservations add funds.
@@ -859,8 +857,7 @@ async fn a_hundred_concurrent_flows_on_one_channel_never_over_allocate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reservation_queued_on_a_channel_that_starts_settling_is_refused_not_left_waiting() {
-    let net = Net::manual();
-    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
+    let (net, payer, _payee, ch) = with_channel(Net::manual(), atto(100)).await;
 
     assert_eq!(payer.m().reserve_funds(&ch, atto(100)).await.unwrap(), None);
     let first = payer.m().reserve_funds(&ch, atto(50)).await.unwrap().unwrap();
@@ -883,8 +880,7 @@ async fn a_reservation_queued_on_a_channel_that_starts_settling_is_refused_not_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_vouchers_on_a_new_inbound_channel_learn_it_once() {
-    let net = Net::new();
-    let (payer, payee, ch) = net.channel(10, 0, atto(1000)).await;
+    let (_net, payer, payee, ch) = with_channel(Net::new(), atto(1000)).await;
     let mut vouchers = Vec::new();
     for lane in 0..8u64 {
         vouchers.push(payer.create_voucher(&ch, atto(10 + lane), lane).await);

@@ -855,37 +855,46 @@ async fn play_honest(steps: Vec<Honest>, redeem: bool) {
     }
 }
 
+/// A history drawn from `history`, and whether the payee redeems at the end (a quarter of
+/// the time).
+fn then_redeem<T: fmt::Debug>(
+    history: impl Strategy<Value = T>,
+) -> impl Strategy<Value = (T, bool)> {
+    (history, prop::bool::weighted(0.25))
+}
+
+/// One to eleven hostile steps drawn from `step`, and whether the payee redeems at the end.
+fn hostile(step: impl Strategy<Value = Step>) -> impl Strategy<Value = (Vec<Step>, bool)> {
+    then_redeem(vec(step, 1..12))
+}
+
 proptest! {
     #![proptest_config(config())]
 
     #[test]
     fn hostile_payers_are_never_credited_more_than_the_chain_pays(
-        steps in vec(step(), 1..12),
-        redeem in prop::bool::weighted(0.25),
+        (steps, redeem) in hostile(step()),
     ) {
         runtime().block_on(play_hostile(steps, redeem, false));
     }
 
     #[test]
     fn hostile_payers_of_plain_vouchers_are_never_credited_more_than_the_chain_pays(
-        steps in vec(plain_step(), 1..12),
-        redeem in prop::bool::weighted(0.25),
+        (steps, redeem) in hostile(plain_step()),
     ) {
         runtime().block_on(play_hostile(steps, redeem, false));
     }
 
     #[test]
     fn the_promise_can_be_kept_under_the_same_attacks_by_a_payee_crediting_the_oracle(
-        steps in vec(step(), 1..12),
-        redeem in prop::bool::weighted(0.25),
+        (steps, redeem) in hostile(step()),
     ) {
         runtime().block_on(play_hostile(steps, redeem, true));
     }
 
     #[test]
     fn honest_payers_are_credited_exactly_what_the_chain_pays(
-        steps in honest_history(),
-        redeem in prop::bool::weighted(0.25),
+        (steps, redeem) in then_redeem(honest_history()),
     ) {
         runtime().block_on(play_honest(steps, redeem));
     }

@@ -19,10 +19,11 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use paych_core::jsonrpc::error_code;
 use paych_core::types::Network;
+use paych_fuzz::on_a_manual_net;
 use paych_node::rpc::auth::{self, Permission};
 use paych_node::rpc::server::{serve_api, ApiServer};
 use paych_testkit::amounts::atto;
-use paych_testkit::devnet::{runtime, Net, Node};
+use paych_testkit::devnet::{Net, Node};
 use serde_json::Value;
 
 const SECRET: [u8; auth::SECRET_LEN] = [42; auth::SECRET_LEN];
@@ -41,9 +42,7 @@ static WORLD: OnceLock<World> = OnceLock::new();
 
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
-        let runtime = runtime();
-        let (net, payer, payee, server) = runtime.block_on(async {
-            let net = Net::manual();
+        let (runtime, (net, payer, payee, server)) = on_a_manual_net(|net| async move {
             let (payer, payee, _) = net.channel(10, 10, atto(1000)).await;
             payer.m().shutdown().await.expect("payer shutdown");
             let server = serve_api(

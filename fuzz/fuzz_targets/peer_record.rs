@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use paych_fuzz::check_round_trip;
+use paych_fuzz::check_cbor;
 use paych_protocol::{Announce, SignedPeerRecord};
 
 fn check_verified(record: &SignedPeerRecord) {
@@ -20,18 +20,10 @@ fn check_verified(record: &SignedPeerRecord) {
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, cbor)) = data.split_first() else { return };
     if kind % 2 == 0 {
-        let record = check_round_trip(
-            "signed peer record",
-            cbor,
-            SignedPeerRecord::from_cbor,
-            SignedPeerRecord::to_cbor,
-        );
-        if let Some(record) = record {
+        if let Some(record) = check_cbor!("signed peer record", cbor, SignedPeerRecord) {
             check_verified(&record);
         }
-    } else if let Some(announce) =
-        check_round_trip("announce", cbor, Announce::from_cbor, Announce::to_cbor)
-    {
+    } else if let Some(announce) = check_cbor!("announce", cbor, Announce) {
         check_verified(&announce.peer_record);
     }
 });

@@ -37,8 +37,9 @@ use paych_core::types::{
     TokenAmount,
 };
 use paych_core::wallet::Wallet;
+use paych_fuzz::on_a_manual_net;
 use paych_testkit::amounts::atto;
-use paych_testkit::devnet::{runtime, test_config, Net, Node};
+use paych_testkit::devnet::{test_config, Net, Node};
 
 /// The most vouchers one input feeds.
 const MAX_VOUCHERS: usize = 8;
@@ -69,9 +70,7 @@ static WORLD: OnceLock<World> = OnceLock::new();
 
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
-        let runtime = runtime();
-        let (net, payer, payee, channels) = runtime.block_on(async {
-            let net = Net::manual();
+        let (runtime, (net, payer, payee, channels)) = on_a_manual_net(|net| async move {
             let (payer, payee) = net.pair(10, 10).await;
             let mut robust = Vec::new();
             for (from, to, amount) in

@@ -6,6 +6,7 @@
 //! something else once re-encoded, or that the node would refuse to send.
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::io;
 
 use futures::io::Cursor;
@@ -13,6 +14,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use libp2p::request_response::Codec as _;
 use libp2p::StreamProtocol;
 use paych_protocol::codec::{exceeds_item_budget, Codec, CodecError, WireMessage};
+use paych_testkit::devnet::{runtime, Net};
 use sha2::Sha256;
 
 /// The protocol name handed to the codec (the codec does not look at it).
@@ -96,4 +98,23 @@ pub fn hs256(secret: &[u8], input: &[u8]) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key");
     mac.update(input);
     mac.finalize().into_bytes().to_vec()
+}
+
+/// The start of a stateful target's world, built once: a runtime, and what `setup` builds
+/// on it from a devnet that mines only when told to (so the head stays put while fuzzing).
+pub fn on_a_manual_net<T, F: Future<Output = T>>(
+    setup: impl FnOnce(Net) -> F,
+) -> (tokio::runtime::Runtime, T) {
+    let runtime = runtime();
+    let built = runtime.block_on(setup(Net::manual()));
+    (runtime, built)
+}
+
+/// [`check_round_trip`] of `$input` through a type's own CBOR codec (`$t::from_cbor`,
+/// `$t::to_cbor`): the decoded value, if `$input` decodes.
+#[macro_export]
+macro_rules! check_cbor {
+    ($what:expr, $input:expr, $t:ty) => {
+        $crate::check_round_trip($what, $input, <$t>::from_cbor, <$t>::to_cbor)
+    };
 }

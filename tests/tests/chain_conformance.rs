@@ -21,6 +21,27 @@ use paych_testkit::amounts::fil;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// What a test message says: who sends what to whom (the nonce and gas are filled in).
+struct Msg {
+    from: Address,
+    to: Address,
+    value: TokenAmount,
+    method: u64,
+    params: Vec<u8>,
+}
+
+impl Msg {
+    /// A plain transfer of `value`.
+    fn transfer(from: Address, to: Address, value: TokenAmount) -> Self {
+        Msg { from, to, value, method: METHOD_SEND, params: Vec::new() }
+    }
+
+    /// A call of `method` with no value and no parameters.
+    fn call(from: Address, to: Address, method: u64) -> Self {
+        Msg { from, to, value: TokenAmount::default(), method, params: Vec::new() }
+    }
+}
+
 /// The chain under test, and a way to mine and fund on the devnet behind it.
 struct Harness {
     chain: Arc<dyn Chain>,
@@ -42,30 +63,17 @@ impl Harness {
         self.chain.wait(&cid, 0, WAIT).await.unwrap()
     }
 
-    /// A message from `from` with its next nonce and estimated gas, signed by the wallet.
-    async fn sign(
-        &self,
-        from: Address,
-        to: Address,
-        value: TokenAmount,
-        method: u64,
-        params: Vec<u8>,
-    ) -> SignedMessage {
-        let message = Message::new(from, to, 0, value, method, params);
+    /// `msg` from its sender with its next nonce and estimated gas, signed by the wallet.
+    async fn sign(&self, msg: Msg) -> SignedMessage {
+        let message = Message::new(msg.from, msg.to, 0, msg.value, msg.method, msg.params);
         let signed = prepare_message(self.chain.as_ref(), &self.wallet, message).await.unwrap();
         assert!(signed.message.gas_limit > 0 && signed.message.gas_fee_cap.is_positive());
         signed
     }
 
-    async fn send(
-        &self,
-        from: Address,
-        to: Address,
-        value: TokenAmount,
-        method: u64,
-        params: Vec<u8>,
-    ) -> MessageLookup {
-        let signed = self.sign(from, to, value, method, params).await;
+    /// Signs and pushes `msg`, then mines it: returns its lookup.
+    async fn send(&self, msg: Msg) -> MessageLookup {
+        let signed = self.sign(msg).await;
         let cid = self.chain.push(&signed).await.unwrap();
         assert_eq!(cid, signed.cid().unwrap());
         self.land(cid).await
@@ -104,7 +112,15 @@ impl Harness {
             fvm_ipld_encoding::to_vec(&ExecParams { code_cid: code, constructor_params: ctor })
                 .unwrap();
         let init = Address::new_id(INIT_ACTOR_ID);
-        let created = self.send(payer, init, amount, INIT_EXEC_METHOD, exec).await;
+        let created = self
+            .send(Msg {
+                from: payer,
+                to: init,
+                value: amount,
+                method: INIT_EXEC_METHOD,
+                params: exec,
+            })
+            .await;
         decode::decode::<ExecReturn>(&created.receipt.return_data).unwrap().robust_address
     }
 
@@ -116,14 +132,8 @@ impl Harness {
     ) -> MessageLookup {
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret: Vec::new() };
         let params = fvm_ipld_encoding::to_vec(&params).unwrap();
-        self.send(
-            caller,
-            channel,
-            TokenAmount::default(),
-            paych_method::UPDATE_CHANNEL_STATE,
-            params,
-        )
-        .await
+        let method = paych_method::UPDATE_CHANNEL_STATE;
+        self.send(Msg { params, ..Msg::call(caller, channel, method) }).await
     }
 }
 
@@ -194,7 +204,9 @@ async fn conformance(h: Harness) {
     let exec = fvm_ipld_encoding::to_vec(&ExecParams { code_cid: code, constructor_params: ctor })
         .unwrap();
     let burnt_before = h.balance(&burnt).await;
-    let created = h.send(payer, init, fil(10), INIT_EXEC_METHOD, exec).await;
+    let created = h
+        .send(Msg { from: payer, to: init, value: fil(10), method: INIT_EXEC_METHOD, params: exec })
+        .await;
     assert_eq!(exit(&created), 0);
     assert!(h.balance(&burnt).await > burnt_before, "gas is burnt");
     let ret: ExecReturn = decode::decode(&created.receipt.return_data).unwrap();
@@ -214,7 +226,7 @@ async fn conformance(h: Harness) {
     ledger.check(&h, "create").await;
 
     // Add funds with a plain send.
-    let added = h.send(payer, ch, fil(5), METHOD_SEND, Vec::new()).await;
+    let added = h.send(Msg::transfer(payer, ch, fil(5))).await;
     assert_eq!(exit(&added), 0);
     assert_eq!(h.balance(&ch).await, fil(15));
     ledger.check(&h, "add funds").await;
@@ -309,13 +321,13 @@ async fn conformance(h: Harness) {
     ledger.check(&h, "merges").await;
 
     // Collect before settling is forbidden; settle starts the delay.
-    let early = h.send(payee, ch, TokenAmount::default(), paych_method::COLLECT, Vec::new()).await;
+    let early = h.send(Msg::call(payee, ch, paych_method::COLLECT)).await;
     assert_eq!(exit(&early), 18);
-    let settled = h.send(payee, ch, TokenAmount::default(), paych_method::SETTLE, Vec::new()).await;
+    let settled = h.send(Msg::call(payee, ch, paych_method::SETTLE)).await;
     assert_eq!(exit(&settled), 0);
     let settling_at = chain.channel(&ch).await.unwrap().state.settling_at;
     assert_eq!(settling_at, settled.epoch + SETTLE_DELAY);
-    let again = h.send(payer, ch, TokenAmount::default(), paych_method::SETTLE, Vec::new()).await;
+    let again = h.send(Msg::call(payer, ch, paych_method::SETTLE)).await;
     assert_eq!(exit(&again), 20);
     // Vouchers are still accepted before settling_at.
     assert_eq!(exit(&h.redeem(payee, ch, &h.voucher(&payer, ch, 0, 3, fil(5))).await), 0);
@@ -329,8 +341,7 @@ async fn conformance(h: Harness) {
     assert!(late.epoch >= settling_at);
     assert_eq!(exit(&late), 32);
     let (payer_before, payee_before) = (h.balance(&payer).await, h.balance(&payee).await);
-    let collect =
-        h.sign(payer, ch, TokenAmount::default(), paych_method::COLLECT, Vec::new()).await;
+    let collect = h.sign(Msg::call(payer, ch, paych_method::COLLECT)).await;
     let cid = chain.push(&collect).await.unwrap();
     let collected = h.land(cid).await;
     assert_eq!(exit(&collected), 0);
@@ -348,7 +359,7 @@ async fn conformance(h: Harness) {
     // Wait and search.
     assert_eq!(chain.search(&cid).await.unwrap().map(|l| l.epoch), Some(collected.epoch));
     assert_eq!(chain.search(&Cid::default()).await.unwrap(), None);
-    let pending = h.sign(payer, payee, fil(1), METHOD_SEND, Vec::new()).await;
+    let pending = h.sign(Msg::transfer(payer, payee, fil(1))).await;
     let pending_cid = chain.push(&pending).await.unwrap();
     assert_eq!(chain.search(&pending_cid).await.unwrap(), None);
     assert!(matches!(
@@ -365,14 +376,14 @@ async fn conformance(h: Harness) {
     ledger.check(&h, "wait and search").await;
 
     // Bad messages are refused at push with a clear error and change nothing.
-    let mut forged = h.sign(payer, payee, fil(1), METHOD_SEND, Vec::new()).await;
+    let mut forged = h.sign(Msg::transfer(payer, payee, fil(1))).await;
     forged.signature = h.wallet.sign(&stranger, &forged.message.cid().unwrap().to_bytes()).unwrap();
     assert_rejected(chain.push(&forged).await, "signature");
-    let mut gap = h.sign(payer, payee, fil(1), METHOD_SEND, Vec::new()).await;
+    let mut gap = h.sign(Msg::transfer(payer, payee, fil(1))).await;
     gap.message.nonce += 5;
     gap.signature = h.wallet.sign(&payer, &gap.message.cid().unwrap().to_bytes()).unwrap();
     assert_rejected(chain.push(&gap).await, "nonce gap");
-    let broke = h.sign(stranger, payee, fil(1_000), METHOD_SEND, Vec::new()).await;
+    let broke = h.sign(Msg::transfer(stranger, payee, fil(1_000))).await;
     assert_rejected(chain.push(&broke).await, "insufficient balance");
     ledger.check(&h, "bad messages").await;
 
@@ -381,8 +392,7 @@ async fn conformance(h: Harness) {
     let nonce = chain.next_nonce(&payer).await.unwrap();
     let mut racing = Vec::new();
     for i in 0..8u64 {
-        let mut m =
-            h.sign(payer, payee, TokenAmount::from_atto(i + 1), METHOD_SEND, Vec::new()).await;
+        let mut m = h.sign(Msg::transfer(payer, payee, TokenAmount::from_atto(i + 1))).await;
         m.message.nonce = nonce;
         m.signature = h.wallet.sign(&payer, &m.message.cid().unwrap().to_bytes()).unwrap();
         let chain = chain.clone();
@@ -402,7 +412,7 @@ async fn conformance(h: Harness) {
         let (h, lock) = (h.clone(), nonce_lock.clone());
         tasks.push(tokio::spawn(async move {
             let _turn = lock.lock().await;
-            let m = h.sign(payer, payee, TokenAmount::from_atto(1), METHOD_SEND, Vec::new()).await;
+            let m = h.sign(Msg::transfer(payer, payee, TokenAmount::from_atto(1))).await;
             h.chain.push(&m).await.unwrap()
         }));
     }
@@ -419,8 +429,7 @@ async fn conformance(h: Harness) {
 
     // Dry runs change nothing.
     let before = h.balance(&payee).await;
-    let dry =
-        Message { nonce: 0, ..h.sign(payer, payee, fil(1), METHOD_SEND, Vec::new()).await.message };
+    let dry = Message { nonce: 0, ..h.sign(Msg::transfer(payer, payee, fil(1))).await.message };
     assert!(h.chain.call(&dry).await.unwrap().is_ok());
     assert_eq!(h.balance(&payee).await, before);
     let dry_redeem = Message { to: Address::new_id(12345), ..dry };
@@ -453,6 +462,15 @@ async fn serve(devnet: &Devnet) -> paych_node::rpc::devnet::RpcServer {
     paych_node::rpc::devnet::serve(devnet.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap()
 }
 
+/// [`serve`], and a `LotusChain` client of that server.
+async fn serve_lotus(
+    devnet: &Devnet,
+) -> (paych_node::rpc::devnet::RpcServer, paych_core::chain::lotus::LotusChain) {
+    let server = serve(devnet).await;
+    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&server.api_info()).unwrap();
+    (server, chain)
+}
+
 #[tokio::test]
 async fn devnet_in_process_conforms() {
     let devnet = devnet();
@@ -462,9 +480,7 @@ async fn devnet_in_process_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lotus_client_over_http_to_paych_devnet_conforms() {
     let devnet = devnet();
-    let server = serve(&devnet).await;
-    let api_info = server.api_info();
-    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
+    let (server, chain) = serve_lotus(&devnet).await;
     conformance(Harness::new(devnet, Arc::new(chain))).await;
     server.shutdown().await;
 }
@@ -529,9 +545,7 @@ async fn a_fresh_lotus_client_reads_a_channel_concurrently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lotus_client_keeps_address_resolutions() {
     let devnet = devnet();
-    let server = serve(&devnet).await;
-    let api_info = server.api_info();
-    let chain = paych_core::chain::lotus::LotusChain::from_api_info(&api_info).unwrap();
+    let (server, chain) = serve_lotus(&devnet).await;
     let h = Harness::new(devnet.clone(), Arc::new(devnet.clone()));
     let payer = h.wallet.new_key().unwrap();
     let later = h.wallet.new_key().unwrap();
@@ -702,7 +716,7 @@ async fn a_lotus_client_reads_a_channel_once_per_head() {
     }
     assert_eq!(proxy.count(), reads, "the channel was read again at the same head");
 
-    assert_eq!(exit(&h.send(payer, ch, fil(5), METHOD_SEND, Vec::new()).await), 0);
+    assert_eq!(exit(&h.send(Msg::transfer(payer, ch, fil(5))).await), 0);
     let (later, funded) = chain.channel_at_head(&ch).await.unwrap();
     assert!(later > epoch);
     assert_eq!(funded.balance, fil(15));
@@ -717,7 +731,7 @@ async fn a_lotus_client_reads_a_channel_once_per_head() {
 async fn a_lotus_client_reads_a_confirmed_balance_once_per_head() {
     let Proxied { devnet, server, proxy, chain, h, payer, ch, .. } =
         Proxied::with_channel(b"Filecoin.ChainGetTipSetByHeight").await;
-    let added = h.send(payer, ch, fil(5), METHOD_SEND, Vec::new()).await;
+    let added = h.send(Msg::transfer(payer, ch, fil(5))).await;
     assert_eq!(exit(&added), 0);
 
     let first = chain.channel_at_depth(&ch, 1).await.unwrap();
