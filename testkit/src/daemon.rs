@@ -96,17 +96,16 @@ pub fn api_of(repo: &Path) -> (String, String) {
     (rpc_url(&wait_for(&repo.join("api"))), wait_for(&repo.join("token")))
 }
 
-/// `http://127.0.0.1:PORT` from an API multiaddr `/ip4/127.0.0.1/tcp/PORT/http` (a
-/// daemon's `api` file, or a `FULLNODE_API_INFO` without its token).
-pub fn http_base(api: &str) -> String {
-    let parts: Vec<&str> = api.trim().trim_start_matches(':').split('/').collect();
-    assert_eq!(parts.len(), 6, "{api:?}");
-    assert_eq!((parts[1], parts[3], parts[5]), ("ip4", "tcp", "http"), "{api:?}");
-    format!("http://{}:{}", parts[2], parts[4])
+/// The JSON-RPC endpoint `http://127.0.0.1:PORT/rpc/v1` of an API multiaddr
+/// `/ip4/127.0.0.1/tcp/PORT/http` (a daemon's `api` file, or a `FULLNODE_API_INFO` without
+/// its token), read as the node's own client reads it.
+pub fn rpc_url(api: &str) -> String {
+    let api = api.trim().trim_start_matches(':');
+    paych_node::rpc::client::rpc_url(api).unwrap_or_else(|| panic!("not an API address: {api:?}"))
 }
 
-/// The JSON-RPC endpoint `http://127.0.0.1:PORT/rpc/v1` of an API multiaddr (see
-/// [`http_base`]).
-pub fn rpc_url(api: &str) -> String {
-    format!("{}/rpc/v1", http_base(api))
+/// `http://127.0.0.1:PORT` of an API multiaddr (see [`rpc_url`]).
+pub fn http_base(api: &str) -> String {
+    let url = rpc_url(api);
+    url.trim_end_matches("/rpc/v1").to_owned()
 }
