@@ -13,6 +13,8 @@
 //! - [`jsonrpc`]: the JSON-RPC 2.0 envelope (request, response, error object);
 //! - [`store`]: the [`store::Store`] trait the manager persists through, and its sled
 //!   implementation with group commit;
+//! - [`network`]: the networks paych runs on (mainnet, calibnet, its devnet) as presets —
+//!   address prefix, chain name, block time, confidence, settle delay — in one table;
 //! - [`manager`]: the [`manager::PaymentChannelManager`] — funds, lanes, vouchers, chain
 //!   messages, restart recovery and the settler;
 //! - [`combine`]: the rules of folding many vouchers into one combined voucher (what
@@ -28,6 +30,7 @@ pub mod crypto;
 pub mod jsonrpc;
 pub mod lotus_json;
 pub mod manager;
+pub mod network;
 pub mod redemption;
 pub mod store;
 pub mod types;

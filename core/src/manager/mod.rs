@@ -95,6 +95,26 @@ impl Default for ManagerConfig {
     }
 }
 
+impl ManagerConfig {
+    /// The defaults on `network`: its address prefix, its confidence, a settler that looks
+    /// at the chain once an epoch, and an intake that takes `min_settle_height` up to the
+    /// actor's settle delay ahead (see [`crate::network::PRESETS`]).
+    pub fn for_network(network: crate::network::FilNetwork) -> Self {
+        let preset = network.preset();
+        let defaults = ManagerConfig::default();
+        ManagerConfig {
+            network: preset.address_network,
+            confidence: preset.confidence,
+            settler_interval: preset.block_time,
+            intake: crate::redemption::IntakePolicy {
+                max_settle_delay: preset.settle_delay,
+                ..defaults.intake.clone()
+            },
+            ..defaults
+        }
+    }
+}
+
 /// What `create` and `get` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelHandle {

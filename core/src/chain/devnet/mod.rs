@@ -56,7 +56,7 @@ impl Default for DevnetConfig {
             genesis: Vec::new(),
             faucet_balance: TokenAmount::from_whole(1_000_000_000),
             repo: None,
-            network_name: "paych-devnet".to_owned(),
+            network_name: crate::network::DEVNET_CHAIN_NAME.to_owned(),
         }
     }
 }
