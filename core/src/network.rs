@@ -107,7 +107,8 @@ pub const PRESETS: [NetworkPreset; 3] = [
 
 impl FilNetwork {
     /// Every network, in the table's order.
-    pub const ALL: [FilNetwork; 3] = [FilNetwork::Mainnet, FilNetwork::Calibnet, FilNetwork::Devnet];
+    pub const ALL: [FilNetwork; 3] =
+        [FilNetwork::Mainnet, FilNetwork::Calibnet, FilNetwork::Devnet];
 
     /// The network's preset.
     pub fn preset(self) -> &'static NetworkPreset {
@@ -140,6 +141,14 @@ impl fmt::Display for FilNetwork {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Makes every [`crate::types::Address`] printed with `Display` in this process carry
+/// `network`'s prefix: fvm_shared keeps that prefix in one process-wide setting (`f` unless
+/// set). For a process that runs one node (the `paych` binary); a library prints addresses
+/// with [`crate::types::format_address`] and the node's network instead.
+pub fn set_process_address_network(network: FilNetwork) {
+    fvm_shared::address::set_current_network(network.address_network());
 }
 
 /// A network name that is not `mainnet`, `calibnet` or `devnet`.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 pub use libp2p::Multiaddr;
 use paych_core::combine::ReconcilePolicy;
 use paych_core::manager::TopUpPolicy;
+use paych_core::network::FilNetwork;
 use paych_core::redemption::IntakePolicy;
 use paych_core::types::{format_address, Address, Network, TokenAmount};
 
@@ -26,13 +27,11 @@ use crate::retrieval::RetrievalProvider;
 /// The most `max_inbound_connections_per_ip` may be: every inbound connection slot.
 pub const MAX_INBOUND_CONNECTIONS_PER_IP: u32 =
     paych_protocol::behaviour::DEFAULT_MAX_ESTABLISHED_INCOMING;
-/// The network of a node's addresses unless its config or `--network` names another.
-pub const DEFAULT_NETWORK: Network = Network::Testnet;
+/// The network of a command that names none (`paych devnet`, `paych testnet`, `paych
+/// voucher decode`), and of a daemon on its embedded devnet.
+pub const DEFAULT_NETWORK: FilNetwork = FilNetwork::Devnet;
 /// The most epochs `landing_margin` and `max_settle_delay` may be (a year of 30 s epochs).
 pub const MAX_EPOCH_SETTING: i64 = 1_051_200;
-/// The confirmation depth used against a Lotus node when `confidence` is unset: Lotus's own
-/// message confidence.
-pub const LOTUS_CONFIDENCE: u64 = 5;
 
 /// Why `config.toml`'s text was refused (the caller names the file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,9 +79,12 @@ pub enum ConfigError {
 /// The repo's `config.toml` (see the module doc for the syntax).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoConfig {
-    /// `network` (`"mainnet"` or `"testnet"`): the network of the node's addresses — the
-    /// prefix they are written with (`f` or `t`) in the API and the logs.
-    pub network: Network,
+    /// `network` (`"mainnet"`, `"calibnet"` or `"devnet"`): the network the node runs on —
+    /// its address prefix (`f` or `t`) in the API, the logs and this file, the name its
+    /// chain must answer to `StateNetworkName`, and its chain constants
+    /// ([`paych_core::network::PRESETS`]). Unset: the devnet on the embedded chain, the
+    /// chain's own network against a Lotus node (refused if paych has no preset for it).
+    pub network: Option<FilNetwork>,
     /// `listen`: the libp2p listen multiaddr.
     pub listen: Multiaddr,
     /// `api`: the JSON-RPC listen address.
@@ -115,7 +117,8 @@ pub struct RepoConfig {
     pub retrieval_max_bytes: usize,
     /// `confidence`: epochs a message (an add-funds, say) must be buried under before it
     /// counts — for the node's own messages, and for the channel balance a payee credits
-    /// vouchers against. Unset: 0 on a paych devnet, [`LOTUS_CONFIDENCE`] on a Lotus node.
+    /// vouchers against. Unset: the network's (5 on mainnet and calibnet, as Lotus's
+    /// `MessageConfidence`; 0 on the devnet).
     pub confidence: Option<u64>,
     /// `accept_time_locks` (0 or 1): as a payee, take time-locked vouchers (counted for what
     /// they are sure to be worth, redeemed before their lock); refused by default, as Lotus.
@@ -124,8 +127,8 @@ pub struct RepoConfig {
     /// only if it can still be redeemed that long after the next epoch, before `settling_at`.
     pub landing_margin: i64,
     /// `max_settle_delay`: the furthest beyond the head (epochs) a voucher's
-    /// `min_settle_height` may lie.
-    pub max_settle_delay: i64,
+    /// `min_settle_height` may lie. Unset: the network's settle delay (1440 epochs).
+    pub max_settle_delay: Option<i64>,
     /// `peer.<address> = "<multiaddr>/p2p/<peer id>"`: where payee `<address>` listens.
     pub peers: BTreeMap<Address, Multiaddr>,
     /// `top_up_low` and `top_up_high` (attoFIL): when an outbound channel's available funds
@@ -141,7 +144,7 @@ impl Default for RepoConfig {
         let retrieval = RetrievalLimits::default();
         let intake = IntakePolicy::default();
         RepoConfig {
-            network: DEFAULT_NETWORK,
+            network: None,
             listen: "/ip4/0.0.0.0/tcp/24001".parse().unwrap_or_else(|_| Multiaddr::empty()),
             api: SocketAddr::from(([127, 0, 0, 1], 3456)),
             min_delta: TokenAmount::default(),
@@ -157,18 +160,10 @@ impl Default for RepoConfig {
             confidence: None,
             accept_time_locks: intake.accept_time_locks,
             landing_margin: intake.landing_margin,
-            max_settle_delay: intake.max_settle_delay,
+            max_settle_delay: None,
             peers: BTreeMap::new(),
             top_up: None,
         }
-    }
-}
-
-/// The name of `network` in `config.toml`.
-pub fn network_name(network: Network) -> &'static str {
-    match network {
-        Network::Mainnet => "mainnet",
-        Network::Testnet => "testnet",
     }
 }
 
@@ -177,8 +172,10 @@ impl RepoConfig {
     pub fn to_text(&self) -> String {
         format!(
             "# paych daemon configuration (a TOML subset: `key = \"string\"` or `key = number`)\n\
-             # The network of the node's addresses: \"mainnet\" (f…) or \"testnet\" (t…).\n\
-             network = \"{}\"\n\
+             # The network: \"mainnet\" (f… addresses), \"calibnet\" or \"devnet\" (t…). The\n\
+             # chain must answer its name to StateNetworkName (mainnet, calibrationnet,\n\
+             # paych-devnet). Unset: the devnet on the embedded chain, the chain's own network\n\
+             # against a Lotus node (see docs/networks.md).\n{}\
              # The libp2p listen multiaddr.\n\
              listen = \"{}\"\n\
              # The JSON-RPC API's listen address (keep it on loopback).\n\
@@ -208,16 +205,16 @@ impl RepoConfig {
              retrieval_max_bytes_in_flight_per_peer = {}\n\
              retrieval_max_bytes_in_flight = {}\n\
              # Epochs a message must be buried under before it counts (the node's own, and\n\
-             # the channel balance a payee credits against). Unset: 0 on a paych devnet,\n\
-             # {LOTUS_CONFIDENCE} on a Lotus node.\n{}\
+             # the channel balance a payee credits against). Unset: the network's, {} on\n\
+             # mainnet and calibnet (Lotus's MessageConfidence), 0 on the devnet.\n{}\
              # As a payee: take time-locked vouchers (1) or refuse them as Lotus does (0); the\n\
              # epochs left for a message to land before settling_at or a voucher's lock; the\n\
-             # furthest beyond the head a voucher's min_settle_height may lie.\n\
+             # furthest beyond the head a voucher's min_settle_height may lie (unset: the\n\
+             # network's settle delay, {} epochs).\n\
              accept_time_locks = {}\n\
-             landing_margin = {}\n\
-             max_settle_delay = {}\n\
+             landing_margin = {}\n{}\
              # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}",
-            network_name(self.network),
+            self.network.map(|n| format!("network = \"{n}\"\n")).unwrap_or_default(),
             self.listen,
             self.api,
             self.min_delta.atto(),
@@ -232,10 +229,14 @@ impl RepoConfig {
             self.reconcile_fee_per_message.atto(),
             self.retrieval_max_bytes_per_peer,
             self.retrieval_max_bytes,
+            FilNetwork::Mainnet.preset().confidence,
             self.confidence.map(|depth| format!("confidence = {depth}\n")).unwrap_or_default(),
+            FilNetwork::Mainnet.preset().settle_delay,
             u8::from(self.accept_time_locks),
             self.landing_margin,
-            self.max_settle_delay,
+            self.max_settle_delay
+                .map(|delay| format!("max_settle_delay = {delay}\n"))
+                .unwrap_or_default(),
             self.peers_text(),
         )
     }
@@ -256,7 +257,7 @@ impl RepoConfig {
     fn peers_text(&self) -> String {
         self.peers
             .iter()
-            .map(|(a, m)| format!("peer.{} = \"{m}\"\n", format_address(a, self.network)))
+            .map(|(a, m)| format!("peer.{} = \"{m}\"\n", format_address(a, self.address_network())))
             .collect()
     }
 
@@ -280,7 +281,7 @@ impl RepoConfig {
     /// Sets `key` to `value`; a top-up water mark goes to `water` until both are read.
     fn set(&mut self, key: &str, value: &str, water: &mut TopUpWater) -> Result<(), Refusal> {
         match key {
-            "network" => self.network = network_of(value)?,
+            "network" => self.network = Some(network_of(value)?),
             "listen" => self.listen = parsed(value, "is not a multiaddr")?,
             "api" => self.api = parsed(value, "is not an address (IP:PORT)")?,
             "min_delta" => self.min_delta = atto(value)?,
@@ -304,7 +305,7 @@ impl RepoConfig {
             "confidence" => self.confidence = Some(number(value)?),
             "accept_time_locks" => self.accept_time_locks = flag(value)?,
             "landing_margin" => self.landing_margin = epochs(value)?,
-            "max_settle_delay" => self.max_settle_delay = epochs(value)?,
+            "max_settle_delay" => self.max_settle_delay = Some(epochs(value)?),
             other => {
                 let addr = other.strip_prefix("peer.").ok_or(Refusal::UnknownKey)?;
                 let (addr, maddr) = parse_peer(&format!("{addr}={value}")).map_err(|e| {
@@ -359,13 +360,19 @@ impl RepoConfig {
         HostConfig { network, inbound }
     }
 
-    /// The payee's intake policy.
-    pub fn intake_policy(&self) -> IntakePolicy {
+    /// The payee's intake policy on `network`.
+    pub fn intake_policy(&self, network: FilNetwork) -> IntakePolicy {
         IntakePolicy {
             accept_time_locks: self.accept_time_locks,
             landing_margin: self.landing_margin,
-            max_settle_delay: self.max_settle_delay,
+            max_settle_delay: self.max_settle_delay.unwrap_or(network.preset().settle_delay),
         }
+    }
+
+    /// The prefix this file writes addresses with: its network's, else `t` (a network
+    /// chosen from the chain later reads both).
+    fn address_network(&self) -> Network {
+        self.network.unwrap_or(DEFAULT_NETWORK).address_network()
     }
 }
 
@@ -430,11 +437,18 @@ fn atto(value: &str) -> Result<TokenAmount, Refusal> {
     parsed::<u128>(value, "is not an attoFIL amount").map(TokenAmount::from_atto)
 }
 
-fn network_of(value: &str) -> Result<Network, Refusal> {
+/// A network name; `testnet` (what this key took before networks were presets) is refused
+/// with what to write instead, since it could mean calibnet or the devnet.
+fn network_of(value: &str) -> Result<FilNetwork, Refusal> {
     match value {
-        "mainnet" => Ok(Network::Mainnet),
-        "testnet" => Ok(Network::Testnet),
-        _ => Err(Refusal::Bad("is \"mainnet\" or \"testnet\"".into())),
+        "testnet" => Err(Refusal::Bad(
+            "\"testnet\" is no longer a network: write \"calibnet\" (the calibration network) \
+             or \"devnet\" (paych's devnet)"
+                .into(),
+        )),
+        _ => value
+            .parse()
+            .map_err(|e: paych_core::network::UnknownNetwork| Refusal::Bad(e.to_string())),
     }
 }
 
@@ -499,7 +513,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.confidence, Some(3));
         assert!(config.accept_time_locks);
-        assert_eq!((config.landing_margin, config.max_settle_delay), (40, 100));
+        assert_eq!((config.landing_margin, config.max_settle_delay), (40, Some(100)));
         let defaults = RepoConfig::default();
         assert_eq!(defaults.confidence, None);
         assert!(!defaults.accept_time_locks);
@@ -515,9 +529,25 @@ mod tests {
     }
 
     #[test]
+    fn the_network_is_read_from_the_config_and_testnet_is_refused_with_what_to_write() {
+        for network in FilNetwork::ALL {
+            let config = RepoConfig::parse(&format!("network = \"{network}\"")).unwrap();
+            assert_eq!(config.network, Some(network));
+            assert_eq!(RepoConfig::parse(&config.to_text()).unwrap(), config);
+        }
+        let unset = RepoConfig::default();
+        assert_eq!(unset.network, None);
+        assert!(!unset.to_text().contains("\nnetwork ="), "{}", unset.to_text());
+        assert_eq!(unset.intake_policy(FilNetwork::Calibnet).max_settle_delay, 1440);
+        let refused = RepoConfig::parse("network = \"testnet\"").unwrap_err().to_string();
+        assert!(refused.contains("write \"calibnet\""), "{refused}");
+        assert!(refused.contains("or \"devnet\""), "{refused}");
+    }
+
+    #[test]
     fn config_round_trips() {
         let config = RepoConfig {
-            network: Network::Mainnet,
+            network: Some(FilNetwork::Mainnet),
             listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
             api: "127.0.0.1:0".parse().unwrap(),
             min_delta: TokenAmount::from_atto(42u64),
@@ -533,7 +563,7 @@ mod tests {
             confidence: Some(7),
             accept_time_locks: true,
             landing_margin: 30,
-            max_settle_delay: 2880,
+            max_settle_delay: Some(2880),
             peers: [(
                 Address::new_id(7),
                 "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm"
@@ -564,7 +594,8 @@ mod tests {
             "max_inbound_connections_per_ip = -1",
             "max_inbound_connections_per_ip = 225",
             "max_inbound_connections_per_ip = \"many\"",
-            "network = \"devnet\"",
+            "network = \"testnet\"",
+            "network = \"calibrationnet\"",
             "peer.x = \"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm\"",
         ] {
             assert!(RepoConfig::parse(bad).is_err(), "{bad:?}");

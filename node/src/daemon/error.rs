@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use paych_core::chain::lotus::LotusConfigError;
 use paych_core::chain::ChainError;
 use paych_core::manager::ChainMessageError;
+use paych_core::network::NetworkCheckError;
 use paych_core::store::StoreError;
 use paych_core::wallet::WalletError;
 
@@ -80,6 +81,9 @@ pub enum DaemonError {
     /// `FULLNODE_API_INFO` does not name a usable Lotus node.
     #[error("cannot use {FULLNODE_API_INFO}")]
     ChainConfig(#[source] LotusConfigError),
+    /// The chain is not the network configured, or names one paych has no preset for.
+    #[error("cannot run on this chain")]
+    WrongChain(#[source] NetworkCheckError),
     /// The embedded devnet could not start.
     #[error("cannot start the devnet")]
     Devnet(#[source] ChainError),

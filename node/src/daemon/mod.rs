@@ -15,7 +15,8 @@
 //! ```
 //!
 //! [`config`] reads and writes `config.toml`; `repo` holds the lock, the keys and how files
-//! are written; [`Daemon::start`] opens them in order — config, keys, chain, manager,
+//! are written; [`Daemon::start`] opens them in order — config, chain (and which network it
+//! is, checked against the one configured: see `docs/networks.md`), keys, manager,
 //! network, API — each step failing with a [`DaemonError`] that names what failed.
 
 use std::fs::{self, File};
@@ -26,9 +27,10 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::chain::lotus::LotusChain;
+use paych_core::chain::lotus::{LotusChain, LotusConfig};
 use paych_core::chain::Chain;
 use paych_core::manager::{ManagerConfig, PaymentChannelManager};
+use paych_core::network::{check_chain, set_process_address_network, FilNetwork};
 use paych_core::store::sled::SledStore;
 use paych_core::types::{format_address, Address, Network};
 use paych_core::wallet::{KeyStore, Wallet};
@@ -46,7 +48,7 @@ mod error;
 mod repo;
 
 pub use config::{
-    ConfigError, Multiaddr, RepoConfig, DEFAULT_NETWORK, LOTUS_CONFIDENCE, MAX_EPOCH_SETTING,
+    ConfigError, Multiaddr, RepoConfig, DEFAULT_NETWORK, MAX_EPOCH_SETTING,
     MAX_INBOUND_CONNECTIONS_PER_IP,
 };
 pub use error::DaemonError;
@@ -60,8 +62,6 @@ pub const FULLNODE_API_INFO: &str = "FULLNODE_API_INFO";
 pub const JWT_KEY_NAME: &str = "auth-jwt-private";
 /// The `Type` of the JWT secret's `KeyInfo`, as Lotus writes it.
 pub const JWT_KEY_TYPE: &str = "jwt-hmac-secret";
-/// The devnet's time between epochs.
-pub const DEVNET_BLOCK_TIME: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the network loop to stop.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
@@ -70,24 +70,19 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 pub struct DaemonOptions {
     /// The repo directory.
     pub repo: PathBuf,
-    /// The network of the node's addresses (`--network`).
-    pub network: Option<Network>,
+    /// The network to run on (`--network`), over the config's `network`.
+    pub network: Option<FilNetwork>,
     /// The libp2p listen address.
     pub listen: Option<Multiaddr>,
     /// The API's listen address.
     pub api: Option<SocketAddr>,
     /// Payees' libp2p addresses, added to (and overriding) the config's.
     pub peers: Vec<(Address, Multiaddr)>,
-}
-
-/// The confirmation depth when `confidence` is unset: 0 on a paych devnet (embedded or
-/// served: its chain never reorganises), else [`LOTUS_CONFIDENCE`] — also when the node
-/// cannot be asked its network's name.
-async fn default_confidence(chain: &dyn Chain) -> u64 {
-    match chain.network_name().await {
-        Ok(name) if name == DevnetConfig::default().network_name => 0,
-        _ => LOTUS_CONFIDENCE,
-    }
+    /// Whether the daemon owns its process (the `paych daemon` binary): it then sets
+    /// fvm_shared's process-wide address network to its network's, so that every address
+    /// printed without [`format_address`] (in errors of the chain, the actor rules, the
+    /// store) carries the right prefix too. In-process daemons of tests leave it unset.
+    pub owns_process: bool,
 }
 
 /// A running daemon.
@@ -98,6 +93,7 @@ pub struct Daemon {
     host: Host,
     manager: PaymentChannelManager,
     listen_addrs: Vec<Multiaddr>,
+    network: FilNetwork,
     _devnet: Option<Devnet>,
 }
 
@@ -116,14 +112,19 @@ impl Daemon {
         repo::create_private_dir(&repo)?;
         let lock = repo::lock(&repo)?;
         let config = read_config(&repo, &options)?;
-        // The one place the node's address network is decided: the flag, else the config.
-        let address_network = options.network.unwrap_or(config.network);
+        // The one place the node's network is decided: the flag, else the config, else the
+        // chain's own name — and the chain must answer the name of the network decided.
+        let (chain, devnet, network) =
+            open_chain(&repo, options.network.or(config.network)).await?;
+        if options.owns_process {
+            set_process_address_network(network);
+        }
+        let address_network = network.address_network();
         let keys = open_keys(&repo, address_network)?;
-        let (chain, devnet) = open_chain(&repo)?;
+        log_network(network, &keys.wallet);
         let metrics = Arc::new(Metrics::new());
         let chain: Arc<dyn Chain> = Arc::new(MeteredChain::new(chain, metrics.clone()));
-        let manager =
-            start_manager(&repo, chain, keys.wallet.clone(), &config, address_network).await?;
+        let manager = start_manager(&repo, chain, keys.wallet.clone(), &config, network).await?;
         let listen = options.listen.unwrap_or_else(|| config.listen.clone());
         let host =
             start_network(&repo, keys.keypair, &config, listen, &manager, metrics.clone()).await?;
@@ -148,7 +149,12 @@ impl Daemon {
         .map_err(|source| DaemonError::Api { addr: api_addr, source })?;
         write_api_file(&repo, api.local_addr())?;
         let listen_addrs = host.listen_addrs().to_vec();
-        Ok(Daemon { repo, _lock: lock, api, host, manager, listen_addrs, _devnet: devnet })
+        Ok(Daemon { repo, _lock: lock, api, host, manager, listen_addrs, network, _devnet: devnet })
+    }
+
+    /// The network the daemon runs on.
+    pub fn chain_network(&self) -> FilNetwork {
+        self.network
     }
 
     /// The API's address.
@@ -203,7 +209,7 @@ fn read_config(repo: &Path, options: &DaemonOptions) -> Result<RepoConfig, Daemo
     }
     let mut config = RepoConfig::default();
     if let Some(network) = options.network {
-        config.network = network;
+        config.network = Some(network);
     }
     if let Some(listen) = &options.listen {
         config.listen = listen.clone();
@@ -233,21 +239,66 @@ fn open_keys(repo: &Path, address_network: Network) -> Result<Keys, DaemonError>
     Ok(Keys { wallet, secret, keypair })
 }
 
-/// The chain: the Lotus node `FULLNODE_API_INFO` names, else a devnet embedded in the repo
-/// (returned too, so that it runs as long as the daemon).
-fn open_chain(repo: &Path) -> Result<(Arc<dyn Chain>, Option<Devnet>), DaemonError> {
+/// The chain and its network: the Lotus node `FULLNODE_API_INFO` names, else a devnet
+/// embedded in the repo (returned too, so that it runs as long as the daemon). The chain
+/// must answer `StateNetworkName` with the name of `expected`; with nothing expected, a
+/// Lotus node's name chooses the network, and the embedded devnet is the devnet.
+async fn open_chain(
+    repo: &Path,
+    expected: Option<FilNetwork>,
+) -> Result<(Arc<dyn Chain>, Option<Devnet>, FilNetwork), DaemonError> {
     if let Some(info) = std::env::var(FULLNODE_API_INFO).ok().filter(|v| !v.is_empty()) {
-        let lotus = LotusChain::from_api_info(&info).map_err(DaemonError::ChainConfig)?;
-        return Ok((Arc::new(lotus), None));
+        let probe = LotusChain::from_api_info(&info).map_err(DaemonError::ChainConfig)?;
+        let network = check_network(&probe, expected).await?;
+        // Addresses go to the node with the network's prefix (Lotus reads both).
+        let config = LotusConfig { network: network.address_network(), ..probe.config().clone() };
+        let lotus = LotusChain::new(config).map_err(DaemonError::ChainConfig)?;
+        return Ok((Arc::new(lotus), None, network));
     }
     let devnet = Devnet::new(DevnetConfig {
-        block_time: Some(DEVNET_BLOCK_TIME),
+        block_time: Some(FilNetwork::Devnet.preset().block_time),
         repo: Some(repo.join("devnet")),
         ..DevnetConfig::default()
     })
     .map_err(DaemonError::Devnet)?;
+    let network = check_network(&devnet, Some(expected.unwrap_or(FilNetwork::Devnet))).await?;
     devnet.start_mining();
-    Ok((Arc::new(devnet.clone()), Some(devnet)))
+    Ok((Arc::new(devnet.clone()), Some(devnet), network))
+}
+
+/// Checks `chain` is the network `expected` (or, with none, chooses it from the chain's name,
+/// saying so in the log).
+async fn check_network(
+    chain: &dyn Chain,
+    expected: Option<FilNetwork>,
+) -> Result<FilNetwork, DaemonError> {
+    let network = check_chain(chain, expected).await.map_err(DaemonError::WrongChain)?;
+    if expected.is_none() {
+        tracing::info!(
+            %network,
+            chain = network.preset().chain_name,
+            "no network configured: chose {network} from the chain's name (StateNetworkName); \
+             set --network or network in config.toml to require it"
+        );
+    }
+    Ok(network)
+}
+
+/// Logs the network the daemon runs on, with its wallet's default address in its prefix.
+fn log_network(network: FilNetwork, wallet: &KeyStore) {
+    let preset = network.preset();
+    let default_address = match wallet.default_address() {
+        Ok(Some(addr)) => format_address(&addr, preset.address_network),
+        _ => "none".to_owned(),
+    };
+    tracing::info!(
+        %network,
+        chain = preset.chain_name,
+        confidence = preset.confidence,
+        settle_delay = preset.settle_delay,
+        %default_address,
+        "running on {network}"
+    );
 }
 
 /// Opens the datastore and starts the payment-channel manager over it.
@@ -256,23 +307,19 @@ async fn start_manager(
     chain: Arc<dyn Chain>,
     wallet: Arc<KeyStore>,
     config: &RepoConfig,
-    address_network: Network,
+    network: FilNetwork,
 ) -> Result<PaymentChannelManager, DaemonError> {
     let store = Arc::new(SledStore::open(repo.join("datastore")).map_err(DaemonError::Datastore)?);
-    let confidence = match config.confidence {
-        Some(depth) => depth,
-        None => default_confidence(chain.as_ref()).await,
-    };
+    let defaults = ManagerConfig::for_network(network);
     let manager = PaymentChannelManager::new(
         chain,
         wallet,
         store,
         ManagerConfig {
-            network: address_network,
             top_up: config.top_up.clone(),
-            confidence,
-            intake: config.intake_policy(),
-            ..ManagerConfig::default()
+            confidence: config.confidence.unwrap_or(defaults.confidence),
+            intake: config.intake_policy(network),
+            ..defaults
         },
     );
     manager.start().await.map_err(DaemonError::Manager)?;
@@ -313,6 +360,7 @@ mod tests {
     use super::*;
     use crate::rpc::client::ApiClient;
     use crate::rpc::methods::WalletDefaultAddress;
+    use paych_core::network::NetworkCheckError;
 
     fn loopback_config() -> RepoConfig {
         RepoConfig {
@@ -329,22 +377,41 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn the_daemon_writes_addresses_in_the_network_its_config_names_unless_the_flag_overrides()
-    {
+    async fn a_daemon_configured_for_mainnet_refuses_its_devnet_unless_the_flag_says_devnet() {
         let repo = tempfile::tempdir().unwrap();
-        let config = RepoConfig { network: Network::Mainnet, ..loopback_config() };
+        let config = RepoConfig { network: Some(FilNetwork::Mainnet), ..loopback_config() };
         fs::write(repo.path().join("config.toml"), config.to_text()).unwrap();
         let options = DaemonOptions { repo: repo.path().to_owned(), ..DaemonOptions::default() };
 
-        let daemon = Daemon::start(options.clone()).await.unwrap();
-        let mainnet = default_address(repo.path()).await;
-        assert!(mainnet.starts_with("f1"), "{mainnet}");
-        daemon.shutdown().await.unwrap();
+        let Err(refused) = Daemon::start(options.clone()).await else {
+            panic!("a daemon configured for mainnet ran on the devnet");
+        };
+        match &refused {
+            DaemonError::WrongChain(NetworkCheckError::Mismatch {
+                expected, chain_name, ..
+            }) => {
+                assert_eq!((*expected, chain_name.as_str()), (FilNetwork::Mainnet, "paych-devnet"))
+            }
+            other => panic!("{other:?}"),
+        }
 
-        let flagged = DaemonOptions { network: Some(Network::Testnet), ..options };
+        let flagged = DaemonOptions { network: Some(FilNetwork::Devnet), ..options };
         let daemon = Daemon::start(flagged).await.unwrap();
-        let testnet = default_address(repo.path()).await;
-        assert_eq!(testnet, format!("t{}", &mainnet[1..]));
+        assert_eq!(daemon.chain_network(), FilNetwork::Devnet);
+        let address = default_address(repo.path()).await;
+        assert!(address.starts_with("t1"), "{address}");
+        daemon.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_daemon_with_no_network_configured_runs_its_embedded_devnet_with_t_addresses() {
+        let repo = tempfile::tempdir().unwrap();
+        fs::write(repo.path().join("config.toml"), loopback_config().to_text()).unwrap();
+        let options = DaemonOptions { repo: repo.path().to_owned(), ..DaemonOptions::default() };
+        let daemon = Daemon::start(options).await.unwrap();
+        assert_eq!(daemon.chain_network(), FilNetwork::Devnet);
+        let address = default_address(repo.path()).await;
+        assert!(address.starts_with("t1"), "{address}");
         daemon.shutdown().await.unwrap();
     }
 

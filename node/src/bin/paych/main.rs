@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::network::{set_process_address_network, FilNetwork};
 use paych_core::types::{
     format_address, format_fil, parse_address, parse_fil, Address, Network, SignatureType,
     SignedVoucher, TokenAmount,
@@ -23,9 +24,11 @@ use paych_node::parse_duration;
 #[derive(Parser)]
 #[command(name = "paych", version, about)]
 struct Cli {
-    /// The network of the addresses printed (`f` mainnet, `t` testnets; default testnet).
-    /// For `paych daemon`, overrides the repo config's `network`; `paych testnet` writes it
-    /// into its daemons' configs.
+    /// The network: mainnet (`f` addresses), calibnet or devnet (`t`); see
+    /// docs/networks.md. For `paych daemon`, overrides the repo config's `network` (unset
+    /// there too: the devnet on the embedded chain, the chain's own network against a Lotus
+    /// node); the chain must answer the network's name. `paych devnet` and `paych testnet`
+    /// run the devnet only.
     #[arg(long, global = true, value_enum)]
     network: Option<NetworkArg>,
     /// The repo of the daemon the client commands talk to (also accepted after the command).
@@ -35,17 +38,24 @@ struct Cli {
     command: Command,
 }
 
+/// `--network`'s values: the networks of [`paych_core::network::PRESETS`]. (`testnet`, the
+/// flag's old value, is not one: it could mean calibnet or the devnet.)
 #[derive(Clone, Copy, ValueEnum)]
 enum NetworkArg {
+    /// Filecoin mainnet.
     Mainnet,
-    Testnet,
+    /// The calibration network.
+    Calibnet,
+    /// paych's devnet.
+    Devnet,
 }
 
-impl From<NetworkArg> for Network {
+impl From<NetworkArg> for FilNetwork {
     fn from(n: NetworkArg) -> Self {
         match n {
-            NetworkArg::Mainnet => Network::Mainnet,
-            NetworkArg::Testnet => Network::Testnet,
+            NetworkArg::Mainnet => FilNetwork::Mainnet,
+            NetworkArg::Calibnet => FilNetwork::Calibnet,
+            NetworkArg::Devnet => FilNetwork::Devnet,
         }
     }
 }
@@ -152,8 +162,16 @@ fn init_logging(default: &str) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let chosen_network = cli.network.map(Network::from);
+    let chosen_network = cli.network.map(FilNetwork::from);
     let network = chosen_network.unwrap_or(DEFAULT_NETWORK);
+    if matches!(cli.command, Command::Devnet(_) | Command::Testnet(_))
+        && network != FilNetwork::Devnet
+    {
+        anyhow::bail!("--network {network}: `paych devnet` and `paych testnet` run paych's devnet (--network devnet)");
+    }
+    // One network per process: every address printed carries its prefix. A daemon with no
+    // network named sets it once it knows its chain's.
+    set_process_address_network(network);
     if let Some(repo) = cli.repo {
         if matches!(cli.command, Command::Devnet(_) | Command::Daemon(_) | Command::Bench(_)) {
             anyhow::bail!("--repo before the command applies to client commands: write `paych daemon --repo DIR` or `paych devnet --repo DIR`");
@@ -177,15 +195,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "cannot decode the voucher: expected the unpadded base64url text form \
                  that `paych voucher create` prints",
             )?;
-            print!("{}", describe_voucher(&voucher, network));
+            print!("{}", describe_voucher(&voucher, network.address_network()));
         }
         Command::Devnet(args) => {
-            server_runtime()?.block_on(run_devnet(args, network))?;
+            server_runtime()?.block_on(run_devnet(args, network.address_network()))?;
         }
         Command::Testnet(args) => {
             let runtime = server_runtime()?;
             let json = args.json;
-            let report = runtime.block_on(testnet::run(args, network))?;
+            let report = runtime.block_on(testnet::run(args, network.address_network()))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -245,7 +263,7 @@ async fn run_devnet(args: DevnetArgs, network: Network) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_daemon(args: DaemonArgs, network: Option<Network>) -> anyhow::Result<()> {
+async fn run_daemon(args: DaemonArgs, network: Option<FilNetwork>) -> anyhow::Result<()> {
     let repo = match args.repo {
         Some(repo) => repo,
         None => paych_node::daemon::default_repo()?,
@@ -256,11 +274,13 @@ async fn run_daemon(args: DaemonArgs, network: Option<Network>) -> anyhow::Resul
         listen: args.listen,
         api: args.api,
         peers: args.peers,
+        owns_process: true,
     };
     let signal = ShutdownSignal::watch()?;
     let daemon = paych_node::daemon::Daemon::start(options).await?;
     eprintln!(
-        "paych daemon: repo {}; API on http://{}/rpc/v1; peer {} listening on {}; Ctrl-C to stop",
+        "paych daemon: network {}; repo {}; API on http://{}/rpc/v1; peer {} listening on {}; Ctrl-C to stop",
+        daemon.chain_network(),
         daemon.repo().display(),
         daemon.api_addr(),
         daemon.network().local_peer_id(),

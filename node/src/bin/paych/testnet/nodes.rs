@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context};
 use libp2p::multiaddr::Protocol;
 use paych_core::lotus_json::{parse_amount_field, LotusJson, SignedVoucherJson};
 use paych_core::manager::TopUpPolicy;
+use paych_core::network::FilNetwork;
 use paych_core::types::{parse_address, Address, Network, SignedVoucher, TokenAmount};
 use paych_node::daemon::{Multiaddr, RepoConfig, FULLNODE_API_INFO};
 use paych_node::retrieval::parse_root;
@@ -144,7 +145,8 @@ impl Launcher {
         top_up: Option<TopUpPolicy>,
     ) -> RepoConfig {
         RepoConfig {
-            network: self.network,
+            // The testnet's chain is paych's devnet, which its daemons check.
+            network: Some(FilNetwork::Devnet),
             listen: Multiaddr::empty()
                 .with(Protocol::Ip4(Ipv4Addr::LOCALHOST))
                 .with(Protocol::Tcp(0)),
