@@ -20,7 +20,7 @@ use paych_core::chain::ChainError;
 use paych_core::manager::{AddOutcome, AddVoucherError, PaymentChannelManager};
 use paych_core::redemption::{PolicyRefusal, Unredeemable};
 use paych_core::store::PeerRecord as StoredPeerRecord;
-use paych_core::types::TokenAmount;
+use paych_core::types::{format_address, TokenAmount};
 use paych_protocol::{Announce, VoucherRequest, VoucherResponse, VoucherStatus};
 
 use super::Context;
@@ -92,7 +92,7 @@ async fn answer_voucher(
     }
     let response = voucher_response(result, &voucher.amount);
     if let (Some(record), true) = (announced, response.is_held()) {
-        let address = record.address;
+        let address = format_address(&record.address, manager.network());
         match manager.record_peer(record).await {
             Ok(stored) => tracing::debug!(%address, stored, "peer record announced"),
             Err(error) => tracing::warn!(%address, %error, "cannot keep the peer record"),

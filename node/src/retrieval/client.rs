@@ -136,7 +136,12 @@ pub const RATE_LIMITED_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Retrieves the blob `root` from the payee of `channel`, paying through `payer` no more
 /// than `limit` allows; a provider asking more is refused before anything is paid.
-#[tracing::instrument(name = "retrieve", level = "debug", skip_all, fields(%channel))]
+#[tracing::instrument(
+    name = "retrieve",
+    level = "debug",
+    skip_all,
+    fields(channel = %format_address(&channel, payer.manager().network()))
+)]
 pub async fn retrieve(
     payer: &Payer,
     channel: Address,
