@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::chain::lotus::{LotusChain, LotusConfig};
+use paych_core::chain::lotus::{ApiInfo, LotusChain, LotusConfig};
 use paych_core::chain::Chain;
 use paych_core::manager::{ManagerConfig, PaymentChannelManager};
 use paych_core::network::{check_chain, set_process_address_network, FilNetwork};
@@ -248,10 +248,11 @@ async fn open_chain(
     expected: Option<FilNetwork>,
 ) -> Result<(Arc<dyn Chain>, Option<Devnet>, FilNetwork), DaemonError> {
     if let Some(info) = std::env::var(FULLNODE_API_INFO).ok().filter(|v| !v.is_empty()) {
-        let probe = LotusChain::from_api_info(&info).map_err(DaemonError::ChainConfig)?;
+        let config = lotus_config(&info)?;
+        let probe = LotusChain::new(config.clone()).map_err(DaemonError::ChainConfig)?;
         let network = check_network(&probe, expected).await?;
         // Addresses go to the node with the network's prefix (Lotus reads both).
-        let config = LotusConfig { network: network.address_network(), ..probe.config().clone() };
+        let config = LotusConfig { network: network.address_network(), ..config };
         let lotus = LotusChain::new(config).map_err(DaemonError::ChainConfig)?;
         return Ok((Arc::new(lotus), None, network));
     }
@@ -264,6 +265,13 @@ async fn open_chain(
     let network = check_network(&devnet, Some(expected.unwrap_or(FilNetwork::Devnet))).await?;
     devnet.start_mining();
     Ok((Arc::new(devnet.clone()), Some(devnet), network))
+}
+
+/// How the daemon talks to the Lotus node of API info `info`: the same for the network check
+/// and for the chain the manager uses.
+fn lotus_config(info: &str) -> Result<LotusConfig, DaemonError> {
+    let api = ApiInfo::parse(info).map_err(|e| DaemonError::ChainConfig(e.into()))?;
+    Ok(LotusConfig::new(api))
 }
 
 /// Checks `chain` is the network `expected` (or, with none, chooses it from the chain's name,
