@@ -144,27 +144,28 @@ async fn a_daemon_with_no_network_configured_takes_the_chains_and_says_so() {
     assert_eq!(running.wait_exit().code(), Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_daemon_refuses_a_chain_of_another_network_naming_both() {
-    let (_net, server) = chain_named("calibrationnet").await;
+/// Runs a daemon with `args` on a chain named `chain_name`, which must refuse it; answers
+/// what it logged.
+async fn refused_log(chain_name: &str, args: &[&str]) -> String {
+    let (_net, server) = chain_named(chain_name).await;
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    let mut running = daemon(&repo, &server, &["--network", "mainnet"]);
+    let mut running = daemon(&repo, &server, args);
     assert_eq!(running.wait_exit().code(), Some(1));
-    let log = log_of(&repo);
+    assert!(!repo.join("api").exists(), "a refused daemon serves nothing");
+    log_of(&repo)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_refuses_a_chain_of_another_network_naming_both() {
+    let log = refused_log("calibrationnet", &["--network", "mainnet"]).await;
     assert!(log.contains("the chain is \"calibrationnet\" (calibnet)"), "{log}");
     assert!(log.contains("configured for mainnet (whose chain is \"mainnet\")"), "{log}");
-    assert!(!repo.join("api").exists(), "a refused daemon serves nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_with_no_network_configured_refuses_a_chain_it_has_no_preset_for() {
-    let (_net, server) = chain_named("localnet-7").await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    let mut running = daemon(&repo, &server, &[]);
-    assert_eq!(running.wait_exit().code(), Some(1));
-    let log = log_of(&repo);
+    let log = refused_log("localnet-7", &[]).await;
     assert!(
         log.contains("the chain is \"localnet-7\", a network paych has no preset for"),
         "{log}"

@@ -384,12 +384,28 @@ mod tests {
         address.unwrap()
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_daemon_configured_for_mainnet_refuses_its_devnet_unless_the_flag_says_devnet() {
+    /// A repo holding `config`, and the options of a daemon on it.
+    fn repo_with(config: &RepoConfig) -> (tempfile::TempDir, DaemonOptions) {
         let repo = tempfile::tempdir().unwrap();
-        let config = RepoConfig { network: Some(FilNetwork::Mainnet), ..loopback_config() };
         fs::write(repo.path().join("config.toml"), config.to_text()).unwrap();
         let options = DaemonOptions { repo: repo.path().to_owned(), ..DaemonOptions::default() };
+        (repo, options)
+    }
+
+    /// Starts a daemon with `options`, checks it runs the devnet and writes `t` addresses,
+    /// and stops it.
+    async fn runs_the_devnet_with_t_addresses(options: DaemonOptions) {
+        let daemon = Daemon::start(options.clone()).await.unwrap();
+        assert_eq!(daemon.chain_network(), FilNetwork::Devnet);
+        let address = default_address(&options.repo).await;
+        assert!(address.starts_with("t1"), "{address}");
+        daemon.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_daemon_configured_for_mainnet_refuses_its_devnet_unless_the_flag_says_devnet() {
+        let config = RepoConfig { network: Some(FilNetwork::Mainnet), ..loopback_config() };
+        let (_repo, options) = repo_with(&config);
 
         let Err(refused) = Daemon::start(options.clone()).await else {
             panic!("a daemon configured for mainnet ran on the devnet");
@@ -404,23 +420,13 @@ mod tests {
         }
 
         let flagged = DaemonOptions { network: Some(FilNetwork::Devnet), ..options };
-        let daemon = Daemon::start(flagged).await.unwrap();
-        assert_eq!(daemon.chain_network(), FilNetwork::Devnet);
-        let address = default_address(repo.path()).await;
-        assert!(address.starts_with("t1"), "{address}");
-        daemon.shutdown().await.unwrap();
+        runs_the_devnet_with_t_addresses(flagged).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_daemon_with_no_network_configured_runs_its_embedded_devnet_with_t_addresses() {
-        let repo = tempfile::tempdir().unwrap();
-        fs::write(repo.path().join("config.toml"), loopback_config().to_text()).unwrap();
-        let options = DaemonOptions { repo: repo.path().to_owned(), ..DaemonOptions::default() };
-        let daemon = Daemon::start(options).await.unwrap();
-        assert_eq!(daemon.chain_network(), FilNetwork::Devnet);
-        let address = default_address(repo.path()).await;
-        assert!(address.starts_with("t1"), "{address}");
-        daemon.shutdown().await.unwrap();
+        let (_repo, options) = repo_with(&loopback_config());
+        runs_the_devnet_with_t_addresses(options).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]
