@@ -50,7 +50,9 @@ pub const METHOD_SEND: MethodNum = 0;
 pub const INIT_EXEC_METHOD: MethodNum = 2;
 /// The Init actor's ID.
 pub const INIT_ACTOR_ID: ActorID = 1;
-/// Epochs between `Settle` and the earliest `Collect` (12 hours of 30-second epochs).
+/// Epochs between `Settle` and the earliest `Collect` (12 hours of 30-second epochs): the
+/// payment-channel actor's `SETTLE_DELAY = EPOCHS_IN_HOUR * 12` (builtin-actors
+/// `actors/paych/src/types.rs`), the same on every network ([`crate::network::PRESETS`]).
 pub const SETTLE_DELAY: ChainEpoch = 1440;
 /// The longest secret `UpdateChannelState` accepts.
 pub const MAX_SECRET_SIZE: usize = 256;
