@@ -273,7 +273,8 @@ pub const RELEASES: &[Release] = &[
             ("multisig", "bafk2bzacecgyiuanstjcdo43xkax274hmyyfiw7ju44uvcyreayonp7r3fmls"),
             ("paymentchannel", "bafk2bzacebuw6l22xfht4gv4q5ltk66sy6ibp6ou63wvy6zaiyzievu3cl4v2"),
         ],
-    },];
+    },
+];
 
 #[cfg(test)]
 mod tests {

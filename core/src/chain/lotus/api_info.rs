@@ -124,8 +124,7 @@ fn url_endpoint(url: &str) -> Result<String, ApiInfoError> {
         Some(at) => rest.split_at(at),
         None => (rest, ""),
     };
-    if authority.is_empty() || authority.contains(char::is_whitespace) || authority.contains('@')
-    {
+    if authority.is_empty() || authority.contains(char::is_whitespace) || authority.contains('@') {
         return Err(ApiInfoError::InvalidAddress {
             text: url.to_owned(),
             reason: "no host, or a host with spaces or credentials".to_owned(),

@@ -165,18 +165,19 @@ pub(super) fn refused(e: ChainError) -> ChainError {
 }
 
 /// The TLS failure beneath an error, if there is one: the first `rustls::Error` in its
-/// chain of sources (also inside an `io::Error`, where TLS streams put it).
+/// chain of sources, stepping into the errors `io::Error`s wrap (TLS streams put it in one,
+/// and the HTTP connector wraps that in another).
 pub fn tls_cause(error: &(dyn std::error::Error + 'static)) -> Option<TlsError> {
     let mut next = Some(error);
     while let Some(e) = next {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls_error(tls));
         }
-        let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
-        if let Some(tls) = inner.and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            return Some(tls_error(tls));
-        }
-        next = e.source();
+        // An `io::Error`'s `source` skips the error it wraps: step into that one instead.
+        next = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
@@ -186,9 +187,10 @@ fn tls_error(error: &rustls::Error) -> TlsError {
     let text = error.to_string();
     match error {
         rustls::Error::InvalidCertificate(cert) => match cert {
-            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
-                TlsError::Expired(text)
-            }
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => TlsError::Expired(text),
             C::NotValidForName | C::NotValidForNameContext { .. } => TlsError::WrongHost(text),
             _ => TlsError::NotTrusted(text),
         },
@@ -307,7 +309,8 @@ mod tests {
     fn finds_a_certificate_error_inside_an_io_error() {
         let inner = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
-        let cause = tls_cause(&io).unwrap();
+        let wrapped = std::io::Error::other(io);
+        let cause = tls_cause(&wrapped).unwrap();
         assert!(matches!(&cause, TlsError::NotTrusted(_)));
         assert!(cause.to_string().starts_with("certificate not trusted: "));
         let name = rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName);

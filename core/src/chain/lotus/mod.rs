@@ -63,8 +63,8 @@ use crate::actor::ChannelState;
 use crate::jsonrpc::{RpcRequest, RpcResponse};
 use crate::lotus_json::{self as json, JsonError, LotusJson};
 use crate::types::{
-    format_address, Address, ChainEpoch, LaneState, Message, Network, PaychState,
-    Protocol, SignedMessage, TokenAmount, BLAKE2B_256, INIT_ACTOR_ID,
+    format_address, Address, ChainEpoch, LaneState, Message, Network, PaychState, Protocol,
+    SignedMessage, TokenAmount, BLAKE2B_256, INIT_ACTOR_ID,
 };
 
 /// The most blocks read for one channel's lane-state AMT.
@@ -973,8 +973,7 @@ impl Chain for LotusChain {
             return self.code_from_table(kind).await;
         }
         let nv = self.network_version().await?;
-        let fetched =
-            self.lock_codes().refreshed_for == Some(nv) || self.refresh_codes(nv).await?;
+        let fetched = self.lock_codes().refreshed_for == Some(nv) || self.refresh_codes(nv).await?;
         if !fetched {
             return self.code_from_table(kind).await;
         }

@@ -106,6 +106,9 @@ struct DevnetArgs {
     /// Fund an account at genesis: `ADDRESS=FIL` (e.g. `t1…=100`); repeatable.
     #[arg(long = "fund", value_parser = parse_funding)]
     fund: Vec<(Address, TokenAmount)>,
+    /// Answer only the methods a Lotus gateway serves (the others: "method not found").
+    #[arg(long)]
+    gateway: bool,
 }
 
 /// Parses `ADDRESS=FIL`.
@@ -231,7 +234,13 @@ async fn run_devnet(args: DevnetArgs, network: Network) -> anyhow::Result<()> {
     let signal = ShutdownSignal::watch()?;
     let devnet = Devnet::new(config).context("cannot start the devnet")?;
     devnet.start_mining();
-    let server = paych_node::rpc::devnet::serve(devnet.clone(), args.listen).await?;
+    let methods = if args.gateway {
+        paych_node::rpc::devnet::Methods::Gateway
+    } else {
+        paych_node::rpc::devnet::Methods::FullNode
+    };
+    let server =
+        paych_node::rpc::devnet::serve_methods(devnet.clone(), args.listen, methods).await?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "FULLNODE_API_INFO={}", server.api_info())?;
     stdout.flush()?;
