@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -33,6 +34,9 @@ pub const MAX_EPOCH_SETTING: i64 = 1_051_200;
 /// The confirmation depth used against a Lotus node when `confidence` is unset: Lotus's own
 /// message confidence.
 pub const LOTUS_CONFIDENCE: u64 = 5;
+/// The environment variable naming a CA file for the Lotus API; it overrides
+/// `lotus_ca_file`.
+pub const LOTUS_CA_FILE_ENV: &str = "PAYCH_LOTUS_CA_FILE";
 
 /// Why `config.toml`'s text was refused (the caller names the file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,6 +136,10 @@ pub struct RepoConfig {
     /// fall below the low water, funds are added in the background up to the high water.
     /// Off unless both are set.
     pub top_up: Option<TopUpPolicy>,
+    /// `lotus_ca_file`: a PEM file of CA certificates the Lotus client trusts for an `https`
+    /// API besides the system's roots (a private node's own CA). [`LOTUS_CA_FILE_ENV`]
+    /// overrides it.
+    pub lotus_ca_file: Option<PathBuf>,
 }
 
 impl Default for RepoConfig {
@@ -160,6 +168,7 @@ impl Default for RepoConfig {
             max_settle_delay: intake.max_settle_delay,
             peers: BTreeMap::new(),
             top_up: None,
+            lotus_ca_file: None,
         }
     }
 }
@@ -216,7 +225,9 @@ impl RepoConfig {
              accept_time_locks = {}\n\
              landing_margin = {}\n\
              max_settle_delay = {}\n\
-             # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}",
+             # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}\
+             # A PEM file of CA certificates trusted for an https Lotus API, besides the\n\
+             # system's roots (${LOTUS_CA_FILE_ENV} overrides it).\n{}",
             network_name(self.network),
             self.listen,
             self.api,
@@ -237,6 +248,10 @@ impl RepoConfig {
             self.landing_margin,
             self.max_settle_delay,
             self.peers_text(),
+            self.lotus_ca_file
+                .as_ref()
+                .map(|path| format!("lotus_ca_file = \"{}\"\n", path.display()))
+                .unwrap_or_default(),
         )
     }
 
@@ -305,6 +320,10 @@ impl RepoConfig {
             "accept_time_locks" => self.accept_time_locks = flag(value)?,
             "landing_margin" => self.landing_margin = epochs(value)?,
             "max_settle_delay" => self.max_settle_delay = epochs(value)?,
+            "lotus_ca_file" if value.is_empty() => {
+                return Err(Refusal::Bad("must name a file".to_owned()))
+            }
+            "lotus_ca_file" => self.lotus_ca_file = Some(PathBuf::from(value)),
             other => {
                 let addr = other.strip_prefix("peer.").ok_or(Refusal::UnknownKey)?;
                 let (addr, maddr) = parse_peer(&format!("{addr}={value}")).map_err(|e| {
@@ -545,12 +564,14 @@ mod tests {
                 low_water: TokenAmount::from_atto(10u64),
                 high_water: TokenAmount::from_atto(100u64),
             }),
+            lotus_ca_file: Some("/etc/paych/lotus-ca.pem".into()),
         };
         assert_eq!(RepoConfig::parse(&config.to_text()).unwrap(), config);
         assert_eq!(RepoConfig::parse("").unwrap(), RepoConfig::default());
         for bad in [
             "listen",
             "nope = 1",
+            "lotus_ca_file = \"\"",
             "api = \"x\"",
             "min_delta = \"-1\"",
             "reconcile_min_discount = \"x\"",

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
-use paych_core::chain::lotus::LotusChain;
+use paych_core::chain::lotus::{ApiInfo, LotusChain, LotusConfig, LotusConfigError};
 use paych_core::chain::Chain;
 use paych_core::manager::{ManagerConfig, PaymentChannelManager};
 use paych_core::store::sled::SledStore;
@@ -119,7 +119,7 @@ impl Daemon {
         // The one place the node's address network is decided: the flag, else the config.
         let address_network = options.network.unwrap_or(config.network);
         let keys = open_keys(&repo, address_network)?;
-        let (chain, devnet) = open_chain(&repo)?;
+        let (chain, devnet) = open_chain(&repo, &config)?;
         let metrics = Arc::new(Metrics::new());
         let chain: Arc<dyn Chain> = Arc::new(MeteredChain::new(chain, metrics.clone()));
         let manager =
@@ -233,11 +233,22 @@ fn open_keys(repo: &Path, address_network: Network) -> Result<Keys, DaemonError>
     Ok(Keys { wallet, secret, keypair })
 }
 
-/// The chain: the Lotus node `FULLNODE_API_INFO` names, else a devnet embedded in the repo
-/// (returned too, so that it runs as long as the daemon).
-fn open_chain(repo: &Path) -> Result<(Arc<dyn Chain>, Option<Devnet>), DaemonError> {
+/// The chain: the Lotus node `FULLNODE_API_INFO` names (trusting the CA file of
+/// `PAYCH_LOTUS_CA_FILE`, else of `lotus_ca_file`, besides the system's roots), else a devnet
+/// embedded in the repo (returned too, so that it runs as long as the daemon).
+fn open_chain(
+    repo: &Path,
+    config: &RepoConfig,
+) -> Result<(Arc<dyn Chain>, Option<Devnet>), DaemonError> {
     if let Some(info) = std::env::var(FULLNODE_API_INFO).ok().filter(|v| !v.is_empty()) {
-        let lotus = LotusChain::from_api_info(&info).map_err(DaemonError::ChainConfig)?;
+        let api = ApiInfo::parse(&info)
+            .map_err(|e| DaemonError::ChainConfig(LotusConfigError::from(e)))?;
+        let mut lotus_config = LotusConfig::new(api);
+        lotus_config.ca_file = std::env::var_os(config::LOTUS_CA_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| config.lotus_ca_file.clone());
+        let lotus = LotusChain::new(lotus_config).map_err(DaemonError::ChainConfig)?;
         return Ok((Arc::new(lotus), None));
     }
     let devnet = Devnet::new(DevnetConfig {
