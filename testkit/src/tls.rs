@@ -85,6 +85,7 @@ pub struct TlsProxy {
     addr: SocketAddr,
     ca: TestCa,
     connections: Arc<AtomicUsize>,
+    handshakes: Arc<AtomicUsize>,
     failed_handshakes: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
@@ -97,23 +98,26 @@ impl TlsProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
+        let handshakes = Arc::new(AtomicUsize::new(0));
         let failed_handshakes = Arc::new(AtomicUsize::new(0));
-        let (accepted, failed) = (connections.clone(), failed_handshakes.clone());
+        let (accepted, done, failed) =
+            (connections.clone(), handshakes.clone(), failed_handshakes.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::SeqCst);
-                let (acceptor, failed) = (acceptor.clone(), failed.clone());
+                let (acceptor, done, failed) = (acceptor.clone(), done.clone(), failed.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(client).await else {
                         failed.fetch_add(1, Ordering::SeqCst);
                         return;
                     };
+                    done.fetch_add(1, Ordering::SeqCst);
                     let Ok(mut server) = TcpStream::connect(upstream).await else { return };
                     let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
                 });
             }
         });
-        TlsProxy { addr, ca, connections, failed_handshakes, task }
+        TlsProxy { addr, ca, connections, handshakes, failed_handshakes, task }
     }
 
     /// The address the proxy listens on.
@@ -134,6 +138,11 @@ impl TlsProxy {
     /// The TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The TLS handshakes completed so far.
+    pub fn handshakes(&self) -> usize {
+        self.handshakes.load(Ordering::SeqCst)
     }
 
     /// The TLS handshakes that failed so far (a client that did not trust the certificate).
