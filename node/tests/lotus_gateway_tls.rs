@@ -4,7 +4,7 @@
 
 use paych_core::chain::lotus::LotusChain;
 use paych_core::chain::{ActorKind, Chain, ChainError};
-use paych_testkit::daemon::{daemon_command, start_devnet_with, wait_for, Running};
+use paych_testkit::daemon::{daemon_command, start_devnet_with, Running};
 use paych_testkit::deadline::eventually;
 use paych_testkit::tls::TlsProxy;
 use serde_json::Value;
