@@ -279,7 +279,10 @@ async fn respond<M: Handler<C>, C: Sync>(context: &C, mut p: Params<'_>) -> Resu
 where
     M::Params: ReadParams,
 {
-    let params = M::Params::read_all(&mut p)?;
+    // A parameter that does not decode is a parse error, as go-jsonrpc answers it
+    // (`handler.go`: "unmarshaling params for …").
+    let params =
+        M::Params::read_all(&mut p).map_err(|e| RpcError { code: error_code::PARSE_ERROR, ..e })?;
     let result = M::handle(context, params).await?;
     serde_json::to_value(result)
         .map_err(|e| RpcError::new(error_code::INTERNAL_ERROR, e.to_string()))
