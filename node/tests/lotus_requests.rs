@@ -129,10 +129,10 @@ impl GoClient {
 
     /// `StateWaitMsg(cid, MessageConfidence)` on v0, and the receipt's exit code checked as
     /// the commands check it.
-    async fn wait_ok(&mut self, cid: &Value) -> Value {
+    async fn wait_ok(&mut self, command: &str, cid: &Value) -> Value {
         let lookup = self.ok("Filecoin.StateWaitMsg", json!([cid, MESSAGE_CONFIDENCE])).await;
-        assert_eq!(lookup["Message"], *cid, "{lookup}");
-        assert_eq!(lookup["Receipt"]["ExitCode"], json!(0), "{lookup}");
+        assert_eq!(lookup["Message"], *cid, "{command}: {lookup}");
+        assert_eq!(lookup["Receipt"]["ExitCode"], json!(0), "{command}: {lookup}");
         assert!(lookup["Height"].as_i64().unwrap() > 0, "{lookup}");
         lookup
     }
@@ -198,18 +198,8 @@ async fn daemons() -> Daemons {
 impl Daemons {
     /// A devnet call, answered.
     async fn devnet(&self, method: &str, params: Value) -> Value {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let answer: Value = reqwest::Client::new()
-            .post(&self.devnet_url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(answer.get("error").is_none(), "{method}: {answer}");
-        answer["result"].clone()
+        let base = self.devnet_url.trim_end_matches("/rpc/v1");
+        GoClient::connect(base, "v1", "", Transport::Http).await.ok(method, params).await
     }
 
     /// A new key in the daemon at `api`, given `fil` FIL from the devnet's faucet.
@@ -310,17 +300,17 @@ async fn lotus_paych_commands(net: &Daemons, transport: Transport) {
     assert_eq!(spendable, json!(true));
     let mut lotus = GoClient::v0(payee, payee_token, transport).await;
     let submitted = lotus.ok("Filecoin.PaychVoucherSubmit", json!([ch, best, null, null])).await;
-    lotus.wait_ok(&submitted).await;
+    lotus.wait_ok("voucher submit", &submitted).await;
 
     // lotus paych settle CH (the payer), then lotus paych collect CH once the settlement
     // period has passed.
     let mut lotus = GoClient::v0(payer, payer_token, transport).await;
     let settle = lotus.ok("Filecoin.PaychSettle", json!([ch])).await;
-    lotus.wait_ok(&settle).await;
+    lotus.wait_ok("settle", &settle).await;
     net.devnet("Devnet.Mine", json!([1441])).await;
     let mut lotus = GoClient::v0(payer, payer_token, transport).await;
     let collect = lotus.ok("Filecoin.PaychCollect", json!([ch])).await;
-    lotus.wait_ok(&collect).await;
+    lotus.wait_ok("collect", &collect).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,9 +21,12 @@
 //! It checks the caller's permission against each method's declaration and runs the method;
 //! it holds no state and never decides anything about channels or vouchers.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use paych_core::jsonrpc::{error_code, RpcError, RpcResponse};
 use serde_json::Value;
+use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use super::auth::Permission;
@@ -37,6 +40,18 @@ pub const MAX_BATCH_CALLS: usize = 64;
 /// The method by which a go-jsonrpc client cancels one of its calls in flight on a
 /// WebSocket (`websocket.go`'s `xrpc.cancel`, its one parameter the call's id).
 pub const CANCEL_METHOD: &str = "xrpc.cancel";
+
+/// What the API's calls are served with, by either transport.
+pub(crate) struct Service {
+    /// What the methods run against.
+    pub(crate) api: Api,
+    /// One a request served at once (HTTP requests, and calls on WebSocket connections).
+    pub(crate) permits: Arc<Semaphore>,
+    /// One an open WebSocket connection.
+    pub(crate) websockets: Arc<Semaphore>,
+    /// Turns `true` (or its sender is dropped) when the server stops.
+    pub(crate) closed: watch::Receiver<bool>,
+}
 
 /// One request, as go-jsonrpc reads it.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,14 +14,9 @@ use cid::Cid;
 use paych_core::chain::MessageLookup;
 use paych_core::jsonrpc::RpcError;
 use paych_core::lotus_json::{self as json, MsgLookupJson};
-use serde::{Deserialize, Serialize};
 
 use super::context::{handlers, method_error, Api};
 use super::methods::*;
-
-/// An epoch parameter (`StateWaitMsg`'s and `StateSearchMsg`'s `limit`; Lotus's
-/// `abi.ChainEpoch`, `-1` for no limit).
-pub type Epoch = i64;
 
 /// The longest `StateWaitMsg` waits for a message before answering an error. Lotus waits
 /// until the caller goes away; a bound keeps a forgotten call from holding a request slot
@@ -44,26 +39,12 @@ const fn version(major: u8, minor: u8, patch: u8) -> u32 {
     (major as u32) << 16 | (minor as u32) << 8 | patch as u32
 }
 
-/// Lotus's `APIVersion`: `{"Version","APIVersion","BlockDelay"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ApiVersionJson {
-    /// The node's version, free text.
-    pub version: String,
-    /// The API's semver, encoded as [`FULL_API_VERSION_1`] is.
-    #[serde(rename = "APIVersion")]
-    pub api_version: u32,
-    /// The block delay, in seconds.
-    pub block_delay: u64,
-}
-
-impl ApiVersionJson {
-    fn new(api_version: u32) -> Self {
-        ApiVersionJson {
-            version: format!("paych {}", env!("CARGO_PKG_VERSION")),
-            api_version,
-            block_delay: BLOCK_DELAY_SECS,
-        }
+/// What `Version` answers for API version `api_version`.
+fn version_of(api_version: u32) -> ApiVersionJson {
+    ApiVersionJson {
+        version: format!("paych {}", env!("CARGO_PKG_VERSION")),
+        api_version,
+        block_delay: BLOCK_DELAY_SECS,
     }
 }
 
@@ -78,8 +59,8 @@ handlers! {
         let height = api.manager.chain().head().await.map_err(method_error)?;
         api.shape(&json::TipSet { cids: Vec::new(), blocks: Vec::new(), height })
     };
-    Version(_api, ()) => Ok(ApiVersionJson::new(FULL_API_VERSION_1));
-    VersionV0(_api, ()) => Ok(ApiVersionJson::new(FULL_API_VERSION_0));
+    Version(_api, ()) => Ok(version_of(FULL_API_VERSION_1));
+    VersionV0(_api, ()) => Ok(version_of(FULL_API_VERSION_0));
 }
 
 /// `StateWaitMsg`: the message's lookup once it has executed and `confidence` more epochs

@@ -24,7 +24,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::auth::Permission;
-use super::chain::{ApiVersionJson, Epoch};
 use super::envelope::{not_found, Params};
 use super::params::{
     AddrInfo, Bytes, GetOptions, KeyType, ParamList, PublishSpec, ReadParams, Root, VoucherSpecs,
@@ -251,13 +250,13 @@ methods! {
     /// Lotus v1's `StateWaitMsg(cid, confidence, limit, allowReplaced)`: the message's
     /// lookup once it has executed and `confidence` epochs have passed.
     StateWaitMsg = "Filecoin.StateWaitMsg", Read, only V1:
-        (Cid, u64, Epoch, bool) -> MsgLookupJson;
+        (Cid, u64, i64, bool) -> MsgLookupJson;
     /// Lotus v0's `StateWaitMsg(cid, confidence)`.
     StateWaitMsgV0 = "Filecoin.StateWaitMsg", Read, only V0: (Cid, u64) -> MsgLookupJson;
     /// Lotus v1's `StateSearchMsg(tsk, cid, limit, allowReplaced)`: the message's lookup,
     /// `null` while it has not executed.
     StateSearchMsg = "Filecoin.StateSearchMsg", Read, only V1:
-        (TipSetKey, Cid, Epoch, bool) -> Option<MsgLookupJson>;
+        (TipSetKey, Cid, i64, bool) -> Option<MsgLookupJson>;
     /// Lotus v0's `StateSearchMsg(cid)`.
     StateSearchMsgV0 = "Filecoin.StateSearchMsg", Read, only V0:
         (Cid,) -> Option<MsgLookupJson>;
@@ -267,6 +266,20 @@ methods! {
     Version = "Filecoin.Version", Read, only V1: () -> ApiVersionJson;
     /// Lotus v0's `Version()`: `APIVersion` 1.5.0.
     VersionV0 = "Filecoin.Version", Read, only V0: () -> ApiVersionJson;
+}
+
+/// Lotus's `APIVersion`, what `Filecoin.Version` answers: `{"Version","APIVersion","BlockDelay"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ApiVersionJson {
+    /// The node's version, free text.
+    pub version: String,
+    /// The API's semver, encoded as Lotus encodes `api.Version`:
+    /// `major << 16 | minor << 8 | patch`.
+    #[serde(rename = "APIVersion")]
+    pub api_version: u32,
+    /// The block delay, in seconds.
+    pub block_delay: u64,
 }
 
 /// The declaration of the method named `name` that API `version` serves.

@@ -48,7 +48,7 @@ use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
 
 use super::auth::{self, Permission};
-use super::calls::{self, Reply};
+use super::calls::{self, Reply, Service};
 use super::context::Api;
 use super::envelope::{self, BodyError, Running, BODY_TIMEOUT};
 pub use super::envelope::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
@@ -110,13 +110,13 @@ pub async fn serve_node_api(
     listen: SocketAddr,
 ) -> Result<ApiServer, ServeError> {
     let (closing, closed) = watch::channel(false);
-    let server = Arc::new(Server {
+    let service = Arc::new(Service {
         api: Api { manager, wallet, payer, retrieval, metrics, network },
-        secret,
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
         websockets: Arc::new(Semaphore::new(MAX_WEBSOCKETS)),
         closed,
     });
+    let server = Arc::new(Server { service, secret });
     let router = Router::new()
         .route("/rpc/v1", get(upgrade_v1).post(handle_v1))
         .route("/rpc/v0", get(upgrade_v0).post(handle_v0))
@@ -125,22 +125,17 @@ pub async fn serve_node_api(
     Ok(ApiServer { running, closing })
 }
 
-/// What the API's requests are served with.
-pub(crate) struct Server {
-    /// What the methods run against.
-    pub(crate) api: Api,
+/// What the API's requests are served with: the calls' service, and the secret tokens are
+/// checked against.
+struct Server {
+    service: Arc<Service>,
     secret: Vec<u8>,
-    /// One a request served at once (HTTP requests, and calls on WebSocket connections).
-    pub(crate) permits: Arc<Semaphore>,
-    /// One an open WebSocket connection.
-    pub(crate) websockets: Arc<Semaphore>,
-    /// Turns `true` (or its sender is dropped) when the server stops.
-    pub(crate) closed: watch::Receiver<bool>,
 }
 
 /// `GET /metrics`: the node's metrics in the Prometheus (OpenMetrics) text format.
 async fn serve_metrics(State(server): State<Arc<Server>>) -> Response {
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], server.api.metrics.encode()).into_response()
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], server.service.api.metrics.encode())
+        .into_response()
 }
 
 /// `POST /rpc/v1`: Lotus's v1 API.
@@ -155,12 +150,12 @@ async fn handle_v0(server: State<Arc<Server>>, caller: Caller, body: Body) -> Re
 
 /// `GET /rpc/v1` with a WebSocket upgrade: Lotus's v1 API on a WebSocket.
 async fn upgrade_v1(server: State<Arc<Server>>, caller: Caller, ws: WebSocketUpgrade) -> Response {
-    websocket::upgrade(server.0, ApiVersion::V1, caller.0, ws)
+    websocket::upgrade(server.service.clone(), ApiVersion::V1, caller.0, ws)
 }
 
 /// `GET /rpc/v0` with a WebSocket upgrade: Lotus's v0 API on a WebSocket.
 async fn upgrade_v0(server: State<Arc<Server>>, caller: Caller, ws: WebSocketUpgrade) -> Response {
-    websocket::upgrade(server.0, ApiVersion::V0, caller.0, ws)
+    websocket::upgrade(server.service.clone(), ApiVersion::V0, caller.0, ws)
 }
 
 /// One HTTP request: its body read, its calls answered.
@@ -170,11 +165,12 @@ async fn handle(
     Caller(granted): Caller,
     body: Body,
 ) -> Response {
-    let Ok(_permit) = server.permits.clone().try_acquire_owned() else {
+    let service = &server.service;
+    let Ok(_permit) = service.permits.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight").into_response();
     };
     let reply = match read_request_body(body).await {
-        Ok(bytes) => calls::answer_body(&server.api, version, &granted, &bytes).await,
+        Ok(bytes) => calls::answer_body(&service.api, version, &granted, &bytes).await,
         Err(error) => {
             let answer = RpcResponse { id: Value::Null, outcome: Err(error) };
             Reply { status: calls::status_of(&answer), body: calls::encode(&answer) }
@@ -198,7 +194,7 @@ async fn read_request_body(body: Body) -> Result<Vec<u8>, RpcError> {
 
 /// The permissions of the caller of a request; HTTP 401 with an empty body when its
 /// credentials are refused, as Lotus answers.
-pub(crate) struct Caller(pub(crate) Vec<Permission>);
+struct Caller(Vec<Permission>);
 
 impl FromRequestParts<Arc<Server>> for Caller {
     type Rejection = StatusCode;

@@ -25,10 +25,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::auth::Permission;
-use super::calls::{self, Body, Request, CANCEL_METHOD};
+use super::calls::{self, Body, Request, Service, CANCEL_METHOD};
 use super::envelope::MAX_REQUEST_BYTES;
 use super::methods::ApiVersion;
-use super::server::Server;
 
 /// The most WebSocket connections open at once.
 pub const MAX_WEBSOCKETS: usize = 64;
@@ -37,27 +36,27 @@ pub const MAX_CALLS_IN_FLIGHT: usize = 32;
 
 /// Upgrades a request to a WebSocket serving API `version` to a caller holding `granted`.
 pub(crate) fn upgrade(
-    server: Arc<Server>,
+    service: Arc<Service>,
     version: ApiVersion,
     granted: Vec<Permission>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Ok(slot) = server.websockets.clone().try_acquire_owned() else {
+    let Ok(slot) = service.websockets.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many WebSocket connections").into_response();
     };
     ws.max_message_size(MAX_REQUEST_BYTES).max_frame_size(MAX_REQUEST_BYTES).on_upgrade(
         move |socket| async move {
             let _slot = slot;
-            server.api.metrics.api_websockets.inc();
-            Connection::new(server.clone(), version, granted).serve(socket).await;
-            server.api.metrics.api_websockets.dec();
+            service.api.metrics.api_websockets.inc();
+            Connection::new(service.clone(), version, granted).serve(socket).await;
+            service.api.metrics.api_websockets.dec();
         },
     )
 }
 
 /// One WebSocket connection's calls.
 struct Connection {
-    server: Arc<Server>,
+    service: Arc<Service>,
     version: ApiVersion,
     granted: Arc<[Permission]>,
     /// Bounds the calls in flight.
@@ -68,9 +67,9 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(server: Arc<Server>, version: ApiVersion, granted: Vec<Permission>) -> Self {
+    fn new(service: Arc<Service>, version: ApiVersion, granted: Vec<Permission>) -> Self {
         Connection {
-            server,
+            service,
             version,
             granted: granted.into(),
             in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
@@ -93,7 +92,7 @@ impl Connection {
             }
             let _ = sink.close().await;
         };
-        let mut closed = self.server.closed.clone();
+        let mut closed = self.service.closed.clone();
         let reader = async move {
             loop {
                 let message = tokio::select! {
@@ -139,21 +138,22 @@ impl Connection {
         slot: OwnedSemaphorePermit,
         answers: mpsc::Sender<Vec<u8>>,
     ) {
-        let (server, version, granted) = (self.server.clone(), self.version, self.granted.clone());
+        let (service, version, granted) =
+            (self.service.clone(), self.version, self.granted.clone());
         let id = match &body {
             Body::One(Request { id: Some(id), .. }) => Some(id.to_string()),
             _ => None,
         };
         let task = self.tasks.spawn(async move {
             let _slot = slot;
-            let Ok(_permit) = server.permits.clone().acquire_owned().await else { return };
+            let Ok(_permit) = service.permits.clone().acquire_owned().await else { return };
             let answer = match body {
-                Body::One(request) => calls::answer_one(&server.api, version, &granted, request)
+                Body::One(request) => calls::answer_one(&service.api, version, &granted, request)
                     .await
                     .map(|a| calls::encode(&a)),
                 Body::Batch(requests) => {
                     let answers: Vec<RpcResponse> =
-                        calls::answer_batch(&server.api, version, &granted, requests).await;
+                        calls::answer_batch(&service.api, version, &granted, requests).await;
                     Some(calls::encode(&answers))
                 }
             };
