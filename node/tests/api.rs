@@ -206,6 +206,9 @@ async fn invalid_tokens_get_http_401() {
         let response = api.client.post(url).json(&body).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 401, "{}", &bad[..bad.len().min(40)]);
     }
+    // The typed client says why.
+    let refused = api.client(Some("a.b.c")).call::<PaychList>(()).await.unwrap_err();
+    assert!(matches!(&refused, ClientError::Http(_, 401, text) if text == "the token was refused"));
     // A good token in the query grants its permissions; the header wins over it.
     let write = token(Permission::Write);
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "Filecoin.WalletList", "params": []});
