@@ -7,7 +7,9 @@
 //!
 //! Adding a method: add a line to the list below, and its handler (the server's `Handler`)
 //! to the `handlers!` list of its namespace's module (`rpc/paych.rs`, `rpc/wallet.rs`,
-//! `rpc/net.rs`, `rpc/retrieval.rs`); a declared method without a handler does not compile.
+//! `rpc/net.rs`, `rpc/retrieval.rs`, `rpc/chain.rs`); a declared method without a handler
+//! does not compile. Where Lotus's v0 and v1 APIs differ (`StateWaitMsg`, `StateSearchMsg`,
+//! `Version`), a name has one declaration per version, marked `only V0` or `only V1`.
 
 use async_trait::async_trait;
 use cid::Cid;
