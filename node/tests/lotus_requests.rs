@@ -473,6 +473,11 @@ async fn http_batches_and_bad_bodies_get_go_jsonrpcs_answers_and_statuses() {
         let answer: Value = serde_json::from_str(&text).unwrap();
         assert_eq!((status, &answer["error"]), (expected_status, &error), "{body}");
     }
+    // A GET that is no WebSocket upgrade: an empty request, as go-jsonrpc reads it.
+    let response = http.get(&url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"], json!({"code": -32600, "message": "Invalid request"}));
     // A bad token: HTTP 401 and nothing else, as Lotus answers.
     let response = http.post(&url).bearer_auth("a.b.c").body("{}").send().await.unwrap();
     assert_eq!(response.status().as_u16(), 401);

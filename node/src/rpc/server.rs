@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -149,13 +150,30 @@ async fn handle_v0(server: State<Arc<Server>>, caller: Caller, body: Body) -> Re
 }
 
 /// `GET /rpc/v1` with a WebSocket upgrade: Lotus's v1 API on a WebSocket.
-async fn upgrade_v1(server: State<Arc<Server>>, caller: Caller, ws: WebSocketUpgrade) -> Response {
-    websocket::upgrade(server.service.clone(), ApiVersion::V1, caller.0, ws)
+async fn upgrade_v1(server: State<Arc<Server>>, caller: Caller, ws: Upgrade) -> Response {
+    upgrade(server, ApiVersion::V1, caller, ws).await
 }
 
 /// `GET /rpc/v0` with a WebSocket upgrade: Lotus's v0 API on a WebSocket.
-async fn upgrade_v0(server: State<Arc<Server>>, caller: Caller, ws: WebSocketUpgrade) -> Response {
-    websocket::upgrade(server.service.clone(), ApiVersion::V0, caller.0, ws)
+async fn upgrade_v0(server: State<Arc<Server>>, caller: Caller, ws: Upgrade) -> Response {
+    upgrade(server, ApiVersion::V0, caller, ws).await
+}
+
+/// A WebSocket upgrade, or why the request is none.
+type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
+
+/// Upgrades to a WebSocket; a `GET` without an upgrade is read as go-jsonrpc reads it, as an
+/// empty request.
+async fn upgrade(
+    State(server): State<Arc<Server>>,
+    version: ApiVersion,
+    Caller(granted): Caller,
+    ws: Upgrade,
+) -> Response {
+    match ws {
+        Ok(ws) => websocket::upgrade(server.service.clone(), version, granted, ws),
+        Err(_) => handle(State(server), version, Caller(granted), Body::empty()).await,
+    }
 }
 
 /// One HTTP request: its body read, its calls answered.
