@@ -150,7 +150,11 @@ impl ApiClient {
         let answer: Value = match serde_json::from_slice(&bytes) {
             Ok(answer) => answer,
             Err(_) if !status.is_success() => {
-                let text = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+                let mut text: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+                if text.is_empty() && status == reqwest::StatusCode::UNAUTHORIZED {
+                    // As Lotus, the API answers a refused token with an empty 401.
+                    text = "the token was refused".to_owned();
+                }
                 return Err(ClientError::Http(self.url.clone(), status.as_u16(), text));
             }
             Err(e) => return Err(ClientError::BadAnswer(e.to_string())),
