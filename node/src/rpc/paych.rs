@@ -162,9 +162,8 @@ fn refuse_proof(proof: &Bytes) -> Result<(), RpcError> {
 /// A voucher refusal of check-valid or add, in Lotus's words where Lotus has them.
 fn voucher_error(e: AddVoucherError) -> RpcError {
     match e {
-        AddVoucherError::InvalidVoucher(ActorError::StaleNonce { .. }) => {
-            method_error(NONCE_TOO_LOW)
-        }
+        AddVoucherError::InvalidVoucher(ActorError::StaleNonce { .. })
+        | AddVoucherError::ConflictingVoucher { .. } => method_error(NONCE_TOO_LOW),
         AddVoucherError::AmountBelowLane { .. } => method_error(AMOUNT_TOO_LOW),
         other => manager_error(other),
     }
