@@ -7,8 +7,8 @@
 //! The differences that stay deliberate are listed in docs/api.md ("Differences from Lotus").
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use paych_core::store::MessagePurpose;
 use paych_core::manager::{ChannelHandle, FundsError};
+use paych_core::store::MessagePurpose;
 use paych_core::types::{SignedVoucher, TokenAmount};
 use paych_testkit::amounts::atto;
 use paych_testkit::deadline::{eventually, within};

@@ -33,15 +33,9 @@ struct Api {
 }
 
 async fn api_of(node: &Node) -> Api {
-    let server = serve_api(
-        node.m().clone(),
-        node.wallet.clone(),
-        SECRET.to_vec(),
-        Network::Testnet,
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+    let (manager, wallet, listen) = (node.m().clone(), node.wallet.clone(), ([127, 0, 0, 1], 0));
+    let server = serve_api(manager, wallet, SECRET.into(), Network::Testnet, listen.into());
+    let server = server.await.unwrap();
     let token = auth::issue(&SECRET, &Permission::Admin.up_to());
     let client = ApiClient::new(format!("http://{}/rpc/v1", server.local_addr()), Some(token));
     Api { _server: server, client }
@@ -92,8 +86,8 @@ async fn proof_bytes_in_a_voucher_check_add_or_submit_are_refused_with_lotus_tex
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_re_added_voucher_answers_zero_and_an_older_or_lower_one_is_refused_as_lotus_refuses_it(
-) {
+async fn a_re_added_voucher_answers_zero_and_an_older_or_lower_one_is_refused_as_lotus_refuses_it()
+{
     let (_net, payer, _payee, ch, api) = channel_and_payee_api(100).await;
     let older = payer.create_voucher(&ch, atto(40), 0).await;
     let newer = payer.create_voucher(&ch, atto(60), 0).await;

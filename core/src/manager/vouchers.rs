@@ -371,7 +371,10 @@ impl PaymentChannelManager {
         let Some(record) = self.inbound_record(channel).await? else {
             // Never stored: the ID is only a name for this check.
             let record = self.learn_inbound(channel, UNSTORED_CHANNEL).await?;
-            return stale_is_refused(voucher, self.assess(&record, &Held::default(), voucher).await);
+            return stale_is_refused(
+                voucher,
+                self.assess(&record, &Held::default(), voucher).await,
+            );
         };
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
@@ -905,7 +908,9 @@ impl PaymentChannelManager {
             .vouchers(record.id)?
             .into_iter()
             .filter(|r| {
-                !r.submitted && !r.superseded && (own_vouchers || r.origin != VoucherOrigin::Created)
+                !r.submitted
+                    && !r.superseded
+                    && (own_vouchers || r.origin != VoucherOrigin::Created)
             })
             .map(|r| r.voucher)
             .collect();

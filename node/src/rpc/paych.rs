@@ -4,13 +4,13 @@
 //!
 //! [`PaymentChannelManager`]: paych_core::manager::PaymentChannelManager
 
+use paych_core::actor::ActorError;
 use paych_core::jsonrpc::RpcError;
 use paych_core::lotus_json::amount_text;
 use paych_core::lotus_json::api::{
     self as shapes, ChannelAvailableFunds, ChannelInfo, ChannelStatusJson, PaymentInfo,
     VoucherCreateResult,
 };
-use paych_core::actor::ActorError;
 use paych_core::manager::AddVoucherError;
 use paych_core::types::{Address, TokenAmount};
 
