@@ -87,8 +87,8 @@ fn smaller(a: &TokenAmount, b: &TokenAmount) -> TokenAmount {
 enum Reservation {
     /// Complete: nothing sent, or the add-funds message sent for it.
     Done(Option<Cid>),
-    /// Partly queued behind a message in flight.
-    Queued(QueuedReservation),
+    /// Partly queued behind a message in flight; undone if dropped before it is awaited.
+    Queued(CancelOnDrop),
 }
 
 /// A reservation whose `shortfall` waits in the channel's queue behind `in_flight`, having
@@ -244,16 +244,21 @@ impl PaymentChannelManager {
         }
         record.queued += &plan.shortfall;
         record.queued_reserve += &plan.shortfall;
-        self.commit(vec![Write::Channel(record)]).await?;
-        Ok(Reservation::Queued(queued))
+        self.inner.store.apply(vec![Write::Channel(record)])?;
+        // Armed once the queue is written: a caller gone while it is flushed is undone too.
+        let cancel = CancelOnDrop { manager: self.clone(), queued: Some(queued) };
+        self.inner.store.durable().await?;
+        self.notify();
+        Ok(Reservation::Queued(cancel))
     }
 
     /// Waits for the message that carries a queued reservation. Should the caller go away
     /// first (its future dropped, as Lotus's request cancelled through its context), what
     /// it reserved is released and its queued part taken out of the queue, unsent.
-    async fn await_queued(&self, queued: QueuedReservation) -> Result<Option<Cid>, FundsError> {
-        let (id, in_flight) = (queued.id, queued.in_flight);
-        let mut cancel = CancelOnDrop { manager: self.clone(), queued: Some(queued) };
+    async fn await_queued(&self, mut cancel: CancelOnDrop) -> Result<Option<Cid>, FundsError> {
+        let Some((id, in_flight)) = cancel.queued.as_ref().map(|q| (q.id, q.in_flight)) else {
+            return Ok(None);
+        };
         let answer = self.wait_next_message(id, in_flight).await;
         cancel.queued = None;
         answer
