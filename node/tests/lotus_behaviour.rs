@@ -8,7 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use paych_core::manager::VoucherSpec;
-use paych_core::types::{parse_address, Address, Network, SignedVoucher, TokenAmount};
+use paych_core::types::{
+    parse_address, Address, Merge, ModVerifyParams, Network, SignedVoucher, TokenAmount,
+};
 use paych_node::rpc::auth::{self, Permission};
 use paych_node::rpc::client::{ApiClient, ClientError};
 use paych_node::rpc::methods::*;
@@ -139,4 +141,29 @@ async fn new_payment_answers_the_create_message_as_a_wait_sentinel_for_get_wait_
     let ready = api.client.call::<PaychGetWaitReady>((sentinel,)).await.unwrap();
     assert_eq!(ready, payment.channel);
     assert!(parse_address(&ready).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_and_merging_vouchers_are_refused_with_lotus_texts() {
+    let (_net, payer, _payee, ch, api) = channel_and_payee_api(100).await;
+    let lotus_texts: [(&str, fn(&mut SignedVoucher)); 5] = [
+        ("voucher is Message Locked", |v| {
+            v.extra = Some(ModVerifyParams { actor: v.channel_addr, method: 2, data: vec![] })
+        }),
+        ("voucher is Max Time Locked", |v| v.time_lock_max = 1_000_000),
+        ("voucher is Min Time Locked", |v| v.time_lock_min = 1),
+        ("voucher is Hash Locked", |v| v.secret_hash = vec![9; 32]),
+        ("don't currently support paych lane merges", |v| {
+            v.merges = vec![Merge { lane: 1, nonce: 1 }]
+        }),
+    ];
+    for (text, lock) in lotus_texts {
+        let mut voucher = SignedVoucher::new(ch, 0, 1, atto(10));
+        lock(&mut voucher);
+        let voucher = payer.sign(voucher);
+        let checked = api.client.call::<PaychVoucherCheckValid>((ch, voucher.clone())).await;
+        assert_eq!(refusal(checked), text);
+        let added = api.client.call::<PaychVoucherAdd>((ch, voucher, no_bytes(), atto(0))).await;
+        assert_eq!(refusal(added), text);
+    }
 }

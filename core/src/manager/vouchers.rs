@@ -368,6 +368,7 @@ impl PaymentChannelManager {
         channel: &Address,
         voucher: &SignedVoucher,
     ) -> Result<(), AddVoucherError> {
+        self.locks_first(voucher)?;
         let Some(record) = self.inbound_record(channel).await? else {
             // Never stored: the ID is only a name for this check.
             let record = self.learn_inbound(channel, UNSTORED_CHANNEL).await?;
@@ -390,6 +391,19 @@ impl PaymentChannelManager {
             return stale_is_refused(voucher, self.assess(&record, &issued, voucher).await);
         }
         stale_is_refused(voucher, self.assess(&record, &cache.held, voucher).await)
+    }
+
+    /// The intake policy's refusals that need no chain (locks, `extra`, merges), checked
+    /// before anything about the channel, in Lotus's order of checks
+    /// (`checkVoucherValidUnlocked`): the API's add and check-valid refuse such a voucher
+    /// for its lock, as Lotus does, whatever else is wrong with it.
+    fn locks_first(&self, voucher: &SignedVoucher) -> Result<(), AddVoucherError> {
+        // At the last epoch every settle height is near: only the chain-free rules refuse.
+        self.inner
+            .config
+            .intake
+            .check(voucher, ChainEpoch::MAX)
+            .map_err(AddVoucherError::VoucherRefused)
     }
 
     /// The chain's view of a channel for validation: the head, the channel's state at that
@@ -625,6 +639,7 @@ impl PaymentChannelManager {
         voucher: &SignedVoucher,
         min_delta: TokenAmount,
     ) -> Result<TokenAmount, AddVoucherError> {
+        self.locks_first(voucher)?;
         match self.add(channel, voucher, min_delta).await? {
             Added::Credited { delta } => Ok(delta),
             Added::StoredZero { .. } | Added::AlreadyHeld => Ok(TokenAmount::default()),

@@ -12,6 +12,7 @@ use paych_core::lotus_json::api::{
     VoucherCreateResult,
 };
 use paych_core::manager::AddVoucherError;
+use paych_core::redemption::PolicyRefusal;
 use paych_core::types::{Address, TokenAmount};
 
 use super::context::{handlers, internal_error, manager_error, method_error, Api};
@@ -165,6 +166,22 @@ fn voucher_error(e: AddVoucherError) -> RpcError {
         AddVoucherError::InvalidVoucher(ActorError::StaleNonce { .. })
         | AddVoucherError::ConflictingVoucher { .. } => method_error(NONCE_TOO_LOW),
         AddVoucherError::AmountBelowLane { .. } => method_error(AMOUNT_TOO_LOW),
+        AddVoucherError::VoucherRefused(refusal) => method_error(lotus_refusal(&refusal)),
         other => manager_error(other),
+    }
+}
+
+/// An intake policy refusal in Lotus's words (`paychmgr/paych.go`,
+/// `checkVoucherValidUnlocked`) where Lotus refuses the same voucher; ours otherwise.
+fn lotus_refusal(refusal: &PolicyRefusal) -> String {
+    match refusal {
+        PolicyRefusal::MessageLocked(_) => "voucher is Message Locked".to_owned(),
+        PolicyRefusal::TimeLocked { time_lock_max, .. } if *time_lock_max != 0 => {
+            "voucher is Max Time Locked".to_owned()
+        }
+        PolicyRefusal::TimeLocked { .. } => "voucher is Min Time Locked".to_owned(),
+        PolicyRefusal::HashLocked => "voucher is Hash Locked".to_owned(),
+        PolicyRefusal::Merges => "don't currently support paych lane merges".to_owned(),
+        PolicyRefusal::SettleHeightTooFar { .. } => refusal.to_string(),
     }
 }
