@@ -59,6 +59,9 @@ async fn channel_and_payee_api(balance: u64) -> (Net, Node, Node, Address, Api) 
     (net, payer, payee, ch, api)
 }
 
+/// Puts one lock (or a merge) on a voucher.
+type Lock = fn(&mut SignedVoucher);
+
 fn no_bytes() -> Bytes {
     Bytes(Vec::new())
 }
@@ -146,7 +149,7 @@ async fn new_payment_answers_the_create_message_as_a_wait_sentinel_for_get_wait_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locked_and_merging_vouchers_are_refused_with_lotus_texts() {
     let (_net, payer, _payee, ch, api) = channel_and_payee_api(100).await;
-    let lotus_texts: [(&str, fn(&mut SignedVoucher)); 5] = [
+    let lotus_texts: [(&str, Lock); 5] = [
         ("voucher is Message Locked", |v| {
             v.extra = Some(ModVerifyParams { actor: v.channel_addr, method: 2, data: vec![] })
         }),
