@@ -38,7 +38,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use paych_testkit::daemon::{http_base, rpc_url, start_daemon, start_devnet, wait_for, Running};
+use paych_testkit::daemon::{
+    http_base, rpc_url, start_daemon, start_devnet_mining, wait_for, Running,
+};
 use paych_testkit::deadline::wait_until;
 
 const PAYCH: &str = env!("CARGO_BIN_EXE_paych");
@@ -99,12 +101,39 @@ struct Pair {
     payee: PathBuf,
     payer_addr: String,
     payee_addr: String,
+    /// The devnet's JSON-RPC endpoint.
+    devnet_url: String,
     _daemons: Vec<Running>,
 }
 
+/// Calls the devnet's `method` with `params`; answers its result.
+fn devnet_call(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(url)
+            .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method,
+                "params": params}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(answer["error"].is_null(), "{method}: {answer}");
+        answer["result"].clone()
+    })
+}
+
+/// A pair on a devnet mining every 100 ms.
 fn pair() -> Pair {
+    pair_mining("100ms")
+}
+
+/// A pair on a devnet mining every `block_time` (`0s`: only when a test mines).
+fn pair_mining(block_time: &str) -> Pair {
     let dir = tempfile::tempdir().unwrap();
-    let (devnet, info) = start_devnet(PAYCH);
+    let (devnet, info) = start_devnet_mining(PAYCH, block_time);
 
     let payee = dir.path().join("payee");
     let payee_daemon = start_daemon(PAYCH, &payee, &info, &[]);
@@ -118,23 +147,15 @@ fn pair() -> Pair {
     let payer_daemon = start_daemon(PAYCH, &payer, &info, &[format!("{payee_addr}={listen}")]);
     let payer_addr = default_address(&ok_in(&payer, &["wallet", "list"]));
 
-    // 10 FIL from the devnet's faucet for the payer, 1 FIL (for gas) for the payee.
+    // 10 FIL from the devnet's faucet for the payer, 1 FIL (for gas) for the payee, mined
+    // in one epoch.
     let devnet_url = rpc_url(&info);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        for (addr, atto) in
-            [(&payer_addr, "10000000000000000000"), (&payee_addr, "1000000000000000000")]
-        {
-            let answer = reqwest::Client::new()
-                .post(&devnet_url)
-                .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
-                    "params": [addr, atto]}))
-                .send()
-                .await
-                .unwrap();
-            assert!(answer.status().is_success());
-        }
-    });
+    for (addr, atto) in
+        [(&payer_addr, "10000000000000000000"), (&payee_addr, "1000000000000000000")]
+    {
+        devnet_call(&devnet_url, "Devnet.Faucet", serde_json::json!([addr, atto]));
+    }
+    devnet_call(&devnet_url, "Devnet.Mine", serde_json::json!([1]));
     wait_until("the faucet's money never arrived", Duration::from_millis(100), || {
         let payer_funded = ok_in(&payer, &["wallet", "balance"]) == "10 FIL\n";
         (payer_funded && ok_in(&payee, &["wallet", "balance"]) == "1 FIL\n").then_some(())
@@ -145,8 +166,14 @@ fn pair() -> Pair {
         payee,
         payer_addr,
         payee_addr,
+        devnet_url,
         _daemons: vec![payer_daemon, payee_daemon, devnet],
     }
+}
+
+/// `rows` as printed lines, each ended by a newline.
+fn lines(rows: &[&str]) -> String {
+    rows.iter().map(|row| format!("{row}\n")).collect()
 }
 
 /// The address marked default in `paych wallet list`'s output.
@@ -218,28 +245,39 @@ fn cli_drives_a_payer_and_a_payee_daemon() {
     let channel = channel.trim().to_owned();
     assert!(channel.starts_with("t2"), "{channel}");
     assert_eq!(ok_in(payer, &["list"]), format!("{channel}\n"));
-    let status = ok_in(payer, &["status", &channel]);
-    assert!(status.starts_with("Channel exists\n"), "{status}");
-    assert!(status.contains(&format!("  Channel:              {channel}\n")), "{status}");
-    assert!(status.contains("  Direction:            outbound\n"), "{status}");
-    assert!(status.contains(&format!("  From:                 {}\n", p.payer_addr)), "{status}");
-    assert!(status.contains("  Confirmed Amt:        1 FIL\n"), "{status}");
-    let by = ok_in(payer, &["status-by-from-to", &p.payer_addr, &p.payee_addr]);
-    assert!(by.starts_with("Channel exists\n"), "{by}");
-    assert!(by.contains(&format!("  Channel:              {channel}\n")), "{by}");
-    assert!(by.contains("  Confirmed Amt:        1 FIL\n"), "{by}");
+    // `paych status` and `status-by-from-to` print Lotus's `paychStatus` rows.
+    let exists = lines(&[
+        "Channel exists",
+        &format!("  Channel:               {channel}"),
+        &format!("  From:                  {}", p.payer_addr),
+        &format!("  To:                    {}", p.payee_addr),
+        "  Confirmed Amt:         1 FIL",
+        "  Available Amt:         1 FIL",
+        "  Voucher Redeemed Amt:  0 FIL",
+        "  Pending Amt:           0 FIL",
+        "  Pending Available Amt: 1 FIL",
+        "  Queued Amt:            0 FIL",
+    ]);
+    assert_eq!(ok_in(payer, &["status", &channel]), exists);
+    assert_eq!(ok_in(payer, &["status-by-from-to", &p.payer_addr, &p.payee_addr]), exists);
+    let verbose = ok_in(payer, &["status", &channel, "--verbose"]);
+    assert!(verbose.starts_with(&exists), "{verbose}");
+    assert!(verbose.contains("\nDetails\n  Direction:    outbound\n"), "{verbose}");
 
     // Reserve and release.
     assert_eq!(
         ok_in(payer, &["reserve", &channel, "0.25"]),
         format!("Reserved 0.25 FIL on channel {channel}\n")
     );
-    assert!(ok_in(payer, &["status", &channel]).contains("  Reserved Amt:         0.25 FIL\n"));
+    let status = ok_in(payer, &["status", &channel]);
+    assert!(status.contains("  Available Amt:         0.75 FIL\n"), "{status}");
+    let verbose = ok_in(payer, &["status", &channel, "--verbose"]);
+    assert!(verbose.contains("  Reserved Amt: 0.25 FIL\n"), "{verbose}");
     assert_eq!(
         ok_in(payer, &["release", &channel, "250 milliFIL"]),
         format!("Released 0.25 FIL on channel {channel}\n")
     );
-    assert!(ok_in(payer, &["status", &channel]).contains("  Reserved Amt:         0 FIL\n"));
+    assert_eq!(ok_in(payer, &["status", &channel]), exists);
 
     // A voucher created by hand on lane 7, then two payments over libp2p on a flow.
     let voucher = ok_in(payer, &["voucher", "create", &channel, "0.1", "--lane", "7"]);
@@ -248,8 +286,8 @@ fn cli_drives_a_payer_and_a_payee_daemon() {
     let decoded = ok_in(payer, &["voucher", "decode", &voucher]);
     assert!(decoded.contains("Lane             7\n"), "{decoded}");
     let paid = ok_in(payer, &["pay", &channel, "0.2", "--flow", "retrieval-1"]);
-    let mut lines = paid.lines();
-    let summary = lines.next().unwrap();
+    let first_paid = paid.lines().nth(1).unwrap().to_owned();
+    let summary = paid.lines().next().unwrap();
     assert!(summary.starts_with("Accepted: paid 0.2 FIL on lane "), "{paid}");
     assert!(summary.ends_with("; the lane now holds 0.2 FIL"), "{paid}");
     let paid_lane: u64 = summary
@@ -268,38 +306,50 @@ fn cli_drives_a_payer_and_a_payee_daemon() {
         "{paid}"
     );
     let last_paid = paid.lines().nth(1).unwrap().to_owned();
-    let status = ok_in(payer, &["status", &channel]);
+    let status = ok_in(payer, &["status", &channel, "--verbose"]);
     assert!(status.contains("  Lanes:\n"), "{status}");
     assert!(status.contains(&format!("    Lane {paid_lane}, Nonce 2: 0.25 FIL")), "{status}");
+    // Voucher lines print FIL as Lotus's `types.FIL` does.
     let payer_vouchers = ok_in(payer, &["voucher", "list", &channel]);
-    assert!(payer_vouchers.contains("Lane 7, Nonce 1: 100000000000000000\n"), "{payer_vouchers}");
+    assert!(payer_vouchers.contains("Lane 7, Nonce 1: 0.1 FIL\n"), "{payer_vouchers}");
 
     // The payee: the paid vouchers arrived; it checks and adds the hand-made one.
     assert_eq!(ok_in(payee, &["list"]), format!("{channel}\n"));
-    let inbound = ok_in(payee, &["status", &channel]);
-    assert!(inbound.contains("  Direction:            inbound\n"), "{inbound}");
+    let inbound = ok_in(payee, &["status", &channel, "--verbose"]);
+    assert!(inbound.contains("  Direction:    inbound\n"), "{inbound}");
     let held = ok_in(payee, &["voucher", "list", &channel]);
     assert_eq!(
         held,
-        format!(
-            "Lane {paid_lane}, Nonce 1: 200000000000000000\nLane {paid_lane}, Nonce 2: 250000000000000000\n"
-        )
+        format!("Lane {paid_lane}, Nonce 1: 0.2 FIL\nLane {paid_lane}, Nonce 2: 0.25 FIL\n")
     );
     let exported = ok_in(payee, &["voucher", "list", &channel, "--export"]);
-    assert!(
-        exported.contains(&format!("Nonce 2: 250000000000000000; {last_paid}\n")),
-        "{exported}"
+    assert_eq!(
+        exported,
+        format!(
+            "Lane {paid_lane}, Nonce 1: 0.2 FIL; {first_paid}\n\
+             Lane {paid_lane}, Nonce 2: 0.25 FIL; {last_paid}\n"
+        )
     );
     assert_eq!(ok_in(payee, &["voucher", "check", &channel, &voucher]), "voucher is valid\n");
     assert_eq!(
         ok_in(payee, &["voucher", "add", &channel, &voucher]),
         "added voucher for lane 7 nonce 1: delta 0.1 FIL\n"
     );
-    let best = ok_in(payee, &["voucher", "best-spendable", &channel]);
-    assert!(best.contains(&format!("Lane 7, Nonce 1: 100000000000000000; {voucher}\n")), "{best}");
-    assert!(
-        best.contains(&format!("Lane {paid_lane}, Nonce 2: 250000000000000000; {last_paid}\n")),
-        "{best}"
+    // best-spendable prints the vouchers themselves only with `--export`, as Lotus does.
+    let (low, high) = if paid_lane < 7 { (paid_lane, 7) } else { (7, paid_lane) };
+    let best_lines = |export: bool| {
+        let line = |lane: u64| match (lane == 7, export) {
+            (true, false) => "Lane 7, Nonce 1: 0.1 FIL\n".to_owned(),
+            (true, true) => format!("Lane 7, Nonce 1: 0.1 FIL; {voucher}\n"),
+            (false, false) => format!("Lane {lane}, Nonce 2: 0.25 FIL\n"),
+            (false, true) => format!("Lane {lane}, Nonce 2: 0.25 FIL; {last_paid}\n"),
+        };
+        format!("{}{}", line(low), line(high))
+    };
+    assert_eq!(ok_in(payee, &["voucher", "best-spendable", &channel]), best_lines(false));
+    assert_eq!(
+        ok_in(payee, &["voucher", "best-spendable", &channel, "--export"]),
+        best_lines(true)
     );
     let submitted = ok_in(payee, &["voucher", "submit", &channel, &last_paid]);
     assert!(submitted.starts_with("voucher submitted in message bafy"), "{submitted}");
@@ -433,5 +483,97 @@ fn retrieve_needs_a_maximum_price() {
         dir.path(),
         &["retrieve", "t01001", &root, "--max-price-per-chunk", "10 attoFIL"],
         "start one with `paych daemon`",
+    );
+}
+
+/// Opens a channel of `amount` FIL from the pair's payer to its payee; answers its address.
+fn open_channel(p: &Pair, amount: &str) -> String {
+    let channel = ok_in(&p.payer, &["add-funds", &p.payer_addr, &p.payee_addr, amount]);
+    let channel = channel.trim().to_owned();
+    assert!(channel.starts_with("t2"), "{channel}");
+    channel
+}
+
+#[test]
+fn voucher_create_beyond_the_channel_names_the_shortfall_in_attofil() {
+    let p = pair();
+    let channel = open_channel(&p, "1");
+    // Lotus's words: `shortfall: N`, N in attoFIL.
+    fails_in(
+        &p.payer,
+        &["voucher", "create", &channel, "1.5"],
+        "Error: could not create voucher: insufficient funds in channel, shortfall: \
+         500000000000000000",
+    );
+}
+
+#[test]
+fn error_texts_label_fil_amounts_fil() {
+    let p = pair();
+    let channel = open_channel(&p, "1");
+    ok_in(&p.payer, &["reserve", &channel, "0.25"]);
+    fails_in(
+        &p.payer,
+        &["release", &channel, "0.5"],
+        "cannot release 0.5 FIL: only 0.25 FIL is reserved",
+    );
+}
+
+#[test]
+fn addresses_print_with_the_prefix_of_the_daemons_network() {
+    let p = pair();
+    let channel = open_channel(&p, "1");
+    let mainnet_form = format!("f{}", &channel[1..]);
+    // The daemon runs on a test network: an address typed in mainnet form prints as `t`.
+    assert_eq!(
+        ok_in(&p.payer, &["reserve", &mainnet_form, "0.1"]),
+        format!("Reserved 0.1 FIL on channel {channel}\n")
+    );
+    // `--network` names the network to print for.
+    assert_eq!(
+        ok_in(&p.payer, &["--network", "mainnet", "release", &channel, "0.1"]),
+        format!("Released 0.1 FIL on channel {mainnet_form}\n")
+    );
+}
+
+#[test]
+fn add_funds_on_a_message_that_never_lands_times_out_naming_the_message() {
+    // A devnet that mines only when asked: the create message is pushed and never lands.
+    let p = pair_mining("0s");
+    let (payer, payee) = (&p.payer_addr, &p.payee_addr);
+    assert_eq!(
+        ok_in(&p.payer, &["status-by-from-to", payer, payee]),
+        lines(&[
+            "Channel does not exist",
+            &format!("  From: {payer}"),
+            &format!("  To:   {payee}")
+        ])
+    );
+
+    let ran = run_in(&p.payer, &["add-funds", payer, payee, "1", "--timeout", "1s"], None);
+    assert!(!ran.ok, "{}", ran.stdout);
+    assert_eq!(ran.stdout, "");
+    assert!(ran.stderr.starts_with("waiting for confirmation..\n"), "{}", ran.stderr);
+    let cid =
+        ran.stderr.split("waiting for message ").nth(1).unwrap_or_else(|| panic!("{}", ran.stderr));
+    let cid = cid.split_whitespace().next().unwrap().to_owned();
+    assert!(cid.starts_with("bafy"), "{}", ran.stderr);
+    let expected = format!(
+        "Error: timed out after 1s waiting for message {cid} (creating the channel from {payer} \
+         to {payee}) to land on chain"
+    );
+    assert!(ran.stderr.contains(&expected), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("cannot reach"), "{}", ran.stderr);
+
+    // The daemon is up, and tracks the channel being created by that message.
+    assert_eq!(
+        ok_in(&p.payer, &["status-by-from-to", payer, payee]),
+        lines(&[
+            "Creating channel",
+            &format!("  From:          {payer}"),
+            &format!("  To:            {payee}"),
+            "  Pending Amt:   1 FIL",
+            &format!("  Wait Sentinel: {cid}"),
+        ])
     );
 }
