@@ -531,3 +531,56 @@ async fn calls_are_counted_by_declared_name_and_undeclared_ones_as_unknown() {
     assert!(text.contains("paych_api_calls_total{method=\"unknown\"} 2\n"), "{text}");
     assert!(!text.contains("Nope"), "{text}");
 }
+
+/// Posts one call to `/rpc/{version}` without a token, answering the result or the error.
+async fn call_on(api: &Api, version: &str, method: &str, params: Value) -> Result<Value, Value> {
+    let url = format!("http://{}/rpc/{version}", api.server.local_addr());
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let answer: Value =
+        api.client.post(url).json(&body).send().await.unwrap().json().await.unwrap();
+    match answer.get("error") {
+        Some(error) => Err(error.clone()),
+        None => Ok(answer["result"].clone()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_message_is_waited_for_and_found_with_lotus_v0_and_v1_parameters() {
+    let net = Net::new();
+    let payer = net.node(100).await;
+    let payee = net.node(1).await;
+    let api = Api::of(&payer).await;
+    let ch = t(&payer.open_channel(payee.addr, atto(1_000_000)).await);
+    let settle = api.ok(Some(&token(Permission::Sign)), "Filecoin.PaychSettle", json!([ch])).await;
+
+    // v0: StateWaitMsg(cid, confidence), as `lotus paych settle` calls it.
+    let waited = call_on(&api, "v0", "Filecoin.StateWaitMsg", json!([settle, 1])).await.unwrap();
+    assert_eq!(waited["Message"], settle);
+    assert_eq!(waited["Receipt"]["ExitCode"], json!(0));
+    let height = waited["Height"].as_i64().unwrap();
+    assert!(height > 0, "{waited}");
+    // v1: StateWaitMsg(cid, confidence, limit, allowReplaced).
+    let v1 = call_on(&api, "v1", "Filecoin.StateWaitMsg", json!([settle, 0, -1, true])).await;
+    assert_eq!(v1.unwrap(), waited);
+    // Each version refuses the other's parameters.
+    let e = call_on(&api, "v1", "Filecoin.StateWaitMsg", json!([settle, 1])).await.unwrap_err();
+    assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
+
+    // StateSearchMsg: v0 (cid), v1 (tsk, cid, limit, allowReplaced); null for a message
+    // that never executed.
+    let found = call_on(&api, "v0", "Filecoin.StateSearchMsg", json!([settle])).await.unwrap();
+    assert_eq!(found, waited);
+    let found = call_on(&api, "v1", "Filecoin.StateSearchMsg", json!([[], settle, -1, true])).await;
+    assert_eq!(found.unwrap(), waited);
+    let unknown = json!({"/": "bafy2bzacea3wsdh6y3a36tb3skempjoxqpuyompjbmfeyf34fi3uy6uue42v4"});
+    let none = call_on(&api, "v1", "Filecoin.StateSearchMsg", json!([null, unknown, -1, true]));
+    assert_eq!(none.await.unwrap(), Value::Null);
+
+    // ChainHead: the head's height; Version: Lotus's API version of each path.
+    let head = call_on(&api, "v1", "Filecoin.ChainHead", json!([])).await.unwrap();
+    assert!(head["Height"].as_i64().unwrap() >= height, "{head}");
+    let v1 = call_on(&api, "v1", "Filecoin.Version", json!([])).await.unwrap();
+    assert_eq!((&v1["APIVersion"], &v1["BlockDelay"]), (&json!(0x0002_0300), &json!(30)));
+    let v0 = call_on(&api, "v0", "Filecoin.Version", json!([])).await.unwrap();
+    assert_eq!(v0["APIVersion"], json!(0x0001_0500));
+}

@@ -5,6 +5,8 @@
 //!   table of `docs/api.md` and the typed client calls all come from it.
 //! - [`params`]: the methods' parameter types, read by the server and written by the client.
 //! - [`server`]: the node's API over HTTP, with [`auth`]'s Lotus-style JWT permissions.
+//! - [`chain`]: the chain methods Lotus's `paych` commands call (`StateWaitMsg`,
+//!   `StateSearchMsg`, `ChainHead`) and `Version`, forwarded to the node's chain backend.
 //! - the methods' handlers by namespace: `paych` (the manager), `wallet` (the keystore),
 //!   `net` (libp2p: `Net*`, `PaychPay`, `PaychReconcile`), `retrieval` (paid retrieval).
 //! - [`client`]: the typed client of a running daemon's API, for the CLI, the testnet and
@@ -16,6 +18,7 @@
 //! types are [`paych_core::jsonrpc`]'s. Nothing here decides about channels or vouchers.
 
 pub mod auth;
+pub mod chain;
 pub mod client;
 mod context;
 pub mod devnet;

@@ -30,7 +30,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::Router;
 use paych_core::jsonrpc::RpcError;
 use paych_core::manager::PaymentChannelManager;
 use paych_core::types::Network;
@@ -43,7 +44,7 @@ use super::auth::{self, Permission};
 use super::context::{method_error, Api};
 use super::envelope::{self, excerpt, Params, Running};
 pub use super::envelope::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
-use super::methods::{self, method_spec};
+use super::methods::{self, method_spec, ApiVersion};
 use crate::metrics::{self, Metrics};
 use crate::pay::Payer;
 use crate::retrieval::RetrievalProvider;
@@ -101,7 +102,10 @@ pub async fn serve_node_api(
         secret,
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
     });
-    let router = envelope::rpc_routes(handle).route("/metrics", get(serve_metrics));
+    let router = Router::new()
+        .route("/rpc/v1", post(handle_v1))
+        .route("/rpc/v0", post(handle_v0))
+        .route("/metrics", get(serve_metrics));
     let running = envelope::spawn(listen, router.with_state(server), "API server").await?;
     Ok(ApiServer { running })
 }
@@ -117,7 +121,22 @@ async fn serve_metrics(State(server): State<Arc<Server>>) -> Response {
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], server.api.metrics.encode()).into_response()
 }
 
-async fn handle(State(server): State<Arc<Server>>, headers: HeaderMap, body: Body) -> Response {
+/// `POST /rpc/v1`: Lotus's v1 API.
+async fn handle_v1(server: State<Arc<Server>>, headers: HeaderMap, body: Body) -> Response {
+    handle(server, ApiVersion::V1, headers, body).await
+}
+
+/// `POST /rpc/v0`: Lotus's v0 API.
+async fn handle_v0(server: State<Arc<Server>>, headers: HeaderMap, body: Body) -> Response {
+    handle(server, ApiVersion::V0, headers, body).await
+}
+
+async fn handle(
+    State(server): State<Arc<Server>>,
+    version: ApiVersion,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let granted = match caller_permissions(&server.secret, &headers) {
         Ok(granted) => granted,
         Err(e) => return (StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
@@ -126,7 +145,7 @@ async fn handle(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bod
         Ok(read) => read,
         Err(response) => return response,
     };
-    let declared = method_spec(&call.method);
+    let declared = method_spec(version, &call.method);
     server.api.metrics.api_call(declared.map_or("unknown", |m| m.name));
     let span = tracing::debug_span!("api", method = %excerpt(&call.method));
     let outcome = match declared {
@@ -179,7 +198,7 @@ async fn run(
         params.resize(spec.arity, Value::Null);
     }
     let p = Params::new(spec.name, params, spec.arity)?;
-    methods::dispatch(api, spec.name, p).await
+    methods::dispatch(api, spec, p).await
 }
 
 #[cfg(test)]
