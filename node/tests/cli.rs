@@ -103,7 +103,8 @@ struct Pair {
     payee_addr: String,
     /// The devnet's JSON-RPC endpoint.
     devnet_url: String,
-    _daemons: Vec<Running>,
+    /// The payer's daemon, the payee's and the devnet, in that order.
+    daemons: Vec<Running>,
 }
 
 /// Calls the devnet's `method` with `params`; answers its result.
@@ -167,7 +168,7 @@ fn pair_mining(block_time: &str) -> Pair {
         payer_addr,
         payee_addr,
         devnet_url,
-        _daemons: vec![payer_daemon, payee_daemon, devnet],
+        daemons: vec![payer_daemon, payee_daemon, devnet],
     }
 }
 
@@ -351,8 +352,11 @@ fn cli_drives_a_payer_and_a_payee_daemon() {
         ok_in(payee, &["voucher", "best-spendable", &channel, "--export"]),
         best_lines(true)
     );
-    let submitted = ok_in(payee, &["voucher", "submit", &channel, &last_paid]);
-    assert!(submitted.starts_with("voucher submitted in message bafy"), "{submitted}");
+    // `voucher submit` waits for its message and prints Lotus's line.
+    let submitted = run_in(payee, &["voucher", "submit", &channel, &last_paid], None);
+    assert!(submitted.ok, "{}", submitted.stderr);
+    assert_eq!(submitted.stdout, "channel updated successfully\n");
+    assert!(submitted.stderr.starts_with("waiting for message bafy"), "{}", submitted.stderr);
     // A voucher already submitted is refused, with the daemon's reason.
     fails_in(payee, &["voucher", "submit", &channel, &last_paid], "submitted");
 
@@ -363,13 +367,20 @@ fn cli_drives_a_payer_and_a_payee_daemon() {
     assert!(reconciled.stderr.starts_with("Error: "), "{}", reconciled.stderr);
     assert!(reconciled.stderr.contains("nothing to reconcile"), "{}", reconciled.stderr);
 
-    // Settle and collect.
-    let settled = ok_in(payer, &["settle", &channel]);
-    assert!(settled.starts_with(&format!("Settling channel {channel}: message bafy")), "{settled}");
-    let collected = ok_in(payer, &["collect", &channel]);
-    assert!(
-        collected.starts_with(&format!("Collecting funds from channel {channel}: message bafy")),
-        "{collected}"
+    // Settle waits for its message, showing the epoch on standard error, and prints
+    // Lotus's line.
+    let settled = run_in(payer, &["settle", &channel], None);
+    assert!(settled.ok, "{}", settled.stderr);
+    assert_eq!(settled.stdout, format!("Settled channel {channel}\n"));
+    let progress = settled.stderr.lines().next().unwrap_or_default();
+    assert!(progress.starts_with("waiting for message bafy"), "{}", settled.stderr);
+    assert!(progress.contains(" (epoch "), "{}", settled.stderr);
+    // Collecting before the settlement delay has passed: the actor refuses (forbidden, 18)
+    // and the command says so with the exit code, as Lotus does.
+    fails_in(
+        payer,
+        &["collect", &channel],
+        "Error: collect message execution failed (exit code 18)",
     );
 }
 
@@ -576,4 +587,84 @@ fn add_funds_on_a_message_that_never_lands_times_out_naming_the_message() {
             &format!("  Wait Sentinel: {cid}"),
         ])
     );
+}
+
+/// Runs `paych ARGS --repo REPO` against the pair's devnet that mines only when asked: once
+/// the command says it waits for its message (the message is in the pool), mines `epochs`
+/// epochs; answers the command's output.
+fn run_mining(p: &Pair, repo: &Path, args: &[&str], epochs: u64) -> Ran {
+    use std::io::{BufRead, Read};
+    let mut child = Command::new(PAYCH)
+        .args(args)
+        .arg("--repo")
+        .arg(repo)
+        .env_remove("PAYCH_PATH")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("waiting for message ") {
+        if stderr.read_line(&mut seen).unwrap() == 0 {
+            break;
+        }
+    }
+    devnet_call(&p.devnet_url, "Devnet.Mine", serde_json::json!([epochs]));
+    stderr.read_to_string(&mut seen).unwrap();
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    Ran { ok: child.wait().unwrap().success(), stdout, stderr: seen }
+}
+
+/// The epoch `paych status --verbose` says the channel settles at, once it says so.
+fn settling_at(repo: &Path, channel: &str) -> i64 {
+    wait_until("the channel never showed as settling", Duration::from_millis(100), || {
+        let status = ok_in(repo, &["status", channel, "--verbose"]);
+        let at = status.split("Settling:     yes, at epoch ").nth(1)?;
+        at.lines().next()?.parse().ok()
+    })
+}
+
+#[test]
+fn settle_times_out_naming_its_message_and_collect_waits_for_lotus_line() {
+    // A devnet that mines only when asked, so that the test decides when messages land.
+    let mut p = pair_mining("0s");
+    let opened = run_mining(&p, &p.payer, &["add-funds", &p.payer_addr, &p.payee_addr, "1"], 6);
+    assert!(opened.ok, "{}", opened.stderr);
+    let channel = opened.stdout.trim().to_owned();
+    assert!(channel.starts_with("t2"), "{}", opened.stdout);
+    // A payment makes the channel known to the payee, which redeems it on chain.
+    let paid = ok_in(&p.payer, &["pay", &channel, "0.1"]);
+    let voucher = paid.lines().nth(1).unwrap();
+    let submitted = run_mining(&p, &p.payee, &["voucher", "submit", &channel, voucher], 6);
+    assert!(submitted.ok, "{}", submitted.stderr);
+    assert_eq!(submitted.stdout, "channel updated successfully\n");
+
+    // The settle message is pushed but no epoch is mined: the wait ends, naming it.
+    let settle = run_in(&p.payer, &["settle", &channel, "--timeout", "1s"], None);
+    assert!(!settle.ok, "{}", settle.stdout);
+    let cid = settle.stderr.split("waiting for message ").nth(1).unwrap_or_default();
+    let cid = cid.split_whitespace().next().unwrap_or_default();
+    assert!(cid.starts_with("bafy"), "{}", settle.stderr);
+    let expected = format!(
+        "Error: timed out after 1s waiting for message {cid} (settling channel {channel}) to \
+         land on chain"
+    );
+    assert!(settle.stderr.contains(&expected), "{}", settle.stderr);
+
+    // It lands once mined. The payer's daemon stops, so that it does not collect by itself
+    // once the delay has passed; the payee collects before its own settler would.
+    devnet_call(&p.devnet_url, "Devnet.Mine", serde_json::json!([6]));
+    let at = settling_at(&p.payer, &channel);
+    assert_eq!(settling_at(&p.payee, &channel), at);
+    drop(p.daemons.remove(0));
+    let head = devnet_call(&p.devnet_url, "Devnet.Mine", serde_json::json!([1]));
+    let head = head.as_i64().unwrap();
+    if at > head {
+        devnet_call(&p.devnet_url, "Devnet.Mine", serde_json::json!([at - head]));
+    }
+    let collected = run_mining(&p, &p.payee, &["collect", &channel], 6);
+    assert!(collected.ok, "{}", collected.stderr);
+    assert_eq!(collected.stdout, format!("Collected funds for channel {channel}\n"));
 }

@@ -5,6 +5,7 @@
 //! Lotus writes them; vouchers travel as unpadded base64url CBOR; addresses print with the
 //! prefix of the daemon's network. Commands that send a message wait for it ([`wait`]).
 
+mod sent;
 mod show;
 mod wait;
 mod wallet;
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
-use paych_core::lotus_json::CidJson;
 use paych_core::types::{
     format_address, format_fil, parse_address, parse_fil, Address, Network, SignedVoucher,
     TokenAmount,
@@ -411,11 +411,11 @@ pub async fn run(command: ClientCommand, network: Option<Network>) -> anyhow::Re
         }
         ClientCommand::Settle(args) => {
             let daemon = Daemon::on(&args.repo, network)?;
-            settle(out, &daemon, addr(&args.channel)?, args.wait.timeout).await?
+            sent::settle(out, &daemon, addr(&args.channel)?, args.wait.timeout).await?
         }
         ClientCommand::Collect(args) => {
             let daemon = Daemon::on(&args.repo, network)?;
-            collect(out, &daemon, addr(&args.channel)?, args.wait.timeout).await?
+            sent::collect(out, &daemon, addr(&args.channel)?, args.wait.timeout).await?
         }
         ClientCommand::Reserve(args) => {
             reserve(out, &Daemon::on(&args.repo, network)?, args).await?
@@ -532,36 +532,6 @@ async fn status(
     Ok(())
 }
 
-/// `paych settle`: `PaychSettle`, then the message waited for.
-async fn settle(
-    out: &mut String,
-    daemon: &Daemon,
-    channel: Address,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let cid = daemon.api.call::<PaychSettle>((channel,)).await?;
-    let _ = timeout;
-    out.push_str(&format!("Settling channel {}: message {}\n", daemon.show(&channel), cid.cid));
-    Ok(())
-}
-
-/// `paych collect`: `PaychCollect`, then the message waited for.
-async fn collect(
-    out: &mut String,
-    daemon: &Daemon,
-    channel: Address,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let cid = daemon.api.call::<PaychCollect>((channel,)).await?;
-    let _ = timeout;
-    out.push_str(&format!(
-        "Collecting funds from channel {}: message {}\n",
-        daemon.show(&channel),
-        cid.cid
-    ));
-    Ok(())
-}
-
 /// `paych reserve`.
 async fn reserve(out: &mut String, daemon: &Daemon, args: ChannelAmountArgs) -> anyhow::Result<()> {
     let ch = addr(&args.channel)?;
@@ -647,23 +617,9 @@ pub async fn run_voucher(
             show::write_vouchers(out, vouchers, export)?;
         }
         VoucherClientCommand::Submit { channel, voucher, wait } => {
-            submit(out, &daemon, (addr(&channel)?, *voucher), wait.timeout).await?
+            sent::submit(out, &daemon, (addr(&channel)?, *voucher), wait.timeout).await?
         }
     }
     print!("{out}");
-    Ok(())
-}
-
-/// `paych voucher submit`: `PaychVoucherSubmit`, then the message waited for.
-async fn submit(
-    out: &mut String,
-    daemon: &Daemon,
-    (channel, voucher): (Address, SignedVoucher),
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let params = (channel, voucher, Bytes::default(), Bytes::default());
-    let cid: CidJson = daemon.api.call::<PaychVoucherSubmit>(params).await?;
-    let _ = timeout;
-    out.push_str(&format!("voucher submitted in message {}\n", cid.cid));
     Ok(())
 }

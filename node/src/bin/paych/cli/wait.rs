@@ -9,11 +9,18 @@ use std::future::Future;
 use std::time::Duration;
 
 use cid::Cid;
+use paych_core::lotus_json::MsgLookupJson;
 use paych_node::rpc::client::{ApiClient, ClientError};
+use paych_node::rpc::methods::{ChainHead, StateWaitMsg};
 
 /// How long a command waits for its message unless `--timeout` says otherwise: on mainnet a
 /// message lands in an epoch or two of 30 s and then needs [`MESSAGE_CONFIDENCE`] more.
 pub const DEFAULT_TIMEOUT: &str = "10m";
+/// How many epochs must pass over a message before it counts as landed: Lotus's
+/// `buildconstants.MessageConfidence`, which its `paych` commands wait with.
+pub const MESSAGE_CONFIDENCE: u64 = 5;
+/// `StateWaitMsg`'s `limit`: look back over the whole chain (Lotus's `LookbackNoLimit`).
+const LOOKBACK_NO_LIMIT: i64 = -1;
 /// How often the head is read while waiting, to report progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How much longer than the wait its HTTP call may take, so that the wait's own timeout —
@@ -60,6 +67,13 @@ impl Waiter {
         Waiter { api: long, quick: api.clone(), timeout }
     }
 
+    /// Waits for `awaited` to land with [`MESSAGE_CONFIDENCE`] (`StateWaitMsg`, a replacing
+    /// message accepted as Lotus's v0 API does); answers its lookup.
+    pub async fn wait_message(&self, awaited: &Awaited) -> anyhow::Result<MsgLookupJson> {
+        let params = (awaited.cid, MESSAGE_CONFIDENCE, LOOKBACK_NO_LIMIT, true);
+        self.wait(awaited, |api| api.call::<StateWaitMsg>(params)).await
+    }
+
     /// Runs `call` (which waits on the daemon for `awaited`), reporting progress on standard
     /// error, and ends it with [`TimedOut`] once the timeout has passed.
     pub async fn wait<'a, T, F, Fut>(&'a self, awaited: &Awaited, call: F) -> anyhow::Result<T>
@@ -104,8 +118,8 @@ async fn report_progress(api: &ApiClient, cid: &Cid) -> Infallible {
 }
 
 /// The epoch of the daemon's chain head, if it answers it.
-async fn head_epoch(_api: &ApiClient) -> Option<i64> {
-    None
+async fn head_epoch(api: &ApiClient) -> Option<i64> {
+    api.call::<ChainHead>(()).await.ok().map(|head| head.height)
 }
 
 /// A duration as `--timeout` reads it: `10m`, `90s`, `500ms`.
