@@ -52,17 +52,21 @@ struct Ran {
     stderr: String,
 }
 
-fn run_in(repo: &Path, args: &[&str], stdin: Option<&str>) -> Ran {
+/// `paych ARGS --repo REPO`, its standard output and error piped.
+fn paych_in(repo: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(PAYCH);
     command
         .args(args)
         .arg("--repo")
         .arg(repo)
         .env_remove("PAYCH_PATH")
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
+    command
+}
+
+fn run_in(repo: &Path, args: &[&str], stdin: Option<&str>) -> Ran {
+    let mut child = paych_in(repo, args).stdin(Stdio::piped()).spawn().unwrap();
     {
         use std::io::Write;
         let mut input = child.stdin.take().unwrap();
@@ -107,23 +111,12 @@ struct Pair {
     daemons: Vec<Running>,
 }
 
-/// Calls the devnet's `method` with `params`; answers its result.
+/// Calls the devnet's `method` with `params` (a JSON array); answers its result.
 fn devnet_call(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let client = paych_node::rpc::client::ApiClient::new(url.to_owned(), None);
+    let params = params.as_array().cloned().unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let answer: serde_json::Value = reqwest::Client::new()
-            .post(url)
-            .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method,
-                "params": params}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(answer["error"].is_null(), "{method}: {answer}");
-        answer["result"].clone()
-    })
+    runtime.block_on(client.call_raw(method, params)).unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
 /// A pair on a devnet mining every 100 ms.
@@ -594,15 +587,7 @@ fn add_funds_on_a_message_that_never_lands_times_out_naming_the_message() {
 /// epochs; answers the command's output.
 fn run_mining(p: &Pair, repo: &Path, args: &[&str], epochs: u64) -> Ran {
     use std::io::{BufRead, Read};
-    let mut child = Command::new(PAYCH)
-        .args(args)
-        .arg("--repo")
-        .arg(repo)
-        .env_remove("PAYCH_PATH")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = paych_in(repo, args).spawn().unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     while !seen.contains("waiting for message ") {

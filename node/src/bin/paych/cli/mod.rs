@@ -23,6 +23,7 @@ use paych_node::rpc::client::{ApiClient, ClientError};
 use paych_node::rpc::methods::*;
 use paych_node::rpc::params::{Bytes, KeyType, Root};
 
+use sent::ChannelMessage;
 use show::{fil, voucher_text};
 use wait::{Awaited, Waiter};
 
@@ -410,12 +411,16 @@ pub async fn run(command: ClientCommand, network: Option<Network>) -> anyhow::Re
             show::write_funds(out, &funds)?;
         }
         ClientCommand::Settle(args) => {
-            let daemon = Daemon::on(&args.repo, network)?;
-            sent::settle(out, &daemon, addr(&args.channel)?, args.wait.timeout).await?
+            let (daemon, ch) = (Daemon::on(&args.repo, network)?, addr(&args.channel)?);
+            let cid = daemon.api.call::<PaychSettle>((ch,)).await?;
+            let settle = (ChannelMessage::Settle, ch, cid);
+            sent::wait_for(out, &daemon, settle, args.wait.timeout).await?
         }
         ClientCommand::Collect(args) => {
-            let daemon = Daemon::on(&args.repo, network)?;
-            sent::collect(out, &daemon, addr(&args.channel)?, args.wait.timeout).await?
+            let (daemon, ch) = (Daemon::on(&args.repo, network)?, addr(&args.channel)?);
+            let cid = daemon.api.call::<PaychCollect>((ch,)).await?;
+            let collect = (ChannelMessage::Collect, ch, cid);
+            sent::wait_for(out, &daemon, collect, args.wait.timeout).await?
         }
         ClientCommand::Reserve(args) => {
             reserve(out, &Daemon::on(&args.repo, network)?, args).await?

@@ -1,14 +1,14 @@
-//! The commands that send a channel message and wait for it — `paych settle`, `collect` and
-//! `voucher submit` — with the texts of `lotus paych settle`, `collect` and `voucher submit`
-//! (Lotus `cli/paych.go`): they wait with `StateWaitMsg` on the daemon's API, refuse a
-//! message that failed with its exit code, and print what was done.
+//! The messages `paych settle`, `collect` and `voucher submit` send, waited for with the
+//! texts of `lotus paych settle`, `collect` and `voucher submit` (Lotus `cli/paych.go`):
+//! `StateWaitMsg` on the daemon's API, a failed message refused with its exit code, and
+//! Lotus's line once it has landed.
 
 use std::time::Duration;
 
 use anyhow::bail;
 use paych_core::lotus_json::CidJson;
 use paych_core::types::{Address, SignedVoucher};
-use paych_node::rpc::methods::{PaychCollect, PaychSettle, PaychVoucherSubmit};
+use paych_node::rpc::methods::PaychVoucherSubmit;
 use paych_node::rpc::params::Bytes;
 
 use super::wait::{Awaited, Waiter};
@@ -16,7 +16,7 @@ use super::{show, Daemon};
 
 /// A message a command sends to a channel.
 #[derive(Debug, Clone, Copy)]
-enum ChannelMessage {
+pub enum ChannelMessage {
     /// `PaychSettle`.
     Settle,
     /// `PaychCollect`.
@@ -58,28 +58,6 @@ impl ChannelMessage {
     }
 }
 
-/// `paych settle`: `PaychSettle`, then the message waited for.
-pub async fn settle(
-    out: &mut String,
-    daemon: &Daemon,
-    channel: Address,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let cid = daemon.api.call::<PaychSettle>((channel,)).await?;
-    wait_for(out, daemon, (ChannelMessage::Settle, channel, cid), timeout).await
-}
-
-/// `paych collect`: `PaychCollect`, then the message waited for.
-pub async fn collect(
-    out: &mut String,
-    daemon: &Daemon,
-    channel: Address,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let cid = daemon.api.call::<PaychCollect>((channel,)).await?;
-    wait_for(out, daemon, (ChannelMessage::Collect, channel, cid), timeout).await
-}
-
 /// `paych voucher submit`: `PaychVoucherSubmit` (no secret, no proof), then the message
 /// waited for.
 pub async fn submit(
@@ -95,7 +73,7 @@ pub async fn submit(
 
 /// Waits for `message`, sent to `channel` as `cid`; prints Lotus's line once it has
 /// landed, or fails with Lotus's error naming its exit code.
-async fn wait_for(
+pub async fn wait_for(
     out: &mut String,
     daemon: &Daemon,
     (message, channel, cid): (ChannelMessage, Address, CidJson),
