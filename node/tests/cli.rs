@@ -606,13 +606,13 @@ fn run_mining(p: &Pair, repo: &Path, args: &[&str], epochs: u64) -> Ran {
 fn settling_at(repo: &Path, channel: &str) -> i64 {
     wait_until("the channel never showed as settling", Duration::from_millis(100), || {
         let status = ok_in(repo, &["status", channel, "--verbose"]);
-        let at = status.split("Settling:     yes, at epoch ").nth(1)?;
-        at.lines().next()?.parse().ok()
+        let row = status.lines().find_map(|line| line.trim().strip_prefix("Settling:"))?;
+        row.trim().strip_prefix("yes, at epoch ")?.parse().ok()
     })
 }
 
 #[test]
-fn settle_times_out_naming_its_message_and_collect_waits_for_lotus_line() {
+fn waits_name_their_message_and_collect_prints_lotus_line_after_the_delay() {
     // A devnet that mines only when asked, so that the test decides when messages land.
     let mut p = pair_mining("0s");
     let opened = run_mining(&p, &p.payer, &["add-funds", &p.payer_addr, &p.payee_addr, "1"], 6);
@@ -625,6 +625,32 @@ fn settle_times_out_naming_its_message_and_collect_waits_for_lotus_line() {
     let submitted = run_mining(&p, &p.payee, &["voucher", "submit", &channel, voucher], 6);
     assert!(submitted.ok, "{}", submitted.stderr);
     assert_eq!(submitted.stdout, "channel updated successfully\n");
+
+    // Funds added while no epoch is mined: the wait ends naming the message, and the status
+    // shows Lotus's rows of a channel being topped up.
+    let (payer, payee) = (&p.payer_addr, &p.payee_addr);
+    let adding = run_in(&p.payer, &["add-funds", payer, payee, "0.5", "--timeout", "1s"], None);
+    assert!(!adding.ok, "{}", adding.stdout);
+    let cid = adding.stderr.split("waiting for message ").nth(1).unwrap_or_default();
+    let cid = cid.split_whitespace().next().unwrap_or_default();
+    let expected = format!("{cid} (adding funds to channel {channel}) to land on chain");
+    assert!(adding.stderr.contains(&expected), "{}", adding.stderr);
+    assert_eq!(
+        ok_in(&p.payer, &["status", &channel]),
+        lines(&[
+            "Adding Funds to channel",
+            &format!("  Channel:                 {channel}"),
+            &format!("  From:                    {payer}"),
+            &format!("  To:                      {payee}"),
+            "  Confirmed Amt:           1 FIL",
+            "  Available Amt:           0.9 FIL",
+            "  Voucher Redeemed Amt:    0.1 FIL",
+            "  Pending Amt:             0.5 FIL",
+            "  Pending Available Amt:   1.4 FIL",
+            "  Queued Amt:              0 FIL",
+            &format!("  Add Funds Wait Sentinel: {cid}"),
+        ])
+    );
 
     // The settle message is pushed but no epoch is mined: the wait ends, naming it.
     let settle = run_in(&p.payer, &["settle", &channel, "--timeout", "1s"], None);
