@@ -538,18 +538,6 @@ fn addresses_print_with_the_prefix_of_the_daemons_network() {
         ok_in(&p.payer, &["--network", "mainnet", "release", &channel, "0.1"]),
         format!("Released 0.1 FIL on channel {mainnet_form}\n")
     );
-    // The daemons' and the devnet's error texts name addresses as their network writes them.
-    let no_mainnet_form = |stderr: &str| {
-        assert!(stderr.contains(" t1"), "{stderr}");
-        assert!(![" f0", " f1", " f2"].iter().any(|f| stderr.contains(f)), "{stderr}");
-    };
-    let foreign = run_in(&p.payer, &["voucher", "check", &channel, VOUCHER], None);
-    assert!(!foreign.ok, "{}", foreign.stdout);
-    no_mainnet_form(&foreign.stderr);
-    let (payer, payee) = (&p.payer_addr, &p.payee_addr);
-    let too_much = run_in(&p.payer, &["add-funds", payer, payee, "100"], None);
-    assert!(too_much.stderr.contains("insufficient balance"), "{}", too_much.stderr);
-    no_mainnet_form(&too_much.stderr);
 }
 
 #[test]

@@ -231,7 +231,6 @@ async fn run_devnet(args: DevnetArgs, network: Network) -> anyhow::Result<()> {
         ..DevnetConfig::default()
     };
     let signal = ShutdownSignal::watch()?;
-    print_addresses_for(network);
     let devnet = Devnet::new(config).context("cannot start the devnet")?;
     devnet.start_mining();
     let server = paych_node::rpc::devnet::serve(devnet.clone(), args.listen).await?;
@@ -253,8 +252,6 @@ async fn run_daemon(args: DaemonArgs, network: Option<Network>) -> anyhow::Resul
         Some(repo) => repo,
         None => paych_node::daemon::default_repo()?,
     };
-    // The flag, else the repo config's network: the daemon decides the same way.
-    print_addresses_for(network.unwrap_or_else(|| cli::repo_network(&repo)));
     let options = paych_node::daemon::DaemonOptions {
         repo,
         network,
@@ -274,14 +271,6 @@ async fn run_daemon(args: DaemonArgs, network: Option<Network>) -> anyhow::Resul
     signal.received().await?;
     eprintln!("paych daemon: shutting down");
     Ok(daemon.shutdown().await?)
-}
-
-/// Makes this process's texts print addresses for `network`: core's error texts and logs
-/// write an address with fvm_shared's `Display`, whose prefix is a process-wide setting
-/// (`f` unless set), so that a node on a test network would otherwise answer errors naming
-/// `f1…` addresses.
-fn print_addresses_for(network: Network) {
-    fvm_shared::address::set_current_network(network);
 }
 
 /// Ctrl-C (SIGINT) and SIGTERM, watched from the moment this is made: a server makes it

@@ -380,7 +380,7 @@ impl Daemon {
 
 /// The network of the daemon's repo config, or the default one when it cannot be read (the
 /// daemon refuses to start on a config it cannot read).
-pub fn repo_network(repo: &Path) -> Network {
+fn repo_network(repo: &Path) -> Network {
     std::fs::read_to_string(repo.join("config.toml"))
         .ok()
         .and_then(|text| paych_node::daemon::RepoConfig::parse(&text).ok())
