@@ -10,7 +10,7 @@ mod show;
 mod wait;
 mod wallet;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
@@ -352,39 +352,43 @@ pub fn set_top_level_repo(repo: PathBuf) {
     let _ = TOP_LEVEL_REPO.set(repo);
 }
 
-/// The daemon a command talks to, and the network whose prefix its addresses print with.
+/// The daemon a command talks to, and how the command prints addresses.
 struct Daemon {
     api: ApiClient,
-    network: Network,
+    /// `--network`, if given.
+    network: Option<Network>,
 }
 
 impl Daemon {
     /// The daemon on the repo (`--repo` after the command, else before it, else the
-    /// default), its addresses printed for `network` (`--network`), else for the network
-    /// of the repo's `config.toml`, else for the default network.
+    /// default), addresses printed for `network` (`--network`) if given, else as the daemon
+    /// writes them.
     fn on(repo: &RepoArg, network: Option<Network>) -> anyhow::Result<Daemon> {
         let repo = match repo.repo.as_ref().or(TOP_LEVEL_REPO.get()) {
             Some(repo) => repo.clone(),
             None => paych_node::daemon::default_repo()?,
         };
         let api = ApiClient::from_repo(&repo)?;
-        let network = network.unwrap_or_else(|| repo_network(&repo));
-        Ok(Daemon { api: api.with_network(network), network })
+        let api = match network {
+            Some(network) => api.with_network(network),
+            None => api,
+        };
+        Ok(Daemon { api, network })
     }
 
-    /// `addr` as the daemon's network writes it.
-    fn show(&self, addr: &Address) -> String {
-        format_address(addr, self.network)
+    /// `addr` with the prefix of the network: `--network`, else the daemon's own (the prefix
+    /// of its default key's address as it answers it), else the default network's.
+    async fn show(&self, addr: &Address) -> anyhow::Result<String> {
+        let network = match self.network {
+            Some(network) => network,
+            None => match self.api.call::<WalletDefaultAddress>(()).await? {
+                Some(key) if key.starts_with('f') => Network::Mainnet,
+                Some(_) => Network::Testnet,
+                None => paych_node::daemon::DEFAULT_NETWORK,
+            },
+        };
+        Ok(format_address(addr, network))
     }
-}
-
-/// The network of the daemon's repo config, or the default one when it cannot be read (the
-/// daemon refuses to start on a config it cannot read).
-fn repo_network(repo: &Path) -> Network {
-    std::fs::read_to_string(repo.join("config.toml"))
-        .ok()
-        .and_then(|text| paych_node::daemon::RepoConfig::parse(&text).ok())
-        .map_or(paych_node::daemon::DEFAULT_NETWORK, |config| config.network)
 }
 
 /// Runs a client command, printing addresses for `network` (`--network`, if given).
@@ -430,7 +434,7 @@ pub async fn run(command: ClientCommand, network: Option<Network>) -> anyhow::Re
             let ch = addr(&args.channel)?;
             daemon.api.call::<PaychReleaseFunds>((ch, args.amount.clone())).await?;
             let amount = format_fil(&args.amount);
-            out.push_str(&format!("Released {amount} on channel {}\n", daemon.show(&ch)));
+            out.push_str(&format!("Released {amount} on channel {}\n", daemon.show(&ch).await?));
         }
         ClientCommand::Pay { channel, amount, flow, repo } => {
             let daemon = Daemon::on(&repo, network)?;
@@ -500,8 +504,8 @@ async fn add_funds(
                 None => {
                     format!(
                         "creating the channel from {} to {}",
-                        daemon.show(&from),
-                        daemon.show(&to)
+                        daemon.show(&from).await?,
+                        daemon.show(&to).await?
                     )
                 }
             };
@@ -541,7 +545,7 @@ async fn status(
 async fn reserve(out: &mut String, daemon: &Daemon, args: ChannelAmountArgs) -> anyhow::Result<()> {
     let ch = addr(&args.channel)?;
     let cid = daemon.api.call::<PaychReserveFunds>((ch, args.amount.clone())).await?;
-    let (amount, ch) = (format_fil(&args.amount), daemon.show(&ch));
+    let (amount, ch) = (format_fil(&args.amount), daemon.show(&ch).await?);
     match cid {
         None => out.push_str(&format!("Reserved {amount} on channel {ch}\n")),
         Some(cid) => out.push_str(&format!(
@@ -566,7 +570,7 @@ async fn reconcile(out: &mut String, daemon: &Daemon, channel: Address) -> anyho
              submit {} <voucher>`:\n{combined}\n",
             answer.vouchers,
             fil(&answer.req_val)?,
-            daemon.show(&channel),
+            daemon.show(&channel).await?,
         )),
         None => bail!(
             "the payer refused to reconcile ({}): {}",

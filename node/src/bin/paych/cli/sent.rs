@@ -79,7 +79,7 @@ pub async fn wait_for(
     (message, channel, cid): (ChannelMessage, Address, CidJson),
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let channel = daemon.show(&channel);
+    let channel = daemon.show(&channel).await?;
     let awaited = Awaited { cid: show::cid(&cid)?, what: message.doing(&channel) };
     let lookup = Waiter::new(&daemon.api, timeout).wait_message(&awaited).await?;
     if lookup.receipt.exit_code != 0 {
