@@ -127,7 +127,7 @@ fn pair() -> Pair {
 /// A pair on a devnet mining every `block_time` (`0s`: only when a test mines).
 fn pair_mining(block_time: &str) -> Pair {
     let dir = tempfile::tempdir().unwrap();
-    let (devnet, info) = start_devnet_mining(PAYCH, block_time);
+    let (devnet, info) = start_devnet_mining(PAYCH, block_time, &[]);
 
     let payee = dir.path().join("payee");
     let payee_daemon = start_daemon(PAYCH, &payee, &info, &[]);
