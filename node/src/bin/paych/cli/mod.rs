@@ -377,14 +377,14 @@ impl Daemon {
     }
 
     /// `addr` with the prefix of the network: `--network`, else the daemon's own (the prefix
-    /// of its default key's address as it answers it), else the default network's.
+    /// of its default key's address as it answers it; a daemon makes that key when it first
+    /// starts), else the test networks' `t`.
     async fn show(&self, addr: &Address) -> anyhow::Result<String> {
         let network = match self.network {
             Some(network) => network,
             None => match self.api.call::<WalletDefaultAddress>(()).await? {
                 Some(key) if key.starts_with('f') => Network::Mainnet,
-                Some(_) => Network::Testnet,
-                None => paych_node::daemon::DEFAULT_NETWORK,
+                _ => Network::Testnet,
             },
         };
         Ok(format_address(addr, network))
