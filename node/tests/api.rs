@@ -32,7 +32,7 @@ impl Api {
             node.m().clone(),
             node.wallet.clone(),
             SECRET.to_vec(),
-            Network::Testnet,
+            paych_core::network::FilNetwork::Devnet,
             "127.0.0.1:0".parse().unwrap(),
         )
         .await

@@ -41,7 +41,7 @@ use crate::network::NetworkClient;
 use crate::pay::Payer;
 use crate::retrieval::RetrievalProvider;
 use crate::rpc::auth::{self, Permission};
-use crate::rpc::server::{serve_node_api, ApiServer};
+use crate::rpc::server::{serve_node_api, ApiServer, HeadTipsets};
 
 pub mod config;
 mod error;
@@ -114,7 +114,7 @@ impl Daemon {
         let config = read_config(&repo, &options)?;
         // The one place the node's network is decided: the flag, else the config, else the
         // chain's own name — and the chain must answer the name of the network decided.
-        let (chain, devnet, network) =
+        let OpenChain { chain, tipsets, devnet, network } =
             open_chain(&repo, &config, options.network.or(config.network)).await?;
         if options.owns_process {
             set_process_address_network(network);
@@ -141,8 +141,9 @@ impl Daemon {
             Some(payer),
             Some(host.retrieval().clone()),
             metrics,
+            Some(tipsets),
             keys.secret,
-            address_network,
+            network,
             api_addr,
         )
         .await
@@ -249,15 +250,15 @@ async fn open_chain(
     repo: &Path,
     repo_config: &RepoConfig,
     expected: Option<FilNetwork>,
-) -> Result<(Arc<dyn Chain>, Option<Devnet>, FilNetwork), DaemonError> {
+) -> Result<OpenChain, DaemonError> {
     if let Some(info) = std::env::var(FULLNODE_API_INFO).ok().filter(|v| !v.is_empty()) {
         let config = lotus_config(&info, repo_config)?;
         let probe = LotusChain::new(config.clone()).map_err(DaemonError::ChainConfig)?;
         let network = check_network(&probe, expected).await?;
         // Addresses go to the node with the network's prefix (Lotus reads both).
         let config = LotusConfig { network: network.address_network(), ..config };
-        let lotus = LotusChain::new(config).map_err(DaemonError::ChainConfig)?;
-        return Ok((Arc::new(lotus), None, network));
+        let lotus = Arc::new(LotusChain::new(config).map_err(DaemonError::ChainConfig)?);
+        return Ok(OpenChain { chain: lotus.clone(), tipsets: lotus, devnet: None, network });
     }
     let devnet = Devnet::new(DevnetConfig {
         block_time: Some(FilNetwork::Devnet.preset().block_time),
@@ -267,7 +268,20 @@ async fn open_chain(
     .map_err(DaemonError::Devnet)?;
     let network = check_network(&devnet, Some(expected.unwrap_or(FilNetwork::Devnet))).await?;
     devnet.start_mining();
-    Ok((Arc::new(devnet.clone()), Some(devnet), network))
+    let (chain, tipsets) = (Arc::new(devnet.clone()), Arc::new(devnet.clone()));
+    Ok(OpenChain { chain, tipsets, devnet: Some(devnet), network })
+}
+
+/// The daemon's chain, as [`open_chain`] opens it.
+struct OpenChain {
+    /// The chain the manager uses.
+    chain: Arc<dyn Chain>,
+    /// The same backend, for the API's `ChainHead`.
+    tipsets: Arc<dyn HeadTipsets>,
+    /// The embedded devnet, if the chain is one: it runs as long as the daemon.
+    devnet: Option<Devnet>,
+    /// The network decided.
+    network: FilNetwork,
 }
 
 /// How the daemon talks to the Lotus node of API info `info`: the same for the network check

@@ -30,7 +30,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use super::auth::Permission;
-use super::context::{method_error, Api};
+use super::context::{method_error, with_network_prefix, Api};
 use super::envelope::{excerpt, Params};
 use super::methods::{self, method_spec, ApiVersion, MethodSpec};
 
@@ -287,7 +287,8 @@ async fn run(
         return Err(permission_error(spec));
     }
     let p = Params::new(spec.name, params, spec.arity)?;
-    methods::dispatch(api, spec, p).await
+    let network = api.network;
+    methods::dispatch(api, spec, p).await.map_err(|e| with_network_prefix(e, network))
 }
 
 /// Lotus's error for a call above the caller's permissions (go-jsonrpc's

@@ -30,21 +30,20 @@ pub const FULL_API_VERSION_1: u32 = version(2, 3, 0);
 /// Lotus's `FullAPIVersion0` (`newVer(1, 5, 0)`), what `/rpc/v0`'s `Version` answers
 /// (`api/v0api/v1_wrapper.go`).
 pub const FULL_API_VERSION_0: u32 = version(1, 5, 0);
-/// Filecoin's block delay, in seconds (Lotus's `buildconstants.BlockDelaySecs` on mainnet
-/// and calibnet), as `Version`'s `BlockDelay`.
-pub const BLOCK_DELAY_SECS: u64 = 30;
 
 /// A semver version encoded as Lotus encodes `api.Version`: `major << 16 | minor << 8 | patch`.
 const fn version(major: u8, minor: u8, patch: u8) -> u32 {
     (major as u32) << 16 | (minor as u32) << 8 | patch as u32
 }
 
-/// What `Version` answers for API version `api_version`.
-fn version_of(api_version: u32) -> ApiVersionJson {
+/// What `Version` answers for API version `api_version`: `BlockDelay` is the block time of
+/// the daemon's network in whole seconds, as Lotus answers its `buildconstants.BlockDelaySecs`
+/// (30 on mainnet and calibnet; the devnet's own).
+fn version_of(api: &Api, api_version: u32) -> ApiVersionJson {
     ApiVersionJson {
         version: format!("paych {}", env!("CARGO_PKG_VERSION")),
         api_version,
-        block_delay: BLOCK_DELAY_SECS,
+        block_delay: api.preset.block_time.as_secs(),
     }
 }
 
@@ -55,12 +54,23 @@ handlers! {
     StateWaitMsgV0(api, (cid, confidence)) => wait(api, &cid, confidence).await;
     StateSearchMsg(api, (_tipset, cid, _limit, _allow_replaced)) => search(api, &cid).await;
     StateSearchMsgV0(api, (cid,)) => search(api, &cid).await;
-    ChainHead(api, ()) => {
-        let height = api.manager.chain().head().await.map_err(method_error)?;
-        api.shape(&json::TipSet { cids: Vec::new(), blocks: Vec::new(), height })
+    ChainHead(api, ()) => head(api).await;
+    Version(api, ()) => Ok(version_of(api, FULL_API_VERSION_1));
+    VersionV0(api, ()) => Ok(version_of(api, FULL_API_VERSION_0));
+}
+
+/// `ChainHead`: the backend's head tipset, its key and blocks as the backend shows them;
+/// without a backend that knows them (an API served without its chain's tipsets), the
+/// head's epoch with an empty key.
+async fn head(api: &Api) -> Result<json::TipSetJson, RpcError> {
+    let tipset = match &api.tipsets {
+        Some(tipsets) => tipsets.head_tipset().await.map_err(method_error)?,
+        None => {
+            let height = api.manager.chain().head().await.map_err(method_error)?;
+            json::TipSet { cids: Vec::new(), blocks: Vec::new(), height }
+        }
     };
-    Version(_api, ()) => Ok(version_of(FULL_API_VERSION_1));
-    VersionV0(_api, ()) => Ok(version_of(FULL_API_VERSION_0));
+    api.shape(&tipset)
 }
 
 /// `StateWaitMsg`: the message's lookup once it has executed and `confidence` more epochs

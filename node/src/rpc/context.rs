@@ -6,10 +6,14 @@
 
 use std::sync::Arc;
 
+use paych_core::chain::devnet::Devnet;
+use paych_core::chain::lotus::LotusChain;
+use paych_core::chain::ChainError;
 use paych_core::jsonrpc::{error_code, RpcError};
-use paych_core::lotus_json::LotusJson;
+use paych_core::lotus_json::{self as json, LotusJson};
 use paych_core::manager::PaymentChannelManager;
-use paych_core::types::{format_address, Address, Network};
+use paych_core::network::{FilNetwork, NetworkPreset};
+use paych_core::types::{format_address, parse_address, Address, Network};
 use paych_core::wallet::KeyStore;
 
 use crate::metrics::Metrics;
@@ -31,10 +35,54 @@ pub(crate) struct Api {
     pub(crate) payer: Option<Arc<Payer>>,
     pub(crate) retrieval: Option<Arc<RetrievalProvider>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The prefix addresses are written with: the preset's.
     pub(crate) network: Network,
+    /// The daemon's network: its chain constants.
+    pub(crate) preset: &'static NetworkPreset,
+    /// The chain backend's head tipsets, when the server was given them.
+    pub(crate) tipsets: Option<Arc<dyn HeadTipsets>>,
+}
+
+/// A chain backend that knows its head tipset in full (its key and its blocks), as Lotus's
+/// `ChainHead` answers it; the manager's [`Chain`] knows only the head's epoch.
+#[async_trait::async_trait]
+pub trait HeadTipsets: Send + Sync {
+    /// The head tipset.
+    async fn head_tipset(&self) -> Result<json::TipSet, ChainError>;
+}
+
+/// A Lotus node's own `ChainHead`.
+#[async_trait::async_trait]
+impl HeadTipsets for LotusChain {
+    async fn head_tipset(&self) -> Result<json::TipSet, ChainError> {
+        self.chain_head().await
+    }
+}
+
+/// The devnet's head, as its own `ChainHead` answers it.
+#[async_trait::async_trait]
+impl HeadTipsets for Devnet {
+    async fn head_tipset(&self) -> Result<json::TipSet, ChainError> {
+        Ok(super::devnet::tipset_json(&Devnet::head_tipset(self)))
+    }
 }
 
 impl Api {
+    /// The parts the methods call, on `network`.
+    pub(crate) fn new(
+        manager: PaymentChannelManager,
+        wallet: Arc<KeyStore>,
+        payer: Option<Arc<Payer>>,
+        retrieval: Option<Arc<RetrievalProvider>>,
+        metrics: Arc<Metrics>,
+        tipsets: Option<Arc<dyn HeadTipsets>>,
+        network: FilNetwork,
+    ) -> Self {
+        let preset = network.preset();
+        let network = preset.address_network;
+        Api { manager, wallet, payer, retrieval, metrics, network, preset, tipsets }
+    }
+
     /// `value` in Lotus JSON, addresses written for the API's network.
     pub(crate) fn shape<T: LotusJson>(&self, value: &T) -> Result<T::Shape, RpcError> {
         value.to_shape(self.network).map_err(internal_error)
@@ -59,6 +107,33 @@ impl Api {
     pub(crate) fn net(&self) -> Result<&NetworkClient, RpcError> {
         Ok(self.payer()?.network())
     }
+}
+
+/// `error` with every address in its text written with the API's prefix. Errors of the
+/// libraries print an [`Address`] with fvm_shared's process-wide network, which a server
+/// embedded in another process (or a test) does not set: the API's own network decides.
+pub(crate) fn with_network_prefix(error: RpcError, network: Network) -> RpcError {
+    RpcError { message: addresses_for(&error.message, network), ..error }
+}
+
+/// `text` with each word that is a Filecoin address (`f…` or `t…`, checksum and all)
+/// written for `network`; everything else as it was.
+fn addresses_for(text: &str, network: Network) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let word_len = rest.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(word_len);
+        match parse_address(word) {
+            Ok((addr, _)) if word.len() > 2 => out.push_str(&format_address(&addr, network)),
+            _ => out.push_str(word),
+        }
+        let gap_len = after.find(|c: char| c.is_ascii_alphanumeric()).unwrap_or(after.len());
+        let (gap, next) = after.split_at(gap_len);
+        out.push_str(gap);
+        rest = next;
+    }
+    out
 }
 
 /// A JSON-RPC error for a failed method.
@@ -92,3 +167,24 @@ macro_rules! handlers {
     )*};
 }
 pub(crate) use handlers;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_in_a_text_are_written_with_the_networks_prefix_and_nothing_else_changes() {
+        let text = "signature was made by f1lcdva4ibxmumgrlimxlsnhszhjrxavjid6ikxyy, not \
+                    f0999 (f1 key); unknown channel t01234: fee 10";
+        assert_eq!(
+            addresses_for(text, Network::Testnet),
+            "signature was made by t1lcdva4ibxmumgrlimxlsnhszhjrxavjid6ikxyy, not \
+             t0999 (f1 key); unknown channel t01234: fee 10"
+        );
+        assert_eq!(addresses_for("t01234", Network::Mainnet), "f01234");
+        // A word that looks like an address but fails its checksum stays as written.
+        let bad = "f1lcdva4ibxmumgrlimxlsnhszhjrxavjid6ikxyz é";
+        assert_eq!(addresses_for(bad, Network::Testnet), bad);
+        assert_eq!(addresses_for("", Network::Testnet), "");
+    }
+}

@@ -448,7 +448,7 @@ fn msg_lookup(devnet: &Devnet, lookup: MessageLookup) -> json::MsgLookup {
 
 /// The devnet's one-block tipset as Lotus shows a tipset. The block's `Messages` is the CID
 /// of the CBOR list of its message CIDs; it has no ticket, proofs or signatures.
-fn tipset_json(tipset: &Tipset) -> json::TipSet {
+pub(crate) fn tipset_json(tipset: &Tipset) -> json::TipSet {
     let list_cid = |cids: &[Cid]| cid_of(&fvm_ipld_encoding::to_vec(&cids).unwrap_or_default());
     let block = json::BlockHeader {
         miner: Address::new_id(MINER_ID),

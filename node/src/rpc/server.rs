@@ -43,7 +43,7 @@ use axum::routing::get;
 use axum::Router;
 use paych_core::jsonrpc::{error_code, RpcError, RpcResponse};
 use paych_core::manager::PaymentChannelManager;
-use paych_core::types::Network;
+use paych_core::network::FilNetwork;
 use paych_core::wallet::KeyStore;
 use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
@@ -51,6 +51,7 @@ use tokio::sync::{watch, Semaphore};
 use super::auth::{self, Permission};
 use super::calls::{self, Reply, Service};
 use super::context::Api;
+pub use super::context::HeadTipsets;
 use super::envelope::{self, BodyError, Running, BODY_TIMEOUT};
 pub use super::envelope::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};
 use super::methods::ApiVersion;
@@ -82,23 +83,25 @@ impl ApiServer {
 }
 
 /// Serves `manager` and `wallet` on `listen` (e.g. `127.0.0.1:0`), with tokens checked
-/// against `secret` and addresses written for `network`, until the returned server is shut
+/// against `secret`, addresses and chain constants (`Version`'s `BlockDelay`) those of
+/// `network`'s preset, until the returned server is shut
 /// down or dropped. The `Filecoin.Net*` methods fail: there is no libp2p node to ask (see
 /// [`serve_node_api`]); `/metrics` counts the API's calls only.
 pub async fn serve_api(
     manager: PaymentChannelManager,
     wallet: Arc<KeyStore>,
     secret: Vec<u8>,
-    network: Network,
+    network: FilNetwork,
     listen: SocketAddr,
 ) -> Result<ApiServer, ServeError> {
-    serve_node_api(manager, wallet, None, None, Arc::default(), secret, network, listen).await
+    serve_node_api(manager, wallet, None, None, Arc::default(), None, secret, network, listen).await
 }
 
 /// [`serve_api`] with the node's libp2p networking behind `Filecoin.NetConnect`,
 /// `Filecoin.NetPeers`, `Filecoin.NetAddrsListen` and `Filecoin.PaychPay`, the node's
-/// `retrieval` provider behind publishing, and the node's `metrics` served on
-/// `GET /metrics` (no token needed).
+/// `retrieval` provider behind publishing, the node's `metrics` served on
+/// `GET /metrics` (no token needed), and its chain backend's head tipsets behind
+/// `Filecoin.ChainHead` (without them, the head's epoch with an empty key).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_node_api(
     manager: PaymentChannelManager,
@@ -106,13 +109,14 @@ pub async fn serve_node_api(
     payer: Option<Arc<Payer>>,
     retrieval: Option<Arc<RetrievalProvider>>,
     metrics: Arc<Metrics>,
+    tipsets: Option<Arc<dyn HeadTipsets>>,
     secret: Vec<u8>,
-    network: Network,
+    network: FilNetwork,
     listen: SocketAddr,
 ) -> Result<ApiServer, ServeError> {
     let (closing, closed) = watch::channel(false);
     let service = Arc::new(Service {
-        api: Api { manager, wallet, payer, retrieval, metrics, network },
+        api: Api::new(manager, wallet, payer, retrieval, metrics, tipsets, network),
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
         websockets: Arc::new(Semaphore::new(MAX_WEBSOCKETS)),
         closed,
