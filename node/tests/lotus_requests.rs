@@ -20,6 +20,7 @@ use std::path::Path;
 
 use futures::{SinkExt, StreamExt};
 use paych_core::jsonrpc::error_code;
+use paych_core::network::FilNetwork;
 use paych_testkit::daemon::{http_base, rpc_url, start_daemon, start_devnet, wait_for, Running};
 use paych_testkit::deadline::{eventually, within};
 use serde_json::{json, Value};
@@ -482,4 +483,57 @@ async fn http_batches_and_bad_bodies_get_go_jsonrpcs_answers_and_statuses() {
     let response = http.post(&url).bearer_auth("a.b.c").body("{}").send().await.unwrap();
     assert_eq!(response.status().as_u16(), 401);
     assert_eq!(response.text().await.unwrap(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_answers_the_block_delay_of_the_daemons_network() {
+    let net = daemons().await;
+    let (payer, token) = &net.payer;
+    let devnet_block_time = FilNetwork::Devnet.preset().block_time.as_secs();
+    for transport in [Transport::WebSocket, Transport::Http] {
+        for version in ["v1", "v0"] {
+            let mut lotus = GoClient::connect(payer, version, token, transport).await;
+            let answer = lotus.ok("Filecoin.Version", json!([])).await;
+            assert_eq!(answer["BlockDelay"], json!(devnet_block_time), "{version}: {answer}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_head_answers_the_head_tipsets_key_and_blocks_as_the_chain_has_them() {
+    let net = daemons().await;
+    let (payer, token) = &net.payer;
+    for transport in [Transport::WebSocket, Transport::Http] {
+        let mut lotus = GoClient::v0(payer, token, transport).await;
+        let head = lotus.ok("Filecoin.ChainHead", json!([])).await;
+        let (cids, blocks) = (head["Cids"].as_array().unwrap(), head["Blocks"].as_array().unwrap());
+        assert!(!cids.is_empty() && cids.len() == blocks.len(), "{head}");
+        assert!(blocks.iter().all(|block| block["Height"] == head["Height"]), "{head}");
+        // The chain knows that key, at that height, with those blocks.
+        let params = json!([head["Height"], head["Cids"]]);
+        let tipset = net.devnet("Filecoin.ChainGetTipSetByHeight", params).await;
+        assert_eq!(tipset, head);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devnet_daemons_error_texts_name_addresses_with_the_t_prefix() {
+    let net = daemons().await;
+    let (payer, token) = &net.payer;
+    let mut lotus = GoClient::v0(payer, token, Transport::Http).await;
+    let unfunded = lotus.ok("Filecoin.WalletNew", json!(["secp256k1"])).await;
+    let other = lotus.ok("Filecoin.WalletNew", json!(["secp256k1"])).await;
+    let calls = [
+        ("Filecoin.PaychStatus", json!(["t0999999"])),
+        ("Filecoin.PaychAllocateLane", json!(["t0999999"])),
+        ("Filecoin.PaychGet", json!([unfunded, other, "1000"])),
+        ("Filecoin.PaychSettle", json!(["t0999999"])),
+    ];
+    for (method, params) in calls {
+        let error = lotus.call(method, params).await.unwrap_err();
+        let text = error["message"].as_str().unwrap();
+        assert!([" t0", " t1", " t2"].iter().any(|t| text.contains(t)), "{method}: {text}");
+        let mainnet = [" f0", " f1", " f2", " f3", " f4"];
+        assert!(!mainnet.iter().any(|f| text.contains(f)), "{method}: {text}");
+    }
 }
