@@ -59,18 +59,15 @@ handlers! {
     VersionV0(api, ()) => Ok(version_of(api, FULL_API_VERSION_0));
 }
 
-/// `ChainHead`: the backend's head tipset, its key and blocks as the backend shows them;
-/// without a backend that knows them (an API served without its chain's tipsets), the
-/// head's epoch with an empty key.
+/// `ChainHead`: the backend's head tipset, its key and blocks as the backend has them (a
+/// Lotus node's answer as it gave it); without a backend that knows them (an API served
+/// without its chain's tipsets), the head's epoch with an empty key.
 async fn head(api: &Api) -> Result<json::TipSetJson, RpcError> {
-    let tipset = match &api.tipsets {
-        Some(tipsets) => tipsets.head_tipset().await.map_err(method_error)?,
-        None => {
-            let height = api.manager.chain().head().await.map_err(method_error)?;
-            json::TipSet { cids: Vec::new(), blocks: Vec::new(), height }
-        }
-    };
-    api.shape(&tipset)
+    if let Some(tipsets) = &api.tipsets {
+        return tipsets.head_tipset(api.network).await;
+    }
+    let height = api.manager.chain().head().await.map_err(method_error)?;
+    api.shape(&json::TipSet { cids: Vec::new(), blocks: Vec::new(), height })
 }
 
 /// `StateWaitMsg`: the message's lookup once it has executed and `confidence` more epochs

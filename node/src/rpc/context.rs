@@ -1,6 +1,8 @@
 //! What the API's methods run against: the manager, the wallet, the node's payer and
-//! network (when it has them), its metrics, and the network addresses are written for; and
-//! the one mapping of the manager's and other parts' errors to JSON-RPC errors.
+//! network (when it has them), its metrics, its chain backend's head tipsets
+//! ([`HeadTipsets`]), and the network preset addresses are written for and chain constants
+//! come from; and the one mapping of the manager's and other parts' errors to JSON-RPC
+//! errors, their addresses written with the API's prefix ([`with_network_prefix`]).
 //!
 //! It holds no state of its own and decides nothing about channels or vouchers.
 
@@ -8,7 +10,6 @@ use std::sync::Arc;
 
 use paych_core::chain::devnet::Devnet;
 use paych_core::chain::lotus::LotusChain;
-use paych_core::chain::ChainError;
 use paych_core::jsonrpc::{error_code, RpcError};
 use paych_core::lotus_json::{self as json, LotusJson};
 use paych_core::manager::PaymentChannelManager;
@@ -44,26 +45,32 @@ pub(crate) struct Api {
 }
 
 /// A chain backend that knows its head tipset in full (its key and its blocks), as Lotus's
-/// `ChainHead` answers it; the manager's [`Chain`] knows only the head's epoch.
+/// `ChainHead` answers it; the manager's [`Chain`](paych_core::chain::Chain) knows only the
+/// head's epoch.
 #[async_trait::async_trait]
 pub trait HeadTipsets: Send + Sync {
-    /// The head tipset.
-    async fn head_tipset(&self) -> Result<json::TipSet, ChainError>;
+    /// The head tipset in Lotus JSON, addresses written for `network`.
+    async fn head_tipset(&self, network: Network) -> Result<json::TipSetJson, RpcError>;
 }
 
-/// A Lotus node's own `ChainHead`.
+/// A Lotus node's own `ChainHead`, every field of its blocks as it answered them (so that a
+/// Lotus client computes the same tipset key).
 #[async_trait::async_trait]
 impl HeadTipsets for LotusChain {
-    async fn head_tipset(&self) -> Result<json::TipSet, ChainError> {
-        self.chain_head().await
+    async fn head_tipset(&self, _network: Network) -> Result<json::TipSetJson, RpcError> {
+        let head = self.request("ChainHead", Vec::new()).await.map_err(method_error)?;
+        serde_json::from_value(head)
+            .map_err(|e| method_error(format!("ChainHead: unexpected answer: {e}")))
     }
 }
 
 /// The devnet's head, as its own `ChainHead` answers it.
 #[async_trait::async_trait]
 impl HeadTipsets for Devnet {
-    async fn head_tipset(&self) -> Result<json::TipSet, ChainError> {
-        Ok(super::devnet::tipset_json(&Devnet::head_tipset(self)))
+    async fn head_tipset(&self, network: Network) -> Result<json::TipSetJson, RpcError> {
+        super::devnet::tipset_json(&Devnet::head_tipset(self))
+            .to_shape(network)
+            .map_err(internal_error)
     }
 }
 
