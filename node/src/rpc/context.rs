@@ -13,7 +13,7 @@ use paych_core::chain::lotus::LotusChain;
 use paych_core::jsonrpc::{error_code, RpcError};
 use paych_core::lotus_json::{self as json, LotusJson};
 use paych_core::manager::PaymentChannelManager;
-use paych_core::network::{FilNetwork, NetworkPreset};
+use paych_core::network::NetworkPreset;
 use paych_core::types::{format_address, parse_address, Address, Network};
 use paych_core::wallet::KeyStore;
 
@@ -75,21 +75,6 @@ impl HeadTipsets for Devnet {
 }
 
 impl Api {
-    /// The parts the methods call, on `network`.
-    pub(crate) fn new(
-        manager: PaymentChannelManager,
-        wallet: Arc<KeyStore>,
-        payer: Option<Arc<Payer>>,
-        retrieval: Option<Arc<RetrievalProvider>>,
-        metrics: Arc<Metrics>,
-        tipsets: Option<Arc<dyn HeadTipsets>>,
-        network: FilNetwork,
-    ) -> Self {
-        let preset = network.preset();
-        let network = preset.address_network;
-        Api { manager, wallet, payer, retrieval, metrics, network, preset, tipsets }
-    }
-
     /// `value` in Lotus JSON, addresses written for the API's network.
     pub(crate) fn shape<T: LotusJson>(&self, value: &T) -> Result<T::Shape, RpcError> {
         value.to_shape(self.network).map_err(internal_error)

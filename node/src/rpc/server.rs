@@ -115,8 +115,10 @@ pub async fn serve_node_api(
     listen: SocketAddr,
 ) -> Result<ApiServer, ServeError> {
     let (closing, closed) = watch::channel(false);
+    let preset = network.preset();
+    let network = preset.address_network;
     let service = Arc::new(Service {
-        api: Api::new(manager, wallet, payer, retrieval, metrics, tipsets, network),
+        api: Api { manager, wallet, payer, retrieval, metrics, network, preset, tipsets },
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
         websockets: Arc::new(Semaphore::new(MAX_WEBSOCKETS)),
         closed,
