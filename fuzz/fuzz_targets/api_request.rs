@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use paych_core::jsonrpc::error_code;
-use paych_core::types::Network;
+use paych_core::network::FilNetwork;
 use paych_fuzz::on_a_manual_net;
 use paych_node::rpc::auth::{self, Permission};
 use paych_node::rpc::server::{serve_api, ApiServer};
@@ -52,7 +52,7 @@ fn world() -> &'static World {
                 payee.m().clone(),
                 payee.wallet.clone(),
                 SECRET.to_vec(),
-                Network::Testnet,
+                FilNetwork::Devnet,
                 "127.0.0.1:0".parse().expect("an address"),
             )
             .await

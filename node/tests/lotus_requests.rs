@@ -499,6 +499,17 @@ async fn version_answers_the_block_delay_of_the_daemons_network() {
     }
 }
 
+/// Checks `head` is a tipset a Lotus client can read: a key of one CID per block, each block
+/// at the tipset's height with its parents and state root.
+fn assert_names_its_blocks(head: &Value) {
+    let (cids, blocks) = (head["Cids"].as_array().unwrap(), head["Blocks"].as_array().unwrap());
+    assert!(!cids.is_empty() && cids.len() == blocks.len(), "{head}");
+    for block in blocks {
+        assert_eq!(block["Height"], head["Height"], "{head}");
+        assert!(block["Parents"].is_array() && block["ParentStateRoot"]["/"].is_string());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chain_head_answers_the_head_tipsets_key_and_blocks_as_the_chain_has_them() {
     let net = daemons().await;
@@ -506,9 +517,7 @@ async fn chain_head_answers_the_head_tipsets_key_and_blocks_as_the_chain_has_the
     for transport in [Transport::WebSocket, Transport::Http] {
         let mut lotus = GoClient::v0(payer, token, transport).await;
         let head = lotus.ok("Filecoin.ChainHead", json!([])).await;
-        let (cids, blocks) = (head["Cids"].as_array().unwrap(), head["Blocks"].as_array().unwrap());
-        assert!(!cids.is_empty() && cids.len() == blocks.len(), "{head}");
-        assert!(blocks.iter().all(|block| block["Height"] == head["Height"]), "{head}");
+        assert_names_its_blocks(&head);
         // The chain knows that key, at that height, with those blocks.
         let params = json!([head["Height"], head["Cids"]]);
         let tipset = net.devnet("Filecoin.ChainGetTipSetByHeight", params).await;
@@ -536,4 +545,16 @@ async fn a_devnet_daemons_error_texts_name_addresses_with_the_t_prefix() {
         let mainnet = [" f0", " f1", " f2", " f3", " f4"];
         assert!(!mainnet.iter().any(|f| text.contains(f)), "{method}: {text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_head_on_a_daemons_embedded_devnet_answers_its_head_tipset() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("node");
+    let _daemon = start_daemon(PAYCH, &repo, "", &[]);
+    let (base, token) = endpoint(&repo);
+    let mut lotus = GoClient::v0(&base, &token, Transport::Http).await;
+    let head = lotus.ok("Filecoin.ChainHead", json!([])).await;
+    assert_names_its_blocks(&head);
+    assert_eq!(head["Blocks"][0]["Miner"], json!("t01000"), "{head}");
 }
