@@ -264,7 +264,7 @@ pub enum ActorError {
         time_lock_max: ChainEpoch,
     },
     /// The voucher's amount is negative.
-    #[error("voucher amount must be non-negative, was {0}")]
+    #[error("voucher amount must be non-negative, was {0} FIL")]
     NegativeAmount(TokenAmount),
     /// blake2b-256 of the secret is not the voucher's secret hash.
     #[error("incorrect secret")]
@@ -307,7 +307,9 @@ pub enum ActorError {
     #[error("voucher would leave channel balance negative")]
     NegativeToSend,
     /// Redeeming would make `to_send` exceed the channel's balance.
-    #[error("not enough funds in channel to cover voucher: to_send {to_send} > balance {balance}")]
+    #[error(
+        "not enough funds in channel to cover voucher: to_send {to_send} FIL > balance {balance} FIL"
+    )]
     InsufficientFunds {
         /// What `to_send` would become.
         to_send: TokenAmount,
@@ -319,7 +321,7 @@ pub enum ActorError {
     AlreadySettling,
     /// `Collect` on a channel whose balance does not cover `to_send` (or whose `to_send` is
     /// negative): the send of `to_send` to `to` fails, so nothing is paid.
-    #[error("cannot collect: to_send {to_send} is not payable from balance {balance}")]
+    #[error("cannot collect: to_send {to_send} FIL is not payable from balance {balance} FIL")]
     CollectUnpayable {
         /// What the payee is owed.
         to_send: TokenAmount,

@@ -24,8 +24,9 @@ pub mod error_code {
     pub const CHAIN_REJECTED: i64 = -32000;
     /// The actor, message or object asked for does not exist.
     pub const NOT_FOUND: i64 = -32001;
-    /// The operation did not finish in time.
-    pub const TIMEOUT: i64 = -32002;
+    /// Lotus's `EExpensiveFork` (`api/api_errors.go`): the state a call needs is not
+    /// available. Not a timeout: go-jsonrpc answers a timed-out Go call with code 1.
+    pub const EXPENSIVE_FORK: i64 = -32002;
 }
 
 /// A JSON-RPC request with positional parameters.

@@ -250,7 +250,6 @@ async fn operations_in_the_wrong_direction_are_refused() {
     w.refuses("release_funds on an inbound channel", payee.release_funds(&w.a, atto(5)), &outbound)
         .await;
     w.refuses("add_funds on an inbound channel", payee.add_funds(&w.a, atto(5)), &outbound).await;
-    w.refuses("allocate_lane on an inbound channel", payee.allocate_lane(&w.a), &outbound).await;
     w.refuses("lease_lane on an inbound channel", payee.lease_lane(&w.a), &outbound).await;
 
     let v = w.payer_voucher(w.a, 0, 3, atto(30));

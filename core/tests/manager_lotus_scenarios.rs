@@ -213,14 +213,16 @@ async fn check_valid_applies_every_actor_rule_on_both_sides_of_the_channel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn payee_check_valid_on_a_channel_it_has_not_seen_is_an_unknown_channel() {
+async fn check_valid_on_a_channel_the_chain_does_not_know_is_an_unknown_channel() {
     let (_net, payer, payee, ch) = with_channel(Net::new(), atto(10)).await;
-    let voucher = payer.sign(SignedVoucher::new(ch, 0, 1, atto(5)));
+    let ghost = Address::new_id(999_999);
+    let voucher = payer.sign(SignedVoucher::new(ghost, 0, 1, atto(5)));
 
-    let result = payee.m().voucher_check_valid(&ch, &voucher).await;
+    let result = payee.m().voucher_check_valid(&ghost, &voucher).await;
     assert!(matches!(result, Err(AddVoucherError::UnknownChannel(_))), "{result:?}");
     assert!(payee.m().store().channels().unwrap().is_empty());
-    // The payer, which created the channel, can check it.
+    // The payer, which created the channel, can check a voucher on it.
+    let voucher = payer.sign(SignedVoucher::new(ch, 0, 1, atto(5)));
     payer.m().voucher_check_valid(&ch, &voucher).await.unwrap();
 }
 

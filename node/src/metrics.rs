@@ -20,6 +20,9 @@
 //! | `paych_inbound_rate_limited_total` | counter | `protocol` |
 //! | `paych_refusals_total` | counter | `reason`: a [`Refusal`] label |
 //! | `paych_api_calls_total` | counter | `method`: a declared method, or `unknown` |
+//! | `paych_api_batches_total` | counter | — (JSON-RPC batches received) |
+//! | `paych_api_batch_calls_total` | counter | — (the calls they held) |
+//! | `paych_api_websockets` | gauge | — (open WebSocket connections to the API) |
 //! | `paych_retrieval_responses_in_flight` | gauge | — (manifests and chunks being sent) |
 //! | `paych_retrieval_bytes_in_flight` | gauge | — (their bytes) |
 //! | `paych_retrieval_open_flows` | gauge | — |
@@ -132,6 +135,12 @@ pub struct Metrics {
     pub rate_limited: Family<ProtocolLabel, Counter>,
     /// API calls, by method.
     pub api_calls: Family<MethodLabel, Counter>,
+    /// API batches received.
+    pub api_batches: Counter,
+    /// The calls those batches held.
+    pub api_batch_calls: Counter,
+    /// Open WebSocket connections to the API.
+    pub api_websockets: Gauge,
     /// Retrieval responses handed to the network and not yet sent.
     pub retrieval_responses_in_flight: Gauge,
     /// Their bytes.
@@ -214,6 +223,17 @@ impl Metrics {
                 "Inbound requests answered RateLimited, by protocol",
             ),
             api_calls: registered(r, "paych_api_calls", "JSON-RPC API calls, by method"),
+            api_batches: registered(r, "paych_api_batches", "JSON-RPC API batches received"),
+            api_batch_calls: registered(
+                r,
+                "paych_api_batch_calls",
+                "The calls the JSON-RPC API's batches held",
+            ),
+            api_websockets: registered(
+                r,
+                "paych_api_websockets",
+                "Open WebSocket connections to the JSON-RPC API",
+            ),
             retrieval_responses_in_flight: registered(
                 r,
                 "paych_retrieval_responses_in_flight",
@@ -282,6 +302,13 @@ impl Metrics {
 
     /// Counts an API call of `method`: the API passes the declared name of the method
     /// called, or `unknown`, so that the labels stay bounded.
+    /// Counts an API batch of `calls` calls.
+    pub fn api_batch(&self, calls: usize) {
+        self.api_batches.inc();
+        self.api_batch_calls.inc_by(u64::try_from(calls).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one API call of `method`.
     pub fn api_call(&self, method: &'static str) {
         self.api_calls.get_or_create(&MethodLabel { method }).inc();
     }

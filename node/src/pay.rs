@@ -50,7 +50,7 @@ pub enum PayError {
     #[error(transparent)]
     Lane(#[from] LaneError),
     /// The channel cannot cover the voucher.
-    #[error("the channel lacks {0} attoFIL to cover the voucher")]
+    #[error("the channel lacks {} attoFIL to cover the voucher", .0.atto())]
     Shortfall(TokenAmount),
     /// The payee's address is not in the peer book.
     #[error("no libp2p address known for the payee {0}: add one with --peer or peer.<address> in config.toml")]

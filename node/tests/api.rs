@@ -60,7 +60,7 @@ impl Api {
     async fn call(&self, token: Option<&str>, method: &str, params: Value) -> Result<Value, Value> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
         let (status, answer) = self.post(token, body).await;
-        assert_eq!(status, 200, "{method}: {answer}");
+        assert_eq!(status, go_jsonrpc_status(&answer), "{method}: {answer}");
         assert_eq!(answer["id"], json!(1));
         match answer.get("error") {
             Some(error) => Err(error.clone()),
@@ -94,6 +94,19 @@ fn token(level: Permission) -> String {
     auth::issue(&SECRET, &level.up_to())
 }
 
+/// The HTTP status go-jsonrpc sends `answer` with: 400 for an invalid request, 500 for the
+/// errors of its envelope, 200 for a result or a method's error.
+fn go_jsonrpc_status(answer: &Value) -> u16 {
+    let code = answer["error"]["code"].as_i64();
+    match code {
+        Some(error_code::INVALID_REQUEST) => 400,
+        Some(
+            error_code::PARSE_ERROR | error_code::METHOD_NOT_FOUND | error_code::INVALID_PARAMS,
+        ) => 500,
+        _ => 200,
+    }
+}
+
 fn t(addr: &Address) -> String {
     format_address(addr, Network::Testnet)
 }
@@ -103,11 +116,13 @@ fn is_permission_error(e: &Value) -> bool {
         && e["message"].as_str().unwrap_or_default().starts_with("missing permission to invoke")
 }
 
-/// Calls every method with no parameters as a caller holding `granted` (or no token), and
-/// checks that exactly the methods above it are refused for lack of permission.
+/// Calls every method of `/rpc/v1` with its parameters all null as a caller holding
+/// `granted` (or no token), and checks that exactly the methods above it are refused for
+/// lack of permission, as Lotus names them (without `Filecoin.`).
 async fn check_permissions(api: &Api, token: Option<&str>, granted: Permission) {
-    for method in METHODS {
-        let outcome = api.call(token, method.name, json!([])).await;
+    for method in METHODS.iter().filter(|m| m.served_on(ApiVersion::V1)) {
+        let params = Value::from(vec![Value::Null; method.arity]);
+        let outcome = api.call(token, method.name, params).await;
         let refused = matches!(&outcome, Err(e) if is_permission_error(e));
         assert_eq!(refused, method.permission > granted, "{} with {granted}", method.name);
         if let Err(e) = &outcome {
@@ -119,7 +134,8 @@ async fn check_permissions(api: &Api, token: Option<&str>, granted: Permission) 
                 message,
                 format!(
                     "missing permission to invoke '{}' (need '{}')",
-                    method.name, method.permission
+                    method.name.strip_prefix("Filecoin.").unwrap(),
+                    method.permission
                 )
             );
         }
@@ -183,9 +199,30 @@ async fn invalid_tokens_get_http_401() {
     );
     let huge = "a".repeat(10_000);
     for bad in [forged.as_str(), expired.as_str(), none_alg.as_str(), "garbage", "a.b.c", &huge] {
-        let (status, _) = api.post(Some(bad), body.clone()).await;
-        assert_eq!(status, 401, "{}", &bad[..bad.len().min(40)]);
+        // As Lotus: HTTP 401 and an empty body, in the header or in `?token=`.
+        let (status, answer) = api.post(Some(bad), body.clone()).await;
+        assert_eq!((status, answer), (401, json!("")), "{}", &bad[..bad.len().min(40)]);
+        let url = format!("{}?token={bad}", api.url());
+        let response = api.client.post(url).json(&body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{}", &bad[..bad.len().min(40)]);
     }
+    // The typed client says why.
+    let refused = api.client(Some("a.b.c")).call::<PaychList>(()).await.unwrap_err();
+    assert!(matches!(&refused, ClientError::Http(_, 401, text) if text == "the token was refused"));
+    // A good token in the query grants its permissions; the header wins over it.
+    let write = token(Permission::Write);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "Filecoin.WalletList", "params": []});
+    let url = format!("{}?token={write}", api.url());
+    let answer: Value =
+        api.client.post(&url).json(&list).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["result"], json!([t(&node.addr)]));
+    let read = format!("Bearer {}", token(Permission::Read));
+    let request = api.client.post(&url).header("Authorization", read).json(&list);
+    let answer: Value = request.send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        answer["error"]["message"],
+        json!("missing permission to invoke 'WalletList' (need 'write')")
+    );
     let response = api
         .client
         .post(api.url())
@@ -285,7 +322,7 @@ async fn payment_flows_from_one_api_to_the_other_in_lotus_json() {
     assert_eq!(too_much["Shortfall"], json!("4000000"));
 
     // The payee adds vouchers as JSON from the payer's API: the delta as a string. A later
-    // voucher on the lane first, then the older one: covered, so "0".
+    // voucher on the lane first, then the older one: refused as Lotus refuses it.
     let later =
         payer_api.ok(Some(&sign), "Filecoin.PaychVoucherCreate", json!([ch, "600", lane])).await;
     let later = later["Voucher"].clone();
@@ -293,10 +330,11 @@ async fn payment_flows_from_one_api_to_the_other_in_lotus_json() {
         .ok(Some(&write), "Filecoin.PaychVoucherAdd", json!([ch, later, null, "100"]))
         .await;
     assert_eq!(delta, json!("600"));
-    let covered = payee_api
-        .ok(Some(&write), "Filecoin.PaychVoucherAdd", json!([ch, voucher, null, "0"]))
-        .await;
-    assert_eq!(covered, json!("0"));
+    let older = payee_api
+        .call(Some(&write), "Filecoin.PaychVoucherAdd", json!([ch, voucher, null, "0"]))
+        .await
+        .unwrap_err();
+    assert_eq!(older["message"], json!("nonce too low"));
     // A voucher the payee has not seen yet checks valid; one it already holds does not.
     let next =
         payer_api.ok(Some(&sign), "Filecoin.PaychVoucherCreate", json!([ch, "700", lane])).await;
@@ -366,13 +404,14 @@ async fn bad_input_gets_json_rpc_errors_and_the_server_keeps_serving() {
     assert_eq!(e["code"], json!(METHOD_ERROR));
     assert!(e["message"].as_str().unwrap().contains("unknown channel"), "{e}");
 
-    // Malformed voucher JSON: invalid params.
+    // Malformed voucher JSON: a parse error, as go-jsonrpc answers a parameter it cannot
+    // decode.
     for voucher in [json!({"Lane": "x"}), json!("not a voucher"), json!(null)] {
         let e = api
             .call(Some(&sign), "Filecoin.PaychVoucherAdd", json!([ch, voucher, null, "0"]))
             .await
             .unwrap_err();
-        assert_eq!(e["code"], json!(error_code::INVALID_PARAMS), "{e}");
+        assert_eq!(e["code"], json!(error_code::PARSE_ERROR), "{e}");
     }
 
     // Negative and non-numeric amounts.
@@ -381,28 +420,32 @@ async fn bad_input_gets_json_rpc_errors_and_the_server_keeps_serving() {
             .call(Some(&sign), "Filecoin.PaychVoucherCreate", json!([ch, amount, 0]))
             .await
             .unwrap_err();
-        assert_eq!(e["code"], json!(error_code::INVALID_PARAMS), "{amount}: {e}");
+        assert_eq!(e["code"], json!(error_code::PARSE_ERROR), "{amount}: {e}");
     }
     let e = api
         .call(Some(&sign), "Filecoin.PaychGet", json!([t(&payer.addr), t(&payee.addr), "-1"]))
         .await
         .unwrap_err();
-    assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
+    assert_eq!(e["code"], json!(error_code::PARSE_ERROR));
 
     // Wrong arity, bad address, unknown method, bad envelope, not JSON.
     let e = api.call(None, "Filecoin.PaychStatus", json!([])).await.unwrap_err();
     assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
     let e = api.call(None, "Filecoin.PaychStatus", json!(["nonsense"])).await.unwrap_err();
-    assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
+    assert_eq!(e["code"], json!(error_code::PARSE_ERROR));
     let e = api.call(None, "Filecoin.Nope", json!([])).await.unwrap_err();
     assert_eq!(e["code"], json!(error_code::METHOD_NOT_FOUND));
+    // go-jsonrpc does not read `jsonrpc`: a request without a method names the method ''.
     let (status, answer) = api.post(None, json!({"jsonrpc": "1.0", "id": 1})).await;
-    assert_eq!((status, &answer["error"]["code"]), (200, &json!(error_code::INVALID_REQUEST)));
+    assert_eq!((status, &answer["error"]["code"]), (500, &json!(error_code::METHOD_NOT_FOUND)));
     let response = api.client.post(api.url()).body("{not json").send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 500);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["error"]["code"], json!(error_code::PARSE_ERROR));
     let response = api.client.post(api.url()).body(vec![b' '; (1 << 20) + 1]).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 413);
+    assert_eq!(response.status().as_u16(), 500);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["message"], json!("request bigger than maximum 1048576 allowed"));
 
     // Still serving, and nothing changed.
     let status = api.ok(None, "Filecoin.PaychStatus", json!([ch])).await;
@@ -482,7 +525,7 @@ async fn our_methods_and_the_wallet_work_over_the_api() {
     assert!(key.starts_with("t1"));
     // A key type other than secp256k1 cannot be written with the typed client: raw.
     let e = payer_api.call(Some(&write), "Filecoin.WalletNew", json!(["bls"])).await.unwrap_err();
-    assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
+    assert_eq!(e["code"], json!(error_code::PARSE_ERROR));
     let key = parse_address(&key).unwrap().0;
     let info = payer_admin.call::<WalletExport>((key,)).await.unwrap();
     assert!(!payee_writer.call::<WalletHas>((key,)).await.unwrap());
@@ -501,8 +544,9 @@ async fn paych_retrieve_refuses_a_call_that_does_not_bound_the_price() {
     let api = Api::of(&payer).await;
     let sign = token(Permission::Sign);
     let (ch, root) = (t(&Address::new_id(1001)), "ab".repeat(32));
+    let e = api.call(Some(&sign), "Filecoin.PaychRetrieve", json!([ch, root])).await.unwrap_err();
+    assert_eq!(e["code"], json!(error_code::INVALID_PARAMS), "{e}");
     for params in [
-        json!([ch, root]),
         json!([ch, root, null]),
         json!([ch, root, "-1"]),
         json!([ch, root, "ten"]),
@@ -510,7 +554,7 @@ async fn paych_retrieve_refuses_a_call_that_does_not_bound_the_price() {
         json!([ch, root, "10", 500]),
     ] {
         let e = api.call(Some(&sign), "Filecoin.PaychRetrieve", params.clone()).await.unwrap_err();
-        assert_eq!(e["code"], json!(error_code::INVALID_PARAMS), "{params}: {e}");
+        assert_eq!(e["code"], json!(error_code::PARSE_ERROR), "{params}: {e}");
     }
 }
 
@@ -530,4 +574,57 @@ async fn calls_are_counted_by_declared_name_and_undeclared_ones_as_unknown() {
     assert!(text.contains("paych_api_calls_total{method=\"Filecoin.PaychList\"} 1\n"), "{text}");
     assert!(text.contains("paych_api_calls_total{method=\"unknown\"} 2\n"), "{text}");
     assert!(!text.contains("Nope"), "{text}");
+}
+
+/// Posts one call to `/rpc/{version}` without a token, answering the result or the error.
+async fn call_on(api: &Api, version: &str, method: &str, params: Value) -> Result<Value, Value> {
+    let url = format!("http://{}/rpc/{version}", api.server.local_addr());
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let answer: Value =
+        api.client.post(url).json(&body).send().await.unwrap().json().await.unwrap();
+    match answer.get("error") {
+        Some(error) => Err(error.clone()),
+        None => Ok(answer["result"].clone()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_message_is_waited_for_and_found_with_lotus_v0_and_v1_parameters() {
+    let net = Net::new();
+    let payer = net.node(100).await;
+    let payee = net.node(1).await;
+    let api = Api::of(&payer).await;
+    let ch = t(&payer.open_channel(payee.addr, atto(1_000_000)).await);
+    let settle = api.ok(Some(&token(Permission::Sign)), "Filecoin.PaychSettle", json!([ch])).await;
+
+    // v0: StateWaitMsg(cid, confidence), as `lotus paych settle` calls it.
+    let waited = call_on(&api, "v0", "Filecoin.StateWaitMsg", json!([settle, 1])).await.unwrap();
+    assert_eq!(waited["Message"], settle);
+    assert_eq!(waited["Receipt"]["ExitCode"], json!(0));
+    let height = waited["Height"].as_i64().unwrap();
+    assert!(height > 0, "{waited}");
+    // v1: StateWaitMsg(cid, confidence, limit, allowReplaced).
+    let v1 = call_on(&api, "v1", "Filecoin.StateWaitMsg", json!([settle, 0, -1, true])).await;
+    assert_eq!(v1.unwrap(), waited);
+    // Each version refuses the other's parameters.
+    let e = call_on(&api, "v1", "Filecoin.StateWaitMsg", json!([settle, 1])).await.unwrap_err();
+    assert_eq!(e["code"], json!(error_code::INVALID_PARAMS));
+
+    // StateSearchMsg: v0 (cid), v1 (tsk, cid, limit, allowReplaced); null for a message
+    // that never executed.
+    let found = call_on(&api, "v0", "Filecoin.StateSearchMsg", json!([settle])).await.unwrap();
+    assert_eq!(found, waited);
+    let found = call_on(&api, "v1", "Filecoin.StateSearchMsg", json!([[], settle, -1, true])).await;
+    assert_eq!(found.unwrap(), waited);
+    let unknown = json!({"/": "bafy2bzacea3wsdh6y3a36tb3skempjoxqpuyompjbmfeyf34fi3uy6uue42v4"});
+    let none = call_on(&api, "v1", "Filecoin.StateSearchMsg", json!([null, unknown, -1, true]));
+    assert_eq!(none.await.unwrap(), Value::Null);
+
+    // ChainHead: the head's height; Version: Lotus's API version of each path.
+    let head = call_on(&api, "v1", "Filecoin.ChainHead", json!([])).await.unwrap();
+    assert!(head["Height"].as_i64().unwrap() >= height, "{head}");
+    let v1 = call_on(&api, "v1", "Filecoin.Version", json!([])).await.unwrap();
+    assert_eq!((&v1["APIVersion"], &v1["BlockDelay"]), (&json!(0x0002_0300), &json!(30)));
+    let v0 = call_on(&api, "v0", "Filecoin.Version", json!([])).await.unwrap();
+    assert_eq!(v0["APIVersion"], json!(0x0001_0500));
 }

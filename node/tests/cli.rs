@@ -38,7 +38,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use paych_testkit::daemon::{http_base, rpc_url, start_daemon, start_devnet, wait_for, Running};
+use paych_testkit::daemon::{
+    http_base, rpc_url, start_daemon, start_devnet_mining, wait_for, Running,
+};
 use paych_testkit::deadline::wait_until;
 
 const PAYCH: &str = env!("CARGO_BIN_EXE_paych");
@@ -50,17 +52,21 @@ struct Ran {
     stderr: String,
 }
 
-fn run_in(repo: &Path, args: &[&str], stdin: Option<&str>) -> Ran {
+/// `paych ARGS --repo REPO`, its standard output and error piped.
+fn paych_in(repo: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(PAYCH);
     command
         .args(args)
         .arg("--repo")
         .arg(repo)
         .env_remove("PAYCH_PATH")
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
+    command
+}
+
+fn run_in(repo: &Path, args: &[&str], stdin: Option<&str>) -> Ran {
+    let mut child = paych_in(repo, args).stdin(Stdio::piped()).spawn().unwrap();
     {
         use std::io::Write;
         let mut input = child.stdin.take().unwrap();
@@ -99,12 +105,29 @@ struct Pair {
     payee: PathBuf,
     payer_addr: String,
     payee_addr: String,
-    _daemons: Vec<Running>,
+    /// The devnet's JSON-RPC endpoint.
+    devnet_url: String,
+    /// The payer's daemon, the payee's and the devnet, in that order.
+    daemons: Vec<Running>,
 }
 
+/// Calls the devnet's `method` with `params` (a JSON array); answers its result.
+fn devnet_call(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let client = paych_node::rpc::client::ApiClient::new(url.to_owned(), None);
+    let params = params.as_array().cloned().unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(client.call_raw(method, params)).unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+/// A pair on a devnet mining every 100 ms.
 fn pair() -> Pair {
+    pair_mining("100ms")
+}
+
+/// A pair on a devnet mining every `block_time` (`0s`: only when a test mines).
+fn pair_mining(block_time: &str) -> Pair {
     let dir = tempfile::tempdir().unwrap();
-    let (devnet, info) = start_devnet(PAYCH);
+    let (devnet, info) = start_devnet_mining(PAYCH, block_time, &[]);
 
     let payee = dir.path().join("payee");
     let payee_daemon = start_daemon(PAYCH, &payee, &info, &[]);
@@ -118,23 +141,15 @@ fn pair() -> Pair {
     let payer_daemon = start_daemon(PAYCH, &payer, &info, &[format!("{payee_addr}={listen}")]);
     let payer_addr = default_address(&ok_in(&payer, &["wallet", "list"]));
 
-    // 10 FIL from the devnet's faucet for the payer, 1 FIL (for gas) for the payee.
+    // 10 FIL from the devnet's faucet for the payer, 1 FIL (for gas) for the payee, mined
+    // in one epoch.
     let devnet_url = rpc_url(&info);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        for (addr, atto) in
-            [(&payer_addr, "10000000000000000000"), (&payee_addr, "1000000000000000000")]
-        {
-            let answer = reqwest::Client::new()
-                .post(&devnet_url)
-                .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "Devnet.Faucet",
-                    "params": [addr, atto]}))
-                .send()
-                .await
-                .unwrap();
-            assert!(answer.status().is_success());
-        }
-    });
+    for (addr, atto) in
+        [(&payer_addr, "10000000000000000000"), (&payee_addr, "1000000000000000000")]
+    {
+        devnet_call(&devnet_url, "Devnet.Faucet", serde_json::json!([addr, atto]));
+    }
+    devnet_call(&devnet_url, "Devnet.Mine", serde_json::json!([1]));
     wait_until("the faucet's money never arrived", Duration::from_millis(100), || {
         let payer_funded = ok_in(&payer, &["wallet", "balance"]) == "10 FIL\n";
         (payer_funded && ok_in(&payee, &["wallet", "balance"]) == "1 FIL\n").then_some(())
@@ -145,8 +160,14 @@ fn pair() -> Pair {
         payee,
         payer_addr,
         payee_addr,
-        _daemons: vec![payer_daemon, payee_daemon, devnet],
+        devnet_url,
+        daemons: vec![payer_daemon, payee_daemon, devnet],
     }
+}
+
+/// `rows` as printed lines, each ended by a newline.
+fn lines(rows: &[&str]) -> String {
+    rows.iter().map(|row| format!("{row}\n")).collect()
 }
 
 /// The address marked default in `paych wallet list`'s output.
@@ -218,28 +239,39 @@ fn cli_drives_a_payer_and_a_payee_daemon() {
     let channel = channel.trim().to_owned();
     assert!(channel.starts_with("t2"), "{channel}");
     assert_eq!(ok_in(payer, &["list"]), format!("{channel}\n"));
-    let status = ok_in(payer, &["status", &channel]);
-    assert!(status.starts_with("Channel exists\n"), "{status}");
-    assert!(status.contains(&format!("  Channel:              {channel}\n")), "{status}");
-    assert!(status.contains("  Direction:            outbound\n"), "{status}");
-    assert!(status.contains(&format!("  From:                 {}\n", p.payer_addr)), "{status}");
-    assert!(status.contains("  Confirmed Amt:        1 FIL\n"), "{status}");
-    let by = ok_in(payer, &["status-by-from-to", &p.payer_addr, &p.payee_addr]);
-    assert!(by.starts_with("Channel exists\n"), "{by}");
-    assert!(by.contains(&format!("  Channel:              {channel}\n")), "{by}");
-    assert!(by.contains("  Confirmed Amt:        1 FIL\n"), "{by}");
+    // `paych status` and `status-by-from-to` print Lotus's `paychStatus` rows.
+    let exists = lines(&[
+        "Channel exists",
+        &format!("  Channel:               {channel}"),
+        &format!("  From:                  {}", p.payer_addr),
+        &format!("  To:                    {}", p.payee_addr),
+        "  Confirmed Amt:         1 FIL",
+        "  Available Amt:         1 FIL",
+        "  Voucher Redeemed Amt:  0 FIL",
+        "  Pending Amt:           0 FIL",
+        "  Pending Available Amt: 1 FIL",
+        "  Queued Amt:            0 FIL",
+    ]);
+    assert_eq!(ok_in(payer, &["status", &channel]), exists);
+    assert_eq!(ok_in(payer, &["status-by-from-to", &p.payer_addr, &p.payee_addr]), exists);
+    let verbose = ok_in(payer, &["status", &channel, "--verbose"]);
+    assert!(verbose.starts_with(&exists), "{verbose}");
+    assert!(verbose.contains("\nDetails\n  Direction:    outbound\n"), "{verbose}");
 
     // Reserve and release.
     assert_eq!(
         ok_in(payer, &["reserve", &channel, "0.25"]),
         format!("Reserved 0.25 FIL on channel {channel}\n")
     );
-    assert!(ok_in(payer, &["status", &channel]).contains("  Reserved Amt:         0.25 FIL\n"));
+    let status = ok_in(payer, &["status", &channel]);
+    assert!(status.contains("  Available Amt:         0.75 FIL\n"), "{status}");
+    let verbose = ok_in(payer, &["status", &channel, "--verbose"]);
+    assert!(verbose.contains("  Reserved Amt: 0.25 FIL\n"), "{verbose}");
     assert_eq!(
         ok_in(payer, &["release", &channel, "250 milliFIL"]),
         format!("Released 0.25 FIL on channel {channel}\n")
     );
-    assert!(ok_in(payer, &["status", &channel]).contains("  Reserved Amt:         0 FIL\n"));
+    assert_eq!(ok_in(payer, &["status", &channel]), exists);
 
     // A voucher created by hand on lane 7, then two payments over libp2p on a flow.
     let voucher = ok_in(payer, &["voucher", "create", &channel, "0.1", "--lane", "7"]);
@@ -248,8 +280,8 @@ fn cli_drives_a_payer_and_a_payee_daemon() {
     let decoded = ok_in(payer, &["voucher", "decode", &voucher]);
     assert!(decoded.contains("Lane             7\n"), "{decoded}");
     let paid = ok_in(payer, &["pay", &channel, "0.2", "--flow", "retrieval-1"]);
-    let mut lines = paid.lines();
-    let summary = lines.next().unwrap();
+    let first_paid = paid.lines().nth(1).unwrap().to_owned();
+    let summary = paid.lines().next().unwrap();
     assert!(summary.starts_with("Accepted: paid 0.2 FIL on lane "), "{paid}");
     assert!(summary.ends_with("; the lane now holds 0.2 FIL"), "{paid}");
     let paid_lane: u64 = summary
@@ -268,41 +300,56 @@ fn cli_drives_a_payer_and_a_payee_daemon() {
         "{paid}"
     );
     let last_paid = paid.lines().nth(1).unwrap().to_owned();
-    let status = ok_in(payer, &["status", &channel]);
+    let status = ok_in(payer, &["status", &channel, "--verbose"]);
     assert!(status.contains("  Lanes:\n"), "{status}");
     assert!(status.contains(&format!("    Lane {paid_lane}, Nonce 2: 0.25 FIL")), "{status}");
+    // Voucher lines print FIL as Lotus's `types.FIL` does.
     let payer_vouchers = ok_in(payer, &["voucher", "list", &channel]);
-    assert!(payer_vouchers.contains("Lane 7, Nonce 1: 100000000000000000\n"), "{payer_vouchers}");
+    assert!(payer_vouchers.contains("Lane 7, Nonce 1: 0.1 FIL\n"), "{payer_vouchers}");
 
     // The payee: the paid vouchers arrived; it checks and adds the hand-made one.
     assert_eq!(ok_in(payee, &["list"]), format!("{channel}\n"));
-    let inbound = ok_in(payee, &["status", &channel]);
-    assert!(inbound.contains("  Direction:            inbound\n"), "{inbound}");
+    let inbound = ok_in(payee, &["status", &channel, "--verbose"]);
+    assert!(inbound.contains("  Direction:    inbound\n"), "{inbound}");
     let held = ok_in(payee, &["voucher", "list", &channel]);
     assert_eq!(
         held,
-        format!(
-            "Lane {paid_lane}, Nonce 1: 200000000000000000\nLane {paid_lane}, Nonce 2: 250000000000000000\n"
-        )
+        format!("Lane {paid_lane}, Nonce 1: 0.2 FIL\nLane {paid_lane}, Nonce 2: 0.25 FIL\n")
     );
     let exported = ok_in(payee, &["voucher", "list", &channel, "--export"]);
-    assert!(
-        exported.contains(&format!("Nonce 2: 250000000000000000; {last_paid}\n")),
-        "{exported}"
+    assert_eq!(
+        exported,
+        format!(
+            "Lane {paid_lane}, Nonce 1: 0.2 FIL; {first_paid}\n\
+             Lane {paid_lane}, Nonce 2: 0.25 FIL; {last_paid}\n"
+        )
     );
     assert_eq!(ok_in(payee, &["voucher", "check", &channel, &voucher]), "voucher is valid\n");
     assert_eq!(
         ok_in(payee, &["voucher", "add", &channel, &voucher]),
         "added voucher for lane 7 nonce 1: delta 0.1 FIL\n"
     );
-    let best = ok_in(payee, &["voucher", "best-spendable", &channel]);
-    assert!(best.contains(&format!("Lane 7, Nonce 1: 100000000000000000; {voucher}\n")), "{best}");
-    assert!(
-        best.contains(&format!("Lane {paid_lane}, Nonce 2: 250000000000000000; {last_paid}\n")),
-        "{best}"
+    // best-spendable prints the vouchers themselves only with `--export`, as Lotus does.
+    let (low, high) = if paid_lane < 7 { (paid_lane, 7) } else { (7, paid_lane) };
+    let best_lines = |export: bool| {
+        let line = |lane: u64| match (lane == 7, export) {
+            (true, false) => "Lane 7, Nonce 1: 0.1 FIL\n".to_owned(),
+            (true, true) => format!("Lane 7, Nonce 1: 0.1 FIL; {voucher}\n"),
+            (false, false) => format!("Lane {lane}, Nonce 2: 0.25 FIL\n"),
+            (false, true) => format!("Lane {lane}, Nonce 2: 0.25 FIL; {last_paid}\n"),
+        };
+        format!("{}{}", line(low), line(high))
+    };
+    assert_eq!(ok_in(payee, &["voucher", "best-spendable", &channel]), best_lines(false));
+    assert_eq!(
+        ok_in(payee, &["voucher", "best-spendable", &channel, "--export"]),
+        best_lines(true)
     );
-    let submitted = ok_in(payee, &["voucher", "submit", &channel, &last_paid]);
-    assert!(submitted.starts_with("voucher submitted in message bafy"), "{submitted}");
+    // `voucher submit` waits for its message and prints Lotus's line.
+    let submitted = run_in(payee, &["voucher", "submit", &channel, &last_paid], None);
+    assert!(submitted.ok, "{}", submitted.stderr);
+    assert_eq!(submitted.stdout, "channel updated successfully\n");
+    assert!(submitted.stderr.starts_with("waiting for message bafy"), "{}", submitted.stderr);
     // A voucher already submitted is refused, with the daemon's reason.
     fails_in(payee, &["voucher", "submit", &channel, &last_paid], "submitted");
 
@@ -313,13 +360,20 @@ fn cli_drives_a_payer_and_a_payee_daemon() {
     assert!(reconciled.stderr.starts_with("Error: "), "{}", reconciled.stderr);
     assert!(reconciled.stderr.contains("nothing to reconcile"), "{}", reconciled.stderr);
 
-    // Settle and collect.
-    let settled = ok_in(payer, &["settle", &channel]);
-    assert!(settled.starts_with(&format!("Settling channel {channel}: message bafy")), "{settled}");
-    let collected = ok_in(payer, &["collect", &channel]);
-    assert!(
-        collected.starts_with(&format!("Collecting funds from channel {channel}: message bafy")),
-        "{collected}"
+    // Settle waits for its message, showing the epoch on standard error, and prints
+    // Lotus's line.
+    let settled = run_in(payer, &["settle", &channel], None);
+    assert!(settled.ok, "{}", settled.stderr);
+    assert_eq!(settled.stdout, format!("Settled channel {channel}\n"));
+    let progress = settled.stderr.lines().next().unwrap_or_default();
+    assert!(progress.starts_with("waiting for message bafy"), "{}", settled.stderr);
+    assert!(progress.contains(" (epoch "), "{}", settled.stderr);
+    // Collecting before the settlement delay has passed: the actor refuses (forbidden, 18)
+    // and the command says so with the exit code, as Lotus does.
+    fails_in(
+        payer,
+        &["collect", &channel],
+        "Error: collect message execution failed (exit code 18)",
     );
 }
 
@@ -434,4 +488,194 @@ fn retrieve_needs_a_maximum_price() {
         &["retrieve", "t01001", &root, "--max-price-per-chunk", "10 attoFIL"],
         "start one with `paych daemon`",
     );
+}
+
+/// Opens a channel of `amount` FIL from the pair's payer to its payee; answers its address.
+fn open_channel(p: &Pair, amount: &str) -> String {
+    let channel = ok_in(&p.payer, &["add-funds", &p.payer_addr, &p.payee_addr, amount]);
+    let channel = channel.trim().to_owned();
+    assert!(channel.starts_with("t2"), "{channel}");
+    channel
+}
+
+#[test]
+fn voucher_create_beyond_the_channel_names_the_shortfall_in_attofil() {
+    let p = pair();
+    let channel = open_channel(&p, "1");
+    // Lotus's words: `shortfall: N`, N in attoFIL.
+    fails_in(
+        &p.payer,
+        &["voucher", "create", &channel, "1.5"],
+        "Error: could not create voucher: insufficient funds in channel, shortfall: \
+         500000000000000000",
+    );
+}
+
+#[test]
+fn error_texts_label_fil_amounts_fil() {
+    let p = pair();
+    let channel = open_channel(&p, "1");
+    ok_in(&p.payer, &["reserve", &channel, "0.25"]);
+    fails_in(
+        &p.payer,
+        &["release", &channel, "0.5"],
+        "cannot release 0.5 FIL: only 0.25 FIL is reserved",
+    );
+}
+
+#[test]
+fn addresses_print_with_the_prefix_of_the_daemons_network() {
+    let p = pair();
+    let channel = open_channel(&p, "1");
+    let mainnet_form = format!("f{}", &channel[1..]);
+    // The daemon runs on a test network: an address typed in mainnet form prints as `t`.
+    assert_eq!(
+        ok_in(&p.payer, &["reserve", &mainnet_form, "0.1"]),
+        format!("Reserved 0.1 FIL on channel {channel}\n")
+    );
+    // `--network` names the network to print for.
+    assert_eq!(
+        ok_in(&p.payer, &["--network", "mainnet", "release", &channel, "0.1"]),
+        format!("Released 0.1 FIL on channel {mainnet_form}\n")
+    );
+}
+
+#[test]
+fn add_funds_on_a_message_that_never_lands_times_out_naming_the_message() {
+    // A devnet that mines only when asked: the create message is pushed and never lands.
+    let p = pair_mining("0s");
+    let (payer, payee) = (&p.payer_addr, &p.payee_addr);
+    assert_eq!(
+        ok_in(&p.payer, &["status-by-from-to", payer, payee]),
+        lines(&[
+            "Channel does not exist",
+            &format!("  From: {payer}"),
+            &format!("  To:   {payee}")
+        ])
+    );
+
+    let ran = run_in(&p.payer, &["add-funds", payer, payee, "1", "--timeout", "1s"], None);
+    assert!(!ran.ok, "{}", ran.stdout);
+    assert_eq!(ran.stdout, "");
+    assert!(ran.stderr.starts_with("waiting for confirmation..\n"), "{}", ran.stderr);
+    let cid =
+        ran.stderr.split("waiting for message ").nth(1).unwrap_or_else(|| panic!("{}", ran.stderr));
+    let cid = cid.split_whitespace().next().unwrap().to_owned();
+    assert!(cid.starts_with("bafy"), "{}", ran.stderr);
+    let expected = format!(
+        "Error: timed out after 1s waiting for message {cid} (creating the channel from {payer} \
+         to {payee}) to land on chain"
+    );
+    assert!(ran.stderr.contains(&expected), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("cannot reach"), "{}", ran.stderr);
+
+    // The daemon is up, and tracks the channel being created by that message.
+    assert_eq!(
+        ok_in(&p.payer, &["status-by-from-to", payer, payee]),
+        lines(&[
+            "Creating channel",
+            &format!("  From:          {payer}"),
+            &format!("  To:            {payee}"),
+            "  Pending Amt:   1 FIL",
+            &format!("  Wait Sentinel: {cid}"),
+        ])
+    );
+}
+
+/// Runs `paych ARGS --repo REPO` against the pair's devnet that mines only when asked: once
+/// the command says it waits for its message (the message is in the pool), mines `epochs`
+/// epochs; answers the command's output.
+fn run_mining(p: &Pair, repo: &Path, args: &[&str], epochs: u64) -> Ran {
+    use std::io::{BufRead, Read};
+    let mut child = paych_in(repo, args).spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("waiting for message ") {
+        if stderr.read_line(&mut seen).unwrap() == 0 {
+            break;
+        }
+    }
+    devnet_call(&p.devnet_url, "Devnet.Mine", serde_json::json!([epochs]));
+    stderr.read_to_string(&mut seen).unwrap();
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    Ran { ok: child.wait().unwrap().success(), stdout, stderr: seen }
+}
+
+/// The epoch `paych status --verbose` says the channel settles at, once it says so.
+fn settling_at(repo: &Path, channel: &str) -> i64 {
+    wait_until("the channel never showed as settling", Duration::from_millis(100), || {
+        let status = ok_in(repo, &["status", channel, "--verbose"]);
+        let row = status.lines().find_map(|line| line.trim().strip_prefix("Settling:"))?;
+        row.trim().strip_prefix("yes, at epoch ")?.parse().ok()
+    })
+}
+
+#[test]
+fn waits_name_their_message_and_collect_prints_lotus_line_after_the_delay() {
+    // A devnet that mines only when asked, so that the test decides when messages land.
+    let mut p = pair_mining("0s");
+    let opened = run_mining(&p, &p.payer, &["add-funds", &p.payer_addr, &p.payee_addr, "1"], 6);
+    assert!(opened.ok, "{}", opened.stderr);
+    let channel = opened.stdout.trim().to_owned();
+    assert!(channel.starts_with("t2"), "{}", opened.stdout);
+    // A payment makes the channel known to the payee, which redeems it on chain.
+    let paid = ok_in(&p.payer, &["pay", &channel, "0.1"]);
+    let voucher = paid.lines().nth(1).unwrap();
+    let submitted = run_mining(&p, &p.payee, &["voucher", "submit", &channel, voucher], 6);
+    assert!(submitted.ok, "{}", submitted.stderr);
+    assert_eq!(submitted.stdout, "channel updated successfully\n");
+
+    // Funds added while no epoch is mined: the wait ends naming the message, and the status
+    // shows Lotus's rows of a channel being topped up.
+    let (payer, payee) = (&p.payer_addr, &p.payee_addr);
+    let adding = run_in(&p.payer, &["add-funds", payer, payee, "0.5", "--timeout", "1s"], None);
+    assert!(!adding.ok, "{}", adding.stdout);
+    let cid = adding.stderr.split("waiting for message ").nth(1).unwrap_or_default();
+    let cid = cid.split_whitespace().next().unwrap_or_default();
+    let expected = format!("{cid} (adding funds to channel {channel}) to land on chain");
+    assert!(adding.stderr.contains(&expected), "{}", adding.stderr);
+    assert_eq!(
+        ok_in(&p.payer, &["status", &channel]),
+        lines(&[
+            "Adding Funds to channel",
+            &format!("  Channel:                 {channel}"),
+            &format!("  From:                    {payer}"),
+            &format!("  To:                      {payee}"),
+            "  Confirmed Amt:           1 FIL",
+            "  Available Amt:           0.9 FIL",
+            "  Voucher Redeemed Amt:    0.1 FIL",
+            "  Pending Amt:             0.5 FIL",
+            "  Pending Available Amt:   1.4 FIL",
+            "  Queued Amt:              0 FIL",
+            &format!("  Add Funds Wait Sentinel: {cid}"),
+        ])
+    );
+
+    // The settle message is pushed but no epoch is mined: the wait ends, naming it.
+    let settle = run_in(&p.payer, &["settle", &channel, "--timeout", "1s"], None);
+    assert!(!settle.ok, "{}", settle.stdout);
+    let cid = settle.stderr.split("waiting for message ").nth(1).unwrap_or_default();
+    let cid = cid.split_whitespace().next().unwrap_or_default();
+    assert!(cid.starts_with("bafy"), "{}", settle.stderr);
+    let expected = format!(
+        "Error: timed out after 1s waiting for message {cid} (settling channel {channel}) to \
+         land on chain"
+    );
+    assert!(settle.stderr.contains(&expected), "{}", settle.stderr);
+
+    // It lands once mined. The payer's daemon stops, so that it does not collect by itself
+    // once the delay has passed; the payee collects before its own settler would.
+    devnet_call(&p.devnet_url, "Devnet.Mine", serde_json::json!([6]));
+    let at = settling_at(&p.payer, &channel);
+    assert_eq!(settling_at(&p.payee, &channel), at);
+    drop(p.daemons.remove(0));
+    let head = devnet_call(&p.devnet_url, "Devnet.Mine", serde_json::json!([1]));
+    let head = head.as_i64().unwrap();
+    if at > head {
+        devnet_call(&p.devnet_url, "Devnet.Mine", serde_json::json!([at - head]));
+    }
+    let collected = run_mining(&p, &p.payee, &["collect", &channel], 6);
+    assert!(collected.ok, "{}", collected.stderr);
+    assert_eq!(collected.stdout, format!("Collected funds for channel {channel}\n"));
 }

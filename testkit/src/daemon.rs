@@ -70,8 +70,21 @@ pub fn start_daemon(bin: &str, repo: &Path, info: &str, peers: &[String]) -> Run
 /// Starts `paych devnet` from `bin` on a free loopback port, mining every 100 ms; answers
 /// it and its `FULLNODE_API_INFO`.
 pub fn start_devnet(bin: &str) -> (Running, String) {
+    start_devnet_with(bin, &[])
+}
+
+/// [`start_devnet`] with more arguments (`--gateway`, say).
+pub fn start_devnet_with(bin: &str, args: &[&str]) -> (Running, String) {
+    start_devnet_mining(bin, "100ms", args)
+}
+
+/// Starts `paych devnet` from `bin` with `args` on a free loopback port, mining every
+/// `block_time` (`0s`: only on `Devnet.Mine`, so that a message pushed to it never lands by
+/// itself); answers it and its `FULLNODE_API_INFO`.
+pub fn start_devnet_mining(bin: &str, block_time: &str, args: &[&str]) -> (Running, String) {
     let mut child = Command::new(bin)
-        .args(["devnet", "--listen", "127.0.0.1:0", "--block-time", "100ms"])
+        .args(["devnet", "--listen", "127.0.0.1:0", "--block-time", block_time])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -26,6 +26,8 @@
 //!   metrics), a payer reaching a payee through it, vouchers sent and answered, refusals
 //!   counted, and idle connections dialed from another loopback address.
 //! - [`daemon`]: `paych daemon` and `paych devnet` as processes on 127.0.0.1.
+//! - [`tls`]: a test CA and certificate, and a TLS proxy on 127.0.0.1 in front of a server
+//!   (the Lotus client over `https`).
 //!
 //! The kit depends on `paych-core`, `paych-protocol` and `paych-node`; a crate's
 //! integration tests use it as a dev-dependency (cargo allows that cycle for `paych-node`'s
@@ -48,4 +50,5 @@ pub mod node;
 pub mod raw_peer;
 pub mod store;
 pub mod swarm;
+pub mod tls;
 pub mod vouchers;

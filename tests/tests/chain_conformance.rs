@@ -1,5 +1,8 @@
-//! One chain conformance suite, run twice: on the in-process `Devnet`, and on `LotusChain`
-//! talking JSON-RPC to the same devnet served by `paych devnet`'s server on loopback.
+//! One chain conformance suite, run three times: on the in-process `Devnet`; on
+//! `LotusChain` talking JSON-RPC to the same devnet served by `paych devnet`'s server on
+//! loopback; and on `LotusChain` over TLS (a test CA trusted through its CA file) to that
+//! server answering only a Lotus gateway's methods (`paych devnet --gateway`), so that the
+//! client finds actor kinds without `StateActorCodeCIDs`.
 //!
 //! Each step checks that the sum of all balances (the burnt-funds actor included, so burnt
 //! gas counts) is unchanged.
@@ -483,6 +486,18 @@ async fn lotus_client_over_http_to_paych_devnet_conforms() {
     let (server, chain) = serve_lotus(&devnet).await;
     conformance(Harness::new(devnet, Arc::new(chain))).await;
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lotus_client_over_tls_to_a_gateway_devnet_conforms() {
+    let devnet = devnet();
+    let gateway = paych_testkit::tls::GatewayOverTls::start(&devnet).await;
+    let chain = Arc::new(gateway.client());
+    assert!(!chain.is_gateway(), "gateway mode is found, not configured, here");
+    conformance(Harness::new(devnet, chain.clone())).await;
+    assert!(chain.is_gateway(), "the gateway's \"method not found\" switched the client");
+    assert_eq!(gateway.proxy.failed_handshakes(), 0);
+    gateway.server.shutdown().await;
 }
 
 #[tokio::test]

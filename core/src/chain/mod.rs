@@ -5,6 +5,7 @@
 //! The manager talks to a chain only through [`Chain`]. Both backends pass one conformance
 //! suite, so the devnet behaves like the chain and the Lotus client is the code we test.
 
+pub mod actor_codes;
 pub mod devnet;
 pub mod lotus;
 
@@ -128,6 +129,32 @@ pub enum ChainError {
     /// The operation did not finish in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The node does not serve the method asked for (JSON-RPC -32601, "method not found" —
+    /// a Lotus gateway, say). Asking again will not change that.
+    #[error("not served by the node: {0}")]
+    Unsupported(String),
+    /// A TLS connection to the node could not be made: trying again will not change that
+    /// until the node's certificate or the trusted roots do.
+    #[error("TLS: {0}")]
+    Tls(TlsError),
+}
+
+/// Why a TLS connection to a chain node failed, as the TLS library found it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// The node's certificate does not chain to a trusted root (neither the system's nor a
+    /// configured CA file's), or its signature is bad.
+    #[error("certificate not trusted: {0}")]
+    NotTrusted(String),
+    /// The node's certificate has expired or is not valid yet.
+    #[error("certificate expired or not yet valid: {0}")]
+    Expired(String),
+    /// The node's certificate is not valid for the host name dialled.
+    #[error("certificate not valid for the host name: {0}")]
+    WrongHost(String),
+    /// Any other failure of the TLS handshake.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
 }
 
 /// A Filecoin chain, as the payment-channel manager uses it.

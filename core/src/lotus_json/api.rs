@@ -218,7 +218,7 @@ pub fn vouchers(
 pub struct PaymentInfo {
     /// The channel paid on.
     pub channel: String,
-    /// Always `null`: the payment waits for nothing.
+    /// The create or add-funds message the payment's funds came with; `null` when none was sent.
     pub wait_sentinel: Option<CidJson>,
     /// The vouchers made.
     pub vouchers: Vec<SignedVoucherJson>,

@@ -74,6 +74,7 @@ impl PaymentChannelManager {
         let channel = record
             .channel
             .ok_or_else(|| ChainMessageError::UnknownChannel(format!("#{}", record.id)))?;
+        let folds_queue = !record.queued.is_zero();
         let amount = amount + std::mem::take(&mut record.queued);
         let reserve = reserve + std::mem::take(&mut record.queued_reserve);
         let message =
@@ -81,6 +82,9 @@ impl PaymentChannelManager {
         let purpose =
             MessagePurpose::AddFunds { channel: record.id, amount: amount.clone(), reserve };
         self.send(message, purpose, |cid| {
+            if folds_queue {
+                self.record_fold(record.id, cid);
+            }
             record.pending += &amount;
             record.pending_message = Some(cid);
             vec![Write::Channel(record)]

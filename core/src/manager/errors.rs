@@ -92,7 +92,7 @@ macro_rules! error_enum {
         error_enum!(@munch $head [$($done)*
             /// A voucher would lower its lane's cumulative amount.
             #[error(
-                "lane {lane} already carries {previous} attoFIL; a voucher cannot lower it to {requested}"
+                "lane {lane} already carries {previous} FIL; a voucher cannot lower it to {requested} FIL"
             )]
             AmountBelowLane {
                 /// The lane.
@@ -107,7 +107,7 @@ macro_rules! error_enum {
     (@munch $head:tt [$($done:tt)*] $whole:tt ReleaseExceedsReserved $(, $($rest:tt)*)?) => {
         error_enum!(@munch $head [$($done)*
             /// Releasing more than is reserved.
-            #[error("cannot release {requested} attoFIL: only {reserved} attoFIL is reserved")]
+            #[error("cannot release {requested} FIL: only {reserved} FIL is reserved")]
             ReleaseExceedsReserved {
                 /// Asked to release.
                 requested: TokenAmount,
@@ -161,7 +161,7 @@ macro_rules! error_enum {
     (@munch $head:tt [$($done:tt)*] $whole:tt BelowMinDelta $(, $($rest:tt)*)?) => {
         error_enum!(@munch $head [$($done)*
             /// The voucher adds less than the minimum asked for.
-            #[error("voucher adds {delta} attoFIL, below the minimum of {min_delta}")]
+            #[error("voucher adds {delta} FIL, below the minimum of {min_delta} FIL")]
             BelowMinDelta {
                 /// What it adds.
                 delta: TokenAmount,

@@ -74,6 +74,55 @@ pub fn drawn_from_reserve(record: &ChannelRecord, delta: &TokenAmount) -> TokenA
     }
 }
 
+/// The smaller of two amounts.
+fn smaller(a: &TokenAmount, b: &TokenAmount) -> TokenAmount {
+    if a < b {
+        a.clone()
+    } else {
+        b.clone()
+    }
+}
+
+/// How a reservation was met under the channel's lock.
+enum Reservation {
+    /// Complete: nothing sent, or the add-funds message sent for it.
+    Done(Option<Cid>),
+    /// Partly queued behind a message in flight; undone if dropped before it is awaited.
+    Queued(CancelOnDrop),
+}
+
+/// A reservation whose `shortfall` waits in the channel's queue behind `in_flight`, having
+/// reserved `now` at once; `folds` is how many queues the channel had sent when it joined.
+struct QueuedReservation {
+    id: ChannelId,
+    in_flight: Option<Cid>,
+    now: TokenAmount,
+    shortfall: TokenAmount,
+    folds: u64,
+}
+
+/// Cancels a queued reservation when its caller's future is dropped before the answer.
+struct CancelOnDrop {
+    manager: PaymentChannelManager,
+    queued: Option<QueuedReservation>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(queued) = self.queued.take() else { return };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let manager = self.manager.clone();
+        tokio::spawn(async move {
+            let id = queued.id;
+            if let Err(e) = manager.cancel_reservation(queued).await {
+                tracing::warn!(channel = id, error = %e, "could not release a cancelled reservation");
+            }
+        });
+    }
+}
+
 impl PaymentChannelManager {
     /// Creates an outbound channel from `from` (a key in the wallet) to `to` with `amount`,
     /// returning at once with the create message's CID; `reserve` of the amount is reserved
@@ -143,6 +192,19 @@ impl PaymentChannelManager {
         id: ChannelId,
         amount: TokenAmount,
     ) -> Result<Option<Cid>, FundsError> {
+        match self.begin_reservation(id, amount).await? {
+            Reservation::Done(cid) => Ok(cid),
+            Reservation::Queued(queued) => self.await_queued(queued).await,
+        }
+    }
+
+    /// Reserves what is available at once and sends or queues the rest, under the
+    /// channel's lock; a part queued behind a message in flight is left to wait for.
+    async fn begin_reservation(
+        &self,
+        id: ChannelId,
+        amount: TokenAmount,
+    ) -> Result<Reservation, FundsError> {
         if !amount.is_positive() {
             return Err(FundsError::InvalidAmount("a reservation must be positive".to_owned()));
         }
@@ -163,22 +225,76 @@ impl PaymentChannelManager {
             self.commit(vec![Write::Channel(record)]).await?;
             drop(cache);
             self.maybe_top_up(id);
-            return Ok(None);
+            return Ok(Reservation::Done(None));
         }
         if record.lifecycle == Lifecycle::Open && record.pending_message.is_none() {
             let cid = self.send_add_funds(record, plan.shortfall.clone(), plan.shortfall).await?;
-            return Ok(Some(cid));
+            return Ok(Reservation::Done(Some(cid)));
         }
         // A message is in flight: queue behind it, and answer with the next message's CID.
-        let in_flight = record.pending_message;
+        let queued = QueuedReservation {
+            id,
+            in_flight: record.pending_message,
+            now: plan.now,
+            shortfall: plan.shortfall.clone(),
+            folds: self.folds(id).0,
+        };
         if record.queued.is_zero() {
             record.queue_failure = None;
         }
         record.queued += &plan.shortfall;
         record.queued_reserve += &plan.shortfall;
+        self.inner.store.apply(vec![Write::Channel(record)])?;
+        // Armed once the queue is written: a caller gone while it is flushed is undone too.
+        let cancel = CancelOnDrop { manager: self.clone(), queued: Some(queued) };
+        self.inner.store.durable().await?;
+        self.notify();
+        Ok(Reservation::Queued(cancel))
+    }
+
+    /// Waits for the message that carries a queued reservation. Should the caller go away
+    /// first (its future dropped, as Lotus's request cancelled through its context), what
+    /// it reserved is released and its queued part taken out of the queue, unsent.
+    async fn await_queued(&self, mut cancel: CancelOnDrop) -> Result<Option<Cid>, FundsError> {
+        let Some((id, in_flight)) = cancel.queued.as_ref().map(|q| (q.id, q.in_flight)) else {
+            return Ok(None);
+        };
+        let answer = self.wait_next_message(id, in_flight).await;
+        cancel.queued = None;
+        answer
+    }
+
+    /// Undoes a queued reservation whose caller went away: releases what it reserved at
+    /// once; takes its queued part out of the queue if no message carries it yet, or
+    /// releases it once the one message that carries it lands.
+    async fn cancel_reservation(&self, queued: QueuedReservation) -> Result<(), FundsError> {
+        let lock = self.channel_lock(queued.id);
+        let guard = lock.lock().await;
+        let mut record = self.record(queued.id)?;
+        let (folds, last_fold) = self.folds(queued.id);
+        let mut carried_by = None;
+        if folds == queued.folds {
+            // Still queued (or dropped with a failed create, which emptied the queue).
+            if record.queued >= queued.shortfall && record.queued_reserve >= queued.shortfall {
+                record.queued -= &queued.shortfall;
+                record.queued_reserve -= &queued.shortfall;
+            }
+        } else if folds == queued.folds + 1 {
+            carried_by = last_fold;
+        } else {
+            tracing::warn!(channel = queued.id, "a cancelled reservation's message is unknown; its queued part stays reserved when it lands");
+        }
+        record.reserved -= smaller(&queued.now, &record.reserved);
         self.commit(vec![Write::Channel(record)]).await?;
-        drop(cache);
-        self.wait_next_message(id, in_flight).await
+        drop(guard);
+        let Some(cid) = carried_by else { return Ok(()) };
+        if let MessageOutcome::Landed { exit_code: 0, .. } = self.wait_message(&cid).await? {
+            let _guard = lock.lock().await;
+            let mut record = self.record(queued.id)?;
+            record.reserved -= smaller(&queued.shortfall, &record.reserved);
+            self.commit(vec![Write::Channel(record)]).await?;
+        }
+        Ok(())
     }
 
     /// Waits until the channel's pending message is no longer `in_flight`, and answers the
@@ -315,13 +431,21 @@ impl PaymentChannelManager {
         to: Address,
         amount: TokenAmount,
     ) -> Result<ChannelHandle, FundsError> {
-        let (_turn, active) = self.active_outbound_in_turn(from, to).await?;
+        let (turn, active) = self.active_outbound_in_turn(from, to).await?;
         match active {
             Some(record) => {
-                let wait_sentinel = if amount.is_positive() {
-                    self.reserve_by_id(record.id, amount).await?
+                let reservation = if amount.is_positive() {
+                    self.begin_reservation(record.id, amount).await?
                 } else {
-                    None
+                    Reservation::Done(None)
+                };
+                // A reservation waiting for a message holds no turn: the gets arriving
+                // meanwhile queue beside it and go out in the same message (as Lotus's
+                // merged funds requests do).
+                drop(turn);
+                let wait_sentinel = match reservation {
+                    Reservation::Done(cid) => cid,
+                    Reservation::Queued(queued) => self.await_queued(queued).await?,
                 };
                 let record = self.record(record.id)?;
                 let wait_sentinel = wait_sentinel.or(match record.lifecycle {

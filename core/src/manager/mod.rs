@@ -42,7 +42,7 @@ pub use errors::{
     SubmitError, WaitError,
 };
 use errors::{DirectionMismatch, NotOpen};
-pub use vouchers::{AddOutcome, VoucherCreateResult, VoucherSpec};
+pub use vouchers::{AddOutcome, NewPayment, VoucherCreateResult, VoucherSpec};
 
 /// Keeps a channel's funds between two levels: when available funds fall below
 /// `low_water`, one add-funds message brings them back to `high_water`.
@@ -337,6 +337,9 @@ struct Inner {
     ids: StdMutex<HashMap<Address, ChannelId>>,
     pairs: Turns<(Address, Address)>,
     senders: Turns<Address>,
+    /// Per channel, how many queues of funds were sent in an add-funds message since the
+    /// start, and the last such message (what a cancelled reservation looks for).
+    folds: StdMutex<HashMap<ChannelId, (u64, Option<Cid>)>>,
     /// Held while a channel first seen in a voucher is learned and stored with it, so that
     /// concurrent first vouchers learn it once (one lock: bad input cannot grow a map).
     learning: Mutex<()>,
@@ -364,6 +367,7 @@ impl PaymentChannelManager {
                 ids: StdMutex::new(HashMap::new()),
                 pairs: StdMutex::new(HashMap::new()),
                 senders: StdMutex::new(HashMap::new()),
+                folds: StdMutex::new(HashMap::new()),
                 learning: Mutex::new(()),
                 changed: watch::channel(0).0,
                 shutdown: watch::channel(false).0,
@@ -435,6 +439,19 @@ impl PaymentChannelManager {
     fn sender_lock(&self, from: Address) -> Arc<Mutex<()>> {
         let mut map = self.inner.senders.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(from).or_default().clone()
+    }
+
+    /// How many queues of funds the channel sent, and the last message that carried one.
+    fn folds(&self, id: ChannelId) -> (u64, Option<Cid>) {
+        let map = self.inner.folds.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&id).copied().unwrap_or_default()
+    }
+
+    /// Counts a queue of funds sent in the message `cid` (under the channel's lock).
+    fn record_fold(&self, id: ChannelId, cid: Cid) {
+        let mut map = self.inner.folds.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(id).or_default();
+        *entry = (entry.0.wrapping_add(1), Some(cid));
     }
 
     /// Loads a channel's lane tips into its cache, once.
@@ -614,10 +631,15 @@ impl PaymentChannelManager {
 
     // ----- lanes --------------------------------------------------------------------
 
-    /// A fresh lane, never handed out before on this channel.
+    /// A fresh lane, never handed out before on this channel, in either direction (Lotus's
+    /// `AllocateLane` serves any tracked channel; on an inbound channel the lane is one no
+    /// voucher received so far uses).
     #[tracing::instrument(name = "paych_allocate_lane", level = "debug", skip_all)]
     pub async fn allocate_lane(&self, channel: &Address) -> Result<u64, LaneError> {
-        let (_guard, mut record) = self.locked(channel, Direction::Outbound).await?;
+        let record = self.record_by_address(channel)?;
+        let lock = self.channel_lock(record.id);
+        let _guard = lock.lock().await;
+        let mut record = self.record(record.id)?;
         let lane = record.next_lane;
         record.next_lane += 1;
         self.commit(vec![Write::Channel(record)]).await?;

@@ -20,6 +20,30 @@ use crate::types::{
     TokenAmount, UpdateChannelStateParams, MAX_LANE,
 };
 
+/// The ID of a channel record learned for a check and never stored.
+const UNSTORED_CHANNEL: ChannelId = ChannelId::MAX;
+
+/// A voucher older than the held one at `held_nonce` on its lane: Lotus's "nonce too low".
+fn stale(voucher: &SignedVoucher, held_nonce: u64) -> AddVoucherError {
+    AddVoucherError::InvalidVoucher(actor::ActorError::StaleNonce {
+        lane: voucher.lane,
+        existing: held_nonce,
+        voucher: voucher.nonce,
+    })
+}
+
+/// Check-valid's answer to an assessment: an older voucher a held one covers is refused as
+/// add refuses it in Lotus's terms (its nonce is too low).
+fn stale_is_refused(
+    voucher: &SignedVoucher,
+    assessed: Result<Assessment, AddVoucherError>,
+) -> Result<(), AddVoucherError> {
+    match assessed? {
+        Assessment::Covered { nonce, .. } => Err(stale(voucher, nonce)),
+        Assessment::Accept { .. } => Ok(()),
+    }
+}
+
 /// What `voucher_create` answers: a voucher, or the shortfall that prevented it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoucherCreateResult {
@@ -27,6 +51,18 @@ pub struct VoucherCreateResult {
     pub voucher: Option<SignedVoucher>,
     /// How much the channel lacks to cover every lane's total with this voucher.
     pub shortfall: TokenAmount,
+}
+
+/// What `new_payment` answers: Lotus's `PaymentInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPayment {
+    /// The channel paid on.
+    pub channel: Address,
+    /// The create or add-funds message the payment's funds came with, if one was sent
+    /// (landed by the time the answer is given).
+    pub wait_sentinel: Option<Cid>,
+    /// One voucher per spec, on one new lane.
+    pub vouchers: Vec<SignedVoucher>,
 }
 
 /// The optional parts of a voucher to create.
@@ -69,8 +105,21 @@ enum Assessment {
     /// Store it and credit `delta` (0: held, answered covered); the channel's credit
     /// becomes `credited`.
     Accept { delta: TokenAmount, credited: TokenAmount },
-    /// An older voucher whose value a held one includes.
-    Covered { lane_amount: TokenAmount },
+    /// An older voucher whose value a held one includes: `nonce` is the held one's.
+    Covered { lane_amount: TokenAmount, nonce: u64 },
+}
+
+/// What one add did, before it is answered in the payment protocol's terms
+/// ([`AddOutcome`]) or Lotus's ([`PaymentChannelManager::voucher_add_lotus`]).
+enum Added {
+    /// Stored, crediting `delta` (positive).
+    Credited { delta: TokenAmount },
+    /// Stored, adding nothing (a first voucher of 0, say).
+    StoredZero { amount: TokenAmount },
+    /// Not stored: an older voucher whose value a held one (at `nonce`) includes.
+    Covered { lane_amount: TokenAmount, nonce: u64 },
+    /// This very voucher is already held.
+    AlreadyHeld,
 }
 
 /// The chain as validation reads it for one channel.
@@ -307,15 +356,27 @@ impl PaymentChannelManager {
 
     /// Checks a voucher as intake would take it — the actor's rules against the chain, the
     /// intake policy, and what it would add to what this node can redeem — without storing
-    /// it. An older voucher that adds nothing new (covered) passes; one already held does not
-    /// (as in Lotus, its nonce is too low). The error names the rule broken.
+    /// anything. It refuses what Lotus's `PaychVoucherAdd` ([`Self::voucher_add_lotus`])
+    /// refuses, through the same assessment: an older voucher, even one whose value a held
+    /// voucher includes, and one already held, have a stale nonce ("nonce too low" in
+    /// Lotus). An inbound channel this node has not seen is learned from the chain for the
+    /// check (as Lotus's `CheckVoucherValid` does), its payee a key of this wallet, and not
+    /// stored. The error names the rule broken.
     #[tracing::instrument(name = "paych_voucher_check_valid", level = "debug", skip_all)]
     pub async fn voucher_check_valid(
         &self,
         channel: &Address,
         voucher: &SignedVoucher,
     ) -> Result<(), AddVoucherError> {
-        let record = self.record_by_address(channel)?;
+        self.locks_first(voucher)?;
+        let Some(record) = self.inbound_record(channel).await? else {
+            // Never stored: the ID is only a name for this check.
+            let record = self.learn_inbound(channel, UNSTORED_CHANNEL).await?;
+            return stale_is_refused(
+                voucher,
+                self.assess(&record, &Held::default(), voucher).await,
+            );
+        };
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
         self.load_cache(record.id, &mut cache)?;
@@ -327,9 +388,22 @@ impl PaymentChannelManager {
             for r in self.inner.store.vouchers(record.id)? {
                 issued.insert(r.voucher);
             }
-            return self.assess(&record, &issued, voucher).await.map(|_| ());
+            return stale_is_refused(voucher, self.assess(&record, &issued, voucher).await);
         }
-        self.assess(&record, &cache.held, voucher).await.map(|_| ())
+        stale_is_refused(voucher, self.assess(&record, &cache.held, voucher).await)
+    }
+
+    /// The intake policy's refusals that need no chain (locks, `extra`, merges), checked
+    /// before anything about the channel, in Lotus's order of checks
+    /// (`checkVoucherValidUnlocked`): the API's add and check-valid refuse such a voucher
+    /// for its lock, as Lotus does, whatever else is wrong with it.
+    fn locks_first(&self, voucher: &SignedVoucher) -> Result<(), AddVoucherError> {
+        // At the last epoch every settle height is near: only the chain-free rules refuse.
+        self.inner
+            .config
+            .intake
+            .check(voucher, ChainEpoch::MAX)
+            .map_err(AddVoucherError::VoucherRefused)
     }
 
     /// The chain's view of a channel for validation: the head, the channel's state at that
@@ -459,7 +533,10 @@ impl PaymentChannelManager {
                     return Err(AddVoucherError::ForeignVoucher(self.describe(record)));
                 }
                 self.verify_payer_signature(record, voucher).await?;
-                return Ok(Assessment::Covered { lane_amount: top.amount.clone() });
+                return Ok(Assessment::Covered {
+                    lane_amount: top.amount.clone(),
+                    nonce: top.nonce,
+                });
             }
         }
         let policy = &self.inner.config.intake;
@@ -541,6 +618,43 @@ impl PaymentChannelManager {
         voucher: &SignedVoucher,
         min_delta: TokenAmount,
     ) -> Result<AddOutcome, AddVoucherError> {
+        Ok(match self.add(channel, voucher, min_delta).await? {
+            Added::Credited { delta } => AddOutcome::Accepted { delta },
+            // Held, but it adds nothing: not a credit.
+            Added::StoredZero { amount } => AddOutcome::Covered { lane_amount: amount },
+            Added::Covered { lane_amount, .. } => AddOutcome::Covered { lane_amount },
+            Added::AlreadyHeld => AddOutcome::AlreadyHeld,
+        })
+    }
+
+    /// Lotus's `PaychVoucherAdd` (`paychmgr/paych.go`, `addVoucherUnlocked`): the delta
+    /// credited, `0` for a voucher already held ("voucher re-added"), and an error for an
+    /// older voucher — its nonce is too low, even where a held voucher includes its value
+    /// (where [`Self::voucher_add`] answers *covered* for pipelined payments). Otherwise
+    /// exactly [`Self::voucher_add`]: one assessment, one store.
+    #[tracing::instrument(name = "paych_voucher_add_lotus", level = "debug", skip_all)]
+    pub async fn voucher_add_lotus(
+        &self,
+        channel: &Address,
+        voucher: &SignedVoucher,
+        min_delta: TokenAmount,
+    ) -> Result<TokenAmount, AddVoucherError> {
+        self.locks_first(voucher)?;
+        match self.add(channel, voucher, min_delta).await? {
+            Added::Credited { delta } => Ok(delta),
+            Added::StoredZero { .. } | Added::AlreadyHeld => Ok(TokenAmount::default()),
+            Added::Covered { nonce, .. } => Err(stale(voucher, nonce)),
+        }
+    }
+
+    /// The one path of voucher intake, answered by [`Self::voucher_add`] and
+    /// [`Self::voucher_add_lotus`].
+    async fn add(
+        &self,
+        channel: &Address,
+        voucher: &SignedVoucher,
+        min_delta: TokenAmount,
+    ) -> Result<Added, AddVoucherError> {
         let span = tracing::debug_span!("paych_voucher_add", channel = %self.fmt(channel), lane = voucher.lane, nonce = voucher.nonce);
         let _entered = span.enter();
         if voucher.amount.is_negative() {
@@ -557,7 +671,12 @@ impl PaymentChannelManager {
                 let turn = self.inner.learning.lock().await;
                 match self.inbound_record(channel).await? {
                     Some(record) => (record, None),
-                    None => (self.learn_inbound(channel).await?, Some(turn)),
+                    None => {
+                        let mut record = self.learn_inbound(channel, UNSTORED_CHANNEL).await?;
+                        // An ID only for a channel the chain and the wallet let in.
+                        record.id = self.inner.store.next_channel_id()?;
+                        (record, Some(turn))
+                    }
                 }
             }
         };
@@ -579,10 +698,12 @@ impl PaymentChannelManager {
                     nonce: voucher.nonce,
                 });
             }
-            return Ok(AddOutcome::AlreadyHeld);
+            return Ok(Added::AlreadyHeld);
         }
         let (delta, credited) = match self.assess(&record, &cache.held, voucher).await? {
-            Assessment::Covered { lane_amount } => return Ok(AddOutcome::Covered { lane_amount }),
+            Assessment::Covered { lane_amount, nonce } => {
+                return Ok(Added::Covered { lane_amount, nonce })
+            }
             Assessment::Accept { delta, credited } => (delta, credited),
         };
         if delta < min_delta {
@@ -623,10 +744,9 @@ impl PaymentChannelManager {
         self.notify();
         tracing::debug!(parent: &span, delta = %delta.atto(), "voucher accepted");
         if delta.is_zero() {
-            // Held, but it adds nothing: not a credit.
-            return Ok(AddOutcome::Covered { lane_amount: voucher.amount.clone() });
+            return Ok(Added::StoredZero { amount: voucher.amount.clone() });
         }
-        Ok(AddOutcome::Accepted { delta })
+        Ok(Added::Credited { delta })
     }
 
     /// The stored record of a channel by either of its addresses: one learned under its ID
@@ -663,9 +783,14 @@ impl PaymentChannelManager {
         })
     }
 
-    /// The record of an inbound channel first seen in a voucher, not yet stored: the chain
-    /// must know it, and its payee must be a key of this wallet.
-    async fn learn_inbound(&self, channel: &Address) -> Result<ChannelRecord, AddVoucherError> {
+    /// The record (with the ID `id`) of an inbound channel first seen in a voucher, not yet
+    /// stored, as Lotus's `trackInboundChannel` loads it from the chain: the chain must know
+    /// it, and its payee must be a key of this wallet.
+    async fn learn_inbound(
+        &self,
+        channel: &Address,
+        id: ChannelId,
+    ) -> Result<ChannelRecord, AddVoucherError> {
         let chain = &self.inner.chain;
         let on_chain = match chain.channel(channel).await {
             Ok(c) => c,
@@ -683,7 +808,6 @@ impl PaymentChannelManager {
             0 => Lifecycle::Open,
             _ => Lifecycle::Settling,
         };
-        let id = self.inner.store.next_channel_id()?;
         let record = ChannelRecord {
             channel: Some(*channel),
             id_address: chain.lookup_id(channel).await?,
@@ -696,7 +820,9 @@ impl PaymentChannelManager {
     }
 
     /// Whether submitting the voucher now would succeed: `false` — not an error — when it
-    /// was already submitted or superseded, or a dry run on the chain fails.
+    /// was already submitted or superseded, or a dry run on the chain fails. The dry run is
+    /// `UpdateChannelState` sent from the channel's recipient (its `to` on chain), as Lotus's
+    /// `checkVoucherSpendable` makes it, so that a payer can ask it of its own vouchers too.
     #[tracing::instrument(name = "paych_voucher_check_spendable", level = "debug", skip_all)]
     pub async fn voucher_check_spendable(
         &self,
@@ -716,11 +842,12 @@ impl PaymentChannelManager {
         let channel_addr = record
             .channel
             .ok_or_else(|| CheckVoucherError::UnknownChannel(self.describe(&record)))?;
+        let recipient = self.inner.chain.channel(&channel_addr).await?.state.to;
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret: secret.to_vec() };
         let params =
             fvm_ipld_encoding::to_vec(&params).map_err(|e| CheckVoucherError::Encode(e.into()))?;
         let probe = Message::new(
-            record.control,
+            recipient,
             channel_addr,
             0,
             TokenAmount::default(),
@@ -754,17 +881,21 @@ impl PaymentChannelManager {
         Ok(self.inner.store.vouchers(record.id)?.into_iter().map(|r| r.voucher).collect())
     }
 
-    /// The vouchers that redeem the most for this node now, in the order to submit them:
-    /// the redemption model's plan (design §3b) over the vouchers held that are neither
-    /// submitted nor superseded, from the chain's current state. A lane whose highest
-    /// voucher cannot redeem falls back to a lower one.
+    /// The vouchers that redeem the most for the channel's payee now, in the order to
+    /// submit them: the redemption model's plan (design §3b) over the vouchers held that
+    /// are neither submitted nor superseded, from the chain's current state. A lane whose
+    /// highest voucher cannot redeem falls back to a lower one. On an outbound channel the
+    /// payer plans its own vouchers as their recipient would redeem them (Lotus's
+    /// `best-spendable` asks `PaychVoucherCheckSpendable` of each, a dry run as the
+    /// recipient).
     #[tracing::instrument(name = "paych_voucher_best_spendable", level = "debug", skip_all)]
     pub async fn voucher_best_spendable(
         &self,
         channel: &Address,
     ) -> Result<Vec<SignedVoucher>, CheckVoucherError> {
         let record = self.record_by_address(channel)?;
-        Ok(self.settlement_plan(&record).await?.steps.into_iter().map(|s| s.voucher).collect())
+        let plan = self.plan_for_payee(&record, record.direction == Direction::Outbound).await?;
+        Ok(plan.steps.into_iter().map(|s| s.voucher).collect())
     }
 
     /// The plan the settler submits for an inbound channel: every held voucher that is
@@ -774,6 +905,16 @@ impl PaymentChannelManager {
         &self,
         record: &ChannelRecord,
     ) -> Result<redemption::Plan, CheckVoucherError> {
+        self.plan_for_payee(record, false).await
+    }
+
+    /// The redemption plan over the vouchers held that are neither submitted nor
+    /// superseded, the ones this node created among them only when `own_vouchers`.
+    async fn plan_for_payee(
+        &self,
+        record: &ChannelRecord,
+        own_vouchers: bool,
+    ) -> Result<redemption::Plan, CheckVoucherError> {
         let view = self.chain_view(record).await?;
         let mut situation = self.situation(record, &view, 0);
         let held: Vec<SignedVoucher> = self
@@ -781,7 +922,11 @@ impl PaymentChannelManager {
             .store
             .vouchers(record.id)?
             .into_iter()
-            .filter(|r| !r.submitted && !r.superseded && r.origin != VoucherOrigin::Created)
+            .filter(|r| {
+                !r.submitted
+                    && !r.superseded
+                    && (own_vouchers || r.origin != VoucherOrigin::Created)
+            })
             .map(|r| r.voucher)
             .collect();
         // Every voucher held was validated against this channel, under whichever address.
@@ -819,14 +964,15 @@ impl PaymentChannelManager {
 
     /// Lotus's `PaychNewPayment`: gets (or creates) the channel from `from` to `to` with
     /// the last spec's amount, waits until it is ready, allocates a lane and creates one
-    /// voucher per spec on it.
+    /// voucher per spec on it. The answer names the create or add-funds message `get` sent
+    /// (its wait sentinel, as Lotus answers it), if any.
     #[tracing::instrument(name = "paych_new_payment", level = "debug", skip_all)]
     pub async fn new_payment(
         &self,
         from: Address,
         to: Address,
         specs: Vec<VoucherSpec>,
-    ) -> Result<(Address, Vec<SignedVoucher>), NewPaymentError> {
+    ) -> Result<NewPayment, NewPaymentError> {
         let total = specs.last().map(|s| s.amount.clone()).unwrap_or_default();
         let handle = self.get(from, to, total).await?;
         let channel = match (handle.channel, handle.wait_sentinel) {
@@ -848,6 +994,6 @@ impl PaymentChannelManager {
                 }
             }
         }
-        Ok((channel, vouchers))
+        Ok(NewPayment { channel, wait_sentinel: handle.wait_sentinel, vouchers })
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -32,6 +33,9 @@ pub const MAX_INBOUND_CONNECTIONS_PER_IP: u32 =
 pub const DEFAULT_NETWORK: FilNetwork = FilNetwork::Devnet;
 /// The most epochs `landing_margin` and `max_settle_delay` may be (a year of 30 s epochs).
 pub const MAX_EPOCH_SETTING: i64 = 1_051_200;
+/// The environment variable naming a CA file for the Lotus API; it overrides
+/// `lotus_ca_file`.
+pub const LOTUS_CA_FILE_ENV: &str = "PAYCH_LOTUS_CA_FILE";
 
 /// Why `config.toml`'s text was refused (the caller names the file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,6 +139,10 @@ pub struct RepoConfig {
     /// fall below the low water, funds are added in the background up to the high water.
     /// Off unless both are set.
     pub top_up: Option<TopUpPolicy>,
+    /// `lotus_ca_file`: a PEM file of CA certificates the Lotus client trusts for an `https`
+    /// API besides the system's roots (a private node's own CA). [`LOTUS_CA_FILE_ENV`]
+    /// overrides it.
+    pub lotus_ca_file: Option<PathBuf>,
 }
 
 impl Default for RepoConfig {
@@ -163,6 +171,7 @@ impl Default for RepoConfig {
             max_settle_delay: None,
             peers: BTreeMap::new(),
             top_up: None,
+            lotus_ca_file: None,
         }
     }
 }
@@ -213,7 +222,9 @@ impl RepoConfig {
              # network's settle delay, {} epochs).\n\
              accept_time_locks = {}\n\
              landing_margin = {}\n{}\
-             # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}",
+             # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}\
+             # A PEM file of CA certificates trusted for an https Lotus API, besides the\n\
+             # system's roots (${LOTUS_CA_FILE_ENV} overrides it).\n{}",
             self.network.map(|n| format!("network = \"{n}\"\n")).unwrap_or_default(),
             self.listen,
             self.api,
@@ -238,6 +249,10 @@ impl RepoConfig {
                 .map(|delay| format!("max_settle_delay = {delay}\n"))
                 .unwrap_or_default(),
             self.peers_text(),
+            self.lotus_ca_file
+                .as_ref()
+                .map(|path| format!("lotus_ca_file = \"{}\"\n", path.display()))
+                .unwrap_or_default(),
         )
     }
 
@@ -306,6 +321,10 @@ impl RepoConfig {
             "accept_time_locks" => self.accept_time_locks = flag(value)?,
             "landing_margin" => self.landing_margin = epochs(value)?,
             "max_settle_delay" => self.max_settle_delay = Some(epochs(value)?),
+            "lotus_ca_file" if value.is_empty() => {
+                return Err(Refusal::Bad("must name a file".to_owned()))
+            }
+            "lotus_ca_file" => self.lotus_ca_file = Some(PathBuf::from(value)),
             other => {
                 let addr = other.strip_prefix("peer.").ok_or(Refusal::UnknownKey)?;
                 let (addr, maddr) = parse_peer(&format!("{addr}={value}")).map_err(|e| {
@@ -575,12 +594,14 @@ mod tests {
                 low_water: TokenAmount::from_atto(10u64),
                 high_water: TokenAmount::from_atto(100u64),
             }),
+            lotus_ca_file: Some("/etc/paych/lotus-ca.pem".into()),
         };
         assert_eq!(RepoConfig::parse(&config.to_text()).unwrap(), config);
         assert_eq!(RepoConfig::parse("").unwrap(), RepoConfig::default());
         for bad in [
             "listen",
             "nope = 1",
+            "lotus_ca_file = \"\"",
             "api = \"x\"",
             "min_delta = \"-1\"",
             "reconcile_min_discount = \"x\"",

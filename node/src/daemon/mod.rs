@@ -115,7 +115,7 @@ impl Daemon {
         // The one place the node's network is decided: the flag, else the config, else the
         // chain's own name — and the chain must answer the name of the network decided.
         let (chain, devnet, network) =
-            open_chain(&repo, options.network.or(config.network)).await?;
+            open_chain(&repo, &config, options.network.or(config.network)).await?;
         if options.owns_process {
             set_process_address_network(network);
         }
@@ -239,16 +239,18 @@ fn open_keys(repo: &Path, address_network: Network) -> Result<Keys, DaemonError>
     Ok(Keys { wallet, secret, keypair })
 }
 
-/// The chain and its network: the Lotus node `FULLNODE_API_INFO` names, else a devnet
+/// The chain and its network: the Lotus node `FULLNODE_API_INFO` names (trusting the CA file
+/// of `PAYCH_LOTUS_CA_FILE`, else of `lotus_ca_file`, besides the system's roots), else a devnet
 /// embedded in the repo (returned too, so that it runs as long as the daemon). The chain
 /// must answer `StateNetworkName` with the name of `expected`; with nothing expected, a
 /// Lotus node's name chooses the network, and the embedded devnet is the devnet.
 async fn open_chain(
     repo: &Path,
+    repo_config: &RepoConfig,
     expected: Option<FilNetwork>,
 ) -> Result<(Arc<dyn Chain>, Option<Devnet>, FilNetwork), DaemonError> {
     if let Some(info) = std::env::var(FULLNODE_API_INFO).ok().filter(|v| !v.is_empty()) {
-        let config = lotus_config(&info)?;
+        let config = lotus_config(&info, repo_config)?;
         let probe = LotusChain::new(config.clone()).map_err(DaemonError::ChainConfig)?;
         let network = check_network(&probe, expected).await?;
         // Addresses go to the node with the network's prefix (Lotus reads both).
@@ -269,9 +271,14 @@ async fn open_chain(
 
 /// How the daemon talks to the Lotus node of API info `info`: the same for the network check
 /// and for the chain the manager uses.
-fn lotus_config(info: &str) -> Result<LotusConfig, DaemonError> {
+fn lotus_config(info: &str, repo_config: &RepoConfig) -> Result<LotusConfig, DaemonError> {
     let api = ApiInfo::parse(info).map_err(|e| DaemonError::ChainConfig(e.into()))?;
-    Ok(LotusConfig::new(api))
+    let mut lotus_config = LotusConfig::new(api);
+    lotus_config.ca_file = std::env::var_os(config::LOTUS_CA_FILE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| repo_config.lotus_ca_file.clone());
+    Ok(lotus_config)
 }
 
 /// Checks `chain` is the network `expected` (or, with none, chooses it from the chain's name,

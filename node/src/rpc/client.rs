@@ -41,6 +41,20 @@ pub enum ClientError {
         "cannot reach the paych daemon at {0}: {1}; is it running? start one with `paych daemon`"
     )]
     Unreachable(String, String),
+    /// The daemon took longer to answer than the client waits: it is up, and may still be
+    /// working on the call (a call waiting for a message that does not land, say).
+    #[error(
+        "the paych daemon at {url} did not answer {method} within {after:?}; it may still be \
+         working on it"
+    )]
+    TimedOut {
+        /// The API's URL.
+        url: String,
+        /// The method called.
+        method: String,
+        /// How long the client waited.
+        after: Duration,
+    },
     /// The daemon refused the token or answered something other than JSON-RPC.
     #[error("the paych daemon at {0} answered HTTP {1}: {2}")]
     Http(String, u16, String),
@@ -72,6 +86,7 @@ pub struct ApiClient {
     token: Option<String>,
     network: Network,
     http: reqwest::Client,
+    timeout: Duration,
 }
 
 impl ApiClient {
@@ -96,7 +111,13 @@ impl ApiClient {
 
     /// A client of the API at `url` (`http://HOST:PORT/rpc/v1`) sending `token`.
     pub fn new(url: String, token: Option<String>) -> Self {
-        ApiClient { url, token, network: Network::Testnet, http: http_client(CALL_TIMEOUT) }
+        ApiClient {
+            url,
+            token,
+            network: Network::Testnet,
+            http: http_client(CALL_TIMEOUT),
+            timeout: CALL_TIMEOUT,
+        }
     }
 
     /// The same client, letting one call take up to `timeout` instead of [`CALL_TIMEOUT`]
@@ -104,6 +125,7 @@ impl ApiClient {
     /// out fails; it is never sent again.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.http = http_client(timeout);
+        self.timeout = timeout;
         self
     }
 
@@ -135,22 +157,20 @@ impl ApiClient {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable(self.url.clone(), root_cause(&e)))?;
+        let response = request.send().await.map_err(|e| self.transport_error(method, &e))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unreachable(self.url.clone(), root_cause(&e)))?;
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(method, &e))?;
         if bytes.len() > MAX_RESPONSE_BYTES {
             return Err(ClientError::BadAnswer(format!("larger than {MAX_RESPONSE_BYTES} bytes")));
         }
         let answer: Value = match serde_json::from_slice(&bytes) {
             Ok(answer) => answer,
             Err(_) if !status.is_success() => {
-                let text = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+                let mut text: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+                if text.is_empty() && status == reqwest::StatusCode::UNAUTHORIZED {
+                    // As Lotus, the API answers a refused token with an empty 401.
+                    text = "the token was refused".to_owned();
+                }
                 return Err(ClientError::Http(self.url.clone(), status.as_u16(), text));
             }
             Err(e) => return Err(ClientError::BadAnswer(e.to_string())),
@@ -164,6 +184,22 @@ impl ApiClient {
         match answer.get("result") {
             Some(result) => Ok(result.clone()),
             None => Err(ClientError::BadAnswer("neither result nor error".to_owned())),
+        }
+    }
+}
+
+impl ApiClient {
+    /// Why a call of `method` got no answer: the daemon took longer than the client waits
+    /// (it is up), or it could not be reached.
+    fn transport_error(&self, method: &str, error: &reqwest::Error) -> ClientError {
+        if error.is_timeout() {
+            ClientError::TimedOut {
+                url: self.url.clone(),
+                method: method.to_owned(),
+                after: self.timeout,
+            }
+        } else {
+            ClientError::Unreachable(self.url.clone(), root_cause(error))
         }
     }
 }
@@ -216,6 +252,26 @@ mod tests {
         for bad in ["", "/ip4/127.0.0.1/tcp/x/http", "/ip4/host/tcp/1/http", "/dns/a/tcp/1/http"] {
             assert!(rpc_url(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_daemon_slower_than_the_timeout_is_not_called_unreachable() {
+        // A server that accepts the connection and reads the request but never answers, as
+        // a daemon does while a message it waits for does not land.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/rpc/v1", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            drop(socket);
+        });
+        let client = ApiClient::new(url, None).with_timeout(Duration::from_millis(200));
+        let error = client.call_raw("Filecoin.PaychGetWaitReady", vec![]).await.unwrap_err();
+        assert!(matches!(error, ClientError::TimedOut { .. }), "{error:?}");
+        let text = error.to_string();
+        assert!(text.contains("did not answer Filecoin.PaychGetWaitReady within"), "{text}");
+        assert!(!text.contains("cannot reach"), "{text}");
+        server.abort();
     }
 
     #[test]

@@ -20,8 +20,15 @@
 //! the wrong number of parameters, a parameter that does not parse — gets a JSON-RPC error
 //! object with the standard code, and the server goes on serving. Chain errors get
 //! [`error_code::CHAIN_REJECTED`] (with `{"ExitCode":n}` as `data` when an actor aborted),
-//! [`error_code::NOT_FOUND`] or [`error_code::TIMEOUT`]. The devnet needs no
+//! [`error_code::NOT_FOUND`], or go-jsonrpc's default code 1 for a wait that timed out
+//! (never -32002, which Lotus uses for an expensive fork). The devnet needs no
 //! authentication.
+//!
+//! Served with [`Methods::Gateway`] (`paych devnet --gateway`), it answers only the
+//! `Filecoin.*` methods a Lotus gateway serves ([`GATEWAY_METHODS`], from Lotus
+//! `api/api_gateway.go`) — every method above but `StateActorCodeCIDs` — and the others
+//! with go-jsonrpc's "method not found" (-32601, `method '…' not found`), as a gateway
+//! does. The devnet's own `Devnet.*` methods are served either way.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,8 +60,53 @@ pub const MAX_WAIT: Duration = Duration::from_secs(600);
 pub const MAX_MINE: u64 = 10_000;
 /// The network whose address prefix answers use.
 pub const NETWORK: Network = Network::Testnet;
+/// go-jsonrpc's code for an error that is a plain Go error (`handler.go`, `createError`).
+const GO_ERROR: i64 = 1;
 /// The ID of the miner named in the devnet's block headers.
 const MINER_ID: u64 = 1000;
+
+/// Which methods a devnet server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Methods {
+    /// Every method above, as a Lotus full node serves them.
+    #[default]
+    FullNode,
+    /// Only those a Lotus gateway serves ([`GATEWAY_METHODS`]).
+    Gateway,
+}
+
+/// The devnet's `Filecoin.*` methods that a Lotus gateway serves too (Lotus
+/// `api/api_gateway.go`, the `Gateway` interface). A gateway lacks `StateActorCodeCIDs`.
+pub const GATEWAY_METHODS: &[&str] = &[
+    "Filecoin.ChainHead",
+    "Filecoin.ChainGetTipSetByHeight",
+    "Filecoin.ChainReadObj",
+    "Filecoin.StateGetActor",
+    "Filecoin.StateReadState",
+    "Filecoin.StateAccountKey",
+    "Filecoin.StateLookupID",
+    "Filecoin.StateWaitMsg",
+    "Filecoin.StateSearchMsg",
+    "Filecoin.StateCall",
+    "Filecoin.StateNetworkName",
+    "Filecoin.StateNetworkVersion",
+    "Filecoin.MpoolGetNonce",
+    "Filecoin.MpoolPush",
+    "Filecoin.GasEstimateMessageGas",
+    "Filecoin.WalletBalance",
+];
+
+impl Methods {
+    /// Whether a server with this method set answers `method`.
+    pub fn serves(self, method: &str) -> bool {
+        match self {
+            Methods::FullNode => true,
+            Methods::Gateway => {
+                !method.starts_with("Filecoin.") || GATEWAY_METHODS.contains(&method)
+            }
+        }
+    }
+}
 
 /// A running devnet JSON-RPC server. Dropping it stops the server too.
 #[derive(Debug)]
@@ -93,7 +145,17 @@ pub fn api_info(addr: SocketAddr) -> String {
 /// Serves `devnet` on `listen` (e.g. `127.0.0.1:0`) until the returned server is shut down
 /// or dropped.
 pub async fn serve(devnet: Devnet, listen: SocketAddr) -> Result<RpcServer, ServeError> {
-    let server = Server { devnet, permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)) };
+    serve_methods(devnet, listen, Methods::FullNode).await
+}
+
+/// Serves `devnet` on `listen` answering only `methods` (the others: "method not found").
+pub async fn serve_methods(
+    devnet: Devnet,
+    listen: SocketAddr,
+    methods: Methods,
+) -> Result<RpcServer, ServeError> {
+    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let server = Server { devnet, permits, methods };
     let router = envelope::rpc_routes(handle).with_state(server);
     let running = envelope::spawn(listen, router, "devnet JSON-RPC server").await?;
     Ok(RpcServer { running })
@@ -103,6 +165,7 @@ pub async fn serve(devnet: Devnet, listen: SocketAddr) -> Result<RpcServer, Serv
 struct Server {
     devnet: Devnet,
     permits: Arc<Semaphore>,
+    methods: Methods,
 }
 
 async fn handle(State(server): State<Server>, body: Body) -> Response {
@@ -111,7 +174,11 @@ async fn handle(State(server): State<Server>, body: Body) -> Response {
         Err(response) => return response,
     };
     let span = tracing::debug_span!("devnet_rpc", method = %excerpt(&call.method));
-    let outcome = dispatch(&server.devnet, &call.method, call.params).instrument(span).await;
+    let outcome = if server.methods.serves(&call.method) {
+        dispatch(&server.devnet, &call.method, call.params).instrument(span).await
+    } else {
+        Err(not_found(&call.method))
+    };
     envelope::answer(call.id, outcome)
 }
 
@@ -124,8 +191,12 @@ fn chain_error(e: ChainError) -> RpcError {
             message,
             data: exit_code.map(|c| json!({ "ExitCode": c.value() })),
         },
-        ChainError::Timeout(_) => RpcError::new(error_code::TIMEOUT, message),
-        ChainError::Transport(_) => RpcError::new(error_code::INTERNAL_ERROR, message),
+        // go-jsonrpc's code for a plain Go error; Lotus's -32002 means an expensive fork.
+        ChainError::Timeout(_) => RpcError::new(GO_ERROR, message),
+        ChainError::Unsupported(_) => RpcError::new(error_code::METHOD_NOT_FOUND, message),
+        ChainError::Transport(_) | ChainError::Tls(_) => {
+            RpcError::new(error_code::INTERNAL_ERROR, message)
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// client gets the error instead of a reset connection.
 const MAX_DRAINED_BYTES: usize = 16 << 20;
 /// How long a client may take to send its request body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most requests served at once; more get HTTP 503.
 pub const MAX_CONCURRENT_REQUESTS: usize = 256;
 
@@ -169,14 +169,17 @@ pub(crate) fn reply(status: StatusCode, id: Value, outcome: Result<Value, RpcErr
     }
 }
 
-enum BodyError {
+/// Why a request body could not be read.
+pub(crate) enum BodyError {
+    /// Larger than [`MAX_REQUEST_BYTES`].
     TooLarge,
+    /// The connection failed while the body was read.
     Read(String),
 }
 
 /// Reads a body of at most [`MAX_REQUEST_BYTES`]; an oversized body is read on (and
 /// dropped) up to [`MAX_DRAINED_BYTES`] so that the error reaches the client.
-async fn read_body(mut body: Body) -> Result<Vec<u8>, BodyError> {
+pub(crate) async fn read_body(mut body: Body) -> Result<Vec<u8>, BodyError> {
     let mut bytes = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {

@@ -7,7 +7,9 @@
 //!
 //! Adding a method: add a line to the list below, and its handler (the server's `Handler`)
 //! to the `handlers!` list of its namespace's module (`rpc/paych.rs`, `rpc/wallet.rs`,
-//! `rpc/net.rs`, `rpc/retrieval.rs`); a declared method without a handler does not compile.
+//! `rpc/net.rs`, `rpc/retrieval.rs`, `rpc/chain.rs`); a declared method without a handler
+//! does not compile. Where Lotus's v0 and v1 APIs differ (`StateWaitMsg`, `StateSearchMsg`,
+//! `Version`), a name has one declaration per version, marked `only V0` or `only V1`.
 
 use async_trait::async_trait;
 use cid::Cid;
@@ -16,7 +18,7 @@ use paych_core::lotus_json::api::{
     AddrInfoJson, ChannelAvailableFunds, ChannelInfo, ChannelStatusJson, ManifestJson, PaidJson,
     PaymentInfo, ReconciledJson, RetrievedJson, VoucherCreateResult,
 };
-use paych_core::lotus_json::{CidJson, SignedVoucherJson};
+use paych_core::lotus_json::{CidJson, MsgLookupJson, SignedVoucherJson, TipSetJson, TipSetKey};
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
 use paych_core::wallet::KeyInfo;
 use serde::de::DeserializeOwned;
@@ -37,6 +39,10 @@ pub trait Method {
     const PERMISSION: Permission;
     /// How many trailing parameters a caller may leave out (read as `null`).
     const OPTIONAL: usize = 0;
+    /// The one API version that serves this declaration (`None`: both `/rpc/v0` and
+    /// `/rpc/v1`). Lotus's v0 and v1 differ in a few methods' parameters (`StateWaitMsg`,
+    /// `StateSearchMsg`) and answers (`Version`): each version has its own declaration.
+    const ONLY: Option<ApiVersion> = None;
     /// The positional parameters.
     type Params: ParamList;
     /// The result's Lotus JSON shape.
@@ -54,10 +60,30 @@ where
     async fn handle(context: &C, params: Self::Params) -> Result<Self::Result, RpcError>;
 }
 
+/// A version of Lotus's full-node API, served on `/rpc/v0` and `/rpc/v1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiVersion {
+    /// `/rpc/v0` (Lotus's `v0api`).
+    V0,
+    /// `/rpc/v1` (Lotus's `api`).
+    V1,
+}
+
+impl std::fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ApiVersion::V0 => "v0",
+            ApiVersion::V1 => "v1",
+        })
+    }
+}
+
 /// One method as a row of the permission table: its name, how many positional parameters it
 /// takes (the last `optional` of them may be left out), and the permission it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MethodSpec {
+    /// The declaration's type name (unique; a name may be declared once per API version).
+    pub key: &'static str,
     /// The JSON-RPC method name.
     pub name: &'static str,
     /// The number of parameters.
@@ -66,17 +92,26 @@ pub struct MethodSpec {
     pub optional: usize,
     /// The permission a caller needs.
     pub permission: Permission,
+    /// The one API version serving it; `None` for both.
+    pub only: Option<ApiVersion>,
 }
 
 impl MethodSpec {
-    /// The row of method `M`.
-    pub const fn of<M: Method>() -> MethodSpec {
+    /// The row of method `M`, declared as the type named `key`.
+    pub const fn of<M: Method>(key: &'static str) -> MethodSpec {
         MethodSpec {
+            key,
             name: M::NAME,
             arity: <M::Params as ParamList>::ARITY,
             optional: M::OPTIONAL,
             permission: M::PERMISSION,
+            only: M::ONLY,
         }
+    }
+
+    /// Whether API `version` serves this declaration.
+    pub fn served_on(&self, version: ApiVersion) -> bool {
+        self.only.is_none_or(|only| only == version)
     }
 }
 
@@ -84,7 +119,7 @@ impl MethodSpec {
 macro_rules! methods {
     ($(
         $(#[doc = $doc:literal])+
-        $ty:ident = $name:literal, $perm:ident $(, optional $opt:literal)?:
+        $ty:ident = $name:literal, $perm:ident $(, optional $opt:literal)? $(, only $only:ident)?:
             ($($param:ty),* $(,)?) -> $result:ty;
     )*) => {
         $(
@@ -96,27 +131,27 @@ macro_rules! methods {
                 const NAME: &'static str = $name;
                 const PERMISSION: Permission = Permission::$perm;
                 $(const OPTIONAL: usize = $opt;)?
+                $(const ONLY: Option<ApiVersion> = Some(ApiVersion::$only);)?
                 type Params = ($($param,)*);
                 type Result = $result;
             }
         )*
 
         /// Every method the API serves.
-        pub const METHODS: &[MethodSpec] = &[$(MethodSpec::of::<$ty>()),*];
+        pub const METHODS: &[MethodSpec] = &[$(MethodSpec::of::<$ty>(stringify!($ty))),*];
 
-        /// Runs the method named `name` (as declared) against `context`, its parameters
-        /// counted.
+        /// Runs the method declared as `spec` against `context`, its parameters counted.
         pub(crate) async fn dispatch<C: Sync>(
             context: &C,
-            name: &'static str,
+            spec: &MethodSpec,
             p: Params<'_>,
         ) -> Result<Value, RpcError>
         where
             $($ty: Handler<C>,)*
         {
-            match name {
-                $($name => respond::<$ty, C>(context, p).await,)*
-                _ => Err(not_found(name)),
+            match spec.key {
+                $(stringify!($ty) => respond::<$ty, C>(context, p).await,)*
+                _ => Err(not_found(spec.name)),
             }
         }
     };
@@ -214,11 +249,44 @@ methods! {
     /// `PaychRetrieve(ch, root, maxPricePerChunk, maxTotal)` (ours): a paid retrieval.
     PaychRetrieve = "Filecoin.PaychRetrieve", Sign, optional 1:
         (Address, Root, TokenAmount, Option<TokenAmount>) -> RetrievedJson;
+    /// Lotus v1's `StateWaitMsg(cid, confidence, limit, allowReplaced)`: the message's
+    /// lookup once it has executed and `confidence` epochs have passed.
+    StateWaitMsg = "Filecoin.StateWaitMsg", Read, only V1:
+        (Cid, u64, i64, bool) -> MsgLookupJson;
+    /// Lotus v0's `StateWaitMsg(cid, confidence)`.
+    StateWaitMsgV0 = "Filecoin.StateWaitMsg", Read, only V0: (Cid, u64) -> MsgLookupJson;
+    /// Lotus v1's `StateSearchMsg(tsk, cid, limit, allowReplaced)`: the message's lookup,
+    /// `null` while it has not executed.
+    StateSearchMsg = "Filecoin.StateSearchMsg", Read, only V1:
+        (TipSetKey, Cid, i64, bool) -> Option<MsgLookupJson>;
+    /// Lotus v0's `StateSearchMsg(cid)`.
+    StateSearchMsgV0 = "Filecoin.StateSearchMsg", Read, only V0:
+        (Cid,) -> Option<MsgLookupJson>;
+    /// `ChainHead()`: the head's height (the node's chain names no blocks).
+    ChainHead = "Filecoin.ChainHead", Read: () -> TipSetJson;
+    /// Lotus v1's `Version()`: `APIVersion` 2.3.0, what `lotus` checks when it connects.
+    Version = "Filecoin.Version", Read, only V1: () -> ApiVersionJson;
+    /// Lotus v0's `Version()`: `APIVersion` 1.5.0.
+    VersionV0 = "Filecoin.Version", Read, only V0: () -> ApiVersionJson;
 }
 
-/// The declaration of the method named `name`.
-pub fn method_spec(name: &str) -> Option<&'static MethodSpec> {
-    METHODS.iter().find(|m| m.name == name)
+/// Lotus's `APIVersion`, what `Filecoin.Version` answers: `{"Version","APIVersion","BlockDelay"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ApiVersionJson {
+    /// The node's version, free text.
+    pub version: String,
+    /// The API's semver, encoded as Lotus encodes `api.Version`:
+    /// `major << 16 | minor << 8 | patch`.
+    #[serde(rename = "APIVersion")]
+    pub api_version: u32,
+    /// The block delay, in seconds.
+    pub block_delay: u64,
+}
+
+/// The declaration of the method named `name` that API `version` serves.
+pub fn method_spec(version: ApiVersion, name: &str) -> Option<&'static MethodSpec> {
+    METHODS.iter().find(|m| m.name == name && m.served_on(version))
 }
 
 /// Reads `M`'s parameters, runs it against `context` and writes its result.
@@ -226,7 +294,10 @@ async fn respond<M: Handler<C>, C: Sync>(context: &C, mut p: Params<'_>) -> Resu
 where
     M::Params: ReadParams,
 {
-    let params = M::Params::read_all(&mut p)?;
+    // A parameter that does not decode is a parse error, as go-jsonrpc answers it
+    // (`handler.go`: "unmarshaling params for …").
+    let params =
+        M::Params::read_all(&mut p).map_err(|e| RpcError { code: error_code::PARSE_ERROR, ..e })?;
     let result = M::handle(context, params).await?;
     serde_json::to_value(result)
         .map_err(|e| RpcError::new(error_code::INTERNAL_ERROR, e.to_string()))
@@ -237,10 +308,13 @@ where
 pub fn method_table() -> String {
     let mut table = String::from("| method | parameters | permission |\n|---|---|---|\n");
     for m in METHODS {
-        let params = match m.optional {
+        let mut params = match m.optional {
             0 => m.arity.to_string(),
             n => format!("{} ({} optional)", m.arity, n),
         };
+        if let Some(only) = m.only {
+            params.push_str(&format!(", {only} only"));
+        }
         table.push_str(&format!("| `{}` | {} | {} |\n", m.name, params, m.permission));
     }
     table
@@ -254,7 +328,13 @@ mod tests {
     #[test]
     fn every_method_is_declared_once() {
         for (i, m) in METHODS.iter().enumerate() {
-            assert!(METHODS[i + 1..].iter().all(|n| n.name != m.name), "{}", m.name);
+            let clash = |n: &MethodSpec| {
+                n.name == m.name
+                    && [ApiVersion::V0, ApiVersion::V1]
+                        .iter()
+                        .any(|v| n.served_on(*v) && m.served_on(*v))
+            };
+            assert!(!METHODS[i + 1..].iter().any(clash), "{}", m.name);
             assert!(m.optional <= m.arity);
         }
     }

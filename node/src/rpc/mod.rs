@@ -4,7 +4,11 @@
 //!   types); the server's dispatch, the permission table, the metrics' labels, the method
 //!   table of `docs/api.md` and the typed client calls all come from it.
 //! - [`params`]: the methods' parameter types, read by the server and written by the client.
-//! - [`server`]: the node's API over HTTP, with [`auth`]'s Lotus-style JWT permissions.
+//! - [`server`]: the node's API over HTTP and WebSocket, with [`auth`]'s Lotus-style JWT
+//!   permissions; [`calls`] reads requests (one or a batch) and answers them with
+//!   go-jsonrpc's codes and statuses; [`websocket`] serves a WebSocket connection's calls.
+//! - [`chain`]: the chain methods Lotus's `paych` commands call (`StateWaitMsg`,
+//!   `StateSearchMsg`, `ChainHead`) and `Version`, forwarded to the node's chain backend.
 //! - the methods' handlers by namespace: `paych` (the manager), `wallet` (the keystore),
 //!   `net` (libp2p: `Net*`, `PaychPay`, `PaychReconcile`), `retrieval` (paid retrieval).
 //! - [`client`]: the typed client of a running daemon's API, for the CLI, the testnet and
@@ -16,6 +20,8 @@
 //! types are [`paych_core::jsonrpc`]'s. Nothing here decides about channels or vouchers.
 
 pub mod auth;
+pub mod calls;
+pub mod chain;
 pub mod client;
 mod context;
 pub mod devnet;
@@ -27,6 +33,7 @@ mod paych;
 mod retrieval;
 pub mod server;
 mod wallet;
+pub mod websocket;
 
 pub use context::METHOD_ERROR;
 pub use envelope::{ServeError, MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES};

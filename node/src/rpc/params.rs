@@ -142,6 +142,43 @@ impl ReadParam for u64 {
     }
 }
 
+impl Param for i64 {
+    fn write(&self, _network: Network) -> Result<Value, JsonError> {
+        Ok(Value::from(*self))
+    }
+}
+
+impl ReadParam for i64 {
+    fn read(p: &mut Params<'_>, i: usize) -> Result<Self, RpcError> {
+        p.i64(i)
+    }
+}
+
+impl Param for bool {
+    fn write(&self, _network: Network) -> Result<Value, JsonError> {
+        Ok(Value::Bool(*self))
+    }
+}
+
+impl ReadParam for bool {
+    fn read(p: &mut Params<'_>, i: usize) -> Result<Self, RpcError> {
+        p.bool(i)
+    }
+}
+
+/// A tipset key: an array of block CIDs, `[]` or `null` for the head.
+impl Param for json::TipSetKey {
+    fn write(&self, network: Network) -> Result<Value, JsonError> {
+        encode(self, network)
+    }
+}
+
+impl ReadParam for json::TipSetKey {
+    fn read(p: &mut Params<'_>, i: usize) -> Result<Self, RpcError> {
+        p.tipset_key(i)
+    }
+}
+
 impl Param for cid::Cid {
     fn write(&self, network: Network) -> Result<Value, JsonError> {
         encode(self, network)

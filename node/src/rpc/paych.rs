@@ -4,18 +4,31 @@
 //!
 //! [`PaymentChannelManager`]: paych_core::manager::PaymentChannelManager
 
+use paych_core::actor::ActorError;
 use paych_core::jsonrpc::RpcError;
 use paych_core::lotus_json::amount_text;
 use paych_core::lotus_json::api::{
     self as shapes, ChannelAvailableFunds, ChannelInfo, ChannelStatusJson, PaymentInfo,
     VoucherCreateResult,
 };
-use paych_core::manager::AddOutcome;
+use paych_core::manager::AddVoucherError;
+use paych_core::redemption::PolicyRefusal;
 use paych_core::types::{Address, TokenAmount};
 
 use super::context::{handlers, internal_error, manager_error, method_error, Api};
 use super::methods::*;
-use super::params::GetOptions;
+use super::params::{Bytes, GetOptions};
+
+/// Lotus's refusal of proof bytes (`paychmgr/manager.go`, `errProofNotSupported`).
+pub const PROOF_NOT_SUPPORTED: &str = "payment channel proof parameter is not supported";
+
+/// Lotus's refusal of a voucher whose nonce is not above its lane's (`paychmgr/paych.go`,
+/// `checkVoucherValidUnlocked`).
+pub const NONCE_TOO_LOW: &str = "nonce too low";
+
+/// Lotus's refusal of a voucher whose amount is below its lane's (`paychmgr/paych.go`,
+/// `checkVoucherValidUnlocked`).
+pub const AMOUNT_TOO_LOW: &str = "voucher amount is lower than amount for voucher with lower nonce";
 
 handlers! {
     PaychGet(api, (from, to, amount, options)) => {
@@ -76,12 +89,11 @@ handlers! {
     PaychSettle(api, (ch,)) => api.shape(&api.manager.settle(&ch).await.map_err(manager_error)?);
     PaychCollect(api, (ch,)) => api.shape(&api.manager.collect(&ch).await.map_err(manager_error)?);
     PaychNewPayment(api, (from, to, specs)) => {
-        let (channel, vouchers) =
-            api.manager.new_payment(from, to, specs.0).await.map_err(manager_error)?;
+        let payment = api.manager.new_payment(from, to, specs.0).await.map_err(manager_error)?;
         Ok(PaymentInfo {
-            channel: api.address_text(&channel),
-            wait_sentinel: None,
-            vouchers: shapes::vouchers(&vouchers, api.network).map_err(internal_error)?,
+            channel: api.address_text(&payment.channel),
+            wait_sentinel: payment.wait_sentinel.map(|cid| api.shape(&cid)).transpose()?,
+            vouchers: shapes::vouchers(&payment.vouchers, api.network).map_err(internal_error)?,
         })
     };
     PaychVoucherCreate(api, (ch, amount, lane)) => {
@@ -92,19 +104,16 @@ handlers! {
         })
     };
     PaychVoucherCheckValid(api, (ch, voucher)) => {
-        api.manager.voucher_check_valid(&ch, &voucher).await.map_err(manager_error)
+        api.manager.voucher_check_valid(&ch, &voucher).await.map_err(voucher_error)
     };
-    PaychVoucherCheckSpendable(api, (ch, voucher, secret, _proof)) => api
-        .manager
-        .voucher_check_spendable(&ch, &voucher, &secret.0)
-        .await
-        .map_err(manager_error);
-    PaychVoucherAdd(api, (ch, voucher, _proof, min_delta)) => {
-        let delta = match api.manager.voucher_add(&ch, &voucher, min_delta).await {
-            Ok(AddOutcome::Accepted { delta }) => delta,
-            Ok(AddOutcome::Covered { .. } | AddOutcome::AlreadyHeld) => TokenAmount::default(),
-            Err(e) => return Err(manager_error(e)),
-        };
+    PaychVoucherCheckSpendable(api, (ch, voucher, secret, proof)) => {
+        refuse_proof(&proof)?;
+        api.manager.voucher_check_spendable(&ch, &voucher, &secret.0).await.map_err(manager_error)
+    };
+    PaychVoucherAdd(api, (ch, voucher, proof, min_delta)) => {
+        refuse_proof(&proof)?;
+        let delta =
+            api.manager.voucher_add_lotus(&ch, &voucher, min_delta).await.map_err(voucher_error)?;
         Ok(amount_text(&delta))
     };
     PaychVoucherList(api, (ch,)) => {
@@ -115,7 +124,8 @@ handlers! {
         let vouchers = api.manager.voucher_best_spendable(&ch).await.map_err(manager_error)?;
         shapes::vouchers(&vouchers, api.network).map_err(internal_error)
     };
-    PaychVoucherSubmit(api, (ch, voucher, secret, _proof)) => {
+    PaychVoucherSubmit(api, (ch, voucher, secret, proof)) => {
+        refuse_proof(&proof)?;
         let cid =
             api.manager.voucher_submit(&ch, &voucher, &secret.0).await.map_err(manager_error)?;
         api.shape(&cid)
@@ -139,4 +149,39 @@ async fn check_off_chain(
         )));
     }
     Ok(())
+}
+
+/// Refuses proof bytes as Lotus does: a voucher check, add or submit never drops them.
+fn refuse_proof(proof: &Bytes) -> Result<(), RpcError> {
+    if proof.0.is_empty() {
+        Ok(())
+    } else {
+        Err(method_error(PROOF_NOT_SUPPORTED))
+    }
+}
+
+/// A voucher refusal of check-valid or add, in Lotus's words where Lotus has them.
+fn voucher_error(e: AddVoucherError) -> RpcError {
+    match e {
+        AddVoucherError::InvalidVoucher(ActorError::StaleNonce { .. })
+        | AddVoucherError::ConflictingVoucher { .. } => method_error(NONCE_TOO_LOW),
+        AddVoucherError::AmountBelowLane { .. } => method_error(AMOUNT_TOO_LOW),
+        AddVoucherError::VoucherRefused(refusal) => method_error(lotus_refusal(&refusal)),
+        other => manager_error(other),
+    }
+}
+
+/// An intake policy refusal in Lotus's words (`paychmgr/paych.go`,
+/// `checkVoucherValidUnlocked`) where Lotus refuses the same voucher; ours otherwise.
+fn lotus_refusal(refusal: &PolicyRefusal) -> String {
+    match refusal {
+        PolicyRefusal::MessageLocked(_) => "voucher is Message Locked".to_owned(),
+        PolicyRefusal::TimeLocked { time_lock_max, .. } if *time_lock_max != 0 => {
+            "voucher is Max Time Locked".to_owned()
+        }
+        PolicyRefusal::TimeLocked { .. } => "voucher is Min Time Locked".to_owned(),
+        PolicyRefusal::HashLocked => "voucher is Hash Locked".to_owned(),
+        PolicyRefusal::Merges => "don't currently support paych lane merges".to_owned(),
+        PolicyRefusal::SettleHeightTooFar { .. } => refusal.to_string(),
+    }
 }

@@ -1,13 +1,25 @@
 //! A JSON-RPC client of a Lotus full node (or of `paych devnet`, which serves the same
 //! methods): [`LotusChain`] implements [`Chain`] over HTTP JSON-RPC 2.0.
 //!
-//! Requests go to `<base>/rpc/v1` as `Filecoin.<Name>` with positional parameters and
-//! Lotus JSON ([`crate::lotus_json`]); the node is configured as the Lotus tools are, from
-//! `FULLNODE_API_INFO=TOKEN:/ip4/127.0.0.1/tcp/1234/http` ([`ApiInfo`]). Every request has
-//! a timeout and runs in a `lotus_rpc` tracing span. Transport failures (connection
-//! refused, timeouts, 5xx answers) are retried with exponential backoff; a JSON-RPC error
-//! answer never is — a rejected message must not be pushed again. Answers are bounded in
-//! size.
+//! Requests go to the API info's endpoint (`<host>/rpc/v1`, or a URL's own path) as
+//! `Filecoin.<Name>` with positional parameters and Lotus JSON ([`crate::lotus_json`]); the
+//! node is configured as the Lotus tools are, from
+//! `FULLNODE_API_INFO=TOKEN:/ip4/127.0.0.1/tcp/1234/http` ([`ApiInfo`]). `https` endpoints
+//! are reached with rustls (ring), trusting the system's roots and, for a private node, the
+//! CA certificates of [`LotusConfig::ca_file`]. Every request has a timeout and runs in a
+//! `lotus_rpc` tracing span. Transport failures (connection refused, timeouts, 5xx
+//! answers) are retried with exponential backoff; a TLS failure ([`ChainError::Tls`]) and a
+//! JSON-RPC error answer never are — a rejected message must not be pushed again, and a
+//! certificate does not become trusted by asking again. JSON-RPC error codes are read as
+//! go-jsonrpc and Lotus define them ([`errors::CODES`]). Answers are bounded in size.
+//!
+//! Actor kinds come from the code CIDs of [`crate::chain::actor_codes`]; a code not there is
+//! looked up with `StateActorCodeCIDs`. A Lotus gateway does not serve that method: the
+//! client switches to **gateway mode** the first time it answers "method not found"
+//! (-32601), or from the start with [`LotusConfig::gateway`], and then uses only the table
+//! (the payment-channel code to create channels with is the one of the Init actor's
+//! release). Every other method the client calls is one a gateway serves (Lotus
+//! `api/api_gateway.go`).
 //!
 //! A channel's lanes are read as the chain stores them: the blocks of its lane-state AMT are
 //! fetched with `ChainReadObj` (each checked against its CID) into a memory block store,
@@ -21,9 +33,12 @@
 //!
 //! This module never holds keys or signs; it carries what the caller signed.
 
+pub mod api_info;
+pub mod errors;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -36,168 +51,26 @@ use serde_json::{json as json_value, Value};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub use api_info::{ApiInfo, ApiInfoError, FULLNODE_API_INFO, MAX_API_INFO_LEN};
+use errors::{answer, refused};
+
+use super::actor_codes;
 use super::{
     depth_epoch, ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain, Lanes,
     MessageLookup, Receipt,
 };
 use crate::actor::ChannelState;
-use crate::jsonrpc::{error_code, RpcError, RpcRequest, RpcResponse};
+use crate::jsonrpc::{RpcRequest, RpcResponse};
 use crate::lotus_json::{self as json, JsonError, LotusJson};
 use crate::types::{
-    format_address, Address, ChainEpoch, ExitCode, LaneState, Message, Network, PaychState,
-    Protocol, SignedMessage, TokenAmount, BLAKE2B_256,
+    format_address, Address, ChainEpoch, LaneState, Message, Network, PaychState, Protocol,
+    SignedMessage, TokenAmount, BLAKE2B_256, INIT_ACTOR_ID,
 };
 
-/// The environment variable the Lotus tools read the full node's API from.
-pub const FULLNODE_API_INFO: &str = "FULLNODE_API_INFO";
-/// The longest API info string accepted.
-pub const MAX_API_INFO_LEN: usize = 8192;
 /// The most blocks read for one channel's lane-state AMT.
 pub const MAX_AMT_BLOCKS: usize = 4096;
 /// The most bytes read for one channel's lane-state AMT.
 pub const MAX_AMT_BYTES: usize = 16 << 20;
-
-/// Why an API info string could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiInfoError {
-    /// The environment variable is not set.
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    /// The string is longer than [`MAX_API_INFO_LEN`].
-    #[error("API info longer than {MAX_API_INFO_LEN} bytes")]
-    TooLong,
-    /// The address part is neither a multiaddr nor an http(s)/ws(s) URL this client reads.
-    #[error("invalid API address {text:?}: {reason}")]
-    InvalidAddress {
-        /// The address given.
-        text: String,
-        /// Why it is invalid.
-        reason: String,
-    },
-}
-
-/// Where a Lotus node's API is and how to authenticate: `TOKEN:MULTIADDR`, as in
-/// `FULLNODE_API_INFO`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiInfo {
-    /// The bearer token (a Lotus JWT); `None` for a node that needs none.
-    pub token: Option<String>,
-    /// The HTTP base URL, e.g. `http://127.0.0.1:1234`.
-    pub base_url: String,
-}
-
-impl std::fmt::Debug for ApiInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiInfo")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("base_url", &self.base_url)
-            .finish()
-    }
-}
-
-impl ApiInfo {
-    /// Parses `TOKEN:/ip4/127.0.0.1/tcp/1234/http`, `:/ip4/…` or `/ip4/…` (no token), or a
-    /// URL (`TOKEN:http://host:port`). Multiaddrs may use `ip4`, `ip6`, `dns`, `dns4`,
-    /// `dns6`; the `ws`/`wss` schemes map to `http`/`https`, and a multiaddr without a
-    /// scheme means `http`.
-    pub fn parse(text: &str) -> Result<Self, ApiInfoError> {
-        let text = text.trim();
-        if text.len() > MAX_API_INFO_LEN {
-            return Err(ApiInfoError::TooLong);
-        }
-        let (token, addr) = if text.starts_with('/') || is_url(text) {
-            (None, text)
-        } else {
-            match text.split_once(':') {
-                Some((token, addr)) => {
-                    (if token.is_empty() { None } else { Some(token.to_owned()) }, addr)
-                }
-                None => (None, text),
-            }
-        };
-        let base_url = if is_url(addr) { url_base(addr)? } else { multiaddr_base(addr)? };
-        Ok(ApiInfo { token, base_url })
-    }
-
-    /// Reads [`FULLNODE_API_INFO`] from the environment.
-    pub fn from_env() -> Result<Self, ApiInfoError> {
-        let text = std::env::var(FULLNODE_API_INFO)
-            .map_err(|_| ApiInfoError::Missing(FULLNODE_API_INFO))?;
-        Self::parse(&text)
-    }
-
-    /// The JSON-RPC endpoint, `<base>/rpc/v1`.
-    pub fn rpc_url(&self) -> String {
-        format!("{}/rpc/v1", self.base_url)
-    }
-}
-
-impl FromStr for ApiInfo {
-    type Err = ApiInfoError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-fn is_url(text: &str) -> bool {
-    ["http://", "https://", "ws://", "wss://"].iter().any(|p| text.starts_with(p))
-}
-
-fn url_base(url: &str) -> Result<String, ApiInfoError> {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let scheme = match scheme {
-        "ws" | "http" => "http",
-        _ => "https",
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.is_empty() || authority.contains(char::is_whitespace) {
-        return Err(ApiInfoError::InvalidAddress {
-            text: url.to_owned(),
-            reason: "no host".to_owned(),
-        });
-    }
-    Ok(format!("{scheme}://{authority}"))
-}
-
-fn multiaddr_base(addr: &str) -> Result<String, ApiInfoError> {
-    let invalid = |reason: &str| ApiInfoError::InvalidAddress {
-        text: addr.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let parts: Vec<&str> = addr.split('/').collect();
-    let ["", proto, host, "tcp", port, rest @ ..] = parts.as_slice() else {
-        return Err(invalid(
-            "expected /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>[/http|https|ws|wss]",
-        ));
-    };
-    let host = match *proto {
-        "ip4" => host
-            .parse::<std::net::Ipv4Addr>()
-            .map_err(|_| invalid("not an IPv4 address"))?
-            .to_string(),
-        "ip6" => format!(
-            "[{}]",
-            host.parse::<std::net::Ipv6Addr>().map_err(|_| invalid("not an IPv6 address"))?
-        ),
-        "dns" | "dns4" | "dns6" => {
-            if host.is_empty()
-                || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-            {
-                return Err(invalid("not a host name"));
-            }
-            (*host).to_owned()
-        }
-        _ => return Err(invalid("expected ip4, ip6, dns, dns4 or dns6")),
-    };
-    let port: u16 = port.parse().map_err(|_| invalid("not a TCP port"))?;
-    let scheme = match rest {
-        [] | ["http"] | ["ws"] => "http",
-        ["https"] | ["wss"] => "https",
-        _ => return Err(invalid("expected http, https, ws or wss after the port")),
-    };
-    Ok(format!("{scheme}://{host}:{port}"))
-}
 
 /// How a [`LotusChain`] talks to its node.
 #[derive(Debug, Clone)]
@@ -216,6 +89,12 @@ pub struct LotusConfig {
     pub max_response_bytes: usize,
     /// The network whose prefix addresses are written with (Lotus reads both).
     pub network: Network,
+    /// A PEM file of CA certificates trusted for `https` endpoints besides the system's
+    /// roots: for a private node with its own CA.
+    pub ca_file: Option<PathBuf>,
+    /// Gateway mode from the start: never ask for methods a Lotus gateway does not serve
+    /// (otherwise the client switches on the first "method not found").
+    pub gateway: bool,
 }
 
 impl LotusConfig {
@@ -230,6 +109,8 @@ impl LotusConfig {
             max_backoff: Duration::from_secs(4),
             max_response_bytes: 16 << 20,
             network: Network::Testnet,
+            ca_file: None,
+            gateway: false,
         }
     }
 }
@@ -246,7 +127,18 @@ pub enum LotusConfigError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    /// The CA file could not be read, or holds no PEM certificate.
+    #[error("CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
 }
+
+/// The largest CA file read, in bytes.
+pub const MAX_CA_FILE_BYTES: u64 = 1 << 20;
 
 /// The actor code CIDs seen so far, by code.
 #[derive(Default)]
@@ -282,6 +174,8 @@ pub struct LotusChain {
     url: String,
     config: LotusConfig,
     next_id: AtomicU64,
+    /// Whether the node is a gateway (configured, or found by a "method not found").
+    gateway: AtomicBool,
     codes: Mutex<CodeCache>,
     addresses: Mutex<AddressCache>,
     /// Lane-state AMTs read so far, by root CID. A root names its content, so a kept AMT is
@@ -316,6 +210,9 @@ impl HeadCache {
     }
 }
 
+/// The most code CIDs [`CodeCache`] keeps; it starts over when full.
+const MAX_CACHED_CODES: usize = 4096;
+
 /// The most channels (and, apart, confirmed balances) [`HeadCache`] keeps for one head; it
 /// starts over when full.
 const MAX_CHANNELS_AT_HEAD: usize = 4096;
@@ -344,15 +241,19 @@ impl LotusChain {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .map_err(|e| LotusConfigError::Client(e.to_string()))?;
+        let mut builder = reqwest::Client::builder().default_headers(headers).use_rustls_tls();
+        if let Some(path) = &config.ca_file {
+            for certificate in read_ca_file(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|e| LotusConfigError::Client(e.to_string()))?;
         Ok(LotusChain {
             http,
-            url: config.api.rpc_url(),
-            config,
+            url: config.api.rpc_url().to_owned(),
             next_id: AtomicU64::new(1),
+            gateway: AtomicBool::new(config.gateway),
+            config,
             codes: Mutex::new(CodeCache::default()),
             addresses: Mutex::new(AddressCache::default()),
             lanes: Mutex::new(HashMap::new()),
@@ -369,6 +270,12 @@ impl LotusChain {
     /// The configuration.
     pub fn config(&self) -> &LotusConfig {
         &self.config
+    }
+
+    /// Whether the client is in gateway mode (configured so, or switched on a "method not
+    /// found").
+    pub fn is_gateway(&self) -> bool {
+        self.gateway.load(Ordering::Relaxed)
     }
 
     /// Calls `Filecoin.<method>` with `params` and returns the raw result, retrying
@@ -528,7 +435,9 @@ impl LotusChain {
             return Err(AttemptError::Fatal(ChainError::Timeout(timeout)));
         }
         let transport = |e: reqwest::Error| {
-            if e.is_builder() {
+            if let Some(cause) = errors::tls_cause(&e) {
+                AttemptError::Fatal(ChainError::Tls(cause))
+            } else if e.is_builder() {
                 AttemptError::Fatal(ChainError::Transport(e.to_string()))
             } else if e.is_timeout() {
                 AttemptError::Retry(ChainError::Timeout(timeout))
@@ -599,12 +508,18 @@ impl LotusChain {
             .map_err(|e| ChainError::Transport(format!("cannot encode the request: {e}")))
     }
 
-    /// The kind of actor a code CID belongs to, from `StateActorCodeCIDs` of the current
-    /// network version (fetched again only when an unknown code shows up under a network
-    /// version not fetched yet).
+    /// The kind of actor a code CID belongs to: from [`actor_codes`], else (not in gateway
+    /// mode) from `StateActorCodeCIDs` of the current network version, fetched again only when
+    /// an unknown code shows up under a network version not fetched yet.
     async fn kind_of(&self, code: &Cid) -> Result<ActorKind, ChainError> {
+        if let Some(known) = actor_codes::known(code) {
+            return Ok(known.kind);
+        }
         if let Some(kind) = self.lock_codes().kinds.get(code) {
             return Ok(*kind);
+        }
+        if self.is_gateway() {
+            return Ok(ActorKind::Other);
         }
         let nv = self.network_version().await?;
         {
@@ -621,19 +536,43 @@ impl LotusChain {
         Ok(self.lock_codes().kinds.get(code).copied().unwrap_or(ActorKind::Other))
     }
 
-    /// Fetches the code CIDs of network version `nv` into the cache.
-    async fn refresh_codes(&self, nv: u32) -> Result<(), ChainError> {
-        let names = self.actor_code_cids(nv).await?;
+    /// Fetches the code CIDs of network version `nv` into the cache; `false` when the node
+    /// does not serve `StateActorCodeCIDs` (the client is in gateway mode from then on).
+    async fn refresh_codes(&self, nv: u32) -> Result<bool, ChainError> {
+        let names = match self.actor_code_cids(nv).await {
+            Ok(names) => names,
+            Err(ChainError::Unsupported(reason)) => {
+                tracing::info!(%reason, "the node is a gateway: actor kinds from the code table");
+                self.gateway.store(true, Ordering::Relaxed);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
         let mut cache = self.lock_codes();
-        if cache.kinds.len() > 4096 {
+        if cache.kinds.len() > MAX_CACHED_CODES {
             cache.kinds.clear();
         }
         for (name, cid) in &names {
-            cache.kinds.insert(*cid, kind_from_name(name));
+            cache.kinds.insert(*cid, actor_codes::kind_from_name(name));
         }
         cache.refreshed_for = Some(nv);
         cache.names = names;
-        Ok(())
+        Ok(true)
+    }
+
+    /// The code of `kind` from [`actor_codes`]: the one in the release of the Init actor's
+    /// code at the head (what the chain runs now).
+    async fn code_from_table(&self, kind: ActorKind) -> Result<Cid, ChainError> {
+        let init = Address::new_id(INIT_ACTOR_ID);
+        let Some(actor) = self.get_actor(&init).await? else {
+            return Err(ChainError::NotFound("the Init actor".to_owned()));
+        };
+        actor_codes::code_in_release_of(&actor.code, kind).ok_or_else(|| {
+            ChainError::NotFound(format!(
+                "the Init actor's code {} is not in the actor code table (docs/chains.md)",
+                actor.code
+            ))
+        })
     }
 
     fn lock_addresses(&self) -> std::sync::MutexGuard<'_, AddressCache> {
@@ -818,13 +757,20 @@ fn check_block(cid: &Cid, bytes: &[u8]) -> Result<(), ChainError> {
     Ok(())
 }
 
-fn kind_from_name(name: &str) -> ActorKind {
-    match name {
-        "account" => ActorKind::Account,
-        "init" => ActorKind::Init,
-        "paymentchannel" => ActorKind::PaymentChannel,
-        _ => ActorKind::Other,
+/// The CA certificates of a PEM file (at most [`MAX_CA_FILE_BYTES`], at least one).
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, LotusConfigError> {
+    let bad = |reason: String| LotusConfigError::CaFile { path: path.to_owned(), reason };
+    let len = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?.len();
+    if len > MAX_CA_FILE_BYTES {
+        return Err(bad(format!("larger than {MAX_CA_FILE_BYTES} bytes")));
     }
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+    if certificates.is_empty() {
+        return Err(bad("holds no PEM certificate".to_owned()));
+    }
+    Ok(certificates)
 }
 
 /// An empty tipset key: the head.
@@ -838,87 +784,6 @@ fn cid_param(cid: &Cid) -> Value {
 
 fn unexpected(method: &str, e: JsonError) -> ChainError {
     ChainError::Transport(format!("{method}: unexpected answer: {e}"))
-}
-
-/// The result of a response to request `id`, or its error as a [`ChainError`].
-fn answer(
-    method: &str,
-    id: u64,
-    response: RpcResponse,
-    timeout: Duration,
-) -> Result<Value, ChainError> {
-    match response.outcome {
-        Ok(_) if response.id != id => Err(ChainError::Transport(format!(
-            "{method}: answer to request {} instead of {id}",
-            response.id
-        ))),
-        Ok(value) => Ok(value),
-        Err(error) => Err(rpc_error(error, timeout)),
-    }
-}
-
-/// Maps a JSON-RPC error answer: not found (by code, or by Lotus's wording) or rejected,
-/// with the exit code when the answer carries one.
-fn rpc_error(error: RpcError, timeout: Duration) -> ChainError {
-    // The node did not understand the request: a client/server mismatch, not a chain answer.
-    if matches!(
-        error.code,
-        error_code::PARSE_ERROR
-            | error_code::INVALID_REQUEST
-            | error_code::METHOD_NOT_FOUND
-            | error_code::INVALID_PARAMS
-    ) {
-        return ChainError::Transport(error.to_string());
-    }
-    if error.code == error_code::TIMEOUT {
-        return ChainError::Timeout(timeout);
-    }
-    if error.code == error_code::NOT_FOUND
-        || error.message.to_ascii_lowercase().contains("not found")
-    {
-        return ChainError::NotFound(error.message);
-    }
-    let exit_code = error
-        .data
-        .as_ref()
-        .and_then(|d| d.get("ExitCode"))
-        .and_then(Value::as_u64)
-        .and_then(|c| u32::try_from(c).ok())
-        .or_else(|| exit_code_in(&error.message))
-        .map(ExitCode::new);
-    ChainError::Rejected { exit_code, message: error.message }
-}
-
-/// The exit code a Lotus error message names: `exit=[ErrIllegalArgument(16)]`,
-/// `exit=[16]`, `RetCode=16`, `exit code 16`.
-pub fn exit_code_in(message: &str) -> Option<u32> {
-    let leading_number = |text: &str| -> Option<u32> {
-        let end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-        text[..end].parse().ok()
-    };
-    for marker in ["exit=[", "RetCode=", "exit code ", "ExitCode "] {
-        let Some(at) = message.find(marker) else { continue };
-        let rest = &message[at + marker.len()..];
-        // `16…`, or a name with the number in parentheses: `ErrIllegalArgument(16)`.
-        let named = rest
-            .split([']', ' ', ','])
-            .next()
-            .and_then(|field| field.split_once('('))
-            .and_then(|(_, number)| leading_number(number));
-        if let Some(code) = leading_number(rest).or(named) {
-            return Some(code);
-        }
-    }
-    None
-}
-
-/// A lookup-style error turned into a refusal, for methods where "not found" means the
-/// chain refused (pushing, estimating, calling).
-fn refused(e: ChainError) -> ChainError {
-    match e {
-        ChainError::NotFound(message) => ChainError::Rejected { exit_code: None, message },
-        other => other,
-    }
 }
 
 #[async_trait]
@@ -1104,9 +969,13 @@ impl Chain for LotusChain {
                 return Err(ChainError::NotFound("no single code CID for other actors".to_owned()))
             }
         };
+        if self.is_gateway() {
+            return self.code_from_table(kind).await;
+        }
         let nv = self.network_version().await?;
-        if self.lock_codes().refreshed_for != Some(nv) {
-            self.refresh_codes(nv).await?;
+        let fetched = self.lock_codes().refreshed_for == Some(nv) || self.refresh_codes(nv).await?;
+        if !fetched {
+            return self.code_from_table(kind).await;
         }
         self.lock_codes().names.get(name).copied().ok_or_else(|| {
             ChainError::NotFound(format!("no {name} actor code at network version {nv}"))
@@ -1118,91 +987,6 @@ impl Chain for LotusChain {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-
-    #[test]
-    fn reads_api_info_with_and_without_token() {
-        let info = ApiInfo::parse("eyJh.eyJB.sig:/ip4/127.0.0.1/tcp/1234/http").unwrap();
-        assert_eq!(info.token.as_deref(), Some("eyJh.eyJB.sig"));
-        assert_eq!(info.rpc_url(), "http://127.0.0.1:1234/rpc/v1");
-        let info = ApiInfo::parse(":/ip4/127.0.0.1/tcp/5678/http").unwrap();
-        assert_eq!(info.token, None);
-        assert_eq!(info.base_url, "http://127.0.0.1:5678");
-        let info = ApiInfo::parse("/ip4/10.0.0.1/tcp/1234/ws").unwrap();
-        assert_eq!((info.token, info.base_url.as_str()), (None, "http://10.0.0.1:1234"));
-        let info = ApiInfo::parse("tok:/dns/lotus.local/tcp/443/wss").unwrap();
-        assert_eq!(info.base_url, "https://lotus.local:443");
-        let info = ApiInfo::parse("/ip6/::1/tcp/1234").unwrap();
-        assert_eq!(info.base_url, "http://[::1]:1234");
-        let info = ApiInfo::parse("tok:http://127.0.0.1:1234/rpc/v0").unwrap();
-        assert_eq!(info.base_url, "http://127.0.0.1:1234");
-        assert_eq!(info.token.as_deref(), Some("tok"));
-    }
-
-    #[test]
-    fn refuses_bad_api_info() {
-        for bad in [
-            "",
-            "tok:",
-            "/ip4/127.0.0.1/udp/1234/http",
-            "/ip4/300.0.0.1/tcp/1234/http",
-            "/ip4/127.0.0.1/tcp/99999/http",
-            "/ip4/127.0.0.1/tcp/1234/quic",
-            "/unix/tmp/sock",
-        ] {
-            assert!(ApiInfo::parse(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(ApiInfo::parse(&"a".repeat(MAX_API_INFO_LEN + 1)), Err(ApiInfoError::TooLong));
-    }
-
-    #[test]
-    fn debug_output_hides_the_token() {
-        let info = ApiInfo::parse("secret-token:/ip4/127.0.0.1/tcp/1234/http").unwrap();
-        assert!(!format!("{info:?}").contains("secret-token"));
-    }
-
-    #[test]
-    fn finds_exit_codes_in_lotus_errors() {
-        assert_eq!(
-            exit_code_in(
-                "message execution failed (exit=[ErrIllegalArgument(16)], revert reason=[none])"
-            ),
-            Some(16)
-        );
-        assert_eq!(exit_code_in("call failed: exit=[18]"), Some(18));
-        assert_eq!(exit_code_in("actor aborted: RetCode=32"), Some(32));
-        assert_eq!(exit_code_in("rejected with exit code 20: illegal state"), Some(20));
-        assert_eq!(exit_code_in("mpool push: nonce too low"), None);
-    }
-
-    #[test]
-    fn maps_json_rpc_errors_to_chain_errors() {
-        let not_found = rpc_error(
-            RpcError::new(1, "resolution lookup failed: actor not found"),
-            Duration::ZERO,
-        );
-        assert!(matches!(not_found, ChainError::NotFound(_)));
-        let by_code =
-            rpc_error(RpcError::new(error_code::NOT_FOUND, "no such block"), Duration::ZERO);
-        assert!(matches!(by_code, ChainError::NotFound(_)));
-        let mut with_data = RpcError::new(error_code::CHAIN_REJECTED, "refused");
-        with_data.data = Some(json_value!({"ExitCode": 16}));
-        assert!(matches!(
-            rpc_error(with_data, Duration::ZERO),
-            ChainError::Rejected { exit_code: Some(c), .. } if c.value() == 16
-        ));
-        assert!(matches!(
-            rpc_error(RpcError::new(1, "gas premium too low"), Duration::ZERO),
-            ChainError::Rejected { exit_code: None, .. }
-        ));
-        let late =
-            rpc_error(RpcError::new(error_code::TIMEOUT, "timed out"), Duration::from_secs(3));
-        assert!(matches!(late, ChainError::Timeout(d) if d == Duration::from_secs(3)));
-        let unknown = rpc_error(
-            RpcError::new(error_code::METHOD_NOT_FOUND, "method not found"),
-            Duration::ZERO,
-        );
-        assert!(matches!(unknown, ChainError::Transport(_)));
-    }
 
     #[test]
     fn checks_blocks_against_their_cid() {

@@ -116,6 +116,9 @@ struct DevnetArgs {
     /// Fund an account at genesis: `ADDRESS=FIL` (e.g. `t1…=100`); repeatable.
     #[arg(long = "fund", value_parser = parse_funding)]
     fund: Vec<(Address, TokenAmount)>,
+    /// Answer only the methods a Lotus gateway serves (the others: "method not found").
+    #[arg(long)]
+    gateway: bool,
 }
 
 /// Parses `ADDRESS=FIL`.
@@ -187,9 +190,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Voucher { command: VoucherCommand::Client(command), repo } => {
-            client_runtime()?.block_on(cli::run_voucher(command, &repo))?;
+            client_runtime()?.block_on(cli::run_voucher(command, &repo, chosen_network))?;
         }
-        Command::Client(command) => client_runtime()?.block_on(cli::run(command))?,
+        Command::Client(command) => {
+            client_runtime()?.block_on(cli::run(command, chosen_network))?
+        }
         Command::Voucher { command: VoucherCommand::Decode { voucher }, .. } => {
             let voucher = SignedVoucher::from_base64url(&voucher).context(
                 "cannot decode the voucher: expected the unpadded base64url text form \
@@ -249,7 +254,13 @@ async fn run_devnet(args: DevnetArgs, network: Network) -> anyhow::Result<()> {
     let signal = ShutdownSignal::watch()?;
     let devnet = Devnet::new(config).context("cannot start the devnet")?;
     devnet.start_mining();
-    let server = paych_node::rpc::devnet::serve(devnet.clone(), args.listen).await?;
+    let methods = if args.gateway {
+        paych_node::rpc::devnet::Methods::Gateway
+    } else {
+        paych_node::rpc::devnet::Methods::FullNode
+    };
+    let server =
+        paych_node::rpc::devnet::serve_methods(devnet.clone(), args.listen, methods).await?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "FULLNODE_API_INFO={}", server.api_info())?;
     stdout.flush()?;

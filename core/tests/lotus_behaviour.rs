@@ -1,0 +1,137 @@
+//! Where the manager behaves as Lotus's payment-channel manager (`paychmgr`) does, one
+//! scenario each, on the in-process devnet with real sled stores and keys: a payee learns an
+//! inbound channel from the chain for a check, lanes are handed out on any channel, queued
+//! `get`s share one message and a `get` whose caller went away holds and sends nothing, and
+//! a payer's own vouchers are spendable as their recipient would spend them.
+//!
+//! The differences that stay deliberate are listed in docs/api.md ("Differences from Lotus").
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use paych_core::manager::{ChannelHandle, FundsError};
+use paych_core::store::MessagePurpose;
+use paych_core::types::{SignedVoucher, TokenAmount};
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::{eventually, within};
+use paych_testkit::devnet::{Net, Node};
+
+/// The amounts of the channel's create and add-funds messages the node sent, in order.
+fn funds_messages(node: &Node) -> (Vec<TokenAmount>, Vec<TokenAmount>) {
+    let (mut creates, mut adds) = (Vec::new(), Vec::new());
+    for message in node.m().store().messages().unwrap() {
+        match message.purpose {
+            MessagePurpose::Create { amount, .. } => creates.push(amount),
+            MessagePurpose::AddFunds { amount, .. } => adds.push(amount),
+            _ => {}
+        }
+    }
+    (creates, adds)
+}
+
+/// What the payer's channel to `payee` has queued for the next add-funds message.
+async fn queued(payer: &Node, payee: &Node) -> TokenAmount {
+    payer.m().available_funds_by_from_to(&payer.addr, &payee.addr).await.unwrap().queued
+}
+
+/// `get(payer → payee, amount)` run in its own task, as a caller of the API runs it.
+fn spawn_get(
+    payer: &Node,
+    payee: &Node,
+    amount: u64,
+) -> tokio::task::JoinHandle<Result<ChannelHandle, FundsError>> {
+    let (m, from, to) = (payer.m().clone(), payer.addr, payee.addr);
+    tokio::spawn(async move { m.get(from, to, atto(amount)).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_check_valid_learns_an_inbound_channel_it_has_never_seen_from_the_chain() {
+    let net = Net::new();
+    let (payer, payee, ch) = net.channel(10, 0, atto(100)).await;
+    let voucher = payer.sign(SignedVoucher::new(ch, 0, 1, atto(40)));
+
+    payee.m().voucher_check_valid(&ch, &voucher).await.unwrap();
+
+    // A check stores nothing: the channel is learned for good by its first added voucher.
+    assert!(payee.m().store().channels().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocate_lane_hands_out_a_fresh_lane_on_an_inbound_channel_too() {
+    let net = Net::new();
+    let (payer, payee, ch) = net.channel(10, 0, atto(100)).await;
+    let voucher = payer.create_voucher(&ch, atto(40), 0).await;
+    payee.m().voucher_add(&ch, &voucher, atto(0)).await.unwrap();
+
+    // Lane 0 carries a voucher received: the payee's next lanes are above it.
+    assert_eq!(payee.m().allocate_lane(&ch).await.unwrap(), 1);
+    assert_eq!(payee.m().allocate_lane(&ch).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_gets_on_a_channel_being_created_send_one_create_and_one_add_funds() {
+    let net = Net::manual();
+    let (payer, payee) = net.pair(10, 0).await;
+    let create = payer.m().get(payer.addr, payee.addr, atto(100)).await.unwrap();
+    let create = create.wait_sentinel.unwrap();
+
+    // While the create waits in the pool, two more gets queue beside each other.
+    let gets = [spawn_get(&payer, &payee, 30), spawn_get(&payer, &payee, 20)];
+    eventually("both gets to queue behind the create", || async {
+        queued(&payer, &payee).await == atto(50)
+    })
+    .await;
+    net.mine_until_landed(payer.m(), &create).await;
+
+    let mut sentinels = Vec::new();
+    for get in gets {
+        let handle = within("a queued get to answer", get).await.unwrap().unwrap();
+        sentinels.push(handle.wait_sentinel.unwrap());
+    }
+    assert_eq!(sentinels[0], sentinels[1], "both answer the one add-funds message");
+    assert_eq!(funds_messages(&payer), (vec![atto(100)], vec![atto(50)]));
+    net.mine_until_landed(payer.m(), &sentinels[0]).await;
+    let ch = payer.m().get_wait_ready(&create).await.unwrap();
+    let status = payer.m().status(&ch).await.unwrap();
+    assert_eq!((status.confirmed, status.reserved), (atto(150), atto(150)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_whose_caller_went_away_releases_its_reservation_and_sends_nothing() {
+    let net = Net::manual();
+    let (payer, payee) = net.pair(10, 0).await;
+    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    assert_eq!(payer.m().reserve_funds(&ch, atto(80)).await.unwrap(), None);
+    // A message in flight, so that the next get queues behind it.
+    let in_flight = payer.m().add_funds(&ch, atto(10)).await.unwrap();
+
+    // 20 reserved at once, 30 queued for the next message.
+    let get = spawn_get(&payer, &payee, 50);
+    eventually("the get to queue", || async { queued(&payer, &payee).await == atto(30) }).await;
+    assert_eq!(payer.m().status(&ch).await.unwrap().reserved, atto(100));
+
+    get.abort();
+    eventually("the dropped get to be undone", || async {
+        let status = payer.m().status(&ch).await.unwrap();
+        status.queued.is_zero() && status.reserved == atto(80)
+    })
+    .await;
+
+    net.mine_until_landed(payer.m(), &in_flight).await;
+    let status = payer.m().status(&ch).await.unwrap();
+    assert_eq!((status.confirmed, status.reserved), (atto(110), atto(80)));
+    assert_eq!(funds_messages(&payer), (vec![atto(100)], vec![atto(10)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payer_finds_its_own_vouchers_spendable_as_their_recipient_would() {
+    let net = Net::new();
+    let (payer, _payee, ch) = net.channel(10, 0, atto(100)).await;
+    let first = payer.create_voucher(&ch, atto(30), 0).await;
+    let best = payer.create_voucher(&ch, atto(40), 0).await;
+    let other = payer.create_voucher(&ch, atto(25), 1).await;
+
+    assert!(payer.m().voucher_check_spendable(&ch, &best, &[]).await.unwrap());
+    assert!(payer.m().voucher_check_spendable(&ch, &first, &[]).await.unwrap());
+    let mut spendable = payer.m().voucher_best_spendable(&ch).await.unwrap();
+    spendable.sort_by_key(|v| v.lane);
+    assert_eq!(spendable, vec![best, other]);
+}
