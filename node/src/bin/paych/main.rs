@@ -190,11 +190,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Voucher { command: VoucherCommand::Client(command), repo } => {
-            client_runtime()?.block_on(cli::run_voucher(command, &repo, chosen_network))?;
+            client_runtime()?.block_on(cli::run_voucher(
+                command,
+                &repo,
+                chosen_network.map(FilNetwork::address_network),
+            ))?;
         }
-        Command::Client(command) => {
-            client_runtime()?.block_on(cli::run(command, chosen_network))?
-        }
+        Command::Client(command) => client_runtime()?
+            .block_on(cli::run(command, chosen_network.map(FilNetwork::address_network)))?,
         Command::Voucher { command: VoucherCommand::Decode { voucher }, .. } => {
             let voucher = SignedVoucher::from_base64url(&voucher).context(
                 "cannot decode the voucher: expected the unpadded base64url text form \
