@@ -240,10 +240,9 @@ fn open_keys(repo: &Path, address_network: Network) -> Result<Keys, DaemonError>
     Ok(Keys { wallet, secret, keypair })
 }
 
-/// The chain and its network: the Lotus node `FULLNODE_API_INFO` names, else a devnet
-/// embedded in the repo (returned too, so that it runs as long as the daemon). The Lotus
-/// client trusts the CA file of `PAYCH_LOTUS_CA_FILE`, else of `lotus_ca_file`, besides the
-/// system's roots. The chain
+/// The chain and its network: the Lotus node `FULLNODE_API_INFO` names (trusting the CA file
+/// of `PAYCH_LOTUS_CA_FILE`, else of `lotus_ca_file`, besides the system's roots), else a devnet
+/// embedded in the repo (returned too, so that it runs as long as the daemon). The chain
 /// must answer `StateNetworkName` with the name of `expected`; with nothing expected, a
 /// Lotus node's name chooses the network, and the embedded devnet is the devnet.
 async fn open_chain(
@@ -288,12 +287,12 @@ struct OpenChain {
 /// and for the chain the manager uses.
 fn lotus_config(info: &str, repo_config: &RepoConfig) -> Result<LotusConfig, DaemonError> {
     let api = ApiInfo::parse(info).map_err(|e| DaemonError::ChainConfig(e.into()))?;
-    let mut config = LotusConfig::new(api);
-    config.ca_file = std::env::var_os(config::LOTUS_CA_FILE_ENV)
+    let mut lotus_config = LotusConfig::new(api);
+    lotus_config.ca_file = std::env::var_os(config::LOTUS_CA_FILE_ENV)
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from)
         .or_else(|| repo_config.lotus_ca_file.clone());
-    Ok(config)
+    Ok(lotus_config)
 }
 
 /// Checks `chain` is the network `expected` (or, with none, chooses it from the chain's name,
