@@ -271,11 +271,12 @@ impl History {
             Err(AddVoucherError::InvalidVoucher(ActorError::InsufficientFunds { .. })) => {
                 panic!("the payer issued a voucher its channel cannot cover: {voucher:?}")
             }
-            // The channel settled or was collected since.
+            // The channel settled or was collected since (a channel the payee never held
+            // is unknown once its actor is gone).
             Err(
                 AddVoucherError::InvalidVoucher(_)
                 | AddVoucherError::Unredeemable(Unredeemable::Settling { .. })
-                | AddVoucherError::Chain(_)
+                | AddVoucherError::ChannelCollected(_)
                 | AddVoucherError::UnknownChannel(_),
             ) => {}
             Err(e) => panic!("add: {e:?}"),

@@ -753,7 +753,10 @@ impl PaymentChannelManager {
     /// A channel's record with what the chain says of its life: collected once its actor is
     /// gone, settling or settled once the chain shows `settling_at` (recorded, as the settler
     /// records them).
-    async fn lifecycle_on_chain(&self, record: ChannelRecord) -> Result<ChannelRecord, SettleError> {
+    async fn lifecycle_on_chain(
+        &self,
+        record: ChannelRecord,
+    ) -> Result<ChannelRecord, SettleError> {
         let Some(addr) = record.channel else { return Ok(record) };
         let settling_at = match self.inner.chain.channel(&addr).await {
             Ok(on_chain) => on_chain.state.settling_at,
