@@ -48,6 +48,17 @@ fn collects_sent(node: &Node) -> Vec<Cid> {
         .collect()
 }
 
+/// A payer and a payee whose settlers stay idle, a channel of 100 between them and a voucher
+/// of 40 on it the payee added.
+async fn paid_channel(net: &Net) -> (Node, Node, Address, SignedVoucher) {
+    let payer = net.node_with(10, idle_settler()).await;
+    let payee = net.node_with(0, idle_settler()).await;
+    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let voucher = payer.create_voucher(&ch, atto(40), 0).await;
+    payee.m().voucher_add(&ch, &voucher, atto(0)).await.unwrap();
+    (payer, payee, ch, voucher)
+}
+
 /// The payer settles `ch` and the settlement period passes on a manual devnet; answers the
 /// settle's CID.
 async fn settle_and_pass(net: &Net, payer: &Node, ch: &Address) -> Cid {
@@ -182,11 +193,7 @@ async fn payer_finds_its_own_vouchers_spendable_as_their_recipient_would() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collected_channel_has_nothing_spendable_refuses_vouchers_and_get_makes_a_new_one() {
     let net = Net::manual();
-    let payer = net.node_with(10, idle_settler()).await;
-    let payee = net.node_with(0, idle_settler()).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
-    let voucher = payer.create_voucher(&ch, atto(40), 0).await;
-    payee.m().voucher_add(&ch, &voucher, atto(0)).await.unwrap();
+    let (payer, payee, ch, voucher) = paid_channel(&net).await;
     settle_and_pass(&net, &payer, &ch).await;
     let collect = payer.m().collect(&ch).await.unwrap();
     net.mine_until_landed(payer.m(), &collect).await;
@@ -254,11 +261,7 @@ async fn collect_after_the_payers_settler_collected_answers_its_message_and_one_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settle_asked_again_answers_the_settle_already_sent() {
     let net = Net::manual();
-    let payer = net.node_with(10, idle_settler()).await;
-    let payee = net.node_with(0, idle_settler()).await;
-    let ch = payer.open_channel(payee.addr, atto(100)).await;
-    let voucher = payer.create_voucher(&ch, atto(40), 0).await;
-    payee.m().voucher_add(&ch, &voucher, atto(0)).await.unwrap();
+    let (payer, payee, ch, _) = paid_channel(&net).await;
 
     let settle = payer.m().settle(&ch).await.unwrap();
     assert_eq!(payer.m().settle(&ch).await.unwrap(), settle, "in flight");
