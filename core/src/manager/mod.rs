@@ -752,7 +752,8 @@ impl PaymentChannelManager {
 
     /// A channel's record with what the chain says of its life: collected once its actor is
     /// gone, settling or settled once the chain shows `settling_at` (recorded, as the settler
-    /// records them).
+    /// records them). A look only: when the chain cannot be read, the record is answered as
+    /// it is, and the message about to be sent meets the chain's failure itself.
     async fn lifecycle_on_chain(
         &self,
         record: ChannelRecord,
@@ -764,12 +765,15 @@ impl PaymentChannelManager {
                 self.mark_gone(record.id).await?;
                 return Ok(self.record(record.id)?);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                tracing::debug!(channel = record.id, error = %e, "channel state unread");
+                return Ok(record);
+            }
         };
         if settling_at == 0 || record.settling_at == settling_at {
             return Ok(record);
         }
-        let head = self.inner.chain.head().await?;
+        let Ok(head) = self.inner.chain.head().await else { return Ok(record) };
         let mut updated = record.clone();
         match updated.settling_seen(settling_at, head) {
             Ok(()) => {
