@@ -2,17 +2,71 @@
 //! scenario each, on the in-process devnet with real sled stores and keys: a payee learns an
 //! inbound channel from the chain for a check, lanes are handed out on any channel, queued
 //! `get`s share one message and a `get` whose caller went away holds and sends nothing, and
-//! a payer's own vouchers are spendable as their recipient would spend them.
+//! a payer's own vouchers are spendable as their recipient would spend them, a collected
+//! channel answers as a gone one and `PaychGet` on its pair makes a new channel, and a
+//! settle or collect asked again (after the payer's settler collected, say) answers the
+//! message already sent.
 //!
 //! The differences that stay deliberate are listed in docs/api.md ("Differences from Lotus").
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use paych_core::manager::{ChannelHandle, FundsError};
-use paych_core::store::MessagePurpose;
-use paych_core::types::{SignedVoucher, TokenAmount};
+use std::time::Duration;
+
+use cid::Cid;
+use paych_core::manager::{
+    AddVoucherError, ChannelHandle, FundsError, ManagerConfig, SettleError, SubmitError,
+};
+use paych_core::store::{Lifecycle, MessagePurpose};
+use paych_core::types::{paych_method, Address, SignedVoucher, TokenAmount, SETTLE_DELAY};
 use paych_testkit::amounts::atto;
 use paych_testkit::deadline::{eventually, within};
-use paych_testkit::devnet::{Net, Node};
+use paych_testkit::devnet::{test_config, Net, Node};
+
+/// A node configuration whose settler does not look by itself during a test.
+fn idle_settler() -> ManagerConfig {
+    ManagerConfig { settler_interval: Duration::from_secs(24 * 3600), ..test_config() }
+}
+
+/// The collect messages from `node`'s key the chain executed.
+fn collects_on_chain(net: &Net, node: &Node) -> u64 {
+    let stats = net.devnet.sender_stats(&node.addr);
+    stats
+        .by_method
+        .iter()
+        .filter(|((_, method), _)| *method == paych_method::COLLECT)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The collect messages `node` recorded for the channel it sent them on.
+fn collects_sent(node: &Node) -> Vec<Cid> {
+    let messages = node.m().store().messages().unwrap();
+    messages
+        .into_iter()
+        .filter(|m| matches!(m.purpose, MessagePurpose::Collect { .. }))
+        .map(|m| m.cid)
+        .collect()
+}
+
+/// A payer and a payee whose settlers stay idle, a channel of 100 between them and a voucher
+/// of 40 on it the payee added.
+async fn paid_channel(net: &Net) -> (Node, Node, Address, SignedVoucher) {
+    let payer = net.node_with(10, idle_settler()).await;
+    let payee = net.node_with(0, idle_settler()).await;
+    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    let voucher = payer.create_voucher(&ch, atto(40), 0).await;
+    payee.m().voucher_add(&ch, &voucher, atto(0)).await.unwrap();
+    (payer, payee, ch, voucher)
+}
+
+/// The payer settles `ch` and the settlement period passes on a manual devnet; answers the
+/// settle's CID.
+async fn settle_and_pass(net: &Net, payer: &Node, ch: &Address) -> Cid {
+    let settle = payer.m().settle(ch).await.unwrap();
+    net.mine_until_landed(payer.m(), &settle).await;
+    net.mine(SETTLE_DELAY as u64 + 1);
+    settle
+}
 
 /// The amounts of the channel's create and add-funds messages the node sent, in order.
 fn funds_messages(node: &Node) -> (Vec<TokenAmount>, Vec<TokenAmount>) {
@@ -134,4 +188,95 @@ async fn payer_finds_its_own_vouchers_spendable_as_their_recipient_would() {
     let mut spendable = payer.m().voucher_best_spendable(&ch).await.unwrap();
     spendable.sort_by_key(|v| v.lane);
     assert_eq!(spendable, vec![best, other]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collected_channel_has_nothing_spendable_refuses_vouchers_and_get_makes_a_new_one() {
+    let net = Net::manual();
+    let (payer, payee, ch, voucher) = paid_channel(&net).await;
+    settle_and_pass(&net, &payer, &ch).await;
+    let collect = payer.m().collect(&ch).await.unwrap();
+    net.mine_until_landed(payer.m(), &collect).await;
+
+    // The payee's record still says open; the chain no longer has the actor. Best-spendable
+    // answers nothing (not a chain error) and the payee records the channel collected.
+    assert_eq!(payee.m().voucher_best_spendable(&ch).await.unwrap(), Vec::new());
+    assert_eq!(payee.m().status(&ch).await.unwrap().lifecycle, Lifecycle::Collected);
+    assert!(!payee.m().voucher_check_spendable(&ch, &voucher, &[]).await.unwrap());
+    let submitted = payee.m().voucher_submit(&ch, &voucher, &[]).await;
+    assert!(matches!(submitted, Err(SubmitError::ChannelCollected(_))), "{submitted:?}");
+    let later = payer.sign(SignedVoucher::new(ch, 0, 2, atto(60)));
+    let checked = payee.m().voucher_check_valid(&ch, &later).await;
+    assert!(matches!(checked, Err(AddVoucherError::ChannelCollected(_))), "{checked:?}");
+    let added = payee.m().voucher_add(&ch, &later, atto(0)).await;
+    assert!(matches!(added, Err(AddVoucherError::ChannelCollected(_))), "{added:?}");
+    // The payee sent nothing: a submit or collect could only fail.
+    assert!(payee.m().store().messages().unwrap().is_empty());
+    let collected = payee.m().collect(&ch).await;
+    assert!(
+        matches!(
+            collected,
+            Err(SettleError::ChannelNotOpen { lifecycle: Lifecycle::Collected, .. })
+        ),
+        "{collected:?}"
+    );
+
+    // The payer: a settle on the collected channel is refused as collected; PaychGet on the
+    // pair creates a new channel, as Lotus does.
+    let settled = payer.m().settle(&ch).await;
+    assert!(
+        matches!(settled, Err(SettleError::ChannelNotOpen { lifecycle: Lifecycle::Collected, .. })),
+        "{settled:?}"
+    );
+    let handle = payer.m().get(payer.addr, payee.addr, atto(30)).await.unwrap();
+    net.mine(1);
+    let fresh = payer.m().get_wait_ready(&handle.wait_sentinel.unwrap()).await.unwrap();
+    assert_ne!(fresh, ch);
+    assert_eq!(payer.m().status(&fresh).await.unwrap().lifecycle, Lifecycle::Open);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_after_the_payers_settler_collected_answers_its_message_and_one_collect_lands() {
+    let net = Net::manual();
+    let payer = net.node(10).await;
+    let payee = net.node_with(0, idle_settler()).await;
+    let ch = payer.open_channel(payee.addr, atto(100)).await;
+    settle_and_pass(&net, &payer, &ch).await;
+    // The payer's settler collects the settled channel by itself.
+    eventually("the settler to collect", || async { !collects_sent(&payer).is_empty() }).await;
+    let settlers = collects_sent(&payer)[0];
+
+    // Asked while the settler's collect is in flight, and again once it landed: its CID
+    // both times, so the caller's wait for it succeeds.
+    assert_eq!(payer.m().collect(&ch).await.unwrap(), settlers);
+    net.mine_until_landed(payer.m(), &settlers).await;
+    assert_eq!(payer.m().collect(&ch).await.unwrap(), settlers);
+    net.mine(2);
+
+    assert_eq!(collects_sent(&payer), vec![settlers]);
+    assert_eq!(collects_on_chain(&net, &payer), 1);
+    assert_eq!(payer.m().status(&ch).await.unwrap().lifecycle, Lifecycle::Collected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_asked_again_answers_the_settle_already_sent() {
+    let net = Net::manual();
+    let (payer, payee, ch, _) = paid_channel(&net).await;
+
+    let settle = payer.m().settle(&ch).await.unwrap();
+    assert_eq!(payer.m().settle(&ch).await.unwrap(), settle, "in flight");
+    net.mine_until_landed(payer.m(), &settle).await;
+    assert_eq!(payer.m().settle(&ch).await.unwrap(), settle, "landed");
+    let messages = payer.m().store().messages().unwrap();
+    let settles = messages.iter().filter(|m| matches!(m.purpose, MessagePurpose::Settle { .. }));
+    assert_eq!(settles.count(), 1);
+
+    // The payee, whose record still says open, did not settle: its settle is refused with
+    // what the chain shows, and sends nothing.
+    let refused = payee.m().settle(&ch).await;
+    assert!(
+        matches!(refused, Err(SettleError::ChannelNotOpen { lifecycle: Lifecycle::Settling, .. })),
+        "{refused:?}"
+    );
+    assert!(payee.m().store().messages().unwrap().is_empty());
 }

@@ -85,6 +85,8 @@ struct History {
     accepted: HashMap<(Address, u64), TokenAmount>,
     /// Submit messages sent by the payee: (message, channel, voucher).
     submits: Vec<(Cid, Address, SignedVoucher)>,
+    /// The settle message the payer sent per channel.
+    settles: HashMap<Address, Cid>,
     /// Reservations queued behind a message in flight, still waiting.
     waiting: Vec<JoinHandle<Result<Option<Cid>, FundsError>>>,
 }
@@ -108,6 +110,7 @@ impl History {
             issued_order: Vec::new(),
             accepted: HashMap::new(),
             submits: Vec::new(),
+            settles: HashMap::new(),
             waiting: Vec::new(),
         }
     }
@@ -192,10 +195,22 @@ impl History {
             }
             Op::Settle { ch } => {
                 let Some(ch) = self.channel(ch) else { return };
-                let open = self.payer.m().status(&ch).await.unwrap().lifecycle == Lifecycle::Open;
+                let lifecycle = self.payer.m().status(&ch).await.unwrap().lifecycle;
+                let sent = self.settles.get(&ch).copied();
                 match self.payer.m().settle(&ch).await {
-                    Ok(_) => assert!(open),
-                    Err(SettleError::ChannelNotOpen { .. }) => assert!(!open),
+                    // A settle asked again answers the one sent, until the channel is gone.
+                    Ok(cid) if sent.is_some() => {
+                        assert_eq!(Some(cid), sent);
+                        assert_ne!(lifecycle, Lifecycle::Collected);
+                    }
+                    Ok(cid) => {
+                        assert_eq!(lifecycle, Lifecycle::Open);
+                        self.settles.insert(ch, cid);
+                    }
+                    Err(SettleError::ChannelNotOpen { .. }) => {
+                        assert_ne!(lifecycle, Lifecycle::Open);
+                        assert!(sent.is_none() || lifecycle == Lifecycle::Collected);
+                    }
                     Err(e) => panic!("settle: {e:?}"),
                 }
             }
@@ -256,11 +271,12 @@ impl History {
             Err(AddVoucherError::InvalidVoucher(ActorError::InsufficientFunds { .. })) => {
                 panic!("the payer issued a voucher its channel cannot cover: {voucher:?}")
             }
-            // The channel settled or was collected since.
+            // The channel settled or was collected since (a channel the payee never held
+            // is unknown once its actor is gone).
             Err(
                 AddVoucherError::InvalidVoucher(_)
                 | AddVoucherError::Unredeemable(Unredeemable::Settling { .. })
-                | AddVoucherError::Chain(_)
+                | AddVoucherError::ChannelCollected(_)
                 | AddVoucherError::UnknownChannel(_),
             ) => {}
             Err(e) => panic!("add: {e:?}"),

@@ -81,6 +81,14 @@ macro_rules! error_enum {
             },
         ] $whole $($($rest)*)?);
     };
+    (@munch $head:tt [$($done:tt)*] $whole:tt ChannelCollected $(, $($rest:tt)*)?) => {
+        error_enum!(@munch $head [$($done)*
+            /// The channel was collected: its actor is gone from the chain, so nothing on it
+            /// can be redeemed or checked any more.
+            #[error("channel {0} was collected: its actor is gone from the chain")]
+            ChannelCollected(String),
+        ] $whole $($($rest)*)?);
+    };
     (@munch $head:tt [$($done:tt)*] $whole:tt LaneClosed $(, $($rest:tt)*)?) => {
         error_enum!(@munch $head [$($done)*
             /// The lane was closed by a merge; new vouchers on it would double-count.
@@ -286,22 +294,22 @@ error_enum! {
 
 error_enum! {
     /// Why a voucher could not be checked against the chain: `voucher_check_spendable`, `voucher_best_spendable`.
-    pub enum CheckVoucherError { UnknownChannel, InvalidVoucher, Chain, Store, Encode }
+    pub enum CheckVoucherError { UnknownChannel, ChannelCollected, InvalidVoucher, Chain, Store, Encode }
 }
 
 error_enum! {
     /// Why a voucher could not be created: `voucher_create`, `voucher_create_with`, `voucher_pay`.
-    pub enum CreateVoucherError { UnknownChannel, WrongDirection, InvalidAmount, ChannelNotOpen, LaneClosed, AmountBelowLane, InvalidVoucher, Chain, Store, Wallet, Encode }
+    pub enum CreateVoucherError { UnknownChannel, WrongDirection, InvalidAmount, ChannelNotOpen, ChannelCollected, LaneClosed, AmountBelowLane, InvalidVoucher, Chain, Store, Wallet, Encode }
 }
 
 error_enum! {
     /// Why a payee refused a voucher, or could not take it: `voucher_add` (voucher intake) and `voucher_check_valid` (the same checks, storing nothing).
-    pub enum AddVoucherError { UnknownChannel, WrongDirection, InvalidAmount, InvalidVoucher, VoucherRefused, Unredeemable, ForeignVoucher, ConflictingVoucher, BelowMinDelta, AmountBelowLane, Chain, Store, Encode }
+    pub enum AddVoucherError { UnknownChannel, ChannelCollected, WrongDirection, InvalidAmount, InvalidVoucher, VoucherRefused, Unredeemable, ForeignVoucher, ConflictingVoucher, BelowMinDelta, AmountBelowLane, Chain, Store, Encode }
 }
 
 error_enum! {
     /// Why a voucher could not be submitted: `voucher_submit`.
-    pub enum SubmitError { UnknownChannel, ForeignVoucher, AlreadySubmitted, MessageRefused, ShuttingDown, Chain, Store, Wallet, Encode, Add(AddVoucherError): "A voucher not held yet was refused on its way in." }
+    pub enum SubmitError { UnknownChannel, ChannelCollected, ForeignVoucher, AlreadySubmitted, MessageRefused, ShuttingDown, Chain, Store, Wallet, Encode, Add(AddVoucherError): "A voucher not held yet was refused on its way in." }
 }
 
 error_enum! {
@@ -311,7 +319,7 @@ error_enum! {
 
 error_enum! {
     /// Why a payee's side of reconciliation failed: `reconcile_draft`, `reconcile_accept`.
-    pub enum CombineError { UnknownChannel, WrongDirection, ChannelNotOpen, NothingToReconcile, CombinedRejected, ConflictingVoucher, InvalidVoucher, Chain, Store, Encode }
+    pub enum CombineError { UnknownChannel, WrongDirection, ChannelNotOpen, ChannelCollected, NothingToReconcile, CombinedRejected, ConflictingVoucher, InvalidVoucher, Chain, Store, Encode }
 }
 
 error_enum! {
@@ -403,6 +411,6 @@ widen!(ChainMessageError => FundsError { UnknownChannel(a), MessageRefused { cid
 widen!(ChainMessageError => SettleError { UnknownChannel(a), MessageRefused { cid, reason }, ShuttingDown, Chain(a), Store(a), Wallet(a), Encode(a) });
 widen!(ChainMessageError => SubmitError { UnknownChannel(a), MessageRefused { cid, reason }, ShuttingDown, Chain(a), Store(a), Wallet(a), Encode(a) });
 
-widen!(CheckVoucherError => CreateVoucherError { UnknownChannel(a), InvalidVoucher(a), Chain(a), Store(a), Encode(a) });
-widen!(CheckVoucherError => AddVoucherError { UnknownChannel(a), InvalidVoucher(a), Chain(a), Store(a), Encode(a) });
-widen!(CheckVoucherError => CombineError { UnknownChannel(a), InvalidVoucher(a), Chain(a), Store(a), Encode(a) });
+widen!(CheckVoucherError => CreateVoucherError { UnknownChannel(a), ChannelCollected(a), InvalidVoucher(a), Chain(a), Store(a), Encode(a) });
+widen!(CheckVoucherError => AddVoucherError { UnknownChannel(a), ChannelCollected(a), InvalidVoucher(a), Chain(a), Store(a), Encode(a) });
+widen!(CheckVoucherError => CombineError { UnknownChannel(a), ChannelCollected(a), InvalidVoucher(a), Chain(a), Store(a), Encode(a) });

@@ -26,7 +26,7 @@ use std::time::Duration;
 use cid::Cid;
 use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 
-use crate::chain::Chain;
+use crate::chain::{Chain, ChainError};
 use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, Store,
     StoreError, VoucherRecord, Write,
@@ -566,6 +566,23 @@ impl PaymentChannelManager {
             .collect())
     }
 
+    /// This node's message for channel `id` of the kind `kind` picks that is in flight or
+    /// landed with success, if any: what a settle or collect asked again answers.
+    fn own_message(
+        &self,
+        id: ChannelId,
+        kind: impl Fn(&MessagePurpose) -> bool,
+    ) -> Result<Option<Cid>, StoreError> {
+        Ok(self
+            .inner
+            .store
+            .messages()?
+            .into_iter()
+            .filter(|m| m.purpose.channel() == id && kind(&m.purpose))
+            .find(|m| m.is_open() || matches!(m.state, MessageState::Landed { exit_code: 0, .. }))
+            .map(|m| m.cid))
+    }
+
     /// Applies `batch` and waits until it is durable.
     async fn commit(&self, batch: Vec<Write>) -> Result<(), StoreError> {
         self.inner.store.apply(batch)?;
@@ -582,7 +599,15 @@ impl PaymentChannelManager {
         // node, and vouchers being created on the channel need the lock meanwhile.
         let on_chain = match &record.channel {
             Some(addr) if !matches!(record.lifecycle, Lifecycle::Collected) => {
-                self.inner.chain.channel(addr).await.ok()
+                match self.inner.chain.channel(addr).await {
+                    Ok(on_chain) => Some(on_chain),
+                    Err(ChainError::NotFound(_)) => {
+                        // Collected by either side: the status says so from now on.
+                        self.mark_gone(record.id).await?;
+                        None
+                    }
+                    Err(_) => None,
+                }
             }
             _ => None,
         };
@@ -684,11 +709,28 @@ impl PaymentChannelManager {
         Ok(self.commit(vec![Write::Channel(record)]).await?)
     }
 
-    /// Settles a channel (either direction), returning the message's CID at once.
+    /// Settles a channel (either direction), returning the message's CID at once. A settle
+    /// this node already sent — in flight, or landed — is answered again rather than sent
+    /// twice (the second would fail on chain: the actor refuses to settle a settling channel),
+    /// so the caller's wait for it succeeds. A channel the chain shows settling or collected
+    /// otherwise (by the other side) is refused with its lifecycle, read from the chain.
     #[tracing::instrument(name = "paych_settle", level = "debug", skip_all)]
     pub async fn settle(&self, channel: &Address) -> Result<Cid, SettleError> {
-        let record = self.record_by_address(channel)?;
-        if !matches!(record.lifecycle, Lifecycle::Open) {
+        let id = self.record_by_address(channel)?.id;
+        let lock = self.channel_lock(id);
+        let _guard = lock.lock().await;
+        let record = self.record(id)?;
+        if record.lifecycle != Lifecycle::Collected {
+            let own = self.own_message(id, |p| matches!(p, MessagePurpose::Settle { .. }))?;
+            if let Some(cid) = own {
+                return Ok(cid);
+            }
+        }
+        let record = match record.lifecycle {
+            Lifecycle::Open => self.lifecycle_on_chain(record).await?,
+            _ => record,
+        };
+        if record.lifecycle != Lifecycle::Open {
             return Err(SettleError::ChannelNotOpen {
                 channel: self.describe(&record),
                 lifecycle: record.lifecycle,
@@ -697,10 +739,26 @@ impl PaymentChannelManager {
         Ok(self.send_channel_method(&record, MessagePurpose::Settle { channel: record.id }).await?)
     }
 
-    /// Collects a settled channel, returning the message's CID at once.
+    /// Collects a settled channel, returning the message's CID at once. A collect this node
+    /// already sent — the settler's, or an earlier call's; in flight, or landed — is
+    /// answered again rather than sent twice (the second would fail on chain: the actor is
+    /// gone), so the caller's wait for it succeeds. A channel collected by the other side is
+    /// refused as `Collected`.
     #[tracing::instrument(name = "paych_collect", level = "debug", skip_all)]
     pub async fn collect(&self, channel: &Address) -> Result<Cid, SettleError> {
-        let record = self.record_by_address(channel)?;
+        let id = self.record_by_address(channel)?.id;
+        let lock = self.channel_lock(id);
+        let _guard = lock.lock().await;
+        if let Some(cid) = self.own_message(id, |p| matches!(p, MessagePurpose::Collect { .. }))? {
+            return Ok(cid);
+        }
+        let record = self.record(id)?;
+        let record = match record.lifecycle {
+            Lifecycle::Settling | Lifecycle::Settled | Lifecycle::Open => {
+                self.lifecycle_on_chain(record).await?
+            }
+            _ => record,
+        };
         if !matches!(record.lifecycle, Lifecycle::Settling | Lifecycle::Settled | Lifecycle::Open) {
             return Err(SettleError::ChannelNotOpen {
                 channel: self.describe(&record),
@@ -710,6 +768,59 @@ impl PaymentChannelManager {
         Ok(self
             .send_channel_method(&record, MessagePurpose::Collect { channel: record.id })
             .await?)
+    }
+
+    /// A channel's record with what the chain says of its life: collected once its actor is
+    /// gone, settling or settled once the chain shows `settling_at` (recorded, as the settler
+    /// records them). A look only: when the chain cannot be read, the record is answered as
+    /// it is, and the message about to be sent meets the chain's failure itself.
+    async fn lifecycle_on_chain(
+        &self,
+        record: ChannelRecord,
+    ) -> Result<ChannelRecord, SettleError> {
+        let Some(addr) = record.channel else { return Ok(record) };
+        let settling_at = match self.inner.chain.channel(&addr).await {
+            Ok(on_chain) => on_chain.state.settling_at,
+            Err(ChainError::NotFound(_)) => {
+                self.mark_gone(record.id).await?;
+                return Ok(self.record(record.id)?);
+            }
+            Err(e) => {
+                tracing::debug!(channel = record.id, error = %e, "channel state unread");
+                return Ok(record);
+            }
+        };
+        if settling_at == 0 || record.settling_at == settling_at {
+            return Ok(record);
+        }
+        let Ok(head) = self.inner.chain.head().await else { return Ok(record) };
+        let mut updated = record.clone();
+        match updated.settling_seen(settling_at, head) {
+            Ok(()) => {
+                self.commit(vec![Write::Channel(updated.clone())]).await?;
+                Ok(updated)
+            }
+            Err(e) => {
+                tracing::warn!(channel = record.id, error = %e, "settling seen");
+                Ok(record)
+            }
+        }
+    }
+
+    /// Records that a channel's actor is gone from the chain: it was collected, by either
+    /// side. The settler, `status`, settle and collect and the voucher operations all learn
+    /// it this way, the first time they read the chain after it happened.
+    async fn mark_gone(&self, id: ChannelId) -> Result<(), StoreError> {
+        let Some(mut record) = self.inner.store.channel(id)? else { return Ok(()) };
+        if record.lifecycle == Lifecycle::Collected {
+            return Ok(());
+        }
+        if let Err(e) = record.mark_collected() {
+            tracing::warn!(channel = id, error = %e, "actor gone");
+            return Ok(());
+        }
+        tracing::info!(channel = id, "the channel's actor is gone: collected");
+        self.commit(vec![Write::Channel(record)]).await
     }
 }
 

@@ -72,15 +72,8 @@ impl PaymentChannelManager {
         let Some(addr) = record.channel else { return Ok(()) };
         let on_chain = match self.inner.chain.channel(&addr).await {
             Ok(c) => c,
-            Err(ChainError::NotFound(_)) => {
-                // Collected by the other side.
-                let mut record = record;
-                if let Err(e) = record.mark_collected() {
-                    tracing::warn!(channel = record.id, error = %e, "settler: actor gone");
-                    return Ok(());
-                }
-                return Ok(self.commit(vec![Write::Channel(record)]).await?);
-            }
+            // Collected by the other side.
+            Err(ChainError::NotFound(_)) => return Ok(self.mark_gone(record.id).await?),
             Err(e) => return Err(e.into()),
         };
         let settling_at = on_chain.state.settling_at;

@@ -9,7 +9,7 @@ use super::{
     NewPaymentError, PaymentChannelManager, SubmitError,
 };
 use crate::actor::{self, AccountLookup, ActorEnv, ExtraCallFailure, Invocation, Redemption};
-use crate::chain::ChannelOnChain;
+use crate::chain::{ChainError, ChannelOnChain};
 use crate::crypto;
 use crate::redemption::{self, Situation};
 use crate::store::{
@@ -408,13 +408,21 @@ impl PaymentChannelManager {
 
     /// The chain's view of a channel for validation: the head, the channel's state at that
     /// head with the balance it had `confidence` epochs deeper if lower (funds a short
-    /// reorganisation could take away are not counted), and its ID address.
+    /// reorganisation could take away are not counted), and its ID address. A channel whose
+    /// actor is gone is recorded collected and answered `ChannelCollected`.
     async fn chain_view(&self, record: &ChannelRecord) -> Result<ChainView, CheckVoucherError> {
         let channel = record
             .channel
             .ok_or_else(|| CheckVoucherError::UnknownChannel(self.describe(record)))?;
         let chain = &self.inner.chain;
-        let at = chain.channel_at_depth(&channel, self.inner.config.confidence).await?;
+        let at = match chain.channel_at_depth(&channel, self.inner.config.confidence).await {
+            Ok(at) => at,
+            Err(ChainError::NotFound(_)) => {
+                self.mark_gone(record.id).await?;
+                return Err(CheckVoucherError::ChannelCollected(self.fmt(&channel)));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let head = at.head;
         let mut on_chain = at.channel;
         on_chain.balance = at.confirmed_balance;
@@ -524,6 +532,9 @@ impl PaymentChannelManager {
         held: &Held,
         voucher: &SignedVoucher,
     ) -> Result<Assessment, AddVoucherError> {
+        if record.lifecycle == Lifecycle::Collected {
+            return Err(AddVoucherError::ChannelCollected(self.describe(record)));
+        }
         if let Some(top) = held.top(voucher.lane) {
             if top.nonce > voucher.nonce && voucher.amount <= top.amount {
                 // Only this channel's lane covers it: a voucher naming another channel is not.
@@ -763,7 +774,7 @@ impl PaymentChannelManager {
         }
         match self.inner.chain.lookup_id(channel).await {
             Ok(Some(id)) if id != *channel => Ok(self.inner.store.channel_by_address(&id)?),
-            Ok(_) | Err(crate::chain::ChainError::NotFound(_)) => Ok(None),
+            Ok(_) | Err(ChainError::NotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -794,7 +805,7 @@ impl PaymentChannelManager {
         let chain = &self.inner.chain;
         let on_chain = match chain.channel(channel).await {
             Ok(c) => c,
-            Err(crate::chain::ChainError::NotFound(_)) => {
+            Err(ChainError::NotFound(_)) => {
                 return Err(AddVoucherError::UnknownChannel(self.fmt(channel)))
             }
             Err(e) => return Err(e.into()),
@@ -820,7 +831,8 @@ impl PaymentChannelManager {
     }
 
     /// Whether submitting the voucher now would succeed: `false` — not an error — when it
-    /// was already submitted or superseded, or a dry run on the chain fails. The dry run is
+    /// was already submitted or superseded, its channel was collected (its actor is gone),
+    /// or a dry run on the chain fails. The dry run is
     /// `UpdateChannelState` sent from the channel's recipient (its `to` on chain), as Lotus's
     /// `checkVoucherSpendable` makes it, so that a payer can ask it of its own vouchers too.
     #[tracing::instrument(name = "paych_voucher_check_spendable", level = "debug", skip_all)]
@@ -839,10 +851,20 @@ impl PaymentChannelManager {
                 return Ok(false);
             }
         }
+        if record.lifecycle == Lifecycle::Collected {
+            return Ok(false);
+        }
         let channel_addr = record
             .channel
             .ok_or_else(|| CheckVoucherError::UnknownChannel(self.describe(&record)))?;
-        let recipient = self.inner.chain.channel(&channel_addr).await?.state.to;
+        let recipient = match self.inner.chain.channel(&channel_addr).await {
+            Ok(on_chain) => on_chain.state.to,
+            Err(ChainError::NotFound(_)) => {
+                self.mark_gone(record.id).await?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret: secret.to_vec() };
         let params =
             fvm_ipld_encoding::to_vec(&params).map_err(|e| CheckVoucherError::Encode(e.into()))?;
@@ -887,15 +909,22 @@ impl PaymentChannelManager {
     /// highest voucher cannot redeem falls back to a lower one. On an outbound channel the
     /// payer plans its own vouchers as their recipient would redeem them (Lotus's
     /// `best-spendable` asks `PaychVoucherCheckSpendable` of each, a dry run as the
-    /// recipient).
+    /// recipient). A collected channel (its actor gone) has nothing spendable: empty.
     #[tracing::instrument(name = "paych_voucher_best_spendable", level = "debug", skip_all)]
     pub async fn voucher_best_spendable(
         &self,
         channel: &Address,
     ) -> Result<Vec<SignedVoucher>, CheckVoucherError> {
         let record = self.record_by_address(channel)?;
-        let plan = self.plan_for_payee(&record, record.direction == Direction::Outbound).await?;
-        Ok(plan.steps.into_iter().map(|s| s.voucher).collect())
+        if record.lifecycle == Lifecycle::Collected {
+            return Ok(Vec::new());
+        }
+        match self.plan_for_payee(&record, record.direction == Direction::Outbound).await {
+            Ok(plan) => Ok(plan.steps.into_iter().map(|s| s.voucher).collect()),
+            // Nothing on a collected channel can be spent.
+            Err(CheckVoucherError::ChannelCollected(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The plan the settler submits for an inbound channel: every held voucher that is
@@ -936,7 +965,8 @@ impl PaymentChannelManager {
 
     /// Submits a voucher to the chain (adding it first if this node does not hold it),
     /// marking it and every lower nonce on its lane submitted. A voucher already submitted
-    /// (or below one that was) is refused.
+    /// (or below one that was) is refused; so is one on a collected channel
+    /// (`ChannelCollected`: its actor is gone, the message could only fail).
     #[tracing::instrument(name = "paych_voucher_submit", level = "debug", skip_all)]
     pub async fn voucher_submit(
         &self,
@@ -948,6 +978,7 @@ impl PaymentChannelManager {
         if let Some((lane, nonce)) = self.already_submitted(&record, voucher)? {
             return Err(SubmitError::AlreadySubmitted { lane, nonce });
         }
+        self.expect_actor(&record).await?;
         if self.inner.store.voucher(record.id, voucher.lane, voucher.nonce)?.is_none() {
             if record.direction == Direction::Inbound {
                 self.voucher_add(channel, voucher, TokenAmount::default()).await?;
@@ -960,6 +991,24 @@ impl PaymentChannelManager {
         let record = self.record(record.id)?;
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret: secret.to_vec() };
         Ok(self.send_submit(&record, &params).await?)
+    }
+
+    /// Refuses a channel that was collected — recorded so, or its actor gone from the chain
+    /// (then recorded so). A look only: when the chain cannot be read, the message about to
+    /// be sent meets the chain's failure itself.
+    async fn expect_actor(&self, record: &ChannelRecord) -> Result<(), SubmitError> {
+        let collected = || SubmitError::ChannelCollected(self.describe(record));
+        if record.lifecycle == Lifecycle::Collected {
+            return Err(collected());
+        }
+        let Some(addr) = record.channel else { return Ok(()) };
+        match self.inner.chain.channel(&addr).await {
+            Err(ChainError::NotFound(_)) => {
+                self.mark_gone(record.id).await?;
+                Err(collected())
+            }
+            Ok(_) | Err(_) => Ok(()),
+        }
     }
 
     /// Lotus's `PaychNewPayment`: gets (or creates) the channel from `from` to `to` with

@@ -186,7 +186,9 @@ pub fn rejection_status(error: &AddVoucherError) -> VoucherStatus {
     use AddVoucherError as E;
     use VoucherStatus as S;
     match error {
-        E::UnknownChannel(_) | E::WrongDirection { .. } => S::UnknownChannel,
+        E::UnknownChannel(_) | E::ChannelCollected(_) | E::WrongDirection { .. } => {
+            S::UnknownChannel
+        }
         E::Chain(ChainError::NotFound(_)) => S::UnknownChannel,
         E::InvalidVoucher(e) => actor_status(e),
         E::VoucherRefused(refusal) => policy_status(refusal),
