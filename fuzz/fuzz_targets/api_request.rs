@@ -79,8 +79,7 @@ fn world() -> &'static World {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&who, body)) = data.split_first() else { return };
-    if body.windows(9).any(|w| w == b"WalletNew")
-        || body.windows(12).any(|w| w == b"StateWaitMsg")
+    if body.windows(9).any(|w| w == b"WalletNew") || body.windows(12).any(|w| w == b"StateWaitMsg")
     {
         return;
     }
