@@ -5,6 +5,8 @@
 //! - [`types`]: the payment-channel actor's wire types, encoded byte-for-byte as the chain
 //!   encodes them (tuple DAG-CBOR), with typed decoding errors;
 //! - [`crypto`]: blake2b and secp256k1 in the Filecoin conventions;
+//! - [`invoice`]: the payee's signed invoice (amount, payment hash, hubs, expiry) in tuple
+//!   DAG-CBOR and its `paychinv1` text form, with its checks;
 //! - [`actor`]: the payment-channel actor's rules as pure functions — the single
 //!   implementation used both by the devnet chain and by voucher validation;
 //! - [`wallet`]: the [`wallet::Wallet`] trait and a Lotus-compatible keystore;
@@ -27,6 +29,7 @@ pub mod actor;
 pub mod chain;
 pub mod combine;
 pub mod crypto;
+pub mod invoice;
 pub mod jsonrpc;
 pub mod lotus_json;
 pub mod manager;

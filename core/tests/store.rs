@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use paych_core::store::sled::SledStore;
 use paych_core::store::{
-    ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageRecord, MessageState,
-    PeerRecord, ReconcileRecord, Store, StoreError, VoucherOrigin, VoucherRecord, Write,
+    ChannelId, ChannelRecord, Direction, InvoiceSecretRecord, Lifecycle, MessagePurpose,
+    MessageRecord, MessageState, PeerRecord, ReconcileRecord, Store, StoreError, VoucherOrigin,
+    VoucherRecord, Write,
 };
 use paych_core::types::{Address, Message, Signature, SignedMessage, SignedVoucher, TokenAmount};
 use tempfile::TempDir;
@@ -115,7 +116,7 @@ struct Fresh {
 
 /// Every scenario a backend must pass, each on a fresh store from `fresh`.
 async fn conformance(fresh: fn() -> Fresh) {
-    let on_a_fresh_store: [fn(&dyn Store); 12] = [
+    let on_a_fresh_store: [fn(&dyn Store); 13] = [
         channel_round_trips,
         channel_is_found_by_both_addresses_once_open,
         changed_address_leaves_no_stale_index_entry,
@@ -128,6 +129,7 @@ async fn conformance(fresh: fn() -> Fresh) {
         message_records_follow_their_states,
         message_under_wrong_cid_is_refused,
         reconcile_and_peer_records_round_trip,
+        invoice_secret_is_kept_under_its_hash_and_never_replaced,
     ];
     for scenario in on_a_fresh_store {
         scenario(&*fresh().store);
@@ -354,6 +356,35 @@ fn reconcile_and_peer_records_round_trip(store: &dyn Store) {
     let err = store.apply(vec![Write::Reconcile(orphan)]).unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     assert_eq!(store.reconcile(&[0x13; 32]).unwrap(), None);
+}
+
+fn invoice_secret_is_kept_under_its_hash_and_never_replaced(store: &dyn Store) {
+    let record = InvoiceSecretRecord {
+        payment_hash: vec![0x21; 32],
+        secret: vec![0x22; 32],
+        invoice: vec![0x83, 1, 2, 3],
+    };
+    apply_one(store, Write::InvoiceSecret(record.clone()));
+    assert_eq!(store.invoice_secret(&[0x21; 32]).unwrap(), Some(record.clone()));
+    assert_eq!(store.invoice_secret(&[0x23; 32]).unwrap(), None);
+    assert_eq!(store.invoice_secret(&[]).unwrap(), None);
+
+    // Writing the same record again changes nothing; another secret under the hash is refused.
+    apply_one(store, Write::InvoiceSecret(record.clone()));
+    let other = InvoiceSecretRecord { secret: vec![0x24; 32], ..record.clone() };
+    let err = store.apply(vec![Write::InvoiceSecret(other.clone())]).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let twice = vec![
+        Write::InvoiceSecret(InvoiceSecretRecord {
+            payment_hash: vec![0x25; 32],
+            ..other.clone()
+        });
+        2
+    ];
+    let err = store.apply(twice).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(store.invoice_secret(&[0x21; 32]).unwrap(), Some(record));
+    assert_eq!(store.invoice_secret(&[0x25; 32]).unwrap(), None);
 }
 
 fn channel_ids_never_repeat(store: Arc<dyn Store>) {

@@ -5,8 +5,8 @@
 use cid::Cid;
 use paych_core::store::sled::SledStore;
 use paych_core::store::{
-    Batch, ChannelId, ChannelRecord, MessageRecord, PeerRecord, ReconcileRecord, Store, StoreError,
-    VoucherRecord,
+    Batch, ChannelId, ChannelRecord, InvoiceSecretRecord, MessageRecord, PeerRecord,
+    ReconcileRecord, Store, StoreError, VoucherRecord,
 };
 use paych_core::types::Address;
 
@@ -101,5 +101,11 @@ impl<D: Durability> Store for SledWith<D> {
     }
     fn peer(&self, address: &Address) -> Result<Option<PeerRecord>, StoreError> {
         self.sled.peer(address)
+    }
+    fn invoice_secret(
+        &self,
+        payment_hash: &[u8],
+    ) -> Result<Option<InvoiceSecretRecord>, StoreError> {
+        self.sled.invoice_secret(payment_hash)
     }
 }

@@ -1,5 +1,5 @@
 //! Durable off-chain state: channels, vouchers, reservations, chain messages,
-//! reconciliation records and peer records.
+//! reconciliation records, peer records and invoice secrets.
 //!
 //! [`Store`] is the trait the manager writes through; [`sled::SledStore`] implements it on
 //! sled. Writes are grouped in a [`Batch`] and applied atomically. A write is in memory (and
@@ -254,6 +254,22 @@ pub struct PeerRecord {
     pub envelope: Vec<u8>,
 }
 
+/// A payee's invoice secret, kept under its payment hash so that the payee can reveal it
+/// when paid. A store holds at most one record per payment hash: a second, different one is
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceSecretRecord {
+    /// blake2b-256 of the secret.
+    #[serde(with = "strict_bytes")]
+    pub payment_hash: Vec<u8>,
+    /// The 32-byte secret.
+    #[serde(with = "strict_bytes")]
+    pub secret: Vec<u8>,
+    /// The signed invoice's CBOR.
+    #[serde(with = "strict_bytes")]
+    pub invoice: Vec<u8>,
+}
+
 /// One write of a [`Batch`].
 // Batches are short-lived and a handful of writes long; boxing the channel record would
 // cost an allocation on every write for no saving that matters.
@@ -270,6 +286,9 @@ pub enum Write {
     Reconcile(ReconcileRecord),
     /// Insert or replace a peer record (keyed by address).
     Peer(PeerRecord),
+    /// Insert an invoice secret (keyed by payment hash); refused when another record holds
+    /// that hash.
+    InvoiceSecret(InvoiceSecretRecord),
 }
 
 /// Writes applied together or not at all.
@@ -332,4 +351,9 @@ pub trait Store: Send + Sync {
     fn reconcile(&self, request_hash: &[u8]) -> Result<Option<ReconcileRecord>, StoreError>;
     /// A peer record by key address.
     fn peer(&self, address: &Address) -> Result<Option<PeerRecord>, StoreError>;
+    /// An invoice secret by payment hash.
+    fn invoice_secret(
+        &self,
+        payment_hash: &[u8],
+    ) -> Result<Option<InvoiceSecretRecord>, StoreError>;
 }

@@ -27,8 +27,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{
-    Batch, ChannelId, ChannelRecord, MessageRecord, PeerRecord, ReconcileRecord, Store, StoreError,
-    VoucherRecord, Write,
+    Batch, ChannelId, ChannelRecord, InvoiceSecretRecord, MessageRecord, PeerRecord,
+    ReconcileRecord, Store, StoreError, VoucherRecord, Write,
 };
 use crate::types::Address;
 
@@ -54,6 +54,8 @@ mod prefix {
     pub const RECONCILE: u8 = 0x05;
     /// Peer records: `0x06 ‖ address bytes`.
     pub const PEER: u8 = 0x06;
+    /// Invoice secrets: `0x07 ‖ payment hash`.
+    pub const INVOICE_SECRET: u8 = 0x07;
 }
 
 /// Metadata: the format version, a big-endian u64.
@@ -77,6 +79,7 @@ enum Key {
     Message(Cid),
     Reconcile(Vec<u8>),
     Peer(Address),
+    InvoiceSecret(Vec<u8>),
 }
 
 impl Key {
@@ -94,6 +97,7 @@ impl Key {
             Key::Message(cid) => prefixed(prefix::MESSAGE, &cid.to_bytes()),
             Key::Reconcile(hash) => prefixed(prefix::RECONCILE, hash),
             Key::Peer(addr) => prefixed(prefix::PEER, &addr.to_bytes()),
+            Key::InvoiceSecret(hash) => prefixed(prefix::INVOICE_SECRET, hash),
         }
     }
 }
@@ -110,6 +114,7 @@ impl fmt::Display for Key {
             Key::Message(cid) => write!(f, "message/{cid}"),
             Key::Reconcile(hash) => write!(f, "reconcile/{}", hex::encode(hash)),
             Key::Peer(addr) => write!(f, "peer/{addr}"),
+            Key::InvoiceSecret(hash) => write!(f, "invoice-secret/{}", hex::encode(hash)),
         }
     }
 }
@@ -157,6 +162,12 @@ impl Keyed for MessageRecord {
 impl Keyed for ReconcileRecord {
     fn key(&self) -> Key {
         Key::Reconcile(self.request_hash.clone())
+    }
+}
+
+impl Keyed for InvoiceSecretRecord {
+    fn key(&self) -> Key {
+        Key::InvoiceSecret(self.payment_hash.clone())
     }
 }
 
@@ -473,8 +484,25 @@ impl<'a> Plan<'a> {
                 encode(record)?
             }
             Write::Peer(record) => encode(record)?,
+            Write::InvoiceSecret(record) => {
+                self.check_unique_secret(record)?;
+                encode(record)?
+            }
         };
         self.out.push((key, Some(value)));
+        Ok(())
+    }
+
+    /// Refuses a second, different record under a payment hash: at most one invoice per hash.
+    fn check_unique_secret(&self, record: &InvoiceSecretRecord) -> Result<(), StoreError> {
+        let held: Option<InvoiceSecretRecord> = self.shared.record(&record.key())?;
+        let planned = self.out.iter().any(|(key, _)| *key == record.key().to_bytes());
+        if planned || held.is_some_and(|held| held != *record) {
+            return Err(StoreError::Invalid(format!(
+                "payment hash {} already has an invoice",
+                hex::encode(&record.payment_hash)
+            )));
+        }
         Ok(())
     }
 
@@ -770,6 +798,13 @@ impl Store for SledStore {
 
     fn peer(&self, address: &Address) -> Result<Option<PeerRecord>, StoreError> {
         self.shared.record(&Key::Peer(*address))
+    }
+
+    fn invoice_secret(
+        &self,
+        payment_hash: &[u8],
+    ) -> Result<Option<InvoiceSecretRecord>, StoreError> {
+        self.shared.record(&Key::InvoiceSecret(payment_hash.to_vec()))
     }
 }
 

@@ -88,6 +88,26 @@ pub enum DecodeError {
     /// A text form was not valid unpadded base64url.
     #[error("not valid unpadded base64url: {0}")]
     Base64(String),
+    /// A fixed-length byte field had another length.
+    #[error("{what}: expected {expected} bytes, found {found}")]
+    WrongLength {
+        /// The field being decoded.
+        what: &'static str,
+        /// The length the layout requires.
+        expected: usize,
+        /// The length found.
+        found: usize,
+    },
+    /// A bounded field (a list's items, a string's bytes) is longer than its bound.
+    #[error("{what}: {found} exceeds the bound of {max}")]
+    TooLong {
+        /// The field being decoded.
+        what: &'static str,
+        /// The bound.
+        max: usize,
+        /// The length found.
+        found: usize,
+    },
 }
 
 /// A wire type that can be rebuilt from a decoded DAG-CBOR tree.
@@ -221,6 +241,37 @@ pub fn bytes_field<'a>(ipld: &'a Ipld, what: &'static str) -> Result<&'a [u8], D
 /// A byte-string field, owned.
 pub fn byte_vec_field(ipld: &Ipld, what: &'static str) -> Result<Vec<u8>, DecodeError> {
     bytes_field(ipld, what).map(<[u8]>::to_vec)
+}
+
+/// A byte-string field of exactly `N` bytes.
+pub fn array_field<const N: usize>(
+    ipld: &Ipld,
+    what: &'static str,
+) -> Result<[u8; N], DecodeError> {
+    let bytes = bytes_field(ipld, what)?;
+    bytes.try_into().map_err(|_| DecodeError::WrongLength { what, expected: N, found: bytes.len() })
+}
+
+/// A text-string field of at most `max` bytes.
+pub fn string_field(ipld: &Ipld, what: &'static str, max: usize) -> Result<String, DecodeError> {
+    match ipld {
+        Ipld::String(s) if s.len() > max => Err(DecodeError::TooLong { what, max, found: s.len() }),
+        Ipld::String(s) => Ok(s.clone()),
+        other => Err(wrong(what, "string", other)),
+    }
+}
+
+/// The items of an array of at most `max` items.
+pub fn bounded_list<'a>(
+    ipld: &'a Ipld,
+    what: &'static str,
+    max: usize,
+) -> Result<&'a [Ipld], DecodeError> {
+    let items = list(ipld, what)?;
+    if items.len() > max {
+        return Err(DecodeError::TooLong { what, max, found: items.len() });
+    }
+    Ok(items)
 }
 
 /// A CID link field.
