@@ -8,8 +8,9 @@
 //! lowercase unpadded base32) between people. Every size is bounded; decoding and
 //! verification never panic and name what was wrong.
 //!
-//! This module owns the invoice's layout, text form and checks; it never stores secrets
-//! (the payee's store does, keyed by the payment hash) and never touches the network.
+//! This module owns the invoice's layout, text form and checks, and [`issue`]: the payee's
+//! step that draws the secret, signs the invoice and keeps the secret in its store under the
+//! payment hash (durable before the invoice is handed out). It never touches the network.
 
 use fvm_ipld_encoding::strict_bytes;
 use fvm_ipld_encoding::tuple::*;
@@ -20,8 +21,10 @@ use fvm_shared::econ::TokenAmount;
 use serde::Serialize;
 
 use crate::crypto::{self, CryptoError, SecretKey};
+use crate::store::{InvoiceSecretRecord, Store, StoreError, Write};
 use crate::types::decode::{self, tuple_from_ipld, DecodeError};
 use crate::types::EncodeError;
+use crate::wallet::{Wallet, WalletError};
 
 /// The prefix of an invoice's text form; the `1` is the layout's version.
 pub const TEXT_PREFIX: &str = "paychinv1";
@@ -40,6 +43,22 @@ pub const MAX_TEXT_LEN: usize = TEXT_PREFIX.len() + MAX_INVOICE_BYTES.div_ceil(5
 /// The largest payee margin an invoice may state: one settle window (1440 epochs), since
 /// the whole route must fit one.
 pub const MAX_PAYEE_MARGIN: ChainEpoch = 1440;
+
+/// The longest an issued invoice stays payable: 30 days, in seconds.
+pub const MAX_EXPIRY_SECS: u64 = 30 * 24 * 3600;
+/// `G_R`: the epochs of downtime a payee tolerates by default (one hour of 30-second epochs).
+pub const PAYEE_DOWNTIME_EPOCHS: ChainEpoch = 120;
+/// `S`: the epochs a message may wait for inclusion under congestion, by default.
+pub const INCLUSION_DELAY_EPOCHS: ChainEpoch = 20;
+
+/// The payee's margin `D_R = conf + G_R + S` for a network whose confidence (the depth at
+/// which a message is final) is `confidence` epochs.
+pub fn payee_margin(confidence: u64) -> ChainEpoch {
+    ChainEpoch::try_from(confidence)
+        .unwrap_or(MAX_PAYEE_MARGIN)
+        .saturating_add(PAYEE_DOWNTIME_EPOCHS + INCLUSION_DELAY_EPOCHS)
+        .min(MAX_PAYEE_MARGIN)
+}
 
 /// A hub the payee can be reached through: its Filecoin address (the payee's channel from
 /// it) and where to dial it.
@@ -260,12 +279,84 @@ impl Serialize for Invoice {
     }
 }
 
+/// What a payee asks for when it issues an invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceTerms {
+    /// The payee's address: a key of its wallet.
+    pub payee: Address,
+    /// The amount asked.
+    pub amount: TokenAmount,
+    /// The invoice's expiry, in unix seconds.
+    pub expiry: u64,
+    /// The payee's margin `D_R`, in epochs.
+    pub payee_margin: ChainEpoch,
+    /// The hubs the payee can be reached through.
+    pub hubs: Vec<Hub>,
+}
+
+/// Why an invoice could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The terms break an invoice's bounds, or signing failed.
+    #[error(transparent)]
+    Invoice(#[from] InvoiceError),
+    /// The wallet has no key for the payee, or could not sign.
+    #[error("payee key: {0}")]
+    Wallet(#[from] WalletError),
+    /// The operating system gave no random bytes.
+    #[error("no random bytes for the secret: {0}")]
+    Random(getrandom::Error),
+    /// The secret could not be kept.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Issues an invoice: draws a fresh secret and id, signs the invoice with the payee's key
+/// in `wallet`, and keeps the secret under its payment hash in `store`, durable before this
+/// returns. The store refuses a second invoice for a payment hash.
+pub async fn issue(
+    store: &dyn Store,
+    wallet: &dyn Wallet,
+    terms: InvoiceTerms,
+) -> Result<Invoice, IssueError> {
+    let (secret, payment_hash) = new_secret().map_err(IssueError::Random)?;
+    let mut invoice = Invoice {
+        id: new_id().map_err(IssueError::Random)?,
+        amount: terms.amount,
+        payment_hash,
+        payee: terms.payee,
+        hubs: terms.hubs,
+        expiry: terms.expiry,
+        payee_margin: terms.payee_margin,
+        signature: None,
+    };
+    invoice.check_bounds()?;
+    invoice.signature = Some(wallet.sign(&invoice.payee, &invoice.signing_bytes()?)?);
+    invoice.verify_signature()?;
+    store.apply(vec![Write::InvoiceSecret(InvoiceSecretRecord {
+        payment_hash: payment_hash.to_vec(),
+        secret: secret.to_vec(),
+        invoice: invoice.to_cbor()?,
+    })])?;
+    store.durable().await?;
+    Ok(invoice)
+}
+
 /// A fresh payment secret and its hash: 32 random bytes from the operating system, and
 /// their blake2b-256.
 pub fn new_secret() -> Result<([u8; SECRET_LEN], [u8; SECRET_LEN]), getrandom::Error> {
     let mut secret = [0u8; SECRET_LEN];
     getrandom::getrandom(&mut secret)?;
     Ok((secret, payment_hash(&secret)))
+}
+
+/// The time now in unix seconds, as invoices' expiries count it (0 if the clock is before
+/// 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A fresh invoice id: 16 random bytes from the operating system.

@@ -2,7 +2,7 @@
 //! answers in Lotus's shapes (`ChannelInfo`, `ChannelAvailableFunds`, `PaymentInfo`,
 //! `VoucherCreateResult`), the node's `PaychStatus`, and the shapes of the methods Lotus
 //! does not have (`PaychPay`, `PaychReconcile`, `PaychRetrieve`, `PaychRetrievalPublish`,
-//! Lotus's `AddrInfo` for `Net*`).
+//! `PaychInvoice`, Lotus's `AddrInfo` for `Net*`).
 //!
 //! Each shape is a plain serde struct with the field names the API writes; the server builds
 //! it from the manager's values (with addresses written for its network) and the client reads
@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{amount_text, CidJson, JsonError, LotusJson, SignedVoucherJson};
+use crate::invoice::Invoice;
 use crate::manager::{AvailableFunds, ChannelHandle, ChannelStatus, LaneStatus};
 use crate::store::Direction;
 use crate::types::{format_address, Address, Network, SignedVoucher, TokenAmount};
@@ -331,4 +332,60 @@ pub struct AddrInfoJson {
     /// Its multiaddrs.
     #[serde(rename = "Addrs")]
     pub addrs: Vec<String>,
+}
+
+/// A hub of an invoice, as [`InvoiceJson`] writes it (and `PaychInvoice` takes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InvoiceHubJson {
+    /// The hub's key address.
+    pub address: String,
+    /// The hub's multiaddr, `/p2p/<peer id>` included.
+    pub multiaddr: String,
+}
+
+/// What `PaychInvoice` answers, and what `paych invoice decode` prints: the invoice's text
+/// form and its fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InvoiceJson {
+    /// The text form to hand to the payer (`paychinv1…`).
+    pub text: String,
+    /// The invoice's id, hex.
+    pub id: String,
+    /// The amount asked, attoFIL.
+    pub amount: String,
+    /// blake2b-256 of the payee's secret, hex.
+    pub payment_hash: String,
+    /// The payee's address.
+    pub payee: String,
+    /// The hubs the payee can be reached through.
+    pub hubs: Vec<InvoiceHubJson>,
+    /// The expiry, unix seconds.
+    pub expiry: u64,
+    /// The payee's margin `D_R`, in epochs.
+    pub payee_margin: i64,
+}
+
+impl InvoiceJson {
+    /// The shape of `invoice`, addresses written for `network`.
+    pub fn new(invoice: &Invoice, network: Network) -> Result<Self, JsonError> {
+        Ok(InvoiceJson {
+            text: invoice.to_text().map_err(|e| JsonError::Encode(e.to_string()))?,
+            id: hex::encode(invoice.id),
+            amount: amount_text(&invoice.amount),
+            payment_hash: hex::encode(invoice.payment_hash),
+            payee: format_address(&invoice.payee, network),
+            hubs: invoice
+                .hubs
+                .iter()
+                .map(|hub| InvoiceHubJson {
+                    address: format_address(&hub.address, network),
+                    multiaddr: hub.multiaddr.clone(),
+                })
+                .collect(),
+            expiry: invoice.expiry,
+            payee_margin: invoice.payee_margin,
+        })
+    }
 }

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use cid::Cid;
 use paych_core::jsonrpc::{error_code, RpcError};
 use paych_core::lotus_json::api::{
-    AddrInfoJson, ChannelAvailableFunds, ChannelInfo, ChannelStatusJson, ManifestJson, PaidJson,
-    PaymentInfo, ReconciledJson, RetrievedJson, VoucherCreateResult,
+    AddrInfoJson, ChannelAvailableFunds, ChannelInfo, ChannelStatusJson, InvoiceJson, ManifestJson,
+    PaidJson, PaymentInfo, ReconciledJson, RetrievedJson, VoucherCreateResult,
 };
 use paych_core::lotus_json::{CidJson, MsgLookupJson, SignedVoucherJson, TipSetJson, TipSetKey};
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
@@ -28,7 +28,8 @@ use serde_json::Value;
 use super::auth::Permission;
 use super::envelope::{not_found, Params};
 use super::params::{
-    AddrInfo, Bytes, GetOptions, KeyType, ParamList, PublishSpec, ReadParams, Root, VoucherSpecs,
+    AddrInfo, Bytes, GetOptions, InvoiceHubs, KeyType, ParamList, PublishSpec, ReadParams, Root,
+    VoucherSpecs,
 };
 
 /// One method of the API, as a type: `client.call::<PaychStatus>((channel,))`.
@@ -234,6 +235,10 @@ methods! {
     /// `PaychPay(ch, amount, flow)` (ours): a voucher made and sent to the channel's payee.
     PaychPay = "Filecoin.PaychPay", Sign, optional 1:
         (Address, TokenAmount, Option<String>) -> PaidJson;
+    /// `PaychInvoice(payee, amount, expirySeconds, hubs)` (ours): a signed invoice from a key
+    /// of the wallet, its secret kept under its payment hash.
+    PaychInvoice = "Filecoin.PaychInvoice", Sign, optional 1:
+        (Address, TokenAmount, u64, InvoiceHubs) -> InvoiceJson;
     /// `PaychReconcile(ch)` (ours): the payer of an inbound channel asked for one combined
     /// voucher.
     PaychReconcile = "Filecoin.PaychReconcile", Write: (Address,) -> ReconciledJson;

@@ -7,6 +7,7 @@
 
 use base64::Engine as _;
 use libp2p::{Multiaddr, PeerId};
+use paych_core::invoice::{Hub, MAX_HUBS, MAX_MULTIADDR_LEN};
 use paych_core::jsonrpc::RpcError;
 use paych_core::lotus_json::{self as json, JsonError, LotusJson, ModVerifyParamsJson};
 use paych_core::manager::VoucherSpec;
@@ -440,6 +441,72 @@ impl ReadParam for AddrInfo {
     fn read(p: &mut Params<'_>, i: usize) -> Result<Self, RpcError> {
         let value = p.take(i);
         AddrInfo::parse(&value).map_err(|e| p.invalid(i, e))
+    }
+}
+
+/// The hubs of `PaychInvoice`: `[{"Address": key address, "Multiaddr": "…/p2p/<peer id>"}]`,
+/// at most [`MAX_HUBS`], or `null` for none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvoiceHubs(pub Vec<Hub>);
+
+impl InvoiceHubs {
+    /// Reads one hub from `ADDRESS=MULTIADDR` (as the CLI's `--hub` takes it).
+    pub fn parse_pair(text: &str) -> Result<Hub, String> {
+        let (address, multiaddr) =
+            text.split_once('=').ok_or("expected ADDRESS=MULTIADDR (…/p2p/<peer id>)")?;
+        Self::hub(address, multiaddr)
+    }
+
+    fn hub(address: &str, multiaddr: &str) -> Result<Hub, String> {
+        let address = json::parse_address_field("Address", address).map_err(|e| e.to_string())?;
+        if multiaddr.len() > MAX_MULTIADDR_LEN {
+            return Err(format!("Multiaddr: longer than {MAX_MULTIADDR_LEN} bytes"));
+        }
+        let parsed: Multiaddr = multiaddr.parse().map_err(|e| format!("Multiaddr: {e}"))?;
+        if !matches!(parsed.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+            return Err("Multiaddr: must end with /p2p/<peer id>".to_owned());
+        }
+        Ok(Hub { address, multiaddr: parsed.to_string() })
+    }
+
+    fn parse(value: &Value) -> Result<InvoiceHubs, String> {
+        let hubs = match value {
+            Value::Null => return Ok(InvoiceHubs::default()),
+            Value::Array(hubs) if hubs.len() <= MAX_HUBS => hubs,
+            Value::Array(_) => return Err(format!("at most {MAX_HUBS} hubs")),
+            _ => return Err("expected [{\"Address\", \"Multiaddr\"}] or null".to_owned()),
+        };
+        hubs.iter()
+            .map(|hub| {
+                let field =
+                    |name: &str| hub[name].as_str().ok_or(format!("{name}: expected a string"));
+                Self::hub(field("Address")?, field("Multiaddr")?)
+            })
+            .collect::<Result<_, _>>()
+            .map(InvoiceHubs)
+    }
+}
+
+impl Param for InvoiceHubs {
+    fn write(&self, network: Network) -> Result<Value, JsonError> {
+        Ok(Value::Array(
+            self.0
+                .iter()
+                .map(|hub| {
+                    serde_json::json!({
+                        "Address": format_address(&hub.address, network),
+                        "Multiaddr": hub.multiaddr,
+                    })
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl ReadParam for InvoiceHubs {
+    fn read(p: &mut Params<'_>, i: usize) -> Result<Self, RpcError> {
+        let value = p.take(i);
+        InvoiceHubs::parse(&value).map_err(|e| p.invalid(i, e))
     }
 }
 

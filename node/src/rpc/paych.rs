@@ -1,15 +1,17 @@
-//! The `Filecoin.Paych*` methods the manager answers: channels, funds, lanes and vouchers.
+//! The `Filecoin.Paych*` methods the manager answers: channels, funds, lanes, vouchers, and
+//! the payee's invoices.
 //! Each reads its parameters, makes one call to the [`PaymentChannelManager`] and writes the
 //! answer in its Lotus JSON shape; it decides nothing itself.
 //!
 //! [`PaymentChannelManager`]: paych_core::manager::PaymentChannelManager
 
 use paych_core::actor::ActorError;
+use paych_core::invoice::{issue, payee_margin, unix_now, InvoiceTerms, MAX_EXPIRY_SECS};
 use paych_core::jsonrpc::RpcError;
 use paych_core::lotus_json::amount_text;
 use paych_core::lotus_json::api::{
-    self as shapes, ChannelAvailableFunds, ChannelInfo, ChannelStatusJson, PaymentInfo,
-    VoucherCreateResult,
+    self as shapes, ChannelAvailableFunds, ChannelInfo, ChannelStatusJson, InvoiceJson,
+    PaymentInfo, VoucherCreateResult,
 };
 use paych_core::manager::AddVoucherError;
 use paych_core::redemption::PolicyRefusal;
@@ -123,6 +125,24 @@ handlers! {
     PaychVoucherBestSpendable(api, (ch,)) => {
         let vouchers = api.manager.voucher_best_spendable(&ch).await.map_err(manager_error)?;
         shapes::vouchers(&vouchers, api.network).map_err(internal_error)
+    };
+    PaychInvoice(api, (payee, amount, expiry_secs, hubs)) => {
+        if !(1..=MAX_EXPIRY_SECS).contains(&expiry_secs) {
+            return Err(method_error(format!(
+                "the expiry must be 1 to {MAX_EXPIRY_SECS} seconds away"
+            )));
+        }
+        let terms = InvoiceTerms {
+            payee,
+            amount,
+            expiry: unix_now().saturating_add(expiry_secs),
+            payee_margin: payee_margin(api.preset.confidence),
+            hubs: hubs.0,
+        };
+        let invoice = issue(api.manager.store().as_ref(), api.wallet.as_ref(), terms)
+            .await
+            .map_err(method_error)?;
+        InvoiceJson::new(&invoice, api.network).map_err(internal_error)
     };
     PaychVoucherSubmit(api, (ch, voucher, secret, proof)) => {
         refuse_proof(&proof)?;
