@@ -5,6 +5,7 @@
 //! Lotus writes them; vouchers travel as unpadded base64url CBOR; addresses print with the
 //! prefix of the daemon's network. Commands that send a message wait for it ([`wait`]).
 
+mod invoice;
 mod sent;
 mod show;
 mod wait;
@@ -192,6 +193,42 @@ pub enum ClientCommand {
         command: NetCommand,
         #[command(flatten)]
         repo: RepoArg,
+    },
+    /// A payee's invoices: create one (the daemon signs it and keeps its secret), or decode
+    /// one's text form (no daemon needed).
+    Invoice {
+        #[command(subcommand)]
+        command: InvoiceCommand,
+    },
+}
+
+/// `paych invoice …`.
+#[derive(Subcommand, Debug)]
+pub enum InvoiceCommand {
+    /// Ask the daemon for a signed invoice of AMOUNT (`PaychInvoice`); prints its text form
+    /// (`paychinv1…`, to hand to the payer) and its fields.
+    Create {
+        /// The amount, in FIL.
+        #[arg(value_parser = amount_arg)]
+        amount: TokenAmount,
+        /// How long the invoice may be paid (`90s`, `10m`, `1h`; at most 30 days).
+        #[arg(long, default_value = "1h", value_parser = paych_node::parse_duration)]
+        expiry: Duration,
+        /// A hub the payee can be reached through, `ADDRESS=MULTIADDR/p2p/ID`; repeat for
+        /// more (at most 4).
+        #[arg(long)]
+        hub: Vec<String>,
+        /// The payee: a key of the daemon's wallet (default: its default key).
+        #[arg(long, value_parser = address_arg)]
+        payee: Option<String>,
+        #[command(flatten)]
+        repo: RepoArg,
+    },
+    /// Print an invoice's fields, whether the payee's signature verifies and whether it may
+    /// still be paid; reads only the text, no daemon.
+    Decode {
+        /// The invoice's text form (`paychinv1…`).
+        text: String,
     },
 }
 
@@ -468,6 +505,7 @@ pub async fn run(command: ClientCommand, network: Option<Network>) -> anyhow::Re
         ClientCommand::Net { command, repo } => {
             wallet::run_net(out, &Daemon::on(&repo, network)?.api, command).await?
         }
+        ClientCommand::Invoice { command } => invoice::run_invoice(out, command, network).await?,
     }
     print!("{out}");
     Ok(())
