@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use paych_core::invoice::{payment_hash, unix_now, Hub, Invoice};
 use paych_core::jsonrpc::error_code;
 use paych_core::lotus_json::LotusJson;
 use paych_core::manager::VoucherSpec;
@@ -11,7 +12,7 @@ use paych_core::types::{parse_address, SignedVoucher};
 use paych_node::rpc::auth::{self, Permission};
 use paych_node::rpc::client::{ApiClient, ClientError};
 use paych_node::rpc::methods::*;
-use paych_node::rpc::params::{Bytes, KeyType, VoucherSpecs};
+use paych_node::rpc::params::{Bytes, InvoiceHubs, KeyType, VoucherSpecs};
 use paych_node::rpc::server::{serve_api, ApiServer};
 use paych_node::rpc::METHOD_ERROR;
 use paych_testkit::amounts::atto;
@@ -628,4 +629,93 @@ async fn a_settle_message_is_waited_for_and_found_with_lotus_v0_and_v1_parameter
     assert_eq!((&v1["APIVersion"], &v1["BlockDelay"]), (&json!(0x0002_0300), &json!(block_delay)));
     let v0 = call_on(&api, "v0", "Filecoin.Version", json!([])).await.unwrap();
     assert_eq!(v0["APIVersion"], json!(0x0001_0500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_issues_invoices_whose_secrets_it_keeps_under_their_hashes() {
+    let net = Net::new();
+    let payee = net.node(1).await;
+    let api = Api::of(&payee).await;
+    let sign = token(Permission::Sign);
+    let signer = api.client(Some(&sign));
+    let peer = libp2p::PeerId::random();
+    let hub = Hub {
+        address: Address::new_id(1234),
+        multiaddr: format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}"),
+    };
+
+    let params = (payee.addr, atto(500), 3600, InvoiceHubs(vec![hub.clone()]));
+    let answer = signer.call::<PaychInvoice>(params).await.unwrap();
+    let invoice = Invoice::from_text(&answer.text).unwrap();
+    invoice.verify(unix_now()).unwrap();
+    assert_eq!(invoice.payee, payee.addr);
+    assert_eq!(invoice.amount, atto(500));
+    assert_eq!(invoice.hubs, vec![hub]);
+    assert!(invoice.expiry >= unix_now() + 3500 && invoice.expiry <= unix_now() + 3600);
+    assert_eq!(answer.payment_hash, hex::encode(invoice.payment_hash));
+    assert_eq!(answer.payee, t(&payee.addr));
+    assert_eq!(answer.amount, "500");
+
+    // The secret is in the payee's store under the hash, with the invoice it was made for.
+    let kept = payee.m().store().invoice_secret(&invoice.payment_hash).unwrap().unwrap();
+    assert_eq!(payment_hash(&kept.secret), invoice.payment_hash);
+    assert_eq!(kept.invoice, invoice.to_cbor().unwrap());
+
+    // A second invoice for the same terms: another secret, another hash, another id.
+    let params = (payee.addr, atto(500), 3600, InvoiceHubs::default());
+    let again =
+        Invoice::from_text(&signer.call::<PaychInvoice>(params).await.unwrap().text).unwrap();
+    let kept_again = payee.m().store().invoice_secret(&again.payment_hash).unwrap().unwrap();
+    assert_ne!(again.payment_hash, invoice.payment_hash);
+    assert_ne!(kept_again.secret, kept.secret);
+    assert_ne!(again.id, invoice.id);
+    // Hubs left out: none.
+    let answer =
+        api.ok(Some(&sign), "Filecoin.PaychInvoice", json!([t(&payee.addr), "7", 60])).await;
+    assert_eq!(answer["Hubs"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoice_requests_out_of_bounds_are_refused() {
+    let net = Net::new();
+    let payee = net.node(1).await;
+    let api = Api::of(&payee).await;
+    let sign = token(Permission::Sign);
+    let (addr, stranger) = (t(&payee.addr), t(&net.node(1).await.addr));
+    let hub = |multiaddr: String| json!({"Address": "t01234", "Multiaddr": multiaddr});
+    let good_hub = hub(format!("/ip4/127.0.0.1/tcp/1/p2p/{}", libp2p::PeerId::random()));
+    let method_errors = [
+        json!([addr, "0", 60]),
+        json!([addr, "5", 0]),
+        json!([addr, "5", 30 * 24 * 3600 + 1]),
+        json!([stranger, "5", 60]),
+    ];
+    for params in method_errors {
+        let e = api.call(Some(&sign), "Filecoin.PaychInvoice", params.clone()).await.unwrap_err();
+        assert_eq!(e["code"], json!(METHOD_ERROR), "{params}: {e}");
+    }
+    let invalid = [
+        json!([addr, "5", 60, vec![good_hub.clone(); 5]]),
+        json!([addr, "5", 60, [hub("/ip4/127.0.0.1/tcp/1".to_owned())]]),
+        json!([
+            addr,
+            "5",
+            60,
+            [hub(format!(
+                "/ip4/127.0.0.1/tcp/1/p2p/{}{}",
+                libp2p::PeerId::random(),
+                "/a".repeat(200)
+            ))]
+        ]),
+        json!([addr, "5", 60, {"Address": "t01234"}]),
+    ];
+    for params in invalid {
+        let e = api.call(Some(&sign), "Filecoin.PaychInvoice", params.clone()).await.unwrap_err();
+        assert_eq!(e["code"], json!(error_code::PARSE_ERROR), "{params}: {e}");
+    }
+    let e = api
+        .call(Some(&token(Permission::Write)), "Filecoin.PaychInvoice", json!([addr, "5", 60]))
+        .await
+        .unwrap_err();
+    assert!(is_permission_error(&e), "{e}");
 }
