@@ -679,3 +679,58 @@ fn waits_name_their_message_and_collect_prints_lotus_line_after_the_delay() {
     assert!(collected.ok, "{}", collected.stderr);
     assert_eq!(collected.stdout, format!("Collected funds for channel {channel}\n"));
 }
+
+#[test]
+fn invoice_create_prints_a_text_that_decode_reads_back_without_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (devnet, info) = start_devnet_mining(PAYCH, "0s", &[]);
+    let repo = dir.path().join("payee");
+    let daemon = start_daemon(PAYCH, &repo, &info, &[]);
+    let payee = default_address(&ok_in(&repo, &["wallet", "list"]));
+    let listen = ok_in(&repo, &["net", "listen"]).lines().next().unwrap().to_owned();
+    let hub = format!("t01234={listen}");
+
+    let created = ok_in(&repo, &["invoice", "create", "0.5", "--expiry", "10m", "--hub", &hub]);
+    let text = created.lines().next().unwrap().to_owned();
+    assert!(text.starts_with("paychinv1"), "{created}");
+    assert!(created.contains(&format!("  Payee:        {payee}\n")), "{created}");
+    assert!(created.contains("  Amount:       0.5 FIL\n"), "{created}");
+    assert!(created.contains(&format!("  Hub:          t01234 {listen}\n")), "{created}");
+    drop(daemon);
+    drop(devnet);
+
+    // No daemon: decode reads the text alone.
+    let out = paych(&["invoice", "decode", &text]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let decoded = String::from_utf8(out.stdout).unwrap();
+    assert!(decoded.contains(&format!("  Payee:        {payee}\n")), "{decoded}");
+    assert!(decoded.contains("  Signature:    valid\n"), "{decoded}");
+    assert!(decoded.contains("  State:        payable\n"), "{decoded}");
+    assert!(decoded.contains("  Payee Margin: "), "{decoded}");
+
+    // The same invoice with its amount raised: the payee's signature no longer verifies.
+    let mut forged = paych_core::invoice::Invoice::from_text(&text).unwrap();
+    forged.amount = paych_core::types::TokenAmount::from_whole(5);
+    let out = paych(&["invoice", "decode", &forged.to_text().unwrap()]);
+    let decoded = String::from_utf8(out.stdout).unwrap();
+    assert!(decoded.contains("  Signature:    invalid: invoice signature: "), "{decoded}");
+}
+
+#[test]
+fn invoice_commands_explain_bad_input() {
+    let out = paych(&["invoice", "decode", "paychinv1NOTBASE32"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cannot decode the invoice"), "{err}");
+    assert!(err.contains("base32"), "{err}");
+    let out = paych(&["invoice", "decode", "lnbc1"]);
+    assert!(String::from_utf8(out.stderr).unwrap().contains("must start with paychinv1"));
+    let dir = tempfile::tempdir().unwrap();
+    fails_in(dir.path(), &["invoice", "create", "1", "--hub", "nonsense"], "ADDRESS=MULTIADDR");
+    fails_in(
+        dir.path(),
+        &["invoice", "create", "1", "--hub", "t01234=/ip4/127.0.0.1/tcp/1"],
+        "/p2p/",
+    );
+    fails_in(dir.path(), &["invoice", "create", "1"], "start one with `paych daemon`");
+}
