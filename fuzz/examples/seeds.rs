@@ -20,6 +20,7 @@ use libp2p::{Multiaddr, PeerId};
 use paych_core::chain::Receipt;
 use paych_core::combine::ReconcileStatus;
 use paych_core::crypto::{self, SecretKey};
+use paych_core::invoice::{payment_hash, Hub, Invoice};
 use paych_core::jsonrpc::{RpcError, RpcResponse};
 use paych_core::lotus_json::{
     self as json, Actor, ActorState, BigInt, BlockHeader, InvocResult, MsgLookup, TipSet,
@@ -97,6 +98,35 @@ fn peer_record(secret: &SecretKey) -> SignedPeerRecord {
     SignedPeerRecord::new(secret, &peer, &addrs, 7).expect("a peer record")
 }
 
+/// Invoices in both forms (mode byte 0: CBOR, 1: text): no hubs, four hubs, unsigned.
+fn invoice_seeds(corpus: &Corpus, payee: &SecretKey) {
+    let hub = |n: u8| Hub {
+        address: Address::new_id(1000 + u64::from(n)),
+        multiaddr: format!(
+            "/ip4/127.0.0.{n}/tcp/4001/p2p/{}",
+            PeerId::from(Keypair::ed25519_from_bytes([n; 32]).expect("a key").public())
+        ),
+    };
+    let mut invoice = Invoice {
+        id: [7; 16],
+        amount: TokenAmount::from_atto(1_000_000u64),
+        payment_hash: payment_hash(&[9; 32]),
+        payee: address_of(payee),
+        hubs: Vec::new(),
+        expiry: 1_800_000_000,
+        payee_margin: 160,
+        signature: None,
+    };
+    corpus.put_kind("invoice", "unsigned_cbor", 0, invoice.to_cbor().expect("cbor"));
+    invoice.sign(payee).expect("signed");
+    corpus.put_kind("invoice", "no_hubs_cbor", 0, invoice.to_cbor().expect("cbor"));
+    corpus.put_kind("invoice", "no_hubs_text", 1, invoice.to_text().expect("text"));
+    invoice.hubs = (1..=4).map(hub).collect();
+    invoice.sign(payee).expect("signed");
+    corpus.put_kind("invoice", "four_hubs_cbor", 0, invoice.to_cbor().expect("cbor"));
+    corpus.put_kind("invoice", "four_hubs_text", 1, invoice.to_text().expect("text"));
+}
+
 fn main() {
     let root = std::env::args()
         .nth(1)
@@ -116,6 +146,8 @@ fn main() {
         corpus.put("voucher_cbor", name, hex(v["signed_voucher_cbor_hex"].as_str().expect("hex")));
         corpus.put("voucher_text", name, v["signed_voucher_base64url"].as_str().expect("text"));
     }
+
+    invoice_seeds(&corpus, &payee);
 
     // The actor's other CBOR types.
     let message_cbor = hex(vectors["message"]["cbor_hex"].as_str().expect("message"));
