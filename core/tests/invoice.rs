@@ -136,46 +136,44 @@ fn decoder_refuses_a_payment_hash_that_is_not_32_bytes() {
     );
 }
 
-#[test]
-fn too_many_hubs_are_refused_when_signing_and_when_decoding() {
+/// An invoice of payee 1 changed by `change`, then signed by the payee.
+fn signed_after(change: impl FnOnce(&mut Invoice)) -> Invoice {
     let payee = key(1);
     let mut invoice = unsigned(&payee);
-    invoice.hubs = (0..=MAX_HUBS as u8).map(hub).collect();
+    change(&mut invoice);
     invoice.sign(&payee).unwrap();
-    assert_eq!(invoice.verify(NOW), Err(InvoiceError::TooManyHubs(MAX_HUBS + 1)));
+    invoice
+}
+
+/// Whether `invoice`'s CBOR is refused for a field over its bound, `what`.
+fn decoding_refuses_as_too_long(invoice: &Invoice, what: &str) -> bool {
     let err = Invoice::from_cbor(&invoice.to_cbor().unwrap()).unwrap_err();
-    assert!(
-        matches!(err, InvoiceError::Decode(DecodeError::TooLong { what: "invoice.hubs", .. })),
-        "{err}"
-    );
+    matches!(err, InvoiceError::Decode(DecodeError::TooLong { what: w, .. }) if w == what)
+}
+
+#[test]
+fn too_many_hubs_are_refused_when_verifying_and_when_decoding() {
+    let invoice = signed_after(|i| i.hubs = (0..=MAX_HUBS as u8).map(hub).collect());
+    assert_eq!(invoice.verify(NOW), Err(InvoiceError::TooManyHubs(MAX_HUBS + 1)));
+    assert!(decoding_refuses_as_too_long(&invoice, "invoice.hubs"));
 }
 
 #[test]
 fn hub_multiaddr_beyond_its_bound_is_refused() {
-    let payee = key(1);
-    let mut invoice = unsigned(&payee);
-    invoice.hubs =
-        vec![Hub { address: Address::new_id(7), multiaddr: "/".repeat(MAX_MULTIADDR_LEN + 1) }];
-    invoice.sign(&payee).unwrap();
+    let multiaddr = "/".repeat(MAX_MULTIADDR_LEN + 1);
+    let invoice = signed_after(|i| i.hubs = vec![Hub { address: Address::new_id(7), multiaddr }]);
     assert_eq!(invoice.verify(NOW), Err(InvoiceError::BadMultiaddr(MAX_MULTIADDR_LEN + 1)));
-    let err = Invoice::from_cbor(&invoice.to_cbor().unwrap()).unwrap_err();
-    assert!(
-        matches!(err, InvoiceError::Decode(DecodeError::TooLong { what: "hub.multiaddr", .. })),
-        "{err}"
-    );
+    assert!(decoding_refuses_as_too_long(&invoice, "hub.multiaddr"));
 }
 
 #[test]
 fn invoice_without_a_positive_amount_or_with_a_margin_beyond_a_settle_window_is_refused() {
-    let payee = key(1);
-    let mut invoice = unsigned(&payee);
-    invoice.amount = TokenAmount::from_atto(0);
-    invoice.sign(&payee).unwrap();
+    let invoice = signed_after(|i| i.amount = TokenAmount::from_atto(0));
     assert_eq!(invoice.verify(NOW), Err(InvoiceError::NonPositiveAmount));
-    let mut invoice = unsigned(&payee);
-    invoice.payee_margin = 1441;
-    invoice.sign(&payee).unwrap();
+    let invoice = signed_after(|i| i.payee_margin = 1441);
     assert_eq!(invoice.verify(NOW), Err(InvoiceError::BadPayeeMargin(1441)));
+    let invoice = signed_after(|i| i.payee_margin = -1);
+    assert_eq!(invoice.verify(NOW), Err(InvoiceError::BadPayeeMargin(-1)));
 }
 
 #[test]
