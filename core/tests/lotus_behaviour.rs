@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use cid::Cid;
+use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::manager::{
     AddVoucherError, ChannelHandle, FundsError, ManagerConfig, SettleError, SubmitError,
 };
@@ -188,6 +189,27 @@ async fn payer_finds_its_own_vouchers_spendable_as_their_recipient_would() {
     let mut spendable = payer.m().voucher_best_spendable(&ch).await.unwrap();
     spendable.sort_by_key(|v| v.lane);
     assert_eq!(spendable, vec![best, other]);
+}
+
+/// A channel read as missing before it could have been collected — its node lagging behind,
+/// say — is answered gone for that call, but nothing is recorded: back on a chain that has
+/// it, the payee's voucher is spendable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_missing_on_a_lagging_chain_is_not_recorded_collected() {
+    let net = Net::new();
+    let (_payer, payee, ch, voucher) = paid_channel(&net).await;
+    let mut payee = payee.stop().await;
+    let lagging = Devnet::new(DevnetConfig::default()).unwrap();
+    let real = std::mem::replace(&mut payee.net, lagging);
+    let payee = payee.started().await;
+    assert!(payee.m().voucher_best_spendable(&ch).await.unwrap().is_empty());
+    assert_eq!(payee.m().status(&ch).await.unwrap().lifecycle, Lifecycle::Collected);
+
+    let mut payee = payee.stop().await;
+    payee.net = real;
+    let payee = payee.started().await;
+    assert_eq!(payee.m().status(&ch).await.unwrap().lifecycle, Lifecycle::Open);
+    assert_eq!(payee.m().voucher_best_spendable(&ch).await.unwrap(), vec![voucher]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -597,12 +597,14 @@ impl PaymentChannelManager {
         let record = self.record_by_address(channel)?;
         // Read before taking the channel's lock: a chain read can take a round trip to the
         // node, and vouchers being created on the channel need the lock meanwhile.
+        let mut gone = false;
         let on_chain = match &record.channel {
             Some(addr) if !matches!(record.lifecycle, Lifecycle::Collected) => {
                 match self.inner.chain.channel(addr).await {
                     Ok(on_chain) => Some(on_chain),
                     Err(ChainError::NotFound(_)) => {
-                        // Collected by either side: the status says so from now on.
+                        // Collected by either side: the status says so.
+                        gone = true;
                         self.mark_gone(record.id).await?;
                         None
                     }
@@ -614,7 +616,11 @@ impl PaymentChannelManager {
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
         self.load_cache(record.id, &mut cache)?;
-        let record = self.record(record.id)?;
+        let mut record = self.record(record.id)?;
+        if gone {
+            // Stored only where the chain could have collected it (see `mark_gone`).
+            let _ = record.mark_collected();
+        }
         let lanes = cache
             .lanes
             .iter()
@@ -783,7 +789,10 @@ impl PaymentChannelManager {
             Ok(on_chain) => on_chain.state.settling_at,
             Err(ChainError::NotFound(_)) => {
                 self.mark_gone(record.id).await?;
-                return Ok(self.record(record.id)?);
+                // Answered gone for this call even where nothing was recorded.
+                let mut record = self.record(record.id)?;
+                let _ = record.mark_collected();
+                return Ok(record);
             }
             Err(e) => {
                 tracing::debug!(channel = record.id, error = %e, "channel state unread");
@@ -810,9 +819,25 @@ impl PaymentChannelManager {
     /// Records that a channel's actor is gone from the chain: it was collected, by either
     /// side. The settler, `status`, settle and collect and the voucher operations all learn
     /// it this way, the first time they read the chain after it happened.
+    ///
+    /// An actor leaves the chain only by a `Collect` at or after its `settling_at`, so the
+    /// record is marked only when it knows `settling_at` and the head has reached it. A
+    /// channel read as missing before that (a node lagging behind, a reorganisation past the
+    /// channel's creation) is answered gone by the caller for that call only: recording it
+    /// would make a payee stop counting and submitting vouchers the chain may still pay.
     async fn mark_gone(&self, id: ChannelId) -> Result<(), StoreError> {
         let Some(mut record) = self.inner.store.channel(id)? else { return Ok(()) };
         if record.lifecycle == Lifecycle::Collected {
+            return Ok(());
+        }
+        let collectable = record.settling_at > 0
+            && matches!(self.inner.chain.head().await, Ok(head) if head >= record.settling_at);
+        if !collectable {
+            tracing::warn!(
+                channel = id,
+                settling_at = record.settling_at,
+                "the channel's actor is missing before it could be collected: not recorded"
+            );
             return Ok(());
         }
         if let Err(e) = record.mark_collected() {
