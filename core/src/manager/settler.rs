@@ -19,10 +19,15 @@ pub(super) fn spawn(manager: PaymentChannelManager) {
     if tokio::runtime::Handle::try_current().is_err() {
         return;
     }
+    // Subscribed before the task first runs: a shutdown sent before then is still seen
+    // (a receiver made after it would wait for a change that never comes).
+    let mut shutdown = manager.inner.shutdown.subscribe();
     tokio::spawn(async move {
-        let mut shutdown = manager.inner.shutdown.subscribe();
         let mut ticker = tokio::time::interval(manager.inner.config.settler_interval);
         loop {
+            if *shutdown.borrow() {
+                return;
+            }
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = shutdown.changed() => return,
