@@ -342,3 +342,23 @@ async fn a_holder_redeems_its_conditional_voucher_with_the_secret_on_demand() {
     let outcome = w.p.m().conditional_expire(&w.ph, 0).await.unwrap();
     assert_eq!(outcome, ExpireOutcome::RedeemedOnChain);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_replacement_is_kept_by_the_payee_but_never_credited_twice() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    w.offer(&hash, t1).await;
+    let (lh, vh, credited) = w.forward(&hash, t1).await;
+    assert_eq!(credited, atto(AMOUNT));
+    // The hub's replacement comes once R's voucher can no longer surely land before its lock.
+    let head = w.head().await;
+    let late = vh.time_lock_max - PARAMS.submit_margin();
+    w.net.mine(u64::try_from(late - head).unwrap());
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let rh = w.h.m().conditional_replace(&w.hr, lh, &secret).await.unwrap();
+    let added = w.r.m().voucher_add(&w.hr, &rh, TokenAmount::default()).await.unwrap();
+    assert!(matches!(added, AddOutcome::Covered { .. }), "credited again: {added:?}");
+    // R keeps it: it is what pays R now.
+    assert_eq!(w.r.m().voucher_best_spendable(&w.hr).await.unwrap(), vec![rh]);
+}

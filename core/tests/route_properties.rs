@@ -343,7 +343,7 @@ async fn play(ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 50, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 50, ..ProptestConfig::default() })]
 
     #[test]
     fn no_party_that_comes_back_within_its_downtime_ends_with_less_than_it_is_owed(

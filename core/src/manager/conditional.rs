@@ -170,13 +170,7 @@ pub(super) fn pending_lane_rule(
     if voucher.nonce <= pending.nonce {
         return Ok(());
     }
-    let plain = !is_conditional(voucher)
-        && voucher.time_lock_min == 0
-        && voucher.time_lock_max == 0
-        && voucher.min_settle_height == 0
-        && voucher.extra.is_none()
-        && voucher.merges.is_empty();
-    if !plain {
+    if !is_plain(voucher) {
         return Err(RouteRefusal::LanePending(voucher.lane).into());
     }
     if voucher.amount != pending.amount {
@@ -188,6 +182,28 @@ pub(super) fn pending_lane_rule(
         .into());
     }
     Ok(())
+}
+
+/// Whether `voucher` is the exact replacement of a conditional voucher held on its lane:
+/// a higher nonce, the same amount, no conditions.
+pub(super) fn replaces_held(held: &[&SignedVoucher], voucher: &SignedVoucher) -> bool {
+    is_plain(voucher)
+        && held.iter().any(|h| {
+            is_conditional(h)
+                && h.lane == voucher.lane
+                && h.nonce < voucher.nonce
+                && h.amount == voucher.amount
+        })
+}
+
+/// Whether a voucher carries no condition at all.
+fn is_plain(voucher: &SignedVoucher) -> bool {
+    !is_conditional(voucher)
+        && voucher.time_lock_min == 0
+        && voucher.time_lock_max == 0
+        && voucher.min_settle_height == 0
+        && voucher.extra.is_none()
+        && voucher.merges.is_empty()
 }
 
 /// What the channel's lanes would pay with `voucher` and every pending conditional voucher
@@ -426,6 +442,10 @@ impl PaymentChannelManager {
         let lock = self.channel_lock(record.id);
         let mut cache = lock.lock().await;
         cache.in_flight.clone().settle().await;
+        // Replaced (or expired) meanwhile: nothing left to expire.
+        if cache.pending.get(&lane) != Some(&pending) {
+            return Err(ConditionalError::NotPending(lane));
+        }
         let mut stored = self
             .inner
             .store

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use cid::Cid;
 
 use super::{
-    check_lane_use, funds, mark_lane, pending_lane_rule, AddVoucherError, CheckVoucherError,
-    ConditionalTerms, CreateVoucherError, Creation, Held, LaneTip, LookupError, NewPaymentError,
-    PaymentChannelManager, SubmitError,
+    check_lane_use, funds, mark_lane, pending_lane_rule, replaces_held, AddVoucherError,
+    CheckVoucherError, ConditionalTerms, CreateVoucherError, Creation, Held, LaneTip, LookupError,
+    NewPaymentError, PaymentChannelManager, SubmitError,
 };
 use crate::actor::{self, AccountLookup, ActorEnv, ExtraCallFailure, Invocation, Redemption};
 use crate::chain::{ChainError, ChannelOnChain};
@@ -644,6 +644,11 @@ impl PaymentChannelManager {
             // A valid voucher worth exactly what is held (a first voucher of 0, say): held,
             // credited nothing.
             Ok(r) if r.delta.is_zero() => Ok(Assessment::Accept { delta: r.delta, credited }),
+            // The replacement of a conditional voucher whose lock came too close: what pays
+            // the payee now, kept, but its value was credited with the conditional one.
+            Ok(_) if replaces_held(&held, voucher) => {
+                Ok(Assessment::Accept { delta: TokenAmount::default(), credited })
+            }
             // Worth something on top of the plan, but not beyond what was already credited
             // (the plan's value fell since): nothing more to credit.
             Ok(_) => Err(AddVoucherError::BelowMinDelta {
