@@ -243,6 +243,13 @@ async fn one_payment_hash_is_offered_once_and_a_lock_too_close_is_refused() {
     w.offer(&hash, t1).await;
     let err = w.p.m().conditional_offer(&w.ph, atto(AMOUNT), &hash, t1).await.unwrap_err();
     assert!(matches!(err, ConditionalError::Refused(RouteRefusal::HashSeen)), "{err}");
+    // A payer that signs one anyway on another lane is refused by the hub.
+    let mut again = SignedVoucher::new(w.ph, 7, 1, atto(AMOUNT + FEE));
+    again.secret_hash = hash.clone();
+    again.time_lock_max = t1;
+    let again = w.p.sign(again);
+    let err = w.h.m().conditional_accept(&again, &w.hub_terms(&hash, t1)).await.unwrap_err();
+    assert!(matches!(err, AddVoucherError::Route(RouteRefusal::HashSeen)), "{err}");
 
     // A lock too close for the hub's Δ and the payee's margin.
     let (hash2, _) = w.invoice().await;

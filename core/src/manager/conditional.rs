@@ -505,8 +505,8 @@ impl PaymentChannelManager {
         }
     }
 
-    /// The routed payment's checks of a conditional voucher on intake: its exact shape on its
-    /// lane, a deadline leaving the margin, a lane with nothing pending, a channel covering
+    /// The routed payment's checks of a conditional voucher on intake: a payment hash the
+    /// channel has not carried before, its exact shape on its lane, a deadline leaving the margin, a lane with nothing pending, a channel covering
     /// every pending conditional voucher as if revealed, and the actor's verdict (with the
     /// secret if known; without it, on the voucher with its hash cleared, its signature
     /// verified first).
@@ -519,6 +519,10 @@ impl PaymentChannelManager {
         view: &ChainView,
         secrets: &BTreeMap<Vec<u8>, Vec<u8>>,
     ) -> Result<(), AddVoucherError> {
+        // One conditional voucher per payment hash on a channel.
+        if held.all().iter().any(|v| v.secret_hash == terms.hash) {
+            return Err(RouteRefusal::HashSeen.into());
+        }
         let expected = lane_amount(held, voucher.lane, view) + &terms.delta;
         route::check_conditional_shape(voucher, &terms.hash, terms.lock, &expected)?;
         let settling_at = view.on_chain.state.settling_at;
