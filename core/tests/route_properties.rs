@@ -1,9 +1,10 @@
 //! Routed payments under random interleavings: payer P, hub H and payee R — three real
 //! managers over sled stores on the in-process devnet — take their steps of design §9 in a
-//! random order, crash and restart (their stores reopened), settle either channel and let the
-//! chain advance; then every lock runs out while each party keeps coming back within its
-//! tolerated downtime (its settler and, for the hub, its watchtower act at least every
-//! `G` epochs).
+//! random order, crash and restart (their stores reopened), go away for up to their tolerated
+//! downtime `G` (neither settler nor watchtower acting), settle either channel, and let the
+//! chain advance; the payer also signs rogue conditional vouchers outside its manager,
+//! whatever its channel covers. Then every lock runs out while each party keeps coming back
+//! within its tolerated downtime.
 //!
 //! At the end, what each party can be paid is measured by the brute-force oracle of
 //! `redeemable/mod.rs` — every order of every subset of the vouchers held, through the actor's
@@ -60,6 +61,12 @@ enum Op {
     Mine(u64),
     /// P and H try to expire their conditional vouchers of route `i`.
     Expire(usize),
+    /// Party 1 (H) or 2 (R) is away for the next 1 to `G` epochs: neither its settler nor its
+    /// watchtower acts meanwhile.
+    Away(usize, u64),
+    /// P signs, outside its manager, a conditional voucher for route `i` on a lane of its
+    /// own choosing whatever its channel covers, and offers it to H.
+    RogueOffer(usize, u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -73,7 +80,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3usize).prop_map(Op::Crash),
         1 => any::<bool>().prop_map(Op::Settle),
         3 => (1..=3u64).prop_map(Op::Mine),
-        1 => route.prop_map(Op::Expire),
+        1 => route.clone().prop_map(Op::Expire),
+        2 => (1..3usize, 1..=PARAMS.hub_downtime).prop_map(|(p, k)| Op::Away(p, k)),
+        1 => (route, 50..52u64).prop_map(|(i, lane)| Op::RogueOffer(i, lane)),
     ]
 }
 
@@ -100,6 +109,8 @@ struct History {
     hr: Address,
     routes: Vec<RouteState>,
     payee_credited: TokenAmount,
+    /// Per party, the first epoch at which it acts again.
+    back_at: [ChainEpoch; 3],
 }
 
 impl History {
@@ -138,6 +149,7 @@ impl History {
             hr,
             routes,
             payee_credited: TokenAmount::default(),
+            back_at: [0; 3],
         }
     }
 
@@ -171,6 +183,11 @@ impl History {
             }
             Op::Mine(n) => self.mine(n).await,
             Op::Expire(i) => self.expire(i).await,
+            Op::Away(party, epochs) => {
+                let away = ChainEpoch::try_from(epochs).unwrap();
+                self.back_at[party] = self.head().await + 1 + away;
+            }
+            Op::RogueOffer(i, lane) => self.rogue_offer(i, lane).await,
         }
     }
 
@@ -178,8 +195,7 @@ impl History {
         if self.routes[i].payer_lane.is_some() {
             return;
         }
-        let head = self.head().await;
-        let t1 = route::offer_lock(head, D_R, &PARAMS, 3);
+        let t1 = route::offer_lock(self.head().await, D_R, &PARAMS, 3);
         let hash = self.routes[i].hash.clone();
         let Ok(offered) =
             self.node(0).m().conditional_offer(&self.ph, atto(AMOUNT + FEE), &hash, t1).await
@@ -187,14 +203,33 @@ impl History {
             return;
         };
         self.routes[i].payer_lane = Some(offered.lane);
-        self.routes[i].t1 = t1;
+        self.hub_takes(i, offered.voucher, t1).await;
+    }
+
+    async fn rogue_offer(&mut self, i: usize, lane: u64) {
+        if self.routes[i].hub_lane.is_some() {
+            return;
+        }
+        let t1 = route::offer_lock(self.head().await, D_R, &PARAMS, 3);
+        let mut voucher = SignedVoucher::new(self.ph, lane, 1, atto(AMOUNT + FEE));
+        voucher.secret_hash = self.routes[i].hash.clone();
+        voucher.time_lock_max = t1;
+        let voucher = self.node(0).sign(voucher);
+        self.hub_takes(i, voucher, t1).await;
+    }
+
+    /// H takes P's conditional voucher for route `i` and forwards the route to R.
+    async fn hub_takes(&mut self, i: usize, voucher: SignedVoucher, t1: ChainEpoch) {
+        let head = self.head().await;
+        let hash = self.routes[i].hash.clone();
+        self.routes[i].t1 = self.routes[i].t1.max(t1);
         let terms = ConditionalTerms {
             hash: hash.clone(),
             lock: t1,
             delta: atto(AMOUNT + FEE),
             margin: PARAMS.hub_delta() + D_R,
         };
-        if self.node(1).m().conditional_accept(&offered.voucher, &terms).await.is_err() {
+        if self.node(1).m().conditional_accept(&voucher, &terms).await.is_err() {
             return;
         }
         let settling_at = self.net.devnet.channel(&self.ph).await.unwrap().state.settling_at;
@@ -292,8 +327,11 @@ impl History {
     async fn mine(&mut self, n: u64) {
         for _ in 0..n {
             self.net.mine(1);
-            self.watch().await;
-            for party in 0..3 {
+            let head = self.head().await;
+            if head >= self.back_at[1] {
+                self.watch().await;
+            }
+            for party in (0..3).filter(|p| head >= self.back_at[*p]) {
                 let _ = self.node(party).m().settler_pass().await;
             }
         }
