@@ -37,11 +37,15 @@ struct Route {
 impl Route {
     /// Three funded nodes; P→H holds `ph_funds` attoFIL and H→R holds `hr_funds`.
     async fn new(ph_funds: u64, hr_funds: u64) -> Self {
-        let net = Net::manual();
         // Messages land within `S + conf` epochs: the window a held voucher must leave
         // before its lock to count (the default of 20 epochs would outlast these short locks).
+        Route::with_landing_margin(ph_funds, hr_funds, PARAMS.submit_margin()).await
+    }
+
+    async fn with_landing_margin(ph_funds: u64, hr_funds: u64, margin: ChainEpoch) -> Self {
+        let net = Net::manual();
         let mut config = test_config();
-        config.intake.landing_margin = PARAMS.submit_margin();
+        config.intake.landing_margin = margin;
         let p = net.node_with(10, config.clone()).await;
         let h = net.node_with(10, config.clone()).await;
         let r = net.node_with(10, config).await;
@@ -368,4 +372,20 @@ async fn a_late_replacement_is_kept_by_the_payee_but_never_credited_twice() {
     assert!(matches!(added, AddOutcome::Covered { .. }), "credited again: {added:?}");
     // R keeps it: it is what pays R now.
     assert_eq!(w.r.m().voucher_best_spendable(&w.hr).await.unwrap(), vec![rh]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_nearer_than_the_landing_margin_is_held_but_credited_only_once_replaced() {
+    // The default landing margin of 20 epochs outlasts this route's locks: the payee holds
+    // the conditional voucher without counting it, and counts the replacement.
+    let w = Route::with_landing_margin(10_000, 10_000, 20).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    w.offer(&hash, t1).await;
+    let (lh, _, credited) = w.forward(&hash, t1).await;
+    assert!(credited.is_zero(), "credited {credited:?} for a voucher it cannot surely land");
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let rh = w.h.m().conditional_replace(&w.hr, lh, &secret).await.unwrap();
+    let added = w.r.m().voucher_add(&w.hr, &rh, TokenAmount::default()).await.unwrap();
+    assert_eq!(added, AddOutcome::Accepted { delta: atto(AMOUNT) });
 }

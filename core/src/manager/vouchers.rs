@@ -591,8 +591,12 @@ impl PaymentChannelManager {
         situation.channel_aliases.push(voucher.channel_addr);
         situation.channel_aliases.extend(held.all().iter().map(|v| v.channel_addr));
         if let Some(why) = situation.unredeemable(voucher) {
-            // A conditional voucher is held without its secret, worth nothing until it comes.
-            if terms.is_none() || why != Unredeemable::SecretUnknown {
+            // A conditional voucher is held without its secret, or with a lock nearer than the
+            // landing margin (the route's own margin was checked): held, and credited only
+            // what the model counts.
+            let held_anyway =
+                matches!(why, Unredeemable::SecretUnknown | Unredeemable::TimeLockMax { .. });
+            if terms.is_none() || !held_anyway {
                 return Err(AddVoucherError::Unredeemable(why));
             }
         }
