@@ -182,9 +182,9 @@ async fn a_lane_with_a_pending_conditional_voucher_takes_no_other_voucher_but_it
     let err = p.p.m().voucher_pay(&p.ph, lp, atto(5)).await.unwrap_err();
     assert!(matches!(err, CreateVoucherError::Route(RouteRefusal::LanePending(_))), "{err}");
 
-    // The hub takes no higher voucher there, nor one that looks like a replacement but pays
-    // another amount, nor a second conditional voucher.
-    let w = p;
+    // The hub takes no higher voucher there (after a restart too), nor one that looks like a
+    // replacement but pays another amount, nor a second conditional voucher.
+    let w = Route { h: p.h.stop().await.started().await, ..p };
     let higher = plain(&w.p, w.ph, lp, vp.nonce + 1, AMOUNT + FEE + 5);
     let err = w.h.m().voucher_add(&w.ph, &higher, TokenAmount::default()).await.unwrap_err();
     assert!(matches!(err, AddVoucherError::Route(RouteRefusal::BadReplacement(_))), "{err}");
