@@ -275,7 +275,18 @@ async fn conformance(h: Harness) {
 
     // A valid voucher.
     let v1 = h.voucher(&payer, ch, 0, 1, fil(1));
-    assert_eq!(exit(&h.redeem(payee, ch, &v1).await), 0);
+    let redeemed = h.redeem(payee, ch, &v1).await;
+    assert_eq!(exit(&redeemed), 0);
+    // The tipset's messages show the redemption as it was sent: its parameters are public.
+    let included = chain.tipset_messages(redeemed.epoch).await.unwrap();
+    let [message] = included.as_slice() else { panic!("one message expected: {included:?}") };
+    assert_eq!(message.cid, redeemed.message);
+    assert_eq!(
+        (message.message.to, message.message.method),
+        (ch, paych_method::UPDATE_CHANNEL_STATE)
+    );
+    let params: UpdateChannelStateParams = decode::decode(&message.message.params).unwrap();
+    assert_eq!(params.sv, v1);
     let state = chain.channel(&ch).await.unwrap();
     assert_eq!(state.lane(0).map(|l| (l.redeemed.clone(), l.nonce)), Some((fil(1), 1)));
     assert_eq!(state.state.to_send, fil(1));
@@ -429,6 +440,26 @@ async fn conformance(h: Harness) {
     }
     assert_eq!(h.chain.next_nonce(&payer).await.unwrap(), nonce + 11);
     ledger.check(&h, "concurrent pushes").await;
+
+    // A tipset's messages: each once, the racing winner's too; none in an empty tipset; an
+    // epoch above the head is not found.
+    let epoch = h.chain.wait(&pushed[0], 0, WAIT).await.unwrap().epoch;
+    let included: Vec<Cid> =
+        h.chain.tipset_messages(epoch).await.unwrap().iter().map(|m| m.cid).collect();
+    assert_eq!(included.len(), 11, "ten pushed in turn and the one racing winner");
+    for cid in &pushed {
+        assert_eq!(included.iter().filter(|c| *c == cid).count(), 1, "{cid} once");
+    }
+    assert!(h.chain.tipset_messages(epoch - 1).await.unwrap().is_empty(), "mined empty");
+    h.devnet.mine(1);
+    let head = h.chain.head().await.unwrap();
+    assert!(h.chain.tipset_messages(head).await.unwrap().is_empty());
+    for beyond in [head + 1, -1] {
+        assert!(
+            matches!(h.chain.tipset_messages(beyond).await, Err(ChainError::NotFound(_))),
+            "epoch {beyond}"
+        );
+    }
 
     // Dry runs change nothing.
     let before = h.balance(&payee).await;
