@@ -22,7 +22,9 @@
 //! - [`combine`]: the rules of folding many vouchers into one combined voucher (what
 //!   reconciliation asks for and answers), as pure functions;
 //! - [`redemption`]: what a payee's vouchers are worth on chain — the one model behind
-//!   voucher intake, best-spendable, the settler and reconciliation's checks.
+//!   voucher intake, best-spendable, the settler and reconciliation's checks;
+//! - [`watch`]: the watchtower — the payment secrets payees reveal in `UpdateChannelState`
+//!   messages, found by scanning the chain's tipsets from a durable checkpoint.
 #![warn(missing_docs)]
 
 pub mod actor;
@@ -38,3 +40,4 @@ pub mod redemption;
 pub mod store;
 pub mod types;
 pub mod wallet;
+pub mod watch;

@@ -14,7 +14,7 @@ use paych_core::store::sled::SledStore;
 use paych_core::store::{
     ChannelId, ChannelRecord, Direction, InvoiceSecretRecord, Lifecycle, MessagePurpose,
     MessageRecord, MessageState, PeerRecord, ReconcileRecord, Store, StoreError, VoucherOrigin,
-    VoucherRecord, Write,
+    VoucherRecord, WatchCheckpointRecord, Write,
 };
 use paych_core::types::{Address, Message, Signature, SignedMessage, SignedVoucher, TokenAmount};
 use tempfile::TempDir;
@@ -130,6 +130,7 @@ async fn conformance(fresh: fn() -> Fresh) {
         message_under_wrong_cid_is_refused,
         reconcile_and_peer_records_round_trip,
         invoice_secret_is_kept_under_its_hash_and_never_replaced,
+        watch_checkpoint_is_one_record_replaced_by_each_write,
     ];
     for scenario in on_a_fresh_store {
         scenario(&*fresh().store);
@@ -385,6 +386,16 @@ fn invoice_secret_is_kept_under_its_hash_and_never_replaced(store: &dyn Store) {
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     assert_eq!(store.invoice_secret(&[0x21; 32]).unwrap(), Some(record));
     assert_eq!(store.invoice_secret(&[0x25; 32]).unwrap(), None);
+}
+
+fn watch_checkpoint_is_one_record_replaced_by_each_write(store: &dyn Store) {
+    assert_eq!(store.watch_checkpoint().unwrap(), None);
+    let first = WatchCheckpointRecord { scanned_through: 40, final_through: 37 };
+    apply_one(store, Write::WatchCheckpoint(first));
+    assert_eq!(store.watch_checkpoint().unwrap(), Some(first));
+    let later = WatchCheckpointRecord { scanned_through: 52, final_through: 49 };
+    apply_one(store, Write::WatchCheckpoint(later));
+    assert_eq!(store.watch_checkpoint().unwrap(), Some(later));
 }
 
 fn channel_ids_never_repeat(store: Arc<dyn Store>) {

@@ -6,7 +6,7 @@ use cid::Cid;
 use paych_core::store::sled::SledStore;
 use paych_core::store::{
     Batch, ChannelId, ChannelRecord, InvoiceSecretRecord, MessageRecord, PeerRecord,
-    ReconcileRecord, Store, StoreError, VoucherRecord,
+    ReconcileRecord, Store, StoreError, VoucherRecord, WatchCheckpointRecord,
 };
 use paych_core::types::Address;
 
@@ -107,5 +107,8 @@ impl<D: Durability> Store for SledWith<D> {
         payment_hash: &[u8],
     ) -> Result<Option<InvoiceSecretRecord>, StoreError> {
         self.sled.invoice_secret(payment_hash)
+    }
+    fn watch_checkpoint(&self) -> Result<Option<WatchCheckpointRecord>, StoreError> {
+        self.sled.watch_checkpoint()
     }
 }

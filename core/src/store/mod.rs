@@ -1,5 +1,5 @@
 //! Durable off-chain state: channels, vouchers, reservations, chain messages,
-//! reconciliation records, peer records and invoice secrets.
+//! reconciliation records, peer records, invoice secrets and the watchtower's checkpoint.
 //!
 //! [`Store`] is the trait the manager writes through; [`sled::SledStore`] implements it on
 //! sled. Writes are grouped in a [`Batch`] and applied atomically. A write is in memory (and
@@ -270,6 +270,17 @@ pub struct InvoiceSecretRecord {
     pub invoice: Vec<u8>,
 }
 
+/// How far the watchtower ([`crate::watch::Watchtower`]) has scanned the chain: one record
+/// per store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchCheckpointRecord {
+    /// The last epoch scanned.
+    pub scanned_through: ChainEpoch,
+    /// The last epoch scanned once it was at least the confirmation depth below the head it
+    /// was scanned at: a scan resumes above it, and epochs above it are scanned again.
+    pub final_through: ChainEpoch,
+}
+
 /// One write of a [`Batch`].
 // Batches are short-lived and a handful of writes long; boxing the channel record would
 // cost an allocation on every write for no saving that matters.
@@ -289,6 +300,8 @@ pub enum Write {
     /// Insert an invoice secret (keyed by payment hash); refused when another record holds
     /// that hash.
     InvoiceSecret(InvoiceSecretRecord),
+    /// Insert or replace the watchtower's checkpoint.
+    WatchCheckpoint(WatchCheckpointRecord),
 }
 
 /// Writes applied together or not at all.
@@ -356,4 +369,6 @@ pub trait Store: Send + Sync {
         &self,
         payment_hash: &[u8],
     ) -> Result<Option<InvoiceSecretRecord>, StoreError>;
+    /// The watchtower's checkpoint, if it has scanned anything yet.
+    fn watch_checkpoint(&self) -> Result<Option<WatchCheckpointRecord>, StoreError>;
 }

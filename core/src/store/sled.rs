@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use super::{
     Batch, ChannelId, ChannelRecord, InvoiceSecretRecord, MessageRecord, PeerRecord,
-    ReconcileRecord, Store, StoreError, VoucherRecord, Write,
+    ReconcileRecord, Store, StoreError, VoucherRecord, WatchCheckpointRecord, Write,
 };
 use crate::types::Address;
 
@@ -56,6 +56,8 @@ mod prefix {
     pub const PEER: u8 = 0x06;
     /// Invoice secrets: `0x07 ‖ payment hash`.
     pub const INVOICE_SECRET: u8 = 0x07;
+    /// The watchtower's checkpoint: `0x0a` alone.
+    pub const WATCH_CHECKPOINT: u8 = 0x0a;
 }
 
 /// Metadata: the format version, a big-endian u64.
@@ -80,6 +82,7 @@ enum Key {
     Reconcile(Vec<u8>),
     Peer(Address),
     InvoiceSecret(Vec<u8>),
+    WatchCheckpoint,
 }
 
 impl Key {
@@ -98,6 +101,7 @@ impl Key {
             Key::Reconcile(hash) => prefixed(prefix::RECONCILE, hash),
             Key::Peer(addr) => prefixed(prefix::PEER, &addr.to_bytes()),
             Key::InvoiceSecret(hash) => prefixed(prefix::INVOICE_SECRET, hash),
+            Key::WatchCheckpoint => vec![prefix::WATCH_CHECKPOINT],
         }
     }
 }
@@ -115,6 +119,7 @@ impl fmt::Display for Key {
             Key::Reconcile(hash) => write!(f, "reconcile/{}", hex::encode(hash)),
             Key::Peer(addr) => write!(f, "peer/{addr}"),
             Key::InvoiceSecret(hash) => write!(f, "invoice-secret/{}", hex::encode(hash)),
+            Key::WatchCheckpoint => write!(f, "watch-checkpoint"),
         }
     }
 }
@@ -168,6 +173,12 @@ impl Keyed for ReconcileRecord {
 impl Keyed for InvoiceSecretRecord {
     fn key(&self) -> Key {
         Key::InvoiceSecret(self.payment_hash.clone())
+    }
+}
+
+impl Keyed for WatchCheckpointRecord {
+    fn key(&self) -> Key {
+        Key::WatchCheckpoint
     }
 }
 
@@ -488,6 +499,7 @@ impl<'a> Plan<'a> {
                 self.check_unique_secret(record)?;
                 encode(record)?
             }
+            Write::WatchCheckpoint(record) => encode(record)?,
         };
         self.out.push((key, Some(value)));
         Ok(())
@@ -805,6 +817,10 @@ impl Store for SledStore {
         payment_hash: &[u8],
     ) -> Result<Option<InvoiceSecretRecord>, StoreError> {
         self.shared.record(&Key::InvoiceSecret(payment_hash.to_vec()))
+    }
+
+    fn watch_checkpoint(&self) -> Result<Option<WatchCheckpointRecord>, StoreError> {
+        self.shared.record(&Key::WatchCheckpoint)
     }
 }
 
