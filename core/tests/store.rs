@@ -116,7 +116,7 @@ struct Fresh {
 
 /// Every scenario a backend must pass, each on a fresh store from `fresh`.
 async fn conformance(fresh: fn() -> Fresh) {
-    let on_a_fresh_store: [fn(&dyn Store); 13] = [
+    let on_a_fresh_store: [fn(&dyn Store); 14] = [
         channel_round_trips,
         channel_is_found_by_both_addresses_once_open,
         changed_address_leaves_no_stale_index_entry,
