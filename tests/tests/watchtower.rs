@@ -250,3 +250,33 @@ async fn passes_are_bounded_rescan_the_last_conf_epochs_and_retry_a_refused_secr
     assert_eq!(catch_up(&tower, &hub).await, 0, "final: never again");
     assert!(hub.found.lock().unwrap().iter().all(|f| f.message == redeemed.message));
 }
+
+/// Run as a task, the watchtower keeps passing while the chain grows: a secret revealed while
+/// it runs reaches the hub, and it stops when told to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_watchtower_hands_over_a_secret_revealed_while_it_runs_and_stops_when_told() {
+    let on = OnChain::in_process();
+    let (payer, payee) = (on.party(1, 100).await, on.party(2, 10).await);
+    let channel = on.create_channel(&payer, &payee, 20).await;
+    let secret = [0x44; 32];
+    let hub = Arc::new(Hub::watching(channel, &[&hash(&secret)]));
+    let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+    let tower = Arc::new(tower(&on, store, 2, 4));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = {
+        let (tower, hub) = (tower.clone(), hub.clone());
+        tokio::spawn(async move { tower.run(hub.as_ref(), stopped).await })
+    };
+
+    let lock = on.chain.head().await.unwrap() + 100;
+    let voucher = conditional(&payer, channel.0, 0, 1, &hash(&secret), lock);
+    let redeemed = on.redeem(&payee, channel.0, &voucher, &secret).await;
+    paych_testkit::deadline::eventually("the secret reaches the hub", || {
+        let hub = hub.clone();
+        async move { !hub.secrets().is_empty() }
+    })
+    .await;
+    assert_eq!(hub.found.lock().unwrap()[0].message, redeemed.message);
+    stop.send_replace(true);
+    paych_testkit::deadline::within("the watchtower stops", running).await.unwrap();
+}
