@@ -127,6 +127,28 @@ fn invoice_seeds(corpus: &Corpus, payee: &SecretKey) {
     corpus.put_kind("invoice", "four_hubs_text", 1, invoice.to_text().expect("text"));
 }
 
+/// The watchtower's reading of `UpdateChannelState` parameters: the vectors' (flags 0 to 3:
+/// robust or ID address, every hash wanted or few), and a conditional voucher's redemption
+/// with its 32-byte secret.
+fn watch_seeds(corpus: &Corpus, vectors: &Value) {
+    for (i, v) in vectors["vouchers"].as_array().expect("vouchers").iter().enumerate() {
+        let params = hex(v["update_channel_state_params_hex"].as_str().expect("params"));
+        let flags = u8::try_from(i % 4).expect("small");
+        corpus.put_kind("watch_secrets", &format!("update_channel_state_{i}"), flags, params);
+    }
+    let secret = [7u8; 32];
+    let mut sv = SignedVoucher::new(
+        Address::new_actor(b"watched channel"),
+        3,
+        9,
+        TokenAmount::from_atto(10),
+    );
+    sv.secret_hash = crypto::blake2b_256(&secret).to_vec();
+    let params = paych_core::types::UpdateChannelStateParams { sv, secret: secret.to_vec() };
+    let params = fvm_ipld_encoding::to_vec(&params).expect("cbor");
+    corpus.put_kind("watch_secrets", "conditional_redemption", 0, params);
+}
+
 fn main() {
     let root = std::env::args()
         .nth(1)
@@ -176,6 +198,7 @@ fn main() {
         let params = hex(v["update_channel_state_params_hex"].as_str().expect("params"));
         corpus.put_kind("chain_cbor", &format!("update_channel_state_{i}"), 4, params);
     }
+    watch_seeds(&corpus, &vectors);
     let constructor = ConstructorParams { from: payer_addr, to: payee_addr };
     corpus.put_kind("chain_cbor", "constructor_params", 5, enc(&constructor));
     let exec = ExecParams { code_cid: lanes, constructor_params: enc(&constructor) };

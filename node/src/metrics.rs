@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cid::Cid;
 use paych_core::chain::{
-    ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain, MessageLookup, Receipt,
+    ActorInfo, ActorKind, Chain, ChainError, ChainMessage, ChannelAtDepth, ChannelOnChain,
+    MessageLookup, Receipt,
 };
 use paych_core::types::{Address, ChainEpoch, Message, SignedMessage, TokenAmount};
 use paych_protocol::VoucherStatus;
@@ -504,6 +505,10 @@ impl Chain for MeteredChain {
             self.metrics.landed(message, lookup.receipt.is_ok());
         }
         result
+    }
+
+    async fn tipset_messages(&self, epoch: ChainEpoch) -> Result<Vec<ChainMessage>, ChainError> {
+        self.inner.tipset_messages(epoch).await
     }
 
     async fn call(&self, message: &Message) -> Result<Receipt, ChainError> {

@@ -22,6 +22,8 @@
 //! - [`raw_peer`]: a peer that writes whatever bytes it is given on the voucher protocol,
 //!   and may stall mid-request.
 //! - [`vouchers`]: vouchers assembled from the parts property tests generate.
+//! - [`onchain`]: parties with raw keys acting on a devnet through a `Chain` — in process or
+//!   a Lotus client over JSON-RPC — creating channels and redeeming vouchers, no manager.
 //! - [`node`]: a node's networking in process (its host on loopback, with limits or
 //!   metrics), a payer reaching a payee through it, vouchers sent and answered, refusals
 //!   counted, and idle connections dialed from another loopback address.
@@ -47,6 +49,7 @@ pub mod deadline;
 pub mod devnet;
 pub mod keys;
 pub mod node;
+pub mod onchain;
 pub mod raw_peer;
 pub mod store;
 pub mod swarm;
