@@ -408,7 +408,9 @@ impl EventLoop {
                 let kind = inbound_route_kind(&event);
                 if self.on_protocol_event(event) {
                     let busy = RouteStatus::Busy.label();
-                    self.config.metrics.route_received(kind.map_or("unknown", RouteKind::label), busy);
+                    self.config
+                        .metrics
+                        .route_received(kind.map_or("unknown", RouteKind::label), busy);
                 }
             }
             _ => {}
