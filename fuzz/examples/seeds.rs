@@ -158,7 +158,8 @@ fn route_seeds(corpus: &Corpus, payer: &SecretKey, payee: &SecretKey, channel: A
     };
     let replacement = sign(SignedVoucher::new(channel, 2, 6, TokenAmount::from_atto(1_001_000u64)));
     let replace = RouteRequest::Replace { payment_hash: hash.to_vec(), voucher: replacement };
-    for (name, request) in [("offer", offer), ("replace", replace), ("policy", RouteRequest::Policy)]
+    for (name, request) in
+        [("offer", offer), ("replace", replace), ("policy", RouteRequest::Policy)]
     {
         corpus.put_kind("route", name, 0, request.to_cbor().expect("route request"));
     }

@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
         let read = read_response::<RouteRequest, RouteResponse>(input);
         if let Ok(response) = &read {
             let status = response.status;
-            assert_eq!(RouteStatus::from_code(status.code()), Some(status), "unknown status decoded");
+            assert_eq!(
+                RouteStatus::from_code(status.code()),
+                Some(status),
+                "unknown status decoded"
+            );
             assert!(response.secret.len() <= MAX_SECRET_BYTES, "a secret over the bound decoded");
             if !status.is_ok() {
                 assert!(
