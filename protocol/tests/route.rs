@@ -416,28 +416,17 @@ fn a_300_byte_pre_image_decodes_for_the_routing_rules_to_refuse() {
 
 #[test]
 fn every_bound_is_enforced_when_encoding_and_when_decoding() {
-    let cases: Vec<(Vec<u8>, RouteViolation, Result<Vec<u8>, EncodeError>)> = {
-        let long_invoice = RouteRequest::Offer {
-            invoice: vec![1; MAX_INVOICE_BYTES + 1],
-            voucher: sample_voucher(),
-        };
-        let short_hash =
-            RouteRequest::Replace { payment_hash: vec![1; 31], voucher: sample_voucher() };
-        let long_hash =
-            RouteRequest::Replace { payment_hash: vec![1; 33], voucher: sample_voucher() };
-        vec![
-            (
-                unchecked(&long_invoice),
-                RouteViolation::InvoiceTooLong(MAX_INVOICE_BYTES + 1),
-                long_invoice.to_cbor(),
-            ),
-            (unchecked(&short_hash), RouteViolation::PaymentHashLength(31), short_hash.to_cbor()),
-            (unchecked(&long_hash), RouteViolation::PaymentHashLength(33), long_hash.to_cbor()),
-        ]
-    };
-    for (bytes, violation, encoded) in cases {
-        assert_eq!(route_rule(RouteRequest::from_cbor(&bytes)), violation);
-        assert_eq!(encode_rule(encoded), violation);
+    let long_invoice =
+        RouteRequest::Offer { invoice: vec![1; MAX_INVOICE_BYTES + 1], voucher: sample_voucher() };
+    let short_hash = RouteRequest::Replace { payment_hash: vec![1; 31], voucher: sample_voucher() };
+    let long_hash = RouteRequest::Replace { payment_hash: vec![1; 33], voucher: sample_voucher() };
+    for (request, violation) in [
+        (long_invoice, RouteViolation::InvoiceTooLong(MAX_INVOICE_BYTES + 1)),
+        (short_hash, RouteViolation::PaymentHashLength(31)),
+        (long_hash, RouteViolation::PaymentHashLength(33)),
+    ] {
+        assert_eq!(route_rule(RouteRequest::from_cbor(&unchecked(&request))), violation);
+        assert_eq!(encode_rule(request.to_cbor()), violation);
     }
 
     let long_policy = RouteResponse::policy(vec![2; MAX_POLICY_BYTES + 1]);
