@@ -96,7 +96,7 @@ pub enum RuleViolation {
     Retrieval(crate::retrieval::rules::RetrievalViolation),
     /// A `/paych/route/1.0.0` message breaks a rule of its own.
     #[error(transparent)]
-    Route(crate::route::RouteViolation),
+    Route(crate::route::rules::RouteViolation),
 }
 
 /// Why bytes could not be decoded as a paych message.
