@@ -26,6 +26,8 @@
 //! | `paych_retrieval_responses_in_flight` | gauge | — (manifests and chunks being sent) |
 //! | `paych_retrieval_bytes_in_flight` | gauge | — (their bytes) |
 //! | `paych_retrieval_open_flows` | gauge | — |
+//! | `paych_route_requests_sent_total` | counter | `kind` (`offer`, `replace`, `policy`), `status`: the answer, or `failed` |
+//! | `paych_route_requests_received_total` | counter | `kind` (or `unknown`), `status`: the answer given |
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -107,6 +109,14 @@ label_sets! {
         /// A declared API method, or `unknown`.
         method
     }
+    /// The labels of a route request.
+    RouteLabels {
+        /// What it asked: `offer`, `replace`, `policy` (`unknown` for one the loop refused
+        /// before reading its kind).
+        kind,
+        /// The answer's status in snake case, or `failed` (no answer).
+        status
+    }
 }
 
 type FloatCounter = Counter<f64, AtomicU64>;
@@ -148,6 +158,10 @@ pub struct Metrics {
     pub retrieval_bytes_in_flight: Gauge,
     /// Open retrieval flows.
     pub retrieval_open_flows: Gauge,
+    /// Route requests sent, by kind and the answer's status (`failed`: no answer).
+    pub route_requests_sent: Family<RouteLabels, Counter>,
+    /// Route requests received, by kind and the status answered.
+    pub route_requests_received: Family<RouteLabels, Counter>,
     /// Connections and requests refused, by reason.
     pub refusals: Family<ReasonLabel, Counter>,
     /// Paces the log lines of refusals.
@@ -250,6 +264,16 @@ impl Metrics {
                 "paych_retrieval_open_flows",
                 "Open retrieval flows",
             ),
+            route_requests_sent: registered(
+                r,
+                "paych_route_requests_sent",
+                "Route requests sent, by kind and the answer's status (failed: no answer)",
+            ),
+            route_requests_received: registered(
+                r,
+                "paych_route_requests_received",
+                "Route requests received, by kind and the status answered",
+            ),
             refusals: registered(
                 r,
                 "paych_refusals",
@@ -280,6 +304,17 @@ impl Metrics {
     pub fn voucher_received(&self, status: &'static str, delta: &TokenAmount) {
         self.vouchers_received.get_or_create(&StatusLabel { status }).inc();
         self.received_attofil.inc_by(atto_f64(delta));
+    }
+
+    /// Counts a route request sent and the answer's status (`None`: no answer).
+    pub fn route_sent(&self, kind: &'static str, status: Option<&'static str>) {
+        let status = status.unwrap_or("failed");
+        self.route_requests_sent.get_or_create(&RouteLabels { kind, status }).inc();
+    }
+
+    /// Counts a route request received and the status answered.
+    pub fn route_received(&self, kind: &'static str, status: &'static str) {
+        self.route_requests_received.get_or_create(&RouteLabels { kind, status }).inc();
     }
 
     /// Counts a reconciliation.

@@ -27,6 +27,8 @@
 //! - [`node`]: a node's networking in process (its host on loopback, with limits or
 //!   metrics), a payer reaching a payee through it, vouchers sent and answered, refusals
 //!   counted, and idle connections dialed from another loopback address.
+//! - [`route`]: a scripted route handler that reports what it is handed and may hold it at
+//!   a gate, a node's networking started with it, route requests sent.
 //! - [`daemon`]: `paych daemon` and `paych devnet` as processes on 127.0.0.1.
 //! - [`tls`]: a test CA and certificate, and a TLS proxy on 127.0.0.1 in front of a server
 //!   (the Lotus client over `https`).
@@ -51,6 +53,7 @@ pub mod keys;
 pub mod node;
 pub mod onchain;
 pub mod raw_peer;
+pub mod route;
 pub mod store;
 pub mod swarm;
 pub mod tls;
