@@ -18,7 +18,8 @@
 //!   or the state's `min_settle_height` if later). A plan's messages run in order at
 //!   non-decreasing epochs inside that window; each voucher's time locks narrow its epochs,
 //!   and the search gives each message the earliest epoch it can run at;
-//! - the payee knows no secret: a voucher with a secret hash never redeems for it;
+//! - the payee knows only the secrets of [`ChainView::secrets`] (none unless a test fills
+//!   it in): a voucher with another secret hash never redeems for it;
 //! - a voucher whose `min_settle_height` lies beyond that window would postpone the
 //!   channel's settlement to a height the payer chose (without bound: the payee could never
 //!   collect): it counts for nothing;
@@ -58,6 +59,9 @@ pub struct ChainView {
     pub ids: BTreeMap<Address, ActorID>,
     /// Addresses (of `extra` callees) that name an existing actor.
     pub existing: BTreeSet<Address>,
+    /// The secrets the payee knows, by their blake2b-256 hash: a conditional voucher on
+    /// one of them redeems with it.
+    pub secrets: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl ChainView {
@@ -163,7 +167,7 @@ pub fn redeemable(view: &ChainView, held: &[SignedVoucher]) -> Plan {
     // Vouchers that can never redeem are left out of the search.
     let mut candidates: Vec<SignedVoucher> = Vec::new();
     for v in held {
-        let usable = v.secret_hash.is_empty()
+        let usable = (v.secret_hash.is_empty() || view.secrets.contains_key(&v.secret_hash))
             && v.min_settle_height <= window_end
             && v.signature.is_some()
             && view.state.lanes.get(&v.lane).is_none_or(|l| l.nonce < v.nonce)
@@ -226,7 +230,8 @@ impl Search<'_> {
             }
             let env = OracleEnv::new(self.view, epoch, self.checked);
             let mut next = state.clone();
-            let params = UpdateChannelStateParams { sv: v.clone(), secret: Vec::new() };
+            let secret = self.view.secrets.get(&v.secret_hash).cloned().unwrap_or_default();
+            let params = UpdateChannelStateParams { sv: v.clone(), secret };
             if actor::update_channel_state(&mut next, &env, &params).is_err() {
                 // A failed message changes nothing: the branch is the same as leaving it out.
                 continue;
@@ -265,12 +270,23 @@ pub async fn view_of(devnet: &Devnet, channel: &Address, held: &[SignedVoucher])
         payer_key,
         ids,
         existing,
+        secrets: BTreeMap::new(),
     }
 }
 
 /// The `UpdateChannelState` message a payee (`payee_key`) sends to redeem `voucher`.
 pub fn submit_message(payee_key: Address, channel: Address, voucher: &SignedVoucher) -> Message {
-    let params = UpdateChannelStateParams { sv: voucher.clone(), secret: Vec::new() };
+    submit_message_with(payee_key, channel, voucher, Vec::new())
+}
+
+/// The `UpdateChannelState` message a payee sends to redeem `voucher` with `secret`.
+pub fn submit_message_with(
+    payee_key: Address,
+    channel: Address,
+    voucher: &SignedVoucher,
+    secret: Vec<u8>,
+) -> Message {
+    let params = UpdateChannelStateParams { sv: voucher.clone(), secret };
     Message::new(
         payee_key,
         channel,
@@ -291,6 +307,18 @@ pub async fn carry_out(
     channel: Address,
     plan: &Plan,
 ) -> Vec<ExitCode> {
+    carry_out_with(devnet, wallet, payee_key, channel, plan, &BTreeMap::new()).await
+}
+
+/// [`carry_out`], each conditional voucher submitted with its secret from `secrets`.
+pub async fn carry_out_with(
+    devnet: &Devnet,
+    wallet: &dyn paych_core::wallet::Wallet,
+    payee_key: Address,
+    channel: Address,
+    plan: &Plan,
+    secrets: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Vec<ExitCode> {
     let mut codes = Vec::new();
     let mut steps = plan.steps.iter().peekable();
     while let Some((_, epoch)) = steps.peek() {
@@ -302,7 +330,8 @@ pub async fn carry_out(
         }
         let mut cids = Vec::new();
         while let Some((voucher, _)) = steps.next_if(|(_, e)| *e == epoch) {
-            let message = submit_message(payee_key, channel, voucher);
+            let secret = secrets.get(&voucher.secret_hash).cloned().unwrap_or_default();
+            let message = submit_message_with(payee_key, channel, voucher, secret);
             let signed = paych_core::chain::prepare_message(devnet, wallet, message).await.unwrap();
             cids.push(devnet.push(&signed).await.unwrap());
         }
