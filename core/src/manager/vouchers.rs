@@ -522,7 +522,7 @@ impl PaymentChannelManager {
 
     /// Where the redemption model starts for a channel: the chain's state, messages
     /// executing from the next epoch with `landing_window` epochs to land.
-    fn situation(
+    pub(super) fn situation(
         &self,
         record: &ChannelRecord,
         view: &ChainView,
