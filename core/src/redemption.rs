@@ -51,6 +51,12 @@ pub struct Situation {
     /// can be redeemed at every epoch of `first_epoch ..= first_epoch + landing_window`,
     /// which must all come before `settling_at`.
     pub landing_window: ChainEpoch,
+    /// Epochs the message of a conditional voucher (one with a secret hash, its secret held)
+    /// may take to land after `first_epoch`: such a voucher counts against its
+    /// `time_lock_max` only if it can be redeemed at every epoch of
+    /// `first_epoch ..= first_epoch + conditional_window` — the route's `S + conf` (design §9),
+    /// the margin by which the settler lands it — where other vouchers need `landing_window`.
+    pub conditional_window: ChainEpoch,
     /// Secrets the payee holds, by their blake2b-256 hash.
     pub secrets: BTreeMap<Vec<u8>, Vec<u8>>,
 }
@@ -59,6 +65,16 @@ impl Situation {
     /// The last epoch at which the plan's messages may land.
     pub fn last_epoch(&self) -> ChainEpoch {
         self.first_epoch.saturating_add(self.landing_window.max(0))
+    }
+
+    /// The earliest `time_lock_max` with which `voucher` surely lands: the last epoch of its
+    /// window — [`Situation::conditional_window`] for a conditional voucher, the landing
+    /// window for any other.
+    fn lock_deadline(&self, voucher: &SignedVoucher) -> ChainEpoch {
+        match voucher.secret_hash.is_empty() {
+            true => self.last_epoch(),
+            false => self.first_epoch.saturating_add(self.conditional_window.max(0)),
+        }
     }
 
     /// Whether messages sent now can still land before the channel settles.
@@ -78,7 +94,7 @@ impl Situation {
         if voucher.time_lock_min > self.first_epoch {
             return Some(Unredeemable::TimeLockMin { time_lock_min: voucher.time_lock_min });
         }
-        if voucher.time_lock_max != 0 && voucher.time_lock_max < self.last_epoch() {
+        if voucher.time_lock_max != 0 && voucher.time_lock_max < self.lock_deadline(voucher) {
             return Some(Unredeemable::TimeLockMax { time_lock_max: voucher.time_lock_max });
         }
         if voucher.extra.is_some() {
@@ -545,6 +561,7 @@ mod tests {
             channel_aliases: Vec::new(),
             first_epoch: 11,
             landing_window: 0,
+            conditional_window: 0,
             secrets: BTreeMap::new(),
         }
     }

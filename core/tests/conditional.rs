@@ -450,14 +450,18 @@ async fn a_late_replacement_is_kept_by_the_payee_but_never_credited_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_nearer_than_the_landing_margin_is_held_but_credited_only_once_replaced() {
-    // The default landing margin of 20 epochs outlasts this route's locks: the payee holds
-    // the conditional voucher without counting it, and counts the replacement.
-    let w = Route::with_landing_margin(10_000, 10_000, 20).await;
+async fn a_lock_nearer_than_the_routes_landing_window_is_held_but_credited_only_once_replaced() {
+    // The payee's inclusion delay `S` of 10 epochs: a conditional voucher must leave
+    // `S + conf` = 12 epochs to count, more than this route's lock leaves. The payee holds it
+    // without counting it, and counts the replacement.
+    let mut config = test_config();
+    config.route = RouteParams { inclusion: 10, ..PARAMS };
+    let w = Route::with_config(10_000, 10_000, config).await;
     let (hash, secret) = w.invoice().await;
     let t1 = w.t1().await;
     w.offer(&hash, t1).await;
-    let (lh, _, credited) = w.forward(&hash, t1).await;
+    let (lh, vh, credited) = w.forward(&hash, t1).await;
+    assert!(vh.time_lock_max < w.head().await + 1 + 12);
     assert!(credited.is_zero(), "credited {credited:?} for a voucher it cannot surely land");
     w.h.m().learn_secret(&hash, &secret).await.unwrap();
     let rh = w.h.m().conditional_replace(&w.hr, lh, &secret).await.unwrap();
@@ -561,4 +565,53 @@ async fn a_conditional_voucher_redeemed_on_chain_outside_the_manager_is_no_longe
     assert!(w.head().await < vh.time_lock_max);
     let pending = w.r.m().pending_conditionals(&w.hr).await.unwrap();
     assert!(pending.is_empty(), "still pending: {pending:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_devnet_defaults_a_payee_is_credited_at_once_and_a_hub_once_it_learns_the_secret()
+{
+    // The managers' own defaults: the intake's landing margin and `RouteParams::default()`.
+    let mut config = test_config();
+    config.settler_interval = std::time::Duration::from_secs(3600);
+    let w = Route::with_config(10_000, 10_000, config).await;
+    assert_eq!(w.h.config.route, RouteParams::default());
+    assert_eq!(PARAMS, RouteParams::default());
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, _, hub_credit) = w.offer(&hash, t1).await;
+    assert!(hub_credit.is_zero(), "the hub credits nothing without the secret");
+    let (_, _, payee_credit) = w.forward(&hash, t1).await;
+    assert_eq!(payee_credit, atto(AMOUNT), "the payee issued the invoice: it knows the secret");
+
+    // Once the hub learns the secret, P's voucher counts: its replacement adds nothing more.
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let rp = w.p.m().conditional_replace(&w.ph, lp, &secret).await.unwrap();
+    let added = w.h.m().voucher_add(&w.ph, &rp, TokenAmount::default()).await.unwrap();
+    assert!(matches!(added, AddOutcome::Covered { .. }), "counted only now: {added:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_knows_the_secret_waits_for_the_replacement_until_the_redeem_margin() {
+    let mut config = test_config();
+    config.settler_interval = std::time::Duration::from_secs(3600);
+    let w = Route::with_config(10_000, 10_000, config).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (_, vp, _) = w.offer(&hash, t1).await;
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    // Before `T1 − (S + conf + G)` the settler leaves P's voucher for its replacement (no
+    // message, no gas).
+    while w.head().await + PARAMS.redeem_margin() < t1 {
+        w.h.m().settler_pass().await.unwrap();
+        w.net.mine(1);
+        assert!(w.to_send(&w.ph).await.is_zero(), "redeemed early at {}", w.head().await);
+    }
+    // From then on it lands it, before the lock.
+    w.h.m().settler_pass().await.unwrap();
+    while w.to_send(&w.ph).await.is_zero() {
+        assert!(w.head().await < t1, "not redeemed before the lock");
+        w.net.mine(1);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.to_send(&w.ph).await, vp.amount);
 }

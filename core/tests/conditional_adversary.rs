@@ -230,9 +230,10 @@ struct Hostile {
 
 impl Hostile {
     async fn new() -> Self {
-        let mut config = redeemable::idle_settler();
-        config.intake.landing_margin = PARAMS.submit_margin();
-        config.route = PARAMS;
+        // The devnet defaults: the intake's landing margin for plain vouchers, the route's
+        // `S + conf` for conditional ones.
+        let config = redeemable::idle_settler();
+        assert_eq!(config.route, PARAMS);
         let w = World::with_payee(BALANCE, 10, config).await;
         let mut routes = Vec::new();
         let m = w.payee.m();

@@ -233,6 +233,7 @@ fn committed(
     let mut unbounded = situation.clone();
     unbounded.balance = TokenAmount::from_whole(UNBOUNDED_FIL);
     unbounded.landing_window = 0;
+    unbounded.conditional_window = 0;
     let plan = redemption::best_plan(&unbounded, &revealed.iter().collect::<Vec<_>>());
     per_lane.max(plan.value().clone())
 }
@@ -568,7 +569,7 @@ impl PaymentChannelManager {
         if pending_held(held, voucher.lane, view).is_some() {
             return Err(RouteRefusal::LanePending(voucher.lane).into());
         }
-        let mut situation = self.situation(record, view, 0);
+        let mut situation = self.situation(record, view, 0, 0);
         situation.channel_aliases.push(voucher.channel_addr);
         situation.channel_aliases.extend(held.all().iter().map(|v| v.channel_addr));
         let committed = committed(held, voucher, view, &situation);
