@@ -24,6 +24,7 @@ use paych_core::chain::Chain;
 use paych_core::invoice::{self, InvoiceTerms};
 use paych_core::manager::{AddOutcome, ConditionalTerms};
 use paych_core::route::{self, RouteParams};
+use paych_core::store::MessageState;
 use paych_core::types::{Address, ChainEpoch, SignedVoucher, TokenAmount};
 use paych_testkit::amounts::atto;
 use paych_testkit::devnet::{runtime, test_config, Net, Node};
@@ -326,6 +327,7 @@ impl History {
     /// finds a secret the payee published on chain, and every settler takes its turn.
     async fn mine(&mut self, n: u64) {
         for _ in 0..n {
+            self.messages_reach_the_pool().await;
             self.net.mine(1);
             let head = self.head().await;
             if head >= self.back_at[1] {
@@ -334,6 +336,24 @@ impl History {
             for party in (0..3).filter(|p| head >= self.back_at[*p]) {
                 let _ = self.node(party).m().settler_pass().await;
             }
+        }
+    }
+
+    /// Waits until every message a party has recorded — its background settler's too, which
+    /// runs once at each start — has reached the message pool: on a real chain a block comes
+    /// only epochs later, but here the next one is mined at once, and a message pushed after
+    /// it would land an epoch late, or after its voucher's lock.
+    async fn messages_reach_the_pool(&self) {
+        for node in self.nodes.iter().flatten() {
+            let store = node.m().store().clone();
+            paych_testkit::deadline::eventually("recorded messages to be pushed", || {
+                let store = store.clone();
+                async move {
+                    let messages = store.messages().unwrap();
+                    !messages.iter().any(|m| m.state == MessageState::Recorded)
+                }
+            })
+            .await;
         }
     }
 
