@@ -5,8 +5,8 @@
 //! `extra`, merges, a stranger's signature, the channel by its robust or its ID address —
 //! and sends them through `conditional_accept` (on the terms of one of two routes) and
 //! through ordinary intake, in random orders, while the holder learns secrets (and is
-//! offered wrong ones), epochs pass with the holder's settler at work, the payer settles and
-//! the holder redeems on demand.
+//! offered wrong ones), epochs pass with the holder's settler at work, the payer settles, the
+//! holder redeems on demand and crashes and restarts.
 //!
 //! - `hostile_conditional_vouchers_are_never_credited_more_than_the_chain_pays`: after every
 //!   step, what the holder credited (the deltas `conditional_accept` and `voucher_add`
@@ -137,6 +137,8 @@ enum Step {
     PayerSettles,
     /// The holder redeems the conditional voucher of a lane on demand.
     Redeem(u64),
+    /// The holder crashes and restarts.
+    Restart,
 }
 
 fn lock() -> impl Strategy<Value = Lock> {
@@ -214,12 +216,14 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (1u64..=4).prop_map(Step::Mine),
         1 => Just(Step::PayerSettles),
         1 => (0u64..3).prop_map(Step::Redeem),
+        1 => Just(Step::Restart),
     ]
 }
 
 /// One hostile history being played against a holder.
 struct Hostile {
-    w: World,
+    /// The payer, the holder and their channel (`None` only while the holder restarts).
+    world: Option<World>,
     /// Each route's payment hash and secret.
     routes: Vec<(Vec<u8>, Vec<u8>)>,
     /// What the holder credited.
@@ -257,15 +261,26 @@ impl Hostile {
             let secret = m.known_secret(&hash).unwrap().unwrap();
             routes.push((hash, secret));
         }
-        Hostile { w, routes, credited: TokenAmount::default(), last_lock: 0 }
+        Hostile { world: Some(w), routes, credited: TokenAmount::default(), last_lock: 0 }
+    }
+
+    fn w(&self) -> &World {
+        self.world.as_ref().unwrap()
+    }
+
+    /// The holder crashes and restarts: its store is reopened.
+    async fn restart(&mut self) {
+        let mut w = self.world.take().unwrap();
+        w.payee = w.payee.stop().await.started().await;
+        self.world = Some(w);
     }
 
     async fn settling_at(&self) -> ChainEpoch {
-        self.w.net.devnet.channel(&self.w.ch).await.unwrap().state.settling_at
+        self.w().net.devnet.channel(&self.w().ch).await.unwrap().state.settling_at
     }
 
     async fn at(&self, lock: Lock) -> ChainEpoch {
-        let head = self.w.head().await;
+        let head = self.w().head().await;
         match lock {
             Lock::None => 0,
             Lock::Head(k) => (head + k).max(1),
@@ -286,9 +301,10 @@ impl Hostile {
     }
 
     async fn voucher(&mut self, spec: &Spec) -> SignedVoucher {
-        let channel = if spec.by_id { self.w.id } else { self.w.ch };
+        let channel = if spec.by_id { self.w().id } else { self.w().ch };
         // What the payer knows the holder holds on the lane: its highest voucher there.
-        let top = self.w.held().into_iter().filter(|v| v.lane == spec.lane).max_by_key(|v| v.nonce);
+        let top =
+            self.w().held().into_iter().filter(|v| v.lane == spec.lane).max_by_key(|v| v.nonce);
         let (top_nonce, top_amount) =
             top.map_or((0, 0), |v| (v.nonce, u64::try_from(v.amount.atto()).unwrap_or(0)));
         let nonce = spec.nonce.unwrap_or(top_nonce + 1);
@@ -300,12 +316,12 @@ impl Hostile {
         v.secret_hash = self.hash_of(spec.hash, spec.terms_route);
         v.time_lock_min = self.at(spec.time_lock_min).await;
         v.time_lock_max = self.at(spec.time_lock_max).await;
-        self.last_lock = self.last_lock.max(v.time_lock_max.min(self.w.head().await + 100));
+        self.last_lock = self.last_lock.max(v.time_lock_max.min(self.w().head().await + 100));
         if spec.huge_settle_height {
             v.min_settle_height = ChainEpoch::MAX / 2;
         }
         if spec.extra {
-            let actor = self.w.payee.addr;
+            let actor = self.w().payee.addr;
             v.extra = Some(ModVerifyParams { actor, method: METHOD_SEND, data: vec![] });
         }
         v.merges = spec.merges.iter().map(|&(lane, nonce)| Merge { lane, nonce }).collect();
@@ -317,14 +333,14 @@ impl Hostile {
         }
         match spec.stranger {
             true => paych_testkit::keys::sign_as_stranger(v),
-            false => self.w.signed(v),
+            false => self.w().signed(v),
         }
     }
 
     async fn send(&mut self, spec: &Spec) {
         let v = self.voucher(spec).await;
-        let m = self.w.payee.m();
-        let addr = if spec.by_id { self.w.id } else { self.w.ch };
+        let m = self.w().payee.m();
+        let addr = if spec.by_id { self.w().id } else { self.w().ch };
         if spec.plain_intake {
             let outcome = m.voucher_add(&addr, &v, TokenAmount::default()).await;
             self.credited += credit(&outcome);
@@ -343,8 +359,8 @@ impl Hostile {
 
     /// One epoch passes: the holder's settler looks first, and its messages land.
     async fn next_epoch(&self) {
-        let _ = self.w.payee.m().settler_pass().await;
-        self.w.mine(1).await;
+        let _ = self.w().payee.m().settler_pass().await;
+        self.w().mine(1).await;
     }
 
     async fn apply(&mut self, step: &Step) {
@@ -352,13 +368,13 @@ impl Hostile {
             Step::Send(spec) => self.send(spec).await,
             Step::Reveal(i) => {
                 let (hash, secret) = &self.routes[*i];
-                self.w.payee.m().learn_secret(hash, secret).await.unwrap();
+                self.w().payee.m().learn_secret(hash, secret).await.unwrap();
             }
             Step::WrongReveal(i, n) => {
                 let (hash, secret) = &self.routes[*i];
                 let wrong = vec![0x17; *n];
                 assert_ne!(&wrong, secret);
-                assert!(self.w.payee.m().learn_secret(hash, &wrong).await.is_err());
+                assert!(self.w().payee.m().learn_secret(hash, &wrong).await.is_err());
             }
             Step::Mine(n) => {
                 for _ in 0..*n {
@@ -367,11 +383,12 @@ impl Hostile {
             }
             Step::PayerSettles => {
                 if self.settling_at().await == 0 {
-                    self.w.payer_settles().await;
+                    self.w().payer_settles().await;
                 }
             }
+            Step::Restart => self.restart().await,
             Step::Redeem(lane) => {
-                let _ = self.w.payee.m().conditional_redeem(&self.w.ch, *lane).await;
+                let _ = self.w().payee.m().conditional_redeem(&self.w().ch, *lane).await;
                 self.next_epoch().await;
             }
         }
@@ -379,7 +396,7 @@ impl Hostile {
 
     /// The secrets the holder knows.
     fn known(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let m = self.w.payee.m();
+        let m = self.w().payee.m();
         let mut known = BTreeMap::new();
         for (hash, _) in &self.routes {
             if let Some(secret) = m.known_secret(hash).unwrap() {
@@ -391,8 +408,8 @@ impl Hostile {
 
     /// The oracle's best plan with what the holder holds and knows.
     async fn plan(&self) -> Plan {
-        let held = self.w.held();
-        let mut view = view_of(&self.w.net.devnet, &self.w.ch, &held).await;
+        let held = self.w().held();
+        let mut view = view_of(&self.w().net.devnet, &self.w().ch, &held).await;
         view.secrets = self.known();
         redeemable::redeemable(&view, &held)
     }
@@ -404,8 +421,8 @@ impl Hostile {
             "credited {} attoFIL, the chain pays {} attoFIL at head {}\nheld:\n{}best plan: {}",
             self.credited.atto(),
             plan.to_send.atto(),
-            self.w.head().await,
-            describe(&self.w.held()),
+            self.w().head().await,
+            describe(&self.w().held()),
             describe_plan(&plan)
         );
     }
@@ -413,12 +430,12 @@ impl Hostile {
     /// Every lock runs out with the settler at work; then the oracle's best plan is redeemed
     /// for real, and the channel pays at least what was credited.
     async fn run_out_and_redeem(&self) {
-        while self.w.head().await <= self.last_lock + 1 {
+        while self.w().head().await <= self.last_lock + 1 {
             self.next_epoch().await;
             self.check().await;
         }
         let plan = self.plan().await;
-        let w = &self.w;
+        let w = self.w();
         let settling_at = self.settling_at().await;
         if settling_at == 0 || w.head().await + 1 < settling_at {
             let wallet = w.payee.wallet.as_ref();
