@@ -29,7 +29,7 @@ use paych_core::invoice::{self, InvoiceTerms};
 use paych_core::manager::ConditionalTerms;
 use paych_core::route::RouteParams;
 use paych_core::types::{
-    ChainEpoch, Merge, ModVerifyParams, SignedVoucher, TokenAmount, METHOD_SEND,
+    Address, ChainEpoch, Merge, ModVerifyParams, SignedVoucher, TokenAmount, METHOD_SEND,
 };
 use paych_testkit::amounts::atto;
 use paych_testkit::devnet::runtime;
@@ -118,6 +118,8 @@ struct Spec {
     merges: Vec<(u64, u64)>,
     stranger: bool,
     by_id: bool,
+    /// Names another channel of the same payer to the same holder.
+    other_channel: bool,
     /// Sent through ordinary intake instead of `conditional_accept`.
     plain_intake: bool,
     /// Through ordinary intake, the would-be replacement of the lane's top: no secret hash,
@@ -176,6 +178,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             prop::bool::weighted(0.3),
             prop::bool::weighted(0.25),
             prop::bool::weighted(0.7),
+            prop::bool::weighted(0.05),
         ),
     )
         .prop_map(
@@ -186,7 +189,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 (time_lock_min, time_lock_max, terms_lock_off),
                 (huge_settle_height, extra),
                 merges,
-                (stranger, by_id, plain_intake, replacement),
+                (stranger, by_id, plain_intake, replacement, other_channel),
             )| Spec {
                 lane,
                 nonce,
@@ -202,6 +205,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 merges,
                 stranger,
                 by_id,
+                other_channel,
                 plain_intake,
                 replacement,
             },
@@ -226,8 +230,11 @@ struct Hostile {
     world: Option<World>,
     /// Each route's payment hash and secret.
     routes: Vec<(Vec<u8>, Vec<u8>)>,
-    /// What the holder credited.
+    /// What the holder credited on the channel.
     credited: TokenAmount,
+    /// Another channel of the same payer to the holder, and what the holder credited there.
+    other: Address,
+    credited_other: TokenAmount,
     /// The furthest lock of any voucher sent.
     last_lock: ChainEpoch,
 }
@@ -261,7 +268,15 @@ impl Hostile {
             let secret = m.known_secret(&hash).unwrap().unwrap();
             routes.push((hash, secret));
         }
-        Hostile { world: Some(w), routes, credited: TokenAmount::default(), last_lock: 0 }
+        let other = w.payer.open_channel(w.payee.addr, atto(BALANCE)).await;
+        Hostile {
+            world: Some(w),
+            routes,
+            credited: TokenAmount::default(),
+            other,
+            credited_other: TokenAmount::default(),
+            last_lock: 0,
+        }
     }
 
     fn w(&self) -> &World {
@@ -301,7 +316,11 @@ impl Hostile {
     }
 
     async fn voucher(&mut self, spec: &Spec) -> SignedVoucher {
-        let channel = if spec.by_id { self.w().id } else { self.w().ch };
+        let channel = match (spec.other_channel, spec.by_id) {
+            (true, _) => self.other,
+            (false, true) => self.w().id,
+            (false, false) => self.w().ch,
+        };
         // What the payer knows the holder holds on the lane: its highest voucher there.
         let top =
             self.w().held().into_iter().filter(|v| v.lane == spec.lane).max_by_key(|v| v.nonce);
@@ -352,8 +371,12 @@ impl Hostile {
             delta: atto(spec.delta),
             margin: D_R,
         };
+        // `conditional_accept` files a voucher under the channel it names.
         if let Ok(delta) = m.conditional_accept(&v, &terms).await {
-            self.credited += delta;
+            match v.channel_addr == self.other {
+                true => self.credited_other += delta,
+                false => self.credited += delta,
+            }
         }
     }
 
@@ -415,6 +438,15 @@ impl Hostile {
     }
 
     async fn check(&self) {
+        let held = redeemable::held_by(self.w().payee.m(), &[self.other]);
+        let mut view = view_of(&self.w().net.devnet, &self.other, &held).await;
+        view.secrets = self.known();
+        let other = redeemable::redeemable(&view, &held).to_send;
+        assert!(
+            self.credited_other <= other,
+            "the other channel: credited {:?}, pays {other:?}",
+            self.credited_other
+        );
         let plan = self.plan().await;
         assert!(
             self.credited <= plan.to_send,

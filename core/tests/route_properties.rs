@@ -24,7 +24,6 @@ use paych_core::chain::Chain;
 use paych_core::invoice::{self, InvoiceTerms};
 use paych_core::manager::{AddOutcome, ConditionalTerms};
 use paych_core::route::{self, RouteParams};
-use paych_core::store::MessageState;
 use paych_core::types::{Address, ChainEpoch, SignedVoucher, TokenAmount};
 use paych_testkit::amounts::atto;
 use paych_testkit::devnet::{runtime, test_config, Net, Node};
@@ -339,21 +338,11 @@ impl History {
         }
     }
 
-    /// Waits until every message a party has recorded — its background settler's too, which
-    /// runs once at each start — has reached the message pool: on a real chain a block comes
-    /// only epochs later, but here the next one is mined at once, and a message pushed after
-    /// it would land an epoch late, or after its voucher's lock.
+    /// Waits until every message a party has recorded has reached the message pool (see
+    /// [`redeemable::pushed`]).
     async fn messages_reach_the_pool(&self) {
         for node in self.nodes.iter().flatten() {
-            let store = node.m().store().clone();
-            paych_testkit::deadline::eventually("recorded messages to be pushed", || {
-                let store = store.clone();
-                async move {
-                    let messages = store.messages().unwrap();
-                    !messages.iter().any(|m| m.state == MessageState::Recorded)
-                }
-            })
-            .await;
+            redeemable::pushed(node.m()).await;
         }
     }
 

@@ -425,9 +425,12 @@ impl World {
         redeemable(&view_of(&self.net.devnet, &self.ch, &held).await, &held)
     }
 
-    /// Mines `n` epochs, then waits until both managers have recorded every message that
-    /// executed.
+    /// Mines `n` epochs once every message both managers recorded is in the pool, then waits
+    /// until both have recorded every message that executed.
     pub async fn mine(&self, n: u64) {
+        for node in [&self.payer, &self.payee] {
+            pushed(node.m()).await;
+        }
         self.net.mine(n);
         for node in [&self.payer, &self.payee] {
             settle_landed(&self.net.devnet, node.m()).await;
@@ -481,6 +484,23 @@ pub fn held_by(
         }
     }
     held
+}
+
+/// Waits until every message `manager` recorded has reached the message pool — one its
+/// background settler sends (it runs once at each start) too. On a real chain the next block
+/// comes epochs later; here it is mined at once, and a message pushed after it would land an
+/// epoch late, or after its voucher's lock.
+pub async fn pushed(manager: &paych_core::manager::PaymentChannelManager) {
+    use paych_core::store::MessageState;
+    let store = manager.store().clone();
+    paych_testkit::deadline::eventually("recorded messages to be pushed", || {
+        let store = store.clone();
+        async move {
+            let messages = store.messages().unwrap();
+            !messages.iter().any(|m| m.state == MessageState::Recorded)
+        }
+    })
+    .await;
 }
 
 /// Waits until `manager` has recorded every one of its messages the devnet executed.
