@@ -52,10 +52,10 @@ pub struct Situation {
     /// which must all come before `settling_at`.
     pub landing_window: ChainEpoch,
     /// Epochs the message of a conditional voucher (one with a secret hash, its secret held)
-    /// may take to land after `first_epoch`: such a voucher counts against its
-    /// `time_lock_max` only if it can be redeemed at every epoch of
-    /// `first_epoch ..= first_epoch + conditional_window` — the route's `S + conf` (design §9),
-    /// the margin by which the settler lands it — where other vouchers need `landing_window`.
+    /// may take to land after `first_epoch`: such a voucher counts only if it can be redeemed
+    /// at every epoch of `first_epoch ..= first_epoch + conditional_window`, all before
+    /// `settling_at` and its `time_lock_max` — the route's `S + conf` (design §9), the margin
+    /// by which its holder lands it — where other vouchers need `landing_window`.
     pub conditional_window: ChainEpoch,
     /// Secrets the payee holds, by their blake2b-256 hash.
     pub secrets: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -67,10 +67,11 @@ impl Situation {
         self.first_epoch.saturating_add(self.landing_window.max(0))
     }
 
-    /// The earliest `time_lock_max` with which `voucher` surely lands: the last epoch of its
-    /// window — [`Situation::conditional_window`] for a conditional voucher, the landing
-    /// window for any other.
-    fn lock_deadline(&self, voucher: &SignedVoucher) -> ChainEpoch {
+    /// The last epoch at which `voucher`'s message may land: the end of its window —
+    /// [`Situation::conditional_window`] for a conditional voucher, the landing window for any
+    /// other. It counts only if redeemable through that epoch, before `settling_at` and its
+    /// `time_lock_max`.
+    fn last_epoch_for(&self, voucher: &SignedVoucher) -> ChainEpoch {
         match voucher.secret_hash.is_empty() {
             true => self.last_epoch(),
             false => self.first_epoch.saturating_add(self.conditional_window.max(0)),
@@ -85,8 +86,9 @@ impl Situation {
     /// Why `voucher` cannot count whatever else is held, if it cannot: the checks the
     /// actor makes that depend on time, the channel address or outside calls.
     pub fn unredeemable(&self, voucher: &SignedVoucher) -> Option<Unredeemable> {
-        if !self.can_land() {
-            return Some(Unredeemable::Settling { settling_at: self.state.settling_at });
+        let settling_at = self.state.settling_at;
+        if settling_at != 0 && self.last_epoch_for(voucher) >= settling_at {
+            return Some(Unredeemable::Settling { settling_at });
         }
         if !self.names_channel(&voucher.channel_addr) {
             return Some(Unredeemable::OtherChannel(voucher.channel_addr));
@@ -94,7 +96,7 @@ impl Situation {
         if voucher.time_lock_min > self.first_epoch {
             return Some(Unredeemable::TimeLockMin { time_lock_min: voucher.time_lock_min });
         }
-        if voucher.time_lock_max != 0 && voucher.time_lock_max < self.lock_deadline(voucher) {
+        if voucher.time_lock_max != 0 && voucher.time_lock_max < self.last_epoch_for(voucher) {
             return Some(Unredeemable::TimeLockMax { time_lock_max: voucher.time_lock_max });
         }
         if voucher.extra.is_some() {
@@ -298,9 +300,8 @@ impl Plan {
 /// step by step, reaching the highest `to_send` found, and among equal ones the fewest
 /// messages. Vouchers must carry verified signatures (see the module's doc).
 pub fn best_plan(situation: &Situation, held: &[&SignedVoucher]) -> Plan {
-    if !situation.can_land() {
-        return Plan::empty(situation);
-    }
+    // A voucher whose message cannot land before settlement is no candidate (see
+    // `Situation::unredeemable`): none left, the plan is empty.
     let candidates = Candidates::new(situation, held);
     // Every alternative starts from each lane's highest voucher: a fallback one
     // alternative needed (a lane lowered to fit the balance) may not be needed by another.

@@ -615,3 +615,34 @@ async fn a_hub_that_knows_the_secret_waits_for_the_replacement_until_the_redeem_
     }
     assert_eq!(w.to_send(&w.ph).await, vp.amount);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_voucher_counts_before_settlement_within_the_routes_window_not_the_intakes() {
+    // The devnet defaults: the intake keeps 20 epochs before `settling_at`, the route `S + conf`.
+    let mut config = test_config();
+    config.settler_interval = std::time::Duration::from_secs(3600);
+    let w = Route::with_config(10_000, 10_000, config).await;
+    // H→R settles 15 epochs from now: room for the payee's margin, not for the intake's.
+    let cid = w.h.m().settle(&w.hr).await.unwrap();
+    w.net.mine_until_landed(w.h.m(), &cid).await;
+    let settling_at = w.net.devnet.channel(&w.hr).await.unwrap().state.settling_at;
+    w.mine_to(settling_at - 15).await;
+    // A hub that signs outside its manager (which pays nothing on a settling channel).
+    let (hash, _) = w.invoice().await;
+    let lock = w.head().await + 12;
+    let mut vh = SignedVoucher::new(w.hr, 0, 1, atto(AMOUNT));
+    vh.secret_hash = hash.clone();
+    vh.time_lock_max = lock;
+    let vh = w.h.sign(vh);
+    let terms = ConditionalTerms { hash, lock, delta: atto(AMOUNT), margin: D_R };
+    let credited = w.r.m().conditional_accept(&vh, &terms).await.unwrap();
+    assert_eq!(credited, atto(AMOUNT), "the payee knows the secret and the voucher can land");
+    // And it is paid: its settler lands the voucher before the channel settles.
+    while w.to_send(&w.hr).await.is_zero() {
+        assert!(w.head().await + 1 < settling_at, "not redeemed before settlement");
+        w.r.m().settler_pass().await.unwrap();
+        w.net.mine(1);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.to_send(&w.hr).await, atto(AMOUNT));
+}
