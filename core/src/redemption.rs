@@ -663,4 +663,28 @@ mod tests {
         knowing.secrets.insert(hashed.secret_hash.clone(), b"s".to_vec());
         assert_eq!(value(&knowing, &[hashed]), atto(10));
     }
+
+    #[test]
+    fn a_conditional_voucher_counts_within_the_routes_window_others_within_the_landing_margin() {
+        let mut s = situation(100);
+        s.landing_window = 20;
+        s.conditional_window = 4;
+        let mut hashed = voucher(0, 1, 10);
+        hashed.secret_hash = crate::crypto::blake2b_256(b"s").to_vec();
+        hashed.time_lock_max = 15;
+        s.secrets.insert(hashed.secret_hash.clone(), b"s".to_vec());
+        let mut locked = voucher(1, 1, 10);
+        locked.time_lock_max = 15;
+        // Lock 15 from epoch 11: the conditional voucher's window (11..=15) fits, the landing
+        // margin's (11..=31) does not.
+        assert_eq!(value(&s, &[hashed.clone(), locked.clone()]), atto(10));
+        hashed.time_lock_max = 14;
+        assert_eq!(value(&s, &[hashed.clone()]), atto(0));
+        // Before settlement alike: settling at 16, only the conditional voucher lands in time.
+        hashed.time_lock_max = 0;
+        s.state.settling_at = 16;
+        assert_eq!(value(&s, &[hashed.clone(), voucher(1, 1, 10)]), atto(10));
+        s.state.settling_at = 15;
+        assert_eq!(value(&s, &[hashed]), atto(0));
+    }
 }
