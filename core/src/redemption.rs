@@ -51,6 +51,12 @@ pub struct Situation {
     /// can be redeemed at every epoch of `first_epoch ..= first_epoch + landing_window`,
     /// which must all come before `settling_at`.
     pub landing_window: ChainEpoch,
+    /// Epochs the message of a conditional voucher (one with a secret hash, its secret held)
+    /// may take to land after `first_epoch`: such a voucher counts only if it can be redeemed
+    /// at every epoch of `first_epoch ..= first_epoch + conditional_window`, all before
+    /// `settling_at` and its `time_lock_max` — the route's `S + conf` (design §9), the margin
+    /// by which its holder lands it — where other vouchers need `landing_window`.
+    pub conditional_window: ChainEpoch,
     /// Secrets the payee holds, by their blake2b-256 hash.
     pub secrets: BTreeMap<Vec<u8>, Vec<u8>>,
 }
@@ -61,6 +67,17 @@ impl Situation {
         self.first_epoch.saturating_add(self.landing_window.max(0))
     }
 
+    /// The last epoch at which `voucher`'s message may land: the end of its window —
+    /// [`Situation::conditional_window`] for a conditional voucher, the landing window for any
+    /// other. It counts only if redeemable through that epoch, before `settling_at` and its
+    /// `time_lock_max`.
+    fn last_epoch_for(&self, voucher: &SignedVoucher) -> ChainEpoch {
+        match voucher.secret_hash.is_empty() {
+            true => self.last_epoch(),
+            false => self.first_epoch.saturating_add(self.conditional_window.max(0)),
+        }
+    }
+
     /// Whether messages sent now can still land before the channel settles.
     pub fn can_land(&self) -> bool {
         self.state.settling_at == 0 || self.last_epoch() < self.state.settling_at
@@ -69,8 +86,9 @@ impl Situation {
     /// Why `voucher` cannot count whatever else is held, if it cannot: the checks the
     /// actor makes that depend on time, the channel address or outside calls.
     pub fn unredeemable(&self, voucher: &SignedVoucher) -> Option<Unredeemable> {
-        if !self.can_land() {
-            return Some(Unredeemable::Settling { settling_at: self.state.settling_at });
+        let settling_at = self.state.settling_at;
+        if settling_at != 0 && self.last_epoch_for(voucher) >= settling_at {
+            return Some(Unredeemable::Settling { settling_at });
         }
         if !self.names_channel(&voucher.channel_addr) {
             return Some(Unredeemable::OtherChannel(voucher.channel_addr));
@@ -78,7 +96,7 @@ impl Situation {
         if voucher.time_lock_min > self.first_epoch {
             return Some(Unredeemable::TimeLockMin { time_lock_min: voucher.time_lock_min });
         }
-        if voucher.time_lock_max != 0 && voucher.time_lock_max < self.last_epoch() {
+        if voucher.time_lock_max != 0 && voucher.time_lock_max < self.last_epoch_for(voucher) {
             return Some(Unredeemable::TimeLockMax { time_lock_max: voucher.time_lock_max });
         }
         if voucher.extra.is_some() {
@@ -282,9 +300,8 @@ impl Plan {
 /// step by step, reaching the highest `to_send` found, and among equal ones the fewest
 /// messages. Vouchers must carry verified signatures (see the module's doc).
 pub fn best_plan(situation: &Situation, held: &[&SignedVoucher]) -> Plan {
-    if !situation.can_land() {
-        return Plan::empty(situation);
-    }
+    // A voucher whose message cannot land before settlement is no candidate (see
+    // `Situation::unredeemable`): none left, the plan is empty.
     let candidates = Candidates::new(situation, held);
     // Every alternative starts from each lane's highest voucher: a fallback one
     // alternative needed (a lane lowered to fit the balance) may not be needed by another.
@@ -545,6 +562,7 @@ mod tests {
             channel_aliases: Vec::new(),
             first_epoch: 11,
             landing_window: 0,
+            conditional_window: 0,
             secrets: BTreeMap::new(),
         }
     }
@@ -644,5 +662,29 @@ mod tests {
         let mut knowing = s.clone();
         knowing.secrets.insert(hashed.secret_hash.clone(), b"s".to_vec());
         assert_eq!(value(&knowing, &[hashed]), atto(10));
+    }
+
+    #[test]
+    fn a_conditional_voucher_counts_within_the_routes_window_others_within_the_landing_margin() {
+        let mut s = situation(100);
+        s.landing_window = 20;
+        s.conditional_window = 4;
+        let mut hashed = voucher(0, 1, 10);
+        hashed.secret_hash = crate::crypto::blake2b_256(b"s").to_vec();
+        hashed.time_lock_max = 15;
+        s.secrets.insert(hashed.secret_hash.clone(), b"s".to_vec());
+        let mut locked = voucher(1, 1, 10);
+        locked.time_lock_max = 15;
+        // Lock 15 from epoch 11: the conditional voucher's window (11..=15) fits, the landing
+        // margin's (11..=31) does not.
+        assert_eq!(value(&s, &[hashed.clone(), locked.clone()]), atto(10));
+        hashed.time_lock_max = 14;
+        assert_eq!(value(&s, &[hashed.clone()]), atto(0));
+        // Before settlement alike: settling at 16, only the conditional voucher lands in time.
+        hashed.time_lock_max = 0;
+        s.state.settling_at = 16;
+        assert_eq!(value(&s, &[hashed.clone(), voucher(1, 1, 10)]), atto(10));
+        s.state.settling_at = 15;
+        assert_eq!(value(&s, &[hashed]), atto(0));
     }
 }

@@ -4,14 +4,18 @@
 //! read from the managers' answers and from the chain's channel state.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use paych_core::chain::Chain;
+use paych_core::chain::{prepare_message, Chain};
+use paych_core::combine::ReconcilePolicy;
 use paych_core::invoice::{self, InvoiceTerms};
 use paych_core::manager::{
     AddOutcome, AddVoucherError, ConditionalError, ConditionalTerms, CreateVoucherError,
-    ExpireOutcome,
+    ExpireOutcome, ManagerConfig,
 };
 use paych_core::route::{self, RouteParams, RouteRefusal};
-use paych_core::types::{Address, ChainEpoch, SignedVoucher, TokenAmount};
+use paych_core::types::{
+    paych_method, Address, ChainEpoch, Message, SignedVoucher, TokenAmount,
+    UpdateChannelStateParams,
+};
 use paych_testkit::amounts::atto;
 use paych_testkit::devnet::{test_config, Net, Node};
 
@@ -43,9 +47,14 @@ impl Route {
     }
 
     async fn with_landing_margin(ph_funds: u64, hr_funds: u64, margin: ChainEpoch) -> Self {
-        let net = Net::manual();
         let mut config = test_config();
         config.intake.landing_margin = margin;
+        Route::with_config(ph_funds, hr_funds, config).await
+    }
+
+    /// The three nodes run with `config`.
+    async fn with_config(ph_funds: u64, hr_funds: u64, config: ManagerConfig) -> Self {
+        let net = Net::manual();
         let p = net.node_with(10, config.clone()).await;
         let h = net.node_with(10, config.clone()).await;
         let r = net.node_with(10, config).await;
@@ -110,6 +119,72 @@ impl Route {
             ConditionalTerms { hash: hash.to_vec(), lock: t2, delta: atto(AMOUNT), margin: D_R };
         let credited = self.r.m().conditional_accept(&offered.voucher, &terms).await.unwrap();
         (offered.lane, offered.voucher, credited)
+    }
+
+    /// P pays `amount` more on `lane` of P→H (leased and returned) and H takes it.
+    async fn pay_on_lane(&self, lane: u64, amount: u64) -> SignedVoucher {
+        let m = self.p.m();
+        let voucher = m.voucher_pay(&self.ph, lane, atto(amount)).await.unwrap().voucher.unwrap();
+        self.h.m().voucher_add(&self.ph, &voucher, TokenAmount::default()).await.unwrap();
+        voucher
+    }
+
+    /// H redeems `voucher` on P→H and the message lands.
+    async fn hub_redeems(&self, voucher: &SignedVoucher) {
+        let cid = self.h.m().voucher_submit(&self.ph, voucher, &[]).await.unwrap();
+        self.net.mine_until_landed(self.h.m(), &cid).await;
+    }
+
+    /// Lanes 0 and 1 of P→H: paid, redeemed on chain by H, then paid again (where `again`
+    /// is not 0); answers each lane's latest voucher.
+    async fn lanes_on_chain(&self, first: [u64; 2], again: [u64; 2]) -> Vec<SignedVoucher> {
+        let m = self.p.m();
+        let (l0, l1) =
+            (m.lease_lane(&self.ph).await.unwrap(), m.lease_lane(&self.ph).await.unwrap());
+        assert_eq!((l0, l1), (0, 1));
+        let mut latest = Vec::new();
+        for (lane, amount) in [(0, first[0]), (1, first[1])] {
+            let voucher = self.pay_on_lane(lane, amount).await;
+            self.hub_redeems(&voucher).await;
+            latest.push(voucher);
+        }
+        for (lane, amount) in [(0, again[0]), (1, again[1])] {
+            if amount > 0 {
+                latest[usize::try_from(lane).unwrap()] = self.pay_on_lane(lane, amount).await;
+            }
+        }
+        m.return_lane(&self.ph, 0).await.unwrap();
+        m.return_lane(&self.ph, 1).await.unwrap();
+        latest
+    }
+
+    /// H asks P to reconcile P→H and takes the combined voucher P answers.
+    async fn reconcile(&self) -> SignedVoucher {
+        let draft = self.h.m().reconcile_draft(&self.ph, &atto(40)).await.unwrap();
+        let hash = paych_core::crypto::blake2b_256(b"reconcile P->H");
+        let answer = self
+            .p
+            .m()
+            .reconcile_as_payer(
+                Some(&self.h.addr),
+                &hash,
+                &draft.vouchers,
+                &draft.req_val,
+                &ReconcilePolicy::default(),
+                |v: &SignedVoucher| v.to_cbor(),
+            )
+            .await
+            .unwrap();
+        let combined = SignedVoucher::from_cbor(&answer).unwrap();
+        let m = self.h.m();
+        m.reconcile_accept(&self.ph, &draft.vouchers, &draft.req_val, &combined).await.unwrap();
+        combined
+    }
+
+    /// Mines until the head is `epoch`.
+    async fn mine_to(&self, epoch: ChainEpoch) {
+        let head = self.head().await;
+        self.net.mine(u64::try_from((epoch - head).max(0)).unwrap());
     }
 
     /// The `to_send` of a channel on chain.
@@ -375,17 +450,199 @@ async fn a_late_replacement_is_kept_by_the_payee_but_never_credited_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_nearer_than_the_landing_margin_is_held_but_credited_only_once_replaced() {
-    // The default landing margin of 20 epochs outlasts this route's locks: the payee holds
-    // the conditional voucher without counting it, and counts the replacement.
-    let w = Route::with_landing_margin(10_000, 10_000, 20).await;
+async fn a_lock_nearer_than_the_routes_landing_window_is_held_but_credited_only_once_replaced() {
+    // The payee's inclusion delay `S` of 10 epochs: a conditional voucher must leave
+    // `S + conf` = 12 epochs to count, more than this route's lock leaves. The payee holds it
+    // without counting it, and counts the replacement.
+    let mut config = test_config();
+    config.route = RouteParams { inclusion: 10, ..PARAMS };
+    let w = Route::with_config(10_000, 10_000, config).await;
     let (hash, secret) = w.invoice().await;
     let t1 = w.t1().await;
     w.offer(&hash, t1).await;
-    let (lh, _, credited) = w.forward(&hash, t1).await;
+    let (lh, vh, credited) = w.forward(&hash, t1).await;
+    assert!(vh.time_lock_max < w.head().await + 1 + 12);
     assert!(credited.is_zero(), "credited {credited:?} for a voucher it cannot surely land");
     w.h.m().learn_secret(&hash, &secret).await.unwrap();
     let rh = w.h.m().conditional_replace(&w.hr, lh, &secret).await.unwrap();
     let added = w.r.m().voucher_add(&w.hr, &rh, TokenAmount::default()).await.unwrap();
     assert_eq!(added, AddOutcome::Accepted { delta: atto(AMOUNT) });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_combined_voucher_that_folded_a_conditional_one_counts_against_over_commitment() {
+    // The hub's settler stays idle: the combined voucher is held, not redeemed.
+    let mut config = test_config();
+    config.settler_interval = std::time::Duration::from_secs(3600);
+    let w = Route::with_config(2_000, 10_000, config).await;
+    w.lanes_on_chain([100, 100], [0, 50]).await;
+    // Route 1 on lane 0: the hub learns the secret; P's replacement never reaches the hub.
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, vp, _) = w.offer(&hash, t1).await;
+    assert_eq!(lp, 0);
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    w.p.m().conditional_replace(&w.ph, lp, &secret).await.unwrap();
+    // The hub folds lane 0 (its conditional voucher) and lane 1 into one combined voucher:
+    // it pays route 1 unconditionally, whatever happens to the conditional voucher's lock.
+    let combined = w.reconcile().await;
+    assert_eq!(combined.amount, vp.amount.clone() + atto(150) - atto(20));
+    w.mine_to(t1 + 1).await;
+
+    // Route 2, signed outside P's manager on a fresh lane: with the combined voucher the
+    // channel would owe 200 + 1_040 + 1_010 = 2_250 attoFIL, more than its 2_000.
+    let (hash2, _) = w.invoice().await;
+    let t1 = w.t1().await;
+    let mut second = SignedVoucher::new(w.ph, 2, 1, atto(AMOUNT + FEE));
+    second.secret_hash = hash2.clone();
+    second.time_lock_max = t1;
+    let second = w.p.sign(second);
+    let err = w.h.m().conditional_accept(&second, &w.hub_terms(&hash2, t1)).await.unwrap_err();
+    assert!(matches!(err, AddVoucherError::Route(RouteRefusal::OverCommitted { .. })), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_whose_conditional_voucher_expired_is_reconciled_on_a_fresh_nonce_at_its_amount() {
+    let w = Route::new(10_000, 10_000).await;
+    let paid = w.lanes_on_chain([100, 100], [200, 50]).await;
+    let (paid0, paid1) = (paid[0].clone(), paid[1].clone());
+    let (hash, _) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, vp, _) = w.offer(&hash, t1).await;
+    assert_eq!(lp, 0);
+    w.mine_to(t1 + PARAMS.conf_epochs()).await;
+    let outcome = w.p.m().conditional_expire(&w.ph, lp).await.unwrap();
+    assert_eq!(outcome, ExpireOutcome::Expired { amount: paid0.amount.clone() });
+
+    // The hub asks to fold lanes 0 and 1 at what they carry without the expired voucher;
+    // the payer answers above every nonce it issued there, the expired voucher's included.
+    let combined = w.reconcile().await;
+    assert_eq!(combined.lane, 0);
+    assert!(combined.nonce > vp.nonce, "nonce {} reused", combined.nonce);
+    assert_eq!(combined.amount, paid0.amount + paid1.amount - atto(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_voucher_redeemed_on_chain_is_no_longer_pending_for_its_holder() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    w.offer(&hash, t1).await;
+    let (_, vh, _) = w.forward(&hash, t1).await;
+    let cid = w.r.m().conditional_redeem(&w.hr, vh.lane).await.unwrap();
+    w.net.mine_until_landed(w.r.m(), &cid).await;
+    assert!(w.r.m().pending_conditionals(&w.hr).await.unwrap().is_empty());
+    // The hub's own, redeemed on chain by the hub with the secret it found there.
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let cid = w.h.m().conditional_redeem(&w.ph, 0).await.unwrap();
+    w.net.mine_until_landed(w.h.m(), &cid).await;
+    assert!(w.h.m().pending_conditionals(&w.ph).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_voucher_redeemed_on_chain_outside_the_manager_is_no_longer_pending() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    w.offer(&hash, t1).await;
+    let (_, vh, _) = w.forward(&hash, t1).await;
+    // The payee's key redeems it with the secret in a message of its own (another tool with
+    // the same wallet, say): the manager never marked it submitted.
+    let params = UpdateChannelStateParams { sv: vh.clone(), secret };
+    let message = Message::new(
+        w.r.addr,
+        w.hr,
+        0,
+        TokenAmount::default(),
+        paych_method::UPDATE_CHANNEL_STATE,
+        fvm_ipld_encoding::to_vec(&params).unwrap(),
+    );
+    let signed = prepare_message(&w.net.devnet, w.r.wallet.as_ref(), message).await.unwrap();
+    let cid = w.net.devnet.push(&signed).await.unwrap();
+    w.net.mine(1);
+    assert!(w.net.devnet.search(&cid).await.unwrap().unwrap().receipt.exit_code.is_success());
+    assert_eq!(w.to_send(&w.hr).await, vh.amount);
+    assert!(w.head().await < vh.time_lock_max);
+    let pending = w.r.m().pending_conditionals(&w.hr).await.unwrap();
+    assert!(pending.is_empty(), "still pending: {pending:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_devnet_defaults_a_payee_is_credited_at_once_and_a_hub_once_it_learns_the_secret()
+{
+    // The managers' own defaults: the intake's landing margin and `RouteParams::default()`.
+    let mut config = test_config();
+    config.settler_interval = std::time::Duration::from_secs(3600);
+    let w = Route::with_config(10_000, 10_000, config).await;
+    assert_eq!(w.h.config.route, RouteParams::default());
+    assert_eq!(PARAMS, RouteParams::default());
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, _, hub_credit) = w.offer(&hash, t1).await;
+    assert!(hub_credit.is_zero(), "the hub credits nothing without the secret");
+    let (_, _, payee_credit) = w.forward(&hash, t1).await;
+    assert_eq!(payee_credit, atto(AMOUNT), "the payee issued the invoice: it knows the secret");
+
+    // Once the hub learns the secret, P's voucher counts: its replacement adds nothing more.
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let rp = w.p.m().conditional_replace(&w.ph, lp, &secret).await.unwrap();
+    let added = w.h.m().voucher_add(&w.ph, &rp, TokenAmount::default()).await.unwrap();
+    assert!(matches!(added, AddOutcome::Covered { .. }), "counted only now: {added:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_knows_the_secret_waits_for_the_replacement_until_the_redeem_margin() {
+    let mut config = test_config();
+    config.settler_interval = std::time::Duration::from_secs(3600);
+    let w = Route::with_config(10_000, 10_000, config).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (_, vp, _) = w.offer(&hash, t1).await;
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    // Before `T1 − (S + conf + G)` the settler leaves P's voucher for its replacement (no
+    // message, no gas).
+    while w.head().await + PARAMS.redeem_margin() < t1 {
+        w.h.m().settler_pass().await.unwrap();
+        w.net.mine(1);
+        assert!(w.to_send(&w.ph).await.is_zero(), "redeemed early at {}", w.head().await);
+    }
+    // From then on it lands it, before the lock.
+    w.h.m().settler_pass().await.unwrap();
+    while w.to_send(&w.ph).await.is_zero() {
+        assert!(w.head().await < t1, "not redeemed before the lock");
+        w.net.mine(1);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.to_send(&w.ph).await, vp.amount);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_voucher_counts_before_settlement_within_the_routes_window_not_the_intakes() {
+    // The devnet defaults: the intake keeps 20 epochs before `settling_at`, the route `S + conf`.
+    let mut config = test_config();
+    config.settler_interval = std::time::Duration::from_secs(3600);
+    let w = Route::with_config(10_000, 10_000, config).await;
+    // H→R settles 15 epochs from now: room for the payee's margin, not for the intake's.
+    let cid = w.h.m().settle(&w.hr).await.unwrap();
+    w.net.mine_until_landed(w.h.m(), &cid).await;
+    let settling_at = w.net.devnet.channel(&w.hr).await.unwrap().state.settling_at;
+    w.mine_to(settling_at - 15).await;
+    // A hub that signs outside its manager (which pays nothing on a settling channel).
+    let (hash, _) = w.invoice().await;
+    let lock = w.head().await + 12;
+    let mut vh = SignedVoucher::new(w.hr, 0, 1, atto(AMOUNT));
+    vh.secret_hash = hash.clone();
+    vh.time_lock_max = lock;
+    let vh = w.h.sign(vh);
+    let terms = ConditionalTerms { hash, lock, delta: atto(AMOUNT), margin: D_R };
+    let credited = w.r.m().conditional_accept(&vh, &terms).await.unwrap();
+    assert_eq!(credited, atto(AMOUNT), "the payee knows the secret and the voucher can land");
+    // And it is paid: its settler lands the voucher before the channel settles.
+    while w.to_send(&w.hr).await.is_zero() {
+        assert!(w.head().await + 1 < settling_at, "not redeemed before settlement");
+        w.r.m().settler_pass().await.unwrap();
+        w.net.mine(1);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.to_send(&w.hr).await, atto(AMOUNT));
 }

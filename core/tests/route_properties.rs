@@ -326,6 +326,7 @@ impl History {
     /// finds a secret the payee published on chain, and every settler takes its turn.
     async fn mine(&mut self, n: u64) {
         for _ in 0..n {
+            self.messages_reach_the_pool().await;
             self.net.mine(1);
             let head = self.head().await;
             if head >= self.back_at[1] {
@@ -334,6 +335,14 @@ impl History {
             for party in (0..3).filter(|p| head >= self.back_at[*p]) {
                 let _ = self.node(party).m().settler_pass().await;
             }
+        }
+    }
+
+    /// Waits until every message a party has recorded has reached the message pool (see
+    /// [`redeemable::pushed`]).
+    async fn messages_reach_the_pool(&self) {
+        for node in self.nodes.iter().flatten() {
+            redeemable::pushed(node.m()).await;
         }
     }
 

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{ChannelCache, CombineError, LaneTip, PartiesError, PaymentChannelManager};
+use super::{
+    conditional, ChannelCache, CombineError, LaneTip, PartiesError, PaymentChannelManager,
+};
 use crate::combine::{
     check_combined, check_requester, choose_vouchers, plan_combined, price_request, PayerView,
     ReconcilePolicy, ReconcileStatus, Refusal,
@@ -109,12 +111,7 @@ impl PaymentChannelManager {
             }
             _ => (BTreeMap::new(), false),
         };
-        let issued: BTreeMap<(u64, u64), SignedVoucher> = store
-            .vouchers(record.id)
-            .map_err(internal)?
-            .into_iter()
-            .map(|r| ((r.voucher.lane, r.voucher.nonce), r.voucher))
-            .collect();
+        let issued = issued_for_reconcile(store.vouchers(record.id).map_err(internal)?, &cache);
         let closed: BTreeSet<u64> = record.closed_lanes.iter().copied().collect();
         let view = PayerView {
             addresses: &addresses,
@@ -410,6 +407,29 @@ pub(super) fn fold_into_cache(cache: &mut ChannelCache, combined: &SignedVoucher
             *tip = LaneTip { nonce: merge.nonce, amount: TokenAmount::default() };
         }
     }
+}
+
+/// Every voucher issued on a channel by (lane, nonce), as reconciliation prices and numbers
+/// them. A conditional voucher that expired unredeemed pays nothing: it stands as an
+/// unconditional voucher at the lane's amount without it (what the chain and the known
+/// secrets imply), so that the lane can be folded, and keeps its nonce, so that the combined
+/// voucher goes above it. Such a stand-in is never shown by a payee (it was never signed):
+/// a request naming that nonce is refused as not issued.
+fn issued_for_reconcile(
+    records: Vec<VoucherRecord>,
+    cache: &ChannelCache,
+) -> BTreeMap<(u64, u64), SignedVoucher> {
+    records
+        .into_iter()
+        .map(|r| {
+            let mut v = r.voucher.clone();
+            if conditional::expired_unredeemed(&r) {
+                let amount = cache.lanes.get(&v.lane).map(|t| t.amount.clone()).unwrap_or_default();
+                v = SignedVoucher::new(v.channel_addr, v.lane, v.nonce, amount);
+            }
+            ((v.lane, v.nonce), v)
+        })
+        .collect()
 }
 
 /// The nonce below which each lane's vouchers are folded into a combined voucher among

@@ -29,6 +29,7 @@ use super::{
 };
 use crate::chain::ChainError;
 use crate::invoice::SECRET_LEN;
+use crate::redemption::{self, Situation};
 use crate::route::{self, RouteRefusal};
 use crate::store::{
     ChannelRecord, Direction, SecretRecord, StoreError, VoucherOrigin, VoucherRecord, Write,
@@ -207,8 +208,43 @@ fn is_plain(voucher: &SignedVoucher) -> bool {
 }
 
 /// What the channel's lanes would pay with `voucher` and every pending conditional voucher
-/// revealed: the chain's `to_send` plus what each lane's live top adds over what it redeemed.
-fn committed(held: &Held, voucher: &SignedVoucher, view: &ChainView) -> TokenAmount {
+/// revealed, whatever its balance: the most of two measures. Per lane, the chain's `to_send`
+/// plus what each lane's live top adds over what it redeemed; and the redemption model's best
+/// plan over every voucher held — combined vouchers of reconciliation included, which may
+/// carry the value of a conditional voucher whose lock has passed — with each conditional
+/// voucher counted as revealed and no balance to stop it.
+fn committed(
+    held: &Held,
+    voucher: &SignedVoucher,
+    view: &ChainView,
+    situation: &Situation,
+) -> TokenAmount {
+    let per_lane = committed_per_lane(held, voucher, view);
+    let revealed: Vec<SignedVoucher> = held
+        .all()
+        .into_iter()
+        .chain([voucher])
+        .map(|v| {
+            let mut v = v.clone();
+            v.secret_hash.clear();
+            v
+        })
+        .collect();
+    let mut unbounded = situation.clone();
+    unbounded.balance = TokenAmount::from_whole(UNBOUNDED_FIL);
+    unbounded.landing_window = 0;
+    unbounded.conditional_window = 0;
+    let plan = redemption::best_plan(&unbounded, &revealed.iter().collect::<Vec<_>>());
+    per_lane.max(plan.value().clone())
+}
+
+/// A balance no channel reaches (more than all the FIL there will ever be), for measuring
+/// what vouchers would pay regardless of the balance.
+const UNBOUNDED_FIL: u64 = 1 << 40;
+
+/// [`committed`]'s per-lane measure: the chain's `to_send` plus what each lane's live top
+/// adds over what it redeemed.
+fn committed_per_lane(held: &Held, voucher: &SignedVoucher, view: &ChainView) -> TokenAmount {
     let state = &view.on_chain.state;
     let mut lanes: BTreeSet<u64> = held.lanes().collect();
     lanes.insert(voucher.lane);
@@ -235,6 +271,9 @@ fn lane_amount(held: &Held, lane: u64, view: &ChainView) -> TokenAmount {
         _ => redeemed,
     }
 }
+
+/// A pending conditional voucher's lane, nonce, amount, hash and lock.
+type PendingTuple = (u64, u64, TokenAmount, Vec<u8>, ChainEpoch);
 
 /// What a holder expects of a conditional voucher: the payment hash, the lock, what it adds
 /// to its lane, and the margin its deadline must leave.
@@ -530,7 +569,10 @@ impl PaymentChannelManager {
         if pending_held(held, voucher.lane, view).is_some() {
             return Err(RouteRefusal::LanePending(voucher.lane).into());
         }
-        let committed = committed(held, voucher, view);
+        let mut situation = self.situation(record, view, 0, 0);
+        situation.channel_aliases.push(voucher.channel_addr);
+        situation.channel_aliases.extend(held.all().iter().map(|v| v.channel_addr));
+        let committed = committed(held, voucher, view, &situation);
         if committed > view.on_chain.balance {
             let balance = view.on_chain.balance.clone();
             return Err(RouteRefusal::OverCommitted { committed, balance }.into());
@@ -622,40 +664,62 @@ impl PaymentChannelManager {
 
     /// The conditional vouchers pending on a channel: on an outbound one, those this node
     /// signed that are neither replaced nor expired; on an inbound one, those held on top of
-    /// their lanes that can still land.
+    /// their lanes that can still land and that the chain has not redeemed.
     #[tracing::instrument(name = "paych_pending_conditionals", level = "debug", skip_all)]
     pub async fn pending_conditionals(
         &self,
         channel: &Address,
     ) -> Result<Vec<PendingConditional>, ConditionalError> {
         let record = self.record_by_address(channel)?;
-        let mut found = Vec::new();
-        if record.direction == Direction::Outbound {
+        let found = if record.direction == Direction::Outbound {
             let (mut cache, record) = self.locked(channel, Direction::Outbound).await?;
             self.load_cache(record.id, &mut cache)?;
-            for (lane, p) in &cache.pending {
-                found.push((*lane, p.nonce, p.amount.clone(), p.hash.clone(), p.lock));
-            }
+            let pending = cache.pending.iter();
+            pending
+                .map(|(lane, p)| (*lane, p.nonce, p.amount.clone(), p.hash.clone(), p.lock))
+                .collect()
         } else {
-            let head = self.inner.chain.head().await?;
-            let mut tops: BTreeMap<u64, SignedVoucher> = BTreeMap::new();
-            for r in self.inner.store.vouchers(record.id)? {
-                if !r.submitted && !r.superseded {
-                    tops.insert(r.voucher.lane, r.voucher);
-                }
-            }
-            for (lane, v) in tops.into_iter().filter(|(_, v)| is_conditional(v)) {
-                if v.time_lock_max > head {
-                    found.push((lane, v.nonce, v.amount, v.secret_hash, v.time_lock_max));
-                }
-            }
-        }
+            self.pending_held_conditionals(&record).await?
+        };
         let mut pending = Vec::with_capacity(found.len());
         for (lane, nonce, amount, hash, lock) in found {
             let secret_known = self.known_secret(&hash)?.is_some();
             pending.push(PendingConditional { lane, nonce, amount, hash, lock, secret_known });
         }
         Ok(pending)
+    }
+
+    /// The conditional vouchers on top of their lanes of an inbound channel that can still
+    /// land: neither submitted nor superseded here, their lock ahead of the head, and above
+    /// the chain's nonce on their lane (a voucher the chain redeemed, by whatever message, is
+    /// no longer pending).
+    async fn pending_held_conditionals(
+        &self,
+        record: &ChannelRecord,
+    ) -> Result<Vec<PendingTuple>, ConditionalError> {
+        let mut tops: BTreeMap<u64, SignedVoucher> = BTreeMap::new();
+        for r in self.inner.store.vouchers(record.id)? {
+            if !r.submitted && !r.superseded {
+                tops.insert(r.voucher.lane, r.voucher);
+            }
+        }
+        tops.retain(|_, v| is_conditional(v));
+        let Some(addr) = record.channel.filter(|_| !tops.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let (head, on_chain) = match self.inner.chain.channel_at_head(&addr).await {
+            Ok(at) => at,
+            // The channel's actor is gone: nothing on it can land.
+            Err(ChainError::NotFound(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let redeemed =
+            |v: &SignedVoucher| on_chain.lane(v.lane).is_some_and(|l| l.nonce >= v.nonce);
+        Ok(tops
+            .into_iter()
+            .filter(|(_, v)| v.time_lock_max > head && !redeemed(v))
+            .map(|(lane, v)| (lane, v.nonce, v.amount, v.secret_hash, v.time_lock_max))
+            .collect())
     }
 
     /// Whether an inbound channel holds a conditional voucher, not yet submitted, whose

@@ -14,7 +14,7 @@
 use super::{PaymentChannelManager, SettlerError};
 use crate::chain::ChainError;
 use crate::store::{ChannelRecord, Direction, Lifecycle, MessagePurpose, Write};
-use crate::types::ChainEpoch;
+use crate::types::{ChainEpoch, SignedVoucher};
 
 /// Runs the settler until the manager shuts down.
 pub(super) fn spawn(manager: PaymentChannelManager) {
@@ -137,9 +137,10 @@ impl PaymentChannelManager {
         Ok(())
     }
 
-    /// Where time-locked vouchers are taken: submits the channel's plan once a voucher in it
-    /// would expire within twice the landing margin, so that what was credited for it is
-    /// redeemed before its lock.
+    /// Where time-locked vouchers are taken, or conditional vouchers are held with their
+    /// secrets: submits the channel's plan once a voucher in it would expire within twice
+    /// the landing margin (a conditional one: within the route's redeem margin), so that what
+    /// was credited for it is redeemed before its lock.
     async fn redeem_before_locks(
         &self,
         record: &ChannelRecord,
@@ -150,22 +151,18 @@ impl PaymentChannelManager {
             return Ok(());
         }
         let Some(addr) = record.channel else { return Ok(()) };
-        // Twice the landing margin, and for a conditional voucher with its secret at least
-        // `S + conf` (design §9): the message lands, final, before the lock.
-        let margin = self
-            .inner
-            .config
-            .intake
-            .landing_margin
-            .saturating_mul(2)
-            .max(self.inner.config.route.submit_margin());
-        let urgent = head.saturating_add(margin);
+        // Twice the landing margin before a time lock; before the lock of a conditional
+        // voucher with its secret, the route's `S + conf` and the holder's downtime (design
+        // §9): until then the holder waits for its unconditional replacement, and the message
+        // still lands, final, before the lock.
+        let time_locked = self.inner.config.intake.landing_margin.saturating_mul(2);
+        let conditional = self.inner.config.route.redeem_margin();
+        let urgent = |v: &SignedVoucher| {
+            let margin = if v.secret_hash.is_empty() { time_locked } else { conditional };
+            v.time_lock_max != 0 && v.time_lock_max <= head.saturating_add(margin)
+        };
         let plan = self.settlement_plan(record).await?;
-        let expiring = plan
-            .steps
-            .iter()
-            .any(|s| s.voucher.time_lock_max != 0 && s.voucher.time_lock_max <= urgent);
-        if !expiring {
+        if !plan.steps.iter().any(|s| urgent(&s.voucher)) {
             return Ok(());
         }
         for step in plan.steps {

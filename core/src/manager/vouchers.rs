@@ -1,6 +1,6 @@
 //! Vouchers: creation (payer), validation and acceptance (payee), spendability, submission.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cid::Cid;
 
@@ -521,12 +521,14 @@ impl PaymentChannelManager {
     }
 
     /// Where the redemption model starts for a channel: the chain's state, messages
-    /// executing from the next epoch with `landing_window` epochs to land.
-    fn situation(
+    /// executing from the next epoch with `landing_window` epochs to land —
+    /// `conditional_window` for a conditional voucher against its lock.
+    pub(super) fn situation(
         &self,
         record: &ChannelRecord,
         view: &ChainView,
         landing_window: ChainEpoch,
+        conditional_window: ChainEpoch,
     ) -> Situation {
         Situation {
             state: view.on_chain.state.clone(),
@@ -535,8 +537,31 @@ impl PaymentChannelManager {
             channel_aliases: record.channel.into_iter().collect(),
             first_epoch: view.head.saturating_add(1),
             landing_window,
+            conditional_window,
             secrets: Default::default(),
         }
+    }
+
+    /// Where intake's redemption model starts: messages land within the landing margin — a
+    /// conditional voucher's within the route's `S + conf` before its lock, the margin by
+    /// which the settler lands it (design §9) — with the secrets known.
+    fn intake_situation(
+        &self,
+        record: &ChannelRecord,
+        view: &ChainView,
+        held: &Held,
+        voucher: &SignedVoucher,
+        secrets: BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Situation {
+        let config = &self.inner.config;
+        let landing = config.intake.landing_margin;
+        let mut situation = self.situation(record, view, landing, config.route.submit_margin());
+        situation.secrets = secrets;
+        // The actor resolved the voucher's address to this channel; so it did for every
+        // voucher held.
+        situation.channel_aliases.push(voucher.channel_addr);
+        situation.channel_aliases.extend(held.all().iter().map(|v| v.channel_addr));
+        situation
     }
 
     /// Intake's decision on a voucher not held yet, without storing anything: refused (the
@@ -584,12 +609,7 @@ impl PaymentChannelManager {
                 policy.check(voucher, view.head).map_err(AddVoucherError::VoucherRefused)?;
             }
         }
-        let mut situation = self.situation(record, &view, policy.landing_margin);
-        situation.secrets = secrets;
-        // The actor resolved the voucher's address to this channel; so it did for every
-        // voucher held.
-        situation.channel_aliases.push(voucher.channel_addr);
-        situation.channel_aliases.extend(held.all().iter().map(|v| v.channel_addr));
+        let situation = self.intake_situation(record, &view, held, voucher, secrets);
         if let Some(why) = situation.unredeemable(voucher) {
             // A conditional voucher is held without its secret, or with a lock nearer than the
             // landing margin (the route's own margin was checked): held, and credited only
@@ -993,7 +1013,7 @@ impl PaymentChannelManager {
         own_vouchers: bool,
     ) -> Result<redemption::Plan, CheckVoucherError> {
         let view = self.chain_view(record).await?;
-        let mut situation = self.situation(record, &view, 0);
+        let mut situation = self.situation(record, &view, 0, 0);
         let held: Vec<SignedVoucher> = self
             .inner
             .store

@@ -83,6 +83,16 @@ impl RouteParams {
         epochs(self.inclusion.saturating_add(self.conf))
     }
 
+    /// `S + conf + max(G_H, G_R)`: how long before a conditional voucher's lock (or deadline)
+    /// its holder's settler lands it with its secret when no unconditional replacement came:
+    /// the message lands, final, by [`RouteParams::submit_margin`] before the lock even if
+    /// the holder was away for its tolerated downtime just then. Until then the holder waits
+    /// for the replacement, which costs no message.
+    pub fn redeem_margin(&self) -> ChainEpoch {
+        let downtime = self.hub_downtime.max(self.payee_downtime);
+        self.submit_margin().saturating_add(epochs(downtime))
+    }
+
     /// `conf` as an epoch count.
     pub fn conf_epochs(&self) -> ChainEpoch {
         epochs(self.conf)

@@ -18,7 +18,8 @@
 //!   or the state's `min_settle_height` if later). A plan's messages run in order at
 //!   non-decreasing epochs inside that window; each voucher's time locks narrow its epochs,
 //!   and the search gives each message the earliest epoch it can run at;
-//! - the payee knows no secret: a voucher with a secret hash never redeems for it;
+//! - the payee knows only the secrets of [`ChainView::secrets`] (none unless a test fills
+//!   it in): a voucher with another secret hash never redeems for it;
 //! - a voucher whose `min_settle_height` lies beyond that window would postpone the
 //!   channel's settlement to a height the payer chose (without bound: the payee could never
 //!   collect): it counts for nothing;
@@ -58,6 +59,9 @@ pub struct ChainView {
     pub ids: BTreeMap<Address, ActorID>,
     /// Addresses (of `extra` callees) that name an existing actor.
     pub existing: BTreeSet<Address>,
+    /// The secrets the payee knows, by their blake2b-256 hash: a conditional voucher on
+    /// one of them redeems with it.
+    pub secrets: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl ChainView {
@@ -163,7 +167,7 @@ pub fn redeemable(view: &ChainView, held: &[SignedVoucher]) -> Plan {
     // Vouchers that can never redeem are left out of the search.
     let mut candidates: Vec<SignedVoucher> = Vec::new();
     for v in held {
-        let usable = v.secret_hash.is_empty()
+        let usable = (v.secret_hash.is_empty() || view.secrets.contains_key(&v.secret_hash))
             && v.min_settle_height <= window_end
             && v.signature.is_some()
             && view.state.lanes.get(&v.lane).is_none_or(|l| l.nonce < v.nonce)
@@ -226,7 +230,8 @@ impl Search<'_> {
             }
             let env = OracleEnv::new(self.view, epoch, self.checked);
             let mut next = state.clone();
-            let params = UpdateChannelStateParams { sv: v.clone(), secret: Vec::new() };
+            let secret = self.view.secrets.get(&v.secret_hash).cloned().unwrap_or_default();
+            let params = UpdateChannelStateParams { sv: v.clone(), secret };
             if actor::update_channel_state(&mut next, &env, &params).is_err() {
                 // A failed message changes nothing: the branch is the same as leaving it out.
                 continue;
@@ -265,12 +270,23 @@ pub async fn view_of(devnet: &Devnet, channel: &Address, held: &[SignedVoucher])
         payer_key,
         ids,
         existing,
+        secrets: BTreeMap::new(),
     }
 }
 
 /// The `UpdateChannelState` message a payee (`payee_key`) sends to redeem `voucher`.
 pub fn submit_message(payee_key: Address, channel: Address, voucher: &SignedVoucher) -> Message {
-    let params = UpdateChannelStateParams { sv: voucher.clone(), secret: Vec::new() };
+    submit_message_with(payee_key, channel, voucher, Vec::new())
+}
+
+/// The `UpdateChannelState` message a payee sends to redeem `voucher` with `secret`.
+pub fn submit_message_with(
+    payee_key: Address,
+    channel: Address,
+    voucher: &SignedVoucher,
+    secret: Vec<u8>,
+) -> Message {
+    let params = UpdateChannelStateParams { sv: voucher.clone(), secret };
     Message::new(
         payee_key,
         channel,
@@ -291,6 +307,18 @@ pub async fn carry_out(
     channel: Address,
     plan: &Plan,
 ) -> Vec<ExitCode> {
+    carry_out_with(devnet, wallet, payee_key, channel, plan, &BTreeMap::new()).await
+}
+
+/// [`carry_out`], each conditional voucher submitted with its secret from `secrets`.
+pub async fn carry_out_with(
+    devnet: &Devnet,
+    wallet: &dyn paych_core::wallet::Wallet,
+    payee_key: Address,
+    channel: Address,
+    plan: &Plan,
+    secrets: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Vec<ExitCode> {
     let mut codes = Vec::new();
     let mut steps = plan.steps.iter().peekable();
     while let Some((_, epoch)) = steps.peek() {
@@ -302,7 +330,8 @@ pub async fn carry_out(
         }
         let mut cids = Vec::new();
         while let Some((voucher, _)) = steps.next_if(|(_, e)| *e == epoch) {
-            let message = submit_message(payee_key, channel, voucher);
+            let secret = secrets.get(&voucher.secret_hash).cloned().unwrap_or_default();
+            let message = submit_message_with(payee_key, channel, voucher, secret);
             let signed = paych_core::chain::prepare_message(devnet, wallet, message).await.unwrap();
             cids.push(devnet.push(&signed).await.unwrap());
         }
@@ -396,9 +425,12 @@ impl World {
         redeemable(&view_of(&self.net.devnet, &self.ch, &held).await, &held)
     }
 
-    /// Mines `n` epochs, then waits until both managers have recorded every message that
-    /// executed.
+    /// Mines `n` epochs once every message both managers recorded is in the pool, then waits
+    /// until both have recorded every message that executed.
     pub async fn mine(&self, n: u64) {
+        for node in [&self.payer, &self.payee] {
+            pushed(node.m()).await;
+        }
         self.net.mine(n);
         for node in [&self.payer, &self.payee] {
             settle_landed(&self.net.devnet, node.m()).await;
@@ -452,6 +484,23 @@ pub fn held_by(
         }
     }
     held
+}
+
+/// Waits until every message `manager` recorded has reached the message pool — one its
+/// background settler sends (it runs once at each start) too. On a real chain the next block
+/// comes epochs later; here it is mined at once, and a message pushed after it would land an
+/// epoch late, or after its voucher's lock.
+pub async fn pushed(manager: &paych_core::manager::PaymentChannelManager) {
+    use paych_core::store::MessageState;
+    let store = manager.store().clone();
+    paych_testkit::deadline::eventually("recorded messages to be pushed", || {
+        let store = store.clone();
+        async move {
+            let messages = store.messages().unwrap();
+            !messages.iter().any(|m| m.state == MessageState::Recorded)
+        }
+    })
+    .await;
 }
 
 /// Waits until `manager` has recorded every one of its messages the devnet executed.
