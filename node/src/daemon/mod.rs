@@ -40,8 +40,9 @@ use crate::metrics::{MeteredChain, Metrics};
 use crate::network::NetworkClient;
 use crate::pay::Payer;
 use crate::retrieval::RetrievalProvider;
+use crate::route::Routes;
 use crate::rpc::auth::{self, Permission};
-use crate::rpc::server::{serve_node_api, ApiServer, HeadTipsets};
+use crate::rpc::server::{serve_node_api, ApiServer, HeadTipsets, NodeParts};
 
 pub mod config;
 mod error;
@@ -134,12 +135,21 @@ impl Daemon {
             Payer::new(manager.clone(), host.client().clone(), peers)
                 .with_fee_per_message(config.reconcile_fee_per_message.clone()),
         );
+        let routes = Arc::new(Routes::new(
+            manager.clone(),
+            host.client().clone(),
+            config.hub.clone(),
+            metrics.clone(),
+        ));
         let api_addr = options.api.unwrap_or(config.api);
         let api = serve_node_api(
             manager.clone(),
             keys.wallet,
-            Some(payer),
-            Some(host.retrieval().clone()),
+            NodeParts {
+                payer: Some(payer),
+                retrieval: Some(host.retrieval().clone()),
+                routes: Some(routes),
+            },
             metrics,
             Some(tipsets),
             keys.secret,
