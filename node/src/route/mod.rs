@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: the `[hub]` section of `config.toml` — on or off, fee, caps, capacity,
 //!   auto-collateral — and its checks;
+//! - [`caps`]: the hub's caps on pending routes per payer, per payee and per channel;
 //! - [`collateral`]: auto-collateral of the hub's outbound channels, sized on completed flow;
 //! - [`payer`]: the payer's checks of an invoice and its choice of hub;
 //! - [`receipt`]: what paying an invoice answers.
@@ -11,6 +12,7 @@
 //! `paych_core`'s; this module drives them over the network and the manager. It is off the
 //! payment path unless the node pays an invoice or `[hub] enabled = 1`.
 
+pub mod caps;
 pub mod collateral;
 pub mod config;
 pub mod payer;
