@@ -109,7 +109,7 @@ label_sets! {
         reason
     }
     /// The labels of a routed payment's end.
-    RouteLabels {
+    RoutedPaymentLabels {
         /// `payer`, `hub` or `payee`.
         role,
         /// A [`RouteOutcome`] label.
@@ -202,7 +202,7 @@ pub struct Metrics {
     /// Connections and requests refused, by reason.
     pub refusals: Family<ReasonLabel, Counter>,
     /// Routed payments' ends, by role and outcome.
-    pub routed_payments: Family<RouteLabels, Counter>,
+    pub routed_payments: Family<RoutedPaymentLabels, Counter>,
     /// The fees of the routes the hub completed, in attoFIL.
     pub hub_fees_attofil: FloatCounter,
     /// Available funds on the hub's outbound channels, in attoFIL.
@@ -430,7 +430,7 @@ impl Metrics {
 
     /// Counts a routed payment's end for `role` (`payer`, `hub` or `payee`).
     pub fn route_ended(&self, role: &'static str, outcome: RouteOutcome) {
-        self.routed_payments.get_or_create(&RouteLabels { role, outcome: outcome.label() }).inc();
+        self.routed_payments.get_or_create(&RoutedPaymentLabels { role, outcome: outcome.label() }).inc();
     }
 
     /// Counts a fee the hub earned.
