@@ -21,6 +21,8 @@
 //!   messages, restart recovery and the settler;
 //! - [`combine`]: the rules of folding many vouchers into one combined voucher (what
 //!   reconciliation asks for and answers), as pure functions;
+//! - [`route`]: routed payments through a hub — timing parameters, deadlines, the checks of
+//!   conditional vouchers and secrets, the hub's fee and signed policy, refusals;
 //! - [`redemption`]: what a payee's vouchers are worth on chain — the one model behind
 //!   voucher intake, best-spendable, the settler and reconciliation's checks.
 #![warn(missing_docs)]
@@ -35,6 +37,7 @@ pub mod lotus_json;
 pub mod manager;
 pub mod network;
 pub mod redemption;
+pub mod route;
 pub mod store;
 pub mod types;
 pub mod wallet;

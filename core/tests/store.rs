@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use paych_core::store::sled::SledStore;
 use paych_core::store::{
-    ChannelId, ChannelRecord, Direction, InvoiceSecretRecord, Lifecycle, MessagePurpose,
-    MessageRecord, MessageState, PeerRecord, ReconcileRecord, Store, StoreError, VoucherOrigin,
-    VoucherRecord, Write,
+    ChannelId, ChannelRecord, Direction, InvoiceSecretRecord, Leg, Lifecycle, MessagePurpose,
+    MessageRecord, MessageState, PeerRecord, ReconcileRecord, RouteRecord, RouteRole, RouteState,
+    SecretRecord, Store, StoreError, VoucherOrigin, VoucherRecord, Write,
 };
 use paych_core::types::{Address, Message, Signature, SignedMessage, SignedVoucher, TokenAmount};
 use tempfile::TempDir;
@@ -116,7 +116,7 @@ struct Fresh {
 
 /// Every scenario a backend must pass, each on a fresh store from `fresh`.
 async fn conformance(fresh: fn() -> Fresh) {
-    let on_a_fresh_store: [fn(&dyn Store); 13] = [
+    let on_a_fresh_store: [fn(&dyn Store); 14] = [
         channel_round_trips,
         channel_is_found_by_both_addresses_once_open,
         changed_address_leaves_no_stale_index_entry,
@@ -130,6 +130,7 @@ async fn conformance(fresh: fn() -> Fresh) {
         message_under_wrong_cid_is_refused,
         reconcile_and_peer_records_round_trip,
         invoice_secret_is_kept_under_its_hash_and_never_replaced,
+        learned_secrets_and_routes_are_kept_under_their_hash,
     ];
     for scenario in on_a_fresh_store {
         scenario(&*fresh().store);
@@ -385,6 +386,49 @@ fn invoice_secret_is_kept_under_its_hash_and_never_replaced(store: &dyn Store) {
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     assert_eq!(store.invoice_secret(&[0x21; 32]).unwrap(), Some(record));
     assert_eq!(store.invoice_secret(&[0x25; 32]).unwrap(), None);
+}
+
+fn route(hash: u8, state: RouteState) -> RouteRecord {
+    RouteRecord {
+        payment_hash: vec![hash; 32],
+        role: RouteRole::Hub,
+        state,
+        invoice: vec![0x88, 1],
+        inbound: Some(Leg {
+            channel: key_address(7),
+            lane: 3,
+            nonce: 9,
+            amount: TokenAmount::from_atto(1_100u64),
+            lock: 140,
+            peer: Some("12D3KooW".into()),
+        }),
+        outbound: None,
+        fee: TokenAmount::from_atto(100u64),
+        secret: None,
+        hub_deadline: Some(140),
+        created: 100,
+    }
+}
+
+fn learned_secrets_and_routes_are_kept_under_their_hash(store: &dyn Store) {
+    let secret = SecretRecord { payment_hash: vec![0x31; 32], secret: vec![0x32; 32] };
+    assert_eq!(store.secret(&[0x31; 32]).unwrap(), None);
+    apply_one(store, Write::Secret(secret.clone()));
+    assert_eq!(store.secret(&[0x31; 32]).unwrap(), Some(secret));
+    // An invoice secret and a learned one live apart.
+    assert_eq!(store.invoice_secret(&[0x31; 32]).unwrap(), None);
+
+    assert_eq!(store.routes().unwrap(), vec![]);
+    let mut first = route(0x42, RouteState::Offered);
+    let second = route(0x41, RouteState::Forwarded);
+    store.apply(vec![Write::Route(first.clone()), Write::Route(second.clone())]).unwrap();
+    assert_eq!(store.route(&[0x42; 32]).unwrap(), Some(first.clone()));
+    first.state = RouteState::Fulfilled;
+    first.secret = Some(vec![0x43; 32]);
+    first.outbound = first.inbound.clone();
+    apply_one(store, Write::Route(first.clone()));
+    assert_eq!(store.routes().unwrap(), vec![second, first]);
+    assert_eq!(store.route(&[0x44; 32]).unwrap(), None);
 }
 
 fn channel_ids_never_repeat(store: Arc<dyn Store>) {
@@ -804,6 +848,22 @@ fn durable_is_led_from_anywhere_on_a_multi_thread_runtime() {
     });
     assert_eq!(store.vouchers(1).unwrap().len(), 1 + 8 * 16);
     assert!(store.flush_count() <= 2 + 8 * 16);
+}
+
+#[tokio::test]
+async fn learned_secrets_and_routes_are_there_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let secret = SecretRecord { payment_hash: vec![0x51; 32], secret: vec![0x52; 32] };
+    let record = route(0x53, RouteState::Replaced);
+    {
+        let store = SledStore::open(&path).unwrap();
+        store.apply(vec![Write::Secret(secret.clone()), Write::Route(record.clone())]).unwrap();
+        store.durable().await.unwrap();
+    }
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.secret(&[0x51; 32]).unwrap(), Some(secret));
+    assert_eq!(store.routes().unwrap(), vec![record]);
 }
 
 #[test]

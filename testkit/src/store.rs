@@ -6,7 +6,7 @@ use cid::Cid;
 use paych_core::store::sled::SledStore;
 use paych_core::store::{
     Batch, ChannelId, ChannelRecord, InvoiceSecretRecord, MessageRecord, PeerRecord,
-    ReconcileRecord, Store, StoreError, VoucherRecord,
+    ReconcileRecord, RouteRecord, SecretRecord, Store, StoreError, VoucherRecord,
 };
 use paych_core::types::Address;
 
@@ -107,5 +107,14 @@ impl<D: Durability> Store for SledWith<D> {
         payment_hash: &[u8],
     ) -> Result<Option<InvoiceSecretRecord>, StoreError> {
         self.sled.invoice_secret(payment_hash)
+    }
+    fn secret(&self, payment_hash: &[u8]) -> Result<Option<SecretRecord>, StoreError> {
+        self.sled.secret(payment_hash)
+    }
+    fn route(&self, payment_hash: &[u8]) -> Result<Option<RouteRecord>, StoreError> {
+        self.sled.route(payment_hash)
+    }
+    fn routes(&self) -> Result<Vec<RouteRecord>, StoreError> {
+        self.sled.routes()
     }
 }

@@ -11,6 +11,7 @@ use cid::Cid;
 use crate::actor::ActorError;
 use crate::chain::{ChainError, PrepareError};
 use crate::redemption::{PolicyRefusal, Unredeemable};
+use crate::route::RouteRefusal;
 use crate::store::{Direction, Lifecycle, StoreError};
 use crate::types::{EncodeError, TokenAmount};
 use crate::wallet::WalletError;
@@ -299,12 +300,12 @@ error_enum! {
 
 error_enum! {
     /// Why a voucher could not be created: `voucher_create`, `voucher_create_with`, `voucher_pay`.
-    pub enum CreateVoucherError { UnknownChannel, WrongDirection, InvalidAmount, ChannelNotOpen, ChannelCollected, LaneClosed, AmountBelowLane, InvalidVoucher, Chain, Store, Wallet, Encode }
+    pub enum CreateVoucherError { UnknownChannel, WrongDirection, InvalidAmount, ChannelNotOpen, ChannelCollected, LaneClosed, AmountBelowLane, InvalidVoucher, Chain, Store, Wallet, Encode, Route(RouteRefusal): "A rule of routed payments refused the voucher: a lane with a pending conditional voucher takes no other." }
 }
 
 error_enum! {
     /// Why a payee refused a voucher, or could not take it: `voucher_add` (voucher intake) and `voucher_check_valid` (the same checks, storing nothing).
-    pub enum AddVoucherError { UnknownChannel, ChannelCollected, WrongDirection, InvalidAmount, InvalidVoucher, VoucherRefused, Unredeemable, ForeignVoucher, ConflictingVoucher, BelowMinDelta, AmountBelowLane, Chain, Store, Encode }
+    pub enum AddVoucherError { UnknownChannel, ChannelCollected, WrongDirection, InvalidAmount, InvalidVoucher, VoucherRefused, Unredeemable, ForeignVoucher, ConflictingVoucher, BelowMinDelta, AmountBelowLane, Chain, Store, Encode, Route(RouteRefusal): "A rule of routed payments refused the voucher (design §9): its conditional shape, deadline or cover, or a lane with a pending conditional voucher." }
 }
 
 error_enum! {

@@ -14,6 +14,7 @@
 
 mod chain_messages;
 mod combined_vouchers;
+mod conditional;
 mod errors;
 pub mod funds;
 pub mod settler;
@@ -36,6 +37,10 @@ use crate::wallet::Wallet;
 
 pub use chain_messages::MessageOutcome;
 pub use combined_vouchers::ReconcileDraft;
+use conditional::{check_lane_use, mark_lane, pending_lane_rule, replaces_held, Creation};
+pub use conditional::{
+    ConditionalError, ConditionalTerms, ConditionalVoucher, ExpireOutcome, PendingConditional,
+};
 pub use errors::{
     AddVoucherError, ChainMessageError, CheckVoucherError, CombineError, CreateVoucherError,
     FundsError, LaneError, LookupError, NewPaymentError, PartiesError, SettleError, SettlerError,
@@ -43,6 +48,7 @@ pub use errors::{
 };
 use errors::{DirectionMismatch, NotOpen};
 pub use vouchers::{AddOutcome, NewPayment, VoucherCreateResult, VoucherSpec};
+use vouchers::{Added, ChainView};
 
 /// Keeps a channel's funds between two levels: when available funds fall below
 /// `low_water`, one add-funds message brings them back to `high_water`.
@@ -77,6 +83,10 @@ pub struct ManagerConfig {
     pub collect_inbound_delay: u64,
     /// What a payee takes on the payment path and how it counts it (design §3b).
     pub intake: crate::redemption::IntakePolicy,
+    /// The timing parameters of routed payments (design §9): the confirmation depth after
+    /// which a conditional voucher's lane is free again, and the margin `S + conf` before a
+    /// lock by which the settler lands a conditional voucher with its secret.
+    pub route: crate::route::RouteParams,
 }
 
 impl Default for ManagerConfig {
@@ -91,6 +101,7 @@ impl Default for ManagerConfig {
             collect_inbound: true,
             collect_inbound_delay: 20,
             intake: crate::redemption::IntakePolicy::default(),
+            route: crate::route::RouteParams::default(),
         }
     }
 }
@@ -110,6 +121,7 @@ impl ManagerConfig {
                 max_settle_delay: preset.settle_delay,
                 ..defaults.intake.clone()
             },
+            route: crate::route::RouteParams::for_confidence(preset.confidence),
             ..defaults
         }
     }
@@ -228,6 +240,9 @@ struct ChannelCache {
     in_flight: Arc<InFlight>,
     /// The stored vouchers voucher intake plans with.
     held: Held,
+    /// Outbound: the lanes whose latest voucher is a conditional one this node signed that
+    /// has neither been replaced nor expired — no other voucher goes on them (design §9).
+    pending: BTreeMap<u64, conditional::Pending>,
 }
 
 /// How many of a lane's highest-nonce vouchers intake keeps in memory to plan with (lower
@@ -266,6 +281,16 @@ impl Held {
     /// The highest-nonce plain voucher held on a lane.
     fn top(&self, lane: u64) -> Option<&SignedVoucher> {
         self.lanes.get(&lane).and_then(|v| v.first())
+    }
+
+    /// The plain vouchers held on a lane, highest nonce first.
+    fn lane(&self, lane: u64) -> &[SignedVoucher] {
+        self.lanes.get(&lane).map_or(&[], Vec::as_slice)
+    }
+
+    /// The lanes with plain vouchers held.
+    fn lanes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.lanes.keys().copied()
     }
 }
 
@@ -462,10 +487,17 @@ impl PaymentChannelManager {
         let mut merging = Vec::new();
         for record in self.inner.store.vouchers(id)? {
             cache.held.insert(record.voucher.clone());
+            conditional::track(&mut cache.pending, &record);
             let v = &record.voucher;
             let tip = cache.lanes.entry(v.lane).or_default();
             if v.nonce >= tip.nonce {
-                *tip = LaneTip { nonce: v.nonce, amount: v.amount.clone() };
+                // A conditional voucher of ours that expired unredeemed keeps its nonce
+                // (never issued again) but no longer counts in the lane's amount.
+                let amount = match conditional::expired_unredeemed(&record) {
+                    true => tip.amount.clone(),
+                    false => v.amount.clone(),
+                };
+                *tip = LaneTip { nonce: v.nonce, amount };
             }
             if !v.merges.is_empty() {
                 merging.push(record.voucher);

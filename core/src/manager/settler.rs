@@ -5,8 +5,10 @@
 //! lane's highest cannot redeem (design §3b) — before `settling_at`, and collect after it if
 //! configured, `collect_inbound_delay` epochs after, leaving the payer the first chance.
 //! Outbound: collect after `settling_at` to recover the unspent funds. Where the intake
-//! policy takes time-locked vouchers, an open inbound channel's plan is submitted once one of
-//! its vouchers nears its `time_lock_max`. One channel's failure is logged and never stops
+//! policy takes time-locked vouchers, or a conditional voucher is held whose secret is known
+//! (design §9), an open inbound channel's plan — the conditional voucher with its secret, if
+//! no replacement superseded it — is submitted once one of its vouchers nears its
+//! `time_lock_max`. One channel's failure is logged and never stops
 //! the pass over the others.
 
 use super::{PaymentChannelManager, SettlerError};
@@ -83,8 +85,9 @@ impl PaymentChannelManager {
         };
         let settling_at = on_chain.state.settling_at;
         if settling_at == 0 {
-            if record.direction == Direction::Inbound && self.inner.config.intake.accept_time_locks
-            {
+            let watch_locks = self.inner.config.intake.accept_time_locks
+                || self.holds_redeemable_conditional(&record, head)?;
+            if record.direction == Direction::Inbound && watch_locks {
                 self.redeem_before_locks(&record, head).await?;
             }
             return Ok(());
@@ -147,7 +150,16 @@ impl PaymentChannelManager {
             return Ok(());
         }
         let Some(addr) = record.channel else { return Ok(()) };
-        let urgent = head.saturating_add(self.inner.config.intake.landing_margin.saturating_mul(2));
+        // Twice the landing margin, and for a conditional voucher with its secret at least
+        // `S + conf` (design §9): the message lands, final, before the lock.
+        let margin = self
+            .inner
+            .config
+            .intake
+            .landing_margin
+            .saturating_mul(2)
+            .max(self.inner.config.route.submit_margin());
+        let urgent = head.saturating_add(margin);
         let plan = self.settlement_plan(record).await?;
         let expiring = plan
             .steps

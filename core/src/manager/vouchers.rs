@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use cid::Cid;
 
 use super::{
-    funds, AddVoucherError, CheckVoucherError, CreateVoucherError, Held, LaneTip, LookupError,
+    check_lane_use, funds, mark_lane, pending_lane_rule, replaces_held, AddVoucherError,
+    CheckVoucherError, ConditionalTerms, CreateVoucherError, Creation, Held, LaneTip, LookupError,
     NewPaymentError, PaymentChannelManager, SubmitError,
 };
 use crate::actor::{self, AccountLookup, ActorEnv, ExtraCallFailure, Invocation, Redemption};
 use crate::chain::{ChainError, ChannelOnChain};
 use crate::crypto;
-use crate::redemption::{self, Situation};
+use crate::redemption::{self, Situation, Unredeemable};
 use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, StoreError, VoucherOrigin, VoucherRecord, Write,
 };
@@ -111,7 +112,7 @@ enum Assessment {
 
 /// What one add did, before it is answered in the payment protocol's terms
 /// ([`AddOutcome`]) or Lotus's ([`PaymentChannelManager::voucher_add_lotus`]).
-enum Added {
+pub(super) enum Added {
     /// Stored, crediting `delta` (positive).
     Credited { delta: TokenAmount },
     /// Stored, adding nothing (a first voucher of 0, say).
@@ -123,11 +124,11 @@ enum Added {
 }
 
 /// The chain as validation reads it for one channel.
-struct ChainView {
-    head: ChainEpoch,
-    on_chain: ChannelOnChain,
-    channel_id: Address,
-    channel: Address,
+pub(super) struct ChainView {
+    pub(super) head: ChainEpoch,
+    pub(super) on_chain: ChannelOnChain,
+    pub(super) channel_id: Address,
+    pub(super) channel: Address,
 }
 
 /// What a channel looks like to voucher validation: the chain's state with the vouchers this
@@ -138,6 +139,9 @@ struct Validation {
     keys: HashMap<Address, Address>,
     /// How the dry run of the voucher's `extra` call ended.
     extra: Option<Result<(), ExtraCallFailure>>,
+    /// Whether the voucher's signature was verified before (a conditional voucher checked
+    /// without its secret runs with its hash cleared, which its signature does not cover).
+    signature_checked: bool,
 }
 
 impl ActorEnv for Validation {
@@ -161,6 +165,9 @@ impl ActorEnv for Validation {
     }
     fn call_extra(&self, _extra: &ModVerifyParams) -> Result<(), ExtraCallFailure> {
         self.extra.unwrap_or(Ok(()))
+    }
+    fn signatures_verified(&self) -> bool {
+        self.signature_checked
     }
 }
 
@@ -194,7 +201,7 @@ impl PaymentChannelManager {
                 "a voucher amount cannot be negative".to_owned(),
             ));
         }
-        self.create_on_lane(channel, lane, spec, false).await
+        self.create_on_lane(channel, lane, spec, Creation::Set).await
     }
 
     /// Creates a voucher on `lane` paying `delta` more than the lane's latest voucher: the
@@ -218,19 +225,20 @@ impl PaymentChannelManager {
             channel,
             lane,
             VoucherSpec { amount: delta, ..VoucherSpec::default() },
-            true,
+            Creation::Add,
         )
         .await
     }
 
     /// The one path of voucher creation: `spec.amount` is the lane's new amount, or (when
-    /// `add_to_lane`) what the voucher adds to the lane's latest amount.
-    async fn create_on_lane(
+    /// `how` adds to the lane) what the voucher adds to the lane's latest amount. A lane with
+    /// a pending conditional voucher takes only that voucher's replacement (design §9).
+    pub(super) async fn create_on_lane(
         &self,
         channel: &Address,
         lane: u64,
         mut spec: VoucherSpec,
-        add_to_lane: bool,
+        how: Creation,
     ) -> Result<VoucherCreateResult, CreateVoucherError> {
         if lane > MAX_LANE {
             return Err(CreateVoucherError::InvalidVoucher(actor::ActorError::LaneTooLarge(lane)));
@@ -245,9 +253,10 @@ impl PaymentChannelManager {
             return Err(CreateVoucherError::LaneClosed(lane));
         }
         self.load_cache(record.id, &mut cache)?;
+        check_lane_use(&cache.pending, lane, how)?;
         let previous = cache.lanes.get(&lane).cloned();
         let tip = previous.clone().unwrap_or_default();
-        if add_to_lane {
+        if how.adds_to_lane() {
             spec.amount = &tip.amount + &spec.amount;
         }
         if spec.amount < tip.amount {
@@ -288,6 +297,7 @@ impl PaymentChannelManager {
             self.inner.store.apply(vec![Write::Channel(record.clone())])?;
         }
         cache.lanes.insert(lane, LaneTip { nonce: voucher.nonce, amount: spec.amount.clone() });
+        mark_lane(&mut cache.pending, &voucher, how);
         let in_flight = super::InFlight::enter(&cache.in_flight);
         drop(cache);
         // When another caller was waiting, releasing the lock handed it over and woke that
@@ -374,7 +384,7 @@ impl PaymentChannelManager {
             let record = self.learn_inbound(channel, UNSTORED_CHANNEL).await?;
             return stale_is_refused(
                 voucher,
-                self.assess(&record, &Held::default(), voucher).await,
+                self.assess(&record, &Held::default(), voucher, None).await,
             );
         };
         let lock = self.channel_lock(record.id);
@@ -388,9 +398,9 @@ impl PaymentChannelManager {
             for r in self.inner.store.vouchers(record.id)? {
                 issued.insert(r.voucher);
             }
-            return stale_is_refused(voucher, self.assess(&record, &issued, voucher).await);
+            return stale_is_refused(voucher, self.assess(&record, &issued, voucher, None).await);
         }
-        stale_is_refused(voucher, self.assess(&record, &cache.held, voucher).await)
+        stale_is_refused(voucher, self.assess(&record, &cache.held, voucher, None).await)
     }
 
     /// The intake policy's refusals that need no chain (locks, `extra`, merges), checked
@@ -410,7 +420,10 @@ impl PaymentChannelManager {
     /// head with the balance it had `confidence` epochs deeper if lower (funds a short
     /// reorganisation could take away are not counted), and its ID address. A channel whose
     /// actor is gone is recorded collected and answered `ChannelCollected`.
-    async fn chain_view(&self, record: &ChannelRecord) -> Result<ChainView, CheckVoucherError> {
+    pub(super) async fn chain_view(
+        &self,
+        record: &ChannelRecord,
+    ) -> Result<ChainView, CheckVoucherError> {
         let channel = record
             .channel
             .ok_or_else(|| CheckVoucherError::UnknownChannel(self.describe(record)))?;
@@ -445,14 +458,17 @@ impl PaymentChannelManager {
         secret: &[u8],
     ) -> Result<Redemption, CheckVoucherError> {
         let view = self.chain_view(record).await?;
-        self.validate_on(&view, voucher, secret).await
+        self.validate_on(&view, voucher, secret, false).await
     }
 
-    async fn validate_on(
+    /// Runs the actor's `UpdateChannelState` for `voucher` alone on `view`'s state, the
+    /// signature verified too unless `signature_checked` says it was before.
+    pub(super) async fn validate_on(
         &self,
         view: &ChainView,
         voucher: &SignedVoucher,
         secret: &[u8],
+        signature_checked: bool,
     ) -> Result<Redemption, CheckVoucherError> {
         let chain = &self.inner.chain;
         let on_chain = &view.on_chain;
@@ -496,6 +512,7 @@ impl PaymentChannelManager {
             ids,
             keys,
             extra,
+            signature_checked,
         };
         let mut state = on_chain.state.clone();
         let params = UpdateChannelStateParams { sv: voucher.clone(), secret: secret.to_vec() };
@@ -531,6 +548,7 @@ impl PaymentChannelManager {
         record: &ChannelRecord,
         held: &Held,
         voucher: &SignedVoucher,
+        terms: Option<&ConditionalTerms>,
     ) -> Result<Assessment, AddVoucherError> {
         if record.lifecycle == Lifecycle::Collected {
             return Err(AddVoucherError::ChannelCollected(self.describe(record)));
@@ -552,17 +570,35 @@ impl PaymentChannelManager {
         }
         let policy = &self.inner.config.intake;
         let view = self.chain_view(record).await?;
-        // The actor's own verdict on the voucher alone (its signature checked for real): a
-        // voucher it refuses against the chain never counts in any plan.
-        self.validate_on(&view, voucher, &[]).await?;
-        policy.check(voucher, view.head).map_err(AddVoucherError::VoucherRefused)?;
+        let secrets = self.known_secrets(held.all().into_iter().chain([voucher]))?;
+        match terms {
+            // The routed payment's checks, the actor's verdict among them.
+            Some(terms) => {
+                self.check_conditional_intake(record, held, voucher, terms, &view, &secrets).await?
+            }
+            None => {
+                pending_lane_rule(held, voucher, &view)?;
+                // The actor's own verdict on the voucher alone (its signature checked for
+                // real): a voucher it refuses against the chain never counts in any plan.
+                self.validate_on(&view, voucher, &[], false).await?;
+                policy.check(voucher, view.head).map_err(AddVoucherError::VoucherRefused)?;
+            }
+        }
         let mut situation = self.situation(record, &view, policy.landing_margin);
+        situation.secrets = secrets;
         // The actor resolved the voucher's address to this channel; so it did for every
         // voucher held.
         situation.channel_aliases.push(voucher.channel_addr);
         situation.channel_aliases.extend(held.all().iter().map(|v| v.channel_addr));
         if let Some(why) = situation.unredeemable(voucher) {
-            return Err(AddVoucherError::Unredeemable(why));
+            // A conditional voucher is held without its secret, or with a lock nearer than the
+            // landing margin (the route's own margin was checked): held, and credited only
+            // what the model counts.
+            let held_anyway =
+                matches!(why, Unredeemable::SecretUnknown | Unredeemable::TimeLockMax { .. });
+            if terms.is_none() || !held_anyway {
+                return Err(AddVoucherError::Unredeemable(why));
+            }
         }
         if let Some(top) = held.top(voucher.lane) {
             if top.nonce >= voucher.nonce {
@@ -573,13 +609,14 @@ impl PaymentChannelManager {
                 }));
             }
         }
+        let levelled = self.levels_credit(held, voucher);
         let held = held.all();
         // What the vouchers held are worth now. It moves only with the chain: up when the
         // balance grows, down when this node redeems a combined voucher carrying the discount
         // it agreed to (or, where time locks are taken, when a lock runs out unredeemed).
         let base = redemption::best_plan(&situation, &held);
         let mut credited = base.value().clone();
-        if policy.accept_time_locks {
+        if levelled {
             // A lock that ran out took value already credited: never credit it again.
             if let Some(level) = record.credited.as_ref().filter(|level| **level > credited) {
                 credited = level.clone();
@@ -589,6 +626,10 @@ impl PaymentChannelManager {
         let delta = with.value() - &credited;
         if delta.is_positive() {
             return Ok(Assessment::Accept { delta, credited: with.value().clone() });
+        }
+        if terms.is_some() {
+            // Held for its secret: credited nothing now.
+            return Ok(Assessment::Accept { delta: TokenAmount::default(), credited });
         }
         // Why it adds nothing: the voucher on top of the best plan without it.
         let lane_top = held
@@ -607,6 +648,11 @@ impl PaymentChannelManager {
             // A valid voucher worth exactly what is held (a first voucher of 0, say): held,
             // credited nothing.
             Ok(r) if r.delta.is_zero() => Ok(Assessment::Accept { delta: r.delta, credited }),
+            // The replacement of a conditional voucher whose lock came too close: what pays
+            // the payee now, kept, but its value was credited with the conditional one.
+            Ok(_) if replaces_held(&held, voucher) => {
+                Ok(Assessment::Accept { delta: TokenAmount::default(), credited })
+            }
             // Worth something on top of the plan, but not beyond what was already credited
             // (the plan's value fell since): nothing more to credit.
             Ok(_) => Err(AddVoucherError::BelowMinDelta {
@@ -629,7 +675,7 @@ impl PaymentChannelManager {
         voucher: &SignedVoucher,
         min_delta: TokenAmount,
     ) -> Result<AddOutcome, AddVoucherError> {
-        Ok(match self.add(channel, voucher, min_delta).await? {
+        Ok(match self.add(channel, voucher, min_delta, None).await? {
             Added::Credited { delta } => AddOutcome::Accepted { delta },
             // Held, but it adds nothing: not a credit.
             Added::StoredZero { amount } => AddOutcome::Covered { lane_amount: amount },
@@ -651,20 +697,21 @@ impl PaymentChannelManager {
         min_delta: TokenAmount,
     ) -> Result<TokenAmount, AddVoucherError> {
         self.locks_first(voucher)?;
-        match self.add(channel, voucher, min_delta).await? {
+        match self.add(channel, voucher, min_delta, None).await? {
             Added::Credited { delta } => Ok(delta),
             Added::StoredZero { .. } | Added::AlreadyHeld => Ok(TokenAmount::default()),
             Added::Covered { nonce, .. } => Err(stale(voucher, nonce)),
         }
     }
 
-    /// The one path of voucher intake, answered by [`Self::voucher_add`] and
-    /// [`Self::voucher_add_lotus`].
-    async fn add(
+    /// The one path of voucher intake, answered by [`Self::voucher_add`],
+    /// [`Self::voucher_add_lotus`] and (with the route's `terms`) `conditional_accept`.
+    pub(super) async fn add(
         &self,
         channel: &Address,
         voucher: &SignedVoucher,
         min_delta: TokenAmount,
+        terms: Option<&ConditionalTerms>,
     ) -> Result<Added, AddVoucherError> {
         let span = tracing::debug_span!("paych_voucher_add", channel = %self.fmt(channel), lane = voucher.lane, nonce = voucher.nonce);
         let _entered = span.enter();
@@ -711,7 +758,7 @@ impl PaymentChannelManager {
             }
             return Ok(Added::AlreadyHeld);
         }
-        let (delta, credited) = match self.assess(&record, &cache.held, voucher).await? {
+        let (delta, credited) = match self.assess(&record, &cache.held, voucher, terms).await? {
             Assessment::Covered { lane_amount, nonce } => {
                 return Ok(Added::Covered { lane_amount, nonce })
             }
@@ -721,9 +768,10 @@ impl PaymentChannelManager {
             return Err(AddVoucherError::BelowMinDelta { delta, min_delta });
         }
         let mut updated = record.clone();
-        if self.inner.config.intake.accept_time_locks {
-            // The level only time locks need (see `assess`); kept only where they are taken,
-            // so that a payment writes no channel record otherwise.
+        if self.levels_credit(&cache.held, voucher) {
+            // The level time locks and conditional vouchers need (see `assess`): value a
+            // lock took away is never credited twice. Kept only where they occur, so that a
+            // plain payment writes no channel record.
             updated.credited = Some(credited);
         }
         updated.next_lane = updated.next_lane.max(voucher.lane.saturating_add(1));
@@ -779,7 +827,7 @@ impl PaymentChannelManager {
         }
     }
 
-    async fn verify_payer_signature(
+    pub(super) async fn verify_payer_signature(
         &self,
         record: &ChannelRecord,
         voucher: &SignedVoucher,
@@ -960,6 +1008,7 @@ impl PaymentChannelManager {
             .collect();
         // Every voucher held was validated against this channel, under whichever address.
         situation.channel_aliases.extend(held.iter().map(|v| v.channel_addr));
+        situation.secrets = self.known_secrets(held.iter())?;
         Ok(redemption::best_plan(&situation, &held.iter().collect::<Vec<_>>()))
     }
 

@@ -1,5 +1,5 @@
 //! Durable off-chain state: channels, vouchers, reservations, chain messages,
-//! reconciliation records, peer records and invoice secrets.
+//! reconciliation records, peer records, invoice secrets, learned payment secrets and routes.
 //!
 //! [`Store`] is the trait the manager writes through; [`sled::SledStore`] implements it on
 //! sled. Writes are grouped in a [`Batch`] and applied atomically. A write is in memory (and
@@ -270,6 +270,93 @@ pub struct InvoiceSecretRecord {
     pub invoice: Vec<u8>,
 }
 
+/// A payment secret this node learned (from a payee, a hub or the chain), kept under its
+/// payment hash: from then on the redemption model counts the conditional vouchers locked by
+/// that hash (design §3b, §9). Checked before it is written: exactly 32 bytes hashing to
+/// `payment_hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    /// blake2b-256 of the secret.
+    #[serde(with = "strict_bytes")]
+    pub payment_hash: Vec<u8>,
+    /// The 32-byte secret.
+    #[serde(with = "strict_bytes")]
+    pub secret: Vec<u8>,
+}
+
+/// This node's part in a routed payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RouteRole {
+    /// It pays: P.
+    Payer,
+    /// It forwards: H.
+    Hub,
+    /// It is paid: R.
+    Payee,
+}
+
+/// Where a routed payment stands, from this node's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RouteState {
+    /// A conditional voucher was offered (payer) or accepted (hub, payee).
+    Offered,
+    /// The hub sent its conditional voucher on to the payee.
+    Forwarded,
+    /// The secret is known.
+    Fulfilled,
+    /// The conditional vouchers were replaced by unconditional ones.
+    Replaced,
+    /// The locks passed (by the confirmation depth) unredeemed; the lanes are free again.
+    Expired,
+    /// A conditional voucher was redeemed on chain with the secret.
+    Redeemed,
+}
+
+/// One leg of a route: a conditional voucher on a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leg {
+    /// The channel's robust address.
+    pub channel: Address,
+    /// The conditional voucher's lane.
+    pub lane: u64,
+    /// Its nonce.
+    pub nonce: u64,
+    /// Its cumulative amount on the lane.
+    pub amount: TokenAmount,
+    /// Its `time_lock_max`.
+    pub lock: ChainEpoch,
+    /// The peer at the other end, if known (a libp2p peer ID as text).
+    pub peer: Option<String>,
+}
+
+/// A routed payment as this node keeps it, under its payment hash (one route per hash).
+/// The node drives its state; the manager keeps the vouchers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRecord {
+    /// blake2b-256 of the payee's secret.
+    #[serde(with = "strict_bytes")]
+    pub payment_hash: Vec<u8>,
+    /// This node's part.
+    pub role: RouteRole,
+    /// Where it stands.
+    pub state: RouteState,
+    /// The signed invoice's CBOR.
+    #[serde(with = "strict_bytes")]
+    pub invoice: Vec<u8>,
+    /// The conditional voucher this node holds (hub, payee).
+    pub inbound: Option<Leg>,
+    /// The conditional voucher this node signed (payer, hub).
+    pub outbound: Option<Leg>,
+    /// The hub's fee.
+    pub fee: TokenAmount,
+    /// The secret, once known.
+    pub secret: Option<Vec<u8>>,
+    /// The hub's deadline `D_H` (hub), if any.
+    pub hub_deadline: Option<ChainEpoch>,
+    /// The epoch the route began at.
+    pub created: ChainEpoch,
+}
+
 /// One write of a [`Batch`].
 // Batches are short-lived and a handful of writes long; boxing the channel record would
 // cost an allocation on every write for no saving that matters.
@@ -289,6 +376,10 @@ pub enum Write {
     /// Insert an invoice secret (keyed by payment hash); refused when another record holds
     /// that hash.
     InvoiceSecret(InvoiceSecretRecord),
+    /// Insert a learned payment secret (keyed by payment hash).
+    Secret(SecretRecord),
+    /// Insert or replace a route (keyed by payment hash).
+    Route(RouteRecord),
 }
 
 /// Writes applied together or not at all.
@@ -356,4 +447,10 @@ pub trait Store: Send + Sync {
         &self,
         payment_hash: &[u8],
     ) -> Result<Option<InvoiceSecretRecord>, StoreError>;
+    /// A learned payment secret by payment hash.
+    fn secret(&self, payment_hash: &[u8]) -> Result<Option<SecretRecord>, StoreError>;
+    /// A route by payment hash.
+    fn route(&self, payment_hash: &[u8]) -> Result<Option<RouteRecord>, StoreError>;
+    /// Every route, by payment hash.
+    fn routes(&self) -> Result<Vec<RouteRecord>, StoreError>;
 }

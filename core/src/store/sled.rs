@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use super::{
     Batch, ChannelId, ChannelRecord, InvoiceSecretRecord, MessageRecord, PeerRecord,
-    ReconcileRecord, Store, StoreError, VoucherRecord, Write,
+    ReconcileRecord, RouteRecord, SecretRecord, Store, StoreError, VoucherRecord, Write,
 };
 use crate::types::Address;
 
@@ -56,6 +56,10 @@ mod prefix {
     pub const PEER: u8 = 0x06;
     /// Invoice secrets: `0x07 ‖ payment hash`.
     pub const INVOICE_SECRET: u8 = 0x07;
+    /// Learned payment secrets: `0x08 ‖ payment hash`.
+    pub const SECRET: u8 = 0x08;
+    /// Routes: `0x09 ‖ payment hash`.
+    pub const ROUTE: u8 = 0x09;
 }
 
 /// Metadata: the format version, a big-endian u64.
@@ -80,6 +84,8 @@ enum Key {
     Reconcile(Vec<u8>),
     Peer(Address),
     InvoiceSecret(Vec<u8>),
+    Secret(Vec<u8>),
+    Route(Vec<u8>),
 }
 
 impl Key {
@@ -98,6 +104,8 @@ impl Key {
             Key::Reconcile(hash) => prefixed(prefix::RECONCILE, hash),
             Key::Peer(addr) => prefixed(prefix::PEER, &addr.to_bytes()),
             Key::InvoiceSecret(hash) => prefixed(prefix::INVOICE_SECRET, hash),
+            Key::Secret(hash) => prefixed(prefix::SECRET, hash),
+            Key::Route(hash) => prefixed(prefix::ROUTE, hash),
         }
     }
 }
@@ -115,6 +123,8 @@ impl fmt::Display for Key {
             Key::Reconcile(hash) => write!(f, "reconcile/{}", hex::encode(hash)),
             Key::Peer(addr) => write!(f, "peer/{addr}"),
             Key::InvoiceSecret(hash) => write!(f, "invoice-secret/{}", hex::encode(hash)),
+            Key::Secret(hash) => write!(f, "secret/{}", hex::encode(hash)),
+            Key::Route(hash) => write!(f, "route/{}", hex::encode(hash)),
         }
     }
 }
@@ -168,6 +178,18 @@ impl Keyed for ReconcileRecord {
 impl Keyed for InvoiceSecretRecord {
     fn key(&self) -> Key {
         Key::InvoiceSecret(self.payment_hash.clone())
+    }
+}
+
+impl Keyed for SecretRecord {
+    fn key(&self) -> Key {
+        Key::Secret(self.payment_hash.clone())
+    }
+}
+
+impl Keyed for RouteRecord {
+    fn key(&self) -> Key {
+        Key::Route(self.payment_hash.clone())
     }
 }
 
@@ -488,6 +510,8 @@ impl<'a> Plan<'a> {
                 self.check_unique_secret(record)?;
                 encode(record)?
             }
+            Write::Secret(record) => encode(record)?,
+            Write::Route(record) => encode(record)?,
         };
         self.out.push((key, Some(value)));
         Ok(())
@@ -805,6 +829,19 @@ impl Store for SledStore {
         payment_hash: &[u8],
     ) -> Result<Option<InvoiceSecretRecord>, StoreError> {
         self.shared.record(&Key::InvoiceSecret(payment_hash.to_vec()))
+    }
+
+    fn secret(&self, payment_hash: &[u8]) -> Result<Option<SecretRecord>, StoreError> {
+        self.shared.record(&Key::Secret(payment_hash.to_vec()))
+    }
+
+    fn route(&self, payment_hash: &[u8]) -> Result<Option<RouteRecord>, StoreError> {
+        self.shared.record(&Key::Route(payment_hash.to_vec()))
+    }
+
+    fn routes(&self) -> Result<Vec<RouteRecord>, StoreError> {
+        let _gate = self.shared.read_gate();
+        self.shared.scan(&[prefix::ROUTE])
     }
 }
 

@@ -197,6 +197,9 @@ pub fn rejection_status(error: &AddVoucherError) -> VoucherStatus {
         E::BelowMinDelta { .. } => S::BelowMinimum,
         E::InvalidAmount(_) | E::ForeignVoucher(_) => S::Malformed,
         E::Chain(_) | E::Store(_) | E::Encode(_) => S::Internal,
+        // A lane with a pending conditional voucher (design §9) takes only its exact
+        // replacement: anything else on it is refused as hash-locked.
+        E::Route(_) => S::HashLocked,
     }
 }
 

@@ -1,0 +1,391 @@
+//! Conditional vouchers of routed payments (design §9) between three real managers — payer P,
+//! hub H, payee R — over sled stores on the in-process devnet, mined by hand so that every
+//! lock and deadline is an epoch the test chooses. What is credited, refused and redeemed is
+//! read from the managers' answers and from the chain's channel state.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use paych_core::chain::Chain;
+use paych_core::invoice::{self, InvoiceTerms};
+use paych_core::manager::{
+    AddOutcome, AddVoucherError, ConditionalError, ConditionalTerms, CreateVoucherError,
+    ExpireOutcome,
+};
+use paych_core::route::{self, RouteParams, RouteRefusal};
+use paych_core::types::{Address, ChainEpoch, SignedVoucher, TokenAmount};
+use paych_testkit::amounts::atto;
+use paych_testkit::devnet::{test_config, Net, Node};
+
+/// The route's timing: the managers' defaults (conf 2, S 2, G_H 3, G_R 3).
+const PARAMS: RouteParams =
+    RouteParams { conf: 2, inclusion: 2, hub_downtime: 3, payee_downtime: 3 };
+/// The payee's margin `D_R` its invoice states.
+const D_R: ChainEpoch = 7;
+/// What P pays R, and the hub's fee.
+const AMOUNT: u64 = 1_000;
+const FEE: u64 = 10;
+
+/// P, H and R on one devnet mined by hand, with channels P→H and H→R.
+struct Route {
+    net: Net,
+    p: Node,
+    h: Node,
+    r: Node,
+    ph: Address,
+    hr: Address,
+}
+
+impl Route {
+    /// Three funded nodes; P→H holds `ph_funds` attoFIL and H→R holds `hr_funds`.
+    async fn new(ph_funds: u64, hr_funds: u64) -> Self {
+        // Messages land within `S + conf` epochs: the window a held voucher must leave
+        // before its lock to count (the default of 20 epochs would outlast these short locks).
+        Route::with_landing_margin(ph_funds, hr_funds, PARAMS.submit_margin()).await
+    }
+
+    async fn with_landing_margin(ph_funds: u64, hr_funds: u64, margin: ChainEpoch) -> Self {
+        let net = Net::manual();
+        let mut config = test_config();
+        config.intake.landing_margin = margin;
+        let p = net.node_with(10, config.clone()).await;
+        let h = net.node_with(10, config.clone()).await;
+        let r = net.node_with(10, config).await;
+        let ph = p.open_channel(h.addr, atto(ph_funds)).await;
+        let hr = h.open_channel(r.addr, atto(hr_funds)).await;
+        Route { net, p, h, r, ph, hr }
+    }
+
+    async fn head(&self) -> ChainEpoch {
+        self.net.devnet.head().await.unwrap()
+    }
+
+    /// R's invoice: its secret kept in R's store; answers the payment hash and the secret.
+    async fn invoice(&self) -> (Vec<u8>, Vec<u8>) {
+        let terms = InvoiceTerms {
+            payee: self.r.addr,
+            amount: atto(AMOUNT),
+            expiry: invoice::unix_now() + 3600,
+            payee_margin: D_R,
+            hubs: Vec::new(),
+        };
+        let m = self.r.m();
+        let issued = invoice::issue(m.store().as_ref(), m.wallet().as_ref(), terms).await.unwrap();
+        let hash = issued.payment_hash.to_vec();
+        let secret = m.known_secret(&hash).unwrap().unwrap();
+        (hash, secret)
+    }
+
+    /// P's lock `T1` for a route starting now.
+    async fn t1(&self) -> ChainEpoch {
+        route::offer_lock(self.head().await, D_R, &PARAMS, 3)
+    }
+
+    /// P offers `Vp` on P→H and H accepts it: answers P's lane, `Vp`, and H's credit.
+    async fn offer(&self, hash: &[u8], t1: ChainEpoch) -> (u64, SignedVoucher, TokenAmount) {
+        let offered =
+            self.p.m().conditional_offer(&self.ph, atto(AMOUNT + FEE), hash, t1).await.unwrap();
+        let credited = self
+            .h
+            .m()
+            .conditional_accept(&offered.voucher, &self.hub_terms(hash, t1))
+            .await
+            .unwrap();
+        (offered.lane, offered.voucher, credited)
+    }
+
+    fn hub_terms(&self, hash: &[u8], t1: ChainEpoch) -> ConditionalTerms {
+        ConditionalTerms {
+            hash: hash.to_vec(),
+            lock: t1,
+            delta: atto(AMOUNT + FEE),
+            margin: PARAMS.hub_delta() + D_R,
+        }
+    }
+
+    /// H forwards `Vh` on H→R with `T2` and R accepts it: answers H's lane, `Vh`, R's credit.
+    async fn forward(&self, hash: &[u8], t1: ChainEpoch) -> (u64, SignedVoucher, TokenAmount) {
+        let plan = route::plan_forward(t1, 0, self.head().await, &PARAMS, D_R).unwrap();
+        let t2 = plan.payee_lock;
+        let offered = self.h.m().conditional_offer(&self.hr, atto(AMOUNT), hash, t2).await.unwrap();
+        let terms =
+            ConditionalTerms { hash: hash.to_vec(), lock: t2, delta: atto(AMOUNT), margin: D_R };
+        let credited = self.r.m().conditional_accept(&offered.voucher, &terms).await.unwrap();
+        (offered.lane, offered.voucher, credited)
+    }
+
+    /// The `to_send` of a channel on chain.
+    async fn to_send(&self, channel: &Address) -> TokenAmount {
+        self.net.devnet.channel(channel).await.unwrap().state.to_send
+    }
+}
+
+/// A voucher on `lane` at `nonce` for `amount`, unconditional, signed by `payer`.
+fn plain(payer: &Node, channel: Address, lane: u64, nonce: u64, amount: u64) -> SignedVoucher {
+    payer.sign(SignedVoucher::new(channel, lane, nonce, atto(amount)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_payment_is_credited_once_its_secret_is_known_and_replaced_on_the_same_lanes() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, vp, hub_credit) = w.offer(&hash, t1).await;
+    assert!(hub_credit.is_zero(), "the hub credits nothing without the secret");
+    let (lh, vh, payee_credit) = w.forward(&hash, t1).await;
+    assert_eq!(payee_credit, atto(AMOUNT), "the payee holds its own secret");
+
+    // R reveals; H learns it: P's voucher is now worth its amount to H.
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let pending = w.h.m().pending_conditionals(&w.ph).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].secret_known);
+    let best = w.h.m().voucher_best_spendable(&w.ph).await.unwrap();
+    assert_eq!(best, vec![vp.clone()]);
+
+    // P replaces its voucher with the secret: same lane and amount, next nonce, no conditions.
+    let rp = w.p.m().conditional_replace(&w.ph, lp, &secret).await.unwrap();
+    assert_eq!((rp.lane, rp.nonce, &rp.amount), (lp, vp.nonce + 1, &vp.amount));
+    assert!(rp.secret_hash.is_empty() && rp.time_lock_max == 0);
+    // H already counted the secret: the replacement adds nothing more.
+    let added = w.h.m().voucher_add(&w.ph, &rp, TokenAmount::default()).await.unwrap();
+    assert!(matches!(added, AddOutcome::Covered { .. }), "{added:?}");
+    assert!(w.h.m().pending_conditionals(&w.ph).await.unwrap().is_empty());
+
+    // H replaces its own; R credits nothing twice.
+    let rh = w.h.m().conditional_replace(&w.hr, lh, &secret).await.unwrap();
+    assert_eq!((rh.lane, rh.nonce, &rh.amount), (lh, vh.nonce + 1, &vh.amount));
+    let added = w.r.m().voucher_add(&w.hr, &rh, TokenAmount::default()).await.unwrap();
+    assert!(matches!(added, AddOutcome::Covered { .. }), "{added:?}");
+
+    // The lanes are back in their pools: the next route reuses them on fresh nonces.
+    let (hash2, _) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp2, vp2, _) = w.offer(&hash2, t1).await;
+    assert_eq!(lp2, lp);
+    assert_eq!(vp2.nonce, rp.nonce + 1);
+    assert_eq!(vp2.amount, atto(2 * (AMOUNT + FEE)));
+    let (lh2, ..) = w.forward(&hash2, t1).await;
+    assert_eq!(lh2, lh);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_with_a_pending_conditional_voucher_takes_no_other_voucher_but_its_replacement() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, _) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, vp, _) = w.offer(&hash, t1).await;
+
+    // The payer signs nothing else on the lane.
+    let err = w.p.m().voucher_pay(&w.ph, lp, atto(5)).await.unwrap_err();
+    assert!(matches!(err, CreateVoucherError::Route(RouteRefusal::LanePending(l)) if l == lp));
+    // Nor after a restart: the pending lane is found again in the store.
+    let p = Route { p: w.p.stop().await.started().await, ..w };
+    let err = p.p.m().voucher_pay(&p.ph, lp, atto(5)).await.unwrap_err();
+    assert!(matches!(err, CreateVoucherError::Route(RouteRefusal::LanePending(_))), "{err}");
+
+    // The hub takes no higher voucher there (after a restart too), nor one that looks like a
+    // replacement but pays another amount, nor a second conditional voucher.
+    let w = Route { h: p.h.stop().await.started().await, ..p };
+    let higher = plain(&w.p, w.ph, lp, vp.nonce + 1, AMOUNT + FEE + 5);
+    let err = w.h.m().voucher_add(&w.ph, &higher, TokenAmount::default()).await.unwrap_err();
+    assert!(matches!(err, AddVoucherError::Route(RouteRefusal::BadReplacement(_))), "{err}");
+    let mut second = SignedVoucher::new(w.ph, lp, vp.nonce + 1, atto(2 * (AMOUNT + FEE)));
+    second.secret_hash = vec![7; 32];
+    second.time_lock_max = t1;
+    let second = w.p.sign(second);
+    let terms = ConditionalTerms { hash: vec![7; 32], ..w.hub_terms(&hash, t1) };
+    let err = w.h.m().conditional_accept(&second, &terms).await.unwrap_err();
+    assert!(matches!(err, AddVoucherError::Route(RouteRefusal::LanePending(_))), "{err}");
+    // Its exact replacement is taken.
+    let exact = plain(&w.p, w.ph, lp, vp.nonce + 1, AMOUNT + FEE);
+    let added = w.h.m().voucher_add(&w.ph, &exact, TokenAmount::default()).await.unwrap();
+    assert_eq!(added, AddOutcome::Accepted { delta: atto(AMOUNT + FEE) });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pending_routes_that_would_over_commit_the_payers_channel_are_refused() {
+    let w = Route::new(1_500, 10_000).await;
+    let (hash, _) = w.invoice().await;
+    let (hash2, _) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, ..) = w.offer(&hash, t1).await;
+
+    // P never signs a second one its channel cannot cover with the first revealed.
+    let err = w.p.m().conditional_offer(&w.ph, atto(AMOUNT + FEE), &hash2, t1).await.unwrap_err();
+    assert!(matches!(err, ConditionalError::Shortfall(_)), "{err}");
+    // A payer that signs one anyway (on another lane) is refused by the hub.
+    let mut second = SignedVoucher::new(w.ph, lp + 1, 1, atto(AMOUNT + FEE));
+    second.secret_hash = hash2.clone();
+    second.time_lock_max = t1;
+    let second = w.p.sign(second);
+    let err = w.h.m().conditional_accept(&second, &w.hub_terms(&hash2, t1)).await.unwrap_err();
+    assert!(matches!(err, AddVoucherError::Route(RouteRefusal::OverCommitted { .. })), "{err}");
+    assert_eq!(w.h.m().pending_conditionals(&w.ph).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_or_300_byte_pre_image_is_refused_and_changes_nothing() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, ..) = w.offer(&hash, t1).await;
+    for bad in [vec![0u8; 32], vec![1u8; 300], secret[..31].to_vec()] {
+        let err = w.h.m().learn_secret(&hash, &bad).await.unwrap_err();
+        assert!(matches!(err, ConditionalError::Refused(RouteRefusal::BadSecret(_))), "{err}");
+        let err = w.p.m().conditional_replace(&w.ph, lp, &bad).await.unwrap_err();
+        assert!(matches!(err, ConditionalError::Refused(RouteRefusal::BadSecret(_))), "{err}");
+    }
+    assert!(w.h.m().known_secret(&hash).unwrap().is_none());
+    assert_eq!(w.p.m().pending_conditionals(&w.ph).await.unwrap().len(), 1);
+    assert!(w.p.m().conditional_replace(&w.ph, lp, &secret).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_payment_hash_is_offered_once_and_a_lock_too_close_is_refused() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, _) = w.invoice().await;
+    let t1 = w.t1().await;
+    w.offer(&hash, t1).await;
+    let err = w.p.m().conditional_offer(&w.ph, atto(AMOUNT), &hash, t1).await.unwrap_err();
+    assert!(matches!(err, ConditionalError::Refused(RouteRefusal::HashSeen)), "{err}");
+    // A payer that signs one anyway on another lane is refused by the hub.
+    let mut again = SignedVoucher::new(w.ph, 7, 1, atto(AMOUNT + FEE));
+    again.secret_hash = hash.clone();
+    again.time_lock_max = t1;
+    let again = w.p.sign(again);
+    let err = w.h.m().conditional_accept(&again, &w.hub_terms(&hash, t1)).await.unwrap_err();
+    assert!(matches!(err, AddVoucherError::Route(RouteRefusal::HashSeen)), "{err}");
+
+    // A lock too close for the hub's Δ and the payee's margin.
+    let (hash2, _) = w.invoice().await;
+    let close = w.head().await + PARAMS.hub_delta() + D_R - 1;
+    let offered = w.p.m().conditional_offer(&w.ph, atto(AMOUNT), &hash2, close).await.unwrap();
+    let terms = ConditionalTerms { delta: atto(AMOUNT), ..w.hub_terms(&hash2, close) };
+    let err = w.h.m().conditional_accept(&offered.voucher, &terms).await.unwrap_err();
+    assert!(matches!(err, AddVoucherError::Route(RouteRefusal::DeadlineTooClose { .. })), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfulfilled_route_expires_after_the_lock_and_the_confirmation_depth_and_nobody_loses() {
+    let w = Route::new(10_000, 10_000).await;
+    let first = plain(&w.p, w.ph, 0, 1, 300);
+    // Lane 0 carries 300 before the route.
+    let lane = w.p.m().lease_lane(&w.ph).await.unwrap();
+    assert_eq!(lane, 0);
+    let before = w.p.m().voucher_create(&w.ph, atto(300), lane).await.unwrap().voucher.unwrap();
+    assert_eq!(before.amount, first.amount);
+    w.h.m().voucher_add(&w.ph, &before, TokenAmount::default()).await.unwrap();
+    w.p.m().return_lane(&w.ph, lane).await.unwrap();
+
+    let (hash, _) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, vp, _) = w.offer(&hash, t1).await;
+    assert_eq!(lp, 0);
+    assert_eq!(vp.amount, atto(300 + AMOUNT + FEE));
+
+    // Not before the lock has passed by the confirmation depth.
+    let err = w.p.m().conditional_expire(&w.ph, lp).await.unwrap_err();
+    assert!(matches!(err, ConditionalError::NotExpired { .. }), "{err}");
+    let head = w.head().await;
+    w.net.mine(u64::try_from(t1 + PARAMS.conf_epochs() - head).unwrap());
+    let outcome = w.p.m().conditional_expire(&w.ph, lp).await.unwrap();
+    assert_eq!(outcome, ExpireOutcome::Expired { amount: atto(300) });
+
+    // The lane is free again, on a fresh nonce, at its amount before the route.
+    let lane = w.p.m().lease_lane(&w.ph).await.unwrap();
+    assert_eq!(lane, lp);
+    let next = w.p.m().voucher_pay(&w.ph, lane, atto(50)).await.unwrap().voucher.unwrap();
+    assert_eq!((next.nonce, next.amount.clone()), (vp.nonce + 1, atto(350)));
+    // The hub takes it: the conditional voucher can no longer land, nothing is pending.
+    let added = w.h.m().voucher_add(&w.ph, &next, TokenAmount::default()).await.unwrap();
+    assert_eq!(added, AddOutcome::Accepted { delta: atto(50) });
+    // Nobody paid anything on chain.
+    assert!(w.to_send(&w.ph).await.is_zero());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settler_lands_a_conditional_voucher_with_its_secret_before_its_lock() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (_, vp, _) = w.offer(&hash, t1).await;
+    let (_, vh, _) = w.forward(&hash, t1).await;
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+
+    // P never replaces; the hub's settler submits Vp with the secret, the payee's Vh.
+    for node in [&w.h, &w.r] {
+        node.m().settler_pass().await.unwrap();
+    }
+    let deadline = t1;
+    loop {
+        w.net.mine(1);
+        let done = w.to_send(&w.ph).await == vp.amount && w.to_send(&w.hr).await == vh.amount;
+        if done {
+            break;
+        }
+        assert!(w.head().await < deadline, "not redeemed before the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(w.head().await <= t1);
+    assert_eq!(w.to_send(&w.ph).await, atto(AMOUNT + FEE));
+    assert_eq!(w.to_send(&w.hr).await, atto(AMOUNT));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_redeems_its_conditional_voucher_with_the_secret_on_demand() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    w.offer(&hash, t1).await;
+    let (_, vh, _) = w.forward(&hash, t1).await;
+    let err = w.h.m().conditional_redeem(&w.ph, 0).await.unwrap_err();
+    assert!(matches!(err, ConditionalError::SecretUnknown(0)), "{err}");
+    let cid = w.r.m().conditional_redeem(&w.hr, vh.lane).await.unwrap();
+    w.net.mine_until_landed(w.r.m(), &cid).await;
+    assert_eq!(w.to_send(&w.hr).await, atto(AMOUNT));
+    // The secret is in that message: the hub learns it and redeems P's voucher.
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let cid = w.h.m().conditional_redeem(&w.ph, 0).await.unwrap();
+    w.net.mine_until_landed(w.h.m(), &cid).await;
+    assert_eq!(w.to_send(&w.ph).await, atto(AMOUNT + FEE));
+    // The payer's lane is resolved once the lock is final: redeemed, at its amount.
+    let head = w.head().await;
+    w.net.mine(u64::try_from((t1 + PARAMS.conf_epochs() - head).max(0)).unwrap());
+    let outcome = w.p.m().conditional_expire(&w.ph, 0).await.unwrap();
+    assert_eq!(outcome, ExpireOutcome::RedeemedOnChain);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_replacement_is_kept_by_the_payee_but_never_credited_twice() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    w.offer(&hash, t1).await;
+    let (lh, vh, credited) = w.forward(&hash, t1).await;
+    assert_eq!(credited, atto(AMOUNT));
+    // The hub's replacement comes once R's voucher can no longer surely land before its lock.
+    let head = w.head().await;
+    let late = vh.time_lock_max - PARAMS.submit_margin();
+    w.net.mine(u64::try_from(late - head).unwrap());
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let rh = w.h.m().conditional_replace(&w.hr, lh, &secret).await.unwrap();
+    let added = w.r.m().voucher_add(&w.hr, &rh, TokenAmount::default()).await.unwrap();
+    assert!(matches!(added, AddOutcome::Covered { .. }), "credited again: {added:?}");
+    // R keeps it: it is what pays R now.
+    assert_eq!(w.r.m().voucher_best_spendable(&w.hr).await.unwrap(), vec![rh]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_nearer_than_the_landing_margin_is_held_but_credited_only_once_replaced() {
+    // The default landing margin of 20 epochs outlasts this route's locks: the payee holds
+    // the conditional voucher without counting it, and counts the replacement.
+    let w = Route::with_landing_margin(10_000, 10_000, 20).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    w.offer(&hash, t1).await;
+    let (lh, _, credited) = w.forward(&hash, t1).await;
+    assert!(credited.is_zero(), "credited {credited:?} for a voucher it cannot surely land");
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let rh = w.h.m().conditional_replace(&w.hr, lh, &secret).await.unwrap();
+    let added = w.r.m().voucher_add(&w.hr, &rh, TokenAmount::default()).await.unwrap();
+    assert_eq!(added, AddOutcome::Accepted { delta: atto(AMOUNT) });
+}
