@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use libp2p::PeerId;
 use paych_core::chain::Chain;
@@ -12,6 +13,7 @@ use paych_core::invoice::unix_now;
 use paych_core::store::RouteState;
 use paych_core::types::ChainEpoch;
 use paych_core::types::TokenAmount;
+use paych_core::watch::{WatchConfig, Watchtower};
 use paych_node::inbound::route::RouteHandler;
 use paych_node::route::{HubConfig, PayInvoiceError};
 use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
@@ -107,7 +109,10 @@ async fn one_payment_hash_is_offered_once_whatever_the_payer_is_asked() {
         payee_holds(&t).await == atto(1000)
     })
     .await;
-    assert_eq!(t.payer.node.m().voucher_list(&t.payer_channel).unwrap().len(), 2);
+    // One conditional voucher was ever signed on this hash.
+    let vouchers = t.payer.node.m().voucher_list(&t.payer_channel).unwrap();
+    let conditional = vouchers.iter().filter(|v| !v.secret_hash.is_empty()).count();
+    assert_eq!(conditional, 1);
 }
 
 #[tokio::test]
@@ -384,4 +389,63 @@ async fn the_hub_answers_the_same_offer_made_again_with_the_same_secret() {
     assert_eq!(first.secret, again.secret);
     // Taken once: the payer's channel holds one conditional voucher for it.
     assert_eq!(t.hub.node.m().pending_conditionals(&t.payer_channel).await.unwrap().len(), 1);
+}
+
+/// A payee that takes the hub's conditional voucher (durably, as an honest payee does) but,
+/// instead of answering with the secret, redeems the voucher on chain with it.
+struct RedeemsOnChain {
+    payee: paych_node::route::Routes,
+    channel: paych_core::types::Address,
+}
+
+#[async_trait::async_trait]
+impl RouteHandler for RedeemsOnChain {
+    async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
+        let lane = request.voucher().map(|v| v.lane);
+        let answer = self.payee.handle(peer, request).await;
+        if let (true, Some(lane)) = (answer.status.is_ok(), lane) {
+            self.payee.manager().conditional_redeem(&self.channel, lane).await.unwrap();
+        }
+        RouteResponse::refused(RouteStatus::Refused, "redeemed on chain instead")
+    }
+}
+
+#[tokio::test]
+async fn when_the_payee_redeems_on_chain_instead_of_answering_the_hubs_watchtower_lands_the_payers_voucher_in_time(
+) {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let redeemer = RedeemsOnChain { payee: t.payee.routes.clone(), channel: t.hub_channel };
+    t.payee.slot.set(Arc::new(redeemer));
+    let invoice = t.invoice(atto(1000)).await;
+    let refused = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    assert!(matches!(refused, PayInvoiceError::Refused { .. }), "{refused}");
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Forwarded);
+    // The payee's message lands: the secret is on chain.
+    net.mine(1);
+    let hub_channel_on_chain = t.hub.node.net.channel(&t.hub_channel).await.unwrap();
+    assert_eq!(hub_channel_on_chain.state.to_send, atto(1000));
+    // The hub's watchtower reads it from that message and lands the payer's voucher at once.
+    let chain: Arc<dyn Chain> = Arc::new(t.hub.node.net.clone());
+    let tower = Watchtower::new(chain, t.hub.node.m().store().clone(), config_from_zero()).unwrap();
+    let pass = tower.pass(&t.hub.routes).await.unwrap();
+    assert_eq!(pass.found, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Redeemed);
+    net.mine(1);
+    let payer_channel_on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
+    assert_eq!(payer_channel_on_chain.state.to_send, atto(1020));
+    let lock = t.payer.route(&invoice).unwrap().outbound.unwrap().lock;
+    assert!(head_of(&t.hub).await <= lock);
+    // The payer's own watchtower finds the secret in the hub's message: its receipt.
+    let chain: Arc<dyn Chain> = Arc::new(t.payer.node.net.clone());
+    let tower =
+        Watchtower::new(chain, t.payer.node.m().store().clone(), config_from_zero()).unwrap();
+    tower.pass(&t.payer.routes).await.unwrap();
+    let known = t.payer.node.m().known_secret(&invoice.payment_hash).unwrap().unwrap();
+    assert_eq!(blake2b_256(&known), invoice.payment_hash);
+}
+
+/// A watchtower configuration scanning from genesis.
+fn config_from_zero() -> WatchConfig {
+    WatchConfig { start: Some(0), ..WatchConfig::new(test_params().conf, Duration::ZERO) }
 }

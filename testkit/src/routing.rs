@@ -64,10 +64,11 @@ pub struct Triangle {
     pub hub_channel: Address,
 }
 
-/// The payee margin `D_R` of the tests' invoices: past the payee's landing margin (20
-/// epochs by default), since a voucher that cannot land that far ahead is worth nothing to
-/// the payee's redemption model.
-pub const TEST_PAYEE_MARGIN: ChainEpoch = 30;
+/// The payee margin `D_R` of the tests' invoices. The payee's lock `T2` then lies `D_R + S +
+/// conf` beyond the head, past twice the payee's landing margin (20 epochs by default), so
+/// that the payee's settler does not land its conditional voucher at once, as it does one
+/// whose lock comes within that.
+pub const TEST_PAYEE_MARGIN: ChainEpoch = 50;
 
 /// The timing parameters of the tests: the devnet's.
 pub fn test_params() -> RouteParams {

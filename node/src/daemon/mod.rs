@@ -109,6 +109,12 @@ struct RouteTasks {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The timing parameters of routed payments on `network`: from the configured confidence,
+/// else the network's — the same for the manager (its settler) and the route logic.
+fn route_params(config: &RepoConfig, network: FilNetwork) -> RouteParams {
+    RouteParams::for_confidence(config.confidence.unwrap_or(network.preset().confidence))
+}
+
 /// Starts the node's routed payments: answering `/paych/route/1.0.0` through `host` (as a
 /// hub with `[hub] enabled = 1`, its key the wallet's default), sweeping open routes once
 /// an epoch, the watchtower scanning the chain for the secrets of open routes, and the
@@ -122,7 +128,6 @@ async fn start_routes(
     metrics: &Arc<Metrics>,
     network: FilNetwork,
 ) -> Result<RouteTasks, DaemonError> {
-    let confidence = config.confidence.unwrap_or(network.preset().confidence);
     let hub_address = wallet.default_address().ok().flatten();
     if config.hub.enabled && hub_address.is_none() {
         tracing::warn!("[hub] enabled = 1 but the wallet has no default key: not routing");
@@ -130,7 +135,7 @@ async fn start_routes(
     let settings = RouteSettings {
         hub: config.hub.clone(),
         hub_address,
-        params: RouteParams::for_confidence(confidence),
+        params: route_params(config, network),
     };
     let routes =
         Routes::new(manager.clone(), wallet.clone(), payer.clone(), settings, metrics.clone())
@@ -427,6 +432,7 @@ async fn start_manager(
         ManagerConfig {
             top_up: config.top_up.clone(),
             confidence: config.confidence.unwrap_or(defaults.confidence),
+            route: route_params(config, network),
             intake: config.intake_policy(network),
             ..defaults
         },
