@@ -449,3 +449,161 @@ async fn when_the_payee_redeems_on_chain_instead_of_answering_the_hubs_watchtowe
 fn config_from_zero() -> WatchConfig {
     WatchConfig { start: Some(0), ..WatchConfig::new(test_params().conf, Duration::ZERO) }
 }
+
+/// An honest payee whose hub goes offline the moment it has forwarded: the payee takes the
+/// hub's voucher and reveals, but the hub's network is gone before the answer arrives.
+struct HubGoesOffline {
+    payee: paych_node::route::Routes,
+    hub: paych_node::network::NetworkClient,
+}
+
+#[async_trait::async_trait]
+impl RouteHandler for HubGoesOffline {
+    async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
+        let answer = self.payee.handle(peer, request).await;
+        self.hub.shutdown().await;
+        answer
+    }
+}
+
+#[tokio::test]
+async fn when_the_hub_goes_offline_after_forwarding_the_payee_lands_its_voucher_and_the_hub_back_online_lands_the_payers(
+) {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let offline = HubGoesOffline { payee: t.payee.routes.clone(), hub: t.hub.client.clone() };
+    t.payee.slot.set(Arc::new(offline));
+    let invoice = t.invoice(atto(1000)).await;
+    let failed = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    assert!(
+        matches!(failed, PayInvoiceError::Network(_) | PayInvoiceError::Refused { .. }),
+        "{failed}"
+    );
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Forwarded);
+    // The payee's settler lands its conditional voucher with the secret before its lock.
+    let t2 = t.hub.route(&invoice).unwrap().outbound.unwrap().lock;
+    loop {
+        let on_chain = t.payee.node.net.channel(&t.hub_channel).await.unwrap();
+        if on_chain.state.to_send == atto(1000) {
+            break;
+        }
+        assert!(head_of(&t.payee).await < t2, "the payee's voucher never landed before its lock");
+        net.mine(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Back online, the hub's watchtower finds the secret and lands the payer's voucher.
+    let chain: Arc<dyn Chain> = Arc::new(t.hub.node.net.clone());
+    let tower = Watchtower::new(chain, t.hub.node.m().store().clone(), config_from_zero()).unwrap();
+    assert_eq!(tower.pass(&t.hub.routes).await.unwrap().found, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Redeemed);
+    net.mine(1);
+    let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
+    assert_eq!(on_chain.state.to_send, atto(1020));
+    let t1 = t.payer.route(&invoice).unwrap().outbound.unwrap().lock;
+    assert!(head_of(&t.hub).await <= t1);
+    // Nobody lost: the payee got the amount, the hub the amount and its fee, and the payer
+    // finds its receipt on chain.
+    let chain: Arc<dyn Chain> = Arc::new(t.payer.node.net.clone());
+    let tower =
+        Watchtower::new(chain, t.payer.node.m().store().clone(), config_from_zero()).unwrap();
+    tower.pass(&t.payer.routes).await.unwrap();
+    assert!(t.payer.node.m().known_secret(&invoice.payment_hash).unwrap().is_some());
+}
+
+/// A payee that takes the hub's voucher and answers "refuse" (its secret kept to itself).
+struct TakesAndRefuses {
+    payee: paych_node::route::Routes,
+}
+
+#[async_trait::async_trait]
+impl RouteHandler for TakesAndRefuses {
+    async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
+        let _held = self.payee.handle(peer, request).await;
+        RouteResponse::refused(RouteStatus::Refused, "no")
+    }
+}
+
+#[tokio::test]
+async fn a_payee_that_refuses_and_then_redeems_anyway_binds_the_hub_to_nothing_it_cannot_recover() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(TakesAndRefuses { payee: t.payee.routes.clone() }));
+    let invoice = t.invoice(atto(1000)).await;
+    let refused = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    assert!(matches!(refused, PayInvoiceError::Refused { .. }), "{refused}");
+    // The refusal binds nobody: the hub keeps the route open while the payee's voucher may
+    // still land, and the payee's redemption (its settler's, before the lock) lands it.
+    let t2 = t.hub.route(&invoice).unwrap().outbound.unwrap().lock;
+    loop {
+        assert_eq!(t.hub.routes.sweep().await, 0);
+        assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Forwarded);
+        if t.payee.node.net.channel(&t.hub_channel).await.unwrap().state.to_send == atto(1000) {
+            break;
+        }
+        assert!(head_of(&t.payee).await < t2, "the payee's voucher never landed before its lock");
+        net.mine(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let chain: Arc<dyn Chain> = Arc::new(t.hub.node.net.clone());
+    let tower = Watchtower::new(chain, t.hub.node.m().store().clone(), config_from_zero()).unwrap();
+    assert_eq!(tower.pass(&t.hub.routes).await.unwrap().found, 1);
+    net.mine(1);
+    let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
+    assert_eq!(on_chain.state.to_send, atto(1020));
+}
+
+/// A conditional voucher signed by hand by the payer's key on `lane` of its channel to the
+/// hub — as a payer whose own node would refuse (its channel settling) could sign it — sent
+/// to the hub with the invoice; the hub's answer.
+async fn signed_by_hand(
+    t: &Triangle,
+    invoice: &paych_core::invoice::Invoice,
+    lane: u64,
+    lock: ChainEpoch,
+) -> RouteResponse {
+    let mut voucher = paych_core::types::SignedVoucher::new(t.payer_channel, lane, 1, atto(1020));
+    voucher.secret_hash = invoice.payment_hash.to_vec();
+    voucher.time_lock_max = lock;
+    let voucher = t.payer.node.sign(voucher);
+    let request = RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher };
+    t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap()
+}
+
+#[tokio::test]
+async fn on_a_channel_the_payer_settles_the_hubs_deadline_and_the_payees_lock_shrink_to_settling_at(
+) {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payer.node.m().settle(&t.payer_channel).await.unwrap();
+    let settling_at = loop {
+        net.mine(1);
+        let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
+        if on_chain.state.settling_at != 0 {
+            break on_chain.state.settling_at;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Close enough to settle that the channel's last epoch comes before the payer's lock.
+    let head = head_of(&t.hub).await;
+    net.mine((settling_at - 63 - head).unsigned_abs());
+    let params = test_params();
+    let invoice = t.invoice(atto(1000)).await;
+    let head = head_of(&t.hub).await;
+    let t1 =
+        paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
+    assert!(settling_at - 1 < t1);
+    let answer = signed_by_hand(&t, &invoice, 100, t1).await;
+    assert_eq!(answer.status, RouteStatus::Ok, "{}", answer.message);
+    let route = t.hub.route(&invoice).unwrap();
+    assert_eq!(route.hub_deadline, Some(settling_at - 1));
+    assert_eq!(route.outbound.unwrap().lock, settling_at - 1 - params.hub_delta());
+    // A few epochs later the payee could not be given its margin: refused before anything.
+    net.mine(3);
+    let late = t.invoice(atto(1000)).await;
+    let head = head_of(&t.hub).await;
+    let t1 =
+        paych_core::route::offer_lock(head, late.payee_margin, &params, params.submit_margin());
+    let answer = signed_by_hand(&t, &late, 101, t1).await;
+    assert_eq!(answer.status, RouteStatus::DeadlineTooClose, "{}", answer.message);
+    assert!(t.hub.route(&late).is_none());
+}
