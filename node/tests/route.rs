@@ -171,29 +171,33 @@ async fn when_the_payee_never_reveals_every_lock_expires_nobody_loses_and_the_la
     assert_eq!(payee_holds(&t).await, atto(0));
 }
 
-/// A payee that answers with a pre-image of the wrong length.
-struct LongSecret;
+/// A payee that answers with a pre-image that is not the invoice's.
+struct WrongSecret(Vec<u8>);
 
 #[async_trait::async_trait]
-impl RouteHandler for LongSecret {
+impl RouteHandler for WrongSecret {
     async fn handle(&self, _peer: PeerId, _request: RouteRequest) -> RouteResponse {
-        RouteResponse::fulfilled(vec![7; 300])
+        RouteResponse::fulfilled(self.0.clone())
     }
 }
 
 #[tokio::test]
-async fn a_300_byte_pre_image_from_the_payee_is_refused_and_never_reaches_the_payer() {
-    let net = Net::manual();
-    let t = triangle(&net).await;
-    t.payee.slot.set(Arc::new(LongSecret));
-    let invoice = t.invoice(atto(1000)).await;
-    let refused = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
-    assert!(
-        matches!(refused, PayInvoiceError::Refused { status: RouteStatus::Refused, .. }),
-        "{refused}"
-    );
-    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Forwarded);
-    assert!(t.hub.node.m().known_secret(&invoice.payment_hash).unwrap().is_none());
+async fn a_wrong_or_300_byte_pre_image_from_the_payee_is_refused_and_never_reaches_the_payer() {
+    for secret in [vec![7; 300], vec![7; 32]] {
+        let net = Net::manual();
+        let t = triangle(&net).await;
+        t.payee.slot.set(Arc::new(WrongSecret(secret)));
+        let invoice = t.invoice(atto(1000)).await;
+        let refused =
+            t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+        assert!(
+            matches!(refused, PayInvoiceError::Refused { status: RouteStatus::Refused, .. }),
+            "{refused}"
+        );
+        assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Forwarded);
+        assert!(t.hub.node.m().known_secret(&invoice.payment_hash).unwrap().is_none());
+        assert!(t.payer.node.m().known_secret(&invoice.payment_hash).unwrap().is_none());
+    }
 }
 
 #[tokio::test]
@@ -606,4 +610,110 @@ async fn on_a_channel_the_payer_settles_the_hubs_deadline_and_the_payees_lock_sh
     let answer = signed_by_hand(&t, &late, 101, t1).await;
     assert_eq!(answer.status, RouteStatus::DeadlineTooClose, "{}", answer.message);
     assert!(t.hub.route(&late).is_none());
+}
+
+#[tokio::test]
+async fn two_pending_routes_over_committing_the_payers_channel_are_refused_the_second() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(Silent));
+    let params = test_params();
+    let first = t.invoice(atto(1000)).await;
+    let head = head_of(&t.hub).await;
+    let t1 =
+        paych_core::route::offer_lock(head, first.payee_margin, &params, params.submit_margin());
+    assert_eq!(signed_by_hand(&t, &first, 100, t1).await.status, RouteStatus::Refused);
+    // The first stays pending (its secret unknown): with the second, the payer's channel
+    // would owe more than it holds were both revealed.
+    let second = t.invoice(atto(990_000)).await;
+    let mut voucher = paych_core::types::SignedVoucher::new(t.payer_channel, 101, 1, atto(999_910));
+    voucher.secret_hash = second.payment_hash.to_vec();
+    voucher.time_lock_max = t1;
+    let request = RouteRequest::Offer {
+        invoice: second.to_cbor().unwrap(),
+        voucher: t.payer.node.sign(voucher),
+    };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::OverCommitted, "{}", answer.message);
+    assert!(t.hub.route(&second).is_none());
+    assert_eq!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_second_voucher_on_a_lane_with_a_pending_conditional_one_is_refused() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(Silent));
+    let params = test_params();
+    let first = t.invoice(atto(1000)).await;
+    let head = head_of(&t.hub).await;
+    let t1 =
+        paych_core::route::offer_lock(head, first.payee_margin, &params, params.submit_margin());
+    assert_eq!(signed_by_hand(&t, &first, 100, t1).await.status, RouteStatus::Refused);
+    // Another conditional voucher on that lane, for another invoice.
+    let second = t.invoice(atto(1000)).await;
+    let mut voucher = paych_core::types::SignedVoucher::new(t.payer_channel, 100, 2, atto(2040));
+    voucher.secret_hash = second.payment_hash.to_vec();
+    voucher.time_lock_max = t1;
+    let request = RouteRequest::Offer {
+        invoice: second.to_cbor().unwrap(),
+        voucher: t.payer.node.sign(voucher),
+    };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::LanePending, "{}", answer.message);
+    // An ordinary voucher on that lane, over the voucher protocol.
+    let plain = t.payer.node.sign(paych_core::types::SignedVoucher::new(
+        t.payer_channel,
+        100,
+        3,
+        atto(5000),
+    ));
+    let response = t
+        .payer
+        .client
+        .ask(t.hub.peer, t.hub.addrs.clone(), paych_protocol::VoucherRequest::new(plain))
+        .await
+        .unwrap();
+    assert!(!response.is_held(), "{response:?}");
+    assert!(t.hub.route(&second).is_none());
+}
+
+/// A payee that takes the hub's voucher but reveals only after its lock has passed.
+struct RevealsLate {
+    payee: paych_node::route::Routes,
+    net: paych_core::chain::devnet::Devnet,
+}
+
+#[async_trait::async_trait]
+impl RouteHandler for RevealsLate {
+    async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
+        let lock = request.voucher().map_or(0, |v| v.time_lock_max);
+        let answer = self.payee.handle(peer, request).await;
+        let head = self.net.head().await.unwrap();
+        self.net.mine((lock + 1 - head).unsigned_abs());
+        answer
+    }
+}
+
+#[tokio::test]
+async fn a_reveal_after_the_payees_lock_still_pays_the_payee_through_the_hubs_replacement() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let late = RevealsLate { payee: t.payee.routes.clone(), net: t.payee.node.net.clone() };
+    t.payee.slot.set(Arc::new(late));
+    let invoice = t.invoice(atto(1000)).await;
+    let receipt = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap();
+    assert_eq!(blake2b_256(&receipt.secret), invoice.payment_hash);
+    // Past the payee's lock its conditional voucher is worth nothing; the hub, paid by the
+    // payer's replacement, replaces it with an unconditional one.
+    let t2 = t.hub.route(&invoice).unwrap().outbound.unwrap().lock;
+    assert!(head_of(&t.hub).await > t2);
+    eventually("the payee paid by the hub's replacement", || async {
+        payee_holds(&t).await == atto(1000)
+    })
+    .await;
+    eventually("the hub's route replaced", || async {
+        t.hub.route(&invoice).unwrap().state == RouteState::Replaced
+    })
+    .await;
 }
