@@ -717,3 +717,37 @@ async fn a_reveal_after_the_payees_lock_still_pays_the_payee_through_the_hubs_re
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_hub_restarted_mid_route_still_lands_the_payers_voucher_from_its_stored_route() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let params = test_params();
+    let head = head_of(&t.payer).await;
+    let lock =
+        paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
+    // A payer that takes the secret and never replaces.
+    let answer = offer_by_hand(&t, &invoice, atto(1020), lock).await;
+    assert_eq!(answer.status, RouteStatus::Ok, "{}", answer.message);
+    let deadline = t.hub.route(&invoice).unwrap().hub_deadline.unwrap();
+    // The hub goes down: its networking, its routes and its manager.
+    let Triangle { hub, payer_channel, .. } = t;
+    hub.slot.clear();
+    hub.client.shutdown().await;
+    let paych_testkit::routing::RouteParty { node, routes, .. } = hub;
+    drop(routes);
+    let node = node.stop().await.started().await;
+    // Back up on the same store: the route and its secret are there; the sweep lands the
+    // payer's voucher by the hub's deadline less the submit margin.
+    let routes = paych_testkit::routing::restarted_routes(&node, hub_config()).await;
+    assert_eq!(routes.sweep().await, 0);
+    let head = node.net.head().await.unwrap();
+    net.mine((deadline - params.submit_margin() - head).unsigned_abs());
+    assert_eq!(routes.sweep().await, 1);
+    let route = node.m().store().route(&invoice.payment_hash).unwrap().unwrap();
+    assert_eq!(route.state, RouteState::Redeemed);
+    net.mine(1);
+    let on_chain = node.net.channel(&payer_channel).await.unwrap();
+    assert_eq!(on_chain.state.to_send, atto(1020));
+}

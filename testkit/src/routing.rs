@@ -140,3 +140,18 @@ impl Triangle {
             .unwrap()
     }
 }
+
+/// The routes of a hub `node` restarted on its store (its manager started again), run with
+/// `hub` (enabled): what a hub back from a crash resumes with, networking aside.
+pub async fn restarted_routes(node: &Node, hub: HubConfig) -> Routes {
+    let (client, _, _) = host(node.m(), HostConfig::default()).await;
+    let payer = Arc::new(Payer::new(node.m().clone(), client, Default::default()));
+    let settings = RouteSettings {
+        hub: HubConfig { enabled: true, ..hub },
+        hub_address: Some(node.addr),
+        params: test_params(),
+    };
+    Routes::new(node.m().clone(), node.wallet.clone(), payer, settings, Arc::new(Metrics::new()))
+        .await
+        .unwrap()
+}
