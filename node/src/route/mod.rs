@@ -35,7 +35,7 @@ pub mod receipt;
 pub mod sweep;
 pub mod watcher;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
@@ -98,6 +98,10 @@ struct Inner {
     in_progress: Mutex<HashSet<[u8; 32]>>,
     /// Hubs' verified policies, by hub address, at most [`MAX_CACHED_POLICIES`].
     policies: Mutex<HashMap<Address, HubPolicy>>,
+    /// The payment hashes of the routes not yet resolved: read from the store at start,
+    /// kept with every route written, so that the sweep and the watchtower never read the
+    /// routes that are over.
+    open: Mutex<BTreeSet<Vec<u8>>>,
 }
 
 /// A payment hash being handled; released when dropped.
@@ -125,7 +129,11 @@ impl Routes {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let mut caps = PendingCaps::default();
+        let mut open = BTreeSet::new();
         for route in manager.store().routes()? {
+            if is_open(route.state) {
+                open.insert(route.payment_hash.clone());
+            }
             if route.role != RouteRole::Hub || !is_open(route.state) {
                 continue;
             }
@@ -146,6 +154,7 @@ impl Routes {
                 caps: Mutex::new(caps),
                 in_progress: Mutex::new(HashSet::new()),
                 policies: Mutex::new(HashMap::new()),
+                open: Mutex::new(open),
             }),
         })
     }
@@ -210,7 +219,31 @@ impl Routes {
     async fn save(&self, record: &RouteRecord) -> Result<(), StoreError> {
         let store = self.inner.manager.store();
         store.apply(vec![Write::Route(record.clone())])?;
-        store.durable().await
+        store.durable().await?;
+        if let Ok(mut open) = self.inner.open.lock() {
+            if is_open(record.state) {
+                open.insert(record.payment_hash.clone());
+            } else {
+                open.remove(&record.payment_hash);
+            }
+        }
+        Ok(())
+    }
+
+    /// The routes not yet resolved, at most `limit`, read from the store.
+    fn open_routes(&self, limit: usize) -> Result<Vec<RouteRecord>, StoreError> {
+        let hashes: Vec<Vec<u8>> = match self.inner.open.lock() {
+            Ok(open) => open.iter().take(limit).cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        let store = self.inner.manager.store();
+        let mut routes = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            if let Some(route) = store.route(&hash)?.filter(|r| is_open(r.state)) {
+                routes.push(route);
+            }
+        }
+        Ok(routes)
     }
 
     /// The stored route of `hash` in `role`.

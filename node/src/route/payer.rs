@@ -166,9 +166,11 @@ impl Routes {
             });
         }
         let secret = response.secret;
-        if check_secret(&secret, &hash).is_err() {
-            return Err(PayInvoiceError::BadSecret);
-        }
+        let receipt_secret: [u8; 32] =
+            match (check_secret(&secret, &hash), secret.as_slice().try_into()) {
+                (Ok(()), Ok(checked)) => checked,
+                _ => return Err(PayInvoiceError::BadSecret),
+            };
         manager.learn_secret(&hash, &secret).await?;
         route.secret = Some(secret.clone());
         route.state = RouteState::Fulfilled;
@@ -178,8 +180,6 @@ impl Routes {
         // the conditional voucher with the secret should it never arrive).
         let routes = self.clone();
         tokio::spawn(async move { routes.replace_inbound_of_hub(&mut route, peer, addr).await });
-        let mut receipt_secret = [0u8; 32];
-        receipt_secret.copy_from_slice(&secret);
         Ok(RouteReceipt {
             payment_hash: hash,
             secret: receipt_secret,

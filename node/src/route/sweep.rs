@@ -21,7 +21,7 @@ use paych_core::store::{RouteRecord, RouteRole, RouteState};
 use paych_core::types::{ChainEpoch, TokenAmount};
 use tokio::sync::watch;
 
-use super::{is_open, Routes};
+use super::Routes;
 use crate::metrics::RouteOutcome;
 
 /// Open routes looked at per pass, at most (the rest wait for the next pass).
@@ -74,15 +74,13 @@ impl Routes {
     pub async fn sweep(&self) -> usize {
         let manager = &self.inner.manager;
         let Ok(head) = manager.chain().head().await else { return 0 };
-        let routes = match manager.store().routes() {
-            Ok(routes) => routes,
+        let open = match self.open_routes(MAX_ROUTES_PER_PASS) {
+            Ok(open) => open,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the routes");
                 return 0;
             }
         };
-        let open: Vec<RouteRecord> =
-            routes.into_iter().filter(|r| is_open(r.state)).take(MAX_ROUTES_PER_PASS).collect();
         self.set_gauges(&open).await;
         let mut changed = 0;
         for route in open {
