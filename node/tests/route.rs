@@ -751,3 +751,21 @@ async fn a_hub_restarted_mid_route_still_lands_the_payers_voucher_from_its_store
     let on_chain = node.net.channel(&payer_channel).await.unwrap();
     assert_eq!(on_chain.state.to_send, atto(1020));
 }
+
+#[tokio::test]
+async fn a_hub_short_of_funds_towards_the_payee_refuses_no_capacity_and_frees_the_route() {
+    let net = Net::manual();
+    let hub = HubConfig { max_pending_count_per_payer: 1, ..hub_config() };
+    let t = net.triangle_funded(hub, atto(1_000_000), atto(500)).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let refused = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    assert!(
+        matches!(refused, PayInvoiceError::Refused { status: RouteStatus::NoCapacity, .. }),
+        "{refused}"
+    );
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Expired);
+    assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
+    // Nothing stays counted against the payer's cap of one pending route.
+    let smaller = t.invoice(atto(400)).await;
+    t.payer.routes.pay_invoice(&smaller.to_text().unwrap(), None).await.unwrap();
+}

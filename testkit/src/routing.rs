@@ -104,12 +104,23 @@ impl Net {
     /// A payer, a hub (run with `hub`, enabled) and a payee, started payee first; channels
     /// payer → hub and hub → payee of `balance` each.
     pub async fn triangle(&self, hub: HubConfig, balance: TokenAmount) -> Triangle {
+        self.triangle_funded(hub, balance.clone(), balance).await
+    }
+
+    /// [`Net::triangle`] with the payer's channel to the hub holding `payer_balance` and
+    /// the hub's channel to the payee `hub_balance`.
+    pub async fn triangle_funded(
+        &self,
+        hub: HubConfig,
+        payer_balance: TokenAmount,
+        hub_balance: TokenAmount,
+    ) -> Triangle {
         let payee = route_party(self, 10, HubConfig::default(), Vec::new()).await;
         let hub_config = HubConfig { enabled: true, ..hub };
         let hub = route_party(self, 100, hub_config, vec![(payee.node.addr, payee.target())]).await;
         let payer = route_party(self, 100, HubConfig::default(), Vec::new()).await;
-        let payer_channel = payer.node.open_channel(hub.node.addr, balance.clone()).await;
-        let hub_channel = hub.node.open_channel(payee.node.addr, balance).await;
+        let payer_channel = payer.node.open_channel(hub.node.addr, payer_balance).await;
+        let hub_channel = hub.node.open_channel(payee.node.addr, hub_balance).await;
         Triangle { payer, hub, payee, payer_channel, hub_channel }
     }
 }

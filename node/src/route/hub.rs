@@ -203,19 +203,28 @@ impl Routes {
             created: a.head,
         };
         // From here the payer's voucher is held: the route stays counted until it resolves.
-        self.save(&route).await.map_err(|e| Forward::Pending(internal(e)))?;
-        let vh = manager
+        self.save(&route).await.map_err(|e| Forward::NotForwarded(internal(e)))?;
+        let vh = match manager
             .conditional_offer(&a.outbound, a.invoice.amount.clone(), &hash, a.payee_lock)
             .await
-            .map_err(|e| {
-                Forward::Pending(match e {
+        {
+            Ok(vh) => vh,
+            Err(e) => {
+                // Nothing was signed downstream: the route is over (the payer's voucher is
+                // worth nothing without the secret, and expires at its lock).
+                route.state = RouteState::Expired;
+                if let Err(e) = self.save(&route).await {
+                    tracing::warn!(error = %e, "cannot record the route over");
+                }
+                return Err(Forward::NotForwarded(match e {
                     ConditionalError::Shortfall(short) => RouteRefusal::NoCapacity(format!(
                         "the channel to the payee lacks {} attoFIL",
                         short.atto()
                     )),
                     other => internal(other),
-                })
-            })?;
+                }));
+            }
+        };
         route.outbound = Some(Leg {
             channel: a.outbound,
             lane: vh.lane,
