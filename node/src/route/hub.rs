@@ -86,7 +86,7 @@ impl Routes {
         let needed = invoice
             .payee_margin
             .saturating_add(settings.params.hub_delta())
-            .saturating_add(2 * settings.params.submit_margin());
+            .saturating_add(settings.params.submit_margin().saturating_mul(2));
         check_lock_not_too_far(t1, head, needed.unsigned_abs().min(self.max_lock()))?;
         let on_chain = manager
             .chain()
