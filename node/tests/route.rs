@@ -769,3 +769,20 @@ async fn a_hub_short_of_funds_towards_the_payee_refuses_no_capacity_and_frees_th
     let smaller = t.invoice(atto(400)).await;
     t.payer.routes.pay_invoice(&smaller.to_text().unwrap(), None).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_hubs_watchtower_watches_a_pending_routes_channel_by_both_its_addresses() {
+    use paych_core::watch::Watcher;
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(Silent));
+    let invoice = t.invoice(atto(1000)).await;
+    t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    let id = t.hub.node.net.lookup_id(&t.hub_channel).await.unwrap().unwrap();
+    t.hub.routes.sweep().await;
+    let watched = t.hub.routes.watched();
+    assert_eq!(watched.channel(&t.hub_channel), Some(t.hub_channel));
+    // A payee's message may name the channel by its ID address.
+    assert_eq!(watched.channel(&id), Some(t.hub_channel));
+    assert!(t.hub.routes.wants(&invoice.payment_hash));
+}

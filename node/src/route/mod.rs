@@ -102,6 +102,9 @@ struct Inner {
     /// kept with every route written, so that the sweep and the watchtower never read the
     /// routes that are over.
     open: Mutex<BTreeSet<Vec<u8>>>,
+    /// The ID addresses of the channels open routes use, as the chain resolved them (a
+    /// message may name a channel by either address), filled by the sweep.
+    channel_ids: Mutex<HashMap<Address, Address>>,
 }
 
 /// A payment hash being handled; released when dropped.
@@ -155,6 +158,7 @@ impl Routes {
                 in_progress: Mutex::new(HashSet::new()),
                 policies: Mutex::new(HashMap::new()),
                 open: Mutex::new(open),
+                channel_ids: Mutex::new(HashMap::new()),
             }),
         })
     }

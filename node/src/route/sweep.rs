@@ -18,7 +18,7 @@ use std::time::Duration;
 use paych_core::manager::{ConditionalError, ExpireOutcome};
 use paych_core::route::check_secret;
 use paych_core::store::{RouteRecord, RouteRole, RouteState};
-use paych_core::types::{ChainEpoch, TokenAmount};
+use paych_core::types::{Address, ChainEpoch, TokenAmount};
 use tokio::sync::watch;
 
 use super::Routes;
@@ -82,6 +82,7 @@ impl Routes {
             }
         };
         self.set_gauges(&open).await;
+        self.resolve_channel_ids(&open).await;
         let mut changed = 0;
         for route in open {
             match self.resolve(route, head).await {
@@ -91,6 +92,29 @@ impl Routes {
             }
         }
         changed
+    }
+
+    /// Resolves (once each) the ID addresses of the channels the open routes' outbound legs
+    /// use, for the watchtower.
+    async fn resolve_channel_ids(&self, open: &[RouteRecord]) {
+        for leg in open.iter().filter_map(|r| r.outbound.as_ref()) {
+            if self.channel_id(&leg.channel).is_some() {
+                continue;
+            }
+            if let Ok(Some(id)) = self.inner.manager.chain().lookup_id(&leg.channel).await {
+                if let Ok(mut ids) = self.inner.channel_ids.lock() {
+                    if ids.len() >= MAX_ROUTES_PER_PASS {
+                        ids.clear();
+                    }
+                    ids.insert(leg.channel, id);
+                }
+            }
+        }
+    }
+
+    /// The ID address of `channel`, if resolved.
+    pub(super) fn channel_id(&self, channel: &Address) -> Option<Address> {
+        self.inner.channel_ids.lock().ok()?.get(channel).copied()
     }
 
     /// Sets the in-flight gauges from the open routes — conditional vouchers held (inbound)

@@ -15,7 +15,7 @@ impl Watcher for Routes {
         let mut set = WatchSet::new();
         for route in self.open_routes(super::sweep::MAX_ROUTES_PER_PASS).unwrap_or_default() {
             if let Some(leg) = route.outbound.as_ref() {
-                set.watch(leg.channel, None);
+                set.watch(leg.channel, self.channel_id(&leg.channel));
             }
         }
         set
