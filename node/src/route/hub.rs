@@ -154,10 +154,13 @@ impl Routes {
         if let Err(bad) = check_secret(&secret, &hash) {
             return Err(RouteRefusal::Refused(format!("the payee's secret is wrong: {bad}")));
         }
-        manager.learn_secret(&hash, &secret).await.map_err(internal)?;
+        // The route with its secret, and the secret itself, durable in one flush before the
+        // secret goes back to the payer.
         route.secret = Some(secret.clone());
         route.state = RouteState::Fulfilled;
-        self.save(&route).await.map_err(internal)?;
+        self.stage(&route).map_err(internal)?;
+        manager.learn_secret(&hash, &secret).await.map_err(internal)?;
+        manager.store().durable().await.map_err(internal)?;
         self.inner.ledger.completed(outbound, head, invoice.amount.clone());
         self.inner.metrics.hub_fee(&fee);
         self.inner.metrics.route_ended(ROLE, RouteOutcome::Fulfilled);
@@ -202,8 +205,9 @@ impl Routes {
             hub_deadline: Some(a.hub_deadline),
             created: a.head,
         };
-        // From here the payer's voucher is held: the route stays counted until it resolves.
-        self.save(&route).await.map_err(|e| Forward::NotForwarded(internal(e)))?;
+        // From here the payer's voucher is held. The route is made durable by the flush that
+        // signing the payee's voucher makes (or recorded over if that fails).
+        self.stage(&route).map_err(|e| Forward::NotForwarded(internal(e)))?;
         let vh = match manager
             .conditional_offer(&a.outbound, a.invoice.amount.clone(), &hash, a.payee_lock)
             .await

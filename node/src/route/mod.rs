@@ -221,9 +221,16 @@ impl Routes {
 
     /// Writes `record`, durable before it returns.
     async fn save(&self, record: &RouteRecord) -> Result<(), StoreError> {
-        let store = self.inner.manager.store();
-        store.apply(vec![Write::Route(record.clone())])?;
-        store.durable().await?;
+        self.stage(record)?;
+        self.inner.manager.store().durable().await
+    }
+
+    /// Writes `record` without waiting for it to be durable: the next durable write of the
+    /// store (the manager's, which every step that signs, takes or learns something makes)
+    /// carries it. Used where that write follows at once and comes before anything leaves
+    /// the node, saving a flush.
+    fn stage(&self, record: &RouteRecord) -> Result<(), StoreError> {
+        self.inner.manager.store().apply(vec![Write::Route(record.clone())])?;
         if let Ok(mut open) = self.inner.open.lock() {
             if is_open(record.state) {
                 open.insert(record.payment_hash.clone());

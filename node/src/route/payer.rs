@@ -140,10 +140,21 @@ impl Routes {
             hub_deadline: None,
             created: head,
         };
-        // Durable before anything is signed: this hash is never offered again.
-        self.save(&route).await?;
-        let offered =
-            manager.conditional_offer(&chosen.channel, &invoice.amount + &fee, &hash, t1).await?;
+        // Durable with the voucher (the manager's flush carries it), before anything leaves:
+        // this hash is never offered again.
+        self.stage(&route)?;
+        let offered = match manager
+            .conditional_offer(&chosen.channel, &invoice.amount + &fee, &hash, t1)
+            .await
+        {
+            Ok(offered) => offered,
+            Err(e) => {
+                // Nothing was signed: the route is over before it began.
+                route.state = RouteState::Expired;
+                self.save(&route).await?;
+                return Err(e.into());
+            }
+        };
         route.outbound = Some(Leg {
             channel: chosen.channel,
             lane: offered.lane,
@@ -171,10 +182,12 @@ impl Routes {
                 (Ok(()), Ok(checked)) => checked,
                 _ => return Err(PayInvoiceError::BadSecret),
             };
-        manager.learn_secret(&hash, &secret).await?;
+        // The receipt and the secret durable in one flush.
         route.secret = Some(secret.clone());
         route.state = RouteState::Fulfilled;
-        self.save(&route).await?;
+        self.stage(&route)?;
+        manager.learn_secret(&hash, &secret).await?;
+        manager.store().durable().await?;
         self.inner.metrics.route_ended(ROLE, RouteOutcome::Fulfilled);
         // The receipt stands now; the replacement follows in the background (the hub lands
         // the conditional voucher with the secret should it never arrive).
