@@ -786,3 +786,54 @@ async fn the_hubs_watchtower_watches_a_pending_routes_channel_by_both_its_addres
     assert_eq!(watched.channel(&id), Some(t.hub_channel));
     assert!(t.hub.routes.wants(&invoice.payment_hash));
 }
+
+#[tokio::test]
+async fn a_payers_route_recorded_without_its_leg_finds_it_again_or_is_over() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(Silent));
+    let params = test_params();
+    // As if the node stopped between recording the route and recording its voucher's leg:
+    // one route whose voucher was signed, one whose voucher never was.
+    let signed = t.invoice(atto(1000)).await;
+    let unsigned = t.invoice(atto(1000)).await;
+    let head = head_of(&t.payer).await;
+    let lock =
+        paych_core::route::offer_lock(head, signed.payee_margin, &params, params.submit_margin());
+    let offered = t
+        .payer
+        .node
+        .m()
+        .conditional_offer(&t.payer_channel, atto(1020), &signed.payment_hash, lock)
+        .await
+        .unwrap();
+    for invoice in [&signed, &unsigned] {
+        let record = paych_core::store::RouteRecord {
+            payment_hash: invoice.payment_hash.to_vec(),
+            role: paych_core::store::RouteRole::Payer,
+            state: RouteState::Offered,
+            invoice: invoice.to_cbor().unwrap(),
+            inbound: None,
+            outbound: None,
+            fee: atto(20),
+            secret: None,
+            hub_deadline: None,
+            created: head,
+        };
+        let store = t.payer.node.m().store();
+        store.apply(vec![paych_core::store::Write::Route(record)]).unwrap();
+        store.durable().await.unwrap();
+    }
+    let routes = paych_testkit::routing::restarted_payer_routes(&t.payer.node).await;
+    assert_eq!(routes.sweep().await, 2);
+    let found = t.payer.route(&signed).unwrap();
+    assert_eq!(found.state, RouteState::Offered);
+    let leg = found.outbound.unwrap();
+    assert_eq!((leg.channel, leg.lane, leg.lock), (t.payer_channel, offered.lane, lock));
+    assert_eq!(t.payer.route(&unsigned).unwrap().state, RouteState::Expired);
+    // From there the signed one expires as any other once its lock has passed.
+    let head = head_of(&t.payer).await;
+    net.mine((lock + params.conf_epochs() - head).unsigned_abs());
+    assert_eq!(routes.sweep().await, 1);
+    assert_eq!(t.payer.route(&signed).unwrap().state, RouteState::Expired);
+}

@@ -166,3 +166,15 @@ pub async fn restarted_routes(node: &Node, hub: HubConfig) -> Routes {
         .await
         .unwrap()
 }
+
+/// The routes of a payer `node` as a node started on its store makes them (no hub):
+/// what a payer back from a crash resumes with, networking aside.
+pub async fn restarted_payer_routes(node: &Node) -> Routes {
+    let (client, _, _) = host(node.m(), HostConfig::default()).await;
+    let payer = Arc::new(Payer::new(node.m().clone(), client, Default::default()));
+    let settings =
+        RouteSettings { hub: HubConfig::default(), hub_address: None, params: test_params() };
+    Routes::new(node.m().clone(), node.wallet.clone(), payer, settings, Arc::new(Metrics::new()))
+        .await
+        .unwrap()
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use paych_core::manager::{ConditionalError, ExpireOutcome};
 use paych_core::route::check_secret;
-use paych_core::store::{RouteRecord, RouteRole, RouteState};
+use paych_core::store::{Leg, RouteRecord, RouteRole, RouteState};
 use paych_core::types::{Address, ChainEpoch, TokenAmount};
 use tokio::sync::watch;
 
@@ -148,6 +148,9 @@ impl Routes {
     ) -> Result<bool, ConditionalError> {
         let conf = self.inner.settings.params.conf_epochs();
         match (route.role, route.state) {
+            (RouteRole::Payer, RouteState::Offered) if route.outbound.is_none() => {
+                self.find_offered_leg(route).await
+            }
             (RouteRole::Payer, RouteState::Offered) | (RouteRole::Hub, RouteState::Forwarded) => {
                 let Some(leg) = route.outbound.clone() else { return Ok(false) };
                 if head < leg.lock.saturating_add(conf) {
@@ -201,6 +204,33 @@ impl Routes {
             }
             _ => Ok(false),
         }
+    }
+
+    /// A payer's route recorded before its voucher was signed, whose leg was never recorded
+    /// (the node stopped in between): the leg is found again among the conditional vouchers
+    /// pending on this node's channels, and the route expires normally; with none, nothing
+    /// was signed and the route is over.
+    async fn find_offered_leg(&self, mut route: RouteRecord) -> Result<bool, ConditionalError> {
+        let manager = &self.inner.manager;
+        for (_, channel) in self.open_outbound_channels().await {
+            let pending = manager.pending_conditionals(&channel).await?;
+            if let Some(found) = pending.into_iter().find(|p| p.hash == route.payment_hash) {
+                route.outbound = Some(Leg {
+                    channel,
+                    lane: found.lane,
+                    nonce: found.nonce,
+                    amount: found.amount,
+                    lock: found.lock,
+                    peer: None,
+                });
+                self.save(&route).await?;
+                return Ok(true);
+            }
+        }
+        route.state = RouteState::Expired;
+        self.save(&route).await?;
+        self.inner.metrics.route_ended("payer", RouteOutcome::Failed);
+        Ok(true)
     }
 
     /// The hub lands the payer's voucher with the secret (its replacement never came), then
