@@ -837,3 +837,45 @@ async fn a_payers_route_recorded_without_its_leg_finds_it_again_or_is_over() {
     assert_eq!(routes.sweep().await, 1);
     assert_eq!(t.payer.route(&signed).unwrap().state, RouteState::Expired);
 }
+
+#[tokio::test]
+async fn a_hubs_route_recorded_without_its_voucher_to_the_payee_finds_it_again_and_expires_it() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let head = head_of(&t.hub).await;
+    let lock = head + 40;
+    // As if the hub stopped between signing its voucher to the payee and recording it.
+    let signed = t
+        .hub
+        .node
+        .m()
+        .conditional_offer(&t.hub_channel, atto(1000), &invoice.payment_hash, lock)
+        .await
+        .unwrap();
+    let record = paych_core::store::RouteRecord {
+        payment_hash: invoice.payment_hash.to_vec(),
+        role: paych_core::store::RouteRole::Hub,
+        state: RouteState::Offered,
+        invoice: invoice.to_cbor().unwrap(),
+        inbound: None,
+        outbound: None,
+        fee: atto(20),
+        secret: None,
+        hub_deadline: Some(lock + test_params().hub_delta()),
+        created: head,
+    };
+    let store = t.hub.node.m().store();
+    store.apply(vec![paych_core::store::Write::Route(record)]).unwrap();
+    store.durable().await.unwrap();
+    let routes = paych_testkit::routing::restarted_routes(&t.hub.node, hub_config()).await;
+    assert_eq!(routes.sweep().await, 1);
+    let found = t.hub.route(&invoice).unwrap();
+    assert_eq!(found.state, RouteState::Forwarded);
+    assert_eq!(found.outbound.unwrap().lane, signed.lane);
+    let head = head_of(&t.hub).await;
+    net.mine((lock + test_params().conf_epochs() - head).unsigned_abs());
+    assert_eq!(routes.sweep().await, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Expired);
+    assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
+}

@@ -209,6 +209,12 @@ impl Routes {
             .map_err(|e| RouteRefusal::Internal(e.to_string()))
     }
 
+    /// Whether a call handles `hash` now.
+    fn in_progress(&self, hash: &[u8]) -> bool {
+        let Ok(hash) = <[u8; 32]>::try_from(hash) else { return false };
+        self.inner.in_progress.lock().is_ok_and(|set| set.contains(&hash))
+    }
+
     /// Claims `hash` for the call; `None` when another call handles it now or too many are
     /// handled.
     fn claim(&self, hash: [u8; 32]) -> Option<Claim> {

@@ -147,9 +147,15 @@ impl Routes {
         head: ChainEpoch,
     ) -> Result<bool, ConditionalError> {
         let conf = self.inner.settings.params.conf_epochs();
+        if self.in_progress(&route.payment_hash) {
+            // Being offered or answered right now: its steps are not over.
+            return Ok(false);
+        }
         match (route.role, route.state) {
-            (RouteRole::Payer, RouteState::Offered) if route.outbound.is_none() => {
-                self.find_offered_leg(route).await
+            (RouteRole::Payer | RouteRole::Hub, RouteState::Offered)
+                if route.outbound.is_none() =>
+            {
+                self.find_outbound_leg(route).await
             }
             (RouteRole::Payer, RouteState::Offered) | (RouteRole::Hub, RouteState::Forwarded) => {
                 let Some(leg) = route.outbound.clone() else { return Ok(false) };
@@ -177,14 +183,6 @@ impl Routes {
                 self.inner.metrics.route_ended(role, outcome);
                 Ok(true)
             }
-            (RouteRole::Hub, RouteState::Offered) => {
-                // The payer's voucher was taken but nothing went on: it is worth nothing
-                // without the secret, and nothing was promised downstream.
-                route.state = RouteState::Expired;
-                self.save(&route).await?;
-                self.inner.metrics.route_ended("hub", RouteOutcome::Expired);
-                Ok(true)
-            }
             (RouteRole::Hub, RouteState::Fulfilled) => {
                 let deadline = route.hub_deadline.unwrap_or(ChainEpoch::MAX);
                 let submit_by = deadline.saturating_sub(self.inner.settings.params.submit_margin());
@@ -206,11 +204,12 @@ impl Routes {
         }
     }
 
-    /// A payer's route recorded before its voucher was signed, whose leg was never recorded
-    /// (the node stopped in between): the leg is found again among the conditional vouchers
-    /// pending on this node's channels, and the route expires normally; with none, nothing
-    /// was signed and the route is over.
-    async fn find_offered_leg(&self, mut route: RouteRecord) -> Result<bool, ConditionalError> {
+    /// A route recorded before its outbound voucher was signed, whose leg was never
+    /// recorded (the node stopped in between) — a payer's `Vp`, a hub's `Vh`: the leg is
+    /// found again among the conditional vouchers pending on this node's channels, and the
+    /// route expires normally once its lock has passed; with none, nothing was signed and
+    /// the route is over.
+    async fn find_outbound_leg(&self, mut route: RouteRecord) -> Result<bool, ConditionalError> {
         let manager = &self.inner.manager;
         for (_, channel) in self.open_outbound_channels().await {
             let pending = manager.pending_conditionals(&channel).await?;
@@ -223,13 +222,20 @@ impl Routes {
                     lock: found.lock,
                     peer: None,
                 });
+                if route.role == RouteRole::Hub {
+                    route.state = RouteState::Forwarded;
+                }
                 self.save(&route).await?;
                 return Ok(true);
             }
         }
+        let role = if route.role == RouteRole::Payer { "payer" } else { "hub" };
         route.state = RouteState::Expired;
         self.save(&route).await?;
-        self.inner.metrics.route_ended("payer", RouteOutcome::Failed);
+        if let Some(pending) = self.pending_route(&route).await {
+            self.release(&pending);
+        }
+        self.inner.metrics.route_ended(role, RouteOutcome::Failed);
         Ok(true)
     }
 
