@@ -879,3 +879,37 @@ async fn a_hubs_route_recorded_without_its_voucher_to_the_payee_finds_it_again_a
     assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Expired);
     assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_hub_counts_its_routed_payments_fees_capacity_and_pending_amounts() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap();
+    eventually("the hub's route replaced", || async {
+        t.hub.route(&invoice).unwrap().state == RouteState::Replaced
+    })
+    .await;
+    // One pending route, its payee silent.
+    t.payee.slot.set(Arc::new(Silent));
+    let pending = t.invoice(atto(300)).await;
+    t.payer.routes.pay_invoice(&pending.to_text().unwrap(), None).await.unwrap_err();
+    t.hub.routes.sweep().await;
+    let text = t.hub.metrics.encode();
+    for line in [
+        "paych_routed_payments_total{role=\"hub\",outcome=\"fulfilled\"} 1\n",
+        "paych_routed_payments_total{role=\"hub\",outcome=\"replaced\"} 1\n",
+        "paych_hub_fees_attofil_total 20",
+        "paych_route_in_flight{leg=\"inbound\"} 1\n",
+        "paych_route_in_flight_attofil{leg=\"inbound\"} 313",
+        "paych_route_in_flight{leg=\"outbound\"} 1\n",
+        "paych_route_in_flight_attofil{leg=\"outbound\"} 300",
+        // The channel to the payee: its funds less the 1000 paid and the 300 pending.
+        "paych_hub_capacity_attofil 998700",
+    ] {
+        assert!(text.contains(line), "{line:?} not in {text}");
+    }
+    let payer = t.payer.metrics.encode();
+    assert!(payer.contains("paych_routed_payments_total{role=\"payer\",outcome=\"fulfilled\"} 1\n"));
+    assert!(payer.contains("paych_routed_payments_total{role=\"payer\",outcome=\"refused\"} 1\n"));
+}

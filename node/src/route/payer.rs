@@ -19,7 +19,7 @@ use paych_core::route::{check_secret, offer_lock, HubPolicy, SignedHubPolicy};
 use paych_core::store::{
     Direction, Leg, Lifecycle, RouteRecord, RouteRole, RouteState, StoreError,
 };
-use paych_core::types::{Address, TokenAmount};
+use paych_core::types::{Address, ChainEpoch, TokenAmount};
 use paych_protocol::{RouteRequest, RouteStatus};
 
 use super::receipt::RouteReceipt;
@@ -52,6 +52,15 @@ pub enum PayInvoiceError {
     /// The amount is above the hub's largest payment.
     #[error("the hub routes at most {} attoFIL", .0.atto())]
     AboveHubMaximum(TokenAmount),
+    /// The route needs a lock further than the hub's policy takes (the invoice's margin is
+    /// too long for it).
+    #[error("the route needs a lock at epoch {lock}; the hub takes none beyond {furthest}")]
+    LockTooFar {
+        /// The lock the route needs.
+        lock: ChainEpoch,
+        /// The furthest the hub takes.
+        furthest: ChainEpoch,
+    },
     /// The hub refused the offer (binds nobody; the voucher's lane comes back once its lock
     /// has passed by the confirmation depth).
     #[error("the hub refused: {status}: {message}")]
@@ -127,6 +136,10 @@ impl Routes {
         let params = &self.inner.settings.params;
         let head = manager.chain().head().await.map_err(ConditionalError::from)?;
         let t1 = offer_lock(head, invoice.payee_margin, params, params.submit_margin());
+        let furthest = head.saturating_add(ChainEpoch::try_from(policy.max_lock).unwrap_or(0));
+        if t1 > furthest {
+            return Err(PayInvoiceError::LockTooFar { lock: t1, furthest });
+        }
         let invoice_cbor = invoice.to_cbor()?;
         let mut route = RouteRecord {
             payment_hash: hash.to_vec(),
