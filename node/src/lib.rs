@@ -17,6 +17,8 @@
 //! - [`reconcile_as_payee`]: asking a payer to fold a channel's vouchers into one combined
 //!   voucher.
 //! - [`retrieval`]: paid retrievals — the provider's blobs and flows, the client's fetch.
+//! - [`route`]: routed payments through a hub — the `[hub]` section, auto-collateral,
+//!   receipts.
 //! - [`metrics`]: the node's Prometheus counters, served on `/metrics`.
 //! - [`refusals`]: the reasons the node refuses connections and requests, and the pacing of
 //!   their log lines.
@@ -34,6 +36,7 @@ pub mod pay;
 pub mod reconcile_as_payee;
 pub mod refusals;
 pub mod retrieval;
+pub mod route;
 pub mod rpc;
 
 /// Parses a duration: a whole number followed by `ms`, `s`, `m` or `h`.

@@ -26,6 +26,13 @@
 //! | `paych_retrieval_responses_in_flight` | gauge | — (manifests and chunks being sent) |
 //! | `paych_retrieval_bytes_in_flight` | gauge | — (their bytes) |
 //! | `paych_retrieval_open_flows` | gauge | — |
+//! | `paych_routed_payments_total` | counter | `role` (`payer`/`hub`/`payee`), `outcome`: a [`RouteOutcome`] label |
+//! | `paych_hub_fees_attofil_total` | counter | — (fees of the routes the hub completed) |
+//! | `paych_hub_capacity_attofil` | gauge | — (available funds on the hub's outbound channels) |
+//! | `paych_route_in_flight_attofil` | gauge | `leg` (`inbound`/`outbound`): conditional value pending |
+//! | `paych_route_in_flight` | gauge | `leg`: conditional vouchers pending |
+//! | `paych_hub_collateral_top_ups_total` | counter | — (auto-collateral messages) |
+//! | `paych_hub_collateral_attofil_total` | counter | — (what they added) |
 //! | `paych_route_requests_sent_total` | counter | `kind` (`offer`, `replace`, `policy`), `status`: the answer, or `failed` |
 //! | `paych_route_requests_received_total` | counter | `kind` (or `unknown`), `status`: the answer given |
 
@@ -104,6 +111,18 @@ label_sets! {
         /// Why, a [`Refusal`] label.
         reason
     }
+    /// The labels of a routed payment's end.
+    RoutedPaymentLabels {
+        /// `payer`, `hub` or `payee`.
+        role,
+        /// A [`RouteOutcome`] label.
+        outcome
+    }
+    /// A `leg` label: `inbound` (conditional vouchers held) or `outbound` (signed).
+    LegLabel {
+        /// The leg.
+        leg
+    }
     /// A `method` label.
     MethodLabel {
         /// A declared API method, or `unknown`.
@@ -120,6 +139,39 @@ label_sets! {
 }
 
 type FloatCounter = Counter<f64, AtomicU64>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// How a routed payment ended, for one party.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteOutcome {
+    /// The secret came back (payer, hub) or was revealed (payee).
+    Fulfilled,
+    /// The conditional voucher was replaced by an unconditional one.
+    Replaced,
+    /// Refused with a status (binds nobody).
+    Refused,
+    /// The lock passed by the confirmation depth with nothing redeemed: the lanes came back.
+    Expired,
+    /// Redeemed on chain with its secret (a payer that never replaced, a payee that
+    /// redeemed instead of answering).
+    Redeemed,
+    /// Failed before any voucher left (no hub, no policy, a fee too high, …).
+    Failed,
+}
+
+impl RouteOutcome {
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            RouteOutcome::Fulfilled => "fulfilled",
+            RouteOutcome::Replaced => "replaced",
+            RouteOutcome::Refused => "refused",
+            RouteOutcome::Expired => "expired",
+            RouteOutcome::Redeemed => "redeemed",
+            RouteOutcome::Failed => "failed",
+        }
+    }
+}
 
 /// The node's counters and gauges.
 pub struct Metrics {
@@ -164,6 +216,20 @@ pub struct Metrics {
     pub route_requests_received: Family<RouteLabels, Counter>,
     /// Connections and requests refused, by reason.
     pub refusals: Family<ReasonLabel, Counter>,
+    /// Routed payments' ends, by role and outcome.
+    pub routed_payments: Family<RoutedPaymentLabels, Counter>,
+    /// The fees of the routes the hub completed, in attoFIL.
+    pub hub_fees_attofil: FloatCounter,
+    /// Available funds on the hub's outbound channels, in attoFIL.
+    pub hub_capacity_attofil: FloatGauge,
+    /// Conditional value pending, by leg, in attoFIL.
+    pub route_in_flight_attofil: Family<LegLabel, FloatGauge>,
+    /// Conditional vouchers pending, by leg.
+    pub route_in_flight: Family<LegLabel, Gauge>,
+    /// Auto-collateral messages sent.
+    pub hub_collateral_top_ups: Counter,
+    /// What they added, in attoFIL.
+    pub hub_collateral_attofil: FloatCounter,
     /// Paces the log lines of refusals.
     refusal_log: RefusalLog,
     /// Pushed messages' purposes, until their outcome is counted (bounded).
@@ -279,6 +345,41 @@ impl Metrics {
                 "paych_refusals",
                 "Connections and requests refused (limits hit, error statuses answered), by reason",
             ),
+            routed_payments: registered(
+                r,
+                "paych_routed_payments",
+                "Routed payments' ends, by role (payer, hub, payee) and outcome",
+            ),
+            hub_fees_attofil: registered(
+                r,
+                "paych_hub_fees_attofil",
+                "Fees of the routes this hub completed, in attoFIL",
+            ),
+            hub_capacity_attofil: registered(
+                r,
+                "paych_hub_capacity_attofil",
+                "Available funds on this hub's outbound channels, in attoFIL",
+            ),
+            route_in_flight_attofil: registered(
+                r,
+                "paych_route_in_flight_attofil",
+                "Conditional value pending, by leg (inbound: held, outbound: signed), in attoFIL",
+            ),
+            route_in_flight: registered(
+                r,
+                "paych_route_in_flight",
+                "Conditional vouchers pending, by leg (inbound: held, outbound: signed)",
+            ),
+            hub_collateral_top_ups: registered(
+                r,
+                "paych_hub_collateral_top_ups",
+                "Auto-collateral add-funds messages sent",
+            ),
+            hub_collateral_attofil: registered(
+                r,
+                "paych_hub_collateral_attofil",
+                "Funds auto-collateral added, in attoFIL",
+            ),
             registry,
             refusal_log: RefusalLog::default(),
             pending: Mutex::new((HashMap::new(), VecDeque::new())),
@@ -361,6 +462,37 @@ impl Metrics {
         self.retrieval_responses_in_flight.set(gauge(responses));
         self.retrieval_bytes_in_flight.set(gauge(bytes));
         self.retrieval_open_flows.set(gauge(flows));
+    }
+
+    /// Counts a routed payment's end for `role` (`payer`, `hub` or `payee`).
+    pub fn route_ended(&self, role: &'static str, outcome: RouteOutcome) {
+        self.routed_payments
+            .get_or_create(&RoutedPaymentLabels { role, outcome: outcome.label() })
+            .inc();
+    }
+
+    /// Counts a fee the hub earned.
+    pub fn hub_fee(&self, fee: &TokenAmount) {
+        self.hub_fees_attofil.inc_by(atto_f64(fee));
+    }
+
+    /// Sets the hub's capacity gauge.
+    pub fn set_hub_capacity(&self, available: &TokenAmount) {
+        self.hub_capacity_attofil.set(atto_f64(available));
+    }
+
+    /// Sets the conditional vouchers pending on `leg` (`inbound` or `outbound`): how many,
+    /// and their value.
+    pub fn set_route_in_flight(&self, leg: &'static str, count: usize, value: &TokenAmount) {
+        let label = LegLabel { leg };
+        self.route_in_flight.get_or_create(&label).set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.route_in_flight_attofil.get_or_create(&label).set(atto_f64(value));
+    }
+
+    /// Counts an auto-collateral message adding `amount`.
+    pub fn collateral_top_up(&self, amount: &TokenAmount) {
+        self.hub_collateral_top_ups.inc();
+        self.hub_collateral_attofil.inc_by(atto_f64(amount));
     }
 
     fn pushed(&self, cid: Cid, purpose: &'static str) {
@@ -587,6 +719,30 @@ mod tests {
         assert!(text.contains("paych_api_calls_total{method=\"unknown\"} 1\n"), "{text}");
         assert!(text.contains("paych_libp2p_connections 2\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn a_hubs_routes_fees_capacity_and_in_flight_amounts_are_exported() {
+        let metrics = Metrics::new();
+        metrics.route_ended("hub", RouteOutcome::Fulfilled);
+        metrics.route_ended("payer", RouteOutcome::Refused);
+        metrics.hub_fee(&TokenAmount::from_atto(12u64));
+        metrics.set_hub_capacity(&TokenAmount::from_atto(500u64));
+        metrics.set_route_in_flight("inbound", 2, &TokenAmount::from_atto(30u64));
+        metrics.collateral_top_up(&TokenAmount::from_atto(70u64));
+        let text = metrics.encode();
+        for line in [
+            "paych_routed_payments_total{role=\"hub\",outcome=\"fulfilled\"} 1\n",
+            "paych_routed_payments_total{role=\"payer\",outcome=\"refused\"} 1\n",
+            "paych_hub_fees_attofil_total 12",
+            "paych_hub_capacity_attofil 500",
+            "paych_route_in_flight{leg=\"inbound\"} 2\n",
+            "paych_route_in_flight_attofil{leg=\"inbound\"} 30",
+            "paych_hub_collateral_top_ups_total 1\n",
+            "paych_hub_collateral_attofil_total 70",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
     }
 
     /// A log sink the test reads back.

@@ -252,6 +252,27 @@ pub struct PaidJson {
     pub lane_amount: String,
 }
 
+/// What `PaychPayInvoice` answers: the payer's receipt of a routed payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RouteReceiptJson {
+    /// The invoice's payment hash, hex.
+    pub payment_hash: String,
+    /// The secret the payee revealed (blake2b-256 of it is the payment hash), hex: the
+    /// proof of payment.
+    pub secret: String,
+    /// The amount the payee asked for, attoFIL.
+    pub amount: String,
+    /// The hub's fee, attoFIL.
+    pub fee: String,
+    /// The hub's address.
+    pub hub: String,
+    /// The payer's channel to the hub.
+    pub channel: String,
+    /// The lane of the payer's voucher.
+    pub lane: u64,
+}
+
 /// What `PaychReconcile` answers: the payer's status and the combined voucher.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReconciledJson {

@@ -1,7 +1,8 @@
 //! The repo's `config.toml`: [`RepoConfig`], its defaults, its text and its parser.
 //!
 //! Only a TOML subset is read: one `key = value` per line, the value a double-quoted string
-//! (no escapes) or a whole number; `#` starts a comment line. A bad line is a
+//! (no escapes) or a whole number; `#` starts a comment line; a `[hub]` line starts the
+//! hub's section ([`HubConfig`]), whose keys may also be written `hub.<key>` before it. A bad line is a
 //! [`ConfigError`] naming the line and the key; nothing here reads or writes files.
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use crate::network::NetworkConfig;
 use crate::pay::parse_peer;
 use crate::retrieval::RetrievalLimits;
 use crate::retrieval::RetrievalProvider;
+use crate::route::{HubConfig, HubConfigError};
 
 /// The most `max_inbound_connections_per_ip` may be: every inbound connection slot.
 pub const MAX_INBOUND_CONNECTIONS_PER_IP: u32 =
@@ -78,6 +80,17 @@ pub enum ConfigError {
     /// Only one of `top_up_low` and `top_up_high`.
     #[error("set both top_up_low and top_up_high, or neither")]
     TopUpHalfSet,
+    /// A `[section]` this node does not know.
+    #[error("line {line}: unknown section [{section}]")]
+    UnknownSection {
+        /// The line number, from 1.
+        line: usize,
+        /// The section's name.
+        section: String,
+    },
+    /// The `[hub]` section, read whole, could not work.
+    #[error(transparent)]
+    Hub(#[from] HubConfigError),
 }
 
 /// The repo's `config.toml` (see the module doc for the syntax).
@@ -143,6 +156,8 @@ pub struct RepoConfig {
     /// API besides the system's roots (a private node's own CA). [`LOTUS_CA_FILE_ENV`]
     /// overrides it.
     pub lotus_ca_file: Option<PathBuf>,
+    /// `[hub]`: routing payments as a hub (off by default; docs/hub.md).
+    pub hub: HubConfig,
 }
 
 impl Default for RepoConfig {
@@ -172,6 +187,7 @@ impl Default for RepoConfig {
             peers: BTreeMap::new(),
             top_up: None,
             lotus_ca_file: None,
+            hub: HubConfig::default(),
         }
     }
 }
@@ -224,7 +240,7 @@ impl RepoConfig {
              landing_margin = {}\n{}\
              # Payees' libp2p addresses, for PaychPay: peer.<address> = \"<multiaddr>/p2p/<id>\"\n{}\
              # A PEM file of CA certificates trusted for an https Lotus API, besides the\n\
-             # system's roots (${LOTUS_CA_FILE_ENV} overrides it).\n{}",
+             # system's roots (${LOTUS_CA_FILE_ENV} overrides it).\n{}{}",
             self.network.map(|n| format!("network = \"{n}\"\n")).unwrap_or_default(),
             self.listen,
             self.api,
@@ -253,6 +269,7 @@ impl RepoConfig {
                 .as_ref()
                 .map(|path| format!("lotus_ca_file = \"{}\"\n", path.display()))
                 .unwrap_or_default(),
+            self.hub.to_text(),
         )
     }
 
@@ -280,8 +297,21 @@ impl RepoConfig {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let mut config = RepoConfig::default();
         let mut water = TopUpWater::default();
+        let mut section: Option<&str> = None;
         for (n, line) in text.lines().enumerate() {
+            if let Some(name) = section_header(line) {
+                if name != "hub" {
+                    return Err(ConfigError::UnknownSection { line: n + 1, section: name.into() });
+                }
+                section = Some(name);
+                continue;
+            }
             let Some((key, value)) = key_value(n + 1, line)? else { continue };
+            let key = match section {
+                Some(section) => format!("{section}.{key}"),
+                None => key.to_owned(),
+            };
+            let key = key.as_str();
             config.set(key, value, &mut water).map_err(|refusal| match refusal {
                 Refusal::UnknownKey => ConfigError::UnknownKey { line: n + 1, key: key.into() },
                 Refusal::Bad(reason) => {
@@ -290,6 +320,7 @@ impl RepoConfig {
             })?;
         }
         config.top_up = water.policy()?;
+        config.hub.validate()?;
         Ok(config)
     }
 
@@ -325,6 +356,10 @@ impl RepoConfig {
                 return Err(Refusal::Bad("must name a file".to_owned()))
             }
             "lotus_ca_file" => self.lotus_ca_file = Some(PathBuf::from(value)),
+            other if other.starts_with("hub.") => {
+                let key = other.trim_start_matches("hub.");
+                self.hub.set(key, value).ok_or(Refusal::UnknownKey)?.map_err(Refusal::Bad)?;
+            }
             other => {
                 let addr = other.strip_prefix("peer.").ok_or(Refusal::UnknownKey)?;
                 let (addr, maddr) = parse_peer(&format!("{addr}={value}")).map_err(|e| {
@@ -421,6 +456,11 @@ impl TopUpWater {
             _ => Err(ConfigError::TopUpHalfSet),
         }
     }
+}
+
+/// The name of a `[section]` line, if `text` is one.
+fn section_header(text: &str) -> Option<&str> {
+    text.trim().strip_prefix('[')?.strip_suffix(']').map(str::trim)
 }
 
 /// Line `line`'s key and value (unquoted), or `None` for a blank or comment line.
@@ -566,6 +606,38 @@ mod tests {
     }
 
     #[test]
+    fn the_hub_section_is_read_after_its_header_and_refused_when_it_could_not_work() {
+        let config = RepoConfig::parse(
+            "min_delta = \"5\"\n[hub]\nenabled = 1\nfee_base = \"10\"\nfee_ppm = 500\n\
+             max_amount = \"1000\"\ncollateral_window = 30\ncollateral_max_top_up = \"99\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.min_delta, TokenAmount::from_atto(5u64));
+        assert!(config.hub.enabled);
+        assert_eq!(config.hub.fee_base, TokenAmount::from_atto(10u64));
+        assert_eq!(config.hub.fee_ppm, 500);
+        assert_eq!(config.hub.max_amount, TokenAmount::from_atto(1000u64));
+        let collateral = config.hub.collateral.clone().unwrap();
+        assert_eq!((collateral.window, collateral.max_top_up), (30, TokenAmount::from_atto(99u64)));
+        assert_eq!(RepoConfig::parse(&config.to_text()).unwrap(), config);
+        assert_eq!(RepoConfig::parse("hub.fee_ppm = 7").unwrap().hub.fee_ppm, 7);
+        assert!(!RepoConfig::default().hub.enabled);
+        for (bad, says) in [
+            ("[hub]\nfee_ppm = 1000001", "fee_ppm"),
+            ("[hub]\nenabled = 1\nmax_amount = \"0\"", "max_amount"),
+            ("[hub]\nmax_pending_count_per_payer = 0", "max_pending_count_per_payer"),
+            ("[hub]\ncollateral_window = 5000", "collateral_window"),
+            ("[hub]\ncollateral_min_top_up = \"9\"\ncollateral_max_top_up = \"1\"", "min_top_up"),
+            ("[hub]\nenabled = yes", "enabled"),
+            ("[hub]\nnope = 1", "hub.nope"),
+            ("[hubs]\nenabled = 1", "unknown section [hubs]"),
+        ] {
+            let error = RepoConfig::parse(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
     fn config_round_trips() {
         let config = RepoConfig {
             network: Some(FilNetwork::Mainnet),
@@ -597,6 +669,18 @@ mod tests {
                 high_water: TokenAmount::from_atto(100u64),
             }),
             lotus_ca_file: Some("/etc/paych/lotus-ca.pem".into()),
+            hub: HubConfig {
+                enabled: true,
+                fee_base: TokenAmount::from_atto(3u64),
+                fee_ppm: 250,
+                max_pending_count_per_payee: 9,
+                collateral: Some(crate::route::CollateralPolicy {
+                    window: 60,
+                    min_top_up: TokenAmount::from_atto(1u64),
+                    max_top_up: TokenAmount::from_atto(1000u64),
+                }),
+                ..HubConfig::default()
+            },
         };
         assert_eq!(RepoConfig::parse(&config.to_text()).unwrap(), config);
         assert_eq!(RepoConfig::parse("").unwrap(), RepoConfig::default());

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::network::NetworkClient;
 use crate::pay::Payer;
 use crate::retrieval::RetrievalProvider;
+use crate::route::Routes;
 
 /// The JSON-RPC error code of a method that ran and failed (Lotus's code for errors a
 /// method returns), and of a call refused for lack of permission.
@@ -28,6 +29,8 @@ pub const METHOD_ERROR: i64 = 1;
 
 /// Why a method that needs the node's libp2p networking fails in an API without it.
 const NO_NODE: &str = "this API serves no libp2p node";
+/// Why paying an invoice fails in an API without the node's routing.
+const NO_ROUTES: &str = "this API serves no node that routes payments";
 
 /// The parts the API's methods call.
 pub(crate) struct Api {
@@ -35,6 +38,8 @@ pub(crate) struct Api {
     pub(crate) wallet: Arc<KeyStore>,
     pub(crate) payer: Option<Arc<Payer>>,
     pub(crate) retrieval: Option<Arc<RetrievalProvider>>,
+    /// The node's routed payments, when it has a libp2p node.
+    pub(crate) routes: Option<Arc<Routes>>,
     pub(crate) metrics: Arc<Metrics>,
     /// The prefix addresses are written with: the preset's.
     pub(crate) network: Network,
@@ -93,6 +98,11 @@ impl Api {
     /// The node's retrieval provider; an API without a libp2p node has none.
     pub(crate) fn retrieval(&self) -> Result<&RetrievalProvider, RpcError> {
         self.retrieval.as_deref().ok_or_else(|| method_error(NO_NODE))
+    }
+
+    /// The node's routed payments; an API without a libp2p node has none.
+    pub(crate) fn routes(&self) -> Result<&Routes, RpcError> {
+        self.routes.as_deref().ok_or_else(|| method_error(NO_ROUTES))
     }
 
     /// The node's network.

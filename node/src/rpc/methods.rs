@@ -16,7 +16,7 @@ use cid::Cid;
 use paych_core::jsonrpc::{error_code, RpcError};
 use paych_core::lotus_json::api::{
     AddrInfoJson, ChannelAvailableFunds, ChannelInfo, ChannelStatusJson, InvoiceJson, ManifestJson,
-    PaidJson, PaymentInfo, ReconciledJson, RetrievedJson, VoucherCreateResult,
+    PaidJson, PaymentInfo, ReconciledJson, RetrievedJson, RouteReceiptJson, VoucherCreateResult,
 };
 use paych_core::lotus_json::{CidJson, MsgLookupJson, SignedVoucherJson, TipSetJson, TipSetKey};
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
@@ -28,8 +28,8 @@ use serde_json::Value;
 use super::auth::Permission;
 use super::envelope::{not_found, Params};
 use super::params::{
-    AddrInfo, Bytes, GetOptions, InvoiceHubs, KeyType, ParamList, PublishSpec, ReadParams, Root,
-    VoucherSpecs,
+    AddrInfo, Bytes, GetOptions, InvoiceHubs, InvoiceText, KeyType, ParamList, PublishSpec,
+    ReadParams, Root, VoucherSpecs,
 };
 
 /// One method of the API, as a type: `client.call::<PaychStatus>((channel,))`.
@@ -239,6 +239,11 @@ methods! {
     /// of the wallet, its secret kept under its payment hash.
     PaychInvoice = "Filecoin.PaychInvoice", Sign, optional 1:
         (Address, TokenAmount, u64, InvoiceHubs) -> InvoiceJson;
+    /// `PaychPayInvoice(invoice, maxFee)` (ours): the invoice paid through one of its hubs
+    /// with a conditional voucher on the node's channel to that hub; the receipt once the
+    /// payee's secret came back (`maxFee` omitted or `null`: no bound).
+    PaychPayInvoice = "Filecoin.PaychPayInvoice", Sign, optional 1:
+        (InvoiceText, Option<TokenAmount>) -> RouteReceiptJson;
     /// `PaychReconcile(ch)` (ours): the payer of an inbound channel asked for one combined
     /// voucher.
     PaychReconcile = "Filecoin.PaychReconcile", Write: (Address,) -> ReconciledJson;

@@ -1,6 +1,6 @@
 //! The methods that go through the node's libp2p network: `Filecoin.Net*`, `PaychPay`
 //! (a voucher sent to the channel's payee) and `PaychReconcile` (the payer asked for one
-//! combined voucher). Each makes one call to the node's [`Payer`](crate::pay::Payer) or
+//! combined voucher) and `PaychPayInvoice` (an invoice paid through a hub). Each makes one call to the node's [`Payer`](crate::pay::Payer) or
 //! network and writes the answer's shape; an API without a libp2p node answers them with
 //! an error.
 
@@ -53,6 +53,11 @@ handlers! {
             vouchers: done.request.vouchers.len() as u64,
             message: response.message.clone(),
         })
+    };
+    PaychPayInvoice(api, (invoice, max_fee)) => {
+        let routes = api.routes()?;
+        let receipt = routes.pay_invoice(&invoice.0, max_fee).await.map_err(method_error)?;
+        Ok(receipt.to_json(api.network))
     };
     NetConnect(api, (info,)) => connect(api, info).await;
     NetPeers(api, ()) => {

@@ -243,6 +243,36 @@ impl ReadParam for Option<String> {
     }
 }
 
+/// `PaychPayInvoice`'s invoice: its `paychinv1…` text, at most
+/// [`paych_core::invoice::MAX_TEXT_LEN`] characters (decoded and checked by the payer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceText(pub String);
+
+impl Param for InvoiceText {
+    fn write(&self, _network: Network) -> Result<Value, JsonError> {
+        Ok(Value::String(self.0.clone()))
+    }
+}
+
+impl ReadParam for InvoiceText {
+    fn read(p: &mut Params<'_>, i: usize) -> Result<Self, RpcError> {
+        match p.take(i) {
+            Value::String(text) if text.len() <= paych_core::invoice::MAX_TEXT_LEN => {
+                Ok(InvoiceText(text))
+            }
+            Value::String(text) => Err(p.invalid(
+                i,
+                format!(
+                    "an invoice of {} characters is longer than {}",
+                    text.len(),
+                    paych_core::invoice::MAX_TEXT_LEN
+                ),
+            )),
+            _ => Err(p.invalid(i, "expected the invoice's paychinv1… text")),
+        }
+    }
+}
+
 /// `PaychGet`'s options: `{"OffChain": bool}` or `null`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GetOptions {

@@ -59,6 +59,7 @@ use super::websocket::{self, MAX_WEBSOCKETS};
 use crate::metrics::{self, Metrics};
 use crate::pay::Payer;
 use crate::retrieval::RetrievalProvider;
+use crate::route::Routes;
 
 /// A running API server. Dropping it stops the server too.
 #[derive(Debug)]
@@ -94,7 +95,8 @@ pub async fn serve_api(
     network: FilNetwork,
     listen: SocketAddr,
 ) -> Result<ApiServer, ServeError> {
-    serve_node_api(manager, wallet, None, None, Arc::default(), None, secret, network, listen).await
+    let node = NodeParts::default();
+    serve_node_api(manager, wallet, node, Arc::default(), None, secret, network, listen).await
 }
 
 /// [`serve_api`] with the node's libp2p networking behind `Filecoin.NetConnect`,
@@ -106,8 +108,7 @@ pub async fn serve_api(
 pub async fn serve_node_api(
     manager: PaymentChannelManager,
     wallet: Arc<KeyStore>,
-    payer: Option<Arc<Payer>>,
-    retrieval: Option<Arc<RetrievalProvider>>,
+    node: NodeParts,
     metrics: Arc<Metrics>,
     tipsets: Option<Arc<dyn HeadTipsets>>,
     secret: Vec<u8>,
@@ -118,7 +119,17 @@ pub async fn serve_node_api(
     let preset = network.preset();
     let network = preset.address_network;
     let service = Arc::new(Service {
-        api: Api { manager, wallet, payer, retrieval, metrics, network, preset, tipsets },
+        api: Api {
+            manager,
+            wallet,
+            payer: node.payer,
+            retrieval: node.retrieval,
+            routes: node.routes,
+            metrics,
+            network,
+            preset,
+            tipsets,
+        },
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
         websockets: Arc::new(Semaphore::new(MAX_WEBSOCKETS)),
         closed,
@@ -130,6 +141,18 @@ pub async fn serve_node_api(
         .route("/metrics", get(serve_metrics));
     let running = envelope::spawn(listen, router.with_state(server), "API server").await?;
     Ok(ApiServer { running, closing })
+}
+
+/// The parts of a libp2p node the API's network methods go through; an API without a node
+/// has none (its `Net*`, `PaychPay`, retrieval and `PaychPayInvoice` calls fail).
+#[derive(Default)]
+pub struct NodeParts {
+    /// The node's payer (`PaychPay`, `PaychReconcile`, `Net*`).
+    pub payer: Option<Arc<Payer>>,
+    /// The node's retrieval provider.
+    pub retrieval: Option<Arc<RetrievalProvider>>,
+    /// The node's routed payments (`PaychPayInvoice`).
+    pub routes: Option<Arc<Routes>>,
 }
 
 /// What the API's requests are served with: the calls' service, and the secret tokens are

@@ -1,6 +1,7 @@
 //! `paych invoice …`: a payee's invoices. `create` asks the daemon for a signed invoice
 //! (`PaychInvoice`) and prints its text form and fields; `decode` reads a text form without
-//! a daemon and prints its fields and whether the payee's signature verifies.
+//! a daemon and prints its fields and whether the payee's signature verifies. `paych
+//! pay-invoice` pays one through a hub (`PaychPayInvoice`) and prints the receipt.
 
 use std::time::Duration;
 
@@ -8,8 +9,8 @@ use anyhow::{anyhow, Context};
 use paych_core::invoice::{unix_now, Invoice};
 use paych_core::lotus_json::api::InvoiceJson;
 use paych_core::types::{Network, TokenAmount};
-use paych_node::rpc::methods::{PaychInvoice, WalletDefaultAddress};
-use paych_node::rpc::params::InvoiceHubs;
+use paych_node::rpc::methods::{PaychInvoice, PaychPayInvoice, WalletDefaultAddress};
+use paych_node::rpc::params::{InvoiceHubs, InvoiceText};
 
 use super::show::{fil, write_rows};
 use super::{addr, Daemon, InvoiceCommand, RepoArg};
@@ -55,6 +56,29 @@ async fn create(
     let invoice = daemon.api.call::<PaychInvoice>(params).await?;
     out.push_str(&format!("{}\n", invoice.text));
     write_rows(out, &field_rows(&invoice)?);
+    Ok(())
+}
+
+/// `paych pay-invoice`: the daemon pays the invoice through a hub; the receipt's rows.
+pub async fn pay(
+    out: &mut String,
+    daemon: &Daemon,
+    text: String,
+    max_fee: Option<TokenAmount>,
+) -> anyhow::Result<()> {
+    let receipt = daemon.api.call::<PaychPayInvoice>((InvoiceText(text), max_fee)).await?;
+    write_rows(
+        out,
+        &[
+            ("Paid", fil(&receipt.amount)?),
+            ("Fee", fil(&receipt.fee)?),
+            ("Hub", receipt.hub.clone()),
+            ("Channel", receipt.channel.clone()),
+            ("Lane", receipt.lane.to_string()),
+            ("Payment Hash", receipt.payment_hash.clone()),
+            ("Secret", receipt.secret.clone()),
+        ],
+    );
     Ok(())
 }
 

@@ -194,6 +194,18 @@ pub enum ClientCommand {
         #[command(flatten)]
         repo: RepoArg,
     },
+    /// Pay an invoice through one of its hubs (`PaychPayInvoice`): a conditional voucher on
+    /// the channel to the hub; prints the receipt (the payee's secret, the amount, the fee,
+    /// the hub, the channel and the lane) once the secret came back.
+    PayInvoice {
+        /// The invoice's text form (`paychinv1…`).
+        invoice: String,
+        /// The most the hub's fee may be, in FIL (default: no bound).
+        #[arg(long, value_parser = amount_arg)]
+        max_fee: Option<TokenAmount>,
+        #[command(flatten)]
+        repo: RepoArg,
+    },
     /// A payee's invoices: create one (the daemon signs it and keeps its secret), or decode
     /// one's text form (no daemon needed).
     Invoice {
@@ -504,6 +516,9 @@ pub async fn run(command: ClientCommand, network: Option<Network>) -> anyhow::Re
         }
         ClientCommand::Net { command, repo } => {
             wallet::run_net(out, &Daemon::on(&repo, network)?.api, command).await?
+        }
+        ClientCommand::PayInvoice { invoice, max_fee, repo } => {
+            invoice::pay(out, &Daemon::on(&repo, network)?, invoice, max_fee).await?
         }
         ClientCommand::Invoice { command } => invoice::run_invoice(out, command, network).await?,
     }
