@@ -322,6 +322,10 @@ async fn one_payment_hash_is_offered_once_and_a_lock_too_close_is_refused() {
     w.offer(&hash, t1).await;
     let err = w.p.m().conditional_offer(&w.ph, atto(AMOUNT), &hash, t1).await.unwrap_err();
     assert!(matches!(err, ConditionalError::Refused(RouteRefusal::HashSeen)), "{err}");
+    // Nor after a restart: the hashes signed are found again in the store.
+    let w = Route { p: w.p.stop().await.started().await, ..w };
+    let err = w.p.m().conditional_offer(&w.ph, atto(AMOUNT), &hash, t1).await.unwrap_err();
+    assert!(matches!(err, ConditionalError::Refused(RouteRefusal::HashSeen)), "{err}");
     // A payer that signs one anyway on another lane is refused by the hub.
     let mut again = SignedVoucher::new(w.ph, 7, 1, atto(AMOUNT + FEE));
     again.secret_hash = hash.clone();

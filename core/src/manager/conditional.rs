@@ -405,11 +405,6 @@ impl PaymentChannelManager {
             let why = "a conditional payment must be positive".to_owned();
             return Err(CreateVoucherError::InvalidAmount(why).into());
         }
-        let record = self.record_by_address(channel)?;
-        let used = self.inner.store.vouchers(record.id)?;
-        if used.iter().any(|r| r.voucher.secret_hash == hash) {
-            return Err(RouteRefusal::HashSeen.into());
-        }
         let lane = self.lease_lane(channel).await?;
         let spec = VoucherSpec {
             amount: delta,
@@ -425,6 +420,10 @@ impl PaymentChannelManager {
             Ok(VoucherCreateResult { shortfall, .. }) => {
                 self.return_lane(channel, lane).await?;
                 Err(ConditionalError::Shortfall(shortfall))
+            }
+            Err(CreateVoucherError::Route(refusal)) => {
+                self.return_lane(channel, lane).await?;
+                Err(ConditionalError::Refused(refusal))
             }
             Err(e) => {
                 self.return_lane(channel, lane).await?;

@@ -20,7 +20,7 @@ pub mod funds;
 pub mod settler;
 mod vouchers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -243,6 +243,10 @@ struct ChannelCache {
     /// Outbound: the lanes whose latest voucher is a conditional one this node signed that
     /// has neither been replaced nor expired — no other voucher goes on them (design §9).
     pending: BTreeMap<u64, conditional::Pending>,
+    /// Outbound: every payment hash a conditional voucher of this channel was signed with
+    /// (one conditional voucher per hash on a channel), so that an offer is checked without
+    /// reading the channel's history.
+    hashes: BTreeSet<Vec<u8>>,
 }
 
 /// How many of a lane's highest-nonce vouchers intake keeps in memory to plan with (lower
@@ -488,6 +492,9 @@ impl PaymentChannelManager {
         for record in self.inner.store.vouchers(id)? {
             cache.held.insert(record.voucher.clone());
             conditional::track(&mut cache.pending, &record);
+            if !record.voucher.secret_hash.is_empty() {
+                cache.hashes.insert(record.voucher.secret_hash.clone());
+            }
             let v = &record.voucher;
             let tip = cache.lanes.entry(v.lane).or_default();
             if v.nonce >= tip.nonce {

@@ -13,6 +13,7 @@ use crate::actor::{self, AccountLookup, ActorEnv, ExtraCallFailure, Invocation, 
 use crate::chain::{ChainError, ChannelOnChain};
 use crate::crypto;
 use crate::redemption::{self, Situation, Unredeemable};
+use crate::route::RouteRefusal;
 use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, StoreError, VoucherOrigin, VoucherRecord, Write,
 };
@@ -254,6 +255,9 @@ impl PaymentChannelManager {
         }
         self.load_cache(record.id, &mut cache)?;
         check_lane_use(&cache.pending, lane, how)?;
+        if how == Creation::Conditional && cache.hashes.contains(&spec.secret_hash) {
+            return Err(CreateVoucherError::Route(RouteRefusal::HashSeen));
+        }
         let previous = cache.lanes.get(&lane).cloned();
         let tip = previous.clone().unwrap_or_default();
         if how.adds_to_lane() {
@@ -298,6 +302,9 @@ impl PaymentChannelManager {
         }
         cache.lanes.insert(lane, LaneTip { nonce: voucher.nonce, amount: spec.amount.clone() });
         mark_lane(&mut cache.pending, &voucher, how);
+        if how == Creation::Conditional {
+            cache.hashes.insert(voucher.secret_hash.clone());
+        }
         let in_flight = super::InFlight::enter(&cache.in_flight);
         drop(cache);
         // When another caller was waiting, releasing the lock handed it over and woke that
