@@ -10,9 +10,13 @@
 //! and reconciliation all ask this module; none has its own idea of a voucher's worth.
 //!
 //! The search is greedy but never optimistic: every plan it returns is a real redemption
-//! sequence the actor accepts, so its value is at most the true best. For the vouchers an
-//! honest payer signs (cumulative amounts per lane within the channel's balance, and the
-//! combined vouchers of reconciliations over lanes on chain) it is the true best.
+//! sequence the actor accepts, so its value is at most the true best. Where lanes overdraw
+//! the balance together, the vouchers of the lanes no merging voucher touches are chosen
+//! again, one per lane, to fill it (an exhaustive search of at most `MAX_FILL_BRANCHES`
+//! branches). For the vouchers an honest payer signs (cumulative amounts per lane within the
+//! channel's balance, the combined vouchers of reconciliations over lanes on chain, and
+//! payments after a reconciliation with the room its combined voucher leaves, which the
+//! folded lanes, redeemed on their own, may overdraw) it is the true best.
 //!
 //! Vouchers given to the model must carry a signature already verified as the payer's;
 //! the model checks everything else the actor checks. A voucher whose worth depends on a
