@@ -10,9 +10,13 @@
 //! and reconciliation all ask this module; none has its own idea of a voucher's worth.
 //!
 //! The search is greedy but never optimistic: every plan it returns is a real redemption
-//! sequence the actor accepts, so its value is at most the true best. For the vouchers an
-//! honest payer signs (cumulative amounts per lane within the channel's balance, and the
-//! combined vouchers of reconciliations over lanes on chain) it is the true best.
+//! sequence the actor accepts, so its value is at most the true best. Where lanes overdraw
+//! the balance together, the vouchers of the lanes no merging voucher touches are chosen
+//! again, one per lane, to fill it (an exhaustive search of at most `MAX_FILL_BRANCHES`
+//! branches). For the vouchers an honest payer signs (cumulative amounts per lane within the
+//! channel's balance, the combined vouchers of reconciliations over lanes on chain, and
+//! payments after a reconciliation with the room its combined voucher leaves, which the
+//! folded lanes, redeemed on their own, may overdraw) it is the true best.
 //!
 //! Vouchers given to the model must carry a signature already verified as the payer's;
 //! the model checks everything else the actor checks. A voucher whose worth depends on a
@@ -394,8 +398,21 @@ enum Origin {
 }
 
 /// Turns a choice into a plan, falling back (to the next lower voucher of a lane, or
-/// without a merging voucher) whenever the actor refuses a step.
+/// without a merging voucher) whenever the actor refuses a step, then choosing the vouchers
+/// of the lanes no merging voucher touches again to fill the balance (see [`fill`]) if a
+/// fallback lowered one of them.
 fn realize<'a>(
+    situation: &Situation,
+    candidates: &Candidates<'a>,
+    choice: &mut Choice<'a>,
+) -> Plan {
+    let greedy = fall_back(situation, candidates, choice);
+    fill(situation, candidates, choice, greedy)
+}
+
+/// Turns a choice into a plan, falling back (to the next lower voucher of a lane, or
+/// without a merging voucher) whenever the actor refuses a step.
+fn fall_back<'a>(
     situation: &Situation,
     candidates: &Candidates<'a>,
     choice: &mut Choice<'a>,
@@ -421,6 +438,153 @@ fn realize<'a>(
     }
 }
 
+/// The most branches [`fill`] explores: beyond them it keeps the best combination found so
+/// far (every plan is still one the actor accepts, so a cut search only values less).
+const MAX_FILL_BRANCHES: usize = 4096;
+
+/// Chooses again, when the greedy fallback lowered or dropped one of them, the vouchers of
+/// the lanes no merging voucher of `choice` touches: the combination of one voucher (or
+/// none) per lane that adds the most within the balance the rest of the plan leaves.
+///
+/// Falling back on the lane whose step overdraws the balance drops that lane whatever it
+/// holds: after a reconciliation, say, a payer pays on a new lane with the room the combined
+/// voucher leaves, and the lanes it folded, redeemed on their own, overdraw the balance
+/// together with the new one; the most the payee can reach then leaves out some of the old
+/// lanes, not the new one. This is a choice of one option per lane within a budget, searched
+/// exhaustively up to [`MAX_FILL_BRANCHES`]; the plan it gives is run through the actor and
+/// taken only if it is worth more than `greedy` (or as much in fewer messages).
+fn fill<'a>(
+    situation: &Situation,
+    candidates: &Candidates<'a>,
+    choice: &mut Choice<'a>,
+    greedy: Plan,
+) -> Plan {
+    let touched = touched_lanes(choice);
+    let free: Vec<u64> =
+        candidates.plain.keys().filter(|lane| !touched.contains_key(lane)).copied().collect();
+    if free.iter().all(|lane| choice.plain.get(lane) == Some(&0)) {
+        return greedy;
+    }
+    let mut rest = choice.clone();
+    for lane in &free {
+        rest.plain.remove(lane);
+    }
+    let Ok(base) = simulate(situation, &sequence(situation, candidates, &rest)) else {
+        return greedy;
+    };
+    let room = &situation.balance - base.value();
+    if !room.is_positive() {
+        return greedy;
+    }
+    // Each free lane's vouchers that add something alone from the chain's state, by what they
+    // add, largest first (of equal ones, the highest nonce).
+    let mut options: Vec<(u64, Vec<(usize, TokenAmount)>)> = Vec::with_capacity(free.len());
+    for lane in free {
+        let Some(vouchers) = candidates.plain.get(&lane) else { continue };
+        let mut adds: Vec<(usize, TokenAmount)> = Vec::new();
+        for (index, voucher) in vouchers.iter().enumerate() {
+            let mut state = situation.state.clone();
+            if let Ok(redemption) = situation.redeem(&mut state, voucher) {
+                if redemption.delta.is_positive() && redemption.delta <= room {
+                    adds.push((index, redemption.delta));
+                }
+            }
+        }
+        adds.sort_by(|a, b| b.1.cmp(&a.1));
+        adds.dedup_by(|later, earlier| later.1 == earlier.1);
+        if !adds.is_empty() {
+            options.push((lane, adds));
+        }
+    }
+    let mut search = FillSearch::new(&options, room);
+    search.explore(0, TokenAmount::default());
+    for (lane, pick) in options.iter().map(|(lane, _)| *lane).zip(search.best_pick) {
+        if let Some(index) = pick {
+            rest.plain.insert(lane, index);
+        }
+    }
+    match simulate(situation, &sequence(situation, candidates, &rest)) {
+        Ok(plan)
+            if plan.value() > greedy.value()
+                || (plan.value() == greedy.value() && plan.steps.len() < greedy.steps.len()) =>
+        {
+            *choice = rest;
+            plan
+        }
+        _ => greedy,
+    }
+}
+
+/// The exhaustive search of [`fill`]: one option (or none) per lane, the most they add
+/// together within `room`.
+struct FillSearch<'o> {
+    options: &'o [(u64, Vec<(usize, TokenAmount)>)],
+    /// For each lane, the most the lanes from it on can add.
+    most_from: Vec<TokenAmount>,
+    room: TokenAmount,
+    pick: Vec<Option<usize>>,
+    best: TokenAmount,
+    best_pick: Vec<Option<usize>>,
+    branches: usize,
+}
+
+impl<'o> FillSearch<'o> {
+    fn new(options: &'o [(u64, Vec<(usize, TokenAmount)>)], room: TokenAmount) -> Self {
+        let mut most_from = vec![TokenAmount::default(); options.len() + 1];
+        for (k, (_, adds)) in options.iter().enumerate().rev() {
+            let most = adds.first().map(|(_, add)| add.clone()).unwrap_or_default();
+            most_from[k] = &most_from[k + 1] + most;
+        }
+        FillSearch {
+            options,
+            most_from,
+            room,
+            pick: vec![None; options.len()],
+            best: TokenAmount::default(),
+            best_pick: vec![None; options.len()],
+            branches: 0,
+        }
+    }
+
+    fn explore(&mut self, k: usize, sum: TokenAmount) {
+        if sum > self.best {
+            self.best = sum.clone();
+            self.best_pick = self.pick.clone();
+        }
+        let Some((_, adds)) = self.options.get(k) else { return };
+        let bound = self.most_from.get(k).cloned().unwrap_or_default();
+        if &sum + bound <= self.best || self.best == self.room {
+            return;
+        }
+        for (index, add) in adds {
+            if self.branches >= MAX_FILL_BRANCHES {
+                return;
+            }
+            self.branches += 1;
+            let next = &sum + add;
+            if next <= self.room {
+                self.pick[k] = Some(*index);
+                self.explore(k + 1, next);
+                self.pick[k] = None;
+            }
+        }
+        self.explore(k + 1, sum);
+    }
+}
+
+/// For each lane a merging voucher of `choice` touches, the first such voucher and its
+/// threshold (the voucher's own nonce on its lane, the merge's nonce on a merged lane).
+fn touched_lanes(choice: &Choice<'_>) -> BTreeMap<u64, (usize, u64)> {
+    let mut touched: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
+    for (index, m) in choice.merging.iter().enumerate() {
+        touched.entry(m.lane).or_insert((index, m.nonce));
+        for merge in &m.merges {
+            touched.entry(merge.lane).or_insert((index, merge.nonce));
+        }
+    }
+    touched
+}
+
 /// Orders a choice, by lane: plain vouchers on lanes no merging voucher touches, and each
 /// merging voucher preceded by the plain vouchers that must create the lanes it merges
 /// (lanes not on chain) and followed by the plain vouchers above it on the lanes it
@@ -431,14 +595,7 @@ fn sequence<'a>(
     candidates: &Candidates<'a>,
     choice: &Choice<'a>,
 ) -> Vec<(&'a SignedVoucher, Origin)> {
-    // For each lane a merging voucher touches, the first such voucher and its threshold.
-    let mut touched: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
-    for (index, m) in choice.merging.iter().enumerate() {
-        touched.entry(m.lane).or_insert((index, m.nonce));
-        for merge in &m.merges {
-            touched.entry(merge.lane).or_insert((index, merge.nonce));
-        }
-    }
+    let touched = touched_lanes(choice);
     let mut first = Vec::new();
     let mut before: Vec<Vec<(&SignedVoucher, Origin)>> = vec![Vec::new(); choice.merging.len()];
     let mut after: Vec<Vec<(&SignedVoucher, Origin)>> = vec![Vec::new(); choice.merging.len()];
@@ -628,6 +785,38 @@ mod tests {
         assert_eq!(plan.value(), &atto(50));
         assert_eq!(plan.steps.len(), 1);
         assert_eq!(plan.steps[0].voucher, combined);
+    }
+
+    #[test]
+    fn lanes_that_overdraw_the_balance_together_are_chosen_to_fill_it() {
+        // Tops of 60, 50 and 45 on three lanes of a channel holding 100: dropping the lane
+        // that overdraws in lane order leaves 60; lanes 1 and 2 together reach 95.
+        let held = [voucher(0, 1, 60), voucher(1, 1, 50), voucher(2, 1, 45)];
+        assert_eq!(value(&situation(100), &held), atto(95));
+    }
+
+    #[test]
+    fn old_lanes_and_a_new_lane_paid_after_a_reconciliation_fill_the_balance() {
+        // Lanes 0 to 3 each redeemed 1 on chain, then rose to 2, 18, 2 and 2; a
+        // reconciliation folded them into a combined voucher of 12 on lane 0, and the payer
+        // paid 978 on lane 4 from the 988 it then had left. The combined voucher and lane 4
+        // reach 990; leaving out the combined voucher, lanes 0, 1 and 4 reach the 1000 the
+        // channel holds (lanes 2 and 3 would overdraw it).
+        let mut s = situation(1000);
+        for lane in 0..4 {
+            s.state.lanes.insert(lane, LaneState { redeemed: atto(1), nonce: 1 });
+        }
+        s.state.to_send = atto(4);
+        let mut combined = voucher(0, 3, 12);
+        combined.merges = (1..4).map(|lane| Merge { lane, nonce: 3 }).collect();
+        let mut held = vec![voucher(0, 2, 2), voucher(1, 2, 18), voucher(2, 2, 2)];
+        held.extend([voucher(3, 2, 2), combined]);
+        assert_eq!(value(&s, &held), atto(24));
+        held.push(voucher(4, 1, 978));
+        let plan = best_plan(&s, &held.iter().collect::<Vec<_>>());
+        assert_eq!(plan.value(), &atto(1000));
+        let lanes: Vec<u64> = plan.steps.iter().map(|step| step.voucher.lane).collect();
+        assert_eq!(lanes, [0, 1, 4]);
     }
 
     #[test]

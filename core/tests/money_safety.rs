@@ -199,6 +199,38 @@ async fn payee_accepts_a_valid_voucher_for_the_room_left_after_a_reconciliation(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_credits_a_new_lane_all_it_adds_when_the_lanes_a_reconciliation_folded_overdraw_with_it(
+) {
+    let w = World::new(1000).await;
+    let (payer, payee) = (w.payer.m(), w.payee.m());
+    // Lanes 0 to 3 each pay 1, redeemed on chain, then rise to 2, 18, 2 and 2.
+    for (lane, top) in [(0, 2), (1, 18), (2, 2), (3, 2)] {
+        let v = payer.voucher_create(&w.ch, atto(1), lane).await.unwrap().voucher.unwrap();
+        payee.voucher_add(&w.ch, &v, atto(0)).await.unwrap();
+        let cid = payee.voucher_submit(&w.ch, &v, &[]).await.unwrap();
+        w.mine(1).await;
+        let outcome = payee.wait_message(&cid).await.unwrap();
+        assert!(matches!(outcome, MessageOutcome::Landed { exit_code: 0, .. }), "{outcome:?}");
+        let v = payer.voucher_create(&w.ch, atto(top), lane).await.unwrap().voucher.unwrap();
+        payee.voucher_add(&w.ch, &v, atto(0)).await.unwrap();
+    }
+    assert_eq!(w.redeemable().await.to_send, atto(24));
+    // A reconciliation at 8 per message saved folds them into a combined voucher of 12 (not
+    // submitted): the payer then has 988 left and pays 978 of it on a new lane.
+    let hash = crypto::blake2b_256(b"fold lanes 0 to 3");
+    paych_testkit::channel::fold_lanes(payer, payee, &w.ch, &atto(8), &hash).await.unwrap();
+    let lane = payer.allocate_lane(&w.ch).await.unwrap();
+    let room = payer.voucher_create(&w.ch, atto(978), lane).await.unwrap().voucher.unwrap();
+    // The combined voucher and the new lane reach 990; the old lanes 0 and 1 with the new
+    // lane reach all 1000 the channel holds, and the payee can redeem that.
+    let before = w.redeemable().await.to_send;
+    assert_accepted(&payee.voucher_add(&w.ch, &room, atto(0)).await, 976, "the new lane");
+    let after = w.redeemable().await;
+    assert_eq!(after.to_send, atto(1000));
+    assert_eq!(after.to_send - before, atto(976), "the oracle's measure of the new lane");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settler_redeems_a_good_voucher_below_an_unredeemable_top_voucher() {
     let w = World::new(1000).await;
     let good = w.signed(w.voucher(0, 1, 50));
