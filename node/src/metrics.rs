@@ -216,6 +216,16 @@ pub struct Metrics {
     pub route_requests_received: Family<RouteLabels, Counter>,
     /// Connections and requests refused, by reason.
     pub refusals: Family<ReasonLabel, Counter>,
+    /// The routed payments' and the hub's metrics.
+    pub hub: HubMetrics,
+    /// Paces the log lines of refusals.
+    refusal_log: RefusalLog,
+    /// Pushed messages' purposes, until their outcome is counted (bounded).
+    pending: Mutex<(HashMap<Cid, &'static str>, VecDeque<Cid>)>,
+}
+
+/// The routed payments' and the hub's metrics (design §9, docs/hub.md).
+pub struct HubMetrics {
     /// Routed payments' ends, by role and outcome.
     pub routed_payments: Family<RoutedPaymentLabels, Counter>,
     /// The fees of the routes the hub completed, in attoFIL.
@@ -230,10 +240,49 @@ pub struct Metrics {
     pub hub_collateral_top_ups: Counter,
     /// What they added, in attoFIL.
     pub hub_collateral_attofil: FloatCounter,
-    /// Paces the log lines of refusals.
-    refusal_log: RefusalLog,
-    /// Pushed messages' purposes, until their outcome is counted (bounded).
-    pending: Mutex<(HashMap<Cid, &'static str>, VecDeque<Cid>)>,
+}
+
+impl HubMetrics {
+    /// Fresh metrics, registered in `r`.
+    fn new(r: &mut Registry) -> Self {
+        HubMetrics {
+            routed_payments: registered(
+                r,
+                "paych_routed_payments",
+                "Routed payments' ends, by role (payer, hub, payee) and outcome",
+            ),
+            hub_fees_attofil: registered(
+                r,
+                "paych_hub_fees_attofil",
+                "Fees of the routes this hub completed, in attoFIL",
+            ),
+            hub_capacity_attofil: registered(
+                r,
+                "paych_hub_capacity_attofil",
+                "Available funds on this hub's outbound channels, in attoFIL",
+            ),
+            route_in_flight_attofil: registered(
+                r,
+                "paych_route_in_flight_attofil",
+                "Conditional value pending, by leg (inbound: held, outbound: signed), in attoFIL",
+            ),
+            route_in_flight: registered(
+                r,
+                "paych_route_in_flight",
+                "Conditional vouchers pending, by leg (inbound: held, outbound: signed)",
+            ),
+            hub_collateral_top_ups: registered(
+                r,
+                "paych_hub_collateral_top_ups",
+                "Auto-collateral add-funds messages sent",
+            ),
+            hub_collateral_attofil: registered(
+                r,
+                "paych_hub_collateral_attofil",
+                "Funds auto-collateral added, in attoFIL",
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -345,41 +394,7 @@ impl Metrics {
                 "paych_refusals",
                 "Connections and requests refused (limits hit, error statuses answered), by reason",
             ),
-            routed_payments: registered(
-                r,
-                "paych_routed_payments",
-                "Routed payments' ends, by role (payer, hub, payee) and outcome",
-            ),
-            hub_fees_attofil: registered(
-                r,
-                "paych_hub_fees_attofil",
-                "Fees of the routes this hub completed, in attoFIL",
-            ),
-            hub_capacity_attofil: registered(
-                r,
-                "paych_hub_capacity_attofil",
-                "Available funds on this hub's outbound channels, in attoFIL",
-            ),
-            route_in_flight_attofil: registered(
-                r,
-                "paych_route_in_flight_attofil",
-                "Conditional value pending, by leg (inbound: held, outbound: signed), in attoFIL",
-            ),
-            route_in_flight: registered(
-                r,
-                "paych_route_in_flight",
-                "Conditional vouchers pending, by leg (inbound: held, outbound: signed)",
-            ),
-            hub_collateral_top_ups: registered(
-                r,
-                "paych_hub_collateral_top_ups",
-                "Auto-collateral add-funds messages sent",
-            ),
-            hub_collateral_attofil: registered(
-                r,
-                "paych_hub_collateral_attofil",
-                "Funds auto-collateral added, in attoFIL",
-            ),
+            hub: HubMetrics::new(r),
             registry,
             refusal_log: RefusalLog::default(),
             pending: Mutex::new((HashMap::new(), VecDeque::new())),
@@ -466,33 +481,37 @@ impl Metrics {
 
     /// Counts a routed payment's end for `role` (`payer`, `hub` or `payee`).
     pub fn route_ended(&self, role: &'static str, outcome: RouteOutcome) {
-        self.routed_payments
+        self.hub
+            .routed_payments
             .get_or_create(&RoutedPaymentLabels { role, outcome: outcome.label() })
             .inc();
     }
 
     /// Counts a fee the hub earned.
     pub fn hub_fee(&self, fee: &TokenAmount) {
-        self.hub_fees_attofil.inc_by(atto_f64(fee));
+        self.hub.hub_fees_attofil.inc_by(atto_f64(fee));
     }
 
     /// Sets the hub's capacity gauge.
     pub fn set_hub_capacity(&self, available: &TokenAmount) {
-        self.hub_capacity_attofil.set(atto_f64(available));
+        self.hub.hub_capacity_attofil.set(atto_f64(available));
     }
 
     /// Sets the conditional vouchers pending on `leg` (`inbound` or `outbound`): how many,
     /// and their value.
     pub fn set_route_in_flight(&self, leg: &'static str, count: usize, value: &TokenAmount) {
         let label = LegLabel { leg };
-        self.route_in_flight.get_or_create(&label).set(i64::try_from(count).unwrap_or(i64::MAX));
-        self.route_in_flight_attofil.get_or_create(&label).set(atto_f64(value));
+        self.hub
+            .route_in_flight
+            .get_or_create(&label)
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.hub.route_in_flight_attofil.get_or_create(&label).set(atto_f64(value));
     }
 
     /// Counts an auto-collateral message adding `amount`.
     pub fn collateral_top_up(&self, amount: &TokenAmount) {
-        self.hub_collateral_top_ups.inc();
-        self.hub_collateral_attofil.inc_by(atto_f64(amount));
+        self.hub.hub_collateral_top_ups.inc();
+        self.hub.hub_collateral_attofil.inc_by(atto_f64(amount));
     }
 
     fn pushed(&self, cid: Cid, purpose: &'static str) {
