@@ -282,6 +282,19 @@ impl Held {
         self.lanes.values().flatten().chain(&self.merging).collect()
     }
 
+    /// The conditional vouchers whose secrets intake looks up: on each lane those above its
+    /// highest unconditional voucher, and the merging ones. A conditional voucher below an
+    /// unconditional one was replaced (or the payer moved past it); leaving its secret out
+    /// can only make the model value the channel less, never more, and keeps an intake's
+    /// lookups to the routes still pending instead of every route the channel carried.
+    fn live_conditionals(&self) -> impl Iterator<Item = &SignedVoucher> {
+        let tops = self
+            .lanes
+            .values()
+            .flat_map(|lane| lane.iter().take_while(|v| !v.secret_hash.is_empty()));
+        tops.chain(self.merging.iter().filter(|v| !v.secret_hash.is_empty()))
+    }
+
     /// The highest-nonce plain voucher held on a lane.
     fn top(&self, lane: u64) -> Option<&SignedVoucher> {
         self.lanes.get(&lane).and_then(|v| v.first())

@@ -602,7 +602,7 @@ impl PaymentChannelManager {
         }
         let policy = &self.inner.config.intake;
         let view = self.chain_view(record).await?;
-        let secrets = self.known_secrets(held.all().into_iter().chain([voucher]))?;
+        let secrets = self.known_secrets(held.live_conditionals().chain([voucher]))?;
         match terms {
             // The routed payment's checks, the actor's verdict among them.
             Some(terms) => {
