@@ -11,19 +11,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use libp2p::multiaddr::Protocol;
+use paych_core::invoice::Hub;
+use paych_core::lotus_json::api::{InvoiceJson, RouteReceiptJson};
 use paych_core::lotus_json::{parse_amount_field, LotusJson, SignedVoucherJson};
 use paych_core::manager::TopUpPolicy;
 use paych_core::network::FilNetwork;
 use paych_core::types::{parse_address, Address, Network, SignedVoucher, TokenAmount};
 use paych_node::daemon::{Multiaddr, RepoConfig, FULLNODE_API_INFO};
 use paych_node::retrieval::parse_root;
+use paych_node::route::HubConfig;
 use paych_node::rpc::client::{rpc_url, ApiClient};
 use paych_node::rpc::methods::{
-    Method, NetAddrsListen, PaychGet, PaychGetWaitReady, PaychList, PaychReconcile,
-    PaychRetrievalPublish, PaychRetrieve, PaychSettle, PaychStatus, PaychVoucherBestSpendable,
-    PaychVoucherList, PaychVoucherSubmit, WalletDefaultAddress,
+    Method, NetAddrsListen, PaychGet, PaychGetWaitReady, PaychInvoice, PaychList, PaychPayInvoice,
+    PaychReconcile, PaychRetrievalPublish, PaychRetrieve, PaychSettle, PaychStatus,
+    PaychVoucherBestSpendable, PaychVoucherList, PaychVoucherSubmit, WalletDefaultAddress,
 };
-use paych_node::rpc::params::{BlobData, Bytes, PublishSpec, Root};
+use paych_node::rpc::params::{BlobData, Bytes, InvoiceHubs, InvoiceText, PublishSpec, Root};
 use tokio::sync::RwLock;
 
 /// How long one node may take to start.
@@ -116,7 +119,7 @@ pub struct Launcher {
 
 impl Launcher {
     /// Starts node `name` for the first time: writes its config (knowing `peers`, with
-    /// `top_up`), starts it, and pins its libp2p port in its config — the daemon binds a
+    /// `top_up`, and `hub` as its `[hub]` section), starts it, and pins its libp2p port in its config — the daemon binds a
     /// port the system gives it, so that a restart listens there again and its peers'
     /// addresses stay good (picking a free port up front would race with every other socket
     /// opened meanwhile).
@@ -125,11 +128,12 @@ impl Launcher {
         name: &str,
         peers: &[(Address, Multiaddr)],
         top_up: Option<TopUpPolicy>,
+        hub: HubConfig,
     ) -> anyhow::Result<Node> {
         let repo = self.dir.join(name);
         fs::create_dir_all(&repo).with_context(|| format!("cannot create {}", repo.display()))?;
         if !repo.join("config.toml").exists() {
-            write_config(&repo, &self.first_config(peers, top_up))?;
+            write_config(&repo, &RepoConfig { hub, ..self.first_config(peers, top_up) })?;
         }
         let node = self.launch(name).await?;
         let mut config = read_config(&repo)?;
@@ -297,6 +301,20 @@ pub struct Retrieved {
     pub payment_micros: Vec<u64>,
     /// The lane paid on.
     pub lane: Option<u64>,
+    /// With `--hub`: each chunk's routed payment, as its receipt says.
+    pub receipts: Vec<RoutedPaid>,
+    /// With `--hub`: payments tried and failed (a fresh invoice paid after each); a failed
+    /// one may still be paid on chain, with its secret, once its parties resolve it.
+    pub unresolved: usize,
+}
+
+/// One routed payment, as the payer's receipt says.
+#[derive(Debug, Clone)]
+pub struct RoutedPaid {
+    /// What the payee asked for.
+    pub amount: TokenAmount,
+    /// The hub's fee.
+    pub fee: TokenAmount,
 }
 
 /// A daemon's API through the node's typed client: one method per API method the testnet
@@ -426,6 +444,24 @@ impl NodeRpc {
         answer.combined.map(voucher).transpose()
     }
 
+    /// `PaychInvoice`: an invoice of `payee` for `amount`, reachable through `hubs`, valid
+    /// for `expiry_secs`.
+    pub async fn paych_invoice(
+        &self,
+        payee: &Address,
+        amount: &TokenAmount,
+        expiry_secs: u64,
+        hubs: Vec<Hub>,
+    ) -> anyhow::Result<InvoiceJson> {
+        let params = (*payee, amount.clone(), expiry_secs, InvoiceHubs(hubs));
+        self.call::<PaychInvoice>(params).await
+    }
+
+    /// `PaychPayInvoice` of the invoice `text`, the hub's fee unbounded: the receipt.
+    pub async fn paych_pay_invoice(&self, text: &str) -> anyhow::Result<RouteReceiptJson> {
+        self.call::<PaychPayInvoice>((InvoiceText(text.to_owned()), None)).await
+    }
+
     /// `PaychRetrieve` of blob `root` over channel `ch`, paying at most `max_price` a chunk.
     pub async fn paych_retrieve(
         &self,
@@ -436,7 +472,12 @@ impl NodeRpc {
         let root = Root(parse_root(root).with_context(|| format!("blob root {root}"))?);
         let params = (address(ch)?, root, max_price.clone(), None);
         let got = self.call::<PaychRetrieve>(params).await?;
-        Ok(Retrieved { bytes: got.bytes, payment_micros: got.payment_micros, lane: got.lane })
+        Ok(Retrieved {
+            bytes: got.bytes,
+            payment_micros: got.payment_micros,
+            lane: got.lane,
+            ..Retrieved::default()
+        })
     }
 }
 

@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use super::rounds::{Pair, RoundOutcome};
 
+mod routed;
+pub use routed::HubFigures;
+
 /// One invariant of the run and whether it held.
 #[derive(Debug, Clone, Serialize)]
 pub struct Invariant {
@@ -69,6 +72,9 @@ pub struct Report {
     /// The daemons' memory.
     #[serde(flatten)]
     pub memory: Memory,
+    /// With `--hub`: what went through the hub.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubFigures>,
     /// The node killed and restarted, if any, and what came back.
     pub crash: Option<String>,
     /// The invariants checked.
@@ -184,6 +190,9 @@ pub fn render(report: &Report) -> String {
             report.memory.peak_rss_kib_max / 1024
         ));
     }
+    if let Some(hub) = &report.hub {
+        routed::render(hub, &mut line);
+    }
     if let Some(crash) = &report.crash {
         line(format!("crash          {crash}"));
     }
@@ -256,6 +265,8 @@ pub struct Run {
     pub providers: usize,
     /// Channels opened.
     pub channels: usize,
+    /// With `--hub`: the hub's index among the parties (after the providers and clients).
+    pub hub: Option<usize>,
     /// Retrievals planned.
     pub retrievals: usize,
     /// Whether a node was killed (retries are then expected).
@@ -285,7 +296,10 @@ impl Report {
         let payments_per_sec = ratio(payments as f64, ledger.retrieval_secs);
         let crypto_ceiling =
             paych_node::limits::crypto_ceiling(ledger.raw_sign_per_sec, ledger.raw_recover_per_sec);
-        let invariants = invariants(run, ledger, end, retrievals, retries);
+        let invariants = match run.hub {
+            Some(hub) => routed::invariants(run, ledger, end, hub),
+            None => invariants(run, ledger, end, retrievals, retries),
+        };
         let peaks = &run.peaks_kib;
         Report {
             nodes: run.parties.len(),
@@ -321,6 +335,7 @@ impl Report {
                 peak_rss_kib_max: peaks.iter().copied().max().unwrap_or(0),
                 peak_rss_kib_mean: peaks.iter().sum::<u64>() / (peaks.len() as u64).max(1),
             },
+            hub: run.hub.map(|hub| HubFigures::new(run, ledger, hub, payments_per_sec, &latencies)),
             crash: rounds.iter().find_map(|r| r.crash.clone()),
             invariants_ok: invariants.iter().all(|i| i.ok),
             invariants,
@@ -339,7 +354,7 @@ fn ratio(a: f64, b: f64) -> f64 {
 }
 
 /// The `q` quantile of sorted `values` (nearest rank), 0 when there are none.
-fn percentile(values: &[u64], q: f64) -> u64 {
+pub(super) fn percentile(values: &[u64], q: f64) -> u64 {
     if values.is_empty() {
         return 0;
     }
@@ -381,12 +396,12 @@ fn balances(run: &Run, ledger: &Ledger, end: &Ending) -> Vec<Balance> {
         .collect()
 }
 
-fn sum<'a>(amounts: impl IntoIterator<Item = &'a TokenAmount>) -> TokenAmount {
+pub(super) fn sum<'a>(amounts: impl IntoIterator<Item = &'a TokenAmount>) -> TokenAmount {
     amounts.into_iter().fold(TokenAmount::default(), |acc, x| acc + x)
 }
 
 impl Invariant {
-    fn new(name: impl Into<String>, ok: bool, detail: String) -> Self {
+    pub(super) fn new(name: impl Into<String>, ok: bool, detail: String) -> Self {
         Invariant { name: name.into(), ok, detail }
     }
 }
@@ -399,9 +414,19 @@ fn invariants(
     retrievals: usize,
     retries: usize,
 ) -> Vec<Invariant> {
+    let mut invariants = chain_invariants(ledger, end);
+    invariants.extend((0..run.clients).map(|c| client_spend(run, ledger, end, c)));
+    invariants.extend((0..run.providers).map(|p| provider_income(ledger, end, p)));
+    invariants.push(no_over_redemption(ledger));
+    invariants.extend(completion_invariants(run, retrievals, retries));
+    invariants
+}
+
+/// The invariants of the chain's end state, whatever the run paid through.
+pub(super) fn chain_invariants(ledger: &Ledger, end: &Ending) -> Vec<Invariant> {
     let total_before = sum(&ledger.funded.balances) + &ledger.funded.burnt;
     let total_after = sum(&end.holdings.balances) + &end.holdings.burnt + &end.left_in_channels;
-    let mut invariants = vec![
+    vec![
         Invariant::new(
             "the sum of all balances plus burnt gas is unchanged",
             total_before == total_after,
@@ -412,10 +437,16 @@ fn invariants(
             end.left_in_channels.is_zero(),
             format!("{} attoFIL left in channels", end.left_in_channels.atto()),
         ),
-    ];
-    invariants.extend((0..run.clients).map(|c| client_spend(run, ledger, end, c)));
-    invariants.extend((0..run.providers).map(|p| provider_income(ledger, end, p)));
-    invariants.push(no_over_redemption(ledger));
+    ]
+}
+
+/// That every retrieval completed, and with no crash, none needed trying again.
+pub(super) fn completion_invariants(
+    run: &Run,
+    retrievals: usize,
+    retries: usize,
+) -> Vec<Invariant> {
+    let mut invariants = Vec::new();
     if !run.crashed {
         invariants.push(Invariant::new(
             "no retrieval failed (none needed trying again)",
