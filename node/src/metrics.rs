@@ -430,7 +430,9 @@ impl Metrics {
 
     /// Counts a routed payment's end for `role` (`payer`, `hub` or `payee`).
     pub fn route_ended(&self, role: &'static str, outcome: RouteOutcome) {
-        self.routed_payments.get_or_create(&RoutedPaymentLabels { role, outcome: outcome.label() }).inc();
+        self.routed_payments
+            .get_or_create(&RoutedPaymentLabels { role, outcome: outcome.label() })
+            .inc();
     }
 
     /// Counts a fee the hub earned.

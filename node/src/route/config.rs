@@ -5,6 +5,7 @@
 //! This module owns the section's fields, their defaults, their text and their checks
 //! ([`HubConfig::validate`]); it never reads files, the chain or the network.
 
+use paych_core::route::FeePolicy;
 use paych_core::types::TokenAmount;
 
 use super::collateral::CollateralPolicy;
@@ -131,13 +132,10 @@ impl HubConfig {
         Ok(())
     }
 
-    /// The fee of routing `amount`: `fee_base` plus `fee_ppm` parts per million of it,
-    /// rounded up.
-    pub fn fee(&self, amount: &TokenAmount) -> TokenAmount {
-        let parts = amount.atto() * self.fee_ppm;
-        let (quotient, remainder) = (&parts / MAX_FEE_PPM, &parts % MAX_FEE_PPM);
-        let rounded = if remainder == 0u64.into() { quotient } else { quotient + 1u64 };
-        &self.fee_base + TokenAmount::from_atto(rounded)
+    /// The fee policy the hub announces: `fee_base` plus `fee_ppm` parts per million of
+    /// the amount, rounded up.
+    pub fn fee_policy(&self) -> FeePolicy {
+        FeePolicy { base: self.fee_base.clone(), ppm: self.fee_ppm }
     }
 
     /// Sets `key` (its name inside `[hub]`) to `value`; `None` for a key the section does
@@ -255,12 +253,13 @@ mod tests {
     }
 
     #[test]
-    fn the_fee_is_the_base_plus_the_parts_per_million_rounded_up() {
+    fn the_announced_fee_is_the_base_plus_the_parts_per_million_rounded_up() {
         let config = HubConfig {
             fee_base: TokenAmount::from_atto(7u64),
             fee_ppm: 1000,
             ..HubConfig::default()
-        };
+        }
+        .fee_policy();
         assert_eq!(
             config.fee(&TokenAmount::from_atto(1_000_000u64)),
             TokenAmount::from_atto(1007u64)
