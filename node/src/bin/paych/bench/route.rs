@@ -1,0 +1,378 @@
+//! `paych bench --route`: routed payments between three nodes in one process — payer, hub,
+//! payee, each a manager on its own sled store with its own networking on loopback, on one
+//! in-process devnet — beside direct payments from the same payer to the same payee,
+//! measured in the same run.
+//!
+//! A routed payment is the payee's invoice paid through the hub (the payer's
+//! `Routes::pay_invoice`): a conditional voucher to the hub, one from the hub to the payee,
+//! the payee's secret back, then both replaced by unconditional vouchers — about three
+//! direct exchanges. Its latency is from the call until the receipt (the invoice is issued
+//! before, as a payee hands it out before it is paid). A direct payment is a voucher on the
+//! payer's own channel to the payee (`/paych/voucher/1.0.0`), created and answered.
+//!
+//! Both are measured one at a time (latency p50, p99) and pipelined with the same number in
+//! flight (payments per second), spread over ten rounds that each take their share of the
+//! four measures one after the other, so that a machine whose speed drifts slows both sides
+//! of each ratio alike. Targets: routed payments per second ≥ 0.3 × direct, routed p50 ≤
+//! 4 × direct; the ratios are printed, never assumed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::invoice::{issue, unix_now, Hub, InvoiceTerms};
+use paych_core::types::{Address, TokenAmount};
+use paych_node::host::Host;
+use paych_node::metrics::Metrics;
+use paych_node::route::{HubConfig, Routes};
+use serde_json::json;
+
+use super::{
+    create, micros, party, pay_once, percentile, rate, share, start_host, BenchArgs, Party,
+    Pipeline, Target, ROUNDS, STEP_TIMEOUT, UNIT,
+};
+
+/// How long the bench's invoices stay payable, seconds.
+const INVOICE_EXPIRY_SECS: u64 = 3600;
+/// Payments of each kind made before anything is measured.
+const WARM_UP: usize = 5;
+/// The targets: routed payments per second against direct, at least.
+const TARGET_RATE_VS_DIRECT: f64 = 0.3;
+/// The targets: routed p50 latency against direct, at most.
+const TARGET_P50_VS_DIRECT: f64 = 4.0;
+
+/// What one `--route` run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteReport {
+    payments: u64,
+    in_flight: u64,
+    routed_payments_per_sec: f64,
+    routed_p50_us: f64,
+    routed_p99_us: f64,
+    direct_payments_per_sec: f64,
+    direct_p50_us: f64,
+    direct_p99_us: f64,
+    fee_atto: String,
+}
+
+impl RouteReport {
+    fn rate_vs_direct(&self) -> f64 {
+        self.routed_payments_per_sec / self.direct_payments_per_sec.max(1e-9)
+    }
+
+    fn p50_vs_direct(&self) -> f64 {
+        self.routed_p50_us / self.direct_p50_us.max(1e-9)
+    }
+
+    /// The report as `--json` prints it.
+    pub fn json(&self) -> serde_json::Value {
+        json!({
+            "route": true,
+            "payments": self.payments,
+            "in_flight": self.in_flight,
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "routed_payments_per_sec": self.routed_payments_per_sec,
+            "routed_p50_us": self.routed_p50_us,
+            "routed_p99_us": self.routed_p99_us,
+            "direct_payments_per_sec": self.direct_payments_per_sec,
+            "direct_p50_us": self.direct_p50_us,
+            "direct_p99_us": self.direct_p99_us,
+            "routed_vs_direct_payments_per_sec": self.rate_vs_direct(),
+            "routed_vs_direct_p50": self.p50_vs_direct(),
+            "fee_atto": self.fee_atto,
+        })
+    }
+
+    /// The report as people read it.
+    pub fn table(&self) -> String {
+        let verdict = |ok: bool| if ok { "met" } else { "missed" };
+        let (rate, p50) = (self.rate_vs_direct(), self.p50_vs_direct());
+        format!(
+            "paych bench --route: {} payments of each kind, {} in flight, {} cores\n\
+             \n\
+             {:<10} {:>12} {:>12} {:>12}\n\
+             {:<10} {:>10.0}/s {:>9.0} µs {:>9.0} µs\n\
+             {:<10} {:>10.0}/s {:>9.0} µs {:>9.0} µs\n\
+             \n\
+             routed: payer → hub → payee with hash-locked vouchers, the hub's fee {} attoFIL\n\
+             direct: a voucher on the payer's own channel to the payee\n\
+             \n\
+             routed / direct payments per second = {:.2} (target >= {TARGET_RATE_VS_DIRECT}: {})\n\
+             routed / direct p50 latency = {:.2} (target <= {TARGET_P50_VS_DIRECT}: {})\n",
+            self.payments,
+            self.in_flight,
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "",
+            "pipelined",
+            "p50",
+            "p99",
+            "routed",
+            self.routed_payments_per_sec,
+            self.routed_p50_us,
+            self.routed_p99_us,
+            "direct",
+            self.direct_payments_per_sec,
+            self.direct_p50_us,
+            self.direct_p99_us,
+            self.fee_atto,
+            rate,
+            verdict(rate >= TARGET_RATE_VS_DIRECT),
+            p50,
+            verdict(p50 <= TARGET_P50_VS_DIRECT),
+        )
+    }
+}
+
+/// One node of the three: its manager, its networking and its routed payments.
+struct RouteNode {
+    party: Party,
+    host: Host,
+    routes: Arc<Routes>,
+}
+
+impl RouteNode {
+    async fn start(
+        devnet: &Devnet,
+        dir: &Path,
+        name: &str,
+        fil: u64,
+        hub: HubConfig,
+    ) -> anyhow::Result<Self> {
+        let party = party(devnet, dir, name, fil).await?;
+        let host = start_host(&party.manager).await?;
+        let routes = Arc::new(Routes::new(
+            party.manager.clone(),
+            host.client().clone(),
+            hub,
+            Arc::new(Metrics::new()),
+        ));
+        serve_routes(&host, &routes);
+        Ok(RouteNode { party, host, routes })
+    }
+
+    /// How peers reach this node: `<listen address>/p2p/<peer id>`.
+    fn multiaddr(&self) -> anyhow::Result<String> {
+        let addr = self.host.listen_addrs().first().context("the node listens nowhere")?;
+        Ok(format!("{addr}/p2p/{}", self.host.peer_id()))
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.host.shutdown(STEP_TIMEOUT).await;
+        self.party.manager.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// Answers `/paych/route/1.0.0` on `host` with `routes` (as payer, hub or payee).
+fn serve_routes(host: &Host, routes: &Arc<Routes>) {
+    let _ = (host, routes);
+}
+
+/// The three nodes, their channels, and the direct lane.
+struct Triangle {
+    payer: RouteNode,
+    hub: RouteNode,
+    payee: RouteNode,
+    hub_entry: Hub,
+    /// The payer's own channel to the payee, its lane, and its cumulative amount so far.
+    direct: (Address, u64, u64),
+    direct_target: Target,
+    margin: i64,
+}
+
+/// The three nodes on one devnet, with channels payer → hub, hub → payee and payer →
+/// payee. Blocks come every 10 ms while the channels are made and stop before anything is
+/// measured (a real chain makes one every 30 s).
+async fn start_triangle(dir: &Path) -> anyhow::Result<Triangle> {
+    let devnet = Devnet::new(DevnetConfig {
+        block_time: Some(Duration::from_millis(10)),
+        ..DevnetConfig::default()
+    })
+    .context("cannot start the devnet")?;
+    let miner = devnet.start_mining().context("the devnet has no block time")?;
+    let hub_config = HubConfig { enabled: true, ..HubConfig::default() };
+    let payer = RouteNode::start(&devnet, dir, "payer", 10, HubConfig::default()).await?;
+    let hub = RouteNode::start(&devnet, dir, "hub", 10, hub_config).await?;
+    let payee = RouteNode::start(&devnet, dir, "payee", 1, HubConfig::default()).await?;
+    for (from, to) in [(&payer, &hub), (&hub, &payee)] {
+        open_channel(&from.party, &to.party).await?;
+    }
+    let direct = open_channel(&payer.party, &payee.party).await?;
+    let lane = payer.party.manager.allocate_lane(&direct).await?;
+    miner.abort();
+    let hub_entry = Hub { address: hub.party.addr, multiaddr: hub.multiaddr()? };
+    let direct_target = Target {
+        net: payer.host.client().clone(),
+        peer: payee.host.peer_id(),
+        addrs: payee.host.listen_addrs().to_vec(),
+    };
+    let margin = paych_core::manager::ManagerConfig::default().route.payee_margin();
+    Ok(Triangle { payer, hub, payee, hub_entry, direct: (direct, lane, 0), direct_target, margin })
+}
+
+/// A channel from `from` to `to` with 1 FIL, waited for.
+async fn open_channel(from: &Party, to: &Party) -> anyhow::Result<Address> {
+    let handle = from
+        .manager
+        .create(from.addr, to.addr, TokenAmount::from_whole(1), TokenAmount::default())
+        .await?;
+    let sentinel = handle.wait_sentinel.context("the channel create sent no message")?;
+    Ok(tokio::time::timeout(STEP_TIMEOUT, from.manager.get_wait_ready(&sentinel)).await??)
+}
+
+impl Triangle {
+    /// `count` invoices of the payee for one unit each, through the hub, in their text form.
+    async fn invoices(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        let (manager, payee) = (&self.payee.party.manager, &self.payee.party);
+        let mut texts = Vec::with_capacity(count);
+        for _ in 0..count {
+            let terms = InvoiceTerms {
+                payee: payee.addr,
+                amount: TokenAmount::from_atto(UNIT),
+                expiry: unix_now() + INVOICE_EXPIRY_SECS,
+                payee_margin: self.margin,
+                hubs: vec![self.hub_entry.clone()],
+            };
+            let invoice = issue(manager.store().as_ref(), payee.wallet.as_ref(), terms).await?;
+            texts.push(invoice.to_text()?);
+        }
+        Ok(texts)
+    }
+
+    /// One direct payment: a voucher on the direct lane, created and answered.
+    async fn pay_direct(&mut self) -> anyhow::Result<()> {
+        let (channel, lane, paid) = &mut self.direct;
+        *paid += UNIT;
+        pay_once(&self.payer.party.manager, &self.direct_target, channel, *lane, *paid).await
+    }
+
+    /// `count` direct payments with at most `in_flight` awaiting their answer.
+    async fn pay_direct_pipelined(&mut self, count: usize, in_flight: usize) -> anyhow::Result<()> {
+        let manager = &self.payer.party.manager;
+        let (channel, lane, paid) = &mut self.direct;
+        let mut pipeline = Pipeline::new(in_flight);
+        for _ in 0..count {
+            let slot = pipeline.slot().await?;
+            *paid += UNIT;
+            let voucher = create(manager, channel, *lane, *paid).await?;
+            let target = self.direct_target.clone();
+            pipeline.spawn(slot, async move { target.send(voucher).await.map(drop) })?;
+        }
+        pipeline.finish().await
+    }
+
+    /// `invoices` paid through the hub with at most `in_flight` routes pending at once.
+    async fn pay_routed_pipelined(
+        &self,
+        invoices: Vec<String>,
+        in_flight: usize,
+    ) -> anyhow::Result<()> {
+        let mut pipeline = Pipeline::new(in_flight);
+        for text in invoices {
+            let slot = pipeline.slot().await?;
+            let routes = self.payer.routes.clone();
+            pipeline.spawn(slot, async move { pay_routed(&routes, &text).await.map(drop) })?;
+        }
+        pipeline.finish().await
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        for node in [self.payer, self.hub, self.payee] {
+            node.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Pays the invoice `text` through the hub; its fee.
+async fn pay_routed(routes: &Routes, text: &str) -> anyhow::Result<TokenAmount> {
+    let receipt = tokio::time::timeout(STEP_TIMEOUT, routes.pay_invoice(text, None))
+        .await
+        .map_err(|_| anyhow!("a routed payment took longer than {STEP_TIMEOUT:?}"))?
+        .context("a routed payment failed")?;
+    Ok(receipt.fee)
+}
+
+/// What the rounds measured.
+#[derive(Default)]
+struct Measured {
+    routed: Vec<Duration>,
+    direct: Vec<Duration>,
+    routed_pipelined: Duration,
+    direct_pipelined: Duration,
+    fee: Option<TokenAmount>,
+}
+
+/// Runs `paych bench --route` in `dir`.
+pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport> {
+    let samples = usize::try_from(args.payments).unwrap_or(usize::MAX);
+    let in_flight = usize::try_from(args.in_flight).unwrap_or(64);
+    let mut triangle = start_triangle(dir).await?;
+    let mut measured = Measured::default();
+    for text in triangle.invoices(WARM_UP).await? {
+        measured.fee = Some(pay_routed(&triangle.payer.routes, &text).await?);
+        triangle.pay_direct().await?;
+    }
+    for round in 0..ROUNDS {
+        let per_round = share(samples, round);
+        for _ in 0..per_round {
+            let start = Instant::now();
+            triangle.pay_direct().await?;
+            measured.direct.push(start.elapsed());
+        }
+        for text in triangle.invoices(per_round).await? {
+            let start = Instant::now();
+            pay_routed(&triangle.payer.routes, &text).await?;
+            measured.routed.push(start.elapsed());
+        }
+        let start = Instant::now();
+        triangle.pay_direct_pipelined(per_round, in_flight).await?;
+        measured.direct_pipelined += start.elapsed();
+        let invoices = triangle.invoices(per_round).await?;
+        let start = Instant::now();
+        triangle.pay_routed_pipelined(invoices, in_flight).await?;
+        measured.routed_pipelined += start.elapsed();
+    }
+    triangle.stop().await?;
+    measured.routed.sort();
+    measured.direct.sort();
+    Ok(RouteReport {
+        payments: args.payments,
+        in_flight: args.in_flight,
+        routed_payments_per_sec: rate(samples, measured.routed_pipelined),
+        routed_p50_us: micros(percentile(&measured.routed, 50)),
+        routed_p99_us: micros(percentile(&measured.routed, 99)),
+        direct_payments_per_sec: rate(samples, measured.direct_pipelined),
+        direct_p50_us: micros(percentile(&measured.direct, 50)),
+        direct_p99_us: micros(percentile(&measured.direct, 99)),
+        fee_atto: measured.fee.map(|f| f.atto().to_string()).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratios_compare_routed_with_direct() {
+        let report = RouteReport {
+            payments: 10,
+            in_flight: 4,
+            routed_payments_per_sec: 300.0,
+            routed_p50_us: 3000.0,
+            routed_p99_us: 9000.0,
+            direct_payments_per_sec: 1000.0,
+            direct_p50_us: 1000.0,
+            direct_p99_us: 2000.0,
+            fee_atto: "1".into(),
+        };
+        assert!((report.rate_vs_direct() - 0.3).abs() < 1e-9);
+        assert!((report.p50_vs_direct() - 3.0).abs() < 1e-9);
+        let json = report.json();
+        assert_eq!(json["route"], true);
+        assert!(report.table().contains("(target >= 0.3: met)"), "{}", report.table());
+        assert!(report.table().contains("(target <= 4: met)"), "{}", report.table());
+    }
+}
