@@ -24,7 +24,9 @@
 //! - [`route`]: routed payments through a hub — timing parameters, deadlines, the checks of
 //!   conditional vouchers and secrets, the hub's fee and signed policy, refusals;
 //! - [`redemption`]: what a payee's vouchers are worth on chain — the one model behind
-//!   voucher intake, best-spendable, the settler and reconciliation's checks.
+//!   voucher intake, best-spendable, the settler and reconciliation's checks;
+//! - [`watch`]: the watchtower — the payment secrets payees reveal in `UpdateChannelState`
+//!   messages, found by scanning the chain's tipsets from a durable checkpoint.
 #![warn(missing_docs)]
 
 pub mod actor;
@@ -41,3 +43,4 @@ pub mod route;
 pub mod store;
 pub mod types;
 pub mod wallet;
+pub mod watch;

@@ -157,3 +157,41 @@ async fn genesis_accounts_and_the_faucet_hold_their_balances() {
     assert_eq!(devnet.total_balance(), TokenAmount::from_whole(1_000_000_042));
     assert!(devnet.burnt().is_zero());
 }
+
+/// The devnet keeps each tipset's messages for `MESSAGE_HISTORY` epochs, also across a
+/// restart; an older epoch answers a clear "pruned" (its tipset stays, its messages are gone
+/// from the block store), and an epoch above the head is not found.
+#[tokio::test]
+async fn a_tipsets_messages_are_kept_for_the_history_then_pruned() {
+    use paych_core::chain::devnet::MESSAGE_HISTORY;
+    use paych_core::chain::ChainError;
+
+    let repo = tempfile::tempdir().unwrap();
+    let config = DevnetConfig { repo: Some(repo.path().join("devnet")), ..DevnetConfig::default() };
+    let devnet = Devnet::new(config.clone()).unwrap();
+    let (payer, payee) = (account(1), account(2));
+    funded(&devnet, &payer);
+    let (signed, lookup) =
+        send(&devnet, &payer, payee.addr, TokenAmount::from_atto(7), METHOD_SEND, Vec::new()).await;
+    let included = devnet.tipset_messages(lookup.epoch).await.unwrap();
+    assert_eq!(included.len(), 1);
+    assert_eq!((included[0].cid, &included[0].message), (lookup.message, &signed.message));
+    assert_eq!(devnet.read_obj(&lookup.message).unwrap(), signed.to_cbor().unwrap());
+    let head = devnet.head().await.unwrap();
+    let above = devnet.tipset_messages(head + 1).await.unwrap_err();
+    assert!(matches!(&above, ChainError::NotFound(m) if m.contains("above the head")), "{above}");
+    drop(devnet);
+
+    // After a restart, until the epoch leaves the history.
+    let devnet = Devnet::new(config).unwrap();
+    assert_eq!(devnet.tipset_messages(lookup.epoch).await.unwrap(), included);
+    let history = i64::try_from(MESSAGE_HISTORY).unwrap();
+    devnet.mine(u64::try_from(lookup.epoch + history - 1 - head).unwrap());
+    assert_eq!(devnet.tipset_messages(lookup.epoch).await.unwrap(), included, "the oldest kept");
+    devnet.mine(1);
+    let pruned = devnet.tipset_messages(lookup.epoch).await.unwrap_err();
+    assert!(matches!(&pruned, ChainError::NotFound(m) if m.contains("pruned")), "{pruned}");
+    assert_eq!(devnet.read_obj(&lookup.message), None, "gone from the block store");
+    assert!(devnet.tipset(lookup.epoch).is_some(), "the tipset stays");
+    assert!(devnet.search(&lookup.message).await.unwrap().is_some(), "and the receipt");
+}

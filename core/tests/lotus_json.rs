@@ -113,6 +113,82 @@ fn signed_message_carries_message_signature_and_cid() {
     assert_eq!(json::from_value::<SignedMessage>(value).unwrap(), signed);
 }
 
+/// A block holding one BLS and one secp256k1 message, as `ChainGetBlockMessages` answers.
+fn block_messages() -> (Message, SignedMessage, Value) {
+    let bls = Message { nonce: 9, ..message() };
+    let signed = SignedMessage {
+        message: message(),
+        signature: Signature {
+            sig_type: SignatureType::Secp256k1,
+            bytes: base64_decode(MESSAGE_SIG),
+        },
+    };
+    let shape = json::BlockMessagesJson::new(
+        std::slice::from_ref(&bls),
+        std::slice::from_ref(&signed),
+        Network::Testnet,
+    );
+    (bls, signed, serde_json::to_value(shape.unwrap()).unwrap())
+}
+
+#[test]
+fn block_messages_list_bls_then_signed_messages_with_their_cids() {
+    let (bls, signed, value) = block_messages();
+    let expected = json!({
+        "BlsMessages": [json::to_value(&bls, Network::Testnet).unwrap()],
+        "SecpkMessages": [json::to_value(&signed, Network::Testnet).unwrap()],
+        "Cids": [
+            {"/": bls.cid().unwrap().to_string()},
+            {"/": signed.cid().unwrap().to_string()},
+        ],
+    });
+    assert_eq!(value, expected);
+    let shape: json::BlockMessagesJson = serde_json::from_value(value).unwrap();
+    let messages = shape.messages().unwrap();
+    let read: Vec<(Cid, Message)> = messages.into_iter().map(|m| (m.cid, m.message)).collect();
+    assert_eq!(read, vec![(bls.cid().unwrap(), bls), (signed.cid().unwrap(), signed.message)]);
+}
+
+#[test]
+fn block_messages_are_read_whatever_the_signature_type_and_with_null_lists() {
+    let (_, signed, mut value) = block_messages();
+    // A delegated (type 3) signature of an f4 sender: read, not interpreted.
+    value["SecpkMessages"][0]["Signature"] = json!({"Type": 3, "Data": "AAAA"});
+    value["BlsMessages"] = Value::Null;
+    value["Cids"] = json!([{"/": signed.cid().unwrap().to_string()}]);
+    let shape: json::BlockMessagesJson = serde_json::from_value(value).unwrap();
+    let messages = shape.messages().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].message, signed.message);
+    let empty = json!({"BlsMessages": null, "SecpkMessages": null, "Cids": null});
+    let shape: json::BlockMessagesJson = serde_json::from_value(empty).unwrap();
+    assert!(shape.messages().unwrap().is_empty());
+}
+
+#[test]
+fn block_messages_with_cids_that_do_not_match_are_typed_errors() {
+    let (bls, _, value) = block_messages();
+    let read = |value: Value| {
+        serde_json::from_value::<json::BlockMessagesJson>(value).unwrap().messages().unwrap_err()
+    };
+    let mut short = value.clone();
+    short["Cids"].as_array_mut().unwrap().pop();
+    assert!(matches!(read(short), JsonError::InvalidValue { field: "BlockMessages.Cids", .. }));
+    let mut swapped = value.clone();
+    swapped["Cids"].as_array_mut().unwrap().reverse();
+    let err = read(swapped);
+    assert!(matches!(err, JsonError::InvalidValue { field: "BlockMessages.Cids", .. }), "{err}");
+    let mut bad = value.clone();
+    bad["Cids"][1] = json!({"/": "not a cid"});
+    assert!(matches!(read(bad), JsonError::InvalidCid { .. }));
+    let one = json::to_value(&bls, Network::Testnet).unwrap();
+    let too_many = json!({
+        "BlsMessages": vec![one; json::MAX_BLOCK_MESSAGES + 1],
+        "Cids": vec![json!({"/": bls.cid().unwrap().to_string()}); json::MAX_BLOCK_MESSAGES + 1],
+    });
+    assert!(matches!(read(too_many), JsonError::InvalidValue { field: "BlockMessages", .. }));
+}
+
 // --- vouchers --------------------------------------------------------------------------
 
 #[test]

@@ -14,7 +14,7 @@ use paych_core::store::sled::SledStore;
 use paych_core::store::{
     ChannelId, ChannelRecord, Direction, InvoiceSecretRecord, Leg, Lifecycle, MessagePurpose,
     MessageRecord, MessageState, PeerRecord, ReconcileRecord, RouteRecord, RouteRole, RouteState,
-    SecretRecord, Store, StoreError, VoucherOrigin, VoucherRecord, Write,
+    SecretRecord, Store, StoreError, VoucherOrigin, VoucherRecord, WatchCheckpointRecord, Write,
 };
 use paych_core::types::{Address, Message, Signature, SignedMessage, SignedVoucher, TokenAmount};
 use tempfile::TempDir;
@@ -116,7 +116,7 @@ struct Fresh {
 
 /// Every scenario a backend must pass, each on a fresh store from `fresh`.
 async fn conformance(fresh: fn() -> Fresh) {
-    let on_a_fresh_store: [fn(&dyn Store); 14] = [
+    let on_a_fresh_store: [fn(&dyn Store); 15] = [
         channel_round_trips,
         channel_is_found_by_both_addresses_once_open,
         changed_address_leaves_no_stale_index_entry,
@@ -131,6 +131,7 @@ async fn conformance(fresh: fn() -> Fresh) {
         reconcile_and_peer_records_round_trip,
         invoice_secret_is_kept_under_its_hash_and_never_replaced,
         learned_secrets_and_routes_are_kept_under_their_hash,
+        watch_checkpoint_is_one_record_replaced_by_each_write,
     ];
     for scenario in on_a_fresh_store {
         scenario(&*fresh().store);
@@ -429,6 +430,16 @@ fn learned_secrets_and_routes_are_kept_under_their_hash(store: &dyn Store) {
     apply_one(store, Write::Route(first.clone()));
     assert_eq!(store.routes().unwrap(), vec![second, first]);
     assert_eq!(store.route(&[0x44; 32]).unwrap(), None);
+}
+
+fn watch_checkpoint_is_one_record_replaced_by_each_write(store: &dyn Store) {
+    assert_eq!(store.watch_checkpoint().unwrap(), None);
+    let first = WatchCheckpointRecord { scanned_through: 40, final_through: 37 };
+    apply_one(store, Write::WatchCheckpoint(first));
+    assert_eq!(store.watch_checkpoint().unwrap(), Some(first));
+    let later = WatchCheckpointRecord { scanned_through: 52, final_through: 49 };
+    apply_one(store, Write::WatchCheckpoint(later));
+    assert_eq!(store.watch_checkpoint().unwrap(), Some(later));
 }
 
 fn channel_ids_never_repeat(store: Arc<dyn Store>) {

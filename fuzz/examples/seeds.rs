@@ -32,7 +32,8 @@ use paych_core::types::{
 use paych_node::rpc::auth::{self, Permission};
 use paych_protocol::{
     Announce, Manifest, ReconcileRequest, ReconcileResponse, RetrievalRequest, RetrievalResponse,
-    RetrievalStatus, SignedPeerRecord, VoucherRequest, VoucherResponse, VoucherStatus,
+    RetrievalStatus, RouteRequest, RouteResponse, RouteStatus, SignedPeerRecord, VoucherRequest,
+    VoucherResponse, VoucherStatus,
 };
 use serde_json::{json, Value};
 // Linked for the coverage callbacks the fuzz build instruments every crate with, so that the
@@ -127,6 +128,79 @@ fn invoice_seeds(corpus: &Corpus, payee: &SecretKey) {
     corpus.put_kind("invoice", "four_hubs_text", 1, invoice.to_text().expect("text"));
 }
 
+/// The watchtower's reading of `UpdateChannelState` parameters: the vectors' (flags 0 to 3:
+/// robust or ID address, every hash wanted or few), and a conditional voucher's redemption
+/// with its 32-byte secret.
+fn watch_seeds(corpus: &Corpus, vectors: &Value) {
+    for (i, v) in vectors["vouchers"].as_array().expect("vouchers").iter().enumerate() {
+        let params = hex(v["update_channel_state_params_hex"].as_str().expect("params"));
+        let flags = u8::try_from(i % 4).expect("small");
+        corpus.put_kind("watch_secrets", &format!("update_channel_state_{i}"), flags, params);
+    }
+    let secret = [7u8; 32];
+    let mut sv = SignedVoucher::new(
+        Address::new_actor(b"watched channel"),
+        3,
+        9,
+        TokenAmount::from_atto(10),
+    );
+    sv.secret_hash = crypto::blake2b_256(&secret).to_vec();
+    let params = paych_core::types::UpdateChannelStateParams { sv, secret: secret.to_vec() };
+    let params = fvm_ipld_encoding::to_vec(&params).expect("cbor");
+    corpus.put_kind("watch_secrets", "conditional_redemption", 0, params);
+}
+
+/// `/paych/route/1.0.0` messages (mode byte 0: a request, 1: a response): an offer of a
+/// conditional voucher with its signed invoice, its replacement, a policy request; a
+/// fulfilled offer, a policy, a 300-byte pre-image, and a refusal of each status.
+fn route_seeds(corpus: &Corpus, payer: &SecretKey, payee: &SecretKey, channel: Address) {
+    let secret = [9u8; 32];
+    let hash = payment_hash(&secret);
+    let mut invoice = Invoice {
+        id: [3; 16],
+        amount: TokenAmount::from_atto(1_000_000u64),
+        payment_hash: hash,
+        payee: address_of(payee),
+        hubs: Vec::new(),
+        expiry: 1_800_000_000,
+        payee_margin: 160,
+        signature: None,
+    };
+    invoice.sign(payee).expect("signed");
+    let sign = |mut voucher: SignedVoucher| {
+        voucher.signature = Some(crypto::sign(payer, &voucher.signing_bytes().expect("bytes")));
+        voucher
+    };
+    let mut conditional = SignedVoucher::new(channel, 2, 5, TokenAmount::from_atto(1_001_000u64));
+    conditional.secret_hash = hash.to_vec();
+    conditional.time_lock_max = 2_000;
+    let offer = RouteRequest::Offer {
+        invoice: invoice.to_cbor().expect("invoice"),
+        voucher: sign(conditional),
+    };
+    let replacement = sign(SignedVoucher::new(channel, 2, 6, TokenAmount::from_atto(1_001_000u64)));
+    let replace = RouteRequest::Replace { payment_hash: hash.to_vec(), voucher: replacement };
+    for (name, request) in
+        [("offer", offer), ("replace", replace), ("policy", RouteRequest::Policy)]
+    {
+        corpus.put_kind("route", name, 0, request.to_cbor().expect("route request"));
+    }
+    let answers = [
+        ("fulfilled", RouteResponse::fulfilled(secret.to_vec())),
+        ("replaced", RouteResponse::ok()),
+        ("policy", RouteResponse::policy(vec![0x82; 120])),
+        ("long_pre_image", RouteResponse::fulfilled(vec![9; 300])),
+    ];
+    for (name, response) in answers {
+        corpus.put_kind("route", name, 1, response.to_cbor().expect("route response"));
+    }
+    for status in RouteStatus::ALL.into_iter().filter(|s| !s.is_ok()) {
+        let refusal = RouteResponse::refused(status, status.name());
+        let name = format!("refused_{}", status.label());
+        corpus.put_kind("route", &name, 1, refusal.to_cbor().expect("route response"));
+    }
+}
+
 fn main() {
     let root = std::env::args()
         .nth(1)
@@ -148,6 +222,7 @@ fn main() {
     }
 
     invoice_seeds(&corpus, &payee);
+    route_seeds(&corpus, &payer, &payee, channel);
 
     // The actor's other CBOR types.
     let message_cbor = hex(vectors["message"]["cbor_hex"].as_str().expect("message"));
@@ -176,6 +251,7 @@ fn main() {
         let params = hex(v["update_channel_state_params_hex"].as_str().expect("params"));
         corpus.put_kind("chain_cbor", &format!("update_channel_state_{i}"), 4, params);
     }
+    watch_seeds(&corpus, &vectors);
     let constructor = ConstructorParams { from: payer_addr, to: payee_addr };
     corpus.put_kind("chain_cbor", "constructor_params", 5, enc(&constructor));
     let exec = ExecParams { code_cid: lanes, constructor_params: enc(&constructor) };

@@ -15,6 +15,7 @@ use libp2p::{Multiaddr, PeerId};
 use paych_core::manager::PaymentChannelManager;
 use tokio::task::JoinHandle;
 
+use crate::inbound::route::RouteHandlerSlot;
 use crate::inbound::{self, InboundConfig};
 use crate::metrics::Metrics;
 use crate::network::{self, NetworkClient, NetworkConfig, NetworkError};
@@ -43,6 +44,7 @@ pub struct Host {
     client: NetworkClient,
     listen_addrs: Vec<Multiaddr>,
     retrieval: Arc<RetrievalProvider>,
+    route: RouteHandlerSlot,
     network_task: JoinHandle<()>,
     inbound_task: JoinHandle<()>,
 }
@@ -58,11 +60,12 @@ impl Host {
         listen: Multiaddr,
     ) -> Result<Host, NetworkError> {
         let retrieval = config.inbound.retrieval.clone();
+        let route = config.inbound.route.clone();
         let (client, inbound, network_task) = network::spawn(keypair, config.network)?;
         let inbound_task = inbound::spawn(manager, config.inbound, inbound);
         client.listen(listen).await?;
         let listen_addrs = network::wait_for_listen_addrs(&client).await?;
-        Ok(Host { client, listen_addrs, retrieval, network_task, inbound_task })
+        Ok(Host { client, listen_addrs, retrieval, route, network_task, inbound_task })
     }
 
     /// The client of the event loop; cheap to clone.
@@ -83,6 +86,12 @@ impl Host {
     /// The blobs this node serves over `/paych/retrieval/1.0.0`.
     pub fn retrieval(&self) -> &Arc<RetrievalProvider> {
         &self.retrieval
+    }
+
+    /// Where the handler of `/paych/route/1.0.0` is set (the one of the configuration this
+    /// host started with): set it once the parts it needs exist, the client included.
+    pub fn route_handler(&self) -> &RouteHandlerSlot {
+        &self.route
     }
 
     /// Stops the event loop (closing the swarm's listeners and connections) and waits at

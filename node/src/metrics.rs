@@ -33,6 +33,8 @@
 //! | `paych_route_in_flight` | gauge | `leg`: conditional vouchers pending |
 //! | `paych_hub_collateral_top_ups_total` | counter | — (auto-collateral messages) |
 //! | `paych_hub_collateral_attofil_total` | counter | — (what they added) |
+//! | `paych_route_requests_sent_total` | counter | `kind` (`offer`, `replace`, `policy`), `status`: the answer, or `failed` |
+//! | `paych_route_requests_received_total` | counter | `kind` (or `unknown`), `status`: the answer given |
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -42,7 +44,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cid::Cid;
 use paych_core::chain::{
-    ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain, MessageLookup, Receipt,
+    ActorInfo, ActorKind, Chain, ChainError, ChainMessage, ChannelAtDepth, ChannelOnChain,
+    MessageLookup, Receipt,
 };
 use paych_core::types::{Address, ChainEpoch, Message, SignedMessage, TokenAmount};
 use paych_protocol::VoucherStatus;
@@ -125,6 +128,14 @@ label_sets! {
         /// A declared API method, or `unknown`.
         method
     }
+    /// The labels of a route request.
+    RouteLabels {
+        /// What it asked: `offer`, `replace`, `policy` (`unknown` for one the loop refused
+        /// before reading its kind).
+        kind,
+        /// The answer's status in snake case, or `failed` (no answer).
+        status
+    }
 }
 
 type FloatCounter = Counter<f64, AtomicU64>;
@@ -199,6 +210,10 @@ pub struct Metrics {
     pub retrieval_bytes_in_flight: Gauge,
     /// Open retrieval flows.
     pub retrieval_open_flows: Gauge,
+    /// Route requests sent, by kind and the answer's status (`failed`: no answer).
+    pub route_requests_sent: Family<RouteLabels, Counter>,
+    /// Route requests received, by kind and the status answered.
+    pub route_requests_received: Family<RouteLabels, Counter>,
     /// Connections and requests refused, by reason.
     pub refusals: Family<ReasonLabel, Counter>,
     /// Routed payments' ends, by role and outcome.
@@ -315,6 +330,16 @@ impl Metrics {
                 "paych_retrieval_open_flows",
                 "Open retrieval flows",
             ),
+            route_requests_sent: registered(
+                r,
+                "paych_route_requests_sent",
+                "Route requests sent, by kind and the answer's status (failed: no answer)",
+            ),
+            route_requests_received: registered(
+                r,
+                "paych_route_requests_received",
+                "Route requests received, by kind and the status answered",
+            ),
             refusals: registered(
                 r,
                 "paych_refusals",
@@ -380,6 +405,17 @@ impl Metrics {
     pub fn voucher_received(&self, status: &'static str, delta: &TokenAmount) {
         self.vouchers_received.get_or_create(&StatusLabel { status }).inc();
         self.received_attofil.inc_by(atto_f64(delta));
+    }
+
+    /// Counts a route request sent and the answer's status (`None`: no answer).
+    pub fn route_sent(&self, kind: &'static str, status: Option<&'static str>) {
+        let status = status.unwrap_or("failed");
+        self.route_requests_sent.get_or_create(&RouteLabels { kind, status }).inc();
+    }
+
+    /// Counts a route request received and the status answered.
+    pub fn route_received(&self, kind: &'static str, status: &'static str) {
+        self.route_requests_received.get_or_create(&RouteLabels { kind, status }).inc();
     }
 
     /// Counts a reconciliation.
@@ -636,6 +672,10 @@ impl Chain for MeteredChain {
             self.metrics.landed(message, lookup.receipt.is_ok());
         }
         result
+    }
+
+    async fn tipset_messages(&self, epoch: ChainEpoch) -> Result<Vec<ChainMessage>, ChainError> {
+        self.inner.tipset_messages(epoch).await
     }
 
     async fn call(&self, message: &Message) -> Result<Receipt, ChainError> {

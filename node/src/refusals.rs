@@ -1,6 +1,6 @@
 //! Refusals: what the node turns away — a connection over a limit, a request over a
-//! per-peer or total in-flight cap, a voucher, reconcile or retrieval request answered with
-//! an error status, a request that could not be read — named by a fixed set of reasons.
+//! per-peer or total in-flight cap, a voucher, reconcile, retrieval or route request answered
+//! with an error status, a request that could not be read — named by a fixed set of reasons.
 //!
 //! Every refusal is counted in `/metrics` (`paych_refusals_total{reason}`, see
 //! [`crate::metrics::Metrics::refused`]) and logged at `info` through [`RefusalLog`]: at most
@@ -46,13 +46,17 @@ pub enum Refusal {
     ReconcileRefused,
     /// A retrieval request answered with an error status.
     RetrievalRefused,
+    /// A route request over the in-flight cap (per peer or in total): `Busy`.
+    RouteBusy,
+    /// A route request answered with an error status.
+    RouteRefused,
     /// An inbound request the codec refused (malformed, oversized, too slow).
     RequestUnreadable,
 }
 
 impl Refusal {
     /// Every reason.
-    pub const ALL: [Refusal; 14] = [
+    pub const ALL: [Refusal; 16] = [
         Refusal::ConnectionsPerIp,
         Refusal::ConnectionsPerPeer,
         Refusal::ConnectionsInbound,
@@ -66,6 +70,8 @@ impl Refusal {
         Refusal::VoucherRefused,
         Refusal::ReconcileRefused,
         Refusal::RetrievalRefused,
+        Refusal::RouteBusy,
+        Refusal::RouteRefused,
         Refusal::RequestUnreadable,
     ];
 
@@ -85,6 +91,8 @@ impl Refusal {
             Refusal::VoucherRefused => "voucher_refused",
             Refusal::ReconcileRefused => "reconcile_refused",
             Refusal::RetrievalRefused => "retrieval_refused",
+            Refusal::RouteBusy => "route_busy",
+            Refusal::RouteRefused => "route_refused",
             Refusal::RequestUnreadable => "request_unreadable",
         }
     }

@@ -266,6 +266,43 @@ async fn chain_get_tipset_by_height_answers_the_tipset_mined_at_that_height() {
     node.assert_still_serving().await;
 }
 
+/// `ChainGetBlockMessages` answers Lotus's `api.BlockMessages` for a mined block: no BLS
+/// messages, each secp256k1 message as a signed message with its CID, and `Cids` listing
+/// them in order; an empty block has empty lists; an unknown block is not found.
+#[tokio::test]
+async fn chain_get_block_messages_answers_a_blocks_messages_in_lotus_shape() {
+    let node = Node::start().await;
+    let key = new_key_address();
+    let key_text = format_address(&key, Network::Testnet);
+    let cid = node.result("Devnet.Faucet", json!([key_text, "1000"])).await;
+    node.result("Devnet.Mine", json!([2])).await;
+    let block = |height: i64| json!({"/": node.devnet.tipset(height).unwrap().block.to_string()});
+
+    let answer = node.result("Filecoin.ChainGetBlockMessages", json!([block(1)])).await;
+    assert_eq!(answer["BlsMessages"], json!([]));
+    assert_eq!(answer["Cids"], json!([cid]));
+    let [signed] = answer["SecpkMessages"].as_array().unwrap().as_slice() else {
+        panic!("one message expected: {answer}")
+    };
+    assert_eq!(signed["CID"], cid);
+    assert_eq!(signed["Message"]["To"], json!(key_text));
+    assert_eq!(signed["Message"]["Value"], json!("1000"));
+    assert_eq!(signed["Signature"]["Type"], json!(1));
+    let read: paych_core::types::SignedMessage = json::from_value(signed.clone()).unwrap();
+    assert_eq!(json::to_value(&read, Network::Testnet).unwrap(), *signed);
+
+    let empty = node.result("Filecoin.ChainGetBlockMessages", json!([block(2)])).await;
+    assert_eq!(empty, json!({"BlsMessages": [], "SecpkMessages": [], "Cids": []}));
+    let unknown = json!({"/": paych_core::types::cid_of(b"no such block").to_string()});
+    let (code, message) = node.error("Filecoin.ChainGetBlockMessages", json!([unknown])).await;
+    assert_eq!(code, error_code::NOT_FOUND, "{message}");
+    for bad in [json!([]), json!(["bafy"]), json!([block(1), block(2)])] {
+        let (code, message) = node.error("Filecoin.ChainGetBlockMessages", bad).await;
+        assert_eq!(code, error_code::INVALID_PARAMS, "{message}");
+    }
+    node.assert_still_serving().await;
+}
+
 #[tokio::test]
 async fn gas_estimate_and_state_call_answer_in_lotus_shapes() {
     let node = Node::start().await;
@@ -584,6 +621,70 @@ async fn lotus_client_refuses_a_tipset_above_the_height_asked_for() {
     let chain = quick_client(&api);
     let err = chain.tipset_by_height(5, &json::TipSetKey::head()).await.unwrap_err();
     assert!(matches!(&err, ChainError::Transport(m) if m.contains("at 9")), "{err}");
+}
+
+/// A Lotus node's tipset of two blocks that share a message: the client lists each message
+/// once, in block order; an epoch without a block (the node answers the tipset below) has no
+/// messages; and the node's "greater than start point" is the trait's `NotFound`.
+#[tokio::test]
+async fn lotus_client_reads_a_tipsets_messages_once_each_across_its_blocks() {
+    let key = crypto::generate_secret_key().unwrap();
+    let from = crypto::secp_address(&crypto::public_key(&key));
+    let signed: Vec<_> = (0..3)
+        .map(|nonce| {
+            let m =
+                Message::new(from, Address::new_id(1234), nonce, TokenAmount::default(), 2, vec![]);
+            crypto::sign_message(&key, m).unwrap()
+        })
+        .collect();
+    let blocks = [paych_core::types::cid_of(b"block one"), paych_core::types::cid_of(b"block two")];
+    let answers: Vec<Value> = [&signed[0..2], &signed[1..3]]
+        .iter()
+        .map(|held| {
+            serde_json::to_value(json::BlockMessagesJson::new(&[], held, Network::Testnet).unwrap())
+                .unwrap()
+        })
+        .collect();
+    let tipset = json!({
+        "Cids": [{"/": blocks[0].to_string()}, {"/": blocks[1].to_string()}],
+        "Blocks": [],
+        "Height": 7,
+    });
+    let router = axum::Router::new().route(
+        "/rpc/v1",
+        axum::routing::post(move |axum::Json(request): axum::Json<Value>| {
+            let (tipset, answers) = (tipset.clone(), answers.clone());
+            async move {
+                let params = &request["params"];
+                let answer = match request["method"].as_str().unwrap() {
+                    "Filecoin.ChainGetTipSetByHeight" if params[0] == json!(9) => json!({"error": {
+                        "code": 1,
+                        "message": "looking for tipset with height greater than start point, req: 9, head: 8",
+                    }}),
+                    "Filecoin.ChainGetTipSetByHeight" => json!({"result": tipset}),
+                    "Filecoin.ChainGetBlockMessages" => {
+                        let first = params[0]["/"] == json!(blocks[0].to_string());
+                        json!({"result": answers[usize::from(!first)]})
+                    }
+                    other => panic!("unexpected {other}"),
+                };
+                let mut answer = answer;
+                answer["jsonrpc"] = json!("2.0");
+                answer["id"] = request["id"].clone();
+                axum::Json(answer)
+            }
+        }),
+    );
+    let chain = quick_client(&serve_router(router).await);
+
+    let messages = chain.tipset_messages(7).await.unwrap();
+    let cids: Vec<_> = messages.iter().map(|m| m.cid).collect();
+    let expected: Vec<_> = signed.iter().map(|s| s.cid().unwrap()).collect();
+    assert_eq!(cids, expected, "each once, in block order");
+    assert_eq!(messages[2].message, signed[2].message);
+    assert!(chain.tipset_messages(8).await.unwrap().is_empty(), "a null round");
+    let above = chain.tipset_messages(9).await.unwrap_err();
+    assert!(matches!(&above, ChainError::NotFound(m) if m.contains("above the head")), "{above}");
 }
 
 #[tokio::test]

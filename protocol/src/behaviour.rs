@@ -3,7 +3,7 @@
 //! [`Behaviour`] puts connection limits first, so that a connection over the limits is
 //! denied before any other protocol sees it — the cap per remote address
 //! ([`crate::ip_limits`]) before the caps per peer and in total — then identify, ping, and
-//! the paych request-response protocols (voucher, reconcile, retrieval). [`build_swarm`]
+//! the paych request-response protocols (voucher, reconcile, retrieval, route). [`build_swarm`]
 //! wraps it in a tokio swarm over TCP with Noise and Yamux. Every size, count and queue is
 //! bounded by [`Config`]: connections (pending and established, per remote address, per
 //! peer, inbound and in total), idle connections (closed after a timeout), concurrent
@@ -29,13 +29,15 @@ use libp2p::{
 };
 
 use crate::codec::{
-    Codec, ReconcileCodec, RetrievalCodec, VoucherCodec, WireMessage, DEFAULT_READ_TIMEOUT,
+    Codec, ReconcileCodec, RetrievalCodec, RouteCodec, VoucherCodec, WireMessage,
+    DEFAULT_READ_TIMEOUT,
 };
 use crate::exchange::Exchange;
 use crate::ip_limits;
 use crate::messages::{ReconcileRequest, ReconcileResponse, VoucherRequest, VoucherResponse};
 use crate::retrieval::{RetrievalRequest, RetrievalResponse};
-use crate::{RECONCILE_PROTOCOL, RETRIEVAL_PROTOCOL, VOUCHER_PROTOCOL};
+use crate::route::{RouteRequest, RouteResponse};
+use crate::{RECONCILE_PROTOCOL, RETRIEVAL_PROTOCOL, ROUTE_PROTOCOL, VOUCHER_PROTOCOL};
 
 /// The protocol version a paych node announces through identify.
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "/paych/1.0.0";
@@ -87,6 +89,13 @@ pub struct Config {
     pub retrieval_request_timeout: Duration,
     /// Concurrent retrieval streams per connection, inbound and outbound together.
     pub retrieval_max_concurrent_streams: usize,
+    /// How long one route exchange may take, from sending the request to reading the
+    /// response. An offer's answer waits for the downstream hop (the hub forwards the offer
+    /// to the payee and answers once the payee has), so a hub should give its own downstream
+    /// request less than this.
+    pub route_request_timeout: Duration,
+    /// Concurrent route streams per connection, inbound and outbound together.
+    pub route_max_concurrent_streams: usize,
     /// Time between two pings on a connection.
     pub ping_interval: Duration,
     /// A ping unanswered for this long fails.
@@ -114,6 +123,8 @@ impl Default for Config {
             reconcile_max_concurrent_streams: 4,
             retrieval_request_timeout: Duration::from_secs(30),
             retrieval_max_concurrent_streams: 16,
+            route_request_timeout: Duration::from_secs(60),
+            route_max_concurrent_streams: 32,
             ping_interval: Duration::from_secs(15),
             ping_timeout: Duration::from_secs(20),
             identify_interval: Duration::from_secs(5 * 60),
@@ -135,6 +146,8 @@ pub enum Event {
     Reconcile(ReconcileEvent),
     /// A retrieval exchange: an inbound request to answer, a response, or a failure.
     Retrieval(RetrievalEvent),
+    /// A route exchange: an inbound request to answer, a response, or a failure.
+    Route(RouteEvent),
 }
 
 /// The events of `/paych/voucher/1.0.0`.
@@ -143,6 +156,8 @@ pub type VoucherEvent = request_response::Event<VoucherRequest, VoucherResponse>
 pub type ReconcileEvent = request_response::Event<ReconcileRequest, ReconcileResponse>;
 /// The events of `/paych/retrieval/1.0.0`.
 pub type RetrievalEvent = request_response::Event<RetrievalRequest, RetrievalResponse>;
+/// The events of `/paych/route/1.0.0`.
+pub type RouteEvent = request_response::Event<RouteRequest, RouteResponse>;
 
 impl From<Infallible> for Event {
     fn from(never: Infallible) -> Self {
@@ -180,6 +195,12 @@ impl From<RetrievalEvent> for Event {
     }
 }
 
+impl From<RouteEvent> for Event {
+    fn from(event: RouteEvent) -> Self {
+        Event::Route(event)
+    }
+}
+
 /// The behaviour of a paych node. Field order is the order in which the swarm consults
 /// the behaviours, so connection limits come first.
 #[derive(NetworkBehaviour)]
@@ -199,6 +220,8 @@ pub struct Behaviour {
     pub reconcile: Exchange<ReconcileCodec>,
     /// `/paych/retrieval/1.0.0`.
     pub retrieval: Exchange<RetrievalCodec>,
+    /// `/paych/route/1.0.0`.
+    pub route: Exchange<RouteCodec>,
 }
 
 impl Behaviour {
@@ -240,6 +263,12 @@ impl Behaviour {
                 config.read_timeout,
                 config.retrieval_request_timeout,
                 config.retrieval_max_concurrent_streams,
+            ),
+            route: exchange(
+                ROUTE_PROTOCOL,
+                config.read_timeout,
+                config.route_request_timeout,
+                config.route_max_concurrent_streams,
             ),
         }
     }

@@ -33,6 +33,10 @@ use crate::retrieval::{
     RetrievalRequest, RetrievalResponse, RETRIEVAL_REQUEST_MAX_BYTES, RETRIEVAL_REQUEST_MAX_ITEMS,
     RETRIEVAL_RESPONSE_MAX_BYTES, RETRIEVAL_RESPONSE_MAX_ITEMS,
 };
+use crate::route::{
+    RouteRequest, RouteResponse, ROUTE_REQUEST_MAX_BYTES, ROUTE_REQUEST_MAX_ITEMS,
+    ROUTE_RESPONSE_MAX_BYTES, ROUTE_RESPONSE_MAX_ITEMS,
+};
 
 /// The largest voucher request accepted: a voucher plus a flow reference and an announce
 /// with a full peer record.
@@ -115,6 +119,8 @@ wire!(
     RECONCILE_RESPONSE_MAX_BYTES,
     RECONCILE_RESPONSE_MAX_ITEMS
 );
+wire!(RouteRequest, "route request", ROUTE_REQUEST_MAX_BYTES, ROUTE_REQUEST_MAX_ITEMS);
+wire!(RouteResponse, "route response", ROUTE_RESPONSE_MAX_BYTES, ROUTE_RESPONSE_MAX_ITEMS);
 
 /// Why a message could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -193,6 +199,8 @@ pub type VoucherCodec = Codec<VoucherRequest, VoucherResponse>;
 pub type ReconcileCodec = Codec<ReconcileRequest, ReconcileResponse>;
 /// The codec of `/paych/retrieval/1.0.0`.
 pub type RetrievalCodec = Codec<RetrievalRequest, RetrievalResponse>;
+/// The codec of `/paych/route/1.0.0`.
+pub type RouteCodec = Codec<RouteRequest, RouteResponse>;
 
 impl<Req, Resp> Codec<Req, Resp> {
     /// A codec that gives up on a request or a response not read in full within

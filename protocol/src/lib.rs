@@ -7,6 +7,8 @@
 //!   the signed peer record, in tuple DAG-CBOR with typed decoding errors;
 //! - [`retrieval`]: the messages of `/paych/retrieval/1.0.0`, the paid chunk transfer, and
 //!   the BLAKE2b-256 chunk hashes and root that let a client check every chunk;
+//! - [`route`]: the messages of `/paych/route/1.0.0`, payments routed through a hub with
+//!   hash-locked vouchers, and their status codes;
 //! - [`codec`]: the request-response [`Codec`] — one message per stream, a hard size limit
 //!   per message, a read timeout;
 //! - [`exchange`]: [`Exchange`], the request-response behaviour that also reports requests
@@ -24,12 +26,15 @@ pub mod exchange;
 pub mod ip_limits;
 pub mod messages;
 pub mod retrieval;
+pub mod route;
 
 pub use behaviour::{
-    build_swarm, Behaviour, Config, Event, LimitKind, ReconcileEvent, RetrievalEvent, SwarmError,
-    VoucherEvent,
+    build_swarm, Behaviour, Config, Event, LimitKind, ReconcileEvent, RetrievalEvent, RouteEvent,
+    SwarmError, VoucherEvent,
 };
-pub use codec::{Codec, CodecError, ReconcileCodec, RetrievalCodec, VoucherCodec, WireMessage};
+pub use codec::{
+    Codec, CodecError, ReconcileCodec, RetrievalCodec, RouteCodec, VoucherCodec, WireMessage,
+};
 pub use exchange::Exchange;
 pub use messages::{
     Announce, DecodeError, EncodeError, PeerRecord, PeerRecordError, ReconcileRequest,
@@ -37,6 +42,7 @@ pub use messages::{
     VoucherResponse, VoucherStatus,
 };
 pub use retrieval::{Manifest, RetrievalRequest, RetrievalResponse, RetrievalStatus};
+pub use route::{RouteKind, RouteRequest, RouteResponse, RouteStatus, RouteViolation};
 
 /// Protocol id of the voucher exchange: a payer sends a voucher, the payee validates,
 /// stores and acknowledges it.
@@ -45,3 +51,6 @@ pub const VOUCHER_PROTOCOL: &str = "/paych/voucher/1.0.0";
 pub const RECONCILE_PROTOCOL: &str = "/paych/reconcile/2.0.0";
 /// Protocol id of the paid chunk transfer used by retrievals.
 pub const RETRIEVAL_PROTOCOL: &str = "/paych/retrieval/1.0.0";
+/// Protocol id of routed payments: a payer pays a payee through a hub with hash-locked
+/// vouchers, each leg one request of this protocol.
+pub const ROUTE_PROTOCOL: &str = "/paych/route/1.0.0";

@@ -94,6 +94,9 @@ pub enum RuleViolation {
     /// A `/paych/retrieval/1.0.0` message breaks a rule of its own.
     #[error(transparent)]
     Retrieval(crate::retrieval::rules::RetrievalViolation),
+    /// A `/paych/route/1.0.0` message breaks a rule of its own.
+    #[error(transparent)]
+    Route(crate::route::rules::RouteViolation),
 }
 
 /// Why bytes could not be decoded as a paych message.

@@ -69,3 +69,14 @@ fn peer_record_example_is_in_the_document() {
     assert_eq!(signed.record, record);
     assert_in_doc("signed peer record", &signed.to_cbor().unwrap());
 }
+
+#[test]
+fn route_examples_are_in_the_document() {
+    use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
+    assert_eq!(RouteRequest::Policy.to_cbor().unwrap(), [0x81, 0x02]);
+    assert!(DOC.contains("A policy request is `81 02`"));
+    let not_a_hub = RouteResponse::refused(RouteStatus::NotAHub, "this node routes no payments");
+    assert_in_doc("NotAHub route response", &not_a_hub.to_cbor().unwrap());
+    let fulfilled = RouteResponse::fulfilled(vec![0x11; 32]);
+    assert_in_doc("fulfilled route response", &fulfilled.to_cbor().unwrap());
+}

@@ -22,9 +22,13 @@
 //! - [`raw_peer`]: a peer that writes whatever bytes it is given on the voucher protocol,
 //!   and may stall mid-request.
 //! - [`vouchers`]: vouchers assembled from the parts property tests generate.
+//! - [`onchain`]: parties with raw keys acting on a devnet through a `Chain` — in process or
+//!   a Lotus client over JSON-RPC — creating channels and redeeming vouchers, no manager.
 //! - [`node`]: a node's networking in process (its host on loopback, with limits or
 //!   metrics), a payer reaching a payee through it, vouchers sent and answered, refusals
 //!   counted, and idle connections dialed from another loopback address.
+//! - [`route`]: a scripted route handler that reports what it is handed and may hold it at
+//!   a gate, a node's networking started with it, route requests sent.
 //! - [`daemon`]: `paych daemon` and `paych devnet` as processes on 127.0.0.1.
 //! - [`tls`]: a test CA and certificate, and a TLS proxy on 127.0.0.1 in front of a server
 //!   (the Lotus client over `https`).
@@ -47,7 +51,9 @@ pub mod deadline;
 pub mod devnet;
 pub mod keys;
 pub mod node;
+pub mod onchain;
 pub mod raw_peer;
+pub mod route;
 pub mod store;
 pub mod swarm;
 pub mod tls;

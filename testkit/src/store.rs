@@ -7,6 +7,7 @@ use paych_core::store::sled::SledStore;
 use paych_core::store::{
     Batch, ChannelId, ChannelRecord, InvoiceSecretRecord, MessageRecord, PeerRecord,
     ReconcileRecord, RouteRecord, SecretRecord, Store, StoreError, VoucherRecord,
+    WatchCheckpointRecord,
 };
 use paych_core::types::Address;
 
@@ -116,5 +117,9 @@ impl<D: Durability> Store for SledWith<D> {
     }
     fn routes(&self) -> Result<Vec<RouteRecord>, StoreError> {
         self.sled.routes()
+    }
+
+    fn watch_checkpoint(&self) -> Result<Option<WatchCheckpointRecord>, StoreError> {
+        self.sled.watch_checkpoint()
     }
 }

@@ -275,7 +275,9 @@ async fn conformance(h: Harness) {
 
     // A valid voucher.
     let v1 = h.voucher(&payer, ch, 0, 1, fil(1));
-    assert_eq!(exit(&h.redeem(payee, ch, &v1).await), 0);
+    let redeemed = h.redeem(payee, ch, &v1).await;
+    assert_eq!(exit(&redeemed), 0);
+    redemption_is_among_its_tipsets_messages(chain.as_ref(), &redeemed, ch, &v1).await;
     let state = chain.channel(&ch).await.unwrap();
     assert_eq!(state.lane(0).map(|l| (l.redeemed.clone(), l.nonce)), Some((fil(1), 1)));
     assert_eq!(state.state.to_send, fil(1));
@@ -430,6 +432,8 @@ async fn conformance(h: Harness) {
     assert_eq!(h.chain.next_nonce(&payer).await.unwrap(), nonce + 11);
     ledger.check(&h, "concurrent pushes").await;
 
+    tipsets_list_their_messages_once(&h, &pushed).await;
+
     // Dry runs change nothing.
     let before = h.balance(&payee).await;
     let dry = Message { nonce: 0, ..h.sign(Msg::transfer(payer, payee, fil(1))).await.message };
@@ -438,6 +442,45 @@ async fn conformance(h: Harness) {
     let dry_redeem = Message { to: Address::new_id(12345), ..dry };
     assert!(!h.chain.call(&dry_redeem).await.unwrap().is_ok());
     ledger.check(&h, "dry runs").await;
+}
+
+/// The tipset that included `redeemed` lists it as it was sent: its parameters are public.
+async fn redemption_is_among_its_tipsets_messages(
+    chain: &dyn Chain,
+    redeemed: &MessageLookup,
+    ch: Address,
+    voucher: &SignedVoucher,
+) {
+    let included = chain.tipset_messages(redeemed.epoch).await.unwrap();
+    let [message] = included.as_slice() else { panic!("one message expected: {included:?}") };
+    assert_eq!(message.cid, redeemed.message);
+    let method = paych_method::UPDATE_CHANNEL_STATE;
+    assert_eq!((message.message.to, message.message.method), (ch, method));
+    let params: UpdateChannelStateParams = decode::decode(&message.message.params).unwrap();
+    assert_eq!(&params.sv, voucher);
+}
+
+/// The tipset that included `pushed` (ten messages pushed in turn, and one racing winner
+/// before them) lists each once; an empty tipset lists none; an epoch above the head or below
+/// genesis is not found.
+async fn tipsets_list_their_messages_once(h: &Harness, pushed: &[Cid]) {
+    let epoch = h.chain.wait(&pushed[0], 0, WAIT).await.unwrap().epoch;
+    let included: Vec<Cid> =
+        h.chain.tipset_messages(epoch).await.unwrap().iter().map(|m| m.cid).collect();
+    assert_eq!(included.len(), 11, "ten pushed in turn and the one racing winner");
+    for cid in pushed {
+        assert_eq!(included.iter().filter(|c| *c == cid).count(), 1, "{cid} once");
+    }
+    assert!(h.chain.tipset_messages(epoch - 1).await.unwrap().is_empty(), "mined empty");
+    h.devnet.mine(1);
+    let head = h.chain.head().await.unwrap();
+    assert!(h.chain.tipset_messages(head).await.unwrap().is_empty());
+    for beyond in [head + 1, -1] {
+        assert!(
+            matches!(h.chain.tipset_messages(beyond).await, Err(ChainError::NotFound(_))),
+            "epoch {beyond}"
+        );
+    }
 }
 
 /// What a message paid for `gas_used`, as the devnet prices it (base fee 100 attoFIL).

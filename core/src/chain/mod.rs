@@ -109,6 +109,16 @@ pub struct MessageLookup {
     pub epoch: ChainEpoch,
 }
 
+/// A message included in a tipset, as [`Chain::tipset_messages`] answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainMessage {
+    /// The CID the chain knows the message by: the signed message's for a secp256k1
+    /// sender, the unsigned message's for BLS (what `wait` and `search` take).
+    pub cid: Cid,
+    /// The message (its signature is not kept: what it says is what matters here).
+    pub message: Message,
+}
+
 /// Why a chain operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -244,6 +254,18 @@ pub trait Chain: Send + Sync {
 
     /// Finds an executed message, if it has executed.
     async fn search(&self, message: &Cid) -> Result<Option<MessageLookup>, ChainError>;
+
+    /// The messages included in the tipset at `epoch` on the current head's chain, each once
+    /// (a message included by several blocks of the tipset counts once), in block order:
+    /// empty for an epoch without a block (a null round). A message is listed whether or not
+    /// it executed successfully — what matters to a reader of its parameters is that they are
+    /// public.
+    ///
+    /// `NotFound` for an epoch above the head, and for one whose messages the node no longer
+    /// keeps (the devnet keeps [`devnet::MESSAGE_HISTORY`] epochs; a Lotus gateway looks back
+    /// 24 hours). On the devnet a tipset's messages execute in that same tipset; on Lotus
+    /// they execute on top of it, so their [`MessageLookup::epoch`] is a later one.
+    async fn tipset_messages(&self, epoch: ChainEpoch) -> Result<Vec<ChainMessage>, ChainError>;
 
     /// Executes a message against the current state without changing it (no signature,
     /// nonce or gas checks).

@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::chain::{MessageLookup, Receipt};
+use crate::chain::{ChainMessage, MessageLookup, Receipt};
 use crate::types::{
     format_address, parse_address, Address, ChainEpoch, ExitCode, Merge, Message, ModVerifyParams,
     Network, PaychState, Signature, SignatureType, SignedMessage, SignedVoucher, TokenAmount,
@@ -453,6 +453,113 @@ impl LotusJson for SignedMessage {
             message: Message::from_shape(shape.message)?,
             signature: shape.signature.parse("SignedMessage.Signature")?,
         })
+    }
+}
+
+/// The most messages one block may hold (Lotus `build/buildconstants`,
+/// `BlockMessageLimit`); a `ChainGetBlockMessages` answer listing more is refused.
+pub const MAX_BLOCK_MESSAGES: usize = 10_000;
+
+/// A signed message in a block, as `ChainGetBlockMessages` lists it:
+/// `{"Message","Signature","CID"}`. The signature is carried as raw JSON, not interpreted: a
+/// block may hold messages signed in ways paych does not verify (delegated signatures of
+/// `f4` senders), and a reader of a block's messages needs what they say, not who signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlockSignedMessageJson {
+    /// The message.
+    pub message: MessageJson,
+    /// The signature, as the node wrote it.
+    #[serde(default)]
+    pub signature: Value,
+    /// The signed message's CID.
+    #[serde(rename = "CID", default, skip_serializing_if = "Option::is_none")]
+    pub cid: Option<CidJson>,
+}
+
+/// What `ChainGetBlockMessages` answers (Lotus `api/api_full.go`, `BlockMessages`):
+/// `{"BlsMessages","SecpkMessages","Cids"}`, where `Cids` lists the CID of every message,
+/// the BLS ones first (`BlsMessages[x]` is `Cids[x]`, `SecpkMessages[y]` is
+/// `Cids[len(BlsMessages) + y]`). Empty lists are written `[]`, as Lotus writes them, and
+/// `null` is read as empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlockMessagesJson {
+    /// Messages signed with BLS (their signatures are aggregated in the block).
+    #[serde(default)]
+    pub bls_messages: Option<Vec<MessageJson>>,
+    /// Messages carrying their own signature (secp256k1, delegated).
+    #[serde(default)]
+    pub secpk_messages: Option<Vec<BlockSignedMessageJson>>,
+    /// The CID of every message, BLS ones first.
+    #[serde(default)]
+    pub cids: Option<Vec<CidJson>>,
+}
+
+impl BlockMessagesJson {
+    /// The shape of a block holding `bls` and `signed` messages, with their CIDs.
+    pub fn new(
+        bls: &[Message],
+        signed: &[SignedMessage],
+        network: Network,
+    ) -> Result<Self, JsonError> {
+        let encode = |e: crate::types::EncodeError| JsonError::Encode(e.to_string());
+        let mut cids = Vec::with_capacity(bls.len() + signed.len());
+        for message in bls {
+            cids.push(CidJson::new(&message.cid().map_err(encode)?));
+        }
+        let mut secpk = Vec::with_capacity(signed.len());
+        for message in signed {
+            let shape = message.to_shape(network)?;
+            cids.push(CidJson::new(&message.cid().map_err(encode)?));
+            secpk.push(BlockSignedMessageJson {
+                message: shape.message,
+                signature: serde_json::to_value(shape.signature)
+                    .map_err(|e| JsonError::Encode(e.to_string()))?,
+                cid: shape.cid,
+            });
+        }
+        Ok(BlockMessagesJson {
+            bls_messages: Some(bls.iter().map(|m| m.to_shape(network)).collect::<Result<_, _>>()?),
+            secpk_messages: Some(secpk),
+            cids: Some(cids),
+        })
+    }
+
+    /// The block's messages with their CIDs, BLS ones first: at most [`MAX_BLOCK_MESSAGES`],
+    /// exactly one CID each, and a BLS message's CID its own.
+    pub fn messages(self) -> Result<Vec<ChainMessage>, JsonError> {
+        let bls = self.bls_messages.unwrap_or_default();
+        let secpk = self.secpk_messages.unwrap_or_default();
+        let cids = self.cids.unwrap_or_default();
+        let total = bls.len() + secpk.len();
+        if total > MAX_BLOCK_MESSAGES {
+            return Err(JsonError::InvalidValue {
+                field: "BlockMessages",
+                reason: format!("{total} messages, more than a block holds ({MAX_BLOCK_MESSAGES})"),
+            });
+        }
+        if cids.len() != total {
+            return Err(JsonError::InvalidValue {
+                field: "BlockMessages.Cids",
+                reason: format!("{} CIDs for {total} messages", cids.len()),
+            });
+        }
+        let mut out = Vec::with_capacity(total);
+        let shapes =
+            bls.into_iter().map(|m| (m, true)).chain(secpk.into_iter().map(|s| (s.message, false)));
+        for ((shape, is_bls), cid) in shapes.zip(cids) {
+            let cid = cid.parse("BlockMessages.Cids")?;
+            let message = Message::from_shape(shape)?;
+            if is_bls && message.cid().map_err(|e| JsonError::Encode(e.to_string()))? != cid {
+                return Err(JsonError::InvalidValue {
+                    field: "BlockMessages.Cids",
+                    reason: format!("{cid} is not the CID of its BLS message"),
+                });
+            }
+            out.push(ChainMessage { cid, message });
+        }
+        Ok(out)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Durable off-chain state: channels, vouchers, reservations, chain messages,
-//! reconciliation records, peer records, invoice secrets, learned payment secrets and routes.
+//! reconciliation records, peer records, invoice secrets, learned payment secrets, routes and
+//! the watchtower's checkpoint.
 //!
 //! [`Store`] is the trait the manager writes through; [`sled::SledStore`] implements it on
 //! sled. Writes are grouped in a [`Batch`] and applied atomically. A write is in memory (and
@@ -357,6 +358,17 @@ pub struct RouteRecord {
     pub created: ChainEpoch,
 }
 
+/// How far the watchtower ([`crate::watch::Watchtower`]) has scanned the chain: one record
+/// per store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchCheckpointRecord {
+    /// The last epoch scanned.
+    pub scanned_through: ChainEpoch,
+    /// The last epoch scanned once it was at least the confirmation depth below the head it
+    /// was scanned at: a scan resumes above it, and epochs above it are scanned again.
+    pub final_through: ChainEpoch,
+}
+
 /// One write of a [`Batch`].
 // Batches are short-lived and a handful of writes long; boxing the channel record would
 // cost an allocation on every write for no saving that matters.
@@ -380,6 +392,8 @@ pub enum Write {
     Secret(SecretRecord),
     /// Insert or replace a route (keyed by payment hash).
     Route(RouteRecord),
+    /// Insert or replace the watchtower's checkpoint.
+    WatchCheckpoint(WatchCheckpointRecord),
 }
 
 /// Writes applied together or not at all.
@@ -453,4 +467,6 @@ pub trait Store: Send + Sync {
     fn route(&self, payment_hash: &[u8]) -> Result<Option<RouteRecord>, StoreError>;
     /// Every route, by payment hash.
     fn routes(&self) -> Result<Vec<RouteRecord>, StoreError>;
+    /// The watchtower's checkpoint, if it has scanned anything yet.
+    fn watch_checkpoint(&self) -> Result<Option<WatchCheckpointRecord>, StoreError>;
 }

@@ -28,7 +28,8 @@ use tokio::sync::watch;
 
 use super::{
     Batch, ChannelId, ChannelRecord, InvoiceSecretRecord, MessageRecord, PeerRecord,
-    ReconcileRecord, RouteRecord, SecretRecord, Store, StoreError, VoucherRecord, Write,
+    ReconcileRecord, RouteRecord, SecretRecord, Store, StoreError, VoucherRecord,
+    WatchCheckpointRecord, Write,
 };
 use crate::types::Address;
 
@@ -60,6 +61,8 @@ mod prefix {
     pub const SECRET: u8 = 0x08;
     /// Routes: `0x09 ‖ payment hash`.
     pub const ROUTE: u8 = 0x09;
+    /// The watchtower's checkpoint: `0x0a` alone.
+    pub const WATCH_CHECKPOINT: u8 = 0x0a;
 }
 
 /// Metadata: the format version, a big-endian u64.
@@ -86,6 +89,7 @@ enum Key {
     InvoiceSecret(Vec<u8>),
     Secret(Vec<u8>),
     Route(Vec<u8>),
+    WatchCheckpoint,
 }
 
 impl Key {
@@ -106,6 +110,7 @@ impl Key {
             Key::InvoiceSecret(hash) => prefixed(prefix::INVOICE_SECRET, hash),
             Key::Secret(hash) => prefixed(prefix::SECRET, hash),
             Key::Route(hash) => prefixed(prefix::ROUTE, hash),
+            Key::WatchCheckpoint => vec![prefix::WATCH_CHECKPOINT],
         }
     }
 }
@@ -125,6 +130,7 @@ impl fmt::Display for Key {
             Key::InvoiceSecret(hash) => write!(f, "invoice-secret/{}", hex::encode(hash)),
             Key::Secret(hash) => write!(f, "secret/{}", hex::encode(hash)),
             Key::Route(hash) => write!(f, "route/{}", hex::encode(hash)),
+            Key::WatchCheckpoint => write!(f, "watch-checkpoint"),
         }
     }
 }
@@ -190,6 +196,12 @@ impl Keyed for SecretRecord {
 impl Keyed for RouteRecord {
     fn key(&self) -> Key {
         Key::Route(self.payment_hash.clone())
+    }
+}
+
+impl Keyed for WatchCheckpointRecord {
+    fn key(&self) -> Key {
+        Key::WatchCheckpoint
     }
 }
 
@@ -512,6 +524,7 @@ impl<'a> Plan<'a> {
             }
             Write::Secret(record) => encode(record)?,
             Write::Route(record) => encode(record)?,
+            Write::WatchCheckpoint(record) => encode(record)?,
         };
         self.out.push((key, Some(value)));
         Ok(())
@@ -842,6 +855,10 @@ impl Store for SledStore {
     fn routes(&self) -> Result<Vec<RouteRecord>, StoreError> {
         let _gate = self.shared.read_gate();
         self.shared.scan(&[prefix::ROUTE])
+    }
+
+    fn watch_checkpoint(&self) -> Result<Option<WatchCheckpointRecord>, StoreError> {
+        self.shared.record(&Key::WatchCheckpoint)
     }
 }
 

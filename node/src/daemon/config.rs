@@ -404,12 +404,14 @@ impl RepoConfig {
             max_inbound_per_peer: self.max_inbound_per_peer,
             max_reconcile_per_peer: self.max_reconcile_per_peer,
             metrics: metrics.clone(),
+            ..NetworkConfig::default()
         };
         let inbound = InboundConfig {
             min_delta: self.min_delta.clone(),
             reconcile_policy: self.reconcile_policy(),
             retrieval,
             metrics,
+            route: Default::default(),
         };
         HostConfig { network, inbound }
     }

@@ -2,9 +2,9 @@
 //! network hands out and answers each through the manager and the retrieval provider —
 //! vouchers and their announces ([`vouchers`]), reconcile requests as the channel's payer
 //! ([`reconcile_as_payer`]), manifest and chunk requests with the crediting of paid flows
-//! ([`retrieval`]).
+//! ([`retrieval`]), route requests through the node's route handler ([`route`]).
 //!
-//! Voucher and reconcile requests are answered on tasks of their own, so that validating
+//! Voucher, reconcile and route requests are answered on tasks of their own, so that validating
 //! and storing never holds up other requests; the network bounds how many are in flight.
 //! Retrieval requests are answered in place (the provider reads memory only). Every answer
 //! is durable before it goes back (the manager's rule), and every refusal decided here is
@@ -15,6 +15,7 @@
 
 pub mod reconcile_as_payer;
 pub mod retrieval;
+pub mod route;
 pub mod vouchers;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::network::{Inbound, InboundRequest, Responder};
 use crate::retrieval::provider::RetrievalProvider;
 use retrieval::Crediting;
+use route::RouteHandlerSlot;
 
 /// How the node answers inbound requests.
 #[derive(Debug, Clone)]
@@ -42,6 +44,9 @@ pub struct InboundConfig {
     pub retrieval: Arc<RetrievalProvider>,
     /// Where answers and refusals are counted.
     pub metrics: Arc<Metrics>,
+    /// What answers `/paych/route/1.0.0`; empty (the default), every route request is
+    /// answered `NotAHub`. Shared: set it before or after the node starts.
+    pub route: RouteHandlerSlot,
 }
 
 impl Default for InboundConfig {
@@ -51,6 +56,7 @@ impl Default for InboundConfig {
             reconcile_policy: ReconcilePolicy::default(),
             retrieval: Arc::new(RetrievalProvider::default()),
             metrics: Arc::default(),
+            route: RouteHandlerSlot::default(),
         }
     }
 }
@@ -89,6 +95,11 @@ pub fn spawn(
                 }
                 InboundRequest::Retrieval { id, peer, request } => {
                     retrieval::answer(&context, id, peer, &request).await
+                }
+                InboundRequest::Route { id, peer, request } => {
+                    let span = route::span(peer, &request);
+                    let answer = route::answer(context.clone(), id, peer, *request);
+                    tokio::spawn(answer.instrument(span));
                 }
             }
         }

@@ -14,8 +14,8 @@ use paych_core::combine::ReconcileStatus;
 use paych_core::types::TokenAmount;
 use paych_protocol::{
     Behaviour, Codec, Event, Exchange, LimitKind, ReconcileRequest, ReconcileResponse,
-    RetrievalRequest, RetrievalResponse, RetrievalStatus, VoucherRequest, VoucherResponse,
-    VoucherStatus, WireMessage,
+    RetrievalRequest, RetrievalResponse, RetrievalStatus, RouteKind, RouteRequest, RouteResponse,
+    RouteStatus, VoucherRequest, VoucherResponse, VoucherStatus, WireMessage,
 };
 use tokio::sync::mpsc;
 
@@ -23,7 +23,7 @@ use super::{
     Command, Held, Inbound, InboundId, InboundRequest, NetworkConfig, NetworkError, Outbound,
     Reply, Responder, Response, INBOUND_QUEUE, MAX_ADDRS_PER_REQUEST, MAX_INBOUND_IN_FLIGHT,
     MAX_OUTBOUND_IN_FLIGHT, MAX_PENDING_CONNECTS, MAX_RECONCILE_IN_FLIGHT, MAX_RETRIEVAL_WAITING,
-    RESPONSE_QUEUE,
+    MAX_ROUTE_IN_FLIGHT, RESPONSE_QUEUE,
 };
 use crate::metrics::status_label;
 use crate::refusals::Refusal;
@@ -149,6 +149,9 @@ loop_protocols! {
     RetrievalRequest => RetrievalResponse: retrieval, retrievals, Retrieval,
         ("retrieval", RetrievalRateLimited, "retrieval request", "waiting"),
         RetrievalResponse::refused(RetrievalStatus::RateLimited, RETRIEVALS_BUSY);
+    RouteRequest => RouteResponse: route, routes, Route,
+        ("route", RouteBusy, "route request", "in flight"),
+        RouteResponse::refused(RouteStatus::Busy, ROUTES_BUSY);
 }
 
 /// The message of the loop's answer to a voucher over a cap.
@@ -157,6 +160,8 @@ const VOUCHERS_BUSY: &str = "too many vouchers in flight; retry later";
 const RECONCILES_BUSY: &str = "too many reconcile requests in flight; retry later";
 /// The message of the loop's answer to a retrieval request over a cap.
 const RETRIEVALS_BUSY: &str = "too many retrieval requests waiting; retry later";
+/// The message of the loop's answer to a route request over a cap.
+const ROUTES_BUSY: &str = "too many route requests in flight; retry later";
 
 /// Owns the swarm: runs commands, hands inbound requests out, sends their answers, routes
 /// responses to outbound requests.
@@ -177,6 +182,10 @@ pub(super) struct EventLoop {
     reconciles: Lane<ReconcileResponse>,
     /// Retrievals; what their answers hold is the provider's count of work in flight.
     retrievals: Lane<RetrievalResponse>,
+    /// Route requests; an offer's answer waits for the downstream hop.
+    routes: Lane<RouteResponse>,
+    /// What each outbound route request asked, until its answer (or failure) is counted.
+    route_kinds: HashMap<OutboundRequestId, RouteKind>,
     /// `connect` calls waiting for their connection.
     connects: HashMap<ConnectionId, (Multiaddr, Reply<PeerId>)>,
     /// Connected peers, with their established connections (bounded by the connection
@@ -203,6 +212,8 @@ impl EventLoop {
                 MAX_RECONCILE_IN_FLIGHT,
             )),
             retrievals: Lane::new(Waiting::new(MAX_RETRIEVAL_WAITING, MAX_RETRIEVAL_WAITING)),
+            routes: Lane::new(Waiting::new(config.max_route_per_peer, MAX_ROUTE_IN_FLIGHT)),
+            route_kinds: HashMap::new(),
             swarm,
             config,
             commands,
@@ -270,6 +281,7 @@ impl EventLoop {
                 Outbound::Voucher(_, reply) => reply.send(Err(NetworkError::Busy)).is_ok(),
                 Outbound::Retrieval(_, reply) => reply.send(Err(NetworkError::Busy)).is_ok(),
                 Outbound::Reconcile(_, reply) => reply.send(Err(NetworkError::Busy)).is_ok(),
+                Outbound::Route(_, reply) => reply.send(Err(NetworkError::Busy)).is_ok(),
             };
             return;
         }
@@ -286,6 +298,12 @@ impl EventLoop {
             Outbound::Reconcile(request, reply) => {
                 let id = self.send_to(peer, *request, reply);
                 tracing::debug!(%peer, ?id, "reconcile request sent");
+            }
+            Outbound::Route(request, reply) => {
+                let kind = request.kind();
+                let id = self.send_to(peer, *request, reply);
+                self.route_kinds.insert(id, kind);
+                tracing::debug!(%peer, ?id, kind = kind.label(), "route request sent");
             }
         }
     }
@@ -385,6 +403,16 @@ impl EventLoop {
             SwarmEvent::Behaviour(Event::Retrieval(event)) => {
                 self.on_protocol_event(event);
             }
+            SwarmEvent::Behaviour(Event::Route(event)) => {
+                self.count_route_sent(&event);
+                let kind = inbound_route_kind(&event);
+                if self.on_protocol_event(event) {
+                    let busy = RouteStatus::Busy.label();
+                    self.config
+                        .metrics
+                        .route_received(kind.map_or("unknown", RouteKind::label), busy);
+                }
+            }
             _ => {}
         }
     }
@@ -421,6 +449,7 @@ impl EventLoop {
         self.vouchers.outbound.len()
             + self.reconciles.outbound.len()
             + self.retrievals.outbound.len()
+            + self.routes.outbound.len()
     }
 
     fn next_id(&mut self) -> InboundId {
@@ -437,6 +466,7 @@ impl EventLoop {
                 InboundRequest::Voucher { id, .. } => self.vouchers.waiting.take(id).map(drop),
                 InboundRequest::Reconcile { id, .. } => self.reconciles.waiting.take(id).map(drop),
                 InboundRequest::Retrieval { id, .. } => self.retrievals.waiting.take(id).map(drop),
+                InboundRequest::Route { id, .. } => self.routes.waiting.take(id).map(drop),
             };
             tracing::debug!(found = id.is_some(), "inbound request dropped: nobody answers");
         }
@@ -453,6 +483,7 @@ impl EventLoop {
             Response::Retrieval(id, response, held) => {
                 self.send_answer::<RetrievalRequest>(id, *response, held)
             }
+            Response::Route(id, response) => self.send_answer::<RouteRequest>(id, *response, None),
         }
     }
 
@@ -490,6 +521,21 @@ impl EventLoop {
                 self.config.metrics.voucher_sent(None, &TokenAmount::default())
             }
             _ => {}
+        }
+    }
+
+    /// Counts the answer to an outbound route request (or its failure) by what it asked.
+    fn count_route_sent(&mut self, event: &paych_protocol::RouteEvent) {
+        use request_response::{Event as E, Message as M};
+        let (request_id, status) = match event {
+            E::Message { message: M::Response { request_id, response }, .. } => {
+                (request_id, Some(response.status.label()))
+            }
+            E::OutboundFailure { request_id, .. } => (request_id, None),
+            _ => return,
+        };
+        if let Some(kind) = self.route_kinds.remove(request_id) {
+            self.config.metrics.route_sent(kind.label(), status);
         }
     }
 
@@ -539,6 +585,15 @@ impl EventLoop {
         self.config.metrics.refused(refusal, what);
         let _ = P::parts(self).0.send_response(channel, response);
         true
+    }
+}
+
+/// What the inbound route request of `event` asks, if `event` is one.
+fn inbound_route_kind(event: &paych_protocol::RouteEvent) -> Option<RouteKind> {
+    use request_response::{Event as E, Message as M};
+    match event {
+        E::Message { message: M::Request { request, .. }, .. } => Some(request.kind()),
+        _ => None,
     }
 }
 

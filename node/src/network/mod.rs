@@ -2,20 +2,22 @@
 //! cloneable [`NetworkClient`] talks to it through a bounded command channel with one-shot
 //! replies (the pattern of rust-libp2p's file-sharing example).
 //!
-//! **Inbound requests come out as events.** Each voucher, reconcile or retrieval request a
-//! peer sends is handed out as an [`InboundRequest`] on the bounded channel of [`Inbound`],
+//! **Inbound requests come out as events.** Each voucher, reconcile, retrieval or route
+//! request a peer sends is handed out as an [`InboundRequest`] on the bounded channel of [`Inbound`],
 //! carrying an [`InboundId`]; the answer goes back in through [`Responder`], and the loop
 //! sends it on the request's stream. What a request means — adding a voucher, answering a
-//! reconciliation, serving a chunk — is the business of [`crate::inbound`], never of this
-//! module.
+//! reconciliation, serving a chunk, routing a payment — is the business of
+//! [`crate::inbound`], never of this module.
 //!
 //! **This module owns the transport's limits.** Everything is bounded: commands queued
 //! ([`COMMAND_QUEUE`]), outbound requests in flight ([`MAX_OUTBOUND_IN_FLIGHT`]), inbound
 //! voucher requests handed out per peer ([`NetworkConfig::max_inbound_per_peer`]) and in
 //! total ([`MAX_INBOUND_IN_FLIGHT`]), inbound reconcile requests per peer
 //! ([`NetworkConfig::max_reconcile_per_peer`]) and in total ([`MAX_RECONCILE_IN_FLIGHT`]),
-//! inbound retrieval requests waiting for their answer ([`MAX_RETRIEVAL_WAITING`]); a request
-//! over a cap is answered `RateLimited` by the loop itself and never handed out. Answers
+//! inbound retrieval requests waiting for their answer ([`MAX_RETRIEVAL_WAITING`]), inbound
+//! route requests per peer ([`NetworkConfig::max_route_per_peer`]) and in total
+//! ([`MAX_ROUTE_IN_FLIGHT`]); a request over a cap is answered `RateLimited` (`Busy` on the
+//! route protocol) by the loop itself and never handed out. Answers
 //! wait in [`RESPONSE_QUEUE`]; the events fit [`INBOUND_QUEUE`], which holds every request the
 //! caps admit. A retrieval answer may come with a value the loop holds until libp2p reports
 //! the answer sent or failed (the provider's count of work in flight).
@@ -37,7 +39,7 @@ use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use paych_protocol::{
     build_swarm, Config, ReconcileRequest, ReconcileResponse, RetrievalRequest, RetrievalResponse,
-    SwarmError, VoucherRequest, VoucherResponse,
+    RouteRequest, RouteResponse, SwarmError, VoucherRequest, VoucherResponse,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -60,10 +62,14 @@ pub const MAX_PENDING_CONNECTS: usize = 64;
 pub const MAX_RECONCILE_IN_FLIGHT: usize = 32;
 /// Inbound retrieval requests handed out and not answered yet, at most, over all peers.
 pub const MAX_RETRIEVAL_WAITING: usize = 256;
+/// Inbound route requests being handled, at most, over all peers. An offer's answer waits
+/// for the downstream hop, so these may each be in flight for up to the route request
+/// timeout.
+pub const MAX_ROUTE_IN_FLIGHT: usize = 256;
 /// Inbound requests handed out and not taken yet, at most: room for every request the
 /// in-flight caps admit, so that handing one out never waits.
 pub const INBOUND_QUEUE: usize =
-    MAX_INBOUND_IN_FLIGHT + MAX_RECONCILE_IN_FLIGHT + MAX_RETRIEVAL_WAITING;
+    MAX_INBOUND_IN_FLIGHT + MAX_RECONCILE_IN_FLIGHT + MAX_RETRIEVAL_WAITING + MAX_ROUTE_IN_FLIGHT;
 /// Answers to inbound requests waiting for the loop to send them, at most.
 pub const RESPONSE_QUEUE: usize = 64;
 
@@ -78,6 +84,10 @@ pub struct NetworkConfig {
     /// Inbound reconcile requests one peer may have in flight; more are answered
     /// `RateLimited`.
     pub max_reconcile_per_peer: usize,
+    /// Inbound route requests one peer may have in flight; more are answered `Busy`. Keep
+    /// it at most [`Config::route_max_concurrent_streams`], or streams over that are dropped
+    /// unanswered instead.
+    pub max_route_per_peer: usize,
     /// Where the loop counts vouchers sent, connections and the refusals it decides.
     pub metrics: Arc<Metrics>,
 }
@@ -88,6 +98,7 @@ impl Default for NetworkConfig {
             protocol: Config::default(),
             max_inbound_per_peer: 8,
             max_reconcile_per_peer: 1,
+            max_route_per_peer: 16,
             metrics: Arc::default(),
         }
     }
@@ -144,7 +155,8 @@ enum Command {
 }
 
 /// A request this node sends with [`NetworkClient::ask`] — a [`VoucherRequest`], a
-/// [`RetrievalRequest`] or a [`ReconcileRequest`] — and the answer it waits for. Implemented
+/// [`RetrievalRequest`], a [`ReconcileRequest`] or a [`RouteRequest`] — and the answer it
+/// waits for. Implemented
 /// here only: what it makes cannot be named outside this module.
 pub trait Ask: Sized {
     /// The answer.
@@ -162,6 +174,7 @@ mod outbound {
         Voucher(Box<VoucherRequest>, Reply<VoucherResponse>),
         Retrieval(Box<RetrievalRequest>, Reply<RetrievalResponse>),
         Reconcile(Box<ReconcileRequest>, Reply<ReconcileResponse>),
+        Route(Box<RouteRequest>, Reply<RouteResponse>),
     }
 }
 
@@ -183,6 +196,13 @@ impl Ask for ReconcileRequest {
     type Response = ReconcileResponse;
     fn outbound(self, reply: Reply<ReconcileResponse>) -> Outbound {
         Outbound::Reconcile(Box::new(self), reply)
+    }
+}
+
+impl Ask for RouteRequest {
+    type Response = RouteResponse;
+    fn outbound(self, reply: Reply<RouteResponse>) -> Outbound {
+        Outbound::Route(Box::new(self), reply)
     }
 }
 
@@ -221,6 +241,15 @@ pub enum InboundRequest {
         /// The request.
         request: Box<RetrievalRequest>,
     },
+    /// A route request (`/paych/route/1.0.0`).
+    Route {
+        /// Names the answer.
+        id: InboundId,
+        /// The peer the authenticated connection comes from.
+        peer: PeerId,
+        /// The request.
+        request: Box<RouteRequest>,
+    },
 }
 
 /// A value the loop holds while an answer is being sent, dropped once libp2p reports it
@@ -232,6 +261,7 @@ enum Response {
     Voucher(InboundId, VoucherResponse),
     Reconcile(InboundId, Box<ReconcileResponse>),
     Retrieval(InboundId, Box<RetrievalResponse>, Option<Held>),
+    Route(InboundId, Box<RouteResponse>),
 }
 
 /// Takes answers to inbound requests back to the loop; cheap to clone.
@@ -261,6 +291,11 @@ impl Responder {
     /// Answers the retrieval request `id`; `held` is kept until the answer is sent or fails.
     pub async fn retrieval(&self, id: InboundId, response: RetrievalResponse, held: Option<Held>) {
         self.send(Response::Retrieval(id, Box::new(response), held)).await
+    }
+
+    /// Answers the route request `id`.
+    pub async fn route(&self, id: InboundId, response: RouteResponse) {
+        self.send(Response::Route(id, Box::new(response))).await
     }
 }
 
@@ -319,7 +354,7 @@ impl NetworkClient {
         self.call(|reply| Command::ListenAddrs { reply }).await
     }
 
-    /// Sends `request` — a voucher, retrieval or reconcile request — to `peer` (reachable at
+    /// Sends `request` — a voucher, retrieval, reconcile or route request — to `peer` (reachable at
     /// `addrs`, dialled if not connected yet; at most [`MAX_ADDRS_PER_REQUEST`] of them are
     /// kept) and waits for its answer.
     pub async fn ask<R: Ask>(

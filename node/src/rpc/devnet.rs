@@ -4,7 +4,8 @@
 //!
 //! `POST /rpc/v1` (and `/rpc/v0`) answers the chain methods a Lotus backend of the
 //! payment-channel manager uses, in Lotus JSON ([`paych_core::lotus_json`], with
-//! testnet `t` addresses): `ChainHead`, `ChainGetTipSetByHeight`, `ChainReadObj`,
+//! testnet `t` addresses): `ChainHead`, `ChainGetTipSetByHeight`, `ChainGetBlockMessages`,
+//! `ChainReadObj`,
 //! `StateGetActor`, `StateReadState`, `StateAccountKey`, `StateLookupID`, `StateWaitMsg`,
 //! `StateSearchMsg`, `StateCall`, `StateNetworkName`, `StateNetworkVersion`,
 //! `StateActorCodeCIDs`, `MpoolGetNonce`, `MpoolPush`, `GasEstimateMessageGas` and
@@ -12,8 +13,12 @@
 //! two of the devnet's own: `Devnet.Faucet(address, attoFIL)` → message CID and
 //! `Devnet.Mine(n)` → new height. `ChainGetTipSetByHeight` answers a mined tipset, and
 //! `StateGetActor` and `StateReadState` read the state at the tipset their key names (the
-//! head for `[]` or `null`; an unknown key is not found); the other methods read at the head,
-//! checking a tipset key for shape only.
+//! head for `[]` or `null`; an unknown key is not found); `ChainGetBlockMessages` answers a
+//! mined block's messages (`{"BlsMessages":[],"SecpkMessages":[…],"Cids":[…]}`, as Lotus's
+//! `api.BlockMessages`) while the devnet keeps them
+//! ([`MESSAGE_HISTORY`](paych_core::chain::devnet::MESSAGE_HISTORY) epochs; an older or
+//! unknown block is not found), and `ChainReadObj` a kept message's signed CBOR by its CID;
+//! the other methods read at the head, checking a tipset key for shape only.
 //!
 //! Bad input of any kind — a body that is not JSON or is larger than
 //! [`MAX_REQUEST_BYTES`], a request that is not a JSON-RPC 2.0 object, an unknown method,
@@ -80,6 +85,7 @@ pub enum Methods {
 pub const GATEWAY_METHODS: &[&str] = &[
     "Filecoin.ChainHead",
     "Filecoin.ChainGetTipSetByHeight",
+    "Filecoin.ChainGetBlockMessages",
     "Filecoin.ChainReadObj",
     "Filecoin.StateGetActor",
     "Filecoin.StateReadState",
@@ -241,6 +247,10 @@ async fn dispatch(devnet: &Devnet, method: &str, params: Vec<Value>) -> Result<V
             })?;
             encode(&tipset_json(&tipset))
         }
+        "Filecoin.ChainGetBlockMessages" => {
+            let block: Cid = Params::new(method, params, 1)?.lotus(0)?;
+            block_messages(devnet, &block)
+        }
         "Filecoin.StateGetActor" => {
             let mut p = Params::new(method, params, 2)?;
             let addr = p.address(0)?;
@@ -390,6 +400,17 @@ fn at_key(devnet: &Devnet, key: &json::TipSetKey) -> Result<Tipset, RpcError> {
         let cids: Vec<String> = key.0.iter().map(Cid::to_string).collect();
         RpcError::new(error_code::NOT_FOUND, format!("tipset {{{}}} not found", cids.join(",")))
     })
+}
+
+/// `ChainGetBlockMessages`: the block's messages as Lotus's `api.BlockMessages` — every
+/// devnet message is secp256k1-signed, so `BlsMessages` is empty.
+fn block_messages(devnet: &Devnet, block: &Cid) -> Result<Value, RpcError> {
+    let messages = devnet.block_messages(block).map_err(chain_error)?;
+    let signed: Vec<SignedMessage> = messages.into_iter().map(|(_, signed)| signed).collect();
+    let shape = json::BlockMessagesJson::new(&[], &signed, NETWORK)
+        .map_err(|e| RpcError::new(error_code::INTERNAL_ERROR, e.to_string()))?;
+    serde_json::to_value(shape)
+        .map_err(|e| RpcError::new(error_code::INTERNAL_ERROR, e.to_string()))
 }
 
 /// `StateReadState` at `epoch`: a payment channel's state as the actor stores it, an

@@ -7,8 +7,10 @@
 //! payment-channel actor running [`crate::actor`], its state kept as the chain keeps it
 //! (the State tuple in a block store, lanes in an AMT of bit width 3); each tipset's state
 //! root sealed into the block store, so that the state after any earlier tipset can be read
-//! back ([`Chain::balance_at`], [`Devnet::actor_state_at`]); optional persistence in sled so
-//! that a devnet restarts where it stopped.
+//! back ([`Chain::balance_at`], [`Devnet::actor_state_at`]); each included message kept in
+//! the block store under its CID for the last [`MESSAGE_HISTORY`] epochs, so that a tipset's
+//! messages can be read back ([`Chain::tipset_messages`], [`Devnet::block_messages`]);
+//! optional persistence in sled so that a devnet restarts where it stopped.
 
 pub mod state;
 
@@ -25,14 +27,19 @@ use tokio::sync::watch;
 
 use self::state::{State, BASE_FEE_ATTO, BLOCK_GAS_LIMIT, DEFAULT_PREMIUM_ATTO, NETWORK_VERSION};
 use super::{
-    depth_epoch, ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain,
-    MessageLookup, Receipt,
+    depth_epoch, ActorInfo, ActorKind, Chain, ChainError, ChainMessage, ChannelAtDepth,
+    ChannelOnChain, MessageLookup, Receipt,
 };
 use crate::crypto::{self, SecretKey};
 use crate::types::{
     ActorID, Address, ChainEpoch, ExitCode, Message, PaychState, Protocol, SignedMessage,
     TokenAmount,
 };
+
+/// How many epochs of included messages the devnet keeps: those of the epochs above
+/// `head − MESSAGE_HISTORY` (a day of 30-second epochs, as far back as a Lotus gateway
+/// looks). Older messages are removed from the block store; their tipsets stay.
+pub const MESSAGE_HISTORY: u64 = 2880;
 
 /// How a devnet starts.
 #[derive(Debug, Clone)]
@@ -277,11 +284,15 @@ impl Devnet {
     fn persist(&self, data: &mut ChainData) -> Result<(), ChainError> {
         let Some(db) = &self.inner.db else {
             data.state.blocks.take_dirty();
+            data.state.blocks.take_removed();
             return Ok(());
         };
         let blocks = db.open_tree(BLOCKS_TREE).map_err(store_error)?;
         for (cid, bytes) in data.state.blocks.take_dirty() {
             blocks.insert(cid.to_bytes(), bytes).map_err(store_error)?;
+        }
+        for cid in data.state.blocks.take_removed() {
+            blocks.remove(cid.to_bytes()).map_err(store_error)?;
         }
         let snap = Snapshot {
             epoch: data.state.epoch,
@@ -369,11 +380,13 @@ impl Devnet {
                     "executed"
                 );
                 included.push(pending.cid);
+                data.keep_message(&pending);
                 data.receipts
                     .insert(pending.cid, MessageLookup { message: pending.cid, receipt, epoch });
             }
             let tipset = data.seal(included);
             data.tipsets.push(tipset);
+            data.prune_messages();
         }
         self.persist(&mut data)?;
         let head = data.state.epoch;
@@ -446,6 +459,16 @@ impl Devnet {
     pub fn tipset(&self, height: ChainEpoch) -> Option<Tipset> {
         let data = self.lock();
         usize::try_from(height).ok().and_then(|h| data.tipsets.get(h)).cloned()
+    }
+
+    /// The messages of the block `block` (`ChainGetBlockMessages`), each with the CID the
+    /// chain knows it by, in execution order. `NotFound` for a block the devnet has not mined,
+    /// or whose messages are older than [`MESSAGE_HISTORY`] epochs.
+    pub fn block_messages(&self, block: &Cid) -> Result<Vec<(Cid, SignedMessage)>, ChainError> {
+        let tipset = self
+            .tipset_by_key(&[*block])
+            .ok_or_else(|| ChainError::NotFound(format!("block {block}")))?;
+        self.lock().messages_at(tipset.height)
     }
 
     /// The network version the devnet reports (`StateNetworkVersion`).
@@ -653,6 +676,69 @@ impl ChainData {
         Ok(ActorState { info: entry.info(), head, paych })
     }
 
+    /// Keeps an included message in the block store under its CID (a secp256k1 message's
+    /// CID is that of its signed CBOR, so the block is the message as Lotus stores it).
+    fn keep_message(&mut self, pending: &Pending) {
+        match pending.signed.to_cbor() {
+            Ok(cbor) => {
+                self.state.blocks.put_cbor(cbor);
+            }
+            Err(e) => tracing::error!(cid = %pending.cid, error = %e, "cannot keep a message"),
+        }
+    }
+
+    /// Removes the messages of the epoch that has just left the history: the messages of
+    /// the epochs above `head − MESSAGE_HISTORY` are kept.
+    fn prune_messages(&mut self) {
+        let history = ChainEpoch::try_from(MESSAGE_HISTORY).unwrap_or(ChainEpoch::MAX);
+        let Some(tipset) = usize::try_from(self.state.epoch.saturating_sub(history))
+            .ok()
+            .filter(|_| self.state.epoch >= history)
+            .and_then(|h| self.tipsets.get(h))
+        else {
+            return;
+        };
+        for cid in &tipset.messages {
+            self.state.blocks.remove(cid);
+        }
+    }
+
+    /// The messages included in the tipset at `epoch`, with their CIDs, in execution order.
+    fn messages_at(&self, epoch: ChainEpoch) -> Result<Vec<(Cid, SignedMessage)>, ChainError> {
+        let head = self.state.epoch;
+        if epoch > head {
+            return Err(ChainError::NotFound(format!(
+                "tipset at epoch {epoch}: above the head, epoch {head}"
+            )));
+        }
+        if epoch < 0 {
+            return Err(ChainError::NotFound(format!("tipset at negative epoch {epoch}")));
+        }
+        let history = ChainEpoch::try_from(MESSAGE_HISTORY).unwrap_or(ChainEpoch::MAX);
+        let oldest = head.saturating_sub(history).saturating_add(1).max(0);
+        if epoch < oldest {
+            return Err(ChainError::NotFound(format!(
+                "messages of epoch {epoch}: pruned, the devnet keeps those of epochs {oldest} \
+                 to {head} (the last {MESSAGE_HISTORY})"
+            )));
+        }
+        let tipset = usize::try_from(epoch)
+            .ok()
+            .and_then(|h| self.tipsets.get(h))
+            .ok_or_else(|| ChainError::NotFound(format!("tipset at epoch {epoch}")))?;
+        let mut messages = Vec::with_capacity(tipset.messages.len());
+        for cid in &tipset.messages {
+            let bytes = self.state.blocks.read(cid).ok_or_else(|| {
+                ChainError::NotFound(format!(
+                    "message {cid} of epoch {epoch}: not kept (mined before this devnet kept \
+                     messages)"
+                ))
+            })?;
+            messages.push((*cid, SignedMessage::from_cbor(&bytes).map_err(store_error)?));
+        }
+        Ok(messages)
+    }
+
     /// Seals the current state into a tipset of one block holding `messages`.
     fn seal(&mut self, messages: Vec<Cid>) -> Tipset {
         let actors: Vec<_> = self.state.tree.actors.iter().collect();
@@ -764,6 +850,14 @@ impl Chain for Devnet {
 
     async fn search(&self, message: &Cid) -> Result<Option<MessageLookup>, ChainError> {
         Ok(self.lock().receipts.get(message).cloned())
+    }
+
+    async fn tipset_messages(&self, epoch: ChainEpoch) -> Result<Vec<ChainMessage>, ChainError> {
+        let messages = self.lock().messages_at(epoch)?;
+        Ok(messages
+            .into_iter()
+            .map(|(cid, signed)| ChainMessage { cid, message: signed.message })
+            .collect())
     }
 
     async fn call(&self, message: &Message) -> Result<Receipt, ChainError> {

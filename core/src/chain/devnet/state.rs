@@ -217,6 +217,7 @@ impl Tree {
 pub struct Blocks {
     map: RefCell<HashMap<Cid, Vec<u8>>>,
     dirty: RefCell<Vec<Cid>>,
+    removed: RefCell<Vec<Cid>>,
 }
 
 impl Blocks {
@@ -230,6 +231,19 @@ impl Blocks {
         let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
         let map = self.map.borrow();
         dirty.into_iter().filter_map(|c| map.get(&c).map(|b| (c, b.clone()))).collect()
+    }
+
+    /// Removes a block (a message older than the devnet's message history), noting its CID so
+    /// that persistence deletes it too.
+    pub fn remove(&self, cid: &Cid) {
+        if self.map.borrow_mut().remove(cid).is_some() {
+            self.removed.borrow_mut().push(*cid);
+        }
+    }
+
+    /// Takes the CIDs removed since the last call.
+    pub fn take_removed(&self) -> Vec<Cid> {
+        std::mem::take(&mut *self.removed.borrow_mut())
     }
 
     /// A block by CID.

@@ -31,6 +31,13 @@
 //! (`ChainGetTipSetByHeight` with the head's key) and reads the channel's balance there
 //! (`StateGetActor` at that key), kept likewise.
 //!
+//! A tipset's messages ([`Chain::tipset_messages`]) are read as a Lotus gateway serves them:
+//! `ChainGetTipSetByHeight` with the head's key (empty), then `ChainGetBlockMessages` for
+//! each of its blocks, deduplicated by CID — both methods are in Lotus's `Gateway` interface
+//! (`api/api_gateway.go`). Every message any block carries is listed, including one another
+//! block's message with the same sender and nonce displaced from execution: its parameters are
+//! public all the same.
+//!
 //! This module never holds keys or signs; it carries what the caller signed.
 
 pub mod api_info;
@@ -56,8 +63,8 @@ use errors::{answer, refused};
 
 use super::actor_codes;
 use super::{
-    depth_epoch, ActorInfo, ActorKind, Chain, ChainError, ChannelAtDepth, ChannelOnChain, Lanes,
-    MessageLookup, Receipt,
+    depth_epoch, ActorInfo, ActorKind, Chain, ChainError, ChainMessage, ChannelAtDepth,
+    ChannelOnChain, Lanes, MessageLookup, Receipt,
 };
 use crate::actor::ChannelState;
 use crate::jsonrpc::{RpcRequest, RpcResponse};
@@ -352,6 +359,14 @@ impl LotusChain {
             )));
         }
         Ok(tipset)
+    }
+
+    /// `ChainGetBlockMessages`: the messages of the block `block` with their CIDs, BLS ones
+    /// first (at most [`json::MAX_BLOCK_MESSAGES`]).
+    pub async fn block_messages(&self, block: &Cid) -> Result<Vec<ChainMessage>, ChainError> {
+        let method = "ChainGetBlockMessages";
+        let shape: json::BlockMessagesJson = self.get_plain(method, vec![cid_param(block)]).await?;
+        shape.messages().map_err(|e| unexpected(method, e))
     }
 
     /// `StateGetActor` at the tipset `key`; `None` when no actor had the address there.
@@ -773,6 +788,21 @@ fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Lot
     Ok(certificates)
 }
 
+/// A failure to find the tipset at `epoch` as the trait names it: `NotFound` when the node
+/// says the epoch is above its head (Lotus `chain/store/index.go`: "looking for tipset with
+/// height greater than start point") or further back than it serves (a gateway's "lookbacks
+/// of more than 24h0m0s are disallowed", `gateway/node.go`).
+fn history_error(epoch: ChainEpoch, e: ChainError) -> ChainError {
+    let text = e.to_string();
+    if text.contains("greater than start point") {
+        ChainError::NotFound(format!("tipset at epoch {epoch}: above the head ({text})"))
+    } else if text.contains("lookbacks of more than") {
+        ChainError::NotFound(format!("tipset at epoch {epoch}: further back than served ({text})"))
+    } else {
+        e
+    }
+}
+
 /// An empty tipset key: the head.
 fn head_key() -> Value {
     Value::Array(Vec::new())
@@ -943,6 +973,38 @@ impl Chain for LotusChain {
                 Ok(Some(lookup.into()))
             }
         }
+    }
+
+    /// `ChainGetTipSetByHeight(epoch, head)`; a tipset below `epoch` means a null round
+    /// (no messages); then `ChainGetBlockMessages` per block, each message kept once.
+    async fn tipset_messages(&self, epoch: ChainEpoch) -> Result<Vec<ChainMessage>, ChainError> {
+        if epoch < 0 {
+            return Err(ChainError::NotFound(format!("tipset at negative epoch {epoch}")));
+        }
+        let tipset = self
+            .tipset_by_height(epoch, &json::TipSetKey::head())
+            .await
+            .map_err(|e| history_error(epoch, e))?;
+        if tipset.height < epoch {
+            return Ok(Vec::new());
+        }
+        if tipset.cids.len() > json::MAX_TIPSET_KEY_CIDS {
+            return Err(ChainError::Transport(format!(
+                "the tipset at epoch {epoch} has {} blocks, more than {}",
+                tipset.cids.len(),
+                json::MAX_TIPSET_KEY_CIDS
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut messages = Vec::new();
+        for block in &tipset.cids {
+            for message in self.block_messages(block).await? {
+                if seen.insert(message.cid) {
+                    messages.push(message);
+                }
+            }
+        }
+        Ok(messages)
     }
 
     async fn call(&self, message: &Message) -> Result<Receipt, ChainError> {
