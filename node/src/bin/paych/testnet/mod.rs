@@ -441,10 +441,11 @@ impl Testnet {
             channels: self.channels.clone(),
             roots: self.roots.clone(),
             max_price: self.price.clone(),
-            hub: self
-                .hub
-                .as_ref()
-                .map(|side| RoutedChunks { hub: side.entry.clone(), chunks: self.args.chunks }),
+            hub: self.hub.as_ref().map(|side| RoutedChunks {
+                hub: side.entry.clone(),
+                hub_index: side.index,
+                chunks: self.args.chunks,
+            }),
         });
         let done_before = self.ledger.rounds.iter().map(RoundOutcome::retrievals).sum();
         let tally = Tally { phase, done_before, total: self.retrievals() };

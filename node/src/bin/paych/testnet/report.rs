@@ -174,10 +174,12 @@ pub fn render(report: &Report) -> String {
     let kinds: Vec<String> =
         report.chain.chain_messages_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
     line(format!("chain messages {} ({})", report.chain.chain_messages, kinds.join(", ")));
-    line(format!(
-        "               vs {} redeeming each lane each round, {} paying on chain per chunk",
-        report.chain.chain_messages_one_per_lane, report.chain.chain_messages_one_per_payment
-    ));
+    if report.hub.is_none() {
+        line(format!(
+            "               vs {} redeeming each lane each round, {} paying on chain per chunk",
+            report.chain.chain_messages_one_per_lane, report.chain.chain_messages_one_per_payment
+        ));
+    }
     line(format!(
         "reconciled     {} channels into one voucher each; settlers submitted {} vouchers",
         report.chain.reconciled_channels, report.chain.settler_submissions

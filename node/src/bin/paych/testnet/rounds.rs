@@ -66,6 +66,8 @@ pub struct RoundContext {
 pub struct RoutedChunks {
     /// The hub, as the providers' invoices name it.
     pub hub: Hub,
+    /// The hub's index among the nodes.
+    pub hub_index: usize,
     /// Chunks per retrieval, one routed payment each.
     pub chunks: u64,
 }
@@ -238,6 +240,9 @@ async fn pay_routed_once(
     let hubs = vec![routed.hub.clone()];
     let invoice = provider.paych_invoice(&payee, &ctx.max_price, INVOICE_EXPIRY_SECS, hubs).await?;
     let client = ctx.nodes[ctx.providers + job.client].read().await.rpc.clone();
+    // A hub being restarted is waited for, as a provider being restarted is by its lock
+    // above (the lock is not held while paying: the crash must find routes in flight).
+    drop(ctx.nodes[routed.hub_index].read().await);
     let start = std::time::Instant::now();
     let receipt = client.paych_pay_invoice(&invoice.text).await?;
     let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
