@@ -54,6 +54,7 @@ pub mod node;
 pub mod onchain;
 pub mod raw_peer;
 pub mod route;
+pub mod routing;
 pub mod store;
 pub mod swarm;
 pub mod tls;

@@ -93,6 +93,9 @@ pub enum DaemonError {
     /// The manager could not start (its chain unreachable, its store unreadable, …).
     #[error("cannot start the payment-channel manager")]
     Manager(#[source] ChainMessageError),
+    /// The watchtower could not be set up.
+    #[error("cannot start the watchtower: {0}")]
+    Watchtower(String),
     /// The store could not be flushed on shutdown.
     #[error("cannot flush the store")]
     Flush(#[source] StoreError),

@@ -31,16 +31,18 @@ use paych_core::chain::lotus::{ApiInfo, LotusChain, LotusConfig};
 use paych_core::chain::Chain;
 use paych_core::manager::{ManagerConfig, PaymentChannelManager};
 use paych_core::network::{check_chain, set_process_address_network, FilNetwork};
+use paych_core::route::RouteParams;
 use paych_core::store::sled::SledStore;
 use paych_core::types::{format_address, Address, Network};
 use paych_core::wallet::{KeyStore, Wallet};
+use paych_core::watch::{WatchConfig, Watchtower};
 
 use crate::host::Host;
 use crate::metrics::{MeteredChain, Metrics};
 use crate::network::NetworkClient;
 use crate::pay::Payer;
 use crate::retrieval::RetrievalProvider;
-use crate::route::Routes;
+use crate::route::{CollateralTask, RouteSettings, RouteSweeper, Routes};
 use crate::rpc::auth::{self, Permission};
 use crate::rpc::server::{serve_node_api, ApiServer, HeadTipsets, NodeParts};
 
@@ -93,9 +95,72 @@ pub struct Daemon {
     api: ApiServer,
     host: Host,
     manager: PaymentChannelManager,
+    routes: RouteTasks,
     listen_addrs: Vec<Multiaddr>,
     network: FilNetwork,
     _devnet: Option<Devnet>,
+}
+
+/// The node's routed payments and their background tasks (the sweep of open routes, the
+/// watchtower, the hub's auto-collateral), stopped at shutdown.
+struct RouteTasks {
+    routes: Routes,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The timing parameters of routed payments on `network`: from the configured confidence,
+/// else the network's — the same for the manager (its settler) and the route logic.
+fn route_params(config: &RepoConfig, network: FilNetwork) -> RouteParams {
+    RouteParams::for_confidence(config.confidence.unwrap_or(network.preset().confidence))
+}
+
+/// Starts the node's routed payments: answering `/paych/route/1.0.0` through `host` (as a
+/// hub with `[hub] enabled = 1`, its key the wallet's default), sweeping open routes once
+/// an epoch, the watchtower scanning the chain for the secrets of open routes, and the
+/// hub's auto-collateral when set.
+async fn start_routes(
+    config: &RepoConfig,
+    manager: &PaymentChannelManager,
+    wallet: &Arc<KeyStore>,
+    payer: &Arc<Payer>,
+    host: &Host,
+    metrics: &Arc<Metrics>,
+    network: FilNetwork,
+) -> Result<RouteTasks, DaemonError> {
+    let hub_address = wallet.default_address().ok().flatten();
+    if config.hub.enabled && hub_address.is_none() {
+        tracing::warn!("[hub] enabled = 1 but the wallet has no default key: not routing");
+    }
+    let settings = RouteSettings {
+        hub: config.hub.clone(),
+        hub_address,
+        params: route_params(config, network),
+    };
+    let routes =
+        Routes::new(manager.clone(), wallet.clone(), payer.clone(), settings, metrics.clone())
+            .await
+            .map_err(DaemonError::Datastore)?;
+    host.route_handler().set(Arc::new(routes.clone()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let interval = network.preset().block_time;
+    let mut tasks = vec![RouteSweeper { routes: routes.clone(), interval }.spawn(stopped.clone())];
+    let watch = WatchConfig::new(routes.params().conf, interval);
+    let tower = Watchtower::new(manager.chain().clone(), manager.store().clone(), watch)
+        .map_err(|e| DaemonError::Watchtower(e.to_string()))?;
+    let (watcher, stopping) = (routes.clone(), stopped.clone());
+    tasks.push(tokio::spawn(async move { tower.run(&watcher, stopping).await }));
+    if let (true, Some(policy)) = (routes.is_hub(), config.hub.collateral.clone()) {
+        let task = CollateralTask {
+            manager: manager.clone(),
+            ledger: routes.ledger(),
+            policy,
+            metrics: metrics.clone(),
+            interval,
+        };
+        tasks.push(task.spawn(stopped));
+    }
+    Ok(RouteTasks { routes, stop, tasks })
 }
 
 /// The repo's keys: the wallet, the API's secret, the libp2p identity.
@@ -135,12 +200,8 @@ impl Daemon {
             Payer::new(manager.clone(), host.client().clone(), peers)
                 .with_fee_per_message(config.reconcile_fee_per_message.clone()),
         );
-        let routes = Arc::new(Routes::new(
-            manager.clone(),
-            host.client().clone(),
-            config.hub.clone(),
-            metrics.clone(),
-        ));
+        let routes =
+            start_routes(&config, &manager, &keys.wallet, &payer, &host, &metrics, network).await?;
         let api_addr = options.api.unwrap_or(config.api);
         let api = serve_node_api(
             manager.clone(),
@@ -148,7 +209,7 @@ impl Daemon {
             NodeParts {
                 payer: Some(payer),
                 retrieval: Some(host.retrieval().clone()),
-                routes: Some(routes),
+                routes: Some(Arc::new(routes.routes.clone())),
             },
             metrics,
             Some(tipsets),
@@ -160,7 +221,17 @@ impl Daemon {
         .map_err(|source| DaemonError::Api { addr: api_addr, source })?;
         write_api_file(&repo, api.local_addr())?;
         let listen_addrs = host.listen_addrs().to_vec();
-        Ok(Daemon { repo, _lock: lock, api, host, manager, listen_addrs, network, _devnet: devnet })
+        Ok(Daemon {
+            repo,
+            _lock: lock,
+            api,
+            host,
+            manager,
+            routes,
+            listen_addrs,
+            network,
+            _devnet: devnet,
+        })
     }
 
     /// The network the daemon runs on.
@@ -192,6 +263,10 @@ impl Daemon {
     /// `api` file; the repo lock is released when this returns.
     pub async fn shutdown(self) -> Result<(), DaemonError> {
         self.api.shutdown().await;
+        let _ = self.routes.stop.send(true);
+        for task in self.routes.tasks {
+            let _ = task.await;
+        }
         if !self.host.shutdown(STOP_WAIT).await {
             tracing::warn!("the network loop did not stop in time");
         }
@@ -357,6 +432,7 @@ async fn start_manager(
         ManagerConfig {
             top_up: config.top_up.clone(),
             confidence: config.confidence.unwrap_or(defaults.confidence),
+            route: route_params(config, network),
             intake: config.intake_policy(network),
             ..defaults
         },

@@ -5,79 +5,306 @@
 //!   auto-collateral — and its checks;
 //! - [`caps`]: the hub's caps on pending routes per payer, per payee and per channel;
 //! - [`collateral`]: auto-collateral of the hub's outbound channels, sized on completed flow;
-//! - [`payer`]: the payer's checks of an invoice and its choice of hub;
+//! - [`payer`]: paying an invoice — its checks, the choice of hub, the offer, the receipt and
+//!   the replacement;
+//! - [`hub`]: forwarding an offer to the payee and its replacement, every check of §9 step 3
+//!   answered with its own status;
+//! - [`payee`]: taking the hub's conditional voucher and revealing the invoice's secret once
+//!   it is durable;
+//! - [`sweep`]: what time resolves — expired locks give lanes back, a hub lands the payer's
+//!   voucher with the secret when the replacement does not come, a secret found on chain;
+//! - [`watcher`]: what the node's watchtower watches the chain for, and what it does with a
+//!   secret found there;
 //! - [`receipt`]: what paying an invoice answers.
 //!
-//! The rules every party checks (voucher shapes, locks, deadlines, secrets) are
-//! `paych_core`'s; this module drives them over the network and the manager. It is off the
-//! payment path unless the node pays an invoice or `[hub] enabled = 1`.
+//! [`Routes`] holds the parts every role needs and answers inbound route requests (it is the
+//! node's [`RouteHandler`]). The rules every party checks (voucher shapes, locks, deadlines,
+//! secrets) are `paych_core::route`'s and the manager's; this module drives them over the
+//! network and keeps each route's [`RouteRecord`] current, durable before any answer that
+//! depends on it. A route's state only moves forward: Offered → Forwarded → Fulfilled →
+//! Replaced, or Expired / Redeemed. Nothing here runs unless the node pays an invoice, is
+//! paid through a hub, or has `[hub] enabled = 1`.
 
 pub mod caps;
 pub mod collateral;
 pub mod config;
+pub mod hub;
+pub mod payee;
 pub mod payer;
 pub mod receipt;
+pub mod sweep;
+pub mod watcher;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use libp2p::PeerId;
+use paych_core::invoice::{unix_now, Invoice};
+use paych_core::manager::{AddVoucherError, PaymentChannelManager};
+use paych_core::route::{FeePolicy, HubPolicy, RouteParams, RouteRefusal, SignedHubPolicy};
+use paych_core::store::{RouteRecord, RouteRole, RouteState, StoreError, Write};
+use paych_core::types::{Address, SETTLE_DELAY};
+use paych_core::wallet::Wallet;
+use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
+
+use crate::inbound::route::RouteHandler;
+use crate::metrics::Metrics;
+use crate::pay::Payer;
+
+pub use caps::{CapRefusal, PendingCaps, PendingRoute};
 pub use collateral::{CollateralPolicy, CollateralTask, FlowLedger};
 pub use config::{HubConfig, HubConfigError};
+pub use payer::PayInvoiceError;
 pub use receipt::RouteReceipt;
+pub use sweep::RouteSweeper;
 
-use std::sync::Arc;
+/// Payment hashes handled at once (offers being answered, invoices being paid), at most;
+/// beyond, offers are answered `Busy`.
+pub const MAX_ROUTES_IN_PROGRESS: usize = 1024;
+/// How long a hub's signed policy stays valid, in seconds.
+pub const POLICY_LIFETIME_SECS: u64 = 3600;
+/// Hubs' policies a payer keeps, at most (beyond, it forgets them all and asks again).
+pub const MAX_CACHED_POLICIES: usize = 256;
+/// A payer asks a hub for its policy again once it is this close to expiring, in seconds.
+pub const POLICY_REFRESH_SECS: u64 = 60;
 
-use paych_core::invoice::{unix_now, Invoice};
-use paych_core::manager::PaymentChannelManager;
-use paych_core::store::{Direction, Lifecycle};
-use paych_core::types::{Address, TokenAmount};
+/// What a node's routing is set up with.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// The `[hub]` section.
+    pub hub: HubConfig,
+    /// The hub's key address (the `to` of its inbound channels, the `from` of its outbound
+    /// ones, the signer of its policy); `None` on a node that is no hub.
+    pub hub_address: Option<Address>,
+    /// The timing parameters.
+    pub params: RouteParams,
+}
 
-use crate::metrics::Metrics;
-use crate::network::NetworkClient;
-use payer::{check_invoice, choose_hub, ChosenHub, PayInvoiceError};
-
-/// A node's routed payments: it pays invoices through hubs, and (with `[hub] enabled = 1`)
-/// routes others' payments.
+/// A node's routed payments: it pays invoices through hubs, is paid through them, and (with
+/// `[hub] enabled = 1`) routes others' payments. Cheap to clone.
+#[derive(Clone)]
 pub struct Routes {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     manager: PaymentChannelManager,
-    #[allow(dead_code)]
-    network: NetworkClient,
-    #[allow(dead_code)]
-    hub: HubConfig,
-    #[allow(dead_code)]
+    wallet: Arc<dyn Wallet>,
+    payer: Arc<Payer>,
+    settings: RouteSettings,
     metrics: Arc<Metrics>,
+    ledger: Arc<FlowLedger>,
+    caps: Mutex<PendingCaps>,
+    in_progress: Mutex<HashSet<[u8; 32]>>,
+    /// Hubs' verified policies, by hub address, at most [`MAX_CACHED_POLICIES`].
+    policies: Mutex<HashMap<Address, HubPolicy>>,
+}
+
+/// A payment hash being handled; released when dropped.
+struct Claim {
+    routes: Arc<Inner>,
+    hash: [u8; 32],
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.routes.in_progress.lock() {
+            set.remove(&self.hash);
+        }
+    }
 }
 
 impl Routes {
-    /// Routing over `manager` and `network`, as a hub if `hub.enabled`.
-    pub fn new(
+    /// Routing over `manager`, sending through `payer`'s network and reaching payees
+    /// through its peer book; the hub's pending routes are counted again from the store.
+    pub async fn new(
         manager: PaymentChannelManager,
-        network: NetworkClient,
-        hub: HubConfig,
+        wallet: Arc<dyn Wallet>,
+        payer: Arc<Payer>,
+        settings: RouteSettings,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Routes { manager, network, hub, metrics }
-    }
-
-    /// Pays the invoice `text` through one of its hubs, the hub's fee at most `max_fee`.
-    pub async fn pay_invoice(
-        &self,
-        text: &str,
-        max_fee: Option<TokenAmount>,
-    ) -> Result<RouteReceipt, PayInvoiceError> {
-        let invoice = Invoice::from_text(text)?;
-        check_invoice(&invoice, unix_now())?;
-        let _chosen: ChosenHub = choose_hub(&invoice, &self.open_outbound_channels().await)?;
-        let _ = max_fee;
-        Err(PayInvoiceError::NoHub("routing is not available in this build".into()))
-    }
-
-    /// This node's open outbound channels, as `(payee, channel)`.
-    async fn open_outbound_channels(&self) -> Vec<(Address, Address)> {
-        let mut open = Vec::new();
-        for channel in self.manager.list().unwrap_or_default() {
-            let Ok(status) = self.manager.status(&channel).await else { continue };
-            if status.direction == Direction::Outbound && status.lifecycle == Lifecycle::Open {
-                open.push((status.to, channel));
+    ) -> Result<Self, StoreError> {
+        let mut caps = PendingCaps::default();
+        for route in manager.store().routes()? {
+            if route.role != RouteRole::Hub || !is_open(route.state) {
+                continue;
+            }
+            let Some(inbound) = route.inbound.as_ref() else { continue };
+            let Ok(on_chain) = manager.chain().channel(&inbound.channel).await else { continue };
+            if let Some(pending) = hub::pending_of(&route, on_chain.state.from) {
+                caps.count(&pending);
             }
         }
-        open
+        Ok(Routes {
+            inner: Arc::new(Inner {
+                manager,
+                wallet,
+                payer,
+                settings,
+                metrics,
+                ledger: Arc::new(FlowLedger::default()),
+                caps: Mutex::new(caps),
+                in_progress: Mutex::new(HashSet::new()),
+                policies: Mutex::new(HashMap::new()),
+            }),
+        })
     }
+
+    /// The completed flow per outbound channel (what auto-collateral sizes on).
+    pub fn ledger(&self) -> Arc<FlowLedger> {
+        self.inner.ledger.clone()
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &PaymentChannelManager {
+        &self.inner.manager
+    }
+
+    /// The timing parameters.
+    pub fn params(&self) -> &RouteParams {
+        &self.inner.settings.params
+    }
+
+    /// Whether this node answers offers as a hub.
+    pub fn is_hub(&self) -> bool {
+        self.inner.settings.hub.enabled && self.inner.settings.hub_address.is_some()
+    }
+
+    /// The hub's fee policy.
+    fn fee_policy(&self) -> FeePolicy {
+        self.inner.settings.hub.fee_policy()
+    }
+
+    /// The longest lock (epochs beyond the head) the hub takes: one settle window less the
+    /// confirmation depth.
+    fn max_lock(&self) -> u64 {
+        SETTLE_DELAY.unsigned_abs().saturating_sub(self.inner.settings.params.conf)
+    }
+
+    /// The hub's policy, signed now.
+    fn signed_policy(&self) -> Result<SignedHubPolicy, RouteRefusal> {
+        let hub = self.inner.settings.hub_address.filter(|_| self.is_hub());
+        let hub = hub.ok_or(RouteRefusal::NotAHub)?;
+        let policy = HubPolicy {
+            hub,
+            fee: self.fee_policy(),
+            max_amount: self.inner.settings.hub.max_amount.clone(),
+            max_lock: self.max_lock(),
+            expires_unix: unix_now().saturating_add(POLICY_LIFETIME_SECS),
+        };
+        SignedHubPolicy::sign(policy, self.inner.wallet.as_ref())
+            .map_err(|e| RouteRefusal::Internal(e.to_string()))
+    }
+
+    /// Claims `hash` for the call; `None` when another call handles it now or too many are
+    /// handled.
+    fn claim(&self, hash: [u8; 32]) -> Option<Claim> {
+        let mut set = self.inner.in_progress.lock().ok()?;
+        if set.len() >= MAX_ROUTES_IN_PROGRESS || !set.insert(hash) {
+            return None;
+        }
+        Some(Claim { routes: self.inner.clone(), hash })
+    }
+
+    /// Writes `record`, durable before it returns.
+    async fn save(&self, record: &RouteRecord) -> Result<(), StoreError> {
+        let store = self.inner.manager.store();
+        store.apply(vec![Write::Route(record.clone())])?;
+        store.durable().await
+    }
+
+    /// The stored route of `hash` in `role`.
+    fn route(&self, hash: &[u8], role: RouteRole) -> Result<Option<RouteRecord>, StoreError> {
+        Ok(self.inner.manager.store().route(hash)?.filter(|r| r.role == role))
+    }
+
+    /// Sets the hub's pending-routes gauge from its caps (the sweep sets every gauge).
+    fn update_gauges(&self) {
+        if let Ok(caps) = self.inner.caps.lock() {
+            let (count, value) = caps.total();
+            self.inner.metrics.set_route_in_flight("outbound", count, &value);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RouteHandler for Routes {
+    async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
+        let answer = match request {
+            RouteRequest::Policy => self
+                .signed_policy()
+                .and_then(|p| p.to_cbor().map_err(|e| RouteRefusal::Internal(e.to_string())))
+                .map(RouteResponse::policy),
+            RouteRequest::Offer { invoice, voucher } => {
+                self.offer(peer, invoice, voucher).await.map(RouteResponse::fulfilled)
+            }
+            RouteRequest::Replace { payment_hash, voucher } => {
+                self.replace(&payment_hash, voucher).await.map(|()| RouteResponse::ok())
+            }
+        };
+        answer.unwrap_or_else(|refusal| refused(&refusal))
+    }
+}
+
+impl Routes {
+    /// An offer: to this node as the invoice's payee, else as a hub.
+    async fn offer(
+        &self,
+        peer: PeerId,
+        invoice_cbor: Vec<u8>,
+        voucher: paych_core::types::SignedVoucher,
+    ) -> Result<Vec<u8>, RouteRefusal> {
+        let invoice = Invoice::from_cbor(&invoice_cbor)
+            .map_err(|e| RouteRefusal::InvoiceInvalid(e.to_string()))?;
+        if self.inner.wallet.has(&invoice.payee) {
+            return self.payee_offer(peer, invoice, voucher).await;
+        }
+        if !self.is_hub() {
+            return Err(RouteRefusal::NotAHub);
+        }
+        self.hub_offer(peer, invoice_cbor, invoice, voucher).await
+    }
+
+    /// A replacement: of the voucher this node holds as the payee, or as the hub.
+    async fn replace(
+        &self,
+        hash: &[u8],
+        voucher: paych_core::types::SignedVoucher,
+    ) -> Result<(), RouteRefusal> {
+        let route = self.inner.manager.store().route(hash).map_err(internal)?;
+        match route.map(|r| r.role) {
+            Some(RouteRole::Payee) => self.payee_replace(hash, voucher).await,
+            Some(RouteRole::Hub) => self.hub_replace(hash, voucher).await,
+            _ => Err(RouteRefusal::UnknownRoute),
+        }
+    }
+}
+
+/// A refusal as the route protocol answers it.
+fn refused(refusal: &RouteRefusal) -> RouteResponse {
+    let status = RouteStatus::from_code(refusal.status()).unwrap_or(RouteStatus::Internal);
+    RouteResponse::refused(status, refusal.to_string())
+}
+
+/// An internal failure (the store, the chain) as a refusal.
+fn internal(e: impl std::fmt::Display) -> RouteRefusal {
+    RouteRefusal::Internal(e.to_string())
+}
+
+/// A holder's intake refusal as a route refusal: the manager's own when it is one of §9,
+/// else the voucher's shape.
+fn intake_refusal(e: AddVoucherError) -> RouteRefusal {
+    match e {
+        AddVoucherError::Route(refusal) => refusal,
+        AddVoucherError::UnknownChannel(_) | AddVoucherError::WrongDirection { .. } => {
+            RouteRefusal::UnknownChannel(e.to_string())
+        }
+        AddVoucherError::Chain(_) | AddVoucherError::Store(_) => internal(e),
+        other => RouteRefusal::BadShape(other.to_string()),
+    }
+}
+
+/// Whether a route is still unresolved.
+fn is_open(state: RouteState) -> bool {
+    matches!(state, RouteState::Offered | RouteState::Forwarded | RouteState::Fulfilled)
 }

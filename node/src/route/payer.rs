@@ -1,12 +1,35 @@
-//! The payer's side of a routed payment: what it checks of an invoice before it offers
-//! anything, and which hub it pays through.
+//! The payer's side of a routed payment (design §9 steps 2 and 5).
 //!
-//! An invoice is paid only if its payee's signature verifies, it has not expired, and one of
-//! its hubs is one this node has an open outbound channel to ([`choose_hub`]); the hub's
-//! fee must be within the caller's bound ([`check_fee`]).
+//! An invoice is paid only if its payee's signature verifies, it has not expired, its
+//! payment hash was never offered before (a route record under it, durable before the
+//! voucher is signed, says it was), and one of its hubs is one this node has an open
+//! outbound channel to ([`choose_hub`]). The hub's signed policy must verify and its fee be
+//! within the caller's bound ([`check_fee`]). The conditional voucher `Vp` — the amount plus
+//! the fee, locked by the payment hash until `T1 = head + D_R + Δ + slack` — goes to the
+//! hub; an answer with the secret is checked (32 bytes hashing to the payment hash), made
+//! durable, and becomes the receipt; `Vp` is then replaced by its unconditional voucher,
+//! sent to the hub in the background. A refusal returns an error but binds nobody: `Vp` stays valid until its
+//! lock, and its lane comes back only once the lock has passed by the confirmation depth
+//! ([`super::sweep`]).
 
-use paych_core::invoice::{Hub, Invoice, InvoiceError};
+use libp2p::{Multiaddr, PeerId};
+use paych_core::invoice::{unix_now, Hub, Invoice, InvoiceError};
+use paych_core::manager::ConditionalError;
+use paych_core::route::{check_secret, offer_lock, HubPolicy, SignedHubPolicy};
+use paych_core::store::{
+    Direction, Leg, Lifecycle, RouteRecord, RouteRole, RouteState, StoreError,
+};
 use paych_core::types::{Address, TokenAmount};
+use paych_protocol::{RouteRequest, RouteStatus};
+
+use super::receipt::RouteReceipt;
+use super::{Routes, MAX_CACHED_POLICIES, POLICY_REFRESH_SECS};
+use crate::metrics::RouteOutcome;
+use crate::network::NetworkError;
+use crate::pay::peer_of;
+
+/// The role label of the payer's metrics.
+const ROLE: &str = "payer";
 
 /// Why an invoice was not paid (before or during the route).
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +40,39 @@ pub enum PayInvoiceError {
     /// The invoice names no hub this node has an open channel to.
     #[error("none of the invoice's hubs ({0}) is one this node has an open channel to")]
     NoHub(String),
+    /// This node offered a voucher on this payment hash before.
+    #[error("the invoice's payment hash was offered before: an invoice is paid once")]
+    AlreadyOffered,
+    /// The hub's multiaddr in the invoice does not end in `/p2p/<peer id>`.
+    #[error("the hub's address {0} is not a multiaddr ending in /p2p/<peer id>")]
+    BadHubAddress(String),
+    /// The hub's policy could not be had or did not verify.
+    #[error("the hub's policy: {0}")]
+    Policy(String),
+    /// The amount is above the hub's largest payment.
+    #[error("the hub routes at most {} attoFIL", .0.atto())]
+    AboveHubMaximum(TokenAmount),
+    /// The hub refused the offer (binds nobody; the voucher's lane comes back once its lock
+    /// has passed by the confirmation depth).
+    #[error("the hub refused: {status}: {message}")]
+    Refused {
+        /// The hub's status.
+        status: RouteStatus,
+        /// Its explanation.
+        message: String,
+    },
+    /// The hub answered with a secret that does not hash to the payment hash.
+    #[error("the hub's secret does not hash to the payment hash")]
+    BadSecret,
+    /// The manager refused (the channel cannot cover the voucher, …).
+    #[error(transparent)]
+    Conditional(#[from] ConditionalError),
+    /// The hub could not be reached.
+    #[error("cannot reach the hub: {0}")]
+    Network(#[from] NetworkError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The hub's fee is above the caller's bound.
     #[error("the hub's fee of {} attoFIL is above the bound of {} attoFIL", .fee.atto(), .max.atto())]
     FeeTooHigh {
@@ -34,6 +90,204 @@ pub struct ChosenHub {
     pub hub: Hub,
     /// This node's open outbound channel to the hub.
     pub channel: Address,
+}
+
+/// The hub's peer id and address, from the invoice's multiaddr.
+pub fn hub_peer(hub: &Hub) -> Result<(PeerId, Multiaddr), PayInvoiceError> {
+    let bad = || PayInvoiceError::BadHubAddress(hub.multiaddr.clone());
+    let addr: Multiaddr = hub.multiaddr.parse().map_err(|_| bad())?;
+    let peer = peer_of(&addr).ok_or_else(bad)?;
+    Ok((peer, addr))
+}
+
+impl Routes {
+    /// Pays the invoice `text` through one of its hubs, the hub's fee at most `max_fee`;
+    /// answers the receipt once the payee's secret came back.
+    pub async fn pay_invoice(
+        &self,
+        text: &str,
+        max_fee: Option<TokenAmount>,
+    ) -> Result<RouteReceipt, PayInvoiceError> {
+        let invoice = Invoice::from_text(text)?;
+        check_invoice(&invoice, unix_now())?;
+        let hash = invoice.payment_hash;
+        let _claim = self.claim(hash).ok_or(PayInvoiceError::AlreadyOffered)?;
+        if self.inner.manager.store().route(&hash)?.is_some() {
+            return Err(PayInvoiceError::AlreadyOffered);
+        }
+        let chosen = choose_hub(&invoice, &self.open_outbound_channels().await)?;
+        let (peer, addr) = hub_peer(&chosen.hub)?;
+        let policy = self.hub_policy(peer, addr.clone(), chosen.hub.address).await?;
+        if invoice.amount > policy.max_amount {
+            return Err(PayInvoiceError::AboveHubMaximum(policy.max_amount));
+        }
+        let fee = policy.fee.fee(&invoice.amount);
+        check_fee(&fee, max_fee.as_ref())?;
+        let manager = &self.inner.manager;
+        let params = &self.inner.settings.params;
+        let head = manager.chain().head().await.map_err(ConditionalError::from)?;
+        let t1 = offer_lock(head, invoice.payee_margin, params, params.submit_margin());
+        let invoice_cbor = invoice.to_cbor()?;
+        let mut route = RouteRecord {
+            payment_hash: hash.to_vec(),
+            role: RouteRole::Payer,
+            state: RouteState::Offered,
+            invoice: invoice_cbor.clone(),
+            inbound: None,
+            outbound: None,
+            fee: fee.clone(),
+            secret: None,
+            hub_deadline: None,
+            created: head,
+        };
+        // Durable before anything is signed: this hash is never offered again.
+        self.save(&route).await?;
+        let offered =
+            manager.conditional_offer(&chosen.channel, &invoice.amount + &fee, &hash, t1).await?;
+        route.outbound = Some(Leg {
+            channel: chosen.channel,
+            lane: offered.lane,
+            nonce: offered.voucher.nonce,
+            amount: offered.voucher.amount.clone(),
+            lock: t1,
+            peer: Some(peer.to_string()),
+        });
+        self.save(&route).await?;
+        let request = RouteRequest::Offer { invoice: invoice_cbor, voucher: offered.voucher };
+        let response = self.inner.payer.network().ask(peer, vec![addr.clone()], request).await;
+        let response = response.inspect_err(|_| {
+            self.inner.metrics.route_ended(ROLE, RouteOutcome::Failed);
+        })?;
+        if !response.status.is_ok() {
+            self.inner.metrics.route_ended(ROLE, RouteOutcome::Refused);
+            return Err(PayInvoiceError::Refused {
+                status: response.status,
+                message: response.message,
+            });
+        }
+        let secret = response.secret;
+        if check_secret(&secret, &hash).is_err() {
+            return Err(PayInvoiceError::BadSecret);
+        }
+        manager.learn_secret(&hash, &secret).await?;
+        route.secret = Some(secret.clone());
+        route.state = RouteState::Fulfilled;
+        self.save(&route).await?;
+        self.inner.metrics.route_ended(ROLE, RouteOutcome::Fulfilled);
+        // The receipt stands now; the replacement follows in the background (the hub lands
+        // the conditional voucher with the secret should it never arrive).
+        let routes = self.clone();
+        tokio::spawn(async move { routes.replace_inbound_of_hub(&mut route, peer, addr).await });
+        let mut receipt_secret = [0u8; 32];
+        receipt_secret.copy_from_slice(&secret);
+        Ok(RouteReceipt {
+            payment_hash: hash,
+            secret: receipt_secret,
+            amount: invoice.amount,
+            fee,
+            hub: chosen.hub.address,
+            channel: chosen.channel,
+            lane: offered.lane,
+        })
+    }
+
+    /// Replaces the payer's conditional voucher of a fulfilled `route` by its unconditional
+    /// voucher and sends it to the hub (which lands the conditional one with the secret if
+    /// this never arrives).
+    pub(super) async fn replace_inbound_of_hub(
+        &self,
+        route: &mut RouteRecord,
+        peer: PeerId,
+        addr: Multiaddr,
+    ) {
+        let (Some(leg), Some(secret)) = (route.outbound.clone(), route.secret.clone()) else {
+            return;
+        };
+        let manager = &self.inner.manager;
+        let replacement = match manager.conditional_replace(&leg.channel, leg.lane, &secret).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, lane = leg.lane, "cannot replace the conditional voucher");
+                return;
+            }
+        };
+        route.state = RouteState::Replaced;
+        if let Err(e) = self.save(route).await {
+            tracing::warn!(error = %e, "cannot record the route replaced");
+        }
+        let request = RouteRequest::Replace {
+            payment_hash: route.payment_hash.clone(),
+            voucher: replacement,
+        };
+        match self.inner.payer.network().ask(peer, vec![addr], request).await {
+            Ok(r) if r.status.is_ok() => {
+                self.inner.metrics.route_ended(ROLE, RouteOutcome::Replaced);
+            }
+            Ok(r) => {
+                tracing::warn!(status = %r.status, message = %r.message, "the hub refused the replacement")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot send the replacement to the hub"),
+        }
+    }
+
+    /// The hub's policy: the one kept from an earlier payment while it is not close to
+    /// expiring, else asked of the hub and verified as signed by `hub`.
+    async fn hub_policy(
+        &self,
+        peer: PeerId,
+        addr: Multiaddr,
+        hub: Address,
+    ) -> Result<HubPolicy, PayInvoiceError> {
+        let fresh = |p: &HubPolicy| p.expires_unix > unix_now().saturating_add(POLICY_REFRESH_SECS);
+        if let Some(policy) = self.inner.policies.lock().ok().and_then(|p| p.get(&hub).cloned()) {
+            if fresh(&policy) {
+                return Ok(policy);
+            }
+        }
+        let policy = self.ask_policy(peer, addr, hub).await?;
+        if let Ok(mut policies) = self.inner.policies.lock() {
+            if policies.len() >= MAX_CACHED_POLICIES {
+                policies.clear();
+            }
+            policies.insert(hub, policy.clone());
+        }
+        Ok(policy)
+    }
+
+    /// The hub's policy, asked of it and verified as signed by `hub`.
+    async fn ask_policy(
+        &self,
+        peer: PeerId,
+        addr: Multiaddr,
+        hub: Address,
+    ) -> Result<HubPolicy, PayInvoiceError> {
+        let response =
+            self.inner.payer.network().ask(peer, vec![addr], RouteRequest::Policy).await?;
+        if !response.status.is_ok() {
+            return Err(PayInvoiceError::Refused {
+                status: response.status,
+                message: response.message,
+            });
+        }
+        let signed = SignedHubPolicy::from_cbor(&response.policy)
+            .map_err(|e| PayInvoiceError::Policy(e.to_string()))?;
+        let policy =
+            signed.verify_at(unix_now()).map_err(|e| PayInvoiceError::Policy(e.to_string()))?;
+        if policy.hub != hub {
+            return Err(PayInvoiceError::Policy("signed by another key than the hub's".into()));
+        }
+        Ok(policy)
+    }
+
+    /// This node's open outbound channels, as `(payee, channel)`.
+    pub(super) async fn open_outbound_channels(&self) -> Vec<(Address, Address)> {
+        let channels = self.inner.manager.store().channels().unwrap_or_default();
+        channels
+            .into_iter()
+            .filter(|c| c.direction == Direction::Outbound && c.lifecycle == Lifecycle::Open)
+            .filter_map(|c| c.channel.map(|channel| (c.to, channel)))
+            .collect()
+    }
 }
 
 /// Checks the invoice at `now` (unix seconds): bounds, the payee's signature, expiry.

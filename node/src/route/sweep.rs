@@ -1,0 +1,243 @@
+//! What time resolves in a route (design §9 steps 5 to 7), once per interval over the open
+//! routes in the store:
+//!
+//! - a conditional voucher this node signed whose lock has passed by the confirmation depth
+//!   unredeemed expires ([`PaymentChannelManager::conditional_expire`]): its lane comes back
+//!   (payer: `T1 + conf`; hub: `T2 + conf`) — the only way a route fails;
+//! - a hub holding the secret whose payer's replacement has not come by `D_H − (S + conf)`
+//!   lands the payer's voucher with the secret ([`PaymentChannelManager::conditional_redeem`]);
+//! - a payer that learned the secret but crashed before replacing replaces now;
+//! - a secret found on chain (a payee redeeming its conditional voucher instead of
+//!   answering) is learned and used at once by the hub ([`Routes::secret_found`]).
+//!
+//! [`PaymentChannelManager::conditional_expire`]: paych_core::manager::PaymentChannelManager::conditional_expire
+//! [`PaymentChannelManager::conditional_redeem`]: paych_core::manager::PaymentChannelManager::conditional_redeem
+
+use std::time::Duration;
+
+use paych_core::manager::{ConditionalError, ExpireOutcome};
+use paych_core::route::check_secret;
+use paych_core::store::{RouteRecord, RouteRole, RouteState};
+use paych_core::types::{ChainEpoch, TokenAmount};
+use tokio::sync::watch;
+
+use super::{is_open, Routes};
+use crate::metrics::RouteOutcome;
+
+/// Open routes looked at per pass, at most (the rest wait for the next pass).
+pub const MAX_ROUTES_PER_PASS: usize = 4096;
+
+/// What the conditional voucher of `route`'s inbound (or outbound) leg adds to its lane, if
+/// it has that leg: the invoice's amount, plus the fee on the payer's side of the hub.
+fn leg_value(route: &RouteRecord, inbound: bool) -> Option<TokenAmount> {
+    let leg = if inbound { route.inbound.as_ref() } else { route.outbound.as_ref() };
+    leg?;
+    let amount = paych_core::invoice::Invoice::from_cbor(&route.invoice).ok()?.amount;
+    let with_fee = match route.role {
+        RouteRole::Payer => !inbound,
+        RouteRole::Hub => inbound,
+        RouteRole::Payee => false,
+    };
+    Some(if with_fee { amount + &route.fee } else { amount })
+}
+
+/// Runs [`Routes::sweep`] once per interval until shut down.
+pub struct RouteSweeper {
+    /// The node's routes.
+    pub routes: Routes,
+    /// How often to look.
+    pub interval: Duration,
+}
+
+impl RouteSweeper {
+    /// Spawns the task; it ends when `shutdown` turns true or its sender is dropped.
+    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                self.routes.sweep().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(self.interval) => {}
+                    changed = shutdown.changed() => {
+                        if changed.is_err() || *shutdown.borrow() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl Routes {
+    /// One look at every open route: expiries, the hub's redemptions, unfinished
+    /// replacements. Answers how many routes changed.
+    pub async fn sweep(&self) -> usize {
+        let manager = &self.inner.manager;
+        let Ok(head) = manager.chain().head().await else { return 0 };
+        let routes = match manager.store().routes() {
+            Ok(routes) => routes,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the routes");
+                return 0;
+            }
+        };
+        let open: Vec<RouteRecord> =
+            routes.into_iter().filter(|r| is_open(r.state)).take(MAX_ROUTES_PER_PASS).collect();
+        self.set_gauges(&open).await;
+        let mut changed = 0;
+        for route in open {
+            match self.resolve(route, head).await {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot resolve a route"),
+            }
+        }
+        changed
+    }
+
+    /// Sets the in-flight gauges from the open routes — conditional vouchers held (inbound)
+    /// and signed (outbound) — and a hub's capacity: the available funds of its open
+    /// outbound channels.
+    async fn set_gauges(&self, open: &[RouteRecord]) {
+        let metrics = &self.inner.metrics;
+        for (leg, inbound) in [("inbound", true), ("outbound", false)] {
+            let values: Vec<TokenAmount> =
+                open.iter().filter_map(|route| leg_value(route, inbound)).collect();
+            let total: TokenAmount = values.iter().sum();
+            metrics.set_route_in_flight(leg, values.len(), &total);
+        }
+        if !self.is_hub() {
+            return;
+        }
+        let mut capacity = TokenAmount::default();
+        for (_, channel) in self.open_outbound_channels().await {
+            if let Ok(funds) = self.inner.manager.available_funds(&channel).await {
+                capacity += funds.non_reserved;
+            }
+        }
+        metrics.set_hub_capacity(&capacity);
+    }
+
+    /// Resolves `route` if time has come; whether it changed.
+    async fn resolve(
+        &self,
+        mut route: RouteRecord,
+        head: ChainEpoch,
+    ) -> Result<bool, ConditionalError> {
+        let conf = self.inner.settings.params.conf_epochs();
+        match (route.role, route.state) {
+            (RouteRole::Payer, RouteState::Offered) | (RouteRole::Hub, RouteState::Forwarded) => {
+                let Some(leg) = route.outbound.clone() else { return Ok(false) };
+                if head < leg.lock.saturating_add(conf) {
+                    return Ok(false);
+                }
+                let outcome = self.inner.manager.conditional_expire(&leg.channel, leg.lane).await;
+                let (state, outcome) = match outcome {
+                    Ok(ExpireOutcome::Expired { .. }) => {
+                        (RouteState::Expired, RouteOutcome::Expired)
+                    }
+                    Ok(ExpireOutcome::RedeemedOnChain) => {
+                        (RouteState::Redeemed, RouteOutcome::Redeemed)
+                    }
+                    Err(ConditionalError::SecretKnown(_)) => return self.secret_known(route).await,
+                    Err(e) => return Err(e),
+                };
+                let pending = self.pending_route(&route).await;
+                route.state = state;
+                self.save(&route).await?;
+                if let Some(pending) = pending {
+                    self.release(&pending);
+                }
+                let role = if route.role == RouteRole::Payer { "payer" } else { "hub" };
+                self.inner.metrics.route_ended(role, outcome);
+                Ok(true)
+            }
+            (RouteRole::Hub, RouteState::Offered) => {
+                // The payer's voucher was taken but nothing went on: it is worth nothing
+                // without the secret, and nothing was promised downstream.
+                route.state = RouteState::Expired;
+                self.save(&route).await?;
+                self.inner.metrics.route_ended("hub", RouteOutcome::Expired);
+                Ok(true)
+            }
+            (RouteRole::Hub, RouteState::Fulfilled) => {
+                let deadline = route.hub_deadline.unwrap_or(ChainEpoch::MAX);
+                let submit_by = deadline.saturating_sub(self.inner.settings.params.submit_margin());
+                if head < submit_by {
+                    return Ok(false);
+                }
+                self.hub_redeem(&mut route).await?;
+                Ok(true)
+            }
+            (RouteRole::Payer, RouteState::Fulfilled) => {
+                let Some(peer) = route.outbound.as_ref().and_then(|l| l.peer.clone()) else {
+                    return Ok(false);
+                };
+                let Some(hub) = self.hub_of(&route, &peer) else { return Ok(false) };
+                self.replace_inbound_of_hub(&mut route, hub.0, hub.1).await;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The hub lands the payer's voucher with the secret (its replacement never came), then
+    /// replaces the payee's.
+    async fn hub_redeem(&self, route: &mut RouteRecord) -> Result<(), ConditionalError> {
+        let Some(inbound) = route.inbound.clone() else { return Ok(()) };
+        let cid = self.inner.manager.conditional_redeem(&inbound.channel, inbound.lane).await?;
+        tracing::info!(%cid, lane = inbound.lane, "landed the payer's conditional voucher with the secret");
+        route.state = RouteState::Redeemed;
+        self.save(route).await?;
+        self.inner.metrics.route_ended("hub", RouteOutcome::Redeemed);
+        self.replace_outbound(route).await;
+        Ok(())
+    }
+
+    /// A route whose secret turned out known: recorded fulfilled (the next pass replaces or
+    /// redeems).
+    async fn secret_known(&self, mut route: RouteRecord) -> Result<bool, ConditionalError> {
+        if route.secret.is_none() {
+            route.secret = self.inner.manager.known_secret(&route.payment_hash)?;
+        }
+        if route.secret.is_none() {
+            return Ok(false);
+        }
+        route.state = RouteState::Fulfilled;
+        self.save(&route).await?;
+        Ok(true)
+    }
+
+    /// A secret found on chain: learned at once; a hub that forwarded a route on it lands
+    /// the payer's voucher now (the payee redeemed instead of answering).
+    pub async fn secret_found(&self, hash: &[u8], secret: &[u8]) -> Result<bool, ConditionalError> {
+        if check_secret(secret, hash).is_err() {
+            return Ok(false);
+        }
+        let manager = &self.inner.manager;
+        manager.learn_secret(hash, secret).await?;
+        let Some(mut route) = manager.store().route(hash)? else { return Ok(false) };
+        if route.role != RouteRole::Hub || route.state != RouteState::Forwarded {
+            return Ok(false);
+        }
+        route.secret = Some(secret.to_vec());
+        route.state = RouteState::Fulfilled;
+        self.save(&route).await?;
+        self.hub_redeem(&mut route).await?;
+        Ok(true)
+    }
+
+    /// Where the hub of a payer's route listens, from the invoice.
+    fn hub_of(
+        &self,
+        route: &RouteRecord,
+        peer: &str,
+    ) -> Option<(libp2p::PeerId, libp2p::Multiaddr)> {
+        let invoice = paych_core::invoice::Invoice::from_cbor(&route.invoice).ok()?;
+        invoice
+            .hubs
+            .iter()
+            .filter_map(|hub| super::payer::hub_peer(hub).ok())
+            .find(|(id, _)| id.to_string() == peer)
+    }
+}

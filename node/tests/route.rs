@@ -1,0 +1,753 @@
+//! Routed payments over real libp2p on the in-process devnet: a payer pays a payee it has
+//! no channel with through a hub, and every way a route can go wrong leaves no party that
+//! comes back in time with less than it is owed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::PeerId;
+use paych_core::chain::Chain;
+use paych_core::crypto::blake2b_256;
+use paych_core::invoice::unix_now;
+use paych_core::store::RouteState;
+use paych_core::types::ChainEpoch;
+use paych_core::types::TokenAmount;
+use paych_core::watch::{WatchConfig, Watchtower};
+use paych_node::inbound::route::RouteHandler;
+use paych_node::route::{HubConfig, PayInvoiceError};
+use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
+use paych_testkit::deadline::eventually;
+use paych_testkit::devnet::Net;
+use paych_testkit::routing::{test_params, RouteParty, Triangle};
+
+fn atto(n: u64) -> TokenAmount {
+    TokenAmount::from_atto(n)
+}
+
+/// A hub charging 10 attoFIL plus 1% of each payment.
+fn hub_config() -> HubConfig {
+    HubConfig { fee_base: atto(10), fee_ppm: 10_000, ..HubConfig::default() }
+}
+
+async fn triangle(net: &Net) -> Triangle {
+    net.triangle(hub_config(), atto(1_000_000)).await
+}
+
+/// The chain's head, as `party` reads it.
+async fn head_of(party: &RouteParty) -> ChainEpoch {
+    party.node.net.head().await.unwrap()
+}
+
+/// What the payee can redeem on the hub's channel, by the redemption model.
+async fn payee_holds(t: &Triangle) -> TokenAmount {
+    match t.payee.node.m().voucher_best_spendable(&t.hub_channel).await {
+        Ok(best) => best.iter().map(|v| v.amount.clone()).sum(),
+        // A payee never offered a voucher on the channel does not track it.
+        Err(_) => TokenAmount::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_payer_pays_a_payee_through_a_hub_gets_the_secret_as_receipt_and_both_vouchers_are_replaced(
+) {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let receipt = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap();
+    assert_eq!(blake2b_256(&receipt.secret), invoice.payment_hash);
+    assert_eq!(receipt.amount, atto(1000));
+    assert_eq!(receipt.fee, atto(20));
+    assert_eq!((receipt.hub, receipt.channel), (t.hub.node.addr, t.payer_channel));
+    assert_eq!(t.payer.route(&invoice).unwrap().secret.unwrap(), receipt.secret.to_vec());
+    // The replacements follow the receipt.
+    for party in [&t.payer, &t.hub, &t.payee] {
+        eventually("the route replaced", || async {
+            party.route(&invoice).unwrap().state == RouteState::Replaced
+        })
+        .await;
+    }
+    assert_eq!(payee_holds(&t).await, atto(1000));
+    let hub_holds: TokenAmount = t
+        .hub
+        .node
+        .m()
+        .voucher_best_spendable(&t.payer_channel)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.amount.clone())
+        .sum();
+    assert_eq!(hub_holds, atto(1020));
+    // Nothing is pending any more: the lanes went back to their pools and the next payment
+    // continues them.
+    assert!(t.payer.node.m().pending_conditionals(&t.payer_channel).await.unwrap().is_empty());
+    assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
+    eventually("the payer's lane back in its pool", || async {
+        t.payer.node.m().pending_conditionals(&t.payer_channel).await.unwrap().is_empty()
+    })
+    .await;
+    let second = t.invoice(atto(500)).await;
+    let again = t.payer.routes.pay_invoice(&second.to_text().unwrap(), None).await.unwrap();
+    assert_eq!(again.lane, receipt.lane);
+    let first_hub_lane = t.hub.route(&invoice).unwrap().outbound.unwrap().lane;
+    let second_hub_lane = t.hub.route(&second).unwrap().outbound.unwrap().lane;
+    assert_eq!(first_hub_lane, second_hub_lane);
+    eventually("the payee holding both payments", || async { payee_holds(&t).await == atto(1500) })
+        .await;
+}
+
+#[tokio::test]
+async fn one_payment_hash_is_offered_once_whatever_the_payer_is_asked() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let text = t.invoice(atto(1000)).await.to_text().unwrap();
+    t.payer.routes.pay_invoice(&text, None).await.unwrap();
+    let again = t.payer.routes.pay_invoice(&text, None).await.unwrap_err();
+    assert!(matches!(again, PayInvoiceError::AlreadyOffered), "{again}");
+    eventually("the payee holding the payment once", || async {
+        payee_holds(&t).await == atto(1000)
+    })
+    .await;
+    // One conditional voucher was ever signed on this hash.
+    let vouchers = t.payer.node.m().voucher_list(&t.payer_channel).unwrap();
+    let conditional = vouchers.iter().filter(|v| !v.secret_hash.is_empty()).count();
+    assert_eq!(conditional, 1);
+}
+
+#[tokio::test]
+async fn a_fee_above_the_payers_bound_sends_nothing() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let refused =
+        t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), Some(atto(19))).await.unwrap_err();
+    assert!(matches!(refused, PayInvoiceError::FeeTooHigh { .. }), "{refused}");
+    assert!(t.payer.route(&invoice).is_none());
+    assert!(t.hub.route(&invoice).is_none());
+}
+
+/// A payee that takes the hub's voucher and never reveals the secret.
+struct Silent;
+
+#[async_trait::async_trait]
+impl RouteHandler for Silent {
+    async fn handle(&self, _peer: PeerId, _request: RouteRequest) -> RouteResponse {
+        RouteResponse::refused(RouteStatus::Refused, "no")
+    }
+}
+
+#[tokio::test]
+async fn when_the_payee_never_reveals_every_lock_expires_nobody_loses_and_the_lanes_come_back() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(Silent));
+    let invoice = t.invoice(atto(1000)).await;
+    let refused = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    assert!(
+        matches!(refused, PayInvoiceError::Refused { status: RouteStatus::Refused, .. }),
+        "{refused}"
+    );
+    // Nothing is final yet: both conditional vouchers stay valid until their locks.
+    assert_eq!(t.payer.routes.sweep().await + t.hub.routes.sweep().await, 0);
+    let payer_leg = t.payer.route(&invoice).unwrap().outbound.unwrap();
+    let hub_leg = t.hub.route(&invoice).unwrap().outbound.unwrap();
+    assert!(hub_leg.lock < payer_leg.lock);
+    // The hub's lock passes by the confirmation depth first: its lane comes back.
+    let head = head_of(&t.hub).await;
+    net.mine((hub_leg.lock + test_params().conf_epochs() - head).unsigned_abs());
+    assert_eq!(t.hub.routes.sweep().await, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Expired);
+    assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
+    assert_eq!(t.payer.routes.sweep().await, 0);
+    let head = head_of(&t.payer).await;
+    net.mine((payer_leg.lock + test_params().conf_epochs() - head).unsigned_abs());
+    assert_eq!(t.payer.routes.sweep().await, 1);
+    assert_eq!(t.payer.route(&invoice).unwrap().state, RouteState::Expired);
+    assert!(t.payer.node.m().pending_conditionals(&t.payer_channel).await.unwrap().is_empty());
+    // Nobody paid anything: the payer's funds are all available again.
+    let funds = t.payer.node.m().available_funds(&t.payer_channel).await.unwrap();
+    assert_eq!(funds.non_reserved, atto(1_000_000));
+    assert_eq!(payee_holds(&t).await, atto(0));
+}
+
+/// A payee that answers with a pre-image that is not the invoice's.
+struct WrongSecret(Vec<u8>);
+
+#[async_trait::async_trait]
+impl RouteHandler for WrongSecret {
+    async fn handle(&self, _peer: PeerId, _request: RouteRequest) -> RouteResponse {
+        RouteResponse::fulfilled(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_or_300_byte_pre_image_from_the_payee_is_refused_and_never_reaches_the_payer() {
+    for secret in [vec![7; 300], vec![7; 32]] {
+        let net = Net::manual();
+        let t = triangle(&net).await;
+        t.payee.slot.set(Arc::new(WrongSecret(secret)));
+        let invoice = t.invoice(atto(1000)).await;
+        let refused =
+            t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+        assert!(
+            matches!(refused, PayInvoiceError::Refused { status: RouteStatus::Refused, .. }),
+            "{refused}"
+        );
+        assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Forwarded);
+        assert!(t.hub.node.m().known_secret(&invoice.payment_hash).unwrap().is_none());
+        assert!(t.payer.node.m().known_secret(&invoice.payment_hash).unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn the_hub_refuses_an_expired_invoice() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice_with(atto(1000), unix_now() + 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // The payer checks first; a hostile payer offering it anyway is refused by the hub.
+    let refused = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    assert!(matches!(refused, PayInvoiceError::Invoice(_)), "{refused}");
+    let head = head_of(&t.payer).await;
+    let lock = head + 30;
+    let offered = t
+        .payer
+        .node
+        .m()
+        .conditional_offer(&t.payer_channel, atto(1020), &invoice.payment_hash, lock)
+        .await
+        .unwrap();
+    let request =
+        RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher: offered.voucher };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::InvoiceExpired);
+    assert!(t.hub.route(&invoice).is_none());
+}
+
+#[tokio::test]
+async fn the_hub_lands_the_payers_voucher_with_the_secret_when_the_replacement_never_comes() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    // A payer that takes the secret and never replaces: it offers by hand.
+    let head = head_of(&t.payer).await;
+    let params = test_params();
+    let lock =
+        paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
+    let offered = t
+        .payer
+        .node
+        .m()
+        .conditional_offer(&t.payer_channel, atto(1020), &invoice.payment_hash, lock)
+        .await
+        .unwrap();
+    let request =
+        RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher: offered.voucher };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::Ok);
+    assert_eq!(blake2b_256(&answer.secret), invoice.payment_hash);
+    let route = t.hub.route(&invoice).unwrap();
+    assert_eq!(route.state, RouteState::Fulfilled);
+    assert_eq!(t.hub.routes.sweep().await, 0);
+    let submit_by = route.hub_deadline.unwrap() - params.submit_margin();
+    let head = head_of(&t.hub).await;
+    net.mine((submit_by - head).unsigned_abs());
+    assert_eq!(t.hub.routes.sweep().await, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Redeemed);
+    // Mined: the payer's lane holds the amount and the fee on chain, before its lock.
+    net.mine(1);
+    let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
+    assert_eq!(on_chain.state.to_send, atto(1020));
+    assert!(head_of(&t.hub).await <= lock);
+}
+
+/// A hostile payer's offer, made by hand: a conditional voucher adding `delta` on the
+/// payer's channel, locked until `lock`, sent straight to the hub; the hub's answer.
+async fn offer_by_hand(
+    t: &Triangle,
+    invoice: &paych_core::invoice::Invoice,
+    delta: TokenAmount,
+    lock: ChainEpoch,
+) -> RouteResponse {
+    let offered = t
+        .payer
+        .node
+        .m()
+        .conditional_offer(&t.payer_channel, delta, &invoice.payment_hash, lock)
+        .await
+        .unwrap();
+    let request =
+        RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher: offered.voucher };
+    t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_lock_too_close_for_the_hubs_delta_is_refused_and_nothing_is_forwarded() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    // The hub needs D_R + Δ beyond the head: a lock just short of it leaves the payee too
+    // little time.
+    let lock = head_of(&t.payer).await + invoice.payee_margin + test_params().hub_delta() - 1;
+    let answer = offer_by_hand(&t, &invoice, atto(1020), lock).await;
+    assert_eq!(answer.status, RouteStatus::DeadlineTooClose, "{}", answer.message);
+    assert!(t.hub.route(&invoice).is_none());
+    assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_lock_far_beyond_what_the_route_needs_is_refused() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let lock = head_of(&t.payer).await + 1000;
+    let answer = offer_by_hand(&t, &invoice, atto(1020), lock).await;
+    assert_eq!(answer.status, RouteStatus::LockTooFar, "{}", answer.message);
+    assert!(t.hub.route(&invoice).is_none());
+}
+
+#[tokio::test]
+async fn a_voucher_short_of_the_hubs_fee_is_refused_for_its_shape() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let params = test_params();
+    let lock = paych_core::route::offer_lock(
+        head_of(&t.payer).await,
+        invoice.payee_margin,
+        &params,
+        params.submit_margin(),
+    );
+    let answer = offer_by_hand(&t, &invoice, atto(1000), lock).await;
+    assert_eq!(answer.status, RouteStatus::BadShape, "{}", answer.message);
+    assert!(t.hub.route(&invoice).is_none());
+}
+
+#[tokio::test]
+async fn a_node_that_is_no_hub_answers_not_a_hub() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    // The payee is no hub: an offer for someone else's invoice is not its business.
+    let other = paych_core::invoice::Invoice { payee: t.hub.node.addr, ..invoice };
+    let request = RouteRequest::Offer {
+        invoice: other.to_cbor().unwrap(),
+        voucher: paych_testkit::keys::signed_voucher(
+            &paych_testkit::keys::key(1),
+            t.payer_channel,
+            0,
+            1,
+            5,
+        ),
+    };
+    let answer = t.payer.client.ask(t.payee.peer, t.payee.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::NotAHub);
+}
+
+#[tokio::test]
+async fn the_hub_caps_the_routes_one_payer_holds_pending() {
+    let net = Net::manual();
+    let hub = HubConfig { max_pending_count_per_payer: 1, ..hub_config() };
+    let t = net.triangle(hub, atto(1_000_000)).await;
+    t.payee.slot.set(Arc::new(Silent));
+    let first = t.invoice(atto(1000)).await;
+    let refused = t.payer.routes.pay_invoice(&first.to_text().unwrap(), None).await.unwrap_err();
+    assert!(matches!(refused, PayInvoiceError::Refused { status: RouteStatus::Refused, .. }));
+    // The first route stays pending until its lock: the payer's next one is over its cap.
+    let second = t.invoice(atto(1000)).await;
+    let capped = t.payer.routes.pay_invoice(&second.to_text().unwrap(), None).await.unwrap_err();
+    assert!(
+        matches!(capped, PayInvoiceError::Refused { status: RouteStatus::CapExceeded, .. }),
+        "{capped}"
+    );
+    assert!(t.hub.route(&second).is_none());
+}
+
+#[tokio::test]
+async fn the_hub_answers_the_same_offer_made_again_with_the_same_secret() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let params = test_params();
+    let lock = paych_core::route::offer_lock(
+        head_of(&t.payer).await,
+        invoice.payee_margin,
+        &params,
+        params.submit_margin(),
+    );
+    let offered = t
+        .payer
+        .node
+        .m()
+        .conditional_offer(&t.payer_channel, atto(1020), &invoice.payment_hash, lock)
+        .await
+        .unwrap();
+    let request = RouteRequest::Offer {
+        invoice: invoice.to_cbor().unwrap(),
+        voucher: offered.voucher.clone(),
+    };
+    let first = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request.clone()).await.unwrap();
+    let again = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!((first.status, again.status), (RouteStatus::Ok, RouteStatus::Ok));
+    assert_eq!(first.secret, again.secret);
+    // Taken once: the payer's channel holds one conditional voucher for it.
+    assert_eq!(t.hub.node.m().pending_conditionals(&t.payer_channel).await.unwrap().len(), 1);
+}
+
+/// A payee that takes the hub's conditional voucher (durably, as an honest payee does) but,
+/// instead of answering with the secret, redeems the voucher on chain with it.
+struct RedeemsOnChain {
+    payee: paych_node::route::Routes,
+    channel: paych_core::types::Address,
+}
+
+#[async_trait::async_trait]
+impl RouteHandler for RedeemsOnChain {
+    async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
+        let lane = request.voucher().map(|v| v.lane);
+        let answer = self.payee.handle(peer, request).await;
+        if let (true, Some(lane)) = (answer.status.is_ok(), lane) {
+            self.payee.manager().conditional_redeem(&self.channel, lane).await.unwrap();
+        }
+        RouteResponse::refused(RouteStatus::Refused, "redeemed on chain instead")
+    }
+}
+
+#[tokio::test]
+async fn when_the_payee_redeems_on_chain_instead_of_answering_the_hubs_watchtower_lands_the_payers_voucher_in_time(
+) {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let redeemer = RedeemsOnChain { payee: t.payee.routes.clone(), channel: t.hub_channel };
+    t.payee.slot.set(Arc::new(redeemer));
+    let invoice = t.invoice(atto(1000)).await;
+    let refused = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    assert!(matches!(refused, PayInvoiceError::Refused { .. }), "{refused}");
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Forwarded);
+    // The payee's message lands: the secret is on chain.
+    net.mine(1);
+    let hub_channel_on_chain = t.hub.node.net.channel(&t.hub_channel).await.unwrap();
+    assert_eq!(hub_channel_on_chain.state.to_send, atto(1000));
+    // The hub's watchtower reads it from that message and lands the payer's voucher at once.
+    let chain: Arc<dyn Chain> = Arc::new(t.hub.node.net.clone());
+    let tower = Watchtower::new(chain, t.hub.node.m().store().clone(), config_from_zero()).unwrap();
+    let pass = tower.pass(&t.hub.routes).await.unwrap();
+    assert_eq!(pass.found, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Redeemed);
+    net.mine(1);
+    let payer_channel_on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
+    assert_eq!(payer_channel_on_chain.state.to_send, atto(1020));
+    let lock = t.payer.route(&invoice).unwrap().outbound.unwrap().lock;
+    assert!(head_of(&t.hub).await <= lock);
+    // The payer's own watchtower finds the secret in the hub's message: its receipt.
+    let chain: Arc<dyn Chain> = Arc::new(t.payer.node.net.clone());
+    let tower =
+        Watchtower::new(chain, t.payer.node.m().store().clone(), config_from_zero()).unwrap();
+    tower.pass(&t.payer.routes).await.unwrap();
+    let known = t.payer.node.m().known_secret(&invoice.payment_hash).unwrap().unwrap();
+    assert_eq!(blake2b_256(&known), invoice.payment_hash);
+}
+
+/// A watchtower configuration scanning from genesis.
+fn config_from_zero() -> WatchConfig {
+    WatchConfig { start: Some(0), ..WatchConfig::new(test_params().conf, Duration::ZERO) }
+}
+
+/// An honest payee whose hub goes offline the moment it has forwarded: the payee takes the
+/// hub's voucher and reveals, but the hub's network is gone before the answer arrives.
+struct HubGoesOffline {
+    payee: paych_node::route::Routes,
+    hub: paych_node::network::NetworkClient,
+}
+
+#[async_trait::async_trait]
+impl RouteHandler for HubGoesOffline {
+    async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
+        let answer = self.payee.handle(peer, request).await;
+        self.hub.shutdown().await;
+        answer
+    }
+}
+
+#[tokio::test]
+async fn when_the_hub_goes_offline_after_forwarding_the_payee_lands_its_voucher_and_the_hub_back_online_lands_the_payers(
+) {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let offline = HubGoesOffline { payee: t.payee.routes.clone(), hub: t.hub.client.clone() };
+    t.payee.slot.set(Arc::new(offline));
+    let invoice = t.invoice(atto(1000)).await;
+    let failed = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    assert!(
+        matches!(failed, PayInvoiceError::Network(_) | PayInvoiceError::Refused { .. }),
+        "{failed}"
+    );
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Forwarded);
+    // The payee's settler lands its conditional voucher with the secret before its lock.
+    let t2 = t.hub.route(&invoice).unwrap().outbound.unwrap().lock;
+    loop {
+        let on_chain = t.payee.node.net.channel(&t.hub_channel).await.unwrap();
+        if on_chain.state.to_send == atto(1000) {
+            break;
+        }
+        assert!(head_of(&t.payee).await < t2, "the payee's voucher never landed before its lock");
+        net.mine(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Back online, the hub's watchtower finds the secret and lands the payer's voucher.
+    let chain: Arc<dyn Chain> = Arc::new(t.hub.node.net.clone());
+    let tower = Watchtower::new(chain, t.hub.node.m().store().clone(), config_from_zero()).unwrap();
+    assert_eq!(tower.pass(&t.hub.routes).await.unwrap().found, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Redeemed);
+    net.mine(1);
+    let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
+    assert_eq!(on_chain.state.to_send, atto(1020));
+    let t1 = t.payer.route(&invoice).unwrap().outbound.unwrap().lock;
+    assert!(head_of(&t.hub).await <= t1);
+    // Nobody lost: the payee got the amount, the hub the amount and its fee, and the payer
+    // finds its receipt on chain.
+    let chain: Arc<dyn Chain> = Arc::new(t.payer.node.net.clone());
+    let tower =
+        Watchtower::new(chain, t.payer.node.m().store().clone(), config_from_zero()).unwrap();
+    tower.pass(&t.payer.routes).await.unwrap();
+    assert!(t.payer.node.m().known_secret(&invoice.payment_hash).unwrap().is_some());
+}
+
+/// A payee that takes the hub's voucher and answers "refuse" (its secret kept to itself).
+struct TakesAndRefuses {
+    payee: paych_node::route::Routes,
+}
+
+#[async_trait::async_trait]
+impl RouteHandler for TakesAndRefuses {
+    async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
+        let _held = self.payee.handle(peer, request).await;
+        RouteResponse::refused(RouteStatus::Refused, "no")
+    }
+}
+
+#[tokio::test]
+async fn a_payee_that_refuses_and_then_redeems_anyway_binds_the_hub_to_nothing_it_cannot_recover() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(TakesAndRefuses { payee: t.payee.routes.clone() }));
+    let invoice = t.invoice(atto(1000)).await;
+    let refused = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    assert!(matches!(refused, PayInvoiceError::Refused { .. }), "{refused}");
+    // The refusal binds nobody: the hub keeps the route open while the payee's voucher may
+    // still land, and the payee's redemption (its settler's, before the lock) lands it.
+    let t2 = t.hub.route(&invoice).unwrap().outbound.unwrap().lock;
+    loop {
+        assert_eq!(t.hub.routes.sweep().await, 0);
+        assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Forwarded);
+        if t.payee.node.net.channel(&t.hub_channel).await.unwrap().state.to_send == atto(1000) {
+            break;
+        }
+        assert!(head_of(&t.payee).await < t2, "the payee's voucher never landed before its lock");
+        net.mine(1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let chain: Arc<dyn Chain> = Arc::new(t.hub.node.net.clone());
+    let tower = Watchtower::new(chain, t.hub.node.m().store().clone(), config_from_zero()).unwrap();
+    assert_eq!(tower.pass(&t.hub.routes).await.unwrap().found, 1);
+    net.mine(1);
+    let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
+    assert_eq!(on_chain.state.to_send, atto(1020));
+}
+
+/// A conditional voucher signed by hand by the payer's key on `lane` of its channel to the
+/// hub — as a payer whose own node would refuse (its channel settling) could sign it — sent
+/// to the hub with the invoice; the hub's answer.
+async fn signed_by_hand(
+    t: &Triangle,
+    invoice: &paych_core::invoice::Invoice,
+    lane: u64,
+    lock: ChainEpoch,
+) -> RouteResponse {
+    let mut voucher = paych_core::types::SignedVoucher::new(t.payer_channel, lane, 1, atto(1020));
+    voucher.secret_hash = invoice.payment_hash.to_vec();
+    voucher.time_lock_max = lock;
+    let voucher = t.payer.node.sign(voucher);
+    let request = RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher };
+    t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap()
+}
+
+#[tokio::test]
+async fn on_a_channel_the_payer_settles_the_hubs_deadline_and_the_payees_lock_shrink_to_settling_at(
+) {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payer.node.m().settle(&t.payer_channel).await.unwrap();
+    let settling_at = loop {
+        net.mine(1);
+        let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
+        if on_chain.state.settling_at != 0 {
+            break on_chain.state.settling_at;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Close enough to settle that the channel's last epoch comes before the payer's lock.
+    let head = head_of(&t.hub).await;
+    net.mine((settling_at - 63 - head).unsigned_abs());
+    let params = test_params();
+    let invoice = t.invoice(atto(1000)).await;
+    let head = head_of(&t.hub).await;
+    let t1 =
+        paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
+    assert!(settling_at - 1 < t1);
+    let answer = signed_by_hand(&t, &invoice, 100, t1).await;
+    assert_eq!(answer.status, RouteStatus::Ok, "{}", answer.message);
+    let route = t.hub.route(&invoice).unwrap();
+    assert_eq!(route.hub_deadline, Some(settling_at - 1));
+    assert_eq!(route.outbound.unwrap().lock, settling_at - 1 - params.hub_delta());
+    // A few epochs later the payee could not be given its margin: refused before anything.
+    net.mine(3);
+    let late = t.invoice(atto(1000)).await;
+    let head = head_of(&t.hub).await;
+    let t1 =
+        paych_core::route::offer_lock(head, late.payee_margin, &params, params.submit_margin());
+    let answer = signed_by_hand(&t, &late, 101, t1).await;
+    assert_eq!(answer.status, RouteStatus::DeadlineTooClose, "{}", answer.message);
+    assert!(t.hub.route(&late).is_none());
+}
+
+#[tokio::test]
+async fn two_pending_routes_over_committing_the_payers_channel_are_refused_the_second() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(Silent));
+    let params = test_params();
+    let first = t.invoice(atto(1000)).await;
+    let head = head_of(&t.hub).await;
+    let t1 =
+        paych_core::route::offer_lock(head, first.payee_margin, &params, params.submit_margin());
+    assert_eq!(signed_by_hand(&t, &first, 100, t1).await.status, RouteStatus::Refused);
+    // The first stays pending (its secret unknown): with the second, the payer's channel
+    // would owe more than it holds were both revealed.
+    let second = t.invoice(atto(990_000)).await;
+    let mut voucher = paych_core::types::SignedVoucher::new(t.payer_channel, 101, 1, atto(999_910));
+    voucher.secret_hash = second.payment_hash.to_vec();
+    voucher.time_lock_max = t1;
+    let request = RouteRequest::Offer {
+        invoice: second.to_cbor().unwrap(),
+        voucher: t.payer.node.sign(voucher),
+    };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::OverCommitted, "{}", answer.message);
+    assert!(t.hub.route(&second).is_none());
+    assert_eq!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_second_voucher_on_a_lane_with_a_pending_conditional_one_is_refused() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(Silent));
+    let params = test_params();
+    let first = t.invoice(atto(1000)).await;
+    let head = head_of(&t.hub).await;
+    let t1 =
+        paych_core::route::offer_lock(head, first.payee_margin, &params, params.submit_margin());
+    assert_eq!(signed_by_hand(&t, &first, 100, t1).await.status, RouteStatus::Refused);
+    // Another conditional voucher on that lane, for another invoice.
+    let second = t.invoice(atto(1000)).await;
+    let mut voucher = paych_core::types::SignedVoucher::new(t.payer_channel, 100, 2, atto(2040));
+    voucher.secret_hash = second.payment_hash.to_vec();
+    voucher.time_lock_max = t1;
+    let request = RouteRequest::Offer {
+        invoice: second.to_cbor().unwrap(),
+        voucher: t.payer.node.sign(voucher),
+    };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::LanePending, "{}", answer.message);
+    // An ordinary voucher on that lane, over the voucher protocol.
+    let plain = t.payer.node.sign(paych_core::types::SignedVoucher::new(
+        t.payer_channel,
+        100,
+        3,
+        atto(5000),
+    ));
+    let response = t
+        .payer
+        .client
+        .ask(t.hub.peer, t.hub.addrs.clone(), paych_protocol::VoucherRequest::new(plain))
+        .await
+        .unwrap();
+    assert!(!response.is_held(), "{response:?}");
+    assert!(t.hub.route(&second).is_none());
+}
+
+/// A payee that takes the hub's voucher but reveals only after its lock has passed.
+struct RevealsLate {
+    payee: paych_node::route::Routes,
+    net: paych_core::chain::devnet::Devnet,
+}
+
+#[async_trait::async_trait]
+impl RouteHandler for RevealsLate {
+    async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
+        let lock = request.voucher().map_or(0, |v| v.time_lock_max);
+        let answer = self.payee.handle(peer, request).await;
+        let head = self.net.head().await.unwrap();
+        self.net.mine((lock + 1 - head).unsigned_abs());
+        answer
+    }
+}
+
+#[tokio::test]
+async fn a_reveal_after_the_payees_lock_still_pays_the_payee_through_the_hubs_replacement() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let late = RevealsLate { payee: t.payee.routes.clone(), net: t.payee.node.net.clone() };
+    t.payee.slot.set(Arc::new(late));
+    let invoice = t.invoice(atto(1000)).await;
+    let receipt = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap();
+    assert_eq!(blake2b_256(&receipt.secret), invoice.payment_hash);
+    // Past the payee's lock its conditional voucher is worth nothing; the hub, paid by the
+    // payer's replacement, replaces it with an unconditional one.
+    let t2 = t.hub.route(&invoice).unwrap().outbound.unwrap().lock;
+    assert!(head_of(&t.hub).await > t2);
+    eventually("the payee paid by the hub's replacement", || async {
+        payee_holds(&t).await == atto(1000)
+    })
+    .await;
+    eventually("the hub's route replaced", || async {
+        t.hub.route(&invoice).unwrap().state == RouteState::Replaced
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_hub_restarted_mid_route_still_lands_the_payers_voucher_from_its_stored_route() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let params = test_params();
+    let head = head_of(&t.payer).await;
+    let lock =
+        paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
+    // A payer that takes the secret and never replaces.
+    let answer = offer_by_hand(&t, &invoice, atto(1020), lock).await;
+    assert_eq!(answer.status, RouteStatus::Ok, "{}", answer.message);
+    let deadline = t.hub.route(&invoice).unwrap().hub_deadline.unwrap();
+    // The hub goes down: its networking, its routes and its manager.
+    let Triangle { hub, payer_channel, .. } = t;
+    hub.slot.clear();
+    hub.client.shutdown().await;
+    let paych_testkit::routing::RouteParty { node, routes, .. } = hub;
+    drop(routes);
+    let node = node.stop().await.started().await;
+    // Back up on the same store: the route and its secret are there; the sweep lands the
+    // payer's voucher by the hub's deadline less the submit margin.
+    let routes = paych_testkit::routing::restarted_routes(&node, hub_config()).await;
+    assert_eq!(routes.sweep().await, 0);
+    let head = node.net.head().await.unwrap();
+    net.mine((deadline - params.submit_margin() - head).unsigned_abs());
+    assert_eq!(routes.sweep().await, 1);
+    let route = node.m().store().route(&invoice.payment_hash).unwrap().unwrap();
+    assert_eq!(route.state, RouteState::Redeemed);
+    net.mine(1);
+    let on_chain = node.net.channel(&payer_channel).await.unwrap();
+    assert_eq!(on_chain.state.to_send, atto(1020));
+}
