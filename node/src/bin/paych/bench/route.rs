@@ -11,7 +11,8 @@
 //! payer's own channel to the payee (`/paych/voucher/1.0.0`), created and answered.
 //!
 //! Both are measured one at a time (latency p50, p99) and pipelined with the same number in
-//! flight (payments per second), spread over ten rounds that each take their share of the
+//! flight (payments per second; a pipelined round of routed payments ends once the payer's
+//! and the hub's conditional vouchers are all replaced), spread over ten rounds that each take their share of the
 //! four measures one after the other, so that a machine whose speed drifts slows both sides
 //! of each ratio alike. Targets: routed payments per second ≥ 0.3 × direct, routed p50 ≤
 //! 4 × direct; the ratios are printed, never assumed.
@@ -23,10 +24,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
 use paych_core::invoice::{issue, unix_now, Hub, InvoiceTerms};
+use paych_core::manager::ManagerConfig;
+use paych_core::types::ChainEpoch;
 use paych_core::types::{Address, TokenAmount};
 use paych_node::host::Host;
 use paych_node::metrics::Metrics;
-use paych_node::route::{HubConfig, Routes};
+use paych_node::pay::Payer;
+use paych_node::route::{HubConfig, RouteSettings, Routes};
 use serde_json::json;
 
 use super::{
@@ -36,6 +40,8 @@ use super::{
 
 /// How long the bench's invoices stay payable, seconds.
 const INVOICE_EXPIRY_SECS: u64 = 3600;
+/// How often the bench looks whether the replacements are done.
+const REPLACEMENT_POLL: Duration = Duration::from_millis(1);
 /// Payments of each kind made before anything is measured.
 const WARM_UP: usize = 5;
 /// The targets: routed payments per second against direct, at least.
@@ -129,26 +135,33 @@ impl RouteReport {
 struct RouteNode {
     party: Party,
     host: Host,
-    routes: Arc<Routes>,
+    routes: Routes,
 }
 
 impl RouteNode {
+    /// A node of the devnet whose key holds `fil` FIL, reaching `peers` (payee address →
+    /// where it listens), answering `/paych/route/1.0.0` — as a hub when `hub.enabled`.
     async fn start(
         devnet: &Devnet,
         dir: &Path,
         name: &str,
         fil: u64,
         hub: HubConfig,
+        peers: Vec<(Address, libp2p::Multiaddr)>,
     ) -> anyhow::Result<Self> {
         let party = party(devnet, dir, name, fil).await?;
         let host = start_host(&party.manager).await?;
-        let routes = Arc::new(Routes::new(
-            party.manager.clone(),
-            host.client().clone(),
+        let net = host.client().clone();
+        let payer = Arc::new(Payer::new(party.manager.clone(), net, peers.into_iter().collect()));
+        let settings = RouteSettings {
+            hub_address: hub.enabled.then_some(party.addr),
             hub,
-            Arc::new(Metrics::new()),
-        ));
-        serve_routes(&host, &routes);
+            params: ManagerConfig::default().route,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let wallet = party.wallet.clone();
+        let routes = Routes::new(party.manager.clone(), wallet, payer, settings, metrics).await?;
+        host.route_handler().set(Arc::new(routes.clone()));
         Ok(RouteNode { party, host, routes })
     }
 
@@ -165,11 +178,6 @@ impl RouteNode {
     }
 }
 
-/// Answers `/paych/route/1.0.0` on `host` with `routes` (as payer, hub or payee).
-fn serve_routes(host: &Host, routes: &Arc<Routes>) {
-    let _ = (host, routes);
-}
-
 /// The three nodes, their channels, and the direct lane.
 struct Triangle {
     payer: RouteNode,
@@ -179,7 +187,9 @@ struct Triangle {
     /// The payer's own channel to the payee, its lane, and its cumulative amount so far.
     direct: (Address, u64, u64),
     direct_target: Target,
-    margin: i64,
+    margin: ChainEpoch,
+    /// The payer's channel to the hub and the hub's to the payee.
+    routed_channels: (Address, Address),
 }
 
 /// The three nodes on one devnet, with channels payer → hub, hub → payee and payer →
@@ -193,12 +203,14 @@ async fn start_triangle(dir: &Path) -> anyhow::Result<Triangle> {
     .context("cannot start the devnet")?;
     let miner = devnet.start_mining().context("the devnet has no block time")?;
     let hub_config = HubConfig { enabled: true, ..HubConfig::default() };
-    let payer = RouteNode::start(&devnet, dir, "payer", 10, HubConfig::default()).await?;
-    let hub = RouteNode::start(&devnet, dir, "hub", 10, hub_config).await?;
-    let payee = RouteNode::start(&devnet, dir, "payee", 1, HubConfig::default()).await?;
-    for (from, to) in [(&payer, &hub), (&hub, &payee)] {
-        open_channel(&from.party, &to.party).await?;
-    }
+    let payee = RouteNode::start(&devnet, dir, "payee", 1, HubConfig::default(), vec![]).await?;
+    let reach_payee = vec![(payee.party.addr, payee.multiaddr()?.parse()?)];
+    let hub = RouteNode::start(&devnet, dir, "hub", 10, hub_config, reach_payee).await?;
+    let payer = RouteNode::start(&devnet, dir, "payer", 10, HubConfig::default(), vec![]).await?;
+    let routed_channels = (
+        open_channel(&payer.party, &hub.party).await?,
+        open_channel(&hub.party, &payee.party).await?,
+    );
     let direct = open_channel(&payer.party, &payee.party).await?;
     let lane = payer.party.manager.allocate_lane(&direct).await?;
     miner.abort();
@@ -208,8 +220,17 @@ async fn start_triangle(dir: &Path) -> anyhow::Result<Triangle> {
         peer: payee.host.peer_id(),
         addrs: payee.host.listen_addrs().to_vec(),
     };
-    let margin = paych_core::manager::ManagerConfig::default().route.payee_margin();
-    Ok(Triangle { payer, hub, payee, hub_entry, direct: (direct, lane, 0), direct_target, margin })
+    let margin = ManagerConfig::default().route.payee_margin();
+    Ok(Triangle {
+        payer,
+        hub,
+        payee,
+        hub_entry,
+        direct: (direct, lane, 0),
+        direct_target,
+        margin,
+        routed_channels,
+    })
 }
 
 /// A channel from `from` to `to` with 1 FIL, waited for.
@@ -278,6 +299,28 @@ impl Triangle {
         pipeline.finish().await
     }
 
+    /// Waits until every conditional voucher the payer, the hub and the payee hold or made
+    /// has been replaced by its unconditional one (the replacements follow the receipts in
+    /// the background).
+    async fn await_replacements(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let (to_hub, to_payee) = &self.routed_channels;
+        loop {
+            let pending = self.payer.party.manager.pending_conditionals(to_hub).await?.len()
+                + self.hub.party.manager.pending_conditionals(to_payee).await?.len()
+                + self.payee.party.manager.pending_conditionals(to_payee).await?.len();
+            if pending == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "{pending} conditional vouchers still pending after {STEP_TIMEOUT:?}"
+                );
+            }
+            tokio::time::sleep(REPLACEMENT_POLL).await;
+        }
+    }
+
     async fn stop(self) -> anyhow::Result<()> {
         for node in [self.payer, self.hub, self.payee] {
             node.stop().await?;
@@ -333,8 +376,10 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport
         let invoices = triangle.invoices(per_round).await?;
         let start = Instant::now();
         triangle.pay_routed_pipelined(invoices, in_flight).await?;
+        triangle.await_replacements().await?;
         measured.routed_pipelined += start.elapsed();
     }
+    triangle.await_replacements().await?;
     triangle.stop().await?;
     measured.routed.sort();
     measured.direct.sort();
