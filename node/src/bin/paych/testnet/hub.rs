@@ -15,6 +15,7 @@
 //! with fresh invoices, and the report's invariants say whether anybody lost money.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::Context;
 use paych_core::invoice::Hub;
@@ -128,15 +129,31 @@ impl Testnet {
     /// their holders' settlers).
     pub(super) async fn redeem_routed(&mut self) -> anyhow::Result<()> {
         self.progress.phase("the hub and the providers redeem their best vouchers");
-        let side = self.hub_side()?;
-        let hub = self.rpc(side.index).await;
-        for ch in side.inbound.values() {
-            submit_unconditional(&hub, ch).await?;
-        }
-        for (p, ch) in &side.outbound {
-            submit_unconditional(self.rpc(*p).await.as_ref(), ch).await?;
+        for (rpc, ch) in self.routed_holders().await? {
+            submit_unconditional(&rpc, &ch).await?;
         }
         wait_for_pool(&self.devnet).await
+    }
+
+    /// Each channel through the hub with the node that holds its vouchers — the hub for the
+    /// clients' channels, each provider for the hub's — once the holder knows of it (a payee
+    /// learns of a channel with its first voucher).
+    async fn routed_holders(&self) -> anyhow::Result<Vec<(Arc<NodeRpc>, String)>> {
+        let side = self.hub_side()?;
+        let mut holders = Vec::new();
+        for ch in side.inbound.values() {
+            holders.push((self.rpc(side.index).await, ch.clone()));
+        }
+        for (p, ch) in &side.outbound {
+            holders.push((self.rpc(*p).await, ch.clone()));
+        }
+        let mut known = Vec::new();
+        for (rpc, ch) in holders {
+            if rpc.paych_list().await?.contains(&ch) {
+                known.push((rpc, ch));
+            }
+        }
+        Ok(known)
     }
 
     /// Phase 8 with `--hub`: the clients settle their channels to the hub and the hub its
@@ -159,15 +176,7 @@ impl Testnet {
 
     /// Waits until the hub's and the providers' settlers have nothing left to submit.
     async fn await_routed_settlers(&self) -> anyhow::Result<()> {
-        let side = self.hub_side()?;
-        let mut holders: Vec<(std::sync::Arc<NodeRpc>, String)> = Vec::new();
-        for ch in side.inbound.values() {
-            holders.push((self.rpc(side.index).await, ch.clone()));
-        }
-        for (p, ch) in &side.outbound {
-            holders.push((self.rpc(*p).await, ch.clone()));
-        }
-        self.await_holders(&holders).await
+        self.await_holders(&self.routed_holders().await?).await
     }
 }
 

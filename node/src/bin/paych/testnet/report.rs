@@ -149,10 +149,16 @@ pub fn render(report: &Report) -> String {
         "paych testnet: {} nodes ({} clients, {} providers), {} channels, {:.1} s",
         report.nodes, report.clients, report.providers, report.channels, report.total_secs
     ));
-    line(format!(
-        "retrievals     {} ({} retried), {} bytes checked against their manifests",
-        report.retrievals, report.retries, report.bytes
-    ));
+    match report.hub {
+        Some(_) => line(format!(
+            "retrievals     {} ({} payments retried), their chunks paid through the hub",
+            report.retrievals, report.retries
+        )),
+        None => line(format!(
+            "retrievals     {} ({} retried), {} bytes checked against their manifests",
+            report.retrievals, report.retries, report.bytes
+        )),
+    }
     for reason in &report.retry_reasons {
         line(format!("  retried: {reason}"));
     }
@@ -167,8 +173,12 @@ pub fn render(report: &Report) -> String {
         report.speed.raw_sign_per_sec,
         report.speed.raw_recover_per_sec
     ));
+    let measured = match report.hub {
+        Some(_) => "invoice paid until its receipt",
+        None => "voucher made, stored, sent, validated, stored, answered",
+    };
     line(format!(
-        "latency        p50 {} µs, p99 {} µs (voucher made, stored, sent, validated, stored, answered)",
+        "latency        p50 {} µs, p99 {} µs ({measured})",
         report.speed.latency_p50_us, report.speed.latency_p99_us
     ));
     let kinds: Vec<String> =
@@ -180,10 +190,12 @@ pub fn render(report: &Report) -> String {
             report.chain.chain_messages_one_per_lane, report.chain.chain_messages_one_per_payment
         ));
     }
-    line(format!(
-        "reconciled     {} channels into one voucher each; settlers submitted {} vouchers",
-        report.chain.reconciled_channels, report.chain.settler_submissions
-    ));
+    if report.hub.is_none() {
+        line(format!(
+            "reconciled     {} channels into one voucher each; settlers submitted {} vouchers",
+            report.chain.reconciled_channels, report.chain.settler_submissions
+        ));
+    }
     line(format!("gas burnt      {}", fil(&report.chain.gas_burnt_atto)));
     if report.memory.peak_rss_kib_max > 0 {
         line(format!(
