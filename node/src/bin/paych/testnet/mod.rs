@@ -472,7 +472,11 @@ impl Testnet {
         let Some(name) = &self.args.crash else { return Ok(None) };
         for (index, node) in self.nodes.iter().enumerate() {
             if &node.read().await.name == name {
-                return Ok(Some(CrashPlan { index, after: round.div_ceil(3).max(1) }));
+                let units = match self.hub {
+                    Some(_) => round * self.args.chunks as usize,
+                    None => round,
+                };
+                return Ok(Some(CrashPlan { index, after: units.div_ceil(3).max(1) }));
             }
         }
         bail!("--crash {name:?}: no such node (client-N or provider-N)")

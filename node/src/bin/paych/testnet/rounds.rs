@@ -76,7 +76,8 @@ pub struct RoutedChunks {
 pub struct CrashPlan {
     /// Its index in the nodes.
     pub index: usize,
-    /// Kill once this many retrievals of the round have completed.
+    /// Kill once this many retrievals of the round have completed (with `--hub`, this many
+    /// routed payments, so that the kill finds routes in flight).
     pub after: usize,
 }
 
@@ -142,7 +143,7 @@ pub async fn run_round(
 }
 
 /// Spawns one task per job, at most [`MAX_CONCURRENT_RETRIEVALS`] running at once; each
-/// counts itself in `completed` when it succeeds.
+/// counts itself in `completed` when it succeeds (with `--hub`, each routed payment does).
 fn spawn_jobs(
     ctx: &Arc<RoundContext>,
     jobs: &[Job],
@@ -154,6 +155,9 @@ fn spawn_jobs(
         let (ctx, permits, completed) = (ctx.clone(), permits.clone(), completed.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
+            if let Some(routed) = &ctx.hub {
+                return pay_chunks_routed(&ctx, routed, job, &completed).await;
+            }
             let attempted = retrieve_with_retries(&ctx, job).await;
             if attempted.1.is_ok() {
                 completed.fetch_add(1, Ordering::SeqCst);
@@ -166,9 +170,6 @@ fn spawn_jobs(
 
 /// Up to [`ATTEMPTS`] tries at `job`.
 async fn retrieve_with_retries(ctx: &RoundContext, job: Job) -> Attempted {
-    if let Some(routed) = &ctx.hub {
-        return pay_chunks_routed(ctx, routed, job).await;
-    }
     let mut failures = Vec::new();
     for _ in 0..ATTEMPTS {
         match retrieve_once(ctx, job).await {
@@ -194,8 +195,13 @@ async fn retrieve_once(ctx: &RoundContext, job: Job) -> anyhow::Result<Retrieved
 }
 
 /// A retrieval's chunks paid through the hub, one invoice each, each payment tried up to
-/// [`ATTEMPTS`] times with a fresh invoice.
-async fn pay_chunks_routed(ctx: &RoundContext, routed: &RoutedChunks, job: Job) -> Attempted {
+/// [`ATTEMPTS`] times with a fresh invoice and counted in `paid` once its receipt came.
+async fn pay_chunks_routed(
+    ctx: &RoundContext,
+    routed: &RoutedChunks,
+    job: Job,
+    paid_count: &AtomicUsize,
+) -> Attempted {
     let mut got = Retrieved::default();
     let mut failures = Vec::new();
     for chunk in 0..routed.chunks {
@@ -205,6 +211,7 @@ async fn pay_chunks_routed(ctx: &RoundContext, routed: &RoutedChunks, job: Job) 
                 Ok((receipt, micros)) => {
                     got.receipts.push(receipt);
                     got.payment_micros.push(micros);
+                    paid_count.fetch_add(1, Ordering::SeqCst);
                     paid = true;
                     break;
                 }
