@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use paych_core::invoice::Hub;
@@ -28,6 +29,16 @@ use super::{wait_for_pool, Testnet};
 
 /// The hub's name among the nodes (`--crash hub`).
 pub const HUB_NAME: &str = "hub";
+/// How long every route may take to resolve after the rounds (its lock is some 300 epochs
+/// away at most; the epochs mined while waiting pass it within about a minute).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(150);
+/// How often the run looks whether the routes are resolved: the daemons' sweep interval
+/// (the devnet preset's block time), after which their gauges are current.
+const RESOLVE_POLL: Duration = Duration::from_secs(1);
+/// Epochs mined beside the devnet's own while routes are open, per look: fewer than the
+/// inclusion delay `S` of the daemons' route parameters, so that every sweep and every
+/// watchtower pass still comes in time for the deadlines it keeps.
+const RESOLVE_EPOCHS_PER_POLL: u64 = 5;
 
 /// The hub of a `--hub` testnet and the channels through it.
 pub struct HubSide {
@@ -154,6 +165,51 @@ impl Testnet {
             }
         }
         Ok(known)
+    }
+
+    /// After the rounds with `--hub`: waits until no daemon has a route open — a payment
+    /// that failed under a crash resolves by its secret (replaced, or redeemed on chain and
+    /// found by the watchtowers) or by its lock passing — mining a few epochs beside the
+    /// devnet's own while any is open, so that locks pass sooner; at most
+    /// [`RESOLVE_TIMEOUT`]. Its time, and the routes still open then (by node), go in the
+    /// ledger for the report's invariants; the run goes on.
+    pub(super) async fn resolve_routes(&mut self) -> anyhow::Result<()> {
+        self.progress.phase("waiting for every route to resolve");
+        let started = Instant::now();
+        let mut quiet_looks = 0;
+        loop {
+            let mut open = 0;
+            let mut by_node = Vec::new();
+            for node in &self.nodes {
+                let (rpc, name) = {
+                    let node = node.read().await;
+                    (node.rpc.clone(), node.name.clone())
+                };
+                let count = rpc.routes_in_flight().await?;
+                if count > 0 {
+                    by_node.push(format!("{name} {count}"));
+                }
+                open += count;
+            }
+            // Two looks in a row with none open: a sweep ran between them.
+            quiet_looks = if open == 0 { quiet_looks + 1 } else { 0 };
+            if quiet_looks >= 2 {
+                break;
+            }
+            if started.elapsed() > RESOLVE_TIMEOUT {
+                self.ledger.open_routes = by_node;
+                break;
+            }
+            if open > 0 {
+                let chain = self.devnet.clone();
+                tokio::task::spawn_blocking(move || chain.mine(RESOLVE_EPOCHS_PER_POLL))
+                    .await
+                    .context("mining while routes resolve failed")?;
+            }
+            tokio::time::sleep(RESOLVE_POLL).await;
+        }
+        self.ledger.resolve_secs = started.elapsed().as_secs_f64();
+        Ok(())
     }
 
     /// Phase 8 with `--hub`: the clients settle their channels to the hub and the hub its

@@ -200,6 +200,7 @@ async fn run_routed_phases(
     let crash = testnet.crash_plan(round2.len()).await?;
     testnet.round(round2, "round 2", crash.as_ref()).await?;
     testnet.ledger.retrieval_secs = retrievals_started.elapsed().as_secs_f64();
+    testnet.resolve_routes().await?;
     testnet.settle_routed().await?;
     testnet.collect().await?;
     testnet.report().await

@@ -35,6 +35,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one API call may take (a retrieval pays for every chunk before it answers).
 const CALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long reading a node's metrics may take.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of a node's log quoted when it fails to start.
 const LOG_TAIL_LINES: usize = 12;
 /// The daemons' cap on inbound connections per IP. Every daemon of a testnet dials from
@@ -321,6 +323,9 @@ pub struct RoutedPaid {
 /// calls. Channels travel as the address text the API hands out; vouchers as vouchers.
 pub struct NodeRpc {
     api: ApiClient,
+    /// The node's `GET /metrics`.
+    metrics_url: String,
+    http: reqwest::Client,
 }
 
 impl NodeRpc {
@@ -328,10 +333,12 @@ impl NodeRpc {
     /// `network`. A call may take [`CALL_TIMEOUT`] and is never retried.
     fn connect(token: &str, api: &str, network: Network) -> anyhow::Result<Self> {
         let url = rpc_url(api).ok_or_else(|| anyhow!("bad API address {api}"))?;
+        let metrics_url = url.replace("/rpc/v1", "/metrics");
         let api = ApiClient::new(url, Some(token.to_owned()))
             .with_network(network)
             .with_timeout(CALL_TIMEOUT);
-        Ok(NodeRpc { api })
+        let http = reqwest::Client::builder().timeout(METRICS_TIMEOUT).build()?;
+        Ok(NodeRpc { api, metrics_url, http })
     }
 
     /// Calls method `M`; its error names the method.
@@ -460,6 +467,20 @@ impl NodeRpc {
     /// `PaychPayInvoice` of the invoice `text`, the hub's fee unbounded: the receipt.
     pub async fn paych_pay_invoice(&self, text: &str) -> anyhow::Result<RouteReceiptJson> {
         self.call::<PaychPayInvoice>((InvoiceText(text.to_owned()), None)).await
+    }
+
+    /// The routes the node has open (conditional vouchers it signed or holds that no
+    /// replacement, expiry or redemption has closed yet), as its last sweep counted them:
+    /// `paych_route_in_flight` of `GET /metrics`, both legs.
+    pub async fn routes_in_flight(&self) -> anyhow::Result<u64> {
+        let text =
+            self.http.get(&self.metrics_url).send().await?.error_for_status()?.text().await?;
+        Ok(text
+            .lines()
+            .filter(|line| line.starts_with("paych_route_in_flight{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|value| value.max(0.0) as u64)
+            .sum())
     }
 
     /// `PaychRetrieve` of blob `root` over channel `ch`, paying at most `max_price` a chunk.

@@ -242,6 +242,11 @@ pub struct Ledger {
     pub rounds: Vec<RoundOutcome>,
     /// Seconds the retrieval rounds took.
     pub retrieval_secs: f64,
+    /// With `--hub`: seconds the routes took to resolve after the rounds.
+    pub resolve_secs: f64,
+    /// With `--hub`: the nodes that still had routes open when the run stopped waiting,
+    /// with how many (`provider-0 1`).
+    pub open_routes: Vec<String>,
     /// What each client issued on each channel, before any voucher was folded.
     pub issued: BTreeMap<Pair, TokenAmount>,
     /// Channels reconciled into one combined voucher.

@@ -41,6 +41,9 @@ pub struct HubFigures {
     pub routed_latency_p99_us: u64,
     /// Payments that failed and were paid again with a fresh invoice.
     pub failed_attempts: usize,
+    /// Seconds every route took to resolve after the rounds (a failed payment's by its
+    /// secret or its lock).
+    pub resolve_secs: f64,
 }
 
 impl HubFigures {
@@ -65,6 +68,7 @@ impl HubFigures {
             routed_latency_p50_us: percentile(sorted_latencies, 0.50),
             routed_latency_p99_us: percentile(sorted_latencies, 0.99),
             failed_attempts: receipts.failed_to.iter().sum(),
+            resolve_secs: ledger.resolve_secs,
         }
     }
 }
@@ -76,8 +80,8 @@ pub fn render(hub: &HubFigures, line: &mut impl FnMut(String)) {
         hub.hub, hub.channels_opened, hub.channels_direct
     ));
     line(format!(
-        "routed         {} payments, {} attoFIL to the providers, {} attoFIL in fees, {} failed and paid again",
-        hub.routed_payments, hub.routed_amount_atto, hub.fees_atto, hub.failed_attempts
+        "routed         {} payments, {} attoFIL to the providers, {} attoFIL in fees, {} failed and paid again; every route resolved {:.1} s after the rounds",
+        hub.routed_payments, hub.routed_amount_atto, hub.fees_atto, hub.failed_attempts, hub.resolve_secs
     ));
     line(format!(
         "               {:.1} routed payments/s; latency p50 {} µs, p99 {} µs (invoice paid until its receipt)",
@@ -223,6 +227,18 @@ pub fn invariants(run: &Run, ledger: &Ledger, end: &Ending, hub: usize) -> Vec<I
             "failed payments paid on chain: {by_clients} by clients, {to_providers} to providers, {} fees to the hub (of {failed} failed)",
             k_hub.map_or_else(|| "no whole number of".to_owned(), |k| k.to_string())
         ),
+    ));
+    invariants.push(Invariant::new(
+        "every route resolved after the rounds, by its secret or its lock",
+        ledger.open_routes.is_empty(),
+        match ledger.open_routes.is_empty() {
+            true => format!("in {:.1} s", ledger.resolve_secs),
+            false => format!(
+                "still open after {:.1} s (conditional vouchers signed or held, by node): {}",
+                ledger.resolve_secs,
+                ledger.open_routes.join(", ")
+            ),
+        },
     ));
     invariants.push(Invariant::new(
         "channels opened: one per client and one per provider",
