@@ -126,4 +126,49 @@ async fn three_daemons_pay_an_invoice_through_a_hub_over_the_api() {
     // Paying it again is refused before anything is signed.
     let again = payer_api.call::<PaychPayInvoice>((InvoiceText(invoice.text), None)).await;
     assert!(again.unwrap_err().to_string().contains("offered before"));
+
+    // The same through the command line: `paych pay-invoice` prints the receipt.
+    let second = payee_api
+        .call::<PaychInvoice>((
+            payee_addr,
+            atto(500),
+            600,
+            InvoiceHubs(vec![hubs_of(&hub_addr, &hub_at)]),
+        ))
+        .await
+        .unwrap();
+    let output = std::process::Command::new(PAYCH)
+        .args(["pay-invoice", &second.text, "--max-fee", "10 attoFIL", "--repo"])
+        .arg(&payer_repo)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains(&format!("Payment Hash: {}", second.payment_hash)), "{printed}");
+    let secret_line = printed.lines().find(|l| l.trim_start().starts_with("Secret:")).unwrap();
+    let secret = hex::decode(secret_line.split_whitespace().last().unwrap()).unwrap();
+    assert_eq!(hex::encode(blake2b_256(&secret)), second.payment_hash);
+    // A fee above the bound is refused with the hub's fee named.
+    let third = payee_api
+        .call::<PaychInvoice>((
+            payee_addr,
+            atto(500),
+            600,
+            InvoiceHubs(vec![hubs_of(&hub_addr, &hub_at)]),
+        ))
+        .await
+        .unwrap();
+    let output = std::process::Command::new(PAYCH)
+        .args(["pay-invoice", &third.text, "--max-fee", "1 attoFIL", "--repo"])
+        .arg(&payer_repo)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("fee of 4 attoFIL is above the bound of 1 attoFIL"), "{said}");
+}
+
+/// The invoice's entry for the hub at `addr`, listening at `at`.
+fn hubs_of(addr: &Address, at: &str) -> paych_core::invoice::Hub {
+    paych_core::invoice::Hub { address: *addr, multiaddr: at.to_owned() }
 }

@@ -751,3 +751,165 @@ async fn a_hub_restarted_mid_route_still_lands_the_payers_voucher_from_its_store
     let on_chain = node.net.channel(&payer_channel).await.unwrap();
     assert_eq!(on_chain.state.to_send, atto(1020));
 }
+
+#[tokio::test]
+async fn a_hub_short_of_funds_towards_the_payee_refuses_no_capacity_and_frees_the_route() {
+    let net = Net::manual();
+    let hub = HubConfig { max_pending_count_per_payer: 1, ..hub_config() };
+    let t = net.triangle_funded(hub, atto(1_000_000), atto(500)).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let refused = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    assert!(
+        matches!(refused, PayInvoiceError::Refused { status: RouteStatus::NoCapacity, .. }),
+        "{refused}"
+    );
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Expired);
+    assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
+    // Nothing stays counted against the payer's cap of one pending route.
+    let smaller = t.invoice(atto(400)).await;
+    t.payer.routes.pay_invoice(&smaller.to_text().unwrap(), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_hubs_watchtower_watches_a_pending_routes_channel_by_both_its_addresses() {
+    use paych_core::watch::Watcher;
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(Silent));
+    let invoice = t.invoice(atto(1000)).await;
+    t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap_err();
+    let id = t.hub.node.net.lookup_id(&t.hub_channel).await.unwrap().unwrap();
+    t.hub.routes.sweep().await;
+    let watched = t.hub.routes.watched();
+    assert_eq!(watched.channel(&t.hub_channel), Some(t.hub_channel));
+    // A payee's message may name the channel by its ID address.
+    assert_eq!(watched.channel(&id), Some(t.hub_channel));
+    assert!(t.hub.routes.wants(&invoice.payment_hash));
+}
+
+#[tokio::test]
+async fn a_payers_route_recorded_without_its_leg_finds_it_again_or_is_over() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    t.payee.slot.set(Arc::new(Silent));
+    let params = test_params();
+    // As if the node stopped between recording the route and recording its voucher's leg:
+    // one route whose voucher was signed, one whose voucher never was.
+    let signed = t.invoice(atto(1000)).await;
+    let unsigned = t.invoice(atto(1000)).await;
+    let head = head_of(&t.payer).await;
+    let lock =
+        paych_core::route::offer_lock(head, signed.payee_margin, &params, params.submit_margin());
+    let offered = t
+        .payer
+        .node
+        .m()
+        .conditional_offer(&t.payer_channel, atto(1020), &signed.payment_hash, lock)
+        .await
+        .unwrap();
+    for invoice in [&signed, &unsigned] {
+        let record = paych_core::store::RouteRecord {
+            payment_hash: invoice.payment_hash.to_vec(),
+            role: paych_core::store::RouteRole::Payer,
+            state: RouteState::Offered,
+            invoice: invoice.to_cbor().unwrap(),
+            inbound: None,
+            outbound: None,
+            fee: atto(20),
+            secret: None,
+            hub_deadline: None,
+            created: head,
+        };
+        let store = t.payer.node.m().store();
+        store.apply(vec![paych_core::store::Write::Route(record)]).unwrap();
+        store.durable().await.unwrap();
+    }
+    let routes = paych_testkit::routing::restarted_payer_routes(&t.payer.node).await;
+    assert_eq!(routes.sweep().await, 2);
+    let found = t.payer.route(&signed).unwrap();
+    assert_eq!(found.state, RouteState::Offered);
+    let leg = found.outbound.unwrap();
+    assert_eq!((leg.channel, leg.lane, leg.lock), (t.payer_channel, offered.lane, lock));
+    assert_eq!(t.payer.route(&unsigned).unwrap().state, RouteState::Expired);
+    // From there the signed one expires as any other once its lock has passed.
+    let head = head_of(&t.payer).await;
+    net.mine((lock + params.conf_epochs() - head).unsigned_abs());
+    assert_eq!(routes.sweep().await, 1);
+    assert_eq!(t.payer.route(&signed).unwrap().state, RouteState::Expired);
+}
+
+#[tokio::test]
+async fn a_hubs_route_recorded_without_its_voucher_to_the_payee_finds_it_again_and_expires_it() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let head = head_of(&t.hub).await;
+    let lock = head + 40;
+    // As if the hub stopped between signing its voucher to the payee and recording it.
+    let signed = t
+        .hub
+        .node
+        .m()
+        .conditional_offer(&t.hub_channel, atto(1000), &invoice.payment_hash, lock)
+        .await
+        .unwrap();
+    let record = paych_core::store::RouteRecord {
+        payment_hash: invoice.payment_hash.to_vec(),
+        role: paych_core::store::RouteRole::Hub,
+        state: RouteState::Offered,
+        invoice: invoice.to_cbor().unwrap(),
+        inbound: None,
+        outbound: None,
+        fee: atto(20),
+        secret: None,
+        hub_deadline: Some(lock + test_params().hub_delta()),
+        created: head,
+    };
+    let store = t.hub.node.m().store();
+    store.apply(vec![paych_core::store::Write::Route(record)]).unwrap();
+    store.durable().await.unwrap();
+    let routes = paych_testkit::routing::restarted_routes(&t.hub.node, hub_config()).await;
+    assert_eq!(routes.sweep().await, 1);
+    let found = t.hub.route(&invoice).unwrap();
+    assert_eq!(found.state, RouteState::Forwarded);
+    assert_eq!(found.outbound.unwrap().lane, signed.lane);
+    let head = head_of(&t.hub).await;
+    net.mine((lock + test_params().conf_epochs() - head).unsigned_abs());
+    assert_eq!(routes.sweep().await, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Expired);
+    assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_hub_counts_its_routed_payments_fees_capacity_and_pending_amounts() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap();
+    eventually("the hub's route replaced", || async {
+        t.hub.route(&invoice).unwrap().state == RouteState::Replaced
+    })
+    .await;
+    // One pending route, its payee silent.
+    t.payee.slot.set(Arc::new(Silent));
+    let pending = t.invoice(atto(300)).await;
+    t.payer.routes.pay_invoice(&pending.to_text().unwrap(), None).await.unwrap_err();
+    t.hub.routes.sweep().await;
+    let text = t.hub.metrics.encode();
+    for line in [
+        "paych_routed_payments_total{role=\"hub\",outcome=\"fulfilled\"} 1\n",
+        "paych_routed_payments_total{role=\"hub\",outcome=\"replaced\"} 1\n",
+        "paych_hub_fees_attofil_total 20",
+        "paych_route_in_flight{leg=\"inbound\"} 1\n",
+        "paych_route_in_flight_attofil{leg=\"inbound\"} 313",
+        "paych_route_in_flight{leg=\"outbound\"} 1\n",
+        "paych_route_in_flight_attofil{leg=\"outbound\"} 300",
+        // The channel to the payee: its funds less the 1000 paid and the 300 pending.
+        "paych_hub_capacity_attofil 998700",
+    ] {
+        assert!(text.contains(line), "{line:?} not in {text}");
+    }
+    let payer = t.payer.metrics.encode();
+    assert!(payer.contains("paych_routed_payments_total{role=\"payer\",outcome=\"fulfilled\"} 1\n"));
+    assert!(payer.contains("paych_routed_payments_total{role=\"payer\",outcome=\"refused\"} 1\n"));
+}

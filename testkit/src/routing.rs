@@ -104,12 +104,23 @@ impl Net {
     /// A payer, a hub (run with `hub`, enabled) and a payee, started payee first; channels
     /// payer → hub and hub → payee of `balance` each.
     pub async fn triangle(&self, hub: HubConfig, balance: TokenAmount) -> Triangle {
+        self.triangle_funded(hub, balance.clone(), balance).await
+    }
+
+    /// [`Net::triangle`] with the payer's channel to the hub holding `payer_balance` and
+    /// the hub's channel to the payee `hub_balance`.
+    pub async fn triangle_funded(
+        &self,
+        hub: HubConfig,
+        payer_balance: TokenAmount,
+        hub_balance: TokenAmount,
+    ) -> Triangle {
         let payee = route_party(self, 10, HubConfig::default(), Vec::new()).await;
         let hub_config = HubConfig { enabled: true, ..hub };
         let hub = route_party(self, 100, hub_config, vec![(payee.node.addr, payee.target())]).await;
         let payer = route_party(self, 100, HubConfig::default(), Vec::new()).await;
-        let payer_channel = payer.node.open_channel(hub.node.addr, balance.clone()).await;
-        let hub_channel = hub.node.open_channel(payee.node.addr, balance).await;
+        let payer_channel = payer.node.open_channel(hub.node.addr, payer_balance).await;
+        let hub_channel = hub.node.open_channel(payee.node.addr, hub_balance).await;
         Triangle { payer, hub, payee, payer_channel, hub_channel }
     }
 }
@@ -151,6 +162,18 @@ pub async fn restarted_routes(node: &Node, hub: HubConfig) -> Routes {
         hub_address: Some(node.addr),
         params: test_params(),
     };
+    Routes::new(node.m().clone(), node.wallet.clone(), payer, settings, Arc::new(Metrics::new()))
+        .await
+        .unwrap()
+}
+
+/// The routes of a payer `node` as a node started on its store makes them (no hub):
+/// what a payer back from a crash resumes with, networking aside.
+pub async fn restarted_payer_routes(node: &Node) -> Routes {
+    let (client, _, _) = host(node.m(), HostConfig::default()).await;
+    let payer = Arc::new(Payer::new(node.m().clone(), client, Default::default()));
+    let settings =
+        RouteSettings { hub: HubConfig::default(), hub_address: None, params: test_params() };
     Routes::new(node.m().clone(), node.wallet.clone(), payer, settings, Arc::new(Metrics::new()))
         .await
         .unwrap()

@@ -86,7 +86,7 @@ impl Routes {
         let needed = invoice
             .payee_margin
             .saturating_add(settings.params.hub_delta())
-            .saturating_add(2 * settings.params.submit_margin());
+            .saturating_add(settings.params.submit_margin().saturating_mul(2));
         check_lock_not_too_far(t1, head, needed.unsigned_abs().min(self.max_lock()))?;
         let on_chain = manager
             .chain()
@@ -154,10 +154,13 @@ impl Routes {
         if let Err(bad) = check_secret(&secret, &hash) {
             return Err(RouteRefusal::Refused(format!("the payee's secret is wrong: {bad}")));
         }
-        manager.learn_secret(&hash, &secret).await.map_err(internal)?;
+        // The route with its secret, and the secret itself, durable in one flush before the
+        // secret goes back to the payer.
         route.secret = Some(secret.clone());
         route.state = RouteState::Fulfilled;
-        self.save(&route).await.map_err(internal)?;
+        self.stage(&route).map_err(internal)?;
+        manager.learn_secret(&hash, &secret).await.map_err(internal)?;
+        manager.store().durable().await.map_err(internal)?;
         self.inner.ledger.completed(outbound, head, invoice.amount.clone());
         self.inner.metrics.hub_fee(&fee);
         self.inner.metrics.route_ended(ROLE, RouteOutcome::Fulfilled);
@@ -202,20 +205,30 @@ impl Routes {
             hub_deadline: Some(a.hub_deadline),
             created: a.head,
         };
-        // From here the payer's voucher is held: the route stays counted until it resolves.
-        self.save(&route).await.map_err(|e| Forward::Pending(internal(e)))?;
-        let vh = manager
+        // From here the payer's voucher is held. The route is made durable by the flush that
+        // signing the payee's voucher makes (or recorded over if that fails).
+        self.stage(&route).map_err(|e| Forward::NotForwarded(internal(e)))?;
+        let vh = match manager
             .conditional_offer(&a.outbound, a.invoice.amount.clone(), &hash, a.payee_lock)
             .await
-            .map_err(|e| {
-                Forward::Pending(match e {
+        {
+            Ok(vh) => vh,
+            Err(e) => {
+                // Nothing was signed downstream: the route is over (the payer's voucher is
+                // worth nothing without the secret, and expires at its lock).
+                route.state = RouteState::Expired;
+                if let Err(e) = self.save(&route).await {
+                    tracing::warn!(error = %e, "cannot record the route over");
+                }
+                return Err(Forward::NotForwarded(match e {
                     ConditionalError::Shortfall(short) => RouteRefusal::NoCapacity(format!(
                         "the channel to the payee lacks {} attoFIL",
                         short.atto()
                     )),
                     other => internal(other),
-                })
-            })?;
+                }));
+            }
+        };
         route.outbound = Some(Leg {
             channel: a.outbound,
             lane: vh.lane,

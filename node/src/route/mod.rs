@@ -35,7 +35,7 @@ pub mod receipt;
 pub mod sweep;
 pub mod watcher;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
@@ -98,6 +98,13 @@ struct Inner {
     in_progress: Mutex<HashSet<[u8; 32]>>,
     /// Hubs' verified policies, by hub address, at most [`MAX_CACHED_POLICIES`].
     policies: Mutex<HashMap<Address, HubPolicy>>,
+    /// The payment hashes of the routes not yet resolved: read from the store at start,
+    /// kept with every route written, so that the sweep and the watchtower never read the
+    /// routes that are over.
+    open: Mutex<BTreeSet<Vec<u8>>>,
+    /// The ID addresses of the channels open routes use, as the chain resolved them (a
+    /// message may name a channel by either address), filled by the sweep.
+    channel_ids: Mutex<HashMap<Address, Address>>,
 }
 
 /// A payment hash being handled; released when dropped.
@@ -125,7 +132,11 @@ impl Routes {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let mut caps = PendingCaps::default();
+        let mut open = BTreeSet::new();
         for route in manager.store().routes()? {
+            if is_open(route.state) {
+                open.insert(route.payment_hash.clone());
+            }
             if route.role != RouteRole::Hub || !is_open(route.state) {
                 continue;
             }
@@ -146,6 +157,8 @@ impl Routes {
                 caps: Mutex::new(caps),
                 in_progress: Mutex::new(HashSet::new()),
                 policies: Mutex::new(HashMap::new()),
+                open: Mutex::new(open),
+                channel_ids: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -196,6 +209,12 @@ impl Routes {
             .map_err(|e| RouteRefusal::Internal(e.to_string()))
     }
 
+    /// Whether a call handles `hash` now.
+    fn in_progress(&self, hash: &[u8]) -> bool {
+        let Ok(hash) = <[u8; 32]>::try_from(hash) else { return false };
+        self.inner.in_progress.lock().is_ok_and(|set| set.contains(&hash))
+    }
+
     /// Claims `hash` for the call; `None` when another call handles it now or too many are
     /// handled.
     fn claim(&self, hash: [u8; 32]) -> Option<Claim> {
@@ -208,9 +227,40 @@ impl Routes {
 
     /// Writes `record`, durable before it returns.
     async fn save(&self, record: &RouteRecord) -> Result<(), StoreError> {
+        self.stage(record)?;
+        self.inner.manager.store().durable().await
+    }
+
+    /// Writes `record` without waiting for it to be durable: the next durable write of the
+    /// store (the manager's, which every step that signs, takes or learns something makes)
+    /// carries it. Used where that write follows at once and comes before anything leaves
+    /// the node, saving a flush.
+    fn stage(&self, record: &RouteRecord) -> Result<(), StoreError> {
+        self.inner.manager.store().apply(vec![Write::Route(record.clone())])?;
+        if let Ok(mut open) = self.inner.open.lock() {
+            if is_open(record.state) {
+                open.insert(record.payment_hash.clone());
+            } else {
+                open.remove(&record.payment_hash);
+            }
+        }
+        Ok(())
+    }
+
+    /// The routes not yet resolved, at most `limit`, read from the store.
+    fn open_routes(&self, limit: usize) -> Result<Vec<RouteRecord>, StoreError> {
+        let hashes: Vec<Vec<u8>> = match self.inner.open.lock() {
+            Ok(open) => open.iter().take(limit).cloned().collect(),
+            Err(_) => Vec::new(),
+        };
         let store = self.inner.manager.store();
-        store.apply(vec![Write::Route(record.clone())])?;
-        store.durable().await
+        let mut routes = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            if let Some(route) = store.route(&hash)?.filter(|r| is_open(r.state)) {
+                routes.push(route);
+            }
+        }
+        Ok(routes)
     }
 
     /// The stored route of `hash` in `role`.

@@ -19,7 +19,7 @@ use paych_core::route::{check_secret, offer_lock, HubPolicy, SignedHubPolicy};
 use paych_core::store::{
     Direction, Leg, Lifecycle, RouteRecord, RouteRole, RouteState, StoreError,
 };
-use paych_core::types::{Address, TokenAmount};
+use paych_core::types::{Address, ChainEpoch, TokenAmount};
 use paych_protocol::{RouteRequest, RouteStatus};
 
 use super::receipt::RouteReceipt;
@@ -52,6 +52,15 @@ pub enum PayInvoiceError {
     /// The amount is above the hub's largest payment.
     #[error("the hub routes at most {} attoFIL", .0.atto())]
     AboveHubMaximum(TokenAmount),
+    /// The route needs a lock further than the hub's policy takes (the invoice's margin is
+    /// too long for it).
+    #[error("the route needs a lock at epoch {lock}; the hub takes none beyond {furthest}")]
+    LockTooFar {
+        /// The lock the route needs.
+        lock: ChainEpoch,
+        /// The furthest the hub takes.
+        furthest: ChainEpoch,
+    },
     /// The hub refused the offer (binds nobody; the voucher's lane comes back once its lock
     /// has passed by the confirmation depth).
     #[error("the hub refused: {status}: {message}")]
@@ -127,6 +136,10 @@ impl Routes {
         let params = &self.inner.settings.params;
         let head = manager.chain().head().await.map_err(ConditionalError::from)?;
         let t1 = offer_lock(head, invoice.payee_margin, params, params.submit_margin());
+        let furthest = head.saturating_add(ChainEpoch::try_from(policy.max_lock).unwrap_or(0));
+        if t1 > furthest {
+            return Err(PayInvoiceError::LockTooFar { lock: t1, furthest });
+        }
         let invoice_cbor = invoice.to_cbor()?;
         let mut route = RouteRecord {
             payment_hash: hash.to_vec(),
@@ -140,10 +153,21 @@ impl Routes {
             hub_deadline: None,
             created: head,
         };
-        // Durable before anything is signed: this hash is never offered again.
-        self.save(&route).await?;
-        let offered =
-            manager.conditional_offer(&chosen.channel, &invoice.amount + &fee, &hash, t1).await?;
+        // Durable with the voucher (the manager's flush carries it), before anything leaves:
+        // this hash is never offered again.
+        self.stage(&route)?;
+        let offered = match manager
+            .conditional_offer(&chosen.channel, &invoice.amount + &fee, &hash, t1)
+            .await
+        {
+            Ok(offered) => offered,
+            Err(e) => {
+                // Nothing was signed: the route is over before it began.
+                route.state = RouteState::Expired;
+                self.save(&route).await?;
+                return Err(e.into());
+            }
+        };
         route.outbound = Some(Leg {
             channel: chosen.channel,
             lane: offered.lane,
@@ -166,20 +190,22 @@ impl Routes {
             });
         }
         let secret = response.secret;
-        if check_secret(&secret, &hash).is_err() {
-            return Err(PayInvoiceError::BadSecret);
-        }
-        manager.learn_secret(&hash, &secret).await?;
+        let receipt_secret: [u8; 32] =
+            match (check_secret(&secret, &hash), secret.as_slice().try_into()) {
+                (Ok(()), Ok(checked)) => checked,
+                _ => return Err(PayInvoiceError::BadSecret),
+            };
+        // The receipt and the secret durable in one flush.
         route.secret = Some(secret.clone());
         route.state = RouteState::Fulfilled;
-        self.save(&route).await?;
+        self.stage(&route)?;
+        manager.learn_secret(&hash, &secret).await?;
+        manager.store().durable().await?;
         self.inner.metrics.route_ended(ROLE, RouteOutcome::Fulfilled);
         // The receipt stands now; the replacement follows in the background (the hub lands
         // the conditional voucher with the secret should it never arrive).
         let routes = self.clone();
         tokio::spawn(async move { routes.replace_inbound_of_hub(&mut route, peer, addr).await });
-        let mut receipt_secret = [0u8; 32];
-        receipt_secret.copy_from_slice(&secret);
         Ok(RouteReceipt {
             payment_hash: hash,
             secret: receipt_secret,

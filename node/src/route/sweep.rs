@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use paych_core::manager::{ConditionalError, ExpireOutcome};
 use paych_core::route::check_secret;
-use paych_core::store::{RouteRecord, RouteRole, RouteState};
-use paych_core::types::{ChainEpoch, TokenAmount};
+use paych_core::store::{Leg, RouteRecord, RouteRole, RouteState};
+use paych_core::types::{Address, ChainEpoch, TokenAmount};
 use tokio::sync::watch;
 
-use super::{is_open, Routes};
+use super::Routes;
 use crate::metrics::RouteOutcome;
 
 /// Open routes looked at per pass, at most (the rest wait for the next pass).
@@ -74,16 +74,15 @@ impl Routes {
     pub async fn sweep(&self) -> usize {
         let manager = &self.inner.manager;
         let Ok(head) = manager.chain().head().await else { return 0 };
-        let routes = match manager.store().routes() {
-            Ok(routes) => routes,
+        let open = match self.open_routes(MAX_ROUTES_PER_PASS) {
+            Ok(open) => open,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the routes");
                 return 0;
             }
         };
-        let open: Vec<RouteRecord> =
-            routes.into_iter().filter(|r| is_open(r.state)).take(MAX_ROUTES_PER_PASS).collect();
         self.set_gauges(&open).await;
+        self.resolve_channel_ids(&open).await;
         let mut changed = 0;
         for route in open {
             match self.resolve(route, head).await {
@@ -93,6 +92,29 @@ impl Routes {
             }
         }
         changed
+    }
+
+    /// Resolves (once each) the ID addresses of the channels the open routes' outbound legs
+    /// use, for the watchtower.
+    async fn resolve_channel_ids(&self, open: &[RouteRecord]) {
+        for leg in open.iter().filter_map(|r| r.outbound.as_ref()) {
+            if self.channel_id(&leg.channel).is_some() {
+                continue;
+            }
+            if let Ok(Some(id)) = self.inner.manager.chain().lookup_id(&leg.channel).await {
+                if let Ok(mut ids) = self.inner.channel_ids.lock() {
+                    if ids.len() >= MAX_ROUTES_PER_PASS {
+                        ids.clear();
+                    }
+                    ids.insert(leg.channel, id);
+                }
+            }
+        }
+    }
+
+    /// The ID address of `channel`, if resolved.
+    pub(super) fn channel_id(&self, channel: &Address) -> Option<Address> {
+        self.inner.channel_ids.lock().ok()?.get(channel).copied()
     }
 
     /// Sets the in-flight gauges from the open routes — conditional vouchers held (inbound)
@@ -125,7 +147,16 @@ impl Routes {
         head: ChainEpoch,
     ) -> Result<bool, ConditionalError> {
         let conf = self.inner.settings.params.conf_epochs();
+        if self.in_progress(&route.payment_hash) {
+            // Being offered or answered right now: its steps are not over.
+            return Ok(false);
+        }
         match (route.role, route.state) {
+            (RouteRole::Payer | RouteRole::Hub, RouteState::Offered)
+                if route.outbound.is_none() =>
+            {
+                self.find_outbound_leg(route).await
+            }
             (RouteRole::Payer, RouteState::Offered) | (RouteRole::Hub, RouteState::Forwarded) => {
                 let Some(leg) = route.outbound.clone() else { return Ok(false) };
                 if head < leg.lock.saturating_add(conf) {
@@ -152,14 +183,6 @@ impl Routes {
                 self.inner.metrics.route_ended(role, outcome);
                 Ok(true)
             }
-            (RouteRole::Hub, RouteState::Offered) => {
-                // The payer's voucher was taken but nothing went on: it is worth nothing
-                // without the secret, and nothing was promised downstream.
-                route.state = RouteState::Expired;
-                self.save(&route).await?;
-                self.inner.metrics.route_ended("hub", RouteOutcome::Expired);
-                Ok(true)
-            }
             (RouteRole::Hub, RouteState::Fulfilled) => {
                 let deadline = route.hub_deadline.unwrap_or(ChainEpoch::MAX);
                 let submit_by = deadline.saturating_sub(self.inner.settings.params.submit_margin());
@@ -179,6 +202,41 @@ impl Routes {
             }
             _ => Ok(false),
         }
+    }
+
+    /// A route recorded before its outbound voucher was signed, whose leg was never
+    /// recorded (the node stopped in between) — a payer's `Vp`, a hub's `Vh`: the leg is
+    /// found again among the conditional vouchers pending on this node's channels, and the
+    /// route expires normally once its lock has passed; with none, nothing was signed and
+    /// the route is over.
+    async fn find_outbound_leg(&self, mut route: RouteRecord) -> Result<bool, ConditionalError> {
+        let manager = &self.inner.manager;
+        for (_, channel) in self.open_outbound_channels().await {
+            let pending = manager.pending_conditionals(&channel).await?;
+            if let Some(found) = pending.into_iter().find(|p| p.hash == route.payment_hash) {
+                route.outbound = Some(Leg {
+                    channel,
+                    lane: found.lane,
+                    nonce: found.nonce,
+                    amount: found.amount,
+                    lock: found.lock,
+                    peer: None,
+                });
+                if route.role == RouteRole::Hub {
+                    route.state = RouteState::Forwarded;
+                }
+                self.save(&route).await?;
+                return Ok(true);
+            }
+        }
+        let role = if route.role == RouteRole::Payer { "payer" } else { "hub" };
+        route.state = RouteState::Expired;
+        self.save(&route).await?;
+        if let Some(pending) = self.pending_route(&route).await {
+            self.release(&pending);
+        }
+        self.inner.metrics.route_ended(role, RouteOutcome::Failed);
+        Ok(true)
     }
 
     /// The hub lands the payer's voucher with the secret (its replacement never came), then

@@ -13,9 +13,9 @@ use super::{is_open, Routes};
 impl Watcher for Routes {
     fn watched(&self) -> WatchSet {
         let mut set = WatchSet::new();
-        for route in self.inner.manager.store().routes().unwrap_or_default() {
-            if let (true, Some(leg)) = (is_open(route.state), route.outbound.as_ref()) {
-                set.watch(leg.channel, None);
+        for route in self.open_routes(super::sweep::MAX_ROUTES_PER_PASS).unwrap_or_default() {
+            if let Some(leg) = route.outbound.as_ref() {
+                set.watch(leg.channel, self.channel_id(&leg.channel));
             }
         }
         set
