@@ -471,16 +471,18 @@ fn report(args: &BenchArgs, sizes: &Sizes, serial: &mut Serial, pipelined: &Pipe
     }
 }
 
-/// A node's networking for `manager`, listening on loopback, taking as many vouchers in
-/// flight as the pipelined measure sends.
+/// A node's networking for `manager`, listening on loopback, taking as many vouchers (and
+/// route requests) in flight as the pipelined measures send.
 async fn start_host(manager: &PaymentChannelManager) -> anyhow::Result<Host> {
     let config = HostConfig {
         network: NetworkConfig {
             protocol: paych_protocol::Config {
                 voucher_max_concurrent_streams: 256,
+                route_max_concurrent_streams: 256,
                 ..paych_protocol::Config::default()
             },
             max_inbound_per_peer: 256,
+            max_route_per_peer: 256,
             ..NetworkConfig::default()
         },
         ..HostConfig::default()

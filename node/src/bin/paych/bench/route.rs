@@ -193,16 +193,24 @@ struct Triangle {
 }
 
 /// The three nodes on one devnet, with channels payer → hub, hub → payee and payer →
-/// payee. Blocks come every 10 ms while the channels are made and stop before anything is
+/// payee, the hub taking `in_flight` pipelined routes. Blocks come every 10 ms while the channels are made and stop before anything is
 /// measured (a real chain makes one every 30 s).
-async fn start_triangle(dir: &Path) -> anyhow::Result<Triangle> {
+async fn start_triangle(dir: &Path, in_flight: usize) -> anyhow::Result<Triangle> {
     let devnet = Devnet::new(DevnetConfig {
         block_time: Some(Duration::from_millis(10)),
         ..DevnetConfig::default()
     })
     .context("cannot start the devnet")?;
     let miner = devnet.start_mining().context("the devnet has no block time")?;
-    let hub_config = HubConfig { enabled: true, ..HubConfig::default() };
+    // The payer's routes stay pending at the hub until its replacement arrives, after the
+    // receipt: room for the pipelined payments and the replacements behind them.
+    let pending = (4 * in_flight).min(paych_node::route::config::MAX_PENDING_COUNT);
+    let hub_config = HubConfig {
+        enabled: true,
+        max_pending_count_per_payer: pending,
+        max_pending_count_per_payee: pending,
+        ..HubConfig::default()
+    };
     let payee = RouteNode::start(&devnet, dir, "payee", 1, HubConfig::default(), vec![]).await?;
     let reach_payee = vec![(payee.party.addr, payee.multiaddr()?.parse()?)];
     let hub = RouteNode::start(&devnet, dir, "hub", 10, hub_config, reach_payee).await?;
@@ -352,7 +360,7 @@ struct Measured {
 pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport> {
     let samples = usize::try_from(args.payments).unwrap_or(usize::MAX);
     let in_flight = usize::try_from(args.in_flight).unwrap_or(64);
-    let mut triangle = start_triangle(dir).await?;
+    let mut triangle = start_triangle(dir, in_flight).await?;
     let mut measured = Measured::default();
     for text in triangle.invoices(WARM_UP).await? {
         measured.fee = Some(pay_routed(&triangle.payer.routes, &text).await?);
