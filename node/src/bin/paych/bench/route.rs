@@ -30,8 +30,9 @@ use paych_core::types::{Address, TokenAmount};
 use paych_node::host::Host;
 use paych_node::metrics::Metrics;
 use paych_node::pay::Payer;
-use paych_node::route::{HubConfig, RouteSettings, Routes};
+use paych_node::route::{HubConfig, PayInvoiceError, RouteSettings, Routes};
 use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
     create, micros, party, pay_once, percentile, rate, share, start_host, BenchArgs, Party,
@@ -40,6 +41,9 @@ use super::{
 
 /// How long the bench's invoices stay payable, seconds.
 const INVOICE_EXPIRY_SECS: u64 = 3600;
+/// Refusals of the hub one routed payment may meet before the bench gives up on it (each
+/// is paid again with a fresh invoice).
+const MAX_REFUSALS_PER_PAYMENT: usize = 20;
 /// How often the bench looks whether the replacements are done.
 const REPLACEMENT_POLL: Duration = Duration::from_millis(1);
 /// Payments of each kind made before anything is measured.
@@ -61,6 +65,8 @@ pub struct RouteReport {
     direct_p50_us: f64,
     direct_p99_us: f64,
     fee_atto: String,
+    refusals: usize,
+    last_refusal: String,
 }
 
 impl RouteReport {
@@ -88,6 +94,8 @@ impl RouteReport {
             "routed_vs_direct_payments_per_sec": self.rate_vs_direct(),
             "routed_vs_direct_p50": self.p50_vs_direct(),
             "fee_atto": self.fee_atto,
+            "hub_refusals": self.refusals,
+            "last_hub_refusal": self.last_refusal,
         })
     }
 
@@ -103,6 +111,7 @@ impl RouteReport {
              {:<10} {:>10.0}/s {:>9.0} µs {:>9.0} µs\n\
              \n\
              routed: payer → hub → payee with hash-locked vouchers, the hub's fee {} attoFIL\n\
+             routed payments the hub refused, each paid again with a fresh invoice: {}{}\n\
              direct: a voucher on the payer's own channel to the payee\n\
              \n\
              routed / direct payments per second = {:.2} (target >= {TARGET_RATE_VS_DIRECT}: {})\n\
@@ -123,6 +132,12 @@ impl RouteReport {
             self.direct_p50_us,
             self.direct_p99_us,
             self.fee_atto,
+            self.refusals,
+            if self.last_refusal.is_empty() {
+                String::new()
+            } else {
+                format!(" (the last: {})", self.last_refusal)
+            },
             rate,
             verdict(rate >= TARGET_RATE_VS_DIRECT),
             p50,
@@ -292,29 +307,49 @@ impl Triangle {
         pipeline.finish().await
     }
 
-    /// `invoices` paid through the hub with at most `in_flight` routes pending at once.
+    /// `count` routed payments with at most `in_flight` routes pending at once.
     async fn pay_routed_pipelined(
-        &self,
-        invoices: Vec<String>,
+        self: &Arc<Self>,
+        count: usize,
         in_flight: usize,
+        refused: &Arc<Refusals>,
     ) -> anyhow::Result<()> {
         let mut pipeline = Pipeline::new(in_flight);
-        for text in invoices {
+        for _ in 0..count {
             let slot = pipeline.slot().await?;
-            let routes = self.payer.routes.clone();
-            pipeline.spawn(slot, async move { pay_routed(&routes, &text).await.map(drop) })?;
+            let (triangle, refused) = (self.clone(), refused.clone());
+            pipeline.spawn(slot, async move { triangle.pay_routed(&refused).await.map(drop) })?;
         }
         pipeline.finish().await
     }
 
+    /// One routed payment of a fresh invoice, paid again with another when the hub refuses
+    /// it (counted in `refused`); its fee. A refused offer binds nobody: its conditional
+    /// voucher stays pending on the payer's lane until its lock has passed.
+    async fn pay_routed(&self, refused: &Refusals) -> anyhow::Result<TokenAmount> {
+        for _ in 0..MAX_REFUSALS_PER_PAYMENT {
+            let text = self.invoices(1).await?.pop().context("no invoice issued")?;
+            match pay_routed(&self.payer.routes, &text).await? {
+                Ok(fee) => return Ok(fee),
+                Err(refusal) => refused.record(refusal),
+            }
+        }
+        anyhow::bail!(
+            "the hub refused one payment {MAX_REFUSALS_PER_PAYMENT} times: {}",
+            refused.last()
+        )
+    }
+
     /// Waits until every conditional voucher the payer, the hub and the payee hold or made
     /// has been replaced by its unconditional one (the replacements follow the receipts in
-    /// the background).
-    async fn await_replacements(&self) -> anyhow::Result<()> {
+    /// the background) — but those of the offers the hub refused, which stay pending on the
+    /// payer's side until their locks pass.
+    async fn await_replacements(&self, refused: &Refusals) -> anyhow::Result<()> {
         let deadline = Instant::now() + STEP_TIMEOUT;
         let (to_hub, to_payee) = &self.routed_channels;
         loop {
-            let pending = self.payer.party.manager.pending_conditionals(to_hub).await?.len()
+            let payer = self.payer.party.manager.pending_conditionals(to_hub).await?.len();
+            let pending = payer.saturating_sub(refused.count())
                 + self.hub.party.manager.pending_conditionals(to_payee).await?.len()
                 + self.payee.party.manager.pending_conditionals(to_payee).await?.len();
             if pending == 0 {
@@ -337,13 +372,43 @@ impl Triangle {
     }
 }
 
-/// Pays the invoice `text` through the hub; its fee.
-async fn pay_routed(routes: &Routes, text: &str) -> anyhow::Result<TokenAmount> {
-    let receipt = tokio::time::timeout(STEP_TIMEOUT, routes.pay_invoice(text, None))
+/// Pays the invoice `text` through the hub: its fee, or the hub's refusal.
+async fn pay_routed(
+    routes: &Routes,
+    text: &str,
+) -> anyhow::Result<Result<TokenAmount, PayInvoiceError>> {
+    let paid = tokio::time::timeout(STEP_TIMEOUT, routes.pay_invoice(text, None))
         .await
-        .map_err(|_| anyhow!("a routed payment took longer than {STEP_TIMEOUT:?}"))?
-        .context("a routed payment failed")?;
-    Ok(receipt.fee)
+        .map_err(|_| anyhow!("a routed payment took longer than {STEP_TIMEOUT:?}"))?;
+    match paid {
+        Ok(receipt) => Ok(Ok(receipt.fee)),
+        Err(refused @ PayInvoiceError::Refused { .. }) => Ok(Err(refused)),
+        Err(e) => Err(anyhow!("a routed payment failed: {e}")),
+    }
+}
+
+/// The hub's refusals of routed payments: how many, and the last one's text.
+#[derive(Default)]
+struct Refusals {
+    count: AtomicUsize,
+    last: std::sync::Mutex<String>,
+}
+
+impl Refusals {
+    fn record(&self, refusal: PayInvoiceError) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut last) = self.last.lock() {
+            *last = refusal.to_string();
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    fn last(&self) -> String {
+        self.last.lock().map(|l| l.clone()).unwrap_or_default()
+    }
 }
 
 /// What the rounds measured.
@@ -361,9 +426,11 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport
     let samples = usize::try_from(args.payments).unwrap_or(usize::MAX);
     let in_flight = usize::try_from(args.in_flight).unwrap_or(64);
     let mut triangle = start_triangle(dir, in_flight).await?;
+    let refused = Arc::new(Refusals::default());
     let mut measured = Measured::default();
-    for text in triangle.invoices(WARM_UP).await? {
-        measured.fee = Some(pay_routed(&triangle.payer.routes, &text).await?);
+    for _ in 0..WARM_UP {
+        measured.fee = Some(triangle.pay_routed(&refused).await?);
+        triangle.await_replacements(&refused).await?;
         triangle.pay_direct().await?;
     }
     for round in 0..ROUNDS {
@@ -375,19 +442,25 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport
         }
         for text in triangle.invoices(per_round).await? {
             let start = Instant::now();
-            pay_routed(&triangle.payer.routes, &text).await?;
-            measured.routed.push(start.elapsed());
+            match pay_routed(&triangle.payer.routes, &text).await? {
+                Ok(_) => measured.routed.push(start.elapsed()),
+                Err(refusal) => refused.record(refusal),
+            }
+            // One at a time: the next payment waits for this one's replacements (untimed).
+            triangle.await_replacements(&refused).await?;
         }
         let start = Instant::now();
         triangle.pay_direct_pipelined(per_round, in_flight).await?;
         measured.direct_pipelined += start.elapsed();
-        let invoices = triangle.invoices(per_round).await?;
+        let shared = Arc::new(triangle);
         let start = Instant::now();
-        triangle.pay_routed_pipelined(invoices, in_flight).await?;
-        triangle.await_replacements().await?;
+        shared.pay_routed_pipelined(per_round, in_flight, &refused).await?;
+        shared.await_replacements(&refused).await?;
         measured.routed_pipelined += start.elapsed();
+        triangle =
+            Arc::try_unwrap(shared).map_err(|_| anyhow!("a routed payment outlived its round"))?;
     }
-    triangle.await_replacements().await?;
+    triangle.await_replacements(&refused).await?;
     triangle.stop().await?;
     measured.routed.sort();
     measured.direct.sort();
@@ -401,6 +474,8 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport
         direct_p50_us: micros(percentile(&measured.direct, 50)),
         direct_p99_us: micros(percentile(&measured.direct, 99)),
         fee_atto: measured.fee.map(|f| f.atto().to_string()).unwrap_or_default(),
+        refusals: refused.count(),
+        last_refusal: refused.last(),
     })
 }
 
@@ -420,6 +495,8 @@ mod tests {
             direct_p50_us: 1000.0,
             direct_p99_us: 2000.0,
             fee_atto: "1".into(),
+            refusals: 0,
+            last_refusal: String::new(),
         };
         assert!((report.rate_vs_direct() - 0.3).abs() < 1e-9);
         assert!((report.p50_vs_direct() - 3.0).abs() < 1e-9);
