@@ -14,8 +14,9 @@
 //! flight (payments per second; a pipelined round of routed payments ends once the payer's
 //! and the hub's conditional vouchers are all replaced), spread over ten rounds that each take their share of the
 //! four measures one after the other, so that a machine whose speed drifts slows both sides
-//! of each ratio alike. Targets: routed payments per second ≥ 0.3 × direct, routed p50 ≤
-//! 4 × direct; the ratios are printed, never assumed.
+//! of each ratio alike. A payment the hub refuses is paid again with a fresh invoice and
+//! counted. Targets: routed payments per second ≥ 0.3 × direct, routed p50 ≤ 4 × direct; the
+//! ratios are printed, never assumed.
 
 use std::path::Path;
 use std::sync::Arc;
