@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use paych_core::manager::{ConditionalError, ExpireOutcome};
 use paych_core::route::check_secret;
-use paych_core::store::{Leg, RouteRecord, RouteRole, RouteState};
+use paych_core::store::{Leg, RouteRecord, RouteRole, RouteState, VoucherOrigin};
 use paych_core::types::{Address, ChainEpoch, TokenAmount};
 use tokio::sync::watch;
 
@@ -26,6 +26,9 @@ use crate::metrics::RouteOutcome;
 
 /// Open routes looked at per pass, at most (the rest wait for the next pass).
 pub const MAX_ROUTES_PER_PASS: usize = 4096;
+/// Unacknowledged replacements sent again per pass, at most (the rest wait for the next
+/// pass): each is one request over the network.
+pub const MAX_RESENDS_PER_PASS: usize = 64;
 
 /// What the conditional voucher of `route`'s inbound (or outbound) leg adds to its lane, if
 /// it has that leg: the invoice's amount, plus the fee on the payer's side of the hub.
@@ -84,8 +87,9 @@ impl Routes {
         self.set_gauges(&open).await;
         self.resolve_channel_ids(&open).await;
         let mut changed = 0;
+        let mut resends = MAX_RESENDS_PER_PASS;
         for route in open {
-            match self.resolve(route, head).await {
+            match self.resolve(route, head, &mut resends).await {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot resolve a route"),
@@ -145,6 +149,7 @@ impl Routes {
         &self,
         mut route: RouteRecord,
         head: ChainEpoch,
+        resends: &mut usize,
     ) -> Result<bool, ConditionalError> {
         let conf = self.inner.settings.params.conf_epochs();
         if self.in_progress(&route.payment_hash) {
@@ -184,6 +189,12 @@ impl Routes {
                 Ok(true)
             }
             (RouteRole::Hub, RouteState::Fulfilled) => {
+                if let Some(done) = self.inbound_paid(&route)? {
+                    // The payer's voucher is paid: the payee's replacement is (signed and)
+                    // sent until the payee acknowledges it.
+                    let Some(_claim) = self.take_resend(&route, resends) else { return Ok(false) };
+                    return Ok(self.replace_outbound(&mut route, done).await);
+                }
                 let deadline = route.hub_deadline.unwrap_or(ChainEpoch::MAX);
                 let submit_by = deadline.saturating_sub(self.inner.settings.params.submit_margin());
                 if head < submit_by {
@@ -197,9 +208,10 @@ impl Routes {
                     return Ok(false);
                 };
                 let Some(hub) = self.hub_of(&route, &peer) else { return Ok(false) };
-                self.replace_inbound_of_hub(&mut route, hub.0, hub.1).await;
-                Ok(true)
+                let Some(_claim) = self.take_resend(&route, resends) else { return Ok(false) };
+                Ok(self.replace_inbound_of_hub(&mut route, hub.0, hub.1).await)
             }
+            (RouteRole::Payee, RouteState::Fulfilled) => self.payee_close(route, head).await,
             _ => Ok(false),
         }
     }
@@ -240,16 +252,86 @@ impl Routes {
     }
 
     /// The hub lands the payer's voucher with the secret (its replacement never came), then
-    /// replaces the payee's.
+    /// replaces the payee's: the route ends Redeemed once the payee acknowledged that (until
+    /// then it stays Fulfilled, the payer's voucher submitted, and the sweep sends the
+    /// replacement again).
     async fn hub_redeem(&self, route: &mut RouteRecord) -> Result<(), ConditionalError> {
         let Some(inbound) = route.inbound.clone() else { return Ok(()) };
         let cid = self.inner.manager.conditional_redeem(&inbound.channel, inbound.lane).await?;
         tracing::info!(%cid, lane = inbound.lane, "landed the payer's conditional voucher with the secret");
-        route.state = RouteState::Redeemed;
-        self.save(route).await?;
         self.inner.metrics.route_ended("hub", RouteOutcome::Redeemed);
-        self.replace_outbound(route).await;
+        self.replace_outbound(route, RouteState::Redeemed).await;
         Ok(())
+    }
+
+    /// A hub's route: whether the payer's conditional voucher is paid, and how the route
+    /// ends once the payee has its replacement — Replaced when the payer's replacement is
+    /// held, Redeemed when the hub submitted the conditional voucher with the secret;
+    /// `None` while it is still pending.
+    fn inbound_paid(&self, route: &RouteRecord) -> Result<Option<RouteState>, ConditionalError> {
+        let Some(inbound) = route.inbound.as_ref() else { return Ok(None) };
+        let vouchers = self.lane_vouchers(&inbound.channel, inbound.lane)?;
+        let received = |v: &&paych_core::store::VoucherRecord| v.origin == VoucherOrigin::Received;
+        if vouchers
+            .iter()
+            .filter(received)
+            .any(|v| v.voucher.nonce > inbound.nonce && v.voucher.secret_hash.is_empty())
+        {
+            return Ok(Some(RouteState::Replaced));
+        }
+        let submitted = vouchers
+            .iter()
+            .filter(received)
+            .any(|v| v.voucher.nonce == inbound.nonce && v.submitted);
+        Ok(submitted.then_some(RouteState::Redeemed))
+    }
+
+    /// One of the pass's resends, and the claim on the route's hash while it is sent;
+    /// `None` when the pass has sent its share or another call handles the hash.
+    fn take_resend(&self, route: &RouteRecord, resends: &mut usize) -> Option<super::Claim> {
+        if *resends == 0 {
+            return None;
+        }
+        let hash = <[u8; 32]>::try_from(route.payment_hash.as_slice()).ok()?;
+        let claim = self.claim(hash)?;
+        *resends -= 1;
+        Some(claim)
+    }
+
+    /// The payee's route ends once its conditional voucher is no longer pending: replaced
+    /// by the hub's unconditional voucher (Replaced), redeemed on chain (Redeemed), or its
+    /// lock passed by the confirmation depth unredeemed (Expired). Its lane takes the hub's
+    /// next conditional voucher then.
+    async fn payee_close(
+        &self,
+        mut route: RouteRecord,
+        head: ChainEpoch,
+    ) -> Result<bool, ConditionalError> {
+        let Some(leg) = route.inbound.clone() else { return Ok(false) };
+        let vouchers = self.lane_vouchers(&leg.channel, leg.lane)?;
+        let replaced = vouchers.iter().any(|v| {
+            v.origin == VoucherOrigin::Received
+                && v.voucher.nonce > leg.nonce
+                && v.voucher.secret_hash.is_empty()
+        });
+        let (state, outcome) = if replaced {
+            (RouteState::Replaced, RouteOutcome::Replaced)
+        } else {
+            let on_chain = self.inner.manager.chain().channel(&leg.channel).await?;
+            let redeemed = on_chain.lane(leg.lane).is_some_and(|l| l.nonce >= leg.nonce);
+            let conf = self.inner.settings.params.conf_epochs();
+            if redeemed {
+                (RouteState::Redeemed, RouteOutcome::Redeemed)
+            } else if head >= leg.lock.saturating_add(conf) {
+                (RouteState::Expired, RouteOutcome::Expired)
+            } else {
+                return Ok(false);
+            }
+        };
+        route.state = state;
+        self.save(&route).await?;
+        self.inner.metrics.route_ended("payee", outcome);
+        Ok(true)
     }
 
     /// A route whose secret turned out known: recorded fulfilled (the next pass replaces or
