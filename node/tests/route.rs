@@ -1023,3 +1023,48 @@ async fn the_next_offer_takes_another_lane_while_the_payee_has_not_acknowledged_
     eventually("the payee holding every payment", || async { payee_holds(&t).await == atto(1700) })
         .await;
 }
+
+#[tokio::test]
+async fn a_hub_stopped_between_the_payers_replacement_and_its_own_replaces_the_payees_on_its_next_sweep(
+) {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let params = test_params();
+    let head = head_of(&t.payer).await;
+    let lock =
+        paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
+    let offered = t
+        .payer
+        .node
+        .m()
+        .conditional_offer(&t.payer_channel, atto(1020), &invoice.payment_hash, lock)
+        .await
+        .unwrap();
+    let request =
+        RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher: offered.voucher };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::Ok, "{}", answer.message);
+    // The payer's replacement reaches the hub's store, and the hub stops before it replaces
+    // the payee's voucher: its route is Fulfilled with the payer's voucher already paid.
+    let replacement = t
+        .payer
+        .node
+        .m()
+        .conditional_replace(&t.payer_channel, offered.lane, &answer.secret)
+        .await
+        .unwrap();
+    t.hub
+        .node
+        .m()
+        .voucher_add(&t.payer_channel, &replacement, TokenAmount::default())
+        .await
+        .unwrap();
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Fulfilled);
+    // Its next sweep replaces the payee's voucher and sends it; nothing waits for a lock.
+    assert_eq!(t.hub.routes.sweep().await, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Replaced);
+    assert_eq!(t.payee.route(&invoice).unwrap().state, RouteState::Replaced);
+    assert_eq!(payee_holds(&t).await, atto(1000));
+    assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
+}

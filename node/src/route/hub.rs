@@ -323,8 +323,14 @@ impl Routes {
                 false
             }
         };
-        if let Some(replacement) = replacement {
-            if !landed && !self.send_to_payee(route, &outbound.channel, replacement).await {
+        if replacement.is_some() && landed {
+            if let Err(e) = manager.return_lane(&outbound.channel, outbound.lane).await {
+                tracing::warn!(error = %e, lane = outbound.lane, "cannot return the payee's lane");
+                return false;
+            }
+        }
+        if let Some(replacement) = replacement.filter(|_| !landed) {
+            if !self.send_to_payee(route, &outbound.channel, replacement).await {
                 return false;
             }
             if let Err(e) = manager.return_lane(&outbound.channel, outbound.lane).await {

@@ -254,6 +254,22 @@ impl Routes {
                 return false;
             }
         };
+        // The hub landed the conditional voucher on chain with the secret: it is paid, and
+        // the replacement (signed above only to clear the lane) has nothing to add.
+        let landed = match manager.chain().channel(&leg.channel).await {
+            Ok(on_chain) => on_chain.lane(leg.lane).is_some_and(|l| l.nonce >= leg.nonce),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the channel to the hub");
+                false
+            }
+        };
+        let replacement = replacement.filter(|_| !landed);
+        if landed {
+            if let Err(e) = manager.return_lane(&leg.channel, leg.lane).await {
+                tracing::warn!(error = %e, lane = leg.lane, "cannot return the lane");
+                return false;
+            }
+        }
         if let Some(replacement) = replacement {
             let request = RouteRequest::Replace {
                 payment_hash: route.payment_hash.clone(),

@@ -200,14 +200,28 @@ impl Routes {
                 if head < submit_by {
                     return Ok(false);
                 }
-                self.hub_redeem(&mut route).await?;
-                Ok(true)
+                match self.hub_redeem(&mut route).await {
+                    Ok(()) => Ok(true),
+                    Err(e) => {
+                        let Some(inbound) = route.inbound.as_ref() else { return Err(e) };
+                        if head < inbound.lock.saturating_add(conf) {
+                            return Err(e);
+                        }
+                        // Past the payer's lock by the confirmation depth, unpaid: its voucher
+                        // can no longer land, and the route is over.
+                        tracing::warn!(error = %e, "a payer's voucher never landed before its lock");
+                        route.state = RouteState::Expired;
+                        self.save(&route).await?;
+                        if let Some(pending) = self.pending_route(&route).await {
+                            self.release(&pending);
+                        }
+                        self.inner.metrics.route_ended("hub", RouteOutcome::Failed);
+                        Ok(true)
+                    }
+                }
             }
             (RouteRole::Payer, RouteState::Fulfilled) => {
-                let Some(peer) = route.outbound.as_ref().and_then(|l| l.peer.clone()) else {
-                    return Ok(false);
-                };
-                let Some(hub) = self.hub_of(&route, &peer) else { return Ok(false) };
+                let Some(hub) = self.hub_of(&route).await else { return Ok(false) };
                 let Some(_claim) = self.take_resend(&route, resends) else { return Ok(false) };
                 Ok(self.replace_inbound_of_hub(&mut route, hub.0, hub.1).await)
             }
@@ -367,17 +381,22 @@ impl Routes {
         Ok(true)
     }
 
-    /// Where the hub of a payer's route listens, from the invoice.
-    fn hub_of(
-        &self,
-        route: &RouteRecord,
-        peer: &str,
-    ) -> Option<(libp2p::PeerId, libp2p::Multiaddr)> {
+    /// Where the hub of a payer's route listens, from the invoice: the hub the route's leg
+    /// names, or (a leg found again after a restart names none) the invoice's hub that the
+    /// leg's channel goes to.
+    async fn hub_of(&self, route: &RouteRecord) -> Option<(libp2p::PeerId, libp2p::Multiaddr)> {
+        let leg = route.outbound.as_ref()?;
         let invoice = paych_core::invoice::Invoice::from_cbor(&route.invoice).ok()?;
-        invoice
-            .hubs
-            .iter()
-            .filter_map(|hub| super::payer::hub_peer(hub).ok())
-            .find(|(id, _)| id.to_string() == peer)
+        if let Some(peer) = leg.peer.as_ref() {
+            return invoice
+                .hubs
+                .iter()
+                .filter_map(|hub| super::payer::hub_peer(hub).ok())
+                .find(|(id, _)| id.to_string() == *peer);
+        }
+        let channels = self.open_outbound_channels().await;
+        let (to, _) = channels.iter().find(|(_, channel)| *channel == leg.channel)?;
+        let hub = invoice.hubs.iter().find(|hub| hub.address == *to)?;
+        super::payer::hub_peer(hub).ok()
     }
 }
