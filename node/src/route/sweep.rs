@@ -6,7 +6,13 @@
 //!   (payer: `T1 + conf`; hub: `T2 + conf`) — the only way a route fails;
 //! - a hub holding the secret whose payer's replacement has not come by `D_H − (S + conf)`
 //!   lands the payer's voucher with the secret ([`PaymentChannelManager::conditional_redeem`]);
-//! - a payer that learned the secret but crashed before replacing replaces now;
+//! - a payer that learned the secret but crashed before replacing replaces now, and a payer
+//!   or hub whose replacement was not acknowledged sends the stored one again (at most
+//!   [`MAX_RESENDS_PER_PASS`] a pass): the lane goes back to the pool only on the receiver's
+//!   `Ok`;
+//! - a hub whose payer's voucher is already paid replaces the payee's (it stopped before);
+//! - a payee closes its route once its conditional voucher was replaced, landed on chain, or
+//!   its lock passed by the confirmation depth;
 //! - a secret found on chain (a payee redeeming its conditional voucher instead of
 //!   answering) is learned and used at once by the hub ([`Routes::secret_found`]).
 //!
