@@ -3,6 +3,7 @@
 //! comes back in time with less than it is owed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -732,15 +733,18 @@ async fn a_hub_restarted_mid_route_still_lands_the_payers_voucher_from_its_store
     assert_eq!(answer.status, RouteStatus::Ok, "{}", answer.message);
     let deadline = t.hub.route(&invoice).unwrap().hub_deadline.unwrap();
     // The hub goes down: its networking, its routes and its manager.
-    let Triangle { hub, payer_channel, .. } = t;
+    let Triangle { hub, payer_channel, payee, .. } = t;
     hub.slot.clear();
     hub.client.shutdown().await;
     let paych_testkit::routing::RouteParty { node, routes, .. } = hub;
     drop(routes);
     let node = node.stop().await.started().await;
-    // Back up on the same store: the route and its secret are there; the sweep lands the
-    // payer's voucher by the hub's deadline less the submit margin.
-    let routes = paych_testkit::routing::restarted_routes(&node, hub_config()).await;
+    // Back up on the same store, reaching the payee again: the route and its secret are
+    // there; the sweep lands the payer's voucher by the hub's deadline less the submit
+    // margin, and the payee acknowledges the replacement of its own.
+    let peers = vec![(payee.node.addr, payee.target())];
+    let routes =
+        paych_testkit::routing::restarted_routes_reaching(&node, hub_config(), peers).await;
     assert_eq!(routes.sweep().await, 0);
     let head = node.net.head().await.unwrap();
     net.mine((deadline - params.submit_margin() - head).unsigned_abs());
@@ -912,4 +916,155 @@ async fn a_hub_counts_its_routed_payments_fees_capacity_and_pending_amounts() {
     let payer = t.payer.metrics.encode();
     assert!(payer.contains("paych_routed_payments_total{role=\"payer\",outcome=\"fulfilled\"} 1\n"));
     assert!(payer.contains("paych_routed_payments_total{role=\"payer\",outcome=\"refused\"} 1\n"));
+}
+
+/// A payee that answers offers but, while `down`, no replacement: as one that is down (or
+/// out of reach) when the hub's replacement comes. Counts the replacements it missed.
+struct MissesReplacements {
+    payee: paych_node::route::Routes,
+    down: Arc<AtomicBool>,
+    missed: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl RouteHandler for MissesReplacements {
+    async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
+        if matches!(request, RouteRequest::Replace { .. }) && self.down.load(Ordering::SeqCst) {
+            self.missed.fetch_add(1, Ordering::SeqCst);
+            return RouteResponse::refused(RouteStatus::Internal, "down");
+        }
+        self.payee.handle(peer, request).await
+    }
+}
+
+/// A triangle whose payee misses the hub's replacements while the flag answered is true.
+fn payee_misses_replacements(t: &Triangle) -> (Arc<AtomicBool>, Arc<AtomicUsize>) {
+    let down = Arc::new(AtomicBool::new(true));
+    let missed = Arc::new(AtomicUsize::new(0));
+    let handler = MissesReplacements {
+        payee: t.payee.routes.clone(),
+        down: down.clone(),
+        missed: missed.clone(),
+    };
+    t.payee.slot.set(Arc::new(handler));
+    (down, missed)
+}
+
+#[tokio::test]
+async fn a_replacement_the_payee_missed_is_sent_again_by_the_hubs_sweep_and_closes_the_payees_route(
+) {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let (down, missed) = payee_misses_replacements(&t);
+    let invoice = t.invoice(atto(1000)).await;
+    t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap();
+    eventually("the hub's replacement missed", || async { missed.load(Ordering::SeqCst) >= 1 })
+        .await;
+    // Not acknowledged: the hub's route waits for the payee, the payee's is pending.
+    assert_ne!(t.hub.route(&invoice).unwrap().state, RouteState::Replaced);
+    assert_eq!(t.payee.route(&invoice).unwrap().state, RouteState::Fulfilled);
+    // The payee is back: the hub's sweep sends the stored replacement again.
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(t.hub.routes.sweep().await, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Replaced);
+    assert_eq!(t.payee.route(&invoice).unwrap().state, RouteState::Replaced);
+    assert_eq!(payee_holds(&t).await, atto(1000));
+    assert_eq!(t.payee.routes.sweep().await, 0);
+}
+
+#[tokio::test]
+async fn a_payees_route_whose_replacement_never_comes_closes_once_its_voucher_landed_or_expired() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let (_down, missed) = payee_misses_replacements(&t);
+    let invoice = t.invoice(atto(1000)).await;
+    t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap();
+    eventually("the hub's replacement missed", || async { missed.load(Ordering::SeqCst) >= 1 })
+        .await;
+    assert_eq!(t.payee.routes.sweep().await, 0);
+    assert_eq!(t.payee.route(&invoice).unwrap().state, RouteState::Fulfilled);
+    // Past the payee's lock by the confirmation depth its voucher is either landed (its
+    // settler lands it with the secret) or worth nothing: the route is over either way.
+    let lock = t.payee.route(&invoice).unwrap().inbound.unwrap().lock;
+    let head = head_of(&t.payee).await;
+    net.mine((lock + test_params().conf_epochs() - head).unsigned_abs());
+    assert_eq!(t.payee.routes.sweep().await, 1);
+    let state = t.payee.route(&invoice).unwrap().state;
+    assert!(matches!(state, RouteState::Redeemed | RouteState::Expired), "{state:?}");
+}
+
+#[tokio::test]
+async fn the_next_offer_takes_another_lane_while_the_payee_has_not_acknowledged_the_replacement() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let (down, missed) = payee_misses_replacements(&t);
+    let first = t.invoice(atto(1000)).await;
+    t.payer.routes.pay_invoice(&first.to_text().unwrap(), None).await.unwrap();
+    eventually("the hub's replacement missed", || async { missed.load(Ordering::SeqCst) >= 1 })
+        .await;
+    // The payee still has the first conditional voucher pending on its lane: the hub's next
+    // offer goes on another lane, and is taken.
+    let second = t.invoice(atto(500)).await;
+    t.payer.routes.pay_invoice(&second.to_text().unwrap(), None).await.unwrap();
+    let first_lane = t.hub.route(&first).unwrap().outbound.unwrap().lane;
+    let second_lane = t.hub.route(&second).unwrap().outbound.unwrap().lane;
+    assert_ne!(first_lane, second_lane);
+    eventually("the second replacement missed", || async { missed.load(Ordering::SeqCst) >= 2 })
+        .await;
+    // Acknowledged at last: both lanes come back, and the next payment reuses the first.
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(t.hub.routes.sweep().await, 2);
+    for invoice in [&first, &second] {
+        assert_eq!(t.payee.route(invoice).unwrap().state, RouteState::Replaced);
+    }
+    let third = t.invoice(atto(200)).await;
+    t.payer.routes.pay_invoice(&third.to_text().unwrap(), None).await.unwrap();
+    assert_eq!(t.hub.route(&third).unwrap().outbound.unwrap().lane, first_lane);
+    eventually("the payee holding every payment", || async { payee_holds(&t).await == atto(1700) })
+        .await;
+}
+
+#[tokio::test]
+async fn a_hub_stopped_between_the_payers_replacement_and_its_own_replaces_the_payees_on_its_next_sweep(
+) {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let params = test_params();
+    let head = head_of(&t.payer).await;
+    let lock =
+        paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
+    let offered = t
+        .payer
+        .node
+        .m()
+        .conditional_offer(&t.payer_channel, atto(1020), &invoice.payment_hash, lock)
+        .await
+        .unwrap();
+    let request =
+        RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher: offered.voucher };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::Ok, "{}", answer.message);
+    // The payer's replacement reaches the hub's store, and the hub stops before it replaces
+    // the payee's voucher: its route is Fulfilled with the payer's voucher already paid.
+    let replacement = t
+        .payer
+        .node
+        .m()
+        .conditional_replace(&t.payer_channel, offered.lane, &answer.secret)
+        .await
+        .unwrap();
+    t.hub
+        .node
+        .m()
+        .voucher_add(&t.payer_channel, &replacement, TokenAmount::default())
+        .await
+        .unwrap();
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Fulfilled);
+    // Its next sweep replaces the payee's voucher and sends it; nothing waits for a lock.
+    assert_eq!(t.hub.routes.sweep().await, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Replaced);
+    assert_eq!(t.payee.route(&invoice).unwrap().state, RouteState::Replaced);
+    assert_eq!(payee_holds(&t).await, atto(1000));
+    assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
 }

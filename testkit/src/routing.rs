@@ -155,8 +155,18 @@ impl Triangle {
 /// The routes of a hub `node` restarted on its store (its manager started again), run with
 /// `hub` (enabled): what a hub back from a crash resumes with, networking aside.
 pub async fn restarted_routes(node: &Node, hub: HubConfig) -> Routes {
+    restarted_routes_reaching(node, hub, Vec::new()).await
+}
+
+/// [`restarted_routes`] with the hub's peer book (payee address → where it listens): a hub
+/// back from a crash that reaches its payees again, as its configuration makes it.
+pub async fn restarted_routes_reaching(
+    node: &Node,
+    hub: HubConfig,
+    peers: Vec<(Address, Multiaddr)>,
+) -> Routes {
     let (client, _, _) = host(node.m(), HostConfig::default()).await;
-    let payer = Arc::new(Payer::new(node.m().clone(), client, Default::default()));
+    let payer = Arc::new(Payer::new(node.m().clone(), client, peers.into_iter().collect()));
     let settings = RouteSettings {
         hub: HubConfig { enabled: true, ..hub },
         hub_address: Some(node.addr),

@@ -442,14 +442,27 @@ impl PaymentChannelManager {
         lane: u64,
         secret: &[u8],
     ) -> Result<SignedVoucher, ConditionalError> {
+        let voucher = self.conditional_replace_leased(channel, lane, secret).await?;
+        self.return_lane(channel, lane).await?;
+        Ok(voucher)
+    }
+
+    /// [`PaymentChannelManager::conditional_replace`], the lane kept leased: the caller
+    /// returns it ([`PaymentChannelManager::return_lane`]) once the receiver acknowledged the
+    /// replacement, so that no other voucher on the lane can reach it first.
+    #[tracing::instrument(name = "paych_conditional_replace_leased", level = "debug", skip_all)]
+    pub async fn conditional_replace_leased(
+        &self,
+        channel: &Address,
+        lane: u64,
+        secret: &[u8],
+    ) -> Result<SignedVoucher, ConditionalError> {
         let pending = self.pending_outbound(channel, lane).await?;
         route::check_secret(secret, &pending.hash)?;
         self.learn_secret(&pending.hash, secret).await?;
         let spec = VoucherSpec { amount: pending.amount, ..VoucherSpec::default() };
         let created = self.create_on_lane(channel, lane, spec, Creation::Replace).await?;
-        let voucher = created.voucher.ok_or(ConditionalError::Shortfall(created.shortfall))?;
-        self.return_lane(channel, lane).await?;
-        Ok(voucher)
+        created.voucher.ok_or(ConditionalError::Shortfall(created.shortfall))
     }
 
     /// Payer: resolves a lane whose conditional voucher's lock has passed by the confirmation

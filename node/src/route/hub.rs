@@ -257,7 +257,9 @@ impl Routes {
             ));
         }
         match route.state {
-            RouteState::Replaced => return Ok(()),
+            // Paid already (replaced, or landed on chain with the secret): the payer's
+            // replacement adds nothing and is acknowledged.
+            RouteState::Replaced | RouteState::Redeemed => return Ok(()),
             RouteState::Fulfilled => {}
             _ => return Err(RouteRefusal::BadReplacement("the route is not fulfilled".into())),
         }
@@ -270,57 +272,114 @@ impl Routes {
                 other => other,
             })?;
         // The payer is answered now; the payee's replacement follows in the background (the
-        // payee's conditional voucher and the secret already pay it).
+        // payee's conditional voucher and the secret already pay it), and again from the
+        // sweep until the payee acknowledges it.
         let routes = self.clone();
-        tokio::spawn(async move { routes.replace_outbound(&mut route).await });
+        tokio::spawn(async move {
+            let Ok(hash) = <[u8; 32]>::try_from(route.payment_hash.as_slice()) else { return };
+            // Being sent by the sweep right now otherwise.
+            let Some(_claim) = routes.claim(hash) else { return };
+            routes.replace_outbound(&mut route, RouteState::Replaced).await;
+        });
         Ok(())
     }
 
     /// The payer's voucher is paid (replaced, or redeemed on chain): replaces `Vh` with its
-    /// unconditional voucher, records the route replaced, and sends the replacement to the
-    /// payee (whose own copy of `Vh` and the secret already pay it, should this not arrive).
-    pub(super) async fn replace_outbound(&self, route: &mut RouteRecord) {
+    /// unconditional voucher (or takes the one signed before) and sends it to the payee.
+    /// Only once the payee acknowledged it does the lane go back to the pool and the route
+    /// end in `done`; until then the route stays Fulfilled, and the sweep sends the stored
+    /// replacement again. Whether the route ended.
+    pub(super) async fn replace_outbound(&self, route: &mut RouteRecord, done: RouteState) -> bool {
         let (Some(outbound), Some(secret)) = (route.outbound.clone(), route.secret.clone()) else {
-            return;
+            return false;
         };
         let manager = &self.inner.manager;
-        let replacement = match manager
-            .conditional_replace(&outbound.channel, outbound.lane, &secret)
-            .await
-        {
-            Ok(v) => Some(v),
+        let replacement = match self.signed_replacement(&outbound) {
+            Ok(Some(signed)) => Some(signed),
+            Ok(None) => match manager
+                .conditional_replace_leased(&outbound.channel, outbound.lane, &secret)
+                .await
+            {
+                Ok(v) => Some(v),
+                // The lane resolved otherwise (its voucher expired or was landed): nothing
+                // is left to replace, and the lane is back in the pool.
+                Err(ConditionalError::NotPending(_)) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, lane = outbound.lane, "cannot replace the payee's conditional voucher");
+                    return false;
+                }
+            },
             Err(e) => {
-                tracing::warn!(error = %e, lane = outbound.lane, "cannot replace the payee's conditional voucher");
-                None
+                tracing::warn!(error = %e, "cannot read the payee's lane");
+                return false;
             }
         };
-        let replaced = route.state == RouteState::Fulfilled;
-        if replaced {
-            route.state = RouteState::Replaced;
+        // A payee that landed its conditional voucher on chain is paid: the replacement
+        // (signed above only to clear the lane) has nothing to add.
+        let landed = match manager.chain().channel(&outbound.channel).await {
+            Ok(on_chain) => on_chain.lane(outbound.lane).is_some_and(|l| l.nonce >= outbound.nonce),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the channel to the payee");
+                false
+            }
+        };
+        if replacement.is_some() && landed {
+            if let Err(e) = manager.return_lane(&outbound.channel, outbound.lane).await {
+                tracing::warn!(error = %e, lane = outbound.lane, "cannot return the payee's lane");
+                return false;
+            }
         }
+        if let Some(replacement) = replacement.filter(|_| !landed) {
+            if !self.send_to_payee(route, &outbound.channel, replacement).await {
+                return false;
+            }
+            if let Err(e) = manager.return_lane(&outbound.channel, outbound.lane).await {
+                tracing::warn!(error = %e, lane = outbound.lane, "cannot return the payee's lane");
+                return false;
+            }
+        }
+        route.state = done;
         if let Err(e) = self.save(route).await {
             tracing::warn!(error = %e, "cannot record the route replaced");
+            return false;
         }
         if let Some(pending) = self.pending_route(route).await {
             self.release(&pending);
         }
-        if replaced {
+        if done == RouteState::Replaced {
             self.inner.metrics.route_ended(ROLE, RouteOutcome::Replaced);
         }
-        let Some(replacement) = replacement else { return };
-        let Ok((peer, addrs)) = self.inner.payer.payee_peer(&outbound.channel).await else {
-            return;
+        true
+    }
+
+    /// Sends the replacement of the route's `Vh` to the payee; whether it acknowledged it.
+    async fn send_to_payee(
+        &self,
+        route: &RouteRecord,
+        channel: &Address,
+        replacement: SignedVoucher,
+    ) -> bool {
+        let (peer, addrs) = match self.inner.payer.payee_peer(channel).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot find the payee to send the replacement to");
+                return false;
+            }
         };
         let request = RouteRequest::Replace {
             payment_hash: route.payment_hash.clone(),
             voucher: replacement,
         };
         match self.inner.payer.network().ask(peer, addrs, request).await {
-            Ok(r) if r.status.is_ok() => {}
+            Ok(r) if r.status.is_ok() => true,
             Ok(r) => {
-                tracing::warn!(status = %r.status, message = %r.message, "the payee refused the replacement")
+                tracing::warn!(status = %r.status, message = %r.message, "the payee refused the replacement");
+                false
             }
-            Err(e) => tracing::warn!(error = %e, "cannot send the replacement to the payee"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot send the replacement to the payee");
+                false
+            }
         }
     }
 

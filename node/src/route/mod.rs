@@ -42,8 +42,10 @@ use libp2p::PeerId;
 use paych_core::invoice::{unix_now, Invoice};
 use paych_core::manager::{AddVoucherError, PaymentChannelManager};
 use paych_core::route::{FeePolicy, HubPolicy, RouteParams, RouteRefusal, SignedHubPolicy};
-use paych_core::store::{RouteRecord, RouteRole, RouteState, StoreError, Write};
-use paych_core::types::{Address, SETTLE_DELAY};
+use paych_core::store::{
+    Leg, RouteRecord, RouteRole, RouteState, StoreError, VoucherOrigin, VoucherRecord, Write,
+};
+use paych_core::types::{Address, SignedVoucher, SETTLE_DELAY};
 use paych_core::wallet::Wallet;
 use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
 
@@ -266,6 +268,39 @@ impl Routes {
     /// The stored route of `hash` in `role`.
     fn route(&self, hash: &[u8], role: RouteRole) -> Result<Option<RouteRecord>, StoreError> {
         Ok(self.inner.manager.store().route(hash)?.filter(|r| r.role == role))
+    }
+
+    /// The vouchers stored on `channel`'s `lane`, in nonce order.
+    fn lane_vouchers(
+        &self,
+        channel: &Address,
+        lane: u64,
+    ) -> Result<Vec<VoucherRecord>, StoreError> {
+        let store = self.inner.manager.store();
+        let Some(record) = store.channels()?.into_iter().find(|c| c.channel == Some(*channel))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut found: Vec<VoucherRecord> =
+            store.vouchers(record.id)?.into_iter().filter(|v| v.voucher.lane == lane).collect();
+        found.sort_by_key(|v| v.voucher.nonce);
+        Ok(found)
+    }
+
+    /// The unconditional replacement of the conditional voucher `leg` that this node signed
+    /// (kept by the manager, durable), if it signed one: what is sent again until the
+    /// receiver acknowledges it.
+    fn signed_replacement(&self, leg: &Leg) -> Result<Option<SignedVoucher>, StoreError> {
+        Ok(self
+            .lane_vouchers(&leg.channel, leg.lane)?
+            .into_iter()
+            .rev()
+            .find(|v| {
+                v.origin == VoucherOrigin::Created
+                    && v.voucher.nonce > leg.nonce
+                    && v.voucher.secret_hash.is_empty()
+            })
+            .map(|v| v.voucher))
     }
 
     /// Sets the hub's pending-routes gauge from its caps (the sweep sets every gauge).

@@ -204,8 +204,12 @@ impl Routes {
         self.inner.metrics.route_ended(ROLE, RouteOutcome::Fulfilled);
         // The receipt stands now; the replacement follows in the background (the hub lands
         // the conditional voucher with the secret should it never arrive).
+        // The claim on the hash goes with it: the sweep does not send it at the same time.
         let routes = self.clone();
-        tokio::spawn(async move { routes.replace_inbound_of_hub(&mut route, peer, addr).await });
+        tokio::spawn(async move {
+            let _claim = _claim;
+            routes.replace_inbound_of_hub(&mut route, peer, addr).await;
+        });
         Ok(RouteReceipt {
             payment_hash: hash,
             secret: receipt_secret,
@@ -218,42 +222,82 @@ impl Routes {
     }
 
     /// Replaces the payer's conditional voucher of a fulfilled `route` by its unconditional
-    /// voucher and sends it to the hub (which lands the conditional one with the secret if
-    /// this never arrives).
+    /// voucher (or takes the one signed before) and sends it to the hub (which lands the
+    /// conditional one with the secret if this never arrives). Only once the hub
+    /// acknowledged it does the lane go back to the pool and the route end Replaced; until
+    /// then the route stays Fulfilled and the sweep sends it again. Whether the route ended.
     pub(super) async fn replace_inbound_of_hub(
         &self,
         route: &mut RouteRecord,
         peer: PeerId,
         addr: Multiaddr,
-    ) {
+    ) -> bool {
         let (Some(leg), Some(secret)) = (route.outbound.clone(), route.secret.clone()) else {
-            return;
+            return false;
         };
         let manager = &self.inner.manager;
-        let replacement = match manager.conditional_replace(&leg.channel, leg.lane, &secret).await {
-            Ok(v) => v,
+        let replacement = match self.signed_replacement(&leg) {
+            Ok(Some(signed)) => Some(signed),
+            Ok(None) => {
+                match manager.conditional_replace_leased(&leg.channel, leg.lane, &secret).await {
+                    Ok(v) => Some(v),
+                    // The lane resolved otherwise: nothing is left to replace.
+                    Err(ConditionalError::NotPending(_)) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, lane = leg.lane, "cannot replace the conditional voucher");
+                        return false;
+                    }
+                }
+            }
             Err(e) => {
-                tracing::warn!(error = %e, lane = leg.lane, "cannot replace the conditional voucher");
-                return;
+                tracing::warn!(error = %e, "cannot read the lane");
+                return false;
             }
         };
+        // The hub landed the conditional voucher on chain with the secret: it is paid, and
+        // the replacement (signed above only to clear the lane) has nothing to add.
+        let landed = match manager.chain().channel(&leg.channel).await {
+            Ok(on_chain) => on_chain.lane(leg.lane).is_some_and(|l| l.nonce >= leg.nonce),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the channel to the hub");
+                false
+            }
+        };
+        let replacement = replacement.filter(|_| !landed);
+        if landed {
+            if let Err(e) = manager.return_lane(&leg.channel, leg.lane).await {
+                tracing::warn!(error = %e, lane = leg.lane, "cannot return the lane");
+                return false;
+            }
+        }
+        if let Some(replacement) = replacement {
+            let request = RouteRequest::Replace {
+                payment_hash: route.payment_hash.clone(),
+                voucher: replacement,
+            };
+            match self.inner.payer.network().ask(peer, vec![addr], request).await {
+                Ok(r) if r.status.is_ok() => {}
+                Ok(r) => {
+                    tracing::warn!(status = %r.status, message = %r.message, "the hub refused the replacement");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot send the replacement to the hub");
+                    return false;
+                }
+            }
+            if let Err(e) = manager.return_lane(&leg.channel, leg.lane).await {
+                tracing::warn!(error = %e, lane = leg.lane, "cannot return the lane");
+                return false;
+            }
+        }
         route.state = RouteState::Replaced;
         if let Err(e) = self.save(route).await {
             tracing::warn!(error = %e, "cannot record the route replaced");
+            return false;
         }
-        let request = RouteRequest::Replace {
-            payment_hash: route.payment_hash.clone(),
-            voucher: replacement,
-        };
-        match self.inner.payer.network().ask(peer, vec![addr], request).await {
-            Ok(r) if r.status.is_ok() => {
-                self.inner.metrics.route_ended(ROLE, RouteOutcome::Replaced);
-            }
-            Ok(r) => {
-                tracing::warn!(status = %r.status, message = %r.message, "the hub refused the replacement")
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot send the replacement to the hub"),
-        }
+        self.inner.metrics.route_ended(ROLE, RouteOutcome::Replaced);
+        true
     }
 
     /// The hub's policy: the one kept from an earlier payment while it is not close to

@@ -6,7 +6,13 @@
 //!   (payer: `T1 + conf`; hub: `T2 + conf`) — the only way a route fails;
 //! - a hub holding the secret whose payer's replacement has not come by `D_H − (S + conf)`
 //!   lands the payer's voucher with the secret ([`PaymentChannelManager::conditional_redeem`]);
-//! - a payer that learned the secret but crashed before replacing replaces now;
+//! - a payer that learned the secret but crashed before replacing replaces now, and a payer
+//!   or hub whose replacement was not acknowledged sends the stored one again (at most
+//!   [`MAX_RESENDS_PER_PASS`] a pass): the lane goes back to the pool only on the receiver's
+//!   `Ok`;
+//! - a hub whose payer's voucher is already paid replaces the payee's (it stopped before);
+//! - a payee closes its route once its conditional voucher was replaced, landed on chain, or
+//!   its lock passed by the confirmation depth;
 //! - a secret found on chain (a payee redeeming its conditional voucher instead of
 //!   answering) is learned and used at once by the hub ([`Routes::secret_found`]).
 //!
@@ -17,7 +23,7 @@ use std::time::Duration;
 
 use paych_core::manager::{ConditionalError, ExpireOutcome};
 use paych_core::route::check_secret;
-use paych_core::store::{Leg, RouteRecord, RouteRole, RouteState};
+use paych_core::store::{Leg, RouteRecord, RouteRole, RouteState, VoucherOrigin};
 use paych_core::types::{Address, ChainEpoch, TokenAmount};
 use tokio::sync::watch;
 
@@ -26,6 +32,9 @@ use crate::metrics::RouteOutcome;
 
 /// Open routes looked at per pass, at most (the rest wait for the next pass).
 pub const MAX_ROUTES_PER_PASS: usize = 4096;
+/// Unacknowledged replacements sent again per pass, at most (the rest wait for the next
+/// pass): each is one request over the network.
+pub const MAX_RESENDS_PER_PASS: usize = 64;
 
 /// What the conditional voucher of `route`'s inbound (or outbound) leg adds to its lane, if
 /// it has that leg: the invoice's amount, plus the fee on the payer's side of the hub.
@@ -84,8 +93,9 @@ impl Routes {
         self.set_gauges(&open).await;
         self.resolve_channel_ids(&open).await;
         let mut changed = 0;
+        let mut resends = MAX_RESENDS_PER_PASS;
         for route in open {
-            match self.resolve(route, head).await {
+            match self.resolve(route, head, &mut resends).await {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot resolve a route"),
@@ -145,6 +155,7 @@ impl Routes {
         &self,
         mut route: RouteRecord,
         head: ChainEpoch,
+        resends: &mut usize,
     ) -> Result<bool, ConditionalError> {
         let conf = self.inner.settings.params.conf_epochs();
         if self.in_progress(&route.payment_hash) {
@@ -184,22 +195,43 @@ impl Routes {
                 Ok(true)
             }
             (RouteRole::Hub, RouteState::Fulfilled) => {
+                if let Some(done) = self.inbound_paid(&route)? {
+                    // The payer's voucher is paid: the payee's replacement is (signed and)
+                    // sent until the payee acknowledges it.
+                    let Some(_claim) = self.take_resend(&route, resends) else { return Ok(false) };
+                    return Ok(self.replace_outbound(&mut route, done).await);
+                }
                 let deadline = route.hub_deadline.unwrap_or(ChainEpoch::MAX);
                 let submit_by = deadline.saturating_sub(self.inner.settings.params.submit_margin());
                 if head < submit_by {
                     return Ok(false);
                 }
-                self.hub_redeem(&mut route).await?;
-                Ok(true)
+                match self.hub_redeem(&mut route).await {
+                    Ok(()) => Ok(true),
+                    Err(e) => {
+                        let Some(inbound) = route.inbound.as_ref() else { return Err(e) };
+                        if head < inbound.lock.saturating_add(conf) {
+                            return Err(e);
+                        }
+                        // Past the payer's lock by the confirmation depth, unpaid: its voucher
+                        // can no longer land, and the route is over.
+                        tracing::warn!(error = %e, "a payer's voucher never landed before its lock");
+                        route.state = RouteState::Expired;
+                        self.save(&route).await?;
+                        if let Some(pending) = self.pending_route(&route).await {
+                            self.release(&pending);
+                        }
+                        self.inner.metrics.route_ended("hub", RouteOutcome::Failed);
+                        Ok(true)
+                    }
+                }
             }
             (RouteRole::Payer, RouteState::Fulfilled) => {
-                let Some(peer) = route.outbound.as_ref().and_then(|l| l.peer.clone()) else {
-                    return Ok(false);
-                };
-                let Some(hub) = self.hub_of(&route, &peer) else { return Ok(false) };
-                self.replace_inbound_of_hub(&mut route, hub.0, hub.1).await;
-                Ok(true)
+                let Some(hub) = self.hub_of(&route).await else { return Ok(false) };
+                let Some(_claim) = self.take_resend(&route, resends) else { return Ok(false) };
+                Ok(self.replace_inbound_of_hub(&mut route, hub.0, hub.1).await)
             }
+            (RouteRole::Payee, RouteState::Fulfilled) => self.payee_close(route, head).await,
             _ => Ok(false),
         }
     }
@@ -240,16 +272,86 @@ impl Routes {
     }
 
     /// The hub lands the payer's voucher with the secret (its replacement never came), then
-    /// replaces the payee's.
+    /// replaces the payee's: the route ends Redeemed once the payee acknowledged that (until
+    /// then it stays Fulfilled, the payer's voucher submitted, and the sweep sends the
+    /// replacement again).
     async fn hub_redeem(&self, route: &mut RouteRecord) -> Result<(), ConditionalError> {
         let Some(inbound) = route.inbound.clone() else { return Ok(()) };
         let cid = self.inner.manager.conditional_redeem(&inbound.channel, inbound.lane).await?;
         tracing::info!(%cid, lane = inbound.lane, "landed the payer's conditional voucher with the secret");
-        route.state = RouteState::Redeemed;
-        self.save(route).await?;
         self.inner.metrics.route_ended("hub", RouteOutcome::Redeemed);
-        self.replace_outbound(route).await;
+        self.replace_outbound(route, RouteState::Redeemed).await;
         Ok(())
+    }
+
+    /// A hub's route: whether the payer's conditional voucher is paid, and how the route
+    /// ends once the payee has its replacement — Replaced when the payer's replacement is
+    /// held, Redeemed when the hub submitted the conditional voucher with the secret;
+    /// `None` while it is still pending.
+    fn inbound_paid(&self, route: &RouteRecord) -> Result<Option<RouteState>, ConditionalError> {
+        let Some(inbound) = route.inbound.as_ref() else { return Ok(None) };
+        let vouchers = self.lane_vouchers(&inbound.channel, inbound.lane)?;
+        let received = |v: &&paych_core::store::VoucherRecord| v.origin == VoucherOrigin::Received;
+        if vouchers
+            .iter()
+            .filter(received)
+            .any(|v| v.voucher.nonce > inbound.nonce && v.voucher.secret_hash.is_empty())
+        {
+            return Ok(Some(RouteState::Replaced));
+        }
+        let submitted = vouchers
+            .iter()
+            .filter(received)
+            .any(|v| v.voucher.nonce == inbound.nonce && v.submitted);
+        Ok(submitted.then_some(RouteState::Redeemed))
+    }
+
+    /// One of the pass's resends, and the claim on the route's hash while it is sent;
+    /// `None` when the pass has sent its share or another call handles the hash.
+    fn take_resend(&self, route: &RouteRecord, resends: &mut usize) -> Option<super::Claim> {
+        if *resends == 0 {
+            return None;
+        }
+        let hash = <[u8; 32]>::try_from(route.payment_hash.as_slice()).ok()?;
+        let claim = self.claim(hash)?;
+        *resends -= 1;
+        Some(claim)
+    }
+
+    /// The payee's route ends once its conditional voucher is no longer pending: replaced
+    /// by the hub's unconditional voucher (Replaced), redeemed on chain (Redeemed), or its
+    /// lock passed by the confirmation depth unredeemed (Expired). Its lane takes the hub's
+    /// next conditional voucher then.
+    async fn payee_close(
+        &self,
+        mut route: RouteRecord,
+        head: ChainEpoch,
+    ) -> Result<bool, ConditionalError> {
+        let Some(leg) = route.inbound.clone() else { return Ok(false) };
+        let vouchers = self.lane_vouchers(&leg.channel, leg.lane)?;
+        let replaced = vouchers.iter().any(|v| {
+            v.origin == VoucherOrigin::Received
+                && v.voucher.nonce > leg.nonce
+                && v.voucher.secret_hash.is_empty()
+        });
+        let (state, outcome) = if replaced {
+            (RouteState::Replaced, RouteOutcome::Replaced)
+        } else {
+            let on_chain = self.inner.manager.chain().channel(&leg.channel).await?;
+            let redeemed = on_chain.lane(leg.lane).is_some_and(|l| l.nonce >= leg.nonce);
+            let conf = self.inner.settings.params.conf_epochs();
+            if redeemed {
+                (RouteState::Redeemed, RouteOutcome::Redeemed)
+            } else if head >= leg.lock.saturating_add(conf) {
+                (RouteState::Expired, RouteOutcome::Expired)
+            } else {
+                return Ok(false);
+            }
+        };
+        route.state = state;
+        self.save(&route).await?;
+        self.inner.metrics.route_ended("payee", outcome);
+        Ok(true)
     }
 
     /// A route whose secret turned out known: recorded fulfilled (the next pass replaces or
@@ -285,17 +387,22 @@ impl Routes {
         Ok(true)
     }
 
-    /// Where the hub of a payer's route listens, from the invoice.
-    fn hub_of(
-        &self,
-        route: &RouteRecord,
-        peer: &str,
-    ) -> Option<(libp2p::PeerId, libp2p::Multiaddr)> {
+    /// Where the hub of a payer's route listens, from the invoice: the hub the route's leg
+    /// names, or (a leg found again after a restart names none) the invoice's hub that the
+    /// leg's channel goes to.
+    async fn hub_of(&self, route: &RouteRecord) -> Option<(libp2p::PeerId, libp2p::Multiaddr)> {
+        let leg = route.outbound.as_ref()?;
         let invoice = paych_core::invoice::Invoice::from_cbor(&route.invoice).ok()?;
-        invoice
-            .hubs
-            .iter()
-            .filter_map(|hub| super::payer::hub_peer(hub).ok())
-            .find(|(id, _)| id.to_string() == peer)
+        if let Some(peer) = leg.peer.as_ref() {
+            return invoice
+                .hubs
+                .iter()
+                .filter_map(|hub| super::payer::hub_peer(hub).ok())
+                .find(|(id, _)| id.to_string() == *peer);
+        }
+        let channels = self.open_outbound_channels().await;
+        let (to, _) = channels.iter().find(|(_, channel)| *channel == leg.channel)?;
+        let hub = invoice.hubs.iter().find(|hub| hub.address == *to)?;
+        super::payer::hub_peer(hub).ok()
     }
 }

@@ -22,6 +22,11 @@
 //! rate in operations per second). The round-trip floor is
 //! `raw_rr_rtt_p50 + 1/sign + 1/recover + store_p50`. Targets: pipelined ≥ 0.5 × ceiling,
 //! p50 round trip ≤ 1.5 × floor; the ratios are printed, never assumed.
+//!
+//! `paych bench --route` measures routed payments through a hub instead, beside direct
+//! payments ([`route`]).
+
+mod route;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -66,6 +71,10 @@ pub struct BenchArgs {
     /// Payments in flight at once in the pipelined measure.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=200))]
     pub in_flight: u64,
+    /// Measure routed payments between three nodes (payer, hub, payee) beside direct
+    /// payments from the same payer to the same payee.
+    #[arg(long)]
+    pub route: bool,
 }
 
 /// What one run measured.
@@ -185,6 +194,15 @@ impl Report {
 /// Runs the bench and prints its report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let scratch = Scratch::new()?;
+    if args.route {
+        let report = route::measure(&args, &scratch.0).await?;
+        if args.json {
+            println!("{}", report.json());
+        } else {
+            print!("{}", report.table());
+        }
+        return Ok(());
+    }
     let report = measure(&args, &scratch.0).await?;
     if args.json {
         println!("{}", report.json());
@@ -453,16 +471,18 @@ fn report(args: &BenchArgs, sizes: &Sizes, serial: &mut Serial, pipelined: &Pipe
     }
 }
 
-/// A node's networking for `manager`, listening on loopback, taking as many vouchers in
-/// flight as the pipelined measure sends.
+/// A node's networking for `manager`, listening on loopback, taking as many vouchers (and
+/// route requests) in flight as the pipelined measures send.
 async fn start_host(manager: &PaymentChannelManager) -> anyhow::Result<Host> {
     let config = HostConfig {
         network: NetworkConfig {
             protocol: paych_protocol::Config {
                 voucher_max_concurrent_streams: 256,
+                route_max_concurrent_streams: 256,
                 ..paych_protocol::Config::default()
             },
             max_inbound_per_peer: 256,
+            max_route_per_peer: 256,
             ..NetworkConfig::default()
         },
         ..HostConfig::default()
@@ -474,6 +494,7 @@ async fn start_host(manager: &PaymentChannelManager) -> anyhow::Result<Host> {
 /// One side of the bench: a manager over its own keystore and sled store.
 struct Party {
     manager: PaymentChannelManager,
+    wallet: Arc<KeyStore>,
     addr: Address,
 }
 
@@ -492,9 +513,10 @@ async fn party(
         devnet.wait(&cid, 0, STEP_TIMEOUT).await?;
     }
     let store = Arc::new(SledStore::open(dir.join("datastore"))?);
-    let manager = PaymentChannelManager::new(Arc::new(devnet.clone()), wallet, store, config);
+    let manager =
+        PaymentChannelManager::new(Arc::new(devnet.clone()), wallet.clone(), store, config);
     manager.start().await?;
-    Ok(Party { manager, addr })
+    Ok(Party { manager, wallet, addr })
 }
 
 /// Where the payer sends vouchers.

@@ -26,9 +26,13 @@
 //! same repo; its channels and vouchers must come back and the run must complete with its
 //! invariants intact.
 //!
+//! With `--hub`, a hub daemon stands between the clients and the providers and every chunk
+//! is paid through it with the provider's invoice ([`hub`] says how the phases differ).
+//!
 //! [`nodes`] runs the daemons and holds every call to their API; [`rounds`] runs the
 //! retrievals; [`report`] checks and renders what the run did.
 
+mod hub;
 mod nodes;
 mod report;
 mod rounds;
@@ -49,13 +53,15 @@ use paych_core::types::{
     SETTLE_DELAY,
 };
 use paych_node::parse_duration;
+use paych_node::route::HubConfig;
 use paych_node::rpc::devnet::RpcServer;
 use tokio::sync::RwLock;
 
+use hub::{HubSide, HUB_NAME};
 use nodes::{Launcher, Node, NodeRpc, Nodes};
 pub use report::{render, Report};
 use report::{Ending, Holdings, Ledger, Run};
-use rounds::{CrashPlan, Job, Pair, RoundContext, RoundOutcome, Tally};
+use rounds::{CrashPlan, Job, Pair, RoundContext, RoundOutcome, RoutedChunks, Tally};
 
 /// How long the chain may take to reach a state the run waits for.
 const CHAIN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -103,10 +109,15 @@ pub struct TestnetArgs {
     /// removed at the end).
     #[arg(long)]
     pub keep: Option<PathBuf>,
-    /// Kill this node (`client-0`, `provider-1`, …) with SIGKILL during round 2, then
-    /// restart it on its repo.
+    /// Kill this node (`client-0`, `provider-1`, `hub`, …) with SIGKILL during round 2,
+    /// then restart it on its repo.
     #[arg(long)]
     pub crash: Option<String>,
+    /// Pay every chunk through one hub daemon with the provider's invoice: each client
+    /// opens one channel to the hub and the hub one to each provider (C + P channels
+    /// instead of C × P). Chunks are paid, not transferred.
+    #[arg(long)]
+    pub hub: bool,
 }
 
 impl Default for TestnetArgs {
@@ -122,6 +133,7 @@ impl Default for TestnetArgs {
             json: false,
             keep: None,
             crash: None,
+            hub: false,
         }
     }
 }
@@ -148,6 +160,9 @@ async fn run_phases(
     dir: &Path,
     started: Instant,
 ) -> anyhow::Result<Report> {
+    if args.hub {
+        return run_routed_phases(args, network, price, dir, started).await;
+    }
     let mut testnet = Testnet::start(args, network, price, dir, started).await?;
     testnet.fund().await?;
     testnet.open_channels().await?;
@@ -165,6 +180,32 @@ async fn run_phases(
     testnet.report().await
 }
 
+/// The phases with `--hub`: the same order, with the hub's channels, redemptions and
+/// settlement ([`hub`]), and no reconciliation.
+async fn run_routed_phases(
+    args: TestnetArgs,
+    network: Network,
+    price: TokenAmount,
+    dir: &Path,
+    started: Instant,
+) -> anyhow::Result<Report> {
+    let mut testnet = Testnet::start(args, network, price, dir, started).await?;
+    testnet.fund().await?;
+    testnet.open_hub_channels().await?;
+    let jobs = testnet.jobs();
+    let (round1, round2) = jobs.split_at(jobs.len() / 2);
+    let retrievals_started = Instant::now();
+    testnet.round(round1, "round 1", None).await?;
+    testnet.redeem_routed().await?;
+    let crash = testnet.crash_plan(round2.len()).await?;
+    testnet.round(round2, "round 2", crash.as_ref()).await?;
+    testnet.ledger.retrieval_secs = retrievals_started.elapsed().as_secs_f64();
+    testnet.resolve_routes().await?;
+    testnet.settle_routed().await?;
+    testnet.collect().await?;
+    testnet.report().await
+}
+
 /// Checks the arguments; the price of a chunk.
 fn check(args: &TestnetArgs) -> anyhow::Result<TokenAmount> {
     if args.clients == 0 || args.providers == 0 {
@@ -174,8 +215,9 @@ fn check(args: &TestnetArgs) -> anyhow::Result<TokenAmount> {
         bail!("--chunks and --chunk-size must be at least 1");
     }
     if let Some(name) = &args.crash {
-        if !node_names(args.clients, args.providers).any(|n| &n == name) {
-            bail!("--crash {name:?}: no such node; name one of client-0…client-{} or provider-0…provider-{}", args.clients - 1, args.providers - 1);
+        if !node_names(args.clients, args.providers, args.hub).any(|n| &n == name) {
+            let hub = if args.hub { ", or hub" } else { "" };
+            bail!("--crash {name:?}: no such node; name one of client-0…client-{} or provider-0…provider-{}{hub}", args.clients - 1, args.providers - 1);
         }
     }
     let price = parse_fil(&args.price_per_chunk)
@@ -186,11 +228,13 @@ fn check(args: &TestnetArgs) -> anyhow::Result<TokenAmount> {
     Ok(price)
 }
 
-/// The nodes' names, providers first (their order in [`Nodes`]).
-fn node_names(clients: usize, providers: usize) -> impl Iterator<Item = String> {
+/// The nodes' names, providers first, then clients, then the hub with `--hub` (their
+/// order in [`Nodes`]).
+fn node_names(clients: usize, providers: usize, hub: bool) -> impl Iterator<Item = String> {
     (0..providers)
         .map(|p| format!("provider-{p}"))
         .chain((0..clients).map(|c| format!("client-{c}")))
+        .chain(hub.then(|| HUB_NAME.to_owned()))
 }
 
 /// The run's directory: `keep`, else a new temporary one (`true`: remove it after).
@@ -223,8 +267,10 @@ pub struct Testnet {
     nodes: Nodes,
     /// The root of each provider's blob.
     roots: Vec<String>,
-    /// The channel of each client–provider pair.
+    /// The channel of each client–provider pair (none with `--hub`).
     channels: BTreeMap<Pair, String>,
+    /// With `--hub`: the hub and the channels through it.
+    hub: Option<HubSide>,
     ledger: Ledger,
 }
 
@@ -268,30 +314,54 @@ impl Testnet {
             nodes: Vec::new(),
             roots: Vec::new(),
             channels: BTreeMap::new(),
+            hub: None,
             ledger,
         };
         testnet.start_nodes().await?;
         Ok(testnet)
     }
 
-    /// Starts the providers, then the clients, which are told where the providers listen.
+    /// Starts the providers, then (with `--hub`) the hub, which is told where the providers
+    /// listen, then the clients, which are told where the providers (or the hub) listen.
     async fn start_nodes(&mut self) -> anyhow::Result<()> {
         let (clients, providers) = (self.args.clients, self.args.providers);
         let (provider_names, client_names): (Vec<_>, Vec<_>) =
-            node_names(clients, providers).enumerate().partition(|(i, _)| *i < providers);
+            node_names(clients, providers, false).enumerate().partition(|(i, _)| *i < providers);
         self.progress.phase(&format!("starting {providers} providers"));
         let launcher = &self.launcher;
-        let starting = provider_names.iter().map(|(_, name)| launcher.start(name, &[], None));
+        let starting = provider_names
+            .iter()
+            .map(|(_, name)| launcher.start(name, &[], None, HubConfig::default()));
         let started = futures::future::try_join_all(starting).await?;
-        let peers: Vec<_> = started.iter().map(|n| (n.address, n.peer.clone())).collect();
+        let mut peers: Vec<_> = started.iter().map(|n| (n.address, n.peer.clone())).collect();
         self.nodes.extend(started.into_iter().map(|n| Arc::new(RwLock::new(n))));
-        let blob_price = self.blob_price();
-        let top_up = TopUpPolicy { low_water: blob_price.clone(), high_water: &blob_price * 2u64 };
+        let hub = match self.args.hub {
+            true => Some(self.start_hub(&peers).await?),
+            false => None,
+        };
+        let top_up = match &hub {
+            Some((node, _)) => {
+                peers = vec![(node.address, node.peer.clone())];
+                self.routed_top_up()
+            }
+            None => {
+                let blob_price = self.blob_price();
+                TopUpPolicy { low_water: blob_price.clone(), high_water: &blob_price * 2u64 }
+            }
+        };
         self.progress.phase(&format!("starting {clients} clients"));
-        let starting =
-            client_names.iter().map(|(_, name)| launcher.start(name, &peers, Some(top_up.clone())));
+        let launcher = &self.launcher;
+        let starting = client_names.iter().map(|(_, name)| {
+            launcher.start(name, &peers, Some(top_up.clone()), HubConfig::default())
+        });
         let started = futures::future::try_join_all(starting).await?;
         self.nodes.extend(started.into_iter().map(|n| Arc::new(RwLock::new(n))));
+        if let Some((node, entry)) = hub {
+            let index = self.nodes.len();
+            self.nodes.push(Arc::new(RwLock::new(node)));
+            let (inbound, outbound) = (BTreeMap::new(), BTreeMap::new());
+            self.hub = Some(HubSide { index, entry, inbound, outbound });
+        }
         Ok(())
     }
 
@@ -372,6 +442,11 @@ impl Testnet {
             channels: self.channels.clone(),
             roots: self.roots.clone(),
             max_price: self.price.clone(),
+            hub: self.hub.as_ref().map(|side| RoutedChunks {
+                hub: side.entry.clone(),
+                hub_index: side.index,
+                chunks: self.args.chunks,
+            }),
         });
         let done_before = self.ledger.rounds.iter().map(RoundOutcome::retrievals).sum();
         let tally = Tally { phase, done_before, total: self.retrievals() };
@@ -398,7 +473,11 @@ impl Testnet {
         let Some(name) = &self.args.crash else { return Ok(None) };
         for (index, node) in self.nodes.iter().enumerate() {
             if &node.read().await.name == name {
-                return Ok(Some(CrashPlan { index, after: round.div_ceil(3).max(1) }));
+                let units = match self.hub {
+                    Some(_) => round * self.args.chunks as usize,
+                    None => round,
+                };
+                return Ok(Some(CrashPlan { index, after: units.div_ceil(3).max(1) }));
             }
         }
         bail!("--crash {name:?}: no such node (client-N or provider-N)")
@@ -443,17 +522,11 @@ impl Testnet {
             settling.push(async move { rpc.paych_settle(ch).await });
         }
         futures::future::try_join_all(settling).await?;
-        let channel_addrs = self.channel_addrs()?;
-        let devnet = &self.devnet;
-        wait_until(CHAIN_TIMEOUT, "every channel to start settling", || {
-            channel_addrs
-                .iter()
-                .all(|ch| paych_state(devnet, ch).is_some_and(|s| s.settling_at > 0))
-        })
-        .await?;
+        let channel_addrs = self.wait_settling().await?;
         self.await_settlers().await?;
         self.ledger.settler_submissions =
             self.provider_updates().await.saturating_sub(settler_before);
+        let devnet = &self.devnet;
         for ((pair, ch), addr) in self.channels.iter().zip(&channel_addrs) {
             let state = paych_state(devnet, addr)
                 .ok_or_else(|| anyhow!("channel {ch} vanished before collection"))?;
@@ -462,19 +535,42 @@ impl Testnet {
         Ok(())
     }
 
+    /// Waits for every channel of the run to start settling; their addresses.
+    async fn wait_settling(&self) -> anyhow::Result<Vec<Address>> {
+        let channel_addrs = self.channel_addrs()?;
+        let devnet = &self.devnet;
+        wait_until(CHAIN_TIMEOUT, "every channel to start settling", || {
+            channel_addrs
+                .iter()
+                .all(|ch| paych_state(devnet, ch).is_some_and(|s| s.settling_at > 0))
+        })
+        .await?;
+        Ok(channel_addrs)
+    }
+
     /// Waits for the providers' settlers to submit whatever was left unredeemed.
     async fn await_settlers(&self) -> anyhow::Result<()> {
+        let mut holders = Vec::new();
+        for ((_, p), ch) in &self.paid_on() {
+            holders.push((self.rpc(*p).await, ch.clone()));
+        }
+        self.await_holders(&holders).await
+    }
+
+    /// Waits until each holder has nothing left to spend on its channel and the message
+    /// pool is empty.
+    async fn await_holders(&self, holders: &[(Arc<NodeRpc>, String)]) -> anyhow::Result<()> {
         let deadline = Instant::now() + CHAIN_TIMEOUT;
         loop {
             let mut pending = 0;
-            for ((_, p), ch) in &self.paid_on() {
-                pending += self.rpc(*p).await.paych_voucher_best_spendable(ch).await?.len();
+            for (rpc, ch) in holders {
+                pending += rpc.paych_voucher_best_spendable(ch).await?.len();
             }
             if pending == 0 && self.devnet.pending_messages() == 0 {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("the providers' settlers left {pending} vouchers unsubmitted");
+                bail!("the settlers left {pending} vouchers unsubmitted");
             }
             tokio::time::sleep(SETTLER_POLL).await;
         }
@@ -530,7 +626,8 @@ impl Testnet {
         let run = Run {
             clients: self.args.clients,
             providers: self.args.providers,
-            channels: self.channels.len(),
+            channels: self.all_channels().len(),
+            hub: self.hub.as_ref().map(|side| side.index),
             retrievals: self.retrievals(),
             crashed: self.args.crash.is_some(),
             parties,
@@ -589,9 +686,16 @@ impl Testnet {
             .collect()
     }
 
+    /// Every channel of the run: the pairs' or, with `--hub`, those through the hub.
+    fn all_channels(&self) -> Vec<&String> {
+        let through_hub =
+            self.hub.iter().flat_map(|h| h.inbound.values().chain(h.outbound.values()));
+        self.channels.values().chain(through_hub).collect()
+    }
+
     fn channel_addrs(&self) -> anyhow::Result<Vec<Address>> {
-        self.channels
-            .values()
+        self.all_channels()
+            .into_iter()
             .map(|ch| parse_address(ch).map(|(a, _)| a).map_err(|e| anyhow!("{ch}: {e}")))
             .collect()
     }

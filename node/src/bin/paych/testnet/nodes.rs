@@ -11,19 +11,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use libp2p::multiaddr::Protocol;
+use paych_core::invoice::Hub;
+use paych_core::lotus_json::api::{InvoiceJson, RouteReceiptJson};
 use paych_core::lotus_json::{parse_amount_field, LotusJson, SignedVoucherJson};
 use paych_core::manager::TopUpPolicy;
 use paych_core::network::FilNetwork;
 use paych_core::types::{parse_address, Address, Network, SignedVoucher, TokenAmount};
 use paych_node::daemon::{Multiaddr, RepoConfig, FULLNODE_API_INFO};
 use paych_node::retrieval::parse_root;
+use paych_node::route::HubConfig;
 use paych_node::rpc::client::{rpc_url, ApiClient};
 use paych_node::rpc::methods::{
-    Method, NetAddrsListen, PaychGet, PaychGetWaitReady, PaychList, PaychReconcile,
-    PaychRetrievalPublish, PaychRetrieve, PaychSettle, PaychStatus, PaychVoucherBestSpendable,
-    PaychVoucherList, PaychVoucherSubmit, WalletDefaultAddress,
+    Method, NetAddrsListen, PaychGet, PaychGetWaitReady, PaychInvoice, PaychList, PaychPayInvoice,
+    PaychReconcile, PaychRetrievalPublish, PaychRetrieve, PaychSettle, PaychStatus,
+    PaychVoucherBestSpendable, PaychVoucherList, PaychVoucherSubmit, WalletDefaultAddress,
 };
-use paych_node::rpc::params::{BlobData, Bytes, PublishSpec, Root};
+use paych_node::rpc::params::{BlobData, Bytes, InvoiceHubs, InvoiceText, PublishSpec, Root};
 use tokio::sync::RwLock;
 
 /// How long one node may take to start.
@@ -32,6 +35,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one API call may take (a retrieval pays for every chunk before it answers).
 const CALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long reading a node's metrics may take.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of a node's log quoted when it fails to start.
 const LOG_TAIL_LINES: usize = 12;
 /// The daemons' cap on inbound connections per IP. Every daemon of a testnet dials from
@@ -116,7 +121,7 @@ pub struct Launcher {
 
 impl Launcher {
     /// Starts node `name` for the first time: writes its config (knowing `peers`, with
-    /// `top_up`), starts it, and pins its libp2p port in its config — the daemon binds a
+    /// `top_up`, and `hub` as its `[hub]` section), starts it, and pins its libp2p port in its config — the daemon binds a
     /// port the system gives it, so that a restart listens there again and its peers'
     /// addresses stay good (picking a free port up front would race with every other socket
     /// opened meanwhile).
@@ -125,11 +130,12 @@ impl Launcher {
         name: &str,
         peers: &[(Address, Multiaddr)],
         top_up: Option<TopUpPolicy>,
+        hub: HubConfig,
     ) -> anyhow::Result<Node> {
         let repo = self.dir.join(name);
         fs::create_dir_all(&repo).with_context(|| format!("cannot create {}", repo.display()))?;
         if !repo.join("config.toml").exists() {
-            write_config(&repo, &self.first_config(peers, top_up))?;
+            write_config(&repo, &RepoConfig { hub, ..self.first_config(peers, top_up) })?;
         }
         let node = self.launch(name).await?;
         let mut config = read_config(&repo)?;
@@ -297,12 +303,29 @@ pub struct Retrieved {
     pub payment_micros: Vec<u64>,
     /// The lane paid on.
     pub lane: Option<u64>,
+    /// With `--hub`: each chunk's routed payment, as its receipt says.
+    pub receipts: Vec<RoutedPaid>,
+    /// With `--hub`: payments tried and failed (a fresh invoice paid after each); a failed
+    /// one may still be paid on chain, with its secret, once its parties resolve it.
+    pub unresolved: usize,
+}
+
+/// One routed payment, as the payer's receipt says.
+#[derive(Debug, Clone)]
+pub struct RoutedPaid {
+    /// What the payee asked for.
+    pub amount: TokenAmount,
+    /// The hub's fee.
+    pub fee: TokenAmount,
 }
 
 /// A daemon's API through the node's typed client: one method per API method the testnet
 /// calls. Channels travel as the address text the API hands out; vouchers as vouchers.
 pub struct NodeRpc {
     api: ApiClient,
+    /// The node's `GET /metrics`.
+    metrics_url: String,
+    http: reqwest::Client,
 }
 
 impl NodeRpc {
@@ -310,10 +333,12 @@ impl NodeRpc {
     /// `network`. A call may take [`CALL_TIMEOUT`] and is never retried.
     fn connect(token: &str, api: &str, network: Network) -> anyhow::Result<Self> {
         let url = rpc_url(api).ok_or_else(|| anyhow!("bad API address {api}"))?;
+        let metrics_url = url.replace("/rpc/v1", "/metrics");
         let api = ApiClient::new(url, Some(token.to_owned()))
             .with_network(network)
             .with_timeout(CALL_TIMEOUT);
-        Ok(NodeRpc { api })
+        let http = reqwest::Client::builder().timeout(METRICS_TIMEOUT).build()?;
+        Ok(NodeRpc { api, metrics_url, http })
     }
 
     /// Calls method `M`; its error names the method.
@@ -426,6 +451,38 @@ impl NodeRpc {
         answer.combined.map(voucher).transpose()
     }
 
+    /// `PaychInvoice`: an invoice of `payee` for `amount`, reachable through `hubs`, valid
+    /// for `expiry_secs`.
+    pub async fn paych_invoice(
+        &self,
+        payee: &Address,
+        amount: &TokenAmount,
+        expiry_secs: u64,
+        hubs: Vec<Hub>,
+    ) -> anyhow::Result<InvoiceJson> {
+        let params = (*payee, amount.clone(), expiry_secs, InvoiceHubs(hubs));
+        self.call::<PaychInvoice>(params).await
+    }
+
+    /// `PaychPayInvoice` of the invoice `text`, the hub's fee unbounded: the receipt.
+    pub async fn paych_pay_invoice(&self, text: &str) -> anyhow::Result<RouteReceiptJson> {
+        self.call::<PaychPayInvoice>((InvoiceText(text.to_owned()), None)).await
+    }
+
+    /// The routes the node has open (conditional vouchers it signed or holds that no
+    /// replacement, expiry or redemption has closed yet), as its last sweep counted them:
+    /// `paych_route_in_flight` of `GET /metrics`, both legs.
+    pub async fn routes_in_flight(&self) -> anyhow::Result<u64> {
+        let text =
+            self.http.get(&self.metrics_url).send().await?.error_for_status()?.text().await?;
+        Ok(text
+            .lines()
+            .filter(|line| line.starts_with("paych_route_in_flight{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|value| value.max(0.0) as u64)
+            .sum())
+    }
+
     /// `PaychRetrieve` of blob `root` over channel `ch`, paying at most `max_price` a chunk.
     pub async fn paych_retrieve(
         &self,
@@ -436,7 +493,12 @@ impl NodeRpc {
         let root = Root(parse_root(root).with_context(|| format!("blob root {root}"))?);
         let params = (address(ch)?, root, max_price.clone(), None);
         let got = self.call::<PaychRetrieve>(params).await?;
-        Ok(Retrieved { bytes: got.bytes, payment_micros: got.payment_micros, lane: got.lane })
+        Ok(Retrieved {
+            bytes: got.bytes,
+            payment_micros: got.payment_micros,
+            lane: got.lane,
+            ..Retrieved::default()
+        })
     }
 }
 

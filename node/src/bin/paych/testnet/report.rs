@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use super::rounds::{Pair, RoundOutcome};
 
+mod routed;
+pub use routed::HubFigures;
+
 /// One invariant of the run and whether it held.
 #[derive(Debug, Clone, Serialize)]
 pub struct Invariant {
@@ -69,6 +72,9 @@ pub struct Report {
     /// The daemons' memory.
     #[serde(flatten)]
     pub memory: Memory,
+    /// With `--hub`: what went through the hub.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubFigures>,
     /// The node killed and restarted, if any, and what came back.
     pub crash: Option<String>,
     /// The invariants checked.
@@ -143,10 +149,16 @@ pub fn render(report: &Report) -> String {
         "paych testnet: {} nodes ({} clients, {} providers), {} channels, {:.1} s",
         report.nodes, report.clients, report.providers, report.channels, report.total_secs
     ));
-    line(format!(
-        "retrievals     {} ({} retried), {} bytes checked against their manifests",
-        report.retrievals, report.retries, report.bytes
-    ));
+    match report.hub {
+        Some(_) => line(format!(
+            "retrievals     {} ({} payments retried), their chunks paid through the hub",
+            report.retrievals, report.retries
+        )),
+        None => line(format!(
+            "retrievals     {} ({} retried), {} bytes checked against their manifests",
+            report.retrievals, report.retries, report.bytes
+        )),
+    }
     for reason in &report.retry_reasons {
         line(format!("  retried: {reason}"));
     }
@@ -161,21 +173,29 @@ pub fn render(report: &Report) -> String {
         report.speed.raw_sign_per_sec,
         report.speed.raw_recover_per_sec
     ));
+    let measured = match report.hub {
+        Some(_) => "invoice paid until its receipt",
+        None => "voucher made, stored, sent, validated, stored, answered",
+    };
     line(format!(
-        "latency        p50 {} µs, p99 {} µs (voucher made, stored, sent, validated, stored, answered)",
+        "latency        p50 {} µs, p99 {} µs ({measured})",
         report.speed.latency_p50_us, report.speed.latency_p99_us
     ));
     let kinds: Vec<String> =
         report.chain.chain_messages_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
     line(format!("chain messages {} ({})", report.chain.chain_messages, kinds.join(", ")));
-    line(format!(
-        "               vs {} redeeming each lane each round, {} paying on chain per chunk",
-        report.chain.chain_messages_one_per_lane, report.chain.chain_messages_one_per_payment
-    ));
-    line(format!(
-        "reconciled     {} channels into one voucher each; settlers submitted {} vouchers",
-        report.chain.reconciled_channels, report.chain.settler_submissions
-    ));
+    if report.hub.is_none() {
+        line(format!(
+            "               vs {} redeeming each lane each round, {} paying on chain per chunk",
+            report.chain.chain_messages_one_per_lane, report.chain.chain_messages_one_per_payment
+        ));
+    }
+    if report.hub.is_none() {
+        line(format!(
+            "reconciled     {} channels into one voucher each; settlers submitted {} vouchers",
+            report.chain.reconciled_channels, report.chain.settler_submissions
+        ));
+    }
     line(format!("gas burnt      {}", fil(&report.chain.gas_burnt_atto)));
     if report.memory.peak_rss_kib_max > 0 {
         line(format!(
@@ -183,6 +203,9 @@ pub fn render(report: &Report) -> String {
             report.memory.peak_rss_kib_mean / 1024,
             report.memory.peak_rss_kib_max / 1024
         ));
+    }
+    if let Some(hub) = &report.hub {
+        routed::render(hub, &mut line);
     }
     if let Some(crash) = &report.crash {
         line(format!("crash          {crash}"));
@@ -219,6 +242,11 @@ pub struct Ledger {
     pub rounds: Vec<RoundOutcome>,
     /// Seconds the retrieval rounds took.
     pub retrieval_secs: f64,
+    /// With `--hub`: seconds the routes took to resolve after the rounds.
+    pub resolve_secs: f64,
+    /// With `--hub`: the nodes that still had routes open when the run stopped waiting,
+    /// with how many (`provider-0 1`).
+    pub open_routes: Vec<String>,
     /// What each client issued on each channel, before any voucher was folded.
     pub issued: BTreeMap<Pair, TokenAmount>,
     /// Channels reconciled into one combined voucher.
@@ -256,6 +284,8 @@ pub struct Run {
     pub providers: usize,
     /// Channels opened.
     pub channels: usize,
+    /// With `--hub`: the hub's index among the parties (after the providers and clients).
+    pub hub: Option<usize>,
     /// Retrievals planned.
     pub retrievals: usize,
     /// Whether a node was killed (retries are then expected).
@@ -285,7 +315,10 @@ impl Report {
         let payments_per_sec = ratio(payments as f64, ledger.retrieval_secs);
         let crypto_ceiling =
             paych_node::limits::crypto_ceiling(ledger.raw_sign_per_sec, ledger.raw_recover_per_sec);
-        let invariants = invariants(run, ledger, end, retrievals, retries);
+        let invariants = match run.hub {
+            Some(hub) => routed::invariants(run, ledger, end, hub),
+            None => invariants(run, ledger, end, retrievals, retries),
+        };
         let peaks = &run.peaks_kib;
         Report {
             nodes: run.parties.len(),
@@ -321,6 +354,7 @@ impl Report {
                 peak_rss_kib_max: peaks.iter().copied().max().unwrap_or(0),
                 peak_rss_kib_mean: peaks.iter().sum::<u64>() / (peaks.len() as u64).max(1),
             },
+            hub: run.hub.map(|hub| HubFigures::new(run, ledger, hub, payments_per_sec, &latencies)),
             crash: rounds.iter().find_map(|r| r.crash.clone()),
             invariants_ok: invariants.iter().all(|i| i.ok),
             invariants,
@@ -339,7 +373,7 @@ fn ratio(a: f64, b: f64) -> f64 {
 }
 
 /// The `q` quantile of sorted `values` (nearest rank), 0 when there are none.
-fn percentile(values: &[u64], q: f64) -> u64 {
+pub(super) fn percentile(values: &[u64], q: f64) -> u64 {
     if values.is_empty() {
         return 0;
     }
@@ -381,12 +415,12 @@ fn balances(run: &Run, ledger: &Ledger, end: &Ending) -> Vec<Balance> {
         .collect()
 }
 
-fn sum<'a>(amounts: impl IntoIterator<Item = &'a TokenAmount>) -> TokenAmount {
+pub(super) fn sum<'a>(amounts: impl IntoIterator<Item = &'a TokenAmount>) -> TokenAmount {
     amounts.into_iter().fold(TokenAmount::default(), |acc, x| acc + x)
 }
 
 impl Invariant {
-    fn new(name: impl Into<String>, ok: bool, detail: String) -> Self {
+    pub(super) fn new(name: impl Into<String>, ok: bool, detail: String) -> Self {
         Invariant { name: name.into(), ok, detail }
     }
 }
@@ -399,9 +433,19 @@ fn invariants(
     retrievals: usize,
     retries: usize,
 ) -> Vec<Invariant> {
+    let mut invariants = chain_invariants(ledger, end);
+    invariants.extend((0..run.clients).map(|c| client_spend(run, ledger, end, c)));
+    invariants.extend((0..run.providers).map(|p| provider_income(ledger, end, p)));
+    invariants.push(no_over_redemption(ledger));
+    invariants.extend(completion_invariants(run, retrievals, retries));
+    invariants
+}
+
+/// The invariants of the chain's end state, whatever the run paid through.
+pub(super) fn chain_invariants(ledger: &Ledger, end: &Ending) -> Vec<Invariant> {
     let total_before = sum(&ledger.funded.balances) + &ledger.funded.burnt;
     let total_after = sum(&end.holdings.balances) + &end.holdings.burnt + &end.left_in_channels;
-    let mut invariants = vec![
+    vec![
         Invariant::new(
             "the sum of all balances plus burnt gas is unchanged",
             total_before == total_after,
@@ -412,10 +456,16 @@ fn invariants(
             end.left_in_channels.is_zero(),
             format!("{} attoFIL left in channels", end.left_in_channels.atto()),
         ),
-    ];
-    invariants.extend((0..run.clients).map(|c| client_spend(run, ledger, end, c)));
-    invariants.extend((0..run.providers).map(|p| provider_income(ledger, end, p)));
-    invariants.push(no_over_redemption(ledger));
+    ]
+}
+
+/// That every retrieval completed, and with no crash, none needed trying again.
+pub(super) fn completion_invariants(
+    run: &Run,
+    retrievals: usize,
+    retries: usize,
+) -> Vec<Invariant> {
+    let mut invariants = Vec::new();
     if !run.crashed {
         invariants.push(Invariant::new(
             "no retrieval failed (none needed trying again)",
