@@ -571,7 +571,7 @@ impl PaymentChannelManager {
         secrets: &BTreeMap<Vec<u8>, Vec<u8>>,
     ) -> Result<(), AddVoucherError> {
         // One conditional voucher per payment hash on a channel.
-        if held.all().iter().any(|v| v.secret_hash == terms.hash) {
+        if held.iter().any(|v| v.secret_hash == terms.hash) {
             return Err(RouteRefusal::HashSeen.into());
         }
         let expected = lane_amount(held, voucher.lane, view) + &terms.delta;
@@ -583,7 +583,7 @@ impl PaymentChannelManager {
         }
         let mut situation = self.situation(record, view, 0, 0);
         situation.channel_aliases.push(voucher.channel_addr);
-        situation.channel_aliases.extend(held.all().iter().map(|v| v.channel_addr));
+        situation.channel_aliases.extend(held.iter().map(|v| v.channel_addr));
         let committed = committed(held, voucher, view, &situation);
         if committed > view.on_chain.balance {
             let balance = view.on_chain.balance.clone();
@@ -607,7 +607,7 @@ impl PaymentChannelManager {
     pub(super) fn levels_credit(&self, held: &Held, voucher: &SignedVoucher) -> bool {
         self.inner.config.intake.accept_time_locks
             || is_conditional(voucher)
-            || held.all().iter().any(|v| is_conditional(v))
+            || held.iter().any(is_conditional)
     }
 
     /// Learns a payment secret — exactly 32 bytes hashing to `hash`, else `BadSecret` — and

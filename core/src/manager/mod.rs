@@ -277,9 +277,14 @@ impl Held {
         lane.truncate(HELD_PER_LANE);
     }
 
+    /// Every voucher held, without collecting them.
+    fn iter(&self) -> impl Iterator<Item = &SignedVoucher> {
+        self.lanes.values().flatten().chain(&self.merging)
+    }
+
     /// Every voucher held, for the redemption model.
     fn all(&self) -> Vec<&SignedVoucher> {
-        self.lanes.values().flatten().chain(&self.merging).collect()
+        self.iter().collect()
     }
 
     /// The conditional vouchers whose secrets intake looks up: on each lane those above its

@@ -567,7 +567,7 @@ impl PaymentChannelManager {
         // The actor resolved the voucher's address to this channel; so it did for every
         // voucher held.
         situation.channel_aliases.push(voucher.channel_addr);
-        situation.channel_aliases.extend(held.all().iter().map(|v| v.channel_addr));
+        situation.channel_aliases.extend(held.iter().map(|v| v.channel_addr));
         situation
     }
 
