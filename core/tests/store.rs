@@ -116,7 +116,7 @@ struct Fresh {
 
 /// Every scenario a backend must pass, each on a fresh store from `fresh`.
 async fn conformance(fresh: fn() -> Fresh) {
-    let on_a_fresh_store: [fn(&dyn Store); 15] = [
+    let on_a_fresh_store: [fn(&dyn Store); 16] = [
         channel_round_trips,
         channel_is_found_by_both_addresses_once_open,
         changed_address_leaves_no_stale_index_entry,
@@ -125,6 +125,7 @@ async fn conformance(fresh: fn() -> Fresh) {
         voucher_round_trips,
         vouchers_are_listed_by_lane_then_nonce,
         vouchers_never_leak_between_channels,
+        lane_queries_agree_with_the_channel_listing,
         voucher_for_unknown_channel_is_refused,
         message_records_follow_their_states,
         message_under_wrong_cid_is_refused,
@@ -266,6 +267,56 @@ fn vouchers_never_leak_between_channels(store: &dyn Store) {
         assert_eq!(ids(&store.vouchers(id).unwrap()), vec![(id, 0, 1), (id, 1, 1)]);
     }
     assert!(store.vouchers(2).unwrap().is_empty());
+}
+
+/// `lane_vouchers` and `lane_tops` answer exactly what filtering the channel's whole listing
+/// answers: lanes at the ends of the range (0 and `u64::MAX`), nonces whose byte order
+/// differs from their little-endian one, neighbouring channels (the last channel ID too),
+/// and a `keep` that skips a lane's top.
+fn lane_queries_agree_with_the_channel_listing(store: &dyn Store) {
+    let channels = [1, 2, ChannelId::MAX];
+    let lanes = [0, 1, 255, 256, u64::MAX - 1, u64::MAX];
+    let nonces = [0, 1, 255, 256, 1 << 33, u64::MAX];
+    for id in channels {
+        apply_one(store, Write::Channel(creating(id)));
+        let mut writes = Vec::new();
+        for (i, lane) in lanes.iter().enumerate() {
+            // Lane i holds nonces[..=i]: a lane of one voucher, and longer ones.
+            for (j, nonce) in nonces.iter().take(i + 1).enumerate() {
+                let mut record = voucher(id, *lane, *nonce);
+                record.submitted = (i + j) % 3 == 0;
+                writes.push(Write::Voucher(record));
+            }
+        }
+        store.apply(writes).unwrap();
+    }
+    let keeps: [&(dyn Fn(&VoucherRecord) -> bool + Sync); 3] =
+        [&|_| true, &|r| !r.submitted, &|r| r.voucher.nonce < 256];
+    for id in channels {
+        let all = store.vouchers(id).unwrap();
+        for lane in lanes {
+            for from in [0, 1, 256, u64::MAX] {
+                let expected: Vec<VoucherRecord> = all
+                    .iter()
+                    .filter(|r| r.voucher.lane == lane && r.voucher.nonce >= from)
+                    .cloned()
+                    .collect();
+                assert_eq!(store.lane_vouchers(id, lane, from).unwrap(), expected);
+            }
+        }
+        for keep in keeps {
+            let mut expected: Vec<VoucherRecord> = Vec::new();
+            for r in all.iter().filter(|r| keep(r)) {
+                match expected.last_mut() {
+                    Some(last) if last.voucher.lane == r.voucher.lane => *last = r.clone(),
+                    _ => expected.push(r.clone()),
+                }
+            }
+            assert_eq!(store.lane_tops(id, keep).unwrap(), expected);
+        }
+    }
+    assert!(store.lane_vouchers(3, 0, 0).unwrap().is_empty());
+    assert!(store.lane_tops(3, &|_| true).unwrap().is_empty());
 }
 
 fn voucher_for_unknown_channel_is_refused(store: &dyn Store) {

@@ -91,6 +91,21 @@ impl<D: Durability> Store for SledWith<D> {
     fn vouchers(&self, channel: ChannelId) -> Result<Vec<VoucherRecord>, StoreError> {
         self.sled.vouchers(channel)
     }
+    fn lane_vouchers(
+        &self,
+        channel: ChannelId,
+        lane: u64,
+        from: u64,
+    ) -> Result<Vec<VoucherRecord>, StoreError> {
+        self.sled.lane_vouchers(channel, lane, from)
+    }
+    fn lane_tops(
+        &self,
+        channel: ChannelId,
+        keep: &(dyn Fn(&VoucherRecord) -> bool + Sync),
+    ) -> Result<Vec<VoucherRecord>, StoreError> {
+        self.sled.lane_tops(channel, keep)
+    }
     fn message(&self, cid: &Cid) -> Result<Option<MessageRecord>, StoreError> {
         self.sled.message(cid)
     }

@@ -661,9 +661,9 @@ impl PaymentChannelManager {
         let voucher = self
             .inner
             .store
-            .vouchers(record.id)?
+            .lane_vouchers(record.id, lane, 0)?
             .into_iter()
-            .filter(|r| r.voucher.lane == lane && r.origin == VoucherOrigin::Received)
+            .filter(|r| r.origin == VoucherOrigin::Received)
             .map(|r| r.voucher)
             .next_back()
             .filter(is_conditional)
@@ -709,11 +709,10 @@ impl PaymentChannelManager {
         &self,
         record: &ChannelRecord,
     ) -> Result<Vec<PendingTuple>, ConditionalError> {
+        let live = |r: &VoucherRecord| !r.submitted && !r.superseded;
         let mut tops: BTreeMap<u64, SignedVoucher> = BTreeMap::new();
-        for r in self.inner.store.vouchers(record.id)? {
-            if !r.submitted && !r.superseded {
-                tops.insert(r.voucher.lane, r.voucher);
-            }
+        for r in self.inner.store.lane_tops(record.id, &live)? {
+            tops.insert(r.voucher.lane, r.voucher);
         }
         tops.retain(|_, v| is_conditional(v));
         let Some(addr) = record.channel.filter(|_| !tops.is_empty()) else {

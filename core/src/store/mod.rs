@@ -16,6 +16,8 @@
 mod lifecycle;
 pub mod sled;
 
+use std::collections::BTreeMap;
+
 use cid::Cid;
 use fvm_ipld_encoding::strict_bytes;
 use serde::{Deserialize, Serialize};
@@ -446,6 +448,34 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<VoucherRecord>, StoreError>;
     /// Every voucher of a channel, by lane then nonce.
     fn vouchers(&self, channel: ChannelId) -> Result<Vec<VoucherRecord>, StoreError>;
+    /// The vouchers of one lane of a channel whose nonce is at least `from`, by nonce: what
+    /// a lane's later vouchers are looked up with, without reading the rest of the channel.
+    fn lane_vouchers(
+        &self,
+        channel: ChannelId,
+        lane: u64,
+        from: u64,
+    ) -> Result<Vec<VoucherRecord>, StoreError> {
+        let mut found = self.vouchers(channel)?;
+        found.retain(|r| r.voucher.lane == lane && r.voucher.nonce >= from);
+        Ok(found)
+    }
+    /// For each lane of a channel, the voucher of highest nonce that `keep` accepts (lanes
+    /// where it accepts none are left out), by lane. A store that orders its keys walks each
+    /// lane back from its top instead of reading every voucher.
+    fn lane_tops(
+        &self,
+        channel: ChannelId,
+        keep: &(dyn Fn(&VoucherRecord) -> bool + Sync),
+    ) -> Result<Vec<VoucherRecord>, StoreError> {
+        let mut tops: BTreeMap<u64, VoucherRecord> = BTreeMap::new();
+        for r in self.vouchers(channel)? {
+            if keep(&r) {
+                tops.insert(r.voucher.lane, r);
+            }
+        }
+        Ok(tops.into_values().collect())
+    }
 
     /// A message by CID.
     fn message(&self, cid: &Cid) -> Result<Option<MessageRecord>, StoreError>;

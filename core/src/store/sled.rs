@@ -147,6 +147,18 @@ fn voucher_prefix(channel: ChannelId) -> Vec<u8> {
     prefixed(prefix::VOUCHER, &channel.to_be_bytes())
 }
 
+/// The first key after every voucher of a channel's lane (the next lane's first, or the
+/// next prefix's after the last lane).
+fn lane_end(channel: ChannelId, lane: u64) -> Vec<u8> {
+    match lane.checked_add(1) {
+        Some(next) => Key::Voucher { channel, lane: next, nonce: 0 }.to_bytes(),
+        None => match channel.checked_add(1) {
+            Some(next) => voucher_prefix(next),
+            None => vec![prefix::VOUCHER.saturating_add(1)],
+        },
+    }
+}
+
 /// A raw key, printable: hex, since a key that fails to decode may not parse either.
 fn raw_key(raw: &[u8]) -> String {
     format!("0x{}", hex::encode(raw))
@@ -818,6 +830,57 @@ impl Store for SledStore {
     fn vouchers(&self, channel: ChannelId) -> Result<Vec<VoucherRecord>, StoreError> {
         let _gate = self.shared.read_gate();
         self.shared.scan(&voucher_prefix(channel))
+    }
+
+    fn lane_vouchers(
+        &self,
+        channel: ChannelId,
+        lane: u64,
+        from: u64,
+    ) -> Result<Vec<VoucherRecord>, StoreError> {
+        let _gate = self.shared.read_gate();
+        let start = Key::Voucher { channel, lane, nonce: from }.to_bytes();
+        let end = lane_end(channel, lane);
+        self.shared
+            .tree
+            .range(start..end)
+            .map(|entry| {
+                let (raw, value) = entry.map_err(backend)?;
+                decode(&raw, &value)
+            })
+            .collect()
+    }
+
+    fn lane_tops(
+        &self,
+        channel: ChannelId,
+        keep: &(dyn Fn(&VoucherRecord) -> bool + Sync),
+    ) -> Result<Vec<VoucherRecord>, StoreError> {
+        let _gate = self.shared.read_gate();
+        let prefix = voucher_prefix(channel);
+        let mut from = prefix.clone();
+        let mut tops = Vec::new();
+        // One seek per lane: its first key names it, then the lane is walked back from its top.
+        while let Some(entry) = self.shared.tree.range(from..).next() {
+            let (raw, value) = entry.map_err(backend)?;
+            if !raw.starts_with(&prefix) {
+                break;
+            }
+            let first: VoucherRecord = decode(&raw, &value)?;
+            let lane = first.voucher.lane;
+            let start = Key::Voucher { channel, lane, nonce: 0 }.to_bytes();
+            let end = lane_end(channel, lane);
+            for entry in self.shared.tree.range(start..end.clone()).rev() {
+                let (raw, value) = entry.map_err(backend)?;
+                let record: VoucherRecord = decode(&raw, &value)?;
+                if keep(&record) {
+                    tops.push(record);
+                    break;
+                }
+            }
+            from = end;
+        }
+        Ok(tops)
     }
 
     fn message(&self, cid: &Cid) -> Result<Option<MessageRecord>, StoreError> {

@@ -270,21 +270,18 @@ impl Routes {
         Ok(self.inner.manager.store().route(hash)?.filter(|r| r.role == role))
     }
 
-    /// The vouchers stored on `channel`'s `lane`, in nonce order.
+    /// The vouchers stored on `channel`'s `lane` from nonce `from` on, in nonce order.
     fn lane_vouchers(
         &self,
         channel: &Address,
         lane: u64,
+        from: u64,
     ) -> Result<Vec<VoucherRecord>, StoreError> {
         let store = self.inner.manager.store();
-        let Some(record) = store.channels()?.into_iter().find(|c| c.channel == Some(*channel))
-        else {
+        let Some(record) = store.channel_by_address(channel)? else {
             return Ok(Vec::new());
         };
-        let mut found: Vec<VoucherRecord> =
-            store.vouchers(record.id)?.into_iter().filter(|v| v.voucher.lane == lane).collect();
-        found.sort_by_key(|v| v.voucher.nonce);
-        Ok(found)
+        store.lane_vouchers(record.id, lane, from)
     }
 
     /// The unconditional replacement of the conditional voucher `leg` that this node signed
@@ -292,7 +289,7 @@ impl Routes {
     /// receiver acknowledges it.
     fn signed_replacement(&self, leg: &Leg) -> Result<Option<SignedVoucher>, StoreError> {
         Ok(self
-            .lane_vouchers(&leg.channel, leg.lane)?
+            .lane_vouchers(&leg.channel, leg.lane, leg.nonce)?
             .into_iter()
             .rev()
             .find(|v| {

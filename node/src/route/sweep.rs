@@ -290,7 +290,7 @@ impl Routes {
     /// `None` while it is still pending.
     fn inbound_paid(&self, route: &RouteRecord) -> Result<Option<RouteState>, ConditionalError> {
         let Some(inbound) = route.inbound.as_ref() else { return Ok(None) };
-        let vouchers = self.lane_vouchers(&inbound.channel, inbound.lane)?;
+        let vouchers = self.lane_vouchers(&inbound.channel, inbound.lane, inbound.nonce)?;
         let received = |v: &&paych_core::store::VoucherRecord| v.origin == VoucherOrigin::Received;
         if vouchers
             .iter()
@@ -328,7 +328,7 @@ impl Routes {
         head: ChainEpoch,
     ) -> Result<bool, ConditionalError> {
         let Some(leg) = route.inbound.clone() else { return Ok(false) };
-        let vouchers = self.lane_vouchers(&leg.channel, leg.lane)?;
+        let vouchers = self.lane_vouchers(&leg.channel, leg.lane, leg.nonce)?;
         let replaced = vouchers.iter().any(|v| {
             v.origin == VoucherOrigin::Received
                 && v.voucher.nonce > leg.nonce
