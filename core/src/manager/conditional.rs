@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cid::Cid;
 
 use super::{
-    AddVoucherError, Added, ChainView, ChannelCache, CreateVoucherError, Held, LaneError,
+    AddVoucherError, Added, ChainView, ChannelCache, CreateVoucherError, Flush, Held, LaneError,
     LookupError, PaymentChannelManager, SubmitError, VoucherCreateResult, VoucherSpec,
 };
 use crate::chain::ChainError;
@@ -541,8 +541,30 @@ impl PaymentChannelManager {
         voucher: &SignedVoucher,
         terms: &ConditionalTerms,
     ) -> Result<TokenAmount, AddVoucherError> {
-        let added =
-            self.add(&voucher.channel_addr, voucher, TokenAmount::default(), Some(terms)).await?;
+        self.accept_with(voucher, terms, Flush::Now).await
+    }
+
+    /// [`PaymentChannelManager::conditional_accept`], the voucher written but not yet
+    /// durable: the caller writes what goes with it (its route record, the voucher it signs
+    /// downstream) and makes the store durable — one flush for all — before anything
+    /// acknowledges it or leaves the node.
+    #[tracing::instrument(name = "paych_conditional_accept", level = "debug", skip_all)]
+    pub async fn conditional_accept_unflushed(
+        &self,
+        voucher: &SignedVoucher,
+        terms: &ConditionalTerms,
+    ) -> Result<TokenAmount, AddVoucherError> {
+        self.accept_with(voucher, terms, Flush::Caller).await
+    }
+
+    async fn accept_with(
+        &self,
+        voucher: &SignedVoucher,
+        terms: &ConditionalTerms,
+        flush: Flush,
+    ) -> Result<TokenAmount, AddVoucherError> {
+        let channel = &voucher.channel_addr;
+        let added = self.add(channel, voucher, TokenAmount::default(), Some(terms), flush).await?;
         match added {
             Added::Credited { delta } => Ok(delta),
             Added::StoredZero { .. } | Added::AlreadyHeld => Ok(TokenAmount::default()),

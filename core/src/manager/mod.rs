@@ -48,7 +48,7 @@ pub use errors::{
 };
 use errors::{DirectionMismatch, NotOpen};
 pub use vouchers::{AddOutcome, NewPayment, VoucherCreateResult, VoucherSpec};
-use vouchers::{Added, ChainView};
+use vouchers::{Added, ChainView, Flush};
 
 /// Keeps a channel's funds between two levels: when available funds fall below
 /// `low_water`, one add-funds message brings them back to `high_water`.

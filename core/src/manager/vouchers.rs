@@ -124,6 +124,16 @@ pub(super) enum Added {
     AlreadyHeld,
 }
 
+/// When an add waits for its voucher to be durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flush {
+    /// Before it returns: what acknowledges a voucher at once.
+    Now,
+    /// Not at all: the caller makes the store durable (with writes of its own) before
+    /// anything acknowledges the voucher or depends on it leaving the node.
+    Caller,
+}
+
 /// The chain as validation reads it for one channel.
 pub(super) struct ChainView {
     pub(super) head: ChainEpoch,
@@ -702,7 +712,7 @@ impl PaymentChannelManager {
         voucher: &SignedVoucher,
         min_delta: TokenAmount,
     ) -> Result<AddOutcome, AddVoucherError> {
-        Ok(match self.add(channel, voucher, min_delta, None).await? {
+        Ok(match self.add(channel, voucher, min_delta, None, Flush::Now).await? {
             Added::Credited { delta } => AddOutcome::Accepted { delta },
             // Held, but it adds nothing: not a credit.
             Added::StoredZero { amount } => AddOutcome::Covered { lane_amount: amount },
@@ -724,7 +734,7 @@ impl PaymentChannelManager {
         min_delta: TokenAmount,
     ) -> Result<TokenAmount, AddVoucherError> {
         self.locks_first(voucher)?;
-        match self.add(channel, voucher, min_delta, None).await? {
+        match self.add(channel, voucher, min_delta, None, Flush::Now).await? {
             Added::Credited { delta } => Ok(delta),
             Added::StoredZero { .. } | Added::AlreadyHeld => Ok(TokenAmount::default()),
             Added::Covered { nonce, .. } => Err(stale(voucher, nonce)),
@@ -733,12 +743,15 @@ impl PaymentChannelManager {
 
     /// The one path of voucher intake, answered by [`Self::voucher_add`],
     /// [`Self::voucher_add_lotus`] and (with the route's `terms`) `conditional_accept`.
+    /// With [`Flush::Now`] it returns once the voucher is durable; with [`Flush::Caller`]
+    /// once it is written, the caller making it durable before anything acknowledges it.
     pub(super) async fn add(
         &self,
         channel: &Address,
         voucher: &SignedVoucher,
         min_delta: TokenAmount,
         terms: Option<&ConditionalTerms>,
+        flush: Flush,
     ) -> Result<Added, AddVoucherError> {
         let span = tracing::debug_span!("paych_voucher_add", channel = %self.fmt(channel), lane = voucher.lane, nonce = voucher.nonce);
         let _entered = span.enter();
@@ -783,6 +796,11 @@ impl PaymentChannelManager {
                     nonce: voucher.nonce,
                 });
             }
+            drop(cache);
+            // Written by an add whose flush may not be over yet: held means durable.
+            if flush == Flush::Now {
+                self.inner.store.durable().await?;
+            }
             return Ok(Added::AlreadyHeld);
         }
         let (delta, credited) = match self.assess(&record, &cache.held, voucher, terms).await? {
@@ -826,7 +844,9 @@ impl PaymentChannelManager {
         cache.held.insert(voucher.clone());
         drop(cache);
         // Acknowledged only once durable; concurrent adds share the flush.
-        self.inner.store.durable().await?;
+        if flush == Flush::Now {
+            self.inner.store.durable().await?;
+        }
         self.notify();
         tracing::debug!(parent: &span, delta = %delta.atto(), "voucher accepted");
         if delta.is_zero() {

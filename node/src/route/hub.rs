@@ -182,8 +182,11 @@ impl Routes {
             delta: &a.invoice.amount + a.fee,
             margin: params.hub_delta().saturating_add(a.invoice.payee_margin),
         };
+        // Durable with the route and `Vh` in the flush that signing `Vh` makes, before `Vh`
+        // leaves (or with the route recorded over, if that fails); the payer is answered
+        // only after the later flush of the secret.
         manager
-            .conditional_accept(a.vp, &terms)
+            .conditional_accept_unflushed(a.vp, &terms)
             .await
             .map_err(|e| Forward::NotForwarded(intake_refusal(e)))?;
         let mut route = RouteRecord {
@@ -205,8 +208,7 @@ impl Routes {
             hub_deadline: Some(a.hub_deadline),
             created: a.head,
         };
-        // From here the payer's voucher is held. The route is made durable by the flush that
-        // signing the payee's voucher makes (or recorded over if that fails).
+        // From here the payer's voucher is held.
         self.stage(&route).map_err(|e| Forward::NotForwarded(internal(e)))?;
         let vh = match manager
             .conditional_offer(&a.outbound, a.invoice.amount.clone(), &hash, a.payee_lock)
@@ -238,7 +240,9 @@ impl Routes {
             peer: None,
         });
         route.state = RouteState::Forwarded;
-        self.save(&route).await.map_err(|e| Forward::Pending(internal(e)))?;
+        // The leg rides on the next flush (the secret's): should the node stop first, the
+        // sweep finds it again among the channel's pending conditional vouchers.
+        self.stage(&route).map_err(|e| Forward::Pending(internal(e)))?;
         Ok((route, vh.voucher))
     }
 

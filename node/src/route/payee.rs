@@ -64,7 +64,8 @@ impl Routes {
             delta: invoice.amount.clone(),
             margin: invoice.payee_margin,
         };
-        manager.conditional_accept(&vh, &terms).await.map_err(intake_refusal)?;
+        // `Vh` and the route durable in one flush, before the secret is revealed.
+        manager.conditional_accept_unflushed(&vh, &terms).await.map_err(intake_refusal)?;
         let head = manager.chain().head().await.map_err(internal)?;
         let route = RouteRecord {
             payment_hash: hash.to_vec(),

@@ -176,7 +176,9 @@ impl Routes {
             lock: t1,
             peer: Some(peer.to_string()),
         });
-        self.save(&route).await?;
+        // The leg rides on the next flush (the receipt's): should the node stop first, the
+        // sweep finds it again among the channel's pending conditional vouchers.
+        self.stage(&route)?;
         let request = RouteRequest::Offer { invoice: invoice_cbor, voucher: offered.voucher };
         let response = self.inner.payer.network().ask(peer, vec![addr.clone()], request).await;
         let response = response.inspect_err(|_| {
