@@ -34,7 +34,7 @@ use fvm_shared::ActorID;
 use crate::actor::{
     self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure, Invocation,
 };
-use crate::types::{ModVerifyParams, SignedVoucher, UpdateChannelStateParams};
+use crate::types::{LaneState, ModVerifyParams, SignedVoucher, UpdateChannelStateParams};
 
 /// Where a plan starts: the channel as the chain holds it, and when the plan's messages can
 /// execute.
@@ -637,21 +637,56 @@ fn simulate(situation: &Situation, sequence: &[(&SignedVoucher, Origin)]) -> Res
     let mut state = situation.state.clone();
     let mut steps = Vec::with_capacity(sequence.len());
     for (voucher, origin) in sequence {
-        let mut next = state.clone();
-        let redemption = situation.redeem(&mut next, voucher).map_err(|_| *origin)?;
+        // The actor commits a call whole or not at all, so a refused step leaves `state` as
+        // it was; a plain step left out is undone from what it can change (its own lane, and
+        // the channel's amounts and settling epochs), not from a copy of every lane.
+        let undo = Undo::of(&state, voucher.lane);
+        let redemption = situation.redeem(&mut state, voucher).map_err(|_| *origin)?;
         if let Origin::Plain { creates_lane, .. } = origin {
             if redemption.delta.is_negative() {
                 return Err(*origin);
             }
             if redemption.delta.is_zero() && !creates_lane {
+                undo.restore(&mut state);
                 continue;
             }
         }
-        state = next;
         let secret = situation.secrets.get(&voucher.secret_hash).cloned().unwrap_or_default();
         steps.push(Step { voucher: (*voucher).clone(), secret, delta: redemption.delta });
     }
     Ok(Plan { steps, state })
+}
+
+/// What a plain voucher's redemption (no merges) can change in a channel's state, to put
+/// back when the plan leaves the step out.
+struct Undo {
+    lane: u64,
+    lane_state: Option<LaneState>,
+    to_send: TokenAmount,
+    settling_at: ChainEpoch,
+    min_settle_height: ChainEpoch,
+}
+
+impl Undo {
+    fn of(state: &ChannelState, lane: u64) -> Self {
+        Undo {
+            lane,
+            lane_state: state.lanes.get(&lane).cloned(),
+            to_send: state.to_send.clone(),
+            settling_at: state.settling_at,
+            min_settle_height: state.min_settle_height,
+        }
+    }
+
+    fn restore(self, state: &mut ChannelState) {
+        match self.lane_state {
+            Some(lane_state) => state.lanes.insert(self.lane, lane_state),
+            None => state.lanes.remove(&self.lane),
+        };
+        state.to_send = self.to_send;
+        state.settling_at = self.settling_at;
+        state.min_settle_height = self.min_settle_height;
+    }
 }
 
 /// The actor's view while a plan runs: signatures were verified before, the channel's two
