@@ -641,6 +641,17 @@ impl PaymentChannelManager {
     }
 
     /// Applies `batch` and waits until it is durable.
+    /// Writes `batch` under a channel's lock (`guard`), then waits for it to be durable
+    /// with the lock released: the next caller reads what this one wrote (the store's reads
+    /// see every applied write) and shares its flush instead of queueing behind it.
+    async fn commit_after_unlock<G>(&self, guard: G, batch: Vec<Write>) -> Result<(), StoreError> {
+        self.inner.store.apply(batch)?;
+        drop(guard);
+        self.inner.store.durable().await?;
+        self.notify();
+        Ok(())
+    }
+
     async fn commit(&self, batch: Vec<Write>) -> Result<(), StoreError> {
         self.inner.store.apply(batch)?;
         self.inner.store.durable().await?;
@@ -738,7 +749,7 @@ impl PaymentChannelManager {
     /// flow returned, or a fresh one. The flow continues the lane's cumulative amount.
     #[tracing::instrument(name = "paych_lease_lane", level = "debug", skip_all)]
     pub async fn lease_lane(&self, channel: &Address) -> Result<u64, LaneError> {
-        let (_guard, mut record) = self.locked(channel, Direction::Outbound).await?;
+        let (guard, mut record) = self.locked(channel, Direction::Outbound).await?;
         // A lane closed by a merge never goes back to the pool; skip any found there.
         let closed = record.closed_lanes.clone();
         record.free_lanes.retain(|lane| !closed.contains(lane));
@@ -752,7 +763,7 @@ impl PaymentChannelManager {
         } else {
             record.free_lanes.remove(0)
         };
-        self.commit(vec![Write::Channel(record)]).await?;
+        self.commit_after_unlock(guard, vec![Write::Channel(record)]).await?;
         Ok(lane)
     }
 
@@ -761,7 +772,7 @@ impl PaymentChannelManager {
     pub async fn return_lane(&self, channel: &Address, lane: u64) -> Result<(), LaneError> {
         let record = self.record_by_address(channel)?;
         let lock = self.channel_lock(record.id);
-        let _guard = lock.lock().await;
+        let guard = lock.lock().await;
         let mut record = self.record(record.id)?;
         if lane >= record.next_lane || record.closed_lanes.contains(&lane) {
             return Ok(());
@@ -769,7 +780,7 @@ impl PaymentChannelManager {
         if let Err(at) = record.free_lanes.binary_search(&lane) {
             record.free_lanes.insert(at, lane);
         }
-        Ok(self.commit(vec![Write::Channel(record)]).await?)
+        Ok(self.commit_after_unlock(guard, vec![Write::Channel(record)]).await?)
     }
 
     /// Settles a channel (either direction), returning the message's CID at once. A settle
