@@ -277,6 +277,28 @@ async fn a_lane_with_a_pending_conditional_voucher_takes_no_other_voucher_but_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_return_of_a_lane_with_a_pending_conditional_voucher_leaves_it_leased() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, ..) = w.offer(&hash, t1).await;
+
+    // A return that comes late (a flow that ended before the lane was leased again) does not
+    // put a lane with a pending conditional voucher back in the pool.
+    w.p.m().return_lane(&w.ph, lp).await.unwrap();
+    let next = w.p.m().lease_lane(&w.ph).await.unwrap();
+    assert_ne!(next, lp, "a lane with a pending conditional voucher was handed out again");
+    w.p.m().return_lane(&w.ph, next).await.unwrap();
+
+    // Once replaced, its return takes it back.
+    w.p.m().conditional_replace_leased(&w.ph, lp, &secret).await.unwrap();
+    w.p.m().return_lane(&w.ph, lp).await.unwrap();
+    let leased =
+        [w.p.m().lease_lane(&w.ph).await.unwrap(), w.p.m().lease_lane(&w.ph).await.unwrap()];
+    assert!(leased.contains(&lp), "the replaced lane never came back: {leased:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pending_routes_that_would_over_commit_the_payers_channel_are_refused() {
     let w = Route::new(1_500, 10_000).await;
     let (hash, _) = w.invoice().await;

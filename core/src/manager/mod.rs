@@ -772,9 +772,16 @@ impl PaymentChannelManager {
     pub async fn return_lane(&self, channel: &Address, lane: u64) -> Result<(), LaneError> {
         let record = self.record_by_address(channel)?;
         let lock = self.channel_lock(record.id);
-        let guard = lock.lock().await;
+        let mut guard = lock.lock().await;
         let mut record = self.record(record.id)?;
         if lane >= record.next_lane || record.closed_lanes.contains(&lane) {
+            return Ok(());
+        }
+        self.load_cache(record.id, &mut guard)?;
+        if guard.pending.contains_key(&lane) {
+            // A conditional voucher is pending on it: a return that comes late (its flow
+            // over, the lane leased again since) must not hand it to another flow.
+            tracing::debug!(lane, "a lane with a pending conditional voucher stays leased");
             return Ok(());
         }
         if let Err(at) = record.free_lanes.binary_search(&lane) {

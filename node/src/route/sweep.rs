@@ -314,6 +314,14 @@ impl Routes {
         }
         let hash = <[u8; 32]>::try_from(route.payment_hash.as_slice()).ok()?;
         let claim = self.claim(hash)?;
+        // The pass read the route before the claim: another task (the replacement sent in
+        // the background) may have moved it on and returned its lane meanwhile. Only a route
+        // still as read is sent again — a stale copy would return a lane another route has
+        // leased since.
+        match self.route(&route.payment_hash, route.role) {
+            Ok(Some(fresh)) if fresh.state == route.state => {}
+            _ => return None,
+        }
         *resends -= 1;
         Some(claim)
     }
