@@ -860,7 +860,7 @@ impl Store for SledStore {
         let prefix = voucher_prefix(channel);
         let mut from = prefix.clone();
         let mut tops = Vec::new();
-        // One seek per lane: its first key names it, then the lane is walked back from its top.
+        // One seek per lane: its first key names it, then the lane is read in nonce order.
         while let Some(entry) = self.shared.tree.range(from..).next() {
             let (raw, value) = entry.map_err(backend)?;
             if !raw.starts_with(&prefix) {
@@ -870,14 +870,16 @@ impl Store for SledStore {
             let lane = first.voucher.lane;
             let start = Key::Voucher { channel, lane, nonce: 0 }.to_bytes();
             let end = lane_end(channel, lane);
-            for entry in self.shared.tree.range(start..end.clone()).rev() {
+            // Forward: sled 0.34's reverse iteration can panic across node boundaries.
+            let mut top = None;
+            for entry in self.shared.tree.range(start..end.clone()) {
                 let (raw, value) = entry.map_err(backend)?;
                 let record: VoucherRecord = decode(&raw, &value)?;
                 if keep(&record) {
-                    tops.push(record);
-                    break;
+                    top = Some(record);
                 }
             }
+            tops.extend(top);
             from = end;
         }
         Ok(tops)
