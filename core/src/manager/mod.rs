@@ -641,13 +641,12 @@ impl PaymentChannelManager {
     }
 
     /// Applies `batch` and waits until it is durable.
-    /// Writes `batch` under a channel's lock (`guard`), then waits for it to be durable
-    /// with the lock released: the next caller reads what this one wrote (the store's reads
-    /// see every applied write) and shares its flush instead of queueing behind it.
-    async fn commit_after_unlock<G>(&self, guard: G, batch: Vec<Write>) -> Result<(), StoreError> {
+    /// Writes `batch` under a channel's lock (`guard`) and releases it, without waiting for
+    /// a flush: the next caller reads what this one wrote (the store's reads see every
+    /// applied write), and the next durable write carries it.
+    fn apply_unlocked<G>(&self, guard: G, batch: Vec<Write>) -> Result<(), StoreError> {
         self.inner.store.apply(batch)?;
         drop(guard);
-        self.inner.store.durable().await?;
         self.notify();
         Ok(())
     }
@@ -747,6 +746,10 @@ impl PaymentChannelManager {
 
     /// Leases a lane for a payment flow from the channel's pool: the lowest lane a finished
     /// flow returned, or a fresh one. The flow continues the lane's cumulative amount.
+    ///
+    /// The lease is written, not flushed: it becomes durable with the first voucher signed on
+    /// the lane (whose flush comes before the voucher leaves the node). A stop before that
+    /// loses a lease nothing was signed on — the lane is in the pool again, as it should be.
     #[tracing::instrument(name = "paych_lease_lane", level = "debug", skip_all)]
     pub async fn lease_lane(&self, channel: &Address) -> Result<u64, LaneError> {
         let (guard, mut record) = self.locked(channel, Direction::Outbound).await?;
@@ -763,11 +766,13 @@ impl PaymentChannelManager {
         } else {
             record.free_lanes.remove(0)
         };
-        self.commit_after_unlock(guard, vec![Write::Channel(record)]).await?;
+        self.apply_unlocked(guard, vec![Write::Channel(record)])?;
         Ok(lane)
     }
 
-    /// Returns a leased lane to the pool (a lane closed by a merge is not reused).
+    /// Returns a leased lane to the pool (a lane closed by a merge is not reused). The
+    /// return is written, not flushed: the next durable write carries it, and a stop before
+    /// that leaves the lane leased — never handed out twice.
     #[tracing::instrument(name = "paych_return_lane", level = "debug", skip_all)]
     pub async fn return_lane(&self, channel: &Address, lane: u64) -> Result<(), LaneError> {
         let record = self.record_by_address(channel)?;
@@ -787,7 +792,7 @@ impl PaymentChannelManager {
         if let Err(at) = record.free_lanes.binary_search(&lane) {
             record.free_lanes.insert(at, lane);
         }
-        Ok(self.commit_after_unlock(guard, vec![Write::Channel(record)]).await?)
+        Ok(self.apply_unlocked(guard, vec![Write::Channel(record)])?)
     }
 
     /// Settles a channel (either direction), returning the message's CID at once. A settle
