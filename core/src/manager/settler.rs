@@ -85,9 +85,12 @@ impl PaymentChannelManager {
         };
         let settling_at = on_chain.state.settling_at;
         if settling_at == 0 {
-            let watch_locks = self.inner.config.intake.accept_time_locks
-                || self.holds_redeemable_conditional(&record, head)?;
-            if record.direction == Direction::Inbound && watch_locks {
+            // Only a payee redeems; the conditional vouchers are looked for (a read of every
+            // voucher held) on inbound channels only.
+            let watch_locks = record.direction == Direction::Inbound
+                && (self.inner.config.intake.accept_time_locks
+                    || self.holds_redeemable_conditional(&record, head)?);
+            if watch_locks {
                 self.redeem_before_locks(&record, head).await?;
             }
             return Ok(());
