@@ -35,6 +35,7 @@ pub mod network;
 pub mod pay;
 pub mod reconcile_as_payee;
 pub mod refusals;
+pub mod relay;
 pub mod retrieval;
 pub mod route;
 pub mod rpc;

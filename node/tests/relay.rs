@@ -1,0 +1,152 @@
+//! The latency relay over real TCP on loopback: bytes cross it intact, in order and
+//! half-closed in turn, each direction held for at least its delay and paced to its rate;
+//! and a payment over libp2p crosses it like any link.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use paych_node::host::HostConfig;
+use paych_node::relay::{LinkShape, Relay, RelayError};
+use paych_protocol::VoucherStatus;
+use paych_testkit::amounts::atto;
+use paych_testkit::deadline::within;
+use paych_testkit::devnet::Net;
+use paych_testkit::node::send_voucher;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+const LOOPBACK: &str = "127.0.0.1:0";
+
+/// An upstream that echoes every byte back and half-closes when its peer does.
+async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind(LOOPBACK).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.into_split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Bytes no two offsets of which repeat a short pattern: reordering or loss shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_cross_the_relay_intact_in_order_and_half_closed_in_turn() {
+    let shape =
+        LinkShape { delay: Duration::from_millis(2), jitter: Duration::from_millis(3), rate: None };
+    let relay = Relay::start(LOOPBACK.parse().unwrap(), echo_server().await, shape).await.unwrap();
+    let sent = pattern(3 * 1024 * 1024 + 17);
+    let stream = TcpStream::connect(relay.local_addr()).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let to_send = sent.clone();
+    let writer = tokio::spawn(async move {
+        for piece in to_send.chunks(5_000) {
+            write.write_all(piece).await.unwrap();
+        }
+        // The half-close crosses both ways: the echo ends, and so does what comes back.
+        write.shutdown().await.unwrap();
+    });
+    let mut echoed = Vec::new();
+    within("the echo", read.read_to_end(&mut echoed)).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(echoed.len(), sent.len());
+    assert!(echoed == sent, "the bytes came back changed or reordered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_direction_holds_every_byte_for_at_least_its_delay() {
+    let delay = Duration::from_millis(40);
+    let relay =
+        Relay::start(LOOPBACK.parse().unwrap(), echo_server().await, LinkShape::delay(delay))
+            .await
+            .unwrap();
+    let mut stream = TcpStream::connect(relay.local_addr()).await.unwrap();
+    for round in 0..3u8 {
+        let start = Instant::now();
+        stream.write_all(&[round; 100]).await.unwrap();
+        let mut back = [0u8; 100];
+        within("the echo", stream.read_exact(&mut back)).await.unwrap();
+        assert_eq!(back, [round; 100]);
+        // There and back: the delay twice, whatever the machine's speed (a lower bound).
+        assert!(start.elapsed() >= 2 * delay, "round {round} took {:?}", start.elapsed());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_cap_paces_what_a_direction_carries() {
+    const RATE: u64 = 2_000_000;
+    const BYTES: usize = 400_000;
+    let shape = LinkShape { rate: Some(RATE), ..LinkShape::default() };
+    let relay = Relay::start(LOOPBACK.parse().unwrap(), echo_server().await, shape).await.unwrap();
+    let stream = TcpStream::connect(relay.local_addr()).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        write.write_all(&pattern(BYTES)).await.unwrap();
+        write.shutdown().await.unwrap();
+    });
+    let mut echoed = Vec::new();
+    within("the echo", read.read_to_end(&mut echoed)).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(echoed, pattern(BYTES));
+    // Each direction carries at most RATE bytes a second; all but the first chunk of each
+    // waits for its turn (a lower bound).
+    let paced = Duration::from_secs_f64((BYTES - 2 * 32 * 1024) as f64 / RATE as f64);
+    assert!(start.elapsed() >= paced, "{BYTES} bytes at {RATE}/s took {:?}", start.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_cannot_listen_says_where() {
+    let taken = TcpListener::bind(LOOPBACK).await.unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = Relay::start(addr, addr, LinkShape::default()).await.unwrap_err();
+    assert!(matches!(err, RelayError::Listen { addr: a, .. } if a == addr), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_crosses_the_relay_and_waits_its_round_trip() {
+    let delay = Duration::from_millis(25);
+    let net = Net::new();
+    let (payer, _payee, channel, (payer_net, _, _), (_payee_net, payee_peer, payee_addrs)) =
+        net.online_channel(10, 0, atto(1000), HostConfig::default()).await;
+    let upstream = tcp_socket(&payee_addrs[0]);
+    let relay =
+        Relay::start(LOOPBACK.parse().unwrap(), upstream, LinkShape::delay(delay)).await.unwrap();
+    let through: Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/{}", relay.local_addr().port()).parse().unwrap();
+
+    // The first voucher also dials (through the relay); the second only pays.
+    for amount in [10, 20] {
+        let voucher = payer.create_voucher(&channel, atto(amount), 0).await;
+        let start = Instant::now();
+        let response =
+            send_voucher(&payer_net, payee_peer, std::slice::from_ref(&through), voucher).await;
+        assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
+        assert!(start.elapsed() >= 2 * delay, "a payment took {:?}", start.elapsed());
+    }
+}
+
+/// The TCP socket address of a loopback multiaddr.
+fn tcp_socket(addr: &Multiaddr) -> SocketAddr {
+    let (mut ip, mut port) = (None, None);
+    for part in addr.iter() {
+        match part {
+            Protocol::Ip4(v4) => ip = Some(v4),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    SocketAddr::from((ip.unwrap(), port.unwrap()))
+}
