@@ -22,7 +22,7 @@ use paych_core::types::{Address, SignedVoucher, TokenAmount};
 use paych_protocol::RouteRequest;
 
 use super::caps::{CapRefusal, PendingRoute};
-use super::{intake_refusal, internal, Routes};
+use super::{intake_refusal, internal, replaced_leg, Routes};
 use crate::metrics::RouteOutcome;
 
 /// The role label of the hub's metrics.
@@ -252,14 +252,9 @@ impl Routes {
         hash: &[u8],
         voucher: SignedVoucher,
     ) -> Result<(), RouteRefusal> {
-        let mut route = self.route(hash, RouteRole::Hub).map_err(internal)?;
-        let mut route = route.take().ok_or(RouteRefusal::UnknownRoute)?;
-        let inbound = route.inbound.clone().ok_or(RouteRefusal::UnknownRoute)?;
-        if voucher.lane != inbound.lane || voucher.channel_addr != inbound.channel {
-            return Err(RouteRefusal::BadReplacement(
-                "not on the conditional voucher's lane".into(),
-            ));
-        }
+        let route = self.route(hash, RouteRole::Hub).map_err(internal)?;
+        let mut route = route.ok_or(RouteRefusal::UnknownRoute)?;
+        let inbound = replaced_leg(&route, &voucher)?;
         match route.state {
             // Paid already (replaced, or landed on chain with the secret): the payer's
             // replacement adds nothing and is acknowledged.
@@ -267,14 +262,7 @@ impl Routes {
             RouteState::Fulfilled => {}
             _ => return Err(RouteRefusal::BadReplacement("the route is not fulfilled".into())),
         }
-        self.inner
-            .manager
-            .voucher_add(&inbound.channel, &voucher, TokenAmount::default())
-            .await
-            .map_err(|e| match intake_refusal(e) {
-                RouteRefusal::BadShape(why) => RouteRefusal::BadReplacement(why),
-                other => other,
-            })?;
+        self.take_replacement(&inbound, &voucher).await?;
         // The payer is answered now; the payee's replacement follows in the background (the
         // payee's conditional voucher and the secret already pay it), and again from the
         // sweep until the payee acknowledges it.

@@ -45,7 +45,7 @@ use paych_core::route::{FeePolicy, HubPolicy, RouteParams, RouteRefusal, SignedH
 use paych_core::store::{
     Leg, RouteRecord, RouteRole, RouteState, StoreError, VoucherOrigin, VoucherRecord, Write,
 };
-use paych_core::types::{Address, SignedVoucher, SETTLE_DELAY};
+use paych_core::types::{Address, SignedVoucher, TokenAmount, SETTLE_DELAY};
 use paych_core::wallet::Wallet;
 use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
 
@@ -369,6 +369,37 @@ fn refused(refusal: &RouteRefusal) -> RouteResponse {
 }
 
 /// An internal failure (the store, the chain) as a refusal.
+/// The inbound leg of `route` whose conditional voucher `voucher` must replace: on its
+/// lane of its channel, or refused.
+fn replaced_leg(route: &RouteRecord, voucher: &SignedVoucher) -> Result<Leg, RouteRefusal> {
+    let leg = route.inbound.clone().ok_or(RouteRefusal::UnknownRoute)?;
+    if voucher.lane != leg.lane || voucher.channel_addr != leg.channel {
+        return Err(RouteRefusal::BadReplacement("not on the conditional voucher's lane".into()));
+    }
+    Ok(leg)
+}
+
+impl Routes {
+    /// Takes `voucher`, the unconditional replacement of `leg`'s conditional voucher,
+    /// through the manager's intake (which takes only the exact replacement while the
+    /// conditional voucher is pending); a wrong shape is answered `BadReplacement`.
+    async fn take_replacement(
+        &self,
+        leg: &Leg,
+        voucher: &SignedVoucher,
+    ) -> Result<(), RouteRefusal> {
+        self.inner
+            .manager
+            .voucher_add(&leg.channel, voucher, TokenAmount::default())
+            .await
+            .map(drop)
+            .map_err(|e| match intake_refusal(e) {
+                RouteRefusal::BadShape(why) => RouteRefusal::BadReplacement(why),
+                other => other,
+            })
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> RouteRefusal {
     RouteRefusal::Internal(e.to_string())
 }

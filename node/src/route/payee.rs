@@ -15,7 +15,7 @@ use paych_core::store::{Leg, RouteRecord, RouteRole, RouteState};
 use paych_core::types::{SignedVoucher, TokenAmount};
 
 use super::hub::invoice_refusal;
-use super::{intake_refusal, internal, Routes};
+use super::{intake_refusal, internal, replaced_leg, Routes};
 use crate::metrics::RouteOutcome;
 
 /// The role label of the payee's metrics.
@@ -99,23 +99,11 @@ impl Routes {
     ) -> Result<(), RouteRefusal> {
         let route = self.route(hash, RouteRole::Payee).map_err(internal)?;
         let mut route = route.ok_or(RouteRefusal::UnknownRoute)?;
-        let inbound = route.inbound.clone().ok_or(RouteRefusal::UnknownRoute)?;
-        if voucher.lane != inbound.lane || voucher.channel_addr != inbound.channel {
-            return Err(RouteRefusal::BadReplacement(
-                "not on the conditional voucher's lane".into(),
-            ));
-        }
+        let inbound = replaced_leg(&route, &voucher)?;
         if route.state == RouteState::Replaced {
             return Ok(());
         }
-        self.inner
-            .manager
-            .voucher_add(&inbound.channel, &voucher, TokenAmount::default())
-            .await
-            .map_err(|e| match intake_refusal(e) {
-                RouteRefusal::BadShape(why) => RouteRefusal::BadReplacement(why),
-                other => other,
-            })?;
+        self.take_replacement(&inbound, &voucher).await?;
         route.state = RouteState::Replaced;
         self.save(&route).await.map_err(internal)?;
         self.inner.metrics.route_ended(ROLE, RouteOutcome::Replaced);
