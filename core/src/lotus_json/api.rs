@@ -342,6 +342,13 @@ pub struct RetrievedJson {
     /// provider's acknowledgement.
     #[serde(rename = "PaymentMicros")]
     pub payment_micros: Vec<u64>,
+    /// Microseconds from the call to the first chunk checked against its hash (the
+    /// manifest's round trip included); `null` for a blob without chunks.
+    #[serde(rename = "FirstByteMicros", default)]
+    pub first_byte_micros: Option<u64>,
+    /// Microseconds the whole retrieval took, from the call to the last chunk checked.
+    #[serde(rename = "ElapsedMicros", default)]
+    pub elapsed_micros: u64,
 }
 
 /// Lotus's `AddrInfo`: `{"ID": "<peer id>", "Addrs": ["<multiaddr>", …]}`.

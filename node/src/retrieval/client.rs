@@ -92,6 +92,11 @@ pub struct Retrieved {
     pub lane: Option<u64>,
     /// How long each payment took (voucher made, stored, sent, acknowledged).
     pub payment_latencies: Vec<Duration>,
+    /// From the call to the first chunk checked against its hash (the manifest's round trip
+    /// included); `None` for a blob without chunks.
+    pub first_byte: Option<Duration>,
+    /// From the call to the last chunk checked and paid for.
+    pub elapsed: Duration,
 }
 
 /// The most a client pays for one retrieval: per chunk, and (if set) for the whole blob.
@@ -148,6 +153,7 @@ pub async fn retrieve(
     root: Hash,
     limit: PriceLimit,
 ) -> Result<Retrieved, RetrieveError> {
+    let started = Instant::now();
     let (peer, addrs) = payer
         .payee_peer(&channel)
         .await
@@ -177,7 +183,7 @@ pub async fn retrieve(
     let mut flow = [0u8; 16];
     getrandom::getrandom(&mut flow).map_err(|e| RetrieveError::BadManifest(e.to_string()))?;
     let flow = flow.to_vec();
-    let result = fetch(payer, channel, root, manifest, &flow, peer, addrs).await;
+    let result = fetch(payer, channel, root, manifest, &flow, peer, addrs, started).await;
     // The lane goes back to the pool whatever happened: its cumulative amount is what the
     // payee holds, and the next retrieval continues from it.
     if let Err(e) = payer.end_flow(&channel, &flow).await {
@@ -186,6 +192,7 @@ pub async fn retrieve(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn fetch(
     payer: &Payer,
     channel: Address,
@@ -194,9 +201,12 @@ async fn fetch(
     flow: &[u8],
     peer: PeerId,
     addrs: Vec<libp2p::Multiaddr>,
+    started: Instant,
 ) -> Result<Retrieved, RetrieveError> {
     let net = payer.network();
     let mut retrieved = Retrieved {
+        first_byte: None,
+        elapsed: Duration::ZERO,
         bytes: 0,
         paid: TokenAmount::default(),
         lane: None,
@@ -217,6 +227,7 @@ async fn fetch(
             return Err(RetrieveError::BadChunk { index, paid_chunks: index });
         }
         retrieved.bytes += data.len() as u64;
+        retrieved.first_byte.get_or_insert_with(|| started.elapsed());
         let price = retrieved.manifest.price_per_chunk.clone();
         if price.is_positive() {
             let started = Instant::now();
@@ -236,6 +247,7 @@ async fn fetch(
             retrieved.paid += price;
         }
     }
+    retrieved.elapsed = started.elapsed();
     Ok(retrieved)
 }
 

@@ -40,10 +40,17 @@ handlers! {
             payment_micros: got
                 .payment_latencies
                 .iter()
-                .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+                .map(|d| micros(*d))
                 .collect(),
+            first_byte_micros: got.first_byte.map(micros),
+            elapsed_micros: micros(got.elapsed),
         })
     };
+}
+
+/// A duration in whole microseconds, saturating.
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Publishes `spec`'s blob, paid to the wallet's default address.
