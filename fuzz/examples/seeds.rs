@@ -325,7 +325,7 @@ fn main() {
             .expect("response"),
     );
 
-    // /paych/retrieval/1.0.0.
+    // /paych/retrieval/2.0.0.
     let blob: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
     let manifest = Manifest::of(&blob, 1000, amount(7), payee_addr).expect("manifest");
     let root: [u8; 32] = manifest.root.clone().try_into().expect("32 bytes");

@@ -83,7 +83,7 @@ impl Host {
         &self.listen_addrs
     }
 
-    /// The blobs this node serves over `/paych/retrieval/1.0.0`.
+    /// The blobs this node serves over `/paych/retrieval/2.0.0`.
     pub fn retrieval(&self) -> &Arc<RetrievalProvider> {
         &self.retrieval
     }

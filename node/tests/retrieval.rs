@@ -1,6 +1,9 @@
 //! Paid retrievals between two nodes' network loops over real TCP on one in-process
-//! devnet: the provider serves a published blob chunk by chunk once the earlier chunks are
-//! paid; the client checks each chunk against the manifest before paying for it.
+//! devnet: the provider serves a published blob inside each flow's credit window; the
+//! client checks each chunk against the manifest before paying for it. Most scenarios run
+//! against a provider with a fixed window of one chunk (it serves chunk `i` once chunks
+//! `0..i` are paid), so each step is exact; the pipelined ones run with the default,
+//! growing window.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -41,10 +44,16 @@ struct Setup {
     channel: Address,
 }
 
+/// A provider whose flows serve one chunk ahead of payment, never more.
 async fn setup() -> Setup {
+    setup_with(RetrievalLimits::default().with_fixed_window(CHUNK), atto(1000)).await
+}
+
+/// A provider bounded by `limits`, and a channel of `funds` to it.
+async fn setup_with(limits: RetrievalLimits, funds: TokenAmount) -> Setup {
     let net = Net::new();
-    let (client, provider, channel) = net.channel(10, 0, atto(1000)).await;
-    let provider_blobs = Arc::new(RetrievalProvider::default());
+    let (client, provider, channel) = net.channel(10, 0, funds).await;
+    let provider_blobs = Arc::new(RetrievalProvider::default().with_limits(limits));
     let config = serving(provider_blobs.clone(), Arc::default());
     let (provider_net, provider_peer, provider_addrs) = host(provider.m(), config).await;
     let (client_net, _, _) = host(client.m(), HostConfig::default()).await;
@@ -541,4 +550,92 @@ async fn a_flood_of_unpaid_requests_from_several_peers_stays_within_the_total_bu
     for (_, task) in floods {
         task.abort();
     }
+}
+
+/// Publishes `chunks` chunks of `CHUNK` bytes at `price` attoFIL a chunk, with `faults`.
+fn publish_many(s: &Setup, chunks: u32, price: u64, faults: Faults) -> Hash {
+    let data: Vec<u8> =
+        (0..chunks * CHUNK as u32).map(|i| (i.wrapping_mul(2654435761) >> 9) as u8).collect();
+    let manifest =
+        s.provider_blobs.publish(data, CHUNK, atto(price), s.provider.addr, faults).unwrap();
+    Hash::try_from(manifest.root.as_slice()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_retrieval_pays_for_every_chunk_with_fewer_vouchers_than_chunks() {
+    // The provider starts every flow at four chunks ahead and lets it grow to 64.
+    let limits = RetrievalLimits {
+        window_initial: 4 * CHUNK,
+        window_max: 64 * CHUNK,
+        ..RetrievalLimits::default()
+    };
+    let s = setup_with(limits, atto(10_000)).await;
+    let root = publish_many(&s, 400, 3, Faults::default());
+    let got = tokio::time::timeout(
+        DEADLINE,
+        retrieval::retrieve(&s.payer, s.channel, root, PriceLimit::per_chunk(atto(3))),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(got.bytes, 400 * CHUNK);
+    assert_eq!(got.paid, atto(1200));
+    assert_eq!(held(&s).await, atto(1200));
+    // Payments ran beside the transfer, each covering every chunk checked since the last.
+    let vouchers = got.payment_latencies.len();
+    assert!((1..400).contains(&vouchers), "{vouchers} vouchers for 400 chunks");
+    assert!(got.first_byte.is_some_and(|t| t <= got.elapsed));
+    // The flow was paid in full and closed.
+    assert_eq!(s.provider_blobs.usage().open_flows, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_retrieval_never_pays_for_a_bad_chunk_or_anything_after_it() {
+    let limits = RetrievalLimits {
+        window_initial: 8 * CHUNK,
+        window_max: 32 * CHUNK,
+        ..RetrievalLimits::default()
+    };
+    let s = setup_with(limits, atto(10_000)).await;
+    let root = publish_many(&s, 200, 2, Faults { corrupt_chunk: Some(57) });
+    let err = retrieval::retrieve(&s.payer, s.channel, root, PriceLimit::per_chunk(atto(2)))
+        .await
+        .unwrap_err();
+    // Chunks 0..57 were checked and paid for; chunk 57 failed and nothing from it on was
+    // paid, though later chunks may have arrived.
+    assert!(matches!(err, RetrieveError::BadChunk { index: 57, paid_chunks: 57 }), "{err}");
+    assert_eq!(held(&s).await, atto(114));
+    let spent = s.client.m().status(&s.channel).await.unwrap();
+    let issued = spent.lanes.iter().fold(TokenAmount::default(), |acc, l| acc + &l.amount);
+    assert_eq!(issued, atto(114));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_grows_as_the_client_pays_and_a_request_beyond_it_is_refused() {
+    let limits = RetrievalLimits {
+        window_initial: 2 * CHUNK,
+        window_max: 6 * CHUNK,
+        ..RetrievalLimits::default()
+    };
+    let s = setup_with(limits, atto(1000)).await;
+    let root = publish_many(&s, 20, 10, Faults::default());
+    let net = s.payer.network();
+    let flow = b"grow".to_vec();
+    // Two chunks ahead of payment, no more; the answer tells the window.
+    let first = ask_chunk(&s, net, root, 0, &flow).await;
+    assert_eq!(first.window, Some(2 * CHUNK));
+    assert_eq!(ask_chunk(&s, net, root, 1, &flow).await.status(), Some(RetrievalStatus::Ok));
+    let beyond = ask_chunk(&s, net, root, 2, &flow).await;
+    assert_unpaid(&beyond);
+    assert!(beyond.data.is_none());
+    // Paying for both chunks grows the window by what they paid for: chunks 2..6 open.
+    s.payer.pay(&s.channel, atto(20), Some(flow.clone())).await.unwrap();
+    let grown = ask_chunk(&s, net, root, 5, &flow).await;
+    assert_eq!(grown.status(), Some(RetrievalStatus::Ok));
+    assert_eq!(grown.window, Some(4 * CHUNK));
+    assert_unpaid(&ask_chunk(&s, net, root, 6, &flow).await);
+    // What the provider has out unpaid never passes the window's worth.
+    let (owed, bound) = s.provider_blobs.exposure(s.client_peer(), s.channel, &flow).unwrap();
+    assert_eq!(owed, atto(40));
+    assert!(owed <= bound, "{owed:?} > {bound:?}");
 }

@@ -57,7 +57,10 @@ fn a_small_testnet_completes_with_its_invariants() {
     assert_eq!(report["nodes"], 4);
     assert_eq!(report["channels"], 4);
     assert_eq!(report["retrievals"], 16);
-    assert_eq!(report["payments"], 16 * 4);
+    // Every retrieval paid with one voucher or more: a retrieval pays its checked chunks
+    // while more arrive, so one voucher may pay for several.
+    let payments = report["payments"].as_u64().unwrap();
+    assert!((16..=16 * 4).contains(&payments), "{report:#}");
     assert_eq!(report["bytes"], 16 * 4 * 4096);
     // Two retrievals ran together on each channel, so each had two lanes to fold.
     assert!(report["reconciled_channels"].as_u64().unwrap() > 0, "{report:#}");

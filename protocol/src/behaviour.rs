@@ -154,7 +154,7 @@ pub enum Event {
 pub type VoucherEvent = request_response::Event<VoucherRequest, VoucherResponse>;
 /// The events of `/paych/reconcile/2.0.0`.
 pub type ReconcileEvent = request_response::Event<ReconcileRequest, ReconcileResponse>;
-/// The events of `/paych/retrieval/1.0.0`.
+/// The events of `/paych/retrieval/2.0.0`.
 pub type RetrievalEvent = request_response::Event<RetrievalRequest, RetrievalResponse>;
 /// The events of `/paych/route/1.0.0`.
 pub type RouteEvent = request_response::Event<RouteRequest, RouteResponse>;
@@ -218,7 +218,7 @@ pub struct Behaviour {
     pub voucher: Exchange<VoucherCodec>,
     /// `/paych/reconcile/2.0.0`.
     pub reconcile: Exchange<ReconcileCodec>,
-    /// `/paych/retrieval/1.0.0`.
+    /// `/paych/retrieval/2.0.0`.
     pub retrieval: Exchange<RetrievalCodec>,
     /// `/paych/route/1.0.0`.
     pub route: Exchange<RouteCodec>,
@@ -355,7 +355,13 @@ pub fn build_swarm(keypair: Keypair, config: &Config) -> Result<Swarm<Behaviour>
     )?;
     let Ok(with_behaviour) = transport.with_behaviour(|key| Behaviour::new(key, config));
     let swarm = with_behaviour
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .with_swarm_config(|c| {
+            // An outbound stream names its protocol and sends its request at once, without
+            // waiting a round trip for the listener to confirm the protocol (multistream-select
+            // "V1Lazy"); a listener that lacks the protocol fails the request all the same.
+            c.with_idle_connection_timeout(config.idle_connection_timeout)
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .build();
     Ok(swarm)
 }

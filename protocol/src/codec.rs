@@ -197,7 +197,7 @@ pub struct Codec<Req, Resp> {
 pub type VoucherCodec = Codec<VoucherRequest, VoucherResponse>;
 /// The codec of `/paych/reconcile/2.0.0`.
 pub type ReconcileCodec = Codec<ReconcileRequest, ReconcileResponse>;
-/// The codec of `/paych/retrieval/1.0.0`.
+/// The codec of `/paych/retrieval/2.0.0`.
 pub type RetrievalCodec = Codec<RetrievalRequest, RetrievalResponse>;
 /// The codec of `/paych/route/1.0.0`.
 pub type RouteCodec = Codec<RouteRequest, RouteResponse>;

@@ -5,7 +5,7 @@
 //!
 //! - [`messages`]: the messages of `/paych/voucher/1.0.0` and `/paych/reconcile/2.0.0` and
 //!   the signed peer record, in tuple DAG-CBOR with typed decoding errors;
-//! - [`retrieval`]: the messages of `/paych/retrieval/1.0.0`, the paid chunk transfer, and
+//! - [`retrieval`]: the messages of `/paych/retrieval/2.0.0`, the paid chunk transfer, and
 //!   the BLAKE2b-256 chunk hashes and root that let a client check every chunk;
 //! - [`route`]: the messages of `/paych/route/1.0.0`, payments routed through a hub with
 //!   hash-locked vouchers, and their status codes;
@@ -50,7 +50,7 @@ pub const VOUCHER_PROTOCOL: &str = "/paych/voucher/1.0.0";
 /// Protocol id of reconciliation: a payee asks the payer to fold many vouchers into one.
 pub const RECONCILE_PROTOCOL: &str = "/paych/reconcile/2.0.0";
 /// Protocol id of the paid chunk transfer used by retrievals.
-pub const RETRIEVAL_PROTOCOL: &str = "/paych/retrieval/1.0.0";
+pub const RETRIEVAL_PROTOCOL: &str = "/paych/retrieval/2.0.0";
 /// Protocol id of routed payments: a payer pays a payee through a hub with hash-locked
 /// vouchers, each leg one request of this protocol.
 pub const ROUTE_PROTOCOL: &str = "/paych/route/1.0.0";

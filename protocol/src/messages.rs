@@ -91,7 +91,7 @@ pub enum RuleViolation {
         /// Whether a combined voucher was present.
         combined: bool,
     },
-    /// A `/paych/retrieval/1.0.0` message breaks a rule of its own.
+    /// A `/paych/retrieval/2.0.0` message breaks a rule of its own.
     #[error(transparent)]
     Retrieval(crate::retrieval::rules::RetrievalViolation),
     /// A `/paych/route/1.0.0` message breaks a rule of its own.

@@ -39,7 +39,7 @@ pub struct InboundConfig {
     pub min_delta: TokenAmount,
     /// The terms on which this node, as a payer, folds vouchers into a combined one.
     pub reconcile_policy: ReconcilePolicy,
-    /// The blobs served over `/paych/retrieval/1.0.0`, credited with the payments that
+    /// The blobs served over `/paych/retrieval/2.0.0`, credited with the payments that
     /// vouchers carrying a flow reference bring.
     pub retrieval: Arc<RetrievalProvider>,
     /// Where answers and refusals are counted.

@@ -232,7 +232,7 @@ pub enum InboundRequest {
         /// The request.
         request: Box<ReconcileRequest>,
     },
-    /// A manifest or chunk request (`/paych/retrieval/1.0.0`).
+    /// A manifest or chunk request (`/paych/retrieval/2.0.0`).
     Retrieval {
         /// Names the answer.
         id: InboundId,

@@ -1,8 +1,10 @@
-//! The client's side of paid retrievals over `/paych/retrieval/1.0.0` ([`retrieve`]): fetch
-//! the manifest, then each chunk, checking it against its hash and paying for it on the
-//! retrieval's flow (through the node's [`Payer`]) before asking for the next, never above
-//! the client's [`PriceLimit`]. A chunk that does not match its hash stops the retrieval
-//! unpaid. It never serves anything: that is [`super::provider`].
+//! The client's side of paid retrievals over `/paych/retrieval/2.0.0` ([`retrieve`]): fetch
+//! the manifest, then the chunks with several requests in flight ([`pipeline_depth`]),
+//! checking each against its hash and paying for the checked chunks in order on the
+//! retrieval's flow (through the node's [`Payer`]) while more arrive — never above the
+//! client's [`PriceLimit`], and never for a chunk that failed its hash, which stops the
+//! retrieval. Requests stay inside the provider's credit window, counted from acknowledged
+//! payments. It never serves anything: that is [`super::provider`].
 
 use std::time::{Duration, Instant};
 
@@ -183,7 +185,8 @@ pub async fn retrieve(
     let mut flow = [0u8; 16];
     getrandom::getrandom(&mut flow).map_err(|e| RetrieveError::BadManifest(e.to_string()))?;
     let flow = flow.to_vec();
-    let result = fetch(payer, channel, root, manifest, &flow, peer, addrs, started).await;
+    let window = response.window;
+    let result = fetch(payer, channel, root, manifest, window, &flow, peer, addrs, started).await;
     // The lane goes back to the pool whatever happened: its cumulative amount is what the
     // payee holds, and the next retrieval continues from it.
     if let Err(e) = payer.end_flow(&channel, &flow).await {
@@ -192,63 +195,225 @@ pub async fn retrieve(
     result
 }
 
+/// Chunk requests a client keeps in flight at most.
+pub const PIPELINE_REQUESTS: usize = 16;
+/// Bytes of chunks a client keeps requested and not yet received, at most (at least one
+/// chunk is always in flight).
+pub const PIPELINE_BYTES: u64 = 4 << 20;
+/// Times one chunk is asked again after a `PaymentRequired` answer (once the payment in
+/// flight is answered) before the retrieval fails.
+pub const PAYMENT_REQUIRED_ATTEMPTS: u32 = 3;
+
+/// Chunk requests a retrieval of `chunk_size`-byte chunks keeps in flight.
+pub fn pipeline_depth(chunk_size: u64) -> usize {
+    let by_bytes = PIPELINE_BYTES.checked_div(chunk_size).unwrap_or(1).max(1);
+    usize::try_from(by_bytes).unwrap_or(usize::MAX).min(PIPELINE_REQUESTS)
+}
+
+type Pending<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A payment in flight: the chunks it pays for, when it started, and its outcome.
+type Payment = (u64, Instant, Result<crate::pay::Paid, PayError>);
+
+/// Fetches every chunk of `manifest` with up to [`pipeline_depth`] requests in flight, checks
+/// each against its hash, and pays for the checked chunks in order on the flow's lane — one
+/// voucher in flight at a time, each covering every chunk checked since the last — without
+/// waiting for a payment's answer before asking for more. Requests stay inside the
+/// provider's credit window, counted from the payments it acknowledged (a provider credits
+/// a payment before it answers it).
 #[allow(clippy::too_many_arguments)]
 async fn fetch(
     payer: &Payer,
     channel: Address,
     root: Hash,
     manifest: Manifest,
+    window: Option<u64>,
     flow: &[u8],
     peer: PeerId,
     addrs: Vec<libp2p::Multiaddr>,
     started: Instant,
 ) -> Result<Retrieved, RetrieveError> {
+    use futures::stream::{FuturesUnordered, StreamExt as _};
+    use std::collections::{BTreeSet, HashMap, VecDeque};
+
     let net = payer.network();
+    let chunks = manifest.chunks();
+    let price = manifest.price_per_chunk.clone();
+    let paid_blob = price.is_positive();
+    let chunk_size = manifest.chunk_size;
+    let depth = pipeline_depth(chunk_size);
+    let mut window = window.unwrap_or(chunk_size);
     let mut retrieved = Retrieved {
         first_byte: None,
         elapsed: Duration::ZERO,
         bytes: 0,
         paid: TokenAmount::default(),
         lane: None,
-        payment_latencies: Vec::with_capacity(manifest.hashes.len()),
+        payment_latencies: Vec::new(),
         manifest,
     };
-    for (index, expected) in retrieved.manifest.hashes.clone().iter().enumerate() {
-        let index = index as u64;
-        let request = RetrievalRequest::chunk(root, index, channel, flow.to_vec());
-        let response = ask(net, peer, &addrs, request).await?;
-        let data = match response.data {
-            Some(data) if response.status == RetrievalStatus::Ok as u8 => data,
-            _ => return Err(refused(&format!("chunk {index}"), &response)),
-        };
-        let expected_len = retrieved.manifest.chunk_range(index).map(|r| r.len()).unwrap_or(0);
-        if data.len() != expected_len || retrieval::hash(&data) != *expected {
-            tracing::warn!(index, "chunk does not match its hash; retrieval stopped unpaid");
-            return Err(RetrieveError::BadChunk { index, paid_chunks: index });
-        }
-        retrieved.bytes += data.len() as u64;
-        retrieved.first_byte.get_or_insert_with(|| started.elapsed());
-        let price = retrieved.manifest.price_per_chunk.clone();
-        if price.is_positive() {
-            let started = Instant::now();
-            let paid = payer
-                .pay(&channel, price.clone(), Some(flow.to_vec()))
-                .await
-                .map_err(|source| RetrieveError::Pay { index, source })?;
-            retrieved.payment_latencies.push(started.elapsed());
-            if !paid.response.is_held() {
-                let status = paid.response.status().map_or_else(
-                    || format!("Unknown({})", paid.response.status),
-                    |s| format!("{s:?}"),
-                );
-                return Err(RetrieveError::PaymentRefused { index, status });
+    let addrs = &addrs;
+    let mut requests: FuturesUnordered<
+        Pending<'_, (u64, Result<RetrievalResponse, NetworkError>)>,
+    > = FuturesUnordered::new();
+    let mut paying: Option<Pending<'_, Payment>> = None;
+    // The next chunk never asked for; chunks to ask again; attempts per chunk asked again.
+    let mut next = 0u64;
+    let mut again: VecDeque<u64> = VecDeque::new();
+    let mut attempts: HashMap<u64, u32> = HashMap::new();
+    // Chunks checked beyond the checked prefix `[0, prefix)`.
+    let mut checked: BTreeSet<u64> = BTreeSet::new();
+    let mut prefix = 0u64;
+    // Chunks paid for and acknowledged; chunks paid for in the payment in flight.
+    let mut paid_chunks = 0u64;
+    let mut failure: Option<RetrieveError> = None;
+    loop {
+        // Ask for more, inside the pipeline and the credit window.
+        while failure.is_none() && requests.len() < depth {
+            let index = match again.front() {
+                // A chunk asked again waits until the payment in flight is answered.
+                Some(&index) if paying.is_none() => index,
+                Some(_) => break,
+                None if next < chunks => next,
+                None => break,
+            };
+            let limit = paid_chunks.saturating_add(retrieval::window_chunks(window, chunk_size));
+            if paid_blob && index >= limit {
+                break;
             }
-            retrieved.lane = Some(paid.lane);
-            retrieved.paid += price;
+            if again.front() == Some(&index) {
+                again.pop_front();
+            } else {
+                next += 1;
+            }
+            let request = RetrievalRequest::chunk(root, index, channel, flow.to_vec());
+            requests.push(Box::pin(async move { (index, ask(net, peer, addrs, request).await) }));
+        }
+        // Pay for every chunk checked and not yet paid for, one voucher at a time.
+        let payable = failure.as_ref().is_none_or(|f| !f.is_payment_failure());
+        if paid_blob && payable && paying.is_none() && prefix > paid_chunks {
+            let n = prefix - paid_chunks;
+            let amount = &price * n;
+            let flow = flow.to_vec();
+            paying = Some(Box::pin(async move {
+                let at = Instant::now();
+                (n, at, payer.pay(&channel, amount, Some(flow)).await)
+            }));
+        }
+        if requests.is_empty() && paying.is_none() {
+            break;
+        }
+        tokio::select! {
+            Some((index, answer)) = requests.next(), if !requests.is_empty() => {
+                let response = match answer {
+                    Ok(response) => response,
+                    Err(e) => {
+                        failure.get_or_insert(RetrieveError::Network(e));
+                        continue;
+                    }
+                };
+                if let Some(w) = response.window {
+                    window = w;
+                }
+                let status = response.status();
+                let data = match response.data {
+                    Some(data) if status == Some(RetrievalStatus::Ok) => data,
+                    _ if status == Some(RetrievalStatus::PaymentRequired) => {
+                        let tried = attempts.entry(index).or_default();
+                        *tried += 1;
+                        if *tried > PAYMENT_REQUIRED_ATTEMPTS {
+                            failure.get_or_insert(refused(&format!("chunk {index}"), &response));
+                        } else {
+                            tracing::debug!(index, "payment required; asking again once paid");
+                            again.push_back(index);
+                        }
+                        continue;
+                    }
+                    _ => {
+                        failure.get_or_insert(refused(&format!("chunk {index}"), &response));
+                        continue;
+                    }
+                };
+                let expected = retrieved.manifest.hashes.get(index as usize);
+                let expected_len =
+                    retrieved.manifest.chunk_range(index).map(|r| r.len()).unwrap_or(0);
+                if data.len() != expected_len || expected != Some(&retrieval::hash(&data)) {
+                    tracing::warn!(index, "chunk does not match its hash; retrieval stopped");
+                    let bad = RetrieveError::BadChunk { index, paid_chunks: 0 };
+                    if failure.as_ref().is_none_or(|f| f.bad_chunk().is_none_or(|i| index < i)) {
+                        failure = Some(bad);
+                    }
+                    continue;
+                }
+                retrieved.bytes += data.len() as u64;
+                retrieved.first_byte.get_or_insert_with(|| started.elapsed());
+                checked.insert(index);
+                // Chunks are paid for in order: extend the checked prefix.
+                while checked.remove(&prefix) {
+                    prefix += 1;
+                }
+            }
+            (n, at, outcome) = poll_some(&mut paying), if paying.is_some() => {
+                paying = None;
+                let index = paid_chunks;
+                match outcome {
+                    Err(source) => {
+                        failure = Some(RetrieveError::Pay { index, source });
+                    }
+                    Ok(paid) if !paid.response.is_held() => {
+                        let status = paid.response.status().map_or_else(
+                            || format!("Unknown({})", paid.response.status),
+                            |s| format!("{s:?}"),
+                        );
+                        failure = Some(RetrieveError::PaymentRefused { index, status });
+                    }
+                    Ok(paid) => {
+                        retrieved.payment_latencies.push(at.elapsed());
+                        retrieved.lane = Some(paid.lane);
+                        retrieved.paid += &price * n;
+                        paid_chunks += n;
+                    }
+                }
+            }
         }
     }
     retrieved.elapsed = started.elapsed();
-    Ok(retrieved)
+    match failure {
+        Some(RetrieveError::BadChunk { index, .. }) => Err(RetrieveError::BadChunk {
+            index,
+            paid_chunks: if paid_blob { paid_chunks } else { prefix },
+        }),
+        Some(failure) => Err(failure),
+        None if prefix < chunks => Err(RetrieveError::Refused {
+            what: format!("chunk {prefix}"),
+            status: RetrievalStatus::PaymentRequired.name().to_owned(),
+            message: "the provider's credit window did not open".to_owned(),
+        }),
+        None => Ok(retrieved),
+    }
+}
+
+/// Awaits the future in `slot` (the caller checks there is one; none never completes).
+async fn poll_some<T>(slot: &mut Option<Pending<'_, T>>) -> T {
+    match slot {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl RetrieveError {
+    /// Whether paying failed (so nothing more is paid).
+    fn is_payment_failure(&self) -> bool {
+        matches!(self, RetrieveError::Pay { .. } | RetrieveError::PaymentRefused { .. })
+    }
+
+    /// The chunk that failed its hash, if that is the failure.
+    fn bad_chunk(&self) -> Option<u64> {
+        match self {
+            RetrieveError::BadChunk { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
 }
 
 /// Sends `request`, asking again (after a growing wait) while the provider answers

@@ -1,6 +1,7 @@
-//! Paid retrievals over `/paych/retrieval/1.0.0`: the provider's side ([`provider`]:
-//! published blobs, open flows and what each has been paid, the bounds of unpaid work) and
-//! the client's ([`client`]: fetch, check and pay chunk by chunk). The node answers inbound
+//! Paid retrievals over `/paych/retrieval/2.0.0`: the provider's side ([`provider`]:
+//! published blobs, open flows, what each has been paid and its credit window, the bounds
+//! of unpaid work) and the client's ([`client`]: pipelined requests, each chunk checked,
+//! checked chunks paid for while more arrive). The node answers inbound
 //! retrieval requests with the provider in [`crate::inbound::retrieval`]; nothing here
 //! touches the swarm or answers a peer by itself.
 
@@ -8,12 +9,14 @@ pub mod client;
 pub mod provider;
 
 pub use client::{
-    parse_root, retrieve, PriceLimit, RetrieveError, Retrieved, RATE_LIMITED_ATTEMPTS,
+    parse_root, pipeline_depth, retrieve, PriceLimit, RetrieveError, Retrieved,
+    PAYMENT_REQUIRED_ATTEMPTS, PIPELINE_BYTES, PIPELINE_REQUESTS, RATE_LIMITED_ATTEMPTS,
     RATE_LIMITED_BACKOFF,
 };
 pub use provider::{
     Faults, InFlight, Load, PublishError, RetrievalLimits, RetrievalProvider, RetrievalUsage,
     Served, FLOW_IDLE_TIMEOUT, MAX_BYTES_IN_FLIGHT, MAX_BYTES_IN_FLIGHT_PER_PEER, MAX_FLOWS,
     MAX_FLOWS_PER_PEER, MAX_PUBLISHED_BYTES, MAX_RESPONSES_IN_FLIGHT,
-    MAX_RESPONSES_IN_FLIGHT_PER_PEER, RESPONSE_ENVELOPE_BYTES,
+    MAX_RESPONSES_IN_FLIGHT_PER_PEER, RESPONSE_ENVELOPE_BYTES, WINDOW_INITIAL_BYTES,
+    WINDOW_MAX_BYTES,
 };

@@ -1,4 +1,4 @@
-//! The provider's side of paid retrievals over `/paych/retrieval/1.0.0`
+//! The provider's side of paid retrievals over `/paych/retrieval/2.0.0`
 //! ([`RetrievalProvider`]): published blobs, the open flows and what each has been paid, and
 //! the bounds of the work it does unpaid. It never touches the network or the manager: the
 //! node's inbound handling ([`crate::inbound::retrieval`]) hands it requests and credits.
@@ -13,7 +13,18 @@
 //! payment). A voucher the manager already holds (`AlreadyHeld`) or that adds nothing
 //! (`Covered`) credits nothing, so a replayed voucher earns nothing, whoever sends it and
 //! under whatever flow; credit paid on one flow unlocks chunks of that flow's blob only.
-//! Chunk `i` is served once the flow's credit reaches `i × price`.
+//!
+//! **Credit windows.** A flow serves ahead of payment up to its **window** (bytes, counted
+//! in whole chunks, at least one: [`window_chunks`]): chunk `i` is served while
+//! `i < paid_chunks + window_chunks`, `paid_chunks` being the flow's credit in whole chunks.
+//! A window starts at [`RetrievalLimits::window_initial`] and grows, as a TCP window in
+//! slow start, by the bytes each credit pays for, up to [`RetrievalLimits::window_max`]: a
+//! client that pays on time doubles it every round trip. A request beyond the window (the
+//! client's payments are behind) is answered `PaymentRequired` and halves the window, never
+//! below the initial one nor below what the flow already owes. So the value delivered and
+//! not yet paid for, `(served_through − paid_chunks) × price`, never exceeds the window's
+//! worth, at every moment ([`RetrievalProvider::exposure`]). Every answer on a flow tells the
+//! client its window, so a client keeps its requests inside it.
 //!
 //! **Credits are not durable: flows are closed and evicted.** Because a client pays for a
 //! chunk only after receiving it, a flow's credit never exceeds what the provider already
@@ -45,14 +56,17 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use paych_core::types::{format_address, Address, Network, TokenAmount};
-use paych_protocol::retrieval::{Hash, Manifest, RetrievalViolation, HASH_BYTES};
+use paych_protocol::retrieval::{
+    window_chunks, Hash, Manifest, RetrievalViolation, HASH_BYTES, MAX_WINDOW_BYTES,
+};
 use paych_protocol::{RetrievalRequest, RetrievalResponse, RetrievalStatus};
 
 /// The most bytes all published blobs may take together.
 pub const MAX_PUBLISHED_BYTES: usize = 256 << 20;
 /// Responses (manifests and chunks) handed to the network for one peer and not yet sent,
-/// at most; more are answered `RateLimited`.
-pub const MAX_RESPONSES_IN_FLIGHT_PER_PEER: usize = 8;
+/// at most; more are answered `RateLimited`. Room for two retrievals' pipelines of small
+/// chunks ([`crate::retrieval::client::PIPELINE_REQUESTS`]).
+pub const MAX_RESPONSES_IN_FLIGHT_PER_PEER: usize = 32;
 /// Bytes of those responses, at most, for one peer.
 pub const MAX_BYTES_IN_FLIGHT_PER_PEER: usize = 8 << 20;
 /// Responses in flight, at most, over all peers.
@@ -65,6 +79,10 @@ pub const MAX_FLOWS_PER_PEER: usize = 64;
 pub const MAX_FLOWS: usize = 16_384;
 /// A flow without a request for this long is evicted.
 pub const FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The credit window a flow starts with, in bytes (at least one chunk is always served).
+pub const WINDOW_INITIAL_BYTES: u64 = 4 << 20;
+/// The largest credit window a flow grows to, in bytes.
+pub const WINDOW_MAX_BYTES: u64 = 16 << 20;
 /// What a response counts beyond its manifest's hashes or its chunk's bytes (its envelope).
 pub const RESPONSE_ENVELOPE_BYTES: usize = 256;
 
@@ -85,6 +103,28 @@ pub struct RetrievalLimits {
     pub max_flows: usize,
     /// A flow without a request for this long is evicted.
     pub flow_idle_timeout: Duration,
+    /// The credit window a flow starts with, in bytes.
+    pub window_initial: u64,
+    /// The largest a flow's credit window grows, in bytes (at most [`MAX_WINDOW_BYTES`]).
+    pub window_max: u64,
+}
+
+impl RetrievalLimits {
+    /// The same limits with a fixed credit window of `bytes`: it starts there and never
+    /// grows.
+    pub fn with_fixed_window(self, bytes: u64) -> Self {
+        RetrievalLimits { window_initial: bytes, window_max: bytes, ..self }
+    }
+
+    /// The largest window, within the protocol's bound.
+    fn max_window(&self) -> u64 {
+        self.window_max.min(MAX_WINDOW_BYTES)
+    }
+
+    /// The window a flow starts with, within the largest.
+    fn initial_window(&self) -> u64 {
+        self.window_initial.min(self.max_window())
+    }
 }
 
 impl Default for RetrievalLimits {
@@ -97,6 +137,8 @@ impl Default for RetrievalLimits {
             max_flows_per_peer: MAX_FLOWS_PER_PEER,
             max_flows: MAX_FLOWS,
             flow_idle_timeout: FLOW_IDLE_TIMEOUT,
+            window_initial: WINDOW_INITIAL_BYTES,
+            window_max: WINDOW_MAX_BYTES,
         }
     }
 }
@@ -153,22 +195,94 @@ impl Blob {
     }
 }
 
+/// What an admitted chunk request does to its flow.
+enum Opening {
+    /// A free blob: no flow.
+    Free,
+    /// The flow is open; its window, in bytes.
+    Existing(u64),
+    /// The request opens this flow.
+    Open(Flow),
+}
+
+/// The refusal of chunk `index`, beyond `flow`'s window.
+fn beyond_window(flow: &Flow, index: u64) -> RetrievalResponse {
+    RetrievalResponse::refused(
+        RetrievalStatus::PaymentRequired,
+        format!(
+            "chunk {index} is beyond this flow's credit window of {} chunks: {} attoFIL paid on \
+             this channel and flow covers {} chunks",
+            flow.window_chunks(),
+            flow.paid.atto(),
+            flow.paid_chunks()
+        ),
+    )
+}
+
 /// What a request was admitted to receive.
 enum Admitted {
-    Manifest(Arc<Blob>),
-    Chunk(Arc<Blob>, u64, std::ops::Range<usize>),
+    /// The manifest, with the window a new flow starts with (none for a free blob).
+    Manifest(Arc<Blob>, Option<u64>),
+    /// A chunk, with its flow's window (none for a free blob).
+    Chunk(Arc<Blob>, u64, std::ops::Range<usize>, Option<u64>),
 }
 
 /// A flow's key: the peer that opened it, the channel it is paid on, its reference.
 type FlowKey = (PeerId, Address, Vec<u8>);
 
-/// An open flow: the blob it is bound to and what it has been paid.
+/// An open flow: the blob it is bound to, what it has been paid and its credit window.
 struct Flow {
     root: Hash,
     paid: TokenAmount,
     /// The price of every chunk of the blob: once paid, the flow is closed.
     complete_at: TokenAmount,
+    /// The price of one chunk (positive: a free blob opens no flow).
+    price: TokenAmount,
+    /// The blob's chunk size.
+    chunk_size: u64,
+    /// The credit window, in bytes.
+    window: u64,
+    /// One past the highest chunk index served on the flow.
+    served_through: u64,
     last_active: Instant,
+}
+
+impl Flow {
+    /// The credit in whole chunks.
+    fn paid_chunks(&self) -> u64 {
+        whole_chunks(&self.paid, &self.price)
+    }
+
+    /// The window in whole chunks.
+    fn window_chunks(&self) -> u64 {
+        window_chunks(self.window, self.chunk_size)
+    }
+
+    /// Chunks served and not yet paid for.
+    fn owed_chunks(&self) -> u64 {
+        self.served_through.saturating_sub(self.paid_chunks())
+    }
+
+    /// Whether chunk `index` lies inside the window.
+    fn admits(&self, index: u64) -> bool {
+        index < self.paid_chunks().saturating_add(self.window_chunks())
+    }
+
+    /// Halves the window after a request beyond it, keeping it at least `initial` and at
+    /// least what the flow owes.
+    fn shrink(&mut self, initial: u64) {
+        let owed = self.owed_chunks().saturating_mul(self.chunk_size);
+        self.window = (self.window / 2).max(initial).max(owed).min(self.window);
+    }
+}
+
+/// `paid` in whole chunks of `price` (saturating at `u64::MAX`).
+fn whole_chunks(paid: &TokenAmount, price: &TokenAmount) -> u64 {
+    if !price.is_positive() {
+        return u64::MAX;
+    }
+    let chunks = paid.atto() / price.atto();
+    u64::try_from(chunks).unwrap_or(if paid.is_negative() { 0 } else { u64::MAX })
 }
 
 /// Responses in flight and their bytes.
@@ -322,9 +436,10 @@ impl State {
         }
     }
 
-    /// Checks that the flow `key` has paid for the chunks of `root` before `index`, and
-    /// answers the flow to open when the request opens one (a chunk 0 request on a flow not
-    /// open yet). A free blob needs no flow.
+    /// Checks that chunk `index` of `root` lies inside the credit window of the flow `key`,
+    /// and answers what to do once the chunk is admitted: record it on the open flow, or
+    /// open the flow (a request on a flow not open yet). A free blob needs no flow. A
+    /// request beyond the window shrinks it and is refused.
     fn check_paid(
         &mut self,
         key: &FlowKey,
@@ -332,44 +447,49 @@ impl State {
         manifest: &Manifest,
         index: u64,
         now: Instant,
-    ) -> Result<Option<Flow>, RetrievalResponse> {
+        limits: &RetrievalLimits,
+    ) -> Result<Opening, RetrievalResponse> {
         let price = &manifest.price_per_chunk;
         if !price.is_positive() {
-            return Ok(None);
+            return Ok(Opening::Free);
         }
-        let (paid, opening) = match self.flows.get_mut(key) {
-            Some(flow) => {
-                flow.last_active = now;
-                if flow.root != root {
-                    return Err(RetrievalResponse::refused(
-                        RetrievalStatus::PaymentRequired,
-                        "this flow pays for another blob; open a new flow for this one",
-                    ));
-                }
-                (flow.paid.clone(), None)
+        let Some(flow) = self.flows.get_mut(key) else {
+            let flow = Flow {
+                root,
+                paid: TokenAmount::default(),
+                complete_at: price * manifest.chunks(),
+                price: price.clone(),
+                chunk_size: manifest.chunk_size,
+                window: limits.initial_window(),
+                served_through: 0,
+                last_active: now,
+            };
+            if !flow.admits(index) {
+                return Err(beyond_window(&flow, index).with_window(flow.window));
             }
-            None => {
-                let flow = Flow {
-                    root,
-                    paid: TokenAmount::default(),
-                    complete_at: price * manifest.chunks(),
-                    last_active: now,
-                };
-                (TokenAmount::default(), Some(flow))
-            }
+            return Ok(Opening::Open(flow));
         };
-        let due = price * index;
-        if paid < due {
+        flow.last_active = now;
+        if flow.root != root {
             return Err(RetrievalResponse::refused(
                 RetrievalStatus::PaymentRequired,
-                format!(
-                    "chunk {index} needs {} attoFIL paid on this channel and flow; {} received",
-                    due.atto(),
-                    paid.atto()
-                ),
-            ));
+                "this flow pays for another blob; open a new flow for this one",
+            )
+            .with_window(flow.window));
         }
-        Ok(opening)
+        if !flow.admits(index) {
+            let refusal = beyond_window(flow, index);
+            flow.shrink(limits.initial_window());
+            return Err(refusal.with_window(flow.window));
+        }
+        Ok(Opening::Existing(flow.window))
+    }
+
+    /// Records that chunk `index` was served on the open flow `key`.
+    fn served(&mut self, key: &FlowKey, index: u64) {
+        if let Some(flow) = self.flows.get_mut(key) {
+            flow.served_through = flow.served_through.max(index.saturating_add(1));
+        }
     }
 
     /// Opens `flow` under `key`, making room as the module explains.
@@ -548,11 +668,36 @@ impl RetrievalProvider {
         let mut state = self.state();
         let key = (peer, channel, flow.to_vec());
         let Some(open) = state.flows.get_mut(&key) else { return false };
+        let before = open.paid_chunks();
         open.paid += delta;
+        let newly_paid = open.paid_chunks().saturating_sub(before);
+        let grown = open.window.saturating_add(newly_paid.saturating_mul(open.chunk_size));
+        open.window = open.window.max(grown.min(self.limits.max_window()));
         if open.paid >= open.complete_at {
             state.remove_flow(&key);
         }
         true
+    }
+
+    /// The open flow's exposure: the value of the chunks it served and has not been paid
+    /// for, and its window's worth in whole chunks — the first never exceeds the second.
+    /// `None` when no such flow is open.
+    pub fn exposure(
+        &self,
+        peer: PeerId,
+        channel: Address,
+        flow: &[u8],
+    ) -> Option<(TokenAmount, TokenAmount)> {
+        let state = self.state();
+        let open = state.flows.get(&(peer, channel, flow.to_vec()))?;
+        let served = &open.price * open.served_through;
+        let owed = if served > open.paid { served - &open.paid } else { TokenAmount::default() };
+        Some((owed, &open.price * open.window_chunks()))
+    }
+
+    /// The credit window of the open flow, in bytes; `None` when no such flow is open.
+    pub fn window(&self, peer: PeerId, channel: Address, flow: &[u8]) -> Option<u64> {
+        self.state().flows.get(&(peer, channel, flow.to_vec())).map(|f| f.window)
     }
 
     /// What `peer` has paid on its open flow (`channel`, `flow`); zero when none is open.
@@ -616,9 +761,13 @@ impl RetrievalProvider {
             Ok((admitted, bytes)) => {
                 let in_flight = Some(InFlight { state: self.state.clone(), peer, bytes });
                 let response = match admitted {
-                    Admitted::Manifest(blob) => RetrievalResponse::manifest(blob.manifest.clone()),
-                    Admitted::Chunk(blob, index, range) => {
-                        RetrievalResponse::chunk(blob.chunk(index, range))
+                    Admitted::Manifest(blob, window) => {
+                        let response = RetrievalResponse::manifest(blob.manifest.clone());
+                        RetrievalResponse { window, ..response }
+                    }
+                    Admitted::Chunk(blob, index, range, window) => {
+                        let response = RetrievalResponse::chunk(blob.chunk(index, range));
+                        RetrievalResponse { window, ..response }
                     }
                 };
                 Served { response, in_flight }
@@ -653,7 +802,9 @@ impl RetrievalProvider {
         let Some(index) = request.index else {
             let bytes = blob.manifest.hashes.len() * (HASH_BYTES + 2) + RESPONSE_ENVELOPE_BYTES;
             state.reserve(peer, bytes, &self.limits).map_err(rate_limited)?;
-            return Ok((Admitted::Manifest(blob), bytes));
+            let window =
+                blob.manifest.price_per_chunk.is_positive().then(|| self.limits.initial_window());
+            return Ok((Admitted::Manifest(blob, window), bytes));
         };
         let channel = request.channel.ok_or_else(|| {
             refuse(
@@ -669,16 +820,23 @@ impl RetrievalProvider {
             )
         })?;
         let key = (peer, channel, request.flow.clone());
-        let opening = state.check_paid(&key, root, &blob.manifest, index, now)?;
+        let opening = state.check_paid(&key, root, &blob.manifest, index, now, &self.limits)?;
         let bytes = range.len() + RESPONSE_ENVELOPE_BYTES;
         state.reserve(peer, bytes, &self.limits).map_err(rate_limited)?;
-        if let Some(flow) = opening {
-            if let Err(exceeded) = state.open_flow(key, flow, &self.limits) {
-                state.release(peer, bytes);
-                return Err(rate_limited(exceeded));
+        let window = match opening {
+            Opening::Free => None,
+            Opening::Existing(window) => Some(window),
+            Opening::Open(flow) => {
+                let window = flow.window;
+                if let Err(exceeded) = state.open_flow(key.clone(), flow, &self.limits) {
+                    state.release(peer, bytes);
+                    return Err(rate_limited(exceeded));
+                }
+                Some(window)
             }
-        }
-        Ok((Admitted::Chunk(blob, index, range), bytes))
+        };
+        state.served(&key, index);
+        Ok((Admitted::Chunk(blob, index, range, window), bytes))
     }
 }
 
@@ -747,7 +905,9 @@ mod tests {
 
     #[test]
     fn chunks_are_served_only_once_the_earlier_ones_are_paid() {
-        let provider = RetrievalProvider::default();
+        // A window of one chunk: chunk i once chunks 0..i are paid.
+        let one_chunk = RetrievalLimits::default().with_fixed_window(1000);
+        let provider = RetrievalProvider::default().with_limits(one_chunk);
         let payee = Address::new_id(1001);
         let manifest = provider
             .publish(blob(2500), 1000, TokenAmount::from_atto(10), payee, Faults::default())
@@ -965,5 +1125,123 @@ mod tests {
         assert_eq!(open(b, 3, later), Some(RetrievalStatus::Ok));
         assert_eq!(provider.usage().open_flows, 1);
         assert!(provider.paid(a, channel, &1u64.to_be_bytes()).is_zero());
+    }
+
+    /// One step of a client against a provider: ask for a chunk, or pay.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Ask(u64),
+        Pay(u64),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0u64..24).prop_map(Step::Ask),
+            1 => (0u64..45).prop_map(Step::Pay),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Over any interleaving of requests (in order or not, inside the window or beyond)
+        /// and payments (whole chunks or not), with a client that may stop paying at any
+        /// step: what the provider delivered and was not paid for never exceeds its window's
+        /// worth — neither the window in force (as the provider counts it) nor the largest
+        /// (as an independent tally of distinct chunks delivered and credits counts it).
+        #[test]
+        fn a_provider_never_has_more_than_its_window_delivered_unpaid(
+            steps in proptest::collection::vec(step(), 1..120),
+            stops_paying_at in 0usize..120,
+        ) {
+            const PRICE: u64 = 10;
+            let limits = RetrievalLimits {
+                window_initial: 2000,
+                window_max: 8000,
+                ..RetrievalLimits::default()
+            };
+            let provider = RetrievalProvider::default().with_limits(limits);
+            let manifest = provider
+                .publish(blob(20_000), 1000, TokenAmount::from_atto(PRICE), Address::new_id(1), Faults::default())
+                .unwrap();
+            let root = Hash::try_from(manifest.root.as_slice()).unwrap();
+            let (peer, channel) = (PeerId::random(), Address::new_id(2));
+            let mut delivered = std::collections::BTreeSet::new();
+            let mut credited = 0u64;
+            for (i, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Ask(index) => {
+                        let request = RetrievalRequest::chunk(root, index, channel, b"f".to_vec());
+                        let answer = provider.answer(peer, &request);
+                        if answer.data.is_some() {
+                            delivered.insert(index);
+                        }
+                    }
+                    Step::Pay(amount) if i < stops_paying_at => {
+                        if provider.credit(peer, channel, b"f", &TokenAmount::from_atto(amount)) {
+                            credited += amount;
+                        }
+                    }
+                    Step::Pay(_) => {}
+                }
+                let owed = (delivered.len() as u64 * PRICE).saturating_sub(credited);
+                proptest::prop_assert!(owed <= 8 * PRICE, "owed {owed} with {delivered:?}, {credited} credited");
+                if let Some((owed, bound)) = provider.exposure(peer, channel, b"f") {
+                    proptest::prop_assert!(owed <= bound, "{owed:?} > {bound:?}");
+                    proptest::prop_assert!(bound <= TokenAmount::from_atto(8 * PRICE));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_beyond_the_window_halves_it_but_never_below_what_is_owed() {
+        let limits = RetrievalLimits {
+            window_initial: 1000,
+            window_max: 16_000,
+            ..RetrievalLimits::default()
+        };
+        let provider = RetrievalProvider::default().with_limits(limits);
+        let manifest = provider
+            .publish(
+                blob(80_000),
+                1000,
+                TokenAmount::from_atto(1),
+                Address::new_id(1),
+                Faults::default(),
+            )
+            .unwrap();
+        let root = Hash::try_from(manifest.root.as_slice()).unwrap();
+        let (peer, channel) = (PeerId::random(), Address::new_id(2));
+        let ask =
+            |i| provider.answer(peer, &RetrievalRequest::chunk(root, i, channel, b"f".to_vec()));
+        let pay = |n| provider.credit(peer, channel, b"f", &TokenAmount::from_atto(n));
+        assert_eq!(ask(0).window, Some(1000));
+        // Paying on time doubles the window each round: 1 → 2 → 4 → 8 → 16 chunks.
+        let mut next = 1;
+        for window in [2000, 4000, 8000, 16_000] {
+            assert!(pay(next
+                - provider.paid(peer, channel, b"f").atto().to_string().parse::<u64>().unwrap()));
+            let paid = next;
+            next = paid + window / 1000;
+            for i in paid..next {
+                assert_eq!(ask(i).window, Some(window));
+            }
+        }
+        assert_eq!(provider.window(peer, channel, b"f"), Some(16_000));
+        // The client owes 16 chunks and asks beyond: refused, and the window stays at what
+        // is owed.
+        let refused = ask(next);
+        assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired));
+        assert_eq!(refused.window, Some(16_000));
+        // Paid up, a request beyond halves it: 16 → 8 → 4 chunks, never below the initial.
+        assert!(pay(16));
+        let limit = provider.paid(peer, channel, b"f").atto().to_string().parse::<u64>().unwrap();
+        assert_eq!(provider.window(peer, channel, b"f"), Some(16_000));
+        let beyond = limit + 16;
+        assert_eq!(ask(beyond).window, Some(8000));
+        assert_eq!(ask(beyond).window, Some(4000));
+        assert_eq!(ask(beyond).window, Some(2000));
+        assert_eq!(ask(beyond).window, Some(1000));
+        assert_eq!(ask(beyond).window, Some(1000));
     }
 }

@@ -1,4 +1,4 @@
-//! `/paych/retrieval/1.0.0`: a paid transfer of a blob in chunks.
+//! `/paych/retrieval/2.0.0`: a paid transfer of a blob in chunks, with a credit window.
 //!
 //! A provider publishes a blob as a [`Manifest`]: the blob's size, its chunk size, the
 //! BLAKE2b-256 hash of every chunk, the price of one chunk and the address payments go to.
@@ -6,28 +6,32 @@
 //! hashes ([`root_of`]), so a client that knows the root can check the manifest, and with it
 //! every chunk, before paying for anything.
 //!
-//! The client first asks for the manifest (a request without an index), then for chunk 0,
-//! 1, … in turn, naming its payment channel and the flow reference its vouchers carry on
-//! `/paych/voucher/1.0.0`. The provider serves chunk `i` only once the vouchers it accepted
-//! from that peer on that channel and flow add up to `i × price`: the client pays for each
-//! chunk after checking it and before asking for the next, so neither side is ever more
-//! than one chunk ahead. A client that stops paying stops receiving
-//! ([`RetrievalStatus::PaymentRequired`]); a chunk whose hash does not match the manifest
-//! is never paid for.
+//! The client first asks for the manifest (a request without an index), then for chunks,
+//! naming its payment channel and the flow reference its vouchers carry on
+//! `/paych/voucher/1.0.0`, with several requests in flight. The provider serves chunk `i`
+//! only while `i < paid_chunks + window_chunks`, where `paid_chunks` is what the vouchers it
+//! accepted from that peer on that channel and flow add up to, in whole chunks, and
+//! `window_chunks` is the flow's **credit window** in whole chunks ([`window_chunks`]):
+//! what it sends ahead of payment. Every answer tells the client the window in bytes
+//! ([`RetrievalResponse::window`]); the window starts small and grows as the client pays,
+//! so the provider never has more than the window's worth delivered and unpaid. A client
+//! that stops paying stops receiving ([`RetrievalStatus::PaymentRequired`]); a chunk whose
+//! hash does not match the manifest is never paid for.
 //!
 //! CBOR layouts (tuple encoding, like the other paych messages):
 //!
 //! - request: `[root: bytes(32), index: uint | null, channel: address | null, flow: bytes]`
 //!   (`index` null asks for the manifest);
 //! - response: `[status: uint, manifest: Manifest | null, data: bytes | null,
-//!   message: text | null]`;
+//!   message: text | null, window: uint | null]`;
 //! - manifest: `[root: bytes(32), size: uint, chunk_size: uint, hashes: [bytes(32)],
 //!   price_per_chunk: amount, payee: address]`.
 //!
 //! Every bound ([`MAX_CHUNK_BYTES`], [`MAX_CHUNKS`], [`MAX_FLOW_BYTES`],
-//! [`MAX_STATUS_MESSAGE_BYTES`]) and every consistency rule (a manifest's root is the root of
-//! its hashes; its chunk count is the size divided by the chunk size, rounded up; a
-//! response's body matches its status) is checked when encoding and when decoding.
+//! [`MAX_STATUS_MESSAGE_BYTES`], [`MAX_WINDOW_BYTES`]) and every consistency rule (a
+//! manifest's root is the root of its hashes; its chunk count is the size divided by the
+//! chunk size, rounded up; a response's body matches its status) is checked when encoding
+//! and when decoding.
 
 use fvm_ipld_encoding::tuple::*;
 use ipld_core::ipld::Ipld;
@@ -36,7 +40,7 @@ use serde::Serializer;
 
 pub(crate) mod rules;
 
-pub use rules::{RetrievalViolation, HASH_BYTES, MAX_CHUNKS, MAX_CHUNK_BYTES};
+pub use rules::{RetrievalViolation, HASH_BYTES, MAX_CHUNKS, MAX_CHUNK_BYTES, MAX_WINDOW_BYTES};
 
 use crate::messages::{
     check_message, field, opt_bytes, truncate_message, wire_message, wire_tuple, DecodeError,
@@ -59,6 +63,12 @@ pub type Hash = [u8; HASH_BYTES];
 /// The BLAKE2b-256 hash of `bytes`.
 pub fn hash(bytes: &[u8]) -> Hash {
     paych_core::crypto::hash::blake2b(bytes)
+}
+
+/// A credit window of `window` bytes, in whole chunks of `chunk_size` bytes: never less
+/// than one, so a window always lets the chunk after the paid ones through.
+pub fn window_chunks(window: u64, chunk_size: u64) -> u64 {
+    window.checked_div(chunk_size).unwrap_or(0).max(1)
 }
 
 /// The root of a blob: the BLAKE2b-256 hash of its chunk hashes, concatenated in order.
@@ -269,7 +279,7 @@ impl RetrievalRequest {
 
 /// A provider's answer.
 ///
-/// CBOR: `[status, manifest, data, message]`.
+/// CBOR: `[status, manifest, data, message, window]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize_tuple)]
 pub struct RetrievalResponse {
     /// A [`RetrievalStatus`] code.
@@ -281,6 +291,11 @@ pub struct RetrievalResponse {
     pub data: Option<Vec<u8>>,
     /// A human-readable explanation, at most [`MAX_STATUS_MESSAGE_BYTES`].
     pub message: Option<String>,
+    /// The flow's credit window now, in bytes (at most [`MAX_WINDOW_BYTES`]): how far ahead
+    /// of the payments credited to the flow the provider serves ([`window_chunks`]). With a
+    /// manifest, the window a new flow starts with; `None` for a free blob or a refusal that
+    /// names no flow.
+    pub window: Option<u64>,
 }
 
 impl RetrievalResponse {
@@ -291,6 +306,7 @@ impl RetrievalResponse {
             manifest: Some(manifest),
             data: None,
             message: None,
+            window: None,
         }
     }
 
@@ -301,6 +317,7 @@ impl RetrievalResponse {
             manifest: None,
             data: Some(data),
             message: None,
+            window: None,
         }
     }
 
@@ -311,7 +328,14 @@ impl RetrievalResponse {
             manifest: None,
             data: None,
             message: Some(truncate_message(message.into())),
+            window: None,
         }
+    }
+
+    /// The same answer, telling the client the flow's credit window of `bytes`.
+    pub fn with_window(mut self, bytes: u64) -> Self {
+        self.window = Some(bytes);
+        self
     }
 
     /// The status, if its code is one this version knows.
@@ -321,6 +345,11 @@ impl RetrievalResponse {
 
     fn check(&self) -> Result<(), RuleViolation> {
         check_message(&self.message)?;
+        if let Some(window) = self.window {
+            if window > MAX_WINDOW_BYTES {
+                return Err(RuleViolation::Retrieval(RetrievalViolation::WindowTooLarge(window)));
+            }
+        }
         if let Some(manifest) = &self.manifest {
             manifest.check().map_err(RuleViolation::Retrieval)?;
         }
@@ -357,6 +386,7 @@ wire_tuple!(RetrievalResponse as "retrieval_response" {
         field::optional(item).map(|d| field::bytes(d, what).map(<[u8]>::to_vec)).transpose()
     },
     message: field::optional_text,
+    window: |item, what| field::optional(item).map(|w| field::u64(w, what)).transpose(),
 });
 
 impl FromWire for Manifest {
@@ -424,8 +454,13 @@ mod tests {
         let mut forged = manifest;
         forged.hashes[1][0] ^= 1;
         assert_eq!(forged.check(), Err(RetrievalViolation::RootMismatch));
-        let forged =
-            RetrievalResponse { status: 0, manifest: Some(forged), data: None, message: None };
+        let forged = RetrievalResponse {
+            status: 0,
+            manifest: Some(forged),
+            data: None,
+            message: None,
+            window: None,
+        };
         let bytes = fvm_ipld_encoding::to_vec(&forged).unwrap();
         assert!(matches!(
             RetrievalResponse::from_cbor(&bytes),
@@ -461,11 +496,42 @@ mod tests {
         assert_eq!(refused.status(), Some(RetrievalStatus::PaymentRequired));
         let both = RetrievalResponse { data: Some(vec![1]), ..refused };
         assert!(both.to_cbor().is_err());
-        let empty = RetrievalResponse { status: 0, manifest: None, data: None, message: None };
+        let empty = RetrievalResponse {
+            status: 0,
+            manifest: None,
+            data: None,
+            message: None,
+            window: None,
+        };
         assert!(empty.to_cbor().is_err());
         for status in RetrievalStatus::ALL {
             assert_eq!(RetrievalStatus::from_code(status as u8), Some(status));
         }
         assert_eq!(RetrievalStatus::from_code(7), None);
+    }
+
+    #[test]
+    fn a_response_carries_its_window_and_refuses_one_too_large() {
+        let chunk = RetrievalResponse::chunk(vec![7; 10]).with_window(1 << 20);
+        let decoded = RetrievalResponse::from_cbor(&chunk.to_cbor().unwrap()).unwrap();
+        assert_eq!(decoded.window, Some(1 << 20));
+        let refused = RetrievalResponse::refused(RetrievalStatus::PaymentRequired, "pay")
+            .with_window(MAX_WINDOW_BYTES);
+        assert_eq!(RetrievalResponse::from_cbor(&refused.to_cbor().unwrap()).unwrap(), refused);
+        let too_large = RetrievalResponse { window: Some(MAX_WINDOW_BYTES + 1), ..refused };
+        assert!(too_large.to_cbor().is_err());
+        let mut bytes = chunk.to_cbor().unwrap();
+        // The window is the last item: a uint32 (0x1a) 2^20; make it 2^31.
+        let n = bytes.len();
+        bytes[n - 5..].copy_from_slice(&[0x1a, 0x80, 0, 0, 0]);
+        assert!(RetrievalResponse::from_cbor(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_window_holds_at_least_one_chunk() {
+        assert_eq!(window_chunks(0, 1000), 1);
+        assert_eq!(window_chunks(999, 1000), 1);
+        assert_eq!(window_chunks(4500, 1000), 4);
+        assert_eq!(window_chunks(10, 0), 1);
     }
 }

@@ -1,4 +1,4 @@
-//! The bounds of `/paych/retrieval/1.0.0` messages and the rules they break.
+//! The bounds of `/paych/retrieval/2.0.0` messages and the rules they break.
 //!
 //! A leaf: it uses nothing else in the crate, so the wire format's shared
 //! [`RuleViolation`](crate::messages::RuleViolation) can name these rules while the
@@ -8,10 +8,12 @@
 pub const MAX_CHUNK_BYTES: u64 = 1024 * 1024;
 /// The most chunks one blob may have.
 pub const MAX_CHUNKS: usize = 16_384;
+/// The largest credit window a response may announce, in bytes.
+pub const MAX_WINDOW_BYTES: u64 = 1 << 30;
 /// The length of a BLAKE2b-256 hash.
 pub const HASH_BYTES: usize = 32;
 
-/// A rule of `/paych/retrieval/1.0.0` that a message breaks.
+/// A rule of `/paych/retrieval/2.0.0` that a message breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RetrievalViolation {
     /// A hash or root is not 32 bytes long.
@@ -53,4 +55,7 @@ pub enum RetrievalViolation {
     /// The price per chunk is negative.
     #[error("the price per chunk is negative")]
     NegativePrice,
+    /// The response announces a credit window above [`MAX_WINDOW_BYTES`].
+    #[error("a credit window of {0} bytes exceeds the {MAX_WINDOW_BYTES}-byte limit")]
+    WindowTooLarge(u64),
 }

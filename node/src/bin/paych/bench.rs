@@ -24,8 +24,10 @@
 //! p50 round trip ≤ 1.5 × floor; the ratios are printed, never assumed.
 //!
 //! `paych bench --route` measures routed payments through a hub instead, beside direct
-//! payments ([`route`]).
+//! payments ([`route`]); `paych bench --retrieval` measures paid retrievals beside unpaid
+//! transfers of the same bytes, on loopback and through the latency relay ([`retrieval`]).
 
+mod retrieval;
 mod route;
 
 use std::collections::HashMap;
@@ -75,6 +77,23 @@ pub struct BenchArgs {
     /// payments from the same payer to the same payee.
     #[arg(long)]
     pub route: bool,
+    /// Measure paid retrievals beside unpaid transfers of the same bytes, on loopback and
+    /// through the latency relay.
+    #[arg(long, conflicts_with = "route")]
+    pub retrieval: bool,
+    /// With `--retrieval`: the blob's size, MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub blob_mib: u64,
+    /// With `--retrieval`: the relay's delays each way, ms (0: straight over loopback).
+    #[arg(long, value_delimiter = ',', default_values_t = [0u64, 20, 50], value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub delays: Vec<u64>,
+    /// With `--retrieval`: the chunk sizes, bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = [65_536u64, 1_048_576], value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub chunk_sizes: Vec<u64>,
+    /// With `--retrieval`: rounds per link and chunk size (each an unpaid and a paid
+    /// retrieval).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub retrieval_rounds: u64,
 }
 
 /// What one run measured.
@@ -194,6 +213,15 @@ impl Report {
 /// Runs the bench and prints its report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let scratch = Scratch::new()?;
+    if args.retrieval {
+        let report = retrieval::measure(&args, &scratch.0).await?;
+        if args.json {
+            println!("{}", report.json());
+        } else {
+            print!("{}", report.table());
+        }
+        return Ok(());
+    }
     if args.route {
         let report = route::measure(&args, &scratch.0).await?;
         if args.json {

@@ -57,7 +57,8 @@ pub struct Report {
     pub retries: usize,
     /// Why they failed (the first few).
     pub retry_reasons: Vec<String>,
-    /// Chunk payments made (one voucher each).
+    /// Payments made: vouchers sent (a paid retrieval pays its checked chunks while more
+    /// arrive, so one voucher may pay for several; a routed payment pays one chunk).
     pub payments: usize,
     /// Bytes retrieved and checked.
     pub bytes: u64,
