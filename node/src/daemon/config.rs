@@ -132,6 +132,12 @@ pub struct RepoConfig {
     /// `retrieval_max_bytes_in_flight`: bytes of retrieval responses in flight over all
     /// peers; beyond, `RateLimited`.
     pub retrieval_max_bytes: usize,
+    /// `retrieval_window_initial`: the credit window (bytes) a retrieval flow starts with:
+    /// how far this node, as a provider, serves ahead of payment at first (never above the
+    /// largest).
+    pub retrieval_window_initial: u64,
+    /// `retrieval_window_max`: the largest a flow's credit window grows (bytes), 1 to 2^30.
+    pub retrieval_window_max: u64,
     /// `confidence`: epochs a message (an add-funds, say) must be buried under before it
     /// counts — for the node's own messages, and for the channel balance a payee credits
     /// vouchers against. Unset: the network's (5 on mainnet and calibnet, as Lotus's
@@ -180,6 +186,8 @@ impl Default for RepoConfig {
             reconcile_fee_per_message: TokenAmount::default(),
             retrieval_max_bytes_per_peer: retrieval.max_bytes_per_peer,
             retrieval_max_bytes: retrieval.max_bytes,
+            retrieval_window_initial: retrieval.window_initial,
+            retrieval_window_max: retrieval.window_max,
             confidence: None,
             accept_time_locks: intake.accept_time_locks,
             landing_margin: intake.landing_margin,
@@ -229,6 +237,10 @@ impl RepoConfig {
              # flight, per peer and in all; beyond, requests are answered RateLimited.\n\
              retrieval_max_bytes_in_flight_per_peer = {}\n\
              retrieval_max_bytes_in_flight = {}\n\
+             # As a retrieval provider: the credit window (bytes) a flow starts with, and the\n\
+             # largest it grows to as the client pays; unpaid, a client holds at most that.\n\
+             retrieval_window_initial = {}\n\
+             retrieval_window_max = {}\n\
              # Epochs a message must be buried under before it counts (the node's own, and\n\
              # the channel balance a payee credits against). Unset: the network's, {} on\n\
              # mainnet and calibnet (Lotus's MessageConfidence), 0 on the devnet.\n{}\
@@ -256,6 +268,8 @@ impl RepoConfig {
             self.reconcile_fee_per_message.atto(),
             self.retrieval_max_bytes_per_peer,
             self.retrieval_max_bytes,
+            self.retrieval_window_initial,
+            self.retrieval_window_max,
             FilNetwork::Mainnet.preset().confidence,
             self.confidence.map(|depth| format!("confidence = {depth}\n")).unwrap_or_default(),
             FilNetwork::Mainnet.preset().settle_delay,
@@ -344,6 +358,8 @@ impl RepoConfig {
                 self.retrieval_max_bytes_per_peer = number(value)?
             }
             "retrieval_max_bytes_in_flight" => self.retrieval_max_bytes = number(value)?,
+            "retrieval_window_initial" => self.retrieval_window_initial = window(value)?,
+            "retrieval_window_max" => self.retrieval_window_max = window(value)?,
             "max_inbound_per_peer" => self.max_inbound_per_peer = number(value)?,
             "max_inbound_connections_per_ip" => {
                 self.max_inbound_connections_per_ip = connections_per_ip(value)?
@@ -376,6 +392,8 @@ impl RepoConfig {
         RetrievalLimits {
             max_bytes_per_peer: self.retrieval_max_bytes_per_peer,
             max_bytes: self.retrieval_max_bytes,
+            window_initial: self.retrieval_window_initial,
+            window_max: self.retrieval_window_max,
             ..RetrievalLimits::default()
         }
     }
@@ -492,6 +510,18 @@ where
     T::Err: std::fmt::Display,
 {
     parsed(value, "is not a whole number in range")
+}
+
+/// A credit window in bytes: 1 to the protocol's largest.
+fn window(value: &str) -> Result<u64, Refusal> {
+    let bytes: u64 = number(value)?;
+    if bytes == 0 || bytes > paych_protocol::retrieval::MAX_WINDOW_BYTES {
+        return Err(Refusal::Bad(format!(
+            "must be 1 to {} bytes",
+            paych_protocol::retrieval::MAX_WINDOW_BYTES
+        )));
+    }
+    Ok(bytes)
 }
 
 fn atto(value: &str) -> Result<TokenAmount, Refusal> {
@@ -653,6 +683,8 @@ mod tests {
             reconcile_fee_per_message: TokenAmount::from_atto(1000u64),
             retrieval_max_bytes_per_peer: 1 << 20,
             retrieval_max_bytes: 1 << 24,
+            retrieval_window_initial: 1 << 16,
+            retrieval_window_max: 1 << 22,
             confidence: Some(7),
             accept_time_locks: true,
             landing_margin: 30,
@@ -698,6 +730,8 @@ mod tests {
             "top_up_low = \"50\"\ntop_up_high = \"5\"",
             "top_up_high = \"x\"",
             "max_inbound_connections_per_ip = 0",
+            "retrieval_window_max = 0",
+            "retrieval_window_initial = 1073741825",
             "max_inbound_connections_per_ip = -1",
             "max_inbound_connections_per_ip = 225",
             "max_inbound_connections_per_ip = \"many\"",
