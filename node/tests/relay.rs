@@ -9,7 +9,7 @@ use std::time::Duration;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use paych_node::host::HostConfig;
-use paych_node::relay::{LinkShape, Relay, RelayError};
+use paych_node::relay::{LinkShape, Relay, RelayError, RelayOptions};
 use paych_protocol::VoucherStatus;
 use paych_testkit::amounts::atto;
 use paych_testkit::deadline::within;
@@ -136,6 +136,47 @@ async fn a_payment_crosses_the_relay_and_waits_its_round_trip() {
         assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
         assert!(start.elapsed() >= 2 * delay, "a payment took {:?}", start.elapsed());
     }
+}
+
+/// An upstream that writes back the address each connection came from, then closes it.
+async fn address_echo_server(listen: &str) -> SocketAddr {
+    let listener = TcpListener::bind(listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, from)) = listener.accept().await {
+            let _ = stream.write_all(from.ip().to_string().as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    addr
+}
+
+/// What the upstream saw as the address of a client connecting from `client_ip`.
+async fn seen_through(relay: &Relay, client_ip: &str) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{client_ip}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(relay.local_addr()).await.unwrap();
+    let mut seen = String::new();
+    within("the upstream's answer", stream.read_to_string(&mut seen)).await.unwrap();
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_sees_each_clients_own_loopback_address_when_the_relay_keeps_it() {
+    let upstream = address_echo_server("127.0.0.2:0").await;
+    let bound = Relay::bind("127.0.0.2:0".parse().unwrap()).await.unwrap();
+    let relay = bound.relay_to(
+        upstream,
+        LinkShape::delay(Duration::from_millis(1)),
+        RelayOptions { keep_source_ip: true },
+    );
+    assert_eq!(seen_through(&relay, "127.0.0.3").await, "127.0.0.3");
+    assert_eq!(seen_through(&relay, "127.0.0.4").await, "127.0.0.4");
+
+    // Without the option every client looks like the relay's own host.
+    let plain =
+        Relay::start("127.0.0.2:0".parse().unwrap(), upstream, LinkShape::default()).await.unwrap();
+    assert_ne!(seen_through(&plain, "127.0.0.3").await, "127.0.0.3");
 }
 
 /// The TCP socket address of a loopback multiaddr.
