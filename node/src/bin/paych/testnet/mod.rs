@@ -53,12 +53,13 @@ use paych_core::types::{
     SETTLE_DELAY,
 };
 use paych_node::parse_duration;
+use paych_node::relay::LinkShape;
 use paych_node::route::HubConfig;
 use paych_node::rpc::devnet::RpcServer;
 use tokio::sync::RwLock;
 
 use hub::{HubSide, HUB_NAME};
-use nodes::{Launcher, Node, NodeRpc, Nodes};
+use nodes::{Launcher, Node, NodeRpc, Nodes, WanLinks, MAX_WAN_NODES};
 pub use report::{render, Report};
 use report::{Ending, Holdings, Ledger, Run};
 use rounds::{CrashPlan, Job, Pair, RoundContext, RoundOutcome, RoutedChunks, Tally};
@@ -118,6 +119,11 @@ pub struct TestnetArgs {
     /// instead of C × P). Chunks are paid, not transferred.
     #[arg(long)]
     pub hub: bool,
+    /// Give every link between daemons the shape `DELAY[,JITTER[,RATE]]` (`20ms`,
+    /// `50ms,5ms,10M`: a one-way delay, a jitter drawn per chunk, a rate cap in bytes per
+    /// second): each daemon on a loopback address of its own behind a relay of that shape.
+    #[arg(long, value_name = "DELAY[,JITTER[,RATE]]")]
+    pub wan: Option<LinkShape>,
 }
 
 impl Default for TestnetArgs {
@@ -134,6 +140,7 @@ impl Default for TestnetArgs {
             keep: None,
             crash: None,
             hub: false,
+            wan: None,
         }
     }
 }
@@ -220,6 +227,12 @@ fn check(args: &TestnetArgs) -> anyhow::Result<TokenAmount> {
             bail!("--crash {name:?}: no such node; name one of client-0…client-{} or provider-0…provider-{}{hub}", args.clients - 1, args.providers - 1);
         }
     }
+    let nodes = node_names(args.clients, args.providers, args.hub).count();
+    if args.wan.is_some() && nodes > MAX_WAN_NODES {
+        bail!(
+            "--wan gives each node its own 127.0.0.N: at most {MAX_WAN_NODES} nodes, not {nodes}"
+        );
+    }
     let price = parse_fil(&args.price_per_chunk)
         .map_err(|e| anyhow!("--price-per-chunk {:?}: {e}", args.price_per_chunk))?;
     if !price.is_positive() {
@@ -301,7 +314,9 @@ impl Testnet {
                 .await
                 .context("cannot serve the devnet")?;
         let api_info = server.api_info();
-        let launcher = Launcher { exe, dir: dir.to_owned(), api_info, network };
+        let names = node_names(args.clients, args.providers, args.hub);
+        let wan = args.wan.map(|shape| WanLinks::new(shape, names)).transpose()?;
+        let launcher = Launcher { exe, dir: dir.to_owned(), api_info, network, wan };
         let ledger = Ledger { raw_sign_per_sec, raw_recover_per_sec, ..Ledger::default() };
         let mut testnet = Testnet {
             args,
@@ -630,6 +645,7 @@ impl Testnet {
             hub: self.hub.as_ref().map(|side| side.index),
             retrievals: self.retrievals(),
             crashed: self.args.crash.is_some(),
+            wan: self.args.wan,
             parties,
             peaks_kib,
             total_secs: 0.0,
