@@ -631,6 +631,7 @@ impl Testnet {
             after.push(balance(&self.devnet, &node.address));
             stats.push(self.devnet.sender_stats(&node.address));
         }
+        let crossings = self.wan_crossings().await?;
         let left_in_channels = self
             .channel_addrs()?
             .iter()
@@ -646,6 +647,7 @@ impl Testnet {
             retrievals: self.retrievals(),
             crashed: self.args.crash.is_some(),
             wan: self.args.wan,
+            crossings,
             parties,
             peaks_kib,
             total_secs: 0.0,
@@ -656,6 +658,18 @@ impl Testnet {
         }
         let run = Run { total_secs: self.started.elapsed().as_secs_f64(), ..run };
         Ok(Report::new(&run, &self.ledger, &end))
+    }
+
+    /// With `--wan`: whether every connection the daemons hold crossed a relay, and the
+    /// figures (read before the daemons stop).
+    async fn wan_crossings(&self) -> anyhow::Result<Option<(bool, String)>> {
+        let Some(wan) = &self.launcher.wan else { return Ok(None) };
+        let mut seen = Vec::new();
+        for node in &self.nodes {
+            let node = node.read().await;
+            seen.push((node.name.clone(), node.rpc.net_peer_addrs().await?));
+        }
+        Ok(Some(wan.crossings(&seen).await))
     }
 
     /// Client–provider pairs.

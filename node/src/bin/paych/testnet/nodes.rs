@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -24,9 +24,10 @@ use paych_node::retrieval::parse_root;
 use paych_node::route::HubConfig;
 use paych_node::rpc::client::{rpc_url, ApiClient};
 use paych_node::rpc::methods::{
-    Method, NetAddrsListen, PaychGet, PaychGetWaitReady, PaychInvoice, PaychList, PaychPayInvoice,
-    PaychReconcile, PaychRetrievalPublish, PaychRetrieve, PaychSettle, PaychStatus,
-    PaychVoucherBestSpendable, PaychVoucherList, PaychVoucherSubmit, WalletDefaultAddress,
+    Method, NetAddrsListen, NetPeers, PaychGet, PaychGetWaitReady, PaychInvoice, PaychList,
+    PaychPayInvoice, PaychReconcile, PaychRetrievalPublish, PaychRetrieve, PaychSettle,
+    PaychStatus, PaychVoucherBestSpendable, PaychVoucherList, PaychVoucherSubmit,
+    WalletDefaultAddress,
 };
 use paych_node::rpc::params::{BlobData, Bytes, InvoiceHubs, InvoiceText, PublishSpec, Root};
 use tokio::sync::{Mutex, RwLock};
@@ -201,6 +202,49 @@ impl WanLinks {
         }
         relays.insert(name.to_owned(), WanRelay::Running(running));
         Ok(reach)
+    }
+}
+
+impl WanLinks {
+    /// Whether every connection the daemons hold crossed a relay, from the remote address
+    /// each daemon reports for each of its peers (`NetPeers`: one connection per peer):
+    /// a connection a daemon dialled must end at a relay, one it accepted must come from a
+    /// daemon's own 127.0.0.N (a relay keeps it), and none may end at a daemon's direct
+    /// listen address. `(held, detail)`.
+    pub async fn crossings(&self, seen: &[(String, Vec<String>)]) -> (bool, String) {
+        let relays = self.relays.lock().await;
+        let running = relays.values().filter_map(|r| match r {
+            WanRelay::Running(relay) => Some(relay),
+            WanRelay::Bound(_) => None,
+        });
+        let (fronts, direct): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            running.map(|r| (r.local_addr(), r.upstream())).unzip();
+        let (mut dialled, mut accepted, mut bad) = (0, 0, Vec::new());
+        for (name, addrs) in seen {
+            for text in addrs {
+                let socket = text.parse::<Multiaddr>().ok().and_then(|a| socket_of(&a));
+                match socket {
+                    Some(at) if fronts.contains(&at) => dialled += 1,
+                    Some(at) if direct.contains(&at) => {
+                        bad.push(format!("{name} → {text} (direct)"))
+                    }
+                    Some(at) if self.hosts.values().any(|h| IpAddr::V4(*h) == at.ip()) => {
+                        accepted += 1
+                    }
+                    _ => bad.push(format!("{name} ↔ {text}")),
+                }
+            }
+        }
+        let detail = format!(
+            "{dialled} connections dialled a relay, {accepted} came in from a daemon's own \
+             127.0.0.N{}",
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!("; not relayed: {}", bad.join(", "))
+            }
+        );
+        (bad.is_empty() && dialled > 0, detail)
     }
 }
 
@@ -486,6 +530,12 @@ impl NodeRpc {
         };
         let peer = format!("{addr}/p2p/{}", listen.id);
         Ok(Some(peer.parse().with_context(|| format!("bad listen address {peer}"))?))
+    }
+
+    /// `NetPeers`: the remote address of a connection with each connected peer.
+    pub async fn net_peer_addrs(&self) -> anyhow::Result<Vec<String>> {
+        let peers = self.call::<NetPeers>(()).await?;
+        Ok(peers.into_iter().flat_map(|peer| peer.addrs).collect())
     }
 
     /// `PaychRetrievalPublish` of a random blob: its root.

@@ -380,6 +380,9 @@ pub struct Run {
     pub crashed: bool,
     /// With `--wan`: the links' shape.
     pub wan: Option<LinkShape>,
+    /// With `--wan`: whether every connection between daemons crossed a relay, and the
+    /// figures.
+    pub crossings: Option<(bool, String)>,
     /// Each node's name and address, providers first.
     pub parties: Vec<(String, String)>,
     /// Each daemon's peak resident memory, KiB.
@@ -409,6 +412,14 @@ impl Report {
             Some(hub) => routed::invariants(run, ledger, end, hub),
             None => invariants(run, ledger, end, retrievals, retries),
         };
+        let mut invariants = invariants;
+        if let Some((held, detail)) = &run.crossings {
+            invariants.push(Invariant::new(
+                "every connection between daemons crossed a relay",
+                *held,
+                detail.clone(),
+            ));
+        }
         let peaks = &run.peaks_kib;
         Report {
             nodes: run.parties.len(),
