@@ -1,6 +1,7 @@
 //! The latency relay over real TCP on loopback: bytes cross it intact, in order and
 //! half-closed in turn, each direction held for at least its delay and paced to its rate;
-//! and a payment over libp2p crosses it like any link.
+//! a payment over libp2p crosses it like any link; a node behind a relay announces the
+//! relay and is reached there; and a relay can keep each client's own address.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -9,12 +10,14 @@ use std::time::Duration;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use paych_node::host::HostConfig;
+use paych_node::network::NetworkConfig;
+use paych_node::reconcile_as_payee::find_peer;
 use paych_node::relay::{LinkShape, Relay, RelayError, RelayOptions};
 use paych_protocol::VoucherStatus;
 use paych_testkit::amounts::atto;
-use paych_testkit::deadline::within;
+use paych_testkit::deadline::{eventually, within};
 use paych_testkit::devnet::Net;
-use paych_testkit::node::send_voucher;
+use paych_testkit::node::{host, payer_to, send_voucher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -136,6 +139,46 @@ async fn a_payment_crosses_the_relay_and_waits_its_round_trip() {
         assert_eq!(response.status(), Some(VoucherStatus::Accepted), "{response:?}");
         assert!(start.elapsed() >= 2 * delay, "a payment took {:?}", start.elapsed());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payer_behind_a_relay_announces_the_relay_and_its_payee_reaches_it_there() {
+    let net = Net::new();
+    let (payer, payee, channel) = net.channel(10, 10, atto(1_000_000)).await;
+    let bound = Relay::bind(LOOPBACK.parse().unwrap()).await.unwrap();
+    let front: Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/{}", bound.local_addr().port()).parse().unwrap();
+    let protocol = paych_protocol::Config { announce: vec![front.clone()], ..Default::default() };
+    let behind = HostConfig {
+        network: NetworkConfig { protocol, ..NetworkConfig::default() },
+        ..HostConfig::default()
+    };
+    let (payer_net, payer_peer, payer_addrs) = host(payer.m(), behind).await;
+    let relay = bound.relay_to(
+        tcp_socket(&payer_addrs[0]),
+        LinkShape::delay(Duration::from_millis(5)),
+        RelayOptions::default(),
+    );
+    let (payee_net, payee_peer, payee_addrs) = host(payee.m(), HostConfig::default()).await;
+
+    // The first payment announces the payer: at the relay's address, never its own.
+    let pay = payer_to(&payer, &payer_net, &payee, payee_peer, &payee_addrs);
+    let paid = pay.pay(&channel, atto(100), Some(b"flow".to_vec())).await.unwrap();
+    assert_eq!(paid.response.status(), Some(VoucherStatus::Accepted), "{:?}", paid.response);
+    let (peer, addrs) = find_peer(payee.m(), &payer.addr).unwrap();
+    assert_eq!((peer, addrs.clone()), (payer_peer, vec![front.clone()]));
+
+    // Disconnected, the payee dials the payer back where it announced: through the relay.
+    payee_net.disconnect(payer_peer).await.unwrap();
+    payer_net.disconnect(payee_peer).await.unwrap();
+    let what = "the disconnection";
+    eventually(what, || async { !payee_net.peers().await.unwrap().contains(&payer_peer) }).await;
+    let dialled = addrs[0].clone().with(Protocol::P2p(payer_peer));
+    let back = within("the dial back", payee_net.connect(dialled.clone())).await.unwrap();
+    assert_eq!(back, payer_peer);
+    let connected = payee_net.peer_addrs().await.unwrap();
+    assert!(connected.contains(&(payer_peer, dialled.clone())), "{connected:?} vs {dialled}");
+    relay.stop();
 }
 
 /// An upstream that writes back the address each connection came from, then closes it.
