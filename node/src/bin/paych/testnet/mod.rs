@@ -19,8 +19,10 @@
 //!    it — except one channel, left for the provider's settler;
 //! 8. `settle`: clients settle every channel; the settler submits what was left;
 //! 9. `collect`: once settlement is due the channels are collected;
-//! 10. `report`: payments, bytes, latency, throughput, chain messages against the
-//!     one-per-lane and one-per-payment alternatives, gas, balances, and the invariants.
+//! 10. `report`: payments, bytes, latency, throughput (payments per second, and per
+//!     retrieval: bytes over its time, MB/s, and the time to its first checked chunk),
+//!     chain messages against the one-per-lane and one-per-payment alternatives, gas,
+//!     balances, and the invariants.
 //!
 //! With `--crash NODE` one daemon is killed with SIGKILL during round 2 and restarted on the
 //! same repo; its channels and vouchers must come back and the run must complete with its
@@ -28,6 +30,14 @@
 //!
 //! With `--hub`, a hub daemon stands between the clients and the providers and every chunk
 //! is paid through it with the provider's invoice ([`hub`] says how the phases differ).
+//!
+//! With `--wan DELAY[,JITTER[,RATE]]`, each daemon listens and dials on a loopback address
+//! of its own (127.0.0.2, 127.0.0.3, …) behind a latency relay of that shape
+//! ([`paych_node::relay`]) that keeps the dialler's address; the relay's address is the only
+//! one the other daemons know it by (their `peer.<address>` entries, its `announce`, the
+//! hub's entry in invoices), so every libp2p connection between daemons crosses exactly one
+//! relay, the dialled daemon's. The report adds the link's shape and checks that every
+//! connection crossed a relay ([`nodes::WanLinks`]).
 //!
 //! [`nodes`] runs the daemons and holds every call to their API; [`rounds`] runs the
 //! retrievals; [`report`] checks and renders what the run did.
