@@ -689,3 +689,61 @@ fn voucher(shape: SignedVoucherJson) -> anyhow::Result<SignedVoucher> {
 fn vouchers(shapes: Vec<SignedVoucherJson>) -> anyhow::Result<Vec<SignedVoucher>> {
     shapes.into_iter().map(voucher).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const PEER: &str = "12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm";
+
+    /// Links for nodes `a` and `b`, their relays running towards `a` on 127.0.0.2:1111 and `b`
+    /// on 127.0.0.3:2222; the relays' addresses.
+    async fn two_links() -> (WanLinks, Multiaddr, Multiaddr) {
+        let names = ["a".to_owned(), "b".to_owned()].into_iter();
+        let wan = WanLinks::new(LinkShape::default(), names).unwrap();
+        let mut fronts = Vec::new();
+        for (name, listen) in [("a", "/ip4/127.0.0.2/tcp/1111"), ("b", "/ip4/127.0.0.3/tcp/2222")] {
+            let announced = wan.bind(name).await.unwrap();
+            let listen: Multiaddr = format!("{listen}/p2p/{PEER}").parse().unwrap();
+            let reach = wan.reach(name, &listen).await.unwrap();
+            assert_eq!(reach, format!("{announced}/p2p/{PEER}").parse().unwrap());
+            fronts.push(reach);
+        }
+        let b = fronts.pop().unwrap();
+        (wan, fronts.pop().unwrap(), b)
+    }
+
+    #[tokio::test]
+    async fn connections_through_the_relays_keep_the_crossing_invariant_and_others_break_it() {
+        let (wan, _a, b) = two_links().await;
+        let relayed = vec![
+            ("a".to_owned(), vec![b.to_string()]),
+            ("b".to_owned(), vec![format!("/ip4/127.0.0.2/tcp/40000/p2p/{PEER}")]),
+        ];
+        let (held, detail) = wan.crossings(&relayed).await;
+        assert!(held, "{detail}");
+        for stray in ["/ip4/127.0.0.3/tcp/2222", "/ip4/127.0.0.1/tcp/40000"] {
+            let mut seen = relayed.clone();
+            seen[0].1.push(format!("{stray}/p2p/{PEER}"));
+            let (held, detail) = wan.crossings(&seen).await;
+            assert!(!held, "{stray}: {detail}");
+            assert!(detail.contains(stray), "{detail}");
+        }
+        // No connection through a relay at all proves nothing.
+        assert!(!wan.crossings(&[]).await.0);
+    }
+
+    #[test]
+    fn each_wan_node_gets_its_own_loopback_address_up_to_the_last() {
+        let names = (0..MAX_WAN_NODES).map(|i| format!("n{i}"));
+        let wan = WanLinks::new(LinkShape::default(), names).unwrap();
+        assert_eq!(wan.host("n0").unwrap(), Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(
+            wan.host(&format!("n{}", MAX_WAN_NODES - 1)).unwrap(),
+            Ipv4Addr::new(127, 0, 0, 254)
+        );
+        let too_many = (0..=MAX_WAN_NODES).map(|i| format!("n{i}"));
+        assert!(WanLinks::new(LinkShape::default(), too_many).is_err());
+    }
+}

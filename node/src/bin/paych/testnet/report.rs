@@ -643,3 +643,50 @@ fn no_over_redemption(ledger: &Ledger) -> Invariant {
         detail,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::nodes::Retrieved;
+    use super::super::rounds::Job;
+    use super::*;
+
+    fn retrieved(bytes: u64, first_byte_micros: Option<u64>, elapsed_micros: u64) -> Retrieved {
+        Retrieved { bytes, first_byte_micros, elapsed_micros, ..Retrieved::default() }
+    }
+
+    #[test]
+    fn per_retrieval_throughput_is_bytes_over_elapsed_and_the_slowest_is_the_minimum() {
+        let job = Job { client: 0, provider: 0 };
+        let round = RoundOutcome {
+            retrieved: vec![
+                (job, retrieved(4_000_000, Some(50_000), 2_000_000)),
+                (job, retrieved(1_000_000, Some(80_000), 1_000_000)),
+                (job, retrieved(9_000_000, Some(40_000), 3_000_000)),
+            ],
+            ..RoundOutcome::default()
+        };
+        let transfer = Transfer::of(std::slice::from_ref(&round)).unwrap();
+        assert_eq!(transfer.retrieval_mb_per_sec_p50, 2.0);
+        assert_eq!(transfer.retrieval_mb_per_sec_min, 1.0);
+        assert_eq!((transfer.first_byte_p50_us, transfer.first_byte_p99_us), (50_000, 80_000));
+    }
+
+    #[test]
+    fn runs_that_transferred_nothing_report_no_throughput() {
+        let job = Job { client: 0, provider: 0 };
+        let paid_only = RoundOutcome {
+            retrieved: vec![(job, retrieved(0, None, 0))],
+            ..RoundOutcome::default()
+        };
+        assert!(Transfer::of(&[paid_only]).is_none());
+        assert!(Transfer::of(&[]).is_none());
+    }
+
+    #[test]
+    fn a_link_is_reported_in_milliseconds_and_bytes_a_second() {
+        let link = Link::from("50ms,5ms,10M".parse::<LinkShape>().unwrap());
+        assert_eq!((link.delay_ms, link.jitter_ms), (50.0, 5.0));
+        assert_eq!(link.rate_bytes_per_sec, Some(10_000_000));
+    }
+}
