@@ -281,11 +281,16 @@ impl Launcher {
             if let Some(wan) = &self.wan {
                 let host = wan.host(name)?;
                 config.listen = Multiaddr::from(host).with(Protocol::Tcp(0));
-                config.announce = Some(wan.bind(name).await?);
-                config.dial_from = Some(host.into());
                 config.max_inbound_connections_per_ip =
                     RepoConfig::default().max_inbound_connections_per_ip;
             }
+            write_config(&repo, &config)?;
+        }
+        if let Some(wan) = &self.wan {
+            // A new relay each run (a kept repo's config names the last run's, gone since).
+            let mut config = read_config(&repo)?;
+            config.announce = Some(wan.bind(name).await?);
+            config.dial_from = Some(wan.host(name)?.into());
             write_config(&repo, &config)?;
         }
         let node = self.launch(name).await?;
