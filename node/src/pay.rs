@@ -171,14 +171,15 @@ impl Payer {
     }
 
     /// This node's announce for `channel`: a peer record binding `from` to this node's
-    /// PeerId and listen addresses, signed by `from`'s key in the wallet.
+    /// PeerId and announced addresses ([`NetworkClient::announce_addrs`]), signed by `from`'s
+    /// key in the wallet.
     pub async fn announce(
         &self,
         channel: Address,
         from: Address,
         to: Address,
     ) -> Result<Announce, PayError> {
-        let mut addrs = self.net.listen_addrs().await?;
+        let mut addrs = self.net.announce_addrs().await?;
         addrs.truncate(MAX_PEER_RECORD_MULTIADDRS);
         let wallet = self.manager.wallet().clone();
         let peer_record = SignedPeerRecord::sign_with(

@@ -91,7 +91,7 @@ pub fn find_peer(
 }
 
 /// This node's signed peer record as the payee `to`: `to`'s key (in the wallet) binds this
-/// node's PeerId and listen addresses, with the time in milliseconds as its sequence. It
+/// node's PeerId and announced addresses, with the time in milliseconds as its sequence. It
 /// proves to the payer that the request comes from the channel's payee; the libp2p
 /// connection proves the PeerId, so a copy sent by anyone else proves nothing.
 pub async fn payee_record(
@@ -99,7 +99,7 @@ pub async fn payee_record(
     net: &NetworkClient,
     to: Address,
 ) -> Result<SignedPeerRecord, ReconcileError> {
-    let mut addrs = net.listen_addrs().await?;
+    let mut addrs = net.announce_addrs().await?;
     addrs.truncate(MAX_PEER_RECORD_MULTIADDRS);
     let sequence = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -10,17 +10,23 @@
 //! (TCP back-pressure), and a relay takes at most [`MAX_CONNECTIONS`] connections at once
 //! (more are closed on arrival). A half-close crosses the relay once the bytes before it
 //! have; either side failing ends the connection.
+//!
+//! With [`RelayOptions::keep_source_ip`], the relay's upstream connection leaves from the
+//! address its client came from (any port): on Linux every 127.0.0.0/8 address is local, so
+//! nodes on 127.0.0.2, 127.0.0.3, … still look like distinct hosts to whatever the relay
+//! stands in front of. A relay may be bound first ([`Relay::bind`]) and told its upstream
+//! later, so that its address can be handed out before the upstream exists.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -131,6 +137,37 @@ fn parse_rate(text: &str) -> Result<u64, String> {
     }
 }
 
+/// How a relay makes its upstream connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RelayOptions {
+    /// Bind each upstream connection to the IP address its client connected from (port 0),
+    /// so that the upstream sees the client's address rather than the relay's. The address
+    /// must be local (any 127.0.0.0/8 address is, on Linux); if it cannot be bound, the
+    /// connection is closed.
+    pub keep_source_ip: bool,
+}
+
+/// A relay's listener, bound but not relaying yet: connections wait in the socket's
+/// backlog until [`BoundRelay::relay_to`] names the upstream.
+#[derive(Debug)]
+pub struct BoundRelay {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl BoundRelay {
+    /// Where the relay listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts relaying every connection to `upstream` with `shape` and `options`.
+    pub fn relay_to(self, upstream: SocketAddr, shape: LinkShape, options: RelayOptions) -> Relay {
+        let task = tokio::spawn(accept_loop(self.listener, upstream, shape, options));
+        Relay { addr: self.addr, upstream, task }
+    }
+}
+
 /// A running relay: connections to [`Relay::local_addr`] reach `upstream` through the shape.
 /// Dropping it (or [`Relay::stop`]) closes the listener and every connection it carries.
 #[derive(Debug)]
@@ -148,13 +185,17 @@ impl Relay {
         upstream: SocketAddr,
         shape: LinkShape,
     ) -> Result<Relay, RelayError> {
+        Ok(Relay::bind(listen).await?.relay_to(upstream, shape, RelayOptions::default()))
+    }
+
+    /// Listens on `listen` (port 0: any free port) without relaying yet.
+    pub async fn bind(listen: SocketAddr) -> Result<BoundRelay, RelayError> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| RelayError::Listen { addr: listen, source })?;
         let addr =
             listener.local_addr().map_err(|source| RelayError::Listen { addr: listen, source })?;
-        let task = tokio::spawn(accept_loop(listener, upstream, shape));
-        Ok(Relay { addr, upstream, task })
+        Ok(BoundRelay { listener, addr })
     }
 
     /// Where to connect to reach the upstream through the relay.
@@ -179,14 +220,19 @@ impl Drop for Relay {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shape: LinkShape) {
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    shape: LinkShape,
+    options: RelayOptions,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     // Dropped with this task (the relay stopped): every connection's tasks end with it.
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((inbound, _)) = accepted else {
+                let Ok((inbound, client)) = accepted else {
                     // Out of descriptors, say: wait rather than spin.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -195,9 +241,10 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shape: LinkSha
                     tracing::debug!("relay: connection refused, at its cap");
                     continue;
                 };
+                let source = options.keep_source_ip.then(|| client.ip());
                 connections.spawn(async move {
                     let _slot = slot;
-                    relay_connection(inbound, upstream, shape).await;
+                    relay_connection(inbound, upstream, source, shape).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -205,8 +252,13 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, shape: LinkSha
     }
 }
 
-async fn relay_connection(inbound: TcpStream, upstream: SocketAddr, shape: LinkShape) {
-    let outbound = match TcpStream::connect(upstream).await {
+async fn relay_connection(
+    inbound: TcpStream,
+    upstream: SocketAddr,
+    source: Option<IpAddr>,
+    shape: LinkShape,
+) {
+    let outbound = match connect_upstream(upstream, source).await {
         Ok(stream) => stream,
         Err(e) => {
             tracing::debug!(%upstream, error = %e, "relay: cannot reach the upstream");
@@ -220,6 +272,20 @@ async fn relay_connection(inbound: TcpStream, upstream: SocketAddr, shape: LinkS
     let (out_read, out_write) = outbound.into_split();
     // Each direction ends on its own (a half-close); the connection ends with both.
     tokio::join!(direction(in_read, out_write, shape), direction(out_read, in_write, shape));
+}
+
+/// Connects to `upstream`, from `source` (any port) when given.
+async fn connect_upstream(
+    upstream: SocketAddr,
+    source: Option<IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let Some(source) = source else { return TcpStream::connect(upstream).await };
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(upstream).await
 }
 
 /// One direction: a reader that timestamps chunks, a writer that delivers each when due.

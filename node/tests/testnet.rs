@@ -1,6 +1,7 @@
 //! `paych testnet` end to end: a devnet, provider and client daemons as real processes,
 //! paid retrievals, reconciliation, settlement and collection; the report's invariants
-//! must hold, also when a daemon is killed with SIGKILL in the middle and restarted.
+//! must hold, also when a daemon is killed with SIGKILL in the middle and restarted, and
+//! when every link between daemons crosses a relay with a wide-area delay (`--wan`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
@@ -8,25 +9,16 @@ use std::process::Command;
 use serde_json::Value;
 
 fn testnet(extra: &[&str]) -> Value {
+    testnet_of(&["--clients", "2", "--providers", "2", "--retrievals", "16"], extra)
+}
+
+/// A testnet of `size` (clients, providers, retrievals) with `extra` arguments: its report.
+fn testnet_of(size: &[&str], extra: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_paych"))
-        .args([
-            "testnet",
-            "--json",
-            "--clients",
-            "2",
-            "--providers",
-            "2",
-            "--retrievals",
-            "16",
-            "--chunks",
-            "4",
-            "--chunk-size",
-            "4096",
-            "--block-time",
-            "200ms",
-            "--keep",
-        ])
+        .args(["testnet", "--json"])
+        .args(size)
+        .args(["--chunks", "4", "--chunk-size", "4096", "--block-time", "200ms", "--keep"])
         .arg(dir.path())
         .args(extra)
         .output()
@@ -64,7 +56,16 @@ fn a_small_testnet_completes_with_its_invariants() {
     assert_eq!(report["bytes"], 16 * 4 * 4096);
     // Two retrievals ran together on each channel, so each had two lanes to fold.
     assert!(report["reconciled_channels"].as_u64().unwrap() > 0, "{report:#}");
-    for field in ["payments_per_sec", "latency_p50_us", "latency_p99_us", "chain_messages"] {
+    for field in [
+        "payments_per_sec",
+        "latency_p50_us",
+        "latency_p99_us",
+        "chain_messages",
+        "retrieval_mb_per_sec_p50",
+        "retrieval_mb_per_sec_min",
+        "first_byte_p50_us",
+        "first_byte_p99_us",
+    ] {
         assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report:#}");
     }
     let messages = report["chain_messages"].as_u64().unwrap();
@@ -92,12 +93,41 @@ fn a_client_killed_mid_run_comes_back_and_the_run_completes() {
 }
 
 #[test]
+fn a_wan_testnet_crosses_a_relay_on_every_link_and_waits_a_round_trip_for_the_first_byte() {
+    let delay_ms = 20;
+    let report = testnet_of(
+        &["--clients", "2", "--providers", "1", "--retrievals", "8"],
+        &["--wan", &format!("{delay_ms}ms")],
+    );
+    // Among them: every connection between daemons ended at a relay or came in from a
+    // daemon's own 127.0.0.N.
+    assert_invariants(&report);
+    let crossed = report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["name"].as_str().unwrap().contains("crossed a relay"));
+    assert!(crossed, "{report:#}");
+    assert_eq!(report["wan"]["delay_ms"], delay_ms as f64, "{report:#}");
+    assert_eq!(report["retrievals"], 8);
+    // A reconciliation (the payee dialling its payer back) crossed the relays too.
+    assert!(report["reconciled_channels"].as_u64().unwrap() > 0, "{report:#}");
+    // The first checked chunk needs at least the request and its answer: one round trip.
+    let first_byte = report["first_byte_p50_us"].as_u64().unwrap();
+    assert!(first_byte >= 2 * delay_ms * 1000, "first byte after {first_byte} µs: {report:#}");
+    assert!(report["retrieval_mb_per_sec_min"].as_f64().unwrap() > 0.0, "{report:#}");
+}
+
+#[test]
 fn bad_arguments_are_refused() {
     for args in [
         &["testnet", "--clients", "0"][..],
         &["testnet", "--price-per-chunk", "lots"],
         &["testnet", "--block-time", "1 fortnight"],
         &["testnet", "--crash", "nobody", "--retrievals", "2"],
+        &["testnet", "--wan", "20"],
+        &["testnet", "--wan", "20ms,1ms,0"],
+        &["testnet", "--wan", "20ms", "--clients", "300"],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_paych")).args(args).output().unwrap();
         assert!(!output.status.success(), "{args:?}");

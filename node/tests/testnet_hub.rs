@@ -2,7 +2,8 @@
 //! processes, every chunk paid through the hub with the provider's invoice, then settlement
 //! and collection; the report's invariants must hold — the hub's balance changes by its fees
 //! less its gas, every provider is paid what its payers' receipts say, nobody loses money —
-//! also when the hub or a provider is killed with SIGKILL while routes are in flight.
+//! also when the hub or a provider is killed with SIGKILL while routes are in flight, and
+//! when every link between daemons crosses a latency relay (`--wan`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
@@ -89,6 +90,21 @@ fn a_payee_killed_mid_route_comes_back_and_nobody_loses_money() {
     let report = hub_testnet(&["--crash", "provider-0"]);
     assert_invariants(&report);
     assert!(report["crash"].as_str().unwrap().contains("provider-0 killed"), "{report:#}");
+    assert_eq!(report["hub"]["routed_payments"], RETRIEVALS * CHUNKS, "{report:#}");
+}
+
+#[test]
+fn a_wan_hub_testnet_routes_every_chunk_across_relays_and_keeps_its_invariants() {
+    let report = hub_testnet(&["--wan", "20ms"]);
+    assert_invariants(&report);
+    let names: Vec<&str> = report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert!(names.contains(&"every connection between daemons crossed a relay"), "{names:?}");
+    assert_eq!(report["wan"]["delay_ms"], 20.0, "{report:#}");
     assert_eq!(report["hub"]["routed_payments"], RETRIEVALS * CHUNKS, "{report:#}");
 }
 

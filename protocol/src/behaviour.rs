@@ -19,19 +19,24 @@
 //! correlates responses with their requests by [`request_response::OutboundRequestId`].
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::time::Duration;
+
+use libp2p::core::upgrade;
+use libp2p::core::Transport as _;
 
 use libp2p::identity::Keypair;
 use libp2p::swarm::{ConnectionDenied, NetworkBehaviour};
 use libp2p::{
-    connection_limits, identify, noise, ping, request_response, tcp, yamux, StreamProtocol, Swarm,
-    SwarmBuilder,
+    connection_limits, identify, noise, ping, request_response, tcp, yamux, Multiaddr,
+    StreamProtocol, Swarm, SwarmBuilder,
 };
 
 use crate::codec::{
     Codec, ReconcileCodec, RetrievalCodec, RouteCodec, VoucherCodec, WireMessage,
     DEFAULT_READ_TIMEOUT,
 };
+use crate::dial_from::DialFrom;
 use crate::exchange::Exchange;
 use crate::ip_limits;
 use crate::messages::{ReconcileRequest, ReconcileResponse, VoucherRequest, VoucherResponse};
@@ -104,6 +109,13 @@ pub struct Config {
     pub identify_interval: Duration,
     /// How many peers' identify information is cached.
     pub identify_cache_size: usize,
+    /// The addresses handed to peers instead of the listen addresses (e.g. a relay's, or a
+    /// public address in front of a NAT): when any is given, identify shares only these —
+    /// the swarm's external addresses — and never the listen addresses.
+    pub announce: Vec<Multiaddr>,
+    /// The local IP address outbound TCP connections leave from ([`DialFrom`]); `None`:
+    /// the system's choice.
+    pub dial_from: Option<IpAddr>,
 }
 
 impl Default for Config {
@@ -129,6 +141,8 @@ impl Default for Config {
             ping_timeout: Duration::from_secs(20),
             identify_interval: Duration::from_secs(5 * 60),
             identify_cache_size: 100,
+            announce: Vec::new(),
+            dial_from: None,
         }
     }
 }
@@ -237,7 +251,8 @@ impl Behaviour {
             identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), keypair.public())
                 .with_agent_version(AGENT_VERSION.to_owned())
                 .with_interval(config.identify_interval)
-                .with_cache_size(config.identify_cache_size);
+                .with_cache_size(config.identify_cache_size)
+                .with_hide_listen_addrs(!config.announce.is_empty());
         let ping = ping::Config::new()
             .with_interval(config.ping_interval)
             .with_timeout(config.ping_timeout);
@@ -344,24 +359,30 @@ pub enum SwarmError {
     Noise(#[from] noise::Error),
 }
 
-/// A tokio swarm over TCP, secured by Noise and multiplexed by Yamux, running
-/// [`Behaviour`] for `keypair` with `config`. It listens nowhere yet: call
+/// A tokio swarm over TCP ([`DialFrom`]: dials leave from [`Config::dial_from`]), secured
+/// by Noise and multiplexed by Yamux, running [`Behaviour`] for `keypair` with `config`,
+/// with [`Config::announce`] as its external addresses. It listens nowhere yet: call
 /// [`Swarm::listen_on`].
 pub fn build_swarm(keypair: Keypair, config: &Config) -> Result<Swarm<Behaviour>, SwarmError> {
-    let transport = SwarmBuilder::with_existing_identity(keypair).with_tokio().with_tcp(
-        tcp::Config::default().nodelay(true),
-        noise::Config::new,
-        yamux::Config::default,
-    )?;
+    let noise = noise::Config::new(&keypair)?;
+    let tcp = DialFrom::new(tcp::Config::default().nodelay(true), config.dial_from)
+        .upgrade(upgrade::Version::V1Lazy)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default());
+    let Ok(transport) =
+        SwarmBuilder::with_existing_identity(keypair).with_tokio().with_other_transport(|_| tcp);
     let Ok(with_behaviour) = transport.with_behaviour(|key| Behaviour::new(key, config));
-    let swarm = with_behaviour
+    let mut swarm = with_behaviour
         .with_swarm_config(|c| {
             // An outbound stream names its protocol and sends its request at once, without
             // waiting a round trip for the listener to confirm the protocol (multistream-select
             // "V1Lazy"); a listener that lacks the protocol fails the request all the same.
             c.with_idle_connection_timeout(config.idle_connection_timeout)
-                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+                .with_substream_upgrade_protocol_override(upgrade::Version::V1Lazy)
         })
         .build();
+    for addr in &config.announce {
+        swarm.add_external_address(addr.clone());
+    }
     Ok(swarm)
 }

@@ -14,6 +14,7 @@
 //! - [`exchange`]: [`Exchange`], the request-response behaviour that also reports requests
 //!   the codec refused;
 //! - [`ip_limits`]: the cap on inbound connections from one remote address;
+//! - [`dial_from`]: the TCP transport whose dials may leave from one chosen local address;
 //! - [`behaviour`]: the composed [`Behaviour`] (connection limits, identify, ping and the
 //!   paych protocols), its [`Config`] and [`Event`], and [`build_swarm`].
 //!
@@ -22,6 +23,7 @@
 
 pub mod behaviour;
 pub mod codec;
+pub mod dial_from;
 pub mod exchange;
 pub mod ip_limits;
 pub mod messages;

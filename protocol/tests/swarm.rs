@@ -542,3 +542,47 @@ async fn a_peer_that_connects_and_does_nothing_is_disconnected_after_the_idle_ti
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_node_dials_from_its_own_address_and_identify_shares_only_what_it_announces() {
+    in_time(async {
+        let mut listener = new_swarm(&Config::default());
+        let listener_addr = listen(&mut listener).await;
+        let announced: Multiaddr = "/ip4/127.0.0.9/tcp/4242".parse().unwrap();
+        let config = Config {
+            dial_from: Some("127.0.0.5".parse().unwrap()),
+            announce: vec![announced.clone()],
+            ..Config::default()
+        };
+        let mut dialer = new_swarm(&config);
+        // A listen address of its own, which identify must not share.
+        dialer.listen_on("/ip4/127.0.0.5/tcp/0".parse().unwrap()).unwrap();
+        let dialer_id = *dialer.local_peer_id();
+        dial_anew(&mut dialer, *listener.local_peer_id(), &listener_addr);
+        let dialer_task = drive(dialer);
+
+        let (mut came_from, mut shared) = (None, None);
+        while came_from.is_none() || shared.is_none() {
+            match listener.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. }
+                    if peer_id == dialer_id =>
+                {
+                    came_from = Some(endpoint.get_remote_address().clone());
+                }
+                SwarmEvent::Behaviour(paych_protocol::Event::Identify(event)) => {
+                    if let libp2p::identify::Event::Received { peer_id, info, .. } = *event {
+                        if peer_id == dialer_id {
+                            shared = Some(info.listen_addrs);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        dialer_task.abort();
+        let came_from = came_from.unwrap();
+        assert!(came_from.to_string().starts_with("/ip4/127.0.0.5/tcp/"), "{came_from}");
+        assert_eq!(shared.unwrap(), vec![announced]);
+    })
+    .await;
+}

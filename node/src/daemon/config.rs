@@ -6,7 +6,7 @@
 //! [`ConfigError`] naming the line and the key; nothing here reads or writes files.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -104,6 +104,14 @@ pub struct RepoConfig {
     pub network: Option<FilNetwork>,
     /// `listen`: the libp2p listen multiaddr.
     pub listen: Multiaddr,
+    /// `announce`: the multiaddr handed to peers instead of the listen address (a relay's,
+    /// or a public address in front of a NAT, as Lotus's `Libp2p.AnnounceAddresses`): the
+    /// node's signed peer records carry it and identify shares only it. Unset: the listen
+    /// addresses.
+    pub announce: Option<Multiaddr>,
+    /// `dial_from`: the local IP address outbound libp2p connections leave from (one the
+    /// host has; any 127.0.0.0/8 address on Linux). Unset: the system's choice.
+    pub dial_from: Option<IpAddr>,
     /// `api`: the JSON-RPC listen address.
     pub api: SocketAddr,
     /// `min_delta`: the least (attoFIL) an inbound voucher must add to its lane.
@@ -175,6 +183,8 @@ impl Default for RepoConfig {
         RepoConfig {
             network: None,
             listen: "/ip4/0.0.0.0/tcp/24001".parse().unwrap_or_else(|_| Multiaddr::empty()),
+            announce: None,
+            dial_from: None,
             api: SocketAddr::from(([127, 0, 0, 1], 3456)),
             min_delta: TokenAmount::default(),
             max_inbound_per_peer: network.max_inbound_per_peer,
@@ -211,6 +221,9 @@ impl RepoConfig {
              # against a Lotus node (see docs/networks.md).\n{}\
              # The libp2p listen multiaddr.\n\
              listen = \"{}\"\n\
+             # The multiaddr handed to peers instead of the listen address (a relay's, or a\n\
+             # public one in front of a NAT); the local IP address outbound connections leave\n\
+             # from. Unset: the listen addresses; the system's choice.\n{}{}\
              # The JSON-RPC API's listen address (keep it on loopback).\n\
              api = \"{}\"\n\
              # The least an inbound voucher must add to its lane, in attoFIL.\n\
@@ -255,6 +268,8 @@ impl RepoConfig {
              # system's roots (${LOTUS_CA_FILE_ENV} overrides it).\n{}{}",
             self.network.map(|n| format!("network = \"{n}\"\n")).unwrap_or_default(),
             self.listen,
+            self.announce.as_ref().map(|a| format!("announce = \"{a}\"\n")).unwrap_or_default(),
+            self.dial_from.map(|ip| format!("dial_from = \"{ip}\"\n")).unwrap_or_default(),
             self.api,
             self.min_delta.atto(),
             self.max_inbound_per_peer,
@@ -343,6 +358,8 @@ impl RepoConfig {
         match key {
             "network" => self.network = Some(network_of(value)?),
             "listen" => self.listen = parsed(value, "is not a multiaddr")?,
+            "announce" => self.announce = Some(announce_addr(value)?),
+            "dial_from" => self.dial_from = Some(parsed(value, "is not an IP address")?),
             "api" => self.api = parsed(value, "is not an address (IP:PORT)")?,
             "min_delta" => self.min_delta = atto(value)?,
             "reconcile_min_discount" => self.reconcile_min_discount = atto(value)?,
@@ -417,6 +434,8 @@ impl RepoConfig {
         let network = NetworkConfig {
             protocol: paych_protocol::Config {
                 max_inbound_per_ip: self.max_inbound_connections_per_ip,
+                announce: self.announce.iter().cloned().collect(),
+                dial_from: self.dial_from,
                 ..paych_protocol::Config::default()
             },
             max_inbound_per_peer: self.max_inbound_per_peer,
@@ -541,6 +560,18 @@ fn network_of(value: &str) -> Result<FilNetwork, Refusal> {
             .parse()
             .map_err(|e: paych_core::network::UnknownNetwork| Refusal::Bad(e.to_string())),
     }
+}
+
+/// A transport multiaddr (`/ip4/…/tcp/…`): the node's peer id is not part of it.
+fn announce_addr(value: &str) -> Result<Multiaddr, Refusal> {
+    let addr: Multiaddr = parsed(value, "is not a multiaddr")?;
+    if addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_))) {
+        return Err(Refusal::Bad("must not name a peer id (/p2p/…)".into()));
+    }
+    if addr.is_empty() {
+        return Err(Refusal::Bad("must name an address".into()));
+    }
+    Ok(addr)
 }
 
 fn flag(value: &str) -> Result<bool, Refusal> {
@@ -672,6 +703,8 @@ mod tests {
         let config = RepoConfig {
             network: Some(FilNetwork::Mainnet),
             listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            announce: Some("/ip4/127.0.0.9/tcp/4001".parse().unwrap()),
+            dial_from: Some("127.0.0.3".parse().unwrap()),
             api: "127.0.0.1:0".parse().unwrap(),
             min_delta: TokenAmount::from_atto(42u64),
             max_inbound_per_peer: 3,
@@ -725,6 +758,10 @@ mod tests {
             "reconcile_min_discount = \"x\"",
             "reconcile_max_vouchers = -1",
             "listen = \"/ip4",
+            "announce = \"/ip4/127.0.0.1/tcp/1/p2p/12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm\"",
+            "announce = \"\"",
+            "announce = \"tcp\"",
+            "dial_from = \"127.0.0\"",
             "peer.t07 = \"/ip4/127.0.0.1/tcp/1\"",
             "top_up_low = \"5\"",
             "top_up_low = \"50\"\ntop_up_high = \"5\"",

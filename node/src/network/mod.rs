@@ -314,6 +314,8 @@ pub struct NetworkClient {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
     stop: mpsc::Sender<()>,
+    /// The protocol config's `announce` addresses.
+    announce: Arc<[Multiaddr]>,
 }
 
 impl NetworkClient {
@@ -354,6 +356,15 @@ impl NetworkClient {
         self.call(|reply| Command::ListenAddrs { reply }).await
     }
 
+    /// The addresses this node hands to peers (in its signed peer records): the configured
+    /// announce addresses if any, else the listen addresses.
+    pub async fn announce_addrs(&self) -> Result<Vec<Multiaddr>, NetworkError> {
+        match self.announce.is_empty() {
+            true => self.listen_addrs().await,
+            false => Ok(self.announce.to_vec()),
+        }
+    }
+
     /// Sends `request` — a voucher, retrieval, reconcile or route request — to `peer` (reachable at
     /// `addrs`, dialled if not connected yet; at most [`MAX_ADDRS_PER_REQUEST`] of them are
     /// kept) and waits for its answer.
@@ -388,9 +399,10 @@ pub fn spawn(
     let local_peer_id = *swarm.local_peer_id();
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (stop_tx, stop) = mpsc::channel(1);
+    let announce = config.protocol.announce.clone().into();
     let (event_loop, inbound) = EventLoop::new(swarm, config, commands, stop);
     let handle = tokio::spawn(event_loop.run());
-    let client = NetworkClient { commands: commands_tx, local_peer_id, stop: stop_tx };
+    let client = NetworkClient { commands: commands_tx, local_peer_id, stop: stop_tx, announce };
     Ok((client, inbound, handle))
 }
 

@@ -19,8 +19,10 @@
 //!    it — except one channel, left for the provider's settler;
 //! 8. `settle`: clients settle every channel; the settler submits what was left;
 //! 9. `collect`: once settlement is due the channels are collected;
-//! 10. `report`: payments, bytes, latency, throughput, chain messages against the
-//!     one-per-lane and one-per-payment alternatives, gas, balances, and the invariants.
+//! 10. `report`: payments, bytes, latency, throughput (payments per second, and per
+//!     retrieval: bytes over its time, MB/s, and the time to its first checked chunk),
+//!     chain messages against the one-per-lane and one-per-payment alternatives, gas,
+//!     balances, and the invariants.
 //!
 //! With `--crash NODE` one daemon is killed with SIGKILL during round 2 and restarted on the
 //! same repo; its channels and vouchers must come back and the run must complete with its
@@ -28,6 +30,14 @@
 //!
 //! With `--hub`, a hub daemon stands between the clients and the providers and every chunk
 //! is paid through it with the provider's invoice ([`hub`] says how the phases differ).
+//!
+//! With `--wan DELAY[,JITTER[,RATE]]`, each daemon listens and dials on a loopback address
+//! of its own (127.0.0.2, 127.0.0.3, …) behind a latency relay of that shape
+//! ([`paych_node::relay`]) that keeps the dialler's address; the relay's address is the only
+//! one the other daemons know it by (their `peer.<address>` entries, its `announce`, the
+//! hub's entry in invoices), so every libp2p connection between daemons crosses exactly one
+//! relay, the dialled daemon's. The report adds the link's shape and checks that every
+//! connection crossed a relay ([`nodes::WanLinks`]).
 //!
 //! [`nodes`] runs the daemons and holds every call to their API; [`rounds`] runs the
 //! retrievals; [`report`] checks and renders what the run did.
@@ -53,12 +63,13 @@ use paych_core::types::{
     SETTLE_DELAY,
 };
 use paych_node::parse_duration;
+use paych_node::relay::LinkShape;
 use paych_node::route::HubConfig;
 use paych_node::rpc::devnet::RpcServer;
 use tokio::sync::RwLock;
 
 use hub::{HubSide, HUB_NAME};
-use nodes::{Launcher, Node, NodeRpc, Nodes};
+use nodes::{Launcher, Node, NodeRpc, Nodes, WanLinks, MAX_WAN_NODES};
 pub use report::{render, Report};
 use report::{Ending, Holdings, Ledger, Run};
 use rounds::{CrashPlan, Job, Pair, RoundContext, RoundOutcome, RoutedChunks, Tally};
@@ -118,6 +129,11 @@ pub struct TestnetArgs {
     /// instead of C × P). Chunks are paid, not transferred.
     #[arg(long)]
     pub hub: bool,
+    /// Give every link between daemons the shape `DELAY[,JITTER[,RATE]]` (`20ms`,
+    /// `50ms,5ms,10M`: a one-way delay, a jitter drawn per chunk, a rate cap in bytes per
+    /// second): each daemon on a loopback address of its own behind a relay of that shape.
+    #[arg(long, value_name = "DELAY[,JITTER[,RATE]]")]
+    pub wan: Option<LinkShape>,
 }
 
 impl Default for TestnetArgs {
@@ -134,6 +150,7 @@ impl Default for TestnetArgs {
             keep: None,
             crash: None,
             hub: false,
+            wan: None,
         }
     }
 }
@@ -220,6 +237,12 @@ fn check(args: &TestnetArgs) -> anyhow::Result<TokenAmount> {
             bail!("--crash {name:?}: no such node; name one of client-0…client-{} or provider-0…provider-{}{hub}", args.clients - 1, args.providers - 1);
         }
     }
+    let nodes = node_names(args.clients, args.providers, args.hub).count();
+    if args.wan.is_some() && nodes > MAX_WAN_NODES {
+        bail!(
+            "--wan gives each node its own 127.0.0.N: at most {MAX_WAN_NODES} nodes, not {nodes}"
+        );
+    }
     let price = parse_fil(&args.price_per_chunk)
         .map_err(|e| anyhow!("--price-per-chunk {:?}: {e}", args.price_per_chunk))?;
     if !price.is_positive() {
@@ -301,7 +324,9 @@ impl Testnet {
                 .await
                 .context("cannot serve the devnet")?;
         let api_info = server.api_info();
-        let launcher = Launcher { exe, dir: dir.to_owned(), api_info, network };
+        let names = node_names(args.clients, args.providers, args.hub);
+        let wan = args.wan.map(|shape| WanLinks::new(shape, names)).transpose()?;
+        let launcher = Launcher { exe, dir: dir.to_owned(), api_info, network, wan };
         let ledger = Ledger { raw_sign_per_sec, raw_recover_per_sec, ..Ledger::default() };
         let mut testnet = Testnet {
             args,
@@ -616,6 +641,7 @@ impl Testnet {
             after.push(balance(&self.devnet, &node.address));
             stats.push(self.devnet.sender_stats(&node.address));
         }
+        let crossings = self.wan_crossings().await?;
         let left_in_channels = self
             .channel_addrs()?
             .iter()
@@ -630,6 +656,8 @@ impl Testnet {
             hub: self.hub.as_ref().map(|side| side.index),
             retrievals: self.retrievals(),
             crashed: self.args.crash.is_some(),
+            wan: self.args.wan,
+            crossings,
             parties,
             peaks_kib,
             total_secs: 0.0,
@@ -640,6 +668,18 @@ impl Testnet {
         }
         let run = Run { total_secs: self.started.elapsed().as_secs_f64(), ..run };
         Ok(Report::new(&run, &self.ledger, &end))
+    }
+
+    /// With `--wan`: whether every connection the daemons hold crossed a relay, and the
+    /// figures (read before the daemons stop).
+    async fn wan_crossings(&self) -> anyhow::Result<Option<(bool, String)>> {
+        let Some(wan) = &self.launcher.wan else { return Ok(None) };
+        let mut seen = Vec::new();
+        for node in &self.nodes {
+            let node = node.read().await;
+            seen.push((node.name.clone(), node.rpc.net_peer_addrs().await?));
+        }
+        Ok(Some(wan.crossings(&seen).await))
     }
 
     /// Client–provider pairs.

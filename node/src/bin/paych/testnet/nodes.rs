@@ -2,8 +2,9 @@
 //! stopping it, killing and restarting it; and [`NodeRpc`], the one place the testnet calls
 //! a daemon's API — one short method per API method it uses, over the node's typed client.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,16 +19,18 @@ use paych_core::manager::TopUpPolicy;
 use paych_core::network::FilNetwork;
 use paych_core::types::{parse_address, Address, Network, SignedVoucher, TokenAmount};
 use paych_node::daemon::{Multiaddr, RepoConfig, FULLNODE_API_INFO};
+use paych_node::relay::{BoundRelay, LinkShape, Relay, RelayOptions};
 use paych_node::retrieval::parse_root;
 use paych_node::route::HubConfig;
 use paych_node::rpc::client::{rpc_url, ApiClient};
 use paych_node::rpc::methods::{
-    Method, NetAddrsListen, PaychGet, PaychGetWaitReady, PaychInvoice, PaychList, PaychPayInvoice,
-    PaychReconcile, PaychRetrievalPublish, PaychRetrieve, PaychSettle, PaychStatus,
-    PaychVoucherBestSpendable, PaychVoucherList, PaychVoucherSubmit, WalletDefaultAddress,
+    Method, NetAddrsListen, NetPeers, PaychGet, PaychGetWaitReady, PaychInvoice, PaychList,
+    PaychPayInvoice, PaychReconcile, PaychRetrievalPublish, PaychRetrieve, PaychSettle,
+    PaychStatus, PaychVoucherBestSpendable, PaychVoucherList, PaychVoucherSubmit,
+    WalletDefaultAddress,
 };
 use paych_node::rpc::params::{BlobData, Bytes, InvoiceHubs, InvoiceText, PublishSpec, Root};
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 
 /// How long one node may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,11 +42,17 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(600);
 const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of a node's log quoted when it fails to start.
 const LOG_TAIL_LINES: usize = 12;
-/// The daemons' cap on inbound connections per IP. Every daemon of a testnet dials from
-/// 127.0.0.1, whatever loopback address it listens on (the system picks the source address
-/// of a dial, and libp2p's TCP transport does not bind it), so the cap cannot tell them
-/// apart: it is lifted to every inbound slot, and the caps per peer and in total still hold.
+/// The daemons' cap on inbound connections per IP without `--wan`. Every daemon then
+/// listens and dials on 127.0.0.1, so the cap cannot tell them apart: it is lifted to every
+/// inbound slot, and the caps per peer and in total still hold. With `--wan` each daemon
+/// has a loopback address of its own, dials from it (`dial_from`), and the relays keep it,
+/// so the daemons keep the default cap.
 const LOOPBACK_CONNECTIONS_PER_IP: u32 = paych_node::daemon::MAX_INBOUND_CONNECTIONS_PER_IP;
+/// The first loopback address a `--wan` testnet gives a daemon (127.0.0.1 stays the
+/// devnet's and the APIs'): 127.0.0.2, then 127.0.0.3, …
+const FIRST_WAN_HOST: u8 = 2;
+/// The most daemons a `--wan` testnet can give a loopback address of their own.
+pub const MAX_WAN_NODES: usize = (u8::MAX - FIRST_WAN_HOST) as usize;
 
 /// A running daemon; dropping it kills the process.
 pub struct Node {
@@ -53,7 +62,8 @@ pub struct Node {
     pub rpc: Arc<NodeRpc>,
     /// Its wallet's default address.
     pub address: Address,
-    /// Where it listens: `<multiaddr>/p2p/<peer id>`.
+    /// Where the other daemons reach it, `<multiaddr>/p2p/<peer id>`: where it listens, or
+    /// with `--wan` the address of the relay in front of it.
     pub peer: Multiaddr,
     child: Child,
 }
@@ -117,6 +127,138 @@ pub struct Launcher {
     pub api_info: String,
     /// The network of the daemons' addresses.
     pub network: Network,
+    /// With `--wan`: the relays in front of the daemons.
+    pub wan: Option<WanLinks>,
+}
+
+/// With `--wan`: each daemon on a loopback address of its own, a relay of the link's shape in
+/// front of its libp2p listener, and the address of that relay the only one the others know
+/// it by (its `peer.<address>` entries, its announce, the hub's entry in invoices).
+pub struct WanLinks {
+    /// The shape of every link.
+    pub shape: LinkShape,
+    /// Each daemon's loopback address, by name.
+    hosts: BTreeMap<String, Ipv4Addr>,
+    /// Each daemon's relay, by name, made before its first start and kept across restarts.
+    relays: Mutex<BTreeMap<String, WanRelay>>,
+}
+
+/// A daemon's relay: bound before the daemon first starts (so that its address can be the
+/// daemon's `announce`), relaying once the daemon listens.
+enum WanRelay {
+    Bound(BoundRelay),
+    Running(Relay),
+}
+
+impl WanLinks {
+    /// Links of `shape` for the daemons `names`: 127.0.0.2, 127.0.0.3, … in their order.
+    pub fn new(shape: LinkShape, names: impl Iterator<Item = String>) -> anyhow::Result<Self> {
+        let mut hosts = BTreeMap::new();
+        for (i, name) in names.enumerate() {
+            let last = u8::try_from(i)
+                .ok()
+                .and_then(|i| i.checked_add(FIRST_WAN_HOST))
+                .filter(|last| *last < u8::MAX)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "--wan gives each node its own 127.0.0.N: at most {MAX_WAN_NODES} nodes"
+                    )
+                })?;
+            hosts.insert(name, Ipv4Addr::new(127, 0, 0, last));
+        }
+        Ok(WanLinks { shape, hosts, relays: Mutex::new(BTreeMap::new()) })
+    }
+
+    fn host(&self, name: &str) -> anyhow::Result<Ipv4Addr> {
+        self.hosts.get(name).copied().ok_or_else(|| anyhow!("no loopback address for {name}"))
+    }
+
+    /// Binds `name`'s relay on its host; the address it announces.
+    async fn bind(&self, name: &str) -> anyhow::Result<Multiaddr> {
+        let host = self.host(name)?;
+        let bound = Relay::bind(SocketAddr::from((host, 0))).await?;
+        let addr = tcp_multiaddr(bound.local_addr());
+        self.relays.lock().await.insert(name.to_owned(), WanRelay::Bound(bound));
+        Ok(addr)
+    }
+
+    /// Starts `name`'s relay towards where the daemon listens (`listen`, a multiaddr), once;
+    /// where the others reach the daemon, `<relay>/p2p/<peer id>`.
+    async fn reach(&self, name: &str, listen: &Multiaddr) -> anyhow::Result<Multiaddr> {
+        let mut relays = self.relays.lock().await;
+        let relay = relays.remove(name).ok_or_else(|| anyhow!("{name} has no relay"))?;
+        let running = match relay {
+            WanRelay::Running(relay) => relay,
+            WanRelay::Bound(bound) => {
+                let upstream = socket_of(listen)
+                    .ok_or_else(|| anyhow!("{name} listens on {listen}, not IPv4 and TCP"))?;
+                let options = RelayOptions { keep_source_ip: true };
+                bound.relay_to(upstream, self.shape, options)
+            }
+        };
+        let mut reach = tcp_multiaddr(running.local_addr());
+        if let Some(peer) = listen.iter().find(|p| matches!(p, Protocol::P2p(_))) {
+            reach.push(peer);
+        }
+        relays.insert(name.to_owned(), WanRelay::Running(running));
+        Ok(reach)
+    }
+}
+
+impl WanLinks {
+    /// Whether every connection the daemons hold crossed a relay, from the remote address
+    /// each daemon reports for each of its peers (`NetPeers`: one connection per peer):
+    /// a connection a daemon dialled must end at a relay, one it accepted must come from a
+    /// daemon's own 127.0.0.N (a relay keeps it), and none may end at a daemon's direct
+    /// listen address. `(held, detail)`.
+    pub async fn crossings(&self, seen: &[(String, Vec<String>)]) -> (bool, String) {
+        let relays = self.relays.lock().await;
+        let running = relays.values().filter_map(|r| match r {
+            WanRelay::Running(relay) => Some(relay),
+            WanRelay::Bound(_) => None,
+        });
+        let (fronts, direct): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            running.map(|r| (r.local_addr(), r.upstream())).unzip();
+        let (mut dialled, mut accepted, mut bad) = (0, 0, Vec::new());
+        for (name, addrs) in seen {
+            for text in addrs {
+                let socket = text.parse::<Multiaddr>().ok().and_then(|a| socket_of(&a));
+                match socket {
+                    Some(at) if fronts.contains(&at) => dialled += 1,
+                    Some(at) if direct.contains(&at) => {
+                        bad.push(format!("{name} → {text} (direct)"))
+                    }
+                    Some(at) if self.hosts.values().any(|h| IpAddr::V4(*h) == at.ip()) => {
+                        accepted += 1
+                    }
+                    _ => bad.push(format!("{name} ↔ {text}")),
+                }
+            }
+        }
+        let detail = format!(
+            "{dialled} connections dialled a relay, {accepted} came in from a daemon's own \
+             127.0.0.N{}",
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!("; not relayed: {}", bad.join(", "))
+            }
+        );
+        (bad.is_empty() && dialled > 0, detail)
+    }
+}
+
+/// `/ip4/…/tcp/…` of an IPv4 socket address.
+fn tcp_multiaddr(addr: SocketAddr) -> Multiaddr {
+    Multiaddr::from(addr.ip()).with(Protocol::Tcp(addr.port()))
+}
+
+/// The IPv4 socket address a `/ip4/…/tcp/…` multiaddr names.
+fn socket_of(addr: &Multiaddr) -> Option<SocketAddr> {
+    let mut parts = addr.iter();
+    let Some(Protocol::Ip4(ip)) = parts.next() else { return None };
+    let Some(Protocol::Tcp(port)) = parts.next() else { return None };
+    Some(SocketAddr::from((ip, port)))
 }
 
 impl Launcher {
@@ -135,12 +277,35 @@ impl Launcher {
         let repo = self.dir.join(name);
         fs::create_dir_all(&repo).with_context(|| format!("cannot create {}", repo.display()))?;
         if !repo.join("config.toml").exists() {
-            write_config(&repo, &RepoConfig { hub, ..self.first_config(peers, top_up) })?;
+            let mut config = RepoConfig { hub, ..self.first_config(peers, top_up) };
+            if let Some(wan) = &self.wan {
+                let host = wan.host(name)?;
+                config.listen = Multiaddr::from(host).with(Protocol::Tcp(0));
+                config.max_inbound_connections_per_ip =
+                    RepoConfig::default().max_inbound_connections_per_ip;
+            }
+            write_config(&repo, &config)?;
+        }
+        if let Some(wan) = &self.wan {
+            // A new relay each run (a kept repo's config names the last run's, gone since).
+            let mut config = read_config(&repo)?;
+            config.announce = Some(wan.bind(name).await?);
+            config.dial_from = Some(wan.host(name)?.into());
+            write_config(&repo, &config)?;
         }
         let node = self.launch(name).await?;
         let mut config = read_config(&repo)?;
         config.listen = node.peer.iter().take_while(is_transport).collect();
         write_config(&repo, &config)?;
+        self.reach(node).await
+    }
+
+    /// With `--wan`, `node` as the others reach it: through its relay (started on its first
+    /// start, towards where it listens).
+    async fn reach(&self, mut node: Node) -> anyhow::Result<Node> {
+        if let Some(wan) = &self.wan {
+            node.peer = wan.reach(&node.name, &node.peer).await?;
+        }
         Ok(node)
     }
 
@@ -166,9 +331,11 @@ impl Launcher {
         }
     }
 
-    /// Starts node `name` again on its repo (after a crash): it listens where it did.
+    /// Starts node `name` again on its repo (after a crash): it listens where it did, behind
+    /// the same relay with `--wan`.
     pub async fn restart(&self, name: &str) -> anyhow::Result<Node> {
-        self.launch(name).await
+        let node = self.launch(name).await?;
+        self.reach(node).await
     }
 
     /// Runs `paych daemon` on node `name`'s repo and waits for its API to answer.
@@ -303,6 +470,10 @@ pub struct Retrieved {
     pub payment_micros: Vec<u64>,
     /// The lane paid on.
     pub lane: Option<u64>,
+    /// From the request to the first chunk checked, µs (none when nothing was retrieved).
+    pub first_byte_micros: Option<u64>,
+    /// The whole retrieval, µs.
+    pub elapsed_micros: u64,
     /// With `--hub`: each chunk's routed payment, as its receipt says.
     pub receipts: Vec<RoutedPaid>,
     /// With `--hub`: payments tried and failed (a fresh invoice paid after each); a failed
@@ -364,6 +535,12 @@ impl NodeRpc {
         };
         let peer = format!("{addr}/p2p/{}", listen.id);
         Ok(Some(peer.parse().with_context(|| format!("bad listen address {peer}"))?))
+    }
+
+    /// `NetPeers`: the remote address of a connection with each connected peer.
+    pub async fn net_peer_addrs(&self) -> anyhow::Result<Vec<String>> {
+        let peers = self.call::<NetPeers>(()).await?;
+        Ok(peers.into_iter().flat_map(|peer| peer.addrs).collect())
     }
 
     /// `PaychRetrievalPublish` of a random blob: its root.
@@ -497,6 +674,8 @@ impl NodeRpc {
             bytes: got.bytes,
             payment_micros: got.payment_micros,
             lane: got.lane,
+            first_byte_micros: got.first_byte_micros,
+            elapsed_micros: got.elapsed_micros,
             ..Retrieved::default()
         })
     }
@@ -514,4 +693,62 @@ fn voucher(shape: SignedVoucherJson) -> anyhow::Result<SignedVoucher> {
 
 fn vouchers(shapes: Vec<SignedVoucherJson>) -> anyhow::Result<Vec<SignedVoucher>> {
     shapes.into_iter().map(voucher).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const PEER: &str = "12D3KooWR3xpchtdRaf8WMXv8dVjaKWqZQ5kS53rcFpHcwrSXqdm";
+
+    /// Links for nodes `a` and `b`, their relays running towards `a` on 127.0.0.2:1111 and `b`
+    /// on 127.0.0.3:2222; the relays' addresses.
+    async fn two_links() -> (WanLinks, Multiaddr, Multiaddr) {
+        let names = ["a".to_owned(), "b".to_owned()].into_iter();
+        let wan = WanLinks::new(LinkShape::default(), names).unwrap();
+        let mut fronts = Vec::new();
+        for (name, listen) in [("a", "/ip4/127.0.0.2/tcp/1111"), ("b", "/ip4/127.0.0.3/tcp/2222")] {
+            let announced = wan.bind(name).await.unwrap();
+            let listen: Multiaddr = format!("{listen}/p2p/{PEER}").parse().unwrap();
+            let reach = wan.reach(name, &listen).await.unwrap();
+            assert_eq!(reach, format!("{announced}/p2p/{PEER}").parse().unwrap());
+            fronts.push(reach);
+        }
+        let b = fronts.pop().unwrap();
+        (wan, fronts.pop().unwrap(), b)
+    }
+
+    #[tokio::test]
+    async fn connections_through_the_relays_keep_the_crossing_invariant_and_others_break_it() {
+        let (wan, _a, b) = two_links().await;
+        let relayed = vec![
+            ("a".to_owned(), vec![b.to_string()]),
+            ("b".to_owned(), vec![format!("/ip4/127.0.0.2/tcp/40000/p2p/{PEER}")]),
+        ];
+        let (held, detail) = wan.crossings(&relayed).await;
+        assert!(held, "{detail}");
+        for stray in ["/ip4/127.0.0.3/tcp/2222", "/ip4/127.0.0.1/tcp/40000"] {
+            let mut seen = relayed.clone();
+            seen[0].1.push(format!("{stray}/p2p/{PEER}"));
+            let (held, detail) = wan.crossings(&seen).await;
+            assert!(!held, "{stray}: {detail}");
+            assert!(detail.contains(stray), "{detail}");
+        }
+        // No connection through a relay at all proves nothing.
+        assert!(!wan.crossings(&[]).await.0);
+    }
+
+    #[test]
+    fn each_wan_node_gets_its_own_loopback_address_up_to_the_last() {
+        let names = (0..MAX_WAN_NODES).map(|i| format!("n{i}"));
+        let wan = WanLinks::new(LinkShape::default(), names).unwrap();
+        assert_eq!(wan.host("n0").unwrap(), Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(
+            wan.host(&format!("n{}", MAX_WAN_NODES - 1)).unwrap(),
+            Ipv4Addr::new(127, 0, 0, 254)
+        );
+        let too_many = (0..=MAX_WAN_NODES).map(|i| format!("n{i}"));
+        assert!(WanLinks::new(LinkShape::default(), too_many).is_err());
+    }
 }

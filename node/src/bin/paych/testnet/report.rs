@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use paych_core::chain::devnet::SenderStats;
 use paych_core::types::{format_fil, TokenAmount};
+use paych_node::relay::LinkShape;
 use serde::Serialize;
 
 use super::rounds::{Pair, RoundOutcome};
@@ -65,6 +66,13 @@ pub struct Report {
     /// How fast the payments went.
     #[serde(flatten)]
     pub speed: Speed,
+    /// How fast each retrieval's bytes came (none with `--hub`, where chunks are paid, not
+    /// transferred).
+    #[serde(flatten)]
+    pub transfer: Option<Transfer>,
+    /// With `--wan`: the shape of every link between daemons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wan: Option<Link>,
     /// What the run put on chain.
     #[serde(flatten)]
     pub chain: ChainUse,
@@ -106,6 +114,67 @@ pub struct Speed {
     pub latency_p50_us: u64,
     /// 99th percentile payment latency, µs.
     pub latency_p99_us: u64,
+}
+
+/// How fast each retrieval's bytes came, from the client's `PaychRetrieve` answers
+/// (flattened into the report).
+#[derive(Debug, Clone, Serialize)]
+pub struct Transfer {
+    /// Median per-retrieval throughput: its bytes over its whole time (`ElapsedMicros`),
+    /// MB/s (10^6 bytes a second).
+    pub retrieval_mb_per_sec_p50: f64,
+    /// The slowest retrieval's throughput, MB/s.
+    pub retrieval_mb_per_sec_min: f64,
+    /// Median time from a retrieval's request to its first checked chunk
+    /// (`FirstByteMicros`), µs.
+    pub first_byte_p50_us: u64,
+    /// 99th percentile time to the first checked chunk, µs.
+    pub first_byte_p99_us: u64,
+}
+
+impl Transfer {
+    /// The figures of the retrievals that brought bytes; `None` if none did.
+    fn of(rounds: &[RoundOutcome]) -> Option<Transfer> {
+        let retrieved = || rounds.iter().flat_map(|r| &r.retrieved).map(|(_, got)| got);
+        let mut rates: Vec<f64> = retrieved()
+            .filter(|got| got.bytes > 0 && got.elapsed_micros > 0)
+            .map(|got| got.bytes as f64 / got.elapsed_micros as f64)
+            .collect();
+        if rates.is_empty() {
+            return None;
+        }
+        rates.sort_unstable_by(f64::total_cmp);
+        let mut first: Vec<u64> = retrieved().filter_map(|got| got.first_byte_micros).collect();
+        first.sort_unstable();
+        let median = (rates.len() as f64 * 0.5).ceil() as usize;
+        Some(Transfer {
+            retrieval_mb_per_sec_p50: rates[median.clamp(1, rates.len()) - 1],
+            retrieval_mb_per_sec_min: rates[0],
+            first_byte_p50_us: percentile(&first, 0.50),
+            first_byte_p99_us: percentile(&first, 0.99),
+        })
+    }
+}
+
+/// The shape of every link between daemons with `--wan`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Link {
+    /// The one-way delay each direction, ms.
+    pub delay_ms: f64,
+    /// At most this much more per chunk, ms.
+    pub jitter_ms: f64,
+    /// The rate cap each direction, bytes a second; none: no cap.
+    pub rate_bytes_per_sec: Option<u64>,
+}
+
+impl From<LinkShape> for Link {
+    fn from(shape: LinkShape) -> Self {
+        Link {
+            delay_ms: shape.delay.as_secs_f64() * 1e3,
+            jitter_ms: shape.jitter.as_secs_f64() * 1e3,
+            rate_bytes_per_sec: shape.rate,
+        }
+    }
 }
 
 /// What the run put on chain, beside the alternatives (flattened into the report).
@@ -182,6 +251,25 @@ pub fn render(report: &Report) -> String {
         "latency        p50 {} µs, p99 {} µs ({measured})",
         report.speed.latency_p50_us, report.speed.latency_p99_us
     ));
+    if let Some(t) = &report.transfer {
+        line(format!(
+            "throughput     per retrieval p50 {:.2} MB/s, min {:.2} MB/s; first byte p50 {} µs, p99 {} µs",
+            t.retrieval_mb_per_sec_p50,
+            t.retrieval_mb_per_sec_min,
+            t.first_byte_p50_us,
+            t.first_byte_p99_us
+        ));
+    }
+    if let Some(link) = &report.wan {
+        let rate = link
+            .rate_bytes_per_sec
+            .map(|r| format!("at most {r} bytes/s"))
+            .unwrap_or_else(|| "no rate cap".into());
+        line(format!(
+            "wan            every link {} ms each way, jitter up to {} ms, {rate} (each daemon on its own 127.0.0.N behind a relay)",
+            link.delay_ms, link.jitter_ms
+        ));
+    }
     let kinds: Vec<String> =
         report.chain.chain_messages_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
     line(format!("chain messages {} ({})", report.chain.chain_messages, kinds.join(", ")));
@@ -291,6 +379,11 @@ pub struct Run {
     pub retrievals: usize,
     /// Whether a node was killed (retries are then expected).
     pub crashed: bool,
+    /// With `--wan`: the links' shape.
+    pub wan: Option<LinkShape>,
+    /// With `--wan`: whether every connection between daemons crossed a relay, and the
+    /// figures.
+    pub crossings: Option<(bool, String)>,
     /// Each node's name and address, providers first.
     pub parties: Vec<(String, String)>,
     /// Each daemon's peak resident memory, KiB.
@@ -320,6 +413,14 @@ impl Report {
             Some(hub) => routed::invariants(run, ledger, end, hub),
             None => invariants(run, ledger, end, retrievals, retries),
         };
+        let mut invariants = invariants;
+        if let Some((held, detail)) = &run.crossings {
+            invariants.push(Invariant::new(
+                "every connection between daemons crossed a relay",
+                *held,
+                detail.clone(),
+            ));
+        }
         let peaks = &run.peaks_kib;
         Report {
             nodes: run.parties.len(),
@@ -331,6 +432,8 @@ impl Report {
             retry_reasons: rounds.iter().flat_map(|r| &r.retry_reasons).cloned().collect(),
             payments,
             bytes: rounds.iter().map(RoundOutcome::bytes).sum(),
+            transfer: Transfer::of(rounds),
+            wan: run.wan.map(Link::from),
             speed: Speed {
                 retrieval_secs: ledger.retrieval_secs,
                 payments_per_sec,
@@ -540,4 +643,51 @@ fn no_over_redemption(ledger: &Ledger) -> Invariant {
         over.is_empty(),
         detail,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::nodes::Retrieved;
+    use super::super::rounds::Job;
+    use super::*;
+
+    fn retrieved(bytes: u64, first_byte_micros: Option<u64>, elapsed_micros: u64) -> Retrieved {
+        Retrieved { bytes, first_byte_micros, elapsed_micros, ..Retrieved::default() }
+    }
+
+    #[test]
+    fn per_retrieval_throughput_is_bytes_over_elapsed_and_the_slowest_is_the_minimum() {
+        let job = Job { client: 0, provider: 0 };
+        let round = RoundOutcome {
+            retrieved: vec![
+                (job, retrieved(4_000_000, Some(50_000), 2_000_000)),
+                (job, retrieved(1_000_000, Some(80_000), 1_000_000)),
+                (job, retrieved(9_000_000, Some(40_000), 3_000_000)),
+            ],
+            ..RoundOutcome::default()
+        };
+        let transfer = Transfer::of(std::slice::from_ref(&round)).unwrap();
+        assert_eq!(transfer.retrieval_mb_per_sec_p50, 2.0);
+        assert_eq!(transfer.retrieval_mb_per_sec_min, 1.0);
+        assert_eq!((transfer.first_byte_p50_us, transfer.first_byte_p99_us), (50_000, 80_000));
+    }
+
+    #[test]
+    fn runs_that_transferred_nothing_report_no_throughput() {
+        let job = Job { client: 0, provider: 0 };
+        let paid_only = RoundOutcome {
+            retrieved: vec![(job, retrieved(0, None, 0))],
+            ..RoundOutcome::default()
+        };
+        assert!(Transfer::of(&[paid_only]).is_none());
+        assert!(Transfer::of(&[]).is_none());
+    }
+
+    #[test]
+    fn a_link_is_reported_in_milliseconds_and_bytes_a_second() {
+        let link = Link::from("50ms,5ms,10M".parse::<LinkShape>().unwrap());
+        assert_eq!((link.delay_ms, link.jitter_ms), (50.0, 5.0));
+        assert_eq!(link.rate_bytes_per_sec, Some(10_000_000));
+    }
 }
