@@ -204,6 +204,11 @@ pub const PIPELINE_BYTES: u64 = 4 << 20;
 /// flight is answered) before the retrieval fails.
 pub const PAYMENT_REQUIRED_ATTEMPTS: u32 = 3;
 
+/// A voucher pays for at least this fraction of the credit window (`window / PAY_PER_WINDOW`
+/// bytes of checked chunks), unless the window holds a request back or the retrieval is
+/// done first: fewer vouchers, each still well inside the window.
+pub const PAY_PER_WINDOW: u64 = 4;
+
 /// Chunk requests a retrieval of `chunk_size`-byte chunks keeps in flight.
 pub fn pipeline_depth(chunk_size: u64) -> usize {
     let by_bytes = PIPELINE_BYTES.checked_div(chunk_size).unwrap_or(1).max(1);
@@ -217,8 +222,9 @@ type Payment = (u64, Instant, Result<crate::pay::Paid, PayError>);
 
 /// Fetches every chunk of `manifest` with up to [`pipeline_depth`] requests in flight, checks
 /// each against its hash, and pays for the checked chunks in order on the flow's lane — one
-/// voucher in flight at a time, each covering every chunk checked since the last — without
-/// waiting for a payment's answer before asking for more. Requests stay inside the
+/// voucher in flight at a time, each covering every chunk checked since the last and sent
+/// once those are worth [`PAY_PER_WINDOW`]th of the window (or the window holds a request
+/// back) — without waiting for a payment's answer before asking for more. Requests stay inside the
 /// provider's credit window, counted from the payments it acknowledged (a provider credits
 /// a payment before it answers it).
 #[allow(clippy::too_many_arguments)]
@@ -269,16 +275,21 @@ async fn fetch(
     let mut failure: Option<RetrieveError> = None;
     loop {
         // Ask for more, inside the pipeline and the credit window.
+        let mut stalled = false;
         while failure.is_none() && requests.len() < depth {
             let index = match again.front() {
                 // A chunk asked again waits until the payment in flight is answered.
                 Some(&index) if paying.is_none() => index,
-                Some(_) => break,
+                Some(_) => {
+                    stalled = true;
+                    break;
+                }
                 None if next < chunks => next,
                 None => break,
             };
             let limit = paid_chunks.saturating_add(retrieval::window_chunks(window, chunk_size));
             if paid_blob && index >= limit {
+                stalled = true;
                 break;
             }
             if again.front() == Some(&index) {
@@ -289,9 +300,17 @@ async fn fetch(
             let request = RetrievalRequest::chunk(root, index, channel, flow.to_vec());
             requests.push(Box::pin(async move { (index, ask(net, peer, addrs, request).await) }));
         }
-        // Pay for every chunk checked and not yet paid for, one voucher at a time.
+        // Pay for every chunk checked and not yet paid for, one voucher at a time: once they
+        // are worth a share of the window, or the window holds a request back, or nothing
+        // else is left to wait for.
         let payable = failure.as_ref().is_none_or(|f| !f.is_payment_failure());
-        if paid_blob && payable && paying.is_none() && prefix > paid_chunks {
+        let owed_bytes = (prefix - paid_chunks).saturating_mul(chunk_size);
+        let due = stalled
+            || prefix == chunks
+            || failure.is_some()
+            || requests.is_empty()
+            || owed_bytes >= window / PAY_PER_WINDOW;
+        if paid_blob && payable && due && paying.is_none() && prefix > paid_chunks {
             let n = prefix - paid_chunks;
             let amount = &price * n;
             let flow = flow.to_vec();

@@ -10,8 +10,8 @@ pub mod provider;
 
 pub use client::{
     parse_root, pipeline_depth, retrieve, PriceLimit, RetrieveError, Retrieved,
-    PAYMENT_REQUIRED_ATTEMPTS, PIPELINE_BYTES, PIPELINE_REQUESTS, RATE_LIMITED_ATTEMPTS,
-    RATE_LIMITED_BACKOFF,
+    PAYMENT_REQUIRED_ATTEMPTS, PAY_PER_WINDOW, PIPELINE_BYTES, PIPELINE_REQUESTS,
+    RATE_LIMITED_ATTEMPTS, RATE_LIMITED_BACKOFF,
 };
 pub use provider::{
     Faults, InFlight, Load, PublishError, RetrievalLimits, RetrievalProvider, RetrievalUsage,
