@@ -51,7 +51,7 @@ const PRICE_PER_CHUNK: u64 = 1000;
 /// Raw round trips measured per link.
 const RTT_SAMPLES: usize = 20;
 /// Short retrievals of each kind timed for their first byte, per link and chunk size.
-const TTFB_SAMPLES: usize = 15;
+const TTFB_SAMPLES: usize = 25;
 /// The target: paid throughput against unpaid, at least.
 const TARGET_THROUGHPUT_VS_UNPAID: f64 = 0.9;
 
