@@ -80,9 +80,9 @@ pub const MAX_FLOWS: usize = 16_384;
 /// A flow without a request for this long is evicted.
 pub const FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// The credit window a flow starts with, in bytes (at least one chunk is always served).
-pub const WINDOW_INITIAL_BYTES: u64 = 4 << 20;
+pub const WINDOW_INITIAL_BYTES: u64 = 8 << 20;
 /// The largest credit window a flow grows to, in bytes.
-pub const WINDOW_MAX_BYTES: u64 = 16 << 20;
+pub const WINDOW_MAX_BYTES: u64 = 64 << 20;
 /// What a response counts beyond its manifest's hashes or its chunk's bytes (its envelope).
 pub const RESPONSE_ENVELOPE_BYTES: usize = 256;
 
