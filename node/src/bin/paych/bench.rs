@@ -92,7 +92,7 @@ pub struct BenchArgs {
     pub chunk_sizes: Vec<u64>,
     /// With `--retrieval`: rounds per link and chunk size (each an unpaid and a paid
     /// retrieval).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub retrieval_rounds: u64,
 }
 

@@ -14,7 +14,9 @@
 //! fresh client (a new connection through that link) and a warm-up retrieval.
 //!
 //! Reported per link and chunk size: throughput of both (bytes over the retrieval's whole
-//! time, the manifest's round trip included, median over the rounds), their ratio, time to
+//! time, the manifest's round trip included, median over the rounds), their ratio (the
+//! median of each round's ratio: a round's two retrievals run back to back, so the
+//! machine's drift between rounds cancels), time to
 //! first byte of both (median over [`TTFB_SAMPLES`] short retrievals of each kind, the first
 //! pipeline's worth of chunks of the blob, alternating — a first byte varies by more than a
 //! loopback round trip from one retrieval to the next, so a few long retrievals cannot show
@@ -66,6 +68,9 @@ pub struct Row {
     /// Median over the rounds, MB/s (10^6 bytes).
     paid_mb_s: f64,
     unpaid_mb_s: f64,
+    /// Median over the rounds of each round's paid ÷ unpaid throughput (the two measured
+    /// back to back, so that the machine's drift cancels).
+    ratio: f64,
     /// Median over the rounds.
     paid_ttfb_us: f64,
     unpaid_ttfb_us: f64,
@@ -75,7 +80,7 @@ pub struct Row {
 
 impl Row {
     fn throughput_ratio(&self) -> f64 {
-        self.paid_mb_s / self.unpaid_mb_s.max(1e-9)
+        self.ratio
     }
 
     /// How much later the paid retrieval's first byte came, in round trips of the link.
@@ -300,6 +305,9 @@ async fn measure_row(
         rtt_us,
         paid_mb_s: median(paid.iter().map(mb_per_s).collect()),
         unpaid_mb_s: median(unpaid.iter().map(mb_per_s).collect()),
+        ratio: median(
+            paid.iter().zip(&unpaid).map(|(p, u)| mb_per_s(p) / mb_per_s(u).max(1e-9)).collect(),
+        ),
         paid_ttfb_us: median(paid_ttfb),
         unpaid_ttfb_us: median(unpaid_ttfb),
         vouchers: {
@@ -469,6 +477,7 @@ mod tests {
             rtt_us: 40_000.0,
             paid_mb_s: 9.5,
             unpaid_mb_s: 10.0,
+            ratio: 0.95,
             paid_ttfb_us: 90_000.0,
             unpaid_ttfb_us: 80_000.0,
             vouchers: 12,
@@ -476,7 +485,7 @@ mod tests {
         assert!((row.throughput_ratio() - 0.95).abs() < 1e-9);
         assert!((row.ttfb_excess_rtts() - 0.25).abs() < 1e-9);
         assert!(row.met());
-        let slow = Row { paid_mb_s: 8.0, ..row.clone() };
+        let slow = Row { ratio: 0.8, ..row.clone() };
         assert!(!slow.met());
         let late = Row { paid_ttfb_us: 130_000.0, ..row };
         assert!(!late.met());
