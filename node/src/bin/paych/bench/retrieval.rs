@@ -9,7 +9,8 @@
 //! with the blob published free, the paid one with the same blob published at a price, so
 //! the same chunks cross the same connection with the same pipeline of requests; only the
 //! credit window and the payments differ. Each combination runs `--retrieval-rounds` rounds,
-//! each an unpaid and a paid retrieval one after the other (alternating which goes first),
+//! each five pairs of short retrievals and then an unpaid and a paid retrieval of the whole
+//! blob, one after the other (alternating which goes first),
 //! so that a machine whose speed drifts slows both sides alike. Every link starts with a
 //! fresh client (a new connection through that link) and a warm-up retrieval.
 //!
@@ -17,8 +18,8 @@
 //! time, the manifest's round trip included, median over the rounds), their ratio (the
 //! median of each round's ratio: a round's two retrievals run back to back, so the
 //! machine's drift between rounds cancels), time to
-//! first byte of both (median over [`TTFB_SAMPLES`] pairs of short retrievals, one of each
-//! kind back to back, of the first pipeline's worth of chunks of the blob), and the paid
+//! first byte of both (median over [`TTFB_PAIRS_PER_ROUND`] pairs of short retrievals per
+//! round, one of each kind back to back, of the first pipeline's worth of chunks of the blob), and the paid
 //! one's excess: the median of each pair's difference (a first byte varies by more than a
 //! loopback round trip from one retrieval to the next, so only many pairs show it), the raw round trip of the link (a request the provider refuses at once, p50), and
 //! vouchers per paid retrieval. Targets: paid ÷ unpaid throughput ≥ 0.9; paid time to first byte ≤
@@ -52,8 +53,8 @@ use super::{micros, party, percentile, BenchArgs, Party, STEP_TIMEOUT};
 const PRICE_PER_CHUNK: u64 = 1000;
 /// Raw round trips measured per link.
 const RTT_SAMPLES: usize = 20;
-/// Short retrievals of each kind timed for their first byte, per link and chunk size.
-const TTFB_SAMPLES: usize = 25;
+/// Pairs of short retrievals (one of each kind) timed for their first byte, per round.
+const TTFB_PAIRS_PER_ROUND: usize = 5;
 /// The target: paid throughput against unpaid, at least.
 const TARGET_THROUGHPUT_VS_UNPAID: f64 = 0.9;
 
@@ -277,25 +278,36 @@ async fn measure_row(
             provider.blobs.publish(short.to_vec(), chunk_size, price, payee, Faults::default())?;
         Hash::try_from(manifest.root.as_slice()).map_err(|_| anyhow!("a root of the wrong size"))
     };
-    let (mut paid_ttfb, mut unpaid_ttfb) = (Vec::new(), Vec::new());
-    for sample in 0..2 * TTFB_SAMPLES {
-        // Pairs of one of each, in turn unpaid first and paid first.
-        let pair = sample / 2;
-        let is_paid = (sample % 2 == 1) != (pair % 2 == 1);
-        let root = publish_short(if is_paid { price.clone() } else { TokenAmount::default() })?;
+    let short_fetch = |is_paid: bool| {
         let limit = PriceLimit::per_chunk(TokenAmount::from_atto(PRICE_PER_CHUNK));
-        let got =
-            tokio::time::timeout(STEP_TIMEOUT, retrieval::retrieve(payer, channel, root, limit))
-                .await
-                .context("a retrieval took too long")??;
-        check(&got, short, is_paid)?;
-        match is_paid {
-            true => paid_ttfb.push(ttfb_us(&got)),
-            false => unpaid_ttfb.push(ttfb_us(&got)),
+        let price = if is_paid { price.clone() } else { TokenAmount::default() };
+        async move {
+            let root = publish_short(price)?;
+            let got = tokio::time::timeout(
+                STEP_TIMEOUT,
+                retrieval::retrieve(payer, channel, root, limit),
+            )
+            .await
+            .context("a retrieval took too long")??;
+            check(&got, short, is_paid)?;
+            anyhow::Ok(ttfb_us(&got))
         }
-    }
+    };
+    // Each round: its share of the first-byte pairs (in turn unpaid first and paid first),
+    // then one long retrieval of each kind (in turn unpaid first and paid first).
+    let (mut paid_ttfb, mut unpaid_ttfb) = (Vec::new(), Vec::new());
     let (mut paid, mut unpaid) = (Vec::new(), Vec::new());
     for round in 0..rounds {
+        for pair in 0..TTFB_PAIRS_PER_ROUND {
+            let paid_first = pair % 2 == 1;
+            for is_paid in [paid_first, !paid_first] {
+                let ttfb = short_fetch(is_paid).await?;
+                match is_paid {
+                    true => paid_ttfb.push(ttfb),
+                    false => unpaid_ttfb.push(ttfb),
+                }
+            }
+        }
         let paid_first = round % 2 == 1;
         for is_paid in [paid_first, !paid_first] {
             let root = publish(if is_paid { price.clone() } else { TokenAmount::default() })?;
