@@ -5,7 +5,8 @@
 //! node on 127.0.0.3 be seen as 127.0.0.3 by the peers it dials. [`DialFrom`] wraps it:
 //! listening is the inner transport's, and a dial to an address of the same IP family as
 //! [`DialFrom`]'s source binds its socket to that source (any port) before connecting. It
-//! never changes where the node listens nor what it announces.
+//! never changes where the node listens nor what it announces. No dial leaves from a
+//! listening port (libp2p's "port reuse"): see [`DialFrom`]'s `dial`.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +15,7 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use libp2p::core::transport::{DialOpts, ListenerId, TransportError, TransportEvent};
+use libp2p::core::transport::{DialOpts, ListenerId, PortUse, TransportError, TransportEvent};
 use libp2p::core::Transport;
 use libp2p::multiaddr::Protocol;
 use libp2p::{tcp, Multiaddr};
@@ -55,6 +56,10 @@ impl Transport for DialFrom {
         addr: Multiaddr,
         opts: DialOpts,
     ) -> Result<Self::Dial, TransportError<Self::Error>> {
+        // Never dial from the listening port: two nodes that dial each other from their
+        // listening ports make the same four-tuple both ways, and a dial while the other
+        // side's connection (or its TIME_WAIT) holds it fails with "address in use".
+        let opts = DialOpts { port_use: PortUse::New, ..opts };
         let bound = self.source.zip(tcp_socket_addr(&addr));
         let Some((source, target)) = bound.filter(|(s, t)| s.is_ipv4() == t.is_ipv4()) else {
             return self.inner.dial(addr, opts);
@@ -115,5 +120,27 @@ mod tests {
         assert_eq!(tcp("/ip4/127.0.0.3/udp/7"), None);
         assert_eq!(tcp("/ip4/127.0.0.3/tcp/7/ws"), None);
         assert_eq!(tcp("/dns4/example.com/tcp/7"), None);
+    }
+
+    #[tokio::test]
+    async fn a_dial_never_leaves_from_the_listening_port() {
+        let mut transport = DialFrom::new(tcp::Config::default(), None).boxed();
+        transport.listen_on(ListenerId::next(), "/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+        let listening = loop {
+            match futures::future::poll_fn(|cx| Pin::new(&mut transport).poll(cx)).await {
+                TransportEvent::NewAddress { listen_addr, .. } => {
+                    break tcp_socket_addr(&listen_addr).unwrap();
+                }
+                _ => continue,
+            }
+        };
+        let peer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target: Multiaddr =
+            format!("/ip4/127.0.0.1/tcp/{}", peer.local_addr().unwrap().port()).parse().unwrap();
+        let opts = DialOpts { role: libp2p::core::Endpoint::Dialer, port_use: PortUse::Reuse };
+        let dial = transport.dial(target, opts).unwrap();
+        let (accepted, _) = tokio::join!(peer.accept(), dial);
+        let (_, from) = accepted.unwrap();
+        assert_ne!(from.port(), listening.port(), "the dial left from the listening port");
     }
 }
