@@ -8,7 +8,8 @@
 //! Both transfers are the client's `retrieve` of one blob from the provider: the unpaid one
 //! with the blob published free, the paid one with the same blob published at a price, so
 //! the same chunks cross the same connection with the same pipeline of requests; only the
-//! credit window and the payments differ. Each combination runs `--retrieval-rounds` rounds,
+//! credit window and the payments differ. Each combination runs `--retrieval-rounds` rounds
+//! and more while it has run less than [`MIN_MEASURE`] (at most [`MAX_ROUNDS`]),
 //! each five pairs of short retrievals and then an unpaid and a paid retrieval of the whole
 //! blob, one after the other (alternating which goes first),
 //! so that a machine whose speed drifts slows both sides alike. Every link starts with a
@@ -53,6 +54,11 @@ use super::{micros, party, percentile, BenchArgs, Party, STEP_TIMEOUT};
 const PRICE_PER_CHUNK: u64 = 1000;
 /// Raw round trips measured per link.
 const RTT_SAMPLES: usize = 20;
+/// A link and chunk size is measured for at least this long, in whole rounds beyond the
+/// rounds asked for (a fast link's rounds are short and spread more).
+const MIN_MEASURE: Duration = Duration::from_secs(20);
+/// Rounds of one link and chunk size, at most, however short.
+const MAX_ROUNDS: usize = 100;
 /// Pairs of short retrievals (one of each kind) timed for their first byte, per round.
 const TTFB_PAIRS_PER_ROUND: usize = 5;
 /// The target: paid throughput against unpaid, at least.
@@ -80,6 +86,8 @@ pub struct Row {
     ttfb_excess_us: f64,
     /// Vouchers per paid retrieval, median.
     vouchers: usize,
+    /// Rounds measured.
+    rounds: usize,
 }
 
 impl Row {
@@ -131,6 +139,7 @@ impl RetrievalReport {
                     "ttfb_excess_us": r.ttfb_excess_us,
                     "ttfb_excess_rtts": r.ttfb_excess_rtts(),
                     "vouchers_per_retrieval": r.vouchers,
+                    "rounds": r.rounds,
                     "targets_met": r.met(),
                 })
             })
@@ -147,7 +156,7 @@ impl RetrievalReport {
     /// The report as people read it.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "paych bench --retrieval: a blob of {} bytes, {} rounds, {} cores\n\n\
+            "paych bench --retrieval: a blob of {} bytes, at least {} rounds (and 20 s) per row, {} cores\n\n\
              {:<14} {:>8} {:>9} {:>11} {:>11} {:>7} {:>11} {:>11} {:>8} {:>8}  targets\n",
             self.blob_bytes,
             self.rounds,
@@ -297,7 +306,9 @@ async fn measure_row(
     // then one long retrieval of each kind (in turn unpaid first and paid first).
     let (mut paid_ttfb, mut unpaid_ttfb) = (Vec::new(), Vec::new());
     let (mut paid, mut unpaid) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
+    let started = Instant::now();
+    let mut round = 0;
+    while round < rounds || (started.elapsed() < MIN_MEASURE && round < MAX_ROUNDS) {
         for pair in 0..TTFB_PAIRS_PER_ROUND {
             let paid_first = pair % 2 == 1;
             for is_paid in [paid_first, !paid_first] {
@@ -317,6 +328,7 @@ async fn measure_row(
                 false => unpaid.push(got),
             }
         }
+        round += 1;
     }
     Ok(Row {
         delay_ms,
@@ -327,6 +339,7 @@ async fn measure_row(
         ratio: median(
             paid.iter().zip(&unpaid).map(|(p, u)| mb_per_s(p) / mb_per_s(u).max(1e-9)).collect(),
         ),
+        rounds: round,
         ttfb_excess_us: median(paid_ttfb.iter().zip(&unpaid_ttfb).map(|(p, u)| p - u).collect()),
         paid_ttfb_us: median(paid_ttfb),
         unpaid_ttfb_us: median(unpaid_ttfb),
@@ -502,6 +515,7 @@ mod tests {
             unpaid_ttfb_us: 80_000.0,
             ttfb_excess_us: 10_000.0,
             vouchers: 12,
+            rounds: 5,
         };
         assert!((row.throughput_ratio() - 0.95).abs() < 1e-9);
         assert!((row.ttfb_excess_rtts() - 0.25).abs() < 1e-9);
