@@ -21,6 +21,8 @@ fn bench_retrieval_prints_paid_and_unpaid_figures_per_link_and_chunk_size_as_jso
             "65536,262144",
             "--retrieval-rounds",
             "1",
+            "--retrieval-min-secs",
+            "0",
         ])
         .output()
         .unwrap();
@@ -48,6 +50,7 @@ fn bench_retrieval_prints_paid_and_unpaid_figures_per_link_and_chunk_size_as_jso
             assert!(value > 0.0 && value.is_finite(), "{field} = {value}: {row}");
         }
         assert!(row["vouchers_per_retrieval"].as_u64().unwrap() >= 1, "{row}");
+        assert_eq!(row["rounds"], 1, "{row}");
     }
     // Through the relay, a round trip takes at least twice its delay (a lower bound).
     let relayed = &rows[2];

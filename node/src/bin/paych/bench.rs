@@ -94,6 +94,10 @@ pub struct BenchArgs {
     /// retrieval).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub retrieval_rounds: u64,
+    /// With `--retrieval`: each link and chunk size runs at least this long (seconds), in
+    /// whole rounds beyond `--retrieval-rounds` (at most 100 rounds).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub retrieval_min_secs: u64,
 }
 
 /// What one run measured.

@@ -9,7 +9,8 @@
 //! with the blob published free, the paid one with the same blob published at a price, so
 //! the same chunks cross the same connection with the same pipeline of requests; only the
 //! credit window and the payments differ. Each combination runs `--retrieval-rounds` rounds
-//! and more while it has run less than [`MIN_MEASURE`] (at most [`MAX_ROUNDS`]),
+//! and more while it has run less than `--retrieval-min-secs` (20 s; at most [`MAX_ROUNDS`]:
+//! a fast link's rounds are short and spread more),
 //! each five pairs of short retrievals and then an unpaid and a paid retrieval of the whole
 //! blob, one after the other (alternating which goes first),
 //! so that a machine whose speed drifts slows both sides alike. Every link starts with a
@@ -54,9 +55,6 @@ use super::{micros, party, percentile, BenchArgs, Party, STEP_TIMEOUT};
 const PRICE_PER_CHUNK: u64 = 1000;
 /// Raw round trips measured per link.
 const RTT_SAMPLES: usize = 20;
-/// A link and chunk size is measured for at least this long, in whole rounds beyond the
-/// rounds asked for (a fast link's rounds are short and spread more).
-const MIN_MEASURE: Duration = Duration::from_secs(20);
 /// Rounds of one link and chunk size, at most, however short.
 const MAX_ROUNDS: usize = 100;
 /// Pairs of short retrievals (one of each kind) timed for their first byte, per round.
@@ -117,6 +115,7 @@ impl Row {
 pub struct RetrievalReport {
     blob_bytes: u64,
     rounds: usize,
+    min_secs: u64,
     rows: Vec<Row>,
 }
 
@@ -148,6 +147,7 @@ impl RetrievalReport {
             "retrieval": true,
             "blob_bytes": self.blob_bytes,
             "rounds": self.rounds,
+            "min_secs": self.min_secs,
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "rows": rows,
         })
@@ -156,10 +156,11 @@ impl RetrievalReport {
     /// The report as people read it.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "paych bench --retrieval: a blob of {} bytes, at least {} rounds (and 20 s) per row, {} cores\n\n\
+            "paych bench --retrieval: a blob of {} bytes, at least {} rounds and {} s per row, {} cores\n\n\
              {:<14} {:>8} {:>9} {:>11} {:>11} {:>7} {:>11} {:>11} {:>8} {:>8}  targets\n",
             self.blob_bytes,
             self.rounds,
+            self.min_secs,
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "link",
             "chunk",
@@ -208,6 +209,7 @@ struct Provider {
 pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RetrievalReport> {
     let blob_bytes = args.blob_mib.saturating_mul(1 << 20);
     let rounds = usize::try_from(args.retrieval_rounds).unwrap_or(1);
+    let min_measure = Duration::from_secs(args.retrieval_min_secs);
     let devnet = Devnet::new(DevnetConfig {
         block_time: Some(Duration::from_millis(10)),
         ..DevnetConfig::default()
@@ -230,7 +232,14 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RetrievalRe
         let rtt_us = raw_round_trip(&payer, &link).await?;
         for &chunk_size in &args.chunk_sizes {
             let row = measure_row(
-                &payer, &provider, channel, &data, chunk_size, rounds, delay_ms, rtt_us,
+                &payer,
+                &provider,
+                channel,
+                &data,
+                chunk_size,
+                (rounds, min_measure),
+                delay_ms,
+                rtt_us,
             )
             .await?;
             rows.push(row);
@@ -241,7 +250,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RetrievalRe
     provider.host.shutdown(STEP_TIMEOUT).await;
     provider.party.manager.shutdown().await?;
     client.manager.shutdown().await?;
-    Ok(RetrievalReport { blob_bytes, rounds, rows })
+    Ok(RetrievalReport { blob_bytes, rounds, min_secs: args.retrieval_min_secs, rows })
 }
 
 /// One link and chunk size: `rounds` unpaid and paid retrievals of `data`.
@@ -252,7 +261,7 @@ async fn measure_row(
     channel: Address,
     data: &[u8],
     chunk_size: u64,
-    rounds: usize,
+    (rounds, min_measure): (usize, Duration),
     delay_ms: u64,
     rtt_us: f64,
 ) -> anyhow::Result<Row> {
@@ -308,7 +317,7 @@ async fn measure_row(
     let (mut paid, mut unpaid) = (Vec::new(), Vec::new());
     let started = Instant::now();
     let mut round = 0;
-    while round < rounds || (started.elapsed() < MIN_MEASURE && round < MAX_ROUNDS) {
+    while round < rounds || (started.elapsed() < min_measure && round < MAX_ROUNDS) {
         for pair in 0..TTFB_PAIRS_PER_ROUND {
             let paid_first = pair % 2 == 1;
             for is_paid in [paid_first, !paid_first] {
