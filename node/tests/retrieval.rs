@@ -639,3 +639,32 @@ async fn the_window_grows_as_the_client_pays_and_a_request_beyond_it_is_refused(
     assert_eq!(owed, atto(40));
     assert!(owed <= bound, "{owed:?} > {bound:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_connections_streams_are_refused_locally_and_a_retrieval_waits_for_them(
+) {
+    let s = setup().await;
+    let root = publish(&s, Faults::default());
+    // A client whose connections carry one retrieval stream at a time.
+    let protocol =
+        paych_protocol::Config { retrieval_max_concurrent_streams: 1, ..Default::default() };
+    let network = paych_node::network::NetworkConfig { protocol, ..Default::default() };
+    let (net, _, _) = host(s.client.m(), HostConfig { network, ..HostConfig::default() }).await;
+    let ask =
+        || net.ask(s.provider_peer, s.provider_addrs.clone(), RetrievalRequest::manifest(root));
+    ask().await.unwrap();
+    let answers = futures::future::join_all((0..8).map(|_| ask())).await;
+    let exhausted = answers
+        .iter()
+        .filter(|a| matches!(a, Err(paych_node::network::NetworkError::StreamsExhausted { .. })))
+        .count();
+    assert!(exhausted >= 1, "{answers:?}");
+    assert!(answers.iter().all(|a| a.is_ok()
+        || matches!(a, Err(paych_node::network::NetworkError::StreamsExhausted { .. }))));
+    // A retrieval through that client waits and asks again instead of failing.
+    let payer = payer_to(&s.client, &net, &s.provider, s.provider_peer, &s.provider_addrs);
+    let got = retrieval::retrieve(&payer, s.channel, root, PriceLimit::per_chunk(atto(10)))
+        .await
+        .unwrap();
+    assert_eq!(got.bytes, 4500);
+}

@@ -134,7 +134,7 @@ impl Default for Config {
             voucher_max_concurrent_streams: 32,
             reconcile_max_concurrent_streams: 4,
             retrieval_request_timeout: Duration::from_secs(30),
-            retrieval_max_concurrent_streams: 16,
+            retrieval_max_concurrent_streams: 64,
             route_request_timeout: Duration::from_secs(60),
             route_max_concurrent_streams: 32,
             ping_interval: Duration::from_secs(15),

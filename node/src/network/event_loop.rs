@@ -631,7 +631,14 @@ fn route<Req, Resp>(
             Routed::Answered
         }
         E::OutboundFailure { peer, request_id, error, .. } => {
-            let failure = NetworkError::Request { peer, reason: error.to_string() };
+            let failure = match &error {
+                // libp2p's request-response refuses a request locally, before opening a
+                // stream, with this text when the connection's streams are all in use.
+                request_response::OutboundFailure::Io(e) if e.to_string() == STREAMS_EXHAUSTED => {
+                    NetworkError::StreamsExhausted { peer }
+                }
+                _ => NetworkError::Request { peer, reason: error.to_string() },
+            };
             answer(waiting, request_id, Err(failure));
             Routed::Answered
         }
@@ -641,6 +648,10 @@ fn route<Req, Resp>(
         E::ResponseSent { request_id, .. } => Routed::Sent(request_id),
     }
 }
+
+/// What libp2p's request-response answers a request its connection has no stream left
+/// for (`libp2p-request-response`'s handler, `max_concurrent_streams`).
+const STREAMS_EXHAUSTED: &str = "max sub-streams reached";
 
 /// Hands the answer to outbound request `id` to its caller, if it still waits.
 fn answer<T>(

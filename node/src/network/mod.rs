@@ -129,6 +129,14 @@ pub enum NetworkError {
         /// Why.
         reason: String,
     },
+    /// An outbound request was not sent: its connection already carries as many streams of
+    /// that protocol as it may (`max_concurrent_streams`). Nothing left this node; asking
+    /// again later may work.
+    #[error("request to {peer} not sent: the connection's streams for it are all in use")]
+    StreamsExhausted {
+        /// The peer.
+        peer: PeerId,
+    },
     /// An outbound request failed.
     #[error("request to {peer} failed: {reason}")]
     Request {

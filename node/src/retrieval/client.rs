@@ -436,7 +436,8 @@ impl RetrieveError {
 }
 
 /// Sends `request`, asking again (after a growing wait) while the provider answers
-/// `RateLimited`, at most [`RATE_LIMITED_ATTEMPTS`] times.
+/// `RateLimited` or the connection has no retrieval stream left for it, at most
+/// [`RATE_LIMITED_ATTEMPTS`] times.
 async fn ask(
     net: &NetworkClient,
     peer: PeerId,
@@ -446,11 +447,20 @@ async fn ask(
     let mut wait = RATE_LIMITED_BACKOFF;
     let mut attempt = 1;
     loop {
-        let response = net.ask(peer, addrs.to_vec(), request.clone()).await?;
-        if response.status() != Some(RetrievalStatus::RateLimited)
-            || attempt >= RATE_LIMITED_ATTEMPTS
-        {
-            return Ok(response);
+        let response = match net.ask(peer, addrs.to_vec(), request.clone()).await {
+            // The connection's retrieval streams are all in use (other retrievals from
+            // this node to the same provider): nothing was sent; wait as for RateLimited.
+            Err(NetworkError::StreamsExhausted { .. }) if attempt < RATE_LIMITED_ATTEMPTS => None,
+            other => Some(other?),
+        };
+        match response {
+            Some(response)
+                if response.status() != Some(RetrievalStatus::RateLimited)
+                    || attempt >= RATE_LIMITED_ATTEMPTS =>
+            {
+                return Ok(response)
+            }
+            _ => {}
         }
         tracing::debug!(attempt, "the provider is busy; asking again");
         tokio::time::sleep(wait).await;
