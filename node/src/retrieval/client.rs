@@ -240,175 +240,246 @@ async fn fetch(
     started: Instant,
 ) -> Result<Retrieved, RetrieveError> {
     use futures::stream::{FuturesUnordered, StreamExt as _};
-    use std::collections::{BTreeSet, HashMap, VecDeque};
 
     let net = payer.network();
-    let chunks = manifest.chunks();
-    let price = manifest.price_per_chunk.clone();
-    let paid_blob = price.is_positive();
-    let chunk_size = manifest.chunk_size;
-    let depth = pipeline_depth(chunk_size);
-    let mut window = window.unwrap_or(chunk_size);
-    let mut retrieved = Retrieved {
-        first_byte: None,
-        elapsed: Duration::ZERO,
-        bytes: 0,
-        paid: TokenAmount::default(),
-        lane: None,
-        payment_latencies: Vec::new(),
-        manifest,
-    };
+    let depth = pipeline_depth(manifest.chunk_size);
+    let mut progress = Progress::new(manifest, window, started);
     let addrs = &addrs;
     let mut requests: FuturesUnordered<
         Pending<'_, (u64, Result<RetrievalResponse, NetworkError>)>,
     > = FuturesUnordered::new();
     let mut paying: Option<Pending<'_, Payment>> = None;
-    // The next chunk never asked for; chunks to ask again; attempts per chunk asked again.
-    let mut next = 0u64;
-    let mut again: VecDeque<u64> = VecDeque::new();
-    let mut attempts: HashMap<u64, u32> = HashMap::new();
-    // Chunks checked beyond the checked prefix `[0, prefix)`.
-    let mut checked: BTreeSet<u64> = BTreeSet::new();
-    let mut prefix = 0u64;
-    // Chunks paid for and acknowledged; chunks paid for in the payment in flight.
-    let mut paid_chunks = 0u64;
-    let mut failure: Option<RetrieveError> = None;
     loop {
         // Ask for more, inside the pipeline and the credit window.
         let mut stalled = false;
-        while failure.is_none() && requests.len() < depth {
-            let index = match again.front() {
-                // A chunk asked again waits until the payment in flight is answered.
-                Some(&index) if paying.is_none() => index,
-                Some(_) => {
+        while requests.len() < depth {
+            let index = match progress.next_request(paying.is_some()) {
+                Next::Ask(index) => index,
+                Next::Stalled => {
                     stalled = true;
                     break;
                 }
-                None if next < chunks => next,
-                None => break,
+                Next::Nothing => break,
             };
-            let limit = paid_chunks.saturating_add(retrieval::window_chunks(window, chunk_size));
-            if paid_blob && index >= limit {
-                stalled = true;
-                break;
-            }
-            if again.front() == Some(&index) {
-                again.pop_front();
-            } else {
-                next += 1;
-            }
             let request = RetrievalRequest::chunk(root, index, channel, flow.to_vec());
             requests.push(Box::pin(async move { (index, ask(net, peer, addrs, request).await) }));
         }
-        // Pay for every chunk checked and not yet paid for, one voucher at a time: once they
-        // are worth a share of the window, or the window holds a request back, or nothing
-        // else is left to wait for.
-        let payable = failure.as_ref().is_none_or(|f| !f.is_payment_failure());
-        let owed_bytes = (prefix - paid_chunks).saturating_mul(chunk_size);
-        let due = stalled
-            || prefix == chunks
-            || failure.is_some()
-            || requests.is_empty()
-            || owed_bytes >= window / PAY_PER_WINDOW;
-        if paid_blob && payable && due && paying.is_none() && prefix > paid_chunks {
-            let n = prefix - paid_chunks;
-            let amount = &price * n;
-            let flow = flow.to_vec();
-            paying = Some(Box::pin(async move {
-                let at = Instant::now();
-                (n, at, payer.pay(&channel, amount, Some(flow)).await)
-            }));
+        if paying.is_none() {
+            if let Some(n) = progress.payment_due(stalled, requests.is_empty()) {
+                let amount = &progress.price * n;
+                let flow = flow.to_vec();
+                paying = Some(Box::pin(async move {
+                    let at = Instant::now();
+                    (n, at, payer.pay(&channel, amount, Some(flow)).await)
+                }));
+            }
         }
         if requests.is_empty() && paying.is_none() {
             break;
         }
         tokio::select! {
             Some((index, answer)) = requests.next(), if !requests.is_empty() => {
-                let response = match answer {
-                    Ok(response) => response,
-                    Err(e) => {
-                        failure.get_or_insert(RetrieveError::Network(e));
-                        continue;
-                    }
-                };
-                if let Some(w) = response.window {
-                    window = w;
-                }
-                let status = response.status();
-                let data = match response.data {
-                    Some(data) if status == Some(RetrievalStatus::Ok) => data,
-                    _ if status == Some(RetrievalStatus::PaymentRequired) => {
-                        let tried = attempts.entry(index).or_default();
-                        *tried += 1;
-                        if *tried > PAYMENT_REQUIRED_ATTEMPTS {
-                            failure.get_or_insert(refused(&format!("chunk {index}"), &response));
-                        } else {
-                            tracing::debug!(index, "payment required; asking again once paid");
-                            again.push_back(index);
-                        }
-                        continue;
-                    }
-                    _ => {
-                        failure.get_or_insert(refused(&format!("chunk {index}"), &response));
-                        continue;
-                    }
-                };
-                let expected = retrieved.manifest.hashes.get(index as usize);
-                let expected_len =
-                    retrieved.manifest.chunk_range(index).map(|r| r.len()).unwrap_or(0);
-                if data.len() != expected_len || expected != Some(&retrieval::hash(&data)) {
-                    tracing::warn!(index, "chunk does not match its hash; retrieval stopped");
-                    let bad = RetrieveError::BadChunk { index, paid_chunks: 0 };
-                    if failure.as_ref().is_none_or(|f| f.bad_chunk().is_none_or(|i| index < i)) {
-                        failure = Some(bad);
-                    }
-                    continue;
-                }
-                retrieved.bytes += data.len() as u64;
-                retrieved.first_byte.get_or_insert_with(|| started.elapsed());
-                checked.insert(index);
-                // Chunks are paid for in order: extend the checked prefix.
-                while checked.remove(&prefix) {
-                    prefix += 1;
-                }
+                progress.on_answer(index, answer);
             }
             (n, at, outcome) = poll_some(&mut paying), if paying.is_some() => {
                 paying = None;
-                let index = paid_chunks;
-                match outcome {
-                    Err(source) => {
-                        failure = Some(RetrieveError::Pay { index, source });
-                    }
-                    Ok(paid) if !paid.response.is_held() => {
-                        let status = paid.response.status().map_or_else(
-                            || format!("Unknown({})", paid.response.status),
-                            |s| format!("{s:?}"),
-                        );
-                        failure = Some(RetrieveError::PaymentRefused { index, status });
-                    }
-                    Ok(paid) => {
-                        retrieved.payment_latencies.push(at.elapsed());
-                        retrieved.lane = Some(paid.lane);
-                        retrieved.paid += &price * n;
-                        paid_chunks += n;
-                    }
-                }
+                progress.on_payment(n, at, outcome);
             }
         }
     }
-    retrieved.elapsed = started.elapsed();
-    match failure {
-        Some(RetrieveError::BadChunk { index, .. }) => Err(RetrieveError::BadChunk {
-            index,
-            paid_chunks: if paid_blob { paid_chunks } else { prefix },
-        }),
-        Some(failure) => Err(failure),
-        None if prefix < chunks => Err(RetrieveError::Refused {
-            what: format!("chunk {prefix}"),
-            status: RetrievalStatus::PaymentRequired.name().to_owned(),
-            message: "the provider's credit window did not open".to_owned(),
-        }),
-        None => Ok(retrieved),
+    progress.finish()
+}
+
+/// What a retrieval asks for next.
+enum Next {
+    /// This chunk.
+    Ask(u64),
+    /// Nothing until a payment is answered: the credit window, or a chunk asked again.
+    Stalled,
+    /// Nothing more (every chunk asked for, or the retrieval failed).
+    Nothing,
+}
+
+/// A pipelined retrieval's state, apart from its requests and payment in flight.
+struct Progress {
+    retrieved: Retrieved,
+    price: TokenAmount,
+    started: Instant,
+    /// The provider's credit window, as it last said.
+    window: u64,
+    /// The next chunk never asked for; chunks to ask again; attempts per chunk asked again.
+    next: u64,
+    again: std::collections::VecDeque<u64>,
+    attempts: std::collections::HashMap<u64, u32>,
+    /// Chunks checked beyond the checked prefix `[0, prefix)`.
+    checked: std::collections::BTreeSet<u64>,
+    prefix: u64,
+    /// Chunks paid for and acknowledged.
+    paid_chunks: u64,
+    failure: Option<RetrieveError>,
+}
+
+impl Progress {
+    fn new(manifest: Manifest, window: Option<u64>, started: Instant) -> Self {
+        Progress {
+            price: manifest.price_per_chunk.clone(),
+            window: window.unwrap_or(manifest.chunk_size),
+            retrieved: Retrieved {
+                first_byte: None,
+                elapsed: Duration::ZERO,
+                bytes: 0,
+                paid: TokenAmount::default(),
+                lane: None,
+                payment_latencies: Vec::new(),
+                manifest,
+            },
+            started,
+            next: 0,
+            again: Default::default(),
+            attempts: Default::default(),
+            checked: Default::default(),
+            prefix: 0,
+            paid_chunks: 0,
+            failure: None,
+        }
+    }
+
+    fn chunks(&self) -> u64 {
+        self.retrieved.manifest.chunks()
+    }
+
+    fn chunk_size(&self) -> u64 {
+        self.retrieved.manifest.chunk_size
+    }
+
+    /// The next chunk to ask for, while `paying` is whether a payment is in flight.
+    fn next_request(&mut self, paying: bool) -> Next {
+        if self.failure.is_some() {
+            return Next::Nothing;
+        }
+        let index = match self.again.front() {
+            // A chunk asked again waits until the payment in flight is answered.
+            Some(_) if paying => return Next::Stalled,
+            Some(&index) => index,
+            None if self.next < self.chunks() => self.next,
+            None => return Next::Nothing,
+        };
+        let window = retrieval::window_chunks(self.window, self.chunk_size());
+        if self.price.is_positive() && index >= self.paid_chunks.saturating_add(window) {
+            return Next::Stalled;
+        }
+        if self.again.front() == Some(&index) {
+            self.again.pop_front();
+        } else {
+            self.next += 1;
+        }
+        Next::Ask(index)
+    }
+
+    /// The chunks to pay for now, if any: every chunk checked and not yet paid for, once
+    /// they are worth a share of the window, or the window holds a request back, or
+    /// nothing else is left to wait for.
+    fn payment_due(&self, stalled: bool, nothing_in_flight: bool) -> Option<u64> {
+        let payable = self.failure.as_ref().is_none_or(|f| !f.is_payment_failure());
+        let owed = self.prefix.saturating_sub(self.paid_chunks);
+        let due = stalled
+            || self.prefix == self.chunks()
+            || self.failure.is_some()
+            || nothing_in_flight
+            || owed.saturating_mul(self.chunk_size()) >= self.window / PAY_PER_WINDOW;
+        (self.price.is_positive() && payable && due && owed > 0).then_some(owed)
+    }
+
+    /// Takes the provider's answer to the request for chunk `index`.
+    fn on_answer(&mut self, index: u64, answer: Result<RetrievalResponse, NetworkError>) {
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) => {
+                self.failure.get_or_insert(RetrieveError::Network(e));
+                return;
+            }
+        };
+        if let Some(window) = response.window {
+            self.window = window;
+        }
+        let status = response.status();
+        let data = match response.data {
+            Some(data) if status == Some(RetrievalStatus::Ok) => data,
+            _ if status == Some(RetrievalStatus::PaymentRequired) => {
+                let tried = self.attempts.entry(index).or_default();
+                *tried += 1;
+                if *tried > PAYMENT_REQUIRED_ATTEMPTS {
+                    self.failure.get_or_insert(refused(&format!("chunk {index}"), &response));
+                } else {
+                    tracing::debug!(index, "payment required; asking again once paid");
+                    self.again.push_back(index);
+                }
+                return;
+            }
+            _ => {
+                self.failure.get_or_insert(refused(&format!("chunk {index}"), &response));
+                return;
+            }
+        };
+        let manifest = &self.retrieved.manifest;
+        let expected_len = manifest.chunk_range(index).map(|r| r.len()).unwrap_or(0);
+        let expected = manifest.hashes.get(usize::try_from(index).unwrap_or(usize::MAX));
+        if data.len() != expected_len || expected != Some(&retrieval::hash(&data)) {
+            tracing::warn!(index, "chunk does not match its hash; retrieval stopped");
+            let earlier = self.failure.as_ref().and_then(RetrieveError::bad_chunk);
+            if earlier.is_none_or(|i| index < i) {
+                self.failure = Some(RetrieveError::BadChunk { index, paid_chunks: 0 });
+            }
+            return;
+        }
+        self.retrieved.bytes += data.len() as u64;
+        let started = self.started;
+        self.retrieved.first_byte.get_or_insert_with(|| started.elapsed());
+        self.checked.insert(index);
+        // Chunks are paid for in order: extend the checked prefix.
+        while self.checked.remove(&self.prefix) {
+            self.prefix += 1;
+        }
+    }
+
+    /// Takes the outcome of the payment for `n` chunks begun at `at`.
+    fn on_payment(&mut self, n: u64, at: Instant, outcome: Result<crate::pay::Paid, PayError>) {
+        let index = self.paid_chunks;
+        match outcome {
+            Err(source) => self.failure = Some(RetrieveError::Pay { index, source }),
+            Ok(paid) if !paid.response.is_held() => {
+                let status = paid.response.status().map_or_else(
+                    || format!("Unknown({})", paid.response.status),
+                    |s| format!("{s:?}"),
+                );
+                self.failure = Some(RetrieveError::PaymentRefused { index, status });
+            }
+            Ok(paid) => {
+                self.retrieved.payment_latencies.push(at.elapsed());
+                self.retrieved.lane = Some(paid.lane);
+                self.retrieved.paid += &self.price * n;
+                self.paid_chunks += n;
+            }
+        }
+    }
+
+    /// The retrieval, or why it failed.
+    fn finish(mut self) -> Result<Retrieved, RetrieveError> {
+        self.retrieved.elapsed = self.started.elapsed();
+        let paid_blob = self.price.is_positive();
+        match self.failure {
+            Some(RetrieveError::BadChunk { index, .. }) => Err(RetrieveError::BadChunk {
+                index,
+                paid_chunks: if paid_blob { self.paid_chunks } else { self.prefix },
+            }),
+            Some(failure) => Err(failure),
+            None if self.prefix < self.chunks() => Err(RetrieveError::Refused {
+                what: format!("chunk {}", self.prefix),
+                status: RetrievalStatus::PaymentRequired.name().to_owned(),
+                message: "the provider's credit window did not open".to_owned(),
+            }),
+            None => Ok(self.retrieved),
+        }
     }
 }
 
