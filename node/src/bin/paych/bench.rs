@@ -217,29 +217,19 @@ impl Report {
 /// Runs the bench and prints its report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let scratch = Scratch::new()?;
-    if args.retrieval {
+    let (json, table) = if args.retrieval {
         let report = retrieval::measure(&args, &scratch.0).await?;
-        if args.json {
-            println!("{}", report.json());
-        } else {
-            print!("{}", report.table());
-        }
-        return Ok(());
-    }
-    if args.route {
+        (report.json(), report.table())
+    } else if args.route {
         let report = route::measure(&args, &scratch.0).await?;
-        if args.json {
-            println!("{}", report.json());
-        } else {
-            print!("{}", report.table());
-        }
-        return Ok(());
-    }
-    let report = measure(&args, &scratch.0).await?;
-    if args.json {
-        println!("{}", report.json());
+        (report.json(), report.table())
     } else {
-        print!("{}", report.table());
+        let report = measure(&args, &scratch.0).await?;
+        (report.json(), report.table())
+    };
+    match args.json {
+        true => println!("{json}"),
+        false => print!("{table}"),
     }
     Ok(())
 }

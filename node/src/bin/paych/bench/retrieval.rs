@@ -265,52 +265,13 @@ async fn measure_row(
     delay_ms: u64,
     rtt_us: f64,
 ) -> anyhow::Result<Row> {
-    let price = TokenAmount::from_atto(PRICE_PER_CHUNK);
-    let publish = |price: TokenAmount| -> anyhow::Result<Hash> {
-        let payee = provider.party.addr;
-        let manifest =
-            provider.blobs.publish(data.to_vec(), chunk_size, price, payee, Faults::default())?;
-        Hash::try_from(manifest.root.as_slice()).map_err(|_| anyhow!("a root of the wrong size"))
-    };
-    let fetch = |root: Hash, paid: bool| {
-        let limit = PriceLimit::per_chunk(TokenAmount::from_atto(PRICE_PER_CHUNK));
-        async move {
-            let got = tokio::time::timeout(
-                STEP_TIMEOUT,
-                retrieval::retrieve(payer, channel, root, limit),
-            )
-            .await
-            .context("a retrieval took too long")??;
-            check(&got, data, paid)?;
-            anyhow::Ok(got)
-        }
-    };
+    let get =
+        |bytes, is_paid| publish_and_get(payer, provider, channel, bytes, chunk_size, is_paid);
     // Warm up: one retrieval of each kind.
-    fetch(publish(TokenAmount::default())?, false).await?;
-    fetch(publish(price.clone())?, true).await?;
-    // Time to first byte: short retrievals, alternating.
+    get(data, false).await?;
+    get(data, true).await?;
+    // Time to first byte: short retrievals of the first pipeline's worth of chunks.
     let short = &data[..data.len().min(pipeline_depth(chunk_size) * chunk_size as usize)];
-    let publish_short = |price: TokenAmount| -> anyhow::Result<Hash> {
-        let payee = provider.party.addr;
-        let manifest =
-            provider.blobs.publish(short.to_vec(), chunk_size, price, payee, Faults::default())?;
-        Hash::try_from(manifest.root.as_slice()).map_err(|_| anyhow!("a root of the wrong size"))
-    };
-    let short_fetch = |is_paid: bool| {
-        let limit = PriceLimit::per_chunk(TokenAmount::from_atto(PRICE_PER_CHUNK));
-        let price = if is_paid { price.clone() } else { TokenAmount::default() };
-        async move {
-            let root = publish_short(price)?;
-            let got = tokio::time::timeout(
-                STEP_TIMEOUT,
-                retrieval::retrieve(payer, channel, root, limit),
-            )
-            .await
-            .context("a retrieval took too long")??;
-            check(&got, short, is_paid)?;
-            anyhow::Ok(ttfb_us(&got))
-        }
-    };
     // Each round: its share of the first-byte pairs (in turn unpaid first and paid first),
     // then one long retrieval of each kind (in turn unpaid first and paid first).
     let (mut paid_ttfb, mut unpaid_ttfb) = (Vec::new(), Vec::new());
@@ -321,7 +282,7 @@ async fn measure_row(
         for pair in 0..TTFB_PAIRS_PER_ROUND {
             let paid_first = pair % 2 == 1;
             for is_paid in [paid_first, !paid_first] {
-                let ttfb = short_fetch(is_paid).await?;
+                let ttfb = ttfb_us(&get(short, is_paid).await?);
                 match is_paid {
                     true => paid_ttfb.push(ttfb),
                     false => unpaid_ttfb.push(ttfb),
@@ -330,8 +291,7 @@ async fn measure_row(
         }
         let paid_first = round % 2 == 1;
         for is_paid in [paid_first, !paid_first] {
-            let root = publish(if is_paid { price.clone() } else { TokenAmount::default() })?;
-            let got = fetch(root, is_paid).await?;
+            let got = get(data, is_paid).await?;
             match is_paid {
                 true => paid.push(got),
                 false => unpaid.push(got),
@@ -358,6 +318,31 @@ async fn measure_row(
             v.get(v.len() / 2).copied().unwrap_or(0)
         },
     })
+}
+
+/// Publishes `bytes` in chunks of `chunk_size` (at the bench's price, or free) and
+/// retrieves them from the provider, checked.
+async fn publish_and_get(
+    payer: &Payer,
+    provider: &Provider,
+    channel: Address,
+    bytes: &[u8],
+    chunk_size: u64,
+    is_paid: bool,
+) -> anyhow::Result<Retrieved> {
+    let price = TokenAmount::from_atto(if is_paid { PRICE_PER_CHUNK } else { 0 });
+    let limit = PriceLimit::per_chunk(TokenAmount::from_atto(PRICE_PER_CHUNK));
+    let payee = provider.party.addr;
+    let manifest =
+        provider.blobs.publish(bytes.to_vec(), chunk_size, price, payee, Faults::default())?;
+    let root = Hash::try_from(manifest.root.as_slice())
+        .map_err(|_| anyhow!("a root of the wrong size"))?;
+    let retrieving = retrieval::retrieve(payer, channel, root, limit);
+    let got = tokio::time::timeout(STEP_TIMEOUT, retrieving)
+        .await
+        .context("a retrieval took too long")??;
+    check(&got, bytes, is_paid)?;
+    Ok(got)
 }
 
 /// Checks that a retrieval brought the whole blob and paid what it should.
