@@ -466,6 +466,8 @@ async fn holdings(rpc: &NodeRpc) -> anyhow::Result<(usize, usize)> {
 pub struct Retrieved {
     /// Bytes retrieved and checked against the manifest.
     pub bytes: u64,
+    /// Chunks paid for.
+    pub chunks: u64,
     /// Each chunk payment's latency, µs.
     pub payment_micros: Vec<u64>,
     /// The lane paid on.
@@ -672,6 +674,7 @@ impl NodeRpc {
         let got = self.call::<PaychRetrieve>(params).await?;
         Ok(Retrieved {
             bytes: got.bytes,
+            chunks: got.chunks,
             payment_micros: got.payment_micros,
             lane: got.lane,
             first_byte_micros: got.first_byte_micros,

@@ -186,7 +186,7 @@ pub struct ChainUse {
     pub chain_messages_by_kind: BTreeMap<String, u64>,
     /// Messages if every lane with new payments were redeemed on its own each round.
     pub chain_messages_one_per_lane: u64,
-    /// Messages if every payment were its own chain message.
+    /// Messages if every chunk were paid by its own chain message.
     pub chain_messages_one_per_payment: u64,
     /// Channels reconciled into one combined voucher.
     pub reconciled_channels: usize,
@@ -448,7 +448,8 @@ impl Report {
                 chain_messages,
                 chain_messages_by_kind: by_kind,
                 chain_messages_one_per_lane: other_messages + lanes_paid,
-                chain_messages_one_per_payment: other_messages + payments as u64,
+                chain_messages_one_per_payment: other_messages
+                    + rounds.iter().map(RoundOutcome::chunks).sum::<u64>(),
                 reconciled_channels: ledger.reconciled,
                 settler_submissions: ledger.settler_submissions,
                 gas_burnt_atto: (&end.holdings.burnt - &ledger.funded.burnt).atto().to_string(),

@@ -211,6 +211,7 @@ async fn pay_chunks_routed(
                 Ok((receipt, micros)) => {
                     got.receipts.push(receipt);
                     got.payment_micros.push(micros);
+                    got.chunks += 1;
                     paid_count.fetch_add(1, Ordering::SeqCst);
                     paid = true;
                     break;
@@ -282,9 +283,14 @@ impl RoundOutcome {
         self.retrieved.len()
     }
 
-    /// Chunk payments made.
+    /// Payments made (vouchers sent, or routed payments).
     pub fn payments(&self) -> usize {
         self.retrieved.iter().map(|(_, got)| got.payment_micros.len()).sum()
+    }
+
+    /// Chunks paid for.
+    pub fn chunks(&self) -> u64 {
+        self.retrieved.iter().map(|(_, got)| got.chunks).sum()
     }
 
     /// Bytes retrieved and checked.
