@@ -89,7 +89,7 @@ impl Transport for DialFrom {
 
 /// The IP address and TCP port a multiaddr dials (`/ip4|ip6/…/tcp/…`, a `/p2p/…` after it
 /// ignored); `None` for anything else.
-fn tcp_socket_addr(addr: &Multiaddr) -> Option<SocketAddr> {
+pub fn tcp_socket_addr(addr: &Multiaddr) -> Option<SocketAddr> {
     let mut parts = addr.iter();
     let ip: IpAddr = match parts.next()? {
         Protocol::Ip4(v4) => v4.into(),

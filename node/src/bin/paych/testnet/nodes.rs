@@ -30,6 +30,7 @@ use paych_node::rpc::methods::{
     WalletDefaultAddress,
 };
 use paych_node::rpc::params::{BlobData, Bytes, InvoiceHubs, InvoiceText, PublishSpec, Root};
+use paych_protocol::dial_from::tcp_socket_addr;
 use tokio::sync::{Mutex, RwLock};
 
 /// How long one node may take to start.
@@ -190,8 +191,8 @@ impl WanLinks {
         let running = match relay {
             WanRelay::Running(relay) => relay,
             WanRelay::Bound(bound) => {
-                let upstream = socket_of(listen)
-                    .ok_or_else(|| anyhow!("{name} listens on {listen}, not IPv4 and TCP"))?;
+                let upstream = tcp_socket_addr(listen)
+                    .ok_or_else(|| anyhow!("{name} listens on {listen}, not TCP"))?;
                 let options = RelayOptions { keep_source_ip: true };
                 bound.relay_to(upstream, self.shape, options)
             }
@@ -222,7 +223,7 @@ impl WanLinks {
         let (mut dialled, mut accepted, mut bad) = (0, 0, Vec::new());
         for (name, addrs) in seen {
             for text in addrs {
-                let socket = text.parse::<Multiaddr>().ok().and_then(|a| socket_of(&a));
+                let socket = text.parse::<Multiaddr>().ok().and_then(|a| tcp_socket_addr(&a));
                 match socket {
                     Some(at) if fronts.contains(&at) => dialled += 1,
                     Some(at) if direct.contains(&at) => {
@@ -251,14 +252,6 @@ impl WanLinks {
 /// `/ip4/…/tcp/…` of an IPv4 socket address.
 fn tcp_multiaddr(addr: SocketAddr) -> Multiaddr {
     Multiaddr::from(addr.ip()).with(Protocol::Tcp(addr.port()))
-}
-
-/// The IPv4 socket address a `/ip4/…/tcp/…` multiaddr names.
-fn socket_of(addr: &Multiaddr) -> Option<SocketAddr> {
-    let mut parts = addr.iter();
-    let Some(Protocol::Ip4(ip)) = parts.next() else { return None };
-    let Some(Protocol::Tcp(port)) = parts.next() else { return None };
-    Some(SocketAddr::from((ip, port)))
 }
 
 impl Launcher {
