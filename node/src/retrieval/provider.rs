@@ -17,7 +17,8 @@
 //! **Credit windows.** A flow serves ahead of payment up to its **window** (bytes, counted
 //! in whole chunks, at least one: [`window_chunks`]): chunk `i` is served while
 //! `i < paid_chunks + window_chunks`, `paid_chunks` being the flow's credit in whole chunks.
-//! A window starts at [`RetrievalLimits::window_initial`] and grows, as a TCP window in
+//! A window starts at [`RetrievalLimits::window_initial`] (at most an eighth of the blob,
+//! [`INITIAL_WINDOW_BLOB_SHARE`]: a client that never pays gets no more of any blob) and grows, as a TCP window in
 //! slow start, by the bytes each credit pays for, up to [`RetrievalLimits::window_max`]: a
 //! client that pays on time doubles it every round trip. A request beyond the window (the
 //! client's payments are behind) is answered `PaymentRequired` and halves the window, never
@@ -83,6 +84,9 @@ pub const FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 pub const WINDOW_INITIAL_BYTES: u64 = 8 << 20;
 /// The largest credit window a flow grows to, in bytes.
 pub const WINDOW_MAX_BYTES: u64 = 64 << 20;
+/// A new flow's window is at most this fraction of its blob: a client that never pays gets
+/// at most an eighth of any blob (or its first chunk, if that is more), however small.
+pub const INITIAL_WINDOW_BLOB_SHARE: u64 = 8;
 /// What a response counts beyond its manifest's hashes or its chunk's bytes (its envelope).
 pub const RESPONSE_ENVELOPE_BYTES: usize = 256;
 
@@ -121,9 +125,11 @@ impl RetrievalLimits {
         self.window_max.min(MAX_WINDOW_BYTES)
     }
 
-    /// The window a flow starts with, within the largest.
-    fn initial_window(&self) -> u64 {
-        self.window_initial.min(self.max_window())
+    /// The window a flow on a blob of `size` bytes starts with: the initial window, within
+    /// the largest, and at most [`INITIAL_WINDOW_BLOB_SHARE`]th of the blob (a window always
+    /// lets one chunk through, whatever its bytes).
+    fn initial_window(&self, size: u64) -> u64 {
+        self.window_initial.min(self.max_window()).min(size / INITIAL_WINDOW_BLOB_SHARE)
     }
 }
 
@@ -242,6 +248,8 @@ struct Flow {
     chunk_size: u64,
     /// The credit window, in bytes.
     window: u64,
+    /// The window it started with: a request beyond the window never shrinks it below.
+    floor: u64,
     /// One past the highest chunk index served on the flow.
     served_through: u64,
     last_active: Instant,
@@ -268,11 +276,11 @@ impl Flow {
         index < self.paid_chunks().saturating_add(self.window_chunks())
     }
 
-    /// Halves the window after a request beyond it, keeping it at least `initial` and at
-    /// least what the flow owes.
-    fn shrink(&mut self, initial: u64) {
+    /// Halves the window after a request beyond it, keeping it at least where it started
+    /// and at least what the flow owes.
+    fn shrink(&mut self) {
         let owed = self.owed_chunks().saturating_mul(self.chunk_size);
-        self.window = (self.window / 2).max(initial).max(owed).min(self.window);
+        self.window = (self.window / 2).max(self.floor).max(owed).min(self.window);
     }
 }
 
@@ -460,7 +468,8 @@ impl State {
                 complete_at: price * manifest.chunks(),
                 price: price.clone(),
                 chunk_size: manifest.chunk_size,
-                window: limits.initial_window(),
+                window: limits.initial_window(manifest.size),
+                floor: limits.initial_window(manifest.size),
                 served_through: 0,
                 last_active: now,
             };
@@ -479,7 +488,7 @@ impl State {
         }
         if !flow.admits(index) {
             let refusal = beyond_window(flow, index);
-            flow.shrink(limits.initial_window());
+            flow.shrink();
             return Err(refusal.with_window(flow.window));
         }
         Ok(Opening::Existing(flow.window))
@@ -802,8 +811,11 @@ impl RetrievalProvider {
         let Some(index) = request.index else {
             let bytes = blob.manifest.hashes.len() * (HASH_BYTES + 2) + RESPONSE_ENVELOPE_BYTES;
             state.reserve(peer, bytes, &self.limits).map_err(rate_limited)?;
-            let window =
-                blob.manifest.price_per_chunk.is_positive().then(|| self.limits.initial_window());
+            let window = blob
+                .manifest
+                .price_per_chunk
+                .is_positive()
+                .then(|| self.limits.initial_window(blob.manifest.size));
             return Ok((Admitted::Manifest(blob, window), bytes));
         };
         let channel = request.channel.ok_or_else(|| {
@@ -1243,5 +1255,53 @@ mod tests {
         assert_eq!(ask(beyond).window, Some(2000));
         assert_eq!(ask(beyond).window, Some(1000));
         assert_eq!(ask(beyond).window, Some(1000));
+    }
+
+    #[test]
+    fn a_client_that_never_pays_gets_at_most_an_eighth_of_a_small_blob() {
+        // The default window (8 MiB) is larger than this whole 32 000-byte blob.
+        let provider = RetrievalProvider::default();
+        let manifest = provider
+            .publish(
+                blob(32_000),
+                1000,
+                TokenAmount::from_atto(1),
+                Address::new_id(1),
+                Faults::default(),
+            )
+            .unwrap();
+        let root = Hash::try_from(manifest.root.as_slice()).unwrap();
+        let manifest_answer = provider.answer(PeerId::random(), &RetrievalRequest::manifest(root));
+        assert_eq!(manifest_answer.window, Some(4000));
+        // However many flows it opens, it gets chunks 0..4 and nothing after.
+        let peer = PeerId::random();
+        for flow in 0u64..5 {
+            for index in 0..32 {
+                let request = RetrievalRequest::chunk(
+                    root,
+                    index,
+                    Address::new_id(2),
+                    flow.to_be_bytes().to_vec(),
+                );
+                let served = provider.answer(peer, &request).data.is_some();
+                assert_eq!(served, index < 4, "flow {flow}, chunk {index}");
+            }
+        }
+        // A blob smaller than eight chunks still lets its first chunk through.
+        let tiny = provider
+            .publish(
+                blob(3000),
+                1000,
+                TokenAmount::from_atto(1),
+                Address::new_id(1),
+                Faults::default(),
+            )
+            .unwrap();
+        let root = Hash::try_from(tiny.root.as_slice()).unwrap();
+        let ask = |i| {
+            provider.answer(peer, &RetrievalRequest::chunk(root, i, Address::new_id(2), vec![9]))
+        };
+        assert!(ask(0).data.is_some());
+        assert_eq!(ask(1).status(), Some(RetrievalStatus::PaymentRequired));
     }
 }
