@@ -487,6 +487,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Routed payments that ended as `outcome` in `role` so far.
+    pub fn routes_ended(&self, role: &'static str, outcome: RouteOutcome) -> u64 {
+        self.hub
+            .routed_payments
+            .get_or_create(&RoutedPaymentLabels { role, outcome: outcome.label() })
+            .get()
+    }
+
     /// Counts a fee the hub earned.
     pub fn hub_fee(&self, fee: &TokenAmount) {
         self.hub.hub_fees_attofil.inc_by(atto_f64(fee));

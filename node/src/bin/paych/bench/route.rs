@@ -29,7 +29,7 @@ use paych_core::manager::ManagerConfig;
 use paych_core::types::ChainEpoch;
 use paych_core::types::{Address, TokenAmount};
 use paych_node::host::Host;
-use paych_node::metrics::Metrics;
+use paych_node::metrics::{Metrics, RouteOutcome};
 use paych_node::pay::Payer;
 use paych_node::route::{HubConfig, PayInvoiceError, RouteSettings, Routes};
 use serde_json::json;
@@ -45,7 +45,8 @@ const INVOICE_EXPIRY_SECS: u64 = 3600;
 /// Refusals of the hub one routed payment may meet before the bench gives up on it (each
 /// is paid again with a fresh invoice).
 const MAX_REFUSALS_PER_PAYMENT: usize = 20;
-/// How often the bench looks whether the replacements are done.
+/// How often the bench looks whether the replacements are done (three counters; the stores
+/// are read once they say so).
 const REPLACEMENT_POLL: Duration = Duration::from_millis(1);
 /// Payments of each kind made before anything is measured.
 const WARM_UP: usize = 5;
@@ -152,6 +153,7 @@ struct RouteNode {
     party: Party,
     host: Host,
     routes: Routes,
+    metrics: Arc<Metrics>,
 }
 
 impl RouteNode {
@@ -176,9 +178,15 @@ impl RouteNode {
         };
         let metrics = Arc::new(Metrics::new());
         let wallet = party.wallet.clone();
-        let routes = Routes::new(party.manager.clone(), wallet, payer, settings, metrics).await?;
+        let routes =
+            Routes::new(party.manager.clone(), wallet, payer, settings, metrics.clone()).await?;
         host.route_handler().set(Arc::new(routes.clone()));
-        Ok(RouteNode { party, host, routes })
+        Ok(RouteNode { party, host, routes, metrics })
+    }
+
+    /// Routes this node replaced in `role` so far.
+    fn replaced(&self, role: &'static str) -> u64 {
+        self.metrics.routes_ended(role, RouteOutcome::Replaced)
     }
 
     /// How peers reach this node: `<listen address>/p2p/<peer id>`.
@@ -345,24 +353,40 @@ impl Triangle {
     /// has been replaced by its unconditional one (the replacements follow the receipts in
     /// the background) — but those of the offers the hub refused, which stay pending on the
     /// payer's side until their locks pass.
+    ///
+    /// Polls the three nodes' counters of replaced routes, which cost nothing to read, so
+    /// that the wait takes no CPU from the replacements it waits for; once each node counts
+    /// as many as the payer's receipts, the stores must say that nothing is pending.
     async fn await_replacements(&self, refused: &Refusals) -> anyhow::Result<()> {
+        let fulfilled = self.payer.metrics.routes_ended("payer", RouteOutcome::Fulfilled);
         let deadline = Instant::now() + STEP_TIMEOUT;
-        let (to_hub, to_payee) = &self.routed_channels;
         loop {
-            let payer = self.payer.party.manager.pending_conditionals(to_hub).await?.len();
-            let pending = payer.saturating_sub(refused.count())
-                + self.hub.party.manager.pending_conditionals(to_payee).await?.len()
-                + self.payee.party.manager.pending_conditionals(to_payee).await?.len();
-            if pending == 0 {
-                return Ok(());
+            let replaced = [
+                self.payer.replaced("payer"),
+                self.hub.replaced("hub"),
+                self.payee.replaced("payee"),
+            ];
+            if replaced.iter().all(|n| *n >= fulfilled) {
+                break;
             }
             if Instant::now() > deadline {
                 anyhow::bail!(
-                    "{pending} conditional vouchers still pending after {STEP_TIMEOUT:?}"
+                    "routes replaced (payer, hub, payee): {replaced:?} of {fulfilled} after \
+                     {STEP_TIMEOUT:?}"
                 );
             }
             tokio::time::sleep(REPLACEMENT_POLL).await;
         }
+        let (to_hub, to_payee) = &self.routed_channels;
+        let payer = self.payer.party.manager.pending_conditionals(to_hub).await?.len();
+        let pending = payer.saturating_sub(refused.count())
+            + self.hub.party.manager.pending_conditionals(to_payee).await?.len()
+            + self.payee.party.manager.pending_conditionals(to_payee).await?.len();
+        anyhow::ensure!(
+            pending == 0,
+            "{pending} conditional vouchers still pending once all {fulfilled} routes were replaced"
+        );
+        Ok(())
     }
 
     async fn stop(self) -> anyhow::Result<()> {
