@@ -18,8 +18,8 @@ use fvm_shared::error::ExitCode;
 use fvm_shared::ActorID;
 
 use crate::types::{
-    ConstructorParams, LaneState, ModVerifyParams, UpdateChannelStateParams, INIT_ACTOR_ID,
-    MAX_LANE, MAX_SECRET_SIZE, SETTLE_DELAY,
+    ConstructorParams, LaneState, ModVerifyParams, SignedVoucher, UpdateChannelStateParams,
+    INIT_ACTOR_ID, MAX_LANE, MAX_SECRET_SIZE, SETTLE_DELAY,
 };
 
 /// Exit code of an `UpdateChannelState` after the channel has settled.
@@ -442,17 +442,27 @@ pub fn update_channel_state(
     env: &(impl ActorEnv + ?Sized),
     params: &UpdateChannelStateParams,
 ) -> Result<Redemption, ActorError> {
+    redeem(state, env, &params.sv, &params.secret)
+}
+
+/// [`update_channel_state`] on the parameters' two parts, borrowed: the voucher `sv` and
+/// the `secret` submitted with it.
+pub fn redeem(
+    state: &mut ChannelState,
+    env: &(impl ActorEnv + ?Sized),
+    sv: &SignedVoucher,
+    secret: &[u8],
+) -> Result<Redemption, ActorError> {
     let caller = check_caller_is_party(state, env)?;
     let signer = if caller == state.from { state.to } else { state.from };
-    let sv = &params.sv;
     let epoch = env.epoch();
 
     let signature = sv.signature.as_ref().ok_or(ActorError::MissingSignature)?;
     if state.settling_at != 0 && epoch >= state.settling_at {
         return Err(ActorError::UpdateAfterSettled { epoch, settling_at: state.settling_at });
     }
-    if params.secret.len() > MAX_SECRET_SIZE {
-        return Err(ActorError::SecretTooLong(params.secret.len()));
+    if secret.len() > MAX_SECRET_SIZE {
+        return Err(ActorError::SecretTooLong(secret.len()));
     }
     if !env.signatures_verified() {
         let signing_bytes =
@@ -482,7 +492,7 @@ pub fn update_channel_state(
         return Err(ActorError::NegativeAmount(sv.amount.clone()));
     }
     if !sv.secret_hash.is_empty()
-        && crate::crypto::blake2b_256(&params.secret).as_slice() != sv.secret_hash.as_slice()
+        && crate::crypto::blake2b_256(secret).as_slice() != sv.secret_hash.as_slice()
     {
         return Err(ActorError::IncorrectSecret);
     }

@@ -34,7 +34,7 @@ use fvm_shared::ActorID;
 use crate::actor::{
     self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure, Invocation,
 };
-use crate::types::{LaneState, ModVerifyParams, SignedVoucher, UpdateChannelStateParams};
+use crate::types::{LaneState, ModVerifyParams, SignedVoucher};
 
 /// Where a plan starts: the channel as the chain holds it, and when the plan's messages can
 /// execute.
@@ -126,9 +126,22 @@ impl Situation {
         state: &mut ChannelState,
         voucher: &SignedVoucher,
     ) -> Result<actor::Redemption, ActorError> {
-        let secret = self.secrets.get(&voucher.secret_hash).cloned().unwrap_or_default();
-        let params = UpdateChannelStateParams { sv: voucher.clone(), secret };
-        actor::update_channel_state(state, &PlanEnv::new(self, state.to), &params)
+        self.redeem_in(&PlanEnv::new(self, state.to), state, voucher)
+    }
+
+    /// [`Situation::redeem`] in `env`, made once for the steps of a plan.
+    fn redeem_in(
+        &self,
+        env: &PlanEnv<'_>,
+        state: &mut ChannelState,
+        voucher: &SignedVoucher,
+    ) -> Result<actor::Redemption, ActorError> {
+        actor::redeem(state, env, voucher, self.secret_of(voucher))
+    }
+
+    /// The secret submitted with `voucher`: its hash's, if held (empty otherwise).
+    fn secret_of(&self, voucher: &SignedVoucher) -> &[u8] {
+        self.secrets.get(&voucher.secret_hash).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -323,7 +336,7 @@ pub fn best_plan(situation: &Situation, held: &[&SignedVoucher]) -> Plan {
             best_merging = choice.merging;
         }
     }
-    best
+    best.into_plan(situation)
 }
 
 /// The best plan for `held` with `voucher` added: intake credits a new voucher the value of
@@ -405,7 +418,7 @@ fn realize<'a>(
     situation: &Situation,
     candidates: &Candidates<'a>,
     choice: &mut Choice<'a>,
-) -> Plan {
+) -> Draft<'a> {
     let greedy = fall_back(situation, candidates, choice);
     fill(situation, candidates, choice, greedy)
 }
@@ -416,7 +429,7 @@ fn fall_back<'a>(
     situation: &Situation,
     candidates: &Candidates<'a>,
     choice: &mut Choice<'a>,
-) -> Plan {
+) -> Draft<'a> {
     loop {
         let sequence = sequence(situation, candidates, choice);
         match simulate(situation, &sequence) {
@@ -457,8 +470,8 @@ fn fill<'a>(
     situation: &Situation,
     candidates: &Candidates<'a>,
     choice: &mut Choice<'a>,
-    greedy: Plan,
-) -> Plan {
+    greedy: Draft<'a>,
+) -> Draft<'a> {
     let touched = touched_lanes(choice);
     let free: Vec<u64> =
         candidates.plain.keys().filter(|lane| !touched.contains_key(lane)).copied().collect();
@@ -618,6 +631,11 @@ fn sequence<'a>(
     }
     // Independent groups — a lane no merging voucher touches, or a merging voucher with
     // what must come before and after it — go in the order of their lanes.
+    if choice.merging.is_empty() {
+        // No merging voucher: every step is a plain one, in the order of its lane (the order
+        // of `choice.plain`).
+        return first;
+    }
     let mut groups: Vec<(u64, Vec<(&SignedVoucher, Origin)>)> =
         first.into_iter().map(|step| (step.0.lane, vec![step])).collect();
     for (index, m) in choice.merging.iter().enumerate() {
@@ -633,7 +651,11 @@ fn sequence<'a>(
 
 /// Runs a sequence through the actor. A plain step that would lower `to_send` fails it; a
 /// plain step that adds nothing and creates no lane is left out.
-fn simulate(situation: &Situation, sequence: &[(&SignedVoucher, Origin)]) -> Result<Plan, Origin> {
+fn simulate<'a>(
+    situation: &Situation,
+    sequence: &[(&'a SignedVoucher, Origin)],
+) -> Result<Draft<'a>, Origin> {
+    let env = PlanEnv::new(situation, situation.state.to);
     let mut state = situation.state.clone();
     let mut steps = Vec::with_capacity(sequence.len());
     for (voucher, origin) in sequence {
@@ -641,7 +663,7 @@ fn simulate(situation: &Situation, sequence: &[(&SignedVoucher, Origin)]) -> Res
         // it was; a plain step left out is undone from what it can change (its own lane, and
         // the channel's amounts and settling epochs), not from a copy of every lane.
         let undo = Undo::of(&state, voucher.lane);
-        let redemption = situation.redeem(&mut state, voucher).map_err(|_| *origin)?;
+        let redemption = situation.redeem_in(&env, &mut state, voucher).map_err(|_| *origin)?;
         if let Origin::Plain { creates_lane, .. } = origin {
             if redemption.delta.is_negative() {
                 return Err(*origin);
@@ -651,10 +673,38 @@ fn simulate(situation: &Situation, sequence: &[(&SignedVoucher, Origin)]) -> Res
                 continue;
             }
         }
-        let secret = situation.secrets.get(&voucher.secret_hash).cloned().unwrap_or_default();
-        steps.push(Step { voucher: (*voucher).clone(), secret, delta: redemption.delta });
+        steps.push((*voucher, redemption.delta));
     }
-    Ok(Plan { steps, state })
+    Ok(Draft { steps, state })
+}
+
+/// A plan while the search runs: its steps borrow the vouchers, copied only into the
+/// [`Plan`] chosen.
+struct Draft<'a> {
+    /// The vouchers to submit, in order, each with what it adds to `to_send`.
+    steps: Vec<(&'a SignedVoucher, TokenAmount)>,
+    /// The channel's state after the last step.
+    state: ChannelState,
+}
+
+impl Draft<'_> {
+    fn value(&self) -> &TokenAmount {
+        &self.state.to_send
+    }
+
+    /// The plan, each step with the secret it is submitted with.
+    fn into_plan(self, situation: &Situation) -> Plan {
+        let steps = self
+            .steps
+            .into_iter()
+            .map(|(voucher, delta)| Step {
+                voucher: voucher.clone(),
+                secret: situation.secret_of(voucher).to_vec(),
+                delta,
+            })
+            .collect();
+        Plan { steps, state: self.state }
+    }
 }
 
 /// What a plain voucher's redemption (no merges) can change in a channel's state, to put

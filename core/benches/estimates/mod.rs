@@ -1,5 +1,8 @@
 //! Reading criterion's estimates of the current run back, so that a bench can print its
 //! figures as ratios to the raw limits it measured beside them.
+//!
+//! Each bench compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,120 @@
+//! The redemption model's cost per lane: [`best_plan`] over a channel whose lanes each hold
+//! one voucher on top — plain ones, or conditional ones with their secrets known, as a hub's
+//! or a payee's inbound channel holds them while routes are in flight — beside one bare
+//! `UpdateChannelState` of the actor, the step a plan runs once per lane.
+//!
+//! Run: `cargo bench -p paych-core --bench redemption`. After criterion's report, a table
+//! prints each plan's time per lane as a multiple of the bare actor step (same run).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod estimates;
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use estimates::{criterion_dir, mean_ns};
+use paych_core::actor::ChannelState;
+use paych_core::crypto::blake2b_256;
+use paych_core::redemption::{best_plan, Situation};
+use paych_core::types::{Address, SignedVoucher, TokenAmount};
+
+const PAYER: u64 = 100;
+const PAYEE: u64 = 101;
+const CHANNEL: u64 = 102;
+/// Lanes of the channels measured.
+const LANES: [u64; 4] = [1, 16, 64, 256];
+
+/// A channel holding plenty, with the secrets of `secrets`.
+fn situation(secrets: BTreeMap<Vec<u8>, Vec<u8>>) -> Situation {
+    Situation {
+        state: ChannelState::new(Address::new_id(PAYER), Address::new_id(PAYEE)),
+        balance: TokenAmount::from_whole(1),
+        channel_id: Address::new_id(CHANNEL),
+        channel_aliases: Vec::new(),
+        first_epoch: 11,
+        landing_window: 5,
+        conditional_window: 5,
+        secrets,
+    }
+}
+
+/// The top voucher of `lane` (signatures are verified before a plan runs; a placeholder
+/// stands in), conditional on `secret` when given.
+fn voucher(lane: u64, secret: Option<&[u8]>) -> SignedVoucher {
+    let amount = TokenAmount::from_atto(1_000u64 * (lane + 1));
+    let mut v = SignedVoucher::new(Address::new_id(CHANNEL), lane, 3, amount);
+    if let Some(secret) = secret {
+        v.secret_hash = blake2b_256(secret).to_vec();
+        v.time_lock_max = 10_000;
+    }
+    v.signature = Some(fvm_shared::crypto::signature::Signature::new_secp256k1(vec![7; 65]));
+    v
+}
+
+/// `lanes` vouchers, conditional ones with their secrets when `conditional`.
+fn channel(lanes: u64, conditional: bool) -> (Situation, Vec<SignedVoucher>) {
+    let mut secrets = BTreeMap::new();
+    let mut held = Vec::new();
+    for lane in 0..lanes {
+        let secret = blake2b_256(&lane.to_be_bytes()).to_vec();
+        held.push(voucher(lane, conditional.then_some(secret.as_slice())));
+        if conditional {
+            secrets.insert(blake2b_256(&secret).to_vec(), secret);
+        }
+    }
+    (situation(secrets), held)
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("redemption");
+    let (one, held) = channel(1, false);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("actor", "one UpdateChannelState"), |b| {
+        b.iter(|| {
+            let mut state = one.state.clone();
+            black_box(one.redeem(&mut state, &held[0]).unwrap());
+        })
+    });
+    for (kind, conditional) in [("plain", false), ("conditional", true)] {
+        for lanes in LANES {
+            let (situation, held) = channel(lanes, conditional);
+            let refs: Vec<&SignedVoucher> = held.iter().collect();
+            assert_eq!(best_plan(&situation, &refs).steps.len() as u64, lanes);
+            group.throughput(Throughput::Elements(lanes));
+            group.bench_function(BenchmarkId::new(format!("best_plan {kind}"), lanes), |b| {
+                b.iter(|| black_box(best_plan(&situation, black_box(&refs))))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn print_ratios() {
+    let Some(root) = criterion_dir() else { return };
+    let Some(step) = mean_ns(&root, "redemption", "actor", "one UpdateChannelState") else {
+        return;
+    };
+    println!("\nbest_plan per lane against one bare actor step ({step:.0} ns), same run:");
+    println!(
+        "{:<12} {:>6} {:>12} {:>14} {:>10}",
+        "vouchers", "lanes", "plan ns", "ns per lane", "× step"
+    );
+    for kind in ["plain", "conditional"] {
+        for lanes in LANES {
+            let id = lanes.to_string();
+            let Some(ns) = mean_ns(&root, "redemption", &format!("best_plan {kind}"), &id) else {
+                continue;
+            };
+            let per_lane = ns / lanes as f64;
+            println!("{kind:<12} {lanes:>6} {ns:>12.0} {per_lane:>14.0} {:>10.2}", per_lane / step);
+        }
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    print_ratios();
+}
