@@ -1,7 +1,8 @@
 //! The redemption model's cost per lane: [`best_plan`] over a channel whose lanes each hold
-//! one voucher on top — plain ones, or conditional ones with their secrets known, as a hub's
-//! or a payee's inbound channel holds them while routes are in flight — beside one bare
-//! `UpdateChannelState` of the actor, the step a plan runs once per lane.
+//! one voucher — plain ones, or conditional ones with their secrets known — or, as a hub's or
+//! a payee's inbound channel holds them after many routes, the eight latest vouchers intake
+//! keeps per lane (conditional ones and their unconditional replacements in turn), beside
+//! one bare `UpdateChannelState` of the actor, the step a plan runs once per lane.
 //!
 //! Run: `cargo bench -p paych-core --bench redemption`. After criterion's report, a table
 //! prints each plan's time per lane as a multiple of the bare actor step (same run).
@@ -9,7 +10,7 @@
 
 mod estimates;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -26,7 +27,7 @@ const CHANNEL: u64 = 102;
 const LANES: [u64; 4] = [1, 16, 64, 256];
 
 /// A channel holding plenty, with the secrets of `secrets`.
-fn situation(secrets: BTreeMap<Vec<u8>, Vec<u8>>) -> Situation {
+fn situation(secrets: HashMap<Vec<u8>, Vec<u8>>) -> Situation {
     Situation {
         state: ChannelState::new(Address::new_id(PAYER), Address::new_id(PAYEE)),
         balance: TokenAmount::from_whole(1),
@@ -52,15 +53,51 @@ fn voucher(lane: u64, secret: Option<&[u8]>) -> SignedVoucher {
     v
 }
 
-/// `lanes` vouchers, conditional ones with their secrets when `conditional`.
-fn channel(lanes: u64, conditional: bool) -> (Situation, Vec<SignedVoucher>) {
-    let mut secrets = BTreeMap::new();
+/// What each lane of a measured channel holds.
+#[derive(Clone, Copy)]
+enum Lanes {
+    /// One plain voucher.
+    Plain,
+    /// One conditional voucher, its secret known.
+    Conditional,
+    /// Eight vouchers, nonces 1 to 8: the odd ones conditional (secrets known), each
+    /// replaced by the next, unconditional, for the same amount.
+    Routed,
+}
+
+impl Lanes {
+    fn label(self) -> &'static str {
+        match self {
+            Lanes::Plain => "plain",
+            Lanes::Conditional => "conditional",
+            Lanes::Routed => "routed",
+        }
+    }
+}
+
+/// A channel with `lanes` lanes holding `kind`.
+fn channel(lanes: u64, kind: Lanes) -> (Situation, Vec<SignedVoucher>) {
+    let mut secrets = HashMap::new();
     let mut held = Vec::new();
     for lane in 0..lanes {
-        let secret = blake2b_256(&lane.to_be_bytes()).to_vec();
-        held.push(voucher(lane, conditional.then_some(secret.as_slice())));
-        if conditional {
-            secrets.insert(blake2b_256(&secret).to_vec(), secret);
+        let nonces = match kind {
+            Lanes::Routed => 1..=8u64,
+            Lanes::Plain | Lanes::Conditional => 3..=3,
+        };
+        for nonce in nonces {
+            let conditional = match kind {
+                Lanes::Plain => false,
+                Lanes::Conditional => true,
+                Lanes::Routed => nonce % 2 == 1,
+            };
+            let secret = blake2b_256(&[lane.to_be_bytes(), nonce.to_be_bytes()].concat()).to_vec();
+            let mut v = voucher(lane, conditional.then_some(secret.as_slice()));
+            v.nonce = nonce;
+            v.amount = TokenAmount::from_atto(1_000 * (lane + 1) + 10 * nonce.div_ceil(2));
+            held.push(v);
+            if conditional {
+                secrets.insert(blake2b_256(&secret).to_vec(), secret);
+            }
         }
     }
     (situation(secrets), held)
@@ -68,7 +105,7 @@ fn channel(lanes: u64, conditional: bool) -> (Situation, Vec<SignedVoucher>) {
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("redemption");
-    let (one, held) = channel(1, false);
+    let (one, held) = channel(1, Lanes::Plain);
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("actor", "one UpdateChannelState"), |b| {
         b.iter(|| {
@@ -76,13 +113,14 @@ fn bench(c: &mut Criterion) {
             black_box(one.redeem(&mut state, &held[0]).unwrap());
         })
     });
-    for (kind, conditional) in [("plain", false), ("conditional", true)] {
+    for kind in [Lanes::Plain, Lanes::Conditional, Lanes::Routed] {
         for lanes in LANES {
-            let (situation, held) = channel(lanes, conditional);
+            let (situation, held) = channel(lanes, kind);
             let refs: Vec<&SignedVoucher> = held.iter().collect();
             assert_eq!(best_plan(&situation, &refs).steps.len() as u64, lanes);
             group.throughput(Throughput::Elements(lanes));
-            group.bench_function(BenchmarkId::new(format!("best_plan {kind}"), lanes), |b| {
+            let name = format!("best_plan {}", kind.label());
+            group.bench_function(BenchmarkId::new(name, lanes), |b| {
                 b.iter(|| black_box(best_plan(&situation, black_box(&refs))))
             });
         }
@@ -100,7 +138,7 @@ fn print_ratios() {
         "{:<12} {:>6} {:>12} {:>14} {:>10}",
         "vouchers", "lanes", "plan ns", "ns per lane", "× step"
     );
-    for kind in ["plain", "conditional"] {
+    for kind in ["plain", "conditional", "routed"] {
         for lanes in LANES {
             let id = lanes.to_string();
             let Some(ns) = mean_ns(&root, "redemption", &format!("best_plan {kind}"), &id) else {

@@ -23,7 +23,7 @@
 //! call the model cannot predict (`extra`) is worth nothing here. This module never does
 //! I/O.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 
 use fvm_shared::address::Address;
 use fvm_shared::clock::ChainEpoch;
@@ -62,7 +62,7 @@ pub struct Situation {
     /// by which its holder lands it — where other vouchers need `landing_window`.
     pub conditional_window: ChainEpoch,
     /// Secrets the payee holds, by their blake2b-256 hash.
-    pub secrets: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub secrets: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 impl Situation {
@@ -113,6 +113,14 @@ impl Situation {
             return Some(Unredeemable::Actor(ActorError::MissingSignature));
         }
         None
+    }
+
+    /// Adds `addr` to the channel's other addresses, unless it is known already (vouchers
+    /// name a channel by one or two addresses, however many there are).
+    pub fn add_alias(&mut self, addr: Address) {
+        if !self.names_channel(&addr) {
+            self.channel_aliases.push(addr);
+        }
     }
 
     fn names_channel(&self, addr: &Address) -> bool {
@@ -359,15 +367,10 @@ struct Candidates<'a> {
 
 impl<'a> Candidates<'a> {
     fn new(situation: &Situation, held: &[&'a SignedVoucher]) -> Self {
-        let mut plain: BTreeMap<u64, Vec<&'a SignedVoucher>> = BTreeMap::new();
+        let mut sorted: Vec<&'a SignedVoucher> = Vec::with_capacity(held.len());
         let mut merging = Vec::new();
-        let mut seen = BTreeSet::new();
         for voucher in held.iter().copied() {
             if situation.unredeemable(voucher).is_some() {
-                continue;
-            }
-            if !seen.insert((voucher.lane, voucher.nonce, voucher.merges.is_empty())) {
-                // Two vouchers with one (lane, nonce): the chain takes one; so does the plan.
                 continue;
             }
             if let Some(lane) = situation.state.lanes.get(&voucher.lane) {
@@ -376,15 +379,23 @@ impl<'a> Candidates<'a> {
                 }
             }
             if voucher.merges.is_empty() {
-                plain.entry(voucher.lane).or_default().push(voucher);
+                sorted.push(voucher);
             } else {
                 merging.push(voucher);
             }
         }
-        for vouchers in plain.values_mut() {
-            vouchers.sort_by_key(|v| std::cmp::Reverse(v.nonce));
+        // Two vouchers with one (lane, nonce): the chain takes one; so does the plan — the
+        // first held (the sorts are stable, so it leads its run).
+        sorted.sort_by_key(|v| (v.lane, std::cmp::Reverse(v.nonce)));
+        sorted.dedup_by_key(|v| (v.lane, v.nonce));
+        let mut plain: BTreeMap<u64, Vec<&'a SignedVoucher>> = BTreeMap::new();
+        for run in sorted.chunk_by(|a, b| a.lane == b.lane) {
+            if let Some(first) = run.first() {
+                plain.insert(first.lane, run.to_vec());
+            }
         }
         merging.sort_by_key(|v| (v.lane, v.nonce));
+        merging.dedup_by_key(|v| (v.lane, v.nonce));
         Candidates { plain, merging }
     }
 }
@@ -805,7 +816,7 @@ mod tests {
             first_epoch: 11,
             landing_window: 0,
             conditional_window: 0,
-            secrets: BTreeMap::new(),
+            secrets: HashMap::new(),
         }
     }
 

@@ -19,7 +19,7 @@
 //! Every change is durable before the call returns. This module owns those rules; the route
 //! module owns the pure checks they use.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cid::Cid;
 
@@ -590,7 +590,7 @@ impl PaymentChannelManager {
         voucher: &SignedVoucher,
         terms: &ConditionalTerms,
         view: &ChainView,
-        secrets: &BTreeMap<Vec<u8>, Vec<u8>>,
+        secrets: &HashMap<Vec<u8>, Vec<u8>>,
     ) -> Result<(), AddVoucherError> {
         // One conditional voucher per payment hash on a channel.
         if held.iter().any(|v| v.secret_hash == terms.hash) {
@@ -604,8 +604,8 @@ impl PaymentChannelManager {
             return Err(RouteRefusal::LanePending(voucher.lane).into());
         }
         let mut situation = self.situation(record, view, 0, 0);
-        situation.channel_aliases.push(voucher.channel_addr);
-        situation.channel_aliases.extend(held.iter().map(|v| v.channel_addr));
+        situation.add_alias(voucher.channel_addr);
+        held.iter().for_each(|v| situation.add_alias(v.channel_addr));
         let committed = committed(held, voucher, view, &situation);
         if committed > view.on_chain.balance {
             let balance = view.on_chain.balance.clone();
@@ -657,13 +657,13 @@ impl PaymentChannelManager {
     pub(super) fn known_secrets<'a>(
         &self,
         vouchers: impl Iterator<Item = &'a SignedVoucher>,
-    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, StoreError> {
+    ) -> Result<HashMap<Vec<u8>, Vec<u8>>, StoreError> {
         let hashes: BTreeSet<&[u8]> = vouchers
             .filter(|v| is_conditional(v))
             .map(|v| v.secret_hash.as_slice())
             .take(MAX_SECRET_LOOKUPS)
             .collect();
-        let mut secrets = BTreeMap::new();
+        let mut secrets = HashMap::new();
         for hash in hashes {
             if let Some(secret) = self.known_secret(hash)? {
                 secrets.insert(hash.to_vec(), secret);

@@ -1,6 +1,6 @@
 //! Vouchers: creation (payer), validation and acceptance (payee), spendability, submission.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use cid::Cid;
 
@@ -568,7 +568,7 @@ impl PaymentChannelManager {
         view: &ChainView,
         held: &Held,
         voucher: &SignedVoucher,
-        secrets: BTreeMap<Vec<u8>, Vec<u8>>,
+        secrets: HashMap<Vec<u8>, Vec<u8>>,
     ) -> Situation {
         let config = &self.inner.config;
         let landing = config.intake.landing_margin;
@@ -576,8 +576,8 @@ impl PaymentChannelManager {
         situation.secrets = secrets;
         // The actor resolved the voucher's address to this channel; so it did for every
         // voucher held.
-        situation.channel_aliases.push(voucher.channel_addr);
-        situation.channel_aliases.extend(held.iter().map(|v| v.channel_addr));
+        situation.add_alias(voucher.channel_addr);
+        held.iter().for_each(|v| situation.add_alias(v.channel_addr));
         situation
     }
 
@@ -1054,7 +1054,7 @@ impl PaymentChannelManager {
             .map(|r| r.voucher)
             .collect();
         // Every voucher held was validated against this channel, under whichever address.
-        situation.channel_aliases.extend(held.iter().map(|v| v.channel_addr));
+        held.iter().for_each(|v| situation.add_alias(v.channel_addr));
         situation.secrets = self.known_secrets(held.iter())?;
         Ok(redemption::best_plan(&situation, &held.iter().collect::<Vec<_>>()))
     }
