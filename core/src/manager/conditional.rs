@@ -220,21 +220,29 @@ fn committed(
     situation: &Situation,
 ) -> TokenAmount {
     let per_lane = committed_per_lane(held, voucher, view);
-    let revealed: Vec<SignedVoucher> = held
-        .all()
-        .into_iter()
-        .chain([voucher])
+    // The conditional vouchers as if revealed: copies without their hashes; the others as
+    // they are.
+    let all: Vec<&SignedVoucher> = held.iter().chain([voucher]).collect();
+    let revealed: Vec<SignedVoucher> = all
+        .iter()
+        .filter(|v| is_conditional(v))
         .map(|v| {
-            let mut v = v.clone();
+            let mut v = (*v).clone();
             v.secret_hash.clear();
             v
         })
+        .collect();
+    // In the order held.
+    let mut copies = revealed.iter();
+    let vouchers: Vec<&SignedVoucher> = all
+        .into_iter()
+        .filter_map(|v| if is_conditional(v) { copies.next() } else { Some(v) })
         .collect();
     let mut unbounded = situation.clone();
     unbounded.balance = TokenAmount::from_whole(UNBOUNDED_FIL);
     unbounded.landing_window = 0;
     unbounded.conditional_window = 0;
-    let plan = redemption::best_plan(&unbounded, &revealed.iter().collect::<Vec<_>>());
+    let plan = redemption::best_plan(&unbounded, &vouchers);
     per_lane.max(plan.value().clone())
 }
 

@@ -659,10 +659,15 @@ impl PaymentChannelManager {
                 credited = level.clone();
             }
         }
-        let with = redemption::plan_with(&situation, &held, voucher);
-        let delta = with.value() - &credited;
+        // A voucher the model cannot count (a conditional one held for its secret) leaves the
+        // plan as it is: no plan is run again to find that out.
+        let with = match situation.unredeemable(voucher) {
+            Some(_) => base.value().clone(),
+            None => redemption::plan_with(&situation, &held, voucher).value().clone(),
+        };
+        let delta = &with - &credited;
         if delta.is_positive() {
-            return Ok(Assessment::Accept { delta, credited: with.value().clone() });
+            return Ok(Assessment::Accept { delta, credited: with });
         }
         if terms.is_some() {
             // Held for its secret: credited nothing now.

@@ -349,15 +349,12 @@ impl Triangle {
         )
     }
 
-    /// Waits until every conditional voucher the payer, the hub and the payee hold or made
-    /// has been replaced by its unconditional one (the replacements follow the receipts in
-    /// the background) — but those of the offers the hub refused, which stay pending on the
-    /// payer's side until their locks pass.
-    ///
+    /// Waits until the payer, the hub and the payee have each replaced every route the
+    /// payer was answered for (the replacements follow the receipts in the background).
     /// Polls the three nodes' counters of replaced routes, which cost nothing to read, so
-    /// that the wait takes no CPU from the replacements it waits for; once each node counts
-    /// as many as the payer's receipts, the stores must say that nothing is pending.
-    async fn await_replacements(&self, refused: &Refusals) -> anyhow::Result<()> {
+    /// that the wait takes no CPU from the replacements it waits for; [`Self::check_replaced`]
+    /// then reads the stores.
+    async fn await_replacements(&self) -> anyhow::Result<()> {
         let fulfilled = self.payer.metrics.routes_ended("payer", RouteOutcome::Fulfilled);
         let deadline = Instant::now() + STEP_TIMEOUT;
         loop {
@@ -367,7 +364,7 @@ impl Triangle {
                 self.payee.replaced("payee"),
             ];
             if replaced.iter().all(|n| *n >= fulfilled) {
-                break;
+                return Ok(());
             }
             if Instant::now() > deadline {
                 anyhow::bail!(
@@ -377,6 +374,11 @@ impl Triangle {
             }
             tokio::time::sleep(REPLACEMENT_POLL).await;
         }
+    }
+
+    /// Checks in the stores that no conditional voucher is pending — but those of the offers
+    /// the hub refused, which stay pending on the payer's side until their locks pass.
+    async fn check_replaced(&self, refused: &Refusals) -> anyhow::Result<()> {
         let (to_hub, to_payee) = &self.routed_channels;
         let payer = self.payer.party.manager.pending_conditionals(to_hub).await?.len();
         let pending = payer.saturating_sub(refused.count())
@@ -384,7 +386,7 @@ impl Triangle {
             + self.payee.party.manager.pending_conditionals(to_payee).await?.len();
         anyhow::ensure!(
             pending == 0,
-            "{pending} conditional vouchers still pending once all {fulfilled} routes were replaced"
+            "{pending} conditional vouchers still pending once every route was replaced"
         );
         Ok(())
     }
@@ -455,7 +457,7 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport
     let mut measured = Measured::default();
     for _ in 0..WARM_UP {
         measured.fee = Some(triangle.pay_routed(&refused).await?);
-        triangle.await_replacements(&refused).await?;
+        triangle.await_replacements().await?;
         triangle.pay_direct().await?;
     }
     for round in 0..ROUNDS {
@@ -472,20 +474,23 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport
                 Err(refusal) => refused.record(refusal),
             }
             // One at a time: the next payment waits for this one's replacements (untimed).
-            triangle.await_replacements(&refused).await?;
+            triangle.await_replacements().await?;
         }
+        triangle.check_replaced(&refused).await?;
         let start = Instant::now();
         triangle.pay_direct_pipelined(per_round, in_flight).await?;
         measured.direct_pipelined += start.elapsed();
         let shared = Arc::new(triangle);
         let start = Instant::now();
         shared.pay_routed_pipelined(per_round, in_flight, &refused).await?;
-        shared.await_replacements(&refused).await?;
+        shared.await_replacements().await?;
         measured.routed_pipelined += start.elapsed();
+        shared.check_replaced(&refused).await?;
         triangle =
             Arc::try_unwrap(shared).map_err(|_| anyhow!("a routed payment outlived its round"))?;
     }
-    triangle.await_replacements(&refused).await?;
+    triangle.await_replacements().await?;
+    triangle.check_replaced(&refused).await?;
     triangle.stop().await?;
     measured.routed.sort();
     measured.direct.sort();
