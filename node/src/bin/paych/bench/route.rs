@@ -11,9 +11,9 @@
 //! payer's own channel to the payee (`/paych/voucher/1.0.0`), created and answered.
 //!
 //! Both are measured one at a time (latency p50, p99) and pipelined with the same number in
-//! flight (payments per second; a pipelined round of routed payments ends once the payer's
-//! and the hub's conditional vouchers are all replaced), spread over ten rounds that each take their share of the
-//! four measures one after the other, so that a machine whose speed drifts slows both sides
+//! flight (payments per second; a pipelined round of routed payments ends once the payer,
+//! the hub and the payee have each replaced every route paid), spread over ten rounds that
+//! each take their share of the four measures one after the other, so that a machine whose speed drifts slows both sides
 //! of each ratio alike. A payment the hub refuses is paid again with a fresh invoice and
 //! counted. Targets: routed payments per second ≥ 0.3 × direct, routed p50 ≤ 4 × direct; the
 //! ratios are printed, never assumed.
