@@ -884,6 +884,31 @@ mod tests {
     }
 
     #[test]
+    fn a_voucher_the_model_cannot_count_leaves_the_plan_as_it_is() {
+        // Intake runs no plan with such a voucher: the plan with it must be the plan without.
+        let s = situation(100);
+        let held = [voucher(0, 1, 30), voucher(1, 1, 50), voucher(1, 2, 60)];
+        let refs: Vec<&SignedVoucher> = held.iter().collect();
+        let mut secret_unknown = voucher(2, 1, 40);
+        secret_unknown.secret_hash = vec![9; 32];
+        let mut lock_passed = voucher(0, 2, 45);
+        lock_passed.time_lock_max = 5;
+        let mut other_channel = voucher(3, 1, 10);
+        other_channel.channel_addr = Address::new_id(CHANNEL + 1);
+        for v in [secret_unknown, lock_passed, other_channel] {
+            assert!(s.unredeemable(&v).is_some());
+            assert_eq!(plan_with(&s, &refs, &v), best_plan(&s, &refs));
+        }
+    }
+
+    #[test]
+    fn of_two_vouchers_with_one_lane_and_nonce_the_first_held_counts() {
+        let (low, high) = (voucher(0, 1, 30), voucher(0, 1, 60));
+        assert_eq!(value(&situation(100), &[low.clone(), high.clone()]), atto(30));
+        assert_eq!(value(&situation(100), &[high, low]), atto(60));
+    }
+
+    #[test]
     fn lanes_that_overdraw_the_balance_together_are_chosen_to_fill_it() {
         // Tops of 60, 50 and 45 on three lanes of a channel holding 100: dropping the lane
         // that overdraws in lane order leaves 60; lanes 1 and 2 together reach 95.
