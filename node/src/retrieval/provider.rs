@@ -1172,10 +1172,7 @@ mod tests {
                 ..RetrievalLimits::default()
             };
             let provider = RetrievalProvider::default().with_limits(limits);
-            let manifest = provider
-                .publish(blob(20_000), 1000, TokenAmount::from_atto(PRICE), Address::new_id(1), Faults::default())
-                .unwrap();
-            let root = Hash::try_from(manifest.root.as_slice()).unwrap();
+            let root = publish_blob(&provider, 20_000, PRICE);
             let (peer, channel) = (PeerId::random(), Address::new_id(2));
             let mut delivered = std::collections::BTreeSet::new();
             let mut credited = 0u64;
@@ -1213,16 +1210,7 @@ mod tests {
             ..RetrievalLimits::default()
         };
         let provider = RetrievalProvider::default().with_limits(limits);
-        let manifest = provider
-            .publish(
-                blob(80_000),
-                1000,
-                TokenAmount::from_atto(1),
-                Address::new_id(1),
-                Faults::default(),
-            )
-            .unwrap();
-        let root = Hash::try_from(manifest.root.as_slice()).unwrap();
+        let root = publish_blob(&provider, 80_000, 1);
         let (peer, channel) = (PeerId::random(), Address::new_id(2));
         let ask =
             |i| provider.answer(peer, &RetrievalRequest::chunk(root, i, channel, b"f".to_vec()));
@@ -1261,16 +1249,7 @@ mod tests {
     fn a_client_that_never_pays_gets_at_most_an_eighth_of_a_small_blob() {
         // The default window (8 MiB) is larger than this whole 32 000-byte blob.
         let provider = RetrievalProvider::default();
-        let manifest = provider
-            .publish(
-                blob(32_000),
-                1000,
-                TokenAmount::from_atto(1),
-                Address::new_id(1),
-                Faults::default(),
-            )
-            .unwrap();
-        let root = Hash::try_from(manifest.root.as_slice()).unwrap();
+        let root = publish_blob(&provider, 32_000, 1);
         let manifest_answer = provider.answer(PeerId::random(), &RetrievalRequest::manifest(root));
         assert_eq!(manifest_answer.window, Some(4000));
         // However many flows it opens, it gets chunks 0..4 and nothing after.
@@ -1288,16 +1267,7 @@ mod tests {
             }
         }
         // A blob smaller than eight chunks still lets its first chunk through.
-        let tiny = provider
-            .publish(
-                blob(3000),
-                1000,
-                TokenAmount::from_atto(1),
-                Address::new_id(1),
-                Faults::default(),
-            )
-            .unwrap();
-        let root = Hash::try_from(tiny.root.as_slice()).unwrap();
+        let root = publish_blob(&provider, 3000, 1);
         let ask = |i| {
             provider.answer(peer, &RetrievalRequest::chunk(root, i, Address::new_id(2), vec![9]))
         };
