@@ -34,7 +34,7 @@ use fvm_shared::ActorID;
 use crate::actor::{
     self, AccountLookup, ActorEnv, ActorError, ChannelState, ExtraCallFailure, Invocation,
 };
-use crate::types::{LaneState, ModVerifyParams, SignedVoucher};
+use crate::types::{ModVerifyParams, SignedVoucher};
 
 /// Where a plan starts: the channel as the chain holds it, and when the plan's messages can
 /// execute.
@@ -325,6 +325,138 @@ impl Plan {
 /// step by step, reaching the highest `to_send` found, and among equal ones the fewest
 /// messages. Vouchers must carry verified signatures (see the module's doc).
 pub fn best_plan(situation: &Situation, held: &[&SignedVoucher]) -> Plan {
+    best_draft(situation, held).into_plan(situation)
+}
+
+/// The channel's state after [`best_plan`]'s steps (its `to_send` is the plan's value),
+/// without copying the steps: what intake needs of a plan.
+pub fn best_state(situation: &Situation, held: &[&SignedVoucher]) -> ChannelState {
+    best_draft(situation, held).state
+}
+
+/// [`best_plan`] before its steps are copied.
+fn best_draft<'a>(situation: &Situation, held: &[&'a SignedVoucher]) -> Draft<'a> {
+    match tops_draft(situation, held) {
+        Some(draft) => draft,
+        None => searched_draft(situation, held),
+    }
+}
+
+/// The channel's state after the plan of each lane's highest candidate, when that plan is
+/// [`best_plan`]'s: no voucher held merges lanes, and those tops, in the order of their
+/// lanes, each redeem on the state the ones before leave. `None` otherwise (a lane must fall
+/// back, or a merging voucher must be tried), for the search to find.
+///
+/// The search gives the same plan in that case: it starts from each lane's highest candidate
+/// in lane order (exactly this sequence), needs no fallback, so that no lane is chosen again
+/// to fill the balance, and has no merging voucher to try. This finds those tops in one pass,
+/// asking [`Situation::unredeemable`] only of a voucher above its lane's top so far, where the
+/// search sorts and checks every voucher held.
+pub fn tops_state(situation: &Situation, held: &[&SignedVoucher]) -> Option<ChannelState> {
+    tops_draft(situation, held).map(|draft| draft.state)
+}
+
+/// [`best_state`] over vouchers held by lane, with `extra` held after all of them (the
+/// state [`best_state`] gives for the groups flattened, then `extra`). The groups must be in
+/// ascending lane order, each one lane's vouchers, highest nonce first, no two with one nonce,
+/// none merging lanes (as a payee holds them): each lane's top is then the first voucher of
+/// its group the model counts, found without looking at the vouchers below it.
+pub fn best_state_by_lane(
+    situation: &Situation,
+    lanes: &[&[SignedVoucher]],
+    extra: Option<&SignedVoucher>,
+) -> ChannelState {
+    debug_assert!(grouped_by_lane(lanes), "vouchers not grouped by lane, highest nonce first");
+    match tops_by_lane(situation, lanes, extra) {
+        Some(draft) => draft.state,
+        None => {
+            let all: Vec<&SignedVoucher> =
+                lanes.iter().flat_map(|lane| lane.iter()).chain(extra).collect();
+            best_state(situation, &all)
+        }
+    }
+}
+
+/// Whether `lanes` keeps [`best_state_by_lane`]'s order.
+fn grouped_by_lane(lanes: &[&[SignedVoucher]]) -> bool {
+    let lane_of = |group: &&[SignedVoucher]| group.first().map(|v| v.lane);
+    let ascending =
+        lanes.iter().filter_map(lane_of).collect::<Vec<_>>().windows(2).all(|w| w[0] < w[1]);
+    ascending
+        && lanes.iter().all(|group| {
+            group
+                .iter()
+                .all(|v| v.merges.is_empty() && Some(v.lane) == group.first().map(|f| f.lane))
+                && group.windows(2).all(|w| w[0].nonce > w[1].nonce)
+        })
+}
+
+/// [`tops_draft`] over vouchers grouped by lane (see [`best_state_by_lane`]).
+fn tops_by_lane<'a>(
+    situation: &Situation,
+    lanes: &[&'a [SignedVoucher]],
+    extra: Option<&'a SignedVoucher>,
+) -> Option<Draft<'a>> {
+    if extra.is_some_and(|v| !v.merges.is_empty()) {
+        return None;
+    }
+    let counts = |v: &SignedVoucher| {
+        situation.unredeemable(v).is_none()
+            && situation.state.lanes.get(&v.lane).is_none_or(|l| v.nonce > l.nonce)
+    };
+    let step = |v: &'a SignedVoucher| (v, Origin::Plain { lane: v.lane, creates_lane: false });
+    let mut extra = extra.filter(|v| counts(v));
+    let mut sequence: Vec<(&'a SignedVoucher, Origin)> = Vec::with_capacity(lanes.len() + 1);
+    for group in lanes {
+        let Some(lane) = group.first().map(|v| v.lane) else { continue };
+        // `extra` alone on a lane below this one comes first.
+        if let Some(v) = extra.filter(|v| v.lane < lane) {
+            sequence.push(step(v));
+            extra = None;
+        }
+        let mut top = group.iter().find(|v| counts(v));
+        if let Some(v) = extra.filter(|v| v.lane == lane) {
+            extra = None;
+            // Held after the group: above its top only by a higher nonce.
+            if top.is_none_or(|top| v.nonce > top.nonce) {
+                top = Some(v);
+            }
+        }
+        sequence.extend(top.map(step));
+    }
+    sequence.extend(extra.map(step));
+    simulate(situation, &sequence).ok()
+}
+
+/// [`tops_state`]'s plan, its steps borrowing their vouchers.
+fn tops_draft<'a>(situation: &Situation, held: &[&'a SignedVoucher]) -> Option<Draft<'a>> {
+    let mut tops: BTreeMap<u64, &'a SignedVoucher> = BTreeMap::new();
+    for voucher in held.iter().copied() {
+        if !voucher.merges.is_empty() {
+            return None;
+        }
+        // Of two candidates with one lane and nonce, the first held counts (as in the search).
+        if tops.get(&voucher.lane).is_some_and(|top| top.nonce >= voucher.nonce) {
+            continue;
+        }
+        if situation.unredeemable(voucher).is_some() {
+            continue;
+        }
+        if situation.state.lanes.get(&voucher.lane).is_some_and(|l| voucher.nonce <= l.nonce) {
+            continue;
+        }
+        tops.insert(voucher.lane, voucher);
+    }
+    let sequence: Vec<(&'a SignedVoucher, Origin)> = tops
+        .into_iter()
+        .map(|(lane, voucher)| (voucher, Origin::Plain { lane, creates_lane: false }))
+        .collect();
+    simulate(situation, &sequence).ok()
+}
+
+/// [`best_plan`] by the search: each lane's tops, falling back where the actor refuses a
+/// step, filling the balance again, and each merging voucher tried in turn.
+fn searched_draft<'a>(situation: &Situation, held: &[&'a SignedVoucher]) -> Draft<'a> {
     // A voucher whose message cannot land before settlement is no candidate (see
     // `Situation::unredeemable`): none left, the plan is empty.
     let candidates = Candidates::new(situation, held);
@@ -344,7 +476,7 @@ pub fn best_plan(situation: &Situation, held: &[&SignedVoucher]) -> Plan {
             best_merging = choice.merging;
         }
     }
-    best.into_plan(situation)
+    best
 }
 
 /// The best plan for `held` with `voucher` added: intake credits a new voucher the value of
@@ -718,12 +850,13 @@ impl Draft<'_> {
     }
 }
 
-/// What a plain voucher's redemption (no merges) can change in a channel's state, to put
-/// back when the plan leaves the step out.
+/// What a plain voucher's redemption (no merges) that adds nothing can change in a channel's
+/// state, to put back when the plan leaves the step out: its lane's nonce (the lane itself,
+/// if the step created it) and the settling epochs. Adding nothing, it left `to_send` and
+/// what its lane redeemed as they were.
 struct Undo {
     lane: u64,
-    lane_state: Option<LaneState>,
-    to_send: TokenAmount,
+    nonce: Option<u64>,
     settling_at: ChainEpoch,
     min_settle_height: ChainEpoch,
 }
@@ -732,19 +865,23 @@ impl Undo {
     fn of(state: &ChannelState, lane: u64) -> Self {
         Undo {
             lane,
-            lane_state: state.lanes.get(&lane).cloned(),
-            to_send: state.to_send.clone(),
+            nonce: state.lanes.get(&lane).map(|l| l.nonce),
             settling_at: state.settling_at,
             min_settle_height: state.min_settle_height,
         }
     }
 
     fn restore(self, state: &mut ChannelState) {
-        match self.lane_state {
-            Some(lane_state) => state.lanes.insert(self.lane, lane_state),
-            None => state.lanes.remove(&self.lane),
-        };
-        state.to_send = self.to_send;
+        match self.nonce {
+            Some(nonce) => {
+                if let Some(lane) = state.lanes.get_mut(&self.lane) {
+                    lane.nonce = nonce;
+                }
+            }
+            None => {
+                state.lanes.remove(&self.lane);
+            }
+        }
         state.settling_at = self.settling_at;
         state.min_settle_height = self.min_settle_height;
     }
@@ -996,5 +1133,109 @@ mod tests {
         assert_eq!(value(&s, &[hashed.clone(), voucher(1, 1, 10)]), atto(10));
         s.state.settling_at = 15;
         assert_eq!(value(&s, &[hashed]), atto(0));
+    }
+
+    /// Random held sets over a few lanes: plain, conditional (secret known or not), time
+    /// locked and merging vouchers, nonces that repeat, amounts that overdraw the balance, on
+    /// a channel whose lanes may be on chain already.
+    fn held_sets() -> impl proptest::strategy::Strategy<Value = (Situation, Vec<SignedVoucher>)> {
+        use proptest::prelude::*;
+        let one = (0u64..4, 0u64..6, 0u64..80, 0u8..10, 0u64..4, 0u64..6);
+        let chain = proptest::collection::vec((0u64..4, 0u64..4, 0u64..30), 0..3);
+        (proptest::collection::vec(one, 0..12), chain, 20u64..150).prop_map(
+            |(vouchers, chain, balance)| {
+                let mut s = situation(balance);
+                s.secrets.insert(vec![1; 32], vec![7; 32]);
+                for (lane, nonce, redeemed) in chain {
+                    s.state.lanes.insert(lane, LaneState { redeemed: atto(redeemed), nonce });
+                }
+                let on_chain: u64 = s
+                    .state
+                    .lanes
+                    .values()
+                    .map(|l| u64::try_from(l.redeemed.atto()).unwrap_or(0))
+                    .sum();
+                s.state.to_send = atto(on_chain);
+                let held = vouchers
+                    .into_iter()
+                    .map(|(lane, nonce, amount, kind, other_lane, other_nonce)| {
+                        let mut v = voucher(lane, nonce, amount);
+                        match kind {
+                            0 => v.secret_hash = vec![1; 32],
+                            1 => v.secret_hash = vec![2; 32],
+                            2 => v.time_lock_max = 5,
+                            3 => v.merges = vec![Merge { lane: other_lane, nonce: other_nonce }],
+                            _ => {}
+                        }
+                        v
+                    })
+                    .collect();
+                (s, held)
+            },
+        )
+    }
+
+    proptest::proptest! {
+        /// The tops plan, whenever it answers, is the search's plan, so that `best_plan` (and
+        /// `best_state`) is the search's always.
+        #[test]
+        fn the_tops_plan_is_the_searched_plan((s, held) in held_sets()) {
+            let refs: Vec<&SignedVoucher> = held.iter().collect();
+            let searched = searched_draft(&s, &refs).into_plan(&s);
+            if let Some(tops) = tops_draft(&s, &refs) {
+                proptest::prop_assert_eq!(&tops.into_plan(&s), &searched);
+            }
+            proptest::prop_assert_eq!(&best_state(&s, &refs), &searched.state);
+            proptest::prop_assert_eq!(best_plan(&s, &refs), searched);
+        }
+    }
+
+    proptest::proptest! {
+        /// Vouchers grouped by lane (as a payee holds them) give the state of the same vouchers
+        /// in one list, with and without one more voucher held after them.
+        #[test]
+        fn the_state_by_lane_is_the_state_of_the_list(
+            (s, held) in held_sets(),
+            extra in proptest::option::of((0u64..5, 0u64..7, 0u64..80, 0u8..6)),
+        ) {
+            let mut plain: Vec<SignedVoucher> =
+                held.into_iter().filter(|v| v.merges.is_empty()).collect();
+            plain.sort_by_key(|v| (v.lane, std::cmp::Reverse(v.nonce)));
+            plain.dedup_by_key(|v| (v.lane, v.nonce));
+            let lanes: Vec<&[SignedVoucher]> = plain.chunk_by(|a, b| a.lane == b.lane).collect();
+            let extra = extra.map(|(lane, nonce, amount, kind)| {
+                let mut v = voucher(lane, nonce, amount);
+                match kind {
+                    0 => v.secret_hash = vec![1; 32],
+                    1 => v.secret_hash = vec![2; 32],
+                    2 => v.merges = vec![Merge { lane: (lane + 1) % 4, nonce: nonce + 1 }],
+                    _ => {}
+                }
+                v
+            });
+            let all: Vec<&SignedVoucher> = plain.iter().chain(extra.as_ref()).collect();
+            proptest::prop_assert_eq!(
+                best_state_by_lane(&s, &lanes, extra.as_ref()),
+                best_state(&s, &all)
+            );
+        }
+    }
+
+    #[test]
+    fn the_tops_plan_answers_for_plain_lanes_within_the_balance_only() {
+        let s = situation(100);
+        let fits = [voucher(0, 1, 30), voucher(0, 2, 40), voucher(1, 1, 50)];
+        let refs: Vec<&SignedVoucher> = fits.iter().collect();
+        assert_eq!(tops_state(&s, &refs).map(|state| state.to_send), Some(atto(90)));
+        // Together over the balance: lane 0 must fall back, which only the search does.
+        let over = [voucher(0, 1, 30), voucher(0, 2, 60), voucher(1, 1, 50)];
+        let refs: Vec<&SignedVoucher> = over.iter().collect();
+        assert_eq!(tops_state(&s, &refs), None);
+        assert_eq!(best_plan(&s, &refs).value(), &atto(80));
+        // A merging voucher is the search's to try.
+        let mut merging = voucher(2, 1, 10);
+        merging.merges = vec![Merge { lane: 0, nonce: 3 }];
+        let refs: Vec<&SignedVoucher> = fits.iter().chain([&merging]).collect();
+        assert_eq!(tops_state(&s, &refs), None);
     }
 }

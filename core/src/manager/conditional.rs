@@ -19,6 +19,7 @@
 //! Every change is durable before the call returns. This module owns those rules; the route
 //! module owns the pure checks they use.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cid::Cid;
@@ -220,6 +221,80 @@ fn committed(
     situation: &Situation,
 ) -> TokenAmount {
     let per_lane = committed_per_lane(held, voucher, view);
+    let mut unbounded = situation.clone();
+    unbounded.balance = TokenAmount::from_whole(UNBOUNDED_FIL);
+    unbounded.landing_window = 0;
+    unbounded.conditional_window = 0;
+    let plan = match revealed_tops_plan(held, voucher, &unbounded) {
+        Some(value) => value,
+        None => revealed_searched_plan(held, voucher, &unbounded),
+    };
+    per_lane.max(plan)
+}
+
+/// A copy of `voucher` as if its secret were revealed: without its hash.
+fn revealed(voucher: &SignedVoucher) -> Cow<'_, SignedVoucher> {
+    match is_conditional(voucher) {
+        false => Cow::Borrowed(voucher),
+        true => {
+            let mut copy = voucher.clone();
+            copy.secret_hash.clear();
+            Cow::Owned(copy)
+        }
+    }
+}
+
+/// [`committed`]'s plan from each lane's highest voucher the model counts once revealed
+/// (the held one, or `voucher` above it), when those tops are the model's best plan over
+/// every voucher held ([`redemption::tops_state`]): no voucher merges lanes, and the tops
+/// redeem in turn. It copies those tops, not every conditional voucher held. `None` leaves
+/// the plan to [`revealed_searched_plan`].
+fn revealed_tops_plan(
+    held: &Held,
+    voucher: &SignedVoucher,
+    unbounded: &Situation,
+) -> Option<TokenAmount> {
+    if !held.merging.is_empty() || !voucher.merges.is_empty() {
+        return None;
+    }
+    let counts = |v: &SignedVoucher| {
+        unbounded.unredeemable(v).is_none()
+            && unbounded.state.lanes.get(&v.lane).is_none_or(|l| v.nonce > l.nonce)
+    };
+    let mut tops: Vec<Cow<'_, SignedVoucher>> = Vec::with_capacity(held.lanes.len() + 1);
+    let mut voucher_lane_seen = false;
+    for (lane, vouchers) in &held.lanes {
+        // Held highest nonce first: the first that counts is the lane's top among them.
+        let top = vouchers.iter().map(revealed).find(|v| counts(v));
+        let top = match *lane == voucher.lane {
+            false => top,
+            true => {
+                voucher_lane_seen = true;
+                // `voucher` comes after every held one: above the held top only by its nonce.
+                let new = Some(revealed(voucher)).filter(|v| counts(v));
+                match (top, new) {
+                    (Some(top), Some(new)) if new.nonce > top.nonce => Some(new),
+                    (Some(top), _) => Some(top),
+                    (None, new) => new,
+                }
+            }
+        };
+        tops.extend(top);
+    }
+    if !voucher_lane_seen {
+        tops.extend(Some(revealed(voucher)).filter(|v| counts(v)));
+    }
+    let refs: Vec<&SignedVoucher> = tops.iter().map(|v| v.as_ref()).collect();
+    redemption::tops_state(unbounded, &refs).map(|state| state.to_send)
+}
+
+/// [`committed`]'s plan by the model's search over every voucher held, each conditional
+/// one copied as if revealed.
+fn revealed_searched_plan(
+    held: &Held,
+    voucher: &SignedVoucher,
+    unbounded: &Situation,
+) -> TokenAmount {
     // The conditional vouchers as if revealed: copies without their hashes; the others as
     // they are.
     let all: Vec<&SignedVoucher> = held.iter().chain([voucher]).collect();
@@ -238,12 +313,7 @@ fn committed(
         .into_iter()
         .filter_map(|v| if is_conditional(v) { copies.next() } else { Some(v) })
         .collect();
-    let mut unbounded = situation.clone();
-    unbounded.balance = TokenAmount::from_whole(UNBOUNDED_FIL);
-    unbounded.landing_window = 0;
-    unbounded.conditional_window = 0;
-    let plan = redemption::best_plan(&unbounded, &vouchers);
-    per_lane.max(plan.value().clone())
+    redemption::best_state(unbounded, &vouchers).to_send
 }
 
 /// A balance no channel reaches (more than all the FIL there will ever be), for measuring
@@ -613,7 +683,7 @@ impl PaymentChannelManager {
         }
         let mut situation = self.situation(record, view, 0, 0);
         situation.add_alias(voucher.channel_addr);
-        held.iter().for_each(|v| situation.add_alias(v.channel_addr));
+        held.channel_addrs().iter().for_each(|addr| situation.add_alias(*addr));
         let committed = committed(held, voucher, view, &situation);
         if committed > view.on_chain.balance {
             let balance = view.on_chain.balance.clone();
@@ -778,5 +848,84 @@ impl PaymentChannelManager {
             }
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::ChannelState;
+    use crate::types::{LaneState, Merge};
+    use proptest::prelude::*;
+
+    const CHANNEL: u64 = 102;
+
+    fn voucher(lane: u64, nonce: u64, amount: u64, kind: u8) -> SignedVoucher {
+        let amount = TokenAmount::from_atto(amount);
+        let mut v = SignedVoucher::new(Address::new_id(CHANNEL), lane, nonce, amount);
+        v.signature = Some(fvm_shared::crypto::signature::Signature::new_secp256k1(vec![0; 65]));
+        match kind {
+            0 | 1 => {
+                v.secret_hash = vec![kind; 32];
+                v.time_lock_max = 30;
+            }
+            2 => v.time_lock_max = 5,
+            3 => v.merges = vec![Merge { lane: (lane + 1) % 4, nonce: nonce + 1 }],
+            _ => {}
+        }
+        v
+    }
+
+    fn unbounded(chain: &[(u64, u64, u64)]) -> Situation {
+        let mut state = ChannelState::new(Address::new_id(100), Address::new_id(101));
+        for (lane, nonce, redeemed) in chain {
+            let redeemed = TokenAmount::from_atto(*redeemed);
+            state.to_send += &redeemed;
+            state.lanes.insert(*lane, LaneState { redeemed, nonce: *nonce });
+        }
+        Situation {
+            state,
+            balance: TokenAmount::from_whole(UNBOUNDED_FIL),
+            channel_id: Address::new_id(CHANNEL),
+            channel_aliases: Vec::new(),
+            first_epoch: 11,
+            landing_window: 0,
+            conditional_window: 0,
+            secrets: HashMap::new(),
+        }
+    }
+
+    proptest! {
+        /// What the channel would pay with every conditional voucher revealed: the plan from
+        /// the lanes' tops, whenever it answers, is the search's over every voucher held.
+        #[test]
+        fn the_revealed_tops_plan_is_the_searched_plan(
+            held in proptest::collection::vec((0u64..4, 0u64..8, 0u64..80, 0u8..10), 0..16),
+            new in (0u64..5, 0u64..9, 0u64..80, 0u8..10),
+            chain in proptest::collection::vec((0u64..4, 0u64..4, 0u64..30), 0..3),
+        ) {
+            let mut vouchers = Held::default();
+            for (lane, nonce, amount, kind) in held {
+                vouchers.insert(voucher(lane, nonce, amount, kind));
+            }
+            let new = voucher(new.0, new.1, new.2, new.3);
+            let situation = unbounded(&chain);
+            if let Some(tops) = revealed_tops_plan(&vouchers, &new, &situation) {
+                prop_assert_eq!(tops, revealed_searched_plan(&vouchers, &new, &situation));
+            }
+        }
+    }
+
+    #[test]
+    fn the_revealed_tops_plan_counts_pending_conditional_vouchers_as_revealed() {
+        let mut held = Held::default();
+        held.insert(voucher(0, 1, 10, 0));
+        held.insert(voucher(0, 2, 10, 9));
+        held.insert(voucher(1, 1, 25, 1));
+        let situation = unbounded(&[]);
+        let new = voucher(2, 1, 5, 0);
+        let value = revealed_tops_plan(&held, &new, &situation);
+        assert_eq!(value, Some(TokenAmount::from_atto(40)));
+        assert_eq!(revealed_searched_plan(&held, &new, &situation), TokenAmount::from_atto(40));
     }
 }

@@ -28,6 +28,7 @@ use cid::Cid;
 use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 
 use crate::chain::{Chain, ChainError};
+use crate::redemption;
 use crate::store::{
     ChannelId, ChannelRecord, Direction, Lifecycle, MessagePurpose, MessageState, Store,
     StoreError, VoucherRecord, Write,
@@ -260,10 +261,16 @@ const HELD_PER_LANE: usize = 8;
 pub(super) struct Held {
     lanes: BTreeMap<u64, Vec<SignedVoucher>>,
     merging: Vec<SignedVoucher>,
+    /// The channel addresses the vouchers name, each once (one or two, however many
+    /// vouchers there are): all resolve to the channel, since each voucher was validated.
+    addrs: Vec<Address>,
 }
 
 impl Held {
     fn insert(&mut self, voucher: SignedVoucher) {
+        if !self.addrs.contains(&voucher.channel_addr) {
+            self.addrs.push(voucher.channel_addr);
+        }
         if !voucher.merges.is_empty() {
             self.merging.push(voucher);
             return;
@@ -287,6 +294,22 @@ impl Held {
         self.iter().collect()
     }
 
+    /// The redemption model's best state over every voucher held, with `extra` held after
+    /// them: [`redemption::best_state`] over [`Held::all`] (then `extra`), read lane by lane
+    /// where no voucher merges lanes ([`redemption::best_state_by_lane`]).
+    fn best_state(
+        &self,
+        situation: &redemption::Situation,
+        extra: Option<&SignedVoucher>,
+    ) -> crate::actor::ChannelState {
+        if !self.merging.is_empty() {
+            let all: Vec<&SignedVoucher> = self.iter().chain(extra).collect();
+            return redemption::best_state(situation, &all);
+        }
+        let lanes: Vec<&[SignedVoucher]> = self.lanes.values().map(Vec::as_slice).collect();
+        redemption::best_state_by_lane(situation, &lanes, extra)
+    }
+
     /// The conditional vouchers whose secrets intake looks up: on each lane those above its
     /// highest unconditional voucher, and the merging ones. A conditional voucher below an
     /// unconditional one was replaced (or the payer moved past it); leaving its secret out
@@ -298,6 +321,12 @@ impl Held {
             .values()
             .flat_map(|lane| lane.iter().take_while(|v| !v.secret_hash.is_empty()));
         tops.chain(self.merging.iter().filter(|v| !v.secret_hash.is_empty()))
+    }
+
+    /// The channel addresses the vouchers held name (and vouchers once held: each resolves
+    /// to the channel all the same), each once.
+    fn channel_addrs(&self) -> &[Address] {
+        &self.addrs
     }
 
     /// The highest-nonce plain voucher held on a lane.

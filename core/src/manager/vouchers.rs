@@ -577,7 +577,7 @@ impl PaymentChannelManager {
         // The actor resolved the voucher's address to this channel; so it did for every
         // voucher held.
         situation.add_alias(voucher.channel_addr);
-        held.iter().for_each(|v| situation.add_alias(v.channel_addr));
+        held.channel_addrs().iter().for_each(|addr| situation.add_alias(*addr));
         situation
     }
 
@@ -647,12 +647,11 @@ impl PaymentChannelManager {
             }
         }
         let levelled = self.levels_credit(held, voucher);
-        let held = held.all();
         // What the vouchers held are worth now. It moves only with the chain: up when the
         // balance grows, down when this node redeems a combined voucher carrying the discount
         // it agreed to (or, where time locks are taken, when a lock runs out unredeemed).
-        let base = redemption::best_plan(&situation, &held);
-        let mut credited = base.value().clone();
+        let base = held.best_state(&situation, None);
+        let mut credited = base.to_send.clone();
         if levelled {
             // A lock that ran out took value already credited: never credit it again.
             if let Some(level) = record.credited.as_ref().filter(|level| **level > credited) {
@@ -662,8 +661,8 @@ impl PaymentChannelManager {
         // A voucher the model cannot count (a conditional one held for its secret) leaves the
         // plan as it is: no plan is run again to find that out.
         let with = match situation.unredeemable(voucher) {
-            Some(_) => base.value().clone(),
-            None => redemption::plan_with(&situation, &held, voucher).value().clone(),
+            Some(_) => base.to_send.clone(),
+            None => held.best_state(&situation, Some(voucher)).to_send,
         };
         let delta = &with - &credited;
         if delta.is_positive() {
@@ -679,7 +678,7 @@ impl PaymentChannelManager {
             .filter(|v| v.lane == voucher.lane && v.merges.is_empty())
             .map(|v| v.amount.clone())
             .max();
-        let mut state = base.state.clone();
+        let mut state = base;
         match situation.redeem(&mut state, voucher) {
             Err(e) => Err(AddVoucherError::InvalidVoucher(e)),
             Ok(r) if r.delta.is_negative() => Err(AddVoucherError::AmountBelowLane {
@@ -692,7 +691,7 @@ impl PaymentChannelManager {
             Ok(r) if r.delta.is_zero() => Ok(Assessment::Accept { delta: r.delta, credited }),
             // The replacement of a conditional voucher whose lock came too close: what pays
             // the payee now, kept, but its value was credited with the conditional one.
-            Ok(_) if replaces_held(&held, voucher) => {
+            Ok(_) if replaces_held(&held.all(), voucher) => {
                 Ok(Assessment::Accept { delta: TokenAmount::default(), credited })
             }
             // Worth something on top of the plan, but not beyond what was already credited
