@@ -237,6 +237,12 @@ impl Invoice {
     /// that the invoice has not expired.
     pub fn verify(&self, now: u64) -> Result<(), InvoiceError> {
         self.verify_signature()?;
+        self.check_expiry(now)
+    }
+
+    /// Whether the invoice is still payable at `now` (unix seconds): `Expired` after its
+    /// expiry. [`Invoice::verify`] checks it with the signature.
+    pub fn check_expiry(&self, now: u64) -> Result<(), InvoiceError> {
         if now > self.expiry {
             return Err(InvoiceError::Expired { expiry: self.expiry, now });
         }

@@ -29,15 +29,20 @@ impl Routes {
         invoice: Invoice,
         vh: SignedVoucher,
     ) -> Result<Vec<u8>, RouteRefusal> {
-        invoice.verify(unix_now()).map_err(invoice_refusal)?;
         let hash = invoice.payment_hash;
         let manager = &self.inner.manager;
-        let secret = manager
-            .store()
-            .invoice_secret(&hash)
-            .map_err(internal)?
-            .ok_or_else(|| RouteRefusal::InvoiceInvalid("this node issued no such invoice".into()))?
-            .secret;
+        let issued = manager.store().invoice_secret(&hash).map_err(internal)?.ok_or_else(|| {
+            RouteRefusal::InvoiceInvalid("this node issued no such invoice".into())
+        })?;
+        // This node's own invoice, checked against the signed bytes it issued (every field,
+        // the signature among them) rather than by recovering its own signature.
+        if invoice.to_cbor().map_err(internal)? != issued.invoice {
+            return Err(RouteRefusal::InvoiceInvalid(
+                "it is not the invoice this node issued".into(),
+            ));
+        }
+        invoice.check_expiry(unix_now()).map_err(invoice_refusal)?;
+        let secret = issued.secret;
         let _claim = self.claim(hash).ok_or(RouteRefusal::HashSeen)?;
         if let Some(route) = manager.store().route(&hash).map_err(internal)? {
             let inbound = route.inbound.as_ref();
