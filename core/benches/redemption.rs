@@ -2,7 +2,9 @@
 //! one voucher — plain ones, or conditional ones with their secrets known — or, as a hub's or
 //! a payee's inbound channel holds them after many routes, the eight latest vouchers intake
 //! keeps per lane (conditional ones and their unconditional replacements in turn), beside
-//! one bare `UpdateChannelState` of the actor, the step a plan runs once per lane.
+//! one bare `UpdateChannelState` of the actor, the step a plan runs once per lane. For the
+//! routed lanes it also measures what intake runs: the plan's state alone, from the vouchers
+//! as a payee holds them, by lane (`best_state_by_lane`).
 //!
 //! Run: `cargo bench -p paych-core --bench redemption`. After criterion's report, a table
 //! prints each plan's time per lane as a multiple of the bare actor step (same run).
@@ -17,7 +19,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use estimates::{criterion_dir, mean_ns};
 use paych_core::actor::ChannelState;
 use paych_core::crypto::blake2b_256;
-use paych_core::redemption::{best_plan, Situation};
+use paych_core::redemption::{best_plan, best_state_by_lane, Situation};
 use paych_core::types::{Address, SignedVoucher, TokenAmount};
 
 const PAYER: u64 = 100;
@@ -123,6 +125,18 @@ fn bench(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(name, lanes), |b| {
                 b.iter(|| black_box(best_plan(&situation, black_box(&refs))))
             });
+            if let Lanes::Routed = kind {
+                // What intake runs: the state alone, from the vouchers held by lane.
+                let mut sorted = held.clone();
+                sorted.sort_by_key(|v| (v.lane, std::cmp::Reverse(v.nonce)));
+                let by_lane: Vec<&[SignedVoucher]> =
+                    sorted.chunk_by(|a, b| a.lane == b.lane).collect();
+                let state = best_state_by_lane(&situation, &by_lane, None);
+                assert_eq!(state, best_plan(&situation, &refs).state);
+                group.bench_function(BenchmarkId::new("best_state_by_lane routed", lanes), |b| {
+                    b.iter(|| black_box(best_state_by_lane(&situation, black_box(&by_lane), None)))
+                });
+            }
         }
     }
     group.finish();
@@ -135,17 +149,22 @@ fn print_ratios() {
     };
     println!("\nbest_plan per lane against one bare actor step ({step:.0} ns), same run:");
     println!(
-        "{:<12} {:>6} {:>12} {:>14} {:>10}",
+        "{:<22} {:>6} {:>12} {:>14} {:>10}",
         "vouchers", "lanes", "plan ns", "ns per lane", "× step"
     );
-    for kind in ["plain", "conditional", "routed"] {
+    for (kind, name) in [
+        ("plain", "best_plan plain"),
+        ("conditional", "best_plan conditional"),
+        ("routed", "best_plan routed"),
+        ("routed, state by lane", "best_state_by_lane routed"),
+    ] {
         for lanes in LANES {
             let id = lanes.to_string();
-            let Some(ns) = mean_ns(&root, "redemption", &format!("best_plan {kind}"), &id) else {
+            let Some(ns) = mean_ns(&root, "redemption", name, &id) else {
                 continue;
             };
             let per_lane = ns / lanes as f64;
-            println!("{kind:<12} {lanes:>6} {ns:>12.0} {per_lane:>14.0} {:>10.2}", per_lane / step);
+            println!("{kind:<22} {lanes:>6} {ns:>12.0} {per_lane:>14.0} {:>10.2}", per_lane / step);
         }
     }
 }
