@@ -932,19 +932,21 @@ impl ActorEnv for PlanEnv<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::types::{LaneState, Merge};
 
     const PAYER: u64 = 100;
     const PAYEE: u64 = 101;
-    const CHANNEL: u64 = 102;
+    /// The channel's actor ID.
+    pub(crate) const CHANNEL: u64 = 102;
 
     fn atto(n: u64) -> TokenAmount {
         TokenAmount::from_atto(n)
     }
 
-    fn situation(balance: u64) -> Situation {
+    /// A channel from payer 100 to payee 101 holding `balance`, nothing redeemed, at epoch 10.
+    pub(crate) fn situation(balance: u64) -> Situation {
         Situation {
             state: ChannelState::new(Address::new_id(PAYER), Address::new_id(PAYEE)),
             balance: atto(balance),

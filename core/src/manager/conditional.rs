@@ -854,11 +854,9 @@ impl PaymentChannelManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actor::ChannelState;
+    use crate::redemption::tests::CHANNEL;
     use crate::types::{LaneState, Merge};
     use proptest::prelude::*;
-
-    const CHANNEL: u64 = 102;
 
     fn voucher(lane: u64, nonce: u64, amount: u64, kind: u8) -> SignedVoucher {
         let amount = TokenAmount::from_atto(amount);
@@ -877,22 +875,14 @@ mod tests {
     }
 
     fn unbounded(chain: &[(u64, u64, u64)]) -> Situation {
-        let mut state = ChannelState::new(Address::new_id(100), Address::new_id(101));
+        let mut situation = crate::redemption::tests::situation(0);
+        situation.balance = TokenAmount::from_whole(UNBOUNDED_FIL);
         for (lane, nonce, redeemed) in chain {
             let redeemed = TokenAmount::from_atto(*redeemed);
-            state.to_send += &redeemed;
-            state.lanes.insert(*lane, LaneState { redeemed, nonce: *nonce });
+            situation.state.to_send += &redeemed;
+            situation.state.lanes.insert(*lane, LaneState { redeemed, nonce: *nonce });
         }
-        Situation {
-            state,
-            balance: TokenAmount::from_whole(UNBOUNDED_FIL),
-            channel_id: Address::new_id(CHANNEL),
-            channel_aliases: Vec::new(),
-            first_epoch: 11,
-            landing_window: 0,
-            conditional_window: 0,
-            secrets: HashMap::new(),
-        }
+        situation
     }
 
     proptest! {
