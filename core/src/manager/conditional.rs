@@ -188,9 +188,12 @@ pub(super) fn pending_lane_rule(
 
 /// Whether `voucher` is the exact replacement of a conditional voucher held on its lane:
 /// a higher nonce, the same amount, no conditions.
-pub(super) fn replaces_held(held: &[&SignedVoucher], voucher: &SignedVoucher) -> bool {
+pub(super) fn replaces_held(held: &Held, voucher: &SignedVoucher) -> bool {
+    // Of the vouchers held, only those on the voucher's lane: its plain ones and any merging
+    // one on that lane.
+    let mut on_lane = held.lane(voucher.lane).iter().chain(&held.merging);
     is_plain(voucher)
-        && held.iter().any(|h| {
+        && on_lane.any(|h| {
             is_conditional(h)
                 && h.lane == voucher.lane
                 && h.nonce < voucher.nonce

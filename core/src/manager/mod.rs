@@ -289,13 +289,8 @@ impl Held {
         self.lanes.values().flatten().chain(&self.merging)
     }
 
-    /// Every voucher held, for the redemption model.
-    fn all(&self) -> Vec<&SignedVoucher> {
-        self.iter().collect()
-    }
-
     /// The redemption model's best state over every voucher held, with `extra` held after
-    /// them: [`redemption::best_state`] over [`Held::all`] (then `extra`), read lane by lane
+    /// them: [`redemption::best_state`] over [`Held::iter`] (then `extra`), read lane by lane
     /// where no voucher merges lanes ([`redemption::best_state_by_lane`]).
     fn best_state(
         &self,

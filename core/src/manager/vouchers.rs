@@ -673,11 +673,7 @@ impl PaymentChannelManager {
             return Ok(Assessment::Accept { delta: TokenAmount::default(), credited });
         }
         // Why it adds nothing: the voucher on top of the best plan without it.
-        let lane_top = held
-            .iter()
-            .filter(|v| v.lane == voucher.lane && v.merges.is_empty())
-            .map(|v| v.amount.clone())
-            .max();
+        let lane_top = held.lane(voucher.lane).iter().map(|v| v.amount.clone()).max();
         let mut state = base;
         match situation.redeem(&mut state, voucher) {
             Err(e) => Err(AddVoucherError::InvalidVoucher(e)),
@@ -691,7 +687,7 @@ impl PaymentChannelManager {
             Ok(r) if r.delta.is_zero() => Ok(Assessment::Accept { delta: r.delta, credited }),
             // The replacement of a conditional voucher whose lock came too close: what pays
             // the payee now, kept, but its value was credited with the conditional one.
-            Ok(_) if replaces_held(&held.all(), voucher) => {
+            Ok(_) if replaces_held(held, voucher) => {
                 Ok(Assessment::Accept { delta: TokenAmount::default(), credited })
             }
             // Worth something on top of the plan, but not beyond what was already credited
