@@ -16,6 +16,7 @@ use paych_node::inbound::InboundConfig;
 use paych_node::metrics::Metrics;
 use paych_node::network::NetworkClient;
 use paych_node::pay::{Paid, Payer};
+use paych_node::relay::{LinkShape, Relay};
 use paych_node::retrieval::{
     self, Faults, PriceLimit, RetrievalLimits, RetrievalProvider, RetrievalUsage, RetrieveError,
 };
@@ -645,13 +646,19 @@ async fn requests_beyond_the_connections_streams_are_refused_locally_and_a_retri
 ) {
     let s = setup().await;
     let root = publish(&s, Faults::default());
-    // A client whose connections carry one retrieval stream at a time.
+    // A client whose connections carry one retrieval stream at a time, reaching the provider
+    // through a link of 20 ms each way: each answer takes a round trip of at least 40 ms, so
+    // that requests sent together overlap whatever the machine's speed.
     let protocol =
         paych_protocol::Config { retrieval_max_concurrent_streams: 1, ..Default::default() };
     let network = paych_node::network::NetworkConfig { protocol, ..Default::default() };
     let (net, _, _) = host(s.client.m(), HostConfig { network, ..HostConfig::default() }).await;
-    let ask =
-        || net.ask(s.provider_peer, s.provider_addrs.clone(), RetrievalRequest::manifest(root));
+    let upstream = paych_protocol::dial_from::tcp_socket_addr(&s.provider_addrs[0]).unwrap();
+    let shape = LinkShape::delay(Duration::from_millis(20));
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream, shape).await.unwrap();
+    let through: Multiaddr =
+        format!("/ip4/127.0.0.1/tcp/{}", relay.local_addr().port()).parse().unwrap();
+    let ask = || net.ask(s.provider_peer, vec![through.clone()], RetrievalRequest::manifest(root));
     ask().await.unwrap();
     let answers = futures::future::join_all((0..8).map(|_| ask())).await;
     let exhausted = answers
