@@ -115,6 +115,13 @@ impl Situation {
         None
     }
 
+    /// Whether a plan may use `voucher`: nothing keeps it from counting
+    /// ([`Situation::unredeemable`]) and its nonce is above the chain's on its lane.
+    pub fn is_candidate(&self, voucher: &SignedVoucher) -> bool {
+        self.unredeemable(voucher).is_none()
+            && self.state.lanes.get(&voucher.lane).is_none_or(|l| voucher.nonce > l.nonce)
+    }
+
     /// Adds `addr` to the channel's other addresses, unless it is known already (vouchers
     /// name a channel by one or two addresses, however many there are).
     pub fn add_alias(&mut self, addr: Address) {
@@ -400,12 +407,8 @@ fn tops_by_lane<'a>(
     if extra.is_some_and(|v| !v.merges.is_empty()) {
         return None;
     }
-    let counts = |v: &SignedVoucher| {
-        situation.unredeemable(v).is_none()
-            && situation.state.lanes.get(&v.lane).is_none_or(|l| v.nonce > l.nonce)
-    };
     let step = |v: &'a SignedVoucher| (v, Origin::Plain { lane: v.lane, creates_lane: false });
-    let mut extra = extra.filter(|v| counts(v));
+    let mut extra = extra.filter(|v| situation.is_candidate(v));
     let mut sequence: Vec<(&'a SignedVoucher, Origin)> = Vec::with_capacity(lanes.len() + 1);
     for group in lanes {
         let Some(lane) = group.first().map(|v| v.lane) else { continue };
@@ -414,7 +417,7 @@ fn tops_by_lane<'a>(
             sequence.push(step(v));
             extra = None;
         }
-        let mut top = group.iter().find(|v| counts(v));
+        let mut top = group.iter().find(|v| situation.is_candidate(v));
         if let Some(v) = extra.filter(|v| v.lane == lane) {
             extra = None;
             // Held after the group: above its top only by a higher nonce.
@@ -439,13 +442,9 @@ fn tops_draft<'a>(situation: &Situation, held: &[&'a SignedVoucher]) -> Option<D
         if tops.get(&voucher.lane).is_some_and(|top| top.nonce >= voucher.nonce) {
             continue;
         }
-        if situation.unredeemable(voucher).is_some() {
-            continue;
+        if situation.is_candidate(voucher) {
+            tops.insert(voucher.lane, voucher);
         }
-        if situation.state.lanes.get(&voucher.lane).is_some_and(|l| voucher.nonce <= l.nonce) {
-            continue;
-        }
-        tops.insert(voucher.lane, voucher);
     }
     let sequence: Vec<(&'a SignedVoucher, Origin)> = tops
         .into_iter()
@@ -502,13 +501,8 @@ impl<'a> Candidates<'a> {
         let mut sorted: Vec<&'a SignedVoucher> = Vec::with_capacity(held.len());
         let mut merging = Vec::new();
         for voucher in held.iter().copied() {
-            if situation.unredeemable(voucher).is_some() {
+            if !situation.is_candidate(voucher) {
                 continue;
-            }
-            if let Some(lane) = situation.state.lanes.get(&voucher.lane) {
-                if voucher.nonce <= lane.nonce {
-                    continue;
-                }
             }
             if voucher.merges.is_empty() {
                 sorted.push(voucher);

@@ -260,21 +260,17 @@ fn revealed_tops_plan(
     if !held.merging.is_empty() || !voucher.merges.is_empty() {
         return None;
     }
-    let counts = |v: &SignedVoucher| {
-        unbounded.unredeemable(v).is_none()
-            && unbounded.state.lanes.get(&v.lane).is_none_or(|l| v.nonce > l.nonce)
-    };
     let mut tops: Vec<Cow<'_, SignedVoucher>> = Vec::with_capacity(held.lanes.len() + 1);
     let mut voucher_lane_seen = false;
     for (lane, vouchers) in &held.lanes {
         // Held highest nonce first: the first that counts is the lane's top among them.
-        let top = vouchers.iter().map(revealed).find(|v| counts(v));
+        let top = vouchers.iter().map(revealed).find(|v| unbounded.is_candidate(v));
         let top = match *lane == voucher.lane {
             false => top,
             true => {
                 voucher_lane_seen = true;
                 // `voucher` comes after every held one: above the held top only by its nonce.
-                let new = Some(revealed(voucher)).filter(|v| counts(v));
+                let new = Some(revealed(voucher)).filter(|v| unbounded.is_candidate(v));
                 match (top, new) {
                     (Some(top), Some(new)) if new.nonce > top.nonce => Some(new),
                     (Some(top), _) => Some(top),
@@ -285,7 +281,7 @@ fn revealed_tops_plan(
         tops.extend(top);
     }
     if !voucher_lane_seen {
-        tops.extend(Some(revealed(voucher)).filter(|v| counts(v)));
+        tops.extend(Some(revealed(voucher)).filter(|v| unbounded.is_candidate(v)));
     }
     let refs: Vec<&SignedVoucher> = tops.iter().map(|v| v.as_ref()).collect();
     redemption::tops_state(unbounded, &refs).map(|state| state.to_send)
