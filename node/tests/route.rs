@@ -1068,3 +1068,40 @@ async fn a_hub_stopped_between_the_payers_replacement_and_its_own_replaces_the_p
     assert_eq!(payee_holds(&t).await, atto(1000));
     assert!(t.hub.node.m().pending_conditionals(&t.hub_channel).await.unwrap().is_empty());
 }
+
+/// A conditional voucher the hub signs by hand on its channel to the payee, offered to the
+/// payee with `invoice_cbor` as a hostile hub could; the payee's answer.
+async fn hub_offers_by_hand(t: &Triangle, invoice_cbor: Vec<u8>, hash: &[u8]) -> RouteResponse {
+    let head = head_of(&t.hub).await;
+    let mut voucher = paych_core::types::SignedVoucher::new(t.hub_channel, 0, 1, atto(1));
+    voucher.secret_hash = hash.to_vec();
+    voucher.time_lock_max = head + 200;
+    let voucher = t.hub.node.sign(voucher);
+    let request = RouteRequest::Offer { invoice: invoice_cbor, voucher };
+    t.hub.client.ask(t.payee.peer, t.payee.addrs.clone(), request).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_payee_reveals_nothing_for_an_invoice_it_did_not_issue_as_it_stands() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    // Its own invoice with the amount lowered (the payee's signature kept): not what it
+    // issued, refused without a secret, nothing held.
+    let mut lowered = invoice.clone();
+    lowered.amount = atto(1);
+    let answer = hub_offers_by_hand(&t, lowered.to_cbor().unwrap(), &invoice.payment_hash).await;
+    assert_eq!(answer.status, RouteStatus::InvoiceInvalid, "{answer:?}");
+    assert!(answer.secret.is_empty());
+    // An invoice under a hash it never issued, signed by someone else naming it as payee.
+    let mut foreign = invoice.clone();
+    foreign.payment_hash = blake2b_256(&[7; 32]);
+    let answer = hub_offers_by_hand(&t, foreign.to_cbor().unwrap(), &foreign.payment_hash).await;
+    assert_eq!(answer.status, RouteStatus::InvoiceInvalid, "{answer:?}");
+    assert!(answer.secret.is_empty());
+    assert!(t.payee.route(&invoice).is_none());
+    assert_eq!(payee_holds(&t).await, TokenAmount::default());
+    // The invoice as issued is still paid through the hub as usual.
+    let receipt = t.payer.routes.pay_invoice(&invoice.to_text().unwrap(), None).await.unwrap();
+    assert_eq!(blake2b_256(&receipt.secret), invoice.payment_hash);
+}
