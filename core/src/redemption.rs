@@ -1132,11 +1132,12 @@ pub(crate) mod tests {
     }
 
     /// Random held sets over a few lanes: plain, conditional (secret known or not), time
-    /// locked and merging vouchers, nonces that repeat, amounts that overdraw the balance, on
-    /// a channel whose lanes may be on chain already.
+    /// locked (either lock), merging, `min_settle_height` and `extra` vouchers, nonces that
+    /// repeat, amounts that overdraw the balance, on a channel whose lanes may be on chain
+    /// already.
     fn held_sets() -> impl proptest::strategy::Strategy<Value = (Situation, Vec<SignedVoucher>)> {
         use proptest::prelude::*;
-        let one = (0u64..4, 0u64..6, 0u64..80, 0u8..10, 0u64..4, 0u64..6);
+        let one = (0u64..4, 0u64..6, 0u64..80, 0u8..12, 0u64..4, 0u64..6);
         let chain = proptest::collection::vec((0u64..4, 0u64..4, 0u64..30), 0..3);
         (proptest::collection::vec(one, 0..12), chain, 20u64..150).prop_map(
             |(vouchers, chain, balance)| {
@@ -1161,6 +1162,15 @@ pub(crate) mod tests {
                             1 => v.secret_hash = vec![2; 32],
                             2 => v.time_lock_max = 5,
                             3 => v.merges = vec![Merge { lane: other_lane, nonce: other_nonce }],
+                            4 => v.min_settle_height = 20 + other_nonce as i64,
+                            5 => {
+                                v.extra = Some(ModVerifyParams {
+                                    actor: Address::new_id(9),
+                                    method: 2,
+                                    data: Vec::new(),
+                                })
+                            }
+                            6 => v.time_lock_min = 12,
                             _ => {}
                         }
                         v
