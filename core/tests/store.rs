@@ -141,6 +141,8 @@ async fn conformance(fresh: fn() -> Fresh) {
     failed_batch_writes_nothing(&*fresh().store);
     channel_reads_follow_every_write(&*fresh().store);
     channel_readers_never_go_back(fresh().store);
+    secrets_asked_for_before_they_are_written_are_found_after(&*fresh().store);
+    secret_readers_see_every_secret_once_written(fresh().store);
     a_batch_is_seen_whole_across_point_reads(fresh().store);
     readers_never_see_half_a_batch(fresh().store);
     durable_with_nothing_written_returns(&*fresh().store).await;
@@ -606,6 +608,75 @@ fn channel_readers_never_go_back(store: Arc<dyn Store>) {
     }
     assert_eq!(store.channel(1).unwrap().unwrap().reserved, last);
     assert_eq!(store.channel_by_address(&id_address(1)).unwrap().unwrap().reserved, last);
+}
+
+/// Secrets asked for while absent — far more hashes than any cache of them holds, some asked
+/// again and again — are found once written, each under its own hash and kind.
+fn secrets_asked_for_before_they_are_written_are_found_after(store: &dyn Store) {
+    const HASHES: u32 = 40_000;
+    let hash = |n: u32| {
+        let mut hash = vec![0x5a; 32];
+        hash[..4].copy_from_slice(&n.to_be_bytes());
+        hash
+    };
+    for n in 0..HASHES {
+        assert_eq!(store.secret(&hash(n)).unwrap(), None);
+        assert_eq!(store.invoice_secret(&hash(n % 64)).unwrap(), None);
+    }
+    let written = [0, 1, 63, HASHES / 2, HASHES - 1];
+    for n in written {
+        let learned = SecretRecord { payment_hash: hash(n), secret: vec![0x11; 32] };
+        apply_one(store, Write::Secret(learned));
+    }
+    let issued = InvoiceSecretRecord {
+        payment_hash: hash(63),
+        secret: vec![0x12; 32],
+        invoice: vec![0x13; 8],
+    };
+    apply_one(store, Write::InvoiceSecret(issued.clone()));
+    for n in (0..HASHES).step_by(97).chain(written) {
+        let learned = store.secret(&hash(n)).unwrap();
+        assert_eq!(learned.is_some(), written.contains(&n), "hash {n}");
+        let expected = (n == 63).then(|| issued.clone());
+        assert_eq!(store.invoice_secret(&hash(n)).unwrap(), expected, "hash {n}");
+    }
+}
+
+/// Readers ask for hashes over and over while a writer writes their secrets one by one: once a
+/// write returns, every later read finds it, whatever the readers asked before.
+fn secret_readers_see_every_secret_once_written(store: Arc<dyn Store>) {
+    const SECRETS: u8 = 200;
+    const READERS: usize = 3;
+    let hash = |n: u8| vec![n; 32];
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..READERS)
+        .map(|_| {
+            let (store, written, done) =
+                (Arc::clone(&store), Arc::clone(&written), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    let before = written.load(Ordering::SeqCst);
+                    for n in 0..SECRETS {
+                        let found = store.secret(&hash(n)).unwrap().is_some();
+                        assert!(found || u64::from(n) >= before, "secret {n} lost after its write");
+                    }
+                }
+            })
+        })
+        .collect();
+    for n in 0..SECRETS {
+        let learned = SecretRecord { payment_hash: hash(n), secret: vec![n ^ 0xff; 32] };
+        apply_one(&*store, Write::Secret(learned));
+        written.store(u64::from(n) + 1, Ordering::SeqCst);
+    }
+    done.store(true, Ordering::SeqCst);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    for n in 0..SECRETS {
+        assert_eq!(store.secret(&hash(n)).unwrap().map(|r| r.secret), Some(vec![n ^ 0xff; 32]));
+    }
 }
 
 /// A writer applies batches of a channel record and a reconciliation record carrying the same

@@ -299,6 +299,8 @@ struct Shared {
     /// filled only with the gate held, so a fill can never overwrite a newer write, and a
     /// reader never sees a batch's other records without its channel records.
     channels: Mutex<HashMap<ChannelId, ChannelRecord>>,
+    /// Payment hashes' secrets as far as they were read: see [`SecretCache`].
+    secrets: Mutex<SecretCache>,
     /// Bumped by every applied batch, after sled has it.
     generation: AtomicU64,
     /// Physical flushes made so far.
@@ -349,6 +351,35 @@ impl Shared {
         if let Some(record) = &record {
             self.cached_channels().insert(id, record.clone());
         }
+        Ok(record)
+    }
+
+    fn cached_secrets(&self) -> MutexGuard<'_, SecretCache> {
+        // Every change to the cache is a single insert or a clear: a panic cannot leave it
+        // half-done.
+        self.secrets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A secret record of `kind` under `payment_hash`, from the cache or else read and
+    /// cached — found or not. The read and the fill happen under the read gate, so no batch
+    /// writing the secret lands between them: an absence cached is one no write has undone.
+    fn secret_record<T: Keyed + Clone>(
+        &self,
+        kind: fn(&mut SecretCache) -> &mut HashMap<Vec<u8>, Option<T>>,
+        key: Key,
+        payment_hash: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        let _gate = self.read_gate();
+        if let Some(cached) = kind(&mut self.cached_secrets()).get(payment_hash) {
+            return Ok(cached.clone());
+        }
+        let record = self.record::<T>(&key)?;
+        let mut cache = self.cached_secrets();
+        let entries = kind(&mut cache);
+        if entries.len() >= MAX_CACHED_SECRETS {
+            entries.clear();
+        }
+        entries.insert(payment_hash.to_vec(), record.clone());
         Ok(record)
     }
 
@@ -410,6 +441,46 @@ impl Drop for LeaderGuard<'_> {
 /// so that a steady stream of writes cannot hold a round back.
 const LEADER_YIELDS: usize = 8;
 
+/// Hashes kept per kind of secret in [`SecretCache`]; beyond, the kind's entries are all
+/// dropped and read again as asked.
+const MAX_CACHED_SECRETS: usize = 16_384;
+
+/// The store's answers for payment hashes' secrets — the invoice secrets this node issued and
+/// the secrets it learned — as far as they were asked, found or not, so that the redemption
+/// model's lookups (one per conditional voucher a channel holds pending, at every intake on
+/// it) do not each read sled. A secret, once written, is never replaced or removed, so a
+/// found one stays true; an absent one is replaced by [`Store::apply`] when a batch writes
+/// it, under the write gate, and readers fill the cache under the read gate, so an absence
+/// can never be cached over a write.
+#[derive(Default)]
+struct SecretCache {
+    issued: HashMap<Vec<u8>, Option<InvoiceSecretRecord>>,
+    learned: HashMap<Vec<u8>, Option<SecretRecord>>,
+}
+
+impl SecretCache {
+    fn issued(&mut self) -> &mut HashMap<Vec<u8>, Option<InvoiceSecretRecord>> {
+        &mut self.issued
+    }
+
+    fn learned(&mut self) -> &mut HashMap<Vec<u8>, Option<SecretRecord>> {
+        &mut self.learned
+    }
+
+    /// A batch under the write gate wrote `write`: its secret is known from now on.
+    fn written(&mut self, write: &Write) {
+        match write {
+            Write::InvoiceSecret(r) => {
+                self.issued.insert(r.payment_hash.clone(), Some(r.clone()));
+            }
+            Write::Secret(r) => {
+                self.learned.insert(r.payment_hash.clone(), Some(r.clone()));
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Channel IDs: those below `next` have been handed out; those below `reserved` are
 /// recorded on disk as taken.
 struct ChannelIds {
@@ -465,6 +536,7 @@ impl SledStore {
             tree,
             gate: RwLock::new(()),
             channels: Mutex::new(HashMap::new()),
+            secrets: Mutex::new(SecretCache::default()),
             generation: AtomicU64::new(0),
             flush_count: AtomicU64::new(0),
             flushed,
@@ -728,6 +800,11 @@ impl Store for SledStore {
         }
         let planned = plan.finish()?;
         planned.write(&self.shared.tree)?;
+        let mut secrets = self.shared.cached_secrets();
+        for write in &batch {
+            secrets.written(write);
+        }
+        drop(secrets);
         let mut cached = self.shared.cached_channels();
         for write in batch {
             if let Write::Channel(record) = write {
@@ -906,11 +983,13 @@ impl Store for SledStore {
         &self,
         payment_hash: &[u8],
     ) -> Result<Option<InvoiceSecretRecord>, StoreError> {
-        self.shared.record(&Key::InvoiceSecret(payment_hash.to_vec()))
+        let key = Key::InvoiceSecret(payment_hash.to_vec());
+        self.shared.secret_record(SecretCache::issued, key, payment_hash)
     }
 
     fn secret(&self, payment_hash: &[u8]) -> Result<Option<SecretRecord>, StoreError> {
-        self.shared.record(&Key::Secret(payment_hash.to_vec()))
+        let key = Key::Secret(payment_hash.to_vec());
+        self.shared.secret_record(SecretCache::learned, key, payment_hash)
     }
 
     fn route(&self, payment_hash: &[u8]) -> Result<Option<RouteRecord>, StoreError> {
