@@ -277,6 +277,64 @@ async fn a_lane_with_a_pending_conditional_voucher_takes_no_other_voucher_but_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routes_replacement_intake_takes_only_the_exact_replacement_and_credits_nothing() {
+    let w = Route::new(10_000, 10_000).await;
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, vp, _) = w.offer(&hash, t1).await;
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let h = w.h.m();
+    let credited = || async { h.store().channel_by_address(&w.ph).unwrap().unwrap().credited };
+    let before = credited().await;
+    let bad_replacement = |e: AddVoucherError| {
+        assert!(matches!(e, AddVoucherError::Route(RouteRefusal::BadReplacement(_))), "{e}");
+    };
+
+    // Below the pending conditional voucher: not its replacement, however it pays.
+    assert!(vp.nonce >= 1, "the lane's first voucher has nonce {}", vp.nonce);
+    let below = plain(&w.p, w.ph, lp, vp.nonce - 1, AMOUNT + FEE);
+    bad_replacement(h.replacement_add(&w.ph, &below).await.unwrap_err());
+    // Above it but for another amount, or with a condition left on it.
+    let more = plain(&w.p, w.ph, lp, vp.nonce + 1, AMOUNT + FEE + 5);
+    bad_replacement(h.replacement_add(&w.ph, &more).await.unwrap_err());
+    let mut locked = SignedVoucher::new(w.ph, lp, vp.nonce + 1, atto(AMOUNT + FEE));
+    locked.time_lock_max = t1;
+    bad_replacement(h.replacement_add(&w.ph, &w.p.sign(locked)).await.unwrap_err());
+    // On a lane holding no conditional voucher.
+    let elsewhere = plain(&w.p, w.ph, lp + 1, 1, AMOUNT + FEE);
+    bad_replacement(h.replacement_add(&w.ph, &elsewhere).await.unwrap_err());
+    // The right shape signed by another key: the actor's verdict refuses it.
+    let forged = w.h.sign(SignedVoucher::new(w.ph, lp, vp.nonce + 1, atto(AMOUNT + FEE)));
+    let err = h.replacement_add(&w.ph, &forged).await.unwrap_err();
+    assert!(matches!(err, AddVoucherError::InvalidVoucher(_)), "{err}");
+    // None of them resolved the conditional voucher, or was kept.
+    assert_eq!(h.pending_conditionals(&w.ph).await.unwrap().len(), 1);
+    let id = h.store().channel_by_address(&w.ph).unwrap().unwrap().id;
+    assert_eq!(h.store().lane_vouchers(id, lp, 0).unwrap().len(), 1);
+
+    // The exact replacement is taken: the conditional voucher is no longer pending, and the
+    // channel's credit stays where the secret put it.
+    let exact = plain(&w.p, w.ph, lp, vp.nonce + 1, AMOUNT + FEE);
+    h.replacement_add(&w.ph, &exact).await.unwrap();
+    assert!(h.pending_conditionals(&w.ph).await.unwrap().is_empty());
+    assert_eq!(credited().await, before);
+    assert_eq!(h.voucher_best_spendable(&w.ph).await.unwrap(), vec![exact.clone()]);
+    // Sent again, it is acknowledged again and changes nothing.
+    h.replacement_add(&w.ph, &exact).await.unwrap();
+    assert_eq!(credited().await, before);
+    // Nor after a restart (the held vouchers come back from the store).
+    let w = Route { h: w.h.stop().await.started().await, ..w };
+    w.h.m().replacement_add(&w.ph, &exact).await.unwrap();
+    // Now that the lane's top is unconditional, a lower voucher it covers is acknowledged
+    // (as a replacement sent again after the lane moved on would be) and not kept.
+    w.h.m().replacement_add(&w.ph, &below).await.unwrap();
+    assert_eq!(w.h.m().store().lane_vouchers(id, lp, 0).unwrap().len(), 2);
+    // Nothing else is a replacement there: a later payment on the lane is not one.
+    let later = plain(&w.p, w.ph, lp, exact.nonce + 1, AMOUNT + FEE + 5);
+    bad_replacement(w.h.m().replacement_add(&w.ph, &later).await.unwrap_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_return_of_a_lane_with_a_pending_conditional_voucher_leaves_it_leased() {
     let w = Route::new(10_000, 10_000).await;
     let (hash, secret) = w.invoice().await;

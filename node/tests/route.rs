@@ -263,6 +263,51 @@ async fn the_hub_lands_the_payers_voucher_with_the_secret_when_the_replacement_n
     assert!(head_of(&t.hub).await <= lock);
 }
 
+#[tokio::test]
+async fn a_replacement_below_the_payers_conditional_voucher_is_refused_and_the_hub_still_lands_it()
+{
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let invoice = t.invoice(atto(1000)).await;
+    let head = head_of(&t.payer).await;
+    let params = test_params();
+    let lock =
+        paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
+    let offered = t
+        .payer
+        .node
+        .m()
+        .conditional_offer(&t.payer_channel, atto(1020), &invoice.payment_hash, lock)
+        .await
+        .unwrap();
+    let vp = offered.voucher.clone();
+    let request = RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher: vp.clone() };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::Ok);
+    // A "replacement" on the lane below the conditional voucher, which the lane's top covers:
+    // it resolves nothing, and the hub pays the payee nothing more for it.
+    let below =
+        paych_core::types::SignedVoucher::new(t.payer_channel, vp.lane, vp.nonce - 1, atto(1020));
+    let request = RouteRequest::Replace {
+        payment_hash: invoice.payment_hash.to_vec(),
+        voucher: t.payer.node.sign(below),
+    };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::BadReplacement, "{}", answer.message);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Fulfilled);
+    assert_eq!(t.hub.node.m().pending_conditionals(&t.payer_channel).await.unwrap().len(), 1);
+    // So the hub lands the payer's voucher with the secret by its deadline.
+    let route = t.hub.route(&invoice).unwrap();
+    let submit_by = route.hub_deadline.unwrap() - params.submit_margin();
+    let head = head_of(&t.hub).await;
+    net.mine((submit_by - head).unsigned_abs());
+    assert_eq!(t.hub.routes.sweep().await, 1);
+    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Redeemed);
+    net.mine(1);
+    let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
+    assert_eq!(on_chain.state.to_send, atto(1020));
+}
+
 /// A hostile payer's offer, made by hand: a conditional voucher adding `delta` on the
 /// payer's channel, locked until `lock`, sent straight to the hub; the hub's answer.
 async fn offer_by_hand(

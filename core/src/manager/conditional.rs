@@ -201,6 +201,40 @@ pub(super) fn replaces_held(held: &Held, voucher: &SignedVoucher) -> bool {
         })
 }
 
+/// A routed payment's replacement against the vouchers held on its lane. `Ok(None)`: it is
+/// the exact replacement of a conditional voucher held there ([`replaces_held`]), above every
+/// voucher on the lane. `Ok(Some(top))`: the lane's top is already an unconditional voucher
+/// with a higher nonce and at least its amount (the replacement sent again after the lane
+/// moved on), which covers it. Anything else — below a conditional voucher still pending
+/// above it, say — is `BadReplacement`: nothing but the replacement resolves a pending
+/// conditional voucher.
+pub(super) fn replacement_rule<'a>(
+    held: &'a Held,
+    voucher: &SignedVoucher,
+) -> Result<Option<&'a SignedVoucher>, AddVoucherError> {
+    if let Some(top) = held.top(voucher.lane) {
+        if top.nonce >= voucher.nonce {
+            if is_plain(top) && top.nonce > voucher.nonce && voucher.amount <= top.amount {
+                return Ok(Some(top));
+            }
+            return Err(RouteRefusal::BadReplacement(format!(
+                "nonce {} is not above the lane's {}",
+                voucher.nonce, top.nonce
+            ))
+            .into());
+        }
+    }
+    if !replaces_held(held, voucher) {
+        return Err(RouteRefusal::BadReplacement(
+            "not the exact replacement (a higher nonce, the same amount, no conditions) of a \
+             conditional voucher held on its lane"
+                .into(),
+        )
+        .into());
+    }
+    Ok(None)
+}
+
 /// Whether a voucher carries no condition at all.
 fn is_plain(voucher: &SignedVoucher) -> bool {
     !is_conditional(voucher)
@@ -634,6 +668,25 @@ impl PaymentChannelManager {
         self.accept_with(voucher, terms, Flush::Caller).await
     }
 
+    /// Holder: takes a routed payment's unconditional voucher replacing the conditional one
+    /// held on its lane (design §9 step 5) — only as that exact replacement (a higher nonce,
+    /// the same amount, no conditions; else `BadReplacement`), valid for the actor against
+    /// the chain with its signature checked, within the intake policy and landing before the
+    /// channel settles — durable before it returns. It credits nothing: the route was paid
+    /// by the secret that made the conditional voucher count, and the replacement, redeemable
+    /// whenever that voucher is and without the secret or its lock, can only raise what the
+    /// channel's vouchers are worth, so intake plans nothing for it. The same replacement again
+    /// (or one a later unconditional voucher on the lane covers) is acknowledged again.
+    #[tracing::instrument(name = "paych_replacement_add", level = "debug", skip_all)]
+    pub async fn replacement_add(
+        &self,
+        channel: &Address,
+        voucher: &SignedVoucher,
+    ) -> Result<(), AddVoucherError> {
+        let intake = super::vouchers::Intake::Replacement;
+        self.add(channel, voucher, TokenAmount::default(), intake, Flush::Now).await.map(drop)
+    }
+
     async fn accept_with(
         &self,
         voucher: &SignedVoucher,
@@ -641,7 +694,8 @@ impl PaymentChannelManager {
         flush: Flush,
     ) -> Result<TokenAmount, AddVoucherError> {
         let channel = &voucher.channel_addr;
-        let added = self.add(channel, voucher, TokenAmount::default(), Some(terms), flush).await?;
+        let intake = super::vouchers::Intake::Conditional(terms);
+        let added = self.add(channel, voucher, TokenAmount::default(), intake, flush).await?;
         match added {
             Added::Credited { delta } => Ok(delta),
             Added::StoredZero { .. } | Added::AlreadyHeld => Ok(TokenAmount::default()),

@@ -38,7 +38,9 @@ use crate::wallet::Wallet;
 
 pub use chain_messages::MessageOutcome;
 pub use combined_vouchers::ReconcileDraft;
-use conditional::{check_lane_use, mark_lane, pending_lane_rule, replaces_held, Creation};
+use conditional::{
+    check_lane_use, mark_lane, pending_lane_rule, replacement_rule, replaces_held, Creation,
+};
 pub use conditional::{
     ConditionalError, ConditionalTerms, ConditionalVoucher, ExpireOutcome, PendingConditional,
 };

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use cid::Cid;
 
 use super::{
-    check_lane_use, funds, mark_lane, pending_lane_rule, replaces_held, AddVoucherError,
-    CheckVoucherError, ConditionalTerms, CreateVoucherError, Creation, Held, LaneTip, LookupError,
-    NewPaymentError, PaymentChannelManager, SubmitError,
+    check_lane_use, funds, mark_lane, pending_lane_rule, replacement_rule, replaces_held,
+    AddVoucherError, CheckVoucherError, ConditionalTerms, CreateVoucherError, Creation, Held,
+    LaneTip, LookupError, NewPaymentError, PaymentChannelManager, SubmitError,
 };
 use crate::actor::{self, AccountLookup, ActorEnv, ExtraCallFailure, Invocation, Redemption};
 use crate::chain::{ChainError, ChannelOnChain};
@@ -42,7 +42,7 @@ fn stale_is_refused(
 ) -> Result<(), AddVoucherError> {
     match assessed? {
         Assessment::Covered { nonce, .. } => Err(stale(voucher, nonce)),
-        Assessment::Accept { .. } => Ok(()),
+        Assessment::Accept { .. } | Assessment::Replaces => Ok(()),
     }
 }
 
@@ -102,11 +102,27 @@ pub enum AddOutcome {
     AlreadyHeld,
 }
 
+/// What a voucher comes in as, and so which checks intake makes of it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Intake<'a> {
+    /// A voucher paying on its own: credited what the redemption model says it adds.
+    Plain,
+    /// A routed payment's conditional voucher, on the route's terms.
+    Conditional(&'a ConditionalTerms),
+    /// A routed payment's unconditional voucher replacing the conditional one held on its
+    /// lane: taken only as that exact replacement, and credited nothing (the route was paid
+    /// by the secret); see [`PaymentChannelManager::replacement_add`].
+    Replacement,
+}
+
 /// What intake decided about a voucher not held yet.
 enum Assessment {
     /// Store it and credit `delta` (0: held, answered covered); the channel's credit
     /// becomes `credited`.
     Accept { delta: TokenAmount, credited: TokenAmount },
+    /// Store it, the exact replacement of a conditional voucher held: it credits nothing and
+    /// leaves the channel's credit as it is.
+    Replaces,
     /// An older voucher whose value a held one includes: `nonce` is the held one's.
     Covered { lane_amount: TokenAmount, nonce: u64 },
 }
@@ -401,7 +417,7 @@ impl PaymentChannelManager {
             let record = self.learn_inbound(channel, UNSTORED_CHANNEL).await?;
             return stale_is_refused(
                 voucher,
-                self.assess(&record, &Held::default(), voucher, None).await,
+                self.assess(&record, &Held::default(), voucher, Intake::Plain).await,
             );
         };
         let lock = self.channel_lock(record.id);
@@ -415,9 +431,10 @@ impl PaymentChannelManager {
             for r in self.inner.store.vouchers(record.id)? {
                 issued.insert(r.voucher);
             }
-            return stale_is_refused(voucher, self.assess(&record, &issued, voucher, None).await);
+            let assessed = self.assess(&record, &issued, voucher, Intake::Plain).await;
+            return stale_is_refused(voucher, assessed);
         }
-        stale_is_refused(voucher, self.assess(&record, &cache.held, voucher, None).await)
+        stale_is_refused(voucher, self.assess(&record, &cache.held, voucher, Intake::Plain).await)
     }
 
     /// The intake policy's refusals that need no chain (locks, `extra`, merges), checked
@@ -590,11 +607,16 @@ impl PaymentChannelManager {
         record: &ChannelRecord,
         held: &Held,
         voucher: &SignedVoucher,
-        terms: Option<&ConditionalTerms>,
+        intake: Intake<'_>,
     ) -> Result<Assessment, AddVoucherError> {
         if record.lifecycle == Lifecycle::Collected {
             return Err(AddVoucherError::ChannelCollected(self.describe(record)));
         }
+        let terms = match intake {
+            Intake::Plain => None,
+            Intake::Conditional(terms) => Some(terms),
+            Intake::Replacement => return self.assess_replacement(record, held, voucher).await,
+        };
         if let Some(top) = held.top(voucher.lane) {
             if top.nonce > voucher.nonce && voucher.amount <= top.amount {
                 // Only this channel's lane covers it: a voucher naming another channel is not.
@@ -712,7 +734,7 @@ impl PaymentChannelManager {
         voucher: &SignedVoucher,
         min_delta: TokenAmount,
     ) -> Result<AddOutcome, AddVoucherError> {
-        Ok(match self.add(channel, voucher, min_delta, None, Flush::Now).await? {
+        Ok(match self.add(channel, voucher, min_delta, Intake::Plain, Flush::Now).await? {
             Added::Credited { delta } => AddOutcome::Accepted { delta },
             // Held, but it adds nothing: not a credit.
             Added::StoredZero { amount } => AddOutcome::Covered { lane_amount: amount },
@@ -734,15 +756,47 @@ impl PaymentChannelManager {
         min_delta: TokenAmount,
     ) -> Result<TokenAmount, AddVoucherError> {
         self.locks_first(voucher)?;
-        match self.add(channel, voucher, min_delta, None, Flush::Now).await? {
+        match self.add(channel, voucher, min_delta, Intake::Plain, Flush::Now).await? {
             Added::Credited { delta } => Ok(delta),
             Added::StoredZero { .. } | Added::AlreadyHeld => Ok(TokenAmount::default()),
             Added::Covered { nonce, .. } => Err(stale(voucher, nonce)),
         }
     }
 
+    /// Intake of a routed payment's replacement ([`Self::replacement_add`]): the lane's rule
+    /// ([`replacement_rule`]), the actor's verdict on the voucher alone (its signature checked
+    /// for real), the intake policy, and a landing before the channel settles. No plan: it
+    /// credits nothing, and holding it can only raise what the vouchers held are worth.
+    async fn assess_replacement(
+        &self,
+        record: &ChannelRecord,
+        held: &Held,
+        voucher: &SignedVoucher,
+    ) -> Result<Assessment, AddVoucherError> {
+        if let Some(top) = replacement_rule(held, voucher)? {
+            if Some(voucher.channel_addr) != record.channel
+                && Some(voucher.channel_addr) != record.id_address
+            {
+                return Err(AddVoucherError::ForeignVoucher(self.describe(record)));
+            }
+            self.verify_payer_signature(record, voucher).await?;
+            return Ok(Assessment::Covered { lane_amount: top.amount.clone(), nonce: top.nonce });
+        }
+        let view = self.chain_view(record).await?;
+        pending_lane_rule(held, voucher, &view)?;
+        self.validate_on(&view, voucher, &[], false).await?;
+        let policy = &self.inner.config.intake;
+        policy.check(voucher, view.head).map_err(AddVoucherError::VoucherRefused)?;
+        let situation = self.intake_situation(record, &view, held, voucher, HashMap::new());
+        if let Some(why) = situation.unredeemable(voucher) {
+            return Err(AddVoucherError::Unredeemable(why));
+        }
+        Ok(Assessment::Replaces)
+    }
+
     /// The one path of voucher intake, answered by [`Self::voucher_add`],
-    /// [`Self::voucher_add_lotus`] and (with the route's `terms`) `conditional_accept`.
+    /// [`Self::voucher_add_lotus`], (with the route's `terms`) `conditional_accept` and
+    /// `replacement_add`.
     /// With [`Flush::Now`] it returns once the voucher is durable; with [`Flush::Caller`]
     /// once it is written, the caller making it durable before anything acknowledges it.
     pub(super) async fn add(
@@ -750,7 +804,7 @@ impl PaymentChannelManager {
         channel: &Address,
         voucher: &SignedVoucher,
         min_delta: TokenAmount,
-        terms: Option<&ConditionalTerms>,
+        intake: Intake<'_>,
         flush: Flush,
     ) -> Result<Added, AddVoucherError> {
         let span = tracing::debug_span!("paych_voucher_add", channel = %self.fmt(channel), lane = voucher.lane, nonce = voucher.nonce);
@@ -803,20 +857,21 @@ impl PaymentChannelManager {
             }
             return Ok(Added::AlreadyHeld);
         }
-        let (delta, credited) = match self.assess(&record, &cache.held, voucher, terms).await? {
+        let (delta, credited) = match self.assess(&record, &cache.held, voucher, intake).await? {
             Assessment::Covered { lane_amount, nonce } => {
                 return Ok(Added::Covered { lane_amount, nonce })
             }
-            Assessment::Accept { delta, credited } => (delta, credited),
+            Assessment::Accept { delta, credited } => (delta, Some(credited)),
+            Assessment::Replaces => (TokenAmount::default(), None),
         };
         if delta < min_delta {
             return Err(AddVoucherError::BelowMinDelta { delta, min_delta });
         }
         let mut updated = record.clone();
-        if self.levels_credit(&cache.held, voucher) {
+        if let Some(credited) = credited.filter(|_| self.levels_credit(&cache.held, voucher)) {
             // The level time locks and conditional vouchers need (see `assess`): value a
             // lock took away is never credited twice. Kept only where they occur, so that a
-            // plain payment writes no channel record.
+            // plain payment writes no channel record. A replacement leaves it as it is.
             updated.credited = Some(credited);
         }
         updated.next_lane = updated.next_lane.max(voucher.lane.saturating_add(1));

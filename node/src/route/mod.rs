@@ -45,7 +45,7 @@ use paych_core::route::{FeePolicy, HubPolicy, RouteParams, RouteRefusal, SignedH
 use paych_core::store::{
     Leg, RouteRecord, RouteRole, RouteState, StoreError, VoucherOrigin, VoucherRecord, Write,
 };
-use paych_core::types::{Address, SignedVoucher, TokenAmount, SETTLE_DELAY};
+use paych_core::types::{Address, SignedVoucher, SETTLE_DELAY};
 use paych_core::wallet::Wallet;
 use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
 
@@ -381,22 +381,20 @@ fn replaced_leg(route: &RouteRecord, voucher: &SignedVoucher) -> Result<Leg, Rou
 
 impl Routes {
     /// Takes `voucher`, the unconditional replacement of `leg`'s conditional voucher,
-    /// through the manager's intake (which takes only the exact replacement while the
-    /// conditional voucher is pending); a wrong shape is answered `BadReplacement`.
+    /// through the manager's replacement intake (which takes only the exact replacement of a
+    /// conditional voucher held on its lane, and credits nothing: the secret paid the route);
+    /// a wrong shape is answered `BadReplacement`.
     async fn take_replacement(
         &self,
         leg: &Leg,
         voucher: &SignedVoucher,
     ) -> Result<(), RouteRefusal> {
-        self.inner
-            .manager
-            .voucher_add(&leg.channel, voucher, TokenAmount::default())
-            .await
-            .map(drop)
-            .map_err(|e| match intake_refusal(e) {
+        self.inner.manager.replacement_add(&leg.channel, voucher).await.map_err(|e| {
+            match intake_refusal(e) {
                 RouteRefusal::BadShape(why) => RouteRefusal::BadReplacement(why),
                 other => other,
-            })
+            }
+        })
     }
 }
 
