@@ -42,7 +42,7 @@ fn stale_is_refused(
 ) -> Result<(), AddVoucherError> {
     match assessed? {
         Assessment::Covered { nonce, .. } => Err(stale(voucher, nonce)),
-        Assessment::Accept { .. } | Assessment::Replaces => Ok(()),
+        Assessment::Accept { .. } | Assessment::Hold => Ok(()),
     }
 }
 
@@ -120,9 +120,10 @@ enum Assessment {
     /// Store it and credit `delta` (0: held, answered covered); the channel's credit
     /// becomes `credited`.
     Accept { delta: TokenAmount, credited: TokenAmount },
-    /// Store it, the exact replacement of a conditional voucher held: it credits nothing and
-    /// leaves the channel's credit as it is.
-    Replaces,
+    /// Store it, crediting nothing and leaving the channel's credited level as it is (it is
+    /// already at least everything credited): a route's replacement, or a conditional
+    /// voucher no plan can count yet.
+    Hold,
     /// An older voucher whose value a held one includes: `nonce` is the held one's.
     Covered { lane_amount: TokenAmount, nonce: u64 },
 }
@@ -668,6 +669,11 @@ impl PaymentChannelManager {
                 }));
             }
         }
+        if terms.is_some() && situation.unredeemable(voucher).is_some() {
+            // Held for its secret, or with its lock within the landing margin: it adds
+            // nothing to any plan now, so no plan is run and nothing is credited.
+            return Ok(Assessment::Hold);
+        }
         let levelled = self.levels_credit(held, voucher);
         // What the vouchers held are worth now. It moves only with the chain: up when the
         // balance grows, down when this node redeems a combined voucher carrying the discount
@@ -791,7 +797,7 @@ impl PaymentChannelManager {
         if let Some(why) = situation.unredeemable(voucher) {
             return Err(AddVoucherError::Unredeemable(why));
         }
-        Ok(Assessment::Replaces)
+        Ok(Assessment::Hold)
     }
 
     /// The one path of voucher intake, answered by [`Self::voucher_add`],
@@ -862,7 +868,7 @@ impl PaymentChannelManager {
                 return Ok(Added::Covered { lane_amount, nonce })
             }
             Assessment::Accept { delta, credited } => (delta, Some(credited)),
-            Assessment::Replaces => (TokenAmount::default(), None),
+            Assessment::Hold => (TokenAmount::default(), None),
         };
         if delta < min_delta {
             return Err(AddVoucherError::BelowMinDelta { delta, min_delta });
