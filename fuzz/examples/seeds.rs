@@ -32,8 +32,8 @@ use paych_core::types::{
 use paych_node::rpc::auth::{self, Permission};
 use paych_protocol::{
     Announce, Manifest, ReconcileRequest, ReconcileResponse, RetrievalRequest, RetrievalResponse,
-    RetrievalStatus, RouteRequest, RouteResponse, RouteStatus, SignedPeerRecord, VoucherRequest,
-    VoucherResponse, VoucherStatus,
+    RetrievalStatus, RouteReplacement, RouteRequest, RouteResponse, RouteStatus, SignedPeerRecord,
+    VoucherRequest, VoucherResponse, VoucherStatus,
 };
 use serde_json::{json, Value};
 // Linked for the coverage callbacks the fuzz build instruments every crate with, so that the
@@ -179,10 +179,21 @@ fn route_seeds(corpus: &Corpus, payer: &SecretKey, payee: &SecretKey, channel: A
         voucher: sign(conditional),
     };
     let replacement = sign(SignedVoucher::new(channel, 2, 6, TokenAmount::from_atto(1_001_000u64)));
-    let replace = RouteRequest::Replace { payment_hash: hash.to_vec(), voucher: replacement };
-    for (name, request) in
-        [("offer", offer), ("replace", replace), ("policy", RouteRequest::Policy)]
-    {
+    let replace =
+        RouteRequest::Replace { payment_hash: hash.to_vec(), voucher: replacement.clone() };
+    let other = sign(SignedVoucher::new(channel, 3, 2, TokenAmount::from_atto(2_002_000u64)));
+    let replace_many = RouteRequest::ReplaceMany {
+        replacements: vec![
+            RouteReplacement { payment_hash: hash.to_vec(), voucher: replacement },
+            RouteReplacement { payment_hash: vec![0x44; 32], voucher: other },
+        ],
+    };
+    for (name, request) in [
+        ("offer", offer),
+        ("replace", replace),
+        ("policy", RouteRequest::Policy),
+        ("replace_many", replace_many),
+    ] {
         corpus.put_kind("route", name, 0, request.to_cbor().expect("route request"));
     }
     let answers = [

@@ -1,17 +1,17 @@
 //! `/paych/route/1.0.0` messages, as a node reads them from a libp2p stream: the first byte
-//! picks a request (even: an offer, a replacement or a policy request, as a hub or a payee
+//! picks a request (even: an offer, a replacement, several or a policy request, as a hub or a payee
 //! reads it) or a response (odd: as a payer or a hub reads the answer), the rest is the input.
 //!
 //! The bytes are read exactly as a node reads them (size limit, item budget, typed decoder).
 //! Reading never panics and refuses with a typed `CodecError`; an accepted message re-encodes
 //! within its limits and decodes back to itself; its kind and status are ones this version
-//! knows, a replacement names a 32-byte payment hash, and a refusal carries neither a secret
+//! knows, a replacement names a 32-byte payment hash (several: 1 to 32 of them, each so), and a refusal carries neither a secret
 //! nor a policy.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use paych_fuzz::{check_wire, read_request, read_response};
-use paych_protocol::route::{MAX_SECRET_BYTES, PAYMENT_HASH_BYTES};
+use paych_protocol::route::{MAX_REPLACEMENTS_PER_REQUEST, MAX_SECRET_BYTES, PAYMENT_HASH_BYTES};
 use paych_protocol::{RouteKind, RouteRequest, RouteResponse, RouteStatus};
 
 fuzz_target!(|data: &[u8]| {
@@ -23,6 +23,13 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(RouteKind::from_code(kind.code()), Some(kind), "unknown kind decoded");
             if let RouteRequest::Replace { payment_hash, .. } = request {
                 assert_eq!(payment_hash.len(), PAYMENT_HASH_BYTES, "a short payment hash decoded");
+            }
+            if let RouteRequest::ReplaceMany { replacements } = request {
+                let count = replacements.len();
+                assert!((1..=MAX_REPLACEMENTS_PER_REQUEST).contains(&count), "{count} decoded");
+                for r in replacements {
+                    assert_eq!(r.payment_hash.len(), PAYMENT_HASH_BYTES, "a short hash decoded");
+                }
             }
         }
         check_wire(read);

@@ -33,7 +33,7 @@
 //! | `paych_route_in_flight` | gauge | `leg`: conditional vouchers pending |
 //! | `paych_hub_collateral_top_ups_total` | counter | — (auto-collateral messages) |
 //! | `paych_hub_collateral_attofil_total` | counter | — (what they added) |
-//! | `paych_route_requests_sent_total` | counter | `kind` (`offer`, `replace`, `policy`), `status`: the answer, or `failed` |
+//! | `paych_route_requests_sent_total` | counter | `kind` (`offer`, `replace`, `policy`, `replace_many`), `status`: the answer, or `failed` |
 //! | `paych_route_requests_received_total` | counter | `kind` (or `unknown`), `status`: the answer given |
 
 use std::collections::{HashMap, VecDeque};

@@ -17,7 +17,7 @@ use paych_core::types::TokenAmount;
 use paych_core::watch::{WatchConfig, Watchtower};
 use paych_node::inbound::route::RouteHandler;
 use paych_node::route::{HubConfig, PayInvoiceError};
-use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
+use paych_protocol::{RouteReplacement, RouteRequest, RouteResponse, RouteStatus};
 use paych_testkit::deadline::eventually;
 use paych_testkit::devnet::Net;
 use paych_testkit::routing::{test_params, RouteParty, Triangle};
@@ -306,6 +306,68 @@ async fn a_replacement_below_the_payers_conditional_voucher_is_refused_and_the_h
     net.mine(1);
     let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
     assert_eq!(on_chain.state.to_send, atto(1020));
+}
+
+/// An offer by hand for `invoice`, fulfilled: the payer's conditional voucher.
+async fn fulfilled_by_hand(
+    t: &Triangle,
+    invoice: &paych_core::invoice::Invoice,
+) -> paych_core::types::SignedVoucher {
+    let params = test_params();
+    let head = head_of(&t.payer).await;
+    let lock =
+        paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
+    let answer = offer_by_hand(t, invoice, atto(1020), lock).await;
+    assert_eq!(answer.status, RouteStatus::Ok, "{}", answer.message);
+    let pending = t.payer.node.m().pending_conditionals(&t.payer_channel).await.unwrap();
+    let hash = invoice.payment_hash.to_vec();
+    let pending = pending.into_iter().find(|p| p.hash == hash).unwrap();
+    let id = t.payer.node.m().store().channel_by_address(&t.payer_channel).unwrap().unwrap().id;
+    let vouchers = t.payer.node.m().store().lane_vouchers(id, pending.lane, 0).unwrap();
+    vouchers.into_iter().map(|r| r.voucher).next_back().unwrap()
+}
+
+#[tokio::test]
+async fn several_replacements_in_one_request_are_each_taken_or_refused_as_if_sent_alone() {
+    let net = Net::manual();
+    let t = triangle(&net).await;
+    let first = t.invoice(atto(1000)).await;
+    let second = t.invoice(atto(1000)).await;
+    let (vp1, vp2) = (fulfilled_by_hand(&t, &first).await, fulfilled_by_hand(&t, &second).await);
+    let plain = |vp: &paych_core::types::SignedVoucher, nonce: u64| {
+        let v = paych_core::types::SignedVoucher::new(t.payer_channel, vp.lane, nonce, atto(1020));
+        t.payer.node.sign(v)
+    };
+    let batch = |replacements: Vec<(&paych_core::invoice::Invoice, _)>| RouteRequest::ReplaceMany {
+        replacements: replacements
+            .into_iter()
+            .map(|(invoice, voucher)| RouteReplacement {
+                payment_hash: invoice.payment_hash.to_vec(),
+                voucher,
+            })
+            .collect(),
+    };
+    // The first route's exact replacement, and one below the second's conditional voucher.
+    let request = batch(vec![(&first, plain(&vp1, vp1.nonce + 1)), (&second, plain(&vp2, 0))]);
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::BadReplacement, "{}", answer.message);
+    assert!(answer.message.starts_with("replacement 2 of 2"), "{}", answer.message);
+    // The first was taken all the same (and its route goes on to the payee); the second is
+    // still pending at the hub.
+    eventually("the first route replaced", || async {
+        t.hub.route(&first).unwrap().state == RouteState::Replaced
+    })
+    .await;
+    assert_eq!(t.hub.route(&second).unwrap().state, RouteState::Fulfilled);
+    let pending = t.hub.node.m().pending_conditionals(&t.payer_channel).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].hash, second.payment_hash.to_vec());
+    // Sent again with the second's exact replacement, both are acknowledged.
+    let request =
+        batch(vec![(&first, plain(&vp1, vp1.nonce + 1)), (&second, plain(&vp2, vp2.nonce + 1))]);
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    assert_eq!(answer.status, RouteStatus::Ok, "{}", answer.message);
+    assert!(t.hub.node.m().pending_conditionals(&t.payer_channel).await.unwrap().is_empty());
 }
 
 /// A hostile payer's offer, made by hand: a conditional voucher adding `delta` on the
@@ -974,8 +1036,13 @@ struct MissesReplacements {
 #[async_trait::async_trait]
 impl RouteHandler for MissesReplacements {
     async fn handle(&self, peer: PeerId, request: RouteRequest) -> RouteResponse {
-        if matches!(request, RouteRequest::Replace { .. }) && self.down.load(Ordering::SeqCst) {
-            self.missed.fetch_add(1, Ordering::SeqCst);
+        let replacements = match &request {
+            RouteRequest::Replace { .. } => 1,
+            RouteRequest::ReplaceMany { replacements } => replacements.len(),
+            _ => 0,
+        };
+        if replacements > 0 && self.down.load(Ordering::SeqCst) {
+            self.missed.fetch_add(replacements, Ordering::SeqCst);
             return RouteResponse::refused(RouteStatus::Internal, "down");
         }
         self.payee.handle(peer, request).await

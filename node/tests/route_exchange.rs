@@ -2,7 +2,9 @@
 //! request reaches the node's route handler with the peer it came from and its answer
 //! returns; a node without a handler answers `NotAHub`; a peer flooding requests is answered
 //! `Busy` beyond its in-flight cap while the requests within it are still answered; a
-//! handler that panics is answered `Internal` and frees its slot.
+//! handler that panics is answered `Internal` and frees its slot; replacements made for one
+//! peer while a request to it is out go together in one `ReplaceMany`, and a batch refused
+//! goes again one replacement at a time.
 
 use std::sync::Arc;
 
@@ -14,8 +16,9 @@ use paych_node::inbound::route::{RouteHandlerSlot, HANDLER_FAILED, NOT_A_HUB};
 use paych_node::inbound::InboundConfig;
 use paych_node::metrics::Metrics;
 use paych_node::network::NetworkConfig;
+use paych_node::route::replacer::{Replacer, Sent};
 use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
-use paych_testkit::deadline::within;
+use paych_testkit::deadline::{eventually, within};
 use paych_testkit::devnet::{Net, Node};
 use paych_testkit::node::{assert_refusals, host, metered_host, target};
 use paych_testkit::route::{
@@ -29,7 +32,7 @@ const SECRET: [u8; 32] = [7; 32];
 fn answering_hub() -> RouteAnswer {
     Box::new(|_, request| match request {
         RouteRequest::Offer { .. } => RouteResponse::fulfilled(SECRET.to_vec()),
-        RouteRequest::Replace { .. } => RouteResponse::ok(),
+        RouteRequest::Replace { .. } | RouteRequest::ReplaceMany { .. } => RouteResponse::ok(),
         RouteRequest::Policy => RouteResponse::policy(b"a signed policy".to_vec()),
     })
 }
@@ -179,5 +182,69 @@ async fn a_route_handler_that_panics_is_answered_internal_and_frees_its_slot() {
     for _ in 0..2 {
         let answer = send_route(&payer_net, hub_peer, &hub_addrs, RouteRequest::Policy).await;
         assert_eq!(answer, RouteResponse::refused(RouteStatus::Internal, HANDLER_FAILED));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacements_made_while_one_is_out_go_together_and_a_refused_batch_goes_again_alone() {
+    let net = Net::new();
+    let [payer, hub] = net.nodes(0).await;
+    // Every batch is refused; alone, the replacement on lane 3 is refused and the others taken.
+    let (handler, mut probe) = ScriptedRoute::gated(Box::new(|_, request| match request {
+        RouteRequest::ReplaceMany { .. } => {
+            RouteResponse::refused(RouteStatus::BadReplacement, "replacement 3 of 4: no")
+        }
+        RouteRequest::Replace { voucher, .. } if voucher.lane == 3 => {
+            RouteResponse::refused(RouteStatus::BadReplacement, "no")
+        }
+        _ => RouteResponse::ok(),
+    }));
+    let (_hub_net, hub_peer, hub_addrs) = route_host(hub.m(), HostConfig::default(), handler).await;
+    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
+    let replacer = Replacer::new(payer_net.clone());
+    let send = |lane: u64| {
+        let (replacer, addrs) = (replacer.clone(), hub_addrs.clone());
+        let RouteRequest::Replace { payment_hash, voucher } = replacement(&payer, lane) else {
+            unreachable!("a replacement")
+        };
+        tokio::spawn(async move { replacer.send(hub_peer, addrs, payment_hash, voucher).await })
+    };
+
+    // The first goes alone, at once, and is held at the hub.
+    let first = send(0);
+    let (_, seen) = probe.next().await;
+    assert!(matches!(seen, RouteRequest::Replace { ref voucher, .. } if voucher.lane == 0));
+    // Four more made meanwhile wait for it, then go together.
+    let rest: Vec<_> = (1..=4).map(send).collect();
+    eventually("four replacements waiting", || async { replacer.waiting(hub_peer) == 4 }).await;
+    probe.release(1);
+    assert_eq!(within("the first replacement", first).await.unwrap(), Sent::Taken);
+    let (_, seen) = probe.next().await;
+    let RouteRequest::ReplaceMany { replacements } = seen else {
+        panic!("the waiting replacements did not go together: {seen:?}")
+    };
+    let lanes: Vec<u64> = replacements.iter().map(|r| r.voucher.lane).collect();
+    assert_eq!(lanes, vec![1, 2, 3, 4]);
+    // Refused together, they go again alone: each learns its own answer.
+    probe.release(1);
+    let mut alone = Vec::new();
+    for _ in 0..4 {
+        match probe.next().await.1 {
+            RouteRequest::Replace { voucher, .. } => alone.push(voucher.lane),
+            other => panic!("not sent alone: {other:?}"),
+        }
+    }
+    alone.sort();
+    assert_eq!(alone, vec![1, 2, 3, 4]);
+    probe.release(4);
+    for (lane, sent) in (1..=4).zip(rest) {
+        let sent = within("a replacement's answer", sent).await.unwrap();
+        match lane {
+            3 => assert!(
+                matches!(sent, Sent::Refused { status: RouteStatus::BadReplacement, .. }),
+                "{sent:?}"
+            ),
+            _ => assert_eq!(sent, Sent::Taken, "lane {lane}"),
+        }
     }
 }

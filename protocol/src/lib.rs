@@ -44,7 +44,9 @@ pub use messages::{
     VoucherResponse, VoucherStatus,
 };
 pub use retrieval::{Manifest, RetrievalRequest, RetrievalResponse, RetrievalStatus};
-pub use route::{RouteKind, RouteRequest, RouteResponse, RouteStatus, RouteViolation};
+pub use route::{
+    RouteKind, RouteReplacement, RouteRequest, RouteResponse, RouteStatus, RouteViolation,
+};
 
 /// Protocol id of the voucher exchange: a payer sends a voucher, the payee validates,
 /// stores and acknowledges it.

@@ -16,12 +16,12 @@ use paych_core::types::decode::DecodeError as LayoutError;
 use paych_core::types::{Address, Signature, SignedVoucher, TokenAmount};
 use paych_protocol::codec::{exceeds_item_budget, CodecError};
 use paych_protocol::route::{
-    MAX_INVOICE_BYTES, MAX_POLICY_BYTES, MAX_ROUTE_MESSAGE_BYTES, MAX_SECRET_BYTES,
-    PAYMENT_HASH_BYTES, ROUTE_REQUEST_MAX_BYTES, ROUTE_REQUEST_MAX_ITEMS,
+    MAX_INVOICE_BYTES, MAX_POLICY_BYTES, MAX_REPLACEMENTS_PER_REQUEST, MAX_ROUTE_MESSAGE_BYTES,
+    MAX_SECRET_BYTES, PAYMENT_HASH_BYTES, ROUTE_REQUEST_MAX_BYTES, ROUTE_REQUEST_MAX_ITEMS,
 };
 use paych_protocol::{
-    DecodeError, EncodeError, RouteCodec, RouteKind, RouteRequest, RouteResponse, RouteStatus,
-    RouteViolation, RuleViolation, WireMessage, ROUTE_PROTOCOL,
+    DecodeError, EncodeError, RouteCodec, RouteKind, RouteReplacement, RouteRequest, RouteResponse,
+    RouteStatus, RouteViolation, RuleViolation, WireMessage, ROUTE_PROTOCOL,
 };
 use paych_testkit::keys::{key, signed_voucher};
 use paych_testkit::vouchers::voucher_from_parts;
@@ -77,6 +77,13 @@ fn request() -> impl Strategy<Value = RouteRequest> {
         (vec(any::<u8>(), PAYMENT_HASH_BYTES), voucher())
             .prop_map(|(payment_hash, voucher)| RouteRequest::Replace { payment_hash, voucher }),
         Just(RouteRequest::Policy),
+        vec((vec(any::<u8>(), PAYMENT_HASH_BYTES), voucher()), 1..=4).prop_map(|items| {
+            let replacements = items
+                .into_iter()
+                .map(|(payment_hash, voucher)| RouteReplacement { payment_hash, voucher })
+                .collect();
+            RouteRequest::ReplaceMany { replacements }
+        }),
     ]
 }
 
@@ -317,8 +324,8 @@ fn an_unknown_status_is_a_typed_error() {
 fn an_unknown_request_kind_or_a_wrong_arity_is_a_typed_error() {
     let voucher = Ipld::Bytes(vec![]);
     assert_eq!(
-        route_rule(RouteRequest::from_cbor(&cbor(vec![Ipld::Integer(3)]))),
-        RouteViolation::UnknownKind(3)
+        route_rule(RouteRequest::from_cbor(&cbor(vec![Ipld::Integer(4)]))),
+        RouteViolation::UnknownKind(4)
     );
     assert!(matches!(
         layout(RouteRequest::from_cbor(&cbor(vec![]))),
@@ -330,8 +337,22 @@ fn an_unknown_request_kind_or_a_wrong_arity_is_a_typed_error() {
         LayoutError::WrongArity { what: "route_request.offer", expected: 3, found: 2 }
     ));
     assert!(matches!(
-        layout(RouteRequest::from_cbor(&cbor(vec![Ipld::Integer(2), voucher]))),
+        layout(RouteRequest::from_cbor(&cbor(vec![Ipld::Integer(2), voucher.clone()]))),
         LayoutError::WrongArity { what: "route_request.policy", expected: 1, found: 2 }
+    ));
+    // Several replacements without their list; one of them without its voucher.
+    assert!(matches!(
+        layout(RouteRequest::from_cbor(&cbor(vec![Ipld::Integer(3)]))),
+        LayoutError::WrongArity { what: "route_request.replace_many", expected: 2, found: 1 }
+    ));
+    let lone_hash = Ipld::List(vec![Ipld::List(vec![Ipld::Bytes(vec![1; 32])])]);
+    assert!(matches!(
+        layout(RouteRequest::from_cbor(&cbor(vec![Ipld::Integer(3), lone_hash]))),
+        LayoutError::WrongArity { what: "route_request.replacement", expected: 2, found: 1 }
+    ));
+    assert!(matches!(
+        layout(RouteRequest::from_cbor(&cbor(vec![Ipld::Integer(3), voucher]))),
+        LayoutError::WrongKind { .. }
     ));
     // Not an array at all.
     assert!(matches!(
@@ -420,10 +441,23 @@ fn every_bound_is_enforced_when_encoding_and_when_decoding() {
         RouteRequest::Offer { invoice: vec![1; MAX_INVOICE_BYTES + 1], voucher: sample_voucher() };
     let short_hash = RouteRequest::Replace { payment_hash: vec![1; 31], voucher: sample_voucher() };
     let long_hash = RouteRequest::Replace { payment_hash: vec![1; 33], voucher: sample_voucher() };
+    let replacement = |hash_len: usize| RouteReplacement {
+        payment_hash: vec![1; hash_len],
+        voucher: sample_voucher(),
+    };
+    let none = RouteRequest::ReplaceMany { replacements: vec![] };
+    let too_many = RouteRequest::ReplaceMany {
+        replacements: vec![replacement(32); MAX_REPLACEMENTS_PER_REQUEST + 1],
+    };
+    let one_short_hash =
+        RouteRequest::ReplaceMany { replacements: vec![replacement(32), replacement(31)] };
     for (request, violation) in [
         (long_invoice, RouteViolation::InvoiceTooLong(MAX_INVOICE_BYTES + 1)),
         (short_hash, RouteViolation::PaymentHashLength(31)),
         (long_hash, RouteViolation::PaymentHashLength(33)),
+        (none, RouteViolation::ReplacementCount(0)),
+        (too_many, RouteViolation::ReplacementCount(MAX_REPLACEMENTS_PER_REQUEST + 1)),
+        (one_short_hash, RouteViolation::PaymentHashLength(31)),
     ] {
         assert_eq!(route_rule(RouteRequest::from_cbor(&unchecked(&request))), violation);
         assert_eq!(encode_rule(request.to_cbor()), violation);
@@ -506,4 +540,19 @@ fn the_largest_legal_messages_fit_their_size_limits() {
     assert!(fits::<RouteResponse>(&secret.to_cbor().unwrap()));
     let policy = RouteResponse { message, ..RouteResponse::policy(vec![1; MAX_POLICY_BYTES]) };
     assert!(fits::<RouteResponse>(&policy.to_cbor().unwrap()));
+
+    // As many replacements as a request takes, each a plain voucher as large as a
+    // replacement gets: a robust channel address, the largest lane, nonce and amount a
+    // channel can reach, a signature.
+    let amount = TokenAmount::from_atto(BigInt::from_bytes_be(Sign::Plus, &[0xff; 16]));
+    let mut plain = SignedVoucher::new(Address::new_actor(b"x"), u64::MAX, u64::MAX, amount);
+    plain.signature = Some(Signature::new_secp256k1(vec![0xaa; 65]));
+    let replacements =
+        vec![
+            RouteReplacement { payment_hash: vec![0xdd; PAYMENT_HASH_BYTES], voucher: plain };
+            MAX_REPLACEMENTS_PER_REQUEST
+        ];
+    let many = RouteRequest::ReplaceMany { replacements };
+    assert!(fits::<RouteRequest>(&many.to_cbor().unwrap()));
+    assert_eq!(read_request(many.to_cbor().unwrap()).unwrap(), many);
 }

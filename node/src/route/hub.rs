@@ -22,6 +22,7 @@ use paych_core::types::{Address, SignedVoucher, TokenAmount};
 use paych_protocol::RouteRequest;
 
 use super::caps::{CapRefusal, PendingRoute};
+use super::replacer::Sent;
 use super::{intake_refusal, internal, replaced_leg, Routes};
 use crate::metrics::RouteOutcome;
 
@@ -358,17 +359,14 @@ impl Routes {
                 return false;
             }
         };
-        let request = RouteRequest::Replace {
-            payment_hash: route.payment_hash.clone(),
-            voucher: replacement,
-        };
-        match self.inner.payer.network().ask(peer, addrs, request).await {
-            Ok(r) if r.status.is_ok() => true,
-            Ok(r) => {
-                tracing::warn!(status = %r.status, message = %r.message, "the payee refused the replacement");
+        let hash = route.payment_hash.clone();
+        match self.inner.replacer.send(peer, addrs, hash, replacement).await {
+            Sent::Taken => true,
+            Sent::Refused { status, message } => {
+                tracing::warn!(%status, %message, "the payee refused the replacement");
                 false
             }
-            Err(e) => {
+            Sent::Unreachable(e) => {
                 tracing::warn!(error = %e, "cannot send the replacement to the payee");
                 false
             }

@@ -15,7 +15,8 @@
 //!   voucher with the secret when the replacement does not come, a secret found on chain;
 //! - [`watcher`]: what the node's watchtower watches the chain for, and what it does with a
 //!   secret found there;
-//! - [`receipt`]: what paying an invoice answers.
+//! - [`receipt`]: what paying an invoice answers;
+//! - [`replacer`]: replacements for one peer sent together, in one request.
 //!
 //! [`Routes`] holds the parts every role needs and answers inbound route requests (it is the
 //! node's [`RouteHandler`]). The rules every party checks (voucher shapes, locks, deadlines,
@@ -32,6 +33,7 @@ pub mod hub;
 pub mod payee;
 pub mod payer;
 pub mod receipt;
+pub mod replacer;
 pub mod sweep;
 pub mod watcher;
 
@@ -47,7 +49,7 @@ use paych_core::store::{
 };
 use paych_core::types::{Address, SignedVoucher, SETTLE_DELAY};
 use paych_core::wallet::Wallet;
-use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
+use paych_protocol::{RouteReplacement, RouteRequest, RouteResponse, RouteStatus};
 
 use crate::inbound::route::RouteHandler;
 use crate::metrics::Metrics;
@@ -107,6 +109,8 @@ struct Inner {
     /// The ID addresses of the channels open routes use, as the chain resolved them (a
     /// message may name a channel by either address), filled by the sweep.
     channel_ids: Mutex<HashMap<Address, Address>>,
+    /// Sends the replacements, together where several wait for one peer.
+    replacer: Arc<replacer::Replacer>,
 }
 
 /// A payment hash being handled; released when dropped.
@@ -148,11 +152,13 @@ impl Routes {
                 caps.count(&pending);
             }
         }
+        let replacer = replacer::Replacer::new(payer.network().clone());
         Ok(Routes {
             inner: Arc::new(Inner {
                 manager,
                 wallet,
                 payer,
+                replacer,
                 settings,
                 metrics,
                 ledger: Arc::new(FlowLedger::default()),
@@ -323,8 +329,44 @@ impl RouteHandler for Routes {
             RouteRequest::Replace { payment_hash, voucher } => {
                 self.replace(&payment_hash, voucher).await.map(|()| RouteResponse::ok())
             }
+            RouteRequest::ReplaceMany { replacements } => {
+                return self.replace_many(replacements).await;
+            }
         };
         answer.unwrap_or_else(|refusal| refused(&refusal))
+    }
+}
+
+impl Routes {
+    /// Several replacements, each taken as if sent alone (together, so that their intakes
+    /// share the store's flushes): `Ok` if every one was taken, else the first refusal, its
+    /// message naming which. A refused replacement binds nobody, and one taken is
+    /// acknowledged again if sent again, so the sender can send each alone to learn its
+    /// answer.
+    async fn replace_many(&self, replacements: Vec<RouteReplacement>) -> RouteResponse {
+        let count = replacements.len();
+        let answers = futures::future::join_all(
+            replacements.into_iter().map(|r| self.replace_owned(r.payment_hash, r.voucher)),
+        )
+        .await;
+        match answers.iter().enumerate().find_map(|(i, a)| a.as_ref().err().map(|e| (i, e))) {
+            None => RouteResponse::ok(),
+            Some((i, refusal)) => {
+                let status = refused(refusal).status;
+                RouteResponse::refused(
+                    status,
+                    format!("replacement {} of {count}: {refusal}", i + 1),
+                )
+            }
+        }
+    }
+
+    async fn replace_owned(
+        &self,
+        hash: Vec<u8>,
+        voucher: SignedVoucher,
+    ) -> Result<(), RouteRefusal> {
+        self.replace(&hash, voucher).await
     }
 }
 

@@ -23,6 +23,7 @@ use paych_core::types::{Address, ChainEpoch, TokenAmount};
 use paych_protocol::{RouteRequest, RouteStatus};
 
 use super::receipt::RouteReceipt;
+use super::replacer::Sent;
 use super::{Routes, MAX_CACHED_POLICIES, POLICY_REFRESH_SECS};
 use crate::metrics::RouteOutcome;
 use crate::network::NetworkError;
@@ -273,17 +274,14 @@ impl Routes {
             }
         }
         if let Some(replacement) = replacement {
-            let request = RouteRequest::Replace {
-                payment_hash: route.payment_hash.clone(),
-                voucher: replacement,
-            };
-            match self.inner.payer.network().ask(peer, vec![addr], request).await {
-                Ok(r) if r.status.is_ok() => {}
-                Ok(r) => {
-                    tracing::warn!(status = %r.status, message = %r.message, "the hub refused the replacement");
+            let hash = route.payment_hash.clone();
+            match self.inner.replacer.send(peer, vec![addr], hash, replacement).await {
+                Sent::Taken => {}
+                Sent::Refused { status, message } => {
+                    tracing::warn!(%status, %message, "the hub refused the replacement");
                     return false;
                 }
-                Err(e) => {
+                Sent::Unreachable(e) => {
                     tracing::warn!(error = %e, "cannot send the replacement to the hub");
                     return false;
                 }

@@ -11,6 +11,11 @@
 //!   next leg has answered, so an offer's answer waits for the downstream hop.
 //! - [`RouteRequest::Replace`] — P → H, then H → R: the unconditional voucher that replaces
 //!   the conditional one of the payment hash named, on the same lane.
+//! - [`RouteRequest::ReplaceMany`] — the same for several routes at once (1 to
+//!   [`MAX_REPLACEMENTS_PER_REQUEST`]), each taken as if sent alone: the answer is
+//!   [`RouteStatus::Ok`] only if every one was taken, else the status of one refused, its
+//!   message naming which. A replacement is idempotent (one taken before is acknowledged
+//!   again), so a sender answered with a refusal sends each alone to learn its own answer.
 //! - [`RouteRequest::Policy`] — anyone → H: the hub's signed fee policy.
 //!
 //! Every answer is a [`RouteResponse`]: a [`RouteStatus`] (one code per refusal the routing
@@ -20,12 +25,14 @@
 //! CBOR layouts (tuple encoding, like the other paych messages):
 //!
 //! - request: `[0, invoice: bytes, voucher: SignedVoucher]` (offer),
-//!   `[1, payment_hash: bytes(32), voucher: SignedVoucher]` (replace), `[2]` (policy);
+//!   `[1, payment_hash: bytes(32), voucher: SignedVoucher]` (replace), `[2]` (policy),
+//!   `[3, [[payment_hash: bytes(32), voucher: SignedVoucher], …]]` (replace many);
 //! - response: `[status: uint, secret: bytes, policy: bytes, message: text]`, empty bytes
 //!   and empty text meaning none.
 //!
 //! Every bound ([`MAX_INVOICE_BYTES`], [`PAYMENT_HASH_BYTES`], [`MAX_SECRET_BYTES`],
-//! [`MAX_POLICY_BYTES`], [`MAX_ROUTE_MESSAGE_BYTES`]) and every consistency rule (a refusal
+//! [`MAX_POLICY_BYTES`], [`MAX_ROUTE_MESSAGE_BYTES`], [`MAX_REPLACEMENTS_PER_REQUEST`]) and
+//! every consistency rule (a refusal
 //! carries neither a secret nor a policy; an accepted answer carries at most one of them; a
 //! status code this version knows) is checked when encoding and when decoding.
 //!
@@ -47,9 +54,9 @@ use crate::messages::{field, wire_message, wire_tuple, DecodeError, FromWire, Ru
 pub(crate) mod rules;
 
 pub use rules::{
-    RouteViolation, MAX_INVOICE_BYTES, MAX_POLICY_BYTES, MAX_ROUTE_MESSAGE_BYTES, MAX_SECRET_BYTES,
-    PAYMENT_HASH_BYTES, ROUTE_REQUEST_MAX_BYTES, ROUTE_REQUEST_MAX_ITEMS, ROUTE_RESPONSE_MAX_BYTES,
-    ROUTE_RESPONSE_MAX_ITEMS,
+    RouteViolation, MAX_INVOICE_BYTES, MAX_POLICY_BYTES, MAX_REPLACEMENTS_PER_REQUEST,
+    MAX_ROUTE_MESSAGE_BYTES, MAX_SECRET_BYTES, PAYMENT_HASH_BYTES, ROUTE_REQUEST_MAX_BYTES,
+    ROUTE_REQUEST_MAX_ITEMS, ROUTE_RESPONSE_MAX_BYTES, ROUTE_RESPONSE_MAX_ITEMS,
 };
 
 impl From<RouteViolation> for DecodeError {
@@ -68,11 +75,14 @@ pub enum RouteKind {
     Replace = 1,
     /// The hub's signed fee policy.
     Policy = 2,
+    /// Several unconditional vouchers, each replacing a conditional one.
+    ReplaceMany = 3,
 }
 
 impl RouteKind {
     /// Every kind, in code order.
-    pub const ALL: [RouteKind; 3] = [RouteKind::Offer, RouteKind::Replace, RouteKind::Policy];
+    pub const ALL: [RouteKind; 4] =
+        [RouteKind::Offer, RouteKind::Replace, RouteKind::Policy, RouteKind::ReplaceMany];
 
     /// The kind with wire code `code`, if this version knows it.
     pub fn from_code(code: u8) -> Option<Self> {
@@ -90,6 +100,7 @@ impl RouteKind {
             RouteKind::Offer => "offer",
             RouteKind::Replace => "replace",
             RouteKind::Policy => "policy",
+            RouteKind::ReplaceMany => "replace_many",
         }
     }
 }
@@ -263,9 +274,27 @@ impl Serialize for RouteStatus {
     }
 }
 
+/// One route's replacement in a [`RouteRequest::ReplaceMany`].
+///
+/// CBOR: `[payment_hash, voucher]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteReplacement {
+    /// The payment hash of the route, exactly [`PAYMENT_HASH_BYTES`].
+    pub payment_hash: Vec<u8>,
+    /// The replacement: same lane, higher nonce, same amount, no conditions.
+    pub voucher: SignedVoucher,
+}
+
+impl Serialize for RouteReplacement {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (BytesSer(&self.payment_hash), &self.voucher).serialize(s)
+    }
+}
+
 /// A request of `/paych/route/1.0.0`.
 ///
-/// CBOR: `[kind, …]` — `[0, invoice, voucher]`, `[1, payment_hash, voucher]` or `[2]`.
+/// CBOR: `[kind, …]` — `[0, invoice, voucher]`, `[1, payment_hash, voucher]`, `[2]` or
+/// `[3, [[payment_hash, voucher], …]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteRequest {
     /// A conditional voucher paying the invoice (P → H with amount + fee, H → R with the
@@ -286,6 +315,12 @@ pub enum RouteRequest {
     },
     /// Asks a hub for its signed fee policy.
     Policy,
+    /// Several replacements, each as [`RouteRequest::Replace`] would carry it: 1 to
+    /// [`MAX_REPLACEMENTS_PER_REQUEST`].
+    ReplaceMany {
+        /// The replacements, in the order the sender made them.
+        replacements: Vec<RouteReplacement>,
+    },
 }
 
 impl RouteRequest {
@@ -295,15 +330,18 @@ impl RouteRequest {
             RouteRequest::Offer { .. } => RouteKind::Offer,
             RouteRequest::Replace { .. } => RouteKind::Replace,
             RouteRequest::Policy => RouteKind::Policy,
+            RouteRequest::ReplaceMany { .. } => RouteKind::ReplaceMany,
         }
     }
 
-    /// The voucher the request carries, if any.
+    /// The voucher the request carries, if it carries one (several replacements carry
+    /// several: the first).
     pub fn voucher(&self) -> Option<&SignedVoucher> {
         match self {
             RouteRequest::Offer { voucher, .. } | RouteRequest::Replace { voucher, .. } => {
                 Some(voucher)
             }
+            RouteRequest::ReplaceMany { replacements } => replacements.first().map(|r| &r.voucher),
             RouteRequest::Policy => None,
         }
     }
@@ -317,6 +355,18 @@ impl RouteRequest {
                 if payment_hash.len() != PAYMENT_HASH_BYTES =>
             {
                 Err(RuleViolation::Route(RouteViolation::PaymentHashLength(payment_hash.len())))
+            }
+            RouteRequest::ReplaceMany { replacements } => {
+                let count = replacements.len();
+                if count == 0 || count > MAX_REPLACEMENTS_PER_REQUEST {
+                    return Err(RuleViolation::Route(RouteViolation::ReplacementCount(count)));
+                }
+                match replacements.iter().find(|r| r.payment_hash.len() != PAYMENT_HASH_BYTES) {
+                    Some(r) => Err(RuleViolation::Route(RouteViolation::PaymentHashLength(
+                        r.payment_hash.len(),
+                    ))),
+                    None => Ok(()),
+                }
             }
             _ => Ok(()),
         }
@@ -334,6 +384,7 @@ impl Serialize for RouteRequest {
                 (kind, BytesSer(payment_hash), voucher).serialize(s)
             }
             RouteRequest::Policy => (kind,).serialize(s),
+            RouteRequest::ReplaceMany { replacements } => (kind, replacements).serialize(s),
         }
     }
 }
@@ -454,12 +505,20 @@ impl FromWire for RouteRequest {
                 voucher: SignedVoucher::from_ipld(voucher)?,
             },
             (RouteKind::Policy, []) => RouteRequest::Policy,
+            (RouteKind::ReplaceMany, [list]) => {
+                RouteRequest::ReplaceMany { replacements: replacements_field(list)? }
+            }
             (kind, _) => {
-                let expected = if kind == RouteKind::Policy { 1 } else { 3 };
+                let expected = match kind {
+                    RouteKind::Policy => 1,
+                    RouteKind::ReplaceMany => 2,
+                    RouteKind::Offer | RouteKind::Replace => 3,
+                };
                 let what = match kind {
                     RouteKind::Offer => "route_request.offer",
                     RouteKind::Replace => "route_request.replace",
                     RouteKind::Policy => "route_request.policy",
+                    RouteKind::ReplaceMany => "route_request.replace_many",
                 };
                 return Err(LayoutError::WrongArity { what, expected, found: items.len() }.into());
             }
@@ -467,6 +526,31 @@ impl FromWire for RouteRequest {
         request.check()?;
         Ok(request)
     }
+}
+
+/// The replacements of a [`RouteRequest::ReplaceMany`], each `[payment_hash, voucher]`; their
+/// count is refused before any is decoded.
+fn replacements_field(ipld: &Ipld) -> Result<Vec<RouteReplacement>, DecodeError> {
+    const WHAT: &str = "route_request.replacements";
+    let items = field::list(ipld, WHAT)?;
+    if items.is_empty() || items.len() > MAX_REPLACEMENTS_PER_REQUEST {
+        return Err(RouteViolation::ReplacementCount(items.len()).into());
+    }
+    items
+        .iter()
+        .map(|item| match field::list(item, "route_request.replacement")? {
+            [payment_hash, voucher] => Ok(RouteReplacement {
+                payment_hash: field::bytes(payment_hash, "route_request.payment_hash")?.to_vec(),
+                voucher: SignedVoucher::from_ipld(voucher)?,
+            }),
+            other => Err(LayoutError::WrongArity {
+                what: "route_request.replacement",
+                expected: 2,
+                found: other.len(),
+            }
+            .into()),
+        })
+        .collect()
 }
 
 /// A status code this version knows.

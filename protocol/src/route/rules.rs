@@ -15,7 +15,11 @@ pub const MAX_SECRET_BYTES: usize = 1024;
 pub const MAX_POLICY_BYTES: usize = 1024;
 /// The longest explanation (UTF-8 bytes) an answer may carry.
 pub const MAX_ROUTE_MESSAGE_BYTES: usize = 256;
-/// The most bytes a route request may take on the wire: the largest invoice and a voucher.
+/// The most replacements one request of several may carry (32 plain vouchers and their
+/// hashes take about 5 KiB, within [`ROUTE_REQUEST_MAX_BYTES`]).
+pub const MAX_REPLACEMENTS_PER_REQUEST: usize = 32;
+/// The most bytes a route request may take on the wire: the largest invoice and a voucher,
+/// or [`MAX_REPLACEMENTS_PER_REQUEST`] plain vouchers and their hashes.
 pub const ROUTE_REQUEST_MAX_BYTES: usize = 8 * 1024;
 /// The most bytes a route response may take on the wire: the largest secret, policy and
 /// explanation, with room for the envelope.
@@ -38,6 +42,10 @@ pub enum RouteViolation {
     /// The offer's invoice is longer than [`MAX_INVOICE_BYTES`].
     #[error("invoice of {0} bytes exceeds the {MAX_INVOICE_BYTES}-byte limit")]
     InvoiceTooLong(usize),
+    /// A request of several replacements carries none, or more than
+    /// [`MAX_REPLACEMENTS_PER_REQUEST`].
+    #[error("{0} replacements in one request; 1 to {MAX_REPLACEMENTS_PER_REQUEST} are taken")]
+    ReplacementCount(usize),
     /// The replacement's payment hash is not [`PAYMENT_HASH_BYTES`] long.
     #[error("payment hash of {0} bytes; a blake2b-256 hash is {PAYMENT_HASH_BYTES}")]
     PaymentHashLength(usize),
