@@ -686,12 +686,8 @@ impl PaymentChannelManager {
                 credited = level.clone();
             }
         }
-        // A voucher the model cannot count (a conditional one held for its secret) leaves the
-        // plan as it is: no plan is run again to find that out.
-        let with = match situation.unredeemable(voucher) {
-            Some(_) => base.to_send.clone(),
-            None => held.best_state(&situation, Some(voucher)).to_send,
-        };
+        // Every voucher the model cannot count was refused or held above.
+        let with = held.best_state(&situation, Some(voucher)).to_send;
         let delta = &with - &credited;
         if delta.is_positive() {
             return Ok(Assessment::Accept { delta, credited: with });
