@@ -3,8 +3,8 @@
 //! length (0, 31, 32, 33, 300 bytes; the route's, or one nobody can open), `time_lock_min`
 //! and `time_lock_max` around the route's margins and `settling_at`, `min_settle_height`,
 //! `extra`, merges, a stranger's signature, the channel by its robust or its ID address —
-//! and sends them through `conditional_accept` (on the terms of one of two routes) and
-//! through ordinary intake, in random orders, while the holder learns secrets (and is
+//! and sends them through `conditional_accept` (on the terms of one of two routes), through
+//! ordinary intake and through a route's replacement intake, in random orders, while the holder learns secrets (and is
 //! offered wrong ones), epochs pass with the holder's settler at work, the payer settles, the
 //! holder redeems on demand and crashes and restarts.
 //!
@@ -125,6 +125,9 @@ struct Spec {
     /// Through ordinary intake, the would-be replacement of the lane's top: no secret hash,
     /// no time locks, the top's amount.
     replacement: bool,
+    /// With `plain_intake`, through a route's replacement intake (`replacement_add`, which
+    /// credits nothing) instead of `voucher_add`, whatever its shape.
+    replacement_intake: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +182,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             prop::bool::weighted(0.25),
             prop::bool::weighted(0.7),
             prop::bool::weighted(0.05),
+            prop::bool::weighted(0.4),
         ),
     )
         .prop_map(
@@ -189,7 +193,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 (time_lock_min, time_lock_max, terms_lock_off),
                 (huge_settle_height, extra),
                 merges,
-                (stranger, by_id, plain_intake, replacement, other_channel),
+                (stranger, by_id, plain_intake, replacement, other_channel, replacement_intake),
             )| Spec {
                 lane,
                 nonce,
@@ -208,6 +212,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 other_channel,
                 plain_intake,
                 replacement,
+                replacement_intake,
             },
         )
 }
@@ -360,6 +365,11 @@ impl Hostile {
         let v = self.voucher(spec).await;
         let m = self.w().payee.m();
         let addr = if spec.by_id { self.w().id } else { self.w().ch };
+        if spec.plain_intake && spec.replacement_intake {
+            // Held if taken, never credited: what it changes shows in later credits only.
+            let _ = m.replacement_add(&addr, &v).await;
+            return;
+        }
         if spec.plain_intake {
             let outcome = m.voucher_add(&addr, &v, TokenAmount::default()).await;
             self.credited += credit(&outcome);

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use paych_core::chain::Chain;
 use paych_core::invoice::{self, InvoiceTerms};
-use paych_core::manager::{AddOutcome, ConditionalTerms};
+use paych_core::manager::ConditionalTerms;
 use paych_core::route::{self, RouteParams};
 use paych_core::types::{Address, ChainEpoch, SignedVoucher, TokenAmount};
 use paych_testkit::amounts::atto;
@@ -266,7 +266,8 @@ impl History {
             return;
         };
         self.routes[i].payer_replaced = true;
-        let _ = self.node(1).m().voucher_add(&self.ph, &replacement, TokenAmount::default()).await;
+        // As the hub's node takes it: the replacement's own intake, crediting nothing.
+        let _ = self.node(1).m().replacement_add(&self.ph, &replacement).await;
     }
 
     async fn hub_replaces(&mut self, i: usize) {
@@ -285,10 +286,9 @@ impl History {
             return;
         };
         self.routes[i].hub_replaced = true;
-        let added = self.node(2).m().voucher_add(&self.hr, &replacement, TokenAmount::default());
-        if let Ok(AddOutcome::Accepted { delta }) = added.await {
-            self.payee_credited += delta;
-        }
+        // As the payee's node takes it: the replacement's own intake, crediting nothing (the
+        // payee was credited with the conditional voucher and its secret).
+        let _ = self.node(2).m().replacement_add(&self.hr, &replacement).await;
     }
 
     async fn payee_redeems(&mut self, i: usize) {
