@@ -335,6 +335,43 @@ async fn a_routes_replacement_intake_takes_only_the_exact_replacement_and_credit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_at_an_older_routes_amount_on_a_reused_lane_is_refused() {
+    let w = Route::new(10_000, 10_000).await;
+    // The first route on the lane, replaced; the lane comes back and carries a second.
+    let (hash, secret) = w.invoice().await;
+    let t1 = w.t1().await;
+    let (lp, vp, _) = w.offer(&hash, t1).await;
+    w.h.m().learn_secret(&hash, &secret).await.unwrap();
+    let rp = w.p.m().conditional_replace(&w.ph, lp, &secret).await.unwrap();
+    w.h.m().replacement_add(&w.ph, &rp).await.unwrap();
+    let (hash2, secret2) = w.invoice().await;
+    let (lp2, vp2, _) = w.offer(&hash2, t1).await;
+    assert_eq!(lp2, lp);
+    w.h.m().learn_secret(&hash2, &secret2).await.unwrap();
+    let h = w.h.m();
+    let id = h.store().channel_by_address(&w.ph).unwrap().unwrap().id;
+    let held = h.store().lane_vouchers(id, lp, 0).unwrap().len();
+
+    // Above the second route's conditional voucher, at the first route's amount: it matches
+    // a conditional voucher the lane held once, not the one on top of it — refused while the
+    // second is pending, and still once its lock has passed and nothing is pending.
+    let older = plain(&w.p, w.ph, lp, vp2.nonce + 1, AMOUNT + FEE);
+    assert_eq!(older.amount, vp.amount);
+    let bad_replacement = |e: AddVoucherError| {
+        assert!(matches!(e, AddVoucherError::Route(RouteRefusal::BadReplacement(_))), "{e}");
+    };
+    bad_replacement(h.replacement_add(&w.ph, &older).await.unwrap_err());
+    w.mine_to(t1 + PARAMS.conf_epochs() + 1).await;
+    assert!(h.pending_conditionals(&w.ph).await.unwrap().is_empty());
+    bad_replacement(h.replacement_add(&w.ph, &older).await.unwrap_err());
+    assert_eq!(h.store().lane_vouchers(id, lp, 0).unwrap().len(), held);
+    // The second route's own replacement is still taken, late.
+    let exact = plain(&w.p, w.ph, lp, vp2.nonce + 1, 2 * (AMOUNT + FEE));
+    h.replacement_add(&w.ph, &exact).await.unwrap();
+    assert_eq!(h.store().lane_vouchers(id, lp, 0).unwrap().len(), held + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_return_of_a_lane_with_a_pending_conditional_voucher_leaves_it_leased() {
     let w = Route::new(10_000, 10_000).await;
     let (hash, secret) = w.invoice().await;

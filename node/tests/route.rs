@@ -269,21 +269,8 @@ async fn a_replacement_below_the_payers_conditional_voucher_is_refused_and_the_h
     let net = Net::manual();
     let t = triangle(&net).await;
     let invoice = t.invoice(atto(1000)).await;
-    let head = head_of(&t.payer).await;
     let params = test_params();
-    let lock =
-        paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
-    let offered = t
-        .payer
-        .node
-        .m()
-        .conditional_offer(&t.payer_channel, atto(1020), &invoice.payment_hash, lock)
-        .await
-        .unwrap();
-    let vp = offered.voucher.clone();
-    let request = RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher: vp.clone() };
-    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
-    assert_eq!(answer.status, RouteStatus::Ok);
+    let vp = fulfilled_by_hand(&t, &invoice).await;
     // A "replacement" on the lane below the conditional voucher, which the lane's top covers:
     // it resolves nothing, and the hub pays the payee nothing more for it.
     let below =
@@ -317,14 +304,9 @@ async fn fulfilled_by_hand(
     let head = head_of(&t.payer).await;
     let lock =
         paych_core::route::offer_lock(head, invoice.payee_margin, &params, params.submit_margin());
-    let answer = offer_by_hand(t, invoice, atto(1020), lock).await;
+    let (vp, answer) = offer_voucher_by_hand(t, invoice, atto(1020), lock).await;
     assert_eq!(answer.status, RouteStatus::Ok, "{}", answer.message);
-    let pending = t.payer.node.m().pending_conditionals(&t.payer_channel).await.unwrap();
-    let hash = invoice.payment_hash.to_vec();
-    let pending = pending.into_iter().find(|p| p.hash == hash).unwrap();
-    let id = t.payer.node.m().store().channel_by_address(&t.payer_channel).unwrap().unwrap().id;
-    let vouchers = t.payer.node.m().store().lane_vouchers(id, pending.lane, 0).unwrap();
-    vouchers.into_iter().map(|r| r.voucher).next_back().unwrap()
+    vp
 }
 
 #[tokio::test]
@@ -378,6 +360,16 @@ async fn offer_by_hand(
     delta: TokenAmount,
     lock: ChainEpoch,
 ) -> RouteResponse {
+    offer_voucher_by_hand(t, invoice, delta, lock).await.1
+}
+
+/// [`offer_by_hand`], with the voucher offered.
+async fn offer_voucher_by_hand(
+    t: &Triangle,
+    invoice: &paych_core::invoice::Invoice,
+    delta: TokenAmount,
+    lock: ChainEpoch,
+) -> (paych_core::types::SignedVoucher, RouteResponse) {
     let offered = t
         .payer
         .node
@@ -385,9 +377,11 @@ async fn offer_by_hand(
         .conditional_offer(&t.payer_channel, delta, &invoice.payment_hash, lock)
         .await
         .unwrap();
+    let voucher = offered.voucher;
     let request =
-        RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher: offered.voucher };
-    t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap()
+        RouteRequest::Offer { invoice: invoice.to_cbor().unwrap(), voucher: voucher.clone() };
+    let answer = t.payer.client.ask(t.hub.peer, t.hub.addrs.clone(), request).await.unwrap();
+    (voucher, answer)
 }
 
 #[tokio::test]

@@ -202,35 +202,32 @@ pub(super) fn replaces_held(held: &Held, voucher: &SignedVoucher) -> bool {
 }
 
 /// A routed payment's replacement against the vouchers held on its lane. `Ok(None)`: it is
-/// the exact replacement of a conditional voucher held there ([`replaces_held`]), above every
-/// voucher on the lane. `Ok(Some(top))`: the lane's top is already an unconditional voucher
+/// the exact replacement of the lane's top, a conditional voucher — a higher nonce, the same
+/// amount, no conditions. `Ok(Some(top))`: the lane's top is already an unconditional voucher
 /// with a higher nonce and at least its amount (the replacement sent again after the lane
-/// moved on), which covers it. Anything else — below a conditional voucher still pending
-/// above it, say — is `BadReplacement`: nothing but the replacement resolves a pending
-/// conditional voucher.
+/// moved on), which covers it. Anything else is `BadReplacement`: below a conditional voucher
+/// still pending, say, or the amount of an older conditional voucher of the lane (reused by
+/// a later route) rather than its top's, which would put a smaller amount above the top.
 pub(super) fn replacement_rule<'a>(
     held: &'a Held,
     voucher: &SignedVoucher,
 ) -> Result<Option<&'a SignedVoucher>, AddVoucherError> {
-    if let Some(top) = held.top(voucher.lane) {
-        if top.nonce >= voucher.nonce {
-            if is_plain(top) && top.nonce > voucher.nonce && voucher.amount <= top.amount {
-                return Ok(Some(top));
-            }
-            return Err(RouteRefusal::BadReplacement(format!(
-                "nonce {} is not above the lane's {}",
-                voucher.nonce, top.nonce
-            ))
-            .into());
-        }
+    let bad = |why: String| Err(RouteRefusal::BadReplacement(why).into());
+    let Some(top) = held.top(voucher.lane) else {
+        return bad(format!("lane {} holds no conditional voucher", voucher.lane));
+    };
+    if is_plain(top) && top.nonce > voucher.nonce && voucher.amount <= top.amount {
+        return Ok(Some(top));
     }
-    if !replaces_held(held, voucher) {
-        return Err(RouteRefusal::BadReplacement(
-            "not the exact replacement (a higher nonce, the same amount, no conditions) of a \
-             conditional voucher held on its lane"
+    if top.nonce >= voucher.nonce {
+        return bad(format!("nonce {} is not above the lane's {}", voucher.nonce, top.nonce));
+    }
+    if !is_conditional(top) || top.amount != voucher.amount || !is_plain(voucher) {
+        return bad(
+            "not the exact replacement (a higher nonce, the same amount, no conditions) of the \
+             conditional voucher on top of its lane"
                 .into(),
-        )
-        .into());
+        );
     }
     Ok(None)
 }

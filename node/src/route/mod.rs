@@ -346,7 +346,7 @@ impl Routes {
     async fn replace_many(&self, replacements: Vec<RouteReplacement>) -> RouteResponse {
         let count = replacements.len();
         let answers = futures::future::join_all(
-            replacements.into_iter().map(|r| self.replace_owned(r.payment_hash, r.voucher)),
+            replacements.iter().map(|r| self.replace(&r.payment_hash, r.voucher.clone())),
         )
         .await;
         match answers.iter().enumerate().find_map(|(i, a)| a.as_ref().err().map(|e| (i, e))) {
@@ -361,16 +361,6 @@ impl Routes {
         }
     }
 
-    async fn replace_owned(
-        &self,
-        hash: Vec<u8>,
-        voucher: SignedVoucher,
-    ) -> Result<(), RouteRefusal> {
-        self.replace(&hash, voucher).await
-    }
-}
-
-impl Routes {
     /// An offer: to this node as the invoice's payee, else as a hub.
     async fn offer(
         &self,
