@@ -918,8 +918,8 @@ async fn durable_writes_are_all_there_after_reopening() {
     assert_eq!(store.peer(&key_address(2)).unwrap(), Some(peer));
 }
 
-/// A batch of one key is written as a single sled insert, a batch of several as one sled
-/// batch: both kinds, made durable, are there after reopening, as a reopened store reads
+/// A batch of one key is written as a single sled insert, a batch of several key by key
+/// behind the store's journal: both kinds, made durable, are there after reopening, as a reopened store reads
 /// them (nothing cached).
 #[tokio::test]
 async fn one_key_and_many_key_batches_are_there_after_reopening() {
@@ -1077,9 +1077,127 @@ fn record_under_a_foreign_key_is_a_codec_error() {
 
 #[test]
 fn store_of_another_format_is_refused() {
-    let (_dir, path) = closed_store_with(b"\x00version", &2u64.to_be_bytes());
+    let (_dir, path) = closed_store_with(b"\x00version", &3u64.to_be_bytes());
     let err = SledStore::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err}");
+}
+
+/// The raw value under `key` of a closed store.
+fn peek(path: &std::path::Path, key: &[u8]) -> Option<Vec<u8>> {
+    let mut attempts = 0;
+    let db = loop {
+        match sled::open(path) {
+            Ok(db) => break db,
+            Err(_) if attempts < 200 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    db.open_tree("paych-store").unwrap().get(key).unwrap().map(|v| v.to_vec())
+}
+
+/// A store of the format before the journal (version 1, which never holds one) is opened,
+/// and stamped with the current version, which a build of the old format refuses.
+#[test]
+fn store_of_the_format_before_the_journal_is_opened_and_stamped() {
+    let (_dir, path) = closed_store_with(b"\x00version", &1u64.to_be_bytes());
+    let store = SledStore::open(&path).unwrap();
+    apply_one(&store, Write::Channel(open(4)));
+    drop(store);
+    assert_eq!(peek(&path, b"\x00version"), Some(2u64.to_be_bytes().to_vec()));
+    assert_eq!(SledStore::open(&path).unwrap().channel(4).unwrap(), Some(open(4)));
+}
+
+/// A journal record as docs/storage.md lays it out: a count, then per write the key's length
+/// and bytes, and `0x00` (remove) or `0x01` and the value's length and bytes (insert).
+fn journal(writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
+    let mut out = (writes.len() as u32).to_be_bytes().to_vec();
+    for (key, value) in writes {
+        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        out.extend_from_slice(key);
+        match value {
+            None => out.push(0),
+            Some(value) => {
+                out.push(1);
+                out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+                out.extend_from_slice(value);
+            }
+        }
+    }
+    out
+}
+
+fn voucher_key(channel: u64, lane: u64, nonce: u64) -> Vec<u8> {
+    let mut key = vec![0x03];
+    for n in [channel, lane, nonce] {
+        key.extend_from_slice(&n.to_be_bytes());
+    }
+    key
+}
+
+fn address_key(addr: &Address) -> Vec<u8> {
+    let mut key = vec![0x02];
+    key.extend_from_slice(&addr.to_bytes());
+    key
+}
+
+/// A stop in the middle of a batch of several keys leaves its journal and some of its keys
+/// (here: the voucher, but neither the channel nor its index entries, and a stale entry not
+/// yet removed): the store opens with the whole batch written and the journal gone.
+#[test]
+fn a_journal_left_by_a_stop_mid_batch_is_replayed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = SledStore::open(&path).unwrap();
+    apply_one(&store, Write::Channel(open(6)));
+    drop(store);
+    let stale = Address::new_actor(b"moved away");
+    let record = VoucherRecord { channel: 9, ..voucher(9, 1, 1) };
+    let batch = vec![
+        (voucher_key(9, 1, 1), Some(fvm_ipld_encoding::to_vec(&record).unwrap())),
+        (channel_key(9), Some(fvm_ipld_encoding::to_vec(&open(9)).unwrap())),
+        (address_key(&robust_address(9)), Some(9u64.to_be_bytes().to_vec())),
+        (address_key(&id_address(9)), Some(9u64.to_be_bytes().to_vec())),
+        (address_key(&stale), None),
+    ];
+    poke(&path, &[0x0b], &journal(&batch));
+    poke(&path, &address_key(&stale), &9u64.to_be_bytes());
+    poke(&path, &batch[0].0, batch[0].1.as_ref().unwrap());
+
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.channel(9).unwrap(), Some(open(9)));
+    assert_eq!(store.channel_by_address(&id_address(9)).unwrap(), Some(open(9)));
+    assert_eq!(store.voucher(9, 1, 1).unwrap(), Some(record));
+    assert_eq!(store.channel(6).unwrap(), Some(open(6)));
+    drop(store);
+    assert_eq!(peek(&path, &[0x0b]), None, "the journal outlived its replay");
+    assert_eq!(peek(&path, &address_key(&stale)), None, "the batch's removal was not replayed");
+}
+
+/// A journal that is not one (cut short, or with trailing bytes, a count it cannot hold, an
+/// unknown tag) refuses the store, naming the journal's key: the batch cannot be finished.
+#[test]
+fn a_corrupt_journal_refuses_the_store() {
+    let whole = journal(&[(channel_key(9), Some(vec![1, 2, 3])), (channel_key(8), None)]);
+    let mut unknown_tag = whole.clone();
+    let tag_at = 4 + 4 + 9;
+    unknown_tag[tag_at] = 7;
+    let bad = [
+        whole[..whole.len() - 1].to_vec(),
+        [whole.clone(), vec![0]].concat(),
+        [u32::MAX.to_be_bytes().to_vec(), whole[4..].to_vec()].concat(),
+        unknown_tag,
+        vec![0, 0],
+    ];
+    for raw in bad {
+        let (_dir, path) = closed_store_with(&[0x0b], &raw);
+        match SledStore::open(&path).unwrap_err() {
+            StoreError::Codec { key, .. } => assert_eq!(key, "0x0b"),
+            other => panic!("expected a codec error for {raw:02x?}, got {other}"),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1137,13 +1255,12 @@ impl Drop for Killed {
     }
 }
 
-#[test]
-fn acknowledged_vouchers_survive_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
+/// Runs the child test `test` on a store at `path` until it has acknowledged
+/// [`CRASH_ACKS`] writes, SIGKILLs it, and answers every write it acknowledged.
+fn acknowledged_until_sigkill(test: &str, path: &std::path::Path) -> Vec<(u64, u64)> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([CRASH_CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CRASH_CHILD_DIR, &path)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD_DIR, path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -1176,6 +1293,14 @@ fn acknowledged_vouchers_survive_sigkill() {
     // Lines printed before the kill are acknowledgements too.
     acknowledged.extend(acked.iter());
     reader.join().unwrap();
+    acknowledged
+}
+
+#[test]
+fn acknowledged_vouchers_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let acknowledged = acknowledged_until_sigkill(CRASH_CHILD_TEST, &path);
 
     let store = SledStore::open(&path).unwrap();
     assert_eq!(store.channel(CRASH_CHANNEL).unwrap(), Some(open(CRASH_CHANNEL)));
@@ -1189,4 +1314,81 @@ fn acknowledged_vouchers_survive_sigkill() {
     let stored = store.vouchers(CRASH_CHANNEL).unwrap().len();
     println!("{} acknowledged, {stored} found after SIGKILL", acknowledged.len());
     assert!(stored >= acknowledged.len());
+}
+
+/// The child of [`batches_of_several_keys_survive_sigkill_whole`].
+const CRASH_BATCH_CHILD_TEST: &str = "crash_child_writes_batches_until_killed";
+
+/// The reconciliation record a batch on `lane` writes beside its voucher at `nonce`.
+fn lane_counter(lane: u64, nonce: u64) -> ReconcileRecord {
+    ReconcileRecord {
+        request_hash: lane.to_be_bytes().to_vec(),
+        channel: CRASH_CHANNEL,
+        response: nonce.to_be_bytes().to_vec(),
+    }
+}
+
+/// Child mode only (a no-op otherwise): writers apply batches of several keys — a voucher on
+/// their lane and a record counting the lane's vouchers — and print `acked <lane> <nonce>`
+/// after each [`Store::durable`], until the parent kills the process. Other writers' flushes
+/// land in the middle of a batch, so the kill can cut one.
+#[test]
+fn crash_child_writes_batches_until_killed() {
+    let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) else {
+        return;
+    };
+    let runtime = paych_testkit::devnet::runtime();
+    runtime.block_on(async move {
+        let store = Arc::new(SledStore::open(dir).unwrap());
+        apply_one(&*store, Write::Channel(open(CRASH_CHANNEL)));
+        store.durable().await.unwrap();
+        let mut writers = JoinSet::new();
+        for lane in 0..CRASH_WRITERS {
+            let store = Arc::clone(&store);
+            writers.spawn(async move {
+                for nonce in 1.. {
+                    store
+                        .apply(vec![
+                            Write::Voucher(voucher(CRASH_CHANNEL, lane, nonce)),
+                            Write::Reconcile(lane_counter(lane, nonce)),
+                        ])
+                        .unwrap();
+                    store.durable().await.unwrap();
+                    println!("acked {lane} {nonce}");
+                }
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+    });
+}
+
+/// Batches of several keys (written key by key behind the store's journal) are whole after a
+/// SIGKILL: on every lane the last voucher is the one the lane's counter names, and every
+/// acknowledged batch is there.
+#[test]
+fn batches_of_several_keys_survive_sigkill_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let acknowledged = acknowledged_until_sigkill(CRASH_BATCH_CHILD_TEST, &path);
+
+    let store = SledStore::open(&path).unwrap();
+    let vouchers = store.vouchers(CRASH_CHANNEL).unwrap();
+    for lane in 0..CRASH_WRITERS {
+        let last = vouchers.iter().filter(|v| v.voucher.lane == lane).map(|v| v.voucher.nonce);
+        let last = last.max().unwrap_or(0);
+        let counted = store
+            .reconcile(&lane.to_be_bytes())
+            .unwrap()
+            .map_or(0, |r| u64::from_be_bytes(r.response.as_slice().try_into().unwrap()));
+        assert_eq!(last, counted, "lane {lane}: a batch is there in part");
+    }
+    for &(lane, nonce) in &acknowledged {
+        assert!(
+            store.voucher(CRASH_CHANNEL, lane, nonce).unwrap().is_some(),
+            "acknowledged batch ({lane}, {nonce}) lost"
+        );
+    }
+    println!("{} acknowledged, {} found after SIGKILL", acknowledged.len(), vouchers.len());
 }

@@ -7,7 +7,9 @@
 //! that arrive while a flush is running are all covered by the next one, led by one of them.
 //! The leader flushes on its own thread (a tokio worker, usually): that thread runs nothing
 //! else for the length of one sled flush, and at most one thread is ever in a flush. Batches
-//! of one key are written as a single sled insert; only larger ones need a sled batch.
+//! of one key are written as a single sled insert; larger ones are written key by key behind
+//! the store's journal (one record holding the whole batch, replayed at open if a stop cut the
+//! batch short), which costs no disk sync of its own where sled's `apply_batch` costs two.
 //!
 //! This module owns the bytes on disk. It never decides what a record should say (that is the
 //! manager's job); it only refuses a batch that would leave the store inconsistent — a voucher,
@@ -37,7 +39,11 @@ use crate::types::Address;
 const TREE: &[u8] = b"paych-store";
 
 /// The format of the records and keys below; a store in another format is refused.
-const FORMAT_VERSION: u64 = 1;
+const FORMAT_VERSION: u64 = 2;
+/// The format before the journal (`0x0b`): opened and stamped [`FORMAT_VERSION`], as such a
+/// store never holds a journal. A build of that format refuses this one, which it could not
+/// recover.
+const FORMAT_VERSION_BEFORE_JOURNAL: u64 = 1;
 
 /// Key prefixes, one per kind of record.
 mod prefix {
@@ -63,6 +69,8 @@ mod prefix {
     pub const ROUTE: u8 = 0x09;
     /// The watchtower's checkpoint: `0x0a` alone.
     pub const WATCH_CHECKPOINT: u8 = 0x0a;
+    /// The batch being written, while it is: `0x0b` alone (see [`super::Journal`]).
+    pub const JOURNAL: u8 = 0x0b;
 }
 
 /// Metadata: the format version, a big-endian u64.
@@ -90,6 +98,7 @@ enum Key {
     Secret(Vec<u8>),
     Route(Vec<u8>),
     WatchCheckpoint,
+    Journal,
 }
 
 impl Key {
@@ -111,6 +120,7 @@ impl Key {
             Key::Secret(hash) => prefixed(prefix::SECRET, hash),
             Key::Route(hash) => prefixed(prefix::ROUTE, hash),
             Key::WatchCheckpoint => vec![prefix::WATCH_CHECKPOINT],
+            Key::Journal => vec![prefix::JOURNAL],
         }
     }
 }
@@ -131,6 +141,7 @@ impl fmt::Display for Key {
             Key::Secret(hash) => write!(f, "secret/{}", hex::encode(hash)),
             Key::Route(hash) => write!(f, "route/{}", hex::encode(hash)),
             Key::WatchCheckpoint => write!(f, "watch-checkpoint"),
+            Key::Journal => write!(f, "journal"),
         }
     }
 }
@@ -324,6 +335,13 @@ impl Shared {
             Some(value) => decode(&raw, &value).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// One record, read under the gate: a batch of several keys is written key by key (see
+    /// [`Planned::write`]), so a read outside it could see one key of a batch and not another.
+    fn point<T: Keyed>(&self, key: &Key) -> Result<Option<T>, StoreError> {
+        let _gate = self.read_gate();
+        self.record(key)
     }
 
     fn scan<T: Keyed>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
@@ -524,6 +542,7 @@ impl SledStore {
         let db = open_waiting_for_lock(&config)?;
         let tree = db.open_tree(TREE).map_err(backend)?;
         check_format(&tree)?;
+        replay_journal(&db, &tree)?;
         let next = match tree.get(Key::Meta(CHANNEL_IDS_NAME).to_bytes()).map_err(backend)? {
             Some(value) => decode_u64(&Key::Meta(CHANNEL_IDS_NAME), &value)?,
             None => FIRST_CHANNEL_ID,
@@ -557,7 +576,7 @@ impl SledStore {
     }
 }
 
-/// A batch being validated against the store and turned into one sled batch. Built with
+/// A batch being validated against the store and turned into its key writes. Built with
 /// the gate held for writing, so what it reads cannot change before the batch lands.
 struct Plan<'a> {
     shared: &'a Shared,
@@ -684,29 +703,143 @@ struct Planned(Vec<(Vec<u8>, Option<Vec<u8>>)>);
 
 impl Planned {
     /// Writes the batch to sled. A batch of one key is a single insert or remove, atomic on
-    /// its own; only a batch of several keys needs `apply_batch`, which sled makes atomic
-    /// across a crash by writing out its log buffer before and after the batch (two log
-    /// writes, each with its own `sync_file_range`, on every call).
+    /// its own. A batch of several keys is made atomic by the store's own journal: the whole
+    /// batch first as one record under `0x0b` (one insert, atomic), then its keys one by one,
+    /// then the journal removed. sled recovers a prefix of its log, so after a crash either
+    /// the journal is there (and [`replay_journal`] writes the batch again, whole) or every
+    /// key of the batch is. sled's own `apply_batch` would write out its log buffer before
+    /// and after the batch, each with a `sync_file_range` (two disk syncs per batch).
+    ///
+    /// The caller holds the gate for writing, so no reader sees the keys in between, and no
+    /// other batch overwrites the journal. A sled error mid-batch is sled's I/O error, which
+    /// fails every later write too; the journal then replays the batch at the next open.
     fn write(self, tree: &sled::Tree) -> Result<(), StoreError> {
         let mut writes = self.0;
         if writes.len() == 1 {
             if let Some((key, value)) = writes.pop() {
-                match value {
-                    Some(value) => tree.insert(key, value).map_err(backend)?,
-                    None => tree.remove(key).map_err(backend)?,
-                };
+                write_key(tree, key, value)?;
             }
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let journal = Key::Journal.to_bytes();
+        tree.insert(journal.clone(), Journal::encode(&writes)).map_err(backend)?;
         for (key, value) in writes {
+            write_key(tree, key, value)?;
+        }
+        tree.remove(journal).map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// One key of a batch: a value to insert, or `None` to remove it.
+fn write_key(tree: &sled::Tree, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StoreError> {
+    match value {
+        Some(value) => tree.insert(key, value).map_err(backend)?,
+        None => tree.remove(key).map_err(backend)?,
+    };
+    Ok(())
+}
+
+/// The journal record (`0x0b`): a batch of several keys, written whole before its keys are,
+/// and removed once they all are. Its layout, big-endian:
+///
+/// ```text
+/// count (u32) ‖ count × ( key length (u32) ‖ key ‖ 0x00                         remove
+///                       | key length (u32) ‖ key ‖ 0x01 ‖ value length (u32) ‖ value )  insert
+/// ```
+struct Journal;
+
+impl Journal {
+    /// The journal record of `writes`.
+    fn encode(writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
+        let size: usize = writes
+            .iter()
+            .map(|(key, value)| 9 + key.len() + value.as_ref().map_or(0, |v| 4 + v.len()))
+            .sum();
+        let mut out = Vec::with_capacity(4 + size);
+        out.extend_from_slice(&length(writes.len()).to_be_bytes());
+        for (key, value) in writes {
+            out.extend_from_slice(&length(key.len()).to_be_bytes());
+            out.extend_from_slice(key);
             match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
+                None => out.push(0),
+                Some(value) => {
+                    out.push(1);
+                    out.extend_from_slice(&length(value.len()).to_be_bytes());
+                    out.extend_from_slice(value);
+                }
             }
         }
-        tree.apply_batch(batch).map_err(backend)
+        out
     }
+
+    /// The writes of a journal record, or why it is not one.
+    #[allow(clippy::type_complexity)]
+    fn decode(raw: &[u8]) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, String> {
+        let mut rest = raw;
+        let count = take_u32(&mut rest)?;
+        // Each write takes at least 5 bytes: a count beyond that is not believed.
+        if usize::try_from(count).map_or(true, |c| c > rest.len() / 5) {
+            return Err(format!("{count} writes in {} bytes", rest.len()));
+        }
+        let mut writes = Vec::new();
+        for _ in 0..count {
+            let key_len = take_u32(&mut rest)?;
+            let key = take(&mut rest, key_len)?.to_vec();
+            let value = match take(&mut rest, 1)? {
+                [0] => None,
+                [1] => {
+                    let value_len = take_u32(&mut rest)?;
+                    Some(take(&mut rest, value_len)?.to_vec())
+                }
+                other => return Err(format!("unknown write tag {other:?}")),
+            };
+            writes.push((key, value));
+        }
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after the last write", rest.len()));
+        }
+        Ok(writes)
+    }
+}
+
+/// A length as the journal writes it. Batches are made of records far below 4 GiB.
+fn length(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+/// The next `len` bytes of `rest`.
+fn take<'a>(rest: &mut &'a [u8], len: u32) -> Result<&'a [u8], String> {
+    let len = usize::try_from(len).map_err(|e| e.to_string())?;
+    if rest.len() < len {
+        return Err(format!("{len} bytes wanted, {} left", rest.len()));
+    }
+    let (head, tail) = rest.split_at(len);
+    *rest = tail;
+    Ok(head)
+}
+
+/// The next big-endian u32 of `rest`.
+fn take_u32(rest: &mut &[u8]) -> Result<u32, String> {
+    let bytes: [u8; 4] = take(rest, 4)?.try_into().map_err(|_| "short length".to_owned())?;
+    Ok(u32::from_be_bytes(bytes))
+}
+
+/// Finishes the batch a crash cut short: the journal's writes applied again (each key gets
+/// the batch's value, whether it had it already or not), the journal removed, all flushed.
+fn replay_journal(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
+    let key = Key::Journal;
+    let Some(raw) = tree.get(key.to_bytes()).map_err(backend)? else {
+        return Ok(());
+    };
+    let writes = Journal::decode(&raw).map_err(|reason| codec(raw_key(&key.to_bytes()), reason))?;
+    tracing::info!(keys = writes.len(), "store: finishing the batch a stop cut short");
+    for (key, value) in writes {
+        write_key(tree, key, value)?;
+    }
+    tree.remove(key.to_bytes()).map_err(backend)?;
+    db.flush().map_err(backend)?;
+    Ok(())
 }
 
 /// Refuses a message filed under another CID than its own.
@@ -757,6 +890,11 @@ fn check_format(tree: &sled::Tree) -> Result<(), StoreError> {
     match tree.get(key.to_bytes()).map_err(backend)? {
         Some(value) => match decode_u64(&key, &value)? {
             FORMAT_VERSION => Ok(()),
+            FORMAT_VERSION_BEFORE_JOURNAL => {
+                tree.insert(key.to_bytes(), FORMAT_VERSION.to_be_bytes().to_vec())
+                    .map_err(backend)?;
+                Ok(())
+            }
             other => Err(StoreError::Backend(format!(
                 "store format version {other}; this build reads version {FORMAT_VERSION}"
             ))),
@@ -901,7 +1039,7 @@ impl Store for SledStore {
         lane: u64,
         nonce: u64,
     ) -> Result<Option<VoucherRecord>, StoreError> {
-        self.shared.record(&Key::Voucher { channel, lane, nonce })
+        self.shared.point(&Key::Voucher { channel, lane, nonce })
     }
 
     fn vouchers(&self, channel: ChannelId) -> Result<Vec<VoucherRecord>, StoreError> {
@@ -963,7 +1101,7 @@ impl Store for SledStore {
     }
 
     fn message(&self, cid: &Cid) -> Result<Option<MessageRecord>, StoreError> {
-        self.shared.record(&Key::Message(*cid))
+        self.shared.point(&Key::Message(*cid))
     }
 
     fn messages(&self) -> Result<Vec<MessageRecord>, StoreError> {
@@ -972,11 +1110,11 @@ impl Store for SledStore {
     }
 
     fn reconcile(&self, request_hash: &[u8]) -> Result<Option<ReconcileRecord>, StoreError> {
-        self.shared.record(&Key::Reconcile(request_hash.to_vec()))
+        self.shared.point(&Key::Reconcile(request_hash.to_vec()))
     }
 
     fn peer(&self, address: &Address) -> Result<Option<PeerRecord>, StoreError> {
-        self.shared.record(&Key::Peer(*address))
+        self.shared.point(&Key::Peer(*address))
     }
 
     fn invoice_secret(
@@ -993,7 +1131,7 @@ impl Store for SledStore {
     }
 
     fn route(&self, payment_hash: &[u8]) -> Result<Option<RouteRecord>, StoreError> {
-        self.shared.record(&Key::Route(payment_hash.to_vec()))
+        self.shared.point(&Key::Route(payment_hash.to_vec()))
     }
 
     fn routes(&self) -> Result<Vec<RouteRecord>, StoreError> {
@@ -1002,7 +1140,7 @@ impl Store for SledStore {
     }
 
     fn watch_checkpoint(&self) -> Result<Option<WatchCheckpointRecord>, StoreError> {
-        self.shared.record(&Key::WatchCheckpoint)
+        self.shared.point(&Key::WatchCheckpoint)
     }
 }
 
@@ -1017,6 +1155,41 @@ impl Drop for SledStore {
         // The last flush covers that write and every batch.
         if let Err(e) = self.shared.db.flush() {
             tracing::warn!(error = %e, "store: the last flush failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::Journal;
+
+    fn writes() -> impl Strategy<Value = Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+        let key = proptest::collection::vec(any::<u8>(), 0..40);
+        let value = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200));
+        proptest::collection::vec((key, value), 0..12)
+    }
+
+    proptest! {
+        /// The journal gives back the writes it was made of.
+        #[test]
+        fn a_journal_round_trips(writes in writes()) {
+            prop_assert_eq!(Journal::decode(&Journal::encode(&writes)).unwrap(), writes);
+        }
+
+        /// Any bytes decode to writes or to an error, never a panic; a journal cut short or
+        /// with bytes after it is an error.
+        #[test]
+        fn any_bytes_decode_or_fail(raw in proptest::collection::vec(any::<u8>(), 0..300),
+                                    writes in writes(), cut in any::<prop::sample::Index>()) {
+            let _ = Journal::decode(&raw);
+            let whole = Journal::encode(&writes);
+            let cut = cut.index(whole.len());
+            prop_assert!(Journal::decode(&whole[..cut]).is_err());
+            prop_assert!(Journal::decode(&[whole.as_slice(), &[0]].concat()).is_err());
         }
     }
 }
