@@ -332,7 +332,9 @@ impl Routes {
             }
         }
         route.state = done;
-        if let Err(e) = self.save(route).await {
+        // Rides the next flush: a stop before it leaves the route Fulfilled, and the sweep
+        // sends the stored replacement again, which the payee acknowledges again.
+        if let Err(e) = self.stage(route) {
             tracing::warn!(error = %e, "cannot record the route replaced");
             return false;
         }

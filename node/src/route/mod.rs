@@ -240,9 +240,11 @@ impl Routes {
     }
 
     /// Writes `record` without waiting for it to be durable: the next durable write of the
-    /// store (the manager's, which every step that signs, takes or learns something makes)
-    /// carries it. Used where that write follows at once and comes before anything leaves
-    /// the node, saving a flush.
+    /// store (the manager's, which every step that signs, takes or learns something makes;
+    /// sled's own flush, every half second, at the latest) carries it. Used where that write
+    /// follows at once and comes before anything leaves the node, and where a stop that loses
+    /// it only leaves the route a step behind — a replaced route still Fulfilled, whose
+    /// replacement is sent again and acknowledged again — saving a flush.
     fn stage(&self, record: &RouteRecord) -> Result<(), StoreError> {
         self.inner.manager.store().apply(vec![Write::Route(record.clone())])?;
         if let Ok(mut open) = self.inner.open.lock() {

@@ -108,9 +108,13 @@ impl Routes {
         if route.state == RouteState::Replaced {
             return Ok(());
         }
+        // Durable before it returns (and so before the hub hears of it).
         self.take_replacement(&inbound, &voucher).await?;
         route.state = RouteState::Replaced;
-        self.save(&route).await.map_err(internal)?;
+        // Rides the next flush (sled's own, at the latest, within half a second): a stop
+        // before it leaves the route Fulfilled, and the hub's next send of the replacement
+        // is answered from the voucher held.
+        self.stage(&route).map_err(internal)?;
         self.inner.metrics.route_ended(ROLE, RouteOutcome::Replaced);
         Ok(())
     }

@@ -292,7 +292,9 @@ impl Routes {
             }
         }
         route.state = RouteState::Replaced;
-        if let Err(e) = self.save(route).await {
+        // Rides the next flush: a stop before it leaves the route Fulfilled, and the sweep
+        // sends the stored replacement again, which the hub acknowledges again.
+        if let Err(e) = self.stage(route) {
             tracing::warn!(error = %e, "cannot record the route replaced");
             return false;
         }
