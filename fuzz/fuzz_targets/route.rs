@@ -27,8 +27,10 @@ fuzz_target!(|data: &[u8]| {
             if let RouteRequest::ReplaceMany { replacements } = request {
                 let count = replacements.len();
                 assert!((1..=MAX_REPLACEMENTS_PER_REQUEST).contains(&count), "{count} decoded");
+                let mut hashes = std::collections::HashSet::new();
                 for r in replacements {
                     assert_eq!(r.payment_hash.len(), PAYMENT_HASH_BYTES, "a short hash decoded");
+                    assert!(hashes.insert(&r.payment_hash), "a hash named twice decoded");
                 }
             }
         }

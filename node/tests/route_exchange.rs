@@ -4,7 +4,8 @@
 //! `Busy` beyond its in-flight cap while the requests within it are still answered; a
 //! handler that panics is answered `Internal` and frees its slot; replacements made for one
 //! peer while a request to it is out go together in one `ReplaceMany`, and a batch refused
-//! goes again one replacement at a time.
+//! goes again one replacement at a time; a route's replacement queued twice goes in the
+//! batch once, and again alone after it.
 
 use std::sync::Arc;
 
@@ -41,10 +42,17 @@ fn channel() -> Address {
     Address::new_id(1001)
 }
 
-/// The unconditional voucher replacing the conditional one on lane `lane`.
+/// The unconditional voucher replacing the conditional one on lane `lane`, of the route
+/// whose secret is `lane` repeated.
 fn replacement(payer: &Node, lane: u64) -> RouteRequest {
+    replacement_of(payer, lane, lane)
+}
+
+/// [`replacement`] of the route whose secret is `route` repeated.
+fn replacement_of(payer: &Node, lane: u64, route: u64) -> RouteRequest {
     let voucher = payer.sign(SignedVoucher::new(channel(), lane, 2, TokenAmount::from_atto(1000)));
-    RouteRequest::Replace { payment_hash: payment_hash(&SECRET).to_vec(), voucher }
+    let secret = [u8::try_from(route).unwrap_or(u8::MAX); 32];
+    RouteRequest::Replace { payment_hash: payment_hash(&secret).to_vec(), voucher }
 }
 
 fn count_line(metric: &str, kind: &str, status: &str, count: usize) -> String {
@@ -249,4 +257,51 @@ async fn replacements_made_while_one_is_out_go_together_and_a_refused_batch_goes
             _ => assert_eq!(sent, Sent::Taken, "lane {lane}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_queued_twice_goes_in_the_batch_once_and_again_alone() {
+    let net = Net::new();
+    let [payer, hub] = net.nodes(0).await;
+    let (handler, mut probe) = ScriptedRoute::gated(answering_hub());
+    let (_hub_net, hub_peer, hub_addrs) = route_host(hub.m(), HostConfig::default(), handler).await;
+    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
+    let replacer = Replacer::new(payer_net.clone());
+    let send = |lane: u64, route: u64| {
+        let (replacer, addrs) = (replacer.clone(), hub_addrs.clone());
+        let RouteRequest::Replace { payment_hash, voucher } = replacement_of(&payer, lane, route)
+        else {
+            unreachable!("a replacement")
+        };
+        tokio::spawn(async move { replacer.send(hub_peer, addrs, payment_hash, voucher).await })
+    };
+
+    // The first goes alone and is held; meanwhile route 1's replacement is queued twice.
+    let first = send(0, 0);
+    probe.next().await;
+    let rest = [send(1, 1), send(2, 1), send(3, 3)];
+    eventually("three replacements waiting", || async { replacer.waiting(hub_peer) == 3 }).await;
+    probe.release(1);
+    assert_eq!(within("the first replacement", first).await.unwrap(), Sent::Taken);
+    let (_, seen) = probe.next().await;
+    let RouteRequest::ReplaceMany { replacements } = seen else {
+        panic!("the waiting replacements did not go together: {seen:?}")
+    };
+    let hashes: std::collections::HashSet<_> =
+        replacements.iter().map(|r| r.payment_hash.clone()).collect();
+    assert_eq!((replacements.len(), hashes.len()), (2, 2), "a hash named twice in one request");
+    probe.release(1);
+    let (_, seen) = probe.next().await;
+    let RouteRequest::Replace { payment_hash, .. } = seen else {
+        panic!("the second replacement of route 1 did not go alone: {seen:?}")
+    };
+    assert_eq!(payment_hash, payment_hash_of(1));
+    probe.release(1);
+    for sent in rest {
+        assert_eq!(within("a replacement's answer", sent).await.unwrap(), Sent::Taken);
+    }
+}
+
+fn payment_hash_of(route: u8) -> Vec<u8> {
+    payment_hash(&[route; 32]).to_vec()
 }

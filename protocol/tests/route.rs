@@ -451,6 +451,13 @@ fn every_bound_is_enforced_when_encoding_and_when_decoding() {
     };
     let one_short_hash =
         RouteRequest::ReplaceMany { replacements: vec![replacement(32), replacement(31)] };
+    let twice = RouteRequest::ReplaceMany {
+        replacements: vec![
+            RouteReplacement { payment_hash: vec![2; 32], voucher: sample_voucher() },
+            replacement(32),
+            RouteReplacement { payment_hash: vec![2; 32], voucher: sample_voucher() },
+        ],
+    };
     for (request, violation) in [
         (long_invoice, RouteViolation::InvoiceTooLong(MAX_INVOICE_BYTES + 1)),
         (short_hash, RouteViolation::PaymentHashLength(31)),
@@ -458,6 +465,7 @@ fn every_bound_is_enforced_when_encoding_and_when_decoding() {
         (none, RouteViolation::ReplacementCount(0)),
         (too_many, RouteViolation::ReplacementCount(MAX_REPLACEMENTS_PER_REQUEST + 1)),
         (one_short_hash, RouteViolation::PaymentHashLength(31)),
+        (twice, RouteViolation::DuplicatePaymentHash(hex::encode([2; 32]))),
     ] {
         assert_eq!(route_rule(RouteRequest::from_cbor(&unchecked(&request))), violation);
         assert_eq!(encode_rule(request.to_cbor()), violation);
@@ -547,11 +555,13 @@ fn the_largest_legal_messages_fit_their_size_limits() {
     let amount = TokenAmount::from_atto(BigInt::from_bytes_be(Sign::Plus, &[0xff; 16]));
     let mut plain = SignedVoucher::new(Address::new_actor(b"x"), u64::MAX, u64::MAX, amount);
     plain.signature = Some(Signature::new_secp256k1(vec![0xaa; 65]));
-    let replacements =
-        vec![
-            RouteReplacement { payment_hash: vec![0xdd; PAYMENT_HASH_BYTES], voucher: plain };
-            MAX_REPLACEMENTS_PER_REQUEST
-        ];
+    // Each on its own payment hash: a request names a hash once.
+    let replacements = (0..MAX_REPLACEMENTS_PER_REQUEST)
+        .map(|i| RouteReplacement {
+            payment_hash: vec![0xd0 ^ i as u8; PAYMENT_HASH_BYTES],
+            voucher: plain.clone(),
+        })
+        .collect();
     let many = RouteRequest::ReplaceMany { replacements };
     assert!(fits::<RouteRequest>(&many.to_cbor().unwrap()));
     assert_eq!(read_request(many.to_cbor().unwrap()).unwrap(), many);

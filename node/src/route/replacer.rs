@@ -172,8 +172,22 @@ impl Replacer {
         }
     }
 
-    /// Sends `batch` to `peer` in one request and answers each replacement's waiter.
-    async fn send_batch(&self, peer: PeerId, mut batch: Vec<Queued>) {
+    /// Sends `batch` to `peer` in one request and answers each replacement's waiter. A
+    /// request names a payment hash once: a replacement queued again for a hash already in
+    /// the batch is sent alone, after it.
+    async fn send_batch(&self, peer: PeerId, batch: Vec<Queued>) {
+        let mut seen = std::collections::HashSet::new();
+        let (batch, again): (Vec<Queued>, Vec<Queued>) =
+            batch.into_iter().partition(|q| seen.insert(q.payment_hash.clone()));
+        self.send_together(peer, batch).await;
+        for q in again {
+            let sent = self.send_alone(peer, q.addrs, q.payment_hash, q.voucher).await;
+            let _ = q.reply.send(sent);
+        }
+    }
+
+    /// [`Self::send_batch`] of replacements on distinct payment hashes.
+    async fn send_together(&self, peer: PeerId, mut batch: Vec<Queued>) {
         if batch.len() == 1 {
             if let Some(q) = batch.pop() {
                 let sent = self.send_alone(peer, q.addrs, q.payment_hash, q.voucher).await;

@@ -361,9 +361,16 @@ impl RouteRequest {
                 if count == 0 || count > MAX_REPLACEMENTS_PER_REQUEST {
                     return Err(RuleViolation::Route(RouteViolation::ReplacementCount(count)));
                 }
-                match replacements.iter().find(|r| r.payment_hash.len() != PAYMENT_HASH_BYTES) {
-                    Some(r) => Err(RuleViolation::Route(RouteViolation::PaymentHashLength(
-                        r.payment_hash.len(),
+                if let Some(r) =
+                    replacements.iter().find(|r| r.payment_hash.len() != PAYMENT_HASH_BYTES)
+                {
+                    let length = r.payment_hash.len();
+                    return Err(RuleViolation::Route(RouteViolation::PaymentHashLength(length)));
+                }
+                let mut seen = std::collections::HashSet::with_capacity(count);
+                match replacements.iter().find(|r| !seen.insert(r.payment_hash.as_slice())) {
+                    Some(r) => Err(RuleViolation::Route(RouteViolation::DuplicatePaymentHash(
+                        hex::encode(&r.payment_hash),
                     ))),
                     None => Ok(()),
                 }

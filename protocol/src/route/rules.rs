@@ -49,6 +49,10 @@ pub enum RouteViolation {
     /// The replacement's payment hash is not [`PAYMENT_HASH_BYTES`] long.
     #[error("payment hash of {0} bytes; a blake2b-256 hash is {PAYMENT_HASH_BYTES}")]
     PaymentHashLength(usize),
+    /// A request of several replacements names one payment hash twice (its items are taken
+    /// as if each were sent alone, and a route is replaced once).
+    #[error("payment hash {0} appears twice among the replacements")]
+    DuplicatePaymentHash(String),
     /// The answer's secret is longer than [`MAX_SECRET_BYTES`].
     #[error("secret of {0} bytes exceeds the {MAX_SECRET_BYTES}-byte limit")]
     SecretTooLong(usize),
