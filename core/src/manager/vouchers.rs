@@ -620,17 +620,7 @@ impl PaymentChannelManager {
         };
         if let Some(top) = held.top(voucher.lane) {
             if top.nonce > voucher.nonce && voucher.amount <= top.amount {
-                // Only this channel's lane covers it: a voucher naming another channel is not.
-                if Some(voucher.channel_addr) != record.channel
-                    && Some(voucher.channel_addr) != record.id_address
-                {
-                    return Err(AddVoucherError::ForeignVoucher(self.describe(record)));
-                }
-                self.verify_payer_signature(record, voucher).await?;
-                return Ok(Assessment::Covered {
-                    lane_amount: top.amount.clone(),
-                    nonce: top.nonce,
-                });
+                return self.covered_by(record, voucher, top).await;
             }
         }
         let policy = &self.inner.config.intake;
@@ -765,6 +755,24 @@ impl PaymentChannelManager {
         }
     }
 
+    /// An older voucher that `top`, held on its lane, covers: answered covered once it names
+    /// this channel (another channel's lane covers nothing here) and carries the payer's
+    /// signature.
+    async fn covered_by(
+        &self,
+        record: &ChannelRecord,
+        voucher: &SignedVoucher,
+        top: &SignedVoucher,
+    ) -> Result<Assessment, AddVoucherError> {
+        if Some(voucher.channel_addr) != record.channel
+            && Some(voucher.channel_addr) != record.id_address
+        {
+            return Err(AddVoucherError::ForeignVoucher(self.describe(record)));
+        }
+        self.verify_payer_signature(record, voucher).await?;
+        Ok(Assessment::Covered { lane_amount: top.amount.clone(), nonce: top.nonce })
+    }
+
     /// Intake of a routed payment's replacement ([`Self::replacement_add`]): the lane's rule
     /// ([`replacement_rule`]), the actor's verdict on the voucher alone (its signature checked
     /// for real), the intake policy, and a landing before the channel settles. No plan: it
@@ -776,16 +784,11 @@ impl PaymentChannelManager {
         voucher: &SignedVoucher,
     ) -> Result<Assessment, AddVoucherError> {
         if let Some(top) = replacement_rule(held, voucher)? {
-            if Some(voucher.channel_addr) != record.channel
-                && Some(voucher.channel_addr) != record.id_address
-            {
-                return Err(AddVoucherError::ForeignVoucher(self.describe(record)));
-            }
-            self.verify_payer_signature(record, voucher).await?;
-            return Ok(Assessment::Covered { lane_amount: top.amount.clone(), nonce: top.nonce });
+            return self.covered_by(record, voucher, top).await;
         }
+        // `pending_lane_rule` needs no asking: `replacement_rule` took only the exact
+        // replacement of the lane's top, which is what it lets through.
         let view = self.chain_view(record).await?;
-        pending_lane_rule(held, voucher, &view)?;
         self.validate_on(&view, voucher, &[], false).await?;
         let policy = &self.inner.config.intake;
         policy.check(voucher, view.head).map_err(AddVoucherError::VoucherRefused)?;

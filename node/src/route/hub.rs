@@ -22,7 +22,6 @@ use paych_core::types::{Address, SignedVoucher, TokenAmount};
 use paych_protocol::RouteRequest;
 
 use super::caps::{CapRefusal, PendingRoute};
-use super::replacer::Sent;
 use super::{intake_refusal, internal, replaced_leg, Routes};
 use crate::metrics::RouteOutcome;
 
@@ -362,17 +361,7 @@ impl Routes {
             }
         };
         let hash = route.payment_hash.clone();
-        match self.inner.replacer.send(peer, addrs, hash, replacement).await {
-            Sent::Taken => true,
-            Sent::Refused { status, message } => {
-                tracing::warn!(%status, %message, "the payee refused the replacement");
-                false
-            }
-            Sent::Unreachable(e) => {
-                tracing::warn!(error = %e, "cannot send the replacement to the payee");
-                false
-            }
-        }
+        self.inner.replacer.send(peer, addrs, hash, replacement).await.taken_by("the payee")
     }
 
     /// The open outbound channel to `payee`, not settling.

@@ -23,7 +23,6 @@ use paych_core::types::{Address, ChainEpoch, TokenAmount};
 use paych_protocol::{RouteRequest, RouteStatus};
 
 use super::receipt::RouteReceipt;
-use super::replacer::Sent;
 use super::{Routes, MAX_CACHED_POLICIES, POLICY_REFRESH_SECS};
 use crate::metrics::RouteOutcome;
 use crate::network::NetworkError;
@@ -275,16 +274,9 @@ impl Routes {
         }
         if let Some(replacement) = replacement {
             let hash = route.payment_hash.clone();
-            match self.inner.replacer.send(peer, vec![addr], hash, replacement).await {
-                Sent::Taken => {}
-                Sent::Refused { status, message } => {
-                    tracing::warn!(%status, %message, "the hub refused the replacement");
-                    return false;
-                }
-                Sent::Unreachable(e) => {
-                    tracing::warn!(error = %e, "cannot send the replacement to the hub");
-                    return false;
-                }
+            let sent = self.inner.replacer.send(peer, vec![addr], hash, replacement).await;
+            if !sent.taken_by("the hub") {
+                return false;
             }
             if let Err(e) = manager.return_lane(&leg.channel, leg.lane).await {
                 tracing::warn!(error = %e, lane = leg.lane, "cannot return the lane");

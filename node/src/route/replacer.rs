@@ -49,6 +49,24 @@ pub enum Sent {
     Unreachable(String),
 }
 
+impl Sent {
+    /// Whether `receiver` (named in the log) took it; a refusal, or a failure to reach it,
+    /// is logged.
+    pub fn taken_by(self, receiver: &str) -> bool {
+        match self {
+            Sent::Taken => true,
+            Sent::Refused { status, message } => {
+                tracing::warn!(%status, %message, receiver, "the replacement was refused");
+                false
+            }
+            Sent::Unreachable(e) => {
+                tracing::warn!(error = %e, receiver, "cannot send the replacement");
+                false
+            }
+        }
+    }
+}
+
 /// One replacement waiting to be sent, and who waits for its answer.
 struct Queued {
     payment_hash: Vec<u8>,

@@ -32,9 +32,9 @@
 //!
 //! Every bound ([`MAX_INVOICE_BYTES`], [`PAYMENT_HASH_BYTES`], [`MAX_SECRET_BYTES`],
 //! [`MAX_POLICY_BYTES`], [`MAX_ROUTE_MESSAGE_BYTES`], [`MAX_REPLACEMENTS_PER_REQUEST`]) and
-//! every consistency rule (a refusal
-//! carries neither a secret nor a policy; an accepted answer carries at most one of them; a
-//! status code this version knows) is checked when encoding and when decoding.
+//! every consistency rule (a refusal carries neither a secret nor a policy; an accepted
+//! answer carries at most one of them; a status code this version knows; a request of several
+//! replacements names a payment hash once) is checked when encoding and when decoding.
 //!
 //! The secret is deliberately **not** checked to be 32 bytes here: a pre-image of any length
 //! up to [`MAX_SECRET_BYTES`] decodes, so that a wrong one (a 300-byte pre-image, say)
