@@ -1032,20 +1032,25 @@ fn closed_store_with(key: &[u8], value: &[u8]) -> (TempDir, std::path::PathBuf) 
     (dir, path)
 }
 
-/// Writes raw bytes under the store's key `key`, with the store closed.
-fn poke(path: &std::path::Path, key: &[u8], value: &[u8]) {
+/// The raw sled database of a closed store.
+fn raw_db(path: &std::path::Path) -> sled::Db {
     // sled lets go of a dropped database's lock from a background thread, a moment later.
     let mut attempts = 0;
-    let db = loop {
+    loop {
         match sled::open(path) {
-            Ok(db) => break db,
+            Ok(db) => return db,
             Err(_) if attempts < 200 => {
                 attempts += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => panic!("{e}"),
         }
-    };
+    }
+}
+
+/// Writes raw bytes under the store's key `key`, with the store closed.
+fn poke(path: &std::path::Path, key: &[u8], value: &[u8]) {
+    let db = raw_db(path);
     db.open_tree("paych-store").unwrap().insert(key, value).unwrap();
     db.flush().unwrap();
 }
@@ -1084,18 +1089,7 @@ fn store_of_another_format_is_refused() {
 
 /// The raw value under `key` of a closed store.
 fn peek(path: &std::path::Path, key: &[u8]) -> Option<Vec<u8>> {
-    let mut attempts = 0;
-    let db = loop {
-        match sled::open(path) {
-            Ok(db) => break db,
-            Err(_) if attempts < 200 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
-    db.open_tree("paych-store").unwrap().get(key).unwrap().map(|v| v.to_vec())
+    raw_db(path).open_tree("paych-store").unwrap().get(key).unwrap().map(|v| v.to_vec())
 }
 
 /// A store of the format before the journal (version 1, which never holds one) is opened,
@@ -1219,6 +1213,14 @@ const CRASH_ACKS: usize = 200;
 /// `acked <lane> <nonce>` after each [`Store::durable`], until the parent kills the process.
 #[test]
 fn crash_child_writes_vouchers_until_killed() {
+    write_until_killed(|lane, nonce| vec![Write::Voucher(voucher(CRASH_CHANNEL, lane, nonce))]);
+}
+
+/// In child mode (a no-op otherwise): on a store with [`CRASH_CHANNEL`], [`CRASH_WRITERS`]
+/// writers, one per lane, each apply `batch(lane, nonce)` for nonces 1, 2, … and print
+/// `acked <lane> <nonce>` after each [`Store::durable`], until the parent kills the process
+/// (or, the parent gone, printing fails and ends it).
+fn write_until_killed(batch: fn(u64, u64) -> Vec<Write>) {
     let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) else {
         return;
     };
@@ -1231,9 +1233,8 @@ fn crash_child_writes_vouchers_until_killed() {
         for lane in 0..CRASH_WRITERS {
             let store = Arc::clone(&store);
             writers.spawn(async move {
-                // Until killed; if the parent is gone, printing fails and ends the process.
                 for nonce in 1.. {
-                    apply_one(&*store, Write::Voucher(voucher(CRASH_CHANNEL, lane, nonce)));
+                    store.apply(batch(lane, nonce)).unwrap();
                     store.durable().await.unwrap();
                     println!("acked {lane} {nonce}");
                 }
@@ -1329,38 +1330,15 @@ fn lane_counter(lane: u64, nonce: u64) -> ReconcileRecord {
 }
 
 /// Child mode only (a no-op otherwise): writers apply batches of several keys — a voucher on
-/// their lane and a record counting the lane's vouchers — and print `acked <lane> <nonce>`
-/// after each [`Store::durable`], until the parent kills the process. Other writers' flushes
-/// land in the middle of a batch, so the kill can cut one.
+/// their lane and a record counting the lane's vouchers — until the parent kills the
+/// process. Other writers' flushes land in the middle of a batch, so the kill can cut one.
 #[test]
 fn crash_child_writes_batches_until_killed() {
-    let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) else {
-        return;
-    };
-    let runtime = paych_testkit::devnet::runtime();
-    runtime.block_on(async move {
-        let store = Arc::new(SledStore::open(dir).unwrap());
-        apply_one(&*store, Write::Channel(open(CRASH_CHANNEL)));
-        store.durable().await.unwrap();
-        let mut writers = JoinSet::new();
-        for lane in 0..CRASH_WRITERS {
-            let store = Arc::clone(&store);
-            writers.spawn(async move {
-                for nonce in 1.. {
-                    store
-                        .apply(vec![
-                            Write::Voucher(voucher(CRASH_CHANNEL, lane, nonce)),
-                            Write::Reconcile(lane_counter(lane, nonce)),
-                        ])
-                        .unwrap();
-                    store.durable().await.unwrap();
-                    println!("acked {lane} {nonce}");
-                }
-            });
-        }
-        while let Some(done) = writers.join_next().await {
-            done.unwrap();
-        }
+    write_until_killed(|lane, nonce| {
+        vec![
+            Write::Voucher(voucher(CRASH_CHANNEL, lane, nonce)),
+            Write::Reconcile(lane_counter(lane, nonce)),
+        ]
     });
 }
 

@@ -251,16 +251,28 @@ async fn the_hub_lands_the_payers_voucher_with_the_secret_when_the_replacement_n
     let route = t.hub.route(&invoice).unwrap();
     assert_eq!(route.state, RouteState::Fulfilled);
     assert_eq!(t.hub.routes.sweep().await, 0);
-    let submit_by = route.hub_deadline.unwrap() - params.submit_margin();
+    // The payer's lane holds the amount and the fee on chain, before its lock.
+    the_hub_lands_the_payers_voucher_at_its_deadline(&net, &t, &invoice).await;
+    assert!(head_of(&t.hub).await <= lock);
+}
+
+/// The chain mined up to the hub's deadline for landing the payer's voucher of `invoice`
+/// (less the submit margin): the sweep lands it with the secret, the route is Redeemed, and
+/// once mined the payer's channel pays the amount and the fee.
+async fn the_hub_lands_the_payers_voucher_at_its_deadline(
+    net: &Net,
+    t: &Triangle,
+    invoice: &paych_core::invoice::Invoice,
+) {
+    let route = t.hub.route(invoice).unwrap();
+    let submit_by = route.hub_deadline.unwrap() - test_params().submit_margin();
     let head = head_of(&t.hub).await;
     net.mine((submit_by - head).unsigned_abs());
     assert_eq!(t.hub.routes.sweep().await, 1);
-    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Redeemed);
-    // Mined: the payer's lane holds the amount and the fee on chain, before its lock.
+    assert_eq!(t.hub.route(invoice).unwrap().state, RouteState::Redeemed);
     net.mine(1);
     let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
     assert_eq!(on_chain.state.to_send, atto(1020));
-    assert!(head_of(&t.hub).await <= lock);
 }
 
 #[tokio::test]
@@ -269,7 +281,6 @@ async fn a_replacement_below_the_payers_conditional_voucher_is_refused_and_the_h
     let net = Net::manual();
     let t = triangle(&net).await;
     let invoice = t.invoice(atto(1000)).await;
-    let params = test_params();
     let vp = fulfilled_by_hand(&t, &invoice).await;
     // A "replacement" on the lane below the conditional voucher, which the lane's top covers:
     // it resolves nothing, and the hub pays the payee nothing more for it.
@@ -284,15 +295,7 @@ async fn a_replacement_below_the_payers_conditional_voucher_is_refused_and_the_h
     assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Fulfilled);
     assert_eq!(t.hub.node.m().pending_conditionals(&t.payer_channel).await.unwrap().len(), 1);
     // So the hub lands the payer's voucher with the secret by its deadline.
-    let route = t.hub.route(&invoice).unwrap();
-    let submit_by = route.hub_deadline.unwrap() - params.submit_margin();
-    let head = head_of(&t.hub).await;
-    net.mine((submit_by - head).unsigned_abs());
-    assert_eq!(t.hub.routes.sweep().await, 1);
-    assert_eq!(t.hub.route(&invoice).unwrap().state, RouteState::Redeemed);
-    net.mine(1);
-    let on_chain = t.hub.node.net.channel(&t.payer_channel).await.unwrap();
-    assert_eq!(on_chain.state.to_send, atto(1020));
+    the_hub_lands_the_payers_voucher_at_its_deadline(&net, &t, &invoice).await;
 }
 
 /// An offer by hand for `invoice`, fulfilled: the payer's conditional voucher.

@@ -18,7 +18,7 @@ use paych_node::inbound::InboundConfig;
 use paych_node::metrics::Metrics;
 use paych_node::network::NetworkConfig;
 use paych_node::route::replacer::{Replacer, Sent};
-use paych_protocol::{RouteRequest, RouteResponse, RouteStatus};
+use paych_protocol::{RouteReplacement, RouteRequest, RouteResponse, RouteStatus};
 use paych_testkit::deadline::{eventually, within};
 use paych_testkit::devnet::{Net, Node};
 use paych_testkit::node::{assert_refusals, host, metered_host, target};
@@ -193,60 +193,101 @@ async fn a_route_handler_that_panics_is_answered_internal_and_frees_its_slot() {
     }
 }
 
+/// A payer's [`Replacer`] sending to a hub whose route handler answers `answer`, each
+/// request held until the test releases it.
+struct Batching {
+    payer: Node,
+    replacer: Arc<Replacer>,
+    hub_peer: libp2p::PeerId,
+    hub_addrs: Vec<libp2p::Multiaddr>,
+    probe: paych_testkit::route::RouteProbe,
+    _hub_net: paych_node::network::NetworkClient,
+}
+
+impl Batching {
+    async fn start(net: &Net, answer: RouteAnswer) -> Self {
+        let [payer, hub] = net.nodes(0).await;
+        let (handler, probe) = ScriptedRoute::gated(answer);
+        let (_hub_net, hub_peer, hub_addrs) =
+            route_host(hub.m(), HostConfig::default(), handler).await;
+        let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
+        let replacer = Replacer::new(payer_net);
+        Batching { payer, replacer, hub_peer, hub_addrs, probe, _hub_net }
+    }
+
+    /// Sends, in the background, the replacement on `lane` of the route whose secret is
+    /// `route` repeated.
+    fn send(&self, lane: u64, route: u64) -> tokio::task::JoinHandle<Sent> {
+        let RouteRequest::Replace { payment_hash, voucher } =
+            replacement_of(&self.payer, lane, route)
+        else {
+            unreachable!("a replacement")
+        };
+        let (replacer, peer, addrs) =
+            (self.replacer.clone(), self.hub_peer, self.hub_addrs.clone());
+        tokio::spawn(async move { replacer.send(peer, addrs, payment_hash, voucher).await })
+    }
+
+    /// Sends the replacement on lane 0 (held at the hub), then `lanes` as (lane, route) while
+    /// it is out; releases the first, checks it taken, and answers what came next, which
+    /// must be one `ReplaceMany`, with the senders of `lanes`.
+    async fn batch_behind_a_first(
+        &mut self,
+        lanes: &[(u64, u64)],
+    ) -> (Vec<RouteReplacement>, Vec<tokio::task::JoinHandle<Sent>>) {
+        let first = self.send(0, 0);
+        let (_, seen) = self.probe.next().await;
+        assert!(matches!(seen, RouteRequest::Replace { ref voucher, .. } if voucher.lane == 0));
+        let rest: Vec<_> = lanes.iter().map(|&(lane, route)| self.send(lane, route)).collect();
+        let (replacer, peer) = (self.replacer.clone(), self.hub_peer);
+        eventually("the replacements waiting", || async { replacer.waiting(peer) == lanes.len() })
+            .await;
+        self.probe.release(1);
+        assert_eq!(within("the first replacement", first).await.ok(), Some(Sent::Taken));
+        let (_, seen) = self.probe.next().await;
+        let RouteRequest::ReplaceMany { replacements } = seen else {
+            panic!("the waiting replacements did not go together: {seen:?}")
+        };
+        (replacements, rest)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacements_made_while_one_is_out_go_together_and_a_refused_batch_goes_again_alone() {
     let net = Net::new();
-    let [payer, hub] = net.nodes(0).await;
     // Every batch is refused; alone, the replacement on lane 3 is refused and the others taken.
-    let (handler, mut probe) = ScriptedRoute::gated(Box::new(|_, request| match request {
-        RouteRequest::ReplaceMany { .. } => {
-            RouteResponse::refused(RouteStatus::BadReplacement, "replacement 3 of 4: no")
-        }
-        RouteRequest::Replace { voucher, .. } if voucher.lane == 3 => {
-            RouteResponse::refused(RouteStatus::BadReplacement, "no")
-        }
-        _ => RouteResponse::ok(),
-    }));
-    let (_hub_net, hub_peer, hub_addrs) = route_host(hub.m(), HostConfig::default(), handler).await;
-    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
-    let replacer = Replacer::new(payer_net.clone());
-    let send = |lane: u64| {
-        let (replacer, addrs) = (replacer.clone(), hub_addrs.clone());
-        let RouteRequest::Replace { payment_hash, voucher } = replacement(&payer, lane) else {
-            unreachable!("a replacement")
-        };
-        tokio::spawn(async move { replacer.send(hub_peer, addrs, payment_hash, voucher).await })
-    };
+    let mut b = Batching::start(
+        &net,
+        Box::new(|_, request| match request {
+            RouteRequest::ReplaceMany { .. } => {
+                RouteResponse::refused(RouteStatus::BadReplacement, "replacement 3 of 4: no")
+            }
+            RouteRequest::Replace { voucher, .. } if voucher.lane == 3 => {
+                RouteResponse::refused(RouteStatus::BadReplacement, "no")
+            }
+            _ => RouteResponse::ok(),
+        }),
+    )
+    .await;
 
-    // The first goes alone, at once, and is held at the hub.
-    let first = send(0);
-    let (_, seen) = probe.next().await;
-    assert!(matches!(seen, RouteRequest::Replace { ref voucher, .. } if voucher.lane == 0));
-    // Four more made meanwhile wait for it, then go together.
-    let rest: Vec<_> = (1..=4).map(send).collect();
-    eventually("four replacements waiting", || async { replacer.waiting(hub_peer) == 4 }).await;
-    probe.release(1);
-    assert_eq!(within("the first replacement", first).await.unwrap(), Sent::Taken);
-    let (_, seen) = probe.next().await;
-    let RouteRequest::ReplaceMany { replacements } = seen else {
-        panic!("the waiting replacements did not go together: {seen:?}")
-    };
-    // In the order they were queued, which is the order their spawned senders ran in.
+    // Four made while the first is out wait for it, then go together (in the order their
+    // spawned senders queued them).
+    let (replacements, rest) = b.batch_behind_a_first(&[(1, 1), (2, 2), (3, 3), (4, 4)]).await;
     let mut lanes: Vec<u64> = replacements.iter().map(|r| r.voucher.lane).collect();
     lanes.sort();
     assert_eq!(lanes, vec![1, 2, 3, 4]);
     // Refused together, they go again alone: each learns its own answer.
-    probe.release(1);
+    b.probe.release(1);
     let mut alone = Vec::new();
     for _ in 0..4 {
-        match probe.next().await.1 {
+        match b.probe.next().await.1 {
             RouteRequest::Replace { voucher, .. } => alone.push(voucher.lane),
             other => panic!("not sent alone: {other:?}"),
         }
     }
     alone.sort();
     assert_eq!(alone, vec![1, 2, 3, 4]);
-    probe.release(4);
+    b.probe.release(4);
     for (lane, sent) in (1..=4).zip(rest) {
         let sent = within("a replacement's answer", sent).await.unwrap();
         match lane {
@@ -262,46 +303,21 @@ async fn replacements_made_while_one_is_out_go_together_and_a_refused_batch_goes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replacement_queued_twice_goes_in_the_batch_once_and_again_alone() {
     let net = Net::new();
-    let [payer, hub] = net.nodes(0).await;
-    let (handler, mut probe) = ScriptedRoute::gated(answering_hub());
-    let (_hub_net, hub_peer, hub_addrs) = route_host(hub.m(), HostConfig::default(), handler).await;
-    let (payer_net, _, _) = host(payer.m(), HostConfig::default()).await;
-    let replacer = Replacer::new(payer_net.clone());
-    let send = |lane: u64, route: u64| {
-        let (replacer, addrs) = (replacer.clone(), hub_addrs.clone());
-        let RouteRequest::Replace { payment_hash, voucher } = replacement_of(&payer, lane, route)
-        else {
-            unreachable!("a replacement")
-        };
-        tokio::spawn(async move { replacer.send(hub_peer, addrs, payment_hash, voucher).await })
-    };
+    let mut b = Batching::start(&net, answering_hub()).await;
 
-    // The first goes alone and is held; meanwhile route 1's replacement is queued twice.
-    let first = send(0, 0);
-    probe.next().await;
-    let rest = [send(1, 1), send(2, 1), send(3, 3)];
-    eventually("three replacements waiting", || async { replacer.waiting(hub_peer) == 3 }).await;
-    probe.release(1);
-    assert_eq!(within("the first replacement", first).await.unwrap(), Sent::Taken);
-    let (_, seen) = probe.next().await;
-    let RouteRequest::ReplaceMany { replacements } = seen else {
-        panic!("the waiting replacements did not go together: {seen:?}")
-    };
+    // While the first is out, route 1's replacement is queued twice.
+    let (replacements, rest) = b.batch_behind_a_first(&[(1, 1), (2, 1), (3, 3)]).await;
     let hashes: std::collections::HashSet<_> =
         replacements.iter().map(|r| r.payment_hash.clone()).collect();
     assert_eq!((replacements.len(), hashes.len()), (2, 2), "a hash named twice in one request");
-    probe.release(1);
-    let (_, seen) = probe.next().await;
-    let RouteRequest::Replace { payment_hash, .. } = seen else {
+    b.probe.release(1);
+    let (_, seen) = b.probe.next().await;
+    let RouteRequest::Replace { payment_hash: hash, .. } = seen else {
         panic!("the second replacement of route 1 did not go alone: {seen:?}")
     };
-    assert_eq!(payment_hash, payment_hash_of(1));
-    probe.release(1);
+    assert_eq!(hash, payment_hash(&[1; 32]).to_vec());
+    b.probe.release(1);
     for sent in rest {
         assert_eq!(within("a replacement's answer", sent).await.unwrap(), Sent::Taken);
     }
-}
-
-fn payment_hash_of(route: u8) -> Vec<u8> {
-    payment_hash(&[route; 32]).to_vec()
 }
