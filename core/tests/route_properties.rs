@@ -62,7 +62,8 @@ enum Op {
     /// P and H try to expire their conditional vouchers of route `i`.
     Expire(usize),
     /// Party 1 (H) or 2 (R) is away for the next 1 to `G` epochs: neither its settler nor its
-    /// watchtower acts meanwhile.
+    /// watchtower acts meanwhile. A party already away comes back before it goes away again
+    /// (it acts at the epoch it comes back), so no absence outlasts its tolerated downtime.
     Away(usize, u64),
     /// P signs, outside its manager, a conditional voucher for route `i` on a lane of its
     /// own choosing whatever its channel covers, and offers it to H.
@@ -185,7 +186,11 @@ impl History {
             Op::Expire(i) => self.expire(i).await,
             Op::Away(party, epochs) => {
                 let away = ChainEpoch::try_from(epochs).unwrap();
-                self.back_at[party] = self.head().await + 1 + away;
+                let head = self.head().await;
+                // Back-to-back absences would add up to more than the tolerated downtime.
+                if head >= self.back_at[party] {
+                    self.back_at[party] = head + 1 + away;
+                }
             }
             Op::RogueOffer(i, lane) => self.rogue_offer(i, lane).await,
         }
