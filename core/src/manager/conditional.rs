@@ -773,12 +773,13 @@ impl PaymentChannelManager {
         Ok(())
     }
 
-    /// The secret of `hash`, if this node knows it: learned, or its own invoice's.
+    /// The secret of `hash`, if this node knows it: its own invoice's, or learned. (A payee
+    /// holds its invoices' secrets: looked up first, a payee's intake finds each in one read.)
     pub fn known_secret(&self, hash: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(record) = self.inner.store.secret(hash)? {
+        if let Some(record) = self.inner.store.invoice_secret(hash)? {
             return Ok(Some(record.secret));
         }
-        Ok(self.inner.store.invoice_secret(hash)?.map(|r| r.secret))
+        Ok(self.inner.store.secret(hash)?.map(|r| r.secret))
     }
 
     /// The secrets known for the vouchers' hashes, for the redemption model.

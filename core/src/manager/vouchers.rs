@@ -625,7 +625,10 @@ impl PaymentChannelManager {
         }
         let policy = &self.inner.config.intake;
         let view = self.chain_view(record).await?;
-        let secrets = self.known_secrets(held.live_conditionals().chain([voucher]))?;
+        // The voucher's own secret decides its checks and whether any plan runs; the held
+        // vouchers' are looked up only for a plan (a hub holding a conditional voucher for
+        // its secret runs none).
+        let secrets = self.known_secrets(std::iter::once(voucher))?;
         match terms {
             // The routed payment's checks, the actor's verdict among them.
             Some(terms) => {
@@ -639,7 +642,7 @@ impl PaymentChannelManager {
                 policy.check(voucher, view.head).map_err(AddVoucherError::VoucherRefused)?;
             }
         }
-        let situation = self.intake_situation(record, &view, held, voucher, secrets);
+        let mut situation = self.intake_situation(record, &view, held, voucher, secrets);
         if let Some(why) = situation.unredeemable(voucher) {
             // A conditional voucher is held without its secret, or with a lock nearer than the
             // landing margin (the route's own margin was checked): held, and credited only
@@ -664,6 +667,7 @@ impl PaymentChannelManager {
             // nothing to any plan now, so no plan is run and nothing is credited.
             return Ok(Assessment::Hold);
         }
+        situation.secrets.extend(self.known_secrets(held.live_conditionals())?);
         let levelled = self.levels_credit(held, voucher);
         // What the vouchers held are worth now. It moves only with the chain: up when the
         // balance grows, down when this node redeems a combined voucher carrying the discount
