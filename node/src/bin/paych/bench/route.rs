@@ -19,6 +19,19 @@
 //! of each ratio alike. A payment the hub refuses is paid again with a fresh invoice and
 //! counted. Targets: routed payments per second ≥ 0.3 × direct, routed p50 ≤ 4 × direct; the
 //! ratios are printed, never assumed.
+//!
+//! Each round also measures the raw work both kinds of payment are made of, as `paych bench`
+//! does: bare secp256k1 signs and recoveries on one thread, and pipelined request-response
+//! round trips over the same transport stack. From them, each kind's ceiling — the rate at
+//! which its unavoidable work could go back to back — and the ratio of the two:
+//! - direct: one signature, one recovery, one exchange:
+//!   `1 / (1/sign + 1/recover + 1/raw_rr)`;
+//! - routed: [`ROUTED_SIGNS`] signatures (the payer's conditional voucher and its replacement,
+//!   the hub's two), [`ROUTED_RECOVERIES`] recoveries (the invoice at the payer and at the
+//!   hub, each conditional voucher and each replacement at its receiver) and
+//!   [`ROUTED_EXCHANGES`] exchanges (the offer and its forward; the secret rides their
+//!   answers, and the replacements go in batches, not counted):
+//!   `1 / (4/sign + 6/recover + 2/raw_rr)`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use paych_core::chain::devnet::{Devnet, DevnetConfig};
+use paych_core::crypto;
 use paych_core::invoice::{issue, unix_now, Hub, InvoiceTerms};
 use paych_core::manager::ManagerConfig;
 use paych_core::types::ChainEpoch;
@@ -38,8 +52,8 @@ use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
-    create, micros, party, pay_once, percentile, rate, share, start_host, BenchArgs, Party,
-    Pipeline, Target, ROUNDS, STEP_TIMEOUT, UNIT,
+    create, micros, party, pay_once, percentile, rate, share, start_host, BenchArgs, Echo, Party,
+    Pipeline, Sizes, Target, ROUNDS, STEP_TIMEOUT, UNIT,
 };
 
 /// How long the bench's invoices stay payable, seconds.
@@ -56,6 +70,45 @@ const WARM_UP: usize = 5;
 const TARGET_RATE_VS_DIRECT: f64 = 0.3;
 /// The targets: routed p50 latency against direct, at most.
 const TARGET_P50_VS_DIRECT: f64 = 4.0;
+/// Signatures a routed payment needs: the payer's conditional voucher and its replacement,
+/// the hub's two (the payee's invoice is signed before the payment).
+const ROUTED_SIGNS: f64 = 4.0;
+/// Recoveries a routed payment needs: the invoice at the payer and at the hub, each
+/// conditional voucher and each replacement at its receiver.
+const ROUTED_RECOVERIES: f64 = 6.0;
+/// Request-response exchanges a routed payment needs: the offer and its forward.
+const ROUTED_EXCHANGES: f64 = 2.0;
+
+/// The raw work measured beside the payments in the same run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawWork {
+    /// Bare secp256k1 signs per second, one thread.
+    pub sign_per_sec: f64,
+    /// Bare secp256k1 recoveries per second, one thread.
+    pub recover_per_sec: f64,
+    /// Pipelined request-response round trips per second.
+    pub rr_per_sec: f64,
+}
+
+impl RawWork {
+    /// Payments per second if a payment cost only `signs` signatures, `recoveries`
+    /// recoveries and `exchanges` round trips, back to back.
+    fn ceiling(&self, signs: f64, recoveries: f64, exchanges: f64) -> f64 {
+        let per = |n: f64, rate: f64| n / rate.max(1e-9);
+        let cost = per(signs, self.sign_per_sec)
+            + per(recoveries, self.recover_per_sec)
+            + per(exchanges, self.rr_per_sec);
+        1.0 / cost.max(1e-12)
+    }
+
+    fn direct_ceiling(&self) -> f64 {
+        self.ceiling(1.0, 1.0, 1.0)
+    }
+
+    fn routed_ceiling(&self) -> f64 {
+        self.ceiling(ROUTED_SIGNS, ROUTED_RECOVERIES, ROUTED_EXCHANGES)
+    }
+}
 
 /// What one `--route` run measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +125,7 @@ pub struct RouteReport {
     fee_atto: String,
     refusals: usize,
     last_refusal: String,
+    raw: RawWork,
 }
 
 impl RouteReport {
@@ -102,7 +156,21 @@ impl RouteReport {
             "fee_atto": self.fee_atto,
             "hub_refusals": self.refusals,
             "last_hub_refusal": self.last_refusal,
+            "raw_sign_per_sec": self.raw.sign_per_sec,
+            "raw_recover_per_sec": self.raw.recover_per_sec,
+            "raw_rr_per_sec": self.raw.rr_per_sec,
+            "direct_ceiling_per_sec": self.raw.direct_ceiling(),
+            "routed_ceiling_per_sec": self.raw.routed_ceiling(),
+            "direct_vs_ceiling": self.direct_payments_per_sec / self.raw.direct_ceiling(),
+            "routed_vs_ceiling": self.routed_payments_per_sec / self.raw.routed_ceiling(),
+            "routed_vs_direct_ceilings": self.ceilings_ratio(),
         })
+    }
+
+    /// What the routed payments per second would be against direct if both ran at their
+    /// ceilings.
+    fn ceilings_ratio(&self) -> f64 {
+        self.raw.routed_ceiling() / self.raw.direct_ceiling()
     }
 
     /// The report as people read it.
@@ -122,7 +190,12 @@ impl RouteReport {
              direct: a voucher on the payer's own channel to the payee\n\
              \n\
              routed / direct payments per second = {:.2} (target >= {TARGET_RATE_VS_DIRECT}: {})\n\
-             routed / direct p50 latency = {:.2} (target <= {TARGET_P50_VS_DIRECT}: {})\n",
+             routed / direct p50 latency = {:.2} (target <= {TARGET_P50_VS_DIRECT}: {})\n\
+             \n\
+             raw, same run: sign {:.0}/s, recover {:.0}/s (one thread), request-response {:.0}/s\n\
+             direct ceiling = 1 / (1/sign + 1/recover + 1/raw_rr) = {:.0}/s; direct / ceiling = {:.2}\n\
+             routed ceiling = 1 / (4/sign + 6/recover + 2/raw_rr) = {:.0}/s; routed / ceiling = {:.2}\n\
+             routed / direct at their ceilings = {:.2}\n",
             self.payments,
             self.in_flight,
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -150,6 +223,14 @@ impl RouteReport {
             verdict(rate >= TARGET_RATE_VS_DIRECT),
             p50,
             verdict(p50 <= TARGET_P50_VS_DIRECT),
+            self.raw.sign_per_sec,
+            self.raw.recover_per_sec,
+            self.raw.rr_per_sec,
+            self.raw.direct_ceiling(),
+            self.direct_payments_per_sec / self.raw.direct_ceiling(),
+            self.raw.routed_ceiling(),
+            self.routed_payments_per_sec / self.raw.routed_ceiling(),
+            self.ceilings_ratio(),
         )
     }
 }
@@ -463,6 +544,9 @@ struct Measured {
     /// Issuing the pipelined rounds' invoices, one after the other.
     issuing: Duration,
     fee: Option<TokenAmount>,
+    signing: Duration,
+    recovering: Duration,
+    echoing: Duration,
 }
 
 /// Runs `paych bench --route` in `dir`.
@@ -477,6 +561,12 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport
         triangle.await_replacements().await?;
         triangle.pay_direct().await?;
     }
+    // The raw request-response answers with a voucher the payee accepted, as `paych bench`'s.
+    let manager = &triangle.payer.party.manager;
+    let voucher = manager.voucher_list(&triangle.direct.0)?.pop().context("no direct voucher")?;
+    let echo = Echo::start(&voucher).await?;
+    let key = crypto::generate_secret_key().map_err(|e| anyhow!("cannot draw a key: {e}"))?;
+    let crypto_per_round = Sizes::of(args).crypto_per_round;
     for round in 0..ROUNDS {
         let per_round = share(samples, round);
         for _ in 0..per_round {
@@ -508,7 +598,17 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport
         shared.check_replaced(&refused).await?;
         triangle =
             Arc::try_unwrap(shared).map_err(|_| anyhow!("a routed payment outlived its round"))?;
+        let (sign, recover) = tokio::task::spawn_blocking(move || {
+            paych_node::limits::crypto_times(&key, crypto_per_round)
+        })
+        .await??;
+        measured.signing += sign;
+        measured.recovering += recover;
+        let start = Instant::now();
+        echo.pipelined(&voucher, per_round, in_flight).await?;
+        measured.echoing += start.elapsed();
     }
+    echo.stop();
     triangle.await_replacements().await?;
     triangle.check_replaced(&refused).await?;
     triangle.stop().await?;
@@ -527,6 +627,11 @@ pub async fn measure(args: &BenchArgs, dir: &Path) -> anyhow::Result<RouteReport
         fee_atto: measured.fee.map(|f| f.atto().to_string()).unwrap_or_default(),
         refusals: refused.count(),
         last_refusal: refused.last(),
+        raw: RawWork {
+            sign_per_sec: rate(crypto_per_round * ROUNDS, measured.signing),
+            recover_per_sec: rate(crypto_per_round * ROUNDS, measured.recovering),
+            rr_per_sec: rate(samples, measured.echoing),
+        },
     })
 }
 
@@ -549,8 +654,18 @@ mod tests {
             fee_atto: "1".into(),
             refusals: 0,
             last_refusal: String::new(),
+            raw: RawWork {
+                sign_per_sec: 40_000.0,
+                recover_per_sec: 30_000.0,
+                rr_per_sec: 20_000.0,
+            },
         };
         assert!((report.rate_vs_direct() - 0.3).abs() < 1e-9);
+        // 1 / (1/40k + 1/30k + 1/20k) = 9 231/s; 1 / (4/40k + 6/30k + 2/20k) = 2 500/s.
+        assert!((report.raw.direct_ceiling() - 120_000.0 / 13.0).abs() < 1e-6);
+        assert!((report.raw.routed_ceiling() - 2_500.0).abs() < 1e-6);
+        assert!((report.ceilings_ratio() - 2_500.0 * 13.0 / 120_000.0).abs() < 1e-9);
+        assert!(report.table().contains("routed / direct at their ceilings = 0.27"));
         assert!((report.p50_vs_direct() - 3.0).abs() < 1e-9);
         let json = report.json();
         assert_eq!(json["route"], true);
