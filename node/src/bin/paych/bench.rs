@@ -120,9 +120,12 @@ struct Report {
 
 impl Report {
     fn ceiling(&self) -> f64 {
-        1.0 / (1.0 / self.raw_sign_per_sec
-            + 1.0 / self.raw_recover_per_sec
-            + 1.0 / self.raw_rr_per_sec)
+        let raw = route::RawWork {
+            sign_per_sec: self.raw_sign_per_sec,
+            recover_per_sec: self.raw_recover_per_sec,
+            rr_per_sec: self.raw_rr_per_sec,
+        };
+        raw.direct_ceiling()
     }
 
     fn rtt_floor_us(&self) -> f64 {
