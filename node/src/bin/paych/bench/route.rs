@@ -5,8 +5,9 @@
 //!
 //! A routed payment is the payee's invoice paid through the hub (the payer's
 //! `Routes::pay_invoice`): a conditional voucher to the hub, one from the hub to the payee,
-//! the payee's secret back, then both replaced by unconditional vouchers — about three
-//! direct exchanges. Its latency is from the call until the receipt. In both measures the
+//! the payee's secret back, then both replaced by unconditional vouchers — two exchanges,
+//! but ten signature operations against a direct payment's two (see the ceilings below). Its
+//! latency is from the call until the receipt. In both measures the
 //! invoice is issued before the payment is timed, as a payee hands it out before it is paid
 //! (a direct payment likewise starts from the payee's channel, made before); issuing them is
 //! timed on its own and reported as invoices per second. A direct payment is a voucher on the
